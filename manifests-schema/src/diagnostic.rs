@@ -35,7 +35,15 @@ impl fmt::Display for Severity {
 impl fmt::Display for Diagnostic {
     /// `error at 3:14 /resources/cpu: <message>`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pointer = if self.pointer.is_empty() { "(document)" } else { &self.pointer };
-        write!(f, "{} at {}:{} {}: {}", self.severity, self.line, self.column, pointer, self.message)
+        let pointer = if self.pointer.is_empty() {
+            "(document)"
+        } else {
+            &self.pointer
+        };
+        write!(
+            f,
+            "{} at {}:{} {}: {}",
+            self.severity, self.line, self.column, pointer, self.message
+        )
     }
 }

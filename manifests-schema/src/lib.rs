@@ -5,14 +5,27 @@
 //! [`Diagnostic`]s, so the packager (offline) and the platform (on upload) give the same verdict.
 
 mod diagnostic;
+mod explain;
+mod findings;
+mod locate;
 mod model;
+mod normalize;
+mod placeholder;
+mod quantity;
+mod resolve;
+mod resources;
+mod schema;
+mod semantic;
 mod validate;
+mod webapp;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::{
     BillingMode, Cpu, Extension, Isolation, Manifest, Memory, Probe, ProbeHandler, Provider,
     Resources, Scale, SettingOption,
 };
+pub use quantity::{QuantityError, parse_cpu, parse_memory};
+pub use resources::{MIN_CPU_LIMIT_MILLICORES, MIN_MEMORY_LIMIT_BYTES};
 pub use validate::{Rejected, Validated, validate};
 
 /// The JSON Schema (draft 2020-12) of `cumulocity.json`, as shipped in `cumulocity.schema.json`.

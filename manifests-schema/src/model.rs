@@ -1,7 +1,7 @@
 //! The typed, defaults-resolved manifest. Produced only by [`crate::validate`], so every value
 //! here has passed the schema and the semantic checks.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A validated microservice manifest with every default filled in.
@@ -49,24 +49,27 @@ pub struct Provider {
     pub support: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BillingMode {
+    #[default]
     Resources,
     Subscription,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Isolation {
+    #[default]
     MultiTenant,
     PerTenant,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Scale {
     Auto,
+    #[default]
     None,
 }
 
@@ -151,13 +154,27 @@ pub enum ProbeHandler {
         port: u16,
         /// `HTTP` or `HTTPS`.
         scheme: String,
-        /// `(name, value)` pairs, in order.
+        /// `(name, value)` pairs, in order; serialized as `[{"name": ..., "value": ...}]`.
+        #[serde(serialize_with = "serialize_headers")]
         headers: Vec<(String, String)>,
     },
 }
 
+/// Writes headers in the manifest's shape, a list of `{name, value}` objects.
+fn serialize_headers<S: serde::Serializer>(
+    headers: &[(String, String)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(headers.len()))?;
+    for (name, value) in headers {
+        seq.serialize_element(&serde_json::json!({ "name": name, "value": value }))?;
+    }
+    seq.end()
+}
+
 /// One entry of `extensions`: a `type` plus free-form configuration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Extension {
     #[serde(rename = "type")]
     pub kind: String,
@@ -166,10 +183,16 @@ pub struct Extension {
 }
 
 impl Manifest {
+    /// `replicas` when not given.
+    pub const DEFAULT_REPLICAS: u8 = 1;
+
     /// The API version as a number: `"2"` and `"v2"` give 2; anything not matching
     /// `^v?[1-9][0-9]*$` is treated as 2, as the contract says.
     pub fn api_version_number(&self) -> u32 {
-        let digits = self.api_version.strip_prefix('v').unwrap_or(&self.api_version);
+        let digits = self
+            .api_version
+            .strip_prefix('v')
+            .unwrap_or(&self.api_version);
         match digits.parse::<u32>() {
             Ok(n) if n >= 1 && !digits.starts_with('0') => n,
             _ => 2,
@@ -194,4 +217,52 @@ impl Manifest {
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("manifest serializes to JSON")
     }
+}
+
+impl Resources {
+    /// Limits when the manifest gives none: 0.5 CPU, 512M.
+    pub fn default_limits() -> Resources {
+        Resources {
+            cpu: Cpu {
+                text: "0.5".to_owned(),
+                millicores: 500,
+            },
+            memory: Memory {
+                text: "512M".to_owned(),
+                bytes: 512_000_000,
+            },
+        }
+    }
+
+    /// Requests when the manifest gives none: 250m, 256M (lowered to the limits if above them).
+    pub fn default_requests() -> Resources {
+        Resources {
+            cpu: Cpu {
+                text: "250m".to_owned(),
+                millicores: 250,
+            },
+            memory: Memory {
+                text: "256M".to_owned(),
+                bytes: 256_000_000,
+            },
+        }
+    }
+}
+
+impl Probe {
+    pub const DEFAULT_INITIAL_DELAY_SECONDS: u32 = 0;
+    pub const DEFAULT_PERIOD_SECONDS: u32 = 10;
+    pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
+    pub const DEFAULT_TIMEOUT_SECONDS: u32 = 1;
+    pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
+    /// Port of `httpGet` and `tcpSocket` when not given.
+    pub const DEFAULT_PORT: u16 = 80;
+    /// Scheme of `httpGet` when not given.
+    pub const DEFAULT_SCHEME: &str = "HTTP";
+}
+
+impl SettingOption {
+    pub const DEFAULT_EDITABLE: bool = false;
+    pub const DEFAULT_OVERWRITE_ON_UPDATE: bool = true;
+    pub const DEFAULT_INHERIT_FROM_OWNER: bool = true;
 }

@@ -1,7 +1,14 @@
-//! Validation: JSON Schema first, then the checks a schema cannot express.
-//! (Skeleton: the validator work fills this in.)
+//! Validation: parse, recognise web-app manifests, normalise tolerated spellings, find Maven
+//! placeholders, apply the JSON Schema, then the checks a schema cannot express.
 
-use crate::{Diagnostic, Manifest};
+use serde_json::Value;
+
+use crate::findings::Findings;
+use crate::locate::SourceMap;
+use crate::{
+    Diagnostic, Manifest, explain, normalize, placeholder, resolve, resources, schema, semantic,
+    webapp,
+};
 
 /// A manifest that passed: the typed manifest and any warnings (unknown keys, deprecated values).
 #[derive(Debug, Clone)]
@@ -26,6 +33,92 @@ fn first_error(diagnostics: &[Diagnostic]) -> String {
 }
 
 /// Parses and validates manifest text.
-pub fn validate(_source: &str) -> Result<Validated, Rejected> {
-    unimplemented!("filled in by the manifests-schema work")
+///
+/// Every diagnostic is positioned at the value its pointer names (for a missing property: the
+/// enclosing object). Warnings never reject; any error does.
+pub fn validate(source: &str) -> Result<Validated, Rejected> {
+    // Editors on Windows may save a byte-order mark; positions are counted after it.
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let mut manifest = match serde_json::from_str::<Value>(source) {
+        Ok(Value::Object(manifest)) => manifest,
+        Ok(other) => {
+            let mut findings = Findings::new(SourceMap::new(source));
+            findings.error(
+                "",
+                format!(
+                    "the manifest must be a JSON object, got {}",
+                    explain::show(&other)
+                ),
+            );
+            return Err(Rejected {
+                diagnostics: findings.into_sorted(),
+            });
+        }
+        Err(error) => return Err(syntax_error(source, &error)),
+    };
+    let mut findings = Findings::new(SourceMap::new(source));
+    if let Some(message) = webapp::web_app_message(&manifest) {
+        findings.error("", message);
+        return Err(Rejected {
+            diagnostics: findings.into_sorted(),
+        });
+    }
+
+    normalize::normalize(&mut manifest, &mut findings);
+    let empty = serde_json::Map::new();
+    let instance = Value::Object(manifest);
+    placeholder::report_placeholders(&instance, &mut String::new(), &mut findings);
+    for error in schema::VALIDATOR.iter_errors(&instance) {
+        explain::report(&error, &mut findings);
+    }
+    schema::warn_unknown_keys(&instance, &mut findings);
+    let manifest = instance.as_object().unwrap_or(&empty);
+    semantic::check(manifest, &mut findings);
+    let resolved_resources = resources::resolve_resources(manifest, &mut findings);
+
+    if findings.has_errors() {
+        return Err(Rejected {
+            diagnostics: findings.into_sorted(),
+        });
+    }
+    let built = resolved_resources
+        .ok_or_else(|| "resources could not be resolved".to_owned())
+        .and_then(|resources| resolve::resolve(instance, resources));
+    match built {
+        Ok(manifest) => Ok(Validated {
+            manifest,
+            warnings: findings.into_sorted(),
+        }),
+        Err(reason) => {
+            findings.error("", format!("internal error: the manifest passed the schema but could not be read ({reason}); please report this"));
+            Err(Rejected {
+                diagnostics: findings.into_sorted(),
+            })
+        }
+    }
+}
+
+/// A JSON syntax error as one diagnostic at serde_json's position.
+fn syntax_error(source: &str, error: &serde_json::Error) -> Rejected {
+    let map = SourceMap::lines_only(source);
+    let (line, column) = map.line_byte_column(error.line(), error.column());
+    let text = error.to_string();
+    // serde_json appends " at line L column C", which the diagnostic already carries.
+    let reason = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(reason, _)| reason);
+    let hint = if error.is_eof() {
+        "the file ends too early: close every `{`, `[` and `\"`"
+    } else {
+        "fix the JSON syntax (a missing comma or quote, a trailing comma, or a comment, which JSON does not allow)"
+    };
+    let mut findings = Findings::new(map);
+    findings.push_at(
+        line,
+        column,
+        format!("the manifest is not valid JSON: {reason}; {hint}"),
+    );
+    Rejected {
+        diagnostics: findings.into_sorted(),
+    }
 }

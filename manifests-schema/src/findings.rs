@@ -1,0 +1,146 @@
+//! Collects diagnostics while validating, placing each at its value's line/column.
+
+use crate::locate::SourceMap;
+use crate::{Diagnostic, Severity};
+
+/// The key the OAS uses for `requestedResources`; read as an alias (see `normalize`).
+pub(crate) const OAS_REQUESTED_RESOURCES: &str = "requestResources";
+
+/// Diagnostics found so far, with the source map that positions them.
+#[derive(Debug)]
+pub(crate) struct Findings<'a> {
+    map: SourceMap<'a>,
+    diagnostics: Vec<Diagnostic>,
+    /// Set when `requestResources` was read as `requestedResources`: pointers into the
+    /// renamed value are reported with the spelling the source text uses.
+    pub(crate) requested_resources_alias: bool,
+}
+
+impl<'a> Findings<'a> {
+    pub(crate) fn new(map: SourceMap<'a>) -> Self {
+        Findings {
+            map,
+            diagnostics: Vec::new(),
+            requested_resources_alias: false,
+        }
+    }
+
+    pub(crate) fn error(&mut self, pointer: &str, message: impl Into<String>) {
+        self.push(pointer, Severity::Error, message.into());
+    }
+
+    pub(crate) fn warning(&mut self, pointer: &str, message: impl Into<String>) {
+        self.push(pointer, Severity::Warning, message.into());
+    }
+
+    /// Adds a diagnostic whose position is already known (JSON syntax errors).
+    pub(crate) fn push_at(&mut self, line: usize, column: usize, message: String) {
+        self.diagnostics.push(Diagnostic {
+            pointer: String::new(),
+            line,
+            column,
+            severity: Severity::Error,
+            message,
+        });
+    }
+
+    fn push(&mut self, pointer: &str, severity: Severity, message: String) {
+        let pointer = self.source_pointer(pointer);
+        let (line, column) = self.map.position(&pointer);
+        let diagnostic = Diagnostic {
+            pointer,
+            line,
+            column,
+            severity,
+            message,
+        };
+        if !self.diagnostics.contains(&diagnostic) {
+            self.diagnostics.push(diagnostic);
+        }
+    }
+
+    /// Whether an error was already reported at exactly `pointer`.
+    pub(crate) fn has_error_at(&self, pointer: &str) -> bool {
+        let pointer = self.source_pointer(pointer);
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error && d.pointer == pointer)
+    }
+
+    /// Whether anything (error or warning) was already reported at exactly `pointer`.
+    pub(crate) fn has_any_at(&self, pointer: &str) -> bool {
+        let pointer = self.source_pointer(pointer);
+        self.diagnostics.iter().any(|d| d.pointer == pointer)
+    }
+
+    pub(crate) fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+
+    /// All diagnostics in source order (then errors before warnings at the same place).
+    pub(crate) fn into_sorted(mut self) -> Vec<Diagnostic> {
+        self.diagnostics.sort_by(|a, b| {
+            (a.line, a.column, b.severity, &a.pointer)
+                .cmp(&(b.line, b.column, a.severity, &b.pointer))
+        });
+        self.diagnostics
+    }
+
+    fn source_pointer(&self, pointer: &str) -> String {
+        match pointer.strip_prefix("/requestedResources") {
+            Some(rest)
+                if self.requested_resources_alias && (rest.is_empty() || rest.starts_with('/')) =>
+            {
+                format!("/{OAS_REQUESTED_RESOURCES}{rest}")
+            }
+            _ => pointer.to_owned(),
+        }
+    }
+}
+
+/// How a pointer is named in messages: `/resources/cpu` is `resources.cpu`,
+/// `/settings/0/key` is `settings[0].key`.
+pub(crate) fn field_label(pointer: &str) -> String {
+    let mut label = String::new();
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        if !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) {
+            label.push_str(&format!("[{token}]"));
+        } else {
+            if !label.is_empty() {
+                label.push('.');
+            }
+            label.push_str(&token);
+        }
+    }
+    if label.is_empty() {
+        "the manifest".to_owned()
+    } else {
+        label
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        let cases = [
+            ("", "the manifest"),
+            ("/version", "version"),
+            ("/resources/cpu", "resources.cpu"),
+            ("/settings/0/key", "settings[0].key"),
+            (
+                "/livenessProbe/httpGet/headers/1/name",
+                "livenessProbe.httpGet.headers[1].name",
+            ),
+            ("/a~1b", "a/b"),
+        ];
+        for (pointer, expected) in cases {
+            assert_eq!(field_label(pointer), expected);
+        }
+    }
+}
