@@ -15,7 +15,10 @@ const UNREMARKABLE_MAXIMUM: f64 = 1_000_000.0;
 /// (e.g. a Maven placeholder).
 pub(crate) fn report(error: &ValidationError<'_>, findings: &mut Findings) {
     let pointer = error.instance_path().as_str().to_owned();
-    if findings.has_error_at(&pointer) {
+    // A more specific finding (a Maven placeholder) replaces the schema's complaint about the
+    // same value; missing properties are reported on their object and always kept.
+    let is_missing_property = matches!(error.kind(), ValidationErrorKind::Required { .. });
+    if !is_missing_property && findings.has_error_at(&pointer) {
         return;
     }
     let label = field_label(&pointer);

@@ -7,7 +7,9 @@ use crate::findings::Findings;
 /// Warns about a deprecated (`1`) or unrecognised `apiVersion` and about provided roles the UI
 /// will not show.
 pub(crate) fn check(manifest: &Map<String, Value>, findings: &mut Findings) {
-    if let Some(Value::String(api_version)) = manifest.get("apiVersion") {
+    if let Some(Value::String(api_version)) = manifest.get("apiVersion")
+        && !findings.has_error_at("/apiVersion")
+    {
         check_api_version(api_version, findings);
     }
     if let Some(Value::Array(roles)) = manifest.get("roles") {
