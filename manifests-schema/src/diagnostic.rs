@@ -14,9 +14,10 @@ pub enum Severity {
 pub struct Diagnostic {
     /// JSON Pointer (RFC 6901) of the offending value, `""` for the whole document.
     pub pointer: String,
-    /// 1-based line of the offending value in the source text.
+    /// 1-based line of the offending VALUE (not its key) in the source text. A missing
+    /// property is placed at its enclosing object; a JSON syntax error where the parser stopped.
     pub line: usize,
-    /// 1-based column (in characters) of the offending value in the source text.
+    /// 1-based column (in characters, a tab counts as one) of the offending value.
     pub column: usize,
     pub severity: Severity,
     /// What is wrong and how to fix it, in one sentence.

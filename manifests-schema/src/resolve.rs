@@ -97,9 +97,14 @@ struct RawHeader {
 /// Builds the typed manifest. `manifest` has passed the schema, so a failure here means the
 /// schema and these types disagree; it is returned as a message rather than a panic.
 pub(crate) fn resolve(
-    manifest: Value,
+    mut manifest: Value,
     (resources, requested_resources): (Resources, Resources),
 ) -> Result<Manifest, String> {
+    for field in ["replicas", "livenessProbe", "readinessProbe"] {
+        if let Some(value) = manifest.get_mut(field) {
+            integral_floats_to_integers(value);
+        }
+    }
     let raw: RawManifest = serde_json::from_value(manifest).map_err(|e| e.to_string())?;
     let liveness_probe = raw.liveness_probe.map(probe).transpose()?;
     let readiness_probe = raw.readiness_probe.map(probe).transpose()?;
@@ -191,4 +196,23 @@ fn probe(raw: RawProbe) -> Result<Probe, String> {
             .failure_threshold
             .unwrap_or(Probe::DEFAULT_FAILURE_THRESHOLD),
     })
+}
+
+/// JSON Schema counts `2.0` as an integer but serde does not, so the integer fields' integral
+/// floats become integers before deserializing.
+fn integral_floats_to_integers(value: &mut Value) {
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && (0.0..=f64::from(u32::MAX)).contains(&float)
+            {
+                // Exact: an integral value within u32 range.
+                *value = Value::from(float as u64);
+            }
+        }
+        Value::Object(object) => object.values_mut().for_each(integral_floats_to_integers),
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }

@@ -50,36 +50,33 @@ pub fn validate(source: &str) -> Result<Validated, Rejected> {
                     explain::show(&other)
                 ),
             );
-            return Err(Rejected {
-                diagnostics: findings.into_sorted(),
-            });
+            return Err(reject(findings));
         }
         Err(error) => return Err(syntax_error(source, &error)),
     };
     let mut findings = Findings::new(SourceMap::new(source));
     if let Some(message) = webapp::web_app_message(&manifest) {
         findings.error("", message);
-        return Err(Rejected {
-            diagnostics: findings.into_sorted(),
-        });
+        return Err(reject(findings));
     }
 
     normalize::normalize(&mut manifest, &mut findings);
-    let empty = serde_json::Map::new();
     let instance = Value::Object(manifest);
     placeholder::report_placeholders(&instance, &mut String::new(), &mut findings);
     for error in schema::VALIDATOR.iter_errors(&instance) {
         explain::report(&error, &mut findings);
     }
     schema::warn_unknown_keys(&instance, &mut findings);
-    let manifest = instance.as_object().unwrap_or(&empty);
-    semantic::check(manifest, &mut findings);
-    let resolved_resources = resources::resolve_resources(manifest, &mut findings);
+    let resolved_resources = match &instance {
+        Value::Object(manifest) => {
+            semantic::check(manifest, &mut findings);
+            resources::resolve_resources(manifest, &mut findings)
+        }
+        _ => None,
+    };
 
     if findings.has_errors() {
-        return Err(Rejected {
-            diagnostics: findings.into_sorted(),
-        });
+        return Err(reject(findings));
     }
     let built = resolved_resources
         .ok_or_else(|| "resources could not be resolved".to_owned())
@@ -91,10 +88,14 @@ pub fn validate(source: &str) -> Result<Validated, Rejected> {
         }),
         Err(reason) => {
             findings.error("", format!("internal error: the manifest passed the schema but could not be read ({reason}); please report this"));
-            Err(Rejected {
-                diagnostics: findings.into_sorted(),
-            })
+            Err(reject(findings))
         }
+    }
+}
+
+fn reject(findings: Findings) -> Rejected {
+    Rejected {
+        diagnostics: findings.into_sorted(),
     }
 }
 
@@ -118,7 +119,5 @@ fn syntax_error(source: &str, error: &serde_json::Error) -> Rejected {
         column,
         format!("the manifest is not valid JSON: {reason}; {hint}"),
     );
-    Rejected {
-        diagnostics: findings.into_sorted(),
-    }
+    reject(findings)
 }

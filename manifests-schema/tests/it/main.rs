@@ -4,6 +4,7 @@
 mod defaults;
 mod positions;
 mod real_manifests;
+mod robustness;
 mod rules;
 mod schema_agreement;
 
