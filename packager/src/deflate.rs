@@ -1,0 +1,530 @@
+//! Parallel raw-deflate compression in the style of pigz: the input is cut into fixed-size
+//! chunks that worker threads compress independently into one valid deflate stream.
+//!
+//! Every non-final chunk ends with a sync flush (byte-aligned, no final bit), so compressed
+//! chunks concatenate; the last chunk is finished. Each chunk is primed with the 32 KiB that
+//! precede it, so back-references across chunk boundaries are not lost. Blocks that look
+//! incompressible (high byte entropy and a fast level-1 probe that does not shrink them) are
+//! emitted as stored deflate blocks, which costs a memcpy instead of a full deflate pass.
+//! Output bytes depend only on the input and the level, never on thread timing.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use flate2::{Compress, Compression, FlushCompress, Status};
+
+/// Input bytes per chunk handed to a worker.
+pub const CHUNK_SIZE: usize = 1 << 20;
+/// The deflate window: a chunk may refer back this far into the previous one.
+const WINDOW: usize = 32 * 1024;
+/// Granularity of the incompressible-data detection.
+const PROBE_BLOCK: usize = 64 * 1024;
+/// Below this byte entropy (bits per byte) a block is compressed without probing.
+const PROBE_ENTROPY_BITS: f64 = 7.8;
+/// A level-1 probe must shrink a block below this fraction for it to be compressed.
+const PROBE_MAX_RATIO: f64 = 0.97;
+/// Largest payload of one stored deflate block.
+const STORED_BLOCK_MAX: usize = 65_535;
+
+/// What a finished deflate stream amounts to: what a zip entry header needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTotals {
+    pub crc32: u32,
+    pub uncompressed: u64,
+    pub compressed: u64,
+}
+
+struct Job {
+    data: Vec<u8>,
+    /// The (up to) 32 KiB of input just before `data`.
+    dictionary: Vec<u8>,
+    last: bool,
+    reply: SyncSender<io::Result<ChunkOutput>>,
+}
+
+struct ChunkOutput {
+    compressed: Vec<u8>,
+    crc32: u32,
+    len: u64,
+}
+
+/// A `Write` sink that compresses everything written to it into `out` as one raw deflate
+/// stream, using `threads` workers and bounded memory (a few chunks in flight).
+pub struct ParallelDeflater<W: Write> {
+    /// Taken by `finish`.
+    out: Option<W>,
+    pending: Vec<u8>,
+    window: Vec<u8>,
+    jobs: Option<SyncSender<Job>>,
+    in_flight: VecDeque<Receiver<io::Result<ChunkOutput>>>,
+    max_in_flight: usize,
+    workers: Vec<JoinHandle<()>>,
+    crc: crc32fast::Hasher,
+    uncompressed: u64,
+    compressed: u64,
+}
+
+impl<W: Write> ParallelDeflater<W> {
+    /// `level` is the deflate level 1–9; `threads` is clamped to at least 1.
+    pub fn new(out: W, level: u32, threads: usize) -> Self {
+        let threads = threads.max(1);
+        let (jobs, job_queue) = sync_channel::<Job>(threads);
+        let job_queue = Arc::new(Mutex::new(job_queue));
+        let workers = (0..threads)
+            .map(|_| {
+                let queue = Arc::clone(&job_queue);
+                std::thread::spawn(move || worker_loop(&queue, level))
+            })
+            .collect();
+        ParallelDeflater {
+            out: Some(out),
+            pending: Vec::with_capacity(CHUNK_SIZE),
+            window: Vec::new(),
+            jobs: Some(jobs),
+            in_flight: VecDeque::new(),
+            max_in_flight: threads * 2,
+            workers,
+            crc: crc32fast::Hasher::new(),
+            uncompressed: 0,
+            compressed: 0,
+        }
+    }
+
+    /// Compresses what is left, ends the stream and returns the output and the totals.
+    pub fn finish(mut self) -> io::Result<(W, StreamTotals)> {
+        self.dispatch(true)?;
+        while !self.in_flight.is_empty() {
+            self.write_oldest()?;
+        }
+        let mut out = self
+            .out
+            .take()
+            .ok_or_else(|| io::Error::other("deflater already finished"))?;
+        out.flush()?;
+        self.jobs = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        let totals = StreamTotals {
+            crc32: self.crc.clone().finalize(),
+            uncompressed: self.uncompressed,
+            compressed: self.compressed,
+        };
+        Ok((out, totals))
+    }
+
+    fn dispatch(&mut self, last: bool) -> io::Result<()> {
+        let data = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK_SIZE));
+        let dictionary = std::mem::take(&mut self.window);
+        self.window = tail(&dictionary, &data, WINDOW);
+        let (reply, receiver) = sync_channel(1);
+        let job = Job {
+            data,
+            dictionary,
+            last,
+            reply,
+        };
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| io::Error::other("deflater already finished"))?;
+        jobs.send(job)
+            .map_err(|_| io::Error::other("deflate worker stopped"))?;
+        self.in_flight.push_back(receiver);
+        while self.in_flight.len() >= self.max_in_flight {
+            self.write_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn write_oldest(&mut self) -> io::Result<()> {
+        let Some(receiver) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let chunk = receiver
+            .recv()
+            .map_err(|_| io::Error::other("deflate worker stopped"))??;
+        let out = self
+            .out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("deflater already finished"))?;
+        out.write_all(&chunk.compressed)?;
+        self.crc.combine(&crc32fast::Hasher::new_with_initial_len(
+            chunk.crc32,
+            chunk.len,
+        ));
+        self.uncompressed += chunk.len;
+        self.compressed += chunk.compressed.len() as u64;
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for ParallelDeflater<W> {
+    fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
+        let written = buf.len();
+        while !buf.is_empty() {
+            let room = CHUNK_SIZE - self.pending.len();
+            let take = room.min(buf.len());
+            self.pending.extend_from_slice(&buf[..take]);
+            buf = &buf[take..];
+            if self.pending.len() == CHUNK_SIZE {
+                self.dispatch(false)?;
+            }
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Deflate output is only complete at `finish`; flushing mid-stream would add blocks.
+        Ok(())
+    }
+}
+
+impl<W: Write> Drop for ParallelDeflater<W> {
+    fn drop(&mut self) {
+        self.jobs = None;
+        self.in_flight.clear();
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn worker_loop(queue: &Mutex<Receiver<Job>>, level: u32) {
+    let mut compressor = Compress::new(Compression::new(level), false);
+    let mut probe = Compress::new(Compression::new(1), false);
+    loop {
+        let job = match queue.lock() {
+            Ok(guard) => guard.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let result = compress_chunk(
+            &mut compressor,
+            &mut probe,
+            &job.dictionary,
+            &job.data,
+            job.last,
+        )
+        .map(|compressed| {
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&job.data);
+            ChunkOutput {
+                compressed,
+                crc32: crc.finalize(),
+                len: job.data.len() as u64,
+            }
+        });
+        // The receiver is gone only when the deflater was dropped mid-stream.
+        let _ = job.reply.send(result);
+    }
+}
+
+/// The last `n` bytes of `first ++ second`.
+fn tail(first: &[u8], second: &[u8], n: usize) -> Vec<u8> {
+    if second.len() >= n {
+        return second[second.len() - n..].to_vec();
+    }
+    let from_first = (n - second.len()).min(first.len());
+    let mut out = Vec::with_capacity(from_first + second.len());
+    out.extend_from_slice(&first[first.len() - from_first..]);
+    out.extend_from_slice(second);
+    out
+}
+
+/// Compresses one chunk into deflate blocks: byte-aligned at the end, final only if `last`.
+/// `dictionary` is the input that precedes `data` (up to 32 KiB).
+pub fn compress_chunk(
+    compressor: &mut Compress,
+    probe: &mut Compress,
+    dictionary: &[u8],
+    data: &[u8],
+    last: bool,
+) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+    if data.is_empty() {
+        if last {
+            write_stored(&mut out, &[], true);
+        }
+        return Ok(out);
+    }
+    let runs = classify_runs(probe, dictionary, data)?;
+    let run_count = runs.len();
+    for (index, run) in runs.into_iter().enumerate() {
+        let final_run = last && index + 1 == run_count;
+        let bytes = &data[run.start..run.end];
+        if run.store {
+            write_stored(&mut out, bytes, final_run);
+            continue;
+        }
+        let before = out.len();
+        let preceding = tail(dictionary, &data[..run.start], WINDOW);
+        deflate_run(compressor, &preceding, bytes, final_run, &mut out)?;
+        if out.len() - before > stored_size(bytes.len()) {
+            out.truncate(before);
+            write_stored(&mut out, bytes, final_run);
+        }
+    }
+    Ok(out)
+}
+
+struct Run {
+    start: usize,
+    end: usize,
+    store: bool,
+}
+
+/// Splits `data` into maximal runs of probe blocks that are all compressible or all not.
+fn classify_runs(probe: &mut Compress, dictionary: &[u8], data: &[u8]) -> io::Result<Vec<Run>> {
+    let mut runs: Vec<Run> = Vec::new();
+    let mut start = 0;
+    let mut scratch = Vec::with_capacity(PROBE_BLOCK + 1024);
+    while start < data.len() {
+        let end = (start + PROBE_BLOCK).min(data.len());
+        let block = &data[start..end];
+        let store = looks_incompressible(
+            probe,
+            &tail(dictionary, &data[..start], WINDOW),
+            block,
+            &mut scratch,
+        )?;
+        match runs.last_mut() {
+            Some(run) if run.store == store => run.end = end,
+            _ => runs.push(Run { start, end, store }),
+        }
+        start = end;
+    }
+    Ok(runs)
+}
+
+fn looks_incompressible(
+    probe: &mut Compress,
+    preceding: &[u8],
+    block: &[u8],
+    scratch: &mut Vec<u8>,
+) -> io::Result<bool> {
+    if block.len() < 4096 || byte_entropy(block) < PROBE_ENTROPY_BITS {
+        return Ok(false);
+    }
+    scratch.clear();
+    deflate_run(probe, preceding, block, true, scratch)?;
+    Ok(scratch.len() as f64 >= block.len() as f64 * PROBE_MAX_RATIO)
+}
+
+/// Shannon entropy of the byte distribution, in bits per byte (0–8).
+fn byte_entropy(block: &[u8]) -> f64 {
+    let mut counts = [0u32; 256];
+    for &byte in block {
+        counts[byte as usize] += 1;
+    }
+    let total = block.len() as f64;
+    counts
+        .iter()
+        .filter(|&&count| count > 0)
+        .map(|&count| {
+            let p = f64::from(count) / total;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Deflates `input` with `preceding` as dictionary, ending with a sync flush, or with the
+/// final block when `finish`.
+fn deflate_run(
+    compressor: &mut Compress,
+    preceding: &[u8],
+    input: &[u8],
+    finish: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    compressor.reset();
+    if !preceding.is_empty() {
+        compressor
+            .set_dictionary(preceding)
+            .map_err(io::Error::other)?;
+    }
+    let flush = if finish {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    let start_in = compressor.total_in();
+    loop {
+        if out.capacity() - out.len() < 4096 {
+            out.reserve(input.len() / 4 + 8192);
+        }
+        let consumed = (compressor.total_in() - start_in) as usize;
+        let status = compressor
+            .compress_vec(&input[consumed..], out, flush)
+            .map_err(io::Error::other)?;
+        let consumed = (compressor.total_in() - start_in) as usize;
+        let done = match status {
+            Status::StreamEnd => true,
+            // A sync flush is complete once deflate stops filling the whole output buffer.
+            Status::Ok | Status::BufError => {
+                !finish && consumed == input.len() && out.len() < out.capacity()
+            }
+        };
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// Size of `len` bytes as stored deflate blocks.
+fn stored_size(len: usize) -> usize {
+    len + 5 * len.div_ceil(STORED_BLOCK_MAX).max(1)
+}
+
+/// Appends `data` as stored deflate blocks. Assumes the stream is byte-aligned here, which
+/// holds at the start and after every sync flush or stored block.
+fn write_stored(out: &mut Vec<u8>, data: &[u8], last: bool) {
+    let mut blocks = data.chunks(STORED_BLOCK_MAX).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[u8::from(last), 0, 0, 0xff, 0xff]);
+        return;
+    }
+    while let Some(block) = blocks.next() {
+        let final_block = last && blocks.peek().is_none();
+        let len = block.len() as u16;
+        out.push(u8::from(final_block));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn inflate(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(data)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift), incompressible for deflate.
+    fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            out.extend_from_slice(&seed.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn text(len: usize) -> Vec<u8> {
+        let line = b"GET /service/hello/health HTTP/1.1 200 {\"status\":\"UP\"} tenant=t1234 ";
+        line.iter().copied().cycle().take(len).collect()
+    }
+
+    fn compress_all(
+        data: &[u8],
+        level: u32,
+        threads: usize,
+        write_size: usize,
+    ) -> (Vec<u8>, StreamTotals) {
+        let mut deflater = ParallelDeflater::new(Vec::new(), level, threads);
+        for piece in data.chunks(write_size.max(1)) {
+            deflater.write_all(piece).unwrap();
+        }
+        deflater.finish().unwrap()
+    }
+
+    #[test]
+    fn round_trips_mixed_data_across_chunk_boundaries() {
+        let mut data = text(CHUNK_SIZE + 12_345);
+        data.extend(noise(2 * CHUNK_SIZE + 777, 42));
+        data.extend(text(CHUNK_SIZE / 3));
+        data.extend(noise(100_000, 7));
+        data.extend(vec![0u8; CHUNK_SIZE + 1]);
+        let (compressed, totals) = compress_all(&data, 6, 2, 70_001);
+        assert_eq!(inflate(&compressed), data);
+        assert_eq!(totals.uncompressed, data.len() as u64);
+        assert_eq!(totals.compressed, compressed.len() as u64);
+        assert_eq!(totals.crc32, crc32fast::hash(&data));
+        assert!(compressed.len() < data.len());
+    }
+
+    #[test]
+    fn empty_input_is_a_valid_empty_stream() {
+        let (compressed, totals) = compress_all(&[], 6, 2, 1);
+        assert_eq!(inflate(&compressed), Vec::<u8>::new());
+        assert_eq!(
+            totals,
+            StreamTotals {
+                crc32: 0,
+                uncompressed: 0,
+                compressed: compressed.len() as u64
+            }
+        );
+    }
+
+    #[test]
+    fn exact_multiple_of_chunk_size_round_trips() {
+        let data = text(2 * CHUNK_SIZE);
+        let (compressed, _) = compress_all(&data, 1, 3, CHUNK_SIZE);
+        assert_eq!(inflate(&compressed), data);
+    }
+
+    #[test]
+    fn output_does_not_depend_on_thread_count_or_write_sizes() {
+        let mut data = noise(CHUNK_SIZE, 3);
+        data.extend(text(3 * CHUNK_SIZE / 2));
+        let (one, _) = compress_all(&data, 6, 1, 4096);
+        let (four, _) = compress_all(&data, 6, 4, 1_000_003);
+        assert_eq!(one, four);
+    }
+
+    #[test]
+    fn random_data_is_stored_with_small_overhead() {
+        let data = noise(3 * CHUNK_SIZE, 99);
+        let (compressed, _) = compress_all(&data, 9, 2, CHUNK_SIZE);
+        assert!(
+            compressed.len() <= stored_size(data.len()) + 64,
+            "{}",
+            compressed.len()
+        );
+        assert_eq!(inflate(&compressed), data);
+    }
+
+    #[test]
+    fn repeated_random_pattern_is_still_compressed() {
+        // High byte entropy, yet deflate finds the repeats: the probe must not store it.
+        let pattern = noise(8 * 1024, 5);
+        let data: Vec<u8> = pattern
+            .iter()
+            .copied()
+            .cycle()
+            .take(2 * CHUNK_SIZE)
+            .collect();
+        let (compressed, _) = compress_all(&data, 6, 2, CHUNK_SIZE);
+        assert!(compressed.len() < data.len() / 20, "{}", compressed.len());
+        assert_eq!(inflate(&compressed), data);
+    }
+
+    #[test]
+    fn stored_blocks_encode_lengths() {
+        let mut out = Vec::new();
+        write_stored(&mut out, &[1, 2, 3], true);
+        assert_eq!(out, [1, 3, 0, 0xfc, 0xff, 1, 2, 3]);
+        assert_eq!(inflate(&out), [1, 2, 3]);
+    }
+
+    #[test]
+    fn entropy_separates_text_from_noise() {
+        assert!(byte_entropy(&text(PROBE_BLOCK)) < 5.0);
+        assert!(byte_entropy(&noise(PROBE_BLOCK, 1)) > 7.99);
+        assert_eq!(byte_entropy(&[0; 100]), 0.0);
+    }
+}
