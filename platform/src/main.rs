@@ -1,6 +1,19 @@
-//! `berth`: the hosting server. Until the platform issue lands this binary only
-//! reports that it is not implemented, so the workspace builds end to end.
+//! `berth`: the hosting server binary. Parses the command line and configuration, then hands
+//! over to the library ([`berth::serve`]).
+
+use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("berth serve is not implemented yet (see issue 3)")
+    let cli = berth::config::Cli::parse();
+    match cli.command {
+        berth::config::Command::Serve(args) => {
+            let config = berth::config::Config::load(args)?;
+            berth::init_tracing(&config.log_filter);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(berth::serve(config))?;
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,466 @@
+//! `/application/applications…`: applications owned by the caller's tenant, the bootstrap user
+//! of each microservice, and `/application/currentApplication` for that bootstrap user.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::paging::PageRequest;
+use super::{AppState, db, media, required};
+use crate::auth::principal::Principal;
+use crate::auth::roles;
+use crate::store::applications::{
+    self, Application, ApplicationFilter, ApplicationUpdate, NewApplication, NewBootstrapUser,
+    Version,
+};
+use crate::store::users::{NewUser, UserKind};
+
+pub const MICROSERVICE: &str = "MICROSERVICE";
+const TYPES: &[&str] = &[MICROSERVICE, "HOSTED", "EXTERNAL"];
+const AVAILABILITIES: &[&str] = &["PRIVATE", "MARKET", "SHARED"];
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/application/applications", web::get().to(list))
+        .route("/application/applications", web::post().to(create))
+        .route("/application/applications/{id}", web::get().to(get))
+        .route("/application/applications/{id}", web::put().to(update))
+        .route("/application/applications/{id}", web::delete().to(delete))
+        .route(
+            "/application/applications/{id}/bootstrapUser",
+            web::get().to(bootstrap_user),
+        )
+        .route(
+            "/application/applicationsByName/{name}",
+            web::get().to(by_name),
+        )
+        .route(
+            "/application/currentApplication",
+            web::get().to(current_application),
+        );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplicationBody {
+    name: Option<String>,
+    key: Option<String>,
+    #[serde(rename = "type")]
+    app_type: Option<String>,
+    availability: Option<String>,
+    context_path: Option<String>,
+    description: Option<String>,
+    external_url: Option<String>,
+    roles: Option<Vec<String>>,
+    required_roles: Option<Vec<String>>,
+}
+
+pub fn application_json(base: &str, app: &Application) -> Value {
+    let mut body = json!({
+        "id": app.id.to_string(),
+        "self": format!("{base}/application/applications/{}", app.id),
+        "name": app.name,
+        "key": app.key,
+        "type": app.app_type,
+        "availability": app.availability,
+        "owner": {"self": format!("{base}/tenant/tenants/{}", app.owner), "tenant": {"id": app.owner}},
+        "roles": app.roles,
+        "requiredRoles": app.required_roles,
+    });
+    let fields = [
+        ("contextPath", &app.context_path),
+        ("description", &app.description),
+        ("externalUrl", &app.external_url),
+        ("activeVersionId", &app.active_version_id),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value {
+            body[name] = json!(v);
+        }
+    }
+    if let Some(manifest) = &app.manifest {
+        body["manifest"] = manifest.clone();
+    }
+    body
+}
+
+/// Application names become Docker tags, bootstrap user names and `/service/<name>` paths.
+fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    let valid = value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "applications",
+            &format!(
+                "{field} {value:?} may only contain letters, digits, '-', '_' and '.' (at most 128)"
+            ),
+        ))
+    }
+}
+
+fn app_id(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::not_found(
+            "applications",
+            &format!("Could not find application by ID {text}"),
+        )
+    })
+}
+
+fn check_roles(field: &str, roles: &[String]) -> Result<(), ApiError> {
+    match roles.iter().find(|r| !roles::is_role_name(r)) {
+        Some(bad) => Err(ApiError::invalid(
+            "applications",
+            &format!("{field} entry {bad:?} is not a role name (ROLE_ followed by A-Z, 0-9, _)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Context for sealing a bootstrap password: bound to its tenant and user.
+pub fn bootstrap_context(tenant: &str, user: &str) -> String {
+    format!("bootstrap/{tenant}/{user}")
+}
+
+async fn create(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<ApplicationBody>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
+    let body = body.into_inner();
+    let name = required("applications", "name", &body.name)?.to_owned();
+    check_name("name", &name)?;
+    let key = required("applications", "key", &body.key)?.to_owned();
+    check_name("key", &key)?;
+    let app_type = required("applications", "type", &body.app_type)?.to_ascii_uppercase();
+    if !TYPES.contains(&app_type.as_str()) {
+        return Err(ApiError::invalid(
+            "applications",
+            &format!("type must be one of {}", TYPES.join(", ")),
+        ));
+    }
+    let availability = body
+        .availability
+        .unwrap_or_else(|| "PRIVATE".into())
+        .to_ascii_uppercase();
+    if !AVAILABILITIES.contains(&availability.as_str()) {
+        return Err(ApiError::invalid(
+            "applications",
+            &format!("availability must be one of {}", AVAILABILITIES.join(", ")),
+        ));
+    }
+    let roles = body.roles.unwrap_or_default();
+    let required_roles = body.required_roles.unwrap_or_default();
+    check_roles("roles", &roles)?;
+    check_roles("requiredRoles", &required_roles)?;
+    let bootstrap = if app_type == MICROSERVICE {
+        let user_name = format!("servicebootstrap_{name}");
+        let password = state
+            .secrets
+            .random_token(32)
+            .map_err(|e| ApiError::internal(&e.to_string()))?;
+        let password_sealed = state
+            .secrets
+            .seal(&bootstrap_context(&principal.tenant, &user_name), &password)
+            .map_err(|e| ApiError::internal(&e.to_string()))?;
+        let password_hash = super::users::hash_password(password).await?;
+        Some(NewBootstrapUser {
+            user: NewUser {
+                user_name,
+                password_hash,
+                enabled: true,
+                bootstrap: true,
+                ..NewUser::default()
+            },
+            password_sealed,
+        })
+    } else {
+        None
+    };
+    let new = NewApplication {
+        owner: principal.tenant.clone(),
+        name,
+        key,
+        app_type,
+        availability,
+        context_path: body.context_path,
+        description: body.description,
+        external_url: body.external_url,
+        roles,
+        required_roles,
+    };
+    let app = db(&state, "applications", move |c| {
+        applications::create(c, &new, bootstrap.as_ref())
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let body = application_json(&base, &app);
+    Ok(media::created(
+        &req,
+        "application",
+        &format!("{base}/application/applications/{}", app.id),
+        &body,
+    ))
+}
+
+async fn list(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&[
+        roles::APPLICATION_MANAGEMENT_READ,
+        roles::APPLICATION_MANAGEMENT_ADMIN,
+    ])?;
+    let page = PageRequest::from_query(&query)?;
+    // Only the caller's own applications are visible; a filter naming another tenant matches nothing.
+    let foreign = ["tenant", "owner", "providedFor", "subscriber"]
+        .iter()
+        .any(|k| query.get(*k).is_some_and(|t| *t != principal.tenant));
+    let filter = ApplicationFilter {
+        name: query.get("name").cloned(),
+        app_type: query.get("type").map(|t| t.to_ascii_uppercase()),
+        owner: None,
+    };
+    let tenant = principal.tenant.clone();
+    let (apps, total) = if foreign {
+        (Vec::new(), 0)
+    } else {
+        db(&state, "applications", move |c| {
+            applications::list(c, &tenant, &filter, page.window())
+        })
+        .await?
+    };
+    let base = media::base_url(&req);
+    let items = apps.iter().map(|a| application_json(&base, a)).collect();
+    Ok(media::ok(
+        "applicationCollection",
+        &page.collection(&req, "applications", items, total),
+    ))
+}
+
+async fn by_name(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&[
+        roles::APPLICATION_MANAGEMENT_READ,
+        roles::APPLICATION_MANAGEMENT_ADMIN,
+    ])?;
+    let page = PageRequest::from_query(&query)?;
+    let filter = ApplicationFilter {
+        name: Some(path.into_inner()),
+        ..ApplicationFilter::default()
+    };
+    let tenant = principal.tenant.clone();
+    let (apps, total) = db(&state, "applications", move |c| {
+        applications::list(c, &tenant, &filter, page.window())
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let items = apps.iter().map(|a| application_json(&base, a)).collect();
+    Ok(media::ok(
+        "applicationCollection",
+        &page.collection(&req, "applications", items, total),
+    ))
+}
+
+async fn get(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&[
+        roles::APPLICATION_MANAGEMENT_READ,
+        roles::APPLICATION_MANAGEMENT_ADMIN,
+    ])?;
+    let id = app_id(&path)?;
+    let tenant = principal.tenant.clone();
+    let app = db(&state, "applications", move |c| {
+        applications::get(c, &tenant, id)
+    })
+    .await?;
+    Ok(media::ok(
+        "application",
+        &application_json(&media::base_url(&req), &app),
+    ))
+}
+
+async fn update(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<ApplicationBody>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
+    let id = app_id(&path)?;
+    let body = body.into_inner();
+    let tenant = principal.tenant.clone();
+    let current = db(&state, "applications", move |c| {
+        applications::get(c, &tenant, id)
+    })
+    .await?;
+    if body
+        .app_type
+        .as_ref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case(&current.app_type))
+    {
+        return Err(ApiError::invalid("applications", "type cannot be changed"));
+    }
+    if current.app_type == MICROSERVICE && body.name.as_ref().is_some_and(|n| *n != current.name) {
+        return Err(ApiError::invalid(
+            "applications",
+            "a microservice's name cannot be changed (its bootstrap user and images are named after it)",
+        ));
+    }
+    for (field, value) in [("name", &body.name), ("key", &body.key)] {
+        if let Some(v) = value {
+            if v.trim().is_empty() {
+                return Err(ApiError::invalid(
+                    "applications",
+                    &format!("{field} must not be blank"),
+                ));
+            }
+            check_name(field, v)?;
+        }
+    }
+    let availability = body.availability.map(|a| a.to_ascii_uppercase());
+    if let Some(a) = &availability
+        && !AVAILABILITIES.contains(&a.as_str())
+    {
+        return Err(ApiError::invalid(
+            "applications",
+            &format!("availability must be one of {}", AVAILABILITIES.join(", ")),
+        ));
+    }
+    if let Some(r) = &body.roles {
+        check_roles("roles", r)?;
+    }
+    if let Some(r) = &body.required_roles {
+        check_roles("requiredRoles", r)?;
+    }
+    let update = ApplicationUpdate {
+        name: body.name,
+        key: body.key,
+        availability,
+        context_path: body.context_path,
+        description: body.description,
+        external_url: body.external_url,
+        roles: body.roles,
+        required_roles: body.required_roles,
+    };
+    let tenant = principal.tenant.clone();
+    let app = db(&state, "applications", move |c| {
+        applications::update(c, &tenant, id, &update)
+    })
+    .await?;
+    Ok(media::updated(
+        &req,
+        "application",
+        &application_json(&media::base_url(&req), &app),
+    ))
+}
+
+async fn delete(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
+    let id = app_id(&path)?;
+    let tenant = principal.tenant.clone();
+    let _upload = state.upload_lock.lock().await;
+    let (app, versions) = db(&state, "applications", move |c| {
+        let app = applications::get(c, &tenant, id)?;
+        Ok((app.clone(), applications::delete(c, &tenant, id)?))
+    })
+    .await?;
+    if let Some(user) = &app.bootstrap_user {
+        state.cache.invalidate_user(&app.owner, user);
+    }
+    for version in &versions {
+        discard_version_artifacts(&state, version).await;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Removes the Berth tag (and so the image, unless still used) and the stored package of a
+/// version whose row is gone. Failures are logged: the row is the source of truth.
+pub async fn discard_version_artifacts(state: &AppState, version: &Version) {
+    if let Err(e) = state.runtime.remove(&version.image_tag).await {
+        tracing::warn!(tag = %version.image_tag, error = %e, "could not remove image tag");
+    }
+    let path = state.config.data_dir.join(&version.package_file);
+    if let Err(e) = std::fs::remove_file(&path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove package");
+    }
+}
+
+async fn bootstrap_user(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
+    let id = app_id(&path)?;
+    let tenant = principal.tenant.clone();
+    let app = db(&state, "applications", move |c| {
+        applications::get(c, &tenant, id)
+    })
+    .await?;
+    let (Some(user), Some(sealed)) = (&app.bootstrap_user, &app.bootstrap_password_sealed) else {
+        return Err(ApiError::bad_request(
+            "applications",
+            "Can not get bootstrap user. Application is not a microservice",
+        ));
+    };
+    let password = state
+        .secrets
+        .open(&bootstrap_context(&app.owner, user), sealed)
+        .map_err(|e| ApiError::internal(&e.to_string()))?;
+    Ok(media::ok(
+        "user",
+        &json!({"tenant": app.owner, "name": user, "password": password}),
+    ))
+}
+
+async fn current_application(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if principal.kind != UserKind::Bootstrap {
+        return Err(ApiError::forbidden());
+    }
+    let (tenant, user) = (principal.tenant.clone(), principal.user.clone());
+    let app = db(&state, "applications", move |c| {
+        applications::by_bootstrap_user(c, &tenant, &user)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::not_found(
+            "applications",
+            "The bootstrap user's application no longer exists",
+        )
+    })?;
+    Ok(media::ok(
+        "application",
+        &application_json(&media::base_url(&req), &app),
+    ))
+}

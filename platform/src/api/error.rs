@@ -1,0 +1,164 @@
+//! The one API error type and its mapping to Cumulocity error bodies
+//! (`{"error": "<resource>/<kind>", "message", "info"}`, `…error+json`). Internal details are
+//! logged, never sent; only 5xx is logged at error level.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use super::media;
+use crate::store::StoreError;
+
+/// Where clients can read about error bodies.
+const INFO_URL: &str =
+    "https://cumulocity.com/api/core/#section/REST-implementation/HTTP-response-codes";
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: String,
+    message: String,
+    /// Detail for the log only (internal errors).
+    detail: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+    info: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: &str, message: &str) -> ApiError {
+        ApiError {
+            status,
+            error: error.to_owned(),
+            message: message.to_owned(),
+            detail: None,
+        }
+    }
+
+    pub fn unauthorized(message: &str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "security/Unauthorized", message)
+    }
+
+    pub fn forbidden() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "security/Forbidden",
+            "Access is denied.",
+        )
+    }
+
+    pub fn not_found(resource: &str, message: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            &format!("{resource}/Not Found"),
+            message,
+        )
+    }
+
+    pub fn bad_request(resource: &str, message: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            &format!("{resource}/Bad Request"),
+            message,
+        )
+    }
+
+    pub fn conflict(resource: &str, message: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            &format!("{resource}/Duplicate"),
+            message,
+        )
+    }
+
+    pub fn invalid(resource: &str, message: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("{resource}/Invalid Data"),
+            message,
+        )
+    }
+
+    pub fn too_large(resource: &str, message: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("{resource}/Payload Too Large"),
+            message,
+        )
+    }
+
+    pub fn unavailable(resource: &str, message: &str, detail: &str) -> ApiError {
+        ApiError {
+            detail: Some(detail.to_owned()),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("{resource}/Service Unavailable"),
+                message,
+            )
+        }
+    }
+
+    /// A failure that is our fault; `detail` goes to the log, not to the client.
+    pub fn internal(detail: &str) -> ApiError {
+        ApiError {
+            detail: Some(detail.to_owned()),
+            ..ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "general/internalError",
+                "Internal server error",
+            )
+        }
+    }
+
+    /// Maps a store error for `resource`: conflicts → 409, missing → 404, rule violations → 422.
+    pub fn store(resource: &'static str) -> impl Fn(StoreError) -> ApiError {
+        move |err| match err {
+            StoreError::Conflict(m) => ApiError::conflict(resource, &m),
+            StoreError::NotFound(m) => ApiError::not_found(resource, &m),
+            StoreError::Invalid(m) => ApiError::invalid(resource, &m),
+            other => ApiError::internal(&other.to_string()),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.error,
+            self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), error = %self.error, detail = self.detail.as_deref().unwrap_or(""), "request failed");
+        } else {
+            tracing::debug!(status = self.status.as_u16(), error = %self.error, message = %self.message, "request rejected");
+        }
+        let body = ErrorBody {
+            error: &self.error,
+            message: &self.message,
+            info: INFO_URL,
+        };
+        HttpResponse::build(self.status)
+            .content_type(media::media_type("error"))
+            .body(serde_json::to_string(&body).unwrap_or_default())
+    }
+}

@@ -1,0 +1,393 @@
+//! `/user/{tenantId}/groups…`: groups ("global roles") of the caller's tenant, their members and
+//! their roles.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::paging::PageRequest;
+use super::users::{RoleReferenceBody, role_json, user_json};
+use super::{AppState, db, media, required};
+use crate::auth::principal::Principal;
+use crate::auth::roles;
+use crate::store::users::{self, Group};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/user/{tenant}/groups", web::get().to(list))
+        .route("/user/{tenant}/groups", web::post().to(create))
+        .route("/user/{tenant}/groups/{group}", web::get().to(get))
+        .route(
+            "/user/{tenant}/groupByName/{name}",
+            web::get().to(get_by_name),
+        )
+        .route("/user/{tenant}/groups/{group}", web::put().to(update))
+        .route("/user/{tenant}/groups/{group}", web::delete().to(delete))
+        .route(
+            "/user/{tenant}/groups/{group}/users",
+            web::get().to(members),
+        )
+        .route(
+            "/user/{tenant}/groups/{group}/users",
+            web::post().to(add_member),
+        )
+        .route(
+            "/user/{tenant}/groups/{group}/users/{user}",
+            web::delete().to(remove_member),
+        )
+        .route(
+            "/user/{tenant}/groups/{group}/roles",
+            web::get().to(group_roles),
+        )
+        .route(
+            "/user/{tenant}/groups/{group}/roles",
+            web::post().to(add_role),
+        )
+        .route(
+            "/user/{tenant}/groups/{group}/roles/{role}",
+            web::delete().to(remove_role),
+        );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupBody {
+    name: Option<String>,
+    description: Option<String>,
+    custom_properties: Option<Map<String, Value>>,
+}
+
+/// `{"user": {"self": ".../user/<t>/users/<name>"}}` or `{"user": {"id"|"userName": ...}}`.
+#[derive(Debug, Deserialize)]
+struct UserReferenceBody {
+    user: Option<Map<String, Value>>,
+}
+
+pub fn group_json(base: &str, group: &Group) -> Value {
+    let self_url = format!("{base}/user/{}/groups/{}", group.tenant_id, group.id);
+    json!({
+        "id": group.id,
+        "self": self_url,
+        "name": group.name,
+        "description": group.description,
+        "customProperties": group.custom_properties,
+        "roles": {
+            "self": format!("{self_url}/roles"),
+            "references": group.roles.iter().map(|r| json!({"self": format!("{self_url}/roles/{r}"), "role": role_json(base, r)})).collect::<Vec<_>>(),
+        },
+        "users": {"self": format!("{self_url}/users")},
+    })
+}
+
+fn read_access(principal: &Principal, tenant: &str) -> Result<(), ApiError> {
+    principal.require_own_tenant(tenant)?;
+    principal.require_any(&[
+        roles::USER_MANAGEMENT_READ,
+        roles::USER_MANAGEMENT_CREATE,
+        roles::USER_MANAGEMENT_ADMIN,
+    ])
+}
+
+fn admin_access(principal: &Principal, tenant: &str) -> Result<(), ApiError> {
+    principal.require_own_tenant(tenant)?;
+    principal.require(roles::USER_MANAGEMENT_ADMIN)
+}
+
+fn group_id(text: &str) -> Result<i64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::not_found("groups", &format!("Group with id {text} not found")))
+}
+
+async fn list(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    read_access(&principal, &tenant)?;
+    let page = PageRequest::from_query(&query)?;
+    let (groups, total) = db(&state, "groups", move |c| {
+        users::list_groups(c, &tenant, page.window())
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let items = groups.iter().map(|g| group_json(&base, g)).collect();
+    Ok(media::ok(
+        "groupCollection",
+        &page.collection(&req, "groups", items, total),
+    ))
+}
+
+async fn create(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<GroupBody>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let body = body.into_inner();
+    let name = required("groups", "name", &body.name)?.to_owned();
+    if name.chars().count() > 254 {
+        return Err(ApiError::invalid(
+            "groups",
+            "name must have at most 254 characters",
+        ));
+    }
+    let group = db(&state, "groups", move |c| {
+        users::create_group(
+            c,
+            &tenant,
+            &name,
+            body.description.as_deref(),
+            &body.custom_properties.unwrap_or_default(),
+        )
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let body = group_json(&base, &group);
+    Ok(media::created(
+        &req,
+        "group",
+        body["self"].as_str().unwrap_or_default(),
+        &body,
+    ))
+}
+
+async fn get(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id) = path.into_inner();
+    read_access(&principal, &tenant)?;
+    let id = group_id(&id)?;
+    let group = db(&state, "groups", move |c| users::get_group(c, &tenant, id)).await?;
+    Ok(media::ok(
+        "group",
+        &group_json(&media::base_url(&req), &group),
+    ))
+}
+
+async fn get_by_name(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, name) = path.into_inner();
+    read_access(&principal, &tenant)?;
+    let group = db(&state, "groups", move |c| {
+        users::get_group_by_name(c, &tenant, &name)
+    })
+    .await?;
+    Ok(media::ok(
+        "group",
+        &group_json(&media::base_url(&req), &group),
+    ))
+}
+
+async fn update(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<GroupBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let id = group_id(&id)?;
+    let body = body.into_inner();
+    if body.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(ApiError::invalid("groups", "name must not be blank"));
+    }
+    let group = db(&state, "groups", move |c| {
+        users::update_group(
+            c,
+            &tenant,
+            id,
+            body.name.as_deref(),
+            body.description.as_deref(),
+            body.custom_properties.as_ref(),
+        )
+    })
+    .await?;
+    Ok(media::updated(
+        &req,
+        "group",
+        &group_json(&media::base_url(&req), &group),
+    ))
+}
+
+async fn delete(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let id = group_id(&id)?;
+    let t = tenant.clone();
+    db(&state, "groups", move |c| users::delete_group(c, &t, id)).await?;
+    state.cache.invalidate_tenant(&tenant);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn members(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id) = path.into_inner();
+    read_access(&principal, &tenant)?;
+    let id = group_id(&id)?;
+    let page = PageRequest::from_query(&query)?;
+    let (members, total) = db(&state, "groups", move |c| {
+        users::group_members(c, &tenant, id, page.window())
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let references = members
+        .iter()
+        .map(|u| json!({"self": format!("{base}/user/{}/groups/{id}/users/{}", u.tenant_id, u.user_name), "user": user_json(&base, u, &[], &[])}))
+        .collect();
+    Ok(media::ok(
+        "userReferenceCollection",
+        &page.collection(&req, "references", references, total),
+    ))
+}
+
+async fn add_member(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<UserReferenceBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let id = group_id(&id)?;
+    let user = body.user.as_ref().ok_or_else(|| {
+        ApiError::invalid(
+            "groups",
+            "body must be {\"user\": {\"self\": \"<url of the user>\"}}",
+        )
+    })?;
+    let name = ["id", "userName"]
+        .iter()
+        .find_map(|k| user.get(*k).and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| {
+            user.get("self")
+                .and_then(Value::as_str)
+                .and_then(|s| s.trim_end_matches('/').rsplit('/').next())
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| ApiError::invalid("groups", "user reference needs self or id"))?;
+    let (t, n) = (tenant.clone(), name.clone());
+    let user = db(&state, "groups", move |c| {
+        users::add_member(c, &t, id, &n)?;
+        users::get_person(c, &t, &n)
+    })
+    .await?;
+    state.cache.invalidate_user(&tenant, &name);
+    let base = media::base_url(&req);
+    let location = format!("{base}/user/{tenant}/groups/{id}/users/{name}");
+    let body = json!({"self": location, "user": user_json(&base, &user, &[], &[])});
+    Ok(media::created(&req, "userReference", &location, &body))
+}
+
+async fn remove_member(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id, name) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let id = group_id(&id)?;
+    let (t, n) = (tenant.clone(), name.clone());
+    db(&state, "groups", move |c| {
+        users::remove_member(c, &t, id, &n)
+    })
+    .await?;
+    state.cache.invalidate_user(&tenant, &name);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn group_roles(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id) = path.into_inner();
+    read_access(&principal, &tenant)?;
+    let id = group_id(&id)?;
+    let group = db(&state, "groups", move |c| users::get_group(c, &tenant, id)).await?;
+    let base = media::base_url(&req);
+    let body = group_json(&base, &group);
+    let references = body["roles"]["references"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let total = references.len() as u64;
+    let page = PageRequest::from_query(&HashMap::from([(
+        "pageSize".to_owned(),
+        super::paging::MAX_PAGE_SIZE.to_string(),
+    )]))?;
+    Ok(media::ok(
+        "roleReferenceCollection",
+        &page.collection(&req, "references", references, total),
+    ))
+}
+
+async fn add_role(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<RoleReferenceBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let id = group_id(&id)?;
+    let role = body.role_name()?;
+    let (t, r) = (tenant.clone(), role.clone());
+    db(&state, "roles", move |c| {
+        users::add_group_role(c, &t, id, &r)
+    })
+    .await?;
+    state.cache.invalidate_tenant(&tenant);
+    let base = media::base_url(&req);
+    let location = format!("{base}/user/{tenant}/groups/{id}/roles/{role}");
+    Ok(media::created(
+        &req,
+        "roleReference",
+        &location,
+        &json!({"self": location, "role": role_json(&base, &role)}),
+    ))
+}
+
+async fn remove_role(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id, role) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let id = group_id(&id)?;
+    let t = tenant.clone();
+    db(&state, "roles", move |c| {
+        users::remove_group_role(c, &t, id, &role)
+    })
+    .await?;
+    state.cache.invalidate_tenant(&tenant);
+    Ok(HttpResponse::NoContent().finish())
+}

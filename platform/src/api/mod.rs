@@ -1,0 +1,120 @@
+//! The HTTP API: one function ([`configure`]) wires every Cumulocity-shaped resource; handlers
+//! live in one module per resource, with their JSON wire types next to them.
+
+pub mod applications;
+pub mod error;
+pub mod groups;
+pub mod login;
+pub mod media;
+pub mod options;
+pub mod paging;
+pub mod roles;
+pub mod tenants;
+pub mod upload;
+pub mod users;
+
+use std::sync::Arc;
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError, UrlencodedError};
+use actix_web::{HttpRequest, web};
+
+use crate::auth::cache::CredentialCache;
+use crate::config::Config;
+use crate::runtime::Runtime;
+use crate::secrets::Secrets;
+use crate::store::Store;
+use error::ApiError;
+
+/// Everything a handler may use.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub secrets: Arc<Secrets>,
+    pub cache: CredentialCache,
+    pub runtime: Runtime,
+    /// Uploads run one at a time, so the version rules and image bookkeeping see a stable state.
+    pub upload_lock: tokio::sync::Mutex<()>,
+}
+
+/// Registers every route, the extractor error mapping and the 404 fallback.
+pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(state)
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(1 << 20)
+                    .content_type_required(false)
+                    .content_type(|_| true)
+                    .error_handler(json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .app_data(web::FormConfig::default().error_handler(form_error))
+            .configure(login::routes)
+            .configure(tenants::routes)
+            .configure(options::routes)
+            .configure(users::routes)
+            .configure(groups::routes)
+            .configure(roles::routes)
+            .configure(applications::routes)
+            .configure(upload::routes)
+            .default_service(web::to(not_found));
+    }
+}
+
+async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found(
+        "general",
+        &format!("No resource at {} {}", req.method(), req.path()),
+    ))
+}
+
+fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::invalid("general", &format!("Invalid body: {e}"))
+        }
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::bad_request("general", &format!("Malformed JSON: {e}"))
+        }
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::too_large("general", "JSON body is too large")
+        }
+        other => ApiError::bad_request("general", &other.to_string()),
+    };
+    api.into()
+}
+
+fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid("general", &format!("Invalid query: {err}")).into()
+}
+
+fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::not_found("general", &format!("Invalid path: {err}")).into()
+}
+
+fn form_error(err: UrlencodedError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request("general", &format!("Invalid form: {err}")).into()
+}
+
+/// Runs a store call for `resource`, mapping its errors.
+pub async fn db<R, F>(state: &AppState, resource: &'static str, f: F) -> Result<R, ApiError>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut rusqlite::Connection) -> Result<R, crate::store::StoreError> + Send + 'static,
+{
+    state.store.run(f).await.map_err(ApiError::store(resource))
+}
+
+/// Rejects a required text field that is missing or blank (422 naming it).
+pub fn required<'a>(
+    resource: &str,
+    name: &str,
+    value: &'a Option<String>,
+) -> Result<&'a str, ApiError> {
+    match value.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ApiError::invalid(resource, &format!("{name} is required"))),
+    }
+}

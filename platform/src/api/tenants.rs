@@ -1,0 +1,389 @@
+//! `/tenant/currentTenant` and `/tenant/tenants…`: the caller's tenant and its subtenants.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::paging::PageRequest;
+use super::{AppState, db, media, required};
+use crate::auth::principal::Principal;
+use crate::auth::{password, roles};
+use crate::store::StoreError;
+use crate::store::tenants::{self, NewTenant, Tenant, TenantUpdate};
+use crate::store::users::{NewUser, check_user_name};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/tenant/currentTenant", web::get().to(current_tenant))
+        .route("/tenant/tenants", web::get().to(list))
+        .route("/tenant/tenants", web::post().to(create))
+        .route("/tenant/tenants/{id}", web::get().to(get))
+        .route("/tenant/tenants/{id}", web::put().to(update))
+        .route("/tenant/tenants/{id}", web::delete().to(delete));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TenantBody {
+    id: Option<String>,
+    company: Option<String>,
+    domain: Option<String>,
+    admin_name: Option<String>,
+    admin_email: Option<String>,
+    admin_pass: Option<String>,
+    contact_name: Option<String>,
+    contact_phone: Option<String>,
+    custom_properties: Option<Map<String, Value>>,
+}
+
+fn tenant_json(base: &str, t: &Tenant) -> Value {
+    let mut body = json!({
+        "id": t.id,
+        "self": format!("{base}/tenant/tenants/{}", t.id),
+        "company": t.company,
+        "domain": t.domain,
+        "status": t.status,
+        "allowCreateTenants": t.allow_create_tenants,
+        "creationTime": t.creation_time,
+        "customProperties": t.custom_properties,
+        "applications": {"self": format!("{base}/tenant/tenants/{}/applications", t.id), "references": []},
+        "ownedApplications": {"self": format!("{base}/tenant/tenants/{}/ownedApplications", t.id), "references": []},
+    });
+    let fields = [
+        ("parent", &t.parent),
+        ("adminName", &t.admin_name),
+        ("adminEmail", &t.admin_email),
+        ("contactName", &t.contact_name),
+        ("contactPhone", &t.contact_phone),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value {
+            body[name] = json!(v);
+        }
+    }
+    body
+}
+
+async fn current_tenant(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = principal.tenant.clone();
+    let tenant = db(&state, "tenants", move |c| tenants::get(c, &id))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("Tenant no longer exists"))?;
+    let base = media::base_url(&req);
+    let mut body = json!({
+        "name": tenant.id,
+        "domainName": tenant.domain,
+        "allowCreateTenants": tenant.allow_create_tenants,
+        "customProperties": tenant.custom_properties,
+        "applications": {"self": format!("{base}/tenant/tenants/{}/applications", tenant.id), "references": []},
+        "self": format!("{base}/tenant/currentTenant"),
+    });
+    if query.get("withParent").is_some_and(|v| v == "true")
+        && let Some(parent) = &tenant.parent
+    {
+        body["parent"] = json!(parent);
+    }
+    Ok(media::ok("currentTenant", &body))
+}
+
+async fn list(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&[
+        roles::TENANT_MANAGEMENT_READ,
+        roles::TENANT_MANAGEMENT_ADMIN,
+    ])?;
+    let page = PageRequest::from_query(&query)?;
+    let parent = principal.tenant.clone();
+    let (items, total) = db(&state, "tenants", move |c| {
+        tenants::list_children(c, &parent, page.window())
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let items = items.iter().map(|t| tenant_json(&base, t)).collect();
+    Ok(media::ok(
+        "tenantCollection",
+        &page.collection(&req, "tenants", items, total),
+    ))
+}
+
+/// Loads a tenant the caller may see: their own, one of their subtenants, or any if management.
+async fn visible_tenant(
+    state: &AppState,
+    principal: &Principal,
+    id: String,
+) -> Result<Tenant, ApiError> {
+    let missing = format!("There is no tenant with id = {id}");
+    let tenant = db(state, "tenants", move |c| tenants::get(c, &id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("security", &missing))?;
+    let visible = principal.is_management()
+        || tenant.parent.as_deref() == Some(principal.tenant.as_str())
+        || tenant.id == principal.tenant;
+    if visible {
+        Ok(tenant)
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+async fn get(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&[
+        roles::TENANT_MANAGEMENT_READ,
+        roles::TENANT_MANAGEMENT_ADMIN,
+    ])?;
+    let tenant = visible_tenant(&state, &principal, path.into_inner()).await?;
+    Ok(media::ok(
+        "tenant",
+        &tenant_json(&media::base_url(&req), &tenant),
+    ))
+}
+
+fn check_domain(domain: &str) -> Result<(), ApiError> {
+    let valid = domain.len() <= 256
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.starts_with(|c: char| c.is_ascii_lowercase())
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "tenants",
+            &format!(
+                "domain {domain:?} is not valid: use lower-case labels of letters, digits and '-', each starting with a letter"
+            ),
+        ))
+    }
+}
+
+async fn create(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<TenantBody>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&[
+        roles::TENANT_MANAGEMENT_ADMIN,
+        roles::TENANT_MANAGEMENT_CREATE,
+    ])?;
+    let caller = principal.tenant.clone();
+    let may_create = db(&state, "tenants", move |c| tenants::get(c, &caller))
+        .await?
+        .is_some_and(|t| t.allow_create_tenants);
+    if !may_create {
+        return Err(ApiError::forbidden());
+    }
+    let body = body.into_inner();
+    let company = required("tenants", "company", &body.company)?.to_owned();
+    let domain = required("tenants", "domain", &body.domain)?.to_ascii_lowercase();
+    check_domain(&domain)?;
+    let admin_name = required("tenants", "adminName", &body.admin_name)?.to_owned();
+    check_user_name(&admin_name)
+        .map_err(|r| ApiError::invalid("tenants", &format!("adminName {r}")))?;
+    let admin_pass = required("tenants", "adminPass", &body.admin_pass)?.to_owned();
+    password::check_strength(&admin_pass)
+        .map_err(|r| ApiError::invalid("tenants", &format!("adminPass: {r}")))?;
+    let requested_id = match body.id.as_deref() {
+        Some(id) => {
+            let valid = id.len() >= 2
+                && id.len() <= 32
+                && id.starts_with(|c: char| c.is_ascii_lowercase())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !valid || id == tenants::MANAGEMENT {
+                return Err(ApiError::invalid(
+                    "tenants",
+                    &format!(
+                        "id {id:?} is not valid: 2-32 lower-case letters, digits, '-' or '_', starting with a letter"
+                    ),
+                ));
+            }
+            Some(id.to_owned())
+        }
+        None => None,
+    };
+    let hash = tokio::task::spawn_blocking(move || password::hash(&admin_pass))
+        .await
+        .map_err(|e| ApiError::internal(&e.to_string()))?
+        .map_err(|e| ApiError::internal(&e.to_string()))?;
+    let admin = NewUser {
+        user_name: admin_name,
+        password_hash: hash,
+        email: body.admin_email.clone(),
+        enabled: true,
+        ..NewUser::default()
+    };
+    let mut attempts = 0;
+    let tenant = loop {
+        let id = match &requested_id {
+            Some(id) => id.clone(),
+            None => format!(
+                "t{}",
+                state
+                    .secrets
+                    .random_digits(8)
+                    .map_err(|e| ApiError::internal(&e.to_string()))?
+            ),
+        };
+        let new = NewTenant {
+            id,
+            domain: domain.clone(),
+            company: company.clone(),
+            parent: Some(principal.tenant.clone()),
+            contact_name: body.contact_name.clone(),
+            contact_phone: body.contact_phone.clone(),
+            custom_properties: body.custom_properties.clone().unwrap_or_default(),
+            allow_create_tenants: false,
+        };
+        let admin = admin.clone();
+        let result = state.store.run(move |c| {
+            if tenants::exists(c, &new.id)? {
+                return Ok(None);
+            }
+            tenants::create(c, &new, &admin, roles::SUBTENANT_GROUPS).map(Some)
+        });
+        match result.await {
+            Ok(Some(t)) => break t,
+            Ok(None) if requested_id.is_none() && attempts < 5 => attempts += 1,
+            Ok(None) => {
+                return Err(ApiError::conflict(
+                    "tenants",
+                    "Tenant with this id already exists",
+                ));
+            }
+            Err(e @ StoreError::Conflict(_)) => return Err(ApiError::store("tenants")(e)),
+            Err(e) => return Err(ApiError::store("tenants")(e)),
+        }
+    };
+    let base = media::base_url(&req);
+    Ok(media::created(
+        &req,
+        "tenant",
+        &format!("{base}/tenant/tenants/{}", tenant.id),
+        &tenant_json(&base, &tenant),
+    ))
+}
+
+async fn update(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<TenantBody>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&[
+        roles::TENANT_MANAGEMENT_ADMIN,
+        roles::TENANT_MANAGEMENT_UPDATE,
+    ])?;
+    let tenant = visible_tenant(&state, &principal, path.into_inner()).await?;
+    if tenant.id == principal.tenant && !principal.is_management() {
+        return Err(ApiError::forbidden());
+    }
+    let body = body.into_inner();
+    if let Some(domain) = &body.domain {
+        check_domain(domain)?;
+    }
+    if let Some(pass) = &body.admin_pass {
+        password::check_strength(pass)
+            .map_err(|r| ApiError::invalid("tenants", &format!("adminPass: {r}")))?;
+    }
+    let update = TenantUpdate {
+        domain: body.domain.map(|d| d.to_ascii_lowercase()),
+        company: body.company,
+        contact_name: body.contact_name,
+        contact_phone: body.contact_phone,
+        admin_email: body.admin_email,
+        custom_properties: body.custom_properties,
+    };
+    let new_hash = match body.admin_pass {
+        Some(pass) => Some(
+            tokio::task::spawn_blocking(move || password::hash(&pass))
+                .await
+                .map_err(|e| ApiError::internal(&e.to_string()))?
+                .map_err(|e| ApiError::internal(&e.to_string()))?,
+        ),
+        None => None,
+    };
+    let id = tenant.id.clone();
+    let admin = tenant.admin_name.clone();
+    let updated = db(&state, "tenants", move |c| {
+        let updated = tenants::update(c, &id, &update)?;
+        if let (Some(hash), Some(admin)) = (new_hash, admin) {
+            crate::store::users::set_password(c, &id, &admin, &hash)?;
+        }
+        Ok(updated)
+    })
+    .await?;
+    state.cache.invalidate_tenant(&updated.id);
+    Ok(media::updated(
+        &req,
+        "tenant",
+        &tenant_json(&media::base_url(&req), &updated),
+    ))
+}
+
+async fn delete(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(roles::TENANT_MANAGEMENT_ADMIN)?;
+    if !principal.is_management() {
+        return Err(ApiError::forbidden());
+    }
+    let id = path.into_inner();
+    if id == tenants::MANAGEMENT {
+        return Err(ApiError::invalid(
+            "tenants",
+            "The management tenant cannot be deleted",
+        ));
+    }
+    // Applications of the tenant own Docker images; remove those before the rows go away.
+    let tenant_id = id.clone();
+    let apps = db(&state, "tenants", move |c| {
+        let (apps, _) = crate::store::applications::list(
+            c,
+            &tenant_id,
+            &Default::default(),
+            crate::store::Page::ALL,
+        )?;
+        apps.into_iter()
+            .map(|a| crate::store::applications::versions(c, a.id))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    let tenant_id = id.clone();
+    let deleted = db(&state, "tenants", move |c| tenants::delete(c, &tenant_id)).await?;
+    if !deleted {
+        return Err(ApiError::not_found(
+            "security",
+            &format!("There is no tenant with id = {id}"),
+        ));
+    }
+    for version in apps.into_iter().flatten() {
+        super::applications::discard_version_artifacts(&state, &version).await;
+    }
+    state.cache.invalidate_tenant(&id);
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,592 @@
+//! `/user/currentUser…` and `/user/{tenantId}/users…`: users of the caller's tenant, their
+//! passwords, direct roles and group memberships.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::paging::PageRequest;
+use super::{AppState, db, media, required};
+use crate::auth::principal::Principal;
+use crate::auth::{password, roles};
+use crate::store::users::{self, NewUser, User, UserKind, UserUpdate, check_user_name};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/user/currentUser", web::get().to(current_user))
+        .route("/user/currentUser", web::put().to(update_current_user))
+        .route(
+            "/user/currentUser/password",
+            web::put().to(change_own_password),
+        )
+        .route("/user/{tenant}/users", web::get().to(list))
+        .route("/user/{tenant}/users", web::post().to(create))
+        .route("/user/{tenant}/users/{user}", web::get().to(get))
+        .route("/user/{tenant}/userByName/{user}", web::get().to(get))
+        .route("/user/{tenant}/users/{user}", web::put().to(update))
+        .route("/user/{tenant}/users/{user}", web::delete().to(delete))
+        .route(
+            "/user/{tenant}/users/{user}/password",
+            web::put().to(set_password),
+        )
+        .route(
+            "/user/{tenant}/users/{user}/groups",
+            web::get().to(user_groups),
+        )
+        .route(
+            "/user/{tenant}/users/{user}/roles",
+            web::get().to(user_roles),
+        )
+        .route(
+            "/user/{tenant}/users/{user}/roles",
+            web::post().to(add_role),
+        )
+        .route(
+            "/user/{tenant}/users/{user}/roles/{role}",
+            web::delete().to(remove_role),
+        );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserBody {
+    user_name: Option<String>,
+    password: Option<String>,
+    email: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    display_name: Option<String>,
+    phone: Option<String>,
+    enabled: Option<bool>,
+    custom_properties: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PasswordBody {
+    current_user_password: Option<String>,
+    new_password: Option<String>,
+}
+
+/// `{"role": {"self": ".../user/roles/ROLE_X"}}` or `{"role": {"id": "ROLE_X"}}`.
+#[derive(Debug, Deserialize)]
+pub struct RoleReferenceBody {
+    role: Option<Map<String, Value>>,
+}
+
+impl RoleReferenceBody {
+    /// The referenced role name: `id`, `name`, or the last segment of `self`.
+    pub fn role_name(&self) -> Result<String, ApiError> {
+        let role = self.role.as_ref().ok_or_else(|| {
+            ApiError::invalid(
+                "roles",
+                "body must be {\"role\": {\"self\": \"<url of the role>\"}}",
+            )
+        })?;
+        let name = ["id", "name"]
+            .iter()
+            .find_map(|k| role.get(*k).and_then(Value::as_str).map(str::to_owned))
+            .or_else(|| {
+                role.get("self")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.trim_end_matches('/').rsplit('/').next())
+                    .map(str::to_owned)
+            })
+            .ok_or_else(|| ApiError::invalid("roles", "role reference needs self or id"))?;
+        if roles::ALL.contains(&name.as_str()) {
+            Ok(name)
+        } else {
+            Err(ApiError::invalid("roles", &format!("Unknown role {name}")))
+        }
+    }
+}
+
+pub fn user_self(base: &str, tenant: &str, name: &str) -> String {
+    format!("{base}/user/{tenant}/users/{name}")
+}
+
+pub fn role_json(base: &str, role: &str) -> Value {
+    json!({"id": role, "name": role, "self": format!("{base}/user/roles/{role}")})
+}
+
+/// The user representation (without roles/groups details unless given).
+pub fn user_json(
+    base: &str,
+    user: &User,
+    direct_roles: &[String],
+    groups: &[users::Group],
+) -> Value {
+    let self_url = user_self(base, &user.tenant_id, &user.user_name);
+    let mut body = json!({
+        "id": user.user_name,
+        "self": self_url,
+        "userName": user.user_name,
+        "enabled": user.enabled,
+        "customProperties": user.custom_properties,
+        "lastPasswordChange": user.last_password_change,
+        "shouldResetPassword": false,
+        "twoFactorAuthenticationEnabled": false,
+        "roles": {
+            "self": format!("{self_url}/roles"),
+            "references": direct_roles.iter().map(|r| json!({"self": format!("{self_url}/roles/{r}"), "role": role_json(base, r)})).collect::<Vec<_>>(),
+        },
+        "groups": {
+            "self": format!("{self_url}/groups"),
+            "references": groups.iter().map(|g| json!({"self": format!("{self_url}/groups/{}", g.id), "group": super::groups::group_json(base, g)})).collect::<Vec<_>>(),
+        },
+    });
+    let fields = [
+        ("email", &user.email),
+        ("firstName", &user.first_name),
+        ("lastName", &user.last_name),
+        ("displayName", &user.display_name),
+        ("phone", &user.phone),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value {
+            body[name] = json!(v);
+        }
+    }
+    body
+}
+
+async fn full_user_json(
+    state: &AppState,
+    base: &str,
+    tenant: String,
+    name: String,
+) -> Result<Value, ApiError> {
+    let (user, direct, groups) = db(state, "users", move |c| {
+        let user = users::get_person(c, &tenant, &name)?;
+        Ok((
+            user,
+            users::direct_roles(c, &tenant, &name)?,
+            users::user_groups(c, &tenant, &name)?,
+        ))
+    })
+    .await?;
+    Ok(user_json(base, &user, &direct, &groups))
+}
+
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| ApiError::internal(&e.to_string()))?
+        .map_err(|e| ApiError::internal(&e.to_string()))
+}
+
+fn check_password(password: &str) -> Result<(), ApiError> {
+    password::check_strength(password).map_err(|r| ApiError::invalid("users", &r))
+}
+
+async fn current_user(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let base = media::base_url(&req);
+    let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
+    let user = db(&state, "users", move |c| users::get_user(c, &tenant, &name))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("User no longer exists"))?;
+    let mut body = json!({
+        "id": user.user_name,
+        "self": format!("{base}/user/currentUser"),
+        "userName": user.user_name,
+        "effectiveRoles": principal.roles.iter().map(|r| role_json(&base, r)).collect::<Vec<_>>(),
+        "devicePermissions": {},
+        "shouldResetPassword": false,
+        "twoFactorAuthenticationEnabled": false,
+        "lastPasswordChange": user.last_password_change,
+    });
+    for (name, value) in [
+        ("email", &user.email),
+        ("firstName", &user.first_name),
+        ("lastName", &user.last_name),
+        ("phone", &user.phone),
+    ] {
+        if let Some(v) = value {
+            body[name] = json!(v);
+        }
+    }
+    Ok(media::ok("currentUser", &body))
+}
+
+async fn update_current_user(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<UserBody>,
+) -> Result<HttpResponse, ApiError> {
+    if principal.kind != UserKind::Person {
+        return Err(ApiError::forbidden());
+    }
+    let body = body.into_inner();
+    if body.password.is_some() {
+        return Err(ApiError::invalid(
+            "users",
+            "change the password with PUT /user/currentUser/password",
+        ));
+    }
+    // Every person may edit their own profile, but not enable/disable themselves.
+    let update = UserUpdate {
+        email: body.email,
+        first_name: body.first_name,
+        last_name: body.last_name,
+        display_name: body.display_name,
+        phone: body.phone,
+        custom_properties: body.custom_properties,
+        ..UserUpdate::default()
+    };
+    let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
+    db(&state, "users", move |c| {
+        users::update_user(c, &tenant, &name, &update)
+    })
+    .await?;
+    current_user(req, principal, state).await
+}
+
+async fn change_own_password(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<PasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    if principal.kind != UserKind::Person {
+        return Err(ApiError::forbidden());
+    }
+    let current = required("users", "currentUserPassword", &body.current_user_password)?.to_owned();
+    let new = required("users", "newPassword", &body.new_password)?.to_owned();
+    check_password(&new)?;
+    crate::auth::principal::check_password(
+        &state,
+        principal.tenant.clone(),
+        principal.user.clone(),
+        current,
+    )
+    .await
+    .map_err(|_| ApiError::unauthorized("Invalid credentials! : currentUserPassword is wrong"))?;
+    let hash = hash_password(new).await?;
+    let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
+    db(&state, "users", move |c| {
+        users::set_password(c, &tenant, &name, &hash)
+    })
+    .await?;
+    state
+        .cache
+        .invalidate_user(&principal.tenant, &principal.user);
+    Ok(HttpResponse::Ok().finish())
+}
+
+fn read_access(principal: &Principal, tenant: &str) -> Result<(), ApiError> {
+    principal.require_own_tenant(tenant)?;
+    principal.require_any(&[
+        roles::USER_MANAGEMENT_READ,
+        roles::USER_MANAGEMENT_CREATE,
+        roles::USER_MANAGEMENT_ADMIN,
+    ])
+}
+
+fn admin_access(principal: &Principal, tenant: &str) -> Result<(), ApiError> {
+    principal.require_own_tenant(tenant)?;
+    principal.require(roles::USER_MANAGEMENT_ADMIN)
+}
+
+async fn list(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    read_access(&principal, &tenant)?;
+    let page = PageRequest::from_query(&query)?;
+    let prefix = query.get("username").cloned();
+    let groups = match query.get("groups") {
+        Some(text) => text
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.trim().parse::<i64>().map_err(|_| {
+                    ApiError::invalid(
+                        "users",
+                        &format!("groups must be comma-separated group ids, got {s:?}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let t = tenant.clone();
+    let (items, total) = db(&state, "users", move |c| {
+        let (list, total) = users::list_users(c, &t, prefix.as_deref(), &groups, page.window())?;
+        let detailed = list
+            .into_iter()
+            .map(|u| {
+                let direct = users::direct_roles(c, &t, &u.user_name)?;
+                let groups = users::user_groups(c, &t, &u.user_name)?;
+                Ok((u, direct, groups))
+            })
+            .collect::<Result<Vec<_>, crate::store::StoreError>>()?;
+        Ok((detailed, total))
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let items = items
+        .iter()
+        .map(|(u, r, g)| user_json(&base, u, r, g))
+        .collect();
+    Ok(media::ok(
+        "userCollection",
+        &page.collection(&req, "users", items, total),
+    ))
+}
+
+async fn create(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<UserBody>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let body = body.into_inner();
+    let name = required("users", "userName", &body.user_name)?.to_owned();
+    check_user_name(&name).map_err(|r| ApiError::invalid("users", &format!("userName {r}")))?;
+    let password = required("users", "password", &body.password)?.to_owned();
+    check_password(&password)?;
+    let hash = hash_password(password).await?;
+    let user = NewUser {
+        user_name: name.clone(),
+        password_hash: hash,
+        email: body.email,
+        first_name: body.first_name,
+        last_name: body.last_name,
+        display_name: body.display_name,
+        phone: body.phone,
+        enabled: body.enabled.unwrap_or(true),
+        custom_properties: body.custom_properties.unwrap_or_default(),
+        bootstrap: false,
+    };
+    let t = tenant.clone();
+    db(&state, "users", move |c| users::create_user(c, &t, &user)).await?;
+    let base = media::base_url(&req);
+    let body = full_user_json(&state, &base, tenant.clone(), name.clone()).await?;
+    Ok(media::created(
+        &req,
+        "user",
+        &user_self(&base, &tenant, &name),
+        &body,
+    ))
+}
+
+async fn get(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, name) = path.into_inner();
+    read_access(&principal, &tenant)?;
+    Ok(media::ok(
+        "user",
+        &full_user_json(&state, &media::base_url(&req), tenant, name).await?,
+    ))
+}
+
+async fn update(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<UserBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, name) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let body = body.into_inner();
+    if body.user_name.as_ref().is_some_and(|n| *n != name) {
+        return Err(ApiError::invalid("users", "userName cannot be changed"));
+    }
+    let password_hash = match body.password {
+        Some(p) => {
+            check_password(&p)?;
+            Some(hash_password(p).await?)
+        }
+        None => None,
+    };
+    let update = UserUpdate {
+        email: body.email,
+        first_name: body.first_name,
+        last_name: body.last_name,
+        display_name: body.display_name,
+        phone: body.phone,
+        enabled: body.enabled,
+        custom_properties: body.custom_properties,
+        password_hash,
+    };
+    let (t, n) = (tenant.clone(), name.clone());
+    db(&state, "users", move |c| {
+        users::update_user(c, &t, &n, &update)
+    })
+    .await?;
+    state.cache.invalidate_user(&tenant, &name);
+    let base = media::base_url(&req);
+    Ok(media::updated(
+        &req,
+        "user",
+        &full_user_json(&state, &base, tenant, name).await?,
+    ))
+}
+
+async fn delete(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, name) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    if name == principal.user {
+        return Err(ApiError::invalid("users", "You cannot delete yourself"));
+    }
+    let (t, n) = (tenant.clone(), name.clone());
+    db(&state, "users", move |c| users::delete_user(c, &t, &n)).await?;
+    state.cache.invalidate_user(&tenant, &name);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn set_password(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<PasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, name) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let current = required("users", "currentUserPassword", &body.current_user_password)?.to_owned();
+    let new = required("users", "newPassword", &body.new_password)?.to_owned();
+    check_password(&new)?;
+    // The caller confirms the change with their own password.
+    crate::auth::principal::check_password(
+        &state,
+        principal.tenant.clone(),
+        principal.user.clone(),
+        current,
+    )
+    .await
+    .map_err(|_| ApiError::unauthorized("Invalid credentials! : currentUserPassword is wrong"))?;
+    let hash = hash_password(new).await?;
+    let (t, n) = (tenant.clone(), name.clone());
+    db(&state, "users", move |c| {
+        users::get_person(c, &t, &n)?;
+        users::set_password(c, &t, &n, &hash)
+    })
+    .await?;
+    state.cache.invalidate_user(&tenant, &name);
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn user_groups(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, name) = path.into_inner();
+    read_access(&principal, &tenant)?;
+    let (t, n) = (tenant.clone(), name.clone());
+    let groups = db(&state, "users", move |c| {
+        users::get_person(c, &t, &n)?;
+        users::user_groups(c, &t, &n)
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let references: Vec<Value> = groups
+        .iter()
+        .map(|g| json!({"self": format!("{}/groups/{}", user_self(&base, &tenant, &name), g.id), "group": super::groups::group_json(&base, g)}))
+        .collect();
+    let total = references.len() as u64;
+    let page = PageRequest::from_query(&HashMap::from([(
+        "pageSize".to_owned(),
+        super::paging::MAX_PAGE_SIZE.to_string(),
+    )]))?;
+    Ok(media::ok(
+        "groupReferenceCollection",
+        &page.collection(&req, "references", references, total),
+    ))
+}
+
+async fn user_roles(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, name) = path.into_inner();
+    read_access(&principal, &tenant)?;
+    let (t, n) = (tenant.clone(), name.clone());
+    let roles = db(&state, "users", move |c| {
+        users::get_person(c, &t, &n)?;
+        users::direct_roles(c, &t, &n)
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let self_url = user_self(&base, &tenant, &name);
+    let references: Vec<Value> = roles
+        .iter()
+        .map(|r| json!({"self": format!("{self_url}/roles/{r}"), "role": role_json(&base, r)}))
+        .collect();
+    let total = references.len() as u64;
+    let page = PageRequest::from_query(&HashMap::from([(
+        "pageSize".to_owned(),
+        super::paging::MAX_PAGE_SIZE.to_string(),
+    )]))?;
+    Ok(media::ok(
+        "roleReferenceCollection",
+        &page.collection(&req, "references", references, total),
+    ))
+}
+
+async fn add_role(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Json<RoleReferenceBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, name) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let role = body.role_name()?;
+    let (t, n, r) = (tenant.clone(), name.clone(), role.clone());
+    db(&state, "roles", move |c| {
+        users::add_user_role(c, &t, &n, &r)
+    })
+    .await?;
+    state.cache.invalidate_user(&tenant, &name);
+    let base = media::base_url(&req);
+    let location = format!("{}/roles/{role}", user_self(&base, &tenant, &name));
+    Ok(media::created(
+        &req,
+        "roleReference",
+        &location,
+        &json!({"self": location, "role": role_json(&base, &role)}),
+    ))
+}
+
+async fn remove_role(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, name, role) = path.into_inner();
+    admin_access(&principal, &tenant)?;
+    let (t, n) = (tenant.clone(), name.clone());
+    db(&state, "roles", move |c| {
+        users::remove_user_role(c, &t, &n, &role)
+    })
+    .await?;
+    state.cache.invalidate_user(&tenant, &name);
+    Ok(HttpResponse::NoContent().finish())
+}

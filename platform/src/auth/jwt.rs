@@ -1,0 +1,101 @@
+//! OAI-Secure login tokens: HS256 JWTs signed with the data directory's key. Validation is
+//! pinned to HS256, so `none` and other algorithms are rejected; `exp`/`nbf` are enforced.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// The `iss` of every token Berth issues.
+pub const ISSUER: &str = "berth";
+
+/// Token claims (names as in Cumulocity tokens).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The tenant id, used as audience.
+    pub aud: String,
+    pub sub: String,
+    pub ten: String,
+    #[serde(rename = "xsrfToken")]
+    pub xsrf_token: String,
+    pub jti: String,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid token: {0}")]
+pub struct TokenError(String);
+
+/// Signs `claims` with HS256.
+pub fn issue(key: &[u8], claims: &Claims) -> Result<String, TokenError> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(key),
+    )
+    .map_err(|e| TokenError(e.to_string()))
+}
+
+/// Verifies signature, algorithm, issuer, `exp` and `nbf`, and returns the claims.
+pub fn verify(key: &[u8], token: &str) -> Result<Claims, TokenError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.validate_aud = false;
+    validation.validate_nbf = true;
+    validation.leeway = 0;
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
+    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation)
+        .map_err(|e| TokenError(e.to_string()))?;
+    if data.claims.aud != data.claims.ten {
+        return Err(TokenError("audience does not match tenant".into()));
+    }
+    Ok(data.claims)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn claims(exp: u64) -> Claims {
+        let now = now();
+        Claims {
+            iss: ISSUER.into(),
+            aud: "t1".into(),
+            sub: "jane".into(),
+            ten: "t1".into(),
+            xsrf_token: "x".into(),
+            jti: "j".into(),
+            iat: now,
+            nbf: now,
+            exp,
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_bad_ones_fail() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let good = issue(key, &claims(now() + 60)).unwrap();
+        assert_eq!(verify(key, &good).unwrap().sub, "jane");
+        assert!(verify(b"another key of the right length!", &good).is_err());
+        let expired = issue(key, &claims(now() - 10)).unwrap();
+        assert!(verify(key, &expired).is_err());
+        let body = good.split('.').nth(1).unwrap();
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            body
+        );
+        assert!(verify(key, &none).is_err());
+    }
+}

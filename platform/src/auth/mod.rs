@@ -1,0 +1,9 @@
+//! Authentication and authorization: password hashing, Basic credentials, login tokens, the
+//! verified-credential cache, the role catalogue and the [`principal::Principal`] extractor.
+
+pub mod cache;
+pub mod credentials;
+pub mod jwt;
+pub mod password;
+pub mod principal;
+pub mod roles;

@@ -1,0 +1,238 @@
+//! The authenticated caller: resolved from Basic credentials, a Bearer token or the OAI-Secure
+//! cookie (with its XSRF header), cached, and checked with [`Principal::require`].
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, web};
+
+use super::cache::CredentialCache;
+use super::credentials::{self, Credentials};
+use super::{jwt, password};
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::store::tenants;
+use crate::store::users::{self, UserKind};
+
+/// Name of the OAI-Secure token cookie and of the XSRF cookie/header.
+pub const TOKEN_COOKIE: &str = "authorization";
+pub const XSRF_COOKIE: &str = "XSRF-TOKEN";
+pub const XSRF_HEADER: &str = "X-XSRF-TOKEN";
+
+/// The token a caller authenticated with, if any.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub jti: String,
+    pub xsrf_token: String,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant: String,
+    pub user: String,
+    pub kind: UserKind,
+    pub roles: BTreeSet<String>,
+    pub token: Option<TokenInfo>,
+}
+
+impl Principal {
+    /// 403 unless the caller holds `role`.
+    pub fn require(&self, role: &str) -> Result<(), ApiError> {
+        self.require_any(&[role])
+    }
+
+    /// 403 unless the caller holds at least one of `roles`.
+    pub fn require_any(&self, roles: &[&str]) -> Result<(), ApiError> {
+        if roles.iter().any(|r| self.roles.contains(*r)) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
+    /// 403 unless `tenant` is the caller's own tenant (objects of other tenants are invisible).
+    pub fn require_own_tenant(&self, tenant: &str) -> Result<(), ApiError> {
+        if self.tenant == tenant {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
+    pub fn is_management(&self) -> bool {
+        self.tenant == tenants::MANAGEMENT
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Principal, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await.map(|p| (*p).clone()) })
+    }
+}
+
+/// The `Host` header without its port.
+pub fn request_host(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    let host = info.host();
+    let without_port = if host.starts_with('[') {
+        host.split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h).to_owned()
+    };
+    without_port.to_ascii_lowercase()
+}
+
+/// The tenant named by the request's host (first label = a tenant domain), else management.
+pub async fn tenant_for_host(state: &AppState, host: String) -> Result<String, ApiError> {
+    let found = state
+        .store
+        .run(move |conn| tenants::find_by_host(conn, &host))
+        .await
+        .map_err(ApiError::store("tenants"))?;
+    Ok(found.unwrap_or_else(|| tenants::MANAGEMENT.to_owned()))
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::unauthorized("Invalid credentials! : Bad credentials")
+}
+
+async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("application state missing"))?;
+    if let Some(value) = req.headers().get(AUTHORIZATION) {
+        let header = value.to_str().map_err(|_| invalid_credentials())?;
+        let host = request_host(req);
+        let key = CredentialCache::key(&["authorization", header, &host]);
+        if let Some(principal) = state.cache.get(&key) {
+            return Ok(principal);
+        }
+        let principal =
+            match credentials::parse(header).map_err(|e| ApiError::unauthorized(&e.to_string()))? {
+                Credentials::Basic {
+                    tenant,
+                    user,
+                    password,
+                } => {
+                    let tenant = match tenant {
+                        Some(t) => t,
+                        None => tenant_for_host(state, host).await?,
+                    };
+                    check_password(state, tenant, user, password).await?
+                }
+                Credentials::Bearer(token) => check_token(state, &token).await?,
+            };
+        let principal = Arc::new(principal);
+        state
+            .cache
+            .insert(key, Arc::clone(&principal), token_deadline(&principal));
+        return Ok(principal);
+    }
+    if let Some(cookie) = req.cookie(TOKEN_COOKIE) {
+        let key = CredentialCache::key(&["cookie", cookie.value()]);
+        let principal = match state.cache.get(&key) {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(check_token(state, cookie.value()).await?);
+                state.cache.insert(key, Arc::clone(&p), token_deadline(&p));
+                p
+            }
+        };
+        // Cookies are sent by browsers automatically; the XSRF header proves the caller could
+        // read the XSRF cookie, i.e. is not a cross-site request.
+        let sent = req.headers().get(XSRF_HEADER).and_then(|v| v.to_str().ok());
+        let expected = principal.token.as_ref().map(|t| t.xsrf_token.as_str());
+        if sent.is_none() || sent != expected {
+            return Err(ApiError::unauthorized(
+                "Missing or wrong X-XSRF-TOKEN header for cookie authentication",
+            ));
+        }
+        return Ok(principal);
+    }
+    Err(ApiError::unauthorized(
+        "Full authentication is required to access this resource",
+    ))
+}
+
+fn token_deadline(principal: &Principal) -> Option<Instant> {
+    principal
+        .token
+        .as_ref()
+        .map(|t| Instant::now() + Duration::from_secs(t.expires_at.saturating_sub(jwt::now())))
+}
+
+/// Verifies a user's password (argon2 on a blocking thread) and loads their roles.
+pub async fn check_password(
+    state: &AppState,
+    tenant: String,
+    user: String,
+    password: String,
+) -> Result<Principal, ApiError> {
+    let (t, u) = (tenant.clone(), user.clone());
+    let record = state
+        .store
+        .run(move |conn| users::auth_record(conn, &t, &u))
+        .await
+        .map_err(ApiError::store("users"))?;
+    let Some(record) = record else {
+        return Err(invalid_credentials());
+    };
+    let hash = record.password_hash.clone();
+    let matches = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+        .await
+        .map_err(|e| ApiError::internal(&e.to_string()))?;
+    if !matches || !record.enabled {
+        return Err(invalid_credentials());
+    }
+    Ok(Principal {
+        tenant,
+        user,
+        kind: record.kind,
+        roles: record.roles,
+        token: None,
+    })
+}
+
+/// Verifies a login token (signature, HS256, expiry, not logged out) and loads the user's roles.
+pub async fn check_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let claims = jwt::verify(state.secrets.jwt_key(), token)
+        .map_err(|e| ApiError::unauthorized(&e.to_string()))?;
+    let (tenant, user, jti) = (claims.ten.clone(), claims.sub.clone(), claims.jti.clone());
+    let record = state
+        .store
+        .run(move |conn| {
+            if crate::store::tenants::token_revoked(conn, &jti)? {
+                return Ok(None);
+            }
+            users::auth_record(conn, &tenant, &user)
+        })
+        .await
+        .map_err(ApiError::store("users"))?;
+    match record {
+        Some(record) if record.enabled => Ok(Principal {
+            tenant: claims.ten,
+            user: claims.sub,
+            kind: record.kind,
+            roles: record.roles,
+            token: Some(TokenInfo {
+                jti: claims.jti,
+                xsrf_token: claims.xsrf_token,
+                expires_at: claims.exp,
+            }),
+        }),
+        _ => Err(ApiError::unauthorized("User has been logged out")),
+    }
+}

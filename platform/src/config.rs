@@ -1,0 +1,384 @@
+//! Server configuration: command-line flags, `BERTH_*` environment variables and an optional
+//! TOML file, merged (flag > environment > file > built-in default) into one validated [`Config`]
+//! before anything is bound or written.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// Default HTTPS listener: loopback only, so a fresh `berth serve` is not exposed by accident.
+pub const DEFAULT_HTTPS: &str = "127.0.0.1:8443";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "berth-data";
+/// Default upload limit for application packages (the Cumulocity UI limit).
+pub const DEFAULT_UPLOAD_LIMIT: u64 = 500 * 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A self-hostable, Cumulocity-compatible microservice platform"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform server.
+    Serve(ServeArgs),
+}
+
+/// Flags of `berth serve`; each one can also come from its `BERTH_*` variable or the config file.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory holding the database, keys, certificate and packages.
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTPS listen address (port 0 picks a free port).
+    #[arg(long, env = "BERTH_HTTPS", value_name = "ADDR:PORT")]
+    pub https: Option<String>,
+    /// Additional plain-HTTP listen address; off unless given.
+    #[arg(long, env = "BERTH_HTTP", value_name = "ADDR:PORT")]
+    pub http: Option<String>,
+    /// PEM certificate chain to serve instead of the generated self-signed one.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching --tls-cert.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest accepted application package, in bytes (suffixes KiB, MiB, GiB allowed).
+    #[arg(long, env = "BERTH_UPLOAD_LIMIT", value_name = "SIZE")]
+    pub upload_limit: Option<String>,
+    /// Docker engine unix socket.
+    #[arg(long, env = "BERTH_DOCKER_SOCKET", value_name = "PATH")]
+    pub docker_socket: Option<PathBuf>,
+    /// User name of the management tenant's first administrator.
+    #[arg(long, env = "BERTH_ADMIN_USER")]
+    pub admin_user: Option<String>,
+    /// Lifetime of OAI-Secure tokens, in seconds.
+    #[arg(long, env = "BERTH_TOKEN_LIFETIME", value_name = "SECONDS")]
+    pub token_lifetime: Option<u64>,
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, env = "BERTH_LOG")]
+    pub log: Option<String>,
+}
+
+/// The config file: the same settings as the flags, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    https: Option<String>,
+    http: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    upload_limit: Option<toml::Value>,
+    docker_socket: Option<PathBuf>,
+    admin_user: Option<String>,
+    token_lifetime: Option<u64>,
+    log: Option<String>,
+}
+
+/// Where the server certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Self-signed, generated on first start and kept in the data directory.
+    Generated,
+    /// The operator's PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// The validated configuration of `berth serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub https: SocketAddr,
+    pub http: Option<SocketAddr>,
+    pub tls: TlsSource,
+    pub upload_limit: u64,
+    pub docker_socket: PathBuf,
+    pub admin_user: String,
+    /// From `BERTH_ADMIN_PASSWORD` only (never a flag, so it does not show in `ps`).
+    pub admin_password: Option<String>,
+    pub token_lifetime: Duration,
+    pub log_filter: String,
+}
+
+/// A setting that cannot be used, named so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("invalid setting {name} = {value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Merges flags/environment (already in `args`, clap handles `BERTH_*`) with the config file
+    /// and the defaults, and validates the result.
+    pub fn load(args: ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let admin_password = std::env::var("BERTH_ADMIN_PASSWORD").ok();
+        Config::merge(args, file, admin_password)
+    }
+
+    fn merge(
+        args: ServeArgs,
+        file: FileConfig,
+        admin_password: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "", "must not be empty"));
+        }
+        let https_text = args
+            .https
+            .or(file.https)
+            .unwrap_or_else(|| DEFAULT_HTTPS.into());
+        let https = parse_addr("https", &https_text)?;
+        let http = match args.http.or(file.http) {
+            Some(text) => Some(parse_addr("http", &text)?),
+            None => None,
+        };
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (None, None) => TlsSource::Generated,
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("tls_cert", &cert), ("tls_key", &key)] {
+                    if !path.is_file() {
+                        return Err(invalid(
+                            name,
+                            &path.display().to_string(),
+                            "file does not exist",
+                        ));
+                    }
+                }
+                TlsSource::Files { cert, key }
+            }
+            (Some(cert), None) => {
+                return Err(invalid(
+                    "tls_key",
+                    "",
+                    &format!("required because tls_cert = {} is set", cert.display()),
+                ));
+            }
+            (None, Some(key)) => {
+                return Err(invalid(
+                    "tls_cert",
+                    "",
+                    &format!("required because tls_key = {} is set", key.display()),
+                ));
+            }
+        };
+        let upload_limit = match (args.upload_limit, file.upload_limit) {
+            (Some(text), _) => parse_size(&text)?,
+            (None, Some(toml::Value::Integer(n))) => {
+                u64::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                    invalid(
+                        "upload_limit",
+                        &n.to_string(),
+                        "must be a positive number of bytes",
+                    )
+                })?
+            }
+            (None, Some(toml::Value::String(text))) => parse_size(&text)?,
+            (None, Some(other)) => {
+                return Err(invalid(
+                    "upload_limit",
+                    &format!("{other:?}"),
+                    "must be bytes or a string like \"500MiB\"",
+                ));
+            }
+            (None, None) => DEFAULT_UPLOAD_LIMIT,
+        };
+        let docker_socket = args
+            .docker_socket
+            .or(file.docker_socket)
+            .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"));
+        let admin_user = args
+            .admin_user
+            .or(file.admin_user)
+            .unwrap_or_else(|| "admin".into());
+        if let Err(reason) = crate::store::users::check_user_name(&admin_user) {
+            return Err(invalid("admin_user", &admin_user, &reason));
+        }
+        if let Some(password) = &admin_password
+            && let Err(reason) = crate::auth::password::check_strength(password)
+        {
+            return Err(invalid("BERTH_ADMIN_PASSWORD", "<hidden>", &reason));
+        }
+        let token_seconds = args
+            .token_lifetime
+            .or(file.token_lifetime)
+            .unwrap_or(14 * 24 * 3600);
+        if token_seconds < 60 {
+            return Err(invalid(
+                "token_lifetime",
+                &token_seconds.to_string(),
+                "must be at least 60 seconds",
+            ));
+        }
+        let log_filter = args.log.or(file.log).unwrap_or_else(|| "info".into());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_filter) {
+            return Err(invalid("log", &log_filter, &e.to_string()));
+        }
+        Ok(Config {
+            data_dir,
+            https,
+            http,
+            tls,
+            upload_limit,
+            docker_socket,
+            admin_user,
+            admin_password,
+            token_lifetime: Duration::from_secs(token_seconds),
+            log_filter,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn parse_addr(name: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        invalid(
+            name,
+            text,
+            "expected IP:PORT, e.g. 127.0.0.1:8443 (port 0 picks a free port)",
+        )
+    })
+}
+
+/// Parses `1048576`, `512KiB`, `500MiB`, `2GiB` (also KB/MB/GB as binary units).
+pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(invalid(
+                "upload_limit",
+                text,
+                "unknown unit; use B, KiB, MiB or GiB",
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            invalid(
+                "upload_limit",
+                text,
+                "must be a positive size such as 500MiB",
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        let cases = [
+            ("1024", Some(1024)),
+            ("1KiB", Some(1024)),
+            ("500MiB", Some(500 << 20)),
+            ("2 GiB", Some(2 << 30)),
+            ("0", None),
+            ("5XB", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_size(text).ok(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let file: FileConfig = toml::from_str(
+            "https = \"0.0.0.0:9443\"\nupload_limit = \"1MiB\"\nadmin_user = \"root\"",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            https: Some("127.0.0.1:0".into()),
+            ..ServeArgs::default()
+        };
+        let config = Config::merge(args, file, None).unwrap();
+        assert_eq!(config.https, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.upload_limit, 1 << 20);
+        assert_eq!(config.admin_user, "root");
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(config.tls, TlsSource::Generated);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cases = [
+            ("https = \"nonsense\"", "https"),
+            ("upload_limit = -1", "upload_limit"),
+            ("token_lifetime = 5", "token_lifetime"),
+            ("admin_user = \"a/b\"", "admin_user"),
+            ("tls_cert = \"/nonexistent.pem\"", "tls_key"),
+        ];
+        for (text, name) in cases {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            let err = Config::merge(ServeArgs::default(), file, None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{text}: {err}");
+        }
+        assert!(toml::from_str::<FileConfig>("htps = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! Berth, the platform server: configuration, TLS, the SQLite store, authentication, the
+//! Cumulocity-shaped HTTP API and the Docker runtime, assembled by [`serve`].
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod runtime;
+pub mod secrets;
+pub mod store;
+pub mod tls;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::{App, HttpServer, web};
+
+use api::AppState;
+use auth::cache::{CredentialCache, DEFAULT_TTL};
+use config::Config;
+use store::Store;
+use store::tenants::{self, NewTenant};
+use store::users::NewUser;
+
+/// Sub-directory of the data directory for uploads in progress; emptied at every start.
+pub const TMP_DIR: &str = "tmp";
+/// Sub-directory of the data directory for accepted packages.
+pub const PACKAGES_DIR: &str = "packages";
+/// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE_SECS: u64 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot prepare data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+    #[error("cannot hash the admin password: {0}")]
+    Hash(#[from] auth::password::HashError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Server(std::io::Error),
+}
+
+/// Installs the tracing subscriber (to stderr; stdout carries the machine-readable lines).
+pub fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints one machine-readable line on stdout (`berth: …`).
+fn announce(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "berth: {line}");
+    let _ = stdout.flush();
+}
+
+fn prepare_dir(path: &Path) -> Result<(), StartupError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |source| StartupError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(fail)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(fail)
+}
+
+/// Creates the management tenant and its administrator on first start. The password comes
+/// from `BERTH_ADMIN_PASSWORD` or is generated and printed once.
+fn ensure_management_tenant(
+    store: &Store,
+    config: &Config,
+    secrets: &secrets::Secrets,
+) -> Result<(), StartupError> {
+    if store.run_now(|c| tenants::exists(c, tenants::MANAGEMENT))? {
+        return Ok(());
+    }
+    let (password, generated) = match &config.admin_password {
+        Some(p) => (p.clone(), false),
+        None => (secrets.random_token(24)?, true),
+    };
+    let admin = NewUser {
+        user_name: config.admin_user.clone(),
+        password_hash: auth::password::hash(&password)?,
+        enabled: true,
+        ..NewUser::default()
+    };
+    let tenant = NewTenant {
+        id: tenants::MANAGEMENT.to_owned(),
+        domain: tenants::MANAGEMENT.to_owned(),
+        company: "Berth management".to_owned(),
+        parent: None,
+        contact_name: None,
+        contact_phone: None,
+        custom_properties: Default::default(),
+        allow_create_tenants: true,
+    };
+    store.run_now(|c| tenants::create(c, &tenant, &admin, auth::roles::MANAGEMENT_GROUPS))?;
+    announce(&format!("admin user {}", config.admin_user));
+    if generated {
+        announce(&format!("admin password {password}"));
+    }
+    Ok(())
+}
+
+/// Runs the server until SIGTERM/SIGINT, then lets in-flight requests finish.
+pub async fn serve(config: Config) -> Result<(), StartupError> {
+    tls::install_crypto_provider();
+    prepare_dir(&config.data_dir)?;
+    let tmp = config.data_dir.join(TMP_DIR);
+    // Leftovers of uploads interrupted by a crash: never part of any accepted state.
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|source| StartupError::DataDir {
+            path: tmp.clone(),
+            source,
+        })?;
+    }
+    prepare_dir(&tmp)?;
+    prepare_dir(&config.data_dir.join(PACKAGES_DIR))?;
+    let secrets = Arc::new(secrets::Secrets::load_or_create(&config.data_dir)?);
+    let store = Store::open(&config.data_dir.join(store::DATABASE_FILE))?;
+    ensure_management_tenant(&store, &config, &secrets)?;
+    let tls_config = tls::server_config(&config.tls, &config.data_dir)?;
+    let runtime = runtime::Runtime::connect(&config.docker_socket).await?;
+
+    let state = web::Data::new(AppState {
+        config: Arc::new(config.clone()),
+        store,
+        secrets,
+        cache: CredentialCache::new(DEFAULT_TTL),
+        runtime,
+        upload_lock: tokio::sync::Mutex::new(()),
+    });
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap_fn(|req, srv| {
+                let (method, path, start) = (req.method().clone(), req.path().to_owned(), Instant::now());
+                let response = srv.call(req);
+                async move {
+                    let response = response.await?;
+                    tracing::info!(%method, %path, status = response.status().as_u16(), micros = start.elapsed().as_micros() as u64, "request");
+                    Ok(response)
+                }
+            })
+            .configure(api::configure(app_state.clone()))
+    })
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    .bind_rustls_0_23(config.https, tls_config)
+    .map_err(|source| StartupError::Bind { addr: config.https.to_string(), source })?;
+    if let Some(http) = config.http {
+        server = server.bind(http).map_err(|source| StartupError::Bind {
+            addr: http.to_string(),
+            source,
+        })?;
+    }
+    for (addr, scheme) in server.addrs_with_scheme() {
+        announce(&format!("listening on {scheme}://{addr}"));
+    }
+    announce(&format!("management tenant {}", tenants::MANAGEMENT));
+    server.run().await.map_err(StartupError::Server)?;
+    drop(state);
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! Applications owned by a tenant, their uploaded versions (image + package) and the bootstrap
+//! user created for each microservice.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+
+use super::users::{self, NewUser};
+use super::{Page, StoreError, conflict_on_unique, timestamp};
+
+#[derive(Debug, Clone)]
+pub struct Application {
+    pub id: i64,
+    pub owner: String,
+    pub name: String,
+    pub key: String,
+    pub app_type: String,
+    pub availability: String,
+    pub context_path: Option<String>,
+    pub description: Option<String>,
+    pub external_url: Option<String>,
+    pub manifest: Option<Value>,
+    pub roles: Vec<String>,
+    pub required_roles: Vec<String>,
+    pub active_version_id: Option<String>,
+    pub bootstrap_user: Option<String>,
+    pub bootstrap_password_sealed: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApplication {
+    pub owner: String,
+    pub name: String,
+    pub key: String,
+    pub app_type: String,
+    pub availability: String,
+    pub context_path: Option<String>,
+    pub description: Option<String>,
+    pub external_url: Option<String>,
+    pub roles: Vec<String>,
+    pub required_roles: Vec<String>,
+}
+
+/// The bootstrap user to create with a microservice; `password_sealed` is the encrypted
+/// clear password (so the API can hand it out), `user.password_hash` its argon2 hash.
+#[derive(Debug, Clone)]
+pub struct NewBootstrapUser {
+    pub user: NewUser,
+    pub password_sealed: String,
+}
+
+/// Changes to an application; `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct ApplicationUpdate {
+    pub name: Option<String>,
+    pub key: Option<String>,
+    pub availability: Option<String>,
+    pub context_path: Option<String>,
+    pub description: Option<String>,
+    pub external_url: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub required_roles: Option<Vec<String>>,
+}
+
+/// Filters of the application list.
+#[derive(Debug, Clone, Default)]
+pub struct ApplicationFilter {
+    pub name: Option<String>,
+    pub app_type: Option<String>,
+    pub owner: Option<String>,
+}
+
+/// One uploaded version of a microservice.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub version: String,
+    pub image_id: String,
+    pub image_tag: String,
+    pub package_file: String,
+}
+
+/// What an accepted upload records.
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    pub version: Version,
+    pub manifest: Value,
+    pub roles: Vec<String>,
+    pub required_roles: Vec<String>,
+    pub context_path: Option<String>,
+}
+
+const COLUMNS: &str = "id, owner_tenant, name, key, type, availability, context_path, description, external_url, manifest, roles, required_roles, active_version_id, bootstrap_user, bootstrap_password_sealed";
+
+type RawApplication = (Application, Option<String>, String, String);
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<RawApplication> {
+    Ok((
+        Application {
+            id: row.get(0)?,
+            owner: row.get(1)?,
+            name: row.get(2)?,
+            key: row.get(3)?,
+            app_type: row.get(4)?,
+            availability: row.get(5)?,
+            context_path: row.get(6)?,
+            description: row.get(7)?,
+            external_url: row.get(8)?,
+            manifest: None,
+            roles: Vec::new(),
+            required_roles: Vec::new(),
+            active_version_id: row.get(12)?,
+            bootstrap_user: row.get(13)?,
+            bootstrap_password_sealed: row.get(14)?,
+        },
+        row.get(9)?,
+        row.get(10)?,
+        row.get(11)?,
+    ))
+}
+
+fn finish((mut app, manifest, roles, required): RawApplication) -> Result<Application, StoreError> {
+    app.manifest = manifest.map(|m| serde_json::from_str(&m)).transpose()?;
+    app.roles = serde_json::from_str(&roles)?;
+    app.required_roles = serde_json::from_str(&required)?;
+    Ok(app)
+}
+
+fn duplicate_message(owner: &str, name: &str, key: &str) -> String {
+    format!(
+        "Application for tenant {owner} with properties ( name:{name} or key:{key} ) already exists"
+    )
+}
+
+pub fn create(
+    conn: &mut Connection,
+    app: &NewApplication,
+    bootstrap: Option<&NewBootstrapUser>,
+) -> Result<Application, StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO applications (owner_tenant, name, key, type, availability, context_path, description, external_url, roles, required_roles, bootstrap_user, bootstrap_password_sealed, creation_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            app.owner,
+            app.name,
+            app.key,
+            app.app_type,
+            app.availability,
+            app.context_path,
+            app.description,
+            app.external_url,
+            serde_json::to_string(&app.roles)?,
+            serde_json::to_string(&app.required_roles)?,
+            bootstrap.map(|b| &b.user.user_name),
+            bootstrap.map(|b| &b.password_sealed),
+            timestamp()
+        ],
+    )
+    .map_err(|e| conflict_on_unique(e, || duplicate_message(&app.owner, &app.name, &app.key)))?;
+    let id = tx.last_insert_rowid();
+    if let Some(bootstrap) = bootstrap {
+        users::create_user(&tx, &app.owner, &bootstrap.user)?;
+    }
+    let created = get(&tx, &app.owner, id)?;
+    tx.commit()?;
+    Ok(created)
+}
+
+/// The application `id` if `tenant` owns it; NotFound otherwise (other tenants' ids are not revealed).
+pub fn get(conn: &Connection, tenant: &str, id: i64) -> Result<Application, StoreError> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM applications WHERE id = ?1 AND owner_tenant = ?2"),
+        params![id, tenant],
+        from_row,
+    )
+    .optional()?
+    .map(finish)
+    .transpose()?
+    .ok_or_else(|| StoreError::NotFound(format!("Could not find application by ID {id}")))
+}
+
+/// The application whose bootstrap user is `user` in `tenant`, if any.
+pub fn by_bootstrap_user(
+    conn: &Connection,
+    tenant: &str,
+    user: &str,
+) -> Result<Option<Application>, StoreError> {
+    conn.query_row(
+        &format!(
+            "SELECT {COLUMNS} FROM applications WHERE owner_tenant = ?1 AND bootstrap_user = ?2"
+        ),
+        params![tenant, user],
+        from_row,
+    )
+    .optional()?
+    .map(finish)
+    .transpose()
+}
+
+pub fn list(
+    conn: &Connection,
+    tenant: &str,
+    filter: &ApplicationFilter,
+    page: Page,
+) -> Result<(Vec<Application>, u64), StoreError> {
+    let clause = "owner_tenant = ?1 AND (?2 IS NULL OR name = ?2) AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR owner_tenant = ?4)";
+    let args = params![tenant, filter.name, filter.app_type, filter.owner];
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM applications WHERE {clause}"),
+        args,
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM applications WHERE {clause} ORDER BY id LIMIT ?5 OFFSET ?6"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            tenant,
+            filter.name,
+            filter.app_type,
+            filter.owner,
+            page.limit_sql(),
+            page.offset_sql()
+        ],
+        from_row,
+    )?;
+    let apps = rows.map(|r| finish(r?)).collect::<Result<Vec<_>, _>>()?;
+    Ok((apps, total.try_into().unwrap_or(0)))
+}
+
+pub fn update(
+    conn: &mut Connection,
+    tenant: &str,
+    id: i64,
+    update: &ApplicationUpdate,
+) -> Result<Application, StoreError> {
+    let tx = conn.transaction()?;
+    let current = get(&tx, tenant, id)?;
+    let name = update.name.clone().unwrap_or(current.name);
+    let key = update.key.clone().unwrap_or(current.key);
+    tx.execute(
+        "UPDATE applications SET name = ?3, key = ?4, availability = ?5, context_path = ?6, description = ?7, external_url = ?8, roles = ?9, required_roles = ?10
+         WHERE id = ?1 AND owner_tenant = ?2",
+        params![
+            id,
+            tenant,
+            name,
+            key,
+            update.availability.clone().unwrap_or(current.availability),
+            update.context_path.clone().or(current.context_path),
+            update.description.clone().or(current.description),
+            update.external_url.clone().or(current.external_url),
+            serde_json::to_string(update.roles.as_ref().unwrap_or(&current.roles))?,
+            serde_json::to_string(update.required_roles.as_ref().unwrap_or(&current.required_roles))?,
+        ],
+    )
+    .map_err(|e| conflict_on_unique(e, || duplicate_message(tenant, &name, &key)))?;
+    let updated = get(&tx, tenant, id)?;
+    tx.commit()?;
+    Ok(updated)
+}
+
+/// Deletes the application, its versions and its bootstrap user; returns the deleted versions
+/// so the caller can remove their images and packages.
+pub fn delete(conn: &mut Connection, tenant: &str, id: i64) -> Result<Vec<Version>, StoreError> {
+    let tx = conn.transaction()?;
+    let app = get(&tx, tenant, id)?;
+    let versions = versions(&tx, id)?;
+    if let Some(user) = &app.bootstrap_user {
+        tx.execute(
+            "DELETE FROM users WHERE tenant_id = ?1 AND user_name = ?2",
+            params![tenant, user],
+        )?;
+    }
+    tx.execute("DELETE FROM applications WHERE id = ?1", [id])?;
+    tx.commit()?;
+    Ok(versions)
+}
+
+pub fn versions(conn: &Connection, id: i64) -> Result<Vec<Version>, StoreError> {
+    let mut stmt = conn.prepare("SELECT version, image_id, image_tag, package_file FROM application_versions WHERE application_id = ?1 ORDER BY upload_time")?;
+    let rows = stmt.query_map([id], |r| {
+        Ok(Version {
+            version: r.get(0)?,
+            image_id: r.get(1)?,
+            image_tag: r.get(2)?,
+            package_file: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn version(conn: &Connection, id: i64, version: &str) -> Result<Option<Version>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT version, image_id, image_tag, package_file FROM application_versions WHERE application_id = ?1 AND version = ?2",
+            params![id, version],
+            |r| Ok(Version { version: r.get(0)?, image_id: r.get(1)?, image_tag: r.get(2)?, package_file: r.get(3)? }),
+        )
+        .optional()?)
+}
+
+/// True when any stored version (of any application) uses this image.
+pub fn image_in_use(conn: &Connection, image_id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM application_versions WHERE image_id = ?1 LIMIT 1",
+            [image_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Records an accepted upload: inserts or replaces the version row and makes it active.
+/// Returns the version it replaced, if any.
+pub fn record_upload(
+    conn: &mut Connection,
+    tenant: &str,
+    id: i64,
+    record: &UploadRecord,
+) -> Result<(Application, Option<Version>), StoreError> {
+    let tx = conn.transaction()?;
+    get(&tx, tenant, id)?;
+    let previous = version(&tx, id, &record.version.version)?;
+    let manifest_text = serde_json::to_string(&record.manifest)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![id, record.version.version, record.version.image_id, record.version.image_tag, record.version.package_file, manifest_text, timestamp()],
+    )?;
+    tx.execute(
+        "UPDATE applications SET manifest = ?2, roles = ?3, required_roles = ?4, context_path = COALESCE(?5, context_path), active_version_id = ?6 WHERE id = ?1",
+        params![
+            id,
+            manifest_text,
+            serde_json::to_string(&record.roles)?,
+            serde_json::to_string(&record.required_roles)?,
+            record.context_path,
+            record.version.version
+        ],
+    )?;
+    let app = get(&tx, tenant, id)?;
+    tx.commit()?;
+    Ok((app, previous))
+}

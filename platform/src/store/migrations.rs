@@ -1,0 +1,149 @@
+//! Schema migrations, applied in order at start; `PRAGMA user_version` records the last one.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Each entry moves the schema from version `index` to `index + 1`. Never edit a released entry;
+/// append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    domain TEXT NOT NULL UNIQUE,
+    company TEXT NOT NULL,
+    parent TEXT REFERENCES tenants(id),
+    admin_name TEXT,
+    admin_email TEXT,
+    contact_name TEXT,
+    contact_phone TEXT,
+    custom_properties TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'ACTIVE',
+    allow_create_tenants INTEGER NOT NULL DEFAULT 0,
+    creation_time TEXT NOT NULL
+);
+CREATE TABLE users (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    user_name TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'USER',
+    password_hash TEXT NOT NULL,
+    email TEXT,
+    first_name TEXT,
+    last_name TEXT,
+    display_name TEXT,
+    phone TEXT,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    custom_properties TEXT NOT NULL DEFAULT '{}',
+    last_password_change TEXT NOT NULL,
+    creation_time TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, user_name)
+);
+CREATE TABLE user_roles (
+    tenant_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, user_name, role),
+    FOREIGN KEY (tenant_id, user_name) REFERENCES users(tenant_id, user_name) ON DELETE CASCADE
+);
+CREATE TABLE groups (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    description TEXT,
+    custom_properties TEXT NOT NULL DEFAULT '{}',
+    protected INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (tenant_id, name)
+);
+CREATE TABLE group_roles (
+    group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    PRIMARY KEY (group_id, role)
+);
+CREATE TABLE group_members (
+    group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    tenant_id TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    PRIMARY KEY (group_id, user_name),
+    FOREIGN KEY (tenant_id, user_name) REFERENCES users(tenant_id, user_name) ON DELETE CASCADE
+);
+CREATE TABLE applications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner_tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    type TEXT NOT NULL,
+    availability TEXT NOT NULL DEFAULT 'PRIVATE',
+    context_path TEXT,
+    description TEXT,
+    external_url TEXT,
+    manifest TEXT,
+    roles TEXT NOT NULL DEFAULT '[]',
+    required_roles TEXT NOT NULL DEFAULT '[]',
+    active_version_id TEXT,
+    bootstrap_user TEXT,
+    bootstrap_password_sealed TEXT,
+    creation_time TEXT NOT NULL,
+    UNIQUE (owner_tenant, name),
+    UNIQUE (owner_tenant, key)
+);
+CREATE TABLE application_versions (
+    application_id INTEGER NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+    version TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    image_tag TEXT NOT NULL,
+    package_file TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    upload_time TEXT NOT NULL,
+    PRIMARY KEY (application_id, version)
+);
+CREATE TABLE options (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    category TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    encrypted INTEGER NOT NULL DEFAULT 0,
+    editable INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (tenant_id, category, key)
+);
+CREATE TABLE revoked_tokens (
+    jti TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+"#];
+
+/// Applies every migration newer than the database's `user_version`, each in its own
+/// transaction together with the version bump.
+pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: usize = conn
+        .pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))?
+        .try_into()
+        .unwrap_or(0);
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Invalid(format!(
+            "the database schema (version {current}) is newer than this berth (version {}); use a newer berth",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_are_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn).unwrap();
+        apply(&mut conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+}

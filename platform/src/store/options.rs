@@ -1,0 +1,98 @@
+//! Tenant options (`category`/`key` → value). Values of `credentials.*` keys arrive here already
+//! sealed by the caller; the store only records whether a value is encrypted.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Page, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct TenantOption {
+    pub category: String,
+    pub key: String,
+    /// Clear text, or the sealed form when `encrypted`.
+    pub value: String,
+    pub encrypted: bool,
+    pub editable: bool,
+}
+
+/// Inserts or replaces an option.
+pub fn put(conn: &Connection, tenant: &str, option: &TenantOption) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO options (tenant_id, category, key, value, encrypted, editable) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (tenant_id, category, key) DO UPDATE SET value = excluded.value, encrypted = excluded.encrypted",
+        params![tenant, option.category, option.key, option.value, option.encrypted, option.editable],
+    )?;
+    Ok(())
+}
+
+pub fn get(
+    conn: &Connection,
+    tenant: &str,
+    category: &str,
+    key: &str,
+) -> Result<Option<TenantOption>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT category, key, value, encrypted, editable FROM options WHERE tenant_id = ?1 AND category = ?2 AND key = ?3",
+            params![tenant, category, key],
+            row_to_option,
+        )
+        .optional()?)
+}
+
+fn row_to_option(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantOption> {
+    Ok(TenantOption {
+        category: r.get(0)?,
+        key: r.get(1)?,
+        value: r.get(2)?,
+        encrypted: r.get(3)?,
+        editable: r.get(4)?,
+    })
+}
+
+pub fn list(
+    conn: &Connection,
+    tenant: &str,
+    page: Page,
+) -> Result<(Vec<TenantOption>, u64), StoreError> {
+    let total: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM options WHERE tenant_id = ?1",
+        [tenant],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare(
+        "SELECT category, key, value, encrypted, editable FROM options WHERE tenant_id = ?1 ORDER BY category, key LIMIT ?2 OFFSET ?3",
+    )?;
+    let options = stmt
+        .query_map(
+            params![tenant, page.limit_sql(), page.offset_sql()],
+            row_to_option,
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok((options, total.try_into().unwrap_or(0)))
+}
+
+pub fn category(
+    conn: &Connection,
+    tenant: &str,
+    category: &str,
+) -> Result<Vec<TenantOption>, StoreError> {
+    let mut stmt = conn.prepare("SELECT category, key, value, encrypted, editable FROM options WHERE tenant_id = ?1 AND category = ?2 ORDER BY key")?;
+    let options = stmt
+        .query_map(params![tenant, category], row_to_option)?
+        .collect::<Result<_, _>>()?;
+    Ok(options)
+}
+
+/// Returns false when the option did not exist.
+pub fn delete(
+    conn: &Connection,
+    tenant: &str,
+    category: &str,
+    key: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM options WHERE tenant_id = ?1 AND category = ?2 AND key = ?3",
+        params![tenant, category, key],
+    )? > 0)
+}

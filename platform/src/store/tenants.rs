@@ -1,0 +1,265 @@
+//! Tenants: the management tenant and its subtenants, each with an administrator and default
+//! groups created in the same transaction.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value};
+
+use super::users::{self, NewUser};
+use super::{Page, StoreError, conflict_on_unique, json_map, json_text, timestamp};
+
+/// The management tenant's fixed id.
+pub const MANAGEMENT: &str = "management";
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub domain: String,
+    pub company: String,
+    pub parent: Option<String>,
+    pub admin_name: Option<String>,
+    pub admin_email: Option<String>,
+    pub contact_name: Option<String>,
+    pub contact_phone: Option<String>,
+    pub custom_properties: Map<String, Value>,
+    pub status: String,
+    pub allow_create_tenants: bool,
+    pub creation_time: String,
+}
+
+/// A default group to create with a tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupTemplate {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub roles: &'static [&'static str],
+    /// Protected groups (admins, devices) cannot be deleted.
+    pub protected: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub id: String,
+    pub domain: String,
+    pub company: String,
+    pub parent: Option<String>,
+    pub contact_name: Option<String>,
+    pub contact_phone: Option<String>,
+    pub custom_properties: Map<String, Value>,
+    pub allow_create_tenants: bool,
+}
+
+/// Changes to a tenant; `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct TenantUpdate {
+    pub domain: Option<String>,
+    pub company: Option<String>,
+    pub contact_name: Option<String>,
+    pub contact_phone: Option<String>,
+    pub admin_email: Option<String>,
+    pub custom_properties: Option<Map<String, Value>>,
+}
+
+const COLUMNS: &str = "id, domain, company, parent, admin_name, admin_email, contact_name, contact_phone, custom_properties, status, allow_create_tenants, creation_time";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(Tenant, String)> {
+    Ok((
+        Tenant {
+            id: row.get(0)?,
+            domain: row.get(1)?,
+            company: row.get(2)?,
+            parent: row.get(3)?,
+            admin_name: row.get(4)?,
+            admin_email: row.get(5)?,
+            contact_name: row.get(6)?,
+            contact_phone: row.get(7)?,
+            custom_properties: Map::new(),
+            status: row.get(9)?,
+            allow_create_tenants: row.get(10)?,
+            creation_time: row.get(11)?,
+        },
+        row.get(8)?,
+    ))
+}
+
+fn finish((mut tenant, props): (Tenant, String)) -> Result<Tenant, StoreError> {
+    tenant.custom_properties = json_map(&props)?;
+    Ok(tenant)
+}
+
+/// Creates a tenant with its first administrator (member of `admins`) and the default groups.
+pub fn create(
+    conn: &mut Connection,
+    tenant: &NewTenant,
+    admin: &NewUser,
+    groups: &[GroupTemplate],
+) -> Result<Tenant, StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO tenants (id, domain, company, parent, admin_name, admin_email, contact_name, contact_phone, custom_properties, allow_create_tenants, creation_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            tenant.id,
+            tenant.domain,
+            tenant.company,
+            tenant.parent,
+            admin.user_name,
+            admin.email,
+            tenant.contact_name,
+            tenant.contact_phone,
+            json_text(&tenant.custom_properties),
+            tenant.allow_create_tenants,
+            timestamp()
+        ],
+    )
+    .map_err(|e| conflict_on_unique(e, || format!("Tenant with domain {} or id {} already exists", tenant.domain, tenant.id)))?;
+    users::create_user(&tx, &tenant.id, admin)?;
+    for group in groups {
+        let id = users::insert_group(
+            &tx,
+            &tenant.id,
+            group.name,
+            Some(group.description),
+            group.protected,
+        )?;
+        for role in group.roles {
+            tx.execute(
+                "INSERT INTO group_roles (group_id, role) VALUES (?1, ?2)",
+                params![id, role],
+            )?;
+        }
+        if group.name == users::ADMINS_GROUP {
+            users::add_member(&tx, &tenant.id, id, &admin.user_name)?;
+        }
+    }
+    let created = get(&tx, &tenant.id)?.ok_or_else(|| StoreError::NotFound(tenant.id.clone()))?;
+    tx.commit()?;
+    Ok(created)
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Tenant>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM tenants WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()?
+    .map(finish)
+    .transpose()
+}
+
+/// True when a tenant with this id exists.
+pub fn exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM tenants WHERE id = ?1", [id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Subtenants whose parent is `parent`, oldest first.
+pub fn list_children(
+    conn: &Connection,
+    parent: &str,
+    page: Page,
+) -> Result<(Vec<Tenant>, u64), StoreError> {
+    let total: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM tenants WHERE parent = ?1",
+        [parent],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM tenants WHERE parent = ?1 ORDER BY creation_time, id LIMIT ?2 OFFSET ?3"
+    ))?;
+    let rows = stmt.query_map(
+        params![parent, page.limit_sql(), page.offset_sql()],
+        from_row,
+    )?;
+    let tenants = rows.map(|r| finish(r?)).collect::<Result<Vec<_>, _>>()?;
+    Ok((tenants, total.try_into().unwrap_or(0)))
+}
+
+pub fn update(
+    conn: &mut Connection,
+    id: &str,
+    update: &TenantUpdate,
+) -> Result<Tenant, StoreError> {
+    let tx = conn.transaction()?;
+    let current = get(&tx, id)?
+        .ok_or_else(|| StoreError::NotFound(format!("There is no tenant with id = {id}")))?;
+    let domain = update.domain.clone().unwrap_or(current.domain);
+    tx.execute(
+        "UPDATE tenants SET domain = ?2, company = ?3, contact_name = ?4, contact_phone = ?5, admin_email = ?6, custom_properties = ?7 WHERE id = ?1",
+        params![
+            id,
+            domain,
+            update.company.clone().unwrap_or(current.company),
+            update.contact_name.clone().or(current.contact_name),
+            update.contact_phone.clone().or(current.contact_phone),
+            update.admin_email.clone().or(current.admin_email.clone()),
+            json_text(update.custom_properties.as_ref().unwrap_or(&current.custom_properties)),
+        ],
+    )
+    .map_err(|e| conflict_on_unique(e, || format!("Tenant with domain {domain} already exists")))?;
+    if let (Some(email), Some(admin)) = (&update.admin_email, &current.admin_name) {
+        tx.execute(
+            "UPDATE users SET email = ?3 WHERE tenant_id = ?1 AND user_name = ?2",
+            params![id, admin, email],
+        )?;
+    }
+    let updated = get(&tx, id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    tx.commit()?;
+    Ok(updated)
+}
+
+/// Deletes a tenant and, through the foreign keys, everything it owns. Returns false if absent.
+pub fn delete(conn: &mut Connection, id: &str) -> Result<bool, StoreError> {
+    let tx = conn.transaction()?;
+    let children: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM tenants WHERE parent = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    if children > 0 {
+        return Err(StoreError::Conflict(format!(
+            "Tenant {id} still has {children} subtenant(s); delete them first"
+        )));
+    }
+    let deleted = tx.execute("DELETE FROM tenants WHERE id = ?1", [id])? > 0;
+    tx.commit()?;
+    Ok(deleted)
+}
+
+/// The tenant whose domain is `host`, or whose domain's first label equals `host`'s first label.
+pub fn find_by_host(conn: &Connection, host: &str) -> Result<Option<String>, StoreError> {
+    let host = host.to_ascii_lowercase();
+    let label = host.split('.').next().unwrap_or_default().to_owned();
+    if label.is_empty() {
+        return Ok(None);
+    }
+    Ok(conn
+        .query_row(
+            "SELECT id FROM tenants WHERE lower(domain) = ?1 OR lower(domain) = ?2 OR substr(lower(domain), 1, length(?2) + 1) = ?2 || '.' ORDER BY lower(domain) = ?1 DESC LIMIT 1",
+            params![host, label],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Records a logged-out token until it would have expired anyway.
+pub fn revoke_token(conn: &Connection, jti: &str, expires_at: u64) -> Result<(), StoreError> {
+    let now = i64::try_from(crate::auth::jwt::now()).unwrap_or(i64::MAX);
+    conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now])?;
+    conn.execute(
+        "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)",
+        params![jti, i64::try_from(expires_at).unwrap_or(i64::MAX)],
+    )?;
+    Ok(())
+}
+
+pub fn token_revoked(conn: &Connection, jti: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM revoked_tokens WHERE jti = ?1", [jti], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some())
+}
