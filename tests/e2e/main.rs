@@ -1,1 +1,11 @@
-//! End-to-end tests: filled in by the examples work.
+//! End-to-end suite: drives the real binaries, the real example build and the real Docker engine.
+//!
+//! Helpers (`workspace`, `command`, `docker`, `http`) are shared by every scenario module. Docker must be
+//! reachable: a missing engine fails the suite instead of skipping it.
+
+mod command;
+mod docker;
+mod http;
+mod workspace;
+
+mod hello_package;
