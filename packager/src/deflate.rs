@@ -4,7 +4,7 @@
 //! Every non-final chunk ends with a sync flush (byte-aligned, no final bit), so compressed
 //! chunks concatenate; the last chunk is finished. Each chunk is primed with the 32 KiB that
 //! precede it, so back-references across chunk boundaries are not lost. Blocks that look
-//! incompressible (high byte entropy and a fast level-1 probe that does not shrink them) are
+//! incompressible (near-uniform bytes and no repeated strings) are
 //! emitted as stored deflate blocks, which costs a memcpy instead of a full deflate pass.
 //! Output bytes depend only on the input and the level, never on thread timing.
 
@@ -22,10 +22,8 @@ pub const CHUNK_SIZE: usize = 1 << 20;
 const WINDOW: usize = 32 * 1024;
 /// Granularity of the incompressible-data detection.
 const PROBE_BLOCK: usize = 64 * 1024;
-/// Below this byte entropy (bits per byte) a block is compressed without probing.
+/// Below this byte entropy (bits per byte) a block is compressed without looking further.
 const PROBE_ENTROPY_BITS: f64 = 7.8;
-/// A level-1 probe must shrink a block below this fraction for it to be compressed.
-const PROBE_MAX_RATIO: f64 = 0.97;
 /// Largest payload of one stored deflate block.
 const STORED_BLOCK_MAX: usize = 65_535;
 
@@ -195,29 +193,23 @@ impl<W: Write> Drop for ParallelDeflater<W> {
 
 fn worker_loop(queue: &Mutex<Receiver<Job>>, level: u32) {
     let mut compressor = Compress::new(Compression::new(level), false);
-    let mut probe = Compress::new(Compression::new(1), false);
     loop {
         let job = match queue.lock() {
             Ok(guard) => guard.recv(),
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let result = compress_chunk(
-            &mut compressor,
-            &mut probe,
-            &job.dictionary,
-            &job.data,
-            job.last,
-        )
-        .map(|compressed| {
-            let mut crc = crc32fast::Hasher::new();
-            crc.update(&job.data);
-            ChunkOutput {
-                compressed,
-                crc32: crc.finalize(),
-                len: job.data.len() as u64,
-            }
-        });
+        let result = compress_chunk(&mut compressor, &job.dictionary, &job.data, job.last).map(
+            |compressed| {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&job.data);
+                ChunkOutput {
+                    compressed,
+                    crc32: crc.finalize(),
+                    len: job.data.len() as u64,
+                }
+            },
+        );
         // The receiver is gone only when the deflater was dropped mid-stream.
         let _ = job.reply.send(result);
     }
@@ -239,7 +231,6 @@ fn tail(first: &[u8], second: &[u8], n: usize) -> Vec<u8> {
 /// `dictionary` is the input that precedes `data` (up to 32 KiB).
 pub fn compress_chunk(
     compressor: &mut Compress,
-    probe: &mut Compress,
     dictionary: &[u8],
     data: &[u8],
     last: bool,
@@ -251,7 +242,7 @@ pub fn compress_chunk(
         }
         return Ok(out);
     }
-    let runs = classify_runs(probe, dictionary, data)?;
+    let runs = classify_runs(dictionary, data);
     let run_count = runs.len();
     for (index, run) in runs.into_iter().enumerate() {
         let final_run = last && index + 1 == run_count;
@@ -277,41 +268,84 @@ struct Run {
     store: bool,
 }
 
-/// Splits `data` into maximal runs of probe blocks that are all compressible or all not.
-fn classify_runs(probe: &mut Compress, dictionary: &[u8], data: &[u8]) -> io::Result<Vec<Run>> {
+/// Splits `data` into maximal runs of blocks that are all compressible or all not.
+fn classify_runs(dictionary: &[u8], data: &[u8]) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
     let mut start = 0;
-    let mut scratch = Vec::with_capacity(PROBE_BLOCK + 1024);
     while start < data.len() {
         let end = (start + PROBE_BLOCK).min(data.len());
         let block = &data[start..end];
-        let store = looks_incompressible(
-            probe,
-            &tail(dictionary, &data[..start], WINDOW),
-            block,
-            &mut scratch,
-        )?;
+        let store = looks_incompressible(&tail(dictionary, &data[..start], WINDOW), block);
         match runs.last_mut() {
             Some(run) if run.store == store => run.end = end,
             _ => runs.push(Run { start, end, store }),
         }
         start = end;
     }
-    Ok(runs)
+    runs
 }
 
-fn looks_incompressible(
-    probe: &mut Compress,
-    preceding: &[u8],
-    block: &[u8],
-    scratch: &mut Vec<u8>,
-) -> io::Result<bool> {
+/// True when deflate would not shrink `block`: its bytes are near-uniformly distributed
+/// (so Huffman coding gains nothing) and it has almost no repeated 8-byte strings, within
+/// itself or with the 32 KiB before it (so LZ77 finds nothing). Far cheaper than a trial
+/// deflate: one histogram pass and one hashing pass.
+fn looks_incompressible(preceding: &[u8], block: &[u8]) -> bool {
     if block.len() < 4096 || byte_entropy(block) < PROBE_ENTROPY_BITS {
-        return Ok(false);
+        return false;
     }
-    scratch.clear();
-    deflate_run(probe, preceding, block, true, scratch)?;
-    Ok(scratch.len() as f64 >= block.len() as f64 * PROBE_MAX_RATIO)
+    let mut anchors = AnchorSet::new();
+    anchors.scan(preceding, false);
+    let (seen, repeated) = anchors.scan(block, true);
+    repeated * REPEAT_RATIO_DENOMINATOR <= seen
+}
+
+/// Content-defined sample of 8-byte strings: a position is an anchor when the hash of the
+/// 8 bytes there has its top 6 bits clear (1 in 64 positions), so a repeated substring
+/// yields the same anchors wherever it occurs, at any alignment.
+struct AnchorSet {
+    slots: Vec<u64>,
+}
+
+const ANCHOR_SLOTS: usize = 1 << 13;
+/// A block counts as compressible when over 1/50 of its anchors were seen before.
+const REPEAT_RATIO_DENOMINATOR: usize = 50;
+
+impl AnchorSet {
+    fn new() -> Self {
+        AnchorSet {
+            slots: vec![0; ANCHOR_SLOTS],
+        }
+    }
+
+    /// Inserts the anchors of `data`; returns (anchors seen, anchors already present).
+    fn scan(&mut self, data: &[u8], count: bool) -> (usize, usize) {
+        let (mut seen, mut repeated) = (0, 0);
+        for window in data.windows(8) {
+            let value = u64::from_le_bytes(window.try_into().unwrap_or([0; 8]));
+            let hash = value.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            if hash >> 58 != 0 {
+                continue;
+            }
+            // Zero marks an empty slot; an all-zero string is trivially compressible anyway.
+            let key = value | 1;
+            let mut slot = (hash as usize >> 16) & (ANCHOR_SLOTS - 1);
+            let found = loop {
+                match self.slots[slot] {
+                    0 => {
+                        self.slots[slot] = key;
+                        break false;
+                    }
+                    existing if existing == key => break true,
+                    _ => slot = (slot + 1) & (ANCHOR_SLOTS - 1),
+                }
+            };
+            if count {
+                seen += 1;
+                repeated += usize::from(found);
+            }
+        }
+        (seen, repeated)
+    }
 }
 
 /// Shannon entropy of the byte distribution, in bits per byte (0–8).
@@ -500,7 +534,7 @@ mod tests {
 
     #[test]
     fn repeated_random_pattern_is_still_compressed() {
-        // High byte entropy, yet deflate finds the repeats: the probe must not store it.
+        // High byte entropy, yet deflate finds the repeats: the repeat check must not store it.
         let pattern = noise(8 * 1024, 5);
         let data: Vec<u8> = pattern
             .iter()

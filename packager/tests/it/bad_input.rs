@@ -1,0 +1,319 @@
+//! Bad inputs: each gets the right exit code and a one-line reason, and never leaves an
+//! output file (or temporary file) behind.
+
+use std::path::{Path, PathBuf};
+
+use crate::fixtures::{
+    self, INVALID_MANIFEST, ImageSpec, MANIFEST, MANIFEST_WITHOUT_NAME, berth_pack,
+};
+use crate::validate::write_package;
+
+struct PackCase {
+    name: &'static str,
+    manifest: Option<&'static str>,
+    image: Option<Vec<u8>>,
+    extra_args: &'static [&'static str],
+    code: i32,
+    message: &'static str,
+}
+
+fn default_args() -> Vec<&'static str> {
+    vec![
+        "pack",
+        "--manifest",
+        "cumulocity.json",
+        "--image",
+        "image.tar",
+    ]
+}
+
+fn arm64_image() -> Vec<u8> {
+    let mut spec = ImageSpec::small("hello:1.0");
+    spec.architecture = "arm64";
+    fixtures::docker_save(&spec)
+}
+
+fn two_images() -> Vec<u8> {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let manifest = br#"[{"Config":"c.json","RepoTags":["a:1"],"Layers":[]},{"Config":"c.json","RepoTags":["b:1"],"Layers":[]}]"#;
+    fixtures::tar_of(&[("c.json", config), ("manifest.json", manifest)])
+}
+
+fn missing_layer() -> Vec<u8> {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let manifest = br#"[{"Config":"c.json","RepoTags":["a:1"],"Layers":["abc/layer.tar"]}]"#;
+    fixtures::tar_of(&[("c.json", config), ("manifest.json", manifest)])
+}
+
+fn untagged_image() -> Vec<u8> {
+    let mut spec = ImageSpec::small("x:1");
+    spec.tags.clear();
+    fixtures::docker_save(&spec)
+}
+
+fn truncated(mut data: Vec<u8>, keep: usize) -> Vec<u8> {
+    data.truncate(keep);
+    data
+}
+
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    fixtures::files_ending(dir, &[".zip", ".tmp"])
+}
+
+#[test]
+fn pack_rejects_bad_input_cleanly() {
+    let good = || Some(fixtures::docker_save(&ImageSpec::small("hello:1.0")));
+    let good_len = good().unwrap().len();
+    let cases = vec![
+        PackCase {
+            name: "missing manifest",
+            manifest: None,
+            image: good(),
+            extra_args: &[],
+            code: 2,
+            message: "cumulocity.json: No such file",
+        },
+        PackCase {
+            name: "missing image",
+            manifest: Some(MANIFEST),
+            image: None,
+            extra_args: &[],
+            code: 2,
+            message: "image.tar: No such file",
+        },
+        PackCase {
+            name: "invalid manifest",
+            manifest: Some(INVALID_MANIFEST),
+            image: good(),
+            extra_args: &[],
+            code: 1,
+            message: "invalid manifest: error at 5:",
+        },
+        PackCase {
+            name: "tar that is not an image",
+            manifest: Some(MANIFEST),
+            image: Some(fixtures::tar_of(&[("hello.txt", b"hi")])),
+            extra_args: &[],
+            code: 1,
+            message: "not a container image",
+        },
+        PackCase {
+            name: "empty file",
+            manifest: Some(MANIFEST),
+            image: Some(Vec::new()),
+            extra_args: &[],
+            code: 1,
+            message: "not a container image",
+        },
+        PackCase {
+            name: "not a tar",
+            manifest: Some(MANIFEST),
+            image: Some(fixtures::noise(20_000, 3)),
+            extra_args: &[],
+            code: 1,
+            message: "not a readable tar archive",
+        },
+        PackCase {
+            name: "arm64 image",
+            manifest: Some(MANIFEST),
+            image: Some(arm64_image()),
+            extra_args: &[],
+            code: 1,
+            message: "image is linux/arm64",
+        },
+        PackCase {
+            name: "parent traversal",
+            manifest: Some(MANIFEST),
+            image: Some(fixtures::tar_with_raw_names(&[("../x", b"hi")])),
+            extra_args: &[],
+            code: 1,
+            message: "unsafe entry name \"../x\"",
+        },
+        PackCase {
+            name: "absolute path",
+            manifest: Some(MANIFEST),
+            image: Some(fixtures::tar_with_raw_names(&[("/etc/passwd", b"hi")])),
+            extra_args: &[],
+            code: 1,
+            message: "unsafe entry name \"/etc/passwd\"",
+        },
+        PackCase {
+            name: "truncated inside an entry",
+            manifest: Some(MANIFEST),
+            image: Some(truncated(good().unwrap(), good_len / 2)),
+            extra_args: &[],
+            code: 1,
+            message: "truncated",
+        },
+        PackCase {
+            name: "truncated before the end marker",
+            manifest: Some(MANIFEST),
+            image: Some(truncated(good().unwrap(), good_len - 1024 * 9)),
+            extra_args: &[],
+            code: 1,
+            message: "truncated",
+        },
+        PackCase {
+            name: "two images",
+            manifest: Some(MANIFEST),
+            image: Some(two_images()),
+            extra_args: &[],
+            code: 1,
+            message: "holds 2 images",
+        },
+        PackCase {
+            name: "missing layer",
+            manifest: Some(MANIFEST),
+            image: Some(missing_layer()),
+            extra_args: &[],
+            code: 1,
+            message: "refers to \"abc/layer.tar\", which is not in the archive",
+        },
+        PackCase {
+            name: "no name, no tag, no -o",
+            manifest: Some(MANIFEST_WITHOUT_NAME),
+            image: Some(untagged_image()),
+            extra_args: &[],
+            code: 2,
+            message: "pass -o",
+        },
+        PackCase {
+            name: "output directory missing",
+            manifest: Some(MANIFEST),
+            image: good(),
+            extra_args: &["-o", "no/such/dir/out.zip"],
+            code: 2,
+            message: "no/such/dir",
+        },
+        PackCase {
+            name: "level out of range",
+            manifest: Some(MANIFEST),
+            image: good(),
+            extra_args: &["--level", "10"],
+            code: 2,
+            message: "--level",
+        },
+        PackCase {
+            name: "image and docker image",
+            manifest: Some(MANIFEST),
+            image: good(),
+            extra_args: &["--docker-image", "x:1"],
+            code: 2,
+            message: "cannot be used with",
+        },
+    ];
+    for case in cases {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(manifest) = case.manifest {
+            std::fs::write(dir.path().join("cumulocity.json"), manifest).unwrap();
+        }
+        if let Some(image) = &case.image {
+            std::fs::write(dir.path().join("image.tar"), image).unwrap();
+        }
+        let mut args = default_args();
+        args.extend_from_slice(case.extra_args);
+        let run = berth_pack(dir.path(), &args);
+        assert_eq!(
+            run.code, case.code,
+            "{}: {}{}",
+            case.name, run.stdout, run.stderr
+        );
+        assert!(
+            run.stderr.contains(case.message),
+            "{}: {:?} not in {}",
+            case.name,
+            case.message,
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("panicked"),
+            "{}: {}",
+            case.name,
+            run.stderr
+        );
+        assert_eq!(
+            leftovers(dir.path()),
+            Vec::<PathBuf>::new(),
+            "{}: output left behind",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn validate_rejects_bad_packages() {
+    let image = fixtures::docker_save(&ImageSpec::small("hello:1.0"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_package(
+        &d.join("no-image.zip"),
+        &[("cumulocity.json", MANIFEST.as_bytes())],
+    );
+    write_package(
+        &d.join("traversal.zip"),
+        &[
+            ("cumulocity.json", MANIFEST.as_bytes()),
+            ("../image.tar", &image),
+        ],
+    );
+    write_package(
+        &d.join("absolute.zip"),
+        &[
+            ("/cumulocity.json", MANIFEST.as_bytes()),
+            ("image.tar", &image),
+        ],
+    );
+    write_package(
+        &d.join("arm.zip"),
+        &[
+            ("cumulocity.json", MANIFEST.as_bytes()),
+            ("image.tar", &arm64_image()),
+        ],
+    );
+    write_package(
+        &d.join("not-image.zip"),
+        &[
+            ("cumulocity.json", MANIFEST.as_bytes()),
+            ("image.tar", b"hello"),
+        ],
+    );
+    write_package(
+        &d.join("good.zip"),
+        &[
+            ("cumulocity.json", MANIFEST.as_bytes()),
+            ("image.tar", &image),
+        ],
+    );
+    let good = std::fs::read(d.join("good.zip")).unwrap();
+    std::fs::write(d.join("truncated.zip"), &good[..good.len() / 2]).unwrap();
+    std::fs::write(d.join("image.tar"), &image).unwrap();
+
+    let cases = [
+        ("missing.zip", 2, "No such file"),
+        ("no-image.zip", 1, "the zip has no image.tar"),
+        ("traversal.zip", 1, "unsafe entry name \"../image.tar\""),
+        ("absolute.zip", 1, "unsafe entry name \"/cumulocity.json\""),
+        ("arm.zip", 1, "image is linux/arm64"),
+        ("not-image.zip", 1, "image.tar:"),
+        ("truncated.zip", 1, "not a readable zip archive"),
+        ("image.tar", 1, "this is a tar archive"),
+    ];
+    for (file, code, message) in cases {
+        let run = berth_pack(d, &["validate", file]);
+        assert_eq!(run.code, code, "{file}: {}{}", run.stdout, run.stderr);
+        let output = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            output.contains(message),
+            "{file}: {message:?} not in {output}"
+        );
+        assert!(!output.contains("panicked"), "{file}: {output}");
+        let json = berth_pack(d, &["validate", file, "--format", "json"]);
+        assert_eq!(json.code, code, "{file} (json)");
+        let json = json.json();
+        assert_eq!(json["valid"], false, "{file}");
+        assert!(
+            json["error"].as_str().is_some_and(|e| e.contains(message)),
+            "{file}: {json}"
+        );
+    }
+}

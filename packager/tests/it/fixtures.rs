@@ -1,0 +1,284 @@
+//! Builders for synthetic image archives and manifests, and a runner for the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+pub const MANIFEST: &str = r#"{
+  "apiVersion": "2",
+  "name": "hello",
+  "version": "1.0.0",
+  "provider": { "name": "ACME" },
+  "requiredRoles": ["ROLE_INVENTORY_READ"]
+}
+"#;
+
+pub const MANIFEST_WITHOUT_NAME: &str = r#"{
+  "apiVersion": "2",
+  "version": "2.1.0",
+  "provider": { "name": "ACME" }
+}
+"#;
+
+/// `resources.cpu` has the wrong type: line 5.
+pub const INVALID_MANIFEST: &str = r#"{
+  "apiVersion": "2",
+  "version": "1.0.0",
+  "provider": { "name": "ACME" },
+  "resources": { "cpu": true }
+}
+"#;
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// Runs `berth-pack` in `dir` with `args`.
+pub fn berth_pack(dir: &Path, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_berth-pack"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("berth-pack runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Files in `dir` whose name ends with one of `suffixes`.
+pub fn files_ending(dir: &Path, suffixes: &[&str]) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            suffixes.iter().any(|suffix| name.ends_with(suffix))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Deterministic noise (xorshift), incompressible.
+pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn text(len: usize) -> Vec<u8> {
+    b"2026-11-22 INFO tenant t123 GET /service/hello/health 200 UP\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
+}
+
+fn header(path: &str, size: usize) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_path(path).unwrap();
+    header.set_size(size as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    header
+}
+
+/// A tar with the given files, built in memory.
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        builder.append(&header(path, data.len()), *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+/// A tar whose entry names are written raw, bypassing the tar crate's path checks.
+pub fn tar_with_raw_names(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut header = tar::Header::new_gnu();
+        let name = &mut header.as_gnu_mut().unwrap().name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+pub struct ImageSpec {
+    pub os: &'static str,
+    pub architecture: &'static str,
+    pub tags: Vec<String>,
+    /// Contents of each layer's single file.
+    pub layers: Vec<Vec<u8>>,
+}
+
+impl ImageSpec {
+    pub fn small(tag: &str) -> Self {
+        ImageSpec {
+            os: "linux",
+            architecture: "amd64",
+            tags: vec![tag.to_owned()],
+            layers: vec![text(5000), noise(3000, 1)],
+        }
+    }
+
+    fn config(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": self.architecture,
+            "os": self.os,
+            "config": { "Cmd": ["/hello"] },
+            "rootfs": { "type": "layers", "diff_ids": [] }
+        }))
+        .unwrap()
+    }
+
+    fn layer_tars(&self) -> Vec<Vec<u8>> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, data)| tar_of(&[(&format!("app/file{i}"), data)]))
+            .collect()
+    }
+}
+
+fn sha256(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// A `docker save` archive: layers first, then the config, then manifest.json last.
+pub fn docker_save(spec: &ImageSpec) -> Vec<u8> {
+    let config = spec.config();
+    let config_name = format!("{}.json", sha256(&config));
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut layer_paths = Vec::new();
+    for layer in spec.layer_tars() {
+        let path = format!("{}/layer.tar", sha256(&layer));
+        layer_paths.push(path.clone());
+        files.push((path, layer));
+    }
+    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": spec.tags, "Layers": layer_paths }]);
+    files.push((config_name, config));
+    files.push((
+        "manifest.json".to_owned(),
+        serde_json::to_vec(&manifest).unwrap(),
+    ));
+    let borrowed: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_slice()))
+        .collect();
+    tar_of(&borrowed)
+}
+
+/// An OCI image layout archive (`oci-layout`, `index.json`, `blobs/sha256/...`).
+pub fn oci_layout(spec: &ImageSpec) -> Vec<u8> {
+    let config = spec.config();
+    let mut blobs: Vec<Vec<u8>> = Vec::new();
+    let mut layer_descriptors = Vec::new();
+    for layer in spec.layer_tars() {
+        layer_descriptors.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": format!("sha256:{}", sha256(&layer)),
+            "size": layer.len(),
+        }));
+        blobs.push(layer);
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{}", sha256(&config)),
+            "size": config.len(),
+        },
+        "layers": layer_descriptors,
+    }))
+    .unwrap();
+    let mut annotations = serde_json::Map::new();
+    if let Some(tag) = spec.tags.first() {
+        annotations.insert("io.containerd.image.name".into(), tag.clone().into());
+        let short = tag.rsplit(':').next().unwrap();
+        annotations.insert("org.opencontainers.image.ref.name".into(), short.into());
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{}", sha256(&manifest)),
+            "size": manifest.len(),
+            "annotations": annotations,
+        }],
+    }))
+    .unwrap();
+    blobs.push(config);
+    blobs.push(manifest);
+    let mut files: Vec<(String, Vec<u8>)> = vec![(
+        "oci-layout".to_owned(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    )];
+    for blob in blobs {
+        files.push((format!("blobs/sha256/{}", sha256(&blob)), blob));
+    }
+    files.push(("index.json".to_owned(), index));
+    let borrowed: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_slice()))
+        .collect();
+    tar_of(&borrowed)
+}
+
+/// Reads a zip's entries as (name, method, bytes), in order.
+pub fn zip_entries(path: &Path) -> Vec<(String, zip::CompressionMethod, Vec<u8>)> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    (0..archive.len())
+        .map(|index| {
+            let mut entry = archive.by_index(index).unwrap();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            (
+                entry.name().unwrap().into_owned(),
+                entry.compression(),
+                data,
+            )
+        })
+        .collect()
+}
+
+/// `unzip -t` succeeds on the file.
+pub fn assert_unzip_ok(path: &Path) {
+    let output = Command::new("unzip")
+        .arg("-t")
+        .arg(path)
+        .output()
+        .expect("unzip is installed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("No errors detected"),
+        "unzip -t: {stdout}"
+    );
+}
