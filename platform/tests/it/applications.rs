@@ -1,0 +1,229 @@
+//! Applications: CRUD, filters and paging, duplicates, bootstrap users.
+
+use serde_json::json;
+
+use crate::fixture::{Server, create_tenant};
+
+#[test]
+fn application_crud_filters_and_paging() {
+    let server = Server::start();
+    let t = create_tenant(&server, "apps");
+    let admin = |m: &str, p: &str| server.req(m, p).basic(&t.admin_login, &t.admin_password);
+    let created = admin("POST", "/application/applications")
+        .json(&json!({"name": "svc-one", "key": "svc-one-key", "type": "MICROSERVICE", "requiredRoles": ["ROLE_INVENTORY_READ"]}))
+        .send()
+        .expect(201);
+    assert!(
+        created
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/vnd.com.nsn.cumulocity.application+json")
+    );
+    let app = created.json();
+    let id = app["id"].as_str().unwrap().to_owned();
+    assert_eq!(app["type"], "MICROSERVICE");
+    assert_eq!(app["availability"], "PRIVATE");
+    assert_eq!(app["owner"]["tenant"]["id"], t.id.as_str());
+    assert_eq!(app["requiredRoles"], json!(["ROLE_INVENTORY_READ"]));
+    assert!(
+        created
+            .header("location")
+            .unwrap()
+            .ends_with(&format!("/application/applications/{id}"))
+    );
+
+    for i in 2..=7 {
+        admin("POST", "/application/applications")
+            .json(&json!({"name": format!("svc-{i}"), "key": format!("key-{i}"), "type": "HOSTED"}))
+            .send()
+            .expect(201);
+    }
+    let duplicates = [
+        json!({"name": "svc-one", "key": "other-key", "type": "MICROSERVICE"}),
+        json!({"name": "other-name", "key": "svc-one-key", "type": "MICROSERVICE"}),
+    ];
+    for body in duplicates {
+        admin("POST", "/application/applications")
+            .json(&body)
+            .send()
+            .expect_error(409, "applications/Duplicate");
+    }
+    let invalid = [
+        json!({"key": "k", "type": "MICROSERVICE"}),
+        json!({"name": "n", "type": "MICROSERVICE"}),
+        json!({"name": "n", "key": "k"}),
+        json!({"name": "n", "key": "k", "type": "SPACESHIP"}),
+        json!({"name": "bad name", "key": "k", "type": "MICROSERVICE"}),
+        json!({"name": "n", "key": "k", "type": "MICROSERVICE", "roles": ["not a role"]}),
+    ];
+    for body in invalid {
+        admin("POST", "/application/applications")
+            .json(&body)
+            .send()
+            .expect_error(422, "applications/Invalid Data");
+    }
+
+    let page1 = admin(
+        "GET",
+        "/application/applications?pageSize=3&withTotalPages=true&withTotalElements=true",
+    )
+    .send()
+    .expect(200)
+    .json();
+    assert_eq!(page1["applications"].as_array().unwrap().len(), 3);
+    assert_eq!(page1["statistics"]["totalElements"], 7);
+    assert_eq!(page1["statistics"]["totalPages"], 3);
+    assert!(page1["next"].as_str().unwrap().contains("currentPage=2"));
+    assert!(page1.get("prev").is_none());
+    let page3 = admin("GET", "/application/applications?pageSize=3&currentPage=3")
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(page3["applications"].as_array().unwrap().len(), 1);
+    assert!(page3.get("next").is_none());
+    assert!(page3["prev"].as_str().unwrap().contains("currentPage=2"));
+    let default_page = admin("GET", "/application/applications")
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(default_page["statistics"]["pageSize"], 5);
+
+    let filters = [
+        ("name=svc-one", 1),
+        ("type=MICROSERVICE", 1),
+        ("type=HOSTED", 6),
+        (&format!("owner={}", t.id) as &str, 7),
+        ("tenant=t0", 0),
+    ];
+    for (query, expected) in filters {
+        let list = admin(
+            "GET",
+            &format!("/application/applications?pageSize=100&{query}"),
+        )
+        .send()
+        .expect(200)
+        .json();
+        assert_eq!(
+            list["applications"].as_array().unwrap().len(),
+            expected,
+            "{query}"
+        );
+    }
+    let by_name = admin("GET", "/application/applicationsByName/svc-one")
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(by_name["applications"][0]["id"], id.as_str());
+
+    let updated = admin("PUT", &format!("/application/applications/{id}"))
+        .json(&json!({"description": "the first", "availability": "MARKET"}))
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(updated["description"], "the first");
+    assert_eq!(updated["availability"], "MARKET");
+    admin("PUT", &format!("/application/applications/{id}"))
+        .json(&json!({"key": "key-2"}))
+        .send()
+        .expect_error(409, "applications/Duplicate");
+    admin("PUT", &format!("/application/applications/{id}"))
+        .json(&json!({"type": "HOSTED"}))
+        .send()
+        .expect_error(422, "applications/Invalid Data");
+    admin("GET", &format!("/application/applications/{id}"))
+        .send()
+        .expect(200);
+    admin("DELETE", &format!("/application/applications/{id}"))
+        .send()
+        .expect(204);
+    admin("GET", &format!("/application/applications/{id}"))
+        .send()
+        .expect_error(404, "applications/Not Found");
+    admin("GET", "/application/applications/not-a-number")
+        .send()
+        .expect_error(404, "applications/Not Found");
+}
+
+#[test]
+fn microservices_get_a_bootstrap_user() {
+    let server = Server::start();
+    let t = create_tenant(&server, "boot");
+    let admin = |m: &str, p: &str| server.req(m, p).basic(&t.admin_login, &t.admin_password);
+    let app = admin("POST", "/application/applications")
+        .json(&json!({"name": "booted", "key": "booted-key", "type": "MICROSERVICE"}))
+        .send()
+        .expect(201)
+        .json();
+    let id = app["id"].as_str().unwrap();
+    let user = admin(
+        "GET",
+        &format!("/application/applications/{id}/bootstrapUser"),
+    )
+    .send()
+    .expect(200)
+    .json();
+    assert_eq!(user["tenant"], t.id.as_str());
+    assert_eq!(user["name"], "servicebootstrap_booted");
+    let password = user["password"].as_str().unwrap().to_owned();
+    assert!(password.len() >= 16);
+
+    // The bootstrap user can authenticate, sees its application, and nothing else.
+    let login = format!("{}/servicebootstrap_booted", t.id);
+    let current = server
+        .req("GET", "/application/currentApplication")
+        .basic(&login, &password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(current["id"], id);
+    server
+        .req("GET", "/user/currentUser")
+        .basic(&login, &password)
+        .send()
+        .expect(200);
+    server
+        .req("GET", "/application/applications")
+        .basic(&login, &password)
+        .send()
+        .expect(403);
+    admin("GET", "/application/currentApplication")
+        .send()
+        .expect(403);
+    // It is not listed among the tenant's users.
+    let users = admin("GET", &format!("/user/{}/users?pageSize=100", t.id))
+        .send()
+        .expect(200)
+        .json();
+    assert!(
+        users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["userName"] != "servicebootstrap_booted")
+    );
+
+    let hosted = admin("POST", "/application/applications")
+        .json(&json!({"name": "web", "key": "web-key", "type": "HOSTED"}))
+        .send()
+        .expect(201)
+        .json();
+    admin(
+        "GET",
+        &format!(
+            "/application/applications/{}/bootstrapUser",
+            hosted["id"].as_str().unwrap()
+        ),
+    )
+    .send()
+    .expect_error(400, "applications/Bad Request");
+
+    // Deleting the application removes its bootstrap user.
+    admin("DELETE", &format!("/application/applications/{id}"))
+        .send()
+        .expect(204);
+    server
+        .req("GET", "/user/currentUser")
+        .basic(&login, &password)
+        .send()
+        .expect(401);
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the `berth` server: every test runs the real binary on a temporary
+//! data directory and talks to it over real TLS (and plain HTTP where asked).
+
+mod applications;
+mod fixture;
+mod login;
+mod options;
+mod restart;
+mod serve;
+mod tenants;
+mod upload;
+mod users;

@@ -1,0 +1,151 @@
+//! Tenant options, including encryption of `credentials.*` values at rest.
+
+use serde_json::json;
+
+use crate::fixture::{Server, create_tenant};
+
+#[test]
+fn option_crud_by_key_and_category() {
+    let server = Server::start();
+    let t = create_tenant(&server, "opts");
+    let admin = |m: &str, p: &str| server.req(m, p).basic(&t.admin_login, &t.admin_password);
+    let created = admin("POST", "/tenant/options")
+        .json(&json!({"category": "alarm", "key": "type.mapping", "value": "critical"}))
+        .send()
+        .expect(201);
+    assert!(
+        created
+            .header("location")
+            .unwrap()
+            .ends_with("/tenant/options/alarm/type.mapping")
+    );
+    assert_eq!(created.json()["value"], "critical");
+    let one = admin("GET", "/tenant/options/alarm/type.mapping")
+        .send()
+        .expect(200);
+    assert!(
+        one.header("content-type")
+            .unwrap()
+            .starts_with("application/vnd.com.nsn.cumulocity.option+json")
+    );
+    assert_eq!(one.json()["value"], "critical");
+    admin("PUT", "/tenant/options/alarm/type.mapping")
+        .json(&json!({"value": "major"}))
+        .send()
+        .expect(200);
+    admin("PUT", "/tenant/options/alarm")
+        .json(&json!({"other": "x", "third": "y"}))
+        .send()
+        .expect(200);
+    let category = admin("GET", "/tenant/options/alarm")
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(
+        category,
+        json!({"other": "x", "third": "y", "type.mapping": "major"})
+    );
+    let list = admin("GET", "/tenant/options?pageSize=2&withTotalElements=true")
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(list["options"].as_array().unwrap().len(), 2);
+    assert_eq!(list["statistics"]["totalElements"], 3);
+    assert!(
+        list["options"][0]["self"]
+            .as_str()
+            .unwrap()
+            .contains("/tenant/options/alarm/")
+    );
+
+    let invalid = [
+        json!({"key": "k", "value": "v"}),
+        json!({"category": "c", "value": "v"}),
+        json!({"category": "c", "key": "k"}),
+        json!({"category": "c", "key": "k", "value": {"nested": 1}}),
+        json!({"category": "a/b", "key": "k", "value": "v"}),
+    ];
+    for body in invalid {
+        admin("POST", "/tenant/options")
+            .json(&body)
+            .send()
+            .expect_error(422, "options/Invalid Data");
+    }
+    admin("DELETE", "/tenant/options/alarm/other")
+        .send()
+        .expect(204);
+    admin("DELETE", "/tenant/options/alarm/other")
+        .send()
+        .expect_error(404, "options/Not Found");
+    admin("GET", "/tenant/options/alarm/other")
+        .send()
+        .expect_error(404, "options/Not Found");
+}
+
+#[test]
+fn credentials_options_are_encrypted_at_rest_and_never_returned() {
+    let server = Server::start();
+    let t = create_tenant(&server, "secret");
+    let admin = |m: &str, p: &str| server.req(m, p).basic(&t.admin_login, &t.admin_password);
+    let clear = format!("clear-secret-{}", uuid::Uuid::new_v4().simple());
+    let created = admin("POST", "/tenant/options")
+        .json(&json!({"category": "mysvc", "key": "credentials.api.key", "value": clear}))
+        .send()
+        .expect(201)
+        .json();
+    assert_eq!(created["value"], "<<Encrypted>>");
+    admin("POST", "/tenant/options")
+        .json(&json!({"category": "mysvc", "key": "plain", "value": "visible"}))
+        .send()
+        .expect(201);
+    assert_eq!(
+        admin("GET", "/tenant/options/mysvc/credentials.api.key")
+            .send()
+            .expect(200)
+            .json()["value"],
+        "<<Encrypted>>"
+    );
+    assert_eq!(
+        admin("GET", "/tenant/options/mysvc")
+            .send()
+            .expect(200)
+            .json(),
+        json!({"credentials.api.key": "<<Encrypted>>", "plain": "visible"})
+    );
+    let listed = admin("GET", "/tenant/options?pageSize=100")
+        .send()
+        .expect(200)
+        .body;
+    assert!(!listed.contains(&clear));
+
+    // Neither the database nor its WAL holds the clear value.
+    let mut server = server;
+    server.stop();
+    let mut raw = Vec::new();
+    for file in ["berth.sqlite3", "berth.sqlite3-wal"] {
+        if let Ok(bytes) = std::fs::read(server.path(file)) {
+            raw.extend(bytes);
+        }
+    }
+    assert!(
+        !raw.windows(clear.len()).any(|w| w == clear.as_bytes()),
+        "clear value found in the database files"
+    );
+    assert!(
+        raw.windows(7).any(|w| w == b"visible"),
+        "the plain option is stored as is"
+    );
+}
+
+#[test]
+fn encryption_key_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start();
+    for file in ["keys/master.key", "keys/jwt.key", "tls/key.pem"] {
+        let mode = std::fs::metadata(server.path(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}

@@ -1,0 +1,231 @@
+//! Startup, configuration errors, listeners, the current tenant/user and error bodies.
+
+use serde_json::json;
+
+use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Options, Server, run_expecting_failure};
+
+#[test]
+fn bad_settings_exit_non_zero_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("never-created");
+    let data_arg = data.to_str().unwrap();
+    let unknown_key = dir.path().join("unknown.toml");
+    std::fs::write(&unknown_key, "htps = \"127.0.0.1:1\"\n").unwrap();
+    let bad_limit = dir.path().join("limit.toml");
+    std::fs::write(&bad_limit, "upload_limit = \"lots\"\n").unwrap();
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["--https", "nonsense"], vec![], "https"),
+        (vec!["--http", "127.0.0.1"], vec![], "http"),
+        (vec!["--upload-limit", "5XB"], vec![], "upload_limit"),
+        (vec![], vec![("BERTH_HTTPS", "not-an-address")], "https"),
+        (
+            vec!["--config", "/nonexistent/berth.toml"],
+            vec![],
+            "/nonexistent/berth.toml",
+        ),
+        (
+            vec!["--config", unknown_key.to_str().unwrap()],
+            vec![],
+            "htps",
+        ),
+        (
+            vec!["--config", bad_limit.to_str().unwrap()],
+            vec![],
+            "upload_limit",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                "/nonexistent/cert.pem",
+                "--tls-key",
+                "/nonexistent/key.pem",
+            ],
+            vec![],
+            "tls_cert",
+        ),
+        (vec!["--admin-user", "bad/name"], vec![], "admin_user"),
+        (
+            vec![],
+            vec![("BERTH_ADMIN_PASSWORD", "short")],
+            "BERTH_ADMIN_PASSWORD",
+        ),
+    ];
+    for (args, env, named) in cases {
+        let mut full = vec!["serve", "--data-dir", data_arg];
+        full.extend(&args);
+        let (code, stderr) = run_expecting_failure(&full, &env);
+        assert_ne!(code, 0, "{args:?} {env:?} should fail");
+        assert!(
+            stderr.contains(named),
+            "{args:?} {env:?}: stderr should name {named}: {stderr}"
+        );
+        assert!(
+            !data.exists(),
+            "{args:?}: nothing may be written before the config is valid"
+        );
+    }
+}
+
+#[test]
+fn first_start_generates_and_prints_the_admin_password_once() {
+    let server = Server::start_with(Options {
+        no_admin_password: true,
+        ..Options::default()
+    });
+    let password = server
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("berth: admin password "))
+        .expect("generated password line")
+        .to_owned();
+    assert!(
+        server
+            .lines
+            .contains(&"berth: management tenant management".to_owned())
+    );
+    server
+        .req("GET", "/user/currentUser")
+        .basic(MGMT_ADMIN, &password)
+        .send()
+        .expect(200);
+    let server = server.restart();
+    assert!(
+        server.lines.iter().all(|l| !l.contains("password")),
+        "printed again: {:?}",
+        server.lines
+    );
+    server
+        .req("GET", "/user/currentUser")
+        .basic(MGMT_ADMIN, &password)
+        .send()
+        .expect(200);
+}
+
+#[test]
+fn current_tenant_and_current_user() {
+    let server = Server::start();
+    let tenant = server.admin_get("/tenant/currentTenant").expect(200);
+    assert!(
+        tenant
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/vnd.com.nsn.cumulocity.currentTenant+json")
+    );
+    let tenant = tenant.json();
+    assert_eq!(tenant["name"], "management");
+    assert_eq!(tenant["allowCreateTenants"], true);
+    assert!(
+        tenant["self"]
+            .as_str()
+            .unwrap()
+            .ends_with("/tenant/currentTenant")
+    );
+
+    let user = server.admin_get("/user/currentUser").expect(200).json();
+    assert_eq!(user["userName"], "admin");
+    let roles: Vec<&str> = user["effectiveRoles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    for role in [
+        "ROLE_TENANT_MANAGEMENT_ADMIN",
+        "ROLE_USER_MANAGEMENT_ADMIN",
+        "ROLE_APPLICATION_MANAGEMENT_ADMIN",
+        "ROLE_OPTION_MANAGEMENT_ADMIN",
+    ] {
+        assert!(roles.contains(&role), "{role} in {roles:?}");
+    }
+    // Without the tenant prefix the Host (127.0.0.1) names no tenant: management is used.
+    server
+        .req("GET", "/user/currentUser")
+        .basic("admin", ADMIN_PASSWORD)
+        .send()
+        .expect(200);
+}
+
+#[test]
+fn authentication_failures_are_401_error_bodies() {
+    let server = Server::start();
+    let cases: Vec<(&str, Option<(&str, &str)>, Option<&str>)> = vec![
+        ("no credentials", None, None),
+        ("wrong password", Some((MGMT_ADMIN, "wrong-password")), None),
+        (
+            "unknown user",
+            Some(("management/nobody", ADMIN_PASSWORD)),
+            None,
+        ),
+        ("unknown tenant", Some(("t999/admin", ADMIN_PASSWORD)), None),
+        ("unknown scheme", None, Some("Digest abc")),
+        ("garbage basic", None, Some("Basic %%%")),
+        ("garbage bearer", None, Some("Bearer not.a.jwt")),
+    ];
+    for (name, basic, header) in cases {
+        let mut req = server.req("GET", "/user/currentUser");
+        if let Some((login, password)) = basic {
+            req = req.basic(login, password);
+        }
+        if let Some(h) = header {
+            req = req.header("Authorization", h);
+        }
+        let resp = req.send();
+        assert_eq!(resp.status, 401, "{name}: {}", resp.body);
+        resp.expect_error(401, "security/Unauthorized");
+    }
+}
+
+#[test]
+fn unknown_routes_and_bad_bodies_get_error_bodies() {
+    let server = Server::start();
+    server
+        .admin_get("/no/such/thing")
+        .expect_error(404, "general/Not Found");
+    server
+        .req("POST", "/tenant/tenants")
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .raw("application/json", b"{not json".to_vec())
+        .send()
+        .expect_error(400, "general/Bad Request");
+    server
+        .req("POST", "/tenant/tenants")
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .json(&json!({"company": 5}))
+        .send()
+        .expect_error(422, "general/Invalid Data");
+    server
+        .admin_get("/tenant/tenants?pageSize=zero")
+        .expect_error(422, "general/Invalid Data");
+}
+
+#[test]
+fn plain_http_listener_only_when_asked() {
+    let https_only = Server::start();
+    assert!(https_only.http.is_none());
+    assert_eq!(
+        https_only
+            .lines
+            .iter()
+            .filter(|l| l.starts_with("berth: listening on"))
+            .count(),
+        1
+    );
+    let both = Server::start_with(Options {
+        http: true,
+        ..Options::default()
+    });
+    let body = both
+        .req_http("GET", "/tenant/currentTenant")
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .send()
+        .expect(200)
+        .json();
+    assert!(body["self"].as_str().unwrap().starts_with("http://"));
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let mut server = Server::start();
+    server.admin_get("/tenant/currentTenant").expect(200);
+    assert_eq!(server.stop(), Some(0));
+}

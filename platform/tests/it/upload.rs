@@ -1,0 +1,1 @@
+//! Package upload: real images through Docker, version rules, and failures that leave no trace.
