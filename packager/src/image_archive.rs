@@ -18,6 +18,9 @@ const MAX_JSON_ENTRY: u64 = 4 << 20;
 /// Total JSON kept in memory per archive.
 const MAX_JSON_TOTAL: usize = 16 << 20;
 
+/// Read size for entry data nobody keeps: large, so a tee sees few big reads.
+const SKIP_BUFFER: usize = 256 << 10;
+
 /// The only platform Cumulocity runs.
 pub const REQUIRED_OS: &str = "linux";
 pub const REQUIRED_ARCHITECTURE: &str = "amd64";
@@ -104,6 +107,7 @@ pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
     let mut json: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut json_total = 0usize;
     let mut last_entry_end = 0u64;
+    let mut buffer = vec![0u8; SKIP_BUFFER];
     let tar_bytes;
     let saw_end_marker;
     {
@@ -163,14 +167,14 @@ pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
                 }
             };
             // Drain the rest of the entry so the tee sees it and the position advances.
-            io::copy(&mut entry, &mut io::sink()).map_err(ImageError::Tar)?;
+            skip_through(&mut entry, &mut buffer).map_err(ImageError::Tar)?;
             entries.insert(name, kind);
         }
         let mut rest = archive.into_inner();
         // Without the two zero blocks the reader stops right after the last entry's data.
         saw_end_marker = rest.count > last_entry_end;
         // Read trailing padding so the whole file passes through (tees copy it verbatim).
-        io::copy(&mut rest, &mut io::sink()).map_err(ImageError::Tar)?;
+        skip_through(&mut rest, &mut buffer).map_err(ImageError::Tar)?;
         tar_bytes = rest.count;
     }
     if entries.is_empty() {
@@ -190,6 +194,18 @@ pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
         archive.oci_layout()
     } else {
         Err(ImageError::NotAnImage)
+    }
+}
+
+/// Reads `reader` to its end, discarding the data (a tee wrapped around the source still sees it).
+fn skip_through(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<()> {
+    loop {
+        match reader.read(buffer) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
     }
 }
 

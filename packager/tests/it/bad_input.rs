@@ -287,6 +287,31 @@ fn validate_rejects_bad_packages() {
     let good = std::fs::read(d.join("good.zip")).unwrap();
     std::fs::write(d.join("truncated.zip"), &good[..good.len() / 2]).unwrap();
     std::fs::write(d.join("image.tar"), &image).unwrap();
+    // A stored package with one flipped byte inside a layer: the tar still parses, the CRC
+    // of image.tar no longer matches.
+    std::fs::write(d.join("cumulocity.json"), MANIFEST).unwrap();
+    let packed = berth_pack(
+        d,
+        &[
+            "pack",
+            "--manifest",
+            "cumulocity.json",
+            "--image",
+            "image.tar",
+            "--store",
+            "-o",
+            "stored.zip",
+        ],
+    );
+    assert_eq!(packed.code, 0, "{}", packed.stderr);
+    let mut corrupt = std::fs::read(d.join("stored.zip")).unwrap();
+    let at = corrupt
+        .windows(20)
+        .position(|w| w == &fixtures::text(20)[..])
+        .expect("layer text is stored verbatim")
+        + 100;
+    corrupt[at] ^= 0x55;
+    std::fs::write(d.join("corrupt.zip"), corrupt).unwrap();
 
     let cases = [
         ("missing.zip", 2, "No such file"),
@@ -297,6 +322,7 @@ fn validate_rejects_bad_packages() {
         ("not-image.zip", 1, "image.tar:"),
         ("truncated.zip", 1, "not a readable zip archive"),
         ("image.tar", 1, "this is a tar archive"),
+        ("corrupt.zip", 1, "checksum"),
     ];
     for (file, code, message) in cases {
         let run = berth_pack(d, &["validate", file]);

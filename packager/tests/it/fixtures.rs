@@ -194,8 +194,8 @@ pub fn docker_save(spec: &ImageSpec) -> Vec<u8> {
     tar_of(&borrowed)
 }
 
-/// An OCI image layout archive (`oci-layout`, `index.json`, `blobs/sha256/...`).
-pub fn oci_layout(spec: &ImageSpec) -> Vec<u8> {
+/// The blobs of one OCI image (layers, config, manifest last) and its manifest descriptor.
+fn oci_image(spec: &ImageSpec) -> (Vec<Vec<u8>>, serde_json::Value) {
     let config = spec.config();
     let mut blobs: Vec<Vec<u8>> = Vec::new();
     let mut layer_descriptors = Vec::new();
@@ -218,24 +218,28 @@ pub fn oci_layout(spec: &ImageSpec) -> Vec<u8> {
         "layers": layer_descriptors,
     }))
     .unwrap();
+    let descriptor = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{}", sha256(&manifest)),
+        "size": manifest.len(),
+        "platform": { "os": spec.os, "architecture": spec.architecture },
+    });
+    blobs.push(config);
+    blobs.push(manifest);
+    (blobs, descriptor)
+}
+
+fn ref_annotations(tag: Option<&String>) -> serde_json::Value {
     let mut annotations = serde_json::Map::new();
-    if let Some(tag) = spec.tags.first() {
+    if let Some(tag) = tag {
         annotations.insert("io.containerd.image.name".into(), tag.clone().into());
         let short = tag.rsplit(':').next().unwrap();
         annotations.insert("org.opencontainers.image.ref.name".into(), short.into());
     }
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("sha256:{}", sha256(&manifest)),
-            "size": manifest.len(),
-            "annotations": annotations,
-        }],
-    }))
-    .unwrap();
-    blobs.push(config);
-    blobs.push(manifest);
+    annotations.into()
+}
+
+fn oci_archive(blobs: Vec<Vec<u8>>, index: serde_json::Value) -> Vec<u8> {
     let mut files: Vec<(String, Vec<u8>)> = vec![(
         "oci-layout".to_owned(),
         br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
@@ -243,12 +247,86 @@ pub fn oci_layout(spec: &ImageSpec) -> Vec<u8> {
     for blob in blobs {
         files.push((format!("blobs/sha256/{}", sha256(&blob)), blob));
     }
-    files.push(("index.json".to_owned(), index));
+    files.push(("index.json".to_owned(), serde_json::to_vec(&index).unwrap()));
     let borrowed: Vec<(&str, &[u8])> = files
         .iter()
         .map(|(p, d)| (p.as_str(), d.as_slice()))
         .collect();
     tar_of(&borrowed)
+}
+
+/// An OCI image layout archive (`oci-layout`, `index.json`, `blobs/sha256/...`).
+pub fn oci_layout(spec: &ImageSpec) -> Vec<u8> {
+    let (blobs, mut descriptor) = oci_image(spec);
+    descriptor["annotations"] = ref_annotations(spec.tags.first());
+    oci_archive(
+        blobs,
+        serde_json::json!({ "schemaVersion": 2, "manifests": [descriptor] }),
+    )
+}
+
+/// An OCI layout whose index.json points to a nested multi-platform index (as `docker
+/// save` of a multi-arch image or `buildx --output type=oci` produce).
+pub fn oci_multi_platform(specs: &[ImageSpec]) -> Vec<u8> {
+    let mut blobs = Vec::new();
+    let mut descriptors = Vec::new();
+    for spec in specs {
+        let (image_blobs, descriptor) = oci_image(spec);
+        blobs.extend(image_blobs);
+        descriptors.push(descriptor);
+    }
+    let nested = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": descriptors,
+    }))
+    .unwrap();
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{}", sha256(&nested)),
+            "size": nested.len(),
+            "annotations": ref_annotations(specs[0].tags.first()),
+        }],
+    });
+    blobs.push(nested);
+    oci_archive(blobs, top)
+}
+
+/// A `docker save` archive as older engines wrote it: a repeated layer is a symlink
+/// (`../<other>/layer.tar`) to the first copy.
+pub fn docker_save_with_symlinked_layer(spec: &ImageSpec) -> Vec<u8> {
+    let config = spec.config();
+    let config_name = format!("{}.json", sha256(&config));
+    let layer = spec.layer_tars().remove(0);
+    let first = format!("{}/layer.tar", sha256(&layer));
+    let second =
+        "0000000000000000000000000000000000000000000000000000000000000000/layer.tar".to_owned();
+    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": spec.tags, "Layers": [first, second] }]);
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append(&header(&first, layer.len()), layer.as_slice())
+        .unwrap();
+    let mut link = tar::Header::new_ustar();
+    link.set_path(&second).unwrap();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_link_name(format!("../{first}")).unwrap();
+    link.set_size(0);
+    link.set_mode(0o777);
+    link.set_cksum();
+    builder.append(&link, std::io::empty()).unwrap();
+    builder
+        .append(&header(&config_name, config.len()), config.as_slice())
+        .unwrap();
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    builder
+        .append(
+            &header("manifest.json", manifest.len()),
+            manifest.as_slice(),
+        )
+        .unwrap();
+    builder.into_inner().unwrap()
 }
 
 /// Reads a zip's entries as (name, method, bytes), in order.

@@ -193,3 +193,50 @@ fn unusual_package_layouts_are_valid_with_notes() {
         run.stdout
     );
 }
+
+#[test]
+fn other_archive_shapes_are_understood() {
+    let amd64 = ImageSpec::small("multi:1.0");
+    let mut arm64 = ImageSpec::small("multi:1.0");
+    arm64.architecture = "arm64";
+    arm64.layers = vec![fixtures::text(10)];
+    let mut arm64_only = ImageSpec::small("multi:1.0");
+    arm64_only.architecture = "arm64";
+    let cases: [(&str, Vec<u8>, i32, &str); 3] = [
+        (
+            "multi-platform OCI index",
+            fixtures::oci_multi_platform(&[arm64, amd64]),
+            0,
+            "2 layers, multi:1.0",
+        ),
+        (
+            "OCI index without amd64",
+            fixtures::oci_multi_platform(&[arm64_only]),
+            1,
+            "image is linux/arm64",
+        ),
+        (
+            "docker save with a symlinked layer",
+            fixtures::docker_save_with_symlinked_layer(&ImageSpec::small("linked:1")),
+            0,
+            "2 layers, linked:1",
+        ),
+    ];
+    for (name, image, code, fragment) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write_package(
+            &dir.path().join("pkg.zip"),
+            &[
+                ("cumulocity.json", MANIFEST.as_bytes()),
+                ("image.tar", &image),
+            ],
+        );
+        let run = berth_pack(dir.path(), &["validate", "pkg.zip"]);
+        assert_eq!(run.code, code, "{name}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout.contains(fragment),
+            "{name}: {fragment:?} not in {}",
+            run.stdout
+        );
+    }
+}
