@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod package;
 pub mod runtime;
 pub mod secrets;
 pub mod store;

@@ -1,5 +1,504 @@
-//! `POST /application/applications/{id}/binaries`: microservice package upload.
+//! `POST /application/applications/{id}/binaries`: a microservice package is streamed to a
+//! temporary file (never held in memory), checked, its image loaded into Docker and tagged
+//! `berth/<tenant>-<app id>:<version>`, and the version recorded. Any failure undoes every step,
+//! so a rejected upload leaves no row, no file and no image behind.
 
-use actix_web::web;
+use std::path::{Path, PathBuf};
 
-pub fn routes(_cfg: &mut web::ServiceConfig) {}
+use actix_multipart::Multipart;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::applications::{MICROSERVICE, application_json};
+use super::error::ApiError;
+use super::{AppState, db, media};
+use crate::auth::principal::Principal;
+use crate::auth::roles;
+use crate::package::{self, Package, PackageError};
+use crate::store::applications::{self, UploadRecord, Version};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/application/applications/{id}/binaries",
+        web::post().to(upload),
+    );
+}
+
+/// Berth's image reference for one application version.
+#[derive(Debug, Clone)]
+struct BerthTag {
+    repo: String,
+    tag: String,
+}
+
+impl BerthTag {
+    fn new(tenant: &str, app_id: i64, version: &str) -> BerthTag {
+        // Docker tags allow [A-Za-z0-9_.-], up to 128, not starting with '.' or '-'.
+        let mut tag: String = version
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(127)
+            .collect();
+        if tag.starts_with(['.', '-']) {
+            tag.insert(0, 'v');
+        }
+        BerthTag {
+            repo: format!("berth/{}-{app_id}", tenant.to_ascii_lowercase()),
+            tag,
+        }
+    }
+
+    fn reference(&self) -> String {
+        format!("{}:{}", self.repo, self.tag)
+    }
+}
+
+/// Splits `name:tag` (the tag is after the last ':' that follows the last '/').
+fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+fn package_error(err: PackageError) -> ApiError {
+    match err {
+        PackageError::Io(e) => ApiError::internal(&format!("reading package: {e}")),
+        other => ApiError::invalid("applications", &other.to_string()),
+    }
+}
+
+/// Streams the single file part of the multipart body to a temporary file under `dir`.
+async fn receive_package(
+    mut payload: Multipart,
+    dir: &Path,
+    limit: u64,
+) -> Result<tempfile::NamedTempFile, ApiError> {
+    let too_large = || {
+        ApiError::too_large(
+            "applications",
+            &format!("The package is larger than the upload limit of {limit} bytes"),
+        )
+    };
+    let mut saved: Option<tempfile::NamedTempFile> = None;
+    while let Some(field) = payload.next().await {
+        let mut field = field.map_err(|e| {
+            ApiError::bad_request("applications", &format!("Invalid multipart body: {e}"))
+        })?;
+        let has_file_name = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .is_some();
+        let is_file = has_file_name || matches!(field.name(), Some("file" | "data"));
+        if !is_file {
+            // Skip other parts (e.g. metadata), reading them so the body stays in sync.
+            while let Some(chunk) = field.next().await {
+                chunk.map_err(|e| {
+                    ApiError::bad_request("applications", &format!("Invalid multipart body: {e}"))
+                })?;
+            }
+            continue;
+        }
+        if saved.is_some() {
+            return Err(ApiError::invalid(
+                "applications",
+                "The upload must contain exactly one file part",
+            ));
+        }
+        let temp = tempfile::Builder::new()
+            .prefix("upload-")
+            .suffix(".zip")
+            .tempfile_in(dir)
+            .map_err(|e| ApiError::internal(&format!("temp file: {e}")))?;
+        let mut file = tokio::fs::File::from_std(
+            temp.reopen()
+                .map_err(|e| ApiError::internal(&format!("temp file: {e}")))?,
+        );
+        let mut written: u64 = 0;
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request("applications", &format!("Invalid multipart body: {e}"))
+            })?;
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(too_large());
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| ApiError::internal(&format!("writing upload: {e}")))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| ApiError::internal(&format!("writing upload: {e}")))?;
+        saved = Some(temp);
+    }
+    saved.ok_or_else(|| {
+        ApiError::invalid(
+            "applications",
+            "The upload has no file part (send the ZIP as multipart field 'file')",
+        )
+    })
+}
+
+/// What the engine looked like before the load, so a failure can put it back.
+#[derive(Debug, Default)]
+struct DockerBefore {
+    image_existed: bool,
+    /// Each tag from the archive and the image it pointed at before.
+    archive_tags: Vec<(String, Option<String>)>,
+    /// What Berth's tag pointed at before (a previous snapshot upload).
+    berth_tag: Option<String>,
+}
+
+async fn upload(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
+    let id: i64 = path.parse().map_err(|_| {
+        ApiError::not_found(
+            "applications",
+            &format!("Could not find application by ID {path}"),
+        )
+    })?;
+    let tenant = principal.tenant.clone();
+    let app = db(&state, "applications", move |c| {
+        applications::get(c, &tenant, id)
+    })
+    .await?;
+    if app.app_type != MICROSERVICE {
+        return Err(ApiError::invalid(
+            "applications",
+            "Only microservice packages can be uploaded to this application",
+        ));
+    }
+    if let Some(length) = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        // Multipart framing adds a few hundred bytes; anything far beyond the limit is refused
+        // before a byte is written.
+        if length > state.config.upload_limit.saturating_add(64 * 1024) {
+            return Err(ApiError::too_large(
+                "applications",
+                &format!(
+                    "The package is larger than the upload limit of {} bytes",
+                    state.config.upload_limit
+                ),
+            ));
+        }
+    }
+    let temp = receive_package(
+        payload,
+        &state.config.data_dir.join(crate::TMP_DIR),
+        state.config.upload_limit,
+    )
+    .await?;
+    let temp_path = temp.path().to_owned();
+    let package = tokio::task::spawn_blocking(move || package::inspect(&temp_path))
+        .await
+        .map_err(|e| ApiError::internal(&e.to_string()))?
+        .map_err(package_error)?;
+
+    // One upload at a time: version rules and image bookkeeping need a stable view.
+    let _guard = state.upload_lock.lock().await;
+    let manifest = &package.manifest.manifest;
+    let version = manifest.version.clone();
+    let lookup = version.clone();
+    let existing = db(&state, "applications", move |c| {
+        applications::version(c, id, &lookup)
+    })
+    .await?;
+    if let Some(existing) = &existing
+        && !manifest.is_snapshot()
+        && existing.image_id != package.image.id
+    {
+        return Err(ApiError::conflict(
+            "applications",
+            &format!(
+                "Version {version} was already uploaded with a different image; release versions are immutable, bump the version (or use a -SNAPSHOT version)"
+            ),
+        ));
+    }
+    let berth_tag = BerthTag::new(&app.owner, id, &version);
+    let before = docker_before(&state, &package, &berth_tag).await?;
+    let outcome = install(&state, &app.owner, id, &package, &berth_tag, temp, &version).await;
+    // Whatever happened, the archive's own tags go back to what they were: only Berth's tag stays.
+    restore_archive_tags(&state, &package, &before).await;
+    let (app, replaced, package_file) = match outcome {
+        Ok(done) => done,
+        Err((err, moved)) => {
+            rollback(&state, &package, &berth_tag, &before, moved.as_deref()).await;
+            return Err(err);
+        }
+    };
+    if let Some(old) = replaced {
+        cleanup_replaced(&state, &old, &package_file).await;
+    }
+    tracing::info!(tenant = %app.owner, application = %app.name, %version, image = %package.image.id, "package accepted");
+    let base = media::base_url(&req);
+    let body = application_json(&base, &app);
+    Ok(media::created(
+        &req,
+        "application",
+        &format!("{base}/application/applications/{id}"),
+        &body,
+    ))
+}
+
+async fn docker_before(
+    state: &AppState,
+    package: &Package,
+    berth_tag: &BerthTag,
+) -> Result<DockerBefore, ApiError> {
+    let unavailable = |e: crate::runtime::RuntimeError| {
+        ApiError::unavailable(
+            "applications",
+            "The container engine is not available; try again later",
+            &e.to_string(),
+        )
+    };
+    let image_existed = state
+        .runtime
+        .image_id(&package.image.id)
+        .await
+        .map_err(unavailable)?
+        .is_some();
+    let mut archive_tags = Vec::new();
+    for tag in &package.image.repo_tags {
+        archive_tags.push((
+            tag.clone(),
+            state.runtime.image_id(tag).await.map_err(unavailable)?,
+        ));
+    }
+    let berth_tag = state
+        .runtime
+        .image_id(&berth_tag.reference())
+        .await
+        .map_err(unavailable)?;
+    Ok(DockerBefore {
+        image_existed,
+        archive_tags,
+        berth_tag,
+    })
+}
+
+type Installed = (applications::Application, Option<Version>, String);
+
+/// Loads and tags the image, keeps the package and records the version. On error returns the
+/// error and the kept package path (if it was already moved), for the rollback.
+async fn install(
+    state: &AppState,
+    tenant: &str,
+    id: i64,
+    package: &Package,
+    berth_tag: &BerthTag,
+    temp: tempfile::NamedTempFile,
+    version: &str,
+) -> Result<Installed, (ApiError, Option<PathBuf>)> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let source = temp.path().to_owned();
+    let reader = tokio::task::spawn_blocking(move || {
+        package::stream_image(&source, |chunk| sender.blocking_send(chunk).is_ok())
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    let loaded = state.runtime.load_image(stream).await;
+    let _ = reader.await;
+    if let Err(e) = loaded {
+        return Err((
+            ApiError::invalid(
+                "applications",
+                &format!("Docker could not load image.tar: {e}"),
+            ),
+            None,
+        ));
+    }
+    match state.runtime.image_id(&package.image.id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err((
+                ApiError::invalid(
+                    "applications",
+                    "image.tar loaded, but it did not contain the image its manifest.json names",
+                ),
+                None,
+            ));
+        }
+        Err(e) => {
+            return Err((
+                ApiError::unavailable(
+                    "applications",
+                    "The container engine is not available",
+                    &e.to_string(),
+                ),
+                None,
+            ));
+        }
+    }
+    if let Err(e) = state
+        .runtime
+        .tag(&package.image.id, &berth_tag.repo, &berth_tag.tag)
+        .await
+    {
+        return Err((
+            ApiError::unavailable(
+                "applications",
+                "The container engine could not tag the image",
+                &e.to_string(),
+            ),
+            None,
+        ));
+    }
+
+    let relative = format!(
+        "{}/{tenant}/{id}/{}-{}.zip",
+        crate::PACKAGES_DIR,
+        berth_tag.tag,
+        uuid::Uuid::new_v4().simple()
+    );
+    let target = state.config.data_dir.join(&relative);
+    if let Some(parent) = target.parent()
+        && let Err(e) = std::fs::create_dir_all(parent)
+    {
+        return Err((
+            ApiError::internal(&format!("creating {}: {e}", parent.display())),
+            None,
+        ));
+    }
+    if let Err(e) = temp.persist(&target) {
+        return Err((ApiError::internal(&format!("keeping package: {e}")), None));
+    }
+    let record = UploadRecord {
+        version: Version {
+            version: version.to_owned(),
+            image_id: package.image.id.clone(),
+            image_tag: berth_tag.reference(),
+            package_file: relative.clone(),
+        },
+        manifest: serde_json::to_value(&package.manifest.manifest).unwrap_or_default(),
+        roles: package.manifest.manifest.roles.clone(),
+        required_roles: package.manifest.manifest.required_roles.clone(),
+        context_path: package.manifest.manifest.context_path.clone(),
+    };
+    let tenant = tenant.to_owned();
+    match state
+        .store
+        .run(move |c| applications::record_upload(c, &tenant, id, &record))
+        .await
+    {
+        Ok((app, replaced)) => Ok((app, replaced, relative)),
+        Err(e) => Err((ApiError::store("applications")(e), Some(target))),
+    }
+}
+
+async fn restore_archive_tags(state: &AppState, package: &Package, before: &DockerBefore) {
+    for (tag, previous) in &before.archive_tags {
+        let result = match previous {
+            None => state.runtime.remove(tag).await,
+            Some(old) if *old != package.image.id => {
+                let (repo, name) = split_reference(tag);
+                state.runtime.tag(old, repo, name).await
+            }
+            Some(_) => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(%tag, error = %e, "could not restore an image tag after loading a package");
+        }
+    }
+}
+
+/// Undoes a failed upload: Berth's tag back to where it was, the image removed if it was new,
+/// the kept package deleted. (The temporary file deletes itself.)
+async fn rollback(
+    state: &AppState,
+    package: &Package,
+    berth_tag: &BerthTag,
+    before: &DockerBefore,
+    moved: Option<&Path>,
+) {
+    let result = match &before.berth_tag {
+        Some(old) if *old != package.image.id => {
+            state
+                .runtime
+                .tag(old, &berth_tag.repo, &berth_tag.tag)
+                .await
+        }
+        Some(_) => Ok(()),
+        None => state.runtime.remove(&berth_tag.reference()).await,
+    };
+    if let Err(e) = result {
+        tracing::warn!(tag = %berth_tag.reference(), error = %e, "rollback: could not restore Berth's tag");
+    }
+    if !before.image_existed
+        && let Err(e) = state.runtime.remove_with_tags(&package.image.id).await
+    {
+        tracing::warn!(image = %package.image.id, error = %e, "rollback: could not remove the loaded image");
+    }
+    if let Some(path) = moved
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        tracing::warn!(path = %path.display(), error = %e, "rollback: could not remove the package");
+    }
+}
+
+/// After a snapshot replaced an earlier upload of the same version: drop the old package and
+/// the old image if nothing refers to it any more.
+async fn cleanup_replaced(state: &AppState, old: &Version, new_package: &str) {
+    if old.package_file != new_package {
+        let path = state.config.data_dir.join(&old.package_file);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove the replaced package");
+        }
+    }
+    let image = old.image_id.clone();
+    let in_use = state
+        .store
+        .run(move |c| applications::image_in_use(c, &image))
+        .await
+        .unwrap_or(true);
+    if !in_use && let Err(e) = state.runtime.remove(&old.image_id).await {
+        tracing::debug!(image = %old.image_id, error = %e, "replaced image kept (still used elsewhere)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn berth_tags_are_valid_docker_references() {
+        let cases = [
+            ("1.0.0", "1.0.0"),
+            ("1.0.0-SNAPSHOT", "1.0.0-SNAPSHOT"),
+            ("1.0+build", "1.0_build"),
+            ("-x", "v-x"),
+        ];
+        for (version, tag) in cases {
+            let t = BerthTag::new("T1", 7, version);
+            assert_eq!(t.tag, tag);
+            assert_eq!(t.repo, "berth/t1-7");
+        }
+        assert_eq!(
+            split_reference("localhost:5000/a/b:1.0"),
+            ("localhost:5000/a/b", "1.0")
+        );
+        assert_eq!(
+            split_reference("localhost:5000/a/b"),
+            ("localhost:5000/a/b", "latest")
+        );
+    }
+}

@@ -13,7 +13,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
-pub const ADMIN: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "Admin-Passw0rd";
 /// The management tenant's admin as a Basic login.
 pub const MGMT_ADMIN: &str = "management/admin";

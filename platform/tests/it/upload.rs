@@ -1,1 +1,473 @@
 //! Package upload: real images through Docker, version rules, and failures that leave no trace.
+
+use std::io::{Cursor, Write};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::fixture::{Options, Server, Tenant, create_tenant, files_under, unique};
+
+fn docker(args: &[&str]) -> std::process::Output {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI must be installed for these tests");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The id of a Docker image reference, or None when the engine does not have it.
+fn image_id(reference: &str) -> Option<String> {
+    let output = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", reference])
+        .output()
+        .expect("docker CLI");
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// A one-file image built from nothing (`docker import`), saved with `docker save`, then
+/// removed from the engine so the upload is what brings it back. Removed again on drop.
+struct TestImage {
+    id: String,
+    archive: Vec<u8>,
+}
+
+impl TestImage {
+    fn build(padding: usize) -> TestImage {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs.tar");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, name, data).unwrap();
+        };
+        add("hello.txt", unique("hello-").as_bytes());
+        if padding > 0 {
+            // Incompressible bytes, so the package really is this large.
+            let noise: Vec<u8> = (0..padding)
+                .map(|i| (i as u64).wrapping_mul(6364136223846793005).to_be_bytes()[0] ^ (i as u8))
+                .collect();
+            add("padding.bin", &noise);
+        }
+        std::fs::write(&rootfs, builder.into_inner().unwrap()).unwrap();
+        let tag = format!("berth-it-{}:v1", unique(""));
+        docker(&[
+            "import",
+            "--change",
+            "LABEL berth.test=1",
+            rootfs.to_str().unwrap(),
+            &tag,
+        ]);
+        let id = image_id(&tag).expect("imported image");
+        let saved = dir.path().join("image.tar");
+        docker(&["save", "-o", saved.to_str().unwrap(), &tag]);
+        docker(&["rmi", &tag]);
+        assert!(
+            image_id(&id).is_none(),
+            "the test image must be gone before the upload"
+        );
+        TestImage {
+            id,
+            archive: std::fs::read(&saved).unwrap(),
+        }
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.id])
+            .output();
+    }
+}
+
+/// The same `docker save` archive with its layer's bytes replaced: the metadata still names the
+/// image, but Docker's digest check fails during the load.
+fn corrupt_layer(archive: &[u8]) -> Vec<u8> {
+    let mut input = tar::Archive::new(archive);
+    let mut output = tar::Builder::new(Vec::new());
+    for entry in input.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        if path.ends_with("layer.tar") {
+            let mut replacement = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(5);
+            header.set_mode(0o644);
+            header.set_cksum();
+            replacement
+                .append_data(&mut header, "other.txt", &b"other"[..])
+                .unwrap();
+            data = replacement.into_inner().unwrap();
+        }
+        let mut header = entry.header().clone();
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        output
+            .append_data(&mut header, &path, data.as_slice())
+            .unwrap();
+    }
+    output.into_inner().unwrap()
+}
+
+fn manifest(version: &str) -> String {
+    json!({
+        "apiVersion": "2",
+        "version": version,
+        "provider": {"name": "Berth tests"},
+        "isolation": "MULTI_TENANT",
+        "contextPath": "hello-ctx",
+        "requiredRoles": ["ROLE_INVENTORY_READ"],
+        "roles": ["ROLE_HELLO_READ"],
+    })
+    .to_string()
+}
+
+/// A ZIP with the given entries, in order.
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        writer
+            .start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(data).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+fn package(version: &str, image: &TestImage) -> Vec<u8> {
+    zip_of(&[
+        ("cumulocity.json", manifest(version).as_bytes()),
+        ("image.tar", &image.archive),
+    ])
+}
+
+fn multipart(field: &str, zip: &[u8]) -> (String, Vec<u8>) {
+    let boundary = format!("berth-boundary-{}", unique(""));
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"package.zip\"\r\nContent-Type: application/zip\r\n\r\n").into_bytes();
+    body.extend_from_slice(zip);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn upload(
+    server: &Server,
+    tenant: &Tenant,
+    app_id: &str,
+    field: &str,
+    zip: &[u8],
+) -> crate::fixture::Resp {
+    let (content_type, body) = multipart(field, zip);
+    server
+        .req(
+            "POST",
+            &format!("/application/applications/{app_id}/binaries"),
+        )
+        .basic(&tenant.admin_login, &tenant.admin_password)
+        .raw(&content_type, body)
+        .send()
+}
+
+fn create_microservice(server: &Server, tenant: &Tenant) -> Value {
+    let name = unique("svc-");
+    server
+        .req("POST", "/application/applications")
+        .basic(&tenant.admin_login, &tenant.admin_password)
+        .json(&json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE"}))
+        .send()
+        .expect(201)
+        .json()
+}
+
+fn berth_ref(tenant: &Tenant, app_id: &str, version: &str) -> String {
+    format!("berth/{}-{app_id}:{version}", tenant.id)
+}
+
+#[test]
+fn upload_loads_the_image_and_applies_the_version_rules() {
+    let server = Server::start();
+    let t = create_tenant(&server, "upl");
+    let app = create_microservice(&server, &t);
+    let id = app["id"].as_str().unwrap();
+    let first = TestImage::build(0);
+
+    let resp = upload(&server, &t, id, "file", &package("1.0.0", &first)).expect(201);
+    let body = resp.json();
+    assert_eq!(body["activeVersionId"], "1.0.0");
+    assert_eq!(body["manifest"]["version"], "1.0.0");
+    assert_eq!(body["manifest"]["provider"]["name"], "Berth tests");
+    assert_eq!(body["roles"], json!(["ROLE_HELLO_READ"]));
+    assert_eq!(body["requiredRoles"], json!(["ROLE_INVENTORY_READ"]));
+    assert_eq!(body["contextPath"], "hello-ctx");
+    assert_eq!(
+        image_id(&berth_ref(&t, id, "1.0.0")).as_deref(),
+        Some(first.id.as_str()),
+        "the image is in Docker under Berth's tag"
+    );
+    let packages = files_under(&server.path("packages"));
+    assert_eq!(packages.len(), 1, "{packages:?}");
+
+    // The identical image again (sent as field `data`, like some clients do) is accepted.
+    upload(&server, &t, id, "data", &package("1.0.0", &first)).expect(201);
+    // A different image under the same release version is refused before touching Docker.
+    let second = TestImage::build(0);
+    upload(&server, &t, id, "file", &package("1.0.0", &second))
+        .expect_error(409, "applications/Duplicate");
+    assert!(image_id(&second.id).is_none());
+    // A new version is added and becomes active.
+    let body = upload(&server, &t, id, "file", &package("1.0.1", &second))
+        .expect(201)
+        .json();
+    assert_eq!(body["activeVersionId"], "1.0.1");
+    assert_eq!(
+        image_id(&berth_ref(&t, id, "1.0.1")).as_deref(),
+        Some(second.id.as_str())
+    );
+    assert_eq!(
+        image_id(&berth_ref(&t, id, "1.0.0")).as_deref(),
+        Some(first.id.as_str())
+    );
+
+    // Snapshots are replaced; the replaced image goes away when nothing uses it.
+    let snap_a = TestImage::build(0);
+    let snap_b = TestImage::build(0);
+    upload(&server, &t, id, "file", &package("2.0.0-SNAPSHOT", &snap_a)).expect(201);
+    upload(&server, &t, id, "file", &package("2.0.0-SNAPSHOT", &snap_b)).expect(201);
+    assert_eq!(
+        image_id(&berth_ref(&t, id, "2.0.0-SNAPSHOT")).as_deref(),
+        Some(snap_b.id.as_str())
+    );
+    assert!(
+        image_id(&snap_a.id).is_none(),
+        "the replaced snapshot image is removed"
+    );
+    assert_eq!(files_under(&server.path("packages")).len(), 3);
+
+    // Deleting the application removes its images and packages.
+    server
+        .req("DELETE", &format!("/application/applications/{id}"))
+        .basic(&t.admin_login, &t.admin_password)
+        .send()
+        .expect(204);
+    for version in ["1.0.0", "1.0.1", "2.0.0-SNAPSHOT"] {
+        assert!(image_id(&berth_ref(&t, id, version)).is_none(), "{version}");
+    }
+    assert!(files_under(&server.path("packages")).is_empty());
+}
+
+#[test]
+fn failed_uploads_leave_no_trace() {
+    let server = Server::start();
+    let t = create_tenant(&server, "fail");
+    let app = create_microservice(&server, &t);
+    let id = app["id"].as_str().unwrap().to_owned();
+    let accepted = TestImage::build(0);
+    upload(&server, &t, &id, "file", &package("1.0.0", &accepted)).expect(201);
+    let fresh = TestImage::build(0);
+    let manifest_ok = manifest("3.0.0");
+    let no_version = json!({"apiVersion": "2", "provider": {"name": "x"}}).to_string();
+    let bad_cpu = json!({"apiVersion": "2", "version": "3.0.0", "provider": {"name": "x"}, "resources": {"cpu": "lots"}}).to_string();
+    let not_a_tar = b"this is not a docker save archive".to_vec();
+    let corrupt = corrupt_layer(&fresh.archive);
+    let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
+        (
+            "not a zip",
+            b"PK but not really".to_vec(),
+            422,
+            "applications/Invalid Data",
+            "ZIP",
+        ),
+        (
+            "no image.tar",
+            zip_of(&[("cumulocity.json", manifest_ok.as_bytes())]),
+            422,
+            "applications/Invalid Data",
+            "image.tar",
+        ),
+        (
+            "no manifest",
+            zip_of(&[("image.tar", &fresh.archive)]),
+            422,
+            "applications/Invalid Data",
+            "cumulocity.json",
+        ),
+        (
+            "manifest without version",
+            zip_of(&[
+                ("cumulocity.json", no_version.as_bytes()),
+                ("image.tar", &fresh.archive),
+            ]),
+            422,
+            "applications/Invalid Data",
+            "version",
+        ),
+        (
+            "bad cpu",
+            zip_of(&[
+                ("cumulocity.json", bad_cpu.as_bytes()),
+                ("image.tar", &fresh.archive),
+            ]),
+            422,
+            "applications/Invalid Data",
+            "/resources/cpu",
+        ),
+        (
+            "path traversal entry",
+            zip_of(&[
+                ("cumulocity.json", manifest_ok.as_bytes()),
+                ("image.tar", &fresh.archive),
+                ("../../evil.sh", b"rm -rf /"),
+            ]),
+            422,
+            "applications/Invalid Data",
+            "../../evil.sh",
+        ),
+        (
+            "image.tar not an image",
+            zip_of(&[
+                ("cumulocity.json", manifest_ok.as_bytes()),
+                ("image.tar", &not_a_tar),
+            ]),
+            422,
+            "applications/Invalid Data",
+            "image.tar",
+        ),
+        (
+            "layer fails Docker's check",
+            zip_of(&[
+                ("cumulocity.json", manifest_ok.as_bytes()),
+                ("image.tar", &corrupt),
+            ]),
+            422,
+            "applications/Invalid Data",
+            "Docker",
+        ),
+        (
+            "same version, other image",
+            package("1.0.0", &fresh),
+            409,
+            "applications/Duplicate",
+            "1.0.0",
+        ),
+    ];
+    let before_files = files_under(&server.data_dir);
+    let before_app = server
+        .req("GET", &format!("/application/applications/{id}"))
+        .basic(&t.admin_login, &t.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    for (name, zip, status, error, mentions) in cases {
+        let resp = upload(&server, &t, &id, "file", &zip);
+        assert_eq!(resp.status, status, "{name}: {}", resp.body);
+        let body = resp.expect_error(status, error).json();
+        assert!(
+            body["message"].as_str().unwrap().contains(mentions),
+            "{name}: message should mention {mentions}: {body}"
+        );
+        let after: Vec<String> = files_under(&server.data_dir)
+            .into_iter()
+            .filter(|f| !f.starts_with("berth.sqlite3"))
+            .collect();
+        let expected: Vec<String> = before_files
+            .iter()
+            .filter(|f| !f.starts_with("berth.sqlite3"))
+            .cloned()
+            .collect();
+        assert_eq!(after, expected, "{name}: files changed");
+        assert!(
+            image_id(&fresh.id).is_none(),
+            "{name}: the image was left in Docker"
+        );
+        assert!(
+            image_id(&berth_ref(&t, &id, "3.0.0")).is_none(),
+            "{name}: a Berth tag was left"
+        );
+        let app_now = server
+            .req("GET", &format!("/application/applications/{id}"))
+            .basic(&t.admin_login, &t.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        assert_eq!(app_now, before_app, "{name}: the application changed");
+    }
+    assert_eq!(
+        image_id(&berth_ref(&t, &id, "1.0.0")).as_deref(),
+        Some(accepted.id.as_str()),
+        "the accepted version is untouched"
+    );
+}
+
+#[test]
+fn oversized_uploads_are_refused_with_413() {
+    let server = Server::start_with(Options {
+        extra_args: vec!["--upload-limit".into(), "64KiB".into()],
+        ..Options::default()
+    });
+    let t = create_tenant(&server, "big");
+    let app = create_microservice(&server, &t);
+    let id = app["id"].as_str().unwrap();
+    let big = TestImage::build(512 * 1024);
+    let before = files_under(&server.data_dir);
+    upload(&server, &t, id, "file", &package("1.0.0", &big))
+        .expect_error(413, "applications/Payload Too Large");
+    assert!(image_id(&big.id).is_none());
+    let after = files_under(&server.data_dir);
+    assert_eq!(
+        after
+            .iter()
+            .filter(|f| !f.starts_with("berth.sqlite3"))
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .filter(|f| !f.starts_with("berth.sqlite3"))
+            .collect::<Vec<_>>()
+    );
+    // Small packages still pass the same limit.
+    let small = TestImage::build(0);
+    upload(&server, &t, id, "file", &package("1.0.0", &small)).expect(201);
+}
+
+#[test]
+fn uploads_need_application_admin_in_the_owner_tenant() {
+    let server = Server::start();
+    let owner = create_tenant(&server, "own");
+    let other = create_tenant(&server, "oth");
+    let app = create_microservice(&server, &owner);
+    let id = app["id"].as_str().unwrap();
+    let zip = zip_of(&[("cumulocity.json", manifest("1.0.0").as_bytes())]);
+    upload(&server, &other, id, "file", &zip).expect_error(404, "applications/Not Found");
+    let (content_type, body) = multipart("file", &zip);
+    server
+        .req("POST", &format!("/application/applications/{id}/binaries"))
+        .raw(&content_type, body)
+        .send()
+        .expect_error(401, "security/Unauthorized");
+    let hosted = server
+        .req("POST", "/application/applications")
+        .basic(&owner.admin_login, &owner.admin_password)
+        .json(&json!({"name": "webapp", "key": "webapp-key", "type": "HOSTED"}))
+        .send()
+        .expect(201)
+        .json();
+    upload(
+        &server,
+        &owner,
+        hosted["id"].as_str().unwrap(),
+        "file",
+        &zip,
+    )
+    .expect_error(422, "applications/Invalid Data");
+}
