@@ -26,6 +26,7 @@ pub enum Command {
     Validate(CheckArgs),
     /// Describe a package zip: manifest with defaults resolved, image tags, layers, sizes.
     Inspect(CheckArgs),
+    // Platform commands (`deploy`, `subscribe`) join here, implemented in `deploy.rs`.
 }
 
 #[derive(Debug, Args)]

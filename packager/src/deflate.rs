@@ -192,15 +192,14 @@ impl<W: Write> Drop for ParallelDeflater<W> {
 }
 
 fn worker_loop(queue: &Mutex<Receiver<Job>>, level: u32) {
-    let mut compressor = Compress::new(Compression::new(level), false);
     loop {
         let job = match queue.lock() {
             Ok(guard) => guard.recv(),
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let result = compress_chunk(&mut compressor, &job.dictionary, &job.data, job.last).map(
-            |compressed| {
+        let result =
+            compress_chunk(level, &job.dictionary, &job.data, job.last).map(|compressed| {
                 let mut crc = crc32fast::Hasher::new();
                 crc.update(&job.data);
                 ChunkOutput {
@@ -208,8 +207,7 @@ fn worker_loop(queue: &Mutex<Receiver<Job>>, level: u32) {
                     crc32: crc.finalize(),
                     len: job.data.len() as u64,
                 }
-            },
-        );
+            });
         // The receiver is gone only when the deflater was dropped mid-stream.
         let _ = job.reply.send(result);
     }
@@ -230,7 +228,7 @@ fn tail(first: &[u8], second: &[u8], n: usize) -> Vec<u8> {
 /// Compresses one chunk into deflate blocks: byte-aligned at the end, final only if `last`.
 /// `dictionary` is the input that precedes `data` (up to 32 KiB).
 pub fn compress_chunk(
-    compressor: &mut Compress,
+    level: u32,
     dictionary: &[u8],
     data: &[u8],
     last: bool,
@@ -253,7 +251,7 @@ pub fn compress_chunk(
         }
         let before = out.len();
         let preceding = tail(dictionary, &data[..run.start], WINDOW);
-        deflate_run(compressor, &preceding, bytes, final_run, &mut out)?;
+        deflate_run(level, &preceding, bytes, final_run, &mut out)?;
         if out.len() - before > stored_size(bytes.len()) {
             out.truncate(before);
             write_stored(&mut out, bytes, final_run);
@@ -367,14 +365,18 @@ fn byte_entropy(block: &[u8]) -> f64 {
 
 /// Deflates `input` with `preceding` as dictionary, ending with a sync flush, or with the
 /// final block when `finish`.
+///
+/// Every run gets a fresh compressor: a reset one keeps stale bytes in its window, and
+/// match selection near the end of the input can read them, so reusing compressors across
+/// chunks would make the output depend on which worker compressed what before.
 fn deflate_run(
-    compressor: &mut Compress,
+    level: u32,
     preceding: &[u8],
     input: &[u8],
     finish: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<()> {
-    compressor.reset();
+    let mut compressor = Compress::new(Compression::new(level), false);
     if !preceding.is_empty() {
         compressor
             .set_dictionary(preceding)
@@ -511,13 +513,42 @@ mod tests {
         assert_eq!(inflate(&compressed), data);
     }
 
+    /// Text-like data with varied matches, so match selection has real choices to make.
+    fn word_salad(len: usize) -> Vec<u8> {
+        let words: [&[u8]; 8] = [
+            b"tenant ",
+            b"alarm ",
+            b"device ",
+            b"measurement ",
+            b"GET ",
+            b"200 ",
+            b"UP\n",
+            b"inventory ",
+        ];
+        let choices = noise(len, 11);
+        let mut out = Vec::with_capacity(len + 16);
+        for choice in choices {
+            if out.len() >= len {
+                break;
+            }
+            out.extend_from_slice(words[usize::from(choice) % words.len()]);
+        }
+        out.truncate(len);
+        out
+    }
+
     #[test]
     fn output_does_not_depend_on_thread_count_or_write_sizes() {
+        // Regression: reused (reset) compressors made the output depend on which worker
+        // had compressed which chunk before.
         let mut data = noise(CHUNK_SIZE, 3);
-        data.extend(text(3 * CHUNK_SIZE / 2));
+        data.extend(word_salad(6 * CHUNK_SIZE + 999));
         let (one, _) = compress_all(&data, 6, 1, 4096);
-        let (four, _) = compress_all(&data, 6, 4, 1_000_003);
-        assert_eq!(one, four);
+        for threads in [2, 3, 4] {
+            let (many, _) = compress_all(&data, 6, threads, 1_000_003);
+            assert!(one == many, "{threads} threads gave different bytes");
+        }
+        assert_eq!(inflate(&one), data);
     }
 
     #[test]
