@@ -127,7 +127,8 @@ mod tests {
 
     #[test]
     fn page_parameters_default_trim_and_reject() {
-        let cases: [(&[(&str, &str)], Option<(u64, u64)>); 5] = [
+        type Pairs = &'static [(&'static str, &'static str)];
+        let cases: [(Pairs, Option<(u64, u64)>); 5] = [
             (&[], Some((1, 5))),
             (&[("pageSize", "5000")], Some((1, 2000))),
             (&[("currentPage", "3"), ("pageSize", "10")], Some((3, 10))),

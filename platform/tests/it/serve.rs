@@ -13,7 +13,8 @@ fn bad_settings_exit_non_zero_naming_the_setting() {
     std::fs::write(&unknown_key, "htps = \"127.0.0.1:1\"\n").unwrap();
     let bad_limit = dir.path().join("limit.toml");
     std::fs::write(&bad_limit, "upload_limit = \"lots\"\n").unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Env<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(Vec<&str>, Env, &str)> = vec![
         (vec!["--https", "nonsense"], vec![], "https"),
         (vec!["--http", "127.0.0.1"], vec![], "http"),
         (vec!["--upload-limit", "5XB"], vec![], "upload_limit"),
@@ -148,7 +149,8 @@ fn current_tenant_and_current_user() {
 #[test]
 fn authentication_failures_are_401_error_bodies() {
     let server = Server::start();
-    let cases: Vec<(&str, Option<(&str, &str)>, Option<&str>)> = vec![
+    type Login<'a> = Option<(&'a str, &'a str)>;
+    let cases: Vec<(&str, Login, Option<&str>)> = vec![
         ("no credentials", None, None),
         ("wrong password", Some((MGMT_ADMIN, "wrong-password")), None),
         (

@@ -218,3 +218,60 @@ fn subtenant_admins_cannot_manage_tenants() {
         "hijacked"
     );
 }
+
+#[test]
+fn bare_user_names_take_the_tenant_from_the_host() {
+    let server = Server::start();
+    let label = unique("host");
+    let body = json!({"company": "Hosted", "domain": format!("{label}.example.com"), "adminName": "boss", "adminPass": "Hosted-Pass-1"});
+    let id = server
+        .req("POST", "/tenant/tenants")
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .json(&body)
+        .send()
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The first label of the Host names the tenant, whatever the platform domain and port are.
+    for host in [
+        format!("{label}.example.com"),
+        format!("{label}.berth.test:8443"),
+    ] {
+        let current = server
+            .req("GET", "/tenant/currentTenant")
+            .header("Host", &host)
+            .basic("boss", "Hosted-Pass-1")
+            .send()
+            .expect(200)
+            .json();
+        assert_eq!(current["name"], id.as_str(), "{host}");
+        let options = server
+            .req("GET", "/tenant/loginOptions")
+            .header("Host", &host)
+            .send()
+            .expect(200)
+            .json();
+        assert!(
+            options["loginOptions"][1]["initRequest"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("tenant_id={id}")),
+            "{options}"
+        );
+    }
+    // An unknown host means the management tenant, where boss does not exist.
+    server
+        .req("GET", "/tenant/currentTenant")
+        .header("Host", "elsewhere.example.com")
+        .basic("boss", "Hosted-Pass-1")
+        .send()
+        .expect(401);
+    server
+        .req("GET", "/tenant/currentTenant")
+        .header("Host", "elsewhere.example.com")
+        .basic("admin", ADMIN_PASSWORD)
+        .send()
+        .expect(200);
+}
