@@ -28,6 +28,10 @@ const INJECTED: &[(&str, &str, bool)] = &[
     ("UNRELATED_SECRET", "must-not-leak", false),
 ];
 
+/// A request and its expected answer: path, request headers, status, JSON pointer into the body ("" = do
+/// not parse the body) and the value expected there.
+type RouteCase<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str, Value);
+
 #[test]
 fn hello_builds_packs_validates_and_serves() {
     let workspace = Workspace::get();
@@ -86,17 +90,39 @@ fn hello_builds_packs_validates_and_serves() {
         );
     }
 
-    let credentials = base64::engine::general_purpose::STANDARD.encode("t1/alice:pw");
-    let hello = http
-        .get(
-            &format!("{base}/hello"),
-            &[("Authorization", &format!("Basic {credentials}"))],
-        )
-        .expect("GET /hello");
-    assert_eq!(hello.status, 200, "{}", hello.body);
-    let hello = hello.json();
-    assert_eq!(hello["tenant"], "t1", "{hello}");
-    assert_eq!(hello["application"], "hello", "{hello}");
+    let authorization = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("t1/alice:pw")
+    );
+    let basic: &[(&str, &str)] = &[("Authorization", &authorization)];
+    let routes: &[RouteCase] = &[
+        ("/health", &[], 200, "/status", "UP".into()),
+        ("/hello", basic, 200, "/tenant", "t1".into()),
+        ("/hello", basic, 200, "/user", "alice".into()),
+        ("/hello", &[], 200, "/tenant", Value::Null),
+        ("/hello", &[], 200, "/application", "hello".into()),
+        (
+            "/headers?probe=1",
+            &[("X-Berth-Probe", "e2e")],
+            200,
+            "/headers/x-berth-probe",
+            "e2e".into(),
+        ),
+        ("/headers?probe=1", &[], 200, "/query", "probe=1".into()),
+        ("/missing", &[], 404, "", Value::Null),
+    ];
+    for (path, headers, status, pointer, expected) in routes {
+        let reply = http.get(&format!("{base}{path}"), headers).expect(path);
+        assert_eq!(reply.status, *status, "GET {path}: {}", reply.body);
+        if !pointer.is_empty() {
+            let body = reply.json();
+            assert_eq!(
+                body.pointer(pointer),
+                Some(expected),
+                "GET {path} {pointer} in {body}"
+            );
+        }
+    }
 }
 
 /// `docker run` options: the capabilities Cumulocity gives apiVersion 2 services, a random loopback port and
