@@ -44,7 +44,8 @@ output_dir="${OUTPUT_DIR:-$here/target-image}"
 zip_path="$output_dir/$name-$version.zip"
 
 labels=(--label "berth.example=hello")
-for label in ${IMAGE_LABELS:-}; do
+read -r -a extra_labels <<< "${IMAGE_LABELS:-}"
+for label in "${extra_labels[@]}"; do
     [[ "$label" == ?*=* ]] || die "IMAGE_LABELS entry '$label' must look like key=value"
     labels+=(--label "$label")
 done
