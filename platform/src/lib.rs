@@ -13,10 +13,12 @@ pub mod tls;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
+use tracing::Instrument;
 
 use api::AppState;
 use auth::cache::{CredentialCache, DEFAULT_TTL};
@@ -29,6 +31,8 @@ use store::users::NewUser;
 pub const TMP_DIR: &str = "tmp";
 /// Sub-directory of the data directory for accepted packages.
 pub const PACKAGES_DIR: &str = "packages";
+/// Source of request ids for log correlation.
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 
@@ -126,6 +130,8 @@ fn ensure_management_tenant(
 /// Runs the server until SIGTERM/SIGINT, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     tls::install_crypto_provider();
+    // Docker first: without an engine nothing can run, and nothing has been written yet.
+    let runtime = runtime::Runtime::connect(&config.docker_socket).await?;
     prepare_dir(&config.data_dir)?;
     let tmp = config.data_dir.join(TMP_DIR);
     // Leftovers of uploads interrupted by a crash: never part of any accepted state.
@@ -141,7 +147,6 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let store = Store::open(&config.data_dir.join(store::DATABASE_FILE))?;
     ensure_management_tenant(&store, &config, &secrets)?;
     let tls_config = tls::server_config(&config.tls, &config.data_dir)?;
-    let runtime = runtime::Runtime::connect(&config.docker_socket).await?;
 
     let state = web::Data::new(AppState {
         config: Arc::new(config.clone()),
@@ -155,19 +160,31 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap_fn(|req, srv| {
-                let (method, path, start) = (req.method().clone(), req.path().to_owned(), Instant::now());
-                let response = srv.call(req);
+                // One span per request, so every log line of a request carries its id.
+                let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
+                let span =
+                    tracing::info_span!("request", id, method = %req.method(), path = %req.path());
+                let start = Instant::now();
+                let response = span.in_scope(|| srv.call(req));
                 async move {
                     let response = response.await?;
-                    tracing::info!(%method, %path, status = response.status().as_u16(), micros = start.elapsed().as_micros() as u64, "request");
+                    tracing::info!(
+                        status = response.status().as_u16(),
+                        micros = start.elapsed().as_micros() as u64,
+                        "request done"
+                    );
                     Ok(response)
                 }
+                .instrument(span)
             })
             .configure(api::configure(app_state.clone()))
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)
     .bind_rustls_0_23(config.https, tls_config)
-    .map_err(|source| StartupError::Bind { addr: config.https.to_string(), source })?;
+    .map_err(|source| StartupError::Bind {
+        addr: config.https.to_string(),
+        source,
+    })?;
     if let Some(http) = config.http {
         server = server.bind(http).map_err(|source| StartupError::Bind {
             addr: http.to_string(),

@@ -28,6 +28,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Do not set BERTH_ADMIN_PASSWORD (the server then generates one).
     pub no_admin_password: bool,
+    /// The certificate clients trust; default: the one generated in the data directory.
+    pub trust_cert: Option<PathBuf>,
 }
 
 pub struct Server {
@@ -138,7 +140,11 @@ impl Server {
         };
         let https = listening("https").expect("https listening line");
         let http = listening("http");
-        let cert = std::fs::read(data_dir.join("tls/cert.pem")).expect("generated certificate");
+        let cert_path = options
+            .trust_cert
+            .clone()
+            .unwrap_or_else(|| data_dir.join("tls/cert.pem"));
+        let cert = std::fs::read(cert_path).expect("server certificate");
         let agent = agent_trusting(&cert);
         Server {
             child: Some(child),

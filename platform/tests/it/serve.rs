@@ -231,3 +231,52 @@ fn sigterm_stops_the_server_cleanly() {
     server.admin_get("/tenant/currentTenant").expect(200);
     assert_eq!(server.stop(), Some(0));
 }
+
+#[test]
+fn operator_certificates_are_used_instead_of_a_generated_one() {
+    // Borrow a certificate/key pair from a first server, then hand it to a second one as
+    // operator PEM files.
+    let first = Server::start();
+    let pems = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        pems.path().join("operator-cert.pem"),
+        pems.path().join("operator-key.pem"),
+    );
+    std::fs::copy(first.path("tls/cert.pem"), &cert).unwrap();
+    std::fs::copy(first.path("tls/key.pem"), &key).unwrap();
+    let options = Options {
+        extra_args: vec![
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ],
+        trust_cert: Some(cert.clone()),
+        ..Options::default()
+    };
+    let second = Server::start_with(options);
+    second.admin_get("/tenant/currentTenant").expect(200);
+    assert!(
+        !second.path("tls/cert.pem").exists(),
+        "no certificate is generated when the operator provides one"
+    );
+}
+
+#[test]
+fn an_unreachable_docker_engine_stops_startup_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--https",
+        "127.0.0.1:0",
+        "--docker-socket",
+        "/nonexistent/docker.sock",
+    ];
+    let (code, stderr) = run_expecting_failure(&args, &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("/nonexistent/docker.sock"), "{stderr}");
+    assert!(!data.exists());
+}

@@ -471,3 +471,22 @@ fn uploads_need_application_admin_in_the_owner_tenant() {
     )
     .expect_error(422, "applications/Invalid Data");
 }
+
+#[test]
+fn deleting_a_tenant_removes_its_images_and_packages() {
+    let server = Server::start();
+    let t = create_tenant(&server, "gone");
+    let app = create_microservice(&server, &t);
+    let id = app["id"].as_str().unwrap();
+    let image = TestImage::build(0);
+    upload(&server, &t, id, "file", &package("1.0.0", &image)).expect(201);
+    assert!(image_id(&berth_ref(&t, id, "1.0.0")).is_some());
+    server
+        .req("DELETE", &format!("/tenant/tenants/{}", t.id))
+        .basic(crate::fixture::MGMT_ADMIN, crate::fixture::ADMIN_PASSWORD)
+        .send()
+        .expect(204);
+    assert!(image_id(&berth_ref(&t, id, "1.0.0")).is_none());
+    assert!(image_id(&image.id).is_none());
+    assert!(files_under(&server.path("packages")).is_empty());
+}
