@@ -25,7 +25,7 @@ die() {
     exit 1
 }
 
-for tool in python3 zip cp; do
+for tool in python3 zip unzip cp; do
     command -v "$tool" > /dev/null 2>&1 || die "$tool is not installed (Debian: apt-get install $tool)"
 done
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing (Debian: apt-get install time); the shell builtin cannot report peak RSS"
@@ -112,6 +112,12 @@ EOF
                     ;;
             esac
         done
+        # An unreadable zip would make any timing meaningless: test the last output (untimed).
+        if [[ -f "$out/out.zip" ]]; then
+            unzip -tq "$out/out.zip" > /dev/null || die "$variant wrote a zip that fails unzip -t"
+            entries=$(unzip -Z1 "$out/out.zip" | sort | paste -sd' ')
+            [[ "$entries" == "cumulocity.json image.tar" ]] || die "$variant wrote entries '$entries'"
+        fi
         wall=$(cut -d' ' -f1 "$timings" | median)
         rss=$(cut -d' ' -f2 "$timings" | median)
         cpu=$(awk '{ print $3 + $4 }' "$timings" | median)
