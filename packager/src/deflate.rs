@@ -37,6 +37,8 @@ pub struct StreamTotals {
 
 struct Job {
     data: Vec<u8>,
+    /// An empty recycled buffer for the compressed bytes.
+    out: Vec<u8>,
     /// The (up to) 32 KiB of input just before `data`.
     dictionary: Vec<u8>,
     last: bool,
@@ -45,6 +47,8 @@ struct Job {
 
 struct ChunkOutput {
     compressed: Vec<u8>,
+    /// The input buffer, handed back for reuse.
+    data: Vec<u8>,
     crc32: u32,
     len: u64,
 }
@@ -63,7 +67,13 @@ pub struct ParallelDeflater<W: Write> {
     crc: crc32fast::Hasher,
     uncompressed: u64,
     compressed: u64,
+    /// Buffers returned by workers. Reusing them keeps memory flat: fresh 1 MiB allocations
+    /// freed on other threads let the allocator's footprint creep up with input size.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Capacity of every chunk buffer: a whole chunk even if deflate expands it slightly.
+const BUFFER_CAPACITY: usize = CHUNK_SIZE + CHUNK_SIZE / 8;
 
 impl<W: Write> ParallelDeflater<W> {
     /// `level` is the deflate level 1–9; `threads` is clamped to at least 1.
@@ -79,7 +89,7 @@ impl<W: Write> ParallelDeflater<W> {
             .collect();
         ParallelDeflater {
             out: Some(out),
-            pending: Vec::with_capacity(CHUNK_SIZE),
+            pending: Vec::with_capacity(BUFFER_CAPACITY),
             window: Vec::new(),
             jobs: Some(jobs),
             in_flight: VecDeque::new(),
@@ -88,6 +98,20 @@ impl<W: Write> ParallelDeflater<W> {
             crc: crc32fast::Hasher::new(),
             uncompressed: 0,
             compressed: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    fn take_buffer(&mut self) -> Vec<u8> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY))
+    }
+
+    fn recycle(&mut self, mut buffer: Vec<u8>) {
+        if self.spare.len() < 2 * self.max_in_flight + 2 {
+            buffer.clear();
+            self.spare.push(buffer);
         }
     }
 
@@ -115,12 +139,15 @@ impl<W: Write> ParallelDeflater<W> {
     }
 
     fn dispatch(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK_SIZE));
+        let fresh = self.take_buffer();
+        let data = std::mem::replace(&mut self.pending, fresh);
+        let out = self.take_buffer();
         let dictionary = std::mem::take(&mut self.window);
         self.window = tail(&dictionary, &data, WINDOW);
         let (reply, receiver) = sync_channel(1);
         let job = Job {
             data,
+            out,
             dictionary,
             last,
             reply,
@@ -156,6 +183,8 @@ impl<W: Write> ParallelDeflater<W> {
         ));
         self.uncompressed += chunk.len;
         self.compressed += chunk.compressed.len() as u64;
+        self.recycle(chunk.compressed);
+        self.recycle(chunk.data);
         Ok(())
     }
 }
@@ -197,19 +226,25 @@ fn worker_loop(queue: &Mutex<Receiver<Job>>, level: u32) {
             Ok(guard) => guard.recv(),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
+        let Ok(Job {
+            data,
+            mut out,
+            dictionary,
+            last,
+            reply,
+        }) = job
+        else {
+            return;
+        };
         let result =
-            compress_chunk(level, &job.dictionary, &job.data, job.last).map(|compressed| {
-                let mut crc = crc32fast::Hasher::new();
-                crc.update(&job.data);
-                ChunkOutput {
-                    compressed,
-                    crc32: crc.finalize(),
-                    len: job.data.len() as u64,
-                }
+            compress_chunk(level, &dictionary, &data, last, &mut out).map(|()| ChunkOutput {
+                compressed: out,
+                crc32: crc32fast::hash(&data),
+                len: data.len() as u64,
+                data,
             });
         // The receiver is gone only when the deflater was dropped mid-stream.
-        let _ = job.reply.send(result);
+        let _ = reply.send(result);
     }
 }
 
@@ -227,18 +262,19 @@ fn tail(first: &[u8], second: &[u8], n: usize) -> Vec<u8> {
 
 /// Compresses one chunk into deflate blocks: byte-aligned at the end, final only if `last`.
 /// `dictionary` is the input that precedes `data` (up to 32 KiB).
+/// The blocks are appended to `out`.
 pub fn compress_chunk(
     level: u32,
     dictionary: &[u8],
     data: &[u8],
     last: bool,
-) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     if data.is_empty() {
         if last {
-            write_stored(&mut out, &[], true);
+            write_stored(out, &[], true);
         }
-        return Ok(out);
+        return Ok(());
     }
     let runs = classify_runs(dictionary, data);
     let run_count = runs.len();
@@ -246,18 +282,18 @@ pub fn compress_chunk(
         let final_run = last && index + 1 == run_count;
         let bytes = &data[run.start..run.end];
         if run.store {
-            write_stored(&mut out, bytes, final_run);
+            write_stored(out, bytes, final_run);
             continue;
         }
         let before = out.len();
         let preceding = tail(dictionary, &data[..run.start], WINDOW);
-        deflate_run(level, &preceding, bytes, final_run, &mut out)?;
+        deflate_run(level, &preceding, bytes, final_run, out)?;
         if out.len() - before > stored_size(bytes.len()) {
             out.truncate(before);
-            write_stored(&mut out, bytes, final_run);
+            write_stored(out, bytes, final_run);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 struct Run {

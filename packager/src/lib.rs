@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod deflate;
 pub mod docker_export;
+pub mod entry_sink;
 pub mod image_archive;
 pub mod package;
 pub mod report;

@@ -15,6 +15,7 @@ use manifests_schema::{Diagnostic, Manifest, Rejected, Validated};
 
 use crate::deflate::{ParallelDeflater, StreamTotals};
 use crate::docker_export::{self, DockerError};
+use crate::entry_sink::{EntrySink, StoredSink, TeeReader};
 use crate::image_archive::{self, ImageError, ImageSummary};
 use crate::zip_writer::{Method, ZipWriter};
 
@@ -326,97 +327,6 @@ fn read_manifest(reader: impl Read, path: &Path) -> Result<String, PackageError>
         path: path.to_owned(),
         reason: "the manifest is not UTF-8 text".to_owned(),
     })
-}
-
-/// Copies everything read from `source` into `sink`, so the image is checked and written in
-/// one pass. A sink failure is kept aside: it is an output problem, not a bad image.
-struct TeeReader<'a, S: Write> {
-    source: Box<dyn Read>,
-    sink: &'a mut S,
-    sink_error: Option<io::Error>,
-    progress: &'a ProgressBar,
-}
-
-impl<S: Write> Read for TeeReader<'_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.source.read(buf)?;
-        if let Err(error) = self.sink.write_all(&buf[..n]) {
-            let message = format!("writing the package failed: {error}");
-            self.sink_error = Some(error);
-            return Err(io::Error::other(message));
-        }
-        self.progress.inc(n as u64);
-        Ok(n)
-    }
-}
-
-enum EntrySink<W: Write> {
-    Stored(StoredSink<W>),
-    Deflated(ParallelDeflater<W>),
-}
-
-impl<W: Write> EntrySink<W> {
-    fn finish(self) -> io::Result<StreamTotals> {
-        match self {
-            EntrySink::Stored(sink) => sink.finish(),
-            EntrySink::Deflated(deflater) => deflater.finish().map(|(_, totals)| totals),
-        }
-    }
-}
-
-impl<W: Write> Write for EntrySink<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            EntrySink::Stored(sink) => sink.write(buf),
-            EntrySink::Deflated(deflater) => deflater.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            EntrySink::Stored(sink) => sink.flush(),
-            EntrySink::Deflated(deflater) => deflater.flush(),
-        }
-    }
-}
-
-/// Copies data unchanged, computing what a stored zip entry needs.
-struct StoredSink<W: Write> {
-    out: W,
-    crc: crc32fast::Hasher,
-    len: u64,
-}
-
-impl<W: Write> StoredSink<W> {
-    fn new(out: W) -> Self {
-        StoredSink {
-            out,
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-        }
-    }
-
-    fn finish(mut self) -> io::Result<StreamTotals> {
-        self.out.flush()?;
-        Ok(StreamTotals {
-            crc32: self.crc.finalize(),
-            uncompressed: self.len,
-            compressed: self.len,
-        })
-    }
-}
-
-impl<W: Write> Write for StoredSink<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.crc.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
 }
 
 /// What `validate`/`inspect` found in a file.
