@@ -11,7 +11,8 @@ use crate::package::{Compression, ImageSource, PackOptions};
 #[command(
     name = "berth-pack",
     version,
-    about = "Build, validate and inspect Cumulocity microservice packages"
+    about = "Build, validate and inspect Cumulocity microservice packages",
+    after_help = "Exit codes: 0 success/valid, 1 invalid input (diagnostics printed), 2 usage or IO error."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -51,6 +52,7 @@ pub struct PackArgs {
     /// No progress bar even on a terminal.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Result on stdout as text or as JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }
@@ -70,6 +72,7 @@ pub struct ImageArgs {
 pub struct CheckArgs {
     /// A cumulocity.json or a package zip.
     pub file: PathBuf,
+    /// Result on stdout as text or as JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
 }

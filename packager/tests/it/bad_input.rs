@@ -343,3 +343,40 @@ fn validate_rejects_bad_packages() {
         );
     }
 }
+
+#[test]
+fn usage_errors_exit_2_with_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [&[&str]; 5] = [
+        &[],
+        &["validate"],
+        &["frobnicate"],
+        &["pack", "--manifest", "cumulocity.json"],
+        &[
+            "pack",
+            "--manifest",
+            "cumulocity.json",
+            "--image",
+            "image.tar",
+            "--jobs",
+            "0",
+        ],
+    ];
+    for args in cases {
+        let run = berth_pack(dir.path(), args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("Usage:") || run.stderr.contains("invalid value"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    let help = berth_pack(dir.path(), &["--help"]);
+    assert_eq!(help.code, 0);
+    assert!(
+        help.stdout
+            .contains("Exit codes: 0 success/valid, 1 invalid input"),
+        "{}",
+        help.stdout
+    );
+}
