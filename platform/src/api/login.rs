@@ -203,7 +203,7 @@ async fn logout(
     if let Some(token) = &principal.token {
         let (jti, exp) = (token.jti.clone(), token.expires_at);
         db(&state, "security", move |c| {
-            tenants::revoke_token(c, &jti, exp)
+            crate::store::tokens::revoke_token(c, &jti, exp)
         })
         .await?;
         state

@@ -11,7 +11,6 @@ use super::paging::PageRequest;
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::{password, roles};
-use crate::store::StoreError;
 use crate::store::tenants::{self, NewTenant, Tenant, TenantUpdate};
 use crate::store::users::{NewUser, check_user_name};
 
@@ -272,7 +271,6 @@ async fn create(
                     "Tenant with this id already exists",
                 ));
             }
-            Err(e @ StoreError::Conflict(_)) => return Err(ApiError::store("tenants")(e)),
             Err(e) => return Err(ApiError::store("tenants")(e)),
         }
     };

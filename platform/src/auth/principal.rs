@@ -214,7 +214,7 @@ pub async fn check_token(state: &AppState, token: &str) -> Result<Principal, Api
     let record = state
         .store
         .run(move |conn| {
-            if crate::store::tenants::token_revoked(conn, &jti)? {
+            if crate::store::tokens::token_revoked(conn, &jti)? {
                 return Ok(None);
             }
             users::auth_record(conn, &tenant, &user)

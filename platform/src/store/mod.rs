@@ -5,6 +5,7 @@ pub mod applications;
 mod migrations;
 pub mod options;
 pub mod tenants;
+pub mod tokens;
 pub mod users;
 
 use std::path::Path;

@@ -243,23 +243,3 @@ pub fn find_by_host(conn: &Connection, host: &str) -> Result<Option<String>, Sto
         )
         .optional()?)
 }
-
-/// Records a logged-out token until it would have expired anyway.
-pub fn revoke_token(conn: &Connection, jti: &str, expires_at: u64) -> Result<(), StoreError> {
-    let now = i64::try_from(crate::auth::jwt::now()).unwrap_or(i64::MAX);
-    conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now])?;
-    conn.execute(
-        "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)",
-        params![jti, i64::try_from(expires_at).unwrap_or(i64::MAX)],
-    )?;
-    Ok(())
-}
-
-pub fn token_revoked(conn: &Connection, jti: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row("SELECT 1 FROM revoked_tokens WHERE jti = ?1", [jti], |_| {
-            Ok(())
-        })
-        .optional()?
-        .is_some())
-}

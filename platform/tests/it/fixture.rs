@@ -170,11 +170,25 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
+        self.terminate();
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill");
+            assert!(status.success());
+        }
+    }
+
+    /// Waits for the process to exit (after [`Server::terminate`]); returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Ok(Some(status)) = child.try_wait() {

@@ -490,3 +490,65 @@ fn deleting_a_tenant_removes_its_images_and_packages() {
     assert!(image_id(&image.id).is_none());
     assert!(files_under(&server.path("packages")).is_empty());
 }
+
+/// Graceful shutdown: an upload in flight when SIGTERM arrives still completes and is kept.
+#[test]
+fn sigterm_lets_an_in_flight_upload_finish() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use base64::Engine;
+
+    let mut server = Server::start_with(Options {
+        http: true,
+        ..Options::default()
+    });
+    let t = create_tenant(&server, "graceful");
+    let app = create_microservice(&server, &t);
+    let id = app["id"].as_str().unwrap().to_owned();
+    let image = TestImage::build(256 * 1024);
+    let (content_type, body) = multipart("file", &package("1.0.0", &image));
+    let address = server
+        .http
+        .clone()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", t.admin_login, t.admin_password));
+    let head = format!(
+        "POST /application/applications/{id}/binaries HTTP/1.1\r\nHost: {address}\r\nAuthorization: Basic {auth}\r\nAccept: application/json\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let half = body.len() / 2;
+    stream.write_all(&body[..half]).unwrap();
+    // The server is streaming the package once its temporary file exists.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while files_under(&server.path("tmp")).is_empty() {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.terminate();
+    stream.write_all(&body[half..]).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert_eq!(server.wait_exit(), Some(0), "graceful exit");
+
+    let server = server.restart();
+    let kept = server
+        .req("GET", &format!("/application/applications/{id}"))
+        .basic(&t.admin_login, &t.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(kept["activeVersionId"], "1.0.0");
+    assert_eq!(
+        image_id(&berth_ref(&t, &id, "1.0.0")).as_deref(),
+        Some(image.id.as_str())
+    );
+    assert!(files_under(&server.path("tmp")).is_empty());
+}

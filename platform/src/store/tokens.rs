@@ -1,0 +1,32 @@
+//! Logged-out login tokens (by `jti`), kept until they would have expired anyway.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+
+/// Records a logged-out token until it would have expired anyway.
+pub fn revoke_token(conn: &Connection, jti: &str, expires_at: u64) -> Result<(), StoreError> {
+    let now = i64::try_from(now_secs()).unwrap_or(i64::MAX);
+    conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now])?;
+    conn.execute(
+        "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)",
+        params![jti, i64::try_from(expires_at).unwrap_or(i64::MAX)],
+    )?;
+    Ok(())
+}
+
+pub fn token_revoked(conn: &Connection, jti: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM revoked_tokens WHERE jti = ?1", [jti], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
