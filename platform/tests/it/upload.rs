@@ -470,6 +470,27 @@ fn uploads_need_application_admin_in_the_owner_tenant() {
         &zip,
     )
     .expect_error(422, "applications/Invalid Data");
+    // Not multipart at all, and multipart without a file part.
+    let path = format!("/application/applications/{id}/binaries");
+    server
+        .req("POST", &path)
+        .basic(&owner.admin_login, &owner.admin_password)
+        .json(&json!({"file": "no"}))
+        .send()
+        .expect_error(400, "applications/Bad Request");
+    let boundary = "only-text";
+    let text_only = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\nhello\r\n--{boundary}--\r\n"
+    );
+    server
+        .req("POST", &path)
+        .basic(&owner.admin_login, &owner.admin_password)
+        .raw(
+            &format!("multipart/form-data; boundary={boundary}"),
+            text_only.into_bytes(),
+        )
+        .send()
+        .expect_error(422, "applications/Invalid Data");
 }
 
 #[test]
