@@ -39,10 +39,10 @@ pub struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, env = "BERTH_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Directory holding the database, keys, certificate and packages.
+    /// Directory holding the database, keys, certificate and packages [default: ./berth-data].
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// HTTPS listen address (port 0 picks a free port).
+    /// HTTPS listen address; port 0 picks a free port [default: 127.0.0.1:8443].
     #[arg(long, env = "BERTH_HTTPS", value_name = "ADDR:PORT")]
     pub https: Option<String>,
     /// Additional plain-HTTP listen address; off unless given.
@@ -54,19 +54,20 @@ pub struct ServeArgs {
     /// PEM private key matching --tls-cert.
     #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Largest accepted application package, in bytes (suffixes KiB, MiB, GiB allowed).
+    /// Largest accepted application package: bytes or KiB/MiB/GiB [default: 500MiB].
     #[arg(long, env = "BERTH_UPLOAD_LIMIT", value_name = "SIZE")]
     pub upload_limit: Option<String>,
-    /// Docker engine unix socket.
+    /// Docker engine unix socket [default: /var/run/docker.sock].
     #[arg(long, env = "BERTH_DOCKER_SOCKET", value_name = "PATH")]
     pub docker_socket: Option<PathBuf>,
-    /// User name of the management tenant's first administrator.
+    /// User name of the management tenant's first administrator [default: admin]. Its password
+    /// comes from BERTH_ADMIN_PASSWORD, or is generated and printed once on first start.
     #[arg(long, env = "BERTH_ADMIN_USER")]
     pub admin_user: Option<String>,
-    /// Lifetime of OAI-Secure tokens, in seconds.
+    /// Lifetime of OAI-Secure tokens, in seconds [default: 1209600 = 14 days].
     #[arg(long, env = "BERTH_TOKEN_LIFETIME", value_name = "SECONDS")]
     pub token_lifetime: Option<u64>,
-    /// Log filter (tracing env-filter syntax).
+    /// Log filter, tracing env-filter syntax [default: info].
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
 }

@@ -142,48 +142,78 @@ pub fn inspect(path: &Path) -> Result<Package, PackageError> {
     Ok(Package { manifest, image })
 }
 
-/// Reads `manifest.json` of a `docker save` archive (classic or OCI layout).
+/// Configs larger than this are not hashed (real ones are a few KiB).
+const CONFIG_LIMIT: u64 = 1 << 20;
+
+/// Reads `manifest.json` of a `docker save` archive (classic or OCI layout) and checks that the
+/// config it names really has the digest its name claims, so the id Docker will give the image
+/// is known before loading it.
 fn read_image_info(reader: impl Read) -> Result<ImageInfo, PackageError> {
+    use sha2::{Digest, Sha256};
+    let bad = |e: std::io::Error| PackageError::BadImage(e.to_string());
     let mut archive = tar::Archive::new(reader);
-    let entries = archive
-        .entries()
-        .map_err(|e| PackageError::BadImage(e.to_string()))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| PackageError::BadImage(e.to_string()))?;
+    let mut manifest_text = None;
+    let mut small_file_digests = std::collections::HashMap::new();
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
         let path = entry
             .path()
-            .map_err(|e| PackageError::BadImage(e.to_string()))?
+            .map_err(bad)?
             .to_string_lossy()
-            .into_owned();
-        if path.trim_start_matches("./") != "manifest.json" {
-            continue;
+            .trim_start_matches("./")
+            .to_owned();
+        if path == "manifest.json" {
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| PackageError::BadImage(format!("manifest.json: {e}")))?;
+            manifest_text = Some(text);
+        } else if entry.header().entry_type().is_file() && entry.size() <= CONFIG_LIMIT {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(bad)?;
+            small_file_digests.insert(path, hex::encode(Sha256::digest(&bytes)));
         }
-        let mut text = String::new();
-        entry
-            .read_to_string(&mut text)
-            .map_err(|e| PackageError::BadImage(format!("manifest.json: {e}")))?;
-        let images: Vec<SaveManifestEntry> = serde_json::from_str(&text)
-            .map_err(|e| PackageError::BadImage(format!("manifest.json: {e}")))?;
-        let [image] = images.as_slice() else {
+    }
+    let text =
+        manifest_text.ok_or_else(|| PackageError::BadImage("manifest.json is missing".into()))?;
+    let images: Vec<SaveManifestEntry> = serde_json::from_str(&text)
+        .map_err(|e| PackageError::BadImage(format!("manifest.json: {e}")))?;
+    let [image] = images.as_slice() else {
+        return Err(PackageError::BadImage(format!(
+            "it must hold exactly one image, found {}",
+            images.len()
+        )));
+    };
+    let file = image.config.rsplit('/').next().unwrap_or_default();
+    let hex = file
+        .strip_suffix(".json")
+        .unwrap_or(file)
+        .to_ascii_lowercase();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(PackageError::BadImage(format!(
+            "unexpected config name {:?}",
+            image.config
+        )));
+    }
+    match small_file_digests.get(image.config.trim_start_matches("./")) {
+        Some(digest) if *digest == hex => {}
+        Some(_) => {
             return Err(PackageError::BadImage(format!(
-                "it must hold exactly one image, found {}",
-                images.len()
-            )));
-        };
-        let file = image.config.rsplit('/').next().unwrap_or_default();
-        let hex = file.strip_suffix(".json").unwrap_or(file);
-        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(PackageError::BadImage(format!(
-                "unexpected config name {:?}",
+                "the config {} does not match its digest",
                 image.config
             )));
         }
-        return Ok(ImageInfo {
-            id: format!("sha256:{}", hex.to_ascii_lowercase()),
-            repo_tags: image.repo_tags.clone().unwrap_or_default(),
-        });
+        None => {
+            return Err(PackageError::BadImage(format!(
+                "the config {} named by manifest.json is missing",
+                image.config
+            )));
+        }
     }
-    Err(PackageError::BadImage("manifest.json is missing".into()))
+    Ok(ImageInfo {
+        id: format!("sha256:{hex}"),
+        repo_tags: image.repo_tags.clone().unwrap_or_default(),
+    })
 }
 
 /// Streams `image.tar` of the package in chunks through `send` (which returns false when the
@@ -231,35 +261,72 @@ mod tests {
         }
     }
 
-    #[test]
-    fn image_ids_come_from_the_config_name() {
-        let hex = "a".repeat(64);
-        let cases = [
-            (
-                format!(r#"[{{"Config":"{hex}.json","RepoTags":["x:1"],"Layers":[]}}]"#),
-                Some(format!("sha256:{hex}")),
-            ),
-            (
-                format!(r#"[{{"Config":"blobs/sha256/{hex}","RepoTags":null,"Layers":[]}}]"#),
-                Some(format!("sha256:{hex}")),
-            ),
-            (r#"[{"Config":"nothex.json","Layers":[]}]"#.to_owned(), None),
-            ("[]".to_owned(), None),
-        ];
-        for (manifest, expected) in cases {
-            let mut builder = tar::Builder::new(Vec::new());
+    fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in files {
             let mut header = tar::Header::new_gnu();
-            header.set_size(manifest.len() as u64);
+            header.set_size(data.len() as u64);
             header.set_mode(0o644);
             header.set_cksum();
-            builder
-                .append_data(&mut header, "manifest.json", manifest.as_bytes())
-                .unwrap();
-            let bytes = builder.into_inner().unwrap();
+            builder.append_data(&mut header, name, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn image_ids_are_the_verified_config_digest() {
+        use sha2::{Digest, Sha256};
+        let config = br#"{"architecture":"amd64"}"#;
+        let hex = hex::encode(Sha256::digest(config));
+        let classic = format!(r#"[{{"Config":"{hex}.json","RepoTags":["x:1"],"Layers":[]}}]"#);
+        let oci = format!(r#"[{{"Config":"blobs/sha256/{hex}","RepoTags":null,"Layers":[]}}]"#);
+        let wrong = "b".repeat(64);
+        let lying = format!(r#"[{{"Config":"{wrong}.json","Layers":[]}}]"#);
+        let classic_config = format!("{hex}.json");
+        let oci_config = format!("blobs/sha256/{hex}");
+        let wrong_config = format!("{wrong}.json");
+        let cases: Vec<(Vec<(&str, &[u8])>, Option<String>)> = vec![
+            (
+                vec![
+                    (classic_config.as_str(), config),
+                    ("manifest.json", classic.as_bytes()),
+                ],
+                Some(format!("sha256:{hex}")),
+            ),
+            // OCI layout: manifest.json may come first.
+            (
+                vec![
+                    ("manifest.json", oci.as_bytes()),
+                    (oci_config.as_str(), config),
+                ],
+                Some(format!("sha256:{hex}")),
+            ),
+            (
+                vec![
+                    (wrong_config.as_str(), config),
+                    ("manifest.json", lying.as_bytes()),
+                ],
+                None,
+            ),
+            (vec![("manifest.json", classic.as_bytes())], None),
+            (
+                vec![(
+                    "manifest.json",
+                    br#"[{"Config":"nothex.json","Layers":[]}]"#,
+                )],
+                None,
+            ),
+            (vec![("manifest.json", b"[]")], None),
+            (vec![(classic_config.as_str(), config)], None),
+        ];
+        for (files, expected) in cases {
+            let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
             assert_eq!(
-                read_image_info(bytes.as_slice()).ok().map(|i| i.id),
+                read_image_info(archive(&files).as_slice())
+                    .ok()
+                    .map(|i| i.id),
                 expected,
-                "{manifest}"
+                "{names:?}"
             );
         }
     }
