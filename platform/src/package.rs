@@ -285,7 +285,8 @@ mod tests {
         let classic_config = format!("{hex}.json");
         let oci_config = format!("blobs/sha256/{hex}");
         let wrong_config = format!("{wrong}.json");
-        let cases: Vec<(Vec<(&str, &[u8])>, Option<String>)> = vec![
+        type Files<'a> = Vec<(&'a str, &'a [u8])>;
+        let cases: Vec<(Files, Option<String>)> = vec![
             (
                 vec![
                     (classic_config.as_str(), config),
