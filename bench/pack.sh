@@ -48,6 +48,13 @@ else
     (cd "$workspace" && CARGO_TARGET_DIR="$target_dir" cargo build --release --quiet -p berth-pack)
     berth_pack="$target_dir/release/berth-pack"
 fi
+# Which packager was measured: the last commit touching its sources, "+dirty" if they have uncommitted changes.
+sources=(packager manifests-schema Cargo.lock)
+revision="commit $(git -C "$workspace" log -1 --format=%h -- "${sources[@]}" 2> /dev/null || echo unknown)"
+if [[ -n "$(git -C "$workspace" status --porcelain -- "${sources[@]}" 2> /dev/null)" ]]; then
+    revision+="+dirty"
+fi
+[[ -n "${BERTH_PACK:-}" ]] && revision="$BERTH_PACK"
 
 mkdir -p "$work"
 results="$work/results.tsv"
@@ -130,7 +137,7 @@ EOF
 done
 
 # Markdown report, ratios against zip -6 of the same size.
-awk -F'\t' -v cpus="$(nproc)" -v repeat="$repeat" '
+awk -F'\t' -v cpus="$(nproc)" -v repeat="$repeat" -v rev="$revision" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
     { size[NR] = $1; tool[NR] = $2; wall[NR] = $3; rss[NR] = $4; out[NR] = $5; in_b[NR] = $6; runs[NR] = $7; cpu[NR] = $8
       if ($2 == "zip -6") { zwall[$1] = $3; zout[$1] = $5; zrss[$1] = $4 }
       if ($2 == "berth-pack") { bwall[$1] = $3; bout[$1] = $5; brss[$1] = $4; order[++n] = $1 } }
@@ -144,6 +151,7 @@ awk -F'\t' -v cpus="$(nproc)" -v repeat="$repeat" '
                 out[i] / 1048576, out[i] / in_b[i], rss[i] / 1024, speed, out[i] / zout[z]
         }
         print ""
+        print "berth-pack: " rev ". Load average at the end: " load "."
         print "Target (default level 6, " cpus " CPUs): >= 3x faster than zip -6, <= 1.05x its size, peak RSS < 64 MiB and flat."
         for (k = 1; k <= n; k++) {
             z = order[k]

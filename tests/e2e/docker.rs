@@ -69,6 +69,26 @@ impl Docker {
             })
     }
 
+    /// Stops `container` the way `docker stop` does (SIGTERM, then SIGKILL after `grace_seconds`) and returns
+    /// its exit code.
+    pub fn stop(self, container: &str, grace_seconds: u32) -> i64 {
+        run_ok(
+            self.command()
+                .args(["stop", "--time", &grace_seconds.to_string(), container]),
+        );
+        let finished =
+            run_ok(
+                self.command()
+                    .args(["inspect", "--format", "{{.State.ExitCode}}", container]),
+            );
+        finished.stdout.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "docker inspect {container} printed exit code {:?}",
+                finished.stdout
+            )
+        })
+    }
+
     /// The container's log output, for failure messages.
     pub fn logs(self, container: &str) -> String {
         let output = run(self.command().args(["logs", container]));

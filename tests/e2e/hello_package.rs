@@ -15,6 +15,9 @@ use crate::workspace::{Workspace, run_id};
 /// A cold start of a static binary is well under a second; this only bounds a broken image.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Seconds `docker stop` waits after SIGTERM before it kills the container.
+const STOP_GRACE_SECONDS: u32 = 20;
+
 /// Variables passed with `docker run -e`, and whether `/env` must show them (platform variables only).
 const INJECTED: &[(&str, &str, bool)] = &[
     ("C8Y_TENANT", "t1", true),
@@ -123,6 +126,18 @@ fn hello_builds_packs_validates_and_serves() {
             );
         }
     }
+
+    // SIGTERM must drain and exit 0 well before docker's SIGKILL (which would give 137).
+    let exit_code = docker.stop(&container, STOP_GRACE_SECONDS);
+    let logs = docker.logs(&container);
+    assert_eq!(
+        exit_code, 0,
+        "hello did not shut down cleanly on SIGTERM; logs:\n{logs}"
+    );
+    assert!(
+        logs.contains("hello: stopped"),
+        "no shutdown message in logs:\n{logs}"
+    );
 }
 
 /// `docker run` options: the capabilities Cumulocity gives apiVersion 2 services, a random loopback port and
