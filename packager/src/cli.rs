@@ -5,14 +5,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::deploy::DeployOptions;
 use crate::package::{Compression, ImageSource, PackOptions};
+use crate::platform_client::Target;
+use crate::tls_trust::Trust;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "berth-pack",
     version,
-    about = "Build, validate and inspect Cumulocity microservice packages",
-    after_help = "Exit codes: 0 success/valid, 1 invalid input (diagnostics printed), 2 usage or IO error."
+    about = "Build, validate, inspect and deploy Cumulocity microservice packages",
+    after_help = "Exit codes: 0 success/valid; 1 invalid input (diagnostics printed) or a request the platform \
+rejected (HTTP 4xx, its message printed); 2 usage, IO, connection/TLS error or a platform failure (HTTP 5xx)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -27,7 +31,10 @@ pub enum Command {
     Validate(CheckArgs),
     /// Describe a package zip: manifest with defaults resolved, image tags, layers, sizes.
     Inspect(CheckArgs),
-    // Platform commands (`deploy`, `subscribe`) join here, implemented in `deploy.rs`.
+    /// Upload a package to a platform: validate it, find or create the application, upload, subscribe.
+    Deploy(DeployArgs),
+    /// Subscribe a tenant to an application ("already subscribed" counts as success).
+    Subscribe(SubscribeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +115,236 @@ impl PackArgs {
             compression,
             threads,
             progress: stderr_is_terminal && !self.quiet && self.format == Format::Human,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The package zip to upload.
+    pub package: PathBuf,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+    /// Application name when the manifest has none [default: the zip file name minus a -1.2.3 version suffix].
+    #[arg(long, value_name = "APP")]
+    pub name: Option<String>,
+    /// After the upload, subscribe this tenant (repeatable).
+    #[arg(long, value_name = "TENANT")]
+    pub subscribe: Vec<String>,
+    /// No progress bar even on a terminal.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Result on stdout as text (the application id) or as JSON for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+impl DeployArgs {
+    /// The typed deploy request; `stderr_is_terminal` decides the progress bar.
+    pub fn to_options(&self, stderr_is_terminal: bool) -> DeployOptions {
+        DeployOptions {
+            package: self.package.clone(),
+            name: self.name.clone(),
+            subscribe: self.subscribe.clone(),
+            progress: stderr_is_terminal && !self.quiet && self.format == Format::Human,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// The application: its id (all digits) or its name.
+    #[arg(long, value_name = "NAME_OR_ID")]
+    pub app: String,
+    /// The tenant to subscribe.
+    #[arg(long, value_name = "ID")]
+    pub tenant: String,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+    /// Result on stdout as text or as JSON for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// Where the platform is and how to log in. Each value comes from its flag, else its `BERTH_*`
+/// variable, else the `C8Y_*` variable a Cumulocity microservice environment already has.
+#[derive(Debug, Args)]
+pub struct PlatformArgs {
+    /// Platform base URL, e.g. https://berth.example.com [fallback env: C8Y_BASEURL].
+    #[arg(long, env = "BERTH_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// Login as TENANT/USER [fallback env: C8Y_USER, prefixed with C8Y_TENANT/ when it has no tenant].
+    #[arg(long, env = "BERTH_USER", value_name = "TENANT/USER")]
+    pub user: Option<String>,
+    /// Password [fallback env: C8Y_PASSWORD].
+    #[arg(long, env = "BERTH_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Trust the certificates in this PEM file (e.g. the platform's <data-dir>/tls/cert.pem) instead of the public roots.
+    #[arg(
+        long,
+        env = "BERTH_CA_CERT",
+        value_name = "FILE",
+        conflicts_with = "insecure"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not verify the server's TLS certificate (testing only: credentials can be intercepted).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// A missing or malformed platform setting.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("no {what}: pass {flag} or set {primary} (or {fallback})")]
+    Missing {
+        what: &'static str,
+        flag: &'static str,
+        primary: &'static str,
+        fallback: &'static str,
+    },
+    #[error("--url {0:?} must start with https:// or http:// and name a host")]
+    Url(String),
+}
+
+impl PlatformArgs {
+    /// Resolves flags (clap already applied the `BERTH_*` variables) and the `C8Y_*`
+    /// fallbacks read through `env` into a typed target.
+    pub fn to_target(&self, env: impl Fn(&str) -> Option<String>) -> Result<Target, TargetError> {
+        let nonempty = |value: Option<String>| value.filter(|value| !value.is_empty());
+        let url = nonempty(self.url.clone())
+            .or_else(|| nonempty(env("C8Y_BASEURL")))
+            .ok_or(TargetError::Missing {
+                what: "platform URL",
+                flag: "--url",
+                primary: "BERTH_URL",
+                fallback: "C8Y_BASEURL",
+            })?;
+        let user = nonempty(self.user.clone())
+            .or_else(|| nonempty(env("C8Y_USER")))
+            .ok_or(TargetError::Missing {
+                what: "user",
+                flag: "--user",
+                primary: "BERTH_USER",
+                fallback: "C8Y_USER",
+            })?;
+        let user = match nonempty(env("C8Y_TENANT")) {
+            Some(tenant) if !user.contains('/') => format!("{tenant}/{user}"),
+            _ => user,
+        };
+        let password = nonempty(self.password.clone())
+            .or_else(|| nonempty(env("C8Y_PASSWORD")))
+            .ok_or(TargetError::Missing {
+                what: "password",
+                flag: "--password",
+                primary: "BERTH_PASSWORD",
+                fallback: "C8Y_PASSWORD",
+            })?;
+        let trust = match (&self.ca_cert, self.insecure) {
+            (_, true) => Trust::Insecure,
+            (Some(path), false) => Trust::CaFile(path.clone()),
+            (None, false) => Trust::WebPkiRoots,
+        };
+        Ok(Target {
+            base_url: base_url(&url)?,
+            user,
+            password,
+            trust,
+        })
+    }
+}
+
+/// `scheme://host[:port][/path]` without a trailing slash.
+fn base_url(url: &str) -> Result<String, TargetError> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or_else(|| TargetError::Url(url.to_owned()))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(TargetError::Url(url.to_owned()));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(url: Option<&str>, user: Option<&str>, password: Option<&str>) -> PlatformArgs {
+        PlatformArgs {
+            url: url.map(str::to_owned),
+            user: user.map(str::to_owned),
+            password: password.map(str::to_owned),
+            ca_cert: None,
+            insecure: false,
+        }
+    }
+
+    #[test]
+    fn flags_win_over_c8y_variables_which_fill_the_gaps() {
+        let c8y = |name: &str| match name {
+            "C8Y_BASEURL" => Some("http://c8y:8111/".to_owned()),
+            "C8Y_USER" => Some("service_x".to_owned()),
+            "C8Y_PASSWORD" => Some("c8y-pw".to_owned()),
+            "C8Y_TENANT" => Some("t42".to_owned()),
+            _ => None,
+        };
+        let cases = [
+            (
+                platform(None, None, None),
+                ("http://c8y:8111", "t42/service_x", "c8y-pw"),
+            ),
+            (
+                platform(Some("https://b.example"), Some("t1/alice"), Some("pw")),
+                ("https://b.example", "t1/alice", "pw"),
+            ),
+            (
+                platform(Some("https://b.example"), Some("alice"), None),
+                ("https://b.example", "t42/alice", "c8y-pw"),
+            ),
+        ];
+        for (args, (url, user, password)) in cases {
+            let target = args.to_target(c8y).unwrap();
+            assert_eq!(
+                (
+                    target.base_url.as_str(),
+                    target.user.as_str(),
+                    target.password.as_str()
+                ),
+                (url, user, password)
+            );
+        }
+    }
+
+    #[test]
+    fn missing_or_malformed_settings_say_what_to_pass() {
+        let none = |_: &str| None;
+        let cases = [
+            (
+                platform(None, Some("u"), Some("p")),
+                "pass --url or set BERTH_URL",
+            ),
+            (
+                platform(Some("https://h"), None, Some("p")),
+                "pass --user or set BERTH_USER",
+            ),
+            (
+                platform(Some("https://h"), Some("u"), None),
+                "pass --password or set BERTH_PASSWORD",
+            ),
+            (
+                platform(Some("ftp://h"), Some("u"), Some("p")),
+                "must start with https://",
+            ),
+            (
+                platform(Some("https://"), Some("u"), Some("p")),
+                "name a host",
+            ),
+        ];
+        for (args, expected) in cases {
+            let error = args.to_target(none).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
         }
     }
 }

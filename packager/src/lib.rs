@@ -1,11 +1,15 @@
-//! `berth-pack`: builds, validates and inspects Cumulocity microservice packages
+//! `berth-pack`: builds, validates, inspects and deploys Cumulocity microservice packages
 //! (a zip holding `cumulocity.json` and a linux/amd64 `image.tar`).
 
 pub mod cli;
 pub mod deflate;
+pub mod deploy;
 pub mod docker_export;
 pub mod entry_sink;
 pub mod image_archive;
+pub mod multipart_body;
 pub mod package;
+pub mod platform_client;
 pub mod report;
+pub mod tls_trust;
 pub mod zip_writer;

@@ -1,11 +1,15 @@
 //! The `berth-pack` binary: parses arguments, runs one command, maps the outcome to an exit
-//! code (0 valid/success, 1 invalid input, 2 usage or IO error).
+//! code (0 valid/success, 1 invalid input or rejected by the platform, 2 usage, IO,
+//! connection or platform failure).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use berth_pack::cli::{CheckArgs, Cli, Command, Format, PackArgs};
+use berth_pack::cli::{CheckArgs, Cli, Command, DeployArgs, Format, PackArgs, SubscribeArgs};
+use berth_pack::deploy::{self, DeployError, Step};
+use berth_pack::platform_client::{PlatformClient, Target};
+use berth_pack::tls_trust::Trust;
 use berth_pack::{package, report};
 use clap::Parser;
 
@@ -15,6 +19,8 @@ fn main() -> ExitCode {
         Command::Pack(args) => pack(args),
         Command::Validate(args) => check(args, false),
         Command::Inspect(args) => check(args, true),
+        Command::Deploy(args) => deploy_package(args),
+        Command::Subscribe(args) => subscribe(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -89,4 +95,99 @@ fn print_stdout(text: &str) -> anyhow::Result<()> {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
         .context("writing to stdout")
+}
+
+/// Reads a `C8Y_*` fallback variable; unset and non-UTF-8 both count as absent.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn connect(target: &Target) -> Result<PlatformClient, DeployError> {
+    if target.trust == Trust::Insecure {
+        eprintln!(
+            "berth-pack: WARNING: --insecure: the platform's TLS certificate is NOT verified; \
+             anyone on the network path can read your password and replace the package"
+        );
+    }
+    Ok(PlatformClient::new(target)?)
+}
+
+fn deploy_package(args: &DeployArgs) -> anyhow::Result<u8> {
+    let target = args.platform.to_target(env_var)?;
+    let options = args.to_options(std::io::stderr().is_terminal());
+    let human = args.format == Format::Human;
+    let package = options.package.display().to_string();
+    let mut show = |step: Step| {
+        if !human {
+            return;
+        }
+        match step {
+            Step::Validated { name, version } => {
+                eprintln!("berth-pack: {package}: valid ({name} {version})")
+            }
+            Step::Found { id } => eprintln!("berth-pack: using existing application {id}"),
+            Step::Created { id } => eprintln!("berth-pack: created application {id}"),
+            Step::Uploaded { id, bytes } => eprintln!(
+                "berth-pack: uploaded {} to application {id}",
+                report::human_bytes(bytes)
+            ),
+            Step::Subscribed { tenant, already } => eprintln!(
+                "berth-pack: tenant {tenant} {}",
+                if already {
+                    "was already subscribed"
+                } else {
+                    "subscribed"
+                }
+            ),
+        }
+    };
+    let outcome = connect(&target).and_then(|client| deploy::deploy(&client, &options, &mut show));
+    match outcome {
+        Ok(deployed) => {
+            let text = match args.format {
+                Format::Human => format!("{}\n", deployed.id),
+                Format::Json => format!("{:#}\n", report::json_deployed(&deployed)),
+            };
+            print_stdout(&text)?;
+            Ok(0)
+        }
+        Err(error) => report_platform_failure(args.format, &error),
+    }
+}
+
+fn subscribe(args: &SubscribeArgs) -> anyhow::Result<u8> {
+    let target = args.platform.to_target(env_var)?;
+    let outcome =
+        connect(&target).and_then(|client| deploy::subscribe(&client, &args.app, &args.tenant));
+    match outcome {
+        Ok(subscribed) => {
+            let text = match args.format {
+                Format::Human => format!(
+                    "tenant {} {} application {}\n",
+                    subscribed.tenant,
+                    if subscribed.already {
+                        "was already subscribed to"
+                    } else {
+                        "subscribed to"
+                    },
+                    subscribed.id
+                ),
+                Format::Json => format!("{:#}\n", report::json_subscribed(&subscribed)),
+            };
+            print_stdout(&text)?;
+            Ok(0)
+        }
+        Err(error) => report_platform_failure(args.format, &error),
+    }
+}
+
+fn report_platform_failure(format: Format, error: &DeployError) -> anyhow::Result<u8> {
+    eprintln!("berth-pack: {error}");
+    if let DeployError::Invalid(inspection) = error {
+        eprint!("{}", report::human_validation(inspection));
+    }
+    if format == Format::Json {
+        print_stdout(&format!("{:#}\n", report::json_deploy_failure(error)))?;
+    }
+    Ok(error.exit_code())
 }

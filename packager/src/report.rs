@@ -374,3 +374,38 @@ mod tests {
         }
     }
 }
+
+/// JSON for `deploy`. Fields: `id`, `name`, `version`, `created`, `activeVersionId`, `subscribed`.
+pub fn json_deployed(deployed: &crate::deploy::Deployed) -> Value {
+    json!({
+        "id": deployed.id,
+        "name": deployed.name,
+        "version": deployed.version,
+        "created": deployed.created,
+        "activeVersionId": deployed.active_version_id,
+        "subscribed": deployed.subscribed,
+    })
+}
+
+/// JSON for `subscribe`. Fields: `id`, `tenant`, `alreadySubscribed`.
+pub fn json_subscribed(subscribed: &crate::deploy::Subscribed) -> Value {
+    json!({
+        "id": subscribed.id,
+        "tenant": subscribed.tenant,
+        "alreadySubscribed": subscribed.already,
+    })
+}
+
+/// JSON for a failed `deploy`/`subscribe`: `error` (one line), `status` (the platform's HTTP
+/// status or null), `validation` (the `validate` JSON when the package was invalid, or null).
+pub fn json_deploy_failure(error: &crate::deploy::DeployError) -> Value {
+    let validation = match error {
+        crate::deploy::DeployError::Invalid(inspection) => json_inspection(inspection),
+        _ => Value::Null,
+    };
+    json!({
+        "error": error.to_string(),
+        "status": error.status(),
+        "validation": validation,
+    })
+}

@@ -1,0 +1,424 @@
+//! A blocking client for the platform's Cumulocity REST API: find or create a microservice
+//! application, upload a package to it, subscribe a tenant. Every non-2xx answer becomes a
+//! [`ClientError`] carrying the server's own error message; a 2xx without the expected body is
+//! an error too, so nothing is ever reported as done that the server did not confirm.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use indicatif::ProgressBar;
+use serde_json::{Value, json};
+use ureq::SendBody;
+use ureq::http::Response;
+
+use crate::multipart_body::MultipartBody;
+use crate::tls_trust::{self, Trust, TrustError};
+
+/// Where the platform is and who we are there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `https://host:port` (no trailing slash).
+    pub base_url: String,
+    /// `tenant/user` (or a bare user name).
+    pub user: String,
+    pub password: String,
+    pub trust: Trust,
+}
+
+/// A reachable server is local or nearby; a dead address should fail fast.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the upload the server loads the image into its container engine before answering;
+/// a large image takes minutes. Past this the server is considered hung.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How much of a non-JSON error body is shown.
+const BODY_EXCERPT: usize = 300;
+
+fn media(name: &str) -> String {
+    format!("application/vnd.com.nsn.cumulocity.{name}+json")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{action}: cannot reach {url}: {message}")]
+    Transport {
+        action: String,
+        url: String,
+        message: String,
+    },
+    /// The server refused (4xx) or failed (5xx) and said why.
+    #[error("{action}: the platform answered HTTP {status}: {message}")]
+    Refused {
+        action: String,
+        status: u16,
+        message: String,
+    },
+    /// A 2xx answer without what it must contain.
+    #[error("{action}: unexpected answer (HTTP {status}): {reason}")]
+    Unexpected {
+        action: String,
+        status: u16,
+        reason: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+}
+
+impl ClientError {
+    /// 1 when the platform rejected the request (4xx), 2 for everything environmental
+    /// (connection, TLS, IO, server failures and malformed answers).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Refused { status, .. } if (400..500).contains(status) => 1,
+            _ => 2,
+        }
+    }
+
+    /// The HTTP status the platform answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Refused { status, .. } | ClientError::Unexpected { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The fields of an application the tool needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    pub id: String,
+    pub name: String,
+    pub app_type: String,
+    pub active_version_id: Option<String>,
+}
+
+impl Application {
+    fn from_json(value: &Value) -> Option<Application> {
+        let text = |key: &str| match value.get(key)? {
+            Value::String(text) => Some(text.clone()),
+            // Ids are strings in Cumulocity; tolerate numbers from other implementations.
+            Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        };
+        Some(Application {
+            id: text("id").filter(|id| !id.is_empty())?,
+            name: text("name").unwrap_or_default(),
+            app_type: text("type").unwrap_or_default(),
+            active_version_id: text("activeVersionId"),
+        })
+    }
+}
+
+/// What a subscription request achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscription {
+    Created,
+    /// HTTP 409: the goal was already met.
+    AlreadySubscribed,
+}
+
+/// A client bound to one platform and one login.
+#[derive(Debug)]
+pub struct PlatformClient {
+    agent: ureq::Agent,
+    base_url: String,
+    authorization: String,
+}
+
+impl PlatformClient {
+    pub fn new(target: &Target) -> Result<PlatformClient, ClientError> {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+            .user_agent(concat!("berth-pack/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls_trust::tls_config(&target.trust)?)
+            .build();
+        let credentials = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", target.user, target.password));
+        Ok(PlatformClient {
+            agent: config.into(),
+            base_url: target.base_url.clone(),
+            authorization: format!("Basic {credentials}"),
+        })
+    }
+
+    /// The application called exactly `name` in the caller's tenant, if there is one.
+    pub fn find_application(&self, name: &str) -> Result<Option<Application>, ClientError> {
+        let action = format!("looking up application {name:?}");
+        let url = format!(
+            "{}/application/applicationsByName/{}",
+            self.base_url,
+            path_segment(name)
+        );
+        let request = self
+            .agent
+            .get(&url)
+            .header("Authorization", &self.authorization)
+            .header("Accept", media("applicationCollection"));
+        let (status, body) = answer(&action, &url, request.call())?;
+        let applications = body
+            .get("applications")
+            .and_then(Value::as_array)
+            .ok_or_else(|| unexpected(&action, status, "no `applications` array", &body))?;
+        // The server filters by name already; compare again so a loose match is never used.
+        Ok(applications
+            .iter()
+            .filter_map(Application::from_json)
+            .find(|application| application.name == name))
+    }
+
+    /// Creates a microservice application with the conventional key `<name>-microservice-key`.
+    pub fn create_microservice(&self, name: &str) -> Result<Application, ClientError> {
+        let action = format!("creating application {name:?}");
+        let url = format!("{}/application/applications", self.base_url);
+        let request = self
+            .agent
+            .post(&url)
+            .header("Authorization", &self.authorization)
+            .header("Accept", media("application"))
+            .header("Content-Type", media("application"));
+        let body = json!({
+            "name": name,
+            "key": format!("{name}-microservice-key"),
+            "type": "MICROSERVICE",
+        });
+        let (status, body) = answer(&action, &url, request.send_json(&body))?;
+        Application::from_json(&body)
+            .ok_or_else(|| unexpected(&action, status, "no application in the body", &body))
+    }
+
+    /// Uploads the package at `path` to application `id` as the multipart part `file`,
+    /// streaming it from disk; `progress` advances with the bytes sent.
+    pub fn upload_package(
+        &self,
+        id: &str,
+        path: &Path,
+        progress: &ProgressBar,
+    ) -> Result<Application, ClientError> {
+        let io_error = |source| ClientError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io_error)?;
+        let file_len = file.metadata().map_err(io_error)?.len();
+        let file_name = path
+            .file_name()
+            .map_or_else(|| "package.zip".into(), |name| name.to_string_lossy());
+        let body = MultipartBody::new("file", &file_name, progress.wrap_read(file), file_len);
+        let action = format!("uploading {} to application {id}", path.display());
+        let url = format!(
+            "{}/application/applications/{}/binaries",
+            self.base_url,
+            path_segment(id)
+        );
+        let request = self
+            .agent
+            .post(&url)
+            .header("Authorization", &self.authorization)
+            .header("Accept", media("application"))
+            .header("Content-Type", &body.content_type)
+            .header("Content-Length", body.content_length.to_string());
+        let sent = request.send(SendBody::from_owned_reader(body.reader()));
+        let (status, body) = answer(&action, &url, sent)?;
+        let application = Application::from_json(&body).ok_or_else(|| {
+            unexpected(
+                &action,
+                status,
+                "the upload was not confirmed with an application body",
+                &body,
+            )
+        })?;
+        if application.id != id {
+            return Err(unexpected(
+                &action,
+                status,
+                &format!(
+                    "the server confirmed application {} instead",
+                    application.id
+                ),
+                &body,
+            ));
+        }
+        Ok(application)
+    }
+
+    /// Subscribes `tenant` to application `id`; "already subscribed" (409) is success.
+    pub fn subscribe(&self, tenant: &str, id: &str) -> Result<Subscription, ClientError> {
+        let action = format!("subscribing tenant {tenant} to application {id}");
+        let url = format!(
+            "{}/tenant/tenants/{}/applications",
+            self.base_url,
+            path_segment(tenant)
+        );
+        let request = self
+            .agent
+            .post(&url)
+            .header("Authorization", &self.authorization)
+            .header("Accept", media("applicationReference"))
+            .header("Content-Type", media("applicationReference"));
+        let sent = request.send_json(json!({ "application": { "id": id } }));
+        match answer(&action, &url, sent) {
+            Ok(_) => Ok(Subscription::Created),
+            Err(ClientError::Refused { status: 409, .. }) => Ok(Subscription::AlreadySubscribed),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// The status and JSON body of a 2xx answer (`Null` when empty); any other outcome as an error.
+fn answer(
+    action: &str,
+    url: &str,
+    sent: Result<Response<ureq::Body>, ureq::Error>,
+) -> Result<(u16, Value), ClientError> {
+    let mut response = sent.map_err(|error| transport(action, url, error))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_string()
+        .map_err(|error| transport(action, url, error))?;
+    if !(200..300).contains(&status) {
+        return Err(ClientError::Refused {
+            action: action.to_owned(),
+            status,
+            message: error_message(&text),
+        });
+    }
+    if text.trim().is_empty() {
+        return Ok((status, Value::Null));
+    }
+    serde_json::from_str(&text).map_err(|_| ClientError::Unexpected {
+        action: action.to_owned(),
+        status,
+        reason: format!("the body is not JSON: {}", excerpt(&text)),
+    })
+}
+
+fn transport(action: &str, url: &str, error: ureq::Error) -> ClientError {
+    let mut message = error.to_string();
+    if message.contains("certificate") || message.contains("Certificate") {
+        message.push_str(
+            " (pass --ca-cert FILE to trust the platform's certificate, e.g. <data-dir>/tls/cert.pem)",
+        );
+    }
+    ClientError::Transport {
+        action: action.to_owned(),
+        url: url.to_owned(),
+        message,
+    }
+}
+
+fn unexpected(action: &str, status: u16, reason: &str, body: &Value) -> ClientError {
+    ClientError::Unexpected {
+        action: action.to_owned(),
+        status,
+        reason: format!("{reason}; body: {}", excerpt(&body.to_string())),
+    }
+}
+
+/// `error: message` from a Cumulocity error body, else an excerpt of whatever came back.
+fn error_message(text: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(text).ok();
+    let field = |key: &str| {
+        parsed
+            .as_ref()
+            .and_then(|body| body.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    match (field("error"), field("message")) {
+        (Some(error), Some(message)) => format!("{error}: {message}"),
+        (None, Some(message)) => message,
+        (Some(error), None) => error,
+        (None, None) if text.trim().is_empty() => "(empty body)".to_owned(),
+        (None, None) => excerpt(text),
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(BODY_EXCERPT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// Percent-encodes one URL path segment (everything but RFC 3986 unreserved characters).
+fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_prefer_the_cumulocity_fields() {
+        let cases = [
+            (
+                r#"{"error":"applications/Invalid Data","message":"bad zip","info":"x"}"#,
+                "applications/Invalid Data: bad zip",
+            ),
+            (r#"{"message":"only a message"}"#, "only a message"),
+            (
+                "<html>502 Bad Gateway</html>",
+                "<html>502 Bad Gateway</html>",
+            ),
+            ("  ", "(empty body)"),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(error_message(body), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        let cases = [
+            ("hello", "hello"),
+            ("my app", "my%20app"),
+            ("a/b", "a%2Fb"),
+            ("ü", "%C3%BC"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(path_segment(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn applications_need_an_id() {
+        let cases = [
+            (
+                json!({"id": "7", "name": "a", "type": "MICROSERVICE"}),
+                Some("7"),
+            ),
+            (json!({"id": 8, "name": "a"}), Some("8")),
+            (json!({"id": "", "name": "a"}), None),
+            (json!({"name": "a"}), None),
+            (Value::Null, None),
+        ];
+        for (body, expected) in cases {
+            let id = Application::from_json(&body).map(|application| application.id);
+            assert_eq!(id.as_deref(), expected, "{body}");
+        }
+    }
+}
