@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod package;
+pub mod routing;
 pub mod runtime;
 pub mod secrets;
 pub mod store;

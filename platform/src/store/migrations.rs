@@ -6,7 +6,8 @@ use super::StoreError;
 
 /// Each entry moves the schema from version `index` to `index + 1`. Never edit a released entry;
 /// append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     id TEXT PRIMARY KEY,
     domain TEXT NOT NULL UNIQUE,
@@ -108,7 +109,21 @@ CREATE TABLE revoked_tokens (
     jti TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE subscriptions (
+    application_id INTEGER NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    service_user TEXT NOT NULL,
+    service_password_sealed TEXT NOT NULL,
+    creation_time TEXT NOT NULL,
+    PRIMARY KEY (application_id, tenant_id)
+);
+CREATE INDEX subscriptions_by_tenant ON subscriptions (tenant_id);
+ALTER TABLE applications ADD COLUMN stable_version_id TEXT;
+ALTER TABLE applications ADD COLUMN rollout_message TEXT;
+"#,
+];
 
 /// Applies every migration newer than the database's `user_version`, each in its own
 /// transaction together with the version bump.

@@ -4,6 +4,7 @@
 pub mod applications;
 mod migrations;
 pub mod options;
+pub mod subscriptions;
 pub mod tenants;
 pub mod tokens;
 pub mod users;

@@ -18,21 +18,24 @@ pub enum UserKind {
     Person,
     /// The bootstrap user of a microservice; hidden from the user API.
     Bootstrap,
+    /// The service user a subscription creates in the subscribing tenant; hidden from the user API.
+    Service,
 }
 
 impl UserKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             UserKind::Person => "USER",
             UserKind::Bootstrap => "BOOTSTRAP",
+            UserKind::Service => "SERVICE",
         }
     }
 
     fn parse(text: &str) -> UserKind {
-        if text == "BOOTSTRAP" {
-            UserKind::Bootstrap
-        } else {
-            UserKind::Person
+        match text {
+            "BOOTSTRAP" => UserKind::Bootstrap,
+            "SERVICE" => UserKind::Service,
+            _ => UserKind::Person,
         }
     }
 }

@@ -1,0 +1,341 @@
+//! Subscriptions of tenants to applications: the service user each one creates in the
+//! subscribing tenant, the settings it seeds there as tenant options, and the queries the
+//! supervisor (desired deployments) and the proxy (`/service/<name>` resolution) build on.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::options::{self, TenantOption};
+use super::users::{NewUser, UserKind};
+use super::{Page, StoreError, conflict_on_unique, timestamp};
+
+/// One subscription with its service user's credentials (password still sealed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub application_id: i64,
+    pub tenant: String,
+    pub service_user: String,
+    pub service_password_sealed: String,
+}
+
+/// What a subscription creates in the subscribing tenant.
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    pub application_id: i64,
+    pub tenant: String,
+    /// The service user (its `bootstrap` flag is ignored: it is stored as a service user).
+    pub service_user: NewUser,
+    pub service_password_sealed: String,
+    /// The manifest's `requiredRoles`, granted to the service user.
+    pub required_roles: Vec<String>,
+    /// The manifest's `settings` as options of the settings category (values sealed already
+    /// for `credentials.` keys). Existing options of the same key are kept (the subscriber's
+    /// own values win).
+    pub settings: Vec<TenantOption>,
+}
+
+/// Creates the subscription, its service user with the required roles and the settings
+/// options, in one transaction. Conflict when the tenant is already subscribed.
+pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO subscriptions (application_id, tenant_id, service_user, service_password_sealed, creation_time) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            new.application_id,
+            new.tenant,
+            new.service_user.user_name,
+            new.service_password_sealed,
+            timestamp()
+        ],
+    )
+    .map_err(|e| {
+        conflict_on_unique(e, || {
+            format!(
+                "Tenant {} is already subscribed to application {}",
+                new.tenant, new.application_id
+            )
+        })
+    })?;
+    let now = timestamp();
+    tx.execute(
+        "INSERT INTO users (tenant_id, user_name, kind, password_hash, enabled, last_password_change, creation_time) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
+        params![
+            new.tenant,
+            new.service_user.user_name,
+            UserKind::Service.as_str(),
+            new.service_user.password_hash,
+            now
+        ],
+    )
+    .map_err(|e| {
+        conflict_on_unique(e, || {
+            format!(
+                "User {} already exists in tenant {}; rename or delete it to subscribe",
+                new.service_user.user_name, new.tenant
+            )
+        })
+    })?;
+    for role in &new.required_roles {
+        tx.execute(
+            "INSERT OR IGNORE INTO user_roles (tenant_id, user_name, role) VALUES (?1, ?2, ?3)",
+            params![new.tenant, new.service_user.user_name, role],
+        )?;
+    }
+    for option in &new.settings {
+        if options::get(&tx, &new.tenant, &option.category, &option.key)?.is_none() {
+            options::put(&tx, &new.tenant, option)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Removes the subscription, its service user and the settings options of `category` with the
+/// given keys. Returns the removed subscription, NotFound when there was none.
+pub fn unsubscribe(
+    conn: &mut Connection,
+    application_id: i64,
+    tenant: &str,
+    settings_category: &str,
+    setting_keys: &[String],
+) -> Result<Subscription, StoreError> {
+    let tx = conn.transaction()?;
+    let found = get(&tx, application_id, tenant)?.ok_or_else(|| {
+        StoreError::NotFound(format!(
+            "Tenant {tenant} is not subscribed to application {application_id}"
+        ))
+    })?;
+    tx.execute(
+        "DELETE FROM subscriptions WHERE application_id = ?1 AND tenant_id = ?2",
+        params![application_id, tenant],
+    )?;
+    tx.execute(
+        "DELETE FROM users WHERE tenant_id = ?1 AND user_name = ?2 AND kind = ?3",
+        params![tenant, found.service_user, UserKind::Service.as_str()],
+    )?;
+    for key in setting_keys {
+        options::delete(&tx, tenant, settings_category, key)?;
+    }
+    tx.commit()?;
+    Ok(found)
+}
+
+pub fn get(
+    conn: &Connection,
+    application_id: i64,
+    tenant: &str,
+) -> Result<Option<Subscription>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT application_id, tenant_id, service_user, service_password_sealed FROM subscriptions WHERE application_id = ?1 AND tenant_id = ?2",
+            params![application_id, tenant],
+            row_to_subscription,
+        )
+        .optional()?)
+}
+
+fn row_to_subscription(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
+    Ok(Subscription {
+        application_id: r.get(0)?,
+        tenant: r.get(1)?,
+        service_user: r.get(2)?,
+        service_password_sealed: r.get(3)?,
+    })
+}
+
+/// Every subscription of an application, by tenant id.
+pub fn of_application(
+    conn: &Connection,
+    application_id: i64,
+) -> Result<Vec<Subscription>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT application_id, tenant_id, service_user, service_password_sealed FROM subscriptions WHERE application_id = ?1 ORDER BY tenant_id",
+    )?;
+    let rows = stmt.query_map([application_id], row_to_subscription)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The application ids `tenant` is subscribed to (a window of them) and their total.
+pub fn of_tenant(
+    conn: &Connection,
+    tenant: &str,
+    page: Page,
+) -> Result<(Vec<i64>, u64), StoreError> {
+    let total: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM subscriptions WHERE tenant_id = ?1",
+        [tenant],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare(
+        "SELECT application_id FROM subscriptions WHERE tenant_id = ?1 ORDER BY application_id LIMIT ?2 OFFSET ?3",
+    )?;
+    let ids = stmt
+        .query_map(params![tenant, page.limit_sql(), page.offset_sql()], |r| {
+            r.get(0)
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok((ids, total.try_into().unwrap_or(0)))
+}
+
+/// Roles that subscriptions make assignable in `tenant` (the `roles` of subscribed applications).
+pub fn assignable_roles(conn: &Connection, tenant: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.roles FROM applications a JOIN subscriptions s ON s.application_id = a.id WHERE s.tenant_id = ?1",
+    )?;
+    let mut roles = Vec::new();
+    for text in stmt.query_map([tenant], |r| r.get::<_, String>(0))? {
+        let list: Vec<String> = serde_json::from_str(&text?)?;
+        roles.extend(list);
+    }
+    roles.sort();
+    roles.dedup();
+    Ok(roles)
+}
+
+/// Where a `/service/<segment>/…` request goes, as the proxy needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTarget {
+    pub application_id: i64,
+    pub name: String,
+    pub owner: String,
+    /// PER_TENANT: each subscribed tenant has its own deployment.
+    pub per_tenant: bool,
+    /// Whether the caller's tenant is subscribed (otherwise the proxy must refuse).
+    pub caller_subscribed: bool,
+}
+
+/// Resolves `/service/<segment>` for a caller of `caller_tenant`: microservices whose
+/// `contextPath` or name equals `segment`, preferring one the caller's tenant is subscribed
+/// to, then one it owns. None when no microservice has that name or context path.
+pub fn resolve_service(
+    conn: &Connection,
+    segment: &str,
+    caller_tenant: &str,
+) -> Result<Option<ServiceTarget>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT a.id, a.name, a.owner_tenant, COALESCE(json_extract(a.manifest, '$.isolation'), 'MULTI_TENANT'),
+                    EXISTS (SELECT 1 FROM subscriptions s WHERE s.application_id = a.id AND s.tenant_id = ?2) AS subscribed
+             FROM applications a
+             WHERE a.type = 'MICROSERVICE' AND (a.context_path = ?1 OR a.name = ?1)
+             ORDER BY subscribed DESC, a.owner_tenant = ?2 DESC, a.context_path = ?1 DESC, a.id
+             LIMIT 1",
+            params![segment, caller_tenant],
+            |r| {
+                Ok(ServiceTarget {
+                    application_id: r.get(0)?,
+                    name: r.get(1)?,
+                    owner: r.get(2)?,
+                    per_tenant: r.get::<_, String>(3)? == "PER_TENANT",
+                    caller_subscribed: r.get(4)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// A microservice that should run: its active version is known and at least one tenant is
+/// subscribed. The supervisor's desired state is the list of these.
+#[derive(Debug, Clone)]
+pub struct DesiredApplication {
+    pub application_id: i64,
+    pub name: String,
+    pub key: String,
+    pub owner: String,
+    pub active_version: String,
+    pub stable_version: Option<String>,
+    pub image_tag: String,
+    /// The active version's manifest, as stored (resolved, defaults included).
+    pub manifest: String,
+    pub bootstrap_user: String,
+    pub bootstrap_password_sealed: String,
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// Every microservice with an active version and ≥1 subscription.
+pub fn desired(conn: &Connection) -> Result<Vec<DesiredApplication>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.id, a.name, a.key, a.owner_tenant, a.active_version_id, a.stable_version_id, v.image_tag, v.manifest, a.bootstrap_user, a.bootstrap_password_sealed
+         FROM applications a JOIN application_versions v ON v.application_id = a.id AND v.version = a.active_version_id
+         WHERE a.type = 'MICROSERVICE' AND a.bootstrap_user IS NOT NULL AND a.bootstrap_password_sealed IS NOT NULL
+           AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.application_id = a.id)
+         ORDER BY a.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(DesiredApplication {
+            application_id: r.get(0)?,
+            name: r.get(1)?,
+            key: r.get(2)?,
+            owner: r.get(3)?,
+            active_version: r.get(4)?,
+            stable_version: r.get(5)?,
+            image_tag: r.get(6)?,
+            manifest: r.get(7)?,
+            bootstrap_user: r.get(8)?,
+            bootstrap_password_sealed: r.get(9)?,
+            subscriptions: Vec::new(),
+        })
+    })?;
+    let mut apps = rows.collect::<Result<Vec<_>, _>>()?;
+    for app in &mut apps {
+        app.subscriptions = of_application(conn, app.application_id)?;
+    }
+    Ok(apps)
+}
+
+/// The image tag and manifest of one version (for rollouts that still run the previous one).
+pub fn version_image(
+    conn: &Connection,
+    application_id: i64,
+    version: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT image_tag, manifest FROM application_versions WHERE application_id = ?1 AND version = ?2",
+            params![application_id, version],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Records that `version` became ready everywhere (the rollout finished).
+pub fn mark_stable(
+    conn: &Connection,
+    application_id: i64,
+    version: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE applications SET stable_version_id = ?2, rollout_message = NULL WHERE id = ?1 AND active_version_id = ?2",
+        params![application_id, version],
+    )?;
+    Ok(())
+}
+
+/// Rolls a failed rollout back: the active version returns to `previous`, with the reason.
+/// Does nothing when the active version changed meanwhile (a newer upload wins).
+pub fn roll_back(
+    conn: &Connection,
+    application_id: i64,
+    failed: &str,
+    previous: &str,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE applications SET active_version_id = ?3, rollout_message = ?4 WHERE id = ?1 AND active_version_id = ?2",
+        params![application_id, failed, previous, reason],
+    )? > 0)
+}
+
+/// The last rollout failure of an application, if any.
+pub fn rollout_message(
+    conn: &Connection,
+    application_id: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT rollout_message FROM applications WHERE id = ?1",
+            [application_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
