@@ -299,11 +299,12 @@ fn answer(
     if text.trim().is_empty() {
         return Ok((status, Value::Null));
     }
-    serde_json::from_str(&text).map_err(|_| ClientError::Unexpected {
+    let body: Value = serde_json::from_str(&text).map_err(|_| ClientError::Unexpected {
         action: action.to_owned(),
         status,
         reason: format!("the body is not JSON: {}", excerpt(&text)),
-    })
+    })?;
+    Ok((status, body))
 }
 
 fn transport(action: &str, url: &str, error: ureq::Error) -> ClientError {

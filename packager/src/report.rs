@@ -357,24 +357,6 @@ pub fn human_packed(packed: &Packed) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_are_rendered_with_binary_units() {
-        let cases = [
-            (0, "0 B"),
-            (1023, "1023 B"),
-            (1536, "1.5 KiB"),
-            (5 << 30, "5.0 GiB"),
-        ];
-        for (bytes, expected) in cases {
-            assert_eq!(human_bytes(bytes), expected);
-        }
-    }
-}
-
 /// JSON for `deploy`. Fields: `id`, `name`, `version`, `created`, `activeVersionId`, `subscribed`.
 pub fn json_deployed(deployed: &crate::deploy::Deployed) -> Value {
     json!({
@@ -408,4 +390,22 @@ pub fn json_deploy_failure(error: &crate::deploy::DeployError) -> Value {
         "status": error.status(),
         "validation": validation,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_rendered_with_binary_units() {
+        let cases = [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1536, "1.5 KiB"),
+            (5 << 30, "5.0 GiB"),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(human_bytes(bytes), expected);
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! Integration tests: drive the real `berth-pack` binary in temporary directories.
 
 mod bad_input;
+mod deploy;
 mod docker;
+mod fake_platform;
 mod fixtures;
 mod pack;
 mod validate;
