@@ -15,8 +15,8 @@ use crate::tls_trust::Trust;
     name = "berth-pack",
     version,
     about = "Build, validate, inspect and deploy Cumulocity microservice packages",
-    after_help = "Exit codes: 0 success/valid; 1 invalid input (diagnostics printed) or a request the platform \
-rejected (HTTP 4xx, its message printed); 2 usage, IO, connection/TLS error or a platform failure (HTTP 5xx)."
+    after_help = "Exit codes: 0 success/valid, 1 invalid input (diagnostics printed) or a request the platform \
+rejected (HTTP 4xx, its message printed), 2 usage, IO, connection/TLS error or a platform failure (HTTP 5xx)."
 )]
 pub struct Cli {
     #[command(subcommand)]

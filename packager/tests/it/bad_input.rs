@@ -379,4 +379,10 @@ fn usage_errors_exit_2_with_help() {
         "{}",
         help.stdout
     );
+    assert!(
+        help.stdout
+            .contains("2 usage, IO, connection/TLS error or a platform failure"),
+        "{}",
+        help.stdout
+    );
 }
