@@ -61,8 +61,9 @@ if command -v ldd > /dev/null 2>&1 && ldd "$binary" 2>&1 | grep -q '=>'; then
     die "$binary is dynamically linked; a FROM scratch image needs a static executable"
 fi
 
-# 2. Image, built from a throw-away context holding only the Dockerfile and the binary. The classic builder
-#    needs nothing from a registry for FROM scratch (BuildKit would try to resolve frontend images).
+# 2. Image, built from a throw-away context holding only the Dockerfile and the binary. FROM scratch needs
+#    nothing from a registry. The classic builder is forced because BuildKit needs the buildx plugin, which
+#    distribution packages of Docker (like the Debian one here) often lack.
 mkdir -p "$output_dir"
 context="$(mktemp -d "$output_dir/context.XXXXXX")"
 container=""
