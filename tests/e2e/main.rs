@@ -8,4 +8,5 @@ mod docker;
 mod http;
 mod workspace;
 
+mod deploy;
 mod hello_package;

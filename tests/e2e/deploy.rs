@@ -1,0 +1,295 @@
+//! Scenario: build the hello package with its own script, `berth-pack deploy` it to a real `berth` over TLS
+//! (trusting the certificate the platform generated), check the application the platform recorded, deploy
+//! again and check the application is reused; plus the failures a user meets first (untrusted certificate,
+//! wrong password).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::command::{describe_failure, run, run_ok};
+use crate::docker::{Docker, DockerCleanup, TEST_LABEL};
+use crate::workspace::{Workspace, run_id};
+
+const ADMIN_USER: &str = "management/admin";
+const ADMIN_PASSWORD: &str = "E2e-Deploy-Passw0rd";
+/// Startup includes generating a certificate and migrating a fresh database; this only bounds a hang.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A `berth serve` process on a temporary data directory, killed when dropped.
+struct Berth {
+    child: Child,
+    https: String,
+    cert: PathBuf,
+    _data: tempfile::TempDir,
+}
+
+impl Berth {
+    fn start(binary: &Path) -> Berth {
+        let data = tempfile::Builder::new()
+            .prefix("berth-e2e-deploy-")
+            .tempdir()
+            .expect("temp data dir");
+        let data_dir = data.path().join("data");
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--https", "127.0.0.1:0"])
+            .env("BERTH_ADMIN_USER", "admin")
+            .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("BERTH_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let give_up = Instant::now() + START_DEADLINE;
+        let mut seen = Vec::new();
+        let mut https = None;
+        // The management-tenant line is the last one printed before the server is ready.
+        while !seen
+            .last()
+            .is_some_and(|line: &String| line.starts_with("berth: management tenant"))
+        {
+            match received.recv_timeout(give_up.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(address) = line.strip_prefix("berth: listening on https://") {
+                        https = Some(format!("https://{address}"));
+                    }
+                    seen.push(line);
+                }
+                Err(err) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("berth did not become ready ({err}); it printed {seen:?}");
+                }
+            }
+        }
+        let https = https.unwrap_or_else(|| panic!("no https listening line in {seen:?}"));
+        Berth {
+            child,
+            https,
+            cert: data_dir.join("tls").join("cert.pem"),
+            _data: data,
+        }
+    }
+
+    /// GET `path` as the management admin over TLS, trusting only the platform's certificate.
+    fn admin_get(&self, path: &str) -> (u16, Value) {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let pem = std::fs::read(&self.cert).expect("platform certificate");
+        let certificate = Certificate::from_pem(&pem).expect("certificate PEM");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::Specific(Arc::new(vec![certificate])))
+                    .build(),
+            )
+            .build()
+            .into();
+        let authorization = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{ADMIN_USER}:{ADMIN_PASSWORD}"))
+        );
+        let mut response = agent
+            .get(format!("{}{path}", self.https))
+            .header("Authorization", authorization)
+            .header("Accept", "application/json")
+            .call()
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"));
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().expect("body");
+        let body = serde_json::from_str(&body)
+            .unwrap_or_else(|err| panic!("GET {path} body is not JSON ({err}): {body}"));
+        (status, body)
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `berth-pack deploy <zip> --url … --user management/admin --password <password>` plus `extra`.
+fn deploy_command(
+    berth_pack: &Path,
+    zip: &Path,
+    berth: &Berth,
+    password: &str,
+    extra: &[&str],
+) -> Command {
+    let mut command = Command::new(berth_pack);
+    command
+        .arg("deploy")
+        .arg(zip)
+        .args(["--url", &berth.https, "--user", ADMIN_USER, "--password"])
+        .arg(password)
+        .args(extra);
+    for name in ["BERTH_URL", "BERTH_USER", "BERTH_PASSWORD", "BERTH_CA_CERT"] {
+        command.env_remove(name);
+    }
+    command
+}
+
+#[test]
+fn hello_deploys_to_berth_and_a_redeploy_reuses_the_application() {
+    let workspace = Workspace::get();
+    let _docker = Docker::require();
+    let image = format!("hello-deploy-e2e-{}:1.0.0", run_id());
+    let mut cleanup = DockerCleanup::new();
+    cleanup.image(&image);
+
+    let berth = Berth::start(&workspace.binary("berth", "berth"));
+    let berth_pack = workspace.binary("berth-pack", "berth-pack");
+    let out = tempfile::tempdir().expect("temp output dir");
+    run_ok(
+        Command::new(workspace.example("hello").join("build.sh"))
+            .current_dir(out.path())
+            .env("IMAGE", &image)
+            .env("OUTPUT_DIR", out.path())
+            .env("IMAGE_LABELS", TEST_LABEL)
+            .env("BERTH_PACK", &berth_pack)
+            .env("CARGO_TARGET_DIR", &workspace.target_dir),
+    );
+    let zip = out.path().join("hello-1.0.0.zip");
+    assert!(zip.is_file(), "build.sh did not write {}", zip.display());
+    let ca_cert = berth.cert.to_str().expect("UTF-8 path").to_owned();
+
+    // Without --ca-cert the self-signed certificate is not trusted: a connection error, nothing uploaded.
+    let untrusted = run(&mut deploy_command(
+        &berth_pack,
+        &zip,
+        &berth,
+        ADMIN_PASSWORD,
+        &[],
+    ));
+    assert_eq!(
+        untrusted.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("--ca-cert"),
+        "the TLS failure should point at --ca-cert: {}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+
+    // A wrong password is the platform's rejection (exit 1) with its message.
+    let mut wrong = deploy_command(
+        &berth_pack,
+        &zip,
+        &berth,
+        "not-the-password",
+        &["--ca-cert", &ca_cert],
+    );
+    let wrong_output = run(&mut wrong);
+    let wrong_stderr = String::from_utf8_lossy(&wrong_output.stderr);
+    assert_eq!(wrong_output.status.code(), Some(1), "{wrong_stderr}");
+    assert!(wrong_stderr.contains("HTTP 401"), "{wrong_stderr}");
+
+    let mut first = deploy_command(
+        &berth_pack,
+        &zip,
+        &berth,
+        ADMIN_PASSWORD,
+        &["--ca-cert", &ca_cert, "--format", "json"],
+    );
+    let first_output = run(&mut first);
+    assert!(
+        first_output.status.success(),
+        "{}",
+        describe_failure(&first, &first_output)
+    );
+    let deployed: Value = serde_json::from_slice(&first_output.stdout).expect("deploy JSON");
+    let id = deployed["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {deployed}"))
+        .to_owned();
+    // The platform tags the loaded image for the application; remove that tag with the build's.
+    cleanup.image(&format!("berth/management-{id}:1.0.0"));
+    assert_eq!(deployed["name"], "hello", "{deployed}");
+    assert_eq!(deployed["version"], "1.0.0", "{deployed}");
+    assert_eq!(deployed["created"], true, "{deployed}");
+
+    let (status, application) = berth.admin_get(&format!("/application/applications/{id}"));
+    assert_eq!(status, 200, "{application}");
+    let checks: &[(&str, &str, Value)] = &[
+        ("name", "/name", "hello".into()),
+        ("type", "/type", "MICROSERVICE".into()),
+        ("key", "/key", "hello-microservice-key".into()),
+        ("manifest name", "/manifest/name", "hello".into()),
+        ("manifest version", "/manifest/version", "1.0.0".into()),
+        (
+            "active version from the deploy output",
+            "/activeVersionId",
+            deployed["activeVersionId"].clone(),
+        ),
+    ];
+    for (what, pointer, expected) in checks {
+        assert_eq!(
+            application.pointer(pointer),
+            Some(expected),
+            "{what} in {application:#}"
+        );
+    }
+    assert!(
+        application["activeVersionId"]
+            .as_str()
+            .is_some_and(|version| !version.is_empty()),
+        "no activeVersionId after the upload: {application:#}"
+    );
+
+    // Same package again, this time with --insecure: the existing application is found and reused.
+    let mut second = deploy_command(&berth_pack, &zip, &berth, ADMIN_PASSWORD, &["--insecure"]);
+    let second_output = run(&mut second);
+    assert!(
+        second_output.status.success(),
+        "{}",
+        describe_failure(&second, &second_output)
+    );
+    let second_stderr = String::from_utf8_lossy(&second_output.stderr);
+    assert!(
+        second_stderr.contains("WARNING: --insecure"),
+        "{second_stderr}"
+    );
+    assert!(
+        second_stderr.contains(&format!("using existing application {id}")),
+        "{second_stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&second_output.stdout),
+        format!("{id}\n")
+    );
+
+    let (status, by_name) = berth.admin_get("/application/applicationsByName/hello");
+    assert_eq!(status, 200, "{by_name}");
+    let ids: Vec<&str> = by_name["applications"]
+        .as_array()
+        .map(|apps| apps.iter().filter_map(|app| app["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        ids,
+        [id.as_str()],
+        "one application named hello: {by_name:#}"
+    );
+}
