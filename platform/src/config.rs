@@ -15,6 +15,15 @@ pub const DEFAULT_HTTPS: &str = "127.0.0.1:8443";
 pub const DEFAULT_DATA_DIR: &str = "berth-data";
 /// Default upload limit for application packages (the Cumulocity UI limit).
 pub const DEFAULT_UPLOAD_LIMIT: u64 = 500 * 1024 * 1024;
+/// Default internal API listener: plain HTTP for containers (peers outside Berth's container
+/// networks are refused), reached by them as `http://berth-platform:8111`.
+pub const DEFAULT_INTERNAL_API: &str = "0.0.0.0:8111";
+/// Default seconds between periodic reconcile passes.
+pub const DEFAULT_RECONCILE_INTERVAL: u64 = 5;
+/// Default seconds a new version gets to become ready before it is rolled back.
+pub const DEFAULT_ROLLOUT_TIMEOUT: u64 = 300;
+/// Default process/thread limit per container: the contract's thread limit.
+pub const DEFAULT_PIDS_LIMIT: i64 = 10240;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,6 +79,30 @@ pub struct ServeArgs {
     /// Log filter, tracing env-filter syntax [default: info].
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
+    /// Plain-HTTP API for microservice containers (C8Y_BASEURL); only peers inside Berth's
+    /// container networks are served; port 0 picks a free port [default: 0.0.0.0:8111].
+    #[arg(long, env = "BERTH_INTERNAL_API", value_name = "ADDR:PORT")]
+    pub internal_api: Option<String>,
+    /// Seconds between periodic reconcile passes (changes and container deaths trigger one
+    /// at once) [default: 5].
+    #[arg(long, env = "BERTH_RECONCILE_INTERVAL", value_name = "SECONDS")]
+    pub reconcile_interval: Option<u64>,
+    /// Seconds a new application version gets to become ready before it is rolled back
+    /// [default: 300].
+    #[arg(long, env = "BERTH_ROLLOUT_TIMEOUT", value_name = "SECONDS")]
+    pub rollout_timeout: Option<u64>,
+    /// Process/thread limit per container [default: 10240].
+    #[arg(long, env = "BERTH_PIDS_LIMIT", value_name = "N")]
+    pub pids_limit: Option<i64>,
+    /// Extra labels for every container and network Berth creates, as key=value (repeatable;
+    /// the variable takes a space-separated list).
+    #[arg(
+        long = "container-label",
+        env = "BERTH_CONTAINER_LABELS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ' '
+    )]
+    pub container_labels: Vec<String>,
 }
 
 /// The config file: the same settings as the flags, in snake_case.
@@ -86,6 +119,11 @@ struct FileConfig {
     admin_user: Option<String>,
     token_lifetime: Option<u64>,
     log: Option<String>,
+    internal_api: Option<String>,
+    reconcile_interval: Option<u64>,
+    rollout_timeout: Option<u64>,
+    pids_limit: Option<i64>,
+    container_labels: Option<Vec<String>>,
 }
 
 /// Where the server certificate comes from.
@@ -111,6 +149,13 @@ pub struct Config {
     pub admin_password: Option<String>,
     pub token_lifetime: Duration,
     pub log_filter: String,
+    pub internal_api: SocketAddr,
+    pub reconcile_interval: Duration,
+    pub rollout_timeout: Duration,
+    pub pids_limit: i64,
+    pub container_labels: Vec<(String, String)>,
+    /// From `MICROSERVICE_RUNTIME_TIMEZONE`: `TZ` of containers whose owner sets none.
+    pub default_timezone: Option<String>,
 }
 
 /// A setting that cannot be used, named so the operator knows what to fix.
@@ -140,7 +185,11 @@ impl Config {
             None => FileConfig::default(),
         };
         let admin_password = std::env::var("BERTH_ADMIN_PASSWORD").ok();
-        Config::merge(args, file, admin_password)
+        let mut config = Config::merge(args, file, admin_password)?;
+        config.default_timezone = std::env::var("MICROSERVICE_RUNTIME_TIMEZONE")
+            .ok()
+            .filter(|tz| !tz.trim().is_empty());
+        Ok(config)
     }
 
     fn merge(
@@ -248,7 +297,70 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_filter) {
             return Err(invalid("log", &log_filter, &e.to_string()));
         }
+        let internal_api = parse_addr(
+            "internal_api",
+            &args
+                .internal_api
+                .or(file.internal_api)
+                .unwrap_or_else(|| DEFAULT_INTERNAL_API.into()),
+        )?;
+        let positive = |name: &'static str, value: u64| {
+            if value == 0 {
+                Err(invalid(name, "0", "must be at least 1 second"))
+            } else {
+                Ok(Duration::from_secs(value))
+            }
+        };
+        let reconcile_interval = positive(
+            "reconcile_interval",
+            args.reconcile_interval
+                .or(file.reconcile_interval)
+                .unwrap_or(DEFAULT_RECONCILE_INTERVAL),
+        )?;
+        let rollout_timeout = positive(
+            "rollout_timeout",
+            args.rollout_timeout
+                .or(file.rollout_timeout)
+                .unwrap_or(DEFAULT_ROLLOUT_TIMEOUT),
+        )?;
+        let pids_limit = args
+            .pids_limit
+            .or(file.pids_limit)
+            .unwrap_or(DEFAULT_PIDS_LIMIT);
+        if pids_limit < 16 {
+            return Err(invalid(
+                "pids_limit",
+                &pids_limit.to_string(),
+                "must be at least 16 (a runtime needs a few threads)",
+            ));
+        }
+        let label_texts = if args.container_labels.is_empty() {
+            file.container_labels.unwrap_or_default()
+        } else {
+            args.container_labels
+        };
+        let mut container_labels = Vec::new();
+        for text in label_texts.iter().filter(|t| !t.trim().is_empty()) {
+            match text.split_once('=') {
+                Some((k, v)) if !k.is_empty() && !k.starts_with("berth.installation") => {
+                    container_labels.push((k.to_owned(), v.to_owned()))
+                }
+                _ => {
+                    return Err(invalid(
+                        "container_labels",
+                        text,
+                        "expected key=value (and not the reserved berth.installation)",
+                    ));
+                }
+            }
+        }
         Ok(Config {
+            internal_api,
+            reconcile_interval,
+            rollout_timeout,
+            pids_limit,
+            container_labels,
+            default_timezone: None,
             data_dir,
             https,
             http,
@@ -372,6 +484,10 @@ mod tests {
             ("token_lifetime = 5", "token_lifetime"),
             ("admin_user = \"a/b\"", "admin_user"),
             ("tls_cert = \"/nonexistent.pem\"", "tls_key"),
+            ("reconcile_interval = 0", "reconcile_interval"),
+            ("pids_limit = 3", "pids_limit"),
+            ("container_labels = [\"nokey\"]", "container_labels"),
+            ("internal_api = \"8111\"", "internal_api"),
         ];
         for (text, name) in cases {
             let file: FileConfig = toml::from_str(text).unwrap();

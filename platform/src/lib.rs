@@ -9,6 +9,7 @@ pub mod routing;
 pub mod runtime;
 pub mod secrets;
 pub mod store;
+pub mod supervisor;
 pub mod tls;
 
 use std::io::Write;
@@ -32,6 +33,8 @@ use store::users::NewUser;
 pub const TMP_DIR: &str = "tmp";
 /// Sub-directory of the data directory for accepted packages.
 pub const PACKAGES_DIR: &str = "packages";
+/// File in the data directory holding this installation's id (labels its Docker objects).
+pub const INSTALLATION_FILE: &str = "installation-id";
 /// Source of request ids for log correlation.
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
@@ -88,6 +91,25 @@ fn prepare_dir(path: &Path) -> Result<(), StartupError> {
     };
     std::fs::create_dir_all(path).map_err(fail)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(fail)
+}
+
+/// This installation's id: random on first start, then read from the data directory. Every
+/// container and network carries it, and the supervisor only touches objects with its own id.
+fn installation_id(data_dir: &Path, secrets: &secrets::Secrets) -> Result<String, StartupError> {
+    let path = data_dir.join(INSTALLATION_FILE);
+    let fail = |source| StartupError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e)),
+    }
+    let id = secrets.random_token(16)?.to_ascii_lowercase();
+    secrets::write_atomically(&path, id.as_bytes(), 0o600).map_err(fail)?;
+    Ok(id)
 }
 
 /// Creates the management tenant and its administrator on first start. The password comes
@@ -148,6 +170,36 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let store = Store::open(&config.data_dir.join(store::DATABASE_FILE))?;
     ensure_management_tenant(&store, &config, &secrets)?;
     let tls_config = tls::server_config(&config.tls, &config.data_dir)?;
+    let installation = installation_id(&config.data_dir, &secrets)?;
+
+    // The internal listener is bound first: containers get its real port in C8Y_BASEURL.
+    let internal_listener =
+        std::net::TcpListener::bind(config.internal_api).map_err(|source| StartupError::Bind {
+            addr: config.internal_api.to_string(),
+            source,
+        })?;
+    let internal_addr = internal_listener
+        .local_addr()
+        .map_err(StartupError::Server)?;
+    let routing = routing::RoutingTable::new();
+    let supervisor = supervisor::Supervisor::new(
+        supervisor::Settings {
+            installation: installation.clone(),
+            extra_labels: config.container_labels.clone(),
+            reconcile_interval: config.reconcile_interval,
+            rollout_timeout: config.rollout_timeout,
+            pids_limit: config.pids_limit,
+            platform: supervisor::spec::Platform {
+                base_url: format!("http://{}:{}", runtime::PLATFORM_HOST, internal_addr.port()),
+                default_timezone: config.default_timezone.clone(),
+            },
+        },
+        store.clone(),
+        runtime.clone(),
+        Arc::clone(&secrets),
+        routing.clone(),
+    );
+    let supervisor_handle = supervisor.handle();
 
     let state = web::Data::new(AppState {
         config: Arc::new(config.clone()),
@@ -156,6 +208,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         cache: CredentialCache::new(DEFAULT_TTL),
         runtime,
         upload_lock: tokio::sync::Mutex::new(()),
+        supervisor: supervisor_handle.clone(),
+        routing,
     });
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {
@@ -195,8 +249,44 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     for (addr, scheme) in server.addrs_with_scheme() {
         announce(&format!("listening on {scheme}://{addr}"));
     }
+    let internal_state = state.clone();
+    let internal = HttpServer::new(move || {
+        let peers = internal_state.supervisor.clone();
+        App::new()
+            .wrap_fn(move |req, srv| {
+                // Only Berth's containers may use the plain-HTTP API.
+                let allowed = req
+                    .peer_addr()
+                    .is_some_and(|peer| peers.is_container_peer(peer.ip()));
+                let response = if allowed {
+                    Some(srv.call(req))
+                } else {
+                    tracing::warn!(peer = ?req.peer_addr(), "internal API: refused a peer outside the container networks");
+                    None
+                };
+                async move {
+                    match response {
+                        Some(r) => r.await,
+                        None => Err(api::error::ApiError::forbidden().into()),
+                    }
+                }
+            })
+            .configure(api::configure(internal_state.clone()))
+    })
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    .listen(internal_listener)
+    .map_err(|source| StartupError::Bind {
+        addr: internal_addr.to_string(),
+        source,
+    })?;
+    announce(&format!("internal api on http://{internal_addr}"));
+    announce(&format!("installation {installation}"));
     announce(&format!("management tenant {}", tenants::MANAGEMENT));
-    server.run().await.map_err(StartupError::Server)?;
+    let supervisor_task = tokio::spawn(supervisor.run());
+    let (public, internal) = futures_util::future::join(server.run(), internal.run()).await;
+    supervisor_task.abort();
+    public.map_err(StartupError::Server)?;
+    internal.map_err(StartupError::Server)?;
     drop(state);
     tracing::info!("stopped");
     Ok(())

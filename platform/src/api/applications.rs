@@ -19,6 +19,8 @@ use crate::store::applications::{
 use crate::store::users::{NewUser, UserKind};
 
 pub const MICROSERVICE: &str = "MICROSERVICE";
+/// How long deleting or unsubscribing waits for the supervisor to remove containers.
+pub const CONVERGE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 const TYPES: &[&str] = &[MICROSERVICE, "HOSTED", "EXTERNAL"];
 const AVAILABILITIES: &[&str] = &["PRIVATE", "MARKET", "SHARED"];
 
@@ -28,6 +30,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/application/applications/{id}", web::get().to(get))
         .route("/application/applications/{id}", web::put().to(update))
         .route("/application/applications/{id}", web::delete().to(delete))
+        .route(
+            "/application/applications/{id}/logs/{instance}",
+            web::get().to(logs),
+        )
         .route(
             "/application/applications/{id}/bootstrapUser",
             web::get().to(bootstrap_user),
@@ -289,14 +295,87 @@ async fn get(
     ])?;
     let id = app_id(&path)?;
     let tenant = principal.tenant.clone();
-    let app = db(&state, "applications", move |c| {
+    let (app, rollout_message) = db(&state, "applications", move |c| {
+        Ok((
+            applications::get(c, &tenant, id)?,
+            crate::store::subscriptions::rollout_message(c, id)?,
+        ))
+    })
+    .await?;
+    let mut body = application_json(&media::base_url(&req), &app);
+    if app.app_type == MICROSERVICE {
+        let mut status = state
+            .supervisor
+            .status(id)
+            .unwrap_or_else(|| json!({"deployments": []}));
+        status["rolloutMessage"] = json!(rollout_message);
+        body["status"] = status;
+    }
+    Ok(media::ok("application", &body))
+}
+
+/// `GET …/applications/{id}/logs/{instance}?since=&until=&tail=`: one instance's stdout and
+/// stderr as text, with timestamps. `since`/`until` are RFC 3339 or Unix seconds.
+async fn logs(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&[
+        roles::APPLICATION_MANAGEMENT_READ,
+        roles::APPLICATION_MANAGEMENT_ADMIN,
+    ])?;
+    let (id_text, instance) = path.into_inner();
+    let id = app_id(&id_text)?;
+    let tenant = principal.tenant.clone();
+    db(&state, "applications", move |c| {
         applications::get(c, &tenant, id)
     })
     .await?;
-    Ok(media::ok(
-        "application",
-        &application_json(&media::base_url(&req), &app),
-    ))
+    let container = state
+        .supervisor
+        .instance_container(id, &instance)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "applications",
+                &format!("Application {id} has no instance {instance}; see status.deployments[].instances"),
+            )
+        })?;
+    let time = |name: &str| -> Result<i64, ApiError> {
+        let Some(text) = query.get(name) else {
+            return Ok(0);
+        };
+        if let Ok(secs) = text.parse::<i64>() {
+            return Ok(secs);
+        }
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map(|t| t.unix_timestamp())
+            .map_err(|_| {
+                ApiError::invalid(
+                    "applications",
+                    &format!("{name} must be RFC 3339 (2026-01-31T12:00:00Z) or Unix seconds, got {text:?}"),
+                )
+            })
+    };
+    let (since, until) = (time("since")?, time("until")?);
+    let tail = match query.get("tail") {
+        None => None,
+        Some(t) => Some(t.parse::<u64>().map_err(|_| {
+            ApiError::invalid(
+                "applications",
+                &format!("tail must be a line count, got {t:?}"),
+            )
+        })?),
+    };
+    let text = state
+        .runtime
+        .logs(&container, since, until, tail)
+        .await
+        .map_err(|e| ApiError::internal(&e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(text))
 }
 
 async fn update(
@@ -391,6 +470,13 @@ async fn delete(
     .await?;
     if let Some(user) = &app.bootstrap_user {
         state.cache.invalidate_user(&app.owner, user);
+    }
+    // Containers go first: an image still used by a container cannot be removed.
+    if !state.supervisor.converge(CONVERGE_LIMIT).await {
+        tracing::warn!(
+            application = id,
+            "containers not yet removed; images may stay tagged"
+        );
     }
     for version in &versions {
         discard_version_artifacts(&state, version).await;

@@ -359,6 +359,7 @@ async fn add_role(
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
     let role = body.role_name()?;
+    super::users::check_assignable(&state, &tenant, &role).await?;
     let (t, r) = (tenant.clone(), role.clone());
     db(&state, "roles", move |c| {
         users::add_group_role(c, &t, id, &r)

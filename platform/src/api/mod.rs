@@ -9,6 +9,7 @@ pub mod media;
 pub mod options;
 pub mod paging;
 pub mod roles;
+pub mod subscriptions;
 pub mod tenants;
 pub mod upload;
 pub mod users;
@@ -20,6 +21,7 @@ use actix_web::{HttpRequest, web};
 
 use crate::auth::cache::CredentialCache;
 use crate::config::Config;
+use crate::routing::RoutingTable;
 use crate::runtime::Runtime;
 use crate::secrets::Secrets;
 use crate::store::Store;
@@ -35,6 +37,10 @@ pub struct AppState {
     pub runtime: Runtime,
     /// Uploads run one at a time, so the version rules and image bookkeeping see a stable state.
     pub upload_lock: tokio::sync::Mutex<()>,
+    /// Poke after changing subscriptions or versions; status and instances of deployments.
+    pub supervisor: crate::supervisor::Handle,
+    /// Ready upstreams per deployment (read by the proxy).
+    pub routing: RoutingTable,
 }
 
 /// Registers every route, the extractor error mapping and the 404 fallback.
@@ -57,6 +63,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(users::routes)
             .configure(groups::routes)
             .configure(roles::routes)
+            .configure(subscriptions::routes)
             .configure(applications::routes)
             .configure(upload::routes)
             .default_service(web::to(not_found));

@@ -248,6 +248,7 @@ async fn upload(
         cleanup_replaced(&state, &old, &package_file).await;
     }
     tracing::info!(tenant = %app.owner, application = %app.name, %version, image = %package.image.id, "package accepted");
+    state.supervisor.poke();
     let base = media::base_url(&req);
     let body = application_json(&base, &app);
     Ok(media::created(

@@ -95,11 +95,29 @@ impl RoleReferenceBody {
                     .map(str::to_owned)
             })
             .ok_or_else(|| ApiError::invalid("roles", "role reference needs self or id"))?;
-        if roles::ALL.contains(&name.as_str()) {
+        if roles::ALL.contains(&name.as_str()) || roles::is_role_name(&name) {
             Ok(name)
         } else {
             Err(ApiError::invalid("roles", &format!("Unknown role {name}")))
         }
+    }
+}
+
+/// A role is assignable in `tenant` when it is in the catalogue or one of the `roles` of an
+/// application the tenant is subscribed to.
+pub async fn check_assignable(state: &AppState, tenant: &str, role: &str) -> Result<(), ApiError> {
+    if roles::ALL.contains(&role) {
+        return Ok(());
+    }
+    let t = tenant.to_owned();
+    let extra = db(state, "roles", move |c| {
+        crate::store::subscriptions::assignable_roles(c, &t)
+    })
+    .await?;
+    if extra.iter().any(|r| r == role) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("roles", &format!("Unknown role {role}")))
     }
 }
 
@@ -559,6 +577,7 @@ async fn add_role(
     let (tenant, name) = path.into_inner();
     admin_access(&principal, &tenant)?;
     let role = body.role_name()?;
+    check_assignable(&state, &tenant, &role).await?;
     let (t, n, r) = (tenant.clone(), name.clone(), role.clone());
     db(&state, "roles", move |c| {
         users::add_user_role(c, &t, &n, &r)

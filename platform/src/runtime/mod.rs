@@ -1,11 +1,15 @@
-//! The container runtime: the only module that knows bollard. For now it loads, inspects, tags
-//! and removes images; later work adds containers on top of the same connection.
+//! The container runtime: the only module that knows bollard. Images (load, tag, remove) and
+//! the containers and networks of deployments, behind plain-data methods.
 
+pub mod containers;
 pub mod images;
 
 use std::path::Path;
 
 use bollard::Docker;
+
+/// Host name containers use for the platform (mapped to the Docker host by `extra_hosts`).
+pub const PLATFORM_HOST: &str = "berth-platform";
 
 /// Seconds a Docker call may take (image loads of large packages included).
 const DOCKER_TIMEOUT_SECS: u64 = 600;

@@ -178,6 +178,19 @@ pub fn get(conn: &Connection, tenant: &str, id: i64) -> Result<Application, Stor
     .ok_or_else(|| StoreError::NotFound(format!("Could not find application by ID {id}")))
 }
 
+/// The application `id` whoever owns it (subscriptions, the supervisor); NotFound if absent.
+pub fn get_any(conn: &Connection, id: i64) -> Result<Application, StoreError> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM applications WHERE id = ?1"),
+        params![id],
+        from_row,
+    )
+    .optional()?
+    .map(finish)
+    .transpose()?
+    .ok_or_else(|| StoreError::NotFound(format!("Could not find application by ID {id}")))
+}
+
 /// The application whose bootstrap user is `user` in `tenant`, if any.
 pub fn by_bootstrap_user(
     conn: &Connection,

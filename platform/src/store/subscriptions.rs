@@ -24,6 +24,8 @@ pub struct NewSubscription {
     pub tenant: String,
     /// The service user (its `bootstrap` flag is ignored: it is stored as a service user).
     pub service_user: NewUser,
+    /// False for applications without containers (hosted/external): no service user is made.
+    pub create_service_user: bool,
     pub service_password_sealed: String,
     /// The manifest's `requiredRoles`, granted to the service user.
     pub required_roles: Vec<String>,
@@ -56,6 +58,10 @@ pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), Sto
         })
     })?;
     let now = timestamp();
+    if !new.create_service_user {
+        tx.commit()?;
+        return Ok(());
+    }
     tx.execute(
         "INSERT INTO users (tenant_id, user_name, kind, password_hash, enabled, last_password_change, creation_time) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
         params![
@@ -176,6 +182,21 @@ pub fn of_tenant(
     Ok((ids, total.try_into().unwrap_or(0)))
 }
 
+/// The subscription whose service user is `user` of `tenant`, if any.
+pub fn by_service_user(
+    conn: &Connection,
+    tenant: &str,
+    user: &str,
+) -> Result<Option<Subscription>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT application_id, tenant_id, service_user, service_password_sealed FROM subscriptions WHERE tenant_id = ?1 AND service_user = ?2",
+            params![tenant, user],
+            row_to_subscription,
+        )
+        .optional()?)
+}
+
 /// Roles that subscriptions make assignable in `tenant` (the `roles` of subscribed applications).
 pub fn assignable_roles(conn: &Connection, tenant: &str) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare(
@@ -244,6 +265,8 @@ pub struct DesiredApplication {
     pub active_version: String,
     pub stable_version: Option<String>,
     pub image_tag: String,
+    /// The image id behind the tag (changes when a SNAPSHOT is re-uploaded).
+    pub image_id: String,
     /// The active version's manifest, as stored (resolved, defaults included).
     pub manifest: String,
     pub bootstrap_user: String,
@@ -254,7 +277,7 @@ pub struct DesiredApplication {
 /// Every microservice with an active version and ≥1 subscription.
 pub fn desired(conn: &Connection) -> Result<Vec<DesiredApplication>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT a.id, a.name, a.key, a.owner_tenant, a.active_version_id, a.stable_version_id, v.image_tag, v.manifest, a.bootstrap_user, a.bootstrap_password_sealed
+        "SELECT a.id, a.name, a.key, a.owner_tenant, a.active_version_id, a.stable_version_id, v.image_tag, v.image_id, v.manifest, a.bootstrap_user, a.bootstrap_password_sealed
          FROM applications a JOIN application_versions v ON v.application_id = a.id AND v.version = a.active_version_id
          WHERE a.type = 'MICROSERVICE' AND a.bootstrap_user IS NOT NULL AND a.bootstrap_password_sealed IS NOT NULL
            AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.application_id = a.id)
@@ -269,9 +292,10 @@ pub fn desired(conn: &Connection) -> Result<Vec<DesiredApplication>, StoreError>
             active_version: r.get(4)?,
             stable_version: r.get(5)?,
             image_tag: r.get(6)?,
-            manifest: r.get(7)?,
-            bootstrap_user: r.get(8)?,
-            bootstrap_password_sealed: r.get(9)?,
+            image_id: r.get(7)?,
+            manifest: r.get(8)?,
+            bootstrap_user: r.get(9)?,
+            bootstrap_password_sealed: r.get(10)?,
             subscriptions: Vec::new(),
         })
     })?;

@@ -1,0 +1,426 @@
+//! `/tenant/tenants/{tenantId}/applications…` (subscribe, list, unsubscribe) and the bootstrap
+//! user's `/application/currentApplication/subscriptions` and `…/settings`.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::applications::{CONVERGE_LIMIT, MICROSERVICE, application_json};
+use super::error::ApiError;
+use super::options::seal_context;
+use super::paging::PageRequest;
+use super::{AppState, db, media};
+use crate::auth::principal::Principal;
+use crate::auth::roles;
+use crate::store::applications::{self, Application};
+use crate::store::options::{self, TenantOption};
+use crate::store::subscriptions::{self, NewSubscription};
+use crate::store::tenants;
+use crate::store::users::{NewUser, UserKind};
+
+/// Keys with this prefix are stored encrypted and handed to the service decrypted, unprefixed.
+const CREDENTIALS_PREFIX: &str = "credentials.";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/tenant/tenants/{tenant}/applications", web::get().to(list))
+        .route(
+            "/tenant/tenants/{tenant}/applications",
+            web::post().to(subscribe),
+        )
+        .route(
+            "/tenant/tenants/{tenant}/applications/{id}",
+            web::delete().to(unsubscribe),
+        )
+        .route(
+            "/application/currentApplication/subscriptions",
+            web::get().to(current_subscriptions),
+        )
+        .route(
+            "/application/currentApplication/settings",
+            web::get().to(current_settings),
+        );
+}
+
+#[derive(Debug, Deserialize)]
+struct ReferenceBody {
+    application: Option<Map<String, Value>>,
+}
+
+impl ReferenceBody {
+    /// The application id from `{"application":{"id":…}}` or `{"application":{"self":…}}`.
+    fn application_id(&self) -> Result<i64, ApiError> {
+        let bad = || {
+            ApiError::invalid(
+                "applications",
+                "body must be {\"application\": {\"id\": \"<id>\"}} or {\"application\": {\"self\": \"<application URL>\"}}",
+            )
+        };
+        let app = self.application.as_ref().ok_or_else(bad)?;
+        let text = match (app.get("id"), app.get("self")) {
+            (Some(Value::String(id)), _) => id.clone(),
+            (Some(Value::Number(id)), _) => id.to_string(),
+            (_, Some(Value::String(url))) => url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            _ => return Err(bad()),
+        };
+        text.parse().map_err(|_| {
+            ApiError::not_found(
+                "applications",
+                &format!("Could not find application by ID {text}"),
+            )
+        })
+    }
+}
+
+/// The subscription target tenant must be the caller's own (needs application management) or
+/// one the caller manages: a subtenant, or any tenant for the management tenant (needs tenant
+/// management ADMIN/UPDATE).
+async fn check_manage(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+) -> Result<(), ApiError> {
+    let id = tenant.to_owned();
+    let found = db(state, "tenants", move |c| tenants::get(c, &id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("tenants", &format!("There is no tenant with id = {tenant}"))
+        })?;
+    if found.id == principal.tenant {
+        return principal.require_any(&[
+            roles::APPLICATION_MANAGEMENT_ADMIN,
+            roles::TENANT_MANAGEMENT_ADMIN,
+            roles::TENANT_MANAGEMENT_UPDATE,
+        ]);
+    }
+    if principal.is_management() || found.parent.as_deref() == Some(principal.tenant.as_str()) {
+        return principal.require_any(&[
+            roles::TENANT_MANAGEMENT_ADMIN,
+            roles::TENANT_MANAGEMENT_UPDATE,
+        ]);
+    }
+    Err(ApiError::forbidden())
+}
+
+/// The application a caller may subscribe tenants to: one its tenant owns, any for the
+/// management tenant, or a MARKET/SHARED one.
+async fn subscribable(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<Application, ApiError> {
+    let app = db(state, "applications", move |c| applications::get_any(c, id)).await?;
+    let visible = app.owner == principal.tenant
+        || principal.is_management()
+        || matches!(app.availability.as_str(), "MARKET" | "SHARED");
+    if visible {
+        Ok(app)
+    } else {
+        Err(ApiError::not_found(
+            "applications",
+            &format!("Could not find application by ID {id}"),
+        ))
+    }
+}
+
+/// The validated, defaults-resolved manifest of an application (None before the first upload).
+pub fn resolved_manifest(app: &Application) -> Option<manifests_schema::Manifest> {
+    let text = app.manifest.as_ref()?.to_string();
+    manifests_schema::validate(&text).ok().map(|v| v.manifest)
+}
+
+/// Context for sealing a service user's password: bound to its tenant and user.
+pub fn service_context(tenant: &str, user: &str) -> String {
+    format!("service/{tenant}/{user}")
+}
+
+fn reference_json(base: &str, tenant: &str, app: &Application) -> Value {
+    json!({
+        "self": format!("{base}/tenant/tenants/{tenant}/applications/{}", app.id),
+        "application": application_json(base, app),
+    })
+}
+
+async fn subscribe(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<ReferenceBody>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    check_manage(&state, &principal, &tenant).await?;
+    let app = subscribable(&state, &principal, body.application_id()?).await?;
+    let is_microservice = app.app_type == MICROSERVICE;
+    let user_name = format!("service_{}", app.name);
+    let password = state
+        .secrets
+        .random_token(32)
+        .map_err(|e| ApiError::internal(&e.to_string()))?;
+    let sealed = state
+        .secrets
+        .seal(&service_context(&tenant, &user_name), &password)
+        .map_err(|e| ApiError::internal(&e.to_string()))?;
+    let password_hash = if is_microservice {
+        super::users::hash_password(password).await?
+    } else {
+        String::new()
+    };
+    let manifest = resolved_manifest(&app);
+    let mut settings = Vec::new();
+    if let Some(manifest) = &manifest {
+        let category = manifest.settings_category_or(&app.name).to_owned();
+        for setting in &manifest.settings {
+            let encrypted = setting.key.starts_with(CREDENTIALS_PREFIX);
+            let value = if encrypted {
+                state
+                    .secrets
+                    .seal(
+                        &seal_context(&tenant, &category, &setting.key),
+                        &setting.default_value,
+                    )
+                    .map_err(|e| ApiError::internal(&e.to_string()))?
+            } else {
+                setting.default_value.clone()
+            };
+            settings.push(TenantOption {
+                category: category.clone(),
+                key: setting.key.clone(),
+                value,
+                encrypted,
+                editable: setting.editable,
+            });
+        }
+    }
+    let new = NewSubscription {
+        application_id: app.id,
+        tenant: tenant.clone(),
+        service_user: NewUser {
+            user_name,
+            password_hash,
+            enabled: true,
+            ..NewUser::default()
+        },
+        create_service_user: is_microservice,
+        service_password_sealed: sealed,
+        required_roles: app.required_roles.clone(),
+        settings,
+    };
+    db(&state, "applications", move |c| {
+        subscriptions::subscribe(c, &new)
+    })
+    .await?;
+    state.supervisor.poke();
+    let base = media::base_url(&req);
+    let body = reference_json(&base, &tenant, &app);
+    Ok(media::created(
+        &req,
+        "applicationReference",
+        &format!("{base}/tenant/tenants/{tenant}/applications/{}", app.id),
+        &body,
+    ))
+}
+
+async fn list(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    let id = tenant.clone();
+    let found = db(&state, "tenants", move |c| tenants::get(c, &id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("tenants", &format!("There is no tenant with id = {tenant}"))
+        })?;
+    if found.id == principal.tenant {
+        principal.require_any(&[
+            roles::APPLICATION_MANAGEMENT_READ,
+            roles::APPLICATION_MANAGEMENT_ADMIN,
+            roles::TENANT_MANAGEMENT_READ,
+            roles::TENANT_MANAGEMENT_ADMIN,
+        ])?;
+    } else if principal.is_management()
+        || found.parent.as_deref() == Some(principal.tenant.as_str())
+    {
+        principal.require_any(&[
+            roles::TENANT_MANAGEMENT_READ,
+            roles::TENANT_MANAGEMENT_ADMIN,
+        ])?;
+    } else {
+        return Err(ApiError::forbidden());
+    }
+    let page = PageRequest::from_query(&query)?;
+    let t = tenant.clone();
+    let (apps, total) = db(&state, "applications", move |c| {
+        let (ids, total) = subscriptions::of_tenant(c, &t, page.window())?;
+        let apps = ids
+            .into_iter()
+            .map(|id| applications::get_any(c, id))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((apps, total))
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let items = apps
+        .iter()
+        .map(|a| reference_json(&base, &tenant, a))
+        .collect();
+    Ok(media::ok(
+        "applicationReferenceCollection",
+        &page.collection(&req, "references", items, total),
+    ))
+}
+
+async fn unsubscribe(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id_text) = path.into_inner();
+    check_manage(&state, &principal, &tenant).await?;
+    let id: i64 = id_text.parse().map_err(|_| {
+        ApiError::not_found(
+            "applications",
+            &format!("Could not find application by ID {id_text}"),
+        )
+    })?;
+    let app = subscribable(&state, &principal, id).await?;
+    let manifest = resolved_manifest(&app);
+    let category = manifest
+        .as_ref()
+        .map(|m| m.settings_category_or(&app.name).to_owned())
+        .unwrap_or_else(|| app.name.clone());
+    let keys: Vec<String> = manifest
+        .map(|m| m.settings.into_iter().map(|s| s.key).collect())
+        .unwrap_or_default();
+    let t = tenant.clone();
+    let removed = db(&state, "applications", move |c| {
+        subscriptions::unsubscribe(c, id, &t, &category, &keys)
+    })
+    .await?;
+    state.cache.invalidate_user(&tenant, &removed.service_user);
+    // Answer once the containers are gone, so the caller sees the result of the unsubscribe.
+    state.supervisor.converge(CONVERGE_LIMIT).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The application of the calling bootstrap user; 403 for any other kind of user.
+pub async fn bootstrap_application(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Application, ApiError> {
+    if principal.kind != UserKind::Bootstrap {
+        return Err(ApiError::forbidden());
+    }
+    let (tenant, user) = (principal.tenant.clone(), principal.user.clone());
+    db(state, "applications", move |c| {
+        applications::by_bootstrap_user(c, &tenant, &user)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::not_found(
+            "applications",
+            "The bootstrap user's application no longer exists",
+        )
+    })
+}
+
+async fn current_subscriptions(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let app = bootstrap_application(&state, &principal).await?;
+    let id = app.id;
+    let subs = db(&state, "applications", move |c| {
+        subscriptions::of_application(c, id)
+    })
+    .await?;
+    let mut users = Vec::new();
+    for sub in subs {
+        let password = state
+            .secrets
+            .open(
+                &service_context(&sub.tenant, &sub.service_user),
+                &sub.service_password_sealed,
+            )
+            .map_err(|e| ApiError::internal(&e.to_string()))?;
+        users.push(json!({"tenant": sub.tenant, "name": sub.service_user, "password": password}));
+    }
+    let base = media::base_url(&req);
+    Ok(media::ok(
+        "applicationUserCollection",
+        &json!({"users": users, "self": format!("{base}/application/currentApplication/subscriptions")}),
+    ))
+}
+
+/// The effective settings: the manifest's defaults overlaid with the tenant's options of the
+/// settings category; `credentials.` keys are decrypted and lose their prefix.
+async fn current_settings(
+    principal: Principal,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (app, tenant) = match principal.kind {
+        UserKind::Bootstrap => {
+            let app = bootstrap_application(&state, &principal).await?;
+            let owner = app.owner.clone();
+            (app, owner)
+        }
+        UserKind::Service => {
+            let (t, u) = (principal.tenant.clone(), principal.user.clone());
+            let app = db(&state, "applications", move |c| {
+                let sub = subscriptions::by_service_user(c, &t, &u)?.ok_or_else(|| {
+                    crate::store::StoreError::NotFound("subscription no longer exists".into())
+                })?;
+                applications::get_any(c, sub.application_id)
+            })
+            .await?;
+            (app, principal.tenant.clone())
+        }
+        UserKind::Person => return Err(ApiError::forbidden()),
+    };
+    let manifest = resolved_manifest(&app);
+    let category = manifest
+        .as_ref()
+        .map(|m| m.settings_category_or(&app.name).to_owned())
+        .unwrap_or_else(|| app.name.clone());
+    let mut flat = Map::new();
+    let mut put = |key: &str, value: String| {
+        let key = key.strip_prefix(CREDENTIALS_PREFIX).unwrap_or(key);
+        flat.insert(key.to_owned(), Value::String(value));
+    };
+    if let Some(manifest) = &manifest {
+        for setting in &manifest.settings {
+            put(&setting.key, setting.default_value.clone());
+        }
+    }
+    let (t, c) = (tenant.clone(), category.clone());
+    let stored = db(&state, "options", move |conn| {
+        options::category(conn, &t, &c)
+    })
+    .await?;
+    for option in stored {
+        let value = if option.encrypted {
+            state
+                .secrets
+                .open(
+                    &seal_context(&tenant, &category, &option.key),
+                    &option.value,
+                )
+                .map_err(|e| ApiError::internal(&e.to_string()))?
+        } else {
+            option.value
+        };
+        put(&option.key, value);
+    }
+    Ok(media::ok("applicationSettings", &Value::Object(flat)))
+}

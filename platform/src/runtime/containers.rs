@@ -1,0 +1,391 @@
+//! Containers and networks of deployments: create with Berth's limits and hardening, find by
+//! labels, inspect, start, kill, remove, read logs, run exec probes, and watch die/oom events.
+//! Everything here is plain data in, plain data out: no bollard type leaves this module.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkCreateRequest,
+    NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, EventsOptions, KillContainerOptions, ListContainersOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions,
+};
+use futures_util::{Stream, StreamExt};
+
+use super::{Runtime, RuntimeError};
+
+/// Label carrying the id of the Berth installation that owns an object. The reconciler only
+/// ever touches objects with its own id, because several installations may share one engine.
+pub const LABEL_INSTALLATION: &str = "berth.installation";
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub network: String,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: i64,
+    /// apiVersion 2: drop every capability except NET_BIND_SERVICE; apiVersion 1 keeps
+    /// Docker's default set.
+    pub restricted_caps: bool,
+}
+
+/// What the reconciler needs to know about a container.
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    /// Identifies one run: changes at every (re)start.
+    pub started_at: String,
+    pub finished_at: String,
+    /// IPv4 address on its deployment network while running.
+    pub ip: Option<IpAddr>,
+}
+
+/// A Berth network and its IPv4 subnet.
+#[derive(Debug, Clone)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub subnets: Vec<String>,
+}
+
+/// A container lifecycle event relevant to the supervisor.
+#[derive(Debug, Clone)]
+pub struct ContainerEvent {
+    pub container_id: String,
+    /// `die` or `oom`.
+    pub action: String,
+}
+
+fn is_not_found(err: &BollardError) -> bool {
+    matches!(
+        err,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    let mut filters = HashMap::new();
+    filters.insert(
+        "label".to_owned(),
+        labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    );
+    filters
+}
+
+impl Runtime {
+    /// Creates a bridge network with `labels` (idempotent: an existing network of that name is
+    /// returned as is).
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<NetworkInfo, RuntimeError> {
+        if let Some(found) = self.network(name).await? {
+            return Ok(found);
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".to_owned()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => {}
+            // Lost a race with ourselves: fine, it exists now.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.network(name)
+            .await?
+            .ok_or_else(|| RuntimeError::Docker(format!("network {name} vanished after creation")))
+    }
+
+    async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(n) => Ok(Some(NetworkInfo {
+                id: n.id.unwrap_or_default(),
+                name: n.name.unwrap_or_default(),
+                labels: n.labels.unwrap_or_default(),
+                subnets: n
+                    .ipam
+                    .and_then(|i| i.config)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|c| c.subnet)
+                    .collect(),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Networks carrying every label of `labels`.
+    pub async fn networks(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<NetworkInfo>, RuntimeError> {
+        let options = ListNetworksOptions {
+            filters: Some(label_filter(labels)),
+        };
+        let mut found = Vec::new();
+        for n in self.docker.list_networks(Some(options)).await? {
+            // The list endpoint omits IPAM details on some engines: inspect each.
+            if let Some(name) = n.name
+                && let Some(info) = self.network(&name).await?
+            {
+                found.push(info);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes a network; absent is fine.
+    pub async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates (not starts) a container from `spec`; returns its id.
+    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        let (cap_drop, cap_add) = if spec.restricted_caps {
+            (
+                Some(vec!["ALL".to_owned()]),
+                Some(vec!["NET_BIND_SERVICE".to_owned()]),
+            )
+        } else {
+            (None, None)
+        };
+        let host_config = HostConfig {
+            memory: Some(spec.memory_bytes),
+            // Equal to memory: no swap, so the limit is what the manifest says.
+            memory_swap: Some(spec.memory_bytes),
+            nano_cpus: Some(spec.nano_cpus),
+            pids_limit: Some(spec.pids_limit),
+            cap_drop,
+            cap_add,
+            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+            privileged: Some(false),
+            network_mode: Some(spec.network.clone()),
+            extra_hosts: Some(vec![format!("{}:host-gateway", super::PLATFORM_HOST)]),
+            // The contract keeps at most ~35 MB of logs per instance.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), "10m".to_owned()),
+                    ("max-file".to_owned(), "3".to_owned()),
+                ])),
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone()),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings::default(),
+                )])),
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        Ok(self.docker.create_container(Some(options), body).await?.id)
+    }
+
+    pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        Ok(self.docker.start_container(id, None).await?)
+    }
+
+    /// SIGKILLs a running container (liveness failure); not running is fine.
+    pub async fn kill_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = KillContainerOptions {
+            signal: "KILL".to_owned(),
+        };
+        match self.docker.kill_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a container, running or not; absent is fine.
+    pub async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            link: false,
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every container (running or not) carrying every label of `labels`, inspected.
+    pub async fn containers(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(labels)),
+            ..Default::default()
+        };
+        let mut found = Vec::new();
+        for summary in self.docker.list_containers(Some(options)).await? {
+            let Some(id) = summary.id else { continue };
+            if let Some(info) = self.container(&id).await? {
+                found.push(info);
+            }
+        }
+        Ok(found)
+    }
+
+    /// One container, or None if it no longer exists.
+    pub async fn container(&self, id: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+        let c = match self.docker.inspect_container(id, None).await {
+            Ok(c) => c,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let state = c.state.unwrap_or_default();
+        let ip = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_values()
+            .filter_map(|e| e.ip_address)
+            .find_map(|ip| ip.parse().ok());
+        Ok(Some(ContainerInfo {
+            id: c.id.unwrap_or_default(),
+            name: c
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned(),
+            labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code,
+            oom_killed: state.oom_killed.unwrap_or(false),
+            started_at: state.started_at.unwrap_or_default(),
+            finished_at: state.finished_at.unwrap_or_default(),
+            ip,
+        }))
+    }
+
+    /// Logs of a container (stdout and stderr, with timestamps). `since`/`until` are Unix
+    /// seconds (0 = unbounded), `tail` a line count (None = all).
+    pub async fn logs(
+        &self,
+        id: &str,
+        since: i64,
+        until: i64,
+        tail: Option<u64>,
+    ) -> Result<String, RuntimeError> {
+        let options = LogsOptions {
+            follow: false,
+            stdout: true,
+            stderr: true,
+            since: i32::try_from(since).unwrap_or(i32::MAX),
+            until: i32::try_from(until).unwrap_or(i32::MAX),
+            timestamps: true,
+            tail: tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
+        };
+        let mut stream = std::pin::pin!(self.docker.logs(id, Some(options)));
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+        }
+        Ok(text)
+    }
+
+    /// Runs `command` in the container (exec probe). Ok(true) when it exits 0 within `timeout`.
+    pub async fn exec_succeeds(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<bool, RuntimeError> {
+        let config = CreateExecOptions::<String> {
+            cmd: Some(command.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(id, config).await?;
+        let run = async {
+            let options = StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: None,
+            };
+            if let StartExecResults::Attached { mut output, .. } =
+                self.docker.start_exec(&exec.id, Some(options)).await?
+            {
+                // Drain the output: the exec ends when its streams close.
+                while output.next().await.is_some() {}
+            }
+            Ok::<_, BollardError>(self.docker.inspect_exec(&exec.id).await?.exit_code)
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(code)) => Ok(code == Some(0)),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// `die` and `oom` events of containers carrying `labels`, as they happen.
+    pub fn container_events(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + use<> {
+        let mut filters = label_filter(labels);
+        filters.insert("type".to_owned(), vec!["container".to_owned()]);
+        filters.insert("event".to_owned(), vec!["die".to_owned(), "oom".to_owned()]);
+        let options = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker.events(Some(options)).map(|item| {
+            let event = item?;
+            Ok(ContainerEvent {
+                container_id: event.actor.and_then(|a| a.id).unwrap_or_default(),
+                action: event.action.unwrap_or_default(),
+            })
+        })
+    }
+}

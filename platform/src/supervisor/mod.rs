@@ -1,0 +1,975 @@
+//! The container supervisor: a level-triggered, idempotent reconcile loop. Desired state comes
+//! from the database (subscribed microservices, see [`spec`]), actual state from Docker
+//! (containers and networks found by Berth's labels); each pass converges one towards the other,
+//! publishes ready upstreams to the [`RoutingTable`] and the per-application status.
+//!
+//! A pass runs when poked (API handlers after every change, probe results, Docker `die`/`oom`
+//! events, a restart back-off expiring, the proxy reporting a refused upstream) and at least
+//! every `reconcile_interval`. Invariants:
+//! * only objects labelled with this installation's id are ever touched;
+//! * a deployment's network exists before its containers; containers go before networks;
+//! * a new revision's containers start before the old ones stop, and the old ones stop only
+//!   when every new replica is ready (zero-downtime rollout); a rollout that is not ready within
+//!   `rollout_timeout` is rolled back to the last stable version;
+//! * after a Berth restart, running containers are adopted (never duplicated), containers of
+//!   no desired deployment are removed, missing ones created.
+
+pub mod backoff;
+pub mod probes;
+pub mod spec;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::api::applications::bootstrap_context;
+use crate::api::subscriptions::service_context;
+use crate::routing::{DeploymentKey, RoutingTable, Upstream};
+use crate::runtime::Runtime;
+use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION};
+use crate::secrets::Secrets;
+use crate::store::{Store, options, subscriptions};
+use probes::{ProbeState, SharedProbeState};
+use spec::{Deployment, Inputs, Platform};
+
+const LABEL_APP: &str = "berth.app";
+const LABEL_DEPLOYMENT: &str = "berth.deployment";
+const LABEL_TENANT: &str = "berth.tenant";
+const LABEL_VERSION: &str = "berth.version";
+const LABEL_REVISION: &str = "berth.revision";
+const LABEL_REPLICA: &str = "berth.replica";
+/// Docker's "never" timestamp of a container that has not finished (or started).
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Supervisor settings (from the server configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub installation: String,
+    pub extra_labels: Vec<(String, String)>,
+    pub reconcile_interval: Duration,
+    pub rollout_timeout: Duration,
+    pub pids_limit: i64,
+    pub platform: Platform,
+}
+
+/// The API's view of the supervisor: poke it, read status, find instances, check peers.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    wake: Arc<Notify>,
+    status: Arc<RwLock<HashMap<i64, Value>>>,
+    /// Instance name → (application id, container id).
+    instances: Arc<RwLock<HashMap<String, (i64, String)>>>,
+    /// Subnets of Berth's networks: (network address, prefix length).
+    subnets: Arc<RwLock<Vec<(IpAddr, u8)>>>,
+    /// Number of completed passes.
+    passes: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Handle {
+    /// Asks for a reconcile pass soon (never blocks; several pokes coalesce).
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Pokes and waits (at most `limit`) until a pass that started after this call completed,
+    /// so the caller sees Docker converged to the database (e.g. containers of a deleted
+    /// application gone before its image is removed). False on timeout.
+    pub async fn converge(&self, limit: Duration) -> bool {
+        let mut passes = self.passes.subscribe();
+        let start = *passes.borrow_and_update();
+        self.poke();
+        // The pass running now may have read the database before our change: wait for the next.
+        let done = passes.wait_for(|n| *n >= start + 2);
+        matches!(tokio::time::timeout(limit, done).await, Ok(Ok(_)))
+    }
+
+    /// The status fragment of an application (None if it has no deployment).
+    pub fn status(&self, application_id: i64) -> Option<Value> {
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&application_id)
+            .cloned()
+    }
+
+    /// The container of `instance` if it belongs to `application_id`.
+    pub fn instance_container(&self, application_id: i64, instance: &str) -> Option<String> {
+        self.instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(instance)
+            .filter(|(app, _)| *app == application_id)
+            .map(|(_, id)| id.clone())
+    }
+
+    /// True when `ip` is inside one of Berth's container networks.
+    pub fn is_container_peer(&self, ip: IpAddr) -> bool {
+        self.subnets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(net, prefix)| in_subnet(ip, *net, *prefix))
+    }
+}
+
+fn in_subnet(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
+}
+
+fn parse_subnet(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, prefix) = text.split_once('/')?;
+    Some((addr.parse().ok()?, prefix.parse().ok()?))
+}
+
+/// What the supervisor remembers about one container between passes.
+#[derive(Debug)]
+struct Instance {
+    app: i64,
+    /// The container name, which is the instance name of the status and logs endpoints.
+    name: String,
+    /// Exits already counted (by `finished_at`).
+    counted_exit: String,
+    restarts: u32,
+    consecutive_failures: u32,
+    next_start: Option<Instant>,
+    last_failure: Option<String>,
+    /// The run the probe task watches (`started_at`), and the task.
+    probed_run: String,
+    probe_task: Option<JoinHandle<()>>,
+    probe_state: SharedProbeState,
+    running_since: Option<Instant>,
+}
+
+impl Instance {
+    fn new(app: i64, name: &str) -> Instance {
+        Instance {
+            app,
+            name: name.to_owned(),
+            counted_exit: String::new(),
+            restarts: 0,
+            consecutive_failures: 0,
+            next_start: None,
+            last_failure: None,
+            probed_run: String::new(),
+            probe_task: None,
+            probe_state: Arc::new(Mutex::new(ProbeState::default())),
+            running_since: None,
+        }
+    }
+
+    fn stop_probes(&mut self) {
+        if let Some(task) = self.probe_task.take() {
+            task.abort();
+        }
+        self.probed_run.clear();
+        *self.probe_state.lock().unwrap_or_else(|p| p.into_inner()) = ProbeState::default();
+    }
+
+    fn ready(&self) -> bool {
+        self.probe_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ready
+    }
+}
+
+/// A failure to start something, remembered per (deployment, replica) so creation failures
+/// back off too.
+#[derive(Debug, Default)]
+struct CreateFailures {
+    failures: u32,
+    next_try: Option<Instant>,
+    reason: String,
+}
+
+pub struct Supervisor {
+    settings: Settings,
+    store: Store,
+    runtime: Runtime,
+    secrets: Arc<Secrets>,
+    routing: RoutingTable,
+    handle: Handle,
+    instances: HashMap<String, Instance>,
+    create_failures: HashMap<(DeploymentKey, u32), CreateFailures>,
+    rollouts: HashMap<(i64, String), Instant>,
+    /// Deployments whose manifest could not be used, with the reason.
+    broken: HashMap<i64, String>,
+    /// Per application of the last pass: (active version, stable version).
+    rollout_apps: HashMap<i64, (String, Option<String>)>,
+}
+
+impl Supervisor {
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        runtime: Runtime,
+        secrets: Arc<Secrets>,
+        routing: RoutingTable,
+    ) -> Supervisor {
+        Supervisor {
+            settings,
+            store,
+            runtime,
+            secrets,
+            routing,
+            handle: Handle {
+                wake: Arc::new(Notify::new()),
+                status: Arc::default(),
+                instances: Arc::default(),
+                subnets: Arc::default(),
+                passes: Arc::new(tokio::sync::watch::channel(0).0),
+            },
+            instances: HashMap::new(),
+            create_failures: HashMap::new(),
+            rollouts: HashMap::new(),
+            broken: HashMap::new(),
+            rollout_apps: HashMap::new(),
+        }
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs forever: one pass now, then on every poke, event, expiring back-off or interval.
+    pub async fn run(mut self) {
+        let events = self.watch_events();
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "reconcile pass failed; retrying");
+            }
+            self.handle.passes.send_modify(|n| *n += 1);
+            let now = Instant::now();
+            let mut wait = self.settings.reconcile_interval;
+            let deadlines = self
+                .instances
+                .values()
+                .filter_map(|i| i.next_start)
+                .chain(self.create_failures.values().filter_map(|f| f.next_try));
+            for deadline in deadlines {
+                wait = wait.min(deadline.saturating_duration_since(now));
+            }
+            tokio::select! {
+                () = self.handle.wake.notified() => {}
+                () = self.routing.refused_reported() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+            if events.is_finished() {
+                tracing::warn!("Docker event watcher ended");
+            }
+        }
+    }
+
+    /// Pokes the loop on every `die`/`oom` of our containers (fast restarts); reconnects if the
+    /// event stream breaks.
+    fn watch_events(&self) -> JoinHandle<()> {
+        let runtime = self.runtime.clone();
+        let wake = Arc::clone(&self.handle.wake);
+        let installation = self.settings.installation.clone();
+        tokio::spawn(async move {
+            loop {
+                let labels = [(LABEL_INSTALLATION, installation.as_str())];
+                let mut events = std::pin::pin!(runtime.container_events(&labels));
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(e) => {
+                            tracing::debug!(container = %e.container_id, action = %e.action, "container event");
+                            wake.notify_one();
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Docker event stream failed");
+                            break;
+                        }
+                    }
+                }
+                // The engine went away or the stream closed: reconnect shortly, and reconcile
+                // meanwhile (events may have been missed).
+                wake.notify_one();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+
+    fn labels(&self) -> HashMap<String, String> {
+        let mut labels: HashMap<String, String> =
+            self.settings.extra_labels.iter().cloned().collect();
+        labels.insert(
+            LABEL_INSTALLATION.to_owned(),
+            self.settings.installation.clone(),
+        );
+        labels
+    }
+
+    fn short_id(&self) -> &str {
+        let id = &self.settings.installation;
+        &id[..id.len().min(8)]
+    }
+
+    fn network_name(&self, key: &DeploymentKey) -> String {
+        format!(
+            "berth-{}-{}-{}",
+            self.short_id(),
+            key.application_id,
+            docker_safe(key.tenant.as_deref().unwrap_or("shared"))
+        )
+    }
+
+    /// Reads the desired deployments (opening sealed passwords, reading owner options).
+    async fn desired(&mut self) -> Result<BTreeMap<DeploymentKey, Deployment>, String> {
+        let apps = self
+            .store
+            .run(|c| {
+                let apps = subscriptions::desired(c)?;
+                let mut with_options = Vec::new();
+                for app in apps {
+                    let runtime_options: BTreeMap<String, String> =
+                        options::category(c, &app.owner, spec::RUNTIME_CATEGORY)?
+                            .into_iter()
+                            .filter(|o| !o.encrypted)
+                            .map(|o| (o.key, o.value))
+                            .collect();
+                    with_options.push((app, runtime_options));
+                }
+                Ok(with_options)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut desired = BTreeMap::new();
+        self.broken.clear();
+        for (app, runtime_options) in apps {
+            let opened = (|| {
+                let bootstrap_password = self
+                    .secrets
+                    .open(
+                        &bootstrap_context(&app.owner, &app.bootstrap_user),
+                        &app.bootstrap_password_sealed,
+                    )
+                    .map_err(|e| e.to_string())?;
+                let mut service_users = Vec::new();
+                for sub in &app.subscriptions {
+                    let password = self
+                        .secrets
+                        .open(
+                            &service_context(&sub.tenant, &sub.service_user),
+                            &sub.service_password_sealed,
+                        )
+                        .map_err(|e| e.to_string())?;
+                    service_users.push((sub.tenant.clone(), sub.service_user.clone(), password));
+                }
+                Ok::<_, String>((bootstrap_password, service_users))
+            })();
+            let id = app.application_id;
+            let result = opened.and_then(|(bootstrap_password, service_users)| {
+                let inputs = Inputs {
+                    app,
+                    bootstrap_password,
+                    service_users,
+                    runtime_options,
+                };
+                spec::deployments(&inputs, &self.settings.platform).map(|deps| (inputs.app, deps))
+            });
+            match result {
+                Ok((app, deps)) => {
+                    for dep in deps {
+                        desired.insert(dep.key.clone(), (app.clone(), dep));
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(application = id, %reason, "cannot deploy");
+                    self.broken.insert(id, reason);
+                }
+            }
+        }
+        self.rollout_apps = desired
+            .values()
+            .map(|(app, _)| {
+                (
+                    app.application_id,
+                    (app.active_version.clone(), app.stable_version.clone()),
+                )
+            })
+            .collect();
+        Ok(desired.into_iter().map(|(k, (_, d))| (k, d)).collect())
+    }
+
+    /// One reconcile pass.
+    async fn pass(&mut self) -> Result<(), String> {
+        let desired = self.desired().await?;
+        let installation = self.settings.installation.clone();
+        let ours = [(LABEL_INSTALLATION, installation.as_str())];
+        let containers = self
+            .runtime
+            .containers(&ours)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut by_deployment: HashMap<String, Vec<ContainerInfo>> = HashMap::new();
+        let mut orphans = Vec::new();
+        let desired_names: HashMap<String, &DeploymentKey> =
+            desired.keys().map(|k| (k.to_string(), k)).collect();
+        for c in containers {
+            match c.labels.get(LABEL_DEPLOYMENT) {
+                Some(d) if desired_names.contains_key(d) => {
+                    by_deployment.entry(d.clone()).or_default().push(c)
+                }
+                _ => orphans.push(c),
+            }
+        }
+        // Orphans first: frees names, addresses and memory.
+        for c in &orphans {
+            tracing::info!(container = %c.name, "removing container of no desired deployment");
+            self.remove(c).await;
+        }
+        let mut subnets = Vec::new();
+        let mut app_ready: HashMap<i64, bool> = HashMap::new();
+        let mut statuses: HashMap<i64, Vec<Value>> = HashMap::new();
+        for (key, dep) in &desired {
+            let network = self.network_name(key);
+            let mut labels = self.labels();
+            labels.insert(LABEL_APP.to_owned(), key.application_id.to_string());
+            labels.insert(LABEL_DEPLOYMENT.to_owned(), key.to_string());
+            let net = match self.runtime.ensure_network(&network, &labels).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(deployment = %key, error = %e, "cannot create network");
+                    continue;
+                }
+            };
+            subnets.extend(net.subnets.iter().filter_map(|s| parse_subnet(s)));
+            let current = by_deployment.remove(&key.to_string()).unwrap_or_default();
+            let (all_ready, status) = self.converge(dep, &network, labels, current).await;
+            *app_ready.entry(key.application_id).or_insert(true) &= all_ready;
+            statuses.entry(key.application_id).or_default().push(status);
+        }
+        *self
+            .handle
+            .subnets
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = subnets;
+        // Networks of no desired deployment (after their containers are gone).
+        let wanted: HashSet<String> = desired.keys().map(|k| self.network_name(k)).collect();
+        match self.runtime.networks(&ours).await {
+            Ok(networks) => {
+                for n in networks.into_iter().filter(|n| !wanted.contains(&n.name)) {
+                    tracing::info!(network = %n.name, "removing network of no desired deployment");
+                    if let Err(e) = self.runtime.remove_network(&n.name).await {
+                        tracing::warn!(network = %n.name, error = %e, "cannot remove network");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list networks"),
+        }
+        for key in self.routing.keys() {
+            if !desired.contains_key(&key) {
+                self.routing.remove(&key);
+            }
+        }
+        let seen: HashSet<&DeploymentKey> = desired.keys().collect();
+        self.create_failures.retain(|(k, _), _| seen.contains(k));
+        self.rollout_step(&app_ready).await;
+        self.publish_status(statuses);
+        Ok(())
+    }
+
+    async fn remove(&mut self, c: &ContainerInfo) {
+        if let Some(mut instance) = self.instances.remove(&c.id) {
+            instance.stop_probes();
+        }
+        if let Err(e) = self.runtime.remove_container(&c.id).await {
+            tracing::warn!(container = %c.name, error = %e, "cannot remove container");
+        }
+    }
+
+    /// Converges one deployment; returns whether every replica of its current revision is
+    /// ready, and its status fragment.
+    async fn converge(
+        &mut self,
+        dep: &Deployment,
+        network: &str,
+        mut labels: HashMap<String, String>,
+        containers: Vec<ContainerInfo>,
+    ) -> (bool, Value) {
+        labels.insert(
+            LABEL_TENANT.to_owned(),
+            dep.key.tenant.clone().unwrap_or_default(),
+        );
+        labels.insert(LABEL_VERSION.to_owned(), dep.version.clone());
+        labels.insert(LABEL_REVISION.to_owned(), dep.revision.clone());
+        let (mut current, old): (Vec<_>, Vec<_>) = containers
+            .into_iter()
+            .partition(|c| c.labels.get(LABEL_REVISION) == Some(&dep.revision));
+        current.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut kept: BTreeMap<u32, ContainerInfo> = BTreeMap::new();
+        for c in current {
+            let replica = c
+                .labels
+                .get(LABEL_REPLICA)
+                .and_then(|r| r.parse::<u32>().ok());
+            match replica {
+                Some(r) if r < dep.replicas && !kept.contains_key(&r) => {
+                    kept.insert(r, c);
+                }
+                // Scaled down, or a duplicate (e.g. a create raced a crash): remove.
+                _ => self.remove(&c).await,
+            }
+        }
+        for replica in 0..dep.replicas {
+            match kept.get(&replica).cloned() {
+                Some(c) => {
+                    if let Some(updated) = self.keep_running(dep, c).await {
+                        kept.insert(replica, updated);
+                    } else {
+                        kept.remove(&replica);
+                    }
+                }
+                None => {
+                    if let Some(created) = self.create(dep, network, &labels, replica).await {
+                        kept.insert(replica, created);
+                    }
+                }
+            }
+        }
+        let ready_current: Vec<&ContainerInfo> = kept
+            .values()
+            .filter(|c| c.running && self.is_ready(&c.id))
+            .collect();
+        let all_ready = ready_current.len() == dep.replicas as usize;
+        let mut old_kept = Vec::new();
+        for c in old {
+            if all_ready || !c.running {
+                // Traffic has moved to the new revision (or the old one is dead anyway).
+                self.remove(&c).await;
+            } else {
+                self.observe_old(dep, &c);
+                old_kept.push(c);
+            }
+        }
+        let upstreams: Vec<Upstream> = kept
+            .values()
+            .chain(old_kept.iter())
+            .filter(|c| c.running && self.is_ready(&c.id))
+            .filter_map(|c| {
+                c.ip.map(|ip| Upstream {
+                    instance: c.name.clone(),
+                    addr: SocketAddr::new(ip, 80),
+                })
+            })
+            .collect();
+        self.routing.publish(dep.key.clone(), upstreams);
+        let status = self.deployment_status(dep, &kept, &old_kept);
+        (all_ready, status)
+    }
+
+    fn is_ready(&self, id: &str) -> bool {
+        self.instances.get(id).is_some_and(Instance::ready)
+    }
+
+    /// Old-revision containers keep serving during a rollout: keep their probes running.
+    fn observe_old(&mut self, dep: &Deployment, c: &ContainerInfo) {
+        let instance = self
+            .instances
+            .entry(c.id.clone())
+            .or_insert_with(|| Instance::new(dep.key.application_id, &c.name));
+        if instance.probed_run != c.started_at
+            && let Some(ip) = c.ip
+        {
+            instance.stop_probes();
+            instance.probed_run = c.started_at.clone();
+            // The old revision's probes are unknown here; readiness by TCP connect on port 80.
+            instance.probe_task = Some(tokio::spawn(probes::watch(
+                self.runtime.clone(),
+                c.id.clone(),
+                ip,
+                None,
+                dep.readiness.clone(),
+                Arc::clone(&instance.probe_state),
+                Arc::clone(&self.handle.wake),
+            )));
+        }
+    }
+
+    /// Keeps an existing container of the current revision running: counts exits, restarts
+    /// with back-off, kills it when liveness failed, keeps its probe task on the current run.
+    /// Returns the container's fresh state (None if it vanished).
+    async fn keep_running(&mut self, dep: &Deployment, c: ContainerInfo) -> Option<ContainerInfo> {
+        let now = Instant::now();
+        let instance = self
+            .instances
+            .entry(c.id.clone())
+            .or_insert_with(|| Instance::new(dep.key.application_id, &c.name));
+        if c.running {
+            let liveness_failed = instance
+                .probe_state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .liveness_failed;
+            if liveness_failed && instance.probed_run == c.started_at {
+                tracing::info!(container = %c.name, "liveness failed: killing for restart");
+                let reason = instance
+                    .probe_state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .last_failure
+                    .clone();
+                instance.last_failure = reason;
+                instance.stop_probes();
+                if let Err(e) = self.runtime.kill_container(&c.id).await {
+                    tracing::warn!(container = %c.name, error = %e, "cannot kill");
+                }
+                // Counted as a failure when the exit is observed (next pass, poked by `die`).
+                return self.runtime.container(&c.id).await.ok().flatten();
+            }
+            let since = *instance.running_since.get_or_insert(now);
+            if now.duration_since(since) >= backoff::STABLE_AFTER {
+                instance.consecutive_failures = 0;
+            }
+            if instance.probed_run != c.started_at
+                && let Some(ip) = c.ip
+            {
+                instance.stop_probes();
+                instance.probed_run = c.started_at.clone();
+                instance.probe_task = Some(tokio::spawn(probes::watch(
+                    self.runtime.clone(),
+                    c.id.clone(),
+                    ip,
+                    dep.liveness.clone(),
+                    dep.readiness.clone(),
+                    Arc::clone(&instance.probe_state),
+                    Arc::clone(&self.handle.wake),
+                )));
+            }
+            return Some(c);
+        }
+        // Not running.
+        instance.running_since = None;
+        if !instance.probed_run.is_empty() {
+            let probe_failure = instance
+                .probe_state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_failure
+                .clone()
+                .filter(|f| f.starts_with("Liveness"));
+            instance.stop_probes();
+            if let Some(f) = probe_failure {
+                instance.last_failure = Some(f);
+            }
+        }
+        let exited = c.finished_at != ZERO_TIME && !c.finished_at.is_empty();
+        if exited && instance.counted_exit != c.finished_at {
+            instance.counted_exit = c.finished_at.clone();
+            instance.consecutive_failures += 1;
+            let reason = if c.oom_killed {
+                "OOMKilled: the memory limit was exceeded".to_owned()
+            } else {
+                format!("exited with code {}", c.exit_code.unwrap_or(-1))
+            };
+            // A liveness kill keeps its own, more telling reason.
+            let killed_for_liveness = instance
+                .last_failure
+                .as_deref()
+                .is_some_and(|f| f.starts_with("Liveness") && c.exit_code == Some(137));
+            if !killed_for_liveness {
+                instance.last_failure = Some(reason);
+            }
+            instance.next_start = Some(now + backoff::delay(instance.consecutive_failures));
+        }
+        if instance.next_start.is_some_and(|t| t > now) {
+            return Some(c);
+        }
+        instance.next_start = None;
+        let first_start = !exited;
+        match self.runtime.start_container(&c.id).await {
+            Ok(()) => {
+                if !first_start {
+                    instance.restarts += 1;
+                }
+                tracing::info!(container = %c.name, restarts = instance.restarts, "started");
+            }
+            Err(e) => {
+                instance.consecutive_failures += 1;
+                instance.last_failure = Some(format!("cannot start: {e}"));
+                instance.next_start = Some(now + backoff::delay(instance.consecutive_failures));
+                return Some(c);
+            }
+        }
+        let fresh = self.runtime.container(&c.id).await.ok().flatten()?;
+        if fresh.running {
+            Box::pin(self.keep_running(dep, fresh)).await
+        } else {
+            Some(fresh)
+        }
+    }
+
+    /// Creates and starts replica `replica` of `dep` (respecting creation back-off).
+    async fn create(
+        &mut self,
+        dep: &Deployment,
+        network: &str,
+        labels: &HashMap<String, String>,
+        replica: u32,
+    ) -> Option<ContainerInfo> {
+        let now = Instant::now();
+        let slot = (dep.key.clone(), replica);
+        if self
+            .create_failures
+            .get(&slot)
+            .and_then(|f| f.next_try)
+            .is_some_and(|t| t > now)
+        {
+            return None;
+        }
+        let suffix = hex::encode(uuid::Uuid::new_v4().as_bytes())[..6].to_owned();
+        let name = format!(
+            "berth-{}-{}-{}-{}-{}",
+            self.short_id(),
+            dep.key.application_id,
+            docker_safe(dep.key.tenant.as_deref().unwrap_or("shared")),
+            replica,
+            suffix
+        );
+        let mut labels = labels.clone();
+        labels.insert(LABEL_REPLICA.to_owned(), replica.to_string());
+        let spec = ContainerSpec {
+            name: name.clone(),
+            image: dep.image.clone(),
+            env: dep.env.clone(),
+            labels,
+            network: network.to_owned(),
+            memory_bytes: dep.memory_bytes,
+            nano_cpus: dep.nano_cpus,
+            pids_limit: self.settings.pids_limit,
+            restricted_caps: dep.restricted_caps,
+        };
+        let created = match self.runtime.create_container(&spec).await {
+            Ok(id) => id,
+            Err(e) => {
+                let entry = self.create_failures.entry(slot).or_default();
+                entry.failures += 1;
+                entry.reason = format!("cannot create container: {e}");
+                entry.next_try = Some(now + backoff::delay(entry.failures));
+                tracing::warn!(deployment = %dep.key, error = %e, "cannot create container");
+                return None;
+            }
+        };
+        self.create_failures.remove(&slot);
+        tracing::info!(container = %name, deployment = %dep.key, version = %dep.version, "created");
+        let info = self.runtime.container(&created).await.ok().flatten()?;
+        self.keep_running(dep, info).await
+    }
+
+    /// Marks finished rollouts stable and rolls back those past their deadline.
+    async fn rollout_step(&mut self, app_ready: &HashMap<i64, bool>) {
+        let now = Instant::now();
+        let apps = std::mem::take(&mut self.rollout_apps);
+        for (app, (active, stable)) in &apps {
+            if stable.as_deref() == Some(active.as_str()) {
+                self.rollouts.remove(&(*app, active.clone()));
+                continue;
+            }
+            let ready = app_ready.get(app).copied().unwrap_or(false);
+            let started = *self.rollouts.entry((*app, active.clone())).or_insert(now);
+            if ready {
+                let (id, version) = (*app, active.clone());
+                match self
+                    .store
+                    .run(move |c| subscriptions::mark_stable(c, id, &version))
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(application = app, version = %active, "rollout complete");
+                        self.rollouts.remove(&(*app, active.clone()));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot record rollout"),
+                }
+            } else if now.duration_since(started) >= self.settings.rollout_timeout
+                && let Some(previous) = stable.clone()
+            {
+                let reason = format!(
+                    "version {active} did not become ready within {}s; rolled back to {previous}",
+                    self.settings.rollout_timeout.as_secs()
+                );
+                let (id, failed, prev, why) =
+                    (*app, active.clone(), previous.clone(), reason.clone());
+                match self
+                    .store
+                    .run(move |c| subscriptions::roll_back(c, id, &failed, &prev, &why))
+                    .await
+                {
+                    Ok(true) => {
+                        tracing::warn!(application = app, %reason, "rollout failed");
+                        self.rollouts.remove(&(*app, active.clone()));
+                        self.handle.poke();
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot roll back"),
+                }
+            }
+        }
+        self.rollout_apps = apps;
+        self.rollouts
+            .retain(|(app, _), _| app_ready.contains_key(app));
+    }
+
+    fn deployment_status(
+        &self,
+        dep: &Deployment,
+        kept: &BTreeMap<u32, ContainerInfo>,
+        old: &[ContainerInfo],
+    ) -> Value {
+        let now = Instant::now();
+        let mut instances = Vec::new();
+        let (mut active, mut unhealthy, mut restarts) = (0, 0, 0);
+        let mut last_failure: Option<String> = self
+            .create_failures
+            .iter()
+            .find(|((k, _), _)| *k == dep.key)
+            .map(|(_, f)| f.reason.clone());
+        let mut crash_loop = false;
+        for c in kept.values().chain(old.iter()) {
+            let instance = self.instances.get(&c.id);
+            let ready = c.running && instance.is_some_and(Instance::ready);
+            let current = c.labels.get(LABEL_REVISION) == Some(&dep.revision);
+            if current {
+                if ready {
+                    active += 1;
+                } else {
+                    unhealthy += 1;
+                }
+            }
+            let (n_restarts, failure, waiting) = instance.map_or((0, None, false), |i| {
+                (
+                    i.restarts,
+                    i.last_failure.clone(),
+                    i.next_start.is_some_and(|t| t > now),
+                )
+            });
+            let looping = waiting
+                && instance.is_some_and(|i| i.consecutive_failures >= backoff::CRASH_LOOP_AFTER);
+            crash_loop |= looping && current;
+            restarts += n_restarts;
+            if failure.is_some() {
+                last_failure = failure.clone();
+            }
+            let state = if c.running {
+                "RUNNING"
+            } else if looping {
+                "CRASH_LOOP_BACK_OFF"
+            } else if waiting {
+                "WAITING"
+            } else {
+                "STOPPED"
+            };
+            instances.push(json!({
+                "name": c.name,
+                "version": c.labels.get(LABEL_VERSION),
+                "state": state,
+                "ready": ready,
+                "restarts": n_restarts,
+                "ip": c.ip.map(|ip| ip.to_string()),
+                "lastFailure": failure,
+            }));
+        }
+        json!({
+            "tenant": dep.key.tenant,
+            "version": dep.version,
+            "desired": dep.replicas,
+            "active": active,
+            "unhealthy": unhealthy,
+            "restarts": restarts,
+            "reason": if crash_loop { Some("CrashLoopBackOff") } else { None },
+            "lastFailure": last_failure,
+            "instances": instances,
+        })
+    }
+
+    fn publish_status(&self, statuses: HashMap<i64, Vec<Value>>) {
+        let mut map = HashMap::new();
+        let names: HashMap<String, (i64, String)> = self
+            .instances
+            .iter()
+            .map(|(id, i)| (i.name.clone(), (i.app, id.clone())))
+            .collect();
+        for (app, deployments) in statuses {
+            let (active, stable) = self.rollout_apps.get(&app).cloned().unwrap_or_default();
+            map.insert(
+                app,
+                json!({
+                    "activeVersion": active,
+                    "stableVersion": stable,
+                    "deployments": deployments,
+                }),
+            );
+        }
+        for (app, reason) in &self.broken {
+            map.insert(*app, json!({"deployments": [], "lastFailure": reason}));
+        }
+        *self
+            .handle
+            .status
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = map;
+        *self
+            .handle
+            .instances
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = names;
+    }
+}
+
+/// Docker object names allow `[a-zA-Z0-9_.-]`.
+fn docker_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_membership() {
+        let cases = [
+            ("172.18.0.5", "172.18.0.0/16", true),
+            ("172.19.0.5", "172.18.0.0/16", false),
+            ("192.168.16.2", "192.168.16.0/20", true),
+            ("192.168.32.2", "192.168.16.0/20", false),
+            ("10.0.0.1", "0.0.0.0/0", true),
+            ("::1", "172.18.0.0/16", false),
+        ];
+        for (ip, net, inside) in cases {
+            let (addr, prefix) = parse_subnet(net).unwrap();
+            assert_eq!(
+                in_subnet(ip.parse().unwrap(), addr, prefix),
+                inside,
+                "{ip} in {net}"
+            );
+        }
+    }
+}
