@@ -129,6 +129,38 @@ impl Drop for Berth {
     }
 }
 
+/// The engine's id of `reference`, if it exists.
+fn image_id(reference: &str) -> Option<String> {
+    let output =
+        run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", reference]));
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The image tag the platform adds on upload (`berth/<tenant>-<app id>:<version>`). Tenant and app id repeat
+/// across platform instances sharing the engine, so on drop it is removed only if it still points at our image.
+struct PlatformTag {
+    tag: String,
+    image_id: String,
+}
+
+impl Drop for PlatformTag {
+    fn drop(&mut self) {
+        if image_id(&self.tag).as_deref() == Some(self.image_id.as_str()) {
+            let output = run(Command::new("docker").args(["rmi", &self.tag]));
+            if !output.status.success() {
+                eprintln!(
+                    "e2e cleanup: docker rmi {} failed: {}",
+                    self.tag,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+        }
+    }
+}
+
 /// `berth-pack deploy <zip> --url … --user management/admin --password <password>` plus `extra`.
 fn deploy_command(
     berth_pack: &Path,
@@ -225,8 +257,12 @@ fn hello_deploys_to_berth_and_a_redeploy_reuses_the_application() {
         .as_str()
         .unwrap_or_else(|| panic!("no id in {deployed}"))
         .to_owned();
-    // The platform tags the loaded image for the application; remove that tag with the build's.
-    cleanup.image(&format!("berth/management-{id}:1.0.0"));
+    // The platform tags the loaded image for the application; remove that tag at the end, but only while it
+    // still names our build (the tag is not unique to this platform instance, see `PlatformTag`).
+    let _platform_tag = PlatformTag {
+        tag: format!("berth/management-{id}:1.0.0"),
+        image_id: image_id(&image).expect("the build image exists"),
+    };
     assert_eq!(deployed["name"], "hello", "{deployed}");
     assert_eq!(deployed["version"], "1.0.0", "{deployed}");
     assert_eq!(deployed["created"], true, "{deployed}");
