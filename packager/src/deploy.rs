@@ -50,7 +50,7 @@ pub enum DeployError {
     #[error("{}: the package is invalid; nothing was sent to the platform", .0.file.display())]
     Invalid(Box<Inspection>),
     #[error(
-        "{}: this is a manifest, not a package zip; build the package with `berth-pack pack` first",
+        "{}: not a package zip; deploy needs the zip `berth-pack pack` builds (cumulocity.json + image.tar)",
         .0.display()
     )]
     NotAPackage(PathBuf),

@@ -366,7 +366,7 @@ fn invalid_packages_and_bad_settings_are_refused_before_any_request() {
             "a bare manifest",
             vec!["deploy", "cumulocity.json"],
             1,
-            "this is a manifest, not a package zip",
+            "cumulocity.json: not a package zip",
         ),
         (
             "a corrupt zip",
