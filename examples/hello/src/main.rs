@@ -1,6 +1,8 @@
 //! Example Berth microservice: a tiny actix-web server that shows what the platform gives a container.
 
 mod config;
+mod platform_client;
+mod probes;
 mod routes;
 
 use std::process::ExitCode;
@@ -36,8 +38,13 @@ async fn serve(config: Config) -> std::io::Result<()> {
     let env = InjectedEnv::select(std::env::vars());
     let listen = config.listen;
     let workers = config.workers;
+    let switch = actix_web::web::Data::new(probes::HealthSwitch::new(config.fail_health));
     let server = HttpServer::new(move || {
-        App::new().configure(routes::configure(config.clone(), env.clone()))
+        App::new().configure(routes::configure(
+            config.clone(),
+            env.clone(),
+            switch.clone(),
+        ))
     })
     .workers(workers)
     .shutdown_timeout(SHUTDOWN_GRACE.as_secs())

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
+use crate::probes::{self, HealthSwitch};
 
 /// Variables the platform injects besides the `C8Y_*` family (see the contract, section 4.1).
 const PLATFORM_VARS: &[&str] = &[
@@ -43,19 +44,32 @@ fn is_platform_var(name: &str) -> bool {
 }
 
 /// Registers every route; `main` and the tests both call this so tests exercise the real wiring.
-pub fn configure(config: Config, env: InjectedEnv) -> impl FnOnce(&mut web::ServiceConfig) {
+/// `switch` is shared by every worker (created once in `main`).
+pub fn configure(
+    config: Config,
+    env: InjectedEnv,
+    switch: web::Data<HealthSwitch>,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::new(config))
             .app_data(web::Data::new(env))
+            .app_data(switch)
             .route("/health", web::get().to(health))
+            .route("/health/fail", web::post().to(probes::fail))
+            .route("/health/pass", web::post().to(probes::pass))
+            .route("/connect", web::get().to(probes::connect))
+            .route(
+                "/platform/subscriptions",
+                web::get().to(crate::platform_client::subscriptions),
+            )
             .route("/hello", web::get().to(hello))
             .route("/env", web::get().to(injected_env))
             .route("/headers", web::get().to(echo_headers));
     }
 }
 
-async fn health(config: web::Data<Config>) -> HttpResponse {
-    if config.fail_health {
+async fn health(switch: web::Data<HealthSwitch>) -> HttpResponse {
+    if switch.failing() {
         HttpResponse::ServiceUnavailable().json(json!({"status": "DOWN"}))
     } else {
         HttpResponse::Ok().json(json!({"status": "UP"}))
