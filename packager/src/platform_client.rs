@@ -228,7 +228,10 @@ impl PlatformClient {
             .header("Accept", media("application"))
             .header("Content-Type", &body.content_type)
             .header("Content-Length", body.content_length.to_string());
-        let sent = request.send(SendBody::from_owned_reader(body.reader()));
+        let sent = request.send(SendBody::from_owned_reader(AnnounceEnd {
+            inner: body.reader(),
+            progress: progress.clone(),
+        }));
         let (status, body) = answer(&action, &url, sent)?;
         let application = Application::from_json(&body).ok_or_else(|| {
             unexpected(
@@ -272,6 +275,23 @@ impl PlatformClient {
             Err(ClientError::Refused { status: 409, .. }) => Ok(Subscription::AlreadySubscribed),
             Err(error) => Err(error),
         }
+    }
+}
+
+/// Tells the user, once the last byte is sent, that the wait that follows is the platform's work.
+struct AnnounceEnd<R> {
+    inner: R,
+    progress: ProgressBar,
+}
+
+impl<R: std::io::Read> std::io::Read for AnnounceEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.progress
+                .set_message("sent; the platform is loading the image");
+        }
+        Ok(n)
     }
 }
 
