@@ -575,7 +575,14 @@ impl Supervisor {
             })
             .collect();
         self.routing.publish(dep.key.clone(), upstreams);
-        let status = self.deployment_status(dep, &kept, &old_kept);
+        let mut status = self.deployment_status(dep, &kept, &old_kept);
+        // What the proxy really sees, straight from the routing table.
+        status["upstreams"] = self
+            .routing
+            .ready(&dep.key)
+            .iter()
+            .map(|u| json!(u.instance))
+            .collect();
         (all_ready, status)
     }
 

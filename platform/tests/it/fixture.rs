@@ -86,7 +86,13 @@ impl Server {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--https")
-            .arg("127.0.0.1:0");
+            .arg("127.0.0.1:0")
+            // Containers reach the internal API through the Docker host gateway; port 0
+            // because servers run in parallel. Test containers are labelled for cleanup.
+            .arg("--internal-api")
+            .arg("0.0.0.0:0")
+            .arg("--container-label")
+            .arg("berth.test=1");
         if options.http {
             command.arg("--http").arg("127.0.0.1:0");
         }
@@ -166,6 +172,14 @@ impl Server {
         let options = self.options.clone();
         drop(self);
         Server::launch(data_dir, tmp, options)
+    }
+
+    /// Kills the server (SIGKILL: no cleanup, like a crash); `restart` starts it again.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit code.

@@ -7,6 +7,7 @@ mod login;
 mod options;
 mod restart;
 mod serve;
+mod supervisor;
 mod tenants;
 mod upload;
 mod users;

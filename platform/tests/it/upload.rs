@@ -136,7 +136,7 @@ fn manifest(version: &str) -> String {
 }
 
 /// A ZIP with the given entries, in order.
-fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, data) in entries {
         writer
@@ -154,7 +154,7 @@ fn package(version: &str, image: &TestImage) -> Vec<u8> {
     ])
 }
 
-fn multipart(field: &str, zip: &[u8]) -> (String, Vec<u8>) {
+pub fn multipart(field: &str, zip: &[u8]) -> (String, Vec<u8>) {
     let boundary = format!("berth-boundary-{}", unique(""));
     let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"package.zip\"\r\nContent-Type: application/zip\r\n\r\n").into_bytes();
     body.extend_from_slice(zip);

@@ -1,0 +1,658 @@
+//! Subscriptions and the container supervisor against the real Docker engine, with the hello
+//! example as workload: deployments per isolation mode with the right credentials, the
+//! container calling the platform, probes (restart, readiness gating), adoption after a crash,
+//! cleanup on unsubscribe, limits and hardening, and network isolation between tenants.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Options, Server, Tenant, create_tenant, unique};
+use crate::upload::{multipart, zip_of};
+
+/// How long a deployment may take to become ready (image already loaded; containers start in
+/// well under a second, probes need a few periods).
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI must be installed for these tests");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    docker(args)
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The hello image, built once per test binary with `examples/hello/build.sh` (unique tag,
+/// label `berth.test=1`), shared by the tests running at the same time and removed when the
+/// last of them is done.
+struct HelloImage {
+    id: String,
+    archive: Vec<u8>,
+}
+
+static HELLO: Mutex<(usize, Option<Arc<HelloImage>>)> = Mutex::new((0, None));
+
+/// A reference to the shared image; the image is removed when the last one drops.
+struct HelloLease(Arc<HelloImage>);
+
+impl HelloLease {
+    fn acquire() -> HelloLease {
+        let mut guard = HELLO.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.1.is_none() {
+            guard.1 = Some(Arc::new(build_hello()));
+        }
+        guard.0 += 1;
+        HelloLease(Arc::clone(guard.1.as_ref().unwrap()))
+    }
+}
+
+impl Drop for HelloLease {
+    fn drop(&mut self) {
+        let mut guard = HELLO.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0 -= 1;
+        if guard.0 == 0 {
+            let _ = Command::new("docker")
+                .args(["rmi", "-f", &self.0.id])
+                .output();
+            guard.1 = None;
+        }
+    }
+}
+
+fn build_hello() -> HelloImage {
+    let berth = PathBuf::from(env!("CARGO_BIN_EXE_berth"));
+    let bin_dir = berth.parent().expect("binary directory");
+    let target_dir = bin_dir.parent().expect("target directory");
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_owned();
+    let out = tempfile::tempdir().unwrap();
+    let tag = format!("berth-it-hello-{}:1.0.0", unique(""));
+    let mut command = Command::new(workspace.join("examples/hello/build.sh"));
+    command
+        .env("IMAGE", &tag)
+        .env("SMOKE", "0")
+        .env("IMAGE_LABELS", "berth.test=1")
+        .env("OUTPUT_DIR", out.path())
+        .env("CARGO_TARGET_DIR", target_dir);
+    // Reuse a berth-pack built in the same target directory (build.sh builds one otherwise).
+    let pack = bin_dir.join("berth-pack");
+    if pack.is_file() {
+        command.env("BERTH_PACK", &pack);
+    }
+    let output = command.output().expect("run build.sh");
+    assert!(
+        output.status.success(),
+        "build.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+    let archive = std::fs::read(out.path().join("image.tar")).expect("image.tar");
+    HelloImage { id, archive }
+}
+
+/// Removes whatever the server under test left in Docker (it runs after the server is killed).
+struct DockerCleanup(String);
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let filter = format!("label=berth.installation={}", self.0);
+        let list = |args: &[&str]| {
+            Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        for id in list(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        }
+        for id in list(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
+            let _ = Command::new("docker").args(["network", "rm", id]).output();
+        }
+    }
+}
+
+/// A server with fast reconcile passes, and its Docker cleanup (dropped after the server).
+fn start_server(extra: &[&str]) -> (DockerCleanup, Server) {
+    let mut extra_args = vec!["--reconcile-interval".to_owned(), "1".to_owned()];
+    extra_args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let server = Server::start_with(Options {
+        extra_args,
+        ..Options::default()
+    });
+    let installation = server
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("berth: installation "))
+        .expect("installation line")
+        .to_owned();
+    (DockerCleanup(installation), server)
+}
+
+fn installation(cleanup: &DockerCleanup) -> &str {
+    &cleanup.0
+}
+
+/// Polls `check` until it returns Some, or panics after `deadline` with `what`.
+fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A manifest for the hello image with fast probes.
+fn manifest(isolation: &str, replicas: u32, probes: Value) -> String {
+    let mut m = json!({
+        "apiVersion": "2",
+        "version": "1.0.0",
+        "provider": {"name": "Berth tests"},
+        "isolation": isolation,
+        "replicas": replicas,
+        "resources": {"cpu": "0.5", "memory": "64M"},
+        "settings": [
+            {"key": "greeting", "defaultValue": "Hello", "editable": true},
+            {"key": "credentials.token", "defaultValue": "s3cret", "editable": false}
+        ],
+        "requiredRoles": ["ROLE_INVENTORY_READ"],
+        "roles": ["ROLE_HELLO_READ"],
+    });
+    for (k, v) in probes.as_object().into_iter().flatten() {
+        m[k] = v.clone();
+    }
+    m.to_string()
+}
+
+fn readiness_on_health() -> Value {
+    json!({"readinessProbe": {"httpGet": {"path": "/health", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1}})
+}
+
+/// An application owned by `owner`, with the package uploaded.
+fn deploy(server: &Server, owner: &Tenant, image: &HelloImage, manifest: &str) -> String {
+    let name = unique("hello-");
+    let app = server
+        .req("POST", "/application/applications")
+        .basic(&owner.admin_login, &owner.admin_password)
+        .json(&json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE"}))
+        .send()
+        .expect(201)
+        .json();
+    let id = app["id"].as_str().unwrap().to_owned();
+    let zip = zip_of(&[
+        ("cumulocity.json", manifest.as_bytes()),
+        ("image.tar", &image.archive),
+    ]);
+    let (content_type, body) = multipart("file", &zip);
+    server
+        .req("POST", &format!("/application/applications/{id}/binaries"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .raw(&content_type, body)
+        .send()
+        .expect(201);
+    id
+}
+
+fn subscribe(server: &Server, tenant: &str, app: &str) -> crate::fixture::Resp {
+    server
+        .req("POST", &format!("/tenant/tenants/{tenant}/applications"))
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .json(&json!({"application": {"id": app}}))
+        .send()
+}
+
+fn status(server: &Server, owner: &Tenant, app: &str) -> Value {
+    server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()["status"]
+        .clone()
+}
+
+/// Waits until the application has `deployments` deployments, each with every replica ready;
+/// returns the status.
+fn wait_ready(server: &Server, owner: &Tenant, app: &str, deployments: usize) -> Value {
+    wait_for(READY_DEADLINE, &format!("application {app} ready"), || {
+        let status = status(server, owner, app);
+        let deps = status["deployments"].as_array()?;
+        let ready = deps.len() == deployments
+            && deps.iter().all(|d| {
+                d["active"] == d["desired"]
+                    && d["instances"]
+                        .as_array()
+                        .is_some_and(|i| i.len() as u64 == d["desired"].as_u64().unwrap_or(0))
+            });
+        ready.then_some(status)
+    })
+}
+
+fn instances(status: &Value) -> Vec<Value> {
+    status["deployments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|d| d["instances"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn plain_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// GET on a container's port 80, straight to its bridge IP.
+fn container_get(ip: &str, path: &str) -> Value {
+    plain_agent()
+        .get(&format!("http://{ip}:80{path}"))
+        .call()
+        .expect("container answers")
+        .body_mut()
+        .read_json()
+        .expect("JSON from the container")
+}
+
+fn container_post(ip: &str, path: &str) {
+    let response = plain_agent()
+        .post(&format!("http://{ip}:80{path}"))
+        .send_empty()
+        .expect("container answers");
+    assert_eq!(response.status(), 200);
+}
+
+fn containers_of(installation: &str) -> Vec<String> {
+    docker_lines(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label=berth.installation={installation}"),
+    ])
+}
+
+fn networks_of(installation: &str) -> Vec<String> {
+    docker_lines(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=berth.installation={installation}"),
+    ])
+}
+
+fn bootstrap_login(server: &Server, owner: &Tenant, app: &str) -> (String, String) {
+    let user = server
+        .req(
+            "GET",
+            &format!("/application/applications/{app}/bootstrapUser"),
+        )
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    (
+        format!(
+            "{}/{}",
+            user["tenant"].as_str().unwrap(),
+            user["name"].as_str().unwrap()
+        ),
+        user["password"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn isolation_modes_deploy_with_tenant_credentials_and_unsubscribe_cleans_up() {
+    let image = HelloLease::acquire();
+    let (cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "owner");
+    let (a, b) = (create_tenant(&server, "ta"), create_tenant(&server, "tb"));
+    let multi = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    let per = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("PER_TENANT", 1, readiness_on_health()),
+    );
+    let subscribed = Instant::now();
+    for app in [&multi, &per] {
+        for t in [&a, &b] {
+            subscribe(&server, &t.id, app).expect(201);
+        }
+    }
+    subscribe(&server, &a.id, &multi).expect_error(409, "applications/Duplicate");
+
+    let multi_status = wait_ready(&server, &owner, &multi, 1);
+    let per_status = wait_ready(&server, &owner, &per, 2);
+    eprintln!(
+        "figure: 2 applications, 3 deployments ready {:?} after the first subscribe",
+        subscribed.elapsed()
+    );
+    assert_eq!(multi_status["deployments"][0]["tenant"], Value::Null);
+    let tenants: BTreeSet<String> = per_status["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["tenant"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tenants, BTreeSet::from([a.id.clone(), b.id.clone()]));
+
+    // Subscriptions list (admin view) and the bootstrap user's view with service users.
+    let refs = server
+        .req("GET", &format!("/tenant/tenants/{}/applications", a.id))
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(refs["references"].as_array().unwrap().len(), 2);
+    let (login, password) = bootstrap_login(&server, &owner, &per);
+    let users = server
+        .req("GET", "/application/currentApplication/subscriptions")
+        .basic(&login, &password)
+        .send()
+        .expect(200)
+        .json();
+    let service_users = users["users"].as_array().unwrap().clone();
+    assert_eq!(service_users.len(), 2);
+    server
+        .req("GET", "/application/currentApplication/subscriptions")
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(403);
+    // Settings: defaults, credentials decrypted and unprefixed.
+    let settings = server
+        .req("GET", "/application/currentApplication/settings")
+        .basic(&login, &password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(settings, json!({"greeting": "Hello", "token": "s3cret"}));
+
+    // PER_TENANT containers carry their tenant's service user; it can log in.
+    for dep in per_status["deployments"].as_array().unwrap() {
+        let tenant = dep["tenant"].as_str().unwrap();
+        let ip = dep["instances"][0]["ip"].as_str().unwrap();
+        let env = container_get(ip, "/env");
+        let expected = service_users
+            .iter()
+            .find(|u| u["tenant"] == tenant)
+            .expect("service user of the tenant");
+        assert_eq!(env["C8Y_TENANT"], expected["tenant"]);
+        assert_eq!(env["C8Y_USER"], expected["name"]);
+        assert_eq!(env["C8Y_PASSWORD"], expected["password"]);
+        assert_eq!(env["C8Y_MICROSERVICE_ISOLATION"], "PER_TENANT");
+        assert_eq!(env["C8Y_BOOTSTRAP_USER"].as_str(), login.split('/').nth(1));
+        server
+            .req("GET", "/user/currentUser")
+            .basic(
+                &format!("{tenant}/{}", expected["name"].as_str().unwrap()),
+                expected["password"].as_str().unwrap(),
+            )
+            .send()
+            .expect(200);
+    }
+    let multi_ip = multi_status["deployments"][0]["instances"][0]["ip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let env = container_get(&multi_ip, "/env");
+    assert!(env.get("C8Y_TENANT").is_none(), "{env}");
+    for (key, value) in [
+        ("C8Y_MICROSERVICE_ISOLATION", "MULTI_TENANT"),
+        ("SERVER_PORT", "80"),
+        ("MEMORY_LIMIT", "64M"),
+        ("C8Y_BOOTSTRAP_REGISTER", "false"),
+        ("LOG4J_FORMAT_MSG_NO_LOOKUPS", "true"),
+    ] {
+        assert_eq!(env[key], value, "{key}");
+    }
+
+    // The container reaches the platform through C8Y_BASEURL with its bootstrap credentials.
+    let answer = container_get(&multi_ip, "/platform/subscriptions");
+    assert_eq!(answer["status"], 200, "{answer}");
+    let seen: BTreeSet<String> = answer["body"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["tenant"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(seen, BTreeSet::from([a.id.clone(), b.id.clone()]));
+    // The internal API refuses peers outside the container networks (here: the test itself).
+    let internal = server
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("berth: internal api on http://"))
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let refused = plain_agent()
+        .get(&format!(
+            "http://127.0.0.1:{internal}/application/currentApplication"
+        ))
+        .call()
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    // Limits and hardening.
+    let container = &containers_of(installation(&cleanup))[0];
+    let inspect: Value =
+        serde_json::from_str(&docker(&["inspect", container])).expect("inspect JSON");
+    let host = &inspect[0]["HostConfig"];
+    assert_eq!(host["Memory"], 64_000_000);
+    assert_eq!(host["MemorySwap"], 64_000_000);
+    assert_eq!(host["NanoCpus"], 500_000_000);
+    assert_eq!(host["PidsLimit"], 10240);
+    assert_eq!(host["CapDrop"], json!(["ALL"]));
+    assert_eq!(host["CapAdd"], json!(["NET_BIND_SERVICE"]));
+    assert_eq!(host["SecurityOpt"], json!(["no-new-privileges:true"]));
+    assert_eq!(host["Privileged"], false);
+    assert_eq!(host["ExtraHosts"], json!(["berth-platform:host-gateway"]));
+    assert!(host["NetworkMode"].as_str().unwrap().starts_with("berth-"));
+    assert_eq!(inspect[0]["Config"]["Labels"]["berth.test"], "1");
+
+    // A tenant's container cannot reach another tenant's container, but reaches its own.
+    let ip_of = |tenant: &str| -> String {
+        per_status["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["tenant"] == tenant)
+            .unwrap()["instances"][0]["ip"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (ip_a, ip_b) = (ip_of(&a.id), ip_of(&b.id));
+    let across = container_get(&ip_a, &format!("/connect?addr={ip_b}:80"));
+    assert_eq!(across["connected"], false, "{across}");
+    let own = container_get(&ip_a, &format!("/connect?addr={ip_a}:80"));
+    assert_eq!(own["connected"], true, "{own}");
+
+    // Unsubscribing B removes its PER_TENANT deployment (containers and network) at once.
+    let before = (
+        containers_of(installation(&cleanup)).len(),
+        networks_of(installation(&cleanup)).len(),
+    );
+    assert_eq!(before, (3, 3));
+    server
+        .req(
+            "DELETE",
+            &format!("/tenant/tenants/{}/applications/{per}", b.id),
+        )
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .send()
+        .expect(204);
+    assert_eq!(
+        (
+            containers_of(installation(&cleanup)).len(),
+            networks_of(installation(&cleanup)).len()
+        ),
+        (2, 2)
+    );
+    // Deleting the applications removes everything else.
+    for app in [&multi, &per] {
+        server
+            .req("DELETE", &format!("/application/applications/{app}"))
+            .basic(&owner.admin_login, &owner.admin_password)
+            .send()
+            .expect(204);
+    }
+    assert!(containers_of(installation(&cleanup)).is_empty());
+    assert!(networks_of(installation(&cleanup)).is_empty());
+}
+
+#[test]
+fn readiness_gates_traffic_and_failing_liveness_restarts() {
+    let image = HelloLease::acquire();
+    let (_cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "owner");
+    let probes = json!({
+        "readinessProbe": {"httpGet": {"path": "/health", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1},
+        "livenessProbe": {"httpGet": {"path": "/health", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 4},
+    });
+    let app = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 2, probes),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let ready = wait_ready(&server, &owner, &app, 1);
+    let all = instances(&ready);
+    let (victim, other) = (&all[0], &all[1]);
+    let victim_name = victim["name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ready["deployments"][0]["upstreams"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let failed_at = Instant::now();
+    container_post(victim["ip"].as_str().unwrap(), "/health/fail");
+    // Readiness first: the victim leaves the routing table, the other replica stays.
+    let gated = wait_for(Duration::from_secs(20), "victim unready", || {
+        let s = status(&server, &owner, &app);
+        let ups: Vec<String> = s["deployments"][0]["upstreams"]
+            .as_array()?
+            .iter()
+            .filter_map(|u| u.as_str().map(str::to_owned))
+            .collect();
+        (ups.len() == 1).then_some(ups)
+    });
+    assert_eq!(gated, vec![other["name"].as_str().unwrap().to_owned()]);
+    // Then liveness: the victim is restarted (fresh process, healthy again) and back in.
+    let restarted = wait_for(READY_DEADLINE, "victim restarted and ready", || {
+        let s = status(&server, &owner, &app);
+        let v = instances(&s)
+            .into_iter()
+            .find(|i| i["name"] == victim_name.as_str())?;
+        (v["restarts"].as_u64()? >= 1 && v["ready"] == true).then_some(s)
+    });
+    eprintln!(
+        "figure: liveness failure to ready again after restart: {:?}",
+        failed_at.elapsed()
+    );
+    let dep = &restarted["deployments"][0];
+    assert!(
+        dep["lastFailure"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Liveness probe failed"),
+        "{dep}"
+    );
+    assert_eq!(dep["upstreams"].as_array().unwrap().len(), 2);
+    // Logs of an instance are served; unknown instances are 404.
+    let logs = server
+        .req(
+            "GET",
+            &format!("/application/applications/{app}/logs/{victim_name}?tail=5"),
+        )
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200);
+    assert!(logs.body.contains("hello: listening"), "{}", logs.body);
+    server
+        .req("GET", &format!("/application/applications/{app}/logs/nope"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(404);
+}
+
+#[test]
+fn a_crashed_berth_adopts_its_containers_removes_orphans_and_recreates_missing() {
+    let image = HelloLease::acquire();
+    let (cleanup, mut server) = start_server(&[]);
+    let owner = create_tenant(&server, "owner");
+    let app = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 2, json!({})),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    wait_ready(&server, &owner, &app, 1);
+    let before = containers_of(installation(&cleanup));
+    assert_eq!(before.len(), 2);
+
+    server.crash();
+    // While Berth is down: one replica disappears, and a stray container of this installation
+    // (no desired deployment) appears.
+    docker(&["rm", "-f", &before[1]]);
+    let stray_name = unique("berth-it-stray-");
+    let stray = docker(&[
+        "create",
+        "--name",
+        &stray_name,
+        "--label",
+        &format!("berth.installation={}", installation(&cleanup)),
+        "--label",
+        "berth.deployment=999999/shared",
+        "--label",
+        "berth.test=1",
+        &image.0.id,
+    ]);
+    let server = server.restart();
+    let status = wait_ready(&server, &owner, &app, 1);
+    let after: BTreeSet<String> = containers_of(installation(&cleanup)).into_iter().collect();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.contains(&before[0]),
+        "the surviving replica is adopted"
+    );
+    assert!(!after.contains(&before[1]) && !after.contains(&stray));
+    assert_eq!(instances(&status).len(), 2);
+}
