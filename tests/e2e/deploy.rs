@@ -1,7 +1,7 @@
 //! Scenario: build the hello package with its own script, `berth-pack deploy` it to a real `berth` over TLS
 //! (trusting the certificate the platform generated), check the application the platform recorded, deploy
-//! again and check the application is reused; plus the failures a user meets first (untrusted certificate,
-//! wrong password).
+//! again with `--subscribe` and check the application is reused and subscribed; plus the failures a user meets
+//! first (untrusted certificate, wrong password).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,8 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 struct Berth {
     child: Child,
     https: String,
+    /// Labels (`berth.installation=<id>`) every container and network this instance creates.
+    installation: String,
     cert: PathBuf,
     _data: tempfile::TempDir,
 }
@@ -41,6 +43,9 @@ impl Berth {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--https", "127.0.0.1:0"])
+            // Port 0: other platform instances (tests running in parallel) may hold the default 8111.
+            .args(["--internal-api", "0.0.0.0:0"])
+            .args(["--container-label", TEST_LABEL])
             .env("BERTH_ADMIN_USER", "admin")
             .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("BERTH_LOG", "warn")
@@ -61,6 +66,7 @@ impl Berth {
         let give_up = Instant::now() + START_DEADLINE;
         let mut seen = Vec::new();
         let mut https = None;
+        let mut installation = None;
         // The management-tenant line is the last one printed before the server is ready.
         while !seen
             .last()
@@ -70,6 +76,9 @@ impl Berth {
                 Ok(line) => {
                     if let Some(address) = line.strip_prefix("berth: listening on https://") {
                         https = Some(format!("https://{address}"));
+                    }
+                    if let Some(id) = line.strip_prefix("berth: installation ") {
+                        installation = Some(id.trim().to_owned());
                     }
                     seen.push(line);
                 }
@@ -81,9 +90,12 @@ impl Berth {
             }
         }
         let https = https.unwrap_or_else(|| panic!("no https listening line in {seen:?}"));
+        let installation =
+            installation.unwrap_or_else(|| panic!("no installation line in {seen:?}"));
         Berth {
             child,
             https,
+            installation,
             cert: data_dir.join("tls").join("cert.pem"),
             _data: data,
         }
@@ -123,9 +135,32 @@ impl Berth {
 }
 
 impl Drop for Berth {
+    /// Kills the server, then removes what its supervisor left running (a killed server cannot clean up).
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let filter = format!("label=berth.installation={}", self.installation);
+        let steps: [(&[&str], &[&str]); 2] = [
+            (&["ps", "--all", "--quiet"], &["rm", "--force"]),
+            (&["network", "ls", "--quiet"], &["network", "rm"]),
+        ];
+        for (list, remove) in steps {
+            let listed = run(Command::new("docker")
+                .args(list)
+                .args(["--filter", &filter]));
+            let ids = String::from_utf8_lossy(&listed.stdout).into_owned();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let removed = run(Command::new("docker").args(remove).args(&ids));
+            if !removed.status.success() {
+                eprintln!(
+                    "e2e cleanup: docker {remove:?} {ids:?} failed: {}",
+                    String::from_utf8_lossy(&removed.stderr).trim()
+                );
+            }
+        }
     }
 }
 
@@ -183,7 +218,7 @@ fn deploy_command(
 }
 
 #[test]
-fn hello_deploys_to_berth_and_a_redeploy_reuses_the_application() {
+fn hello_deploys_to_berth_and_a_redeploy_reuses_the_application_and_subscribes() {
     let workspace = Workspace::get();
     let _docker = Docker::require();
     let image = format!("hello-deploy-e2e-{}:1.0.0", run_id());
@@ -296,7 +331,13 @@ fn hello_deploys_to_berth_and_a_redeploy_reuses_the_application() {
     );
 
     // Same package again, this time with --insecure: the existing application is found and reused.
-    let mut second = deploy_command(&berth_pack, &zip, &berth, ADMIN_PASSWORD, &["--insecure"]);
+    let mut second = deploy_command(
+        &berth_pack,
+        &zip,
+        &berth,
+        ADMIN_PASSWORD,
+        &["--insecure", "--subscribe", "management"],
+    );
     let second_output = run(&mut second);
     assert!(
         second_output.status.success(),
@@ -327,5 +368,42 @@ fn hello_deploys_to_berth_and_a_redeploy_reuses_the_application() {
         ids,
         [id.as_str()],
         "one application named hello: {by_name:#}"
+    );
+
+    // The redeploy subscribed the management tenant; subscribing again is "already subscribed", not an error.
+    assert!(
+        second_stderr.contains("tenant management subscribed"),
+        "{second_stderr}"
+    );
+    let (status, references) = berth.admin_get("/tenant/tenants/management/applications");
+    assert_eq!(status, 200, "{references}");
+    let subscribed: Vec<&str> = references["references"]
+        .as_array()
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r["application"]["id"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        subscribed.contains(&id.as_str()),
+        "application {id} not among the subscriptions: {references:#}"
+    );
+    let mut again = Command::new(&berth_pack);
+    again
+        .args(["subscribe", "--app", "hello", "--tenant", "management"])
+        .args([
+            "--url",
+            &berth.https,
+            "--user",
+            ADMIN_USER,
+            "--password",
+            ADMIN_PASSWORD,
+        ])
+        .args(["--ca-cert", &ca_cert]);
+    let finished = run_ok(&mut again);
+    assert_eq!(
+        finished.stdout,
+        format!("tenant management was already subscribed to application {id}\n")
     );
 }
