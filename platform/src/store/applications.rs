@@ -284,6 +284,11 @@ pub fn delete(conn: &mut Connection, tenant: &str, id: i64) -> Result<Vec<Versio
             params![tenant, user],
         )?;
     }
+    // Service users of its subscriptions live in the subscribing tenants: no cascade reaches them.
+    tx.execute(
+        "DELETE FROM users WHERE kind = 'SERVICE' AND (tenant_id, user_name) IN (SELECT tenant_id, service_user FROM subscriptions WHERE application_id = ?1)",
+        [id],
+    )?;
     tx.execute("DELETE FROM applications WHERE id = ?1", [id])?;
     tx.commit()?;
     Ok(versions)

@@ -454,7 +454,22 @@ impl Supervisor {
                     continue;
                 }
             };
-            subnets.extend(net.subnets.iter().filter_map(|s| parse_subnet(s)));
+            let fresh: Vec<(IpAddr, u8)> =
+                net.subnets.iter().filter_map(|s| parse_subnet(s)).collect();
+            {
+                // Known to the internal API before any container of this network starts.
+                let mut known = self
+                    .handle
+                    .subnets
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner());
+                for s in &fresh {
+                    if !known.contains(s) {
+                        known.push(*s);
+                    }
+                }
+            }
+            subnets.extend(fresh);
             let current = by_deployment.remove(&key.to_string()).unwrap_or_default();
             let (all_ready, status) = self.converge(dep, &network, labels, current).await;
             *app_ready.entry(key.application_id).or_insert(true) &= all_ready;
