@@ -35,6 +35,8 @@ pub const TMP_DIR: &str = "tmp";
 pub const PACKAGES_DIR: &str = "packages";
 /// File in the data directory holding this installation's id (labels its Docker objects).
 pub const INSTALLATION_FILE: &str = "installation-id";
+/// File in the data directory remembering the internal API port picked for port 0.
+pub const INTERNAL_PORT_FILE: &str = "internal-port";
 /// Source of request ids for log correlation.
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
@@ -112,6 +114,39 @@ fn installation_id(data_dir: &Path, secrets: &secrets::Secrets) -> Result<String
     Ok(id)
 }
 
+/// Binds the internal API. With port 0 the port picked is remembered in the data directory
+/// and reused after a restart: it is part of every container's C8Y_BASEURL, so a new port
+/// would force every adopted container to be replaced.
+fn bind_internal(config: &Config) -> Result<std::net::TcpListener, StartupError> {
+    let remembered = config.data_dir.join(INTERNAL_PORT_FILE);
+    let mut addr = config.internal_api;
+    if addr.port() == 0
+        && let Some(port) = std::fs::read_to_string(&remembered)
+            .ok()
+            .and_then(|t| t.trim().parse::<u16>().ok())
+    {
+        addr.set_port(port);
+        if let Ok(listener) = std::net::TcpListener::bind(addr) {
+            return Ok(listener);
+        }
+        addr.set_port(0);
+    }
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| StartupError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    if config.internal_api.port() == 0 {
+        let port = listener.local_addr().map_err(StartupError::Server)?.port();
+        secrets::write_atomically(&remembered, port.to_string().as_bytes(), 0o600).map_err(
+            |source| StartupError::DataDir {
+                path: remembered.clone(),
+                source,
+            },
+        )?;
+    }
+    Ok(listener)
+}
+
 /// Creates the management tenant and its administrator on first start. The password comes
 /// from `BERTH_ADMIN_PASSWORD` or is generated and printed once.
 fn ensure_management_tenant(
@@ -173,11 +208,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let installation = installation_id(&config.data_dir, &secrets)?;
 
     // The internal listener is bound first: containers get its real port in C8Y_BASEURL.
-    let internal_listener =
-        std::net::TcpListener::bind(config.internal_api).map_err(|source| StartupError::Bind {
-            addr: config.internal_api.to_string(),
-            source,
-        })?;
+    let internal_listener = bind_internal(&config)?;
     let internal_addr = internal_listener
         .local_addr()
         .map_err(StartupError::Server)?;
