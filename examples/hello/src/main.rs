@@ -4,6 +4,7 @@ mod config;
 mod platform_client;
 mod probes;
 mod routes;
+mod streams;
 
 use std::process::ExitCode;
 use std::time::Duration;

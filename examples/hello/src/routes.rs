@@ -64,7 +64,13 @@ pub fn configure(
             )
             .route("/hello", web::get().to(hello))
             .route("/env", web::get().to(injected_env))
-            .route("/headers", web::get().to(echo_headers));
+            .route("/headers", web::get().to(echo_headers))
+            .route("/sleep", web::get().to(crate::streams::sleep))
+            .route("/upload", web::post().to(crate::streams::upload))
+            .route("/download", web::get().to(crate::streams::download))
+            .route("/sse", web::get().to(crate::streams::sse))
+            .route("/ws", web::get().to(crate::streams::websocket))
+            .route("/whoami", web::get().to(crate::streams::whoami));
     }
 }
 
