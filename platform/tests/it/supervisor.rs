@@ -135,8 +135,13 @@ impl Drop for DockerCleanup {
 fn start_server(extra: &[&str]) -> (DockerCleanup, Server) {
     let mut extra_args = vec!["--reconcile-interval".to_owned(), "1".to_owned()];
     extra_args.extend(extra.iter().map(|s| (*s).to_owned()));
+    // BERTH_IT_LOG=info shows the supervisor's decisions when debugging a test.
+    let env = std::env::var("BERTH_IT_LOG")
+        .map(|filter| vec![("BERTH_LOG".to_owned(), filter)])
+        .unwrap_or_default();
     let server = Server::start_with(Options {
         extra_args,
+        env,
         ..Options::default()
     });
     let installation = server
@@ -655,4 +660,94 @@ fn a_crashed_berth_adopts_its_containers_removes_orphans_and_recreates_missing()
     );
     assert!(!after.contains(&before[1]) && !after.contains(&stray));
     assert_eq!(instances(&status).len(), 2);
+}
+
+/// Uploads another version of `app` (same image, new manifest).
+fn upload_version(server: &Server, owner: &Tenant, app: &str, image: &HelloImage, manifest: &str) {
+    let zip = zip_of(&[
+        ("cumulocity.json", manifest.as_bytes()),
+        ("image.tar", &image.archive),
+    ]);
+    let (content_type, body) = multipart("file", &zip);
+    server
+        .req("POST", &format!("/application/applications/{app}/binaries"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .raw(&content_type, body)
+        .send()
+        .expect(201);
+}
+
+fn with_version(manifest: &str, version: &str) -> String {
+    let mut m: Value = serde_json::from_str(manifest).unwrap();
+    m["version"] = json!(version);
+    m.to_string()
+}
+
+#[test]
+fn upgrades_move_traffic_without_downtime_and_unready_versions_roll_back() {
+    let image = HelloLease::acquire();
+    let (_cleanup, server) = start_server(&["--rollout-timeout", "4"]);
+    let owner = create_tenant(&server, "owner");
+    let good = manifest("MULTI_TENANT", 1, readiness_on_health());
+    let app = deploy(&server, &owner, &image.0, &good);
+    subscribe(&server, &owner.id, &app).expect(201);
+    wait_ready(&server, &owner, &app, 1);
+
+    // Every status read during a rollout must show a ready upstream (zero downtime).
+    let serving = |s: &Value| {
+        let ups = s["deployments"][0]["upstreams"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert!(ups >= 1, "no upstream during a rollout: {s}");
+    };
+    upload_version(
+        &server,
+        &owner,
+        &app,
+        &image.0,
+        &with_version(&good, "2.0.0"),
+    );
+    let upgraded = wait_for(READY_DEADLINE, "version 2.0.0 alone serving", || {
+        let s = status(&server, &owner, &app);
+        serving(&s);
+        let all = instances(&s);
+        (all.len() == 1 && all[0]["version"] == "2.0.0" && all[0]["ready"] == true).then_some(s)
+    });
+    assert_eq!(upgraded["activeVersion"], "2.0.0");
+
+    // A version whose readiness never passes is rolled back; the old one keeps serving.
+    let never_ready = manifest(
+        "MULTI_TENANT",
+        1,
+        json!({"readinessProbe": {"httpGet": {"path": "/no-such-path", "port": 80}, "periodSeconds": 1, "failureThreshold": 1}}),
+    );
+    upload_version(
+        &server,
+        &owner,
+        &app,
+        &image.0,
+        &with_version(&never_ready, "3.0.0"),
+    );
+    let rolled_back = wait_for(READY_DEADLINE, "rollback to 2.0.0", || {
+        let s = status(&server, &owner, &app);
+        serving(&s);
+        let all = instances(&s);
+        let done = s["rolloutMessage"].is_string()
+            && s["activeVersion"] == "2.0.0"
+            && all.len() == 1
+            && all[0]["version"] == "2.0.0";
+        done.then_some(s)
+    });
+    let message = rolled_back["rolloutMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("3.0.0") && message.contains("rolled back to 2.0.0"),
+        "{rolled_back}"
+    );
+    let app_json = server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(app_json["activeVersionId"], "2.0.0");
 }
