@@ -605,7 +605,8 @@ impl Supervisor {
         self.instances.get(id).is_some_and(Instance::ready)
     }
 
-    /// Old-revision containers keep serving during a rollout: keep their probes running.
+    /// Old-revision containers keep serving during a rollout: their probe task (started while
+    /// they were current) keeps running; adopted ones get a probe-less watcher.
     fn observe_old(&mut self, dep: &Deployment, c: &ContainerInfo) {
         let instance = self
             .instances
@@ -616,13 +617,15 @@ impl Supervisor {
         {
             instance.stop_probes();
             instance.probed_run = c.started_at.clone();
-            // The old revision's probes are unknown here; readiness by TCP connect on port 80.
+            // An old-revision container adopted after a restart: its own probes are not known
+            // any more (and the new revision's may not fit it), so it counts as ready while it
+            // runs, as a container without probes would.
             instance.probe_task = Some(tokio::spawn(probes::watch(
                 self.runtime.clone(),
                 c.id.clone(),
                 ip,
                 None,
-                dep.readiness.clone(),
+                None,
                 Arc::clone(&instance.probe_state),
                 Arc::clone(&self.handle.wake),
             )));

@@ -751,3 +751,81 @@ fn upgrades_move_traffic_without_downtime_and_unready_versions_roll_back() {
         .json();
     assert_eq!(app_json["activeVersionId"], "2.0.0");
 }
+
+/// An image whose entrypoint does not exist (every start fails), as a `docker save` archive.
+/// Built with `docker import` from a one-file tar; removed from the engine on drop.
+struct BrokenImage {
+    id: String,
+    archive: Vec<u8>,
+}
+
+impl BrokenImage {
+    fn build() -> BrokenImage {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs.tar");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "note.txt", &b"empty"[..])
+            .unwrap();
+        std::fs::write(&rootfs, builder.into_inner().unwrap()).unwrap();
+        let tag = format!("berth-it-broken-{}:v1", unique(""));
+        let id = docker(&[
+            "import",
+            "--change",
+            "LABEL berth.test=1",
+            "--change",
+            "ENTRYPOINT [\"/no-such-binary\"]",
+            rootfs.to_str().unwrap(),
+            &tag,
+        ]);
+        let saved = dir.path().join("image.tar");
+        docker(&["save", "-o", saved.to_str().unwrap(), &tag]);
+        BrokenImage {
+            id,
+            archive: std::fs::read(&saved).unwrap(),
+        }
+    }
+}
+
+impl Drop for BrokenImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.id])
+            .output();
+    }
+}
+
+#[test]
+fn a_container_that_never_starts_is_reported_as_crash_looping() {
+    let image = BrokenImage::build();
+    let (cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "owner");
+    let broken = HelloImage {
+        id: image.id.clone(),
+        archive: image.archive.clone(),
+    };
+    let app = deploy(
+        &server,
+        &owner,
+        &broken,
+        &manifest("MULTI_TENANT", 1, json!({})),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let looping = wait_for(READY_DEADLINE, "CrashLoopBackOff", || {
+        let s = status(&server, &owner, &app);
+        (s["deployments"][0]["reason"] == "CrashLoopBackOff").then_some(s)
+    });
+    let dep = &looping["deployments"][0];
+    assert_eq!(dep["active"], 0);
+    assert_eq!(dep["upstreams"], json!([]));
+    assert!(
+        dep["lastFailure"].as_str().is_some_and(|f| !f.is_empty()),
+        "{dep}"
+    );
+    // Still one container: restarts reuse it, they never pile up new ones.
+    assert_eq!(containers_of(installation(&cleanup)).len(), 1);
+}

@@ -1,0 +1,225 @@
+//! Header rules of the proxy: hop-by-hop headers are dropped in both directions (RFC 9110
+//! §7.6.1: Connection and the headers it names, Keep-Alive, TE, Trailer, Transfer-Encoding,
+//! Upgrade, Proxy-*), and the `X-Forwarded-*` family is set by Berth, never taken from the client.
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Hop-by-hop by definition (RFC 9110 §7.6.1, plus the non-standard Proxy-Connection).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str().starts_with("proxy-")
+}
+
+/// True when a `Connection` header of `headers` lists `name` (those are hop-by-hop too).
+fn listed_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers.get_all(header::CONNECTION).any(|value| {
+        value.to_str().is_ok_and(|text| {
+            text.split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+        })
+    })
+}
+
+/// Headers Berth sets itself on forwarded requests; a client's values are dropped, so a
+/// container can trust them. `Host` names the container (set by the client library) and
+/// `Content-Length` comes from the forwarded body.
+fn set_by_proxy(name: &HeaderName) -> bool {
+    name == header::HOST
+        || name == header::CONTENT_LENGTH
+        || name == header::FORWARDED
+        || name == X_FORWARDED_FOR
+        || name == X_FORWARDED_HOST
+        || name == X_FORWARDED_PROTO
+        || name == X_FORWARDED_PREFIX
+        || name == X_REAL_IP
+        || name == X_REQUEST_ID
+}
+
+/// Copies the end-to-end headers of a client request (Authorization, cookies, `tfatoken`,
+/// content type… all unchanged) into the upstream request.
+pub fn copy_request(src: &HeaderMap, dst: &mut HeaderMap) {
+    let has_connection = src.contains_key(header::CONNECTION);
+    for (name, value) in src {
+        if is_hop_by_hop(name)
+            || set_by_proxy(name)
+            || (has_connection && listed_in_connection(src, name))
+        {
+            continue;
+        }
+        dst.append(name.clone(), value.clone());
+    }
+}
+
+/// Copies the end-to-end headers of an upstream response into the client response.
+/// `Content-Length` is left out: the response body carries its size.
+pub fn copy_response(src: &HeaderMap, dst: &mut HeaderMap) {
+    let has_connection = src.contains_key(header::CONNECTION);
+    for (name, value) in src {
+        if is_hop_by_hop(name)
+            || name == header::CONTENT_LENGTH
+            || (has_connection && listed_in_connection(src, name))
+        {
+            continue;
+        }
+        dst.append(name.clone(), value.clone());
+    }
+}
+
+/// What Berth tells the container about the original request.
+#[derive(Debug)]
+pub struct Forwarded<'a> {
+    /// The client's address (the TCP peer of Berth).
+    pub client_ip: Option<std::net::IpAddr>,
+    /// `X-Forwarded-For` as the client sent it (Berth appends the peer).
+    pub prior_for: Option<&'a HeaderValue>,
+    /// The Host (or HTTP/2 authority) the client addressed.
+    pub host: Option<&'a str>,
+    pub https: bool,
+    /// `/service/<segment>` as the client wrote it.
+    pub prefix: &'a str,
+    pub request_id: &'a HeaderValue,
+}
+
+/// Sets the `X-Forwarded-*`, `X-Real-IP` and `X-Request-Id` headers.
+pub fn add_forwarded(dst: &mut HeaderMap, forwarded: &Forwarded<'_>) {
+    if let Some(ip) = forwarded.client_ip {
+        let ip_text = ip.to_string();
+        let chain = match forwarded.prior_for.and_then(|v| v.to_str().ok()) {
+            Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip_text}"),
+            _ => ip_text.clone(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&chain) {
+            dst.insert(X_FORWARDED_FOR, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&ip_text) {
+            dst.insert(X_REAL_IP, value);
+        }
+    }
+    if let Some(value) = forwarded.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        dst.insert(X_FORWARDED_HOST, value);
+    }
+    dst.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if forwarded.https { "https" } else { "http" }),
+    );
+    if let Ok(value) = HeaderValue::from_str(forwarded.prefix) {
+        dst.insert(X_FORWARDED_PREFIX, value);
+    }
+    dst.insert(X_REQUEST_ID, forwarded.request_id.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn requests_keep_end_to_end_headers_only() {
+        let src = map(&[
+            ("authorization", "Basic abc"),
+            ("cookie", "authorization=jwt; XSRF-TOKEN=x"),
+            ("tfatoken", "123"),
+            ("x-xsrf-token", "x"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "drop me"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic zzz"),
+            ("proxy-connection", "keep-alive"),
+            ("host", "berth.example.com"),
+            ("content-length", "10"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-host", "evil"),
+            ("x-real-ip", "6.6.6.6"),
+            ("content-type", "application/json"),
+        ]);
+        let mut dst = HeaderMap::new();
+        copy_request(&src, &mut dst);
+        let mut kept: Vec<&str> = dst.keys().map(HeaderName::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            [
+                "authorization",
+                "content-type",
+                "cookie",
+                "tfatoken",
+                "x-xsrf-token"
+            ]
+        );
+    }
+
+    #[test]
+    fn responses_drop_hop_by_hop_and_length() {
+        let src = map(&[
+            ("content-type", "text/event-stream"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "5"),
+            ("keep-alive", "timeout=5"),
+        ]);
+        let mut dst = HeaderMap::new();
+        copy_response(&src, &mut dst);
+        assert_eq!(dst.get_all(header::SET_COOKIE).count(), 2);
+        assert_eq!(dst.len(), 3);
+        assert!(dst.contains_key(header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn forwarded_headers_append_the_peer() {
+        let cases = [
+            (None, "10.0.0.9"),
+            (Some("1.2.3.4"), "1.2.3.4, 10.0.0.9"),
+            (Some(" "), "10.0.0.9"),
+        ];
+        let id = HeaderValue::from_static("abc-1");
+        for (prior, expected) in cases {
+            let prior = prior.map(HeaderValue::from_static);
+            let mut dst = HeaderMap::new();
+            add_forwarded(
+                &mut dst,
+                &Forwarded {
+                    client_ip: Some("10.0.0.9".parse().unwrap()),
+                    prior_for: prior.as_ref(),
+                    host: Some("berth.example.com:8443"),
+                    https: true,
+                    prefix: "/service/hello",
+                    request_id: &id,
+                },
+            );
+            assert_eq!(dst.get(X_FORWARDED_FOR).unwrap(), expected);
+            assert_eq!(dst.get(X_REAL_IP).unwrap(), "10.0.0.9");
+            assert_eq!(dst.get(X_FORWARDED_HOST).unwrap(), "berth.example.com:8443");
+            assert_eq!(dst.get(X_FORWARDED_PROTO).unwrap(), "https");
+            assert_eq!(dst.get(X_FORWARDED_PREFIX).unwrap(), "/service/hello");
+            assert_eq!(dst.get(X_REQUEST_ID).unwrap(), "abc-1");
+        }
+    }
+}

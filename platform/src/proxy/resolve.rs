@@ -1,0 +1,160 @@
+//! `/service/<segment>` resolution for a caller's tenant, cached in memory: the store is asked
+//! once per (tenant, segment) and generation. Any write to the platform API bumps the
+//! generation (see [`Invalidate`]), so subscriptions, applications and their manifests are
+//! never served stale after the write that changed them has answered.
+
+use std::collections::HashMap;
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::Method;
+use futures_util::future::LocalBoxFuture;
+
+use super::metrics::AppMetrics;
+use crate::routing::DeploymentKey;
+use crate::store::Store;
+use crate::store::subscriptions::{self, ServiceTarget};
+
+/// Above this many cached resolutions the cache is emptied (bounds memory against callers
+/// probing random names).
+const MAX_ENTRIES: usize = 10_000;
+
+/// A resolved `/service/<segment>` for one tenant.
+#[derive(Debug)]
+pub struct Route {
+    pub target: ServiceTarget,
+    /// The deployment that serves this tenant.
+    pub key: DeploymentKey,
+    /// Round-robin position over the deployment's ready replicas.
+    pub next: AtomicUsize,
+    pub metrics: AppMetrics,
+}
+
+#[derive(Debug)]
+struct Entry {
+    generation: u64,
+    /// None: no microservice has this name or context path.
+    route: Option<Arc<Route>>,
+}
+
+/// Resolutions by tenant, then by segment (two levels, so a lookup borrows `&str`s and
+/// allocates nothing).
+#[derive(Debug, Default)]
+pub struct ServiceCache {
+    generation: AtomicU64,
+    entries: RwLock<HashMap<String, HashMap<String, Entry>>>,
+}
+
+impl ServiceCache {
+    /// Forgets every resolution (called after each write to the platform API).
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The route for `tenant` calling `/service/<segment>`: Ok(None) when no microservice has
+    /// that name or context path.
+    pub async fn resolve(
+        &self,
+        store: &Store,
+        tenant: &str,
+        segment: &str,
+    ) -> Result<Option<Arc<Route>>, crate::store::StoreError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = entries.get(tenant).and_then(|m| m.get(segment))
+                && entry.generation == generation
+            {
+                return Ok(entry.route.clone());
+            }
+        }
+        let (t, s) = (tenant.to_owned(), segment.to_owned());
+        let found = store
+            .run(move |conn| subscriptions::resolve_service(conn, &s, &t))
+            .await?;
+        let route = found.map(|target| {
+            Arc::new(Route {
+                key: DeploymentKey::for_caller(target.application_id, target.per_tenant, tenant),
+                next: AtomicUsize::new(0),
+                metrics: AppMetrics::new(&target.name),
+                target,
+            })
+        });
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.values().map(HashMap::len).sum::<usize>() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        // Stored with the generation read before the query: a write that raced with it has
+        // bumped the generation, so this entry is already stale and will be looked up again.
+        entries.entry(tenant.to_owned()).or_default().insert(
+            segment.to_owned(),
+            Entry {
+                generation,
+                route: route.clone(),
+            },
+        );
+        Ok(route)
+    }
+}
+
+/// Middleware over the platform API: after every request that may write (any method but
+/// GET/HEAD/OPTIONS, outside `/service/`), the resolution cache is invalidated.
+#[derive(Debug, Clone)]
+pub struct Invalidate(pub Arc<ServiceCache>);
+
+impl<S, B> Transform<S, ServiceRequest> for Invalidate
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = InvalidateService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(InvalidateService {
+            service: Rc::new(service),
+            cache: Arc::clone(&self.0),
+        }))
+    }
+}
+
+pub struct InvalidateService<S> {
+    service: Rc<S>,
+    cache: Arc<ServiceCache>,
+}
+
+fn may_write(req: &ServiceRequest) -> bool {
+    let method = req.method();
+    !(method == Method::GET || method == Method::HEAD || method == Method::OPTIONS)
+        && !req.path().starts_with(super::SERVICE_PREFIX)
+}
+
+impl<S, B> Service<ServiceRequest> for InvalidateService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let invalidate = may_write(&req).then(|| Arc::clone(&self.cache));
+        let response = self.service.call(req);
+        Box::pin(async move {
+            let response = response.await;
+            if let Some(cache) = invalidate {
+                cache.invalidate();
+            }
+            response
+        })
+    }
+}
