@@ -422,6 +422,15 @@ impl Supervisor {
             .containers(&ours)
             .await
             .map_err(|e| e.to_string())?;
+        // Forget containers that no longer exist (removed by hand, or by an earlier pass).
+        let existing: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+        self.instances.retain(|id, instance| {
+            let keep = existing.contains(id.as_str());
+            if !keep {
+                instance.stop_probes();
+            }
+            keep
+        });
         let mut by_deployment: HashMap<String, Vec<ContainerInfo>> = HashMap::new();
         let mut orphans = Vec::new();
         let desired_names: HashMap<String, &DeploymentKey> =
