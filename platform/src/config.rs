@@ -22,6 +22,8 @@ pub const DEFAULT_INTERNAL_API: &str = "0.0.0.0:8111";
 pub const DEFAULT_RECONCILE_INTERVAL: u64 = 5;
 /// Default seconds a new version gets to become ready before it is rolled back.
 pub const DEFAULT_ROLLOUT_TIMEOUT: u64 = 300;
+/// Default seconds an upstream container may take to start answering a proxied request.
+pub const DEFAULT_PROXY_TIMEOUT: u64 = 60;
 /// Default process/thread limit per container: the contract's thread limit.
 pub const DEFAULT_PIDS_LIMIT: i64 = 10240;
 
@@ -91,6 +93,10 @@ pub struct ServeArgs {
     /// [default: 300].
     #[arg(long, env = "BERTH_ROLLOUT_TIMEOUT", value_name = "SECONDS")]
     pub rollout_timeout: Option<u64>,
+    /// Seconds a container may take to start answering a /service request before the
+    /// client gets 504 [default: 60].
+    #[arg(long, env = "BERTH_PROXY_TIMEOUT", value_name = "SECONDS")]
+    pub proxy_timeout: Option<u64>,
     /// Process/thread limit per container [default: 10240].
     #[arg(long, env = "BERTH_PIDS_LIMIT", value_name = "N")]
     pub pids_limit: Option<i64>,
@@ -124,6 +130,7 @@ struct FileConfig {
     rollout_timeout: Option<u64>,
     pids_limit: Option<i64>,
     container_labels: Option<Vec<String>>,
+    proxy_timeout: Option<u64>,
 }
 
 /// Where the server certificate comes from.
@@ -154,6 +161,7 @@ pub struct Config {
     pub rollout_timeout: Duration,
     pub pids_limit: i64,
     pub container_labels: Vec<(String, String)>,
+    pub proxy_timeout: Duration,
     /// From `MICROSERVICE_RUNTIME_TIMEZONE`: `TZ` of containers whose owner sets none.
     pub default_timezone: Option<String>,
 }
@@ -323,6 +331,12 @@ impl Config {
                 .or(file.rollout_timeout)
                 .unwrap_or(DEFAULT_ROLLOUT_TIMEOUT),
         )?;
+        let proxy_timeout = positive(
+            "proxy_timeout",
+            args.proxy_timeout
+                .or(file.proxy_timeout)
+                .unwrap_or(DEFAULT_PROXY_TIMEOUT),
+        )?;
         let pids_limit = args
             .pids_limit
             .or(file.pids_limit)
@@ -355,6 +369,7 @@ impl Config {
             }
         }
         Ok(Config {
+            proxy_timeout,
             internal_api,
             reconcile_interval,
             rollout_timeout,
@@ -486,6 +501,7 @@ mod tests {
             ("tls_cert = \"/nonexistent.pem\"", "tls_key"),
             ("reconcile_interval = 0", "reconcile_interval"),
             ("pids_limit = 3", "pids_limit"),
+            ("proxy_timeout = 0", "proxy_timeout"),
             ("container_labels = [\"nokey\"]", "container_labels"),
             ("internal_api = \"8111\"", "internal_api"),
         ];

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod package;
+pub mod proxy;
 pub mod routing;
 pub mod runtime;
 pub mod secrets;
@@ -243,8 +244,11 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         routing,
     });
     let app_state = state.clone();
+    let proxy = proxy::Proxy::new(config.proxy_timeout);
+    let public_proxy = proxy.clone();
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(public_proxy.invalidate_on_write())
             .wrap_fn(|req, srv| {
                 // One span per request, so every log line of a request carries its id.
                 let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
@@ -263,6 +267,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 }
                 .instrument(span)
             })
+            .configure(public_proxy.configure())
             .configure(api::configure(app_state.clone()))
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)
@@ -284,6 +289,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let internal = HttpServer::new(move || {
         let peers = internal_state.supervisor.clone();
         App::new()
+            .wrap(proxy.invalidate_on_write())
             .wrap_fn(move |req, srv| {
                 // Only Berth's containers may use the plain-HTTP API.
                 let allowed = req
@@ -302,6 +308,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                     }
                 }
             })
+            .configure(proxy.configure())
             .configure(api::configure(internal_state.clone()))
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)

@@ -379,6 +379,11 @@ async fn delete(
             &format!("There is no tenant with id = {id}"),
         ));
     }
+    // Its deployments (own applications, and its subscriptions) go before its images.
+    state
+        .supervisor
+        .converge(super::applications::CONVERGE_LIMIT)
+        .await;
     for version in apps.into_iter().flatten() {
         super::applications::discard_version_artifacts(&state, &version).await;
     }

@@ -109,7 +109,8 @@ fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("Invalid credentials! : Bad credentials")
 }
 
-async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
+/// Authenticates the request's caller (cached); the `Principal` extractor and the proxy use it.
+pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("application state missing"))?;

@@ -64,9 +64,9 @@ pub struct AppMetrics {
 
 impl AppMetrics {
     pub fn new(application: &str) -> AppMetrics {
-        let by_class = CLASSES.map(|class| {
-            counter!(REQUESTS, "application" => application.to_owned(), "status" => class)
-        });
+        let by_class = CLASSES.map(
+            |class| counter!(REQUESTS, "application" => application.to_owned(), "status" => class),
+        );
         AppMetrics {
             by_class,
             duration: histogram!(DURATION, "application" => application.to_owned()),

@@ -198,7 +198,7 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// (sized when the upstream said how long it is, chunked otherwise).
 fn into_response<S>(response: awc::ClientResponse<S>, method: &Method) -> HttpResponse
 where
-    S: Stream<Item = Result<Bytes, PayloadError>> + 'static,
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
     let status = response.status();
     let length = content_length(response.headers());

@@ -216,6 +216,8 @@ pub struct Supervisor {
     broken: HashMap<i64, String>,
     /// Per application of the last pass: (active version, stable version).
     rollout_apps: HashMap<i64, (String, Option<String>)>,
+    /// Per application: how long its active version may take to become ready.
+    rollout_deadlines: HashMap<i64, Duration>,
 }
 
 impl Supervisor {
@@ -244,6 +246,7 @@ impl Supervisor {
             rollouts: HashMap::new(),
             broken: HashMap::new(),
             rollout_apps: HashMap::new(),
+            rollout_deadlines: HashMap::new(),
         }
     }
 
@@ -406,6 +409,15 @@ impl Supervisor {
                 (
                     app.application_id,
                     (app.active_version.clone(), app.stable_version.clone()),
+                )
+            })
+            .collect();
+        self.rollout_deadlines = desired
+            .values()
+            .map(|(app, dep)| {
+                (
+                    app.application_id,
+                    rollout_deadline(self.settings.rollout_timeout, dep.readiness.as_ref()),
                 )
             })
             .collect();
@@ -835,12 +847,13 @@ impl Supervisor {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot record rollout"),
                 }
-            } else if now.duration_since(started) >= self.settings.rollout_timeout
+            } else if let Some(deadline) = self.rollout_deadlines.get(app).copied()
+                && now.duration_since(started) >= deadline
                 && let Some(previous) = stable.clone()
             {
                 let reason = format!(
                     "version {active} did not become ready within {}s; rolled back to {previous}",
-                    self.settings.rollout_timeout.as_secs()
+                    deadline.as_secs()
                 );
                 let (id, failed, prev, why) =
                     (*app, active.clone(), previous.clone(), reason.clone());
@@ -970,6 +983,19 @@ impl Supervisor {
     }
 }
 
+/// How long a new version may take to become ready: the configured `rollout_timeout`, but
+/// never less than its readiness probe needs to pass once it is up (initial delay plus
+/// `successThreshold` probe periods, plus `failureThreshold` periods of slack for a slow start).
+fn rollout_deadline(configured: Duration, readiness: Option<&manifests_schema::Probe>) -> Duration {
+    let Some(p) = readiness else {
+        return configured;
+    };
+    let period = u64::from(p.period_seconds.max(1) + p.timeout_seconds);
+    let needed = u64::from(p.initial_delay_seconds)
+        + period * u64::from(p.success_threshold.max(1) + p.failure_threshold);
+    configured.max(Duration::from_secs(needed))
+}
+
 /// Docker object names allow `[a-zA-Z0-9_.-]`.
 fn docker_safe(text: &str) -> String {
     text.chars()
@@ -986,6 +1012,34 @@ fn docker_safe(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rollout_deadline_covers_what_the_readiness_probe_needs() {
+        let probe = |initial, period, timeout, success, failure| manifests_schema::Probe {
+            handler: manifests_schema::ProbeHandler::TcpSocket {
+                host: None,
+                port: 80,
+            },
+            initial_delay_seconds: initial,
+            period_seconds: period,
+            success_threshold: success,
+            timeout_seconds: timeout,
+            failure_threshold: failure,
+        };
+        let cases = [
+            (300, None, 300),
+            (300, Some(probe(10, 10, 1, 1, 3)), 300),
+            (4, Some(probe(0, 1, 1, 1, 1)), 4),
+            (4, Some(probe(120, 30, 5, 1, 3)), 120 + 35 * 4),
+        ];
+        for (configured, readiness, expected) in cases {
+            assert_eq!(
+                rollout_deadline(Duration::from_secs(configured), readiness.as_ref()),
+                Duration::from_secs(expected),
+                "{configured} {readiness:?}"
+            );
+        }
+    }
 
     #[test]
     fn subnet_membership() {

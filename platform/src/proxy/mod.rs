@@ -1,0 +1,274 @@
+//! The authenticating reverse proxy: `METHOD /service/<contextPath or name>/<rest>` is
+//! authenticated (Basic, Bearer, or the `authorization` cookie with `X-XSRF-TOKEN`), checked
+//! against the caller tenant's subscriptions, and forwarded with the prefix stripped to a
+//! ready replica of the caller's deployment (the tenant's own for PER_TENANT, the shared one for
+//! MULTI_TENANT), bodies streamed both ways and WebSocket upgrades tunnelled.
+//!
+//! Invariants: only replicas the supervisor published as ready receive traffic; Berth sets
+//! the `X-Forwarded-*` headers itself; every failure answers a Cumulocity error body that
+//! names what happened (401, 403 not subscribed, 404 unknown service, 503 + Retry-After,
+//! 502, 504) and is logged with its origin.
+
+pub mod error;
+mod headers;
+pub mod metrics;
+mod resolve;
+mod upstream;
+mod websocket;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::HeaderValue;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use tracing::Instrument;
+use tracing::field::Empty;
+
+use crate::api::AppState;
+use error::{Failure, ProxyError};
+use headers::{Forwarded, X_FORWARDED_FOR, X_REQUEST_ID};
+use resolve::{Route, ServiceCache};
+
+/// Paths under this prefix are proxied.
+pub const SERVICE_PREFIX: &str = "/service/";
+
+/// The proxy's shared state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    services: Arc<ServiceCache>,
+    timeout: Duration,
+    /// Random per process, so request ids stay unique across restarts.
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+/// What each worker's routes see: the shared state plus the worker's own upstream client.
+struct Worker {
+    shared: Arc<Shared>,
+    client: awc::Client,
+}
+
+impl Proxy {
+    /// `timeout`: how long an upstream may take to answer (start of its response) before the
+    /// client gets a 504. Installs the metrics recorder; call inside the Tokio runtime.
+    pub fn new(timeout: Duration) -> Proxy {
+        metrics::install();
+        let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        Proxy {
+            shared: Arc::new(Shared {
+                services: Arc::new(ServiceCache::default()),
+                timeout,
+                id_prefix,
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Middleware for every App serving the platform API: writes invalidate the cached
+    /// `/service` resolutions.
+    pub fn invalidate_on_write(&self) -> resolve::Invalidate {
+        resolve::Invalidate(Arc::clone(&self.shared.services))
+    }
+
+    /// Registers `/service/…` and `/metrics` (called once per worker: each gets its client).
+    pub fn configure(&self) -> impl FnOnce(&mut web::ServiceConfig) {
+        let worker = Worker {
+            shared: Arc::clone(&self.shared),
+            client: upstream::client(self.shared.timeout),
+        };
+        move |cfg| {
+            cfg.app_data(worker)
+                .route("/metrics", web::get().to(metrics::render))
+                .service(web::resource("/service/{tail:.*}").to(forward));
+        }
+    }
+}
+
+impl Shared {
+    fn request_id(&self) -> HeaderValue {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", self.id_prefix))
+            .unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+}
+
+/// The handler of every `/service/…` request.
+async fn forward(req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let Some(worker) = req.app_data::<Worker>() else {
+        return ProxyError::new(Failure::Internal {
+            detail: "proxy state missing".into(),
+        })
+        .error_response();
+    };
+    let start = Instant::now();
+    let request_id = worker.shared.request_id();
+    let span = tracing::info_span!(
+        "proxy",
+        request_id = request_id.to_str().unwrap_or_default(),
+        tenant = Empty,
+        application = Empty,
+        upstream = Empty,
+        status = Empty,
+        micros = Empty,
+    );
+    let mut route = None;
+    let outcome = handle(&req, payload, worker, &request_id, &mut route, &span)
+        .instrument(span.clone())
+        .await;
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(error) => {
+            let _entered = span.enter();
+            match error.origin() {
+                error::Origin::Downstream => tracing::debug!(%error, "refused"),
+                _ => tracing::warn!(%error, retry_safe = error.retry_safe, "failed"),
+            }
+            error.error_response()
+        }
+    };
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    span.record("status", status);
+    span.record("micros", elapsed.as_micros() as u64);
+    match &route {
+        Some(route) => route.metrics.record(status, elapsed),
+        None => metrics::unrouted().record(status, elapsed),
+    }
+    response.headers_mut().insert(X_REQUEST_ID, request_id);
+    response
+}
+
+/// `/service/<segment><rest>` split into the segment, the prefix and the upstream path.
+fn split_service_path(path: &str) -> Option<(&str, &str, &str)> {
+    let after = path.strip_prefix(SERVICE_PREFIX)?;
+    let end = after.find('/').unwrap_or(after.len());
+    let segment = &after[..end];
+    if segment.is_empty() {
+        return None;
+    }
+    let prefix = &path[..SERVICE_PREFIX.len() + end];
+    let rest = &after[end..];
+    Some((segment, prefix, if rest.is_empty() { "/" } else { rest }))
+}
+
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    worker: &Worker,
+    request_id: &HeaderValue,
+    route_out: &mut Option<Arc<Route>>,
+    span: &tracing::Span,
+) -> Result<HttpResponse, ProxyError> {
+    let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| {
+        ProxyError::new(Failure::Internal {
+            detail: "application state missing".into(),
+        })
+    })?;
+    let path = req.uri().path();
+    let (segment, prefix, rest) = split_service_path(path).ok_or_else(|| {
+        ProxyError::new(Failure::UnknownService {
+            segment: String::new(),
+        })
+    })?;
+    let principal = crate::auth::principal::authenticate(req)
+        .await
+        .map_err(|e| ProxyError::new(Failure::Authentication(e)))?;
+    span.record("tenant", principal.tenant.as_str());
+    let route = worker
+        .shared
+        .services
+        .resolve(&state.store, &principal.tenant, segment)
+        .await
+        .map_err(|e| {
+            ProxyError::new(Failure::Internal {
+                detail: format!("resolving /service/{segment}: {e}"),
+            })
+        })?
+        .ok_or_else(|| {
+            ProxyError::new(Failure::UnknownService {
+                segment: segment.to_owned(),
+            })
+        })?;
+    span.record("application", route.target.name.as_str());
+    *route_out = Some(Arc::clone(&route));
+    if !route.target.caller_subscribed {
+        return Err(ProxyError::new(Failure::NotSubscribed {
+            tenant: principal.tenant.clone(),
+            application: route.target.name.clone(),
+        }));
+    }
+    let upstreams = state.routing.ready(&route.key);
+    if upstreams.is_empty() {
+        return Err(ProxyError::new(Failure::NotReady {
+            application: route.target.name.clone(),
+            deployed: state.routing.exists(&route.key),
+        }));
+    }
+    let path_and_query;
+    let path_and_query = match req.uri().query() {
+        Some(query) => {
+            path_and_query = format!("{rest}?{query}");
+            path_and_query.as_str()
+        }
+        None => rest,
+    };
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let forward = upstream::Forward {
+        req,
+        route: &route,
+        upstreams: &upstreams,
+        path_and_query,
+        forwarded: Forwarded {
+            client_ip: req.peer_addr().map(|a| a.ip()),
+            prior_for: req.headers().get(X_FORWARDED_FOR),
+            host,
+            https: req.app_config().secure(),
+            prefix,
+            request_id,
+        },
+        timeout: worker.shared.timeout,
+        routing: &state.routing,
+    };
+    if websocket::is_upgrade(req) {
+        websocket::tunnel(forward, payload, span).await
+    } else {
+        upstream::send(&worker.client, forward, payload, span).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_paths_split_into_segment_prefix_and_rest() {
+        let cases = [
+            (
+                "/service/hello/hello",
+                Some(("hello", "/service/hello", "/hello")),
+            ),
+            ("/service/hello", Some(("hello", "/service/hello", "/"))),
+            ("/service/hello/", Some(("hello", "/service/hello", "/"))),
+            (
+                "/service/ctx/a/b%20c",
+                Some(("ctx", "/service/ctx", "/a/b%20c")),
+            ),
+            ("/service/", None),
+            ("/service//x", None),
+            ("/other/x", None),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(split_service_path(path), expected, "{path}");
+        }
+    }
+}
