@@ -343,8 +343,13 @@ pub fn roll_back(
     previous: &str,
     reason: &str,
 ) -> Result<bool, StoreError> {
+    // The application shows the manifest (and roles) of the version that is active again.
     Ok(conn.execute(
-        "UPDATE applications SET active_version_id = ?3, rollout_message = ?4 WHERE id = ?1 AND active_version_id = ?2",
+        "UPDATE applications SET active_version_id = ?3, rollout_message = ?4,
+             manifest = COALESCE((SELECT v.manifest FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), manifest),
+             roles = COALESCE((SELECT json_extract(v.manifest, '$.roles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), roles),
+             required_roles = COALESCE((SELECT json_extract(v.manifest, '$.requiredRoles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), required_roles)
+         WHERE id = ?1 AND active_version_id = ?2",
         params![application_id, failed, previous, reason],
     )? > 0)
 }

@@ -242,6 +242,11 @@ impl Server {
             .send()
     }
 
+    /// The server's process id (None once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn path(&self, relative: &str) -> PathBuf {
         self.data_dir.join(relative)
     }

@@ -18,7 +18,7 @@ use crate::upload::{multipart, zip_of};
 /// well under a second, probes need a few periods).
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     let output = Command::new("docker")
         .args(args)
         .output()
@@ -42,18 +42,18 @@ fn docker_lines(args: &[&str]) -> Vec<String> {
 /// The hello image, built once per test binary with `examples/hello/build.sh` (unique tag,
 /// label `berth.test=1`), shared by the tests running at the same time and removed when the
 /// last of them is done.
-struct HelloImage {
-    id: String,
-    archive: Vec<u8>,
+pub(crate) struct HelloImage {
+    pub(crate) id: String,
+    pub(crate) archive: Vec<u8>,
 }
 
 static HELLO: Mutex<(usize, Option<Arc<HelloImage>>)> = Mutex::new((0, None));
 
 /// A reference to the shared image; the image is removed when the last one drops.
-struct HelloLease(Arc<HelloImage>);
+pub(crate) struct HelloLease(pub(crate) Arc<HelloImage>);
 
 impl HelloLease {
-    fn acquire() -> HelloLease {
+    pub(crate) fn acquire() -> HelloLease {
         let mut guard = HELLO.lock().unwrap_or_else(|p| p.into_inner());
         if guard.1.is_none() {
             guard.1 = Some(Arc::new(build_hello()));
@@ -110,7 +110,7 @@ fn build_hello() -> HelloImage {
 }
 
 /// Removes whatever the server under test left in Docker (it runs after the server is killed).
-struct DockerCleanup(String);
+pub(crate) struct DockerCleanup(pub(crate) String);
 
 impl Drop for DockerCleanup {
     fn drop(&mut self) {
@@ -132,7 +132,7 @@ impl Drop for DockerCleanup {
 }
 
 /// A server with fast reconcile passes, and its Docker cleanup (dropped after the server).
-fn start_server(extra: &[&str]) -> (DockerCleanup, Server) {
+pub(crate) fn start_server(extra: &[&str]) -> (DockerCleanup, Server) {
     let mut extra_args = vec!["--reconcile-interval".to_owned(), "1".to_owned()];
     extra_args.extend(extra.iter().map(|s| (*s).to_owned()));
     // BERTH_IT_LOG=info shows the supervisor's decisions when debugging a test.
@@ -158,7 +158,11 @@ fn installation(cleanup: &DockerCleanup) -> &str {
 }
 
 /// Polls `check` until it returns Some, or panics after `deadline` with `what`.
-fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(
+    deadline: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let end = Instant::now() + deadline;
     loop {
         if let Some(v) = check() {
@@ -170,7 +174,7 @@ fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option
 }
 
 /// A manifest for the hello image with fast probes.
-fn manifest(isolation: &str, replicas: u32, probes: Value) -> String {
+pub(crate) fn manifest(isolation: &str, replicas: u32, probes: Value) -> String {
     let mut m = json!({
         "apiVersion": "2",
         "version": "1.0.0",
@@ -191,12 +195,17 @@ fn manifest(isolation: &str, replicas: u32, probes: Value) -> String {
     m.to_string()
 }
 
-fn readiness_on_health() -> Value {
+pub(crate) fn readiness_on_health() -> Value {
     json!({"readinessProbe": {"httpGet": {"path": "/health", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1}})
 }
 
 /// An application owned by `owner`, with the package uploaded.
-fn deploy(server: &Server, owner: &Tenant, image: &HelloImage, manifest: &str) -> String {
+pub(crate) fn deploy(
+    server: &Server,
+    owner: &Tenant,
+    image: &HelloImage,
+    manifest: &str,
+) -> String {
     let name = unique("hello-");
     let app = server
         .req("POST", "/application/applications")
@@ -220,7 +229,7 @@ fn deploy(server: &Server, owner: &Tenant, image: &HelloImage, manifest: &str) -
     id
 }
 
-fn subscribe(server: &Server, tenant: &str, app: &str) -> crate::fixture::Resp {
+pub(crate) fn subscribe(server: &Server, tenant: &str, app: &str) -> crate::fixture::Resp {
     server
         .req("POST", &format!("/tenant/tenants/{tenant}/applications"))
         .basic(MGMT_ADMIN, ADMIN_PASSWORD)
@@ -228,7 +237,7 @@ fn subscribe(server: &Server, tenant: &str, app: &str) -> crate::fixture::Resp {
         .send()
 }
 
-fn status(server: &Server, owner: &Tenant, app: &str) -> Value {
+pub(crate) fn status(server: &Server, owner: &Tenant, app: &str) -> Value {
     server
         .req("GET", &format!("/application/applications/{app}"))
         .basic(&owner.admin_login, &owner.admin_password)
@@ -240,7 +249,7 @@ fn status(server: &Server, owner: &Tenant, app: &str) -> Value {
 
 /// Waits until the application has `deployments` deployments, each with every replica ready;
 /// returns the status.
-fn wait_ready(server: &Server, owner: &Tenant, app: &str, deployments: usize) -> Value {
+pub(crate) fn wait_ready(server: &Server, owner: &Tenant, app: &str, deployments: usize) -> Value {
     wait_for(READY_DEADLINE, &format!("application {app} ready"), || {
         let status = status(server, owner, app);
         let deps = status["deployments"].as_array()?;
@@ -255,7 +264,7 @@ fn wait_ready(server: &Server, owner: &Tenant, app: &str, deployments: usize) ->
     })
 }
 
-fn instances(status: &Value) -> Vec<Value> {
+pub(crate) fn instances(status: &Value) -> Vec<Value> {
     status["deployments"]
         .as_array()
         .into_iter()
@@ -273,7 +282,7 @@ fn plain_agent() -> ureq::Agent {
 }
 
 /// GET on a container's port 80, straight to its bridge IP.
-fn container_get(ip: &str, path: &str) -> Value {
+pub(crate) fn container_get(ip: &str, path: &str) -> Value {
     plain_agent()
         .get(&format!("http://{ip}:80{path}"))
         .call()
@@ -750,6 +759,8 @@ fn upgrades_move_traffic_without_downtime_and_unready_versions_roll_back() {
         .expect(200)
         .json();
     assert_eq!(app_json["activeVersionId"], "2.0.0");
+    assert_eq!(app_json["manifest"]["version"], "2.0.0");
+    assert_eq!(app_json["manifest"]["readinessProbe"]["httpGet"]["path"], "/health");
 }
 
 /// An image whose entrypoint does not exist (every start fails), as a `docker save` archive.
