@@ -1,8 +1,10 @@
-//! Test hooks for the platform's probes and network isolation: a runtime health switch
-//! (`POST /health/fail`, `POST /health/pass`) and `GET /connect?addr=IP:PORT`, which reports
-//! whether this container can open a TCP connection to an address within one second.
+//! Test hooks for the platform's probes, limits and network isolation: a runtime health switch
+//! (`POST /health/fail`, `POST /health/pass`), `POST /alloc?mb=N` (allocates and keeps N MiB,
+//! to get the container OOM-killed), and `GET /connect?addr=IP:PORT`, which reports whether
+//! this container can open a TCP connection to an address within one second.
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -52,4 +54,27 @@ pub async fn connect(query: web::Query<std::collections::HashMap<String, String>
             .json(json!({"addr": text, "connected": false, "error": e.to_string()})),
         Err(e) => HttpResponse::InternalServerError().json(json!({"error": e.to_string()})),
     }
+}
+
+/// Memory held by `/alloc`, so it stays resident until the process dies.
+static HELD: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Largest single `/alloc` request, in MiB.
+const MAX_ALLOC_MB: usize = 4096;
+
+/// Allocates `mb` MiB and touches every page, so the memory really counts against the limit.
+pub async fn alloc(query: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
+    let mb = match query.get("mb").map(|v| v.parse::<usize>()) {
+        Some(Ok(mb)) if (1..=MAX_ALLOC_MB).contains(&mb) => mb,
+        _ => {
+            return HttpResponse::BadRequest()
+                .json(json!({"error": format!("query parameter mb must be 1..={MAX_ALLOC_MB}")}));
+        }
+    };
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..mb {
+        // Non-zero bytes: zero pages could stay shared with the zero page and not count.
+        held.push(vec![0xA5; 1 << 20]);
+    }
+    let total: usize = held.iter().map(Vec::len).sum();
+    HttpResponse::Ok().json(json!({"heldMiB": total >> 20}))
 }

@@ -58,6 +58,7 @@ pub fn configure(
             .route("/health/fail", web::post().to(probes::fail))
             .route("/health/pass", web::post().to(probes::pass))
             .route("/connect", web::get().to(probes::connect))
+            .route("/alloc", web::post().to(probes::alloc))
             .route(
                 "/platform/subscriptions",
                 web::get().to(crate::platform_client::subscriptions),
