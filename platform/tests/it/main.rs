@@ -5,6 +5,8 @@ mod applications;
 mod fixture;
 mod login;
 mod options;
+mod proxy;
+mod proxy_streams;
 mod restart;
 mod serve;
 mod subscriptions;

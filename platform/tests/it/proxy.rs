@@ -1,0 +1,253 @@
+//! The `/service/<name>/…` proxy against real hello containers: routing per isolation mode,
+//! every authentication method, the headers a container sees, and each failure status
+//! (401, 403 not subscribed, 404 unknown, 503 + Retry-After, 502, 504), plus `/metrics` access.
+
+use serde_json::json;
+
+use crate::fixture::{ADMIN_PASSWORD, Server, Tenant, create_tenant};
+use crate::supervisor::{
+    HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server, subscribe,
+    wait_ready,
+};
+
+/// Logs in with the OAI-Secure cookie flow; returns (token, xsrf).
+fn cookie_login(server: &Server, tenant: &str, user: &str, password: &str) -> (String, String) {
+    let resp = server
+        .req("POST", &format!("/tenant/oauth?tenant_id={tenant}"))
+        .form(&[
+            ("grant_type", "PASSWORD"),
+            ("username", user),
+            ("password", password),
+        ])
+        .send()
+        .expect(200);
+    let cookies = resp.cookies();
+    (
+        cookies["authorization"].clone(),
+        cookies["XSRF-TOKEN"].clone(),
+    )
+}
+
+fn bearer_login(server: &Server) -> String {
+    server
+        .req("POST", "/tenant/oauth/token?tenant_id=management")
+        .form(&[
+            ("grant_type", "PASSWORD"),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+        ])
+        .send()
+        .expect(200)
+        .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn name_of(server: &Server, owner: &Tenant, app: &str) -> String {
+    server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
+    let image = HelloLease::acquire();
+    let (_cleanup, server) = start_server(&["--proxy-timeout", "2"]);
+    let owner = create_tenant(&server, "owner");
+    let (a, b) = (create_tenant(&server, "pa"), create_tenant(&server, "pb"));
+    let per = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("PER_TENANT", 1, readiness_on_health()),
+    );
+    let multi = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    // Never ready: its readiness probe asks for a path hello does not serve.
+    let never = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest(
+            "MULTI_TENANT",
+            1,
+            json!({"readinessProbe": {"httpGet": {"path": "/nowhere", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1}}),
+        ),
+    );
+    for t in [&a.id, &b.id] {
+        subscribe(&server, t, &per).expect(201);
+    }
+    for t in [&a.id, "management"] {
+        subscribe(&server, t, &multi).expect(201);
+    }
+    subscribe(&server, &a.id, &never).expect(201);
+    let per_status = wait_ready(&server, &owner, &per, 2);
+    let multi_status = wait_ready(&server, &owner, &multi, 1);
+    let (per_name, multi_name, never_name) = (
+        name_of(&server, &owner, &per),
+        name_of(&server, &owner, &multi),
+        name_of(&server, &owner, &never),
+    );
+    let get = |path: &str| server.req("GET", path);
+
+    // PER_TENANT: each tenant reaches its own container, never the other's.
+    for t in [&a, &b] {
+        let env = get(&format!("/service/{per_name}/env"))
+            .basic(&t.admin_login, &t.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        assert_eq!(env["C8Y_TENANT"], t.id.as_str(), "{env}");
+    }
+    assert_eq!(instances(&per_status).len(), 2);
+
+    // Every authentication method reaches the MULTI_TENANT service.
+    let hello = format!("/service/{multi_name}/hello");
+    let token = bearer_login(&server);
+    let (cookie_token, xsrf) = cookie_login(&server, &a.id, "boss", &a.admin_password);
+    let cookie = format!("authorization={cookie_token}; XSRF-TOKEN={xsrf}");
+    let cases: Vec<(&str, crate::fixture::Req<'_>, u16)> = vec![
+        (
+            "basic with tenant",
+            get(&hello).basic(&a.admin_login, &a.admin_password),
+            200,
+        ),
+        (
+            "basic without tenant (host = management)",
+            get(&hello).basic("admin", ADMIN_PASSWORD),
+            200,
+        ),
+        ("bearer", get(&hello).bearer(&token), 200),
+        (
+            "cookie with xsrf",
+            get(&hello)
+                .header("Cookie", &cookie)
+                .header("X-XSRF-TOKEN", &xsrf),
+            200,
+        ),
+        (
+            "cookie without xsrf",
+            get(&hello).header("Cookie", &cookie),
+            401,
+        ),
+        ("no credentials", get(&hello), 401),
+        (
+            "wrong password",
+            get(&hello).basic(&a.admin_login, "wrong-password-1"),
+            401,
+        ),
+    ];
+    for (what, req, status) in cases {
+        let resp = req.send();
+        assert_eq!(resp.status, status, "{what}: {}", resp.body);
+        if status == 401 {
+            resp.expect_error(401, "security/Unauthorized");
+        } else {
+            assert!(resp.header("x-request-id").is_some(), "{what}");
+        }
+    }
+
+    // Failures, each with its own status and error.
+    get(&hello)
+        .basic(&b.admin_login, &b.admin_password)
+        .send()
+        .expect_error(403, "service/Forbidden");
+    get("/service/no-such-service/x")
+        .basic(&a.admin_login, &a.admin_password)
+        .send()
+        .expect_error(404, "service/Not Found");
+    let unready = get(&format!("/service/{never_name}/hello"))
+        .basic(&a.admin_login, &a.admin_password)
+        .send()
+        .expect_error(503, "service/Service Unavailable");
+    assert_eq!(unready.header("retry-after"), Some("5"));
+    get(&format!("/service/{multi_name}/sleep?ms=5000"))
+        .basic(&a.admin_login, &a.admin_password)
+        .send()
+        .expect_error(504, "service/Gateway Timeout");
+
+    // What the container sees: credentials and cookies unchanged, prefix stripped, query kept,
+    // forwarding headers set by Berth, hop-by-hop headers gone.
+    let seen = get(&format!("/service/{multi_name}/headers?x=1&y=two"))
+        .basic(&a.admin_login, &a.admin_password)
+        .header("tfatoken", "123456")
+        .header("Cookie", "session=abc")
+        .header("X-Forwarded-Host", "spoofed.example.com")
+        .header("X-Real-IP", "6.6.6.6")
+        .header("Connection", "keep-alive, x-hop")
+        .header("X-Hop", "must not pass")
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(seen["path"], "/headers");
+    assert_eq!(seen["query"], "x=1&y=two");
+    let h = &seen["headers"];
+    assert!(
+        h["authorization"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("Basic ")),
+        "{h}"
+    );
+    assert_eq!(h["tfatoken"], "123456");
+    assert_eq!(h["cookie"], "session=abc");
+    assert_eq!(h["x-forwarded-prefix"], format!("/service/{multi_name}"));
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    let host = server.https.trim_start_matches("https://");
+    assert_eq!(h["x-forwarded-host"], host);
+    assert!(h["x-request-id"].as_str().is_some_and(|v| !v.is_empty()));
+    assert!(h.get("x-hop").is_none(), "{h}");
+    assert_ne!(h["host"], host, "Host names the container");
+
+    // A container that dies under a request: 502.
+    let container = instances(&multi_status)[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let slow = {
+        let path = format!("/service/{multi_name}/sleep?ms=1500");
+        let login = a.admin_login.clone();
+        let password = a.admin_password.clone();
+        let server = &server;
+        std::thread::scope(|scope| {
+            let handle = scope.spawn(move || server.req("GET", &path).basic(&login, &password).send());
+            docker(&["kill", &container]);
+            handle.join().unwrap()
+        })
+    };
+    assert!(
+        slow.status == 502 || slow.status == 503,
+        "a killed upstream is a gateway error: {} {}",
+        slow.status,
+        slow.body
+    );
+    if slow.status == 502 {
+        slow.expect_error(502, "service/Bad Gateway");
+    }
+
+    // Metrics: management operators only.
+    let metrics = server.admin_get("/metrics").expect(200);
+    for name in [
+        "berth_proxy_requests_total",
+        "berth_proxy_request_duration_seconds_bucket",
+        "berth_proxy_upstream_errors_total",
+    ] {
+        assert!(metrics.body.contains(name), "{name} in {}", metrics.body);
+    }
+    get("/metrics")
+        .basic(&a.admin_login, &a.admin_password)
+        .send()
+        .expect(403);
+}
