@@ -130,9 +130,8 @@ pub struct InvalidateService<S> {
 }
 
 fn may_write(req: &ServiceRequest) -> bool {
-    let method = req.method();
-    !(method == Method::GET || method == Method::HEAD || method == Method::OPTIONS)
-        && !req.path().starts_with(super::SERVICE_PREFIX)
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    !read_only && !req.path().starts_with(super::SERVICE_PREFIX)
 }
 
 impl<S, B> Service<ServiceRequest> for InvalidateService<S>

@@ -222,7 +222,8 @@ fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
         let password = a.admin_password.clone();
         let server = &server;
         std::thread::scope(|scope| {
-            let handle = scope.spawn(move || server.req("GET", &path).basic(&login, &password).send());
+            let handle =
+                scope.spawn(move || server.req("GET", &path).basic(&login, &password).send());
             docker(&["kill", &container]);
             handle.join().unwrap()
         })

@@ -129,7 +129,10 @@ fn proxy_streams_bodies_events_and_websockets_and_balances_replicas() {
         .post(&format!("{base}/upload"))
         .header("Authorization", &auth)
         .header("Content-Type", "application/octet-stream")
-        .send(ureq::SendBody::from_owned_reader(Generated { pos: 0, len: BIG }))
+        .send(ureq::SendBody::from_owned_reader(Generated {
+            pos: 0,
+            len: BIG,
+        }))
         .unwrap();
     assert_eq!(up.status(), 200);
     let answer: Value = up.body_mut().read_json().unwrap();
@@ -218,10 +221,14 @@ fn proxy_streams_bodies_events_and_websockets_and_balances_replicas() {
     for _ in 0..6 {
         whoami(&agent);
     }
-    wait_for(Duration::from_secs(30), "the stopped replica replaced", || {
-        let s = crate::supervisor::status(&server, &owner, &app);
-        (s["deployments"][0]["upstreams"].as_array()?.len() == 2).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the stopped replica replaced",
+        || {
+            let s = crate::supervisor::status(&server, &owner, &app);
+            (s["deployments"][0]["upstreams"].as_array()?.len() == 2).then_some(())
+        },
+    );
 }
 
 /// Hand-rolled WebSocket client: TLS to the proxy, upgrade, one masked text frame, its echo,
@@ -241,11 +248,9 @@ fn websocket_echo(server: &Server, name: &str, auth: &str) {
     .with_root_certificates(roots)
     .with_no_client_auth();
     let addr = server.https.trim_start_matches("https://").to_owned();
-    let conn = rustls::ClientConnection::new(
-        Arc::new(config),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
     let tcp = TcpStream::connect(&addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -270,8 +275,10 @@ fn websocket_echo(server: &Server, name: &str, auth: &str) {
     );
     let accept = STANDARD.encode(accept.as_ref());
     assert!(
-        head.to_ascii_lowercase()
-            .contains(&format!("sec-websocket-accept: {}", accept.to_ascii_lowercase())),
+        head.to_ascii_lowercase().contains(&format!(
+            "sec-websocket-accept: {}",
+            accept.to_ascii_lowercase()
+        )),
         "{head}"
     );
     let send = |tls: &mut rustls::StreamOwned<_, _>, opcode: u8, payload: &[u8]| {
