@@ -760,7 +760,10 @@ fn upgrades_move_traffic_without_downtime_and_unready_versions_roll_back() {
         .json();
     assert_eq!(app_json["activeVersionId"], "2.0.0");
     assert_eq!(app_json["manifest"]["version"], "2.0.0");
-    assert_eq!(app_json["manifest"]["readinessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(
+        app_json["manifest"]["readinessProbe"]["httpGet"]["path"],
+        "/health"
+    );
 }
 
 /// An image whose entrypoint does not exist (every start fails), as a `docker save` archive.
@@ -839,4 +842,52 @@ fn a_container_that_never_starts_is_reported_as_crash_looping() {
     );
     // Still one container: restarts reuse it, they never pile up new ones.
     assert_eq!(containers_of(installation(&cleanup)).len(), 1);
+}
+
+/// Docker's RFC 3339 timestamps (nanoseconds) as Unix nanoseconds.
+fn docker_time(text: &str) -> i128 {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("timestamp {text:?}: {e}"))
+        .unix_timestamp_nanos()
+}
+
+#[test]
+fn an_oom_killed_container_is_restarted_and_the_status_says_why() {
+    let image = HelloLease::acquire();
+    let (cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "owner");
+    let app = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, json!({})),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let ready = wait_ready(&server, &owner, &app, 1);
+    let ip = instances(&ready)[0]["ip"].as_str().unwrap().to_owned();
+    // 128 MiB against a 64M limit: the kernel kills the process mid-request.
+    let _ = plain_agent()
+        .post(&format!("http://{ip}:80/alloc?mb=128"))
+        .send_empty();
+    let restarted = wait_for(READY_DEADLINE, "restart after the OOM kill", || {
+        let s = status(&server, &owner, &app);
+        let i = instances(&s).into_iter().next()?;
+        (i["restarts"].as_u64()? >= 1 && i["state"] == "RUNNING").then_some(s)
+    });
+    let failure = restarted["deployments"][0]["lastFailure"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(failure.starts_with("OOMKilled"), "{restarted}");
+    let container = &containers_of(installation(&cleanup))[0];
+    let times = docker(&[
+        "inspect",
+        "--format",
+        "{{.State.FinishedAt}} {{.State.StartedAt}}",
+        container,
+    ]);
+    let (finished, started) = times.split_once(' ').unwrap();
+    let gap_ms = (docker_time(started) - docker_time(finished)) / 1_000_000;
+    assert!(gap_ms >= 0, "restarted after it finished: {times}");
+    eprintln!("figure: OOM kill to running again: {gap_ms} ms (Docker FinishedAt -> StartedAt)");
 }
