@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Benchmarks Berth's /service proxy against nginx in front of the same hello container, with wrk over keep-alive
+# connections; prints a Markdown table to stdout. Variants:
+#   (a) the hello container directly over HTTP (the floor),
+#   (b) Berth (release build) over HTTPS with Basic auth, /service/hello/hello,
+#   (c) nginx over HTTPS with auth_basic (htpasswd, apr1) and proxy_pass with upstream keepalive,
+#   (d) the same nginx without authentication.
+# Every variant sends the same Authorization header, so the container does the same work.
+#
+# Settings (environment):
+#   DURATION     seconds per measured run (default 15), after a WARMUP-second run (default 3)
+#   CONNECTIONS  wrk connections (default 64); THREADS wrk threads (default 2)
+#   WORKERS      worker count for nginx and Berth (default 2)
+#   BERTH_LOG    Berth's log filter (default info: one line per request, like nginx's access_log)
+#   CARGO_TARGET_DIR is honoured for the release builds.
+# Needs docker, curl, python3, openssl, wrk and nginx (installed with apt-get when missing and running as root).
+# Work files go to bench/work/proxy/ (git-ignored). Everything started is stopped at the end: nginx, Berth, the
+# containers and networks of this Berth installation and the hello image (all labelled berth.bench=1).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+workspace="$(cd "$here/.." && pwd)"
+work="$here/work/proxy"
+duration="${DURATION:-15}"
+warmup="${WARMUP:-3}"
+connections="${CONNECTIONS:-64}"
+threads="${THREADS:-2}"
+workers="${WORKERS:-2}"
+berth_log="${BERTH_LOG:-info}"
+berth_port=18443
+nginx_auth_port=18444
+nginx_open_port=18445
+password='Bench-Passw0rd'
+
+say() { printf 'proxy.sh: %s\n' "$*" >&2; }
+die() {
+    printf 'proxy.sh: error: %s\n' "$*" >&2
+    exit 1
+}
+
+for n in duration warmup connections threads workers; do
+    [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || die "${n^^}=${!n} must be a positive integer"
+done
+missing=()
+for tool in wrk nginx; do command -v "$tool" > /dev/null 2>&1 || missing+=("$tool"); done
+if ((${#missing[@]})); then
+    [[ "$(id -u)" == 0 ]] || die "${missing[*]} not installed: apt-get install -y wrk nginx"
+    say "installing ${missing[*]} (apt-get)"
+    apt-get install -y -q "${missing[@]}" > /dev/null
+fi
+for tool in docker curl python3 openssl wrk nginx cargo; do
+    command -v "$tool" > /dev/null 2>&1 || die "$tool is not installed or not on PATH"
+done
+docker info > /dev/null 2>&1 || die "cannot reach the Docker daemon"
+
+target_dir="${CARGO_TARGET_DIR:-$workspace/target}"
+say "building berth and berth-pack (cargo build --release)"
+(cd "$workspace" && CARGO_TARGET_DIR="$target_dir" cargo build --release --quiet -p berth -p berth-pack)
+berth="$target_dir/release/berth"
+
+rm -rf "$work"
+mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
+run_id="bench-$(date +%s)-$$"
+image="berth-bench-hello:$run_id"
+berth_pid=""
+installation=""
+cleanup() {
+    set +e
+    if [[ -f "$work/nginx/nginx.pid" ]]; then kill "$(cat "$work/nginx/nginx.pid")" 2> /dev/null; fi
+    if [[ -n "$berth_pid" ]]; then
+        kill "$berth_pid" 2> /dev/null
+        wait "$berth_pid" 2> /dev/null
+    fi
+    if [[ -n "$installation" ]]; then
+        for id in $(docker ps -aq --filter "label=berth.installation=$installation"); do docker rm -f "$id" > /dev/null; done
+        for id in $(docker network ls -q --filter "label=berth.installation=$installation"); do docker network rm "$id" > /dev/null; done
+    fi
+    docker rmi -f "$image" > /dev/null 2>&1
+}
+trap cleanup EXIT
+
+say "building the hello image $image"
+IMAGE="$image" SMOKE=0 IMAGE_LABELS="berth.bench=1" OUTPUT_DIR="$work/hello" CARGO_TARGET_DIR="$target_dir" \
+    BERTH_PACK="$target_dir/release/berth-pack" "$workspace/examples/hello/build.sh" > /dev/null
+# The bench manifest lets hello use both cores, so the container is not what limits the proxies.
+python3 - "$workspace/examples/hello/cumulocity.json" "$work/hello/cumulocity.json" << 'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["resources"] = {"cpu": "2", "memory": "128M"}
+m["readinessProbe"] = {"httpGet": {"path": "/health", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1}
+json.dump(m, open(sys.argv[2], "w"))
+EOF
+"$target_dir/release/berth-pack" pack --quiet --manifest "$work/hello/cumulocity.json" \
+    --image "$work/hello/image.tar" --output "$work/hello/bench.zip" > /dev/null
+
+say "starting berth (release, log $berth_log)"
+BERTH_ADMIN_PASSWORD="$password" BERTH_LOG="$berth_log" "$berth" serve --data-dir "$work/berth-data" \
+    --https "127.0.0.1:$berth_port" --internal-api 0.0.0.0:0 --container-label berth.bench=1 \
+    --reconcile-interval 1 > "$work/berth.out" 2> "$work/berth.log" &
+berth_pid=$!
+base="https://127.0.0.1:$berth_port"
+cert="$work/berth-data/tls/cert.pem"
+for _ in $(seq 100); do
+    grep -q '^berth: management tenant' "$work/berth.out" 2> /dev/null && break
+    kill -0 "$berth_pid" 2> /dev/null || die "berth exited: $(tail -n 5 "$work/berth.log")"
+    sleep 0.2
+done
+installation="$(sed -n 's/^berth: installation //p' "$work/berth.out")"
+[[ -n "$installation" ]] || die "berth did not start: $(tail -n 5 "$work/berth.log")"
+api() { curl -sS --fail-with-body --cacert "$cert" -u "management/admin:$password" "$@"; }
+app_id="$(api -H 'Content-Type: application/json' -d '{"name":"hello","key":"hello-key","type":"MICROSERVICE"}' \
+    "$base/application/applications" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+api -F "file=@$work/hello/bench.zip" "$base/application/applications/$app_id/binaries" > /dev/null
+api -H 'Content-Type: application/json' -d "{\"application\":{\"id\":\"$app_id\"}}" \
+    "$base/tenant/tenants/management/applications" > /dev/null
+for _ in $(seq 300); do
+    code="$(curl -s -o /dev/null -w '%{http_code}' --cacert "$cert" -u "management/admin:$password" \
+        "$base/service/hello/health" || true)"
+    [[ "$code" == 200 ]] && break
+    sleep 0.2
+done
+[[ "$code" == 200 ]] || die "hello did not become ready behind berth (last status $code)"
+ip="$(api "$base/application/applications/$app_id" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["deployments"][0]["instances"][0]["ip"])')"
+say "hello ready at $ip:80"
+
+auth="Basic $(printf '%s' "management/admin:$password" | base64 -w0)"
+printf 'management/admin:%s\n' "$(openssl passwd -apr1 "$password")" > "$work/nginx/htpasswd"
+cp "$cert" "$work/nginx/cert.pem"
+cp "$work/berth-data/tls/key.pem" "$work/nginx/key.pem"
+chmod 0644 "$work/nginx/htpasswd"
+cat > "$work/nginx/nginx.conf" << EOF
+# What an operator would write: TLS, auth_basic from an htpasswd file, proxy_pass with upstream keepalive.
+worker_processes $workers;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+user nobody nogroup;
+events { worker_connections 4096; }
+http {
+    access_log $work/nginx/logs/access.log;
+    client_body_temp_path $work/nginx/tmp/body;
+    proxy_temp_path $work/nginx/tmp/proxy;
+    fastcgi_temp_path $work/nginx/tmp/fastcgi;
+    uwsgi_temp_path $work/nginx/tmp/uwsgi;
+    scgi_temp_path $work/nginx/tmp/scgi;
+    ssl_certificate $work/nginx/cert.pem;
+    ssl_certificate_key $work/nginx/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    upstream hello { server $ip:80; keepalive 64; }
+    server {
+        listen 127.0.0.1:$nginx_auth_port ssl;
+        location /service/hello/ {
+            auth_basic "berth bench";
+            auth_basic_user_file $work/nginx/htpasswd;
+            proxy_pass http://hello/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+        }
+    }
+    server {
+        listen 127.0.0.1:$nginx_open_port ssl;
+        location /service/hello/ {
+            proxy_pass http://hello/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+        }
+    }
+}
+EOF
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -t 2> /dev/null || nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -t
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+for port in $nginx_auth_port $nginx_open_port; do
+    code="$(curl -s -o /dev/null -w '%{http_code}' -k -H "Authorization: $auth" "https://127.0.0.1:$port/service/hello/hello")"
+    [[ "$code" == 200 ]] || die "nginx on port $port answered $code"
+done
+code="$(curl -s -o /dev/null -w '%{http_code}' -k "https://127.0.0.1:$nginx_auth_port/service/hello/hello")"
+[[ "$code" == 401 ]] || die "nginx with auth_basic answered $code without credentials"
+
+# One wrk run; prints "rps p50_ms p99_ms load1".
+measure() {
+    local url="$1" out
+    wrk -t"$threads" -c"$connections" -d"${warmup}s" -H "Authorization: $auth" "$url" > /dev/null
+    local load
+    load="$(cut -d' ' -f1 /proc/loadavg)"
+    out="$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -H "Authorization: $auth" "$url")"
+    printf '%s\n' "$out" >> "$work/wrk.log"
+    python3 - "$load" << EOF
+import re, sys
+text = """$out"""
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    n = float(m.group(1))
+    return n / 1000 if m.group(2) == "us" else n * 1000 if m.group(2) == "s" else n
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))
+p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if errors:
+    sys.exit(f"{errors.group(1)} non-2xx answers: {text}")
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {sys.argv[1]}")
+EOF
+}
+
+say "measuring: ${duration}s per variant, $connections connections, $threads wrk threads, $workers workers"
+read -r a_rps a_p50 a_p99 a_load < <(measure "http://$ip:80/hello")
+read -r b_rps b_p50 b_p99 b_load < <(measure "$base/service/hello/hello")
+read -r c_rps c_p50 c_p99 c_load < <(measure "https://127.0.0.1:$nginx_auth_port/service/hello/hello")
+read -r d_rps d_p50 d_p99 d_load < <(measure "https://127.0.0.1:$nginx_open_port/service/hello/hello")
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+
+commit="$(git -C "$workspace" log -1 --format=%h -- platform 2> /dev/null || echo unknown)"
+cat << EOF
+Berth $commit, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, wrk -t$threads -c$connections -d${duration}s, $workers workers each, Berth log $berth_log
+
+| variant | requests/s | p50 ms | p99 ms | load avg (1 min) before |
+|---|---:|---:|---:|---:|
+| (a) hello direct, HTTP | $a_rps | $a_p50 | $a_p99 | $a_load |
+| (b) Berth, HTTPS + Basic | $b_rps | $b_p50 | $b_p99 | $b_load |
+| (c) nginx, HTTPS + auth_basic | $c_rps | $c_p50 | $c_p99 | $c_load |
+| (d) nginx, HTTPS, no auth | $d_rps | $d_p50 | $d_p99 | $d_load |
+
+Ratios of requests/s: b/c = $(ratio "$b_rps" "$c_rps"), b/d = $(ratio "$b_rps" "$d_rps"), b/a = $(ratio "$b_rps" "$a_rps"); p99 b/d = $(ratio "$b_p99" "$d_p99")
+EOF
