@@ -25,6 +25,9 @@ fn create_app(server: &Server, owner: &Tenant, availability: &str) -> String {
         .to_owned()
 }
 
+/// (caller login and password, method, path, body, expected status)
+type Case = ((String, String), &'static str, String, Option<Value>, u16);
+
 #[test]
 fn who_may_subscribe_list_and_unsubscribe() {
     let server = Server::start();
@@ -38,8 +41,7 @@ fn who_may_subscribe_list_and_unsubscribe() {
     let by_id = json!({"application": {"id": app}});
     let by_self =
         json!({"application": {"self": format!("https://x/application/applications/{app}")}});
-    // (caller, method, path, body, expected status)
-    let cases: Vec<((String, String), &str, String, Option<Value>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         (
             plain_a.clone(),
             "POST",
