@@ -82,7 +82,8 @@ pub struct ServeArgs {
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
     /// Plain-HTTP API for microservice containers (C8Y_BASEURL); only peers inside Berth's
-    /// container networks are served; port 0 picks a free port [default: 0.0.0.0:8111].
+    /// container networks are served; port 0 picks a free port, kept in the data directory
+    /// across restarts [default: 0.0.0.0:8111].
     #[arg(long, env = "BERTH_INTERNAL_API", value_name = "ADDR:PORT")]
     pub internal_api: Option<String>,
     /// Seconds between periodic reconcile passes (changes and container deaths trigger one
