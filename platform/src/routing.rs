@@ -16,8 +16,8 @@
 //! * Upstreams are plain HTTP on the container's bridge-network IP, port 80 (no published ports:
 //!   the Berth host routes to its Docker bridges directly).
 //! * [`RoutingTable::mark_refused`] lets the proxy report an upstream that refused a connection;
-//!   it is taken out of [`RoutingTable::ready`] at once and the supervisor re-probes it (the
-//!   mark is cleared by the next publish that still lists it as ready, i.e. after a probe).
+//!   it is taken out of [`RoutingTable::ready`] at once; the supervisor's next pass re-checks
+//!   it with a TCP connect and lists it again only if that succeeds (which clears the mark).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -161,6 +161,26 @@ impl RoutingTable {
             .unwrap_or_else(|p| p.into_inner())
             .insert(instance.to_owned());
         self.inner.refused_notify.notify_one();
+    }
+
+    /// Instances the proxy reported as refusing connections, not yet re-confirmed.
+    pub fn refused(&self) -> Vec<String> {
+        self.inner
+            .refused
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Drops refusal marks of instances that no longer exist.
+    pub fn forget_refused_except(&self, existing: &HashSet<String>) {
+        self.inner
+            .refused
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name| existing.contains(name));
     }
 
     /// Resolves when the proxy has reported a refused upstream (supervisor side).

@@ -519,6 +519,8 @@ impl Supervisor {
                 self.routing.remove(&key);
             }
         }
+        let names: HashSet<String> = self.instances.values().map(|i| i.name.clone()).collect();
+        self.routing.forget_refused_except(&names);
         let seen: HashSet<&DeploymentKey> = desired.keys().collect();
         self.create_failures.retain(|(k, _), _| seen.contains(k));
         self.rollout_step(&app_ready).await;
@@ -599,7 +601,7 @@ impl Supervisor {
                 old_kept.push(c);
             }
         }
-        let upstreams: Vec<Upstream> = kept
+        let candidates: Vec<Upstream> = kept
             .values()
             .chain(old_kept.iter())
             .filter(|c| c.running && self.is_ready(&c.id))
@@ -610,6 +612,15 @@ impl Supervisor {
                 })
             })
             .collect();
+        // Instances the proxy saw refusing connections come back only once they accept one.
+        let refused = self.routing.refused();
+        let mut upstreams = Vec::with_capacity(candidates.len());
+        for upstream in candidates {
+            if refused.contains(&upstream.instance) && !accepts(upstream.addr).await {
+                continue;
+            }
+            upstreams.push(upstream);
+        }
         self.routing.publish(dep.key.clone(), upstreams);
         let mut status = self.deployment_status(dep, &kept, &old_kept);
         // What the proxy really sees, straight from the routing table.
@@ -981,6 +992,15 @@ impl Supervisor {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = names;
     }
+}
+
+/// Re-check of an upstream the proxy reported as refusing: does it accept a connection now?
+async fn accepts(addr: SocketAddr) -> bool {
+    let attempt = tokio::net::TcpStream::connect(addr);
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), attempt).await,
+        Ok(Ok(_))
+    )
 }
 
 /// How long a new version may take to become ready: the configured `rollout_timeout`, but
