@@ -16,7 +16,7 @@ use crate::store::applications::{
     self, Application, ApplicationFilter, ApplicationUpdate, NewApplication, NewBootstrapUser,
     Version,
 };
-use crate::store::users::{NewUser, UserKind};
+use crate::store::users::NewUser;
 
 pub const MICROSERVICE: &str = "MICROSERVICE";
 /// How long deleting or unsubscribing waits for the supervisor to remove containers.
@@ -531,20 +531,7 @@ async fn current_application(
     principal: Principal,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if principal.kind != UserKind::Bootstrap {
-        return Err(ApiError::forbidden());
-    }
-    let (tenant, user) = (principal.tenant.clone(), principal.user.clone());
-    let app = db(&state, "applications", move |c| {
-        applications::by_bootstrap_user(c, &tenant, &user)
-    })
-    .await?
-    .ok_or_else(|| {
-        ApiError::not_found(
-            "applications",
-            "The bootstrap user's application no longer exists",
-        )
-    })?;
+    let app = super::subscriptions::bootstrap_application(&state, &principal).await?;
     Ok(media::ok(
         "application",
         &application_json(&media::base_url(&req), &app),
