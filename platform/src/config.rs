@@ -26,6 +26,13 @@ pub const DEFAULT_ROLLOUT_TIMEOUT: u64 = 300;
 pub const DEFAULT_PROXY_TIMEOUT: u64 = 60;
 /// Default process/thread limit per container: the contract's thread limit.
 pub const DEFAULT_PIDS_LIMIT: i64 = 10240;
+/// Autoscaler defaults: a decision every 2 s on Docker's ~1 s stats, so a load spike adds a
+/// replica within a few seconds; 60 s of calm before replicas go (Kubernetes uses 300 s).
+pub const DEFAULT_AUTOSCALE_PERIOD: u64 = 2;
+pub const DEFAULT_AUTOSCALE_TARGET: u32 = 80;
+pub const DEFAULT_AUTOSCALE_SCALE_DOWN_WINDOW: u64 = 60;
+pub const DEFAULT_AUTOSCALE_MAX_REPLICAS: u32 = 5;
+pub const DEFAULT_DRAIN_PERIOD: u64 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +108,27 @@ pub struct ServeArgs {
     /// Process/thread limit per container [default: 10240].
     #[arg(long, env = "BERTH_PIDS_LIMIT", value_name = "N")]
     pub pids_limit: Option<i64>,
+    /// Seconds between decisions of the CPU autoscaler (`scale: AUTO`) [default: 2].
+    #[arg(long, env = "BERTH_AUTOSCALE_PERIOD", value_name = "SECONDS")]
+    pub autoscale_period: Option<u64>,
+    /// Target CPU utilisation in percent of each replica's CPU limit [default: 80].
+    #[arg(long, env = "BERTH_AUTOSCALE_TARGET", value_name = "PERCENT")]
+    pub autoscale_target: Option<u32>,
+    /// Seconds of low load before the autoscaler removes replicas (stabilisation window)
+    /// [default: 60].
+    #[arg(
+        long,
+        env = "BERTH_AUTOSCALE_SCALE_DOWN_WINDOW",
+        value_name = "SECONDS"
+    )]
+    pub autoscale_scale_down_window: Option<u64>,
+    /// Most replicas the autoscaler runs per deployment [default: 5].
+    #[arg(long, env = "BERTH_AUTOSCALE_MAX_REPLICAS", value_name = "N")]
+    pub autoscale_max_replicas: Option<u32>,
+    /// Seconds a removed replica keeps running after leaving the routing table, so requests
+    /// in flight finish [default: 2].
+    #[arg(long, env = "BERTH_DRAIN_PERIOD", value_name = "SECONDS")]
+    pub drain_period: Option<u64>,
     /// Extra labels for every container and network Berth creates, as key=value (repeatable;
     /// the variable takes a space-separated list).
     #[arg(
@@ -130,6 +158,11 @@ struct FileConfig {
     reconcile_interval: Option<u64>,
     rollout_timeout: Option<u64>,
     pids_limit: Option<i64>,
+    autoscale_period: Option<u64>,
+    autoscale_target: Option<u32>,
+    autoscale_scale_down_window: Option<u64>,
+    autoscale_max_replicas: Option<u32>,
+    drain_period: Option<u64>,
     container_labels: Option<Vec<String>>,
     proxy_timeout: Option<u64>,
 }
@@ -161,6 +194,13 @@ pub struct Config {
     pub reconcile_interval: Duration,
     pub rollout_timeout: Duration,
     pub pids_limit: i64,
+    /// Autoscaler: decision period, target CPU fraction, scale-down window, maximum replicas.
+    pub autoscale_period: Duration,
+    pub autoscale_target: f64,
+    pub autoscale_scale_down_window: Duration,
+    pub autoscale_max_replicas: u32,
+    /// Wait between removing a replica from routing and stopping it (0 = stop at once).
+    pub drain_period: Duration,
     pub container_labels: Vec<(String, String)>,
     pub proxy_timeout: Duration,
     /// From `MICROSERVICE_RUNTIME_TIMEZONE`: `TZ` of containers whose owner sets none.
@@ -349,6 +389,45 @@ impl Config {
                 "must be at least 16 (a runtime needs a few threads)",
             ));
         }
+        let autoscale_period = positive(
+            "autoscale_period",
+            args.autoscale_period
+                .or(file.autoscale_period)
+                .unwrap_or(DEFAULT_AUTOSCALE_PERIOD),
+        )?;
+        let autoscale_scale_down_window = positive(
+            "autoscale_scale_down_window",
+            args.autoscale_scale_down_window
+                .or(file.autoscale_scale_down_window)
+                .unwrap_or(DEFAULT_AUTOSCALE_SCALE_DOWN_WINDOW),
+        )?;
+        let target_percent = args
+            .autoscale_target
+            .or(file.autoscale_target)
+            .unwrap_or(DEFAULT_AUTOSCALE_TARGET);
+        if !(1..=100).contains(&target_percent) {
+            return Err(invalid(
+                "autoscale_target",
+                &target_percent.to_string(),
+                "must be a percentage from 1 to 100",
+            ));
+        }
+        let autoscale_max_replicas = args
+            .autoscale_max_replicas
+            .or(file.autoscale_max_replicas)
+            .unwrap_or(DEFAULT_AUTOSCALE_MAX_REPLICAS);
+        if !(1..=100).contains(&autoscale_max_replicas) {
+            return Err(invalid(
+                "autoscale_max_replicas",
+                &autoscale_max_replicas.to_string(),
+                "must be from 1 to 100",
+            ));
+        }
+        let drain_period = Duration::from_secs(
+            args.drain_period
+                .or(file.drain_period)
+                .unwrap_or(DEFAULT_DRAIN_PERIOD),
+        );
         let label_texts = if args.container_labels.is_empty() {
             file.container_labels.unwrap_or_default()
         } else {
@@ -375,6 +454,11 @@ impl Config {
             reconcile_interval,
             rollout_timeout,
             pids_limit,
+            autoscale_period,
+            autoscale_target: f64::from(target_percent) / 100.0,
+            autoscale_scale_down_window,
+            autoscale_max_replicas,
+            drain_period,
             container_labels,
             default_timezone: None,
             data_dir,

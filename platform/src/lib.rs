@@ -221,6 +221,13 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             reconcile_interval: config.reconcile_interval,
             rollout_timeout: config.rollout_timeout,
             pids_limit: config.pids_limit,
+            autoscaling: supervisor::Autoscaling {
+                period: config.autoscale_period,
+                target: config.autoscale_target,
+                scale_down_window: config.autoscale_scale_down_window,
+                max_replicas: config.autoscale_max_replicas,
+                drain_period: config.drain_period,
+            },
             platform: supervisor::spec::Platform {
                 base_url: format!("http://{}:{}", runtime::PLATFORM_HOST, internal_addr.port()),
                 default_timezone: config.default_timezone.clone(),

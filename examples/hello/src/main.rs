@@ -1,5 +1,6 @@
 //! Example Berth microservice: a tiny actix-web server that shows what the platform gives a container.
 
+mod burn;
 mod config;
 mod platform_client;
 mod probes;

@@ -70,11 +70,14 @@ pub async fn alloc(query: web::Query<std::collections::HashMap<String, String>>)
                 .json(json!({"error": format!("query parameter mb must be 1..={MAX_ALLOC_MB}")}));
         }
     };
+    // Logged first: when this request gets the container OOM-killed, it is its last line.
+    eprintln!("hello: allocating {mb} MiB");
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..mb {
         // Non-zero bytes: zero pages could stay shared with the zero page and not count.
         held.push(vec![0xA5; 1 << 20]);
     }
     let total: usize = held.iter().map(Vec::len).sum();
+    eprintln!("hello: allocated {mb} MiB, holding {} MiB", total >> 20);
     HttpResponse::Ok().json(json!({"heldMiB": total >> 20}))
 }

@@ -59,6 +59,7 @@ pub fn configure(
             .route("/health/pass", web::post().to(probes::pass))
             .route("/connect", web::get().to(probes::connect))
             .route("/alloc", web::post().to(probes::alloc))
+            .route("/burn", web::get().to(crate::burn::burn))
             .route(
                 "/platform/subscriptions",
                 web::get().to(crate::platform_client::subscriptions),

@@ -2,6 +2,8 @@
 //! live in one module per resource, with their JSON wire types next to them.
 
 pub mod applications;
+pub mod audit;
+pub mod autoscaler;
 pub mod error;
 pub mod groups;
 pub mod login;
@@ -66,6 +68,8 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(subscriptions::routes)
             .configure(applications::routes)
             .configure(upload::routes)
+            .configure(audit::routes)
+            .configure(autoscaler::routes)
             .default_service(web::to(not_found));
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod containers;
 pub mod images;
+pub mod stats;
 
 use std::path::Path;
 

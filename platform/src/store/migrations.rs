@@ -123,6 +123,23 @@ CREATE INDEX subscriptions_by_tenant ON subscriptions (tenant_id);
 ALTER TABLE applications ADD COLUMN stable_version_id TEXT;
 ALTER TABLE applications ADD COLUMN rollout_message TEXT;
 "#,
+    r#"
+CREATE TABLE audit_records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL,
+    application_id INTEGER,
+    application_name TEXT,
+    type TEXT NOT NULL,
+    activity TEXT NOT NULL,
+    text TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    time TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_records_by_tenant ON audit_records (tenant_id, id);
+CREATE INDEX audit_records_by_application ON audit_records (application_id, id);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own

@@ -2,6 +2,7 @@
 //! their versions, tenant options. Every call runs on a blocking thread through [`Store::run`].
 
 pub mod applications;
+pub mod audit;
 mod migrations;
 pub mod options;
 pub mod subscriptions;

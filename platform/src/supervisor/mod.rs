@@ -14,11 +14,14 @@
 //! * after a Berth restart, running containers are adopted (never duplicated), containers of
 //!   no desired deployment are removed, missing ones created.
 
+pub mod autoscale;
 pub mod backoff;
+pub mod journal;
 pub mod probes;
 pub mod spec;
+pub mod usage;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -34,9 +37,11 @@ use crate::routing::{DeploymentKey, RoutingTable, Upstream};
 use crate::runtime::Runtime;
 use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION};
 use crate::secrets::Secrets;
-use crate::store::{Store, options, subscriptions};
+use crate::store::{Store, audit, options, subscriptions};
+use autoscale::{Decision, Policy};
 use probes::{ProbeState, SharedProbeState};
 use spec::{Deployment, Inputs, Platform};
+use usage::SharedUsage;
 
 const LABEL_APP: &str = "berth.app";
 const LABEL_DEPLOYMENT: &str = "berth.deployment";
@@ -56,7 +61,47 @@ pub struct Settings {
     pub rollout_timeout: Duration,
     pub pids_limit: i64,
     pub platform: Platform,
+    pub autoscaling: Autoscaling,
 }
+
+/// Settings of the CPU autoscaler and of scale-down draining.
+#[derive(Debug, Clone, Copy)]
+pub struct Autoscaling {
+    pub period: Duration,
+    /// Target utilisation as a fraction of each replica's CPU limit.
+    pub target: f64,
+    pub scale_down_window: Duration,
+    pub max_replicas: u32,
+    pub drain_period: Duration,
+}
+
+/// The HPA's default tolerance band around the target.
+pub const TOLERANCE: f64 = 0.1;
+
+/// One deployment's autoscaler between decisions.
+#[derive(Debug)]
+struct Scaler {
+    /// The manifest's `replicas`.
+    min_replicas: u32,
+    replicas: u32,
+    next_decision: Instant,
+    /// Recommendations of the scale-down window, oldest first.
+    history: VecDeque<(Instant, u32)>,
+    last: Option<Decision>,
+    last_time: Option<String>,
+}
+
+/// OOM kills of one deployment.
+#[derive(Debug, Default, Clone)]
+struct OomKills {
+    count: u32,
+    last_time: Option<String>,
+    last_peak_bytes: Option<u64>,
+}
+
+/// Alarm types of the contract (§4.3).
+const ALARM_DOWN: &str = "c8y_Application_Down";
+const ALARM_UNHEALTHY: &str = "c8y_Application_Unhealthy";
 
 /// The API's view of the supervisor: poke it, read status, find instances, check peers.
 #[derive(Debug, Clone)]
@@ -158,6 +203,9 @@ struct Instance {
     probe_task: Option<JoinHandle<()>>,
     probe_state: SharedProbeState,
     running_since: Option<Instant>,
+    /// Stats of the current run, followed by `usage_task`.
+    usage: SharedUsage,
+    usage_task: Option<JoinHandle<()>>,
 }
 
 impl Instance {
@@ -174,11 +222,17 @@ impl Instance {
             probe_task: None,
             probe_state: Arc::new(Mutex::new(ProbeState::default())),
             running_since: None,
+            usage: SharedUsage::default(),
+            usage_task: None,
         }
     }
 
+    /// Stops the probe and stats tasks (the last stats stay readable for the exit record).
     fn stop_probes(&mut self) {
         if let Some(task) = self.probe_task.take() {
+            task.abort();
+        }
+        if let Some(task) = self.usage_task.take() {
             task.abort();
         }
         self.probed_run.clear();
@@ -218,6 +272,15 @@ pub struct Supervisor {
     rollout_apps: HashMap<i64, (String, Option<String>)>,
     /// Per application: how long its active version may take to become ready.
     rollout_deadlines: HashMap<i64, Duration>,
+    /// Autoscalers of `scale: AUTO` deployments.
+    scalers: HashMap<DeploymentKey, Scaler>,
+    /// Containers removed from routing by a scale-down, stopped at the deadline.
+    draining: HashMap<String, Instant>,
+    oom_kills: HashMap<DeploymentKey, OomKills>,
+    /// Alarms raised per application (type → text), to record raise/clear once.
+    alarms: HashMap<i64, BTreeMap<String, String>>,
+    /// Per application: (owner tenant, name), for records.
+    app_names: HashMap<i64, (String, String)>,
 }
 
 impl Supervisor {
@@ -247,6 +310,11 @@ impl Supervisor {
             broken: HashMap::new(),
             rollout_apps: HashMap::new(),
             rollout_deadlines: HashMap::new(),
+            scalers: HashMap::new(),
+            draining: HashMap::new(),
+            oom_kills: HashMap::new(),
+            alarms: HashMap::new(),
+            app_names: HashMap::new(),
         }
     }
 
@@ -268,7 +336,9 @@ impl Supervisor {
                 .instances
                 .values()
                 .filter_map(|i| i.next_start)
-                .chain(self.create_failures.values().filter_map(|f| f.next_try));
+                .chain(self.create_failures.values().filter_map(|f| f.next_try))
+                .chain(self.draining.values().copied())
+                .chain(self.scalers.values().map(|s| s.next_decision));
             for deadline in deadlines {
                 wait = wait.min(deadline.saturating_duration_since(now));
             }
@@ -393,6 +463,8 @@ impl Supervisor {
             });
             match result {
                 Ok((app, deps)) => {
+                    self.app_names
+                        .insert(app.application_id, (app.owner.clone(), app.name.clone()));
                     for dep in deps {
                         desired.insert(dep.key.clone(), (app.clone(), dep));
                     }
@@ -492,7 +564,8 @@ impl Supervisor {
             }
             subnets.extend(fresh);
             let current = by_deployment.remove(&key.to_string()).unwrap_or_default();
-            let (all_ready, status) = self.converge(dep, &network, labels, current).await;
+            let scaled = self.autoscale(dep, &current);
+            let (all_ready, status) = self.converge(&scaled, &network, labels, current).await;
             *app_ready.entry(key.application_id).or_insert(true) &= all_ready;
             statuses.entry(key.application_id).or_default().push(status);
         }
@@ -523,12 +596,17 @@ impl Supervisor {
         self.routing.forget_refused_except(&names);
         let seen: HashSet<&DeploymentKey> = desired.keys().collect();
         self.create_failures.retain(|(k, _), _| seen.contains(k));
+        self.scalers.retain(|k, _| seen.contains(k));
+        self.oom_kills.retain(|k, _| seen.contains(k));
+        let live: HashSet<&String> = self.instances.keys().collect();
+        self.draining.retain(|id, _| live.contains(id));
         self.rollout_step(&app_ready).await;
         self.publish_status(statuses);
         Ok(())
     }
 
     async fn remove(&mut self, c: &ContainerInfo) {
+        self.draining.remove(&c.id);
         if let Some(mut instance) = self.instances.remove(&c.id) {
             instance.stop_probes();
         }
@@ -564,9 +642,16 @@ impl Supervisor {
                 .and_then(|r| r.parse::<u32>().ok());
             match replica {
                 Some(r) if r < dep.replicas && !kept.contains_key(&r) => {
+                    // Scaled up again while draining: it serves again.
+                    self.draining.remove(&c.id);
                     kept.insert(r, c);
                 }
-                // Scaled down, or a duplicate (e.g. a create raced a crash): remove.
+                // Scaled down: out of routing now (not published below), stopped after the
+                // drain period so requests in flight finish.
+                Some(r) if r >= dep.replicas && c.running && !self.drained(&c.id) => {
+                    tracing::info!(container = %c.name, "scaled down: draining");
+                }
+                // Drained, or a duplicate (e.g. a create raced a crash): remove.
                 _ => self.remove(&c).await,
             }
         }
@@ -631,6 +716,128 @@ impl Supervisor {
             .map(|u| json!(u.instance))
             .collect();
         (all_ready, status)
+    }
+
+    /// Starts (or checks) the drain of a scaled-down container: true once its time is up.
+    fn drained(&mut self, id: &str) -> bool {
+        let now = Instant::now();
+        let deadline = *self
+            .draining
+            .entry(id.to_owned())
+            .or_insert(now + self.settings.autoscaling.drain_period);
+        deadline <= now
+    }
+
+    /// The deployment with the replica count its autoscaler decides (`scale: AUTO`), deciding
+    /// again when the period is up; unchanged for `scale: NONE`.
+    fn autoscale(&mut self, dep: &Deployment, containers: &[ContainerInfo]) -> Deployment {
+        if !dep.autoscale {
+            self.scalers.remove(&dep.key);
+            return dep.clone();
+        }
+        let settings = self.settings.autoscaling;
+        let now = Instant::now();
+        let policy = Policy {
+            target: settings.target,
+            tolerance: TOLERANCE,
+            min_replicas: dep.replicas,
+            max_replicas: settings.max_replicas.max(dep.replicas),
+        };
+        let scaler = self.scalers.entry(dep.key.clone()).or_insert(Scaler {
+            min_replicas: dep.replicas,
+            replicas: dep.replicas,
+            next_decision: now + settings.period,
+            history: VecDeque::new(),
+            last: None,
+            last_time: None,
+        });
+        // A new minimum (new manifest) applies at once.
+        scaler.min_replicas = dep.replicas;
+        scaler.replicas = scaler
+            .replicas
+            .clamp(policy.min_replicas, policy.max_replicas);
+        if scaler.next_decision <= now {
+            scaler.next_decision = now + settings.period;
+            let limit_cores = dep.nano_cpus as f64 / 1e9;
+            let cpu: Vec<Option<f64>> = (0..scaler.replicas)
+                .map(|replica| {
+                    let c = containers.iter().find(|c| {
+                        c.running
+                            && c.labels.get(LABEL_REVISION) == Some(&dep.revision)
+                            && c.labels.get(LABEL_REPLICA) == Some(&replica.to_string())
+                    })?;
+                    let instance = self.instances.get(&c.id).filter(|i| i.ready())?;
+                    let cores = instance
+                        .usage
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .fresh_cpu(now)?;
+                    (limit_cores > 0.0).then(|| cores / limit_cores)
+                })
+                .collect();
+            while scaler
+                .history
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > settings.scale_down_window)
+            {
+                scaler.history.pop_front();
+            }
+            let window: Vec<u32> = scaler.history.iter().map(|(_, r)| *r).collect();
+            let decision = autoscale::decide(&policy, &cpu, &window);
+            scaler.history.push_back((now, decision.recommendation));
+            let direction = match decision.desired_replicas.cmp(&decision.current_replicas) {
+                std::cmp::Ordering::Greater => "up",
+                std::cmp::Ordering::Less => "down",
+                std::cmp::Ordering::Equal => "none",
+            };
+            metrics::counter!("berth_autoscaler_decisions_total",
+                "application" => dep.application_name.clone(), "direction" => direction)
+            .increment(1);
+            if decision.desired_replicas != scaler.replicas {
+                let details = json!({
+                    "deployment": dep.key.to_string(),
+                    "cpu": cpu,
+                    "target": policy.target,
+                    "tolerance": policy.tolerance,
+                    "minReplicas": policy.min_replicas,
+                    "maxReplicas": policy.max_replicas,
+                    "scaleDownWindowSeconds": settings.scale_down_window.as_secs(),
+                    "recommendations": window,
+                    "decision": decision,
+                });
+                journal::record(
+                    &self.store,
+                    journal::Entry {
+                        tenant: &dep.owner,
+                        application: (dep.key.application_id, &dep.application_name),
+                        record_type: "Autoscaler",
+                        activity: if direction == "up" {
+                            "Scaled up"
+                        } else {
+                            "Scaled down"
+                        },
+                        text: format!(
+                            "{}: {} → {} replicas ({}): {}",
+                            dep.key,
+                            scaler.replicas,
+                            decision.desired_replicas,
+                            decision.rule,
+                            decision.explanation
+                        ),
+                        severity: audit::INFORMATION,
+                        details,
+                    },
+                );
+                scaler.replicas = decision.desired_replicas;
+                scaler.last_time = Some(crate::store::timestamp());
+            } else {
+                tracing::debug!(deployment = %dep.key, rule = decision.rule, "{}", decision.explanation);
+            }
+            scaler.last = Some(decision);
+        }
+        let mut scaled = dep.clone();
+        scaled.replicas = scaler.replicas;
+        scaled
     }
 
     fn is_ready(&self, id: &str) -> bool {
@@ -704,6 +911,11 @@ impl Supervisor {
             {
                 instance.stop_probes();
                 instance.probed_run = c.started_at.clone();
+                instance.usage_task = Some(usage::watch(
+                    self.runtime.clone(),
+                    c.id.clone(),
+                    Arc::clone(&instance.usage),
+                ));
                 instance.probe_task = Some(tokio::spawn(probes::watch(
                     self.runtime.clone(),
                     c.id.clone(),
@@ -732,6 +944,7 @@ impl Supervisor {
             }
         }
         let exited = c.finished_at != ZERO_TIME && !c.finished_at.is_empty();
+        let mut exit_record = None;
         if exited && instance.counted_exit != c.finished_at {
             instance.counted_exit = c.finished_at.clone();
             instance.consecutive_failures += 1;
@@ -746,10 +959,26 @@ impl Supervisor {
                 .as_deref()
                 .is_some_and(|f| f.starts_with("Liveness") && c.exit_code == Some(137));
             if !killed_for_liveness {
-                instance.last_failure = Some(reason);
+                instance.last_failure = Some(reason.clone());
             }
             instance.next_start = Some(now + backoff::delay(instance.consecutive_failures));
+            let peak = instance
+                .usage
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .peak_bytes;
+            let (failures, wait) = (
+                instance.consecutive_failures,
+                backoff::delay(instance.consecutive_failures),
+            );
+            let failure = instance.last_failure.clone().unwrap_or(reason);
+            exit_record = Some((failure, peak, failures, wait));
         }
+        if let Some((failure, peak, failures, wait)) = exit_record {
+            self.record_exit(dep, &c, failure, peak, failures, wait)
+                .await;
+        }
+        let instance = self.instances.get_mut(&c.id)?;
         if instance.next_start.is_some_and(|t| t > now) {
             return Some(c);
         }
@@ -774,6 +1003,88 @@ impl Supervisor {
             Box::pin(self.keep_running(dep, fresh)).await
         } else {
             Some(fresh)
+        }
+    }
+
+    /// Records a container exit (an OOM kill distinctly, with the limit, the peak memory seen
+    /// and the last log lines) before it is restarted.
+    async fn record_exit(
+        &mut self,
+        dep: &Deployment,
+        c: &ContainerInfo,
+        reason: String,
+        peak_bytes: u64,
+        failures: u32,
+        wait: Duration,
+    ) {
+        const LOG_LINES: u64 = 20;
+        let app = dep.application_name.clone();
+        metrics::counter!("berth_container_restarts_total", "application" => app.clone())
+            .increment(1);
+        // The run just ended: its last lines (Docker keeps them across restarts).
+        let logs = self
+            .runtime
+            .logs(&c.id, 0, 0, Some(LOG_LINES))
+            .await
+            .unwrap_or_else(|e| format!("(logs unavailable: {e})"));
+        let last_lines: Vec<&str> = logs.lines().collect();
+        let mut details = json!({
+            "deployment": dep.key.to_string(),
+            "instance": c.name,
+            "exitCode": c.exit_code,
+            "finishedAt": c.finished_at,
+            "consecutiveFailures": failures,
+            "restartDelayMillis": wait.as_millis() as u64,
+            "reason": reason,
+            "lastLogLines": last_lines,
+        });
+        if c.oom_killed {
+            metrics::counter!("berth_container_oom_kills_total", "application" => app.clone())
+                .increment(1);
+            let kills = self.oom_kills.entry(dep.key.clone()).or_default();
+            kills.count += 1;
+            kills.last_time = Some(if c.finished_at.is_empty() {
+                crate::store::timestamp()
+            } else {
+                c.finished_at.clone()
+            });
+            kills.last_peak_bytes = Some(peak_bytes);
+            details["memoryLimitBytes"] = json!(dep.memory_bytes);
+            details["memoryLimit"] = json!(spec::memory_limit_text(
+                u64::try_from(dep.memory_bytes).unwrap_or(0)
+            ));
+            details["memoryPeakBytes"] = json!(peak_bytes);
+            journal::record(
+                &self.store,
+                journal::Entry {
+                    tenant: &dep.owner,
+                    application: (dep.key.application_id, &app),
+                    record_type: "OomKill",
+                    activity: "Killed for exceeding the memory limit",
+                    text: format!(
+                        "{} was killed for exceeding its memory limit of {} bytes (peak seen {} bytes); restarting in {} ms",
+                        c.name,
+                        dep.memory_bytes,
+                        peak_bytes,
+                        wait.as_millis()
+                    ),
+                    severity: audit::MAJOR,
+                    details,
+                },
+            );
+        } else {
+            journal::record(
+                &self.store,
+                journal::Entry {
+                    tenant: &dep.owner,
+                    application: (dep.key.application_id, &app),
+                    record_type: "ContainerExit",
+                    activity: "Restarted after an exit",
+                    text: format!("{} {reason}; restarting in {} ms", c.name, wait.as_millis()),
+                    severity: audit::WARNING,
+                    details,
+                },
+            );
         }
     }
 
@@ -896,7 +1207,7 @@ impl Supervisor {
     ) -> Value {
         let now = Instant::now();
         let mut instances = Vec::new();
-        let (mut active, mut unhealthy, mut restarts) = (0, 0, 0);
+        let (mut active, mut unhealthy, mut restarts) = (0u32, 0u32, 0u32);
         let mut last_failure: Option<String> = self
             .create_failures
             .iter()
@@ -937,6 +1248,19 @@ impl Supervisor {
             } else {
                 "STOPPED"
             };
+            let usage = instance
+                .map(|i| i.usage.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                .filter(|_| c.running)
+                .unwrap_or_default();
+            let cores = usage.fresh_cpu(now);
+            let limit_cores = dep.nano_cpus as f64 / 1e9;
+            let memory = usage.latest.map(|u| u.memory_bytes);
+            let labels = [
+                ("application", dep.application_name.clone()),
+                ("instance", c.name.clone()),
+            ];
+            metrics::gauge!("berth_instance_cpu_cores", &labels).set(cores.unwrap_or(0.0));
+            metrics::gauge!("berth_instance_memory_bytes", &labels).set(memory.unwrap_or(0) as f64);
             instances.push(json!({
                 "name": c.name,
                 "version": c.labels.get(LABEL_VERSION),
@@ -945,22 +1269,153 @@ impl Supervisor {
                 "restarts": n_restarts,
                 "ip": c.ip.map(|ip| ip.to_string()),
                 "lastFailure": failure,
+                "draining": self.draining.contains_key(&c.id),
+                "cpu": cores.map(|cores| json!({
+                    "cores": cores,
+                    "ofLimit": if limit_cores > 0.0 { Some(cores / limit_cores) } else { None },
+                })),
+                "memory": json!({
+                    "usedBytes": memory,
+                    "peakBytes": (usage.peak_bytes > 0).then_some(usage.peak_bytes),
+                    "limitBytes": dep.memory_bytes,
+                }),
             }));
         }
+        let oom = self.oom_kills.get(&dep.key).cloned().unwrap_or_default();
+        let autoscaler = dep.autoscale.then(|| {
+            let scaler = self.scalers.get(&dep.key);
+            json!({
+                "minReplicas": scaler.map(|s| s.min_replicas),
+                "maxReplicas": self.settings.autoscaling.max_replicas.max(dep.replicas),
+                "target": self.settings.autoscaling.target,
+                "scaleDownWindowSeconds": self.settings.autoscaling.scale_down_window.as_secs(),
+                "replicas": dep.replicas,
+                "lastDecision": scaler.and_then(|s| s.last.clone()),
+                "lastScaleTime": scaler.and_then(|s| s.last_time.clone()),
+            })
+        });
+        let tenant = dep.key.tenant.clone().unwrap_or_default();
+        let labels = [
+            ("application", dep.application_name.clone()),
+            ("tenant", tenant),
+        ];
+        metrics::gauge!("berth_deployment_replicas_desired", &labels).set(f64::from(dep.replicas));
+        metrics::gauge!("berth_deployment_replicas_active", &labels).set(f64::from(active));
+        metrics::gauge!("berth_deployment_replicas_unhealthy", &labels).set(f64::from(unhealthy));
         json!({
             "tenant": dep.key.tenant,
             "version": dep.version,
+            "scale": if dep.autoscale { "AUTO" } else { "NONE" },
             "desired": dep.replicas,
             "active": active,
             "unhealthy": unhealthy,
             "restarts": restarts,
+            "oomKills": oom.count,
+            "lastOomKill": oom.last_time,
+            "lastOomPeakBytes": oom.last_peak_bytes,
+            "autoscaler": autoscaler,
             "reason": if crash_loop { Some("CrashLoopBackOff") } else { None },
             "lastFailure": last_failure,
             "instances": instances,
         })
     }
 
-    fn publish_status(&self, statuses: HashMap<i64, Vec<Value>>) {
+    /// The contract's alarms (§4.3) of one application from its deployments' status:
+    /// `c8y_Application_Down` (CRITICAL) when a deployment has no available instance,
+    /// `c8y_Application_Unhealthy` (MAJOR) when some instances are not ready.
+    fn alarms_of(deployments: &[Value]) -> BTreeMap<String, String> {
+        let mut down = Vec::new();
+        let mut unhealthy = Vec::new();
+        for d in deployments {
+            let name = d["tenant"].as_str().unwrap_or("shared").to_owned();
+            let active = d["active"].as_u64().unwrap_or(0);
+            let desired = d["desired"].as_u64().unwrap_or(0);
+            let not_ready = d["unhealthy"].as_u64().unwrap_or(0);
+            if active == 0 {
+                down.push(name);
+            } else if active < desired || not_ready > 0 {
+                unhealthy.push(format!("{name} ({active}/{desired} ready)"));
+            }
+        }
+        let mut alarms = BTreeMap::new();
+        if !down.is_empty() {
+            alarms.insert(
+                ALARM_DOWN.to_owned(),
+                format!("No instance available: {}", down.join(", ")),
+            );
+        }
+        if !unhealthy.is_empty() {
+            alarms.insert(
+                ALARM_UNHEALTHY.to_owned(),
+                format!("Some instances are not ready: {}", unhealthy.join(", ")),
+            );
+        }
+        alarms
+    }
+
+    /// Records alarms raised and cleared since the last pass; returns the active ones.
+    fn update_alarms(&mut self, app: i64, deployments: &[Value]) -> Vec<Value> {
+        let now = Self::alarms_of(deployments);
+        let before = self.alarms.remove(&app).unwrap_or_default();
+        if let Some((owner, name)) = self.app_names.get(&app) {
+            let severity = |t: &str| {
+                if t == ALARM_DOWN {
+                    audit::CRITICAL
+                } else {
+                    audit::MAJOR
+                }
+            };
+            for (kind, text) in &now {
+                if before.get(kind) != Some(text) && !before.contains_key(kind) {
+                    journal::record(
+                        &self.store,
+                        journal::Entry {
+                            tenant: owner,
+                            application: (app, name),
+                            record_type: kind,
+                            activity: "Alarm raised",
+                            text: text.clone(),
+                            severity: severity(kind),
+                            details: json!({"status": "ACTIVE"}),
+                        },
+                    );
+                }
+            }
+            for kind in before.keys().filter(|k| !now.contains_key(*k)) {
+                journal::record(
+                    &self.store,
+                    journal::Entry {
+                        tenant: owner,
+                        application: (app, name),
+                        record_type: kind,
+                        activity: "Alarm cleared",
+                        text: format!("{kind} cleared"),
+                        severity: audit::INFORMATION,
+                        details: json!({"status": "CLEARED"}),
+                    },
+                );
+            }
+        }
+        let list = now
+            .iter()
+            .map(|(kind, text)| {
+                json!({"type": kind, "severity": if kind == ALARM_DOWN { audit::CRITICAL } else { audit::MAJOR }, "text": text, "status": "ACTIVE"})
+            })
+            .collect();
+        self.alarms.insert(app, now);
+        list
+    }
+
+    fn publish_status(&mut self, statuses: HashMap<i64, Vec<Value>>) {
+        let gone: Vec<i64> = self
+            .alarms
+            .keys()
+            .filter(|a| !statuses.contains_key(a))
+            .copied()
+            .collect();
+        for app in gone {
+            self.alarms.remove(&app);
+        }
         let mut map = HashMap::new();
         let names: HashMap<String, (i64, String)> = self
             .instances
@@ -969,11 +1424,13 @@ impl Supervisor {
             .collect();
         for (app, deployments) in statuses {
             let (active, stable) = self.rollout_apps.get(&app).cloned().unwrap_or_default();
+            let alarms = self.update_alarms(app, &deployments);
             map.insert(
                 app,
                 json!({
                     "activeVersion": active,
                     "stableVersion": stable,
+                    "alarms": alarms,
                     "deployments": deployments,
                 }),
             );

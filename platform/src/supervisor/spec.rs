@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use manifests_schema::{Isolation, Probe};
+use manifests_schema::{Isolation, Probe, Scale};
 use sha2::{Digest, Sha256};
 
 use crate::routing::DeploymentKey;
@@ -32,6 +32,10 @@ const PROXY_OPTIONS: &[(&str, &str, &str)] = &[
 pub struct Deployment {
     pub key: DeploymentKey,
     pub application_name: String,
+    /// The owner tenant (where its events and alarms are recorded).
+    pub owner: String,
+    /// `scale: AUTO`: `replicas` is the minimum and the CPU autoscaler decides the count.
+    pub autoscale: bool,
     pub version: String,
     pub image: String,
     pub replicas: u32,
@@ -98,7 +102,7 @@ pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deploymen
         format!("C8Y_BOOTSTRAP_TENANT={}", app.owner),
         format!("C8Y_BOOTSTRAP_USER={}", app.bootstrap_user),
         format!("C8Y_BOOTSTRAP_PASSWORD={}", inputs.bootstrap_password),
-        format!("MEMORY_LIMIT={}", limits.memory.text),
+        format!("MEMORY_LIMIT={}", memory_limit_text(limits.memory.bytes)),
         "LOG4J_FORMAT_MSG_NO_LOOKUPS=true".to_owned(),
     ];
     let timezone = inputs
@@ -142,6 +146,8 @@ pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deploymen
         Deployment {
             key,
             application_name: app.name.clone(),
+            owner: app.owner.clone(),
+            autoscale: manifest.scale == Scale::Auto,
             version: app.active_version.clone(),
             image: app.image_tag.clone(),
             replicas: u32::from(manifest.replicas.max(1)),
@@ -183,6 +189,30 @@ pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deploymen
     }
 }
 
+/// `MEMORY_LIMIT` as the JVM and shell scripts read it (binary units: 1K = 1024 bytes), exact to
+/// the byte of the enforced limit: the manifest's `512M` (SI, 512 000 000 bytes, what Docker
+/// enforces) becomes `500000K`, its `512Mi` becomes `512M`.
+pub fn memory_limit_text(bytes: u64) -> String {
+    for (unit, size) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
+/// Reads a `MEMORY_LIMIT` text back into bytes (binary units), for tests and tools.
+pub fn memory_limit_bytes(text: &str) -> Option<u64> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?.min(text.len()));
+    let size = match unit {
+        "G" => 1u64 << 30,
+        "M" => 1 << 20,
+        "K" => 1 << 10,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(size)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +247,24 @@ mod tests {
                 ("proxy.https.host".to_owned(), "proxy".to_owned()),
                 ("proxy.https.port".to_owned(), "3129".to_owned()),
             ]),
+        }
+    }
+
+    #[test]
+    fn memory_limit_text_is_exact_to_the_byte() {
+        let cases = [
+            (512_000_000, "500000K"),
+            (512 << 20, "512M"),
+            (1 << 30, "1G"),
+            (128_000_000, "125000K"),
+            (1_000_001, "1000001"),
+        ];
+        for (bytes, text) in cases {
+            assert_eq!(memory_limit_text(bytes), text);
+            assert_eq!(
+                memory_limit_bytes(text).unwrap_or_else(|| text.parse().unwrap()),
+                bytes
+            );
         }
     }
 

@@ -444,12 +444,24 @@ fn isolation_modes_deploy_with_tenant_credentials_and_unsubscribe_cleans_up() {
     for (key, value) in [
         ("C8Y_MICROSERVICE_ISOLATION", "MULTI_TENANT"),
         ("SERVER_PORT", "80"),
-        ("MEMORY_LIMIT", "64M"),
+        // 64M in the manifest is 64 000 000 bytes (SI), in binary units exactly 62500K.
+        ("MEMORY_LIMIT", "62500K"),
         ("C8Y_BOOTSTRAP_REGISTER", "false"),
         ("LOG4J_FORMAT_MSG_NO_LOOKUPS", "true"),
     ] {
         assert_eq!(env[key], value, "{key}");
     }
+
+    // What MEMORY_LIMIT says is what Docker enforces.
+    let container = multi_status["deployments"][0]["instances"][0]["name"]
+        .as_str()
+        .unwrap();
+    let enforced = docker(&["inspect", "-f", "{{.HostConfig.Memory}}", container]);
+    assert_eq!(
+        enforced.trim(),
+        (62_500u64 * 1024).to_string(),
+        "{container}"
+    );
 
     // The container reaches the platform through C8Y_BASEURL with its bootstrap credentials.
     let answer = container_get(&multi_ip, "/platform/subscriptions");

@@ -1,0 +1,84 @@
+//! `GET /audit/auditRecords`: the caller tenant's audit log (uploads, subscriptions, scaling,
+//! restarts, OOM kills, alarms, deletions) in Cumulocity's `auditRecords` shape, newest first,
+//! filtered by `application` (id) and `type`, paged like every collection.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::paging::PageRequest;
+use super::{AppState, db, media};
+use crate::auth::principal::Principal;
+use crate::auth::roles;
+use crate::store::audit::{self, Filter, Record};
+
+pub const AUDIT_READ: &str = "ROLE_AUDIT_READ";
+pub const AUDIT_ADMIN: &str = "ROLE_AUDIT_ADMIN";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/audit/auditRecords", web::get().to(list));
+}
+
+/// ROLE_AUDIT_READ/_ADMIN, or an administrator of the management tenant.
+fn require_audit_read(principal: &Principal) -> Result<(), ApiError> {
+    let management_admin =
+        principal.is_management() && principal.require(roles::TENANT_MANAGEMENT_ADMIN).is_ok();
+    if management_admin {
+        return Ok(());
+    }
+    principal.require_any(&[AUDIT_READ, AUDIT_ADMIN])
+}
+
+pub fn record_json(base: &str, r: &Record) -> Value {
+    json!({
+        "id": r.id.to_string(),
+        "self": format!("{base}/audit/auditRecords/{}", r.id),
+        "type": r.record_type,
+        "activity": r.activity,
+        "text": r.text,
+        "time": r.time,
+        "creationTime": r.time,
+        "severity": r.severity,
+        "source": {"id": r.application.as_ref().map(|(id, _)| id.to_string())},
+        "application": r.application.as_ref().map(|(_, name)| name.clone()),
+        "user": r.user,
+        "tenant": r.tenant,
+        "details": r.details,
+    })
+}
+
+async fn list(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    require_audit_read(&principal)?;
+    let page = PageRequest::from_query(&query)?;
+    let application = match query.get("application").or_else(|| query.get("source")) {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            ApiError::invalid(
+                "audit",
+                &format!("application must be an application id, got {text:?}"),
+            )
+        })?),
+    };
+    let filter = Filter {
+        application,
+        record_type: query.get("type").cloned(),
+    };
+    let tenant = principal.tenant.clone();
+    let (records, total) = db(&state, "audit", move |c| {
+        audit::list(c, &tenant, &filter, page.window())
+    })
+    .await?;
+    let base = media::base_url(&req);
+    let items = records.iter().map(|r| record_json(&base, r)).collect();
+    Ok(media::ok(
+        "auditRecordCollection",
+        &page.collection(&req, "auditRecords", items, total),
+    ))
+}

@@ -1,0 +1,215 @@
+//! The audit log: platform actions (uploads, subscriptions, scaling, restarts, OOM kills,
+//! alarms, deletions) as durable records per tenant, read back newest first with filters.
+//! Records outlive their application (no foreign key): the history of a deleted service stays.
+
+use rusqlite::{Connection, params};
+use serde_json::Value;
+
+use super::{Page, StoreError, timestamp};
+
+/// Severities, as Cumulocity's audit records and alarms name them.
+pub const INFORMATION: &str = "INFORMATION";
+pub const WARNING: &str = "WARNING";
+pub const MAJOR: &str = "MAJOR";
+pub const CRITICAL: &str = "CRITICAL";
+
+/// A record to append.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub tenant: String,
+    pub application: Option<(i64, String)>,
+    /// e.g. `Application`, `Autoscaler`, `OomKill`, `Restart`, `c8y_Application_Down`.
+    pub record_type: String,
+    pub activity: String,
+    pub text: String,
+    pub severity: &'static str,
+    /// Who did it: a user name, or `berth` for the platform itself.
+    pub user: String,
+    /// The inputs and results behind it (JSON object).
+    pub details: Value,
+}
+
+/// A stored record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub id: i64,
+    pub tenant: String,
+    pub application: Option<(i64, String)>,
+    pub record_type: String,
+    pub activity: String,
+    pub text: String,
+    pub severity: String,
+    pub user: String,
+    pub time: String,
+    pub details: Value,
+}
+
+/// Filters of a listing (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub application: Option<i64>,
+    pub record_type: Option<String>,
+}
+
+pub fn append(conn: &mut Connection, record: &NewRecord) -> Result<i64, StoreError> {
+    let (app_id, app_name) = record
+        .application
+        .clone()
+        .map_or((None, None), |(id, name)| (Some(id), Some(name)));
+    conn.execute(
+        "INSERT INTO audit_records (tenant_id, application_id, application_name, type, activity,
+             text, severity, user_name, time, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            record.tenant,
+            app_id,
+            app_name,
+            record.record_type,
+            record.activity,
+            record.text,
+            record.severity,
+            record.user,
+            timestamp(),
+            record.details.to_string(),
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Records of `tenant` matching `filter`, newest first, and the total count.
+pub fn list(
+    conn: &mut Connection,
+    tenant: &str,
+    filter: &Filter,
+    page: Page,
+) -> Result<(Vec<Record>, u64), StoreError> {
+    let condition = "tenant_id = ?1 AND (?2 IS NULL OR application_id = ?2)
+                     AND (?3 IS NULL OR type = ?3)";
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM audit_records WHERE {condition}"),
+        params![tenant, filter.application, filter.record_type],
+        |row| row.get(0),
+    )?;
+    let mut statement = conn.prepare(&format!(
+        "SELECT id, tenant_id, application_id, application_name, type, activity, text, severity,
+                user_name, time, details
+         FROM audit_records WHERE {condition} ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+    ))?;
+    let rows = statement.query_map(
+        params![
+            tenant,
+            filter.application,
+            filter.record_type,
+            page.limit_sql(),
+            page.offset_sql()
+        ],
+        |row| {
+            let app_id: Option<i64> = row.get(2)?;
+            let app_name: Option<String> = row.get(3)?;
+            Ok((
+                Record {
+                    id: row.get(0)?,
+                    tenant: row.get(1)?,
+                    application: app_id.map(|id| (id, app_name.unwrap_or_default())),
+                    record_type: row.get(4)?,
+                    activity: row.get(5)?,
+                    text: row.get(6)?,
+                    severity: row.get(7)?,
+                    user: row.get(8)?,
+                    time: row.get(9)?,
+                    details: Value::Null,
+                },
+                row.get::<_, String>(10)?,
+            ))
+        },
+    )?;
+    let mut records = Vec::new();
+    for row in rows {
+        let (mut record, details) = row?;
+        record.details = serde_json::from_str(&details)?;
+        records.push(record);
+    }
+    Ok((records, u64::try_from(total).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn records_are_listed_newest_first_per_tenant_with_filters() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        let record = |tenant: &str, app: Option<i64>, kind: &str| NewRecord {
+            tenant: tenant.into(),
+            application: app.map(|id| (id, format!("app{id}"))),
+            record_type: kind.into(),
+            activity: "did".into(),
+            text: "something".into(),
+            severity: INFORMATION,
+            user: "berth".into(),
+            details: json!({"n": 1}),
+        };
+        for (tenant, app, kind) in [
+            ("t1", Some(1), "Autoscaler"),
+            ("t1", Some(1), "OomKill"),
+            ("t1", Some(2), "Autoscaler"),
+            ("t2", Some(3), "Autoscaler"),
+            ("t1", None, "Application"),
+        ] {
+            append(&mut conn, &record(tenant, app, kind)).unwrap();
+        }
+        let mut ids = |filter: Filter, tenant: &str| {
+            let (records, total) = list(&mut conn, tenant, &filter, Page::ALL).unwrap();
+            assert_eq!(records.len() as u64, total);
+            records.iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        let cases = [
+            (Filter::default(), "t1", vec![5, 3, 2, 1]),
+            (
+                Filter {
+                    application: Some(1),
+                    record_type: None,
+                },
+                "t1",
+                vec![2, 1],
+            ),
+            (
+                Filter {
+                    application: None,
+                    record_type: Some("Autoscaler".into()),
+                },
+                "t1",
+                vec![3, 1],
+            ),
+            (
+                Filter {
+                    application: Some(3),
+                    record_type: None,
+                },
+                "t1",
+                vec![],
+            ),
+            (Filter::default(), "t2", vec![4]),
+        ];
+        for (filter, tenant, expected) in cases {
+            assert_eq!(ids(filter.clone(), tenant), expected, "{filter:?} {tenant}");
+        }
+        let (page, total) = list(
+            &mut conn,
+            "t1",
+            &Filter::default(),
+            Page {
+                offset: 1,
+                limit: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (page.iter().map(|r| r.id).collect::<Vec<_>>(), total),
+            (vec![3, 2], 4)
+        );
+        assert_eq!(page[0].details, json!({"n": 1}));
+    }
+}
