@@ -4,6 +4,7 @@
 mod applications;
 mod fixture;
 mod login;
+mod operate;
 mod options;
 mod proxy;
 mod proxy_streams;

@@ -153,7 +153,7 @@ pub(crate) fn start_server(extra: &[&str]) -> (DockerCleanup, Server) {
     (DockerCleanup(installation), server)
 }
 
-fn installation(cleanup: &DockerCleanup) -> &str {
+pub(crate) fn installation(cleanup: &DockerCleanup) -> &str {
     &cleanup.0
 }
 
@@ -273,7 +273,7 @@ pub(crate) fn instances(status: &Value) -> Vec<Value> {
         .collect()
 }
 
-fn plain_agent() -> ureq::Agent {
+pub(crate) fn plain_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
@@ -300,7 +300,7 @@ fn container_post(ip: &str, path: &str) {
     assert_eq!(response.status(), 200);
 }
 
-fn containers_of(installation: &str) -> Vec<String> {
+pub(crate) fn containers_of(installation: &str) -> Vec<String> {
     docker_lines(&[
         "ps",
         "-aq",
@@ -902,4 +902,35 @@ fn an_oom_killed_container_is_restarted_and_the_status_says_why() {
     let gap_ms = (docker_time(started) - docker_time(finished)) / 1_000_000;
     assert!(gap_ms >= 0, "restarted after it finished: {times}");
     eprintln!("figure: OOM kill to running again: {gap_ms} ms (Docker FinishedAt -> StartedAt)");
+
+    // The status counts OOM kills apart from other crashes.
+    let dep = &restarted["deployments"][0];
+    assert!(dep["oomKills"].as_u64() >= Some(1), "{dep}");
+    assert!(dep["lastOomKill"].as_str().is_some(), "{dep}");
+    // The durable record: the limit, the peak seen and the last log lines before the kill.
+    let record = wait_for(READY_DEADLINE, "the OOM-kill audit record", || {
+        let page = server
+            .req(
+                "GET",
+                &format!("/audit/auditRecords?application={app}&type=OomKill"),
+            )
+            .basic(&owner.admin_login, &owner.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        page["auditRecords"].as_array()?.first().cloned()
+    });
+    let details = &record["details"];
+    assert_eq!(record["severity"], "MAJOR", "{record}");
+    assert_eq!(record["source"]["id"], app.as_str(), "{record}");
+    assert_eq!(details["memoryLimitBytes"], 64_000_000, "{record}");
+    assert_eq!(details["memoryLimit"], "62500K", "{record}");
+    assert!(details["memoryPeakBytes"].as_u64() > Some(0), "{record}");
+    let lines = details["lastLogLines"].as_array().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.contains("allocating 128 MiB"))),
+        "{record}"
+    );
 }

@@ -1,0 +1,235 @@
+//! Operating microservices against the real Docker engine: the CPU autoscaler scales a
+//! CPU-burning hello up within its bounds and back down after the stabilisation window, with
+//! every decision in the audit log; the autoscaler's dry run; the audit log's shape and paging.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fixture::{Server, Tenant, create_tenant};
+use crate::supervisor::{
+    HelloLease, deploy, manifest, plain_agent, readiness_on_health, start_server, status,
+    subscribe, wait_for, wait_ready,
+};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn audit(server: &Server, owner: &Tenant, query: &str) -> Value {
+    server
+        .req("GET", &format!("/audit/auditRecords?{query}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()
+}
+
+/// Keeps one CPU of the container at `ip` busy (one `/burn` at a time) until dropped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(ip: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, url) = (Arc::clone(&stop), format!("http://{ip}:80/burn?ms=500"));
+        let thread = std::thread::spawn(move || {
+            let agent = plain_agent();
+            let end = Instant::now() + DEADLINE;
+            while !flag.load(Ordering::Relaxed) && Instant::now() < end {
+                let _ = agent.get(&url).call();
+            }
+        });
+        Load {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_cpu_bound_service_scales_up_within_bounds_and_back_down_after_the_window() {
+    let image = HelloLease::acquire();
+    let (_cleanup, server) = start_server(&[
+        "--autoscale-period",
+        "1",
+        "--autoscale-scale-down-window",
+        "3",
+        "--autoscale-max-replicas",
+        "2",
+        "--drain-period",
+        "1",
+    ]);
+    let owner = create_tenant(&server, "owner");
+    let mut probes = readiness_on_health();
+    probes["scale"] = json!("AUTO");
+    let app = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, probes),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let ready = wait_ready(&server, &owner, &app, 1);
+    let dep = &ready["deployments"][0];
+    assert_eq!(
+        (dep["scale"].as_str(), dep["desired"].as_u64()),
+        (Some("AUTO"), Some(1))
+    );
+    assert_eq!(dep["autoscaler"]["minReplicas"], 1, "{dep}");
+    assert_eq!(dep["autoscaler"]["maxReplicas"], 2, "{dep}");
+    let ip = dep["instances"][0]["ip"].as_str().unwrap().to_owned();
+
+    let load = Load::start(&ip);
+    let mut most = 0;
+    let scaled = wait_for(DEADLINE, "a second ready replica under load", || {
+        let s = status(&server, &owner, &app);
+        let d = s["deployments"][0].clone();
+        most = most.max(d["desired"].as_u64().unwrap_or(0));
+        let upstreams = d["upstreams"].as_array().map_or(0, Vec::len);
+        (d["active"] == 2 && upstreams == 2).then_some(d)
+    });
+    // The loaded replica reports its CPU against its limit.
+    let loaded = scaled["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["ip"] == ip.as_str())
+        .cloned()
+        .unwrap();
+    assert!(loaded["cpu"]["ofLimit"].as_f64() > Some(0.0), "{loaded}");
+    assert!(loaded["memory"]["usedBytes"].as_u64() > Some(0), "{loaded}");
+    drop(load);
+    let calm = wait_for(DEADLINE, "back to one replica without load", || {
+        let s = status(&server, &owner, &app);
+        let d = s["deployments"][0].clone();
+        most = most.max(d["desired"].as_u64().unwrap_or(0));
+        let count = d["instances"].as_array().map_or(0, Vec::len);
+        (d["desired"] == 1 && count == 1 && d["active"] == 1).then_some(d)
+    });
+    assert_eq!(most, 2, "never above the maximum: {calm}");
+
+    // Both decisions are explained in the audit log.
+    let records = wait_for(DEADLINE, "the autoscaler's records", || {
+        let page = audit(
+            &server,
+            &owner,
+            &format!("application={app}&type=Autoscaler&pageSize=50"),
+        );
+        let records = page["auditRecords"].as_array()?.clone();
+        let has = |a: &str| records.iter().any(|r| r["activity"] == a);
+        (has("Scaled up") && has("Scaled down")).then_some(records)
+    });
+    let up = records
+        .iter()
+        .find(|r| r["activity"] == "Scaled up")
+        .unwrap();
+    let details = &up["details"];
+    assert_eq!(details["decision"]["rule"], "scaleUp", "{up}");
+    assert_eq!(details["decision"]["desiredReplicas"], 2, "{up}");
+    assert!(details["cpu"][0].as_f64() > Some(0.8 * 1.1), "{up}");
+    assert_eq!(details["target"], 0.8, "{up}");
+    let down = records
+        .iter()
+        .find(|r| r["activity"] == "Scaled down")
+        .unwrap();
+    assert_eq!(down["details"]["decision"]["desiredReplicas"], 1, "{down}");
+    assert_eq!(down["details"]["scaleDownWindowSeconds"], 3, "{down}");
+    for r in [up, down] {
+        for key in [
+            "id", "type", "activity", "text", "time", "severity", "user", "tenant",
+        ] {
+            assert!(r.get(key).is_some_and(|v| !v.is_null()), "{key} in {r}");
+        }
+        assert_eq!(r["source"]["id"], app.as_str());
+        assert_eq!(r["tenant"], owner.id.as_str());
+    }
+}
+
+#[test]
+fn the_dry_run_explains_decisions_and_rejects_bad_numbers() {
+    let server = Server::start();
+    let owner = create_tenant(&server, "owner");
+    let cases = [
+        (
+            json!({"cpu": [1.0], "target": 0.8, "maxReplicas": 5}),
+            200,
+            2,
+            "scaleUp",
+        ),
+        (
+            json!({"cpu": [0.85, 0.75], "target": 0.8}),
+            200,
+            2,
+            "withinTolerance",
+        ),
+        (
+            json!({"cpu": [0.1, 0.1, 0.1], "recommendations": [3], "target": 0.8}),
+            200,
+            3,
+            "stabilised",
+        ),
+        (
+            json!({"cpu": [1.0, null], "target": 0.8}),
+            200,
+            2,
+            "missingMetricsHold",
+        ),
+        (
+            json!({"cpu": [1.0, 1.0, 1.0, 1.0], "maxReplicas": 4}),
+            200,
+            4,
+            "clampedToMax",
+        ),
+        (json!({"cpu": []}), 422, 0, ""),
+        (json!({"cpu": [1.0], "currentReplicas": 2}), 422, 0, ""),
+        (json!({"cpu": [-1.0]}), 422, 0, ""),
+        (json!({"cpu": [1.0], "target": 0}), 422, 0, ""),
+        (
+            json!({"cpu": [1.0], "minReplicas": 3, "maxReplicas": 2}),
+            422,
+            0,
+            "",
+        ),
+    ];
+    for (body, code, desired, rule) in cases {
+        let answer = server
+            .req("POST", "/application/autoscaler/dryRun")
+            .basic(&owner.admin_login, &owner.admin_password)
+            .json(&body)
+            .send()
+            .expect(code)
+            .json();
+        if code == 200 {
+            let d = &answer["decision"];
+            assert_eq!(
+                (d["desiredReplicas"].as_u64(), d["rule"].as_str()),
+                (Some(desired), Some(rule)),
+                "{body}: {answer}"
+            );
+            assert!(d["explanation"].as_str().is_some_and(|e| !e.is_empty()));
+        } else {
+            assert!(
+                answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{answer}"
+            );
+        }
+    }
+    // Without credentials: 401.
+    server
+        .req("POST", "/application/autoscaler/dryRun")
+        .json(&json!({"cpu": [1.0]}))
+        .send()
+        .expect(401);
+}
