@@ -1048,12 +1048,13 @@ impl Supervisor {
             } else {
                 c.finished_at.clone()
             });
-            kills.last_peak_bytes = Some(peak_bytes);
+            kills.last_peak_bytes = (peak_bytes > 0).then_some(peak_bytes);
             details["memoryLimitBytes"] = json!(dep.memory_bytes);
             details["memoryLimit"] = json!(spec::memory_limit_text(
                 u64::try_from(dep.memory_bytes).unwrap_or(0)
             ));
-            details["memoryPeakBytes"] = json!(peak_bytes);
+            // None when the run ended before its first stats sample.
+            details["memoryPeakBytes"] = json!((peak_bytes > 0).then_some(peak_bytes));
             journal::record(
                 &self.store,
                 journal::Entry {

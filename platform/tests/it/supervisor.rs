@@ -877,6 +877,13 @@ fn an_oom_killed_container_is_restarted_and_the_status_says_why() {
     subscribe(&server, &owner.id, &app).expect(201);
     let ready = wait_ready(&server, &owner, &app, 1);
     let ip = instances(&ready)[0]["ip"].as_str().unwrap().to_owned();
+    // The peak in the record is what the stats saw: wait for the first sample.
+    wait_for(READY_DEADLINE, "a memory sample", || {
+        let s = status(&server, &owner, &app);
+        instances(&s)[0]["memory"]["usedBytes"]
+            .as_u64()
+            .filter(|b| *b > 0)
+    });
     // 128 MiB against a 64M limit: the kernel kills the process mid-request.
     let _ = plain_agent()
         .post(&format!("http://{ip}:80/alloc?mb=128"))
