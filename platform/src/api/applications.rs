@@ -207,6 +207,15 @@ async fn create(
         applications::create(c, &new, bootstrap.as_ref())
     })
     .await?;
+    super::audit::record_action(
+        &state,
+        &principal,
+        &[app.owner.as_str()],
+        (app.id, &app.name),
+        "Application",
+        "Created",
+        format!("Application {} created", app.name),
+    );
     let base = media::base_url(&req);
     let body = application_json(&base, &app);
     Ok(media::created(
@@ -471,6 +480,15 @@ async fn delete(
     if let Some(user) = &app.bootstrap_user {
         state.cache.invalidate_user(&app.owner, user);
     }
+    super::audit::record_action(
+        &state,
+        &principal,
+        &[app.owner.as_str()],
+        (id, &app.name),
+        "Application",
+        "Deleted",
+        format!("Application {} deleted", app.name),
+    );
     // Containers go first: an image still used by a container cannot be removed.
     if !state.supervisor.converge(CONVERGE_LIMIT).await {
         tracing::warn!(

@@ -12,13 +12,51 @@ use super::paging::PageRequest;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
-use crate::store::audit::{self, Filter, Record};
+use crate::store::audit::{self, Filter, NewRecord, Record};
 
 pub const AUDIT_READ: &str = "ROLE_AUDIT_READ";
 pub const AUDIT_ADMIN: &str = "ROLE_AUDIT_ADMIN";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/audit/auditRecords", web::get().to(list));
+}
+
+/// Records a user's action on an application in each of `tenants` (e.g. the subscriber and
+/// the owner). The write runs on its own task: the action already happened, and a failure to
+/// record it is logged rather than failing the request.
+pub fn record_action(
+    state: &AppState,
+    principal: &Principal,
+    tenants: &[&str],
+    application: (i64, &str),
+    record_type: &str,
+    activity: &str,
+    text: String,
+) {
+    tracing::info!(user = %principal.user, tenant = %principal.tenant, application = application.1, "{text}");
+    let mut seen: Vec<&str> = Vec::new();
+    for tenant in tenants {
+        if seen.contains(tenant) {
+            continue;
+        }
+        seen.push(tenant);
+        let record = NewRecord {
+            tenant: (*tenant).to_owned(),
+            application: Some((application.0, application.1.to_owned())),
+            record_type: record_type.to_owned(),
+            activity: activity.to_owned(),
+            text: text.clone(),
+            severity: audit::INFORMATION,
+            user: format!("{}/{}", principal.tenant, principal.user),
+            details: json!({}),
+        };
+        let store = state.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.run(move |c| audit::append(c, &record)).await {
+                tracing::warn!(error = %e, "cannot write an audit record");
+            }
+        });
+    }
 }
 
 /// ROLE_AUDIT_READ/_ADMIN, or an administrator of the management tenant.

@@ -216,6 +216,15 @@ async fn subscribe(
         subscriptions::subscribe(c, &new)
     })
     .await?;
+    super::audit::record_action(
+        &state,
+        &principal,
+        &[tenant.as_str(), app.owner.as_str()],
+        (app.id, &app.name),
+        "Subscription",
+        "Subscribed",
+        format!("Tenant {tenant} subscribed to {}", app.name),
+    );
     state.supervisor.poke();
     let base = media::base_url(&req);
     let body = reference_json(&base, &tenant, &app);
@@ -308,6 +317,15 @@ async fn unsubscribe(
     })
     .await?;
     state.cache.invalidate_user(&tenant, &removed.service_user);
+    super::audit::record_action(
+        &state,
+        &principal,
+        &[tenant.as_str(), app.owner.as_str()],
+        (app.id, &app.name),
+        "Subscription",
+        "Unsubscribed",
+        format!("Tenant {tenant} unsubscribed from {}", app.name),
+    );
     // Answer once the containers are gone, so the caller sees the result of the unsubscribe.
     state.supervisor.converge(CONVERGE_LIMIT).await;
     Ok(HttpResponse::NoContent().finish())

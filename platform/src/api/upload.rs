@@ -248,6 +248,18 @@ async fn upload(
         cleanup_replaced(&state, &old, &package_file).await;
     }
     tracing::info!(tenant = %app.owner, application = %app.name, %version, image = %package.image.id, "package accepted");
+    super::audit::record_action(
+        &state,
+        &principal,
+        &[app.owner.as_str()],
+        (id, &app.name),
+        "Application",
+        "Package uploaded",
+        format!(
+            "Version {version} of {} uploaded (image {})",
+            app.name, package.image.id
+        ),
+    );
     state.supervisor.poke();
     let base = media::base_url(&req);
     let body = application_json(&base, &app);

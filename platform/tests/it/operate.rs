@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fixture::{Server, Tenant, create_tenant};
+use crate::fixture::{Server, Tenant, create_tenant, create_user, unique};
 use crate::supervisor::{
     HelloLease, deploy, manifest, plain_agent, readiness_on_health, start_server, status,
     subscribe, wait_for, wait_ready,
@@ -146,6 +146,18 @@ fn a_cpu_bound_service_scales_up_within_bounds_and_back_down_after_the_window() 
         .unwrap();
     assert_eq!(down["details"]["decision"]["desiredReplicas"], 1, "{down}");
     assert_eq!(down["details"]["scaleDownWindowSeconds"], 3, "{down}");
+    // So are the user's actions that led here.
+    let actions = audit(&server, &owner, &format!("application={app}&pageSize=100"));
+    for activity in ["Created", "Package uploaded", "Subscribed"] {
+        assert!(
+            actions["auditRecords"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["activity"] == activity),
+            "{activity} in {actions}"
+        );
+    }
     for r in [up, down] {
         for key in [
             "id", "type", "activity", "text", "time", "severity", "user", "tenant",
@@ -232,4 +244,57 @@ fn the_dry_run_explains_decisions_and_rejects_bad_numbers() {
         .json(&json!({"cpu": [1.0]}))
         .send()
         .expect(401);
+}
+
+#[test]
+fn the_audit_log_is_tenant_scoped_paged_and_needs_the_audit_role() {
+    let server = Server::start();
+    let owner = create_tenant(&server, "owner");
+    let other = create_tenant(&server, "other");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let name = unique("audited-");
+        let app = server
+            .req("POST", "/application/applications")
+            .basic(&owner.admin_login, &owner.admin_password)
+            .json(&json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE"}))
+            .send()
+            .expect(201)
+            .json();
+        ids.push(app["id"].as_str().unwrap().to_owned());
+    }
+    let first = wait_for(DEADLINE, "three creation records", || {
+        let page = audit(
+            &server,
+            &owner,
+            "type=Application&pageSize=1&withTotalElements=true",
+        );
+        (page["statistics"]["totalElements"] == 3).then_some(page)
+    });
+    // Newest first, one per page, with a next page.
+    let record = &first["auditRecords"][0];
+    assert_eq!(record["source"]["id"], ids[2].as_str(), "{first}");
+    assert_eq!(record["activity"], "Created");
+    assert_eq!(record["user"], owner.admin_login.as_str());
+    assert!(first["next"].as_str().is_some(), "{first}");
+    let by_app = audit(&server, &owner, &format!("application={}", ids[0]));
+    assert_eq!(
+        by_app["auditRecords"].as_array().map(Vec::len),
+        Some(1),
+        "{by_app}"
+    );
+    // Another tenant sees none of it.
+    assert_eq!(audit(&server, &other, "")["auditRecords"], json!([]));
+    // A user without ROLE_AUDIT_READ is refused; a bad filter is a 422.
+    let plain = create_user(&server, &owner, "plain", "Plain-User-1");
+    server
+        .req("GET", "/audit/auditRecords")
+        .basic(&plain, "Plain-User-1")
+        .send()
+        .expect(403);
+    server
+        .req("GET", "/audit/auditRecords?application=abc")
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(422);
 }
