@@ -12,7 +12,8 @@
 #   CONNECTIONS  wrk connections (default 64); THREADS wrk threads (default 2)
 #   WORKERS      worker count for nginx and Berth (default 2)
 #   BERTH_LOG    Berth's log filter (default info: one line per request, like nginx's access_log)
-#   CARGO_TARGET_DIR is honoured for the release builds.
+#   BERTH        berth binary to measure; with BERTH_PACK set too, nothing is built (default: cargo build --release
+#                -p berth -p berth-pack, honouring CARGO_TARGET_DIR)
 # Needs docker, curl, python3, openssl, wrk and nginx (installed with apt-get when missing and running as root).
 # Work files go to bench/work/proxy/ (git-ignored). Everything started is stopped at the end: nginx, Berth, the
 # containers and networks of this Berth installation and the hello image (all labelled berth.bench=1).
@@ -54,9 +55,16 @@ done
 docker info > /dev/null 2>&1 || die "cannot reach the Docker daemon"
 
 target_dir="${CARGO_TARGET_DIR:-$workspace/target}"
-say "building berth and berth-pack (cargo build --release)"
-(cd "$workspace" && CARGO_TARGET_DIR="$target_dir" cargo build --release --quiet -p berth -p berth-pack)
-berth="$target_dir/release/berth"
+if [[ -n "${BERTH:-}" && -n "${BERTH_PACK:-}" ]]; then
+    [[ -x "$BERTH" && -x "$BERTH_PACK" ]] || die "BERTH=$BERTH and BERTH_PACK=$BERTH_PACK must be executable files"
+    berth="$BERTH"
+    berth_pack="$BERTH_PACK"
+else
+    say "building berth and berth-pack (cargo build --release)"
+    (cd "$workspace" && CARGO_TARGET_DIR="$target_dir" cargo build --release --quiet -p berth -p berth-pack)
+    berth="$target_dir/release/berth"
+    berth_pack="$target_dir/release/berth-pack"
+fi
 
 rm -rf "$work"
 mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
@@ -81,7 +89,7 @@ trap cleanup EXIT
 
 say "building the hello image $image"
 IMAGE="$image" SMOKE=0 IMAGE_LABELS="berth.bench=1" OUTPUT_DIR="$work/hello" CARGO_TARGET_DIR="$target_dir" \
-    BERTH_PACK="$target_dir/release/berth-pack" "$workspace/examples/hello/build.sh" > /dev/null
+    BERTH_PACK="$berth_pack" "$workspace/examples/hello/build.sh" > /dev/null
 # The bench manifest lets hello use both cores, so the container is not what limits the proxies.
 python3 - "$workspace/examples/hello/cumulocity.json" "$work/hello/cumulocity.json" << 'EOF'
 import json, sys
@@ -90,7 +98,7 @@ m["resources"] = {"cpu": "2", "memory": "128M"}
 m["readinessProbe"] = {"httpGet": {"path": "/health", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1}
 json.dump(m, open(sys.argv[2], "w"))
 EOF
-"$target_dir/release/berth-pack" pack --quiet --manifest "$work/hello/cumulocity.json" \
+"$berth_pack" pack --quiet --manifest "$work/hello/cumulocity.json" \
     --image "$work/hello/image.tar" --output "$work/hello/bench.zip" > /dev/null
 
 say "starting berth (release, log $berth_log)"
@@ -196,8 +204,8 @@ def ms(v):
     n = float(m.group(1))
     return n / 1000 if m.group(2) == "us" else n * 1000 if m.group(2) == "s" else n
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))
-p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if errors:
     sys.exit(f"{errors.group(1)} non-2xx answers: {text}")

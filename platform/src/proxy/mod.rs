@@ -85,7 +85,8 @@ impl Proxy {
         move |cfg| {
             cfg.app_data(worker)
                 .route("/metrics", web::get().to(metrics::render))
-                .service(web::resource("/service/{tail:.*}").to(forward));
+                // A scope matches its static prefix without a regex (this is the hot path).
+                .service(web::scope("/service").default_service(web::to(forward)));
         }
     }
 }
