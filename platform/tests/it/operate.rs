@@ -146,6 +146,17 @@ fn a_cpu_bound_service_scales_up_within_bounds_and_back_down_after_the_window() 
         .unwrap();
     assert_eq!(down["details"]["decision"]["desiredReplicas"], 1, "{down}");
     assert_eq!(down["details"]["scaleDownWindowSeconds"], 3, "{down}");
+    // Prometheus sees the same.
+    let metrics = server.admin_get("/metrics").expect(200);
+    for name in [
+        "berth_deployment_replicas_desired",
+        "berth_deployment_replicas_active",
+        "berth_instance_cpu_cores",
+        "berth_instance_memory_bytes",
+        "berth_autoscaler_decisions_total",
+    ] {
+        assert!(metrics.body.contains(name), "{name} in {}", metrics.body);
+    }
     // So are the user's actions that led here.
     let actions = audit(&server, &owner, &format!("application={app}&pageSize=100"));
     for activity in ["Created", "Package uploaded", "Subscribed"] {

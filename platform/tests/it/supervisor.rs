@@ -933,6 +933,13 @@ fn an_oom_killed_container_is_restarted_and_the_status_says_why() {
     assert_eq!(details["memoryLimitBytes"], 64_000_000, "{record}");
     assert_eq!(details["memoryLimit"], "62500K", "{record}");
     assert!(details["memoryPeakBytes"].as_u64() > Some(0), "{record}");
+    let metrics = server.admin_get("/metrics").expect(200);
+    for name in [
+        "berth_container_oom_kills_total",
+        "berth_container_restarts_total",
+    ] {
+        assert!(metrics.body.contains(name), "{name} in {}", metrics.body);
+    }
     let lines = details["lastLogLines"].as_array().unwrap();
     assert!(
         lines
