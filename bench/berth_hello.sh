@@ -1,0 +1,103 @@
+# Sourced by bench/autoscale.sh and bench/oom.sh: builds release berth + berth-pack and the hello image, starts
+# berth on a temp data dir and loopback ports, deploys hello with a manifest patched by MANIFEST_PATCH (Python
+# statements on `m`), and removes everything it started on exit (berth, its containers and networks, the image).
+# Expects: $name (script name for messages), $work (work dir).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+workspace="$(cd "$here/.." && pwd)"
+password='Bench-Passw0rd'
+berth_port="${BERTH_PORT:-18453}"
+
+say() { printf '%s: %s\n' "$name" "$*" >&2; }
+die() {
+    printf '%s: error: %s\n' "$name" "$*" >&2
+    exit 1
+}
+now() { date +%s.%N; }
+# Seconds between two `date +%s.%N` / RFC 3339 instants, as milliseconds.
+ms_between() { python3 -c 'import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))' "$1" "$2"; }
+docker_epoch() {
+    python3 -c '
+import sys, datetime
+t = sys.argv[1].rstrip("Z")
+base, _, frac = t.partition(".")
+d = datetime.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+print("%d.%s" % (d.timestamp(), (frac + "000000000")[:9]))' "$1"
+}
+
+for tool in docker curl python3 cargo; do
+    command -v "$tool" > /dev/null 2>&1 || die "$tool is not installed or not on PATH"
+done
+docker info > /dev/null 2>&1 || die "cannot reach the Docker daemon"
+
+target_dir="${CARGO_TARGET_DIR:-$workspace/target}"
+say "building berth and berth-pack (cargo build --release)"
+(cd "$workspace" && CARGO_TARGET_DIR="$target_dir" cargo build --release --quiet -p berth -p berth-pack)
+berth="$target_dir/release/berth"
+
+rm -rf "$work"
+mkdir -p "$work"
+run_id="bench-$(date +%s)-$$"
+image="berth-bench-hello:$run_id"
+berth_pid=""
+installation=""
+cleanup() {
+    set +e
+    jobs -p | xargs -r kill 2> /dev/null
+    if [[ -n "$berth_pid" ]]; then
+        kill "$berth_pid" 2> /dev/null
+        wait "$berth_pid" 2> /dev/null
+    fi
+    if [[ -n "$installation" ]]; then
+        for id in $(docker ps -aq --filter "label=berth.installation=$installation"); do docker rm -f "$id" > /dev/null; done
+        for id in $(docker network ls -q --filter "label=berth.installation=$installation"); do docker network rm "$id" > /dev/null; done
+    fi
+    docker rmi -f "$image" > /dev/null 2>&1
+}
+trap cleanup EXIT
+
+say "building the hello image $image"
+IMAGE="$image" SMOKE=0 IMAGE_LABELS="berth.bench=1" OUTPUT_DIR="$work/hello" CARGO_TARGET_DIR="$target_dir" \
+    BERTH_PACK="$target_dir/release/berth-pack" "$workspace/examples/hello/build.sh" > /dev/null
+python3 - "$workspace/examples/hello/cumulocity.json" "$work/hello/cumulocity.json" "${MANIFEST_PATCH:-}" << 'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+exec(sys.argv[3])
+json.dump(m, open(sys.argv[2], "w"))
+PY
+"$target_dir/release/berth-pack" pack --quiet --manifest "$work/hello/cumulocity.json" \
+    --image "$work/hello/image.tar" --output "$work/hello/bench.zip" > /dev/null
+
+say "starting berth (release${BERTH_ARGS:+, $BERTH_ARGS})"
+# shellcheck disable=SC2086 # BERTH_ARGS is a list of flags
+BERTH_ADMIN_PASSWORD="$password" BERTH_LOG="${BERTH_LOG:-info}" "$berth" serve --data-dir "$work/berth-data" \
+    --https "127.0.0.1:$berth_port" --internal-api 0.0.0.0:0 --container-label berth.bench=1 \
+    ${BERTH_ARGS:-} > "$work/berth.out" 2> "$work/berth.log" &
+berth_pid=$!
+base="https://127.0.0.1:$berth_port"
+cert="$work/berth-data/tls/cert.pem"
+for _ in $(seq 100); do
+    grep -q '^berth: management tenant' "$work/berth.out" 2> /dev/null && break
+    kill -0 "$berth_pid" 2> /dev/null || die "berth exited: $(tail -n 5 "$work/berth.log")"
+    sleep 0.2
+done
+installation="$(sed -n 's/^berth: installation //p' "$work/berth.out")"
+[[ -n "$installation" ]] || die "berth did not start: $(tail -n 5 "$work/berth.log")"
+api() { curl -sS --fail-with-body --cacert "$cert" -u "management/admin:$password" "$@"; }
+json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+service() { curl -s --cacert "$cert" -u "management/admin:$password" "$@"; }
+app_id="$(api -H 'Content-Type: application/json' -d '{"name":"hello","key":"hello-key","type":"MICROSERVICE"}' \
+    "$base/application/applications" | json_field 'd["id"]')"
+api -F "file=@$work/hello/bench.zip" "$base/application/applications/$app_id/binaries" > /dev/null
+api -H 'Content-Type: application/json' -d "{\"application\":{\"id\":\"$app_id\"}}" \
+    "$base/tenant/tenants/management/applications" > /dev/null
+code=""
+for _ in $(seq 300); do
+    code="$(service -o /dev/null -w '%{http_code}' "$base/service/hello/health" || true)"
+    [[ "$code" == 200 ]] && break
+    sleep 0.2
+done
+[[ "$code" == 200 ]] || die "hello did not become ready behind berth (last status $code)"
+status() { api "$base/application/applications/$app_id" | json_field "$1"; }
+say "hello ready (application $app_id)"
