@@ -13,6 +13,9 @@ use tokio::sync::Notify;
 
 use crate::runtime::Runtime;
 
+/// First retry of a readiness probe that has never passed yet (then doubling up to the period).
+const FIRST_READY_RETRY: Duration = Duration::from_millis(100);
+
 /// What the probes have concluded about one container run.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeState {
@@ -50,6 +53,12 @@ pub async fn watch(
         };
         tokio::time::sleep(Duration::from_secs(probe.initial_delay_seconds.into())).await;
         let (mut successes, mut failures) = (0u32, 0u32);
+        let period = Duration::from_secs(probe.period_seconds.max(1).into());
+        // Until the first time it is ready, probe sooner than the period (100 ms doubling up to
+        // it): a fresh or restarted replica joins routing as soon as it answers, instead of up
+        // to a whole period later. Failures before that count for nothing, so this changes no
+        // verdict, only how soon it comes.
+        let mut first_wait = Some(FIRST_READY_RETRY);
         loop {
             match check(&runtime, &container_id, ip, &probe).await {
                 Ok(()) => {
@@ -72,7 +81,19 @@ pub async fn watch(
                 update(&state, |s| s.ready = false);
                 changed.notify_one();
             }
-            tokio::time::sleep(Duration::from_secs(probe.period_seconds.max(1).into())).await;
+            let ready = state.lock().unwrap_or_else(|p| p.into_inner()).ready;
+            let wait = match first_wait {
+                // Once it answered, `successThreshold` counts whole periods again.
+                Some(w) if !ready && successes == 0 && w < period => {
+                    first_wait = Some(w * 2);
+                    w
+                }
+                _ => {
+                    first_wait = None;
+                    period
+                }
+            };
+            tokio::time::sleep(wait).await;
         }
     };
     let live_loop = async {
