@@ -743,9 +743,17 @@ impl Supervisor {
             min_replicas: dep.replicas,
             max_replicas: settings.max_replicas.max(dep.replicas),
         };
+        // After a Berth restart the running replicas are adopted as the starting count, so a
+        // service scaled up under load is not cut back before the first decision.
+        let running: HashSet<&String> = containers
+            .iter()
+            .filter(|c| c.running && c.labels.get(LABEL_REVISION) == Some(&dep.revision))
+            .filter_map(|c| c.labels.get(LABEL_REPLICA))
+            .collect();
+        let adopted = u32::try_from(running.len()).unwrap_or(u32::MAX);
         let scaler = self.scalers.entry(dep.key.clone()).or_insert(Scaler {
             min_replicas: dep.replicas,
-            replicas: dep.replicas,
+            replicas: adopted.max(dep.replicas),
             next_decision: now + settings.period,
             history: VecDeque::new(),
             last: None,
@@ -993,8 +1001,31 @@ impl Supervisor {
             }
             Err(e) => {
                 instance.consecutive_failures += 1;
+                let wait = backoff::delay(instance.consecutive_failures);
                 instance.last_failure = Some(format!("cannot start: {e}"));
-                instance.next_start = Some(now + backoff::delay(instance.consecutive_failures));
+                instance.next_start = Some(now + wait);
+                journal::record(
+                    &self.store,
+                    journal::Entry {
+                        tenant: &dep.owner,
+                        application: (dep.key.application_id, &dep.application_name),
+                        record_type: "ContainerStartFailure",
+                        activity: "Start failed",
+                        text: format!(
+                            "{} cannot start: {e}; retrying in {} ms",
+                            c.name,
+                            wait.as_millis()
+                        ),
+                        severity: audit::WARNING,
+                        details: json!({
+                            "deployment": dep.key.to_string(),
+                            "instance": c.name,
+                            "consecutiveFailures": instance.consecutive_failures,
+                            "restartDelayMillis": wait.as_millis() as u64,
+                            "reason": e.to_string(),
+                        }),
+                    },
+                );
                 return Some(c);
             }
         }

@@ -854,6 +854,52 @@ fn a_container_that_never_starts_is_reported_as_crash_looping() {
     );
     // Still one container: restarts reuse it, they never pile up new ones.
     assert_eq!(containers_of(installation(&cleanup)).len(), 1);
+    // The contract's alarm: no instance available is CRITICAL, in the status and the audit log.
+    let alarms = looping["alarms"].as_array().unwrap();
+    assert!(
+        alarms
+            .iter()
+            .any(|a| a["type"] == "c8y_Application_Down" && a["severity"] == "CRITICAL"),
+        "{looping}"
+    );
+    wait_for(READY_DEADLINE, "the raised alarm's record", || {
+        let page = server
+            .req(
+                "GET",
+                &format!("/audit/auditRecords?application={app}&type=c8y_Application_Down"),
+            )
+            .basic(&owner.admin_login, &owner.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        let records = page["auditRecords"].as_array()?.clone();
+        records
+            .iter()
+            .any(|r| r["activity"] == "Alarm raised" && r["severity"] == "CRITICAL")
+            .then_some(())
+    });
+    // Failed starts are recorded with their reason and the back-off applied.
+    let exits = server
+        .req(
+            "GET",
+            &format!(
+                "/audit/auditRecords?application={app}&type=ContainerStartFailure&pageSize=10"
+            ),
+        )
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    let delays: Vec<u64> = exits["auditRecords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["details"]["restartDelayMillis"].as_u64())
+        .collect();
+    assert!(
+        delays.contains(&0) && delays.iter().any(|d| *d >= 200),
+        "{exits}"
+    );
 }
 
 /// Docker's RFC 3339 timestamps (nanoseconds) as Unix nanoseconds.
@@ -940,6 +986,24 @@ fn an_oom_killed_container_is_restarted_and_the_status_says_why() {
     ] {
         assert!(metrics.body.contains(name), "{name} in {}", metrics.body);
     }
+    // Down while starting, cleared once ready: the alarm history is in the audit log.
+    wait_for(READY_DEADLINE, "the cleared alarm's record", || {
+        let page = server
+            .req(
+                "GET",
+                &format!("/audit/auditRecords?application={app}&type=c8y_Application_Down"),
+            )
+            .basic(&owner.admin_login, &owner.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        let records = page["auditRecords"].as_array()?.clone();
+        records
+            .iter()
+            .any(|r| r["activity"] == "Alarm cleared")
+            .then_some(())
+    });
+    assert_eq!(status(&server, &owner, &app)["alarms"], json!([]));
     let lines = details["lastLogLines"].as_array().unwrap();
     assert!(
         lines
