@@ -44,7 +44,12 @@ berth_pid=""
 installation=""
 cleanup() {
     set +e
-    jobs -p | xargs -r kill 2> /dev/null
+    # Deleting the application first removes Berth's own tag of the image (berth/<tenant>-<id>:<version>).
+    if [[ -n "${app_id:-}" && -n "$berth_pid" ]]; then
+        curl -s -o /dev/null --max-time 40 --cacert "$cert" -u "management/admin:$password" -X DELETE \
+            "$base/application/applications/$app_id"
+    fi
+    jobs -p | grep -vx "$berth_pid" | xargs -r kill 2> /dev/null
     if [[ -n "$berth_pid" ]]; then
         kill "$berth_pid" 2> /dev/null
         wait "$berth_pid" 2> /dev/null
