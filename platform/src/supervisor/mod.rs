@@ -13,6 +13,11 @@
 //!   `rollout_timeout` is rolled back to the last stable version;
 //! * after a Berth restart, running containers are adopted (never duplicated), containers of
 //!   no desired deployment are removed, missing ones created.
+//! * `scale: AUTO` deployments run the replica count their [`autoscale`] decision gives (never
+//!   below the manifest's `replicas`, never above the configured maximum); a removed replica
+//!   leaves routing first and is stopped only after the drain period;
+//! * every scaling decision that changes the count, every exit (OOM kills apart), failed start
+//!   and alarm raise/clear is an audit record ([`journal`]) written off the loop.
 
 pub mod autoscale;
 pub mod backoff;
