@@ -69,10 +69,9 @@ fn require_audit_read(principal: &Principal) -> Result<(), ApiError> {
     principal.require_any(&[AUDIT_READ, AUDIT_ADMIN])
 }
 
-pub fn record_json(base: &str, r: &Record) -> Value {
+pub fn record_json(r: &Record) -> Value {
     json!({
         "id": r.id.to_string(),
-        "self": format!("{base}/audit/auditRecords/{}", r.id),
         "type": r.record_type,
         "activity": r.activity,
         "text": r.text,
@@ -113,8 +112,7 @@ async fn list(
         audit::list(c, &tenant, &filter, page.window())
     })
     .await?;
-    let base = media::base_url(&req);
-    let items = records.iter().map(|r| record_json(&base, r)).collect();
+    let items = records.iter().map(record_json).collect();
     Ok(media::ok(
         "auditRecordCollection",
         &page.collection(&req, "auditRecords", items, total),
