@@ -249,6 +249,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         upload_lock: tokio::sync::Mutex::new(()),
         supervisor: supervisor_handle.clone(),
         routing,
+        installation: installation.clone(),
     });
     let app_state = state.clone();
     let proxy = proxy::Proxy::new(config.proxy_timeout);

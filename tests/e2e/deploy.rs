@@ -174,16 +174,15 @@ fn image_id(reference: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// The image tag the platform adds on upload (`berth/<tenant>-<app id>:<version>`). Tenant and app id repeat
-/// across platform instances sharing the engine, so on drop it is removed only if it still points at our image.
+/// The image tag the platform adds on upload (`berth/<installation>/<tenant>-<app id>:<version>`). It names
+/// this platform instance, so no other instance sharing the engine uses it; removed on drop.
 struct PlatformTag {
     tag: String,
-    image_id: String,
 }
 
 impl Drop for PlatformTag {
     fn drop(&mut self) {
-        if image_id(&self.tag).as_deref() == Some(self.image_id.as_str()) {
+        if image_id(&self.tag).is_some() {
             let output = run(Command::new("docker").args(["rmi", &self.tag]));
             if !output.status.success() {
                 eprintln!(
@@ -292,12 +291,16 @@ fn hello_deploys_to_berth_and_a_redeploy_reuses_the_application_and_subscribes()
         .as_str()
         .unwrap_or_else(|| panic!("no id in {deployed}"))
         .to_owned();
-    // The platform tags the loaded image for the application; remove that tag at the end, but only while it
-    // still names our build (the tag is not unique to this platform instance, see `PlatformTag`).
-    let _platform_tag = PlatformTag {
-        tag: format!("berth/management-{id}:1.0.0"),
-        image_id: image_id(&image).expect("the build image exists"),
+    // The platform tags the loaded image for the application (removed at the end, see `PlatformTag`).
+    let platform_tag = PlatformTag {
+        tag: format!("berth/{}/management-{id}:1.0.0", berth.installation),
     };
+    assert_eq!(
+        image_id(&platform_tag.tag),
+        Some(image_id(&image).expect("the build image exists")),
+        "the platform's tag {} names the deployed build",
+        platform_tag.tag
+    );
     assert_eq!(deployed["name"], "hello", "{deployed}");
     assert_eq!(deployed["version"], "1.0.0", "{deployed}");
     assert_eq!(deployed["created"], true, "{deployed}");

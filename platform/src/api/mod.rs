@@ -43,6 +43,8 @@ pub struct AppState {
     pub supervisor: crate::supervisor::Handle,
     /// Ready upstreams per deployment (read by the proxy).
     pub routing: RoutingTable,
+    /// This installation's id: part of every image tag Berth adds (see `upload`).
+    pub installation: String,
 }
 
 /// Registers every route, the extractor error mapping and the 404 fallback.

@@ -1,6 +1,6 @@
 //! `POST /application/applications/{id}/binaries`: a microservice package is streamed to a
 //! temporary file (never held in memory), checked, its image loaded into Docker and tagged
-//! `berth/<tenant>-<app id>:<version>`, and the version recorded. Any failure undoes every step,
+//! `berth/<installation>/<tenant>-<app id>:<version>`, and the version recorded. Any failure undoes every step,
 //! so a rejected upload leaves no row, no file and no image behind.
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Berth's image reference for one application version.
+/// Berth's image reference for one application version. The installation id is part of it:
+/// several installations may share one engine, and tenant and application ids repeat across
+/// them, so without it one installation's rollback or delete could untag another's image.
 #[derive(Debug, Clone)]
 struct BerthTag {
     repo: String,
@@ -33,7 +35,14 @@ struct BerthTag {
 }
 
 impl BerthTag {
-    fn new(tenant: &str, app_id: i64, version: &str) -> BerthTag {
+    fn new(installation: &str, tenant: &str, app_id: i64, version: &str) -> BerthTag {
+        // Repository path components allow [a-z0-9] with separators; the id is generated
+        // lowercase alphanumeric, this only guards against a hand-edited id file.
+        let installation: String = installation
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
         // Docker tags allow [A-Za-z0-9_.-], up to 128, not starting with '.' or '-'.
         let mut tag: String = version
             .chars()
@@ -50,7 +59,10 @@ impl BerthTag {
             tag.insert(0, 'v');
         }
         BerthTag {
-            repo: format!("berth/{}-{app_id}", tenant.to_ascii_lowercase()),
+            repo: format!(
+                "berth/{installation}/{}-{app_id}",
+                tenant.to_ascii_lowercase()
+            ),
             tag,
         }
     }
@@ -232,7 +244,7 @@ async fn upload(
             ),
         ));
     }
-    let berth_tag = BerthTag::new(&app.owner, id, &version);
+    let berth_tag = BerthTag::new(&state.installation, &app.owner, id, &version);
     let before = docker_before(&state, &package, &berth_tag).await?;
     let outcome = install(&state, &app.owner, id, &package, &berth_tag, temp, &version).await;
     // Whatever happened, the archive's own tags go back to what they were: only Berth's tag stays.
@@ -501,10 +513,15 @@ mod tests {
             ("-x", "v-x"),
         ];
         for (version, tag) in cases {
-            let t = BerthTag::new("T1", 7, version);
+            let t = BerthTag::new("ab12cd", "T1", 7, version);
             assert_eq!(t.tag, tag);
-            assert_eq!(t.repo, "berth/t1-7");
+            assert_eq!(t.repo, "berth/ab12cd/t1-7");
         }
+        // A hand-edited installation id still gives a valid repository path component.
+        assert_eq!(
+            BerthTag::new("AB-12_x", "T1", 7, "1").repo,
+            "berth/ab12x/t1-7"
+        );
         assert_eq!(
             split_reference("localhost:5000/a/b:1.0"),
             ("localhost:5000/a/b", "1.0")

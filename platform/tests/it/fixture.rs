@@ -250,6 +250,14 @@ impl Server {
     pub fn path(&self, relative: &str) -> PathBuf {
         self.data_dir.join(relative)
     }
+
+    /// This server's installation id, from its `berth: installation <id>` line.
+    pub fn installation(&self) -> &str {
+        self.lines
+            .iter()
+            .find_map(|l| l.strip_prefix("berth: installation "))
+            .expect("installation line")
+    }
 }
 
 impl Drop for Server {

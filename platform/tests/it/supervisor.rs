@@ -144,12 +144,7 @@ pub(crate) fn start_server(extra: &[&str]) -> (DockerCleanup, Server) {
         env,
         ..Options::default()
     });
-    let installation = server
-        .lines
-        .iter()
-        .find_map(|l| l.strip_prefix("berth: installation "))
-        .expect("installation line")
-        .to_owned();
+    let installation = server.installation().to_owned();
     (DockerCleanup(installation), server)
 }
 

@@ -191,8 +191,14 @@ fn create_microservice(server: &Server, tenant: &Tenant) -> Value {
         .json()
 }
 
-fn berth_ref(tenant: &Tenant, app_id: &str, version: &str) -> String {
-    format!("berth/{}-{app_id}:{version}", tenant.id)
+/// Berth's tag for one version: it names the installation, so servers sharing the engine
+/// never touch each other's tags.
+fn berth_ref(server: &Server, tenant: &Tenant, app_id: &str, version: &str) -> String {
+    format!(
+        "berth/{}/{}-{app_id}:{version}",
+        server.installation(),
+        tenant.id
+    )
 }
 
 #[test]
@@ -212,7 +218,7 @@ fn upload_loads_the_image_and_applies_the_version_rules() {
     assert_eq!(body["requiredRoles"], json!(["ROLE_INVENTORY_READ"]));
     assert_eq!(body["contextPath"], "hello-ctx");
     assert_eq!(
-        image_id(&berth_ref(&t, id, "1.0.0")).as_deref(),
+        image_id(&berth_ref(&server, &t, id, "1.0.0")).as_deref(),
         Some(first.id.as_str()),
         "the image is in Docker under Berth's tag"
     );
@@ -232,11 +238,11 @@ fn upload_loads_the_image_and_applies_the_version_rules() {
         .json();
     assert_eq!(body["activeVersionId"], "1.0.1");
     assert_eq!(
-        image_id(&berth_ref(&t, id, "1.0.1")).as_deref(),
+        image_id(&berth_ref(&server, &t, id, "1.0.1")).as_deref(),
         Some(second.id.as_str())
     );
     assert_eq!(
-        image_id(&berth_ref(&t, id, "1.0.0")).as_deref(),
+        image_id(&berth_ref(&server, &t, id, "1.0.0")).as_deref(),
         Some(first.id.as_str())
     );
 
@@ -246,7 +252,7 @@ fn upload_loads_the_image_and_applies_the_version_rules() {
     upload(&server, &t, id, "file", &package("2.0.0-SNAPSHOT", &snap_a)).expect(201);
     upload(&server, &t, id, "file", &package("2.0.0-SNAPSHOT", &snap_b)).expect(201);
     assert_eq!(
-        image_id(&berth_ref(&t, id, "2.0.0-SNAPSHOT")).as_deref(),
+        image_id(&berth_ref(&server, &t, id, "2.0.0-SNAPSHOT")).as_deref(),
         Some(snap_b.id.as_str())
     );
     assert!(
@@ -262,7 +268,10 @@ fn upload_loads_the_image_and_applies_the_version_rules() {
         .send()
         .expect(204);
     for version in ["1.0.0", "1.0.1", "2.0.0-SNAPSHOT"] {
-        assert!(image_id(&berth_ref(&t, id, version)).is_none(), "{version}");
+        assert!(
+            image_id(&berth_ref(&server, &t, id, version)).is_none(),
+            "{version}"
+        );
     }
     assert!(files_under(&server.path("packages")).is_empty());
 }
@@ -392,7 +401,7 @@ fn failed_uploads_leave_no_trace() {
             "{name}: the image was left in Docker"
         );
         assert!(
-            image_id(&berth_ref(&t, &id, "3.0.0")).is_none(),
+            image_id(&berth_ref(&server, &t, &id, "3.0.0")).is_none(),
             "{name}: a Berth tag was left"
         );
         let app_now = server
@@ -404,7 +413,7 @@ fn failed_uploads_leave_no_trace() {
         assert_eq!(app_now, before_app, "{name}: the application changed");
     }
     assert_eq!(
-        image_id(&berth_ref(&t, &id, "1.0.0")).as_deref(),
+        image_id(&berth_ref(&server, &t, &id, "1.0.0")).as_deref(),
         Some(accepted.id.as_str()),
         "the accepted version is untouched"
     );
@@ -493,6 +502,55 @@ fn uploads_need_application_admin_in_the_owner_tenant() {
         .expect_error(422, "applications/Invalid Data");
 }
 
+/// Two installations on one engine number tenants and applications alike; each tags the
+/// image under its own installation id, so deleting one's application leaves the other's tag.
+#[test]
+fn servers_sharing_the_engine_keep_their_own_image_tags() {
+    let management = Tenant {
+        id: "management".to_owned(),
+        admin_login: crate::fixture::MGMT_ADMIN.to_owned(),
+        admin_password: crate::fixture::ADMIN_PASSWORD.to_owned(),
+    };
+    let (a, b) = (Server::start(), Server::start());
+    let image = TestImage::build(0);
+    let uploaded: Vec<(&Server, String)> = [&a, &b]
+        .into_iter()
+        .map(|server| {
+            let app = create_microservice(server, &management);
+            let id = app["id"].as_str().unwrap().to_owned();
+            upload(server, &management, &id, "file", &package("1.0.0", &image)).expect(201);
+            (server, id)
+        })
+        .collect();
+    assert_eq!(
+        uploaded[0].1, uploaded[1].1,
+        "fresh servers give the first application the same id"
+    );
+    let [tag_a, tag_b] =
+        [0, 1].map(|i| berth_ref(uploaded[i].0, &management, &uploaded[i].1, "1.0.0"));
+    assert_ne!(tag_a, tag_b);
+    for tag in [&tag_a, &tag_b] {
+        assert_eq!(image_id(tag).as_deref(), Some(image.id.as_str()), "{tag}");
+    }
+
+    a.req(
+        "DELETE",
+        &format!("/application/applications/{}", uploaded[0].1),
+    )
+    .basic(&management.admin_login, &management.admin_password)
+    .send()
+    .expect(204);
+    assert!(
+        image_id(&tag_a).is_none(),
+        "{tag_a} is removed with its application"
+    );
+    assert_eq!(
+        image_id(&tag_b).as_deref(),
+        Some(image.id.as_str()),
+        "the other server's tag is untouched"
+    );
+}
+
 #[test]
 fn deleting_a_tenant_removes_its_images_and_packages() {
     let server = Server::start();
@@ -501,13 +559,13 @@ fn deleting_a_tenant_removes_its_images_and_packages() {
     let id = app["id"].as_str().unwrap();
     let image = TestImage::build(0);
     upload(&server, &t, id, "file", &package("1.0.0", &image)).expect(201);
-    assert!(image_id(&berth_ref(&t, id, "1.0.0")).is_some());
+    assert!(image_id(&berth_ref(&server, &t, id, "1.0.0")).is_some());
     server
         .req("DELETE", &format!("/tenant/tenants/{}", t.id))
         .basic(crate::fixture::MGMT_ADMIN, crate::fixture::ADMIN_PASSWORD)
         .send()
         .expect(204);
-    assert!(image_id(&berth_ref(&t, id, "1.0.0")).is_none());
+    assert!(image_id(&berth_ref(&server, &t, id, "1.0.0")).is_none());
     assert!(image_id(&image.id).is_none());
     assert!(files_under(&server.path("packages")).is_empty());
 }
@@ -568,7 +626,7 @@ fn sigterm_lets_an_in_flight_upload_finish() {
         .json();
     assert_eq!(kept["activeVersionId"], "1.0.0");
     assert_eq!(
-        image_id(&berth_ref(&t, &id, "1.0.0")).as_deref(),
+        image_id(&berth_ref(&server, &t, &id, "1.0.0")).as_deref(),
         Some(image.id.as_str())
     );
     assert!(files_under(&server.path("tmp")).is_empty());
