@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::command::{describe_failure, run, run_ok};
 use crate::docker::{Docker, DockerCleanup, TEST_LABEL};
+use crate::hello::build_package;
 use crate::workspace::{Workspace, run_id};
 
 const ADMIN_USER: &str = "management/admin";
@@ -227,17 +228,7 @@ fn hello_deploys_to_berth_and_a_redeploy_reuses_the_application_and_subscribes()
     let berth = Berth::start(&workspace.binary("berth", "berth"));
     let berth_pack = workspace.binary("berth-pack", "berth-pack");
     let out = tempfile::tempdir().expect("temp output dir");
-    run_ok(
-        Command::new(workspace.example("hello").join("build.sh"))
-            .current_dir(out.path())
-            .env("IMAGE", &image)
-            .env("OUTPUT_DIR", out.path())
-            .env("IMAGE_LABELS", TEST_LABEL)
-            .env("BERTH_PACK", &berth_pack)
-            .env("CARGO_TARGET_DIR", &workspace.target_dir),
-    );
-    let zip = out.path().join("hello-1.0.0.zip");
-    assert!(zip.is_file(), "build.sh did not write {}", zip.display());
+    let zip = build_package(workspace, &berth_pack, &image, out.path()).zip;
     let ca_cert = berth.cert.to_str().expect("UTF-8 path").to_owned();
 
     // Without --ca-cert the self-signed certificate is not trusted: a connection error, nothing uploaded.

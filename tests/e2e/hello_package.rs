@@ -8,7 +8,8 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::command::run_ok;
-use crate::docker::{Docker, DockerCleanup, TEST_LABEL};
+use crate::docker::{Docker, DockerCleanup};
+use crate::hello::{HelloPackage, build_package};
 use crate::http::Http;
 use crate::workspace::{Workspace, run_id};
 
@@ -46,18 +47,7 @@ fn hello_builds_packs_validates_and_serves() {
 
     let out = tempfile::tempdir().expect("temp output dir");
     let berth_pack = workspace.binary("berth-pack", "berth-pack");
-    let build = run_ok(
-        Command::new(workspace.example("hello").join("build.sh"))
-            .current_dir(out.path())
-            .env("IMAGE", &image)
-            .env("OUTPUT_DIR", out.path())
-            .env("IMAGE_LABELS", TEST_LABEL)
-            .env("BERTH_PACK", &berth_pack)
-            .env("CARGO_TARGET_DIR", &workspace.target_dir),
-    );
-
-    let zip = out.path().join("hello-1.0.0.zip");
-    assert!(zip.is_file(), "build.sh did not write {}", zip.display());
+    let HelloPackage { zip, build } = build_package(workspace, &berth_pack, &image, out.path());
     assert_eq!(
         build.stdout.trim(),
         zip.to_string_lossy(),

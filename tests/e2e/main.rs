@@ -1,10 +1,11 @@
 //! End-to-end suite: drives the real binaries, the real example build and the real Docker engine.
 //!
-//! Helpers (`workspace`, `command`, `docker`, `http`) are shared by every scenario module. Docker must be
+//! Helpers (`workspace`, `command`, `docker`, `http`, `hello`) are shared by every scenario module. Docker must be
 //! reachable: a missing engine fails the suite instead of skipping it.
 
 mod command;
 mod docker;
+mod hello;
 mod http;
 mod workspace;
 
