@@ -122,6 +122,25 @@ impl Secrets {
     }
 }
 
+// Sealing contexts of the values Berth stores encrypted, in one place because whoever seals a
+// value and whoever opens it (the API, the supervisor) must build the same string. Changing one
+// makes the values already stored under it undecryptable.
+
+/// Context of a microservice's bootstrap user password: bound to its tenant and user.
+pub fn bootstrap_context(tenant: &str, user: &str) -> String {
+    format!("bootstrap/{tenant}/{user}")
+}
+
+/// Context of a service user's password: bound to its tenant and user.
+pub fn service_context(tenant: &str, user: &str) -> String {
+    format!("service/{tenant}/{user}")
+}
+
+/// Context of an encrypted tenant option: bound to its tenant, category and key.
+pub fn option_context(tenant: &str, category: &str, key: &str) -> String {
+    format!("option/{tenant}/{category}/{key}")
+}
+
 /// A random string of `len` characters from `[A-Za-z0-9]`.
 pub fn random_alphanumeric(rng: &SystemRandom, len: usize) -> Result<String, SecretsError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

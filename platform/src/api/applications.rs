@@ -12,6 +12,7 @@ use super::paging::PageRequest;
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
+use crate::secrets::bootstrap_context;
 use crate::store::applications::{
     self, Application, ApplicationFilter, ApplicationUpdate, NewApplication, NewBootstrapUser,
     Version,
@@ -127,11 +128,6 @@ fn check_roles(field: &str, roles: &[String]) -> Result<(), ApiError> {
         )),
         None => Ok(()),
     }
-}
-
-/// Context for sealing a bootstrap password: bound to its tenant and user.
-pub fn bootstrap_context(tenant: &str, user: &str) -> String {
-    format!("bootstrap/{tenant}/{user}")
 }
 
 async fn create(

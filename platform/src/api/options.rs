@@ -13,6 +13,7 @@ use super::paging::PageRequest;
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
+use crate::secrets::option_context;
 use crate::store::options::{self, TenantOption};
 
 /// Prefix of keys whose values are encrypted at rest.
@@ -94,7 +95,7 @@ fn to_stored(
     let value = if encrypted {
         state
             .secrets
-            .seal(&seal_context(tenant, category, key), &value)
+            .seal(&option_context(tenant, category, key), &value)
             .map_err(|e| ApiError::internal(&e.to_string()))?
     } else {
         value
@@ -106,11 +107,6 @@ fn to_stored(
         encrypted,
         editable,
     })
-}
-
-/// The sealing context binds an encrypted value to its tenant, category and key.
-pub fn seal_context(tenant: &str, category: &str, key: &str) -> String {
-    format!("option/{tenant}/{category}/{key}")
 }
 
 fn read_access(principal: &Principal) -> Result<(), ApiError> {

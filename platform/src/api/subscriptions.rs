@@ -9,11 +9,11 @@ use serde_json::{Map, Value, json};
 
 use super::applications::{CONVERGE_LIMIT, MICROSERVICE, application_json};
 use super::error::ApiError;
-use super::options::seal_context;
 use super::paging::PageRequest;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
+use crate::secrets::{option_context, service_context};
 use crate::store::applications::{self, Application};
 use crate::store::options::{self, TenantOption};
 use crate::store::subscriptions::{self, NewSubscription};
@@ -135,11 +135,6 @@ pub fn resolved_manifest(app: &Application) -> Option<manifests_schema::Manifest
     manifests_schema::validate(&text).ok().map(|v| v.manifest)
 }
 
-/// Context for sealing a service user's password: bound to its tenant and user.
-pub fn service_context(tenant: &str, user: &str) -> String {
-    format!("service/{tenant}/{user}")
-}
-
 fn reference_json(base: &str, tenant: &str, app: &Application) -> Value {
     json!({
         "self": format!("{base}/tenant/tenants/{tenant}/applications/{}", app.id),
@@ -182,7 +177,7 @@ async fn subscribe(
                 state
                     .secrets
                     .seal(
-                        &seal_context(&tenant, &category, &setting.key),
+                        &option_context(&tenant, &category, &setting.key),
                         &setting.default_value,
                     )
                     .map_err(|e| ApiError::internal(&e.to_string()))?
@@ -431,7 +426,7 @@ async fn current_settings(
             state
                 .secrets
                 .open(
-                    &seal_context(&tenant, &category, &option.key),
+                    &option_context(&tenant, &category, &option.key),
                     &option.value,
                 )
                 .map_err(|e| ApiError::internal(&e.to_string()))?

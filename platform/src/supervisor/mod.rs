@@ -36,12 +36,10 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::api::applications::bootstrap_context;
-use crate::api::subscriptions::service_context;
 use crate::routing::{DeploymentKey, RoutingTable, Upstream};
 use crate::runtime::Runtime;
 use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION};
-use crate::secrets::Secrets;
+use crate::secrets::{Secrets, bootstrap_context, service_context};
 use crate::store::{Store, audit, options, subscriptions};
 use autoscale::{Decision, Policy};
 use probes::{ProbeState, SharedProbeState};
