@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::paging::PageRequest;
+use super::paging::{PageRequest, single_page};
 use super::users::{RoleReferenceBody, role_json, user_json};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
@@ -337,14 +337,9 @@ async fn group_roles(
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let total = references.len() as u64;
-    let page = PageRequest::from_query(&HashMap::from([(
-        "pageSize".to_owned(),
-        super::paging::MAX_PAGE_SIZE.to_string(),
-    )]))?;
     Ok(media::ok(
         "roleReferenceCollection",
-        &page.collection(&req, "references", references, total),
+        &single_page(&req, "references", references),
     ))
 }
 

@@ -102,6 +102,19 @@ impl PageRequest {
     }
 }
 
+/// A collection holding every one of `items` on a single page of the largest size: for reference
+/// lists the store returns whole (a user's groups and roles, a group's roles).
+pub fn single_page(req: &HttpRequest, key: &str, items: Vec<Value>) -> Value {
+    let page = PageRequest {
+        current_page: 1,
+        page_size: MAX_PAGE_SIZE,
+        with_total_pages: false,
+        with_total_elements: false,
+    };
+    let total = items.len() as u64;
+    page.collection(req, key, items, total)
+}
+
 /// Raw `key=value` pairs of a query string, kept encoded (they are only echoed back).
 fn url_pairs(query: &str) -> Vec<(String, String)> {
     query

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::paging::PageRequest;
+use super::paging::{PageRequest, single_page};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::{password, roles};
@@ -525,14 +525,9 @@ async fn user_groups(
         .iter()
         .map(|g| json!({"self": format!("{}/groups/{}", user_self(&base, &tenant, &name), g.id), "group": super::groups::group_json(&base, g)}))
         .collect();
-    let total = references.len() as u64;
-    let page = PageRequest::from_query(&HashMap::from([(
-        "pageSize".to_owned(),
-        super::paging::MAX_PAGE_SIZE.to_string(),
-    )]))?;
     Ok(media::ok(
         "groupReferenceCollection",
-        &page.collection(&req, "references", references, total),
+        &single_page(&req, "references", references),
     ))
 }
 
@@ -556,14 +551,9 @@ async fn user_roles(
         .iter()
         .map(|r| json!({"self": format!("{self_url}/roles/{r}"), "role": role_json(&base, r)}))
         .collect();
-    let total = references.len() as u64;
-    let page = PageRequest::from_query(&HashMap::from([(
-        "pageSize".to_owned(),
-        super::paging::MAX_PAGE_SIZE.to_string(),
-    )]))?;
     Ok(media::ok(
         "roleReferenceCollection",
-        &page.collection(&req, "references", references, total),
+        &single_page(&req, "references", references),
     ))
 }
 
