@@ -43,6 +43,21 @@ struct ValueBody {
     value: Option<Value>,
 }
 
+/// A category as `{key: value}`, encrypted values shown as the placeholder.
+fn category_json(items: Vec<TenantOption>) -> Map<String, Value> {
+    items
+        .into_iter()
+        .map(|o| {
+            let value = if o.encrypted {
+                ENCRYPTED_PLACEHOLDER.to_owned()
+            } else {
+                o.value
+            };
+            (o.key, Value::String(value))
+        })
+        .collect()
+}
+
 fn option_json(base: &str, option: &TenantOption) -> Value {
     let value = if option.encrypted {
         ENCRYPTED_PLACEHOLDER
@@ -200,19 +215,7 @@ async fn get_category(
         options::category(c, &tenant, &category)
     })
     .await?;
-    let map: Map<String, Value> = items
-        .into_iter()
-        .map(|o| {
-            (
-                o.key,
-                Value::String(if o.encrypted {
-                    ENCRYPTED_PLACEHOLDER.to_owned()
-                } else {
-                    o.value
-                }),
-            )
-        })
-        .collect();
+    let map = category_json(items);
     Ok(media::ok("option", &map))
 }
 
@@ -263,19 +266,7 @@ async fn put_category(
         options::category(c, &tenant, &category_clone)
     })
     .await?;
-    let map: Map<String, Value> = items
-        .into_iter()
-        .map(|o| {
-            (
-                o.key,
-                Value::String(if o.encrypted {
-                    ENCRYPTED_PLACEHOLDER.to_owned()
-                } else {
-                    o.value
-                }),
-            )
-        })
-        .collect();
+    let map = category_json(items);
     Ok(media::updated(&req, "option", &map))
 }
 
