@@ -1,7 +1,8 @@
 # Sourced by bench/autoscale.sh and bench/oom.sh: builds release berth + berth-pack and the hello image, starts
 # berth on a temp data dir and loopback ports, deploys hello with a manifest patched by MANIFEST_PATCH (Python
 # statements on `m`), and removes everything it started on exit (berth, its containers and networks, the image).
-# Expects: $name (script name for messages), $work (work dir).
+# Expects: $name (script name for messages), $work (work dir). With BERTH and BERTH_PACK set to binaries, nothing
+# is built but the hello image.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,9 +33,16 @@ done
 docker info > /dev/null 2>&1 || die "cannot reach the Docker daemon"
 
 target_dir="${CARGO_TARGET_DIR:-$workspace/target}"
-say "building berth and berth-pack (cargo build --release)"
-(cd "$workspace" && CARGO_TARGET_DIR="$target_dir" cargo build --release --quiet -p berth -p berth-pack)
-berth="$target_dir/release/berth"
+if [[ -n "${BERTH:-}" && -n "${BERTH_PACK:-}" ]]; then
+    [[ -x "$BERTH" && -x "$BERTH_PACK" ]] || die "BERTH=$BERTH and BERTH_PACK=$BERTH_PACK must be executable files"
+    berth="$BERTH"
+    berth_pack="$BERTH_PACK"
+else
+    say "building berth and berth-pack (cargo build --release)"
+    (cd "$workspace" && CARGO_TARGET_DIR="$target_dir" cargo build --release --quiet -p berth -p berth-pack)
+    berth="$target_dir/release/berth"
+    berth_pack="$target_dir/release/berth-pack"
+fi
 
 rm -rf "$work"
 mkdir -p "$work"
@@ -44,7 +52,8 @@ berth_pid=""
 installation=""
 cleanup() {
     set +e
-    # Deleting the application first removes Berth's own tag of the image (berth/<tenant>-<id>:<version>).
+    # Deleting the application first removes Berth's own tag of the image
+    # (berth/<installation>/<tenant>-<id>:<version>).
     if [[ -n "${app_id:-}" && -n "$berth_pid" ]]; then
         curl -s -o /dev/null --max-time 40 --cacert "$cert" -u "management/admin:$password" -X DELETE \
             "$base/application/applications/$app_id"
@@ -64,14 +73,14 @@ trap cleanup EXIT
 
 say "building the hello image $image"
 IMAGE="$image" SMOKE=0 IMAGE_LABELS="berth.bench=1" OUTPUT_DIR="$work/hello" CARGO_TARGET_DIR="$target_dir" \
-    BERTH_PACK="$target_dir/release/berth-pack" "$workspace/examples/hello/build.sh" > /dev/null
+    BERTH_PACK="$berth_pack" "$workspace/examples/hello/build.sh" > /dev/null
 python3 - "$workspace/examples/hello/cumulocity.json" "$work/hello/cumulocity.json" "${MANIFEST_PATCH:-}" << 'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 exec(sys.argv[3])
 json.dump(m, open(sys.argv[2], "w"))
 PY
-"$target_dir/release/berth-pack" pack --quiet --manifest "$work/hello/cumulocity.json" \
+"$berth_pack" pack --quiet --manifest "$work/hello/cumulocity.json" \
     --image "$work/hello/image.tar" --output "$work/hello/bench.zip" > /dev/null
 
 say "starting berth (release${BERTH_ARGS:+, $BERTH_ARGS})"

@@ -15,121 +15,63 @@
 #   BERTH        berth binary to measure; with BERTH_PACK set too, nothing is built (default: cargo build --release
 #                -p berth -p berth-pack, honouring CARGO_TARGET_DIR)
 # Needs docker, curl, python3, openssl, wrk and nginx (installed with apt-get when missing and running as root).
-# Work files go to bench/work/proxy/ (git-ignored). Everything started is stopped at the end: nginx, Berth, the
-# containers and networks of this Berth installation and the hello image (all labelled berth.bench=1).
+# Work files go to bench/work/proxy/ (git-ignored). Berth is started and hello deployed by berth_hello.sh; everything
+# started is stopped at the end: nginx, the application (so Berth's image tag goes), Berth, the containers and
+# networks of this Berth installation and the hello image (all labelled berth.bench=1).
 set -euo pipefail
-
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-workspace="$(cd "$here/.." && pwd)"
-work="$here/work/proxy"
+name=proxy.sh
+work="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/work/proxy"
 duration="${DURATION:-15}"
 warmup="${WARMUP:-3}"
 connections="${CONNECTIONS:-64}"
 threads="${THREADS:-2}"
 workers="${WORKERS:-2}"
 berth_log="${BERTH_LOG:-info}"
-berth_port=18443
 nginx_auth_port=18444
 nginx_open_port=18445
-password='Bench-Passw0rd'
-
-say() { printf 'proxy.sh: %s\n' "$*" >&2; }
-die() {
-    printf 'proxy.sh: error: %s\n' "$*" >&2
-    exit 1
-}
 
 for n in duration warmup connections threads workers; do
-    [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || die "${n^^}=${!n} must be a positive integer"
+    [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || {
+        echo "proxy.sh: error: ${n^^}=${!n} must be a positive integer" >&2
+        exit 1
+    }
 done
 missing=()
 for tool in wrk nginx; do command -v "$tool" > /dev/null 2>&1 || missing+=("$tool"); done
 if ((${#missing[@]})); then
-    [[ "$(id -u)" == 0 ]] || die "${missing[*]} not installed: apt-get install -y wrk nginx"
-    say "installing ${missing[*]} (apt-get)"
+    [[ "$(id -u)" == 0 ]] || {
+        echo "proxy.sh: error: ${missing[*]} not installed: apt-get install -y wrk nginx" >&2
+        exit 1
+    }
+    echo "proxy.sh: installing ${missing[*]} (apt-get)" >&2
     apt-get install -y -q "${missing[@]}" > /dev/null
 fi
-for tool in docker curl python3 openssl wrk nginx cargo; do
-    command -v "$tool" > /dev/null 2>&1 || die "$tool is not installed or not on PATH"
+for tool in openssl wrk nginx; do
+    command -v "$tool" > /dev/null 2>&1 || {
+        echo "proxy.sh: error: $tool is not installed or not on PATH" >&2
+        exit 1
+    }
 done
-docker info > /dev/null 2>&1 || die "cannot reach the Docker daemon"
 
-target_dir="${CARGO_TARGET_DIR:-$workspace/target}"
-if [[ -n "${BERTH:-}" && -n "${BERTH_PACK:-}" ]]; then
-    [[ -x "$BERTH" && -x "$BERTH_PACK" ]] || die "BERTH=$BERTH and BERTH_PACK=$BERTH_PACK must be executable files"
-    berth="$BERTH"
-    berth_pack="$BERTH_PACK"
-else
-    say "building berth and berth-pack (cargo build --release)"
-    (cd "$workspace" && CARGO_TARGET_DIR="$target_dir" cargo build --release --quiet -p berth -p berth-pack)
-    berth="$target_dir/release/berth"
-    berth_pack="$target_dir/release/berth-pack"
-fi
-
-rm -rf "$work"
-mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
-run_id="bench-$(date +%s)-$$"
-image="berth-bench-hello:$run_id"
-berth_pid=""
-installation=""
-cleanup() {
-    set +e
-    if [[ -f "$work/nginx/nginx.pid" ]]; then kill "$(cat "$work/nginx/nginx.pid")" 2> /dev/null; fi
-    if [[ -n "$berth_pid" ]]; then
-        kill "$berth_pid" 2> /dev/null
-        wait "$berth_pid" 2> /dev/null
-    fi
-    if [[ -n "$installation" ]]; then
-        for id in $(docker ps -aq --filter "label=berth.installation=$installation"); do docker rm -f "$id" > /dev/null; done
-        for id in $(docker network ls -q --filter "label=berth.installation=$installation"); do docker network rm "$id" > /dev/null; done
-    fi
-    docker rmi -f "$image" > /dev/null 2>&1
-}
-trap cleanup EXIT
-
-say "building the hello image $image"
-IMAGE="$image" SMOKE=0 IMAGE_LABELS="berth.bench=1" OUTPUT_DIR="$work/hello" CARGO_TARGET_DIR="$target_dir" \
-    BERTH_PACK="$berth_pack" "$workspace/examples/hello/build.sh" > /dev/null
 # The bench manifest lets hello use both cores, so the container is not what limits the proxies.
-python3 - "$workspace/examples/hello/cumulocity.json" "$work/hello/cumulocity.json" << 'EOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
+MANIFEST_PATCH='
 m["resources"] = {"cpu": "2", "memory": "128M"}
 m["readinessProbe"] = {"httpGet": {"path": "/health", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1}
-json.dump(m, open(sys.argv[2], "w"))
-EOF
-"$berth_pack" pack --quiet --manifest "$work/hello/cumulocity.json" \
-    --image "$work/hello/image.tar" --output "$work/hello/bench.zip" > /dev/null
+'
+BERTH_PORT="${BERTH_PORT:-18443}"
+BERTH_LOG="$berth_log"
+BERTH_ARGS="--reconcile-interval 1"
+# Builds, starts Berth and deploys hello; its cleanup deletes the application (and so Berth's image tag),
+# stops Berth and removes this installation's containers, networks and the hello image.
+# shellcheck source=bench/berth_hello.sh
+source "$(dirname "${BASH_SOURCE[0]}")/berth_hello.sh"
+mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
+stop_nginx() {
+    if [[ -f "$work/nginx/nginx.pid" ]]; then kill "$(cat "$work/nginx/nginx.pid")" 2> /dev/null; fi
+}
+trap 'stop_nginx; cleanup' EXIT
 
-say "starting berth (release, log $berth_log)"
-BERTH_ADMIN_PASSWORD="$password" BERTH_LOG="$berth_log" "$berth" serve --data-dir "$work/berth-data" \
-    --https "127.0.0.1:$berth_port" --internal-api 0.0.0.0:0 --container-label berth.bench=1 \
-    --reconcile-interval 1 > "$work/berth.out" 2> "$work/berth.log" &
-berth_pid=$!
-base="https://127.0.0.1:$berth_port"
-cert="$work/berth-data/tls/cert.pem"
-for _ in $(seq 100); do
-    grep -q '^berth: management tenant' "$work/berth.out" 2> /dev/null && break
-    kill -0 "$berth_pid" 2> /dev/null || die "berth exited: $(tail -n 5 "$work/berth.log")"
-    sleep 0.2
-done
-installation="$(sed -n 's/^berth: installation //p' "$work/berth.out")"
-[[ -n "$installation" ]] || die "berth did not start: $(tail -n 5 "$work/berth.log")"
-api() { curl -sS --fail-with-body --cacert "$cert" -u "management/admin:$password" "$@"; }
-app_id="$(api -H 'Content-Type: application/json' -d '{"name":"hello","key":"hello-key","type":"MICROSERVICE"}' \
-    "$base/application/applications" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
-api -F "file=@$work/hello/bench.zip" "$base/application/applications/$app_id/binaries" > /dev/null
-api -H 'Content-Type: application/json' -d "{\"application\":{\"id\":\"$app_id\"}}" \
-    "$base/tenant/tenants/management/applications" > /dev/null
-for _ in $(seq 300); do
-    code="$(curl -s -o /dev/null -w '%{http_code}' --cacert "$cert" -u "management/admin:$password" \
-        "$base/service/hello/health" || true)"
-    [[ "$code" == 200 ]] && break
-    sleep 0.2
-done
-[[ "$code" == 200 ]] || die "hello did not become ready behind berth (last status $code)"
-ip="$(api "$base/application/applications/$app_id" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["deployments"][0]["instances"][0]["ip"])')"
+ip="$(status 'd["status"]["deployments"][0]["instances"][0]["ip"]')"
 say "hello ready at $ip:80"
 
 auth="Basic $(printf '%s' "management/admin:$password" | base64 -w0)"
