@@ -121,6 +121,7 @@ fn to_stored(
         value,
         encrypted,
         editable,
+        from_manifest: false,
     })
 }
 

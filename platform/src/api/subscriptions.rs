@@ -13,10 +13,10 @@ use super::paging::PageRequest;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
-use crate::secrets::{option_context, service_context};
+use crate::secrets::{Secrets, SecretsError, option_context, service_context};
 use crate::store::applications::{self, Application};
 use crate::store::options::{self, TenantOption};
-use crate::store::subscriptions::{self, NewSubscription};
+use crate::store::subscriptions::{self, NewSubscription, Setting};
 use crate::store::tenants;
 use crate::store::users::{NewUser, UserKind};
 
@@ -135,6 +135,55 @@ pub fn resolved_manifest(app: &Application) -> Option<manifests_schema::Manifest
     manifests_schema::validate(&text).ok().map(|v| v.manifest)
 }
 
+/// The settings category and keys of an application's active manifest.
+pub fn setting_keys(app: &Application) -> (String, Vec<String>) {
+    let manifest = resolved_manifest(app);
+    let category = manifest
+        .as_ref()
+        .map(|m| m.settings_category_or(&app.name).to_owned())
+        .unwrap_or_else(|| app.name.clone());
+    let keys = manifest
+        .map(|m| m.settings.into_iter().map(|s| s.key).collect())
+        .unwrap_or_default();
+    (category, keys)
+}
+
+/// A manifest's `settings` as the options they put in `tenant`: the default values,
+/// `credentials.` ones sealed for that tenant. Used when a tenant subscribes and when a new
+/// version changes the settings of the tenants already subscribed.
+pub fn manifest_settings(
+    secrets: &Secrets,
+    tenant: &str,
+    app_name: &str,
+    manifest: &manifests_schema::Manifest,
+) -> Result<Vec<Setting>, SecretsError> {
+    let category = manifest.settings_category_or(app_name);
+    let mut settings = Vec::new();
+    for setting in &manifest.settings {
+        let encrypted = setting.key.starts_with(CREDENTIALS_PREFIX);
+        let value = if encrypted {
+            secrets.seal(
+                &option_context(tenant, category, &setting.key),
+                &setting.default_value,
+            )?
+        } else {
+            setting.default_value.clone()
+        };
+        settings.push(Setting {
+            option: TenantOption {
+                category: category.to_owned(),
+                key: setting.key.clone(),
+                value,
+                encrypted,
+                editable: setting.editable,
+                from_manifest: true,
+            },
+            overwrite_on_update: setting.overwrite_on_update,
+        });
+    }
+    Ok(settings)
+}
+
 fn reference_json(base: &str, tenant: &str, app: &Application) -> Value {
     json!({
         "self": format!("{base}/tenant/tenants/{tenant}/applications/{}", app.id),
@@ -167,32 +216,11 @@ async fn subscribe(
     } else {
         String::new()
     };
-    let manifest = resolved_manifest(&app);
-    let mut settings = Vec::new();
-    if let Some(manifest) = &manifest {
-        let category = manifest.settings_category_or(&app.name).to_owned();
-        for setting in &manifest.settings {
-            let encrypted = setting.key.starts_with(CREDENTIALS_PREFIX);
-            let value = if encrypted {
-                state
-                    .secrets
-                    .seal(
-                        &option_context(&tenant, &category, &setting.key),
-                        &setting.default_value,
-                    )
-                    .map_err(|e| ApiError::internal(&e.to_string()))?
-            } else {
-                setting.default_value.clone()
-            };
-            settings.push(TenantOption {
-                category: category.clone(),
-                key: setting.key.clone(),
-                value,
-                encrypted,
-                editable: setting.editable,
-            });
-        }
-    }
+    let settings = match resolved_manifest(&app) {
+        Some(manifest) => manifest_settings(&state.secrets, &tenant, &app.name, &manifest)
+            .map_err(|e| ApiError::internal(&e.to_string()))?,
+        None => Vec::new(),
+    };
     let new = NewSubscription {
         application_id: app.id,
         tenant: tenant.clone(),
@@ -298,14 +326,7 @@ async fn unsubscribe(
         )
     })?;
     let app = subscribable(&state, &principal, id).await?;
-    let manifest = resolved_manifest(&app);
-    let category = manifest
-        .as_ref()
-        .map(|m| m.settings_category_or(&app.name).to_owned())
-        .unwrap_or_else(|| app.name.clone());
-    let keys: Vec<String> = manifest
-        .map(|m| m.settings.into_iter().map(|s| s.key).collect())
-        .unwrap_or_default();
+    let (category, keys) = setting_keys(&app);
     let t = tenant.clone();
     let removed = db(&state, "applications", move |c| {
         subscriptions::unsubscribe(c, id, &t, &category, &keys)
@@ -376,8 +397,10 @@ async fn current_subscriptions(
     ))
 }
 
-/// The effective settings: the manifest's defaults overlaid with the tenant's options of the
-/// settings category; `credentials.` keys are decrypted and lose their prefix.
+/// The effective settings, for each key the first of: the tenant's own value (one it wrote);
+/// for a setting with `inheritFromOwner`, the owner tenant's option; the value Berth wrote
+/// from the manifest; the manifest's default. `credentials.` keys are decrypted and lose their
+/// prefix.
 async fn current_settings(
     principal: Principal,
     state: web::Data<AppState>,
@@ -402,38 +425,57 @@ async fn current_settings(
         UserKind::Person => return Err(ApiError::forbidden()),
     };
     let manifest = resolved_manifest(&app);
-    let category = manifest
-        .as_ref()
-        .map(|m| m.settings_category_or(&app.name).to_owned())
-        .unwrap_or_else(|| app.name.clone());
+    let (category, _) = setting_keys(&app);
     let mut flat = Map::new();
     let mut put = |key: &str, value: String| {
         let key = key.strip_prefix(CREDENTIALS_PREFIX).unwrap_or(key);
         flat.insert(key.to_owned(), Value::String(value));
     };
+    let mut inheriting = Vec::new();
     if let Some(manifest) = &manifest {
         for setting in &manifest.settings {
             put(&setting.key, setting.default_value.clone());
+            if setting.inherit_from_owner && tenant != app.owner {
+                inheriting.push(setting.key.clone());
+            }
         }
     }
-    let (t, c) = (tenant.clone(), category.clone());
-    let stored = db(&state, "options", move |conn| {
-        options::category(conn, &t, &c)
+    let (t, owner, c) = (tenant.clone(), app.owner.clone(), category.clone());
+    let (stored, owners) = db(&state, "options", move |conn| {
+        let stored = options::category(conn, &t, &c)?;
+        let owners: Vec<TenantOption> = if inheriting.is_empty() {
+            Vec::new()
+        } else {
+            options::category(conn, &owner, &c)?
+                .into_iter()
+                .filter(|o| inheriting.contains(&o.key))
+                .collect()
+        };
+        Ok((stored, owners))
     })
     .await?;
-    for option in stored {
-        let value = if option.encrypted {
+    let open = |tenant: &str, option: TenantOption| -> Result<String, ApiError> {
+        if option.encrypted {
             state
                 .secrets
                 .open(
-                    &option_context(&tenant, &category, &option.key),
+                    &option_context(tenant, &category, &option.key),
                     &option.value,
                 )
-                .map_err(|e| ApiError::internal(&e.to_string()))?
+                .map_err(|e| ApiError::internal(&e.to_string()))
         } else {
-            option.value
-        };
-        put(&option.key, value);
+            Ok(option.value)
+        }
+    };
+    let (own, seeded): (Vec<_>, Vec<_>) = stored.into_iter().partition(|o| !o.from_manifest);
+    for option in seeded {
+        put(&option.key.clone(), open(&tenant, option)?);
+    }
+    for option in owners {
+        put(&option.key.clone(), open(&app.owner, option)?);
+    }
+    for option in own {
+        put(&option.key.clone(), open(&tenant, option)?);
     }
     Ok(media::ok("applicationSettings", &Value::Object(flat)))
 }

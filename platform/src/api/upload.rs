@@ -1,9 +1,11 @@
 //! `POST /application/applications/{id}/binaries`: a microservice package is streamed to a
 //! temporary file (never held in memory), checked, its image loaded into Docker and tagged
 //! `berth/<installation>/<tenant>-<app id>:<version>`, and the version recorded. Any failure undoes every step,
-//! so a rejected upload leaves no row, no file and no image behind.
+//! so a rejected upload leaves no row, no file and no image behind. An accepted version's
+//! settings replace the previous version's in every subscribed tenant.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -12,11 +14,14 @@ use tokio::io::AsyncWriteExt;
 
 use super::applications::{MICROSERVICE, application_json};
 use super::error::ApiError;
+use super::subscriptions::manifest_settings;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::package::{self, Package, PackageError};
+use crate::store::StoreError;
 use crate::store::applications::{self, UploadRecord, Version};
+use crate::store::subscriptions::{self, SettingsUpdate};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -405,7 +410,7 @@ async fn install(
     if let Err(e) = temp.persist(&target) {
         return Err((ApiError::internal(&format!("keeping package: {e}")), None));
     }
-    let record = UploadRecord {
+    let mut record = UploadRecord {
         version: Version {
             version: version.to_owned(),
             image_id: package.image.id.clone(),
@@ -416,11 +421,31 @@ async fn install(
         roles: package.manifest.manifest.roles.clone(),
         required_roles: package.manifest.manifest.required_roles.clone(),
         context_path: package.manifest.manifest.context_path.clone(),
+        settings: Vec::new(),
     };
     let tenant = tenant.to_owned();
+    let secrets = Arc::clone(&state.secrets);
+    let manifest = package.manifest.manifest.clone();
     match state
         .store
-        .run(move |c| applications::record_upload(c, &tenant, id, &record))
+        .run(move |c| {
+            // Inside one store call, so no subscription or upload comes between reading the
+            // previous settings and committing the new ones.
+            let app = applications::get(c, &tenant, id)?;
+            let (category, keys) = super::subscriptions::setting_keys(&app);
+            let previous: Vec<(String, String)> =
+                keys.into_iter().map(|k| (category.clone(), k)).collect();
+            for sub in subscriptions::of_application(c, id)? {
+                let settings = manifest_settings(&secrets, &sub.tenant, &app.name, &manifest)
+                    .map_err(|e| StoreError::Task(format!("sealing a setting: {e}")))?;
+                record.settings.push(SettingsUpdate {
+                    tenant: sub.tenant,
+                    previous: previous.clone(),
+                    settings,
+                });
+            }
+            applications::record_upload(c, &tenant, id, &record)
+        })
         .await
     {
         Ok((app, replaced)) => Ok((app, replaced, relative)),

@@ -86,6 +86,8 @@ pub struct UploadRecord {
     pub roles: Vec<String>,
     pub required_roles: Vec<String>,
     pub context_path: Option<String>,
+    /// The new version's settings for each subscribed tenant.
+    pub settings: Vec<super::subscriptions::SettingsUpdate>,
 }
 
 const COLUMNS: &str = "id, owner_tenant, name, key, type, availability, context_path, description, external_url, manifest, roles, required_roles, active_version_id, bootstrap_user, bootstrap_password_sealed";
@@ -329,8 +331,8 @@ pub fn image_in_use(conn: &Connection, image_id: &str) -> Result<bool, StoreErro
         .is_some())
 }
 
-/// Records an accepted upload: inserts or replaces the version row and makes it active.
-/// Returns the version it replaced, if any.
+/// Records an accepted upload: inserts or replaces the version row, makes it active and
+/// updates the subscribed tenants' settings options. Returns the version it replaced, if any.
 pub fn record_upload(
     conn: &mut Connection,
     tenant: &str,
@@ -356,6 +358,9 @@ pub fn record_upload(
             record.version.version
         ],
     )?;
+    for update in &record.settings {
+        super::subscriptions::update_settings(&tx, update)?;
+    }
     let app = get(&tx, tenant, id)?;
     tx.commit()?;
     Ok((app, previous))

@@ -140,6 +140,23 @@ CREATE TABLE audit_records (
 CREATE INDEX audit_records_by_tenant ON audit_records (tenant_id, id);
 CREATE INDEX audit_records_by_application ON audit_records (application_id, id);
 "#,
+    // Options written from a manifest's settings (a new version may replace them). Options from
+    // before this column: a clear value equal to its setting's default in a subscribed
+    // application's settings category counts as written from the manifest; encrypted ones
+    // cannot be compared here and stay the tenant's.
+    r#"
+ALTER TABLE options ADD COLUMN from_manifest INTEGER NOT NULL DEFAULT 0;
+UPDATE options SET from_manifest = 1
+WHERE encrypted = 0 AND EXISTS (
+    SELECT 1 FROM subscriptions s JOIN applications a ON a.id = s.application_id,
+         json_each(a.manifest, '$.settings') j
+    WHERE s.tenant_id = options.tenant_id
+      AND options.category = COALESCE(json_extract(a.manifest, '$.settingsCategory'),
+                                      json_extract(a.manifest, '$.contextPath'), a.name)
+      AND json_extract(j.value, '$.key') = options.key
+      AND json_extract(j.value, '$.defaultValue') = options.value
+);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own

@@ -13,14 +13,18 @@ pub struct TenantOption {
     pub value: String,
     pub encrypted: bool,
     pub editable: bool,
+    /// Written by Berth from a manifest setting's `defaultValue` (at subscription or on a new
+    /// version), not by the tenant: a new version may replace it, and an inheriting setting
+    /// reads the owner's value instead.
+    pub from_manifest: bool,
 }
 
-/// Inserts or replaces an option.
+/// Inserts or replaces an option (an existing option keeps its `editable`).
 pub fn put(conn: &Connection, tenant: &str, option: &TenantOption) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO options (tenant_id, category, key, value, encrypted, editable) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (tenant_id, category, key) DO UPDATE SET value = excluded.value, encrypted = excluded.encrypted",
-        params![tenant, option.category, option.key, option.value, option.encrypted, option.editable],
+        "INSERT INTO options (tenant_id, category, key, value, encrypted, editable, from_manifest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (tenant_id, category, key) DO UPDATE SET value = excluded.value, encrypted = excluded.encrypted, from_manifest = excluded.from_manifest",
+        params![tenant, option.category, option.key, option.value, option.encrypted, option.editable, option.from_manifest],
     )?;
     Ok(())
 }
@@ -33,7 +37,7 @@ pub fn get(
 ) -> Result<Option<TenantOption>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT category, key, value, encrypted, editable FROM options WHERE tenant_id = ?1 AND category = ?2 AND key = ?3",
+            "SELECT category, key, value, encrypted, editable, from_manifest FROM options WHERE tenant_id = ?1 AND category = ?2 AND key = ?3",
             params![tenant, category, key],
             row_to_option,
         )
@@ -47,6 +51,7 @@ fn row_to_option(r: &rusqlite::Row<'_>) -> rusqlite::Result<TenantOption> {
         value: r.get(2)?,
         encrypted: r.get(3)?,
         editable: r.get(4)?,
+        from_manifest: r.get(5)?,
     })
 }
 
@@ -61,7 +66,7 @@ pub fn list(
         |r| r.get(0),
     )?;
     let mut stmt = conn.prepare(
-        "SELECT category, key, value, encrypted, editable FROM options WHERE tenant_id = ?1 ORDER BY category, key LIMIT ?2 OFFSET ?3",
+        "SELECT category, key, value, encrypted, editable, from_manifest FROM options WHERE tenant_id = ?1 ORDER BY category, key LIMIT ?2 OFFSET ?3",
     )?;
     let options = stmt
         .query_map(
@@ -77,11 +82,21 @@ pub fn category(
     tenant: &str,
     category: &str,
 ) -> Result<Vec<TenantOption>, StoreError> {
-    let mut stmt = conn.prepare("SELECT category, key, value, encrypted, editable FROM options WHERE tenant_id = ?1 AND category = ?2 ORDER BY key")?;
+    let mut stmt = conn.prepare("SELECT category, key, value, encrypted, editable, from_manifest FROM options WHERE tenant_id = ?1 AND category = ?2 ORDER BY key")?;
     let options = stmt
         .query_map(params![tenant, category], row_to_option)?
         .collect::<Result<_, _>>()?;
     Ok(options)
+}
+
+/// Inserts or replaces an option including its `editable` flag (for settings a new version
+/// redefines).
+pub fn replace(conn: &Connection, tenant: &str, option: &TenantOption) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO options (tenant_id, category, key, value, encrypted, editable, from_manifest) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![tenant, option.category, option.key, option.value, option.encrypted, option.editable, option.from_manifest],
+    )?;
+    Ok(())
 }
 
 /// Returns false when the option did not exist.

@@ -32,7 +32,56 @@ pub struct NewSubscription {
     /// The manifest's `settings` as options of the settings category (values sealed already
     /// for `credentials.` keys). Existing options of the same key are kept (the subscriber's
     /// own values win).
-    pub settings: Vec<TenantOption>,
+    pub settings: Vec<Setting>,
+}
+
+/// One manifest setting as the option it puts in a subscribing tenant (`from_manifest` set,
+/// `credentials.` values sealed already for that tenant).
+#[derive(Debug, Clone)]
+pub struct Setting {
+    pub option: TenantOption,
+    /// A new version resets a value the tenant edited (the manifest's `overwriteOnUpdate`).
+    pub overwrite_on_update: bool,
+}
+
+/// A new version's settings for one subscribed tenant.
+#[derive(Debug, Clone)]
+pub struct SettingsUpdate {
+    pub tenant: String,
+    /// (category, key) of the previous version's settings.
+    pub previous: Vec<(String, String)>,
+    pub settings: Vec<Setting>,
+}
+
+/// Brings a subscribed tenant's settings options to a new version's settings: keys the new
+/// version no longer has are removed, new keys added, and each other option takes the new
+/// default, except a value the tenant edited of a setting that stays editable and is not
+/// `overwriteOnUpdate`, which is kept.
+pub fn update_settings(conn: &Connection, update: &SettingsUpdate) -> Result<(), StoreError> {
+    let tenant = update.tenant.as_str();
+    for (category, key) in &update.previous {
+        let still = update
+            .settings
+            .iter()
+            .any(|s| s.option.category == *category && s.option.key == *key);
+        if !still {
+            options::delete(conn, tenant, category, key)?;
+        }
+    }
+    for setting in &update.settings {
+        let new = &setting.option;
+        let keep = options::get(conn, tenant, &new.category, &new.key)?
+            .is_some_and(|old| !old.from_manifest && new.editable && !setting.overwrite_on_update);
+        if keep {
+            conn.execute(
+                "UPDATE options SET editable = 1 WHERE tenant_id = ?1 AND category = ?2 AND key = ?3",
+                params![tenant, new.category, new.key],
+            )?;
+        } else {
+            options::replace(conn, tenant, new)?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates the subscription, its service user with the required roles and the settings
@@ -86,7 +135,8 @@ pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), Sto
             params![new.tenant, new.service_user.user_name, role],
         )?;
     }
-    for option in &new.settings {
+    for setting in &new.settings {
+        let option = &setting.option;
         if options::get(&tx, &new.tenant, &option.category, &option.key)?.is_none() {
             options::put(&tx, &new.tenant, option)?;
         }

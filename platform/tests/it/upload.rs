@@ -5,7 +5,9 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::fixture::{Options, Server, Tenant, create_tenant, files_under, unique};
+use crate::fixture::{
+    ADMIN_PASSWORD, MGMT_ADMIN, Options, Server, Tenant, create_tenant, files_under, unique,
+};
 
 fn docker(args: &[&str]) -> std::process::Output {
     let output = Command::new("docker")
@@ -630,4 +632,272 @@ fn sigterm_lets_an_in_flight_upload_finish() {
         Some(image.id.as_str())
     );
     assert!(files_under(&server.path("tmp")).is_empty());
+}
+
+/// A manifest with the given `settings` (category `uploadtest`).
+fn manifest_with_settings(version: &str, settings: &[Value]) -> String {
+    let mut m: Value = serde_json::from_str(&manifest(version)).unwrap();
+    m["settingsCategory"] = json!("uploadtest");
+    m["settings"] = json!(settings);
+    m.to_string()
+}
+
+/// Bootstrap credentials of an application, then the service user of `tenant` they list.
+fn service_login(server: &Server, owner: &Tenant, app: &str, tenant: &str) -> (String, String) {
+    let boot = server
+        .req(
+            "GET",
+            &format!("/application/applications/{app}/bootstrapUser"),
+        )
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    let boot_login = format!(
+        "{}/{}",
+        boot["tenant"].as_str().unwrap(),
+        boot["name"].as_str().unwrap()
+    );
+    let users = server
+        .req("GET", "/application/currentApplication/subscriptions")
+        .basic(&boot_login, boot["password"].as_str().unwrap())
+        .send()
+        .expect(200)
+        .json();
+    let user = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["tenant"] == tenant)
+        .expect("service user of the tenant")
+        .clone();
+    (
+        format!("{tenant}/{}", user["name"].as_str().unwrap()),
+        user["password"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// One setting across two versions: what the subscriber (and the owner) write in between,
+/// and what the subscriber's option and its service's effective setting are afterwards.
+struct SettingCase {
+    key: &'static str,
+    v1: Option<Value>,
+    owner_edit: Option<&'static str>,
+    edit: Option<&'static str>,
+    v2: Option<Value>,
+    /// The subscriber's option after the second upload (None: no such option).
+    option: Option<&'static str>,
+    /// What the subscriber's service reads (None: absent).
+    effective: Option<&'static str>,
+}
+
+#[test]
+fn a_new_version_updates_the_subscribers_settings() {
+    let server = Server::start();
+    let (owner, sub) = (
+        create_tenant(&server, "seto"),
+        create_tenant(&server, "sets"),
+    );
+    let app = create_microservice(&server, &owner);
+    let id = app["id"].as_str().unwrap();
+    let image = TestImage::build(0);
+    let keep = |default: &str| json!({"defaultValue": default, "editable": true, "overwriteOnUpdate": false});
+    let cases = [
+        // An edited value is kept only when the setting says so.
+        SettingCase {
+            key: "kept",
+            v1: Some(keep("k1")),
+            owner_edit: None,
+            edit: Some("mine"),
+            v2: Some(keep("k2")),
+            option: Some("mine"),
+            effective: Some("mine"),
+        },
+        SettingCase {
+            key: "reset",
+            v1: Some(json!({"defaultValue": "r1", "editable": true})),
+            owner_edit: None,
+            edit: Some("mine"),
+            v2: Some(json!({"defaultValue": "r2", "editable": true})),
+            option: Some("r2"),
+            effective: Some("r2"),
+        },
+        // Unedited values follow the new default; a setting no longer editable is reset.
+        SettingCase {
+            key: "untouched",
+            v1: Some(keep("u1")),
+            owner_edit: None,
+            edit: None,
+            v2: Some(keep("u2")),
+            option: Some("u2"),
+            effective: Some("u2"),
+        },
+        SettingCase {
+            key: "fixed",
+            v1: Some(json!({"defaultValue": "f1"})),
+            owner_edit: None,
+            edit: None,
+            v2: Some(json!({"defaultValue": "f2"})),
+            option: Some("f2"),
+            effective: Some("f2"),
+        },
+        SettingCase {
+            key: "locked",
+            v1: Some(keep("l1")),
+            owner_edit: None,
+            edit: Some("mine"),
+            v2: Some(json!({"defaultValue": "l2"})),
+            option: Some("l2"),
+            effective: Some("l2"),
+        },
+        // Removed keys go, edited or not; new keys come.
+        SettingCase {
+            key: "gone",
+            v1: Some(json!({"defaultValue": "g"})),
+            owner_edit: None,
+            edit: None,
+            v2: None,
+            option: None,
+            effective: None,
+        },
+        SettingCase {
+            key: "goneEdited",
+            v1: Some(keep("g")),
+            owner_edit: None,
+            edit: Some("mine"),
+            v2: None,
+            option: None,
+            effective: None,
+        },
+        SettingCase {
+            key: "added",
+            v1: None,
+            owner_edit: None,
+            edit: None,
+            v2: Some(json!({"defaultValue": "a"})),
+            option: Some("a"),
+            effective: Some("a"),
+        },
+        SettingCase {
+            key: "credentials.secret",
+            v1: Some(json!({"defaultValue": "s1"})),
+            owner_edit: None,
+            edit: None,
+            v2: Some(json!({"defaultValue": "s2"})),
+            option: Some("<<Encrypted>>"),
+            effective: Some("s2"),
+        },
+        // inheritFromOwner: a subscriber without its own value reads the owner's.
+        SettingCase {
+            key: "shared",
+            v1: Some(keep("d")),
+            owner_edit: Some("owner's"),
+            edit: None,
+            v2: Some(keep("d")),
+            option: Some("d"),
+            effective: Some("owner's"),
+        },
+        SettingCase {
+            key: "sharedOwn",
+            v1: Some(keep("d")),
+            owner_edit: Some("owner's"),
+            edit: Some("mine"),
+            v2: Some(keep("d")),
+            option: Some("mine"),
+            effective: Some("mine"),
+        },
+        SettingCase {
+            key: "private",
+            v1: Some(
+                json!({"defaultValue": "d", "editable": true, "overwriteOnUpdate": false, "inheritFromOwner": false}),
+            ),
+            owner_edit: Some("owner's"),
+            edit: None,
+            v2: Some(
+                json!({"defaultValue": "d", "editable": true, "overwriteOnUpdate": false, "inheritFromOwner": false}),
+            ),
+            option: Some("d"),
+            effective: Some("d"),
+        },
+    ];
+    let settings = |pick: fn(&SettingCase) -> &Option<Value>| -> Vec<Value> {
+        cases
+            .iter()
+            .filter_map(|c| {
+                let mut s = pick(c).clone()?;
+                s["key"] = json!(c.key);
+                Some(s)
+            })
+            .collect()
+    };
+    let v1 = zip_of(&[
+        (
+            "cumulocity.json",
+            manifest_with_settings("1.0.0", &settings(|c| &c.v1)).as_bytes(),
+        ),
+        ("image.tar", &image.archive),
+    ]);
+    upload(&server, &owner, id, "file", &v1).expect(201);
+    for tenant in [&owner.id, &sub.id] {
+        server
+            .req("POST", &format!("/tenant/tenants/{tenant}/applications"))
+            .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+            .json(&json!({"application": {"id": id}}))
+            .send()
+            .expect(201);
+    }
+    for case in &cases {
+        for (tenant, value) in [(&owner, case.owner_edit), (&sub, case.edit)] {
+            if let Some(value) = value {
+                server
+                    .req("PUT", &format!("/tenant/options/uploadtest/{}", case.key))
+                    .basic(&tenant.admin_login, &tenant.admin_password)
+                    .json(&json!({"value": value}))
+                    .send()
+                    .expect(200);
+            }
+        }
+    }
+    let v2 = zip_of(&[
+        (
+            "cumulocity.json",
+            manifest_with_settings("1.0.1", &settings(|c| &c.v2)).as_bytes(),
+        ),
+        ("image.tar", &image.archive),
+    ]);
+    upload(&server, &owner, id, "file", &v2).expect(201);
+
+    let options = server
+        .req("GET", "/tenant/options/uploadtest")
+        .basic(&sub.admin_login, &sub.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    let (login, password) = service_login(&server, &owner, id, &sub.id);
+    let effective = server
+        .req("GET", "/application/currentApplication/settings")
+        .basic(&login, &password)
+        .send()
+        .expect(200)
+        .json();
+    for case in &cases {
+        assert_eq!(
+            options[case.key].as_str(),
+            case.option,
+            "option {}: {options}",
+            case.key
+        );
+        let key = case.key.trim_start_matches("credentials.");
+        assert_eq!(
+            effective[key].as_str(),
+            case.effective,
+            "effective {}: {effective}",
+            case.key
+        );
+    }
+    server
+        .req("DELETE", &format!("/application/applications/{id}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(204);
 }
