@@ -228,6 +228,19 @@ async fn upload(
         .await
         .map_err(|e| ApiError::internal(&e.to_string()))?
         .map_err(package_error)?;
+    // Cumulocity refuses a package whose manifest names another application; checked before
+    // anything is kept (the temporary file deletes itself).
+    if let Some(named) = &package.manifest.manifest.name
+        && *named != app.name
+    {
+        return Err(ApiError::invalid(
+            "applications",
+            &format!(
+                "The package's manifest names application {named:?}, but it was uploaded to application {:?}; upload it to {named:?} or change the manifest's name",
+                app.name
+            ),
+        ));
+    }
 
     // One upload at a time: version rules and image bookkeeping need a stable view.
     let _guard = state.upload_lock.lock().await;

@@ -292,6 +292,14 @@ fn failed_uploads_leave_no_trace() {
     let bad_cpu = json!({"apiVersion": "2", "version": "3.0.0", "provider": {"name": "x"}, "resources": {"cpu": "lots"}}).to_string();
     let not_a_tar = b"this is not a docker save archive".to_vec();
     let corrupt = corrupt_layer(&fresh.archive);
+    let app_name = app["name"].as_str().unwrap();
+    let named = |name: &str| {
+        let mut m: Value = serde_json::from_str(&manifest_ok).unwrap();
+        m["name"] = json!(name);
+        m.to_string()
+    };
+    let other_name = named("other-app");
+    let both_names = format!("\"other-app\", but it was uploaded to application \"{app_name}\"");
     let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
         (
             "not a zip",
@@ -366,6 +374,16 @@ fn failed_uploads_leave_no_trace() {
             "Docker",
         ),
         (
+            "manifest names another application",
+            zip_of(&[
+                ("cumulocity.json", other_name.as_bytes()),
+                ("image.tar", &fresh.archive),
+            ]),
+            422,
+            "applications/Invalid Data",
+            &both_names,
+        ),
+        (
             "same version, other image",
             package("1.0.0", &fresh),
             409,
@@ -419,6 +437,19 @@ fn failed_uploads_leave_no_trace() {
         Some(accepted.id.as_str()),
         "the accepted version is untouched"
     );
+    // The manifest may name the application it is uploaded to.
+    let same_name = named(app_name);
+    upload(
+        &server,
+        &t,
+        &id,
+        "file",
+        &zip_of(&[
+            ("cumulocity.json", same_name.as_bytes()),
+            ("image.tar", &fresh.archive),
+        ]),
+    )
+    .expect(201);
 }
 
 #[test]
