@@ -1,6 +1,6 @@
-//! Writes the supervisor's decisions (scaling, crashes, OOM kills, alarms) to the audit log and
-//! the process log. Writing never blocks the reconcile loop: the database write runs on its
-//! own task, and a failure to record is logged, not fatal.
+//! Writes the supervisor's decisions (scaling, crashes, OOM kills, alarms, rollbacks) to the
+//! audit log and the process log. Writing never blocks the reconcile loop: the database write
+//! runs on its own task, and a failure to record is logged, not fatal.
 
 use serde_json::Value;
 

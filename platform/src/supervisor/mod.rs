@@ -40,7 +40,7 @@ use crate::routing::{DeploymentKey, RoutingTable, Upstream};
 use crate::runtime::Runtime;
 use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION};
 use crate::secrets::{Secrets, bootstrap_context, service_context};
-use crate::store::{Store, audit, options, subscriptions};
+use crate::store::{Store, applications, audit, options, subscriptions};
 use autoscale::{Decision, Policy};
 use probes::{ProbeState, SharedProbeState};
 use spec::{Deployment, Inputs, Platform};
@@ -1214,17 +1214,40 @@ impl Supervisor {
                 );
                 let (id, failed, prev, why) =
                     (*app, active.clone(), previous.clone(), reason.clone());
-                match self
+                // The owner and name come back with the rollback, for the audit record.
+                let rolled_back = self
                     .store
-                    .run(move |c| subscriptions::roll_back(c, id, &failed, &prev, &why))
-                    .await
-                {
-                    Ok(true) => {
-                        tracing::warn!(application = app, %reason, "rollout failed");
+                    .run(move |c| {
+                        if !subscriptions::roll_back(c, id, &failed, &prev, &why)? {
+                            return Ok(None);
+                        }
+                        let app = applications::get_any(c, id)?;
+                        Ok(Some((app.owner, app.name)))
+                    })
+                    .await;
+                match rolled_back {
+                    Ok(Some((owner, name))) => {
+                        journal::record(
+                            &self.store,
+                            journal::Entry {
+                                tenant: &owner,
+                                application: (*app, &name),
+                                record_type: "Application",
+                                activity: "Rolled back",
+                                text: format!("{name}: {reason}"),
+                                severity: audit::MAJOR,
+                                details: json!({
+                                    "failedVersion": active,
+                                    "restoredVersion": previous,
+                                    "reason": reason,
+                                    "rolloutTimeoutSeconds": deadline.as_secs(),
+                                }),
+                            },
+                        );
                         self.rollouts.remove(&(*app, active.clone()));
                         self.handle.poke();
                     }
-                    Ok(false) => {}
+                    Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot roll back"),
                 }
             }

@@ -771,6 +771,36 @@ fn upgrades_move_traffic_without_downtime_and_unready_versions_roll_back() {
         app_json["manifest"]["readinessProbe"]["httpGet"]["path"],
         "/health"
     );
+    // The rollback is in the owner's audit log, naming the application, both versions and why.
+    let record = wait_for(READY_DEADLINE, "the rollback's audit record", || {
+        let page = server
+            .req(
+                "GET",
+                &format!("/audit/auditRecords?application={app}&type=Application"),
+            )
+            .basic(&owner.admin_login, &owner.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        page["auditRecords"]
+            .as_array()?
+            .iter()
+            .find(|r| r["activity"] == "Rolled back")
+            .cloned()
+    });
+    assert_eq!(record["application"], app_json["name"], "{record}");
+    assert_eq!(record["tenant"], owner.id.as_str(), "{record}");
+    assert_eq!(record["severity"], "MAJOR", "{record}");
+    assert_eq!(record["details"]["failedVersion"], "3.0.0", "{record}");
+    assert_eq!(record["details"]["restoredVersion"], "2.0.0", "{record}");
+    assert_eq!(record["details"]["reason"], message, "{record}");
+    assert!(
+        record["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(message),
+        "{record}"
+    );
 }
 
 /// An image whose entrypoint does not exist (every start fails), as a `docker save` archive.
