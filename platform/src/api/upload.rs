@@ -19,6 +19,7 @@ use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::package::{self, Package, PackageError};
+use crate::runtime::images;
 use crate::store::StoreError;
 use crate::store::applications::{self, UploadRecord, Version};
 use crate::store::subscriptions::{self, SettingsUpdate};
@@ -41,13 +42,6 @@ struct BerthTag {
 
 impl BerthTag {
     fn new(installation: &str, tenant: &str, app_id: i64, version: &str) -> BerthTag {
-        // Repository path components allow [a-z0-9] with separators; the id is generated
-        // lowercase alphanumeric, this only guards against a hand-edited id file.
-        let installation: String = installation
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
         // Docker tags allow [A-Za-z0-9_.-], up to 128, not starting with '.' or '-'.
         let mut tag: String = version
             .chars()
@@ -65,7 +59,8 @@ impl BerthTag {
         }
         BerthTag {
             repo: format!(
-                "berth/{installation}/{}-{app_id}",
+                "{}{}-{app_id}",
+                images::repository_prefix(installation),
                 tenant.to_ascii_lowercase()
             ),
             tag,

@@ -1,11 +1,31 @@
-//! Images: load a `docker save` archive from a byte stream, look images up, tag and remove them.
+//! Images: load a `docker save` archive from a byte stream, look images up, tag and remove them,
+//! and list one installation's tags.
+
+use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
-use bollard::query_parameters::{ImportImageOptions, RemoveImageOptions, TagImageOptions};
+use bollard::query_parameters::{
+    ImportImageOptions, ListImagesOptions, RemoveImageOptions, TagImageOptions,
+};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::{Runtime, RuntimeError};
+
+/// The repository prefix of one installation's image tags, `berth/<installation>/`. Images
+/// cannot carry a label Berth adds, so the name is what marks them as this installation's.
+pub fn repository_prefix(installation: &str) -> String {
+    // Repository path components allow [a-z0-9] with separators; the id is generated
+    // lowercase alphanumeric, this only guards against a hand-edited id file.
+    let installation: String = installation
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    format!("berth/{installation}/")
+}
 
 fn is_not_found(err: &BollardError) -> bool {
     matches!(
@@ -103,5 +123,40 @@ impl Runtime {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The tags under `prefix` (a [`repository_prefix`]) of images last tagged before `before`.
+    /// An image whose tag time the engine does not report counts as older.
+    pub async fn tags_older_than(
+        &self,
+        prefix: &str,
+        before: OffsetDateTime,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let filters = HashMap::from([("reference".to_owned(), vec![format!("{prefix}*")])]);
+        let options = ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let mut tags = Vec::new();
+        for image in self.docker.list_images(Some(options)).await? {
+            let tagged = match self.docker.inspect_image(&image.id).await {
+                Ok(inspect) => inspect
+                    .metadata
+                    .and_then(|m| m.last_tag_time)
+                    .and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok()),
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if tagged.is_some_and(|t| t >= before) {
+                continue;
+            }
+            tags.extend(
+                image
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t.starts_with(prefix)),
+            );
+        }
+        Ok(tags)
     }
 }

@@ -319,6 +319,13 @@ pub fn version(conn: &Connection, id: i64, version: &str) -> Result<Option<Versi
         .optional()?)
 }
 
+/// The image tags of every stored version (of every application).
+pub fn image_tags(conn: &mut Connection) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT image_tag FROM application_versions")?;
+    let tags = stmt.query_map([], |r| r.get(0))?;
+    Ok(tags.collect::<Result<_, _>>()?)
+}
+
 /// True when any stored version (of any application) uses this image.
 pub fn image_in_use(conn: &Connection, image_id: &str) -> Result<bool, StoreError> {
     Ok(conn

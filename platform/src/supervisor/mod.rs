@@ -37,8 +37,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::routing::{DeploymentKey, RoutingTable, Upstream};
-use crate::runtime::Runtime;
 use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION};
+use crate::runtime::{Runtime, images};
 use crate::secrets::{Secrets, bootstrap_context, service_context};
 use crate::store::{Store, applications, audit, options, subscriptions};
 use autoscale::{Decision, Policy};
@@ -284,6 +284,9 @@ pub struct Supervisor {
     alarms: HashMap<i64, BTreeMap<String, String>>,
     /// Per application: (owner tenant, name), for records.
     app_names: HashMap<i64, (String, String)>,
+    /// When this process made its supervisor: image tags older than this that no version
+    /// refers to are leftovers of an earlier process, never an upload in flight.
+    started: time::OffsetDateTime,
 }
 
 impl Supervisor {
@@ -318,6 +321,7 @@ impl Supervisor {
             oom_kills: HashMap::new(),
             alarms: HashMap::new(),
             app_names: HashMap::new(),
+            started: time::OffsetDateTime::now_utc(),
         }
     }
 
@@ -327,6 +331,7 @@ impl Supervisor {
 
     /// Runs forever: one pass now, then on every poke, event, expiring back-off or interval.
     pub async fn run(mut self) {
+        self.remove_orphan_images().await;
         let events = self.watch_events();
         loop {
             if let Err(e) = self.pass().await {
@@ -352,6 +357,38 @@ impl Supervisor {
             }
             if events.is_finished() {
                 tracing::warn!("Docker event watcher ended");
+            }
+        }
+    }
+
+    /// Removes this installation's image tags that no version refers to: Berth killed between
+    /// `docker load` and the upload's commit leaves one (and its image, when no other tag holds
+    /// it). Only tags older than this process count, so an upload in flight keeps its tag.
+    async fn remove_orphan_images(&self) {
+        let prefix = images::repository_prefix(&self.settings.installation);
+        let tags = match self.runtime.tags_older_than(&prefix, self.started).await {
+            Ok(tags) => tags,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list this installation's images");
+                return;
+            }
+        };
+        if tags.is_empty() {
+            return;
+        }
+        let known = match self.store.run(applications::image_tags).await {
+            Ok(known) => known,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the versions' image tags");
+                return;
+            }
+        };
+        for tag in tags.iter().filter(|t| !known.contains(*t)) {
+            match self.runtime.remove(tag).await {
+                Ok(()) => {
+                    tracing::info!(%tag, "removed an image tag no application version refers to")
+                }
+                Err(e) => tracing::warn!(%tag, error = %e, "cannot remove an orphaned image tag"),
             }
         }
     }

@@ -932,3 +932,51 @@ fn a_new_version_updates_the_subscribers_settings() {
         .send()
         .expect(204);
 }
+
+#[test]
+fn a_restart_removes_images_no_version_refers_to() {
+    let mut server = Server::start();
+    let t = create_tenant(&server, "orph");
+    let app = create_microservice(&server, &t);
+    let id = app["id"].as_str().unwrap().to_owned();
+    let kept = TestImage::build(0);
+    upload(&server, &t, &id, "file", &package("1.0.0", &kept)).expect(201);
+    let kept_ref = berth_ref(&server, &t, &id, "1.0.0");
+
+    // Berth killed between `docker load` and the commit leaves an image under this
+    // installation's name that no version refers to.
+    server.crash();
+    let orphan = TestImage::build(0);
+    let archive = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(archive.path(), &orphan.archive).unwrap();
+    let loaded = docker(&["load", "-q", "-i", archive.path().to_str().unwrap()]);
+    let loaded_tag = String::from_utf8_lossy(&loaded.stdout)
+        .trim()
+        .trim_start_matches("Loaded image: ")
+        .to_owned();
+    let orphan_ref = berth_ref(&server, &t, &id, "2.0.0");
+    docker(&["tag", &orphan.id, &orphan_ref]);
+    docker(&["rmi", &loaded_tag]);
+    // Another installation's tags are not this server's to judge.
+    let foreign_ref = format!("berth/otherinstallation/{}-{id}:1.0.0", t.id.to_lowercase());
+    docker(&["tag", &kept.id, &foreign_ref]);
+
+    let server = server.restart();
+    crate::supervisor::wait_for(
+        std::time::Duration::from_secs(30),
+        "the orphaned image removed",
+        || image_id(&orphan.id).is_none().then_some(()),
+    );
+    assert_eq!(
+        image_id(&kept_ref).as_deref(),
+        Some(kept.id.as_str()),
+        "a version's image stays"
+    );
+    assert_eq!(
+        image_id(&foreign_ref).as_deref(),
+        Some(kept.id.as_str()),
+        "another installation's tag stays"
+    );
+    docker(&["rmi", &foreign_ref]);
+    drop(server);
+}
