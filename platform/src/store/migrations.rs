@@ -195,4 +195,35 @@ mod tests {
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
     }
+
+    #[test]
+    fn options_seeded_before_from_manifest_existed_count_as_seeded_when_they_hold_the_default() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            r#"
+INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t1', 't1.example', 'T', 'now');
+INSERT INTO applications (id, owner_tenant, name, key, type, manifest, creation_time)
+VALUES (1, 't1', 'app', 'app-key', 'MICROSERVICE',
+        '{"contextPath":"ctx","settings":[{"key":"a","defaultValue":"1"},{"key":"b","defaultValue":"2"}]}', 'now');
+INSERT INTO subscriptions (application_id, tenant_id, service_user, service_password_sealed, creation_time)
+VALUES (1, 't1', 'service_app', 'x', 'now');
+INSERT INTO options (tenant_id, category, key, value) VALUES
+    ('t1', 'ctx', 'a', '1'), ('t1', 'ctx', 'b', 'edited'), ('t1', 'other', 'a', '1');
+"#,
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let seeded: Vec<(String, String)> = conn
+            .prepare("SELECT category, key FROM options WHERE from_manifest = 1")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(seeded, vec![("ctx".to_owned(), "a".to_owned())]);
+    }
 }
