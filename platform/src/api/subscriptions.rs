@@ -13,10 +13,11 @@ use super::paging::PageRequest;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
-use crate::secrets::{Secrets, SecretsError, option_context, service_context};
-use crate::store::applications::{self, Application};
+use crate::secrets::{Secrets, option_context, service_context};
+use crate::store::StoreError;
+use crate::store::applications::{self, Application, resolved_manifest};
 use crate::store::options::{self, TenantOption};
-use crate::store::subscriptions::{self, NewSubscription, Setting};
+use crate::store::subscriptions::{self, NewSubscription};
 use crate::store::tenants;
 use crate::store::users::{NewUser, UserKind};
 
@@ -129,12 +130,6 @@ async fn subscribable(
     }
 }
 
-/// The validated, defaults-resolved manifest of an application (None before the first upload).
-pub fn resolved_manifest(app: &Application) -> Option<manifests_schema::Manifest> {
-    let text = app.manifest.as_ref()?.to_string();
-    manifests_schema::validate(&text).ok().map(|v| v.manifest)
-}
-
 /// The settings category and keys of an application's active manifest.
 pub fn setting_keys(app: &Application) -> (String, Vec<String>) {
     let manifest = resolved_manifest(app);
@@ -148,40 +143,15 @@ pub fn setting_keys(app: &Application) -> (String, Vec<String>) {
     (category, keys)
 }
 
-/// A manifest's `settings` as the options they put in `tenant`: the default values,
-/// `credentials.` ones sealed for that tenant. Used when a tenant subscribes and when a new
-/// version changes the settings of the tenants already subscribed.
-pub fn manifest_settings(
+/// Seals a setting's value for a tenant, under the option's context.
+pub fn seal_setting(
     secrets: &Secrets,
-    tenant: &str,
-    app_name: &str,
-    manifest: &manifests_schema::Manifest,
-) -> Result<Vec<Setting>, SecretsError> {
-    let category = manifest.settings_category_or(app_name);
-    let mut settings = Vec::new();
-    for setting in &manifest.settings {
-        let encrypted = setting.key.starts_with(CREDENTIALS_PREFIX);
-        let value = if encrypted {
-            secrets.seal(
-                &option_context(tenant, category, &setting.key),
-                &setting.default_value,
-            )?
-        } else {
-            setting.default_value.clone()
-        };
-        settings.push(Setting {
-            option: TenantOption {
-                category: category.to_owned(),
-                key: setting.key.clone(),
-                value,
-                encrypted,
-                editable: setting.editable,
-                from_manifest: true,
-            },
-            overwrite_on_update: setting.overwrite_on_update,
-        });
+) -> impl Fn(&str, &str, &str, &str) -> Result<String, StoreError> + '_ {
+    move |tenant, category, key, value| {
+        secrets
+            .seal(&option_context(tenant, category, key), value)
+            .map_err(|e| StoreError::Seal(e.to_string()))
     }
-    Ok(settings)
 }
 
 fn reference_json(base: &str, tenant: &str, app: &Application) -> Value {
@@ -217,8 +187,13 @@ async fn subscribe(
         String::new()
     };
     let settings = match resolved_manifest(&app) {
-        Some(manifest) => manifest_settings(&state.secrets, &tenant, &app.name, &manifest)
-            .map_err(|e| ApiError::internal(&e.to_string()))?,
+        Some(manifest) => subscriptions::manifest_settings(
+            &tenant,
+            &app.name,
+            &manifest,
+            &seal_setting(&state.secrets),
+        )
+        .map_err(ApiError::store("applications"))?,
         None => Vec::new(),
     };
     let new = NewSubscription {

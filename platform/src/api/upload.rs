@@ -14,15 +14,14 @@ use tokio::io::AsyncWriteExt;
 
 use super::applications::{MICROSERVICE, application_json};
 use super::error::ApiError;
-use super::subscriptions::manifest_settings;
+use super::subscriptions::seal_setting;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::package::{self, Package, PackageError};
 use crate::runtime::images;
-use crate::store::StoreError;
 use crate::store::applications::{self, UploadRecord, Version};
-use crate::store::subscriptions::{self, SettingsUpdate};
+use crate::store::subscriptions;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -440,18 +439,14 @@ async fn install(
             // Inside one store call, so no subscription or upload comes between reading the
             // previous settings and committing the new ones.
             let app = applications::get(c, &tenant, id)?;
-            let (category, keys) = super::subscriptions::setting_keys(&app);
-            let previous: Vec<(String, String)> =
-                keys.into_iter().map(|k| (category.clone(), k)).collect();
-            for sub in subscriptions::of_application(c, id)? {
-                let settings = manifest_settings(&secrets, &sub.tenant, &app.name, &manifest)
-                    .map_err(|e| StoreError::Task(format!("sealing a setting: {e}")))?;
-                record.settings.push(SettingsUpdate {
-                    tenant: sub.tenant,
-                    previous: previous.clone(),
-                    settings,
-                });
-            }
+            record.settings = subscriptions::settings_updates(
+                c,
+                id,
+                &app.name,
+                applications::resolved_manifest(&app).as_ref(),
+                &manifest,
+                &seal_setting(&secrets),
+            )?;
             applications::record_upload(c, &tenant, id, &record)
         })
         .await

@@ -90,6 +90,12 @@ pub struct UploadRecord {
     pub settings: Vec<super::subscriptions::SettingsUpdate>,
 }
 
+/// The validated, defaults-resolved manifest of an application (None before the first upload).
+pub fn resolved_manifest(app: &Application) -> Option<manifests_schema::Manifest> {
+    let text = app.manifest.as_ref()?.to_string();
+    manifests_schema::validate(&text).ok().map(|v| v.manifest)
+}
+
 const COLUMNS: &str = "id, owner_tenant, name, key, type, availability, context_path, description, external_url, manifest, roles, required_roles, active_version_id, bootstrap_user, bootstrap_password_sealed";
 
 type RawApplication = (Application, Option<String>, String, String);

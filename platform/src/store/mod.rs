@@ -32,6 +32,8 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("database task failed: {0}")]
     Task(String),
+    #[error("cannot seal a setting: {0}")]
+    Seal(String),
 }
 
 /// A window of a collection: rows `offset..offset + limit`.

@@ -4,6 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::applications::{self, Application};
 use super::options::{self, TenantOption};
 use super::users::{NewUser, UserKind};
 use super::{Page, StoreError, conflict_on_unique, timestamp};
@@ -51,6 +52,76 @@ pub struct SettingsUpdate {
     /// (category, key) of the previous version's settings.
     pub previous: Vec<(String, String)>,
     pub settings: Vec<Setting>,
+}
+
+/// Keys with this prefix are stored sealed (and handed to the service decrypted).
+pub const SEALED_PREFIX: &str = "credentials.";
+
+/// Seals a setting's default for a tenant: (tenant, category, key, clear value) → sealed value.
+pub type Seal<'a> = dyn Fn(&str, &str, &str, &str) -> Result<String, StoreError> + 'a;
+
+/// A manifest's `settings` as the options they put in `tenant`: the default values,
+/// `credentials.` ones sealed for that tenant. Used when a tenant subscribes and when the
+/// active version changes (an upload, a rollback).
+pub fn manifest_settings(
+    tenant: &str,
+    app_name: &str,
+    manifest: &manifests_schema::Manifest,
+    seal: &Seal<'_>,
+) -> Result<Vec<Setting>, StoreError> {
+    let category = manifest.settings_category_or(app_name);
+    let mut settings = Vec::new();
+    for setting in &manifest.settings {
+        let encrypted = setting.key.starts_with(SEALED_PREFIX);
+        let value = if encrypted {
+            seal(tenant, category, &setting.key, &setting.default_value)?
+        } else {
+            setting.default_value.clone()
+        };
+        settings.push(Setting {
+            option: TenantOption {
+                category: category.to_owned(),
+                key: setting.key.clone(),
+                value,
+                encrypted,
+                editable: setting.editable,
+                from_manifest: true,
+            },
+            overwrite_on_update: setting.overwrite_on_update,
+        });
+    }
+    Ok(settings)
+}
+
+/// What changing an application's active manifest from `before` to `after` does to the
+/// settings of each subscribed tenant (apply with [`update_settings`] in the same transaction).
+pub fn settings_updates(
+    conn: &Connection,
+    application_id: i64,
+    app_name: &str,
+    before: Option<&manifests_schema::Manifest>,
+    after: &manifests_schema::Manifest,
+    seal: &Seal<'_>,
+) -> Result<Vec<SettingsUpdate>, StoreError> {
+    let previous: Vec<(String, String)> = before
+        .map(|m| {
+            let category = m.settings_category_or(app_name);
+            m.settings
+                .iter()
+                .map(|s| (category.to_owned(), s.key.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    of_application(conn, application_id)?
+        .into_iter()
+        .map(|sub| {
+            Ok(SettingsUpdate {
+                settings: manifest_settings(&sub.tenant, app_name, after, seal)?,
+                tenant: sub.tenant,
+                previous: previous.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Brings a subscribed tenant's settings options to a new version's settings: keys the new
@@ -384,24 +455,47 @@ pub fn mark_stable(
     Ok(())
 }
 
-/// Rolls a failed rollout back: the active version returns to `previous`, with the reason.
-/// Does nothing when the active version changed meanwhile (a newer upload wins).
+/// Rolls a failed rollout back: the active version returns to `previous`, with the reason, and
+/// the subscribed tenants' settings return to that version's. Returns the application as it
+/// is now, None when the active version changed meanwhile (a newer upload wins).
 pub fn roll_back(
-    conn: &Connection,
+    conn: &mut Connection,
     application_id: i64,
     failed: &str,
     previous: &str,
     reason: &str,
-) -> Result<bool, StoreError> {
+    seal: &Seal<'_>,
+) -> Result<Option<Application>, StoreError> {
+    let tx = conn.transaction()?;
+    let before = applications::get_any(&tx, application_id)?;
     // The application shows the manifest (and roles) of the version that is active again.
-    Ok(conn.execute(
+    let changed = tx.execute(
         "UPDATE applications SET active_version_id = ?3, rollout_message = ?4,
              manifest = COALESCE((SELECT v.manifest FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), manifest),
              roles = COALESCE((SELECT json_extract(v.manifest, '$.roles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), roles),
              required_roles = COALESCE((SELECT json_extract(v.manifest, '$.requiredRoles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), required_roles)
          WHERE id = ?1 AND active_version_id = ?2",
         params![application_id, failed, previous, reason],
-    )? > 0)
+    )? > 0;
+    if !changed {
+        return Ok(None);
+    }
+    let after = applications::get_any(&tx, application_id)?;
+    if let Some(restored) = applications::resolved_manifest(&after) {
+        let old = applications::resolved_manifest(&before);
+        for update in settings_updates(
+            &tx,
+            application_id,
+            &after.name,
+            old.as_ref(),
+            &restored,
+            seal,
+        )? {
+            update_settings(&tx, &update)?;
+        }
+    }
+    tx.commit()?;
+    Ok(Some(after))
 }
 
 /// The last rollout failure of an application, if any.

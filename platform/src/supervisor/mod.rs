@@ -39,8 +39,8 @@ use tokio::task::JoinHandle;
 use crate::routing::{DeploymentKey, RoutingTable, Upstream};
 use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION};
 use crate::runtime::{Runtime, images};
-use crate::secrets::{Secrets, bootstrap_context, service_context};
-use crate::store::{Store, applications, audit, options, subscriptions};
+use crate::secrets::{Secrets, bootstrap_context, option_context, service_context};
+use crate::store::{Store, StoreError, applications, audit, options, subscriptions};
 use autoscale::{Decision, Policy};
 use probes::{ProbeState, SharedProbeState};
 use spec::{Deployment, Inputs, Platform};
@@ -1251,15 +1251,18 @@ impl Supervisor {
                 );
                 let (id, failed, prev, why) =
                     (*app, active.clone(), previous.clone(), reason.clone());
+                let secrets = Arc::clone(&self.secrets);
                 // The owner and name come back with the rollback, for the audit record.
                 let rolled_back = self
                     .store
                     .run(move |c| {
-                        if !subscriptions::roll_back(c, id, &failed, &prev, &why)? {
-                            return Ok(None);
-                        }
-                        let app = applications::get_any(c, id)?;
-                        Ok(Some((app.owner, app.name)))
+                        let seal = |tenant: &str, category: &str, key: &str, value: &str| {
+                            secrets
+                                .seal(&option_context(tenant, category, key), value)
+                                .map_err(|e| StoreError::Seal(e.to_string()))
+                        };
+                        let app = subscriptions::roll_back(c, id, &failed, &prev, &why, &seal)?;
+                        Ok(app.map(|a| (a.owner, a.name)))
                     })
                     .await;
                 match rolled_back {

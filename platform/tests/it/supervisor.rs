@@ -731,11 +731,19 @@ fn upgrades_move_traffic_without_downtime_and_unready_versions_roll_back() {
     });
     assert_eq!(upgraded["activeVersion"], "2.0.0");
 
-    // A version whose readiness never passes is rolled back; the old one keeps serving.
+    // A version whose readiness never passes is rolled back; the old one keeps serving. Its
+    // settings (a changed default, a new key) go back too.
     let never_ready = manifest(
         "MULTI_TENANT",
         1,
-        json!({"readinessProbe": {"httpGet": {"path": "/no-such-path", "port": 80}, "periodSeconds": 1, "failureThreshold": 1}}),
+        json!({
+            "readinessProbe": {"httpGet": {"path": "/no-such-path", "port": 80}, "periodSeconds": 1, "failureThreshold": 1},
+            "settings": [
+                {"key": "greeting", "defaultValue": "Hello from 3.0.0", "editable": true},
+                {"key": "credentials.token", "defaultValue": "s3cret", "editable": false},
+                {"key": "rolloutOnly", "defaultValue": "x"}
+            ],
+        }),
     );
     upload_version(
         &server,
@@ -800,6 +808,20 @@ fn upgrades_move_traffic_without_downtime_and_unready_versions_roll_back() {
             .unwrap_or_default()
             .contains(message),
         "{record}"
+    );
+    let settings = server
+        .req(
+            "GET",
+            &format!("/tenant/options/{}", app_json["name"].as_str().unwrap()),
+        )
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(
+        settings,
+        json!({"greeting": "Hello", "credentials.token": "<<Encrypted>>"}),
+        "the restored version's settings"
     );
 }
 
