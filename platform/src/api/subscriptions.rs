@@ -21,9 +21,6 @@ use crate::store::subscriptions::{self, NewSubscription};
 use crate::store::tenants;
 use crate::store::users::{NewUser, UserKind};
 
-/// Keys with this prefix are stored encrypted and handed to the service decrypted, unprefixed.
-const CREDENTIALS_PREFIX: &str = "credentials.";
-
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/tenant/tenants/{tenant}/applications", web::get().to(list))
         .route(
@@ -403,7 +400,9 @@ async fn current_settings(
     let (category, _) = setting_keys(&app);
     let mut flat = Map::new();
     let mut put = |key: &str, value: String| {
-        let key = key.strip_prefix(CREDENTIALS_PREFIX).unwrap_or(key);
+        let key = key
+            .strip_prefix(subscriptions::SEALED_PREFIX)
+            .unwrap_or(key);
         flat.insert(key.to_owned(), Value::String(value));
     };
     let mut inheriting = Vec::new();

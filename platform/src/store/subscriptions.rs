@@ -54,7 +54,7 @@ pub struct SettingsUpdate {
     pub settings: Vec<Setting>,
 }
 
-/// Keys with this prefix are stored sealed (and handed to the service decrypted).
+/// Keys with this prefix are stored sealed, and handed to the service decrypted and unprefixed.
 pub const SEALED_PREFIX: &str = "credentials.";
 
 /// Seals a setting's default for a tenant: (tenant, category, key, clear value) → sealed value.
