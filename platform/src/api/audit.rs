@@ -1,6 +1,7 @@
 //! `GET /audit/auditRecords`: the caller tenant's audit log (uploads, subscriptions, scaling,
 //! restarts, OOM kills, alarms, deletions) in Cumulocity's `auditRecords` shape, newest first,
-//! filtered by `application` (id) and `type`, paged like every collection.
+//! filtered by `application` (id) and `type`, paged like every collection;
+//! `GET /audit/auditRecords/{id}`: one record of the caller's tenant.
 
 use std::collections::HashMap;
 
@@ -18,7 +19,8 @@ pub const AUDIT_READ: &str = "ROLE_AUDIT_READ";
 pub const AUDIT_ADMIN: &str = "ROLE_AUDIT_ADMIN";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/audit/auditRecords", web::get().to(list));
+    cfg.route("/audit/auditRecords", web::get().to(list))
+        .route("/audit/auditRecords/{id}", web::get().to(get));
 }
 
 /// Records a user's action on an application in each of `tenants` (e.g. the subscriber and
@@ -69,9 +71,10 @@ fn require_audit_read(principal: &Principal) -> Result<(), ApiError> {
     principal.require_any(&[AUDIT_READ, AUDIT_ADMIN])
 }
 
-pub fn record_json(r: &Record) -> Value {
+pub fn record_json(base: &str, r: &Record) -> Value {
     json!({
         "id": r.id.to_string(),
+        "self": format!("{base}/audit/auditRecords/{}", r.id),
         "type": r.record_type,
         "activity": r.activity,
         "text": r.text,
@@ -112,9 +115,33 @@ async fn list(
         audit::list(c, &tenant, &filter, page.window())
     })
     .await?;
-    let items = records.iter().map(record_json).collect();
+    let base = media::base_url(&req);
+    let items = records.iter().map(|r| record_json(&base, r)).collect();
     Ok(media::ok(
         "auditRecordCollection",
         &page.collection(&req, "auditRecords", items, total),
+    ))
+}
+
+async fn get(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_audit_read(&principal)?;
+    let text = path.into_inner();
+    // Ids are numbers; any other text names no record, as an unknown number does.
+    let id = text.parse::<i64>().map_err(|_| {
+        ApiError::not_found(
+            "audit",
+            &format!("Audit record {text:?} does not exist: ids are numbers."),
+        )
+    })?;
+    let tenant = principal.tenant.clone();
+    let record = db(&state, "audit", move |c| audit::get(c, &tenant, id)).await?;
+    Ok(media::ok(
+        "auditRecord",
+        &record_json(&media::base_url(&req), &record),
     ))
 }

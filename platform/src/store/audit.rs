@@ -2,7 +2,7 @@
 //! alarms, deletions) as durable records per tenant, read back newest first with filters.
 //! Records outlive their application (no foreign key): the history of a deleted service stays.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::{Page, StoreError, timestamp};
@@ -91,9 +91,7 @@ pub fn list(
         |row| row.get(0),
     )?;
     let mut statement = conn.prepare(&format!(
-        "SELECT id, tenant_id, application_id, application_name, type, activity, text, severity,
-                user_name, time, details
-         FROM audit_records WHERE {condition} ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+        "SELECT {COLUMNS} FROM audit_records WHERE {condition} ORDER BY id DESC LIMIT ?4 OFFSET ?5"
     ))?;
     let rows = statement.query_map(
         params![
@@ -103,33 +101,60 @@ pub fn list(
             page.limit_sql(),
             page.offset_sql()
         ],
-        |row| {
-            let app_id: Option<i64> = row.get(2)?;
-            let app_name: Option<String> = row.get(3)?;
-            Ok((
-                Record {
-                    id: row.get(0)?,
-                    tenant: row.get(1)?,
-                    application: app_id.map(|id| (id, app_name.unwrap_or_default())),
-                    record_type: row.get(4)?,
-                    activity: row.get(5)?,
-                    text: row.get(6)?,
-                    severity: row.get(7)?,
-                    user: row.get(8)?,
-                    time: row.get(9)?,
-                    details: Value::Null,
-                },
-                row.get::<_, String>(10)?,
-            ))
-        },
+        record_row,
     )?;
     let mut records = Vec::new();
     for row in rows {
-        let (mut record, details) = row?;
-        record.details = serde_json::from_str(&details)?;
-        records.push(record);
+        records.push(with_details(row?)?);
     }
     Ok((records, u64::try_from(total).unwrap_or(0)))
+}
+
+/// The record `id` of `tenant`; another tenant's record is as missing as an unknown one.
+pub fn get(conn: &mut Connection, tenant: &str, id: i64) -> Result<Record, StoreError> {
+    let row = conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM audit_records WHERE id = ?1 AND tenant_id = ?2"),
+            params![id, tenant],
+            record_row,
+        )
+        .optional()?;
+    match row {
+        Some(row) => with_details(row),
+        None => Err(StoreError::NotFound(format!(
+            "Audit record {id} does not exist in tenant {tenant}."
+        ))),
+    }
+}
+
+const COLUMNS: &str = "id, tenant_id, application_id, application_name, type, activity, text, \
+                       severity, user_name, time, details";
+
+/// A row of [`COLUMNS`] as a record and its details text (parsed by [`with_details`], as a
+/// row mapper can only fail with rusqlite's error).
+fn record_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Record, String)> {
+    let app_id: Option<i64> = row.get(2)?;
+    let app_name: Option<String> = row.get(3)?;
+    Ok((
+        Record {
+            id: row.get(0)?,
+            tenant: row.get(1)?,
+            application: app_id.map(|id| (id, app_name.unwrap_or_default())),
+            record_type: row.get(4)?,
+            activity: row.get(5)?,
+            text: row.get(6)?,
+            severity: row.get(7)?,
+            user: row.get(8)?,
+            time: row.get(9)?,
+            details: Value::Null,
+        },
+        row.get(10)?,
+    ))
+}
+
+fn with_details((mut record, details): (Record, String)) -> Result<Record, StoreError> {
+    record.details = serde_json::from_str(&details)?;
+    Ok(record)
 }
 
 #[cfg(test)]
@@ -211,5 +236,13 @@ mod tests {
             (vec![3, 2], 4)
         );
         assert_eq!(page[0].details, json!({"n": 1}));
+        // One record by id, only in its own tenant.
+        assert_eq!(get(&mut conn, "t1", 2).unwrap().record_type, "OomKill");
+        for (tenant, id) in [("t2", 2), ("t1", 4), ("t1", 99)] {
+            assert!(
+                matches!(get(&mut conn, tenant, id), Err(StoreError::NotFound(_))),
+                "{tenant} {id}"
+            );
+        }
     }
 }

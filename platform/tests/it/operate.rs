@@ -296,13 +296,50 @@ fn the_audit_log_is_tenant_scoped_paged_and_needs_the_audit_role() {
     );
     // Another tenant sees none of it.
     assert_eq!(audit(&server, &other, "")["auditRecords"], json!([]));
+    // One record by id, at its self link; unknown ids and another tenant's records are 404.
+    let id = record["id"].as_str().unwrap();
+    let single = server
+        .req("GET", &format!("/audit/auditRecords/{id}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200);
+    assert!(
+        single
+            .header("content-type")
+            .is_some_and(|t| t.contains("auditRecord+json")),
+        "{:?}",
+        single.header("content-type")
+    );
+    assert_eq!(&single.json(), record);
+    assert!(
+        record["self"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(&format!("/audit/auditRecords/{id}"))),
+        "{record}"
+    );
+    for (tenant, path) in [
+        (&other, format!("/audit/auditRecords/{id}")),
+        (&owner, "/audit/auditRecords/999999".to_owned()),
+        (&owner, "/audit/auditRecords/abc".to_owned()),
+    ] {
+        server
+            .req("GET", &path)
+            .basic(&tenant.admin_login, &tenant.admin_password)
+            .send()
+            .expect_error(404, "audit/Not Found");
+    }
     // A user without ROLE_AUDIT_READ is refused; a bad filter is a 422.
     let plain = create_user(&server, &owner, "plain", "Plain-User-1");
-    server
-        .req("GET", "/audit/auditRecords")
-        .basic(&plain, "Plain-User-1")
-        .send()
-        .expect(403);
+    for path in [
+        "/audit/auditRecords".to_owned(),
+        format!("/audit/auditRecords/{id}"),
+    ] {
+        server
+            .req("GET", &path)
+            .basic(&plain, "Plain-User-1")
+            .send()
+            .expect(403);
+    }
     server
         .req("GET", "/audit/auditRecords?application=abc")
         .basic(&owner.admin_login, &owner.admin_password)
