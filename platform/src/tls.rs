@@ -1,12 +1,15 @@
 //! All TLS code: the crypto provider, the self-signed certificate kept in the data directory or
-//! the operator's PEM files, and the rustls server configuration.
+//! the operator's PEM files, the rustls server configuration, and the client configuration of
+//! HTTPS probes (which, as in Kubernetes, verifies no certificate).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use rustls::ServerConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::config::TlsSource;
 
@@ -93,4 +96,71 @@ fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), TlsErro
         },
     )?;
     Ok(())
+}
+
+/// The client configuration of `httpGet` probes with `scheme: HTTPS`. Kubernetes probes HTTPS
+/// without verifying the certificate: a container's certificate is usually self-signed or names
+/// a host other than the container IP the probe connects to, and the probe asks only "does the
+/// service answer", not "is it who it claims to be"; nothing secret is sent. So this one client
+/// accepts any certificate. The handshake signatures are still checked against the certificate's
+/// key, so the connection is real TLS.
+pub fn probe_client_config() -> Arc<ClientConfig> {
+    static CONFIG: LazyLock<Arc<ClientConfig>> = LazyLock::new(|| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(AnyCertificate {
+            algorithms: provider.signature_verification_algorithms,
+        });
+        let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map(|builder| {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(verifier)
+                    .with_no_client_auth()
+            });
+        // ring's default provider supports the safe default versions; this cannot fail.
+        Arc::new(config.unwrap_or_else(|e| panic!("probe TLS client config: {e}")))
+    });
+    Arc::clone(&CONFIG)
+}
+
+/// Accepts every server certificate (see [`probe_client_config`]); only for probes.
+#[derive(Debug)]
+struct AnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }

@@ -1,5 +1,6 @@
 //! Liveness and readiness probes with Kubernetes semantics, run by the platform against one
-//! container run: `httpGet` (to the container IP), `tcpSocket`, `exec` (docker exec).
+//! container run: `httpGet` (to the container IP; `scheme: HTTPS` is TLS without certificate
+//! verification, as in Kubernetes), `tcpSocket`, `exec` (docker exec).
 //! Results land in a shared [`ProbeState`]; the supervisor acts on them (restart, routing).
 
 use std::net::{IpAddr, SocketAddr};
@@ -138,14 +139,7 @@ async fn check(runtime: &Runtime, id: &str, ip: IpAddr, probe: &Probe) -> Result
             headers,
             scheme,
             ..
-        } => {
-            let addr = SocketAddr::new(ip, *port);
-            if scheme.eq_ignore_ascii_case("HTTPS") {
-                // No TLS client here: an HTTPS endpoint counts as up when it accepts connections.
-                return tcp_connect(addr, timeout).await;
-            }
-            http_get(addr, path, headers, timeout).await
-        }
+        } => http_probe(SocketAddr::new(ip, *port), scheme, path, headers, timeout).await,
         ProbeHandler::TcpSocket { port, .. } => {
             tcp_connect(SocketAddr::new(ip, *port), timeout).await
         }
@@ -165,31 +159,71 @@ async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Result<(), String> 
     }
 }
 
-/// A minimal HTTP/1.1 GET: success is a 2xx or 3xx status, as in Kubernetes.
+/// An `httpGet` probe: `scheme` is HTTP or HTTPS (any case, as Kubernetes accepts).
+async fn http_probe(
+    addr: SocketAddr,
+    scheme: &str,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), String> {
+    if scheme.eq_ignore_ascii_case("HTTPS") {
+        https_get(addr, path, headers, timeout).await
+    } else {
+        http_get(addr, path, headers, timeout).await
+    }
+}
+
+/// The request line and headers of a probe's GET.
+fn get_request(addr: SocketAddr, path: &str, headers: &[(String, String)]) -> String {
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: berth-probe\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request
+}
+
+/// The verdict on the first bytes of a response to `GET url`: success is a 2xx or 3xx status,
+/// as in Kubernetes.
+fn status_verdict(head: &[u8], url: &str) -> Result<(), String> {
+    let line = String::from_utf8_lossy(head);
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("GET {url}: not an HTTP response"))?;
+    if (200..400).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("GET {url} returned {status}"))
+    }
+}
+
+/// How many bytes of a response hold the status code ("HTTP/1.1 200").
+const STATUS_BYTES: usize = 12;
+
+/// A minimal HTTP/1.1 GET over plain TCP.
 async fn http_get(
     addr: SocketAddr,
     path: &str,
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<(), String> {
+    let url = format!("http://{addr}{path}");
     let attempt = async {
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect to {addr}: {e}"))?;
-        let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: berth-probe\r\nConnection: close\r\n"
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
         stream
-            .write_all(request.as_bytes())
+            .write_all(get_request(addr, path, headers).as_bytes())
             .await
             .map_err(|e| format!("send to {addr}: {e}"))?;
         let mut head = [0u8; 64];
         let mut read = 0;
-        while read < 12 {
+        while read < STATUS_BYTES {
             let n = stream
                 .read(&mut head[read..])
                 .await
@@ -199,22 +233,149 @@ async fn http_get(
             }
             read += n;
         }
-        let line = String::from_utf8_lossy(&head[..read]);
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("GET http://{addr}{path}: not an HTTP response"))?;
-        if (200..400).contains(&status) {
-            Ok(())
-        } else {
-            Err(format!("GET http://{addr}{path} returned {status}"))
-        }
+        status_verdict(&head[..read], &url)
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "GET http://{addr}{path}: timed out after {timeout:?}"
-        )),
+        Err(_) => Err(format!("GET {url}: timed out after {timeout:?}")),
+    }
+}
+
+/// The same GET over TLS that verifies no certificate ([`crate::tls::probe_client_config`]).
+/// It runs on a blocking thread with rustls' blocking stream (the platform has no async TLS
+/// client); socket timeouts end that thread soon after `timeout` gave the verdict.
+async fn https_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), String> {
+    let url = format!("https://{addr}{path}");
+    let request = get_request(addr, path, headers);
+    let blocking_url = url.clone();
+    let attempt = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let url = blocking_url;
+        let tcp = std::net::TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        tcp.set_read_timeout(Some(timeout))
+            .and_then(|()| tcp.set_write_timeout(Some(timeout)))
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        let server_name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+        let connection =
+            rustls::ClientConnection::new(crate::tls::probe_client_config(), server_name)
+                .map_err(|e| format!("GET {url}: {e}"))?;
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        stream
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.flush())
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let mut head = [0u8; 64];
+        let mut read = 0;
+        while read < STATUS_BYTES {
+            match stream.read(&mut head[read..]) {
+                Ok(0) => break,
+                Ok(n) => read += n,
+                // A server that closes without close_notify after the status line still answered.
+                Err(_) if read > 0 => break,
+                Err(e) => return Err(format!("GET {url}: {e}")),
+            }
+        }
+        status_verdict(&head[..read], &url)
+    });
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(format!("GET {url}: probe task failed: {e}")),
+        Err(_) => Err(format!("GET {url}: timed out after {timeout:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// Serves `HTTP/1.1 <code>` for `GET /status/<code>` on a loopback port, over TLS with a
+    /// fresh self-signed certificate (which no client could verify) or over plain TCP.
+    fn serve(tls: bool) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = tls.then(|| {
+            let certified = rcgen::generate_simple_self_signed(vec!["elsewhere".into()]).unwrap();
+            let key =
+                rustls_pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+                    .unwrap();
+            Arc::new(
+                rustls::ServerConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![certified.cert.der().clone()], key)
+                .unwrap(),
+            )
+        });
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let config = config.clone();
+                std::thread::spawn(move || match config {
+                    Some(config) => {
+                        let connection = rustls::ServerConnection::new(config).unwrap();
+                        let mut stream = rustls::StreamOwned::new(connection, tcp);
+                        answer(&mut stream);
+                        stream.conn.send_close_notify();
+                        let _ = stream.flush();
+                    }
+                    None => answer(&mut { tcp }),
+                });
+            }
+        });
+        addr
+    }
+
+    fn answer(stream: &mut (impl Read + Write)) {
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => request.push(byte[0]),
+                _ => return,
+            }
+        }
+        let text = String::from_utf8_lossy(&request);
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.strip_prefix("/status/"))
+            .unwrap_or("404");
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {code} Whatever\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn https_probes_speak_tls_without_verifying_and_judge_the_status() {
+        let (tls, plain) = (serve(true), serve(false));
+        let timeout = Duration::from_secs(5);
+        // (server, scheme, code, passes): the status rule is the same over TLS and TCP; a
+        // scheme that does not match the server fails.
+        let cases = [
+            (tls, "HTTPS", 200, true),
+            (tls, "HTTPS", 302, true),
+            (tls, "HTTPS", 399, true),
+            (tls, "HTTPS", 404, false),
+            (tls, "HTTPS", 500, false),
+            (plain, "HTTP", 200, true),
+            (plain, "HTTP", 500, false),
+            (plain, "HTTPS", 200, false),
+        ];
+        for (addr, scheme, code, passes) in cases {
+            let path = format!("/status/{code}");
+            let result = http_probe(addr, scheme, &path, &[], timeout).await;
+            assert_eq!(result.is_ok(), passes, "{scheme} {code}: {result:?}");
+        }
     }
 }
