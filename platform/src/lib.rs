@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
+use futures_util::future::Either;
 use tracing::Instrument;
 
 use api::AppState;
@@ -69,14 +70,29 @@ pub enum StartupError {
     Server(std::io::Error),
 }
 
-/// Installs the tracing subscriber (to stderr; stdout carries the machine-readable lines).
-pub fn init_tracing(filter: &str) {
+/// Installs the tracing subscriber: to stderr (stdout carries the machine-readable lines),
+/// coloured only on a terminal. Lines go through a writer thread that writes them in batches,
+/// so a request's access line costs its formatting, not a write(2) on the request's thread;
+/// the writer blocks callers rather than drop lines when it falls behind. Keep the guard until
+/// exit: dropping it flushes what is queued.
+pub fn init_tracing(filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("berth-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_writer(writer)
         .try_init();
+    guard
 }
 
 /// Prints one machine-readable line on stdout (`berth: …`).
@@ -258,22 +274,27 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         App::new()
             .wrap(public_proxy.invalidate_on_write())
             .wrap_fn(|req, srv| {
+                // The proxy writes its own access line (it is the hot path, see proxy::trace).
+                if req.path().starts_with(proxy::SERVICE_PREFIX) {
+                    return Either::Left(srv.call(req));
+                }
                 // One span per request, so every log line of a request carries its id.
                 let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
                 let span =
                     tracing::info_span!("request", id, method = %req.method(), path = %req.path());
                 let start = Instant::now();
                 let response = span.in_scope(|| srv.call(req));
-                async move {
+                let logged = async move {
                     let response = response.await?;
                     tracing::info!(
                         status = response.status().as_u16(),
                         micros = start.elapsed().as_micros() as u64,
                         "request done"
                     );
-                    Ok(response)
+                    Ok::<_, actix_web::Error>(response)
                 }
-                .instrument(span)
+                .instrument(span);
+                Either::Right(logged)
             })
             .configure(public_proxy.configure())
             .configure(api::configure(app_state.clone()))

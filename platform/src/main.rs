@@ -8,7 +8,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         berth::config::Command::Serve(args) => {
             let config = berth::config::Config::load(args)?;
-            berth::init_tracing(&config.log_filter);
+            let _log_writer = berth::init_tracing(&config.log_filter);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

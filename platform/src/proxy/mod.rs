@@ -13,22 +13,23 @@ pub mod error;
 mod headers;
 pub mod metrics;
 mod resolve;
+mod trace;
 mod upstream;
 mod websocket;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::http::header::HeaderValue;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use tracing::Instrument;
-use tracing::field::Empty;
 
 use crate::api::AppState;
 use error::{Failure, ProxyError};
 use headers::{Forwarded, X_FORWARDED_FOR, X_REQUEST_ID};
-use resolve::{Route, ServiceCache};
+use resolve::ServiceCache;
+use trace::RequestTrace;
 
 /// Paths under this prefix are proxied.
 pub const SERVICE_PREFIX: &str = "/service/";
@@ -107,41 +108,31 @@ async fn forward(req: HttpRequest, payload: web::Payload) -> HttpResponse {
         })
         .error_response();
     };
-    let start = Instant::now();
-    let request_id = worker.shared.request_id();
-    let span = tracing::info_span!(
-        "proxy",
-        request_id = request_id.to_str().unwrap_or_default(),
-        tenant = Empty,
-        application = Empty,
-        upstream = Empty,
-        status = Empty,
-        micros = Empty,
-    );
-    let mut route = None;
-    let outcome = handle(&req, payload, worker, &request_id, &mut route, &span)
-        .instrument(span.clone())
+    let mut trace = RequestTrace::start(worker.shared.request_id());
+    let span = trace.span.clone();
+    let outcome = handle(&req, payload, worker, &mut trace)
+        .instrument(span)
         .await;
     let mut response = match outcome {
         Ok(response) => response,
         Err(error) => {
-            let _entered = span.enter();
-            match error.origin() {
-                error::Origin::Downstream => tracing::debug!(%error, "refused"),
-                _ => tracing::warn!(%error, retry_safe = error.retry_safe, "failed"),
-            }
+            trace.failed(
+                &error,
+                error.origin() == error::Origin::Downstream,
+                error.retry_safe,
+            );
             error.error_response()
         }
     };
-    let elapsed = start.elapsed();
     let status = response.status().as_u16();
-    span.record("status", status);
-    span.record("micros", elapsed.as_micros() as u64);
-    match &route {
+    let elapsed = trace.finish(req.method().as_str(), req.path(), status);
+    match trace.route() {
         Some(route) => route.metrics.record(status, elapsed),
         None => metrics::unrouted().record(status, elapsed),
     }
-    response.headers_mut().insert(X_REQUEST_ID, request_id);
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, trace.request_id.clone());
     response
 }
 
@@ -162,9 +153,7 @@ async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
     worker: &Worker,
-    request_id: &HeaderValue,
-    route_out: &mut Option<Arc<Route>>,
-    span: &tracing::Span,
+    trace: &mut RequestTrace,
 ) -> Result<HttpResponse, ProxyError> {
     let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| {
         ProxyError::new(Failure::Internal {
@@ -180,7 +169,7 @@ async fn handle(
     let principal = crate::auth::principal::authenticate(req)
         .await
         .map_err(|e| ProxyError::new(Failure::Authentication(e)))?;
-    span.record("tenant", principal.tenant.as_str());
+    trace.authenticated(&principal);
     let route = worker
         .shared
         .services
@@ -196,8 +185,7 @@ async fn handle(
                 segment: segment.to_owned(),
             })
         })?;
-    span.record("application", route.target.name.as_str());
-    *route_out = Some(Arc::clone(&route));
+    trace.routed(&route);
     if !route.target.caller_subscribed {
         return Err(ProxyError::new(Failure::NotSubscribed {
             tenant: principal.tenant.clone(),
@@ -224,6 +212,8 @@ async fn handle(
         .get(actix_web::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    // Forward borrows it while `trace` is lent to the forwarding code.
+    let request_id = trace.request_id.clone();
     let forward = upstream::Forward {
         req,
         route: &route,
@@ -235,15 +225,15 @@ async fn handle(
             host,
             https: req.app_config().secure(),
             prefix,
-            request_id,
+            request_id: &request_id,
         },
         timeout: worker.shared.timeout,
         routing: &state.routing,
     };
     if websocket::is_upgrade(req) {
-        websocket::tunnel(forward, payload, span).await
+        websocket::tunnel(forward, payload, trace).await
     } else {
-        upstream::send(&worker.client, forward, payload, span).await
+        upstream::send(&worker.client, forward, payload, trace).await
     }
 }
 

@@ -21,6 +21,7 @@ use futures_util::Stream;
 use super::error::{Failure, ProxyError};
 use super::headers::{self, Forwarded};
 use super::resolve::Route;
+use super::trace::RequestTrace;
 use crate::routing::{RoutingTable, Upstream};
 
 /// Most connections one worker keeps open to upstreams at once.
@@ -108,7 +109,7 @@ pub async fn send(
     client: &awc::Client,
     forward: Forward<'_>,
     payload: web::Payload,
-    span: &tracing::Span,
+    trace: &mut RequestTrace,
 ) -> Result<HttpResponse, ProxyError> {
     let req = forward.req;
     let kind = body_kind(req);
@@ -122,7 +123,7 @@ pub async fn send(
     let mut attempt = 0;
     loop {
         let upstream = &forward.upstreams[(first + attempt) % count];
-        span.record("upstream", upstream.instance.as_str());
+        trace.upstream(&upstream.instance);
         let uri = format!("http://{}{}", upstream.addr, forward.path_and_query);
         let mut request = client.request(req.method().clone(), uri);
         headers::copy_request(req.headers(), request.headers_mut());
@@ -146,7 +147,7 @@ pub async fn send(
                 forward.route.metrics.upstream_error(error.kind());
                 attempt += 1;
                 if error.retry_safe && attempt < count {
-                    tracing::warn!(upstream = %upstream.instance, error = %error, "retrying on another replica");
+                    trace.retrying(&error);
                     continue;
                 }
                 return Err(error);

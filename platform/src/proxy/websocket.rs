@@ -15,6 +15,7 @@ use tokio_util::io::ReaderStream;
 
 use super::error::{Failure, ProxyError};
 use super::headers::{self, Forwarded};
+use super::trace::RequestTrace;
 use super::upstream::Forward;
 use crate::routing::Upstream;
 
@@ -37,7 +38,7 @@ pub fn is_upgrade(req: &HttpRequest) -> bool {
 pub async fn tunnel(
     forward: Forward<'_>,
     payload: web::Payload,
-    span: &tracing::Span,
+    trace: &mut RequestTrace,
 ) -> Result<HttpResponse, ProxyError> {
     let Forward {
         req,
@@ -55,7 +56,7 @@ pub async fn tunnel(
     let mut connected = None;
     for attempt in 0..upstreams.len() {
         let upstream = &upstreams[(first + attempt) % upstreams.len()];
-        span.record("upstream", upstream.instance.as_str());
+        trace.upstream(&upstream.instance);
         match tokio::time::timeout(timeout, TcpStream::connect(upstream.addr)).await {
             Ok(Ok(stream)) => {
                 connected = Some((upstream, stream));

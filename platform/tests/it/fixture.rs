@@ -30,6 +30,8 @@ pub struct Options {
     pub no_admin_password: bool,
     /// The certificate clients trust; default: the one generated in the data directory.
     pub trust_cert: Option<PathBuf>,
+    /// Append the server's log (its stderr) to this file instead of the test's stderr.
+    pub log_file: Option<PathBuf>,
 }
 
 pub struct Server {
@@ -109,7 +111,16 @@ impl Server {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match &options.log_file {
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .expect("log file"),
+                ),
+                None => Stdio::inherit(),
+            });
         let mut child = command.spawn().expect("spawn berth");
         let stdout = child.stdout.take().expect("stdout");
         let (sender, receiver) = mpsc::channel();

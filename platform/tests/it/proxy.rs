@@ -4,10 +4,12 @@
 
 use serde_json::json;
 
-use crate::fixture::{ADMIN_PASSWORD, Server, Tenant, create_tenant};
+use std::time::Duration;
+
+use crate::fixture::{ADMIN_PASSWORD, Options, Server, Tenant, create_tenant};
 use crate::supervisor::{
-    HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server, subscribe,
-    wait_ready,
+    HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server_with,
+    subscribe, wait_for, wait_ready,
 };
 
 /// Logs in with the OAI-Secure cookie flow; returns (token, xsrf).
@@ -59,7 +61,15 @@ fn name_of(server: &Server, owner: &Tenant, app: &str) -> String {
 #[test]
 fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
     let image = HelloLease::acquire();
-    let (_cleanup, server) = start_server(&["--proxy-timeout", "2"]);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let (_cleanup, server) = start_server_with(
+        &["--proxy-timeout", "2"],
+        Options {
+            log_file: Some(log.path().to_owned()),
+            env: vec![("BERTH_LOG".into(), "warn,berth::access=info".into())],
+            ..Options::default()
+        },
+    );
     let owner = create_tenant(&server, "owner");
     let (a, b) = (create_tenant(&server, "pa"), create_tenant(&server, "pb"));
     let per = deploy(
@@ -210,6 +220,32 @@ fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
     assert!(h["x-request-id"].as_str().is_some_and(|v| !v.is_empty()));
     assert!(h.get("x-hop").is_none(), "{h}");
     assert_ne!(h["host"], host, "Host names the container");
+
+    // The access line of that request: one line with every field, no colour codes in a file.
+    let request_id = h["x-request-id"].as_str().unwrap();
+    let line = wait_for(Duration::from_secs(10), "the access line", || {
+        std::fs::read_to_string(log.path())
+            .unwrap()
+            .lines()
+            .find(|l| l.contains(&format!("request_id={request_id} ")))
+            .map(str::to_owned)
+    });
+    for field in [
+        "berth::access".to_owned(),
+        "method=GET".to_owned(),
+        format!("path=/service/{multi_name}/headers "),
+        format!("tenant={} ", a.id),
+        format!("application={multi_name} "),
+        format!(
+            "upstream={} ",
+            instances(&multi_status)[0]["name"].as_str().unwrap()
+        ),
+        "status=200".to_owned(),
+        "micros=".to_owned(),
+    ] {
+        assert!(line.contains(&field), "{field} missing from {line:?}");
+    }
+    assert!(!line.contains('\x1b'), "{line:?}");
 
     // A container that dies under a request: 502.
     let container = instances(&multi_status)[0]["name"]

@@ -133,17 +133,19 @@ impl Drop for DockerCleanup {
 
 /// A server with fast reconcile passes, and its Docker cleanup (dropped after the server).
 pub(crate) fn start_server(extra: &[&str]) -> (DockerCleanup, Server) {
+    start_server_with(extra, Options::default())
+}
+
+/// `start_server` with more options (their `extra_args` are replaced by `extra`).
+pub(crate) fn start_server_with(extra: &[&str], mut options: Options) -> (DockerCleanup, Server) {
     let mut extra_args = vec!["--reconcile-interval".to_owned(), "1".to_owned()];
     extra_args.extend(extra.iter().map(|s| (*s).to_owned()));
+    options.extra_args = extra_args;
     // BERTH_IT_LOG=info shows the supervisor's decisions when debugging a test.
-    let env = std::env::var("BERTH_IT_LOG")
-        .map(|filter| vec![("BERTH_LOG".to_owned(), filter)])
-        .unwrap_or_default();
-    let server = Server::start_with(Options {
-        extra_args,
-        env,
-        ..Options::default()
-    });
+    if let Ok(filter) = std::env::var("BERTH_IT_LOG") {
+        options.env.push(("BERTH_LOG".to_owned(), filter));
+    }
+    let server = Server::start_with(options);
     let installation = server.installation().to_owned();
     (DockerCleanup(installation), server)
 }
