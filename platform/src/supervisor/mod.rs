@@ -17,7 +17,10 @@
 //!   below the manifest's `replicas`, never above the configured maximum); a removed replica
 //!   leaves routing first and is stopped only after the drain period;
 //! * every scaling decision that changes the count, every exit (OOM kills apart), failed start
-//!   and alarm raise/clear is an audit record ([`journal`]) written off the loop.
+//!   and alarm raise/clear is an audit record ([`journal`]) written off the loop;
+//! * a deployment starting for the first time raises no alarm until its startup grace is over
+//!   ([`startup_grace`]), unless it crash-loops; once one of its replicas was ready, having none
+//!   is `c8y_Application_Down` at once.
 
 pub mod autoscale;
 pub mod backoff;
@@ -100,6 +103,47 @@ struct OomKills {
     count: u32,
     last_time: Option<String>,
     last_peak_bytes: Option<u64>,
+}
+
+/// When this process first wanted a deployment, and whether any of its replicas has been ready
+/// since: a deployment none of whose replicas was ever ready is starting, not down, within its
+/// startup grace.
+#[derive(Debug, Clone, Copy)]
+struct Startup {
+    since: Instant,
+    ever_ready: bool,
+}
+
+impl Startup {
+    /// Still starting for the first time: nothing was ever ready, the grace is not over, and
+    /// the replicas are not crash-looping (which no amount of waiting mends).
+    fn starting(&self, now: Instant, grace: Duration, crash_loop: bool) -> bool {
+        !self.ever_ready && !crash_loop && now.duration_since(self.since) < grace
+    }
+}
+
+/// How long a deployment starting for the first time may go without a ready replica before it
+/// counts as down: its readiness probe's `initialDelaySeconds + failureThreshold ×
+/// periodSeconds` (the time Kubernetes' probe needs to give up on a start), and for a deployment
+/// without one, the same with Kubernetes' defaults (0 + 3 × 10 s): it is ready once running,
+/// and that should not take longer.
+fn startup_grace(readiness: Option<&manifests_schema::Probe>) -> Duration {
+    use manifests_schema::Probe;
+    let (initial, failures, period) = readiness.map_or(
+        (
+            Probe::DEFAULT_INITIAL_DELAY_SECONDS,
+            Probe::DEFAULT_FAILURE_THRESHOLD,
+            Probe::DEFAULT_PERIOD_SECONDS,
+        ),
+        |p| {
+            (
+                p.initial_delay_seconds,
+                p.failure_threshold.max(1),
+                p.period_seconds.max(1),
+            )
+        },
+    );
+    Duration::from_secs(u64::from(initial) + u64::from(failures) * u64::from(period))
 }
 
 /// Alarm types of the contract (§4.3).
@@ -282,6 +326,8 @@ pub struct Supervisor {
     oom_kills: HashMap<DeploymentKey, OomKills>,
     /// Alarms raised per application (type → text), to record raise/clear once.
     alarms: HashMap<i64, BTreeMap<String, String>>,
+    /// First start of each deployment (no alarm while it is starting).
+    startups: HashMap<DeploymentKey, Startup>,
     /// Per application: (owner tenant, name), for records.
     app_names: HashMap<i64, (String, String)>,
     /// When this process made its supervisor: image tags older than this that no version
@@ -320,6 +366,7 @@ impl Supervisor {
             draining: HashMap::new(),
             oom_kills: HashMap::new(),
             alarms: HashMap::new(),
+            startups: HashMap::new(),
             app_names: HashMap::new(),
             started: time::OffsetDateTime::now_utc(),
         }
@@ -638,6 +685,7 @@ impl Supervisor {
         self.create_failures.retain(|(k, _), _| seen.contains(k));
         self.scalers.retain(|k, _| seen.contains(k));
         self.oom_kills.retain(|k, _| seen.contains(k));
+        self.startups.retain(|k, _| seen.contains(k));
         let live: HashSet<&String> = self.instances.keys().collect();
         self.draining.retain(|id, _| live.contains(id));
         self.rollout_step(&app_ready).await;
@@ -748,6 +796,17 @@ impl Supervisor {
         }
         self.routing.publish(dep.key.clone(), upstreams);
         let mut status = self.deployment_status(dep, &kept, &old_kept);
+        let now = Instant::now();
+        let startup = self.startups.entry(dep.key.clone()).or_insert(Startup {
+            since: now,
+            ever_ready: false,
+        });
+        startup.ever_ready |= status["available"].as_u64().unwrap_or(0) > 0;
+        status["starting"] = json!(startup.starting(
+            now,
+            startup_grace(dep.readiness.as_ref()),
+            status["reason"] == "CrashLoopBackOff",
+        ));
         // What the proxy really sees, straight from the routing table.
         status["upstreams"] = self
             .routing
@@ -1306,6 +1365,8 @@ impl Supervisor {
         let now = Instant::now();
         let mut instances = Vec::new();
         let (mut active, mut unhealthy, mut restarts) = (0u32, 0u32, 0u32);
+        // Ready replicas of any revision (the old one serves until the new one is ready).
+        let mut available = 0u32;
         let mut last_failure: Option<String> = self
             .create_failures
             .iter()
@@ -1316,6 +1377,9 @@ impl Supervisor {
             let instance = self.instances.get(&c.id);
             let ready = c.running && instance.is_some_and(Instance::ready);
             let current = c.labels.get(LABEL_REVISION) == Some(&dep.revision);
+            if ready {
+                available += 1;
+            }
             if current {
                 if ready {
                     active += 1;
@@ -1406,6 +1470,7 @@ impl Supervisor {
             "scale": if dep.autoscale { "AUTO" } else { "NONE" },
             "desired": dep.replicas,
             "active": active,
+            "available": available,
             "unhealthy": unhealthy,
             "restarts": restarts,
             "oomKills": oom.count,
@@ -1419,17 +1484,19 @@ impl Supervisor {
     }
 
     /// The contract's alarms (§4.3) of one application from its deployments' status:
-    /// `c8y_Application_Down` (CRITICAL) when a deployment has no available instance,
-    /// `c8y_Application_Unhealthy` (MAJOR) when some instances are not ready.
+    /// `c8y_Application_Down` (CRITICAL) when a deployment has no available instance (of any
+    /// revision), `c8y_Application_Unhealthy` (MAJOR) when some instances are not ready; neither
+    /// for a deployment that is still `starting` for the first time.
     fn alarms_of(deployments: &[Value]) -> BTreeMap<String, String> {
         let mut down = Vec::new();
         let mut unhealthy = Vec::new();
-        for d in deployments {
+        for d in deployments.iter().filter(|d| d["starting"] != true) {
             let name = d["tenant"].as_str().unwrap_or("shared").to_owned();
             let active = d["active"].as_u64().unwrap_or(0);
+            let available = d["available"].as_u64().unwrap_or(active);
             let desired = d["desired"].as_u64().unwrap_or(0);
             let not_ready = d["unhealthy"].as_u64().unwrap_or(0);
-            if active == 0 {
+            if available == 0 {
                 down.push(name);
             } else if active < desired || not_ready > 0 {
                 unhealthy.push(format!("{name} ({active}/{desired} ready)"));
@@ -1613,6 +1680,102 @@ mod tests {
                 Duration::from_secs(expected),
                 "{configured} {readiness:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_first_start_is_starting_within_its_readiness_grace_until_ready() {
+        let probe = |initial, period, failure| manifests_schema::Probe {
+            handler: manifests_schema::ProbeHandler::TcpSocket {
+                host: None,
+                port: 80,
+            },
+            initial_delay_seconds: initial,
+            period_seconds: period,
+            success_threshold: 1,
+            timeout_seconds: 1,
+            failure_threshold: failure,
+        };
+        for (readiness, grace) in [
+            (None, 30),
+            (Some(probe(0, 10, 3)), 30),
+            (Some(probe(20, 5, 6)), 50),
+            (Some(probe(0, 0, 0)), 1),
+        ] {
+            assert_eq!(
+                startup_grace(readiness.as_ref()),
+                Duration::from_secs(grace),
+                "{readiness:?}"
+            );
+        }
+        let since = Instant::now();
+        let grace = Duration::from_secs(30);
+        // (seconds since the first pass, ever ready, crash-looping, starting)
+        let cases = [
+            (0, false, false, true),
+            (29, false, false, true),
+            (30, false, false, false),
+            (5, true, false, false),
+            (5, false, true, false),
+            (60, true, false, false),
+        ];
+        for (elapsed, ever_ready, crash_loop, starting) in cases {
+            let startup = Startup { since, ever_ready };
+            assert_eq!(
+                startup.starting(since + Duration::from_secs(elapsed), grace, crash_loop),
+                starting,
+                "{elapsed} s, ever ready {ever_ready}, crash loop {crash_loop}"
+            );
+        }
+    }
+
+    #[test]
+    fn alarms_follow_available_instances_except_while_starting() {
+        let dep = |tenant: Option<&str>, desired, active, available, unhealthy, starting| {
+            json!({"tenant": tenant, "desired": desired, "active": active,
+                   "available": available, "unhealthy": unhealthy, "starting": starting})
+        };
+        let cases = [
+            // Starting for the first time: no alarm, whatever the counts.
+            (vec![dep(None, 1, 0, 0, 1, true)], vec![]),
+            (vec![dep(None, 2, 1, 1, 1, true)], vec![]),
+            // Nothing ready any more (or the grace is over): down.
+            (
+                vec![dep(None, 1, 0, 0, 1, false)],
+                vec![(ALARM_DOWN, "No instance available: shared")],
+            ),
+            // An upgrade: the old revision still serves, the new one is not ready yet.
+            (
+                vec![dep(None, 1, 0, 1, 1, false)],
+                vec![(
+                    ALARM_UNHEALTHY,
+                    "Some instances are not ready: shared (0/1 ready)",
+                )],
+            ),
+            (vec![dep(None, 2, 2, 2, 0, false)], vec![]),
+            // Per tenant: each deployment on its own.
+            (
+                vec![
+                    dep(Some("t1"), 1, 0, 0, 1, false),
+                    dep(Some("t2"), 1, 0, 0, 1, true),
+                    dep(Some("t3"), 2, 1, 1, 1, false),
+                ],
+                vec![
+                    (ALARM_DOWN, "No instance available: t1"),
+                    (
+                        ALARM_UNHEALTHY,
+                        "Some instances are not ready: t3 (1/2 ready)",
+                    ),
+                ],
+            ),
+        ];
+        for (deployments, expected) in cases {
+            let alarms = Supervisor::alarms_of(&deployments);
+            let expected: BTreeMap<String, String> = expected
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            assert_eq!(alarms, expected, "{deployments:?}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! Operating microservices against the real Docker engine: the CPU autoscaler scales a
 //! CPU-burning hello up within its bounds and back down after the stabilisation window, with
-//! every decision in the audit log; the autoscaler's dry run; the audit log's shape and paging.
+//! every decision in the audit log; the autoscaler's dry run; the audit log's shape and paging;
+//! when the `c8y_Application_Down` alarm is raised.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::fixture::{Server, Tenant, create_tenant, create_user, unique};
 use crate::supervisor::{
-    HelloLease, deploy, manifest, plain_agent, readiness_on_health, start_server, status,
-    subscribe, wait_for, wait_ready,
+    HelloLease, deploy, docker, instances, manifest, plain_agent, readiness_on_health,
+    start_server, status, subscribe, wait_for, wait_ready,
 };
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -345,4 +346,93 @@ fn the_audit_log_is_tenant_scoped_paged_and_needs_the_audit_role() {
         .basic(&owner.admin_login, &owner.admin_password)
         .send()
         .expect(422);
+}
+
+/// The `c8y_Application_Down` records of `app`, oldest first: (activity, severity).
+fn down_records(server: &Server, owner: &Tenant, app: &str) -> Vec<(String, String)> {
+    let page = audit(
+        server,
+        owner,
+        &format!("application={app}&type=c8y_Application_Down&pageSize=100"),
+    );
+    let mut records: Vec<(String, String)> = page["auditRecords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["activity"].as_str().unwrap_or_default().to_owned(),
+                r["severity"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    records.reverse();
+    records
+}
+
+#[test]
+fn the_down_alarm_spares_a_first_start_and_follows_a_deployment_that_was_ready() {
+    let image = HelloLease::acquire();
+    let (_cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "owner");
+    // Not ready for its first 2 s, well within its startup grace (2 + 30 × 1 s).
+    let slow = json!({"readinessProbe": {"httpGet": {"path": "/health", "port": 80},
+        "initialDelaySeconds": 2, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 30}});
+    let app = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, slow),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let ready = wait_ready(&server, &owner, &app, 1);
+    assert_eq!(ready["alarms"], json!([]), "{ready}");
+    assert_eq!(ready["deployments"][0]["starting"], false, "{ready}");
+    // (A raise at the start would have been recorded seconds ago, when the first pass saw no
+    // ready instance.)
+    assert_eq!(
+        down_records(&server, &owner, &app),
+        vec![],
+        "no alarm at the first start"
+    );
+
+    // Once it was ready, losing its only instance is down at once, and cleared when it is back.
+    let name = instances(&ready)[0]["name"].as_str().unwrap().to_owned();
+    docker(&["kill", &name]);
+    let records = wait_for(DEADLINE, "the alarm raised and cleared", || {
+        let records = down_records(&server, &owner, &app);
+        (records.last()?.0 == "Alarm cleared").then_some(records)
+    });
+    let expected = [
+        ("Alarm raised", "CRITICAL"),
+        ("Alarm cleared", "INFORMATION"),
+    ]
+    .map(|(a, s)| (a.to_owned(), s.to_owned()));
+    assert_eq!(records, expected);
+    assert_eq!(status(&server, &owner, &app)["alarms"], json!([]));
+
+    // A first start that is not ready within its grace (0 + 2 × 1 s) is down too.
+    let never = json!({"readinessProbe": {"httpGet": {"path": "/no-such-path", "port": 80},
+        "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2}});
+    let stuck = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, never),
+    );
+    subscribe(&server, &owner.id, &stuck).expect(201);
+    let down = wait_for(DEADLINE, "the stuck start's alarm", || {
+        let s = status(&server, &owner, &stuck);
+        let alarms = s["alarms"].as_array()?.clone();
+        alarms
+            .iter()
+            .any(|a| a["type"] == "c8y_Application_Down" && a["severity"] == "CRITICAL")
+            .then_some(s)
+    });
+    let dep = &down["deployments"][0];
+    assert_eq!(
+        (dep["starting"].clone(), dep["available"].clone()),
+        (json!(false), json!(0)),
+        "{dep}"
+    );
 }

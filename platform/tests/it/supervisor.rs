@@ -1035,24 +1035,12 @@ fn an_oom_killed_container_is_restarted_and_the_status_says_why() {
     ] {
         assert!(metrics.body.contains(name), "{name} in {}", metrics.body);
     }
-    // Down while starting, cleared once ready: the alarm history is in the audit log.
-    wait_for(READY_DEADLINE, "the cleared alarm's record", || {
-        let page = server
-            .req(
-                "GET",
-                &format!("/audit/auditRecords?application={app}&type=c8y_Application_Down"),
-            )
-            .basic(&owner.admin_login, &owner.admin_password)
-            .send()
-            .expect(200)
-            .json();
-        let records = page["auditRecords"].as_array()?.clone();
-        records
-            .iter()
-            .any(|r| r["activity"] == "Alarm cleared")
-            .then_some(())
+    // Without a readiness probe the restarted instance is ready as soon as it runs, so a pass
+    // may or may not have seen it down (the alarm's history is tested in `operate`); once it
+    // is back, no alarm is active.
+    wait_for(READY_DEADLINE, "no active alarm", || {
+        (status(&server, &owner, &app)["alarms"] == json!([])).then_some(())
     });
-    assert_eq!(status(&server, &owner, &app)["alarms"], json!([]));
     let lines = details["lastLogLines"].as_array().unwrap();
     assert!(
         lines
