@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod log_output;
 pub mod package;
 pub mod proxy;
 pub mod routing;
@@ -70,29 +71,19 @@ pub enum StartupError {
     Server(std::io::Error),
 }
 
-/// Installs the tracing subscriber: to stderr (stdout carries the machine-readable lines),
-/// coloured only on a terminal. Lines go through a writer thread that writes them in batches,
-/// so a request's access line costs its formatting, not a write(2) on the request's thread;
-/// the writer blocks callers rather than drop lines when it falls behind. Keep the guard until
-/// exit: dropping it flushes what is queued.
-pub fn init_tracing(filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
+/// Installs the tracing subscriber: to stderr (stdout carries the machine-readable lines) in
+/// batches (see [`log_output`]), coloured only on a terminal. Keep the returned flusher until
+/// exit: dropping it writes out what is buffered.
+pub fn init_tracing(filter: &str) -> log_output::Flusher {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("berth-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(|| log_output::BatchedStderr)
         .try_init();
-    guard
+    log_output::Flusher::start()
 }
 
 /// Prints one machine-readable line on stdout (`berth: …`).
