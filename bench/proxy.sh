@@ -130,15 +130,31 @@ done
 code="$(curl -s -o /dev/null -w '%{http_code}' -k "https://127.0.0.1:$nginx_auth_port/service/hello/hello")"
 [[ "$code" == 401 ]] || die "nginx with auth_basic answered $code without credentials"
 
-# One wrk run; prints "rps p50_ms p99_ms load1".
+# CPU time (user + system, clock ticks) of the given processes so far.
+cpu_ticks() {
+    local total=0 pid fields
+    for pid in "$@"; do
+        # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
+        fields="$(sed 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f12,13)"
+        total=$((total + ${fields% *} + ${fields#* }))
+    done
+    echo "$total"
+}
+
+# One wrk run against URL while PIDS (space-separated, the proxy's processes; may be empty) serve it; prints
+# "rps p50_ms p99_ms load1 cpu_us_per_request" (the last "-" without PIDS).
 measure() {
-    local url="$1" out
+    local url="$1" pids="$2" out
     wrk -t"$threads" -c"$connections" -d"${warmup}s" -H "Authorization: $auth" "$url" > /dev/null
-    local load
+    local load ticks_before ticks_after
     load="$(cut -d' ' -f1 /proc/loadavg)"
+    # shellcheck disable=SC2086 # a list of pids
+    ticks_before="$(cpu_ticks $pids)"
     out="$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency -H "Authorization: $auth" "$url")"
+    # shellcheck disable=SC2086
+    ticks_after="$(cpu_ticks $pids)"
     printf '%s\n' "$out" >> "$work/wrk.log"
-    python3 - "$load" << EOF
+    python3 - "$load" "${pids:+$((ticks_after - ticks_before))}" "$(getconf CLK_TCK)" << EOF
 import re, sys
 text = """$out"""
 def ms(v):
@@ -151,27 +167,30 @@ p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if errors:
     sys.exit(f"{errors.group(1)} non-2xx answers: {text}")
-print(f"{rps:.0f} {p50:.2f} {p99:.2f} {sys.argv[1]}")
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+cpu = f"{int(sys.argv[2]) / int(sys.argv[3]) * 1e6 / requests:.0f}" if sys.argv[2] else "-"
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {sys.argv[1]} {cpu}")
 EOF
 }
 
 say "measuring: ${duration}s per variant, $connections connections, $threads wrk threads, $workers workers"
-read -r a_rps a_p50 a_p99 a_load < <(measure "http://$ip:80/hello")
-read -r b_rps b_p50 b_p99 b_load < <(measure "$base/service/hello/hello")
-read -r c_rps c_p50 c_p99 c_load < <(measure "https://127.0.0.1:$nginx_auth_port/service/hello/hello")
-read -r d_rps d_p50 d_p99 d_load < <(measure "https://127.0.0.1:$nginx_open_port/service/hello/hello")
+nginx_workers="$(pgrep -P "$(cat "$work/nginx/nginx.pid")" | tr '\n' ' ')"
+read -r a_rps a_p50 a_p99 a_load a_cpu < <(measure "http://$ip:80/hello" "")
+read -r b_rps b_p50 b_p99 b_load b_cpu < <(measure "$base/service/hello/hello" "$berth_pid")
+read -r c_rps c_p50 c_p99 c_load c_cpu < <(measure "https://127.0.0.1:$nginx_auth_port/service/hello/hello" "$nginx_workers")
+read -r d_rps d_p50 d_p99 d_load d_cpu < <(measure "https://127.0.0.1:$nginx_open_port/service/hello/hello" "$nginx_workers")
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 
 commit="$(git -C "$workspace" log -1 --format=%h -- platform 2> /dev/null || echo unknown)"
 cat << EOF
 Berth $commit, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, wrk -t$threads -c$connections -d${duration}s, $workers workers each, Berth log $berth_log
 
-| variant | requests/s | p50 ms | p99 ms | load avg (1 min) before |
-|---|---:|---:|---:|---:|
-| (a) hello direct, HTTP | $a_rps | $a_p50 | $a_p99 | $a_load |
-| (b) Berth, HTTPS + Basic | $b_rps | $b_p50 | $b_p99 | $b_load |
-| (c) nginx, HTTPS + auth_basic | $c_rps | $c_p50 | $c_p99 | $c_load |
-| (d) nginx, HTTPS, no auth | $d_rps | $d_p50 | $d_p99 | $d_load |
+| variant | requests/s | p50 ms | p99 ms | proxy CPU µs/request | load avg (1 min) before |
+|---|---:|---:|---:|---:|---:|
+| (a) hello direct, HTTP | $a_rps | $a_p50 | $a_p99 | $a_cpu | $a_load |
+| (b) Berth, HTTPS + Basic | $b_rps | $b_p50 | $b_p99 | $b_cpu | $b_load |
+| (c) nginx, HTTPS + auth_basic | $c_rps | $c_p50 | $c_p99 | $c_cpu | $c_load |
+| (d) nginx, HTTPS, no auth | $d_rps | $d_p50 | $d_p99 | $d_cpu | $d_load |
 
-Ratios of requests/s: b/c = $(ratio "$b_rps" "$c_rps"), b/d = $(ratio "$b_rps" "$d_rps"), b/a = $(ratio "$b_rps" "$a_rps"); p99 b/d = $(ratio "$b_p99" "$d_p99")
+Ratios of requests/s: b/c = $(ratio "$b_rps" "$c_rps"), b/d = $(ratio "$b_rps" "$d_rps"), b/a = $(ratio "$b_rps" "$a_rps"); p99 b/d = $(ratio "$b_p99" "$d_p99"); proxy CPU per request b/d = $(ratio "$b_cpu" "$d_cpu")
 EOF
