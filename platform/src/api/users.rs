@@ -1,5 +1,6 @@
-//! `/user/currentUser…` and `/user/{tenantId}/users…`: users of the caller's tenant, their
-//! passwords, direct roles and group memberships.
+//! `/user/currentUser…` and `/user/{tenantId}/users…`: users of the caller's tenant (and, for
+//! the management tenant's tenant administrators, of its subtenants), their passwords, direct
+//! roles and group memberships.
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ use super::paging::{PageRequest, single_page};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::{password, roles};
+use crate::store::tenants;
 use crate::store::users::{self, NewUser, User, UserKind, UserUpdate, check_user_name};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -297,18 +299,67 @@ async fn change_own_password(
     Ok(HttpResponse::Ok().finish())
 }
 
-fn read_access(principal: &Principal, tenant: &str) -> Result<(), ApiError> {
-    principal.require_own_tenant(tenant)?;
-    principal.require_any(&[
-        roles::USER_MANAGEMENT_READ,
-        roles::USER_MANAGEMENT_CREATE,
-        roles::USER_MANAGEMENT_ADMIN,
-    ])
+/// Roles that let a caller read users.
+const READ_ROLES: &[&str] = &[
+    roles::USER_MANAGEMENT_READ,
+    roles::USER_MANAGEMENT_CREATE,
+    roles::USER_MANAGEMENT_ADMIN,
+];
+/// Roles that let a caller create, change and delete users.
+const ADMIN_ROLES: &[&str] = &[roles::USER_MANAGEMENT_ADMIN];
+
+/// Whether the caller may act on the users of `tenant` with one of `needed`: in their own
+/// tenant; or, from the management tenant with `ROLE_TENANT_MANAGEMENT_ADMIN` as well, in any
+/// other tenant (every tenant descends from the management tenant, which administers them, as
+/// its tenant API does). Ok(true) when that is another tenant, whose existence is still to check.
+fn user_access(principal: &Principal, tenant: &str, needed: &[&str]) -> Result<bool, ApiError> {
+    principal.require_any(needed)?;
+    if principal.tenant == tenant {
+        return Ok(false);
+    }
+    if !principal.is_management() {
+        return Err(ApiError::forbidden());
+    }
+    principal.require(roles::TENANT_MANAGEMENT_ADMIN)?;
+    Ok(true)
 }
 
-fn admin_access(principal: &Principal, tenant: &str) -> Result<(), ApiError> {
-    principal.require_own_tenant(tenant)?;
-    principal.require(roles::USER_MANAGEMENT_ADMIN)
+/// [`user_access`], and a subtenant named by the management tenant must exist (404 otherwise;
+/// other callers learn nothing about other tenants, they get 403 first).
+async fn access(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+    needed: &[&str],
+) -> Result<(), ApiError> {
+    if !user_access(principal, tenant, needed)? {
+        return Ok(());
+    }
+    let id = tenant.to_owned();
+    if db(state, "tenants", move |c| tenants::exists(c, &id)).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            "security",
+            &format!("There is no tenant with id = {tenant}"),
+        ))
+    }
+}
+
+async fn read_access(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+) -> Result<(), ApiError> {
+    access(state, principal, tenant, READ_ROLES).await
+}
+
+async fn admin_access(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+) -> Result<(), ApiError> {
+    access(state, principal, tenant, ADMIN_ROLES).await
 }
 
 async fn list(
@@ -319,7 +370,7 @@ async fn list(
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = path.into_inner();
-    read_access(&principal, &tenant)?;
+    read_access(&state, &principal, &tenant).await?;
     let page = PageRequest::from_query(&query)?;
     let prefix = query.get("username").cloned();
     let groups = match query.get("groups") {
@@ -370,7 +421,7 @@ async fn create(
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = path.into_inner();
-    admin_access(&principal, &tenant)?;
+    admin_access(&state, &principal, &tenant).await?;
     let body = body.into_inner();
     let name = required("users", "userName", &body.user_name)?.to_owned();
     check_user_name(&name).map_err(|r| ApiError::invalid("users", &format!("userName {r}")))?;
@@ -408,7 +459,7 @@ async fn get(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name) = path.into_inner();
-    read_access(&principal, &tenant)?;
+    read_access(&state, &principal, &tenant).await?;
     Ok(media::ok(
         "user",
         &full_user_json(&state, &media::base_url(&req), tenant, name).await?,
@@ -423,7 +474,7 @@ async fn update(
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name) = path.into_inner();
-    admin_access(&principal, &tenant)?;
+    admin_access(&state, &principal, &tenant).await?;
     let body = body.into_inner();
     if body.user_name.as_ref().is_some_and(|n| *n != name) {
         return Err(ApiError::invalid("users", "userName cannot be changed"));
@@ -465,8 +516,8 @@ async fn delete(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name) = path.into_inner();
-    admin_access(&principal, &tenant)?;
-    if name == principal.user {
+    admin_access(&state, &principal, &tenant).await?;
+    if name == principal.user && tenant == principal.tenant {
         return Err(ApiError::invalid("users", "You cannot delete yourself"));
     }
     let (t, n) = (tenant.clone(), name.clone());
@@ -482,7 +533,7 @@ async fn set_password(
     body: web::Json<PasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name) = path.into_inner();
-    admin_access(&principal, &tenant)?;
+    admin_access(&state, &principal, &tenant).await?;
     let current = required("users", "currentUserPassword", &body.current_user_password)?.to_owned();
     let new = required("users", "newPassword", &body.new_password)?.to_owned();
     check_password(&new)?;
@@ -513,7 +564,7 @@ async fn user_groups(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name) = path.into_inner();
-    read_access(&principal, &tenant)?;
+    read_access(&state, &principal, &tenant).await?;
     let (t, n) = (tenant.clone(), name.clone());
     let groups = db(&state, "users", move |c| {
         users::get_person(c, &t, &n)?;
@@ -538,7 +589,7 @@ async fn user_roles(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name) = path.into_inner();
-    read_access(&principal, &tenant)?;
+    read_access(&state, &principal, &tenant).await?;
     let (t, n) = (tenant.clone(), name.clone());
     let roles = db(&state, "users", move |c| {
         users::get_person(c, &t, &n)?;
@@ -565,7 +616,7 @@ async fn add_role(
     body: web::Json<RoleReferenceBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name) = path.into_inner();
-    admin_access(&principal, &tenant)?;
+    admin_access(&state, &principal, &tenant).await?;
     let role = body.role_name()?;
     check_assignable(&state, &tenant, &role).await?;
     let (t, n, r) = (tenant.clone(), name.clone(), role.clone());
@@ -590,7 +641,7 @@ async fn remove_role(
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name, role) = path.into_inner();
-    admin_access(&principal, &tenant)?;
+    admin_access(&state, &principal, &tenant).await?;
     let (t, n) = (tenant.clone(), name.clone());
     db(&state, "roles", move |c| {
         users::remove_user_role(c, &t, &n, &role)

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::fixture::{Server, create_tenant, create_user};
+use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, create_user};
 
 fn role_ids(user: &Value) -> Vec<String> {
     user["effectiveRoles"]
@@ -456,4 +456,219 @@ fn tenants_never_see_each_others_objects() {
         .basic(&format!("{}/bob", a.id), "Bob-Pass-12")
         .send()
         .expect(401);
+}
+
+#[test]
+fn the_management_tenant_administers_its_subtenants_users() {
+    let server = Server::start();
+    let t = create_tenant(&server, "managed");
+    let other = create_tenant(&server, "neighbour");
+    let tid = &t.id;
+    let as_mgmt = |m: &str, p: &str| server.req(m, p).basic(MGMT_ADMIN, ADMIN_PASSWORD);
+    // Create, list, read, update (profile, password, roles) and delete a subtenant's user. It
+    // is named like the management admin, who is still not deleting themselves.
+    as_mgmt("POST", &format!("/user/{tid}/users"))
+        .json(&json!({"userName": "admin", "password": "Sub-Admin-123", "email": "a@example.com"}))
+        .send()
+        .expect(201);
+    let list = as_mgmt("GET", &format!("/user/{tid}/users"))
+        .send()
+        .expect(200)
+        .json();
+    let names: Vec<&str> = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["userName"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"admin") && names.contains(&"boss"),
+        "{list}"
+    );
+    let user = as_mgmt("GET", &format!("/user/{tid}/users/admin"))
+        .send()
+        .expect(200)
+        .json();
+    assert!(
+        user["self"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(&format!("/user/{tid}/users/admin"))),
+        "{user}"
+    );
+    let updated = as_mgmt("PUT", &format!("/user/{tid}/users/admin"))
+        .json(&json!({"email": "changed@example.com"}))
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(updated["email"], "changed@example.com", "{updated}");
+    as_mgmt("PUT", &format!("/user/{tid}/users/admin/password"))
+        .json(&json!({"currentUserPassword": ADMIN_PASSWORD, "newPassword": "Sub-Admin-456"}))
+        .send()
+        .expect(200);
+    as_mgmt("POST", &format!("/user/{tid}/users/admin/roles"))
+        .json(&json!({"role": {"id": "ROLE_AUDIT_READ"}}))
+        .send()
+        .expect(201);
+    let me = server
+        .req("GET", "/user/currentUser")
+        .basic(&format!("{tid}/admin"), "Sub-Admin-456")
+        .send()
+        .expect(200)
+        .json();
+    assert!(
+        role_ids(&me).contains(&"ROLE_AUDIT_READ".to_owned()),
+        "{me}"
+    );
+    as_mgmt("DELETE", &format!("/user/{tid}/users/admin"))
+        .send()
+        .expect(204);
+    as_mgmt("GET", &format!("/user/{tid}/users/admin"))
+        .send()
+        .expect_error(404, "users/Not Found");
+    // The subtenant's first administrator stays undeletable.
+    as_mgmt("DELETE", &format!("/user/{tid}/users/boss"))
+        .send()
+        .expect(422);
+    // A tenant that does not exist is a 404 for the management tenant.
+    as_mgmt("GET", "/user/t999999999/users")
+        .send()
+        .expect_error(404, "security/Not Found");
+
+    // Who may reach another tenant's users: (who, method, path, body, status).
+    let usermgr = create_user(&server, &management(), "usermgr", "User-Mgr-123");
+    as_mgmt("POST", "/user/management/users/usermgr/roles")
+        .json(&json!({"role": {"id": "ROLE_USER_MANAGEMENT_ADMIN"}}))
+        .send()
+        .expect(201);
+    let new_user = json!({"userName": "x2", "password": "X2-Pass-123"});
+    let oid = &other.id;
+    // (who, login, password, method, path, body, status)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        String,
+        Option<Value>,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
+        // A subtenant's admin: never another tenant's users, neither a sibling's nor management's.
+        (
+            "sub admin",
+            &t.admin_login,
+            &t.admin_password,
+            "GET",
+            format!("/user/{oid}/users"),
+            None,
+            403,
+        ),
+        (
+            "sub admin",
+            &t.admin_login,
+            &t.admin_password,
+            "POST",
+            format!("/user/{oid}/users"),
+            Some(new_user.clone()),
+            403,
+        ),
+        (
+            "sub admin",
+            &t.admin_login,
+            &t.admin_password,
+            "PUT",
+            format!("/user/{oid}/users/boss"),
+            Some(json!({"email": "x@example.com"})),
+            403,
+        ),
+        (
+            "sub admin",
+            &t.admin_login,
+            &t.admin_password,
+            "DELETE",
+            format!("/user/{oid}/users/boss"),
+            None,
+            403,
+        ),
+        (
+            "sub admin",
+            &t.admin_login,
+            &t.admin_password,
+            "GET",
+            "/user/management/users".to_owned(),
+            None,
+            403,
+        ),
+        // A management user administering users but not tenants: only the management tenant's.
+        (
+            "mgmt user admin",
+            &usermgr,
+            "User-Mgr-123",
+            "GET",
+            format!("/user/{oid}/users"),
+            None,
+            403,
+        ),
+        (
+            "mgmt user admin",
+            &usermgr,
+            "User-Mgr-123",
+            "POST",
+            format!("/user/{oid}/users"),
+            Some(new_user.clone()),
+            403,
+        ),
+        (
+            "mgmt user admin",
+            &usermgr,
+            "User-Mgr-123",
+            "GET",
+            "/user/management/users".to_owned(),
+            None,
+            200,
+        ),
+        // The management admin: yes.
+        (
+            "mgmt admin",
+            MGMT_ADMIN,
+            ADMIN_PASSWORD,
+            "POST",
+            format!("/user/{oid}/users"),
+            Some(new_user),
+            201,
+        ),
+        (
+            "mgmt admin",
+            MGMT_ADMIN,
+            ADMIN_PASSWORD,
+            "DELETE",
+            format!("/user/{oid}/users/x2"),
+            None,
+            204,
+        ),
+    ];
+    for (who, login, password, method, path, body, expected) in cases {
+        let mut req = server.req(method, &path).basic(login, password);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send();
+        assert_eq!(
+            resp.status, expected,
+            "{who} {method} {path}: {}",
+            resp.body
+        );
+        if expected == 403 {
+            resp.expect_error(403, "security/Forbidden");
+        }
+    }
+}
+
+/// The management tenant as a [`Tenant`] (to create its users with [`create_user`]).
+fn management() -> Tenant {
+    Tenant {
+        id: "management".to_owned(),
+        admin_login: MGMT_ADMIN.to_owned(),
+        admin_password: ADMIN_PASSWORD.to_owned(),
+    }
 }
