@@ -15,6 +15,11 @@ pub const DEFAULT_HTTPS: &str = "127.0.0.1:8443";
 pub const DEFAULT_DATA_DIR: &str = "berth-data";
 /// Default upload limit for application packages (the Cumulocity UI limit).
 pub const DEFAULT_UPLOAD_LIMIT: u64 = 500 * 1024 * 1024;
+/// Default limit on what a package's `image.tar` unpacks to: a compressed upload within the
+/// upload limit must not turn into an unbounded image on the Docker disk.
+pub const DEFAULT_IMAGE_SIZE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
+/// Default storage quota per tenant over all its kept versions (package plus unpacked image).
+pub const DEFAULT_TENANT_STORAGE_QUOTA: u64 = 10 * 1024 * 1024 * 1024;
 /// Default internal API listener: plain HTTP for containers (peers outside Berth's container
 /// networks are refused), reached by them as `http://berth-platform:8111`.
 pub const DEFAULT_INTERNAL_API: &str = "0.0.0.0:8111";
@@ -75,6 +80,12 @@ pub struct ServeArgs {
     /// Largest accepted application package: bytes or KiB/MiB/GiB [default: 500MiB].
     #[arg(long, env = "BERTH_UPLOAD_LIMIT", value_name = "SIZE")]
     pub upload_limit: Option<String>,
+    /// Largest image a package's image.tar may unpack to: bytes or KiB/MiB/GiB [default: 2GiB].
+    #[arg(long, env = "BERTH_IMAGE_SIZE_LIMIT", value_name = "SIZE")]
+    pub image_size_limit: Option<String>,
+    /// Storage per tenant over all kept versions (package + unpacked image) [default: 10GiB].
+    #[arg(long, env = "BERTH_TENANT_STORAGE_QUOTA", value_name = "SIZE")]
+    pub tenant_storage_quota: Option<String>,
     /// Docker engine unix socket [default: /var/run/docker.sock].
     #[arg(long, env = "BERTH_DOCKER_SOCKET", value_name = "PATH")]
     pub docker_socket: Option<PathBuf>,
@@ -150,6 +161,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     upload_limit: Option<toml::Value>,
+    image_size_limit: Option<toml::Value>,
+    tenant_storage_quota: Option<toml::Value>,
     docker_socket: Option<PathBuf>,
     admin_user: Option<String>,
     token_lifetime: Option<u64>,
@@ -184,6 +197,10 @@ pub struct Config {
     pub http: Option<SocketAddr>,
     pub tls: TlsSource,
     pub upload_limit: u64,
+    /// Bytes a package's `image.tar` may unpack to.
+    pub image_size_limit: u64,
+    /// Bytes of kept versions (package + unpacked image) per tenant.
+    pub tenant_storage_quota: u64,
     pub docker_socket: PathBuf,
     pub admin_user: String,
     /// From `BERTH_ADMIN_PASSWORD` only (never a flag, so it does not show in `ps`).
@@ -294,27 +311,24 @@ impl Config {
                 ));
             }
         };
-        let upload_limit = match (args.upload_limit, file.upload_limit) {
-            (Some(text), _) => parse_size(&text)?,
-            (None, Some(toml::Value::Integer(n))) => {
-                u64::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
-                    invalid(
-                        "upload_limit",
-                        &n.to_string(),
-                        "must be a positive number of bytes",
-                    )
-                })?
-            }
-            (None, Some(toml::Value::String(text))) => parse_size(&text)?,
-            (None, Some(other)) => {
-                return Err(invalid(
-                    "upload_limit",
-                    &format!("{other:?}"),
-                    "must be bytes or a string like \"500MiB\"",
-                ));
-            }
-            (None, None) => DEFAULT_UPLOAD_LIMIT,
-        };
+        let upload_limit = size_setting(
+            "upload_limit",
+            args.upload_limit,
+            file.upload_limit,
+            DEFAULT_UPLOAD_LIMIT,
+        )?;
+        let image_size_limit = size_setting(
+            "image_size_limit",
+            args.image_size_limit,
+            file.image_size_limit,
+            DEFAULT_IMAGE_SIZE_LIMIT,
+        )?;
+        let tenant_storage_quota = size_setting(
+            "tenant_storage_quota",
+            args.tenant_storage_quota,
+            file.tenant_storage_quota,
+            DEFAULT_TENANT_STORAGE_QUOTA,
+        )?;
         let docker_socket = args
             .docker_socket
             .or(file.docker_socket)
@@ -466,6 +480,8 @@ impl Config {
             http,
             tls,
             upload_limit,
+            image_size_limit,
+            tenant_storage_quota,
             docker_socket,
             admin_user,
             admin_password,
@@ -504,8 +520,35 @@ fn parse_addr(name: &'static str, text: &str) -> Result<SocketAddr, ConfigError>
     })
 }
 
+/// A size from the flag/environment (text) or the file (bytes or text), else `default`.
+fn size_setting(
+    name: &'static str,
+    arg: Option<String>,
+    file: Option<toml::Value>,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match (arg, file) {
+        (Some(text), _) => parse_named_size(name, &text),
+        (None, Some(toml::Value::Integer(n))) => u64::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| invalid(name, &n.to_string(), "must be a positive number of bytes")),
+        (None, Some(toml::Value::String(text))) => parse_named_size(name, &text),
+        (None, Some(other)) => Err(invalid(
+            name,
+            &format!("{other:?}"),
+            "must be bytes or a string like \"500MiB\"",
+        )),
+        (None, None) => Ok(default),
+    }
+}
+
 /// Parses `1048576`, `512KiB`, `500MiB`, `2GiB` (also KB/MB/GB as binary units).
 pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
+    parse_named_size("upload_limit", text)
+}
+
+fn parse_named_size(name: &'static str, text: &str) -> Result<u64, ConfigError> {
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())
@@ -517,11 +560,7 @@ pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         _ => {
-            return Err(invalid(
-                "upload_limit",
-                text,
-                "unknown unit; use B, KiB, MiB or GiB",
-            ));
+            return Err(invalid(name, text, "unknown unit; use B, KiB, MiB or GiB"));
         }
     };
     digits
@@ -529,13 +568,7 @@ pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
         .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            invalid(
-                "upload_limit",
-                text,
-                "must be a positive size such as 500MiB",
-            )
-        })
+        .ok_or_else(|| invalid(name, text, "must be a positive size such as 500MiB"))
 }
 
 #[cfg(test)]
@@ -571,6 +604,8 @@ mod tests {
         let config = Config::merge(args, file, None).unwrap();
         assert_eq!(config.https, "127.0.0.1:0".parse().unwrap());
         assert_eq!(config.upload_limit, 1 << 20);
+        assert_eq!(config.image_size_limit, DEFAULT_IMAGE_SIZE_LIMIT);
+        assert_eq!(config.tenant_storage_quota, DEFAULT_TENANT_STORAGE_QUOTA);
         assert_eq!(config.admin_user, "root");
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(config.tls, TlsSource::Generated);
@@ -581,6 +616,10 @@ mod tests {
         let cases = [
             ("https = \"nonsense\"", "https"),
             ("upload_limit = -1", "upload_limit"),
+            ("image_size_limit = 0", "image_size_limit"),
+            ("image_size_limit = \"2TB\"", "image_size_limit"),
+            ("tenant_storage_quota = true", "tenant_storage_quota"),
+            ("tenant_storage_quota = \"-5\"", "tenant_storage_quota"),
             ("token_lifetime = 5", "token_lifetime"),
             ("admin_user = \"a/b\"", "admin_user"),
             ("tls_cert = \"/nonexistent.pem\"", "tls_key"),

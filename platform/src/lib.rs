@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod routing;
 pub mod runtime;
 pub mod secrets;
+pub mod storage;
 pub mod store;
 pub mod supervisor;
 pub mod tls;

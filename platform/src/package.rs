@@ -1,15 +1,17 @@
 //! Microservice packages: a ZIP with `cumulocity.json` and `image.tar` (a `docker save`
-//! archive) at its root. Checks entry names, validates the manifest, reads the image id from the
-//! archive's `manifest.json`, and streams `image.tar` out in chunks. Blocking IO: call it from
-//! a blocking thread.
+//! archive) at its root. Checks the zip's headers and entry names, validates the manifest,
+//! checks the image archive ([`image_tar`]) within the image size limit, and streams the
+//! re-written archive to Docker in chunks. Blocking IO: call it from a blocking thread.
+
+mod entry_names;
+mod image_tar;
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use bytes::Bytes;
 use manifests_schema::{Severity, Validated};
-use serde::Deserialize;
 
 pub const MANIFEST_ENTRY: &str = "cumulocity.json";
 pub const IMAGE_ENTRY: &str = "image.tar";
@@ -23,25 +25,27 @@ pub enum PackageError {
     #[error("the upload is not a ZIP archive: {0}")]
     NotZip(String),
     #[error(
-        "the package entry {0:?} has an unsafe name (absolute, '..' or '\\'); entries must be plain relative names"
+        "the package's zip headers disagree ({0}): the central directory and the entries must name the same files once each; re-create the zip (e.g. with `berth-pack pack`)"
     )]
-    UnsafeEntry(String),
+    Inconsistent(String),
+    #[error("the package is refused: {0}; entries must be plain relative names, each once")]
+    BadEntry(String),
     #[error("the package has no {0} at its root")]
     Missing(&'static str),
-    #[error(
-        "the package contains {count} entries named {name} (case-insensitive); exactly one is allowed"
-    )]
-    Duplicate { name: &'static str, count: usize },
     #[error("cumulocity.json is larger than 1 MiB")]
     ManifestTooLarge,
     #[error("cumulocity.json is not UTF-8 text")]
     ManifestNotText,
     #[error("cumulocity.json is invalid: {0}")]
     ManifestInvalid(String),
-    #[error("image.tar is not a `docker save` archive: {0}")]
+    #[error("image.tar is not an acceptable `docker save` archive: {0}")]
     BadImage(String),
+    #[error(
+        "image.tar unpacks to more than {limit} bytes, the image size limit of this platform; make the image smaller, or ask the operator to raise image_size_limit (--image-size-limit, BERTH_IMAGE_SIZE_LIMIT)"
+    )]
+    ImageTooLarge { limit: u64 },
     #[error("cannot read the package: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[from] io::Error),
 }
 
 /// What an accepted package contains.
@@ -49,77 +53,70 @@ pub enum PackageError {
 pub struct Package {
     pub manifest: Validated,
     pub image: ImageInfo,
+    /// Bytes `image.tar` unpacks to (counted, not taken from the zip header).
+    pub image_bytes: u64,
 }
 
-/// The image inside `image.tar`, as named by its `manifest.json`.
+/// The image inside `image.tar`, as named by its checked `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
     /// `sha256:<hex>`, the id Docker gives the image after loading.
     pub id: String,
-    /// Tags recorded by `docker save` (`name:tag`), possibly none.
+    /// Tags recorded by `docker save` (`name:tag`), possibly none; never given to Docker.
     pub repo_tags: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SaveManifestEntry {
-    config: String,
-    #[serde(default)]
-    repo_tags: Option<Vec<String>>,
+    /// The config and layer entries, as `manifest.json` names them.
+    pub config: String,
+    pub layers: Vec<String>,
 }
 
 fn zip_error(e: zip::result::ZipError) -> PackageError {
     PackageError::NotZip(e.to_string())
 }
 
-/// An entry name is safe when it is relative and cannot climb out of the extraction root.
-pub fn is_safe_entry_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('/')
-        && !name.contains('\\')
-        && !name.contains('\0')
-        && !name
-            .split('/')
-            .any(|part| part == ".." || part.contains(':'))
-}
-
-/// Index of the single root entry named `wanted` (case-insensitive).
-fn find_root_entry(names: &[String], wanted: &'static str) -> Result<usize, PackageError> {
-    let matches: Vec<usize> = names
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.eq_ignore_ascii_case(wanted))
-        .map(|(i, _)| i)
-        .collect();
-    match matches.as_slice() {
-        [] => Err(PackageError::Missing(wanted)),
-        [one] => Ok(*one),
-        more => Err(PackageError::Duplicate {
-            name: wanted,
-            count: more.len(),
-        }),
-    }
-}
-
-fn entry_names(zip: &mut zip::ZipArchive<File>) -> Result<Vec<String>, PackageError> {
-    (0..zip.len())
-        .map(|i| {
-            let entry = zip.by_index_raw(i).map_err(zip_error)?;
-            let name = entry.name().map_err(zip_error)?.into_owned();
-            if !is_safe_entry_name(&name) || entry.enclosed_name().is_none() {
-                return Err(PackageError::UnsafeEntry(name));
-            }
-            Ok(name)
-        })
-        .collect()
-}
-
-/// Opens and checks a package: entry names, the manifest, and the image archive's metadata.
-pub fn inspect(path: &Path) -> Result<Package, PackageError> {
+/// Opens the package and checks it at the zip level: local headers agree with the central
+/// directory (one entry per name, nothing hidden between entries), every name is clean and no
+/// two meet after cleaning or case folding. Returns the archive and the index of each root entry.
+fn open(path: &Path) -> Result<(zip::ZipArchive<File>, usize, usize), PackageError> {
     let mut zip = zip::ZipArchive::new(File::open(path)?).map_err(zip_error)?;
-    let names = entry_names(&mut zip)?;
-    let manifest_index = find_root_entry(&names, MANIFEST_ENTRY)?;
-    let image_index = find_root_entry(&names, IMAGE_ENTRY)?;
+    // The zip crate keeps only the last of equal names; `unzip` shows both.
+    zip.validate_header_consistency()
+        .map_err(|e| PackageError::Inconsistent(e.to_string()))?;
+    let mut names = entry_names::Names::ignoring_case();
+    let (mut manifest, mut image) = (None, None);
+    for i in 0..zip.len() {
+        let entry = zip.by_index_raw(i).map_err(zip_error)?;
+        let raw = entry.name().map_err(zip_error)?;
+        let kind = if entry.is_dir() {
+            entry_names::Kind::Directory
+        } else {
+            entry_names::Kind::Leaf
+        };
+        let name = names
+            .admit(&raw, kind)
+            .map_err(PackageError::BadEntry)?
+            .to_owned();
+        // A name stored differently from how it decodes (a Unicode path field) is refused:
+        // extractors disagree on which one they use.
+        if entry.name_raw() != raw.as_bytes() {
+            return Err(PackageError::BadEntry(format!(
+                "entry {raw:?} has two different names in its header"
+            )));
+        }
+        if name.eq_ignore_ascii_case(MANIFEST_ENTRY) {
+            manifest = Some(i);
+        } else if name.eq_ignore_ascii_case(IMAGE_ENTRY) {
+            image = Some(i);
+        }
+    }
+    let manifest = manifest.ok_or(PackageError::Missing(MANIFEST_ENTRY))?;
+    let image = image.ok_or(PackageError::Missing(IMAGE_ENTRY))?;
+    Ok((zip, manifest, image))
+}
+
+/// Opens and checks a package: zip headers and entry names, the manifest, and the image
+/// archive, which must unpack to at most `image_limit` bytes.
+pub fn inspect(path: &Path, image_limit: u64) -> Result<Package, PackageError> {
+    let (mut zip, manifest_index, image_index) = open(path)?;
 
     let mut text = Vec::new();
     let entry = zip.by_index(manifest_index).map_err(zip_error)?;
@@ -138,197 +135,136 @@ pub fn inspect(path: &Path) -> Result<Package, PackageError> {
         PackageError::ManifestInvalid(errors.join("; "))
     })?;
 
-    let image = read_image_info(zip.by_index(image_index).map_err(zip_error)?)?;
-    Ok(Package { manifest, image })
-}
-
-/// Configs larger than this are not hashed (real ones are a few KiB).
-const CONFIG_LIMIT: u64 = 1 << 20;
-
-/// Reads `manifest.json` of a `docker save` archive (classic or OCI layout) and checks that the
-/// config it names really has the digest its name claims, so the id Docker will give the image
-/// is known before loading it.
-fn read_image_info(reader: impl Read) -> Result<ImageInfo, PackageError> {
-    use sha2::{Digest, Sha256};
-    let bad = |e: std::io::Error| PackageError::BadImage(e.to_string());
-    let mut archive = tar::Archive::new(reader);
-    let mut manifest_text = None;
-    let mut small_file_digests = std::collections::HashMap::new();
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let path = entry
-            .path()
-            .map_err(bad)?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_owned();
-        if path == "manifest.json" {
-            let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
-                .map_err(|e| PackageError::BadImage(format!("manifest.json: {e}")))?;
-            manifest_text = Some(text);
-        } else if entry.header().entry_type().is_file() && entry.size() <= CONFIG_LIMIT {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(bad)?;
-            small_file_digests.insert(path, hex::encode(Sha256::digest(&bytes)));
-        }
+    let entry = zip.by_index(image_index).map_err(zip_error)?;
+    // The declared size refuses an honest large image at once; the count below is what holds.
+    let declared = entry.size();
+    if declared > image_limit {
+        return Err(PackageError::ImageTooLarge { limit: image_limit });
     }
-    let text =
-        manifest_text.ok_or_else(|| PackageError::BadImage("manifest.json is missing".into()))?;
-    let images: Vec<SaveManifestEntry> = serde_json::from_str(&text)
-        .map_err(|e| PackageError::BadImage(format!("manifest.json: {e}")))?;
-    let [image] = images.as_slice() else {
-        return Err(PackageError::BadImage(format!(
-            "it must hold exactly one image, found {}",
-            images.len()
-        )));
-    };
-    let file = image.config.rsplit('/').next().unwrap_or_default();
-    let hex = file
-        .strip_suffix(".json")
-        .unwrap_or(file)
-        .to_ascii_lowercase();
-    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(PackageError::BadImage(format!(
-            "unexpected config name {:?}",
-            image.config
+    let mut counted = Limited::new(entry, image_limit);
+    let checked = image_tar::check(&mut counted);
+    // The tar reader stops at the end marker: drain the rest so the count covers every byte.
+    let drained = checked.and_then(|image| {
+        io::copy(&mut counted, &mut io::sink())?;
+        Ok(image)
+    });
+    let image = counted.result(drained)?;
+    // Storage accounting reads the header later: it must be true.
+    if counted.count != declared {
+        return Err(PackageError::Inconsistent(format!(
+            "{IMAGE_ENTRY} unpacks to {} bytes, its header says {declared}",
+            counted.count
         )));
     }
-    match small_file_digests.get(image.config.trim_start_matches("./")) {
-        Some(digest) if *digest == hex => {}
-        Some(_) => {
-            return Err(PackageError::BadImage(format!(
-                "the config {} does not match its digest",
-                image.config
-            )));
-        }
-        None => {
-            return Err(PackageError::BadImage(format!(
-                "the config {} named by manifest.json is missing",
-                image.config
-            )));
-        }
-    }
-    Ok(ImageInfo {
-        id: format!("sha256:{hex}"),
-        repo_tags: image.repo_tags.clone().unwrap_or_default(),
+    Ok(Package {
+        manifest,
+        image,
+        image_bytes: counted.count,
     })
 }
 
-/// Streams `image.tar` of the package in chunks through `send` (which returns false when the
-/// receiver is gone, stopping the stream early).
-pub fn stream_image(path: &Path, mut send: impl FnMut(std::io::Result<Bytes>) -> bool) {
-    let result = (|| -> Result<(), PackageError> {
-        let mut zip = zip::ZipArchive::new(File::open(path)?).map_err(zip_error)?;
-        let names = entry_names(&mut zip)?;
-        let index = find_root_entry(&names, IMAGE_ENTRY)?;
-        let mut entry = zip.by_index(index).map_err(zip_error)?;
-        let mut buffer = vec![0u8; CHUNK_SIZE];
-        loop {
-            let n = entry.read(&mut buffer)?;
-            if n == 0 {
-                return Ok(());
-            }
-            if !send(Ok(Bytes::copy_from_slice(&buffer[..n]))) {
-                return Ok(());
-            }
+/// A reader that fails once more than `limit` bytes came through, so a zip bomb is refused
+/// while it inflates, whatever its headers claim.
+struct Limited<R> {
+    inner: R,
+    limit: u64,
+    count: u64,
+    exceeded: bool,
+}
+
+impl<R> Limited<R> {
+    fn new(inner: R, limit: u64) -> Limited<R> {
+        Limited {
+            inner,
+            limit,
+            count: 0,
+            exceeded: false,
         }
-    })();
-    if let Err(e) = result {
-        send(Err(std::io::Error::other(e.to_string())));
+    }
+
+    /// The limit error takes precedence over whatever the reader's consumer made of it.
+    fn result<T>(&self, outcome: Result<T, PackageError>) -> Result<T, PackageError> {
+        if self.exceeded {
+            return Err(PackageError::ImageTooLarge { limit: self.limit });
+        }
+        outcome
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        if self.count > self.limit {
+            self.exceeded = true;
+            return Err(io::Error::other("image size limit exceeded"));
+        }
+        Ok(n)
+    }
+}
 
-    #[test]
-    fn entry_names_must_stay_inside_the_package() {
-        let cases = [
-            ("cumulocity.json", true),
-            ("dir/file", true),
-            ("../evil", false),
-            ("a/../../evil", false),
-            ("/etc/passwd", false),
-            ("c:\\evil", false),
-            ("a\\b", false),
-            ("", false),
-        ];
-        for (name, safe) in cases {
-            assert_eq!(is_safe_entry_name(name), safe, "{name:?}");
+/// Collects written bytes into chunks for `send`; fails once the receiver is gone.
+struct ChunkWriter<F: FnMut(io::Result<Bytes>) -> bool> {
+    buffer: Vec<u8>,
+    send: F,
+}
+
+impl<F: FnMut(io::Result<Bytes>) -> bool> ChunkWriter<F> {
+    fn send_buffer(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK_SIZE),
+        ));
+        if (self.send)(Ok(chunk)) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the image load stopped",
+            ))
         }
     }
+}
 
-    fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (name, data) in files {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            builder.append_data(&mut header, name, *data).unwrap();
+impl<F: FnMut(io::Result<Bytes>) -> bool> Write for ChunkWriter<F> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK_SIZE - self.buffer.len());
+        self.buffer.extend_from_slice(&data[..n]);
+        if self.buffer.len() == CHUNK_SIZE {
+            self.send_buffer()?;
         }
-        builder.into_inner().unwrap()
+        Ok(n)
     }
 
-    #[test]
-    fn image_ids_are_the_verified_config_digest() {
-        use sha2::{Digest, Sha256};
-        let config = br#"{"architecture":"amd64"}"#;
-        let hex = hex::encode(Sha256::digest(config));
-        let classic = format!(r#"[{{"Config":"{hex}.json","RepoTags":["x:1"],"Layers":[]}}]"#);
-        let oci = format!(r#"[{{"Config":"blobs/sha256/{hex}","RepoTags":null,"Layers":[]}}]"#);
-        let wrong = "b".repeat(64);
-        let lying = format!(r#"[{{"Config":"{wrong}.json","Layers":[]}}]"#);
-        let classic_config = format!("{hex}.json");
-        let oci_config = format!("blobs/sha256/{hex}");
-        let wrong_config = format!("{wrong}.json");
-        type Files<'a> = Vec<(&'a str, &'a [u8])>;
-        let cases: Vec<(Files, Option<String>)> = vec![
-            (
-                vec![
-                    (classic_config.as_str(), config),
-                    ("manifest.json", classic.as_bytes()),
-                ],
-                Some(format!("sha256:{hex}")),
-            ),
-            // OCI layout: manifest.json may come first.
-            (
-                vec![
-                    ("manifest.json", oci.as_bytes()),
-                    (oci_config.as_str(), config),
-                ],
-                Some(format!("sha256:{hex}")),
-            ),
-            (
-                vec![
-                    (wrong_config.as_str(), config),
-                    ("manifest.json", lying.as_bytes()),
-                ],
-                None,
-            ),
-            (vec![("manifest.json", classic.as_bytes())], None),
-            (
-                vec![(
-                    "manifest.json",
-                    br#"[{"Config":"nothex.json","Layers":[]}]"#,
-                )],
-                None,
-            ),
-            (vec![("manifest.json", b"[]")], None),
-            (vec![(classic_config.as_str(), config)], None),
-        ];
-        for (files, expected) in cases {
-            let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
-            assert_eq!(
-                read_image_info(archive(&files).as_slice())
-                    .ok()
-                    .map(|i| i.id),
-                expected,
-                "{names:?}"
-            );
-        }
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_buffer()
+    }
+}
+
+/// Streams the archive Docker gets (`image.tar` re-written for `image`, see
+/// [`image_tar::rewrite`]) in chunks through `send`, which returns false when the receiver is
+/// gone. Any failure is sent as the last item, so the load fails rather than ends early.
+pub fn stream_image(
+    path: &Path,
+    image: &ImageInfo,
+    image_limit: u64,
+    send: impl FnMut(io::Result<Bytes>) -> bool,
+) {
+    let mut writer = ChunkWriter {
+        buffer: Vec::with_capacity(CHUNK_SIZE),
+        send,
+    };
+    let result = (|| -> Result<(), PackageError> {
+        let (mut zip, _, index) = open(path)?;
+        let entry = zip.by_index(index).map_err(zip_error)?;
+        let mut counted = Limited::new(entry, image_limit);
+        let written = image_tar::rewrite(&mut counted, image, &mut writer);
+        counted.result(written)
+    })();
+    if let Err(e) = result {
+        (writer.send)(Err(io::Error::other(e.to_string())));
     }
 }

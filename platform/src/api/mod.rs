@@ -14,6 +14,7 @@ pub mod roles;
 pub mod subscriptions;
 pub mod tenants;
 pub mod upload;
+pub mod usage;
 pub mod users;
 
 use std::sync::Arc;
@@ -70,6 +71,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(subscriptions::routes)
             .configure(applications::routes)
             .configure(upload::routes)
+            .configure(usage::routes)
             .configure(audit::routes)
             .configure(autoscaler::routes)
             .default_service(web::to(not_found));

@@ -20,6 +20,7 @@ use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::package::{self, Package, PackageError};
 use crate::runtime::images;
+use crate::storage;
 use crate::store::applications::{self, UploadRecord, Version};
 use crate::store::subscriptions;
 
@@ -40,30 +41,16 @@ struct BerthTag {
 }
 
 impl BerthTag {
-    fn new(installation: &str, tenant: &str, app_id: i64, version: &str) -> BerthTag {
-        // Docker tags allow [A-Za-z0-9_.-], up to 128, not starting with '.' or '-'.
-        let mut tag: String = version
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(127)
-            .collect();
-        if tag.starts_with(['.', '-']) {
-            tag.insert(0, 'v');
-        }
-        BerthTag {
+    /// Refused (None) when the version does not fit a Docker tag.
+    fn new(installation: &str, tenant: &str, app_id: i64, version: &str) -> Option<BerthTag> {
+        Some(BerthTag {
             repo: format!(
                 "{}{}-{app_id}",
                 images::repository_prefix(installation),
                 tenant.to_ascii_lowercase()
             ),
-            tag,
-        }
+            tag: images::version_tag(version)?,
+        })
     }
 
     fn reference(&self) -> String {
@@ -71,17 +58,12 @@ impl BerthTag {
     }
 }
 
-/// Splits `name:tag` (the tag is after the last ':' that follows the last '/').
-fn split_reference(reference: &str) -> (&str, &str) {
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
-    }
-}
-
 fn package_error(err: PackageError) -> ApiError {
     match err {
         PackageError::Io(e) => ApiError::internal(&format!("reading package: {e}")),
+        too_large @ PackageError::ImageTooLarge { .. } => {
+            ApiError::too_large("applications", &too_large.to_string())
+        }
         other => ApiError::invalid("applications", &other.to_string()),
     }
 }
@@ -162,8 +144,6 @@ async fn receive_package(
 #[derive(Debug, Default)]
 struct DockerBefore {
     image_existed: bool,
-    /// Each tag from the archive and the image it pointed at before.
-    archive_tags: Vec<(String, Option<String>)>,
     /// What Berth's tag pointed at before (a previous snapshot upload).
     berth_tag: Option<String>,
 }
@@ -218,7 +198,8 @@ async fn upload(
     )
     .await?;
     let temp_path = temp.path().to_owned();
-    let package = tokio::task::spawn_blocking(move || package::inspect(&temp_path))
+    let image_limit = state.config.image_size_limit;
+    let package = tokio::task::spawn_blocking(move || package::inspect(&temp_path, image_limit))
         .await
         .map_err(|e| ApiError::internal(&e.to_string()))?
         .map_err(package_error)?;
@@ -256,11 +237,18 @@ async fn upload(
             ),
         ));
     }
-    let berth_tag = BerthTag::new(&state.installation, &app.owner, id, &version);
+    let berth_tag = BerthTag::new(&state.installation, &app.owner, id, &version).ok_or_else(|| {
+        ApiError::invalid(
+            "applications",
+            &format!(
+                "The version is too long: as a Docker tag (characters other than letters, digits, '.' and '-' take three) it needs more than {} characters; use a shorter version",
+                images::MAX_TAG
+            ),
+        )
+    })?;
+    check_storage_quota(&state, &app.owner, &package, temp.path(), existing.as_ref()).await?;
     let before = docker_before(&state, &package, &berth_tag).await?;
     let outcome = install(&state, &app.owner, id, &package, &berth_tag, temp, &version).await;
-    // Whatever happened, the archive's own tags go back to what they were: only Berth's tag stays.
-    restore_archive_tags(&state, &package, &before).await;
     let (app, replaced, package_file) = match outcome {
         Ok(done) => done,
         Err((err, moved)) => {
@@ -295,6 +283,40 @@ async fn upload(
     ))
 }
 
+/// Refuses the package when keeping it would take the tenant over its storage quota.
+async fn check_storage_quota(
+    state: &AppState,
+    tenant: &str,
+    package: &Package,
+    package_path: &Path,
+    replaced: Option<&Version>,
+) -> Result<(), ApiError> {
+    let data_dir = state.config.data_dir.clone();
+    let tenant = tenant.to_owned();
+    let new_package = package_path.to_owned();
+    let replaced = replaced.map(|v| state.config.data_dir.join(&v.package_file));
+    let image_bytes = package.image_bytes;
+    let quota = state.config.tenant_storage_quota;
+    let verdict = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let used = storage::tenant_bytes(&data_dir, &tenant)?;
+        let freed = match replaced {
+            Some(path) => storage::package_bytes(&path).unwrap_or(0),
+            None => 0,
+        };
+        let zipped = std::fs::metadata(&new_package)?.len();
+        Ok(storage::check_quota(
+            used,
+            freed,
+            zipped.saturating_add(image_bytes),
+            quota,
+        ))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e.to_string()))?
+    .map_err(|e| ApiError::internal(&format!("measuring the tenant's storage: {e}")))?;
+    verdict.map_err(|over| ApiError::too_large("applications", &over.to_string()))
+}
+
 async fn docker_before(
     state: &AppState,
     package: &Package,
@@ -313,13 +335,6 @@ async fn docker_before(
         .await
         .map_err(unavailable)?
         .is_some();
-    let mut archive_tags = Vec::new();
-    for tag in &package.image.repo_tags {
-        archive_tags.push((
-            tag.clone(),
-            state.runtime.image_id(tag).await.map_err(unavailable)?,
-        ));
-    }
     let berth_tag = state
         .runtime
         .image_id(&berth_tag.reference())
@@ -327,7 +342,6 @@ async fn docker_before(
         .map_err(unavailable)?;
     Ok(DockerBefore {
         image_existed,
-        archive_tags,
         berth_tag,
     })
 }
@@ -347,17 +361,36 @@ async fn install(
 ) -> Result<Installed, (ApiError, Option<PathBuf>)> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     let source = temp.path().to_owned();
+    let image = package.image.clone();
+    let limit = state.config.image_size_limit;
     let reader = tokio::task::spawn_blocking(move || {
-        package::stream_image(&source, |chunk| sender.blocking_send(chunk).is_ok())
+        package::stream_image(&source, &image, limit, |chunk| {
+            sender.blocking_send(chunk).is_ok()
+        })
     });
     let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
     let loaded = state.runtime.load_image(stream).await;
     let _ = reader.await;
-    if let Err(e) = loaded {
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            return Err((
+                ApiError::invalid(
+                    "applications",
+                    &format!("Docker could not load image.tar: {e}"),
+                ),
+                None,
+            ));
+        }
+    };
+    // The archive Docker got names one image and no tag: anything else reported means it
+    // loaded something Berth did not check.
+    if loaded != [package.image.id.as_str()] {
+        tracing::error!(expected = %package.image.id, ?loaded, "the engine loaded other than the checked image");
         return Err((
             ApiError::invalid(
                 "applications",
-                &format!("Docker could not load image.tar: {e}"),
+                "image.tar loaded other images or tags than the one its manifest.json names",
             ),
             None,
         ));
@@ -456,22 +489,6 @@ async fn install(
     }
 }
 
-async fn restore_archive_tags(state: &AppState, package: &Package, before: &DockerBefore) {
-    for (tag, previous) in &before.archive_tags {
-        let result = match previous {
-            None => state.runtime.remove(tag).await,
-            Some(old) if *old != package.image.id => {
-                let (repo, name) = split_reference(tag);
-                state.runtime.tag(old, repo, name).await
-            }
-            Some(_) => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::warn!(%tag, error = %e, "could not restore an image tag after loading a package");
-        }
-    }
-}
-
 /// Undoes a failed upload: Berth's tag back to where it was, the image removed if it was new,
 /// the kept package deleted. (The temporary file deletes itself.)
 async fn rollback(
@@ -535,28 +552,21 @@ mod tests {
     #[test]
     fn berth_tags_are_valid_docker_references() {
         let cases = [
-            ("1.0.0", "1.0.0"),
-            ("1.0.0-SNAPSHOT", "1.0.0-SNAPSHOT"),
-            ("1.0+build", "1.0_build"),
-            ("-x", "v-x"),
+            ("1.0.0", Some("1.0.0")),
+            ("1.0.0-SNAPSHOT", Some("1.0.0-SNAPSHOT")),
+            ("1.0+build", Some("1.0_2bbuild")),
+            ("-x", Some("_2dx")),
         ];
         for (version, tag) in cases {
             let t = BerthTag::new("ab12cd", "T1", 7, version);
-            assert_eq!(t.tag, tag);
-            assert_eq!(t.repo, "berth/ab12cd/t1-7");
+            assert_eq!(t.as_ref().map(|t| t.tag.as_str()), tag);
+            assert_eq!(t.unwrap().repo, "berth/ab12cd/t1-7");
         }
+        assert!(BerthTag::new("ab12cd", "T1", 7, &"1".repeat(129)).is_none());
         // A hand-edited installation id still gives a valid repository path component.
         assert_eq!(
-            BerthTag::new("AB-12_x", "T1", 7, "1").repo,
+            BerthTag::new("AB-12_x", "T1", 7, "1").unwrap().repo,
             "berth/ab12x/t1-7"
-        );
-        assert_eq!(
-            split_reference("localhost:5000/a/b:1.0"),
-            ("localhost:5000/a/b", "1.0")
-        );
-        assert_eq!(
-            split_reference("localhost:5000/a/b"),
-            ("localhost:5000/a/b", "latest")
         );
     }
 }

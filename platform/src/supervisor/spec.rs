@@ -37,6 +37,8 @@ pub struct Deployment {
     /// `scale: AUTO`: `replicas` is the minimum and the CPU autoscaler decides the count.
     pub autoscale: bool,
     pub version: String,
+    /// The image id (`sha256:…`) Berth checked at upload. Containers run from the id, never
+    /// from the tag: anyone with access to the engine can move a tag.
     pub image: String,
     pub replicas: u32,
     pub env: Vec<String>,
@@ -149,7 +151,7 @@ pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deploymen
             owner: app.owner.clone(),
             autoscale: manifest.scale == Scale::Auto,
             version: app.active_version.clone(),
-            image: app.image_tag.clone(),
+            image: app.image_id.clone(),
             replicas: u32::from(manifest.replicas.max(1)),
             env,
             memory_bytes,
@@ -286,6 +288,8 @@ mod tests {
             let keys: Vec<_> = deps.iter().map(|d| d.key.tenant.as_deref()).collect();
             assert_eq!(keys, tenants, "{isolation}");
             for d in &deps {
+                // Containers run the image Berth checked, whatever the tag points at now.
+                assert_eq!(d.image, "sha256:00");
                 assert_eq!(d.replicas, 2);
                 assert_eq!(d.memory_bytes, 128_000_000);
                 assert_eq!(d.nano_cpus, 250_000_000);

@@ -3,6 +3,7 @@
 
 mod applications;
 mod fixture;
+mod hostile_packages;
 mod login;
 mod operate;
 mod options;

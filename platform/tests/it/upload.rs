@@ -9,7 +9,7 @@ use crate::fixture::{
     ADMIN_PASSWORD, MGMT_ADMIN, Options, Server, Tenant, create_tenant, files_under, unique,
 };
 
-fn docker(args: &[&str]) -> std::process::Output {
+pub fn docker(args: &[&str]) -> std::process::Output {
     let output = Command::new("docker")
         .args(args)
         .output()
@@ -23,7 +23,7 @@ fn docker(args: &[&str]) -> std::process::Output {
 }
 
 /// The id of a Docker image reference, or None when the engine does not have it.
-fn image_id(reference: &str) -> Option<String> {
+pub fn image_id(reference: &str) -> Option<String> {
     let output = Command::new("docker")
         .args(["image", "inspect", "--format", "{{.Id}}", reference])
         .output()
@@ -36,13 +36,13 @@ fn image_id(reference: &str) -> Option<String> {
 
 /// A one-file image built from nothing (`docker import`), saved with `docker save`, then
 /// removed from the engine so the upload is what brings it back. Removed again on drop.
-struct TestImage {
-    id: String,
-    archive: Vec<u8>,
+pub struct TestImage {
+    pub id: String,
+    pub archive: Vec<u8>,
 }
 
 impl TestImage {
-    fn build(padding: usize) -> TestImage {
+    pub fn build(padding: usize) -> TestImage {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs.tar");
         let mut builder = tar::Builder::new(Vec::new());
@@ -124,7 +124,7 @@ fn corrupt_layer(archive: &[u8]) -> Vec<u8> {
     output.into_inner().unwrap()
 }
 
-fn manifest(version: &str) -> String {
+pub fn manifest(version: &str) -> String {
     json!({
         "apiVersion": "2",
         "version": version,
@@ -164,7 +164,7 @@ pub fn multipart(field: &str, zip: &[u8]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-fn upload(
+pub fn upload(
     server: &Server,
     tenant: &Tenant,
     app_id: &str,
@@ -182,7 +182,7 @@ fn upload(
         .send()
 }
 
-fn create_microservice(server: &Server, tenant: &Tenant) -> Value {
+pub fn create_microservice(server: &Server, tenant: &Tenant) -> Value {
     let name = unique("svc-");
     server
         .req("POST", "/application/applications")
@@ -195,7 +195,7 @@ fn create_microservice(server: &Server, tenant: &Tenant) -> Value {
 
 /// Berth's tag for one version: it names the installation, so servers sharing the engine
 /// never touch each other's tags.
-fn berth_ref(server: &Server, tenant: &Tenant, app_id: &str, version: &str) -> String {
+pub fn berth_ref(server: &Server, tenant: &Tenant, app_id: &str, version: &str) -> String {
     format!(
         "berth/{}/{}-{app_id}:{version}",
         server.installation(),
