@@ -13,6 +13,8 @@ use std::path::{Component, Path};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::entry_names;
+
 /// JSON documents larger than this are not image metadata.
 const MAX_JSON_ENTRY: u64 = 4 << 20;
 /// Total JSON kept in memory per archive.
@@ -57,8 +59,12 @@ pub enum ImageError {
     Tar(#[source] io::Error),
     #[error("the tar ends without its end-of-archive marker: the file is truncated")]
     Truncated,
-    #[error("unsafe entry name {0:?}: names must be relative and must not contain `..`")]
+    #[error(
+        "unsafe entry name {0:?}: names must be clean relative paths (no leading `/` or `./`, no `..`, `.` or `//`)"
+    )]
     UnsafePath(String),
+    #[error("{0}: Docker would unpack one entry over another")]
+    Collision(String),
     #[error("entry {name:?} is a {kind}; image archives hold only files, directories and links")]
     UnexpectedEntryType { name: String, kind: String },
     #[error("link {name:?} points outside the archive ({target:?})")]
@@ -104,6 +110,7 @@ pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
         count: 0,
     };
     let mut entries: BTreeMap<String, EntryKind> = BTreeMap::new();
+    let mut names = entry_names::Names::exact();
     let mut json: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut json_total = 0usize;
     let mut last_entry_end = 0u64;
@@ -115,8 +122,21 @@ pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
         for entry in archive.entries().map_err(ImageError::Tar)? {
             let mut entry = entry.map_err(ImageError::Tar)?;
             let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let name =
-                normalize(&raw_name).ok_or_else(|| ImageError::UnsafePath(raw_name.clone()))?;
+            // Docker cleans names and lets a later entry win: what it loads must be what is
+            // checked here, so names are already clean and meet no other entry.
+            let is_dir = entry.header().entry_type() == tar::EntryType::Directory;
+            if entry_names::clean(&raw_name, is_dir).is_none() {
+                return Err(ImageError::UnsafePath(raw_name));
+            }
+            let kind = if is_dir {
+                entry_names::Kind::Directory
+            } else {
+                entry_names::Kind::Leaf
+            };
+            let name = names
+                .admit(&raw_name, kind)
+                .map_err(ImageError::Collision)?
+                .to_owned();
             let size = entry.header().entry_size().map_err(ImageError::Tar)?;
             last_entry_end = entry.raw_file_position() + size.div_ceil(512) * 512;
             let kind = match entry.header().entry_type() {

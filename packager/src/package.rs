@@ -15,6 +15,7 @@ use manifests_schema::{Diagnostic, Manifest, Rejected, Validated};
 
 use crate::deflate::{ParallelDeflater, StreamTotals};
 use crate::docker_export::{self, DockerError};
+use crate::entry_names;
 use crate::entry_sink::{EntrySink, StoredSink, TeeReader};
 use crate::image_archive::{self, ImageError, ImageSummary};
 use crate::zip_writer::{Method, ZipWriter};
@@ -406,17 +407,38 @@ fn inspect_package(path: &Path, file: File) -> Result<Inspection, PackageError> 
     let zip_bytes = file.metadata().map_err(io_error(path))?.len();
     let mut archive = zip::ZipArchive::new(file)
         .map_err(|error| invalid(format!("not a readable zip archive: {error}")))?;
+    // The zip crate keeps only the last of equal names while `unzip` shows both, and streaming
+    // extractors read local headers: all must name the same files, once each.
+    archive.validate_header_consistency().map_err(|error| {
+        invalid(format!(
+            "the zip's headers disagree ({error}); re-create it with `berth-pack pack`"
+        ))
+    })?;
+    let mut names = entry_names::Names::ignoring_case();
     let mut entries = Vec::new();
     for index in 0..archive.len() {
         let entry = archive
             .by_index_raw(index)
             .map_err(|error| invalid(format!("unreadable zip entry: {error}")))?;
         let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
-        if entry.enclosed_name().is_none() || name.starts_with('/') || name.contains('\\') {
+        if entry.enclosed_name().is_none()
+            || entry_names::clean(&name, entry.is_dir()).is_none()
+            || entry.name().ok().as_deref() != Some(name.as_str())
+        {
             return Err(invalid(format!(
-                "unsafe entry name {name:?}: names must be relative and must not contain `..`"
+                "unsafe entry name {name:?}: names must be clean relative paths (no leading `/` or `./`, no `..`, `.` or `//`)"
             )));
         }
+        let kind = if entry.is_dir() {
+            entry_names::Kind::Directory
+        } else {
+            entry_names::Kind::Leaf
+        };
+        names.admit(&name, kind).map_err(|reason| {
+            invalid(format!(
+                "{reason} (names are compared ignoring case, as unzip on many systems does)"
+            ))
+        })?;
         entries.push(ZipEntry {
             name,
             method: method_name(entry.compression()),

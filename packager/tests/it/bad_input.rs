@@ -51,6 +51,18 @@ fn untagged_image() -> Vec<u8> {
     fixtures::docker_save(&spec)
 }
 
+/// A valid image followed by another `manifest.json` under `name` (tagging something else).
+fn second_manifest(name: &str) -> Vec<u8> {
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let manifest = br#"[{"Config":"c.json","RepoTags":["a:1"],"Layers":[]}]"#;
+    let hostile = br#"[{"Config":"c.json","RepoTags":["victim:1"],"Layers":[]}]"#;
+    fixtures::tar_with_raw_names(&[
+        ("c.json", config),
+        ("manifest.json", manifest),
+        (name, hostile),
+    ])
+}
+
 fn truncated(mut data: Vec<u8>, keep: usize) -> Vec<u8> {
     data.truncate(keep);
     data
@@ -128,6 +140,30 @@ fn pack_rejects_bad_input_cleanly() {
             extra_args: &[],
             code: 1,
             message: "unsafe entry name \"../x\"",
+        },
+        PackCase {
+            name: "a second manifest.json that Docker would use",
+            manifest: Some(MANIFEST),
+            image: Some(second_manifest("manifest.json")),
+            extra_args: &[],
+            code: 1,
+            message: "entry \"manifest.json\" appears more than once",
+        },
+        PackCase {
+            name: "./manifest.json, cleaned onto manifest.json by Docker",
+            manifest: Some(MANIFEST),
+            image: Some(second_manifest("./manifest.json")),
+            extra_args: &[],
+            code: 1,
+            message: "unsafe entry name \"./manifest.json\"",
+        },
+        PackCase {
+            name: "x/../manifest.json",
+            manifest: Some(MANIFEST),
+            image: Some(second_manifest("x/../manifest.json")),
+            extra_args: &[],
+            code: 1,
+            message: "unsafe entry name \"x/../manifest.json\"",
         },
         PackCase {
             name: "absolute path",
@@ -284,6 +320,53 @@ fn validate_rejects_bad_packages() {
             ("image.tar", &image),
         ],
     );
+    // Duplicate or disguised entries: the platform refuses them, so validate does too.
+    let other = untagged_image();
+    type Entries<'a> = &'a [(&'a str, &'a [u8])];
+    let disguised: [(&str, Entries); 5] = [
+        (
+            "two-images.zip",
+            &[
+                ("cumulocity.json", MANIFEST.as_bytes()),
+                ("image.tar", &image),
+                ("image.tar", &other),
+            ],
+        ),
+        (
+            "two-manifests.zip",
+            &[
+                ("cumulocity.json", MANIFEST.as_bytes()),
+                ("cumulocity.json", INVALID_MANIFEST.as_bytes()),
+                ("image.tar", &image),
+            ],
+        ),
+        (
+            "dot-image.zip",
+            &[
+                ("cumulocity.json", MANIFEST.as_bytes()),
+                ("image.tar", &image),
+                ("./image.tar", &other),
+            ],
+        ),
+        (
+            "case-image.zip",
+            &[
+                ("cumulocity.json", MANIFEST.as_bytes()),
+                ("image.tar", &image),
+                ("IMAGE.TAR", &other),
+            ],
+        ),
+        (
+            "second-image-manifest.zip",
+            &[
+                ("cumulocity.json", MANIFEST.as_bytes()),
+                ("image.tar", &second_manifest("manifest.json")),
+            ],
+        ),
+    ];
+    for (file, entries) in disguised {
+        write_package(&d.join(file), entries);
+    }
     let good = std::fs::read(d.join("good.zip")).unwrap();
     std::fs::write(d.join("truncated.zip"), &good[..good.len() / 2]).unwrap();
     std::fs::write(d.join("image.tar"), &image).unwrap();
@@ -323,6 +406,19 @@ fn validate_rejects_bad_packages() {
         ("truncated.zip", 1, "not a readable zip archive"),
         ("image.tar", 1, "this is a tar archive"),
         ("corrupt.zip", 1, "checksum"),
+        ("two-images.zip", 1, "duplicate file names"),
+        ("two-manifests.zip", 1, "duplicate file names"),
+        ("dot-image.zip", 1, "unsafe entry name \"./image.tar\""),
+        (
+            "case-image.zip",
+            1,
+            "entry \"IMAGE.TAR\" appears more than once",
+        ),
+        (
+            "second-image-manifest.zip",
+            1,
+            "entry \"manifest.json\" appears more than once",
+        ),
     ];
     for (file, code, message) in cases {
         let run = berth_pack(d, &["validate", file]);
