@@ -4,7 +4,7 @@
 //! and files Berth must have seen the same way: entry names are clean and unique
 //! ([`entry_names`]), only files, directories and links inside the archive pass, and the archive
 //! Docker gets has a `manifest.json` Berth wrote from the checked one, without tags, and no
-//! `repositories`. Nothing the tenant wrote can tag an image.
+//! `repositories` or OCI index. Nothing the tenant wrote can tag an image.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -16,7 +16,10 @@ use super::entry_names::{Kind, Names};
 use super::{ImageInfo, PackageError};
 
 const MANIFEST: &str = "manifest.json";
-const REPOSITORIES: &str = "repositories";
+/// Entries that can name tags and are left out of what Docker gets: `repositories` (read by the
+/// classic loader without `manifest.json`), and the OCI `index.json` with its `oci-layout` marker
+/// (read by containerd-backed engines, whose annotations name tags).
+const TAGGING_ENTRIES: [&str; 3] = ["repositories", "index.json", "oci-layout"];
 /// Configs larger than this are not hashed (real ones are a few KiB).
 const CONFIG_LIMIT: u64 = 1 << 20;
 
@@ -199,7 +202,7 @@ fn manifest_for_docker(image: &ImageInfo) -> Vec<u8> {
 
 /// Re-writes the archive read from `reader` into `out` for Docker: the same entries checked the
 /// same way (an archive that differs from the one [`check`] saw fails here too), fresh headers,
-/// `manifest.json` replaced by [`manifest_for_docker`], `repositories` left out.
+/// `manifest.json` replaced by [`manifest_for_docker`], [`TAGGING_ENTRIES`] left out.
 pub fn rewrite(reader: impl Read, image: &ImageInfo, out: impl Write) -> Result<(), PackageError> {
     let mut archive = tar::Archive::new(reader);
     let mut builder = tar::Builder::new(out);
@@ -211,7 +214,7 @@ pub fn rewrite(reader: impl Read, image: &ImageInfo, out: impl Write) -> Result<
         let mut header = tar::Header::new_gnu();
         header.set_mtime(entry.header().mtime().unwrap_or(0));
         match checked {
-            Checked::File(_) if name == REPOSITORIES => continue,
+            Checked::File(_) if TAGGING_ENTRIES.contains(&name.as_str()) => continue,
             Checked::File(_) if name == MANIFEST => {
                 saw_manifest = true;
                 let text = manifest_for_docker(image);
@@ -404,7 +407,12 @@ mod tests {
             E::D("l/"),
             E::F("l/layer.tar", b"layer"),
             E::F(&name, config),
-            E::F(REPOSITORIES, br#"{"victim":{"1":"x"}}"#),
+            E::F("repositories", br#"{"victim":{"1":"x"}}"#),
+            E::F("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+            E::F(
+                "index.json",
+                br#"{"manifests":[{"annotations":{"io.containerd.image.name":"victim:1"}}]}"#,
+            ),
             E::F(MANIFEST, manifest.as_bytes()),
         ]);
         let image = check(input.as_slice()).unwrap();
