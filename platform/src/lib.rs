@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod limits;
 pub mod log_output;
 pub mod package;
 pub mod proxy;
@@ -69,6 +70,8 @@ pub enum StartupError {
     },
     #[error("server error: {0}")]
     Server(std::io::Error),
+    #[error("invalid setting {0}")]
+    Limits(#[from] limits::OverHost),
 }
 
 /// Installs the tracing subscriber: to stderr (stdout carries the machine-readable lines) in
@@ -198,6 +201,11 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     tls::install_crypto_provider();
     // Docker first: without an engine nothing can run, and nothing has been written yet.
     let runtime = runtime::Runtime::connect(&config.docker_socket).await?;
+    let host = runtime.host_resources().await?;
+    let limits = config.limits.resolve(limits::Host {
+        millicores: host.cpus.saturating_mul(1000),
+        memory_bytes: host.memory_bytes,
+    })?;
     prepare_dir(&config.data_dir)?;
     let tmp = config.data_dir.join(TMP_DIR);
     // Leftovers of uploads interrupted by a crash: never part of any accepted state.
@@ -257,6 +265,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         supervisor: supervisor_handle.clone(),
         routing,
         installation: installation.clone(),
+        limits,
     });
     let app_state = state.clone();
     let proxy = proxy::Proxy::new(config.proxy_timeout);

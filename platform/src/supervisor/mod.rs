@@ -1257,7 +1257,6 @@ impl Supervisor {
             memory_bytes: dep.memory_bytes,
             nano_cpus: dep.nano_cpus,
             pids_limit: self.settings.pids_limit,
-            restricted_caps: dep.restricted_caps,
         };
         let created = match self.runtime.create_container(&spec).await {
             Ok(id) => id,

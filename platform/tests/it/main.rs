@@ -3,6 +3,7 @@
 
 mod applications;
 mod fixture;
+mod hardening;
 mod login;
 mod operate;
 mod options;
