@@ -168,6 +168,10 @@ pub struct ServeArgs {
     /// [default: false].
     #[arg(long, env = "BERTH_REFUSE_ROOT_IMAGES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub refuse_root_images: Option<bool>,
+    /// Firewall the host from deployment networks (iptables INPUT rules on Berth's bridges:
+    /// only the internal API port answers); false runs without host isolation [default: true].
+    #[arg(long, env = "BERTH_HOST_FIREWALL", value_name = "BOOL")]
+    pub host_firewall: Option<bool>,
 }
 
 /// The config file: the same settings as the flags, in snake_case.
@@ -202,6 +206,7 @@ struct FileConfig {
     tenant_max_cpu: Option<toml::Value>,
     tenant_max_containers: Option<u64>,
     refuse_root_images: Option<bool>,
+    host_firewall: Option<bool>,
 }
 
 /// Where the server certificate comes from.
@@ -245,6 +250,8 @@ pub struct Config {
     /// Resource maxima (unset ones are derived from the Docker host at start) and the
     /// root-image rule.
     pub limits: LimitSettings,
+    /// Install the host firewall for deployment networks.
+    pub host_firewall: bool,
 }
 
 /// A setting that cannot be used, named so the operator knows what to fix.
@@ -534,8 +541,10 @@ impl Config {
                 .or(file.refuse_root_images)
                 .unwrap_or(false),
         };
+        let host_firewall = args.host_firewall.or(file.host_firewall).unwrap_or(true);
         Ok(Config {
             limits,
+            host_firewall,
             proxy_timeout,
             internal_api,
             reconcile_interval,
@@ -741,7 +750,7 @@ mod tests {
     #[test]
     fn limits_parse_from_the_file_and_unset_ones_stay_for_the_host() {
         let file: FileConfig = toml::from_str(
-            "max_container_memory = \"2GiB\"\nmax_container_cpu = 1.5\ntenant_max_cpu = \"500m\"\nrefuse_root_images = true",
+            "max_container_memory = \"2GiB\"\nmax_container_cpu = 1.5\ntenant_max_cpu = \"500m\"\nrefuse_root_images = true\nhost_firewall = false",
         )
         .unwrap();
         let config = Config::merge(ServeArgs::default(), file, None).unwrap();
@@ -755,7 +764,8 @@ mod tests {
             refuse_root_images: true,
         };
         assert_eq!(config.limits, expected);
+        assert!(!config.host_firewall);
         let defaults = Config::merge(ServeArgs::default(), FileConfig::default(), None).unwrap();
-        assert!(!defaults.limits.refuse_root_images);
+        assert!(defaults.host_firewall && !defaults.limits.refuse_root_images);
     }
 }

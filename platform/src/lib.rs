@@ -72,6 +72,8 @@ pub enum StartupError {
     Server(std::io::Error),
     #[error("invalid setting {0}")]
     Limits(#[from] limits::OverHost),
+    #[error(transparent)]
+    Firewall(#[from] runtime::firewall::FirewallError),
 }
 
 /// Installs the tracing subscriber: to stderr (stdout carries the machine-readable lines) in
@@ -228,6 +230,12 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let internal_addr = internal_listener
         .local_addr()
         .map_err(StartupError::Server)?;
+    // Before any container runs: the host answers deployment networks on this port only.
+    if config.host_firewall {
+        runtime::firewall::install(&installation, internal_addr.port())?;
+    } else {
+        runtime::firewall::remove(&installation);
+    }
     let routing = routing::RoutingTable::new();
     let supervisor = supervisor::Supervisor::new(
         supervisor::Settings {

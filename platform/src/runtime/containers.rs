@@ -60,7 +60,12 @@ pub struct NetworkInfo {
     pub name: String,
     pub labels: HashMap<String, String>,
     pub subnets: Vec<String>,
+    /// The bridge interface name Berth gave it (None for networks made before it did).
+    pub bridge: Option<String>,
 }
+
+/// Docker's network option naming the bridge interface.
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
 /// What the Docker host has.
 #[derive(Debug, Clone, Copy)]
@@ -111,20 +116,35 @@ impl Runtime {
         })
     }
 
-    /// Creates a bridge network with `labels` (idempotent: an existing network of that name is
-    /// returned as is).
+    /// Creates a bridge network with `labels` whose interface is named `bridge` (the host
+    /// firewall matches Berth's bridges by name). Idempotent: an existing network of that name
+    /// is returned as is, unless its bridge is named otherwise (made before the firewall
+    /// existed): then it and its containers are removed and it is made again, since an
+    /// unmatched bridge would leave the host open to its containers.
     pub async fn ensure_network(
         &self,
         name: &str,
+        bridge: &str,
         labels: &HashMap<String, String>,
     ) -> Result<NetworkInfo, RuntimeError> {
         if let Some(found) = self.network(name).await? {
-            return Ok(found);
+            if found.bridge.as_deref() == Some(bridge) {
+                return Ok(found);
+            }
+            tracing::warn!(
+                network = name,
+                "replacing a network whose bridge the host firewall does not cover"
+            );
+            self.remove_network_and_containers(&found.id).await?;
         }
         let request = NetworkCreateRequest {
             name: name.to_owned(),
             driver: Some("bridge".to_owned()),
             labels: Some(labels.clone()),
+            options: Some(HashMap::from([(
+                BRIDGE_NAME_OPTION.to_owned(),
+                bridge.to_owned(),
+            )])),
             ..Default::default()
         };
         match self.docker.create_network(request).await {
@@ -140,9 +160,26 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::Docker(format!("network {name} vanished after creation")))
     }
 
+    async fn remove_network_and_containers(&self, id: &str) -> Result<(), RuntimeError> {
+        let attached = match self.docker.inspect_network(id, None).await {
+            Ok(n) => n.containers.unwrap_or_default(),
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for container in attached.keys() {
+            self.remove_container(container).await?;
+        }
+        self.remove_network(id).await
+    }
+
     async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
         match self.docker.inspect_network(name, None).await {
             Ok(n) => Ok(Some(NetworkInfo {
+                bridge: n
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.get(BRIDGE_NAME_OPTION))
+                    .cloned(),
                 id: n.id.unwrap_or_default(),
                 name: n.name.unwrap_or_default(),
                 labels: n.labels.unwrap_or_default(),

@@ -1,8 +1,10 @@
-//! Hostile tenants against the container runtime (issue 10, item 5): the same hardening for
-//! every container whatever the manifest says, the image's USER honoured, operator maxima per
-//! container and per tenant refused with the limit named, root images refused on request.
+//! Hostile tenants against the container runtime (issue 10, items 5 and 15): the same hardening
+//! for every container whatever the manifest says, the image's USER honoured, operator maxima
+//! per container and per tenant refused with the limit named, root images refused on request,
+//! and the host unreachable from deployment networks except the internal API.
 
 use std::io::Write;
+use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, unique};
 use crate::supervisor::{
-    HelloImage, HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server,
-    subscribe, wait_ready,
+    HelloImage, HelloLease, container_get, deploy, docker, installation, instances, manifest,
+    readiness_on_health, start_server, subscribe, wait_ready,
 };
 use crate::upload::{multipart, zip_of};
 
@@ -345,6 +347,87 @@ fn root_images_are_refused_when_the_operator_says_so() {
     }
 }
 
+/// The gateway (host side) of a container's deployment network and of Docker's default bridge
+/// (where `berth-platform` points).
+fn gateways(container: &str) -> Vec<String> {
+    let own = docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}",
+        container,
+    ]);
+    // berth-platform as the container resolves it (host-gateway, from its hosts file).
+    let hosts = std::fs::read_to_string(docker(&[
+        "inspect",
+        "--format",
+        "{{.HostsPath}}",
+        container,
+    ]))
+    .expect("the container's hosts file");
+    let platform = hosts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("berth-platform"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned();
+    let found = vec![own, platform];
+    assert!(found.iter().all(|g| !g.is_empty()), "{found:?}");
+    found
+}
+
+#[test]
+fn deployment_containers_reach_the_internal_api_and_no_other_host_port() {
+    let hello = HelloLease::acquire();
+    let (cleanup, server) = start_server(&[]);
+    // A host service on every address, as a database or an admin UI would be.
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = listener.local_addr().unwrap().port();
+    let internal_port: u16 = std::fs::read_to_string(server.path("internal-port"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let owner = create_tenant(&server, "fw");
+    let app = deploy(
+        &server,
+        &owner,
+        &hello.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let status = wait_ready(&server, &owner, &app, 1);
+    let instance = &instances(&status)[0];
+    let ip = instance["ip"].as_str().unwrap();
+    let name = instance["name"].as_str().unwrap();
+    let host_ip = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut addresses = gateways(name);
+    addresses.extend(
+        host_ip
+            .split_whitespace()
+            .filter(|a| !a.contains(':'))
+            .map(str::to_owned),
+    );
+    for address in &addresses {
+        // (port, reachable)
+        for (port, reachable) in [(internal_port, true), (host_port, false)] {
+            let outcome = container_get(ip, &format!("/connect?addr={address}:{port}"));
+            assert_eq!(
+                outcome["connected"], reachable,
+                "{address}:{port} from the container: {outcome}"
+            );
+        }
+    }
+    // Installed once per installation, not per network.
+    let rules = input_rules();
+    let marker = format!("berth installation {}", installation(&cleanup));
+    assert_eq!(rules.matches(&marker).count(), 1, "{rules}");
+    drop(listener);
+}
+
 /// Runs `berth` expecting it to exit before serving; a server still running at the deadline is
 /// killed (exit None), so a server that wrongly starts fails the test instead of hanging it.
 fn run_until_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -377,4 +460,34 @@ fn run_until_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) 
         let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
     }
     (code, stderr)
+}
+
+fn input_rules() -> String {
+    let out = Command::new("iptables")
+        .args(["-w", "-S", "INPUT"])
+        .output()
+        .expect("iptables");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_host_firewall_that_cannot_be_installed_stops_the_server_and_says_how_to_opt_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--https",
+        "127.0.0.1:0",
+        "--internal-api",
+        "127.0.0.1:0",
+    ];
+    // No iptables on PATH. A server that starts anyway is killed at the deadline and fails.
+    let (code, stderr) = run_until_exit(&args, &[("PATH", "/nonexistent")]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("host firewall") && stderr.contains("host_firewall = false"),
+        "{stderr}"
+    );
 }
