@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, unique};
 use crate::supervisor::{
     HelloImage, HelloLease, container_get, deploy, docker, installation, instances, manifest,
-    readiness_on_health, start_server, subscribe, wait_ready,
+    readiness_on_health, start_server, subscribe, wait_for, wait_ready,
 };
 use crate::upload::{multipart, zip_of};
 
@@ -490,4 +490,76 @@ fn a_host_firewall_that_cannot_be_installed_stops_the_server_and_says_how_to_opt
         stderr.contains("host firewall") && stderr.contains("host_firewall = false"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_deployment_network_made_before_the_firewall_is_replaced_with_its_containers() {
+    let hello = HelloLease::acquire();
+    let (cleanup, mut server) = start_server(&[]);
+    let owner = create_tenant(&server, "oldnet");
+    let app = deploy(
+        &server,
+        &owner,
+        &hello.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let status = wait_ready(&server, &owner, &app, 1);
+    let old = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    let network = docker(&[
+        "inspect",
+        "--format",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
+        &old,
+    ]);
+    // What an earlier Berth left: the same network with Docker's default bridge name.
+    server.crash();
+    let labels = docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{json .Labels}}",
+        &network,
+    ]);
+    let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&labels).unwrap();
+    docker(&["network", "disconnect", "-f", &network, &old]);
+    docker(&["network", "rm", &network]);
+    let mut create = vec!["network".to_owned(), "create".to_owned()];
+    for (k, v) in &labels {
+        create.push("--label".to_owned());
+        create.push(format!("{k}={v}"));
+    }
+    create.push(network.clone());
+    docker(&create.iter().map(String::as_str).collect::<Vec<_>>());
+    docker(&["network", "connect", &network, &old]);
+    let bridge_of = |network: &str| {
+        docker(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{index .Options \"com.docker.network.bridge.name\"}}",
+            network,
+        ])
+    };
+    assert!(!bridge_of(&network).starts_with("bt"));
+
+    let server = server.restart();
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = listener.local_addr().unwrap().port();
+    let status = wait_for(Duration::from_secs(60), "a replacement container", || {
+        let status = wait_ready(&server, &owner, &app, 1);
+        (instances(&status)[0]["name"] != old.as_str()).then_some(status)
+    });
+    assert!(
+        bridge_of(&network).starts_with("bt"),
+        "{}",
+        bridge_of(&network)
+    );
+    let ip = instances(&status)[0]["ip"].as_str().unwrap().to_owned();
+    let name = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    for address in gateways(&name) {
+        let outcome = container_get(&ip, &format!("/connect?addr={address}:{host_port}"));
+        assert_eq!(outcome["connected"], false, "{address}: {outcome}");
+    }
+    assert!(!crate::supervisor::containers_of(installation(&cleanup)).contains(&old));
 }
