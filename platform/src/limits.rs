@@ -101,7 +101,7 @@ pub enum LimitError {
         setting: &'static str,
     },
     #[error(
-        "Tenant {tenant} would reserve {asked} of {what} in total over its microservices, over its maximum of {max} (operator setting {setting}); lower the resources or replicas, or unsubscribe other microservices"
+        "Tenant {tenant} would reserve {asked} in total over its microservices, over its {what} maximum of {max} (operator setting {setting}); lower the resources or replicas, or unsubscribe other microservices"
     )]
     Tenant {
         tenant: String,
@@ -253,8 +253,8 @@ pub fn check_tenants(
         if over(cost.containers, was.containers, limits.tenant_containers) {
             return Err(refuse(
                 "containers",
-                cost.containers.to_string(),
-                limits.tenant_containers.to_string(),
+                format!("{} containers", cost.containers),
+                format!("{} containers", limits.tenant_containers),
                 "tenant_max_containers",
             ));
         }

@@ -39,7 +39,9 @@ fn check_change(state: &AppState, before: &[Planned], after: &[Planned]) -> Resu
 }
 
 /// An upload of `manifest` to application `id` of `owner`: per-container maxima, then the
-/// tenant sums as they would be with this manifest active.
+/// tenant sums as they would be with this manifest active. The subscribers are read from the
+/// subscriptions, not from what runs: a subscription made before the first upload runs
+/// nothing yet, and this upload is where its cost arises.
 pub async fn check_upload(
     state: &AppState,
     id: i64,
@@ -48,17 +50,25 @@ pub async fn check_upload(
 ) -> Result<(), ApiError> {
     limits::check_container(manifest, &state.limits)?;
     let before = planned(state).await?;
-    let autoscale_max = state.config.autoscale_max_replicas;
-    let after: Vec<Planned> = before
+    let subscribers: Vec<String> = db(state, "applications", move |c| {
+        subscriptions::of_application(c, id)
+    })
+    .await?
+    .into_iter()
+    .map(|s| s.tenant)
+    .collect();
+    let mut after: Vec<Planned> = before
         .iter()
-        .map(|p| {
-            if p.application_id == id {
-                Planned::new(id, owner, manifest, p.subscribers.clone(), autoscale_max)
-            } else {
-                p.clone()
-            }
-        })
+        .filter(|p| p.application_id != id)
+        .cloned()
         .collect();
+    after.push(Planned::new(
+        id,
+        owner,
+        manifest,
+        subscribers,
+        state.config.autoscale_max_replicas,
+    ));
     check_change(state, &before, &after)
 }
 

@@ -280,6 +280,21 @@ fn uploads_and_subscriptions_over_a_maximum_are_refused_naming_it() {
     let fits = with(&small(2, "0.5", "70M"), json!({"version": "2.0.0"}));
     upload(&server, &owner, &a, &hello.0, &fits).expect(201);
     assert_eq!(active_version(&server, &owner, &a), "2.0.0");
+    // A subscription made before the first upload costs nothing until that upload, which is
+    // then where the cost arises (the tenant is at its 1 CPU).
+    let c = create_app(&server, &owner);
+    subscribe(&server, &owner.id, &c).expect(201);
+    let refused = upload(&server, &owner, &c, &hello.0, &small(1, "0.1", "16M"))
+        .expect_error(403, "applications/Forbidden")
+        .json();
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenant_max_cpu"),
+        "{refused}"
+    );
+    assert_eq!(active_version(&server, &owner, &c), Value::Null);
 }
 
 #[test]
