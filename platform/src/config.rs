@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::limits::LimitSettings;
+
 /// Default HTTPS listener: loopback only, so a fresh `berth serve` is not exposed by accident.
 pub const DEFAULT_HTTPS: &str = "127.0.0.1:8443";
 /// Default data directory, relative to the working directory.
@@ -38,6 +40,10 @@ pub const DEFAULT_AUTOSCALE_TARGET: u32 = 80;
 pub const DEFAULT_AUTOSCALE_SCALE_DOWN_WINDOW: u64 = 60;
 pub const DEFAULT_AUTOSCALE_MAX_REPLICAS: u32 = 5;
 pub const DEFAULT_DRAIN_PERIOD: u64 = 2;
+/// Default most replicas a manifest may ask for: the manifest schema's own maximum.
+pub const DEFAULT_MAX_REPLICAS: u32 = 5;
+/// Default most containers one tenant's microservices may run together.
+pub const DEFAULT_TENANT_MAX_CONTAINERS: u64 = 50;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -149,6 +155,34 @@ pub struct ServeArgs {
         value_delimiter = ' '
     )]
     pub container_labels: Vec<String>,
+    /// Most memory one container may ask for: bytes or KiB/MiB/GiB [default: the Docker
+    /// host's memory].
+    #[arg(long, env = "BERTH_MAX_CONTAINER_MEMORY", value_name = "SIZE")]
+    pub max_container_memory: Option<String>,
+    /// Most CPUs one container may ask for, e.g. 2 or 500m [default: the Docker host's CPUs].
+    #[arg(long, env = "BERTH_MAX_CONTAINER_CPU", value_name = "CPUS")]
+    pub max_container_cpu: Option<String>,
+    /// Most replicas a manifest may ask for, 1 to 5 [default: 5, the manifest's maximum].
+    #[arg(long, env = "BERTH_MAX_REPLICAS", value_name = "N")]
+    pub max_replicas: Option<u32>,
+    /// Most memory one tenant's deployments may reserve together [default: the Docker host's
+    /// memory].
+    #[arg(long, env = "BERTH_TENANT_MAX_MEMORY", value_name = "SIZE")]
+    pub tenant_max_memory: Option<String>,
+    /// Most CPUs one tenant's deployments may reserve together [default: 4 × the host's].
+    #[arg(long, env = "BERTH_TENANT_MAX_CPU", value_name = "CPUS")]
+    pub tenant_max_cpu: Option<String>,
+    /// Most containers one tenant's deployments may run together [default: 50].
+    #[arg(long, env = "BERTH_TENANT_MAX_CONTAINERS", value_name = "N")]
+    pub tenant_max_containers: Option<u64>,
+    /// Refuse packages whose image runs as root (no USER, or not a numeric non-zero uid)
+    /// [default: false].
+    #[arg(long, env = "BERTH_REFUSE_ROOT_IMAGES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub refuse_root_images: Option<bool>,
+    /// Firewall the host from deployment networks (iptables INPUT rules on Berth's bridges:
+    /// only the internal API port answers); false runs without host isolation [default: true].
+    #[arg(long, env = "BERTH_HOST_FIREWALL", value_name = "BOOL")]
+    pub host_firewall: Option<bool>,
 }
 
 /// The config file: the same settings as the flags, in snake_case.
@@ -178,6 +212,14 @@ struct FileConfig {
     drain_period: Option<u64>,
     container_labels: Option<Vec<String>>,
     proxy_timeout: Option<u64>,
+    max_container_memory: Option<toml::Value>,
+    max_container_cpu: Option<toml::Value>,
+    max_replicas: Option<u32>,
+    tenant_max_memory: Option<toml::Value>,
+    tenant_max_cpu: Option<toml::Value>,
+    tenant_max_containers: Option<u64>,
+    refuse_root_images: Option<bool>,
+    host_firewall: Option<bool>,
 }
 
 /// Where the server certificate comes from.
@@ -222,6 +264,11 @@ pub struct Config {
     pub proxy_timeout: Duration,
     /// From `MICROSERVICE_RUNTIME_TIMEZONE`: `TZ` of containers whose owner sets none.
     pub default_timezone: Option<String>,
+    /// Resource maxima (unset ones are derived from the Docker host at start) and the
+    /// root-image rule.
+    pub limits: LimitSettings,
+    /// Install the host firewall for deployment networks.
+    pub host_firewall: bool,
 }
 
 /// A setting that cannot be used, named so the operator knows what to fix.
@@ -311,24 +358,20 @@ impl Config {
                 ));
             }
         };
-        let upload_limit = size_setting(
-            "upload_limit",
-            args.upload_limit,
-            file.upload_limit,
-            DEFAULT_UPLOAD_LIMIT,
-        )?;
+        let upload_limit = size_setting("upload_limit", args.upload_limit, file.upload_limit)?
+            .unwrap_or(DEFAULT_UPLOAD_LIMIT);
         let image_size_limit = size_setting(
             "image_size_limit",
             args.image_size_limit,
             file.image_size_limit,
-            DEFAULT_IMAGE_SIZE_LIMIT,
-        )?;
+        )?
+        .unwrap_or(DEFAULT_IMAGE_SIZE_LIMIT);
         let tenant_storage_quota = size_setting(
             "tenant_storage_quota",
             args.tenant_storage_quota,
             file.tenant_storage_quota,
-            DEFAULT_TENANT_STORAGE_QUOTA,
-        )?;
+        )?
+        .unwrap_or(DEFAULT_TENANT_STORAGE_QUOTA);
         let docker_socket = args
             .docker_socket
             .or(file.docker_socket)
@@ -462,7 +505,56 @@ impl Config {
                 }
             }
         }
+        let replicas = args
+            .max_replicas
+            .or(file.max_replicas)
+            .unwrap_or(DEFAULT_MAX_REPLICAS);
+        if !(1..=DEFAULT_MAX_REPLICAS).contains(&replicas) {
+            return Err(invalid(
+                "max_replicas",
+                &replicas.to_string(),
+                "must be from 1 to 5 (manifests cannot ask for more)",
+            ));
+        }
+        let tenant_containers = args
+            .tenant_max_containers
+            .or(file.tenant_max_containers)
+            .unwrap_or(DEFAULT_TENANT_MAX_CONTAINERS);
+        if tenant_containers == 0 {
+            return Err(invalid("tenant_max_containers", "0", "must be at least 1"));
+        }
+        let limits = LimitSettings {
+            container_memory: size_setting(
+                "max_container_memory",
+                args.max_container_memory,
+                file.max_container_memory,
+            )?,
+            container_millicores: cpu_setting(
+                "max_container_cpu",
+                args.max_container_cpu,
+                file.max_container_cpu,
+            )?,
+            replicas,
+            tenant_memory: size_setting(
+                "tenant_max_memory",
+                args.tenant_max_memory,
+                file.tenant_max_memory,
+            )?,
+            tenant_millicores: cpu_setting(
+                "tenant_max_cpu",
+                args.tenant_max_cpu,
+                file.tenant_max_cpu,
+            )?,
+            tenant_containers,
+            refuse_root_images: args
+                .refuse_root_images
+                .or(file.refuse_root_images)
+                .unwrap_or(false),
+        };
+        let host_firewall = args.host_firewall.or(file.host_firewall).unwrap_or(true);
         Ok(Config {
+            limits,
+            host_firewall,
             proxy_timeout,
             internal_api,
             reconcile_interval,
@@ -520,35 +612,63 @@ fn parse_addr(name: &'static str, text: &str) -> Result<SocketAddr, ConfigError>
     })
 }
 
-/// A size from the flag/environment (text) or the file (bytes or text), else `default`.
+/// A size setting from a flag/variable (text) or the file (bytes or text); None when unset.
 fn size_setting(
     name: &'static str,
     arg: Option<String>,
     file: Option<toml::Value>,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    match (arg, file) {
-        (Some(text), _) => parse_named_size(name, &text),
-        (None, Some(toml::Value::Integer(n))) => u64::try_from(n)
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| invalid(name, &n.to_string(), "must be a positive number of bytes")),
-        (None, Some(toml::Value::String(text))) => parse_named_size(name, &text),
-        (None, Some(other)) => Err(invalid(
+) -> Result<Option<u64>, ConfigError> {
+    let text = match (arg, file) {
+        (Some(text), _) | (None, Some(toml::Value::String(text))) => text,
+        (None, Some(toml::Value::Integer(n))) => n.to_string(),
+        (None, Some(other)) => {
+            return Err(invalid(
+                name,
+                &format!("{other:?}"),
+                "must be bytes or a string like \"8GiB\"",
+            ));
+        }
+        (None, None) => return Ok(None),
+    };
+    parse_size_of(name, &text).map(Some)
+}
+
+/// A CPU setting (`2`, `1.5`, `500m`, as in manifests) from a flag/variable or the file.
+fn cpu_setting(
+    name: &'static str,
+    arg: Option<String>,
+    file: Option<toml::Value>,
+) -> Result<Option<u64>, ConfigError> {
+    let text = match (arg, file) {
+        (Some(text), _) | (None, Some(toml::Value::String(text))) => text,
+        (None, Some(toml::Value::Integer(n))) => n.to_string(),
+        (None, Some(toml::Value::Float(f))) => f.to_string(),
+        (None, Some(other)) => {
+            return Err(invalid(
+                name,
+                &format!("{other:?}"),
+                "must be CPUs such as 2, 1.5 or \"500m\"",
+            ));
+        }
+        (None, None) => return Ok(None),
+    };
+    match manifests_schema::parse_cpu(text.trim()) {
+        Ok(m) if m > 0 => Ok(Some(m)),
+        _ => Err(invalid(
             name,
-            &format!("{other:?}"),
-            "must be bytes or a string like \"500MiB\"",
+            &text,
+            "must be a positive number of CPUs such as 2, 1.5 or 500m",
         )),
-        (None, None) => Ok(default),
     }
 }
 
 /// Parses `1048576`, `512KiB`, `500MiB`, `2GiB` (also KB/MB/GB as binary units).
 pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
-    parse_named_size("upload_limit", text)
+    parse_size_of("upload_limit", text)
 }
 
-fn parse_named_size(name: &'static str, text: &str) -> Result<u64, ConfigError> {
+/// [`parse_size`] for the setting `name` (named in the error).
+fn parse_size_of(name: &'static str, text: &str) -> Result<u64, ConfigError> {
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())
@@ -628,6 +748,12 @@ mod tests {
             ("proxy_timeout = 0", "proxy_timeout"),
             ("container_labels = [\"nokey\"]", "container_labels"),
             ("internal_api = \"8111\"", "internal_api"),
+            ("max_container_memory = \"lots\"", "max_container_memory"),
+            ("max_container_cpu = \"-1\"", "max_container_cpu"),
+            ("max_replicas = 0", "max_replicas"),
+            ("tenant_max_memory = 0", "tenant_max_memory"),
+            ("tenant_max_cpu = \"0\"", "tenant_max_cpu"),
+            ("tenant_max_containers = 0", "tenant_max_containers"),
         ];
         for (text, name) in cases {
             let file: FileConfig = toml::from_str(text).unwrap();
@@ -637,5 +763,27 @@ mod tests {
             assert!(err.contains(name), "{text}: {err}");
         }
         assert!(toml::from_str::<FileConfig>("htps = \"x\"").is_err());
+    }
+
+    #[test]
+    fn limits_parse_from_the_file_and_unset_ones_stay_for_the_host() {
+        let file: FileConfig = toml::from_str(
+            "max_container_memory = \"2GiB\"\nmax_container_cpu = 1.5\ntenant_max_cpu = \"500m\"\nrefuse_root_images = true\nhost_firewall = false",
+        )
+        .unwrap();
+        let config = Config::merge(ServeArgs::default(), file, None).unwrap();
+        let expected = LimitSettings {
+            container_memory: Some(2 << 30),
+            container_millicores: Some(1500),
+            replicas: DEFAULT_MAX_REPLICAS,
+            tenant_memory: None,
+            tenant_millicores: Some(500),
+            tenant_containers: DEFAULT_TENANT_MAX_CONTAINERS,
+            refuse_root_images: true,
+        };
+        assert_eq!(config.limits, expected);
+        assert!(!config.host_firewall);
+        let defaults = Config::merge(ServeArgs::default(), FileConfig::default(), None).unwrap();
+        assert!(defaults.host_firewall && !defaults.limits.refuse_root_images);
     }
 }

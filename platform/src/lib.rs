@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod limits;
 pub mod log_output;
 pub mod package;
 pub mod proxy;
@@ -70,6 +71,10 @@ pub enum StartupError {
     },
     #[error("server error: {0}")]
     Server(std::io::Error),
+    #[error("invalid setting {0}")]
+    Limits(#[from] limits::OverHost),
+    #[error(transparent)]
+    Firewall(#[from] runtime::firewall::FirewallError),
 }
 
 /// Installs the tracing subscriber: to stderr (stdout carries the machine-readable lines) in
@@ -199,6 +204,11 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     tls::install_crypto_provider();
     // Docker first: without an engine nothing can run, and nothing has been written yet.
     let runtime = runtime::Runtime::connect(&config.docker_socket).await?;
+    let host = runtime.host_resources().await?;
+    let limits = config.limits.resolve(limits::Host {
+        millicores: host.cpus.saturating_mul(1000),
+        memory_bytes: host.memory_bytes,
+    })?;
     prepare_dir(&config.data_dir)?;
     let tmp = config.data_dir.join(TMP_DIR);
     // Leftovers of uploads interrupted by a crash: never part of any accepted state.
@@ -221,6 +231,12 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let internal_addr = internal_listener
         .local_addr()
         .map_err(StartupError::Server)?;
+    // Before any container runs: the host answers deployment networks on this port only.
+    if config.host_firewall {
+        runtime::firewall::install(&installation, internal_addr.port())?;
+    } else {
+        runtime::firewall::remove(&installation);
+    }
     let routing = routing::RoutingTable::new();
     let supervisor = supervisor::Supervisor::new(
         supervisor::Settings {
@@ -258,6 +274,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         supervisor: supervisor_handle.clone(),
         routing,
         installation: installation.clone(),
+        limits,
     });
     let app_state = state.clone();
     let proxy = proxy::Proxy::new(config.proxy_timeout);

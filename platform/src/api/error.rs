@@ -141,6 +141,24 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// A manifest over a per-container maximum or a root image is invalid for this platform (422);
+/// a tenant over its sums is refused what it asked (403).
+impl From<crate::limits::LimitError> for ApiError {
+    fn from(err: crate::limits::LimitError) -> ApiError {
+        use crate::limits::LimitError;
+        match &err {
+            LimitError::Tenant { .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "applications/Forbidden",
+                &err.to_string(),
+            ),
+            LimitError::Container { .. } | LimitError::RootImage { .. } => {
+                ApiError::invalid("applications", &err.to_string())
+            }
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod autoscaler;
 pub mod error;
 pub mod groups;
+pub mod limits;
 pub mod login;
 pub mod media;
 pub mod options;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub routing: RoutingTable,
     /// This installation's id: part of every image tag Berth adds (see `upload`).
     pub installation: String,
+    /// Resource maxima in force (resolved against the Docker host at start).
+    pub limits: crate::limits::Limits,
 }
 
 /// Registers every route, the extractor error mapping and the 404 fallback.

@@ -207,10 +207,17 @@ async fn subscribe(
         required_roles: app.required_roles.clone(),
         settings,
     };
+    // The new deployment's cost is checked and the subscription recorded under the upload
+    // lock, so two subscriptions (or an upload) cannot both fit the same headroom.
+    let guard = state.upload_lock.lock().await;
+    if let (true, Some(manifest)) = (is_microservice, resolved_manifest(&app)) {
+        super::limits::check_subscription(&state, app.id, &app.owner, &manifest, &tenant).await?;
+    }
     db(&state, "applications", move |c| {
         subscriptions::subscribe(c, &new)
     })
     .await?;
+    drop(guard);
     super::audit::record_action(
         &state,
         &principal,

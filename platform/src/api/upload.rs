@@ -220,6 +220,7 @@ async fn upload(
     // One upload at a time: version rules and image bookkeeping need a stable view.
     let _guard = state.upload_lock.lock().await;
     let manifest = &package.manifest.manifest;
+    super::limits::check_upload(&state, id, &app.owner, manifest).await?;
     let version = manifest.version.clone();
     let lookup = version.clone();
     let existing = db(&state, "applications", move |c| {
@@ -415,6 +416,21 @@ async fn install(
                 ),
                 None,
             ));
+        }
+    }
+    if state.limits.refuse_root_images {
+        let user = match state.runtime.image_user(&package.image.id).await {
+            Ok(user) => user,
+            Err(e) => {
+                let message = "The container engine is not available";
+                return Err((
+                    ApiError::unavailable("applications", message, &e.to_string()),
+                    None,
+                ));
+            }
+        };
+        if let Err(e) = crate::limits::check_image_user(&user, &state.limits) {
+            return Err((e.into(), None));
         }
     }
     if let Err(e) = state

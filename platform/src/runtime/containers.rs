@@ -35,9 +35,6 @@ pub struct ContainerSpec {
     pub memory_bytes: i64,
     pub nano_cpus: i64,
     pub pids_limit: i64,
-    /// apiVersion 2: drop every capability except NET_BIND_SERVICE; apiVersion 1 keeps
-    /// Docker's default set.
-    pub restricted_caps: bool,
 }
 
 /// What the reconciler needs to know about a container.
@@ -63,6 +60,18 @@ pub struct NetworkInfo {
     pub name: String,
     pub labels: HashMap<String, String>,
     pub subnets: Vec<String>,
+    /// The bridge interface name Berth gave it (None for networks made before it did).
+    pub bridge: Option<String>,
+}
+
+/// Docker's network option naming the bridge interface.
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+
+/// What the Docker host has.
+#[derive(Debug, Clone, Copy)]
+pub struct HostResources {
+    pub cpus: u64,
+    pub memory_bytes: u64,
 }
 
 /// A container lifecycle event relevant to the supervisor.
@@ -93,20 +102,49 @@ fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
 }
 
 impl Runtime {
-    /// Creates a bridge network with `labels` (idempotent: an existing network of that name is
-    /// returned as is).
+    /// CPUs and memory of the Docker host (`docker info`), from which default maxima come.
+    pub async fn host_resources(&self) -> Result<HostResources, RuntimeError> {
+        let info = self.docker.info().await?;
+        let positive = |v: Option<i64>, what: &str| {
+            v.and_then(|v| u64::try_from(v).ok())
+                .filter(|v| *v > 0)
+                .ok_or_else(|| RuntimeError::Docker(format!("docker info reports no {what}")))
+        };
+        Ok(HostResources {
+            cpus: positive(info.ncpu, "NCPU")?,
+            memory_bytes: positive(info.mem_total, "MemTotal")?,
+        })
+    }
+
+    /// Creates a bridge network with `labels` whose interface is named `bridge` (the host
+    /// firewall matches Berth's bridges by name). Idempotent: an existing network of that name
+    /// is returned as is, unless its bridge is named otherwise (made before the firewall
+    /// existed): then it and its containers are removed and it is made again, since an
+    /// unmatched bridge would leave the host open to its containers.
     pub async fn ensure_network(
         &self,
         name: &str,
+        bridge: &str,
         labels: &HashMap<String, String>,
     ) -> Result<NetworkInfo, RuntimeError> {
         if let Some(found) = self.network(name).await? {
-            return Ok(found);
+            if found.bridge.as_deref() == Some(bridge) {
+                return Ok(found);
+            }
+            tracing::warn!(
+                network = name,
+                "replacing a network whose bridge the host firewall does not cover"
+            );
+            self.remove_network_and_containers(&found.id).await?;
         }
         let request = NetworkCreateRequest {
             name: name.to_owned(),
             driver: Some("bridge".to_owned()),
             labels: Some(labels.clone()),
+            options: Some(HashMap::from([(
+                BRIDGE_NAME_OPTION.to_owned(),
+                bridge.to_owned(),
+            )])),
             ..Default::default()
         };
         match self.docker.create_network(request).await {
@@ -122,9 +160,26 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::Docker(format!("network {name} vanished after creation")))
     }
 
+    async fn remove_network_and_containers(&self, id: &str) -> Result<(), RuntimeError> {
+        let attached = match self.docker.inspect_network(id, None).await {
+            Ok(n) => n.containers.unwrap_or_default(),
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for container in attached.keys() {
+            self.remove_container(container).await?;
+        }
+        self.remove_network(id).await
+    }
+
     async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
         match self.docker.inspect_network(name, None).await {
             Ok(n) => Ok(Some(NetworkInfo {
+                bridge: n
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.get(BRIDGE_NAME_OPTION))
+                    .cloned(),
                 id: n.id.unwrap_or_default(),
                 name: n.name.unwrap_or_default(),
                 labels: n.labels.unwrap_or_default(),
@@ -170,26 +225,22 @@ impl Runtime {
         }
     }
 
-    /// Creates (not starts) a container from `spec`; returns its id.
+    /// Creates (not starts) a container from `spec`; returns its id. The hardening is the same
+    /// for every container whatever its manifest says (apiVersion included): every capability
+    /// dropped but binding port 80, no privilege gain through setuid binaries, a pids limit,
+    /// a private IPC namespace. The user is the image's `USER` (never overridden).
     pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
-        let (cap_drop, cap_add) = if spec.restricted_caps {
-            (
-                Some(vec!["ALL".to_owned()]),
-                Some(vec!["NET_BIND_SERVICE".to_owned()]),
-            )
-        } else {
-            (None, None)
-        };
         let host_config = HostConfig {
             memory: Some(spec.memory_bytes),
             // Equal to memory: no swap, so the limit is what the manifest says.
             memory_swap: Some(spec.memory_bytes),
             nano_cpus: Some(spec.nano_cpus),
             pids_limit: Some(spec.pids_limit),
-            cap_drop,
-            cap_add,
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(vec!["NET_BIND_SERVICE".to_owned()]),
             security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
             privileged: Some(false),
+            ipc_mode: Some("private".to_owned()),
             network_mode: Some(spec.network.clone()),
             extra_hosts: Some(vec![format!("{}:host-gateway", super::PLATFORM_HOST)]),
             // The contract keeps at most ~35 MB of logs per instance.

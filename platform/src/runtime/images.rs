@@ -67,6 +67,12 @@ impl Runtime {
         }
     }
 
+    /// The user an image runs as (its config's `User`; empty = root).
+    pub async fn image_user(&self, reference: &str) -> Result<String, RuntimeError> {
+        let image = self.docker.inspect_image(reference).await?;
+        Ok(image.config.and_then(|c| c.user).unwrap_or_default())
+    }
+
     /// Streams a `docker save` archive into the engine (`POST /images/load`). Returns what the
     /// engine reports as loaded: `sha256:…` per untagged image, `name:tag` per tag it set.
     pub async fn load_image<S>(&self, archive: S) -> Result<Vec<String>, RuntimeError>

@@ -2,6 +2,7 @@
 //! the containers and networks of deployments, behind plain-data methods.
 
 pub mod containers;
+pub mod firewall;
 pub mod images;
 pub mod stats;
 

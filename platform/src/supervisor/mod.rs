@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 
 use crate::routing::{DeploymentKey, RoutingTable, Upstream};
 use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION};
-use crate::runtime::{Runtime, images};
+use crate::runtime::{Runtime, firewall, images};
 use crate::secrets::{Secrets, bootstrap_context, option_context, service_context};
 use crate::store::{Store, StoreError, applications, audit, options, subscriptions};
 use autoscale::{Decision, Policy};
@@ -627,7 +627,12 @@ impl Supervisor {
             let mut labels = self.labels();
             labels.insert(LABEL_APP.to_owned(), key.application_id.to_string());
             labels.insert(LABEL_DEPLOYMENT.to_owned(), key.to_string());
-            let net = match self.runtime.ensure_network(&network, &labels).await {
+            let bridge = firewall::bridge_name(&self.settings.installation, &network);
+            let net = match self
+                .runtime
+                .ensure_network(&network, &bridge, &labels)
+                .await
+            {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(deployment = %key, error = %e, "cannot create network");
@@ -1257,7 +1262,6 @@ impl Supervisor {
             memory_bytes: dep.memory_bytes,
             nano_cpus: dep.nano_cpus,
             pids_limit: self.settings.pids_limit,
-            restricted_caps: dep.restricted_caps,
         };
         let created = match self.runtime.create_container(&spec).await {
             Ok(id) => id,

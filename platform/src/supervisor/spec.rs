@@ -27,6 +27,10 @@ const PROXY_OPTIONS: &[(&str, &str, &str)] = &[
     ("proxy.socks.port", "PROXY_SOCKS_PORT", "socks"),
 ];
 
+/// Version of the hardening every container gets whatever its manifest says (capabilities,
+/// no-new-privileges, IPC): part of the revision, so a change replaces older containers.
+const HARDENING: &str = "floor-1";
+
 /// One deployment the supervisor must converge to.
 #[derive(Debug, Clone)]
 pub struct Deployment {
@@ -44,7 +48,6 @@ pub struct Deployment {
     pub env: Vec<String>,
     pub memory_bytes: i64,
     pub nano_cpus: i64,
-    pub restricted_caps: bool,
     pub liveness: Option<Probe>,
     pub readiness: Option<Probe>,
     /// Hash of everything a container is created from; containers of another revision are
@@ -128,7 +131,6 @@ pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deploymen
         let memory_bytes = i64::try_from(limits.memory.bytes).unwrap_or(i64::MAX);
         let nano_cpus =
             i64::try_from(limits.cpu.millicores.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-        let restricted_caps = manifest.api_version_number() >= 2;
         let mut hasher = Sha256::new();
         for part in [&app.image_tag, &app.image_id, &app.active_version] {
             hasher.update(part.as_bytes());
@@ -138,9 +140,11 @@ pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deploymen
             hasher.update(var.as_bytes());
             hasher.update([0]);
         }
+        // HARDENING names the container hardening (runtime::containers): containers made
+        // under an older one are replaced.
         hasher.update(
             format!(
-                "{memory_bytes}/{nano_cpus}/{restricted_caps}/{:?}/{:?}",
+                "{memory_bytes}/{nano_cpus}/{HARDENING}/{:?}/{:?}",
                 manifest.liveness_probe, manifest.readiness_probe
             )
             .as_bytes(),
@@ -156,7 +160,6 @@ pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deploymen
             env,
             memory_bytes,
             nano_cpus,
-            restricted_caps,
             liveness: manifest.liveness_probe.clone(),
             readiness: manifest.readiness_probe.clone(),
             revision: hex::encode(&hasher.finalize()[..8]),
@@ -293,7 +296,6 @@ mod tests {
                 assert_eq!(d.replicas, 2);
                 assert_eq!(d.memory_bytes, 128_000_000);
                 assert_eq!(d.nano_cpus, 250_000_000);
-                assert!(d.restricted_caps);
                 let has = |v: &str| d.env.iter().any(|e| e == v);
                 assert!(has(&format!("C8Y_MICROSERVICE_ISOLATION={isolation}")));
                 assert!(has("C8Y_BOOTSTRAP_PASSWORD=bpw") && has("TZ=Europe/Berlin"));

@@ -273,9 +273,55 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // The last owner of a data directory (not a restart handing it on) also removes the
+        // host firewall rules the server installed: they outlive the process by design.
+        let last = self
+            ._tmp
+            .as_ref()
+            .map_or(self.child.is_some(), |t| Arc::strong_count(t) == 1);
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if last
+            && let Some(installation) = self
+                .lines
+                .iter()
+                .find_map(|l| l.strip_prefix("berth: installation "))
+        {
+            remove_host_firewall(installation);
+        }
+    }
+}
+
+/// Deletes the INPUT jump commented with `installation` and the chain it jumps to, for IPv4
+/// and IPv6 (what `berth serve` installs unless `--host-firewall false`).
+pub fn remove_host_firewall(installation: &str) {
+    let marker = format!("berth installation {installation}");
+    for tool in ["iptables", "ip6tables"] {
+        let Ok(out) = Command::new(tool)
+            .args(["-w", "-L", "INPUT", "-n", "--line-numbers"])
+            .output()
+        else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut found: Vec<(u32, String)> = text
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                Some((words.next()?.parse().ok()?, words.next()?.to_owned()))
+            })
+            .collect();
+        // Highest first, so the numbers of the others stay valid.
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
+        for (number, chain) in &found {
+            let _ = Command::new(tool)
+                .args(["-w", "-D", "INPUT", &number.to_string()])
+                .output();
+            let _ = Command::new(tool).args(["-w", "-F", chain]).output();
+            let _ = Command::new(tool).args(["-w", "-X", chain]).output();
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod applications;
 mod fixture;
+mod hardening;
 mod hostile_packages;
 mod login;
 mod operate;

@@ -1,0 +1,96 @@
+//! Resource maxima at the moments a cost arises: an upload (a new manifest for an application,
+//! maybe already subscribed) and a subscription (a new deployment). Reads the desired state
+//! from the store and lets [`crate::limits`] decide.
+
+use std::collections::BTreeMap;
+
+use manifests_schema::Manifest;
+
+use super::error::ApiError;
+use super::{AppState, db};
+use crate::limits::{self, Cost, Planned};
+use crate::store::subscriptions;
+
+/// The microservices that run now (≥1 subscription), as costs. A stored manifest that no
+/// longer validates costs nothing here: the supervisor cannot run it either.
+async fn planned(state: &AppState) -> Result<Vec<Planned>, ApiError> {
+    let apps = db(state, "applications", |c| subscriptions::desired(c)).await?;
+    let autoscale_max = state.config.autoscale_max_replicas;
+    Ok(apps
+        .iter()
+        .filter_map(|app| {
+            let manifest = manifests_schema::validate(&app.manifest).ok()?.manifest;
+            let subscribers = app.subscriptions.iter().map(|s| s.tenant.clone()).collect();
+            Some(Planned::new(
+                app.application_id,
+                &app.owner,
+                &manifest,
+                subscribers,
+                autoscale_max,
+            ))
+        })
+        .collect())
+}
+
+fn check_change(state: &AppState, before: &[Planned], after: &[Planned]) -> Result<(), ApiError> {
+    let (was, will): (BTreeMap<String, Cost>, _) =
+        (limits::charges(before), limits::charges(after));
+    limits::check_tenants(&was, &will, &state.limits).map_err(ApiError::from)
+}
+
+/// An upload of `manifest` to application `id` of `owner`: per-container maxima, then the
+/// tenant sums as they would be with this manifest active. The subscribers are read from the
+/// subscriptions, not from what runs: a subscription made before the first upload runs
+/// nothing yet, and this upload is where its cost arises.
+pub async fn check_upload(
+    state: &AppState,
+    id: i64,
+    owner: &str,
+    manifest: &Manifest,
+) -> Result<(), ApiError> {
+    limits::check_container(manifest, &state.limits)?;
+    let before = planned(state).await?;
+    let subscribers: Vec<String> = db(state, "applications", move |c| {
+        subscriptions::of_application(c, id)
+    })
+    .await?
+    .into_iter()
+    .map(|s| s.tenant)
+    .collect();
+    let mut after: Vec<Planned> = before
+        .iter()
+        .filter(|p| p.application_id != id)
+        .cloned()
+        .collect();
+    after.push(Planned::new(
+        id,
+        owner,
+        manifest,
+        subscribers,
+        state.config.autoscale_max_replicas,
+    ));
+    check_change(state, &before, &after)
+}
+
+/// A subscription of `tenant` to application `id` (owned by `owner`, running `manifest`).
+pub async fn check_subscription(
+    state: &AppState,
+    id: i64,
+    owner: &str,
+    manifest: &Manifest,
+    tenant: &str,
+) -> Result<(), ApiError> {
+    let before = planned(state).await?;
+    let mut after = before.clone();
+    match after.iter_mut().find(|p| p.application_id == id) {
+        Some(p) => p.subscribers.push(tenant.to_owned()),
+        None => after.push(Planned::new(
+            id,
+            owner,
+            manifest,
+            vec![tenant.to_owned()],
+            state.config.autoscale_max_replicas,
+        )),
+    }
+    check_change(state, &before, &after)
+}

@@ -1,0 +1,200 @@
+//! Host isolation: deployment containers may reach the host only on the internal API port.
+//!
+//! Every deployment network's bridge is named `bt<installation hash><network hash>`, so one
+//! `INPUT` rule matching the interface prefix covers every network of this installation, also
+//! the ones created later, with nothing to add or remove per network. The rule jumps to this
+//! installation's chain, which returns (lets the host's own rules decide) for replies to
+//! connections the host opened (probes, the proxy) and for the internal API port, and rejects
+//! everything else. Forwarded traffic (the internet, other containers) is untouched: Docker's
+//! FORWARD rules keep deciding that. The rules stay while Berth is stopped (its containers keep
+//! running); `host_firewall = false` removes them at the next start.
+
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// Linux interface names are at most 15 bytes.
+const IFNAME_MAX: usize = 15;
+const BRIDGE_PREFIX: &str = "bt";
+/// Hex digits of the installation hash in bridge names: distinct installations on one engine
+/// must not share a prefix, or one's rules would cover the other's bridges.
+const INSTALLATION_DIGITS: usize = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error(
+        "cannot install the host firewall: `{command}` failed: {message}. Berth needs root and iptables to keep containers off the host's services; to run without that isolation, set host_firewall = false (--host-firewall false, BERTH_HOST_FIREWALL=false)"
+    )]
+    Command { command: String, message: String },
+}
+
+fn hash_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The interface-name prefix of this installation's bridges.
+pub fn bridge_prefix(installation: &str) -> String {
+    format!(
+        "{BRIDGE_PREFIX}{}",
+        &hash_hex(installation)[..INSTALLATION_DIGITS]
+    )
+}
+
+/// The bridge interface name of one deployment network.
+pub fn bridge_name(installation: &str, network: &str) -> String {
+    let mut name = bridge_prefix(installation);
+    // Base 36 of the network name's hash: 7 characters, 36^7 ≈ 7.8e10 names.
+    let digest = Sha256::digest(network.as_bytes());
+    let mut n = u64::from_be_bytes(digest[..8].try_into().unwrap_or_default());
+    while name.len() < IFNAME_MAX {
+        let digit = (n % 36) as u32;
+        name.push(char::from_digit(digit, 36).unwrap_or('0'));
+        n /= 36;
+    }
+    name
+}
+
+/// This installation's chain (iptables chain names are at most 28 characters).
+pub fn chain_name(installation: &str) -> String {
+    format!(
+        "BERTH-HOST-{}",
+        &hash_hex(installation)[..INSTALLATION_DIGITS]
+    )
+}
+
+/// The comment on the INPUT jump, so an operator (and test cleanup) can tell whose it is.
+fn comment(installation: &str) -> String {
+    format!("berth installation {installation}")
+}
+
+/// The rules of the chain, in order, as iptables arguments.
+pub fn chain_rules(internal_port: u16) -> Vec<Vec<String>> {
+    let args = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    vec![
+        args("-m conntrack --ctstate ESTABLISHED,RELATED -j RETURN"),
+        args(&format!("-p tcp --dport {internal_port} -j RETURN")),
+        args("-j REJECT"),
+    ]
+}
+
+/// The INPUT jump into the chain.
+pub fn jump_rule(installation: &str) -> Vec<String> {
+    vec![
+        "-i".to_owned(),
+        format!("{}+", bridge_prefix(installation)),
+        "-m".to_owned(),
+        "comment".to_owned(),
+        "--comment".to_owned(),
+        comment(installation),
+        "-j".to_owned(),
+        chain_name(installation),
+    ]
+}
+
+/// The tools to configure: IPv4 always, IPv6 when the kernel has it.
+fn tools() -> Vec<&'static str> {
+    let mut tools = vec!["iptables"];
+    if std::path::Path::new("/proc/net/if_inet6").exists() {
+        tools.push("ip6tables");
+    }
+    tools
+}
+
+fn run(tool: &str, args: &[String]) -> Result<(), FirewallError> {
+    // -w: wait for the xtables lock (Docker and other installations change rules too).
+    let output = Command::new(tool).arg("-w").args(args).output();
+    let fail = |message: String| FirewallError::Command {
+        command: format!("{tool} -w {}", args.join(" ")),
+        message,
+    };
+    match output {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(fail(String::from_utf8_lossy(&o.stderr).trim().to_owned())),
+        Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+fn with(prefix: &[&str], rest: &[String]) -> Vec<String> {
+    prefix
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(rest.iter().cloned())
+        .collect()
+}
+
+/// Installs (or refreshes, e.g. after the internal port changed) this installation's rules.
+pub fn install(installation: &str, internal_port: u16) -> Result<(), FirewallError> {
+    let chain = chain_name(installation);
+    let jump = jump_rule(installation);
+    for tool in tools() {
+        // The chain may exist from a previous run: create if missing, then rewrite it.
+        if run(tool, &["-n".into(), "-L".into(), chain.clone()]).is_err() {
+            run(tool, &["-N".into(), chain.clone()])?;
+        }
+        run(tool, &["-F".into(), chain.clone()])?;
+        for rule in chain_rules(internal_port) {
+            run(tool, &with(&["-A", &chain], &rule))?;
+        }
+        if run(tool, &with(&["-C", "INPUT"], &jump)).is_err() {
+            run(tool, &with(&["-I", "INPUT", "1"], &jump))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes this installation's rules, if any (host_firewall turned off).
+pub fn remove(installation: &str) {
+    let chain = chain_name(installation);
+    let jump = jump_rule(installation);
+    for tool in tools() {
+        while run(tool, &with(&["-D", "INPUT"], &jump)).is_ok() {}
+        let _ = run(tool, &["-F".into(), chain.clone()]);
+        let _ = run(tool, &["-X".into(), chain.clone()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_names_fit_an_interface_and_share_the_installation_prefix() {
+        let cases = [
+            ("abc", "berth-abc-1-shared"),
+            ("abc", "berth-abc-1-t1"),
+            ("xyz", "berth-xyz-1-shared"),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (installation, network) in cases {
+            let name = bridge_name(installation, network);
+            assert_eq!(name.len(), IFNAME_MAX, "{name}");
+            assert!(name.starts_with(&bridge_prefix(installation)));
+            assert!(name.chars().all(|c| c.is_ascii_alphanumeric()));
+            // Docker's default bridges are br-<id>: never under our prefix.
+            assert!(!name.starts_with("br-"));
+            assert!(seen.insert(name));
+        }
+        assert_ne!(bridge_prefix("abc"), bridge_prefix("xyz"));
+        assert_eq!(
+            bridge_name("abc", "berth-abc-1-shared"),
+            bridge_name("abc", "berth-abc-1-shared")
+        );
+        assert!(chain_name("abc").len() <= 28);
+    }
+
+    #[test]
+    fn the_chain_admits_replies_and_the_internal_port_only() {
+        let rules: Vec<String> = chain_rules(8111).iter().map(|r| r.join(" ")).collect();
+        assert_eq!(
+            rules,
+            [
+                "-m conntrack --ctstate ESTABLISHED,RELATED -j RETURN",
+                "-p tcp --dport 8111 -j RETURN",
+                "-j REJECT",
+            ]
+        );
+        let jump = jump_rule("abc").join(" ");
+        assert!(jump.starts_with(&format!("-i {}+ ", bridge_prefix("abc"))));
+        assert!(jump.ends_with(&format!("-j {}", chain_name("abc"))));
+    }
+}

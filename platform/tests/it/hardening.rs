@@ -1,0 +1,580 @@
+//! Hostile tenants against the container runtime (issue 10, items 5 and 15): the same hardening
+//! for every container whatever the manifest says, the image's USER honoured, operator maxima
+//! per container and per tenant refused with the limit named, root images refused on request,
+//! and the host unreachable from deployment networks except the internal API.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, unique};
+use crate::supervisor::{
+    HelloImage, HelloLease, container_get, deploy, docker, installation, instances, manifest,
+    readiness_on_health, start_server, subscribe, wait_for, wait_ready,
+};
+use crate::upload::{multipart, zip_of};
+
+/// The hello image with its config's `User` set, built FROM the hello image (no registry).
+struct UserImage {
+    tag: String,
+    image: HelloImage,
+}
+
+impl UserImage {
+    fn build(base: &HelloImage, user: &str) -> UserImage {
+        let tag = format!("berth-it-user-{}:1", unique(""));
+        // FROM needs a name: a temporary tag on the base, removed (untagged only) after.
+        let base_tag = format!("berth-it-base-{}:1", unique(""));
+        docker(&["tag", &base.id, &base_tag]);
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "--label", "berth.test=1", "-t", &tag, "-"])
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker build");
+        let dockerfile = format!("FROM {base_tag}\nUSER {user}\n");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dockerfile.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        docker(&["rmi", &base_tag]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+        let saved = Command::new("docker")
+            .args(["save", &tag])
+            .output()
+            .expect("docker save");
+        assert!(saved.status.success());
+        UserImage {
+            tag,
+            image: HelloImage {
+                id,
+                archive: saved.stdout,
+            },
+        }
+    }
+}
+
+impl Drop for UserImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.tag])
+            .output();
+    }
+}
+
+fn with(base: &str, changes: Value) -> String {
+    let mut m: Value = serde_json::from_str(base).unwrap();
+    for (k, v) in changes.as_object().unwrap() {
+        m[k] = v.clone();
+    }
+    m.to_string()
+}
+
+fn create_app(server: &Server, owner: &Tenant) -> String {
+    let name = unique("lim-");
+    server
+        .req("POST", "/application/applications")
+        .basic(&owner.admin_login, &owner.admin_password)
+        .json(&json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE"}))
+        .send()
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn upload(
+    server: &Server,
+    owner: &Tenant,
+    app: &str,
+    image: &HelloImage,
+    manifest: &str,
+) -> crate::fixture::Resp {
+    let zip = zip_of(&[
+        ("cumulocity.json", manifest.as_bytes()),
+        ("image.tar", &image.archive),
+    ]);
+    let (content_type, body) = multipart("file", &zip);
+    server
+        .req("POST", &format!("/application/applications/{app}/binaries"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .raw(&content_type, body)
+        .send()
+}
+
+fn active_version(server: &Server, owner: &Tenant, app: &str) -> Value {
+    server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()["activeVersionId"]
+        .clone()
+}
+
+fn subscribed_apps(server: &Server, tenant: &str) -> usize {
+    server
+        .req("GET", &format!("/tenant/tenants/{tenant}/applications"))
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .send()
+        .expect(200)
+        .json()["references"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn every_container_gets_the_hardening_floor_and_runs_as_its_image_user() {
+    let hello = HelloLease::acquire();
+    let as_1000 = UserImage::build(&hello.0, "1000:1000");
+    let (_cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "floor");
+    // (apiVersion, image, uid the process runs as)
+    let cases = [
+        ("1", &*hello.0, "0"),
+        ("2", &*hello.0, "0"),
+        ("1", &as_1000.image, "1000"),
+    ];
+    for (api_version, image, uid) in cases {
+        let m = with(
+            &manifest("MULTI_TENANT", 1, readiness_on_health()),
+            json!({"apiVersion": api_version}),
+        );
+        let app = deploy(&server, &owner, image, &m);
+        subscribe(&server, &owner.id, &app).expect(201);
+        // Ready means it serves port 80, also as uid 1000 with every capability dropped.
+        let status = wait_ready(&server, &owner, &app, 1);
+        let name = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+        let inspect: Value = serde_json::from_str(&docker(&["inspect", &name])).unwrap();
+        let host = &inspect[0]["HostConfig"];
+        let case = format!("apiVersion {api_version}, uid {uid}");
+        assert_eq!(host["CapDrop"], json!(["ALL"]), "{case}");
+        assert_eq!(host["CapAdd"], json!(["NET_BIND_SERVICE"]), "{case}");
+        assert_eq!(
+            host["SecurityOpt"],
+            json!(["no-new-privileges:true"]),
+            "{case}"
+        );
+        assert_eq!(host["PidsLimit"], 10240, "{case}");
+        assert_eq!(host["Privileged"], false, "{case}");
+        assert_eq!(host["IpcMode"], "private", "{case}");
+        // The image's USER, never overridden (Docker's ps: the process's real uid).
+        let top = docker(&["top", &name, "-o", "pid,uid"]);
+        let uids: Vec<&str> = top
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        assert_eq!(uids, [uid], "{case}: {top}");
+    }
+}
+
+#[test]
+fn uploads_and_subscriptions_over_a_maximum_are_refused_naming_it() {
+    let hello = HelloLease::acquire();
+    // Per-container memory and CPU maxima are the host's (the defaults: this host has a few
+    // CPUs and tens of GiB); replicas and the tenant sums are set low.
+    let (_cleanup, server) = start_server(&[
+        "--tenant-max-memory",
+        "150MiB",
+        "--tenant-max-cpu",
+        "1",
+        "--tenant-max-containers",
+        "2",
+        "--max-replicas",
+        "3",
+    ]);
+    let owner = create_tenant(&server, "limits");
+    let base = manifest("MULTI_TENANT", 1, json!({}));
+    let small = |replicas: u32, cpu: &str, memory: &str| {
+        with(
+            &base,
+            json!({"replicas": replicas, "resources": {"cpu": cpu, "memory": memory}}),
+        )
+    };
+
+    // Per container, at upload: nothing is recorded.
+    let cases = [
+        (
+            json!({"resources": {"memory": "100Gi"}}),
+            "max_container_memory",
+        ),
+        (json!({"resources": {"cpu": "64"}}), "max_container_cpu"),
+        (json!({"replicas": 4}), "max_replicas"),
+    ];
+    for (changes, setting) in cases {
+        let app = create_app(&server, &owner);
+        let body = upload(
+            &server,
+            &owner,
+            &app,
+            &hello.0,
+            &with(&base, changes.clone()),
+        )
+        .expect_error(422, "applications/Invalid Data")
+        .json();
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(setting), "{changes}: {message}");
+        assert_eq!(active_version(&server, &owner, &app), Value::Null);
+    }
+
+    // Per tenant: a MULTI_TENANT service is charged to its owner once subscribed.
+    let a = create_app(&server, &owner);
+    upload(&server, &owner, &a, &hello.0, &small(2, "0.25", "64M")).expect(201);
+    subscribe(&server, &owner.id, &a).expect(201);
+    // At subscription: 128 MB + 64 MB is over 150 MiB.
+    let b = create_app(&server, &owner);
+    upload(&server, &owner, &b, &hello.0, &small(1, "0.1", "64M")).expect(201);
+    let refused = subscribe(&server, &owner.id, &b)
+        .expect_error(403, "applications/Forbidden")
+        .json();
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenant_max_memory"),
+        "{refused}"
+    );
+    assert_eq!(subscribed_apps(&server, &owner.id), 1);
+    // At upload of a new version of a subscribed service: 3 × 64 MB.
+    let bigger = with(&small(3, "0.25", "32M"), json!({"version": "2.0.0"}));
+    let refused = upload(&server, &owner, &a, &hello.0, &bigger)
+        .expect_error(403, "applications/Forbidden")
+        .json();
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenant_max_containers"),
+        "{refused}"
+    );
+    assert_eq!(active_version(&server, &owner, &a), "1.0.0");
+    let hungrier = with(&small(2, "0.75", "32M"), json!({"version": "2.0.0"}));
+    let refused = upload(&server, &owner, &a, &hello.0, &hungrier)
+        .expect_error(403, "applications/Forbidden")
+        .json();
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenant_max_cpu"),
+        "{refused}"
+    );
+    assert_eq!(active_version(&server, &owner, &a), "1.0.0");
+    // Within every maximum, the same upload goes through.
+    let fits = with(&small(2, "0.5", "70M"), json!({"version": "2.0.0"}));
+    upload(&server, &owner, &a, &hello.0, &fits).expect(201);
+    assert_eq!(active_version(&server, &owner, &a), "2.0.0");
+    // A subscription made before the first upload costs nothing until that upload, which is
+    // then where the cost arises (the tenant is at its 1 CPU).
+    let c = create_app(&server, &owner);
+    subscribe(&server, &owner.id, &c).expect(201);
+    let refused = upload(&server, &owner, &c, &hello.0, &small(1, "0.1", "16M"))
+        .expect_error(403, "applications/Forbidden")
+        .json();
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenant_max_cpu"),
+        "{refused}"
+    );
+    assert_eq!(active_version(&server, &owner, &c), Value::Null);
+}
+
+#[test]
+fn a_maximum_beyond_the_host_stops_the_server_before_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, stderr) = run_until_exit(
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--https",
+            "127.0.0.1:0",
+            "--internal-api",
+            "127.0.0.1:0",
+            "--max-container-cpu",
+            "100000",
+        ],
+        &[],
+    );
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("max_container_cpu"), "{stderr}");
+}
+
+#[test]
+fn root_images_are_refused_when_the_operator_says_so() {
+    let hello = HelloLease::acquire();
+    let users = ["0", "root", "0:1000", "1000:1000"];
+    let images: Vec<UserImage> = users
+        .iter()
+        .map(|u| UserImage::build(&hello.0, u))
+        .collect();
+    let (_cleanup, server) = start_server(&["--refuse-root-images"]);
+    let owner = create_tenant(&server, "rootless");
+    let m = manifest("MULTI_TENANT", 1, json!({}));
+    // (image, accepted): no USER at all is root too.
+    let mut cases: Vec<(&HelloImage, &str, bool)> = vec![(&*hello.0, "(none)", false)];
+    for (user, image) in users.iter().zip(&images) {
+        cases.push((&image.image, user, *user == "1000:1000"));
+    }
+    for (image, user, accepted) in cases {
+        let app = create_app(&server, &owner);
+        let response = upload(&server, &owner, &app, image, &m);
+        if accepted {
+            response.expect(201);
+            continue;
+        }
+        let body = response
+            .expect_error(422, "applications/Invalid Data")
+            .json();
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("refuse_root_images") && message.contains("USER"),
+            "{user}: {message}"
+        );
+        assert_eq!(active_version(&server, &owner, &app), Value::Null, "{user}");
+        // Berth's tag for the refused version was never kept.
+        let tags = docker(&[
+            "images",
+            "-q",
+            "--filter",
+            &format!("reference=berth/*/{}-{app}", owner.id.to_ascii_lowercase()),
+        ]);
+        assert!(tags.is_empty(), "{user}: {tags}");
+    }
+}
+
+/// The gateway (host side) of a container's deployment network and of Docker's default bridge
+/// (where `berth-platform` points).
+fn gateways(container: &str) -> Vec<String> {
+    let own = docker(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}",
+        container,
+    ]);
+    // berth-platform as the container resolves it (host-gateway, from its hosts file).
+    let hosts = std::fs::read_to_string(docker(&[
+        "inspect",
+        "--format",
+        "{{.HostsPath}}",
+        container,
+    ]))
+    .expect("the container's hosts file");
+    let platform = hosts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("berth-platform"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned();
+    let found = vec![own, platform];
+    assert!(found.iter().all(|g| !g.is_empty()), "{found:?}");
+    found
+}
+
+#[test]
+fn deployment_containers_reach_the_internal_api_and_no_other_host_port() {
+    let hello = HelloLease::acquire();
+    let (cleanup, server) = start_server(&[]);
+    // A host service on every address, as a database or an admin UI would be.
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = listener.local_addr().unwrap().port();
+    let internal_port: u16 = std::fs::read_to_string(server.path("internal-port"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let owner = create_tenant(&server, "fw");
+    let app = deploy(
+        &server,
+        &owner,
+        &hello.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let status = wait_ready(&server, &owner, &app, 1);
+    let instance = &instances(&status)[0];
+    let ip = instance["ip"].as_str().unwrap();
+    let name = instance["name"].as_str().unwrap();
+    let host_ip = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut addresses = gateways(name);
+    addresses.extend(
+        host_ip
+            .split_whitespace()
+            .filter(|a| !a.contains(':'))
+            .map(str::to_owned),
+    );
+    for address in &addresses {
+        // (port, reachable)
+        for (port, reachable) in [(internal_port, true), (host_port, false)] {
+            let outcome = container_get(ip, &format!("/connect?addr={address}:{port}"));
+            assert_eq!(
+                outcome["connected"], reachable,
+                "{address}:{port} from the container: {outcome}"
+            );
+        }
+    }
+    // Installed once per installation, not per network.
+    let rules = input_rules();
+    let marker = format!("berth installation {}", installation(&cleanup));
+    assert_eq!(rules.matches(&marker).count(), 1, "{rules}");
+    drop(listener);
+}
+
+/// Runs `berth` expecting it to exit before serving; a server still running at the deadline is
+/// killed (exit None), so a server that wrongly starts fails the test instead of hanging it.
+fn run_until_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .args(args)
+        .env_remove("BERTH_ADMIN_PASSWORD")
+        .env("BERTH_ADMIN_PASSWORD", crate::fixture::ADMIN_PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn berth");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    (code, stderr)
+}
+
+fn input_rules() -> String {
+    let out = Command::new("iptables")
+        .args(["-w", "-S", "INPUT"])
+        .output()
+        .expect("iptables");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_host_firewall_that_cannot_be_installed_stops_the_server_and_says_how_to_opt_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--https",
+        "127.0.0.1:0",
+        "--internal-api",
+        "127.0.0.1:0",
+    ];
+    // No iptables on PATH. A server that starts anyway is killed at the deadline and fails.
+    let (code, stderr) = run_until_exit(&args, &[("PATH", "/nonexistent")]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("host firewall") && stderr.contains("host_firewall = false"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_deployment_network_made_before_the_firewall_is_replaced_with_its_containers() {
+    let hello = HelloLease::acquire();
+    let (cleanup, mut server) = start_server(&[]);
+    let owner = create_tenant(&server, "oldnet");
+    let app = deploy(
+        &server,
+        &owner,
+        &hello.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let status = wait_ready(&server, &owner, &app, 1);
+    let old = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    let network = docker(&[
+        "inspect",
+        "--format",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
+        &old,
+    ]);
+    // What an earlier Berth left: the same network with Docker's default bridge name.
+    server.crash();
+    let labels = docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{json .Labels}}",
+        &network,
+    ]);
+    let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&labels).unwrap();
+    docker(&["network", "disconnect", "-f", &network, &old]);
+    docker(&["network", "rm", &network]);
+    let mut create = vec!["network".to_owned(), "create".to_owned()];
+    for (k, v) in &labels {
+        create.push("--label".to_owned());
+        create.push(format!("{k}={v}"));
+    }
+    create.push(network.clone());
+    docker(&create.iter().map(String::as_str).collect::<Vec<_>>());
+    docker(&["network", "connect", &network, &old]);
+    let bridge_of = |network: &str| {
+        docker(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{index .Options \"com.docker.network.bridge.name\"}}",
+            network,
+        ])
+    };
+    assert!(!bridge_of(&network).starts_with("bt"));
+
+    let server = server.restart();
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = listener.local_addr().unwrap().port();
+    let status = wait_for(Duration::from_secs(60), "a replacement container", || {
+        let status = wait_ready(&server, &owner, &app, 1);
+        (instances(&status)[0]["name"] != old.as_str()).then_some(status)
+    });
+    assert!(
+        bridge_of(&network).starts_with("bt"),
+        "{}",
+        bridge_of(&network)
+    );
+    let ip = instances(&status)[0]["ip"].as_str().unwrap().to_owned();
+    let name = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    for address in gateways(&name) {
+        let outcome = container_get(&ip, &format!("/connect?addr={address}:{host_port}"));
+        assert_eq!(outcome["connected"], false, "{address}: {outcome}");
+    }
+    assert!(!crate::supervisor::containers_of(installation(&cleanup)).contains(&old));
+}
