@@ -83,7 +83,7 @@ async fn check_manage(
     state: &AppState,
     principal: &Principal,
     tenant: &str,
-) -> Result<(), ApiError> {
+) -> Result<tenants::Tenant, ApiError> {
     let id = tenant.to_owned();
     let found = db(state, "tenants", move |c| tenants::get(c, &id))
         .await?
@@ -91,32 +91,52 @@ async fn check_manage(
             ApiError::not_found("tenants", &format!("There is no tenant with id = {tenant}"))
         })?;
     if found.id == principal.tenant {
-        return principal.require_any(&[
+        principal.require_any(&[
             roles::APPLICATION_MANAGEMENT_ADMIN,
             roles::TENANT_MANAGEMENT_ADMIN,
             roles::TENANT_MANAGEMENT_UPDATE,
-        ]);
+        ])?;
+        return Ok(found);
     }
     if principal.is_management() || found.parent.as_deref() == Some(principal.tenant.as_str()) {
-        return principal.require_any(&[
+        principal.require_any(&[
             roles::TENANT_MANAGEMENT_ADMIN,
             roles::TENANT_MANAGEMENT_UPDATE,
-        ]);
+        ])?;
+        return Ok(found);
     }
     Err(ApiError::forbidden())
 }
 
-/// The application a caller may subscribe tenants to: one its tenant owns, any for the
-/// management tenant, or a MARKET/SHARED one.
-async fn subscribable(
+/// The application `id` if it is offered to the caller's tenant (the management tenant, the
+/// operator, sees every one); 404 otherwise, so ids of applications a tenant may not use
+/// reveal nothing. `subscribed` also makes it visible, so a subscription outlives a change of
+/// availability and can still be removed.
+async fn visible_application(
     state: &AppState,
     principal: &Principal,
     id: i64,
+    subscribed: Option<&str>,
 ) -> Result<Application, ApiError> {
-    let app = db(state, "applications", move |c| applications::get_any(c, id)).await?;
-    let visible = app.owner == principal.tenant
-        || principal.is_management()
-        || matches!(app.availability.as_str(), "MARKET" | "SHARED");
+    let (caller, target) = (principal.tenant.clone(), subscribed.map(str::to_owned));
+    let (app, parent, is_subscribed) = db(state, "applications", move |c| {
+        let app = applications::get_any(c, id)?;
+        let parent = tenants::get(c, &caller)?.and_then(|t| t.parent);
+        let is_subscribed = match &target {
+            Some(t) => subscriptions::get(c, id, t)?.is_some(),
+            None => false,
+        };
+        Ok((app, parent, is_subscribed))
+    })
+    .await?;
+    let visible = principal.is_management()
+        || is_subscribed
+        || subscriptions::offered_to(
+            &app.availability,
+            &app.owner,
+            &principal.tenant,
+            parent.as_deref(),
+        );
     if visible {
         Ok(app)
     } else {
@@ -125,6 +145,40 @@ async fn subscribable(
             &format!("Could not find application by ID {id}"),
         ))
     }
+}
+
+/// The application a caller may subscribe `target` to: visible to the caller and offered to
+/// `target` by its availability (the management tenant, the operator, may subscribe any
+/// tenant to any application).
+async fn subscribable(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    target: &tenants::Tenant,
+) -> Result<Application, ApiError> {
+    let app = visible_application(state, principal, id, None).await?;
+    if principal.is_management()
+        || subscriptions::offered_to(
+            &app.availability,
+            &app.owner,
+            &target.id,
+            target.parent.as_deref(),
+        )
+    {
+        return Ok(app);
+    }
+    let offered = match app.availability.as_str() {
+        "SHARED" => format!("only to tenant {} and its subtenants", app.owner),
+        _ => format!("only to its owner tenant {}", app.owner),
+    };
+    Err(ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "security/Forbidden",
+        &format!(
+            "Application {} is {} and offered {offered}: tenant {} cannot subscribe to it (its owner can make it SHARED for its subtenants or MARKET for every tenant)",
+            app.name, app.availability, target.id
+        ),
+    ))
 }
 
 /// The settings category and keys of an application's active manifest.
@@ -166,8 +220,8 @@ async fn subscribe(
     body: web::Json<ReferenceBody>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = path.into_inner();
-    check_manage(&state, &principal, &tenant).await?;
-    let app = subscribable(&state, &principal, body.application_id()?).await?;
+    let target = check_manage(&state, &principal, &tenant).await?;
+    let app = subscribable(&state, &principal, body.application_id()?, &target).await?;
     let is_microservice = app.app_type == MICROSERVICE;
     let user_name = format!("service_{}", app.name);
     let password = state
@@ -297,7 +351,7 @@ async fn unsubscribe(
             &format!("Could not find application by ID {id_text}"),
         )
     })?;
-    let app = subscribable(&state, &principal, id).await?;
+    let app = visible_application(&state, &principal, id, Some(&tenant)).await?;
     let (category, keys) = setting_keys(&app);
     let t = tenant.clone();
     let removed = db(&state, "applications", move |c| {

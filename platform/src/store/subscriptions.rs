@@ -54,6 +54,19 @@ pub struct SettingsUpdate {
     pub settings: Vec<Setting>,
 }
 
+/// Whether an application of `owner` with `availability` is offered to `tenant` (whose parent
+/// is `parent`): its owner always; MARKET to every tenant; SHARED to the owner's direct
+/// subtenants only (a sub-subtenant is its own parent's customer, as in Cumulocity, where a
+/// tenant offers only what it owns to the subtenants it created); PRIVATE to nobody else.
+pub fn offered_to(availability: &str, owner: &str, tenant: &str, parent: Option<&str>) -> bool {
+    tenant == owner
+        || match availability {
+            "MARKET" => true,
+            "SHARED" => parent == Some(owner),
+            _ => false,
+        }
+}
+
 /// Keys with this prefix are stored sealed, and handed to the service decrypted and unprefixed.
 pub const SEALED_PREFIX: &str = "credentials.";
 
@@ -511,4 +524,34 @@ pub fn rollout_message(
         )
         .optional()?
         .flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn availability_offers_an_application_to_these_tenants() {
+        // (availability, tenant, tenant's parent, offered) for an application owned by "o".
+        let cases = [
+            ("PRIVATE", "o", Some("management"), true),
+            ("PRIVATE", "sub", Some("o"), false),
+            ("PRIVATE", "other", Some("management"), false),
+            ("SHARED", "o", Some("management"), true),
+            ("SHARED", "sub", Some("o"), true),
+            ("SHARED", "subsub", Some("sub"), false),
+            ("SHARED", "other", Some("management"), false),
+            ("SHARED", "management", None, false),
+            ("MARKET", "other", Some("management"), true),
+            ("MARKET", "subsub", Some("sub"), true),
+            ("UNKNOWN", "sub", Some("o"), false),
+        ];
+        for (availability, tenant, parent, offered) in cases {
+            assert_eq!(
+                offered_to(availability, "o", tenant, parent),
+                offered,
+                "{availability} to {tenant}"
+            );
+        }
+    }
 }

@@ -218,3 +218,104 @@ fn subscribing_makes_the_application_roles_assignable() {
         "{users}"
     );
 }
+
+/// Makes `child` a subtenant of `parent` in the database of a running server: the API lets
+/// only the management tenant create tenants, so a sub-subtenant cannot be made through it.
+/// (SQLite serialises this write with the server's own connection.)
+fn set_parent(server: &Server, child: &Tenant, parent: &Tenant) {
+    let store = berth::store::Store::open(&server.path(berth::store::DATABASE_FILE)).unwrap();
+    store
+        .run_now(|c| {
+            c.execute(
+                "UPDATE tenants SET parent = ?1 WHERE id = ?2",
+                [&parent.id, &child.id],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn availability_decides_who_may_subscribe() {
+    let server = Server::start();
+    let mgmt = Tenant {
+        id: "management".into(),
+        admin_login: MGMT_ADMIN.into(),
+        admin_password: ADMIN_PASSWORD.into(),
+    };
+    // management ─┬─ a ── g (a sub-subtenant of management, a subtenant of a)
+    //             └─ b
+    let (a, b, g) = (
+        create_tenant(&server, "ava"),
+        create_tenant(&server, "avb"),
+        create_tenant(&server, "avg"),
+    );
+    set_parent(&server, &g, &a);
+    // (owner, availability, subscribing tenant (its admin subscribes it), status)
+    let cases: &[(&Tenant, &str, &Tenant, u16)] = &[
+        (&mgmt, "PRIVATE", &mgmt, 201),
+        (&mgmt, "PRIVATE", &a, 404),
+        (&mgmt, "PRIVATE", &g, 404),
+        (&mgmt, "SHARED", &a, 201),
+        (&mgmt, "SHARED", &g, 404),
+        (&mgmt, "MARKET", &g, 201),
+        (&a, "PRIVATE", &a, 201),
+        (&a, "PRIVATE", &g, 404),
+        (&a, "PRIVATE", &b, 404),
+        (&a, "SHARED", &a, 201),
+        (&a, "SHARED", &g, 201),
+        (&a, "SHARED", &b, 404),
+        (&a, "MARKET", &b, 201),
+        (&a, "MARKET", &g, 201),
+    ];
+    let mut expected: Vec<(String, String)> = Vec::new();
+    for (owner, availability, subscriber, status) in cases {
+        let app = create_app(&server, owner, availability);
+        let resp = server
+            .req(
+                "POST",
+                &format!("/tenant/tenants/{}/applications", subscriber.id),
+            )
+            .basic(&subscriber.admin_login, &subscriber.admin_password)
+            .json(&json!({"application": {"id": app}}))
+            .send();
+        let case = format!("{} {availability} → {}", owner.id, subscriber.id);
+        assert_eq!(resp.status, *status, "{case}: {}", resp.body);
+        if *status == 201 {
+            expected.push((subscriber.id.clone(), app));
+        } else {
+            let body = resp.expect_error(*status, "applications/Not Found").json();
+            assert_eq!(
+                body["message"],
+                format!("Could not find application by ID {app}"),
+                "{case}"
+            );
+        }
+    }
+    // Nothing was written for a refused subscription.
+    for tenant in [&mgmt, &a, &b, &g] {
+        let refs = server
+            .req(
+                "GET",
+                &format!("/tenant/tenants/{}/applications?pageSize=100", tenant.id),
+            )
+            .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+            .send()
+            .expect(200)
+            .json();
+        let mut listed: Vec<String> = refs["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["application"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut want: Vec<String> = expected
+            .iter()
+            .filter(|(t, _)| *t == tenant.id)
+            .map(|(_, app)| app.clone())
+            .collect();
+        listed.sort();
+        want.sort();
+        assert_eq!(listed, want, "subscriptions of {}", tenant.id);
+    }
+}
