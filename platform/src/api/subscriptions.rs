@@ -17,7 +17,7 @@ use crate::secrets::{Secrets, option_context, service_context};
 use crate::store::StoreError;
 use crate::store::applications::{self, Application, resolved_manifest};
 use crate::store::options::{self, TenantOption};
-use crate::store::subscriptions::{self, NewSubscription};
+use crate::store::subscriptions::{self, CategoryClaim, NewSubscription};
 use crate::store::tenants;
 use crate::store::users::{NewUser, UserKind};
 
@@ -192,6 +192,84 @@ pub fn setting_keys(app: &Application) -> (String, Vec<String>) {
         .map(|m| m.settings.into_iter().map(|s| s.key).collect())
         .unwrap_or_default();
     (category, keys)
+}
+
+/// 422 unless `category` may hold the settings of application `id` (None: one being
+/// created); `fix` tells the client what to change.
+async fn check_settings_category(
+    state: &AppState,
+    id: Option<i64>,
+    category: &str,
+    fix: &str,
+) -> Result<(), ApiError> {
+    let c = category.to_owned();
+    let claim = db(state, "applications", move |conn| {
+        subscriptions::category_claim(conn, id, &c)
+    })
+    .await?;
+    let why = match claim {
+        CategoryClaim::Free => return Ok(()),
+        CategoryClaim::Reserved => "is reserved for the platform's own tenant options",
+        CategoryClaim::Taken => "is already the settings category of another application",
+    };
+    Err(ApiError::invalid(
+        "applications",
+        &format!("Settings category {category:?} {why}; {fix}"),
+    ))
+}
+
+/// An upload's check: the new manifest's settings category must be the application's own.
+pub async fn check_manifest_category(
+    state: &AppState,
+    app: &Application,
+    manifest: &manifests_schema::Manifest,
+) -> Result<(), ApiError> {
+    let category = manifest.settings_category_or(&app.name);
+    check_settings_category(
+        state,
+        Some(app.id),
+        category,
+        "set \"settingsCategory\" in cumulocity.json to a category of this application's own (letters, digits and '.')",
+    )
+    .await
+}
+
+/// A new microservice's check: its name is its settings category until a manifest names
+/// another, so it must not be a platform category or another application's. A name the
+/// tenant already uses is left to the duplicate check (409).
+pub async fn check_new_microservice_category(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let (t, n) = (tenant.to_owned(), name.to_owned());
+    let duplicate = db(state, "applications", move |c| {
+        let filter = applications::ApplicationFilter {
+            name: Some(n),
+            ..applications::ApplicationFilter::default()
+        };
+        Ok(applications::list(
+            c,
+            &t,
+            &filter,
+            crate::store::Page {
+                offset: 0,
+                limit: 1,
+            },
+        )?
+        .1 > 0)
+    })
+    .await?;
+    if duplicate {
+        return Ok(());
+    }
+    check_settings_category(
+        state,
+        None,
+        name,
+        "choose another name (a microservice's settings live in the tenant-option category of its name unless its manifest sets \"settingsCategory\")",
+    )
+    .await
 }
 
 /// Seals a setting's value for a tenant, under the option's context.

@@ -238,6 +238,7 @@ async fn upload(
 
     // One upload at a time: version rules and image bookkeeping need a stable view.
     let _guard = state.upload_lock.lock().await;
+    super::subscriptions::check_manifest_category(&state, &app, &package.manifest.manifest).await?;
     let manifest = &package.manifest.manifest;
     let version = manifest.version.clone();
     let lookup = version.clone();

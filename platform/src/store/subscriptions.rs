@@ -49,6 +49,9 @@ pub struct Setting {
 #[derive(Debug, Clone)]
 pub struct SettingsUpdate {
     pub tenant: String,
+    /// The tenant owns the application (the manifest's `editable` and `overwriteOnUpdate`
+    /// then apply to the values it wrote).
+    pub owner: bool,
     /// (category, key) of the previous version's settings.
     pub previous: Vec<(String, String)>,
     pub settings: Vec<Setting>,
@@ -65,6 +68,76 @@ pub fn offered_to(availability: &str, owner: &str, tenant: &str, parent: Option<
             "SHARED" => parent == Some(owner),
             _ => false,
         }
+}
+
+/// Tenant-option categories of the platform itself (Cumulocity's and Berth's): an
+/// application's settings never go there, or a provider would set a subscriber's platform
+/// options (`microservice.runtime` holds the egress proxy of the tenant's own services).
+const RESERVED_CATEGORIES: &[&str] = &[
+    "microservice",
+    "system",
+    "configuration",
+    "access.control",
+    "password",
+    "alarm.type.mapping",
+    "oauth.internal",
+    "token.publickey",
+    "berth",
+];
+/// Every category under these is reserved as well.
+const RESERVED_PREFIXES: &[&str] = &["microservice.", "berth."];
+
+/// Whether `category` belongs to the platform (case-insensitive).
+pub fn is_reserved_category(category: &str) -> bool {
+    let lower = category.to_ascii_lowercase();
+    RESERVED_CATEGORIES.contains(&lower.as_str())
+        || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
+}
+
+/// Whether an application may keep its settings in a category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CategoryClaim {
+    Free,
+    /// A platform category.
+    Reserved,
+    /// The category of another microservice (any version of it, or its name while it has no
+    /// manifest): two applications sharing one would overwrite and delete each other's
+    /// settings, and each one's service would read the other's secrets.
+    Taken,
+}
+
+/// Whether `category` may hold the settings of application `application_id` (None: one not
+/// created yet). Compared case-insensitively, as a tenant could not tell the two apart.
+pub fn category_claim(
+    conn: &Connection,
+    application_id: Option<i64>,
+    category: &str,
+) -> Result<CategoryClaim, StoreError> {
+    if is_reserved_category(category) {
+        return Ok(CategoryClaim::Reserved);
+    }
+    // The same rule as `Manifest::settings_category_or`, over the active manifest and every
+    // kept version (a rollback may bring an older version's category back).
+    let taken = conn
+        .query_row(
+            "SELECT 1 FROM applications a
+             WHERE a.type = 'MICROSERVICE' AND a.id IS NOT ?1 AND (
+                 lower(COALESCE(json_extract(a.manifest, '$.settingsCategory'),
+                                json_extract(a.manifest, '$.contextPath'), a.name)) = lower(?2)
+                 OR EXISTS (SELECT 1 FROM application_versions v WHERE v.application_id = a.id
+                     AND lower(COALESCE(json_extract(v.manifest, '$.settingsCategory'),
+                                        json_extract(v.manifest, '$.contextPath'), a.name)) = lower(?2)))
+             LIMIT 1",
+            params![application_id, category],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    Ok(if taken {
+        CategoryClaim::Taken
+    } else {
+        CategoryClaim::Free
+    })
 }
 
 /// Keys with this prefix are stored sealed, and handed to the service decrypted and unprefixed.
@@ -125,10 +198,12 @@ pub fn settings_updates(
                 .collect()
         })
         .unwrap_or_default();
+    let owner = applications::get_any(conn, application_id)?.owner;
     of_application(conn, application_id)?
         .into_iter()
         .map(|sub| {
             Ok(SettingsUpdate {
+                owner: sub.tenant == owner,
                 settings: manifest_settings(&sub.tenant, app_name, after, seal)?,
                 tenant: sub.tenant,
                 previous: previous.clone(),
@@ -139,8 +214,9 @@ pub fn settings_updates(
 
 /// Brings a subscribed tenant's settings options to a new version's settings: keys the new
 /// version no longer has are removed, new keys added, and each other option takes the new
-/// default, except a value the tenant edited of a setting that stays editable and is not
-/// `overwriteOnUpdate`, which is kept.
+/// default. A value the tenant wrote itself is kept: in a subscriber's tenant always (a
+/// provider never changes or removes a subscriber's own option), in the owner's tenant when
+/// the setting stays editable and is not `overwriteOnUpdate`.
 pub fn update_settings(conn: &Connection, update: &SettingsUpdate) -> Result<(), StoreError> {
     let tenant = update.tenant.as_str();
     for (category, key) in &update.previous {
@@ -148,13 +224,22 @@ pub fn update_settings(conn: &Connection, update: &SettingsUpdate) -> Result<(),
             .settings
             .iter()
             .any(|s| s.option.category == *category && s.option.key == *key);
-        if !still {
+        let old = options::get(conn, tenant, category, key)?;
+        if !still && old.is_some_and(|o| o.from_manifest || update.owner) {
             options::delete(conn, tenant, category, key)?;
         }
     }
     for setting in &update.settings {
         let new = &setting.option;
-        let keep = options::get(conn, tenant, &new.category, &new.key)?
+        let old = options::get(conn, tenant, &new.category, &new.key)?;
+        if old
+            .as_ref()
+            .is_some_and(|o| !o.from_manifest && !update.owner)
+        {
+            // A subscriber's own value: the provider neither changes nor locks it.
+            continue;
+        }
+        let keep = old
             .is_some_and(|old| !old.from_manifest && new.editable && !setting.overwrite_on_update);
         if keep {
             conn.execute(
@@ -229,8 +314,8 @@ pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), Sto
     Ok(())
 }
 
-/// Removes the subscription, its service user and the settings options of `category` with the
-/// given keys. Returns the removed subscription, NotFound when there was none.
+/// Removes the subscription, its service user and the settings options Berth wrote in
+/// `category` with the given keys (values the tenant wrote stay: they are its own). Returns the removed subscription, NotFound when there was none.
 pub fn unsubscribe(
     conn: &mut Connection,
     application_id: i64,
@@ -253,7 +338,7 @@ pub fn unsubscribe(
         params![tenant, found.service_user, UserKind::Service.as_str()],
     )?;
     for key in setting_keys {
-        options::delete(&tx, tenant, settings_category, key)?;
+        options::delete_seeded(&tx, tenant, settings_category, key)?;
     }
     tx.commit()?;
     Ok(found)
@@ -552,6 +637,31 @@ mod tests {
                 offered,
                 "{availability} to {tenant}"
             );
+        }
+    }
+
+    #[test]
+    fn platform_categories_are_reserved() {
+        let cases = [
+            ("microservice.runtime", true),
+            ("Microservice.Runtime", true),
+            ("microservice", true),
+            ("microservice.anything", true),
+            ("microservices", false),
+            ("system", true),
+            ("configuration", true),
+            ("access.control", true),
+            ("password", true),
+            ("alarm.type.mapping", true),
+            ("oauth.internal", true),
+            ("token.publicKey", true),
+            ("berth.limits", true),
+            ("mysvc", false),
+            ("systemx", false),
+            ("my.system", false),
+        ];
+        for (category, reserved) in cases {
+            assert_eq!(is_reserved_category(category), reserved, "{category}");
         }
     }
 }

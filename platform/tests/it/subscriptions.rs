@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::fixture::{
     ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, create_user, unique,
 };
+use crate::upload::{self, TestImage};
 
 fn create_app(server: &Server, owner: &Tenant, availability: &str) -> String {
     let name = unique("sub-");
@@ -318,4 +319,303 @@ fn availability_decides_who_may_subscribe() {
         want.sort();
         assert_eq!(listed, want, "subscriptions of {}", tenant.id);
     }
+}
+
+/// A microservice of `owner` with this availability and name.
+fn create_named(server: &Server, owner: &Tenant, name: &str, availability: &str) -> String {
+    server
+        .req("POST", "/application/applications")
+        .basic(&owner.admin_login, &owner.admin_password)
+        .json(&json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE", "availability": availability}))
+        .send()
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A package of the test image with `extra` merged into the manifest.
+fn package_with(image: &TestImage, version: &str, extra: Value) -> Vec<u8> {
+    let mut manifest: Value = serde_json::from_str(&upload::manifest(version)).unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        manifest[k] = v.clone();
+    }
+    upload::zip_of(&[
+        ("cumulocity.json", manifest.to_string().as_bytes()),
+        ("image.tar", &image.archive),
+    ])
+}
+
+fn options_of(server: &Server, tenant: &Tenant, category: &str) -> Value {
+    server
+        .req("GET", &format!("/tenant/options/{category}"))
+        .basic(&tenant.admin_login, &tenant.admin_password)
+        .send()
+        .expect(200)
+        .json()
+}
+
+#[test]
+fn settings_live_only_in_a_category_of_the_applications_own() {
+    let server = Server::start();
+    let (provider, victim) = (
+        create_tenant(&server, "prov"),
+        create_tenant(&server, "vict"),
+    );
+    let image = TestImage::build(0);
+    // The victim's own microservice, with its settings category, and one without a manifest
+    // (its name is its category).
+    let victim_category = format!("victim{}", unique("").replace('-', ""));
+    let victim_app = create_named(&server, &victim, &unique("vapp"), "PRIVATE");
+    upload::upload(
+        &server,
+        &victim,
+        &victim_app,
+        "file",
+        &package_with(
+            &image,
+            "1.0.0",
+            json!({"settingsCategory": victim_category, "settings": [{"key": "url", "defaultValue": "v"}]}),
+        ),
+    )
+    .expect(201);
+    let bare_name = format!("bare{}", unique(""));
+    create_named(&server, &victim, &bare_name, "PRIVATE");
+    server
+        .req("PUT", "/tenant/options/microservice.runtime")
+        .basic(&victim.admin_login, &victim.admin_password)
+        .json(&json!({"proxy.http.host": "egress.victim"}))
+        .send()
+        .expect(200);
+
+    let app = create_named(&server, &provider, &unique("papp"), "MARKET");
+    let settings =
+        json!([{"key": "proxy.http.host", "defaultValue": "evil.example", "editable": false}]);
+    // (manifest fields, the category the refusal names)
+    let refused = [
+        (
+            json!({"settingsCategory": "microservice.runtime"}),
+            "microservice.runtime",
+        ),
+        (
+            json!({"settingsCategory": "Microservice.Runtime"}),
+            "Microservice.Runtime",
+        ),
+        (
+            json!({"settingsCategory": "microservice.other"}),
+            "microservice.other",
+        ),
+        (json!({"settingsCategory": "system"}), "system"),
+        (
+            json!({"settingsCategory": "configuration"}),
+            "configuration",
+        ),
+        (
+            json!({"settingsCategory": "access.control"}),
+            "access.control",
+        ),
+        (
+            json!({"settingsCategory": "alarm.type.mapping"}),
+            "alarm.type.mapping",
+        ),
+        (json!({"settingsCategory": "password"}), "password"),
+        (
+            json!({"contextPath": "microservice.runtime"}),
+            "microservice.runtime",
+        ),
+        (
+            json!({"settingsCategory": victim_category}),
+            victim_category.as_str(),
+        ),
+        (
+            json!({"settingsCategory": victim_category.to_uppercase()}),
+            &victim_category.to_uppercase(),
+        ),
+        (json!({"settingsCategory": bare_name}), bare_name.as_str()),
+        (json!({"contextPath": bare_name}), bare_name.as_str()),
+    ];
+    for (fields, category) in &refused {
+        let mut extra = fields.clone();
+        extra["settings"] = settings.clone();
+        let body = upload::upload(
+            &server,
+            &provider,
+            &app,
+            "file",
+            &package_with(&image, "1.0.0", extra),
+        )
+        .expect_error(422, "applications/Invalid Data")
+        .json();
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{category:?}")) && message.contains("settingsCategory"),
+            "{fields}: {message}"
+        );
+    }
+    let app_now = server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&provider.admin_login, &provider.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    assert!(
+        app_now.get("activeVersionId").is_none(),
+        "no version recorded: {app_now}"
+    );
+
+    // A category of its own is accepted; the victim subscribing keeps its platform options.
+    let own = format!("prov{}", unique(""));
+    upload::upload(
+        &server,
+        &provider,
+        &app,
+        "file",
+        &package_with(
+            &image,
+            "1.0.0",
+            json!({"settingsCategory": own, "settings": settings}),
+        ),
+    )
+    .expect(201);
+    server
+        .req(
+            "POST",
+            &format!("/tenant/tenants/{}/applications", victim.id),
+        )
+        .basic(&victim.admin_login, &victim.admin_password)
+        .json(&json!({"application": {"id": app}}))
+        .send()
+        .expect(201);
+    assert_eq!(
+        options_of(&server, &victim, "microservice.runtime"),
+        json!({"proxy.http.host": "egress.victim"})
+    );
+    assert_eq!(
+        options_of(&server, &victim, &own),
+        json!({"proxy.http.host": "evil.example"})
+    );
+
+    // A new microservice's name is its category until a manifest names one.
+    for name in [
+        "microservice.runtime",
+        "system",
+        bare_name.as_str(),
+        own.as_str(),
+    ] {
+        let body = server
+            .req("POST", "/application/applications")
+            .basic(&provider.admin_login, &provider.admin_password)
+            .json(
+                &json!({"name": name, "key": format!("{}-k", unique("k")), "type": "MICROSERVICE"}),
+            )
+            .send()
+            .expect_error(422, "applications/Invalid Data")
+            .json();
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{name:?}")),
+            "{name}: {body}"
+        );
+    }
+    for (tenant, id) in [(&provider, &app), (&victim, &victim_app)] {
+        server
+            .req("DELETE", &format!("/application/applications/{id}"))
+            .basic(&tenant.admin_login, &tenant.admin_password)
+            .send()
+            .expect(204);
+    }
+}
+
+#[test]
+fn a_providers_versions_never_touch_a_subscribers_own_options() {
+    let server = Server::start();
+    let (provider, sub) = (
+        create_tenant(&server, "pown"),
+        create_tenant(&server, "sown"),
+    );
+    let image = TestImage::build(0);
+    let category = format!("cat{}", unique(""));
+    let app = create_named(&server, &provider, &unique("papp"), "MARKET");
+    let put = |key: &str, value: &str| {
+        server
+            .req("PUT", &format!("/tenant/options/{category}/{key}"))
+            .basic(&sub.admin_login, &sub.admin_password)
+            .json(&json!({"value": value}))
+            .send()
+    };
+    // The subscriber's own values before it subscribes.
+    put("locked", "mine").expect(200);
+    put("dropped", "mine").expect(200);
+    let version = |v: &str, settings: Value| {
+        upload::upload(
+            &server,
+            &provider,
+            &app,
+            "file",
+            &package_with(
+                &image,
+                v,
+                json!({"settingsCategory": category, "settings": settings}),
+            ),
+        )
+        .expect(201);
+    };
+    version(
+        "1.0.0",
+        json!([
+            {"key": "locked", "defaultValue": "p", "editable": false},
+            {"key": "dropped", "defaultValue": "p"},
+            {"key": "edited", "defaultValue": "p", "editable": true},
+            {"key": "seeded", "defaultValue": "p"}
+        ]),
+    );
+    server
+        .req("POST", &format!("/tenant/tenants/{}/applications", sub.id))
+        .basic(&sub.admin_login, &sub.admin_password)
+        .json(&json!({"application": {"id": app}}))
+        .send()
+        .expect(201);
+    assert_eq!(
+        options_of(&server, &sub, &category),
+        json!({"locked": "mine", "dropped": "mine", "edited": "p", "seeded": "p"})
+    );
+    // Its own option stays its own: still editable.
+    put("locked", "mine").expect(200);
+    put("edited", "mine").expect(200);
+    // A new version drops keys, locks and resets others.
+    version(
+        "1.0.1",
+        json!([
+            {"key": "locked", "defaultValue": "p2", "editable": false},
+            {"key": "edited", "defaultValue": "p2", "editable": false, "overwriteOnUpdate": true},
+            {"key": "seeded", "defaultValue": "p2"},
+            {"key": "added", "defaultValue": "p2"}
+        ]),
+    );
+    assert_eq!(
+        options_of(&server, &sub, &category),
+        json!({"locked": "mine", "dropped": "mine", "edited": "mine", "seeded": "p2", "added": "p2"})
+    );
+    put("edited", "mine").expect(200);
+    // Unsubscribing removes what Berth wrote, nothing the subscriber wrote.
+    server
+        .req(
+            "DELETE",
+            &format!("/tenant/tenants/{}/applications/{app}", sub.id),
+        )
+        .basic(&sub.admin_login, &sub.admin_password)
+        .send()
+        .expect(204);
+    assert_eq!(
+        options_of(&server, &sub, &category),
+        json!({"locked": "mine", "dropped": "mine", "edited": "mine"})
+    );
+    server
+        .req("DELETE", &format!("/application/applications/{app}"))
+        .basic(&provider.admin_login, &provider.admin_password)
+        .send()
+        .expect(204);
 }

@@ -36,13 +36,13 @@ fn image_id(reference: &str) -> Option<String> {
 
 /// A one-file image built from nothing (`docker import`), saved with `docker save`, then
 /// removed from the engine so the upload is what brings it back. Removed again on drop.
-struct TestImage {
+pub(crate) struct TestImage {
     id: String,
-    archive: Vec<u8>,
+    pub(crate) archive: Vec<u8>,
 }
 
 impl TestImage {
-    fn build(padding: usize) -> TestImage {
+    pub(crate) fn build(padding: usize) -> TestImage {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs.tar");
         let mut builder = tar::Builder::new(Vec::new());
@@ -124,7 +124,7 @@ fn corrupt_layer(archive: &[u8]) -> Vec<u8> {
     output.into_inner().unwrap()
 }
 
-fn manifest(version: &str) -> String {
+pub(crate) fn manifest(version: &str) -> String {
     json!({
         "apiVersion": "2",
         "version": version,
@@ -164,7 +164,7 @@ pub fn multipart(field: &str, zip: &[u8]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-fn upload(
+pub(crate) fn upload(
     server: &Server,
     tenant: &Tenant,
     app_id: &str,
@@ -182,7 +182,7 @@ fn upload(
         .send()
 }
 
-fn create_microservice(server: &Server, tenant: &Tenant) -> Value {
+pub(crate) fn create_microservice(server: &Server, tenant: &Tenant) -> Value {
     let name = unique("svc-");
     server
         .req("POST", "/application/applications")
@@ -674,7 +674,12 @@ fn manifest_with_settings(version: &str, settings: &[Value]) -> String {
 }
 
 /// Bootstrap credentials of an application, then the service user of `tenant` they list.
-fn service_login(server: &Server, owner: &Tenant, app: &str, tenant: &str) -> (String, String) {
+pub(crate) fn service_login(
+    server: &Server,
+    owner: &Tenant,
+    app: &str,
+    tenant: &str,
+) -> (String, String) {
     let boot = server
         .req(
             "GET",
@@ -734,7 +739,9 @@ fn a_new_version_updates_the_subscribers_settings() {
     let image = TestImage::build(0);
     let keep = |default: &str| json!({"defaultValue": default, "editable": true, "overwriteOnUpdate": false});
     let cases = [
-        // An edited value is kept only when the setting says so.
+        // A value the subscriber wrote is its own: a provider's version never changes it
+        // (the owner's rules for edited values, overwriteOnUpdate and editable, apply only in
+        // the owner's tenant).
         SettingCase {
             key: "kept",
             v1: Some(keep("k1")),
@@ -750,10 +757,10 @@ fn a_new_version_updates_the_subscribers_settings() {
             owner_edit: None,
             edit: Some("mine"),
             v2: Some(json!({"defaultValue": "r2", "editable": true})),
-            option: Some("r2"),
-            effective: Some("r2"),
+            option: Some("mine"),
+            effective: Some("mine"),
         },
-        // Unedited values follow the new default; a setting no longer editable is reset.
+        // Unedited values follow the new default.
         SettingCase {
             key: "untouched",
             v1: Some(keep("u1")),
@@ -778,10 +785,10 @@ fn a_new_version_updates_the_subscribers_settings() {
             owner_edit: None,
             edit: Some("mine"),
             v2: Some(json!({"defaultValue": "l2"})),
-            option: Some("l2"),
-            effective: Some("l2"),
+            option: Some("mine"),
+            effective: Some("mine"),
         },
-        // Removed keys go, edited or not; new keys come.
+        // Removed keys go unless the subscriber wrote them; new keys come.
         SettingCase {
             key: "gone",
             v1: Some(json!({"defaultValue": "g"})),
@@ -797,8 +804,8 @@ fn a_new_version_updates_the_subscribers_settings() {
             owner_edit: None,
             edit: Some("mine"),
             v2: None,
-            option: None,
-            effective: None,
+            option: Some("mine"),
+            effective: Some("mine"),
         },
         SettingCase {
             key: "added",
