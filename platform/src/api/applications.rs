@@ -88,9 +88,24 @@ pub fn application_json(base: &str, app: &Application) -> Value {
         }
     }
     if let Some(manifest) = &app.manifest {
-        body["manifest"] = manifest.clone();
+        body["manifest"] = masked_manifest(manifest);
     }
     body
+}
+
+/// The manifest as shown: `credentials.` defaults masked like encrypted tenant options.
+fn masked_manifest(manifest: &Value) -> Value {
+    let mut shown = manifest.clone();
+    let settings = shown.get_mut("settings").and_then(Value::as_array_mut);
+    for setting in settings.into_iter().flatten() {
+        let secret = setting["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with(crate::store::subscriptions::SEALED_PREFIX));
+        if secret && setting.get("defaultValue").is_some() {
+            setting["defaultValue"] = json!(super::options::ENCRYPTED_PLACEHOLDER);
+        }
+    }
+    shown
 }
 
 /// Application names become Docker tags, bootstrap user names and `/service/<name>` paths.

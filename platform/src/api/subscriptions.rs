@@ -13,7 +13,7 @@ use super::paging::PageRequest;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
-use crate::secrets::{Secrets, option_context, service_context};
+use crate::secrets::{Secrets, option_context, service_context, setting_default_context};
 use crate::store::StoreError;
 use crate::store::applications::{self, Application, resolved_manifest};
 use crate::store::options::{self, TenantOption};
@@ -278,9 +278,36 @@ pub fn seal_setting(
 ) -> impl Fn(&str, &str, &str, &str) -> Result<String, StoreError> + '_ {
     move |tenant, category, key, value| {
         secrets
-            .seal(&option_context(tenant, category, key), value)
+            .seal_setting_for(tenant, category, key, value)
             .map_err(|e| StoreError::Seal(e.to_string()))
     }
+}
+
+/// The manifest as stored for an application: `credentials.` defaults sealed under their
+/// setting's context, so neither the database nor a response holds them in clear.
+pub fn stored_manifest(
+    secrets: &Secrets,
+    app_name: &str,
+    manifest: &manifests_schema::Manifest,
+) -> Result<Value, StoreError> {
+    let category = manifest.settings_category_or(app_name);
+    let mut value = serde_json::to_value(manifest)?;
+    let settings = value.get_mut("settings").and_then(Value::as_array_mut);
+    for setting in settings.into_iter().flatten() {
+        let Some(key) = setting["key"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        if let (true, Some(clear)) = (
+            key.starts_with(subscriptions::SEALED_PREFIX),
+            setting["defaultValue"].as_str(),
+        ) {
+            let sealed = secrets
+                .seal(&setting_default_context(category, &key), clear)
+                .map_err(|e| StoreError::Seal(e.to_string()))?;
+            setting["defaultValue"] = Value::String(sealed);
+        }
+    }
+    Ok(value)
 }
 
 fn reference_json(base: &str, tenant: &str, app: &Application) -> Value {
@@ -540,7 +567,14 @@ async fn current_settings(
     let mut inheriting = Vec::new();
     if let Some(manifest) = &manifest {
         for setting in &manifest.settings {
-            put(&setting.key, setting.default_value.clone());
+            let default = if setting.key.starts_with(subscriptions::SEALED_PREFIX) {
+                state
+                    .secrets
+                    .open_setting_default(&category, &setting.key, &setting.default_value)
+            } else {
+                setting.default_value.clone()
+            };
+            put(&setting.key, default);
             if setting.inherit_from_owner && tenant != app.owner {
                 inheriting.push(setting.key.clone());
             }

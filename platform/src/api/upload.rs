@@ -440,6 +440,8 @@ async fn install(
             // Inside one store call, so no subscription or upload comes between reading the
             // previous settings and committing the new ones.
             let app = applications::get(c, &tenant, id)?;
+            record.manifest =
+                super::subscriptions::stored_manifest(&secrets, &app.name, &manifest)?;
             record.settings = subscriptions::settings_updates(
                 c,
                 id,
