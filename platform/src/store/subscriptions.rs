@@ -70,6 +70,36 @@ pub fn offered_to(availability: &str, owner: &str, tenant: &str, parent: Option<
         }
 }
 
+/// The applications offered to `tenant` (parent `parent`) by [`offered_to`], with an optional
+/// name and type filter, by id.
+pub fn offered(
+    conn: &Connection,
+    tenant: &str,
+    parent: Option<&str>,
+    name: Option<&str>,
+    app_type: Option<&str>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, owner_tenant, availability FROM applications
+         WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR type = ?2) ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![name, app_type], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut ids = Vec::new();
+    for row in rows {
+        let (id, owner, availability) = row?;
+        if offered_to(&availability, &owner, tenant, parent) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
 /// Tenant-option categories of the platform itself (Cumulocity's and Berth's): an
 /// application's settings never go there, or a provider would set a subscriber's platform
 /// options (`microservice.runtime` holds the egress proxy of the tenant's own services).

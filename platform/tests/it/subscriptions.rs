@@ -270,6 +270,7 @@ fn availability_decides_who_may_subscribe() {
         (&a, "MARKET", &g, 201),
     ];
     let mut expected: Vec<(String, String)> = Vec::new();
+    let mut refused: Vec<(String, String)> = Vec::new();
     for (owner, availability, subscriber, status) in cases {
         let app = create_app(&server, owner, availability);
         let resp = server
@@ -285,6 +286,7 @@ fn availability_decides_who_may_subscribe() {
         if *status == 201 {
             expected.push((subscriber.id.clone(), app));
         } else {
+            refused.push((subscriber.id.clone(), app.clone()));
             let body = resp.expect_error(*status, "applications/Not Found").json();
             assert_eq!(
                 body["message"],
@@ -292,6 +294,34 @@ fn availability_decides_who_may_subscribe() {
                 "{case}"
             );
         }
+    }
+    // `providedFor` lists exactly what each tenant may subscribe to.
+    let mut offered: Vec<(String, String)> = Vec::new();
+    for tenant in [&mgmt, &a, &b, &g] {
+        let list = server
+            .req(
+                "GET",
+                &format!(
+                    "/application/applications?providedFor={}&pageSize=100",
+                    tenant.id
+                ),
+            )
+            .basic(&tenant.admin_login, &tenant.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        for app in list["applications"].as_array().unwrap() {
+            offered.push((tenant.id.clone(), app["id"].as_str().unwrap().to_owned()));
+        }
+    }
+    for pair in &expected {
+        assert!(offered.contains(pair), "{pair:?} not listed: {offered:?}");
+    }
+    for (tenant, app) in &refused {
+        assert!(
+            !offered.contains(&(tenant.clone(), app.clone())),
+            "{app} listed for {tenant}"
+        );
     }
     // Nothing was written for a refused subscription.
     for tenant in [&mgmt, &a, &b, &g] {
