@@ -179,10 +179,6 @@ async fn create(
     let required_roles = body.required_roles.unwrap_or_default();
     check_roles("roles", &roles)?;
     check_roles("requiredRoles", &required_roles)?;
-    if app_type == MICROSERVICE {
-        super::subscriptions::check_new_microservice_category(&state, &principal.tenant, &name)
-            .await?;
-    }
     let bootstrap = if app_type == MICROSERVICE {
         let user_name = format!("servicebootstrap_{name}");
         let password = state

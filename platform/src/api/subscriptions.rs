@@ -194,15 +194,15 @@ pub fn setting_keys(app: &Application) -> (String, Vec<String>) {
     (category, keys)
 }
 
-/// 422 unless `category` may hold the settings of application `id` (None: one being
-/// created); `fix` tells the client what to change.
-async fn check_settings_category(
+/// An upload's check: the new manifest's settings category must be the application's own
+/// (422 naming it otherwise).
+pub async fn check_manifest_category(
     state: &AppState,
-    id: Option<i64>,
-    category: &str,
-    fix: &str,
+    app: &Application,
+    manifest: &manifests_schema::Manifest,
 ) -> Result<(), ApiError> {
-    let c = category.to_owned();
+    let category = manifest.settings_category_or(&app.name).to_owned();
+    let (id, c) = (app.id, category.clone());
     let claim = db(state, "applications", move |conn| {
         subscriptions::category_claim(conn, id, &c)
     })
@@ -214,62 +214,10 @@ async fn check_settings_category(
     };
     Err(ApiError::invalid(
         "applications",
-        &format!("Settings category {category:?} {why}; {fix}"),
+        &format!(
+            "Settings category {category:?} {why}; set \"settingsCategory\" in cumulocity.json to a category of this application's own (letters, digits and '.')"
+        ),
     ))
-}
-
-/// An upload's check: the new manifest's settings category must be the application's own.
-pub async fn check_manifest_category(
-    state: &AppState,
-    app: &Application,
-    manifest: &manifests_schema::Manifest,
-) -> Result<(), ApiError> {
-    let category = manifest.settings_category_or(&app.name);
-    check_settings_category(
-        state,
-        Some(app.id),
-        category,
-        "set \"settingsCategory\" in cumulocity.json to a category of this application's own (letters, digits and '.')",
-    )
-    .await
-}
-
-/// A new microservice's check: its name is its settings category until a manifest names
-/// another, so it must not be a platform category or another application's. A name the
-/// tenant already uses is left to the duplicate check (409).
-pub async fn check_new_microservice_category(
-    state: &AppState,
-    tenant: &str,
-    name: &str,
-) -> Result<(), ApiError> {
-    let (t, n) = (tenant.to_owned(), name.to_owned());
-    let duplicate = db(state, "applications", move |c| {
-        let filter = applications::ApplicationFilter {
-            name: Some(n),
-            ..applications::ApplicationFilter::default()
-        };
-        Ok(applications::list(
-            c,
-            &t,
-            &filter,
-            crate::store::Page {
-                offset: 0,
-                limit: 1,
-            },
-        )?
-        .1 > 0)
-    })
-    .await?;
-    if duplicate {
-        return Ok(());
-    }
-    check_settings_category(
-        state,
-        None,
-        name,
-        "choose another name (a microservice's settings live in the tenant-option category of its name unless its manifest sets \"settingsCategory\")",
-    )
-    .await
 }
 
 /// Seals a setting's value for a tenant, under the option's context.
@@ -555,7 +503,13 @@ async fn current_settings(
         }
         UserKind::Person => return Err(ApiError::forbidden()),
     };
-    let manifest = resolved_manifest(&app);
+    // Without a manifest an application has no settings, and no category of its own to read
+    // (its name claims none): reading the options of its name would hand a provider's service
+    // whatever a subscriber keeps there.
+    let Some(manifest) = resolved_manifest(&app) else {
+        return Ok(media::ok("applicationSettings", &json!({})));
+    };
+    let manifest = Some(manifest);
     let (category, _) = setting_keys(&app);
     let mut flat = Map::new();
     let mut put = |key: &str, value: String| {

@@ -130,17 +130,18 @@ pub enum CategoryClaim {
     Free,
     /// A platform category.
     Reserved,
-    /// The category of another microservice (any version of it, or its name while it has no
-    /// manifest): two applications sharing one would overwrite and delete each other's
-    /// settings, and each one's service would read the other's secrets.
+    /// The category of another microservice's active manifest or of any of its kept versions:
+    /// two applications sharing one would overwrite and delete each other's settings, and
+    /// each one's service would read the other's secrets.
     Taken,
 }
 
-/// Whether `category` may hold the settings of application `application_id` (None: one not
-/// created yet). Compared case-insensitively, as a tenant could not tell the two apart.
+/// Whether `category` may hold the settings of application `application_id`. Compared
+/// case-insensitively, as a tenant could not tell the two apart. (An application without a
+/// manifest has no settings and claims no category.)
 pub fn category_claim(
     conn: &Connection,
-    application_id: Option<i64>,
+    application_id: i64,
     category: &str,
 ) -> Result<CategoryClaim, StoreError> {
     if is_reserved_category(category) {
@@ -151,8 +152,8 @@ pub fn category_claim(
     let taken = conn
         .query_row(
             "SELECT 1 FROM applications a
-             WHERE a.type = 'MICROSERVICE' AND a.id IS NOT ?1 AND (
-                 lower(COALESCE(json_extract(a.manifest, '$.settingsCategory'),
+             WHERE a.type = 'MICROSERVICE' AND a.id != ?1 AND (
+                 a.manifest IS NOT NULL AND lower(COALESCE(json_extract(a.manifest, '$.settingsCategory'),
                                 json_extract(a.manifest, '$.contextPath'), a.name)) = lower(?2)
                  OR EXISTS (SELECT 1 FROM application_versions v WHERE v.application_id = a.id
                      AND lower(COALESCE(json_extract(v.manifest, '$.settingsCategory'),

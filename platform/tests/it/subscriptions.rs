@@ -369,7 +369,11 @@ fn create_named(server: &Server, owner: &Tenant, name: &str, availability: &str)
 fn package_with(image: &TestImage, version: &str, extra: Value) -> Vec<u8> {
     let mut manifest: Value = serde_json::from_str(&upload::manifest(version)).unwrap();
     for (k, v) in extra.as_object().unwrap() {
-        manifest[k] = v.clone();
+        if v.is_null() {
+            manifest.as_object_mut().unwrap().remove(k);
+        } else {
+            manifest[k] = v.clone();
+        }
     }
     upload::zip_of(&[
         ("cumulocity.json", manifest.to_string().as_bytes()),
@@ -394,8 +398,8 @@ fn settings_live_only_in_a_category_of_the_applications_own() {
         create_tenant(&server, "vict"),
     );
     let image = TestImage::build(0);
-    // The victim's own microservice, with its settings category, and one without a manifest
-    // (its name is its category).
+    // The victim's own microservices: one naming its settings category, one whose name is
+    // its category.
     let victim_category = format!("victim{}", unique("").replace('-', ""));
     let victim_app = create_named(&server, &victim, &unique("vapp"), "PRIVATE");
     upload::upload(
@@ -411,7 +415,15 @@ fn settings_live_only_in_a_category_of_the_applications_own() {
     )
     .expect(201);
     let bare_name = format!("bare{}", unique(""));
-    create_named(&server, &victim, &bare_name, "PRIVATE");
+    let bare_app = create_named(&server, &victim, &bare_name, "PRIVATE");
+    upload::upload(
+        &server,
+        &victim,
+        &bare_app,
+        "file",
+        &package_with(&image, "1.0.0", json!({"contextPath": null})),
+    )
+    .expect(201);
     server
         .req("PUT", "/tenant/options/microservice.runtime")
         .basic(&victim.admin_login, &victim.admin_password)
@@ -526,31 +538,39 @@ fn settings_live_only_in_a_category_of_the_applications_own() {
         json!({"proxy.http.host": "evil.example"})
     );
 
-    // A new microservice's name is its category until a manifest names one.
-    for name in [
-        "microservice.runtime",
-        "system",
-        bare_name.as_str(),
-        own.as_str(),
+    // An application without a manifest has no settings: its service does not read the
+    // subscriber's options of the category its name would be.
+    let bare_provider = format!("leak{}", unique(""));
+    let leaky = create_named(&server, &provider, &bare_provider, "MARKET");
+    server
+        .req("PUT", &format!("/tenant/options/{bare_provider}"))
+        .basic(&victim.admin_login, &victim.admin_password)
+        .json(&json!({"credentials.secret": "hidden", "plain": "x"}))
+        .send()
+        .expect(200);
+    server
+        .req(
+            "POST",
+            &format!("/tenant/tenants/{}/applications", victim.id),
+        )
+        .basic(&victim.admin_login, &victim.admin_password)
+        .json(&json!({"application": {"id": leaky}}))
+        .send()
+        .expect(201);
+    let (login, password) = upload::service_login(&server, &provider, &leaky, &victim.id);
+    let read = server
+        .req("GET", "/application/currentApplication/settings")
+        .basic(&login, &password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(read, json!({}));
+    for (tenant, id) in [
+        (&provider, &app),
+        (&provider, &leaky),
+        (&victim, &victim_app),
+        (&victim, &bare_app),
     ] {
-        let body = server
-            .req("POST", "/application/applications")
-            .basic(&provider.admin_login, &provider.admin_password)
-            .json(
-                &json!({"name": name, "key": format!("{}-k", unique("k")), "type": "MICROSERVICE"}),
-            )
-            .send()
-            .expect_error(422, "applications/Invalid Data")
-            .json();
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .contains(&format!("{name:?}")),
-            "{name}: {body}"
-        );
-    }
-    for (tenant, id) in [(&provider, &app), (&victim, &victim_app)] {
         server
             .req("DELETE", &format!("/application/applications/{id}"))
             .basic(&tenant.admin_login, &tenant.admin_password)
