@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::fixture::{
-    ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, create_user, unique,
+    ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, create_user, files_under, unique,
 };
 use crate::upload::{self, TestImage};
 
@@ -505,6 +505,9 @@ fn settings_live_only_in_a_category_of_the_applications_own() {
         app_now.get("activeVersionId").is_none(),
         "no version recorded: {app_now}"
     );
+    // Refused before anything was kept: no package, no temporary file.
+    assert!(files_under(&server.path(&format!("packages/{}", provider.id))).is_empty());
+    assert!(files_under(&server.path("tmp")).is_empty());
 
     // A category of its own is accepted; the victim subscribing keeps its platform options.
     let own = format!("prov{}", unique(""));
