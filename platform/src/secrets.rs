@@ -141,6 +141,33 @@ pub fn option_context(tenant: &str, category: &str, key: &str) -> String {
     format!("option/{tenant}/{category}/{key}")
 }
 
+/// Context of a manifest setting's `credentials.` default as stored in the application's
+/// manifest: bound to its settings category (the application's own) and key.
+pub fn setting_default_context(category: &str, key: &str) -> String {
+    format!("setting-default/{category}/{key}")
+}
+
+impl Secrets {
+    /// A manifest setting's default in clear: opened when it is sealed under its context, as
+    /// is otherwise (a manifest just uploaded, or stored before defaults were sealed).
+    pub fn open_setting_default(&self, category: &str, key: &str, value: &str) -> String {
+        self.open(&setting_default_context(category, key), value)
+            .unwrap_or_else(|_| value.to_owned())
+    }
+
+    /// A manifest setting's default sealed as `tenant`'s option (the option's context).
+    pub fn seal_setting_for(
+        &self,
+        tenant: &str,
+        category: &str,
+        key: &str,
+        default: &str,
+    ) -> Result<String, SecretsError> {
+        let clear = self.open_setting_default(category, key, default);
+        self.seal(&option_context(tenant, category, key), &clear)
+    }
+}
+
 /// A random string of `len` characters from `[A-Za-z0-9]`.
 pub fn random_alphanumeric(rng: &SystemRandom, len: usize) -> Result<String, SecretsError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -232,6 +259,43 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_sealed_setting_default_becomes_the_tenants_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = Secrets::load_or_create(dir.path()).unwrap();
+        let stored = secrets
+            .seal(&setting_default_context("cat", "credentials.pw"), "s3cret")
+            .unwrap();
+        // (default as given, clear value the tenant's option holds)
+        let cases = [
+            (stored.as_str(), "s3cret"),
+            ("clear", "clear"),
+            // Sealed under another category's context: not opened, taken as text.
+            ("v1:AAAA", "v1:AAAA"),
+        ];
+        for (default, clear) in cases {
+            assert_eq!(
+                secrets.open_setting_default("cat", "credentials.pw", default),
+                clear
+            );
+            let option = secrets
+                .seal_setting_for("t1", "cat", "credentials.pw", default)
+                .unwrap();
+            let context = option_context("t1", "cat", "credentials.pw");
+            assert_eq!(secrets.open(&context, &option).unwrap(), clear);
+        }
+        let other = secrets
+            .seal(
+                &setting_default_context("other", "credentials.pw"),
+                "s3cret",
+            )
+            .unwrap();
+        assert_eq!(
+            secrets.open_setting_default("cat", "credentials.pw", &other),
+            other
+        );
     }
 
     #[test]

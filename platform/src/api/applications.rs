@@ -17,6 +17,7 @@ use crate::store::applications::{
     self, Application, ApplicationFilter, ApplicationUpdate, NewApplication, NewBootstrapUser,
     Version,
 };
+use crate::store::subscriptions;
 use crate::store::users::NewUser;
 
 pub const MICROSERVICE: &str = "MICROSERVICE";
@@ -88,9 +89,24 @@ pub fn application_json(base: &str, app: &Application) -> Value {
         }
     }
     if let Some(manifest) = &app.manifest {
-        body["manifest"] = manifest.clone();
+        body["manifest"] = masked_manifest(manifest);
     }
     body
+}
+
+/// The manifest as shown: `credentials.` defaults masked like encrypted tenant options.
+fn masked_manifest(manifest: &Value) -> Value {
+    let mut shown = manifest.clone();
+    let settings = shown.get_mut("settings").and_then(Value::as_array_mut);
+    for setting in settings.into_iter().flatten() {
+        let secret = setting["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with(subscriptions::SEALED_PREFIX));
+        if secret && setting.get("defaultValue").is_some() {
+            setting["defaultValue"] = json!(super::options::ENCRYPTED_PLACEHOLDER);
+        }
+    }
+    shown
 }
 
 /// Application names become Docker tags, bootstrap user names and `/service/<name>` paths.
@@ -243,8 +259,32 @@ async fn list(
         owner: None,
     };
     let tenant = principal.tenant.clone();
+    // `providedFor` (the caller's own tenant): every application it may subscribe to, by
+    // availability, not only its own.
+    let offered = query.get("providedFor").is_some() && !foreign;
     let (apps, total) = if foreign {
         (Vec::new(), 0)
+    } else if offered {
+        let window = page.window();
+        db(&state, "applications", move |c| {
+            let parent = crate::store::tenants::get(c, &tenant)?.and_then(|t| t.parent);
+            let ids = subscriptions::offered(
+                c,
+                &tenant,
+                parent.as_deref(),
+                filter.name.as_deref(),
+                filter.app_type.as_deref(),
+            )?;
+            let total = ids.len() as u64;
+            let apps = ids
+                .into_iter()
+                .skip(usize::try_from(window.offset).unwrap_or(usize::MAX))
+                .take(usize::try_from(window.limit).unwrap_or(usize::MAX))
+                .map(|id| applications::get_any(c, id))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((apps, total))
+        })
+        .await?
     } else {
         db(&state, "applications", move |c| {
             applications::list(c, &tenant, &filter, page.window())
@@ -303,7 +343,7 @@ async fn get(
     let (app, rollout_message) = db(&state, "applications", move |c| {
         Ok((
             applications::get(c, &tenant, id)?,
-            crate::store::subscriptions::rollout_message(c, id)?,
+            subscriptions::rollout_message(c, id)?,
         ))
     })
     .await?;

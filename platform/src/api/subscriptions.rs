@@ -13,11 +13,11 @@ use super::paging::PageRequest;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
-use crate::secrets::{Secrets, option_context, service_context};
+use crate::secrets::{Secrets, option_context, service_context, setting_default_context};
 use crate::store::StoreError;
 use crate::store::applications::{self, Application, resolved_manifest};
 use crate::store::options::{self, TenantOption};
-use crate::store::subscriptions::{self, NewSubscription};
+use crate::store::subscriptions::{self, CategoryClaim, NewSubscription};
 use crate::store::tenants;
 use crate::store::users::{NewUser, UserKind};
 
@@ -83,7 +83,7 @@ async fn check_manage(
     state: &AppState,
     principal: &Principal,
     tenant: &str,
-) -> Result<(), ApiError> {
+) -> Result<tenants::Tenant, ApiError> {
     let id = tenant.to_owned();
     let found = db(state, "tenants", move |c| tenants::get(c, &id))
         .await?
@@ -91,32 +91,52 @@ async fn check_manage(
             ApiError::not_found("tenants", &format!("There is no tenant with id = {tenant}"))
         })?;
     if found.id == principal.tenant {
-        return principal.require_any(&[
+        principal.require_any(&[
             roles::APPLICATION_MANAGEMENT_ADMIN,
             roles::TENANT_MANAGEMENT_ADMIN,
             roles::TENANT_MANAGEMENT_UPDATE,
-        ]);
+        ])?;
+        return Ok(found);
     }
     if principal.is_management() || found.parent.as_deref() == Some(principal.tenant.as_str()) {
-        return principal.require_any(&[
+        principal.require_any(&[
             roles::TENANT_MANAGEMENT_ADMIN,
             roles::TENANT_MANAGEMENT_UPDATE,
-        ]);
+        ])?;
+        return Ok(found);
     }
     Err(ApiError::forbidden())
 }
 
-/// The application a caller may subscribe tenants to: one its tenant owns, any for the
-/// management tenant, or a MARKET/SHARED one.
-async fn subscribable(
+/// The application `id` if it is offered to the caller's tenant (the management tenant, the
+/// operator, sees every one); 404 otherwise, so ids of applications a tenant may not use
+/// reveal nothing. `subscribed` also makes it visible, so a subscription outlives a change of
+/// availability and can still be removed.
+async fn visible_application(
     state: &AppState,
     principal: &Principal,
     id: i64,
+    subscribed: Option<&str>,
 ) -> Result<Application, ApiError> {
-    let app = db(state, "applications", move |c| applications::get_any(c, id)).await?;
-    let visible = app.owner == principal.tenant
-        || principal.is_management()
-        || matches!(app.availability.as_str(), "MARKET" | "SHARED");
+    let (caller, target) = (principal.tenant.clone(), subscribed.map(str::to_owned));
+    let (app, parent, is_subscribed) = db(state, "applications", move |c| {
+        let app = applications::get_any(c, id)?;
+        let parent = tenants::get(c, &caller)?.and_then(|t| t.parent);
+        let is_subscribed = match &target {
+            Some(t) => subscriptions::get(c, id, t)?.is_some(),
+            None => false,
+        };
+        Ok((app, parent, is_subscribed))
+    })
+    .await?;
+    let visible = principal.is_management()
+        || is_subscribed
+        || subscriptions::offered_to(
+            &app.availability,
+            &app.owner,
+            &principal.tenant,
+            parent.as_deref(),
+        );
     if visible {
         Ok(app)
     } else {
@@ -125,6 +145,40 @@ async fn subscribable(
             &format!("Could not find application by ID {id}"),
         ))
     }
+}
+
+/// The application a caller may subscribe `target` to: visible to the caller and offered to
+/// `target` by its availability (the management tenant, the operator, may subscribe any
+/// tenant to any application).
+async fn subscribable(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    target: &tenants::Tenant,
+) -> Result<Application, ApiError> {
+    let app = visible_application(state, principal, id, None).await?;
+    if principal.is_management()
+        || subscriptions::offered_to(
+            &app.availability,
+            &app.owner,
+            &target.id,
+            target.parent.as_deref(),
+        )
+    {
+        return Ok(app);
+    }
+    let offered = match app.availability.as_str() {
+        "SHARED" => format!("only to tenant {} and its subtenants", app.owner),
+        _ => format!("only to its owner tenant {}", app.owner),
+    };
+    Err(ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "security/Forbidden",
+        &format!(
+            "Application {} is {} and offered {offered}: tenant {} cannot subscribe to it (its owner can make it SHARED for its subtenants or MARKET for every tenant)",
+            app.name, app.availability, target.id
+        ),
+    ))
 }
 
 /// The settings category and keys of an application's active manifest.
@@ -140,15 +194,68 @@ pub fn setting_keys(app: &Application) -> (String, Vec<String>) {
     (category, keys)
 }
 
+/// An upload's check: the new manifest's settings category must be the application's own
+/// (422 naming it otherwise).
+pub async fn check_manifest_category(
+    state: &AppState,
+    app: &Application,
+    manifest: &manifests_schema::Manifest,
+) -> Result<(), ApiError> {
+    let category = manifest.settings_category_or(&app.name).to_owned();
+    let (id, c) = (app.id, category.clone());
+    let claim = db(state, "applications", move |conn| {
+        subscriptions::category_claim(conn, id, &c)
+    })
+    .await?;
+    let why = match claim {
+        CategoryClaim::Free => return Ok(()),
+        CategoryClaim::Reserved => "is reserved for the platform's own tenant options",
+        CategoryClaim::Taken => "is already the settings category of another application",
+    };
+    Err(ApiError::invalid(
+        "applications",
+        &format!(
+            "Settings category {category:?} {why}; set \"settingsCategory\" in cumulocity.json to a category of this application's own (letters, digits and '.')"
+        ),
+    ))
+}
+
 /// Seals a setting's value for a tenant, under the option's context.
 pub fn seal_setting(
     secrets: &Secrets,
 ) -> impl Fn(&str, &str, &str, &str) -> Result<String, StoreError> + '_ {
     move |tenant, category, key, value| {
         secrets
-            .seal(&option_context(tenant, category, key), value)
+            .seal_setting_for(tenant, category, key, value)
             .map_err(|e| StoreError::Seal(e.to_string()))
     }
+}
+
+/// The manifest as stored for an application: `credentials.` defaults sealed under their
+/// setting's context, so neither the database nor a response holds them in clear.
+pub fn stored_manifest(
+    secrets: &Secrets,
+    app_name: &str,
+    manifest: &manifests_schema::Manifest,
+) -> Result<Value, StoreError> {
+    let category = manifest.settings_category_or(app_name);
+    let mut value = serde_json::to_value(manifest)?;
+    let settings = value.get_mut("settings").and_then(Value::as_array_mut);
+    for setting in settings.into_iter().flatten() {
+        let Some(key) = setting["key"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        if let (true, Some(clear)) = (
+            key.starts_with(subscriptions::SEALED_PREFIX),
+            setting["defaultValue"].as_str(),
+        ) {
+            let sealed = secrets
+                .seal(&setting_default_context(category, &key), clear)
+                .map_err(|e| StoreError::Seal(e.to_string()))?;
+            setting["defaultValue"] = Value::String(sealed);
+        }
+    }
+    Ok(value)
 }
 
 fn reference_json(base: &str, tenant: &str, app: &Application) -> Value {
@@ -166,8 +273,8 @@ async fn subscribe(
     body: web::Json<ReferenceBody>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = path.into_inner();
-    check_manage(&state, &principal, &tenant).await?;
-    let app = subscribable(&state, &principal, body.application_id()?).await?;
+    let target = check_manage(&state, &principal, &tenant).await?;
+    let app = subscribable(&state, &principal, body.application_id()?, &target).await?;
     let is_microservice = app.app_type == MICROSERVICE;
     let user_name = format!("service_{}", app.name);
     let password = state
@@ -304,7 +411,7 @@ async fn unsubscribe(
             &format!("Could not find application by ID {id_text}"),
         )
     })?;
-    let app = subscribable(&state, &principal, id).await?;
+    let app = visible_application(&state, &principal, id, Some(&tenant)).await?;
     let (category, keys) = setting_keys(&app);
     let t = tenant.clone();
     let removed = db(&state, "applications", move |c| {
@@ -403,7 +510,13 @@ async fn current_settings(
         }
         UserKind::Person => return Err(ApiError::forbidden()),
     };
-    let manifest = resolved_manifest(&app);
+    // Without a manifest an application has no settings, and no category of its own to read
+    // (its name claims none): reading the options of its name would hand a provider's service
+    // whatever a subscriber keeps there.
+    let Some(manifest) = resolved_manifest(&app) else {
+        return Ok(media::ok("applicationSettings", &json!({})));
+    };
+    let manifest = Some(manifest);
     let (category, _) = setting_keys(&app);
     let mut flat = Map::new();
     let mut put = |key: &str, value: String| {
@@ -415,7 +528,14 @@ async fn current_settings(
     let mut inheriting = Vec::new();
     if let Some(manifest) = &manifest {
         for setting in &manifest.settings {
-            put(&setting.key, setting.default_value.clone());
+            let default = if setting.key.starts_with(subscriptions::SEALED_PREFIX) {
+                state
+                    .secrets
+                    .open_setting_default(&category, &setting.key, &setting.default_value)
+            } else {
+                setting.default_value.clone()
+            };
+            put(&setting.key, default);
             if setting.inherit_from_owner && tenant != app.owner {
                 inheriting.push(setting.key.clone());
             }

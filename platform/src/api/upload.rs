@@ -219,6 +219,7 @@ async fn upload(
 
     // One upload at a time: version rules and image bookkeeping need a stable view.
     let _guard = state.upload_lock.lock().await;
+    super::subscriptions::check_manifest_category(&state, &app, &package.manifest.manifest).await?;
     let manifest = &package.manifest.manifest;
     super::limits::check_upload(&state, id, &app.owner, manifest).await?;
     let version = manifest.version.clone();
@@ -488,6 +489,8 @@ async fn install(
             // Inside one store call, so no subscription or upload comes between reading the
             // previous settings and committing the new ones.
             let app = applications::get(c, &tenant, id)?;
+            record.manifest =
+                super::subscriptions::stored_manifest(&secrets, &app.name, &manifest)?;
             record.settings = subscriptions::settings_updates(
                 c,
                 id,

@@ -111,3 +111,17 @@ pub fn delete(
         params![tenant, category, key],
     )? > 0)
 }
+
+/// Deletes an option only if Berth wrote it from a manifest (not the tenant); returns whether
+/// one was deleted.
+pub fn delete_seeded(
+    conn: &Connection,
+    tenant: &str,
+    category: &str,
+    key: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM options WHERE tenant_id = ?1 AND category = ?2 AND key = ?3 AND from_manifest = 1",
+        params![tenant, category, key],
+    )? > 0)
+}

@@ -49,9 +49,126 @@ pub struct Setting {
 #[derive(Debug, Clone)]
 pub struct SettingsUpdate {
     pub tenant: String,
+    /// The tenant owns the application (the manifest's `editable` and `overwriteOnUpdate`
+    /// then apply to the values it wrote).
+    pub owner: bool,
     /// (category, key) of the previous version's settings.
     pub previous: Vec<(String, String)>,
     pub settings: Vec<Setting>,
+}
+
+/// Whether an application of `owner` with `availability` is offered to `tenant` (whose parent
+/// is `parent`): its owner always; MARKET to every tenant; SHARED to the owner's direct
+/// subtenants only (a sub-subtenant is its own parent's customer, as in Cumulocity, where a
+/// tenant offers only what it owns to the subtenants it created); PRIVATE to nobody else.
+pub fn offered_to(availability: &str, owner: &str, tenant: &str, parent: Option<&str>) -> bool {
+    tenant == owner
+        || match availability {
+            "MARKET" => true,
+            "SHARED" => parent == Some(owner),
+            _ => false,
+        }
+}
+
+/// The applications offered to `tenant` (parent `parent`) by [`offered_to`], with an optional
+/// name and type filter, by id.
+pub fn offered(
+    conn: &Connection,
+    tenant: &str,
+    parent: Option<&str>,
+    name: Option<&str>,
+    app_type: Option<&str>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, owner_tenant, availability FROM applications
+         WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR type = ?2) ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![name, app_type], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut ids = Vec::new();
+    for row in rows {
+        let (id, owner, availability) = row?;
+        if offered_to(&availability, &owner, tenant, parent) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Tenant-option categories of the platform itself (Cumulocity's and Berth's): an
+/// application's settings never go there, or a provider would set a subscriber's platform
+/// options (`microservice.runtime` holds the egress proxy of the tenant's own services).
+const RESERVED_CATEGORIES: &[&str] = &[
+    "microservice",
+    "system",
+    "configuration",
+    "access.control",
+    "password",
+    "alarm.type.mapping",
+    "oauth.internal",
+    "token.publickey",
+    "berth",
+];
+/// Every category under these is reserved as well.
+const RESERVED_PREFIXES: &[&str] = &["microservice.", "berth."];
+
+/// Whether `category` belongs to the platform (case-insensitive).
+pub fn is_reserved_category(category: &str) -> bool {
+    let lower = category.to_ascii_lowercase();
+    RESERVED_CATEGORIES.contains(&lower.as_str())
+        || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
+}
+
+/// Whether an application may keep its settings in a category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CategoryClaim {
+    Free,
+    /// A platform category.
+    Reserved,
+    /// The category of another microservice's active manifest or of any of its kept versions:
+    /// two applications sharing one would overwrite and delete each other's settings, and
+    /// each one's service would read the other's secrets.
+    Taken,
+}
+
+/// Whether `category` may hold the settings of application `application_id`. Compared
+/// case-insensitively, as a tenant could not tell the two apart. (An application without a
+/// manifest has no settings and claims no category.)
+pub fn category_claim(
+    conn: &Connection,
+    application_id: i64,
+    category: &str,
+) -> Result<CategoryClaim, StoreError> {
+    if is_reserved_category(category) {
+        return Ok(CategoryClaim::Reserved);
+    }
+    // The same rule as `Manifest::settings_category_or`, over the active manifest and every
+    // kept version (a rollback may bring an older version's category back).
+    let taken = conn
+        .query_row(
+            "SELECT 1 FROM applications a
+             WHERE a.type = 'MICROSERVICE' AND a.id != ?1 AND (
+                 a.manifest IS NOT NULL AND lower(COALESCE(json_extract(a.manifest, '$.settingsCategory'),
+                                json_extract(a.manifest, '$.contextPath'), a.name)) = lower(?2)
+                 OR EXISTS (SELECT 1 FROM application_versions v WHERE v.application_id = a.id
+                     AND lower(COALESCE(json_extract(v.manifest, '$.settingsCategory'),
+                                        json_extract(v.manifest, '$.contextPath'), a.name)) = lower(?2)))
+             LIMIT 1",
+            params![application_id, category],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    Ok(if taken {
+        CategoryClaim::Taken
+    } else {
+        CategoryClaim::Free
+    })
 }
 
 /// Keys with this prefix are stored sealed, and handed to the service decrypted and unprefixed.
@@ -112,10 +229,12 @@ pub fn settings_updates(
                 .collect()
         })
         .unwrap_or_default();
+    let owner = applications::get_any(conn, application_id)?.owner;
     of_application(conn, application_id)?
         .into_iter()
         .map(|sub| {
             Ok(SettingsUpdate {
+                owner: sub.tenant == owner,
                 settings: manifest_settings(&sub.tenant, app_name, after, seal)?,
                 tenant: sub.tenant,
                 previous: previous.clone(),
@@ -126,8 +245,9 @@ pub fn settings_updates(
 
 /// Brings a subscribed tenant's settings options to a new version's settings: keys the new
 /// version no longer has are removed, new keys added, and each other option takes the new
-/// default, except a value the tenant edited of a setting that stays editable and is not
-/// `overwriteOnUpdate`, which is kept.
+/// default. A value the tenant wrote itself is kept: in a subscriber's tenant always (a
+/// provider never changes or removes a subscriber's own option), in the owner's tenant when
+/// the setting stays editable and is not `overwriteOnUpdate`.
 pub fn update_settings(conn: &Connection, update: &SettingsUpdate) -> Result<(), StoreError> {
     let tenant = update.tenant.as_str();
     for (category, key) in &update.previous {
@@ -135,13 +255,22 @@ pub fn update_settings(conn: &Connection, update: &SettingsUpdate) -> Result<(),
             .settings
             .iter()
             .any(|s| s.option.category == *category && s.option.key == *key);
-        if !still {
+        let old = options::get(conn, tenant, category, key)?;
+        if !still && old.is_some_and(|o| o.from_manifest || update.owner) {
             options::delete(conn, tenant, category, key)?;
         }
     }
     for setting in &update.settings {
         let new = &setting.option;
-        let keep = options::get(conn, tenant, &new.category, &new.key)?
+        let old = options::get(conn, tenant, &new.category, &new.key)?;
+        if old
+            .as_ref()
+            .is_some_and(|o| !o.from_manifest && !update.owner)
+        {
+            // A subscriber's own value: the provider neither changes nor locks it.
+            continue;
+        }
+        let keep = old
             .is_some_and(|old| !old.from_manifest && new.editable && !setting.overwrite_on_update);
         if keep {
             conn.execute(
@@ -216,8 +345,8 @@ pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), Sto
     Ok(())
 }
 
-/// Removes the subscription, its service user and the settings options of `category` with the
-/// given keys. Returns the removed subscription, NotFound when there was none.
+/// Removes the subscription, its service user and the settings options Berth wrote in
+/// `category` with the given keys (values the tenant wrote stay: they are its own). Returns the removed subscription, NotFound when there was none.
 pub fn unsubscribe(
     conn: &mut Connection,
     application_id: i64,
@@ -240,7 +369,7 @@ pub fn unsubscribe(
         params![tenant, found.service_user, UserKind::Service.as_str()],
     )?;
     for key in setting_keys {
-        options::delete(&tx, tenant, settings_category, key)?;
+        options::delete_seeded(&tx, tenant, settings_category, key)?;
     }
     tx.commit()?;
     Ok(found)
@@ -511,4 +640,171 @@ pub fn rollout_message(
         )
         .optional()?
         .flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn availability_offers_an_application_to_these_tenants() {
+        // (availability, tenant, tenant's parent, offered) for an application owned by "o".
+        let cases = [
+            ("PRIVATE", "o", Some("management"), true),
+            ("PRIVATE", "sub", Some("o"), false),
+            ("PRIVATE", "other", Some("management"), false),
+            ("SHARED", "o", Some("management"), true),
+            ("SHARED", "sub", Some("o"), true),
+            ("SHARED", "subsub", Some("sub"), false),
+            ("SHARED", "other", Some("management"), false),
+            ("SHARED", "management", None, false),
+            ("MARKET", "other", Some("management"), true),
+            ("MARKET", "subsub", Some("sub"), true),
+            ("UNKNOWN", "sub", Some("o"), false),
+        ];
+        for (availability, tenant, parent, offered) in cases {
+            assert_eq!(
+                offered_to(availability, "o", tenant, parent),
+                offered,
+                "{availability} to {tenant}"
+            );
+        }
+    }
+
+    /// An option as a case states it: (value, written from the manifest, editable).
+    type Stated = Option<(&'static str, bool, bool)>;
+
+    #[test]
+    fn a_new_version_changes_only_what_berth_wrote_in_a_subscribers_tenant() {
+        // (owner's tenant, option before, in the previous version, new setting (default,
+        // editable, overwriteOnUpdate), option after)
+        #[allow(clippy::type_complexity)]
+        let cases: &[(bool, Stated, bool, Option<(&str, bool, bool)>, Stated)] = &[
+            (
+                false,
+                Some(("mine", false, true)),
+                true,
+                None,
+                Some(("mine", false, true)),
+            ),
+            (false, Some(("p", true, true)), true, None, None),
+            (true, Some(("mine", false, true)), true, None, None),
+            (
+                false,
+                Some(("mine", false, true)),
+                true,
+                Some(("p2", false, true)),
+                Some(("mine", false, true)),
+            ),
+            (
+                false,
+                Some(("mine", false, true)),
+                false,
+                Some(("p2", true, true)),
+                Some(("mine", false, true)),
+            ),
+            (
+                true,
+                Some(("mine", false, true)),
+                true,
+                Some(("p2", false, true)),
+                Some(("p2", true, false)),
+            ),
+            (
+                true,
+                Some(("mine", false, true)),
+                true,
+                Some(("p2", true, false)),
+                Some(("mine", false, true)),
+            ),
+            (
+                true,
+                Some(("mine", false, true)),
+                true,
+                Some(("p2", true, true)),
+                Some(("p2", true, true)),
+            ),
+            (
+                false,
+                Some(("p", true, true)),
+                true,
+                Some(("p2", true, false)),
+                Some(("p2", true, true)),
+            ),
+            (
+                false,
+                None,
+                false,
+                Some(("p2", false, true)),
+                Some(("p2", true, false)),
+            ),
+        ];
+        for (i, (owner, before, previous, new, after)) in cases.iter().enumerate() {
+            let mut conn = Connection::open_in_memory().unwrap();
+            crate::store::migrations::apply(&mut conn).unwrap();
+            conn.execute(
+                "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t', 't.example', 'T', 'now')",
+                [],
+            )
+            .unwrap();
+            let option = |value: &str, from_manifest: bool, editable: bool| TenantOption {
+                category: "cat".into(),
+                key: "k".into(),
+                value: value.into(),
+                encrypted: false,
+                editable,
+                from_manifest,
+            };
+            if let Some((value, from_manifest, editable)) = before {
+                options::replace(&conn, "t", &option(value, *from_manifest, *editable)).unwrap();
+            }
+            let update = SettingsUpdate {
+                tenant: "t".into(),
+                owner: *owner,
+                previous: if *previous {
+                    vec![("cat".into(), "k".into())]
+                } else {
+                    Vec::new()
+                },
+                settings: new
+                    .iter()
+                    .map(|(default, editable, overwrite)| Setting {
+                        option: option(default, true, *editable),
+                        overwrite_on_update: *overwrite,
+                    })
+                    .collect(),
+            };
+            update_settings(&conn, &update).unwrap();
+            let found = options::get(&conn, "t", "cat", "k")
+                .unwrap()
+                .map(|o| (o.value, o.from_manifest, o.editable));
+            let want = after.map(|(v, m, e)| (v.to_owned(), m, e));
+            assert_eq!(found, want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn platform_categories_are_reserved() {
+        let cases = [
+            ("microservice.runtime", true),
+            ("Microservice.Runtime", true),
+            ("microservice", true),
+            ("microservice.anything", true),
+            ("microservices", false),
+            ("system", true),
+            ("configuration", true),
+            ("access.control", true),
+            ("password", true),
+            ("alarm.type.mapping", true),
+            ("oauth.internal", true),
+            ("token.publicKey", true),
+            ("berth.limits", true),
+            ("mysvc", false),
+            ("systemx", false),
+            ("my.system", false),
+        ];
+        for (category, reserved) in cases {
+            assert_eq!(is_reserved_category(category), reserved, "{category}");
+        }
+    }
 }

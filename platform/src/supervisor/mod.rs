@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 use crate::routing::{DeploymentKey, RoutingTable, Upstream};
 use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION};
 use crate::runtime::{Runtime, firewall, images};
-use crate::secrets::{Secrets, bootstrap_context, option_context, service_context};
+use crate::secrets::{Secrets, bootstrap_context, service_context};
 use crate::store::{Store, StoreError, applications, audit, options, subscriptions};
 use autoscale::{Decision, Policy};
 use probes::{ProbeState, SharedProbeState};
@@ -1321,7 +1321,7 @@ impl Supervisor {
                     .run(move |c| {
                         let seal = |tenant: &str, category: &str, key: &str, value: &str| {
                             secrets
-                                .seal(&option_context(tenant, category, key), value)
+                                .seal_setting_for(tenant, category, key, value)
                                 .map_err(|e| StoreError::Seal(e.to_string()))
                         };
                         let app = subscriptions::roll_back(c, id, &failed, &prev, &why, &seal)?;

@@ -149,3 +149,147 @@ fn encryption_key_file_is_private() {
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
 }
+
+#[test]
+fn credentials_defaults_of_a_manifest_are_sealed_and_masked() {
+    use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN};
+    use crate::upload::{self, TestImage};
+    let server = Server::start();
+    let (owner, sub) = (create_tenant(&server, "cdo"), create_tenant(&server, "cds"));
+    let image = TestImage::build(0);
+    let clear = format!("clear-default-{}", uuid::Uuid::new_v4().simple());
+    let category = format!("cd{}", uuid::Uuid::new_v4().simple());
+    let app = upload::create_microservice(&server, &owner);
+    let id = app["id"].as_str().unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&upload::manifest("1.0.0")).unwrap();
+    manifest["settingsCategory"] = json!(category);
+    manifest["settings"] = json!([
+        {"key": "credentials.apiKey", "defaultValue": clear},
+        {"key": "plain", "defaultValue": "visible"}
+    ]);
+    let zip = upload::zip_of(&[
+        ("cumulocity.json", manifest.to_string().as_bytes()),
+        ("image.tar", &image.archive),
+    ]);
+    let mut bodies = vec![
+        upload::upload(&server, &owner, id, "file", &zip)
+            .expect(201)
+            .body,
+    ];
+    server
+        .req("POST", &format!("/tenant/tenants/{}/applications", sub.id))
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .json(&json!({"application": {"id": id}}))
+        .send()
+        .expect(201);
+    let shown = server
+        .req("GET", &format!("/application/applications/{id}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200);
+    assert_eq!(
+        shown.json()["manifest"]["settings"],
+        json!([
+            {"key": "credentials.apiKey", "defaultValue": "<<Encrypted>>", "editable": false, "overwriteOnUpdate": true, "inheritFromOwner": true},
+            {"key": "plain", "defaultValue": "visible", "editable": false, "overwriteOnUpdate": true, "inheritFromOwner": true}
+        ])
+    );
+    bodies.push(shown.body);
+    let boot = server
+        .req(
+            "GET",
+            &format!("/application/applications/{id}/bootstrapUser"),
+        )
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    let boot_login = format!("{}/{}", owner.id, boot["name"].as_str().unwrap());
+    let boot_password = boot["password"].as_str().unwrap();
+    let (service_login, service_password) = upload::service_login(&server, &owner, id, &sub.id);
+    // What tenants and the application see: masked; what the service reads: the value.
+    let reads = [
+        (
+            &owner.admin_login,
+            owner.admin_password.as_str(),
+            "/application/applications?pageSize=100".to_owned(),
+        ),
+        (
+            &boot_login,
+            boot_password,
+            "/application/currentApplication".to_owned(),
+        ),
+        (
+            &sub.admin_login,
+            sub.admin_password.as_str(),
+            format!("/tenant/options/{category}"),
+        ),
+        (
+            &sub.admin_login,
+            sub.admin_password.as_str(),
+            "/tenant/options?pageSize=100".to_owned(),
+        ),
+        (
+            &sub.admin_login,
+            sub.admin_password.as_str(),
+            format!("/tenant/tenants/{}/applications", sub.id),
+        ),
+    ];
+    for (login, password, path) in reads {
+        bodies.push(
+            server
+                .req("GET", &path)
+                .basic(login, password)
+                .send()
+                .expect(200)
+                .body,
+        );
+    }
+    for body in &bodies {
+        assert!(!body.contains(&clear), "clear default in {body}");
+    }
+    for (login, password) in [
+        (service_login.as_str(), service_password.as_str()),
+        (boot_login.as_str(), boot_password),
+    ] {
+        let settings = server
+            .req("GET", "/application/currentApplication/settings")
+            .basic(login, password)
+            .send()
+            .expect(200)
+            .json();
+        assert_eq!(
+            settings,
+            json!({"apiKey": clear, "plain": "visible"}),
+            "{login}"
+        );
+    }
+
+    server
+        .req(
+            "DELETE",
+            &format!("/tenant/tenants/{}/applications/{id}", sub.id),
+        )
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .send()
+        .expect(204);
+    // Neither the application, its version nor the subscriber's option holds it in clear.
+    let mut server = server;
+    server.stop();
+    let mut raw = Vec::new();
+    for file in ["berth.sqlite3", "berth.sqlite3-wal"] {
+        if let Ok(bytes) = std::fs::read(server.path(file)) {
+            raw.extend(bytes);
+        }
+    }
+    assert!(
+        !raw.windows(clear.len()).any(|w| w == clear.as_bytes()),
+        "clear default found in the database files"
+    );
+    let server = server.restart();
+    server
+        .req("DELETE", &format!("/application/applications/{id}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(204);
+}

@@ -5,8 +5,9 @@
 use serde_json::{Value, json};
 
 use crate::fixture::{
-    ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, create_user, unique,
+    ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, create_user, files_under, unique,
 };
+use crate::upload::{self, TestImage};
 
 fn create_app(server: &Server, owner: &Tenant, availability: &str) -> String {
     let name = unique("sub-");
@@ -217,4 +218,457 @@ fn subscribing_makes_the_application_roles_assignable() {
                 .starts_with("service_")),
         "{users}"
     );
+}
+
+/// Makes `child` a subtenant of `parent` in the database of a running server: the API lets
+/// only the management tenant create tenants, so a sub-subtenant cannot be made through it.
+/// (SQLite serialises this write with the server's own connection.)
+fn set_parent(server: &Server, child: &Tenant, parent: &Tenant) {
+    let store = berth::store::Store::open(&server.path(berth::store::DATABASE_FILE)).unwrap();
+    store
+        .run_now(|c| {
+            c.execute(
+                "UPDATE tenants SET parent = ?1 WHERE id = ?2",
+                [&parent.id, &child.id],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn availability_decides_who_may_subscribe() {
+    let server = Server::start();
+    let mgmt = Tenant {
+        id: "management".into(),
+        admin_login: MGMT_ADMIN.into(),
+        admin_password: ADMIN_PASSWORD.into(),
+    };
+    // management ─┬─ a ── g (a sub-subtenant of management, a subtenant of a)
+    //             └─ b
+    let (a, b, g) = (
+        create_tenant(&server, "ava"),
+        create_tenant(&server, "avb"),
+        create_tenant(&server, "avg"),
+    );
+    set_parent(&server, &g, &a);
+    // (owner, availability, subscribing tenant (its admin subscribes it), status)
+    let cases: &[(&Tenant, &str, &Tenant, u16)] = &[
+        (&mgmt, "PRIVATE", &mgmt, 201),
+        (&mgmt, "PRIVATE", &a, 404),
+        (&mgmt, "PRIVATE", &g, 404),
+        (&mgmt, "SHARED", &a, 201),
+        (&mgmt, "SHARED", &g, 404),
+        (&mgmt, "MARKET", &g, 201),
+        (&a, "PRIVATE", &a, 201),
+        (&a, "PRIVATE", &g, 404),
+        (&a, "PRIVATE", &b, 404),
+        (&a, "SHARED", &a, 201),
+        (&a, "SHARED", &g, 201),
+        (&a, "SHARED", &b, 404),
+        (&a, "MARKET", &b, 201),
+        (&a, "MARKET", &g, 201),
+    ];
+    let mut expected: Vec<(String, String)> = Vec::new();
+    let mut refused: Vec<(String, String)> = Vec::new();
+    for (owner, availability, subscriber, status) in cases {
+        let app = create_app(&server, owner, availability);
+        let resp = server
+            .req(
+                "POST",
+                &format!("/tenant/tenants/{}/applications", subscriber.id),
+            )
+            .basic(&subscriber.admin_login, &subscriber.admin_password)
+            .json(&json!({"application": {"id": app}}))
+            .send();
+        let case = format!("{} {availability} → {}", owner.id, subscriber.id);
+        assert_eq!(resp.status, *status, "{case}: {}", resp.body);
+        if *status == 201 {
+            expected.push((subscriber.id.clone(), app));
+        } else {
+            refused.push((subscriber.id.clone(), app.clone()));
+            let body = resp.expect_error(*status, "applications/Not Found").json();
+            assert_eq!(
+                body["message"],
+                format!("Could not find application by ID {app}"),
+                "{case}"
+            );
+        }
+    }
+    // `providedFor` lists exactly what each tenant may subscribe to.
+    let mut offered: Vec<(String, String)> = Vec::new();
+    for tenant in [&mgmt, &a, &b, &g] {
+        let list = server
+            .req(
+                "GET",
+                &format!(
+                    "/application/applications?providedFor={}&pageSize=100",
+                    tenant.id
+                ),
+            )
+            .basic(&tenant.admin_login, &tenant.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        for app in list["applications"].as_array().unwrap() {
+            offered.push((tenant.id.clone(), app["id"].as_str().unwrap().to_owned()));
+        }
+    }
+    for pair in &expected {
+        assert!(offered.contains(pair), "{pair:?} not listed: {offered:?}");
+    }
+    for (tenant, app) in &refused {
+        assert!(
+            !offered.contains(&(tenant.clone(), app.clone())),
+            "{app} listed for {tenant}"
+        );
+    }
+    // Nothing was written for a refused subscription.
+    for tenant in [&mgmt, &a, &b, &g] {
+        let refs = server
+            .req(
+                "GET",
+                &format!("/tenant/tenants/{}/applications?pageSize=100", tenant.id),
+            )
+            .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+            .send()
+            .expect(200)
+            .json();
+        let mut listed: Vec<String> = refs["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["application"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut want: Vec<String> = expected
+            .iter()
+            .filter(|(t, _)| *t == tenant.id)
+            .map(|(_, app)| app.clone())
+            .collect();
+        listed.sort();
+        want.sort();
+        assert_eq!(listed, want, "subscriptions of {}", tenant.id);
+    }
+}
+
+/// A microservice of `owner` with this availability and name.
+fn create_named(server: &Server, owner: &Tenant, name: &str, availability: &str) -> String {
+    server
+        .req("POST", "/application/applications")
+        .basic(&owner.admin_login, &owner.admin_password)
+        .json(&json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE", "availability": availability}))
+        .send()
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A package of the test image with `extra` merged into the manifest.
+fn package_with(image: &TestImage, version: &str, extra: Value) -> Vec<u8> {
+    let mut manifest: Value = serde_json::from_str(&upload::manifest(version)).unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            manifest.as_object_mut().unwrap().remove(k);
+        } else {
+            manifest[k] = v.clone();
+        }
+    }
+    upload::zip_of(&[
+        ("cumulocity.json", manifest.to_string().as_bytes()),
+        ("image.tar", &image.archive),
+    ])
+}
+
+fn options_of(server: &Server, tenant: &Tenant, category: &str) -> Value {
+    server
+        .req("GET", &format!("/tenant/options/{category}"))
+        .basic(&tenant.admin_login, &tenant.admin_password)
+        .send()
+        .expect(200)
+        .json()
+}
+
+#[test]
+fn settings_live_only_in_a_category_of_the_applications_own() {
+    let server = Server::start();
+    let (provider, victim) = (
+        create_tenant(&server, "prov"),
+        create_tenant(&server, "vict"),
+    );
+    let image = TestImage::build(0);
+    // The victim's own microservices: one naming its settings category, one whose name is
+    // its category.
+    let victim_category = format!("victim{}", unique("").replace('-', ""));
+    let victim_app = create_named(&server, &victim, &unique("vapp"), "PRIVATE");
+    upload::upload(
+        &server,
+        &victim,
+        &victim_app,
+        "file",
+        &package_with(
+            &image,
+            "1.0.0",
+            json!({"settingsCategory": victim_category, "settings": [{"key": "url", "defaultValue": "v"}]}),
+        ),
+    )
+    .expect(201);
+    let bare_name = format!("bare{}", unique(""));
+    let bare_app = create_named(&server, &victim, &bare_name, "PRIVATE");
+    upload::upload(
+        &server,
+        &victim,
+        &bare_app,
+        "file",
+        &package_with(&image, "1.0.0", json!({"contextPath": null})),
+    )
+    .expect(201);
+    server
+        .req("PUT", "/tenant/options/microservice.runtime")
+        .basic(&victim.admin_login, &victim.admin_password)
+        .json(&json!({"proxy.http.host": "egress.victim"}))
+        .send()
+        .expect(200);
+
+    let app = create_named(&server, &provider, &unique("papp"), "MARKET");
+    let settings =
+        json!([{"key": "proxy.http.host", "defaultValue": "evil.example", "editable": false}]);
+    // (manifest fields, the category the refusal names)
+    let refused = [
+        (
+            json!({"settingsCategory": "microservice.runtime"}),
+            "microservice.runtime",
+        ),
+        (
+            json!({"settingsCategory": "Microservice.Runtime"}),
+            "Microservice.Runtime",
+        ),
+        (
+            json!({"settingsCategory": "microservice.other"}),
+            "microservice.other",
+        ),
+        (json!({"settingsCategory": "system"}), "system"),
+        (
+            json!({"settingsCategory": "configuration"}),
+            "configuration",
+        ),
+        (
+            json!({"settingsCategory": "access.control"}),
+            "access.control",
+        ),
+        (
+            json!({"settingsCategory": "alarm.type.mapping"}),
+            "alarm.type.mapping",
+        ),
+        (json!({"settingsCategory": "password"}), "password"),
+        (
+            json!({"contextPath": "microservice.runtime"}),
+            "microservice.runtime",
+        ),
+        (
+            json!({"settingsCategory": victim_category}),
+            victim_category.as_str(),
+        ),
+        (
+            json!({"settingsCategory": victim_category.to_uppercase()}),
+            &victim_category.to_uppercase(),
+        ),
+        (json!({"settingsCategory": bare_name}), bare_name.as_str()),
+        (json!({"contextPath": bare_name}), bare_name.as_str()),
+    ];
+    for (fields, category) in &refused {
+        let mut extra = fields.clone();
+        extra["settings"] = settings.clone();
+        let body = upload::upload(
+            &server,
+            &provider,
+            &app,
+            "file",
+            &package_with(&image, "1.0.0", extra),
+        )
+        .expect_error(422, "applications/Invalid Data")
+        .json();
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{category:?}")) && message.contains("settingsCategory"),
+            "{fields}: {message}"
+        );
+    }
+    let app_now = server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&provider.admin_login, &provider.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    assert!(
+        app_now.get("activeVersionId").is_none(),
+        "no version recorded: {app_now}"
+    );
+    // Refused before anything was kept: no package, no temporary file.
+    assert!(files_under(&server.path(&format!("packages/{}", provider.id))).is_empty());
+    assert!(files_under(&server.path("tmp")).is_empty());
+
+    // A category of its own is accepted; the victim subscribing keeps its platform options.
+    let own = format!("prov{}", unique(""));
+    upload::upload(
+        &server,
+        &provider,
+        &app,
+        "file",
+        &package_with(
+            &image,
+            "1.0.0",
+            json!({"settingsCategory": own, "settings": settings}),
+        ),
+    )
+    .expect(201);
+    server
+        .req(
+            "POST",
+            &format!("/tenant/tenants/{}/applications", victim.id),
+        )
+        .basic(&victim.admin_login, &victim.admin_password)
+        .json(&json!({"application": {"id": app}}))
+        .send()
+        .expect(201);
+    assert_eq!(
+        options_of(&server, &victim, "microservice.runtime"),
+        json!({"proxy.http.host": "egress.victim"})
+    );
+    assert_eq!(
+        options_of(&server, &victim, &own),
+        json!({"proxy.http.host": "evil.example"})
+    );
+
+    // An application without a manifest has no settings: its service does not read the
+    // subscriber's options of the category its name would be.
+    let bare_provider = format!("leak{}", unique(""));
+    let leaky = create_named(&server, &provider, &bare_provider, "MARKET");
+    server
+        .req("PUT", &format!("/tenant/options/{bare_provider}"))
+        .basic(&victim.admin_login, &victim.admin_password)
+        .json(&json!({"credentials.secret": "hidden", "plain": "x"}))
+        .send()
+        .expect(200);
+    server
+        .req(
+            "POST",
+            &format!("/tenant/tenants/{}/applications", victim.id),
+        )
+        .basic(&victim.admin_login, &victim.admin_password)
+        .json(&json!({"application": {"id": leaky}}))
+        .send()
+        .expect(201);
+    let (login, password) = upload::service_login(&server, &provider, &leaky, &victim.id);
+    let read = server
+        .req("GET", "/application/currentApplication/settings")
+        .basic(&login, &password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(read, json!({}));
+    for (tenant, id) in [
+        (&provider, &app),
+        (&provider, &leaky),
+        (&victim, &victim_app),
+        (&victim, &bare_app),
+    ] {
+        server
+            .req("DELETE", &format!("/application/applications/{id}"))
+            .basic(&tenant.admin_login, &tenant.admin_password)
+            .send()
+            .expect(204);
+    }
+}
+
+#[test]
+fn a_providers_versions_never_touch_a_subscribers_own_options() {
+    let server = Server::start();
+    let (provider, sub) = (
+        create_tenant(&server, "pown"),
+        create_tenant(&server, "sown"),
+    );
+    let image = TestImage::build(0);
+    let category = format!("cat{}", unique(""));
+    let app = create_named(&server, &provider, &unique("papp"), "MARKET");
+    let put = |key: &str, value: &str| {
+        server
+            .req("PUT", &format!("/tenant/options/{category}/{key}"))
+            .basic(&sub.admin_login, &sub.admin_password)
+            .json(&json!({"value": value}))
+            .send()
+    };
+    // The subscriber's own values before it subscribes.
+    put("locked", "mine").expect(200);
+    put("dropped", "mine").expect(200);
+    let version = |v: &str, settings: Value| {
+        upload::upload(
+            &server,
+            &provider,
+            &app,
+            "file",
+            &package_with(
+                &image,
+                v,
+                json!({"settingsCategory": category, "settings": settings}),
+            ),
+        )
+        .expect(201);
+    };
+    version(
+        "1.0.0",
+        json!([
+            {"key": "locked", "defaultValue": "p", "editable": false},
+            {"key": "dropped", "defaultValue": "p"},
+            {"key": "edited", "defaultValue": "p", "editable": true},
+            {"key": "seeded", "defaultValue": "p"}
+        ]),
+    );
+    server
+        .req("POST", &format!("/tenant/tenants/{}/applications", sub.id))
+        .basic(&sub.admin_login, &sub.admin_password)
+        .json(&json!({"application": {"id": app}}))
+        .send()
+        .expect(201);
+    assert_eq!(
+        options_of(&server, &sub, &category),
+        json!({"locked": "mine", "dropped": "mine", "edited": "p", "seeded": "p"})
+    );
+    // Its own option stays its own: still editable.
+    put("locked", "mine").expect(200);
+    put("edited", "mine").expect(200);
+    // A new version drops keys, locks and resets others.
+    version(
+        "1.0.1",
+        json!([
+            {"key": "locked", "defaultValue": "p2", "editable": false},
+            {"key": "edited", "defaultValue": "p2", "editable": false, "overwriteOnUpdate": true},
+            {"key": "seeded", "defaultValue": "p2"},
+            {"key": "added", "defaultValue": "p2"}
+        ]),
+    );
+    assert_eq!(
+        options_of(&server, &sub, &category),
+        json!({"locked": "mine", "dropped": "mine", "edited": "mine", "seeded": "p2", "added": "p2"})
+    );
+    put("edited", "mine").expect(200);
+    // Unsubscribing removes what Berth wrote, nothing the subscriber wrote.
+    server
+        .req(
+            "DELETE",
+            &format!("/tenant/tenants/{}/applications/{app}", sub.id),
+        )
+        .basic(&sub.admin_login, &sub.admin_password)
+        .send()
+        .expect(204);
+    assert_eq!(
+        options_of(&server, &sub, &category),
+        json!({"locked": "mine", "dropped": "mine", "edited": "mine"})
+    );
+    server
+        .req("DELETE", &format!("/application/applications/{app}"))
+        .basic(&provider.admin_login, &provider.admin_password)
+        .send()
+        .expect(204);
 }

@@ -674,7 +674,12 @@ fn manifest_with_settings(version: &str, settings: &[Value]) -> String {
 }
 
 /// Bootstrap credentials of an application, then the service user of `tenant` they list.
-fn service_login(server: &Server, owner: &Tenant, app: &str, tenant: &str) -> (String, String) {
+pub(crate) fn service_login(
+    server: &Server,
+    owner: &Tenant,
+    app: &str,
+    tenant: &str,
+) -> (String, String) {
     let boot = server
         .req(
             "GET",
@@ -734,7 +739,9 @@ fn a_new_version_updates_the_subscribers_settings() {
     let image = TestImage::build(0);
     let keep = |default: &str| json!({"defaultValue": default, "editable": true, "overwriteOnUpdate": false});
     let cases = [
-        // An edited value is kept only when the setting says so.
+        // A value the subscriber wrote is its own: a provider's version never changes it
+        // (the owner's rules for edited values, overwriteOnUpdate and editable, apply only in
+        // the owner's tenant).
         SettingCase {
             key: "kept",
             v1: Some(keep("k1")),
@@ -750,10 +757,10 @@ fn a_new_version_updates_the_subscribers_settings() {
             owner_edit: None,
             edit: Some("mine"),
             v2: Some(json!({"defaultValue": "r2", "editable": true})),
-            option: Some("r2"),
-            effective: Some("r2"),
+            option: Some("mine"),
+            effective: Some("mine"),
         },
-        // Unedited values follow the new default; a setting no longer editable is reset.
+        // Unedited values follow the new default.
         SettingCase {
             key: "untouched",
             v1: Some(keep("u1")),
@@ -778,10 +785,10 @@ fn a_new_version_updates_the_subscribers_settings() {
             owner_edit: None,
             edit: Some("mine"),
             v2: Some(json!({"defaultValue": "l2"})),
-            option: Some("l2"),
-            effective: Some("l2"),
+            option: Some("mine"),
+            effective: Some("mine"),
         },
-        // Removed keys go, edited or not; new keys come.
+        // Removed keys go unless the subscriber wrote them; new keys come.
         SettingCase {
             key: "gone",
             v1: Some(json!({"defaultValue": "g"})),
@@ -797,8 +804,8 @@ fn a_new_version_updates_the_subscribers_settings() {
             owner_edit: None,
             edit: Some("mine"),
             v2: None,
-            option: None,
-            effective: None,
+            option: Some("mine"),
+            effective: Some("mine"),
         },
         SettingCase {
             key: "added",
