@@ -128,7 +128,8 @@ async fn issue_token(
         ));
     };
     let (tenant, user) = login_tenant(state, req, query, &username).await?;
-    let principal = principal::check_password(state, tenant, user, password).await?;
+    let source = principal::request_source(req);
+    let principal = principal::check_password(state, source, tenant, user, password).await?;
     let now = jwt::now();
     let random = |n| {
         state
