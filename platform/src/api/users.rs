@@ -333,14 +333,17 @@ async fn change_own_password(
     confirm_with_own_password(&state, &req, &principal, current).await?;
     let hash = hash_password(new).await?;
     let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
-    db(&state, "users", move |c| {
-        users::set_password(c, &tenant, &name, &hash)
+    let generation = db(&state, "users", move |c| {
+        users::set_password(c, &tenant, &name, &hash)?;
+        Ok(users::auth_record(c, &tenant, &name)?.map_or(0, |r| r.generation))
     })
     .await?;
     state
         .cache
         .invalidate_user(&principal.tenant, &principal.user);
-    Ok(HttpResponse::Ok().finish())
+    let mut response = HttpResponse::Ok();
+    super::login::renew_cookie_session(&req, &state, &mut response, &principal, generation)?;
+    Ok(response.finish())
 }
 
 /// Roles that let a caller read users.

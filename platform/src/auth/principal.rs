@@ -41,6 +41,8 @@ pub struct Principal {
     pub kind: UserKind,
     pub roles: BTreeSet<String>,
     pub token: Option<TokenInfo>,
+    /// The user's credential generation when authenticated (tokens issued now carry it).
+    pub generation: i64,
 }
 
 impl Principal {
@@ -241,6 +243,7 @@ pub async fn check_password(
         kind: record.kind,
         roles: record.roles,
         token: None,
+        generation: record.generation,
     })
 }
 
@@ -260,7 +263,8 @@ pub fn request_source(req: &HttpRequest) -> Option<IpAddr> {
     req.peer_addr().map(|a| a.ip())
 }
 
-/// Verifies a login token (signature, HS256, expiry, not logged out) and loads the user's roles.
+/// Verifies a login token (signature, HS256, expiry, not logged out, its user's current
+/// credential generation) and loads the user's roles.
 pub async fn check_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let claims = jwt::verify(state.secrets.jwt_key(), token)
         .map_err(|e| ApiError::unauthorized(&e.to_string()))?;
@@ -275,12 +279,15 @@ pub async fn check_token(state: &AppState, token: &str) -> Result<Principal, Api
         })
         .await
         .map_err(ApiError::store("users"))?;
+    // A token is bound to the credential generation of its user: a password change, disable,
+    // deletion and re-creation, or logging out all users of the tenant moves it on.
     match record {
-        Some(record) if record.enabled => Ok(Principal {
+        Some(record) if record.enabled && record.generation == claims.generation => Ok(Principal {
             tenant: claims.ten,
             user: claims.sub,
             kind: record.kind,
             roles: record.roles,
+            generation: record.generation,
             token: Some(TokenInfo {
                 jti: claims.jti,
                 xsrf_token: claims.xsrf_token,

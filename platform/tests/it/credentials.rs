@@ -1,11 +1,12 @@
 //! Hostile callers against authentication: password guessing and user enumeration (throttling,
-//! lockout, one code path for unknown users, a bound on concurrent hashes), and the password
+//! lockout, one code path for unknown users, a bound on concurrent hashes), tokens that must
+//! not outlive a password reset or a re-created user, logout of all users, and the password
 //! policy on every path that sets a password.
 
 use serde_json::{Value, json};
 
 use crate::fixture::{
-    ADMIN_PASSWORD, MGMT_ADMIN, Options, Resp, Server, create_tenant, create_user,
+    ADMIN_PASSWORD, MGMT_ADMIN, Options, Resp, Server, Tenant, create_tenant, create_user,
     run_expecting_failure,
 };
 
@@ -53,6 +54,34 @@ fn token(server: &Server, login: &str, password: &str) -> String {
         .as_str()
         .expect("access_token")
         .to_owned()
+}
+
+/// A cookie session for `login`: (Cookie header, XSRF token).
+fn cookie_session(server: &Server, login: &str, password: &str) -> (String, String) {
+    let cookies = attempt(server, Via::Cookie, login, password)
+        .expect(200)
+        .cookies();
+    let (auth, xsrf) = (&cookies["authorization"], &cookies["XSRF-TOKEN"]);
+    (
+        format!("authorization={auth}; XSRF-TOKEN={xsrf}"),
+        xsrf.clone(),
+    )
+}
+
+/// Status of `GET /user/currentUser` with a Bearer token and with a cookie session.
+fn session_statuses(server: &Server, bearer: &str, cookie: &(String, String)) -> (u16, u16) {
+    let with_bearer = server
+        .req("GET", "/user/currentUser")
+        .bearer(bearer)
+        .send()
+        .status;
+    let with_cookie = server
+        .req("GET", "/user/currentUser")
+        .header("Cookie", &cookie.0)
+        .header("X-XSRF-TOKEN", &cookie.1)
+        .send()
+        .status;
+    (with_bearer, with_cookie)
 }
 
 /// A numeric sample of `/metrics` (read with a Bearer token, which spends no hash); 0 if absent.
@@ -235,6 +264,230 @@ fn concurrent_password_hashes_are_bounded() {
     );
     // Still serving.
     server.admin_get("/user/currentUser").expect(200);
+}
+
+/// Logs `jane` in both ways, runs `action`, and returns what her old sessions get afterwards.
+fn sessions_after(
+    server: &Server,
+    jane: &str,
+    password: &str,
+    action: impl FnOnce(),
+) -> (u16, u16) {
+    let bearer = token(server, jane, password);
+    let cookie = cookie_session(server, jane, password);
+    assert_eq!(session_statuses(server, &bearer, &cookie), (200, 200));
+    action();
+    session_statuses(server, &bearer, &cookie)
+}
+
+#[test]
+fn tokens_end_with_a_password_change_disable_or_recreated_user() {
+    let server = Server::start();
+    let t = create_tenant(&server, "gen");
+    let jane = create_user(&server, &t, "jane", "Jane-Pass-1");
+    let admin = |m: &str, p: &str| server.req(m, p).basic(&t.admin_login, &t.admin_password);
+    let users = format!("/user/{}/users", t.id);
+    let put_jane = |body: Value| {
+        admin("PUT", &format!("{users}/jane"))
+            .json(&body)
+            .send()
+            .expect(200);
+    };
+    type Action<'a> = Box<dyn Fn(&str) -> String + 'a>;
+    // (name, action given jane's password and returning her new one, old sessions' status).
+    let cases: Vec<(&str, Action, u16)> = vec![
+        (
+            "profile change keeps sessions",
+            Box::new(|pw: &str| {
+                put_jane(json!({"lastName": "Doe"}));
+                pw.to_owned()
+            }),
+            200,
+        ),
+        (
+            "admin resets the password",
+            Box::new(|_| {
+                admin("PUT", &format!("{users}/jane/password"))
+                    .json(&json!({"currentUserPassword": t.admin_password, "newPassword": "Jane-Pass-2"}))
+                    .send()
+                    .expect(200);
+                "Jane-Pass-2".to_owned()
+            }),
+            401,
+        ),
+        (
+            "admin sets the password in the user",
+            Box::new(|_| {
+                put_jane(json!({"password": "Jane-Pass-3"}));
+                "Jane-Pass-3".to_owned()
+            }),
+            401,
+        ),
+        (
+            "own password change",
+            Box::new(|pw: &str| {
+                server
+                    .req("PUT", "/user/currentUser/password")
+                    .basic(&jane, pw)
+                    .json(&json!({"currentUserPassword": pw, "newPassword": "Jane-Pass-4"}))
+                    .send()
+                    .expect(200);
+                "Jane-Pass-4".to_owned()
+            }),
+            401,
+        ),
+        (
+            "disabled and enabled again",
+            Box::new(|pw: &str| {
+                put_jane(json!({"enabled": false}));
+                put_jane(json!({"enabled": true}));
+                pw.to_owned()
+            }),
+            401,
+        ),
+        (
+            "deleted and re-created with the same password",
+            Box::new(|pw: &str| {
+                admin("DELETE", &format!("{users}/jane")).send().expect(204);
+                admin("POST", &users)
+                    .json(&json!({"userName": "jane", "password": pw}))
+                    .send()
+                    .expect(201);
+                pw.to_owned()
+            }),
+            401,
+        ),
+    ];
+    let mut password = "Jane-Pass-1".to_owned();
+    for (name, action, expected) in &cases {
+        let mut next = String::new();
+        let got = sessions_after(&server, &jane, &password, || next = action(&password));
+        assert_eq!(
+            got,
+            (*expected, *expected),
+            "{name}: old (bearer, cookie) sessions"
+        );
+        password = next;
+        // The new credentials open a new session.
+        token(&server, &jane, &password);
+    }
+    // What a revoked token is told.
+    let bearer = token(&server, &jane, &password);
+    put_jane(json!({"password": "Jane-Pass-5"}));
+    let resp = server
+        .req("GET", "/user/currentUser")
+        .bearer(&bearer)
+        .send()
+        .expect_error(401, "security/Unauthorized");
+    assert_eq!(resp.json()["message"], "User has been logged out");
+
+    // Changing one's own password in a cookie session ends the old cookie and sets a new one.
+    let old = cookie_session(&server, &jane, "Jane-Pass-5");
+    let changed = server
+        .req("PUT", "/user/currentUser/password")
+        .header("Cookie", &old.0)
+        .header("X-XSRF-TOKEN", &old.1)
+        .json(&json!({"currentUserPassword": "Jane-Pass-5", "newPassword": "Jane-Pass-6"}))
+        .send()
+        .expect(200)
+        .cookies();
+    let renewed = (
+        format!(
+            "authorization={}; XSRF-TOKEN={}",
+            changed["authorization"], changed["XSRF-TOKEN"]
+        ),
+        changed["XSRF-TOKEN"].clone(),
+    );
+    let status = |session: &(String, String)| {
+        server
+            .req("GET", "/user/currentUser")
+            .header("Cookie", &session.0)
+            .header("X-XSRF-TOKEN", &session.1)
+            .send()
+            .status
+    };
+    assert_eq!((status(&old), status(&renewed)), (401, 200));
+}
+
+#[test]
+fn logout_all_users_ends_every_session_of_the_tenant_only() {
+    let server = Server::start();
+    let t = create_tenant(&server, "allout");
+    let other = create_tenant(&server, "bystander");
+    let jane = create_user(&server, &t, "jane", "Jane-Pass-1");
+    let path = |tenant: &Tenant| format!("/user/logout/{}/allUsers", tenant.id);
+    // Who may: (caller login, password, tenant, status).
+    let permissions = [
+        (jane.as_str(), "Jane-Pass-1", &t, 403),
+        (
+            other.admin_login.as_str(),
+            other.admin_password.as_str(),
+            &t,
+            403,
+        ),
+    ];
+    for (login, password, tenant, status) in permissions {
+        let resp = server
+            .req("POST", &path(tenant))
+            .basic(login, password)
+            .json(&json!({}))
+            .send();
+        assert_eq!(
+            resp.status, status,
+            "{login} on {}: {}",
+            tenant.id, resp.body
+        );
+    }
+    server
+        .req("POST", "/user/logout/nosuchtenant/allUsers")
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .json(&json!({}))
+        .send()
+        .expect_error(404, "security/Not Found");
+
+    // (login, password, tenant logged out) per round: the tenant's admin for itself, then the
+    // management admin for the subtenant.
+    let rounds = [
+        (t.admin_login.as_str(), t.admin_password.as_str()),
+        (MGMT_ADMIN, ADMIN_PASSWORD),
+    ];
+    for (caller, caller_password) in rounds {
+        let sessions = [
+            (jane.as_str(), "Jane-Pass-1"),
+            (t.admin_login.as_str(), t.admin_password.as_str()),
+            (other.admin_login.as_str(), other.admin_password.as_str()),
+        ]
+        .map(|(login, pw)| {
+            (
+                login,
+                pw,
+                token(&server, login, pw),
+                cookie_session(&server, login, pw),
+            )
+        });
+        server
+            .req("POST", &path(&t))
+            .basic(caller, caller_password)
+            .json(&json!({}))
+            .send()
+            .expect(200);
+        for (login, password, bearer, cookie) in &sessions {
+            let expected = if login.starts_with(&format!("{}/", t.id)) {
+                401
+            } else {
+                200
+            };
+            assert_eq!(
+                session_statuses(&server, bearer, cookie),
+                (expected, expected),
+                "{caller} logged out {}: sessions of {login}",
+                t.id
+            );
+            // Basic credentials are unaffected, and new sessions open.
+            attempt(&server, Via::Basic, login, password).expect(200);
+            token(&server, login, password);
+        }
+    }
 }
 
 #[test]
