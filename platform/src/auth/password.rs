@@ -1,13 +1,12 @@
 //! Password hashing (argon2id, PHC strings), the process-wide bound on concurrent hashes, and
 //! the password policy.
 
-use std::sync::LazyLock;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, mpsc};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 
 /// Minimum and maximum password length (characters). The documented tenant default minimum is 8.
 pub const MIN_LENGTH: usize = 8;
@@ -129,15 +128,20 @@ pub enum PoolError {
 }
 
 /// Every hash in the process shares the same cores and argon2 takes ~19 MiB each, so one
-/// bound serves the whole process: at most `permits` hashes run, at most `queue` wait.
+/// bound serves the whole process: at most `permits` hashes run, at most `queue` wait. They
+/// run on `permits` threads of their own: hashed on ever-changing blocking threads, each
+/// thread's malloc arena kept its own argon2 block, and RSS grew by hundreds of MiB.
 struct Pool {
     permits: usize,
     semaphore: Semaphore,
+    jobs: Mutex<mpsc::Sender<Job>>,
     queue: usize,
     waiting: AtomicUsize,
     running: AtomicUsize,
     peak: AtomicUsize,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
 
 static POOL: OnceLock<Pool> = OnceLock::new();
 
@@ -151,9 +155,30 @@ pub fn configure(permits: usize, queue: usize) {
 impl Pool {
     fn new(permits: usize, queue: usize) -> Pool {
         let permits = permits.max(1);
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..permits {
+            let receiver = Arc::clone(&receiver);
+            let spawned = std::thread::Builder::new()
+                .name(format!("berth-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            // The pool is gone.
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
         Pool {
             permits,
             semaphore: Semaphore::new(permits),
+            jobs: Mutex::new(jobs),
             queue,
             waiting: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
@@ -165,11 +190,8 @@ impl Pool {
         POOL.get_or_init(|| Pool::new(default_concurrency(), default_concurrency() * 16))
     }
 
-    /// Runs `work` on a blocking thread once a permit is free; Busy when the queue is full.
-    async fn run<R: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> R + Send + 'static,
-    ) -> Result<R, PoolError> {
+    /// Reserves a hashing slot, waiting for one if the queue has room; Busy otherwise.
+    async fn reserve(&self) -> Result<Slot<'_>, PoolError> {
         let permit = match self.semaphore.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
@@ -182,16 +204,81 @@ impl Pool {
                 permit.map_err(|e| PoolError::Task(e.to_string()))?
             }
         };
-        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-        let peak = self.peak.fetch_max(now, Ordering::SeqCst).max(now);
+        Ok(Slot {
+            pool: self,
+            _permit: permit,
+        })
+    }
+}
+
+/// A reserved hashing slot, held until dropped (a caller keeps it until it has recorded the
+/// outcome, so the next waiter sees it). The permits keep at most `permits`
+/// jobs in the channel, so a hashing thread is always free for it.
+pub struct Slot<'a> {
+    pool: &'a Pool,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Slot<'_> {
+    /// Runs `work` on a hashing thread.
+    async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, PoolError> {
+        let pool = self.pool;
+        let now = pool.running.fetch_add(1, Ordering::SeqCst) + 1;
+        let peak = pool.peak.fetch_max(now, Ordering::SeqCst).max(now);
         metrics::gauge!(IN_FLIGHT).set(now as f64);
         metrics::gauge!(IN_FLIGHT_PEAK).set(peak as f64);
-        let result = tokio::task::spawn_blocking(work).await;
-        let now = self.running.fetch_sub(1, Ordering::SeqCst) - 1;
+        let (sender, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = sender.send(work());
+        });
+        let sent = pool
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| PoolError::Task("no password hashing thread".into()));
+        let result = match sent {
+            Ok(()) => result
+                .await
+                .map_err(|_| PoolError::Task("password hashing thread failed".into())),
+            Err(e) => Err(e),
+        };
+        let now = pool.running.fetch_sub(1, Ordering::SeqCst) - 1;
         metrics::gauge!(IN_FLIGHT).set(now as f64);
-        drop(permit);
-        result.map_err(|e| PoolError::Task(e.to_string()))
+        result
     }
+
+    /// [`verify`] in this slot; `None` (unknown user) verifies against the dummy hash and
+    /// never matches, so it takes the same path and time as a wrong password.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PoolError> {
+        metrics::counter!(VERIFICATIONS).increment(1);
+        self.run(move || match stored {
+            Some(stored) => verify(&password, &stored),
+            None => {
+                verify(&password, &DUMMY_HASH);
+                false
+            }
+        })
+        .await
+    }
+
+    /// [`hash`] in this slot.
+    pub async fn hash(&self, password: String) -> Result<String, PoolError> {
+        Ok(self.run(move || hash(&password)).await??)
+    }
+}
+
+/// Reserves a slot of the process-wide bound on concurrent hashes (Busy when its queue is
+/// full). Callers check whatever may refuse the attempt after this, right before hashing.
+pub async fn reserve() -> Result<Slot<'static>, PoolError> {
+    Pool::get().reserve().await
 }
 
 /// The default bound: one hash per core.
@@ -229,22 +316,7 @@ static DUMMY_HASH: LazyLock<String> =
 
 /// [`hash`] within the process-wide bound.
 pub async fn hash_bounded(password: String) -> Result<String, PoolError> {
-    Ok(Pool::get().run(move || hash(&password)).await??)
-}
-
-/// [`verify`] within the process-wide bound; `None` (unknown user) verifies against the dummy
-/// hash and never matches.
-pub async fn verify_bounded(password: String, stored: Option<String>) -> Result<bool, PoolError> {
-    metrics::counter!(VERIFICATIONS).increment(1);
-    Pool::get()
-        .run(move || match stored {
-            Some(stored) => verify(&password, &stored),
-            None => {
-                verify(&password, &DUMMY_HASH);
-                false
-            }
-        })
-        .await
+    reserve().await?.hash(password).await
 }
 
 /// The password policy for any password: 8 to 128 characters, no control characters, at
@@ -358,24 +430,13 @@ mod tests {
     #[tokio::test]
     async fn the_pool_refuses_beyond_its_queue() {
         let pool = Pool::new(1, 0);
-        let (started, wait) = std::sync::mpsc::channel::<()>();
-        let (release, gate) = std::sync::mpsc::channel::<()>();
-        let busy = pool.run(move || {
-            started.send(()).unwrap();
-            gate.recv().unwrap();
-        });
-        let pool = &pool;
-        let second = async {
-            tokio::task::spawn_blocking(move || wait.recv().unwrap())
-                .await
-                .unwrap();
-            let refused = pool.run(|| ()).await;
-            release.send(()).unwrap();
-            refused
-        };
-        let (first, second) = tokio::join!(busy, second);
-        assert!(first.is_ok());
-        assert!(matches!(second, Err(PoolError::Busy)));
+        let first = pool.reserve().await.unwrap();
+        assert!(matches!(pool.reserve().await, Err(PoolError::Busy)));
+        assert_eq!(first.run(|| 7).await.unwrap(), 7);
+        // The slot is free again once its hash is done.
+        drop(first);
+        let again = pool.reserve().await.unwrap();
+        assert!(!again.verify("x".into(), None).await.unwrap());
         assert_eq!(pool.peak.load(Ordering::SeqCst), 1);
     }
 }

@@ -208,21 +208,33 @@ pub async fn check_password(
     // Bootstrap and service users have long random passwords that cannot be guessed; locking
     // them would only let anyone who knows their (predictable) names stop a microservice.
     let lockable = record.as_ref().is_none_or(|r| r.kind == UserKind::Person);
-    if lockable && let Err(left) = throttle.check(user_key, Instant::now()) {
-        return Err(locked_out("this user", left));
-    }
+    let check = || {
+        let now = Instant::now();
+        if let Some(ip) = source
+            && let Err(left) = throttle.check(ThrottleKey::Source(ip), now)
+        {
+            return Err(locked_out("this address", left));
+        }
+        match throttle.check(user_key, now) {
+            Err(left) if lockable => Err(locked_out("this user", left)),
+            _ => Ok(()),
+        }
+    };
+    check()?;
+    let pool_error = |e| match e {
+        password::PoolError::Busy => ApiError::unavailable(
+            "security",
+            "Too many logins are being checked right now; retry shortly",
+            "password hash queue full",
+        )
+        .with_retry_after(1),
+        other => ApiError::internal(&other.to_string()),
+    };
+    let slot = password::reserve().await.map_err(pool_error)?;
+    // Again right before the hash: attempts that queued while the lock began are refused too.
+    check()?;
     let stored = record.as_ref().map(|r| r.password_hash.clone());
-    let matches = password::verify_bounded(password, stored)
-        .await
-        .map_err(|e| match e {
-            password::PoolError::Busy => ApiError::unavailable(
-                "security",
-                "Too many logins are being checked right now; retry shortly",
-                "password hash queue full",
-            )
-            .with_retry_after(1),
-            other => ApiError::internal(&other.to_string()),
-        })?;
+    let matches = slot.verify(password, stored).await.map_err(pool_error)?;
     let record = match record {
         Some(record) if matches && record.enabled => record,
         _ => {
@@ -233,10 +245,13 @@ pub async fn check_password(
             if lockable {
                 throttle.failure(user_key, now);
             }
+            // The slot is released only now, so the next queued attempt sees this failure.
+            drop(slot);
             return Err(invalid_credentials());
         }
     };
     throttle.success(user_key);
+    drop(slot);
     Ok(Principal {
         tenant,
         user,

@@ -216,6 +216,33 @@ fn repeated_failures_lock_the_user_then_the_source_with_retry_after() {
 }
 
 #[test]
+fn concurrent_guesses_stop_at_the_limit() {
+    let server = Server::start_with(Options {
+        env: vec![
+            ("BERTH_LOGIN_USER_FAILURES".into(), "3".into()),
+            ("BERTH_PASSWORD_HASH_CONCURRENCY".into(), "1".into()),
+            ("BERTH_PASSWORD_HASH_QUEUE".into(), "64".into()),
+        ],
+        ..Options::default()
+    });
+    let t = create_tenant(&server, "burst");
+    let jane = create_user(&server, &t, "jane", "Jane-Pass-1");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let (server, jane) = (&server, &jane);
+                scope.spawn(move || {
+                    attempt(server, Via::Basic, jane, &format!("Wrong-Pass-{i}")).status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    assert_eq!((count(401), count(429)), (3, 17), "{statuses:?}");
+}
+
+#[test]
 fn concurrent_password_hashes_are_bounded() {
     let server = Server::start_with(Options {
         env: vec![
