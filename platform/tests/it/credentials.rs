@@ -624,3 +624,111 @@ fn weak_passwords_are_refused_on_every_path_and_nothing_changes() {
         assert!(!data.exists(), "nothing written for {password}");
     }
 }
+
+/// A container the test runs itself on a Berth network, removed on drop.
+struct Probe(String);
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn guessing_on_the_internal_api_locks_the_source_not_the_service() {
+    use crate::supervisor::{
+        HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server_with,
+        subscribe, wait_for, wait_ready,
+    };
+    let image = HelloLease::acquire();
+    let (_cleanup, server) = start_server_with(
+        &[],
+        Options {
+            env: vec![
+                ("BERTH_LOGIN_USER_FAILURES".into(), "2".into()),
+                ("BERTH_LOGIN_SOURCE_FAILURES".into(), "3".into()),
+            ],
+            ..Options::default()
+        },
+    );
+    let owner = create_tenant(&server, "internal");
+    let app = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let service = instances(&wait_ready(&server, &owner, &app, 1))[0].clone();
+    let (service_ip, service_name) = (
+        service["ip"].as_str().unwrap().to_owned(),
+        service["name"].as_str().unwrap().to_owned(),
+    );
+    let env = crate::supervisor::container_get(&service_ip, "/env");
+    let network = docker(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
+        &service_name,
+    ]);
+    // A hostile container on the same network knows the bootstrap user's name, not its password.
+    let var = |name: &str| format!("{name}={}", env[name].as_str().unwrap());
+    let probe = Probe(docker(&[
+        "run",
+        "-d",
+        "--label",
+        "berth.test=1",
+        "--network",
+        &network,
+        "--add-host",
+        "berth-platform:host-gateway",
+        "-e",
+        &var("C8Y_BASEURL"),
+        "-e",
+        &var("C8Y_BOOTSTRAP_TENANT"),
+        "-e",
+        &var("C8Y_BOOTSTRAP_USER"),
+        "-e",
+        "C8Y_BOOTSTRAP_PASSWORD=Wrong-Pass-1",
+        &image.0.id,
+    ]));
+    let probe_ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &probe.0,
+    ]);
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "probe container",
+        || {
+            crate::supervisor::plain_agent()
+                .get(&format!("http://{probe_ip}:80/health"))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+        },
+    );
+    let platform_status = |ip: &str| {
+        let answer = crate::supervisor::container_get(ip, "/platform/subscriptions");
+        answer["status"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{answer}"))
+    };
+    // (container, status it gets from the internal API): three failures lock the probe's
+    // address; the service's own (never cached) login still works, so its user is not locked.
+    let steps = [
+        (&probe_ip, 401),
+        (&probe_ip, 401),
+        (&probe_ip, 401),
+        (&probe_ip, 429),
+        (&service_ip, 200),
+        (&probe_ip, 429),
+    ];
+    for (i, (ip, expected)) in steps.iter().enumerate() {
+        assert_eq!(platform_status(ip), *expected, "step {i} from {ip}");
+    }
+    drop(probe);
+}
