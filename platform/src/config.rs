@@ -44,6 +44,15 @@ pub const DEFAULT_DRAIN_PERIOD: u64 = 2;
 pub const DEFAULT_MAX_REPLICAS: u32 = 5;
 /// Default most containers one tenant's microservices may run together.
 pub const DEFAULT_TENANT_MAX_CONTAINERS: u64 = 50;
+/// Password guessing: 10 failures of one user, or 100 from one source address, within 15
+/// minutes lock that user (or source) out of password checks for 15 minutes (429 with
+/// Retry-After). A temporary lock like Cumulocity's, never a disabled account.
+pub const DEFAULT_LOGIN_USER_FAILURES: u32 = 10;
+pub const DEFAULT_LOGIN_SOURCE_FAILURES: u32 = 100;
+pub const DEFAULT_LOGIN_FAILURE_WINDOW: u64 = 900;
+pub const DEFAULT_LOGIN_LOCKOUT: u64 = 900;
+/// Password checks waiting for a hashing slot, per slot, before 503.
+pub const DEFAULT_PASSWORD_HASH_QUEUE_PER_SLOT: usize = 16;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -183,6 +192,27 @@ pub struct ServeArgs {
     /// only the internal API port answers); false runs without host isolation [default: true].
     #[arg(long, env = "BERTH_HOST_FIREWALL", value_name = "BOOL")]
     pub host_firewall: Option<bool>,
+    /// Failed password checks of one user within the failure window that lock it out
+    /// [default: 10].
+    #[arg(long, env = "BERTH_LOGIN_USER_FAILURES", value_name = "N")]
+    pub login_user_failures: Option<u32>,
+    /// Failed password checks from one source address (IPv6: its /64) within the failure
+    /// window that lock it out [default: 100].
+    #[arg(long, env = "BERTH_LOGIN_SOURCE_FAILURES", value_name = "N")]
+    pub login_source_failures: Option<u32>,
+    /// Seconds over which failed password checks are counted [default: 900].
+    #[arg(long, env = "BERTH_LOGIN_FAILURE_WINDOW", value_name = "SECONDS")]
+    pub login_failure_window: Option<u64>,
+    /// Seconds a locked-out user or source waits (429 with Retry-After) [default: 900].
+    #[arg(long, env = "BERTH_LOGIN_LOCKOUT", value_name = "SECONDS")]
+    pub login_lockout: Option<u64>,
+    /// Password hashes computed at once; each argon2 hash takes ~19 MiB [default: CPU cores].
+    #[arg(long, env = "BERTH_PASSWORD_HASH_CONCURRENCY", value_name = "N")]
+    pub password_hash_concurrency: Option<usize>,
+    /// Password checks that may wait for a hashing slot; more get 503 with Retry-After
+    /// [default: 16 per slot].
+    #[arg(long, env = "BERTH_PASSWORD_HASH_QUEUE", value_name = "N")]
+    pub password_hash_queue: Option<usize>,
 }
 
 /// The config file: the same settings as the flags, in snake_case.
@@ -220,6 +250,12 @@ struct FileConfig {
     tenant_max_containers: Option<u64>,
     refuse_root_images: Option<bool>,
     host_firewall: Option<bool>,
+    login_user_failures: Option<u32>,
+    login_source_failures: Option<u32>,
+    login_failure_window: Option<u64>,
+    login_lockout: Option<u64>,
+    password_hash_concurrency: Option<usize>,
+    password_hash_queue: Option<usize>,
 }
 
 /// Where the server certificate comes from.
@@ -269,6 +305,11 @@ pub struct Config {
     pub limits: LimitSettings,
     /// Install the host firewall for deployment networks.
     pub host_firewall: bool,
+    /// Password-guessing limits (see [`crate::auth::throttle`]).
+    pub login_limits: crate::auth::throttle::Limits,
+    /// Password hashes at once, and checks that may wait for one.
+    pub password_hash_concurrency: usize,
+    pub password_hash_queue: usize,
 }
 
 /// A setting that cannot be used, named so the operator knows what to fix.
@@ -310,6 +351,7 @@ impl Config {
         file: FileConfig,
         admin_password: Option<String>,
     ) -> Result<Config, ConfigError> {
+        let login_limits = login_limits(&args_login(&args), &file)?;
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -384,7 +426,7 @@ impl Config {
             return Err(invalid("admin_user", &admin_user, &reason));
         }
         if let Some(password) = &admin_password
-            && let Err(reason) = crate::auth::password::check_strength(password)
+            && let Err(reason) = crate::auth::password::check_for_user(password, &admin_user, None)
         {
             return Err(invalid("BERTH_ADMIN_PASSWORD", "<hidden>", &reason));
         }
@@ -552,9 +594,27 @@ impl Config {
                 .unwrap_or(false),
         };
         let host_firewall = args.host_firewall.or(file.host_firewall).unwrap_or(true);
+        let password_hash_concurrency = args
+            .password_hash_concurrency
+            .or(file.password_hash_concurrency)
+            .unwrap_or_else(crate::auth::password::default_concurrency);
+        if !(1..=256).contains(&password_hash_concurrency) {
+            return Err(invalid(
+                "password_hash_concurrency",
+                &password_hash_concurrency.to_string(),
+                "must be from 1 to 256",
+            ));
+        }
+        let password_hash_queue = args
+            .password_hash_queue
+            .or(file.password_hash_queue)
+            .unwrap_or(password_hash_concurrency * DEFAULT_PASSWORD_HASH_QUEUE_PER_SLOT);
         Ok(Config {
             limits,
             host_firewall,
+            login_limits,
+            password_hash_concurrency,
+            password_hash_queue,
             proxy_timeout,
             internal_api,
             reconcile_interval,
@@ -581,6 +641,58 @@ impl Config {
             log_filter,
         })
     }
+}
+
+/// The login settings given as flags or variables.
+fn args_login(args: &ServeArgs) -> [Option<u64>; 4] {
+    [
+        args.login_user_failures.map(u64::from),
+        args.login_source_failures.map(u64::from),
+        args.login_failure_window,
+        args.login_lockout,
+    ]
+}
+
+/// Validates the password-guessing limits (flag > file > default).
+fn login_limits(
+    args: &[Option<u64>; 4],
+    file: &FileConfig,
+) -> Result<crate::auth::throttle::Limits, ConfigError> {
+    let file_values = [
+        file.login_user_failures.map(u64::from),
+        file.login_source_failures.map(u64::from),
+        file.login_failure_window,
+        file.login_lockout,
+    ];
+    let defaults = [
+        u64::from(DEFAULT_LOGIN_USER_FAILURES),
+        u64::from(DEFAULT_LOGIN_SOURCE_FAILURES),
+        DEFAULT_LOGIN_FAILURE_WINDOW,
+        DEFAULT_LOGIN_LOCKOUT,
+    ];
+    let names = [
+        "login_user_failures",
+        "login_source_failures",
+        "login_failure_window",
+        "login_lockout",
+    ];
+    let mut values = [0u64; 4];
+    for i in 0..4 {
+        values[i] = args[i].or(file_values[i]).unwrap_or(defaults[i]);
+        if values[i] == 0 || values[i] > 1_000_000 {
+            return Err(invalid(
+                names[i],
+                &values[i].to_string(),
+                "must be from 1 to 1000000",
+            ));
+        }
+    }
+    Ok(crate::auth::throttle::Limits {
+        user_failures: u32::try_from(values[0]).unwrap_or(u32::MAX),
+        source_failures: u32::try_from(values[1]).unwrap_or(u32::MAX),
+        window: Duration::from_secs(values[2]),
+        lockout: Duration::from_secs(values[3]),
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -754,6 +866,9 @@ mod tests {
             ("tenant_max_memory = 0", "tenant_max_memory"),
             ("tenant_max_cpu = \"0\"", "tenant_max_cpu"),
             ("tenant_max_containers = 0", "tenant_max_containers"),
+            ("login_user_failures = 0", "login_user_failures"),
+            ("login_lockout = 0", "login_lockout"),
+            ("password_hash_concurrency = 0", "password_hash_concurrency"),
         ];
         for (text, name) in cases {
             let file: FileConfig = toml::from_str(text).unwrap();
@@ -785,5 +900,30 @@ mod tests {
         assert!(!config.host_firewall);
         let defaults = Config::merge(ServeArgs::default(), FileConfig::default(), None).unwrap();
         assert!(defaults.host_firewall && !defaults.limits.refuse_root_images);
+    }
+
+    #[test]
+    fn weak_admin_passwords_are_config_errors() {
+        let cases = [
+            ("Admin-Passw0rd", true),
+            ("password", false),
+            ("aaaaaaaaaaaa", false),
+            ("administrator", false),
+            ("short", false),
+        ];
+        for (password, ok) in cases {
+            let result = Config::merge(
+                ServeArgs::default(),
+                FileConfig::default(),
+                Some(password.into()),
+            );
+            match result {
+                Ok(_) => assert!(ok, "{password} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{password}: {e}");
+                    assert!(e.to_string().contains("BERTH_ADMIN_PASSWORD"), "{e}");
+                }
+            }
+        }
     }
 }

@@ -220,6 +220,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     }
     prepare_dir(&tmp)?;
     prepare_dir(&config.data_dir.join(PACKAGES_DIR))?;
+    auth::password::configure(config.password_hash_concurrency, config.password_hash_queue);
     let secrets = Arc::new(secrets::Secrets::load_or_create(&config.data_dir)?);
     let store = Store::open(&config.data_dir.join(store::DATABASE_FILE))?;
     ensure_management_tenant(&store, &config, &secrets)?;
@@ -269,6 +270,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         store,
         secrets,
         cache: CredentialCache::new(DEFAULT_TTL),
+        throttle: auth::throttle::Throttle::new(config.login_limits),
         runtime,
         upload_lock: tokio::sync::Mutex::new(()),
         supervisor: supervisor_handle.clone(),

@@ -20,6 +20,8 @@ pub struct ApiError {
     message: String,
     /// Detail for the log only (internal errors).
     detail: Option<String>,
+    /// Seconds for a `Retry-After` header (429, 503).
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -36,6 +38,7 @@ impl ApiError {
             error: error.to_owned(),
             message: message.to_owned(),
             detail: None,
+            retry_after: None,
         }
     }
 
@@ -99,6 +102,26 @@ impl ApiError {
                 &format!("{resource}/Service Unavailable"),
                 message,
             )
+        }
+    }
+
+    /// 429 with `Retry-After`: the caller must wait `retry_after` seconds.
+    pub fn too_many_requests(resource: &str, message: &str, retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("{resource}/Too Many Requests"),
+                message,
+            )
+        }
+    }
+
+    /// Adds `Retry-After` (seconds) to the response.
+    pub fn with_retry_after(self, seconds: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(seconds),
+            ..self
         }
     }
 
@@ -175,7 +198,11 @@ impl ResponseError for ApiError {
             message: &self.message,
             info: INFO_URL,
         };
-        HttpResponse::build(self.status)
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
+        }
+        response
             .content_type(media::media_type("error"))
             .body(serde_json::to_string(&body).unwrap_or_default())
     }

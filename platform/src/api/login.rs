@@ -1,5 +1,6 @@
 //! Login: `GET /tenant/loginOptions` (no auth), OAI-Secure `POST /tenant/oauth` (cookies) and
-//! `POST /tenant/oauth/token` (JSON token), and `POST /user/logout`.
+//! `POST /tenant/oauth/token` (JSON token), `POST /user/logout` and
+//! `POST /user/logout/{tenant}/allUsers`.
 
 use std::collections::HashMap;
 
@@ -12,13 +13,18 @@ use super::error::ApiError;
 use super::{AppState, db, media};
 use crate::auth::jwt::{self, Claims};
 use crate::auth::principal::{self, Principal, TOKEN_COOKIE, XSRF_COOKIE};
+use crate::auth::roles;
 use crate::store::tenants;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/tenant/loginOptions", web::get().to(login_options))
         .route("/tenant/oauth", web::post().to(login_cookie))
         .route("/tenant/oauth/token", web::post().to(login_token))
-        .route("/user/logout", web::post().to(logout));
+        .route("/user/logout", web::post().to(logout))
+        .route(
+            "/user/logout/{tenant}/allUsers",
+            web::post().to(logout_all_users),
+        );
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,7 +134,23 @@ async fn issue_token(
         ));
     };
     let (tenant, user) = login_tenant(state, req, query, &username).await?;
-    let principal = principal::check_password(state, tenant, user, password).await?;
+    let source = principal::request_source(req);
+    let principal = principal::check_password(state, source, tenant, user, password).await?;
+    sign_token(
+        state,
+        &principal.tenant,
+        &principal.user,
+        principal.generation,
+    )
+}
+
+/// Signs a new login token for `user` in credential generation `generation`.
+fn sign_token(
+    state: &AppState,
+    tenant: &str,
+    user: &str,
+    generation: i64,
+) -> Result<(String, Claims), ApiError> {
     let now = jwt::now();
     let random = |n| {
         state
@@ -138,14 +160,15 @@ async fn issue_token(
     };
     let claims = Claims {
         iss: jwt::ISSUER.to_owned(),
-        aud: principal.tenant.clone(),
-        sub: principal.user.clone(),
-        ten: principal.tenant.clone(),
+        aud: tenant.to_owned(),
+        sub: user.to_owned(),
+        ten: tenant.to_owned(),
         xsrf_token: random(32)?,
         jti: random(24)?,
         iat: now,
         nbf: now,
         exp: now + state.config.token_lifetime.as_secs(),
+        generation,
     };
     let token = jwt::issue(state.secrets.jwt_key(), &claims)
         .map_err(|e| ApiError::internal(&e.to_string()))?;
@@ -175,12 +198,40 @@ async fn login_cookie(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, ApiError> {
     let (token, claims) = issue_token(&state, &req, &query, form.into_inner()).await?;
+    let mut response = HttpResponse::Ok();
+    set_session_cookies(&req, &state, &mut response, token, claims);
+    Ok(response.finish())
+}
+
+fn set_session_cookies(
+    req: &HttpRequest,
+    state: &AppState,
+    response: &mut actix_web::HttpResponseBuilder,
+    token: String,
+    claims: Claims,
+) {
     let max_age = i64::try_from(state.config.token_lifetime.as_secs()).unwrap_or(i64::MAX);
-    Ok(HttpResponse::Ok()
-        .cookie(cookie(&req, TOKEN_COOKIE, token, true, max_age))
+    response
+        .cookie(cookie(req, TOKEN_COOKIE, token, true, max_age))
         // The XSRF cookie must be readable by the page's script, which echoes it in X-XSRF-TOKEN.
-        .cookie(cookie(&req, XSRF_COOKIE, claims.xsrf_token, false, max_age))
-        .finish())
+        .cookie(cookie(req, XSRF_COOKIE, claims.xsrf_token, false, max_age));
+}
+
+/// After a user changed their own password in a cookie session, that session's token is of
+/// the old credential generation: as Cumulocity does, the answer sets a new cookie pair.
+pub fn renew_cookie_session(
+    req: &HttpRequest,
+    state: &AppState,
+    response: &mut actix_web::HttpResponseBuilder,
+    principal: &Principal,
+    generation: i64,
+) -> Result<(), ApiError> {
+    if principal.token.is_none() || req.cookie(TOKEN_COOKIE).is_none() {
+        return Ok(());
+    }
+    let (token, claims) = sign_token(state, &principal.tenant, &principal.user, generation)?;
+    set_session_cookies(req, state, response, token, claims);
+    Ok(())
 }
 
 async fn login_token(
@@ -214,4 +265,36 @@ async fn logout(
         .cookie(cookie(&req, TOKEN_COOKIE, String::new(), true, 0))
         .cookie(cookie(&req, XSRF_COOKIE, String::new(), false, 0))
         .finish())
+}
+
+/// Ends every OAI-Secure session (cookie and Bearer tokens) of a tenant's users; Basic
+/// credentials are unaffected. Needs `ROLE_USER_MANAGEMENT_ADMIN` in that tenant, or in the
+/// management tenant with `ROLE_TENANT_MANAGEMENT_ADMIN` for another tenant.
+async fn logout_all_users(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = path.into_inner();
+    principal.require(roles::USER_MANAGEMENT_ADMIN)?;
+    if tenant != principal.tenant {
+        if !principal.is_management() {
+            return Err(ApiError::forbidden());
+        }
+        principal.require(roles::TENANT_MANAGEMENT_ADMIN)?;
+        let id = tenant.clone();
+        if !db(&state, "tenants", move |c| tenants::exists(c, &id)).await? {
+            return Err(ApiError::not_found(
+                "security",
+                &format!("There is no tenant with id = {tenant}"),
+            ));
+        }
+    }
+    let t = tenant.clone();
+    db(&state, "security", move |c| {
+        crate::store::tokens::revoke_tenant_tokens(c, &t)
+    })
+    .await?;
+    state.cache.invalidate_tenant(&tenant);
+    Ok(HttpResponse::Ok().finish())
 }

@@ -38,6 +38,8 @@ pub struct AppState {
     pub store: Store,
     pub secrets: Arc<Secrets>,
     pub cache: CredentialCache,
+    /// Failed password checks per user and source (429 with Retry-After past the limits).
+    pub throttle: crate::auth::throttle::Throttle,
     pub runtime: Runtime,
     /// Uploads run one at a time, so the version rules and image bookkeeping see a stable state.
     pub upload_lock: tokio::sync::Mutex<()>,

@@ -200,7 +200,7 @@ async fn create(
     check_user_name(&admin_name)
         .map_err(|r| ApiError::invalid("tenants", &format!("adminName {r}")))?;
     let admin_pass = required("tenants", "adminPass", &body.admin_pass)?.to_owned();
-    password::check_strength(&admin_pass)
+    password::check_for_user(&admin_pass, &admin_name, body.admin_email.as_deref())
         .map_err(|r| ApiError::invalid("tenants", &format!("adminPass: {r}")))?;
     let requested_id = match body.id.as_deref() {
         Some(id) => {
@@ -222,10 +222,7 @@ async fn create(
         }
         None => None,
     };
-    let hash = tokio::task::spawn_blocking(move || password::hash(&admin_pass))
-        .await
-        .map_err(|e| ApiError::internal(&e.to_string()))?
-        .map_err(|e| ApiError::internal(&e.to_string()))?;
+    let hash = super::users::hash_password(admin_pass).await?;
     let admin = NewUser {
         user_name: admin_name,
         password_hash: hash,
@@ -303,7 +300,8 @@ async fn update(
         check_domain(domain)?;
     }
     if let Some(pass) = &body.admin_pass {
-        password::check_strength(pass)
+        let admin = tenant.admin_name.as_deref().unwrap_or_default();
+        password::check_for_user(pass, admin, body.admin_email.as_deref())
             .map_err(|r| ApiError::invalid("tenants", &format!("adminPass: {r}")))?;
     }
     let update = TenantUpdate {
@@ -315,12 +313,7 @@ async fn update(
         custom_properties: body.custom_properties,
     };
     let new_hash = match body.admin_pass {
-        Some(pass) => Some(
-            tokio::task::spawn_blocking(move || password::hash(&pass))
-                .await
-                .map_err(|e| ApiError::internal(&e.to_string()))?
-                .map_err(|e| ApiError::internal(&e.to_string()))?,
-        ),
+        Some(pass) => Some(super::users::hash_password(pass).await?),
         None => None,
     };
     let id = tenant.id.clone();

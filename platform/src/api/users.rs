@@ -190,15 +190,65 @@ async fn full_user_json(
     Ok(user_json(base, &user, &direct, &groups))
 }
 
+/// Hashes within the process-wide bound on concurrent hashes (503 with Retry-After when full).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|e| ApiError::internal(&e.to_string()))?
-        .map_err(|e| ApiError::internal(&e.to_string()))
+    password::hash_bounded(password).await.map_err(|e| match e {
+        password::PoolError::Busy => ApiError::unavailable(
+            "users",
+            "Too many passwords are being hashed right now; retry shortly",
+            "password hash queue full",
+        )
+        .with_retry_after(1),
+        other => ApiError::internal(&other.to_string()),
+    })
 }
 
-fn check_password(password: &str) -> Result<(), ApiError> {
-    password::check_strength(password).map_err(|r| ApiError::invalid("users", &r))
+/// The password policy for a new password of `name` (422 saying what to fix). Without `email`
+/// the stored address of an existing user is compared too.
+async fn check_new_password(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+    email: Option<String>,
+    new: &str,
+) -> Result<(), ApiError> {
+    let email = match email {
+        Some(email) => Some(email),
+        None => {
+            let (t, n) = (tenant.to_owned(), name.to_owned());
+            db(state, "users", move |c| users::get_user(c, &t, &n))
+                .await?
+                .and_then(|u| u.email)
+        }
+    };
+    password::check_for_user(new, name, email.as_deref())
+        .map_err(|r| ApiError::invalid("users", &format!("{r}; choose another password")))
+}
+
+/// Confirms a change with the caller's own current password (throttled like a login: 429 and
+/// 503 pass through; a wrong password is 401 naming the field).
+async fn confirm_with_own_password(
+    state: &AppState,
+    req: &HttpRequest,
+    principal: &Principal,
+    current: String,
+) -> Result<(), ApiError> {
+    crate::auth::principal::check_password(
+        state,
+        crate::auth::principal::request_source(req),
+        principal.tenant.clone(),
+        principal.user.clone(),
+        current,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| {
+        if e.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+            ApiError::unauthorized("Invalid credentials! : currentUserPassword is wrong")
+        } else {
+            e
+        }
+    })
 }
 
 async fn current_user(
@@ -269,6 +319,7 @@ async fn update_current_user(
 }
 
 async fn change_own_password(
+    req: HttpRequest,
     principal: Principal,
     state: web::Data<AppState>,
     body: web::Json<PasswordBody>,
@@ -278,25 +329,21 @@ async fn change_own_password(
     }
     let current = required("users", "currentUserPassword", &body.current_user_password)?.to_owned();
     let new = required("users", "newPassword", &body.new_password)?.to_owned();
-    check_password(&new)?;
-    crate::auth::principal::check_password(
-        &state,
-        principal.tenant.clone(),
-        principal.user.clone(),
-        current,
-    )
-    .await
-    .map_err(|_| ApiError::unauthorized("Invalid credentials! : currentUserPassword is wrong"))?;
+    check_new_password(&state, &principal.tenant, &principal.user, None, &new).await?;
+    confirm_with_own_password(&state, &req, &principal, current).await?;
     let hash = hash_password(new).await?;
     let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
-    db(&state, "users", move |c| {
-        users::set_password(c, &tenant, &name, &hash)
+    let generation = db(&state, "users", move |c| {
+        users::set_password(c, &tenant, &name, &hash)?;
+        Ok(users::auth_record(c, &tenant, &name)?.map_or(0, |r| r.generation))
     })
     .await?;
     state
         .cache
         .invalidate_user(&principal.tenant, &principal.user);
-    Ok(HttpResponse::Ok().finish())
+    let mut response = HttpResponse::Ok();
+    super::login::renew_cookie_session(&req, &state, &mut response, &principal, generation)?;
+    Ok(response.finish())
 }
 
 /// Roles that let a caller read users.
@@ -426,7 +473,7 @@ async fn create(
     let name = required("users", "userName", &body.user_name)?.to_owned();
     check_user_name(&name).map_err(|r| ApiError::invalid("users", &format!("userName {r}")))?;
     let password = required("users", "password", &body.password)?.to_owned();
-    check_password(&password)?;
+    check_new_password(&state, &tenant, &name, body.email.clone(), &password).await?;
     let hash = hash_password(password).await?;
     let user = NewUser {
         user_name: name.clone(),
@@ -481,7 +528,7 @@ async fn update(
     }
     let password_hash = match body.password {
         Some(p) => {
-            check_password(&p)?;
+            check_new_password(&state, &tenant, &name, body.email.clone(), &p).await?;
             Some(hash_password(p).await?)
         }
         None => None,
@@ -527,6 +574,7 @@ async fn delete(
 }
 
 async fn set_password(
+    req: HttpRequest,
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -536,16 +584,9 @@ async fn set_password(
     admin_access(&state, &principal, &tenant).await?;
     let current = required("users", "currentUserPassword", &body.current_user_password)?.to_owned();
     let new = required("users", "newPassword", &body.new_password)?.to_owned();
-    check_password(&new)?;
+    check_new_password(&state, &tenant, &name, None, &new).await?;
     // The caller confirms the change with their own password.
-    crate::auth::principal::check_password(
-        &state,
-        principal.tenant.clone(),
-        principal.user.clone(),
-        current,
-    )
-    .await
-    .map_err(|_| ApiError::unauthorized("Invalid credentials! : currentUserPassword is wrong"))?;
+    confirm_with_own_password(&state, &req, &principal, current).await?;
     let hash = hash_password(new).await?;
     let (t, n) = (tenant.clone(), name.clone());
     db(&state, "users", move |c| {

@@ -21,6 +21,10 @@ pub struct Claims {
     pub iat: u64,
     pub nbf: u64,
     pub exp: u64,
+    /// The user's credential generation when the token was issued; tokens of an older one are
+    /// refused (tokens from before generations existed carry none and match generation 0).
+    #[serde(rename = "gen", default)]
+    pub generation: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +83,7 @@ mod tests {
             iat: now,
             nbf: now,
             exp,
+            generation: 0,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Authentication and authorization: password hashing, Basic credentials, login tokens, the
-//! verified-credential cache, the role catalogue and the [`principal::Principal`] extractor.
+//! verified-credential cache, password-guessing throttling, the role catalogue and the [`principal::Principal`] extractor.
 
 pub mod cache;
 pub mod credentials;
@@ -7,3 +7,4 @@ pub mod jwt;
 pub mod password;
 pub mod principal;
 pub mod roles;
+pub mod throttle;

@@ -1,15 +1,295 @@
-//! Password hashing (argon2id, PHC strings) and the password policy.
+//! Password hashing (argon2id, PHC strings), the process-wide bound on concurrent hashes, and
+//! the password policy.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, mpsc};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 
 /// Minimum and maximum password length (characters). The documented tenant default minimum is 8.
 pub const MIN_LENGTH: usize = 8;
 pub const MAX_LENGTH: usize = 128;
+/// Fewest different characters a password may have (`aaaaaaaa`, `abababab` are refused).
+pub const MIN_DISTINCT: usize = 4;
+
+/// Prometheus counter of password verifications (every login attempt that reaches a hash,
+/// whether or not the user exists) and gauges of hashes running now and at most so far.
+pub const VERIFICATIONS: &str = "berth_password_verifications_total";
+pub const IN_FLIGHT: &str = "berth_password_hashes_in_flight";
+pub const IN_FLIGHT_PEAK: &str = "berth_password_hashes_in_flight_peak";
+
+/// Passwords seen first in every guessing list (length ≥ 8, lower case); compared ignoring case.
+const COMMON: &[&str] = &[
+    "password",
+    "password1",
+    "password12",
+    "password123",
+    "password1234",
+    "password!",
+    "passw0rd",
+    "p@ssw0rd",
+    "p@ssword",
+    "pa$$w0rd",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "12341234",
+    "87654321",
+    "11223344",
+    "qwertyui",
+    "qwertyuiop",
+    "qwerty123",
+    "qwerty12",
+    "1q2w3e4r",
+    "1q2w3e4r5t",
+    "q1w2e3r4",
+    "zaq12wsx",
+    "1qaz2wsx",
+    "qazwsxedc",
+    "asdfghjk",
+    "asdfghjkl",
+    "zxcvbnm1",
+    "abcdefgh",
+    "abcd1234",
+    "abc12345",
+    "abcdef123",
+    "iloveyou",
+    "iloveyou1",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "superman",
+    "starwars",
+    "trustno1",
+    "whatever",
+    "welcome1",
+    "welcome123",
+    "letmein1",
+    "letmein123",
+    "computer",
+    "internet",
+    "michelle",
+    "jennifer",
+    "corvette",
+    "mercedes",
+    "liverpool",
+    "chocolate",
+    "changeme",
+    "changeme1",
+    "changeme123",
+    "administrator",
+    "admin123",
+    "admin1234",
+    "adminadmin",
+    "administrator1",
+    "root1234",
+    "rootroot",
+    "default1",
+    "secret123",
+    "master123",
+    "dragon123",
+    "monkey123",
+    "test1234",
+    "testtest",
+    "guest123",
+    "cumulocity",
+    "cumulocity1",
+    "management",
+    "berth123",
+    "berthberth",
+    "1234qwer",
+    "qwer1234",
+    "q1w2e3r4t5",
+    "a1b2c3d4",
+    "aa123456",
+    "password2",
+    "summer2024",
+    "winter2024",
+    "spring2024",
+    "autumn2024",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
+
+/// Why a hash could not even be attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("too many password checks are waiting")]
+    Busy,
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error("password hashing task failed: {0}")]
+    Task(String),
+}
+
+/// Every hash in the process shares the same cores and argon2 takes ~19 MiB each, so one
+/// bound serves the whole process: at most `permits` hashes run, at most `queue` wait. They
+/// run on `permits` threads of their own: hashed on ever-changing blocking threads, each
+/// thread's malloc arena kept its own argon2 block, and RSS grew by hundreds of MiB.
+struct Pool {
+    permits: usize,
+    semaphore: Semaphore,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    queue: usize,
+    waiting: AtomicUsize,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+
+/// Sets the bound on concurrent hashes (once, at start; later calls are ignored) and computes
+/// the dummy hash, so the first login does not pay for it.
+pub fn configure(permits: usize, queue: usize) {
+    let _ = POOL.set(Pool::new(permits, queue));
+    LazyLock::force(&DUMMY_HASH);
+}
+
+impl Pool {
+    fn new(permits: usize, queue: usize) -> Pool {
+        let permits = permits.max(1);
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..permits {
+            let receiver = Arc::clone(&receiver);
+            let spawned = std::thread::Builder::new()
+                .name(format!("berth-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            // The pool is gone.
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
+        Pool {
+            permits,
+            semaphore: Semaphore::new(permits),
+            jobs: Mutex::new(jobs),
+            queue,
+            waiting: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+
+    fn get() -> &'static Pool {
+        POOL.get_or_init(|| Pool::new(default_concurrency(), default_concurrency() * 16))
+    }
+
+    /// Reserves a hashing slot, waiting for one if the queue has room; Busy otherwise.
+    async fn reserve(&self) -> Result<Slot<'_>, PoolError> {
+        let permit = match self.semaphore.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(PoolError::Busy);
+                }
+                let permit = self.semaphore.acquire().await;
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                permit.map_err(|e| PoolError::Task(e.to_string()))?
+            }
+        };
+        Ok(Slot {
+            pool: self,
+            _permit: permit,
+        })
+    }
+}
+
+/// A reserved hashing slot, held until dropped (a caller keeps it until it has recorded the
+/// outcome, so the next waiter sees it). The permits keep at most `permits`
+/// jobs in the channel, so a hashing thread is always free for it.
+pub struct Slot<'a> {
+    pool: &'a Pool,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Slot<'_> {
+    /// Runs `work` on a hashing thread.
+    async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, PoolError> {
+        let pool = self.pool;
+        let now = pool.running.fetch_add(1, Ordering::SeqCst) + 1;
+        let peak = pool.peak.fetch_max(now, Ordering::SeqCst).max(now);
+        metrics::gauge!(IN_FLIGHT).set(now as f64);
+        metrics::gauge!(IN_FLIGHT_PEAK).set(peak as f64);
+        let (sender, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = sender.send(work());
+        });
+        let sent = pool
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| PoolError::Task("no password hashing thread".into()));
+        let result = match sent {
+            Ok(()) => result
+                .await
+                .map_err(|_| PoolError::Task("password hashing thread failed".into())),
+            Err(e) => Err(e),
+        };
+        let now = pool.running.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!(IN_FLIGHT).set(now as f64);
+        result
+    }
+
+    /// [`verify`] in this slot; `None` (unknown user) verifies against the dummy hash and
+    /// never matches, so it takes the same path and time as a wrong password.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PoolError> {
+        metrics::counter!(VERIFICATIONS).increment(1);
+        self.run(move || match stored {
+            Some(stored) => verify(&password, &stored),
+            None => {
+                verify(&password, &DUMMY_HASH);
+                false
+            }
+        })
+        .await
+    }
+
+    /// [`hash`] in this slot.
+    pub async fn hash(&self, password: String) -> Result<String, PoolError> {
+        Ok(self.run(move || hash(&password)).await??)
+    }
+}
+
+/// Reserves a slot of the process-wide bound on concurrent hashes (Busy when its queue is
+/// full). Callers check whatever may refuse the attempt after this, right before hashing.
+pub async fn reserve() -> Result<Slot<'static>, PoolError> {
+    Pool::get().reserve().await
+}
+
+/// The default bound: one hash per core.
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// The configured bound on concurrent hashes.
+pub fn concurrency() -> usize {
+    Pool::get().permits
+}
 
 /// Hashes a password with argon2id and a random salt.
 pub fn hash(password: &str) -> Result<String, HashError> {
@@ -29,7 +309,18 @@ pub fn verify(password: &str, stored: &str) -> bool {
     }
 }
 
-/// The password policy: 8 to 128 characters, no control characters.
+/// A hash of a password nobody knows, with the same parameters as real ones: an unknown user
+/// is verified against it so the answer takes the same path and time as a wrong password.
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| hash("berth: no such user").unwrap_or_default());
+
+/// [`hash`] within the process-wide bound.
+pub async fn hash_bounded(password: String) -> Result<String, PoolError> {
+    reserve().await?.hash(password).await
+}
+
+/// The password policy for any password: 8 to 128 characters, no control characters, at
+/// least [`MIN_DISTINCT`] different characters, not one of the most common passwords.
 pub fn check_strength(password: &str) -> Result<(), String> {
     let length = password.chars().count();
     if length < MIN_LENGTH {
@@ -44,6 +335,38 @@ pub fn check_strength(password: &str) -> Result<(), String> {
     }
     if password.chars().any(char::is_control) {
         return Err("password must not contain control characters".into());
+    }
+    let mut distinct: Vec<char> = password.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < MIN_DISTINCT {
+        return Err(format!(
+            "password must contain at least {MIN_DISTINCT} different characters"
+        ));
+    }
+    let lower = password.to_lowercase();
+    if COMMON.contains(&lower.as_str()) {
+        return Err(
+            "password is one of the most common passwords; choose one that is hard to guess".into(),
+        );
+    }
+    Ok(())
+}
+
+/// [`check_strength`], and the password must not be the user's name or e-mail address (or
+/// its part before `@`), ignoring case.
+pub fn check_for_user(password: &str, user_name: &str, email: Option<&str>) -> Result<(), String> {
+    check_strength(password)?;
+    let lower = password.to_lowercase();
+    let mut identities = vec![user_name.to_lowercase()];
+    if let Some(email) = email.filter(|e| !e.is_empty()) {
+        identities.push(email.to_lowercase());
+        if let Some((local, _)) = email.split_once('@') {
+            identities.push(local.to_lowercase());
+        }
+    }
+    if identities.iter().any(|i| !i.is_empty() && *i == lower) {
+        return Err("password must not be the user name or e-mail address".into());
     }
     Ok(())
 }
@@ -61,13 +384,59 @@ mod tests {
     }
 
     #[test]
-    fn policy_rejects_short_and_control_passwords() {
-        for (pw, ok) in [
-            ("short", false),
-            ("longenough", true),
-            ("with\nnewline", false),
-        ] {
-            assert_eq!(check_strength(pw).is_ok(), ok, "{pw:?}");
+    fn policy_rejects_weak_passwords_and_says_why() {
+        let cases = [
+            ("short", Some("at least 8 characters")),
+            ("longenough", None),
+            ("with\nnewline", Some("control characters")),
+            ("aaaaaaaa", Some("different characters")),
+            ("abababab", Some("different characters")),
+            ("password", Some("most common")),
+            ("PassWord1", Some("most common")),
+            ("12345678", Some("most common")),
+            ("Admin-Passw0rd", None),
+            (&"x1y2".repeat(40), Some("at most 128")),
+        ];
+        for (pw, expected) in cases {
+            let result = check_strength(pw);
+            match expected {
+                None => assert!(result.is_ok(), "{pw:?}: {result:?}"),
+                Some(text) => assert!(
+                    result.as_ref().is_err_and(|m| m.contains(text)),
+                    "{pw:?}: {result:?}"
+                ),
+            }
         }
+    }
+
+    #[test]
+    fn policy_rejects_the_users_own_name_and_address() {
+        let cases = [
+            ("jane.doe1", "jane.doe1", None, false),
+            ("JANE.DOE1", "jane.doe1", None, false),
+            ("jane@example.com", "jane", Some("jane@example.com"), false),
+            ("jane.smith", "jane", Some("jane.smith@example.com"), false),
+            ("Jane-Pass-1", "jane", Some("jane@example.com"), true),
+        ];
+        for (pw, user, email, ok) in cases {
+            assert_eq!(
+                check_for_user(pw, user, email).is_ok(),
+                ok,
+                "{pw:?} for {user}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pool_refuses_beyond_its_queue() {
+        let pool = Pool::new(1, 0);
+        let first = pool.reserve().await.unwrap();
+        assert!(matches!(pool.reserve().await, Err(PoolError::Busy)));
+        assert_eq!(first.run(|| 7).await.unwrap(), 7);
+        // The slot is free again once its hash is done.
+        drop(first);
+        let again = pool.reserve().await.unwrap();
+        assert!(!again.verify("x".into(), None).await.unwrap());
+        assert_eq!(pool.peak.load(Ordering::SeqCst), 1);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 
 use super::cache::CredentialCache;
 use super::credentials::{self, Credentials};
+use super::throttle::{self, Key as ThrottleKey};
 use super::{jwt, password};
 use crate::api::AppState;
 use crate::api::error::ApiError;
@@ -39,6 +41,8 @@ pub struct Principal {
     pub kind: UserKind,
     pub roles: BTreeSet<String>,
     pub token: Option<TokenInfo>,
+    /// The user's credential generation when authenticated (tokens issued now carry it).
+    pub generation: i64,
 }
 
 impl Principal {
@@ -132,7 +136,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError>
                         Some(t) => t,
                         None => tenant_for_host(state, host).await?,
                     };
-                    check_password(state, tenant, user, password).await?
+                    check_password(state, request_source(req), tenant, user, password).await?
                 }
                 Credentials::Bearer(token) => check_token(state, &token).await?,
             };
@@ -175,39 +179,107 @@ fn token_deadline(principal: &Principal) -> Option<Instant> {
         .map(|t| Instant::now() + Duration::from_secs(t.expires_at.saturating_sub(jwt::now())))
 }
 
-/// Verifies a user's password (argon2 on a blocking thread) and loads their roles.
+/// Verifies a user's password, throttled: a locked-out source or user gets 429 before any
+/// hash is spent; an unknown user is verified against a dummy hash, so it takes the same path
+/// and time as a wrong password; failures are counted per user and per source.
 pub async fn check_password(
     state: &AppState,
+    source: Option<IpAddr>,
     tenant: String,
     user: String,
     password: String,
 ) -> Result<Principal, ApiError> {
+    let throttle = &state.throttle;
+    if let Some(ip) = source
+        && let Err(left) = throttle.check(ThrottleKey::Source(ip), Instant::now())
+    {
+        return Err(locked_out("this address", left));
+    }
     let (t, u) = (tenant.clone(), user.clone());
     let record = state
         .store
         .run(move |conn| users::auth_record(conn, &t, &u))
         .await
         .map_err(ApiError::store("users"))?;
-    let Some(record) = record else {
-        return Err(invalid_credentials());
+    let user_key = ThrottleKey::User {
+        tenant: &tenant,
+        user: &user,
     };
-    let hash = record.password_hash.clone();
-    let matches = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
-        .await
-        .map_err(|e| ApiError::internal(&e.to_string()))?;
-    if !matches || !record.enabled {
-        return Err(invalid_credentials());
-    }
+    // Bootstrap and service users have long random passwords that cannot be guessed; locking
+    // them would only let anyone who knows their (predictable) names stop a microservice.
+    let lockable = record.as_ref().is_none_or(|r| r.kind == UserKind::Person);
+    let check = || {
+        let now = Instant::now();
+        if let Some(ip) = source
+            && let Err(left) = throttle.check(ThrottleKey::Source(ip), now)
+        {
+            return Err(locked_out("this address", left));
+        }
+        match throttle.check(user_key, now) {
+            Err(left) if lockable => Err(locked_out("this user", left)),
+            _ => Ok(()),
+        }
+    };
+    check()?;
+    let pool_error = |e| match e {
+        password::PoolError::Busy => ApiError::unavailable(
+            "security",
+            "Too many logins are being checked right now; retry shortly",
+            "password hash queue full",
+        )
+        .with_retry_after(1),
+        other => ApiError::internal(&other.to_string()),
+    };
+    let slot = password::reserve().await.map_err(pool_error)?;
+    // Again right before the hash: attempts that queued while the lock began are refused too.
+    check()?;
+    let stored = record.as_ref().map(|r| r.password_hash.clone());
+    let matches = slot.verify(password, stored).await.map_err(pool_error)?;
+    let record = match record {
+        Some(record) if matches && record.enabled => record,
+        _ => {
+            let now = Instant::now();
+            if let Some(ip) = source {
+                throttle.failure(ThrottleKey::Source(ip), now);
+            }
+            if lockable {
+                throttle.failure(user_key, now);
+            }
+            // The slot is released only now, so the next queued attempt sees this failure.
+            drop(slot);
+            return Err(invalid_credentials());
+        }
+    };
+    throttle.success(user_key);
+    drop(slot);
     Ok(Principal {
         tenant,
         user,
         kind: record.kind,
         roles: record.roles,
         token: None,
+        generation: record.generation,
     })
 }
 
-/// Verifies a login token (signature, HS256, expiry, not logged out) and loads the user's roles.
+fn locked_out(what: &str, left: Duration) -> ApiError {
+    let seconds = throttle::retry_after_secs(left);
+    ApiError::too_many_requests(
+        "security",
+        &format!(
+            "Too many failed logins for {what}; the login is locked, retry in {seconds} seconds"
+        ),
+        seconds,
+    )
+}
+
+/// The address a request came from, for throttling (the TCP peer: headers can be forged).
+pub fn request_source(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+/// Verifies a login token (signature, HS256, expiry, not logged out, its user's current
+/// credential generation) and loads the user's roles.
 pub async fn check_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let claims = jwt::verify(state.secrets.jwt_key(), token)
         .map_err(|e| ApiError::unauthorized(&e.to_string()))?;
@@ -222,12 +294,15 @@ pub async fn check_token(state: &AppState, token: &str) -> Result<Principal, Api
         })
         .await
         .map_err(ApiError::store("users"))?;
+    // A token is bound to the credential generation of its user: a password change, disable,
+    // deletion and re-creation, or logging out all users of the tenant moves it on.
     match record {
-        Some(record) if record.enabled => Ok(Principal {
+        Some(record) if record.enabled && record.generation == claims.generation => Ok(Principal {
             tenant: claims.ten,
             user: claims.sub,
             kind: record.kind,
             roles: record.roles,
+            generation: record.generation,
             token: Some(TokenInfo {
                 jti: claims.jti,
                 xsrf_token: claims.xsrf_token,

@@ -157,6 +157,31 @@ WHERE encrypted = 0 AND EXISTS (
       AND json_extract(j.value, '$.defaultValue') = options.value
 );
 "#,
+    // Credential generations: every login token carries its user's generation and is refused
+    // once it moved on. The counter is global so a re-created user never gets an old value;
+    // triggers move it on whatever code path changes a password, disables or creates a user.
+    // Users and tokens from before keep generation 0 (their tokens stay valid until changed).
+    r#"
+CREATE TABLE credential_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+INSERT INTO credential_generation (id, value) VALUES (1, 0);
+ALTER TABLE users ADD COLUMN credential_generation INTEGER NOT NULL DEFAULT 0;
+CREATE TRIGGER users_generation_on_insert AFTER INSERT ON users
+BEGIN
+    UPDATE credential_generation SET value = value + 1;
+    UPDATE users SET credential_generation = (SELECT value FROM credential_generation)
+    WHERE tenant_id = NEW.tenant_id AND user_name = NEW.user_name;
+END;
+CREATE TRIGGER users_generation_on_change AFTER UPDATE OF password_hash, enabled ON users
+WHEN NEW.password_hash IS NOT OLD.password_hash OR NEW.enabled IS NOT OLD.enabled
+BEGIN
+    UPDATE credential_generation SET value = value + 1;
+    UPDATE users SET credential_generation = (SELECT value FROM credential_generation)
+    WHERE tenant_id = NEW.tenant_id AND user_name = NEW.user_name;
+END;
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own
@@ -194,6 +219,63 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn credential_generations_move_on_and_never_repeat() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t1', 't1.example', 'T', 'now');",
+        )
+        .unwrap();
+        let insert = "INSERT INTO users (tenant_id, user_name, password_hash, last_password_change, creation_time) VALUES ('t1', 'jane', 'h1', 'now', 'now')";
+        let generation = |conn: &Connection| -> i64 {
+            conn.query_row(
+                "SELECT credential_generation FROM users WHERE user_name = 'jane'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        conn.execute_batch(insert).unwrap();
+        let mut seen = vec![generation(&conn)];
+        let steps = [
+            (
+                "UPDATE users SET email = 'x' WHERE user_name = 'jane'",
+                false,
+            ),
+            (
+                "UPDATE users SET enabled = 1 WHERE user_name = 'jane'",
+                false,
+            ),
+            (
+                "UPDATE users SET password_hash = 'h2' WHERE user_name = 'jane'",
+                true,
+            ),
+            (
+                "UPDATE users SET enabled = 0 WHERE user_name = 'jane'",
+                true,
+            ),
+            (
+                "UPDATE users SET enabled = 1 WHERE user_name = 'jane'",
+                true,
+            ),
+            ("DELETE FROM users WHERE user_name = 'jane'", false),
+            (insert, true),
+        ];
+        for (sql, moves) in steps {
+            conn.execute_batch(sql).unwrap();
+            if sql.starts_with("DELETE") {
+                continue;
+            }
+            let now = generation(&conn);
+            assert_eq!(now != *seen.last().unwrap(), moves, "{sql}");
+            if moves {
+                assert!(!seen.contains(&now), "{sql}: {now} repeats {seen:?}");
+            }
+            seen.push(now);
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Logged-out login tokens (by `jti`), kept until they would have expired anyway.
+//! Logged-out login tokens (by `jti`), kept until they would have expired anyway, and the
+//! logout of every user of a tenant (by moving their credential generation on).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -22,6 +23,19 @@ pub fn token_revoked(conn: &Connection, jti: &str) -> Result<bool, StoreError> {
         })
         .optional()?
         .is_some())
+}
+
+/// Ends every login token of the tenant's users: their credential generation moves on (one
+/// new value from the global counter, so it never repeats an older one).
+pub fn revoke_tenant_tokens(conn: &mut Connection, tenant: &str) -> Result<usize, StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute("UPDATE credential_generation SET value = value + 1", [])?;
+    let changed = tx.execute(
+        "UPDATE users SET credential_generation = (SELECT value FROM credential_generation) WHERE tenant_id = ?1",
+        [tenant],
+    )?;
+    tx.commit()?;
+    Ok(changed)
 }
 
 fn now_secs() -> u64 {

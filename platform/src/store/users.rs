@@ -62,6 +62,9 @@ pub struct AuthRecord {
     pub enabled: bool,
     pub kind: UserKind,
     pub roles: BTreeSet<String>,
+    /// Moves on at every password change, disable, re-creation and logout of all users
+    /// (triggers in the schema); a token is valid only for the generation it was issued in.
+    pub generation: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -313,14 +316,14 @@ pub fn auth_record(
     tenant: &str,
     name: &str,
 ) -> Result<Option<AuthRecord>, StoreError> {
-    let row: Option<(String, bool, String)> = conn
+    let row: Option<(String, bool, String, i64)> = conn
         .query_row(
-            "SELECT password_hash, enabled, kind FROM users WHERE tenant_id = ?1 AND user_name = ?2",
+            "SELECT password_hash, enabled, kind, credential_generation FROM users WHERE tenant_id = ?1 AND user_name = ?2",
             params![tenant, name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((password_hash, enabled, kind)) = row else {
+    let Some((password_hash, enabled, kind, generation)) = row else {
         return Ok(None);
     };
     Ok(Some(AuthRecord {
@@ -328,6 +331,7 @@ pub fn auth_record(
         enabled,
         kind: UserKind::parse(&kind),
         roles: effective_roles(conn, tenant, name)?,
+        generation,
     }))
 }
 

@@ -1,0 +1,734 @@
+//! Hostile callers against authentication: password guessing and user enumeration (throttling,
+//! lockout, one code path for unknown users, a bound on concurrent hashes), tokens that must
+//! not outlive a password reset or a re-created user, logout of all users, and the password
+//! policy on every path that sets a password.
+
+use serde_json::{Value, json};
+
+use crate::fixture::{
+    ADMIN_PASSWORD, MGMT_ADMIN, Options, Resp, Server, Tenant, create_tenant, create_user,
+    run_expecting_failure,
+};
+
+/// A way to present a password.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    Basic,
+    /// OAI-Secure login form, cookie answer.
+    Cookie,
+    /// OAI-Secure login form, JSON token answer.
+    Token,
+}
+
+/// Presents `login` (`tenant/user`) and `password` on `via`, asking for the current user.
+fn attempt(server: &Server, via: Via, login: &str, password: &str) -> Resp {
+    match via {
+        Via::Basic => server
+            .req("GET", "/user/currentUser")
+            .basic(login, password)
+            .send(),
+        Via::Cookie => server
+            .req("POST", "/tenant/oauth")
+            .form(&[
+                ("grant_type", "PASSWORD"),
+                ("username", login),
+                ("password", password),
+            ])
+            .send(),
+        Via::Token => server
+            .req("POST", "/tenant/oauth/token")
+            .form(&[
+                ("grant_type", "PASSWORD"),
+                ("username", login),
+                ("password", password),
+            ])
+            .send(),
+    }
+}
+
+/// A Bearer token for `login`.
+fn token(server: &Server, login: &str, password: &str) -> String {
+    attempt(server, Via::Token, login, password)
+        .expect(200)
+        .json()["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+/// A cookie session for `login`: (Cookie header, XSRF token).
+fn cookie_session(server: &Server, login: &str, password: &str) -> (String, String) {
+    let cookies = attempt(server, Via::Cookie, login, password)
+        .expect(200)
+        .cookies();
+    let (auth, xsrf) = (&cookies["authorization"], &cookies["XSRF-TOKEN"]);
+    (
+        format!("authorization={auth}; XSRF-TOKEN={xsrf}"),
+        xsrf.clone(),
+    )
+}
+
+/// Status of `GET /user/currentUser` with a Bearer token and with a cookie session.
+fn session_statuses(server: &Server, bearer: &str, cookie: &(String, String)) -> (u16, u16) {
+    let with_bearer = server
+        .req("GET", "/user/currentUser")
+        .bearer(bearer)
+        .send()
+        .status;
+    let with_cookie = server
+        .req("GET", "/user/currentUser")
+        .header("Cookie", &cookie.0)
+        .header("X-XSRF-TOKEN", &cookie.1)
+        .send()
+        .status;
+    (with_bearer, with_cookie)
+}
+
+/// A numeric sample of `/metrics` (read with a Bearer token, which spends no hash); 0 if absent.
+fn metric(server: &Server, admin_token: &str, name: &str) -> f64 {
+    let body = server
+        .req("GET", "/metrics")
+        .bearer(admin_token)
+        .send()
+        .expect(200)
+        .body;
+    body.lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(' ')?;
+            (key == name).then(|| value.trim().parse::<f64>().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+#[track_caller]
+fn expect_retry_after(resp: &Resp, max: u64) {
+    let value = resp
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("Retry-After on {} {}", resp.status, resp.body));
+    let seconds: u64 = value.parse().expect("Retry-After in seconds");
+    assert!((1..=max).contains(&seconds), "Retry-After {seconds}");
+}
+
+#[test]
+fn unknown_users_and_wrong_passwords_take_the_same_path() {
+    let server = Server::start();
+    let t = create_tenant(&server, "enum");
+    let jane = create_user(&server, &t, "jane", "Jane-Pass-1");
+    let off = create_user(&server, &t, "off", "Off-Pass-12");
+    server
+        .req("PUT", &format!("/user/{}/users/off", t.id))
+        .basic(&t.admin_login, &t.admin_password)
+        .json(&json!({"enabled": false}))
+        .send()
+        .expect(200);
+    let admin = token(&server, MGMT_ADMIN, ADMIN_PASSWORD);
+    let counter = "berth_password_verifications_total";
+    let unknown_tenant = "nosuchtenant/jane".to_owned();
+    let ghost = format!("{}/ghost", t.id);
+    let cases = [
+        ("wrong password", &jane, "Wrong-Pass-1"),
+        ("unknown user", &ghost, "Wrong-Pass-1"),
+        ("unknown tenant", &unknown_tenant, "Wrong-Pass-1"),
+        ("disabled user, right password", &off, "Off-Pass-12"),
+    ];
+    for via in [Via::Basic, Via::Cookie, Via::Token] {
+        let mut answers = Vec::new();
+        for (name, login, password) in &cases {
+            let before = metric(&server, &admin, counter);
+            let resp =
+                attempt(&server, via, login, password).expect_error(401, "security/Unauthorized");
+            let after = metric(&server, &admin, counter);
+            assert_eq!(after - before, 1.0, "{via:?} {name}: one password hash");
+            let body = resp.json();
+            answers.push((body["error"].clone(), body["message"].clone()));
+        }
+        assert!(
+            answers.windows(2).all(|w| w[0] == w[1]),
+            "{via:?}: the answers tell the cases apart: {answers:?}"
+        );
+    }
+}
+
+#[test]
+fn repeated_failures_lock_the_user_then_the_source_with_retry_after() {
+    let server = Server::start_with(Options {
+        env: vec![
+            ("BERTH_LOGIN_USER_FAILURES".into(), "3".into()),
+            ("BERTH_LOGIN_SOURCE_FAILURES".into(), "9".into()),
+            ("BERTH_LOGIN_LOCKOUT".into(), "600".into()),
+        ],
+        ..Options::default()
+    });
+    let t = create_tenant(&server, "guess");
+    let jane = create_user(&server, &t, "jane", "Jane-Pass-1");
+    let joe = create_user(&server, &t, "joe", "Joe-Pass-12");
+    let ghost = format!("{}/ghost", t.id);
+    let (ghost2, ghost3) = (format!("{}/ghost2", t.id), format!("{}/ghost3", t.id));
+    // Tokens are not password checks: a session opened before keeps working throughout.
+    let session = token(&server, &joe, "Joe-Pass-12");
+    let (wrong, jane_pw, joe_pw) = ("Wrong-Pass-1", "Jane-Pass-1", "Joe-Pass-12");
+    use Via::*;
+    // (via, login, password, expected status, locked what). Failures so far from this source
+    // are counted in the comments; a 429 spends no hash and counts nothing.
+    let steps: &[(Via, &str, &str, u16, Option<&str>)] = &[
+        (Basic, &jane, wrong, 401, None),           // jane 1, source 1
+        (Cookie, &jane, wrong, 401, None),          // jane 2, source 2
+        (Basic, &jane, jane_pw, 200, None),         // a success clears jane's count
+        (Basic, &jane, "Wrong-Pass-2", 401, None),  // jane 1, source 3
+        (Token, &jane, wrong, 401, None),           // jane 2, source 4
+        (Cookie, &jane, "Wrong-Pass-3", 401, None), // jane 3: locked; source 5
+        (Basic, &jane, "Wrong-Pass-4", 429, Some("this user")),
+        (Token, &jane, jane_pw, 429, Some("this user")), // locked even with the right one
+        (Basic, &joe, joe_pw, 200, None),                // another user from the same source
+        (Basic, &ghost, wrong, 401, None),               // unknown users lock alike; source 6
+        (Cookie, &ghost, wrong, 401, None),              // source 7
+        (Token, &ghost, wrong, 401, None),               // ghost locked; source 8
+        (Basic, &ghost, wrong, 429, Some("this user")),
+        (Basic, &ghost2, wrong, 401, None), // source 9: the source is locked
+        (Basic, &joe, "Joe-Pass-99", 429, Some("this address")),
+        (Cookie, &ghost3, wrong, 429, Some("this address")),
+    ];
+    for (i, (via, login, password, status, locked)) in steps.iter().enumerate() {
+        let resp = attempt(&server, *via, login, password);
+        assert_eq!(
+            resp.status, *status,
+            "step {i} {via:?} {login}: {}",
+            resp.body
+        );
+        match locked {
+            Some(what) => {
+                let resp = resp.expect_error(429, "security/Too Many Requests");
+                expect_retry_after(&resp, 600);
+                let message = resp.json()["message"].as_str().unwrap().to_owned();
+                assert!(message.contains(what), "step {i}: {message}");
+            }
+            None if *status == 401 => {
+                resp.expect_error(401, "security/Unauthorized");
+            }
+            None => {}
+        }
+    }
+    server
+        .req("GET", "/user/currentUser")
+        .bearer(&session)
+        .send()
+        .expect(200);
+}
+
+#[test]
+fn concurrent_guesses_stop_at_the_limit() {
+    let server = Server::start_with(Options {
+        env: vec![
+            ("BERTH_LOGIN_USER_FAILURES".into(), "3".into()),
+            ("BERTH_PASSWORD_HASH_CONCURRENCY".into(), "1".into()),
+            ("BERTH_PASSWORD_HASH_QUEUE".into(), "64".into()),
+        ],
+        ..Options::default()
+    });
+    let t = create_tenant(&server, "burst");
+    let jane = create_user(&server, &t, "jane", "Jane-Pass-1");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let (server, jane) = (&server, &jane);
+                scope.spawn(move || {
+                    attempt(server, Via::Basic, jane, &format!("Wrong-Pass-{i}")).status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    assert_eq!((count(401), count(429)), (3, 17), "{statuses:?}");
+}
+
+#[test]
+fn concurrent_password_hashes_are_bounded() {
+    let server = Server::start_with(Options {
+        env: vec![
+            ("BERTH_PASSWORD_HASH_CONCURRENCY".into(), "1".into()),
+            ("BERTH_PASSWORD_HASH_QUEUE".into(), "2".into()),
+        ],
+        ..Options::default()
+    });
+    let admin = token(&server, MGMT_ADMIN, ADMIN_PASSWORD);
+    let statuses: Vec<(u16, Option<String>, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..24)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    let resp = attempt(
+                        server,
+                        Via::Basic,
+                        &format!("management/nobody{i}"),
+                        "Wrong-Pass-1",
+                    );
+                    (
+                        resp.status,
+                        resp.header("retry-after").map(str::to_owned),
+                        resp.body,
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, retry_after, body) in &statuses {
+        match status {
+            401 => {}
+            503 => {
+                assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+                let body: Value = serde_json::from_str(body).unwrap();
+                assert_eq!(body["error"], "security/Service Unavailable", "{body}");
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(
+        metric(&server, &admin, "berth_password_hashes_in_flight_peak"),
+        1.0,
+        "at most one hash at a time"
+    );
+    // Still serving.
+    server.admin_get("/user/currentUser").expect(200);
+}
+
+/// Logs `jane` in both ways, runs `action`, and returns what her old sessions get afterwards.
+fn sessions_after(
+    server: &Server,
+    jane: &str,
+    password: &str,
+    action: impl FnOnce(),
+) -> (u16, u16) {
+    let bearer = token(server, jane, password);
+    let cookie = cookie_session(server, jane, password);
+    assert_eq!(session_statuses(server, &bearer, &cookie), (200, 200));
+    action();
+    session_statuses(server, &bearer, &cookie)
+}
+
+#[test]
+fn tokens_end_with_a_password_change_disable_or_recreated_user() {
+    let server = Server::start();
+    let t = create_tenant(&server, "gen");
+    let jane = create_user(&server, &t, "jane", "Jane-Pass-1");
+    let admin = |m: &str, p: &str| server.req(m, p).basic(&t.admin_login, &t.admin_password);
+    let users = format!("/user/{}/users", t.id);
+    let put_jane = |body: Value| {
+        admin("PUT", &format!("{users}/jane"))
+            .json(&body)
+            .send()
+            .expect(200);
+    };
+    type Action<'a> = Box<dyn Fn(&str) -> String + 'a>;
+    // (name, action given jane's password and returning her new one, old sessions' status).
+    let cases: Vec<(&str, Action, u16)> = vec![
+        (
+            "profile change keeps sessions",
+            Box::new(|pw: &str| {
+                put_jane(json!({"lastName": "Doe"}));
+                pw.to_owned()
+            }),
+            200,
+        ),
+        (
+            "admin resets the password",
+            Box::new(|_| {
+                admin("PUT", &format!("{users}/jane/password"))
+                    .json(&json!({"currentUserPassword": t.admin_password, "newPassword": "Jane-Pass-2"}))
+                    .send()
+                    .expect(200);
+                "Jane-Pass-2".to_owned()
+            }),
+            401,
+        ),
+        (
+            "admin sets the password in the user",
+            Box::new(|_| {
+                put_jane(json!({"password": "Jane-Pass-3"}));
+                "Jane-Pass-3".to_owned()
+            }),
+            401,
+        ),
+        (
+            "own password change",
+            Box::new(|pw: &str| {
+                server
+                    .req("PUT", "/user/currentUser/password")
+                    .basic(&jane, pw)
+                    .json(&json!({"currentUserPassword": pw, "newPassword": "Jane-Pass-4"}))
+                    .send()
+                    .expect(200);
+                "Jane-Pass-4".to_owned()
+            }),
+            401,
+        ),
+        (
+            "disabled and enabled again",
+            Box::new(|pw: &str| {
+                put_jane(json!({"enabled": false}));
+                put_jane(json!({"enabled": true}));
+                pw.to_owned()
+            }),
+            401,
+        ),
+        (
+            "deleted and re-created with the same password",
+            Box::new(|pw: &str| {
+                admin("DELETE", &format!("{users}/jane")).send().expect(204);
+                admin("POST", &users)
+                    .json(&json!({"userName": "jane", "password": pw}))
+                    .send()
+                    .expect(201);
+                pw.to_owned()
+            }),
+            401,
+        ),
+    ];
+    let mut password = "Jane-Pass-1".to_owned();
+    for (name, action, expected) in &cases {
+        let mut next = String::new();
+        let got = sessions_after(&server, &jane, &password, || next = action(&password));
+        assert_eq!(
+            got,
+            (*expected, *expected),
+            "{name}: old (bearer, cookie) sessions"
+        );
+        password = next;
+        // The new credentials open a new session.
+        token(&server, &jane, &password);
+    }
+    // What a revoked token is told.
+    let bearer = token(&server, &jane, &password);
+    put_jane(json!({"password": "Jane-Pass-5"}));
+    let resp = server
+        .req("GET", "/user/currentUser")
+        .bearer(&bearer)
+        .send()
+        .expect_error(401, "security/Unauthorized");
+    assert_eq!(resp.json()["message"], "User has been logged out");
+
+    // Changing one's own password in a cookie session ends the old cookie and sets a new one.
+    let old = cookie_session(&server, &jane, "Jane-Pass-5");
+    let changed = server
+        .req("PUT", "/user/currentUser/password")
+        .header("Cookie", &old.0)
+        .header("X-XSRF-TOKEN", &old.1)
+        .json(&json!({"currentUserPassword": "Jane-Pass-5", "newPassword": "Jane-Pass-6"}))
+        .send()
+        .expect(200)
+        .cookies();
+    let renewed = (
+        format!(
+            "authorization={}; XSRF-TOKEN={}",
+            changed["authorization"], changed["XSRF-TOKEN"]
+        ),
+        changed["XSRF-TOKEN"].clone(),
+    );
+    let status = |session: &(String, String)| {
+        server
+            .req("GET", "/user/currentUser")
+            .header("Cookie", &session.0)
+            .header("X-XSRF-TOKEN", &session.1)
+            .send()
+            .status
+    };
+    assert_eq!((status(&old), status(&renewed)), (401, 200));
+}
+
+#[test]
+fn logout_all_users_ends_every_session_of_the_tenant_only() {
+    let server = Server::start();
+    let t = create_tenant(&server, "allout");
+    let other = create_tenant(&server, "bystander");
+    let jane = create_user(&server, &t, "jane", "Jane-Pass-1");
+    let path = |tenant: &Tenant| format!("/user/logout/{}/allUsers", tenant.id);
+    // Who may: (caller login, password, tenant, status).
+    let permissions = [
+        (jane.as_str(), "Jane-Pass-1", &t, 403),
+        (
+            other.admin_login.as_str(),
+            other.admin_password.as_str(),
+            &t,
+            403,
+        ),
+    ];
+    for (login, password, tenant, status) in permissions {
+        let resp = server
+            .req("POST", &path(tenant))
+            .basic(login, password)
+            .json(&json!({}))
+            .send();
+        assert_eq!(
+            resp.status, status,
+            "{login} on {}: {}",
+            tenant.id, resp.body
+        );
+    }
+    server
+        .req("POST", "/user/logout/nosuchtenant/allUsers")
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .json(&json!({}))
+        .send()
+        .expect_error(404, "security/Not Found");
+
+    // (login, password, tenant logged out) per round: the tenant's admin for itself, then the
+    // management admin for the subtenant.
+    let rounds = [
+        (t.admin_login.as_str(), t.admin_password.as_str()),
+        (MGMT_ADMIN, ADMIN_PASSWORD),
+    ];
+    for (caller, caller_password) in rounds {
+        let sessions = [
+            (jane.as_str(), "Jane-Pass-1"),
+            (t.admin_login.as_str(), t.admin_password.as_str()),
+            (other.admin_login.as_str(), other.admin_password.as_str()),
+        ]
+        .map(|(login, pw)| {
+            (
+                login,
+                pw,
+                token(&server, login, pw),
+                cookie_session(&server, login, pw),
+            )
+        });
+        server
+            .req("POST", &path(&t))
+            .basic(caller, caller_password)
+            .json(&json!({}))
+            .send()
+            .expect(200);
+        for (login, password, bearer, cookie) in &sessions {
+            let expected = if login.starts_with(&format!("{}/", t.id)) {
+                401
+            } else {
+                200
+            };
+            assert_eq!(
+                session_statuses(&server, bearer, cookie),
+                (expected, expected),
+                "{caller} logged out {}: sessions of {login}",
+                t.id
+            );
+            // Basic credentials are unaffected, and new sessions open.
+            attempt(&server, Via::Basic, login, password).expect(200);
+            token(&server, login, password);
+        }
+    }
+}
+
+#[test]
+fn weak_passwords_are_refused_on_every_path_and_nothing_changes() {
+    let server = Server::start();
+    let t = create_tenant(&server, "weak");
+    let jane = create_user(&server, &t, "jane", "Jane-Pass-1");
+    let admin = |m: &str, p: &str| server.req(m, p).basic(&t.admin_login, &t.admin_password);
+    let users = format!("/user/{}/users", t.id);
+    // (weak password, what the message says to fix); the user is "jane", jane@example.com.
+    let weak = [
+        ("aaaaaaaa", "different characters"),
+        ("password", "common"),
+        ("Password1", "common"),
+        ("12345678", "common"),
+        ("qwertyuiop", "common"),
+        ("short1!", "at least 8"),
+        ("jane@example.com", "user name or e-mail"),
+    ];
+    for (password, fix) in weak {
+        let resps = [
+            (
+                "create",
+                admin("POST", &users)
+                    .json(&json!({"userName": "newbie", "password": password, "email": "jane@example.com"}))
+                    .send(),
+            ),
+            (
+                "update",
+                admin("PUT", &format!("{users}/jane"))
+                    .json(&json!({"password": password}))
+                    .send(),
+            ),
+            (
+                "admin reset",
+                admin("PUT", &format!("{users}/jane/password"))
+                    .json(&json!({"currentUserPassword": t.admin_password, "newPassword": password}))
+                    .send(),
+            ),
+            (
+                "own change",
+                server
+                    .req("PUT", "/user/currentUser/password")
+                    .basic(&jane, "Jane-Pass-1")
+                    .json(&json!({"currentUserPassword": "Jane-Pass-1", "newPassword": password}))
+                    .send(),
+            ),
+        ];
+        for (path, resp) in resps {
+            let resp = resp.expect_error(422, "users/Invalid Data");
+            let message = resp.json()["message"].as_str().unwrap().to_owned();
+            assert!(message.contains(fix), "{path} {password:?}: {message}");
+        }
+        let resp = server
+            .req("POST", "/tenant/tenants")
+            .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+            .json(&json!({"company": "Weak Inc", "domain": format!("weak-{}.example.com", password.len()), "adminName": "chief", "adminEmail": "jane@example.com", "adminPass": password}))
+            .send()
+            .expect_error(422, "tenants/Invalid Data");
+        let message = resp.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(fix), "tenant {password:?}: {message}");
+    }
+    // A password equal to the user's own name (also ignoring case).
+    for (name, password) in [
+        ("walter.white", "walter.white"),
+        ("Heisenberg", "heisenberg"),
+    ] {
+        admin("POST", &users)
+            .json(&json!({"userName": name, "password": password}))
+            .send()
+            .expect_error(422, "users/Invalid Data");
+    }
+    // Nothing was written: no new users, jane's password unchanged, no tenant.
+    admin("GET", &format!("{users}/newbie"))
+        .send()
+        .expect_error(404, "users/Not Found");
+    admin("GET", &format!("{users}/walter.white"))
+        .send()
+        .expect_error(404, "users/Not Found");
+    attempt(&server, Via::Basic, &jane, "Jane-Pass-1").expect(200);
+    let tenants = server
+        .admin_get("/tenant/tenants?pageSize=100")
+        .expect(200)
+        .json();
+    assert!(
+        !tenants.to_string().contains("Weak Inc"),
+        "no tenant was created: {tenants}"
+    );
+
+    // A weak BERTH_ADMIN_PASSWORD is a configuration error.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for password in ["password", "aaaaaaaaaa", "admin123", "admin"] {
+        let args = [
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--https",
+            "127.0.0.1:0",
+        ];
+        let (code, stderr) = run_expecting_failure(&args, &[("BERTH_ADMIN_PASSWORD", password)]);
+        assert_ne!(code, 0, "{password} accepted");
+        assert!(
+            stderr.contains("BERTH_ADMIN_PASSWORD"),
+            "{password}: {stderr}"
+        );
+        assert!(!data.exists(), "nothing written for {password}");
+    }
+}
+
+/// A container the test runs itself on a Berth network, removed on drop.
+struct Probe(String);
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn guessing_on_the_internal_api_locks_the_source_not_the_service() {
+    use crate::supervisor::{
+        HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server_with,
+        subscribe, wait_for, wait_ready,
+    };
+    let image = HelloLease::acquire();
+    let (_cleanup, server) = start_server_with(
+        &[],
+        Options {
+            env: vec![
+                ("BERTH_LOGIN_USER_FAILURES".into(), "2".into()),
+                ("BERTH_LOGIN_SOURCE_FAILURES".into(), "3".into()),
+            ],
+            ..Options::default()
+        },
+    );
+    let owner = create_tenant(&server, "internal");
+    let app = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let service = instances(&wait_ready(&server, &owner, &app, 1))[0].clone();
+    let (service_ip, service_name) = (
+        service["ip"].as_str().unwrap().to_owned(),
+        service["name"].as_str().unwrap().to_owned(),
+    );
+    let env = crate::supervisor::container_get(&service_ip, "/env");
+    let network = docker(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
+        &service_name,
+    ]);
+    // A hostile container on the same network knows the bootstrap user's name, not its password.
+    let var = |name: &str| format!("{name}={}", env[name].as_str().unwrap());
+    let probe = Probe(docker(&[
+        "run",
+        "-d",
+        "--label",
+        "berth.test=1",
+        "--network",
+        &network,
+        "--add-host",
+        "berth-platform:host-gateway",
+        "-e",
+        &var("C8Y_BASEURL"),
+        "-e",
+        &var("C8Y_BOOTSTRAP_TENANT"),
+        "-e",
+        &var("C8Y_BOOTSTRAP_USER"),
+        "-e",
+        "C8Y_BOOTSTRAP_PASSWORD=Wrong-Pass-1",
+        &image.0.id,
+    ]));
+    let probe_ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &probe.0,
+    ]);
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "probe container",
+        || {
+            crate::supervisor::plain_agent()
+                .get(&format!("http://{probe_ip}:80/health"))
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+        },
+    );
+    let platform_status = |ip: &str| {
+        let answer = crate::supervisor::container_get(ip, "/platform/subscriptions");
+        answer["status"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{answer}"))
+    };
+    // (container, status it gets from the internal API): three failures lock the probe's
+    // address; the service's own (never cached) login still works, so its user is not locked.
+    let steps = [
+        (&probe_ip, 401),
+        (&probe_ip, 401),
+        (&probe_ip, 401),
+        (&probe_ip, 429),
+        (&service_ip, 200),
+        (&probe_ip, 429),
+    ];
+    for (i, (ip, expected)) in steps.iter().enumerate() {
+        assert_eq!(platform_status(ip), *expected, "step {i} from {ip}");
+    }
+    drop(probe);
+}
