@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::paging::{PageRequest, single_page};
-use super::users::{RoleReferenceBody, role_json, user_json};
+use super::users::{RoleReferenceBody, require_grantable, require_outranks, role_json, user_json};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
@@ -93,6 +93,20 @@ fn read_access(principal: &Principal, tenant: &str) -> Result<(), ApiError> {
 fn admin_access(principal: &Principal, tenant: &str) -> Result<(), ApiError> {
     principal.require_own_tenant(tenant)?;
     principal.require(roles::USER_MANAGEMENT_ADMIN)
+}
+
+/// 403 unless the caller holds every role group `id` carries: changing a group changes the
+/// rights of its members, so only someone with all of them may do it.
+async fn require_covers_group(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+    id: i64,
+) -> Result<Group, ApiError> {
+    let t = tenant.to_owned();
+    let group = db(state, "groups", move |c| users::get_group(c, &t, id)).await?;
+    require_grantable(principal, &group.roles, &format!("group {}", group.name))?;
+    Ok(group)
 }
 
 fn group_id(text: &str) -> Result<i64, ApiError> {
@@ -203,6 +217,7 @@ async fn update(
     let (tenant, id) = path.into_inner();
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
+    require_covers_group(&state, &principal, &tenant, id).await?;
     let body = body.into_inner();
     if body.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         return Err(ApiError::invalid("groups", "name must not be blank"));
@@ -233,6 +248,7 @@ async fn delete(
     let (tenant, id) = path.into_inner();
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
+    require_covers_group(&state, &principal, &tenant, id).await?;
     let t = tenant.clone();
     db(&state, "groups", move |c| users::delete_group(c, &t, id)).await?;
     state.cache.invalidate_tenant(&tenant);
@@ -291,6 +307,8 @@ async fn add_member(
                 .map(str::to_owned)
         })
         .ok_or_else(|| ApiError::invalid("groups", "user reference needs self or id"))?;
+    require_covers_group(&state, &principal, &tenant, id).await?;
+    require_outranks(&state, &principal, &tenant, &name).await?;
     let (t, n) = (tenant.clone(), name.clone());
     let user = db(&state, "groups", move |c| {
         users::add_member(c, &t, id, &n)?;
@@ -312,6 +330,7 @@ async fn remove_member(
     let (tenant, id, name) = path.into_inner();
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
+    require_outranks(&state, &principal, &tenant, &name).await?;
     let (t, n) = (tenant.clone(), name.clone());
     db(&state, "groups", move |c| {
         users::remove_member(c, &t, id, &n)
@@ -355,6 +374,8 @@ async fn add_role(
     let id = group_id(&id)?;
     let role = body.role_name()?;
     super::users::check_assignable(&state, &tenant, &role).await?;
+    require_grantable(&principal, std::slice::from_ref(&role), &role)?;
+    require_covers_group(&state, &principal, &tenant, id).await?;
     let (t, r) = (tenant.clone(), role.clone());
     db(&state, "roles", move |c| {
         users::add_group_role(c, &t, id, &r)
@@ -379,6 +400,7 @@ async fn remove_role(
     let (tenant, id, role) = path.into_inner();
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
+    require_covers_group(&state, &principal, &tenant, id).await?;
     let t = tenant.clone();
     db(&state, "roles", move |c| {
         users::remove_group_role(c, &t, id, &role)

@@ -2,6 +2,7 @@
 //! data directory and talks to it over real TLS (and plain HTTP where asked).
 
 mod applications;
+mod escalation;
 mod fixture;
 mod login;
 mod operate;
