@@ -109,6 +109,11 @@ async fn require_covers_group(
     Ok(group)
 }
 
+fn check_group_name(name: &str) -> Result<(), ApiError> {
+    crate::store::names::check_printable(name)
+        .map_err(|r| ApiError::invalid("groups", &format!("name {r}")))
+}
+
 fn group_id(text: &str) -> Result<i64, ApiError> {
     text.parse()
         .map_err(|_| ApiError::not_found("groups", &format!("Group with id {text} not found")))
@@ -147,6 +152,7 @@ async fn create(
     admin_access(&principal, &tenant)?;
     let body = body.into_inner();
     let name = required("groups", "name", &body.name)?.to_owned();
+    check_group_name(&name)?;
     if name.chars().count() > 254 {
         return Err(ApiError::invalid(
             "groups",
@@ -221,6 +227,9 @@ async fn update(
     let body = body.into_inner();
     if body.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         return Err(ApiError::invalid("groups", "name must not be blank"));
+    }
+    if let Some(name) = &body.name {
+        check_group_name(name)?;
     }
     let group = db(&state, "groups", move |c| {
         users::update_group(

@@ -4,6 +4,7 @@
 mod applications;
 mod escalation;
 mod fixture;
+mod hygiene;
 mod login;
 mod operate;
 mod options;
