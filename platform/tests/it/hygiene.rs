@@ -167,3 +167,225 @@ fn control_characters_in_names_are_refused_before_anything_is_written() {
     assert_eq!(before, after, "{counted:?}");
     server.admin_get("/user/currentUser").expect(200);
 }
+
+#[test]
+fn every_api_response_carries_the_security_headers() {
+    use crate::fixture::Options;
+    let server = Server::start_with(Options {
+        http: true,
+        ..Options::default()
+    });
+    let mgmt = (MGMT_ADMIN, ADMIN_PASSWORD);
+    let app = server
+        .req("POST", "/application/applications")
+        .basic(mgmt.0, mgmt.1)
+        .json(&json!({"name": "hdrsvc", "key": "hdrsvc-key", "type": "MICROSERVICE"}))
+        .send()
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("application id");
+    let login = [
+        ("grant_type", "PASSWORD"),
+        ("username", "admin"),
+        ("password", ADMIN_PASSWORD),
+    ];
+    // (method, path, authenticated, form body, expected status); credentials of every kind.
+    let cases: &[(&str, String, bool, bool, u16)] = &[
+        (
+            "POST",
+            "/tenant/oauth/token?tenant_id=management".into(),
+            false,
+            true,
+            200,
+        ),
+        (
+            "POST",
+            "/tenant/oauth?tenant_id=management".into(),
+            false,
+            true,
+            200,
+        ),
+        ("GET", "/user/currentUser".into(), true, false, 200),
+        ("GET", "/user/management/users".into(), true, false, 200),
+        ("GET", "/tenant/options".into(), true, false, 200),
+        (
+            "GET",
+            format!("/application/applications/{app}/bootstrapUser"),
+            true,
+            false,
+            200,
+        ),
+        ("GET", "/user/currentUser".into(), false, false, 401),
+        ("GET", "/no/such/resource".into(), true, false, 404),
+    ];
+    for https in [true, false] {
+        for (method, path, authenticated, form, status) in cases {
+            let mut req = if https {
+                server.req(method, path)
+            } else {
+                server.req_http(method, path)
+            };
+            if *authenticated {
+                req = req.basic(mgmt.0, mgmt.1);
+            }
+            if *form {
+                req = req.form(&login);
+            }
+            let resp = req.send();
+            let context = format!("https={https} {method} {path}: {:?}", resp.headers);
+            assert_eq!(resp.status, *status, "{context}");
+            assert_eq!(resp.header("cache-control"), Some("no-store"), "{context}");
+            assert_eq!(
+                resp.header("x-content-type-options"),
+                Some("nosniff"),
+                "{context}"
+            );
+            let hsts = resp.header("strict-transport-security");
+            if https {
+                assert_eq!(hsts, Some("max-age=31536000"), "{context}");
+            } else {
+                assert_eq!(hsts, None, "{context}");
+            }
+        }
+    }
+    // Under /service/ Berth only adds what is missing (a microservice's own headers are kept:
+    // unit table in api::security_headers); its own proxy error gets nosniff and HSTS.
+    let resp = server
+        .req("GET", "/service/no-such-service/x")
+        .basic(mgmt.0, mgmt.1)
+        .send();
+    assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        resp.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+}
+
+/// Sends `raw` to the plain-HTTP listener and returns the status and body of the answer.
+fn raw_exchange(server: &Server, raw: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = server
+        .http
+        .as_deref()
+        .expect("--http")
+        .trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // The server may answer and close before reading everything: ignore write errors.
+    let _ = stream.write_all(raw);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn low_level_rejections_answer_4xx_with_a_body_where_berth_sees_them() {
+    use crate::fixture::Options;
+    let server = Server::start_with(Options {
+        http: true,
+        ..Options::default()
+    });
+    let head = |target: &str, extra: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n").into_bytes()
+    };
+    let long_url = format!("/user/currentUser?q={}", "a".repeat(9 * 1024));
+    let big_header = format!("X-Big: {}\r\n", "x".repeat(40 * 1024));
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let auth = format!("Authorization: Basic {}\r\n", base64_login());
+    let post = |framing: &str, body: &str| {
+        format!("POST /tenant/options HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n{framing}Connection: close\r\n\r\n{body}").into_bytes()
+    };
+    // (what, request, status, Some(error) when Berth can give a Cumulocity body)
+    let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
+        (
+            "URL over 8 KiB",
+            head(&long_url, ""),
+            414,
+            Some("general/URI Too Long"),
+        ),
+        (
+            "headers over 32 KiB",
+            head("/user/currentUser", &big_header),
+            431,
+            Some("general/Request Header Fields Too Large"),
+        ),
+        (
+            "bad chunk size in a body Berth reads",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                "2\r\n{}\r\nzz\r\n0\r\n\r\n",
+            ),
+            400,
+            Some("general/Bad Request"),
+        ),
+        // Rejected by actix-http's dispatcher before any service runs: empty bodies.
+        (
+            "more than 96 headers",
+            head("/user/currentUser", &many_headers),
+            431,
+            None,
+        ),
+        (
+            "URL over 64 KiB",
+            head(&format!("/{}", "a".repeat(70_000)), ""),
+            400,
+            None,
+        ),
+        (
+            "Content-Length with Transfer-Encoding",
+            post(
+                "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                "0\r\n\r\n",
+            ),
+            400,
+            None,
+        ),
+        (
+            "two Content-Lengths",
+            post("Content-Length: 2\r\nContent-Length: 3\r\n", "{}"),
+            400,
+            None,
+        ),
+        (
+            "bad chunk size first",
+            post("Transfer-Encoding: chunked\r\n", "zz\r\n{}\r\n0\r\n\r\n"),
+            400,
+            None,
+        ),
+    ];
+    for (what, raw, status, error) in cases {
+        let (got, body) = raw_exchange(&server, &raw);
+        assert_eq!(got, status, "{what}: {body}");
+        if let Some(error) = error {
+            let json: Value =
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body:?}"));
+            assert_eq!(json["error"], error, "{what}: {json}");
+            assert!(
+                json["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{what}"
+            );
+            assert!(json["info"].is_string(), "{what}");
+        }
+        // Still serving after each.
+        server.admin_get("/user/currentUser").expect(200);
+    }
+}
+
+fn base64_login() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{MGMT_ADMIN}:{ADMIN_PASSWORD}"))
+}
