@@ -216,7 +216,7 @@ where
     } else {
         Origin::Api
     };
-    let https = req.app_config().secure();
+    let https = api::origin::of(req.request()).https;
     let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     // An over-limit head is refused as an API answer, wherever it was going.
     let (response, origin) = match api::request_head::check(uri_len, req.headers()) {

@@ -9,6 +9,7 @@ pub mod groups;
 pub mod login;
 pub mod media;
 pub mod options;
+pub mod origin;
 pub mod paging;
 pub mod request_head;
 pub mod roles;

@@ -389,3 +389,110 @@ fn base64_login() -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("{MGMT_ADMIN}:{ADMIN_PASSWORD}"))
 }
+
+#[test]
+fn forwarding_headers_are_believed_only_from_trusted_proxies() {
+    use crate::fixture::Options;
+    // The test client connects from 127.0.0.1: trusted by the second server only.
+    let servers = [
+        (
+            false,
+            Server::start_with(Options {
+                http: true,
+                ..Options::default()
+            }),
+        ),
+        (
+            true,
+            Server::start_with(Options {
+                http: true,
+                extra_args: vec![
+                    "--trusted-proxies".into(),
+                    "192.0.2.0/24,127.0.0.1/32".into(),
+                ],
+                ..Options::default()
+            }),
+        ),
+    ];
+    for (trusted, server) in &servers {
+        let trusted = *trusted;
+        let t = create_tenant(server, "fwd");
+        let domain = server
+            .admin_get(&format!("/tenant/tenants/{}", t.id))
+            .expect(200)
+            .json()["domain"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let https_port = server.https.rsplit(':').next().unwrap().to_owned();
+        let login = [
+            ("grant_type", "PASSWORD"),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+        ];
+
+        // Cookies keep Secure over HTTPS unless a trusted proxy says the client used HTTP.
+        let resp = server
+            .req("POST", "/tenant/oauth?tenant_id=management")
+            .header("X-Forwarded-Proto", "http")
+            .form(&login)
+            .send()
+            .expect(200);
+        let cookies = resp.all_headers("set-cookie").join(" | ");
+        assert_eq!(
+            cookies.contains("Secure"),
+            !trusted,
+            "trusted={trusted}: {cookies}"
+        );
+
+        // Links: the connection's scheme and host, or the trusted proxy's.
+        for headers in [
+            vec![
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "links.example.com"),
+            ],
+            vec![("Forwarded", "proto=https;host=links.example.com")],
+        ] {
+            let mut req = server
+                .req_http("GET", "/user/currentUser")
+                .basic(MGMT_ADMIN, ADMIN_PASSWORD);
+            for (name, value) in &headers {
+                req = req.header(name, value);
+            }
+            let resp = req.send().expect(200);
+            let link = resp.json()["self"].as_str().unwrap().to_owned();
+            let expected = if trusted {
+                "https://links.example.com/"
+            } else {
+                "http://127.0.0.1:"
+            };
+            assert!(
+                link.starts_with(expected),
+                "trusted={trusted} {headers:?}: {link}"
+            );
+            assert_eq!(
+                resp.header("strict-transport-security").is_some(),
+                trusted,
+                "HSTS only when a trusted proxy says HTTPS: {headers:?}"
+            );
+        }
+
+        // A forwarded host selects the tenant of a login without tenant only from a trusted proxy.
+        for (name, value) in [
+            ("X-Forwarded-Host", domain.clone()),
+            ("Forwarded", format!("host={domain}:{https_port}")),
+        ] {
+            let status = server
+                .req("GET", "/user/currentUser")
+                .basic("boss", &t.admin_password)
+                .header(name, &value)
+                .send()
+                .status;
+            assert_eq!(
+                status,
+                if trusted { 200 } else { 401 },
+                "trusted={trusted} {name}: {value}"
+            );
+        }
+    }
+}
