@@ -196,7 +196,7 @@ fn ensure_management_tenant(
 
 /// Outermost middleware of every listener: the request-head limits of [`api::request_head`]
 /// and the headers of [`api::security_headers`].
-fn with_security_headers<S, B>(
+fn edge_hygiene<S, B>(
     req: actix_web::dev::ServiceRequest,
     srv: &S,
 ) -> impl std::future::Future<
@@ -330,7 +330,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 .instrument(span);
                 Either::Right(logged)
             })
-            .wrap_fn(with_security_headers)
+            .wrap_fn(edge_hygiene)
             .configure(public_proxy.configure())
             .configure(api::configure(app_state.clone()))
     })
@@ -372,7 +372,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                     }
                 }
             })
-            .wrap_fn(with_security_headers)
+            .wrap_fn(edge_hygiene)
             .configure(proxy.configure())
             .configure(api::configure(internal_state.clone()))
     })
