@@ -254,6 +254,16 @@ fn nobody_grants_or_touches_more_rights_than_they_hold() {
             201,
             None,
         ),
+        // Tenant-management roles stay out of tenants that may not create subtenants, even
+        // when granted by someone holding them.
+        (
+            mgmt,
+            "POST",
+            format!("/user/{tid}/users/worker/roles"),
+            Some(role("ROLE_TENANT_MANAGEMENT_READ")),
+            422,
+            Some("roles/Invalid Data"),
+        ),
         // The management tenant's admin still manages the subtenant's users.
         (
             mgmt,
