@@ -2,7 +2,7 @@
 //! TOML file, merged (flag > environment > file > built-in default) into one validated [`Config`]
 //! before anything is bound or written.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -213,6 +213,16 @@ pub struct ServeArgs {
     /// [default: 16 per slot].
     #[arg(long, env = "BERTH_PASSWORD_HASH_QUEUE", value_name = "N")]
     pub password_hash_queue: Option<usize>,
+    /// Reverse proxies whose `Forwarded`/`X-Forwarded-*` headers are believed (scheme, host,
+    /// client address), as CIDRs or addresses, comma-separated; from anyone else they are
+    /// ignored [default: none].
+    #[arg(
+        long = "trusted-proxies",
+        env = "BERTH_TRUSTED_PROXIES",
+        value_name = "CIDR,…",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The config file: the same settings as the flags, in snake_case.
@@ -256,6 +266,7 @@ struct FileConfig {
     login_lockout: Option<u64>,
     password_hash_concurrency: Option<usize>,
     password_hash_queue: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Where the server certificate comes from.
@@ -310,6 +321,57 @@ pub struct Config {
     /// Password hashes at once, and checks that may wait for one.
     pub password_hash_concurrency: usize,
     pub password_hash_queue: usize,
+    /// Peers whose forwarding headers are believed (see `api::origin`); empty: nobody's.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An address block, `10.0.0.0/8` or `::1/128`; a bare address is a block of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let text = text.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IP address"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("prefix length {p:?} must be 0 to {max}"))?,
+        };
+        Ok(Cidr { network, prefix })
+    }
+
+    /// True when `ip` is in the block (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A setting that cannot be used, named so the operator knows what to fix.
@@ -609,12 +671,29 @@ impl Config {
             .password_hash_queue
             .or(file.password_hash_queue)
             .unwrap_or(password_hash_concurrency * DEFAULT_PASSWORD_HASH_QUEUE_PER_SLOT);
+        let mut trusted_proxies = Vec::new();
+        let proxy_texts = if args.trusted_proxies.is_empty() {
+            file.trusted_proxies.unwrap_or_default()
+        } else {
+            args.trusted_proxies
+        };
+        for text in proxy_texts.iter().filter(|t| !t.trim().is_empty()) {
+            let cidr = Cidr::parse(text).map_err(|reason| {
+                invalid(
+                    "trusted_proxies",
+                    text,
+                    &format!("{reason}; expected a CIDR such as 10.0.0.0/8 or an address"),
+                )
+            })?;
+            trusted_proxies.push(cidr);
+        }
         Ok(Config {
             limits,
             host_firewall,
             login_limits,
             password_hash_concurrency,
             password_hash_queue,
+            trusted_proxies,
             proxy_timeout,
             internal_api,
             reconcile_interval,
@@ -844,6 +923,33 @@ mod tests {
     }
 
     #[test]
+    fn cidrs_parse_and_match() {
+        let cases = [
+            ("10.0.0.0/8", "10.200.1.2", true),
+            ("10.0.0.0/8", "11.0.0.1", false),
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "127.0.0.2", false),
+            ("0.0.0.0/0", "203.0.113.9", true),
+            ("192.168.1.0/24", "::ffff:192.168.1.7", true),
+            ("::1", "::1", true),
+            ("fd00::/8", "fd12::1", true),
+            ("fd00::/8", "10.0.0.1", false),
+            ("::/0", "2001:db8::1", true),
+        ];
+        for (cidr, ip, expected) in cases {
+            let parsed = Cidr::parse(cidr).unwrap();
+            assert_eq!(
+                parsed.contains(ip.parse().unwrap()),
+                expected,
+                "{cidr} ∋ {ip}"
+            );
+        }
+        for bad in ["10.0.0.0/33", "::/129", "host", "10.0.0.0/x", ""] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let cases = [
             ("https = \"nonsense\"", "https"),
@@ -869,6 +975,8 @@ mod tests {
             ("login_user_failures = 0", "login_user_failures"),
             ("login_lockout = 0", "login_lockout"),
             ("password_hash_concurrency = 0", "password_hash_concurrency"),
+            ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
+            ("trusted_proxies = [\"proxy.local\"]", "trusted_proxies"),
         ];
         for (text, name) in cases {
             let file: FileConfig = toml::from_str(text).unwrap();

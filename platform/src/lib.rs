@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use actix_web::body::EitherBody;
 use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
 use futures_util::future::Either;
@@ -199,6 +200,48 @@ fn ensure_management_tenant(
     Ok(())
 }
 
+/// Outermost middleware of every listener: the request-head limits of [`api::request_head`]
+/// and the headers of [`api::security_headers`].
+fn edge_hygiene<S, B>(
+    req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<
+    Output = Result<actix_web::dev::ServiceResponse<EitherBody<B>>, actix_web::Error>,
+> + use<S, B>
+where
+    S: Service<
+            actix_web::dev::ServiceRequest,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+{
+    use actix_web::ResponseError;
+    use api::security_headers::{self, Origin};
+    let origin = if req.path().starts_with(proxy::SERVICE_PREFIX) {
+        Origin::Proxied
+    } else {
+        Origin::Api
+    };
+    let https = api::origin::of(req.request()).https;
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    // An over-limit head is refused as an API answer, wherever it was going.
+    let (response, origin) = match api::request_head::check(uri_len, req.headers()) {
+        Ok(()) => (Either::Left(srv.call(req)), origin),
+        Err(refused) => {
+            let response = req.into_response(refused.error_response());
+            (Either::Right(response), Origin::Api)
+        }
+    };
+    async move {
+        let mut response = match response {
+            Either::Left(inner) => inner.await?.map_into_left_body(),
+            Either::Right(refused) => refused.map_into_right_body(),
+        };
+        security_headers::apply(response.headers_mut(), origin, https);
+        Ok(response)
+    }
+}
+
 /// Runs the server until SIGTERM/SIGINT, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     tls::install_crypto_provider();
@@ -307,6 +350,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 .instrument(span);
                 Either::Right(logged)
             })
+            .wrap_fn(edge_hygiene)
             .configure(public_proxy.configure())
             .configure(api::configure(app_state.clone()))
     })
@@ -348,6 +392,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                     }
                 }
             })
+            .wrap_fn(edge_hygiene)
             .configure(proxy.configure())
             .configure(api::configure(internal_state.clone()))
     })

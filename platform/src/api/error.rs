@@ -54,6 +54,11 @@ impl ApiError {
         )
     }
 
+    /// 403 saying which right is missing (the caller may see what they lack).
+    pub fn forbidden_because(message: &str) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "security/Forbidden", message)
+    }
+
     pub fn not_found(resource: &str, message: &str) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,

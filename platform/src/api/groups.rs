@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::paging::{PageRequest, single_page};
-use super::users::{RoleReferenceBody, role_json, user_json};
+use super::users::{RoleReferenceBody, require_grantable, require_outranks, role_json, user_json};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
@@ -95,6 +95,25 @@ fn admin_access(principal: &Principal, tenant: &str) -> Result<(), ApiError> {
     principal.require(roles::USER_MANAGEMENT_ADMIN)
 }
 
+/// 403 unless the caller holds every role group `id` carries: changing a group changes the
+/// rights of its members, so only someone with all of them may do it.
+async fn require_covers_group(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+    id: i64,
+) -> Result<Group, ApiError> {
+    let t = tenant.to_owned();
+    let group = db(state, "groups", move |c| users::get_group(c, &t, id)).await?;
+    require_grantable(principal, &group.roles, &format!("group {}", group.name))?;
+    Ok(group)
+}
+
+fn check_group_name(name: &str) -> Result<(), ApiError> {
+    crate::store::names::check_printable(name)
+        .map_err(|r| ApiError::invalid("groups", &format!("name {r}")))
+}
+
 fn group_id(text: &str) -> Result<i64, ApiError> {
     text.parse()
         .map_err(|_| ApiError::not_found("groups", &format!("Group with id {text} not found")))
@@ -133,6 +152,7 @@ async fn create(
     admin_access(&principal, &tenant)?;
     let body = body.into_inner();
     let name = required("groups", "name", &body.name)?.to_owned();
+    check_group_name(&name)?;
     if name.chars().count() > 254 {
         return Err(ApiError::invalid(
             "groups",
@@ -203,9 +223,13 @@ async fn update(
     let (tenant, id) = path.into_inner();
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
+    require_covers_group(&state, &principal, &tenant, id).await?;
     let body = body.into_inner();
     if body.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         return Err(ApiError::invalid("groups", "name must not be blank"));
+    }
+    if let Some(name) = &body.name {
+        check_group_name(name)?;
     }
     let group = db(&state, "groups", move |c| {
         users::update_group(
@@ -233,6 +257,7 @@ async fn delete(
     let (tenant, id) = path.into_inner();
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
+    require_covers_group(&state, &principal, &tenant, id).await?;
     let t = tenant.clone();
     db(&state, "groups", move |c| users::delete_group(c, &t, id)).await?;
     state.cache.invalidate_tenant(&tenant);
@@ -291,6 +316,8 @@ async fn add_member(
                 .map(str::to_owned)
         })
         .ok_or_else(|| ApiError::invalid("groups", "user reference needs self or id"))?;
+    require_covers_group(&state, &principal, &tenant, id).await?;
+    require_outranks(&state, &principal, &tenant, &name).await?;
     let (t, n) = (tenant.clone(), name.clone());
     let user = db(&state, "groups", move |c| {
         users::add_member(c, &t, id, &n)?;
@@ -312,6 +339,7 @@ async fn remove_member(
     let (tenant, id, name) = path.into_inner();
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
+    require_outranks(&state, &principal, &tenant, &name).await?;
     let (t, n) = (tenant.clone(), name.clone());
     db(&state, "groups", move |c| {
         users::remove_member(c, &t, id, &n)
@@ -355,6 +383,8 @@ async fn add_role(
     let id = group_id(&id)?;
     let role = body.role_name()?;
     super::users::check_assignable(&state, &tenant, &role).await?;
+    require_grantable(&principal, std::slice::from_ref(&role), &role)?;
+    require_covers_group(&state, &principal, &tenant, id).await?;
     let (t, r) = (tenant.clone(), role.clone());
     db(&state, "roles", move |c| {
         users::add_group_role(c, &t, id, &r)
@@ -379,6 +409,7 @@ async fn remove_role(
     let (tenant, id, role) = path.into_inner();
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
+    require_covers_group(&state, &principal, &tenant, id).await?;
     let t = tenant.clone();
     db(&state, "roles", move |c| {
         users::remove_group_role(c, &t, id, &role)

@@ -185,7 +185,7 @@ fn cookie<'a>(
     Cookie::build(name, value)
         .path("/")
         .http_only(http_only)
-        .secure(req.connection_info().scheme() == "https")
+        .secure(super::origin::of(req).https)
         .same_site(SameSite::Lax)
         .max_age(actix_web::cookie::time::Duration::seconds(max_age_secs))
         .finish()

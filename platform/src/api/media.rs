@@ -11,10 +11,10 @@ pub fn media_type(name: &str) -> String {
     format!("application/vnd.com.nsn.cumulocity.{name}+json;charset=UTF-8;ver=0.9")
 }
 
-/// `scheme://host` of the request, the base of every `self` link.
+/// `scheme://host` of the request, the base of every `self` link (forwarding headers only
+/// from trusted proxies, see [`super::origin`]).
 pub fn base_url(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+    super::origin::of(req).base_url()
 }
 
 /// 200 with a JSON body of media type `name`.

@@ -73,6 +73,8 @@ fn option_json(base: &str, option: &TenantOption) -> Value {
 }
 
 fn check_name(field: &str, text: &str) -> Result<(), ApiError> {
+    crate::store::names::check_printable(text)
+        .map_err(|r| ApiError::invalid("options", &format!("{field} {r}")))?;
     if text.is_empty()
         || text.len() > 256
         || text.contains('/')

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::paging::{PageRequest, single_page};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
-use crate::auth::{password, roles};
+use crate::auth::{grants, password, roles};
 use crate::store::tenants;
 use crate::store::users::{self, NewUser, User, UserKind, UserUpdate, check_user_name};
 
@@ -63,6 +63,11 @@ pub struct UserBody {
     phone: Option<String>,
     enabled: Option<bool>,
     custom_properties: Option<Map<String, Value>>,
+    /// On create only: `{"references": [{"group": {"id"|"self": …}}]}` (the shape users are
+    /// returned in), or the bare array.
+    groups: Option<Value>,
+    /// On create only: `{"references": [{"role": {"id"|"self": …}}]}`, or the bare array.
+    roles: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +113,7 @@ impl RoleReferenceBody {
 /// A role is assignable in `tenant` when it is in the catalogue or one of the `roles` of an
 /// application the tenant is subscribed to.
 pub async fn check_assignable(state: &AppState, tenant: &str, role: &str) -> Result<(), ApiError> {
+    check_tenant_management_role(state, tenant, role).await?;
     if roles::ALL.contains(&role) {
         return Ok(());
     }
@@ -121,6 +127,142 @@ pub async fn check_assignable(state: &AppState, tenant: &str, role: &str) -> Res
     } else {
         Err(ApiError::invalid("roles", &format!("Unknown role {role}")))
     }
+}
+
+/// Tenant-management roles act on other tenants, so a tenant that may not create subtenants
+/// has no use for them (and its admins must not be able to pick them up).
+async fn check_tenant_management_role(
+    state: &AppState,
+    tenant: &str,
+    role: &str,
+) -> Result<(), ApiError> {
+    if !grants::is_tenant_management(role) || tenant == tenants::MANAGEMENT {
+        return Ok(());
+    }
+    let t = tenant.to_owned();
+    let may_create = db(state, "tenants", move |c| tenants::get(c, &t))
+        .await?
+        .is_some_and(|t| t.allow_create_tenants);
+    if may_create {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "roles",
+            &format!("{role} is only assignable in tenants allowed to create subtenants"),
+        ))
+    }
+}
+
+/// 403 unless the caller may grant every role of `wanted` ([`grants::covers`]); `what` names
+/// what carries them, for the message.
+pub fn require_grantable(
+    principal: &Principal,
+    wanted: &[String],
+    what: &str,
+) -> Result<(), ApiError> {
+    let missing = grants::missing(&principal.roles, wanted);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden_because(&format!(
+        "You cannot grant {what}: it carries {} which you do not have",
+        missing.join(", ")
+    )))
+}
+
+/// 403 unless the caller holds every right of user `name` in `tenant`: nobody edits, deletes,
+/// sets the password of or changes the rights of someone who has more rights than they do.
+pub async fn require_outranks(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let (t, n) = (tenant.to_owned(), name.to_owned());
+    let held = db(state, "users", move |c| users::effective_roles(c, &t, &n)).await?;
+    let missing = grants::missing(&principal.roles, &held);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden_because(&format!(
+        "User {name} has {} which you do not have, so you cannot change them",
+        missing.join(", ")
+    )))
+}
+
+/// The objects under `key` of a reference list: `{"references": [{key: {…}}]}` or `[{key: {…}}]`.
+fn references<'a>(
+    field: &str,
+    key: &str,
+    value: &'a Value,
+) -> Result<Vec<&'a Map<String, Value>>, ApiError> {
+    let list = value
+        .get("references")
+        .unwrap_or(value)
+        .as_array()
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "users",
+                &format!(
+                    "{field} must be {{\"references\": [{{\"{key}\": {{\"self\": \"<url>\"}}}}]}}"
+                ),
+            )
+        })?;
+    list.iter()
+        .map(|item| {
+            item.get(key).and_then(Value::as_object).ok_or_else(|| {
+                ApiError::invalid(
+                    "users",
+                    &format!("every {field} reference needs a {key:?} object"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Group ids and role names a new user's body asks for, each checked to exist/be assignable.
+async fn requested_rights(
+    state: &AppState,
+    tenant: &str,
+    body: &UserBody,
+) -> Result<(Vec<users::Group>, Vec<String>), ApiError> {
+    let mut role_names = Vec::new();
+    if let Some(value) = &body.roles {
+        for role in references("roles", "role", value)? {
+            let name = RoleReferenceBody {
+                role: Some(role.clone()),
+            }
+            .role_name()?;
+            check_assignable(state, tenant, &name).await?;
+            role_names.push(name);
+        }
+    }
+    let mut ids = Vec::new();
+    if let Some(value) = &body.groups {
+        for group in references("groups", "group", value)? {
+            let id = group
+                .get("id")
+                .and_then(|v| {
+                    v.as_i64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                })
+                .or_else(|| {
+                    group
+                        .get("self")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.trim_end_matches('/').rsplit('/').next())
+                        .and_then(|s| s.parse().ok())
+                })
+                .ok_or_else(|| ApiError::invalid("users", "group reference needs self or id"))?;
+            ids.push(id);
+        }
+    }
+    let t = tenant.to_owned();
+    let groups = db(state, "groups", move |c| {
+        ids.iter().map(|id| users::get_group(c, &t, *id)).collect()
+    })
+    .await?;
+    Ok((groups, role_names))
 }
 
 pub fn user_self(base: &str, tenant: &str, name: &str) -> String {
@@ -474,6 +616,11 @@ async fn create(
     check_user_name(&name).map_err(|r| ApiError::invalid("users", &format!("userName {r}")))?;
     let password = required("users", "password", &body.password)?.to_owned();
     check_new_password(&state, &tenant, &name, body.email.clone(), &password).await?;
+    let (groups, direct_roles) = requested_rights(&state, &tenant, &body).await?;
+    require_grantable(&principal, &direct_roles, "these roles")?;
+    for group in &groups {
+        require_grantable(&principal, &group.roles, &format!("group {}", group.name))?;
+    }
     let hash = hash_password(password).await?;
     let user = NewUser {
         user_name: name.clone(),
@@ -488,7 +635,20 @@ async fn create(
         bootstrap: false,
     };
     let t = tenant.clone();
-    db(&state, "users", move |c| users::create_user(c, &t, &user)).await?;
+    // One transaction: a refused group or role leaves no user behind.
+    db(&state, "users", move |c| {
+        let tx = c.transaction()?;
+        users::create_user(&tx, &t, &user)?;
+        for role in &direct_roles {
+            users::add_user_role(&tx, &t, &user.user_name, role)?;
+        }
+        for group in &groups {
+            users::add_member(&tx, &t, group.id, &user.user_name)?;
+        }
+        tx.commit()?;
+        Ok(())
+    })
+    .await?;
     let base = media::base_url(&req);
     let body = full_user_json(&state, &base, tenant.clone(), name.clone()).await?;
     Ok(media::created(
@@ -522,6 +682,7 @@ async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name) = path.into_inner();
     admin_access(&state, &principal, &tenant).await?;
+    require_outranks(&state, &principal, &tenant, &name).await?;
     let body = body.into_inner();
     if body.user_name.as_ref().is_some_and(|n| *n != name) {
         return Err(ApiError::invalid("users", "userName cannot be changed"));
@@ -567,6 +728,7 @@ async fn delete(
     if name == principal.user && tenant == principal.tenant {
         return Err(ApiError::invalid("users", "You cannot delete yourself"));
     }
+    require_outranks(&state, &principal, &tenant, &name).await?;
     let (t, n) = (tenant.clone(), name.clone());
     db(&state, "users", move |c| users::delete_user(c, &t, &n)).await?;
     state.cache.invalidate_user(&tenant, &name);
@@ -582,6 +744,7 @@ async fn set_password(
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name) = path.into_inner();
     admin_access(&state, &principal, &tenant).await?;
+    require_outranks(&state, &principal, &tenant, &name).await?;
     let current = required("users", "currentUserPassword", &body.current_user_password)?.to_owned();
     let new = required("users", "newPassword", &body.new_password)?.to_owned();
     check_new_password(&state, &tenant, &name, None, &new).await?;
@@ -660,6 +823,8 @@ async fn add_role(
     admin_access(&state, &principal, &tenant).await?;
     let role = body.role_name()?;
     check_assignable(&state, &tenant, &role).await?;
+    require_grantable(&principal, std::slice::from_ref(&role), &role)?;
+    require_outranks(&state, &principal, &tenant, &name).await?;
     let (t, n, r) = (tenant.clone(), name.clone(), role.clone());
     db(&state, "roles", move |c| {
         users::add_user_role(c, &t, &n, &r)
@@ -683,6 +848,7 @@ async fn remove_role(
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name, role) = path.into_inner();
     admin_access(&state, &principal, &tenant).await?;
+    require_outranks(&state, &principal, &tenant, &name).await?;
     let (t, n) = (tenant.clone(), name.clone());
     db(&state, "roles", move |c| {
         users::remove_user_role(c, &t, &n, &role)

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod credentials;
+pub mod grants;
 pub mod jwt;
 pub mod password;
 pub mod principal;

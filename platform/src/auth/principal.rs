@@ -84,10 +84,10 @@ impl FromRequest for Principal {
     }
 }
 
-/// The `Host` header without its port.
+/// The host the client addressed (see [`crate::api::origin`]), without its port.
 pub fn request_host(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    let host = info.host();
+    let origin = crate::api::origin::of(req);
+    let host = origin.host.as_str();
     let without_port = if host.starts_with('[') {
         host.split(']')
             .next()

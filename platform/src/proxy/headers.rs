@@ -1,6 +1,7 @@
 //! Header rules of the proxy: hop-by-hop headers are dropped in both directions (RFC 9110
 //! §7.6.1: Connection and the headers it names, Keep-Alive, TE, Trailer, Transfer-Encoding,
-//! Upgrade, Proxy-*), and the `X-Forwarded-*` family is set by Berth, never taken from the client.
+//! Upgrade, Proxy-*), and the `X-Forwarded-*` family is set by Berth, never taken from the client
+//! (a trusted proxy's word reaches the container through what `api::origin` made of it).
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -80,9 +81,11 @@ pub fn copy_response(src: &HeaderMap, dst: &mut HeaderMap) {
 /// What Berth tells the container about the original request.
 #[derive(Debug)]
 pub struct Forwarded<'a> {
-    /// The client's address (the TCP peer of Berth).
+    /// The TCP peer of Berth, appended to `X-Forwarded-For`.
     pub client_ip: Option<std::net::IpAddr>,
-    /// `X-Forwarded-For` as the client sent it (Berth appends the peer).
+    /// The client as far as Berth can tell (`X-Real-IP`): the peer, or what a trusted proxy said.
+    pub real_ip: Option<std::net::IpAddr>,
+    /// `X-Forwarded-For` as a trusted proxy sent it (Berth appends the peer); None otherwise.
     pub prior_for: Option<&'a HeaderValue>,
     /// The Host (or HTTP/2 authority) the client addressed.
     pub host: Option<&'a str>,
@@ -103,9 +106,11 @@ pub fn add_forwarded(dst: &mut HeaderMap, forwarded: &Forwarded<'_>) {
         if let Ok(value) = HeaderValue::from_str(&chain) {
             dst.insert(X_FORWARDED_FOR, value);
         }
-        if let Ok(value) = HeaderValue::from_str(&ip_text) {
-            dst.insert(X_REAL_IP, value);
-        }
+    }
+    if let Some(ip) = forwarded.real_ip.or(forwarded.client_ip)
+        && let Ok(value) = HeaderValue::from_str(&ip.to_string())
+    {
+        dst.insert(X_REAL_IP, value);
     }
     if let Some(value) = forwarded.host.and_then(|h| HeaderValue::from_str(h).ok()) {
         dst.insert(X_FORWARDED_HOST, value);
@@ -207,6 +212,7 @@ mod tests {
                 &mut dst,
                 &Forwarded {
                     client_ip: Some("10.0.0.9".parse().unwrap()),
+                    real_ip: None,
                     prior_for: prior.as_ref(),
                     host: Some("berth.example.com:8443"),
                     https: true,

@@ -207,11 +207,8 @@ async fn handle(
         }
         None => rest,
     };
-    let host = req
-        .headers()
-        .get(actix_web::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    // Scheme, host and client as a trusted proxy reported them, else as the connection says.
+    let origin = crate::api::origin::of(req);
     // Forward borrows it while `trace` is lent to the forwarding code.
     let request_id = trace.request_id.clone();
     let forward = upstream::Forward {
@@ -221,9 +218,13 @@ async fn handle(
         path_and_query,
         forwarded: Forwarded {
             client_ip: req.peer_addr().map(|a| a.ip()),
-            prior_for: req.headers().get(X_FORWARDED_FOR),
-            host,
-            https: req.app_config().secure(),
+            real_ip: origin.client,
+            prior_for: req
+                .headers()
+                .get(X_FORWARDED_FOR)
+                .filter(|_| origin.via_trusted_proxy),
+            host: Some(origin.host.as_str()),
+            https: origin.https,
             prefix,
             request_id: &request_id,
         },

@@ -4,6 +4,7 @@
 pub mod applications;
 pub mod audit;
 mod migrations;
+pub mod names;
 pub mod options;
 pub mod subscriptions;
 pub mod tenants;

@@ -105,11 +105,13 @@ pub struct Group {
     pub roles: Vec<String>,
 }
 
-/// Checks a user name against the documented rule (no whitespace, `/`, `+`, `$`, `:`).
+/// Checks a user name against the documented rule (no whitespace, `/`, `+`, `$`, `:`), and
+/// no control characters.
 pub fn check_user_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.chars().count() > 1000 {
         return Err("must be 1 to 1000 characters".into());
     }
+    super::names::check_printable(name)?;
     if let Some(c) = name
         .chars()
         .find(|c| c.is_whitespace() || matches!(c, '/' | '+' | '$' | ':'))

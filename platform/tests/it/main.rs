@@ -3,9 +3,11 @@
 
 mod applications;
 mod credentials;
+mod escalation;
 mod fixture;
 mod hardening;
 mod hostile_packages;
+mod hygiene;
 mod login;
 mod operate;
 mod options;

@@ -46,6 +46,16 @@ fn bad_settings_exit_non_zero_naming_the_setting() {
         ),
         (vec!["--admin-user", "bad/name"], vec![], "admin_user"),
         (
+            vec!["--trusted-proxies", "10.0.0.0/33"],
+            vec![],
+            "trusted_proxies",
+        ),
+        (
+            vec![],
+            vec![("BERTH_TRUSTED_PROXIES", "10.0.0.1,proxy.local")],
+            "trusted_proxies",
+        ),
+        (
             vec![],
             vec![("BERTH_ADMIN_PASSWORD", "short")],
             "BERTH_ADMIN_PASSWORD",
