@@ -2,7 +2,9 @@
 //! data directory and talks to it over real TLS (and plain HTTP where asked).
 
 mod applications;
+mod bad_input;
 mod fixture;
+mod inspect;
 mod login;
 mod operate;
 mod options;
