@@ -208,10 +208,19 @@ fn run(select: impl Fn(&Case) -> bool) -> Vec<(&'static str, usize)> {
 /// Sends one row and checks everything it promises.
 fn check(ctx: &Context, case: &Case) -> Result<(), String> {
     let before = Snapshot::take(ctx.server);
-    let resp = match &case.input {
+    // A transport failure (the server dropping the connection) fails the row, not the run.
+    let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &case.input {
         Input::Package(zip) => upload(ctx, &ctx.target.borrow(), zip),
         Input::Request(row) => ctx.send(row),
-    };
+    }));
+    let resp = sent.map_err(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        format!("no response: {why}")
+    })?;
     let mut problems = Vec::new();
     if let Err(e) = error_body(&resp, case, &ctx.fill(&case.mentions)) {
         problems.push(e);
