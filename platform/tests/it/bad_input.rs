@@ -146,11 +146,11 @@ fn bad_input_pending_fixes() {
 }
 
 /// The harness sees what a request leaves: an accepted upload changes rows, files and tags,
-/// and carries an image that is then on the engine. Without this, "nothing left" could be an
-/// inspection that sees nothing.
+/// and carries an image that is then on the engine; a subscription to it makes a network and
+/// containers. Without this, "nothing left" could be an inspection that sees nothing.
 #[test]
 fn bad_input_harness_sees_what_an_upload_leaves() {
-    let server = Server::start();
+    let (_docker, server) = crate::supervisor::start_server(&[]);
     let ctx = Context::new(&server);
     let image = Image::new();
     let before = Snapshot::take(&server);
@@ -173,6 +173,32 @@ fn bad_input_harness_sees_what_an_upload_leaves() {
         );
     }
     assert!(image_exists(&image.id));
+
+    // The image cannot run (its entrypoint is a text file), but its container and network exist.
+    server
+        .req(
+            "POST",
+            &format!("/tenant/tenants/{}/applications", ctx.a.id),
+        )
+        .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+        .json(&json!({"application": {"id": ctx.app}}))
+        .send()
+        .expect(201);
+    crate::supervisor::wait_for(
+        std::time::Duration::from_secs(60),
+        "a container and a network seen by the snapshot",
+        || {
+            let diff = after.diff(&Snapshot::take(&server));
+            (diff.iter().any(|d| d.starts_with("new container "))
+                && diff.iter().any(|d| d.starts_with("new network ")))
+            .then_some(())
+        },
+    );
+    server
+        .req("DELETE", &format!("/application/applications/{}", ctx.app))
+        .basic(&ctx.a.admin_login, &ctx.a.admin_password)
+        .send()
+        .expect(204);
     ctx.cleanup(&[image.id]);
 }
 
@@ -1597,7 +1623,7 @@ impl ImageParts {
         let config = json!({
             "architecture": "amd64",
             "os": "linux",
-            "config": {"Labels": {"berth.test": "1"}},
+            "config": {"Labels": {"berth.test": "1"}, "Entrypoint": ["/hello.txt"]},
             "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
         })
         .to_string()
