@@ -7,8 +7,10 @@
 //! Manifest and request rows are data (`bad_input/manifests.json`, `bad_input/requests.json`);
 //! zip and image-archive rows are built here, in memory, because they are bytes.
 //!
-//! A row with `pending` needs a fix for an issue-10 item that is not on this branch yet: it runs
-//! only in the ignored test `bad_input_pending_fixes`, to be switched on when the fix is merged.
+//! A row with `pending` needs a fix that is not on this branch yet (an issue-10 item, or a defect
+//! this corpus found): it runs only in the ignored test `bad_input_pending_fixes`; when the fix is
+//! merged, drop the row's `pending` so the row joins `bad_input_corpus`. Do not run the item-2
+//! rows against a server without that fix: each can take gigabytes of memory.
 
 use std::io::{Cursor, Write};
 
