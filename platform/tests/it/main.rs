@@ -2,12 +2,14 @@
 //! data directory and talks to it over real TLS (and plain HTTP where asked).
 
 mod applications;
+mod bad_input;
 mod credentials;
 mod escalation;
 mod fixture;
 mod hardening;
 mod hostile_packages;
 mod hygiene;
+mod inspect;
 mod login;
 mod operate;
 mod options;
