@@ -154,7 +154,17 @@ fn image_archives_cannot_tag_other_images() {
         &victim,
         victim_id,
         "file",
-        &package_of("1.0.0", &victim_image.archive),
+        // Its own context path: settings categories (the context path by default) are one
+        // application's each.
+        &zip_of(&[
+            (
+                "cumulocity.json",
+                manifest("1.0.0")
+                    .replace("hello-ctx", "victim-ctx")
+                    .as_bytes(),
+            ),
+            ("image.tar", &victim_image.archive),
+        ]),
     )
     .expect(201);
     let victim_tag = berth_ref(&server, &victim, victim_id, "1.0.0");
