@@ -170,23 +170,37 @@ impl RoutingTable {
     }
 
     /// The proxy reports that `instance` failed a request (refused, reset, timed out): it
-    /// receives no traffic for `period` (renewed by each new failure).
+    /// receives no traffic for `period` (renewed by each new failure). Only a new ejection
+    /// wakes anyone, so a storm of failures costs one wake-up per replica and period.
     pub fn eject(&self, instance: &str, reason: String, period: Duration) {
         let now = Instant::now();
-        self.inner
-            .ejected
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                instance.to_owned(),
-                Ejection {
-                    since: now,
-                    until: now + period,
-                    reason,
-                },
-            );
-        self.inner.refused_notify.notify_one();
-        self.inner.ejections.notify_waiters();
+        let fresh = {
+            let mut ejected = self
+                .inner
+                .ejected
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            match ejected.get_mut(instance).filter(|e| e.until > now) {
+                Some(current) => {
+                    current.until = now + period;
+                    current.reason = reason;
+                    false
+                }
+                None => {
+                    let ejection = Ejection {
+                        since: now,
+                        until: now + period,
+                        reason,
+                    };
+                    ejected.insert(instance.to_owned(), ejection);
+                    true
+                }
+            }
+        };
+        if fresh {
+            self.inner.refused_notify.notify_one();
+            self.inner.ejections.notify_waiters();
+        }
     }
 
     /// The current ejection of `instance`, if its period is not over.
@@ -243,7 +257,16 @@ mod tests {
         let snapshot = table.ready(&key);
         table.eject("a", "refused".into(), Duration::from_secs(60));
         assert_eq!(table.ready(&key).as_ref(), &[up("b", 80)]);
-        assert_eq!(table.ejection("a").unwrap().reason, "refused");
+        let first = table.ejection("a").unwrap();
+        assert_eq!(first.reason, "refused");
+        // A renewal is the same ejection, later over.
+        table.eject("a", "reset".into(), Duration::from_secs(90));
+        let renewed = table.ejection("a").unwrap();
+        assert_eq!(
+            (renewed.since, renewed.reason.as_str()),
+            (first.since, "reset")
+        );
+        assert!(renewed.until > first.until);
         // A reader's snapshot is not changed under it.
         assert_eq!(snapshot.len(), 2);
         // Alone, an ejected replica still gets traffic (panic routing).

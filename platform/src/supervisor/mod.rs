@@ -1460,6 +1460,8 @@ impl Supervisor {
                 "restarts": n_restarts,
                 "ip": c.ip.map(|ip| ip.to_string()),
                 "lastFailure": failure,
+                // Out of routing for a while: the proxy saw it fail (see `routing`).
+                "ejected": self.routing.ejection(&c.name).map(|e| e.reason),
                 "draining": self.draining.contains_key(&c.id),
                 "cpu": cores.map(|cores| json!({
                     "cores": cores,
