@@ -231,70 +231,105 @@ fn a_paused_replica_leaves_routing_while_requests_keep_succeeding() {
         },
     );
     let owner = create_tenant(&server, "owner");
-    // No probes: only the data path can notice the hang.
-    let app = deploy(
-        &server,
-        &owner,
-        &image.0,
-        &manifest("MULTI_TENANT", 2, json!({})),
-    );
-    subscribe(&server, &owner.id, &app).expect(201);
-    let ready = wait_ready(&server, &owner, &app, 1);
-    let all = instances(&ready);
-    let victim = all[0]["name"].as_str().unwrap().to_owned();
-    let other = all[1]["name"].as_str().unwrap().to_owned();
-    let base = server.http.clone().unwrap();
-    let path = format!("/service/{}/hello", name_of(&server, &owner, &app));
-    let auth = basic(&owner);
-    let agent = plain(Duration::from_secs(30));
+    // (what, probes): without probes only the data path can notice the hang; a readiness
+    // probe with a long period would notice it only minutes later.
+    let cases = [
+        ("no probes", json!({})),
+        (
+            "a slow readiness probe",
+            json!({"readinessProbe": {
+                "httpGet": {"path": "/health", "port": 80},
+                "periodSeconds": 30, "timeoutSeconds": 1, "failureThreshold": 3,
+            }}),
+        ),
+    ];
+    for (what, probes) in cases {
+        let app = deploy(
+            &server,
+            &owner,
+            &image.0,
+            &manifest("MULTI_TENANT", 2, probes),
+        );
+        subscribe(&server, &owner.id, &app).expect(201);
+        let ready = wait_ready(&server, &owner, &app, 1);
+        let all = instances(&ready);
+        let victim = all[0]["name"].as_str().unwrap().to_owned();
+        let other = all[1]["name"].as_str().unwrap().to_owned();
+        let base = server.http.clone().unwrap();
+        let path = format!("/service/{}/hello", name_of(&server, &owner, &app));
+        let auth = basic(&owner);
+        let agent = plain(Duration::from_secs(30));
 
-    docker(&["pause", &victim]);
-    let _unpause = Unpause(victim.clone());
-    // Round-robin sends some of these to the paused replica: a safe method is retried on the
-    // other one after the response-header timeout, and the hung one leaves routing.
-    let started = Instant::now();
-    let statuses: Vec<u16> = (0..10)
-        .map(|_| proxied(&agent, &base, &path, &auth))
-        .collect();
-    eprintln!(
-        "figure: 10 GETs with one of two replicas paused took {:?}",
-        started.elapsed()
-    );
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    let unresponsive = wait_for(Duration::from_secs(30), "the status names the hang", || {
-        let s = status(&server, &owner, &app);
-        let v = instance(&s, &victim)?;
-        (v["state"] == "UNRESPONSIVE"
-            && v["ready"] == false
-            && has_alarm(&s, "c8y_Application_Unhealthy"))
-        .then_some(s)
-    });
-    assert_eq!(
-        unresponsive["deployments"][0]["upstreams"],
-        json!([other]),
-        "{unresponsive}"
-    );
-    assert!(
-        instance(&unresponsive, &victim).unwrap()["lastFailure"]
-            .as_str()
-            .is_some_and(|f| !f.is_empty()),
-        "{unresponsive}"
-    );
-    // While it stays paused, nothing more waits on it.
-    let statuses: Vec<u16> = (0..6)
-        .map(|_| proxied(&agent, &base, &path, &auth))
-        .collect();
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        docker(&["pause", &victim]);
+        let _unpause = Unpause(victim.clone());
+        // Round-robin sends some of these to the paused replica: a safe method is retried on
+        // the other one after the response-header timeout, and the hung one leaves routing.
+        let started = Instant::now();
+        let statuses: Vec<u16> = (0..10)
+            .map(|_| proxied(&agent, &base, &path, &auth))
+            .collect();
+        eprintln!(
+            "figure: {what}: 10 GETs with one of two replicas paused took {:?}",
+            started.elapsed()
+        );
+        assert!(statuses.iter().all(|s| *s == 200), "{what}: {statuses:?}");
+        let unresponsive = wait_for(
+            Duration::from_secs(30),
+            &format!("{what}: the status names the hang"),
+            || {
+                let s = status(&server, &owner, &app);
+                let v = instance(&s, &victim)?;
+                (v["state"] == "UNRESPONSIVE"
+                    && v["ready"] == false
+                    && has_alarm(&s, "c8y_Application_Unhealthy"))
+                .then_some(s)
+            },
+        );
+        eprintln!(
+            "figure: {what}: pause to UNRESPONSIVE in the status {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            unresponsive["deployments"][0]["upstreams"],
+            json!([other]),
+            "{what}: {unresponsive}"
+        );
+        assert!(
+            instance(&unresponsive, &victim).unwrap()["lastFailure"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("Unresponsive")),
+            "{what}: {unresponsive}"
+        );
+        // While it stays paused, nothing more waits on it.
+        let started = Instant::now();
+        let statuses: Vec<u16> = (0..6)
+            .map(|_| proxied(&agent, &base, &path, &auth))
+            .collect();
+        assert!(statuses.iter().all(|s| *s == 200), "{what}: {statuses:?}");
+        eprintln!(
+            "figure: {what}: 6 GETs while it stays paused took {:?}",
+            started.elapsed()
+        );
 
-    docker(&["unpause", &victim]);
-    let restored = wait_for(Duration::from_secs(60), "the replica back", || {
-        let s = status(&server, &owner, &app);
-        let v = instance(&s, &victim)?;
-        (v["state"] == "RUNNING"
-            && v["ready"] == true
-            && s["deployments"][0]["upstreams"].as_array()?.len() == 2
-            && !has_alarm(&s, "c8y_Application_Unhealthy"))
-        .then_some(s)
-    });
-    assert_eq!(instances(&restored).len(), 2);
+        docker(&["unpause", &victim]);
+        let started = Instant::now();
+        let restored = wait_for(
+            Duration::from_secs(60),
+            &format!("{what}: the replica back"),
+            || {
+                let s = status(&server, &owner, &app);
+                let v = instance(&s, &victim)?;
+                (v["state"] == "RUNNING"
+                    && v["ready"] == true
+                    && s["deployments"][0]["upstreams"].as_array()?.len() == 2
+                    && !has_alarm(&s, "c8y_Application_Unhealthy"))
+                .then_some(s)
+            },
+        );
+        eprintln!(
+            "figure: {what}: unpause to routed again {:?}",
+            started.elapsed()
+        );
+        assert_eq!(instances(&restored).len(), 2, "{what}");
+    }
 }
