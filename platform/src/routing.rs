@@ -20,7 +20,8 @@
 //!   for the ejection period (as nginx `max_fails=1 fail_timeout` / Envoy outlier detection),
 //!   except that the last routable upstream of a deployment is never ejected (Envoy's panic
 //!   routing: a 504 from a slow replica beats a 503 from none). Each instance's probe task sees
-//!   the ejection ([`RoutingTable::ejection`]) and decides whether the replica is still ready.
+//!   the ejection ([`RoutingTable::ejection`]) and decides whether the replica is still ready;
+//!   when it turns ready (again) it ends the ejection ([`RoutingTable::readmit`]).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -214,6 +215,15 @@ impl RoutingTable {
             .cloned()
     }
 
+    /// Ends the ejection of `instance`: its probe task saw it ready (again).
+    pub fn readmit(&self, instance: &str) {
+        self.inner
+            .ejected
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(instance);
+    }
+
     /// Drops ejections of instances that no longer exist, and those whose period is over.
     pub fn forget_ejected_except(&self, existing: &HashSet<String>) {
         let now = Instant::now();
@@ -272,6 +282,9 @@ mod tests {
         // Alone, an ejected replica still gets traffic (panic routing).
         table.publish(key.clone(), vec![up("a", 80)]);
         assert_eq!(table.ready(&key).as_ref(), &[up("a", 80)]);
+        table.readmit("a");
+        assert!(table.ejection("a").is_none());
+        table.eject("a", "reset".into(), Duration::from_secs(60));
         table.forget_ejected_except(&HashSet::new());
         assert!(table.ejection("a").is_none());
         table.publish(key.clone(), Vec::new());

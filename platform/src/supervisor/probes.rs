@@ -92,8 +92,11 @@ pub async fn watch(
                 )
             }
             None => {
-                update(&state, |s| s.ready = true);
-                changed.notify_one();
+                // A new run of a replica the proxy ejected (its last run died) answers first.
+                if passive.routing.ejection(&passive.instance).is_none() {
+                    update(&state, |s| s.ready = true);
+                    changed.notify_one();
+                }
                 (UNRESPONSIVE_RECHECK, 1, 1)
             }
         };
@@ -157,6 +160,9 @@ pub async fn watch(
                     s.ready = true;
                     s.unresponsive = None;
                 });
+                // It answers (again): back in routing at once, not at the end of the ejection
+                // period (Envoy un-ejects on a passing active check too).
+                passive.routing.readmit(&passive.instance);
                 changed.notify_one();
             } else if current.ready && readiness.is_some() && failures >= failure_threshold {
                 update(&state, |s| s.ready = false);
