@@ -31,6 +31,12 @@ pub const DEFAULT_RECONCILE_INTERVAL: u64 = 5;
 pub const DEFAULT_ROLLOUT_TIMEOUT: u64 = 300;
 /// Default seconds an upstream container may take to start answering a proxied request.
 pub const DEFAULT_PROXY_TIMEOUT: u64 = 60;
+/// Default seconds the proxy waits for a TCP connection to a replica (nginx: 60 s, Envoy: 5 s;
+/// a container on a local bridge connects in well under a millisecond).
+pub const DEFAULT_PROXY_CONNECT_TIMEOUT: u64 = 5;
+/// Default seconds a replica that refused, reset or timed out a proxied request stays out of
+/// routing (nginx `fail_timeout`: 10 s; Envoy `base_ejection_time`: 30 s).
+pub const DEFAULT_PROXY_EJECT_PERIOD: u64 = 10;
 /// Default process/thread limit per container: the contract's thread limit.
 pub const DEFAULT_PIDS_LIMIT: i64 = 10240;
 /// Autoscaler defaults: a decision every 2 s on Docker's ~1 s stats, so a load spike adds a
@@ -131,6 +137,13 @@ pub struct ServeArgs {
     /// client gets 504 [default: 60].
     #[arg(long, env = "BERTH_PROXY_TIMEOUT", value_name = "SECONDS")]
     pub proxy_timeout: Option<u64>,
+    /// Seconds the proxy waits for a TCP connection to a container [default: 5].
+    #[arg(long, env = "BERTH_PROXY_CONNECT_TIMEOUT", value_name = "SECONDS")]
+    pub proxy_connect_timeout: Option<u64>,
+    /// Seconds a replica that refused, reset or timed out a proxied request stays out of
+    /// routing (never the last routable one) [default: 10].
+    #[arg(long, env = "BERTH_PROXY_EJECT_PERIOD", value_name = "SECONDS")]
+    pub proxy_eject_period: Option<u64>,
     /// Process/thread limit per container [default: 10240].
     #[arg(long, env = "BERTH_PIDS_LIMIT", value_name = "N")]
     pub pids_limit: Option<i64>,
@@ -252,6 +265,8 @@ struct FileConfig {
     drain_period: Option<u64>,
     container_labels: Option<Vec<String>>,
     proxy_timeout: Option<u64>,
+    proxy_connect_timeout: Option<u64>,
+    proxy_eject_period: Option<u64>,
     max_container_memory: Option<toml::Value>,
     max_container_cpu: Option<toml::Value>,
     max_replicas: Option<u32>,
@@ -308,7 +323,12 @@ pub struct Config {
     /// Wait between removing a replica from routing and stopping it (0 = stop at once).
     pub drain_period: Duration,
     pub container_labels: Vec<(String, String)>,
+    /// Response-header timeout of a proxied request (504 after it).
     pub proxy_timeout: Duration,
+    /// Passive health of the data path: connect timeout, and how long a failing replica is
+    /// ejected from routing.
+    pub proxy_connect_timeout: Duration,
+    pub proxy_eject_period: Duration,
     /// From `MICROSERVICE_RUNTIME_TIMEZONE`: `TZ` of containers whose owner sets none.
     pub default_timezone: Option<String>,
     /// Resource maxima (unset ones are derived from the Docker host at start) and the
@@ -539,6 +559,18 @@ impl Config {
                 .or(file.proxy_timeout)
                 .unwrap_or(DEFAULT_PROXY_TIMEOUT),
         )?;
+        let proxy_connect_timeout = positive(
+            "proxy_connect_timeout",
+            args.proxy_connect_timeout
+                .or(file.proxy_connect_timeout)
+                .unwrap_or(DEFAULT_PROXY_CONNECT_TIMEOUT),
+        )?;
+        let proxy_eject_period = positive(
+            "proxy_eject_period",
+            args.proxy_eject_period
+                .or(file.proxy_eject_period)
+                .unwrap_or(DEFAULT_PROXY_EJECT_PERIOD),
+        )?;
         let pids_limit = args
             .pids_limit
             .or(file.pids_limit)
@@ -695,6 +727,8 @@ impl Config {
             password_hash_queue,
             trusted_proxies,
             proxy_timeout,
+            proxy_connect_timeout,
+            proxy_eject_period,
             internal_api,
             reconcile_interval,
             rollout_timeout,
@@ -964,6 +998,8 @@ mod tests {
             ("reconcile_interval = 0", "reconcile_interval"),
             ("pids_limit = 3", "pids_limit"),
             ("proxy_timeout = 0", "proxy_timeout"),
+            ("proxy_connect_timeout = 0", "proxy_connect_timeout"),
+            ("proxy_eject_period = 0", "proxy_eject_period"),
             ("container_labels = [\"nokey\"]", "container_labels"),
             ("internal_api = \"8111\"", "internal_api"),
             ("max_container_memory = \"lots\"", "max_container_memory"),

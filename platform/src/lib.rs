@@ -296,6 +296,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 max_replicas: config.autoscale_max_replicas,
                 drain_period: config.drain_period,
             },
+            answer_timeout: config.proxy_connect_timeout,
             platform: supervisor::spec::Platform {
                 base_url: format!("http://{}:{}", runtime::PLATFORM_HOST, internal_addr.port()),
                 default_timezone: config.default_timezone.clone(),
@@ -322,7 +323,11 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         limits,
     });
     let app_state = state.clone();
-    let proxy = proxy::Proxy::new(config.proxy_timeout);
+    let proxy = proxy::Proxy::new(
+        config.proxy_timeout,
+        config.proxy_connect_timeout,
+        config.proxy_eject_period,
+    );
     let public_proxy = proxy.clone();
     let mut server = HttpServer::new(move || {
         App::new()

@@ -15,13 +15,18 @@
 //!   supervisor publishes a new one.
 //! * Upstreams are plain HTTP on the container's bridge-network IP, port 80 (no published ports:
 //!   the Berth host routes to its Docker bridges directly).
-//! * [`RoutingTable::mark_refused`] lets the proxy report an upstream that refused a connection;
-//!   it is taken out of [`RoutingTable::ready`] at once; the supervisor's next pass re-checks
-//!   it with a TCP connect and lists it again only if that succeeds (which clears the mark).
+//! * Passive health: [`RoutingTable::eject`] lets the proxy report an upstream that refused a
+//!   connection, reset it or did not answer in time; it is left out of [`RoutingTable::ready`]
+//!   for the ejection period (as nginx `max_fails=1 fail_timeout` / Envoy outlier detection),
+//!   except that the last routable upstream of a deployment is never ejected (Envoy's panic
+//!   routing: a 504 from a slow replica beats a 503 from none). Each instance's probe task sees
+//!   the ejection ([`RoutingTable::ejection`]) and decides whether the replica is still ready;
+//!   when it turns ready (again) it ends the ejection ([`RoutingTable::readmit`]).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -70,9 +75,36 @@ pub struct RoutingTable {
 #[derive(Debug, Default)]
 struct Inner {
     ready: RwLock<HashMap<DeploymentKey, Arc<[Upstream]>>>,
-    refused: RwLock<HashSet<String>>,
-    /// Poked when the proxy reports a refused upstream, so the supervisor re-probes promptly.
+    ejected: RwLock<HashMap<String, Ejection>>,
+    /// Poked (one waiter) when the proxy ejects an upstream, so the supervisor passes promptly.
     refused_notify: Notify,
+    /// Poked (every waiter) on each ejection, for the probe tasks.
+    ejections: Notify,
+}
+
+/// An upstream the proxy took out of routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ejection {
+    /// When it was (last) ejected; a probe task acts once per ejection.
+    pub since: Instant,
+    pub until: Instant,
+    /// What the proxy saw ("timed out after 2s", "connection refused").
+    pub reason: String,
+}
+
+/// The upstreams of `list` that receive traffic at `now`: those not ejected, or all of them
+/// when every one is ejected (panic routing: a deployment is never emptied by ejections, only
+/// by its readiness verdicts).
+fn routable(
+    list: &Arc<[Upstream]>,
+    ejected: &HashMap<String, Ejection>,
+    now: Instant,
+) -> Arc<[Upstream]> {
+    let out = |u: &Upstream| ejected.get(&u.instance).is_some_and(|e| e.until > now);
+    if !list.iter().any(out) || list.iter().all(out) {
+        return Arc::clone(list);
+    }
+    list.iter().filter(|u| !out(u)).cloned().collect()
 }
 
 impl RoutingTable {
@@ -91,14 +123,11 @@ impl RoutingTable {
             .get(key)
             .cloned()
             .unwrap_or_else(|| Arc::from(Vec::new()));
-        let refused = self.inner.refused.read().unwrap_or_else(|p| p.into_inner());
-        if refused.is_empty() || !list.iter().any(|u| refused.contains(&u.instance)) {
+        let ejected = self.inner.ejected.read().unwrap_or_else(|p| p.into_inner());
+        if ejected.is_empty() {
             return list;
         }
-        list.iter()
-            .filter(|u| !refused.contains(&u.instance))
-            .cloned()
-            .collect()
+        routable(&list, &ejected, Instant::now())
     }
 
     /// True when the supervisor has published `key` (the deployment exists, ready or not).
@@ -110,19 +139,8 @@ impl RoutingTable {
             .contains_key(key)
     }
 
-    /// Replaces the ready list of `key`. Clears refusal marks of the instances listed (the
-    /// supervisor only lists instances whose readiness it has just confirmed).
+    /// Replaces the ready list of `key` (ejections of the instances listed still apply).
     pub fn publish(&self, key: DeploymentKey, upstreams: Vec<Upstream>) {
-        {
-            let mut refused = self
-                .inner
-                .refused
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            for u in &upstreams {
-                refused.remove(&u.instance);
-            }
-        }
         let mut map = self.inner.ready.write().unwrap_or_else(|p| p.into_inner());
         let unchanged = map
             .get(&key)
@@ -152,38 +170,76 @@ impl RoutingTable {
             .collect()
     }
 
-    /// The proxy reports that `instance` refused a connection: it stops receiving traffic
-    /// until the supervisor publishes it as ready again.
-    pub fn mark_refused(&self, instance: &str) {
-        self.inner
-            .refused
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(instance.to_owned());
-        self.inner.refused_notify.notify_one();
+    /// The proxy reports that `instance` failed a request (refused, reset, timed out): it
+    /// receives no traffic for `period` (renewed by each new failure). Only a new ejection
+    /// wakes anyone, so a storm of failures costs one wake-up per replica and period.
+    pub fn eject(&self, instance: &str, reason: String, period: Duration) {
+        let now = Instant::now();
+        let fresh = {
+            let mut ejected = self
+                .inner
+                .ejected
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            match ejected.get_mut(instance).filter(|e| e.until > now) {
+                Some(current) => {
+                    current.until = now + period;
+                    current.reason = reason;
+                    false
+                }
+                None => {
+                    let ejection = Ejection {
+                        since: now,
+                        until: now + period,
+                        reason,
+                    };
+                    ejected.insert(instance.to_owned(), ejection);
+                    true
+                }
+            }
+        };
+        if fresh {
+            self.inner.refused_notify.notify_one();
+            self.inner.ejections.notify_waiters();
+        }
     }
 
-    /// Instances the proxy reported as refusing connections, not yet re-confirmed.
-    pub fn refused(&self) -> Vec<String> {
+    /// The current ejection of `instance`, if its period is not over.
+    pub fn ejection(&self, instance: &str) -> Option<Ejection> {
         self.inner
-            .refused
+            .ejected
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
+            .get(instance)
+            .filter(|e| e.until > Instant::now())
             .cloned()
-            .collect()
     }
 
-    /// Drops refusal marks of instances that no longer exist.
-    pub fn forget_refused_except(&self, existing: &HashSet<String>) {
+    /// Ends the ejection of `instance`: its probe task saw it ready (again).
+    pub fn readmit(&self, instance: &str) {
         self.inner
-            .refused
+            .ejected
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|name| existing.contains(name));
+            .remove(instance);
     }
 
-    /// Resolves when the proxy has reported a refused upstream (supervisor side).
+    /// Drops ejections of instances that no longer exist, and those whose period is over.
+    pub fn forget_ejected_except(&self, existing: &HashSet<String>) {
+        let now = Instant::now();
+        self.inner
+            .ejected
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, e| existing.contains(name) && e.until > now);
+    }
+
+    /// Resolves at the next ejection of any upstream (probe tasks' side).
+    pub async fn ejected(&self) {
+        self.inner.ejections.notified().await;
+    }
+
+    /// Resolves when the proxy has ejected an upstream (supervisor side).
     pub async fn refused_reported(&self) {
         self.inner.refused_notify.notified().await;
     }
@@ -209,12 +265,28 @@ mod tests {
         table.publish(key.clone(), vec![up("a", 80), up("b", 80)]);
         assert_eq!(table.ready(&key).len(), 2);
         let snapshot = table.ready(&key);
-        table.mark_refused("a");
+        table.eject("a", "refused".into(), Duration::from_secs(60));
         assert_eq!(table.ready(&key).as_ref(), &[up("b", 80)]);
+        let first = table.ejection("a").unwrap();
+        assert_eq!(first.reason, "refused");
+        // A renewal is the same ejection, later over.
+        table.eject("a", "reset".into(), Duration::from_secs(90));
+        let renewed = table.ejection("a").unwrap();
+        assert_eq!(
+            (renewed.since, renewed.reason.as_str()),
+            (first.since, "reset")
+        );
+        assert!(renewed.until > first.until);
         // A reader's snapshot is not changed under it.
         assert_eq!(snapshot.len(), 2);
+        // Alone, an ejected replica still gets traffic (panic routing).
         table.publish(key.clone(), vec![up("a", 80)]);
         assert_eq!(table.ready(&key).as_ref(), &[up("a", 80)]);
+        table.readmit("a");
+        assert!(table.ejection("a").is_none());
+        table.eject("a", "reset".into(), Duration::from_secs(60));
+        table.forget_ejected_except(&HashSet::new());
+        assert!(table.ejection("a").is_none());
         table.publish(key.clone(), Vec::new());
         assert!(table.exists(&key) && table.ready(&key).is_empty());
         table.remove(&key);
@@ -222,5 +294,40 @@ mod tests {
         let shared = DeploymentKey::for_caller(7, false, "t1");
         assert_eq!(shared.tenant, None);
         assert_eq!(shared.to_string(), "7/shared");
+    }
+
+    #[test]
+    fn ejected_upstreams_leave_routing_for_their_period_but_never_all() {
+        let now = Instant::now();
+        let list: Arc<[Upstream]> = Arc::from(vec![up("a", 80), up("b", 80), up("c", 80)]);
+        let ejection = |secs: i64| Ejection {
+            since: now,
+            until: if secs >= 0 {
+                now + Duration::from_secs(secs as u64)
+            } else {
+                now - Duration::from_secs((-secs) as u64)
+            },
+            reason: String::new(),
+        };
+        // (ejected instances with seconds left, routable instances)
+        type Case<'a> = (&'a [(&'a str, i64)], &'a [&'a str]);
+        let cases: [Case; 5] = [
+            (&[], &["a", "b", "c"]),
+            (&[("b", 10)], &["a", "c"]),
+            (&[("b", -1)], &["a", "b", "c"]),
+            (&[("a", 10), ("c", 5), ("x", 5)], &["b"]),
+            (&[("a", 10), ("b", 10), ("c", 10)], &["a", "b", "c"]),
+        ];
+        for (ejected, expected) in cases {
+            let map: HashMap<String, Ejection> = ejected
+                .iter()
+                .map(|(name, secs)| ((*name).to_owned(), ejection(*secs)))
+                .collect();
+            let names: Vec<String> = routable(&list, &map, now)
+                .iter()
+                .map(|u| u.instance.clone())
+                .collect();
+            assert_eq!(names, expected.to_vec(), "{ejected:?}");
+        }
     }
 }

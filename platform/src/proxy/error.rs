@@ -160,6 +160,25 @@ impl ProxyError {
         }
     }
 
+    /// The replica to eject from routing for this failure, and why: every failure of the
+    /// container itself (refused, reset or garbled, no answer in time), as nginx counts
+    /// `error timeout` and Envoy its gateway failures.
+    pub fn ejects(&self) -> Option<(&str, String)> {
+        match &self.failure {
+            Failure::UpstreamRefused { instance, detail } => {
+                Some((instance, format!("connection failed: {detail}")))
+            }
+            Failure::UpstreamBroken { instance, detail } => {
+                Some((instance, format!("connection broken: {detail}")))
+            }
+            Failure::UpstreamTimeout { instance, after } => Some((
+                instance,
+                format!("no response within {} ms", after.as_millis()),
+            )),
+            _ => None,
+        }
+    }
+
     fn detail(&self) -> Option<&str> {
         match &self.failure {
             Failure::UpstreamRefused { detail, .. }
@@ -285,6 +304,8 @@ mod tests {
         ];
         for (failure, status, origin, error) in cases {
             let err = ProxyError::new(failure);
+            // Exactly the container's own failures eject it from routing.
+            assert_eq!(err.ejects().is_some(), origin == Origin::Upstream, "{err}");
             assert_eq!(err.status_code().as_u16(), status, "{err}");
             assert_eq!(err.origin(), origin, "{err}");
             assert_eq!(err.error_and_message().0, error, "{err}");

@@ -43,7 +43,7 @@ pub struct Proxy {
 #[derive(Debug)]
 struct Shared {
     services: Arc<ServiceCache>,
-    timeout: Duration,
+    settings: upstream::Settings,
     /// Random per process, so request ids stay unique across restarts.
     id_prefix: String,
     next_id: AtomicU64,
@@ -57,14 +57,19 @@ struct Worker {
 
 impl Proxy {
     /// `timeout`: how long an upstream may take to answer (start of its response) before the
-    /// client gets a 504. Installs the metrics recorder; call inside the Tokio runtime.
-    pub fn new(timeout: Duration) -> Proxy {
+    /// client gets a 504; `connect_timeout` and `eject_period`: passive health (see
+    /// [`upstream`]). Installs the metrics recorder; call inside the Tokio runtime.
+    pub fn new(timeout: Duration, connect_timeout: Duration, eject_period: Duration) -> Proxy {
         metrics::install();
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         Proxy {
             shared: Arc::new(Shared {
                 services: Arc::new(ServiceCache::default()),
-                timeout,
+                settings: upstream::Settings {
+                    timeout,
+                    connect_timeout,
+                    eject_period,
+                },
                 id_prefix,
                 next_id: AtomicU64::new(1),
             }),
@@ -81,7 +86,7 @@ impl Proxy {
     pub fn configure(&self) -> impl FnOnce(&mut web::ServiceConfig) {
         let worker = Worker {
             shared: Arc::clone(&self.shared),
-            client: upstream::client(self.shared.timeout),
+            client: upstream::client(self.shared.settings),
         };
         move |cfg| {
             cfg.app_data(worker)
@@ -228,7 +233,7 @@ async fn handle(
             prefix,
             request_id: &request_id,
         },
-        timeout: worker.shared.timeout,
+        settings: worker.shared.settings,
         routing: &state.routing,
     };
     if websocket::is_upgrade(req) {

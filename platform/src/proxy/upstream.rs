@@ -1,7 +1,8 @@
 //! Forwarding one HTTP request to a ready replica with the worker's awc client (keep-alive pool
 //! per upstream address), streaming the body both ways, and trying the next replica when the
 //! failed attempt is safe to repeat (nothing sent yet, or an idempotent method with no body
-//! sent yet).
+//! sent yet). Passive health: a replica that refuses, resets or does not answer within the
+//! response-header timeout is ejected from routing for the ejection period.
 
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
@@ -28,18 +29,26 @@ use crate::routing::{RoutingTable, Upstream};
 const POOL_LIMIT: usize = 1024;
 /// Idle upstream connections are closed after this long.
 const POOL_KEEP_ALIVE: Duration = Duration::from_secs(30);
-/// Longest wait for a TCP connection to a container.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The proxy's timeouts and passive health (see `config.rs` for the defaults and why).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Until the response head: 504 after it.
+    pub timeout: Duration,
+    /// Until a TCP connection to a container is open.
+    pub connect_timeout: Duration,
+    /// How long a replica that failed a request stays out of routing.
+    pub eject_period: Duration,
+}
 
 /// The upstream client of one worker (awc clients are not `Send`).
-pub fn client(timeout: Duration) -> awc::Client {
+pub fn client(settings: Settings) -> awc::Client {
     let connector = awc::Connector::new()
-        .timeout(CONNECT_TIMEOUT.min(timeout))
+        .timeout(settings.connect_timeout.min(settings.timeout))
         .limit(POOL_LIMIT)
         .conn_keep_alive(POOL_KEEP_ALIVE);
     awc::Client::builder()
         .connector(connector)
-        .timeout(timeout)
+        .timeout(settings.timeout)
         .disable_redirects()
         .no_default_headers()
         .finish()
@@ -99,7 +108,7 @@ pub struct Forward<'a> {
     pub upstreams: &'a [Upstream],
     pub path_and_query: &'a str,
     pub forwarded: Forwarded<'a>,
-    pub timeout: Duration,
+    pub settings: Settings,
     pub routing: &'a RoutingTable,
 }
 
@@ -140,9 +149,17 @@ pub async fn send(
         match sent {
             Ok(response) => return Ok(into_response(response, req.method())),
             Err(e) => {
-                let error = classify(e, upstream, forward.timeout, &started, req.method());
-                if matches!(error.failure, Failure::UpstreamRefused { .. }) {
-                    forward.routing.mark_refused(&upstream.instance);
+                let error = classify(
+                    e,
+                    upstream,
+                    forward.settings.timeout,
+                    &started,
+                    req.method(),
+                );
+                if let Some((instance, reason)) = error.ejects() {
+                    forward
+                        .routing
+                        .eject(instance, reason, forward.settings.eject_period);
                 }
                 forward.route.metrics.upstream_error(error.kind());
                 attempt += 1;
@@ -173,10 +190,13 @@ fn classify(
             };
             ProxyError::new(Failure::UpstreamRefused { instance, detail }).retry_safe(true)
         }
+        // A hung replica: an idempotent request whose body was not sent yet may go elsewhere
+        // (nginx `proxy_next_upstream timeout`, never for POST).
         SendRequestError::Timeout => ProxyError::new(Failure::UpstreamTimeout {
             instance,
             after: timeout,
-        }),
+        })
+        .retry_safe(is_idempotent(method) && !started.get()),
         SendRequestError::Body(e) => ProxyError::new(Failure::BadRequest {
             detail: format!("The request body could not be read: {e}"),
         }),
@@ -216,4 +236,71 @@ where
     };
     *out.headers_mut() = headers;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_say_whether_another_replica_may_be_tried_and_eject_the_replica() {
+        let upstream = Upstream {
+            instance: "i-1".into(),
+            addr: std::net::SocketAddr::from(([172, 30, 0, 2], 80)),
+        };
+        let reset =
+            || SendRequestError::Send(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        // (error, method, body started, kind, retry elsewhere, ejects)
+        let cases: Vec<(SendRequestError, Method, bool, &str, bool, bool)> = vec![
+            (
+                SendRequestError::Connect(ConnectError::Timeout),
+                Method::POST,
+                true,
+                "refused",
+                true,
+                true,
+            ),
+            (
+                SendRequestError::Timeout,
+                Method::GET,
+                false,
+                "timeout",
+                true,
+                true,
+            ),
+            (
+                SendRequestError::Timeout,
+                Method::PUT,
+                true,
+                "timeout",
+                false,
+                true,
+            ),
+            (
+                SendRequestError::Timeout,
+                Method::POST,
+                false,
+                "timeout",
+                false,
+                true,
+            ),
+            (reset(), Method::GET, false, "broken", true, true),
+            (reset(), Method::POST, false, "broken", false, true),
+            (
+                SendRequestError::Body(Box::new(PayloadError::Incomplete(None))),
+                Method::PUT,
+                true,
+                "bad_request",
+                false,
+                false,
+            ),
+        ];
+        for (error, method, body_started, kind, retry, ejects) in cases {
+            let started = Cell::new(body_started);
+            let e = classify(error, &upstream, Duration::from_secs(2), &started, &method);
+            assert_eq!(e.kind(), kind, "{e}");
+            assert_eq!(e.retry_safe, retry, "{method} {e}");
+            assert_eq!(e.ejects().is_some(), ejects, "{e}");
+        }
+    }
 }

@@ -46,9 +46,10 @@ pub async fn tunnel(
         upstreams,
         path_and_query,
         forwarded,
-        timeout,
+        settings,
         routing,
     } = forward;
+    let timeout = settings.timeout;
     let first = route
         .next
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -57,27 +58,27 @@ pub async fn tunnel(
     for attempt in 0..upstreams.len() {
         let upstream = &upstreams[(first + attempt) % upstreams.len()];
         trace.upstream(&upstream.instance);
-        match tokio::time::timeout(timeout, TcpStream::connect(upstream.addr)).await {
-            Ok(Ok(stream)) => {
-                connected = Some((upstream, stream));
-                break;
-            }
-            Ok(Err(e)) => {
-                routing.mark_refused(&upstream.instance);
-                route.metrics.upstream_error("refused");
-                last = Some(ProxyError::new(Failure::UpstreamRefused {
+        let connect_timeout = settings.connect_timeout.min(timeout);
+        let error =
+            match tokio::time::timeout(connect_timeout, TcpStream::connect(upstream.addr)).await {
+                Ok(Ok(stream)) => {
+                    connected = Some((upstream, stream));
+                    break;
+                }
+                Ok(Err(e)) => ProxyError::new(Failure::UpstreamRefused {
                     instance: upstream.instance.clone(),
                     detail: e.to_string(),
-                }));
-            }
-            Err(_) => {
-                route.metrics.upstream_error("timeout");
-                last = Some(ProxyError::new(Failure::UpstreamTimeout {
+                }),
+                Err(_) => ProxyError::new(Failure::UpstreamTimeout {
                     instance: upstream.instance.clone(),
-                    after: timeout,
-                }));
-            }
+                    after: connect_timeout,
+                }),
+            };
+        route.metrics.upstream_error(error.kind());
+        if let Some((instance, reason)) = error.ejects() {
+            routing.eject(instance, reason, settings.eject_period);
         }
+        last = Some(error);
     }
     let Some((upstream, mut stream)) = connected else {
         return Err(last.unwrap_or_else(|| {

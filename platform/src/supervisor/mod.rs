@@ -68,6 +68,9 @@ pub struct Settings {
     pub pids_limit: i64,
     pub platform: Platform,
     pub autoscaling: Autoscaling,
+    /// How long a replica without readiness probe that the proxy ejected may take to answer a
+    /// plain `GET /` before it counts as unresponsive (the proxy's connect timeout).
+    pub answer_timeout: Duration,
 }
 
 /// Settings of the CPU autoscaler and of scale-down draining.
@@ -291,6 +294,15 @@ impl Instance {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .ready
+    }
+
+    /// Why the proxy's ejection made it unready, while it does not answer.
+    fn unresponsive(&self) -> Option<String> {
+        self.probe_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unresponsive
+            .clone()
     }
 }
 
@@ -685,7 +697,7 @@ impl Supervisor {
             }
         }
         let names: HashSet<String> = self.instances.values().map(|i| i.name.clone()).collect();
-        self.routing.forget_refused_except(&names);
+        self.routing.forget_ejected_except(&names);
         let seen: HashSet<&DeploymentKey> = desired.keys().collect();
         self.create_failures.retain(|(k, _), _| seen.contains(k));
         self.scalers.retain(|k, _| seen.contains(k));
@@ -779,7 +791,9 @@ impl Supervisor {
                 old_kept.push(c);
             }
         }
-        let candidates: Vec<Upstream> = kept
+        // Replicas the proxy ejected stay out for the ejection period (the routing table's
+        // business); their probe task turns them unready if they do not answer either.
+        let upstreams: Vec<Upstream> = kept
             .values()
             .chain(old_kept.iter())
             .filter(|c| c.running && self.is_ready(&c.id))
@@ -790,15 +804,6 @@ impl Supervisor {
                 })
             })
             .collect();
-        // Instances the proxy saw refusing connections come back only once they accept one.
-        let refused = self.routing.refused();
-        let mut upstreams = Vec::with_capacity(candidates.len());
-        for upstream in candidates {
-            if refused.contains(&upstream.instance) && !accepts(upstream.addr).await {
-                continue;
-            }
-            upstreams.push(upstream);
-        }
         self.routing.publish(dep.key.clone(), upstreams);
         let mut status = self.deployment_status(dep, &kept, &old_kept);
         let now = Instant::now();
@@ -977,6 +982,12 @@ impl Supervisor {
                 ip,
                 None,
                 None,
+                running_for(&c.started_at, time::OffsetDateTime::now_utc()),
+                probes::Passive {
+                    routing: self.routing.clone(),
+                    instance: c.name.clone(),
+                    answer_timeout: self.settings.answer_timeout,
+                },
                 Arc::clone(&instance.probe_state),
                 Arc::clone(&self.handle.wake),
             )));
@@ -1028,12 +1039,20 @@ impl Supervisor {
                     c.id.clone(),
                     Arc::clone(&instance.usage),
                 ));
+                // An adopted replica (Berth restarted) has served for a while: its probes'
+                // initial delays count from its start, so it is routed again at once.
                 instance.probe_task = Some(tokio::spawn(probes::watch(
                     self.runtime.clone(),
                     c.id.clone(),
                     ip,
                     dep.liveness.clone(),
                     dep.readiness.clone(),
+                    running_for(&c.started_at, time::OffsetDateTime::now_utc()),
+                    probes::Passive {
+                        routing: self.routing.clone(),
+                        instance: c.name.clone(),
+                        answer_timeout: self.settings.answer_timeout,
+                    },
                     Arc::clone(&instance.probe_state),
                     Arc::clone(&self.handle.wake),
                 )));
@@ -1402,10 +1421,12 @@ impl Supervisor {
                 && instance.is_some_and(|i| i.consecutive_failures >= backoff::CRASH_LOOP_AFTER);
             crash_loop |= looping && current;
             restarts += n_restarts;
-            if failure.is_some() {
-                last_failure = failure.clone();
-            }
-            let state = if c.running {
+            let unresponsive = instance
+                .and_then(Instance::unresponsive)
+                .filter(|_| c.running);
+            let state = if unresponsive.is_some() {
+                "UNRESPONSIVE"
+            } else if c.running {
                 "RUNNING"
             } else if looping {
                 "CRASH_LOOP_BACK_OFF"
@@ -1414,6 +1435,10 @@ impl Supervisor {
             } else {
                 "STOPPED"
             };
+            let failure = unresponsive.or(failure);
+            if failure.is_some() {
+                last_failure = failure.clone();
+            }
             let usage = instance
                 .map(|i| i.usage.lock().unwrap_or_else(|p| p.into_inner()).clone())
                 .filter(|_| c.running)
@@ -1435,6 +1460,8 @@ impl Supervisor {
                 "restarts": n_restarts,
                 "ip": c.ip.map(|ip| ip.to_string()),
                 "lastFailure": failure,
+                // Out of routing for a while: the proxy saw it fail (see `routing`).
+                "ejected": self.routing.ejection(&c.name).map(|e| e.reason),
                 "draining": self.draining.contains_key(&c.id),
                 "cpu": cores.map(|cores| json!({
                     "cores": cores,
@@ -1620,13 +1647,13 @@ impl Supervisor {
     }
 }
 
-/// Re-check of an upstream the proxy reported as refusing: does it accept a connection now?
-async fn accepts(addr: SocketAddr) -> bool {
-    let attempt = tokio::net::TcpStream::connect(addr);
-    matches!(
-        tokio::time::timeout(Duration::from_millis(500), attempt).await,
-        Ok(Ok(_))
-    )
+/// How long a container has been running at `now`, from Docker's `State.StartedAt` (RFC 3339);
+/// zero when unknown (then probes wait their whole initial delay, as for a fresh start).
+fn running_for(started_at: &str, now: time::OffsetDateTime) -> Duration {
+    time::OffsetDateTime::parse(started_at, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|started| Duration::try_from(now - started).ok())
+        .unwrap_or_default()
 }
 
 /// How long a new version may take to become ready: the configured `rollout_timeout`, but
@@ -1658,6 +1685,23 @@ fn docker_safe(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adopted_containers_have_been_running_since_docker_started_them() {
+        let now = time::macros::datetime!(2026-12-02 08:00:30 UTC);
+        let cases = [
+            ("2026-12-02T08:00:00.000000000Z", Duration::from_secs(30)),
+            ("2026-12-02T08:00:29.5Z", Duration::from_millis(500)),
+            ("2026-12-02T09:00:00+01:00", Duration::from_secs(30)),
+            // Clock skew or a start in the future: not running yet.
+            ("2026-12-02T08:01:00Z", Duration::ZERO),
+            ("", Duration::ZERO),
+            ("yesterday", Duration::ZERO),
+        ];
+        for (started, expected) in cases {
+            assert_eq!(running_for(started, now), expected, "{started}");
+        }
+    }
 
     #[test]
     fn rollout_deadline_covers_what_the_readiness_probe_needs() {

@@ -12,10 +12,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use crate::routing::RoutingTable;
 use crate::runtime::Runtime;
 
 /// First retry of a readiness probe that has never passed yet (then doubling up to the period).
 const FIRST_READY_RETRY: Duration = Duration::from_millis(100);
+/// How often a hung replica without a readiness probe is asked whether it answers again.
+const UNRESPONSIVE_RECHECK: Duration = Duration::from_secs(1);
 
 /// What the probes have concluded about one container run.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +29,9 @@ pub struct ProbeState {
     pub liveness_failed: bool,
     /// The last probe failure, for the status.
     pub last_failure: Option<String>,
+    /// The proxy ejected it and it failed the check that followed: hung, not ready until it
+    /// answers again (why, for the status).
+    pub unresponsive: Option<String>,
 }
 
 pub type SharedProbeState = Arc<Mutex<ProbeState>>;
@@ -34,51 +40,131 @@ fn update(state: &SharedProbeState, f: impl FnOnce(&mut ProbeState)) {
     f(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
 }
 
+/// What a probe task needs to see the data path: the routing table's ejections of this
+/// instance, and how long a replica without a readiness probe may take to answer a plain
+/// `GET /` after one before it counts as hung.
+#[derive(Debug, Clone)]
+pub struct Passive {
+    pub routing: RoutingTable,
+    pub instance: String,
+    pub answer_timeout: Duration,
+}
+
+/// The part of a probe's `initialDelaySeconds` still to wait for a container that has been
+/// running for `running_for`: the delay counts from the container's start, so a replica
+/// adopted after a Berth restart is probed at once, as Kubernetes does not restart probes of
+/// running pods when the kubelet restarts.
+pub fn remaining_delay(initial_delay_seconds: u32, running_for: Duration) -> Duration {
+    Duration::from_secs(initial_delay_seconds.into()).saturating_sub(running_for)
+}
+
 /// Runs both probes of one container run until the task is aborted (the run ended) or
-/// liveness failed. `changed` is poked whenever the state changes.
+/// liveness failed. `changed` is poked whenever the state changes. `running_for`: how long
+/// the container has been running already (from Docker's `State.StartedAt`).
+#[allow(clippy::too_many_arguments)]
 pub async fn watch(
     runtime: Runtime,
     container_id: String,
     ip: IpAddr,
     liveness: Option<Probe>,
     readiness: Option<Probe>,
+    running_for: Duration,
+    passive: Passive,
     state: SharedProbeState,
     changed: Arc<Notify>,
 ) {
     let ready_loop = async {
-        let Some(probe) = readiness else {
-            // No readiness probe: ready once running.
-            update(&state, |s| s.ready = true);
-            changed.notify_one();
-            return;
+        // The check that says whether it answers: its readiness probe, or for a replica without
+        // one (ready once running), whether port 80 answers HTTP at all.
+        let check_now = || async {
+            match &readiness {
+                Some(probe) => check(&runtime, &container_id, ip, probe).await,
+                None => http_answers(SocketAddr::new(ip, 80), passive.answer_timeout).await,
+            }
         };
-        tokio::time::sleep(Duration::from_secs(probe.initial_delay_seconds.into())).await;
+        let (period, success_threshold, failure_threshold) = match &readiness {
+            Some(probe) => {
+                tokio::time::sleep(remaining_delay(probe.initial_delay_seconds, running_for)).await;
+                (
+                    Duration::from_secs(probe.period_seconds.max(1).into()),
+                    probe.success_threshold.max(1),
+                    probe.failure_threshold.max(1),
+                )
+            }
+            None => {
+                // A new run of a replica the proxy ejected (its last run died) answers first.
+                if passive.routing.ejection(&passive.instance).is_none() {
+                    update(&state, |s| s.ready = true);
+                    changed.notify_one();
+                }
+                (UNRESPONSIVE_RECHECK, 1, 1)
+            }
+        };
         let (mut successes, mut failures) = (0u32, 0u32);
-        let period = Duration::from_secs(probe.period_seconds.max(1).into());
         // Until the first time it is ready, probe sooner than the period (100 ms doubling up to
         // it): a fresh or restarted replica joins routing as soon as it answers, instead of up
         // to a whole period later. Failures before that count for nothing, so this changes no
         // verdict, only how soon it comes.
         let mut first_wait = Some(FIRST_READY_RETRY);
+        let mut handled_ejection = None;
+        let mut due = true;
         loop {
-            match check(&runtime, &container_id, ip, &probe).await {
-                Ok(()) => {
-                    successes += 1;
-                    failures = 0;
+            let ejection = passive
+                .routing
+                .ejection(&passive.instance)
+                .filter(|e| handled_ejection != Some(e.since));
+            let unresponsive = state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .unresponsive
+                .is_some();
+            // A wake-up for another instance's ejection checks nothing here.
+            if (due && (readiness.is_some() || unresponsive)) || ejection.is_some() {
+                match check_now().await {
+                    Ok(()) => {
+                        successes += 1;
+                        failures = 0;
+                    }
+                    Err(reason) => {
+                        failures += 1;
+                        successes = 0;
+                        let what = if readiness.is_some() {
+                            "Readiness probe failed"
+                        } else {
+                            "Not answering"
+                        };
+                        update(&state, |s| {
+                            s.last_failure = Some(format!("{what}: {reason}"))
+                        });
+                        // The proxy gave up on it and it does not answer now either: hung.
+                        if let Some(e) = &ejection {
+                            update(&state, |s| {
+                                s.ready = false;
+                                s.unresponsive = Some(format!(
+                                    "Unresponsive: the proxy ejected it ({}) and {what}: {reason}",
+                                    e.reason
+                                ));
+                            });
+                            first_wait = Some(FIRST_READY_RETRY);
+                            changed.notify_one();
+                        }
+                    }
                 }
-                Err(reason) => {
-                    failures += 1;
-                    successes = 0;
-                    update(&state, |s| {
-                        s.last_failure = Some(format!("Readiness probe failed: {reason}"))
-                    });
+                if let Some(e) = &ejection {
+                    handled_ejection = Some(e.since);
                 }
             }
-            let ready = state.lock().unwrap_or_else(|p| p.into_inner()).ready;
-            if !ready && successes >= probe.success_threshold.max(1) {
-                update(&state, |s| s.ready = true);
+            let current = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if !current.ready && successes >= success_threshold {
+                update(&state, |s| {
+                    s.ready = true;
+                    s.unresponsive = None;
+                });
+                // It answers (again): back in routing at once, not at the end of the ejection
+                // period (Envoy un-ejects on a passing active check too).
+                passive.routing.readmit(&passive.instance);
                 changed.notify_one();
-            } else if ready && failures >= probe.failure_threshold.max(1) {
+            } else if current.ready && readiness.is_some() && failures >= failure_threshold {
                 update(&state, |s| s.ready = false);
                 changed.notify_one();
             }
@@ -94,14 +180,31 @@ pub async fn watch(
                     period
                 }
             };
-            tokio::time::sleep(wait).await;
+            // An ejection is looked at at once, not a period later.
+            let sleep = tokio::time::sleep(wait);
+            tokio::pin!(sleep);
+            due = loop {
+                tokio::select! {
+                    () = &mut sleep => break true,
+                    () = passive.routing.ejected() => {
+                        let fresh = passive
+                            .routing
+                            .ejection(&passive.instance)
+                            .is_some_and(|e| handled_ejection != Some(e.since));
+                        // Someone else's ejection: sleep on.
+                        if fresh {
+                            break false;
+                        }
+                    }
+                }
+            };
         }
     };
     let live_loop = async {
         let Some(probe) = liveness else {
             return std::future::pending::<()>().await;
         };
-        tokio::time::sleep(Duration::from_secs(probe.initial_delay_seconds.into())).await;
+        tokio::time::sleep(remaining_delay(probe.initial_delay_seconds, running_for)).await;
         let mut failures = 0u32;
         loop {
             match check(&runtime, &container_id, ip, &probe).await {
@@ -189,12 +292,7 @@ fn get_request(addr: SocketAddr, path: &str, headers: &[(String, String)]) -> St
 /// The verdict on the first bytes of a response to `GET url`: success is a 2xx or 3xx status,
 /// as in Kubernetes.
 fn status_verdict(head: &[u8], url: &str) -> Result<(), String> {
-    let line = String::from_utf8_lossy(head);
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("GET {url}: not an HTTP response"))?;
+    let status = parse_status(head).ok_or_else(|| format!("GET {url}: not an HTTP response"))?;
     if (200..400).contains(&status) {
         Ok(())
     } else {
@@ -202,8 +300,26 @@ fn status_verdict(head: &[u8], url: &str) -> Result<(), String> {
     }
 }
 
+/// The status code of a response's first bytes ("HTTP/1.1 200 …").
+fn parse_status(head: &[u8]) -> Option<u16> {
+    let line = String::from_utf8_lossy(head);
+    let mut words = line.split_whitespace();
+    words.next().filter(|v| v.starts_with("HTTP/"))?;
+    words.next()?.parse().ok()
+}
+
 /// How many bytes of a response hold the status code ("HTTP/1.1 200").
 const STATUS_BYTES: usize = 12;
+
+/// Whether `addr` answers `GET /` with any HTTP status (a 404 or 500 is an answer too): the
+/// check of a replica without readiness probe after the proxy ejected it.
+async fn http_answers(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let url = format!("http://{addr}/");
+    let head = http_head(addr, "/", &[], timeout).await?;
+    parse_status(&head)
+        .map(|_| ())
+        .ok_or_else(|| format!("GET {url}: not an HTTP response"))
+}
 
 /// A minimal HTTP/1.1 GET over plain TCP.
 async fn http_get(
@@ -212,6 +328,17 @@ async fn http_get(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<(), String> {
+    let head = http_head(addr, path, headers, timeout).await?;
+    status_verdict(&head, &format!("http://{addr}{path}"))
+}
+
+/// The first bytes (status line) of the answer to a GET over plain TCP.
+async fn http_head(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
     let url = format!("http://{addr}{path}");
     let attempt = async {
         let mut stream = TcpStream::connect(addr)
@@ -233,7 +360,7 @@ async fn http_get(
             }
             read += n;
         }
-        status_verdict(&head[..read], &url)
+        Ok(head[..read].to_vec())
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
@@ -354,6 +481,39 @@ mod tests {
             stream,
             "HTTP/1.1 {code} Whatever\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn the_initial_delay_counts_from_the_container_start() {
+        // (initialDelaySeconds, running for ms, still to wait ms)
+        let cases = [
+            (0, 0, 0),
+            (30, 0, 30_000),
+            (30, 12_500, 17_500),
+            (30, 30_000, 0),
+            (30, 3_600_000, 0),
+            (15, 14_999, 1),
+        ];
+        for (delay, running_ms, wait_ms) in cases {
+            assert_eq!(
+                remaining_delay(delay, Duration::from_millis(running_ms)),
+                Duration::from_millis(wait_ms),
+                "{delay} s, running {running_ms} ms"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_answers_with_any_status_but_not_with_garbage() {
+        let plain = serve(false);
+        let timeout = Duration::from_secs(5);
+        assert!(
+            http_answers(plain, timeout).await.is_ok(),
+            "404 is an answer"
+        );
+        assert_eq!(parse_status(b"HTTP/1.1 503 x"), Some(503));
+        assert_eq!(parse_status(b"SSH-2.0-OpenSSH"), None);
+        assert_eq!(parse_status(b""), None);
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ mod applications;
 mod bad_input;
 mod credentials;
 mod escalation;
+mod faults;
 mod fixture;
 mod hardening;
 mod hostile_packages;
