@@ -4,6 +4,7 @@
 mod applications;
 mod credentials;
 mod escalation;
+mod faults;
 mod fixture;
 mod hardening;
 mod hostile_packages;

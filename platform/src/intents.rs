@@ -1,0 +1,241 @@
+//! Acting on recorded intents ([`crate::store::intents`]): undoing an upload whose version was
+//! never recorded, finishing an application's deletion. The same code runs when the request
+//! itself fails and at start for what a kill interrupted, so both leave the engine and the
+//! data dir alike.
+
+use std::path::Path;
+
+use crate::api::AppState;
+use crate::api::applications::CONVERGE_LIMIT;
+use crate::store::applications;
+use crate::store::intents::{self, DeletionIntent, Intent, UploadIntent};
+
+/// What to do with Berth's tag of an upload that was not recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TagRepair {
+    /// Not on the upload's image (never tagged, or moved on since): not the upload's to touch.
+    Keep,
+    /// Back to the image it named before (a snapshot re-upload).
+    PointAt(String),
+    Remove,
+}
+
+/// How to undo an upload that was not recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UndoPlan {
+    pub tag: TagRepair,
+    /// Only an image the upload brought in and no version uses.
+    pub remove_image: bool,
+}
+
+/// Decides how to undo `intent`, given what Berth's tag names now and whether a recorded
+/// version uses the image.
+pub fn undo_plan(intent: &UploadIntent, tag_now: Option<&str>, image_in_use: bool) -> UndoPlan {
+    let tag = match (tag_now, &intent.tag_before) {
+        (Some(now), Some(before)) if now == intent.image_id && *before != intent.image_id => {
+            TagRepair::PointAt(before.clone())
+        }
+        (Some(now), None) if now == intent.image_id => TagRepair::Remove,
+        _ => TagRepair::Keep,
+    };
+    UndoPlan {
+        tag,
+        remove_image: !intent.image_existed && !image_in_use,
+    }
+}
+
+/// `repo:tag` split at the tag's colon (Berth's repositories have no registry port).
+fn split_reference(reference: &str) -> Option<(&str, &str)> {
+    let (repo, tag) = reference.rsplit_once(':')?;
+    (!tag.contains('/')).then_some((repo, tag))
+}
+
+/// Puts the engine and the data dir back as they were before the upload of `intent`, unless
+/// its version was recorded; then finishes the intent. False when something could not be
+/// undone (the intent stays for the next start). Call with the upload lock held.
+pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bool {
+    let (package, image) = (intent.package_file.clone(), intent.image_id.clone());
+    let looked_up = state
+        .store
+        .run(move |c| {
+            Ok((
+                applications::package_recorded(c, &package)?,
+                applications::image_in_use(c, &image)?,
+            ))
+        })
+        .await;
+    let (recorded, in_use) = match looked_up {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the versions to undo an upload");
+            return false;
+        }
+    };
+    if !recorded {
+        let tag_now = match state.runtime.image_id(&intent.tag).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "engine unavailable; an interrupted upload stays to undo");
+                return false;
+            }
+        };
+        let plan = undo_plan(intent, tag_now.as_deref(), in_use);
+        let mut undone = true;
+        let tagged = match (&plan.tag, split_reference(&intent.tag)) {
+            (TagRepair::PointAt(before), Some((repo, tag))) => {
+                state.runtime.tag(before, repo, tag).await
+            }
+            (TagRepair::Remove, _) => state.runtime.remove(&intent.tag).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = tagged {
+            tracing::warn!(tag = %intent.tag, error = %e, "cannot restore Berth's tag of an undone upload");
+            undone = false;
+        }
+        if plan.remove_image
+            && let Err(e) = state.runtime.remove(&intent.image_id).await
+        {
+            tracing::warn!(image = %intent.image_id, error = %e, "cannot remove the image of an undone upload");
+            undone = false;
+        }
+        undone &= remove_file(&state.config.data_dir.join(&intent.package_file));
+        if !undone {
+            return false;
+        }
+        tracing::info!(image = %intent.image_id, tag = %intent.tag, "undid an upload that was not recorded");
+    }
+    finish(state, id).await
+}
+
+/// Removes the images, tags and package files of a deleted application once the supervisor
+/// has removed its containers; then finishes the intent. False when something is left (the
+/// intent stays for the next start).
+pub async fn finish_deletion(state: &AppState, id: i64, intent: &DeletionIntent) -> bool {
+    // Containers go first: an image still used by a container cannot be removed.
+    if !state.supervisor.converge(CONVERGE_LIMIT).await {
+        tracing::warn!(
+            application = intent.application_id,
+            "containers not yet removed; the deletion is finished at the next start"
+        );
+        return false;
+    }
+    let mut done = true;
+    for version in &intent.versions {
+        if let Err(e) = state.runtime.remove(&version.image_tag).await {
+            tracing::warn!(tag = %version.image_tag, error = %e, "cannot remove a deleted application's image tag");
+            done = false;
+        }
+        done &= remove_file(&state.config.data_dir.join(&version.package_file));
+    }
+    let dir = state.config.data_dir.join(&intent.package_dir);
+    if let Err(e) = std::fs::remove_dir_all(&dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %dir.display(), error = %e, "cannot remove a deleted application's packages");
+        done = false;
+    }
+    done && finish(state, id).await
+}
+
+/// Finishes or undoes what the previous process left (read before the server accepted
+/// requests, so no intent of this process is among them).
+pub async fn resume(state: actix_web::web::Data<AppState>, pending: Vec<(i64, Intent)>) {
+    for (id, intent) in pending {
+        let _uploads = state.upload_lock.lock().await;
+        let done = match &intent {
+            Intent::Upload(upload) => undo_upload(&state, id, upload).await,
+            Intent::DeleteApplication(deletion) => finish_deletion(&state, id, deletion).await,
+        };
+        if done {
+            tracing::info!(id, "finished an operation a restart interrupted");
+        }
+    }
+}
+
+fn remove_file(path: &Path) -> bool {
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a package");
+            false
+        }
+    }
+}
+
+async fn finish(state: &AppState, id: i64) -> bool {
+    match state.store.run(move |c| intents::finish(c, id)).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(id, error = %e, "cannot mark an intent done");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(image_existed: bool, tag_before: Option<&str>) -> UploadIntent {
+        UploadIntent {
+            image_id: "sha256:new".into(),
+            image_existed,
+            tag: "berth/i/t1-1:1.0.0-SNAPSHOT".into(),
+            tag_before: tag_before.map(str::to_owned),
+            package_file: "packages/t1/1/x.zip".into(),
+        }
+    }
+
+    #[test]
+    fn an_unrecorded_upload_is_undone_only_where_it_acted() {
+        use TagRepair::*;
+        // (image existed, tag before, tag now, image in use) → plan
+        let cases = [
+            // Killed after the load, before the tag: only the image is the upload's.
+            (false, None, None, false, Keep, true),
+            // Tagged, never recorded: tag and image go.
+            (false, None, Some("sha256:new"), false, Remove, true),
+            // A snapshot re-upload moved the tag: it goes back.
+            (
+                false,
+                Some("sha256:old"),
+                Some("sha256:new"),
+                false,
+                PointAt("sha256:old".into()),
+                true,
+            ),
+            // The same image as before: nothing of the upload's to undo in the engine.
+            (
+                true,
+                Some("sha256:new"),
+                Some("sha256:new"),
+                true,
+                Keep,
+                false,
+            ),
+            // The tag moved on since (another upload): not touched.
+            (false, None, Some("sha256:other"), false, Keep, true),
+            // An image the engine had before, or a version uses, is never removed.
+            (true, None, Some("sha256:new"), false, Remove, false),
+            (false, None, None, true, Keep, false),
+        ];
+        for (existed, before, now, in_use, tag, remove_image) in cases {
+            assert_eq!(
+                undo_plan(&intent(existed, before), now, in_use),
+                UndoPlan { tag, remove_image },
+                "{existed} {before:?} {now:?} {in_use}"
+            );
+        }
+    }
+
+    #[test]
+    fn references_split_at_the_tag() {
+        assert_eq!(
+            split_reference("berth/i/t1-1:1.0.0"),
+            Some(("berth/i/t1-1", "1.0.0"))
+        );
+        assert_eq!(split_reference("host:5000/repo"), None);
+        assert_eq!(split_reference("repo"), None);
+    }
+}
