@@ -4,6 +4,8 @@
 //! data dir alike.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::api::AppState;
 use crate::api::applications::CONVERGE_LIMIT;
@@ -28,10 +30,19 @@ pub struct UndoPlan {
     pub remove_image: bool,
 }
 
-/// Decides how to undo `intent`, given what Berth's tag names now and whether a recorded
-/// version uses the image.
-pub fn undo_plan(intent: &UploadIntent, tag_now: Option<&str>, image_in_use: bool) -> UndoPlan {
+/// What the database says about an unrecorded upload's image and tag.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recorded {
+    /// A version uses the image.
+    pub image: bool,
+    /// A version records the tag on the image (a later upload of the same package).
+    pub tag: bool,
+}
+
+/// Decides how to undo `intent`, given what Berth's tag names now and what versions use.
+pub fn undo_plan(intent: &UploadIntent, tag_now: Option<&str>, recorded: Recorded) -> UndoPlan {
     let tag = match (tag_now, &intent.tag_before) {
+        _ if recorded.tag => TagRepair::Keep,
         (Some(now), Some(before)) if now == intent.image_id && *before != intent.image_id => {
             TagRepair::PointAt(before.clone())
         }
@@ -40,7 +51,7 @@ pub fn undo_plan(intent: &UploadIntent, tag_now: Option<&str>, image_in_use: boo
     };
     UndoPlan {
         tag,
-        remove_image: !intent.image_existed && !image_in_use,
+        remove_image: !intent.image_existed && !recorded.image,
     }
 }
 
@@ -54,17 +65,22 @@ fn split_reference(reference: &str) -> Option<(&str, &str)> {
 /// its version was recorded; then finishes the intent. False when something could not be
 /// undone (the intent stays for the next start). Call with the upload lock held.
 pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bool {
-    let (package, image) = (intent.package_file.clone(), intent.image_id.clone());
+    let (package, image, tag) = (
+        intent.package_file.clone(),
+        intent.image_id.clone(),
+        intent.tag.clone(),
+    );
     let looked_up = state
         .store
         .run(move |c| {
-            Ok((
-                applications::package_recorded(c, &package)?,
-                applications::image_in_use(c, &image)?,
-            ))
+            let uses = Recorded {
+                image: applications::image_in_use(c, &image)?,
+                tag: applications::tag_recorded(c, &tag, &image)?,
+            };
+            Ok((applications::package_recorded(c, &package)?, uses))
         })
         .await;
-    let (recorded, in_use) = match looked_up {
+    let (recorded, uses) = match looked_up {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the versions to undo an upload");
@@ -79,7 +95,7 @@ pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bo
                 return false;
             }
         };
-        let plan = undo_plan(intent, tag_now.as_deref(), in_use);
+        let plan = undo_plan(intent, tag_now.as_deref(), uses);
         let mut undone = true;
         let tagged = match (&plan.tag, split_reference(&intent.tag)) {
             (TagRepair::PointAt(before), Some((repo, tag))) => {
@@ -137,17 +153,50 @@ pub async fn finish_deletion(state: &AppState, id: i64, intent: &DeletionIntent)
     done && finish(state, id).await
 }
 
+/// Delays before retrying an intent that could not be acted on (engine away, containers not
+/// yet removed); what is still left after the last is acted on at the next start.
+const RETRIES: [Duration; 4] = [
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+    Duration::from_secs(600),
+];
+
+/// Undoes an upload or finishes a deletion. Call with the upload lock held.
+async fn act(state: &AppState, id: i64, intent: &Intent) -> bool {
+    match intent {
+        Intent::Upload(upload) => undo_upload(state, id, upload).await,
+        Intent::DeleteApplication(deletion) => finish_deletion(state, id, deletion).await,
+    }
+}
+
+/// Retries, in the background, an intent that could not be acted on just now.
+pub fn retry_later(state: Arc<AppState>, id: i64, intent: Intent) {
+    tokio::spawn(async move {
+        for delay in RETRIES {
+            tokio::time::sleep(delay).await;
+            let _uploads = state.upload_lock.lock().await;
+            if act(&state, id, &intent).await {
+                return;
+            }
+        }
+        tracing::warn!(
+            id,
+            "an interrupted operation is still not finished; the next start retries it"
+        );
+    });
+}
+
 /// Finishes or undoes what the previous process left (read before the server accepted
 /// requests, so no intent of this process is among them).
-pub async fn resume(state: actix_web::web::Data<AppState>, pending: Vec<(i64, Intent)>) {
+pub async fn resume(state: Arc<AppState>, pending: Vec<(i64, Intent)>) {
     for (id, intent) in pending {
-        let _uploads = state.upload_lock.lock().await;
-        let done = match &intent {
-            Intent::Upload(upload) => undo_upload(&state, id, upload).await,
-            Intent::DeleteApplication(deletion) => finish_deletion(&state, id, deletion).await,
-        };
-        if done {
+        let uploads = state.upload_lock.lock().await;
+        if act(&state, id, &intent).await {
             tracing::info!(id, "finished an operation a restart interrupted");
+        } else {
+            drop(uploads);
+            retry_later(Arc::clone(&state), id, intent);
         }
     }
 }
@@ -190,7 +239,7 @@ mod tests {
     #[test]
     fn an_unrecorded_upload_is_undone_only_where_it_acted() {
         use TagRepair::*;
-        // (image existed, tag before, tag now, image in use) → plan
+        // (image existed, tag before, tag now, image in use) → plan, with no version on the tag
         let cases = [
             // Killed after the load, before the tag: only the image is the upload's.
             (false, None, None, false, Keep, true),
@@ -221,10 +270,31 @@ mod tests {
             (false, None, None, true, Keep, false),
         ];
         for (existed, before, now, in_use, tag, remove_image) in cases {
+            let recorded = Recorded {
+                image: in_use,
+                tag: false,
+            };
             assert_eq!(
-                undo_plan(&intent(existed, before), now, in_use),
+                undo_plan(&intent(existed, before), now, recorded),
                 UndoPlan { tag, remove_image },
                 "{existed} {before:?} {now:?} {in_use}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tag_a_later_upload_recorded_is_kept() {
+        let recorded = Recorded {
+            image: true,
+            tag: true,
+        };
+        for before in [None, Some("sha256:old")] {
+            assert_eq!(
+                undo_plan(&intent(false, before), Some("sha256:new"), recorded),
+                UndoPlan {
+                    tag: TagRepair::Keep,
+                    remove_image: false
+                }
             );
         }
     }

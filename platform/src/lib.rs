@@ -410,7 +410,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     announce(&format!("installation {installation}"));
     announce(&format!("management tenant {}", tenants::MANAGEMENT));
     let supervisor_task = tokio::spawn(supervisor.run());
-    tokio::spawn(intents::resume(state.clone(), interrupted));
+    tokio::spawn(intents::resume(state.clone().into_inner(), interrupted));
     let (public, internal) = futures_util::future::join(server.run(), internal.run()).await;
     supervisor_task.abort();
     public.map_err(StartupError::Server)?;

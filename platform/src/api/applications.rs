@@ -17,6 +17,7 @@ use crate::store::applications::{
     self, Application, ApplicationFilter, ApplicationUpdate, ManifestOptions, NewApplication,
     NewBootstrapUser, Version,
 };
+use crate::store::intents::Intent;
 use crate::store::subscriptions;
 use crate::store::users::NewUser;
 
@@ -551,7 +552,10 @@ async fn delete_application(
         "Deleted",
         format!("Application {} deleted", app.name),
     );
-    crate::intents::finish_deletion(&state, intent_id, &intent).await;
+    if !crate::intents::finish_deletion(&state, intent_id, &intent).await {
+        let retry = std::sync::Arc::clone(&state);
+        crate::intents::retry_later(retry, intent_id, Intent::DeleteApplication(intent));
+    }
     Ok(())
 }
 

@@ -310,7 +310,9 @@ async fn accept(
     let (app, replaced) = match install(&state, &package, temp, &target).await {
         Ok(done) => done,
         Err(err) => {
-            crate::intents::undo_upload(&state, intent_id, &intent).await;
+            if !crate::intents::undo_upload(&state, intent_id, &intent).await {
+                crate::intents::retry_later(Arc::clone(&state), intent_id, Intent::Upload(intent));
+            }
             return Err(err);
         }
     };

@@ -375,6 +375,19 @@ pub fn package_recorded(conn: &Connection, package_file: &str) -> Result<bool, S
         .is_some())
 }
 
+/// True when a stored version records `tag` on `image_id` (a later upload may have made the
+/// tag an interrupted one had moved its own).
+pub fn tag_recorded(conn: &Connection, tag: &str, image_id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM application_versions WHERE image_tag = ?1 AND image_id = ?2 LIMIT 1",
+            [tag, image_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 /// True when any stored version (of any application) uses this image.
 pub fn image_in_use(conn: &Connection, image_id: &str) -> Result<bool, StoreError> {
     Ok(conn
