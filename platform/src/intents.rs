@@ -3,6 +3,7 @@
 //! itself fails and at start for what a kill interrupted, so both leave the engine and the
 //! data dir alike.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -201,6 +202,71 @@ pub async fn resume(state: Arc<AppState>, pending: Vec<(i64, Intent)>) {
     }
 }
 
+/// The files under `packages/<tenant>/<application>/` nothing refers to: `found` (relative to
+/// the data dir) less those `kept` (a version records them, or a pending intent names them).
+pub fn orphan_packages<'a>(found: &'a [String], kept: &HashSet<String>) -> Vec<&'a String> {
+    found.iter().filter(|f| !kept.contains(*f)).collect()
+}
+
+/// At start, before any request: removes package files no version records and no pending
+/// intent names (left by operations interrupted before intents existed, or by hand; they
+/// would count against the tenant's quota for good), then the empty directories. Returns how
+/// many files went.
+pub fn sweep_packages(
+    data_dir: &Path,
+    store: &crate::store::Store,
+    pending: &[(i64, Intent)],
+) -> Result<usize, crate::store::StoreError> {
+    let mut kept = store.run_now(applications::package_files)?;
+    for (_, intent) in pending {
+        match intent {
+            Intent::Upload(u) => {
+                kept.insert(u.package_file.clone());
+            }
+            Intent::DeleteApplication(d) => {
+                kept.extend(d.versions.iter().map(|v| v.package_file.clone()));
+            }
+        }
+    }
+    let root = data_dir.join(crate::PACKAGES_DIR);
+    let mut found = Vec::new();
+    let mut dirs = Vec::new();
+    for tenant in subdirs(&root) {
+        for app in subdirs(&root.join(&tenant)) {
+            let dir = format!("{}/{tenant}/{app}", crate::PACKAGES_DIR);
+            let entries = std::fs::read_dir(data_dir.join(&dir)).into_iter().flatten();
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_file())
+                    && let Some(name) = entry.file_name().to_str()
+                {
+                    found.push(format!("{dir}/{name}"));
+                }
+            }
+            dirs.push(dir);
+        }
+        dirs.push(format!("{}/{tenant}", crate::PACKAGES_DIR));
+    }
+    let orphans = orphan_packages(&found, &kept);
+    for file in &orphans {
+        tracing::info!(%file, "removing a package file no version refers to");
+        remove_file(&data_dir.join(file));
+    }
+    // Innermost first; a directory that still holds something stays.
+    for dir in dirs {
+        let _ = std::fs::remove_dir(data_dir.join(dir));
+    }
+    Ok(orphans.len())
+}
+
+/// Names of the directories in `dir` (none if it cannot be read).
+fn subdirs(dir: &Path) -> Vec<String> {
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    entries
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect()
+}
+
 fn remove_file(path: &Path) -> bool {
     match std::fs::remove_file(path) {
         Ok(()) => true,
@@ -297,6 +363,23 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn only_package_files_nothing_refers_to_are_orphans() {
+        let found: Vec<String> = [
+            "packages/t1/1/a.zip",
+            "packages/t1/1/b.zip",
+            "packages/t2/7/c.zip",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let kept: HashSet<String> = ["packages/t1/1/a.zip".to_owned()].into();
+        assert_eq!(
+            orphan_packages(&found, &kept),
+            vec!["packages/t1/1/b.zip", "packages/t2/7/c.zip"]
+        );
+        assert!(orphan_packages(&found[..1], &kept).is_empty());
     }
 
     #[test]

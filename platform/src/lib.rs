@@ -270,6 +270,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let store = Store::open(&config.data_dir.join(store::DATABASE_FILE))?;
     // What a kill interrupted, read before any request can record an intent of its own.
     let interrupted = store.run_now(store::intents::pending)?;
+    intents::sweep_packages(&config.data_dir, &store, &interrupted)?;
     ensure_management_tenant(&store, &config, &secrets)?;
     let tls_config = tls::server_config(&config.tls, &config.data_dir)?;
     let installation = installation_id(&config.data_dir, &secrets)?;

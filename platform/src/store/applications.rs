@@ -363,6 +363,15 @@ pub fn image_tags(conn: &mut Connection) -> Result<std::collections::HashSet<Str
     Ok(tags.collect::<Result<_, _>>()?)
 }
 
+/// The package files of every stored version (of every application).
+pub fn package_files(
+    conn: &mut Connection,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT package_file FROM application_versions")?;
+    let files = stmt.query_map([], |r| r.get(0))?;
+    Ok(files.collect::<Result<_, _>>()?)
+}
+
 /// True when any stored version (of any application) keeps its package in `package_file`.
 pub fn package_recorded(conn: &Connection, package_file: &str) -> Result<bool, StoreError> {
     Ok(conn

@@ -238,6 +238,39 @@ fn an_interrupted_upload_leaves_nothing_in_the_engine() {
     }
 }
 
+#[test]
+fn a_start_removes_package_files_nothing_refers_to() {
+    let mut server = Server::start();
+    let t = create_tenant(&server, "sweep");
+    let id = create_microservice(&server, &t)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let image = TestImage::build(0);
+    crate::upload::upload(&server, &t, &id, "file", &package_zip("1.0.0", &image)).expect(201);
+    let kept = files_under(&server.path("packages"));
+    assert_eq!(kept.len(), 1);
+    // Left by a Berth from before intents: a package next to a version's, the package and
+    // the empty directory of applications deleted long ago.
+    server.crash();
+    let packages = server.path("packages");
+    std::fs::write(packages.join(format!("{}/{id}/stray.zip", t.id)), b"zip").unwrap();
+    std::fs::create_dir_all(packages.join(format!("{}/999", t.id))).unwrap();
+    std::fs::write(packages.join(format!("{}/999/old.zip", t.id)), b"zip").unwrap();
+    std::fs::create_dir_all(packages.join("t0/998")).unwrap();
+
+    let server = server.restart();
+    assert_eq!(files_under(&server.path("packages")), kept);
+    for gone in [format!("{}/999", t.id), "t0".to_owned()] {
+        assert!(!packages.join(&gone).exists(), "{gone} is removed");
+    }
+    // The kept version still deploys from its package's image: nothing it needs went.
+    assert_eq!(
+        get_app(&server, &t, &id).expect(200).json()["activeVersionId"],
+        "1.0.0"
+    );
+}
+
 /// An application deployed from the hello image, subscribed by its owner (so it has a
 /// container, a network and settings options), plus an option the owner wrote itself in the
 /// same category.
