@@ -112,8 +112,17 @@ pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bo
         if plan.remove_image
             && let Err(e) = state.runtime.remove(&intent.image_id).await
         {
-            tracing::warn!(image = %intent.image_id, error = %e, "cannot remove the image of an undone upload");
-            undone = false;
+            // Refused while the engine answers: something else came to use the image (a
+            // container, another tag), so it is not the upload's to remove any more.
+            match state.runtime.image_id(&intent.image_id).await {
+                Ok(_) => {
+                    tracing::info!(image = %intent.image_id, error = %e, "the image of an undone upload is in use elsewhere; kept")
+                }
+                Err(_) => {
+                    tracing::warn!(image = %intent.image_id, error = %e, "cannot remove the image of an undone upload");
+                    undone = false;
+                }
+            }
         }
         undone &= remove_file(&state.config.data_dir.join(&intent.package_file));
         if !undone {
