@@ -276,6 +276,8 @@ fn a_start_removes_package_files_nothing_refers_to() {
 /// same category.
 struct Deployed {
     owner: Tenant,
+    /// Another tenant subscribed to it (with its own option in the category too).
+    subscriber: Tenant,
     id: String,
     name: String,
 }
@@ -292,22 +294,34 @@ fn deploy_subscribed(server: &Server, hello: &HelloLease, subscribed: bool) -> D
         .as_str()
         .unwrap()
         .to_owned();
+    let subscriber = create_tenant(server, "delsub");
     if subscribed {
-        subscribe(server, &owner.id, &id).expect(201);
+        for t in [&owner, &subscriber] {
+            subscribe(server, &t.id, &id).expect(201);
+        }
         wait_ready(server, &owner, &id, 1);
-        assert_eq!(
-            options_of(server, &owner, &name)["greeting"],
-            "Hello",
-            "the subscription seeded the manifest's settings"
-        );
+        for t in [&owner, &subscriber] {
+            assert_eq!(
+                options_of(server, t, &name)["greeting"],
+                "Hello",
+                "the subscription seeded the manifest's settings"
+            );
+        }
     }
-    server
-        .req("POST", "/tenant/options")
-        .basic(&owner.admin_login, &owner.admin_password)
-        .json(&json!({"category": name, "key": "mine", "value": "kept"}))
-        .send()
-        .expect(201);
-    Deployed { owner, id, name }
+    for t in [&owner, &subscriber] {
+        server
+            .req("POST", "/tenant/options")
+            .basic(&t.admin_login, &t.admin_password)
+            .json(&json!({"category": name, "key": "mine", "value": "kept"}))
+            .send()
+            .expect(201);
+    }
+    Deployed {
+        owner,
+        subscriber,
+        id,
+        name,
+    }
 }
 
 fn options_of(server: &Server, tenant: &Tenant, category: &str) -> Value {
@@ -354,9 +368,11 @@ fn deletion_done(server: &Server, installation: &str, d: &Deployed) -> Result<()
     if dir.exists() {
         return Err(format!("package dir left: {:?}", files_under(&dir)));
     }
-    let options = options_of(server, &d.owner, &d.name);
-    if options != json!({"mine": "kept"}) {
-        return Err(format!("options left: {options}"));
+    for t in [&d.owner, &d.subscriber] {
+        let options = options_of(server, t, &d.name);
+        if options != json!({"mine": "kept"}) {
+            return Err(format!("options left in {}: {options}", t.id));
+        }
     }
     let bootstrap = server
         .req(
