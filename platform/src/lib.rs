@@ -4,6 +4,8 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod fault;
+pub mod intents;
 pub mod limits;
 pub mod log_output;
 pub mod package;
@@ -266,6 +268,9 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     auth::password::configure(config.password_hash_concurrency, config.password_hash_queue);
     let secrets = Arc::new(secrets::Secrets::load_or_create(&config.data_dir)?);
     let store = Store::open(&config.data_dir.join(store::DATABASE_FILE))?;
+    // What a kill interrupted, read before any request can record an intent of its own.
+    let interrupted = store.run_now(store::intents::pending)?;
+    intents::sweep_packages(&config.data_dir, &store, &interrupted)?;
     ensure_management_tenant(&store, &config, &secrets)?;
     let tls_config = tls::server_config(&config.tls, &config.data_dir)?;
     let installation = installation_id(&config.data_dir, &secrets)?;
@@ -411,6 +416,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     announce(&format!("installation {installation}"));
     announce(&format!("management tenant {}", tenants::MANAGEMENT));
     let supervisor_task = tokio::spawn(supervisor.run());
+    tokio::spawn(intents::resume(state.clone().into_inner(), interrupted));
     let (public, internal) = futures_util::future::join(server.run(), internal.run()).await;
     supervisor_task.abort();
     public.map_err(StartupError::Server)?;

@@ -14,9 +14,10 @@ use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::secrets::bootstrap_context;
 use crate::store::applications::{
-    self, Application, ApplicationFilter, ApplicationUpdate, NewApplication, NewBootstrapUser,
-    Version,
+    self, Application, ApplicationFilter, ApplicationUpdate, ManifestOptions, NewApplication,
+    NewBootstrapUser, Version,
 };
+use crate::store::intents::Intent;
 use crate::store::subscriptions;
 use crate::store::users::NewUser;
 
@@ -506,15 +507,41 @@ async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
     let id = app_id(&path)?;
+    // Detached from the request: a client that leaves does not stop a deletion half-way.
+    tokio::spawn(delete_application(state.into_inner(), principal, id))
+        .await
+        .map_err(|e| ApiError::internal(&format!("deleting application {id}: {e}")))??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes the application from the database, recording the intent to remove what it owned
+/// outside it, then removes that (containers through the supervisor, images, tags, package
+/// files). What a kill interrupts is finished at the next start ([`crate::intents`]).
+async fn delete_application(
+    state: std::sync::Arc<AppState>,
+    principal: Principal,
+    id: i64,
+) -> Result<(), ApiError> {
     let tenant = principal.tenant.clone();
     let _upload = state.upload_lock.lock().await;
-    let (app, versions) = db(&state, "applications", move |c| {
+    let package_dir = format!("{}/{tenant}/{id}", crate::PACKAGES_DIR);
+    let (app, subscribers, intent_id, intent) = db(&state, "applications", move |c| {
         let app = applications::get(c, &tenant, id)?;
-        Ok((app.clone(), applications::delete(c, &tenant, id)?))
+        let subscribers = subscriptions::of_application(c, id)?;
+        let (category, keys) = super::subscriptions::setting_keys(&app);
+        let options = ManifestOptions { category, keys };
+        let (intent_id, intent) = applications::delete(c, &tenant, id, &options, &package_dir)?;
+        Ok((app, subscribers, intent_id, intent))
     })
     .await?;
+    crate::fault::point(crate::fault::DELETE_COMMITTED).await;
     if let Some(user) = &app.bootstrap_user {
         state.cache.invalidate_user(&app.owner, user);
+    }
+    for subscription in &subscribers {
+        state
+            .cache
+            .invalidate_user(&subscription.tenant, &subscription.service_user);
     }
     super::audit::record_action(
         &state,
@@ -525,17 +552,11 @@ async fn delete(
         "Deleted",
         format!("Application {} deleted", app.name),
     );
-    // Containers go first: an image still used by a container cannot be removed.
-    if !state.supervisor.converge(CONVERGE_LIMIT).await {
-        tracing::warn!(
-            application = id,
-            "containers not yet removed; images may stay tagged"
-        );
+    if !crate::intents::finish_deletion(&state, intent_id, &intent).await {
+        let retry = std::sync::Arc::clone(&state);
+        crate::intents::retry_later(retry, intent_id, Intent::DeleteApplication(intent));
     }
-    for version in &versions {
-        discard_version_artifacts(&state, version).await;
-    }
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 /// Removes the Berth tag (and so the image, unless still used) and the stored package of a

@@ -1,10 +1,13 @@
 //! `POST /application/applications/{id}/binaries`: a microservice package is streamed to a
 //! temporary file (never held in memory), checked, its image loaded into Docker and tagged
 //! `berth/<installation>/<tenant>-<app id>:<version>`, and the version recorded. Any failure undoes every step,
-//! so a rejected upload leaves no row, no file and no image behind. An accepted version's
-//! settings replace the previous version's in every subscribed tenant.
+//! so a rejected upload leaves no row, no file and no image behind: an intent recorded before
+//! the load names what to undo, done at once on failure and at the next start after a kill;
+//! once received, the upload runs detached from the request, so a client that leaves stops
+//! nothing half-way. An accepted version's settings replace the previous version's in every
+//! subscribed tenant.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use actix_multipart::Multipart;
@@ -22,6 +25,7 @@ use crate::package::{self, Package, PackageError};
 use crate::runtime::images;
 use crate::storage;
 use crate::store::applications::{self, UploadRecord, Version};
+use crate::store::intents::{self, Intent, UploadIntent};
 use crate::store::subscriptions;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -140,7 +144,8 @@ async fn receive_package(
     })
 }
 
-/// What the engine looked like before the load, so a failure can put it back.
+/// What the engine looked like before the load, so a failure can put it back (kept in the
+/// upload's intent).
 #[derive(Debug, Default)]
 struct DockerBefore {
     image_existed: bool,
@@ -197,6 +202,30 @@ async fn upload(
         state.config.upload_limit,
     )
     .await?;
+    // From here on detached from the request: a client that leaves does not stop the upload
+    // half-way (it is carried through, or undone on failure).
+    let accepted = tokio::spawn(accept(state.clone().into_inner(), principal, app, temp))
+        .await
+        .map_err(|e| ApiError::internal(&format!("upload to application {id}: {e}")))??;
+    let base = media::base_url(&req);
+    let body = application_json(&base, &accepted);
+    Ok(media::created(
+        &req,
+        "application",
+        &format!("{base}/application/applications/{id}"),
+        &body,
+    ))
+}
+
+/// Checks the received package, loads and tags its image, keeps the package and records the
+/// version, undoing every step on failure ([`crate::intents::undo_upload`]).
+async fn accept(
+    state: Arc<AppState>,
+    principal: Principal,
+    app: applications::Application,
+    temp: tempfile::NamedTempFile,
+) -> Result<applications::Application, ApiError> {
+    let id = app.id;
     let temp_path = temp.path().to_owned();
     let image_limit = state.config.image_size_limit;
     let package = tokio::task::spawn_blocking(move || package::inspect(&temp_path, image_limit))
@@ -250,11 +279,40 @@ async fn upload(
     })?;
     check_storage_quota(&state, &app.owner, &package, temp.path(), existing.as_ref()).await?;
     let before = docker_before(&state, &package, &berth_tag).await?;
-    let outcome = install(&state, &app.owner, id, &package, &berth_tag, temp, &version).await;
-    let (app, replaced, package_file) = match outcome {
+    let package_file = format!(
+        "{}/{}/{id}/{}-{}.zip",
+        crate::PACKAGES_DIR,
+        app.owner,
+        berth_tag.tag,
+        uuid::Uuid::new_v4().simple()
+    );
+    // Recorded before the engine is touched: a kill from here on is undone at the next start.
+    let intent = UploadIntent {
+        image_id: package.image.id.clone(),
+        image_existed: before.image_existed,
+        tag: berth_tag.reference(),
+        tag_before: before.berth_tag,
+        package_file: package_file.clone(),
+    };
+    let recorded = Intent::Upload(intent.clone());
+    let intent_id = db(&state, "applications", move |c| {
+        intents::record(c, &recorded)
+    })
+    .await?;
+    let target = Target {
+        tenant: &app.owner,
+        id,
+        tag: &berth_tag,
+        version: &version,
+        package_file: &package_file,
+        intent: intent_id,
+    };
+    let (app, replaced) = match install(&state, &package, temp, &target).await {
         Ok(done) => done,
-        Err((err, moved)) => {
-            rollback(&state, &package, &berth_tag, &before, moved.as_deref()).await;
+        Err(err) => {
+            if !crate::intents::undo_upload(&state, intent_id, &intent).await {
+                crate::intents::retry_later(Arc::clone(&state), intent_id, Intent::Upload(intent));
+            }
             return Err(err);
         }
     };
@@ -275,14 +333,7 @@ async fn upload(
         ),
     );
     state.supervisor.poke();
-    let base = media::base_url(&req);
-    let body = application_json(&base, &app);
-    Ok(media::created(
-        &req,
-        "application",
-        &format!("{base}/application/applications/{id}"),
-        &body,
-    ))
+    Ok(app)
 }
 
 /// Refuses the package when keeping it would take the tenant over its storage quota.
@@ -348,19 +399,30 @@ async fn docker_before(
     })
 }
 
-type Installed = (applications::Application, Option<Version>, String);
+/// Where an accepted upload goes.
+struct Target<'a> {
+    tenant: &'a str,
+    id: i64,
+    tag: &'a BerthTag,
+    version: &'a str,
+    /// The package's place, relative to the data dir.
+    package_file: &'a str,
+    /// The upload's intent, finished with the record.
+    intent: i64,
+}
 
-/// Loads and tags the image, keeps the package and records the version. On error returns the
-/// error and the kept package path (if it was already moved), for the rollback.
+fn engine_unavailable(message: &str) -> impl FnOnce(crate::runtime::RuntimeError) -> ApiError {
+    move |e| ApiError::unavailable("applications", message, &e.to_string())
+}
+
+/// Loads and tags the image, keeps the package and records the version (with the replaced
+/// version, if any). On error the caller undoes what was done by the upload's intent.
 async fn install(
     state: &AppState,
-    tenant: &str,
-    id: i64,
     package: &Package,
-    berth_tag: &BerthTag,
     temp: tempfile::NamedTempFile,
-    version: &str,
-) -> Result<Installed, (ApiError, Option<PathBuf>)> {
+    target: &Target<'_>,
+) -> Result<(applications::Application, Option<Version>), ApiError> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     let source = temp.path().to_owned();
     let image = package.image.clone();
@@ -373,117 +435,77 @@ async fn install(
     let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
     let loaded = state.runtime.load_image(stream).await;
     let _ = reader.await;
-    let loaded = match loaded {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            return Err((
-                ApiError::invalid(
-                    "applications",
-                    &format!("Docker could not load image.tar: {e}"),
-                ),
-                None,
-            ));
-        }
-    };
+    let loaded = loaded.map_err(|e| {
+        ApiError::invalid(
+            "applications",
+            &format!("Docker could not load image.tar: {e}"),
+        )
+    })?;
+    crate::fault::point(crate::fault::UPLOAD_LOADED).await;
     // The archive Docker got names one image and no tag: anything else reported means it
     // loaded something Berth did not check.
     if loaded != [package.image.id.as_str()] {
         tracing::error!(expected = %package.image.id, ?loaded, "the engine loaded other than the checked image");
-        return Err((
-            ApiError::invalid(
-                "applications",
-                "image.tar loaded other images or tags than the one its manifest.json names",
-            ),
-            None,
+        return Err(ApiError::invalid(
+            "applications",
+            "image.tar loaded other images or tags than the one its manifest.json names",
         ));
     }
-    match state.runtime.image_id(&package.image.id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return Err((
-                ApiError::invalid(
-                    "applications",
-                    "image.tar loaded, but it did not contain the image its manifest.json names",
-                ),
-                None,
-            ));
-        }
-        Err(e) => {
-            return Err((
-                ApiError::unavailable(
-                    "applications",
-                    "The container engine is not available",
-                    &e.to_string(),
-                ),
-                None,
-            ));
-        }
+    let unavailable = "The container engine is not available";
+    if state
+        .runtime
+        .image_id(&package.image.id)
+        .await
+        .map_err(engine_unavailable(unavailable))?
+        .is_none()
+    {
+        return Err(ApiError::invalid(
+            "applications",
+            "image.tar loaded, but it did not contain the image its manifest.json names",
+        ));
     }
     if state.limits.refuse_root_images {
-        let user = match state.runtime.image_user(&package.image.id).await {
-            Ok(user) => user,
-            Err(e) => {
-                let message = "The container engine is not available";
-                return Err((
-                    ApiError::unavailable("applications", message, &e.to_string()),
-                    None,
-                ));
-            }
-        };
-        if let Err(e) = crate::limits::check_image_user(&user, &state.limits) {
-            return Err((e.into(), None));
-        }
+        let user = state
+            .runtime
+            .image_user(&package.image.id)
+            .await
+            .map_err(engine_unavailable(unavailable))?;
+        crate::limits::check_image_user(&user, &state.limits)?;
     }
-    if let Err(e) = state
+    state
         .runtime
-        .tag(&package.image.id, &berth_tag.repo, &berth_tag.tag)
+        .tag(&package.image.id, &target.tag.repo, &target.tag.tag)
         .await
-    {
-        return Err((
-            ApiError::unavailable(
-                "applications",
-                "The container engine could not tag the image",
-                &e.to_string(),
-            ),
-            None,
-        ));
-    }
+        .map_err(engine_unavailable(
+            "The container engine could not tag the image",
+        ))?;
 
-    let relative = format!(
-        "{}/{tenant}/{id}/{}-{}.zip",
-        crate::PACKAGES_DIR,
-        berth_tag.tag,
-        uuid::Uuid::new_v4().simple()
-    );
-    let target = state.config.data_dir.join(&relative);
-    if let Some(parent) = target.parent()
-        && let Err(e) = std::fs::create_dir_all(parent)
-    {
-        return Err((
-            ApiError::internal(&format!("creating {}: {e}", parent.display())),
-            None,
-        ));
+    let kept = state.config.data_dir.join(target.package_file);
+    if let Some(parent) = kept.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| ApiError::internal(&format!("creating {}: {e}", parent.display())))?;
     }
-    if let Err(e) = temp.persist(&target) {
-        return Err((ApiError::internal(&format!("keeping package: {e}")), None));
-    }
+    temp.persist(&kept)
+        .map_err(|e| ApiError::internal(&format!("keeping package: {e}")))?;
+    crate::fault::point(crate::fault::UPLOAD_KEPT).await;
     let mut record = UploadRecord {
         version: Version {
-            version: version.to_owned(),
+            version: target.version.to_owned(),
             image_id: package.image.id.clone(),
-            image_tag: berth_tag.reference(),
-            package_file: relative.clone(),
+            image_tag: target.tag.reference(),
+            package_file: target.package_file.to_owned(),
         },
         manifest: serde_json::to_value(&package.manifest.manifest).unwrap_or_default(),
         roles: package.manifest.manifest.roles.clone(),
         required_roles: package.manifest.manifest.required_roles.clone(),
         context_path: package.manifest.manifest.context_path.clone(),
         settings: Vec::new(),
+        intent: Some(target.intent),
     };
-    let tenant = tenant.to_owned();
+    let (tenant, id) = (target.tenant.to_owned(), target.id);
     let secrets = Arc::clone(&state.secrets);
     let manifest = package.manifest.manifest.clone();
-    match state
+    state
         .store
         .run(move |c| {
             // Inside one store call, so no subscription or upload comes between reading the
@@ -502,44 +524,7 @@ async fn install(
             applications::record_upload(c, &tenant, id, &record)
         })
         .await
-    {
-        Ok((app, replaced)) => Ok((app, replaced, relative)),
-        Err(e) => Err((ApiError::store("applications")(e), Some(target))),
-    }
-}
-
-/// Undoes a failed upload: Berth's tag back to where it was, the image removed if it was new,
-/// the kept package deleted. (The temporary file deletes itself.)
-async fn rollback(
-    state: &AppState,
-    package: &Package,
-    berth_tag: &BerthTag,
-    before: &DockerBefore,
-    moved: Option<&Path>,
-) {
-    let result = match &before.berth_tag {
-        Some(old) if *old != package.image.id => {
-            state
-                .runtime
-                .tag(old, &berth_tag.repo, &berth_tag.tag)
-                .await
-        }
-        Some(_) => Ok(()),
-        None => state.runtime.remove(&berth_tag.reference()).await,
-    };
-    if let Err(e) = result {
-        tracing::warn!(tag = %berth_tag.reference(), error = %e, "rollback: could not restore Berth's tag");
-    }
-    if !before.image_existed
-        && let Err(e) = state.runtime.remove_with_tags(&package.image.id).await
-    {
-        tracing::warn!(image = %package.image.id, error = %e, "rollback: could not remove the loaded image");
-    }
-    if let Some(path) = moved
-        && let Err(e) = std::fs::remove_file(path)
-    {
-        tracing::warn!(path = %path.display(), error = %e, "rollback: could not remove the package");
-    }
+        .map_err(ApiError::store("applications"))
 }
 
 /// After a snapshot replaced an earlier upload of the same version: drop the old package and

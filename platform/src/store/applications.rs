@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
+use super::intents::{self, DeletionIntent, Intent};
 use super::users::{self, NewUser};
 use super::{Page, StoreError, conflict_on_unique, timestamp};
 
@@ -70,7 +71,7 @@ pub struct ApplicationFilter {
 }
 
 /// One uploaded version of a microservice.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Version {
     pub version: String,
     pub image_id: String,
@@ -88,6 +89,8 @@ pub struct UploadRecord {
     pub context_path: Option<String>,
     /// The new version's settings for each subscribed tenant.
     pub settings: Vec<super::subscriptions::SettingsUpdate>,
+    /// The upload's intent, finished in the same transaction as the record.
+    pub intent: Option<i64>,
 }
 
 /// The validated, defaults-resolved manifest of an application (None before the first upload).
@@ -280,12 +283,33 @@ pub fn update(
     Ok(updated)
 }
 
-/// Deletes the application, its versions and its bootstrap user; returns the deleted versions
-/// so the caller can remove their images and packages.
-pub fn delete(conn: &mut Connection, tenant: &str, id: i64) -> Result<Vec<Version>, StoreError> {
+/// The settings options an application's manifest wrote in its subscribers' tenants: its
+/// settings category and the setting keys.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestOptions {
+    pub category: String,
+    pub keys: Vec<String>,
+}
+
+/// Deletes the application, its versions, its bootstrap user, its subscriptions with their
+/// service users, and the settings options its manifest wrote in the subscribers' tenants
+/// (options a tenant wrote itself stay). Records, in the same transaction, the intent to
+/// remove what lives outside the database (images, tags, `package_dir`); returns it.
+pub fn delete(
+    conn: &mut Connection,
+    tenant: &str,
+    id: i64,
+    options: &ManifestOptions,
+    package_dir: &str,
+) -> Result<(i64, DeletionIntent), StoreError> {
     let tx = conn.transaction()?;
     let app = get(&tx, tenant, id)?;
     let versions = versions(&tx, id)?;
+    for subscription in super::subscriptions::of_application(&tx, id)? {
+        for key in &options.keys {
+            super::options::delete_seeded(&tx, &subscription.tenant, &options.category, key)?;
+        }
+    }
     if let Some(user) = &app.bootstrap_user {
         tx.execute(
             "DELETE FROM users WHERE tenant_id = ?1 AND user_name = ?2",
@@ -298,8 +322,15 @@ pub fn delete(conn: &mut Connection, tenant: &str, id: i64) -> Result<Vec<Versio
         [id],
     )?;
     tx.execute("DELETE FROM applications WHERE id = ?1", [id])?;
+    let intent = DeletionIntent {
+        tenant: tenant.to_owned(),
+        application_id: id,
+        versions,
+        package_dir: package_dir.to_owned(),
+    };
+    let intent_id = intents::record(&tx, &Intent::DeleteApplication(intent.clone()))?;
     tx.commit()?;
-    Ok(versions)
+    Ok((intent_id, intent))
 }
 
 pub fn versions(conn: &Connection, id: i64) -> Result<Vec<Version>, StoreError> {
@@ -330,6 +361,40 @@ pub fn image_tags(conn: &mut Connection) -> Result<std::collections::HashSet<Str
     let mut stmt = conn.prepare("SELECT image_tag FROM application_versions")?;
     let tags = stmt.query_map([], |r| r.get(0))?;
     Ok(tags.collect::<Result<_, _>>()?)
+}
+
+/// The package files of every stored version (of every application).
+pub fn package_files(
+    conn: &mut Connection,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT package_file FROM application_versions")?;
+    let files = stmt.query_map([], |r| r.get(0))?;
+    Ok(files.collect::<Result<_, _>>()?)
+}
+
+/// True when any stored version (of any application) keeps its package in `package_file`.
+pub fn package_recorded(conn: &Connection, package_file: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM application_versions WHERE package_file = ?1 LIMIT 1",
+            [package_file],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// True when a stored version records `tag` on `image_id` (a later upload may have made the
+/// tag an interrupted one had moved its own).
+pub fn tag_recorded(conn: &Connection, tag: &str, image_id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM application_versions WHERE image_tag = ?1 AND image_id = ?2 LIMIT 1",
+            [tag, image_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }
 
 /// True when any stored version (of any application) uses this image.
@@ -373,6 +438,9 @@ pub fn record_upload(
     )?;
     for update in &record.settings {
         super::subscriptions::update_settings(&tx, update)?;
+    }
+    if let Some(intent) = record.intent {
+        intents::finish(&tx, intent)?;
     }
     let app = get(&tx, tenant, id)?;
     tx.commit()?;

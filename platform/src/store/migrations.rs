@@ -182,6 +182,17 @@ BEGIN
     WHERE tenant_id = NEW.tenant_id AND user_name = NEW.user_name;
 END;
 "#,
+    // Intents: operations that change Docker or the data dir besides the database (an upload's
+    // image load, an application's deletion), recorded before they act and removed when done,
+    // so a restart finishes or undoes what a kill interrupted. `body` is JSON (store::intents).
+    r#"
+CREATE TABLE intents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own

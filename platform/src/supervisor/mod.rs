@@ -31,6 +31,7 @@ pub mod usage;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -162,8 +163,11 @@ pub struct Handle {
     instances: Arc<RwLock<HashMap<String, (i64, String)>>>,
     /// Subnets of Berth's networks: (network address, prefix length).
     subnets: Arc<RwLock<Vec<(IpAddr, u8)>>>,
-    /// Number of completed passes.
-    passes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Convergence requests handed out ([`Handle::converge`] takes the next number)…
+    requested: Arc<AtomicU64>,
+    /// …and the highest one a completed pass had seen when it started (so it read the
+    /// database after that request's change).
+    covered: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Handle {
@@ -176,11 +180,12 @@ impl Handle {
     /// so the caller sees Docker converged to the database (e.g. containers of a deleted
     /// application gone before its image is removed). False on timeout.
     pub async fn converge(&self, limit: Duration) -> bool {
-        let mut passes = self.passes.subscribe();
-        let start = *passes.borrow_and_update();
+        let mut covered = self.covered.subscribe();
+        // A pass that starts after this number was taken reads the database after our change;
+        // a pass already running may not have, and is not waited for beyond its end.
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         self.poke();
-        // The pass running now may have read the database before our change: wait for the next.
-        let done = passes.wait_for(|n| *n >= start + 2);
+        let done = covered.wait_for(|c| *c >= ticket);
         matches!(tokio::time::timeout(limit, done).await, Ok(Ok(_)))
     }
 
@@ -366,7 +371,8 @@ impl Supervisor {
                 status: Arc::default(),
                 instances: Arc::default(),
                 subnets: Arc::default(),
-                passes: Arc::new(tokio::sync::watch::channel(0).0),
+                requested: Arc::new(AtomicU64::new(0)),
+                covered: Arc::new(tokio::sync::watch::channel(0).0),
             },
             instances: HashMap::new(),
             create_failures: HashMap::new(),
@@ -393,10 +399,11 @@ impl Supervisor {
         self.remove_orphan_images().await;
         let events = self.watch_events();
         loop {
+            let covering = self.handle.requested.load(Ordering::SeqCst);
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying");
             }
-            self.handle.passes.send_modify(|n| *n += 1);
+            self.handle.covered.send_modify(|c| *c = (*c).max(covering));
             let now = Instant::now();
             let mut wait = self.settings.reconcile_interval;
             let deadlines = self

@@ -11,6 +11,7 @@ mod hardening;
 mod hostile_packages;
 mod hygiene;
 mod inspect;
+mod interruptions;
 mod login;
 mod operate;
 mod options;
