@@ -222,12 +222,10 @@ pub async fn check_password(
     };
     check()?;
     let pool_error = |e| match e {
-        password::PoolError::Busy => ApiError::unavailable(
+        password::PoolError::Busy => ApiError::shedding(
             "security",
             "Too many logins are being checked right now; retry shortly",
-            "password hash queue full",
-        )
-        .with_retry_after(1),
+        ),
         other => ApiError::internal(&other.to_string()),
     };
     let slot = password::reserve().await.map_err(pool_error)?;
