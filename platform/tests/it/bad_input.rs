@@ -1161,6 +1161,18 @@ fn image_cases() -> (Vec<Case>, Vec<String>) {
         None,
     );
     add(
+        "manifest.json of 2 MiB (read with a limit)",
+        {
+            let p = parts();
+            let padded = format!("{}{}", json!([p.manifest_entry()]), " ".repeat(2 << 20));
+            p.without("manifest.json")
+                .extra(TarItem::file("manifest.json", padded.as_bytes()))
+                .build()
+        },
+        "manifest.json is larger than 1 MiB",
+        None,
+    );
+    add(
         "layer missing",
         parts().drop_layer().build(),
         "Docker",
