@@ -149,12 +149,18 @@ fn image_archives_cannot_tag_other_images() {
     let victim_app = create_microservice(&server, &victim);
     let victim_id = victim_app["id"].as_str().unwrap();
     let victim_image = TestImage::build(0);
+    // A context path of its own: it is the application's settings category, which belongs to
+    // one application only (issue 10, item 4), and the attacker's packages use hello-ctx.
+    let victim_manifest = manifest("1.0.0").replace("hello-ctx", "victim-ctx");
     upload(
         &server,
         &victim,
         victim_id,
         "file",
-        &package_of("1.0.0", &victim_image.archive),
+        &zip_of(&[
+            ("cumulocity.json", victim_manifest.as_bytes()),
+            ("image.tar", &victim_image.archive),
+        ]),
     )
     .expect(201);
     let victim_tag = berth_ref(&server, &victim, victim_id, "1.0.0");
