@@ -106,6 +106,33 @@ fn sizes_agree(method: zip::CompressionMethod, compressed: u64, size: u64) -> bo
     }
 }
 
+/// The zip crate keeps one entry per name, so it cannot say which name repeats: the local
+/// headers, read in order, show every entry. Only on this error path is the package read twice.
+fn duplicate_entry(path: &Path) -> PackageError {
+    let fallback =
+        || PackageError::Inconsistent("two entries of the central directory have one name".into());
+    let Ok(file) = File::open(path) else {
+        return fallback();
+    };
+    let mut reader = io::BufReader::new(file);
+    let mut names = entry_names::Names::ignoring_case();
+    while let Ok(Some(mut entry)) = zip::read::read_zipfile_from_stream(&mut reader) {
+        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let kind = if entry.is_dir() {
+            entry_names::Kind::Directory
+        } else {
+            entry_names::Kind::Leaf
+        };
+        if let Err(why) = names.admit(&name, kind) {
+            return PackageError::BadEntry(why);
+        }
+        if io::copy(&mut entry, &mut io::sink()).is_err() {
+            break;
+        }
+    }
+    fallback()
+}
+
 /// The zip crate's consistency error names no entry: find the entry whose own check fails the
 /// same way, so the message says which one to fix.
 fn header_disagreement(zip: &mut zip::ZipArchive<File>, e: zip::result::ZipError) -> PackageError {
@@ -131,6 +158,9 @@ fn header_disagreement(zip: &mut zip::ZipArchive<File>, e: zip::result::ZipError
 fn open(path: &Path) -> Result<(zip::ZipArchive<File>, usize, usize), PackageError> {
     let mut zip = zip::ZipArchive::new(File::open(path)?).map_err(zip_error)?;
     // The zip crate keeps only the last of equal names; `unzip` shows both.
+    if zip.has_duplicate_names() {
+        return Err(duplicate_entry(path));
+    }
     if let Err(e) = zip.validate_header_consistency() {
         return Err(header_disagreement(&mut zip, e));
     }

@@ -80,7 +80,9 @@ impl Names {
         }
         let key = (self.fold)(name);
         if self.seen.contains(&key) {
-            return Err(format!("entry {raw:?} appears more than once"));
+            return Err(format!(
+                "entry {raw:?} appears more than once (a duplicate)"
+            ));
         }
         let mut prefix = String::new();
         for part in key.split('/') {

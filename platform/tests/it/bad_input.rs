@@ -881,7 +881,7 @@ fn zip_cases(image: &Image) -> Vec<Case> {
             stored("cumulocity.json", m),
             stored("image.tar", img),
         ]),
-        "duplicate file names",
+        "\"cumulocity.json\" appears more than once",
     ));
     cases.push(Case::package(
         "zip",
@@ -891,7 +891,7 @@ fn zip_cases(image: &Image) -> Vec<Case> {
             stored("image.tar", img),
             stored("image.tar", img),
         ]),
-        "duplicate file names",
+        "\"image.tar\" appears more than once",
     ));
     // The manifest's own size.
     let mut huge = base_manifest();
