@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod client_noise;
 pub mod config;
 pub mod fault;
 pub mod intents;
@@ -85,13 +86,28 @@ pub enum StartupError {
 /// exit: dropping it writes out what is buffered.
 pub fn init_tracing(filter: &str) -> log_output::Flusher {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    use tracing_subscriber::prelude::*;
+    let mut filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // What anonymous clients can cause at will is counted and summarized, not logged per event.
+    for directive in client_noise::silencing_directives() {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    let log = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(|| log_output::BatchedStderr)
-        .try_init();
+        .with_filter(filter);
+    let noise = client_noise::Counter.with_filter(client_noise::targets());
+    if tracing_subscriber::registry()
+        .with(log)
+        .with(noise)
+        .try_init()
+        .is_ok()
+    {
+        client_noise::start_reporter();
+    }
     log_output::Flusher::start()
 }
 

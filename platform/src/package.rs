@@ -32,6 +32,10 @@ pub enum PackageError {
     BadEntry(String),
     #[error("the package has no {0} at its root")]
     Missing(&'static str),
+    #[error(
+        "{entry} cannot be read: {reason}; entries must be stored or deflated, with true sizes and CRC-32, unencrypted; re-create the zip (e.g. with `berth-pack pack`)"
+    )]
+    Unreadable { entry: &'static str, reason: String },
     #[error("cumulocity.json is larger than 1 MiB")]
     ManifestTooLarge,
     #[error("cumulocity.json is not UTF-8 text")]
@@ -73,14 +77,93 @@ fn zip_error(e: zip::result::ZipError) -> PackageError {
     PackageError::NotZip(e.to_string())
 }
 
+/// What reading `entry`'s data could not get past: damaged data (CRC, deflate stream, sizes), a
+/// compression method or encryption the reader lacks. The upload is already on local disk, so
+/// this is the package's fault, not the server's.
+fn unreadable(entry: &'static str, reason: impl std::fmt::Display) -> PackageError {
+    PackageError::Unreadable {
+        entry,
+        reason: reason.to_string(),
+    }
+}
+
+/// Most bytes one byte of a deflate stream can inflate to (a 258-byte match in two bits).
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// Whether an entry's uncompressed size can come from its compressed size: a stored entry's
+/// two sizes are equal, a deflated one inflates at most [`DEFLATE_MAX_RATIO`] times. Anything
+/// else is a header claiming what the data cannot hold (e.g. a zip64 field saying 2^60 bytes).
+fn sizes_agree(method: zip::CompressionMethod, compressed: u64, size: u64) -> bool {
+    match method {
+        zip::CompressionMethod::Stored => compressed == size,
+        zip::CompressionMethod::Deflated => {
+            size <= compressed
+                .saturating_mul(DEFLATE_MAX_RATIO)
+                .saturating_add(1024)
+        }
+        // Refused as unreadable when read.
+        _ => true,
+    }
+}
+
+/// The zip crate keeps one entry per name, so it cannot say which name repeats: the local
+/// headers, read in order, show every entry. Only on this error path is the package read twice.
+fn duplicate_entry(path: &Path) -> PackageError {
+    let fallback =
+        || PackageError::Inconsistent("two entries of the central directory have one name".into());
+    let Ok(file) = File::open(path) else {
+        return fallback();
+    };
+    let mut reader = io::BufReader::new(file);
+    let mut names = entry_names::Names::ignoring_case();
+    while let Ok(Some(mut entry)) = zip::read::read_zipfile_from_stream(&mut reader) {
+        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let kind = if entry.is_dir() {
+            entry_names::Kind::Directory
+        } else {
+            entry_names::Kind::Leaf
+        };
+        if let Err(why) = names.admit(&name, kind) {
+            return PackageError::BadEntry(why);
+        }
+        if io::copy(&mut entry, &mut io::sink()).is_err() {
+            break;
+        }
+    }
+    fallback()
+}
+
+/// The zip crate's consistency error names no entry: find the entry whose own check fails the
+/// same way, so the message says which one to fix.
+fn header_disagreement(zip: &mut zip::ZipArchive<File>, e: zip::result::ZipError) -> PackageError {
+    let message = e.to_string();
+    if !zip.has_duplicate_names() {
+        for i in 0..zip.len() {
+            let options = zip::ZipReadOptions::new().enforce_header_consistency(true);
+            let probe = zip.by_index_with_options(i, options).err();
+            if probe.is_some_and(|p| p.to_string() == message)
+                && let Ok(entry) = zip.by_index_raw(i)
+            {
+                let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+                return PackageError::Inconsistent(format!("entry {name:?}: {message}"));
+            }
+        }
+    }
+    PackageError::Inconsistent(message)
+}
+
 /// Opens the package and checks it at the zip level: local headers agree with the central
 /// directory (one entry per name, nothing hidden between entries), every name is clean and no
 /// two meet after cleaning or case folding. Returns the archive and the index of each root entry.
 fn open(path: &Path) -> Result<(zip::ZipArchive<File>, usize, usize), PackageError> {
     let mut zip = zip::ZipArchive::new(File::open(path)?).map_err(zip_error)?;
     // The zip crate keeps only the last of equal names; `unzip` shows both.
-    zip.validate_header_consistency()
-        .map_err(|e| PackageError::Inconsistent(e.to_string()))?;
+    if zip.has_duplicate_names() {
+        return Err(duplicate_entry(path));
+    }
+    if let Err(e) = zip.validate_header_consistency() {
+        return Err(header_disagreement(&mut zip, e));
+    }
     let mut names = entry_names::Names::ignoring_case();
     let (mut manifest, mut image) = (None, None);
     for i in 0..zip.len() {
@@ -102,6 +185,16 @@ fn open(path: &Path) -> Result<(zip::ZipArchive<File>, usize, usize), PackageErr
                 "entry {raw:?} has two different names in its header"
             )));
         }
+        if kind == entry_names::Kind::Leaf
+            && !sizes_agree(entry.compression(), entry.compressed_size(), entry.size())
+        {
+            return Err(PackageError::Inconsistent(format!(
+                "entry {raw:?} says it holds {} bytes in {} {:?} bytes",
+                entry.size(),
+                entry.compressed_size(),
+                entry.compression()
+            )));
+        }
         if name.eq_ignore_ascii_case(MANIFEST_ENTRY) {
             manifest = Some(i);
         } else if name.eq_ignore_ascii_case(IMAGE_ENTRY) {
@@ -119,8 +212,13 @@ pub fn inspect(path: &Path, image_limit: u64) -> Result<Package, PackageError> {
     let (mut zip, manifest_index, image_index) = open(path)?;
 
     let mut text = Vec::new();
-    let entry = zip.by_index(manifest_index).map_err(zip_error)?;
-    entry.take(MANIFEST_LIMIT + 1).read_to_end(&mut text)?;
+    let entry = zip
+        .by_index(manifest_index)
+        .map_err(|e| unreadable(MANIFEST_ENTRY, e))?;
+    entry
+        .take(MANIFEST_LIMIT + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| unreadable(MANIFEST_ENTRY, e))?;
     if text.len() as u64 > MANIFEST_LIMIT {
         return Err(PackageError::ManifestTooLarge);
     }
@@ -135,7 +233,9 @@ pub fn inspect(path: &Path, image_limit: u64) -> Result<Package, PackageError> {
         PackageError::ManifestInvalid(errors.join("; "))
     })?;
 
-    let entry = zip.by_index(image_index).map_err(zip_error)?;
+    let entry = zip
+        .by_index(image_index)
+        .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
     // The declared size refuses an honest large image at once; the count below is what holds.
     let declared = entry.size();
     if declared > image_limit {
@@ -163,13 +263,15 @@ pub fn inspect(path: &Path, image_limit: u64) -> Result<Package, PackageError> {
     })
 }
 
-/// A reader that fails once more than `limit` bytes came through, so a zip bomb is refused
-/// while it inflates, whatever its headers claim.
+/// A reader of `image.tar` that fails once more than `limit` bytes came through, so a zip bomb
+/// is refused while it inflates, whatever its headers claim; it also keeps the zip reader's own
+/// error, which the tar reader would otherwise pass off as a bad archive or an IO failure.
 struct Limited<R> {
     inner: R,
     limit: u64,
     count: u64,
     exceeded: bool,
+    unreadable: Option<String>,
 }
 
 impl<R> Limited<R> {
@@ -179,6 +281,7 @@ impl<R> Limited<R> {
             limit,
             count: 0,
             exceeded: false,
+            unreadable: None,
         }
     }
 
@@ -187,13 +290,18 @@ impl<R> Limited<R> {
         if self.exceeded {
             return Err(PackageError::ImageTooLarge { limit: self.limit });
         }
+        if let Some(reason) = &self.unreadable {
+            return Err(unreadable(IMAGE_ENTRY, reason));
+        }
         outcome
     }
 }
 
 impl<R: Read> Read for Limited<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|e| {
+            self.unreadable.get_or_insert_with(|| e.to_string());
+        })?;
         self.count += n as u64;
         if self.count > self.limit {
             self.exceeded = true;
@@ -259,12 +367,42 @@ pub fn stream_image(
     };
     let result = (|| -> Result<(), PackageError> {
         let (mut zip, _, index) = open(path)?;
-        let entry = zip.by_index(index).map_err(zip_error)?;
+        let entry = zip
+            .by_index(index)
+            .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
         let mut counted = Limited::new(entry, image_limit);
         let written = image_tar::rewrite(&mut counted, image, &mut writer);
         counted.result(written)
     })();
     if let Err(e) = result {
         (writer.send)(Err(io::Error::other(e.to_string())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zip::CompressionMethod::{self, Deflated, Stored};
+
+    #[test]
+    fn sizes_agree_only_when_the_data_can_hold_the_size() {
+        let cases = [
+            (Stored, 10, 10, true),
+            (Stored, 10, 11, false),
+            (Stored, 10, 1 << 60, false),
+            (Deflated, 2, 0, true),
+            (Deflated, 1000, 1000 * DEFLATE_MAX_RATIO, true),
+            (Deflated, 1000, 2000 * DEFLATE_MAX_RATIO, false),
+            (Deflated, 100, 1 << 60, false),
+            (Deflated, u64::MAX, u64::MAX, true),
+            (CompressionMethod::BZIP2, 1, 1 << 40, true),
+        ];
+        for (method, compressed, size, agree) in cases {
+            assert_eq!(
+                sizes_agree(method, compressed, size),
+                agree,
+                "{method:?} {compressed} → {size}"
+            );
+        }
     }
 }

@@ -22,6 +22,8 @@ pub struct ApiError {
     detail: Option<String>,
     /// Seconds for a `Retry-After` header (429, 503).
     retry_after: Option<u64>,
+    /// Load shed on purpose (see [`ApiError::shedding`]): counted, not logged as an error.
+    shed: bool,
 }
 
 #[derive(Serialize)]
@@ -39,7 +41,18 @@ impl ApiError {
             message: message.to_owned(),
             detail: None,
             retry_after: None,
+            shed: false,
         }
+    }
+
+    /// 503 with `Retry-After: 1` for a request refused to shed load (a full queue). Anyone can
+    /// cause it, so it is counted and summarized (`client_noise`), not logged per request.
+    pub fn shedding(resource: &str, message: &str) -> ApiError {
+        ApiError {
+            shed: true,
+            ..ApiError::unavailable(resource, message, "queue full")
+        }
+        .with_retry_after(1)
     }
 
     pub fn unauthorized(message: &str) -> ApiError {
@@ -193,7 +206,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.status.is_server_error() {
+        if self.shed {
+            tracing::warn!(target: crate::client_noise::SHED_TARGET, "{}", self.message);
+        } else if self.status.is_server_error() {
             tracing::error!(status = self.status.as_u16(), error = %self.error, detail = self.detail.as_deref().unwrap_or(""), "request failed");
         } else {
             tracing::debug!(status = self.status.as_u16(), error = %self.error, message = %self.message, "request rejected");

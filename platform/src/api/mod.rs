@@ -118,7 +118,14 @@ fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
 }
 
 fn form_error(err: UrlencodedError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request("general", &format!("Invalid form: {err}")).into()
+    match err {
+        // The same status as an oversize JSON body: the client must send less, not fix syntax.
+        UrlencodedError::Overflow { .. } => {
+            ApiError::too_large("general", &format!("Form too large: {err}"))
+        }
+        other => ApiError::bad_request("general", &format!("Invalid form: {other}")),
+    }
+    .into()
 }
 
 /// Runs a store call for `resource`, mapping its errors.

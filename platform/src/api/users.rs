@@ -335,12 +335,10 @@ async fn full_user_json(
 /// Hashes within the process-wide bound on concurrent hashes (503 with Retry-After when full).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
     password::hash_bounded(password).await.map_err(|e| match e {
-        password::PoolError::Busy => ApiError::unavailable(
+        password::PoolError::Busy => ApiError::shedding(
             "users",
             "Too many passwords are being hashed right now; retry shortly",
-            "password hash queue full",
-        )
-        .with_retry_after(1),
+        ),
         other => ApiError::internal(&other.to_string()),
     })
 }

@@ -222,12 +222,10 @@ pub async fn check_password(
     };
     check()?;
     let pool_error = |e| match e {
-        password::PoolError::Busy => ApiError::unavailable(
+        password::PoolError::Busy => ApiError::shedding(
             "security",
             "Too many logins are being checked right now; retry shortly",
-            "password hash queue full",
-        )
-        .with_retry_after(1),
+        ),
         other => ApiError::internal(&other.to_string()),
     };
     let slot = password::reserve().await.map_err(pool_error)?;
@@ -273,9 +271,11 @@ fn locked_out(what: &str, left: Duration) -> ApiError {
     )
 }
 
-/// The address a request came from, for throttling (the TCP peer: headers can be forged).
+/// The address a request came from, for throttling: the TCP peer, or the client a trusted
+/// proxy forwarded for (counting the proxy would lock out everyone behind it). Forwarding
+/// headers from any other peer are ignored, so they cannot dodge the count.
 pub fn request_source(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    crate::api::origin::of(req).client
 }
 
 /// Verifies a login token (signature, HS256, expiry, not logged out, its user's current

@@ -12,7 +12,8 @@ pub const MAX_ENTRIES: usize = 10_000;
 pub const MAX_NAME: usize = 4096;
 
 /// `name` when it is already a clean relative path: components separated by single `/`, none
-/// empty, `.` or `..`, no leading `/`, no `\` or NUL. A directory's one trailing `/` is removed.
+/// empty, `.` or `..`, no leading `/`, no `\`, `:` or NUL (`C:x` is a drive on Windows, `a:b` a
+/// stream on NTFS). A directory's one trailing `/` is removed.
 pub fn clean(name: &str, is_dir: bool) -> Option<&str> {
     let name = if is_dir {
         name.strip_suffix('/').unwrap_or(name)
@@ -21,7 +22,7 @@ pub fn clean(name: &str, is_dir: bool) -> Option<&str> {
     };
     let clean = !name.is_empty()
         && name.len() <= MAX_NAME
-        && !name.contains(['\\', '\0'])
+        && !name.contains(['\\', ':', '\0'])
         && name
             .split('/')
             .all(|part| !part.is_empty() && part != "." && part != "..");
@@ -71,7 +72,7 @@ impl Names {
     pub fn admit<'a>(&mut self, raw: &'a str, kind: Kind) -> Result<&'a str, String> {
         let name = clean(raw, kind == Kind::Directory).ok_or_else(|| {
             format!(
-                "entry {raw:?} is not a clean relative name (no leading '/', '.', '..', '//', '\\' or NUL, at most {MAX_NAME} bytes)"
+                "entry {raw:?} is not a clean relative name (no leading '/', '.', '..', '//', '\\', ':' or NUL, at most {MAX_NAME} bytes)"
             )
         })?;
         if self.seen.len() >= MAX_ENTRIES {
@@ -79,7 +80,9 @@ impl Names {
         }
         let key = (self.fold)(name);
         if self.seen.contains(&key) {
-            return Err(format!("entry {raw:?} appears more than once"));
+            return Err(format!(
+                "entry {raw:?} appears more than once (a duplicate)"
+            ));
         }
         let mut prefix = String::new();
         for part in key.split('/') {
@@ -133,6 +136,8 @@ mod tests {
             ("./", true, None),
             ("a\\b", false, None),
             ("a\0b", false, None),
+            ("C:evil", false, None),
+            ("a/b:stream", false, None),
             ("", false, None),
             ("a//", true, None),
         ];

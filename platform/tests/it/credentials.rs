@@ -732,3 +732,109 @@ fn guessing_on_the_internal_api_locks_the_source_not_the_service() {
     }
     drop(probe);
 }
+
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_client_is_throttled_not_the_proxy() {
+    // The test client connects from 127.0.0.1, a trusted proxy here: the source counted must be
+    // the client it forwards for, or one guesser would lock out everyone behind the proxy.
+    let server = Server::start_with(Options {
+        env: vec![
+            ("BERTH_LOGIN_USER_FAILURES".into(), "100".into()),
+            ("BERTH_LOGIN_SOURCE_FAILURES".into(), "3".into()),
+            ("BERTH_LOGIN_LOCKOUT".into(), "600".into()),
+            ("BERTH_TRUSTED_PROXIES".into(), "127.0.0.1/32".into()),
+        ],
+        ..Options::default()
+    });
+    let t = create_tenant(&server, "proxied");
+    let ann = create_user(&server, &t, "ann", "Ann-Pass-12");
+    let (wrong, ann_pw) = ("Wrong-Pass-1", "Ann-Pass-12");
+    let (guesser, other) = ("203.0.113.7", "198.51.100.9");
+    let guesser_v6 = "2001:db8:1:2::7";
+    // (forwarding header, value, password, expected status, locked what)
+    type Step<'a> = (&'a str, String, &'a str, u16, Option<&'a str>);
+    let steps: &[Step] = &[
+        ("X-Forwarded-For", guesser.into(), wrong, 401, None), // guesser 1
+        ("X-Forwarded-For", guesser.into(), wrong, 401, None), // guesser 2
+        ("X-Forwarded-For", guesser.into(), wrong, 401, None), // guesser 3: locked
+        (
+            "X-Forwarded-For",
+            guesser.into(),
+            ann_pw,
+            429,
+            Some("this address"),
+        ),
+        // Forwarded (RFC 7239) names the same client.
+        (
+            "Forwarded",
+            format!("for={guesser}"),
+            ann_pw,
+            429,
+            Some("this address"),
+        ),
+        // Another client behind the same proxy is not locked, nor the proxy's own requests.
+        ("X-Forwarded-For", other.into(), ann_pw, 200, None),
+        (
+            "X-Forwarded-For",
+            format!("{guesser}, {other}"),
+            ann_pw,
+            200,
+            None,
+        ),
+        ("X-Nothing", String::new(), ann_pw, 200, None),
+        // An IPv6 client is counted by its /64 (wrong passwords from here on: the right one is
+        // cached since steps 5-7 and needs no password check).
+        (
+            "Forwarded",
+            format!("for=\"[{guesser_v6}]\""),
+            wrong,
+            401,
+            None,
+        ),
+        (
+            "Forwarded",
+            "for=\"[2001:db8:1:2::8]\"".into(),
+            wrong,
+            401,
+            None,
+        ),
+        (
+            "X-Forwarded-For",
+            "2001:db8:1:2::9".into(),
+            wrong,
+            401,
+            None,
+        ),
+        (
+            "X-Forwarded-For",
+            "2001:db8:1:2::a".into(),
+            wrong,
+            429,
+            Some("this address"),
+        ),
+        (
+            "X-Forwarded-For",
+            "2001:db8:1:3::a".into(),
+            wrong,
+            401,
+            None,
+        ),
+    ];
+    for (i, (name, value, password, status, locked)) in steps.iter().enumerate() {
+        let resp = server
+            .req("GET", "/user/currentUser")
+            .header(name, value)
+            .basic(&ann, password)
+            .send();
+        assert_eq!(
+            resp.status, *status,
+            "step {i} {name}: {value}: {}",
+            resp.body
+        );
+        if let Some(what) = locked {
+            let resp = resp.expect_error(429, "security/Too Many Requests");
+            let message = resp.json()["message"].as_str().unwrap().to_owned();
+            assert!(message.contains(what), "step {i}: {message}");
+        }
+    }
+}

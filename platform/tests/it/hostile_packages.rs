@@ -149,20 +149,16 @@ fn image_archives_cannot_tag_other_images() {
     let victim_app = create_microservice(&server, &victim);
     let victim_id = victim_app["id"].as_str().unwrap();
     let victim_image = TestImage::build(0);
+    // A context path of its own: it is the application's settings category, which belongs to
+    // one application only (issue 10, item 4), and the attacker's packages use hello-ctx.
+    let victim_manifest = manifest("1.0.0").replace("hello-ctx", "victim-ctx");
     upload(
         &server,
         &victim,
         victim_id,
         "file",
-        // Its own context path: settings categories (the context path by default) are one
-        // application's each.
         &zip_of(&[
-            (
-                "cumulocity.json",
-                manifest("1.0.0")
-                    .replace("hello-ctx", "victim-ctx")
-                    .as_bytes(),
-            ),
+            ("cumulocity.json", victim_manifest.as_bytes()),
             ("image.tar", &victim_image.archive),
         ]),
     )

@@ -496,3 +496,77 @@ fn forwarding_headers_are_believed_only_from_trusted_proxies() {
         }
     }
 }
+
+#[test]
+fn floods_of_malformed_requests_and_shed_logins_leave_no_error_line() {
+    use crate::fixture::Options;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut server = Server::start_with(Options {
+        http: true,
+        log_file: Some(log.path().to_owned()),
+        env: vec![
+            ("BERTH_PASSWORD_HASH_CONCURRENCY".into(), "1".into()),
+            ("BERTH_PASSWORD_HASH_QUEUE".into(), "1".into()),
+        ],
+        ..Options::default()
+    });
+    // Requests actix-http refuses before Berth sees them (each logged at ERROR by actix-http).
+    let malformed: [(&str, &[u8]); 3] = [
+        (
+            "header line without a colon",
+            b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        ),
+        ("request line of garbage", b"\x01\x02 garbage \xff\r\n\r\n"),
+        ("bad version", b"GET / HTTP/9.7\r\nHost: x\r\n\r\n"),
+    ];
+    const ROUNDS: usize = 10;
+    for _ in 0..ROUNDS {
+        for (what, raw) in malformed {
+            let (status, _) = raw_exchange(&server, raw);
+            assert!(status == 400 || status == 0, "{what}: {status}");
+        }
+    }
+    // Wrong passwords in parallel past a queue of one: some are shed with 503.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..48)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    server
+                        .req("GET", "/user/currentUser")
+                        .basic(&format!("management/nobody{i}"), "Wrong-Pass-1")
+                        .send()
+                        .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let shed = statuses.iter().filter(|s| **s == 503).count();
+    assert!(shed > 0, "no login was shed: {statuses:?}");
+    let read_log = || std::fs::read_to_string(log.path()).unwrap();
+    // Both kinds end up in a summary line.
+    crate::supervisor::wait_for(
+        std::time::Duration::from_secs(60),
+        "a summary of the noise in the log",
+        || {
+            let text = read_log();
+            (text.contains("malformed request") && text.contains("shed load")).then_some(())
+        },
+    );
+    server.admin_get("/user/currentUser").expect(200);
+    server.stop();
+    let text = read_log();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "ERROR lines: {errors:#?}");
+    // Fewer lines than events: counted, not one line each.
+    let noise_lines = text
+        .lines()
+        .filter(|l| l.contains("stream error") || l.contains("shed load"))
+        .count();
+    assert!(
+        noise_lines < ROUNDS * malformed.len(),
+        "{noise_lines} lines for {} malformed requests and {shed} shed logins:\n{text}",
+        ROUNDS * malformed.len()
+    );
+}
