@@ -6,11 +6,18 @@ use crate::{Diagnostic, Severity};
 /// The key the OAS uses for `requestedResources`; read as an alias (see `normalize`).
 pub(crate) const OAS_REQUESTED_RESOURCES: &str = "requestResources";
 
+/// At most this many errors, and as many warnings, are reported: a hostile manifest can make
+/// thousands, each with a pointer and a message, and nobody reads past the first screen.
+pub(crate) const MAX_REPORTED: usize = 50;
+
 /// Diagnostics found so far, with the source map that positions them.
 #[derive(Debug)]
 pub(crate) struct Findings<'a> {
     map: SourceMap<'a>,
     diagnostics: Vec<Diagnostic>,
+    /// Errors and warnings found beyond `MAX_REPORTED` (not kept, not located).
+    omitted_errors: bool,
+    omitted_warnings: bool,
     /// Set when `requestResources` was read as `requestedResources`: pointers into the
     /// renamed value are reported with the spelling the source text uses.
     pub(crate) requested_resources_alias: bool,
@@ -21,6 +28,8 @@ impl<'a> Findings<'a> {
         Findings {
             map,
             diagnostics: Vec::new(),
+            omitted_errors: false,
+            omitted_warnings: false,
             requested_resources_alias: false,
         }
     }
@@ -46,17 +55,36 @@ impl<'a> Findings<'a> {
 
     fn push(&mut self, pointer: &str, severity: Severity, message: String) {
         let pointer = self.source_pointer(pointer);
+        let mut kept = 0;
+        for d in &self.diagnostics {
+            if d.severity == severity {
+                if d.pointer == pointer && d.message == message {
+                    return;
+                }
+                kept += 1;
+            }
+        }
+        if kept >= MAX_REPORTED {
+            match severity {
+                Severity::Error => self.omitted_errors = true,
+                Severity::Warning => self.omitted_warnings = true,
+            }
+            return;
+        }
+        // Located only once kept: each lookup walks the text.
         let (line, column) = self.map.position(&pointer);
-        let diagnostic = Diagnostic {
+        self.diagnostics.push(Diagnostic {
             pointer,
             line,
             column,
             severity,
             message,
-        };
-        if !self.diagnostics.contains(&diagnostic) {
-            self.diagnostics.push(diagnostic);
-        }
+        });
+    }
+
+    /// Whether no further error would be reported (callers may stop looking for more).
+    pub(crate) fn errors_full(&self) -> bool {
+        self.omitted_errors
     }
 
     /// Whether an error was already reported at exactly `pointer`.
@@ -74,17 +102,36 @@ impl<'a> Findings<'a> {
     }
 
     pub(crate) fn has_errors(&self) -> bool {
-        self.diagnostics
-            .iter()
-            .any(|d| d.severity == Severity::Error)
+        self.omitted_errors
+            || self
+                .diagnostics
+                .iter()
+                .any(|d| d.severity == Severity::Error)
     }
 
-    /// All diagnostics in source order (then errors before warnings at the same place).
+    /// All diagnostics in source order (then errors before warnings at the same place), then
+    /// one note per severity that had more than `MAX_REPORTED`.
     pub(crate) fn into_sorted(mut self) -> Vec<Diagnostic> {
         self.diagnostics.sort_by(|a, b| {
             (a.line, a.column, b.severity, &a.pointer)
                 .cmp(&(b.line, b.column, a.severity, &b.pointer))
         });
+        for (omitted, severity, kind) in [
+            (self.omitted_errors, Severity::Error, "errors"),
+            (self.omitted_warnings, Severity::Warning, "warnings"),
+        ] {
+            if omitted {
+                self.diagnostics.push(Diagnostic {
+                    pointer: String::new(),
+                    line: 1,
+                    column: 1,
+                    severity,
+                    message: format!(
+                        "more {kind} were found than are listed: only the first {MAX_REPORTED} are shown; fix them and validate again to see the rest"
+                    ),
+                });
+            }
+        }
         self.diagnostics
     }
 

@@ -1,17 +1,19 @@
 //! Maps JSON Pointers to 1-based line/column positions of their values in the source text.
 //!
-//! serde_json's `Value` forgets positions, so this walks the (already syntax-checked) text once
-//! and records where every value starts. Positions are those of the VALUE (the `"` of a string,
-//! the `{` of an object), never of the key; columns count characters, a tab counts as one.
+//! serde_json's `Value` forgets positions, so a lookup walks the (already syntax-checked) text
+//! along the pointer, skipping every value off the path. Nothing is indexed up front: an index
+//! of every value's pointer costs key length × array length (a 1 MiB manifest took gigabytes),
+//! while a walk costs at most the text's length and only reported diagnostics are looked up
+//! (their number is capped, see `findings`). Positions are those of the VALUE (the `"` of a
+//! string, the `{` of an object), never of the key; columns count characters, a tab counts as one.
 
-use std::collections::HashMap;
-
-/// Line starts and value offsets of one source text.
+/// Line starts of one source text, and the text to walk for value positions.
 #[derive(Debug)]
 pub(crate) struct SourceMap<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
-    value_offsets: HashMap<String, usize>,
+    /// Whether `text` is valid JSON, so values can be found in it.
+    json: bool,
 }
 
 impl<'a> SourceMap<'a> {
@@ -23,34 +25,26 @@ impl<'a> SourceMap<'a> {
         SourceMap {
             text,
             line_starts,
-            value_offsets: HashMap::new(),
+            json: false,
         }
     }
 
-    /// Indexes lines and the start of every value. `text` must be valid JSON.
+    /// Indexes lines; values are found on demand. `text` must be valid JSON.
     pub(crate) fn new(text: &'a str) -> Self {
-        let mut map = Self::lines_only(text);
-        let mut scanner = Scanner {
-            text,
-            pos: 0,
-            out: &mut map.value_offsets,
-        };
-        scanner.value(&mut String::new());
-        map
+        SourceMap {
+            json: true,
+            ..Self::lines_only(text)
+        }
     }
 
     /// Position of the value at `pointer`, or of its nearest ancestor present in the text.
     pub(crate) fn position(&self, pointer: &str) -> (usize, usize) {
-        let mut pointer = pointer;
-        loop {
-            if let Some(&offset) = self.value_offsets.get(pointer) {
-                return self.offset_position(offset);
-            }
-            match pointer.rfind('/') {
-                Some(slash) => pointer = &pointer[..slash],
-                None => return self.offset_position(0),
-            }
-        }
+        let offset = if self.json {
+            value_offset(self.text.as_bytes(), pointer)
+        } else {
+            0
+        };
+        self.offset_position(offset)
     }
 
     /// Converts a 1-based line and 1-based byte column (serde_json's convention) to a 1-based
@@ -62,7 +56,8 @@ impl<'a> SourceMap<'a> {
         self.offset_position(offset)
     }
 
-    fn offset_position(&self, offset: usize) -> (usize, usize) {
+    /// 1-based line and character column of a byte offset.
+    pub(crate) fn offset_position(&self, offset: usize) -> (usize, usize) {
         let line_index = self
             .line_starts
             .partition_point(|&start| start <= offset)
@@ -83,118 +78,143 @@ pub(crate) fn escape_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-struct Scanner<'t, 'm> {
-    text: &'t str,
-    pos: usize,
-    out: &'m mut HashMap<String, usize>,
+/// Byte offset of the value at `pointer` in valid JSON `text`, or of the deepest ancestor
+/// present. One forward pass: every value off the path is skipped, never recorded.
+fn value_offset(text: &[u8], pointer: &str) -> usize {
+    let mut found = skip_whitespace(text, 0);
+    if pointer.is_empty() {
+        return found;
+    }
+    for token in pointer.split('/').skip(1) {
+        let child = match text.get(found) {
+            Some(b'{') => member(text, found, &unescape_token(token)),
+            Some(b'[') => element(text, found, token),
+            _ => None,
+        };
+        match child {
+            Some(offset) => found = offset,
+            None => break,
+        }
+    }
+    found
 }
 
-impl Scanner<'_, '_> {
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.pos).copied()
-    }
+fn unescape_token(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
+}
 
-    fn skip_whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
+/// Offset of the value of `key` in the object starting at `open`. With duplicate keys the last
+/// one counts, as in serde_json.
+fn member(text: &[u8], open: usize, key: &str) -> Option<usize> {
+    let mut pos = open + 1;
+    let mut found = None;
+    loop {
+        pos = skip_whitespace(text, pos);
+        match text.get(pos) {
+            Some(b'"') => {}
+            Some(b',') => {
+                pos += 1;
+                continue;
+            }
+            _ => return found,
+        }
+        let key_end = skip_string(text, pos);
+        let matches = key_matches(&text[pos..key_end], key);
+        pos = skip_whitespace(text, key_end);
+        if text.get(pos) == Some(&b':') {
+            pos += 1;
+        }
+        pos = skip_whitespace(text, pos);
+        if matches {
+            found = Some(pos);
+        }
+        pos = skip_value(text, pos);
+    }
+}
+
+/// Offset of element `token` (a decimal index) of the array starting at `open`.
+fn element(text: &[u8], open: usize, token: &str) -> Option<usize> {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let wanted: usize = token.parse().ok()?;
+    let mut pos = open + 1;
+    let mut index = 0usize;
+    loop {
+        pos = skip_whitespace(text, pos);
+        match text.get(pos) {
+            None | Some(b']') => return None,
+            Some(b',') => {
+                pos += 1;
+                continue;
+            }
+            Some(_) => {}
+        }
+        if index == wanted {
+            return Some(pos);
+        }
+        pos = skip_value(text, pos);
+        index += 1;
+    }
+}
+
+/// Whether the string literal `literal` (quotes included) decodes to `key`.
+fn key_matches(literal: &[u8], key: &str) -> bool {
+    let raw = &literal[1..literal.len().saturating_sub(1).max(1)];
+    if !raw.contains(&b'\\') {
+        return raw == key.as_bytes();
+    }
+    // Escapes are rare in keys: decode only these.
+    std::str::from_utf8(literal)
+        .ok()
+        .and_then(|literal| serde_json::from_str::<String>(literal).ok())
+        .is_some_and(|decoded| decoded == key)
+}
+
+fn skip_whitespace(text: &[u8], mut pos: usize) -> usize {
+    while matches!(text.get(pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        pos += 1;
+    }
+    pos
+}
+
+/// End (exclusive) of the string literal starting at `pos`.
+fn skip_string(text: &[u8], mut pos: usize) -> usize {
+    pos += 1;
+    while let Some(&byte) = text.get(pos) {
+        pos += 1;
+        match byte {
+            b'\\' => pos += 1,
+            b'"' => break,
+            _ => {}
         }
     }
+    pos.min(text.len())
+}
 
-    /// Records the value at `pointer` and moves past it.
-    fn value(&mut self, pointer: &mut String) {
-        self.skip_whitespace();
-        // Duplicate keys: serde_json keeps the last one, and so does this insert.
-        self.out.insert(pointer.clone(), self.pos);
-        match self.peek() {
-            Some(b'{') => self.object(pointer),
-            Some(b'[') => self.array(pointer),
-            Some(b'"') => {
-                self.string();
+/// End (exclusive) of the value starting at `pos`; containers are skipped by counting
+/// brackets, without recursion.
+fn skip_value(text: &[u8], mut pos: usize) -> usize {
+    let mut depth = 0usize;
+    loop {
+        match text.get(pos) {
+            None => return pos,
+            Some(b'"') => pos = skip_string(text, pos),
+            Some(b'{' | b'[') => {
+                depth += 1;
+                pos += 1;
             }
-            Some(_) => {
-                while !matches!(
-                    self.peek(),
-                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                ) {
-                    self.pos += 1;
-                }
+            Some(b'}' | b']') if depth > 0 => {
+                depth -= 1;
+                pos += 1;
             }
-            None => {}
+            Some(b',' | b'}' | b']') if depth == 0 => return pos,
+            Some(b' ' | b'\t' | b'\n' | b'\r') if depth == 0 => return pos,
+            Some(_) => pos += 1,
         }
-    }
-
-    fn object(&mut self, pointer: &mut String) {
-        self.pos += 1;
-        loop {
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b'"') => {}
-                Some(b',') => {
-                    self.pos += 1;
-                    continue;
-                }
-                Some(_) => {
-                    self.pos += 1;
-                    return;
-                }
-                None => return,
-            }
-            let key = self.string();
-            self.skip_whitespace();
-            if self.peek() == Some(b':') {
-                self.pos += 1;
-            }
-            let len = pointer.len();
-            pointer.push('/');
-            pointer.push_str(&escape_token(&key));
-            self.value(pointer);
-            pointer.truncate(len);
+        if depth == 0 && matches!(text.get(pos.wrapping_sub(1)), Some(b'"' | b'}' | b']')) {
+            return pos;
         }
-    }
-
-    fn array(&mut self, pointer: &mut String) {
-        self.pos += 1;
-        let mut index = 0usize;
-        loop {
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b']') => {
-                    self.pos += 1;
-                    return;
-                }
-                Some(b',') => {
-                    self.pos += 1;
-                    continue;
-                }
-                None => return,
-                Some(_) => {}
-            }
-            let len = pointer.len();
-            pointer.push('/');
-            pointer.push_str(&index.to_string());
-            self.value(pointer);
-            pointer.truncate(len);
-            index += 1;
-        }
-    }
-
-    /// Moves past a string literal and returns its decoded content.
-    fn string(&mut self) -> String {
-        let start = self.pos;
-        self.pos += 1;
-        while let Some(byte) = self.peek() {
-            self.pos += 1;
-            match byte {
-                b'\\' => self.pos += 1,
-                b'"' => break,
-                _ => {}
-            }
-        }
-        let literal = self
-            .text
-            .get(start..self.pos.min(self.text.len()))
-            .unwrap_or_default();
-        serde_json::from_str(literal).unwrap_or_default()
     }
 }
 
