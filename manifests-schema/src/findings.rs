@@ -71,12 +71,11 @@ impl<'a> Findings<'a> {
             }
             return;
         }
-        // Located only once kept: each lookup walks the text.
-        let (line, column) = self.map.position(&pointer);
+        // Located in `into_sorted`, all in one walk of the text.
         self.diagnostics.push(Diagnostic {
             pointer,
-            line,
-            column,
+            line: 0,
+            column: 0,
             severity,
             message,
         });
@@ -112,6 +111,18 @@ impl<'a> Findings<'a> {
     /// All diagnostics in source order (then errors before warnings at the same place), then
     /// one note per severity that had more than `MAX_REPORTED`.
     pub(crate) fn into_sorted(mut self) -> Vec<Diagnostic> {
+        let unplaced: Vec<usize> = (0..self.diagnostics.len())
+            .filter(|&i| self.diagnostics[i].line == 0)
+            .collect();
+        let pointers: Vec<&str> = unplaced
+            .iter()
+            .map(|&i| self.diagnostics[i].pointer.as_str())
+            .collect();
+        let positions = self.map.positions(&pointers);
+        for (i, (line, column)) in unplaced.into_iter().zip(positions) {
+            self.diagnostics[i].line = line;
+            self.diagnostics[i].column = column;
+        }
         self.diagnostics.sort_by(|a, b| {
             (a.line, a.column, b.severity, &a.pointer)
                 .cmp(&(b.line, b.column, a.severity, &b.pointer))
@@ -172,6 +183,51 @@ pub(crate) fn field_label(pointer: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_at_most_max_per_severity_then_a_note() {
+        // (errors pushed, warnings pushed) → (errors kept, warnings kept, notes)
+        let cases = [
+            (0, 0, 0, 0, 0),
+            (MAX_REPORTED, MAX_REPORTED, MAX_REPORTED, MAX_REPORTED, 0),
+            (MAX_REPORTED + 1, 0, MAX_REPORTED, 0, 1),
+            (0, 10_000, 0, MAX_REPORTED, 1),
+            (10_000, 10_000, MAX_REPORTED, MAX_REPORTED, 2),
+        ];
+        for (errors, warnings, kept_errors, kept_warnings, notes) in cases {
+            let text = "{\"a\": [0]}";
+            let mut findings = Findings::new(SourceMap::new(text));
+            for i in 0..errors {
+                findings.error("/a/0", format!("e{i}"));
+                findings.error("/a/0", format!("e{i}")); // duplicates count once
+            }
+            for i in 0..warnings {
+                findings.warning("/a", format!("w{i}"));
+            }
+            assert_eq!(findings.has_errors(), errors > 0);
+            assert_eq!(findings.errors_full(), errors > MAX_REPORTED);
+            let all = findings.into_sorted();
+            let count = |severity, note: bool| {
+                all.iter()
+                    .filter(|d| d.severity == severity && d.message.starts_with("more ") == note)
+                    .count()
+            };
+            let case = format!("{errors} errors, {warnings} warnings");
+            assert_eq!(count(Severity::Error, false), kept_errors, "{case}");
+            assert_eq!(count(Severity::Warning, false), kept_warnings, "{case}");
+            assert_eq!(
+                count(Severity::Error, true) + count(Severity::Warning, true),
+                notes,
+                "{case}"
+            );
+            // Notes come last, after the positioned diagnostics.
+            assert!(
+                all.iter()
+                    .skip(all.len() - notes)
+                    .all(|d| d.message.starts_with("more "))
+            );
+        }
+    }
 
     #[test]
     fn labels() {

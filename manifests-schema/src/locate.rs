@@ -1,10 +1,10 @@
 //! Maps JSON Pointers to 1-based line/column positions of their values in the source text.
 //!
-//! serde_json's `Value` forgets positions, so a lookup walks the (already syntax-checked) text
-//! along the pointer, skipping every value off the path. Nothing is indexed up front: an index
-//! of every value's pointer costs key length × array length (a 1 MiB manifest took gigabytes),
-//! while a walk costs at most the text's length and only reported diagnostics are looked up
-//! (their number is capped, see `findings`). Positions are those of the VALUE (the `"` of a
+//! serde_json's `Value` forgets positions, so the (already syntax-checked) text is walked once
+//! for all the pointers to locate, entering only values on their paths and skipping the rest.
+//! Nothing is indexed up front: an index of every value's pointer costs key length × array
+//! length (a 1 MiB manifest took gigabytes), while the walk costs the text's length times the
+//! few pointers that share a container (only reported diagnostics are located, see `findings`). Positions are those of the VALUE (the `"` of a
 //! string, the `{` of an object), never of the key; columns count characters, a tab counts as one.
 
 /// Line starts of one source text, and the text to walk for value positions.
@@ -38,13 +38,23 @@ impl<'a> SourceMap<'a> {
     }
 
     /// Position of the value at `pointer`, or of its nearest ancestor present in the text.
+    #[cfg(test)]
     pub(crate) fn position(&self, pointer: &str) -> (usize, usize) {
-        let offset = if self.json {
-            value_offset(self.text.as_bytes(), pointer)
+        self.positions(&[pointer])[0]
+    }
+
+    /// Positions of the values at `pointers` (each, or its nearest ancestor present in the
+    /// text), found in one walk of the text whatever their number.
+    pub(crate) fn positions(&self, pointers: &[&str]) -> Vec<(usize, usize)> {
+        let offsets = if self.json {
+            value_offsets(self.text.as_bytes(), pointers)
         } else {
-            0
+            vec![0; pointers.len()]
         };
-        self.offset_position(offset)
+        offsets
+            .into_iter()
+            .map(|offset| self.offset_position(offset))
+            .collect()
     }
 
     /// Converts a 1-based line and 1-based byte column (serde_json's convention) to a 1-based
@@ -78,97 +88,122 @@ pub(crate) fn escape_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-/// Byte offset of the value at `pointer` in valid JSON `text`, or of the deepest ancestor
-/// present. One forward pass: every value off the path is skipped, never recorded.
-fn value_offset(text: &[u8], pointer: &str) -> usize {
-    let mut found = skip_whitespace(text, 0);
-    if pointer.is_empty() {
-        return found;
-    }
-    for token in pointer.split('/').skip(1) {
-        let child = match text.get(found) {
-            Some(b'{') => member(text, found, &unescape_token(token)),
-            Some(b'[') => element(text, found, token),
-            _ => None,
-        };
-        match child {
-            Some(offset) => found = offset,
-            None => break,
+/// One reference token of a pointer: the key it names, and the index if it is one (RFC 6901:
+/// decimal digits, no leading zero).
+struct Token {
+    key: String,
+    index: Option<usize>,
+}
+
+impl Token {
+    fn parse(raw: &str) -> Token {
+        let is_index = !raw.is_empty()
+            && raw.bytes().all(|b| b.is_ascii_digit())
+            && (raw.len() == 1 || !raw.starts_with('0'));
+        Token {
+            index: is_index.then(|| raw.parse().ok()).flatten(),
+            key: raw.replace("~1", "/").replace("~0", "~"),
         }
     }
+}
+
+/// Byte offsets of the values at `pointers` in valid JSON `text` (each, or its deepest
+/// ancestor present). One pass for all of them: a value is entered only if some pointer goes
+/// through it, every other value is skipped, and nothing is recorded but the answers.
+fn value_offsets(text: &[u8], pointers: &[&str]) -> Vec<usize> {
+    let tokens: Vec<Vec<Token>> = pointers
+        .iter()
+        .map(|pointer| pointer.split('/').skip(1).map(Token::parse).collect())
+        .collect();
+    let root = skip_whitespace(text, 0);
+    let mut found = vec![root; pointers.len()];
+    let all: Vec<usize> = (0..pointers.len()).collect();
+    descend(text, root, &tokens, 0, &all, &mut found);
     found
 }
 
-fn unescape_token(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
-}
-
-/// Offset of the value of `key` in the object starting at `open`. With duplicate keys the last
-/// one counts, as in serde_json.
-fn member(text: &[u8], open: usize, key: &str) -> Option<usize> {
-    let mut pos = open + 1;
-    let mut found = None;
-    loop {
-        pos = skip_whitespace(text, pos);
-        match text.get(pos) {
-            Some(b'"') => {}
-            Some(b',') => {
-                pos += 1;
-                continue;
-            }
-            _ => return found,
-        }
-        let key_end = skip_string(text, pos);
-        let matches = key_matches(&text[pos..key_end], key);
-        pos = skip_whitespace(text, key_end);
-        if text.get(pos) == Some(&b':') {
-            pos += 1;
-        }
-        pos = skip_whitespace(text, pos);
-        if matches {
-            found = Some(pos);
-        }
-        pos = skip_value(text, pos);
+/// The value at `pos` is reached by the first `depth` tokens of the pointers in `active`:
+/// records it for them and follows those with more tokens into its children. Duplicate keys
+/// are all followed, so the last one wins, as in serde_json. Recursion is bounded by the
+/// nesting serde_json accepted (127).
+fn descend(
+    text: &[u8],
+    pos: usize,
+    tokens: &[Vec<Token>],
+    depth: usize,
+    active: &[usize],
+    found: &mut [usize],
+) {
+    for &i in active {
+        found[i] = pos;
     }
-}
-
-/// Offset of element `token` (a decimal index) of the array starting at `open`.
-fn element(text: &[u8], open: usize, token: &str) -> Option<usize> {
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    let deeper: Vec<usize> = active
+        .iter()
+        .copied()
+        .filter(|&i| tokens[i].len() > depth)
+        .collect();
+    if deeper.is_empty() {
+        return;
     }
-    let wanted: usize = token.parse().ok()?;
-    let mut pos = open + 1;
+    let is_object = match text.get(pos) {
+        Some(b'{') => true,
+        Some(b'[') => false,
+        _ => return,
+    };
+    let mut cursor = pos + 1;
     let mut index = 0usize;
     loop {
-        pos = skip_whitespace(text, pos);
-        match text.get(pos) {
-            None | Some(b']') => return None,
+        cursor = skip_whitespace(text, cursor);
+        match text.get(cursor) {
+            None | Some(b'}' | b']') => return,
             Some(b',') => {
-                pos += 1;
+                cursor += 1;
                 continue;
             }
             Some(_) => {}
         }
-        if index == wanted {
-            return Some(pos);
+        let matching: Vec<usize> = if is_object {
+            let key_end = skip_string(text, cursor);
+            let key = decode_key(&text[cursor..key_end]);
+            cursor = skip_whitespace(text, key_end);
+            if text.get(cursor) == Some(&b':') {
+                cursor += 1;
+            }
+            cursor = skip_whitespace(text, cursor);
+            deeper
+                .iter()
+                .copied()
+                .filter(|&i| key.as_deref() == Some(tokens[i][depth].key.as_str()))
+                .collect()
+        } else {
+            index += 1;
+            deeper
+                .iter()
+                .copied()
+                .filter(|&i| tokens[i][depth].index == Some(index - 1))
+                .collect()
+        };
+        if !matching.is_empty() {
+            descend(text, cursor, tokens, depth + 1, &matching, found);
         }
-        pos = skip_value(text, pos);
-        index += 1;
+        cursor = skip_value(text, cursor);
     }
 }
 
-/// Whether the string literal `literal` (quotes included) decodes to `key`.
-fn key_matches(literal: &[u8], key: &str) -> bool {
-    let raw = &literal[1..literal.len().saturating_sub(1).max(1)];
+/// The decoded text of a key's string literal (quotes included); `None` if it cannot be
+/// decoded (never for text serde_json parsed).
+fn decode_key(literal: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let raw = literal.get(1..literal.len().saturating_sub(1))?;
     if !raw.contains(&b'\\') {
-        return raw == key.as_bytes();
+        return std::str::from_utf8(raw)
+            .ok()
+            .map(std::borrow::Cow::Borrowed);
     }
     // Escapes are rare in keys: decode only these.
-    std::str::from_utf8(literal)
+    let literal = std::str::from_utf8(literal).ok()?;
+    serde_json::from_str::<String>(literal)
         .ok()
-        .and_then(|literal| serde_json::from_str::<String>(literal).ok())
-        .is_some_and(|decoded| decoded == key)
+        .map(std::borrow::Cow::Owned)
 }
 
 fn skip_whitespace(text: &[u8], mut pos: usize) -> usize {
@@ -236,6 +271,32 @@ mod tests {
             ("/d~1e~0", (4, 11)),
             ("/b/missing", (3, 7)),
             ("/nothing/at/all", (1, 1)),
+        ];
+        for (pointer, expected) in cases {
+            assert_eq!(map.position(pointer), expected, "pointer {pointer:?}");
+        }
+    }
+
+    #[test]
+    fn walks_escapes_duplicates_and_odd_tokens() {
+        let text = "{\"a\": 1, \"\\u0062\": [0, {\"c\": 2}], \"a\": [3, 4], \"\\\"q\": \"}\"}";
+        let map = SourceMap::new(text);
+        let cases = [
+            // Duplicate keys: the last one counts, as in serde_json.
+            ("/a", (1, 40)),
+            ("/a/1", (1, 44)),
+            // A key written with an escape matches its decoded form.
+            ("/b", (1, 20)),
+            ("/b/1/c", (1, 30)),
+            ("/\"q", (1, 55)),
+            // Not an index (leading zero, sign, too large): the array itself.
+            ("/a/01", (1, 40)),
+            ("/a/+1", (1, 40)),
+            ("/a/2", (1, 40)),
+            ("/a/99999999999999999999999", (1, 40)),
+            // Into a scalar: the scalar.
+            ("/b/1/c/d", (1, 30)),
+            ("/b/0/x", (1, 21)),
         ];
         for (pointer, expected) in cases {
             assert_eq!(map.position(pointer), expected, "pointer {pointer:?}");

@@ -3,7 +3,8 @@
 //!
 //! Each shape runs in a child process of this binary (under `ulimit -v`, so a regression fails
 //! the shape instead of exhausting the machine): the child reads its resident set before
-//! validating and its high-water mark after, and prints the difference. No timing is measured.
+//! validating and its high-water mark after, and prints the difference. Times are printed for
+//! scale, never asserted.
 //! Linux only (`/proc/self/status`).
 
 use std::process::Command;
@@ -152,8 +153,14 @@ fn child(name: &str) {
     // Compile the schema and fault in the code paths first: that cost is paid once per process.
     let _ = validate(r#"{"apiVersion":"2","version":"1.0.0","provider":{"name":"A"}}"#);
     let before = status_field("VmRSS:");
+    let started = std::time::Instant::now();
     let result = validate(&text);
+    let validating = started.elapsed();
     let peak = status_field("VmHWM:");
+    // For scale only (never asserted): how long parsing alone takes.
+    let started = std::time::Instant::now();
+    let _ = serde_json::from_str::<serde_json::Value>(&text);
+    let parsing = started.elapsed();
     let diagnostics = match &result {
         Ok(validated) => validated.warnings.clone(),
         Err(rejected) => rejected.diagnostics.clone(),
@@ -168,10 +175,12 @@ fn child(name: &str) {
         );
     }
     println!(
-        "{} {} {}",
+        "{} {} {} {} {}",
         text.len(),
         peak.saturating_sub(before),
-        diagnostics.len()
+        diagnostics.len(),
+        validating.as_micros(),
+        parsing.as_micros()
     );
     drop(result);
 }
@@ -201,10 +210,10 @@ fn main() {
             .filter_map(|f| f.parse().ok())
             .collect();
         let verdict = match (output.status.success(), fields.as_slice()) {
-            (true, &[input, added, diagnostics]) => {
+            (true, &[input, added, diagnostics, validating, parsing]) => {
                 let bound = BYTES_PER_INPUT_BYTE * input + FIXED_ALLOWANCE;
                 println!(
-                    "{name}: {input} bytes, peak +{added} bytes ({:.1} per input byte, bound {bound}), {diagnostics} diagnostics",
+                    "{name}: {input} bytes, peak +{added} bytes ({:.1} per input byte, bound {bound}), {diagnostics} diagnostics, {validating} µs (parsing alone {parsing} µs)",
                     added as f64 / input as f64
                 );
                 if added > bound {
