@@ -55,6 +55,7 @@ impl<'a> Findings<'a> {
 
     fn push(&mut self, pointer: &str, severity: Severity, message: String) {
         let pointer = self.source_pointer(pointer);
+        let message = cut_middle(message);
         let mut kept = 0;
         for d in &self.diagnostics {
             if d.severity == severity {
@@ -176,7 +177,42 @@ pub(crate) fn field_label(pointer: &str) -> String {
     if label.is_empty() {
         "the manifest".to_owned()
     } else {
-        label
+        shorten(&label)
+    }
+}
+
+/// Messages longer than this (in characters) lose their middle: a value quoted in full can be
+/// a megabyte, and the hint on what to fix comes at the end.
+const MAX_MESSAGE_CHARS: usize = 600;
+
+fn cut_middle(message: String) -> String {
+    if message.chars().nth(MAX_MESSAGE_CHARS).is_none() {
+        return message;
+    }
+    let head: String = message.chars().take(MAX_MESSAGE_CHARS / 2).collect();
+    let tail_start = message
+        .char_indices()
+        .rev()
+        .nth(MAX_MESSAGE_CHARS / 3 - 1)
+        .map_or(0, |(i, _)| i);
+    format!("{head} [...] {}", &message[tail_start..])
+}
+
+/// Names longer than this are cut short in messages (the pointer still has them whole).
+const MAX_NAME_CHARS: usize = 80;
+
+/// `text`, or its first characters and `...` if it is longer than `MAX_NAME_CHARS`: a hostile
+/// key can be a megabyte long, and each message naming it would repeat it.
+pub(crate) fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MAX_NAME_CHARS) {
+        None => text.to_owned(),
+        Some(_) => {
+            let cut = text
+                .char_indices()
+                .nth(MAX_NAME_CHARS - 3)
+                .map_or(text.len(), |(i, _)| i);
+            format!("{}...", &text[..cut])
+        }
     }
 }
 
@@ -230,8 +266,34 @@ mod tests {
     }
 
     #[test]
-    fn labels() {
+    fn long_messages_keep_their_start_and_their_hint() {
+        let long = format!("`roles[0]` {:?} is wrong: fix it", "é".repeat(5000));
         let cases = [
+            ("short: fix it".to_owned(), "short: fix it".to_owned()),
+            ("x".repeat(MAX_MESSAGE_CHARS), "x".repeat(MAX_MESSAGE_CHARS)),
+            (
+                "x".repeat(MAX_MESSAGE_CHARS + 1),
+                format!("{} [...] {}", "x".repeat(300), "x".repeat(200)),
+            ),
+            (
+                long.clone(),
+                format!(
+                    "{} [...] {}\" is wrong: fix it",
+                    long.chars().take(300).collect::<String>(),
+                    "é".repeat(200 - 18)
+                ),
+            ),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(cut_middle(message.clone()), expected, "{message:.40}");
+        }
+    }
+
+    #[test]
+    fn labels() {
+        let long_pointer = format!("/{}/0", "ä".repeat(100));
+        let long_label = format!("{}...", "ä".repeat(77));
+        let cases: [(&str, &str); 7] = [
             ("", "the manifest"),
             ("/version", "version"),
             ("/resources/cpu", "resources.cpu"),
@@ -241,6 +303,7 @@ mod tests {
                 "livenessProbe.httpGet.headers[1].name",
             ),
             ("/a~1b", "a/b"),
+            (&long_pointer, &long_label),
         ];
         for (pointer, expected) in cases {
             assert_eq!(field_label(pointer), expected);

@@ -22,6 +22,9 @@ const FIXED_ALLOWANCE: usize = 8 << 20;
 const CHILD_ADDRESS_SPACE_KIB: usize = 4 << 20;
 /// Diagnostics per severity the validator reports, plus one note about the rest.
 const MAX_DIAGNOSTICS: usize = 2 * (50 + 1);
+/// Messages name values and keys cut short: none repeats a hostile megabyte (600 characters
+/// of up to 4 bytes).
+const MAX_MESSAGE: usize = 2400;
 
 /// Values per shape: just under the validator's bound on values (10 000).
 const N: usize = 9_900;
@@ -109,6 +112,14 @@ fn shape(name: &str) -> String {
             let string = format!("\"{}\"", "\\u0001\\\"".repeat(1000));
             padded(&format!("\"roles\":[{}]", repeat(&string, 80)))
         }
+        // Values quoted in messages: cut short, never repeated whole.
+        "long_field_values" => {
+            let long = "é".repeat(LIMIT / 10);
+            padded(&format!(
+                "\"name\":\"{long}\",\"contextPath\":\"{long}\",\"roles\":[\"{long}\"],\"requiredRoles\":[\"@{}@\"],\"{long}\":0",
+                "p".repeat(LIMIT / 10)
+            ))
+        }
         "many_duplicate_keys" => padded(&repeat("\"version\":\"x\"", N)),
         other => panic!("unknown shape {other}"),
     }
@@ -129,6 +140,7 @@ const SHAPES: &[&str] = &[
     "many_placeholders",
     "many_bad_roles",
     "long_escaped_strings",
+    "long_field_values",
     "many_duplicate_keys",
 ];
 
@@ -174,11 +186,13 @@ fn child(name: &str) {
             "rejected without an error"
         );
     }
+    let longest_message = diagnostics.iter().map(|d| d.message.len()).max();
     println!(
-        "{} {} {} {} {}",
+        "{} {} {} {} {} {}",
         text.len(),
         peak.saturating_sub(before),
         diagnostics.len(),
+        longest_message.unwrap_or(0),
         validating.as_micros(),
         parsing.as_micros()
     );
@@ -210,10 +224,10 @@ fn main() {
             .filter_map(|f| f.parse().ok())
             .collect();
         let verdict = match (output.status.success(), fields.as_slice()) {
-            (true, &[input, added, diagnostics, validating, parsing]) => {
+            (true, &[input, added, diagnostics, longest, validating, parsing]) => {
                 let bound = BYTES_PER_INPUT_BYTE * input + FIXED_ALLOWANCE;
                 println!(
-                    "{name}: {input} bytes, peak +{added} bytes ({:.1} per input byte, bound {bound}), {diagnostics} diagnostics, {validating} µs (parsing alone {parsing} µs)",
+                    "{name}: {input} bytes, peak +{added} bytes ({:.1} per input byte, bound {bound}), {diagnostics} diagnostics (longest message {longest} bytes), {validating} µs (parsing alone {parsing} µs)",
                     added as f64 / input as f64
                 );
                 if added > bound {
@@ -221,6 +235,10 @@ fn main() {
                 } else if diagnostics > MAX_DIAGNOSTICS {
                     Some(format!(
                         "{diagnostics} diagnostics, more than {MAX_DIAGNOSTICS}"
+                    ))
+                } else if longest > MAX_MESSAGE {
+                    Some(format!(
+                        "a message of {longest} bytes, more than {MAX_MESSAGE}"
                     ))
                 } else {
                     None
