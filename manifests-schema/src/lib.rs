@@ -4,6 +4,7 @@
 //! manifest text into either a typed, defaults-resolved [`Manifest`] or a list of
 //! [`Diagnostic`]s, so the packager (offline) and the platform (on upload) give the same verdict.
 
+mod budget;
 mod diagnostic;
 mod explain;
 mod findings;

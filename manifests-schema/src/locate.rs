@@ -1,17 +1,19 @@
 //! Maps JSON Pointers to 1-based line/column positions of their values in the source text.
 //!
-//! serde_json's `Value` forgets positions, so this walks the (already syntax-checked) text once
-//! and records where every value starts. Positions are those of the VALUE (the `"` of a string,
-//! the `{` of an object), never of the key; columns count characters, a tab counts as one.
+//! serde_json's `Value` forgets positions, so the (already syntax-checked) text is walked once
+//! for all the pointers to locate, entering only values on their paths and skipping the rest.
+//! Nothing is indexed up front: an index of every value's pointer costs key length × array
+//! length (a 1 MiB manifest took gigabytes), while the walk costs the text's length times the
+//! few pointers that share a container (only reported diagnostics are located, see `findings`). Positions are those of the VALUE (the `"` of a
+//! string, the `{` of an object), never of the key; columns count characters, a tab counts as one.
 
-use std::collections::HashMap;
-
-/// Line starts and value offsets of one source text.
+/// Line starts of one source text, and the text to walk for value positions.
 #[derive(Debug)]
 pub(crate) struct SourceMap<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
-    value_offsets: HashMap<String, usize>,
+    /// Whether `text` is valid JSON, so values can be found in it.
+    json: bool,
 }
 
 impl<'a> SourceMap<'a> {
@@ -23,34 +25,36 @@ impl<'a> SourceMap<'a> {
         SourceMap {
             text,
             line_starts,
-            value_offsets: HashMap::new(),
+            json: false,
         }
     }
 
-    /// Indexes lines and the start of every value. `text` must be valid JSON.
+    /// Indexes lines; values are found on demand. `text` must be valid JSON.
     pub(crate) fn new(text: &'a str) -> Self {
-        let mut map = Self::lines_only(text);
-        let mut scanner = Scanner {
-            text,
-            pos: 0,
-            out: &mut map.value_offsets,
-        };
-        scanner.value(&mut String::new());
-        map
+        SourceMap {
+            json: true,
+            ..Self::lines_only(text)
+        }
     }
 
     /// Position of the value at `pointer`, or of its nearest ancestor present in the text.
+    #[cfg(test)]
     pub(crate) fn position(&self, pointer: &str) -> (usize, usize) {
-        let mut pointer = pointer;
-        loop {
-            if let Some(&offset) = self.value_offsets.get(pointer) {
-                return self.offset_position(offset);
-            }
-            match pointer.rfind('/') {
-                Some(slash) => pointer = &pointer[..slash],
-                None => return self.offset_position(0),
-            }
-        }
+        self.positions(&[pointer])[0]
+    }
+
+    /// Positions of the values at `pointers` (each, or its nearest ancestor present in the
+    /// text), found in one walk of the text whatever their number.
+    pub(crate) fn positions(&self, pointers: &[&str]) -> Vec<(usize, usize)> {
+        let offsets = if self.json {
+            value_offsets(self.text.as_bytes(), pointers)
+        } else {
+            vec![0; pointers.len()]
+        };
+        offsets
+            .into_iter()
+            .map(|offset| self.offset_position(offset))
+            .collect()
     }
 
     /// Converts a 1-based line and 1-based byte column (serde_json's convention) to a 1-based
@@ -62,7 +66,8 @@ impl<'a> SourceMap<'a> {
         self.offset_position(offset)
     }
 
-    fn offset_position(&self, offset: usize) -> (usize, usize) {
+    /// 1-based line and character column of a byte offset.
+    pub(crate) fn offset_position(&self, offset: usize) -> (usize, usize) {
         let line_index = self
             .line_starts
             .partition_point(|&start| start <= offset)
@@ -83,118 +88,168 @@ pub(crate) fn escape_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-struct Scanner<'t, 'm> {
-    text: &'t str,
-    pos: usize,
-    out: &'m mut HashMap<String, usize>,
+/// One reference token of a pointer: the key it names, and the index if it is one (RFC 6901:
+/// decimal digits, no leading zero).
+struct Token {
+    key: String,
+    index: Option<usize>,
 }
 
-impl Scanner<'_, '_> {
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.pos).copied()
-    }
-
-    fn skip_whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
+impl Token {
+    fn parse(raw: &str) -> Token {
+        let is_index = !raw.is_empty()
+            && raw.bytes().all(|b| b.is_ascii_digit())
+            && (raw.len() == 1 || !raw.starts_with('0'));
+        Token {
+            index: is_index.then(|| raw.parse().ok()).flatten(),
+            key: raw.replace("~1", "/").replace("~0", "~"),
         }
     }
+}
 
-    /// Records the value at `pointer` and moves past it.
-    fn value(&mut self, pointer: &mut String) {
-        self.skip_whitespace();
-        // Duplicate keys: serde_json keeps the last one, and so does this insert.
-        self.out.insert(pointer.clone(), self.pos);
-        match self.peek() {
-            Some(b'{') => self.object(pointer),
-            Some(b'[') => self.array(pointer),
-            Some(b'"') => {
-                self.string();
-            }
-            Some(_) => {
-                while !matches!(
-                    self.peek(),
-                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                ) {
-                    self.pos += 1;
-                }
-            }
-            None => {}
-        }
+/// Byte offsets of the values at `pointers` in valid JSON `text` (each, or its deepest
+/// ancestor present). One pass for all of them: a value is entered only if some pointer goes
+/// through it, every other value is skipped, and nothing is recorded but the answers.
+fn value_offsets(text: &[u8], pointers: &[&str]) -> Vec<usize> {
+    let tokens: Vec<Vec<Token>> = pointers
+        .iter()
+        .map(|pointer| pointer.split('/').skip(1).map(Token::parse).collect())
+        .collect();
+    let root = skip_whitespace(text, 0);
+    let mut found = vec![root; pointers.len()];
+    let all: Vec<usize> = (0..pointers.len()).collect();
+    descend(text, root, &tokens, 0, &all, &mut found);
+    found
+}
+
+/// The value at `pos` is reached by the first `depth` tokens of the pointers in `active`:
+/// records it for them and follows those with more tokens into its children. Duplicate keys
+/// are all followed, so the last one wins, as in serde_json. Recursion is bounded by the
+/// nesting serde_json accepted (127).
+fn descend(
+    text: &[u8],
+    pos: usize,
+    tokens: &[Vec<Token>],
+    depth: usize,
+    active: &[usize],
+    found: &mut [usize],
+) {
+    for &i in active {
+        found[i] = pos;
     }
-
-    fn object(&mut self, pointer: &mut String) {
-        self.pos += 1;
-        loop {
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b'"') => {}
-                Some(b',') => {
-                    self.pos += 1;
-                    continue;
-                }
-                Some(_) => {
-                    self.pos += 1;
-                    return;
-                }
-                None => return,
-            }
-            let key = self.string();
-            self.skip_whitespace();
-            if self.peek() == Some(b':') {
-                self.pos += 1;
-            }
-            let len = pointer.len();
-            pointer.push('/');
-            pointer.push_str(&escape_token(&key));
-            self.value(pointer);
-            pointer.truncate(len);
-        }
+    let deeper: Vec<usize> = active
+        .iter()
+        .copied()
+        .filter(|&i| tokens[i].len() > depth)
+        .collect();
+    if deeper.is_empty() {
+        return;
     }
-
-    fn array(&mut self, pointer: &mut String) {
-        self.pos += 1;
-        let mut index = 0usize;
-        loop {
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b']') => {
-                    self.pos += 1;
-                    return;
-                }
-                Some(b',') => {
-                    self.pos += 1;
-                    continue;
-                }
-                None => return,
-                Some(_) => {}
+    let is_object = match text.get(pos) {
+        Some(b'{') => true,
+        Some(b'[') => false,
+        _ => return,
+    };
+    let mut cursor = pos + 1;
+    let mut index = 0usize;
+    loop {
+        cursor = skip_whitespace(text, cursor);
+        match text.get(cursor) {
+            None | Some(b'}' | b']') => return,
+            Some(b',') => {
+                cursor += 1;
+                continue;
             }
-            let len = pointer.len();
-            pointer.push('/');
-            pointer.push_str(&index.to_string());
-            self.value(pointer);
-            pointer.truncate(len);
+            Some(_) => {}
+        }
+        let matching: Vec<usize> = if is_object {
+            let key_end = skip_string(text, cursor);
+            let key = decode_key(&text[cursor..key_end]);
+            cursor = skip_whitespace(text, key_end);
+            if text.get(cursor) == Some(&b':') {
+                cursor += 1;
+            }
+            cursor = skip_whitespace(text, cursor);
+            deeper
+                .iter()
+                .copied()
+                .filter(|&i| key.as_deref() == Some(tokens[i][depth].key.as_str()))
+                .collect()
+        } else {
             index += 1;
+            deeper
+                .iter()
+                .copied()
+                .filter(|&i| tokens[i][depth].index == Some(index - 1))
+                .collect()
+        };
+        if !matching.is_empty() {
+            descend(text, cursor, tokens, depth + 1, &matching, found);
+        }
+        cursor = skip_value(text, cursor);
+    }
+}
+
+/// The decoded text of a key's string literal (quotes included); `None` if it cannot be
+/// decoded (never for text serde_json parsed).
+fn decode_key(literal: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let raw = literal.get(1..literal.len().saturating_sub(1))?;
+    if !raw.contains(&b'\\') {
+        return std::str::from_utf8(raw)
+            .ok()
+            .map(std::borrow::Cow::Borrowed);
+    }
+    // Escapes are rare in keys: decode only these.
+    let literal = std::str::from_utf8(literal).ok()?;
+    serde_json::from_str::<String>(literal)
+        .ok()
+        .map(std::borrow::Cow::Owned)
+}
+
+fn skip_whitespace(text: &[u8], mut pos: usize) -> usize {
+    while matches!(text.get(pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        pos += 1;
+    }
+    pos
+}
+
+/// End (exclusive) of the string literal starting at `pos`.
+fn skip_string(text: &[u8], mut pos: usize) -> usize {
+    pos += 1;
+    while let Some(&byte) = text.get(pos) {
+        pos += 1;
+        match byte {
+            b'\\' => pos += 1,
+            b'"' => break,
+            _ => {}
         }
     }
+    pos.min(text.len())
+}
 
-    /// Moves past a string literal and returns its decoded content.
-    fn string(&mut self) -> String {
-        let start = self.pos;
-        self.pos += 1;
-        while let Some(byte) = self.peek() {
-            self.pos += 1;
-            match byte {
-                b'\\' => self.pos += 1,
-                b'"' => break,
-                _ => {}
+/// End (exclusive) of the value starting at `pos`; containers are skipped by counting
+/// brackets, without recursion.
+fn skip_value(text: &[u8], mut pos: usize) -> usize {
+    let mut depth = 0usize;
+    loop {
+        match text.get(pos) {
+            None => return pos,
+            Some(b'"') => pos = skip_string(text, pos),
+            Some(b'{' | b'[') => {
+                depth += 1;
+                pos += 1;
             }
+            Some(b'}' | b']') if depth > 0 => {
+                depth -= 1;
+                pos += 1;
+            }
+            Some(b',' | b'}' | b']') if depth == 0 => return pos,
+            Some(b' ' | b'\t' | b'\n' | b'\r') if depth == 0 => return pos,
+            Some(_) => pos += 1,
         }
-        let literal = self
-            .text
-            .get(start..self.pos.min(self.text.len()))
-            .unwrap_or_default();
-        serde_json::from_str(literal).unwrap_or_default()
+        if depth == 0 && matches!(text.get(pos.wrapping_sub(1)), Some(b'"' | b'}' | b']')) {
+            return pos;
+        }
     }
 }
 
@@ -216,6 +271,32 @@ mod tests {
             ("/d~1e~0", (4, 11)),
             ("/b/missing", (3, 7)),
             ("/nothing/at/all", (1, 1)),
+        ];
+        for (pointer, expected) in cases {
+            assert_eq!(map.position(pointer), expected, "pointer {pointer:?}");
+        }
+    }
+
+    #[test]
+    fn walks_escapes_duplicates_and_odd_tokens() {
+        let text = "{\"a\": 1, \"\\u0062\": [0, {\"c\": 2}], \"a\": [3, 4], \"\\\"q\": \"}\"}";
+        let map = SourceMap::new(text);
+        let cases = [
+            // Duplicate keys: the last one counts, as in serde_json.
+            ("/a", (1, 40)),
+            ("/a/1", (1, 44)),
+            // A key written with an escape matches its decoded form.
+            ("/b", (1, 20)),
+            ("/b/1/c", (1, 30)),
+            ("/\"q", (1, 55)),
+            // Not an index (leading zero, sign, too large): the array itself.
+            ("/a/01", (1, 40)),
+            ("/a/+1", (1, 40)),
+            ("/a/2", (1, 40)),
+            ("/a/99999999999999999999999", (1, 40)),
+            // Into a scalar: the scalar.
+            ("/b/1/c/d", (1, 30)),
+            ("/b/0/x", (1, 21)),
         ];
         for (pointer, expected) in cases {
             assert_eq!(map.position(pointer), expected, "pointer {pointer:?}");

@@ -6,7 +6,7 @@ use jsonschema::Validator;
 use serde_json::Value;
 
 use crate::SCHEMA_JSON;
-use crate::findings::{Findings, field_label};
+use crate::findings::{Findings, field_label, shorten};
 use crate::locate::escape_token;
 
 /// `cumulocity.schema.json` as a value (for looking up bounds, enums and properties).
@@ -58,13 +58,15 @@ fn walk(node: &Value, instance: &Value, pointer: &mut String, findings: &mut Fin
                 None if len == 0 => findings.warning(
                     pointer,
                     format!(
-                        "unknown key `{key}` is not part of the microservice manifest: it is kept as is but Berth ignores it"
+                        "unknown key `{}` is not part of the microservice manifest: it is kept as is but Berth ignores it",
+                        shorten(key)
                     ),
                 ),
                 None => findings.warning(
                     pointer,
                     format!(
-                        "unknown key `{key}` in `{}` is ignored (known keys: {})",
+                        "unknown key `{}` in `{}` is ignored (known keys: {})",
+                        shorten(key),
                         field_label(&pointer[..len]),
                         properties.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
                     ),

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::findings::Findings;
+use crate::findings::{Findings, shorten};
 
 /// Warns about a deprecated (`1`) or unrecognised `apiVersion` and about provided roles the UI
 /// will not show.
@@ -21,7 +21,8 @@ pub(crate) fn check(manifest: &Map<String, Value>, findings: &mut Findings) {
                 findings.warning(
                     &format!("/roles/{index}"),
                     format!(
-                        "role {role:?} does not follow ROLE_<NAME>_READ, _ADMIN or _CREATE, so the UI will not show it for assignment"
+                        "role {:?} does not follow ROLE_<NAME>_READ, _ADMIN or _CREATE, so the UI will not show it for assignment",
+                        shorten(role)
                     ),
                 );
             }

@@ -6,8 +6,8 @@ use serde_json::Value;
 use crate::findings::Findings;
 use crate::locate::SourceMap;
 use crate::{
-    Diagnostic, Manifest, explain, normalize, placeholder, resolve, resources, schema, semantic,
-    webapp,
+    Diagnostic, Manifest, budget, explain, normalize, placeholder, resolve, resources, schema,
+    semantic, webapp,
 };
 
 /// A manifest that passed: the typed manifest and any warnings (unknown keys, deprecated values).
@@ -39,6 +39,14 @@ fn first_error(diagnostics: &[Diagnostic]) -> String {
 pub fn validate(source: &str) -> Result<Validated, Rejected> {
     // Editors on Windows may save a byte-order mark; positions are counted after it.
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    // Bounded before parsing: the parsed value and the schema's errors grow with the count.
+    if let Some(excess) = budget::check(source) {
+        let map = SourceMap::lines_only(source);
+        let (line, column) = map.offset_position(excess.offset());
+        let mut findings = Findings::new(map);
+        findings.push_at(line, column, excess.message());
+        return Err(reject(findings));
+    }
     let mut manifest = match serde_json::from_str::<Value>(source) {
         Ok(Value::Object(manifest)) => manifest,
         Ok(other) => {
@@ -64,6 +72,10 @@ pub fn validate(source: &str) -> Result<Validated, Rejected> {
     let instance = Value::Object(manifest);
     placeholder::report_placeholders(&instance, &mut String::new(), &mut findings);
     for error in schema::VALIDATOR.iter_errors(&instance) {
+        // Past the cap nothing more is reported: stop rather than explain thousands of errors.
+        if findings.errors_full() {
+            break;
+        }
         explain::report(&error, &mut findings);
     }
     schema::warn_unknown_keys(&instance, &mut findings);

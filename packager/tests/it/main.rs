@@ -7,3 +7,4 @@ mod fake_platform;
 mod fixtures;
 mod pack;
 mod validate;
+mod validate_memory;
