@@ -612,6 +612,10 @@ impl Supervisor {
             .containers(&ours)
             .await
             .map_err(|e| e.to_string())?;
+        // Containers being removed (`docker rm -f`) are gone already: their replica is
+        // created anew in this pass instead of being restarted (which Docker refuses).
+        let containers: Vec<ContainerInfo> =
+            containers.into_iter().filter(|c| !c.removing).collect();
         // Forget containers that no longer exist (removed by hand, or by an earlier pass).
         let existing: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
         self.instances.retain(|id, instance| {
@@ -773,7 +777,11 @@ impl Supervisor {
                     if let Some(updated) = self.keep_running(dep, c).await {
                         kept.insert(replica, updated);
                     } else {
+                        // Vanished (removed by hand): replace it now, not a pass later.
                         kept.remove(&replica);
+                        if let Some(created) = self.create(dep, network, &labels, replica).await {
+                            kept.insert(replica, created);
+                        }
                     }
                 }
                 None => {
@@ -1123,7 +1131,15 @@ impl Supervisor {
         instance.next_start = None;
         let first_start = !exited;
         match self.runtime.start_container(&c.id).await {
-            Ok(()) => {
+            Ok(false) => {
+                // Removed or being removed meanwhile: forget it; the caller replaces it.
+                tracing::info!(container = %c.name, "removed while stopped: replacing it");
+                if let Some(mut gone) = self.instances.remove(&c.id) {
+                    gone.stop_probes();
+                }
+                return None;
+            }
+            Ok(true) => {
                 if !first_start {
                     instance.restarts += 1;
                 }

@@ -1,0 +1,61 @@
+//! What the platform holds for objects that come and go: a container removed by hand is
+//! replaced at once (never retried as a start).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::fixture::{Server, Tenant, create_tenant};
+use crate::supervisor::{
+    HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server, status,
+    subscribe, wait_for, wait_ready,
+};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn audit(server: &Server, owner: &Tenant, query: &str) -> Vec<Value> {
+    server
+        .req("GET", &format!("/audit/auditRecords?{query}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()["auditRecords"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_container_removed_by_hand_is_replaced_without_a_failed_start() {
+    let image = HelloLease::acquire();
+    let (_cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "owner");
+    let app = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let mut current = wait_ready(&server, &owner, &app, 1);
+    // Several removals: each is a race between Docker finishing the removal and the pass
+    // that its `die` event triggers.
+    for round in 0..3 {
+        let old = instances(&current)[0]["name"].as_str().unwrap().to_owned();
+        docker(&["rm", "-f", &old]);
+        current = wait_for(DEADLINE, &format!("replacement {round} of {old}"), || {
+            let s = status(&server, &owner, &app);
+            let all = instances(&s);
+            (all.len() == 1 && all[0]["name"] != old.as_str() && all[0]["ready"] == true)
+                .then_some(s)
+        });
+    }
+    let records = audit(&server, &owner, &format!("application={app}&pageSize=100"));
+    let failed: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["type"] == "ContainerStartFailure" || r["text"].as_str().unwrap_or("").contains("409")
+        })
+        .collect();
+    assert!(failed.is_empty(), "no failed start recorded: {failed:?}");
+}
