@@ -625,6 +625,7 @@ impl Supervisor {
             }
             keep
         });
+        let live_instances: HashSet<String> = containers.iter().map(|c| c.name.clone()).collect();
         let mut by_deployment: HashMap<String, Vec<ContainerInfo>> = HashMap::new();
         let mut orphans = Vec::new();
         let desired_names: HashMap<String, &DeploymentKey> =
@@ -716,6 +717,20 @@ impl Supervisor {
         self.startups.retain(|k, _| seen.contains(k));
         let live: HashSet<&String> = self.instances.keys().collect();
         self.draining.retain(|id, _| live.contains(id));
+        // What was kept per application goes with it (memory flat over churn).
+        let apps: HashSet<i64> = desired.keys().map(|k| k.application_id).collect();
+        self.app_names.retain(|id, _| apps.contains(id));
+        self.rollouts.retain(|(id, _), _| apps.contains(id));
+        crate::proxy::metrics::publish_live(crate::proxy::metrics::Live {
+            deployments: desired
+                .values()
+                .map(|d| {
+                    let tenant = d.key.tenant.clone().unwrap_or_default();
+                    (d.application_name.clone(), tenant)
+                })
+                .collect(),
+            instances: live_instances,
+        });
         self.rollout_step(&app_ready).await;
         self.publish_status(statuses);
         Ok(())

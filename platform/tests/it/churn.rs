@@ -1,5 +1,6 @@
 //! What the platform holds for objects that come and go: a container removed by hand is
-//! replaced at once (never retried as a start).
+//! replaced at once (never retried as a start), and a deleted application leaves no
+//! Prometheus series behind.
 
 use std::time::Duration;
 
@@ -23,6 +24,31 @@ fn audit(server: &Server, owner: &Tenant, query: &str) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+fn app_name(server: &Server, owner: &Tenant, app: &str) -> String {
+    server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The `/metrics` sample lines that carry `label="value"`.
+fn series_with(server: &Server, label: &str, value: &str) -> Vec<String> {
+    let needle = format!("{label}=\"{value}\"");
+    server
+        .admin_get("/metrics")
+        .expect(200)
+        .body
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&needle))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -58,4 +84,60 @@ fn a_container_removed_by_hand_is_replaced_without_a_failed_start() {
         })
         .collect();
     assert!(failed.is_empty(), "no failed start recorded: {failed:?}");
+}
+
+#[test]
+fn a_deleted_application_leaves_no_metrics_series() {
+    let image = HelloLease::acquire();
+    let (_cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "owner");
+    let app = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("PER_TENANT", 1, readiness_on_health()),
+    );
+    let name = app_name(&server, &owner, &app);
+    subscribe(&server, &owner.id, &app).expect(201);
+    let ready = wait_ready(&server, &owner, &app, 1);
+    let instance = instances(&ready)[0]["name"].as_str().unwrap().to_owned();
+    server
+        .req("GET", &format!("/service/{name}/hello"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200);
+    // Every kind of series exists while the application does: proxy, deployment, instance.
+    let before = series_with(&server, "application", &name);
+    for metric in [
+        "berth_proxy_requests_total",
+        "berth_proxy_request_duration_seconds",
+        "berth_deployment_replicas_desired",
+        "berth_instance_memory_bytes",
+    ] {
+        assert!(
+            before.iter().any(|l| l.starts_with(metric)),
+            "{metric} for {name}: {before:?}"
+        );
+    }
+    server
+        .req("DELETE", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(204);
+    wait_for(
+        DEADLINE,
+        "the deleted application's containers gone",
+        || {
+            docker(&["ps", "-aq", "--filter", &format!("name={instance}")])
+                .trim()
+                .is_empty()
+                .then_some(())
+        },
+    );
+    // The supervisor's next pass publishes what exists; until then a series may linger.
+    wait_for(DEADLINE, "no series of the deleted application", || {
+        let left = series_with(&server, "application", &name);
+        let by_instance = series_with(&server, "instance", &instance);
+        (left.is_empty() && by_instance.is_empty()).then_some(())
+    });
 }
