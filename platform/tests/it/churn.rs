@@ -1,15 +1,16 @@
 //! What the platform holds for objects that come and go: a container removed by hand is
-//! replaced at once (never retried as a start), and a deleted application leaves no
-//! Prometheus series behind.
+//! replaced at once (never retried as a start), a deleted application leaves no
+//! Prometheus series behind, and the access log writes only the lines the operator chose
+//! (`access_log`), so log volume does not grow with the request rate unless asked to.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::fixture::{Server, Tenant, create_tenant};
+use crate::fixture::{Options, Server, Tenant, create_tenant};
 use crate::supervisor::{
-    HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server, status,
-    subscribe, wait_for, wait_ready,
+    HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server,
+    start_server_with, status, subscribe, wait_for, wait_ready,
 };
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -140,4 +141,66 @@ fn a_deleted_application_leaves_no_metrics_series() {
         let by_instance = series_with(&server, "instance", &instance);
         (left.is_empty() && by_instance.is_empty()).then_some(())
     });
+}
+
+/// Access lines in the server's log with `status=<status>`.
+fn access_lines(log: &str, status: u16) -> usize {
+    log.lines()
+        .filter(|l| l.contains("berth::access") && l.contains(&format!("status={status}")))
+        .count()
+}
+
+#[test]
+fn the_access_log_setting_chooses_which_requests_get_a_line() {
+    const OK_REQUESTS: usize = 9;
+    let image = HelloLease::acquire();
+    // (setting, access lines of the 200s, of the one 504)
+    let cases = [
+        ("all", 9, 1),
+        ("sample:3", 3, 1),
+        ("errors", 0, 1),
+        ("off", 0, 0),
+    ];
+    for (setting, ok_lines, error_lines) in cases {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let (_cleanup, server) = start_server_with(
+            &["--proxy-timeout", "1", "--access-log", setting],
+            Options {
+                log_file: Some(log.path().to_owned()),
+                env: vec![("BERTH_LOG".into(), "warn,berth::access=info".into())],
+                ..Options::default()
+            },
+        );
+        let owner = create_tenant(&server, "owner");
+        let app = deploy(
+            &server,
+            &owner,
+            &image.0,
+            &manifest("MULTI_TENANT", 1, readiness_on_health()),
+        );
+        let name = app_name(&server, &owner, &app);
+        subscribe(&server, &owner.id, &app).expect(201);
+        wait_ready(&server, &owner, &app, 1);
+        let get = |path: &str, status: u16| {
+            server
+                .req("GET", &format!("/service/{name}{path}"))
+                .basic(&owner.admin_login, &owner.admin_password)
+                .send()
+                .expect(status)
+        };
+        // Proxied requests are numbered from 1: with sample:3 the 3rd, 6th and 9th are written.
+        for _ in 0..OK_REQUESTS {
+            get("/hello", 200);
+        }
+        // Answers after the proxy timeout: a 504, which every setting but `off` writes.
+        let failed = get("/sleep?ms=3000", 504);
+        let id = failed.header("x-request-id").unwrap().to_owned();
+        // Its warn line follows every earlier access line (one writer, in order).
+        let text = wait_for(DEADLINE, &format!("{setting}: the 504's log lines"), || {
+            let text = std::fs::read_to_string(log.path()).unwrap();
+            (text.contains(&format!("request_id={id}")) && access_lines(&text, 504) == error_lines)
+                .then_some(text)
+        });
+        assert_eq!(access_lines(&text, 200), ok_lines, "{setting}: {text}");
+    }
 }
