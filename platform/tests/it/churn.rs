@@ -1,16 +1,19 @@
 //! What the platform holds for objects that come and go: a container removed by hand is
 //! replaced at once (never retried as a start), a deleted application leaves no
 //! Prometheus series behind, and the access log writes only the lines the operator chose
-//! (`access_log`), so log volume does not grow with the request rate unless asked to.
+//! (`access_log`), so log volume does not grow with the request rate unless asked to. A Berth
+//! restart keeps the autoscaler's scale-down window.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::fixture::{Options, Server, Tenant, create_tenant};
 use crate::supervisor::{
-    HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server,
-    start_server_with, status, subscribe, wait_for, wait_ready,
+    HelloLease, deploy, docker, instances, manifest, plain_agent, readiness_on_health,
+    start_server, start_server_with, status, subscribe, wait_for, wait_ready,
 };
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -203,4 +206,89 @@ fn the_access_log_setting_chooses_which_requests_get_a_line() {
         });
         assert_eq!(access_lines(&text, 200), ok_lines, "{setting}: {text}");
     }
+}
+
+#[test]
+fn a_restart_keeps_the_autoscalers_scale_down_window() {
+    let image = HelloLease::acquire();
+    // A window far longer than the test: nothing may scale down within it, restart or not.
+    let (_cleanup, server) = start_server(&[
+        "--autoscale-period",
+        "1",
+        "--autoscale-scale-down-window",
+        "3600",
+        "--autoscale-max-replicas",
+        "2",
+        "--drain-period",
+        "1",
+    ]);
+    let owner = create_tenant(&server, "owner");
+    let mut probes = readiness_on_health();
+    probes["scale"] = serde_json::json!("AUTO");
+    let app = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, probes),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let ready = wait_ready(&server, &owner, &app, 1);
+    let ip = ready["deployments"][0]["instances"][0]["ip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Burn the replica's CPU until the autoscaler has a second ready replica.
+    let stop = Arc::new(AtomicBool::new(false));
+    let burner = {
+        let (stop, url) = (Arc::clone(&stop), format!("http://{ip}:80/burn?ms=500"));
+        std::thread::spawn(move || {
+            let agent = plain_agent();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = agent.get(&url).call();
+            }
+        })
+    };
+    wait_for(DEADLINE, "two ready replicas under load", || {
+        let d = status(&server, &owner, &app)["deployments"][0].clone();
+        (d["active"] == 2 && d["upstreams"].as_array().map_or(0, Vec::len) == 2).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    burner.join().unwrap();
+    let before_restart = time::OffsetDateTime::now_utc();
+    let server = server.restart();
+    // The new process holds the old one's recommendations (two replicas, made before the
+    // restart) in its window as soon as it has made the autoscaler again.
+    let window = wait_for(DEADLINE, "the autoscaler after the restart", || {
+        let d = status(&server, &owner, &app)["deployments"][0].clone();
+        d["autoscaler"]["recommendations"].as_array().cloned()
+    });
+    let made_before = |r: &&Value| {
+        r["time"].as_str().is_some_and(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+                < before_restart
+        })
+    };
+    assert!(
+        window
+            .iter()
+            .filter(made_before)
+            .any(|r| r["replicas"] == 2),
+        "the window kept the scale-up's recommendation: {window:?}"
+    );
+    // And it acts on it: the decisions after the restart keep two replicas.
+    let decision = wait_for(DEADLINE, "a decision after the restart", || {
+        let d = status(&server, &owner, &app)["deployments"][0].clone();
+        let last = d["autoscaler"]["lastDecision"].clone();
+        last["rule"].is_string().then_some(last)
+    });
+    assert_eq!(decision["desiredReplicas"], 2, "{decision}");
+    let down = audit(
+        &server,
+        &owner,
+        &format!("application={app}&type=Autoscaler&pageSize=100"),
+    );
+    assert!(
+        !down.iter().any(|r| r["activity"] == "Scaled down"),
+        "nothing scaled down within the window: {down:?}"
+    );
 }
