@@ -745,6 +745,7 @@ impl Supervisor {
                 .collect(),
             instances: live_instances,
         });
+        self.count_entries();
         self.rollout_step(&app_ready).await;
         self.publish_status(statuses);
         Ok(())
@@ -1020,6 +1021,26 @@ impl Supervisor {
         let mut scaled = dep.clone();
         scaled.replicas = scaler.replicas;
         scaled
+    }
+
+    /// Sizes of the maps this loop keeps per application, deployment or container, as gauges:
+    /// they must follow what exists, never what ever existed.
+    fn count_entries(&self) {
+        let sizes = [
+            ("applications", self.app_names.len()),
+            ("alarms", self.alarms.len()),
+            ("rollouts", self.rollouts.len()),
+            ("scalers", self.scalers.len()),
+            ("saved_windows", self.saved_windows.len()),
+            ("startups", self.startups.len()),
+            ("oom_kills", self.oom_kills.len()),
+            ("create_failures", self.create_failures.len()),
+            ("instances", self.instances.len()),
+            ("draining", self.draining.len()),
+        ];
+        for (map, size) in sizes {
+            metrics::gauge!("berth_supervisor_entries", "map" => map).set(size as f64);
+        }
     }
 
     /// Drops the autoscalers (and saved windows) of deployments no longer wanted.

@@ -144,6 +144,15 @@ fn a_deleted_application_leaves_no_metrics_series() {
         let by_instance = series_with(&server, "instance", &instance);
         (left.is_empty() && by_instance.is_empty()).then_some(())
     });
+    // Nor does the supervisor keep anything for it (the only application there was).
+    wait_for(DEADLINE, "empty supervisor state", || {
+        let body = server.admin_get("/metrics").expect(200).body;
+        let sizes: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("berth_supervisor_entries{"))
+            .collect();
+        (sizes.len() >= 10 && sizes.iter().all(|l| l.ends_with(" 0"))).then_some(())
+    });
 }
 
 /// Access lines in the server's log with `status=<status>`.
