@@ -120,6 +120,10 @@ pub struct ServeArgs {
     /// Log filter, tracing env-filter syntax [default: info].
     #[arg(long, env = "BERTH_LOG")]
     pub log: Option<String>,
+    /// Which proxied requests get an access line: all, sample:N (one in N plus every 5xx),
+    /// errors (5xx only) or off [default: all].
+    #[arg(long, env = "BERTH_ACCESS_LOG", value_name = "all|sample:N|errors|off")]
+    pub access_log: Option<String>,
     /// Plain-HTTP API for microservice containers (C8Y_BASEURL); only peers inside Berth's
     /// container networks are served; port 0 picks a free port, kept in the data directory
     /// across restarts [default: 0.0.0.0:8111].
@@ -254,6 +258,7 @@ struct FileConfig {
     admin_user: Option<String>,
     token_lifetime: Option<u64>,
     log: Option<String>,
+    access_log: Option<String>,
     internal_api: Option<String>,
     reconcile_interval: Option<u64>,
     rollout_timeout: Option<u64>,
@@ -311,6 +316,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     pub token_lifetime: Duration,
     pub log_filter: String,
+    /// Which proxied requests get an access line.
+    pub access_log: crate::proxy::trace::AccessLog,
     pub internal_api: SocketAddr,
     pub reconcile_interval: Duration,
     pub rollout_timeout: Duration,
@@ -523,6 +530,12 @@ impl Config {
                 "must be at least 60 seconds",
             ));
         }
+        let access_log_text = args
+            .access_log
+            .or(file.access_log)
+            .unwrap_or_else(|| "all".into());
+        let access_log = crate::proxy::trace::AccessLog::parse(&access_log_text)
+            .map_err(|e| invalid("access_log", &access_log_text, &e))?;
         let log_filter = args.log.or(file.log).unwrap_or_else(|| "info".into());
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_filter) {
             return Err(invalid("log", &log_filter, &e.to_string()));
@@ -752,6 +765,7 @@ impl Config {
             admin_password,
             token_lifetime: Duration::from_secs(token_seconds),
             log_filter,
+            access_log,
         })
     }
 }
@@ -997,6 +1011,8 @@ mod tests {
             ("tls_cert = \"/nonexistent.pem\"", "tls_key"),
             ("reconcile_interval = 0", "reconcile_interval"),
             ("pids_limit = 3", "pids_limit"),
+            ("access_log = \"sample:0\"", "access_log"),
+            ("access_log = \"some\"", "access_log"),
             ("proxy_timeout = 0", "proxy_timeout"),
             ("proxy_connect_timeout = 0", "proxy_connect_timeout"),
             ("proxy_eject_period = 0", "proxy_eject_period"),

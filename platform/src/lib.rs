@@ -348,6 +348,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         config.proxy_timeout,
         config.proxy_connect_timeout,
         config.proxy_eject_period,
+        config.access_log,
     );
     let public_proxy = proxy.clone();
     let mut server = HttpServer::new(move || {

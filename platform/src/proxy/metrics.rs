@@ -3,11 +3,17 @@
 //! `GET /metrics` for management-tenant users with ROLE_TENANT_MANAGEMENT_READ or _ADMIN.
 //! Handles are created once per application (when its route is resolved), so recording
 //! costs a few atomic operations and no allocation.
+//!
+//! The exporter cannot remove one series, so what no longer exists is dropped when rendering:
+//! series labelled with an `application` that was deleted, an `instance` whose container is
+//! gone, or a deployment (`application` + `tenant` of `berth_deployment_*`) no longer wanted
+//! are left out (see [`Live`]); the handles kept in the registry are a few hundred bytes each.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 use metrics::{Counter, Histogram, counter, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -25,6 +31,105 @@ const BUCKETS: &[f64] = &[
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// What the supervisor runs now, published after every pass.
+#[derive(Debug, Default, Clone)]
+pub struct Live {
+    /// (application name, tenant) of every wanted deployment (tenant `""` when shared).
+    pub deployments: HashSet<(String, String)>,
+    /// Names of the containers that exist.
+    pub instances: HashSet<String>,
+}
+
+/// None until the supervisor's first pass (then nothing is filtered by deployment/instance).
+static LIVE: RwLock<Option<Live>> = RwLock::new(None);
+
+/// Records what exists now (called by the supervisor after each pass).
+pub fn publish_live(live: Live) {
+    *LIVE.write().unwrap_or_else(|p| p.into_inner()) = Some(live);
+}
+
+/// The labels of one sample line (`name{k="v",…} value`), unescaped.
+fn labels_of(line: &str) -> Vec<(&str, String)> {
+    let Some(open) = line.find('{') else {
+        return Vec::new();
+    };
+    let mut labels = Vec::new();
+    let mut rest = &line[open + 1..];
+    loop {
+        rest = rest.trim_start_matches(',');
+        let Some(eq) = rest.find("=\"") else { break };
+        let key = &rest[..eq];
+        let mut value = String::new();
+        let mut chars = rest[eq + 2..].char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, other)) => value.push(other),
+                    None => break,
+                },
+                '"' => {
+                    end = Some(eq + 2 + i + 1);
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        let Some(end) = end else { break };
+        labels.push((key, value));
+        rest = &rest[end..];
+        if rest.starts_with('}') {
+            break;
+        }
+    }
+    labels
+}
+
+/// Whether a rendered line describes something that still exists: comments always do;
+/// samples only if their application exists and, once the supervisor has published what
+/// runs, their instance and deployment too.
+fn keep(line: &str, applications: &HashSet<String>, live: Option<&Live>) -> bool {
+    if line.starts_with('#') || !line.contains('{') {
+        return true;
+    }
+    let labels = labels_of(line);
+    let get = |k: &str| labels.iter().find(|(key, _)| *key == k).map(|(_, v)| v);
+    if let Some(app) = get("application")
+        && !app.is_empty()
+        && !applications.contains(app)
+    {
+        return false;
+    }
+    let Some(live) = live else { return true };
+    if let Some(instance) = get("instance")
+        && !live.instances.contains(instance)
+    {
+        return false;
+    }
+    if line.starts_with("berth_deployment_")
+        && let (Some(app), Some(tenant)) = (get("application"), get("tenant"))
+        && !live.deployments.contains(&(app.clone(), tenant.clone()))
+    {
+        return false;
+    }
+    true
+}
+
+/// The rendered text without the series of what no longer exists.
+fn filtered(text: &str, applications: &HashSet<String>) -> String {
+    let live = LIVE.read().unwrap_or_else(|p| p.into_inner());
+    let mut out = String::with_capacity(text.len());
+    for line in text
+        .lines()
+        .filter(|l| keep(l, applications, live.as_ref()))
+    {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
 
 /// Installs the process-wide recorder (once) and starts its upkeep task on the current
 /// Tokio runtime; returns the handle that renders the metrics.
@@ -95,7 +200,10 @@ pub fn unrouted() -> &'static AppMetrics {
 }
 
 /// `GET /metrics`: the Prometheus text format, for management-tenant operators.
-pub async fn render(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn render(
+    req: HttpRequest,
+    state: web::Data<crate::api::AppState>,
+) -> Result<HttpResponse, ApiError> {
     let principal = crate::auth::principal::authenticate(&req).await?;
     if !principal.is_management() {
         return Err(ApiError::forbidden());
@@ -107,7 +215,93 @@ pub async fn render(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let handle = HANDLE
         .get()
         .ok_or_else(|| ApiError::internal("metrics recorder not installed"))?;
+    let applications = state
+        .store
+        .run(|conn| {
+            let mut stmt = conn.prepare("SELECT name FROM applications")?;
+            let names = stmt
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<Result<HashSet<String>, _>>()?;
+            Ok(names)
+        })
+        .await
+        .map_err(ApiError::store("metrics"))?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(handle.render()))
+        .body(filtered(&handle.render(), &applications)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_of_what_is_gone_are_left_out() {
+        let apps: HashSet<String> = ["kept".to_owned(), "we\"ird".to_owned()].into();
+        let live = Live {
+            deployments: [("kept".to_owned(), "t1".to_owned())].into(),
+            instances: ["c1".to_owned()].into(),
+        };
+        let cases: &[(&str, Option<&Live>, bool)] = &[
+            (
+                "# TYPE berth_proxy_requests_total counter",
+                Some(&live),
+                true,
+            ),
+            ("berth_password_in_flight 0", Some(&live), true),
+            (
+                r#"berth_proxy_requests_total{application="",status="4xx"} 3"#,
+                Some(&live),
+                true,
+            ),
+            (
+                r#"berth_proxy_requests_total{application="kept",status="2xx"} 3"#,
+                Some(&live),
+                true,
+            ),
+            (
+                r#"berth_proxy_requests_total{application="gone",status="2xx"} 3"#,
+                Some(&live),
+                false,
+            ),
+            (
+                r#"berth_proxy_requests_total{application="we\"ird",status="2xx"} 1"#,
+                None,
+                true,
+            ),
+            (
+                r#"berth_instance_memory_bytes{application="kept",instance="c1"} 5"#,
+                Some(&live),
+                true,
+            ),
+            (
+                r#"berth_instance_memory_bytes{application="kept",instance="c0"} 5"#,
+                Some(&live),
+                false,
+            ),
+            (
+                r#"berth_instance_memory_bytes{application="kept",instance="c0"} 5"#,
+                None,
+                true,
+            ),
+            (
+                r#"berth_deployment_replicas_desired{application="kept",tenant="t1"} 1"#,
+                Some(&live),
+                true,
+            ),
+            (
+                r#"berth_deployment_replicas_desired{application="kept",tenant="t2"} 1"#,
+                Some(&live),
+                false,
+            ),
+            (
+                r#"berth_proxy_request_duration_seconds_bucket{application="gone",le="0.5"} 1"#,
+                None,
+                false,
+            ),
+        ];
+        for (line, live, want) in cases {
+            assert_eq!(keep(line, &apps, *live), *want, "{line}");
+        }
+    }
 }

@@ -13,7 +13,7 @@ pub mod error;
 mod headers;
 pub mod metrics;
 mod resolve;
-mod trace;
+pub mod trace;
 mod upstream;
 mod websocket;
 
@@ -47,6 +47,7 @@ struct Shared {
     /// Random per process, so request ids stay unique across restarts.
     id_prefix: String,
     next_id: AtomicU64,
+    access_log: trace::AccessLog,
 }
 
 /// What each worker's routes see: the shared state plus the worker's own upstream client.
@@ -59,7 +60,12 @@ impl Proxy {
     /// `timeout`: how long an upstream may take to answer (start of its response) before the
     /// client gets a 504; `connect_timeout` and `eject_period`: passive health (see
     /// [`upstream`]). Installs the metrics recorder; call inside the Tokio runtime.
-    pub fn new(timeout: Duration, connect_timeout: Duration, eject_period: Duration) -> Proxy {
+    pub fn new(
+        timeout: Duration,
+        connect_timeout: Duration,
+        eject_period: Duration,
+        access_log: trace::AccessLog,
+    ) -> Proxy {
         metrics::install();
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         Proxy {
@@ -72,6 +78,7 @@ impl Proxy {
                 },
                 id_prefix,
                 next_id: AtomicU64::new(1),
+                access_log,
             }),
         }
     }
@@ -98,10 +105,12 @@ impl Proxy {
 }
 
 impl Shared {
-    fn request_id(&self) -> HeaderValue {
+    /// A new request's id and its number.
+    fn request_id(&self) -> (HeaderValue, u64) {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{}-{n:x}", self.id_prefix))
-            .unwrap_or_else(|_| HeaderValue::from_static("-"))
+        let id = HeaderValue::from_str(&format!("{}-{n:x}", self.id_prefix))
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        (id, n)
     }
 }
 
@@ -113,7 +122,8 @@ async fn forward(req: HttpRequest, payload: web::Payload) -> HttpResponse {
         })
         .error_response();
     };
-    let mut trace = RequestTrace::start(worker.shared.request_id());
+    let (request_id, sequence) = worker.shared.request_id();
+    let mut trace = RequestTrace::start(request_id, sequence, worker.shared.access_log);
     let span = trace.span.clone();
     let outcome = handle(&req, payload, worker, &mut trace)
         .instrument(span)

@@ -49,9 +49,14 @@ pub struct ServiceCache {
 }
 
 impl ServiceCache {
-    /// Forgets every resolution (called after each write to the platform API).
+    /// Forgets every resolution (called after each write to the platform API). The entries
+    /// go too, so routes (and their metric handles) of deleted applications are not kept.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// The route for `tenant` calling `/service/<segment>`: Ok(None) when no microservice has

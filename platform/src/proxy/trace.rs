@@ -5,6 +5,9 @@
 //! The access line is the one thing written per request at the default level, so it is a
 //! single event carrying every field: an `info` span would cost more than the line itself,
 //! because the log layer formats a span's fields when it opens and again at every `record`.
+//!
+//! At high request rates one line per request is a lot of log (about 1 GB an hour at 1.2k
+//! req/s), so the `access_log` setting chooses which requests get one ([`AccessLog`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +18,52 @@ use tracing::field::Empty;
 use super::resolve::Route;
 use crate::auth::principal::Principal;
 
+/// Which proxied requests get an access line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Every request (the default).
+    All,
+    /// One request in N, plus every server-side failure (status 5xx).
+    Sample(u64),
+    /// Only server-side failures (status 5xx).
+    Errors,
+    Off,
+}
+
+impl AccessLog {
+    /// Parses `all`, `sample:N` (N ≥ 1), `errors` or `off`.
+    pub fn parse(text: &str) -> Result<AccessLog, String> {
+        let wrong = || format!("`{text}` is not one of all, sample:N (N ≥ 1), errors, off");
+        match text {
+            "all" => Ok(AccessLog::All),
+            "errors" => Ok(AccessLog::Errors),
+            "off" => Ok(AccessLog::Off),
+            _ => match text.strip_prefix("sample:").map(str::parse::<u64>) {
+                Some(Ok(1)) => Ok(AccessLog::All),
+                Some(Ok(n)) if n > 1 => Ok(AccessLog::Sample(n)),
+                _ => Err(wrong()),
+            },
+        }
+    }
+
+    /// Whether request number `sequence` (counted per process) answered `status` is written.
+    pub fn writes(self, sequence: u64, status: u16) -> bool {
+        match self {
+            AccessLog::All => true,
+            AccessLog::Sample(n) => status >= 500 || sequence.is_multiple_of(n),
+            AccessLog::Errors => status >= 500,
+            AccessLog::Off => false,
+        }
+    }
+}
+
 /// The facts about one proxied request, gathered while it is handled.
 pub struct RequestTrace {
     pub span: tracing::Span,
     pub request_id: HeaderValue,
+    /// This request's number, for sampling.
+    sequence: u64,
+    access_log: AccessLog,
     start: Instant,
     principal: Option<Arc<Principal>>,
     route: Option<Arc<Route>>,
@@ -26,7 +71,7 @@ pub struct RequestTrace {
 }
 
 impl RequestTrace {
-    pub fn start(request_id: HeaderValue) -> RequestTrace {
+    pub fn start(request_id: HeaderValue, sequence: u64, access_log: AccessLog) -> RequestTrace {
         let span = tracing::debug_span!(
             "proxy",
             request_id = request_id.to_str().unwrap_or_default(),
@@ -39,6 +84,8 @@ impl RequestTrace {
         RequestTrace {
             span,
             request_id,
+            sequence,
+            access_log,
             start: Instant::now(),
             principal: None,
             route: None,
@@ -112,12 +159,16 @@ impl RequestTrace {
         }
     }
 
-    /// Writes the access line; returns the time the request took.
+    /// Writes the access line (if the `access_log` setting wants this one); returns the time
+    /// the request took.
     pub fn finish(&self, method: &str, path: &str, status: u16) -> Duration {
         let elapsed = self.start.elapsed();
         let micros = elapsed.as_micros() as u64;
         self.span.record("status", status);
         self.span.record("micros", micros);
+        if !self.access_log.writes(self.sequence, status) {
+            return elapsed;
+        }
         tracing::info!(
             target: "berth::access",
             request_id = %self.id(),
@@ -130,5 +181,55 @@ impl RequestTrace {
             micros,
         );
         elapsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessLog;
+
+    #[test]
+    fn access_log_settings_parse_and_choose_lines() {
+        let parsed = [
+            ("all", Ok(AccessLog::All)),
+            ("sample:1", Ok(AccessLog::All)),
+            ("sample:100", Ok(AccessLog::Sample(100))),
+            ("errors", Ok(AccessLog::Errors)),
+            ("off", Ok(AccessLog::Off)),
+        ];
+        for (text, want) in parsed {
+            assert_eq!(AccessLog::parse(text), want, "{text}");
+        }
+        for bad in [
+            "",
+            "ALL",
+            "sample",
+            "sample:0",
+            "sample:-3",
+            "sample:x",
+            "some",
+        ] {
+            let err = AccessLog::parse(bad).unwrap_err();
+            assert!(err.contains("sample:N"), "{bad}: {err}");
+        }
+        // (setting, request number, status, written)
+        let cases = [
+            (AccessLog::All, 7, 200, true),
+            (AccessLog::Sample(4), 0, 200, true),
+            (AccessLog::Sample(4), 3, 200, false),
+            (AccessLog::Sample(4), 8, 404, true),
+            (AccessLog::Sample(4), 3, 502, true),
+            (AccessLog::Errors, 0, 200, false),
+            (AccessLog::Errors, 1, 404, false),
+            (AccessLog::Errors, 1, 504, true),
+            (AccessLog::Off, 0, 500, false),
+        ];
+        for (setting, sequence, status, want) in cases {
+            assert_eq!(
+                setting.writes(sequence, status),
+                want,
+                "{setting:?} {sequence} {status}"
+            );
+        }
     }
 }

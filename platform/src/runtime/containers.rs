@@ -51,6 +51,9 @@ pub struct ContainerInfo {
     pub finished_at: String,
     /// IPv4 address on its deployment network while running.
     pub ip: Option<IpAddr>,
+    /// Being removed (`docker rm -f` in progress) or dead: it can never run again, so it
+    /// counts as gone and its replica is replaced rather than restarted.
+    pub removing: bool,
 }
 
 /// A Berth network and its IPv4 subnet.
@@ -80,6 +83,17 @@ pub struct ContainerEvent {
     pub container_id: String,
     /// `die` or `oom`.
     pub action: String,
+}
+
+/// Docker's 409 for a container marked for removal (or dead), which can never start again.
+fn is_being_removed(err: &BollardError) -> bool {
+    matches!(
+        err,
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } if message.contains("removal") || message.contains("dead")
+    )
 }
 
 fn is_not_found(err: &BollardError) -> bool {
@@ -273,8 +287,14 @@ impl Runtime {
         Ok(self.docker.create_container(Some(options), body).await?.id)
     }
 
-    pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
-        Ok(self.docker.start_container(id, None).await?)
+    /// Starts a container; Ok(false) when it is gone or being removed (`docker rm -f`), which
+    /// no retry mends: the caller replaces it instead.
+    pub async fn start_container(&self, id: &str) -> Result<bool, RuntimeError> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) || is_being_removed(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// SIGKILLs a running container (liveness failure); not running is fine.
@@ -334,6 +354,13 @@ impl Runtime {
             Err(e) => return Err(e.into()),
         };
         let state = c.state.unwrap_or_default();
+        let removing = matches!(
+            state.status,
+            Some(
+                bollard::models::ContainerStateStatusEnum::REMOVING
+                    | bollard::models::ContainerStateStatusEnum::DEAD
+            )
+        );
         let ip = c
             .network_settings
             .and_then(|n| n.networks)
@@ -355,6 +382,7 @@ impl Runtime {
             started_at: state.started_at.unwrap_or_default(),
             finished_at: state.finished_at.unwrap_or_default(),
             ip,
+            removing,
         }))
     }
 
@@ -426,7 +454,11 @@ impl Runtime {
     ) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + use<> {
         let mut filters = label_filter(labels);
         filters.insert("type".to_owned(), vec!["container".to_owned()]);
-        filters.insert("event".to_owned(), vec!["die".to_owned(), "oom".to_owned()]);
+        // `destroy`: a container removed by hand is replaced at once.
+        filters.insert(
+            "event".to_owned(),
+            vec!["die".to_owned(), "oom".to_owned(), "destroy".to_owned()],
+        );
         let options = EventsOptions {
             filters: Some(filters),
             ..Default::default()

@@ -193,6 +193,15 @@ CREATE TABLE intents (
     created TEXT NOT NULL
 );
 "#,
+    // The autoscaler's scale-down windows (store::autoscaler), so a restart keeps them.
+    // `recommendations` is JSON: [[unix milliseconds, replicas], …].
+    r#"
+CREATE TABLE autoscaler_windows (
+    deployment TEXT PRIMARY KEY,
+    replicas INTEGER NOT NULL,
+    recommendations TEXT NOT NULL
+);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own

@@ -3,6 +3,7 @@
 
 pub mod applications;
 pub mod audit;
+pub mod autoscaler;
 pub mod intents;
 mod migrations;
 pub mod names;

@@ -44,6 +44,7 @@ use crate::routing::{DeploymentKey, RoutingTable, Upstream};
 use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION};
 use crate::runtime::{Runtime, firewall, images};
 use crate::secrets::{Secrets, bootstrap_context, service_context};
+use crate::store::autoscaler as store_autoscaler;
 use crate::store::{Store, StoreError, applications, audit, options, subscriptions};
 use autoscale::{Decision, Policy};
 use probes::{ProbeState, SharedProbeState};
@@ -338,6 +339,9 @@ pub struct Supervisor {
     rollout_deadlines: HashMap<i64, Duration>,
     /// Autoscalers of `scale: AUTO` deployments.
     scalers: HashMap<DeploymentKey, Scaler>,
+    /// Scale-down windows saved by an earlier process, by deployment, taken up when the
+    /// deployment's autoscaler is made again (so a restart does not forget them).
+    saved_windows: HashMap<String, store_autoscaler::Window>,
     /// Containers removed from routing by a scale-down, stopped at the deadline.
     draining: HashMap<String, Instant>,
     oom_kills: HashMap<DeploymentKey, OomKills>,
@@ -381,6 +385,7 @@ impl Supervisor {
             rollout_apps: HashMap::new(),
             rollout_deadlines: HashMap::new(),
             scalers: HashMap::new(),
+            saved_windows: HashMap::new(),
             draining: HashMap::new(),
             oom_kills: HashMap::new(),
             alarms: HashMap::new(),
@@ -397,6 +402,15 @@ impl Supervisor {
     /// Runs forever: one pass now, then on every poke, event, expiring back-off or interval.
     pub async fn run(mut self) {
         self.remove_orphan_images().await;
+        match self.store.run(|c| store_autoscaler::load(c)).await {
+            Ok(windows) => {
+                self.saved_windows = windows
+                    .into_iter()
+                    .map(|w| (w.deployment.clone(), w))
+                    .collect();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the autoscalers' windows"),
+        }
         let events = self.watch_events();
         loop {
             let covering = self.handle.requested.load(Ordering::SeqCst);
@@ -612,6 +626,10 @@ impl Supervisor {
             .containers(&ours)
             .await
             .map_err(|e| e.to_string())?;
+        // Containers being removed (`docker rm -f`) are gone already: their replica is
+        // created anew in this pass instead of being restarted (which Docker refuses).
+        let containers: Vec<ContainerInfo> =
+            containers.into_iter().filter(|c| !c.removing).collect();
         // Forget containers that no longer exist (removed by hand, or by an earlier pass).
         let existing: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
         self.instances.retain(|id, instance| {
@@ -621,6 +639,7 @@ impl Supervisor {
             }
             keep
         });
+        let live_instances: HashSet<String> = containers.iter().map(|c| c.name.clone()).collect();
         let mut by_deployment: HashMap<String, Vec<ContainerInfo>> = HashMap::new();
         let mut orphans = Vec::new();
         let desired_names: HashMap<String, &DeploymentKey> =
@@ -707,11 +726,26 @@ impl Supervisor {
         self.routing.forget_ejected_except(&names);
         let seen: HashSet<&DeploymentKey> = desired.keys().collect();
         self.create_failures.retain(|(k, _), _| seen.contains(k));
-        self.scalers.retain(|k, _| seen.contains(k));
+        self.forget_windows(&seen);
         self.oom_kills.retain(|k, _| seen.contains(k));
         self.startups.retain(|k, _| seen.contains(k));
         let live: HashSet<&String> = self.instances.keys().collect();
         self.draining.retain(|id, _| live.contains(id));
+        // What was kept per application goes with it (memory flat over churn).
+        let apps: HashSet<i64> = desired.keys().map(|k| k.application_id).collect();
+        self.app_names.retain(|id, _| apps.contains(id));
+        self.rollouts.retain(|(id, _), _| apps.contains(id));
+        crate::proxy::metrics::publish_live(crate::proxy::metrics::Live {
+            deployments: desired
+                .values()
+                .map(|d| {
+                    let tenant = d.key.tenant.clone().unwrap_or_default();
+                    (d.application_name.clone(), tenant)
+                })
+                .collect(),
+            instances: live_instances,
+        });
+        self.count_entries();
         self.rollout_step(&app_ready).await;
         self.publish_status(statuses);
         Ok(())
@@ -773,7 +807,11 @@ impl Supervisor {
                     if let Some(updated) = self.keep_running(dep, c).await {
                         kept.insert(replica, updated);
                     } else {
+                        // Vanished (removed by hand): replace it now, not a pass later.
                         kept.remove(&replica);
+                        if let Some(created) = self.create(dep, network, &labels, replica).await {
+                            kept.insert(replica, created);
+                        }
                     }
                 }
                 None => {
@@ -867,14 +905,21 @@ impl Supervisor {
             .filter_map(|c| c.labels.get(LABEL_REPLICA))
             .collect();
         let adopted = u32::try_from(running.len()).unwrap_or(u32::MAX);
-        let scaler = self.scalers.entry(dep.key.clone()).or_insert(Scaler {
-            min_replicas: dep.replicas,
-            replicas: adopted.max(dep.replicas),
-            next_decision: now + settings.period,
-            history: VecDeque::new(),
-            last: None,
-            last_time: None,
-        });
+        let saved = self.saved_windows.remove(&dep.key.to_string());
+        let scaler = self
+            .scalers
+            .entry(dep.key.clone())
+            .or_insert_with(|| Scaler {
+                min_replicas: dep.replicas,
+                replicas: adopted.max(dep.replicas),
+                next_decision: now + settings.period,
+                // A window an earlier process saved holds replicas up as it would have.
+                history: saved
+                    .map(|w| restored_window(&w.recommendations, unix_millis(), now))
+                    .unwrap_or_default(),
+                last: None,
+                last_time: None,
+            });
         // A new minimum (new manifest) applies at once.
         scaler.min_replicas = dep.replicas;
         scaler.replicas = scaler
@@ -909,6 +954,20 @@ impl Supervisor {
             let window: Vec<u32> = scaler.history.iter().map(|(_, r)| *r).collect();
             let decision = autoscale::decide(&policy, &cpu, &window);
             scaler.history.push_back((now, decision.recommendation));
+            let persisted = store_autoscaler::Window {
+                deployment: dep.key.to_string(),
+                replicas: decision.desired_replicas,
+                recommendations: saved_window(&scaler.history, unix_millis(), now),
+            };
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store
+                    .run(move |c| store_autoscaler::save(c, &persisted))
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot save an autoscaler's window");
+                }
+            });
             let direction = match decision.desired_replicas.cmp(&decision.current_replicas) {
                 std::cmp::Ordering::Greater => "up",
                 std::cmp::Ordering::Less => "down",
@@ -962,6 +1021,54 @@ impl Supervisor {
         let mut scaled = dep.clone();
         scaled.replicas = scaler.replicas;
         scaled
+    }
+
+    /// Sizes of the maps this loop keeps per application, deployment or container, as gauges:
+    /// they must follow what exists, never what ever existed.
+    fn count_entries(&self) {
+        let sizes = [
+            ("applications", self.app_names.len()),
+            ("alarms", self.alarms.len()),
+            ("rollouts", self.rollouts.len()),
+            ("scalers", self.scalers.len()),
+            ("saved_windows", self.saved_windows.len()),
+            ("startups", self.startups.len()),
+            ("oom_kills", self.oom_kills.len()),
+            ("create_failures", self.create_failures.len()),
+            ("instances", self.instances.len()),
+            ("draining", self.draining.len()),
+        ];
+        for (map, size) in sizes {
+            metrics::gauge!("berth_supervisor_entries", "map" => map).set(size as f64);
+        }
+    }
+
+    /// Drops the autoscalers (and saved windows) of deployments no longer wanted.
+    fn forget_windows(&mut self, seen: &HashSet<&DeploymentKey>) {
+        let wanted: HashSet<String> = seen.iter().map(|k| k.to_string()).collect();
+        let mut gone: Vec<String> = self
+            .scalers
+            .keys()
+            .filter(|k| !seen.contains(k))
+            .map(ToString::to_string)
+            .collect();
+        gone.extend(
+            self.saved_windows
+                .keys()
+                .filter(|k| !wanted.contains(*k))
+                .cloned(),
+        );
+        self.scalers.retain(|k, _| seen.contains(k));
+        self.saved_windows.retain(|k, _| wanted.contains(k));
+        if gone.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.run(move |c| store_autoscaler::forget(c, &gone)).await {
+                tracing::warn!(error = %e, "cannot forget autoscalers' windows");
+            }
+        });
     }
 
     fn is_ready(&self, id: &str) -> bool {
@@ -1123,7 +1230,15 @@ impl Supervisor {
         instance.next_start = None;
         let first_start = !exited;
         match self.runtime.start_container(&c.id).await {
-            Ok(()) => {
+            Ok(false) => {
+                // Removed or being removed meanwhile: forget it; the caller replaces it.
+                tracing::info!(container = %c.name, "removed while stopped: replacing it");
+                if let Some(mut gone) = self.instances.remove(&c.id) {
+                    gone.stop_probes();
+                }
+                return None;
+            }
+            Ok(true) => {
                 if !first_start {
                     instance.restarts += 1;
                 }
@@ -1492,6 +1607,13 @@ impl Supervisor {
                 "replicas": dep.replicas,
                 "lastDecision": scaler.and_then(|s| s.last.clone()),
                 "lastScaleTime": scaler.and_then(|s| s.last_time.clone()),
+                // The scale-down window: what holds replicas up (kept across restarts).
+                "recommendations": scaler.map(|s| {
+                    saved_window(&s.history, unix_millis(), Instant::now())
+                        .into_iter()
+                        .map(|(ms, replicas)| json!({"time": rfc3339_millis(ms), "replicas": replicas}))
+                        .collect::<Vec<_>>()
+                }),
             })
         });
         let tenant = dep.key.tenant.clone().unwrap_or_default();
@@ -1652,6 +1774,45 @@ impl Supervisor {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = names;
     }
+}
+
+fn unix_millis() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+fn rfc3339_millis(ms: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// A window's recommendations in wall-clock time (unix ms), to be saved.
+fn saved_window(
+    history: &VecDeque<(Instant, u32)>,
+    wall_now: i64,
+    now: Instant,
+) -> Vec<(i64, u32)> {
+    history
+        .iter()
+        .map(|(t, r)| {
+            let age = i64::try_from(now.duration_since(*t).as_millis()).unwrap_or(i64::MAX);
+            (wall_now.saturating_sub(age), *r)
+        })
+        .collect()
+}
+
+/// Saved recommendations back on this process's clock; those from the future (a clock set
+/// back) count as made now, and ones older than this process's clock can express are dropped
+/// (the window pruning drops expired ones at the next decision).
+fn restored_window(saved: &[(i64, u32)], wall_now: i64, now: Instant) -> VecDeque<(Instant, u32)> {
+    saved
+        .iter()
+        .filter_map(|(t, r)| {
+            let age = Duration::from_millis(u64::try_from(wall_now - t).unwrap_or(0));
+            now.checked_sub(age).map(|at| (at, *r))
+        })
+        .collect()
 }
 
 /// How long a container has been running at `now`, from Docker's `State.StartedAt` (RFC 3339);
@@ -1832,6 +1993,29 @@ mod tests {
                 .collect();
             assert_eq!(alarms, expected, "{deployments:?}");
         }
+    }
+
+    #[test]
+    fn saved_windows_come_back_with_their_ages() {
+        let now = Instant::now() + Duration::from_secs(100);
+        let history: VecDeque<(Instant, u32)> = [
+            (now - Duration::from_secs(30), 3),
+            (now - Duration::from_secs(5), 1),
+        ]
+        .into();
+        let saved = saved_window(&history, 1_000_000, now);
+        assert_eq!(saved, vec![(970_000, 3), (995_000, 1)]);
+        // Ten seconds later, in another process.
+        let later = now + Duration::from_secs(10);
+        let restored = restored_window(&saved, 1_010_000, later);
+        let ages: Vec<(u64, u32)> = restored
+            .iter()
+            .map(|(t, r)| (later.duration_since(*t).as_secs(), *r))
+            .collect();
+        assert_eq!(ages, vec![(40, 3), (15, 1)]);
+        // A clock set back: saved times in the future count as now.
+        let back = restored_window(&[(2_000_000, 2)], 1_000_000, later);
+        assert_eq!(back, VecDeque::from([(later, 2)]));
     }
 
     #[test]

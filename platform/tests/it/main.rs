@@ -3,6 +3,7 @@
 
 mod applications;
 mod bad_input;
+mod churn;
 mod credentials;
 mod escalation;
 mod faults;
