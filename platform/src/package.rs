@@ -171,7 +171,7 @@ fn open(path: &Path) -> Result<(Archive, usize, usize), PackageError> {
     let mut zip = opened.map_err(zip_error)?;
     if zip.len() as u64 > zip_directory::MAX_ENTRIES {
         return Err(PackageError::TooManyEntries(format!(
-            "the zip has more than the {} entries a package may have",
+            "the ZIP has more than the {} entries a package may have",
             zip_directory::MAX_ENTRIES
         )));
     }
