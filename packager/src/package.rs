@@ -20,6 +20,8 @@ use crate::entry_sink::{EntrySink, StoredSink, TeeReader};
 use crate::image_archive::{self, ImageError, ImageSummary};
 use crate::zip_writer::{Method, ZipWriter};
 
+mod zip_directory;
+
 pub const MANIFEST_ENTRY: &str = "cumulocity.json";
 pub const IMAGE_ENTRY: &str = "image.tar";
 /// No real manifest comes close; larger files are a mistake (e.g. the image passed twice).
@@ -405,8 +407,22 @@ fn inspect_package(path: &Path, file: File) -> Result<Inspection, PackageError> 
         reason,
     };
     let zip_bytes = file.metadata().map_err(io_error(path))?.len();
-    let mut archive = zip::ZipArchive::new(file)
-        .map_err(|error| invalid(format!("not a readable zip archive: {error}")))?;
+    let mut file = file;
+    // Bound the central directory before the zip crate loads it all into memory.
+    zip_directory::check(&mut file)
+        .map_err(io_error(path))?
+        .map_err(|why| invalid(format!("refused: {why}")))?;
+    let (file, budget) = zip_directory::Budget::new(file, zip_directory::OPEN_BUDGET);
+    let opened = zip::ZipArchive::new(file);
+    zip_directory::Budget::<()>::lift(&budget);
+    let mut archive =
+        opened.map_err(|error| invalid(format!("not a readable zip archive: {error}")))?;
+    if archive.len() as u64 > zip_directory::MAX_ENTRIES {
+        return Err(invalid(format!(
+            "refused: the ZIP has more than the {} entries a package may have",
+            zip_directory::MAX_ENTRIES
+        )));
+    }
     // The zip crate keeps only the last of equal names while `unzip` shows both, and streaming
     // extractors read local headers: all must name the same files, once each.
     archive.validate_header_consistency().map_err(|error| {

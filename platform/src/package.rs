@@ -5,6 +5,7 @@
 
 mod entry_names;
 mod image_tar;
+mod zip_directory;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -48,6 +49,8 @@ pub enum PackageError {
         "image.tar unpacks to more than {limit} bytes, the image size limit of this platform; make the image smaller, or ask the operator to raise image_size_limit (--image-size-limit, BERTH_IMAGE_SIZE_LIMIT)"
     )]
     ImageTooLarge { limit: u64 },
+    #[error("the package is refused: {0}")]
+    TooManyEntries(String),
     #[error("cannot read the package: {0}")]
     Io(#[from] io::Error),
 }
@@ -72,6 +75,9 @@ pub struct ImageInfo {
     pub config: String,
     pub layers: Vec<String>,
 }
+
+/// The package's zip, read through the budget that bounded opening it.
+type Archive = zip::ZipArchive<zip_directory::Budget<File>>;
 
 fn zip_error(e: zip::result::ZipError) -> PackageError {
     PackageError::NotZip(e.to_string())
@@ -135,7 +141,7 @@ fn duplicate_entry(path: &Path) -> PackageError {
 
 /// The zip crate's consistency error names no entry: find the entry whose own check fails the
 /// same way, so the message says which one to fix.
-fn header_disagreement(zip: &mut zip::ZipArchive<File>, e: zip::result::ZipError) -> PackageError {
+fn header_disagreement(zip: &mut Archive, e: zip::result::ZipError) -> PackageError {
     let message = e.to_string();
     if !zip.has_duplicate_names() {
         for i in 0..zip.len() {
@@ -155,8 +161,20 @@ fn header_disagreement(zip: &mut zip::ZipArchive<File>, e: zip::result::ZipError
 /// Opens the package and checks it at the zip level: local headers agree with the central
 /// directory (one entry per name, nothing hidden between entries), every name is clean and no
 /// two meet after cleaning or case folding. Returns the archive and the index of each root entry.
-fn open(path: &Path) -> Result<(zip::ZipArchive<File>, usize, usize), PackageError> {
-    let mut zip = zip::ZipArchive::new(File::open(path)?).map_err(zip_error)?;
+fn open(path: &Path) -> Result<(Archive, usize, usize), PackageError> {
+    let mut file = File::open(path)?;
+    // Bound the central directory before the zip crate loads it all into memory.
+    zip_directory::check(&mut file)?.map_err(PackageError::TooManyEntries)?;
+    let (file, budget) = zip_directory::Budget::new(file, zip_directory::OPEN_BUDGET);
+    let opened = zip::ZipArchive::new(file);
+    zip_directory::Budget::<()>::lift(&budget);
+    let mut zip = opened.map_err(zip_error)?;
+    if zip.len() as u64 > zip_directory::MAX_ENTRIES {
+        return Err(PackageError::TooManyEntries(format!(
+            "the ZIP has more than the {} entries a package may have",
+            zip_directory::MAX_ENTRIES
+        )));
+    }
     // The zip crate keeps only the last of equal names; `unzip` shows both.
     if zip.has_duplicate_names() {
         return Err(duplicate_entry(path));

@@ -367,6 +367,14 @@ fn validate_rejects_bad_packages() {
     for (file, entries) in disguised {
         write_package(&d.join(file), entries);
     }
+    // 20,000 empty entries: the zip crate would load them all before any check.
+    let names: Vec<String> = (0..20_000).map(|i| format!("e{i}")).collect();
+    let mut many: Vec<(&str, &[u8])> = vec![
+        ("cumulocity.json", MANIFEST.as_bytes()),
+        ("image.tar", &image),
+    ];
+    many.extend(names.iter().map(|n| (n.as_str(), &b""[..])));
+    write_package(&d.join("many-entries.zip"), &many);
     let good = std::fs::read(d.join("good.zip")).unwrap();
     std::fs::write(d.join("truncated.zip"), &good[..good.len() / 2]).unwrap();
     std::fs::write(d.join("image.tar"), &image).unwrap();
@@ -404,6 +412,7 @@ fn validate_rejects_bad_packages() {
         ("arm.zip", 1, "image is linux/arm64"),
         ("not-image.zip", 1, "image.tar:"),
         ("truncated.zip", 1, "not a readable zip archive"),
+        ("many-entries.zip", 1, "more than the 64 entries"),
         ("image.tar", 1, "this is a tar archive"),
         ("corrupt.zip", 1, "checksum"),
         ("two-images.zip", 1, "duplicate file names"),

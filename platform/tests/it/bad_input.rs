@@ -548,6 +548,14 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     crate::upload::zip_of(entries)
 }
 
+/// The two entries of a package followed by `extra` empty ones.
+fn many_entries(manifest: &[u8], image: &[u8], extra: usize) -> Vec<u8> {
+    let names: Vec<String> = (0..extra).map(|i| format!("e{i}")).collect();
+    let mut entries = vec![("cumulocity.json", manifest), ("image.tar", image)];
+    entries.extend(names.iter().map(|n| (n.as_str(), &b""[..])));
+    zip_of(&entries)
+}
+
 /// Malformed zips: everything around the two entries.
 fn zip_cases(image: &Image) -> Vec<Case> {
     let manifest = base_manifest().to_string();
@@ -589,6 +597,13 @@ fn zip_cases(image: &Image) -> Vec<Case> {
             "end record only",
             raw_zip(&[], None),
             "cumulocity.json",
+        ),
+        // The zip crate loads the whole central directory into memory before any check.
+        Case::package(
+            "zip",
+            "a valid package plus 20,000 empty entries",
+            many_entries(m, img, 20_000),
+            "more than the 64 entries",
         ),
         Case::package(
             "zip",
