@@ -766,46 +766,51 @@ impl Supervisor {
             }
             None => {}
         }
-        let taken = match in_use {
-            Some(taken) => taken,
-            None => {
-                let listed = self
-                    .runtime
-                    .subnets_in_use()
-                    .await
-                    .map_err(|e| format!("cannot list the engine's networks: {e}"))?;
-                in_use.insert(
-                    listed
-                        .iter()
-                        .filter_map(|s| subnets::Block::parse(s))
-                        .collect(),
-                )
-            }
-        };
-        let pool = self.settings.network_pool;
-        let Some(block) = pool.allocate(taken) else {
-            return Err(format!(
-                "cannot create its network: all {} subnets (/{}) of the network pool {} are in use; unsubscribe tenants or widen network_pool",
-                pool.capacity(),
-                pool.subnet_prefix,
-                pool.pool
-            ));
-        };
-        match self
-            .runtime
-            .create_network(name, bridge, labels, &block.to_string())
-            .await
-        {
-            Ok(n) => {
-                taken.push(block);
-                Ok(n)
-            }
-            Err(e) => {
-                // Perhaps another installation took it meanwhile: read the engine afresh.
-                *in_use = None;
-                Err(format!("cannot create its network on {block}: {e}"))
+        // Another installation on the engine may take the same block between our read and our
+        // create (Docker then refuses the overlap): read afresh and try again, a few times.
+        let mut last_error = String::new();
+        for _ in 0..CREATE_NETWORK_ATTEMPTS {
+            let taken = match in_use {
+                Some(taken) => taken,
+                None => {
+                    let listed = self
+                        .runtime
+                        .subnets_in_use()
+                        .await
+                        .map_err(|e| format!("cannot list the engine's networks: {e}"))?;
+                    in_use.insert(
+                        listed
+                            .iter()
+                            .filter_map(|s| subnets::Block::parse(s))
+                            .collect(),
+                    )
+                }
+            };
+            let pool = self.settings.network_pool;
+            let Some(block) = pool.allocate(taken) else {
+                return Err(format!(
+                    "cannot create its network: all {} subnets (/{}) of the network pool {} are in use; unsubscribe tenants or widen network_pool",
+                    pool.capacity(),
+                    pool.subnet_prefix,
+                    pool.pool
+                ));
+            };
+            match self
+                .runtime
+                .create_network(name, bridge, labels, &block.to_string())
+                .await
+            {
+                Ok(n) => {
+                    taken.push(block);
+                    return Ok(n);
+                }
+                Err(e) => {
+                    last_error = format!("cannot create its network on {block}: {e}");
+                    *in_use = None;
+                }
             }
         }
+        Err(last_error)
     }
 
     async fn remove(&mut self, c: &ContainerInfo) {
@@ -1750,6 +1755,9 @@ impl Supervisor {
             .unwrap_or_else(|p| p.into_inner()) = names;
     }
 }
+
+/// Tries at making a deployment network per pass (each on a freshly read engine).
+const CREATE_NETWORK_ATTEMPTS: usize = 3;
 
 /// `reason` of a deployment that lacks what its containers need (its network).
 const UNPLACED: &str = "CannotCreateNetwork";
