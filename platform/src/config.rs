@@ -209,6 +209,14 @@ pub struct ServeArgs {
     /// only the internal API port answers); false runs without host isolation [default: true].
     #[arg(long, env = "BERTH_HOST_FIREWALL", value_name = "BOOL")]
     pub host_firewall: Option<bool>,
+    /// IPv4 block Berth cuts deployment network subnets from; must not overlap Docker's own
+    /// address pools or the host's networks [default: 10.213.0.0/16].
+    #[arg(long, env = "BERTH_NETWORK_POOL", value_name = "CIDR")]
+    pub network_pool: Option<String>,
+    /// Prefix length of each deployment network's subnet, from the pool's own up to 29
+    /// [default: 28, i.e. 4096 networks of 13 containers in the default pool].
+    #[arg(long, env = "BERTH_NETWORK_SUBNET_PREFIX", value_name = "BITS")]
+    pub network_subnet_prefix: Option<u8>,
     /// Failed password checks of one user within the failure window that lock it out
     /// [default: 10].
     #[arg(long, env = "BERTH_LOGIN_USER_FAILURES", value_name = "N")]
@@ -280,6 +288,8 @@ struct FileConfig {
     tenant_max_containers: Option<u64>,
     refuse_root_images: Option<bool>,
     host_firewall: Option<bool>,
+    network_pool: Option<String>,
+    network_subnet_prefix: Option<u8>,
     login_user_failures: Option<u32>,
     login_source_failures: Option<u32>,
     login_failure_window: Option<u64>,
@@ -343,6 +353,8 @@ pub struct Config {
     pub limits: LimitSettings,
     /// Install the host firewall for deployment networks.
     pub host_firewall: bool,
+    /// Where deployment network subnets come from.
+    pub network_pool: crate::supervisor::subnets::Pool,
     /// Password-guessing limits (see [`crate::auth::throttle`]).
     pub login_limits: crate::auth::throttle::Limits,
     /// Password hashes at once, and checks that may wait for one.
@@ -399,6 +411,43 @@ impl Cidr {
             _ => false,
         }
     }
+}
+
+const DEFAULT_NETWORK_POOL: &str = "10.213.0.0/16";
+const DEFAULT_NETWORK_SUBNET_PREFIX: u8 = 28;
+/// A /29 holds the gateway and five containers; smaller would not fit a rollout of two.
+const MAX_NETWORK_SUBNET_PREFIX: u8 = 29;
+
+fn network_pool(
+    pool: Option<String>,
+    prefix: Option<u8>,
+) -> Result<crate::supervisor::subnets::Pool, ConfigError> {
+    use crate::supervisor::subnets::{Block, Pool};
+    let text = pool.unwrap_or_else(|| DEFAULT_NETWORK_POOL.to_owned());
+    let block = Block::parse(&text)
+        .filter(|b| text.trim().starts_with(&format!("{}/", b.addr)))
+        .ok_or_else(|| {
+            invalid(
+                "network_pool",
+                &text,
+                "expected an IPv4 block starting at its first address, such as 10.213.0.0/16",
+            )
+        })?;
+    let subnet_prefix = prefix.unwrap_or(DEFAULT_NETWORK_SUBNET_PREFIX);
+    if subnet_prefix < block.prefix || subnet_prefix > MAX_NETWORK_SUBNET_PREFIX {
+        return Err(invalid(
+            "network_subnet_prefix",
+            &subnet_prefix.to_string(),
+            &format!(
+                "must be from the pool's prefix length ({}) to {MAX_NETWORK_SUBNET_PREFIX}",
+                block.prefix
+            ),
+        ));
+    }
+    Ok(Pool {
+        pool: block,
+        subnet_prefix,
+    })
 }
 
 /// A setting that cannot be used, named so the operator knows what to fix.
@@ -701,6 +750,10 @@ impl Config {
                 .unwrap_or(false),
         };
         let host_firewall = args.host_firewall.or(file.host_firewall).unwrap_or(true);
+        let network_pool = network_pool(
+            args.network_pool.or(file.network_pool),
+            args.network_subnet_prefix.or(file.network_subnet_prefix),
+        )?;
         let password_hash_concurrency = args
             .password_hash_concurrency
             .or(file.password_hash_concurrency)
@@ -735,6 +788,7 @@ impl Config {
         Ok(Config {
             limits,
             host_firewall,
+            network_pool,
             login_limits,
             password_hash_concurrency,
             password_hash_queue,
@@ -1029,6 +1083,14 @@ mod tests {
             ("password_hash_concurrency = 0", "password_hash_concurrency"),
             ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
             ("trusted_proxies = [\"proxy.local\"]", "trusted_proxies"),
+            ("network_pool = \"fd00::/64\"", "network_pool"),
+            ("network_pool = \"10.213.0.1/16\"", "network_pool"),
+            ("network_pool = \"lots\"", "network_pool"),
+            ("network_subnet_prefix = 30", "network_subnet_prefix"),
+            (
+                "network_pool = \"10.0.0.0/24\"\nnetwork_subnet_prefix = 20",
+                "network_subnet_prefix",
+            ),
         ];
         for (text, name) in cases {
             let file: FileConfig = toml::from_str(text).unwrap();

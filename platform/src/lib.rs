@@ -318,6 +318,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 drain_period: config.drain_period,
             },
             answer_timeout: config.proxy_connect_timeout,
+            network_pool: config.network_pool,
             platform: supervisor::spec::Platform {
                 base_url: format!("http://{}:{}", runtime::PLATFORM_HOST, internal_addr.port()),
                 default_timezone: config.default_timezone.clone(),

@@ -75,6 +75,8 @@ pub struct RoutingTable {
 #[derive(Debug, Default)]
 struct Inner {
     ready: RwLock<HashMap<DeploymentKey, Arc<[Upstream]>>>,
+    /// Why a deployment could not be made (its network), for the proxy's 503.
+    failures: RwLock<HashMap<DeploymentKey, String>>,
     ejected: RwLock<HashMap<String, Ejection>>,
     /// Poked (one waiter) when the proxy ejects an upstream, so the supervisor passes promptly.
     refused_notify: Notify,
@@ -157,6 +159,42 @@ impl RoutingTable {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+    }
+
+    /// Records (Some) or clears (None) why `key` could not be deployed.
+    pub fn set_failure(&self, key: &DeploymentKey, reason: Option<String>) {
+        let mut map = self
+            .inner
+            .failures
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match reason {
+            Some(reason) => {
+                map.insert(key.clone(), reason);
+            }
+            None => {
+                map.remove(key);
+            }
+        }
+    }
+
+    /// Why `key` could not be deployed, if it could not.
+    pub fn failure(&self, key: &DeploymentKey) -> Option<String> {
+        self.inner
+            .failures
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Forgets the failures of deployments no longer wanted.
+    pub fn forget_failures_except(&self, keys: &HashSet<&DeploymentKey>) {
+        self.inner
+            .failures
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| keys.contains(k));
     }
 
     /// Every published deployment (for the supervisor's bookkeeping and for tests).

@@ -48,8 +48,12 @@ pub enum Failure {
     /// The microservice exists but the caller's tenant is not subscribed to it (403).
     NotSubscribed { tenant: String, application: String },
     /// Subscribed, but no replica is ready (503 with Retry-After). `deployed` is false while
-    /// the supervisor has not created the deployment yet.
-    NotReady { application: String, deployed: bool },
+    /// the supervisor has not created the deployment yet; `failure` says why it could not.
+    NotReady {
+        application: String,
+        deployed: bool,
+        failure: Option<String>,
+    },
     /// Every ready replica refused the connection (502).
     UpstreamRefused { instance: String, detail: String },
     /// The container broke the connection or sent something that is not HTTP (502).
@@ -129,6 +133,7 @@ impl ProxyError {
             Failure::NotReady {
                 application,
                 deployed: true,
+                ..
             } => (
                 "service/Service Unavailable",
                 format!("No instance of microservice {application} is ready yet; retry later"),
@@ -136,6 +141,15 @@ impl ProxyError {
             Failure::NotReady {
                 application,
                 deployed: false,
+                failure: Some(why),
+            } => (
+                "service/Service Unavailable",
+                format!("Microservice {application} cannot be deployed: {why}"),
+            ),
+            Failure::NotReady {
+                application,
+                deployed: false,
+                ..
             } => (
                 "service/Service Unavailable",
                 format!("Microservice {application} is not deployed yet; retry later"),
@@ -278,6 +292,7 @@ mod tests {
                 Failure::NotReady {
                     application: "a".into(),
                     deployed: true,
+                    failure: None,
                 },
                 503,
                 Origin::Internal,

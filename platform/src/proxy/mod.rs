@@ -212,6 +212,7 @@ async fn handle(
         return Err(ProxyError::new(Failure::NotReady {
             application: route.target.name.clone(),
             deployed: state.routing.exists(&route.key),
+            failure: state.routing.failure(&route.key),
         }));
     }
     let path_and_query;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkCreateRequest,
-    NetworkingConfig,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Ipam, IpamConfig,
+    NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, KillContainerOptions, ListContainersOptions,
@@ -130,27 +130,17 @@ impl Runtime {
         })
     }
 
-    /// Creates a bridge network with `labels` whose interface is named `bridge` (the host
-    /// firewall matches Berth's bridges by name). Idempotent: an existing network of that name
-    /// is returned as is, unless its bridge is named otherwise (made before the firewall
-    /// existed): then it and its containers are removed and it is made again, since an
-    /// unmatched bridge would leave the host open to its containers.
-    pub async fn ensure_network(
+    /// Creates a bridge network with `labels` on `subnet` whose interface is named `bridge`
+    /// (the host firewall matches Berth's bridges by name). The subnet is Berth's choice (see
+    /// `supervisor::subnets`): Docker's default pools hold only about 30 networks. A name
+    /// that exists already (a race with ourselves) is returned as is.
+    pub async fn create_network(
         &self,
         name: &str,
         bridge: &str,
         labels: &HashMap<String, String>,
+        subnet: &str,
     ) -> Result<NetworkInfo, RuntimeError> {
-        if let Some(found) = self.network(name).await? {
-            if found.bridge.as_deref() == Some(bridge) {
-                return Ok(found);
-            }
-            tracing::warn!(
-                network = name,
-                "replacing a network whose bridge the host firewall does not cover"
-            );
-            self.remove_network_and_containers(&found.id).await?;
-        }
         let request = NetworkCreateRequest {
             name: name.to_owned(),
             driver: Some("bridge".to_owned()),
@@ -159,6 +149,14 @@ impl Runtime {
                 BRIDGE_NAME_OPTION.to_owned(),
                 bridge.to_owned(),
             )])),
+            ipam: Some(Ipam {
+                driver: Some("default".to_owned()),
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.to_owned()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         match self.docker.create_network(request).await {
@@ -174,7 +172,36 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::Docker(format!("network {name} vanished after creation")))
     }
 
-    async fn remove_network_and_containers(&self, id: &str) -> Result<(), RuntimeError> {
+    /// Every IPv4/IPv6 subnet of every network on the engine, whoever made it: a new network
+    /// must overlap none of them.
+    pub async fn subnets_in_use(&self) -> Result<Vec<String>, RuntimeError> {
+        let mut subnets = Vec::new();
+        for n in self
+            .docker
+            .list_networks(None::<ListNetworksOptions>)
+            .await?
+        {
+            let listed: Vec<String> = n
+                .ipam
+                .and_then(|i| i.config)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| c.subnet)
+                .collect();
+            if !listed.is_empty() {
+                subnets.extend(listed);
+            } else if let Some(name) = n.name
+                // The list endpoint omits IPAM details on some engines: inspect.
+                && let Some(info) = self.network(&name).await?
+            {
+                subnets.extend(info.subnets);
+            }
+        }
+        Ok(subnets)
+    }
+
+    /// Removes a network and every container attached to it.
+    pub async fn remove_network_and_containers(&self, id: &str) -> Result<(), RuntimeError> {
         let attached = match self.docker.inspect_network(id, None).await {
             Ok(n) => n.containers.unwrap_or_default(),
             Err(e) if is_not_found(&e) => return Ok(()),
@@ -186,7 +213,8 @@ impl Runtime {
         self.remove_network(id).await
     }
 
-    async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
+    /// One network by name, or None.
+    pub async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
         match self.docker.inspect_network(name, None).await {
             Ok(n) => Ok(Some(NetworkInfo {
                 bridge: n

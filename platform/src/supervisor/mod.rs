@@ -27,6 +27,7 @@ pub mod backoff;
 pub mod journal;
 pub mod probes;
 pub mod spec;
+pub mod subnets;
 pub mod usage;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -41,7 +42,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::routing::{DeploymentKey, RoutingTable, Upstream};
-use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION};
+use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION, NetworkInfo};
 use crate::runtime::{Runtime, firewall, images};
 use crate::secrets::{Secrets, bootstrap_context, service_context};
 use crate::store::autoscaler as store_autoscaler;
@@ -73,6 +74,8 @@ pub struct Settings {
     /// How long a replica without readiness probe that the proxy ejected may take to answer a
     /// plain `GET /` before it counts as unresponsive (the proxy's connect timeout).
     pub answer_timeout: Duration,
+    /// Where deployment network subnets come from.
+    pub network_pool: subnets::Pool,
 }
 
 /// Settings of the CPU autoscaler and of scale-down draining.
@@ -414,9 +417,13 @@ impl Supervisor {
         let events = self.watch_events();
         loop {
             let covering = self.handle.requested.load(Ordering::SeqCst);
+            let began = Instant::now();
             if let Err(e) = self.pass().await {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying");
             }
+            // A summary (quantiles, sum, count) on /metrics: how long passes take at scale.
+            metrics::histogram!("berth_reconcile_pass_seconds")
+                .record(began.elapsed().as_secs_f64());
             self.handle.covered.send_modify(|c| *c = (*c).max(covering));
             let now = Instant::now();
             let mut wait = self.settings.reconcile_interval;
@@ -657,9 +664,25 @@ impl Supervisor {
             tracing::info!(container = %c.name, "removing container of no desired deployment");
             self.remove(c).await;
         }
+        // Networks of no desired deployment (their containers are gone): before any new
+        // network is made, so an unsubscribe frees its subnet for this very pass.
+        let wanted: HashSet<String> = desired.keys().map(|k| self.network_name(k)).collect();
+        match self.runtime.networks(&ours).await {
+            Ok(networks) => {
+                for n in networks.into_iter().filter(|n| !wanted.contains(&n.name)) {
+                    tracing::info!(network = %n.name, "removing network of no desired deployment");
+                    if let Err(e) = self.runtime.remove_network(&n.name).await {
+                        tracing::warn!(network = %n.name, error = %e, "cannot remove network");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list networks"),
+        }
         let mut subnets = Vec::new();
         let mut app_ready: HashMap<i64, bool> = HashMap::new();
         let mut statuses: HashMap<i64, Vec<Value>> = HashMap::new();
+        // Subnets in use on the engine, read once per pass and only if a network is missing.
+        let mut in_use = None;
         for (key, dep) in &desired {
             let network = self.network_name(key);
             let mut labels = self.labels();
@@ -667,13 +690,21 @@ impl Supervisor {
             labels.insert(LABEL_DEPLOYMENT.to_owned(), key.to_string());
             let bridge = firewall::bridge_name(&self.settings.installation, &network);
             let net = match self
-                .runtime
-                .ensure_network(&network, &bridge, &labels)
+                .ensure_network(&network, &bridge, &labels, &mut in_use)
                 .await
             {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(deployment = %key, error = %e, "cannot create network");
+                Ok(n) => {
+                    self.routing.set_failure(key, None);
+                    n
+                }
+                Err(reason) => {
+                    tracing::warn!(deployment = %key, %reason, "cannot deploy");
+                    // Visible where operators and tenants look: status, alarm, the proxy's 503.
+                    self.routing.set_failure(key, Some(reason.clone()));
+                    statuses
+                        .entry(key.application_id)
+                        .or_default()
+                        .push(unplaced_status(dep, &reason));
                     continue;
                 }
             };
@@ -704,19 +735,6 @@ impl Supervisor {
             .subnets
             .write()
             .unwrap_or_else(|p| p.into_inner()) = subnets;
-        // Networks of no desired deployment (after their containers are gone).
-        let wanted: HashSet<String> = desired.keys().map(|k| self.network_name(k)).collect();
-        match self.runtime.networks(&ours).await {
-            Ok(networks) => {
-                for n in networks.into_iter().filter(|n| !wanted.contains(&n.name)) {
-                    tracing::info!(network = %n.name, "removing network of no desired deployment");
-                    if let Err(e) = self.runtime.remove_network(&n.name).await {
-                        tracing::warn!(network = %n.name, error = %e, "cannot remove network");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot list networks"),
-        }
         for key in self.routing.keys() {
             if !desired.contains_key(&key) {
                 self.routing.remove(&key);
@@ -725,6 +743,7 @@ impl Supervisor {
         let names: HashSet<String> = self.instances.values().map(|i| i.name.clone()).collect();
         self.routing.forget_ejected_except(&names);
         let seen: HashSet<&DeploymentKey> = desired.keys().collect();
+        self.routing.forget_failures_except(&seen);
         self.create_failures.retain(|(k, _), _| seen.contains(k));
         self.forget_windows(&seen);
         self.oom_kills.retain(|k, _| seen.contains(k));
@@ -749,6 +768,83 @@ impl Supervisor {
         self.rollout_step(&app_ready).await;
         self.publish_status(statuses);
         Ok(())
+    }
+
+    /// The network of a deployment, made on a free subnet of the pool if missing. `in_use`
+    /// caches the engine's subnets for the pass (None: not read yet, or stale after a failure).
+    async fn ensure_network(
+        &self,
+        name: &str,
+        bridge: &str,
+        labels: &HashMap<String, String>,
+        in_use: &mut Option<Vec<subnets::Block>>,
+    ) -> Result<NetworkInfo, String> {
+        let found = self
+            .runtime
+            .network(name)
+            .await
+            .map_err(|e| format!("cannot inspect its network {name}: {e}"))?;
+        match found {
+            Some(n) if n.bridge.as_deref() == Some(bridge) => return Ok(n),
+            Some(n) => {
+                // Made before the firewall existed: an unmatched bridge would leave the host
+                // open to its containers.
+                tracing::warn!(
+                    network = name,
+                    "replacing a network whose bridge the host firewall does not cover"
+                );
+                self.runtime
+                    .remove_network_and_containers(&n.id)
+                    .await
+                    .map_err(|e| format!("cannot replace its network {name}: {e}"))?;
+            }
+            None => {}
+        }
+        // Another installation on the engine may take the same block between our read and our
+        // create (Docker then refuses the overlap): read afresh and try again, a few times.
+        let mut last_error = String::new();
+        for _ in 0..CREATE_NETWORK_ATTEMPTS {
+            let taken = match in_use {
+                Some(taken) => taken,
+                None => {
+                    let listed = self
+                        .runtime
+                        .subnets_in_use()
+                        .await
+                        .map_err(|e| format!("cannot list the engine's networks: {e}"))?;
+                    in_use.insert(
+                        listed
+                            .iter()
+                            .filter_map(|s| subnets::Block::parse(s))
+                            .collect(),
+                    )
+                }
+            };
+            let pool = self.settings.network_pool;
+            let Some(block) = pool.allocate(taken) else {
+                return Err(format!(
+                    "cannot create its network: all {} subnets (/{}) of the network pool {} are in use; unsubscribe tenants or widen network_pool",
+                    pool.capacity(),
+                    pool.subnet_prefix,
+                    pool.pool
+                ));
+            };
+            match self
+                .runtime
+                .create_network(name, bridge, labels, &block.to_string())
+                .await
+            {
+                Ok(n) => {
+                    taken.push(block);
+                    return Ok(n);
+                }
+                Err(e) => {
+                    last_error = format!("cannot create its network on {block}: {e}");
+                    *in_use = None;
+                }
+            }
+        }
+        Err(last_error)
     }
 
     async fn remove(&mut self, c: &ContainerInfo) {
@@ -1657,7 +1753,13 @@ impl Supervisor {
             let desired = d["desired"].as_u64().unwrap_or(0);
             let not_ready = d["unhealthy"].as_u64().unwrap_or(0);
             if available == 0 {
-                down.push(name);
+                match d["lastFailure"]
+                    .as_str()
+                    .filter(|_| d["reason"] == UNPLACED)
+                {
+                    Some(why) => down.push(format!("{name} ({why})")),
+                    None => down.push(name),
+                }
             } else if active < desired || not_ready > 0 {
                 unhealthy.push(format!("{name} ({active}/{desired} ready)"));
             }
@@ -1813,6 +1915,32 @@ fn restored_window(saved: &[(i64, u32)], wall_now: i64, now: Instant) -> VecDequ
             now.checked_sub(age).map(|at| (at, *r))
         })
         .collect()
+}
+
+/// Tries at making a deployment network per pass (each on a freshly read engine).
+const CREATE_NETWORK_ATTEMPTS: usize = 3;
+
+/// `reason` of a deployment that lacks what its containers need (its network).
+const UNPLACED: &str = "CannotCreateNetwork";
+
+/// Status of a deployment whose network could not be made: no instance, the reason, and not
+/// `starting` (so it is `c8y_Application_Down` at once: waiting will not fix it).
+fn unplaced_status(dep: &Deployment, reason: &str) -> Value {
+    json!({
+        "tenant": dep.key.tenant,
+        "version": dep.version,
+        "scale": if dep.autoscale { "AUTO" } else { "NONE" },
+        "desired": dep.replicas,
+        "active": 0,
+        "available": 0,
+        "unhealthy": 0,
+        "restarts": 0,
+        "reason": UNPLACED,
+        "lastFailure": reason,
+        "starting": false,
+        "instances": [],
+        "upstreams": [],
+    })
 }
 
 /// How long a container has been running at `now`, from Docker's `State.StartedAt` (RFC 3339);

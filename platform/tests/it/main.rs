@@ -23,5 +23,6 @@ mod serve;
 mod subscriptions;
 mod supervisor;
 mod tenants;
+mod tenants_many;
 mod upload;
 mod users;
