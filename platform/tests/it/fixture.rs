@@ -290,7 +290,41 @@ impl Drop for Server {
                 .find_map(|l| l.strip_prefix("berth: installation "))
         {
             remove_host_firewall(installation);
+            // Containers may still hold them (their cleanup runs after the server): those tags
+            // go with `DockerCleanup`, which forces.
+            remove_installation_tags(installation, false);
         }
+    }
+}
+
+/// Removes the image tags `berth/<installation>/…` a server made (`force`: also when a
+/// container still refers to the image, which then goes once nothing holds it).
+pub fn remove_installation_tags(installation: &str, force: bool) {
+    let prefix: String = installation
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let reference = format!("reference=berth/{prefix}/*");
+    let Ok(out) = Command::new("docker")
+        .args([
+            "images",
+            "--filter",
+            &reference,
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ])
+        .output()
+    else {
+        return;
+    };
+    for tag in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let mut args = vec!["rmi"];
+        if force {
+            args.push("-f");
+        }
+        args.push(tag);
+        let _ = Command::new("docker").args(&args).output();
     }
 }
 

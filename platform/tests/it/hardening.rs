@@ -69,9 +69,7 @@ impl UserImage {
 
 impl Drop for UserImage {
     fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rmi", "-f", &self.tag])
-            .output();
+        crate::supervisor::remove_image_when_unused(&self.tag);
     }
 }
 

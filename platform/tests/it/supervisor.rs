@@ -48,6 +48,25 @@ pub(crate) struct HelloImage {
 }
 
 static HELLO: Mutex<(usize, Option<Arc<HelloImage>>)> = Mutex::new((0, None));
+/// The hello image whose removal failed, retried by the next `DockerCleanup` with no lease held.
+static HELLO_ORPHAN: Mutex<Option<String>> = Mutex::new(None);
+/// Test image tags still used by a container when their owner dropped them: removed by a later
+/// `DockerCleanup` once nothing uses them (forcing would leave the image behind untagged).
+pub(crate) static PENDING_IMAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Removes a test image tag now, or once no container uses it.
+pub(crate) fn remove_image_when_unused(tag: &str) {
+    let removed = Command::new("docker")
+        .args(["rmi", tag])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !removed {
+        PENDING_IMAGES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tag.to_owned());
+    }
+}
 
 /// A reference to the shared image; the image is removed when the last one drops.
 pub(crate) struct HelloLease(pub(crate) Arc<HelloImage>);
@@ -68,9 +87,13 @@ impl Drop for HelloLease {
         let mut guard = HELLO.lock().unwrap_or_else(|p| p.into_inner());
         guard.0 -= 1;
         if guard.0 == 0 {
-            let _ = Command::new("docker")
+            let removed = Command::new("docker")
                 .args(["rmi", "-f", &self.0.id])
-                .output();
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !removed {
+                *HELLO_ORPHAN.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.0.id.clone());
+            }
             guard.1 = None;
         }
     }
@@ -127,6 +150,27 @@ impl Drop for DockerCleanup {
         }
         for id in list(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
             let _ = Command::new("docker").args(["network", "rm", id]).output();
+        }
+        crate::fixture::remove_installation_tags(&self.0, true);
+        PENDING_IMAGES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|tag| {
+                !Command::new("docker")
+                    .args(["rmi", tag])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            });
+        // A hello image whose removal failed (another test's container held it) goes when the
+        // last test using it is done.
+        let guard = HELLO.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.0 == 0
+            && let Some(id) = HELLO_ORPHAN
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        {
+            let _ = Command::new("docker").args(["rmi", "-f", &id]).output();
         }
     }
 }
