@@ -32,5 +32,5 @@ fuzz_target!(|data: &[u8]| {
     zip.start_file("image.tar", stored).expect("zip entry");
     std::io::Write::write_all(&mut zip, data).expect("zip write");
     zip.finish().expect("zip finish");
-    let _ = berth::package::inspect(path);
+    let _ = berth::package::inspect(path, berth::config::DEFAULT_IMAGE_SIZE_LIMIT);
 });

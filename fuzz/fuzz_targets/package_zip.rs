@@ -22,5 +22,5 @@ fuzz_target!(|data: &[u8]| {
     let mut file = std::fs::File::create(path).expect("open scratch file");
     file.write_all(data).expect("write scratch file");
     drop(file);
-    let _ = berth::package::inspect(path);
+    let _ = berth::package::inspect(path, berth::config::DEFAULT_IMAGE_SIZE_LIMIT);
 });
