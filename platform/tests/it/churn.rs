@@ -234,6 +234,9 @@ fn a_restart_keeps_the_autoscalers_scale_down_window() {
     let owner = create_tenant(&server, "owner");
     let mut probes = readiness_on_health();
     probes["scale"] = serde_json::json!("AUTO");
+    // A small CPU limit so that the load saturates it even when the machine is busy
+    // (CI shares two cores with compilers); the autoscaler measures against the limit.
+    probes["resources"] = serde_json::json!({"cpu": "0.1", "memory": "64M"});
     let app = deploy(
         &server,
         &owner,

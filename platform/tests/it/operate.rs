@@ -75,6 +75,9 @@ fn a_cpu_bound_service_scales_up_within_bounds_and_back_down_after_the_window() 
     let owner = create_tenant(&server, "owner");
     let mut probes = readiness_on_health();
     probes["scale"] = json!("AUTO");
+    // A small CPU limit so that the load saturates it even when the machine is busy
+    // (CI shares two cores with compilers); the autoscaler measures against the limit.
+    probes["resources"] = json!({"cpu": "0.1", "memory": "64M"});
     let app = deploy(
         &server,
         &owner,
