@@ -13,7 +13,7 @@ use std::path::{Component, Path};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::entry_names;
+use package_rules::entry_names;
 
 /// JSON documents larger than this are not image metadata.
 const MAX_JSON_ENTRY: u64 = 4 << 20;

@@ -5,7 +5,6 @@ pub mod cli;
 pub mod deflate;
 pub mod deploy;
 pub mod docker_export;
-pub mod entry_names;
 pub mod entry_sink;
 pub mod image_archive;
 pub mod multipart_body;

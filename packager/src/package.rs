@@ -15,15 +15,12 @@ use manifests_schema::{Diagnostic, Manifest, Rejected, Validated};
 
 use crate::deflate::{ParallelDeflater, StreamTotals};
 use crate::docker_export::{self, DockerError};
-use crate::entry_names;
 use crate::entry_sink::{EntrySink, StoredSink, TeeReader};
 use crate::image_archive::{self, ImageError, ImageSummary};
 use crate::zip_writer::{Method, ZipWriter};
+use package_rules::{entry_names, zip_directory};
 
-mod zip_directory;
-
-pub const MANIFEST_ENTRY: &str = "cumulocity.json";
-pub const IMAGE_ENTRY: &str = "image.tar";
+pub use package_rules::{IMAGE_ENTRY, MANIFEST_ENTRY};
 /// No real manifest comes close; larger files are a mistake (e.g. the image passed twice).
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 const OUTPUT_BUFFER: usize = 1 << 20;

@@ -3,9 +3,7 @@
 //! checks the image archive ([`image_tar`]) within the image size limit, and streams the
 //! re-written archive to Docker in chunks. Blocking IO: call it from a blocking thread.
 
-mod entry_names;
 mod image_tar;
-mod zip_directory;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -13,9 +11,9 @@ use std::path::Path;
 
 use bytes::Bytes;
 use manifests_schema::{Severity, Validated};
+use package_rules::{entry_names, zip_directory};
 
-pub const MANIFEST_ENTRY: &str = "cumulocity.json";
-pub const IMAGE_ENTRY: &str = "image.tar";
+pub use package_rules::{IMAGE_ENTRY, MANIFEST_ENTRY};
 /// Larger manifests are rejected (real ones are a few KiB).
 const MANIFEST_LIMIT: u64 = 1 << 20;
 /// Size of the chunks `image.tar` is streamed in.

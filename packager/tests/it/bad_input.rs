@@ -142,6 +142,15 @@ fn pack_rejects_bad_input_cleanly() {
             message: "unsafe entry name \"../x\"",
         },
         PackCase {
+            // The platform refuses it (a drive or NTFS stream name); offline must agree.
+            name: "a colon in a name",
+            manifest: Some(MANIFEST),
+            image: Some(fixtures::tar_with_raw_names(&[("C:x", b"hi")])),
+            extra_args: &[],
+            code: 1,
+            message: "unsafe entry name \"C:x\"",
+        },
+        PackCase {
             name: "a second manifest.json that Docker would use",
             manifest: Some(MANIFEST),
             image: Some(second_manifest("manifest.json")),

@@ -12,8 +12,8 @@ use std::io::{self, Read, Write};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::entry_names::{Kind, Names};
 use super::{ImageInfo, PackageError};
+use package_rules::entry_names::{Kind, Names};
 
 const MANIFEST: &str = "manifest.json";
 /// Entries that can name tags and are left out of what Docker gets: `repositories` (read by the
@@ -89,7 +89,7 @@ fn check_entry<R: Read>(
         let inside = if *symbolic {
             resolve_symlink(&name, target).is_some()
         } else {
-            super::entry_names::clean(target, false).is_some()
+            package_rules::entry_names::clean(target, false).is_some()
         };
         if !inside {
             return Err(bad(format!(

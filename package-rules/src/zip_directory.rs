@@ -90,8 +90,8 @@ pub fn within_limits(end: &End) -> Result<(), String> {
         return Err(format!(
             "the ZIP's end record says it has {} entries, more than the {MAX_ENTRIES} entries a package may have; a package needs only {} and {}",
             end.entries,
-            super::MANIFEST_ENTRY,
-            super::IMAGE_ENTRY
+            crate::MANIFEST_ENTRY,
+            crate::IMAGE_ENTRY
         ));
     }
     if end.directory_bytes > MAX_DIRECTORY_BYTES {
