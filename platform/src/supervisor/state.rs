@@ -247,11 +247,42 @@ impl State {
 
     /// Sizes of what is kept, as gauges: they must follow what exists.
     pub fn count_entries(&self) {
+        let apps = self.apps.values();
+        let deployments = self.deployments.values();
+        // The names of the maps these were before they were folded per application,
+        // deployment and instance: dashboards keep their series.
         let sizes = [
             ("applications", self.apps.len()),
-            ("deployments", self.deployments.len()),
+            (
+                "alarms",
+                apps.clone().filter(|a| !a.alarms.is_empty()).count(),
+            ),
+            ("rollouts", apps.filter(|a| a.rollout.is_some()).count()),
+            (
+                "scalers",
+                deployments.clone().filter(|d| d.scaler.is_some()).count(),
+            ),
             ("saved_windows", self.saved_windows.len()),
+            ("startups", self.deployments.len()),
+            (
+                "oom_kills",
+                deployments
+                    .clone()
+                    .filter(|d| d.oom_kills.count > 0)
+                    .count(),
+            ),
+            (
+                "create_failures",
+                deployments.map(|d| d.create_failures.len()).sum(),
+            ),
             ("instances", self.instances.len()),
+            (
+                "draining",
+                self.instances
+                    .values()
+                    .filter(|i| i.draining.is_some())
+                    .count(),
+            ),
         ];
         for (map, size) in sizes {
             metrics::gauge!("berth_supervisor_entries", "map" => map).set(size as f64);
