@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::paging::PageRequest;
-use super::{AppState, db, media, required};
+use super::{AppState, application_status, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::secrets::bootstrap_context;
@@ -353,7 +353,7 @@ async fn get(
         let mut status = state
             .supervisor
             .status(id)
-            .unwrap_or_else(|| json!({"deployments": []}));
+            .map_or_else(application_status::none, |s| application_status::render(&s));
         status["rolloutMessage"] = json!(rollout_message);
         body["status"] = status;
     }
@@ -562,7 +562,7 @@ async fn delete_application(
 /// Removes the Berth tag (and so the image, unless still used) and the stored package of a
 /// version whose row is gone. Failures are logged: the row is the source of truth.
 pub async fn discard_version_artifacts(state: &AppState, version: &Version) {
-    if let Err(e) = state.runtime.remove(&version.image_tag).await {
+    if let Err(e) = state.runtime.remove_image(&version.image_tag).await {
         tracing::warn!(tag = %version.image_tag, error = %e, "could not remove image tag");
     }
     let path = state.config.data_dir.join(&version.package_file);

@@ -1,6 +1,7 @@
 //! The HTTP API: one function ([`configure`]) wires every Cumulocity-shaped resource; handlers
 //! live in one module per resource, with their JSON wire types next to them.
 
+mod application_status;
 pub mod applications;
 pub mod audit;
 pub mod autoscaler;
@@ -43,7 +44,7 @@ pub struct AppState {
     pub cache: CredentialCache,
     /// Failed password checks per user and source (429 with Retry-After past the limits).
     pub throttle: crate::auth::throttle::Throttle,
-    pub runtime: Runtime,
+    pub runtime: Arc<dyn Runtime>,
     /// Uploads run one at a time, so the version rules and image bookkeeping see a stable state.
     pub upload_lock: tokio::sync::Mutex<()>,
     /// Poke after changing subscriptions or versions; status and instances of deployments.

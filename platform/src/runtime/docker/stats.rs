@@ -6,21 +6,8 @@ use bollard::models::ContainerStatsResponse;
 use bollard::query_parameters::StatsOptions;
 use futures_util::{Stream, StreamExt};
 
-use super::{Runtime, RuntimeError};
-
-/// One stats sample of a container.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Usage {
-    /// CPU cores in use since the previous sample (None on the first sample, which has no
-    /// previous one).
-    pub cpu_cores: Option<f64>,
-    /// Memory in use without reclaimable page cache, in bytes.
-    pub memory_bytes: u64,
-    /// The highest memory usage the kernel recorded (cgroup v1 only; v2 reports none).
-    pub memory_peak_bytes: Option<u64>,
-    /// The enforced memory limit, in bytes.
-    pub memory_limit_bytes: Option<u64>,
-}
+use super::DockerEngine;
+use crate::runtime::{RuntimeError, Usage};
 
 /// CPU cores from two cumulative readings: the Docker CLI's formula
 /// `Δcontainer / Δsystem × online CPUs` (Docker's CPU % is this × 100).
@@ -50,7 +37,7 @@ fn cpu_cores(sample: &ContainerStatsResponse) -> Option<f64> {
 }
 
 /// Parses one sample (kept apart from the stream for the unit tests).
-pub fn usage(sample: &ContainerStatsResponse) -> Usage {
+fn usage(sample: &ContainerStatsResponse) -> Usage {
     let memory = sample.memory_stats.clone().unwrap_or_default();
     let stats = memory.stats.unwrap_or_default();
     // cgroup v1 names the page cache `total_inactive_file`, v2 `inactive_file`.
@@ -68,9 +55,9 @@ pub fn usage(sample: &ContainerStatsResponse) -> Usage {
     }
 }
 
-impl Runtime {
+impl DockerEngine {
     /// A sample about every second while the container runs; ends when it stops.
-    pub fn container_usage(
+    pub(super) fn usage(
         &self,
         id: &str,
     ) -> impl Stream<Item = Result<Usage, RuntimeError>> + use<> {

@@ -3,7 +3,6 @@
 //! Everything here is plain data in, plain data out: no bollard type leaves this module.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
@@ -18,72 +17,14 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
-use super::{Runtime, RuntimeError};
-
-/// Label carrying the id of the Berth installation that owns an object. The reconciler only
-/// ever touches objects with its own id, because several installations may share one engine.
-pub const LABEL_INSTALLATION: &str = "berth.installation";
-
-/// Everything needed to create one container.
-#[derive(Debug, Clone)]
-pub struct ContainerSpec {
-    pub name: String,
-    pub image: String,
-    pub env: Vec<String>,
-    pub labels: HashMap<String, String>,
-    pub network: String,
-    pub memory_bytes: i64,
-    pub nano_cpus: i64,
-    pub pids_limit: i64,
-}
-
-/// What the reconciler needs to know about a container.
-#[derive(Debug, Clone)]
-pub struct ContainerInfo {
-    pub id: String,
-    pub name: String,
-    pub labels: HashMap<String, String>,
-    pub running: bool,
-    pub exit_code: Option<i64>,
-    pub oom_killed: bool,
-    /// Identifies one run: changes at every (re)start.
-    pub started_at: String,
-    pub finished_at: String,
-    /// IPv4 address on its deployment network while running.
-    pub ip: Option<IpAddr>,
-    /// Being removed (`docker rm -f` in progress) or dead: it can never run again, so it
-    /// counts as gone and its replica is replaced rather than restarted.
-    pub removing: bool,
-}
-
-/// A Berth network and its IPv4 subnet.
-#[derive(Debug, Clone)]
-pub struct NetworkInfo {
-    pub id: String,
-    pub name: String,
-    pub labels: HashMap<String, String>,
-    pub subnets: Vec<String>,
-    /// The bridge interface name Berth gave it (None for networks made before it did).
-    pub bridge: Option<String>,
-}
+use super::DockerEngine;
+use crate::runtime::{
+    HostResources, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo, NetworkSpec,
+    RuntimeError,
+};
 
 /// Docker's network option naming the bridge interface.
 const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
-
-/// What the Docker host has.
-#[derive(Debug, Clone, Copy)]
-pub struct HostResources {
-    pub cpus: u64,
-    pub memory_bytes: u64,
-}
-
-/// A container lifecycle event relevant to the supervisor.
-#[derive(Debug, Clone)]
-pub struct ContainerEvent {
-    pub container_id: String,
-    /// `die` or `oom`.
-    pub action: String,
-}
 
 /// Docker's 409 for a container marked for removal (or dead), which can never start again.
 fn is_being_removed(err: &BollardError) -> bool {
@@ -115,9 +56,9 @@ fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     filters
 }
 
-impl Runtime {
+impl DockerEngine {
     /// CPUs and memory of the Docker host (`docker info`), from which default maxima come.
-    pub async fn host_resources(&self) -> Result<HostResources, RuntimeError> {
+    pub(super) async fn host_resources(&self) -> Result<HostResources, RuntimeError> {
         let info = self.docker.info().await?;
         let positive = |v: Option<i64>, what: &str| {
             v.and_then(|v| u64::try_from(v).ok())
@@ -134,13 +75,16 @@ impl Runtime {
     /// (the host firewall matches Berth's bridges by name). The subnet is Berth's choice (see
     /// `supervisor::subnets`): Docker's default pools hold only about 30 networks. A name
     /// that exists already (a race with ourselves) is returned as is.
-    pub async fn create_network(
+    pub(super) async fn create_network(
         &self,
-        name: &str,
-        bridge: &str,
-        labels: &HashMap<String, String>,
-        subnet: &str,
+        spec: &NetworkSpec,
     ) -> Result<NetworkInfo, RuntimeError> {
+        let NetworkSpec {
+            name,
+            bridge,
+            labels,
+            subnet,
+        } = spec;
         let request = NetworkCreateRequest {
             name: name.to_owned(),
             driver: Some("bridge".to_owned()),
@@ -174,7 +118,7 @@ impl Runtime {
 
     /// Every IPv4/IPv6 subnet of every network on the engine, whoever made it: a new network
     /// must overlap none of them.
-    pub async fn subnets_in_use(&self) -> Result<Vec<String>, RuntimeError> {
+    pub(super) async fn subnets_in_use(&self) -> Result<Vec<String>, RuntimeError> {
         let mut subnets = Vec::new();
         for n in self
             .docker
@@ -201,20 +145,20 @@ impl Runtime {
     }
 
     /// Removes a network and every container attached to it.
-    pub async fn remove_network_and_containers(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn remove_network_and_instances(&self, id: &str) -> Result<(), RuntimeError> {
         let attached = match self.docker.inspect_network(id, None).await {
             Ok(n) => n.containers.unwrap_or_default(),
             Err(e) if is_not_found(&e) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         for container in attached.keys() {
-            self.remove_container(container).await?;
+            self.remove_instance(container).await?;
         }
         self.remove_network(id).await
     }
 
     /// One network by name, or None.
-    pub async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
+    pub(super) async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
         match self.docker.inspect_network(name, None).await {
             Ok(n) => Ok(Some(NetworkInfo {
                 bridge: n
@@ -239,7 +183,7 @@ impl Runtime {
     }
 
     /// Networks carrying every label of `labels`.
-    pub async fn networks(
+    pub(super) async fn networks(
         &self,
         labels: &[(&str, &str)],
     ) -> Result<Vec<NetworkInfo>, RuntimeError> {
@@ -259,7 +203,7 @@ impl Runtime {
     }
 
     /// Removes a network; absent is fine.
-    pub async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
         match self.docker.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -271,7 +215,10 @@ impl Runtime {
     /// for every container whatever its manifest says (apiVersion included): every capability
     /// dropped but binding port 80, no privilege gain through setuid binaries, a pids limit,
     /// a private IPC namespace. The user is the image's `USER` (never overridden).
-    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+    pub(super) async fn create_instance(
+        &self,
+        spec: &InstanceSpec,
+    ) -> Result<String, RuntimeError> {
         let host_config = HostConfig {
             memory: Some(spec.memory_bytes),
             // Equal to memory: no swap, so the limit is what the manifest says.
@@ -284,7 +231,10 @@ impl Runtime {
             privileged: Some(false),
             ipc_mode: Some("private".to_owned()),
             network_mode: Some(spec.network.clone()),
-            extra_hosts: Some(vec![format!("{}:host-gateway", super::PLATFORM_HOST)]),
+            extra_hosts: Some(vec![format!(
+                "{}:host-gateway",
+                crate::runtime::PLATFORM_HOST
+            )]),
             // The contract keeps at most ~35 MB of logs per instance.
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".to_owned()),
@@ -317,7 +267,7 @@ impl Runtime {
 
     /// Starts a container; Ok(false) when it is gone or being removed (`docker rm -f`), which
     /// no retry mends: the caller replaces it instead.
-    pub async fn start_container(&self, id: &str) -> Result<bool, RuntimeError> {
+    pub(super) async fn start_instance(&self, id: &str) -> Result<bool, RuntimeError> {
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) || is_being_removed(&e) => Ok(false),
@@ -326,7 +276,7 @@ impl Runtime {
     }
 
     /// SIGKILLs a running container (liveness failure); not running is fine.
-    pub async fn kill_container(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn kill_instance(&self, id: &str) -> Result<(), RuntimeError> {
         let options = KillContainerOptions {
             signal: "KILL".to_owned(),
         };
@@ -341,7 +291,7 @@ impl Runtime {
     }
 
     /// Removes a container, running or not; absent is fine.
-    pub async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn remove_instance(&self, id: &str) -> Result<(), RuntimeError> {
         let options = RemoveContainerOptions {
             force: true,
             v: true,
@@ -355,10 +305,10 @@ impl Runtime {
     }
 
     /// Every container (running or not) carrying every label of `labels`, inspected.
-    pub async fn containers(
+    pub(super) async fn instances(
         &self,
         labels: &[(&str, &str)],
-    ) -> Result<Vec<ContainerInfo>, RuntimeError> {
+    ) -> Result<Vec<InstanceInfo>, RuntimeError> {
         let options = ListContainersOptions {
             all: true,
             filters: Some(label_filter(labels)),
@@ -367,7 +317,7 @@ impl Runtime {
         let mut found = Vec::new();
         for summary in self.docker.list_containers(Some(options)).await? {
             let Some(id) = summary.id else { continue };
-            if let Some(info) = self.container(&id).await? {
+            if let Some(info) = self.instance(&id).await? {
                 found.push(info);
             }
         }
@@ -375,7 +325,7 @@ impl Runtime {
     }
 
     /// One container, or None if it no longer exists.
-    pub async fn container(&self, id: &str) -> Result<Option<ContainerInfo>, RuntimeError> {
+    pub(super) async fn instance(&self, id: &str) -> Result<Option<InstanceInfo>, RuntimeError> {
         let c = match self.docker.inspect_container(id, None).await {
             Ok(c) => c,
             Err(e) if is_not_found(&e) => return Ok(None),
@@ -396,7 +346,7 @@ impl Runtime {
             .into_values()
             .filter_map(|e| e.ip_address)
             .find_map(|ip| ip.parse().ok());
-        Ok(Some(ContainerInfo {
+        Ok(Some(InstanceInfo {
             id: c.id.unwrap_or_default(),
             name: c
                 .name
@@ -416,7 +366,7 @@ impl Runtime {
 
     /// Logs of a container (stdout and stderr, with timestamps). `since`/`until` are Unix
     /// seconds (0 = unbounded), `tail` a line count (None = all).
-    pub async fn logs(
+    pub(super) async fn logs(
         &self,
         id: &str,
         since: i64,
@@ -441,7 +391,7 @@ impl Runtime {
     }
 
     /// Runs `command` in the container (exec probe). Ok(true) when it exits 0 within `timeout`.
-    pub async fn exec_succeeds(
+    pub(super) async fn exec_succeeds(
         &self,
         id: &str,
         command: &[String],
@@ -476,10 +426,10 @@ impl Runtime {
     }
 
     /// `die` and `oom` events of containers carrying `labels`, as they happen.
-    pub fn container_events(
+    pub(super) fn events(
         &self,
         labels: &[(&str, &str)],
-    ) -> impl Stream<Item = Result<ContainerEvent, RuntimeError>> + use<> {
+    ) -> impl Stream<Item = Result<InstanceEvent, RuntimeError>> + use<> {
         let mut filters = label_filter(labels);
         filters.insert("type".to_owned(), vec!["container".to_owned()]);
         // `destroy`: a container removed by hand is replaced at once.
@@ -493,8 +443,8 @@ impl Runtime {
         };
         self.docker.events(Some(options)).map(|item| {
             let event = item?;
-            Ok(ContainerEvent {
-                container_id: event.actor.and_then(|a| a.id).unwrap_or_default(),
+            Ok(InstanceEvent {
+                instance_id: event.actor.and_then(|a| a.id).unwrap_or_default(),
                 action: event.action.unwrap_or_default(),
             })
         })
