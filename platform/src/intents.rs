@@ -102,7 +102,7 @@ pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bo
             (TagRepair::PointAt(before), Some((repo, tag))) => {
                 state.runtime.tag(before, repo, tag).await
             }
-            (TagRepair::Remove, _) => state.runtime.remove(&intent.tag).await,
+            (TagRepair::Remove, _) => state.runtime.remove_image(&intent.tag).await,
             _ => Ok(()),
         };
         if let Err(e) = tagged {
@@ -110,7 +110,7 @@ pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bo
             undone = false;
         }
         if plan.remove_image
-            && let Err(e) = state.runtime.remove(&intent.image_id).await
+            && let Err(e) = state.runtime.remove_image(&intent.image_id).await
         {
             // Refused while the engine answers: something else came to use the image (a
             // container, another tag), so it is not the upload's to remove any more.
@@ -147,7 +147,7 @@ pub async fn finish_deletion(state: &AppState, id: i64, intent: &DeletionIntent)
     }
     let mut done = true;
     for version in &intent.versions {
-        if let Err(e) = state.runtime.remove(&version.image_tag).await {
+        if let Err(e) = state.runtime.remove_image(&version.image_tag).await {
             tracing::warn!(tag = %version.image_tag, error = %e, "cannot remove a deleted application's image tag");
             done = false;
         }

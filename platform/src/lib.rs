@@ -264,7 +264,8 @@ where
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     tls::install_crypto_provider();
     // Docker first: without an engine nothing can run, and nothing has been written yet.
-    let runtime = runtime::Runtime::connect(&config.docker_socket).await?;
+    let runtime: Arc<dyn runtime::Runtime> =
+        Arc::new(runtime::docker::DockerEngine::connect(&config.docker_socket).await?);
     let host = runtime.host_resources().await?;
     let limits = config.limits.resolve(limits::Host {
         millicores: host.cpus.saturating_mul(1000),
@@ -325,7 +326,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             },
         },
         store.clone(),
-        runtime.clone(),
+        Arc::clone(&runtime),
         Arc::clone(&secrets),
         routing.clone(),
     );

@@ -562,7 +562,7 @@ async fn delete_application(
 /// Removes the Berth tag (and so the image, unless still used) and the stored package of a
 /// version whose row is gone. Failures are logged: the row is the source of truth.
 pub async fn discard_version_artifacts(state: &AppState, version: &Version) {
-    if let Err(e) = state.runtime.remove(&version.image_tag).await {
+    if let Err(e) = state.runtime.remove_image(&version.image_tag).await {
         tracing::warn!(tag = %version.image_tag, error = %e, "could not remove image tag");
     }
     let path = state.config.data_dir.join(&version.package_file);

@@ -43,7 +43,7 @@ pub struct AppState {
     pub cache: CredentialCache,
     /// Failed password checks per user and source (429 with Retry-After past the limits).
     pub throttle: crate::auth::throttle::Throttle,
-    pub runtime: Runtime,
+    pub runtime: Arc<dyn Runtime>,
     /// Uploads run one at a time, so the version rules and image bookkeeping see a stable state.
     pub upload_lock: tokio::sync::Mutex<()>,
     /// Poke after changing subscriptions or versions; status and instances of deployments.

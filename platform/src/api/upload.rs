@@ -433,7 +433,7 @@ async fn install(
         })
     });
     let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    let loaded = state.runtime.load_image(stream).await;
+    let loaded = state.runtime.load_image(Box::pin(stream)).await;
     let _ = reader.await;
     let loaded = loaded.map_err(|e| {
         ApiError::invalid(
@@ -544,7 +544,7 @@ async fn cleanup_replaced(state: &AppState, old: &Version, new_package: &str) {
         .run(move |c| applications::image_in_use(c, &image))
         .await
         .unwrap_or(true);
-    if !in_use && let Err(e) = state.runtime.remove(&old.image_id).await {
+    if !in_use && let Err(e) = state.runtime.remove_image(&old.image_id).await {
         tracing::debug!(image = %old.image_id, error = %e, "replaced image kept (still used elsewhere)");
     }
 }

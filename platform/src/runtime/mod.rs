@@ -1,20 +1,29 @@
-//! The container runtime: the only module that knows bollard. Images (load, tag, remove) and
-//! the containers and networks of deployments, behind plain-data methods.
+//! The runtime seam: everything the supervisor and the API ask of a container engine, as the
+//! [`Runtime`] trait over plain data ([`model`]). The local Docker engine ([`docker`], the only
+//! module that knows bollard) is its first implementation; a cluster runtime (Docker Swarm:
+//! one deployment = one service, instances = its tasks, images pushed to a registry) is meant
+//! to be the second, with no change to planning, the API or the proxy.
 
-pub mod containers;
+pub mod docker;
 pub mod firewall;
 pub mod images;
-pub mod stats;
+pub mod model;
 
-use std::path::Path;
+use std::fmt::Debug;
+use std::time::Duration;
 
-use bollard::Docker;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use time::OffsetDateTime;
 
-/// Host name containers use for the platform (mapped to the Docker host by `extra_hosts`).
+pub use model::{
+    HostResources, InstanceEvent, InstanceInfo, InstanceSpec, LABEL_INSTALLATION, NetworkInfo,
+    NetworkSpec, Usage,
+};
+
+/// Host name instances use for the platform (mapped to the platform's host by the runtime).
 pub const PLATFORM_HOST: &str = "berth-platform";
-
-/// Seconds a Docker call may take (image loads of large packages included).
-const DOCKER_TIMEOUT_SECS: u64 = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -26,33 +35,105 @@ pub enum RuntimeError {
     Rejected(String),
 }
 
-impl From<bollard::errors::Error> for RuntimeError {
-    fn from(err: bollard::errors::Error) -> RuntimeError {
-        RuntimeError::Docker(err.to_string())
-    }
-}
+/// The bytes of a `docker save` archive, streamed.
+pub type ImageArchive = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
-/// A connection to the local Docker engine.
-#[derive(Debug, Clone)]
-pub struct Runtime {
-    docker: Docker,
-}
+/// A result the runtime delivers later.
+pub type Pending<'a, T> = BoxFuture<'a, Result<T, RuntimeError>>;
 
-impl Runtime {
-    /// Connects over the unix socket and negotiates the API version with the engine.
-    pub async fn connect(socket: &Path) -> Result<Runtime, RuntimeError> {
-        let display = socket.display().to_string();
-        let fail = |message: String| RuntimeError::Connect {
-            socket: display.clone(),
-            message,
-        };
-        let docker =
-            Docker::connect_with_unix(&display, DOCKER_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-                .map_err(|e| fail(e.to_string()))?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        Ok(Runtime { docker })
-    }
+/// A container engine as the platform uses it. Object-safe (the platform holds an
+/// `Arc<dyn Runtime>`), so every method returns a boxed future or stream.
+///
+/// Conventions every implementation keeps (the supervisor is level-triggered and relies on
+/// them): "already exists" on create and "not found" on remove/kill are success; lookups of
+/// absent objects are `Ok(None)`; list methods return only objects carrying every given label;
+/// nothing is touched that the caller did not name or label.
+pub trait Runtime: Send + Sync + Debug + 'static {
+    // The host.
+
+    /// CPUs and memory the runtime can give instances (`docker info`; a cluster's sum).
+    fn host_resources(&self) -> Pending<'_, HostResources>;
+
+    // Images in and out.
+
+    /// The id (`sha256:…`) of the image `reference` (id, name:tag), or None if absent.
+    fn image_id<'a>(&'a self, reference: &'a str) -> Pending<'a, Option<String>>;
+    /// The user an image runs as (its config's `User`; empty = root).
+    fn image_user<'a>(&'a self, reference: &'a str) -> Pending<'a, String>;
+    /// Loads a `docker save` archive. Returns what the engine reports as loaded: `sha256:…`
+    /// per untagged image, `name:tag` per tag it set.
+    fn load_image(&self, archive: ImageArchive) -> Pending<'_, Vec<String>>;
+    /// Tags `image` as `repo:tag` (moving the tag if it points elsewhere), making it usable by
+    /// every node that runs instances (a cluster runtime pushes it to its registry).
+    fn tag<'a>(&'a self, image: &'a str, repo: &'a str, tag: &'a str) -> Pending<'a, ()>;
+    /// Removes a tag (or, given an id, the image). Absent is fine. An image still used
+    /// elsewhere (other tags, instances) is only untagged, never forced away.
+    fn remove_image<'a>(&'a self, reference: &'a str) -> Pending<'a, ()>;
+    /// Removes an image by id with every tag it has (only for images Berth itself loaded).
+    fn remove_image_with_tags<'a>(&'a self, image_id: &'a str) -> Pending<'a, ()>;
+    /// The tags under `prefix` (an [`images::repository_prefix`]) of images last tagged
+    /// before `before`; an image whose tag time is unknown counts as older.
+    fn tags_older_than<'a>(
+        &'a self,
+        prefix: &'a str,
+        before: OffsetDateTime,
+    ) -> Pending<'a, Vec<String>>;
+
+    // Networks: one per deployment, made before its instances, removed after them.
+
+    /// One network by name, or None.
+    fn network<'a>(&'a self, name: &'a str) -> Pending<'a, Option<NetworkInfo>>;
+    /// Networks carrying every label of `labels`.
+    fn networks<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<NetworkInfo>>;
+    /// Creates a network; a name that exists already (a race with ourselves) is returned as is.
+    fn create_network<'a>(&'a self, spec: &'a NetworkSpec) -> Pending<'a, NetworkInfo>;
+    /// Every subnet of every network the runtime has, whoever made it: a new network must
+    /// overlap none of them.
+    fn subnets_in_use(&self) -> Pending<'_, Vec<String>>;
+    /// Removes a network; absent is fine.
+    fn remove_network<'a>(&'a self, name: &'a str) -> Pending<'a, ()>;
+    /// Removes a network and every instance attached to it.
+    fn remove_network_and_instances<'a>(&'a self, id: &'a str) -> Pending<'a, ()>;
+
+    // Instances of deployments.
+
+    /// Creates (not starts) an instance; returns its id.
+    fn create_instance<'a>(&'a self, spec: &'a InstanceSpec) -> Pending<'a, String>;
+    /// Starts an instance; Ok(false) when it is gone or being removed, which no retry mends:
+    /// the caller replaces it instead.
+    fn start_instance<'a>(&'a self, id: &'a str) -> Pending<'a, bool>;
+    /// Kills a running instance at once (liveness failure); not running is fine.
+    fn kill_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()>;
+    /// Removes an instance, running or not; absent is fine.
+    fn remove_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()>;
+    /// Every instance (running or not) carrying every label of `labels`.
+    fn instances<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<InstanceInfo>>;
+    /// One instance, or None if it no longer exists.
+    fn instance<'a>(&'a self, id: &'a str) -> Pending<'a, Option<InstanceInfo>>;
+
+    // Observing instances.
+
+    /// Logs of an instance (stdout and stderr, with timestamps). `since`/`until` are Unix
+    /// seconds (0 = unbounded), `tail` a line count (None = all).
+    fn logs<'a>(
+        &'a self,
+        id: &'a str,
+        since: i64,
+        until: i64,
+        tail: Option<u64>,
+    ) -> Pending<'a, String>;
+    /// Runs `command` in the instance (exec probe). Ok(true) when it exits 0 within `timeout`.
+    fn exec_succeeds<'a>(
+        &'a self,
+        id: &'a str,
+        command: &'a [String],
+        timeout: Duration,
+    ) -> Pending<'a, bool>;
+    /// A usage sample about every second while the instance runs; ends when it stops.
+    fn usage(&self, id: &str) -> BoxStream<'static, Result<Usage, RuntimeError>>;
+    /// Lifecycle events (exit, OOM kill, removal) of instances carrying `labels`, as they happen.
+    fn events(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> BoxStream<'static, Result<InstanceEvent, RuntimeError>>;
 }

@@ -42,8 +42,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::routing::{DeploymentKey, RoutingTable, Upstream};
-use crate::runtime::containers::{ContainerInfo, ContainerSpec, LABEL_INSTALLATION, NetworkInfo};
-use crate::runtime::{Runtime, firewall, images};
+use crate::runtime::{
+    InstanceInfo as ContainerInfo, InstanceSpec, LABEL_INSTALLATION, NetworkInfo, NetworkSpec,
+    Runtime, firewall, images,
+};
 use crate::secrets::{Secrets, bootstrap_context, service_context};
 use crate::store::autoscaler as store_autoscaler;
 use crate::store::{Store, StoreError, applications, audit, options, subscriptions};
@@ -327,7 +329,7 @@ struct CreateFailures {
 pub struct Supervisor {
     settings: Settings,
     store: Store,
-    runtime: Runtime,
+    runtime: Arc<dyn Runtime>,
     secrets: Arc<Secrets>,
     routing: RoutingTable,
     handle: Handle,
@@ -363,7 +365,7 @@ impl Supervisor {
     pub fn new(
         settings: Settings,
         store: Store,
-        runtime: Runtime,
+        runtime: Arc<dyn Runtime>,
         secrets: Arc<Secrets>,
         routing: RoutingTable,
     ) -> Supervisor {
@@ -471,7 +473,7 @@ impl Supervisor {
             }
         };
         for tag in tags.iter().filter(|t| !known.contains(*t)) {
-            match self.runtime.remove(tag).await {
+            match self.runtime.remove_image(tag).await {
                 Ok(()) => {
                     tracing::info!(%tag, "removed an image tag no application version refers to")
                 }
@@ -483,17 +485,17 @@ impl Supervisor {
     /// Pokes the loop on every `die`/`oom` of our containers (fast restarts); reconnects if the
     /// event stream breaks.
     fn watch_events(&self) -> JoinHandle<()> {
-        let runtime = self.runtime.clone();
+        let runtime = Arc::clone(&self.runtime);
         let wake = Arc::clone(&self.handle.wake);
         let installation = self.settings.installation.clone();
         tokio::spawn(async move {
             loop {
                 let labels = [(LABEL_INSTALLATION, installation.as_str())];
-                let mut events = std::pin::pin!(runtime.container_events(&labels));
+                let mut events = std::pin::pin!(runtime.events(&labels));
                 while let Some(event) = events.next().await {
                     match event {
                         Ok(e) => {
-                            tracing::debug!(container = %e.container_id, action = %e.action, "container event");
+                            tracing::debug!(container = %e.instance_id, action = %e.action, "container event");
                             wake.notify_one();
                         }
                         Err(e) => {
@@ -630,7 +632,7 @@ impl Supervisor {
         let ours = [(LABEL_INSTALLATION, installation.as_str())];
         let containers = self
             .runtime
-            .containers(&ours)
+            .instances(&ours)
             .await
             .map_err(|e| e.to_string())?;
         // Containers being removed (`docker rm -f`) are gone already: their replica is
@@ -794,7 +796,7 @@ impl Supervisor {
                     "replacing a network whose bridge the host firewall does not cover"
                 );
                 self.runtime
-                    .remove_network_and_containers(&n.id)
+                    .remove_network_and_instances(&n.id)
                     .await
                     .map_err(|e| format!("cannot replace its network {name}: {e}"))?;
             }
@@ -831,7 +833,12 @@ impl Supervisor {
             };
             match self
                 .runtime
-                .create_network(name, bridge, labels, &block.to_string())
+                .create_network(&NetworkSpec {
+                    name: name.to_owned(),
+                    bridge: bridge.to_owned(),
+                    labels: labels.clone(),
+                    subnet: block.to_string(),
+                })
                 .await
             {
                 Ok(n) => {
@@ -852,7 +859,7 @@ impl Supervisor {
         if let Some(mut instance) = self.instances.remove(&c.id) {
             instance.stop_probes();
         }
-        if let Err(e) = self.runtime.remove_container(&c.id).await {
+        if let Err(e) = self.runtime.remove_instance(&c.id).await {
             tracing::warn!(container = %c.name, error = %e, "cannot remove container");
         }
     }
@@ -1187,7 +1194,7 @@ impl Supervisor {
             // any more (and the new revision's may not fit it), so it counts as ready while it
             // runs, as a container without probes would.
             instance.probe_task = Some(tokio::spawn(probes::watch(
-                self.runtime.clone(),
+                Arc::clone(&self.runtime),
                 c.id.clone(),
                 ip,
                 None,
@@ -1229,11 +1236,11 @@ impl Supervisor {
                     .clone();
                 instance.last_failure = reason;
                 instance.stop_probes();
-                if let Err(e) = self.runtime.kill_container(&c.id).await {
+                if let Err(e) = self.runtime.kill_instance(&c.id).await {
                     tracing::warn!(container = %c.name, error = %e, "cannot kill");
                 }
                 // Counted as a failure when the exit is observed (next pass, poked by `die`).
-                return self.runtime.container(&c.id).await.ok().flatten();
+                return self.runtime.instance(&c.id).await.ok().flatten();
             }
             let since = *instance.running_since.get_or_insert(now);
             if now.duration_since(since) >= backoff::STABLE_AFTER {
@@ -1245,14 +1252,14 @@ impl Supervisor {
                 instance.stop_probes();
                 instance.probed_run = c.started_at.clone();
                 instance.usage_task = Some(usage::watch(
-                    self.runtime.clone(),
+                    Arc::clone(&self.runtime),
                     c.id.clone(),
                     Arc::clone(&instance.usage),
                 ));
                 // An adopted replica (Berth restarted) has served for a while: its probes'
                 // initial delays count from its start, so it is routed again at once.
                 instance.probe_task = Some(tokio::spawn(probes::watch(
-                    self.runtime.clone(),
+                    Arc::clone(&self.runtime),
                     c.id.clone(),
                     ip,
                     dep.liveness.clone(),
@@ -1325,7 +1332,7 @@ impl Supervisor {
         }
         instance.next_start = None;
         let first_start = !exited;
-        match self.runtime.start_container(&c.id).await {
+        match self.runtime.start_instance(&c.id).await {
             Ok(false) => {
                 // Removed or being removed meanwhile: forget it; the caller replaces it.
                 tracing::info!(container = %c.name, "removed while stopped: replacing it");
@@ -1370,7 +1377,7 @@ impl Supervisor {
                 return Some(c);
             }
         }
-        let fresh = self.runtime.container(&c.id).await.ok().flatten()?;
+        let fresh = self.runtime.instance(&c.id).await.ok().flatten()?;
         if fresh.running {
             Box::pin(self.keep_running(dep, fresh)).await
         } else {
@@ -1490,8 +1497,12 @@ impl Supervisor {
         );
         let mut labels = labels.clone();
         labels.insert(LABEL_REPLICA.to_owned(), replica.to_string());
-        let spec = ContainerSpec {
+        let spec = InstanceSpec {
             name: name.clone(),
+            deployment: dep.key.to_string(),
+            revision: dep.revision.clone(),
+            replica,
+            replicas: dep.replicas,
             image: dep.image.clone(),
             env: dep.env.clone(),
             labels,
@@ -1500,7 +1511,7 @@ impl Supervisor {
             nano_cpus: dep.nano_cpus,
             pids_limit: self.settings.pids_limit,
         };
-        let created = match self.runtime.create_container(&spec).await {
+        let created = match self.runtime.create_instance(&spec).await {
             Ok(id) => id,
             Err(e) => {
                 let entry = self.create_failures.entry(slot).or_default();
@@ -1513,7 +1524,7 @@ impl Supervisor {
         };
         self.create_failures.remove(&slot);
         tracing::info!(container = %name, deployment = %dep.key, version = %dep.version, "created");
-        let info = self.runtime.container(&created).await.ok().flatten()?;
+        let info = self.runtime.instance(&created).await.ok().flatten()?;
         self.keep_running(dep, info).await
     }
 

@@ -63,7 +63,7 @@ pub fn remaining_delay(initial_delay_seconds: u32, running_for: Duration) -> Dur
 /// the container has been running already (from Docker's `State.StartedAt`).
 #[allow(clippy::too_many_arguments)]
 pub async fn watch(
-    runtime: Runtime,
+    runtime: Arc<dyn Runtime>,
     container_id: String,
     ip: IpAddr,
     liveness: Option<Probe>,
@@ -78,7 +78,7 @@ pub async fn watch(
         // one (ready once running), whether port 80 answers HTTP at all.
         let check_now = || async {
             match &readiness {
-                Some(probe) => check(&runtime, &container_id, ip, probe).await,
+                Some(probe) => check(runtime.as_ref(), &container_id, ip, probe).await,
                 None => http_answers(SocketAddr::new(ip, 80), passive.answer_timeout).await,
             }
         };
@@ -207,7 +207,7 @@ pub async fn watch(
         tokio::time::sleep(remaining_delay(probe.initial_delay_seconds, running_for)).await;
         let mut failures = 0u32;
         loop {
-            match check(&runtime, &container_id, ip, &probe).await {
+            match check(runtime.as_ref(), &container_id, ip, &probe).await {
                 Ok(()) => failures = 0,
                 Err(reason) => {
                     failures += 1;
@@ -233,7 +233,7 @@ pub async fn watch(
 }
 
 /// One probe attempt; Err says why it failed.
-async fn check(runtime: &Runtime, id: &str, ip: IpAddr, probe: &Probe) -> Result<(), String> {
+async fn check(runtime: &dyn Runtime, id: &str, ip: IpAddr, probe: &Probe) -> Result<(), String> {
     let timeout = Duration::from_secs(probe.timeout_seconds.max(1).into());
     match &probe.handler {
         ProbeHandler::HttpGet {

@@ -140,7 +140,7 @@ pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deploymen
             hasher.update(var.as_bytes());
             hasher.update([0]);
         }
-        // HARDENING names the container hardening (runtime::containers): containers made
+        // HARDENING names the container hardening (runtime::docker::containers): containers made
         // under an older one are replaced.
         hasher.update(
             format!(

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::runtime::Runtime;
-use crate::runtime::stats::Usage;
+use crate::runtime::{Runtime, Usage};
 
 /// A sample older than this is no metric (the stream stalled or the container stopped).
 pub const FRESH_FOR: Duration = Duration::from_secs(5);
@@ -36,10 +35,10 @@ impl UsageState {
 pub type SharedUsage = Arc<Mutex<UsageState>>;
 
 /// Follows the stats of container `id` into `state` (reset first) until the stream ends.
-pub fn watch(runtime: Runtime, id: String, state: SharedUsage) -> JoinHandle<()> {
+pub fn watch(runtime: Arc<dyn Runtime>, id: String, state: SharedUsage) -> JoinHandle<()> {
     *state.lock().unwrap_or_else(|p| p.into_inner()) = UsageState::default();
     tokio::spawn(async move {
-        let mut samples = std::pin::pin!(runtime.container_usage(&id));
+        let mut samples = std::pin::pin!(runtime.usage(&id));
         while let Some(sample) = samples.next().await {
             let Ok(usage) = sample else { break };
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());

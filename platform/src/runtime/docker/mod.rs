@@ -1,0 +1,173 @@
+//! The local Docker engine as a [`Runtime`]: the only module that knows bollard. One instance
+//! is one hardened container, a deployment's network a bridge named for the host firewall.
+//! The submodules hold the engine calls as inherent methods over plain data; the trait
+//! implementation below only boxes them.
+
+mod containers;
+mod images;
+mod stats;
+
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::Docker;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use time::OffsetDateTime;
+
+use super::{
+    HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo,
+    NetworkSpec, Pending, Runtime, RuntimeError, Usage,
+};
+
+/// Seconds a Docker call may take (image loads of large packages included).
+const DOCKER_TIMEOUT_SECS: u64 = 600;
+
+impl From<bollard::errors::Error> for RuntimeError {
+    fn from(err: bollard::errors::Error) -> RuntimeError {
+        RuntimeError::Docker(err.to_string())
+    }
+}
+
+/// A connection to the local Docker engine.
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+}
+
+impl DockerEngine {
+    /// Connects over the unix socket and negotiates the API version with the engine.
+    pub async fn connect(socket: &Path) -> Result<DockerEngine, RuntimeError> {
+        let display = socket.display().to_string();
+        let fail = |message: String| RuntimeError::Connect {
+            socket: display.clone(),
+            message,
+        };
+        let docker =
+            Docker::connect_with_unix(&display, DOCKER_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(|e| fail(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(DockerEngine { docker })
+    }
+}
+
+// Inherent methods take precedence in method resolution: every `self.x(…)` below calls the
+// engine code in the submodules, not this impl again.
+impl Runtime for DockerEngine {
+    fn host_resources(&self) -> Pending<'_, HostResources> {
+        Box::pin(self.host_resources())
+    }
+
+    fn image_id<'a>(&'a self, reference: &'a str) -> Pending<'a, Option<String>> {
+        Box::pin(self.image_id(reference))
+    }
+
+    fn image_user<'a>(&'a self, reference: &'a str) -> Pending<'a, String> {
+        Box::pin(self.image_user(reference))
+    }
+
+    fn load_image(&self, archive: ImageArchive) -> Pending<'_, Vec<String>> {
+        Box::pin(self.load_image(archive))
+    }
+
+    fn tag<'a>(&'a self, image: &'a str, repo: &'a str, tag: &'a str) -> Pending<'a, ()> {
+        Box::pin(self.tag(image, repo, tag))
+    }
+
+    fn remove_image<'a>(&'a self, reference: &'a str) -> Pending<'a, ()> {
+        Box::pin(self.remove_image(reference))
+    }
+
+    fn remove_image_with_tags<'a>(&'a self, image_id: &'a str) -> Pending<'a, ()> {
+        Box::pin(self.remove_image_with_tags(image_id))
+    }
+
+    fn tags_older_than<'a>(
+        &'a self,
+        prefix: &'a str,
+        before: OffsetDateTime,
+    ) -> Pending<'a, Vec<String>> {
+        Box::pin(self.tags_older_than(prefix, before))
+    }
+
+    fn network<'a>(&'a self, name: &'a str) -> Pending<'a, Option<NetworkInfo>> {
+        Box::pin(self.network(name))
+    }
+
+    fn networks<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<NetworkInfo>> {
+        Box::pin(self.networks(labels))
+    }
+
+    fn create_network<'a>(&'a self, spec: &'a NetworkSpec) -> Pending<'a, NetworkInfo> {
+        Box::pin(self.create_network(spec))
+    }
+
+    fn subnets_in_use(&self) -> Pending<'_, Vec<String>> {
+        Box::pin(self.subnets_in_use())
+    }
+
+    fn remove_network<'a>(&'a self, name: &'a str) -> Pending<'a, ()> {
+        Box::pin(self.remove_network(name))
+    }
+
+    fn remove_network_and_instances<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
+        Box::pin(self.remove_network_and_instances(id))
+    }
+
+    fn create_instance<'a>(&'a self, spec: &'a InstanceSpec) -> Pending<'a, String> {
+        Box::pin(self.create_instance(spec))
+    }
+
+    fn start_instance<'a>(&'a self, id: &'a str) -> Pending<'a, bool> {
+        Box::pin(self.start_instance(id))
+    }
+
+    fn kill_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
+        Box::pin(self.kill_instance(id))
+    }
+
+    fn remove_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
+        Box::pin(self.remove_instance(id))
+    }
+
+    fn instances<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<InstanceInfo>> {
+        Box::pin(self.instances(labels))
+    }
+
+    fn instance<'a>(&'a self, id: &'a str) -> Pending<'a, Option<InstanceInfo>> {
+        Box::pin(self.instance(id))
+    }
+
+    fn logs<'a>(
+        &'a self,
+        id: &'a str,
+        since: i64,
+        until: i64,
+        tail: Option<u64>,
+    ) -> Pending<'a, String> {
+        Box::pin(self.logs(id, since, until, tail))
+    }
+
+    fn exec_succeeds<'a>(
+        &'a self,
+        id: &'a str,
+        command: &'a [String],
+        timeout: Duration,
+    ) -> Pending<'a, bool> {
+        Box::pin(self.exec_succeeds(id, command, timeout))
+    }
+
+    fn usage(&self, id: &str) -> BoxStream<'static, Result<Usage, RuntimeError>> {
+        self.usage(id).boxed()
+    }
+
+    fn events(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> BoxStream<'static, Result<InstanceEvent, RuntimeError>> {
+        self.events(labels).boxed()
+    }
+}
