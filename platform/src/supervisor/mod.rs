@@ -1688,6 +1688,8 @@ impl Supervisor {
                 "ready": ready,
                 "restarts": n_restarts,
                 "ip": c.ip.map(|ip| ip.to_string()),
+                // The node of a cluster runtime (`lost node …` once the cluster lost it).
+                "node": c.node,
                 "lastFailure": failure,
                 // Out of routing for a while: the proxy saw it fail (see `routing`).
                 "ejected": self.routing.ejection(&c.name).map(|e| e.reason),

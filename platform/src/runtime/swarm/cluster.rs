@@ -25,7 +25,11 @@ impl SwarmRuntime {
         }
     }
 
-    pub(super) async fn set_replicas(&self, service: &Service, replicas: u32) -> Result<(), RuntimeError> {
+    pub(super) async fn set_replicas(
+        &self,
+        service: &Service,
+        replicas: u32,
+    ) -> Result<(), RuntimeError> {
         let (Some(name), Some(mut spec)) = (
             service.spec.as_ref().and_then(|s| s.name.clone()),
             service.spec.clone(),
@@ -140,7 +144,10 @@ impl SwarmRuntime {
 
     /// What the event stream compares: the state of every task of our services and of
     /// every node.
-    pub(super) async fn fingerprint(&self, labels: &[(&str, &str)]) -> Result<String, RuntimeError> {
+    pub(super) async fn fingerprint(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<String, RuntimeError> {
         let ids: HashSet<String> = self
             .deployment_services(labels)
             .await?

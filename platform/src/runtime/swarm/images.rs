@@ -35,7 +35,12 @@ impl SwarmRuntime {
     }
 
     /// Tags locally and in the registry's name, then pushes.
-    pub(super) async fn tag_and_push(&self, image: &str, repo: &str, tag: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn tag_and_push(
+        &self,
+        image: &str,
+        repo: &str,
+        tag: &str,
+    ) -> Result<(), RuntimeError> {
         self.engine.tag(image, repo, tag).await?;
         let remote = self.registry_ref(repo);
         self.engine.tag(image, &remote, tag).await?;

@@ -145,6 +145,8 @@ impl SwarmRuntime {
             .ok_or_else(|| RuntimeError::Docker("the Swarm runtime has no relay key yet".into()))?;
         Ok(services::relay_token(&identity.relay_key, network))
     }
+}
+
 impl Runtime for SwarmRuntime {
     fn host_resources(&self) -> Pending<'_, HostResources> {
         Box::pin(async move {
@@ -262,9 +264,13 @@ impl Runtime for SwarmRuntime {
                     Err(e) => return Err(e.into()),
                 }
             }
-            self.engine.network(&spec.name).await?.map(with_bridge).ok_or_else(|| {
-                RuntimeError::Docker(format!("network {} vanished after creation", spec.name))
-            })
+            self.engine
+                .network(&spec.name)
+                .await?
+                .map(with_bridge)
+                .ok_or_else(|| {
+                    RuntimeError::Docker(format!("network {} vanished after creation", spec.name))
+                })
         })
     }
 
@@ -377,7 +383,10 @@ impl Runtime for SwarmRuntime {
             let replicas = replicas_of(&existing);
             let keep = self.removed_slots(service, |r| {
                 r.insert(replica);
-                (0..replicas).rev().find(|s| !r.contains(s)).map_or(0, |s| s + 1)
+                (0..replicas)
+                    .rev()
+                    .find(|s| !r.contains(s))
+                    .map_or(0, |s| s + 1)
             });
             if keep == 0 {
                 self.remove_service(service).await?;

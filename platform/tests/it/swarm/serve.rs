@@ -31,7 +31,10 @@ fn get_through_proxy(server: &Server, tenant: &Tenant, name: &str, path: &str) -
         .basic(&tenant.admin_login, &tenant.admin_password)
         .send();
     let status = resp.status;
-    (status, serde_json::from_str(&resp.body).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_str(&resp.body).unwrap_or(Value::Null),
+    )
 }
 
 #[test]
@@ -100,7 +103,14 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
     // Every replica's port stays unpublished: the services publish nothing.
     let published = lab.docker(
         1,
-        &["service", "ls", "--filter", "label=berth.deployment", "--format", "{{.Name}} {{.Ports}}"],
+        &[
+            "service",
+            "ls",
+            "--filter",
+            "label=berth.deployment",
+            "--format",
+            "{{.Name}} {{.Ports}}",
+        ],
     );
     for line in published.lines() {
         assert_eq!(line.split_whitespace().count(), 1, "published: {line}");
@@ -120,7 +130,10 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
         1,
         &["service", "ls", "-q", "--filter", "label=berth.deployment"],
     );
-    assert_eq!(services_before, services_after, "restart changed the services");
+    assert_eq!(
+        services_before, services_after,
+        "restart changed the services"
+    );
 
     // Unsubscribing removes the service; the relay and the overlay follow.
     let unsub = server
@@ -131,11 +144,21 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
         .basic(crate::fixture::MGMT_ADMIN, crate::fixture::ADMIN_PASSWORD)
         .send();
     assert!(unsub.status == 204, "unsubscribe: {}", unsub.status);
-    wait_for(Duration::from_secs(60), "the PER_TENANT service gone", || {
-        let left = lab.docker(
-            1,
-            &["service", "ls", "-q", "--filter", &format!("label=berth.app={per_tenant}")],
-        );
-        left.is_empty().then_some(())
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the PER_TENANT service gone",
+        || {
+            let left = lab.docker(
+                1,
+                &[
+                    "service",
+                    "ls",
+                    "-q",
+                    "--filter",
+                    &format!("label=berth.app={per_tenant}"),
+                ],
+            );
+            left.is_empty().then_some(())
+        },
+    );
 }
