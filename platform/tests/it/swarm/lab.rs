@@ -150,6 +150,67 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// The hello example as a `docker save` archive, built on the manager's engine (not the
+    /// machine's shared one, whose images other tests' clean-ups may remove meanwhile) from the
+    /// static binary `examples/hello/build.sh` makes, and removed from the manager again.
+    pub fn hello_archive(&self) -> Vec<u8> {
+        let target = PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+            .parent()
+            .and_then(|p| p.parent())
+            .unwrap()
+            .to_owned();
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_owned();
+        let triple = "x86_64-unknown-linux-gnu";
+        let out = Command::new("cargo")
+            .args(["build", "--release", "--target", triple, "-p", "hello"])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "symbols")
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&workspace)
+            .output()
+            .expect("cargo build hello");
+        assert!(
+            out.status.success(),
+            "hello: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            target.join(triple).join("release/hello"),
+            ctx.path().join("hello"),
+        )
+        .unwrap();
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            "FROM scratch\nCOPY hello /hello\nUSER 65534:65534\nENTRYPOINT [\"/hello\"]\n",
+        )
+        .unwrap();
+        let tag = format!("berth-it-hello-{}:1.0.0", self.name);
+        let manager = self.var("LAB_DOCKER_HOST").to_owned();
+        let docker = |args: &[&str]| {
+            let out = Command::new("docker")
+                .arg("-H")
+                .arg(&manager)
+                .args(args)
+                .env("DOCKER_BUILDKIT", "0")
+                .output()
+                .expect("docker");
+            assert!(
+                out.status.success(),
+                "docker {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        docker(&["build", "-q", "-t", &tag, &ctx.path().display().to_string()]);
+        let archive = docker(&["save", &tag]);
+        docker(&["rmi", &tag]);
+        archive
+    }
+
     /// Builds the relay image on the manager and pushes it to the lab's registry.
     pub fn push_relay_image(&self) -> String {
         let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -11,7 +11,6 @@ use berth::runtime::swarm::{SwarmRuntime, SwarmSettings};
 use berth::runtime::{InstanceInfo, InstanceSpec, NetworkSpec, Runtime};
 
 use super::lab::Lab;
-use crate::supervisor::HelloLease;
 
 const INSTALLATION: &str = "swarmit01";
 
@@ -176,8 +175,8 @@ fn swarm_runs_a_deployment_spread_isolated_and_survives_a_node_loss() {
     if !super::lab::can_run() {
         return;
     }
-    let hello = HelloLease::acquire();
     let lab = Lab::up(3);
+    let hello = lab.hello_archive();
     let relay_image = lab.push_relay_image();
     let settings = SwarmSettings {
         registry: lab.var("LAB_REGISTRY").to_owned(),
@@ -195,14 +194,14 @@ fn swarm_runs_a_deployment_spread_isolated_and_survives_a_node_loss() {
         );
 
         // Upload: loaded on the manager, tagged, pushed; the registry has the tag.
-        let archive = hello.0.archive.clone();
+        let archive = hello.clone();
         let stream = futures_util::stream::once(async move { Ok(bytes::Bytes::from(archive)) });
         let loaded = rt.load_image(Box::pin(stream)).await.unwrap();
-        let image = loaded
-            .iter()
-            .find(|l| l.starts_with("sha256:"))
-            .cloned()
-            .unwrap_or_else(|| hello.0.id.clone());
+        let image = rt
+            .image_id(loaded.first().expect("a loaded image"))
+            .await
+            .unwrap()
+            .expect("the loaded image's id");
         let repo = format!("berth/{INSTALLATION}/t1-1");
         rt.tag(&image, &repo, "1.0.0").await.unwrap();
         let tags = ureq::get(&format!(
@@ -313,6 +312,30 @@ fn swarm_runs_a_deployment_spread_isolated_and_survives_a_node_loss() {
             killed.elapsed()
         );
         assert_eq!(restored.len(), 3);
+
+        // Partition: cut the other worker off. Its replica leaves routing once the manager
+        // loses it, and the slot comes back on the manager (the only node left).
+        let cut = task_nodes(&lab, &service)
+            .into_iter()
+            .find(|k| *k != 1 && *k != victim)
+            .expect("a replica on the other worker");
+        let severed = Instant::now();
+        lab.cut(cut);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let on_cut = task_nodes(&lab, &service).contains(&cut);
+            if !on_cut && running(&rt, "1/a").await.len() == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no recovery from the partition");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        wait_serving(&rt, "1/a", 3, Duration::from_secs(60)).await;
+        eprintln!(
+            "swarm: node {cut} cut off; 3 replicas serving again after {:?}",
+            severed.elapsed()
+        );
+        lab.heal(cut);
 
         // Removing every slot removes the service; the network goes with its relay.
         for replica in (0..3).rev() {

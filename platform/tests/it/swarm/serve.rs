@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::lab::{Lab, OVERLAY_POOL};
 use crate::fixture::{Server, Tenant, create_tenant};
 use crate::supervisor::{
-    HelloLease, deploy, instances, manifest, readiness_on_health, start_server, subscribe,
+    HelloImage, deploy, instances, manifest, readiness_on_health, start_server, subscribe,
     wait_for, wait_ready,
 };
 
@@ -42,8 +42,11 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
     if !super::lab::can_run() {
         return;
     }
-    let hello = HelloLease::acquire();
     let lab = Lab::up(3);
+    let hello = HelloImage {
+        id: String::new(),
+        archive: lab.hello_archive(),
+    };
     let relay = lab.push_relay_image();
     let manager = lab.manager_socket().display().to_string();
     let (_cleanup, server) = start_server(&[
@@ -66,7 +69,7 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
     let per_tenant = deploy(
         &server,
         &owner,
-        &hello.0,
+        &hello,
         &manifest("PER_TENANT", 3, readiness_on_health()),
     );
     subscribe(&server, &owner.id, &per_tenant).expect(201);
@@ -89,7 +92,7 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
     let shared = deploy(
         &server,
         &owner,
-        &hello.0,
+        &hello,
         &manifest("MULTI_TENANT", 1, readiness_on_health()),
     );
     subscribe(&server, &owner.id, &shared).expect(201);
