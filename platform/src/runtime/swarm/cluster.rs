@@ -113,7 +113,9 @@ impl SwarmRuntime {
         let mut out = Vec::new();
         let hidden = self.removed_slots(&name, |r| r.clone());
         for slot in tasks::slots(&name, replicas, &task_list, nodes) {
-            if hidden.contains(&slot.replica) {
+            // A slot Swarm is still starting is not listed: to the supervisor a listed
+            // instance that is not running has exited, and would count as a restart.
+            if hidden.contains(&slot.replica) || slot.starting {
                 continue;
             }
             let id = instance_id(&name, slot.replica);

@@ -62,6 +62,9 @@ pub struct Slot {
     pub node: String,
     pub node_ready: bool,
     pub running: bool,
+    /// Swarm is still bringing the task up (scheduled, pulling, starting) on a live node: not a
+    /// run that ended, so the supervisor must not count it as an exit.
+    pub starting: bool,
     /// Swarm's state word (`running`, `starting`, `failed`…).
     pub state: String,
     pub exit_code: Option<i64>,
@@ -128,8 +131,22 @@ fn slot_of(service: &str, slot: i64, t: &Task, nodes: &HashMap<String, NodeView>
         (_, Some(err)) => err,
         _ => status.message.unwrap_or_default(),
     };
+    let starting = t.desired_state == Some(TaskState::RUNNING)
+        && node_ready
+        && matches!(
+            state,
+            TaskState::NEW
+                | TaskState::ALLOCATED
+                | TaskState::PENDING
+                | TaskState::ASSIGNED
+                | TaskState::ACCEPTED
+                | TaskState::PREPARING
+                | TaskState::READY
+                | TaskState::STARTING
+        );
     Slot {
         replica: u32::try_from(slot - 1).unwrap_or(0),
+        starting,
         task_name: format!("{service}.{slot}.{task_id}"),
         task_id,
         node_id,
@@ -245,6 +262,7 @@ mod tests {
         assert_eq!(slots[0].task_name, "svc.1.a-new");
         assert_eq!(slots[0].exit_code, None);
         assert_eq!(slots[1].state, "starting");
+        assert!(slots[1].starting && !slots[0].starting);
     }
 
     #[test]
@@ -252,7 +270,7 @@ mod tests {
         use TaskState::*;
         let tasks = vec![task("c", 3, "n3", RUNNING, RUNNING, 2)];
         let s = &slots("svc", 3, &tasks, &cluster())[0];
-        assert!(!s.running);
+        assert!(!s.running && !s.starting);
         assert!(!s.node_ready);
         assert_eq!(s.node, "lost node node-3@10.213.9.11");
         assert_eq!(s.message, "node node-3@10.213.9.11 is heartbeat failure");
