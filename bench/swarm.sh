@@ -20,7 +20,7 @@ subscriptions="${SUBSCRIPTIONS:-1 10 50}"
 [[ "$(id -u)" == 0 ]] || { echo "$name: needs root (swarm-lab)" >&2; exit 1; }
 [[ -x "$lab" ]] || { echo "$name: $lab is missing (set SWARM_LAB)" >&2; exit 1; }
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-lab_name="bsw$(head -c 3 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+lab_name="bsw$(head -c 3 /dev/urandom | od -An -tx1 | tr -d ' \n' | cut -c1-5)"
 "$lab" up --name "$lab_name" --nodes 3 > "/tmp/$lab_name.env"
 # shellcheck disable=SC1090
 source "/tmp/$lab_name.env"
