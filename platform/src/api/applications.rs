@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::paging::PageRequest;
-use super::{AppState, db, media, required};
+use super::{AppState, application_status, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::secrets::bootstrap_context;
@@ -353,7 +353,7 @@ async fn get(
         let mut status = state
             .supervisor
             .status(id)
-            .unwrap_or_else(|| json!({"deployments": []}));
+            .map_or_else(application_status::none, |s| application_status::render(&s));
         status["rolloutMessage"] = json!(rollout_message);
         body["status"] = status;
     }

@@ -1,6 +1,7 @@
 //! The HTTP API: one function ([`configure`]) wires every Cumulocity-shaped resource; handlers
 //! live in one module per resource, with their JSON wire types next to them.
 
+mod application_status;
 pub mod applications;
 pub mod audit;
 pub mod autoscaler;

@@ -13,7 +13,34 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::routing::RoutingTable;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, RuntimeError};
+
+/// Why one probe attempt failed (shown after "Liveness probe failed: " and the like).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("connect to {0}: {1}")]
+    Connect(SocketAddr, std::io::Error),
+    #[error("connect to {0}: timed out after {1:?}")]
+    ConnectTimeout(SocketAddr, Duration),
+    #[error("send to {0}: {1}")]
+    Send(SocketAddr, std::io::Error),
+    #[error("read from {0}: {1}")]
+    Read(SocketAddr, std::io::Error),
+    #[error("GET {0}: not an HTTP response")]
+    NotHttp(String),
+    #[error("GET {0} returned {1}")]
+    Status(String, u16),
+    #[error("GET {0}: timed out after {1:?}")]
+    Timeout(String, Duration),
+    #[error("GET {0}: {1}")]
+    Tls(String, String),
+    #[error("GET {0}: probe task failed: {1}")]
+    Task(String, String),
+    #[error("command {0:?} failed or timed out")]
+    Command(Vec<String>),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
 
 /// First retry of a readiness probe that has never passed yet (then doubling up to the period).
 const FIRST_READY_RETRY: Duration = Duration::from_millis(100);
@@ -233,7 +260,12 @@ pub async fn watch(
 }
 
 /// One probe attempt; Err says why it failed.
-async fn check(runtime: &dyn Runtime, id: &str, ip: IpAddr, probe: &Probe) -> Result<(), String> {
+async fn check(
+    runtime: &dyn Runtime,
+    id: &str,
+    ip: IpAddr,
+    probe: &Probe,
+) -> Result<(), ProbeError> {
     let timeout = Duration::from_secs(probe.timeout_seconds.max(1).into());
     match &probe.handler {
         ProbeHandler::HttpGet {
@@ -248,17 +280,17 @@ async fn check(runtime: &dyn Runtime, id: &str, ip: IpAddr, probe: &Probe) -> Re
         }
         ProbeHandler::Exec { command } => match runtime.exec_succeeds(id, command, timeout).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(format!("command {command:?} failed or timed out")),
-            Err(e) => Err(e.to_string()),
+            Ok(false) => Err(ProbeError::Command(command.clone())),
+            Err(e) => Err(ProbeError::Runtime(e)),
         },
     }
 }
 
-async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Result<(), ProbeError> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
-        Err(_) => Err(format!("connect to {addr}: timed out after {timeout:?}")),
+        Ok(Err(e)) => Err(ProbeError::Connect(addr, e)),
+        Err(_) => Err(ProbeError::ConnectTimeout(addr, timeout)),
     }
 }
 
@@ -269,7 +301,7 @@ async fn http_probe(
     path: &str,
     headers: &[(String, String)],
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     if scheme.eq_ignore_ascii_case("HTTPS") {
         https_get(addr, path, headers, timeout).await
     } else {
@@ -291,12 +323,12 @@ fn get_request(addr: SocketAddr, path: &str, headers: &[(String, String)]) -> St
 
 /// The verdict on the first bytes of a response to `GET url`: success is a 2xx or 3xx status,
 /// as in Kubernetes.
-fn status_verdict(head: &[u8], url: &str) -> Result<(), String> {
-    let status = parse_status(head).ok_or_else(|| format!("GET {url}: not an HTTP response"))?;
+fn status_verdict(head: &[u8], url: &str) -> Result<(), ProbeError> {
+    let status = parse_status(head).ok_or_else(|| ProbeError::NotHttp(url.to_owned()))?;
     if (200..400).contains(&status) {
         Ok(())
     } else {
-        Err(format!("GET {url} returned {status}"))
+        Err(ProbeError::Status(url.to_owned(), status))
     }
 }
 
@@ -313,12 +345,12 @@ const STATUS_BYTES: usize = 12;
 
 /// Whether `addr` answers `GET /` with any HTTP status (a 404 or 500 is an answer too): the
 /// check of a replica without readiness probe after the proxy ejected it.
-async fn http_answers(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+async fn http_answers(addr: SocketAddr, timeout: Duration) -> Result<(), ProbeError> {
     let url = format!("http://{addr}/");
     let head = http_head(addr, "/", &[], timeout).await?;
     parse_status(&head)
         .map(|_| ())
-        .ok_or_else(|| format!("GET {url}: not an HTTP response"))
+        .ok_or(ProbeError::NotHttp(url))
 }
 
 /// A minimal HTTP/1.1 GET over plain TCP.
@@ -327,7 +359,7 @@ async fn http_get(
     path: &str,
     headers: &[(String, String)],
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let head = http_head(addr, path, headers, timeout).await?;
     status_verdict(&head, &format!("http://{addr}{path}"))
 }
@@ -338,23 +370,23 @@ async fn http_head(
     path: &str,
     headers: &[(String, String)],
     timeout: Duration,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, ProbeError> {
     let url = format!("http://{addr}{path}");
     let attempt = async {
         let mut stream = TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
+            .map_err(|e| ProbeError::Connect(addr, e))?;
         stream
             .write_all(get_request(addr, path, headers).as_bytes())
             .await
-            .map_err(|e| format!("send to {addr}: {e}"))?;
+            .map_err(|e| ProbeError::Send(addr, e))?;
         let mut head = [0u8; 64];
         let mut read = 0;
         while read < STATUS_BYTES {
             let n = stream
                 .read(&mut head[read..])
                 .await
-                .map_err(|e| format!("read from {addr}: {e}"))?;
+                .map_err(|e| ProbeError::Read(addr, e))?;
             if n == 0 {
                 break;
             }
@@ -364,7 +396,7 @@ async fn http_head(
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!("GET {url}: timed out after {timeout:?}")),
+        Err(_) => Err(ProbeError::Timeout(url, timeout)),
     }
 }
 
@@ -376,7 +408,7 @@ async fn https_get(
     path: &str,
     headers: &[(String, String)],
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let url = format!("https://{addr}{path}");
     let request = get_request(addr, path, headers);
     let blocking_url = url.clone();
@@ -384,19 +416,19 @@ async fn https_get(
         use std::io::{Read, Write};
         let url = blocking_url;
         let tcp = std::net::TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
+            .map_err(|e| ProbeError::Connect(addr, e))?;
         tcp.set_read_timeout(Some(timeout))
             .and_then(|()| tcp.set_write_timeout(Some(timeout)))
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
+            .map_err(|e| ProbeError::Connect(addr, e))?;
         let server_name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
         let connection =
             rustls::ClientConnection::new(crate::tls::probe_client_config(), server_name)
-                .map_err(|e| format!("GET {url}: {e}"))?;
+                .map_err(|e| ProbeError::Tls(url.clone(), e.to_string()))?;
         let mut stream = rustls::StreamOwned::new(connection, tcp);
         stream
             .write_all(request.as_bytes())
             .and_then(|()| stream.flush())
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| ProbeError::Tls(url.clone(), e.to_string()))?;
         let mut head = [0u8; 64];
         let mut read = 0;
         while read < STATUS_BYTES {
@@ -405,15 +437,15 @@ async fn https_get(
                 Ok(n) => read += n,
                 // A server that closes without close_notify after the status line still answered.
                 Err(_) if read > 0 => break,
-                Err(e) => return Err(format!("GET {url}: {e}")),
+                Err(e) => return Err(ProbeError::Tls(url, e.to_string())),
             }
         }
         status_verdict(&head[..read], &url)
     });
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(result)) => result,
-        Ok(Err(e)) => Err(format!("GET {url}: probe task failed: {e}")),
-        Err(_) => Err(format!("GET {url}: timed out after {timeout:?}")),
+        Ok(Err(e)) => Err(ProbeError::Task(url, e.to_string())),
+        Err(_) => Err(ProbeError::Timeout(url, timeout)),
     }
 }
 

@@ -1,0 +1,469 @@
+//! The executor of one deployment's instances: it asks [`plan`] what to do with the
+//! deployment's replicas, old revision and each instance run, and does it through the
+//! [`Runtime`](crate::runtime::Runtime): create, start, kill, remove, drain, and the probe and
+//! stats tasks of every run. Exits and failed starts become audit records.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::plan::{self, Action, Observed, Tend};
+use super::spec::Deployment;
+use super::state::{DeploymentEntry, Instance};
+use super::{LABEL_REPLICA, LABEL_REVISION, Supervisor, ZERO_TIME, docker_safe, journal, probes};
+use super::{running_for, usage};
+use crate::routing::Upstream;
+use crate::runtime::{InstanceInfo, InstanceSpec};
+use crate::store::audit;
+
+/// What converging one deployment left: its kept replicas by slot, the old-revision
+/// instances still serving, and whether every replica of the current revision is ready.
+pub(super) struct Converged {
+    pub kept: BTreeMap<u32, InstanceInfo>,
+    pub old: Vec<InstanceInfo>,
+    pub all_ready: bool,
+}
+
+impl Supervisor {
+    fn observed(&self, c: &InstanceInfo) -> Observed {
+        let instance = self.state.instances.get(&c.id);
+        Observed {
+            id: c.id.clone(),
+            replica: c.labels.get(LABEL_REPLICA).and_then(|r| r.parse().ok()),
+            running: c.running,
+            ready: c.running && instance.is_some_and(Instance::ready),
+            draining: instance.and_then(|i| i.draining),
+        }
+    }
+
+    pub(super) fn is_ready(&self, id: &str) -> bool {
+        self.state.instances.get(id).is_some_and(Instance::ready)
+    }
+
+    /// Converges one deployment (`dep.replicas` already the autoscaler's count) and publishes
+    /// its ready instances to routing.
+    pub(super) async fn converge(
+        &mut self,
+        dep: &Deployment,
+        network: &str,
+        mut labels: HashMap<String, String>,
+        containers: Vec<InstanceInfo>,
+    ) -> Converged {
+        labels.insert(
+            super::LABEL_TENANT.to_owned(),
+            dep.key.tenant.clone().unwrap_or_default(),
+        );
+        labels.insert(super::LABEL_VERSION.to_owned(), dep.version.clone());
+        labels.insert(LABEL_REVISION.to_owned(), dep.revision.clone());
+        let (mut current, old): (Vec<_>, Vec<_>) = containers
+            .into_iter()
+            .partition(|c| c.labels.get(LABEL_REVISION) == Some(&dep.revision));
+        current.sort_by(|a, b| a.name.cmp(&b.name));
+        let now = Instant::now();
+        let create_backoff: BTreeMap<u32, Instant> = self
+            .state
+            .deployments
+            .get(&dep.key)
+            .map(|d| {
+                d.create_failures
+                    .iter()
+                    .filter_map(|(slot, f)| Some((*slot, f.next_try?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let observed: Vec<Observed> = current.iter().map(|c| self.observed(c)).collect();
+        let actions = plan::replicas(
+            dep.replicas,
+            &observed,
+            &create_backoff,
+            self.settings.autoscaling.drain_period,
+            now,
+        );
+        let mut by_id: HashMap<String, InstanceInfo> =
+            current.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let mut kept: BTreeMap<u32, InstanceInfo> = BTreeMap::new();
+        for action in actions {
+            match action {
+                Action::Remove { id, why } => {
+                    if let Some(c) = by_id.remove(&id) {
+                        tracing::debug!(container = %c.name, ?why, "removing");
+                        self.remove(&c).await;
+                    }
+                }
+                Action::Drain { id, until } => {
+                    if let Some(c) = by_id.get(&id) {
+                        tracing::info!(container = %c.name, "scaled down: draining");
+                        self.state
+                            .instances
+                            .entry(id)
+                            .or_insert_with(|| Instance::new(dep.key.application_id, &c.name))
+                            .draining = Some(until);
+                    }
+                }
+                Action::Undrain { id } => {
+                    if let Some(i) = self.state.instances.get_mut(&id) {
+                        i.draining = None;
+                    }
+                }
+                Action::Tend { replica, id } => {
+                    let Some(c) = by_id.remove(&id) else { continue };
+                    match self.keep_running(dep, c).await {
+                        Some(updated) => {
+                            kept.insert(replica, updated);
+                        }
+                        // Vanished (removed by hand): replace it now, not a pass later.
+                        None => {
+                            if let Some(created) = self.create(dep, network, &labels, replica).await
+                            {
+                                kept.insert(replica, created);
+                            }
+                        }
+                    }
+                }
+                Action::Create { replica } => {
+                    if let Some(created) = self.create(dep, network, &labels, replica).await {
+                        kept.insert(replica, created);
+                    }
+                }
+                Action::Retain { .. } | Action::RemoveNetwork { .. } => {}
+            }
+        }
+        let ready_current = kept
+            .values()
+            .filter(|c| c.running && self.is_ready(&c.id))
+            .count();
+        let all_ready = ready_current == dep.replicas as usize;
+        let old_observed: Vec<Observed> = old.iter().map(|c| self.observed(c)).collect();
+        let mut old_by_id: HashMap<String, InstanceInfo> =
+            old.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let mut old_kept = Vec::new();
+        for action in plan::retire(dep.replicas, ready_current, &old_observed) {
+            match action {
+                Action::Remove { id, .. } => {
+                    // Traffic has moved to the new revision (or the old one is dead anyway).
+                    if let Some(c) = old_by_id.remove(&id) {
+                        self.remove(&c).await;
+                    }
+                }
+                Action::Retain { id } => {
+                    if let Some(c) = old_by_id.remove(&id) {
+                        self.observe_old(dep, &c);
+                        old_kept.push(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Replicas the proxy ejected stay out for the ejection period (the routing table's
+        // business); their probe task turns them unready if they do not answer either.
+        let upstreams: Vec<Upstream> = kept
+            .values()
+            .chain(old_kept.iter())
+            .filter(|c| c.running && self.is_ready(&c.id))
+            .filter_map(|c| {
+                c.ip.map(|ip| Upstream {
+                    instance: c.name.clone(),
+                    addr: SocketAddr::new(ip, 80),
+                })
+            })
+            .collect();
+        self.routing.publish(dep.key.clone(), upstreams);
+        Converged {
+            kept,
+            old: old_kept,
+            all_ready,
+        }
+    }
+
+    /// Removes an instance and forgets it.
+    pub(super) async fn remove(&mut self, c: &InstanceInfo) {
+        self.state.instances.remove(&c.id);
+        if let Err(e) = self.runtime.remove_instance(&c.id).await {
+            tracing::warn!(container = %c.name, error = %e, "cannot remove container");
+        }
+    }
+
+    fn watch_run(&mut self, dep: Option<&Deployment>, c: &InstanceInfo) {
+        let Some(ip) = c.ip else { return };
+        let runtime = Arc::clone(&self.runtime);
+        let passive = probes::Passive {
+            routing: self.routing.clone(),
+            instance: c.name.clone(),
+            answer_timeout: self.settings.answer_timeout,
+        };
+        let wake = Arc::clone(&self.handle.wake);
+        let Some(instance) = self.state.instances.get_mut(&c.id) else {
+            return;
+        };
+        instance.stop_probes();
+        instance.probed_run = c.started_at.clone();
+        if dep.is_some() {
+            instance.usage_task = Some(usage::watch(
+                Arc::clone(&runtime),
+                c.id.clone(),
+                Arc::clone(&instance.usage),
+            ));
+        }
+        // An adopted instance (Berth restarted) has served for a while: its probes' initial
+        // delays count from its start, so it is routed again at once. An old-revision one
+        // adopted after a restart (`dep` None): its own probes are not known any more (and the
+        // new revision's may not fit it), so it counts as ready while it runs.
+        instance.probe_task = Some(tokio::spawn(probes::watch(
+            runtime,
+            c.id.clone(),
+            ip,
+            dep.and_then(|d| d.liveness.clone()),
+            dep.and_then(|d| d.readiness.clone()),
+            running_for(&c.started_at, time::OffsetDateTime::now_utc()),
+            passive,
+            Arc::clone(&instance.probe_state),
+            wake,
+        )));
+    }
+
+    /// Old-revision instances keep serving during a rollout: their probe task (started while
+    /// they were current) keeps running; adopted ones get a probe-less watcher.
+    fn observe_old(&mut self, dep: &Deployment, c: &InstanceInfo) {
+        let instance = self
+            .state
+            .instances
+            .entry(c.id.clone())
+            .or_insert_with(|| Instance::new(dep.key.application_id, &c.name));
+        if instance.probed_run != c.started_at && c.ip.is_some() {
+            self.watch_run(None, c);
+        }
+    }
+
+    /// Keeps an instance of the current revision running as [`plan::tend`] says: counts
+    /// exits, restarts with back-off, kills it when liveness failed, keeps its probe task on
+    /// the current run. Returns the instance's fresh state (None if it vanished).
+    async fn keep_running(&mut self, dep: &Deployment, c: InstanceInfo) -> Option<InstanceInfo> {
+        let now = Instant::now();
+        let instance = self
+            .state
+            .instances
+            .entry(c.id.clone())
+            .or_insert_with(|| Instance::new(dep.key.application_id, &c.name));
+        if !c.running {
+            instance.running_since = None;
+            if !instance.probed_run.is_empty() {
+                let probe_failure = instance
+                    .probes()
+                    .last_failure
+                    .filter(|f| f.starts_with("Liveness"));
+                instance.stop_probes();
+                if let Some(f) = probe_failure {
+                    instance.last_failure = Some(f);
+                }
+            }
+        }
+        let exited = c.finished_at != ZERO_TIME && !c.finished_at.is_empty();
+        let probes = instance.probes();
+        let mut run = plan::Run {
+            running: c.running,
+            liveness_failed: probes.liveness_failed && instance.probed_run == c.started_at,
+            exited,
+            exit_counted: instance.counted_exit == c.finished_at,
+            next_start: instance.next_start,
+        };
+        loop {
+            match plan::tend(run, now) {
+                Tend::Kill => {
+                    tracing::info!(container = %c.name, "liveness failed: killing for restart");
+                    let instance = self.state.instances.get_mut(&c.id)?;
+                    instance.last_failure = probes.last_failure.clone();
+                    instance.stop_probes();
+                    if let Err(e) = self.runtime.kill_instance(&c.id).await {
+                        tracing::warn!(container = %c.name, error = %e, "cannot kill");
+                    }
+                    // Counted as a failure when the exit is observed (next pass, poked by
+                    // `die`).
+                    return self.runtime.instance(&c.id).await.ok().flatten();
+                }
+                Tend::Watch => {
+                    let instance = self.state.instances.get_mut(&c.id)?;
+                    let since = *instance.running_since.get_or_insert(now);
+                    if now.duration_since(since) >= super::backoff::STABLE_AFTER {
+                        instance.consecutive_failures = 0;
+                    }
+                    if instance.probed_run != c.started_at {
+                        self.watch_run(Some(dep), &c);
+                    }
+                    return Some(c);
+                }
+                Tend::CountExit => {
+                    self.count_exit(dep, &c, now).await;
+                    let instance = self.state.instances.get(&c.id)?;
+                    run.exit_counted = true;
+                    run.next_start = instance.next_start;
+                }
+                Tend::Wait(_) => return Some(c),
+                Tend::Start => return self.start(dep, c, exited, now).await,
+            }
+        }
+    }
+
+    /// Counts a new exit: the failure streak, the back-off, the reason, and an audit record.
+    async fn count_exit(&mut self, dep: &Deployment, c: &InstanceInfo, now: Instant) {
+        let Some(instance) = self.state.instances.get_mut(&c.id) else {
+            return;
+        };
+        instance.counted_exit = c.finished_at.clone();
+        instance.consecutive_failures += 1;
+        let reason = if c.oom_killed {
+            "OOMKilled: the memory limit was exceeded".to_owned()
+        } else {
+            format!("exited with code {}", c.exit_code.unwrap_or(-1))
+        };
+        // A liveness kill keeps its own, more telling reason.
+        let killed_for_liveness = instance
+            .last_failure
+            .as_deref()
+            .is_some_and(|f| f.starts_with("Liveness") && c.exit_code == Some(137));
+        if !killed_for_liveness {
+            instance.last_failure = Some(reason.clone());
+        }
+        let failures = instance.consecutive_failures;
+        instance.next_start = Some(plan::next_start(failures, now));
+        let peak = instance
+            .usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .peak_bytes;
+        let failure = instance.last_failure.clone().unwrap_or(reason);
+        let wait = super::backoff::delay(failures);
+        self.record_exit(dep, c, failure, peak, failures, wait)
+            .await;
+    }
+
+    /// Starts a stopped instance; a start the engine refuses backs off like a crash.
+    async fn start(
+        &mut self,
+        dep: &Deployment,
+        c: InstanceInfo,
+        exited: bool,
+        now: Instant,
+    ) -> Option<InstanceInfo> {
+        self.state.instances.get_mut(&c.id)?.next_start = None;
+        match self.runtime.start_instance(&c.id).await {
+            Ok(false) => {
+                // Removed or being removed meanwhile: forget it; the caller replaces it.
+                tracing::info!(container = %c.name, "removed while stopped: replacing it");
+                self.state.instances.remove(&c.id);
+                return None;
+            }
+            Ok(true) => {
+                let instance = self.state.instances.get_mut(&c.id)?;
+                if exited {
+                    instance.restarts += 1;
+                }
+                tracing::info!(container = %c.name, restarts = instance.restarts, "started");
+            }
+            Err(e) => {
+                let instance = self.state.instances.get_mut(&c.id)?;
+                instance.consecutive_failures += 1;
+                let wait = super::backoff::delay(instance.consecutive_failures);
+                instance.last_failure = Some(format!("cannot start: {e}"));
+                instance.next_start = Some(now + wait);
+                journal::record(
+                    &self.store,
+                    journal::Entry {
+                        tenant: &dep.owner,
+                        application: (dep.key.application_id, &dep.application_name),
+                        record_type: "ContainerStartFailure",
+                        activity: "Start failed",
+                        text: format!(
+                            "{} cannot start: {e}; retrying in {} ms",
+                            c.name,
+                            wait.as_millis()
+                        ),
+                        severity: audit::WARNING,
+                        details: json!({
+                            "deployment": dep.key.to_string(),
+                            "instance": c.name,
+                            "consecutiveFailures": instance.consecutive_failures,
+                            "restartDelayMillis": wait.as_millis() as u64,
+                            "reason": e.to_string(),
+                        }),
+                    },
+                );
+                return Some(c);
+            }
+        }
+        let fresh = self.runtime.instance(&c.id).await.ok().flatten()?;
+        if fresh.running {
+            Box::pin(self.keep_running(dep, fresh)).await
+        } else {
+            Some(fresh)
+        }
+    }
+
+    /// Creates and starts replica `replica` of `dep` (respecting creation back-off).
+    async fn create(
+        &mut self,
+        dep: &Deployment,
+        network: &str,
+        labels: &HashMap<String, String>,
+        replica: u32,
+    ) -> Option<InstanceInfo> {
+        let now = Instant::now();
+        let entry = self
+            .state
+            .deployments
+            .entry(dep.key.clone())
+            .or_insert_with(|| DeploymentEntry::new(now));
+        let next_try = entry.create_failures.get(&replica).and_then(|f| f.next_try);
+        if !plan::may_create(next_try, now) {
+            return None;
+        }
+        let suffix = hex::encode(uuid::Uuid::new_v4().as_bytes())[..6].to_owned();
+        let name = format!(
+            "berth-{}-{}-{}-{}-{}",
+            self.short_id(),
+            dep.key.application_id,
+            docker_safe(dep.key.tenant.as_deref().unwrap_or("shared")),
+            replica,
+            suffix
+        );
+        let mut labels = labels.clone();
+        labels.insert(LABEL_REPLICA.to_owned(), replica.to_string());
+        let spec = InstanceSpec {
+            name: name.clone(),
+            deployment: dep.key.to_string(),
+            revision: dep.revision.clone(),
+            replica,
+            replicas: dep.replicas,
+            image: dep.image.clone(),
+            env: dep.env.clone(),
+            labels,
+            network: network.to_owned(),
+            memory_bytes: dep.memory_bytes,
+            nano_cpus: dep.nano_cpus,
+            pids_limit: self.settings.pids_limit,
+        };
+        let created = self.runtime.create_instance(&spec).await;
+        let entry = self
+            .state
+            .deployments
+            .entry(dep.key.clone())
+            .or_insert_with(|| DeploymentEntry::new(now));
+        let created = match created {
+            Ok(id) => id,
+            Err(e) => {
+                let failure = entry.create_failures.entry(replica).or_default();
+                failure.failures += 1;
+                failure.reason = format!("cannot create container: {e}");
+                failure.next_try = Some(now + super::backoff::delay(failure.failures));
+                tracing::warn!(deployment = %dep.key, error = %e, "cannot create container");
+                return None;
+            }
+        };
+        entry.create_failures.remove(&replica);
+        tracing::info!(container = %name, deployment = %dep.key, version = %dep.version, "created");
+        let info = self.runtime.instance(&created).await.ok().flatten()?;
+        self.keep_running(dep, info).await
+    }
+}

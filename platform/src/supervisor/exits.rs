@@ -1,0 +1,102 @@
+//! The audit record of an instance exit: an OOM kill distinctly (with the limit, the peak
+//! memory seen and the last log lines), any other exit as a restart.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::spec::{self, Deployment};
+use super::state::DeploymentEntry;
+use super::{Supervisor, journal};
+use crate::runtime::InstanceInfo;
+use crate::store::audit;
+
+impl Supervisor {
+    /// Records a container exit (an OOM kill distinctly, with the limit, the peak memory seen
+    /// and the last log lines) before it is restarted.
+    pub(super) async fn record_exit(
+        &mut self,
+        dep: &Deployment,
+        c: &InstanceInfo,
+        reason: String,
+        peak_bytes: u64,
+        failures: u32,
+        wait: Duration,
+    ) {
+        const LOG_LINES: u64 = 20;
+        let app = dep.application_name.clone();
+        metrics::counter!("berth_container_restarts_total", "application" => app.clone())
+            .increment(1);
+        // The run just ended: its last lines (Docker keeps them across restarts).
+        let logs = self
+            .runtime
+            .logs(&c.id, 0, 0, Some(LOG_LINES))
+            .await
+            .unwrap_or_else(|e| format!("(logs unavailable: {e})"));
+        let last_lines: Vec<&str> = logs.lines().collect();
+        let mut details = json!({
+            "deployment": dep.key.to_string(),
+            "instance": c.name,
+            "exitCode": c.exit_code,
+            "finishedAt": c.finished_at,
+            "consecutiveFailures": failures,
+            "restartDelayMillis": wait.as_millis() as u64,
+            "reason": reason,
+            "lastLogLines": last_lines,
+        });
+        if c.oom_killed {
+            metrics::counter!("berth_container_oom_kills_total", "application" => app.clone())
+                .increment(1);
+            let kills = &mut self
+                .state
+                .deployments
+                .entry(dep.key.clone())
+                .or_insert_with(|| DeploymentEntry::new(Instant::now()))
+                .oom_kills;
+            kills.count += 1;
+            kills.last_time = Some(if c.finished_at.is_empty() {
+                crate::store::timestamp()
+            } else {
+                c.finished_at.clone()
+            });
+            kills.last_peak_bytes = (peak_bytes > 0).then_some(peak_bytes);
+            details["memoryLimitBytes"] = json!(dep.memory_bytes);
+            details["memoryLimit"] = json!(spec::memory_limit_text(
+                u64::try_from(dep.memory_bytes).unwrap_or(0)
+            ));
+            // None when the run ended before its first stats sample.
+            details["memoryPeakBytes"] = json!((peak_bytes > 0).then_some(peak_bytes));
+            journal::record(
+                &self.store,
+                journal::Entry {
+                    tenant: &dep.owner,
+                    application: (dep.key.application_id, &app),
+                    record_type: "OomKill",
+                    activity: "Killed for exceeding the memory limit",
+                    text: format!(
+                        "{} was killed for exceeding its memory limit of {} bytes (peak seen {} bytes); restarting in {} ms",
+                        c.name,
+                        dep.memory_bytes,
+                        peak_bytes,
+                        wait.as_millis()
+                    ),
+                    severity: audit::MAJOR,
+                    details,
+                },
+            );
+        } else {
+            journal::record(
+                &self.store,
+                journal::Entry {
+                    tenant: &dep.owner,
+                    application: (dep.key.application_id, &app),
+                    record_type: "ContainerExit",
+                    activity: "Restarted after an exit",
+                    text: format!("{} {reason}; restarting in {} ms", c.name, wait.as_millis()),
+                    severity: audit::WARNING,
+                    details,
+                },
+            );
+        }
+    }
+}

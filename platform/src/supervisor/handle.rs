@@ -1,0 +1,161 @@
+//! The API's view of the supervisor ([`Handle`]): poke it, wait for a pass, read the status
+//! it published, find an instance's container, tell whether an address is inside Berth's
+//! container networks.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::status::ApplicationStatus;
+
+/// The API's view of the supervisor: poke it, read status, find instances, check peers.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    pub(super) wake: Arc<Notify>,
+    pub(super) status: Arc<RwLock<HashMap<i64, ApplicationStatus>>>,
+    /// Instance name → (application id, container id).
+    pub(super) instances: Arc<RwLock<HashMap<String, (i64, String)>>>,
+    /// Subnets of Berth's networks: (network address, prefix length).
+    pub(super) subnets: Arc<RwLock<Vec<(IpAddr, u8)>>>,
+    /// Convergence requests handed out ([`Handle::converge`] takes the next number)…
+    pub(super) requested: Arc<AtomicU64>,
+    /// …and the highest one a completed pass had seen when it started (so it read the
+    /// database after that request's change).
+    pub(super) covered: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Handle {
+    pub(super) fn new() -> Handle {
+        Handle {
+            wake: Arc::new(Notify::new()),
+            status: Arc::default(),
+            instances: Arc::default(),
+            subnets: Arc::default(),
+            requested: Arc::new(AtomicU64::new(0)),
+            covered: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// Adds subnets of Berth's networks (known to the internal API before any container of
+    /// those networks starts).
+    pub(super) fn add_subnets(&self, fresh: &[(IpAddr, u8)]) {
+        let mut known = self.subnets.write().unwrap_or_else(|p| p.into_inner());
+        for s in fresh {
+            if !known.contains(s) {
+                known.push(*s);
+            }
+        }
+    }
+
+    /// Replaces the subnets with those of the networks that exist now.
+    pub(super) fn set_subnets(&self, subnets: Vec<(IpAddr, u8)>) {
+        *self.subnets.write().unwrap_or_else(|p| p.into_inner()) = subnets;
+    }
+
+    /// Publishes what a pass found: every application's status and the instances by name.
+    pub(super) fn publish(
+        &self,
+        status: HashMap<i64, ApplicationStatus>,
+        instances: HashMap<String, (i64, String)>,
+    ) {
+        *self.status.write().unwrap_or_else(|p| p.into_inner()) = status;
+        *self.instances.write().unwrap_or_else(|p| p.into_inner()) = instances;
+    }
+    /// Asks for a reconcile pass soon (never blocks; several pokes coalesce).
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Pokes and waits (at most `limit`) until a pass that started after this call completed,
+    /// so the caller sees Docker converged to the database (e.g. containers of a deleted
+    /// application gone before its image is removed). False on timeout.
+    pub async fn converge(&self, limit: Duration) -> bool {
+        let mut covered = self.covered.subscribe();
+        // A pass that starts after this number was taken reads the database after our change;
+        // a pass already running may not have, and is not waited for beyond its end.
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.poke();
+        let done = covered.wait_for(|c| *c >= ticket);
+        matches!(tokio::time::timeout(limit, done).await, Ok(Ok(_)))
+    }
+
+    /// The status of an application (None if it has no deployment).
+    pub fn status(&self, application_id: i64) -> Option<ApplicationStatus> {
+        self.status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&application_id)
+            .cloned()
+    }
+
+    /// The container of `instance` if it belongs to `application_id`.
+    pub fn instance_container(&self, application_id: i64, instance: &str) -> Option<String> {
+        self.instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(instance)
+            .filter(|(app, _)| *app == application_id)
+            .map(|(_, id)| id.clone())
+    }
+
+    /// True when `ip` is inside one of Berth's container networks.
+    pub fn is_container_peer(&self, ip: IpAddr) -> bool {
+        self.subnets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(net, prefix)| in_subnet(ip, *net, *prefix))
+    }
+}
+
+pub(super) fn in_subnet(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
+}
+
+pub(super) fn parse_subnet(text: &str) -> Option<(IpAddr, u8)> {
+    let (addr, prefix) = text.split_once('/')?;
+    Some((addr.parse().ok()?, prefix.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_membership() {
+        let cases = [
+            ("172.18.0.5", "172.18.0.0/16", true),
+            ("172.19.0.5", "172.18.0.0/16", false),
+            ("192.168.16.2", "192.168.16.0/20", true),
+            ("192.168.32.2", "192.168.16.0/20", false),
+            ("10.0.0.1", "0.0.0.0/0", true),
+            ("::1", "172.18.0.0/16", false),
+        ];
+        for (ip, net, inside) in cases {
+            let (addr, prefix) = parse_subnet(net).unwrap();
+            assert_eq!(
+                in_subnet(ip.parse().unwrap(), addr, prefix),
+                inside,
+                "{ip} in {net}"
+            );
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! A deployment's network: its name, and making it on a free subnet of the pool (see
+//! [`subnets`]) with a bridge the host firewall covers. A deployment whose network cannot be
+//! made is reported as such ([`unplaced_status`]) and is down at once.
+
+use std::collections::HashMap;
+
+use super::spec::Deployment;
+use super::status::{DeploymentReason, DeploymentStatus, Placement};
+use super::{Supervisor, docker_safe, subnets};
+use crate::routing::DeploymentKey;
+use crate::runtime::{NetworkInfo, NetworkSpec, RuntimeError};
+
+/// Tries at making a deployment network per pass (each on a freshly read engine).
+const CREATE_NETWORK_ATTEMPTS: usize = 3;
+
+/// Why a deployment's network could not be made (shown in its status, alarm and the proxy's
+/// 503, so each says what to do).
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("cannot inspect its network {name}: {source}")]
+    Inspect { name: String, source: RuntimeError },
+    #[error("cannot replace its network {name}: {source}")]
+    Replace { name: String, source: RuntimeError },
+    #[error("cannot list the engine's networks: {0}")]
+    ListSubnets(RuntimeError),
+    #[error(
+        "cannot create its network: all {capacity} subnets (/{prefix}) of the network pool {pool} are in use; unsubscribe tenants or widen network_pool"
+    )]
+    PoolFull {
+        capacity: u64,
+        prefix: u8,
+        pool: String,
+    },
+    #[error("cannot create its network on {block}: {source}")]
+    Create { block: String, source: RuntimeError },
+}
+
+impl Supervisor {
+    pub(super) fn network_name(&self, key: &DeploymentKey) -> String {
+        format!(
+            "berth-{}-{}-{}",
+            self.short_id(),
+            key.application_id,
+            docker_safe(key.tenant.as_deref().unwrap_or("shared"))
+        )
+    }
+
+    /// The network of a deployment, made on a free subnet of the pool if missing. `in_use`
+    /// caches the engine's subnets for the pass (None: not read yet, or stale after a failure).
+    pub(super) async fn ensure_network(
+        &self,
+        name: &str,
+        bridge: &str,
+        labels: &HashMap<String, String>,
+        in_use: &mut Option<Vec<subnets::Block>>,
+    ) -> Result<NetworkInfo, NetworkError> {
+        let found = self
+            .runtime
+            .network(name)
+            .await
+            .map_err(|source| NetworkError::Inspect {
+                name: name.to_owned(),
+                source,
+            })?;
+        match found {
+            Some(n) if n.bridge.as_deref() == Some(bridge) => return Ok(n),
+            Some(n) => {
+                // Made before the firewall existed: an unmatched bridge would leave the host
+                // open to its containers.
+                tracing::warn!(
+                    network = name,
+                    "replacing a network whose bridge the host firewall does not cover"
+                );
+                self.runtime
+                    .remove_network_and_instances(&n.id)
+                    .await
+                    .map_err(|source| NetworkError::Replace {
+                        name: name.to_owned(),
+                        source,
+                    })?;
+            }
+            None => {}
+        }
+        // Another installation on the engine may take the same block between our read and our
+        // create (Docker then refuses the overlap): read afresh and try again, a few times.
+        let mut last_error = None;
+        for _ in 0..CREATE_NETWORK_ATTEMPTS {
+            let taken = match in_use {
+                Some(taken) => taken,
+                None => {
+                    let listed = self
+                        .runtime
+                        .subnets_in_use()
+                        .await
+                        .map_err(NetworkError::ListSubnets)?;
+                    in_use.insert(
+                        listed
+                            .iter()
+                            .filter_map(|s| subnets::Block::parse(s))
+                            .collect(),
+                    )
+                }
+            };
+            let pool = self.settings.network_pool;
+            let Some(block) = pool.allocate(taken) else {
+                return Err(NetworkError::PoolFull {
+                    capacity: pool.capacity(),
+                    prefix: pool.subnet_prefix,
+                    pool: pool.pool.to_string(),
+                });
+            };
+            let spec = NetworkSpec {
+                name: name.to_owned(),
+                bridge: bridge.to_owned(),
+                labels: labels.clone(),
+                subnet: block.to_string(),
+            };
+            match self.runtime.create_network(&spec).await {
+                Ok(n) => {
+                    taken.push(block);
+                    return Ok(n);
+                }
+                Err(source) => {
+                    last_error = Some(NetworkError::Create {
+                        block: block.to_string(),
+                        source,
+                    });
+                    *in_use = None;
+                }
+            }
+        }
+        Err(last_error.expect("at least one attempt"))
+    }
+}
+
+/// Status of a deployment whose network could not be made: no instance, the reason, and not
+/// `starting` (so it is `c8y_Application_Down` at once: waiting will not fix it).
+pub(super) fn unplaced_status(dep: &Deployment, reason: &str) -> DeploymentStatus {
+    DeploymentStatus {
+        tenant: dep.key.tenant.clone(),
+        version: dep.version.clone(),
+        autoscale: dep.autoscale,
+        desired: dep.replicas,
+        active: 0,
+        available: 0,
+        unhealthy: 0,
+        restarts: 0,
+        placement: Placement::Unplaced,
+        reason: Some(DeploymentReason::CannotCreateNetwork),
+        last_failure: Some(reason.to_owned()),
+        starting: false,
+        instances: Vec::new(),
+        upstreams: Vec::new(),
+    }
+}

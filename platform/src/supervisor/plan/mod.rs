@@ -1,0 +1,252 @@
+//! The supervisor's decisions as pure functions of desired state, observed state and the
+//! time: what to remove as garbage, which replicas to create, keep, drain or remove, when an
+//! old revision retires, what to do with one instance run (kill, watch, count an exit, start,
+//! wait out a back-off) and how a rollout ends. They return [`Action`]s; the executor (the
+//! rest of this module tree) applies them through the runtime. No IO, no clock, no Docker:
+//! the tables below test every rule.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use super::backoff;
+
+/// Why an instance is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// It belongs to no desired deployment.
+    Orphan,
+    /// A second instance of one replica slot (a create raced a crash), or one without a slot.
+    Duplicate,
+    /// Scaled down, and its drain period is over.
+    Drained,
+    /// Of an old revision, once the new one serves (or it does not run anyway).
+    Retired,
+}
+
+/// One thing to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Remove an instance.
+    Remove { id: String, why: Removal },
+    /// Remove a network no desired deployment uses (after its instances).
+    RemoveNetwork { name: String },
+    /// Take a scaled-down instance out of routing now; remove it at `until`.
+    Drain { id: String, until: Instant },
+    /// A draining instance is wanted again (scaled back up): it serves again.
+    Undrain { id: String },
+    /// Keep the instance of a wanted replica slot running (see [`tend`]).
+    Tend { replica: u32, id: String },
+    /// Create (and start) the instance of an empty replica slot.
+    Create { replica: u32 },
+    /// An old-revision instance keeps serving until the new revision is ready.
+    Retain { id: String },
+}
+
+/// One instance of a deployment as the planner sees it.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub id: String,
+    /// Its replica slot label (None when missing or unreadable).
+    pub replica: Option<u32>,
+    pub running: bool,
+    pub ready: bool,
+    /// Draining until then (scaled down).
+    pub draining: Option<Instant>,
+}
+
+/// Instances of no desired deployment (`deployment` label absent or not wanted), and
+/// networks no desired deployment uses.
+pub fn garbage(
+    instances: &[(String, Option<String>)],
+    networks: &[String],
+    wanted_deployments: &HashSet<String>,
+    wanted_networks: &HashSet<String>,
+) -> Vec<Action> {
+    let mut actions: Vec<Action> = instances
+        .iter()
+        .filter(|(_, d)| !d.as_ref().is_some_and(|d| wanted_deployments.contains(d)))
+        .map(|(id, _)| Action::Remove {
+            id: id.clone(),
+            why: Removal::Orphan,
+        })
+        .collect();
+    actions.extend(
+        networks
+            .iter()
+            .filter(|n| !wanted_networks.contains(*n))
+            .map(|name| Action::RemoveNetwork { name: name.clone() }),
+    );
+    actions
+}
+
+/// The current revision's instances against `replicas` wanted slots: keep one instance per
+/// slot (the first in `current`'s order), drain those of slots scaled away while they run,
+/// remove the drained and the duplicates, create the empty slots whose creation is not
+/// backing off (`create_backoff`: slot → next try).
+pub fn replicas(
+    replicas: u32,
+    current: &[Observed],
+    create_backoff: &BTreeMap<u32, Instant>,
+    drain_period: Duration,
+    now: Instant,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let mut kept: BTreeMap<u32, &str> = BTreeMap::new();
+    for c in current {
+        match c.replica {
+            Some(r) if r < replicas && !kept.contains_key(&r) => {
+                if c.draining.is_some() {
+                    actions.push(Action::Undrain { id: c.id.clone() });
+                }
+                kept.insert(r, &c.id);
+            }
+            Some(r) if r >= replicas && c.running => {
+                // Out of routing now, removed after the drain period so requests in flight
+                // finish.
+                let until = c.draining.unwrap_or(now + drain_period);
+                if until <= now {
+                    actions.push(Action::Remove {
+                        id: c.id.clone(),
+                        why: Removal::Drained,
+                    });
+                } else if c.draining.is_none() {
+                    actions.push(Action::Drain {
+                        id: c.id.clone(),
+                        until,
+                    });
+                }
+            }
+            Some(r) if r >= replicas => actions.push(Action::Remove {
+                id: c.id.clone(),
+                why: Removal::Drained,
+            }),
+            _ => actions.push(Action::Remove {
+                id: c.id.clone(),
+                why: Removal::Duplicate,
+            }),
+        }
+    }
+    for replica in 0..replicas {
+        match kept.get(&replica) {
+            Some(id) => actions.push(Action::Tend {
+                replica,
+                id: (*id).to_owned(),
+            }),
+            None if may_create(create_backoff.get(&replica).copied(), now) => {
+                actions.push(Action::Create { replica })
+            }
+            None => {}
+        }
+    }
+    actions
+}
+
+/// Whether a slot whose last creation failed may be tried again.
+pub fn may_create(next_try: Option<Instant>, now: Instant) -> bool {
+    next_try.is_none_or(|t| t <= now)
+}
+
+/// Old-revision instances once the current revision was tended: all retire when every wanted
+/// replica of the current revision is ready (traffic has moved), and a stopped one retires
+/// at once; the others keep serving.
+pub fn retire(replicas: u32, ready_current: usize, old: &[Observed]) -> Vec<Action> {
+    let all_ready = ready_current == replicas as usize;
+    old.iter()
+        .map(|c| {
+            if all_ready || !c.running {
+                Action::Remove {
+                    id: c.id.clone(),
+                    why: Removal::Retired,
+                }
+            } else {
+                Action::Retain { id: c.id.clone() }
+            }
+        })
+        .collect()
+}
+
+/// One run of a kept instance as the planner sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub running: bool,
+    /// Its liveness probe failed on this very run.
+    pub liveness_failed: bool,
+    /// It has run and ended (a finish time is known).
+    pub exited: bool,
+    /// That end is counted already.
+    pub exit_counted: bool,
+    /// When it may be started again (restart back-off).
+    pub next_start: Option<Instant>,
+}
+
+/// What to do with one instance run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tend {
+    /// Liveness failed: kill it (the exit is counted when observed).
+    Kill,
+    /// Running: keep its probes and stats on this run.
+    Watch,
+    /// A new exit: count it, then decide again.
+    CountExit,
+    /// Stopped and not backing off: start it.
+    Start,
+    /// Stopped, backing off until then.
+    Wait(Instant),
+}
+
+pub fn tend(run: Run, now: Instant) -> Tend {
+    if run.running {
+        return if run.liveness_failed {
+            Tend::Kill
+        } else {
+            Tend::Watch
+        };
+    }
+    if run.exited && !run.exit_counted {
+        return Tend::CountExit;
+    }
+    match run.next_start {
+        Some(t) if t > now => Tend::Wait(t),
+        _ => Tend::Start,
+    }
+}
+
+/// The next start after the `failures`-th consecutive failure.
+pub fn next_start(failures: u32, now: Instant) -> Instant {
+    now + backoff::delay(failures)
+}
+
+/// How a rollout of the active version stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// The active version is the stable one: nothing rolls out.
+    Stable,
+    /// Every deployment of the active version is ready: record it as stable.
+    MarkStable,
+    /// Not ready within its deadline: roll back to the stable version.
+    RollBack { to: String },
+    /// Not ready yet (or nothing to roll back to): wait.
+    Wait,
+}
+
+pub fn rollout(
+    active: &str,
+    stable: Option<&str>,
+    ready: bool,
+    elapsed: Duration,
+    deadline: Duration,
+) -> Rollout {
+    if stable == Some(active) {
+        return Rollout::Stable;
+    }
+    if ready {
+        return Rollout::MarkStable;
+    }
+    match stable {
+        Some(to) if elapsed >= deadline => Rollout::RollBack { to: to.to_owned() },
+        _ => Rollout::Wait,
+    }
+}
+
+#[cfg(test)]
+mod tests;

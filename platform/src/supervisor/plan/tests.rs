@@ -1,0 +1,436 @@
+//! The planner's tables: every rule of [`super`] as cases, no Docker.
+
+use super::*;
+
+/// (case, replicas, current, create back-off, drain period, expected)
+type ReplicaCase<'a> = (
+    &'a str,
+    u32,
+    Vec<Observed>,
+    &'a BTreeMap<u32, Instant>,
+    Duration,
+    Vec<Action>,
+);
+
+fn obs(id: &str, replica: Option<u32>, running: bool) -> Observed {
+    Observed {
+        id: id.to_owned(),
+        replica,
+        running,
+        ready: running,
+        draining: None,
+    }
+}
+
+fn draining(mut o: Observed, until: Instant) -> Observed {
+    o.draining = Some(until);
+    o
+}
+
+fn remove(id: &str, why: Removal) -> Action {
+    Action::Remove {
+        id: id.to_owned(),
+        why,
+    }
+}
+
+fn tend_(replica: u32, id: &str) -> Action {
+    Action::Tend {
+        replica,
+        id: id.to_owned(),
+    }
+}
+
+#[test]
+fn replicas_table() {
+    let now = Instant::now();
+    let drain = Duration::from_secs(10);
+    let later = now + Duration::from_secs(3);
+    let past = now - Duration::from_secs(1);
+    let none = BTreeMap::new();
+    let backing_off = BTreeMap::from([(1, later)]);
+    let retry_due = BTreeMap::from([(1, past)]);
+    use Action::{Create, Drain, Undrain};
+    // (case, replicas, current, create back-off, drain period, expected)
+    let cases: Vec<ReplicaCase> = vec![
+        (
+            "nothing yet: create every slot",
+            2,
+            vec![],
+            &none,
+            drain,
+            vec![Create { replica: 0 }, Create { replica: 1 }],
+        ),
+        (
+            "all there: tend each",
+            2,
+            vec![obs("a", Some(0), true), obs("b", Some(1), true)],
+            &none,
+            drain,
+            vec![tend_(0, "a"), tend_(1, "b")],
+        ),
+        (
+            "a stopped one is tended, not replaced",
+            1,
+            vec![obs("a", Some(0), false)],
+            &none,
+            drain,
+            vec![tend_(0, "a")],
+        ),
+        (
+            "a missing slot is created",
+            2,
+            vec![obs("a", Some(0), true)],
+            &none,
+            drain,
+            vec![tend_(0, "a"), Create { replica: 1 }],
+        ),
+        (
+            "creation backing off: wait",
+            2,
+            vec![obs("a", Some(0), true)],
+            &backing_off,
+            drain,
+            vec![tend_(0, "a")],
+        ),
+        (
+            "creation back-off over: try again",
+            2,
+            vec![obs("a", Some(0), true)],
+            &retry_due,
+            drain,
+            vec![tend_(0, "a"), Create { replica: 1 }],
+        ),
+        (
+            "a duplicate slot: the second goes",
+            1,
+            vec![obs("a", Some(0), true), obs("b", Some(0), true)],
+            &none,
+            drain,
+            vec![remove("b", Removal::Duplicate), tend_(0, "a")],
+        ),
+        (
+            "no slot label: goes",
+            1,
+            vec![obs("x", None, true), obs("a", Some(0), true)],
+            &none,
+            drain,
+            vec![remove("x", Removal::Duplicate), tend_(0, "a")],
+        ),
+        (
+            "scaled down, running: drains",
+            1,
+            vec![obs("a", Some(0), true), obs("b", Some(1), true)],
+            &none,
+            drain,
+            vec![
+                Drain {
+                    id: "b".into(),
+                    until: now + drain,
+                },
+                tend_(0, "a"),
+            ],
+        ),
+        (
+            "still draining: left alone",
+            1,
+            vec![
+                obs("a", Some(0), true),
+                draining(obs("b", Some(1), true), later),
+            ],
+            &none,
+            drain,
+            vec![tend_(0, "a")],
+        ),
+        (
+            "drained: removed",
+            1,
+            vec![
+                obs("a", Some(0), true),
+                draining(obs("b", Some(1), true), past),
+            ],
+            &none,
+            drain,
+            vec![remove("b", Removal::Drained), tend_(0, "a")],
+        ),
+        (
+            "no drain period: removed at once",
+            1,
+            vec![obs("a", Some(0), true), obs("b", Some(1), true)],
+            &none,
+            Duration::ZERO,
+            vec![remove("b", Removal::Drained), tend_(0, "a")],
+        ),
+        (
+            "scaled down, stopped: removed at once",
+            1,
+            vec![obs("a", Some(0), true), obs("b", Some(1), false)],
+            &none,
+            drain,
+            vec![remove("b", Removal::Drained), tend_(0, "a")],
+        ),
+        (
+            "scaled up again while draining: serves again",
+            2,
+            vec![
+                obs("a", Some(0), true),
+                draining(obs("b", Some(1), true), later),
+            ],
+            &none,
+            drain,
+            vec![Undrain { id: "b".into() }, tend_(0, "a"), tend_(1, "b")],
+        ),
+        (
+            "zero replicas: everything drains",
+            0,
+            vec![obs("a", Some(0), true)],
+            &none,
+            drain,
+            vec![Drain {
+                id: "a".into(),
+                until: now + drain,
+            }],
+        ),
+    ];
+    for (case, n, current, backoff, drain_period, expected) in cases {
+        assert_eq!(
+            replicas(n, &current, backoff, drain_period, now),
+            expected,
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn retire_table() {
+    let old = || vec![obs("o1", Some(0), true), obs("o2", Some(1), false)];
+    let retain = |id: &str| Action::Retain { id: id.to_owned() };
+    // (case, replicas, ready current, expected)
+    let cases = [
+        (
+            "new revision ready: all retire",
+            2,
+            2,
+            vec![
+                remove("o1", Removal::Retired),
+                remove("o2", Removal::Retired),
+            ],
+        ),
+        (
+            "new revision not ready: running ones serve on",
+            2,
+            1,
+            vec![retain("o1"), remove("o2", Removal::Retired)],
+        ),
+        (
+            "nothing of the new one ready",
+            1,
+            0,
+            vec![retain("o1"), remove("o2", Removal::Retired)],
+        ),
+    ];
+    for (case, n, ready, expected) in cases {
+        assert_eq!(retire(n, ready, &old()), expected, "{case}");
+    }
+    assert_eq!(retire(1, 1, &[]), vec![], "no old revision");
+}
+
+#[test]
+fn tend_table() {
+    let now = Instant::now();
+    let later = now + Duration::from_millis(400);
+    let run = |running, liveness_failed, exited, exit_counted, next_start| Run {
+        running,
+        liveness_failed,
+        exited,
+        exit_counted,
+        next_start,
+    };
+    // (case, run, expected)
+    let cases = [
+        (
+            "running and live",
+            run(true, false, false, false, None),
+            Tend::Watch,
+        ),
+        (
+            "running after earlier exits",
+            run(true, false, true, true, None),
+            Tend::Watch,
+        ),
+        (
+            "liveness failed on this run",
+            run(true, true, false, false, None),
+            Tend::Kill,
+        ),
+        (
+            "created, never started",
+            run(false, false, false, false, None),
+            Tend::Start,
+        ),
+        (
+            "a new exit is counted first",
+            run(false, false, true, false, None),
+            Tend::CountExit,
+        ),
+        (
+            "counted, back-off over",
+            run(false, false, true, true, Some(now)),
+            Tend::Start,
+        ),
+        (
+            "counted, backing off",
+            run(false, false, true, true, Some(later)),
+            Tend::Wait(later),
+        ),
+        (
+            "a liveness kill observed as an exit",
+            run(false, true, true, false, None),
+            Tend::CountExit,
+        ),
+    ];
+    for (case, r, expected) in cases {
+        assert_eq!(tend(r, now), expected, "{case}");
+    }
+    // The first restart of a streak is immediate, later ones back off.
+    assert_eq!(
+        tend(run(false, false, true, true, Some(next_start(1, now))), now),
+        Tend::Start
+    );
+    assert!(matches!(
+        tend(run(false, false, true, true, Some(next_start(2, now))), now),
+        Tend::Wait(_)
+    ));
+}
+
+#[test]
+fn rollout_table() {
+    let s = Duration::from_secs;
+    let back = |to: &str| Rollout::RollBack { to: to.to_owned() };
+    // (case, active, stable, ready, elapsed, deadline, expected)
+    let cases = [
+        (
+            "stable already",
+            "2",
+            Some("2"),
+            false,
+            s(999),
+            s(60),
+            Rollout::Stable,
+        ),
+        (
+            "first version ready",
+            "1",
+            None,
+            true,
+            s(1),
+            s(60),
+            Rollout::MarkStable,
+        ),
+        (
+            "first version never ready: nothing to roll back to",
+            "1",
+            None,
+            false,
+            s(999),
+            s(60),
+            Rollout::Wait,
+        ),
+        (
+            "upgrade ready in time",
+            "2",
+            Some("1"),
+            true,
+            s(30),
+            s(60),
+            Rollout::MarkStable,
+        ),
+        (
+            "upgrade still starting",
+            "2",
+            Some("1"),
+            false,
+            s(59),
+            s(60),
+            Rollout::Wait,
+        ),
+        (
+            "upgrade late: roll back",
+            "2",
+            Some("1"),
+            false,
+            s(60),
+            s(60),
+            back("1"),
+        ),
+        (
+            "ready at the deadline wins over rolling back",
+            "2",
+            Some("1"),
+            true,
+            s(61),
+            s(60),
+            Rollout::MarkStable,
+        ),
+    ];
+    for (case, active, stable, ready, elapsed, deadline, expected) in cases {
+        assert_eq!(
+            rollout(active, stable, ready, elapsed, deadline),
+            expected,
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn garbage_table() {
+    let wanted: HashSet<String> = ["1:t1".to_owned()].into();
+    let nets: HashSet<String> = ["net-1".to_owned()].into();
+    let inst = |id: &str, d: Option<&str>| (id.to_owned(), d.map(str::to_owned));
+    let cases = [
+        (
+            "wanted: kept",
+            vec![inst("a", Some("1:t1"))],
+            vec!["net-1".to_owned()],
+            vec![],
+        ),
+        (
+            "of an unwanted deployment",
+            vec![inst("b", Some("2:t1"))],
+            vec![],
+            vec![remove("b", Removal::Orphan)],
+        ),
+        (
+            "without a deployment label",
+            vec![inst("c", None)],
+            vec![],
+            vec![remove("c", Removal::Orphan)],
+        ),
+        (
+            "an unwanted network",
+            vec![],
+            vec!["net-2".to_owned()],
+            vec![Action::RemoveNetwork {
+                name: "net-2".to_owned(),
+            }],
+        ),
+        (
+            "instances before networks",
+            vec![inst("b", Some("2:t1"))],
+            vec!["net-2".to_owned()],
+            vec![
+                remove("b", Removal::Orphan),
+                Action::RemoveNetwork {
+                    name: "net-2".to_owned(),
+                },
+            ],
+        ),
+    ];
+    for (case, instances, networks, expected) in cases {
+        assert_eq!(
+            garbage(&instances, &networks, &wanted, &nets),
+            expected,
+            "{case}"
+        );
+    }
+}

@@ -1,0 +1,384 @@
+//! What the supervisor remembers between passes, folded per instance, per deployment and per
+//! application, with one place ([`State::forget`]) that drops what no longer exists, so
+//! memory follows what exists, never what ever existed.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use super::autoscale::Decision;
+use super::probes::{ProbeState, SharedProbeState};
+use super::status::{Alarms, OomKills};
+use super::usage::SharedUsage;
+use crate::routing::DeploymentKey;
+use crate::store::autoscaler as store_autoscaler;
+
+/// What the supervisor remembers about one instance between passes.
+#[derive(Debug)]
+pub(super) struct Instance {
+    pub app: i64,
+    /// The instance name, which is the instance of the status and logs endpoints.
+    pub name: String,
+    /// Exits already counted (by `finished_at`).
+    pub counted_exit: String,
+    pub restarts: u32,
+    pub consecutive_failures: u32,
+    pub next_start: Option<Instant>,
+    pub last_failure: Option<String>,
+    /// The run the probe task watches (`started_at`), and the task.
+    pub probed_run: String,
+    pub probe_task: Option<JoinHandle<()>>,
+    pub probe_state: SharedProbeState,
+    pub running_since: Option<Instant>,
+    /// Stats of the current run, followed by `usage_task`.
+    pub usage: SharedUsage,
+    pub usage_task: Option<JoinHandle<()>>,
+    /// Removed from routing by a scale-down, stopped at this deadline.
+    pub draining: Option<Instant>,
+}
+
+impl Instance {
+    pub fn new(app: i64, name: &str) -> Instance {
+        Instance {
+            app,
+            name: name.to_owned(),
+            counted_exit: String::new(),
+            restarts: 0,
+            consecutive_failures: 0,
+            next_start: None,
+            last_failure: None,
+            probed_run: String::new(),
+            probe_task: None,
+            probe_state: Arc::new(Mutex::new(ProbeState::default())),
+            running_since: None,
+            usage: SharedUsage::default(),
+            usage_task: None,
+            draining: None,
+        }
+    }
+
+    /// Stops the probe and stats tasks (the last stats stay readable for the exit record).
+    pub fn stop_probes(&mut self) {
+        if let Some(task) = self.probe_task.take() {
+            task.abort();
+        }
+        if let Some(task) = self.usage_task.take() {
+            task.abort();
+        }
+        self.probed_run.clear();
+        *self.probe_state.lock().unwrap_or_else(|p| p.into_inner()) = ProbeState::default();
+    }
+
+    pub fn probes(&self) -> ProbeState {
+        self.probe_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn ready(&self) -> bool {
+        self.probe_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ready
+    }
+
+    /// Why the proxy's ejection made it unready, while it does not answer.
+    pub fn unresponsive(&self) -> Option<String> {
+        self.probe_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unresponsive
+            .clone()
+    }
+}
+
+impl Drop for Instance {
+    // A forgotten instance leaves no task behind.
+    fn drop(&mut self) {
+        self.stop_probes();
+    }
+}
+
+/// A failure to create a replica, remembered per replica slot so creation failures back off
+/// too.
+#[derive(Debug, Default)]
+pub(super) struct CreateFailures {
+    pub failures: u32,
+    pub next_try: Option<Instant>,
+    pub reason: String,
+}
+
+/// One deployment's autoscaler between decisions.
+#[derive(Debug)]
+pub(super) struct Scaler {
+    /// The manifest's `replicas`.
+    pub min_replicas: u32,
+    pub replicas: u32,
+    pub next_decision: Instant,
+    /// Recommendations of the scale-down window, oldest first.
+    pub history: VecDeque<(Instant, u32)>,
+    pub last: Option<Decision>,
+    pub last_time: Option<String>,
+}
+
+/// When this process first wanted a deployment, and whether any of its replicas has been ready
+/// since: a deployment none of whose replicas was ever ready is starting, not down, within its
+/// startup grace.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Startup {
+    pub since: Instant,
+    pub ever_ready: bool,
+}
+
+impl Startup {
+    /// Still starting for the first time: nothing was ever ready, the grace is not over, and
+    /// the replicas are not crash-looping (which no amount of waiting mends).
+    pub fn starting(&self, now: Instant, grace: Duration, crash_loop: bool) -> bool {
+        !self.ever_ready && !crash_loop && now.duration_since(self.since) < grace
+    }
+}
+
+/// How long a deployment starting for the first time may go without a ready replica before it
+/// counts as down: its readiness probe's `initialDelaySeconds + failureThreshold ×
+/// periodSeconds` (the time Kubernetes' probe needs to give up on a start), and for a deployment
+/// without one, the same with Kubernetes' defaults (0 + 3 × 10 s): it is ready once running,
+/// and that should not take longer.
+pub(super) fn startup_grace(readiness: Option<&manifests_schema::Probe>) -> Duration {
+    use manifests_schema::Probe;
+    let (initial, failures, period) = readiness.map_or(
+        (
+            Probe::DEFAULT_INITIAL_DELAY_SECONDS,
+            Probe::DEFAULT_FAILURE_THRESHOLD,
+            Probe::DEFAULT_PERIOD_SECONDS,
+        ),
+        |p| {
+            (
+                p.initial_delay_seconds,
+                p.failure_threshold.max(1),
+                p.period_seconds.max(1),
+            )
+        },
+    );
+    Duration::from_secs(u64::from(initial) + u64::from(failures) * u64::from(period))
+}
+
+/// What is remembered per deployment.
+#[derive(Debug)]
+pub(super) struct DeploymentEntry {
+    /// Its autoscaler (`scale: AUTO` only).
+    pub scaler: Option<Scaler>,
+    pub oom_kills: OomKills,
+    /// First start (no alarm while it is starting).
+    pub startup: Startup,
+    /// Creation failures by replica slot.
+    pub create_failures: BTreeMap<u32, CreateFailures>,
+}
+
+impl DeploymentEntry {
+    pub fn new(now: Instant) -> DeploymentEntry {
+        DeploymentEntry {
+            scaler: None,
+            oom_kills: OomKills::default(),
+            startup: Startup {
+                since: now,
+                ever_ready: false,
+            },
+            create_failures: BTreeMap::new(),
+        }
+    }
+}
+
+/// What is remembered per application.
+#[derive(Debug, Default)]
+pub(super) struct ApplicationEntry {
+    /// (owner tenant, name), for records.
+    pub owner: String,
+    pub name: String,
+    /// Alarms raised (type → text), to record raise and clear once.
+    pub alarms: Alarms,
+    /// The version being rolled out and when this process first saw it wanted.
+    pub rollout: Option<(String, Instant)>,
+}
+
+/// Everything the loop keeps between passes.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub apps: HashMap<i64, ApplicationEntry>,
+    pub deployments: HashMap<DeploymentKey, DeploymentEntry>,
+    /// By instance (container) id.
+    pub instances: HashMap<String, Instance>,
+    /// Scale-down windows saved by an earlier process, by deployment, taken up when the
+    /// deployment's autoscaler is made again (so a restart does not forget them).
+    pub saved_windows: HashMap<String, store_autoscaler::Window>,
+}
+
+impl State {
+    /// The one place that forgets: applications, deployments and instances that no longer
+    /// exist. Returns the deployments whose saved autoscaler window is to be forgotten too.
+    pub fn forget(
+        &mut self,
+        apps: &HashSet<i64>,
+        deployments: &HashSet<&DeploymentKey>,
+        instances: &HashSet<&str>,
+    ) -> Vec<String> {
+        self.apps.retain(|id, _| apps.contains(id));
+        let mut gone: Vec<String> = self
+            .deployments
+            .iter()
+            .filter(|(k, d)| !deployments.contains(k) && d.scaler.is_some())
+            .map(|(k, _)| k.to_string())
+            .collect();
+        self.deployments.retain(|k, _| deployments.contains(k));
+        let wanted: HashSet<String> = deployments.iter().map(|k| k.to_string()).collect();
+        gone.extend(
+            self.saved_windows
+                .keys()
+                .filter(|k| !wanted.contains(*k))
+                .cloned(),
+        );
+        self.saved_windows.retain(|k, _| wanted.contains(k));
+        self.instances
+            .retain(|id, _| instances.contains(id.as_str()));
+        gone
+    }
+
+    /// Sizes of what is kept, as gauges: they must follow what exists.
+    pub fn count_entries(&self) {
+        let apps = self.apps.values();
+        let deployments = self.deployments.values();
+        // The names of the maps these were before they were folded per application,
+        // deployment and instance: dashboards keep their series.
+        let sizes = [
+            ("applications", self.apps.len()),
+            (
+                "alarms",
+                apps.clone().filter(|a| !a.alarms.is_empty()).count(),
+            ),
+            ("rollouts", apps.filter(|a| a.rollout.is_some()).count()),
+            (
+                "scalers",
+                deployments.clone().filter(|d| d.scaler.is_some()).count(),
+            ),
+            ("saved_windows", self.saved_windows.len()),
+            ("startups", self.deployments.len()),
+            (
+                "oom_kills",
+                deployments
+                    .clone()
+                    .filter(|d| d.oom_kills.count > 0)
+                    .count(),
+            ),
+            (
+                "create_failures",
+                deployments.map(|d| d.create_failures.len()).sum(),
+            ),
+            ("instances", self.instances.len()),
+            (
+                "draining",
+                self.instances
+                    .values()
+                    .filter(|i| i.draining.is_some())
+                    .count(),
+            ),
+        ];
+        for (map, size) in sizes {
+            metrics::gauge!("berth_supervisor_entries", "map" => map).set(size as f64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_start_is_starting_within_its_readiness_grace_until_ready() {
+        let probe = |initial, period, failure| manifests_schema::Probe {
+            handler: manifests_schema::ProbeHandler::TcpSocket {
+                host: None,
+                port: 80,
+            },
+            initial_delay_seconds: initial,
+            period_seconds: period,
+            success_threshold: 1,
+            timeout_seconds: 1,
+            failure_threshold: failure,
+        };
+        for (readiness, grace) in [
+            (None, 30),
+            (Some(probe(0, 10, 3)), 30),
+            (Some(probe(20, 5, 6)), 50),
+            (Some(probe(0, 0, 0)), 1),
+        ] {
+            assert_eq!(
+                startup_grace(readiness.as_ref()),
+                Duration::from_secs(grace),
+                "{readiness:?}"
+            );
+        }
+        let since = Instant::now();
+        let grace = Duration::from_secs(30);
+        // (seconds since the first pass, ever ready, crash-looping, starting)
+        let cases = [
+            (0, false, false, true),
+            (29, false, false, true),
+            (30, false, false, false),
+            (5, true, false, false),
+            (5, false, true, false),
+            (60, true, false, false),
+        ];
+        for (elapsed, ever_ready, crash_loop, starting) in cases {
+            let startup = Startup { since, ever_ready };
+            assert_eq!(
+                startup.starting(since + Duration::from_secs(elapsed), grace, crash_loop),
+                starting,
+                "{elapsed} s, ever ready {ever_ready}, crash loop {crash_loop}"
+            );
+        }
+    }
+
+    #[test]
+    fn forgetting_keeps_only_what_exists() {
+        let now = Instant::now();
+        let key = |app, tenant: &str| DeploymentKey {
+            application_id: app,
+            tenant: Some(tenant.to_owned()),
+        };
+        let mut state = State::default();
+        for app in [1, 2] {
+            state.apps.insert(app, ApplicationEntry::default());
+        }
+        state
+            .deployments
+            .insert(key(1, "t1"), DeploymentEntry::new(now));
+        let mut scaled = DeploymentEntry::new(now);
+        scaled.scaler = Some(Scaler {
+            min_replicas: 1,
+            replicas: 1,
+            next_decision: now,
+            history: VecDeque::new(),
+            last: None,
+            last_time: None,
+        });
+        state.deployments.insert(key(2, "t1"), scaled);
+        state
+            .instances
+            .insert("a".to_owned(), Instance::new(1, "x"));
+        state
+            .instances
+            .insert("b".to_owned(), Instance::new(2, "y"));
+        let kept = key(1, "t1");
+        let gone = state.forget(
+            &HashSet::from([1]),
+            &HashSet::from([&kept]),
+            &HashSet::from(["a"]),
+        );
+        assert_eq!(state.apps.keys().collect::<Vec<_>>(), vec![&1]);
+        assert_eq!(state.deployments.keys().collect::<Vec<_>>(), vec![&kept]);
+        assert_eq!(state.instances.keys().collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(gone, vec![key(2, "t1").to_string()]);
+    }
+}
