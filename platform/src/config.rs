@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 use crate::limits::LimitSettings;
 
+pub mod runtime;
+
 /// Default HTTPS listener: loopback only, so a fresh `berth serve` is not exposed by accident.
 pub const DEFAULT_HTTPS: &str = "127.0.0.1:8443";
 /// Default data directory, relative to the working directory.
@@ -110,6 +112,24 @@ pub struct ServeArgs {
     /// Docker engine unix socket [default: /var/run/docker.sock].
     #[arg(long, env = "BERTH_DOCKER_SOCKET", value_name = "PATH")]
     pub docker_socket: Option<PathBuf>,
+    /// Where deployments run: docker (the engine at docker_socket) or swarm (the Swarm whose
+    /// manager's engine is at docker_socket) [default: docker].
+    #[arg(long, env = "BERTH_RUNTIME", value_name = "docker|swarm")]
+    pub runtime: Option<String>,
+    /// runtime = swarm: HOST:PORT of the registry every node pulls from (images are pushed
+    /// there on upload and deleted with their last version).
+    #[arg(long, env = "BERTH_REGISTRY", value_name = "HOST:PORT")]
+    pub registry: Option<String>,
+    /// runtime = swarm: the registry user; its password comes from BERTH_REGISTRY_PASSWORD.
+    #[arg(long, env = "BERTH_REGISTRY_USER", value_name = "USER")]
+    pub registry_user: Option<String>,
+    /// runtime = swarm: the relay image (swarm-relay/build.sh), pullable from the registry.
+    #[arg(long, env = "BERTH_SWARM_RELAY_IMAGE", value_name = "IMAGE")]
+    pub swarm_relay_image: Option<String>,
+    /// runtime = swarm: this host's IP address as the nodes reach it (berth-platform in
+    /// every container).
+    #[arg(long, env = "BERTH_SWARM_PLATFORM_ADDRESS", value_name = "IP")]
+    pub swarm_platform_address: Option<String>,
     /// User name of the management tenant's first administrator [default: admin]. Its password
     /// comes from BERTH_ADMIN_PASSWORD, or is generated and printed once on first start.
     #[arg(long, env = "BERTH_ADMIN_USER")]
@@ -263,6 +283,11 @@ struct FileConfig {
     image_size_limit: Option<toml::Value>,
     tenant_storage_quota: Option<toml::Value>,
     docker_socket: Option<PathBuf>,
+    runtime: Option<String>,
+    registry: Option<String>,
+    registry_user: Option<String>,
+    swarm_relay_image: Option<String>,
+    swarm_platform_address: Option<String>,
     admin_user: Option<String>,
     token_lifetime: Option<u64>,
     log: Option<String>,
@@ -321,6 +346,8 @@ pub struct Config {
     /// Bytes of kept versions (package + unpacked image) per tenant.
     pub tenant_storage_quota: u64,
     pub docker_socket: PathBuf,
+    /// The deployments' runtime.
+    pub runtime: runtime::RuntimeChoice,
     pub admin_user: String,
     /// From `BERTH_ADMIN_PASSWORD` only (never a flag, so it does not show in `ps`).
     pub admin_password: Option<String>,
@@ -750,9 +777,33 @@ impl Config {
                 .unwrap_or(false),
         };
         let host_firewall = args.host_firewall.or(file.host_firewall).unwrap_or(true);
+        let runtime = runtime::runtime_choice(runtime::RuntimeSettings {
+            runtime: args.runtime.or(file.runtime),
+            registry: args.registry.or(file.registry),
+            registry_user: args.registry_user.or(file.registry_user),
+            registry_password: std::env::var("BERTH_REGISTRY_PASSWORD").ok(),
+            swarm_relay_image: args.swarm_relay_image.or(file.swarm_relay_image),
+            swarm_platform_address: args.swarm_platform_address.or(file.swarm_platform_address),
+        })?;
+        // Swarm's overlays come from a pool of their own (see `runtime::SWARM_NETWORK_POOL`).
+        let (pool_default, prefix_default) = match runtime {
+            runtime::RuntimeChoice::Docker => (DEFAULT_NETWORK_POOL, DEFAULT_NETWORK_SUBNET_PREFIX),
+            runtime::RuntimeChoice::Swarm(_) => (
+                runtime::SWARM_NETWORK_POOL,
+                runtime::SWARM_NETWORK_SUBNET_PREFIX,
+            ),
+        };
         let network_pool = network_pool(
-            args.network_pool.or(file.network_pool),
-            args.network_subnet_prefix.or(file.network_subnet_prefix),
+            Some(
+                args.network_pool
+                    .or(file.network_pool)
+                    .unwrap_or_else(|| pool_default.to_owned()),
+            ),
+            Some(
+                args.network_subnet_prefix
+                    .or(file.network_subnet_prefix)
+                    .unwrap_or(prefix_default),
+            ),
         )?;
         let password_hash_concurrency = args
             .password_hash_concurrency
@@ -815,6 +866,7 @@ impl Config {
             image_size_limit,
             tenant_storage_quota,
             docker_socket,
+            runtime,
             admin_user,
             admin_password,
             token_lifetime: Duration::from_secs(token_seconds),

@@ -264,8 +264,27 @@ where
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     tls::install_crypto_provider();
     // Docker first: without an engine nothing can run, and nothing has been written yet.
-    let runtime: Arc<dyn runtime::Runtime> =
-        Arc::new(runtime::docker::DockerEngine::connect(&config.docker_socket).await?);
+    let (runtime, swarm): (Arc<dyn runtime::Runtime>, _) = match &config.runtime {
+        config::runtime::RuntimeChoice::Docker => (
+            Arc::new(runtime::docker::DockerEngine::connect(&config.docker_socket).await?),
+            None,
+        ),
+        config::runtime::RuntimeChoice::Swarm(choice) => {
+            let swarm = Arc::new(
+                runtime::swarm::SwarmRuntime::connect(
+                    &config.docker_socket,
+                    runtime::swarm::SwarmSettings {
+                        registry: choice.registry.clone(),
+                        registry_credentials: choice.registry_credentials.clone(),
+                        relay_image: choice.relay_image.clone(),
+                        platform_address: choice.platform_address,
+                    },
+                )
+                .await?,
+            );
+            (Arc::clone(&swarm) as Arc<dyn runtime::Runtime>, Some(swarm))
+        }
+    };
     let host = runtime.host_resources().await?;
     let limits = config.limits.resolve(limits::Host {
         millicores: host.cpus.saturating_mul(1000),
@@ -291,6 +310,12 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     ensure_management_tenant(&store, &config, &secrets)?;
     let tls_config = tls::server_config(&config.tls, &config.data_dir)?;
     let installation = installation_id(&config.data_dir, &secrets)?;
+    if let Some(swarm) = &swarm {
+        swarm.identify(
+            installation.clone(),
+            secrets.purpose_key("berth swarm relay tokens").to_vec(),
+        );
+    }
 
     // The internal listener is bound first: containers get its real port in C8Y_BASEURL.
     let internal_listener = bind_internal(&config)?;

@@ -111,6 +111,17 @@ impl Secrets {
         Ok((low + u64::from_le_bytes(bytes) % (9 * low)).to_string())
     }
 
+    /// A key for one purpose, derived from the JWT key (HMAC-SHA256 of the purpose), so that
+    /// a value made with it (the Swarm relays' tokens) reveals nothing of the JWT key and a
+    /// restart derives the same key.
+    pub fn purpose_key(&self, purpose: &str) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.jwt_key);
+        let tag = ring::hmac::sign(&key, purpose.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     /// The HS256 key that signs login tokens.
     pub fn jwt_key(&self) -> &[u8] {
         &self.jwt_key

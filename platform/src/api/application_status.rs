@@ -110,6 +110,7 @@ fn instance(i: &InstanceStatus) -> Value {
         "ready": i.ready,
         "restarts": i.restarts,
         "ip": i.ip.map(|ip| ip.to_string()),
+        "node": i.node,
         "lastFailure": i.last_failure,
         "ejected": i.ejected,
         "draining": i.draining,

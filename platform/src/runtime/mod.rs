@@ -8,6 +8,7 @@ pub mod docker;
 pub mod firewall;
 pub mod images;
 pub mod model;
+pub mod swarm;
 
 use std::fmt::Debug;
 use std::time::Duration;

@@ -58,6 +58,8 @@ pub struct InstanceInfo {
     /// Being removed or dead: it can never run again, so it counts as gone and its replica is
     /// replaced rather than restarted.
     pub removing: bool,
+    /// The node it runs on, for a runtime with several (None on the local engine).
+    pub node: Option<String>,
 }
 
 /// A deployment's network to create.

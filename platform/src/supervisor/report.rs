@@ -150,6 +150,7 @@ impl Supervisor {
             ready,
             restarts,
             ip: c.ip,
+            node: c.node.clone(),
             last_failure: unresponsive.or(failure),
             // Out of routing for a while: the proxy saw it fail (see `routing`).
             ejected: self.routing.ejection(&c.name).map(|e| e.reason),

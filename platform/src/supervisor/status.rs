@@ -73,6 +73,8 @@ pub struct InstanceStatus {
     pub ready: bool,
     pub restarts: u32,
     pub ip: Option<IpAddr>,
+    /// The node of a cluster runtime (`lost node …` once the cluster lost it).
+    pub node: Option<String>,
     pub last_failure: Option<String>,
     /// Why the proxy took it out of routing for a while (see `routing`).
     pub ejected: Option<String>,

@@ -22,6 +22,7 @@ mod restart;
 mod serve;
 mod subscriptions;
 mod supervisor;
+mod swarm;
 mod tenants;
 mod tenants_many;
 mod upload;

@@ -361,6 +361,7 @@ impl DockerEngine {
             finished_at: state.finished_at.unwrap_or_default(),
             ip,
             removing,
+            node: None,
         }))
     }
 

@@ -1,0 +1,295 @@
+//! The manager's view of the cluster: services, tasks and nodes, read and changed through the
+//! engine, and turned into Berth's instances with [`super::tasks`].
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{Service, Task};
+use bollard::query_parameters::{
+    ListNodesOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
+};
+
+use super::services::{self, LABEL_RELAY, SERVICE_PORT};
+use super::tasks::{self, NodeView, Slot};
+use super::tunnel::Route;
+use super::{LABEL_BRIDGE, LABEL_NETWORK, SwarmRuntime};
+use crate::runtime::{InstanceInfo, NetworkInfo, RuntimeError};
+
+impl SwarmRuntime {
+    pub(super) async fn service(&self, name: &str) -> Result<Option<Service>, RuntimeError> {
+        match self.docker.inspect_service(name, None).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn set_replicas(
+        &self,
+        service: &Service,
+        replicas: u32,
+    ) -> Result<(), RuntimeError> {
+        let (Some(name), Some(mut spec)) = (
+            service.spec.as_ref().and_then(|s| s.name.clone()),
+            service.spec.clone(),
+        ) else {
+            return Ok(());
+        };
+        spec.mode = Some(services::replicated(replicas));
+        let options = UpdateServiceOptions {
+            version: service
+                .version
+                .as_ref()
+                .and_then(|v| v.index)
+                .and_then(|v| i32::try_from(v).ok())
+                .unwrap_or(0),
+            ..Default::default()
+        };
+        self.docker
+            .update_service(&name, spec, options, self.credentials())
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn remove_service(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.delete_service(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn nodes(&self) -> Result<HashMap<String, NodeView>, RuntimeError> {
+        let list = self.docker.list_nodes(None::<ListNodesOptions>).await?;
+        Ok(tasks::nodes(list))
+    }
+
+    pub(super) async fn tasks_of(&self, service: &str) -> Result<Vec<Task>, RuntimeError> {
+        let options = ListTasksOptions {
+            filters: Some(HashMap::from([(
+                "service".to_owned(),
+                vec![service.to_owned()],
+            )])),
+        };
+        Ok(self.docker.list_tasks(Some(options)).await?)
+    }
+
+    /// Our deployment services carrying every label of `labels` (relays left out).
+    pub(super) async fn deployment_services(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<Service>, RuntimeError> {
+        let filter: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let options = ListServicesOptions {
+            filters: Some(HashMap::from([("label".to_owned(), filter)])),
+            ..Default::default()
+        };
+        Ok(self
+            .docker
+            .list_services(Some(options))
+            .await?
+            .into_iter()
+            .filter(|s| !labels_of(s).contains_key(LABEL_RELAY))
+            .collect())
+    }
+
+    /// The instances of one deployment service, each at its tunnel address routed to the
+    /// relay on its node (or, when that relay is not running, any node's: the overlay reaches
+    /// every task from every node that has the network).
+    pub(super) async fn service_instances(
+        &self,
+        service: &Service,
+        nodes: &HashMap<String, NodeView>,
+    ) -> Result<Vec<InstanceInfo>, RuntimeError> {
+        let name = service_name_of(service);
+        let labels = labels_of(service);
+        let replicas = replicas_of(service);
+        let task_list = self.tasks_of(&name).await?;
+        let network = labels.get(LABEL_NETWORK).cloned().unwrap_or_default();
+        let relay_ports =
+            tasks::relay_ports(&self.tasks_of(&services::relay_name(&network)).await?);
+        let token = self.relay_token(&network)?;
+        let mut out = Vec::new();
+        let hidden = self.removed_slots(&name, |r| r.clone());
+        for slot in tasks::slots(&name, replicas, &task_list, nodes) {
+            // A slot Swarm is still starting is not listed: to the supervisor a listed
+            // instance that is not running has exited, and would count as a restart.
+            if hidden.contains(&slot.replica) || slot.starting {
+                continue;
+            }
+            let id = instance_id(&name, slot.replica);
+            let route = route_for(&slot, nodes, &relay_ports, &token);
+            let ip = self
+                .tunnels
+                .address(&id, route)
+                .await
+                .map_err(|e| RuntimeError::Docker(format!("tunnel for {id}: {e}")))?;
+            out.push(info_of(&id, &name, &labels, &slot, IpAddr::V4(ip)));
+        }
+        Ok(out)
+    }
+    /// Runs `f` on the removed slots of `service`.
+    pub(super) fn removed_slots<T>(
+        &self,
+        service: &str,
+        f: impl FnOnce(&mut BTreeSet<u32>) -> T,
+    ) -> T {
+        let mut all = self.removed.lock().unwrap_or_else(|p| p.into_inner());
+        let set = all.entry(service.to_owned()).or_default();
+        let out = f(set);
+        if set.is_empty() {
+            all.remove(service);
+        }
+        out
+    }
+
+    /// What the event stream compares: the state of every task of our services and of
+    /// every node.
+    pub(super) async fn fingerprint(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<String, RuntimeError> {
+        let ids: HashSet<String> = self
+            .deployment_services(labels)
+            .await?
+            .into_iter()
+            .filter_map(|s| s.id)
+            .collect();
+        let mut parts: Vec<String> = self
+            .docker
+            .list_tasks(None::<ListTasksOptions>)
+            .await?
+            .into_iter()
+            .filter(|t| t.service_id.as_ref().is_some_and(|s| ids.contains(s)))
+            .map(|t| {
+                format!(
+                    "{}:{:?}:{:?}",
+                    t.id.unwrap_or_default(),
+                    t.status.and_then(|s| s.state),
+                    t.desired_state
+                )
+            })
+            .collect();
+        for (id, n) in self.nodes().await? {
+            parts.push(format!("{id}:{}", n.ready));
+        }
+        parts.sort();
+        Ok(parts.join(","))
+    }
+}
+
+/// The relay to use for `slot`: the one on its node when it runs there, else any ready node's.
+pub(super) fn route_for(
+    slot: &Slot,
+    nodes: &HashMap<String, NodeView>,
+    relay_ports: &HashMap<String, u16>,
+    token: &str,
+) -> Option<Route> {
+    if !slot.running {
+        return None;
+    }
+    let relay_on = |node_id: &str| -> Option<SocketAddr> {
+        let node = nodes.get(node_id).filter(|n| n.ready)?;
+        Some(SocketAddr::new(
+            IpAddr::V4(node.addr?),
+            *relay_ports.get(node_id)?,
+        ))
+    };
+    let mut others: Vec<&String> = relay_ports.keys().collect();
+    others.sort();
+    let relay = relay_on(&slot.node_id).or_else(|| others.into_iter().find_map(|n| relay_on(n)))?;
+    Some(Route {
+        relay,
+        token: token.to_owned(),
+        task: slot.task_name.clone(),
+        port: SERVICE_PORT,
+    })
+}
+
+/// A slot's instance id: the service and Berth's replica number.
+pub(super) fn instance_id(service: &str, replica: u32) -> String {
+    format!("{service}/{replica}")
+}
+
+pub(super) fn parse_instance_id(id: &str) -> Option<(&str, u32)> {
+    let (service, replica) = id.rsplit_once('/')?;
+    Some((service, replica.parse().ok()?))
+}
+
+pub(super) fn info_of(
+    id: &str,
+    service: &str,
+    labels: &HashMap<String, String>,
+    slot: &Slot,
+    ip: IpAddr,
+) -> InstanceInfo {
+    let mut labels = labels.clone();
+    labels.insert(services::LABEL_REPLICA.to_owned(), slot.replica.to_string());
+    InstanceInfo {
+        id: id.to_owned(),
+        name: format!("{service}.{}", slot.replica + 1),
+        labels,
+        running: slot.running,
+        exit_code: slot.exit_code,
+        // Swarm's task status has no OOM flag; the node's events do, but only the node's
+        // engine has them (README: what Swarm cannot guarantee).
+        oom_killed: false,
+        started_at: if slot.running {
+            slot.since.clone()
+        } else {
+            String::new()
+        },
+        finished_at: if slot.running {
+            String::new()
+        } else {
+            slot.since.clone()
+        },
+        ip: slot.running.then_some(ip),
+        removing: false,
+        node: Some(slot.node.clone()),
+    }
+}
+
+/// The bridge name Berth asked for, from the network's label.
+pub(super) fn with_bridge(mut info: NetworkInfo) -> NetworkInfo {
+    info.bridge = info.labels.get(LABEL_BRIDGE).cloned();
+    info
+}
+
+pub(super) fn labels_of(service: &Service) -> HashMap<String, String> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.labels.clone())
+        .unwrap_or_default()
+}
+
+pub(super) fn service_name_of(service: &Service) -> String {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.name.clone())
+        .unwrap_or_default()
+}
+
+pub(super) fn replicas_of(service: &Service) -> u32 {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.mode.as_ref())
+        .and_then(|m| m.replicated.as_ref())
+        .and_then(|r| r.replicas)
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(0)
+}
+
+pub(super) fn is_not_found(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}

@@ -1,0 +1,535 @@
+//! Docker Swarm as a [`Runtime`]: Berth talks to one manager's engine. A deployment revision is
+//! one service (its replica slots are Berth's instances), a deployment network one overlay
+//! network with its relay service, an image is pushed to the registry every node pulls from.
+//!
+//! The proxy and the probes reach a slot at a loopback address of its own ([`tunnel`]) that
+//! leads, through the relay on the slot's node, into the overlay network: no microservice port
+//! is ever published, and the relay answers only Berth (a per-network token) and only for its
+//! own network's addresses. Decisions are pure functions in [`services`] (what to ask Swarm for)
+//! and [`tasks`] (what Swarm's tasks and nodes mean for Berth); this file only calls the engine.
+
+mod cluster;
+mod images;
+pub mod registry;
+pub mod services;
+pub mod tasks;
+pub mod tunnel;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, ServiceSpec};
+use bollard::query_parameters::{ListNodesOptions, LogsOptions};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use time::OffsetDateTime;
+
+use super::docker::DockerEngine;
+use super::{
+    HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec, LABEL_INSTALLATION,
+    NetworkInfo, NetworkSpec, Pending, Runtime, RuntimeError, Usage,
+};
+use cluster::{
+    instance_id, labels_of, parse_instance_id, replicas_of, service_name_of, with_bridge,
+};
+use services::Placement;
+use tunnel::Tunnels;
+
+/// The label naming a service's deployment network (Swarm stores the network's id, not the
+/// name the relay token is derived from).
+const LABEL_NETWORK: &str = "berth.swarm.network";
+/// The bridge name the supervisor gave a network: an overlay has no host bridge, but the
+/// supervisor replaces a network whose reported bridge is not the one it asked for.
+const LABEL_BRIDGE: &str = "berth.swarm.bridge";
+/// How often the event stream looks at the cluster (Swarm's task and node events are only on
+/// each node's own engine; the manager's state is the one place to see all of them).
+const EVENT_POLL: Duration = Duration::from_millis(500);
+
+/// What the Swarm runtime needs besides the manager's socket.
+#[derive(Debug, Clone)]
+pub struct SwarmSettings {
+    /// `host:port` of the registry every node pulls from.
+    pub registry: String,
+    /// Registry credentials (`user`, `password`), if it needs them.
+    pub registry_credentials: Option<(String, String)>,
+    /// The relay image, pullable by every node from `registry`.
+    pub relay_image: String,
+    /// The platform's address as the nodes' containers reach it.
+    pub platform_address: IpAddr,
+}
+
+/// Who this runtime works for, known once the data directory is read (after connecting).
+#[derive(Debug)]
+struct Identity {
+    installation: String,
+    /// The key relay tokens are derived from.
+    relay_key: Vec<u8>,
+}
+
+/// A Swarm cluster through one manager.
+#[derive(Debug, Clone)]
+pub struct SwarmRuntime {
+    /// The manager's engine as a local engine: images live there before they are pushed.
+    engine: DockerEngine,
+    docker: Docker,
+    settings: Arc<SwarmSettings>,
+    identity: Arc<std::sync::OnceLock<Identity>>,
+    tunnels: Arc<Tunnels>,
+    /// Slots removed below a service's highest one, which Swarm cannot drop alone: hidden
+    /// from listings, and the service shrinks past them once the slots above go too.
+    removed: Arc<std::sync::Mutex<HashMap<String, std::collections::BTreeSet<u32>>>>,
+}
+
+impl SwarmRuntime {
+    /// Connects to the manager's engine; refuses an engine that is not a Swarm manager.
+    pub async fn connect(
+        socket: &Path,
+        settings: SwarmSettings,
+    ) -> Result<SwarmRuntime, RuntimeError> {
+        let engine = DockerEngine::connect(socket).await?;
+        let display = socket.display().to_string();
+        let docker = Docker::connect_with_unix(&display, 600, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| RuntimeError::Connect {
+                socket: display.clone(),
+                message: e.to_string(),
+            })?
+            .negotiate_version()
+            .await
+            .map_err(|e| RuntimeError::Connect {
+                socket: display.clone(),
+                message: e.to_string(),
+            })?;
+        let info = docker.info().await?;
+        let manager = info
+            .swarm
+            .and_then(|s| s.control_available)
+            .unwrap_or(false);
+        if !manager {
+            return Err(RuntimeError::Connect {
+                socket: display,
+                message: "the engine is not a Swarm manager (runtime = swarm needs one)".into(),
+            });
+        }
+        Ok(SwarmRuntime {
+            engine,
+            docker,
+            settings: Arc::new(settings),
+            identity: Arc::new(std::sync::OnceLock::new()),
+            tunnels: Arc::new(Tunnels::default()),
+            removed: Arc::default(),
+        })
+    }
+
+    /// Sets the installation id and the relay key; before this no deployment object can be
+    /// made (the first call wins).
+    pub fn identify(&self, installation: String, relay_key: Vec<u8>) {
+        let _ = self.identity.set(Identity {
+            installation,
+            relay_key,
+        });
+    }
+
+    fn installation(&self) -> &str {
+        self.identity.get().map_or("", |i| i.installation.as_str())
+    }
+
+    fn relay_token(&self, network: &str) -> Result<String, RuntimeError> {
+        let identity = self
+            .identity
+            .get()
+            .ok_or_else(|| RuntimeError::Docker("the Swarm runtime has no relay key yet".into()))?;
+        Ok(services::relay_token(&identity.relay_key, network))
+    }
+}
+
+impl Runtime for SwarmRuntime {
+    fn host_resources(&self) -> Pending<'_, HostResources> {
+        Box::pin(async move {
+            let nodes = self.docker.list_nodes(None::<ListNodesOptions>).await?;
+            let (mut nano, mut memory) = (0i64, 0i64);
+            for n in nodes {
+                let r = n.description.and_then(|d| d.resources).unwrap_or_default();
+                nano += r.nano_cpus.unwrap_or(0);
+                memory += r.memory_bytes.unwrap_or(0);
+            }
+            Ok(HostResources {
+                cpus: u64::try_from(nano / 1_000_000_000).unwrap_or(0).max(1),
+                memory_bytes: u64::try_from(memory).unwrap_or(0),
+            })
+        })
+    }
+
+    fn image_id<'a>(&'a self, reference: &'a str) -> Pending<'a, Option<String>> {
+        self.engine.image_id(reference)
+    }
+
+    fn image_user<'a>(&'a self, reference: &'a str) -> Pending<'a, String> {
+        self.engine.image_user(reference)
+    }
+
+    fn load_image(&self, archive: ImageArchive) -> Pending<'_, Vec<String>> {
+        self.engine.load_image(archive)
+    }
+
+    fn tag<'a>(&'a self, image: &'a str, repo: &'a str, tag: &'a str) -> Pending<'a, ()> {
+        Box::pin(self.tag_and_push(image, repo, tag))
+    }
+
+    fn remove_image<'a>(&'a self, reference: &'a str) -> Pending<'a, ()> {
+        Box::pin(self.remove_version_image(reference))
+    }
+
+    fn remove_image_with_tags<'a>(&'a self, image_id: &'a str) -> Pending<'a, ()> {
+        self.engine.remove_image_with_tags(image_id)
+    }
+
+    fn tags_older_than<'a>(
+        &'a self,
+        prefix: &'a str,
+        before: OffsetDateTime,
+    ) -> Pending<'a, Vec<String>> {
+        self.engine.tags_older_than(prefix, before)
+    }
+
+    fn network<'a>(&'a self, name: &'a str) -> Pending<'a, Option<NetworkInfo>> {
+        Box::pin(async move { Ok(self.engine.network(name).await?.map(with_bridge)) })
+    }
+
+    fn networks<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<NetworkInfo>> {
+        Box::pin(async move {
+            Ok(self
+                .engine
+                .networks(labels)
+                .await?
+                .into_iter()
+                .map(with_bridge)
+                .collect())
+        })
+    }
+
+    /// An overlay network (not attachable: only Berth's services join it) and its relay.
+    fn create_network<'a>(&'a self, spec: &'a NetworkSpec) -> Pending<'a, NetworkInfo> {
+        Box::pin(async move {
+            let request = NetworkCreateRequest {
+                name: spec.name.clone(),
+                driver: Some("overlay".to_owned()),
+                scope: Some("swarm".to_owned()),
+                attachable: Some(false),
+                labels: Some({
+                    let mut labels = spec.labels.clone();
+                    labels.insert(LABEL_BRIDGE.to_owned(), spec.bridge.clone());
+                    labels
+                }),
+                ipam: Some(Ipam {
+                    driver: Some("default".to_owned()),
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(spec.subnet.clone()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            match self.docker.create_network(request).await {
+                Ok(_) => {}
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let relay = services::relay_name(&spec.name);
+            if self.service(&relay).await?.is_none() {
+                let token = self.relay_token(&spec.name)?;
+                let relay_spec = services::relay_spec(
+                    &spec.name,
+                    &spec.subnet,
+                    &token,
+                    &self.settings.relay_image,
+                    &spec.labels,
+                );
+                match self
+                    .docker
+                    .create_service(relay_spec, self.credentials())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(BollardError::DockerResponseServerError {
+                        status_code: 409, ..
+                    }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.engine
+                .network(&spec.name)
+                .await?
+                .map(with_bridge)
+                .ok_or_else(|| {
+                    RuntimeError::Docker(format!("network {} vanished after creation", spec.name))
+                })
+        })
+    }
+
+    fn subnets_in_use(&self) -> Pending<'_, Vec<String>> {
+        // The manager lists every swarm-scoped network (ingress included) besides its own
+        // local ones.
+        self.engine.subnets_in_use()
+    }
+
+    /// The relay goes first; the network follows once Swarm detached its tasks (until then
+    /// the removal fails and the next pass tries again).
+    fn remove_network<'a>(&'a self, name: &'a str) -> Pending<'a, ()> {
+        Box::pin(async move {
+            self.remove_service(&services::relay_name(name)).await?;
+            self.engine.remove_network(name).await
+        })
+    }
+
+    fn remove_network_and_instances<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let Some(net) = self.engine.network(id).await? else {
+                return Ok(());
+            };
+            let ours = [(LABEL_INSTALLATION, self.installation())];
+            for s in self.deployment_services(&ours).await? {
+                if labels_of(&s).get(LABEL_NETWORK) == Some(&net.name) {
+                    self.remove_service(&service_name_of(&s)).await?;
+                }
+            }
+            self.remove_service(&services::relay_name(&net.name))
+                .await?;
+            self.engine.remove_network(&net.name).await
+        })
+    }
+
+    /// Creates the revision's service with the revision's replica count, or scales it up to
+    /// that count; every slot of a revision names the same service.
+    fn create_instance<'a>(&'a self, spec: &'a InstanceSpec) -> Pending<'a, String> {
+        Box::pin(async move {
+            let name =
+                services::service_name(self.installation(), &spec.deployment, &spec.revision);
+            match self.service(&name).await? {
+                Some(existing) => {
+                    if replicas_of(&existing) < spec.replicas {
+                        self.set_replicas(&existing, spec.replicas).await?;
+                    }
+                }
+                None => {
+                    let image = self.pinned(&spec.image).await?;
+                    let placement = Placement {
+                        platform_address: self.settings.platform_address,
+                    };
+                    let mut service: ServiceSpec = services::service_spec(spec, &image, &placement);
+                    service.name = Some(name.clone());
+                    if let Some(labels) = service.labels.as_mut() {
+                        labels.insert(LABEL_NETWORK.to_owned(), spec.network.clone());
+                    }
+                    match self
+                        .docker
+                        .create_service(service, self.credentials())
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(BollardError::DockerResponseServerError {
+                            status_code: 409, ..
+                        }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            self.removed_slots(&name, |r| r.remove(&spec.replica));
+            Ok(instance_id(&name, spec.replica))
+        })
+    }
+
+    /// Swarm starts tasks itself; a slot of an existing service is "started".
+    fn start_instance<'a>(&'a self, id: &'a str) -> Pending<'a, bool> {
+        Box::pin(async move {
+            let Some((service, _)) = parse_instance_id(id) else {
+                return Ok(false);
+            };
+            Ok(self.service(service).await?.is_some())
+        })
+    }
+
+    /// The manager cannot kill one task's container (only the node's engine can); the slot
+    /// stays out of routing until it passes its probe again, and Swarm restarts it if it
+    /// exits (README: what Swarm cannot guarantee).
+    fn kill_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
+        Box::pin(async move {
+            tracing::warn!(instance = %id, "a Swarm task cannot be killed from the manager; left to Swarm's restart policy");
+            Ok(())
+        })
+    }
+
+    /// Removing a slot hides it; the service then shrinks to its highest slot not removed
+    /// (Swarm drops the highest slots first), and goes when none is left. A lower slot
+    /// therefore keeps running, out of every listing, until the slots above it are removed
+    /// too (the supervisor removes a revision's slots together, and scales down from the top).
+    fn remove_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let Some((service, replica)) = parse_instance_id(id) else {
+                return Ok(());
+            };
+            self.tunnels.retain(|t| t != id);
+            let Some(existing) = self.service(service).await? else {
+                self.removed_slots(service, |r| r.clear());
+                return Ok(());
+            };
+            let replicas = replicas_of(&existing);
+            let keep = self.removed_slots(service, |r| {
+                r.insert(replica);
+                (0..replicas)
+                    .rev()
+                    .find(|s| !r.contains(s))
+                    .map_or(0, |s| s + 1)
+            });
+            if keep == 0 {
+                self.remove_service(service).await?;
+                self.removed_slots(service, |r| r.clear());
+            } else if keep < replicas {
+                self.set_replicas(&existing, keep).await?;
+                self.removed_slots(service, |r| r.retain(|s| *s < keep));
+            }
+            Ok(())
+        })
+    }
+
+    fn instances<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<InstanceInfo>> {
+        Box::pin(async move {
+            let services = self.deployment_services(labels).await?;
+            let nodes = self.nodes().await?;
+            let mut out = Vec::new();
+            for s in &services {
+                out.extend(self.service_instances(s, &nodes).await?);
+            }
+            // A listing of the whole installation is the supervisor's pass: tunnels of slots
+            // that no longer exist close.
+            if labels.iter().all(|(k, _)| *k == LABEL_INSTALLATION) {
+                let live: std::collections::HashSet<&str> =
+                    out.iter().map(|i| i.id.as_str()).collect();
+                self.tunnels.retain(|id| live.contains(id));
+            }
+            Ok(out)
+        })
+    }
+
+    fn instance<'a>(&'a self, id: &'a str) -> Pending<'a, Option<InstanceInfo>> {
+        Box::pin(async move {
+            let Some((service, _)) = parse_instance_id(id) else {
+                return Ok(None);
+            };
+            let Some(s) = self.service(service).await? else {
+                return Ok(None);
+            };
+            let nodes = self.nodes().await?;
+            Ok(self
+                .service_instances(&s, &nodes)
+                .await?
+                .into_iter()
+                .find(|i| i.id == id))
+        })
+    }
+
+    /// The logs of the slot's current task, which the manager gathers from its node.
+    fn logs<'a>(
+        &'a self,
+        id: &'a str,
+        since: i64,
+        until: i64,
+        tail: Option<u64>,
+    ) -> Pending<'a, String> {
+        Box::pin(async move {
+            let Some((service, replica)) = parse_instance_id(id) else {
+                return Ok(String::new());
+            };
+            let nodes = self.nodes().await?;
+            let task_list = self.tasks_of(service).await?;
+            let Some(slot) = tasks::slots(service, u32::MAX, &task_list, &nodes)
+                .into_iter()
+                .find(|s| s.replica == replica)
+            else {
+                return Ok(String::new());
+            };
+            let options = LogsOptions {
+                follow: false,
+                stdout: true,
+                stderr: true,
+                since: i32::try_from(since).unwrap_or(0),
+                until: i32::try_from(until).unwrap_or(0),
+                timestamps: true,
+                tail: tail.map_or_else(|| "all".to_owned(), |t| t.to_string()),
+            };
+            let mut stream = std::pin::pin!(self.docker.task_logs(&slot.task_id, Some(options)));
+            let mut text = String::new();
+            while let Some(chunk) = stream.next().await {
+                text.push_str(&chunk?.to_string());
+            }
+            Ok(text)
+        })
+    }
+
+    fn exec_succeeds<'a>(
+        &'a self,
+        _id: &'a str,
+        _command: &'a [String],
+        _timeout: Duration,
+    ) -> Pending<'a, bool> {
+        Box::pin(async {
+            Err(RuntimeError::Docker(
+                "exec probes cannot run on Swarm: only a node's own engine can exec in its containers".into(),
+            ))
+        })
+    }
+
+    /// Stats, like exec, are only on the node's own engine: no samples (the autoscaler then
+    /// holds the replica count; README: what Swarm cannot guarantee).
+    fn usage(&self, _id: &str) -> BoxStream<'static, Result<Usage, RuntimeError>> {
+        futures_util::stream::pending().boxed()
+    }
+
+    /// A change of any of our services' tasks or of any node, seen by polling the manager.
+    fn events(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> BoxStream<'static, Result<InstanceEvent, RuntimeError>> {
+        let this = self.clone();
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        futures_util::stream::unfold(
+            (this, labels, None::<String>),
+            |(this, labels, mut last)| async move {
+                loop {
+                    tokio::time::sleep(EVENT_POLL).await;
+                    let now = {
+                        let refs: Vec<(&str, &str)> = labels
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        this.fingerprint(&refs).await
+                    };
+                    let now = match now {
+                        Ok(now) => now,
+                        Err(e) => return Some((Err(e), (this, labels, last))),
+                    };
+                    let changed = last.as_ref().is_some_and(|l| *l != now);
+                    last = Some(now);
+                    if changed {
+                        let event = InstanceEvent {
+                            instance_id: String::new(),
+                            action: "swarm task or node change".to_owned(),
+                        };
+                        return Some((Ok(event), (this, labels, last)));
+                    }
+                }
+            },
+        )
+        .boxed()
+    }
+}

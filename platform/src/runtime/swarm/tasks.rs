@@ -1,0 +1,307 @@
+//! From Swarm's tasks and nodes to Berth's instances, as pure functions. A deployment revision
+//! is one service; each of its replica slots is one Berth instance, whose current run is the
+//! newest task of that slot. A task on a node that is not `ready` (its engine died, or it was
+//! cut off) does not count as running whatever its last reported state, so routing drops it as
+//! soon as the manager notices; Swarm itself starts a new task for the slot on a live node.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use bollard::models::{Node, NodeState, Task, TaskState};
+
+/// A node as the mapping needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// `<host name>@<address>`, how status names it.
+    pub hostname: String,
+    /// Its address, where the relay's host port is published.
+    pub addr: Option<Ipv4Addr>,
+    pub ready: bool,
+    /// The manager's word on it when not ready (`heartbeat failure…`).
+    pub message: String,
+}
+
+/// The nodes by id.
+pub fn nodes(list: Vec<Node>) -> HashMap<String, NodeView> {
+    list.into_iter()
+        .filter_map(|n| {
+            let id = n.id?;
+            let status = n.status.unwrap_or_default();
+            let addr: Option<Ipv4Addr> = status.addr.and_then(|a| a.parse().ok());
+            // Host names need not be unique (nodes cloned from one image); the address is.
+            let hostname = n
+                .description
+                .and_then(|d| d.hostname)
+                .unwrap_or_else(|| id.chars().take(12).collect());
+            let hostname = match addr {
+                Some(a) => format!("{hostname}@{a}"),
+                None => hostname,
+            };
+            let view = NodeView {
+                hostname,
+                addr,
+                ready: status.state == Some(NodeState::READY),
+                message: status.message.unwrap_or_default(),
+            };
+            Some((id, view))
+        })
+        .collect()
+}
+
+/// One replica slot's current run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// Berth's replica number, `0..replicas` (Swarm counts slots from 1).
+    pub replica: u32,
+    pub task_id: String,
+    /// The task's DNS name on its network (`<service>.<slot>.<task id>`), which the relay
+    /// resolves.
+    pub task_name: String,
+    pub node_id: String,
+    /// The node's host name, or `lost node <name>` while it is not ready.
+    pub node: String,
+    pub node_ready: bool,
+    pub running: bool,
+    /// Swarm is still bringing the task up (scheduled, pulling, starting) on a live node: not a
+    /// run that ended, so the supervisor must not count it as an exit.
+    pub starting: bool,
+    /// Swarm's state word (`running`, `starting`, `failed`…).
+    pub state: String,
+    pub exit_code: Option<i64>,
+    /// When the task entered its current state: its start while running, its end after.
+    pub since: String,
+    /// Why it is not running (the task's error, or the node's message).
+    pub message: String,
+}
+
+/// The slots `0..replicas` of service `service` that have a task, each with its newest task
+/// (one Swarm still wants running first).
+pub fn slots(
+    service: &str,
+    replicas: u32,
+    tasks: &[Task],
+    nodes: &HashMap<String, NodeView>,
+) -> Vec<Slot> {
+    let mut newest: HashMap<i64, &Task> = HashMap::new();
+    for t in tasks {
+        let Some(slot) = t.slot.filter(|s| (1..=i64::from(replicas)).contains(s)) else {
+            continue;
+        };
+        let better = match newest.get(&slot) {
+            None => true,
+            Some(held) => rank(t) > rank(held),
+        };
+        if better {
+            newest.insert(slot, t);
+        }
+    }
+    let mut out: Vec<Slot> = newest
+        .into_iter()
+        .map(|(slot, t)| slot_of(service, slot, t, nodes))
+        .collect();
+    out.sort_by_key(|s| s.replica);
+    out
+}
+
+/// Tasks Swarm wants running outrank those it stopped; then the newer (higher version).
+fn rank(t: &Task) -> (bool, u64) {
+    (
+        t.desired_state == Some(TaskState::RUNNING),
+        t.version.as_ref().and_then(|v| v.index).unwrap_or(0),
+    )
+}
+
+fn slot_of(service: &str, slot: i64, t: &Task, nodes: &HashMap<String, NodeView>) -> Slot {
+    let task_id = t.id.clone().unwrap_or_default();
+    let node_id = t.node_id.clone().unwrap_or_default();
+    let node = nodes.get(&node_id);
+    let node_ready = node.is_some_and(|n| n.ready);
+    let status = t.status.clone().unwrap_or_default();
+    let state = status.state.unwrap_or(TaskState::NEW);
+    let running =
+        state == TaskState::RUNNING && t.desired_state == Some(TaskState::RUNNING) && node_ready;
+    let node_name = match node {
+        Some(n) if n.ready => n.hostname.clone(),
+        Some(n) => format!("lost node {}", n.hostname),
+        None if node_id.is_empty() => "unscheduled".to_owned(),
+        None => format!("lost node {}", &node_id[..node_id.len().min(12)]),
+    };
+    let message = match (node, status.err) {
+        (Some(n), _) if !n.ready => format!("node {} is {}", n.hostname, n.message),
+        (_, Some(err)) => err,
+        _ => status.message.unwrap_or_default(),
+    };
+    let starting = t.desired_state == Some(TaskState::RUNNING)
+        && node_ready
+        && matches!(
+            state,
+            TaskState::NEW
+                | TaskState::ALLOCATED
+                | TaskState::PENDING
+                | TaskState::ASSIGNED
+                | TaskState::ACCEPTED
+                | TaskState::PREPARING
+                | TaskState::READY
+                | TaskState::STARTING
+        );
+    Slot {
+        replica: u32::try_from(slot - 1).unwrap_or(0),
+        starting,
+        task_name: format!("{service}.{slot}.{task_id}"),
+        task_id,
+        node_id,
+        node: node_name,
+        node_ready,
+        running,
+        state: state.to_string(),
+        exit_code: status
+            .container_status
+            .and_then(|c| c.exit_code)
+            .filter(|_| !running),
+        since: status.timestamp.unwrap_or_default(),
+        message,
+    }
+}
+
+/// The relay's published host port on each node, from the relay service's tasks.
+pub fn relay_ports(tasks: &[Task]) -> HashMap<String, u16> {
+    tasks
+        .iter()
+        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+        .filter_map(|t| {
+            let node = t.node_id.clone()?;
+            let port = t
+                .status
+                .as_ref()?
+                .port_status
+                .as_ref()?
+                .ports
+                .as_ref()?
+                .iter()
+                .find_map(|p| p.published_port)?;
+            Some((node, u16::try_from(port).ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{
+        ContainerStatus, EndpointPortConfig, NodeDescription, NodeStatus, ObjectVersion,
+        PortStatus, TaskStatus,
+    };
+
+    use super::*;
+
+    fn task(id: &str, slot: i64, node: &str, state: TaskState, desired: TaskState, v: u64) -> Task {
+        Task {
+            id: Some(id.into()),
+            slot: Some(slot),
+            node_id: Some(node.into()),
+            version: Some(ObjectVersion { index: Some(v) }),
+            desired_state: Some(desired),
+            status: Some(TaskStatus {
+                state: Some(state),
+                timestamp: Some(format!("2026-01-01T00:00:0{v}Z")),
+                container_status: Some(ContainerStatus {
+                    exit_code: Some(if state == TaskState::FAILED { 137 } else { 0 }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn node(id: &str, name: &str, state: NodeState) -> Node {
+        Node {
+            id: Some(id.into()),
+            description: Some(NodeDescription {
+                hostname: Some(name.into()),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: Some(state),
+                message: Some("heartbeat failure".into()),
+                addr: Some("10.213.9.11".into()),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn cluster() -> HashMap<String, NodeView> {
+        nodes(vec![
+            node("n1", "node-1", NodeState::READY),
+            node("n2", "node-2", NodeState::READY),
+            node("n3", "node-3", NodeState::DOWN),
+        ])
+    }
+
+    #[test]
+    fn each_slot_shows_its_newest_wanted_task() {
+        use TaskState::*;
+        let tasks = vec![
+            task("a-old", 1, "n1", FAILED, SHUTDOWN, 3),
+            task("a-new", 1, "n2", RUNNING, RUNNING, 5),
+            task("b", 2, "n1", STARTING, RUNNING, 4),
+            // scaled away: slot 4 of a 3-replica service
+            task("d", 4, "n1", RUNNING, SHUTDOWN, 6),
+        ];
+        let slots = slots("svc", 3, &tasks, &cluster());
+        let got: Vec<_> = slots
+            .iter()
+            .map(|s| (s.replica, s.task_id.as_str(), s.running, s.node.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, "a-new", true, "node-2@10.213.9.11"),
+                (1, "b", false, "node-1@10.213.9.11")
+            ]
+        );
+        assert_eq!(slots[0].task_name, "svc.1.a-new");
+        assert_eq!(slots[0].exit_code, None);
+        assert_eq!(slots[1].state, "starting");
+        assert!(slots[1].starting && !slots[0].starting);
+    }
+
+    #[test]
+    fn a_task_on_a_lost_node_is_not_running_and_names_the_node() {
+        use TaskState::*;
+        let tasks = vec![task("c", 3, "n3", RUNNING, RUNNING, 2)];
+        let s = &slots("svc", 3, &tasks, &cluster())[0];
+        assert!(!s.running && !s.starting);
+        assert!(!s.node_ready);
+        assert_eq!(s.node, "lost node node-3@10.213.9.11");
+        assert_eq!(s.message, "node node-3@10.213.9.11 is heartbeat failure");
+    }
+
+    #[test]
+    fn a_failed_task_keeps_its_exit_code() {
+        use TaskState::*;
+        let tasks = vec![task("f", 1, "n1", FAILED, SHUTDOWN, 2)];
+        let s = &slots("svc", 1, &tasks, &cluster())[0];
+        assert!(!s.running);
+        assert_eq!(s.exit_code, Some(137));
+        assert_eq!(s.since, "2026-01-01T00:00:02Z");
+    }
+
+    #[test]
+    fn relay_ports_come_from_running_relay_tasks() {
+        use TaskState::*;
+        let mut up = task("r1", 0, "n1", RUNNING, RUNNING, 1);
+        up.status.as_mut().unwrap().port_status = Some(PortStatus {
+            ports: Some(vec![EndpointPortConfig {
+                published_port: Some(31000),
+                ..Default::default()
+            }]),
+        });
+        let mut down = up.clone();
+        down.node_id = Some("n2".into());
+        down.status.as_mut().unwrap().state = Some(FAILED);
+        assert_eq!(
+            relay_ports(&[up, down]),
+            HashMap::from([("n1".to_owned(), 31000)])
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! The host side of the way into a deployment's overlay network. Each Swarm instance (a replica
+//! slot) gets an address of its own on the loopback network, `127.214.x.y`, port 80: what the
+//! supervisor probes and the proxy forwards to, exactly like a local container's bridge address.
+//! A connection accepted there is carried to the relay on the node that runs the slot's current
+//! task, which connects it to the task by name. When the slot's task moves (restart, node lost),
+//! only the route behind the address changes.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// The loopback block instance addresses come from (127.0.0.0/8 is all local on Linux).
+const BASE: u32 = u32::from_be_bytes([127, 214, 0, 0]);
+const BLOCK: u32 = 1 << 16;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where a slot's connections go now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The relay on the node that runs the task: the node's address and the relay's host port.
+    pub relay: SocketAddr,
+    pub token: String,
+    /// The task's name on the overlay network.
+    pub task: String,
+    pub port: u16,
+}
+
+/// The request line the relay expects.
+pub fn request_line(route: &Route) -> String {
+    format!(
+        "BERTH-RELAY/1 {} {}:{}\n",
+        route.token, route.task, route.port
+    )
+}
+
+#[derive(Debug)]
+struct Entry {
+    addr: Ipv4Addr,
+    route: Arc<RwLock<Option<Route>>>,
+    listener: JoinHandle<()>,
+}
+
+/// Every instance's local address and listener.
+#[derive(Debug, Default)]
+pub struct Tunnels {
+    entries: Mutex<HashMap<String, Entry>>,
+    next: Mutex<u32>,
+}
+
+impl Drop for Tunnels {
+    fn drop(&mut self) {
+        let entries = self.entries.get_mut().unwrap_or_else(|p| p.into_inner());
+        for e in entries.values() {
+            e.listener.abort();
+        }
+    }
+}
+
+impl Tunnels {
+    /// The local address of instance `id`, its listener opened on first use; its connections
+    /// go to `route` from now on (none: they are closed at once, which the proxy counts as a
+    /// refused upstream).
+    pub async fn address(&self, id: &str, route: Option<Route>) -> std::io::Result<Ipv4Addr> {
+        {
+            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = entries.get(id) {
+                *e.route.write().unwrap_or_else(|p| p.into_inner()) = route;
+                return Ok(e.addr);
+            }
+        }
+        let (addr, listener) = self.bind().await?;
+        let shared = Arc::new(RwLock::new(route));
+        let task = tokio::spawn(serve(listener, Arc::clone(&shared)));
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = entries.get(id) {
+            // Another caller opened it meanwhile: keep theirs.
+            task.abort();
+            *e.route.write().unwrap_or_else(|p| p.into_inner()) =
+                shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+            return Ok(e.addr);
+        }
+        entries.insert(
+            id.to_owned(),
+            Entry {
+                addr,
+                route: shared,
+                listener: task,
+            },
+        );
+        Ok(addr)
+    }
+
+    /// The address of `id` if it has one.
+    pub fn existing(&self, id: &str) -> Option<Ipv4Addr> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(id).map(|e| e.addr)
+    }
+
+    /// Closes the listeners of every instance `keep` rejects.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|id, e| {
+            let kept = keep(id);
+            if !kept {
+                e.listener.abort();
+            }
+            kept
+        });
+    }
+
+    async fn bind(&self) -> std::io::Result<(Ipv4Addr, TcpListener)> {
+        let mut last = None;
+        // Another process (another installation on this host) may hold an address: try on.
+        for _ in 0..64 {
+            let offset = {
+                let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+                *next = (*next % (BLOCK - 2)) + 1;
+                *next
+            };
+            let addr = Ipv4Addr::from(BASE + offset);
+            match TcpListener::bind(SocketAddrV4::new(addr, super::services::SERVICE_PORT)).await {
+                Ok(l) => return Ok((addr, l)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no loopback address free")))
+    }
+}
+
+async fn serve(listener: TcpListener, route: Arc<RwLock<Option<Route>>>) {
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        let current = route.read().unwrap_or_else(|p| p.into_inner()).clone();
+        tokio::spawn(async move {
+            if let Some(route) = current {
+                let _ = carry(client, &route).await;
+            }
+        });
+    }
+}
+
+/// Opens the relay's way to the task and then relays bytes both ways.
+async fn carry(mut client: TcpStream, route: &Route) -> std::io::Result<()> {
+    let mut relay = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(route.relay))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    relay.set_nodelay(true)?;
+    relay.write_all(request_line(route).as_bytes()).await?;
+    let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_line(&mut relay))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    if answer != "OK" {
+        return Err(std::io::Error::other(format!("relay: {answer}")));
+    }
+    client.set_nodelay(true)?;
+    tokio::io::copy_bidirectional(&mut client, &mut relay).await?;
+    Ok(())
+}
+
+/// One line, byte by byte: nothing after it may be consumed (it belongs to the client).
+async fn read_line(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    while line.len() < 256 {
+        let b = stream.read_u8().await?;
+        if b == b'\n' {
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        line.push(b);
+    }
+    Err(std::io::Error::other("relay answer too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_line_names_token_task_and_port() {
+        let r = Route {
+            relay: "10.0.0.1:31000".parse().unwrap(),
+            token: "t0k".into(),
+            task: "svc.1.abc".into(),
+            port: 80,
+        };
+        assert_eq!(request_line(&r), "BERTH-RELAY/1 t0k svc.1.abc:80\n");
+    }
+
+    /// A fake relay (a real socket) that answers OK and echoes: the tunnel carries bytes both
+    /// ways after the handshake, and a route change applies to the next connection.
+    #[tokio::test]
+    async fn a_slot_address_carries_bytes_through_the_relay() {
+        let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = relay.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = relay.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let line = read_line(&mut s).await.unwrap();
+                    if line.ends_with(" good.1.x:80") {
+                        s.write_all(b"OK\n").await.unwrap();
+                        let (mut r, mut w) = s.split();
+                        tokio::io::copy(&mut r, &mut w).await.unwrap();
+                    } else {
+                        s.write_all(b"ERR unknown task\n").await.unwrap();
+                    }
+                });
+            }
+        });
+        let tunnels = Tunnels::default();
+        let route = |task: &str| Route {
+            relay: relay_addr,
+            token: "t".into(),
+            task: task.into(),
+            port: 80,
+        };
+        let addr = tunnels
+            .address("s/0", Some(route("good.1.x")))
+            .await
+            .unwrap();
+        assert_eq!(addr.octets()[..2], [127, 214]);
+        let mut c = TcpStream::connect((addr, 80)).await.unwrap();
+        c.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+
+        // Same slot, new route: same address, and a refused task closes the connection.
+        let again = tunnels
+            .address("s/0", Some(route("gone.1.y")))
+            .await
+            .unwrap();
+        assert_eq!(again, addr);
+        let mut c = TcpStream::connect((addr, 80)).await.unwrap();
+        let _ = c.write_all(b"ping").await;
+        let mut rest = Vec::new();
+        let n = c.read_to_end(&mut rest).await.unwrap_or(0);
+        assert_eq!(n, 0, "closed without an answer");
+
+        tunnels.retain(|_| false);
+        assert_eq!(tunnels.existing("s/0"), None);
+    }
+}

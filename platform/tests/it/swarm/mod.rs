@@ -1,0 +1,6 @@
+//! Berth on Docker Swarm, against real multi-node labs (`swarm-lab`), each test with a lab of
+//! its own brought up and down inside it.
+
+mod lab;
+mod runtime;
+mod serve;

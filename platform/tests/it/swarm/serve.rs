@@ -1,0 +1,167 @@
+//! `berth serve --runtime swarm` against a real 3-node lab: upload, subscribe in both isolation
+//! modes, replicas spread over the nodes and served through Berth's proxy once ready.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::lab::{Lab, OVERLAY_POOL};
+use crate::fixture::{Server, Tenant, create_tenant};
+use crate::supervisor::{
+    HelloImage, deploy, instances, manifest, readiness_on_health, start_server, subscribe,
+    wait_for, wait_ready,
+};
+
+fn name_of(server: &Server, owner: &Tenant, app: &str) -> String {
+    server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn get_through_proxy(server: &Server, tenant: &Tenant, name: &str, path: &str) -> (u16, Value) {
+    let resp = server
+        .req("GET", &format!("/service/{name}{path}"))
+        .basic(&tenant.admin_login, &tenant.admin_password)
+        .send();
+    let status = resp.status;
+    (
+        status,
+        serde_json::from_str(&resp.body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
+    if !super::lab::can_run() {
+        return;
+    }
+    let lab = Lab::up(3);
+    let hello = HelloImage {
+        id: String::new(),
+        archive: lab.hello_archive(),
+    };
+    let relay = lab.push_relay_image();
+    let manager = lab.manager_socket().display().to_string();
+    let (_cleanup, server) = start_server(&[
+        "--runtime",
+        "swarm",
+        "--docker-socket",
+        &manager,
+        "--registry",
+        lab.var("LAB_REGISTRY"),
+        "--swarm-relay-image",
+        &relay,
+        "--swarm-platform-address",
+        lab.var("LAB_HOST_IP"),
+        "--network-pool",
+        OVERLAY_POOL,
+    ]);
+
+    // PER_TENANT, 3 replicas: one service spread over the 3 nodes, served through the proxy.
+    let owner = create_tenant(&server, "swo");
+    let per_tenant = deploy(
+        &server,
+        &owner,
+        &hello,
+        &manifest("PER_TENANT", 3, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &per_tenant).expect(201);
+    let status = wait_ready(&server, &owner, &per_tenant, 1);
+    let nodes: HashSet<String> = instances(&status)
+        .iter()
+        .filter_map(|i| i["node"].as_str().map(str::to_owned))
+        .collect();
+    eprintln!("swarm: PER_TENANT status {status}");
+    let name = name_of(&server, &owner, &per_tenant);
+    for _ in 0..6 {
+        let (code, body) = get_through_proxy(&server, &owner, &name, "/env");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["C8Y_TENANT"], owner.id.as_str(), "{body}");
+    }
+    assert_eq!(nodes.len(), 3, "replicas on {nodes:?}");
+
+    // MULTI_TENANT, 1 replica, subscribed by a second tenant as well.
+    let other = create_tenant(&server, "swt");
+    let shared = deploy(
+        &server,
+        &owner,
+        &hello,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &shared).expect(201);
+    wait_ready(&server, &owner, &shared, 1);
+    let shared_name = name_of(&server, &owner, &shared);
+    let (code, _) = get_through_proxy(&server, &owner, &shared_name, "/health");
+    assert_eq!(code, 200);
+    let (code, _) = get_through_proxy(&server, &other, &shared_name, "/health");
+    assert_eq!(code, 403, "not subscribed yet");
+
+    // Every replica's port stays unpublished: the services publish nothing.
+    let published = lab.docker(
+        1,
+        &[
+            "service",
+            "ls",
+            "--filter",
+            "label=berth.deployment",
+            "--format",
+            "{{.Name}} {{.Ports}}",
+        ],
+    );
+    for line in published.lines() {
+        assert_eq!(line.split_whitespace().count(), 1, "published: {line}");
+    }
+
+    // A restarted Berth adopts the running services: the same services, none added, and the
+    // proxy serves again once the adopted replicas pass their probes.
+    let services_before = lab.docker(
+        1,
+        &["service", "ls", "-q", "--filter", "label=berth.deployment"],
+    );
+    let server = server.restart();
+    wait_ready(&server, &owner, &per_tenant, 1);
+    let (code, _) = get_through_proxy(&server, &owner, &name, "/health");
+    assert_eq!(code, 200);
+    let services_after = lab.docker(
+        1,
+        &["service", "ls", "-q", "--filter", "label=berth.deployment"],
+    );
+    assert_eq!(
+        services_before, services_after,
+        "restart changed the services"
+    );
+
+    // Unsubscribing removes the service; the relay and the overlay follow.
+    let unsub = server
+        .req(
+            "DELETE",
+            &format!("/tenant/tenants/{}/applications/{per_tenant}", owner.id),
+        )
+        .basic(crate::fixture::MGMT_ADMIN, crate::fixture::ADMIN_PASSWORD)
+        .send();
+    assert!(unsub.status == 204, "unsubscribe: {}", unsub.status);
+    wait_for(
+        Duration::from_secs(60),
+        "the PER_TENANT service gone",
+        || {
+            let left = lab.docker(
+                1,
+                &[
+                    "service",
+                    "ls",
+                    "-q",
+                    "--filter",
+                    &format!("label=berth.app={per_tenant}"),
+                ],
+            );
+            left.is_empty().then_some(())
+        },
+    );
+}
