@@ -397,12 +397,5 @@ async fn delete_tenant(state: std::sync::Arc<AppState>, id: String) -> Result<()
         .supervisor
         .converge(super::applications::CONVERGE_LIMIT)
         .await;
-    // Empty by now unless something is left to a retry; a start removes it then.
-    let _ = std::fs::remove_dir(
-        state
-            .config
-            .data_dir
-            .join(format!("{}/{id}", crate::PACKAGES_DIR)),
-    );
     Ok(())
 }
