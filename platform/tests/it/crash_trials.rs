@@ -6,7 +6,8 @@
 //!
 //! Trials are drawn from a seeded generator: `BERTH_CRASH_SEED` replays a run,
 //! `BERTH_CRASH_TRIALS` sets how many (default one per operation, for CI),
-//! `BERTH_CRASH_ONLY=<n>` runs only trial n of the seed. `bench/crash_trials.sh` runs the long
+//! `BERTH_CRASH_ONLY=<n>` runs only trial n of the seed, `BERTH_CRASH_MINUTES` starts no trial
+//! after that many minutes. `bench/crash_trials.sh` runs the long
 //! series whose figures are in `docs/faults.md`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -510,11 +511,17 @@ fn crash_trials_leave_api_database_data_dir_and_docker_agreeing() {
     });
     let trials = env_u64("BERTH_CRASH_TRIALS").unwrap_or(OPERATIONS.len() as u64);
     let only = env_u64("BERTH_CRASH_ONLY");
+    // A time box for long runs: no trial starts after it (the run still reports and cleans up).
+    let time_box = env_u64("BERTH_CRASH_MINUTES").map(|m| Duration::from_secs(m * 60));
     eprintln!("crash trials: BERTH_CRASH_SEED={seed} BERTH_CRASH_TRIALS={trials}");
     let mut run = Run::start();
     let started = Instant::now();
     let mut outcomes = Vec::new();
     for n in (0..trials).filter(|n| only.is_none_or(|o| o == *n)) {
+        if time_box.is_some_and(|t| started.elapsed() > t) {
+            eprintln!("crash trials: time box reached after {n} trials");
+            break;
+        }
         let mut rng = Rng::for_trial(seed, n);
         let operation = OPERATIONS[(n % OPERATIONS.len() as u64) as usize];
         let before: BTreeSet<String> = run.tenants.keys().cloned().collect();
