@@ -5,7 +5,8 @@
 # checks that the API, the database, the data dir and Docker agree afterwards. Prints the seed (replay with
 # BERTH_CRASH_SEED=<seed> BERTH_CRASH_ONLY=<trial>) and per-operation figures; the log goes to
 # bench/work/crash_trials.log. Needs root and iptables, as the integration tests do.
-# Usage: bench/crash_trials.sh; TRIALS=50 bench/crash_trials.sh; BERTH_CRASH_SEED=123 bench/crash_trials.sh
+# Usage: bench/crash_trials.sh; TRIALS=50 bench/crash_trials.sh; BERTH_CRASH_SEED=123 bench/crash_trials.sh;
+# BERTH_CRASH_MINUTES=20 bench/crash_trials.sh starts no trial after 20 minutes (then reports and cleans up).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$here/work"

@@ -365,7 +365,7 @@ impl Run {
         }
         self.subscribe(&owner, &app);
         self.subscribe(&subscriber, &app);
-        let request = match operation {
+        match operation {
             Operation::Unsubscribe => Request {
                 method: "DELETE",
                 path: format!("/tenant/tenants/{}/applications/{app}", subscriber.id),
@@ -406,8 +406,7 @@ impl Run {
                 json: None,
             },
             Operation::Upload | Operation::Subscribe => unreachable!(),
-        };
-        request
+        }
     }
 
     /// Sends the request and strikes; returns the status the client got before (if any).
