@@ -1,8 +1,9 @@
 //! Named fault points for crash trials. `BERTH_TEST_PAUSE_AT=<point>` makes the process stop at
 //! that point of a long operation: it creates `<point>.reached` in `BERTH_TEST_PAUSE_DIR` and
 //! waits until `<point>.release` appears there, so a test can kill Berth (SIGKILL) or drop the
-//! client exactly there, then let it go on. Unset (always, outside tests) a point costs one
-//! comparison.
+//! client exactly there, then let it go on. `BERTH_TEST_PAUSE_AT=*` arms a point only while
+//! `<point>.armed` exists in the directory, so one process serves trials at different points.
+//! Unset (always, outside tests) a point costs one comparison.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -14,6 +15,16 @@ pub const UPLOAD_LOADED: &str = "upload-loaded";
 pub const UPLOAD_KEPT: &str = "upload-kept";
 /// Deletion: the database commit is done, nothing outside the database removed yet.
 pub const DELETE_COMMITTED: &str = "delete-committed";
+/// Subscription: recorded in the database, the supervisor not yet told.
+pub const SUBSCRIBE_COMMITTED: &str = "subscribe-committed";
+/// Unsubscription: removed from the database, its containers not yet.
+pub const UNSUBSCRIBE_COMMITTED: &str = "unsubscribe-committed";
+/// Tenant deletion: the tenant and its applications are gone from the database, nothing
+/// outside it removed yet.
+pub const TENANT_DELETE_COMMITTED: &str = "tenant-delete-committed";
+
+/// Arms every point whose `<point>.armed` file exists.
+const ANY: &str = "*";
 
 struct Pause {
     point: String,
@@ -36,7 +47,9 @@ fn configured() -> Option<&'static Pause> {
 
 /// Passes `point`, pausing there if a test asked for it.
 pub async fn point(point: &str) {
-    let Some(pause) = configured().filter(|p| p.point == point) else {
+    let Some(pause) = configured().filter(|p| {
+        p.point == point || (p.point == ANY && p.dir.join(format!("{point}.armed")).exists())
+    }) else {
         return;
     };
     tracing::warn!(point, "test fault point reached; pausing");

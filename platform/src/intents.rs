@@ -160,6 +160,12 @@ pub async fn finish_deletion(state: &AppState, id: i64, intent: &DeletionIntent)
         tracing::warn!(path = %dir.display(), error = %e, "cannot remove a deleted application's packages");
         done = false;
     }
+    // The tenant's directory too once empty (its last application, or the tenant, went; a
+    // resumed tenant deletion has nothing else to remove it). Refused while it holds anything,
+    // and no upload makes it meanwhile: they run under the same lock as this.
+    if let Some(tenant_dir) = dir.parent() {
+        let _ = std::fs::remove_dir(tenant_dir);
+    }
     done && finish(state, id).await
 }
 

@@ -2,6 +2,7 @@
 //! user's `/application/currentApplication/subscriptions` and `…/settings`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -314,6 +315,35 @@ async fn subscribe(
         required_roles: app.required_roles.clone(),
         settings,
     };
+    // Detached from the request from here: a client that leaves does not stop a subscription
+    // half-way (recorded but the supervisor never told, or no audit record).
+    let task = tokio::spawn(record_subscription(
+        state.clone().into_inner(),
+        principal,
+        app.clone(),
+        new,
+    ));
+    task.await
+        .map_err(|e| ApiError::internal(&format!("subscribing {tenant}: {e}")))??;
+    let base = media::base_url(&req);
+    let body = reference_json(&base, &tenant, &app);
+    Ok(media::created(
+        &req,
+        "applicationReference",
+        &format!("{base}/tenant/tenants/{tenant}/applications/{}", app.id),
+        &body,
+    ))
+}
+
+/// Records the subscription, then tells the supervisor and the audit log.
+async fn record_subscription(
+    state: Arc<AppState>,
+    principal: Principal,
+    app: Application,
+    new: NewSubscription,
+) -> Result<(), ApiError> {
+    let tenant = new.tenant.clone();
+    let is_microservice = app.app_type == MICROSERVICE;
     // The new deployment's cost is checked and the subscription recorded under the upload
     // lock, so two subscriptions (or an upload) cannot both fit the same headroom.
     let guard = state.upload_lock.lock().await;
@@ -325,6 +355,7 @@ async fn subscribe(
     })
     .await?;
     drop(guard);
+    crate::fault::point(crate::fault::SUBSCRIBE_COMMITTED).await;
     super::audit::record_action(
         &state,
         &principal,
@@ -335,14 +366,7 @@ async fn subscribe(
         format!("Tenant {tenant} subscribed to {}", app.name),
     );
     state.supervisor.poke();
-    let base = media::base_url(&req);
-    let body = reference_json(&base, &tenant, &app);
-    Ok(media::created(
-        &req,
-        "applicationReference",
-        &format!("{base}/tenant/tenants/{tenant}/applications/{}", app.id),
-        &body,
-    ))
+    Ok(())
 }
 
 async fn list(
@@ -412,12 +436,34 @@ async fn unsubscribe(
         )
     })?;
     let app = visible_application(&state, &principal, id, Some(&tenant)).await?;
+    // Detached from the request: a client that leaves does not keep the containers running
+    // until the next periodic pass.
+    let task = tokio::spawn(remove_subscription(
+        state.into_inner(),
+        principal,
+        app,
+        tenant.clone(),
+    ));
+    task.await
+        .map_err(|e| ApiError::internal(&format!("unsubscribing {tenant}: {e}")))??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Removes the subscription, then its containers (answering once they are gone, so the caller
+/// sees the result of the unsubscribe).
+async fn remove_subscription(
+    state: Arc<AppState>,
+    principal: Principal,
+    app: Application,
+    tenant: String,
+) -> Result<(), ApiError> {
     let (category, keys) = setting_keys(&app);
-    let t = tenant.clone();
+    let (t, id) = (tenant.clone(), app.id);
     let removed = db(&state, "applications", move |c| {
         subscriptions::unsubscribe(c, id, &t, &category, &keys)
     })
     .await?;
+    crate::fault::point(crate::fault::UNSUBSCRIBE_COMMITTED).await;
     state.cache.invalidate_user(&tenant, &removed.service_user);
     super::audit::record_action(
         &state,
@@ -428,9 +474,8 @@ async fn unsubscribe(
         "Unsubscribed",
         format!("Tenant {tenant} unsubscribed from {}", app.name),
     );
-    // Answer once the containers are gone, so the caller sees the result of the unsubscribe.
     state.supervisor.converge(CONVERGE_LIMIT).await;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 /// The application of the calling bootstrap user; 403 for any other kind of user.

@@ -303,11 +303,25 @@ pub fn delete(
     package_dir: &str,
 ) -> Result<(i64, DeletionIntent), StoreError> {
     let tx = conn.transaction()?;
-    let app = get(&tx, tenant, id)?;
-    let versions = versions(&tx, id)?;
-    for subscription in super::subscriptions::of_application(&tx, id)? {
+    let deleted = delete_in(&tx, tenant, id, options, package_dir)?;
+    tx.commit()?;
+    Ok(deleted)
+}
+
+/// [`delete`] inside the caller's transaction (a tenant's deletion deletes all its
+/// applications in one).
+pub fn delete_in(
+    tx: &Connection,
+    tenant: &str,
+    id: i64,
+    options: &ManifestOptions,
+    package_dir: &str,
+) -> Result<(i64, DeletionIntent), StoreError> {
+    let app = get(tx, tenant, id)?;
+    let versions = versions(tx, id)?;
+    for subscription in super::subscriptions::of_application(tx, id)? {
         for key in &options.keys {
-            super::options::delete_seeded(&tx, &subscription.tenant, &options.category, key)?;
+            super::options::delete_seeded(tx, &subscription.tenant, &options.category, key)?;
         }
     }
     if let Some(user) = &app.bootstrap_user {
@@ -328,8 +342,7 @@ pub fn delete(
         versions,
         package_dir: package_dir.to_owned(),
     };
-    let intent_id = intents::record(&tx, &Intent::DeleteApplication(intent.clone()))?;
-    tx.commit()?;
+    let intent_id = intents::record(tx, &Intent::DeleteApplication(intent.clone()))?;
     Ok((intent_id, intent))
 }
 

@@ -4,6 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 
+use super::applications::{self, Application, ManifestOptions};
+use super::intents::DeletionIntent;
+use super::subscriptions;
 use super::users::{self, NewUser};
 use super::{Page, StoreError, conflict_on_unique, json_map, json_text, timestamp};
 
@@ -210,8 +213,26 @@ pub fn update(
     Ok(updated)
 }
 
-/// Deletes a tenant and, through the foreign keys, everything it owns. Returns false if absent.
-pub fn delete(conn: &mut Connection, id: &str) -> Result<bool, StoreError> {
+/// What deleting a tenant leaves to do outside the database.
+#[derive(Debug, Default)]
+pub struct TenantDeletion {
+    /// The intent of each application the tenant owned: its images, tags and package files.
+    pub applications: Vec<(i64, DeletionIntent)>,
+    /// Service users (tenant, user) of other tenants' subscriptions to those applications.
+    pub service_users: Vec<(String, String)>,
+}
+
+/// Deletes the tenant and, through the foreign keys, what lives in it; in the same transaction
+/// every application it owns goes as
+/// [`applications::delete_in`] does (`plan` gives an application's manifest options and
+/// package directory), recording their deletion intents: a kill leaves all of it or none,
+/// and the next start finishes what is outside the database. None when there is no such
+/// tenant; a conflict while it has subtenants.
+pub fn delete(
+    conn: &mut Connection,
+    id: &str,
+    plan: impl Fn(&Application) -> (ManifestOptions, String),
+) -> Result<Option<TenantDeletion>, StoreError> {
     let tx = conn.transaction()?;
     let children: i64 = tx.query_row(
         "SELECT COUNT(*) FROM tenants WHERE parent = ?1",
@@ -223,9 +244,29 @@ pub fn delete(conn: &mut Connection, id: &str) -> Result<bool, StoreError> {
             "Tenant {id} still has {children} subtenant(s); delete them first"
         )));
     }
+    let owned: Vec<i64> = {
+        let mut stmt = tx.prepare("SELECT id FROM applications WHERE owner_tenant = ?1")?;
+        let ids = stmt.query_map([id], |r| r.get(0))?;
+        ids.collect::<Result<_, _>>()?
+    };
+    let mut deletion = TenantDeletion::default();
+    for app_id in owned {
+        let app = applications::get(&tx, id, app_id)?;
+        for s in subscriptions::of_application(&tx, app_id)? {
+            if s.tenant != id {
+                deletion.service_users.push((s.tenant, s.service_user));
+            }
+        }
+        let (options, package_dir) = plan(&app);
+        let deleted = applications::delete_in(&tx, id, app_id, &options, &package_dir)?;
+        deletion.applications.push(deleted);
+    }
     let deleted = tx.execute("DELETE FROM tenants WHERE id = ?1", [id])? > 0;
+    if !deleted {
+        return Ok(None);
+    }
     tx.commit()?;
-    Ok(deleted)
+    Ok(Some(deletion))
 }
 
 /// The tenant whose domain is `host`, or whose domain's first label equals `host`'s first label.

@@ -424,6 +424,87 @@ fn an_interrupted_delete_is_finished() {
     }
 }
 
+/// Everything a deleted tenant owned is gone, also from the tenants subscribed to its
+/// application (their settings options and service users, hidden from the API, so read from
+/// the database); what they wrote themselves stays.
+fn tenant_deletion_done(server: &Server, installation: &str, d: &Deployed) -> Result<(), String> {
+    let tenant = server.admin_get(&format!("/tenant/tenants/{}", d.owner.id));
+    if tenant.status != 404 {
+        return Err(format!("the tenant still answers {}", tenant.status));
+    }
+    let objects = berth_objects(installation);
+    if !objects.is_empty() {
+        return Err(format!("containers/networks left: {objects:?}"));
+    }
+    let tag = berth_ref(server, &d.owner, &d.id, "1.0.0");
+    if image_id(&tag).is_some() {
+        return Err(format!("image tag {tag} left"));
+    }
+    let dir = server.path(&format!("packages/{}", d.owner.id));
+    if dir.exists() {
+        return Err(format!("package dir left: {:?}", files_under(&dir)));
+    }
+    let options = options_of(server, &d.subscriber, &d.name);
+    if options != json!({"mine": "kept"}) {
+        return Err(format!("options left in the subscriber: {options}"));
+    }
+    let conn = rusqlite::Connection::open(server.path("berth.sqlite3")).unwrap();
+    let service_users: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM users WHERE tenant_id = ?1 AND kind = 'SERVICE'",
+            [&d.subscriber.id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    if service_users != 0 {
+        return Err("the subscriber's service user is left".into());
+    }
+    let references = server
+        .admin_get(&format!("/tenant/tenants/{}/applications", d.subscriber.id))
+        .expect(200)
+        .json();
+    if references["references"] != json!([]) {
+        return Err(format!("the subscription is left: {references}"));
+    }
+    if pending_intents(server) != 0 {
+        return Err("a deletion intent is still pending".into());
+    }
+    Ok(())
+}
+
+#[test]
+fn an_interrupted_tenant_deletion_is_finished() {
+    let hello = HelloLease::acquire();
+    for fault in [Fault::Kill, Fault::ClientLeaves] {
+        let pause = Pause::new("tenant-delete-committed");
+        let server = Server::start_with(Options {
+            env: pause.env(),
+            extra_args: vec!["--reconcile-interval".into(), "3600".into()],
+            ..Options::default()
+        });
+        let cleanup = DockerCleanup(server.installation().to_owned());
+        let d = deploy_subscribed(&server, &hello, true);
+        let client = curl(
+            &server,
+            (crate::fixture::MGMT_ADMIN, crate::fixture::ADMIN_PASSWORD),
+            "DELETE",
+            &format!("/tenant/tenants/{}", d.owner.id),
+            None,
+        );
+        let server = strike(server, &pause, client, fault);
+        let settled = Instant::now() + SETTLE;
+        while let Err(left) = tenant_deletion_done(&server, &cleanup.0, &d) {
+            assert!(
+                Instant::now() < settled,
+                "{fault:?}: the tenant's deletion was not finished: {left}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        drop(server);
+        drop(cleanup);
+    }
+}
+
 #[test]
 fn deleting_an_application_removes_everything_it_owned_at_once() {
     let hello = HelloLease::acquire();

@@ -4,6 +4,8 @@
 mod applications;
 mod bad_input;
 mod churn;
+mod consistency;
+mod crash_trials;
 mod credentials;
 mod escalation;
 mod faults;

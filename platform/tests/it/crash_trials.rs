@@ -1,0 +1,600 @@
+//! Crash trials: each long operation (upload, subscribe, unsubscribe, upgrade, rollback,
+//! application deletion, tenant deletion) is interrupted at a random point: Berth killed with
+//! SIGKILL and started again on the same data dir, or the client leaving, either at a named
+//! fault point (`BERTH_TEST_PAUSE_AT=*`, armed per trial) or after a random delay. Then one
+//! invariant ([`crate::consistency::check`]) must hold once Berth settles.
+//!
+//! Trials are drawn from a seeded generator: `BERTH_CRASH_SEED` replays a run,
+//! `BERTH_CRASH_TRIALS` sets how many (default one per operation, for CI),
+//! `BERTH_CRASH_ONLY=<n>` runs only trial n of the seed, `BERTH_CRASH_MINUTES` starts no trial
+//! after that many minutes. `bench/crash_trials.sh` runs the long
+//! series whose figures are in `docs/faults.md`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::consistency::{Known, check};
+use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Options, Server, Tenant, create_tenant};
+use crate::supervisor::{DockerCleanup, HelloLease, manifest, readiness_on_health};
+use crate::upload::{multipart, zip_of};
+
+/// How long Berth may take to settle (restart, adopt or replace, converge, roll back).
+const SETTLE: Duration = Duration::from_secs(120);
+/// How long a paused operation may take to reach its point.
+const REACH: Duration = Duration::from_secs(60);
+/// The rollout timeout of the trial server: a never-ready version is rolled back after it.
+const ROLLOUT_TIMEOUT_SECS: u64 = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Operation {
+    Upload,
+    Subscribe,
+    Unsubscribe,
+    Upgrade,
+    Rollback,
+    DeleteApplication,
+    DeleteTenant,
+}
+
+const OPERATIONS: [Operation; 7] = [
+    Operation::Upload,
+    Operation::Subscribe,
+    Operation::Unsubscribe,
+    Operation::Upgrade,
+    Operation::Rollback,
+    Operation::DeleteApplication,
+    Operation::DeleteTenant,
+];
+
+impl Operation {
+    /// The fault points on its path, and how long after the request it may still be acting.
+    fn points_and_window(self) -> (&'static [&'static str], u64) {
+        match self {
+            Operation::Upload => (&["upload-loaded", "upload-kept"], 3000),
+            Operation::Subscribe => (&["subscribe-committed"], 1500),
+            Operation::Unsubscribe => (&["unsubscribe-committed"], 2000),
+            Operation::Upgrade => (&["upload-loaded", "upload-kept"], 5000),
+            // The upload, then the rollout that fails and is rolled back.
+            Operation::Rollback => (
+                &["upload-loaded", "upload-kept"],
+                4000 + ROLLOUT_TIMEOUT_SECS * 1000,
+            ),
+            Operation::DeleteApplication => (&["delete-committed"], 2500),
+            Operation::DeleteTenant => (&["tenant-delete-committed"], 2500),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Strike {
+    /// Berth is killed with SIGKILL and started again.
+    Kill,
+    /// The client drops its connection; Berth goes on.
+    ClientLeaves,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum When {
+    /// While paused at the named point.
+    At(&'static str),
+    /// This long after the request was sent.
+    After(Duration),
+}
+
+/// SplitMix64: small, seedable, and the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// The generator of trial `n` of a run: each trial can be replayed on its own.
+    fn for_trial(seed: u64, n: u64) -> Rng {
+        let mut rng = Rng(seed ^ n.wrapping_mul(0xd1b5_4a32_d192_ed03));
+        rng.next();
+        rng
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value} is not a number")),
+    )
+}
+
+/// The hello image under a label of its own: a distinct image id per package, so the check can
+/// tell whether the engine still holds what an upload brought. Built by rewriting the `docker
+/// save` archive's config (its digest is the image id), without tags.
+fn variant(archive: &[u8], label: &str) -> (String, Vec<u8>) {
+    let mut entries: Vec<(tar::Header, String, Vec<u8>)> = Vec::new();
+    let mut input = tar::Archive::new(archive);
+    for entry in input.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        entries.push((entry.header().clone(), path, data));
+    }
+    let manifest_at = entries.iter().position(|e| e.1 == "manifest.json").unwrap();
+    let mut manifest: Value = serde_json::from_slice(&entries[manifest_at].2).unwrap();
+    let config_name = manifest[0]["Config"].as_str().unwrap().to_owned();
+    let config_at = entries.iter().position(|e| e.1 == config_name).unwrap();
+    let mut config: Value = serde_json::from_slice(&entries[config_at].2).unwrap();
+    config["config"]["Labels"]["berth.trial"] = json!(label);
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let digest = hex(ring::digest::digest(&ring::digest::SHA256, &config_bytes).as_ref());
+    let new_name = format!("{digest}.json");
+    manifest[0]["Config"] = json!(new_name);
+    manifest[0]["RepoTags"] = Value::Null;
+    entries[config_at].1 = new_name;
+    entries[config_at].2 = config_bytes;
+    entries[manifest_at].2 = serde_json::to_vec(&manifest).unwrap();
+    let mut output = tar::Builder::new(Vec::new());
+    for (mut header, path, data) in entries {
+        if path == "repositories" {
+            continue;
+        }
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        output
+            .append_data(&mut header, &path, data.as_slice())
+            .unwrap();
+    }
+    (format!("sha256:{digest}"), output.into_inner().unwrap())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A request the trial interrupts.
+struct Request {
+    method: &'static str,
+    path: String,
+    login: (String, String),
+    /// A package to upload as multipart, or a JSON body.
+    zip: Option<PathBuf>,
+    json: Option<String>,
+}
+
+/// A request through `curl`, as a process the trial can kill to drop the connection.
+fn curl(server: &Server, request: &Request) -> Child {
+    let mut command = Command::new("curl");
+    // HTTP/1.1: only there does a client leaving drop the handler (actix runs HTTP/2 handlers
+    // as tasks of their own).
+    command
+        .args(["--http1.1", "-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-X", request.method, "--cacert"])
+        .arg(server.path("tls/cert.pem"))
+        .arg("-u")
+        .arg(format!("{}:{}", request.login.0, request.login.1));
+    if let Some(zip) = &request.zip {
+        command
+            .arg("-F")
+            .arg(format!("file=@{};type=application/zip", zip.display()));
+    }
+    if let Some(body) = &request.json {
+        command
+            .args(["-H", "Content-Type: application/json", "-d"])
+            .arg(body);
+    }
+    command
+        .arg(format!("{}{}", server.https, request.path))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the curl CLI must be installed for these tests")
+}
+
+/// What one trial did, for the figures.
+struct Outcome {
+    operation: Operation,
+    strike: Strike,
+    at_point: bool,
+    /// The client had its answer before the fault (the operation was done).
+    answered: Option<u16>,
+    settle: Duration,
+}
+
+/// One server for a whole run; every trial makes its own tenants and applications and deletes
+/// them afterwards.
+struct Run {
+    server: Option<Server>,
+    installation: String,
+    /// Taken in `drop`, after the server and before the images.
+    cleanup: Option<DockerCleanup>,
+    pause: tempfile::TempDir,
+    hello: HelloLease,
+    tenants: HashMap<String, Tenant>,
+    images: BTreeSet<String>,
+    work: tempfile::TempDir,
+}
+
+impl Run {
+    fn start() -> Run {
+        let hello = HelloLease::acquire();
+        let pause = tempfile::tempdir().unwrap();
+        let server = Server::start_with(Options {
+            extra_args: vec!["--rollout-timeout".into(), ROLLOUT_TIMEOUT_SECS.to_string()],
+            env: vec![
+                ("BERTH_TEST_PAUSE_AT".into(), "*".into()),
+                (
+                    "BERTH_TEST_PAUSE_DIR".into(),
+                    pause.path().display().to_string(),
+                ),
+            ],
+            ..Options::default()
+        });
+        let installation = server.installation().to_owned();
+        Run {
+            server: Some(server),
+            cleanup: Some(DockerCleanup(installation.clone())),
+            installation,
+            pause,
+            hello,
+            tenants: HashMap::new(),
+            images: BTreeSet::new(),
+            work: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    fn pause_file(&self, point: &str, suffix: &str) -> PathBuf {
+        self.pause.path().join(format!("{point}.{suffix}"))
+    }
+
+    fn tenant(&mut self, label: &str) -> Tenant {
+        let t = create_tenant(self.server(), label);
+        self.tenants.insert(t.id.clone(), t.clone());
+        t
+    }
+
+    /// A package of the hello image (a variant of its own) with `manifest`.
+    fn package(&mut self, manifest: &str) -> Vec<u8> {
+        let (id, archive) = variant(&self.hello.0.archive, &crate::fixture::unique("t"));
+        self.images.insert(id);
+        zip_of(&[
+            ("cumulocity.json", manifest.as_bytes()),
+            ("image.tar", &archive),
+        ])
+    }
+
+    fn create_app(&self, owner: &Tenant) -> String {
+        let name = crate::fixture::unique("ct-");
+        self.server()
+            .req("POST", "/application/applications")
+            .basic(&owner.admin_login, &owner.admin_password)
+            .json(&json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE"}))
+            .send()
+            .expect(201)
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn upload(&self, owner: &Tenant, app: &str, zip: &[u8]) {
+        let (content_type, body) = multipart("file", zip);
+        self.server()
+            .req("POST", &format!("/application/applications/{app}/binaries"))
+            .basic(&owner.admin_login, &owner.admin_password)
+            .raw(&content_type, body)
+            .send()
+            .expect(201);
+    }
+
+    fn subscribe(&self, tenant: &Tenant, app: &str) {
+        crate::supervisor::subscribe(self.server(), &tenant.id, app).expect(201);
+    }
+
+    fn write_zip(&self, zip: &[u8]) -> PathBuf {
+        let path = self
+            .work
+            .path()
+            .join(format!("{}.zip", crate::fixture::unique("p")));
+        std::fs::write(&path, zip).unwrap();
+        path
+    }
+
+    /// Waits for the invariant; Err with the last disagreement when it never holds.
+    fn settled(&self) -> Result<Duration, String> {
+        let started = Instant::now();
+        loop {
+            let known = Known {
+                installation: &self.installation,
+                tenants: &self.tenants,
+                images: &self.images,
+            };
+            match check(self.server(), &known) {
+                Ok(()) => return Ok(started.elapsed()),
+                Err(e) if started.elapsed() > SETTLE => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
+    }
+
+    /// Makes what `operation` acts on and returns the request that performs it.
+    fn prepare(&mut self, operation: Operation, rng: &mut Rng) -> Request {
+        let isolation = ["MULTI_TENANT", "PER_TENANT"][rng.below(2) as usize];
+        let good = manifest(isolation, 1, readiness_on_health());
+        let owner = self.tenant("ct-own");
+        let app = self.create_app(&owner);
+        let owner_login = (owner.admin_login.clone(), owner.admin_password.clone());
+        let mgmt = (MGMT_ADMIN.to_owned(), ADMIN_PASSWORD.to_owned());
+        if operation == Operation::Upload {
+            let zip = self.package(&good);
+            return Request {
+                method: "POST",
+                path: format!("/application/applications/{app}/binaries"),
+                login: owner_login,
+                zip: Some(self.write_zip(&zip)),
+                json: None,
+            };
+        }
+        let zip = self.package(&good);
+        self.upload(&owner, &app, &zip);
+        let subscriber = self.tenant("ct-sub");
+        if operation == Operation::Subscribe {
+            return Request {
+                method: "POST",
+                path: format!("/tenant/tenants/{}/applications", subscriber.id),
+                login: mgmt,
+                zip: None,
+                json: Some(json!({"application": {"id": app}}).to_string()),
+            };
+        }
+        self.subscribe(&owner, &app);
+        self.subscribe(&subscriber, &app);
+        match operation {
+            Operation::Unsubscribe => Request {
+                method: "DELETE",
+                path: format!("/tenant/tenants/{}/applications/{app}", subscriber.id),
+                login: mgmt,
+                zip: None,
+                json: None,
+            },
+            Operation::Upgrade | Operation::Rollback => {
+                let probes = if operation == Operation::Upgrade {
+                    readiness_on_health()
+                } else {
+                    json!({"readinessProbe": {"httpGet": {"path": "/no-such-path", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1}})
+                };
+                let mut next: Value =
+                    serde_json::from_str(&manifest(isolation, 1, probes)).unwrap();
+                next["version"] = json!("2.0.0");
+                let zip = self.package(&next.to_string());
+                Request {
+                    method: "POST",
+                    path: format!("/application/applications/{app}/binaries"),
+                    login: owner_login,
+                    zip: Some(self.write_zip(&zip)),
+                    json: None,
+                }
+            }
+            Operation::DeleteApplication => Request {
+                method: "DELETE",
+                path: format!("/application/applications/{app}"),
+                login: owner_login,
+                zip: None,
+                json: None,
+            },
+            Operation::DeleteTenant => Request {
+                method: "DELETE",
+                path: format!("/tenant/tenants/{}", owner.id),
+                login: mgmt,
+                zip: None,
+                json: None,
+            },
+            Operation::Upload | Operation::Subscribe => unreachable!(),
+        }
+    }
+
+    /// Sends the request and strikes; returns the status the client got before (if any).
+    fn strike(&mut self, request: &Request, strike: Strike, when: &When) -> Option<u16> {
+        if let When::At(point) = when {
+            for suffix in ["release", "reached"] {
+                let _ = std::fs::remove_file(self.pause_file(point, suffix));
+            }
+            std::fs::write(self.pause_file(point, "armed"), b"").unwrap();
+        }
+        let mut client = curl(self.server(), request);
+        let mut finished = None;
+        match when {
+            When::At(point) => {
+                let reached = self.pause_file(point, "reached");
+                let deadline = Instant::now() + REACH;
+                while !reached.exists() {
+                    if let Ok(Some(_)) = client.try_wait() {
+                        finished = Some(read_status(&mut client));
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "{point} never reached");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            When::After(delay) => {
+                std::thread::sleep(*delay);
+                if let Ok(Some(_)) = client.try_wait() {
+                    finished = Some(read_status(&mut client));
+                }
+            }
+        }
+        match strike {
+            Strike::Kill => {
+                let mut server = self.server.take().unwrap();
+                server.crash();
+                let _ = client.kill();
+                let _ = client.wait();
+                if let When::At(point) = when {
+                    let _ = std::fs::remove_file(self.pause_file(point, "armed"));
+                }
+                self.server = Some(server.restart());
+            }
+            Strike::ClientLeaves => {
+                let _ = client.kill();
+                let _ = client.wait();
+                if let When::At(point) = when {
+                    std::fs::write(self.pause_file(point, "release"), b"").unwrap();
+                    let _ = std::fs::remove_file(self.pause_file(point, "armed"));
+                }
+            }
+        }
+        finished
+    }
+
+    /// Deletes the tenants a trial made (those the operation left).
+    fn tear_down(&mut self, made: &[String]) {
+        for id in made {
+            let answer = self
+                .server()
+                .req("DELETE", &format!("/tenant/tenants/{id}"))
+                .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+                .send();
+            assert!(
+                [204, 404].contains(&answer.status),
+                "deleting {id}: {} {}",
+                answer.status,
+                answer.body
+            );
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // The server, then its containers (which hold images), then the packages' images: the
+        // run's own, each a variant made for one package.
+        drop(self.server.take());
+        drop(self.cleanup.take());
+        for image in &self.images {
+            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+        }
+    }
+}
+
+fn read_status(client: &mut Child) -> u16 {
+    let mut out = String::new();
+    if let Some(stdout) = client.stdout.as_mut() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    out.trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn crash_trials_leave_api_database_data_dir_and_docker_agreeing() {
+    let seed = env_u64("BERTH_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    });
+    let trials = env_u64("BERTH_CRASH_TRIALS").unwrap_or(OPERATIONS.len() as u64);
+    let only = env_u64("BERTH_CRASH_ONLY");
+    // A time box for long runs: no trial starts after it (the run still reports and cleans up).
+    let time_box = env_u64("BERTH_CRASH_MINUTES").map(|m| Duration::from_secs(m * 60));
+    eprintln!("crash trials: BERTH_CRASH_SEED={seed} BERTH_CRASH_TRIALS={trials}");
+    let mut run = Run::start();
+    let started = Instant::now();
+    let mut outcomes = Vec::new();
+    for n in (0..trials).filter(|n| only.is_none_or(|o| o == *n)) {
+        if time_box.is_some_and(|t| started.elapsed() > t) {
+            eprintln!("crash trials: time box reached after {n} trials");
+            break;
+        }
+        let mut rng = Rng::for_trial(seed, n);
+        let operation = OPERATIONS[(n % OPERATIONS.len() as u64) as usize];
+        let before: BTreeSet<String> = run.tenants.keys().cloned().collect();
+        let request = run.prepare(operation, &mut rng);
+        let made: Vec<String> = run
+            .tenants
+            .keys()
+            .filter(|t| !before.contains(*t))
+            .cloned()
+            .collect();
+        let (points, window) = operation.points_and_window();
+        let when = if rng.below(2) == 0 {
+            When::At(points[rng.below(points.len() as u64) as usize])
+        } else {
+            When::After(Duration::from_millis(rng.below(window)))
+        };
+        let strike = if rng.below(4) == 0 {
+            Strike::ClientLeaves
+        } else {
+            Strike::Kill
+        };
+        let replay = format!(
+            "trial {n} ({operation:?}, {strike:?} {when:?}); replay with BERTH_CRASH_SEED={seed} BERTH_CRASH_ONLY={n}"
+        );
+        // The state the operation starts from holds the invariant too.
+        if let Err(e) = run.settled() {
+            panic!("before {replay}: {e}");
+        }
+        let answered = run.strike(&request, strike, &when);
+        let settle = run
+            .settled()
+            .unwrap_or_else(|e| panic!("after {replay}: {e}"));
+        eprintln!(
+            "crash trial {n}: {operation:?} {strike:?} {when:?}: answered {answered:?}, settled in {settle:?}"
+        );
+        outcomes.push(Outcome {
+            operation,
+            strike,
+            at_point: matches!(when, When::At(_)),
+            answered,
+            settle,
+        });
+        run.tear_down(&made);
+        for t in made {
+            run.tenants.remove(&t);
+        }
+    }
+    if let Err(e) = run.settled() {
+        panic!("after the last tear-down: {e}");
+    }
+    report(&outcomes, started.elapsed(), seed);
+}
+
+/// Prints the figures of the run, one line per operation.
+fn report(outcomes: &[Outcome], took: Duration, seed: u64) {
+    let mut by_op: BTreeMap<Operation, Vec<&Outcome>> = BTreeMap::new();
+    for o in outcomes {
+        by_op.entry(o.operation).or_default().push(o);
+    }
+    eprintln!(
+        "figure: crash trials: seed {seed}, {} trials, 0 failures, {took:?}",
+        outcomes.len()
+    );
+    for (op, list) in by_op {
+        let count = |f: &dyn Fn(&&Outcome) -> bool| list.iter().filter(|o| f(o)).count();
+        let slowest = list.iter().map(|o| o.settle).max().unwrap_or_default();
+        eprintln!(
+            "figure: {op:?}: {} trials: {} kill at a point, {} kill after a delay, {} client left, \
+             {} answered before the fault; slowest settle {slowest:?}",
+            list.len(),
+            count(&|o| o.strike == Strike::Kill && o.at_point),
+            count(&|o| o.strike == Strike::Kill && !o.at_point),
+            count(&|o| o.strike == Strike::ClientLeaves),
+            count(&|o| o.answered.is_some()),
+        );
+    }
+}
