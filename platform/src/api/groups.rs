@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::paging::{PageRequest, single_page};
+use super::paging::{PageRequest, page_of};
 use super::users::{RoleReferenceBody, require_grantable, require_outranks, role_json, user_json};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
@@ -354,6 +354,7 @@ async fn group_roles(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, id) = path.into_inner();
     read_access(&principal, &tenant)?;
@@ -367,7 +368,7 @@ async fn group_roles(
         .unwrap_or_default();
     Ok(media::ok(
         "roleReferenceCollection",
-        &single_page(&req, "references", references),
+        &page_of(&req, &query, "references", references)?,
     ))
 }
 

@@ -1,8 +1,10 @@
 //! The HTTP API: one function ([`configure`]) wires every Cumulocity-shaped resource; handlers
 //! live in one module per resource, with their JSON wire types next to them.
 
+pub mod application_lists;
 pub mod applications;
 pub mod audit;
+pub mod current_user;
 pub mod autoscaler;
 pub mod error;
 pub mod groups;
@@ -16,9 +18,11 @@ pub mod request_head;
 pub mod roles;
 pub mod security_headers;
 pub mod subscriptions;
+pub mod tenant_references;
 pub mod tenants;
 pub mod upload;
 pub mod usage;
+pub mod user_rights;
 pub mod users;
 
 use std::sync::Arc;

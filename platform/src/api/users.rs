@@ -9,20 +9,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::paging::{PageRequest, single_page};
+use super::paging::PageRequest;
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::{grants, password, roles};
 use crate::store::tenants;
-use crate::store::users::{self, NewUser, User, UserKind, UserUpdate, check_user_name};
+use crate::store::users::{self, NewUser, User, UserUpdate, check_user_name};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/user/currentUser", web::get().to(current_user))
-        .route("/user/currentUser", web::put().to(update_current_user))
-        .route(
-            "/user/currentUser/password",
-            web::put().to(change_own_password),
-        )
+    cfg.configure(super::current_user::routes)
         .route("/user/{tenant}/users", web::get().to(list))
         .route("/user/{tenant}/users", web::post().to(create))
         .route("/user/{tenant}/users/{user}", web::get().to(get))
@@ -33,36 +28,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/user/{tenant}/users/{user}/password",
             web::put().to(set_password),
         )
-        .route(
-            "/user/{tenant}/users/{user}/groups",
-            web::get().to(user_groups),
-        )
-        .route(
-            "/user/{tenant}/users/{user}/roles",
-            web::get().to(user_roles),
-        )
-        .route(
-            "/user/{tenant}/users/{user}/roles",
-            web::post().to(add_role),
-        )
-        .route(
-            "/user/{tenant}/users/{user}/roles/{role}",
-            web::delete().to(remove_role),
-        );
+        .configure(super::user_rights::routes);
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserBody {
-    user_name: Option<String>,
-    password: Option<String>,
-    email: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    display_name: Option<String>,
-    phone: Option<String>,
-    enabled: Option<bool>,
-    custom_properties: Option<Map<String, Value>>,
+    pub(super) user_name: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) email: Option<String>,
+    pub(super) first_name: Option<String>,
+    pub(super) last_name: Option<String>,
+    pub(super) display_name: Option<String>,
+    pub(super) phone: Option<String>,
+    pub(super) enabled: Option<bool>,
+    pub(super) custom_properties: Option<Map<String, Value>>,
     /// On create only: `{"references": [{"group": {"id"|"self": …}}]}` (the shape users are
     /// returned in), or the bare array.
     groups: Option<Value>,
@@ -72,9 +52,9 @@ pub struct UserBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PasswordBody {
-    current_user_password: Option<String>,
-    new_password: Option<String>,
+pub(super) struct PasswordBody {
+    pub(super) current_user_password: Option<String>,
+    pub(super) new_password: Option<String>,
 }
 
 /// `{"role": {"self": ".../user/roles/ROLE_X"}}` or `{"role": {"id": "ROLE_X"}}`.
@@ -345,7 +325,7 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 
 /// The password policy for a new password of `name` (422 saying what to fix). Without `email`
 /// the stored address of an existing user is compared too.
-async fn check_new_password(
+pub(super) async fn check_new_password(
     state: &AppState,
     tenant: &str,
     name: &str,
@@ -367,7 +347,7 @@ async fn check_new_password(
 
 /// Confirms a change with the caller's own current password (throttled like a login: 429 and
 /// 503 pass through; a wrong password is 401 naming the field).
-async fn confirm_with_own_password(
+pub(super) async fn confirm_with_own_password(
     state: &AppState,
     req: &HttpRequest,
     principal: &Principal,
@@ -389,101 +369,6 @@ async fn confirm_with_own_password(
             e
         }
     })
-}
-
-async fn current_user(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let base = media::base_url(&req);
-    let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
-    let user = db(&state, "users", move |c| users::get_user(c, &tenant, &name))
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("User no longer exists"))?;
-    let mut body = json!({
-        "id": user.user_name,
-        "self": format!("{base}/user/currentUser"),
-        "userName": user.user_name,
-        "effectiveRoles": principal.roles.iter().map(|r| role_json(&base, r)).collect::<Vec<_>>(),
-        "devicePermissions": {},
-        "shouldResetPassword": false,
-        "twoFactorAuthenticationEnabled": false,
-        "lastPasswordChange": user.last_password_change,
-    });
-    for (name, value) in [
-        ("email", &user.email),
-        ("firstName", &user.first_name),
-        ("lastName", &user.last_name),
-        ("phone", &user.phone),
-    ] {
-        if let Some(v) = value {
-            body[name] = json!(v);
-        }
-    }
-    Ok(media::ok("currentUser", &body))
-}
-
-async fn update_current_user(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    body: web::Json<UserBody>,
-) -> Result<HttpResponse, ApiError> {
-    if principal.kind != UserKind::Person {
-        return Err(ApiError::forbidden());
-    }
-    let body = body.into_inner();
-    if body.password.is_some() {
-        return Err(ApiError::invalid(
-            "users",
-            "change the password with PUT /user/currentUser/password",
-        ));
-    }
-    // Every person may edit their own profile, but not enable/disable themselves.
-    let update = UserUpdate {
-        email: body.email,
-        first_name: body.first_name,
-        last_name: body.last_name,
-        display_name: body.display_name,
-        phone: body.phone,
-        custom_properties: body.custom_properties,
-        ..UserUpdate::default()
-    };
-    let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
-    db(&state, "users", move |c| {
-        users::update_user(c, &tenant, &name, &update)
-    })
-    .await?;
-    current_user(req, principal, state).await
-}
-
-async fn change_own_password(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    body: web::Json<PasswordBody>,
-) -> Result<HttpResponse, ApiError> {
-    if principal.kind != UserKind::Person {
-        return Err(ApiError::forbidden());
-    }
-    let current = required("users", "currentUserPassword", &body.current_user_password)?.to_owned();
-    let new = required("users", "newPassword", &body.new_password)?.to_owned();
-    check_new_password(&state, &principal.tenant, &principal.user, None, &new).await?;
-    confirm_with_own_password(&state, &req, &principal, current).await?;
-    let hash = hash_password(new).await?;
-    let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
-    let generation = db(&state, "users", move |c| {
-        users::set_password(c, &tenant, &name, &hash)?;
-        Ok(users::auth_record(c, &tenant, &name)?.map_or(0, |r| r.generation))
-    })
-    .await?;
-    state
-        .cache
-        .invalidate_user(&principal.tenant, &principal.user);
-    let mut response = HttpResponse::Ok();
-    super::login::renew_cookie_session(&req, &state, &mut response, &principal, generation)?;
-    Ok(response.finish())
 }
 
 /// Roles that let a caller read users.
@@ -533,7 +418,7 @@ async fn access(
     }
 }
 
-async fn read_access(
+pub(super) async fn read_access(
     state: &AppState,
     principal: &Principal,
     tenant: &str,
@@ -541,7 +426,7 @@ async fn read_access(
     access(state, principal, tenant, READ_ROLES).await
 }
 
-async fn admin_access(
+pub(super) async fn admin_access(
     state: &AppState,
     principal: &Principal,
     tenant: &str,
@@ -757,101 +642,4 @@ async fn set_password(
     .await?;
     state.cache.invalidate_user(&tenant, &name);
     Ok(HttpResponse::Ok().finish())
-}
-
-async fn user_groups(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (tenant, name) = path.into_inner();
-    read_access(&state, &principal, &tenant).await?;
-    let (t, n) = (tenant.clone(), name.clone());
-    let groups = db(&state, "users", move |c| {
-        users::get_person(c, &t, &n)?;
-        users::user_groups(c, &t, &n)
-    })
-    .await?;
-    let base = media::base_url(&req);
-    let references: Vec<Value> = groups
-        .iter()
-        .map(|g| json!({"self": format!("{}/groups/{}", user_self(&base, &tenant, &name), g.id), "group": super::groups::group_json(&base, g)}))
-        .collect();
-    Ok(media::ok(
-        "groupReferenceCollection",
-        &single_page(&req, "references", references),
-    ))
-}
-
-async fn user_roles(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (tenant, name) = path.into_inner();
-    read_access(&state, &principal, &tenant).await?;
-    let (t, n) = (tenant.clone(), name.clone());
-    let roles = db(&state, "users", move |c| {
-        users::get_person(c, &t, &n)?;
-        users::direct_roles(c, &t, &n)
-    })
-    .await?;
-    let base = media::base_url(&req);
-    let self_url = user_self(&base, &tenant, &name);
-    let references: Vec<Value> = roles
-        .iter()
-        .map(|r| json!({"self": format!("{self_url}/roles/{r}"), "role": role_json(&base, r)}))
-        .collect();
-    Ok(media::ok(
-        "roleReferenceCollection",
-        &single_page(&req, "references", references),
-    ))
-}
-
-async fn add_role(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-    body: web::Json<RoleReferenceBody>,
-) -> Result<HttpResponse, ApiError> {
-    let (tenant, name) = path.into_inner();
-    admin_access(&state, &principal, &tenant).await?;
-    let role = body.role_name()?;
-    check_assignable(&state, &tenant, &role).await?;
-    require_grantable(&principal, std::slice::from_ref(&role), &role)?;
-    require_outranks(&state, &principal, &tenant, &name).await?;
-    let (t, n, r) = (tenant.clone(), name.clone(), role.clone());
-    db(&state, "roles", move |c| {
-        users::add_user_role(c, &t, &n, &r)
-    })
-    .await?;
-    state.cache.invalidate_user(&tenant, &name);
-    let base = media::base_url(&req);
-    let location = format!("{}/roles/{role}", user_self(&base, &tenant, &name));
-    Ok(media::created(
-        &req,
-        "roleReference",
-        &location,
-        &json!({"self": location, "role": role_json(&base, &role)}),
-    ))
-}
-
-async fn remove_role(
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (tenant, name, role) = path.into_inner();
-    admin_access(&state, &principal, &tenant).await?;
-    require_outranks(&state, &principal, &tenant, &name).await?;
-    let (t, n) = (tenant.clone(), name.clone());
-    db(&state, "roles", move |c| {
-        users::remove_user_role(c, &t, &n, &role)
-    })
-    .await?;
-    state.cache.invalidate_user(&tenant, &name);
-    Ok(HttpResponse::NoContent().finish())
 }
