@@ -296,7 +296,10 @@ mod tests {
             (q(&[("owner", "t1")]), Scope::Owned("t1".into())),
             (q(&[("providedFor", "t1")]), Scope::ProvidedFor("t1".into())),
             (q(&[("subscriber", "t1")]), Scope::SubscribedBy("t1".into())),
-            (q(&[("tenant", "t1")]), Scope::OwnedOrSubscribed("t1".into())),
+            (
+                q(&[("tenant", "t1")]),
+                Scope::OwnedOrSubscribed("t1".into()),
+            ),
             (
                 q(&[("subscriber", "t2"), ("owner", "t1")]),
                 Scope::Owned("t1".into()),

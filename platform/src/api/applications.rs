@@ -13,8 +13,8 @@ use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::secrets::bootstrap_context;
 use crate::store::applications::{
-    self, Application, ApplicationUpdate, ManifestOptions, NewApplication,
-    NewBootstrapUser, Version,
+    self, Application, ApplicationUpdate, ManifestOptions, NewApplication, NewBootstrapUser,
+    Version,
 };
 use crate::store::intents::Intent;
 use crate::store::subscriptions;

@@ -217,12 +217,14 @@ fn filter_of(query: &HashMap<String, String>) -> Result<Filter, ApiError> {
 /// midnight, UTC). A time without an offset is refused: it would mean a different instant
 /// on every server.
 pub fn parse_date(text: &str) -> Option<String> {
-    let instant = OffsetDateTime::parse(text.trim(), &Rfc3339).ok().or_else(|| {
-        let format = time::macros::format_description!("[year]-[month]-[day]");
-        time::Date::parse(text.trim(), &format)
-            .ok()
-            .map(|d| d.midnight().assume_utc())
-    })?;
+    let instant = OffsetDateTime::parse(text.trim(), &Rfc3339)
+        .ok()
+        .or_else(|| {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            time::Date::parse(text.trim(), &format)
+                .ok()
+                .map(|d| d.midnight().assume_utc())
+        })?;
     instant
         .to_offset(time::UtcOffset::UTC)
         .format(&Rfc3339)
@@ -295,12 +297,19 @@ async fn create(
         })?;
     let severity = match body.severity.as_deref().map(str::to_ascii_uppercase) {
         None => audit::INFORMATION,
-        Some(s) => SEVERITIES.iter().copied().find(|k| *k == s).ok_or_else(|| {
-            ApiError::invalid(
-                "audit",
-                &format!("severity must be one of {}, got {s:?}", SEVERITIES.join(", ")),
-            )
-        })?,
+        Some(s) => SEVERITIES
+            .iter()
+            .copied()
+            .find(|k| *k == s)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "audit",
+                    &format!(
+                        "severity must be one of {}, got {s:?}",
+                        SEVERITIES.join(", ")
+                    ),
+                )
+            })?,
     };
     let tenant = principal.tenant.clone();
     let named = body.application.clone();

@@ -5,8 +5,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::users::{
-    PasswordBody, UserBody, check_new_password, confirm_with_own_password, hash_password,
-    role_json,
+    PasswordBody, UserBody, check_new_password, confirm_with_own_password, hash_password, role_json,
 };
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;

@@ -4,8 +4,9 @@
 pub mod application_lists;
 pub mod applications;
 pub mod audit;
-pub mod current_user;
 pub mod autoscaler;
+pub mod current_settings;
+pub mod current_user;
 pub mod error;
 pub mod groups;
 pub mod limits;

@@ -8,10 +8,10 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::paging::PageRequest;
+use super::tenant_references::{self as references, TenantApplications};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::{password, roles};
-use super::tenant_references::{self as references, TenantApplications};
 use crate::store::tenants::{self, NewTenant, Tenant, TenantFilter, TenantUpdate};
 use crate::store::users::{NewUser, check_user_name};
 
@@ -136,6 +136,19 @@ async fn list(
         "tenantCollection",
         &page.collection(&req, "tenants", items, total),
     ))
+}
+
+/// An audit record of a change to tenant `id`, in the caller's tenant (the parent or the
+/// management tenant), which keeps it after a deletion.
+fn audit_tenant(state: &AppState, principal: &Principal, id: &str, activity: &str) {
+    super::audit::record_change(
+        state,
+        principal,
+        &[&principal.tenant],
+        "Tenant",
+        activity,
+        format!("{activity}: {id}"),
+    );
 }
 
 /// The applications `tenant` is subscribed to and owns, as the caller may see them.
@@ -311,6 +324,7 @@ async fn create(
             Err(e) => return Err(ApiError::store("tenants")(e)),
         }
     };
+    audit_tenant(&state, &principal, &tenant.id, "Tenant created");
     let base = media::base_url(&req);
     Ok(media::created(
         &req,
@@ -367,6 +381,7 @@ async fn update(
     })
     .await?;
     state.cache.invalidate_tenant(&updated.id);
+    audit_tenant(&state, &principal, &updated.id, "Tenant updated");
     let apps = applications_of(&state, &principal, &updated.id).await?;
     Ok(media::updated(
         &req,
@@ -422,5 +437,6 @@ async fn delete(
         super::applications::discard_version_artifacts(&state, &version).await;
     }
     state.cache.invalidate_tenant(&id);
+    audit_tenant(&state, &principal, &id, "Tenant deleted");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::paging::page_of;
 use super::users::{
-    RoleReferenceBody, admin_access, check_assignable, read_access, require_grantable,
+    RoleReferenceBody, admin_access, audit_user, check_assignable, read_access, require_grantable,
     require_outranks, role_json, user_self,
 };
 use super::{AppState, db, media};
@@ -46,7 +46,10 @@ async fn tfa(
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, name) = path.into_inner();
     read_access(&state, &principal, &tenant).await?;
-    db(&state, "users", move |c| users::get_person(c, &tenant, &name)).await?;
+    db(&state, "users", move |c| {
+        users::get_person(c, &tenant, &name)
+    })
+    .await?;
     Ok(media::ok(
         "user",
         &json!({
@@ -131,6 +134,8 @@ async fn add_role(
     })
     .await?;
     state.cache.invalidate_user(&tenant, &name);
+    let what = format!(", role {role} assigned");
+    audit_user(&state, &principal, &tenant, "User updated", &name, &what);
     let base = media::base_url(&req);
     let location = format!("{}/roles/{role}", user_self(&base, &tenant, &name));
     Ok(media::created(
@@ -149,11 +154,13 @@ async fn remove_role(
     let (tenant, name, role) = path.into_inner();
     admin_access(&state, &principal, &tenant).await?;
     require_outranks(&state, &principal, &tenant, &name).await?;
-    let (t, n) = (tenant.clone(), name.clone());
+    let (t, n, r) = (tenant.clone(), name.clone(), role.clone());
     db(&state, "roles", move |c| {
-        users::remove_user_role(c, &t, &n, &role)
+        users::remove_user_role(c, &t, &n, &r)
     })
     .await?;
     state.cache.invalidate_user(&tenant, &name);
+    let what = format!(", role {role} removed");
+    audit_user(&state, &principal, &tenant, "User updated", &name, &what);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -371,6 +371,26 @@ pub(super) async fn confirm_with_own_password(
     })
 }
 
+/// An audit record of a change to user `name` of `tenant`, in that tenant (and the caller's,
+/// when the management tenant acts on a subtenant).
+pub(super) fn audit_user(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+    activity: &str,
+    name: &str,
+    what: &str,
+) {
+    super::audit::record_change(
+        state,
+        principal,
+        &[tenant, &principal.tenant],
+        "User",
+        activity,
+        format!("{activity}: {name}{what}"),
+    );
+}
+
 /// Roles that let a caller read users.
 const READ_ROLES: &[&str] = &[
     roles::USER_MANAGEMENT_READ,
@@ -532,6 +552,7 @@ async fn create(
         Ok(())
     })
     .await?;
+    audit_user(&state, &principal, &tenant, "User created", &name, "");
     let base = media::base_url(&req);
     let body = full_user_json(&state, &base, tenant.clone(), name.clone()).await?;
     Ok(media::created(
@@ -593,6 +614,7 @@ async fn update(
     })
     .await?;
     state.cache.invalidate_user(&tenant, &name);
+    audit_user(&state, &principal, &tenant, "User updated", &name, "");
     let base = media::base_url(&req);
     Ok(media::updated(
         &req,
@@ -615,6 +637,7 @@ async fn delete(
     let (t, n) = (tenant.clone(), name.clone());
     db(&state, "users", move |c| users::delete_user(c, &t, &n)).await?;
     state.cache.invalidate_user(&tenant, &name);
+    audit_user(&state, &principal, &tenant, "User deleted", &name, "");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -641,5 +664,13 @@ async fn set_password(
     })
     .await?;
     state.cache.invalidate_user(&tenant, &name);
+    audit_user(
+        &state,
+        &principal,
+        &tenant,
+        "User updated",
+        &name,
+        ", password changed",
+    );
     Ok(HttpResponse::Ok().finish())
 }

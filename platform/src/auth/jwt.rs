@@ -117,6 +117,9 @@ mod tests {
     fn the_audience_leads_token_only_clients_to_the_platform() {
         // pyc8y prefixes `https://` to an audience without a scheme, as real tokens have.
         assert_eq!(audience(true, "127.0.0.1:8443"), "127.0.0.1:8443");
-        assert_eq!(audience(false, "berth-platform:8111"), "http://berth-platform:8111");
+        assert_eq!(
+            audience(false, "berth-platform:8111"),
+            "http://berth-platform:8111"
+        );
     }
 }

@@ -329,7 +329,11 @@ mod tests {
             (Some("2026-01-02T00:00:00Z"), None, vec![3, 2]),
             (None, Some("2026-01-02T10:00:00.5Z"), vec![2, 1]),
             // 11:00 at +01:00 is 10:00 UTC: the first record is inside.
-            (Some("2026-01-01T11:00:00+01:00"), Some("2026-01-02T00:00:00Z"), vec![1]),
+            (
+                Some("2026-01-01T11:00:00+01:00"),
+                Some("2026-01-02T00:00:00Z"),
+                vec![1],
+            ),
             (Some("2026-01-04T00:00:00Z"), None, vec![]),
         ];
         for (from, to, expected) in cases {

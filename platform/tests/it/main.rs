@@ -4,6 +4,7 @@
 mod applications;
 mod bad_input;
 mod churn;
+mod clients;
 mod credentials;
 mod escalation;
 mod faults;
