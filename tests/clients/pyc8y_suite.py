@@ -125,8 +125,9 @@ async def applications_and_upload():
 
 async def subscriptions_and_filters():
     name = unique("pcompat-ext-")
-    ext = await Application(mgmt, name=name, key=f"{name}-key", type="EXTERNAL",
-                            availability="MARKET").create()
+    ext = Application.from_json(await mgmt.post("/application/applications", json={
+        "name": name, "key": f"{name}-key", "type": "EXTERNAL", "availability": "MARKET",
+        "externalUrl": "https://example.com"}))
     await mgmt.post(f"/tenant/tenants/{T}/applications", json={"application": {"id": ext.id}})
     for query in ({"subscriber": T}, {"tenant": T}, {"provided_for": T}):
         ids = [a.id for a in await collect(admin.applications.select(limit=None, **query))]

@@ -82,7 +82,10 @@ async fn current_tenant(
     .await?
     .ok_or_else(|| ApiError::unauthorized("Tenant no longer exists"))?;
     let base = media::base_url(&req);
+    // `id` as well as Cumulocity's `name`: clients parse this with their tenant model, which
+    // reads the id from `id` (c8y-api's `Tenants.get_current().id`).
     let mut body = json!({
+        "id": tenant.id,
         "name": tenant.id,
         "domainName": tenant.domain,
         "allowCreateTenants": tenant.allow_create_tenants,

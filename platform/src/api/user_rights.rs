@@ -53,10 +53,10 @@ async fn tfa(
     Ok(media::ok(
         "user",
         &json!({
-            "enabled": false,
+            "tfaEnabled": false,
+            "tfaEnforced": false,
             "enforcedOnSystemLevel": false,
             "strategy": "TOTP",
-            "tfaEnforced": false,
             "lastTfaRequestTime": null,
         }),
     ))
