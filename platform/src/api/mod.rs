@@ -23,6 +23,7 @@ pub mod tenant_references;
 pub mod tenants;
 pub mod upload;
 pub mod usage;
+pub mod user_access;
 pub mod user_rights;
 pub mod users;
 
