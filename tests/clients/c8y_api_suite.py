@@ -131,7 +131,8 @@ def applications_and_upload():
     assert uploaded.manifest and uploaded.manifest.get("version") == "1.0.0", uploaded.manifest
     assert [a.id for a in admin.applications.select(name=name)] == [app.id]
     assert app.id in [a.id for a in admin.applications.select(owner=T)]
-    admin.applications.get(app.id).delete()
+    # (Applications.get() returns an object without the connection, so delete by path.)
+    admin.delete(f"/application/applications/{app.id}")
     assert not list(admin.applications.select(name=name))
 
 
@@ -158,7 +159,7 @@ def subscriptions_and_filters():
     assert ext.id in [a["id"] for a in by_user["applications"]]
     mgmt.delete(f"/tenant/tenants/{T}/applications/{ext.id}")
     assert ext.id not in [a.id for a in admin.applications.select(subscriber=T)]
-    mgmt.applications.get(ext.id).delete()
+    mgmt.delete(f"/application/applications/{ext.id}")
 
 
 def bootstrap_and_current_application():
@@ -169,7 +170,7 @@ def bootstrap_and_current_application():
     assert settings["greeting"].default_value == "Hello", vars(settings["greeting"])
     assert settings["greeting"].editable is True
     assert "credentials.token" in settings
-    subscribers = [s.tenant for s in service.applications.get_current_subscriptions()]
+    subscribers = [s.tenant_id for s in service.applications.get_current_subscriptions()]
     assert T in subscribers, subscribers
 
 
@@ -221,8 +222,9 @@ def paging_every_collection():
     distinct_ids(list(mgmt.tenants.select(page_size=1, limit=50)))
     distinct_ids(list(admin.audit_records.select(page_size=1, limit=20)))
     distinct_ids_of_options(admin.tenant_options.select(page_size=1, limit=50))
+    group = admin.get(f"/user/{T}/users/boss/groups")["references"][0]["group"]["id"]
     for path, key in ((f"/user/{T}/users/boss/groups", "references"),
-                      (f"/user/{T}/users/boss/roles", "references"),
+                      (f"/user/{T}/groups/{group}/roles", "references"),
                       ("/user/roles", "roles"),
                       (f"/tenant/tenants/{T}/applications", "references")):
         seen, page = [], 1
@@ -252,7 +254,7 @@ def microservice_helpers():
         multi = MultiTenantCumulocityApp()
         assert T in multi.get_subscribers()
         assert multi.get_tenant_instance(T).tenants.get_current().id == T
-        service = [s for s in multi.bootstrap_instance.applications.get_current_subscriptions() if s.tenant == T][0]
+        service = [s for s in multi.bootstrap_instance.applications.get_current_subscriptions() if s.tenant_id == T][0]
         os.environ.update({"C8Y_TENANT": T, "C8Y_USER": service.username, "C8Y_PASSWORD": service.password})
         simple = SimpleCumulocityApp()
         assert simple.tenants.get_current().id == T

@@ -148,7 +148,7 @@ async def bootstrap_and_current_application():
         settings = await service.applications.get_current_settings()
         assert settings.get("greeting") == "Hello", settings
         assert settings.get("token") == "s3cret", "the service reads its own credentials setting"
-        subscribers = [s.tenant for s in await service.applications.get_current_subscriptions()]
+        subscribers = [s.tenant_id for s in await service.applications.get_current_subscriptions()]
         assert T in subscribers, subscribers
     finally:
         await service.close()
@@ -213,7 +213,7 @@ async def microservice_helpers():
             tenant_client = await multi.get_tenant_instance(T)
             assert (await tenant_client.tenants.get_current()).id == T
             subscriptions = await multi.bootstrap_instance.applications.get_current_subscriptions()
-            service = [s for s in subscriptions if s.tenant == T][0]
+            service = [s for s in subscriptions if s.tenant_id == T][0]
         finally:
             await multi.close()
         os.environ.update({"C8Y_TENANT": T, "C8Y_USER": service.username, "C8Y_PASSWORD": service.password})
