@@ -8,14 +8,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::paging::PageRequest;
 use super::{AppState, application_status, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::secrets::bootstrap_context;
 use crate::store::applications::{
-    self, Application, ApplicationFilter, ApplicationUpdate, ManifestOptions, NewApplication,
-    NewBootstrapUser, Version,
+    self, Application, ApplicationUpdate, ManifestOptions, NewApplication, NewBootstrapUser,
+    Version,
 };
 use crate::store::intents::Intent;
 use crate::store::subscriptions;
@@ -28,7 +27,7 @@ const TYPES: &[&str] = &[MICROSERVICE, "HOSTED", "EXTERNAL"];
 const AVAILABILITIES: &[&str] = &["PRIVATE", "MARKET", "SHARED"];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/application/applications", web::get().to(list))
+    cfg.configure(super::application_lists::routes)
         .route("/application/applications", web::post().to(create))
         .route("/application/applications/{id}", web::get().to(get))
         .route("/application/applications/{id}", web::put().to(update))
@@ -40,10 +39,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/application/applications/{id}/bootstrapUser",
             web::get().to(bootstrap_user),
-        )
-        .route(
-            "/application/applicationsByName/{name}",
-            web::get().to(by_name),
         )
         .route(
             "/application/currentApplication",
@@ -236,96 +231,6 @@ async fn create(
         "application",
         &format!("{base}/application/applications/{}", app.id),
         &body,
-    ))
-}
-
-async fn list(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    query: web::Query<HashMap<String, String>>,
-) -> Result<HttpResponse, ApiError> {
-    principal.require_any(&[
-        roles::APPLICATION_MANAGEMENT_READ,
-        roles::APPLICATION_MANAGEMENT_ADMIN,
-    ])?;
-    let page = PageRequest::from_query(&query)?;
-    // Only the caller's own applications are visible; a filter naming another tenant matches nothing.
-    let foreign = ["tenant", "owner", "providedFor", "subscriber"]
-        .iter()
-        .any(|k| query.get(*k).is_some_and(|t| *t != principal.tenant));
-    let filter = ApplicationFilter {
-        name: query.get("name").cloned(),
-        app_type: query.get("type").map(|t| t.to_ascii_uppercase()),
-        owner: None,
-    };
-    let tenant = principal.tenant.clone();
-    // `providedFor` (the caller's own tenant): every application it may subscribe to, by
-    // availability, not only its own.
-    let offered = query.get("providedFor").is_some() && !foreign;
-    let (apps, total) = if foreign {
-        (Vec::new(), 0)
-    } else if offered {
-        let window = page.window();
-        db(&state, "applications", move |c| {
-            let parent = crate::store::tenants::get(c, &tenant)?.and_then(|t| t.parent);
-            let ids = subscriptions::offered(
-                c,
-                &tenant,
-                parent.as_deref(),
-                filter.name.as_deref(),
-                filter.app_type.as_deref(),
-            )?;
-            let total = ids.len() as u64;
-            let apps = ids
-                .into_iter()
-                .skip(usize::try_from(window.offset).unwrap_or(usize::MAX))
-                .take(usize::try_from(window.limit).unwrap_or(usize::MAX))
-                .map(|id| applications::get_any(c, id))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((apps, total))
-        })
-        .await?
-    } else {
-        db(&state, "applications", move |c| {
-            applications::list(c, &tenant, &filter, page.window())
-        })
-        .await?
-    };
-    let base = media::base_url(&req);
-    let items = apps.iter().map(|a| application_json(&base, a)).collect();
-    Ok(media::ok(
-        "applicationCollection",
-        &page.collection(&req, "applications", items, total),
-    ))
-}
-
-async fn by_name(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    query: web::Query<HashMap<String, String>>,
-) -> Result<HttpResponse, ApiError> {
-    principal.require_any(&[
-        roles::APPLICATION_MANAGEMENT_READ,
-        roles::APPLICATION_MANAGEMENT_ADMIN,
-    ])?;
-    let page = PageRequest::from_query(&query)?;
-    let filter = ApplicationFilter {
-        name: Some(path.into_inner()),
-        ..ApplicationFilter::default()
-    };
-    let tenant = principal.tenant.clone();
-    let (apps, total) = db(&state, "applications", move |c| {
-        applications::list(c, &tenant, &filter, page.window())
-    })
-    .await?;
-    let base = media::base_url(&req);
-    let items = apps.iter().map(|a| application_json(&base, a)).collect();
-    Ok(media::ok(
-        "applicationCollection",
-        &page.collection(&req, "applications", items, total),
     ))
 }
 

@@ -1,12 +1,17 @@
 //! `GET /audit/auditRecords`: the caller tenant's audit log (uploads, subscriptions, scaling,
-//! restarts, OOM kills, alarms, deletions) in Cumulocity's `auditRecords` shape, newest first,
-//! filtered by `application` (id) and `type`, paged like every collection;
-//! `GET /audit/auditRecords/{id}`: one record of the caller's tenant.
+//! restarts, OOM kills, alarms, deletions, changes to users, groups, options and tenants) in
+//! Cumulocity's `auditRecords` shape, newest first, filtered by `application` (name, or id),
+//! `source`, `type`, `user`, `dateFrom` and `dateTo`, paged like every collection;
+//! `GET /audit/auditRecords/{id}`: one record of the caller's tenant; `POST /audit/auditRecords`:
+//! a record a client writes.
 
 use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::error::ApiError;
 use super::paging::PageRequest;
@@ -20,7 +25,21 @@ pub const AUDIT_ADMIN: &str = "ROLE_AUDIT_ADMIN";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/audit/auditRecords", web::get().to(list))
+        .route("/audit/auditRecords", web::post().to(create))
         .route("/audit/auditRecords/{id}", web::get().to(get));
+}
+
+/// Records a change a user made that concerns no application (types `User`, `Group`, `Option`,
+/// `Tenant`) in each of `tenants`, like [`record_action`].
+pub fn record_change(
+    state: &AppState,
+    principal: &Principal,
+    tenants: &[&str],
+    record_type: &str,
+    activity: &str,
+    text: String,
+) {
+    write_records(state, principal, tenants, None, record_type, activity, text);
 }
 
 /// Records a user's action on an application in each of `tenants` (e.g. the subscriber and
@@ -35,7 +54,28 @@ pub fn record_action(
     activity: &str,
     text: String,
 ) {
-    tracing::info!(user = %principal.user, tenant = %principal.tenant, application = application.1, "{text}");
+    let application = Some((application.0, application.1.to_owned()));
+    write_records(
+        state,
+        principal,
+        tenants,
+        application,
+        record_type,
+        activity,
+        text,
+    );
+}
+
+fn write_records(
+    state: &AppState,
+    principal: &Principal,
+    tenants: &[&str],
+    application: Option<(i64, String)>,
+    record_type: &str,
+    activity: &str,
+    text: String,
+) {
+    tracing::info!(user = %principal.user, tenant = %principal.tenant, "{text}");
     let mut seen: Vec<&str> = Vec::new();
     for tenant in tenants {
         if seen.contains(tenant) {
@@ -44,12 +84,13 @@ pub fn record_action(
         seen.push(tenant);
         let record = NewRecord {
             tenant: (*tenant).to_owned(),
-            application: Some((application.0, application.1.to_owned())),
+            application: application.clone(),
             record_type: record_type.to_owned(),
             activity: activity.to_owned(),
             text: text.clone(),
             severity: audit::INFORMATION,
-            user: format!("{}/{}", principal.tenant, principal.user),
+            // Cumulocity names the plain user; the record's tenant says where they acted.
+            user: principal.user.clone(),
             details: json!({}),
         };
         let store = state.store.clone();
@@ -97,19 +138,7 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     require_audit_read(&principal)?;
     let page = PageRequest::from_query(&query)?;
-    let application = match query.get("application").or_else(|| query.get("source")) {
-        None => None,
-        Some(text) => Some(text.parse::<i64>().map_err(|_| {
-            ApiError::invalid(
-                "audit",
-                &format!("application must be an application id, got {text:?}"),
-            )
-        })?),
-    };
-    let filter = Filter {
-        application,
-        record_type: query.get("type").cloned(),
-    };
+    let filter = filter_of(&query)?;
     let tenant = principal.tenant.clone();
     let (records, total) = db(&state, "audit", move |c| {
         audit::list(c, &tenant, &filter, page.window())
@@ -144,4 +173,195 @@ async fn get(
         "auditRecord",
         &record_json(&media::base_url(&req), &record),
     ))
+}
+
+/// The listing's filters from the query: an unreadable `source`, `dateFrom` or `dateTo` is a
+/// 422 naming it, never ignored (a filter silently dropped returns records the client excluded).
+fn filter_of(query: &HashMap<String, String>) -> Result<Filter, ApiError> {
+    let source = match query.get("source") {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            ApiError::invalid(
+                "audit",
+                &format!("source must be the id of an object (a number), got {text:?}"),
+            )
+        })?),
+    };
+    let date = |name: &str| -> Result<Option<String>, ApiError> {
+        query
+            .get(name)
+            .map(|text| {
+                parse_date(text).ok_or_else(|| {
+                    ApiError::invalid(
+                        "audit",
+                        &format!(
+                            "{name} must be a date (2026-01-31) or a date and time with its \
+                             offset (2026-01-31T12:00:00.000Z), got {text:?}"
+                        ),
+                    )
+                })
+            })
+            .transpose()
+    };
+    Ok(Filter {
+        application: query.get("application").cloned(),
+        source,
+        record_type: query.get("type").cloned(),
+        user: query.get("user").cloned(),
+        date_from: date("dateFrom")?,
+        date_to: date("dateTo")?,
+    })
+}
+
+/// A query date as RFC 3339 in UTC: a date and time with its offset, or a bare date (its
+/// midnight, UTC). A time without an offset is refused: it would mean a different instant
+/// on every server.
+pub fn parse_date(text: &str) -> Option<String> {
+    let instant = OffsetDateTime::parse(text.trim(), &Rfc3339)
+        .ok()
+        .or_else(|| {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            time::Date::parse(text.trim(), &format)
+                .ok()
+                .map(|d| d.midnight().assume_utc())
+        })?;
+    instant
+        .to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .ok()
+}
+
+/// The body of `POST /audit/auditRecords`, as Cumulocity takes it.
+#[derive(Debug, Deserialize)]
+struct RecordBody {
+    #[serde(rename = "type")]
+    record_type: Option<String>,
+    time: Option<String>,
+    text: Option<String>,
+    activity: Option<String>,
+    source: Option<Map<String, Value>>,
+    severity: Option<String>,
+    application: Option<String>,
+    /// Cumulocity's list of changed attributes; kept with the record.
+    changes: Option<Value>,
+}
+
+const SEVERITIES: &[&str] = &[
+    audit::INFORMATION,
+    audit::WARNING,
+    "MINOR",
+    audit::MAJOR,
+    audit::CRITICAL,
+];
+
+/// `POST /audit/auditRecords` (ROLE_AUDIT_ADMIN): `type`, `time`, `text`, `activity` and
+/// `source.id` (a number: Berth's records concern applications, and Cumulocity ids are
+/// numbers) are required; the user is the caller, whatever the body says.
+async fn create(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: web::Json<RecordBody>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(AUDIT_ADMIN)?;
+    let body = body.into_inner();
+    let record_type = super::required("audit", "type", &body.record_type)?.to_owned();
+    let text = super::required("audit", "text", &body.text)?.to_owned();
+    let activity = super::required("audit", "activity", &body.activity)?.to_owned();
+    let time_text = super::required("audit", "time", &body.time)?;
+    let time = OffsetDateTime::parse(time_text, &Rfc3339)
+        .ok()
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "audit",
+                &format!(
+                    "time must be a date and time with its offset (2026-01-31T12:00:00.000Z), got {time_text:?}"
+                ),
+            )
+        })?;
+    let source = body
+        .source
+        .as_ref()
+        .and_then(|s| s.get("id"))
+        .and_then(|id| match id {
+            Value::String(text) => text.parse::<i64>().ok(),
+            Value::Number(n) => n.as_i64(),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "audit",
+                "source must be {\"id\": \"<object id, a number>\"}",
+            )
+        })?;
+    let severity = match body.severity.as_deref().map(str::to_ascii_uppercase) {
+        None => audit::INFORMATION,
+        Some(s) => SEVERITIES
+            .iter()
+            .copied()
+            .find(|k| *k == s)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "audit",
+                    &format!(
+                        "severity must be one of {}, got {s:?}",
+                        SEVERITIES.join(", ")
+                    ),
+                )
+            })?,
+    };
+    let tenant = principal.tenant.clone();
+    let named = body.application.clone();
+    let record = NewRecord {
+        tenant: tenant.clone(),
+        application: Some((source, named.clone().unwrap_or_default())),
+        record_type,
+        activity,
+        text,
+        severity,
+        user: principal.user.clone(),
+        details: body
+            .changes
+            .map_or_else(|| json!({}), |c| json!({"changes": c})),
+    };
+    let stored = db(&state, "audit", move |c| {
+        // Without a name in the body, the source application of the caller's tenant names it.
+        let mut record = record;
+        if named.is_none()
+            && let Ok(app) = crate::store::applications::get(c, &tenant, source)
+        {
+            record.application = Some((source, app.name));
+        }
+        let id = audit::append_at(c, &record, &time)?;
+        audit::get(c, &tenant, id)
+    })
+    .await?;
+    let base = media::base_url(&req);
+    Ok(media::created(
+        &req,
+        "auditRecord",
+        &format!("{base}/audit/auditRecords/{}", stored.id),
+        &record_json(&base, &stored),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_date;
+
+    #[test]
+    fn query_dates_are_instants_or_refused() {
+        let cases = [
+            ("2026-01-31", Some("2026-01-31T00:00:00Z")),
+            ("2026-01-31T12:00:00.000Z", Some("2026-01-31T12:00:00Z")),
+            ("2026-01-31T12:00:00+02:00", Some("2026-01-31T10:00:00Z")),
+            ("2026-01-31T12:00:00", None),
+            ("yesterday", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_date(text).as_deref(), expected, "{text:?}");
+        }
+    }
 }

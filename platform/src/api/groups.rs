@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::paging::{PageRequest, single_page};
+use super::paging::{PageRequest, page_of};
 use super::users::{RoleReferenceBody, require_grantable, require_outranks, role_json, user_json};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
@@ -169,6 +169,14 @@ async fn create(
         )
     })
     .await?;
+    audit_group(
+        &state,
+        &principal,
+        &group.tenant_id,
+        "Group created",
+        &group.name,
+        String::new(),
+    );
     let base = media::base_url(&req);
     let body = group_json(&base, &group);
     Ok(media::created(
@@ -177,6 +185,26 @@ async fn create(
         body["self"].as_str().unwrap_or_default(),
         &body,
     ))
+}
+
+/// An audit record of a change to group `name` of `tenant`, in that tenant (and the caller's,
+/// when the management tenant acts on a subtenant).
+fn audit_group(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+    activity: &str,
+    name: &str,
+    what: String,
+) {
+    super::audit::record_change(
+        state,
+        principal,
+        &[tenant, &principal.tenant],
+        "Group",
+        activity,
+        format!("{activity}: {name}{what}"),
+    );
 }
 
 async fn get(
@@ -242,6 +270,14 @@ async fn update(
         )
     })
     .await?;
+    audit_group(
+        &state,
+        &principal,
+        &group.tenant_id,
+        "Group updated",
+        &group.name,
+        String::new(),
+    );
     Ok(media::updated(
         &req,
         "group",
@@ -259,8 +295,21 @@ async fn delete(
     let id = group_id(&id)?;
     require_covers_group(&state, &principal, &tenant, id).await?;
     let t = tenant.clone();
-    db(&state, "groups", move |c| users::delete_group(c, &t, id)).await?;
+    let name = db(&state, "groups", move |c| {
+        let name = users::get_group(c, &t, id)?.name;
+        users::delete_group(c, &t, id)?;
+        Ok(name)
+    })
+    .await?;
     state.cache.invalidate_tenant(&tenant);
+    audit_group(
+        &state,
+        &principal,
+        &tenant,
+        "Group deleted",
+        &name,
+        String::new(),
+    );
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -319,12 +368,17 @@ async fn add_member(
     require_covers_group(&state, &principal, &tenant, id).await?;
     require_outranks(&state, &principal, &tenant, &name).await?;
     let (t, n) = (tenant.clone(), name.clone());
-    let user = db(&state, "groups", move |c| {
+    let (user, group) = db(&state, "groups", move |c| {
         users::add_member(c, &t, id, &n)?;
-        users::get_person(c, &t, &n)
+        Ok((
+            users::get_person(c, &t, &n)?,
+            users::get_group(c, &t, id)?.name,
+        ))
     })
     .await?;
     state.cache.invalidate_user(&tenant, &name);
+    let what = format!(", user {name} added");
+    audit_group(&state, &principal, &tenant, "Group updated", &group, what);
     let base = media::base_url(&req);
     let location = format!("{base}/user/{tenant}/groups/{id}/users/{name}");
     let body = json!({"self": location, "user": user_json(&base, &user, &[], &[])});
@@ -341,11 +395,14 @@ async fn remove_member(
     let id = group_id(&id)?;
     require_outranks(&state, &principal, &tenant, &name).await?;
     let (t, n) = (tenant.clone(), name.clone());
-    db(&state, "groups", move |c| {
-        users::remove_member(c, &t, id, &n)
+    let group = db(&state, "groups", move |c| {
+        users::remove_member(c, &t, id, &n)?;
+        Ok(users::get_group(c, &t, id)?.name)
     })
     .await?;
     state.cache.invalidate_user(&tenant, &name);
+    let what = format!(", user {name} removed");
+    audit_group(&state, &principal, &tenant, "Group updated", &group, what);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -354,6 +411,7 @@ async fn group_roles(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, id) = path.into_inner();
     read_access(&principal, &tenant)?;
@@ -367,7 +425,7 @@ async fn group_roles(
         .unwrap_or_default();
     Ok(media::ok(
         "roleReferenceCollection",
-        &single_page(&req, "references", references),
+        &page_of(&req, &query, "references", references)?,
     ))
 }
 
@@ -386,11 +444,14 @@ async fn add_role(
     require_grantable(&principal, std::slice::from_ref(&role), &role)?;
     require_covers_group(&state, &principal, &tenant, id).await?;
     let (t, r) = (tenant.clone(), role.clone());
-    db(&state, "roles", move |c| {
-        users::add_group_role(c, &t, id, &r)
+    let group = db(&state, "roles", move |c| {
+        users::add_group_role(c, &t, id, &r)?;
+        Ok(users::get_group(c, &t, id)?.name)
     })
     .await?;
     state.cache.invalidate_tenant(&tenant);
+    let what = format!(", role {role} assigned");
+    audit_group(&state, &principal, &tenant, "Group updated", &group, what);
     let base = media::base_url(&req);
     let location = format!("{base}/user/{tenant}/groups/{id}/roles/{role}");
     Ok(media::created(
@@ -410,11 +471,14 @@ async fn remove_role(
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
     require_covers_group(&state, &principal, &tenant, id).await?;
-    let t = tenant.clone();
-    db(&state, "roles", move |c| {
-        users::remove_group_role(c, &t, id, &role)
+    let (t, r) = (tenant.clone(), role.clone());
+    let group = db(&state, "roles", move |c| {
+        users::remove_group_role(c, &t, id, &r)?;
+        Ok(users::get_group(c, &t, id)?.name)
     })
     .await?;
     state.cache.invalidate_tenant(&tenant);
+    let what = format!(", role {role} removed");
+    audit_group(&state, &principal, &tenant, "Group updated", &group, what);
     Ok(HttpResponse::NoContent().finish())
 }

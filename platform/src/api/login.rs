@@ -138,6 +138,7 @@ async fn issue_token(
     let principal = principal::check_password(state, source, tenant, user, password).await?;
     sign_token(
         state,
+        req,
         &principal.tenant,
         &principal.user,
         principal.generation,
@@ -147,6 +148,7 @@ async fn issue_token(
 /// Signs a new login token for `user` in credential generation `generation`.
 fn sign_token(
     state: &AppState,
+    req: &HttpRequest,
     tenant: &str,
     user: &str,
     generation: i64,
@@ -160,7 +162,10 @@ fn sign_token(
     };
     let claims = Claims {
         iss: jwt::ISSUER.to_owned(),
-        aud: tenant.to_owned(),
+        aud: {
+            let origin = super::origin::of(req);
+            jwt::audience(origin.https, &origin.host)
+        },
         sub: user.to_owned(),
         ten: tenant.to_owned(),
         xsrf_token: random(32)?,
@@ -229,7 +234,7 @@ pub fn renew_cookie_session(
     if principal.token.is_none() || req.cookie(TOKEN_COOKIE).is_none() {
         return Ok(());
     }
-    let (token, claims) = sign_token(state, &principal.tenant, &principal.user, generation)?;
+    let (token, claims) = sign_token(state, req, &principal.tenant, &principal.user, generation)?;
     set_session_cookies(req, state, response, token, claims);
     Ok(())
 }

@@ -1,10 +1,13 @@
 //! The HTTP API: one function ([`configure`]) wires every Cumulocity-shaped resource; handlers
 //! live in one module per resource, with their JSON wire types next to them.
 
+pub mod application_lists;
 mod application_status;
 pub mod applications;
 pub mod audit;
 pub mod autoscaler;
+pub mod current_settings;
+pub mod current_user;
 pub mod error;
 pub mod groups;
 pub mod limits;
@@ -17,9 +20,12 @@ pub mod request_head;
 pub mod roles;
 pub mod security_headers;
 pub mod subscriptions;
+pub mod tenant_references;
 pub mod tenants;
 pub mod upload;
 pub mod usage;
+pub mod user_access;
+pub mod user_rights;
 pub mod users;
 
 use std::sync::Arc;

@@ -168,6 +168,7 @@ async fn create(
     check_name("key", &key)?;
     let value = value_text(body.value.as_ref())?;
     let option = store_option(&state, &principal, &category, &key, value).await?;
+    audit_option(&state, &principal, "Option created", &category, &key);
     let base = media::base_url(&req);
     let location = format!("{base}/tenant/options/{category}/{key}");
     Ok(media::created(
@@ -176,6 +177,25 @@ async fn create(
         &location,
         &option_json(&base, &option),
     ))
+}
+
+/// An audit record of a change to option `category`/`key` (never its value: it may be a
+/// credential).
+fn audit_option(
+    state: &AppState,
+    principal: &Principal,
+    activity: &str,
+    category: &str,
+    key: &str,
+) {
+    super::audit::record_change(
+        state,
+        principal,
+        &[&principal.tenant],
+        "Option",
+        activity,
+        format!("{activity}: {category}/{key}"),
+    );
 }
 
 /// Writes one option, refusing to overwrite a non-editable one (403).
@@ -263,6 +283,9 @@ async fn put_category(
     if !written {
         return Err(ApiError::forbidden());
     }
+    for key in body.keys() {
+        audit_option(&state, &principal, "Option updated", &category, key);
+    }
     let tenant = principal.tenant.clone();
     let category_clone = category.clone();
     let items = db(&state, "options", move |c| {
@@ -307,6 +330,7 @@ async fn update(
     check_name("key", &key)?;
     let value = value_text(body.value.as_ref())?;
     let option = store_option(&state, &principal, &category, &key, value).await?;
+    audit_option(&state, &principal, "Option updated", &category, &key);
     Ok(media::updated(
         &req,
         "option",
@@ -323,17 +347,21 @@ async fn delete(
     let (category, key) = path.into_inner();
     let tenant = principal.tenant.clone();
     let missing = format!("Unable to find option by given key: {category}/{key}");
+    let (c2, k2) = (category.clone(), key.clone());
     let outcome = db(&state, "options", move |c| {
-        match options::get(c, &tenant, &category, &key)? {
+        match options::get(c, &tenant, &c2, &k2)? {
             None => Ok(None),
             Some(o) if !o.editable => Ok(Some(false)),
-            Some(_) => options::delete(c, &tenant, &category, &key).map(Some),
+            Some(_) => options::delete(c, &tenant, &c2, &k2).map(Some),
         }
     })
     .await?;
     match outcome {
         None => Err(ApiError::not_found("options", &missing)),
         Some(false) => Err(ApiError::forbidden()),
-        Some(true) => Ok(HttpResponse::NoContent().finish()),
+        Some(true) => {
+            audit_option(&state, &principal, "Option deleted", &category, &key);
+            Ok(HttpResponse::NoContent().finish())
+        }
     }
 }

@@ -102,17 +102,24 @@ impl PageRequest {
     }
 }
 
-/// A collection holding every one of `items` on a single page of the largest size: for reference
-/// lists the store returns whole (a user's groups and roles, a group's roles).
-pub fn single_page(req: &HttpRequest, key: &str, items: Vec<Value>) -> Value {
-    let page = PageRequest {
-        current_page: 1,
-        page_size: MAX_PAGE_SIZE,
-        with_total_pages: false,
-        with_total_elements: false,
-    };
+/// A collection of `items` the store returns whole (a user's groups and roles, a group's roles),
+/// paged here exactly like the collections paged in SQL: `currentPage` past the end is an empty
+/// page, so a client that walks pages until one is empty stops.
+pub fn page_of(
+    req: &HttpRequest,
+    query: &HashMap<String, String>,
+    key: &str,
+    items: Vec<Value>,
+) -> Result<Value, ApiError> {
+    let page = PageRequest::from_query(query)?;
     let total = items.len() as u64;
-    page.collection(req, key, items, total)
+    let window = page.window();
+    let shown = items
+        .into_iter()
+        .skip(usize::try_from(window.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(window.limit).unwrap_or(usize::MAX))
+        .collect();
+    Ok(page.collection(req, key, shown, total))
 }
 
 /// Raw `key=value` pairs of a query string, kept encoded (they are only echoed back).

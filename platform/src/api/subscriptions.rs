@@ -14,10 +14,9 @@ use super::paging::PageRequest;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
-use crate::secrets::{Secrets, option_context, service_context, setting_default_context};
+use crate::secrets::{Secrets, service_context, setting_default_context};
 use crate::store::StoreError;
 use crate::store::applications::{self, Application, resolved_manifest};
-use crate::store::options::{self, TenantOption};
 use crate::store::subscriptions::{self, CategoryClaim, NewSubscription};
 use crate::store::tenants;
 use crate::store::users::{NewUser, UserKind};
@@ -36,10 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/application/currentApplication/subscriptions",
             web::get().to(current_subscriptions),
         )
-        .route(
-            "/application/currentApplication/settings",
-            web::get().to(current_settings),
-        );
+        .configure(super::current_settings::routes);
 }
 
 #[derive(Debug, Deserialize)]
@@ -526,102 +522,4 @@ async fn current_subscriptions(
         "applicationUserCollection",
         &json!({"users": users, "self": format!("{base}/application/currentApplication/subscriptions")}),
     ))
-}
-
-/// The effective settings, for each key the first of: the tenant's own value (one it wrote);
-/// for a setting with `inheritFromOwner`, the owner tenant's option; the value Berth wrote
-/// from the manifest; the manifest's default. `credentials.` keys are decrypted and lose their
-/// prefix.
-async fn current_settings(
-    principal: Principal,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let (app, tenant) = match principal.kind {
-        UserKind::Bootstrap => {
-            let app = bootstrap_application(&state, &principal).await?;
-            let owner = app.owner.clone();
-            (app, owner)
-        }
-        UserKind::Service => {
-            let (t, u) = (principal.tenant.clone(), principal.user.clone());
-            let app = db(&state, "applications", move |c| {
-                let sub = subscriptions::by_service_user(c, &t, &u)?.ok_or_else(|| {
-                    crate::store::StoreError::NotFound("subscription no longer exists".into())
-                })?;
-                applications::get_any(c, sub.application_id)
-            })
-            .await?;
-            (app, principal.tenant.clone())
-        }
-        UserKind::Person => return Err(ApiError::forbidden()),
-    };
-    // Without a manifest an application has no settings, and no category of its own to read
-    // (its name claims none): reading the options of its name would hand a provider's service
-    // whatever a subscriber keeps there.
-    let Some(manifest) = resolved_manifest(&app) else {
-        return Ok(media::ok("applicationSettings", &json!({})));
-    };
-    let manifest = Some(manifest);
-    let (category, _) = setting_keys(&app);
-    let mut flat = Map::new();
-    let mut put = |key: &str, value: String| {
-        let key = key
-            .strip_prefix(subscriptions::SEALED_PREFIX)
-            .unwrap_or(key);
-        flat.insert(key.to_owned(), Value::String(value));
-    };
-    let mut inheriting = Vec::new();
-    if let Some(manifest) = &manifest {
-        for setting in &manifest.settings {
-            let default = if setting.key.starts_with(subscriptions::SEALED_PREFIX) {
-                state
-                    .secrets
-                    .open_setting_default(&category, &setting.key, &setting.default_value)
-            } else {
-                setting.default_value.clone()
-            };
-            put(&setting.key, default);
-            if setting.inherit_from_owner && tenant != app.owner {
-                inheriting.push(setting.key.clone());
-            }
-        }
-    }
-    let (t, owner, c) = (tenant.clone(), app.owner.clone(), category.clone());
-    let (stored, owners) = db(&state, "options", move |conn| {
-        let stored = options::category(conn, &t, &c)?;
-        let owners: Vec<TenantOption> = if inheriting.is_empty() {
-            Vec::new()
-        } else {
-            options::category(conn, &owner, &c)?
-                .into_iter()
-                .filter(|o| inheriting.contains(&o.key))
-                .collect()
-        };
-        Ok((stored, owners))
-    })
-    .await?;
-    let open = |tenant: &str, option: TenantOption| -> Result<String, ApiError> {
-        if option.encrypted {
-            state
-                .secrets
-                .open(
-                    &option_context(tenant, &category, &option.key),
-                    &option.value,
-                )
-                .map_err(|e| ApiError::internal(&e.to_string()))
-        } else {
-            Ok(option.value)
-        }
-    };
-    let (own, seeded): (Vec<_>, Vec<_>) = stored.into_iter().partition(|o| !o.from_manifest);
-    for option in seeded {
-        put(&option.key.clone(), open(&tenant, option)?);
-    }
-    for option in owners {
-        put(&option.key.clone(), open(&app.owner, option)?);
-    }
-    for option in own {
-        put(&option.key.clone(), open(&tenant, option)?);
-    }
-    Ok(media::ok("applicationSettings", &Value::Object(flat)))
 }

@@ -8,12 +8,13 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::paging::PageRequest;
+use super::tenant_references::{self as references, TenantApplications};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::{password, roles};
 use crate::store::applications::ManifestOptions;
 use crate::store::intents::Intent;
-use crate::store::tenants::{self, NewTenant, Tenant, TenantUpdate};
+use crate::store::tenants::{self, NewTenant, Tenant, TenantFilter, TenantUpdate};
 use crate::store::users::{NewUser, check_user_name};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -39,7 +40,7 @@ struct TenantBody {
     custom_properties: Option<Map<String, Value>>,
 }
 
-fn tenant_json(base: &str, t: &Tenant) -> Value {
+fn tenant_json(base: &str, t: &Tenant, apps: &TenantApplications) -> Value {
     let mut body = json!({
         "id": t.id,
         "self": format!("{base}/tenant/tenants/{}", t.id),
@@ -49,9 +50,8 @@ fn tenant_json(base: &str, t: &Tenant) -> Value {
         "allowCreateTenants": t.allow_create_tenants,
         "creationTime": t.creation_time,
         "customProperties": t.custom_properties,
-        "applications": {"self": format!("{base}/tenant/tenants/{}/applications", t.id), "references": []},
-        "ownedApplications": {"self": format!("{base}/tenant/tenants/{}/ownedApplications", t.id), "references": []},
     });
+    references::add_to(&mut body, base, &t.id, apps);
     let fields = [
         ("parent", &t.parent),
         ("adminName", &t.admin_name),
@@ -74,18 +74,27 @@ async fn current_tenant(
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let id = principal.tenant.clone();
-    let tenant = db(&state, "tenants", move |c| tenants::get(c, &id))
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("Tenant no longer exists"))?;
+    let (tenant, apps) = db(&state, "tenants", move |c| {
+        let Some(tenant) = tenants::get(c, &id)? else {
+            return Ok(None);
+        };
+        let apps = references::load(c, &id, &id, false)?;
+        Ok(Some((tenant, apps)))
+    })
+    .await?
+    .ok_or_else(|| ApiError::unauthorized("Tenant no longer exists"))?;
     let base = media::base_url(&req);
+    // `id` as well as Cumulocity's `name`: clients parse this with their tenant model, which
+    // reads the id from `id` (c8y-api's `Tenants.get_current().id`).
     let mut body = json!({
+        "id": tenant.id,
         "name": tenant.id,
         "domainName": tenant.domain,
         "allowCreateTenants": tenant.allow_create_tenants,
         "customProperties": tenant.custom_properties,
-        "applications": {"self": format!("{base}/tenant/tenants/{}/applications", tenant.id), "references": []},
         "self": format!("{base}/tenant/currentTenant"),
     });
+    references::add_to(&mut body, &base, &tenant.id, &apps);
     if query.get("withParent").is_some_and(|v| v == "true")
         && let Some(parent) = &tenant.parent
     {
@@ -105,17 +114,63 @@ async fn list(
         roles::TENANT_MANAGEMENT_ADMIN,
     ])?;
     let page = PageRequest::from_query(&query)?;
+    let filter = TenantFilter {
+        company: query.get("company").cloned(),
+        domain: query.get("domain").cloned(),
+    };
     let parent = principal.tenant.clone();
+    let management = principal.is_management();
     let (items, total) = db(&state, "tenants", move |c| {
-        tenants::list_children(c, &parent, page.window())
+        let (list, total) = tenants::list_children(c, &parent, &filter, page.window())?;
+        let items = list
+            .into_iter()
+            .map(|t| {
+                let apps = references::load(c, &t.id, &parent, management)?;
+                Ok((t, apps))
+            })
+            .collect::<Result<Vec<_>, crate::store::StoreError>>()?;
+        Ok((items, total))
     })
     .await?;
     let base = media::base_url(&req);
-    let items = items.iter().map(|t| tenant_json(&base, t)).collect();
+    let items = items
+        .iter()
+        .map(|(t, apps)| tenant_json(&base, t, apps))
+        .collect();
     Ok(media::ok(
         "tenantCollection",
         &page.collection(&req, "tenants", items, total),
     ))
+}
+
+/// An audit record of a change to tenant `id`, in the caller's tenant (the parent or the
+/// management tenant), which keeps it after a deletion.
+fn audit_tenant(state: &AppState, principal: &Principal, id: &str, activity: &str) {
+    super::audit::record_change(
+        state,
+        principal,
+        &[&principal.tenant],
+        "Tenant",
+        activity,
+        format!("{activity}: {id}"),
+    );
+}
+
+/// The applications `tenant` is subscribed to and owns, as the caller may see them.
+async fn applications_of(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+) -> Result<TenantApplications, ApiError> {
+    let (id, viewer, management) = (
+        tenant.to_owned(),
+        principal.tenant.clone(),
+        principal.is_management(),
+    );
+    db(state, "tenants", move |c| {
+        references::load(c, &id, &viewer, management)
+    })
+    .await
 }
 
 /// Loads a tenant the caller may see: their own, one of their subtenants, or any if management.
@@ -149,9 +204,10 @@ async fn get(
         roles::TENANT_MANAGEMENT_ADMIN,
     ])?;
     let tenant = visible_tenant(&state, &principal, path.into_inner()).await?;
+    let apps = applications_of(&state, &principal, &tenant.id).await?;
     Ok(media::ok(
         "tenant",
-        &tenant_json(&media::base_url(&req), &tenant),
+        &tenant_json(&media::base_url(&req), &tenant, &apps),
     ))
 }
 
@@ -273,12 +329,13 @@ async fn create(
             Err(e) => return Err(ApiError::store("tenants")(e)),
         }
     };
+    audit_tenant(&state, &principal, &tenant.id, "Tenant created");
     let base = media::base_url(&req);
     Ok(media::created(
         &req,
         "tenant",
         &format!("{base}/tenant/tenants/{}", tenant.id),
-        &tenant_json(&base, &tenant),
+        &tenant_json(&base, &tenant, &TenantApplications::default()),
     ))
 }
 
@@ -329,10 +386,12 @@ async fn update(
     })
     .await?;
     state.cache.invalidate_tenant(&updated.id);
+    audit_tenant(&state, &principal, &updated.id, "Tenant updated");
+    let apps = applications_of(&state, &principal, &updated.id).await?;
     Ok(media::updated(
         &req,
         "tenant",
-        &tenant_json(&media::base_url(&req), &updated),
+        &tenant_json(&media::base_url(&req), &updated, &apps),
     ))
 }
 
@@ -353,9 +412,11 @@ async fn delete(
         ));
     }
     // Detached from the request: a client that leaves does not stop a deletion half-way.
-    tokio::spawn(delete_tenant(state.into_inner(), id))
+    let state = state.into_inner();
+    tokio::spawn(delete_tenant(std::sync::Arc::clone(&state), id.clone()))
         .await
         .map_err(|e| ApiError::internal(&format!("deleting tenant: {e}")))??;
+    audit_tenant(&state, &principal, &id, "Tenant deleted");
     Ok(HttpResponse::NoContent().finish())
 }
 

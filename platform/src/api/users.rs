@@ -9,20 +9,18 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::paging::{PageRequest, single_page};
+use super::paging::PageRequest;
+pub use super::user_access::{
+    RoleReferenceBody, admin_access, check_assignable, read_access, require_grantable,
+    require_outranks,
+};
 use super::{AppState, db, media, required};
+use crate::auth::password;
 use crate::auth::principal::Principal;
-use crate::auth::{grants, password, roles};
-use crate::store::tenants;
-use crate::store::users::{self, NewUser, User, UserKind, UserUpdate, check_user_name};
+use crate::store::users::{self, NewUser, User, UserUpdate, check_user_name};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/user/currentUser", web::get().to(current_user))
-        .route("/user/currentUser", web::put().to(update_current_user))
-        .route(
-            "/user/currentUser/password",
-            web::put().to(change_own_password),
-        )
+    cfg.configure(super::current_user::routes)
         .route("/user/{tenant}/users", web::get().to(list))
         .route("/user/{tenant}/users", web::post().to(create))
         .route("/user/{tenant}/users/{user}", web::get().to(get))
@@ -33,36 +31,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/user/{tenant}/users/{user}/password",
             web::put().to(set_password),
         )
-        .route(
-            "/user/{tenant}/users/{user}/groups",
-            web::get().to(user_groups),
-        )
-        .route(
-            "/user/{tenant}/users/{user}/roles",
-            web::get().to(user_roles),
-        )
-        .route(
-            "/user/{tenant}/users/{user}/roles",
-            web::post().to(add_role),
-        )
-        .route(
-            "/user/{tenant}/users/{user}/roles/{role}",
-            web::delete().to(remove_role),
-        );
+        .configure(super::user_rights::routes);
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserBody {
-    user_name: Option<String>,
-    password: Option<String>,
-    email: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    display_name: Option<String>,
-    phone: Option<String>,
-    enabled: Option<bool>,
-    custom_properties: Option<Map<String, Value>>,
+    pub(super) user_name: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) email: Option<String>,
+    pub(super) first_name: Option<String>,
+    pub(super) last_name: Option<String>,
+    pub(super) display_name: Option<String>,
+    pub(super) phone: Option<String>,
+    pub(super) enabled: Option<bool>,
+    pub(super) custom_properties: Option<Map<String, Value>>,
     /// On create only: `{"references": [{"group": {"id"|"self": …}}]}` (the shape users are
     /// returned in), or the bare array.
     groups: Option<Value>,
@@ -72,122 +55,9 @@ pub struct UserBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PasswordBody {
-    current_user_password: Option<String>,
-    new_password: Option<String>,
-}
-
-/// `{"role": {"self": ".../user/roles/ROLE_X"}}` or `{"role": {"id": "ROLE_X"}}`.
-#[derive(Debug, Deserialize)]
-pub struct RoleReferenceBody {
-    role: Option<Map<String, Value>>,
-}
-
-impl RoleReferenceBody {
-    /// The referenced role name: `id`, `name`, or the last segment of `self`.
-    pub fn role_name(&self) -> Result<String, ApiError> {
-        let role = self.role.as_ref().ok_or_else(|| {
-            ApiError::invalid(
-                "roles",
-                "body must be {\"role\": {\"self\": \"<url of the role>\"}}",
-            )
-        })?;
-        let name = ["id", "name"]
-            .iter()
-            .find_map(|k| role.get(*k).and_then(Value::as_str).map(str::to_owned))
-            .or_else(|| {
-                role.get("self")
-                    .and_then(Value::as_str)
-                    .and_then(|s| s.trim_end_matches('/').rsplit('/').next())
-                    .map(str::to_owned)
-            })
-            .ok_or_else(|| ApiError::invalid("roles", "role reference needs self or id"))?;
-        if roles::ALL.contains(&name.as_str()) || roles::is_role_name(&name) {
-            Ok(name)
-        } else {
-            Err(ApiError::invalid("roles", &format!("Unknown role {name}")))
-        }
-    }
-}
-
-/// A role is assignable in `tenant` when it is in the catalogue or one of the `roles` of an
-/// application the tenant is subscribed to.
-pub async fn check_assignable(state: &AppState, tenant: &str, role: &str) -> Result<(), ApiError> {
-    check_tenant_management_role(state, tenant, role).await?;
-    if roles::ALL.contains(&role) {
-        return Ok(());
-    }
-    let t = tenant.to_owned();
-    let extra = db(state, "roles", move |c| {
-        crate::store::subscriptions::assignable_roles(c, &t)
-    })
-    .await?;
-    if extra.iter().any(|r| r == role) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid("roles", &format!("Unknown role {role}")))
-    }
-}
-
-/// Tenant-management roles act on other tenants, so a tenant that may not create subtenants
-/// has no use for them (and its admins must not be able to pick them up).
-async fn check_tenant_management_role(
-    state: &AppState,
-    tenant: &str,
-    role: &str,
-) -> Result<(), ApiError> {
-    if !grants::is_tenant_management(role) || tenant == tenants::MANAGEMENT {
-        return Ok(());
-    }
-    let t = tenant.to_owned();
-    let may_create = db(state, "tenants", move |c| tenants::get(c, &t))
-        .await?
-        .is_some_and(|t| t.allow_create_tenants);
-    if may_create {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "roles",
-            &format!("{role} is only assignable in tenants allowed to create subtenants"),
-        ))
-    }
-}
-
-/// 403 unless the caller may grant every role of `wanted` ([`grants::covers`]); `what` names
-/// what carries them, for the message.
-pub fn require_grantable(
-    principal: &Principal,
-    wanted: &[String],
-    what: &str,
-) -> Result<(), ApiError> {
-    let missing = grants::missing(&principal.roles, wanted);
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::forbidden_because(&format!(
-        "You cannot grant {what}: it carries {} which you do not have",
-        missing.join(", ")
-    )))
-}
-
-/// 403 unless the caller holds every right of user `name` in `tenant`: nobody edits, deletes,
-/// sets the password of or changes the rights of someone who has more rights than they do.
-pub async fn require_outranks(
-    state: &AppState,
-    principal: &Principal,
-    tenant: &str,
-    name: &str,
-) -> Result<(), ApiError> {
-    let (t, n) = (tenant.to_owned(), name.to_owned());
-    let held = db(state, "users", move |c| users::effective_roles(c, &t, &n)).await?;
-    let missing = grants::missing(&principal.roles, &held);
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::forbidden_because(&format!(
-        "User {name} has {} which you do not have, so you cannot change them",
-        missing.join(", ")
-    )))
+pub(super) struct PasswordBody {
+    pub(super) current_user_password: Option<String>,
+    pub(super) new_password: Option<String>,
 }
 
 /// The objects under `key` of a reference list: `{"references": [{key: {…}}]}` or `[{key: {…}}]`.
@@ -345,7 +215,7 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 
 /// The password policy for a new password of `name` (422 saying what to fix). Without `email`
 /// the stored address of an existing user is compared too.
-async fn check_new_password(
+pub(super) async fn check_new_password(
     state: &AppState,
     tenant: &str,
     name: &str,
@@ -367,7 +237,7 @@ async fn check_new_password(
 
 /// Confirms a change with the caller's own current password (throttled like a login: 429 and
 /// 503 pass through; a wrong password is 401 naming the field).
-async fn confirm_with_own_password(
+pub(super) async fn confirm_with_own_password(
     state: &AppState,
     req: &HttpRequest,
     principal: &Principal,
@@ -391,162 +261,24 @@ async fn confirm_with_own_password(
     })
 }
 
-async fn current_user(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let base = media::base_url(&req);
-    let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
-    let user = db(&state, "users", move |c| users::get_user(c, &tenant, &name))
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("User no longer exists"))?;
-    let mut body = json!({
-        "id": user.user_name,
-        "self": format!("{base}/user/currentUser"),
-        "userName": user.user_name,
-        "effectiveRoles": principal.roles.iter().map(|r| role_json(&base, r)).collect::<Vec<_>>(),
-        "devicePermissions": {},
-        "shouldResetPassword": false,
-        "twoFactorAuthenticationEnabled": false,
-        "lastPasswordChange": user.last_password_change,
-    });
-    for (name, value) in [
-        ("email", &user.email),
-        ("firstName", &user.first_name),
-        ("lastName", &user.last_name),
-        ("phone", &user.phone),
-    ] {
-        if let Some(v) = value {
-            body[name] = json!(v);
-        }
-    }
-    Ok(media::ok("currentUser", &body))
-}
-
-async fn update_current_user(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    body: web::Json<UserBody>,
-) -> Result<HttpResponse, ApiError> {
-    if principal.kind != UserKind::Person {
-        return Err(ApiError::forbidden());
-    }
-    let body = body.into_inner();
-    if body.password.is_some() {
-        return Err(ApiError::invalid(
-            "users",
-            "change the password with PUT /user/currentUser/password",
-        ));
-    }
-    // Every person may edit their own profile, but not enable/disable themselves.
-    let update = UserUpdate {
-        email: body.email,
-        first_name: body.first_name,
-        last_name: body.last_name,
-        display_name: body.display_name,
-        phone: body.phone,
-        custom_properties: body.custom_properties,
-        ..UserUpdate::default()
-    };
-    let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
-    db(&state, "users", move |c| {
-        users::update_user(c, &tenant, &name, &update)
-    })
-    .await?;
-    current_user(req, principal, state).await
-}
-
-async fn change_own_password(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    body: web::Json<PasswordBody>,
-) -> Result<HttpResponse, ApiError> {
-    if principal.kind != UserKind::Person {
-        return Err(ApiError::forbidden());
-    }
-    let current = required("users", "currentUserPassword", &body.current_user_password)?.to_owned();
-    let new = required("users", "newPassword", &body.new_password)?.to_owned();
-    check_new_password(&state, &principal.tenant, &principal.user, None, &new).await?;
-    confirm_with_own_password(&state, &req, &principal, current).await?;
-    let hash = hash_password(new).await?;
-    let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
-    let generation = db(&state, "users", move |c| {
-        users::set_password(c, &tenant, &name, &hash)?;
-        Ok(users::auth_record(c, &tenant, &name)?.map_or(0, |r| r.generation))
-    })
-    .await?;
-    state
-        .cache
-        .invalidate_user(&principal.tenant, &principal.user);
-    let mut response = HttpResponse::Ok();
-    super::login::renew_cookie_session(&req, &state, &mut response, &principal, generation)?;
-    Ok(response.finish())
-}
-
-/// Roles that let a caller read users.
-const READ_ROLES: &[&str] = &[
-    roles::USER_MANAGEMENT_READ,
-    roles::USER_MANAGEMENT_CREATE,
-    roles::USER_MANAGEMENT_ADMIN,
-];
-/// Roles that let a caller create, change and delete users.
-const ADMIN_ROLES: &[&str] = &[roles::USER_MANAGEMENT_ADMIN];
-
-/// Whether the caller may act on the users of `tenant` with one of `needed`: in their own
-/// tenant; or, from the management tenant with `ROLE_TENANT_MANAGEMENT_ADMIN` as well, in any
-/// other tenant (every tenant descends from the management tenant, which administers them, as
-/// its tenant API does). Ok(true) when that is another tenant, whose existence is still to check.
-fn user_access(principal: &Principal, tenant: &str, needed: &[&str]) -> Result<bool, ApiError> {
-    principal.require_any(needed)?;
-    if principal.tenant == tenant {
-        return Ok(false);
-    }
-    if !principal.is_management() {
-        return Err(ApiError::forbidden());
-    }
-    principal.require(roles::TENANT_MANAGEMENT_ADMIN)?;
-    Ok(true)
-}
-
-/// [`user_access`], and a subtenant named by the management tenant must exist (404 otherwise;
-/// other callers learn nothing about other tenants, they get 403 first).
-async fn access(
+/// An audit record of a change to user `name` of `tenant`, in that tenant (and the caller's,
+/// when the management tenant acts on a subtenant).
+pub(super) fn audit_user(
     state: &AppState,
     principal: &Principal,
     tenant: &str,
-    needed: &[&str],
-) -> Result<(), ApiError> {
-    if !user_access(principal, tenant, needed)? {
-        return Ok(());
-    }
-    let id = tenant.to_owned();
-    if db(state, "tenants", move |c| tenants::exists(c, &id)).await? {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(
-            "security",
-            &format!("There is no tenant with id = {tenant}"),
-        ))
-    }
-}
-
-async fn read_access(
-    state: &AppState,
-    principal: &Principal,
-    tenant: &str,
-) -> Result<(), ApiError> {
-    access(state, principal, tenant, READ_ROLES).await
-}
-
-async fn admin_access(
-    state: &AppState,
-    principal: &Principal,
-    tenant: &str,
-) -> Result<(), ApiError> {
-    access(state, principal, tenant, ADMIN_ROLES).await
+    activity: &str,
+    name: &str,
+    what: &str,
+) {
+    super::audit::record_change(
+        state,
+        principal,
+        &[tenant, &principal.tenant],
+        "User",
+        activity,
+        format!("{activity}: {name}{what}"),
+    );
 }
 
 async fn list(
@@ -647,6 +379,7 @@ async fn create(
         Ok(())
     })
     .await?;
+    audit_user(&state, &principal, &tenant, "User created", &name, "");
     let base = media::base_url(&req);
     let body = full_user_json(&state, &base, tenant.clone(), name.clone()).await?;
     Ok(media::created(
@@ -708,6 +441,7 @@ async fn update(
     })
     .await?;
     state.cache.invalidate_user(&tenant, &name);
+    audit_user(&state, &principal, &tenant, "User updated", &name, "");
     let base = media::base_url(&req);
     Ok(media::updated(
         &req,
@@ -730,6 +464,7 @@ async fn delete(
     let (t, n) = (tenant.clone(), name.clone());
     db(&state, "users", move |c| users::delete_user(c, &t, &n)).await?;
     state.cache.invalidate_user(&tenant, &name);
+    audit_user(&state, &principal, &tenant, "User deleted", &name, "");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -756,102 +491,13 @@ async fn set_password(
     })
     .await?;
     state.cache.invalidate_user(&tenant, &name);
+    audit_user(
+        &state,
+        &principal,
+        &tenant,
+        "User updated",
+        &name,
+        ", password changed",
+    );
     Ok(HttpResponse::Ok().finish())
-}
-
-async fn user_groups(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (tenant, name) = path.into_inner();
-    read_access(&state, &principal, &tenant).await?;
-    let (t, n) = (tenant.clone(), name.clone());
-    let groups = db(&state, "users", move |c| {
-        users::get_person(c, &t, &n)?;
-        users::user_groups(c, &t, &n)
-    })
-    .await?;
-    let base = media::base_url(&req);
-    let references: Vec<Value> = groups
-        .iter()
-        .map(|g| json!({"self": format!("{}/groups/{}", user_self(&base, &tenant, &name), g.id), "group": super::groups::group_json(&base, g)}))
-        .collect();
-    Ok(media::ok(
-        "groupReferenceCollection",
-        &single_page(&req, "references", references),
-    ))
-}
-
-async fn user_roles(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (tenant, name) = path.into_inner();
-    read_access(&state, &principal, &tenant).await?;
-    let (t, n) = (tenant.clone(), name.clone());
-    let roles = db(&state, "users", move |c| {
-        users::get_person(c, &t, &n)?;
-        users::direct_roles(c, &t, &n)
-    })
-    .await?;
-    let base = media::base_url(&req);
-    let self_url = user_self(&base, &tenant, &name);
-    let references: Vec<Value> = roles
-        .iter()
-        .map(|r| json!({"self": format!("{self_url}/roles/{r}"), "role": role_json(&base, r)}))
-        .collect();
-    Ok(media::ok(
-        "roleReferenceCollection",
-        &single_page(&req, "references", references),
-    ))
-}
-
-async fn add_role(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-    body: web::Json<RoleReferenceBody>,
-) -> Result<HttpResponse, ApiError> {
-    let (tenant, name) = path.into_inner();
-    admin_access(&state, &principal, &tenant).await?;
-    let role = body.role_name()?;
-    check_assignable(&state, &tenant, &role).await?;
-    require_grantable(&principal, std::slice::from_ref(&role), &role)?;
-    require_outranks(&state, &principal, &tenant, &name).await?;
-    let (t, n, r) = (tenant.clone(), name.clone(), role.clone());
-    db(&state, "roles", move |c| {
-        users::add_user_role(c, &t, &n, &r)
-    })
-    .await?;
-    state.cache.invalidate_user(&tenant, &name);
-    let base = media::base_url(&req);
-    let location = format!("{}/roles/{role}", user_self(&base, &tenant, &name));
-    Ok(media::created(
-        &req,
-        "roleReference",
-        &location,
-        &json!({"self": location, "role": role_json(&base, &role)}),
-    ))
-}
-
-async fn remove_role(
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (tenant, name, role) = path.into_inner();
-    admin_access(&state, &principal, &tenant).await?;
-    require_outranks(&state, &principal, &tenant, &name).await?;
-    let (t, n) = (tenant.clone(), name.clone());
-    db(&state, "roles", move |c| {
-        users::remove_user_role(c, &t, &n, &role)
-    })
-    .await?;
-    state.cache.invalidate_user(&tenant, &name);
-    Ok(HttpResponse::NoContent().finish())
 }

@@ -11,7 +11,10 @@ pub const ISSUER: &str = "berth";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
-    /// The tenant id, used as audience.
+    /// Where the token was issued, as real Cumulocity tokens carry it: the host (`host[:port]`)
+    /// for HTTPS, the full base URL for plain HTTP. Token-only clients (pyc8y, c8y-api's
+    /// token helper) take their base URL from it, prefixing `https://` when it has no scheme.
+    /// Not checked on the way in: the tenant is `ten`, and the signature binds both.
     pub aud: String,
     pub sub: String,
     pub ten: String,
@@ -51,10 +54,16 @@ pub fn verify(key: &[u8], token: &str) -> Result<Claims, TokenError> {
     validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
     let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation)
         .map_err(|e| TokenError(e.to_string()))?;
-    if data.claims.aud != data.claims.ten {
-        return Err(TokenError("audience does not match tenant".into()));
-    }
     Ok(data.claims)
+}
+
+/// The `aud` of a token issued to a client that addressed `host` (see [`Claims::aud`]).
+pub fn audience(https: bool, host: &str) -> String {
+    if https {
+        host.to_owned()
+    } else {
+        format!("http://{host}")
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -102,5 +111,15 @@ mod tests {
             body
         );
         assert!(verify(key, &none).is_err());
+    }
+
+    #[test]
+    fn the_audience_leads_token_only_clients_to_the_platform() {
+        // pyc8y prefixes `https://` to an audience without a scheme, as real tokens have.
+        assert_eq!(audience(true, "127.0.0.1:8443"), "127.0.0.1:8443");
+        assert_eq!(
+            audience(false, "berth-platform:8111"),
+            "http://berth-platform:8111"
+        );
     }
 }

@@ -47,11 +47,25 @@ pub struct Record {
 /// Filters of a listing (all optional).
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    pub application: Option<i64>,
+    /// An application's name (as Cumulocity filters) or its id.
+    pub application: Option<String>,
+    /// The source object's id.
+    pub source: Option<i64>,
     pub record_type: Option<String>,
+    /// The user who acted (plain user name).
+    pub user: Option<String>,
+    /// Bounds on `time`, inclusive, RFC 3339 (compared as instants, whatever their offset).
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
 }
 
+/// Appends `record` as happening now.
 pub fn append(conn: &mut Connection, record: &NewRecord) -> Result<i64, StoreError> {
+    append_at(conn, record, &timestamp())
+}
+
+/// Appends `record` as happening at `time` (RFC 3339): records clients create carry their own.
+pub fn append_at(conn: &mut Connection, record: &NewRecord, time: &str) -> Result<i64, StoreError> {
     let (app_id, app_name) = record
         .application
         .clone()
@@ -69,7 +83,7 @@ pub fn append(conn: &mut Connection, record: &NewRecord) -> Result<i64, StoreErr
             record.text,
             record.severity,
             record.user,
-            timestamp(),
+            time,
             record.details.to_string(),
         ],
     )?;
@@ -83,21 +97,41 @@ pub fn list(
     filter: &Filter,
     page: Page,
 ) -> Result<(Vec<Record>, u64), StoreError> {
-    let condition = "tenant_id = ?1 AND (?2 IS NULL OR application_id = ?2)
-                     AND (?3 IS NULL OR type = ?3)";
+    // julianday() reads RFC 3339 with any offset and any number of fractional digits, so
+    // instants compare correctly where their texts would not.
+    let condition = "tenant_id = ?1
+        AND (?2 IS NULL OR application_name = ?2 OR CAST(application_id AS TEXT) = ?2)
+        AND (?3 IS NULL OR application_id = ?3)
+        AND (?4 IS NULL OR type = ?4)
+        AND (?5 IS NULL OR user_name = ?5)
+        AND (?6 IS NULL OR julianday(time) >= julianday(?6))
+        AND (?7 IS NULL OR julianday(time) <= julianday(?7))";
+    let args = params![
+        tenant,
+        filter.application,
+        filter.source,
+        filter.record_type,
+        filter.user,
+        filter.date_from,
+        filter.date_to,
+    ];
     let total: i64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM audit_records WHERE {condition}"),
-        params![tenant, filter.application, filter.record_type],
+        args,
         |row| row.get(0),
     )?;
     let mut statement = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM audit_records WHERE {condition} ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+        "SELECT {COLUMNS} FROM audit_records WHERE {condition} ORDER BY id DESC LIMIT ?8 OFFSET ?9"
     ))?;
     let rows = statement.query_map(
         params![
             tenant,
             filter.application,
+            filter.source,
             filter.record_type,
+            filter.user,
+            filter.date_from,
+            filter.date_to,
             page.limit_sql(),
             page.offset_sql()
         ],
@@ -173,7 +207,7 @@ mod tests {
             activity: "did".into(),
             text: "something".into(),
             severity: INFORMATION,
-            user: "berth".into(),
+            user: if kind == "OomKill" { "berth" } else { "jane" }.into(),
             details: json!({"n": 1}),
         };
         for (tenant, app, kind) in [
@@ -194,24 +228,48 @@ mod tests {
             (Filter::default(), "t1", vec![5, 3, 2, 1]),
             (
                 Filter {
-                    application: Some(1),
-                    record_type: None,
+                    application: Some("app1".into()),
+                    ..Filter::default()
                 },
                 "t1",
                 vec![2, 1],
             ),
             (
                 Filter {
-                    application: None,
+                    application: Some("1".into()),
+                    ..Filter::default()
+                },
+                "t1",
+                vec![2, 1],
+            ),
+            (
+                Filter {
+                    source: Some(2),
+                    ..Filter::default()
+                },
+                "t1",
+                vec![3],
+            ),
+            (
+                Filter {
                     record_type: Some("Autoscaler".into()),
+                    ..Filter::default()
                 },
                 "t1",
                 vec![3, 1],
             ),
             (
                 Filter {
-                    application: Some(3),
-                    record_type: None,
+                    user: Some("berth".into()),
+                    ..Filter::default()
+                },
+                "t1",
+                vec![2],
+            ),
+            (
+                Filter {
+                    application: Some("app3".into()),
+                    ..Filter::default()
                 },
                 "t1",
                 vec![],
@@ -243,6 +301,50 @@ mod tests {
                 matches!(get(&mut conn, tenant, id), Err(StoreError::NotFound(_))),
                 "{tenant} {id}"
             );
+        }
+    }
+
+    #[test]
+    fn dates_bound_the_listing_as_instants_whatever_their_offset() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        for time in [
+            "2026-01-01T10:00:00Z",
+            "2026-01-02T10:00:00.5Z",
+            "2026-01-03T10:00:00.123456789Z",
+        ] {
+            let record = NewRecord {
+                tenant: "t1".into(),
+                application: None,
+                record_type: "User".into(),
+                activity: "User created".into(),
+                text: "x".into(),
+                severity: INFORMATION,
+                user: "jane".into(),
+                details: json!({}),
+            };
+            append_at(&mut conn, &record, time).unwrap();
+        }
+        let cases = [
+            (Some("2026-01-02T00:00:00Z"), None, vec![3, 2]),
+            (None, Some("2026-01-02T10:00:00.5Z"), vec![2, 1]),
+            // 11:00 at +01:00 is 10:00 UTC: the first record is inside.
+            (
+                Some("2026-01-01T11:00:00+01:00"),
+                Some("2026-01-02T00:00:00Z"),
+                vec![1],
+            ),
+            (Some("2026-01-04T00:00:00Z"), None, vec![]),
+        ];
+        for (from, to, expected) in cases {
+            let filter = Filter {
+                date_from: from.map(str::to_owned),
+                date_to: to.map(str::to_owned),
+                ..Filter::default()
+            };
+            let (records, _) = list(&mut conn, "t1", &filter, Page::ALL).unwrap();
+            let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
+            assert_eq!(ids, expected, "{from:?} {to:?}");
         }
     }
 }

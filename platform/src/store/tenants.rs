@@ -158,22 +158,38 @@ pub fn exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
         .is_some())
 }
 
-/// Subtenants whose parent is `parent`, oldest first.
+/// Filters of a subtenant listing (exact matches; the domain case-insensitively).
+#[derive(Debug, Clone, Default)]
+pub struct TenantFilter {
+    pub company: Option<String>,
+    pub domain: Option<String>,
+}
+
+/// Subtenants whose parent is `parent` matching `filter`, oldest first.
 pub fn list_children(
     conn: &Connection,
     parent: &str,
+    filter: &TenantFilter,
     page: Page,
 ) -> Result<(Vec<Tenant>, u64), StoreError> {
+    let condition = "parent = ?1 AND (?2 IS NULL OR company = ?2)
+                     AND (?3 IS NULL OR domain = lower(?3))";
     let total: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM tenants WHERE parent = ?1",
-        [parent],
+        &format!("SELECT COUNT(*) FROM tenants WHERE {condition}"),
+        params![parent, filter.company, filter.domain],
         |r| r.get(0),
     )?;
     let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM tenants WHERE parent = ?1 ORDER BY creation_time, id LIMIT ?2 OFFSET ?3"
+        "SELECT {COLUMNS} FROM tenants WHERE {condition} ORDER BY creation_time, id LIMIT ?4 OFFSET ?5"
     ))?;
     let rows = stmt.query_map(
-        params![parent, page.limit_sql(), page.offset_sql()],
+        params![
+            parent,
+            filter.company,
+            filter.domain,
+            page.limit_sql(),
+            page.offset_sql()
+        ],
         from_row,
     )?;
     let tenants = rows.map(|r| finish(r?)).collect::<Result<Vec<_>, _>>()?;

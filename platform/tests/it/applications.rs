@@ -93,7 +93,8 @@ fn application_crud_filters_and_paging() {
         ("type=MICROSERVICE", 1),
         ("type=HOSTED", 6),
         (&format!("owner={}", t.id) as &str, 7),
-        ("tenant=t0", 0),
+        (&format!("tenant={}", t.id) as &str, 7),
+        (&format!("subscriber={}", t.id) as &str, 0),
     ];
     for (query, expected) in filters {
         let list = admin(
@@ -108,6 +109,21 @@ fn application_crud_filters_and_paging() {
             expected,
             "{query}"
         );
+    }
+    // A tenant the caller does not manage (here: no tenant at all) is refused, not an empty list
+    // that would read as "it has none".
+    for query in [
+        "tenant=t0",
+        "owner=management",
+        "subscriber=t0",
+        "providedFor=t0",
+    ] {
+        admin(
+            "GET",
+            &format!("/application/applications?pageSize=100&{query}"),
+        )
+        .send()
+        .expect_error(403, "security/Forbidden");
     }
     let by_name = admin("GET", "/application/applicationsByName/svc-one")
         .send()

@@ -633,3 +633,7 @@ pub fn create_user(server: &Server, tenant: &Tenant, name: &str, password: &str)
         .expect(201);
     format!("{}/{name}", tenant.id)
 }
+
+/// The `Accept` that asks `…/currentApplication/settings` for the flat `{key: value}` values
+/// (pyc8y's and the Java SDK's shape); other media types get the list of setting definitions.
+pub const SETTINGS_VALUES: &str = "application/vnd.com.nsn.cumulocity.option+json";

@@ -6,6 +6,7 @@ mod bad_input;
 mod churn;
 mod consistency;
 mod crash_trials;
+mod clients;
 mod credentials;
 mod escalation;
 mod faults;

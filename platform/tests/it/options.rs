@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use crate::fixture::SETTINGS_VALUES;
 use crate::fixture::{Server, create_tenant};
 
 #[test]
@@ -254,6 +255,7 @@ fn credentials_defaults_of_a_manifest_are_sealed_and_masked() {
     ] {
         let settings = server
             .req("GET", "/application/currentApplication/settings")
+            .header("Accept", SETTINGS_VALUES)
             .basic(login, password)
             .send()
             .expect(200)

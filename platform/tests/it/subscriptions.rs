@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::fixture::SETTINGS_VALUES;
 use crate::fixture::{
     ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, create_user, files_under, unique,
 };
@@ -563,6 +564,7 @@ fn settings_live_only_in_a_category_of_the_applications_own() {
     let (login, password) = upload::service_login(&server, &provider, &leaky, &victim.id);
     let read = server
         .req("GET", "/application/currentApplication/settings")
+        .header("Accept", SETTINGS_VALUES)
         .basic(&login, &password)
         .send()
         .expect(200)

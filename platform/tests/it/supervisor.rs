@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::fixture::SETTINGS_VALUES;
 use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Options, Server, Tenant, create_tenant, unique};
 use crate::upload::{multipart, zip_of};
 
@@ -447,6 +448,7 @@ fn isolation_modes_deploy_with_tenant_credentials_and_unsubscribe_cleans_up() {
     // Settings: defaults, credentials decrypted and unprefixed.
     let settings = server
         .req("GET", "/application/currentApplication/settings")
+        .header("Accept", SETTINGS_VALUES)
         .basic(&login, &password)
         .send()
         .expect(200)

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::fixture::SETTINGS_VALUES;
 use crate::fixture::{
     ADMIN_PASSWORD, MGMT_ADMIN, Options, Server, Tenant, create_tenant, files_under, unique,
 };
@@ -914,6 +915,7 @@ fn a_new_version_updates_the_subscribers_settings() {
     let (login, password) = service_login(&server, &owner, id, &sub.id);
     let effective = server
         .req("GET", "/application/currentApplication/settings")
+        .header("Accept", SETTINGS_VALUES)
         .basic(&login, &password)
         .send()
         .expect(200)

@@ -1,0 +1,312 @@
+//! Listings of applications: `GET /application/applications` with Cumulocity's filters
+//! (`name`, `type`, `owner`, `providedFor`, `subscriber`, `tenant`, `user`) and the
+//! `applicationsByName/{name}`, `…ByTenant/{tenantId}`, `…ByOwner/{tenantId}` and
+//! `…ByUser/{userName}` shortcuts, all paged alike.
+//!
+//! A filter naming a tenant means what it means in Cumulocity: `owner` the applications it
+//! owns, `providedFor` those it may subscribe to, `subscriber` those it is subscribed to,
+//! `tenant` either (owned or subscribed). A caller may name their own tenant, or a tenant
+//! they manage with tenant-management rights (a subtenant; any tenant from the management
+//! tenant); any other tenant is a 403, so tenants learn nothing about each other.
+
+use std::collections::{BTreeMap, HashMap};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::applications::application_json;
+use super::error::ApiError;
+use super::paging::PageRequest;
+use super::{AppState, db, media};
+use crate::auth::principal::Principal;
+use crate::auth::roles;
+use crate::store::applications::{self, Application, ApplicationFilter};
+use crate::store::{Page, StoreError, subscriptions, tenants, users};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/application/applications", web::get().to(list))
+        .route(
+            "/application/applicationsByName/{name}",
+            web::get().to(by_name),
+        )
+        .route(
+            "/application/applicationsByTenant/{tenant}",
+            web::get().to(by_tenant),
+        )
+        .route(
+            "/application/applicationsByOwner/{tenant}",
+            web::get().to(by_owner),
+        )
+        .route(
+            "/application/applicationsByUser/{user}",
+            web::get().to(by_user),
+        );
+}
+
+/// Which applications a listing starts from, before `name` and `type` narrow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scope {
+    Owned(String),
+    ProvidedFor(String),
+    SubscribedBy(String),
+    OwnedOrSubscribed(String),
+}
+
+impl Scope {
+    fn tenant(&self) -> &str {
+        match self {
+            Scope::Owned(t)
+            | Scope::ProvidedFor(t)
+            | Scope::SubscribedBy(t)
+            | Scope::OwnedOrSubscribed(t) => t,
+        }
+    }
+}
+
+/// The scope the query asks for: the first of `owner`, `providedFor`, `subscriber`, `tenant`
+/// (`user` is resolved by the caller, as it needs the store); without one, the caller's own.
+fn scope_of(query: &HashMap<String, String>, own: &str) -> Scope {
+    let named = |k: &str| query.get(k).map(|t| t.trim().to_owned());
+    if let Some(t) = named("owner") {
+        Scope::Owned(t)
+    } else if let Some(t) = named("providedFor") {
+        Scope::ProvidedFor(t)
+    } else if let Some(t) = named("subscriber") {
+        Scope::SubscribedBy(t)
+    } else if let Some(t) = named("tenant") {
+        Scope::OwnedOrSubscribed(t)
+    } else {
+        Scope::Owned(own.to_owned())
+    }
+}
+
+fn require_read(principal: &Principal) -> Result<(), ApiError> {
+    principal.require_any(&[
+        roles::APPLICATION_MANAGEMENT_READ,
+        roles::APPLICATION_MANAGEMENT_ADMIN,
+    ])
+}
+
+/// The caller may name `tenant`: their own, or one they manage (see the module comment).
+async fn check_may_name(
+    state: &AppState,
+    principal: &Principal,
+    tenant: &str,
+) -> Result<(), ApiError> {
+    if tenant == principal.tenant {
+        return Ok(());
+    }
+    let id = tenant.to_owned();
+    let found = db(state, "tenants", move |c| tenants::get(c, &id)).await?;
+    let manages = found.as_ref().is_some_and(|t| {
+        principal.is_management() || t.parent.as_deref() == Some(principal.tenant.as_str())
+    });
+    if !manages {
+        return Err(ApiError::forbidden_because(&format!(
+            "You may list the applications of your own tenant and of tenants you manage, not of {tenant}"
+        )));
+    }
+    principal.require_any(&[
+        roles::TENANT_MANAGEMENT_READ,
+        roles::TENANT_MANAGEMENT_ADMIN,
+    ])
+}
+
+/// The applications of `scope` matching `filter`, by id, and one page of them.
+fn select(
+    conn: &rusqlite::Connection,
+    scope: &Scope,
+    filter: &ApplicationFilter,
+    page: Page,
+) -> Result<(Vec<Application>, u64), StoreError> {
+    let matches = |a: &Application| {
+        filter.name.as_ref().is_none_or(|n| *n == a.name)
+            && filter.app_type.as_ref().is_none_or(|t| *t == a.app_type)
+    };
+    let owned = |t: &str| applications::list(conn, t, filter, Page::ALL).map(|(list, _)| list);
+    let subscribed = |t: &str| -> Result<Vec<Application>, StoreError> {
+        let (ids, _) = subscriptions::of_tenant(conn, t, Page::ALL)?;
+        let mut list = Vec::new();
+        for id in ids {
+            let app = applications::get_any(conn, id)?;
+            if matches(&app) {
+                list.push(app);
+            }
+        }
+        Ok(list)
+    };
+    let all: Vec<Application> = match scope {
+        Scope::Owned(t) => owned(t)?,
+        Scope::SubscribedBy(t) => subscribed(t)?,
+        Scope::OwnedOrSubscribed(t) => {
+            let mut by_id: BTreeMap<i64, Application> = BTreeMap::new();
+            for app in owned(t)?.into_iter().chain(subscribed(t)?) {
+                by_id.insert(app.id, app);
+            }
+            by_id.into_values().collect()
+        }
+        Scope::ProvidedFor(t) => {
+            let parent = tenants::get(conn, t)?.and_then(|t| t.parent);
+            subscriptions::offered(
+                conn,
+                t,
+                parent.as_deref(),
+                filter.name.as_deref(),
+                filter.app_type.as_deref(),
+            )?
+            .into_iter()
+            .map(|id| applications::get_any(conn, id))
+            .collect::<Result<_, _>>()?
+        }
+    };
+    let total = all.len() as u64;
+    let shown = all
+        .into_iter()
+        .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
+        .collect();
+    Ok((shown, total))
+}
+
+/// Checks the caller may name the scope's tenant, selects and answers one page.
+async fn answer(
+    req: &HttpRequest,
+    principal: &Principal,
+    state: &AppState,
+    query: &HashMap<String, String>,
+    scope: Scope,
+    name: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_read(principal)?;
+    let page = PageRequest::from_query(query)?;
+    check_may_name(state, principal, scope.tenant()).await?;
+    let filter = ApplicationFilter {
+        name: name.or_else(|| query.get("name").cloned()),
+        app_type: query.get("type").map(|t| t.to_ascii_uppercase()),
+        owner: None,
+    };
+    let window = page.window();
+    let (apps, total) = db(state, "applications", move |c| {
+        select(c, &scope, &filter, window)
+    })
+    .await?;
+    let base = media::base_url(req);
+    let items = apps.iter().map(|a| application_json(&base, a)).collect();
+    Ok(media::ok(
+        "applicationCollection",
+        &page.collection(req, "applications", items, total),
+    ))
+}
+
+/// `user=<name>` (and `…ByUser/{name}`): the applications a user of the caller's tenant may
+/// use, i.e. those their tenant is subscribed to. Only users of the caller's own tenant can be
+/// named (user names are per tenant); an unknown one is a 404.
+async fn user_scope(
+    state: &AppState,
+    principal: &Principal,
+    user: &str,
+) -> Result<Scope, ApiError> {
+    let (t, u) = (principal.tenant.clone(), user.to_owned());
+    let exists = db(state, "users", move |c| users::get_user(c, &t, &u))
+        .await?
+        .is_some();
+    if exists {
+        Ok(Scope::SubscribedBy(principal.tenant.clone()))
+    } else {
+        Err(ApiError::not_found(
+            "users",
+            &format!("User {user} does not exist in tenant {}", principal.tenant),
+        ))
+    }
+}
+
+async fn list(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    require_read(&principal)?;
+    let scope = match query.get("user") {
+        Some(user) => user_scope(&state, &principal, user).await?,
+        None => scope_of(&query, &principal.tenant),
+    };
+    answer(&req, &principal, &state, &query, scope, None).await
+}
+
+async fn by_name(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = Scope::Owned(principal.tenant.clone());
+    let name = Some(path.into_inner());
+    answer(&req, &principal, &state, &query, scope, name).await
+}
+
+async fn by_tenant(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = Scope::OwnedOrSubscribed(path.into_inner());
+    answer(&req, &principal, &state, &query, scope, None).await
+}
+
+async fn by_owner(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = Scope::Owned(path.into_inner());
+    answer(&req, &principal, &state, &query, scope, None).await
+}
+
+async fn by_user(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    require_read(&principal)?;
+    let scope = user_scope(&state, &principal, &path.into_inner()).await?;
+    answer(&req, &principal, &state, &query, scope, None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_tenant_filter_chooses_the_scope() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cases = [
+            (q(&[]), Scope::Owned("me".into())),
+            (q(&[("owner", "t1")]), Scope::Owned("t1".into())),
+            (q(&[("providedFor", "t1")]), Scope::ProvidedFor("t1".into())),
+            (q(&[("subscriber", "t1")]), Scope::SubscribedBy("t1".into())),
+            (
+                q(&[("tenant", "t1")]),
+                Scope::OwnedOrSubscribed("t1".into()),
+            ),
+            (
+                q(&[("subscriber", "t2"), ("owner", "t1")]),
+                Scope::Owned("t1".into()),
+            ),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(scope_of(&query, "me"), expected, "{query:?}");
+        }
+    }
+}

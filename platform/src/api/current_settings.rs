@@ -1,0 +1,225 @@
+//! `GET /application/currentApplication/settings`: a service's settings, in the shape its
+//! client's `Accept` asks for (see `tests/clients/README.md` for the evidence): the flat
+//! `{key: value}` values for the tenant option media type, else the list of setting
+//! definitions. Values are those in force for the calling tenant: the subscriber's own option,
+//! else (for `inheritFromOwner`) the owner's, else the manifest's default.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::subscriptions::{bootstrap_application, setting_keys};
+use super::{AppState, db, media};
+use crate::auth::principal::Principal;
+use crate::secrets::option_context;
+use crate::store::applications::{self, resolved_manifest};
+use crate::store::options::{self, TenantOption};
+use crate::store::subscriptions;
+use crate::store::users::UserKind;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/application/currentApplication/settings",
+        web::get().to(current_settings),
+    );
+}
+
+/// `GET /application/currentApplication/settings` in the shape the client's `Accept` names
+/// (see [`settings_shape`]).
+async fn current_settings(
+    req: HttpRequest,
+    principal: Principal,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let accept = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (definitions, values) = effective_settings(&principal, &state).await?;
+    Ok(match settings_shape(accept) {
+        SettingsShape::Values => media::ok("option", &Value::Object(values)),
+        SettingsShape::Definitions => {
+            media::ok("applicationSettings", &settings_list(&definitions, &values))
+        }
+    })
+}
+
+/// The two answers real clients expect from `…/currentApplication/settings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingsShape {
+    /// `{key: value}`, `credentials.` prefixes removed: what pyc8y asks for with the tenant
+    /// option media type (`…option+json`), as the Java SDK reads it.
+    Values,
+    /// `[{key, defaultValue, valueSchema, editable, inheritFromOwner}]`: the OAS
+    /// `applicationsettings+json` array, read by c8y-api (which sends `application/json`) and
+    /// the generated Cumulocity clients.
+    Definitions,
+}
+
+/// Chooses the shape by `Accept`: only the option media type asks for the flat values.
+pub fn settings_shape(accept: &str) -> SettingsShape {
+    let asks_option = accept.split(',').any(|part| {
+        let media = part.split(';').next().unwrap_or_default().trim();
+        media.eq_ignore_ascii_case("application/vnd.com.nsn.cumulocity.option+json")
+    });
+    if asks_option {
+        SettingsShape::Values
+    } else {
+        SettingsShape::Definitions
+    }
+}
+
+/// The manifest's setting definitions, each with `defaultValue` the value in force for the
+/// calling tenant (the same value the flat shape gives under its key without `credentials.`).
+fn settings_list(
+    definitions: &[manifests_schema::SettingOption],
+    values: &Map<String, Value>,
+) -> Value {
+    let items: Vec<Value> = definitions
+        .iter()
+        .map(|d| {
+            let plain = d
+                .key
+                .strip_prefix(subscriptions::SEALED_PREFIX)
+                .unwrap_or(&d.key);
+            json!({
+                "key": d.key,
+                "defaultValue": values.get(plain).cloned().unwrap_or(Value::Null),
+                "valueSchema": d.value_schema.clone().unwrap_or_else(|| json!({"type": "string"})),
+                "editable": d.editable,
+                "inheritFromOwner": d.inherit_from_owner,
+            })
+        })
+        .collect();
+    Value::Array(items)
+}
+
+/// The calling service's setting definitions and the values in force for its tenant.
+/// For each key the first of: the tenant's own value (one it wrote);
+/// for a setting with `inheritFromOwner`, the owner tenant's option; the value Berth wrote
+/// from the manifest; the manifest's default. `credentials.` keys are decrypted and lose their
+/// prefix.
+async fn effective_settings(
+    principal: &Principal,
+    state: &AppState,
+) -> Result<(Vec<manifests_schema::SettingOption>, Map<String, Value>), ApiError> {
+    let (app, tenant) = match principal.kind {
+        UserKind::Bootstrap => {
+            let app = bootstrap_application(state, principal).await?;
+            let owner = app.owner.clone();
+            (app, owner)
+        }
+        UserKind::Service => {
+            let (t, u) = (principal.tenant.clone(), principal.user.clone());
+            let app = db(state, "applications", move |c| {
+                let sub = subscriptions::by_service_user(c, &t, &u)?.ok_or_else(|| {
+                    crate::store::StoreError::NotFound("subscription no longer exists".into())
+                })?;
+                applications::get_any(c, sub.application_id)
+            })
+            .await?;
+            (app, principal.tenant.clone())
+        }
+        UserKind::Person => return Err(ApiError::forbidden()),
+    };
+    // Without a manifest an application has no settings, and no category of its own to read
+    // (its name claims none): reading the options of its name would hand a provider's service
+    // whatever a subscriber keeps there.
+    let Some(manifest) = resolved_manifest(&app) else {
+        return Ok((Vec::new(), Map::new()));
+    };
+    let definitions = manifest.settings.clone();
+    let manifest = Some(manifest);
+    let (category, _) = setting_keys(&app);
+    let mut flat = Map::new();
+    let mut put = |key: &str, value: String| {
+        let key = key
+            .strip_prefix(subscriptions::SEALED_PREFIX)
+            .unwrap_or(key);
+        flat.insert(key.to_owned(), Value::String(value));
+    };
+    let mut inheriting = Vec::new();
+    if let Some(manifest) = &manifest {
+        for setting in &manifest.settings {
+            let default = if setting.key.starts_with(subscriptions::SEALED_PREFIX) {
+                state
+                    .secrets
+                    .open_setting_default(&category, &setting.key, &setting.default_value)
+            } else {
+                setting.default_value.clone()
+            };
+            put(&setting.key, default);
+            if setting.inherit_from_owner && tenant != app.owner {
+                inheriting.push(setting.key.clone());
+            }
+        }
+    }
+    let (t, owner, c) = (tenant.clone(), app.owner.clone(), category.clone());
+    let (stored, owners) = db(state, "options", move |conn| {
+        let stored = options::category(conn, &t, &c)?;
+        let owners: Vec<TenantOption> = if inheriting.is_empty() {
+            Vec::new()
+        } else {
+            options::category(conn, &owner, &c)?
+                .into_iter()
+                .filter(|o| inheriting.contains(&o.key))
+                .collect()
+        };
+        Ok((stored, owners))
+    })
+    .await?;
+    let open = |tenant: &str, option: TenantOption| -> Result<String, ApiError> {
+        if option.encrypted {
+            state
+                .secrets
+                .open(
+                    &option_context(tenant, &category, &option.key),
+                    &option.value,
+                )
+                .map_err(|e| ApiError::internal(&e.to_string()))
+        } else {
+            Ok(option.value)
+        }
+    };
+    let (own, seeded): (Vec<_>, Vec<_>) = stored.into_iter().partition(|o| !o.from_manifest);
+    for option in seeded {
+        put(&option.key.clone(), open(&tenant, option)?);
+    }
+    for option in owners {
+        put(&option.key.clone(), open(&app.owner, option)?);
+    }
+    for option in own {
+        put(&option.key.clone(), open(&tenant, option)?);
+    }
+    Ok((definitions, flat))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_option_media_type_asks_for_flat_values() {
+        let cases = [
+            (
+                "application/vnd.com.nsn.cumulocity.option+json",
+                SettingsShape::Values,
+            ),
+            (
+                "application/vnd.com.nsn.cumulocity.error+json, application/VND.com.nsn.cumulocity.option+json;ver=0.9",
+                SettingsShape::Values,
+            ),
+            ("application/json", SettingsShape::Definitions),
+            (
+                "application/vnd.com.nsn.cumulocity.applicationsettings+json",
+                SettingsShape::Definitions,
+            ),
+            ("*/*", SettingsShape::Definitions),
+            ("", SettingsShape::Definitions),
+        ];
+        for (accept, expected) in cases {
+            assert_eq!(settings_shape(accept), expected, "{accept}");
+        }
+    }
+}
