@@ -17,6 +17,7 @@ mod login;
 mod operate;
 mod options;
 mod proxy;
+mod proxy_framing;
 mod proxy_streams;
 mod restart;
 mod serve;
