@@ -25,5 +25,6 @@ mod subscriptions;
 mod supervisor;
 mod tenants;
 mod tenants_many;
+mod tls_reload;
 mod upload;
 mod users;
