@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use base64::Engine;
+
 use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Server};
 use crate::supervisor::wait_for;
 
@@ -79,7 +81,6 @@ fn a_renewed_certificate_is_served_under_load_without_a_failed_request() {
                 url.clone(),
             );
             std::thread::spawn(move || {
-                use base64::Engine;
                 let auth = format!(
                     "Basic {}",
                     base64::engine::general_purpose::STANDARD
@@ -145,5 +146,19 @@ fn a_renewed_certificate_is_served_under_load_without_a_failed_request() {
     );
     assert!(ok.load(Ordering::Relaxed) > 0);
     assert_eq!(served_certificate(&server, &pems), new_der);
-    server.admin_get("/tenant/currentTenant").expect(200);
+    // Still running after SIGHUP (the fixture's own client trusts only the old certificate).
+    let status = agent(&pems)
+        .get(&url)
+        .header(
+            "Authorization",
+            &format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{MGMT_ADMIN}:{ADMIN_PASSWORD}"))
+            ),
+        )
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
 }
