@@ -148,19 +148,19 @@ pub async fn send(
     let req = forward.req;
     let mut kind = body_kind(req);
     let mut payload = payload;
-    let mut first = None;
+    let mut first_chunk = None;
     if matches!(kind, BodyKind::Stream) && usually_bodiless(req) {
         // An HTTP/2 GET says whether a body follows only in its frames: its first poll answers
         // at once when the HEADERS frame ended the stream, and then no pipe (a task per request)
         // and no chunked upstream body are needed.
-        first = payload.next().await;
-        if first.is_none() {
+        first_chunk = payload.next().await;
+        if first_chunk.is_none() {
             kind = BodyKind::None;
         }
     }
     let pipe = match kind {
         BodyKind::None => None,
-        BodyKind::Sized(_) | BodyKind::Stream => Some(Pipe::start(first, payload)),
+        BodyKind::Sized(_) | BodyKind::Stream => Some(Pipe::start(first_chunk, payload)),
     };
     let method = http::Method::from_bytes(req.method().as_str().as_bytes()).map_err(|_| {
         ProxyError::new(Failure::BadRequest {
