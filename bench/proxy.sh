@@ -98,6 +98,9 @@ user nobody nogroup;
 events { worker_connections 4096; }
 http {
     access_log $work/nginx/logs/access.log;
+    # Berth puts no limit on requests per client connection; nginx's default (1000) would close HTTP/2
+    # connections mid-run (h2load counts their in-flight streams as errors) and make wrk reconnect.
+    keepalive_requests 1000000;
     client_body_temp_path $work/nginx/tmp/body;
     proxy_temp_path $work/nginx/tmp/proxy;
     fastcgi_temp_path $work/nginx/tmp/fastcgi;
