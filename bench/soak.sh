@@ -43,6 +43,7 @@ python3 - "$work/hello/cumulocity.json" "$work/hello/pt.json" << 'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 m["isolation"] = "PER_TENANT"
+m["name"] = "hellopt"
 m["replicas"] = 1
 m["resources"] = {"cpu": "0.5", "memory": "64M"}
 json.dump(m, open(sys.argv[2], "w"))
