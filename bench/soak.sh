@@ -52,6 +52,12 @@ PY
     --output "$work/hello/pt.zip" > /dev/null
 pt_id="$(api -H 'Content-Type: application/json' -d '{"name":"hellopt","key":"hellopt-key","type":"MICROSERVICE"}' \
     "$base/application/applications" | json_field 'd["id"]')"
+# Deleting it removes Berth's image tag of it; berth_hello.sh's cleanup does the rest.
+remove_pt() {
+    curl -s -o /dev/null --max-time 40 --cacert "$cert" -u "management/admin:$password" -X DELETE \
+        "$base/application/applications/$pt_id"
+}
+trap 'remove_pt; cleanup' EXIT
 api -F "file=@$work/hello/pt.zip" "$base/application/applications/$pt_id/binaries" > /dev/null
 
 run_id="$(date +%s)"
