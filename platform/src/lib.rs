@@ -308,7 +308,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let interrupted = store.run_now(store::intents::pending)?;
     intents::sweep_packages(&config.data_dir, &store, &interrupted)?;
     ensure_management_tenant(&store, &config, &secrets)?;
-    let tls_config = tls::server_config(&config.tls, &config.data_dir)?;
+    let (tls_config, certificate) = tls::server_config(&config.tls, &config.data_dir)?;
+    tokio::spawn(tls::watch(certificate));
     let installation = installation_id(&config.data_dir, &secrets)?;
     if let Some(swarm) = &swarm {
         swarm.identify(

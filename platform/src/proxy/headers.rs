@@ -12,33 +12,46 @@ pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Hop-by-hop by definition (RFC 9110 §7.6.1, plus the non-standard Proxy-Connection).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str().starts_with("proxy-")
+/// Hop-by-hop by definition (RFC 9110 §7.6.1, plus the non-standard Proxy-Connection); `name`
+/// is lower case, as both header map types keep it.
+fn is_hop_by_hop_name(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "te" | "trailer" | "transfer-encoding" | "upgrade" | "keep-alive"
+    ) || name.starts_with("proxy-")
 }
 
-/// True when a `Connection` header of `headers` lists `name` (those are hop-by-hop too).
-fn listed_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
-    headers.get_all(header::CONNECTION).any(|value| {
-        value.to_str().is_ok_and(|text| {
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    is_hop_by_hop_name(name.as_str())
+}
+
+/// True when one of the `Connection` header values lists `name` (those are hop-by-hop too).
+fn connection_lists<'v>(mut values: impl Iterator<Item = &'v [u8]>, name: &str) -> bool {
+    values.any(|value| {
+        std::str::from_utf8(value).is_ok_and(|text| {
             text.split(',')
-                .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+                .any(|token| token.trim().eq_ignore_ascii_case(name))
         })
     })
 }
 
+fn listed_in_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    connection_lists(
+        headers
+            .get_all(header::CONNECTION)
+            .map(HeaderValue::as_bytes),
+        name.as_str(),
+    )
+}
+
 /// Headers Berth sets itself on forwarded requests; a client's values are dropped, so a
-/// container can trust them. `Host` names the container (set by the client library) and
-/// `Content-Length` comes from the forwarded body.
+/// container can trust them. `Host` names the container (set by the client library),
+/// `Content-Length` comes from the forwarded body, and `Expect: 100-continue` was answered by
+/// Berth's server already (the body follows at once, so the container must not wait for it).
 fn set_by_proxy(name: &HeaderName) -> bool {
     name == header::HOST
         || name == header::CONTENT_LENGTH
+        || name == header::EXPECT
         || name == header::FORWARDED
         || name == X_FORWARDED_FOR
         || name == X_FORWARDED_HOST
@@ -75,6 +88,53 @@ pub fn copy_response(src: &HeaderMap, dst: &mut HeaderMap) {
             continue;
         }
         dst.append(name.clone(), value.clone());
+    }
+}
+
+/// The forwarded request's headers for the upstream client (`http` 1.x types), with the
+/// body's `Content-Length` when the client sent one (otherwise the body is chunked).
+pub fn to_upstream(src: &HeaderMap, length: Option<u64>, dst: &mut http::HeaderMap) {
+    dst.reserve(src.len() + 1);
+    for (name, value) in src {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_str().as_bytes()),
+            http::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            dst.append(name, value);
+        }
+    }
+    if let Some(length) = length {
+        dst.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(length),
+        );
+    }
+}
+
+/// Copies the end-to-end headers of an upstream client response into the client response
+/// (`Content-Length` left out, as in [`copy_response`]).
+pub fn copy_upstream_response(src: &http::HeaderMap, dst: &mut HeaderMap) {
+    let has_connection = src.contains_key(http::header::CONNECTION);
+    for (name, value) in src {
+        let text = name.as_str();
+        if is_hop_by_hop_name(text)
+            || text == "content-length"
+            || (has_connection
+                && connection_lists(
+                    src.get_all(http::header::CONNECTION)
+                        .iter()
+                        .map(http::HeaderValue::as_bytes),
+                    text,
+                ))
+        {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(text.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            dst.append(name, value);
+        }
     }
 }
 
@@ -162,6 +222,7 @@ mod tests {
             ("x-forwarded-host", "evil"),
             ("x-real-ip", "6.6.6.6"),
             ("content-type", "application/json"),
+            ("expect", "100-continue"),
         ]);
         let mut dst = HeaderMap::new();
         copy_request(&src, &mut dst);
@@ -195,6 +256,22 @@ mod tests {
         assert_eq!(dst.get_all(header::SET_COOKIE).count(), 2);
         assert_eq!(dst.len(), 3);
         assert!(dst.contains_key(header::CONTENT_TYPE));
+
+        // The same from the upstream client's header types.
+        let mut upstream = http::HeaderMap::new();
+        to_upstream(&src, None, &mut upstream);
+        let mut dst = HeaderMap::new();
+        copy_upstream_response(&upstream, &mut dst);
+        assert_eq!(dst.get_all(header::SET_COOKIE).count(), 2);
+        assert_eq!(dst.len(), 3);
+        let mut listed = http::HeaderMap::new();
+        listed.insert("connection", http::HeaderValue::from_static("x-hop"));
+        listed.insert("x-hop", http::HeaderValue::from_static("1"));
+        listed.insert("etag", http::HeaderValue::from_static("\"v1\""));
+        let mut dst = HeaderMap::new();
+        copy_upstream_response(&listed, &mut dst);
+        assert_eq!(dst.len(), 1);
+        assert!(dst.contains_key(header::ETAG));
     }
 
     #[test]

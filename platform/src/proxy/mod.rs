@@ -9,6 +9,7 @@
 //! names what happened (401, 403 not subscribed, 404 unknown service, 503 + Retry-After,
 //! 502, 504) and is logged with its origin.
 
+mod body;
 pub mod error;
 mod headers;
 pub mod metrics;
@@ -53,7 +54,7 @@ struct Shared {
 /// What each worker's routes see: the shared state plus the worker's own upstream client.
 struct Worker {
     shared: Arc<Shared>,
-    client: awc::Client,
+    client: upstream::Client,
 }
 
 impl Proxy {

@@ -1,31 +1,36 @@
-//! Forwarding one HTTP request to a ready replica with the worker's awc client (keep-alive pool
-//! per upstream address), streaming the body both ways, and trying the next replica when the
+//! Forwarding one HTTP request to a ready replica with the worker's hyper client (keep-alive
+//! pool per upstream address), streaming the body both ways, and trying the next replica when the
 //! failed attempt is safe to repeat (nothing sent yet, or an idempotent method with no body
 //! sent yet). Passive health: a replica that refuses, resets or does not answer within the
 //! response-header timeout is ejected from routing for the ejection period.
+//!
+//! hyper reads every legal response framing (Content-Length, chunked with trailers, read until
+//! the upstream closes, HTTP/1.0); an upstream that breaks off mid-body aborts the client's
+//! response (see [`body::ResponseBody`](super::body::ResponseBody)).
 
-use std::cell::{Cell, RefCell};
-use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::HttpRequest;
+use actix_web::HttpResponse;
 use actix_web::body::SizedStream;
-use actix_web::error::PayloadError;
 use actix_web::http::header::{CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING};
 use actix_web::http::{Method, StatusCode, Version};
-use actix_web::web::Bytes;
-use actix_web::{HttpRequest, HttpResponse, web};
-use awc::error::{ConnectError, SendRequestError};
-use futures_util::Stream;
+use actix_web::web;
+use futures_util::StreamExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Semaphore;
 
+use super::body::{Pipe, RequestBody, ResponseBody};
 use super::error::{Failure, ProxyError};
 use super::headers::{self, Forwarded};
 use super::resolve::Route;
 use super::trace::RequestTrace;
 use crate::routing::{RoutingTable, Upstream};
 
-/// Most connections one worker keeps open to upstreams at once.
+/// Most requests one worker has in flight to upstreams at once (each holds a connection);
+/// more wait for a slot.
 const POOL_LIMIT: usize = 1024;
 /// Idle upstream connections are closed after this long.
 const POOL_KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -40,18 +45,26 @@ pub struct Settings {
     pub eject_period: Duration,
 }
 
-/// The upstream client of one worker (awc clients are not `Send`).
-pub fn client(settings: Settings) -> awc::Client {
-    let connector = awc::Connector::new()
-        .timeout(settings.connect_timeout.min(settings.timeout))
-        .limit(POOL_LIMIT)
-        .conn_keep_alive(POOL_KEEP_ALIVE);
-    awc::Client::builder()
-        .connector(connector)
-        .timeout(settings.timeout)
-        .disable_redirects()
-        .no_default_headers()
-        .finish()
+/// The upstream client of one worker: its own pool, so connections stay on the worker's thread.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: hyper_util::client::legacy::Client<HttpConnector, RequestBody>,
+    slots: Arc<Semaphore>,
+}
+
+pub fn client(settings: Settings) -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(settings.connect_timeout.min(settings.timeout)));
+    connector.set_nodelay(true);
+    let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_KEEP_ALIVE)
+        .pool_max_idle_per_host(POOL_LIMIT)
+        .build(connector);
+    Client {
+        http,
+        slots: Arc::new(Semaphore::new(POOL_LIMIT)),
+    }
 }
 
 /// How the client framed its request body.
@@ -64,11 +77,7 @@ enum BodyKind {
 
 fn body_kind(req: &HttpRequest) -> BodyKind {
     let headers = req.headers();
-    if let Some(length) = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-    {
+    if let Some(length) = content_length(headers) {
         BodyKind::Sized(length)
     } else if headers.contains_key(TRANSFER_ENCODING) || req.version() == Version::HTTP_2 {
         BodyKind::Stream
@@ -77,21 +86,12 @@ fn body_kind(req: &HttpRequest) -> BodyKind {
     }
 }
 
-/// The client's body, shared between attempts: an attempt that never polled it leaves it
-/// whole for the next replica.
-struct BodyTap {
-    payload: Rc<RefCell<web::Payload>>,
-    started: Rc<Cell<bool>>,
-}
-
-impl Stream for BodyTap {
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.started.set(true);
-        let mut payload = self.payload.borrow_mut();
-        Pin::new(&mut *payload).poll_next(cx)
-    }
+/// Methods whose requests carry no body in practice (a body is still relayed when one comes).
+fn usually_bodiless(req: &HttpRequest) -> bool {
+    matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
+    )
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -104,7 +104,7 @@ fn is_idempotent(method: &Method) -> bool {
 /// One request to be forwarded.
 pub struct Forward<'a> {
     pub req: &'a HttpRequest,
-    pub route: &'a Route,
+    pub route: &'a Arc<Route>,
     pub upstreams: &'a [Upstream],
     pub path_and_query: &'a str,
     pub forwarded: Forwarded<'a>,
@@ -112,18 +112,65 @@ pub struct Forward<'a> {
     pub routing: &'a RoutingTable,
 }
 
+/// Why an attempt got no response head.
+#[derive(Debug)]
+enum SendFailure {
+    /// No connection: nothing was sent.
+    Connect(String),
+    /// No response head within the timeout.
+    Timeout,
+    /// The client's own body failed.
+    ClientBody(String),
+    /// The connection failed after the request started.
+    Broken(String),
+}
+
+/// The error and its cause chain in one line (hyper's top-level messages are terse).
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Sends the request to the next replica in round-robin order, moving on to the others while
 /// a failure is safe to retry.
 pub async fn send(
-    client: &awc::Client,
+    client: &Client,
     forward: Forward<'_>,
     payload: web::Payload,
     trace: &mut RequestTrace,
 ) -> Result<HttpResponse, ProxyError> {
     let req = forward.req;
-    let kind = body_kind(req);
-    let payload = Rc::new(RefCell::new(payload));
-    let started = Rc::new(Cell::new(false));
+    let mut kind = body_kind(req);
+    let mut payload = payload;
+    let mut first_chunk = None;
+    if matches!(kind, BodyKind::Stream) && usually_bodiless(req) {
+        // An HTTP/2 GET says whether a body follows only in its frames: its first poll answers
+        // at once when the HEADERS frame ended the stream, and then no pipe (a task per request)
+        // and no chunked upstream body are needed.
+        first_chunk = payload.next().await;
+        if first_chunk.is_none() {
+            kind = BodyKind::None;
+        }
+    }
+    let pipe = match kind {
+        BodyKind::None => None,
+        BodyKind::Sized(_) | BodyKind::Stream => Some(Pipe::start(first_chunk, payload)),
+    };
+    let method = http::Method::from_bytes(req.method().as_str().as_bytes()).map_err(|_| {
+        ProxyError::new(Failure::BadRequest {
+            detail: format!("The method {} cannot be forwarded.", req.method()),
+        })
+    })?;
+    // The end-to-end headers once, converted for each attempt.
+    let mut end_to_end = HeaderMap::with_capacity(req.headers().len() + 6);
+    headers::copy_request(req.headers(), &mut end_to_end);
+    headers::add_forwarded(&mut end_to_end, &forward.forwarded);
     let count = forward.upstreams.len();
     let first = forward
         .route
@@ -133,78 +180,111 @@ pub async fn send(
     loop {
         let upstream = &forward.upstreams[(first + attempt) % count];
         trace.upstream(&upstream.instance);
-        let uri = format!("http://{}{}", upstream.addr, forward.path_and_query);
-        let mut request = client.request(req.method().clone(), uri);
-        headers::copy_request(req.headers(), request.headers_mut());
-        headers::add_forwarded(request.headers_mut(), &forward.forwarded);
-        let tap = BodyTap {
-            payload: Rc::clone(&payload),
-            started: Rc::clone(&started),
-        };
-        let sent = match kind {
-            BodyKind::None => request.send().await,
-            BodyKind::Sized(length) => request.send_body(SizedStream::new(length, tap)).await,
-            BodyKind::Stream => request.send_stream(tap).await,
-        };
-        match sent {
-            Ok(response) => return Ok(into_response(response, req.method())),
-            Err(e) => {
-                let error = classify(
-                    e,
-                    upstream,
-                    forward.settings.timeout,
-                    &started,
-                    req.method(),
-                );
-                if let Some((instance, reason)) = error.ejects() {
-                    forward
-                        .routing
-                        .eject(instance, reason, forward.settings.eject_period);
-                }
-                forward.route.metrics.upstream_error(error.kind());
-                attempt += 1;
-                if error.retry_safe && attempt < count {
-                    trace.retrying(&error);
-                    continue;
-                }
-                return Err(error);
+        let uri = http::Uri::try_from(format!(
+            "http://{}{}",
+            upstream.addr, forward.path_and_query
+        ))
+        .map_err(|e| {
+            ProxyError::new(Failure::BadRequest {
+                detail: format!("The request path cannot be forwarded: {e}."),
+            })
+        })?;
+        let (body, length) = match (kind, &pipe) {
+            (BodyKind::Sized(length), Some(pipe)) => {
+                (RequestBody::from_pipe(pipe, Some(length)), Some(length))
             }
+            (_, Some(pipe)) => (RequestBody::from_pipe(pipe, None), None),
+            (_, None) => (RequestBody::empty(), None),
+        };
+        let mut request = http::Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        headers::to_upstream(&end_to_end, length, request.headers_mut());
+        // Never closed, so acquiring only waits.
+        let permit = Arc::clone(&client.slots)
+            .acquire_owned()
+            .await
+            .map_err(|e| {
+                ProxyError::new(Failure::Internal {
+                    detail: format!("upstream slots: {e}"),
+                })
+            })?;
+        let failure = match tokio::time::timeout(
+            forward.settings.timeout,
+            client.http.request(request),
+        )
+        .await
+        {
+            Ok(Ok(response)) => {
+                let (parts, incoming) = response.into_parts();
+                let status =
+                    StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+                let body = ResponseBody::new(
+                    incoming,
+                    Arc::clone(forward.route),
+                    upstream.instance.clone(),
+                    trace.request_id.clone(),
+                    permit,
+                );
+                return Ok(into_response(status, &parts.headers, body, req.method()));
+            }
+            Ok(Err(e)) if e.is_connect() => SendFailure::Connect(describe(&e)),
+            Ok(Err(e)) if pipe.as_ref().is_some_and(|p| p.failed()) => {
+                SendFailure::ClientBody(describe(&e))
+            }
+            Ok(Err(e)) => SendFailure::Broken(describe(&e)),
+            Err(_) => SendFailure::Timeout,
+        };
+        let started = pipe.as_ref().is_some_and(|p| p.started());
+        let error = classify(
+            failure,
+            upstream,
+            forward.settings.timeout,
+            started,
+            req.method(),
+        );
+        if let Some((instance, reason)) = error.ejects() {
+            forward
+                .routing
+                .eject(instance, reason, forward.settings.eject_period);
         }
+        forward.route.metrics.upstream_error(error.kind());
+        attempt += 1;
+        if error.retry_safe && attempt < count {
+            trace.retrying(&error);
+            continue;
+        }
+        return Err(error);
     }
 }
 
 fn classify(
-    error: SendRequestError,
+    failure: SendFailure,
     upstream: &Upstream,
     timeout: Duration,
-    started: &Cell<bool>,
+    body_started: bool,
     method: &Method,
 ) -> ProxyError {
     let instance = upstream.instance.clone();
-    match error {
+    match failure {
         // Nothing was sent: always safe to try elsewhere.
-        SendRequestError::Connect(e) => {
-            let detail = match e {
-                ConnectError::Io(io) => io.to_string(),
-                other => other.to_string(),
-            };
+        SendFailure::Connect(detail) => {
             ProxyError::new(Failure::UpstreamRefused { instance, detail }).retry_safe(true)
         }
         // A hung replica: an idempotent request whose body was not sent yet may go elsewhere
         // (nginx `proxy_next_upstream timeout`, never for POST).
-        SendRequestError::Timeout => ProxyError::new(Failure::UpstreamTimeout {
+        SendFailure::Timeout => ProxyError::new(Failure::UpstreamTimeout {
             instance,
             after: timeout,
         })
-        .retry_safe(is_idempotent(method) && !started.get()),
-        SendRequestError::Body(e) => ProxyError::new(Failure::BadRequest {
+        .retry_safe(is_idempotent(method) && !body_started),
+        SendFailure::ClientBody(e) => ProxyError::new(Failure::BadRequest {
             detail: format!("The request body could not be read: {e}"),
         }),
-        other => ProxyError::new(Failure::UpstreamBroken {
-            instance,
-            detail: other.to_string(),
-        })
-        .retry_safe(is_idempotent(method) && !started.get()),
+        SendFailure::Broken(detail) => {
+            ProxyError::new(Failure::UpstreamBroken { instance, detail })
+                .retry_safe(is_idempotent(method) && !body_started)
+        }
     }
 }
 
@@ -217,22 +297,26 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// The client response: status and end-to-end headers of the upstream's, body streamed
 /// (sized when the upstream said how long it is, chunked otherwise).
-fn into_response<S>(response: awc::ClientResponse<S>, method: &Method) -> HttpResponse
-where
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
-{
-    let status = response.status();
-    let length = content_length(response.headers());
-    let mut headers = HeaderMap::with_capacity(response.headers().len());
-    headers::copy_response(response.headers(), &mut headers);
+fn into_response(
+    status: StatusCode,
+    upstream_headers: &http::HeaderMap,
+    body: ResponseBody,
+    method: &Method,
+) -> HttpResponse {
+    let length = upstream_headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let mut headers = HeaderMap::with_capacity(upstream_headers.len());
+    headers::copy_upstream_response(upstream_headers, &mut headers);
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let mut out = match length {
         _ if no_body => HttpResponse::new(status),
         None if method == Method::HEAD => HttpResponse::new(status),
-        Some(length) => HttpResponse::build(status).body(SizedStream::new(length, response)),
-        None => HttpResponse::build(status).streaming(response),
+        Some(length) => HttpResponse::build(status).body(SizedStream::new(length, body)),
+        None => HttpResponse::build(status).streaming(body),
     };
     *out.headers_mut() = headers;
     out
@@ -248,20 +332,13 @@ mod tests {
             instance: "i-1".into(),
             addr: std::net::SocketAddr::from(([172, 30, 0, 2], 80)),
         };
-        let reset =
-            || SendRequestError::Send(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        // (error, method, body started, kind, retry elsewhere, ejects)
-        let cases: Vec<(SendRequestError, Method, bool, &str, bool, bool)> = vec![
+        let refused = || SendFailure::Connect("connection refused".into());
+        let reset = || SendFailure::Broken("connection reset by peer".into());
+        // (failure, method, body started, kind, retry elsewhere, ejects)
+        let cases: Vec<(SendFailure, Method, bool, &str, bool, bool)> = vec![
+            (refused(), Method::POST, true, "refused", true, true),
             (
-                SendRequestError::Connect(ConnectError::Timeout),
-                Method::POST,
-                true,
-                "refused",
-                true,
-                true,
-            ),
-            (
-                SendRequestError::Timeout,
+                SendFailure::Timeout,
                 Method::GET,
                 false,
                 "timeout",
@@ -269,7 +346,7 @@ mod tests {
                 true,
             ),
             (
-                SendRequestError::Timeout,
+                SendFailure::Timeout,
                 Method::PUT,
                 true,
                 "timeout",
@@ -277,7 +354,7 @@ mod tests {
                 true,
             ),
             (
-                SendRequestError::Timeout,
+                SendFailure::Timeout,
                 Method::POST,
                 false,
                 "timeout",
@@ -287,7 +364,7 @@ mod tests {
             (reset(), Method::GET, false, "broken", true, true),
             (reset(), Method::POST, false, "broken", false, true),
             (
-                SendRequestError::Body(Box::new(PayloadError::Incomplete(None))),
+                SendFailure::ClientBody("incomplete".into()),
                 Method::PUT,
                 true,
                 "bad_request",
@@ -295,9 +372,14 @@ mod tests {
                 false,
             ),
         ];
-        for (error, method, body_started, kind, retry, ejects) in cases {
-            let started = Cell::new(body_started);
-            let e = classify(error, &upstream, Duration::from_secs(2), &started, &method);
+        for (failure, method, body_started, kind, retry, ejects) in cases {
+            let e = classify(
+                failure,
+                &upstream,
+                Duration::from_secs(2),
+                body_started,
+                &method,
+            );
             assert_eq!(e.kind(), kind, "{e}");
             assert_eq!(e.retry_safe, retry, "{method} {e}");
             assert_eq!(e.ejects().is_some(), ejects, "{e}");

@@ -1,0 +1,194 @@
+//! The two bodies of a forwarded request, between actix-web (client side) and hyper (upstream
+//! side): the client's request body piped into a `Send` body the upstream client can poll (and a
+//! retry can poll again when the failed attempt never touched it), and the upstream's response
+//! body relayed frame by frame, aborting the client's response when the upstream breaks off.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+
+use actix_web::error::PayloadError;
+use actix_web::http::header::HeaderValue;
+use actix_web::web::{self, Bytes};
+use futures_util::{Stream, StreamExt};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::mpsc;
+
+use super::resolve::Route;
+
+/// The client's body on its way upstream, shared by every attempt of one request.
+#[derive(Debug)]
+pub struct Pipe {
+    chunks: Mutex<mpsc::Receiver<Result<Bytes, String>>>,
+    /// An attempt polled the body: what it took cannot be sent to another replica.
+    started: AtomicBool,
+    /// Reading the client's body failed (the client's fault, not the upstream's).
+    failed: AtomicBool,
+}
+
+impl Pipe {
+    /// Starts reading `payload` on the worker (actix payloads are not `Send`), after `first` if
+    /// the caller already read it; one chunk is read ahead and waits in the pipe until an attempt
+    /// polls it.
+    pub fn start(
+        first: Option<Result<Bytes, PayloadError>>,
+        mut payload: web::Payload,
+    ) -> Arc<Pipe> {
+        let (tx, rx) = mpsc::channel(1);
+        actix_web::rt::spawn(async move {
+            let mut next = first;
+            if next.is_none() {
+                next = payload.next().await;
+            }
+            while let Some(item) = next {
+                let failed = item.is_err();
+                if tx.send(item.map_err(|e| e.to_string())).await.is_err() || failed {
+                    break;
+                }
+                next = payload.next().await;
+            }
+        });
+        Arc::new(Pipe {
+            chunks: Mutex::new(rx),
+            started: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// The body of one upstream attempt.
+#[derive(Debug)]
+pub struct RequestBody {
+    pipe: Option<Arc<Pipe>>,
+    /// The client's Content-Length, when it sent one.
+    length: Option<u64>,
+}
+
+impl RequestBody {
+    pub fn empty() -> RequestBody {
+        RequestBody {
+            pipe: None,
+            length: Some(0),
+        }
+    }
+
+    pub fn from_pipe(pipe: &Arc<Pipe>, length: Option<u64>) -> RequestBody {
+        RequestBody {
+            pipe: Some(Arc::clone(pipe)),
+            length,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let Some(pipe) = &self.pipe else {
+            return Poll::Ready(None);
+        };
+        pipe.started.store(true, Ordering::Relaxed);
+        // Only one attempt polls at a time; the lock is never contended.
+        let mut chunks = pipe.chunks.lock().unwrap_or_else(PoisonError::into_inner);
+        match ready!(chunks.poll_recv(cx)) {
+            Some(Ok(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+            Some(Err(e)) => {
+                pipe.failed.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(io::Error::other(e))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pipe.is_none() || self.length == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(length) => SizeHint::with_exact(length),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// The upstream's response body for actix-web: data frames in order, trailers dropped (actix
+/// cannot send them), and an upstream error passed on so the client's response is aborted
+/// (HTTP/1.1: connection closed before the declared length or the last chunk; HTTP/2:
+/// `RST_STREAM`), never ended cleanly short.
+pub struct ResponseBody {
+    body: Incoming,
+    route: Arc<Route>,
+    instance: String,
+    request_id: HeaderValue,
+    relayed: u64,
+    /// Holds the worker's upstream slot until the body is done.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ResponseBody {
+    pub fn new(
+        body: Incoming,
+        route: Arc<Route>,
+        instance: String,
+        request_id: HeaderValue,
+        permit: OwnedSemaphorePermit,
+    ) -> ResponseBody {
+        ResponseBody {
+            body,
+            route,
+            instance,
+            request_id,
+            relayed: 0,
+            _permit: permit,
+        }
+    }
+}
+
+impl Stream for ResponseBody {
+    type Item = Result<Bytes, io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                None => return Poll::Ready(None),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        this.relayed += data.len() as u64;
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                }
+                Some(Err(e)) => {
+                    this.route.metrics.upstream_error("broken");
+                    tracing::warn!(
+                        request_id = this.request_id.to_str().unwrap_or_default(),
+                        application = %this.route.target.name,
+                        upstream = %this.instance,
+                        relayed = this.relayed,
+                        "upstream broke off the response body ({e}); the client's response is aborted"
+                    );
+                    return Poll::Ready(Some(Err(io::Error::other(e))));
+                }
+            }
+        }
+    }
+}
