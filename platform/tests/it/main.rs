@@ -4,6 +4,7 @@
 mod applications;
 mod bad_input;
 mod churn;
+mod console;
 mod credentials;
 mod escalation;
 mod faults;
@@ -26,3 +27,4 @@ mod tenants;
 mod tenants_many;
 mod upload;
 mod users;
+mod webdriver;
