@@ -11,7 +11,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 /// The W3C key of an element reference in WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecb";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long a page may take to show what a test waits for (Docker work included).
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -75,6 +75,8 @@ impl Browser {
             "--headless=new".to_owned(),
             "--no-sandbox".to_owned(),
             "--disable-gpu".to_owned(),
+            // The test server's certificate is self-signed (acceptInsecureCerts covers navigation only).
+            "--ignore-certificate-errors".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", browser._profile.path().display()),
