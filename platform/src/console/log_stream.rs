@@ -166,7 +166,9 @@ async fn stream_logs(
         })
         // The end of the log (container stopped) is said explicitly, so the console can tell
         // it from a dropped connection.
-        .chain(stream::once(async { Bytes::from_static(b"event: end\ndata: \n\n") }));
+        .chain(stream::once(async {
+            Bytes::from_static(b"event: end\ndata: \n\n")
+        }));
     let keepalive = stream::unfold((), |()| async {
         tokio::time::sleep(KEEPALIVE).await;
         Some((Bytes::from_static(b": keepalive\n\n"), ()))
@@ -203,9 +205,14 @@ mod tests {
     #[test]
     fn streams_per_tenant_are_bounded_and_given_back() {
         let open = OpenStreams::default();
-        let held: Vec<Slot> = (0..PER_TENANT).map(|_| open.acquire("t1").unwrap()).collect();
+        let held: Vec<Slot> = (0..PER_TENANT)
+            .map(|_| open.acquire("t1").unwrap())
+            .collect();
         assert!(open.acquire("t1").is_none());
-        assert!(open.acquire("t2").is_some(), "another tenant is not affected");
+        assert!(
+            open.acquire("t2").is_some(),
+            "another tenant is not affected"
+        );
         drop(held);
         assert!(open.acquire("t1").is_some());
     }

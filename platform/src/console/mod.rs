@@ -9,7 +9,7 @@ mod layout;
 pub mod log_stream;
 mod pages;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
 /// Where the console lives; `/` redirects here.
@@ -36,17 +36,14 @@ async fn to_console() -> HttpResponse {
         .finish()
 }
 
-/// A console response: the document with the headers every console page carries.
+/// A console response: the document with the headers every console page carries (the edge
+/// middleware adds `Cache-Control: no-store` as for the API: pages and assets are small, and a
+/// new Berth version is then picked up at once).
 fn respond(content_type: &'static str, body: String) -> HttpResponse {
-    let mut response = HttpResponse::Ok()
+    HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .body(body);
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
-    response
+        .body(body)
 }

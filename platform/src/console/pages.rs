@@ -18,7 +18,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/console/tenants", web::get().to(tenants))
         .route("/console/users", web::get().to(users))
         .route("/console/options", web::get().to(options))
-        .route("/console/audit", web::get().to(audit));
+        .route("/console/audit", web::get().to(audit))
+        // Registered last: any other console path gets the console's own 404 page.
+        .route("/console/{rest:.*}", web::get().to(missing));
+}
+
+async fn missing() -> HttpResponse {
+    not_found()
 }
 
 fn html(markup: Markup) -> HttpResponse {

@@ -18,7 +18,10 @@ use crate::webdriver::{Browser, DEADLINE};
 /// A package file on disk for the browser's file input.
 fn package_file(dir: &std::path::Path, name: &str, manifest: &str, image: &[u8]) -> String {
     let path = dir.join(name);
-    let zip = zip_of(&[("cumulocity.json", manifest.as_bytes()), ("image.tar", image)]);
+    let zip = zip_of(&[
+        ("cumulocity.json", manifest.as_bytes()),
+        ("image.tar", image),
+    ]);
     std::fs::write(&path, zip).unwrap();
     path.to_str().unwrap().to_owned()
 }
@@ -94,6 +97,7 @@ fn the_console_deploys_follows_logs_shows_oom_kills_and_options() {
     browser.wait_text("#app-summary", "ready");
     // A few samples for the charts.
     std::thread::sleep(std::time::Duration::from_secs(6));
+    browser.script("window.scrollTo(0, 0); return true;", json!([]));
     browser.screenshot("application-ready");
 
     // The instance's log: a line written after the page opened arrives live.
@@ -140,7 +144,10 @@ fn the_console_deploys_follows_logs_shows_oom_kills_and_options() {
     }
     let options = browser.wait_text("#option-list", "credentials.apiKey");
     assert!(options.contains("teal"), "{options}");
-    assert!(!options.contains("hunter2"), "credentials are masked: {options}");
+    assert!(
+        !options.contains("hunter2"),
+        "credentials are masked: {options}"
+    );
     browser.screenshot("options");
 
     // Phone width: the application page still lays out.
@@ -165,7 +172,11 @@ fn the_console_deploys_follows_logs_shows_oom_kills_and_options() {
 fn cookie_session(server: &Server, tenant: &str, user: &str, password: &str) -> (String, String) {
     let response = server
         .req("POST", &format!("/tenant/oauth?tenant_id={tenant}"))
-        .form(&[("grant_type", "PASSWORD"), ("username", user), ("password", password)])
+        .form(&[
+            ("grant_type", "PASSWORD"),
+            ("username", user),
+            ("password", password),
+        ])
         .send()
         .expect(200);
     let cookies = response.cookies();
@@ -194,13 +205,22 @@ fn a_tenant_admin_sees_only_its_tenant_and_pages_are_locked_down() {
         .to_owned();
 
     // Pages carry a strict policy and no inline script.
-    let page = server.req("GET", "/console/applications").send().expect(200);
+    let page = server
+        .req("GET", "/console/applications")
+        .send()
+        .expect(200);
     let csp = page.header("content-security-policy").unwrap_or_default();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
     assert!(!page.body.contains("<script>"), "no inline script");
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     server.req("GET", "/").send().expect(303);
-    server.req("GET", "/console/applications/1%3Cx").send().expect(404);
+    server
+        .req("GET", "/console/applications/1%3Cx")
+        .send()
+        .expect(404);
 
     // The log stream is the API's: a cookie without the XSRF header is refused.
     let (cookie, xsrf) = cookie_session(&server, &mine.id, "boss", &mine.admin_password);

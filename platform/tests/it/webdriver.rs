@@ -21,7 +21,7 @@ pub struct Browser {
     agent: ureq::Agent,
     /// The Berth server's https base URL.
     pub site: String,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -69,7 +69,7 @@ impl Browser {
             base,
             agent,
             site: site.trim_end_matches('/').to_owned(),
-            _profile: profile,
+            profile: profile,
         };
         let args = [
             "--headless=new".to_owned(),
@@ -79,7 +79,7 @@ impl Browser {
             "--ignore-certificate-errors".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", browser._profile.path().display()),
+            format!("--user-data-dir={}", browser.profile.path().display()),
         ];
         let session = browser.call(
             "POST",
@@ -126,7 +126,11 @@ impl Browser {
     }
 
     pub fn goto(&self, path: &str) {
-        self.call("POST", "/url", json!({"url": format!("{}{path}", self.site)}));
+        self.call(
+            "POST",
+            "/url",
+            json!({"url": format!("{}{path}", self.site)}),
+        );
     }
 
     pub fn url(&self) -> String {
@@ -138,11 +142,8 @@ impl Browser {
 
     /// The first element matching `css` now, if any.
     pub fn find_now(&self, css: &str) -> Option<String> {
-        self.try_call(
-            "/element",
-            json!({"using": "css selector", "value": css}),
-        )
-        .and_then(|v| v[ELEMENT].as_str().map(str::to_owned))
+        self.try_call("/element", json!({"using": "css selector", "value": css}))
+            .and_then(|v| v[ELEMENT].as_str().map(str::to_owned))
     }
 
     /// Waits for an element matching `css`.
@@ -158,7 +159,11 @@ impl Browser {
     /// Types `text` into the field `css` (after clearing it; file inputs take a path).
     pub fn fill(&self, css: &str, text: &str) {
         let element = self.find(css);
-        if self.script("return arguments[0].type !== 'file'", json!([{ELEMENT: element}])) == json!(true) {
+        if self.script(
+            "return arguments[0].type !== 'file'",
+            json!([{ELEMENT: element}]),
+        ) == json!(true)
+        {
             self.call("POST", &format!("/element/{element}/clear"), json!({}));
         }
         self.call(
@@ -179,7 +184,11 @@ impl Browser {
 
     /// Runs `body` (a function body) in the page with `args`; its return value.
     pub fn script(&self, body: &str, args: Value) -> Value {
-        self.call("POST", "/execute/sync", json!({"script": body, "args": args}))
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": body, "args": args}),
+        )
     }
 
     /// Polls `check` until it gives Some; panics with `what` and a screenshot after DEADLINE.
@@ -190,8 +199,14 @@ impl Browser {
                 return v;
             }
             if Instant::now() > end {
-                let shot = self.screenshot(&format!("failed-{}", what.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
-                panic!("timed out waiting for {what} (screenshot {})", shot.display());
+                let shot = self.screenshot(&format!(
+                    "failed-{}",
+                    what.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                ));
+                panic!(
+                    "timed out waiting for {what} (screenshot {})",
+                    shot.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -208,7 +223,11 @@ impl Browser {
     }
 
     fn try_get(&self, path: &str) -> Option<Value> {
-        let mut response = self.agent.get(&format!("{}{path}", self.base)).call().ok()?;
+        let mut response = self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .call()
+            .ok()?;
         let value: Value = response.body_mut().read_json().ok()?;
         (response.status().as_u16() < 300).then(|| value["value"].clone())
     }
@@ -226,7 +245,11 @@ impl Browser {
     }
 
     pub fn resize(&self, width: u32, height: u32) {
-        self.call("POST", "/window/rect", json!({"width": width, "height": height}));
+        self.call(
+            "POST",
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        );
     }
 
     /// Signs in through the console's login page and waits for the applications list.

@@ -134,9 +134,13 @@ Berth.upload = (appId, file, progress) => new Promise((resolve, reject) => {
 Berth.pages.application = async () => {
   const id = document.getElementById('app').dataset.id;
   const refresh = () => Berth.api('GET', '/application/applications/' + id).then(Berth.renderApp);
-  await Berth.guard(refresh);
+  if (!await Berth.guard(() => refresh().then(() => true))) {
+    // Not visible to this user (or gone): only the message stays.
+    document.getElementById('app').hidden = true;
+    return;
+  }
   // Status, instances and charts follow the supervisor's view every 2 s.
-  setInterval(() => refresh().catch((e) => Berth.flash(e.message)), 2000);
+  setInterval(() => refresh().then(() => Berth.flash('')).catch((e) => Berth.flash(e.message)), 2000);
 
   const result = document.getElementById('upload-result');
   const diagnostics = document.getElementById('diagnostics');
