@@ -69,7 +69,7 @@ impl Browser {
             base,
             agent,
             site: site.trim_end_matches('/').to_owned(),
-            profile: profile,
+            profile,
         };
         let args = [
             "--headless=new".to_owned(),
