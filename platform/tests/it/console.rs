@@ -86,7 +86,10 @@ fn the_console_deploys_follows_logs_shows_oom_kills_and_options() {
     );
     browser.screenshot("refused-package");
 
-    // The hello package, then a subscription of the owner's tenant: the deployment gets ready.
+    // The hello package (from a fresh page), then a subscription of the owner's tenant: the
+    // deployment gets ready.
+    browser.goto(&format!("/console/applications/{app}"));
+    browser.wait_text("#title", &name);
     browser.fill("#upload-file", &good);
     browser.click("#upload button[type=submit]");
     browser.wait_text("#upload-result", "Uploaded hello.zip");

@@ -157,8 +157,14 @@ Berth.pages.application = async () => {
       result.className = 'ok';
       await refresh();
     } catch (e) {
-      result.textContent = 'The package was refused.';
       result.className = 'error';
+      if (e.status === undefined) {
+        // No answer arrived: the upload may or may not have been applied; the page shows which.
+        result.textContent = e.message + ' before Berth answered; the version below shows whether it was applied.';
+        refresh().catch(() => {});
+        return;
+      }
+      result.textContent = 'The package was refused.';
       diagnostics.textContent = e.message;
       diagnostics.hidden = false;
     }

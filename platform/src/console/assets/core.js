@@ -44,7 +44,14 @@ Berth.api = async (method, path, body) => {
   } catch (e) {
     throw new Error('Berth cannot be reached: ' + e.message);
   }
-  const text = await response.text();
+  let text = '';
+  try {
+    text = await response.text();
+  } catch (e) {
+    // The status line arrived but the body broke off: a success stays one (its effect happened).
+    if (response.ok) return null;
+    throw Berth.failure(response.status, '');
+  }
   if (response.status === 401 && document.body.dataset.page !== 'login') {
     Berth.toLogin();
     throw Berth.failure(401, text);
