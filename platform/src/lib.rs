@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod client_noise;
 pub mod config;
+pub mod console;
 pub mod fault;
 pub mod intents;
 pub mod limits;
@@ -407,6 +408,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             })
             .wrap_fn(edge_hygiene)
             .configure(public_proxy.configure())
+            .configure(console::routes)
             .configure(api::configure(app_state.clone()))
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)

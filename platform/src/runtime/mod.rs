@@ -123,6 +123,9 @@ pub trait Runtime: Send + Sync + Debug + 'static {
         until: i64,
         tail: Option<u64>,
     ) -> Pending<'a, String>;
+    /// Follows an instance's stdout and stderr (with timestamps) from `tail` lines back, until it
+    /// stops or the stream is dropped (the console's live log view).
+    fn follow_logs(&self, id: &str, tail: u64) -> BoxStream<'static, Result<Bytes, RuntimeError>>;
     /// Runs `command` in the instance (exec probe). Ok(true) when it exits 0 within `timeout`.
     fn exec_succeeds<'a>(
         &'a self,

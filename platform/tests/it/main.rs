@@ -4,9 +4,10 @@
 mod applications;
 mod bad_input;
 mod churn;
-mod consistency;
-mod crash_trials;
 mod clients;
+mod consistency;
+mod console;
+mod crash_trials;
 mod credentials;
 mod escalation;
 mod faults;
@@ -32,3 +33,4 @@ mod tenants_many;
 mod tls_reload;
 mod upload;
 mod users;
+mod webdriver;

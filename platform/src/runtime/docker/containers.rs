@@ -391,6 +391,26 @@ impl DockerEngine {
         Ok(text)
     }
 
+    /// Follows a container's stdout and stderr (with timestamps), starting `tail` lines back,
+    /// until the container stops or the stream is dropped (the console's live log view).
+    pub fn follow_logs(
+        &self,
+        id: &str,
+        tail: u64,
+    ) -> impl Stream<Item = Result<bytes::Bytes, RuntimeError>> + use<> {
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .logs(id, Some(options))
+            .map(|chunk| Ok(chunk?.into_bytes()))
+    }
+
     /// Runs `command` in the container (exec probe). Ok(true) when it exits 0 within `timeout`.
     pub(super) async fn exec_succeeds(
         &self,

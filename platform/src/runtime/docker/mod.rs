@@ -164,6 +164,14 @@ impl Runtime for DockerEngine {
         self.usage(id).boxed()
     }
 
+    fn follow_logs(
+        &self,
+        id: &str,
+        tail: u64,
+    ) -> BoxStream<'static, Result<bytes::Bytes, RuntimeError>> {
+        self.follow_logs(id, tail).boxed()
+    }
+
     fn events(
         &self,
         labels: &[(&str, &str)],

@@ -492,6 +492,22 @@ impl Runtime for SwarmRuntime {
         futures_util::stream::pending().boxed()
     }
 
+    /// The manager cannot follow a task's log (only its node's engine can): the last `tail`
+    /// lines once, then the stream ends, which the console shows as the end of the log.
+    fn follow_logs(
+        &self,
+        id: &str,
+        tail: u64,
+    ) -> BoxStream<'static, Result<bytes::Bytes, RuntimeError>> {
+        let (this, id) = (self.clone(), id.to_owned());
+        futures_util::stream::once(async move {
+            this.logs(&id, 0, 0, Some(tail))
+                .await
+                .map(bytes::Bytes::from)
+        })
+        .boxed()
+    }
+
     /// A change of any of our services' tasks or of any node, seen by polling the manager.
     fn events(
         &self,

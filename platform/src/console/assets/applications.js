@@ -1,0 +1,192 @@
+'use strict';
+// Applications: the list (status and alarms at a glance, search) and one application's page
+// (deployments with live charts, upload with progress and diagnostics, subscriptions, manifest).
+
+Berth.statusWord = (app) => {
+  if (app.type !== 'MICROSERVICE') return app.type === 'HOSTED' ? 'hosted' : '–';
+  const deps = (app.status && app.status.deployments) || [];
+  if (!app.activeVersionId) return 'no version uploaded';
+  if (!deps.length) return 'not subscribed';
+  const ready = deps.filter((d) => d.available > 0 && !d.unhealthy).length;
+  if (ready === deps.length) return 'ready';
+  if (deps.some((d) => d.reason)) return deps.find((d) => d.reason).reason;
+  return ready + ' of ' + deps.length + ' ready';
+};
+
+Berth.alarms = (app) => ((app.status && app.status.alarms) || []);
+
+Berth.pages.applications = async () => {
+  const table = document.getElementById('apps');
+  const search = document.getElementById('app-search');
+  let apps = [];
+  const render = () => {
+    const term = search.value.trim().toLowerCase();
+    const shown = apps.filter((a) => !term || a.name.toLowerCase().includes(term)
+      || (a.contextPath || '').toLowerCase().includes(term));
+    Berth.fillRows(table, shown.map((a) => {
+      const alarms = Berth.alarms(a);
+      return [
+        Berth.el('a', {href: '/console/applications/' + a.id, text: a.name}),
+        a.type,
+        a.owner && a.owner.tenant ? a.owner.tenant.id : '',
+        Berth.el('span', {class: 'status status-' + Berth.statusWord(a).replace(/\W+/g, '-'), text: Berth.statusWord(a)}),
+        alarms.length ? Berth.el('span', {class: 'badge', text: alarms.length + ' ' + alarms.map((x) => x.severity).join(', ')}) : '–',
+      ];
+    }), term ? 'No application matches.' : 'No applications yet.');
+  };
+  search.addEventListener('input', render);
+  const load = async () => {
+    const page = await Berth.api('GET', '/application/applications?pageSize=100');
+    const list = page.applications || [];
+    // The collection has no status: read each microservice's (one page, in parallel).
+    apps = await Promise.all(list.map((a) => (a.type === 'MICROSERVICE'
+      ? Berth.api('GET', '/application/applications/' + a.id).catch(() => a) : a)));
+    render();
+  };
+  await Berth.guard(load);
+  document.getElementById('new-app').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const name = document.getElementById('new-app-name').value.trim();
+    const created = await Berth.guard(() => Berth.api('POST', '/application/applications',
+      {name, key: name + '-key', type: 'MICROSERVICE'}));
+    if (created) location.assign('/console/applications/' + created.id);
+  });
+};
+
+Berth.history = {};
+
+// One deployment: its counters, autoscaler and a row per instance with charts.
+Berth.deployment = (appId, d) => {
+  const title = d.tenant ? 'Tenant ' + d.tenant : 'Shared deployment';
+  const facts = [
+    'version ' + (d.version || '–'),
+    d.available + ' of ' + d.desired + ' available',
+    'restarts ' + d.restarts,
+    'OOM kills ' + d.oomKills,
+  ];
+  if (d.lastOomKill) facts.push('last OOM kill ' + d.lastOomKill + (d.lastOomPeakBytes ? ' at ' + Berth.bytes(d.lastOomPeakBytes) : ''));
+  if (d.reason) facts.push(d.reason);
+  const rows = (d.instances || []).map((i) => {
+    const h = Berth.history[i.name] || (Berth.history[i.name] = {cpu: [], mem: []});
+    const cpu = i.cpu ? i.cpu.cores : 0;
+    h.cpu.push(cpu); h.mem.push(i.memory.usedBytes || 0);
+    // 15 minutes at one sample per 2 s.
+    if (h.cpu.length > 450) { h.cpu.shift(); h.mem.shift(); }
+    return Berth.el('tr', {},
+      Berth.el('td', {}, Berth.el('a', {href: '/console/applications/' + appId + '/logs/' + encodeURIComponent(i.name), text: i.name, 'aria-label': 'Logs of ' + i.name})),
+      Berth.el('td', {class: i.ready ? 'ok' : 'warn', text: i.state + (i.ready ? ', ready' : ', not ready')}),
+      Berth.el('td', {text: i.ip || '–'}),
+      Berth.el('td', {text: String(i.restarts)}),
+      Berth.el('td', {}, (cpu * 1000).toFixed(0) + ' m', Berth.spark(h.cpu, null, 'CPU of ' + i.name)),
+      Berth.el('td', {}, Berth.bytes(i.memory.usedBytes) + ' / ' + Berth.bytes(i.memory.limitBytes), Berth.spark(h.mem, i.memory.limitBytes, 'Memory of ' + i.name)),
+      Berth.el('td', {text: i.lastFailure || ''}));
+  });
+  const scaler = d.autoscaler ? Berth.el('p', {class: 'hint'},
+    'Autoscaler: ' + d.autoscaler.replicas + ' replicas (' + d.autoscaler.minReplicas + '–' + d.autoscaler.maxReplicas + ', target ' + d.autoscaler.target + ')',
+    d.autoscaler.lastDecision ? ' · last decision: ' + (typeof d.autoscaler.lastDecision === 'string' ? d.autoscaler.lastDecision : JSON.stringify(d.autoscaler.lastDecision)) : '') : null;
+  return Berth.el('article', {class: 'deployment', 'data-tenant': d.tenant || ''},
+    Berth.el('h3', {text: title}),
+    Berth.el('p', {class: 'facts', text: facts.join(' · ')}),
+    scaler,
+    Berth.el('div', {class: 'scroll'}, Berth.el('table', {},
+      Berth.el('caption', {class: 'sr', text: 'Instances of ' + title}),
+      Berth.el('thead', {}, Berth.el('tr', {}, ['Instance (logs)', 'State', 'Address', 'Restarts', 'CPU', 'Memory', 'Last failure'].map((c) => Berth.el('th', {scope: 'col', text: c})))),
+      Berth.el('tbody', {}, rows.length ? rows : Berth.el('tr', {}, Berth.el('td', {colspan: 7, class: 'empty', text: 'No instances yet.'}))))));
+};
+
+Berth.renderApp = (app) => {
+  document.getElementById('title').textContent = app.name;
+  document.title = app.name + ' · Berth';
+  const alarms = Berth.alarms(app);
+  const summary = document.getElementById('app-summary');
+  summary.replaceChildren(
+    Berth.el('span', {class: 'status', text: Berth.statusWord(app)}),
+    ' · ' + app.type + ' · owner ' + (app.owner && app.owner.tenant ? app.owner.tenant.id : '') +
+    (app.contextPath ? ' · /service/' + app.contextPath : ''),
+    alarms.length ? Berth.el('ul', {class: 'alarms'}, alarms.map((a) => Berth.el('li', {class: 'alarm', text: a.severity + ': ' + a.text}))) : '');
+  const deps = (app.status && app.status.deployments) || [];
+  document.getElementById('deployments').replaceChildren(...(deps.length
+    ? deps.map((d) => Berth.deployment(app.id, d))
+    : [Berth.el('p', {class: 'empty', text: 'No deployment: upload a version and subscribe a tenant.'})]));
+  const versions = new Set(deps.map((d) => d.version).filter(Boolean));
+  const active = app.manifest && app.manifest.version;
+  if (active) versions.add(active);
+  document.getElementById('versions').replaceChildren(...[...versions].map((v) =>
+    Berth.el('li', {}, v, v === active ? Berth.el('strong', {text: ' (active)'}) : ' (still deployed)')));
+  document.getElementById('manifest').textContent = app.manifest ? JSON.stringify(app.manifest, null, 2) : 'No version uploaded yet.';
+};
+
+Berth.upload = (appId, file, progress) => new Promise((resolve, reject) => {
+  const xhr = new XMLHttpRequest();
+  xhr.open('POST', '/application/applications/' + appId + '/binaries');
+  for (const [k, v] of Object.entries(Berth.headers())) xhr.setRequestHeader(k, v);
+  xhr.upload.addEventListener('progress', (e) => {
+    if (e.lengthComputable) progress.value = Math.round((e.loaded / e.total) * 100);
+  });
+  xhr.addEventListener('load', () => (xhr.status < 300 ? resolve(xhr.responseText)
+    : reject(Berth.failure(xhr.status, xhr.responseText))));
+  xhr.addEventListener('error', () => reject(new Error('The upload was interrupted')));
+  const form = new FormData();
+  form.append('file', file);
+  xhr.send(form);
+});
+
+Berth.pages.application = async () => {
+  const id = document.getElementById('app').dataset.id;
+  const refresh = () => Berth.api('GET', '/application/applications/' + id).then(Berth.renderApp);
+  if (!await Berth.guard(() => refresh().then(() => true))) {
+    // Not visible to this user (or gone): only the message stays.
+    document.getElementById('app').hidden = true;
+    return;
+  }
+  // Status, instances and charts follow the supervisor's view every 2 s.
+  setInterval(() => refresh().then(() => Berth.flash('')).catch((e) => Berth.flash(e.message)), 2000);
+
+  const result = document.getElementById('upload-result');
+  const diagnostics = document.getElementById('diagnostics');
+  const progress = document.getElementById('upload-progress');
+  document.getElementById('upload').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const file = document.getElementById('upload-file').files[0];
+    if (!file) { result.textContent = 'Choose a package first.'; return; }
+    progress.hidden = false; progress.value = 0;
+    diagnostics.hidden = true; result.className = ''; result.textContent = 'Uploading ' + file.name + '…';
+    try {
+      await Berth.upload(id, file, progress);
+      result.textContent = 'Uploaded ' + file.name + '.';
+      result.className = 'ok';
+      await refresh();
+    } catch (e) {
+      result.className = 'error';
+      if (e.status === undefined) {
+        // No answer arrived: the upload may or may not have been applied; the page shows which.
+        result.textContent = e.message + ' before Berth answered; the version below shows whether it was applied.';
+        refresh().catch(() => {});
+        return;
+      }
+      result.textContent = 'The package was refused.';
+      diagnostics.textContent = e.message;
+      diagnostics.hidden = false;
+    }
+  });
+
+  const subResult = document.getElementById('sub-result');
+  const tenantOf = () => document.getElementById('sub-tenant').value.trim();
+  document.getElementById('subscribe').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const tenant = tenantOf();
+    const done = await Berth.guard(() => Berth.api('POST', '/tenant/tenants/' + encodeURIComponent(tenant) + '/applications',
+      {application: {id: String(id)}}).then(() => true), subResult);
+    if (done) { subResult.textContent = 'Subscribed ' + tenant + '.'; subResult.className = 'ok'; refresh(); }
+  });
+  document.getElementById('unsubscribe').addEventListener('click', async () => {
+    const tenant = tenantOf();
+    const done = await Berth.guard(() => Berth.api('DELETE', '/tenant/tenants/' + encodeURIComponent(tenant) + '/applications/' + id).then(() => true), subResult);
+    if (done) { subResult.textContent = 'Unsubscribed ' + tenant + '.'; subResult.className = 'ok'; refresh(); }
+  });
+  document.getElementById('delete-app').addEventListener('click', async () => {
+    if (!confirm('Delete this application, its versions and deployments?')) return;
+    const done = await Berth.guard(() => Berth.api('DELETE', '/application/applications/' + id).then(() => true));
+    if (done) location.assign('/console/applications');
+  });
+};

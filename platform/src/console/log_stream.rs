@@ -1,0 +1,228 @@
+//! `GET /application/applications/{id}/logs/{instance}/stream?tail=N`: one instance's log as
+//! Server-Sent Events (one `data:` event per line, with Docker's timestamp), following new lines
+//! live. It is an API endpoint like `…/logs/{instance}`, with the same roles and tenant check,
+//! and the same authentication (the console reads it with `fetch`, so the cookie session's
+//! `X-XSRF-TOKEN` header is sent as for every other call).
+//!
+//! What a tenant can make Berth spend is bounded: at most [`PER_TENANT`] open streams per tenant
+//! (429 past it), each for at most [`MAX_DURATION`] (the console reconnects), each starting at
+//! most [`MAX_TAIL`] lines back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+
+use crate::api::error::ApiError;
+use crate::api::{AppState, db};
+use crate::auth::principal::Principal;
+use crate::auth::roles;
+use crate::store::applications;
+
+/// Open log streams allowed per tenant at once.
+pub const PER_TENANT: usize = 8;
+/// A stream ends after this long; the client reconnects (and is counted again).
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// The most lines a stream replays before following.
+pub const MAX_TAIL: u64 = 1000;
+/// A comment line this often keeps idle connections open through proxies and lets Berth notice
+/// a client that went away.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Open streams per tenant.
+#[derive(Debug, Default, Clone)]
+pub struct OpenStreams(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One counted stream; dropping it (stream finished or client gone) gives the slot back.
+#[derive(Debug)]
+struct Slot {
+    open: OpenStreams,
+    tenant: String,
+}
+
+impl OpenStreams {
+    fn acquire(&self, tenant: &str) -> Option<Slot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(tenant.to_owned()).or_default();
+        if *count >= PER_TENANT {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            open: self.clone(),
+            tenant: tenant.to_owned(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.open.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::Data::new(OpenStreams::default())).route(
+        "/application/applications/{id}/logs/{instance}/stream",
+        web::get().to(stream_logs),
+    );
+}
+
+/// Splits Docker's log chunks into complete lines, keeping a partial last line for the next
+/// chunk; each line becomes one SSE event.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// The SSE events for the complete lines `chunk` finishes.
+    pub fn events(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.partial.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+            out.extend_from_slice(event(text.trim_end_matches('\r')).as_bytes());
+        }
+        out
+    }
+}
+
+/// One SSE event carrying `line`; a line cannot contain a newline, so one `data:` field is enough.
+fn event(line: &str) -> String {
+    format!("data: {line}\n\n")
+}
+
+fn parse_tail(query: &HashMap<String, String>) -> Result<u64, ApiError> {
+    match query.get("tail") {
+        None => Ok(100),
+        Some(text) => match text.parse::<u64>() {
+            Ok(n) if n <= MAX_TAIL => Ok(n),
+            _ => Err(ApiError::invalid(
+                "applications",
+                &format!("tail must be a line count from 0 to {MAX_TAIL}, got {text:?}"),
+            )),
+        },
+    }
+}
+
+async fn stream_logs(
+    principal: Principal,
+    state: web::Data<AppState>,
+    open: web::Data<OpenStreams>,
+    path: web::Path<(String, String)>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_any(&[
+        roles::APPLICATION_MANAGEMENT_READ,
+        roles::APPLICATION_MANAGEMENT_ADMIN,
+    ])?;
+    let (id_text, instance) = path.into_inner();
+    let id: i64 = id_text.parse().map_err(|_| {
+        ApiError::not_found(
+            "applications",
+            &format!("There is no application with id {id_text:?}"),
+        )
+    })?;
+    let tail = parse_tail(&query)?;
+    let tenant = principal.tenant.clone();
+    db(&state, "applications", move |c| {
+        applications::get(c, &tenant, id)
+    })
+    .await?;
+    let container = state
+        .supervisor
+        .instance_container(id, &instance)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "applications",
+                &format!("Application {id} has no instance {instance}; see status.deployments[].instances"),
+            )
+        })?;
+    let slot = open.acquire(&principal.tenant).ok_or_else(|| {
+        ApiError::too_many_requests(
+            "applications",
+            &format!("At most {PER_TENANT} log streams may be open per tenant; close one first"),
+            5,
+        )
+    })?;
+    let mut splitter = LineSplitter::default();
+    let lines = state
+        .runtime
+        .follow_logs(&container, tail)
+        .map(move |chunk| match chunk {
+            Ok(bytes) => Bytes::from(splitter.events(&bytes)),
+            Err(e) => Bytes::from(format!("event: failure\n{}", event(&e.to_string()))),
+        })
+        // The end of the log (container stopped) is said explicitly, so the console can tell
+        // it from a dropped connection.
+        .chain(stream::once(async {
+            Bytes::from_static(b"event: end\ndata: \n\n")
+        }));
+    let keepalive = stream::unfold((), |()| async {
+        tokio::time::sleep(KEEPALIVE).await;
+        Some((Bytes::from_static(b": keepalive\n\n"), ()))
+    });
+    let deadline = tokio::time::sleep(MAX_DURATION);
+    // The log's end (a None after its last line) ends the body despite the endless keepalive.
+    let lines = lines.map(Some).chain(stream::once(async { None }));
+    let body = stream::select(lines, keepalive.map(Some))
+        .take_while(|item| std::future::ready(item.is_some()))
+        .filter_map(std::future::ready)
+        .take_until(deadline)
+        .map(move |bytes| {
+            let _held = &slot;
+            Ok::<_, actix_web::Error>(bytes)
+        });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_become_one_event_per_complete_line() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.events(b"2026 a\n2026 b"), b"data: 2026 a\n\n");
+        assert_eq!(s.events(b"c\r\n\n"), b"data: 2026 bc\n\ndata: \n\n");
+        assert!(s.events(b"partial").is_empty());
+    }
+
+    #[test]
+    fn streams_per_tenant_are_bounded_and_given_back() {
+        let open = OpenStreams::default();
+        let held: Vec<Slot> = (0..PER_TENANT)
+            .map(|_| open.acquire("t1").unwrap())
+            .collect();
+        assert!(open.acquire("t1").is_none());
+        assert!(
+            open.acquire("t2").is_some(),
+            "another tenant is not affected"
+        );
+        drop(held);
+        assert!(open.acquire("t1").is_some());
+    }
+
+    #[test]
+    fn tail_is_bounded() {
+        let q = |v: &str| HashMap::from([("tail".to_owned(), v.to_owned())]);
+        assert_eq!(parse_tail(&HashMap::new()).unwrap(), 100);
+        assert_eq!(parse_tail(&q("0")).unwrap(), 0);
+        assert!(parse_tail(&q("1001")).is_err());
+        assert!(parse_tail(&q("x")).is_err());
+    }
+}
