@@ -44,6 +44,14 @@ pub struct Record {
     pub details: Value,
 }
 
+/// The most records a tenant keeps; older ones are dropped as new ones arrive. Clients create
+/// records (`POST /audit/auditRecords`) and every change writes one, so without a bound a
+/// tenant could grow the shared database without limit (about 300 bytes a record: ~15 MB).
+pub const MAX_RECORDS_PER_TENANT: i64 = 50_000;
+/// Pruning runs on every this many appends (a slack of at most this many records over the
+/// bound), so an append does not pay for an index walk each time.
+const PRUNE_EVERY: i64 = 64;
+
 /// Filters of a listing (all optional).
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -66,6 +74,15 @@ pub fn append(conn: &mut Connection, record: &NewRecord) -> Result<i64, StoreErr
 
 /// Appends `record` as happening at `time` (RFC 3339): records clients create carry their own.
 pub fn append_at(conn: &mut Connection, record: &NewRecord, time: &str) -> Result<i64, StoreError> {
+    append_bounded(conn, record, time, MAX_RECORDS_PER_TENANT)
+}
+
+fn append_bounded(
+    conn: &mut Connection,
+    record: &NewRecord,
+    time: &str,
+    keep: i64,
+) -> Result<i64, StoreError> {
     let (app_id, app_name) = record
         .application
         .clone()
@@ -87,7 +104,18 @@ pub fn append_at(conn: &mut Connection, record: &NewRecord, time: &str) -> Resul
             record.details.to_string(),
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    if id % PRUNE_EVERY == 0 {
+        // Everything of this tenant older than its `keep` newest records (index walk on
+        // `audit_records_by_tenant`).
+        conn.execute(
+            "DELETE FROM audit_records WHERE tenant_id = ?1 AND id <= (
+                 SELECT id FROM audit_records WHERE tenant_id = ?1
+                 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            params![record.tenant, keep],
+        )?;
+    }
+    Ok(id)
 }
 
 /// Records of `tenant` matching `filter`, newest first, and the total count.
@@ -195,6 +223,40 @@ fn with_details((mut record, details): (Record, String)) -> Result<Record, Store
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_tenant_keeps_a_bounded_number_of_records_and_others_are_untouched() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        let record = |tenant: &str| NewRecord {
+            tenant: tenant.into(),
+            application: None,
+            record_type: "Option".into(),
+            activity: "Option updated".into(),
+            text: "x".into(),
+            severity: INFORMATION,
+            user: "jane".into(),
+            details: json!({}),
+        };
+        let count = |conn: &mut Connection, tenant: &str| -> i64 {
+            conn.query_row(
+                "SELECT COUNT(*) FROM audit_records WHERE tenant_id = ?1",
+                [tenant],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        append(&mut conn, &record("quiet")).unwrap();
+        let mut newest = 0;
+        for _ in 0..1000 {
+            newest = append_bounded(&mut conn, &record("noisy"), &timestamp(), 100).unwrap();
+        }
+        let kept = count(&mut conn, "noisy");
+        assert!((100..100 + PRUNE_EVERY).contains(&kept), "{kept}");
+        assert_eq!(count(&mut conn, "quiet"), 1);
+        // What goes is the oldest: the newest record is still there.
+        assert_eq!(get(&mut conn, "noisy", newest).unwrap().id, newest);
+    }
 
     #[test]
     fn records_are_listed_newest_first_per_tenant_with_filters() {
