@@ -1,0 +1,103 @@
+//! Parsing of single setting values (addresses, sizes, CPUs) into typed values, with errors that
+//! name the setting.
+
+use std::net::SocketAddr;
+
+use super::ConfigError;
+
+pub(super) fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+pub(super) fn parse_addr(name: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        invalid(
+            name,
+            text,
+            "expected IP:PORT, e.g. 127.0.0.1:8443 (port 0 picks a free port)",
+        )
+    })
+}
+
+/// A size setting from a flag/variable (text) or the file (bytes or text); None when unset.
+pub(super) fn size_setting(
+    name: &'static str,
+    arg: Option<String>,
+    file: Option<toml::Value>,
+) -> Result<Option<u64>, ConfigError> {
+    let text = match (arg, file) {
+        (Some(text), _) | (None, Some(toml::Value::String(text))) => text,
+        (None, Some(toml::Value::Integer(n))) => n.to_string(),
+        (None, Some(other)) => {
+            return Err(invalid(
+                name,
+                &format!("{other:?}"),
+                "must be bytes or a string like \"8GiB\"",
+            ));
+        }
+        (None, None) => return Ok(None),
+    };
+    parse_size_of(name, &text).map(Some)
+}
+
+/// A CPU setting (`2`, `1.5`, `500m`, as in manifests) from a flag/variable or the file.
+pub(super) fn cpu_setting(
+    name: &'static str,
+    arg: Option<String>,
+    file: Option<toml::Value>,
+) -> Result<Option<u64>, ConfigError> {
+    let text = match (arg, file) {
+        (Some(text), _) | (None, Some(toml::Value::String(text))) => text,
+        (None, Some(toml::Value::Integer(n))) => n.to_string(),
+        (None, Some(toml::Value::Float(f))) => f.to_string(),
+        (None, Some(other)) => {
+            return Err(invalid(
+                name,
+                &format!("{other:?}"),
+                "must be CPUs such as 2, 1.5 or \"500m\"",
+            ));
+        }
+        (None, None) => return Ok(None),
+    };
+    match manifests_schema::parse_cpu(text.trim()) {
+        Ok(m) if m > 0 => Ok(Some(m)),
+        _ => Err(invalid(
+            name,
+            &text,
+            "must be a positive number of CPUs such as 2, 1.5 or 500m",
+        )),
+    }
+}
+
+/// Parses `1048576`, `512KiB`, `500MiB`, `2GiB` (also KB/MB/GB as binary units).
+pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
+    parse_size_of("upload_limit", text)
+}
+
+/// [`parse_size`] for the setting `name` (named in the error).
+pub(super) fn parse_size_of(name: &'static str, text: &str) -> Result<u64, ConfigError> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(invalid(name, text, "unknown unit; use B, KiB, MiB or GiB"));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| invalid(name, text, "must be a positive size such as 500MiB"))
+}
