@@ -3,6 +3,7 @@
 
 mod applications;
 mod bad_input;
+mod browser_netns;
 mod churn;
 mod clients;
 mod consistency;

@@ -2,13 +2,14 @@
 //! `chromedriver`: enough for the console tests (navigate, find, type, click, read text, run a
 //! script, screenshot). One chromedriver process per browser, killed on drop.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+
+use crate::browser_netns::BrowserNetns;
 
 /// The W3C key of an element reference in WebDriver answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -19,17 +20,15 @@ pub struct Browser {
     driver: Child,
     base: String,
     agent: ureq::Agent,
-    /// The Berth server's https base URL.
+    /// The Berth server's https base URL, as the browser reaches it (through the relay).
     pub site: String,
     profile: tempfile::TempDir,
+    /// Last: dropped after chromedriver is gone.
+    _netns: BrowserNetns,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+/// chromedriver's port inside the browser's own namespace (nothing else listens there).
+const DRIVER_PORT: u16 = 9515;
 
 /// Where the flows' screenshots go: `target/console-screenshots/`.
 pub fn screenshot_dir() -> PathBuf {
@@ -45,9 +44,16 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session at `width`×`height`, trusting the
     /// test server's self-signed certificate.
     pub fn start(site: &str, width: u32, height: u32) -> Browser {
-        let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
+        let netns = BrowserNetns::create();
+        let target = site
+            .trim_end_matches('/')
+            .strip_prefix("https://")
+            .expect("an https site");
+        let site = format!("https://{}", netns.relay(target));
+        let driver = netns
+            .command("chromedriver")
+            .arg(format!("--port={DRIVER_PORT}"))
+            .arg(format!("--allowed-ips={}", netns.host_ip))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -57,7 +63,7 @@ impl Browser {
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .into();
-        let base = format!("http://127.0.0.1:{port}");
+        let base = format!("http://{}:{DRIVER_PORT}", netns.ns_ip);
         let end = Instant::now() + Duration::from_secs(30);
         while agent.get(&format!("{base}/status")).call().is_err() {
             assert!(Instant::now() < end, "chromedriver did not start");
@@ -68,8 +74,9 @@ impl Browser {
             driver,
             base,
             agent,
-            site: site.trim_end_matches('/').to_owned(),
+            site,
             profile,
+            _netns: netns,
         };
         let args = [
             "--headless=new".to_owned(),
@@ -78,7 +85,8 @@ impl Browser {
             // The test server's certificate is self-signed (acceptInsecureCerts covers navigation only).
             "--ignore-certificate-errors".to_owned(),
             // Over HTTP/2, Chromium intermittently lost Berth's answer to a POST the server had
-            // logged as answered (201): HTTP/1.1 until that is understood (see ARCHITECTURE.md).
+            // logged as answered (201), also in its own network namespace (so not a network
+            // change): HTTP/1.1 until that is understood (see ARCHITECTURE.md).
             "--disable-http2".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             format!("--window-size={width},{height}"),
