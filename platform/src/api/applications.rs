@@ -265,6 +265,30 @@ async fn get(
     Ok(media::ok("application", &body))
 }
 
+/// The container behind `instance` of the caller's application `id` (404 for another tenant's
+/// application or an instance it does not have); shared by the log text and the log stream.
+pub(crate) async fn instance_container(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+    instance: &str,
+) -> Result<String, ApiError> {
+    let tenant = principal.tenant.clone();
+    db(state, "applications", move |c| {
+        applications::get(c, &tenant, id)
+    })
+    .await?;
+    state
+        .supervisor
+        .instance_container(id, instance)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "applications",
+                &format!("Application {id} has no instance {instance}; see status.deployments[].instances"),
+            )
+        })
+}
+
 /// `GET …/applications/{id}/logs/{instance}?since=&until=&tail=`: one instance's stdout and
 /// stderr as text, with timestamps. `since`/`until` are RFC 3339 or Unix seconds.
 async fn logs(
@@ -279,20 +303,7 @@ async fn logs(
     ])?;
     let (id_text, instance) = path.into_inner();
     let id = app_id(&id_text)?;
-    let tenant = principal.tenant.clone();
-    db(&state, "applications", move |c| {
-        applications::get(c, &tenant, id)
-    })
-    .await?;
-    let container = state
-        .supervisor
-        .instance_container(id, &instance)
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "applications",
-                &format!("Application {id} has no instance {instance}; see status.deployments[].instances"),
-            )
-        })?;
+    let container = instance_container(&state, &principal, id, &instance).await?;
     let time = |name: &str| -> Result<i64, ApiError> {
         let Some(text) = query.get(name) else {
             return Ok(0);

@@ -16,11 +16,10 @@ use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
+use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::api::{AppState, db};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
-use crate::store::applications;
 
 /// Open log streams allowed per tenant at once.
 pub const PER_TENANT: usize = 8;
@@ -135,20 +134,8 @@ async fn stream_logs(
         )
     })?;
     let tail = parse_tail(&query)?;
-    let tenant = principal.tenant.clone();
-    db(&state, "applications", move |c| {
-        applications::get(c, &tenant, id)
-    })
-    .await?;
-    let container = state
-        .supervisor
-        .instance_container(id, &instance)
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "applications",
-                &format!("Application {id} has no instance {instance}; see status.deployments[].instances"),
-            )
-        })?;
+    let container =
+        crate::api::applications::instance_container(&state, &principal, id, &instance).await?;
     let slot = open.acquire(&principal.tenant).ok_or_else(|| {
         ApiError::too_many_requests(
             "applications",
