@@ -46,6 +46,21 @@ impl BrowserNetns {
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         let _ = Command::new("ip").args(["link", "del", &host_if]).output();
         ip(&["netns", "add", &name]);
+        // No IPv6: a link-local address would be assigned (and leave its tentative state) after
+        // the browser started, an address change Chromium answers with ERR_NETWORK_CHANGED.
+        let out = Command::new("ip")
+            .args(["netns", "exec", &name, "sysctl", "-qw"])
+            .args([
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ])
+            .output()
+            .expect("sysctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let netns = BrowserNetns {
             name: name.clone(),
             host_ip: host_ip.clone(),
