@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Crash trials, the long series: runs the `crash_trials` integration test (platform/tests/it/crash_trials.rs)
 # with TRIALS trials (default 200; CI runs one per operation). Each kills Berth (SIGKILL) or drops the client at
-# a random point of an upload, subscribe, unsubscribe, upgrade, rollback, application or tenant deletion, and
-# checks that the API, the database, the data dir and Docker agree afterwards. Prints the seed (replay with
+# a random point of an upload, subscribe, unsubscribe, upgrade, rollback, application or tenant deletion, or an
+# autoscaler's scale-up under CPU load, and checks that the API, the database, the data dir and Docker agree afterwards. Prints the seed (replay with
 # BERTH_CRASH_SEED=<seed> BERTH_CRASH_ONLY=<trial>) and per-operation figures; the log goes to
 # bench/work/crash_trials.log. Needs root and iptables, as the integration tests do.
 # Usage: bench/crash_trials.sh; TRIALS=50 bench/crash_trials.sh; BERTH_CRASH_SEED=123 bench/crash_trials.sh;

@@ -40,6 +40,10 @@ pub const DEFAULT_TENANT_STORAGE_QUOTA: u64 = 10 * 1024 * 1024 * 1024;
 pub const DEFAULT_INTERNAL_API: &str = "0.0.0.0:8111";
 /// Default seconds between periodic reconcile passes.
 pub const DEFAULT_RECONCILE_INTERVAL: u64 = 5;
+/// Deployments a reconcile pass converges at once: enough to overlap the engine's round trips,
+/// few enough that a pass making hundreds of containers does not crowd out the engine's other
+/// clients.
+pub const DEFAULT_DEPLOY_CONCURRENCY: usize = 8;
 /// Default seconds a new version gets to become ready before it is rolled back.
 pub const DEFAULT_ROLLOUT_TIMEOUT: u64 = 300;
 /// Default seconds an upstream container may take to start answering a proxied request.
@@ -106,6 +110,8 @@ pub struct Config {
     pub access_log: crate::proxy::trace::AccessLog,
     pub internal_api: SocketAddr,
     pub reconcile_interval: Duration,
+    /// Deployments a pass converges at once.
+    pub deploy_concurrency: usize,
     pub rollout_timeout: Duration,
     pub pids_limit: i64,
     /// Autoscaler: decision period, target CPU fraction, scale-down window, maximum replicas.
@@ -299,6 +305,17 @@ impl Config {
                 .or(file.reconcile_interval)
                 .unwrap_or(DEFAULT_RECONCILE_INTERVAL),
         )?;
+        let deploy_concurrency = args
+            .deploy_concurrency
+            .or(file.deploy_concurrency)
+            .unwrap_or(DEFAULT_DEPLOY_CONCURRENCY);
+        if !(1..=64).contains(&deploy_concurrency) {
+            return Err(invalid(
+                "deploy_concurrency",
+                &deploy_concurrency.to_string(),
+                "must be 1 to 64",
+            ));
+        }
         let rollout_timeout = positive(
             "rollout_timeout",
             args.rollout_timeout
@@ -512,6 +529,7 @@ impl Config {
             proxy_eject_period,
             internal_api,
             reconcile_interval,
+            deploy_concurrency,
             rollout_timeout,
             pids_limit,
             autoscale_period,

@@ -23,6 +23,10 @@ pub const UNSUBSCRIBE_COMMITTED: &str = "unsubscribe-committed";
 /// outside it removed yet.
 pub const TENANT_DELETE_COMMITTED: &str = "tenant-delete-committed";
 
+/// Scaling: an autoscaler changed a replica count and its window is saved, no replica made or
+/// drained for it yet.
+pub const SCALE_DECIDED: &str = "scale-decided";
+
 /// Arms every point whose `<point>.armed` file exists.
 const ANY: &str = "*";
 

@@ -347,6 +347,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             },
             answer_timeout: config.proxy_connect_timeout,
             network_pool: config.network_pool,
+            deploy_concurrency: config.deploy_concurrency,
             platform: supervisor::spec::Platform {
                 base_url: format!("http://{}:{}", runtime::PLATFORM_HOST, internal_addr.port()),
                 default_timezone: config.default_timezone.clone(),

@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// at once) [default: 5].
     #[arg(long, env = "BERTH_RECONCILE_INTERVAL", value_name = "SECONDS")]
     pub reconcile_interval: Option<u64>,
+    /// Deployments a reconcile pass creates or converges at once (each deployment's own steps
+    /// stay in order), 1 to 64 [default: 8].
+    #[arg(long, env = "BERTH_DEPLOY_CONCURRENCY", value_name = "N")]
+    pub deploy_concurrency: Option<usize>,
     /// Seconds a new application version gets to become ready before it is rolled back
     /// [default: 300].
     #[arg(long, env = "BERTH_ROLLOUT_TIMEOUT", value_name = "SECONDS")]

@@ -30,6 +30,7 @@ pub(super) struct FileConfig {
     pub(super) access_log: Option<String>,
     pub(super) internal_api: Option<String>,
     pub(super) reconcile_interval: Option<u64>,
+    pub(super) deploy_concurrency: Option<usize>,
     pub(super) rollout_timeout: Option<u64>,
     pub(super) pids_limit: Option<i64>,
     pub(super) autoscale_period: Option<u64>,

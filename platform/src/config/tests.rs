@@ -76,6 +76,8 @@ fn bad_settings_are_named() {
         ("tls_cert = \"/nonexistent.pem\"", "tls_key"),
         ("reconcile_interval = 0", "reconcile_interval"),
         ("pids_limit = 3", "pids_limit"),
+        ("deploy_concurrency = 0", "deploy_concurrency"),
+        ("deploy_concurrency = 65", "deploy_concurrency"),
         ("access_log = \"sample:0\"", "access_log"),
         ("access_log = \"some\"", "access_log"),
         ("proxy_timeout = 0", "proxy_timeout"),

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::plan::{self, Action, Observed, Tend};
 use super::spec::Deployment;
-use super::state::{DeploymentEntry, Instance};
+use super::state::{Instance, Part};
 use super::{LABEL_REPLICA, LABEL_REVISION, Supervisor, ZERO_TIME, docker_safe, journal, probes};
 use super::{running_for, usage};
 use crate::routing::Upstream;
@@ -28,8 +28,8 @@ pub(super) struct Converged {
 }
 
 impl Supervisor {
-    fn observed(&self, c: &InstanceInfo) -> Observed {
-        let instance = self.state.instances.get(&c.id);
+    fn observed(part: &Part, c: &InstanceInfo) -> Observed {
+        let instance = part.instances.get(&c.id);
         Observed {
             id: c.id.clone(),
             replica: c.labels.get(LABEL_REPLICA).and_then(|r| r.parse().ok()),
@@ -39,14 +39,12 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn is_ready(&self, id: &str) -> bool {
-        self.state.instances.get(id).is_some_and(Instance::ready)
-    }
-
-    /// Converges one deployment (`dep.replicas` already the autoscaler's count) and publishes
-    /// its ready instances to routing.
+    /// Converges one deployment (`dep.replicas` already the autoscaler's count) on its part
+    /// of the state and publishes its ready instances to routing. Touches nothing of another
+    /// deployment, so the pass runs several at once.
     pub(super) async fn converge(
-        &mut self,
+        &self,
+        part: &mut Part,
         dep: &Deployment,
         network: &str,
         mut labels: HashMap<String, String>,
@@ -63,18 +61,13 @@ impl Supervisor {
             .partition(|c| c.labels.get(LABEL_REVISION) == Some(&dep.revision));
         current.sort_by(|a, b| a.name.cmp(&b.name));
         let now = Instant::now();
-        let create_backoff: BTreeMap<u32, Instant> = self
-            .state
-            .deployments
-            .get(&dep.key)
-            .map(|d| {
-                d.create_failures
-                    .iter()
-                    .filter_map(|(slot, f)| Some((*slot, f.next_try?)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let observed: Vec<Observed> = current.iter().map(|c| self.observed(c)).collect();
+        let create_backoff: BTreeMap<u32, Instant> = part
+            .deployment
+            .create_failures
+            .iter()
+            .filter_map(|(slot, f)| Some((*slot, f.next_try?)))
+            .collect();
+        let observed: Vec<Observed> = current.iter().map(|c| Self::observed(part, c)).collect();
         let actions = plan::replicas(
             dep.replicas,
             &observed,
@@ -90,33 +83,33 @@ impl Supervisor {
                 Action::Remove { id, why } => {
                     if let Some(c) = by_id.remove(&id) {
                         tracing::debug!(container = %c.name, ?why, "removing");
-                        self.remove(&c).await;
+                        self.remove(part, &c).await;
                     }
                 }
                 Action::Drain { id, until } => {
                     if let Some(c) = by_id.get(&id) {
                         tracing::info!(container = %c.name, "scaled down: draining");
-                        self.state
-                            .instances
+                        part.instances
                             .entry(id)
                             .or_insert_with(|| Instance::new(dep.key.application_id, &c.name))
                             .draining = Some(until);
                     }
                 }
                 Action::Undrain { id } => {
-                    if let Some(i) = self.state.instances.get_mut(&id) {
+                    if let Some(i) = part.instances.get_mut(&id) {
                         i.draining = None;
                     }
                 }
                 Action::Tend { replica, id } => {
                     let Some(c) = by_id.remove(&id) else { continue };
-                    match self.keep_running(dep, c).await {
+                    match self.keep_running(part, dep, c).await {
                         Some(updated) => {
                             kept.insert(replica, updated);
                         }
                         // Vanished (removed by hand): replace it now, not a pass later.
                         None => {
-                            if let Some(created) = self.create(dep, network, &labels, replica).await
+                            if let Some(created) =
+                                self.create(part, dep, network, &labels, replica).await
                             {
                                 kept.insert(replica, created);
                             }
@@ -124,7 +117,7 @@ impl Supervisor {
                     }
                 }
                 Action::Create { replica } => {
-                    if let Some(created) = self.create(dep, network, &labels, replica).await {
+                    if let Some(created) = self.create(part, dep, network, &labels, replica).await {
                         kept.insert(replica, created);
                     }
                 }
@@ -133,10 +126,10 @@ impl Supervisor {
         }
         let ready_current = kept
             .values()
-            .filter(|c| c.running && self.is_ready(&c.id))
+            .filter(|c| c.running && part.is_ready(&c.id))
             .count();
         let all_ready = ready_current == dep.replicas as usize;
-        let old_observed: Vec<Observed> = old.iter().map(|c| self.observed(c)).collect();
+        let old_observed: Vec<Observed> = old.iter().map(|c| Self::observed(part, c)).collect();
         let mut old_by_id: HashMap<String, InstanceInfo> =
             old.into_iter().map(|c| (c.id.clone(), c)).collect();
         let mut old_kept = Vec::new();
@@ -145,12 +138,12 @@ impl Supervisor {
                 Action::Remove { id, .. } => {
                     // Traffic has moved to the new revision (or the old one is dead anyway).
                     if let Some(c) = old_by_id.remove(&id) {
-                        self.remove(&c).await;
+                        self.remove(part, &c).await;
                     }
                 }
                 Action::Retain { id } => {
                     if let Some(c) = old_by_id.remove(&id) {
-                        self.observe_old(dep, &c);
+                        self.observe_old(part, dep, &c);
                         old_kept.push(c);
                     }
                 }
@@ -162,7 +155,7 @@ impl Supervisor {
         let upstreams: Vec<Upstream> = kept
             .values()
             .chain(old_kept.iter())
-            .filter(|c| c.running && self.is_ready(&c.id))
+            .filter(|c| c.running && part.is_ready(&c.id))
             .filter_map(|c| {
                 c.ip.map(|ip| Upstream {
                     instance: c.name.clone(),
@@ -179,14 +172,14 @@ impl Supervisor {
     }
 
     /// Removes an instance and forgets it.
-    pub(super) async fn remove(&mut self, c: &InstanceInfo) {
-        self.state.instances.remove(&c.id);
+    pub(super) async fn remove(&self, part: &mut Part, c: &InstanceInfo) {
+        part.instances.remove(&c.id);
         if let Err(e) = self.runtime.remove_instance(&c.id).await {
             tracing::warn!(container = %c.name, error = %e, "cannot remove container");
         }
     }
 
-    fn watch_run(&mut self, dep: Option<&Deployment>, c: &InstanceInfo) {
+    fn watch_run(&self, part: &mut Part, dep: Option<&Deployment>, c: &InstanceInfo) {
         let Some(ip) = c.ip else { return };
         let runtime = Arc::clone(&self.runtime);
         let passive = probes::Passive {
@@ -195,7 +188,7 @@ impl Supervisor {
             answer_timeout: self.settings.answer_timeout,
         };
         let wake = Arc::clone(&self.handle.wake);
-        let Some(instance) = self.state.instances.get_mut(&c.id) else {
+        let Some(instance) = part.instances.get_mut(&c.id) else {
             return;
         };
         instance.stop_probes();
@@ -226,24 +219,27 @@ impl Supervisor {
 
     /// Old-revision instances keep serving during a rollout: their probe task (started while
     /// they were current) keeps running; adopted ones get a probe-less watcher.
-    fn observe_old(&mut self, dep: &Deployment, c: &InstanceInfo) {
-        let instance = self
-            .state
+    fn observe_old(&self, part: &mut Part, dep: &Deployment, c: &InstanceInfo) {
+        let instance = part
             .instances
             .entry(c.id.clone())
             .or_insert_with(|| Instance::new(dep.key.application_id, &c.name));
         if instance.probed_run != c.started_at && c.ip.is_some() {
-            self.watch_run(None, c);
+            self.watch_run(part, None, c);
         }
     }
 
     /// Keeps an instance of the current revision running as [`plan::tend`] says: counts
     /// exits, restarts with back-off, kills it when liveness failed, keeps its probe task on
     /// the current run. Returns the instance's fresh state (None if it vanished).
-    async fn keep_running(&mut self, dep: &Deployment, c: InstanceInfo) -> Option<InstanceInfo> {
+    async fn keep_running(
+        &self,
+        part: &mut Part,
+        dep: &Deployment,
+        c: InstanceInfo,
+    ) -> Option<InstanceInfo> {
         let now = Instant::now();
-        let instance = self
-            .state
+        let instance = part
             .instances
             .entry(c.id.clone())
             .or_insert_with(|| Instance::new(dep.key.application_id, &c.name));
@@ -273,7 +269,7 @@ impl Supervisor {
             match plan::tend(run, now) {
                 Tend::Kill => {
                     tracing::info!(container = %c.name, "liveness failed: killing for restart");
-                    let instance = self.state.instances.get_mut(&c.id)?;
+                    let instance = part.instances.get_mut(&c.id)?;
                     instance.last_failure = probes.last_failure.clone();
                     instance.stop_probes();
                     if let Err(e) = self.runtime.kill_instance(&c.id).await {
@@ -284,31 +280,31 @@ impl Supervisor {
                     return self.runtime.instance(&c.id).await.ok().flatten();
                 }
                 Tend::Watch => {
-                    let instance = self.state.instances.get_mut(&c.id)?;
+                    let instance = part.instances.get_mut(&c.id)?;
                     let since = *instance.running_since.get_or_insert(now);
                     if now.duration_since(since) >= super::backoff::STABLE_AFTER {
                         instance.consecutive_failures = 0;
                     }
                     if instance.probed_run != c.started_at {
-                        self.watch_run(Some(dep), &c);
+                        self.watch_run(part, Some(dep), &c);
                     }
                     return Some(c);
                 }
                 Tend::CountExit => {
-                    self.count_exit(dep, &c, now).await;
-                    let instance = self.state.instances.get(&c.id)?;
+                    self.count_exit(part, dep, &c, now).await;
+                    let instance = part.instances.get(&c.id)?;
                     run.exit_counted = true;
                     run.next_start = instance.next_start;
                 }
                 Tend::Wait(_) => return Some(c),
-                Tend::Start => return self.start(dep, c, exited, now).await,
+                Tend::Start => return self.start(part, dep, c, exited, now).await,
             }
         }
     }
 
     /// Counts a new exit: the failure streak, the back-off, the reason, and an audit record.
-    async fn count_exit(&mut self, dep: &Deployment, c: &InstanceInfo, now: Instant) {
-        let Some(instance) = self.state.instances.get_mut(&c.id) else {
+    async fn count_exit(&self, part: &mut Part, dep: &Deployment, c: &InstanceInfo, now: Instant) {
+        let Some(instance) = part.instances.get_mut(&c.id) else {
             return;
         };
         instance.counted_exit = c.finished_at.clone();
@@ -334,36 +330,36 @@ impl Supervisor {
             .unwrap_or_else(|p| p.into_inner())
             .peak_bytes;
         let failure = instance.last_failure.clone().unwrap_or(reason);
-        let wait = super::backoff::delay(failures);
-        self.record_exit(dep, c, failure, peak, failures, wait)
+        self.record_exit(part, dep, c, failure, peak, failures)
             .await;
     }
 
     /// Starts a stopped instance; a start the engine refuses backs off like a crash.
     async fn start(
-        &mut self,
+        &self,
+        part: &mut Part,
         dep: &Deployment,
         c: InstanceInfo,
         exited: bool,
         now: Instant,
     ) -> Option<InstanceInfo> {
-        self.state.instances.get_mut(&c.id)?.next_start = None;
+        part.instances.get_mut(&c.id)?.next_start = None;
         match self.runtime.start_instance(&c.id).await {
             Ok(false) => {
                 // Removed or being removed meanwhile: forget it; the caller replaces it.
                 tracing::info!(container = %c.name, "removed while stopped: replacing it");
-                self.state.instances.remove(&c.id);
+                part.instances.remove(&c.id);
                 return None;
             }
             Ok(true) => {
-                let instance = self.state.instances.get_mut(&c.id)?;
+                let instance = part.instances.get_mut(&c.id)?;
                 if exited {
                     instance.restarts += 1;
                 }
                 tracing::info!(container = %c.name, restarts = instance.restarts, "started");
             }
             Err(e) => {
-                let instance = self.state.instances.get_mut(&c.id)?;
+                let instance = part.instances.get_mut(&c.id)?;
                 instance.consecutive_failures += 1;
                 let wait = super::backoff::delay(instance.consecutive_failures);
                 instance.last_failure = Some(format!("cannot start: {e}"));
@@ -395,7 +391,7 @@ impl Supervisor {
         }
         let fresh = self.runtime.instance(&c.id).await.ok().flatten()?;
         if fresh.running {
-            Box::pin(self.keep_running(dep, fresh)).await
+            Box::pin(self.keep_running(part, dep, fresh)).await
         } else {
             Some(fresh)
         }
@@ -403,19 +399,19 @@ impl Supervisor {
 
     /// Creates and starts replica `replica` of `dep` (respecting creation back-off).
     async fn create(
-        &mut self,
+        &self,
+        part: &mut Part,
         dep: &Deployment,
         network: &str,
         labels: &HashMap<String, String>,
         replica: u32,
     ) -> Option<InstanceInfo> {
         let now = Instant::now();
-        let entry = self
-            .state
-            .deployments
-            .entry(dep.key.clone())
-            .or_insert_with(|| DeploymentEntry::new(now));
-        let next_try = entry.create_failures.get(&replica).and_then(|f| f.next_try);
+        let next_try = part
+            .deployment
+            .create_failures
+            .get(&replica)
+            .and_then(|f| f.next_try);
         if !plan::may_create(next_try, now) {
             return None;
         }
@@ -445,11 +441,7 @@ impl Supervisor {
             pids_limit: self.settings.pids_limit,
         };
         let created = self.runtime.create_instance(&spec).await;
-        let entry = self
-            .state
-            .deployments
-            .entry(dep.key.clone())
-            .or_insert_with(|| DeploymentEntry::new(now));
+        let entry = &mut part.deployment;
         let created = match created {
             Ok(id) => id,
             Err(e) => {
@@ -464,6 +456,6 @@ impl Supervisor {
         entry.create_failures.remove(&replica);
         tracing::info!(container = %name, deployment = %dep.key, version = %dep.version, "created");
         let info = self.runtime.instance(&created).await.ok().flatten()?;
-        self.keep_running(dep, info).await
+        self.keep_running(part, dep, info).await
     }
 }

@@ -1,12 +1,10 @@
 //! The audit record of an instance exit: an OOM kill distinctly (with the limit, the peak
 //! memory seen and the last log lines), any other exit as a restart.
 
-use std::time::{Duration, Instant};
-
 use serde_json::json;
 
 use super::spec::{self, Deployment};
-use super::state::DeploymentEntry;
+use super::state::Part;
 use super::{Supervisor, journal};
 use crate::runtime::InstanceInfo;
 use crate::store::audit;
@@ -15,14 +13,15 @@ impl Supervisor {
     /// Records a container exit (an OOM kill distinctly, with the limit, the peak memory seen
     /// and the last log lines) before it is restarted.
     pub(super) async fn record_exit(
-        &mut self,
+        &self,
+        part: &mut Part,
         dep: &Deployment,
         c: &InstanceInfo,
         reason: String,
         peak_bytes: u64,
         failures: u32,
-        wait: Duration,
     ) {
+        let wait = super::backoff::delay(failures);
         const LOG_LINES: u64 = 20;
         let app = dep.application_name.clone();
         metrics::counter!("berth_container_restarts_total", "application" => app.clone())
@@ -47,12 +46,7 @@ impl Supervisor {
         if c.oom_killed {
             metrics::counter!("berth_container_oom_kills_total", "application" => app.clone())
                 .increment(1);
-            let kills = &mut self
-                .state
-                .deployments
-                .entry(dep.key.clone())
-                .or_insert_with(|| DeploymentEntry::new(Instant::now()))
-                .oom_kills;
+            let kills = &mut part.deployment.oom_kills;
             kills.count += 1;
             kills.last_time = Some(if c.finished_at.is_empty() {
                 crate::store::timestamp()

@@ -31,6 +31,7 @@
 mod act;
 pub mod autoscale;
 pub mod backoff;
+mod deploy;
 pub mod error;
 mod exits;
 mod handle;
@@ -48,12 +49,11 @@ pub mod subnets;
 pub mod usage;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, stream};
 use tokio::task::JoinHandle;
 
 pub use error::SupervisorError;
@@ -61,7 +61,7 @@ pub use handle::Handle;
 use handle::parse_subnet;
 
 use crate::routing::{DeploymentKey, RoutingTable};
-use crate::runtime::{InstanceInfo, LABEL_INSTALLATION, Runtime, firewall, images};
+use crate::runtime::{InstanceInfo, LABEL_INSTALLATION, NetworkInfo, Runtime, images};
 use crate::secrets::{Secrets, bootstrap_context, service_context};
 use crate::store::autoscaler as store_autoscaler;
 use crate::store::{Store, applications, options, subscriptions};
@@ -96,6 +96,8 @@ pub struct Settings {
     pub answer_timeout: Duration,
     /// Where deployment network subnets come from.
     pub network_pool: subnets::Pool,
+    /// Deployments a pass converges at once (and containers it removes at once).
+    pub deploy_concurrency: usize,
 }
 
 /// Settings of the CPU autoscaler and of scale-down draining.
@@ -371,6 +373,45 @@ impl Supervisor {
         })
     }
 
+    /// Removes containers of no desired deployment, then their networks (freeing names,
+    /// addresses and memory, and an unsubscribe's subnet for this very pass); containers
+    /// `deploy_concurrency` at once.
+    async fn collect_garbage(
+        &mut self,
+        garbage: Vec<Action>,
+        mut orphans: HashMap<String, InstanceInfo>,
+    ) {
+        let mut containers = Vec::new();
+        let mut networks = Vec::new();
+        for action in garbage {
+            match action {
+                Action::Remove { id, .. } => {
+                    if let Some(c) = orphans.remove(&id) {
+                        self.state.instances.remove(&c.id);
+                        containers.push(c);
+                    }
+                }
+                Action::RemoveNetwork { name } => networks.push(name),
+                _ => {}
+            }
+        }
+        let runtime = &self.runtime;
+        stream::iter(containers)
+            .for_each_concurrent(self.settings.deploy_concurrency, |c| async move {
+                tracing::info!(container = %c.name, "removing container of no desired deployment");
+                if let Err(e) = runtime.remove_instance(&c.id).await {
+                    tracing::warn!(container = %c.name, error = %e, "cannot remove container");
+                }
+            })
+            .await;
+        for name in networks {
+            tracing::info!(network = %name, "removing network of no desired deployment");
+            if let Err(e) = self.runtime.remove_network(&name).await {
+                tracing::warn!(network = %name, error = %e, "cannot remove network");
+            }
+        }
+    }
+
     /// One reconcile pass: read, forget what is gone, collect garbage, converge each
     /// deployment, finish rollouts, publish.
     async fn pass(&mut self) -> Result<(), SupervisorError> {
@@ -397,13 +438,15 @@ impl Supervisor {
         let wanted_deployments: HashSet<String> = desired.keys().map(ToString::to_string).collect();
         let wanted_networks: HashSet<String> =
             desired.keys().map(|k| self.network_name(k)).collect();
-        let networks = match self.runtime.networks(&ours).await {
-            Ok(networks) => networks.into_iter().map(|n| n.name).collect(),
+        let listed: Option<HashMap<String, NetworkInfo>> = match self.runtime.networks(&ours).await
+        {
+            Ok(networks) => Some(networks.into_iter().map(|n| (n.name.clone(), n)).collect()),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list networks");
-                Vec::new()
+                None
             }
         };
+        let networks: Vec<String> = listed.iter().flat_map(|l| l.keys().cloned()).collect();
         let labelled: Vec<(String, Option<String>)> = containers
             .iter()
             .map(|c| (c.id.clone(), c.labels.get(LABEL_DEPLOYMENT).cloned()))
@@ -421,64 +464,42 @@ impl Supervisor {
                 }
             }
         }
-        for action in garbage {
-            match action {
-                Action::Remove { id, .. } => {
-                    if let Some(c) = orphans.remove(&id) {
-                        tracing::info!(container = %c.name, "removing container of no desired deployment");
-                        self.remove(&c).await;
-                    }
-                }
-                Action::RemoveNetwork { name } => {
-                    tracing::info!(network = %name, "removing network of no desired deployment");
-                    if let Err(e) = self.runtime.remove_network(&name).await {
-                        tracing::warn!(network = %name, error = %e, "cannot remove network");
-                    }
-                }
-                _ => {}
-            }
+        self.collect_garbage(garbage, orphans).await;
+        let now = Instant::now();
+        let (mut units, mut windows, mut rescaled) = (Vec::new(), Vec::new(), false);
+        for (key, dep) in &desired {
+            let current = by_deployment.remove(&key.to_string()).unwrap_or_default();
+            let scaled = self.autoscale(dep, &current);
+            windows.extend(scaled.window);
+            rescaled |= scaled.changed;
+            let part = self
+                .state
+                .take_part(key, current.iter().map(|c| c.id.as_str()), now);
+            units.push(deploy::Unit {
+                dep: scaled.dep,
+                current,
+                part,
+            });
         }
+        self.save_windows(windows).await;
+        if rescaled {
+            crate::fault::point(crate::fault::SCALE_DECIDED).await;
+        }
+        let done = self.deploy_all(units, listed.as_ref()).await;
         let mut subnets = Vec::new();
         let mut app_ready: HashMap<i64, bool> = HashMap::new();
         let mut statuses: HashMap<i64, Vec<status::DeploymentStatus>> = HashMap::new();
-        // Subnets in use on the engine, read once per pass and only if a network is missing.
-        let mut in_use = None;
-        for (key, dep) in &desired {
-            let network = self.network_name(key);
-            let mut labels = self.labels();
-            labels.insert(LABEL_APP.to_owned(), key.application_id.to_string());
-            labels.insert(LABEL_DEPLOYMENT.to_owned(), key.to_string());
-            let bridge = firewall::bridge_name(&self.settings.installation, &network);
-            let net = match self
-                .ensure_network(&network, &bridge, &labels, &mut in_use)
-                .await
-            {
-                Ok(n) => {
-                    self.routing.set_failure(key, None);
-                    n
+        for deploy::Done { dep, part, outcome } in done {
+            let key = dep.key.clone();
+            self.state.put_part(key.clone(), part);
+            let status = match outcome {
+                Ok((converged, fresh)) => {
+                    subnets.extend(fresh);
+                    *app_ready.entry(key.application_id).or_insert(true) &= converged.all_ready;
+                    self.deployment_status(&dep, &converged)
                 }
-                Err(e) => {
-                    let reason = e.to_string();
-                    tracing::warn!(deployment = %key, %reason, "cannot deploy");
-                    // Visible where operators and tenants look: status, alarm, the proxy's 503.
-                    self.routing.set_failure(key, Some(reason.clone()));
-                    statuses
-                        .entry(key.application_id)
-                        .or_default()
-                        .push(network::unplaced_status(dep, &reason));
-                    continue;
-                }
+                Err(reason) => network::unplaced_status(&dep, &reason),
             };
-            let fresh: Vec<(IpAddr, u8)> =
-                net.subnets.iter().filter_map(|s| parse_subnet(s)).collect();
-            // Known to the internal API before any instance of this network starts.
-            self.handle.add_subnets(&fresh);
-            subnets.extend(fresh);
-            let current = by_deployment.remove(&key.to_string()).unwrap_or_default();
-            let scaled = self.autoscale(dep, &current);
-            let converged = self.converge(&scaled, &network, labels, current).await;
-            *app_ready.entry(key.application_id).or_insert(true) &= converged.all_ready;
-            let status = self.deployment_status(&scaled, &converged);
             statuses.entry(key.application_id).or_default().push(status);
         }
         self.handle.set_subnets(subnets);

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use tokio::sync::Mutex;
+
 use super::spec::Deployment;
 use super::status::{DeploymentReason, DeploymentStatus, Placement};
 use super::{Supervisor, docker_safe, subnets};
@@ -45,23 +47,28 @@ impl Supervisor {
         )
     }
 
-    /// The network of a deployment, made on a free subnet of the pool if missing. `in_use`
-    /// caches the engine's subnets for the pass (None: not read yet, or stale after a failure).
+    /// The network of a deployment, made on a free subnet of the pool if missing. `listed` is
+    /// the pass's listing of the installation's networks (None if it failed: then inspect);
+    /// `claims` is shared by the deployments the pass makes at once.
     pub(super) async fn ensure_network(
         &self,
         name: &str,
         bridge: &str,
         labels: &HashMap<String, String>,
-        in_use: &mut Option<Vec<subnets::Block>>,
+        listed: Option<&HashMap<String, NetworkInfo>>,
+        claims: &Mutex<Claims>,
     ) -> Result<NetworkInfo, NetworkError> {
-        let found = self
-            .runtime
-            .network(name)
-            .await
-            .map_err(|source| NetworkError::Inspect {
-                name: name.to_owned(),
-                source,
-            })?;
+        let found = match listed {
+            Some(listed) => listed.get(name).cloned(),
+            None => self
+                .runtime
+                .network(name)
+                .await
+                .map_err(|source| NetworkError::Inspect {
+                    name: name.to_owned(),
+                    source,
+                })?,
+        };
         match found {
             Some(n) if n.bridge.as_deref() == Some(bridge) => return Ok(n),
             Some(n) => {
@@ -83,31 +90,40 @@ impl Supervisor {
         }
         // Another installation on the engine may take the same block between our read and our
         // create (Docker then refuses the overlap): read afresh and try again, a few times.
+        let pool = self.settings.network_pool;
         let mut last_error = None;
         for _ in 0..CREATE_NETWORK_ATTEMPTS {
-            let taken = match in_use {
-                Some(taken) => taken,
-                None => {
+            let block = {
+                let mut claims = claims.lock().await;
+                if claims.engine.is_none() {
                     let listed = self
                         .runtime
                         .subnets_in_use()
                         .await
                         .map_err(NetworkError::ListSubnets)?;
-                    in_use.insert(
+                    claims.engine = Some(
                         listed
                             .iter()
                             .filter_map(|s| subnets::Block::parse(s))
                             .collect(),
-                    )
+                    );
                 }
-            };
-            let pool = self.settings.network_pool;
-            let Some(block) = pool.allocate(taken) else {
-                return Err(NetworkError::PoolFull {
-                    capacity: pool.capacity(),
-                    prefix: pool.subnet_prefix,
-                    pool: pool.pool.to_string(),
-                });
+                let taken: Vec<subnets::Block> = claims
+                    .engine
+                    .iter()
+                    .flatten()
+                    .chain(&claims.claimed)
+                    .copied()
+                    .collect();
+                let Some(block) = pool.allocate(&taken) else {
+                    return Err(NetworkError::PoolFull {
+                        capacity: pool.capacity(),
+                        prefix: pool.subnet_prefix,
+                        pool: pool.pool.to_string(),
+                    });
+                };
+                claims.claimed.push(block);
+                block
             };
             let spec = NetworkSpec {
                 name: name.to_owned(),
@@ -115,9 +131,14 @@ impl Supervisor {
                 labels: labels.clone(),
                 subnet: block.to_string(),
             };
-            match self.runtime.create_network(&spec).await {
+            let created = self.runtime.create_network(&spec).await;
+            let mut claims = claims.lock().await;
+            claims.claimed.retain(|b| *b != block);
+            match created {
                 Ok(n) => {
-                    taken.push(block);
+                    if let Some(engine) = &mut claims.engine {
+                        engine.push(block);
+                    }
                     return Ok(n);
                 }
                 Err(source) => {
@@ -125,12 +146,21 @@ impl Supervisor {
                         block: block.to_string(),
                         source,
                     });
-                    *in_use = None;
+                    claims.engine = None;
                 }
             }
         }
         Err(last_error.expect("at least one attempt"))
     }
+}
+
+/// The engine's subnets as far as this pass knows them (None: not read yet, or stale after a
+/// refused create), and the blocks of networks being made right now: several deployments make
+/// theirs at once, and no two may get the same block.
+#[derive(Debug, Default)]
+pub(super) struct Claims {
+    engine: Option<Vec<subnets::Block>>,
+    claimed: Vec<subnets::Block>,
 }
 
 /// Status of a deployment whose network could not be made: no instance, the reason, and not

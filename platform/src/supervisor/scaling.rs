@@ -16,14 +16,19 @@ use crate::runtime::InstanceInfo;
 use crate::store::audit;
 use crate::store::autoscaler as store_autoscaler;
 
+/// A deployment with its autoscaler's replica count, and the decision's window to save (when
+/// one was made) before anything acts on it.
+pub(super) struct Scaled {
+    pub dep: Deployment,
+    pub window: Option<store_autoscaler::Window>,
+    /// The decision changed the replica count.
+    pub changed: bool,
+}
+
 impl Supervisor {
     /// The deployment with the replica count its autoscaler decides (`scale: AUTO`), deciding
     /// again when the period is up; unchanged for `scale: NONE`.
-    pub(super) fn autoscale(
-        &mut self,
-        dep: &Deployment,
-        containers: &[InstanceInfo],
-    ) -> Deployment {
+    pub(super) fn autoscale(&mut self, dep: &Deployment, containers: &[InstanceInfo]) -> Scaled {
         let now = Instant::now();
         let entry = self
             .state
@@ -32,7 +37,11 @@ impl Supervisor {
             .or_insert_with(|| DeploymentEntry::new(now));
         if !dep.autoscale {
             entry.scaler = None;
-            return dep.clone();
+            return Scaled {
+                dep: dep.clone(),
+                window: None,
+                changed: false,
+            };
         }
         let settings = self.settings.autoscaling;
         let policy = Policy {
@@ -72,6 +81,7 @@ impl Supervisor {
         scaler.replicas = scaler
             .replicas
             .clamp(policy.min_replicas, policy.max_replicas);
+        let (mut window_to_save, mut changed) = (None, false);
         if scaler.next_decision <= now {
             scaler.next_decision = now + settings.period;
             let limit_cores = dep.nano_cpus as f64 / 1e9;
@@ -106,15 +116,7 @@ impl Supervisor {
                 replicas: decision.desired_replicas,
                 recommendations: saved_window(&scaler.history, unix_millis(), now),
             };
-            let store = self.store.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store
-                    .run(move |c| store_autoscaler::save(c, &persisted))
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot save an autoscaler's window");
-                }
-            });
+            window_to_save = Some(persisted);
             let direction = match decision.desired_replicas.cmp(&decision.current_replicas) {
                 std::cmp::Ordering::Greater => "up",
                 std::cmp::Ordering::Less => "down",
@@ -124,6 +126,7 @@ impl Supervisor {
                 "application" => dep.application_name.clone(), "direction" => direction)
             .increment(1);
             if decision.desired_replicas != scaler.replicas {
+                changed = true;
                 let details = json!({
                     "deployment": dep.key.to_string(),
                     "cpu": cpu,
@@ -167,7 +170,33 @@ impl Supervisor {
         }
         let mut scaled = dep.clone();
         scaled.replicas = scaler.replicas;
-        scaled
+        Scaled {
+            dep: scaled,
+            window: window_to_save,
+            changed,
+        }
+    }
+
+    /// Saves the pass's autoscaler windows, before any replica is made or drained for them: a
+    /// restart right after a decision still holds the replicas its window holds up.
+    pub(super) async fn save_windows(&self, windows: Vec<store_autoscaler::Window>) {
+        if windows.is_empty() {
+            return;
+        }
+        let saved = self
+            .store
+            .run(move |c| {
+                let tx = c.transaction()?;
+                for w in &windows {
+                    store_autoscaler::save(&tx, w)?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "cannot save the autoscalers' windows");
+        }
     }
 
     /// Forgets saved windows of deployments no longer wanted, in the store too.

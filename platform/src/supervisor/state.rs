@@ -215,6 +215,21 @@ pub(super) struct State {
     pub saved_windows: HashMap<String, store_autoscaler::Window>,
 }
 
+/// One deployment's share of the state: taken out for the pass's concurrent step (so
+/// deployments converge side by side, each on its own part) and put back after it.
+#[derive(Debug)]
+pub(super) struct Part {
+    /// The deployment's instances by id (only those of its containers the pass found).
+    pub instances: HashMap<String, Instance>,
+    pub deployment: DeploymentEntry,
+}
+
+impl Part {
+    pub fn is_ready(&self, id: &str) -> bool {
+        self.instances.get(id).is_some_and(Instance::ready)
+    }
+}
+
 impl State {
     /// The one place that forgets: applications, deployments and instances that no longer
     /// exist. Returns the deployments whose saved autoscaler window is to be forgotten too.
@@ -243,6 +258,32 @@ impl State {
         self.instances
             .retain(|id, _| instances.contains(id.as_str()));
         gone
+    }
+
+    /// Takes out a deployment's part: its entry and the instances of `ids` (its containers).
+    pub fn take_part<'a>(
+        &mut self,
+        key: &DeploymentKey,
+        ids: impl Iterator<Item = &'a str>,
+        now: Instant,
+    ) -> Part {
+        let instances = ids
+            .filter_map(|id| self.instances.remove_entry(id))
+            .collect();
+        let deployment = self
+            .deployments
+            .remove(key)
+            .unwrap_or_else(|| DeploymentEntry::new(now));
+        Part {
+            instances,
+            deployment,
+        }
+    }
+
+    /// Puts a part back (with the instances its step made, without those it removed).
+    pub fn put_part(&mut self, key: DeploymentKey, part: Part) {
+        self.instances.extend(part.instances);
+        self.deployments.insert(key, part.deployment);
     }
 
     /// Sizes of what is kept, as gauges: they must follow what exists.

@@ -11,14 +11,15 @@
 //! series whose figures are in `docs/faults.md`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::consistency::{Known, check};
+use crate::crash_scale::{load_url, scale_manifest, window_kept};
+use crate::crash_tools::{Client, Request, Rng, env_u64, variant};
 use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Options, Server, Tenant, create_tenant};
 use crate::supervisor::{DockerCleanup, HelloLease, manifest, readiness_on_health};
 use crate::upload::{multipart, zip_of};
@@ -39,9 +40,11 @@ enum Operation {
     Rollback,
     DeleteApplication,
     DeleteTenant,
+    /// The autoscaler scaling a deployment up under CPU load.
+    Scale,
 }
 
-const OPERATIONS: [Operation; 7] = [
+const OPERATIONS: [Operation; 8] = [
     Operation::Upload,
     Operation::Subscribe,
     Operation::Unsubscribe,
@@ -49,6 +52,7 @@ const OPERATIONS: [Operation; 7] = [
     Operation::Rollback,
     Operation::DeleteApplication,
     Operation::DeleteTenant,
+    Operation::Scale,
 ];
 
 impl Operation {
@@ -66,6 +70,8 @@ impl Operation {
             ),
             Operation::DeleteApplication => (&["delete-committed"], 2500),
             Operation::DeleteTenant => (&["tenant-delete-committed"], 2500),
+            // The load's first decisions (a second apart), the new replica's start.
+            Operation::Scale => (&["scale-decided"], 8000),
         }
     }
 }
@@ -84,123 +90,6 @@ enum When {
     At(&'static str),
     /// This long after the request was sent.
     After(Duration),
-}
-
-/// SplitMix64: small, seedable, and the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// The generator of trial `n` of a run: each trial can be replayed on its own.
-    fn for_trial(seed: u64, n: u64) -> Rng {
-        let mut rng = Rng(seed ^ n.wrapping_mul(0xd1b5_4a32_d192_ed03));
-        rng.next();
-        rng
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value} is not a number")),
-    )
-}
-
-/// The hello image under a label of its own: a distinct image id per package, so the check can
-/// tell whether the engine still holds what an upload brought. Built by rewriting the `docker
-/// save` archive's config (its digest is the image id), without tags.
-fn variant(archive: &[u8], label: &str) -> (String, Vec<u8>) {
-    let mut entries: Vec<(tar::Header, String, Vec<u8>)> = Vec::new();
-    let mut input = tar::Archive::new(archive);
-    for entry in input.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        entries.push((entry.header().clone(), path, data));
-    }
-    let manifest_at = entries.iter().position(|e| e.1 == "manifest.json").unwrap();
-    let mut manifest: Value = serde_json::from_slice(&entries[manifest_at].2).unwrap();
-    let config_name = manifest[0]["Config"].as_str().unwrap().to_owned();
-    let config_at = entries.iter().position(|e| e.1 == config_name).unwrap();
-    let mut config: Value = serde_json::from_slice(&entries[config_at].2).unwrap();
-    config["config"]["Labels"]["berth.trial"] = json!(label);
-    let config_bytes = serde_json::to_vec(&config).unwrap();
-    let digest = hex(ring::digest::digest(&ring::digest::SHA256, &config_bytes).as_ref());
-    let new_name = format!("{digest}.json");
-    manifest[0]["Config"] = json!(new_name);
-    manifest[0]["RepoTags"] = Value::Null;
-    entries[config_at].1 = new_name;
-    entries[config_at].2 = config_bytes;
-    entries[manifest_at].2 = serde_json::to_vec(&manifest).unwrap();
-    let mut output = tar::Builder::new(Vec::new());
-    for (mut header, path, data) in entries {
-        if path == "repositories" {
-            continue;
-        }
-        header.set_size(data.len() as u64);
-        header.set_cksum();
-        output
-            .append_data(&mut header, &path, data.as_slice())
-            .unwrap();
-    }
-    (format!("sha256:{digest}"), output.into_inner().unwrap())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A request the trial interrupts.
-struct Request {
-    method: &'static str,
-    path: String,
-    login: (String, String),
-    /// A package to upload as multipart, or a JSON body.
-    zip: Option<PathBuf>,
-    json: Option<String>,
-}
-
-/// A request through `curl`, as a process the trial can kill to drop the connection.
-fn curl(server: &Server, request: &Request) -> Child {
-    let mut command = Command::new("curl");
-    // HTTP/1.1: only there does a client leaving drop the handler (actix runs HTTP/2 handlers
-    // as tasks of their own).
-    command
-        .args(["--http1.1", "-s", "-o", "/dev/null", "-w", "%{http_code}"])
-        .args(["-X", request.method, "--cacert"])
-        .arg(server.path("tls/cert.pem"))
-        .arg("-u")
-        .arg(format!("{}:{}", request.login.0, request.login.1));
-    if let Some(zip) = &request.zip {
-        command
-            .arg("-F")
-            .arg(format!("file=@{};type=application/zip", zip.display()));
-    }
-    if let Some(body) = &request.json {
-        command
-            .args(["-H", "Content-Type: application/json", "-d"])
-            .arg(body);
-    }
-    command
-        .arg(format!("{}{}", server.https, request.path))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the curl CLI must be installed for these tests")
 }
 
 /// What one trial did, for the figures.
@@ -225,6 +114,10 @@ struct Run {
     tenants: HashMap<String, Tenant>,
     images: BTreeSet<String>,
     work: tempfile::TempDir,
+    /// When the last strike fell.
+    struck: time::OffsetDateTime,
+    /// The owner and application of a scaling trial.
+    scaling: Option<(Tenant, String)>,
 }
 
 impl Run {
@@ -232,7 +125,11 @@ impl Run {
         let hello = HelloLease::acquire();
         let pause = tempfile::tempdir().unwrap();
         let server = Server::start_with(Options {
-            extra_args: vec!["--rollout-timeout".into(), ROLLOUT_TIMEOUT_SECS.to_string()],
+            extra_args: ["--rollout-timeout", &ROLLOUT_TIMEOUT_SECS.to_string()]
+                .into_iter()
+                .chain(crate::crash_scale::SERVER_ARGS)
+                .map(str::to_owned)
+                .collect(),
             env: vec![
                 ("BERTH_TEST_PAUSE_AT".into(), "*".into()),
                 (
@@ -252,6 +149,8 @@ impl Run {
             tenants: HashMap::new(),
             images: BTreeSet::new(),
             work: tempfile::tempdir().unwrap(),
+            struck: time::OffsetDateTime::now_utc(),
+            scaling: None,
         }
     }
 
@@ -333,6 +232,21 @@ impl Run {
         }
     }
 
+    /// Waits until the scaling trial's application made a decision after the strike, settles
+    /// on it, and kept the window ([`window_kept`]).
+    fn window_kept(&self, owner: &Tenant, app: &str) -> Result<Duration, String> {
+        let started = Instant::now();
+        while let Err(e) = window_kept(self.server(), owner, app, self.struck) {
+            if started.elapsed() > SETTLE {
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        self.settled()?;
+        window_kept(self.server(), owner, app, self.struck)?;
+        Ok(started.elapsed())
+    }
+
     /// Makes what `operation` acts on and returns the request that performs it.
     fn prepare(&mut self, operation: Operation, rng: &mut Rng) -> Request {
         let isolation = ["MULTI_TENANT", "PER_TENANT"][rng.below(2) as usize];
@@ -349,7 +263,26 @@ impl Run {
                 login: owner_login,
                 zip: Some(self.write_zip(&zip)),
                 json: None,
+                load: None,
             };
+        }
+        if operation == Operation::Scale {
+            let zip = self.package(&scale_manifest(isolation));
+            self.upload(&owner, &app, &zip);
+            self.subscribe(&owner, &app);
+            if let Err(e) = self.settled() {
+                panic!("the autoscaled application never settled: {e}");
+            }
+            let request = Request {
+                method: "GET",
+                path: String::new(),
+                login: owner_login,
+                zip: None,
+                json: None,
+                load: Some(load_url(self.server(), &owner, &app)),
+            };
+            self.scaling = Some((owner, app));
+            return request;
         }
         let zip = self.package(&good);
         self.upload(&owner, &app, &zip);
@@ -361,6 +294,7 @@ impl Run {
                 login: mgmt,
                 zip: None,
                 json: Some(json!({"application": {"id": app}}).to_string()),
+                load: None,
             };
         }
         self.subscribe(&owner, &app);
@@ -372,6 +306,7 @@ impl Run {
                 login: mgmt,
                 zip: None,
                 json: None,
+                load: None,
             },
             Operation::Upgrade | Operation::Rollback => {
                 let probes = if operation == Operation::Upgrade {
@@ -389,6 +324,7 @@ impl Run {
                     login: owner_login,
                     zip: Some(self.write_zip(&zip)),
                     json: None,
+                    load: None,
                 }
             }
             Operation::DeleteApplication => Request {
@@ -397,6 +333,7 @@ impl Run {
                 login: owner_login,
                 zip: None,
                 json: None,
+                load: None,
             },
             Operation::DeleteTenant => Request {
                 method: "DELETE",
@@ -404,8 +341,9 @@ impl Run {
                 login: mgmt,
                 zip: None,
                 json: None,
+                load: None,
             },
-            Operation::Upload | Operation::Subscribe => unreachable!(),
+            Operation::Upload | Operation::Subscribe | Operation::Scale => unreachable!(),
         }
     }
 
@@ -417,15 +355,15 @@ impl Run {
             }
             std::fs::write(self.pause_file(point, "armed"), b"").unwrap();
         }
-        let mut client = curl(self.server(), request);
+        let mut client = Client::start(self.server(), request);
         let mut finished = None;
         match when {
             When::At(point) => {
                 let reached = self.pause_file(point, "reached");
                 let deadline = Instant::now() + REACH;
                 while !reached.exists() {
-                    if let Ok(Some(_)) = client.try_wait() {
-                        finished = Some(read_status(&mut client));
+                    finished = client.finished();
+                    if finished.is_some() {
                         break;
                     }
                     assert!(Instant::now() < deadline, "{point} never reached");
@@ -434,25 +372,22 @@ impl Run {
             }
             When::After(delay) => {
                 std::thread::sleep(*delay);
-                if let Ok(Some(_)) = client.try_wait() {
-                    finished = Some(read_status(&mut client));
-                }
+                finished = client.finished();
             }
         }
+        self.struck = time::OffsetDateTime::now_utc();
         match strike {
             Strike::Kill => {
                 let mut server = self.server.take().unwrap();
                 server.crash();
-                let _ = client.kill();
-                let _ = client.wait();
+                client.leave();
                 if let When::At(point) = when {
                     let _ = std::fs::remove_file(self.pause_file(point, "armed"));
                 }
                 self.server = Some(server.restart());
             }
             Strike::ClientLeaves => {
-                let _ = client.kill();
-                let _ = client.wait();
+                client.leave();
                 if let When::At(point) = when {
                     std::fs::write(self.pause_file(point, "release"), b"").unwrap();
                     let _ = std::fs::remove_file(self.pause_file(point, "armed"));
@@ -490,14 +425,6 @@ impl Drop for Run {
             let _ = Command::new("docker").args(["rmi", "-f", image]).output();
         }
     }
-}
-
-fn read_status(client: &mut Child) -> u16 {
-    let mut out = String::new();
-    if let Some(stdout) = client.stdout.as_mut() {
-        let _ = stdout.read_to_string(&mut out);
-    }
-    out.trim().parse().unwrap_or(0)
 }
 
 #[test]
@@ -550,9 +477,14 @@ fn crash_trials_leave_api_database_data_dir_and_docker_agreeing() {
             panic!("before {replay}: {e}");
         }
         let answered = run.strike(&request, strike, &when);
-        let settle = run
+        let mut settle = run
             .settled()
             .unwrap_or_else(|e| panic!("after {replay}: {e}"));
+        if let Some((owner, app)) = run.scaling.take() {
+            settle += run
+                .window_kept(&owner, &app)
+                .unwrap_or_else(|e| panic!("after {replay}: {e}"));
+        }
         eprintln!(
             "crash trial {n}: {operation:?} {strike:?} {when:?}: answered {answered:?}, settled in {settle:?}"
         );

@@ -8,6 +8,8 @@ mod churn;
 mod clients;
 mod consistency;
 mod console;
+mod crash_scale;
+mod crash_tools;
 mod crash_trials;
 mod credentials;
 mod escalation;

@@ -23,6 +23,9 @@ use crate::runtime::{
     RuntimeError,
 };
 
+/// Inspections of a listing in flight at once.
+const INSPECT_CONCURRENCY: usize = 8;
+
 /// Docker's network option naming the bridge interface.
 const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
@@ -191,13 +194,42 @@ impl DockerEngine {
             filters: Some(label_filter(labels)),
         };
         let mut found = Vec::new();
+        let mut names = Vec::new();
         for n in self.docker.list_networks(Some(options)).await? {
-            // The list endpoint omits IPAM details on some engines: inspect each.
-            if let Some(name) = n.name
-                && let Some(info) = self.network(&name).await?
-            {
-                found.push(info);
+            let subnets: Vec<String> = n
+                .ipam
+                .and_then(|i| i.config)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| c.subnet)
+                .collect();
+            match n.name {
+                // Current engines list what inspecting would say: no round trip per network
+                // (hundreds of deployments would otherwise cost every pass hundreds).
+                Some(name) if !subnets.is_empty() => found.push(NetworkInfo {
+                    bridge: n
+                        .options
+                        .as_ref()
+                        .and_then(|o| o.get(BRIDGE_NAME_OPTION))
+                        .cloned(),
+                    id: n.id.unwrap_or_default(),
+                    name,
+                    labels: n.labels.unwrap_or_default(),
+                    subnets,
+                }),
+                Some(name) => names.push(name),
+                None => {}
             }
+        }
+        // Some engines omit IPAM details from the list: inspect those, a few at once.
+        let inspected: Vec<Result<Option<NetworkInfo>, RuntimeError>> =
+            futures_util::stream::iter(names)
+                .map(|name| async move { self.network(&name).await })
+                .buffered(INSPECT_CONCURRENCY)
+                .collect()
+                .await;
+        for info in inspected.into_iter().filter_map(Result::transpose) {
+            found.push(info?);
         }
         Ok(found)
     }
@@ -314,14 +346,23 @@ impl DockerEngine {
             filters: Some(label_filter(labels)),
             ..Default::default()
         };
-        let mut found = Vec::new();
-        for summary in self.docker.list_containers(Some(options)).await? {
-            let Some(id) = summary.id else { continue };
-            if let Some(info) = self.instance(&id).await? {
-                found.push(info);
-            }
-        }
-        Ok(found)
+        let ids: Vec<String> = self
+            .docker
+            .list_containers(Some(options))
+            .await?
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect();
+        let inspected: Vec<Result<Option<InstanceInfo>, RuntimeError>> =
+            futures_util::stream::iter(ids)
+                .map(|id| async move { self.instance(&id).await })
+                .buffered(INSPECT_CONCURRENCY)
+                .collect()
+                .await;
+        inspected
+            .into_iter()
+            .filter_map(Result::transpose)
+            .collect()
     }
 
     /// One container, or None if it no longer exists.

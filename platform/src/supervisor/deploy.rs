@@ -1,0 +1,98 @@
+//! The pass's step per desired deployment — its network, then its instances ([`converge`]) —
+//! run for up to `deploy_concurrency` deployments at once, each on its own [`Part`] of the
+//! state: a pass that makes hundreds of deployments (tenants subscribing) is not all of them
+//! in a row, while each deployment's own actions keep their order (network before instances,
+//! create before start).
+//!
+//! [`converge`]: Supervisor::converge
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use futures_util::{StreamExt, stream};
+use tokio::sync::Mutex;
+
+use super::act::Converged;
+use super::network::Claims;
+use super::spec::Deployment;
+use super::state::Part;
+use super::{LABEL_APP, LABEL_DEPLOYMENT, Supervisor, parse_subnet};
+use crate::routing::DeploymentKey;
+use crate::runtime::{InstanceInfo, NetworkInfo, firewall};
+
+/// One deployment's work for the step: the deployment (with the autoscaler's count), its
+/// containers as the pass found them, and its part of the state.
+pub(super) struct Unit {
+    pub dep: Deployment,
+    pub current: Vec<InstanceInfo>,
+    pub part: Part,
+}
+
+/// What the step left of one deployment: its part to put back, and either what converging it
+/// left with its network's subnets, or why its network could not be made.
+pub(super) struct Done {
+    pub dep: Deployment,
+    pub part: Part,
+    pub outcome: Result<(Converged, Vec<(IpAddr, u8)>), String>,
+}
+
+impl Supervisor {
+    /// Runs every unit's step, at most `deploy_concurrency` at once; the results in deployment
+    /// order.
+    pub(super) async fn deploy_all(
+        &self,
+        units: Vec<Unit>,
+        listed: Option<&HashMap<String, NetworkInfo>>,
+    ) -> Vec<Done> {
+        let claims = Mutex::new(Claims::default());
+        let mut done: Vec<Done> = stream::iter(units)
+            .map(|unit| self.deploy(unit, listed, &claims))
+            .buffer_unordered(self.settings.deploy_concurrency)
+            .collect()
+            .await;
+        done.sort_by(|a, b| a.dep.key.cmp(&b.dep.key));
+        done
+    }
+
+    async fn deploy(
+        &self,
+        mut unit: Unit,
+        listed: Option<&HashMap<String, NetworkInfo>>,
+        claims: &Mutex<Claims>,
+    ) -> Done {
+        let key: &DeploymentKey = &unit.dep.key;
+        let network = self.network_name(key);
+        let mut labels = self.labels();
+        labels.insert(LABEL_APP.to_owned(), key.application_id.to_string());
+        labels.insert(LABEL_DEPLOYMENT.to_owned(), key.to_string());
+        let bridge = firewall::bridge_name(&self.settings.installation, &network);
+        let outcome = match self
+            .ensure_network(&network, &bridge, &labels, listed, claims)
+            .await
+        {
+            Ok(net) => {
+                self.routing.set_failure(key, None);
+                let fresh: Vec<(IpAddr, u8)> =
+                    net.subnets.iter().filter_map(|s| parse_subnet(s)).collect();
+                // Known to the internal API before any instance of this network starts.
+                self.handle.add_subnets(&fresh);
+                let converged = self
+                    .converge(&mut unit.part, &unit.dep, &network, labels, unit.current)
+                    .await;
+                Ok((converged, fresh))
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::warn!(deployment = %key, %reason, "cannot deploy");
+                // Visible where operators and tenants look: status, alarm, the proxy's 503.
+                self.routing.set_failure(key, Some(reason.clone()));
+                Err(reason)
+            }
+        };
+        Done {
+            dep: unit.dep,
+            part: unit.part,
+            outcome,
+        }
+    }
+}
