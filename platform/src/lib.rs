@@ -2,6 +2,7 @@
 //! Cumulocity-shaped HTTP API and the Docker runtime, assembled by [`serve`].
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod client_noise;
 pub mod config;
@@ -331,6 +332,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         runtime::firewall::remove(&installation);
     }
     let routing = routing::RoutingTable::new();
+    let audit = audit::AuditLog::start(store.clone());
     let supervisor = supervisor::Supervisor::new(
         supervisor::Settings {
             installation: installation.clone(),
@@ -353,6 +355,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             },
         },
         store.clone(),
+        audit.clone(),
         Arc::clone(&runtime),
         Arc::clone(&secrets),
         routing.clone(),
@@ -371,6 +374,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         routing,
         installation: installation.clone(),
         limits,
+        audit: audit.clone(),
     });
     let app_state = state.clone();
     let proxy = proxy::Proxy::new(
@@ -466,6 +470,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     tokio::spawn(intents::resume(state.clone().into_inner(), interrupted));
     let (public, internal) = futures_util::future::join(server.run(), internal.run()).await;
     supervisor_task.abort();
+    // What was recorded up to now, including by requests that finished during the grace period.
+    audit.flush().await;
     public.map_err(StartupError::Server)?;
     internal.map_err(StartupError::Server)?;
     drop(state);

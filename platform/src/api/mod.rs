@@ -61,6 +61,8 @@ pub struct AppState {
     pub installation: String,
     /// Resource maxima in force (resolved against the Docker host at start).
     pub limits: crate::limits::Limits,
+    /// The one audit writer (flushed at shutdown).
+    pub audit: crate::audit::AuditLog,
 }
 
 /// Registers every route, the extractor error mapping and the 404 fallback.

@@ -60,6 +60,7 @@ pub use error::SupervisorError;
 pub use handle::Handle;
 use handle::parse_subnet;
 
+use crate::audit::AuditLog;
 use crate::routing::{DeploymentKey, RoutingTable};
 use crate::runtime::{InstanceInfo, LABEL_INSTALLATION, Runtime, firewall, images};
 use crate::secrets::{Secrets, bootstrap_context, service_context};
@@ -124,6 +125,8 @@ struct Desired {
 pub struct Supervisor {
     settings: Settings,
     store: Store,
+    /// Where its decisions are recorded (the one audit writer).
+    audit: AuditLog,
     runtime: Arc<dyn Runtime>,
     secrets: Arc<Secrets>,
     routing: RoutingTable,
@@ -138,6 +141,7 @@ impl Supervisor {
     pub fn new(
         settings: Settings,
         store: Store,
+        audit: AuditLog,
         runtime: Arc<dyn Runtime>,
         secrets: Arc<Secrets>,
         routing: RoutingTable,
@@ -145,6 +149,7 @@ impl Supervisor {
         Supervisor {
             settings,
             store,
+            audit,
             runtime,
             secrets,
             routing,
