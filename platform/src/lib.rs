@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client_noise;
 pub mod config;
 pub mod console;
+pub mod edge;
 pub mod fault;
 pub mod intents;
 pub mod limits;

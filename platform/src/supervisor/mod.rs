@@ -500,7 +500,7 @@ impl Supervisor {
             .collect();
         self.routing.forget_ejected_except(&names);
         self.routing.forget_failures_except(&keys);
-        crate::proxy::metrics::publish_live(crate::proxy::metrics::Live {
+        crate::routing::publish_live(crate::routing::Live {
             deployments: desired
                 .values()
                 .map(|d| {
