@@ -147,6 +147,10 @@ pub fn start_reporter() {
         .name("berth-noise".into())
         .spawn(|| {
             loop {
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "a dedicated thread, not a runtime worker"
+                )]
                 std::thread::sleep(REPORT_INTERVAL);
                 let summary = TALLY
                     .lock()

@@ -15,8 +15,8 @@ mod network;
 mod parse;
 pub mod runtime;
 
+pub use crate::edge::origin::Cidr;
 pub use args::{Cli, Command, ServeArgs};
-pub use network::Cidr;
 pub use parse::parse_size;
 
 use file::{FileConfig, read_file};
@@ -77,14 +77,7 @@ pub const DEFAULT_LOGIN_LOCKOUT: u64 = 900;
 /// Password checks waiting for a hashing slot, per slot, before 503.
 pub const DEFAULT_PASSWORD_HASH_QUEUE_PER_SLOT: usize = 16;
 
-/// Where the server certificate comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsSource {
-    /// Self-signed, generated on first start and kept in the data directory.
-    Generated,
-    /// The operator's PEM files.
-    Files { cert: PathBuf, key: PathBuf },
-}
+pub use crate::tls::TlsSource;
 
 /// The validated configuration of `berth serve`.
 #[derive(Debug, Clone)]

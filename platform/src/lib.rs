@@ -2,10 +2,12 @@
 //! Cumulocity-shaped HTTP API and the Docker runtime, assembled by [`serve`].
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod client_noise;
 pub mod config;
 pub mod console;
+pub mod edge;
 pub mod fault;
 pub mod intents;
 pub mod limits;
@@ -331,6 +333,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         runtime::firewall::remove(&installation);
     }
     let routing = routing::RoutingTable::new();
+    let audit = audit::AuditLog::start(store.clone());
     let supervisor = supervisor::Supervisor::new(
         supervisor::Settings {
             installation: installation.clone(),
@@ -354,6 +357,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             },
         },
         store.clone(),
+        audit.clone(),
         Arc::clone(&runtime),
         Arc::clone(&secrets),
         routing.clone(),
@@ -372,6 +376,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         routing,
         installation: installation.clone(),
         limits,
+        audit: audit.clone(),
     });
     let app_state = state.clone();
     let proxy = proxy::Proxy::new(
@@ -467,6 +472,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     tokio::spawn(intents::resume(state.clone().into_inner(), interrupted));
     let (public, internal) = futures_util::future::join(server.run(), internal.run()).await;
     supervisor_task.abort();
+    // What was recorded up to now, including by requests that finished during the grace period.
+    audit.flush().await;
     public.map_err(StartupError::Server)?;
     internal.map_err(StartupError::Server)?;
     drop(state);

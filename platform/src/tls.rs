@@ -19,7 +19,14 @@ use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme}
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-use crate::config::TlsSource;
+/// Where the server certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// Self-signed, generated on first start and kept in the data directory.
+    Generated,
+    /// The operator's PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+}
 
 /// File names of the generated certificate inside the data directory.
 pub const GENERATED_CERT: &str = "tls/cert.pem";

@@ -3,6 +3,9 @@
 //! Helpers (`workspace`, `command`, `docker`, `http`, `hello`) are shared by every scenario module. Docker must be
 //! reachable: a missing engine fails the suite instead of skipping it.
 
+// Tests block on purpose (polling the server from plain threads), never on a runtime worker.
+#![allow(clippy::disallowed_methods)]
+
 mod command;
 mod docker;
 mod hello;

@@ -16,6 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use super::error::ApiError;
 use super::paging::PageRequest;
 use super::{AppState, db, media};
+use crate::audit::Event;
 use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::store::audit::{self, Filter, NewRecord, Record};
@@ -43,8 +44,8 @@ pub fn record_change(
 }
 
 /// Records a user's action on an application in each of `tenants` (e.g. the subscriber and
-/// the owner). The write runs on its own task: the action already happened, and a failure to
-/// record it is logged rather than failing the request.
+/// the owner), through the one audit writer ([`crate::audit`]): the action already happened, and
+/// a failure to record it is logged rather than failing the request.
 pub fn record_action(
     state: &AppState,
     principal: &Principal,
@@ -75,31 +76,14 @@ fn write_records(
     activity: &str,
     text: String,
 ) {
-    tracing::info!(user = %principal.user, tenant = %principal.tenant, "{text}");
-    let mut seen: Vec<&str> = Vec::new();
-    for tenant in tenants {
-        if seen.contains(tenant) {
-            continue;
-        }
-        seen.push(tenant);
-        let record = NewRecord {
-            tenant: (*tenant).to_owned(),
-            application: application.clone(),
-            record_type: record_type.to_owned(),
-            activity: activity.to_owned(),
-            text: text.clone(),
-            severity: audit::INFORMATION,
-            // Cumulocity names the plain user; the record's tenant says where they acted.
-            user: principal.user.clone(),
-            details: json!({}),
-        };
-        let store = state.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.run(move |c| audit::append(c, &record)).await {
-                tracing::warn!(error = %e, "cannot write an audit record");
-            }
-        });
-    }
+    state.audit.record(Event::ByUser {
+        tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+        user: principal.user.clone(),
+        application,
+        record_type: record_type.to_owned(),
+        activity: activity.to_owned(),
+        text,
+    });
 }
 
 /// ROLE_AUDIT_READ/_ADMIN, or an administrator of the management tenant.

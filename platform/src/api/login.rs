@@ -67,7 +67,7 @@ async fn login_options(
     let tenant = match (query.get("tenantId"), query.get("management")) {
         (Some(t), _) => t.clone(),
         (None, Some(m)) if m == "true" => tenants::MANAGEMENT.to_owned(),
-        _ => principal::tenant_for_host(&state, principal::request_host(&req)).await?,
+        _ => principal::tenant_for_host(state.get_ref(), principal::request_host(&req)).await?,
     };
     let check = tenant.clone();
     if !db(&state, "tenants", move |c| tenants::exists(c, &check)).await? {

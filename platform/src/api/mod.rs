@@ -8,13 +8,10 @@ pub mod audit;
 pub mod autoscaler;
 pub mod current_settings;
 pub mod current_user;
-pub mod error;
 pub mod groups;
 pub mod limits;
 pub mod login;
-pub mod media;
 pub mod options;
-pub mod origin;
 pub mod paging;
 pub mod request_head;
 pub mod roles;
@@ -27,6 +24,9 @@ pub mod usage;
 pub mod user_access;
 pub mod user_rights;
 pub mod users;
+
+// Shared with the other listeners; re-exported so handlers keep their short paths.
+pub use crate::edge::{error, media, origin};
 
 use std::sync::Arc;
 
@@ -61,12 +61,34 @@ pub struct AppState {
     pub installation: String,
     /// Resource maxima in force (resolved against the Docker host at start).
     pub limits: crate::limits::Limits,
+    /// The one audit writer (flushed at shutdown).
+    pub audit: crate::audit::AuditLog,
+}
+
+impl crate::auth::AuthContext for AppState {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+    fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+    fn cache(&self) -> &CredentialCache {
+        &self.cache
+    }
+    fn throttle(&self) -> &crate::auth::throttle::Throttle {
+        &self.throttle
+    }
 }
 
 /// Registers every route, the extractor error mapping and the 404 fallback.
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        let trusted = origin::TrustedProxies(state.config.trusted_proxies.clone());
+        let auth: web::Data<dyn crate::auth::AuthContext> =
+            web::Data::from(state.clone().into_inner() as Arc<dyn crate::auth::AuthContext>);
         cfg.app_data(state)
+            .app_data(web::Data::new(trusted))
+            .app_data(auth)
             .app_data(
                 web::JsonConfig::default()
                     .limit(1 << 20)

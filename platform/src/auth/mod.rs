@@ -9,3 +9,16 @@ pub mod password;
 pub mod principal;
 pub mod roles;
 pub mod throttle;
+
+use crate::secrets::Secrets;
+use crate::store::Store;
+
+/// What authenticating a request needs of the server's state. The API's state implements it and
+/// registers itself as `web::Data<dyn AuthContext>` ([`crate::api::configure`]), so the extractor
+/// finds it without `auth` importing `api`.
+pub trait AuthContext: Send + Sync {
+    fn store(&self) -> &Store;
+    fn secrets(&self) -> &Secrets;
+    fn cache(&self) -> &cache::CredentialCache;
+    fn throttle(&self) -> &throttle::Throttle;
+}

@@ -12,12 +12,12 @@ use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 
+use super::AuthContext;
 use super::cache::CredentialCache;
 use super::credentials::{self, Credentials};
 use super::throttle::{self, Key as ThrottleKey};
 use super::{jwt, password};
-use crate::api::AppState;
-use crate::api::error::ApiError;
+use crate::edge::error::ApiError;
 use crate::store::tenants;
 use crate::store::users::{self, UserKind};
 
@@ -84,9 +84,9 @@ impl FromRequest for Principal {
     }
 }
 
-/// The host the client addressed (see [`crate::api::origin`]), without its port.
+/// The host the client addressed (see [`crate::edge::origin`]), without its port.
 pub fn request_host(req: &HttpRequest) -> String {
-    let origin = crate::api::origin::of(req);
+    let origin = crate::edge::origin::of(req);
     let host = origin.host.as_str();
     let without_port = if host.starts_with('[') {
         host.split(']')
@@ -100,9 +100,9 @@ pub fn request_host(req: &HttpRequest) -> String {
 }
 
 /// The tenant named by the request's host (first label = a tenant domain), else management.
-pub async fn tenant_for_host(state: &AppState, host: String) -> Result<String, ApiError> {
+pub async fn tenant_for_host(state: &dyn AuthContext, host: String) -> Result<String, ApiError> {
     let found = state
-        .store
+        .store()
         .run(move |conn| tenants::find_by_host(conn, &host))
         .await
         .map_err(ApiError::store("tenants"))?;
@@ -115,14 +115,15 @@ fn invalid_credentials() -> ApiError {
 
 /// Authenticates the request's caller (cached); the `Principal` extractor and the proxy use it.
 pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
+    let state: &dyn AuthContext = req
+        .app_data::<web::Data<dyn AuthContext>>()
+        .map(|data| &***data)
         .ok_or_else(|| ApiError::internal("application state missing"))?;
     if let Some(value) = req.headers().get(AUTHORIZATION) {
         let header = value.to_str().map_err(|_| invalid_credentials())?;
         let host = request_host(req);
         let key = CredentialCache::key(&["authorization", header, &host]);
-        if let Some(principal) = state.cache.get(&key) {
+        if let Some(principal) = state.cache().get(&key) {
             return Ok(principal);
         }
         let principal =
@@ -142,17 +143,19 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError>
             };
         let principal = Arc::new(principal);
         state
-            .cache
+            .cache()
             .insert(key, Arc::clone(&principal), token_deadline(&principal));
         return Ok(principal);
     }
     if let Some(cookie) = req.cookie(TOKEN_COOKIE) {
         let key = CredentialCache::key(&["cookie", cookie.value()]);
-        let principal = match state.cache.get(&key) {
+        let principal = match state.cache().get(&key) {
             Some(p) => p,
             None => {
                 let p = Arc::new(check_token(state, cookie.value()).await?);
-                state.cache.insert(key, Arc::clone(&p), token_deadline(&p));
+                state
+                    .cache()
+                    .insert(key, Arc::clone(&p), token_deadline(&p));
                 p
             }
         };
@@ -183,13 +186,13 @@ fn token_deadline(principal: &Principal) -> Option<Instant> {
 /// hash is spent; an unknown user is verified against a dummy hash, so it takes the same path
 /// and time as a wrong password; failures are counted per user and per source.
 pub async fn check_password(
-    state: &AppState,
+    state: &dyn AuthContext,
     source: Option<IpAddr>,
     tenant: String,
     user: String,
     password: String,
 ) -> Result<Principal, ApiError> {
-    let throttle = &state.throttle;
+    let throttle = state.throttle();
     if let Some(ip) = source
         && let Err(left) = throttle.check(ThrottleKey::Source(ip), Instant::now())
     {
@@ -197,7 +200,7 @@ pub async fn check_password(
     }
     let (t, u) = (tenant.clone(), user.clone());
     let record = state
-        .store
+        .store()
         .run(move |conn| users::auth_record(conn, &t, &u))
         .await
         .map_err(ApiError::store("users"))?;
@@ -275,17 +278,17 @@ fn locked_out(what: &str, left: Duration) -> ApiError {
 /// proxy forwarded for (counting the proxy would lock out everyone behind it). Forwarding
 /// headers from any other peer are ignored, so they cannot dodge the count.
 pub fn request_source(req: &HttpRequest) -> Option<IpAddr> {
-    crate::api::origin::of(req).client
+    crate::edge::origin::of(req).client
 }
 
 /// Verifies a login token (signature, HS256, expiry, not logged out, its user's current
 /// credential generation) and loads the user's roles.
-pub async fn check_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
-    let claims = jwt::verify(state.secrets.jwt_key(), token)
+pub async fn check_token(state: &dyn AuthContext, token: &str) -> Result<Principal, ApiError> {
+    let claims = jwt::verify(state.secrets().jwt_key(), token)
         .map_err(|e| ApiError::unauthorized(&e.to_string()))?;
     let (tenant, user, jti) = (claims.ten.clone(), claims.sub.clone(), claims.jti.clone());
     let record = state
-        .store
+        .store()
         .run(move |conn| {
             if crate::store::tokens::token_revoked(conn, &jti)? {
                 return Ok(None);

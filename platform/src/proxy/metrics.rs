@@ -10,7 +10,7 @@
 //! are left out (see [`Live`]); the handles kept in the registry are a few hundred bytes each.
 
 use std::collections::HashSet;
-use std::sync::{OnceLock, RwLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -19,6 +19,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::api::error::ApiError;
 use crate::auth::roles;
+use crate::routing::{LIVE, Live};
 
 pub const REQUESTS: &str = "berth_proxy_requests_total";
 pub const DURATION: &str = "berth_proxy_request_duration_seconds";
@@ -31,23 +32,6 @@ const BUCKETS: &[f64] = &[
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-
-/// What the supervisor runs now, published after every pass.
-#[derive(Debug, Default, Clone)]
-pub struct Live {
-    /// (application name, tenant) of every wanted deployment (tenant `""` when shared).
-    pub deployments: HashSet<(String, String)>,
-    /// Names of the containers that exist.
-    pub instances: HashSet<String>,
-}
-
-/// None until the supervisor's first pass (then nothing is filtered by deployment/instance).
-static LIVE: RwLock<Option<Live>> = RwLock::new(None);
-
-/// Records what exists now (called by the supervisor after each pass).
-pub fn publish_live(live: Live) {
-    *LIVE.write().unwrap_or_else(|p| p.into_inner()) = Some(live);
-}
 
 /// The labels of one sample line (`name{k="v",…} value`), unescaped.
 fn labels_of(line: &str) -> Vec<(&str, String)> {

@@ -70,8 +70,6 @@ pub trait Runtime: Send + Sync + Debug + 'static {
     /// Removes a tag (or, given an id, the image). Absent is fine. An image still used
     /// elsewhere (other tags, instances) is only untagged, never forced away.
     fn remove_image<'a>(&'a self, reference: &'a str) -> Pending<'a, ()>;
-    /// Removes an image by id with every tag it has (only for images Berth itself loaded).
-    fn remove_image_with_tags<'a>(&'a self, image_id: &'a str) -> Pending<'a, ()>;
     /// The tags under `prefix` (an [`images::repository_prefix`]) of images last tagged
     /// before `before`; an image whose tag time is unknown counts as older.
     fn tags_older_than<'a>(

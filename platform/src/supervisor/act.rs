@@ -365,7 +365,7 @@ impl Supervisor {
                 instance.last_failure = Some(format!("cannot start: {e}"));
                 instance.next_start = Some(now + wait);
                 journal::record(
-                    &self.store,
+                    &self.audit,
                     journal::Entry {
                         tenant: &dep.owner,
                         application: (dep.key.application_id, &dep.application_name),

@@ -18,6 +18,6 @@ pub enum SupervisorError {
 pub(super) enum Undeployable {
     #[error(transparent)]
     Secret(#[from] SecretsError),
-    #[error("{0}")]
-    Spec(String),
+    #[error(transparent)]
+    Spec(#[from] super::spec::SpecError),
 }

@@ -61,7 +61,7 @@ impl Supervisor {
             // None when the run ended before its first stats sample.
             details["memoryPeakBytes"] = json!((peak_bytes > 0).then_some(peak_bytes));
             journal::record(
-                &self.store,
+                &self.audit,
                 journal::Entry {
                     tenant: &dep.owner,
                     application: (dep.key.application_id, &app),
@@ -80,7 +80,7 @@ impl Supervisor {
             );
         } else {
             journal::record(
-                &self.store,
+                &self.audit,
                 journal::Entry {
                     tenant: &dep.owner,
                     application: (dep.key.application_id, &app),

@@ -60,6 +60,7 @@ pub use error::SupervisorError;
 pub use handle::Handle;
 use handle::parse_subnet;
 
+use crate::audit::AuditLog;
 use crate::routing::{DeploymentKey, RoutingTable};
 use crate::runtime::{InstanceInfo, LABEL_INSTALLATION, NetworkInfo, Runtime, images};
 use crate::secrets::{Secrets, bootstrap_context, service_context};
@@ -126,6 +127,8 @@ struct Desired {
 pub struct Supervisor {
     settings: Settings,
     store: Store,
+    /// Where its decisions are recorded (the one audit writer).
+    audit: AuditLog,
     runtime: Arc<dyn Runtime>,
     secrets: Arc<Secrets>,
     routing: RoutingTable,
@@ -140,6 +143,7 @@ impl Supervisor {
     pub fn new(
         settings: Settings,
         store: Store,
+        audit: AuditLog,
         runtime: Arc<dyn Runtime>,
         secrets: Arc<Secrets>,
         routing: RoutingTable,
@@ -147,6 +151,7 @@ impl Supervisor {
         Supervisor {
             settings,
             store,
+            audit,
             runtime,
             secrets,
             routing,
@@ -516,7 +521,7 @@ impl Supervisor {
             .collect();
         self.routing.forget_ejected_except(&names);
         self.routing.forget_failures_except(&keys);
-        crate::proxy::metrics::publish_live(crate::proxy::metrics::Live {
+        crate::routing::publish_live(crate::routing::Live {
             deployments: desired
                 .values()
                 .map(|d| {

@@ -203,7 +203,7 @@ impl Supervisor {
         let (owner, name) = (entry.owner.clone(), entry.name.clone());
         for (kind, text) in now.iter().filter(|(k, _)| !before.contains_key(*k)) {
             journal::record(
-                &self.store,
+                &self.audit,
                 journal::Entry {
                     tenant: &owner,
                     application: (app, &name),
@@ -217,7 +217,7 @@ impl Supervisor {
         }
         for kind in before.keys().filter(|k| !now.contains_key(*k)) {
             journal::record(
-                &self.store,
+                &self.audit,
                 journal::Entry {
                     tenant: &owner,
                     application: (app, &name),

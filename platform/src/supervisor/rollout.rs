@@ -97,7 +97,7 @@ impl Supervisor {
         match rolled_back {
             Ok(Some((owner, name))) => {
                 journal::record(
-                    &self.store,
+                    &self.audit,
                     journal::Entry {
                         tenant: &owner,
                         application: (app, &name),

@@ -139,7 +139,7 @@ impl Supervisor {
                     "decision": decision,
                 });
                 journal::record(
-                    &self.store,
+                    &self.audit,
                     journal::Entry {
                         tenant: &dep.owner,
                         application: (dep.key.application_id, &dep.application_name),

@@ -74,19 +74,25 @@ pub struct Platform {
     pub default_timezone: Option<String>,
 }
 
+/// Why an application's stored state cannot be turned into deployments.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The active version's manifest no longer validates (e.g. the rules changed since upload).
+    #[error("stored manifest of version {version} is invalid: {message}")]
+    InvalidManifest { version: String, message: String },
+}
+
 /// The deployments of one application; Err says why its manifest cannot be used.
-pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deployment>, String> {
+pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deployment>, SpecError> {
     let app = &inputs.app;
     let manifest = manifests_schema::validate(&app.manifest)
-        .map_err(|r| {
-            format!(
-                "stored manifest of version {} is invalid: {}",
-                app.active_version,
-                r.diagnostics
-                    .first()
-                    .map(|d| d.message.clone())
-                    .unwrap_or_default()
-            )
+        .map_err(|r| SpecError::InvalidManifest {
+            version: app.active_version.clone(),
+            message: r
+                .diagnostics
+                .first()
+                .map(|d| d.message.clone())
+                .unwrap_or_default(),
         })?
         .manifest;
     let per_tenant = manifest.isolation == Isolation::PerTenant;

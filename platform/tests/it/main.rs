@@ -1,6 +1,9 @@
 //! Integration tests of the `berth` server: every test runs the real binary on a temporary
 //! data directory and talks to it over real TLS (and plain HTTP where asked).
 
+// Tests block on purpose (polling the server from plain threads), never on a runtime worker.
+#![allow(clippy::disallowed_methods)]
+
 mod applications;
 mod bad_input;
 mod browser_netns;

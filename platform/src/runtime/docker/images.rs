@@ -100,24 +100,6 @@ impl DockerEngine {
         }
     }
 
-    /// Removes an image by id with every tag it has (used only for images Berth itself loaded).
-    pub(super) async fn remove_image_with_tags(&self, image_id: &str) -> Result<(), RuntimeError> {
-        let options = RemoveImageOptions {
-            force: true,
-            noprune: false,
-            ..Default::default()
-        };
-        match self
-            .docker
-            .remove_image(image_id, Some(options), None)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// The tags under `prefix` (a [`repository_prefix`]) of images last tagged before `before`.
     /// An image whose tag time the engine does not report counts as older.
     pub(super) async fn tags_older_than(

@@ -81,10 +81,6 @@ impl Runtime for DockerEngine {
         Box::pin(self.remove_image(reference))
     }
 
-    fn remove_image_with_tags<'a>(&'a self, image_id: &'a str) -> Pending<'a, ()> {
-        Box::pin(self.remove_image_with_tags(image_id))
-    }
-
     fn tags_older_than<'a>(
         &'a self,
         prefix: &'a str,

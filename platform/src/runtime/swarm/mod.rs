@@ -184,10 +184,6 @@ impl Runtime for SwarmRuntime {
         Box::pin(self.remove_version_image(reference))
     }
 
-    fn remove_image_with_tags<'a>(&'a self, image_id: &'a str) -> Pending<'a, ()> {
-        self.engine.remove_image_with_tags(image_id)
-    }
-
     fn tags_older_than<'a>(
         &'a self,
         prefix: &'a str,

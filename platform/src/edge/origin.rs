@@ -8,9 +8,6 @@ use std::net::IpAddr;
 use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::{HttpRequest, web};
 
-use super::AppState;
-use crate::config::Cidr;
-
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -108,11 +105,65 @@ pub fn resolve(conn: &Connection<'_>, trusted: &[Cidr]) -> Origin {
     }
 }
 
+/// An address block, `10.0.0.0/8` or `::1/128`; a bare address is a block of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let text = text.trim();
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IP address"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("prefix length {p:?} must be 0 to {max}"))?,
+        };
+        Ok(Cidr { network, prefix })
+    }
+
+    /// True when `ip` is in the block (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The proxies whose forwarding headers are believed (the configuration's `trusted_proxies`),
+/// registered as app data by [`crate::api::configure`]; absent, nobody is trusted.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<Cidr>);
+
 /// The origin of `req`, with the trusted proxies of the server's configuration.
 pub fn of(req: &HttpRequest) -> Origin {
     let trusted = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.config.trusted_proxies.as_slice())
+        .app_data::<web::Data<TrustedProxies>>()
+        .map(|t| t.0.as_slice())
         .unwrap_or(&[]);
     let config = req.app_config();
     resolve(
