@@ -412,7 +412,11 @@ impl Runtime for SwarmRuntime {
                 self.remove_service(service).await?;
                 self.removed_slots(service, |r| r.clear());
             } else if keep < replicas {
-                self.set_replicas(&existing, keep).await?;
+                if let Err(e) = self.set_replicas(&existing, keep).await {
+                    // Shown again, so that the next pass removes it again.
+                    self.removed_slots(service, |r| r.remove(&replica));
+                    return Err(e);
+                }
                 self.removed_slots(service, |r| r.retain(|s| *s < keep));
             }
             Ok(())
