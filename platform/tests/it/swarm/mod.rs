@@ -3,5 +3,6 @@
 
 mod engines;
 mod lab;
+mod rollout;
 mod runtime;
 mod serve;
