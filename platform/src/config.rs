@@ -457,6 +457,11 @@ impl Config {
             registry_password: std::env::var("BERTH_REGISTRY_PASSWORD").ok(),
             swarm_relay_image: args.swarm_relay_image.or(file.swarm_relay_image),
             swarm_platform_address: args.swarm_platform_address.or(file.swarm_platform_address),
+            swarm_node_engines: if args.swarm_node_engines.is_empty() {
+                file.swarm_node_engines.unwrap_or_default()
+            } else {
+                args.swarm_node_engines
+            },
         })?;
         // Swarm's overlays come from a pool of their own (see `runtime::SWARM_NETWORK_POOL`).
         let (pool_default, prefix_default) = match runtime {

@@ -49,6 +49,9 @@ pub const PACKAGES_DIR: &str = "packages";
 pub const INSTALLATION_FILE: &str = "installation-id";
 /// File in the data directory remembering the internal API port picked for port 0.
 pub const INTERNAL_PORT_FILE: &str = "internal-port";
+/// File in the data directory remembering the Swarm gateway's port (every relay's service
+/// spec names it, so it must not change with a restart).
+pub const SWARM_GATEWAY_PORT_FILE: &str = "swarm-gateway-port";
 /// Source of request ids for log correlation.
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
@@ -154,10 +157,21 @@ fn installation_id(data_dir: &Path, secrets: &secrets::Secrets) -> Result<String
 /// and reused after a restart: it is part of every container's C8Y_BASEURL, so a new port
 /// would force every adopted container to be replaced.
 fn bind_internal(config: &Config) -> Result<std::net::TcpListener, StartupError> {
-    let remembered = config.data_dir.join(INTERNAL_PORT_FILE);
-    let mut addr = config.internal_api;
+    bind_remembered(
+        config.internal_api,
+        &config.data_dir.join(INTERNAL_PORT_FILE),
+    )
+}
+
+/// Binds `addr`; with port 0 the port picked first is remembered in `remembered` and taken
+/// again at the next start when it is still free.
+fn bind_remembered(
+    configured: std::net::SocketAddr,
+    remembered: &std::path::Path,
+) -> Result<std::net::TcpListener, StartupError> {
+    let mut addr = configured;
     if addr.port() == 0
-        && let Some(port) = std::fs::read_to_string(&remembered)
+        && let Some(port) = std::fs::read_to_string(remembered)
             .ok()
             .and_then(|t| t.trim().parse::<u16>().ok())
     {
@@ -171,16 +185,42 @@ fn bind_internal(config: &Config) -> Result<std::net::TcpListener, StartupError>
         addr: addr.to_string(),
         source,
     })?;
-    if config.internal_api.port() == 0 {
+    if configured.port() == 0 {
         let port = listener.local_addr().map_err(StartupError::Server)?.port();
-        secrets::write_atomically(&remembered, port.to_string().as_bytes(), 0o600).map_err(
+        secrets::write_atomically(remembered, port.to_string().as_bytes(), 0o600).map_err(
             |source| StartupError::DataDir {
-                path: remembered.clone(),
+                path: remembered.to_path_buf(),
                 source,
             },
         )?;
     }
     Ok(listener)
+}
+
+/// On Swarm: binds the gateway that carries the relays' connections to the internal API
+/// (`runtime::swarm::gateway`) on the platform address (its port remembered, as every relay's
+/// spec names it) and hands the runtime its identity.
+async fn start_swarm_gateway(
+    swarm: &runtime::swarm::SwarmRuntime,
+    config: &Config,
+    installation: &str,
+    secrets: &secrets::Secrets,
+    internal_addr: std::net::SocketAddr,
+) -> Result<(), StartupError> {
+    let listener = bind_remembered(
+        std::net::SocketAddr::new(swarm.platform_address(), 0),
+        &config.data_dir.join(SWARM_GATEWAY_PORT_FILE),
+    )?;
+    let gateway = listener.local_addr().map_err(StartupError::Server)?;
+    listener
+        .set_nonblocking(true)
+        .map_err(StartupError::Server)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(StartupError::Server)?;
+    let key = secrets.purpose_key("berth swarm relay tokens").to_vec();
+    swarm.identify(installation.to_owned(), key.clone(), gateway);
+    tokio::spawn(runtime::swarm::gateway::serve(listener, key, internal_addr));
+    announce(&format!("swarm gateway on {gateway}"));
+    Ok(())
 }
 
 /// Creates the management tenant and its administrator on first start. The password comes
@@ -281,6 +321,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                         registry_credentials: choice.registry_credentials.clone(),
                         relay_image: choice.relay_image.clone(),
                         platform_address: choice.platform_address,
+                        node_engines: choice.node_engines.iter().cloned().collect(),
                     },
                 )
                 .await?,
@@ -314,12 +355,6 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let (tls_config, certificate) = tls::server_config(&config.tls, &config.data_dir)?;
     tokio::spawn(tls::watch(certificate));
     let installation = installation_id(&config.data_dir, &secrets)?;
-    if let Some(swarm) = &swarm {
-        swarm.identify(
-            installation.clone(),
-            secrets.purpose_key("berth swarm relay tokens").to_vec(),
-        );
-    }
 
     // The internal listener is bound first: containers get its real port in C8Y_BASEURL.
     let internal_listener = bind_internal(&config)?;
@@ -332,6 +367,18 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     } else {
         runtime::firewall::remove(&installation);
     }
+    // On Swarm the tasks reach the internal API through their relay and the gateway, at the
+    // relays' platform port.
+    let (base_port, gateway_peer) = match &swarm {
+        Some(swarm) => {
+            start_swarm_gateway(swarm, &config, &installation, &secrets, internal_addr).await?;
+            (
+                runtime::swarm::services::PLATFORM_PORT,
+                Some(std::net::IpAddr::V4(runtime::swarm::gateway::SOURCE)),
+            )
+        }
+        None => (internal_addr.port(), None),
+    };
     let routing = routing::RoutingTable::new();
     let audit = audit::AuditLog::start(store.clone());
     let supervisor = supervisor::Supervisor::new(
@@ -352,7 +399,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             network_pool: config.network_pool,
             deploy_concurrency: config.deploy_concurrency,
             platform: supervisor::spec::Platform {
-                base_url: format!("http://{}:{}", runtime::PLATFORM_HOST, internal_addr.port()),
+                base_url: format!("http://{}:{base_port}", runtime::PLATFORM_HOST),
                 default_timezone: config.default_timezone.clone(),
             },
         },
@@ -438,10 +485,11 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         App::new()
             .wrap(proxy.invalidate_on_write())
             .wrap_fn(move |req, srv| {
-                // Only Berth's containers may use the plain-HTTP API.
-                let allowed = req
-                    .peer_addr()
-                    .is_some_and(|peer| peers.is_container_peer(peer.ip()));
+                // Only Berth's containers may use the plain-HTTP API (on Swarm through the
+                // gateway, which admitted only its relays).
+                let allowed = req.peer_addr().is_some_and(|peer| {
+                    peers.is_container_peer(peer.ip()) || Some(peer.ip()) == gateway_peer
+                });
                 let response = if allowed {
                     Some(srv.call(req))
                 } else {

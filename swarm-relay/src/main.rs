@@ -11,14 +11,21 @@
 //! address or a task's name (resolved by Docker's embedded DNS); the relay answers `OK\n`
 //! and then relays bytes both ways, or `ERR <reason>\n` and closes.
 //!
+//! The other way, replicas to Berth's internal API, is [`platform`]: with `BERTH_RELAY_PLATFORM`
+//! set, a second listener takes connections from the overlay subnet only and carries them to
+//! Berth's gateway, presenting the network's token.
+//!
 //! Settings (environment): `BERTH_RELAY_TOKEN` (required), `BERTH_RELAY_ALLOW` (comma-separated
 //! IPv4 CIDRs the targets must be in, required), `BERTH_RELAY_PORTS` (comma-separated allowed
-//! target ports, default 80), `BERTH_RELAY_LISTEN` (default `0.0.0.0:7070`).
+//! target ports, default 80), `BERTH_RELAY_LISTEN` (default `0.0.0.0:7070`);
+//! `BERTH_RELAY_PLATFORM` (Berth's gateway, `host:port`), `BERTH_RELAY_NETWORK` (the network's
+//! name, needed with it), `BERTH_RELAY_PLATFORM_LISTEN` (default `0.0.0.0:8111`).
 //!
 //! Standard library only, threads rather than an async runtime: the relay carries one
 //! deployment's traffic and is bounded by `MAX_CONNECTIONS`.
 
 mod dns;
+mod platform;
 mod request;
 
 use std::io::{BufRead, BufReader, Write};
@@ -34,27 +41,56 @@ use request::{Cidr, Policy};
 const MAX_CONNECTIONS: usize = 1024;
 /// How long a client has to send its request line.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long connecting to a replica may take.
+/// How long connecting to a replica (or to Berth's gateway) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn main() {
-    let policy = match settings() {
-        Ok(p) => Arc::new(p),
+    let (policy, platform) = match settings().and_then(|p| Ok((p, platform_settings()?))) {
+        Ok((p, platform)) => (Arc::new(p), platform),
         Err(message) => {
             eprintln!("swarm-relay: {message}");
             std::process::exit(2);
         }
     };
     let listen = std::env::var("BERTH_RELAY_LISTEN").unwrap_or_else(|_| "0.0.0.0:7070".into());
-    let listener = match TcpListener::bind(&listen) {
-        Ok(l) => l,
+    let listener = bind(&listen);
+    let active = Arc::new(AtomicUsize::new(0));
+    if let Some(platform) = platform {
+        let platform_listen =
+            std::env::var("BERTH_RELAY_PLATFORM_LISTEN").unwrap_or_else(|_| "0.0.0.0:8111".into());
+        let platform_listener = bind(&platform_listen);
+        let (policy, active) = (Arc::clone(&policy), Arc::clone(&active));
+        let platform = Arc::new(platform);
+        std::thread::spawn(move || {
+            accept(&platform_listener, &active, move |stream| {
+                platform::serve(stream, &platform, &policy.token, &policy.allow);
+            });
+        });
+    }
+    accept(&listener, &active, move |stream| serve(stream, &policy));
+}
+
+fn bind(listen: &str) -> TcpListener {
+    match TcpListener::bind(listen) {
+        Ok(l) => {
+            eprintln!("swarm-relay: listening on {listen}");
+            l
+        }
         Err(e) => {
             eprintln!("swarm-relay: cannot listen on {listen}: {e}");
             std::process::exit(1);
         }
-    };
-    eprintln!("swarm-relay: listening on {listen}");
-    let active = Arc::new(AtomicUsize::new(0));
+    }
+}
+
+/// Serves each connection on a thread of its own, at most `MAX_CONNECTIONS` at once over
+/// both listeners.
+fn accept(
+    listener: &TcpListener,
+    active: &Arc<AtomicUsize>,
+    handle: impl Fn(TcpStream) + Send + Sync + 'static,
+) {
+    let handle = Arc::new(handle);
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
@@ -62,12 +98,12 @@ fn main() {
             drop(stream);
             continue;
         }
-        let policy = Arc::clone(&policy);
-        let held = Arc::clone(&active);
+        let held = Arc::clone(active);
+        let handle = Arc::clone(&handle);
         let spawned = std::thread::Builder::new()
             .stack_size(64 * 1024)
             .spawn(move || {
-                serve(stream, &policy);
+                handle(stream);
                 held.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -75,6 +111,17 @@ fn main() {
             active.fetch_sub(1, Ordering::SeqCst);
         }
     }
+}
+
+fn platform_settings() -> Result<Option<platform::Platform>, String> {
+    let Ok(gateway) = std::env::var("BERTH_RELAY_PLATFORM") else {
+        return Ok(None);
+    };
+    let network = std::env::var("BERTH_RELAY_NETWORK")
+        .ok()
+        .filter(|n| !n.is_empty() && !n.contains(char::is_whitespace))
+        .ok_or("BERTH_RELAY_PLATFORM needs BERTH_RELAY_NETWORK (the network's name)")?;
+    Ok(Some(platform::Platform { gateway, network }))
 }
 
 fn settings() -> Result<Policy, String> {
@@ -151,7 +198,7 @@ fn refuse(mut client: &TcpStream, reason: &str) {
 }
 
 /// Copies both ways until both sides are done, passing each side's end of stream on.
-fn splice(client: TcpStream, upstream: TcpStream) {
+pub(crate) fn splice(client: TcpStream, upstream: TcpStream) {
     let (Ok(client2), Ok(upstream2)) = (client.try_clone(), upstream.try_clone()) else {
         return;
     };

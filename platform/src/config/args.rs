@@ -73,6 +73,16 @@ pub struct ServeArgs {
     /// every container).
     #[arg(long, env = "BERTH_SWARM_PLATFORM_ADDRESS", value_name = "IP")]
     pub swarm_platform_address: Option<String>,
+    /// runtime = swarm: each node's own engine, as NODE_ADDRESS=/path/to/docker.sock,
+    /// comma-separated (for usage samples, exec probes, liveness kills and OOM records, which
+    /// the manager cannot give) [default: none].
+    #[arg(
+        long,
+        env = "BERTH_SWARM_NODE_ENGINES",
+        value_name = "ADDR=SOCKET,…",
+        value_delimiter = ','
+    )]
+    pub swarm_node_engines: Vec<String>,
     /// User name of the management tenant's first administrator [default: admin]. Its password
     /// comes from BERTH_ADMIN_PASSWORD, or is generated and printed once on first start.
     #[arg(long, env = "BERTH_ADMIN_USER")]

@@ -24,6 +24,7 @@ pub(super) struct FileConfig {
     pub(super) registry_user: Option<String>,
     pub(super) swarm_relay_image: Option<String>,
     pub(super) swarm_platform_address: Option<String>,
+    pub(super) swarm_node_engines: Option<Vec<String>>,
     pub(super) admin_user: Option<String>,
     pub(super) token_lifetime: Option<u64>,
     pub(super) log: Option<String>,

@@ -4,6 +4,7 @@
 //! before anything starts.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use super::{ConfigError, invalid};
 
@@ -27,6 +28,9 @@ pub struct SwarmChoice {
     pub relay_image: String,
     /// The platform's address as the nodes' containers reach it (`berth-platform`).
     pub platform_address: IpAddr,
+    /// Each node's own engine (unix socket) by the node's address as the manager reports it:
+    /// what the manager cannot do (stats, exec, kill, a container's OOM flag) goes there.
+    pub node_engines: Vec<(IpAddr, PathBuf)>,
 }
 
 /// Swarm's default overlay pool: away from the local engine's `10.213.0.0/16`, so that a Berth
@@ -46,6 +50,8 @@ pub struct RuntimeSettings {
     pub registry_password: Option<String>,
     pub swarm_relay_image: Option<String>,
     pub swarm_platform_address: Option<String>,
+    /// `ADDR=SOCKET` entries.
+    pub swarm_node_engines: Vec<String>,
 }
 
 /// Validates the runtime settings.
@@ -58,6 +64,7 @@ pub fn runtime_choice(s: RuntimeSettings) -> Result<RuntimeChoice, ConfigError> 
                 ("registry_user", s.registry_user.is_some()),
                 ("swarm_relay_image", s.swarm_relay_image.is_some()),
                 ("swarm_platform_address", s.swarm_platform_address.is_some()),
+                ("swarm_node_engines", !s.swarm_node_engines.is_empty()),
             ];
             if let Some((name, _)) = swarm_only.into_iter().find(|(_, set)| *set) {
                 return Err(invalid(name, "(set)", "applies only with runtime = swarm"));
@@ -112,15 +119,40 @@ pub fn runtime_choice(s: RuntimeSettings) -> Result<RuntimeChoice, ConfigError> 
                     "runtime = swarm needs the IP address at which the nodes reach this host",
                 )
             })?;
+            let node_engines = s
+                .swarm_node_engines
+                .iter()
+                .map(|e| node_engine(e))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(RuntimeChoice::Swarm(SwarmChoice {
                 registry,
                 registry_credentials,
                 relay_image,
                 platform_address,
+                node_engines,
             }))
         }
         other => Err(invalid("runtime", other, "expected docker or swarm")),
     }
+}
+
+/// `ADDR=SOCKET`: a node's address and its engine's unix socket (a path or `unix://path`).
+fn node_engine(text: &str) -> Result<(IpAddr, PathBuf), ConfigError> {
+    let parsed = text.split_once('=').and_then(|(addr, socket)| {
+        let addr: IpAddr = addr.trim().parse().ok()?;
+        let socket = socket.trim();
+        let socket = socket.strip_prefix("unix://").unwrap_or(socket);
+        socket
+            .starts_with('/')
+            .then(|| (addr, PathBuf::from(socket)))
+    });
+    parsed.ok_or_else(|| {
+        invalid(
+            "swarm_node_engines",
+            text,
+            "expected NODE_ADDRESS=/path/to/docker.sock (the node's own engine)",
+        )
+    })
 }
 
 fn valid_registry(text: &str) -> bool {
@@ -159,6 +191,24 @@ mod tests {
         };
         assert_eq!(s.registry, "10.0.0.1:5000");
         assert_eq!(s.registry_credentials, None);
+        assert!(s.node_engines.is_empty());
+        let RuntimeChoice::Swarm(s) = runtime_choice(RuntimeSettings {
+            swarm_node_engines: vec![
+                "10.0.0.2=/run/n2.sock".into(),
+                "10.0.0.3=unix:///run/n3.sock".into(),
+            ],
+            ..swarm()
+        })
+        .unwrap() else {
+            panic!("swarm")
+        };
+        assert_eq!(
+            s.node_engines,
+            vec![
+                ("10.0.0.2".parse().unwrap(), PathBuf::from("/run/n2.sock")),
+                ("10.0.0.3".parse().unwrap(), PathBuf::from("/run/n3.sock")),
+            ]
+        );
         let cases: Vec<(RuntimeSettings, &str)> = vec![
             (
                 RuntimeSettings {
@@ -201,6 +251,27 @@ mod tests {
                     ..swarm()
                 },
                 "swarm_platform_address",
+            ),
+            (
+                RuntimeSettings {
+                    swarm_node_engines: vec!["node2=/run/n2.sock".into()],
+                    ..swarm()
+                },
+                "swarm_node_engines",
+            ),
+            (
+                RuntimeSettings {
+                    swarm_node_engines: vec!["10.0.0.2=tcp://10.0.0.2:2375".into()],
+                    ..swarm()
+                },
+                "swarm_node_engines",
+            ),
+            (
+                RuntimeSettings {
+                    swarm_node_engines: vec!["10.0.0.2=/run/n2.sock".into()],
+                    ..Default::default()
+                },
+                "swarm_node_engines",
             ),
             (
                 RuntimeSettings {

@@ -27,13 +27,13 @@ fn audit(server: &Server, owner: &Tenant, query: &str) -> Value {
 }
 
 /// Keeps one CPU of the container at `ip` busy (one `/burn` at a time) until dropped.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
-    fn start(ip: &str) -> Load {
+    pub(crate) fn start(ip: &str) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let (flag, url) = (Arc::clone(&stop), format!("http://{ip}:80/burn?ms=500"));
         let thread = std::thread::spawn(move || {

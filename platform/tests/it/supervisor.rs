@@ -727,7 +727,13 @@ fn a_crashed_berth_adopts_its_containers_removes_orphans_and_recreates_missing()
 }
 
 /// Uploads another version of `app` (same image, new manifest).
-fn upload_version(server: &Server, owner: &Tenant, app: &str, image: &HelloImage, manifest: &str) {
+pub(crate) fn upload_version(
+    server: &Server,
+    owner: &Tenant,
+    app: &str,
+    image: &HelloImage,
+    manifest: &str,
+) {
     let zip = zip_of(&[
         ("cumulocity.json", manifest.as_bytes()),
         ("image.tar", &image.archive),
@@ -741,7 +747,7 @@ fn upload_version(server: &Server, owner: &Tenant, app: &str, image: &HelloImage
         .expect(201);
 }
 
-fn with_version(manifest: &str, version: &str) -> String {
+pub(crate) fn with_version(manifest: &str, version: &str) -> String {
     let mut m: Value = serde_json::from_str(manifest).unwrap();
     m["version"] = json!(version);
     m.to_string()

@@ -125,7 +125,9 @@ impl SwarmRuntime {
                 .address(&id, route)
                 .await
                 .map_err(|e| RuntimeError::Docker(format!("tunnel for {id}: {e}")))?;
-            out.push(info_of(&id, &name, &labels, &slot, IpAddr::V4(ip)));
+            let mut info = info_of(&id, &name, &labels, &slot, IpAddr::V4(ip));
+            info.oom_killed = self.oom_killed(&slot, nodes).await;
+            out.push(info);
         }
         Ok(out)
     }
@@ -232,8 +234,7 @@ pub(super) fn info_of(
         labels,
         running: slot.running,
         exit_code: slot.exit_code,
-        // Swarm's task status has no OOM flag; the node's events do, but only the node's
-        // engine has them (README: what Swarm cannot guarantee).
+        // Swarm's task status has no OOM flag: the node's engine has it (set by the caller).
         oom_killed: false,
         started_at: if slot.running {
             slot.since.clone()

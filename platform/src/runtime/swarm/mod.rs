@@ -9,14 +9,16 @@
 //! and [`tasks`] (what Swarm's tasks and nodes mean for Berth); this file only calls the engine.
 
 mod cluster;
+pub mod gateway;
 mod images;
+mod node_engines;
 pub mod registry;
 pub mod services;
 pub mod tasks;
 pub mod tunnel;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +39,6 @@ use super::{
 use cluster::{
     instance_id, labels_of, parse_instance_id, replicas_of, service_name_of, with_bridge,
 };
-use services::Placement;
 use tunnel::Tunnels;
 
 /// The label naming a service's deployment network (Swarm stores the network's id, not the
@@ -61,6 +62,8 @@ pub struct SwarmSettings {
     pub relay_image: String,
     /// The platform's address as the nodes' containers reach it.
     pub platform_address: IpAddr,
+    /// Each node's own engine (unix socket) by the node's address ([`node_engines`]).
+    pub node_engines: HashMap<IpAddr, std::path::PathBuf>,
 }
 
 /// Who this runtime works for, known once the data directory is read (after connecting).
@@ -69,6 +72,8 @@ struct Identity {
     installation: String,
     /// The key relay tokens are derived from.
     relay_key: Vec<u8>,
+    /// Berth's gateway to its internal API, as the relays reach it ([`gateway`]).
+    gateway: SocketAddr,
 }
 
 /// A Swarm cluster through one manager.
@@ -83,6 +88,8 @@ pub struct SwarmRuntime {
     /// Slots removed below a service's highest one, which Swarm cannot drop alone: hidden
     /// from listings, and the service shrinks past them once the slots above go too.
     removed: Arc<std::sync::Mutex<HashMap<String, std::collections::BTreeSet<u32>>>>,
+    /// The node engines connected so far, by node address.
+    node_engines: Arc<tokio::sync::Mutex<HashMap<IpAddr, DockerEngine>>>,
 }
 
 impl SwarmRuntime {
@@ -122,16 +129,23 @@ impl SwarmRuntime {
             identity: Arc::new(std::sync::OnceLock::new()),
             tunnels: Arc::new(Tunnels::default()),
             removed: Arc::default(),
+            node_engines: Arc::default(),
         })
     }
 
-    /// Sets the installation id and the relay key; before this no deployment object can be
-    /// made (the first call wins).
-    pub fn identify(&self, installation: String, relay_key: Vec<u8>) {
+    /// Sets the installation id, the relay key and the gateway's address; before this no
+    /// deployment object can be made (the first call wins).
+    pub fn identify(&self, installation: String, relay_key: Vec<u8>, gateway: SocketAddr) {
         let _ = self.identity.set(Identity {
             installation,
             relay_key,
+            gateway,
         });
+    }
+
+    /// The platform's address as the nodes reach it (where the gateway listens).
+    pub fn platform_address(&self) -> IpAddr {
+        self.settings.platform_address
     }
 
     fn installation(&self) -> &str {
@@ -241,12 +255,16 @@ impl Runtime for SwarmRuntime {
             let relay = services::relay_name(&spec.name);
             if self.service(&relay).await?.is_none() {
                 let token = self.relay_token(&spec.name)?;
+                let gateway = self.identity.get().map(|i| i.gateway).ok_or_else(|| {
+                    RuntimeError::Docker("the Swarm runtime has no gateway yet".into())
+                })?;
                 let relay_spec = services::relay_spec(
                     &spec.name,
                     &spec.subnet,
                     &token,
                     &self.settings.relay_image,
                     &spec.labels,
+                    gateway,
                 );
                 match self
                     .docker
@@ -316,10 +334,7 @@ impl Runtime for SwarmRuntime {
                 }
                 None => {
                     let image = self.pinned(&spec.image).await?;
-                    let placement = Placement {
-                        platform_address: self.settings.platform_address,
-                    };
-                    let mut service: ServiceSpec = services::service_spec(spec, &image, &placement);
+                    let mut service: ServiceSpec = services::service_spec(spec, &image);
                     service.name = Some(name.clone());
                     if let Some(labels) = service.labels.as_mut() {
                         labels.insert(LABEL_NETWORK.to_owned(), spec.network.clone());
@@ -352,13 +367,18 @@ impl Runtime for SwarmRuntime {
         })
     }
 
-    /// The manager cannot kill one task's container (only the node's engine can); the slot
-    /// stays out of routing until it passes its probe again, and Swarm restarts it if it
-    /// exits (README: what Swarm cannot guarantee).
+    /// Only the node's engine can kill one task's container; without it the slot stays out of
+    /// routing until it passes its probe again, and Swarm restarts it if it exits (README:
+    /// what Swarm cannot guarantee). Swarm restarts a killed task itself.
     fn kill_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
         Box::pin(async move {
-            tracing::warn!(instance = %id, "a Swarm task cannot be killed from the manager; left to Swarm's restart policy");
-            Ok(())
+            match self.container_of(id).await? {
+                Some((engine, container)) => engine.kill_instance(&container).await,
+                None => {
+                    tracing::warn!(instance = %id, "no engine for this task's node: left to Swarm's restart policy");
+                    Ok(())
+                }
+            }
         })
     }
 
@@ -388,7 +408,11 @@ impl Runtime for SwarmRuntime {
                 self.remove_service(service).await?;
                 self.removed_slots(service, |r| r.clear());
             } else if keep < replicas {
-                self.set_replicas(&existing, keep).await?;
+                if let Err(e) = self.set_replicas(&existing, keep).await {
+                    // Shown again, so that the next pass removes it again.
+                    self.removed_slots(service, |r| r.remove(&replica));
+                    return Err(e);
+                }
                 self.removed_slots(service, |r| r.retain(|s| *s < keep));
             }
             Ok(())
@@ -469,23 +493,37 @@ impl Runtime for SwarmRuntime {
         })
     }
 
+    /// On the node's own engine; without one an exec probe cannot run.
     fn exec_succeeds<'a>(
         &'a self,
-        _id: &'a str,
-        _command: &'a [String],
-        _timeout: Duration,
+        id: &'a str,
+        command: &'a [String],
+        timeout: Duration,
     ) -> Pending<'a, bool> {
-        Box::pin(async {
-            Err(RuntimeError::Docker(
-                "exec probes cannot run on Swarm: only a node's own engine can exec in its containers".into(),
-            ))
+        Box::pin(async move {
+            match self.container_of(id).await? {
+                Some((engine, container)) => {
+                    engine.exec_succeeds(&container, command, timeout).await
+                }
+                None => Err(RuntimeError::Docker(
+                    "exec probes need the node's own engine (swarm_node_engines)".into(),
+                )),
+            }
         })
     }
 
-    /// Stats, like exec, are only on the node's own engine: no samples (the autoscaler then
+    /// Stats are only on the node's own engine: without one, no samples (the autoscaler then
     /// holds the replica count; README: what Swarm cannot guarantee).
-    fn usage(&self, _id: &str) -> BoxStream<'static, Result<Usage, RuntimeError>> {
-        futures_util::stream::pending().boxed()
+    fn usage(&self, id: &str) -> BoxStream<'static, Result<Usage, RuntimeError>> {
+        let (this, id) = (self.clone(), id.to_owned());
+        futures_util::stream::once(async move {
+            match this.container_of(&id).await {
+                Ok(Some((engine, container))) => engine.usage(&container),
+                _ => futures_util::stream::pending().boxed(),
+            }
+        })
+        .flatten()
+        .boxed()
     }
 
     /// The manager cannot follow a task's log (only its node's engine can): the last `tail`

@@ -2,7 +2,7 @@
 //! relay service of a deployment's network, and the names and tokens that tie them together.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum,
@@ -24,6 +24,9 @@ pub const LABEL_RELAY: &str = "berth.swarm.relay";
 pub const RELAY_PORT: u16 = 7070;
 /// The microservice port (the contract: HTTP on 80).
 pub const SERVICE_PORT: u16 = 80;
+/// The port of `berth-platform` on a deployment's overlay (the relay's way to the internal API):
+/// the port of `C8Y_BASEURL` on Swarm.
+pub const PLATFORM_PORT: u16 = 8111;
 
 /// The service that runs one revision of one deployment: a stable name from the deployment
 /// and revision (every replica slot asks for the same service), within Swarm's 63 characters.
@@ -60,31 +63,21 @@ pub fn relay_token(key: &[u8], network: &str) -> String {
     hex::encode(ring::hmac::sign(&key, network.as_bytes()).as_ref())
 }
 
-/// What every service of an installation shares.
-#[derive(Debug, Clone)]
-pub struct Placement {
-    /// The platform's address as the nodes reach it (`berth-platform` in every task).
-    pub platform_address: IpAddr,
-}
-
 /// The Swarm service for the revision `spec` belongs to, running `image` (a registry reference
 /// pinned by digest). The hardening is the local engine's where Swarm has it: every capability
 /// dropped but binding port 80, no privilege gain, a pids limit, the image's own `USER`; memory
 /// and CPU both limited and reserved (the scheduler places a replica only where its limits
 /// fit, as Kubernetes' Guaranteed class). No port is published and the endpoint mode is DNS
 /// round robin, so the service has no virtual IP and no ingress entry: replicas are reached only
-/// over their deployment's overlay network, through its relay.
-pub fn service_spec(spec: &InstanceSpec, image: &str, placement: &Placement) -> ServiceSpec {
+/// over their deployment's overlay network, through its relay. No `hosts` entry: on the overlay
+/// `berth-platform` is the relay (its network alias), the way to the internal API.
+pub fn service_spec(spec: &InstanceSpec, image: &str) -> ServiceSpec {
     let mut labels = spec.labels.clone();
     labels.remove(LABEL_REPLICA);
     let container = TaskSpecContainerSpec {
         image: Some(image.to_owned()),
         labels: Some(labels.clone()),
         env: Some(spec.env.clone()),
-        hosts: Some(vec![format!(
-            "{} {PLATFORM_HOST}",
-            placement.platform_address
-        )]),
         capability_drop: Some(vec!["ALL".to_owned()]),
         capability_add: Some(vec!["CAP_NET_BIND_SERVICE".to_owned()]),
         privileges: Some(TaskSpecContainerSpecPrivileges {
@@ -147,13 +140,16 @@ pub fn service_spec(spec: &InstanceSpec, image: &str, placement: &Placement) -> 
 /// The relay of deployment network `network` (subnet `subnet`): one task on every node
 /// (global mode), attached to that network only, its port published on each node's own
 /// address in host mode with a port Docker picks (read back from the task's status). It
-/// forwards only to addresses of `subnet`, port 80, for clients that send `token`.
+/// forwards only to addresses of `subnet`, port 80, for clients that send `token`. The other
+/// way, it is `berth-platform` on the network (an alias) and carries the replicas'
+/// connections to its port [`PLATFORM_PORT`] on to Berth's `gateway`, with the same token.
 pub fn relay_spec(
     network: &str,
     subnet: &str,
     token: &str,
     image: &str,
     labels: &HashMap<String, String>,
+    gateway: SocketAddr,
 ) -> ServiceSpec {
     let mut labels = labels.clone();
     labels.insert(LABEL_RELAY.to_owned(), network.to_owned());
@@ -165,6 +161,9 @@ pub fn relay_spec(
             format!("BERTH_RELAY_ALLOW={subnet}"),
             format!("BERTH_RELAY_PORTS={SERVICE_PORT}"),
             format!("BERTH_RELAY_LISTEN=0.0.0.0:{RELAY_PORT}"),
+            format!("BERTH_RELAY_PLATFORM={gateway}"),
+            format!("BERTH_RELAY_NETWORK={network}"),
+            format!("BERTH_RELAY_PLATFORM_LISTEN=0.0.0.0:{PLATFORM_PORT}"),
         ]),
         user: Some("65534:65534".to_owned()),
         read_only: Some(true),
@@ -188,6 +187,7 @@ pub fn relay_spec(
         restart_policy: Some(restart_policy()),
         networks: Some(vec![NetworkAttachmentConfig {
             target: Some(network.to_owned()),
+            aliases: Some(vec![PLATFORM_HOST.to_owned()]),
             ..Default::default()
         }]),
         log_driver: Some(log_driver()),
@@ -271,19 +271,13 @@ mod tests {
         }
     }
 
-    fn placement() -> Placement {
-        Placement {
-            platform_address: "10.213.9.1".parse().unwrap(),
-        }
-    }
-
     #[test]
     fn every_slot_of_a_revision_names_the_same_service() {
         let a = service_name("AbCdEf123456", "7/t1", "rev1");
         let mut other = instance();
         other.replica = 2;
         other.labels.insert("berth.replica".into(), "2".into());
-        let spec = service_spec(&other, "r/x@sha256:1", &placement());
+        let spec = service_spec(&other, "r/x@sha256:1");
         assert_eq!(spec.name.as_deref(), Some(a.as_str()));
         assert!(a.starts_with("berth-abcdef12-") && a.len() <= 63, "{a}");
         assert_ne!(a, service_name("AbCdEf123456", "7/t1", "rev2"));
@@ -292,11 +286,11 @@ mod tests {
 
     #[test]
     fn a_service_is_limited_reserved_hardened_spread_and_unpublished() {
-        let spec = service_spec(&instance(), "reg:5000/berth/x@sha256:1", &placement());
+        let spec = service_spec(&instance(), "reg:5000/berth/x@sha256:1");
         let task = spec.task_template.as_ref().unwrap();
         let c = task.container_spec.as_ref().unwrap();
         assert_eq!(c.image.as_deref(), Some("reg:5000/berth/x@sha256:1"));
-        assert_eq!(c.hosts, Some(vec!["10.213.9.1 berth-platform".into()]));
+        assert_eq!(c.hosts, None, "berth-platform is the relay on the overlay");
         assert_eq!(c.capability_drop, Some(vec!["ALL".into()]));
         assert_eq!(c.user, None, "the image's own USER");
         assert!(!spec.labels.as_ref().unwrap().contains_key(LABEL_REPLICA));
@@ -333,15 +327,26 @@ mod tests {
     #[test]
     fn a_relay_serves_one_network_with_its_own_token() {
         let labels = HashMap::from([("berth.installation".into(), "abc".into())]);
-        let spec = relay_spec("net-a", "10.214.0.0/26", "tok", "reg/relay:1", &labels);
+        let gateway = "10.213.9.1:41000".parse().unwrap();
+        let spec = relay_spec(
+            "net-a",
+            "10.214.0.0/26",
+            "tok",
+            "reg/relay:1",
+            &labels,
+            gateway,
+        );
         assert_eq!(spec.name.as_deref(), Some("net-a-relay"));
         let task = spec.task_template.unwrap();
         let nets = task.networks.unwrap();
         assert_eq!(nets.len(), 1);
         assert_eq!(nets[0].target.as_deref(), Some("net-a"));
+        assert_eq!(nets[0].aliases, Some(vec!["berth-platform".to_owned()]));
         let env = task.container_spec.unwrap().env.unwrap();
         assert!(env.contains(&"BERTH_RELAY_ALLOW=10.214.0.0/26".to_owned()));
         assert!(env.contains(&"BERTH_RELAY_TOKEN=tok".to_owned()));
+        assert!(env.contains(&"BERTH_RELAY_PLATFORM=10.213.9.1:41000".to_owned()));
+        assert!(env.contains(&"BERTH_RELAY_NETWORK=net-a".to_owned()));
         let port = &spec.endpoint_spec.unwrap().ports.unwrap()[0];
         assert_eq!(
             port.publish_mode,

@@ -57,6 +57,8 @@ pub struct Slot {
     /// The task's DNS name on its network (`<service>.<slot>.<task id>`), which the relay
     /// resolves.
     pub task_name: String,
+    /// The task's container on its node (empty before the node created it).
+    pub container_id: String,
     pub node_id: String,
     /// The node's host name, or `lost node <name>` while it is not ready.
     pub node: String,
@@ -75,7 +77,9 @@ pub struct Slot {
 }
 
 /// The slots `0..replicas` of service `service` that have a task, each with its newest task
-/// (one Swarm still wants running first).
+/// (one Swarm still wants running first). While Swarm is bringing a slot's replacement up
+/// after its container exited, the slot shows that ended run instead: Swarm restarts within
+/// 200 ms, and the supervisor must see the exit (its reason, an OOM kill) to record it.
 pub fn slots(
     service: &str,
     replicas: u32,
@@ -83,6 +87,7 @@ pub fn slots(
     nodes: &HashMap<String, NodeView>,
 ) -> Vec<Slot> {
     let mut newest: HashMap<i64, &Task> = HashMap::new();
+    let mut ended: HashMap<i64, &Task> = HashMap::new();
     for t in tasks {
         let Some(slot) = t.slot.filter(|s| (1..=i64::from(replicas)).contains(s)) else {
             continue;
@@ -94,13 +99,34 @@ pub fn slots(
         if better {
             newest.insert(slot, t);
         }
+        if exited(t) && ended.get(&slot).is_none_or(|held| rank(t) > rank(held)) {
+            ended.insert(slot, t);
+        }
     }
     let mut out: Vec<Slot> = newest
         .into_iter()
-        .map(|(slot, t)| slot_of(service, slot, t, nodes))
+        .map(|(slot, t)| {
+            let current = slot_of(service, slot, t, nodes);
+            match ended.get(&slot) {
+                Some(e) if current.starting => slot_of(service, slot, e, nodes),
+                _ => current,
+            }
+        })
         .collect();
     out.sort_by_key(|s| s.replica);
     out
+}
+
+/// A run whose container ended by itself (not one Swarm shut down or never started).
+fn exited(t: &Task) -> bool {
+    let status = t.status.as_ref();
+    matches!(
+        status.and_then(|s| s.state),
+        Some(TaskState::FAILED | TaskState::COMPLETE)
+    ) && status
+        .and_then(|s| s.container_status.as_ref())
+        .and_then(|c| c.container_id.as_ref())
+        .is_some_and(|c| !c.is_empty())
 }
 
 /// Tasks Swarm wants running outrank those it stopped; then the newer (higher version).
@@ -148,6 +174,11 @@ fn slot_of(service: &str, slot: i64, t: &Task, nodes: &HashMap<String, NodeView>
         replica: u32::try_from(slot - 1).unwrap_or(0),
         starting,
         task_name: format!("{service}.{slot}.{task_id}"),
+        container_id: status
+            .container_status
+            .as_ref()
+            .and_then(|c| c.container_id.clone())
+            .unwrap_or_default(),
         task_id,
         node_id,
         node: node_name,
@@ -205,6 +236,7 @@ mod tests {
                 timestamp: Some(format!("2026-01-01T00:00:0{v}Z")),
                 container_status: Some(ContainerStatus {
                     exit_code: Some(if state == TaskState::FAILED { 137 } else { 0 }),
+                    container_id: Some(format!("c-{id}")),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -274,6 +306,21 @@ mod tests {
         assert!(!s.node_ready);
         assert_eq!(s.node, "lost node node-3@10.213.9.11");
         assert_eq!(s.message, "node node-3@10.213.9.11 is heartbeat failure");
+    }
+
+    #[test]
+    fn an_exit_shows_until_its_replacement_runs() {
+        use TaskState::*;
+        let mut tasks = vec![
+            task("old", 1, "n1", FAILED, SHUTDOWN, 3),
+            task("new", 1, "n1", PREPARING, RUNNING, 4),
+        ];
+        let s = &slots("svc", 1, &tasks, &cluster())[0];
+        assert_eq!((s.task_id.as_str(), s.running), ("old", false));
+        assert_eq!((s.exit_code, s.container_id.as_str()), (Some(137), "c-old"));
+        tasks[1].status.as_mut().unwrap().state = Some(RUNNING);
+        let s = &slots("svc", 1, &tasks, &cluster())[0];
+        assert_eq!((s.task_id.as_str(), s.running), ("new", true));
     }
 
     #[test]

@@ -126,6 +126,18 @@ impl Lab {
         PathBuf::from(self.var("LAB_DOCKER_HOST").trim_start_matches("unix://"))
     }
 
+    /// `--swarm-node-engines`: every node's address and its engine's socket.
+    pub fn node_engines(&self) -> String {
+        (1..)
+            .map_while(|k| {
+                let ip = self.env.get(&format!("LAB_NODE{k}_IP"))?;
+                let host = self.env.get(&format!("LAB_NODE{k}_HOST"))?;
+                Some(format!("{ip}={host}"))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn kill(&self, node: u32) {
         self.run(&["kill", &node.to_string()]);
     }

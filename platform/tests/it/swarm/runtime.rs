@@ -183,6 +183,7 @@ fn swarm_runs_a_deployment_spread_isolated_and_survives_a_node_loss() {
         registry_credentials: None,
         relay_image,
         platform_address: lab.var("LAB_HOST_IP").parse().unwrap(),
+        node_engines: std::collections::HashMap::new(),
     };
     block_on(async {
         let rt = SwarmRuntime::connect(&lab.manager_socket(), settings)
@@ -191,6 +192,8 @@ fn swarm_runs_a_deployment_spread_isolated_and_survives_a_node_loss() {
         rt.identify(
             INSTALLATION.to_owned(),
             b"0123456789abcdef0123456789abcdef".to_vec(),
+            // No gateway here (no Berth): the relays' platform path is tested in `serve`.
+            format!("{}:9", lab.var("LAB_HOST_IP")).parse().unwrap(),
         );
 
         // Upload: loaded on the manager, tagged, pushed; the registry has the tag.

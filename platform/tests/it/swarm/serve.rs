@@ -49,7 +49,10 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
     };
     let relay = lab.push_relay_image();
     let manager = lab.manager_socket().display().to_string();
+    let engines = lab.node_engines();
     let (_cleanup, server) = start_server(&[
+        "--swarm-node-engines",
+        &engines,
         "--runtime",
         "swarm",
         "--docker-socket",
@@ -86,6 +89,32 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
         assert_eq!(body["C8Y_TENANT"], owner.id.as_str(), "{body}");
     }
     assert_eq!(nodes.len(), 3, "replicas on {nodes:?}");
+
+    // The internal API from every node: each replica's bootstrap call (C8Y_BASEURL with its
+    // bootstrap credentials, as the SDKs make at startup) goes through its overlay's relay and
+    // Berth's gateway and is answered 200. Round robin over the 3 ready replicas: 6 calls
+    // reach each one, the ones on worker nodes included.
+    let mut answered = HashSet::new();
+    for _ in 0..6 {
+        let (code, body) = get_through_proxy(&server, &owner, &name, "/platform/subscriptions");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["status"], 200, "the platform's answer: {body}");
+        let users = body["body"]["users"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            users.iter().any(|u| u["tenant"] == owner.id.as_str()),
+            "the subscribed tenant's service user: {body}"
+        );
+        let (_, who) = get_through_proxy(&server, &owner, &name, "/whoami");
+        answered.insert(who["hostname"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(answered.len(), 3, "replicas answering: {answered:?}");
+    // The task's own C8Y_BASEURL names the relay on its overlay, not an address on the nodes'
+    // network.
+    let (_, env) = get_through_proxy(&server, &owner, &name, "/env");
+    assert_eq!(env["C8Y_BASEURL"], "http://berth-platform:8111", "{env}");
 
     // MULTI_TENANT, 1 replica, subscribed by a second tenant as well.
     let other = create_tenant(&server, "swt");

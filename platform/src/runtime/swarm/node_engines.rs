@@ -1,0 +1,83 @@
+//! Each node's own engine, for what the manager cannot do: a container's stats (usage
+//! samples for the autoscaler and the metrics), exec (exec probes), kill (liveness), and its
+//! `OOMKilled` flag (the OOM record). Reached at the unix socket `swarm_node_engines` names
+//! for the node's address; a node without one keeps the manager-only behaviour (README: what
+//! Swarm cannot guarantee).
+
+use std::net::IpAddr;
+
+use super::SwarmRuntime;
+use super::cluster::parse_instance_id;
+use super::tasks;
+use crate::runtime::RuntimeError;
+use crate::runtime::docker::DockerEngine;
+
+impl SwarmRuntime {
+    /// The engine of the node at `addr`, connected on first use.
+    async fn node_engine(&self, addr: IpAddr) -> Option<DockerEngine> {
+        let socket = self.settings.node_engines.get(&addr)?;
+        let mut engines = self.node_engines.lock().await;
+        if let Some(e) = engines.get(&addr) {
+            return Some(e.clone());
+        }
+        match DockerEngine::connect(socket).await {
+            Ok(e) => {
+                engines.insert(addr, e.clone());
+                Some(e)
+            }
+            Err(e) => {
+                tracing::warn!(node = %addr, error = %e, "cannot reach the node's engine");
+                None
+            }
+        }
+    }
+
+    /// The container of instance `id`'s current run and the engine of the node it is on,
+    /// when that node's engine is known.
+    pub(super) async fn container_of(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DockerEngine, String)>, RuntimeError> {
+        let Some((service, replica)) = parse_instance_id(id) else {
+            return Ok(None);
+        };
+        let nodes = self.nodes().await?;
+        let task_list = self.tasks_of(service).await?;
+        let Some(slot) = tasks::slots(service, u32::MAX, &task_list, &nodes)
+            .into_iter()
+            .find(|s| s.replica == replica && !s.container_id.is_empty())
+        else {
+            return Ok(None);
+        };
+        let Some(addr) = nodes.get(&slot.node_id).and_then(|n| n.addr) else {
+            return Ok(None);
+        };
+        Ok(self
+            .node_engine(IpAddr::V4(addr))
+            .await
+            .map(|e| (e, slot.container_id)))
+    }
+
+    /// Whether the ended run `slot` was killed for exceeding its memory limit, from its
+    /// node's engine (false when that engine is unknown or the container is gone).
+    pub(super) async fn oom_killed(
+        &self,
+        slot: &tasks::Slot,
+        nodes: &std::collections::HashMap<String, tasks::NodeView>,
+    ) -> bool {
+        if slot.running || slot.container_id.is_empty() {
+            return false;
+        }
+        let Some(addr) = nodes.get(&slot.node_id).and_then(|n| n.addr) else {
+            return false;
+        };
+        let Some(engine) = self.node_engine(IpAddr::V4(addr)).await else {
+            return false;
+        };
+        crate::runtime::Runtime::instance(&engine, &slot.container_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.oom_killed)
+    }
+}

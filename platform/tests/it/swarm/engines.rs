@@ -1,0 +1,178 @@
+//! What only a node's own engine gives, through `--swarm-node-engines` on a real 3-node lab:
+//! usage samples (the memory the status shows, the autoscaler's input), the OOM-kill record
+//! of a task Swarm restarted, and CPU autoscaling by the service's replica count.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::lab::{Lab, OVERLAY_POOL};
+use crate::fixture::create_tenant;
+use crate::operate::Load;
+use crate::supervisor::{
+    HelloImage, deploy, instances, manifest, readiness_on_health, start_server, status, subscribe,
+    wait_for, wait_ready,
+};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+#[test]
+fn swarm_node_engines_give_usage_samples_the_oom_record_and_autoscaling() {
+    if !super::lab::can_run() {
+        return;
+    }
+    let lab = Lab::up(3);
+    let hello = HelloImage {
+        id: String::new(),
+        archive: lab.hello_archive(),
+    };
+    let relay = lab.push_relay_image();
+    let manager = lab.manager_socket().display().to_string();
+    let engines = lab.node_engines();
+    let (_cleanup, server) = start_server(&[
+        "--runtime",
+        "swarm",
+        "--docker-socket",
+        &manager,
+        "--registry",
+        lab.var("LAB_REGISTRY"),
+        "--swarm-relay-image",
+        &relay,
+        "--swarm-platform-address",
+        lab.var("LAB_HOST_IP"),
+        "--swarm-node-engines",
+        &engines,
+        "--network-pool",
+        OVERLAY_POOL,
+        "--autoscale-period",
+        "1",
+        "--autoscale-scale-down-window",
+        "3",
+        "--autoscale-max-replicas",
+        "2",
+        "--drain-period",
+        "1",
+    ]);
+    let owner = create_tenant(&server, "swe");
+    let app = deploy(
+        &server,
+        &owner,
+        &hello,
+        &manifest("MULTI_TENANT", 1, json!({})),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    wait_ready(&server, &owner, &app, 1);
+    let name = server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Usage samples come from the task's node: the status shows the memory in use.
+    wait_for(DEADLINE, "a memory sample from the node's engine", || {
+        let s = status(&server, &owner, &app);
+        instances(&s)[0]["memory"]["usedBytes"]
+            .as_u64()
+            .filter(|b| *b > 0)
+    });
+
+    // 128 MiB against a 64M limit: the kernel kills the task's process; Swarm restarts the
+    // task, and Berth records an OOM kill (the node's engine has the flag).
+    let _ = server
+        .req("POST", &format!("/service/{name}/alloc?mb=128"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send();
+    let restarted = wait_for(DEADLINE, "restart after the OOM kill", || {
+        let s = status(&server, &owner, &app);
+        let i = instances(&s).into_iter().next()?;
+        (i["restarts"].as_u64()? >= 1 && i["state"] == "RUNNING").then_some(s)
+    });
+    let dep = &restarted["deployments"][0];
+    assert!(
+        dep["lastFailure"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("OOMKilled")),
+        "{restarted}"
+    );
+    assert!(dep["oomKills"].as_u64() >= Some(1), "{dep}");
+    let record = wait_for(DEADLINE, "the OOM-kill audit record", || {
+        let page = server
+            .req(
+                "GET",
+                &format!("/audit/auditRecords?application={app}&type=OomKill"),
+            )
+            .basic(&owner.admin_login, &owner.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        page["auditRecords"].as_array()?.first().cloned()
+    });
+    assert_eq!(
+        record["details"]["memoryLimitBytes"], 64_000_000,
+        "{record}"
+    );
+    assert!(
+        record["details"]["memoryPeakBytes"].as_u64() > Some(0),
+        "{record}"
+    );
+
+    // CPU autoscaling: load on the one replica (its tunnel address) saturates its 0.1 CPU;
+    // the autoscaler, fed by the node's stats, scales the service to 2 replicas, and back to 1
+    // once the load stops.
+    let mut probes = readiness_on_health();
+    probes["scale"] = json!("AUTO");
+    probes["resources"] = json!({"cpu": "0.1", "memory": "64M"});
+    let auto = deploy(
+        &server,
+        &owner,
+        &hello,
+        &manifest("MULTI_TENANT", 1, probes),
+    );
+    subscribe(&server, &owner.id, &auto).expect(201);
+    let ready = wait_ready(&server, &owner, &auto, 1);
+    let ip = ready["deployments"][0]["instances"][0]["ip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let load = Load::start(&ip);
+    let mut most = 0;
+    let scaled = wait_for(DEADLINE, "a second ready replica under load", || {
+        let d = status(&server, &owner, &auto)["deployments"][0].clone();
+        most = most.max(d["desired"].as_u64().unwrap_or(0));
+        let upstreams = d["upstreams"].as_array().map_or(0, Vec::len);
+        (d["active"] == 2 && upstreams == 2).then_some(d)
+    });
+    let nodes: std::collections::HashSet<&str> = scaled["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["node"].as_str())
+        .collect();
+    eprintln!("swarm autoscale: 2 replicas on {nodes:?}");
+    drop(load);
+    wait_for(DEADLINE, "back to one replica without load", || {
+        let d = status(&server, &owner, &auto)["deployments"][0].clone();
+        most = most.max(d["desired"].as_u64().unwrap_or(0));
+        let count = d["instances"].as_array().map_or(0, Vec::len);
+        (d["desired"] == 1 && count == 1 && d["active"] == 1).then_some(())
+    });
+    assert_eq!(most, 2, "never above the maximum");
+    // What Swarm runs meanwhile (README: scaling down is from the top, so a lower slot the
+    // supervisor removed may keep running, hidden, while a higher one runs).
+    let services = lab.docker(
+        1,
+        &[
+            "service",
+            "ls",
+            "--filter",
+            &format!("label=berth.app={auto}"),
+            "--format",
+            "{{.Name}} {{.Replicas}}",
+        ],
+    );
+    eprintln!("swarm autoscale: services after scaling down: {services}");
+}
