@@ -27,6 +27,7 @@ pub mod usage;
 pub mod user_access;
 pub mod user_rights;
 pub mod users;
+pub mod versions;
 
 use std::sync::Arc;
 
@@ -86,6 +87,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(subscriptions::routes)
             .configure(applications::routes)
             .configure(upload::routes)
+            .configure(versions::routes)
             .configure(usage::routes)
             .configure(audit::routes)
             .configure(autoscaler::routes)

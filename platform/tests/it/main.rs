@@ -34,4 +34,5 @@ mod tenants_many;
 mod tls_reload;
 mod upload;
 mod users;
+mod versions;
 mod webdriver;
