@@ -139,7 +139,9 @@ async fn application(path: web::Path<String>) -> HttpResponse {
                 }
                 section aria-labelledby="versions-title" {
                     h2 #versions-title { "Versions" }
-                    ul #versions {}
+                    p.hint { "Activating an older version rolls the deployments back to it; a version that runs cannot be deleted." }
+                    (table("versions", "Stored versions", &["Version", "Uploaded", "Tags", "Actions"]))
+                    p #versions-result role="status" {}
                 }
                 section aria-labelledby="subs-title" data-role="ROLE_APPLICATION_MANAGEMENT_ADMIN" {
                     h2 #subs-title { "Subscriptions" }
