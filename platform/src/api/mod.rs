@@ -10,6 +10,7 @@ pub mod current_settings;
 pub mod current_user;
 pub mod error;
 pub mod groups;
+pub mod instance_usage;
 pub mod limits;
 pub mod login;
 pub mod media;
@@ -88,6 +89,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(applications::routes)
             .configure(upload::routes)
             .configure(versions::routes)
+            .configure(instance_usage::routes)
             .configure(usage::routes)
             .configure(audit::routes)
             .configure(autoscaler::routes)

@@ -123,7 +123,7 @@ async fn application(path: web::Path<String>) -> HttpResponse {
                 p #app-summary.summary {}
                 section aria-labelledby="deployments-title" {
                     h2 #deployments-title { "Deployments" }
-                    p.hint { "Charts show CPU and memory sampled every 2 s while this page is open (up to 15 minutes)." }
+                    p.hint { "Charts show CPU and memory of the last 15 minutes, one sample per 2 s." }
                     div #deployments aria-live="polite" {}
                 }
                 section aria-labelledby="upload-title" data-role="ROLE_APPLICATION_MANAGEMENT_ADMIN" {

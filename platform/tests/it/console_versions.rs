@@ -47,10 +47,36 @@ fn the_console_activates_an_older_version_and_deletes_one() {
         running(&server, &owner, &app, "2.0.0").then_some(())
     });
 
+    // The charts open with the server's history: wait for a few samples first.
+    let name = instances(&status(&server, &owner, &app))[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kept = wait_for(DEADLINE, "five usage samples", || {
+        crate::usage_history::samples_of(
+            &crate::usage_history::usage_history(&server, &owner, &app),
+            &name,
+            5,
+        )
+    })
+    .len();
+
     let browser = Browser::start(&server.https, 1280, 800);
     let user = owner.admin_login.split_once('/').unwrap().1;
     browser.sign_in(&owner.id, user, &owner.admin_password);
     browser.goto(&format!("/console/applications/{app}"));
+    // The first rendering of the memory chart already holds the server's samples.
+    let points = browser.wait("the memory chart", || {
+        let v = browser.script(
+            "const s = document.querySelector('#deployments svg.spark[aria-label^=\"Memory\"]'); return s ? Number(s.dataset.points) : null;",
+            json!([]),
+        );
+        v.as_u64()
+    });
+    assert!(
+        points as usize >= kept,
+        "{points} points, server had {kept}"
+    );
     let table = browser.wait_text("#versions", "2.0.0 (active)");
     assert!(table.contains("1.0.0"), "{table}");
     // The active version offers neither action.

@@ -34,6 +34,7 @@ mod tenants;
 mod tenants_many;
 mod tls_reload;
 mod upload;
+mod usage_history;
 mod users;
 mod versions;
 mod webdriver;

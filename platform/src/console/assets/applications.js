@@ -170,6 +170,12 @@ Berth.pages.application = async () => {
   // The versions table is rebuilt only when the active version changed (an activation, an
   // upload, an automatic rollback), so keyboard focus on its buttons survives the polling.
   let shownActive;
+  // The charts start with the supervisor's last 15 minutes; polling adds to them.
+  await Berth.api('GET', '/application/applications/' + id + '/usageHistory').then((h) => {
+    for (const i of h.instances || []) {
+      Berth.history[i.name] = {cpu: i.samples.map((x) => x.cpuCores || 0), mem: i.samples.map((x) => x.memoryBytes)};
+    }
+  }).catch(() => {});
   const refresh = () => Berth.api('GET', '/application/applications/' + id).then((app) => {
     Berth.renderApp(app);
     if (app.activeVersionId !== shownActive) {
