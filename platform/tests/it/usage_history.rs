@@ -1,6 +1,6 @@
 //! The usage history behind the console's charts against real Docker: samples of a running
 //! instance accumulate one per 2 s, only its owner tenant reads them, and they go with the
-//! instance.
+//! instance. The application collection carries the status with `withStatus=true`.
 
 use std::time::Duration;
 
@@ -81,6 +81,34 @@ fn instances_keep_fifteen_minutes_of_usage_for_their_owner_only() {
         .basic(&other.admin_login, &other.admin_password)
         .send()
         .expect(404);
+
+    // The collection carries the same status with `withStatus=true` (one request for the
+    // console's list), and none without it.
+    let listed = |query: &str| {
+        let page = server
+            .req(
+                "GET",
+                &format!("/application/applications?pageSize=100{query}"),
+            )
+            .basic(&owner.admin_login, &owner.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        page["applications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == app.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{app} not listed: {page}"))
+    };
+    let with = listed("&withStatus=true");
+    assert_eq!(
+        instances(&with["status"])[0]["name"],
+        name.as_str(),
+        "{with}"
+    );
+    assert!(listed("").get("status").is_none());
 
     // Unsubscribed, the instance goes and its history with it.
     server

@@ -36,11 +36,9 @@ Berth.pages.applications = async () => {
   };
   search.addEventListener('input', render);
   const load = async () => {
-    const page = await Berth.api('GET', '/application/applications?pageSize=100');
-    const list = page.applications || [];
-    // The collection has no status: read each microservice's (one page, in parallel).
-    apps = await Promise.all(list.map((a) => (a.type === 'MICROSERVICE'
-      ? Berth.api('GET', '/application/applications/' + a.id).catch(() => a) : a)));
+    // One request: withStatus adds each own microservice's status to the collection.
+    const page = await Berth.api('GET', '/application/applications?pageSize=100&withStatus=true');
+    apps = page.applications || [];
     render();
   };
   await Berth.guard(load);
