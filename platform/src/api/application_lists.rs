@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::applications::application_json;
+use super::applications::{MICROSERVICE, application_json};
 use super::error::ApiError;
 use super::paging::PageRequest;
 use super::{AppState, db, media};
@@ -190,7 +190,24 @@ async fn answer(
     })
     .await?;
     let base = media::base_url(req);
-    let items = apps.iter().map(|a| application_json(&base, a)).collect();
+    // `withStatus=true` (Berth's): each of the caller's own microservices with its status, as
+    // `GET …/{id}` shows it, so a list view needs one request, not one per application.
+    let with_status = query.get("withStatus").is_some_and(|v| v == "true");
+    let items = apps
+        .iter()
+        .map(|a| {
+            let mut body = application_json(&base, a);
+            if with_status && a.app_type == MICROSERVICE && a.owner == principal.tenant {
+                body["status"] = state
+                    .supervisor
+                    .status(a.id)
+                    .map_or_else(super::application_status::none, |s| {
+                        super::application_status::render(&s)
+                    });
+            }
+            body
+        })
+        .collect();
     Ok(media::ok(
         "applicationCollection",
         &page.collection(req, "applications", items, total),

@@ -9,6 +9,7 @@ pub mod autoscaler;
 pub mod current_settings;
 pub mod current_user;
 pub mod groups;
+pub mod instance_usage;
 pub mod limits;
 pub mod login;
 pub mod options;
@@ -24,6 +25,7 @@ pub mod usage;
 pub mod user_access;
 pub mod user_rights;
 pub mod users;
+pub mod versions;
 
 // Shared with the other listeners; re-exported so handlers keep their short paths.
 pub use crate::edge::{error, media, origin};
@@ -108,6 +110,8 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(subscriptions::routes)
             .configure(applications::routes)
             .configure(upload::routes)
+            .configure(versions::routes)
+            .configure(instance_usage::routes)
             .configure(usage::routes)
             .configure(audit::routes)
             .configure(autoscaler::routes)

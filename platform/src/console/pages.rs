@@ -123,7 +123,7 @@ async fn application(path: web::Path<String>) -> HttpResponse {
                 p #app-summary.summary {}
                 section aria-labelledby="deployments-title" {
                     h2 #deployments-title { "Deployments" }
-                    p.hint { "Charts show CPU and memory sampled every 2 s while this page is open (up to 15 minutes)." }
+                    p.hint { "Charts show CPU and memory of the last 15 minutes, one sample per 2 s." }
                     div #deployments aria-live="polite" {}
                 }
                 section aria-labelledby="upload-title" data-role="ROLE_APPLICATION_MANAGEMENT_ADMIN" {
@@ -139,7 +139,9 @@ async fn application(path: web::Path<String>) -> HttpResponse {
                 }
                 section aria-labelledby="versions-title" {
                     h2 #versions-title { "Versions" }
-                    ul #versions {}
+                    p.hint { "Activating an older version rolls the deployments back to it; a version that runs cannot be deleted." }
+                    (table("versions", "Stored versions", &["Version", "Uploaded", "Tags", "Actions"]))
+                    p #versions-result role="status" {}
                 }
                 section aria-labelledby="subs-title" data-role="ROLE_APPLICATION_MANAGEMENT_ADMIN" {
                     h2 #subs-title { "Subscriptions" }
@@ -235,6 +237,34 @@ async fn users() -> HttpResponse {
             (table("user-list", "Users of this tenant", &["User", "Email", "Enabled", "Groups"]))
             h2 { "Groups" }
             (table("group-list", "Groups of this tenant", &["Group", "Roles"]))
+            section aria-labelledby="user-form-title" data-role="ROLE_USER_MANAGEMENT_ADMIN" {
+                h2 #user-form-title { "Create or change a user" }
+                p.hint { "Changing a user leaves an empty password as it is." }
+                form #user-form.inline {
+                    label for="user-name" { "User name" }
+                    input #user-name required autocomplete="off";
+                    label for="user-email" { "Email" }
+                    input #user-email type="email";
+                    label for="user-password" { "Password" }
+                    input #user-password type="password" autocomplete="new-password";
+                    label.check { input #user-enabled type="checkbox" checked; " Enabled" }
+                    button type="submit" { "Create" }
+                    button #user-update type="button" { "Save changes" }
+                }
+                p #user-result role="status" {}
+            }
+            section aria-labelledby="member-form-title" data-role="ROLE_USER_MANAGEMENT_ADMIN" {
+                h2 #member-form-title { "Group membership" }
+                form #member-form.inline {
+                    label for="member-user" { "User name" }
+                    input #member-user required autocomplete="off";
+                    label for="member-group" { "Group" }
+                    select #member-group required {}
+                    button type="submit" { "Add to group" }
+                    button #member-remove type="button" { "Remove from group" }
+                }
+                p #member-result role="status" {}
+            }
         },
     ))
 }

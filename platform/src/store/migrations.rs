@@ -202,6 +202,17 @@ CREATE TABLE autoscaler_windows (
     recommendations TEXT NOT NULL
 );
 "#,
+    // Tags on application versions (store::versions). `latest` is not stored: it is the
+    // application's active version. No foreign key to the version row: an upload replaces a
+    // snapshot's row (INSERT OR REPLACE), and its tags must survive that.
+    r#"
+CREATE TABLE application_version_tags (
+    application_id INTEGER NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
+    version TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (application_id, tag)
+);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own

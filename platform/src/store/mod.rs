@@ -12,6 +12,7 @@ pub mod subscriptions;
 pub mod tenants;
 pub mod tokens;
 pub mod users;
+pub mod versions;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -19,6 +19,8 @@ pub struct Handle {
     pub(super) status: Arc<RwLock<HashMap<i64, ApplicationStatus>>>,
     /// Instance name → (application id, container id).
     pub(super) instances: Arc<RwLock<HashMap<String, (i64, String)>>>,
+    /// Instance name → (application id, its usage history).
+    pub(super) usage: Arc<RwLock<HashMap<String, (i64, super::usage::SharedHistory)>>>,
     /// Subnets of Berth's networks: (network address, prefix length).
     pub(super) subnets: Arc<RwLock<Vec<(IpAddr, u8)>>>,
     /// Convergence requests handed out ([`Handle::converge`] takes the next number)…
@@ -34,6 +36,7 @@ impl Handle {
             wake: Arc::new(Notify::new()),
             status: Arc::default(),
             instances: Arc::default(),
+            usage: Arc::default(),
             subnets: Arc::default(),
             requested: Arc::new(AtomicU64::new(0)),
             covered: Arc::new(tokio::sync::watch::channel(0).0),
@@ -65,6 +68,31 @@ impl Handle {
         *self.status.write().unwrap_or_else(|p| p.into_inner()) = status;
         *self.instances.write().unwrap_or_else(|p| p.into_inner()) = instances;
     }
+    /// Publishes the usage history of every instance (those gone are dropped with it).
+    pub(super) fn publish_usage(&self, usage: HashMap<String, (i64, super::usage::SharedHistory)>) {
+        *self.usage.write().unwrap_or_else(|p| p.into_inner()) = usage;
+    }
+
+    /// The usage history of each instance of `application_id` (last 15 minutes), by name.
+    pub fn usage_history(
+        &self,
+        application_id: i64,
+    ) -> Vec<(String, Vec<super::usage::UsagePoint>)> {
+        let mut found: Vec<_> = self
+            .usage
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, (app, _))| *app == application_id)
+            .map(|(name, (_, history))| {
+                let points = history.lock().unwrap_or_else(|p| p.into_inner()).points();
+                (name.clone(), points)
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+
     /// Asks for a reconcile pass soon (never blocks; several pokes coalesce).
     pub fn poke(&self) {
         self.wake.notify_one();

@@ -276,6 +276,21 @@ impl Supervisor {
             .iter()
             .map(|(id, i)| (i.name.clone(), (i.app, id.clone())))
             .collect();
+        let usage = self
+            .state
+            .instances
+            .values()
+            .map(|i| {
+                let history = i
+                    .usage
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .history
+                    .clone();
+                (i.name.clone(), (i.app, history))
+            })
+            .collect();
         self.handle.publish(map, names);
+        self.handle.publish_usage(usage);
     }
 }

@@ -167,6 +167,13 @@ impl Browser {
         self.call("POST", &format!("/element/{element}/click"), json!({}));
     }
 
+    /// Accepts the page's `confirm()` dialog, waiting for it to open.
+    pub fn accept_dialog(&self) {
+        self.wait("a dialog", || {
+            self.try_call("/alert/accept", json!({})).map(|_| ())
+        });
+    }
+
     /// Types `text` into the field `css` (after clearing it; file inputs take a path).
     pub fn fill(&self, css: &str, text: &str) {
         let element = self.find(css);

@@ -27,16 +27,67 @@ Berth.pages.tenants = async () => {
 
 Berth.pages.users = async () => {
   const tenant = encodeURIComponent(Berth.me.tenant);
-  await Berth.guard(async () => {
-    const users = await Berth.api('GET', '/user/' + tenant + '/users?pageSize=100');
+  const base = '/user/' + tenant;
+  const loadUsers = () => Berth.guard(async () => {
+    const users = await Berth.api('GET', base + '/users?pageSize=100');
     Berth.fillRows(document.getElementById('user-list'), (users.users || []).map((u) => [
       u.userName, u.email || '', u.enabled ? 'yes' : 'no',
       ((u.groups && u.groups.references) || []).map((r) => r.group.name).join(', ')]), 'No users.');
   });
+  await loadUsers();
   await Berth.guard(async () => {
-    const groups = await Berth.api('GET', '/user/' + tenant + '/groups?pageSize=100');
-    Berth.fillRows(document.getElementById('group-list'), (groups.groups || []).map((g) => [
+    const groups = await Berth.api('GET', base + '/groups?pageSize=100');
+    const list = groups.groups || [];
+    Berth.fillRows(document.getElementById('group-list'), list.map((g) => [
       g.name, ((g.roles && g.roles.references) || []).map((r) => (r.role || r).id).join(', ')]), 'No groups.');
+    document.getElementById('member-group').replaceChildren(...list.map((g) =>
+      Berth.el('option', {value: String(g.id), text: g.name})));
+  });
+
+  // Users are created and changed through the user API; the API decides who may.
+  const userResult = document.getElementById('user-result');
+  const said = (where, text) => { where.textContent = text; where.className = 'ok'; };
+  const userBody = () => {
+    const body = {
+      email: document.getElementById('user-email').value.trim() || undefined,
+      enabled: document.getElementById('user-enabled').checked,
+    };
+    const password = document.getElementById('user-password').value;
+    if (password) body.password = password;
+    return body;
+  };
+  const userName = () => document.getElementById('user-name').value.trim();
+  document.getElementById('user-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const name = userName();
+    const done = await Berth.guard(() => Berth.api('POST', base + '/users',
+      Object.assign({userName: name}, userBody())).then(() => true), userResult);
+    if (done) { said(userResult, 'Created user ' + name + '.'); document.getElementById('user-password').value = ''; loadUsers(); }
+  });
+  document.getElementById('user-update').addEventListener('click', async () => {
+    const name = userName();
+    if (!name) { userResult.textContent = 'Give the user name to change.'; userResult.className = 'error'; return; }
+    const done = await Berth.guard(() => Berth.api('PUT', base + '/users/' + encodeURIComponent(name), userBody())
+      .then(() => true), userResult);
+    if (done) { said(userResult, 'Saved user ' + name + '.'); document.getElementById('user-password').value = ''; loadUsers(); }
+  });
+
+  const memberResult = document.getElementById('member-result');
+  const member = () => document.getElementById('member-user').value.trim();
+  const group = () => document.getElementById('member-group');
+  const groupName = () => group().selectedOptions[0] ? group().selectedOptions[0].textContent : '';
+  document.getElementById('member-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const name = member();
+    const done = await Berth.guard(() => Berth.api('POST', base + '/groups/' + group().value + '/users',
+      {user: {id: name}}).then(() => true), memberResult);
+    if (done) { said(memberResult, 'Added ' + name + ' to ' + groupName() + '.'); loadUsers(); }
+  });
+  document.getElementById('member-remove').addEventListener('click', async () => {
+    const name = member();
+    const done = await Berth.guard(() => Berth.api('DELETE', base + '/groups/' + group().value + '/users/'
+      + encodeURIComponent(name)).then(() => true), memberResult);
+    if (done) { said(memberResult, 'Removed ' + name + ' from ' + groupName() + '.'); loadUsers(); }
   });
 };
 

@@ -36,11 +36,9 @@ Berth.pages.applications = async () => {
   };
   search.addEventListener('input', render);
   const load = async () => {
-    const page = await Berth.api('GET', '/application/applications?pageSize=100');
-    const list = page.applications || [];
-    // The collection has no status: read each microservice's (one page, in parallel).
-    apps = await Promise.all(list.map((a) => (a.type === 'MICROSERVICE'
-      ? Berth.api('GET', '/application/applications/' + a.id).catch(() => a) : a)));
+    // One request: withStatus adds each own microservice's status to the collection.
+    const page = await Berth.api('GET', '/application/applications?pageSize=100&withStatus=true');
+    apps = page.applications || [];
     render();
   };
   await Berth.guard(load);
@@ -108,12 +106,46 @@ Berth.renderApp = (app) => {
   document.getElementById('deployments').replaceChildren(...(deps.length
     ? deps.map((d) => Berth.deployment(app.id, d))
     : [Berth.el('p', {class: 'empty', text: 'No deployment: upload a version and subscribe a tenant.'})]));
-  const versions = new Set(deps.map((d) => d.version).filter(Boolean));
-  const active = app.manifest && app.manifest.version;
-  if (active) versions.add(active);
-  document.getElementById('versions').replaceChildren(...[...versions].map((v) =>
-    Berth.el('li', {}, v, v === active ? Berth.el('strong', {text: ' (active)'}) : ' (still deployed)')));
   document.getElementById('manifest').textContent = app.manifest ? JSON.stringify(app.manifest, null, 2) : 'No version uploaded yet.';
+};
+
+// The stored versions (the versions API): the active one (tag latest) marked; Activate moves
+// latest to another version (a rollback the supervisor rolls out), Delete removes one not running.
+Berth.loadVersions = async (appId, deployed) => {
+  const page = await Berth.api('GET', '/application/applications/' + appId + '/versions?pageSize=100');
+  const admin = Berth.hasRole('ROLE_APPLICATION_MANAGEMENT_ADMIN');
+  const result = document.getElementById('versions-result');
+  const done = (message) => { result.textContent = message; result.className = 'ok'; };
+  const path = '/application/applications/' + appId + '/versions';
+  const act = (v, others) => [
+    Berth.el('button', {type: 'button', class: 'activate', 'data-version': v.version,
+      'aria-label': 'Activate version ' + v.version, text: 'Activate',
+      onclick: async () => {
+        const ok = await Berth.guard(() => Berth.api('PUT', path + '/' + encodeURIComponent(v.version),
+          {tags: ['latest', ...others]}).then(() => true), result);
+        if (ok) { done('Version ' + v.version + ' activated; its deployments are being replaced.'); deployed(); }
+      }}),
+    ' ',
+    Berth.el('button', {type: 'button', class: 'danger delete-version', 'data-version': v.version,
+      'aria-label': 'Delete version ' + v.version, text: 'Delete',
+      onclick: async () => {
+        if (!confirm('Delete version ' + v.version + ' with its image and package?')) return;
+        const ok = await Berth.guard(() => Berth.api('DELETE', path + '?version=' + encodeURIComponent(v.version))
+          .then(() => true), result);
+        if (ok) { done('Version ' + v.version + ' deleted.'); Berth.loadVersions(appId, deployed); }
+      }}),
+  ];
+  Berth.fillRows(document.getElementById('versions'), (page.applicationVersions || []).map((v) => {
+    const tags = v.tag || [];
+    const active = tags.includes('latest');
+    const others = tags.filter((t) => t !== 'latest');
+    return [
+      Berth.el('span', {class: active ? 'ok' : ''}, v.version, active ? ' (active)' : ''),
+      v.uploadTime || '–',
+      others.length ? others.join(', ') : '–',
+      admin && !active ? act(v, others) : '–',
+    ];
+  }), 'No version uploaded yet.');
 };
 
 Berth.upload = (appId, file, progress) => new Promise((resolve, reject) => {
@@ -133,7 +165,23 @@ Berth.upload = (appId, file, progress) => new Promise((resolve, reject) => {
 
 Berth.pages.application = async () => {
   const id = document.getElementById('app').dataset.id;
-  const refresh = () => Berth.api('GET', '/application/applications/' + id).then(Berth.renderApp);
+  // The versions table is rebuilt only when the active version changed (an activation, an
+  // upload, an automatic rollback), so keyboard focus on its buttons survives the polling.
+  let shownActive;
+  // The charts start with the supervisor's last 15 minutes; polling adds to them.
+  await Berth.api('GET', '/application/applications/' + id + '/usageHistory').then((h) => {
+    for (const i of h.instances || []) {
+      Berth.history[i.name] = {cpu: i.samples.map((x) => x.cpuCores || 0), mem: i.samples.map((x) => x.memoryBytes)};
+    }
+  }).catch(() => {});
+  const refresh = () => Berth.api('GET', '/application/applications/' + id).then((app) => {
+    Berth.renderApp(app);
+    if (app.activeVersionId !== shownActive) {
+      shownActive = app.activeVersionId;
+      return Berth.loadVersions(id, () => refresh());
+    }
+    return undefined;
+  });
   if (!await Berth.guard(() => refresh().then(() => true))) {
     // Not visible to this user (or gone): only the message stays.
     document.getElementById('app').hidden = true;
@@ -155,6 +203,7 @@ Berth.pages.application = async () => {
       await Berth.upload(id, file, progress);
       result.textContent = 'Uploaded ' + file.name + '.';
       result.className = 'ok';
+      shownActive = undefined; // a re-uploaded snapshot keeps the active version's name
       await refresh();
     } catch (e) {
       result.className = 'error';

@@ -155,6 +155,7 @@ Berth.spark = (values, max, label) => {
   svg.setAttribute('class', 'spark');
   svg.setAttribute('role', 'img');
   svg.setAttribute('aria-label', label);
+  svg.dataset.points = values.length;
   const top = Math.max(max || 0, ...values, 1e-9);
   const step = values.length > 1 ? 100 / (values.length - 1) : 100;
   const points = values.map((v, i) => (i * step).toFixed(1) + ',' + (23 - (v / top) * 22).toFixed(1));
