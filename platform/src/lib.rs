@@ -373,12 +373,9 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let (base_port, gateway_peer) = match &swarm {
         Some(swarm) => {
             start_swarm_gateway(swarm, &config, &installation, &secrets, internal_addr).await?;
-            (
-                runtime::swarm::services::PLATFORM_PORT,
-                Some(std::net::IpAddr::V4(runtime::swarm::gateway::SOURCE)),
-            )
+            (runtime::swarm::services::PLATFORM_PORT, true)
         }
-        None => (internal_addr.port(), None),
+        None => (internal_addr.port(), false),
     };
     let routing = routing::RoutingTable::new();
     let audit = audit::AuditLog::start(store.clone());
@@ -489,7 +486,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 // Only Berth's containers may use the plain-HTTP API (on Swarm through the
                 // gateway, which admitted only its relays).
                 let allowed = req.peer_addr().is_some_and(|peer| {
-                    peers.is_container_peer(peer.ip()) || Some(peer.ip()) == gateway_peer
+                    peers.is_container_peer(peer.ip())
+                        || (gateway_peer && runtime::swarm::gateway::is_source(peer.ip()))
                 });
                 let response = if allowed {
                     Some(srv.call(req))

@@ -334,7 +334,7 @@ pub(crate) fn container_get(ip: &str, path: &str) -> Value {
         .expect("JSON from the container")
 }
 
-fn container_post(ip: &str, path: &str) {
+pub(crate) fn container_post(ip: &str, path: &str) {
     let response = plain_agent()
         .post(&format!("http://{ip}:80{path}"))
         .send_empty()

@@ -1,6 +1,7 @@
 //! What only a node's own engine gives, through `--swarm-node-engines` on a real 3-node lab:
 //! usage samples (the memory the status shows, the autoscaler's input), the OOM-kill record
-//! of a task Swarm restarted, and CPU autoscaling by the service's replica count.
+//! of a task Swarm restarted, CPU autoscaling by the service's replica count, and the kill of
+//! a task that fails its liveness probe.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use serde_json::json;
 use super::lab::{Lab, OVERLAY_POOL};
 use crate::fixture::create_tenant;
 use crate::operate::Load;
+use crate::supervisor::container_post;
 use crate::supervisor::{
     HelloImage, deploy, instances, manifest, readiness_on_health, start_server, status, subscribe,
     wait_for, wait_ready,
@@ -17,7 +19,7 @@ use crate::supervisor::{
 const DEADLINE: Duration = Duration::from_secs(120);
 
 #[test]
-fn swarm_node_engines_give_usage_samples_the_oom_record_and_autoscaling() {
+fn swarm_node_engines_give_usage_samples_oom_records_autoscaling_and_liveness_kills() {
     if !super::lab::can_run() {
         return;
     }
@@ -175,4 +177,39 @@ fn swarm_node_engines_give_usage_samples_the_oom_record_and_autoscaling() {
         ],
     );
     eprintln!("swarm autoscale: services after scaling down: {services}");
+
+    // Liveness: a task whose liveness probe keeps failing is killed on its node's engine;
+    // Swarm starts a new one.
+    let probes = json!({
+        "readinessProbe": {"httpGet": {"path": "/health", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1},
+        "livenessProbe": {"httpGet": {"path": "/health", "port": 80}, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3},
+    });
+    let live = deploy(
+        &server,
+        &owner,
+        &hello,
+        &manifest("MULTI_TENANT", 1, probes),
+    );
+    subscribe(&server, &owner.id, &live).expect(201);
+    let ready = wait_ready(&server, &owner, &live, 1);
+    let ip = instances(&ready)[0]["ip"].as_str().unwrap().to_owned();
+    container_post(&ip, "/health/fail");
+    let restarted = wait_for(
+        DEADLINE,
+        "the failing task killed, restarted and ready",
+        || {
+            let s = status(&server, &owner, &live);
+            let i = instances(&s).into_iter().next()?;
+            (i["restarts"].as_u64()? >= 1 && i["ready"] == true).then_some(s)
+        },
+    );
+    let failure = restarted["deployments"][0]["lastFailure"]
+        .as_str()
+        .unwrap_or_default();
+    // Killed (SIGKILL, 137): the process itself never exits when its health fails, so only the
+    // node engine's kill restarts it. (The reason shows the exit code, not the probe: README.)
+    assert!(
+        failure.contains("Liveness probe failed") || failure.contains("code 137"),
+        "{restarted}"
+    );
 }
