@@ -8,6 +8,7 @@ mod churn;
 mod clients;
 mod consistency;
 mod console;
+mod console_a11y;
 mod console_admin;
 mod console_versions;
 mod crash_trials;
