@@ -20,6 +20,20 @@ pub async fn activate(
     version: &str,
 ) -> Result<Activation, ApiError> {
     let _guard = state.upload_lock.lock().await;
+    // The older version's resources must fit what the host can still commit, as at its upload
+    // (limits or other deployments may have changed since).
+    let (tenant, wanted) = (principal.tenant.clone(), version.to_owned());
+    let stored = state
+        .store
+        .run(move |c| {
+            crate::store::applications::get(c, &tenant, id)?;
+            crate::store::subscriptions::version_image(c, id, &wanted)
+        })
+        .await
+        .map_err(ApiError::store("applications"))?;
+    if let Some(manifest) = stored.and_then(|(_, text)| manifests_schema::validate(&text).ok()) {
+        crate::api::limits::check_upload(state, id, &principal.tenant, &manifest.manifest).await?;
+    }
     let (tenant, wanted) = (principal.tenant.clone(), version.to_owned());
     let secrets = Arc::clone(&state.secrets);
     let done = state

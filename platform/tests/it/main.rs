@@ -11,6 +11,7 @@ mod churn;
 mod clients;
 mod consistency;
 mod console;
+mod console_a11y;
 mod crash_scale;
 mod crash_tools;
 mod console_admin;

@@ -167,6 +167,19 @@ impl Browser {
         self.call("POST", &format!("/element/{element}/click"), json!({}));
     }
 
+    /// Presses and releases one key (a WebDriver key code such as `\u{E004}`, Tab) on the
+    /// focused element, as a keyboard user would.
+    pub fn press(&self, key: &str) {
+        self.call(
+            "POST",
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": key},
+                {"type": "keyUp", "value": key},
+            ]}]}),
+        );
+    }
+
     /// Accepts the page's `confirm()` dialog, waiting for it to open.
     pub fn accept_dialog(&self) {
         self.wait("a dialog", || {

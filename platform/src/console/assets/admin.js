@@ -4,9 +4,9 @@
 Berth.pages.alarms = async () => {
   const table = document.getElementById('alarm-list');
   await Berth.guard(async () => {
-    const page = await Berth.api('GET', '/application/applications?pageSize=100');
-    const apps = await Promise.all((page.applications || []).filter((a) => a.type === 'MICROSERVICE')
-      .map((a) => Berth.api('GET', '/application/applications/' + a.id)));
+    // One request: withStatus carries each own microservice's status (and so its alarms).
+    const page = await Berth.api('GET', '/application/applications?pageSize=100&withStatus=true');
+    const apps = (page.applications || []).filter((a) => a.status);
     const rows = [];
     for (const app of apps) {
       for (const alarm of Berth.alarms(app)) {

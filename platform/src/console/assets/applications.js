@@ -176,8 +176,10 @@ Berth.pages.application = async () => {
   }).catch(() => {});
   const refresh = () => Berth.api('GET', '/application/applications/' + id).then((app) => {
     Berth.renderApp(app);
-    if (app.activeVersionId !== shownActive) {
-      shownActive = app.activeVersionId;
+    // null, not undefined, when there is none: `undefined` means "not shown yet".
+    const active = app.activeVersionId || null;
+    if (active !== shownActive) {
+      shownActive = active;
       return Berth.loadVersions(id, () => refresh());
     }
     return undefined;
