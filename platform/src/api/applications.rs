@@ -249,7 +249,7 @@ async fn get(
     let (app, rollout_message) = db(&state, "applications", move |c| {
         Ok((
             applications::get(c, &tenant, id)?,
-            subscriptions::rollout_message(c, id)?,
+            crate::store::desired::rollout_message(c, id)?,
         ))
     })
     .await?;

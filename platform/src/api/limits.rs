@@ -14,7 +14,7 @@ use crate::store::subscriptions;
 /// The microservices that run now (≥1 subscription), as costs. A stored manifest that no
 /// longer validates costs nothing here: the supervisor cannot run it either.
 async fn planned(state: &AppState) -> Result<Vec<Planned>, ApiError> {
-    let apps = db(state, "applications", |c| subscriptions::desired(c)).await?;
+    let apps = db(state, "applications", |c| crate::store::desired::desired(c)).await?;
     let autoscale_max = state.config.autoscale_max_replicas;
     Ok(apps
         .iter()

@@ -88,7 +88,7 @@ pub struct UploadRecord {
     pub required_roles: Vec<String>,
     pub context_path: Option<String>,
     /// The new version's settings for each subscribed tenant.
-    pub settings: Vec<super::subscriptions::SettingsUpdate>,
+    pub settings: Vec<super::settings::SettingsUpdate>,
     /// The upload's intent, finished in the same transaction as the record.
     pub intent: Option<i64>,
 }
@@ -319,9 +319,9 @@ pub fn delete_in(
 ) -> Result<(i64, DeletionIntent), StoreError> {
     let app = get(tx, tenant, id)?;
     let versions = versions(tx, id)?;
-    for subscription in super::subscriptions::of_application(tx, id)? {
+    for subscriber in super::settings::subscribed_tenants(tx, id)? {
         for key in &options.keys {
-            super::options::delete_seeded(tx, &subscription.tenant, &options.category, key)?;
+            super::options::delete_seeded(tx, &subscriber, &options.category, key)?;
         }
     }
     if let Some(user) = &app.bootstrap_user {
@@ -450,7 +450,7 @@ pub fn record_upload(
         ],
     )?;
     for update in &record.settings {
-        super::subscriptions::update_settings(&tx, update)?;
+        super::settings::update_settings(&tx, update)?;
     }
     if let Some(intent) = record.intent {
         intents::finish(&tx, intent)?;

@@ -4,10 +4,13 @@
 pub mod applications;
 pub mod audit;
 pub mod autoscaler;
+pub mod desired;
+pub mod groups;
 pub mod intents;
 mod migrations;
 pub mod names;
 pub mod options;
+pub mod settings;
 pub mod subscriptions;
 pub mod tenants;
 pub mod tokens;

@@ -65,7 +65,7 @@ use crate::routing::{DeploymentKey, RoutingTable};
 use crate::runtime::{InstanceInfo, LABEL_INSTALLATION, NetworkInfo, Runtime, images};
 use crate::secrets::{Secrets, bootstrap_context, service_context};
 use crate::store::autoscaler as store_autoscaler;
-use crate::store::{Store, applications, options, subscriptions};
+use crate::store::{Store, applications, desired, options};
 use error::Undeployable;
 use plan::Action;
 use rollout::{Wanted, rollout_deadline};
@@ -298,7 +298,7 @@ impl Supervisor {
         let apps = self
             .store
             .run(|c| {
-                let apps = subscriptions::desired(c)?;
+                let apps = desired::desired(c)?;
                 let mut with_options = Vec::new();
                 for app in apps {
                     let runtime_options: BTreeMap<String, String> =

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::plan::{self, Rollout};
 use super::{Supervisor, journal};
-use crate::store::{StoreError, audit, subscriptions};
+use crate::store::{StoreError, audit, desired};
 
 /// What a pass wants of one application's rollout.
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ impl Supervisor {
                     let (id, version) = (*app, w.active.clone());
                     match self
                         .store
-                        .run(move |c| subscriptions::mark_stable(c, id, &version))
+                        .run(move |c| desired::mark_stable(c, id, &version))
                         .await
                     {
                         Ok(()) => {
@@ -90,7 +90,7 @@ impl Supervisor {
                         .seal_setting_for(tenant, category, key, value)
                         .map_err(|e| StoreError::Seal(e.to_string()))
                 };
-                let app = subscriptions::roll_back(c, app, &failed, &prev, &why, &seal)?;
+                let app = desired::roll_back(c, app, &failed, &prev, &why, &seal)?;
                 Ok(app.map(|a| (a.owner, a.name)))
             })
             .await;

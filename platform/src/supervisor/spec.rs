@@ -9,7 +9,7 @@ use manifests_schema::{Isolation, Probe, Scale};
 use sha2::{Digest, Sha256};
 
 use crate::routing::DeploymentKey;
-use crate::store::subscriptions::DesiredApplication;
+use crate::store::desired::DesiredApplication;
 
 /// Runtime options of the owner tenant (category `microservice.runtime`) and their env names.
 pub const RUNTIME_CATEGORY: &str = "microservice.runtime";

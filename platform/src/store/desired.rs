@@ -1,0 +1,147 @@
+//! What the supervisor reads as desired state (the microservices that should run) and the rollout
+//! marks it writes back: the stable version, a rollback with the settings of the version restored.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+use super::applications::{self, Application};
+use super::settings::{Seal, settings_updates, update_settings};
+use super::subscriptions::{Subscription, of_application};
+
+/// A microservice that should run: its active version is known and at least one tenant is
+/// subscribed. The supervisor's desired state is the list of these.
+#[derive(Debug, Clone)]
+pub struct DesiredApplication {
+    pub application_id: i64,
+    pub name: String,
+    pub key: String,
+    pub owner: String,
+    pub active_version: String,
+    pub stable_version: Option<String>,
+    pub image_tag: String,
+    /// The image id behind the tag (changes when a SNAPSHOT is re-uploaded).
+    pub image_id: String,
+    /// The active version's manifest, as stored (resolved, defaults included).
+    pub manifest: String,
+    pub bootstrap_user: String,
+    pub bootstrap_password_sealed: String,
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// Every microservice with an active version and ≥1 subscription.
+pub fn desired(conn: &Connection) -> Result<Vec<DesiredApplication>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.id, a.name, a.key, a.owner_tenant, a.active_version_id, a.stable_version_id, v.image_tag, v.image_id, v.manifest, a.bootstrap_user, a.bootstrap_password_sealed
+         FROM applications a JOIN application_versions v ON v.application_id = a.id AND v.version = a.active_version_id
+         WHERE a.type = 'MICROSERVICE' AND a.bootstrap_user IS NOT NULL AND a.bootstrap_password_sealed IS NOT NULL
+           AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.application_id = a.id)
+         ORDER BY a.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(DesiredApplication {
+            application_id: r.get(0)?,
+            name: r.get(1)?,
+            key: r.get(2)?,
+            owner: r.get(3)?,
+            active_version: r.get(4)?,
+            stable_version: r.get(5)?,
+            image_tag: r.get(6)?,
+            image_id: r.get(7)?,
+            manifest: r.get(8)?,
+            bootstrap_user: r.get(9)?,
+            bootstrap_password_sealed: r.get(10)?,
+            subscriptions: Vec::new(),
+        })
+    })?;
+    let mut apps = rows.collect::<Result<Vec<_>, _>>()?;
+    for app in &mut apps {
+        app.subscriptions = of_application(conn, app.application_id)?;
+    }
+    Ok(apps)
+}
+
+/// The image tag and manifest of one version (for rollouts that still run the previous one).
+pub fn version_image(
+    conn: &Connection,
+    application_id: i64,
+    version: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT image_tag, manifest FROM application_versions WHERE application_id = ?1 AND version = ?2",
+            params![application_id, version],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Records that `version` became ready everywhere (the rollout finished).
+pub fn mark_stable(
+    conn: &Connection,
+    application_id: i64,
+    version: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE applications SET stable_version_id = ?2, rollout_message = NULL WHERE id = ?1 AND active_version_id = ?2",
+        params![application_id, version],
+    )?;
+    Ok(())
+}
+
+/// Rolls a failed rollout back: the active version returns to `previous`, with the reason, and
+/// the subscribed tenants' settings return to that version's. Returns the application as it
+/// is now, None when the active version changed meanwhile (a newer upload wins).
+pub fn roll_back(
+    conn: &mut Connection,
+    application_id: i64,
+    failed: &str,
+    previous: &str,
+    reason: &str,
+    seal: &Seal<'_>,
+) -> Result<Option<Application>, StoreError> {
+    let tx = conn.transaction()?;
+    let before = applications::get_any(&tx, application_id)?;
+    // The application shows the manifest (and roles) of the version that is active again.
+    let changed = tx.execute(
+        "UPDATE applications SET active_version_id = ?3, rollout_message = ?4,
+             manifest = COALESCE((SELECT v.manifest FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), manifest),
+             roles = COALESCE((SELECT json_extract(v.manifest, '$.roles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), roles),
+             required_roles = COALESCE((SELECT json_extract(v.manifest, '$.requiredRoles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), required_roles)
+         WHERE id = ?1 AND active_version_id = ?2",
+        params![application_id, failed, previous, reason],
+    )? > 0;
+    if !changed {
+        return Ok(None);
+    }
+    let after = applications::get_any(&tx, application_id)?;
+    if let Some(restored) = applications::resolved_manifest(&after) {
+        let old = applications::resolved_manifest(&before);
+        for update in settings_updates(
+            &tx,
+            application_id,
+            &after.name,
+            old.as_ref(),
+            &restored,
+            seal,
+        )? {
+            update_settings(&tx, &update)?;
+        }
+    }
+    tx.commit()?;
+    Ok(Some(after))
+}
+
+/// The last rollout failure of an application, if any.
+pub fn rollout_message(
+    conn: &Connection,
+    application_id: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT rollout_message FROM applications WHERE id = ?1",
+            [application_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
