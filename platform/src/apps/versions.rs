@@ -27,7 +27,7 @@ pub async fn activate(
         .store
         .run(move |c| {
             crate::store::applications::get(c, &tenant, id)?;
-            crate::store::subscriptions::version_image(c, id, &wanted)
+            crate::store::desired::version_image(c, id, &wanted)
         })
         .await
         .map_err(ApiError::store("applications"))?;
