@@ -1,27 +1,30 @@
 //! Berth, the platform server: configuration, TLS, the SQLite store, authentication, the
 //! Cumulocity-shaped HTTP API and the Docker runtime, assembled by [`serve`].
 
-pub mod api;
-pub mod apps;
-pub mod audit;
-pub mod auth;
-pub mod client_noise;
+pub(crate) mod api;
+pub(crate) mod apps;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod client_noise;
 pub mod config;
-pub mod console;
-pub mod edge;
-pub mod fault;
-pub mod intents;
-pub mod limits;
-pub mod log_output;
-pub mod package;
-pub mod proxy;
-pub mod routing;
+pub(crate) mod console;
+pub(crate) mod edge;
+pub(crate) mod fault;
+pub(crate) mod intents;
+pub(crate) mod limits;
+pub(crate) mod log_output;
+pub(crate) mod package;
+pub(crate) mod proxy;
+pub(crate) mod routing;
 pub mod runtime;
-pub mod secrets;
-pub mod storage;
-pub mod store;
-pub mod supervisor;
-pub mod tls;
+pub(crate) mod secrets;
+pub(crate) mod storage;
+pub(crate) mod store;
+pub(crate) mod supervisor;
+pub(crate) mod tls;
+
+/// The database handle, for tests and tools that inspect a data directory while Berth is stopped.
+pub use store::{DATABASE_FILE, Store};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,7 +41,6 @@ use tracing::Instrument;
 use api::AppState;
 use auth::cache::{CredentialCache, DEFAULT_TTL};
 use config::Config;
-use store::Store;
 use store::tenants::{self, NewTenant};
 use store::users::NewUser;
 

@@ -132,7 +132,6 @@ pub enum PoolError {
 /// run on `permits` threads of their own: hashed on ever-changing blocking threads, each
 /// thread's malloc arena kept its own argon2 block, and RSS grew by hundreds of MiB.
 struct Pool {
-    permits: usize,
     semaphore: Semaphore,
     jobs: Mutex<mpsc::Sender<Job>>,
     queue: usize,
@@ -176,7 +175,6 @@ impl Pool {
             }
         }
         Pool {
-            permits,
             semaphore: Semaphore::new(permits),
             jobs: Mutex::new(jobs),
             queue,
@@ -284,11 +282,6 @@ pub async fn reserve() -> Result<Slot<'static>, PoolError> {
 /// The default bound: one hash per core.
 pub fn default_concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-/// The configured bound on concurrent hashes.
-pub fn concurrency() -> usize {
-    Pool::get().permits
 }
 
 /// Hashes a password with argon2id and a random salt.

@@ -15,7 +15,6 @@ pub const APPLICATION_MANAGEMENT_READ: &str = "ROLE_APPLICATION_MANAGEMENT_READ"
 pub const APPLICATION_MANAGEMENT_ADMIN: &str = "ROLE_APPLICATION_MANAGEMENT_ADMIN";
 pub const OPTION_MANAGEMENT_READ: &str = "ROLE_OPTION_MANAGEMENT_READ";
 pub const OPTION_MANAGEMENT_ADMIN: &str = "ROLE_OPTION_MANAGEMENT_ADMIN";
-pub const SYSTEM: &str = "ROLE_SYSTEM";
 
 /// Every assignable role, in the order `GET /user/roles` lists them.
 pub const ALL: &[&str] = &[

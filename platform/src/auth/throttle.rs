@@ -124,10 +124,6 @@ impl Throttle {
         }
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Err(time until the lock ends) when `key` is locked out.
     pub fn check(&self, key: Key<'_>, now: Instant) -> Result<(), Duration> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());

@@ -12,9 +12,6 @@ mod pages;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
-/// Where the console lives; `/` redirects here.
-pub const PREFIX: &str = "/console";
-
 /// No inline script or style, nothing from elsewhere, never framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \

@@ -11,8 +11,8 @@ use super::{Page, StoreError, conflict_on_unique, timestamp};
 
 // Split off by job; re-exported so callers keep one path for a subscription's settings.
 pub use super::settings::{
-    CategoryClaim, SEALED_PREFIX, Seal, Setting, SettingsUpdate, category_claim,
-    is_reserved_category, manifest_settings, settings_updates, update_settings,
+    CategoryClaim, SEALED_PREFIX, Seal, Setting, category_claim, manifest_settings,
+    settings_updates, update_settings,
 };
 
 /// One subscription with its service user's credentials (password still sealed).
@@ -309,6 +309,7 @@ pub fn resolve_service(
 mod tests {
     use super::*;
     use crate::store::options::TenantOption;
+    use crate::store::settings::{SettingsUpdate, is_reserved_category};
 
     #[test]
     fn availability_offers_an_application_to_these_tenants() {

@@ -76,8 +76,9 @@ fn stable_version(conn: &Connection, id: i64) -> Result<Option<String>, StoreErr
         .flatten())
 }
 
-/// The version a tag names (`latest`: the active one).
-pub fn by_tag(
+/// The version a tag names (`latest`: the active one); the API reads tags from the listing.
+#[cfg(test)]
+fn by_tag(
     conn: &Connection,
     tenant: &str,
     id: i64,

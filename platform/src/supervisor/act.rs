@@ -34,7 +34,6 @@ impl Supervisor {
             id: c.id.clone(),
             replica: c.labels.get(LABEL_REPLICA).and_then(|r| r.parse().ok()),
             running: c.running,
-            ready: c.running && instance.is_some_and(Instance::ready),
             draining: instance.and_then(|i| i.draining),
         }
     }

@@ -6,8 +6,6 @@ use serde_json::Value;
 
 use crate::audit::{AuditLog, Event};
 
-pub use crate::audit::PLATFORM_USER;
-
 /// What happened to which application of which tenant.
 #[derive(Debug, Clone)]
 pub struct Entry<'a> {

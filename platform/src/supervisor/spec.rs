@@ -212,8 +212,9 @@ pub fn memory_limit_text(bytes: u64) -> String {
     bytes.to_string()
 }
 
-/// Reads a `MEMORY_LIMIT` text back into bytes (binary units), for tests and tools.
-pub fn memory_limit_bytes(text: &str) -> Option<u64> {
+/// Reads a `MEMORY_LIMIT` text back into bytes (binary units): the tests' inverse of the above.
+#[cfg(test)]
+fn memory_limit_bytes(text: &str) -> Option<u64> {
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?.min(text.len()));
     let size = match unit {
         "G" => 1u64 << 30,

@@ -225,7 +225,7 @@ fn subscribing_makes_the_application_roles_assignable() {
 /// only the management tenant create tenants, so a sub-subtenant cannot be made through it.
 /// (SQLite serialises this write with the server's own connection.)
 fn set_parent(server: &Server, child: &Tenant, parent: &Tenant) {
-    let store = berth::store::Store::open(&server.path(berth::store::DATABASE_FILE)).unwrap();
+    let store = berth::Store::open(&server.path(berth::DATABASE_FILE)).unwrap();
     store
         .run_now(|c| {
             c.execute(

@@ -49,7 +49,6 @@ pub struct Observed {
     /// Its replica slot label (None when missing or unreadable).
     pub replica: Option<u32>,
     pub running: bool,
-    pub ready: bool,
     /// Draining until then (scaled down).
     pub draining: Option<Instant>,
 }

@@ -17,7 +17,6 @@ fn obs(id: &str, replica: Option<u32>, running: bool) -> Observed {
         id: id.to_owned(),
         replica,
         running,
-        ready: running,
         draining: None,
     }
 }
