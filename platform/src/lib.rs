@@ -10,6 +10,7 @@ pub mod config;
 pub(crate) mod console;
 pub(crate) mod edge;
 pub(crate) mod fault;
+pub(crate) mod front;
 pub(crate) mod intents;
 pub(crate) mod limits;
 pub(crate) mod log_output;
@@ -433,6 +434,9 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         config.access_log,
     );
     let public_proxy = proxy.clone();
+    let platform: Arc<dyn proxy::Platform> = state.clone().into_inner();
+    let public_platform = Arc::clone(&platform);
+    let internal_platform = Arc::clone(&platform);
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(public_proxy.invalidate_on_write())
@@ -460,25 +464,56 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 Either::Right(logged)
             })
             .wrap_fn(edge_hygiene)
-            .configure(public_proxy.configure())
+            // Outermost: a request the front passed on gets its client's address first.
+            .wrap_fn(|mut req, srv| {
+                front::backend::adopt(&mut req);
+                srv.call(req)
+            })
+            .configure(public_proxy.configure(public_platform.clone()))
             .configure(console::routes)
             .configure(api::configure(app_state.clone()))
     })
-    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
-    .bind_rustls_0_23(config.https, tls_config)
-    .map_err(|source| StartupError::Bind {
-        addr: config.https.to_string(),
-        source,
-    })?;
-    if let Some(http) = config.http {
-        server = server.bind(http).map_err(|source| StartupError::Bind {
-            addr: http.to_string(),
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS);
+    // HTTPS is the front's (hyper); the app answers what it passes on over a Unix socket.
+    let bind_error = |addr: std::net::SocketAddr| {
+        move |source| StartupError::Bind {
+            addr: addr.to_string(),
+            source,
+        }
+    };
+    let https_listener =
+        std::net::TcpListener::bind(config.https).map_err(bind_error(config.https))?;
+    let https_addr = https_listener
+        .local_addr()
+        .map_err(bind_error(config.https))?;
+    https_listener
+        .set_nonblocking(true)
+        .map_err(bind_error(config.https))?;
+    let https_listener =
+        tokio::net::TcpListener::from_std(https_listener).map_err(bind_error(config.https))?;
+    let (socket, socket_path) =
+        front::backend::bind(&config.data_dir).map_err(|source| StartupError::DataDir {
+            path: config.data_dir.join(front::backend::SOCKET_FILE),
             source,
         })?;
+    server = server
+        .listen_uds(socket)
+        .map_err(|source| StartupError::DataDir {
+            path: socket_path.clone(),
+            source,
+        })?;
+    announce(&format!("listening on https://{https_addr}"));
+    if let Some(http) = config.http {
+        let listener = std::net::TcpListener::bind(http).map_err(bind_error(http))?;
+        let addr = listener.local_addr().map_err(bind_error(http))?;
+        server = server.listen(listener).map_err(bind_error(http))?;
+        announce(&format!("listening on http://{addr}"));
     }
-    for (addr, scheme) in server.addrs_with_scheme() {
-        announce(&format!("listening on {scheme}://{addr}"));
-    }
+    let front = Arc::new(front::Front {
+        direct: proxy.direct(platform),
+        backend: front::backend::Backend::new(socket_path),
+        trusted: config.trusted_proxies.clone(),
+    });
     let internal_state = state.clone();
     let internal = HttpServer::new(move || {
         let peers = internal_state.supervisor.clone();
@@ -505,7 +540,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 }
             })
             .wrap_fn(edge_hygiene)
-            .configure(proxy.configure())
+            .configure(proxy.configure(internal_platform.clone()))
             .configure(api::configure(internal_state.clone()))
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)
@@ -519,7 +554,17 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     announce(&format!("management tenant {}", tenants::MANAGEMENT));
     let supervisor_task = tokio::spawn(supervisor.run());
     tokio::spawn(intents::resume(state.clone().into_inner(), interrupted));
+    let (stop_front, front_stopped) = tokio::sync::watch::channel(false);
+    let front_task = tokio::spawn(front::serve(
+        https_listener,
+        Arc::new(tls_config),
+        front,
+        front_stopped,
+        std::time::Duration::from_secs(SHUTDOWN_GRACE_SECS),
+    ));
     let (public, internal) = futures_util::future::join(server.run(), internal.run()).await;
+    let _ = stop_front.send(true);
+    let _ = front_task.await;
     supervisor_task.abort();
     // What was recorded up to now, including by requests that finished during the grace period.
     audit.flush().await;

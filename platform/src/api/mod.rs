@@ -12,6 +12,7 @@ pub mod groups;
 pub mod instance_usage;
 pub mod limits;
 pub mod login;
+pub mod metrics;
 pub mod options;
 pub mod paging;
 pub mod request_head;
@@ -82,6 +83,20 @@ impl crate::auth::AuthContext for AppState {
     }
 }
 
+impl crate::proxy::Platform for AppState {
+    fn cached_caller(&self, key: &[u8; 32]) -> Option<Arc<crate::auth::principal::Principal>> {
+        self.cache.get(key)
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn routing(&self) -> &RoutingTable {
+        &self.routing
+    }
+}
+
 /// Registers every route, the extractor error mapping and the 404 fallback.
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
@@ -102,6 +117,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::FormConfig::default().error_handler(form_error))
             .configure(login::routes)
+            .configure(metrics::routes)
             .configure(tenants::routes)
             .configure(options::routes)
             .configure(users::routes)

@@ -86,8 +86,11 @@ impl FromRequest for Principal {
 
 /// The host the client addressed (see [`crate::edge::origin`]), without its port.
 pub fn request_host(req: &HttpRequest) -> String {
-    let origin = crate::edge::origin::of(req);
-    let host = origin.host.as_str();
+    host_without_port(&crate::edge::origin::of(req).host)
+}
+
+/// `host[:port]` without the port, lower case (part of the credential cache key).
+pub fn host_without_port(host: &str) -> String {
     let without_port = if host.starts_with('[') {
         host.split(']')
             .next()

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName};
-use actix_web::{HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest, web};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -169,7 +169,11 @@ pub fn of(req: &HttpRequest) -> Origin {
     resolve(
         &Connection {
             peer: req.peer_addr().map(|a| a.ip()),
-            tls: config.secure(),
+            // The front passes HTTPS requests on over a plain socket, marked.
+            tls: config.secure()
+                || req
+                    .extensions()
+                    .contains::<crate::front::backend::ViaFront>(),
             headers: req.headers(),
             authority: req.uri().authority().map(|a| a.as_str()),
             default_host: config.host(),
@@ -230,7 +234,7 @@ fn node_ip(node: &str) -> Option<IpAddr> {
 }
 
 /// A host name or address with an optional port: nothing that could break out of a link.
-fn valid_host(host: &str) -> bool {
+pub fn valid_host(host: &str) -> bool {
     !host.is_empty()
         && host.len() <= 255
         && host

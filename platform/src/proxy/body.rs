@@ -14,6 +14,7 @@ use actix_web::http::header::HeaderValue;
 use actix_web::web::{self, Bytes};
 use futures_util::{Stream, StreamExt};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc;
@@ -38,7 +39,7 @@ impl Pipe {
         first: Option<Result<Bytes, PayloadError>>,
         mut payload: web::Payload,
     ) -> Arc<Pipe> {
-        let (tx, rx) = mpsc::channel(1);
+        let (pipe, tx) = Pipe::new();
         actix_web::rt::spawn(async move {
             let mut next = first;
             if next.is_none() {
@@ -52,11 +53,40 @@ impl Pipe {
                 next = payload.next().await;
             }
         });
-        Arc::new(Pipe {
+        pipe
+    }
+
+    /// The same for a request hyper's server received (the front's direct path).
+    pub fn start_incoming(mut body: Incoming) -> Arc<Pipe> {
+        let (pipe, tx) = Pipe::new();
+        tokio::spawn(async move {
+            while let Some(frame) = body.frame().await {
+                let item = match frame {
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) if data.is_empty() => continue,
+                        Ok(data) => Ok(data),
+                        // Trailers of the client's body are not forwarded.
+                        Err(_) => continue,
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        pipe
+    }
+
+    fn new() -> (Arc<Pipe>, mpsc::Sender<Result<Bytes, String>>) {
+        let (tx, rx) = mpsc::channel(1);
+        let pipe = Arc::new(Pipe {
             chunks: Mutex::new(rx),
             started: AtomicBool::new(false),
             failed: AtomicBool::new(false),
-        })
+        });
+        (pipe, tx)
     }
 
     pub fn started(&self) -> bool {
@@ -161,6 +191,20 @@ impl ResponseBody {
     }
 }
 
+impl ResponseBody {
+    fn broke_off(&self, e: hyper::Error) -> io::Error {
+        self.route.metrics.upstream_error("broken");
+        tracing::warn!(
+            request_id = self.request_id.to_str().unwrap_or_default(),
+            application = %self.route.target.name,
+            upstream = %self.instance,
+            relayed = self.relayed,
+            "upstream broke off the response body ({e}); the client's response is aborted"
+        );
+        io::Error::other(e)
+    }
+}
+
 impl Stream for ResponseBody {
     type Item = Result<Bytes, io::Error>;
 
@@ -177,18 +221,40 @@ impl Stream for ResponseBody {
                         return Poll::Ready(Some(Ok(data)));
                     }
                 }
-                Some(Err(e)) => {
-                    this.route.metrics.upstream_error("broken");
-                    tracing::warn!(
-                        request_id = this.request_id.to_str().unwrap_or_default(),
-                        application = %this.route.target.name,
-                        upstream = %this.instance,
-                        relayed = this.relayed,
-                        "upstream broke off the response body ({e}); the client's response is aborted"
-                    );
-                    return Poll::Ready(Some(Err(io::Error::other(e))));
-                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(this.broke_off(e)))),
             }
         }
+    }
+}
+
+/// The same body for hyper's server (the front's direct path): frames in order, trailers
+/// included, an upstream error passed on so hyper aborts the client's response.
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+            None => Poll::Ready(None),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.relayed += data.len() as u64;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(this.broke_off(e)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

@@ -9,8 +9,9 @@ use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::api::error::ApiError;
-use crate::api::media;
+/// The media type of Cumulocity's error body (as `api::media` names it).
+const ERROR_MEDIA_TYPE: &str =
+    "application/vnd.com.nsn.cumulocity.error+json;charset=UTF-8;ver=0.9";
 
 /// Seconds a client is asked to wait when no replica is ready yet.
 pub const RETRY_AFTER_SECS: u64 = 5;
@@ -41,8 +42,9 @@ impl Origin {
 /// What went wrong.
 #[derive(Debug)]
 pub enum Failure {
-    /// No or bad credentials (401), or a store failure while checking them: the API's error.
-    Authentication(ApiError),
+    /// No or bad credentials (401), or a store failure while checking them: the error the
+    /// authentication gave, answered as it renders itself (the API's body).
+    Authentication(Box<dyn ResponseError>),
     /// No microservice has this name or context path (404).
     UnknownService { segment: String },
     /// The microservice exists but the caller's tenant is not subscribed to it (403).
@@ -89,7 +91,7 @@ impl ProxyError {
 
     pub fn origin(&self) -> Origin {
         match &self.failure {
-            Failure::Authentication(e) if e.status().is_server_error() => Origin::Internal,
+            Failure::Authentication(e) if e.status_code().is_server_error() => Origin::Internal,
             Failure::Authentication(_)
             | Failure::UnknownService { .. }
             | Failure::NotSubscribed { .. }
@@ -229,10 +231,43 @@ struct ErrorBody<'a> {
     info: &'a str,
 }
 
+impl ProxyError {
+    /// The Cumulocity error body of a failure the proxy answers itself (not an authentication
+    /// failure, whose body is the API's).
+    fn body_text(&self) -> String {
+        let (error, message) = self.error_and_message();
+        let body = ErrorBody {
+            error,
+            message: &message,
+            info: INFO_URL,
+        };
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+
+    /// The answer for hyper's server (the front's direct path, which never authenticates).
+    pub fn to_http(&self) -> http::Response<String> {
+        let mut response = http::Response::new(self.body_text());
+        *response.status_mut() = http::StatusCode::from_u16(self.status_code().as_u16())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(ERROR_MEDIA_TYPE),
+        );
+        if matches!(self.failure, Failure::NotReady { .. }) {
+            headers.insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}
+
 impl ResponseError for ProxyError {
     fn status_code(&self) -> StatusCode {
         match &self.failure {
-            Failure::Authentication(e) => e.status(),
+            Failure::Authentication(e) => e.status_code(),
             Failure::UnknownService { .. } => StatusCode::NOT_FOUND,
             Failure::NotSubscribed { .. } => StatusCode::FORBIDDEN,
             Failure::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -249,24 +284,23 @@ impl ResponseError for ProxyError {
         if let Failure::Authentication(e) = &self.failure {
             return e.error_response();
         }
-        let (error, message) = self.error_and_message();
-        let body = ErrorBody {
-            error,
-            message: &message,
-            info: INFO_URL,
-        };
         let mut response = HttpResponse::build(self.status_code());
-        response.content_type(media::media_type("error"));
+        response.content_type(ERROR_MEDIA_TYPE);
         if matches!(self.failure, Failure::NotReady { .. }) {
             response.insert_header((RETRY_AFTER, RETRY_AFTER_SECS));
         }
-        response.body(serde_json::to_string(&body).unwrap_or_default())
+        response.body(self.body_text())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_error_media_type_is_the_apis() {
+        assert_eq!(ERROR_MEDIA_TYPE, crate::edge::media::media_type("error"));
+    }
 
     #[test]
     fn each_failure_has_its_status_origin_and_error() {

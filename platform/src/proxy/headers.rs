@@ -138,6 +138,93 @@ pub fn copy_upstream_response(src: &http::HeaderMap, dst: &mut HeaderMap) {
     }
 }
 
+/// [`copy_request`] for a request hyper's server received (`http` 1.x types).
+pub fn copy_request_h1(src: &http::HeaderMap, dst: &mut http::HeaderMap) {
+    let connection = src.get_all(http::header::CONNECTION);
+    let has_connection = src.contains_key(http::header::CONNECTION);
+    for (name, value) in src {
+        let text = name.as_str();
+        if is_hop_by_hop_name(text)
+            || set_by_proxy_name(text)
+            || (has_connection
+                && connection_lists(connection.iter().map(http::HeaderValue::as_bytes), text))
+        {
+            continue;
+        }
+        dst.append(name.clone(), value.clone());
+    }
+}
+
+fn set_by_proxy_name(name: &str) -> bool {
+    matches!(
+        name,
+        "host"
+            | "content-length"
+            | "expect"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-host"
+            | "x-forwarded-proto"
+            | "x-forwarded-prefix"
+            | "x-real-ip"
+            | "x-request-id"
+    )
+}
+
+/// Drops the hop-by-hop headers of an upstream response in place (`http` 1.x types);
+/// `Content-Length` stays: hyper's server frames the body by it.
+pub fn strip_response_h1(headers: &mut http::HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|token| token.trim().to_ascii_lowercase())
+        .filter(|token| !token.is_empty())
+        .collect();
+    for name in listed {
+        headers.remove(name.as_str());
+    }
+    for name in [
+        "connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// [`add_forwarded`] for the direct path, where the peer is never a trusted proxy (so the
+/// client is the peer and there is no earlier `X-Forwarded-For`).
+pub fn add_forwarded_h1(
+    dst: &mut http::HeaderMap,
+    client: std::net::IpAddr,
+    host: &str,
+    prefix: &str,
+    request_id: &HeaderValue,
+) {
+    let ip = http::HeaderValue::from_str(&client.to_string());
+    if let Ok(ip) = ip {
+        dst.insert("x-forwarded-for", ip.clone());
+        dst.insert("x-real-ip", ip);
+    }
+    if let Ok(value) = http::HeaderValue::from_str(host) {
+        dst.insert("x-forwarded-host", value);
+    }
+    dst.insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
+    if let Ok(value) = http::HeaderValue::from_str(prefix) {
+        dst.insert("x-forwarded-prefix", value);
+    }
+    if let Ok(value) = http::HeaderValue::from_bytes(request_id.as_bytes()) {
+        dst.insert("x-request-id", value);
+    }
+}
+
 /// What Berth tells the container about the original request.
 #[derive(Debug)]
 pub struct Forwarded<'a> {
@@ -238,6 +325,14 @@ mod tests {
                 "x-xsrf-token"
             ]
         );
+        // The direct path's copy (hyper's header types) keeps exactly the same.
+        let mut src_h1 = http::HeaderMap::new();
+        to_upstream(&src, None, &mut src_h1);
+        let mut dst_h1 = http::HeaderMap::new();
+        copy_request_h1(&src_h1, &mut dst_h1);
+        let mut kept_h1: Vec<&str> = dst_h1.keys().map(http::HeaderName::as_str).collect();
+        kept_h1.sort_unstable();
+        assert_eq!(kept_h1, kept);
     }
 
     #[test]
@@ -272,6 +367,15 @@ mod tests {
         copy_upstream_response(&listed, &mut dst);
         assert_eq!(dst.len(), 1);
         assert!(dst.contains_key(header::ETAG));
+        // In place for the direct path: the same, but Content-Length stays.
+        strip_response_h1(&mut listed);
+        assert_eq!(listed.len(), 1);
+        let mut framed = http::HeaderMap::new();
+        to_upstream(&src, None, &mut framed);
+        strip_response_h1(&mut framed);
+        assert_eq!(framed.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(framed.len(), 4, "{framed:?}");
+        assert!(framed.contains_key("content-length"));
     }
 
     #[test]

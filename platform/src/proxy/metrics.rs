@@ -1,6 +1,6 @@
 //! Prometheus metrics of the proxy: requests by application and status class, a latency
-//! histogram (time to the upstream's response head), and upstream errors by kind; rendered by
-//! `GET /metrics` for management-tenant users with ROLE_TENANT_MANAGEMENT_READ or _ADMIN.
+//! histogram (time to the upstream's response head), and upstream errors by kind; rendered for
+//! `GET /metrics` (`api::metrics`: management-tenant users with ROLE_TENANT_MANAGEMENT_READ or _ADMIN).
 //! Handles are created once per application (when its route is resolved), so recording
 //! costs a few atomic operations and no allocation.
 //!
@@ -13,12 +13,9 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
 use metrics::{Counter, Histogram, counter, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::api::error::ApiError;
-use crate::auth::roles;
 use crate::routing::{LIVE, Live};
 
 pub const REQUESTS: &str = "berth_proxy_requests_total";
@@ -183,36 +180,10 @@ pub fn unrouted() -> &'static AppMetrics {
     UNROUTED.get_or_init(|| AppMetrics::new(""))
 }
 
-/// `GET /metrics`: the Prometheus text format, for management-tenant operators.
-pub async fn render(
-    req: HttpRequest,
-    state: web::Data<crate::api::AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let principal = crate::auth::principal::authenticate(&req).await?;
-    if !principal.is_management() {
-        return Err(ApiError::forbidden());
-    }
-    principal.require_any(&[
-        roles::TENANT_MANAGEMENT_READ,
-        roles::TENANT_MANAGEMENT_ADMIN,
-    ])?;
-    let handle = HANDLE
-        .get()
-        .ok_or_else(|| ApiError::internal("metrics recorder not installed"))?;
-    let applications = state
-        .store
-        .run(|conn| {
-            let mut stmt = conn.prepare("SELECT name FROM applications")?;
-            let names = stmt
-                .query_map([], |row| row.get::<_, String>(0))?
-                .collect::<Result<HashSet<String>, _>>()?;
-            Ok(names)
-        })
-        .await
-        .map_err(ApiError::store("metrics"))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(filtered(&handle.render(), &applications)))
+/// The Prometheus text format of every series, less those of what no longer exists
+/// (`applications`: the names of the applications that do). None before [`install`].
+pub fn render(applications: &HashSet<String>) -> Option<String> {
+    Some(filtered(&HANDLE.get()?.render(), applications))
 }
 
 #[cfg(test)]

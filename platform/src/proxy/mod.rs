@@ -10,6 +10,7 @@
 //! 502, 504) and is logged with its origin.
 
 mod body;
+pub mod direct;
 pub mod error;
 mod headers;
 pub mod metrics;
@@ -26,11 +27,20 @@ use actix_web::http::header::HeaderValue;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use tracing::Instrument;
 
-use crate::api::AppState;
 use error::{Failure, ProxyError};
 use headers::{Forwarded, X_FORWARDED_FOR, X_REQUEST_ID};
 use resolve::ServiceCache;
 use trace::RequestTrace;
+
+/// What the proxy needs of the rest of the platform, so that it depends on no API type:
+/// callers whose credentials were verified (the credential cache), the store for resolving
+/// services, the ready replicas.
+pub trait Platform: Send + Sync + 'static {
+    /// The caller a credential cache key stands for, if verified and not expired.
+    fn cached_caller(&self, key: &[u8; 32]) -> Option<Arc<crate::auth::principal::Principal>>;
+    fn store(&self) -> &crate::store::Store;
+    fn routing(&self) -> &crate::routing::RoutingTable;
+}
 
 /// Paths under this prefix are proxied.
 pub const SERVICE_PREFIX: &str = "/service/";
@@ -51,9 +61,11 @@ struct Shared {
     access_log: trace::AccessLog,
 }
 
-/// What each worker's routes see: the shared state plus the worker's own upstream client.
+/// What each worker's routes see: the shared state, the platform, and the worker's own
+/// upstream client.
 struct Worker {
     shared: Arc<Shared>,
+    platform: Arc<dyn Platform>,
     client: upstream::Client,
 }
 
@@ -90,15 +102,15 @@ impl Proxy {
         resolve::Invalidate(Arc::clone(&self.shared.services))
     }
 
-    /// Registers `/service/…` and `/metrics` (called once per worker: each gets its client).
-    pub fn configure(&self) -> impl FnOnce(&mut web::ServiceConfig) {
+    /// Registers `/service/…` (called once per worker: each gets its client).
+    pub fn configure(&self, platform: Arc<dyn Platform>) -> impl FnOnce(&mut web::ServiceConfig) {
         let worker = Worker {
             shared: Arc::clone(&self.shared),
+            platform,
             client: upstream::client(self.shared.settings),
         };
         move |cfg| {
             cfg.app_data(worker)
-                .route("/metrics", web::get().to(metrics::render))
                 // A scope matches its static prefix without a regex (this is the hot path).
                 .service(web::scope("/service").default_service(web::to(forward)));
         }
@@ -171,11 +183,7 @@ async fn handle(
     worker: &Worker,
     trace: &mut RequestTrace,
 ) -> Result<HttpResponse, ProxyError> {
-    let state = req.app_data::<web::Data<AppState>>().ok_or_else(|| {
-        ProxyError::new(Failure::Internal {
-            detail: "application state missing".into(),
-        })
-    })?;
+    let platform = &worker.platform;
     let path = req.uri().path();
     let (segment, prefix, rest) = split_service_path(path).ok_or_else(|| {
         ProxyError::new(Failure::UnknownService {
@@ -184,12 +192,12 @@ async fn handle(
     })?;
     let principal = crate::auth::principal::authenticate(req)
         .await
-        .map_err(|e| ProxyError::new(Failure::Authentication(e)))?;
+        .map_err(|e| ProxyError::new(Failure::Authentication(Box::new(e))))?;
     trace.authenticated(&principal);
     let route = worker
         .shared
         .services
-        .resolve(&state.store, &principal.tenant, segment)
+        .resolve(platform.store(), &principal.tenant, segment)
         .await
         .map_err(|e| {
             ProxyError::new(Failure::Internal {
@@ -208,12 +216,13 @@ async fn handle(
             application: route.target.name.clone(),
         }));
     }
-    let upstreams = state.routing.ready(&route.key);
+    let routing = platform.routing();
+    let upstreams = routing.ready(&route.key);
     if upstreams.is_empty() {
         return Err(ProxyError::new(Failure::NotReady {
             application: route.target.name.clone(),
-            deployed: state.routing.exists(&route.key),
-            failure: state.routing.failure(&route.key),
+            deployed: routing.exists(&route.key),
+            failure: routing.failure(&route.key),
         }));
     }
     let path_and_query;
@@ -225,7 +234,7 @@ async fn handle(
         None => rest,
     };
     // Scheme, host and client as a trusted proxy reported them, else as the connection says.
-    let origin = crate::api::origin::of(req);
+    let origin = crate::edge::origin::of(req);
     // Forward borrows it while `trace` is lent to the forwarding code.
     let request_id = trace.request_id.clone();
     let forward = upstream::Forward {
@@ -246,7 +255,7 @@ async fn handle(
             request_id: &request_id,
         },
         settings: worker.shared.settings,
-        routing: &state.routing,
+        routing,
     };
     if websocket::is_upgrade(req) {
         websocket::tunnel(forward, payload, trace).await

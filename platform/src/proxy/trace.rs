@@ -166,22 +166,69 @@ impl RequestTrace {
         let micros = elapsed.as_micros() as u64;
         self.span.record("status", status);
         self.span.record("micros", micros);
-        if !self.access_log.writes(self.sequence, status) {
+        if !self.access_log.writes(self.sequence, status)
+            || !tracing::enabled!(target: "berth::access", tracing::Level::INFO)
+        {
             return elapsed;
         }
-        tracing::info!(
-            target: "berth::access",
-            request_id = %self.id(),
-            method = %method,
-            path = %path,
-            tenant = %self.tenant(),
-            application = %self.application(),
-            upstream = %self.upstream_name(),
-            status,
-            micros,
-        );
+        let fields = [
+            ("request_id", self.id()),
+            ("method", method),
+            ("path", path),
+            ("tenant", self.tenant()),
+            ("application", self.application()),
+            ("upstream", self.upstream_name()),
+        ];
+        write_access_line(&fields, status, micros);
         elapsed
     }
+}
+
+/// Writes the access line straight into the batched log output, in the log layer's shape
+/// (`<RFC 3339 time>  INFO berth::access: key=value …`). It is the one line per request at
+/// the default level, and the layer's generic formatting (a visitor and a `dyn Display` per
+/// field, the time formatted from scratch) cost about a quarter of the proxy's throughput;
+/// here the time's whole seconds are formatted once per second and thread.
+fn write_access_line(fields: &[(&str, &str)], status: u16, micros: u64) {
+    use std::cell::RefCell;
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    thread_local! {
+        /// The line being built, and the formatted second it starts with.
+        static LINE: RefCell<(String, i64, String)> = RefCell::new((String::with_capacity(256), i64::MIN, String::new()));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    LINE.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let (line, second, prefix) = &mut *cell;
+        let unix = now.unix_timestamp();
+        if *second != unix {
+            *second = unix;
+            prefix.clear();
+            let _ = write!(
+                prefix,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+                now.year(),
+                u8::from(now.month()),
+                now.day(),
+                now.hour(),
+                now.minute(),
+                now.second()
+            );
+        }
+        line.clear();
+        line.push_str(prefix);
+        let _ = write!(line, "{:06}Z  INFO berth::access:", now.microsecond());
+        for (name, value) in fields {
+            line.push(' ');
+            line.push_str(name);
+            line.push('=');
+            // A value never breaks the line (paths are percent-encoded; this is a backstop).
+            line.extend(value.chars().map(|c| if c.is_control() { '?' } else { c }));
+        }
+        let _ = writeln!(line, " status={status} micros={micros}");
+        let _ = crate::log_output::BatchedStderr.write_all(line.as_bytes());
+    });
 }
 
 #[cfg(test)]

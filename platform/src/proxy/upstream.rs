@@ -94,7 +94,8 @@ fn usually_bodiless(req: &HttpRequest) -> bool {
     )
 }
 
-fn is_idempotent(method: &Method) -> bool {
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
@@ -137,8 +138,19 @@ fn describe(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Sends the request to the next replica in round-robin order, moving on to the others while
-/// a failure is safe to retry.
+/// What goes upstream, whichever server received the request: method, end-to-end headers
+/// with Berth's forwarding headers, and the client's body (with its length when it gave one).
+pub struct Outbound {
+    pub method: http::Method,
+    pub headers: http::HeaderMap,
+    pub body: Option<(Arc<Pipe>, Option<u64>)>,
+}
+
+/// The upstream's answer: its head and the body to relay.
+pub type Answer = (http::response::Parts, ResponseBody);
+
+/// Sends the request (from actix-web) to the next replica in round-robin order, moving on to the
+/// others while a failure is safe to retry.
 pub async fn send(
     client: &Client,
     forward: Forward<'_>,
@@ -158,9 +170,10 @@ pub async fn send(
             kind = BodyKind::None;
         }
     }
-    let pipe = match kind {
+    let body = match kind {
         BodyKind::None => None,
-        BodyKind::Sized(_) | BodyKind::Stream => Some(Pipe::start(first_chunk, payload)),
+        BodyKind::Sized(length) => Some((Pipe::start(first_chunk, payload), Some(length))),
+        BodyKind::Stream => Some((Pipe::start(first_chunk, payload), None)),
     };
     let method = http::Method::from_bytes(req.method().as_str().as_bytes()).map_err(|_| {
         ProxyError::new(Failure::BadRequest {
@@ -171,35 +184,78 @@ pub async fn send(
     let mut end_to_end = HeaderMap::with_capacity(req.headers().len() + 6);
     headers::copy_request(req.headers(), &mut end_to_end);
     headers::add_forwarded(&mut end_to_end, &forward.forwarded);
-    let count = forward.upstreams.len();
-    let first = forward
+    let mut converted = http::HeaderMap::with_capacity(end_to_end.len() + 1);
+    headers::to_upstream(&end_to_end, None, &mut converted);
+    let outbound = Outbound {
+        method,
+        headers: converted,
+        body,
+    };
+    let target = Target {
+        route: forward.route,
+        upstreams: forward.upstreams,
+        path_and_query: forward.path_and_query,
+        settings: forward.settings,
+        routing: forward.routing,
+    };
+    let (parts, body) = exchange(client, &target, outbound, trace).await?;
+    let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok(into_response(status, &parts.headers, body, req.method()))
+}
+
+/// Where a request goes: the caller's route and its ready replicas.
+pub struct Target<'a> {
+    pub route: &'a Arc<Route>,
+    pub upstreams: &'a [Upstream],
+    pub path_and_query: &'a str,
+    pub settings: Settings,
+    pub routing: &'a RoutingTable,
+}
+
+/// Sends `outbound` to the next replica in round-robin order, moving on to the others while a
+/// failure is safe to retry; the answer's body holds the worker's upstream slot.
+pub async fn exchange(
+    client: &Client,
+    target: &Target<'_>,
+    outbound: Outbound,
+    trace: &mut RequestTrace,
+) -> Result<Answer, ProxyError> {
+    let Outbound {
+        method,
+        headers: end_to_end,
+        body,
+    } = outbound;
+    let pipe = body.as_ref().map(|(pipe, _)| pipe);
+    let count = target.upstreams.len();
+    let first = target
         .route
         .next
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut attempt = 0;
     loop {
-        let upstream = &forward.upstreams[(first + attempt) % count];
+        let upstream = &target.upstreams[(first + attempt) % count];
         trace.upstream(&upstream.instance);
-        let uri = http::Uri::try_from(format!(
-            "http://{}{}",
-            upstream.addr, forward.path_and_query
-        ))
-        .map_err(|e| {
-            ProxyError::new(Failure::BadRequest {
-                detail: format!("The request path cannot be forwarded: {e}."),
-            })
-        })?;
-        let (body, length) = match (kind, &pipe) {
-            (BodyKind::Sized(length), Some(pipe)) => {
-                (RequestBody::from_pipe(pipe, Some(length)), Some(length))
-            }
-            (_, Some(pipe)) => (RequestBody::from_pipe(pipe, None), None),
-            (_, None) => (RequestBody::empty(), None),
+        let uri = http::Uri::try_from(format!("http://{}{}", upstream.addr, target.path_and_query))
+            .map_err(|e| {
+                ProxyError::new(Failure::BadRequest {
+                    detail: format!("The request path cannot be forwarded: {e}."),
+                })
+            })?;
+        let request_body = match &body {
+            Some((pipe, length)) => RequestBody::from_pipe(pipe, *length),
+            None => RequestBody::empty(),
         };
-        let mut request = http::Request::new(body);
+        let mut request = http::Request::new(request_body);
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
-        headers::to_upstream(&end_to_end, length, request.headers_mut());
+        let headers = request.headers_mut();
+        headers.clone_from(&end_to_end);
+        if let Some((_, Some(length))) = &body {
+            headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(*length),
+            );
+        }
         // Never closed, so acquiring only waits.
         let permit = Arc::clone(&client.slots)
             .acquire_owned()
@@ -209,46 +265,35 @@ pub async fn send(
                     detail: format!("upstream slots: {e}"),
                 })
             })?;
-        let failure = match tokio::time::timeout(
-            forward.settings.timeout,
-            client.http.request(request),
-        )
-        .await
-        {
-            Ok(Ok(response)) => {
-                let (parts, incoming) = response.into_parts();
-                let status =
-                    StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-                let body = ResponseBody::new(
-                    incoming,
-                    Arc::clone(forward.route),
-                    upstream.instance.clone(),
-                    trace.request_id.clone(),
-                    permit,
-                );
-                return Ok(into_response(status, &parts.headers, body, req.method()));
-            }
-            Ok(Err(e)) if e.is_connect() => SendFailure::Connect(describe(&e)),
-            Ok(Err(e)) if pipe.as_ref().is_some_and(|p| p.failed()) => {
-                SendFailure::ClientBody(describe(&e))
-            }
-            Ok(Err(e)) => SendFailure::Broken(describe(&e)),
-            Err(_) => SendFailure::Timeout,
-        };
-        let started = pipe.as_ref().is_some_and(|p| p.started());
-        let error = classify(
-            failure,
-            upstream,
-            forward.settings.timeout,
-            started,
-            req.method(),
-        );
+        let failure =
+            match tokio::time::timeout(target.settings.timeout, client.http.request(request)).await
+            {
+                Ok(Ok(response)) => {
+                    let (parts, incoming) = response.into_parts();
+                    let body = ResponseBody::new(
+                        incoming,
+                        Arc::clone(target.route),
+                        upstream.instance.clone(),
+                        trace.request_id.clone(),
+                        permit,
+                    );
+                    return Ok((parts, body));
+                }
+                Ok(Err(e)) if e.is_connect() => SendFailure::Connect(describe(&e)),
+                Ok(Err(e)) if pipe.is_some_and(|p| p.failed()) => {
+                    SendFailure::ClientBody(describe(&e))
+                }
+                Ok(Err(e)) => SendFailure::Broken(describe(&e)),
+                Err(_) => SendFailure::Timeout,
+            };
+        let started = pipe.is_some_and(|p| p.started());
+        let error = classify(failure, upstream, target.settings.timeout, started, &method);
         if let Some((instance, reason)) = error.ejects() {
-            forward
+            target
                 .routing
-                .eject(instance, reason, forward.settings.eject_period);
+                .eject(instance, reason, target.settings.eject_period);
         }
-        forward.route.metrics.upstream_error(error.kind());
+        target.route.metrics.upstream_error(error.kind());
         attempt += 1;
         if error.retry_safe && attempt < count {
             trace.retrying(&error);
@@ -263,7 +308,7 @@ fn classify(
     upstream: &Upstream,
     timeout: Duration,
     body_started: bool,
-    method: &Method,
+    method: &http::Method,
 ) -> ProxyError {
     let instance = upstream.instance.clone();
     match failure {
@@ -373,6 +418,7 @@ mod tests {
             ),
         ];
         for (failure, method, body_started, kind, retry, ejects) in cases {
+            let method = http::Method::from_bytes(method.as_str().as_bytes()).unwrap();
             let e = classify(
                 failure,
                 &upstream,

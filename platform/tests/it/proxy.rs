@@ -195,6 +195,8 @@ fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
         .header("Cookie", "session=abc")
         .header("X-Forwarded-Host", "spoofed.example.com")
         .header("X-Real-IP", "6.6.6.6")
+        // Only Berth's HTTPS front may say who the client is (to the app behind it).
+        .header("X-Berth-Front-Peer", "6.6.6.6:1")
         .header("Connection", "keep-alive, x-hop")
         .header("X-Hop", "must not pass")
         .send()
@@ -219,6 +221,7 @@ fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
     assert_eq!(h["x-forwarded-host"], host);
     assert!(h["x-request-id"].as_str().is_some_and(|v| !v.is_empty()));
     assert!(h.get("x-hop").is_none(), "{h}");
+    assert!(h.get("x-berth-front-peer").is_none(), "{h}");
     assert_ne!(h["host"], host, "Host names the container");
 
     // The access line of that request: one line with every field, no colour codes in a file.

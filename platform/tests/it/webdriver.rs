@@ -84,10 +84,6 @@ impl Browser {
             "--disable-gpu".to_owned(),
             // The test server's certificate is self-signed (acceptInsecureCerts covers navigation only).
             "--ignore-certificate-errors".to_owned(),
-            // Over HTTP/2, Chromium intermittently lost Berth's answer to a POST the server had
-            // logged as answered (201), also in its own network namespace (so not a network
-            // change): HTTP/1.1 until that is understood (see ARCHITECTURE.md).
-            "--disable-http2".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", browser.profile.path().display()),

@@ -1,0 +1,144 @@
+//! The front's way to the actix-web app: HTTP/1.1 over a Unix socket in the data directory
+//! (mode 0600 in a 0700 directory, so only Berth's user can connect), with the client's address
+//! in [`PEER_HEADER`]. The actix side believes that header only on the socket ([`adopt`]):
+//! its connections have no peer address, every TCP connection has one. WebSocket upgrades
+//! are joined into a byte tunnel once the app answered `101`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use actix_web::HttpMessage;
+use actix_web::dev::ServiceRequest;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyperlocal::UnixConnector;
+
+use crate::proxy::direct::{FrontBody, full};
+
+/// The client's address (`ip:port`) as the front saw it.
+pub const PEER_HEADER: &str = "x-berth-front-peer";
+/// The socket's file name in the data directory.
+pub const SOCKET_FILE: &str = "front.sock";
+
+/// A request the front passed on (request extension): it came over TLS, from the peer in
+/// [`PEER_HEADER`].
+#[derive(Debug, Clone, Copy)]
+pub struct ViaFront;
+
+/// Makes a request that came over the socket look like the client's own: its peer address
+/// and the [`ViaFront`] mark. On any other connection the header is dropped, never believed.
+pub fn adopt(req: &mut ServiceRequest) {
+    let sent = req
+        .headers_mut()
+        .remove(PEER_HEADER)
+        .next()
+        .and_then(|v| v.to_str().ok().and_then(|t| t.parse::<SocketAddr>().ok()));
+    if req.peer_addr().is_some() {
+        return;
+    }
+    if let Some(peer) = sent {
+        req.head_mut().peer_addr = Some(peer);
+        req.extensions_mut().insert(ViaFront);
+    }
+}
+
+/// Binds the socket (a leftover file of an earlier run is replaced).
+pub fn bind(data_dir: &Path) -> std::io::Result<(std::os::unix::net::UnixListener, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = data_dir.join(SOCKET_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok((listener, path))
+}
+
+/// The client of the socket (a keep-alive pool, like any upstream).
+pub struct Backend {
+    client: Client<UnixConnector, Incoming>,
+    socket: PathBuf,
+}
+
+impl Backend {
+    pub fn new(socket: PathBuf) -> Backend {
+        Backend {
+            client: Client::builder(TokioExecutor::new()).build(UnixConnector),
+            socket,
+        }
+    }
+
+    /// Passes `req` to the actix app and relays its answer.
+    pub async fn pass(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<FrontBody> {
+        let upgrade = req.headers().contains_key(http::header::UPGRADE)
+            && req.version() <= http::Version::HTTP_11;
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        // HTTP/2 names the host in the authority only; the app reads the Host header first.
+        if !parts.headers.contains_key(http::header::HOST)
+            && let Some(authority) = parts.uri.authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(http::header::HOST, host);
+        }
+        if !upgrade {
+            // The front keeps or closes the client's connection itself; the socket's stay pooled.
+            parts.headers.remove(http::header::CONNECTION);
+            parts.headers.remove("keep-alive");
+        }
+        if let Ok(value) = HeaderValue::from_str(&peer.to_string()) {
+            parts.headers.insert(PEER_HEADER, value);
+        }
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        parts.uri = hyperlocal::Uri::new(&self.socket, &path).into();
+        parts.version = http::Version::HTTP_11;
+        let mut response = match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(%peer, "front: the app did not answer ({e})");
+                return unavailable();
+            }
+        };
+        if let Some(client_upgrade) = client_upgrade
+            && response.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            let app_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, app_upgrade) else {
+                    return;
+                };
+                let (mut client, mut app) = (TokioIo::new(client), TokioIo::new(app));
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut app).await;
+            });
+        } else {
+            response.headers_mut().remove(http::header::CONNECTION);
+            response.headers_mut().remove("keep-alive");
+        }
+        response.map(|body| {
+            body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                .boxed_unsync()
+        })
+    }
+}
+
+/// The answer when the app cannot be reached (it is shutting down, or failed).
+fn unavailable() -> Response<FrontBody> {
+    let body = r#"{"error":"general/Service Unavailable","message":"Berth is not answering; retry shortly","info":"https://cumulocity.com/api/core/#section/REST-implementation/HTTP-response-codes"}"#;
+    let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
