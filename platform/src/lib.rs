@@ -2,6 +2,7 @@
 //! Cumulocity-shaped HTTP API and the Docker runtime, assembled by [`serve`].
 
 pub mod api;
+pub mod apps;
 pub mod auth;
 pub mod client_noise;
 pub mod config;
