@@ -14,7 +14,7 @@ pub(crate) mod front;
 pub(crate) mod intents;
 pub(crate) mod limits;
 pub(crate) mod log_output;
-pub(crate) mod package;
+pub mod package;
 pub(crate) mod proxy;
 pub(crate) mod routing;
 pub mod runtime;

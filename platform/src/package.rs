@@ -1,7 +1,7 @@
 //! Microservice packages: a ZIP with `cumulocity.json` and `image.tar` (a `docker save`
 //! archive) at its root. Checks the zip's headers and entry names, validates the manifest,
-//! checks the image archive ([`image_tar`]) within the image size limit, and streams the
-//! re-written archive to Docker in chunks. Blocking IO: call it from a blocking thread.
+//! and checks the image archive ([`image_tar`]) within the image size limit while it streams the
+//! re-written archive to Docker in chunks, in one pass. Blocking IO: call it from a blocking thread.
 
 mod image_tar;
 
@@ -51,6 +51,10 @@ pub enum PackageError {
     TooManyEntries(String),
     #[error("cannot read the package: {0}")]
     Io(#[from] io::Error),
+    /// The image archive passed its checks but its load was not agreed to (see
+    /// [`Opened::stream_image`]).
+    #[error("the image load was stopped")]
+    Stopped,
 }
 
 /// What an accepted package contains.
@@ -222,9 +226,21 @@ fn open(path: &Path) -> Result<(Archive, usize, usize), PackageError> {
     Ok((zip, manifest, image))
 }
 
-/// Opens and checks a package: zip headers and entry names, the manifest, and the image
-/// archive, which must unpack to at most `image_limit` bytes.
-pub fn inspect(path: &Path, image_limit: u64) -> Result<Package, PackageError> {
+/// A package checked up to its image: zip headers and entry names, and the manifest. Its image
+/// is checked while it streams to the engine ([`Opened::stream_image`]), in one pass.
+pub struct Opened {
+    pub manifest: Validated,
+    /// What `image.tar`'s header says it unpacks to: within the image size limit, and checked
+    /// against the bytes counted while it streams.
+    pub declared_image_bytes: u64,
+    zip: Archive,
+    image_index: usize,
+    image_limit: u64,
+}
+
+/// Opens a package and checks everything but the image archive's content: zip headers and
+/// entry names, the manifest, and the image's declared size against `image_limit`.
+pub fn open_package(path: &Path, image_limit: u64) -> Result<Opened, PackageError> {
     let (mut zip, manifest_index, image_index) = open(path)?;
 
     let mut text = Vec::new();
@@ -249,33 +265,91 @@ pub fn inspect(path: &Path, image_limit: u64) -> Result<Package, PackageError> {
         PackageError::ManifestInvalid(errors.join("; "))
     })?;
 
-    let entry = zip
-        .by_index(image_index)
-        .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
-    // The declared size refuses an honest large image at once; the count below is what holds.
-    let declared = entry.size();
+    // The declared size refuses an honest large image at once; the count while streaming is
+    // what holds.
+    let declared = zip
+        .by_index_raw(image_index)
+        .map_err(|e| unreadable(IMAGE_ENTRY, e))?
+        .size();
     if declared > image_limit {
         return Err(PackageError::ImageTooLarge { limit: image_limit });
     }
-    let mut counted = Limited::new(entry, image_limit);
-    let checked = image_tar::check(&mut counted);
-    // The tar reader stops at the end marker: drain the rest so the count covers every byte.
-    let drained = checked.and_then(|image| {
-        io::copy(&mut counted, &mut io::sink())?;
-        Ok(image)
-    });
-    let image = counted.result(drained)?;
-    // Storage accounting reads the header later: it must be true.
-    if counted.count != declared {
-        return Err(PackageError::Inconsistent(format!(
-            "{IMAGE_ENTRY} unpacks to {} bytes, its header says {declared}",
-            counted.count
-        )));
-    }
-    Ok(Package {
+    Ok(Opened {
         manifest,
+        declared_image_bytes: declared,
+        zip,
+        image_index,
+        image_limit,
+    })
+}
+
+impl Opened {
+    /// Checks `image.tar` while writing the archive Docker gets ([`image_tar::check_and_rewrite`])
+    /// to `out`, in one pass. Once the whole archive passed, `approve` sees the image: unless it
+    /// agrees, the archive's end is never written, so Docker loads nothing
+    /// ([`PackageError::Stopped`]).
+    fn check_image(
+        &mut self,
+        out: impl Write,
+        approve: impl FnOnce(&ImageInfo) -> bool,
+    ) -> Result<ImageInfo, PackageError> {
+        let entry = self
+            .zip
+            .by_index(self.image_index)
+            .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
+        let mut counted = Limited::new(entry, self.image_limit);
+        let rewritten = image_tar::check_and_rewrite(&mut counted, out);
+        // The tar reader stops at the end marker: drain the rest so the count covers every
+        // byte (and the zip reader checks the CRC).
+        let drained = rewritten.and_then(|rewritten| {
+            io::copy(&mut counted, &mut io::sink())?;
+            Ok(rewritten)
+        });
+        let rewritten = counted.result(drained)?;
+        // Storage accounting reads the header: it must be true.
+        if counted.count != self.declared_image_bytes {
+            return Err(PackageError::Inconsistent(format!(
+                "{IMAGE_ENTRY} unpacks to {} bytes, its header says {}",
+                counted.count, self.declared_image_bytes
+            )));
+        }
+        if !approve(&rewritten.image) {
+            return Err(PackageError::Stopped);
+        }
+        let image = rewritten.image.clone();
+        rewritten.finish()?;
+        Ok(image)
+    }
+
+    /// Streams the archive Docker gets in chunks through `send` (false: the receiver is gone),
+    /// checking it on the way ([`Opened::check_image`]). Any failure is sent as the last item,
+    /// so the load fails rather than ends early, and returned.
+    pub fn stream_image(
+        mut self,
+        send: impl FnMut(io::Result<Bytes>) -> bool,
+        approve: impl FnOnce(&ImageInfo) -> bool,
+    ) -> Result<ImageInfo, PackageError> {
+        let mut writer = ChunkWriter {
+            buffer: Vec::with_capacity(CHUNK_SIZE),
+            send,
+        };
+        let result = self.check_image(&mut writer, approve);
+        if let Err(e) = &result {
+            (writer.send)(Err(io::Error::other(e.to_string())));
+        }
+        result
+    }
+}
+
+/// Opens and checks a package: zip headers and entry names, the manifest, and the image
+/// archive, which must unpack to at most `image_limit` bytes.
+pub fn inspect(path: &Path, image_limit: u64) -> Result<Package, PackageError> {
+    let mut opened = open_package(path, image_limit)?;
+    let image = opened.check_image(io::sink(), |_| true)?;
+    Ok(Package {
+        image_bytes: opened.declared_image_bytes,
+        manifest: opened.manifest,
         image,
-        image_bytes: counted.count,
     })
 }
 
@@ -365,33 +439,6 @@ impl<F: FnMut(io::Result<Bytes>) -> bool> Write for ChunkWriter<F> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.send_buffer()
-    }
-}
-
-/// Streams the archive Docker gets (`image.tar` re-written for `image`, see
-/// [`image_tar::rewrite`]) in chunks through `send`, which returns false when the receiver is
-/// gone. Any failure is sent as the last item, so the load fails rather than ends early.
-pub fn stream_image(
-    path: &Path,
-    image: &ImageInfo,
-    image_limit: u64,
-    send: impl FnMut(io::Result<Bytes>) -> bool,
-) {
-    let mut writer = ChunkWriter {
-        buffer: Vec::with_capacity(CHUNK_SIZE),
-        send,
-    };
-    let result = (|| -> Result<(), PackageError> {
-        let (mut zip, _, index) = open(path)?;
-        let entry = zip
-            .by_index(index)
-            .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
-        let mut counted = Limited::new(entry, image_limit);
-        let written = image_tar::rewrite(&mut counted, image, &mut writer);
-        counted.result(written)
-    })();
-    if let Err(e) = result {
-        (writer.send)(Err(io::Error::other(e.to_string())));
     }
 }
 

@@ -26,6 +26,7 @@ pub mod usage;
 pub mod user_access;
 pub mod user_rights;
 pub mod users;
+pub mod version_changes;
 pub mod versions;
 
 // Shared with the other listeners; re-exported so handlers keep their short paths.

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use super::applications::MICROSERVICE;
 use super::error::ApiError;
 use super::paging::page_of;
+use super::version_changes;
 use super::{AppState, db, media};
-use crate::apps;
 use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::store::applications;
@@ -239,7 +239,7 @@ async fn update(
     let (actor, tenant, target) = (principal.clone(), principal.tenant.clone(), version.clone());
     tokio::spawn(async move {
         if activate {
-            apps::versions::activate(&worker, &actor, id, &target).await?;
+            version_changes::activate(&worker, &actor, id, &target).await?;
         }
         db(&worker, "applications", move |c| {
             versions::set_tags(c, &tenant, id, &target, &tags)
@@ -280,7 +280,7 @@ async fn delete(
         .version
         .clone();
     let state = state.into_inner();
-    tokio::spawn(async move { apps::versions::delete(&state, &principal, id, &version).await })
+    tokio::spawn(async move { version_changes::delete(&state, &principal, id, &version).await })
         .await
         .map_err(|e| ApiError::internal(&format!("deleting a version: {e}")))??;
     Ok(HttpResponse::NoContent().finish())

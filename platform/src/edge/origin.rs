@@ -170,10 +170,7 @@ pub fn of(req: &HttpRequest) -> Origin {
         &Connection {
             peer: req.peer_addr().map(|a| a.ip()),
             // The front passes HTTPS requests on over a plain socket, marked.
-            tls: config.secure()
-                || req
-                    .extensions()
-                    .contains::<crate::front::backend::ViaFront>(),
+            tls: config.secure() || req.extensions().contains::<ViaFront>(),
             headers: req.headers(),
             authority: req.uri().authority().map(|a| a.as_str()),
             default_host: config.host(),
@@ -181,6 +178,11 @@ pub fn of(req: &HttpRequest) -> Origin {
         trusted,
     )
 }
+
+/// A request the HTTPS front passed on to the API over its socket (request extension): it came
+/// over TLS, from the peer the front named. Set only by `front::backend::adopt`.
+#[derive(Debug, Clone, Copy)]
+pub struct ViaFront;
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())

@@ -24,10 +24,7 @@ pub const PEER_HEADER: &str = "x-berth-front-peer";
 /// The socket's file name in the data directory.
 pub const SOCKET_FILE: &str = "front.sock";
 
-/// A request the front passed on (request extension): it came over TLS, from the peer in
-/// [`PEER_HEADER`].
-#[derive(Debug, Clone, Copy)]
-pub struct ViaFront;
+pub use crate::edge::origin::ViaFront;
 
 /// Makes a request that came over the socket look like the client's own: its peer address
 /// and the [`ViaFront`] mark. On any other connection the header is dropped, never believed.

@@ -1,5 +1,5 @@
-//! `image.tar`, a `docker save` archive: checked in one pass, then re-written for Docker in a
-//! second. Docker unpacks the archive and then reads `manifest.json` (tags from its `RepoTags`;
+//! `image.tar`, a `docker save` archive: checked and re-written for Docker in one pass, its end
+//! held back until the caller agrees (see [`Rewritten`]). Docker unpacks the archive and then reads `manifest.json` (tags from its `RepoTags`;
 //! `repositories` only when there is no `manifest.json`), so what it loads is decided by names
 //! and files Berth must have seen the same way: entry names are clean and unique
 //! ([`entry_names`]), only files, directories and links inside the archive pass, and the archive
@@ -121,107 +121,122 @@ fn resolve_symlink(link: &str, target: &str) -> Option<String> {
 
 /// Checks a `docker save` archive and returns the one image it holds, with the config's digest
 /// verified (so the id Docker will give the image is known before loading it).
-pub fn check(reader: impl Read) -> Result<ImageInfo, PackageError> {
+#[cfg(test)]
+fn check(reader: impl Read) -> Result<ImageInfo, PackageError> {
+    Ok(check_and_rewrite(reader, io::sink())?.image.clone())
+}
+
+/// Passes writes on while open; once closed (a failed or refused archive), refuses them, so the
+/// end-of-archive marker `tar::Builder` writes when dropped never reaches Docker.
+struct Gate<W> {
+    inner: W,
+    open: bool,
+}
+
+impl<W: Write> Write for Gate<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if !self.open {
+            return Err(io::Error::other("the image archive was refused"));
+        }
+        self.inner.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.open {
+            return Err(io::Error::other("the image archive was refused"));
+        }
+        self.inner.flush()
+    }
+}
+
+/// A checked archive written for Docker but for its end: [`Rewritten::finish`] writes it, so
+/// Docker loads nothing before the caller agreed; dropped unfinished, the end is never written.
+pub struct Rewritten<W: Write> {
+    pub image: ImageInfo,
+    builder: Option<tar::Builder<Gate<W>>>,
+}
+
+impl<W: Write> Rewritten<W> {
+    /// Ends the archive (Docker may load it from here on).
+    pub fn finish(mut self) -> io::Result<()> {
+        let builder = self.builder.take().expect("finished once");
+        builder.into_inner()?.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for Rewritten<W> {
+    fn drop(&mut self) {
+        if let Some(builder) = &mut self.builder {
+            builder.get_mut().open = false;
+        }
+    }
+}
+
+/// Checks the archive read from `reader` and re-writes it into `out` for Docker in the same
+/// pass: fresh headers for the entries as checked, `manifest.json` replaced by the checked one
+/// without tags ([`manifest_for_docker`]), [`TAGGING_ENTRIES`] left out. Everything but the
+/// archive's end is written; on any failure the end never is, so Docker loads nothing.
+pub fn check_and_rewrite<W: Write>(
+    reader: impl Read,
+    out: W,
+) -> Result<Rewritten<W>, PackageError> {
+    let mut builder = tar::Builder::new(Gate {
+        inner: out,
+        open: true,
+    });
+    match rewrite_entries(reader, &mut builder) {
+        Ok(image) => Ok(Rewritten {
+            image,
+            builder: Some(builder),
+        }),
+        Err(e) => {
+            builder.get_mut().open = false;
+            Err(e)
+        }
+    }
+}
+
+fn rewrite_entries<W: Write>(
+    reader: impl Read,
+    builder: &mut tar::Builder<W>,
+) -> Result<ImageInfo, PackageError> {
     let mut archive = tar::Archive::new(reader);
     let mut names = Names::exact();
-    let mut manifest_text = None;
+    let mut manifest = None;
     let mut small_file_digests = HashMap::new();
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let (name, checked) = check_entry(&mut names, &entry)?;
-        let Checked::File(size) = checked else {
-            continue;
-        };
-        if name == MANIFEST {
-            let mut text = String::new();
-            (&mut entry)
-                .take(CONFIG_LIMIT + 1)
-                .read_to_string(&mut text)
-                .map_err(|e| bad(format!("{MANIFEST}: {e}")))?;
-            if text.len() as u64 > CONFIG_LIMIT {
-                return Err(bad(format!("{MANIFEST} is larger than 1 MiB")));
-            }
-            manifest_text = Some(text);
-        } else if size <= CONFIG_LIMIT {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(bad)?;
-            small_file_digests.insert(name, hex::encode(Sha256::digest(&bytes)));
-        }
-    }
-    let text = manifest_text.ok_or_else(|| bad(format!("{MANIFEST} is missing")))?;
-    let images: Vec<SaveManifestEntry> =
-        serde_json::from_str(&text).map_err(|e| bad(format!("{MANIFEST}: {e}")))?;
-    let [image] = images.as_slice() else {
-        return Err(bad(format!(
-            "it must hold exactly one image, found {}",
-            images.len()
-        )));
-    };
-    let file = image.config.rsplit('/').next().unwrap_or_default();
-    let hex = file
-        .strip_suffix(".json")
-        .unwrap_or(file)
-        .to_ascii_lowercase();
-    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(bad(format!("unexpected config name {:?}", image.config)));
-    }
-    // Docker opens the config and layers by these names: they must be entries as checked.
-    match small_file_digests.get(image.config.as_str()) {
-        Some(digest) if *digest == hex => {}
-        Some(_) => {
-            return Err(bad(format!(
-                "the config {} does not match its digest",
-                image.config
-            )));
-        }
-        None => {
-            return Err(bad(format!(
-                "the config {} named by {MANIFEST} is missing",
-                image.config
-            )));
-        }
-    }
-    Ok(ImageInfo {
-        id: format!("sha256:{hex}"),
-        repo_tags: image.repo_tags.clone().unwrap_or_default(),
-        config: image.config.clone(),
-        layers: image.layers.clone(),
-    })
-}
-
-/// The `manifest.json` Docker gets: the checked image's config and layers, and no tags.
-fn manifest_for_docker(image: &ImageInfo) -> Vec<u8> {
-    serde_json::json!([{
-        "Config": image.config,
-        "RepoTags": null,
-        "Layers": image.layers,
-    }])
-    .to_string()
-    .into_bytes()
-}
-
-/// Re-writes the archive read from `reader` into `out` for Docker: the same entries checked the
-/// same way (an archive that differs from the one [`check`] saw fails here too), fresh headers,
-/// `manifest.json` replaced by [`manifest_for_docker`], [`TAGGING_ENTRIES`] left out.
-pub fn rewrite(reader: impl Read, image: &ImageInfo, out: impl Write) -> Result<(), PackageError> {
-    let mut archive = tar::Archive::new(reader);
-    let mut builder = tar::Builder::new(out);
-    let mut names = Names::exact();
-    let mut saw_manifest = false;
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let (name, checked) = check_entry(&mut names, &entry)?;
         let mut header = tar::Header::new_gnu();
         header.set_mtime(entry.header().mtime().unwrap_or(0));
         match checked {
-            Checked::File(_) if TAGGING_ENTRIES.contains(&name.as_str()) => continue,
             Checked::File(_) if name == MANIFEST => {
-                saw_manifest = true;
-                let text = manifest_for_docker(image);
+                let mut text = String::new();
+                (&mut entry)
+                    .take(CONFIG_LIMIT + 1)
+                    .read_to_string(&mut text)
+                    .map_err(|e| bad(format!("{MANIFEST}: {e}")))?;
+                if text.len() as u64 > CONFIG_LIMIT {
+                    return Err(bad(format!("{MANIFEST} is larger than 1 MiB")));
+                }
+                let image = parse_manifest(&text)?;
+                let text = manifest_for_docker(&image);
                 header.set_mode(0o644);
                 header.set_size(text.len() as u64);
                 builder.append_data(&mut header, &name, text.as_slice())?;
+                manifest = Some(image);
             }
+            Checked::File(size) if size <= CONFIG_LIMIT => {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).map_err(bad)?;
+                if !TAGGING_ENTRIES.contains(&name.as_str()) {
+                    header.set_mode(0o644);
+                    header.set_size(bytes.len() as u64);
+                    builder.append_data(&mut header, &name, bytes.as_slice())?;
+                }
+                small_file_digests.insert(name, hex::encode(Sha256::digest(&bytes)));
+            }
+            Checked::File(_) if TAGGING_ENTRIES.contains(&name.as_str()) => {}
             Checked::File(size) => {
                 header.set_mode(0o644);
                 header.set_size(size);
@@ -245,11 +260,58 @@ pub fn rewrite(reader: impl Read, image: &ImageInfo, out: impl Write) -> Result<
             }
         }
     }
-    if !saw_manifest {
-        return Err(bad(format!("{MANIFEST} is missing")));
+    let image = manifest.ok_or_else(|| bad(format!("{MANIFEST} is missing")))?;
+    // Docker opens the config and layers by these names: they must be entries as checked.
+    let hex = image.id.trim_start_matches("sha256:");
+    match small_file_digests.get(image.config.as_str()) {
+        Some(digest) if digest == hex => Ok(image),
+        Some(_) => Err(bad(format!(
+            "the config {} does not match its digest",
+            image.config
+        ))),
+        None => Err(bad(format!(
+            "the config {} named by {MANIFEST} is missing",
+            image.config
+        ))),
     }
-    builder.into_inner()?.flush()?;
-    Ok(())
+}
+
+/// The one image `manifest.json` names, its id taken from the config's name (verified against
+/// the config's digest once the whole archive was read).
+fn parse_manifest(text: &str) -> Result<ImageInfo, PackageError> {
+    let images: Vec<SaveManifestEntry> =
+        serde_json::from_str(text).map_err(|e| bad(format!("{MANIFEST}: {e}")))?;
+    let [image] = images.as_slice() else {
+        return Err(bad(format!(
+            "it must hold exactly one image, found {}",
+            images.len()
+        )));
+    };
+    let file = image.config.rsplit('/').next().unwrap_or_default();
+    let hex = file
+        .strip_suffix(".json")
+        .unwrap_or(file)
+        .to_ascii_lowercase();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad(format!("unexpected config name {:?}", image.config)));
+    }
+    Ok(ImageInfo {
+        id: format!("sha256:{hex}"),
+        repo_tags: image.repo_tags.clone().unwrap_or_default(),
+        config: image.config.clone(),
+        layers: image.layers.clone(),
+    })
+}
+
+/// The `manifest.json` Docker gets: the checked image's config and layers, and no tags.
+fn manifest_for_docker(image: &ImageInfo) -> Vec<u8> {
+    serde_json::json!([{
+        "Config": image.config,
+        "RepoTags": null,
+        "Layers": image.layers,
+    }])
+    .to_string()
+    .into_bytes()
 }
 
 #[cfg(test)]
@@ -418,7 +480,9 @@ mod tests {
         let image = check(input.as_slice()).unwrap();
         assert_eq!(image.repo_tags, ["victim:1"]);
         let mut out = Vec::new();
-        rewrite(input.as_slice(), &image, &mut out).unwrap();
+        let rewritten = check_and_rewrite(input.as_slice(), &mut out).unwrap();
+        assert_eq!(rewritten.image, image);
+        rewritten.finish().unwrap();
         let mut written = Vec::new();
         for entry in tar::Archive::new(out.as_slice()).entries().unwrap() {
             let mut entry = entry.unwrap();
@@ -454,5 +518,37 @@ mod tests {
                 "{link} -> {target}"
             );
         }
+    }
+
+    #[test]
+    fn docker_gets_no_archive_end_before_it_is_agreed_to() {
+        let config = br#"{"architecture":"amd64"}"#;
+        let hex = hex::encode(Sha256::digest(config));
+        let name = format!("{hex}.json");
+        let manifest = format!(r#"[{{"Config":"{name}","RepoTags":null,"Layers":[]}}]"#);
+        let good = archive(&[E::F(&name, config), E::F(MANIFEST, manifest.as_bytes())]);
+        let escaping = archive(&[
+            E::F(&name, config),
+            E::F(MANIFEST, manifest.as_bytes()),
+            E::S("layer.tar", "../../etc/passwd"),
+        ]);
+        // Two zero blocks end a tar archive.
+        let ends =
+            |out: &[u8]| out.len() >= 1024 && out[out.len() - 1024..].iter().all(|b| *b == 0);
+        // Failed: the entries before the failure went out, the end did not.
+        let mut out = Vec::new();
+        assert!(check_and_rewrite(escaping.as_slice(), &mut out).is_err());
+        assert!(!ends(&out), "a failed archive was ended");
+        // Passed but dropped unfinished (refused): no end either.
+        let mut out = Vec::new();
+        drop(check_and_rewrite(good.as_slice(), &mut out).unwrap());
+        assert!(!ends(&out), "an archive nobody agreed to was ended");
+        // Finished: ended.
+        let mut out = Vec::new();
+        check_and_rewrite(good.as_slice(), &mut out)
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert!(ends(&out), "an agreed archive was not ended");
     }
 }

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::api::AppState;
-use crate::api::error::ApiError;
-use crate::api::subscriptions::seal_setting;
+use super::AppState;
+use super::error::ApiError;
+use super::subscriptions::seal_setting;
 use crate::auth::principal::Principal;
 use crate::store::versions::{self, Activation};
 

@@ -1,0 +1,530 @@
+//! The upload saga: a received microservice package is checked, its image loaded into the
+//! engine and tagged `berth/<installation>/<tenant>-<app id>:<version>`, the package kept and
+//! the version recorded. The image archive is checked while it streams into the engine, in one
+//! pass; its end is held back until the version rules passed and an intent naming what to undo
+//! is recorded, so the engine loads nothing Berth could not undo. Any failure undoes every step
+//! (at once, or at the next start after a kill), so a rejected upload leaves no row, no file and
+//! no image behind. An accepted version's settings replace the previous version's in every
+//! subscribed tenant.
+
+use std::path::Path;
+
+use futures_util::future::BoxFuture;
+use manifests_schema::Manifest;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::limits::{LimitError, Limits};
+use crate::package::{self, ImageInfo, Opened, Package, PackageError};
+use crate::runtime::{Runtime, RuntimeError, images};
+use crate::storage;
+use crate::store::applications::{self, Application, UploadRecord, Version};
+use crate::store::intents::{self, Intent, UploadIntent};
+use crate::store::settings::SettingsUpdate;
+use crate::store::{Store, StoreError};
+
+/// Why an upload was refused or failed; the API renders each kind.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The package, or what it asks for, is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    TooLarge(String),
+    /// It contradicts what is recorded (a release version's image is immutable).
+    #[error("{0}")]
+    Conflict(String),
+    /// The container engine could not be reached; worth trying again.
+    #[error("{message}: {detail}")]
+    Unavailable { message: String, detail: String },
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What an upload needs from the rest of the platform. Rules owned by other flows (settings
+/// categories, resource plans, settings propagation, audit) come in through it, so this module
+/// names neither the API nor HTTP.
+pub trait Platform: Clone + Send + Sync + 'static {
+    /// The caller's error, built from this module's.
+    type Error: From<UploadError> + Send + 'static;
+    fn config(&self) -> &Config;
+    fn store(&self) -> &Store;
+    fn runtime(&self) -> &dyn Runtime;
+    fn limits(&self) -> &Limits;
+    /// This installation's id: part of every image tag Berth adds (see [`BerthTag`]).
+    fn installation(&self) -> &str;
+    /// Held while an upload decides and acts, so version rules and image bookkeeping see a
+    /// stable state.
+    fn upload_lock(&self) -> &tokio::sync::Mutex<()>;
+    /// Refuses a manifest the platform's rules do not admit for `app` (settings category,
+    /// resource limits and plans).
+    fn admit<'a>(
+        &'a self,
+        app: &'a Application,
+        manifest: &'a Manifest,
+    ) -> BoxFuture<'a, Result<(), Self::Error>>;
+    /// The manifest as stored, and the new version's settings for every subscribed tenant;
+    /// runs inside the store call that records the version.
+    fn version_settings(
+        &self,
+        conn: &rusqlite::Connection,
+        app: &Application,
+        manifest: &Manifest,
+    ) -> Result<(Value, Vec<SettingsUpdate>), StoreError>;
+    /// Undoes what the upload's intent names (now, or retried later if the engine is away).
+    fn undo(&self, intent_id: i64, intent: UploadIntent) -> BoxFuture<'_, ()>;
+    /// A version was accepted: record it for the audit and start it.
+    fn accepted(&self, app: &Application, version: &str, image: &str);
+}
+
+/// Berth's image reference for one application version. The installation id is part of it:
+/// several installations may share one engine, and tenant and application ids repeat across
+/// them, so without it one installation's rollback or delete could untag another's image.
+#[derive(Debug, Clone)]
+struct BerthTag {
+    repo: String,
+    tag: String,
+}
+
+impl BerthTag {
+    /// Refused (None) when the version does not fit a Docker tag.
+    fn new(installation: &str, tenant: &str, app_id: i64, version: &str) -> Option<BerthTag> {
+        Some(BerthTag {
+            repo: format!(
+                "{}{}-{app_id}",
+                images::repository_prefix(installation),
+                tenant.to_ascii_lowercase()
+            ),
+            tag: images::version_tag(version)?,
+        })
+    }
+
+    fn reference(&self) -> String {
+        format!("{}:{}", self.repo, self.tag)
+    }
+}
+
+fn package_error(err: PackageError) -> UploadError {
+    match err {
+        PackageError::Io(e) => UploadError::Internal(format!("reading package: {e}")),
+        too_large @ PackageError::ImageTooLarge { .. } => {
+            UploadError::TooLarge(too_large.to_string())
+        }
+        other => UploadError::Invalid(other.to_string()),
+    }
+}
+
+fn unavailable(message: &str) -> impl FnOnce(RuntimeError) -> UploadError {
+    move |e| UploadError::Unavailable {
+        message: message.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+fn task_failed(e: tokio::task::JoinError) -> UploadError {
+    UploadError::Internal(e.to_string())
+}
+
+/// Checks the received package (`temp`, a file that deletes itself unless kept), loads and
+/// tags its image, keeps the package and records the version of `app`, undoing every step on
+/// failure.
+pub async fn accept<P: Platform>(
+    platform: P,
+    app: Application,
+    temp: tempfile::NamedTempFile,
+) -> Result<Application, P::Error> {
+    let id = app.id;
+    // The package is kept if accepted: made durable while the image loads, not before.
+    let sync_path = temp.path().to_owned();
+    let synced = tokio::task::spawn_blocking(move || std::fs::File::open(sync_path)?.sync_all());
+    let temp_path = temp.path().to_owned();
+    let image_limit = platform.config().image_size_limit;
+    let opened =
+        tokio::task::spawn_blocking(move || package::open_package(&temp_path, image_limit))
+            .await
+            .map_err(task_failed)?
+            .map_err(package_error)?;
+    let manifest = opened.manifest.manifest.clone();
+    // Cumulocity refuses a package whose manifest names another application; checked before
+    // anything is kept (the temporary file deletes itself).
+    if let Some(named) = &manifest.name
+        && *named != app.name
+    {
+        return Err(UploadError::Invalid(format!(
+            "The package's manifest names application {named:?}, but it was uploaded to application {:?}; upload it to {named:?} or change the manifest's name",
+            app.name
+        )).into());
+    }
+
+    let _guard = platform.upload_lock().lock().await;
+    platform.admit(&app, &manifest).await?;
+    let version = manifest.version.clone();
+    let lookup = version.clone();
+    let existing = platform
+        .store()
+        .run(move |c| applications::version(c, id, &lookup))
+        .await
+        .map_err(UploadError::from)?;
+    let berth_tag = BerthTag::new(platform.installation(), &app.owner, id, &version).ok_or_else(|| {
+        UploadError::Invalid(format!(
+            "The version is too long: as a Docker tag (characters other than letters, digits, '.' and '-' take three) it needs more than {} characters; use a shorter version",
+            images::MAX_TAG
+        ))
+    })?;
+    let image_bytes = opened.declared_image_bytes;
+    check_storage_quota(
+        &platform,
+        &app.owner,
+        image_bytes,
+        temp.path(),
+        existing.as_ref(),
+    )
+    .await?;
+    let package_file = format!(
+        "{}/{}/{id}/{}-{}.zip",
+        crate::PACKAGES_DIR,
+        app.owner,
+        berth_tag.tag,
+        uuid::Uuid::new_v4().simple()
+    );
+    let target = Target {
+        tenant: &app.owner,
+        id,
+        tag: &berth_tag,
+        version: &version,
+        snapshot: manifest.is_snapshot(),
+        package_file: &package_file,
+    };
+    let validated = opened.manifest.clone();
+    let (image, intent_id, intent) = load(&platform, opened, existing.as_ref(), &target).await?;
+    let package = Package {
+        manifest: validated,
+        image,
+        image_bytes,
+    };
+    let kept = Kept {
+        temp,
+        synced,
+        intent: intent_id,
+    };
+    let (app, replaced) = match install(&platform, &package, kept, &target).await {
+        Ok(done) => done,
+        Err(err) => {
+            platform.undo(intent_id, intent).await;
+            return Err(err.into());
+        }
+    };
+    if let Some(old) = replaced {
+        cleanup_replaced(&platform, &old, &package_file).await;
+    }
+    tracing::info!(tenant = %app.owner, application = %app.name, %version, image = %package.image.id, "package accepted");
+    platform.accepted(&app, &version, &package.image.id);
+    Ok(app)
+}
+
+/// Refuses the package when keeping it would take the tenant over its storage quota.
+async fn check_storage_quota(
+    platform: &impl Platform,
+    tenant: &str,
+    image_bytes: u64,
+    package_path: &Path,
+    replaced: Option<&Version>,
+) -> Result<(), UploadError> {
+    let config = platform.config();
+    let data_dir = config.data_dir.clone();
+    let tenant = tenant.to_owned();
+    let new_package = package_path.to_owned();
+    let replaced = replaced.map(|v| config.data_dir.join(&v.package_file));
+    let quota = config.tenant_storage_quota;
+    let verdict = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let used = storage::tenant_bytes(&data_dir, &tenant)?;
+        let freed = match replaced {
+            Some(path) => storage::package_bytes(&path).unwrap_or(0),
+            None => 0,
+        };
+        let zipped = std::fs::metadata(&new_package)?.len();
+        Ok(storage::check_quota(
+            used,
+            freed,
+            zipped.saturating_add(image_bytes),
+            quota,
+        ))
+    })
+    .await
+    .map_err(task_failed)?
+    .map_err(|e| UploadError::Internal(format!("measuring the tenant's storage: {e}")))?;
+    verdict.map_err(|over| UploadError::TooLarge(over.to_string()))
+}
+
+/// Where an accepted upload goes.
+struct Target<'a> {
+    tenant: &'a str,
+    id: i64,
+    tag: &'a BerthTag,
+    version: &'a str,
+    snapshot: bool,
+    /// The package's place, relative to the data dir.
+    package_file: &'a str,
+}
+
+/// The received package on its way to be kept.
+struct Kept {
+    temp: tempfile::NamedTempFile,
+    /// Its data reaching the disk.
+    synced: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The upload's intent, finished with the record.
+    intent: i64,
+}
+
+/// Streams the package's image into the engine, checked on the way. Once the whole archive
+/// passed, and before its end goes out, [`decide`] rules on the image it holds; unless it
+/// agrees, the engine gets a failed stream and loads nothing. Returns the image and the
+/// recorded intent (undone here if the load fails after it).
+async fn load<P: Platform>(
+    platform: &P,
+    opened: Opened,
+    existing: Option<&Version>,
+    target: &Target<'_>,
+) -> Result<(ImageInfo, i64, UploadIntent), P::Error> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    let (seen, seen_by_decide) = tokio::sync::oneshot::channel::<ImageInfo>();
+    let (agree, agreed) = tokio::sync::oneshot::channel::<bool>();
+    let reader = tokio::task::spawn_blocking(move || {
+        opened.stream_image(
+            |chunk| sender.blocking_send(chunk).is_ok(),
+            |image| seen.send(image.clone()).is_ok() && agreed.blocking_recv().unwrap_or(false),
+        )
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    let load = platform.runtime().load_image(Box::pin(stream));
+    let ruling = async {
+        // No image: the archive failed its checks, and the reader says why.
+        let Ok(image) = seen_by_decide.await else {
+            return Ok(None);
+        };
+        let decided = decide(platform, &image, existing, target).await;
+        let _ = agree.send(decided.is_ok());
+        decided.map(Some)
+    };
+    let (loaded, ruling) = tokio::join!(load, ruling);
+    let streamed = reader.await.map_err(task_failed)?;
+    let (intent_id, intent) = match ruling {
+        Ok(Some(recorded)) => recorded,
+        Ok(None) => return Err(failed_load(streamed, loaded).into()),
+        Err(refused) => return Err(refused.into()),
+    };
+    let outcome = match (streamed, loaded) {
+        (Ok(image), Ok(loaded)) => check_loaded(&image, &loaded).map(|()| image),
+        (streamed, loaded) => Err(failed_load(streamed, loaded)),
+    };
+    match outcome {
+        Ok(image) => Ok((image, intent_id, intent)),
+        Err(e) => {
+            platform.undo(intent_id, intent).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Why a load failed: the package's own fault first, as it is what the tenant can fix.
+fn failed_load(
+    streamed: Result<ImageInfo, PackageError>,
+    loaded: Result<Vec<String>, RuntimeError>,
+) -> UploadError {
+    match (streamed, loaded) {
+        (Err(e), _) if !matches!(e, PackageError::Io(_) | PackageError::Stopped) => {
+            package_error(e)
+        }
+        (_, Err(e)) => UploadError::Invalid(format!("Docker could not load image.tar: {e}")),
+        (Err(e), Ok(_)) => package_error(e),
+        (Ok(_), Ok(_)) => UploadError::Internal("the image load ended without a ruling".into()),
+    }
+}
+
+/// The archive Docker got names one image and no tag: anything else reported means it loaded
+/// something Berth did not check.
+fn check_loaded(image: &ImageInfo, loaded: &[String]) -> Result<(), UploadError> {
+    if loaded != [image.id.as_str()] {
+        tracing::error!(expected = %image.id, ?loaded, "the engine loaded other than the checked image");
+        return Err(UploadError::Invalid(
+            "image.tar loaded other images or tags than the one its manifest.json names".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Rules on the checked image before the engine may load it: a release version's image is
+/// immutable; then records what the engine looked like before, as the upload's intent, so a
+/// failure (or a kill) from here on can put it back.
+async fn decide(
+    platform: &impl Platform,
+    image: &ImageInfo,
+    existing: Option<&Version>,
+    target: &Target<'_>,
+) -> Result<(i64, UploadIntent), UploadError> {
+    if let Some(existing) = existing
+        && !target.snapshot
+        && existing.image_id != image.id
+    {
+        return Err(UploadError::Conflict(format!(
+            "Version {} was already uploaded with a different image; release versions are immutable, bump the version (or use a -SNAPSHOT version)",
+            target.version
+        )));
+    }
+    let engine = "The container engine is not available; try again later";
+    let runtime = platform.runtime();
+    let image_existed = runtime
+        .image_id(&image.id)
+        .await
+        .map_err(unavailable(engine))?
+        .is_some();
+    let tag_before = runtime
+        .image_id(&target.tag.reference())
+        .await
+        .map_err(unavailable(engine))?;
+    let intent = UploadIntent {
+        image_id: image.id.clone(),
+        image_existed,
+        tag: target.tag.reference(),
+        tag_before,
+        package_file: target.package_file.to_owned(),
+    };
+    let recorded = Intent::Upload(intent.clone());
+    let intent_id = platform
+        .store()
+        .run(move |c| intents::record(c, &recorded))
+        .await?;
+    Ok((intent_id, intent))
+}
+
+/// Checks and tags the loaded image, keeps the package and records the version (with the
+/// replaced version, if any). On error the caller undoes what was done by the upload's intent.
+async fn install<P: Platform>(
+    platform: &P,
+    package: &Package,
+    kept: Kept,
+    target: &Target<'_>,
+) -> Result<(Application, Option<Version>), UploadError> {
+    let Kept {
+        temp,
+        synced,
+        intent,
+    } = kept;
+    crate::fault::point(crate::fault::UPLOAD_LOADED).await;
+    let runtime = platform.runtime();
+    let engine = "The container engine is not available";
+    if runtime
+        .image_id(&package.image.id)
+        .await
+        .map_err(unavailable(engine))?
+        .is_none()
+    {
+        return Err(UploadError::Invalid(
+            "image.tar loaded, but it did not contain the image its manifest.json names".into(),
+        ));
+    }
+    if platform.limits().refuse_root_images {
+        let user = runtime
+            .image_user(&package.image.id)
+            .await
+            .map_err(unavailable(engine))?;
+        crate::limits::check_image_user(&user, platform.limits())?;
+    }
+    runtime
+        .tag(&package.image.id, &target.tag.repo, &target.tag.tag)
+        .await
+        .map_err(unavailable("The container engine could not tag the image"))?;
+
+    let kept = platform.config().data_dir.join(target.package_file);
+    if let Some(parent) = kept.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| UploadError::Internal(format!("creating {}: {e}", parent.display())))?;
+    }
+    synced
+        .await
+        .map_err(task_failed)?
+        .map_err(|e| UploadError::Internal(format!("writing upload: {e}")))?;
+    temp.persist(&kept)
+        .map_err(|e| UploadError::Internal(format!("keeping package: {e}")))?;
+    crate::fault::point(crate::fault::UPLOAD_KEPT).await;
+    let manifest = package.manifest.manifest.clone();
+    let mut record = UploadRecord {
+        version: Version {
+            version: target.version.to_owned(),
+            image_id: package.image.id.clone(),
+            image_tag: target.tag.reference(),
+            package_file: target.package_file.to_owned(),
+        },
+        manifest: Value::Null,
+        roles: manifest.roles.clone(),
+        required_roles: manifest.required_roles.clone(),
+        context_path: manifest.context_path.clone(),
+        settings: Vec::new(),
+        intent: Some(intent),
+    };
+    let (tenant, id) = (target.tenant.to_owned(), target.id);
+    let rules = platform.clone();
+    let recorded = platform
+        .store()
+        .run(move |c| {
+            // Inside one store call, so no subscription or upload comes between reading the
+            // previous settings and committing the new ones.
+            let app = applications::get(c, &tenant, id)?;
+            (record.manifest, record.settings) = rules.version_settings(c, &app, &manifest)?;
+            applications::record_upload(c, &tenant, id, &record)
+        })
+        .await?;
+    Ok(recorded)
+}
+
+/// After a snapshot replaced an earlier upload of the same version: drop the old package and
+/// the old image if nothing refers to it any more.
+async fn cleanup_replaced(platform: &impl Platform, old: &Version, new_package: &str) {
+    if old.package_file != new_package {
+        let path = platform.config().data_dir.join(&old.package_file);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove the replaced package");
+        }
+    }
+    let image = old.image_id.clone();
+    let in_use = platform
+        .store()
+        .run(move |c| applications::image_in_use(c, &image))
+        .await
+        .unwrap_or(true);
+    if !in_use && let Err(e) = platform.runtime().remove_image(&old.image_id).await {
+        tracing::debug!(image = %old.image_id, error = %e, "replaced image kept (still used elsewhere)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn berth_tags_are_valid_docker_references() {
+        let cases = [
+            ("1.0.0", Some("1.0.0")),
+            ("1.0.0-SNAPSHOT", Some("1.0.0-SNAPSHOT")),
+            ("1.0+build", Some("1.0_2bbuild")),
+            ("-x", Some("_2dx")),
+        ];
+        for (version, tag) in cases {
+            let t = BerthTag::new("ab12cd", "T1", 7, version);
+            assert_eq!(t.as_ref().map(|t| t.tag.as_str()), tag);
+            assert_eq!(t.unwrap().repo, "berth/ab12cd/t1-7");
+        }
+        assert!(BerthTag::new("ab12cd", "T1", 7, &"1".repeat(129)).is_none());
+        // A hand-edited installation id still gives a valid repository path component.
+        assert_eq!(
+            BerthTag::new("AB-12_x", "T1", 7, "1").unwrap().repo,
+            "berth/ab12x/t1-7"
+        );
+    }
+}
