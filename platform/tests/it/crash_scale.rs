@@ -48,14 +48,32 @@ pub(crate) fn load_url(server: &Server, owner: &Tenant, app: &str) -> String {
     format!("http://{ip}:80/burn?ms=500")
 }
 
-/// Ok once the process made a decision after the strike (`struck`) and, if a recommendation
-/// of two replicas made before it is in the window, it holds two replicas; Err (the last
-/// disagreement) until then. A scale-down at any time is an error.
+/// The application's running containers (counted at the strike).
+pub(crate) fn running(installation: &str, app: &str) -> usize {
+    crate::supervisor::docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=berth.installation={installation}"),
+        "--filter",
+        &format!("label=berth.app={app}"),
+    ])
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .count()
+}
+
+/// Ok once the process made a decision after the strike (`struck`) and, if two replicas ran
+/// at the strike while the window held a recommendation of two (made before it), it still
+/// runs two: the window keeps replicas up across the restart (it never scales up by itself,
+/// as the HPA's does not); Err (the last disagreement) until then. A scale-down at any time
+/// is an error.
 pub(crate) fn window_kept(
     server: &Server,
     owner: &Tenant,
     app: &str,
     struck: time::OffsetDateTime,
+    running_at_strike: usize,
 ) -> Result<(), String> {
     let down: Vec<Value> = server
         .req(
@@ -90,9 +108,9 @@ pub(crate) fn window_kept(
     let held = window
         .iter()
         .any(|r| made(r).is_some_and(|t| t < struck) && r["replicas"] == 2);
-    if held && (d["desired"] != 2 || d["active"] != 2) {
+    if held && running_at_strike == 2 && (d["desired"] != 2 || d["active"] != 2) {
         return Err(format!(
-            "the window holds two replicas from before the strike, the deployment does not: {d}"
+            "two replicas ran at the strike and the window holds two, the deployment does not: {d}"
         ));
     }
     Ok(())

@@ -116,8 +116,9 @@ struct Run {
     work: tempfile::TempDir,
     /// When the last strike fell.
     struck: time::OffsetDateTime,
-    /// The owner and application of a scaling trial.
+    /// The owner and application of a scaling trial, and its running containers at the strike.
     scaling: Option<(Tenant, String)>,
+    running_at_strike: usize,
 }
 
 impl Run {
@@ -151,6 +152,7 @@ impl Run {
             work: tempfile::tempdir().unwrap(),
             struck: time::OffsetDateTime::now_utc(),
             scaling: None,
+            running_at_strike: 0,
         }
     }
 
@@ -236,14 +238,23 @@ impl Run {
     /// on it, and kept the window ([`window_kept`]).
     fn window_kept(&self, owner: &Tenant, app: &str) -> Result<Duration, String> {
         let started = Instant::now();
-        while let Err(e) = window_kept(self.server(), owner, app, self.struck) {
+        let kept = || {
+            window_kept(
+                self.server(),
+                owner,
+                app,
+                self.struck,
+                self.running_at_strike,
+            )
+        };
+        while let Err(e) = kept() {
             if started.elapsed() > SETTLE {
                 return Err(e);
             }
             std::thread::sleep(Duration::from_millis(250));
         }
         self.settled()?;
-        window_kept(self.server(), owner, app, self.struck)?;
+        kept()?;
         Ok(started.elapsed())
     }
 
@@ -376,6 +387,9 @@ impl Run {
             }
         }
         self.struck = time::OffsetDateTime::now_utc();
+        if let Some((_, app)) = &self.scaling {
+            self.running_at_strike = crate::crash_scale::running(&self.installation, app);
+        }
         match strike {
             Strike::Kill => {
                 let mut server = self.server.take().unwrap();
