@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::lab::{Lab, OVERLAY_POOL};
+use super::lab::{Lab, serve_on};
 use crate::fixture::create_tenant;
 use crate::operate::Load;
 use crate::supervisor::container_post;
 use crate::supervisor::{
-    HelloImage, deploy, instances, manifest, readiness_on_health, start_server, status, subscribe,
-    wait_for, wait_ready,
+    deploy, instances, manifest, readiness_on_health, status, subscribe, wait_for, wait_ready,
 };
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -24,37 +23,22 @@ fn swarm_node_engines_give_usage_samples_oom_records_autoscaling_and_liveness_ki
         return;
     }
     let lab = Lab::up(3);
-    let hello = HelloImage {
-        id: String::new(),
-        archive: lab.hello_archive(),
-    };
-    let relay = lab.push_relay_image();
-    let manager = lab.manager_socket().display().to_string();
     let engines = lab.node_engines();
-    let (_cleanup, server) = start_server(&[
-        "--runtime",
-        "swarm",
-        "--docker-socket",
-        &manager,
-        "--registry",
-        lab.var("LAB_REGISTRY"),
-        "--swarm-relay-image",
-        &relay,
-        "--swarm-platform-address",
-        lab.var("LAB_HOST_IP"),
-        "--swarm-node-engines",
-        &engines,
-        "--network-pool",
-        OVERLAY_POOL,
-        "--autoscale-period",
-        "1",
-        "--autoscale-scale-down-window",
-        "3",
-        "--autoscale-max-replicas",
-        "2",
-        "--drain-period",
-        "1",
-    ]);
+    let (hello, _cleanup, server) = serve_on(
+        &lab,
+        &[
+            "--swarm-node-engines",
+            &engines,
+            "--autoscale-period",
+            "1",
+            "--autoscale-scale-down-window",
+            "3",
+            "--autoscale-max-replicas",
+            "2",
+            "--drain-period",
+            "1",
+        ],
+    );
     let owner = create_tenant(&server, "swe");
     let app = deploy(
         &server,

@@ -12,6 +12,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::fixture::Server;
+use crate::supervisor::{DockerCleanup, HelloImage, start_server};
+
 /// Berth's overlay pool in the lab tests.
 pub const OVERLAY_POOL: &str = "10.214.0.0/16";
 
@@ -249,6 +252,35 @@ impl Lab {
         );
         image
     }
+}
+
+/// Berth on this lab's Swarm (manager engine, registry, relay image pushed, platform address,
+/// [`OVERLAY_POOL`]), with `extra` arguments after those, and the hello image as the lab
+/// builds it.
+pub fn serve_on(lab: &Lab, extra: &[&str]) -> (HelloImage, DockerCleanup, Server) {
+    let hello = HelloImage {
+        id: String::new(),
+        archive: lab.hello_archive(),
+    };
+    let relay = lab.push_relay_image();
+    let manager = lab.manager_socket().display().to_string();
+    let mut args = vec![
+        "--runtime",
+        "swarm",
+        "--docker-socket",
+        &manager,
+        "--registry",
+        lab.var("LAB_REGISTRY"),
+        "--swarm-relay-image",
+        &relay,
+        "--swarm-platform-address",
+        lab.var("LAB_HOST_IP"),
+        "--network-pool",
+        OVERLAY_POOL,
+    ];
+    args.extend_from_slice(extra);
+    let (cleanup, server) = start_server(&args);
+    (hello, cleanup, server)
 }
 
 impl Drop for Lab {

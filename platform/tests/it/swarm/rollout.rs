@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::lab::{Lab, OVERLAY_POOL};
+use super::lab::{Lab, serve_on};
 use crate::fixture::create_tenant;
 use crate::supervisor::{
-    HelloImage, deploy, instances, manifest, readiness_on_health, start_server, status, subscribe,
-    upload_version, wait_for, wait_ready, with_version,
+    deploy, instances, manifest, readiness_on_health, status, subscribe, upload_version, wait_for,
+    wait_ready, with_version,
 };
 
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -21,30 +21,15 @@ fn swarm_upgrades_without_downtime_and_rolls_back_an_unready_version() {
         return;
     }
     let lab = Lab::up(3);
-    let hello = HelloImage {
-        id: String::new(),
-        archive: lab.hello_archive(),
-    };
-    let relay = lab.push_relay_image();
-    let manager = lab.manager_socket().display().to_string();
-    let (_cleanup, server) = start_server(&[
-        "--runtime",
-        "swarm",
-        "--docker-socket",
-        &manager,
-        "--registry",
-        lab.var("LAB_REGISTRY"),
-        "--swarm-relay-image",
-        &relay,
-        "--swarm-platform-address",
-        lab.var("LAB_HOST_IP"),
-        "--network-pool",
-        OVERLAY_POOL,
-        // Long enough for a new service's image pull on a busy machine; the unready version
-        // is rolled back after it.
-        "--rollout-timeout",
-        "30",
-    ]);
+    let (hello, _cleanup, server) = serve_on(
+        &lab,
+        &[
+            // Long enough for a new service's image pull on a busy machine; the unready version
+            // is rolled back after it.
+            "--rollout-timeout",
+            "30",
+        ],
+    );
     let owner = create_tenant(&server, "swr");
     let good = manifest("MULTI_TENANT", 2, readiness_on_health());
     let app = deploy(&server, &owner, &hello, &good);

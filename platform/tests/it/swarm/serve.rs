@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::lab::{Lab, OVERLAY_POOL};
+use super::lab::{Lab, serve_on};
 use crate::fixture::{Server, Tenant, create_tenant};
 use crate::supervisor::{
-    HelloImage, deploy, instances, manifest, readiness_on_health, start_server, subscribe,
-    wait_for, wait_ready,
+    deploy, instances, manifest, readiness_on_health, subscribe, wait_for, wait_ready,
 };
 
 fn name_of(server: &Server, owner: &Tenant, app: &str) -> String {
@@ -43,29 +42,8 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
         return;
     }
     let lab = Lab::up(3);
-    let hello = HelloImage {
-        id: String::new(),
-        archive: lab.hello_archive(),
-    };
-    let relay = lab.push_relay_image();
-    let manager = lab.manager_socket().display().to_string();
     let engines = lab.node_engines();
-    let (_cleanup, server) = start_server(&[
-        "--swarm-node-engines",
-        &engines,
-        "--runtime",
-        "swarm",
-        "--docker-socket",
-        &manager,
-        "--registry",
-        lab.var("LAB_REGISTRY"),
-        "--swarm-relay-image",
-        &relay,
-        "--swarm-platform-address",
-        lab.var("LAB_HOST_IP"),
-        "--network-pool",
-        OVERLAY_POOL,
-    ]);
+    let (hello, _cleanup, server) = serve_on(&lab, &["--swarm-node-engines", &engines]);
 
     // PER_TENANT, 3 replicas: one service spread over the 3 nodes, served through the proxy.
     let owner = create_tenant(&server, "swo");
