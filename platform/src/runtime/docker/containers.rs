@@ -128,13 +128,7 @@ impl DockerEngine {
             .list_networks(None::<ListNetworksOptions>)
             .await?
         {
-            let listed: Vec<String> = n
-                .ipam
-                .and_then(|i| i.config)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|c| c.subnet)
-                .collect();
+            let listed = subnets_of(n.ipam);
             if !listed.is_empty() {
                 subnets.extend(listed);
             } else if let Some(name) = n.name
@@ -172,13 +166,7 @@ impl DockerEngine {
                 id: n.id.unwrap_or_default(),
                 name: n.name.unwrap_or_default(),
                 labels: n.labels.unwrap_or_default(),
-                subnets: n
-                    .ipam
-                    .and_then(|i| i.config)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|c| c.subnet)
-                    .collect(),
+                subnets: subnets_of(n.ipam),
             })),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e.into()),
@@ -196,13 +184,7 @@ impl DockerEngine {
         let mut found = Vec::new();
         let mut names = Vec::new();
         for n in self.docker.list_networks(Some(options)).await? {
-            let subnets: Vec<String> = n
-                .ipam
-                .and_then(|i| i.config)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|c| c.subnet)
-                .collect();
+            let subnets = subnets_of(n.ipam);
             match n.name {
                 // Current engines list what inspecting would say: no round trip per network
                 // (hundreds of deployments would otherwise cost every pass hundreds).
@@ -511,4 +493,13 @@ impl DockerEngine {
             })
         })
     }
+}
+
+/// The subnets a network's IPAM configuration lists (empty when the engine did not say).
+fn subnets_of(ipam: Option<Ipam>) -> Vec<String> {
+    ipam.and_then(|i| i.config)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| c.subnet)
+        .collect()
 }
