@@ -140,22 +140,9 @@ PY
 done
 
 # 2. Berth (release), the application and its subscription.
-say "starting berth (release)"
-BERTH_ADMIN_PASSWORD="$password" BERTH_LOG="${BERTH_LOG:-info}" "$berth" serve --data-dir "$work/berth-data" \
-    --https "127.0.0.1:$berth_port" --internal-api 0.0.0.0:0 --container-label berth.bench=1 \
-    > "$work/berth.out" 2> "$work/berth.log" &
-berth_pid=$!
-base="https://127.0.0.1:$berth_port"
-cert="$work/berth-data/tls/cert.pem"
-for _ in $(seq 100); do
-    grep -q '^berth: management tenant' "$work/berth.out" 2> /dev/null && break
-    kill -0 "$berth_pid" 2> /dev/null || die "berth exited: $(tail -n 5 "$work/berth.log")"
-    sleep 0.2
-done
-installation="$(sed -n 's/^berth: installation //p' "$work/berth.out")"
-[[ -n "$installation" ]] || die "berth did not start: $(tail -n 5 "$work/berth.log")"
-api() { curl -sS --fail-with-body --cacert "$cert" -u "management/admin:$password" "$@"; }
-json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# shellcheck source=bench/start_berth.sh
+source "$here/start_berth.sh"
+start_berth
 create_app() {
     app_id="$(api -H 'Content-Type: application/json' -d '{"name":"deploy","key":"deploy-key","type":"MICROSERVICE"}' \
         "$base/application/applications" | json_field 'd["id"]')"
