@@ -185,7 +185,7 @@ async fn create(
             .secrets
             .seal(&bootstrap_context(&principal.tenant, &user_name), &password)
             .map_err(|e| ApiError::internal(&e.to_string()))?;
-        let password_hash = super::users::hash_password(password).await?;
+        let password_hash = crate::auth::machine_secret::hash(&password);
         Some(NewBootstrapUser {
             user: NewUser {
                 user_name,

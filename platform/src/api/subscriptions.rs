@@ -283,7 +283,7 @@ async fn subscribe(
         .seal(&service_context(&tenant, &user_name), &password)
         .map_err(|e| ApiError::internal(&e.to_string()))?;
     let password_hash = if is_microservice {
-        super::users::hash_password(password).await?
+        crate::auth::machine_secret::hash(&password)
     } else {
         String::new()
     };

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod credentials;
 pub mod grants;
 pub mod jwt;
+pub mod machine_secret;
 pub mod password;
 pub mod principal;
 pub mod roles;

@@ -161,6 +161,7 @@ impl Pool {
             let spawned = std::thread::Builder::new()
                 .name(format!("berth-hash-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     loop {
                         let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
                         match job {
@@ -273,6 +274,26 @@ impl Slot<'_> {
     }
 }
 
+/// Nice value of the hashing threads. A burst of logins (hundreds of new tenants' first
+/// requests) would otherwise hold every core for seconds while the API and the proxy wait;
+/// below normal priority the hashes take the cycles nothing else wants, and no slower when the
+/// machine is idle.
+const HASHING_NICE: i32 = 10;
+
+/// Moves the calling thread to [`HASHING_NICE`] (on Linux a thread id names one thread).
+/// Failing (a seccomp filter, another OS) changes nothing but priority, so it is only logged.
+/// A thread already below it (Berth started under `nice`) stays where it is.
+fn lower_priority() {
+    let thread = rustix::thread::gettid();
+    let current = rustix::process::getpriority_process(Some(thread)).unwrap_or(0);
+    if current >= HASHING_NICE {
+        return;
+    }
+    if let Err(e) = rustix::process::setpriority_process(Some(thread), HASHING_NICE) {
+        tracing::warn!(error = %e, "cannot lower the password hashing thread's priority");
+    }
+}
+
 /// Reserves a slot of the process-wide bound on concurrent hashes (Busy when its queue is
 /// full). Callers check whatever may refuse the attempt after this, right before hashing.
 pub async fn reserve() -> Result<Slot<'static>, PoolError> {
@@ -292,8 +313,12 @@ pub fn hash(password: &str) -> Result<String, HashError> {
         .map_err(|e| HashError(e.to_string()))
 }
 
-/// True when `password` matches the stored PHC hash. A corrupt hash never matches.
+/// True when `password` matches the stored hash: an argon2 PHC string, or a machine-made
+/// secret's hash ([`super::machine_secret`]). A corrupt hash never matches.
 pub fn verify(password: &str, stored: &str) -> bool {
+    if super::machine_secret::is_hash(stored) {
+        return super::machine_secret::verify(password, stored);
+    }
     match PasswordHash::new(stored) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -367,6 +392,19 @@ pub fn check_for_user(password: &str, user_name: &str, email: Option<&str>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashing_threads_run_below_normal_priority() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            lower_priority();
+            let me = rustix::thread::gettid();
+            sender
+                .send(rustix::process::getpriority_process(Some(me)))
+                .unwrap();
+        });
+        assert!(receiver.recv().unwrap().unwrap() >= HASHING_NICE);
+    }
 
     #[test]
     fn hashes_verify_only_the_right_password() {
