@@ -142,7 +142,8 @@ done
 # 2. Berth (release), the application and its subscription.
 # shellcheck source=bench/start_berth.sh
 source "$here/start_berth.sh"
-start_berth
+# The default upload limit (500 MiB) would refuse the 1 GiB package.
+BERTH_ARGS="${BERTH_ARGS:-} --upload-limit 4GiB --image-size-limit 4GiB" start_berth
 create_app() {
     app_id="$(api -H 'Content-Type: application/json' -d '{"name":"deploy","key":"deploy-key","type":"MICROSERVICE"}' \
         "$base/application/applications" | json_field 'd["id"]')"
