@@ -17,9 +17,10 @@ use tokio::io::AsyncWriteExt;
 
 use super::applications::{MICROSERVICE, application_json};
 use super::error::ApiError;
-use super::subscriptions::seal_setting;
 use super::{AppState, db, media};
+use crate::apps::settings::{check_manifest_category, seal_setting, stored_manifest};
 use crate::apps::upload::{self as saga, UploadError};
+use crate::apps::{intents, limits};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::store::StoreError;
@@ -191,23 +192,23 @@ impl saga::Platform for Uploads {
     }
 
     fn store(&self) -> &crate::store::Store {
-        &self.state.store
+        &self.state.apps.store
     }
 
     fn runtime(&self) -> &dyn crate::runtime::Runtime {
-        self.state.runtime.as_ref()
+        self.state.apps.runtime.as_ref()
     }
 
     fn limits(&self) -> &crate::limits::Limits {
-        &self.state.limits
+        &self.state.apps.limits
     }
 
     fn installation(&self) -> &str {
-        &self.state.installation
+        &self.state.apps.installation
     }
 
     fn upload_lock(&self) -> &tokio::sync::Mutex<()> {
-        &self.state.upload_lock
+        &self.state.apps.upload_lock
     }
 
     fn admit<'a>(
@@ -216,8 +217,9 @@ impl saga::Platform for Uploads {
         manifest: &'a Manifest,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
-            super::subscriptions::check_manifest_category(&self.state, app, manifest).await?;
-            super::limits::check_upload(&self.state, app.id, &app.owner, manifest).await
+            let apps = &self.state.apps;
+            check_manifest_category(apps, app, manifest).await?;
+            Ok(limits::check_upload(apps, app.id, &app.owner, manifest).await?)
         })
     }
 
@@ -228,7 +230,7 @@ impl saga::Platform for Uploads {
         manifest: &Manifest,
     ) -> Result<(Value, Vec<SettingsUpdate>), StoreError> {
         let secrets = &self.state.secrets;
-        let stored = super::subscriptions::stored_manifest(secrets, &app.name, manifest)?;
+        let stored = stored_manifest(secrets, &app.name, manifest)?;
         let settings = subscriptions::settings_updates(
             conn,
             app.id,
@@ -242,19 +244,15 @@ impl saga::Platform for Uploads {
 
     fn undo(&self, intent_id: i64, intent: UploadIntent) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if !crate::intents::undo_upload(&self.state, intent_id, &intent).await {
-                crate::intents::retry_later(
-                    Arc::clone(&self.state),
-                    intent_id,
-                    Intent::Upload(intent),
-                );
+            let apps = &self.state.apps;
+            if !intents::undo_upload(apps, intent_id, &intent).await {
+                intents::retry_later(Arc::clone(apps), intent_id, Intent::Upload(intent));
             }
         })
     }
 
     fn accepted(&self, app: &Application, version: &str, image: &str) {
-        super::audit::record_action(
-            &self.state,
+        self.state.apps.record(
             &self.principal,
             &[app.owner.as_str()],
             (app.id, &app.name),
@@ -262,7 +260,7 @@ impl saga::Platform for Uploads {
             "Package uploaded",
             format!("Version {version} of {} uploaded (image {image})", app.name),
         );
-        self.state.supervisor.poke();
+        self.state.apps.supervisor.poke();
     }
 }
 

@@ -204,13 +204,20 @@ async fn full_user_json(
 
 /// Hashes within the process-wide bound on concurrent hashes (503 with Retry-After when full).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    password::hash_bounded(password).await.map_err(|e| match e {
+    password::hash_bounded(password)
+        .await
+        .map_err(hashing_error)
+}
+
+/// A full hashing queue sheds load (503 with Retry-After); any other failure is ours.
+pub fn hashing_error(err: password::PoolError) -> ApiError {
+    match err {
         password::PoolError::Busy => ApiError::shedding(
             "users",
             "Too many passwords are being hashed right now; retry shortly",
         ),
         other => ApiError::internal(&other.to_string()),
-    })
+    }
 }
 
 /// The password policy for a new password of `name` (422 saying what to fix). Without `email`

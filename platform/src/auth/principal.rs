@@ -53,7 +53,7 @@ impl Principal {
 
     /// 403 unless the caller holds at least one of `roles`.
     pub fn require_any(&self, roles: &[&str]) -> Result<(), ApiError> {
-        if roles.iter().any(|r| self.roles.contains(*r)) {
+        if self.holds_any(roles) {
             Ok(())
         } else {
             Err(ApiError::forbidden())
@@ -67,6 +67,12 @@ impl Principal {
         } else {
             Err(ApiError::forbidden())
         }
+    }
+
+    /// Whether the caller holds at least one of `roles` (the check behind [`Self::require_any`],
+    /// for callers that render their own refusal).
+    pub fn holds_any(&self, roles: &[&str]) -> bool {
+        roles.iter().any(|r| self.roles.contains(*r))
     }
 
     pub fn is_management(&self) -> bool {

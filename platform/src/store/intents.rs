@@ -1,7 +1,7 @@
 //! Intents: what an operation that acts outside the database (Docker, the data dir) is about
 //! to do, recorded before it acts and removed once it is done or undone. Whatever a kill
 //! interrupted is still here at the next start, which finishes or undoes it
-//! ([`crate::intents`]).
+//! ([`crate::apps::intents`]).
 
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
