@@ -24,6 +24,7 @@ pub mod tenants;
 pub mod upload;
 pub mod usage;
 pub mod user_access;
+pub mod user_json;
 pub mod user_rights;
 pub mod users;
 pub mod versions;
@@ -118,7 +119,9 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(metrics::routes)
             .configure(tenants::routes)
             .configure(options::routes)
+            .configure(current_user::routes)
             .configure(users::routes)
+            .configure(user_rights::routes)
             .configure(groups::routes)
             .configure(roles::routes)
             .configure(subscriptions::routes)

@@ -6,7 +6,7 @@
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
-use super::applications::Version;
+use super::artifacts::Version;
 use super::{StoreError, timestamp};
 
 /// An upload about to load an image: enough to put the engine and the data dir back as they
