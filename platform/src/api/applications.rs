@@ -206,8 +206,7 @@ async fn create(
         applications::create(c, &new, bootstrap.as_ref())
     })
     .await?;
-    super::audit::record_action(
-        &state,
+    state.apps.record(
         &principal,
         &[app.owner.as_str()],
         (app.id, &app.name),
