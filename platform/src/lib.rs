@@ -424,6 +424,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         limits,
         autoscale_max_replicas: config.autoscale_max_replicas,
         installation: installation.clone(),
+        image_size_limit: config.image_size_limit,
+        tenant_storage_quota: config.tenant_storage_quota,
         upload_lock: tokio::sync::Mutex::new(()),
     });
     let state = web::Data::new(AppState {

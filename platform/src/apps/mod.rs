@@ -51,6 +51,10 @@ pub struct Apps {
     pub autoscale_max_replicas: u32,
     /// This installation's id: part of every image tag Berth adds (see [`upload`]).
     pub installation: String,
+    /// Most bytes an uploaded package's image may unpack to.
+    pub image_size_limit: u64,
+    /// Most bytes a tenant's kept packages (zip + unpacked image) may take.
+    pub tenant_storage_quota: u64,
     /// Flows that change versions, subscriptions' costs or images run one at a time, so the
     /// version rules, limits and image bookkeeping see a stable state.
     pub upload_lock: tokio::sync::Mutex<()>,
