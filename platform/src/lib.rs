@@ -11,7 +11,6 @@ pub(crate) mod console;
 pub(crate) mod edge;
 pub(crate) mod fault;
 pub(crate) mod front;
-pub(crate) mod intents;
 pub(crate) mod limits;
 pub(crate) mod log_output;
 pub mod package;
@@ -354,7 +353,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let store = Store::open(&config.data_dir.join(store::DATABASE_FILE))?;
     // What a kill interrupted, read before any request can record an intent of its own.
     let interrupted = store.run_now(store::intents::pending)?;
-    intents::sweep_packages(&config.data_dir, &store, &interrupted)?;
+    apps::intents::sweep_packages(&config.data_dir, &store, &interrupted)?;
     ensure_management_tenant(&store, &config, &secrets)?;
     let (tls_config, certificate) = tls::server_config(&config.tls, &config.data_dir)?;
     tokio::spawn(tls::watch(certificate));
@@ -399,6 +398,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             answer_timeout: config.proxy_connect_timeout,
             network_pool: config.network_pool,
             deploy_concurrency: config.deploy_concurrency,
+            roll_back: apps::rollback::roll_back,
             platform: supervisor::spec::Platform {
                 base_url: format!("http://{}:{base_port}", runtime::PLATFORM_HOST),
                 default_timezone: config.default_timezone.clone(),
@@ -412,19 +412,33 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     );
     let supervisor_handle = supervisor.handle();
 
+    let cache = Arc::new(CredentialCache::new(DEFAULT_TTL));
+    let flows = Arc::new(apps::Apps {
+        data_dir: config.data_dir.clone(),
+        store: store.clone(),
+        secrets: Arc::clone(&secrets),
+        runtime: Arc::clone(&runtime),
+        supervisor: supervisor_handle.clone(),
+        audit: audit.clone(),
+        cache: Arc::clone(&cache),
+        limits,
+        autoscale_max_replicas: config.autoscale_max_replicas,
+        installation: installation.clone(),
+        image_size_limit: config.image_size_limit,
+        tenant_storage_quota: config.tenant_storage_quota,
+        upload_lock: tokio::sync::Mutex::new(()),
+    });
     let state = web::Data::new(AppState {
         config: Arc::new(config.clone()),
         store,
         secrets,
-        cache: CredentialCache::new(DEFAULT_TTL),
+        cache,
         throttle: auth::throttle::Throttle::new(config.login_limits),
         runtime,
-        upload_lock: tokio::sync::Mutex::new(()),
         supervisor: supervisor_handle.clone(),
         routing,
-        installation: installation.clone(),
-        limits,
         audit: audit.clone(),
+        apps: Arc::clone(&flows),
     });
     let app_state = state.clone();
     let proxy = proxy::Proxy::new(
@@ -553,7 +567,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     announce(&format!("installation {installation}"));
     announce(&format!("management tenant {}", tenants::MANAGEMENT));
     let supervisor_task = tokio::spawn(supervisor.run());
-    tokio::spawn(intents::resume(state.clone().into_inner(), interrupted));
+    tokio::spawn(apps::intents::resume(flows, interrupted));
     let (stop_front, front_stopped) = tokio::sync::watch::channel(false);
     let front_task = tokio::spawn(front::serve(
         https_listener,

@@ -2,44 +2,14 @@
 //! `crate::…` path outside comments is an edge from the file's module to the module it names.
 //! Fails on (a) a cycle between top-level modules, (b) a lower layer importing `api`, (c) a cycle
 //! between the files of one top-level module (`store/applications` ↔ `store/subscriptions`…).
-//! Known debts are listed below, each with its reason; the test also fails when one of them is
-//! gone, so the list only shrinks.
+//! There are no known exceptions: what two sides both need moves into `apps/` (the flows), a
+//! module below both (`edge`, `store/artifacts`) or one of its own (`api/user_json`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that must never import `api` (the HTTP handlers sit above them).
 const BELOW_API: &[&str] = &["auth", "proxy", "store", "supervisor", "runtime", "apps"];
-
-/// Edges that break the rules today, each to be removed by the change named.
-const KNOWN: &[(&str, &str, &str)] = &[
-    // The proxy fetches the API's state and error type at request time; the proxy rewrite (s18)
-    // removes these imports.
-    ("proxy", "api", "proxy rewrite"),
-    // Intents act on the API's state (upload undo, deletion); they move into `apps/` with the
-    // upload saga, which then passes its own context.
-    ("intents", "api", "apps/ owns the intents"),
-];
-
-/// Groups of files of one top-level module that import each other in a circle, known today:
-/// each must be taken apart (what both sides need moves into `apps/` or a module of its own).
-/// The test fails on a new group and when a group here changed, so the list only shrinks.
-const KNOWN_FILE_CYCLES: &[(&str, &[&str])] = &[
-    (
-        "api",
-        &[
-            "application_lists",
-            "applications",
-            "current_settings",
-            "subscriptions",
-        ],
-    ),
-    ("api", &["current_user", "groups", "user_rights", "users"]),
-    // The cache holds principals and the extractor fills the cache.
-    ("auth", &["cache", "principal"]),
-    // A deletion records its intent in the same transaction, and the intent lists the versions.
-    ("store", &["applications", "intents"]),
-];
 
 struct Edges {
     /// top-level module → module → first place it is named
@@ -197,18 +167,12 @@ fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<(String, Strin
     pairs
 }
 
-fn is_known(from: &str, to: &str) -> bool {
-    KNOWN.iter().any(|(f, t, _)| *f == from && *t == to)
-}
-
 #[test]
 fn lower_layers_never_import_the_api() {
     let edges = edges();
     let mut wrong = Vec::new();
     for module in BELOW_API {
-        if let Some(place) = edges.top.get(*module).and_then(|to| to.get("api"))
-            && !is_known(module, "api")
-        {
+        if let Some(place) = edges.top.get(*module).and_then(|to| to.get("api")) {
             wrong.push(format!("{module} imports api at {place}"));
         }
     }
@@ -221,10 +185,7 @@ fn top_level_modules_form_no_cycle() {
     let graph: BTreeMap<String, BTreeSet<String>> = edges
         .top
         .iter()
-        .map(|(from, to)| {
-            let to = to.keys().filter(|t| !is_known(from, t)).cloned().collect();
-            (from.clone(), to)
-        })
+        .map(|(from, to)| (from.clone(), to.keys().cloned().collect()))
         .collect();
     let mut explained = Vec::new();
     for group in groups(&graph) {
@@ -233,7 +194,7 @@ fn top_level_modules_form_no_cycle() {
             .flat_map(|from| {
                 edges.top[from]
                     .iter()
-                    .filter(|(to, _)| group.contains(*to) && !is_known(from, to))
+                    .filter(|(to, _)| group.contains(*to))
                     .map(move |(to, place)| format!("{from} → {to} at {place}"))
             })
             .collect();
@@ -243,17 +204,6 @@ fn top_level_modules_form_no_cycle() {
         explained.is_empty(),
         "modules importing each other in a circle: {explained:#?}"
     );
-}
-
-#[test]
-fn known_exceptions_still_exist() {
-    let edges = edges();
-    for (from, to, change) in KNOWN {
-        assert!(
-            edges.top.get(*from).is_some_and(|t| t.contains_key(*to)),
-            "{from} → {to} is gone ({change}): remove it from KNOWN"
-        );
-    }
 }
 
 /// The strongly connected groups (more than one member) of `graph`.
@@ -280,30 +230,15 @@ fn groups(graph: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<Vec<String>> {
 }
 
 #[test]
-fn files_of_one_module_form_no_new_cycle() {
+fn files_of_one_module_form_no_cycle() {
     let edges = edges();
-    let found: BTreeSet<(String, Vec<String>)> = edges
+    let found: Vec<(&String, Vec<String>)> = edges
         .within
         .iter()
-        .flat_map(|(module, graph)| groups(graph).into_iter().map(|g| (module.clone(), g)))
+        .flat_map(|(module, graph)| groups(graph).into_iter().map(move |g| (module, g)))
         .collect();
-    let known: BTreeSet<(String, Vec<String>)> = KNOWN_FILE_CYCLES
-        .iter()
-        .map(|(m, files)| {
-            (
-                (*m).to_owned(),
-                files.iter().map(|f| (*f).to_owned()).collect(),
-            )
-        })
-        .collect();
-    let new: Vec<_> = found.difference(&known).collect();
     assert!(
-        new.is_empty(),
-        "files importing each other in a circle: {new:#?}"
-    );
-    let gone: Vec<_> = known.difference(&found).collect();
-    assert!(
-        gone.is_empty(),
-        "changed or gone, update KNOWN_FILE_CYCLES: {gone:#?}"
+        found.is_empty(),
+        "files importing each other in a circle: {found:#?}"
     );
 }

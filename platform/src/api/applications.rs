@@ -13,22 +13,17 @@ use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::secrets::bootstrap_context;
 use crate::store::applications::{
-    self, Application, ApplicationUpdate, ManifestOptions, NewApplication, NewBootstrapUser,
-    Version,
+    self, Application, ApplicationUpdate, NewApplication, NewBootstrapUser,
 };
-use crate::store::intents::Intent;
 use crate::store::subscriptions;
 use crate::store::users::NewUser;
 
-pub const MICROSERVICE: &str = "MICROSERVICE";
-/// How long deleting or unsubscribing waits for the supervisor to remove containers.
-pub const CONVERGE_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+pub use crate::apps::MICROSERVICE;
 const TYPES: &[&str] = &[MICROSERVICE, "HOSTED", "EXTERNAL"];
 const AVAILABILITIES: &[&str] = &["PRIVATE", "MARKET", "SHARED"];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(super::application_lists::routes)
-        .route("/application/applications", web::post().to(create))
+    cfg.route("/application/applications", web::post().to(create))
         .route("/application/applications/{id}", web::get().to(get))
         .route("/application/applications/{id}", web::put().to(update))
         .route("/application/applications/{id}", web::delete().to(delete))
@@ -39,10 +34,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/application/applications/{id}/bootstrapUser",
             web::get().to(bootstrap_user),
-        )
-        .route(
-            "/application/currentApplication",
-            web::get().to(current_application),
         );
 }
 
@@ -215,8 +206,7 @@ async fn create(
         applications::create(c, &new, bootstrap.as_ref())
     })
     .await?;
-    super::audit::record_action(
-        &state,
+    state.apps.record(
         &principal,
         &[app.owner.as_str()],
         (app.id, &app.name),
@@ -423,70 +413,8 @@ async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
     let id = app_id(&path)?;
-    // Detached from the request: a client that leaves does not stop a deletion half-way.
-    tokio::spawn(delete_application(state.into_inner(), principal, id))
-        .await
-        .map_err(|e| ApiError::internal(&format!("deleting application {id}: {e}")))??;
+    crate::apps::deletion::delete_application(&state.apps, principal, id).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Deletes the application from the database, recording the intent to remove what it owned
-/// outside it, then removes that (containers through the supervisor, images, tags, package
-/// files). What a kill interrupts is finished at the next start ([`crate::intents`]).
-async fn delete_application(
-    state: std::sync::Arc<AppState>,
-    principal: Principal,
-    id: i64,
-) -> Result<(), ApiError> {
-    let tenant = principal.tenant.clone();
-    let _upload = state.upload_lock.lock().await;
-    let package_dir = format!("{}/{tenant}/{id}", crate::PACKAGES_DIR);
-    let (app, subscribers, intent_id, intent) = db(&state, "applications", move |c| {
-        let app = applications::get(c, &tenant, id)?;
-        let subscribers = subscriptions::of_application(c, id)?;
-        let (category, keys) = super::subscriptions::setting_keys(&app);
-        let options = ManifestOptions { category, keys };
-        let (intent_id, intent) = applications::delete(c, &tenant, id, &options, &package_dir)?;
-        Ok((app, subscribers, intent_id, intent))
-    })
-    .await?;
-    crate::fault::point(crate::fault::DELETE_COMMITTED).await;
-    if let Some(user) = &app.bootstrap_user {
-        state.cache.invalidate_user(&app.owner, user);
-    }
-    for subscription in &subscribers {
-        state
-            .cache
-            .invalidate_user(&subscription.tenant, &subscription.service_user);
-    }
-    super::audit::record_action(
-        &state,
-        &principal,
-        &[app.owner.as_str()],
-        (id, &app.name),
-        "Application",
-        "Deleted",
-        format!("Application {} deleted", app.name),
-    );
-    if !crate::intents::finish_deletion(&state, intent_id, &intent).await {
-        let retry = std::sync::Arc::clone(&state);
-        crate::intents::retry_later(retry, intent_id, Intent::DeleteApplication(intent));
-    }
-    Ok(())
-}
-
-/// Removes the Berth tag (and so the image, unless still used) and the stored package of a
-/// version whose row is gone. Failures are logged: the row is the source of truth.
-pub async fn discard_version_artifacts(state: &AppState, version: &Version) {
-    if let Err(e) = state.runtime.remove_image(&version.image_tag).await {
-        tracing::warn!(tag = %version.image_tag, error = %e, "could not remove image tag");
-    }
-    let path = state.config.data_dir.join(&version.package_file);
-    if let Err(e) = std::fs::remove_file(&path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %path.display(), error = %e, "could not remove package");
-    }
 }
 
 async fn bootstrap_user(
@@ -514,17 +442,5 @@ async fn bootstrap_user(
     Ok(media::ok(
         "user",
         &json!({"tenant": app.owner, "name": user, "password": password}),
-    ))
-}
-
-async fn current_application(
-    req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let app = super::subscriptions::bootstrap_application(&state, &principal).await?;
-    Ok(media::ok(
-        "application",
-        &application_json(&media::base_url(&req), &app),
     ))
 }

@@ -31,7 +31,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Records a change a user made that concerns no application (types `User`, `Group`, `Option`,
-/// `Tenant`) in each of `tenants`, like [`record_action`].
+/// `Tenant`) in each of `tenants`, through the one audit writer ([`crate::audit`]): the change
+/// already happened, and a failure to record it is logged rather than failing the request.
+/// (A user's action on an application is recorded by its flow, [`crate::apps::Apps::record`].)
 pub fn record_change(
     state: &AppState,
     principal: &Principal,
@@ -40,46 +42,10 @@ pub fn record_change(
     activity: &str,
     text: String,
 ) {
-    write_records(state, principal, tenants, None, record_type, activity, text);
-}
-
-/// Records a user's action on an application in each of `tenants` (e.g. the subscriber and
-/// the owner), through the one audit writer ([`crate::audit`]): the action already happened, and
-/// a failure to record it is logged rather than failing the request.
-pub fn record_action(
-    state: &AppState,
-    principal: &Principal,
-    tenants: &[&str],
-    application: (i64, &str),
-    record_type: &str,
-    activity: &str,
-    text: String,
-) {
-    let application = Some((application.0, application.1.to_owned()));
-    write_records(
-        state,
-        principal,
-        tenants,
-        application,
-        record_type,
-        activity,
-        text,
-    );
-}
-
-fn write_records(
-    state: &AppState,
-    principal: &Principal,
-    tenants: &[&str],
-    application: Option<(i64, String)>,
-    record_type: &str,
-    activity: &str,
-    text: String,
-) {
     state.audit.record(Event::ByUser {
         tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
         user: principal.user.clone(),
-        application,
+        application: None,
         record_type: record_type.to_owned(),
         activity: activity.to_owned(),
         text,

@@ -7,9 +7,10 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 
+use super::current_application::bootstrap_application;
 use super::error::ApiError;
-use super::subscriptions::{bootstrap_application, setting_keys};
 use super::{AppState, db, media};
+use crate::apps::settings::setting_keys;
 use crate::auth::principal::Principal;
 use crate::secrets::option_context;
 use crate::store::applications::{self, resolved_manifest};

@@ -9,7 +9,10 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::paging::{PageRequest, page_of};
-use super::users::{RoleReferenceBody, require_grantable, require_outranks, role_json, user_json};
+use super::user_access::{
+    RoleReferenceBody, check_assignable, require_grantable, require_outranks,
+};
+use super::user_json::{group_json, role_json, user_json};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
@@ -63,22 +66,6 @@ struct GroupBody {
 #[derive(Debug, Deserialize)]
 struct UserReferenceBody {
     user: Option<Map<String, Value>>,
-}
-
-pub fn group_json(base: &str, group: &Group) -> Value {
-    let self_url = format!("{base}/user/{}/groups/{}", group.tenant_id, group.id);
-    json!({
-        "id": group.id,
-        "self": self_url,
-        "name": group.name,
-        "description": group.description,
-        "customProperties": group.custom_properties,
-        "roles": {
-            "self": format!("{self_url}/roles"),
-            "references": group.roles.iter().map(|r| json!({"self": format!("{self_url}/roles/{r}"), "role": role_json(base, r)})).collect::<Vec<_>>(),
-        },
-        "users": {"self": format!("{self_url}/users")},
-    })
 }
 
 fn read_access(principal: &Principal, tenant: &str) -> Result<(), ApiError> {
@@ -440,7 +427,7 @@ async fn add_role(
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;
     let role = body.role_name()?;
-    super::users::check_assignable(&state, &tenant, &role).await?;
+    check_assignable(&state, &tenant, &role).await?;
     require_grantable(&principal, std::slice::from_ref(&role), &role)?;
     require_covers_group(&state, &principal, &tenant, id).await?;
     let (t, r) = (tenant.clone(), role.clone());

@@ -6,11 +6,11 @@ mod application_status;
 pub mod applications;
 pub mod audit;
 pub mod autoscaler;
+pub mod current_application;
 pub mod current_settings;
 pub mod current_user;
 pub mod groups;
 pub mod instance_usage;
-pub mod limits;
 pub mod login;
 pub mod metrics;
 pub mod options;
@@ -24,9 +24,9 @@ pub mod tenants;
 pub mod upload;
 pub mod usage;
 pub mod user_access;
+pub mod user_json;
 pub mod user_rights;
 pub mod users;
-pub mod version_changes;
 pub mod versions;
 
 // Shared with the other listeners; re-exported so handlers keep their short paths.
@@ -37,6 +37,7 @@ use std::sync::Arc;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError, UrlencodedError};
 use actix_web::{HttpRequest, web};
 
+use crate::apps::FlowError;
 use crate::auth::cache::CredentialCache;
 use crate::config::Config;
 use crate::routing::RoutingTable;
@@ -51,22 +52,19 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub secrets: Arc<Secrets>,
-    pub cache: CredentialCache,
+    pub cache: Arc<CredentialCache>,
     /// Failed password checks per user and source (429 with Retry-After past the limits).
     pub throttle: crate::auth::throttle::Throttle,
     pub runtime: Arc<dyn Runtime>,
-    /// Uploads run one at a time, so the version rules and image bookkeeping see a stable state.
-    pub upload_lock: tokio::sync::Mutex<()>,
     /// Poke after changing subscriptions or versions; status and instances of deployments.
     pub supervisor: crate::supervisor::Handle,
     /// Ready upstreams per deployment (read by the proxy).
     pub routing: RoutingTable,
-    /// This installation's id: part of every image tag Berth adds (see `upload`).
-    pub installation: String,
-    /// Resource maxima in force (resolved against the Docker host at start).
-    pub limits: crate::limits::Limits,
     /// The one audit writer (flushed at shutdown).
     pub audit: crate::audit::AuditLog,
+    /// The application flows (upload, subscription, deletion, versions), over the same handles;
+    /// handlers parse, call one, and render what it returns.
+    pub apps: Arc<crate::apps::Apps>,
 }
 
 impl crate::auth::AuthContext for AppState {
@@ -121,10 +119,15 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(metrics::routes)
             .configure(tenants::routes)
             .configure(options::routes)
+            .configure(current_user::routes)
             .configure(users::routes)
+            .configure(user_rights::routes)
             .configure(groups::routes)
             .configure(roles::routes)
             .configure(subscriptions::routes)
+            .configure(current_application::routes)
+            .configure(current_settings::routes)
+            .configure(application_lists::routes)
             .configure(applications::routes)
             .configure(upload::routes)
             .configure(versions::routes)
@@ -176,6 +179,21 @@ fn form_error(err: UrlencodedError, _: &HttpRequest) -> actix_web::Error {
         other => ApiError::bad_request("general", &format!("Invalid form: {other}")),
     }
     .into()
+}
+
+impl From<FlowError> for ApiError {
+    fn from(err: FlowError) -> ApiError {
+        match err {
+            FlowError::NotFound { resource, message } => ApiError::not_found(resource, &message),
+            FlowError::Forbidden => ApiError::forbidden(),
+            FlowError::ForbiddenBecause(message) => ApiError::forbidden_because(&message),
+            FlowError::Invalid { resource, message } => ApiError::invalid(resource, &message),
+            FlowError::Limit(e) => e.into(),
+            FlowError::Password(e) => users::hashing_error(e),
+            FlowError::Store { resource, source } => ApiError::store(resource)(source),
+            FlowError::Internal(detail) => ApiError::internal(&detail),
+        }
+    }
 }
 
 /// Runs a store call for `resource`, mapping its errors.

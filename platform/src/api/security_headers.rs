@@ -7,9 +7,7 @@ use actix_web::http::header::{
     CACHE_CONTROL, HeaderMap, HeaderValue, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
 };
 
-/// One year, the value HSTS preload lists ask for; no `includeSubDomains`: other services of
-/// the operator's domain may not be on HTTPS.
-pub const HSTS: &str = "max-age=31536000";
+use crate::edge::HSTS;
 
 /// Where a response comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

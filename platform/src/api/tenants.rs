@@ -12,8 +12,6 @@ use super::tenant_references::{self as references, TenantApplications};
 use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::{password, roles};
-use crate::store::applications::ManifestOptions;
-use crate::store::intents::Intent;
 use crate::store::tenants::{self, NewTenant, Tenant, TenantFilter, TenantUpdate};
 use crate::store::users::{NewUser, check_user_name};
 
@@ -411,52 +409,7 @@ async fn delete(
             "The management tenant cannot be deleted",
         ));
     }
-    // Detached from the request: a client that leaves does not stop a deletion half-way.
-    let state = state.into_inner();
-    tokio::spawn(delete_tenant(std::sync::Arc::clone(&state), id.clone()))
-        .await
-        .map_err(|e| ApiError::internal(&format!("deleting tenant: {e}")))??;
+    crate::apps::deletion::delete_tenant(&state.apps, id.clone()).await?;
     audit_tenant(&state, &principal, &id, "Tenant deleted");
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Deletes the tenant with its applications in one transaction that records the intent to
-/// remove what each application owned outside the database, then removes that (containers
-/// through the supervisor, images, tags, package files). What a kill interrupts is finished at
-/// the next start ([`crate::intents`]), as for an application's deletion.
-async fn delete_tenant(state: std::sync::Arc<AppState>, id: String) -> Result<(), ApiError> {
-    // Under the upload lock: no upload to one of its applications lands half-way through.
-    let _upload = state.upload_lock.lock().await;
-    let tenant_id = id.clone();
-    let deleted = db(&state, "tenants", move |c| {
-        tenants::delete(c, &tenant_id, |app| {
-            let (category, keys) = super::subscriptions::setting_keys(app);
-            let package_dir = format!("{}/{}/{}", crate::PACKAGES_DIR, app.owner, app.id);
-            (ManifestOptions { category, keys }, package_dir)
-        })
-    })
-    .await?;
-    let Some(deleted) = deleted else {
-        return Err(ApiError::not_found(
-            "security",
-            &format!("There is no tenant with id = {id}"),
-        ));
-    };
-    crate::fault::point(crate::fault::TENANT_DELETE_COMMITTED).await;
-    state.cache.invalidate_tenant(&id);
-    for (tenant, user) in &deleted.service_users {
-        state.cache.invalidate_user(tenant, user);
-    }
-    for (intent_id, intent) in deleted.applications {
-        if !crate::intents::finish_deletion(&state, intent_id, &intent).await {
-            let retry = std::sync::Arc::clone(&state);
-            crate::intents::retry_later(retry, intent_id, Intent::DeleteApplication(intent));
-        }
-    }
-    // Its own subscriptions' deployments go too (the supervisor converges on the rows).
-    state
-        .supervisor
-        .converge(super::applications::CONVERGE_LIMIT)
-        .await;
-    Ok(())
 }

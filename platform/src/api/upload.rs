@@ -10,23 +10,15 @@ use std::sync::Arc;
 use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
-use manifests_schema::Manifest;
-use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 use super::applications::{MICROSERVICE, application_json};
 use super::error::ApiError;
-use super::subscriptions::seal_setting;
 use super::{AppState, db, media};
 use crate::apps::upload::{self as saga, UploadError};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
-use crate::store::StoreError;
-use crate::store::applications::{self, Application};
-use crate::store::intents::{Intent, UploadIntent};
-use crate::store::settings::SettingsUpdate;
-use crate::store::subscriptions;
+use crate::store::applications;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -159,11 +151,8 @@ async fn upload(
     .await?;
     // From here on detached from the request: a client that leaves does not stop the upload
     // half-way (it is carried through, or undone on failure).
-    let platform = Uploads {
-        state: state.clone().into_inner(),
-        principal,
-    };
-    let accepted = tokio::spawn(saga::accept(platform, app, temp))
+    let apps = Arc::clone(&state.apps);
+    let accepted = tokio::spawn(saga::accept(apps, principal, app, temp))
         .await
         .map_err(|e| ApiError::internal(&format!("upload to application {id}: {e}")))??;
     let base = media::base_url(&req);
@@ -174,96 +163,6 @@ async fn upload(
         &format!("{base}/application/applications/{id}"),
         &body,
     ))
-}
-
-/// The platform as the upload saga sees it, for one request's principal.
-#[derive(Clone)]
-struct Uploads {
-    state: Arc<AppState>,
-    principal: Principal,
-}
-
-impl saga::Platform for Uploads {
-    type Error = ApiError;
-
-    fn config(&self) -> &crate::config::Config {
-        &self.state.config
-    }
-
-    fn store(&self) -> &crate::store::Store {
-        &self.state.store
-    }
-
-    fn runtime(&self) -> &dyn crate::runtime::Runtime {
-        self.state.runtime.as_ref()
-    }
-
-    fn limits(&self) -> &crate::limits::Limits {
-        &self.state.limits
-    }
-
-    fn installation(&self) -> &str {
-        &self.state.installation
-    }
-
-    fn upload_lock(&self) -> &tokio::sync::Mutex<()> {
-        &self.state.upload_lock
-    }
-
-    fn admit<'a>(
-        &'a self,
-        app: &'a Application,
-        manifest: &'a Manifest,
-    ) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async move {
-            super::subscriptions::check_manifest_category(&self.state, app, manifest).await?;
-            super::limits::check_upload(&self.state, app.id, &app.owner, manifest).await
-        })
-    }
-
-    fn version_settings(
-        &self,
-        conn: &rusqlite::Connection,
-        app: &Application,
-        manifest: &Manifest,
-    ) -> Result<(Value, Vec<SettingsUpdate>), StoreError> {
-        let secrets = &self.state.secrets;
-        let stored = super::subscriptions::stored_manifest(secrets, &app.name, manifest)?;
-        let settings = subscriptions::settings_updates(
-            conn,
-            app.id,
-            &app.name,
-            applications::resolved_manifest(app).as_ref(),
-            manifest,
-            &seal_setting(secrets),
-        )?;
-        Ok((stored, settings))
-    }
-
-    fn undo(&self, intent_id: i64, intent: UploadIntent) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            if !crate::intents::undo_upload(&self.state, intent_id, &intent).await {
-                crate::intents::retry_later(
-                    Arc::clone(&self.state),
-                    intent_id,
-                    Intent::Upload(intent),
-                );
-            }
-        })
-    }
-
-    fn accepted(&self, app: &Application, version: &str, image: &str) {
-        super::audit::record_action(
-            &self.state,
-            &self.principal,
-            &[app.owner.as_str()],
-            (app.id, &app.name),
-            "Application",
-            "Package uploaded",
-            format!("Version {version} of {} uploaded (image {image})", app.name),
-        );
-        self.state.supervisor.poke();
-    }
 }
 
 impl From<UploadError> for ApiError {
@@ -278,6 +177,7 @@ impl From<UploadError> for ApiError {
             }
             UploadError::Limit(e) => e.into(),
             UploadError::Store(e) => ApiError::store(RESOURCE)(e),
+            UploadError::Flow(e) => e.into(),
             UploadError::Internal(m) => ApiError::internal(&m),
         }
     }

@@ -80,7 +80,7 @@ async fn user_groups(
     let base = media::base_url(&req);
     let references: Vec<Value> = groups
         .iter()
-        .map(|g| json!({"self": format!("{}/groups/{}", user_self(&base, &tenant, &name), g.id), "group": super::groups::group_json(&base, g)}))
+        .map(|g| json!({"self": format!("{}/groups/{}", user_self(&base, &tenant, &name), g.id), "group": super::user_json::group_json(&base, g)}))
         .collect();
     Ok(media::ok(
         "groupReferenceCollection",

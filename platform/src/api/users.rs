@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::paging::PageRequest;
@@ -14,14 +14,14 @@ pub use super::user_access::{
     RoleReferenceBody, admin_access, check_assignable, read_access, require_grantable,
     require_outranks,
 };
+pub use super::user_json::{role_json, user_json, user_self};
 use super::{AppState, db, media, required};
 use crate::auth::password;
 use crate::auth::principal::Principal;
-use crate::store::users::{self, NewUser, User, UserUpdate, check_user_name};
+use crate::store::users::{self, NewUser, UserUpdate, check_user_name};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(super::current_user::routes)
-        .route("/user/{tenant}/users", web::get().to(list))
+    cfg.route("/user/{tenant}/users", web::get().to(list))
         .route("/user/{tenant}/users", web::post().to(create))
         .route("/user/{tenant}/users/{user}", web::get().to(get))
         .route("/user/{tenant}/userByName/{user}", web::get().to(get))
@@ -30,8 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/user/{tenant}/users/{user}/password",
             web::put().to(set_password),
-        )
-        .configure(super::user_rights::routes);
+        );
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,55 +134,6 @@ async fn requested_rights(
     Ok((groups, role_names))
 }
 
-pub fn user_self(base: &str, tenant: &str, name: &str) -> String {
-    format!("{base}/user/{tenant}/users/{name}")
-}
-
-pub fn role_json(base: &str, role: &str) -> Value {
-    json!({"id": role, "name": role, "self": format!("{base}/user/roles/{role}")})
-}
-
-/// The user representation (without roles/groups details unless given).
-pub fn user_json(
-    base: &str,
-    user: &User,
-    direct_roles: &[String],
-    groups: &[users::Group],
-) -> Value {
-    let self_url = user_self(base, &user.tenant_id, &user.user_name);
-    let mut body = json!({
-        "id": user.user_name,
-        "self": self_url,
-        "userName": user.user_name,
-        "enabled": user.enabled,
-        "customProperties": user.custom_properties,
-        "lastPasswordChange": user.last_password_change,
-        "shouldResetPassword": false,
-        "twoFactorAuthenticationEnabled": false,
-        "roles": {
-            "self": format!("{self_url}/roles"),
-            "references": direct_roles.iter().map(|r| json!({"self": format!("{self_url}/roles/{r}"), "role": role_json(base, r)})).collect::<Vec<_>>(),
-        },
-        "groups": {
-            "self": format!("{self_url}/groups"),
-            "references": groups.iter().map(|g| json!({"self": format!("{self_url}/groups/{}", g.id), "group": super::groups::group_json(base, g)})).collect::<Vec<_>>(),
-        },
-    });
-    let fields = [
-        ("email", &user.email),
-        ("firstName", &user.first_name),
-        ("lastName", &user.last_name),
-        ("displayName", &user.display_name),
-        ("phone", &user.phone),
-    ];
-    for (name, value) in fields {
-        if let Some(v) = value {
-            body[name] = json!(v);
-        }
-    }
-    body
-}
-
 async fn full_user_json(
     state: &AppState,
     base: &str,
@@ -204,13 +154,20 @@ async fn full_user_json(
 
 /// Hashes within the process-wide bound on concurrent hashes (503 with Retry-After when full).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    password::hash_bounded(password).await.map_err(|e| match e {
+    password::hash_bounded(password)
+        .await
+        .map_err(hashing_error)
+}
+
+/// A full hashing queue sheds load (503 with Retry-After); any other failure is ours.
+pub fn hashing_error(err: password::PoolError) -> ApiError {
+    match err {
         password::PoolError::Busy => ApiError::shedding(
             "users",
             "Too many passwords are being hashed right now; retry shortly",
         ),
         other => ApiError::internal(&other.to_string()),
-    })
+    }
 }
 
 /// The password policy for a new password of `name` (422 saying what to fix). Without `email`

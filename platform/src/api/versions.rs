@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use super::applications::MICROSERVICE;
 use super::error::ApiError;
 use super::paging::page_of;
-use super::version_changes;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
@@ -233,21 +232,8 @@ async fn update(
             ),
         ));
     }
-    let state = state.into_inner();
-    // Detached from the request: a client that leaves does not stop it half-way.
-    let worker = std::sync::Arc::clone(&state);
-    let (actor, tenant, target) = (principal.clone(), principal.tenant.clone(), version.clone());
-    tokio::spawn(async move {
-        if activate {
-            version_changes::activate(&worker, &actor, id, &target).await?;
-        }
-        db(&worker, "applications", move |c| {
-            versions::set_tags(c, &tenant, id, &target, &tags)
-        })
-        .await
-    })
-    .await
-    .map_err(|e| ApiError::internal(&format!("tagging version {version}: {e}")))??;
+    crate::apps::versions::set_tags(&state.apps, principal.clone(), id, version.clone(), tags)
+        .await?;
     let after = listing(&state, &principal, id).await?;
     let one = after
         .versions
@@ -279,10 +265,7 @@ async fn delete(
         .ok_or_else(|| ApiError::invalid("applications", "Give the version or tag to delete"))?
         .version
         .clone();
-    let state = state.into_inner();
-    tokio::spawn(async move { version_changes::delete(&state, &principal, id, &version).await })
-        .await
-        .map_err(|e| ApiError::internal(&format!("deleting a version: {e}")))??;
+    crate::apps::versions::delete(&state.apps, principal, id, version).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

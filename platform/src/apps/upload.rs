@@ -8,20 +8,21 @@
 //! subscribed tenant.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
-use manifests_schema::Manifest;
 use serde_json::Value;
 
-use crate::config::Config;
-use crate::limits::{LimitError, Limits};
+use super::settings::{check_manifest_category, seal_setting, stored_manifest};
+use super::{Apps, FlowError};
+use crate::auth::principal::Principal;
+use crate::limits::LimitError;
 use crate::package::{self, ImageInfo, Opened, Package, PackageError};
-use crate::runtime::{Runtime, RuntimeError, images};
+use crate::runtime::{RuntimeError, images};
 use crate::storage;
+use crate::store::StoreError;
 use crate::store::applications::{self, Application, UploadRecord, Version};
 use crate::store::intents::{self, Intent, UploadIntent};
-use crate::store::settings::SettingsUpdate;
-use crate::store::{Store, StoreError};
+use crate::store::subscriptions;
 
 /// Why an upload was refused or failed; the API renders each kind.
 #[derive(Debug, thiserror::Error)]
@@ -41,44 +42,11 @@ pub enum UploadError {
     Limit(#[from] LimitError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Refused by a rule the flows share (settings category, resource maxima).
+    #[error(transparent)]
+    Flow(#[from] FlowError),
     #[error("{0}")]
     Internal(String),
-}
-
-/// What an upload needs from the rest of the platform. Rules owned by other flows (settings
-/// categories, resource plans, settings propagation, audit) come in through it, so this module
-/// names neither the API nor HTTP.
-pub trait Platform: Clone + Send + Sync + 'static {
-    /// The caller's error, built from this module's.
-    type Error: From<UploadError> + Send + 'static;
-    fn config(&self) -> &Config;
-    fn store(&self) -> &Store;
-    fn runtime(&self) -> &dyn Runtime;
-    fn limits(&self) -> &Limits;
-    /// This installation's id: part of every image tag Berth adds (see [`BerthTag`]).
-    fn installation(&self) -> &str;
-    /// Held while an upload decides and acts, so version rules and image bookkeeping see a
-    /// stable state.
-    fn upload_lock(&self) -> &tokio::sync::Mutex<()>;
-    /// Refuses a manifest the platform's rules do not admit for `app` (settings category,
-    /// resource limits and plans).
-    fn admit<'a>(
-        &'a self,
-        app: &'a Application,
-        manifest: &'a Manifest,
-    ) -> BoxFuture<'a, Result<(), Self::Error>>;
-    /// The manifest as stored, and the new version's settings for every subscribed tenant;
-    /// runs inside the store call that records the version.
-    fn version_settings(
-        &self,
-        conn: &rusqlite::Connection,
-        app: &Application,
-        manifest: &Manifest,
-    ) -> Result<(Value, Vec<SettingsUpdate>), StoreError>;
-    /// Undoes what the upload's intent names (now, or retried later if the engine is away).
-    fn undo(&self, intent_id: i64, intent: UploadIntent) -> BoxFuture<'_, ()>;
-    /// A version was accepted: record it for the audit and start it.
-    fn accepted(&self, app: &Application, version: &str, image: &str);
 }
 
 /// Berth's image reference for one application version. The installation id is part of it:
@@ -132,17 +100,18 @@ fn task_failed(e: tokio::task::JoinError) -> UploadError {
 /// Checks the received package (`temp`, a file that deletes itself unless kept), loads and
 /// tags its image, keeps the package and records the version of `app`, undoing every step on
 /// failure.
-pub async fn accept<P: Platform>(
-    platform: P,
+pub async fn accept(
+    apps: Arc<Apps>,
+    principal: Principal,
     app: Application,
     temp: tempfile::NamedTempFile,
-) -> Result<Application, P::Error> {
+) -> Result<Application, UploadError> {
     let id = app.id;
     // The package is kept if accepted: made durable while the image loads, not before.
     let sync_path = temp.path().to_owned();
     let synced = tokio::task::spawn_blocking(move || std::fs::File::open(sync_path)?.sync_all());
     let temp_path = temp.path().to_owned();
-    let image_limit = platform.config().image_size_limit;
+    let image_limit = apps.image_size_limit;
     let opened =
         tokio::task::spawn_blocking(move || package::open_package(&temp_path, image_limit))
             .await
@@ -157,19 +126,19 @@ pub async fn accept<P: Platform>(
         return Err(UploadError::Invalid(format!(
             "The package's manifest names application {named:?}, but it was uploaded to application {:?}; upload it to {named:?} or change the manifest's name",
             app.name
-        )).into());
+        )));
     }
 
-    let _guard = platform.upload_lock().lock().await;
-    platform.admit(&app, &manifest).await?;
+    let _guard = apps.upload_lock.lock().await;
+    check_manifest_category(&apps, &app, &manifest).await?;
+    super::limits::check_upload(&apps, app.id, &app.owner, &manifest).await?;
     let version = manifest.version.clone();
     let lookup = version.clone();
-    let existing = platform
-        .store()
+    let existing = apps
+        .store
         .run(move |c| applications::version(c, id, &lookup))
-        .await
-        .map_err(UploadError::from)?;
-    let berth_tag = BerthTag::new(platform.installation(), &app.owner, id, &version).ok_or_else(|| {
+        .await?;
+    let berth_tag = BerthTag::new(&apps.installation, &app.owner, id, &version).ok_or_else(|| {
         UploadError::Invalid(format!(
             "The version is too long: as a Docker tag (characters other than letters, digits, '.' and '-' take three) it needs more than {} characters; use a shorter version",
             images::MAX_TAG
@@ -177,7 +146,7 @@ pub async fn accept<P: Platform>(
     })?;
     let image_bytes = opened.declared_image_bytes;
     check_storage_quota(
-        &platform,
+        &apps,
         &app.owner,
         image_bytes,
         temp.path(),
@@ -200,7 +169,7 @@ pub async fn accept<P: Platform>(
         package_file: &package_file,
     };
     let validated = opened.manifest.clone();
-    let (image, intent_id, intent) = load(&platform, opened, existing.as_ref(), &target).await?;
+    let (image, intent_id, intent) = load(&apps, opened, existing.as_ref(), &target).await?;
     let package = Package {
         manifest: validated,
         image,
@@ -211,35 +180,52 @@ pub async fn accept<P: Platform>(
         synced,
         intent: intent_id,
     };
-    let (app, replaced) = match install(&platform, &package, kept, &target).await {
+    let (app, replaced) = match install(&apps, &package, kept, &target).await {
         Ok(done) => done,
         Err(err) => {
-            platform.undo(intent_id, intent).await;
-            return Err(err.into());
+            undo(&apps, intent_id, intent).await;
+            return Err(err);
         }
     };
     if let Some(old) = replaced {
-        cleanup_replaced(&platform, &old, &package_file).await;
+        cleanup_replaced(&apps, &old, &package_file).await;
     }
     tracing::info!(tenant = %app.owner, application = %app.name, %version, image = %package.image.id, "package accepted");
-    platform.accepted(&app, &version, &package.image.id);
+    apps.record(
+        &principal,
+        &[app.owner.as_str()],
+        (app.id, &app.name),
+        "Application",
+        "Package uploaded",
+        format!(
+            "Version {version} of {} uploaded (image {})",
+            app.name, package.image.id
+        ),
+    );
+    apps.supervisor.poke();
     Ok(app)
+}
+
+/// Undoes what the upload's intent names, now, or retried later if the engine is away.
+async fn undo(apps: &Arc<Apps>, intent_id: i64, intent: UploadIntent) {
+    if !super::intents::undo_upload(apps, intent_id, &intent).await {
+        super::intents::retry_later(Arc::clone(apps), intent_id, Intent::Upload(intent));
+    }
 }
 
 /// Refuses the package when keeping it would take the tenant over its storage quota.
 async fn check_storage_quota(
-    platform: &impl Platform,
+    apps: &Apps,
     tenant: &str,
     image_bytes: u64,
     package_path: &Path,
     replaced: Option<&Version>,
 ) -> Result<(), UploadError> {
-    let config = platform.config();
-    let data_dir = config.data_dir.clone();
+    let data_dir = apps.data_dir.clone();
     let tenant = tenant.to_owned();
     let new_package = package_path.to_owned();
-    let replaced = replaced.map(|v| config.data_dir.join(&v.package_file));
-    let quota = config.tenant_storage_quota;
+    let replaced = replaced.map(|v| apps.data_dir.join(&v.package_file));
+    let quota = apps.tenant_storage_quota;
     let verdict = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
         let used = storage::tenant_bytes(&data_dir, &tenant)?;
         let freed = match replaced {
@@ -284,12 +270,12 @@ struct Kept {
 /// passed, and before its end goes out, [`decide`] rules on the image it holds; unless it
 /// agrees, the engine gets a failed stream and loads nothing. Returns the image and the
 /// recorded intent (undone here if the load fails after it).
-async fn load<P: Platform>(
-    platform: &P,
+async fn load(
+    apps: &Arc<Apps>,
     opened: Opened,
     existing: Option<&Version>,
     target: &Target<'_>,
-) -> Result<(ImageInfo, i64, UploadIntent), P::Error> {
+) -> Result<(ImageInfo, i64, UploadIntent), UploadError> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     let (seen, seen_by_decide) = tokio::sync::oneshot::channel::<ImageInfo>();
     let (agree, agreed) = tokio::sync::oneshot::channel::<bool>();
@@ -300,13 +286,13 @@ async fn load<P: Platform>(
         )
     });
     let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    let load = platform.runtime().load_image(Box::pin(stream));
+    let load = apps.runtime.load_image(Box::pin(stream));
     let ruling = async {
         // No image: the archive failed its checks, and the reader says why.
         let Ok(image) = seen_by_decide.await else {
             return Ok(None);
         };
-        let decided = decide(platform, &image, existing, target).await;
+        let decided = decide(apps, &image, existing, target).await;
         let _ = agree.send(decided.is_ok());
         decided.map(Some)
     };
@@ -314,8 +300,8 @@ async fn load<P: Platform>(
     let streamed = reader.await.map_err(task_failed)?;
     let (intent_id, intent) = match ruling {
         Ok(Some(recorded)) => recorded,
-        Ok(None) => return Err(failed_load(streamed, loaded).into()),
-        Err(refused) => return Err(refused.into()),
+        Ok(None) => return Err(failed_load(streamed, loaded)),
+        Err(refused) => return Err(refused),
     };
     let outcome = match (streamed, loaded) {
         (Ok(image), Ok(loaded)) => check_loaded(&image, &loaded).map(|()| image),
@@ -324,8 +310,8 @@ async fn load<P: Platform>(
     match outcome {
         Ok(image) => Ok((image, intent_id, intent)),
         Err(e) => {
-            platform.undo(intent_id, intent).await;
-            Err(e.into())
+            undo(apps, intent_id, intent).await;
+            Err(e)
         }
     }
 }
@@ -361,7 +347,7 @@ fn check_loaded(image: &ImageInfo, loaded: &[String]) -> Result<(), UploadError>
 /// immutable; then records what the engine looked like before, as the upload's intent, so a
 /// failure (or a kill) from here on can put it back.
 async fn decide(
-    platform: &impl Platform,
+    apps: &Apps,
     image: &ImageInfo,
     existing: Option<&Version>,
     target: &Target<'_>,
@@ -376,7 +362,7 @@ async fn decide(
         )));
     }
     let engine = "The container engine is not available; try again later";
-    let runtime = platform.runtime();
+    let runtime = &apps.runtime;
     let image_existed = runtime
         .image_id(&image.id)
         .await
@@ -394,8 +380,8 @@ async fn decide(
         package_file: target.package_file.to_owned(),
     };
     let recorded = Intent::Upload(intent.clone());
-    let intent_id = platform
-        .store()
+    let intent_id = apps
+        .store
         .run(move |c| intents::record(c, &recorded))
         .await?;
     Ok((intent_id, intent))
@@ -403,8 +389,8 @@ async fn decide(
 
 /// Checks and tags the loaded image, keeps the package and records the version (with the
 /// replaced version, if any). On error the caller undoes what was done by the upload's intent.
-async fn install<P: Platform>(
-    platform: &P,
+async fn install(
+    apps: &Apps,
     package: &Package,
     kept: Kept,
     target: &Target<'_>,
@@ -415,7 +401,7 @@ async fn install<P: Platform>(
         intent,
     } = kept;
     crate::fault::point(crate::fault::UPLOAD_LOADED).await;
-    let runtime = platform.runtime();
+    let runtime = &apps.runtime;
     let engine = "The container engine is not available";
     if runtime
         .image_id(&package.image.id)
@@ -427,19 +413,19 @@ async fn install<P: Platform>(
             "image.tar loaded, but it did not contain the image its manifest.json names".into(),
         ));
     }
-    if platform.limits().refuse_root_images {
+    if apps.limits.refuse_root_images {
         let user = runtime
             .image_user(&package.image.id)
             .await
             .map_err(unavailable(engine))?;
-        crate::limits::check_image_user(&user, platform.limits())?;
+        crate::limits::check_image_user(&user, &apps.limits)?;
     }
     runtime
         .tag(&package.image.id, &target.tag.repo, &target.tag.tag)
         .await
         .map_err(unavailable("The container engine could not tag the image"))?;
 
-    let kept = platform.config().data_dir.join(target.package_file);
+    let kept = apps.data_dir.join(target.package_file);
     if let Some(parent) = kept.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| UploadError::Internal(format!("creating {}: {e}", parent.display())))?;
@@ -467,14 +453,23 @@ async fn install<P: Platform>(
         intent: Some(intent),
     };
     let (tenant, id) = (target.tenant.to_owned(), target.id);
-    let rules = platform.clone();
-    let recorded = platform
-        .store()
+    let secrets = Arc::clone(&apps.secrets);
+    let recorded = apps
+        .store
         .run(move |c| {
             // Inside one store call, so no subscription or upload comes between reading the
-            // previous settings and committing the new ones.
+            // previous settings and committing the new ones: the manifest as stored, and the
+            // new version's settings for every subscribed tenant.
             let app = applications::get(c, &tenant, id)?;
-            (record.manifest, record.settings) = rules.version_settings(c, &app, &manifest)?;
+            record.manifest = stored_manifest(&secrets, &app.name, &manifest)?;
+            record.settings = subscriptions::settings_updates(
+                c,
+                app.id,
+                &app.name,
+                applications::resolved_manifest(&app).as_ref(),
+                &manifest,
+                &seal_setting(&secrets),
+            )?;
             applications::record_upload(c, &tenant, id, &record)
         })
         .await?;
@@ -483,9 +478,9 @@ async fn install<P: Platform>(
 
 /// After a snapshot replaced an earlier upload of the same version: drop the old package and
 /// the old image if nothing refers to it any more.
-async fn cleanup_replaced(platform: &impl Platform, old: &Version, new_package: &str) {
+async fn cleanup_replaced(apps: &Apps, old: &Version, new_package: &str) {
     if old.package_file != new_package {
-        let path = platform.config().data_dir.join(&old.package_file);
+        let path = apps.data_dir.join(&old.package_file);
         if let Err(e) = std::fs::remove_file(&path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -493,12 +488,12 @@ async fn cleanup_replaced(platform: &impl Platform, old: &Version, new_package: 
         }
     }
     let image = old.image_id.clone();
-    let in_use = platform
-        .store()
+    let in_use = apps
+        .store
         .run(move |c| applications::image_in_use(c, &image))
         .await
         .unwrap_or(true);
-    if !in_use && let Err(e) = platform.runtime().remove_image(&old.image_id).await {
+    if !in_use && let Err(e) = apps.runtime.remove_image(&old.image_id).await {
         tracing::debug!(image = %old.image_id, error = %e, "replaced image kept (still used elsewhere)");
     }
 }

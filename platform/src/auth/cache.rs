@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
 use super::principal::Principal;
 
 /// Default time a verified credential stays trusted.
@@ -33,16 +31,6 @@ impl CredentialCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// The cache key of a credential: SHA-256 over its parts, separated so they cannot run together.
-    pub fn key(parts: &[&str]) -> [u8; 32] {
-        let mut hasher = Sha256::new();
-        for part in parts {
-            hasher.update(part.as_bytes());
-            hasher.update([0u8]);
-        }
-        hasher.finalize().into()
     }
 
     pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Principal>> {

@@ -59,6 +59,19 @@ pub fn parse(header: &str) -> Result<Credentials, CredentialsError> {
     })
 }
 
+/// The credential cache's key of a credential: SHA-256 over its parts (kind, header value,
+/// host), separated so they cannot run together. Here rather than in the cache, which holds
+/// principals, so the extractor that fills the cache and the cache do not import each other.
+pub fn cache_key(parts: &[&str]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hasher.finalize().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,6 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::AuthContext;
-use super::cache::CredentialCache;
 use super::credentials::{self, Credentials};
 use super::throttle::{self, Key as ThrottleKey};
 use super::{jwt, machine_secret, password};
@@ -53,7 +52,7 @@ impl Principal {
 
     /// 403 unless the caller holds at least one of `roles`.
     pub fn require_any(&self, roles: &[&str]) -> Result<(), ApiError> {
-        if roles.iter().any(|r| self.roles.contains(*r)) {
+        if self.holds_any(roles) {
             Ok(())
         } else {
             Err(ApiError::forbidden())
@@ -67,6 +66,12 @@ impl Principal {
         } else {
             Err(ApiError::forbidden())
         }
+    }
+
+    /// Whether the caller holds at least one of `roles` (the check behind [`Self::require_any`],
+    /// for callers that render their own refusal).
+    pub fn holds_any(&self, roles: &[&str]) -> bool {
+        roles.iter().any(|r| self.roles.contains(*r))
     }
 
     pub fn is_management(&self) -> bool {
@@ -125,7 +130,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError>
     if let Some(value) = req.headers().get(AUTHORIZATION) {
         let header = value.to_str().map_err(|_| invalid_credentials())?;
         let host = request_host(req);
-        let key = CredentialCache::key(&["authorization", header, &host]);
+        let key = credentials::cache_key(&["authorization", header, &host]);
         if let Some(principal) = state.cache().get(&key) {
             return Ok(principal);
         }
@@ -151,7 +156,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError>
         return Ok(principal);
     }
     if let Some(cookie) = req.cookie(TOKEN_COOKIE) {
-        let key = CredentialCache::key(&["cookie", cookie.value()]);
+        let key = credentials::cache_key(&["cookie", cookie.value()]);
         let principal = match state.cache().get(&key) {
             Some(p) => p,
             None => {

@@ -6,3 +6,8 @@
 pub mod error;
 pub mod media;
 pub mod origin;
+
+/// `Strict-Transport-Security` over HTTPS, from the API and the proxy alike: one year, the value
+/// HSTS preload lists ask for; no `includeSubDomains`: other services of the operator's domain
+/// may not be on HTTPS.
+pub const HSTS: &str = "max-age=31536000";

@@ -21,7 +21,7 @@ use super::error::Origin;
 use super::trace::RequestTrace;
 use super::upstream::{self, Outbound, Target};
 use super::{Platform, Proxy, Shared, split_service_path};
-use crate::auth::cache::CredentialCache;
+use crate::edge::HSTS;
 
 /// The body type of every answer the front gives.
 pub type FrontBody = UnsyncBoxBody<Bytes, Box<dyn StdError + Send + Sync>>;
@@ -67,7 +67,7 @@ impl Direct {
         else {
             return Err(req);
         };
-        let key = CredentialCache::key(&[
+        let key = crate::auth::credentials::cache_key(&[
             "authorization",
             authorization,
             &crate::auth::principal::host_without_port(caller.host),
@@ -181,9 +181,6 @@ fn proxied_security_headers(headers: &mut http::HeaderMap) {
         .or_insert(HeaderValue::from_static(HSTS));
 }
 
-/// Must equal `api::security_headers::HSTS` (a unit test compares them).
-pub const HSTS: &str = "max-age=31536000";
-
 fn box_error<E: StdError + Send + Sync + 'static>(e: E) -> Box<dyn StdError + Send + Sync> {
     Box::new(e)
 }
@@ -199,7 +196,6 @@ pub fn full(bytes: Bytes) -> FrontBody {
 mod tests {
     #[test]
     fn proxied_answers_get_the_apis_security_headers_where_missing() {
-        assert_eq!(super::HSTS, crate::api::security_headers::HSTS);
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::STRICT_TRANSPORT_SECURITY,

@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
+pub use super::artifacts::Version;
 use super::intents::{self, DeletionIntent, Intent};
 use super::users::{self, NewUser};
 use super::{Page, StoreError, conflict_on_unique, timestamp};
@@ -68,15 +69,6 @@ pub struct ApplicationFilter {
     pub name: Option<String>,
     pub app_type: Option<String>,
     pub owner: Option<String>,
-}
-
-/// One uploaded version of a microservice.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Version {
-    pub version: String,
-    pub image_id: String,
-    pub image_tag: String,
-    pub package_file: String,
 }
 
 /// What an accepted upload records.

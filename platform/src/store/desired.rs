@@ -1,11 +1,10 @@
 //! What the supervisor reads as desired state (the microservices that should run) and the rollout
-//! marks it writes back: the stable version, a rollback with the settings of the version restored.
+//! marks it writes back: the stable version, the version a rollback restores (the rollback's
+//! rules, settings included, are [`crate::apps::rollback`]'s).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
-use super::applications::{self, Application};
-use super::settings::{Seal, settings_updates, update_settings};
 use super::subscriptions::{Subscription, of_application};
 
 /// A microservice that should run: its active version is known and at least one tenant is
@@ -88,47 +87,24 @@ pub fn mark_stable(
     Ok(())
 }
 
-/// Rolls a failed rollout back: the active version returns to `previous`, with the reason, and
-/// the subscribed tenants' settings return to that version's. Returns the application as it
-/// is now, None when the active version changed meanwhile (a newer upload wins).
-pub fn roll_back(
-    conn: &mut Connection,
+/// Makes `previous` the active version again in place of `failed`, with the reason, and
+/// shows its manifest (and roles) on the application. False when the active version is no
+/// longer `failed` (a newer upload or activation happened meanwhile).
+pub fn restore_version(
+    conn: &Connection,
     application_id: i64,
     failed: &str,
     previous: &str,
     reason: &str,
-    seal: &Seal<'_>,
-) -> Result<Option<Application>, StoreError> {
-    let tx = conn.transaction()?;
-    let before = applications::get_any(&tx, application_id)?;
-    // The application shows the manifest (and roles) of the version that is active again.
-    let changed = tx.execute(
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
         "UPDATE applications SET active_version_id = ?3, rollout_message = ?4,
              manifest = COALESCE((SELECT v.manifest FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), manifest),
              roles = COALESCE((SELECT json_extract(v.manifest, '$.roles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), roles),
              required_roles = COALESCE((SELECT json_extract(v.manifest, '$.requiredRoles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), required_roles)
          WHERE id = ?1 AND active_version_id = ?2",
         params![application_id, failed, previous, reason],
-    )? > 0;
-    if !changed {
-        return Ok(None);
-    }
-    let after = applications::get_any(&tx, application_id)?;
-    if let Some(restored) = applications::resolved_manifest(&after) {
-        let old = applications::resolved_manifest(&before);
-        for update in settings_updates(
-            &tx,
-            application_id,
-            &after.name,
-            old.as_ref(),
-            &restored,
-            seal,
-        )? {
-            update_settings(&tx, &update)?;
-        }
-    }
-    tx.commit()?;
-    Ok(Some(after))
+    )? > 0)
 }
 
 /// The last rollout failure of an application, if any.

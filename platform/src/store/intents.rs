@@ -1,12 +1,12 @@
 //! Intents: what an operation that acts outside the database (Docker, the data dir) is about
 //! to do, recorded before it acts and removed once it is done or undone. Whatever a kill
 //! interrupted is still here at the next start, which finishes or undoes it
-//! ([`crate::intents`]).
+//! ([`crate::apps::intents`]).
 
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
-use super::applications::Version;
+use super::artifacts::Version;
 use super::{StoreError, timestamp};
 
 /// An upload about to load an image: enough to put the engine and the data dir back as they

@@ -2,6 +2,7 @@
 //! their versions, tenant options. Every call runs on a blocking thread through [`Store::run`].
 
 pub mod applications;
+mod artifacts;
 pub mod audit;
 pub mod autoscaler;
 pub mod desired;

@@ -99,7 +99,23 @@ pub struct Settings {
     pub network_pool: subnets::Pool,
     /// Deployments a pass converges at once (and containers it removes at once).
     pub deploy_concurrency: usize,
+    /// How a failed rollout is rolled back in the store: the application flows' rule
+    /// ([`crate::apps::rollback`]), passed in because the flows use the supervisor's handle.
+    pub roll_back: RollBack,
 }
+
+/// Rolls application `id` back from the failed version to the previous one with the reason,
+/// sealing settings with the closure; the application as it is now, None when the active
+/// version changed meanwhile.
+pub type RollBack =
+    fn(
+        &mut rusqlite::Connection,
+        i64,
+        &str,
+        &str,
+        &str,
+        &crate::store::settings::Seal<'_>,
+    ) -> Result<Option<crate::store::applications::Application>, crate::store::StoreError>;
 
 /// Settings of the CPU autoscaler and of scale-down draining.
 #[derive(Debug, Clone, Copy)]

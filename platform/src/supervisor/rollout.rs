@@ -81,6 +81,7 @@ impl Supervisor {
         );
         let (failed, prev, why) = (w.active.clone(), previous.to_owned(), reason.clone());
         let secrets = Arc::clone(&self.secrets);
+        let roll_back = self.settings.roll_back;
         // The owner and name come back with the rollback, for the audit record.
         let rolled_back = self
             .store
@@ -90,7 +91,7 @@ impl Supervisor {
                         .seal_setting_for(tenant, category, key, value)
                         .map_err(|e| StoreError::Seal(e.to_string()))
                 };
-                let app = desired::roll_back(c, app, &failed, &prev, &why, &seal)?;
+                let app = roll_back(c, app, &failed, &prev, &why, &seal)?;
                 Ok(app.map(|a| (a.owner, a.name)))
             })
             .await;

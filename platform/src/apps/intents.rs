@@ -8,8 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::AppState;
-use crate::api::applications::CONVERGE_LIMIT;
+use super::{Apps, CONVERGE_LIMIT};
 use crate::store::applications;
 use crate::store::intents::{self, DeletionIntent, Intent, UploadIntent};
 
@@ -65,13 +64,13 @@ fn split_reference(reference: &str) -> Option<(&str, &str)> {
 /// Puts the engine and the data dir back as they were before the upload of `intent`, unless
 /// its version was recorded; then finishes the intent. False when something could not be
 /// undone (the intent stays for the next start). Call with the upload lock held.
-pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bool {
+pub async fn undo_upload(apps: &Apps, id: i64, intent: &UploadIntent) -> bool {
     let (package, image, tag) = (
         intent.package_file.clone(),
         intent.image_id.clone(),
         intent.tag.clone(),
     );
-    let looked_up = state
+    let looked_up = apps
         .store
         .run(move |c| {
             let uses = Recorded {
@@ -89,7 +88,7 @@ pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bo
         }
     };
     if !recorded {
-        let tag_now = match state.runtime.image_id(&intent.tag).await {
+        let tag_now = match apps.runtime.image_id(&intent.tag).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "engine unavailable; an interrupted upload stays to undo");
@@ -100,9 +99,9 @@ pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bo
         let mut undone = true;
         let tagged = match (&plan.tag, split_reference(&intent.tag)) {
             (TagRepair::PointAt(before), Some((repo, tag))) => {
-                state.runtime.tag(before, repo, tag).await
+                apps.runtime.tag(before, repo, tag).await
             }
-            (TagRepair::Remove, _) => state.runtime.remove_image(&intent.tag).await,
+            (TagRepair::Remove, _) => apps.runtime.remove_image(&intent.tag).await,
             _ => Ok(()),
         };
         if let Err(e) = tagged {
@@ -110,11 +109,11 @@ pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bo
             undone = false;
         }
         if plan.remove_image
-            && let Err(e) = state.runtime.remove_image(&intent.image_id).await
+            && let Err(e) = apps.runtime.remove_image(&intent.image_id).await
         {
             // Refused while the engine answers: something else came to use the image (a
             // container, another tag), so it is not the upload's to remove any more.
-            match state.runtime.image_id(&intent.image_id).await {
+            match apps.runtime.image_id(&intent.image_id).await {
                 Ok(_) => {
                     tracing::info!(image = %intent.image_id, error = %e, "the image of an undone upload is in use elsewhere; kept")
                 }
@@ -124,21 +123,21 @@ pub async fn undo_upload(state: &AppState, id: i64, intent: &UploadIntent) -> bo
                 }
             }
         }
-        undone &= remove_file(&state.config.data_dir.join(&intent.package_file));
+        undone &= remove_file(&apps.data_dir.join(&intent.package_file));
         if !undone {
             return false;
         }
         tracing::info!(image = %intent.image_id, tag = %intent.tag, "undid an upload that was not recorded");
     }
-    finish(state, id).await
+    finish(apps, id).await
 }
 
 /// Removes the images, tags and package files of a deleted application once the supervisor
 /// has removed its containers; then finishes the intent. False when something is left (the
 /// intent stays for the next start).
-pub async fn finish_deletion(state: &AppState, id: i64, intent: &DeletionIntent) -> bool {
+pub async fn finish_deletion(apps: &Apps, id: i64, intent: &DeletionIntent) -> bool {
     // Containers go first: an image still used by a container cannot be removed.
-    if !state.supervisor.converge(CONVERGE_LIMIT).await {
+    if !apps.supervisor.converge(CONVERGE_LIMIT).await {
         tracing::warn!(
             application = intent.application_id,
             "containers not yet removed; the deletion is finished at the next start"
@@ -147,13 +146,13 @@ pub async fn finish_deletion(state: &AppState, id: i64, intent: &DeletionIntent)
     }
     let mut done = true;
     for version in &intent.versions {
-        if let Err(e) = state.runtime.remove_image(&version.image_tag).await {
+        if let Err(e) = apps.runtime.remove_image(&version.image_tag).await {
             tracing::warn!(tag = %version.image_tag, error = %e, "cannot remove a deleted application's image tag");
             done = false;
         }
-        done &= remove_file(&state.config.data_dir.join(&version.package_file));
+        done &= remove_file(&apps.data_dir.join(&version.package_file));
     }
-    let dir = state.config.data_dir.join(&intent.package_dir);
+    let dir = apps.data_dir.join(&intent.package_dir);
     if let Err(e) = std::fs::remove_dir_all(&dir)
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -166,7 +165,7 @@ pub async fn finish_deletion(state: &AppState, id: i64, intent: &DeletionIntent)
     if let Some(tenant_dir) = dir.parent() {
         let _ = std::fs::remove_dir(tenant_dir);
     }
-    done && finish(state, id).await
+    done && finish(apps, id).await
 }
 
 /// Delays before retrying an intent that could not be acted on (engine away, containers not
@@ -179,20 +178,20 @@ const RETRIES: [Duration; 4] = [
 ];
 
 /// Undoes an upload or finishes a deletion. Call with the upload lock held.
-async fn act(state: &AppState, id: i64, intent: &Intent) -> bool {
+async fn act(apps: &Apps, id: i64, intent: &Intent) -> bool {
     match intent {
-        Intent::Upload(upload) => undo_upload(state, id, upload).await,
-        Intent::DeleteApplication(deletion) => finish_deletion(state, id, deletion).await,
+        Intent::Upload(upload) => undo_upload(apps, id, upload).await,
+        Intent::DeleteApplication(deletion) => finish_deletion(apps, id, deletion).await,
     }
 }
 
 /// Retries, in the background, an intent that could not be acted on just now.
-pub fn retry_later(state: Arc<AppState>, id: i64, intent: Intent) {
+pub fn retry_later(apps: Arc<Apps>, id: i64, intent: Intent) {
     tokio::spawn(async move {
         for delay in RETRIES {
             tokio::time::sleep(delay).await;
-            let _uploads = state.upload_lock.lock().await;
-            if act(&state, id, &intent).await {
+            let _uploads = apps.upload_lock.lock().await;
+            if act(&apps, id, &intent).await {
                 return;
             }
         }
@@ -205,14 +204,14 @@ pub fn retry_later(state: Arc<AppState>, id: i64, intent: Intent) {
 
 /// Finishes or undoes what the previous process left (read before the server accepted
 /// requests, so no intent of this process is among them).
-pub async fn resume(state: Arc<AppState>, pending: Vec<(i64, Intent)>) {
+pub async fn resume(apps: Arc<Apps>, pending: Vec<(i64, Intent)>) {
     for (id, intent) in pending {
-        let uploads = state.upload_lock.lock().await;
-        if act(&state, id, &intent).await {
+        let uploads = apps.upload_lock.lock().await;
+        if act(&apps, id, &intent).await {
             tracing::info!(id, "finished an operation a restart interrupted");
         } else {
             drop(uploads);
-            retry_later(Arc::clone(&state), id, intent);
+            retry_later(Arc::clone(&apps), id, intent);
         }
     }
 }
@@ -293,8 +292,8 @@ fn remove_file(path: &Path) -> bool {
     }
 }
 
-async fn finish(state: &AppState, id: i64) -> bool {
-    match state.store.run(move |c| intents::finish(c, id)).await {
+async fn finish(apps: &Apps, id: i64) -> bool {
+    match apps.store.run(move |c| intents::finish(c, id)).await {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(id, error = %e, "cannot mark an intent done");
