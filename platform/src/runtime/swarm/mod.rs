@@ -464,15 +464,7 @@ impl Runtime for SwarmRuntime {
         tail: Option<u64>,
     ) -> Pending<'a, String> {
         Box::pin(async move {
-            let Some((service, replica)) = parse_instance_id(id) else {
-                return Ok(String::new());
-            };
-            let nodes = self.nodes().await?;
-            let task_list = self.tasks_of(service).await?;
-            let Some(slot) = tasks::slots(service, u32::MAX, &task_list, &nodes)
-                .into_iter()
-                .find(|s| s.replica == replica)
-            else {
+            let Some((slot, _)) = self.slot_of_instance(id).await? else {
                 return Ok(String::new());
             };
             let options = LogsOptions {
@@ -526,8 +518,9 @@ impl Runtime for SwarmRuntime {
         .boxed()
     }
 
-    /// The manager cannot follow a task's log (only its node's engine can): the last `tail`
-    /// lines once, then the stream ends, which the console shows as the end of the log.
+    /// Followed on the node's own engine (the manager cannot follow a task's log), until the
+    /// run ends. Without that engine: the last `tail` lines once, then the stream ends, which
+    /// the console shows as the end of the log.
     fn follow_logs(
         &self,
         id: &str,
@@ -535,10 +528,17 @@ impl Runtime for SwarmRuntime {
     ) -> BoxStream<'static, Result<bytes::Bytes, RuntimeError>> {
         let (this, id) = (self.clone(), id.to_owned());
         futures_util::stream::once(async move {
-            this.logs(&id, 0, 0, Some(tail))
-                .await
-                .map(bytes::Bytes::from)
+            match this.container_of(&id).await {
+                Ok(Some((engine, container))) => engine.follow_logs(&container, tail).boxed(),
+                _ => futures_util::stream::once(async move {
+                    this.logs(&id, 0, 0, Some(tail))
+                        .await
+                        .map(bytes::Bytes::from)
+                })
+                .boxed(),
+            }
         })
+        .flatten()
         .boxed()
     }
 
