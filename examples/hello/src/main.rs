@@ -1,6 +1,7 @@
 //! Example Berth microservice: a tiny actix-web server that shows what the platform gives a container.
 
 mod burn;
+mod check;
 mod config;
 mod platform_client;
 mod probes;
@@ -26,6 +27,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `hello check PATH`: the exec probe of a FROM-scratch image (see `check`).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [command, path] = args.as_slice()
+        && command == "check"
+    {
+        return check::run(config.listen.port(), path);
+    }
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

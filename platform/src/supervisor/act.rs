@@ -352,8 +352,9 @@ impl Supervisor {
             }
             Ok(true) => {
                 let instance = part.instances.get_mut(&c.id)?;
-                if exited {
+                if exited && instance.restarted_exit != c.finished_at {
                     instance.restarts += 1;
+                    instance.restarted_exit = c.finished_at.clone();
                 }
                 tracing::info!(container = %c.name, restarts = instance.restarts, "started");
             }

@@ -23,6 +23,10 @@ pub(super) struct Instance {
     pub name: String,
     /// Exits already counted (by `finished_at`).
     pub counted_exit: String,
+    /// The exit whose restart was counted last (by `finished_at`): a runtime that restarts
+    /// by itself (Swarm) keeps showing the ended run for a few passes while the supervisor's
+    /// start changes nothing, and that is one restart, not one per pass.
+    pub restarted_exit: String,
     pub restarts: u32,
     pub consecutive_failures: u32,
     pub next_start: Option<Instant>,
@@ -45,6 +49,7 @@ impl Instance {
             app,
             name: name.to_owned(),
             counted_exit: String::new(),
+            restarted_exit: String::new(),
             restarts: 0,
             consecutive_failures: 0,
             next_start: None,

@@ -75,6 +75,27 @@ impl SwarmRuntime {
         Ok(self.docker.list_tasks(Some(options)).await?)
     }
 
+    /// The run instance `id`'s slot shows, as the listings show it (counted against the
+    /// service's replicas, so a task Swarm kept above them is found at the place it took),
+    /// with the nodes.
+    pub(super) async fn slot_of_instance(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Slot, HashMap<String, NodeView>)>, RuntimeError> {
+        let Some((service, replica)) = parse_instance_id(id) else {
+            return Ok(None);
+        };
+        let Some(existing) = self.service(service).await? else {
+            return Ok(None);
+        };
+        let nodes = self.nodes().await?;
+        let task_list = self.tasks_of(service).await?;
+        let slot = tasks::slots(service, replicas_of(&existing), &task_list, &nodes)
+            .into_iter()
+            .find(|s| s.replica == replica);
+        Ok(slot.map(|s| (s, nodes)))
+    }
+
     /// Our deployment services carrying every label of `labels` (relays left out).
     pub(super) async fn deployment_services(
         &self,

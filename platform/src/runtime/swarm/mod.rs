@@ -13,6 +13,7 @@ pub mod gateway;
 mod images;
 mod node_engines;
 pub mod registry;
+mod relays;
 pub mod services;
 pub mod tasks;
 pub mod tunnel;
@@ -90,6 +91,8 @@ pub struct SwarmRuntime {
     removed: Arc<std::sync::Mutex<HashMap<String, std::collections::BTreeSet<u32>>>>,
     /// The node engines connected so far, by node address.
     node_engines: Arc<tokio::sync::Mutex<HashMap<IpAddr, DockerEngine>>>,
+    /// Networks whose relay this process has made or checked ([`relays`]).
+    relays_checked: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl SwarmRuntime {
@@ -130,6 +133,7 @@ impl SwarmRuntime {
             tunnels: Arc::new(Tunnels::default()),
             removed: Arc::default(),
             node_engines: Arc::default(),
+            relays_checked: Arc::default(),
         })
     }
 
@@ -210,15 +214,18 @@ impl Runtime for SwarmRuntime {
         Box::pin(async move { Ok(self.engine.network(name).await?.map(with_bridge)) })
     }
 
+    /// Also brings the relays of networks an earlier Berth made up to date ([`relays`]).
     fn networks<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<NetworkInfo>> {
         Box::pin(async move {
-            Ok(self
+            let networks: Vec<NetworkInfo> = self
                 .engine
                 .networks(labels)
                 .await?
                 .into_iter()
                 .map(with_bridge)
-                .collect())
+                .collect();
+            self.adopt_relays(&networks).await;
+            Ok(networks)
         })
     }
 
@@ -252,32 +259,12 @@ impl Runtime for SwarmRuntime {
                 }) => {}
                 Err(e) => return Err(e.into()),
             }
-            let relay = services::relay_name(&spec.name);
-            if self.service(&relay).await?.is_none() {
-                let token = self.relay_token(&spec.name)?;
-                let gateway = self.identity.get().map(|i| i.gateway).ok_or_else(|| {
-                    RuntimeError::Docker("the Swarm runtime has no gateway yet".into())
-                })?;
-                let relay_spec = services::relay_spec(
-                    &spec.name,
-                    &spec.subnet,
-                    &token,
-                    &self.settings.relay_image,
-                    &spec.labels,
-                    gateway,
-                );
-                match self
-                    .docker
-                    .create_service(relay_spec, self.credentials())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(BollardError::DockerResponseServerError {
-                        status_code: 409, ..
-                    }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            self.ensure_relay(&spec.name, &spec.subnet, &spec.labels)
+                .await?;
+            self.relays_checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(spec.name.clone());
             self.engine
                 .network(&spec.name)
                 .await?
@@ -298,6 +285,10 @@ impl Runtime for SwarmRuntime {
     /// the removal fails and the next pass tries again).
     fn remove_network<'a>(&'a self, name: &'a str) -> Pending<'a, ()> {
         Box::pin(async move {
+            self.relays_checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
             self.remove_service(&services::relay_name(name)).await?;
             self.engine.remove_network(name).await
         })
@@ -314,6 +305,10 @@ impl Runtime for SwarmRuntime {
                     self.remove_service(&service_name_of(&s)).await?;
                 }
             }
+            self.relays_checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&net.name);
             self.remove_service(&services::relay_name(&net.name))
                 .await?;
             self.engine.remove_network(&net.name).await
@@ -464,15 +459,7 @@ impl Runtime for SwarmRuntime {
         tail: Option<u64>,
     ) -> Pending<'a, String> {
         Box::pin(async move {
-            let Some((service, replica)) = parse_instance_id(id) else {
-                return Ok(String::new());
-            };
-            let nodes = self.nodes().await?;
-            let task_list = self.tasks_of(service).await?;
-            let Some(slot) = tasks::slots(service, u32::MAX, &task_list, &nodes)
-                .into_iter()
-                .find(|s| s.replica == replica)
-            else {
+            let Some((slot, _)) = self.slot_of_instance(id).await? else {
                 return Ok(String::new());
             };
             let options = LogsOptions {
@@ -526,8 +513,9 @@ impl Runtime for SwarmRuntime {
         .boxed()
     }
 
-    /// The manager cannot follow a task's log (only its node's engine can): the last `tail`
-    /// lines once, then the stream ends, which the console shows as the end of the log.
+    /// Followed on the node's own engine (the manager cannot follow a task's log), until the
+    /// run ends. Without that engine: the last `tail` lines once, then the stream ends, which
+    /// the console shows as the end of the log.
     fn follow_logs(
         &self,
         id: &str,
@@ -535,10 +523,17 @@ impl Runtime for SwarmRuntime {
     ) -> BoxStream<'static, Result<bytes::Bytes, RuntimeError>> {
         let (this, id) = (self.clone(), id.to_owned());
         futures_util::stream::once(async move {
-            this.logs(&id, 0, 0, Some(tail))
-                .await
-                .map(bytes::Bytes::from)
+            match this.container_of(&id).await {
+                Ok(Some((engine, container))) => engine.follow_logs(&container, tail).boxed(),
+                _ => futures_util::stream::once(async move {
+                    this.logs(&id, 0, 0, Some(tail))
+                        .await
+                        .map(bytes::Bytes::from)
+                })
+                .boxed(),
+            }
         })
+        .flatten()
         .boxed()
     }
 

@@ -7,7 +7,6 @@
 use std::net::IpAddr;
 
 use super::SwarmRuntime;
-use super::cluster::parse_instance_id;
 use super::tasks;
 use crate::runtime::RuntimeError;
 use crate::runtime::docker::DockerEngine;
@@ -38,14 +37,10 @@ impl SwarmRuntime {
         &self,
         id: &str,
     ) -> Result<Option<(DockerEngine, String)>, RuntimeError> {
-        let Some((service, replica)) = parse_instance_id(id) else {
-            return Ok(None);
-        };
-        let nodes = self.nodes().await?;
-        let task_list = self.tasks_of(service).await?;
-        let Some(slot) = tasks::slots(service, u32::MAX, &task_list, &nodes)
-            .into_iter()
-            .find(|s| s.replica == replica && !s.container_id.is_empty())
+        let Some((slot, nodes)) = self
+            .slot_of_instance(id)
+            .await?
+            .filter(|(s, _)| !s.container_id.is_empty())
         else {
             return Ok(None);
         };

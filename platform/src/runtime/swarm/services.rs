@@ -214,6 +214,45 @@ pub fn relay_spec(
     }
 }
 
+/// Whether the relay service spec `existing` already is `wanted` ([`relay_spec`]) where it
+/// matters: the image (Swarm may have pinned it by digest), the environment (the gateway, the
+/// token, the subnet) and the network alias `berth-platform`. A relay made by an earlier Berth
+/// (before the way to the internal API existed, or for another gateway or relay image) is not.
+pub fn relay_is_current(existing: &ServiceSpec, wanted: &ServiceSpec) -> bool {
+    let container = |s: &ServiceSpec| {
+        s.task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.clone())
+            .unwrap_or_default()
+    };
+    let aliases = |s: &ServiceSpec| -> Vec<String> {
+        let mut all: Vec<String> = s
+            .task_template
+            .as_ref()
+            .and_then(|t| t.networks.as_ref())
+            .into_iter()
+            .flatten()
+            .flat_map(|n| n.aliases.clone().unwrap_or_default())
+            .collect();
+        all.sort();
+        all
+    };
+    let env = |c: &TaskSpecContainerSpec| -> Vec<String> {
+        let mut env = c.env.clone().unwrap_or_default();
+        env.sort();
+        env
+    };
+    let image = |c: &TaskSpecContainerSpec| -> String {
+        let image = c.image.clone().unwrap_or_default();
+        match image.split_once("@sha256:") {
+            Some((name, _)) => name.to_owned(),
+            None => image,
+        }
+    };
+    let (have, want) = (container(existing), container(wanted));
+    image(&have) == image(&want) && env(&have) == env(&want) && aliases(existing) == aliases(wanted)
+}
+
 /// A replicated mode of `replicas` tasks.
 pub fn replicated(replicas: u32) -> ServiceSpecMode {
     ServiceSpecMode {
@@ -360,5 +399,53 @@ mod tests {
             relay_token(key, "net-a"),
             relay_token(b"another key", "net-a")
         );
+    }
+
+    fn relay_of(gateway: &str, image: &str) -> ServiceSpec {
+        let labels = HashMap::from([("berth.installation".into(), "abc".into())]);
+        relay_spec(
+            "net-a",
+            "10.214.0.0/26",
+            "tok",
+            image,
+            &labels,
+            gateway.parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_relay_an_earlier_berth_made_is_not_current() {
+        let wanted = relay_of("10.213.9.1:41000", "reg/relay:1");
+        assert!(relay_is_current(&wanted, &wanted));
+        // Swarm's copy may pin the image by digest and list the environment in its own order.
+        let mut pinned = wanted.clone();
+        let task = pinned.task_template.as_mut().unwrap();
+        let c = task.container_spec.as_mut().unwrap();
+        c.image = Some("reg/relay:1@sha256:0123".into());
+        c.env.as_mut().unwrap().reverse();
+        assert!(relay_is_current(&pinned, &wanted));
+        // Before the way to the internal API: no gateway in its environment, no alias.
+        let mut old = wanted.clone();
+        let task = old.task_template.as_mut().unwrap();
+        task.container_spec
+            .as_mut()
+            .unwrap()
+            .env
+            .as_mut()
+            .unwrap()
+            .retain(|e| {
+                !e.starts_with("BERTH_RELAY_PLATFORM") && !e.starts_with("BERTH_RELAY_NETWORK")
+            });
+        task.networks.as_mut().unwrap()[0].aliases = None;
+        assert!(!relay_is_current(&old, &wanted));
+        // Another gateway or relay image.
+        assert!(!relay_is_current(
+            &relay_of("10.213.9.1:42000", "reg/relay:1"),
+            &wanted
+        ));
+        assert!(!relay_is_current(
+            &relay_of("10.213.9.1:41000", "reg/relay:2"),
+            &wanted
+        ));
     }
 }

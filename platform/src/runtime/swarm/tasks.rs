@@ -80,6 +80,12 @@ pub struct Slot {
 /// (one Swarm still wants running first). While Swarm is bringing a slot's replacement up
 /// after its container exited, the slot shows that ended run instead: Swarm restarts within
 /// 200 ms, and the supervisor must see the exit (its reason, an OOM kill) to record it.
+///
+/// When a service shrinks, Swarm chooses which tasks go: the highest slots while every task
+/// runs and the nodes hold equally many, but first a task that is not running and one on the
+/// node with the most. A task it kept above `replicas` therefore takes the place of the lowest
+/// slot it removed below, so the replica the supervisor kept is not lost from sight (and the
+/// slot Swarm emptied is not shown as an exit forever).
 pub fn slots(
     service: &str,
     replicas: u32,
@@ -89,7 +95,7 @@ pub fn slots(
     let mut newest: HashMap<i64, &Task> = HashMap::new();
     let mut ended: HashMap<i64, &Task> = HashMap::new();
     for t in tasks {
-        let Some(slot) = t.slot.filter(|s| (1..=i64::from(replicas)).contains(s)) else {
+        let Some(slot) = t.slot.filter(|s| *s >= 1) else {
             continue;
         };
         let better = match newest.get(&slot) {
@@ -103,14 +109,41 @@ pub fn slots(
             ended.insert(slot, t);
         }
     }
+    let top = i64::from(replicas);
+    let mut survivors: Vec<i64> = newest
+        .iter()
+        .filter(|(slot, t)| **slot > top && wanted(t))
+        .map(|(slot, _)| *slot)
+        .collect();
+    survivors.sort_unstable();
+    // Slots below the top that Swarm emptied (no task, or one it shut down itself); only
+    // looked for when a task above the top survived (never for `u32::MAX`).
+    let holes: Vec<i64> = if survivors.is_empty() {
+        Vec::new()
+    } else {
+        (1..=top)
+            .filter(|s| newest.get(s).is_none_or(|t| !wanted(t) && !exited(t)))
+            .take(survivors.len())
+            .collect()
+    };
+    let moved: HashMap<i64, i64> = survivors.into_iter().zip(holes).collect();
     let mut out: Vec<Slot> = newest
         .into_iter()
-        .map(|(slot, t)| {
+        .filter_map(|(slot, t)| {
+            let place = if slot > top {
+                *moved.get(&slot)?
+            } else if moved.values().any(|hole| *hole == slot) {
+                return None;
+            } else {
+                slot
+            };
             let current = slot_of(service, slot, t, nodes);
-            match ended.get(&slot) {
+            let mut shown = match ended.get(&slot) {
                 Some(e) if current.starting => slot_of(service, slot, e, nodes),
                 _ => current,
-            }
+            };
+            shown.replica = u32::try_from(place - 1).unwrap_or(0);
+            Some(shown)
         })
         .collect();
     out.sort_by_key(|s| s.replica);
@@ -132,9 +165,16 @@ fn exited(t: &Task) -> bool {
 /// Tasks Swarm wants running outrank those it stopped; then the newer (higher version).
 fn rank(t: &Task) -> (bool, u64) {
     (
-        t.desired_state == Some(TaskState::RUNNING),
+        wanted(t),
         t.version.as_ref().and_then(|v| v.index).unwrap_or(0),
     )
+}
+
+/// Whether Swarm means to run the task: desired `running`, or `ready` while its restart
+/// policy's delay holds a slot's replacement back (Swarm sets it `running` once the delay is
+/// over).
+fn wanted(t: &Task) -> bool {
+    matches!(t.desired_state, Some(TaskState::RUNNING | TaskState::READY))
 }
 
 fn slot_of(service: &str, slot: i64, t: &Task, nodes: &HashMap<String, NodeView>) -> Slot {
@@ -157,7 +197,9 @@ fn slot_of(service: &str, slot: i64, t: &Task, nodes: &HashMap<String, NodeView>
         (_, Some(err)) => err,
         _ => status.message.unwrap_or_default(),
     };
-    let starting = t.desired_state == Some(TaskState::RUNNING)
+    // A replacement held back by the restart delay is starting too: shown as a run of its own
+    // (not running, no exit code), it would be counted as an exit and hide the ended run's.
+    let starting = wanted(t)
         && node_ready
         && matches!(
             state,
@@ -321,6 +363,53 @@ mod tests {
         tasks[1].status.as_mut().unwrap().state = Some(RUNNING);
         let s = &slots("svc", 1, &tasks, &cluster())[0];
         assert_eq!((s.task_id.as_str(), s.running), ("new", true));
+    }
+
+    #[test]
+    fn a_replacement_held_by_the_restart_delay_shows_the_ended_run() {
+        use TaskState::*;
+        // Swarm creates the replacement with desired state `ready` and sets it `running` only
+        // after the restart delay: until then, the run that ended is the slot's.
+        let tasks = vec![
+            task("killed", 1, "n1", FAILED, SHUTDOWN, 3),
+            task("held", 1, "n1", PENDING, READY, 4),
+        ];
+        let s = &slots("svc", 1, &tasks, &cluster())[0];
+        assert_eq!((s.task_id.as_str(), s.running), ("killed", false));
+        assert_eq!(s.exit_code, Some(137));
+        assert_eq!(s.since, "2026-01-01T00:00:03Z");
+    }
+
+    #[test]
+    fn a_task_swarm_kept_above_the_replicas_takes_the_place_of_one_it_removed() {
+        use TaskState::*;
+        // Shrunk from 3 to 2, Swarm removed slot 1 (say, not running at the time) and kept
+        // slot 3: that task is replica 0 now, and slot 1's shut-down task is not an exit.
+        let tasks = vec![
+            task("removed", 1, "n1", SHUTDOWN, SHUTDOWN, 7),
+            task("b", 2, "n2", RUNNING, RUNNING, 4),
+            task("kept", 3, "n1", RUNNING, RUNNING, 5),
+        ];
+        let shown = slots("svc", 2, &tasks, &cluster());
+        let got: Vec<_> = shown
+            .iter()
+            .map(|s| (s.replica, s.task_id.as_str(), s.running))
+            .collect();
+        assert_eq!(got, vec![(0, "kept", true), (1, "b", true)]);
+        assert_eq!(shown[0].task_name, "svc.3.kept", "its DNS name is its own");
+        // The same with slot 1's task already gone; and one scaled away as asked (slot 3 shut
+        // down) changes nothing.
+        let s = slots("svc", 2, &tasks[1..], &cluster());
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].replica, s[0].task_id.as_str()), (0, "kept"));
+        let asked = vec![
+            task("a", 1, "n1", RUNNING, RUNNING, 3),
+            task("b", 2, "n2", RUNNING, RUNNING, 4),
+            task("c", 3, "n3", RUNNING, SHUTDOWN, 8),
+        ];
+        let s = slots("svc", 2, &asked, &cluster());
+        let got: Vec<_> = s.iter().map(|s| (s.replica, s.task_id.as_str())).collect();
+        assert_eq!(got, vec![(0, "a"), (1, "b")]);
     }
 
     #[test]

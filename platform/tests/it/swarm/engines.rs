@@ -1,13 +1,15 @@
 //! What only a node's own engine gives, through `--swarm-node-engines` on a real 3-node lab:
-//! usage samples (the memory the status shows, the autoscaler's input), the OOM-kill record
-//! of a task Swarm restarted, CPU autoscaling by the service's replica count, and the kill of
-//! a task that fails its liveness probe.
+//! usage samples (the memory the status shows, the autoscaler's input), a live log stream,
+//! the OOM-kill record of a task Swarm restarted, CPU autoscaling by the service's replica
+//! count (up, and down without a failed request), the kill of a task that fails its liveness
+//! probe (recorded as a liveness failure), and exec probes.
 
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::lab::{Lab, serve_on};
+use super::watch::{LogFollower, ProxyLoad};
 use crate::fixture::create_tenant;
 use crate::operate::Load;
 use crate::supervisor::container_post;
@@ -65,6 +67,22 @@ fn swarm_node_engines_give_usage_samples_oom_records_autoscaling_and_liveness_ki
             .as_u64()
             .filter(|b| *b > 0)
     });
+
+    // The live log is followed on the task's node: a line the replica writes after the stream
+    // opened arrives on it (the manager alone could only give the tail once).
+    let instance = instances(&status(&server, &owner, &app))[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let follower = LogFollower::open(&server, &owner, &app, &instance, 5);
+    follower.expect("hello: listening", DEADLINE);
+    let _ = server
+        .req("POST", &format!("/service/{name}/alloc?mb=1"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200);
+    follower.expect("hello: allocated 1 MiB", DEADLINE);
+    drop(follower);
 
     // 128 MiB against a 64M limit: the kernel kills the task's process; Swarm restarts the
     // task, and Berth records an OOM kill (the node's engine has the flag).
@@ -140,27 +158,65 @@ fn swarm_node_engines_give_usage_samples_oom_records_autoscaling_and_liveness_ki
         .collect();
     eprintln!("swarm autoscale: 2 replicas on {nodes:?}");
     drop(load);
-    wait_for(DEADLINE, "back to one replica without load", || {
+    // Scaling down, under a trickle of requests through the proxy: the drained replica leaves
+    // routing before it goes, the one kept serves on, and no request fails.
+    let auto_name = server
+        .req("GET", &format!("/application/applications/{auto}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let trickle = ProxyLoad::start(&server, &owner, &auto_name);
+    let down = wait_for(DEADLINE, "back to one replica without load", || {
         let d = status(&server, &owner, &auto)["deployments"][0].clone();
         most = most.max(d["desired"].as_u64().unwrap_or(0));
         let count = d["instances"].as_array().map_or(0, Vec::len);
-        (d["desired"] == 1 && count == 1 && d["active"] == 1).then_some(())
+        (d["desired"] == 1 && count == 1 && d["active"] == 1).then_some(d)
     });
     assert_eq!(most, 2, "never above the maximum");
-    // What Swarm runs meanwhile (README: scaling down is from the top, so a lower slot the
-    // supervisor removed may keep running, hidden, while a higher one runs).
-    let services = lab.docker(
-        1,
-        &[
-            "service",
-            "ls",
-            "--filter",
-            &format!("label=berth.app={auto}"),
-            "--format",
-            "{{.Name}} {{.Replicas}}",
-        ],
+    let kept = down["instances"][0]["name"].as_str().unwrap().to_owned();
+    // Settled: Swarm runs one task, Berth routes to the kept replica only, and keeps serving.
+    let settled = wait_for(DEADLINE, "the service settled at one task", || {
+        let d = status(&server, &owner, &auto)["deployments"][0].clone();
+        let services = lab.docker(
+            1,
+            &[
+                "service",
+                "ls",
+                "--filter",
+                &format!("label=berth.app={auto}"),
+                "--format",
+                "{{.Name}} {{.Replicas}}",
+            ],
+        );
+        let tasks: Vec<&str> = services
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(name, _)| !name.ends_with("-relay"))
+            .map(|(_, replicas)| replicas)
+            .collect();
+        (tasks == ["1/1"] && d["upstreams"] == json!([kept]) && d["active"] == 1).then_some(d)
+    });
+    // And it keeps serving once settled.
+    let at = trickle.answered();
+    wait_for(DEADLINE, "10 answers after settling", || {
+        (trickle.answered() >= at + 10).then_some(())
+    });
+    let answers = trickle.finish();
+    let failed = answers.iter().filter(|s| **s != 200).count();
+    eprintln!(
+        "swarm autoscale: scale-down under load: {failed} failed of {} requests",
+        answers.len()
     );
-    eprintln!("swarm autoscale: services after scaling down: {services}");
+    assert_eq!(failed, 0, "requests failed while scaling down: {answers:?}");
+    assert_eq!(
+        settled["instances"].as_array().map(Vec::len),
+        Some(1),
+        "{settled}"
+    );
 
     // Liveness: a task whose liveness probe keeps failing is killed on its node's engine;
     // Swarm starts a new one.
@@ -187,13 +243,87 @@ fn swarm_node_engines_give_usage_samples_oom_records_autoscaling_and_liveness_ki
             (i["restarts"].as_u64()? >= 1 && i["ready"] == true).then_some(s)
         },
     );
+    // Killed (SIGKILL, 137): the process itself never exits when its health fails, so only the
+    // node engine's kill restarts it; the exit is recorded as the liveness failure it was, as
+    // on the local engine, and counted once.
+    assert_liveness_restart(&server, &owner, &live, &restarted);
+
+    // Exec probes run on the task's node: `/hello check /health` (the FROM-scratch image's own
+    // probe command) makes the replica ready, and once /health fails, its liveness exec fails
+    // and the task is killed and restarted the same way.
+    let check = json!({"exec": {"command": ["/hello", "check", "/health"]}, "periodSeconds": 1, "timeoutSeconds": 2});
+    let mut readiness = check.clone();
+    readiness["failureThreshold"] = json!(1);
+    let mut liveness = check;
+    liveness["failureThreshold"] = json!(3);
+    let exec = deploy(
+        &server,
+        &owner,
+        &hello,
+        &manifest(
+            "MULTI_TENANT",
+            1,
+            json!({"readinessProbe": readiness, "livenessProbe": liveness}),
+        ),
+    );
+    subscribe(&server, &owner.id, &exec).expect(201);
+    let ready = wait_ready(&server, &owner, &exec, 1);
+    let ip = instances(&ready)[0]["ip"].as_str().unwrap().to_owned();
+    container_post(&ip, "/health/fail");
+    let restarted = wait_for(
+        DEADLINE,
+        "the task failing its exec probe killed, restarted and ready",
+        || {
+            let s = status(&server, &owner, &exec);
+            let i = instances(&s).into_iter().next()?;
+            (i["restarts"].as_u64()? >= 1 && i["ready"] == true).then_some(s)
+        },
+    );
+    assert_liveness_restart(&server, &owner, &exec, &restarted);
     let failure = restarted["deployments"][0]["lastFailure"]
         .as_str()
         .unwrap_or_default();
-    // Killed (SIGKILL, 137): the process itself never exits when its health fails, so only the
-    // node engine's kill restarts it. (The reason shows the exit code, not the probe: README.)
     assert!(
-        failure.contains("Liveness probe failed") || failure.contains("code 137"),
+        failure.contains("/hello"),
+        "the exec probe's command: {restarted}"
+    );
+}
+
+/// One restart after a liveness kill, whose reason (status and audit record) is the probe's.
+fn assert_liveness_restart(
+    server: &crate::fixture::Server,
+    owner: &crate::fixture::Tenant,
+    app: &str,
+    restarted: &serde_json::Value,
+) {
+    let dep = &restarted["deployments"][0];
+    let failure = dep["lastFailure"].as_str().unwrap_or_default();
+    assert!(failure.contains("Liveness probe failed"), "{restarted}");
+    assert_eq!(
+        instances(restarted)[0]["lastFailure"]
+            .as_str()
+            .map(|f| f.contains("Liveness probe failed")),
+        Some(true),
         "{restarted}"
     );
+    assert_eq!(dep["restarts"], 1, "one kill, one restart: {restarted}");
+    let record = wait_for(DEADLINE, "the exit's audit record", || {
+        let page = server
+            .req(
+                "GET",
+                &format!("/audit/auditRecords?application={app}&type=ContainerExit"),
+            )
+            .basic(&owner.admin_login, &owner.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        page["auditRecords"].as_array()?.first().cloned()
+    });
+    assert!(
+        record["details"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Liveness probe failed")),
+        "{record}"
+    );
+    assert_eq!(record["details"]["exitCode"], 137, "{record}");
 }

@@ -6,3 +6,4 @@ mod lab;
 mod rollout;
 mod runtime;
 mod serve;
+mod watch;

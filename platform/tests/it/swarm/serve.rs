@@ -126,8 +126,54 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
         assert_eq!(line.split_whitespace().count(), 1, "published: {line}");
     }
 
+    // A relay as a Berth made it before the way to the internal API existed (no gateway in
+    // its environment): the replicas' bootstrap calls get no answer from the platform.
+    let relay = lab.docker(
+        1,
+        &[
+            "service",
+            "ls",
+            "--filter",
+            &format!("label=berth.app={per_tenant}"),
+            "--filter",
+            "label=berth.swarm.relay",
+            "--format",
+            "{{.Name}}",
+        ],
+    );
+    assert!(
+        relay.ends_with("-relay") && !relay.contains('\n'),
+        "{relay}"
+    );
+    lab.docker(
+        1,
+        &[
+            "service",
+            "update",
+            "--quiet",
+            "--env-rm",
+            "BERTH_RELAY_PLATFORM",
+            "--env-rm",
+            "BERTH_RELAY_NETWORK",
+            "--env-rm",
+            "BERTH_RELAY_PLATFORM_LISTEN",
+            &relay,
+        ],
+    );
+    wait_for(
+        Duration::from_secs(90),
+        "the old relay's replicas cut off from the platform",
+        || {
+            let (code, body) = get_through_proxy(&server, &owner, &name, "/platform/subscriptions");
+            // hello's own 502 (the platform unreachable), not the proxy's error body.
+            (code == 502 && body["error"].is_string() && body.get("message").is_none())
+                .then_some(())
+        },
+    );
+
     // A restarted Berth adopts the running services: the same services, none added, and the
-    // proxy serves again once the adopted replicas pass their probes.
+    // proxy serves again once the adopted replicas pass their probes. The relay it adopts is
+    // brought up to date, so every replica reaches the platform again.
     let services_before = lab.docker(
         1,
         &["service", "ls", "-q", "--filter", "label=berth.deployment"],
@@ -143,6 +189,21 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
     assert_eq!(
         services_before, services_after,
         "restart changed the services"
+    );
+    let mut answered = 0;
+    wait_for(
+        Duration::from_secs(120),
+        "every replica reaching the platform through the updated relay",
+        || {
+            let (code, body) = get_through_proxy(&server, &owner, &name, "/platform/subscriptions");
+            answered = if code == 200 && body["status"] == 200 {
+                answered + 1
+            } else {
+                0
+            };
+            // Round robin over 3 replicas: 6 answers in a row reach each one twice.
+            (answered >= 6).then_some(())
+        },
     );
 
     // Unsubscribing removes the service; the relay and the overlay follow.
