@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc;
 
+use super::pool::Lease;
 use super::resolve::Route;
 
 /// The client's body on its way upstream, shared by every attempt of one request.
@@ -170,6 +171,8 @@ pub struct ResponseBody {
     relayed: u64,
     /// Holds the worker's upstream slot until the body is done.
     _permit: OwnedSemaphorePermit,
+    /// The upstream connection, back to the pool once the body has been read to its end.
+    lease: Option<Lease>,
 }
 
 impl ResponseBody {
@@ -179,6 +182,7 @@ impl ResponseBody {
         instance: String,
         request_id: HeaderValue,
         permit: OwnedSemaphorePermit,
+        lease: Lease,
     ) -> ResponseBody {
         ResponseBody {
             body,
@@ -187,6 +191,25 @@ impl ResponseBody {
             request_id,
             relayed: 0,
             _permit: permit,
+            lease: Some(lease),
+        }
+    }
+
+    /// The body was read to its end: the connection can carry another request.
+    fn ended(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    /// hyper's server stops polling a body that says it is at its end (its length reached), so
+    /// the end is often seen here, not in a poll. A body dropped before its end drops the
+    /// connection (closing it).
+    fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            self.ended();
         }
     }
 }
@@ -212,7 +235,10 @@ impl Stream for ResponseBody {
         let this = self.get_mut();
         loop {
             match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-                None => return Poll::Ready(None),
+                None => {
+                    this.ended();
+                    return Poll::Ready(None);
+                }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data()
                         && !data.is_empty()
@@ -239,7 +265,10 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-            None => Poll::Ready(None),
+            None => {
+                this.ended();
+                Poll::Ready(None)
+            }
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.relayed += data.len() as u64;

@@ -14,6 +14,7 @@ pub mod direct;
 pub mod error;
 mod headers;
 pub mod metrics;
+mod pool;
 mod resolve;
 pub mod trace;
 mod upstream;
