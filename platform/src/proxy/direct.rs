@@ -16,8 +16,8 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
-use super::body::Pipe;
 use super::error::Origin;
+use super::request_body::Pipe;
 use super::trace::RequestTrace;
 use super::upstream::{self, Outbound, Target};
 use super::{Platform, Proxy, Shared, split_service_path};

@@ -15,6 +15,7 @@ pub mod error;
 mod headers;
 pub mod metrics;
 mod pool;
+mod request_body;
 mod resolve;
 pub mod trace;
 mod upstream;

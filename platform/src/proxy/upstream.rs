@@ -20,10 +20,11 @@ use actix_web::web;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::body::{Pipe, RequestBody, ResponseBody};
+use super::body::ResponseBody;
 use super::error::{Failure, ProxyError};
 use super::headers::{self, Forwarded};
 use super::pool::{self, SendError};
+use super::request_body::{Pipe, RequestBody};
 use super::resolve::Route;
 use super::trace::RequestTrace;
 use crate::routing::{RoutingTable, Upstream};
