@@ -71,6 +71,11 @@ impl Backend {
         }
     }
 
+    /// A client of the same socket with a pool of its own (one per front thread).
+    pub fn with_own_client(&self) -> Backend {
+        Backend::new(self.socket.clone())
+    }
+
     /// Passes `req` to the actix app and relays its answer.
     pub async fn pass(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<FrontBody> {
         let upgrade = req.headers().contains_key(http::header::UPGRADE)

@@ -1,5 +1,6 @@
 //! The public HTTPS listener: TLS (rustls through tokio-rustls) and HTTP/1.1 + HTTP/2 on
-//! hyper's server, on the multi-threaded runtime. A `/service/…` request whose caller's
+//! hyper's server, each connection served by one of a few front threads (one per CPU), each
+//! with a single-threaded runtime of its own. A `/service/…` request whose caller's
 //! credentials are cached is forwarded by the proxy's direct path ([`proxy::direct`]); every
 //! other request (the API, the console, first use of a credential, WebSocket upgrades,
 //! refusals) is passed to the actix-web app over a Unix socket ([`backend`]), with the
@@ -8,6 +9,12 @@
 //! Why: the proxy is the hot path, and parsing and encoding every request twice (actix-http
 //! in, hyper out) cost more than nginx spends in all; and actix-http's HTTP/2 server lost
 //! answers to browsers' POSTs (see ARCHITECTURE.md), which no longer reach it.
+//!
+//! Why threads of their own: on the multi-threaded runtime a proxied request woke three tasks
+//! (the client's connection, the upstream connection, hyper-util's pool return) that the
+//! scheduler spread over both threads, and every hop between threads cost a futex wake-up;
+//! the upstream pool was one mutex for every thread. A front thread keeps a connection, its
+//! upstream connections and their pool to itself, as nginx's workers do.
 
 pub mod backend;
 
@@ -21,7 +28,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::Watcher;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::request_head::{MAX_HEADER_BYTES, MAX_URI_BYTES};
@@ -43,6 +52,15 @@ pub struct Front {
 }
 
 impl Front {
+    /// A copy for one front thread: the same state, with upstream and app clients of its own.
+    fn for_thread(&self) -> Front {
+        Front {
+            direct: self.direct.with_own_client(),
+            backend: self.backend.with_own_client(),
+            trusted: self.trusted.clone(),
+        }
+    }
+
     async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<FrontBody> {
         // Only the front says who the client is.
         req.headers_mut().remove(backend::PEER_HEADER);
@@ -88,8 +106,9 @@ impl Front {
     }
 }
 
-/// Accepts connections on `listener` until `stop` says so (or SIGTERM/SIGINT arrives), then
-/// lets the connections finish their requests for at most `grace`.
+/// Accepts connections on `listener` and hands them to the front threads in turn, until
+/// `stop` says so (or SIGTERM/SIGINT arrives); then lets the connections finish their requests
+/// for at most `grace`, and stops the threads.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -98,6 +117,14 @@ pub async fn serve(
     grace: Duration,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut lanes = Vec::with_capacity(threads);
+    for index in 0..threads {
+        match Lane::start(index, front.for_thread(), acceptor.clone()) {
+            Ok(lane) => lanes.push(lane),
+            Err(e) => tracing::warn!("front: cannot start front thread {index} ({e})"),
+        }
+    }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut terminate =
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -107,6 +134,7 @@ pub async fn serve(
                 None
             }
         };
+    let mut next = 0usize;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -127,34 +155,22 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let front = Arc::clone(&front);
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                // Failed handshakes are the client's business (scanners, wrong trust).
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let service = service_fn(move |req| {
-                let front = Arc::clone(&front);
-                async move { Ok::<_, Infallible>(front.handle(req, peer).await) }
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            builder.http2().timer(TokioTimer::new());
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        });
+        let handed = match lanes.get(next % lanes.len().max(1)) {
+            Some(lane) => lane.hand(tcp, peer, watcher),
+            None => Err((tcp, watcher)),
+        };
+        next = next.wrapping_add(1);
+        if let Err((tcp, watcher)) = handed {
+            // No front thread (it could not start, or died): serve it here.
+            tokio::spawn(connection(
+                tcp,
+                peer,
+                acceptor.clone(),
+                Arc::clone(&front),
+                watcher,
+            ));
+        }
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())
@@ -162,5 +178,110 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("front: connections still open after {grace:?}; closing them");
+    }
+    // Closing the lanes ends the threads; connections still open are dropped with their runtime.
+    drop(lanes);
+}
+
+/// An accepted connection on its way to a front thread (deregistered from the accepting
+/// runtime, registered again on the thread's).
+struct Accepted {
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+}
+
+/// The way to one front thread.
+struct Lane {
+    accepted: mpsc::UnboundedSender<Accepted>,
+}
+
+impl Lane {
+    /// Starts thread `index`, serving the connections handed to it with `front`.
+    fn start(index: usize, front: Front, acceptor: TlsAcceptor) -> std::io::Result<Lane> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (accepted, mut incoming) = mpsc::unbounded_channel::<Accepted>();
+        let front = Arc::new(front);
+        std::thread::Builder::new()
+            .name(format!("berth-front-{index}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    while let Some(Accepted { tcp, peer, watcher }) = incoming.recv().await {
+                        match TcpStream::from_std(tcp) {
+                            Ok(tcp) => {
+                                let front = Arc::clone(&front);
+                                tokio::spawn(connection(
+                                    tcp,
+                                    peer,
+                                    acceptor.clone(),
+                                    front,
+                                    watcher,
+                                ));
+                            }
+                            Err(e) => {
+                                tracing::warn!(%peer, "front: cannot register a connection ({e})")
+                            }
+                        }
+                    }
+                });
+            })?;
+        Ok(Lane { accepted })
+    }
+
+    /// Hands a connection to the thread; gives it back if the thread is gone.
+    fn hand(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        watcher: Watcher,
+    ) -> Result<(), (TcpStream, Watcher)> {
+        if self.accepted.is_closed() {
+            return Err((tcp, watcher));
+        }
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!(%peer, "front: cannot hand over a connection ({e})");
+                return Ok(());
+            }
+        };
+        // Only fails when the thread ended since the check above; the connection is then dropped.
+        let _ = self.accepted.send(Accepted { tcp, peer, watcher });
+        Ok(())
+    }
+}
+
+/// Serves one connection: TLS handshake, then HTTP/1.1 or HTTP/2 until either side ends it.
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    front: Arc<Front>,
+    watcher: Watcher,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        // Failed handshakes are the client's business (scanners, wrong trust).
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let service = service_fn(move |req| {
+        let front = Arc::clone(&front);
+        async move { Ok::<_, Infallible>(front.handle(req, peer).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    if let Err(e) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(%peer, "connection ended: {e}");
     }
 }

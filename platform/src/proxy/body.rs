@@ -1,162 +1,22 @@
-//! The two bodies of a forwarded request, between actix-web (client side) and hyper (upstream
-//! side): the client's request body piped into a `Send` body the upstream client can poll (and a
-//! retry can poll again when the failed attempt never touched it), and the upstream's response
-//! body relayed frame by frame, aborting the client's response when the upstream breaks off.
+//! The upstream's response body of a forwarded request, relayed frame by frame to actix-web or
+//! hyper's server, aborting the client's response when the upstream breaks off, and giving
+//! the upstream connection back to the pool once it was read to the end. The client's body
+//! going the other way is in [`request_body`](super::request_body).
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use actix_web::error::PayloadError;
 use actix_web::http::header::HeaderValue;
-use actix_web::web::{self, Bytes};
-use futures_util::{Stream, StreamExt};
+use actix_web::web::Bytes;
+use futures_util::Stream;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::sync::mpsc;
 
+use super::pool::Lease;
 use super::resolve::Route;
-
-/// The client's body on its way upstream, shared by every attempt of one request.
-#[derive(Debug)]
-pub struct Pipe {
-    chunks: Mutex<mpsc::Receiver<Result<Bytes, String>>>,
-    /// An attempt polled the body: what it took cannot be sent to another replica.
-    started: AtomicBool,
-    /// Reading the client's body failed (the client's fault, not the upstream's).
-    failed: AtomicBool,
-}
-
-impl Pipe {
-    /// Starts reading `payload` on the worker (actix payloads are not `Send`), after `first` if
-    /// the caller already read it; one chunk is read ahead and waits in the pipe until an attempt
-    /// polls it.
-    pub fn start(
-        first: Option<Result<Bytes, PayloadError>>,
-        mut payload: web::Payload,
-    ) -> Arc<Pipe> {
-        let (pipe, tx) = Pipe::new();
-        actix_web::rt::spawn(async move {
-            let mut next = first;
-            if next.is_none() {
-                next = payload.next().await;
-            }
-            while let Some(item) = next {
-                let failed = item.is_err();
-                if tx.send(item.map_err(|e| e.to_string())).await.is_err() || failed {
-                    break;
-                }
-                next = payload.next().await;
-            }
-        });
-        pipe
-    }
-
-    /// The same for a request hyper's server received (the front's direct path).
-    pub fn start_incoming(mut body: Incoming) -> Arc<Pipe> {
-        let (pipe, tx) = Pipe::new();
-        tokio::spawn(async move {
-            while let Some(frame) = body.frame().await {
-                let item = match frame {
-                    Ok(frame) => match frame.into_data() {
-                        Ok(data) if data.is_empty() => continue,
-                        Ok(data) => Ok(data),
-                        // Trailers of the client's body are not forwarded.
-                        Err(_) => continue,
-                    },
-                    Err(e) => Err(e.to_string()),
-                };
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        pipe
-    }
-
-    fn new() -> (Arc<Pipe>, mpsc::Sender<Result<Bytes, String>>) {
-        let (tx, rx) = mpsc::channel(1);
-        let pipe = Arc::new(Pipe {
-            chunks: Mutex::new(rx),
-            started: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
-        });
-        (pipe, tx)
-    }
-
-    pub fn started(&self) -> bool {
-        self.started.load(Ordering::Relaxed)
-    }
-
-    pub fn failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
-    }
-}
-
-/// The body of one upstream attempt.
-#[derive(Debug)]
-pub struct RequestBody {
-    pipe: Option<Arc<Pipe>>,
-    /// The client's Content-Length, when it sent one.
-    length: Option<u64>,
-}
-
-impl RequestBody {
-    pub fn empty() -> RequestBody {
-        RequestBody {
-            pipe: None,
-            length: Some(0),
-        }
-    }
-
-    pub fn from_pipe(pipe: &Arc<Pipe>, length: Option<u64>) -> RequestBody {
-        RequestBody {
-            pipe: Some(Arc::clone(pipe)),
-            length,
-        }
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let Some(pipe) = &self.pipe else {
-            return Poll::Ready(None);
-        };
-        pipe.started.store(true, Ordering::Relaxed);
-        // Only one attempt polls at a time; the lock is never contended.
-        let mut chunks = pipe.chunks.lock().unwrap_or_else(PoisonError::into_inner);
-        match ready!(chunks.poll_recv(cx)) {
-            Some(Ok(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
-            Some(Err(e)) => {
-                pipe.failed.store(true, Ordering::Relaxed);
-                Poll::Ready(Some(Err(io::Error::other(e))))
-            }
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.pipe.is_none() || self.length == Some(0)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.length {
-            Some(length) => SizeHint::with_exact(length),
-            None => SizeHint::default(),
-        }
-    }
-}
 
 /// The upstream's response body for actix-web: data frames in order, trailers dropped (actix
 /// cannot send them), and an upstream error passed on so the client's response is aborted
@@ -170,6 +30,8 @@ pub struct ResponseBody {
     relayed: u64,
     /// Holds the worker's upstream slot until the body is done.
     _permit: OwnedSemaphorePermit,
+    /// The upstream connection, back to the pool once the body has been read to its end.
+    lease: Option<Lease>,
 }
 
 impl ResponseBody {
@@ -179,6 +41,7 @@ impl ResponseBody {
         instance: String,
         request_id: HeaderValue,
         permit: OwnedSemaphorePermit,
+        lease: Lease,
     ) -> ResponseBody {
         ResponseBody {
             body,
@@ -187,6 +50,25 @@ impl ResponseBody {
             request_id,
             relayed: 0,
             _permit: permit,
+            lease: Some(lease),
+        }
+    }
+
+    /// The body was read to its end: the connection can carry another request.
+    fn ended(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    /// hyper's server stops polling a body that says it is at its end (its length reached), so
+    /// the end is often seen here, not in a poll. A body dropped before its end drops the
+    /// connection (closing it).
+    fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            self.ended();
         }
     }
 }
@@ -212,7 +94,10 @@ impl Stream for ResponseBody {
         let this = self.get_mut();
         loop {
             match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-                None => return Poll::Ready(None),
+                None => {
+                    this.ended();
+                    return Poll::Ready(None);
+                }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data()
                         && !data.is_empty()
@@ -239,7 +124,10 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-            None => Poll::Ready(None),
+            None => {
+                this.ended();
+                Poll::Ready(None)
+            }
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.relayed += data.len() as u64;

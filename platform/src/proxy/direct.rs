@@ -16,8 +16,8 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
-use super::body::Pipe;
 use super::error::Origin;
+use super::request_body::Pipe;
 use super::trace::RequestTrace;
 use super::upstream::{self, Outbound, Target};
 use super::{Platform, Proxy, Shared, split_service_path};
@@ -33,8 +33,8 @@ pub struct Caller<'a> {
     pub host: &'a str,
 }
 
-/// The direct path: shares the proxy's state, has its own upstream client (one pool for the
-/// front's threads).
+/// The direct path: shares the proxy's state, has its own upstream client (one per front
+/// thread, see [`Direct::with_own_client`]).
 #[derive(Clone)]
 pub struct Direct {
     shared: Arc<Shared>,
@@ -54,6 +54,16 @@ impl Proxy {
 }
 
 impl Direct {
+    /// The same path with an upstream client of its own, for one front thread: its pooled
+    /// connections and their tasks then stay on that thread.
+    pub fn with_own_client(&self) -> Direct {
+        Direct {
+            shared: Arc::clone(&self.shared),
+            client: upstream::client(self.shared.settings),
+            platform: Arc::clone(&self.platform),
+        }
+    }
+
     /// Forwards `req` if it can be served here; otherwise gives it back untouched.
     pub async fn serve(
         &self,
@@ -164,7 +174,7 @@ impl Direct {
         route.metrics.record(status, elapsed);
         let headers = response.headers_mut();
         if let Ok(id) = HeaderValue::from_bytes(trace.request_id.as_bytes()) {
-            headers.insert("x-request-id", id);
+            headers.insert(X_REQUEST_ID, id);
         }
         proxied_security_headers(headers);
         Ok(response)
@@ -180,6 +190,8 @@ fn proxied_security_headers(headers: &mut http::HeaderMap) {
         .entry(http::header::STRICT_TRANSPORT_SECURITY)
         .or_insert(HeaderValue::from_static(HSTS));
 }
+
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 fn box_error<E: StdError + Send + Sync + 'static>(e: E) -> Box<dyn StdError + Send + Sync> {
     Box::new(e)

@@ -174,30 +174,45 @@ fn set_by_proxy_name(name: &str) -> bool {
 /// Drops the hop-by-hop headers of an upstream response in place (`http` 1.x types);
 /// `Content-Length` stays: hyper's server frames the body by it.
 pub fn strip_response_h1(headers: &mut http::HeaderMap) {
-    let listed: Vec<String> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|token| token.trim().to_ascii_lowercase())
-        .filter(|token| !token.is_empty())
-        .collect();
-    for name in listed {
-        headers.remove(name.as_str());
+    if headers.contains_key(http::header::CONNECTION) {
+        let listed: Vec<String> = headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|token| token.trim().to_ascii_lowercase())
+            .filter(|token| !token.is_empty())
+            .collect();
+        for name in listed {
+            headers.remove(name.as_str());
+        }
     }
-    for name in [
-        "connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-    ] {
+    // Names, not strings: this runs for every proxied response, and a string is parsed
+    // into a name at each call.
+    for name in &H1_HOP_BY_HOP {
         headers.remove(name);
     }
 }
+
+// The forwarding headers as `http` 1.x names (constants: parsed at compile time).
+const H1_X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+const H1_X_REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
+const H1_X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+const H1_X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+const H1_X_FORWARDED_PREFIX: http::HeaderName = http::HeaderName::from_static("x-forwarded-prefix");
+const H1_X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// The hop-by-hop headers of a response (RFC 9110 7.6.1, and the obsolete ones still seen).
+const H1_HOP_BY_HOP: [http::HeaderName; 8] = [
+    http::header::CONNECTION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+];
 
 /// [`add_forwarded`] for the direct path, where the peer is never a trusted proxy (so the
 /// client is the peer and there is no earlier `X-Forwarded-For`).
@@ -210,18 +225,21 @@ pub fn add_forwarded_h1(
 ) {
     let ip = http::HeaderValue::from_str(&client.to_string());
     if let Ok(ip) = ip {
-        dst.insert("x-forwarded-for", ip.clone());
-        dst.insert("x-real-ip", ip);
+        dst.insert(H1_X_FORWARDED_FOR, ip.clone());
+        dst.insert(H1_X_REAL_IP, ip);
     }
     if let Ok(value) = http::HeaderValue::from_str(host) {
-        dst.insert("x-forwarded-host", value);
+        dst.insert(H1_X_FORWARDED_HOST, value);
     }
-    dst.insert("x-forwarded-proto", http::HeaderValue::from_static("https"));
+    dst.insert(
+        H1_X_FORWARDED_PROTO,
+        http::HeaderValue::from_static("https"),
+    );
     if let Ok(value) = http::HeaderValue::from_str(prefix) {
-        dst.insert("x-forwarded-prefix", value);
+        dst.insert(H1_X_FORWARDED_PREFIX, value);
     }
     if let Ok(value) = http::HeaderValue::from_bytes(request_id.as_bytes()) {
-        dst.insert("x-request-id", value);
+        dst.insert(H1_X_REQUEST_ID, value);
     }
 }
 

@@ -14,6 +14,8 @@ pub mod direct;
 pub mod error;
 mod headers;
 pub mod metrics;
+mod pool;
+mod request_body;
 mod resolve;
 pub mod trace;
 mod upstream;

@@ -223,8 +223,13 @@ fn write_access_line(fields: &[(&str, &str)], status: u16, micros: u64) {
             line.push(' ');
             line.push_str(name);
             line.push('=');
-            // A value never breaks the line (paths are percent-encoded; this is a backstop).
-            line.extend(value.chars().map(|c| if c.is_control() { '?' } else { c }));
+            // A value never breaks the line (paths are percent-encoded; this is a backstop,
+            // and the common case is copied whole rather than char by char).
+            if value.bytes().any(|b| b.is_ascii_control()) || !value.is_ascii() {
+                line.extend(value.chars().map(|c| if c.is_control() { '?' } else { c }));
+            } else {
+                line.push_str(value);
+            }
         }
         let _ = writeln!(line, " status={status} micros={micros}");
         let _ = crate::log_output::BatchedStderr.write_all(line.as_bytes());

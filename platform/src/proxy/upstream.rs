@@ -1,5 +1,5 @@
-//! Forwarding one HTTP request to a ready replica with the worker's hyper client (keep-alive
-//! pool per upstream address), streaming the body both ways, and trying the next replica when the
+//! Forwarding one HTTP request to a ready replica over the thread's keep-alive connections
+//! ([`pool`](super::pool)), streaming the body both ways, and trying the next replica when the
 //! failed attempt is safe to repeat (nothing sent yet, or an idempotent method with no body
 //! sent yet). Passive health: a replica that refuses, resets or does not answer within the
 //! response-header timeout is ejected from routing for the ejection period.
@@ -18,13 +18,13 @@ use actix_web::http::header::{CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING};
 use actix_web::http::{Method, StatusCode, Version};
 use actix_web::web;
 use futures_util::StreamExt;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Semaphore;
 
-use super::body::{Pipe, RequestBody, ResponseBody};
+use super::body::ResponseBody;
 use super::error::{Failure, ProxyError};
 use super::headers::{self, Forwarded};
+use super::pool::{self, SendError};
+use super::request_body::{Pipe, RequestBody};
 use super::resolve::Route;
 use super::trace::RequestTrace;
 use crate::routing::{RoutingTable, Upstream};
@@ -32,8 +32,6 @@ use crate::routing::{RoutingTable, Upstream};
 /// Most requests one worker has in flight to upstreams at once (each holds a connection);
 /// more wait for a slot.
 const POOL_LIMIT: usize = 1024;
-/// Idle upstream connections are closed after this long.
-const POOL_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// The proxy's timeouts and passive health (see `config.rs` for the defaults and why).
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -45,24 +43,16 @@ pub struct Settings {
     pub eject_period: Duration,
 }
 
-/// The upstream client of one worker: its own pool, so connections stay on the worker's thread.
+/// The upstream client of one worker (its connections are the worker thread's, see [`pool`]).
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: hyper_util::client::legacy::Client<HttpConnector, RequestBody>,
+    connect_timeout: Duration,
     slots: Arc<Semaphore>,
 }
 
 pub fn client(settings: Settings) -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(settings.connect_timeout.min(settings.timeout)));
-    connector.set_nodelay(true);
-    let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_KEEP_ALIVE)
-        .pool_max_idle_per_host(POOL_LIMIT)
-        .build(connector);
     Client {
-        http,
+        connect_timeout: settings.connect_timeout.min(settings.timeout),
         slots: Arc::new(Semaphore::new(POOL_LIMIT)),
     }
 }
@@ -222,7 +212,7 @@ pub async fn exchange(
 ) -> Result<Answer, ProxyError> {
     let Outbound {
         method,
-        headers: end_to_end,
+        headers: mut end_to_end,
         body,
     } = outbound;
     let pipe = body.as_ref().map(|(pipe, _)| pipe);
@@ -235,12 +225,12 @@ pub async fn exchange(
     loop {
         let upstream = &target.upstreams[(first + attempt) % count];
         trace.upstream(&upstream.instance);
-        let uri = http::Uri::try_from(format!("http://{}{}", upstream.addr, target.path_and_query))
-            .map_err(|e| {
-                ProxyError::new(Failure::BadRequest {
-                    detail: format!("The request path cannot be forwarded: {e}."),
-                })
-            })?;
+        // Origin-form: the connection is the replica's (the pool sets the Host header).
+        let uri = http::Uri::try_from(target.path_and_query).map_err(|e| {
+            ProxyError::new(Failure::BadRequest {
+                detail: format!("The request path cannot be forwarded: {e}."),
+            })
+        })?;
         let request_body = match &body {
             Some((pipe, length)) => RequestBody::from_pipe(pipe, *length),
             None => RequestBody::empty(),
@@ -248,8 +238,13 @@ pub async fn exchange(
         let mut request = http::Request::new(request_body);
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
+        // The last possible attempt takes the headers; an earlier one copies them for a retry.
+        *request.headers_mut() = if attempt + 1 >= count {
+            std::mem::take(&mut end_to_end)
+        } else {
+            end_to_end.clone()
+        };
         let headers = request.headers_mut();
-        headers.clone_from(&end_to_end);
         if let Some((_, Some(length))) = &body {
             headers.insert(
                 http::header::CONTENT_LENGTH,
@@ -265,27 +260,27 @@ pub async fn exchange(
                     detail: format!("upstream slots: {e}"),
                 })
             })?;
-        let failure =
-            match tokio::time::timeout(target.settings.timeout, client.http.request(request)).await
-            {
-                Ok(Ok(response)) => {
-                    let (parts, incoming) = response.into_parts();
-                    let body = ResponseBody::new(
-                        incoming,
-                        Arc::clone(target.route),
-                        upstream.instance.clone(),
-                        trace.request_id.clone(),
-                        permit,
-                    );
-                    return Ok((parts, body));
-                }
-                Ok(Err(e)) if e.is_connect() => SendFailure::Connect(describe(&e)),
-                Ok(Err(e)) if pipe.is_some_and(|p| p.failed()) => {
-                    SendFailure::ClientBody(describe(&e))
-                }
-                Ok(Err(e)) => SendFailure::Broken(describe(&e)),
-                Err(_) => SendFailure::Timeout,
-            };
+        let sent = pool::send(upstream.addr, request, client.connect_timeout);
+        let failure = match tokio::time::timeout(target.settings.timeout, sent).await {
+            Ok(Ok((response, lease))) => {
+                let (parts, incoming) = response.into_parts();
+                let body = ResponseBody::new(
+                    incoming,
+                    Arc::clone(target.route),
+                    upstream.instance.clone(),
+                    trace.request_id.clone(),
+                    permit,
+                    lease,
+                );
+                return Ok((parts, body));
+            }
+            Ok(Err(SendError::Connect(detail))) => SendFailure::Connect(detail),
+            Ok(Err(SendError::Http(e))) if pipe.is_some_and(|p| p.failed()) => {
+                SendFailure::ClientBody(describe(&e))
+            }
+            Ok(Err(SendError::Http(e))) => SendFailure::Broken(describe(&e)),
+            Err(_) => SendFailure::Timeout,
+        };
         let started = pipe.is_some_and(|p| p.started());
         let error = classify(failure, upstream, target.settings.timeout, started, &method);
         if let Some((instance, reason)) = error.ejects() {
