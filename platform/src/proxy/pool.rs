@@ -57,6 +57,11 @@ thread_local! {
 pub enum SendError {
     /// No connection could be opened: nothing was sent.
     Connect(String),
+    /// A pooled connection closed after the request was written to it and before any answer:
+    /// the upstream's keep-alive timer and this request crossed (actix-web, Node and uvicorn
+    /// close idle connections after 5 s). Nothing was answered, so an idempotent request may
+    /// go again on a new connection, as Go's `http.Transport` does.
+    Stale(hyper::Error),
     /// The connection failed after the request started (or a new connection refused it).
     Http(hyper::Error),
 }
@@ -150,18 +155,21 @@ fn host(addr: SocketAddr) -> Option<HeaderValue> {
 }
 
 /// Sends `request` (origin-form URI) to `addr` on a pooled connection, or a new one (opened
-/// within `connect_timeout`). A pooled connection that turns out closed before the request
-/// was written to it is passed over: the upstream closing an idle connection is no failure.
+/// within `connect_timeout`; always a new one when `fresh`). A pooled connection that turns
+/// out closed before the request was written to it is passed over: the upstream closing an
+/// idle connection is no failure.
 pub async fn send(
     addr: SocketAddr,
     mut request: Request<RequestBody>,
     connect_timeout: Duration,
+    fresh: bool,
 ) -> Result<(Response<Incoming>, Lease), SendError> {
     if let Some(host) = host(addr) {
         request.headers_mut().insert(http::header::HOST, host);
     }
     loop {
-        let (mut sender, reused) = match checkout(addr) {
+        let pooled = if fresh { None } else { checkout(addr) };
+        let (mut sender, reused) = match pooled {
             Some(sender) => (sender, true),
             None => (connect(addr, connect_timeout).await?, false),
         };
@@ -173,6 +181,9 @@ pub async fn send(
             Ok(response) => return Ok((response, Lease { sender, addr })),
             Err(mut e) => match e.take_message() {
                 Some(unsent) if reused => request = unsent,
+                None if reused && e.error().is_incomplete_message() => {
+                    return Err(SendError::Stale(e.into_error()));
+                }
                 _ => return Err(SendError::Http(e.into_error())),
             },
         }

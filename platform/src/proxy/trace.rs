@@ -141,6 +141,17 @@ impl RequestTrace {
         );
     }
 
+    /// A pooled connection closed under the request before any answer; it goes again on a new
+    /// connection to the same replica. Debug only: the client sees nothing of it.
+    pub fn resending(&self, error: &dyn std::fmt::Display) {
+        tracing::debug!(
+            request_id = %self.id(),
+            upstream = %self.upstream_name(),
+            %error,
+            "the pooled connection closed under the request; resending on a new one"
+        );
+    }
+
     /// A request the proxy could not forward; `downstream` failures (the client's fault) are
     /// logged at debug only, the others at warn.
     pub fn failed(&self, error: &dyn std::fmt::Display, downstream: bool, retry_safe: bool) {

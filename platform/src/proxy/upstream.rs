@@ -222,6 +222,11 @@ pub async fn exchange(
         .next
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut attempt = 0;
+    // One resend on a new connection after a pooled one went stale under the request (see
+    // `SendError::Stale`); it goes to the same replica and counts as no attempt.
+    let mut resend = false;
+    let mut resent = false;
+    let idempotent = is_idempotent(&method);
     loop {
         let upstream = &target.upstreams[(first + attempt) % count];
         trace.upstream(&upstream.instance);
@@ -239,7 +244,7 @@ pub async fn exchange(
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
         // The last possible attempt takes the headers; an earlier one copies them for a retry.
-        *request.headers_mut() = if attempt + 1 >= count {
+        *request.headers_mut() = if attempt + 1 >= count && (resent || !idempotent) {
             std::mem::take(&mut end_to_end)
         } else {
             end_to_end.clone()
@@ -260,7 +265,8 @@ pub async fn exchange(
                     detail: format!("upstream slots: {e}"),
                 })
             })?;
-        let sent = pool::send(upstream.addr, request, client.connect_timeout);
+        let sent = pool::send(upstream.addr, request, client.connect_timeout, resend);
+        resend = false;
         let failure = match tokio::time::timeout(target.settings.timeout, sent).await {
             Ok(Ok((response, lease))) => {
                 let (parts, incoming) = response.into_parts();
@@ -274,11 +280,20 @@ pub async fn exchange(
                 );
                 return Ok((parts, body));
             }
+            Ok(Err(SendError::Stale(e)))
+                if idempotent && !resent && !pipe.is_some_and(|p| p.started()) =>
+            {
+                trace.resending(&describe(&e));
+                (resend, resent) = (true, true);
+                continue;
+            }
             Ok(Err(SendError::Connect(detail))) => SendFailure::Connect(detail),
-            Ok(Err(SendError::Http(e))) if pipe.is_some_and(|p| p.failed()) => {
+            Ok(Err(SendError::Http(e) | SendError::Stale(e)))
+                if pipe.is_some_and(|p| p.failed()) =>
+            {
                 SendFailure::ClientBody(describe(&e))
             }
-            Ok(Err(SendError::Http(e))) => SendFailure::Broken(describe(&e)),
+            Ok(Err(SendError::Http(e) | SendError::Stale(e))) => SendFailure::Broken(describe(&e)),
             Err(_) => SendFailure::Timeout,
         };
         let started = pipe.is_some_and(|p| p.started());

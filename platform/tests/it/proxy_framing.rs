@@ -287,6 +287,49 @@ fn every_response_framing_is_relayed_whole_and_aborts_stay_aborts() {
     });
 
     upgrade_echo(&server, &name, &owner);
+    stale_connections(&server, &base, auth);
+}
+
+/// Two requests on one client connection (so one front thread and its upstream pool): the
+/// first is `/stale-next`, after which the upstream closes its pooled connection on the next
+/// request without answering. An idempotent request goes again on a new connection and gets
+/// its answer; a POST cannot (it may have been processed) and gets 502. Last, since the 502
+/// ejects the only replica.
+fn stale_connections(server: &Server, base: &str, auth: (&str, &str)) {
+    let pair = |second: &[&str]| -> String {
+        let cert = server.path("tls/cert.pem");
+        let user = format!("{}:{}", auth.0, auth.1);
+        let common = |c: &mut Command| {
+            c.args(["--http1.1", "-sS", "--max-time", "30", "-o", "/dev/null"])
+                .args(["-w", "%{http_code}:%{num_connects} "])
+                .arg("--cacert")
+                .arg(&cert)
+                .args(["-u", &user]);
+        };
+        let mut curl = Command::new("curl");
+        common(&mut curl);
+        curl.arg(format!("{base}/stale-next")).arg("--next");
+        common(&mut curl);
+        curl.args(second).arg(format!("{base}/health"));
+        let output = curl.output().expect("curl");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    // 200 on one connection each (num_connects 0: curl reused its connection to Berth).
+    assert_eq!(
+        pair(&[]),
+        "200:1 200:0",
+        "a GET after the upstream dropped the connection"
+    );
+    assert_eq!(
+        pair(&["-I"]),
+        "200:1 200:0",
+        "a HEAD after the upstream dropped the connection"
+    );
+    assert_eq!(
+        pair(&["-X", "POST", "--data", "x"]),
+        "200:1 502:0",
+        "a POST whose connection dropped under it is not sent twice"
+    );
 }
 
 /// An `Upgrade` handshake through the proxy, then bytes both ways over the tunnel (HTTP/1.1:

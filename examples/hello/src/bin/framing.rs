@@ -7,8 +7,10 @@
 //! Routes (query strings ignored): `/health`, `/cl`, `/chunked` (with a trailer), `/close`
 //! (HTTP/1.1, no length, ended by closing), `/http10` (an HTTP/1.0 answer), `/no-content` (204),
 //! `/not-modified` (304), `/abort-cl` and `/abort-chunked` (the connection is closed halfway
-//! through the body), `/echo` (the request body back, honouring `Expect: 100-continue`) and
-//! `/upgrade` (`101`, then every byte echoed).
+//! through the body), `/echo` (the request body back, honouring `Expect: 100-continue`),
+//! `/upgrade` (`101`, then every byte echoed) and `/stale-next` (answers `ok`, keeps the
+//! connection, then reads the next request on it and closes without answering: a keep-alive
+//! timer firing just as a proxy reuses the connection).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -147,7 +149,14 @@ fn read_body(reader: &mut impl BufRead, req: &Request) -> io::Result<Vec<u8>> {
 fn serve(stream: TcpStream) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
+    let mut stale = false;
     while let Some(req) = read_head(&mut reader)? {
+        if stale {
+            let _ = read_body(&mut reader, &req);
+            let _ = out.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        stale = req.path == "/stale-next";
         if req
             .header("expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
@@ -173,7 +182,7 @@ fn respond(
     let head = req.method == "HEAD";
     let body = body();
     match req.path.as_str() {
-        "/health" => {
+        "/health" | "/stale-next" => {
             out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")?;
             if !head {
                 out.write_all(b"ok")?;
