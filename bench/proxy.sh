@@ -233,7 +233,7 @@ done
 floor="$(measure keep-alive "http://$ip:80/hello" "")"
 nginx_auth="$(measure keep-alive "https://127.0.0.1:$nginx_auth_port/service/hello/hello" "$nginx_workers")"
 
-commit="$(git -C "$workspace" log -1 --format=%h -- platform 2> /dev/null || echo unknown)"
+commit="$(berth_identity)"
 echo "Berth $commit, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load avg $(cut -d' ' -f1-3 /proc/loadavg)," \
     "$connections concurrent, ${duration}s runs, $rounds interleaved rounds (medians), $workers workers each," \
     "Berth log $berth_log"

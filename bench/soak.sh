@@ -152,7 +152,7 @@ done
 kill "$killer" 2> /dev/null || true
 restarted="$(docker inspect --format '{{.RestartCount}} {{.State.Running}}' "$victim" 2> /dev/null || echo "replaced")"
 
-echo "Berth $(git -C "$workspace" log -1 --format=%h -- platform 2> /dev/null || echo unknown)," \
+echo "Berth $(berth_identity)," \
     "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, wrk -t$threads -c$connections, $minutes × 60 s," \
     "Berth log ${BERTH_LOG:-info}; $(cat "$work/kill.log" 2> /dev/null || echo 'no kill'); killed container after: $restarted"
 echo

@@ -20,5 +20,14 @@ start_berth() {
     installation="$(sed -n 's/^berth: installation //p' "$work/berth.out")"
     [[ -n "$installation" ]] || die "berth did not start: $(tail -n 5 "$work/berth.log")"
 }
+# What was measured, for a results header: the workspace's last platform commit when the script built Berth,
+# else the given binary (the workspace may be at another commit than the binary was built from).
+berth_identity() {
+    if [[ -n "${BERTH:-}" ]]; then
+        echo "binary $BERTH (given, $(sha256sum "$BERTH" | cut -c1-12))"
+    else
+        git -C "$workspace" log -1 --format=%h -- platform 2> /dev/null || echo unknown
+    fi
+}
 api() { curl -sS --fail-with-body --cacert "$cert" -u "management/admin:$password" "$@"; }
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
