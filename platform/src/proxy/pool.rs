@@ -23,8 +23,11 @@ use super::request_body::RequestBody;
 
 type Sender = http1::SendRequest<RequestBody>;
 
-/// Idle connections are closed after this long.
-const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Idle connections are not reused after this long: under the 5 s after which actix-web,
+/// Node and uvicorn close an idle keep-alive connection, so a request (a POST above all, which
+/// is never resent) rarely meets a connection the replica is closing. The cost is a new
+/// connection to a replica called less than every 4 s.
+const KEEP_ALIVE: Duration = Duration::from_secs(4);
 /// At most this many idle connections per address and thread are kept.
 const MAX_IDLE: usize = 1024;
 /// Every this many checkouts the idle connections of every address are pruned (the checkout
