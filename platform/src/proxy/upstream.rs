@@ -202,6 +202,10 @@ pub struct Target<'a> {
     pub routing: &'a RoutingTable,
 }
 
+/// How long the resend after a stale pooled connection may take to connect: a live replica
+/// on the same host or overlay answers in well under a millisecond, a killed one never.
+const RESEND_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Sends `outbound` to the next replica in round-robin order, moving on to the others while a
 /// failure is safe to retry; the answer's body holds the worker's upstream slot.
 pub async fn exchange(
@@ -226,6 +230,10 @@ pub async fn exchange(
     // `SendError::Stale`); it goes to the same replica and counts as no attempt.
     let mut resend = false;
     let mut resent = false;
+    // Why the pooled connection failed, reported instead of the resend's own failure when
+    // the resend cannot even connect: then the replica died under the request (a kill looks
+    // the same as a keep-alive close from here), and that is what the client must hear.
+    let mut stale: Option<String> = None;
     let idempotent = is_idempotent(&method);
     loop {
         let upstream = &target.upstreams[(first + attempt) % count];
@@ -265,7 +273,12 @@ pub async fn exchange(
                     detail: format!("upstream slots: {e}"),
                 })
             })?;
-        let sent = pool::send(upstream.addr, request, client.connect_timeout, resend);
+        let connect_timeout = if resend {
+            client.connect_timeout.min(RESEND_CONNECT_TIMEOUT)
+        } else {
+            client.connect_timeout
+        };
+        let sent = pool::send(upstream.addr, request, connect_timeout, resend);
         resend = false;
         let failure = match tokio::time::timeout(target.settings.timeout, sent).await {
             Ok(Ok((response, lease))) => {
@@ -283,11 +296,15 @@ pub async fn exchange(
             Ok(Err(SendError::Stale(e)))
                 if idempotent && !resent && !pipe.is_some_and(|p| p.started()) =>
             {
-                trace.resending(&describe(&e));
-                (resend, resent) = (true, true);
+                let why = describe(&e);
+                trace.resending(&why);
+                (resend, resent, stale) = (true, true, Some(why));
                 continue;
             }
-            Ok(Err(SendError::Connect(detail))) => SendFailure::Connect(detail),
+            Ok(Err(SendError::Connect(detail))) => match stale.take() {
+                Some(why) => SendFailure::Broken(why),
+                None => SendFailure::Connect(detail),
+            },
             Ok(Err(SendError::Http(e) | SendError::Stale(e)))
                 if pipe.is_some_and(|p| p.failed()) =>
             {
