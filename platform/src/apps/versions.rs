@@ -6,10 +6,53 @@
 
 use std::sync::Arc;
 
+use rusqlite::Connection;
+
 use super::settings::seal_setting;
-use super::{Apps, FlowError};
+use super::{Apps, FlowError, settings_propagation};
 use crate::auth::principal::Principal;
-use crate::store::versions::{self, Activation};
+use crate::store::StoreError;
+use crate::store::applications::{self, Application};
+use crate::store::settings::Seal;
+use crate::store::versions;
+
+/// What [`activate`] did.
+#[derive(Debug, Clone)]
+pub struct Activation {
+    pub application: Application,
+    /// The version that was active before (None: the version was active already, or none was).
+    pub previous: Option<String>,
+}
+
+/// Makes a stored version the active one (it takes the `latest` tag): the application shows
+/// its manifest and roles, and the subscribed tenants' settings become that version's, in one
+/// transaction. The supervisor then rolls it out like an upload, and rolls it back to the
+/// stable version if it does not become ready. Activating the active version changes nothing.
+fn make_active(
+    conn: &mut Connection,
+    tenant: &str,
+    id: i64,
+    version: &str,
+    seal: &Seal<'_>,
+) -> Result<Activation, StoreError> {
+    let tx = conn.transaction()?;
+    let before = applications::get(&tx, tenant, id)?;
+    versions::require_version(&tx, id, version)?;
+    if before.active_version_id.as_deref() == Some(version) {
+        return Ok(Activation {
+            application: before,
+            previous: None,
+        });
+    }
+    versions::set_active(&tx, id, version)?;
+    let after = applications::get(&tx, tenant, id)?;
+    settings_propagation::follow(&tx, &before, &after, seal)?;
+    tx.commit()?;
+    Ok(Activation {
+        application: after,
+        previous: before.active_version_id,
+    })
+}
 
 /// Makes `version` the active version of the caller's application `id`. The supervisor then
 /// replaces the running instances with it (rolling back to the stable version if it does not
@@ -26,7 +69,7 @@ async fn activate(
     let (tenant, wanted) = (principal.tenant.clone(), version.to_owned());
     let stored = apps
         .db("applications", move |c| {
-            crate::store::applications::get(c, &tenant, id)?;
+            applications::get(c, &tenant, id)?;
             crate::store::desired::version_image(c, id, &wanted)
         })
         .await?;
@@ -37,7 +80,7 @@ async fn activate(
     let secrets = Arc::clone(&apps.secrets);
     let done = apps
         .db("applications", move |c| {
-            versions::activate(c, &tenant, id, &wanted, &seal_setting(&secrets))
+            make_active(c, &tenant, id, &wanted, &seal_setting(&secrets))
         })
         .await?;
     if let Some(previous) = &done.previous {
@@ -110,7 +153,7 @@ async fn remove(
     let (tenant, wanted) = (principal.tenant.clone(), version.to_owned());
     let (app, stored) = apps
         .db("applications", move |c| {
-            let app = crate::store::applications::get(c, &tenant, id)?;
+            let app = applications::get(c, &tenant, id)?;
             Ok((app, versions::delete(c, &tenant, id, &wanted)?))
         })
         .await?;
