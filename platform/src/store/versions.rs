@@ -1,6 +1,7 @@
 //! The stored versions of one application as the versions API sees them: their tags, which one
 //! is active (the `latest` tag, derived from the application, never stored), deleting one that
-//! does not run, and activating an older one (a manual rollback).
+//! does not run, and making one active (the activation flow, a manual rollback, is
+//! `apps::versions`'s).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
