@@ -168,3 +168,90 @@ async fn remove(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::options;
+
+    fn manifest(version: &str, settings: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"2","name":"hello","version":"{version}","provider":{{"name":"x"}},"settingsCategory":"cat","settings":[{settings}]}}"#
+        )
+    }
+
+    fn no_seal(_: &str, _: &str, _: &str, v: &str) -> Result<String, StoreError> {
+        Ok(v.to_owned())
+    }
+
+    #[test]
+    fn activating_a_version_brings_the_subscribers_settings_along_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let v1 = manifest("1.0.0", r#"{"key":"greeting","defaultValue":"v1"}"#);
+        let v2 = manifest(
+            "2.0.0",
+            r#"{"key":"greeting","defaultValue":"v2"},{"key":"gone","defaultValue":"g"}"#,
+        );
+        store
+            .run_now(|c| {
+                c.execute_batch(
+                    "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t1', 't1.example', 'T', 'now');
+                     INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t2', 't2.example', 'U', 'now');",
+                )?;
+                c.execute(
+                    "INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, active_version_id, creation_time)
+                     VALUES (7, 't1', 'hello', 'hello-key', 'MICROSERVICE', 'SHARED', ?1, '2.0.0', 'now')",
+                    [&v2],
+                )?;
+                for (version, text) in [("1.0.0", &v1), ("2.0.0", &v2)] {
+                    c.execute(
+                        "INSERT INTO application_versions VALUES (7, ?1, 'sha256:a', 't', 'p.zip', ?2, 'now')",
+                        [version, text.as_str()],
+                    )?;
+                }
+                for tenant in ["t1", "t2"] {
+                    c.execute(
+                        "INSERT INTO subscriptions VALUES (7, ?1, 'u', 's', 'now')",
+                        [tenant],
+                    )?;
+                    for (key, value) in [("greeting", "v2"), ("gone", "g")] {
+                        options::replace(
+                            c,
+                            tenant,
+                            &options::TenantOption {
+                                category: "cat".into(),
+                                key: key.into(),
+                                value: value.into(),
+                                encrypted: false,
+                                editable: true,
+                                from_manifest: true,
+                            },
+                        )?;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        let done = store
+            .run_now(|c| make_active(c, "t1", 7, "1.0.0", &no_seal))
+            .unwrap();
+        assert_eq!(done.previous.as_deref(), Some("2.0.0"));
+        assert_eq!(done.application.active_version_id.as_deref(), Some("1.0.0"));
+        for tenant in ["t1", "t2"] {
+            let found: Vec<(String, String)> = store
+                .run_now(|c| options::category(c, tenant, "cat"))
+                .unwrap()
+                .into_iter()
+                .map(|o| (o.key, o.value))
+                .collect();
+            assert_eq!(found, vec![("greeting".into(), "v1".into())], "{tenant}");
+        }
+        // The active version again: nothing happens.
+        let again = store
+            .run_now(|c| make_active(c, "t1", 7, "1.0.0", &no_seal))
+            .unwrap();
+        assert_eq!(again.previous, None);
+    }
+}
