@@ -8,6 +8,7 @@ pub mod intents;
 pub mod limits;
 pub mod rollback;
 pub mod settings;
+pub mod settings_propagation;
 pub mod subscriptions;
 pub mod upload;
 pub mod versions;

@@ -6,10 +6,12 @@
 
 use rusqlite::Connection;
 
+use super::settings_propagation;
+
 use crate::store::StoreError;
 use crate::store::applications::{self, Application};
 use crate::store::desired;
-use crate::store::settings::{Seal, settings_updates, update_settings};
+use crate::store::settings::Seal;
 
 /// Rolls application `application_id` back from `failed` to `previous` with `reason`, in one
 /// transaction. Returns the application as it is now, None when the active version changed
@@ -28,19 +30,7 @@ pub fn roll_back(
         return Ok(None);
     }
     let after = applications::get_any(&tx, application_id)?;
-    if let Some(restored) = applications::resolved_manifest(&after) {
-        let old = applications::resolved_manifest(&before);
-        for update in settings_updates(
-            &tx,
-            application_id,
-            &after.name,
-            old.as_ref(),
-            &restored,
-            seal,
-        )? {
-            update_settings(&tx, &update)?;
-        }
-    }
+    settings_propagation::follow(&tx, &before, &after, seal)?;
     tx.commit()?;
     Ok(Some(after))
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::settings::{check_manifest_category, seal_setting, stored_manifest};
+use super::settings_propagation;
 use super::{Apps, FlowError};
 use crate::auth::principal::Principal;
 use crate::limits::LimitError;
@@ -22,7 +23,6 @@ use crate::storage;
 use crate::store::StoreError;
 use crate::store::applications::{self, Application, UploadRecord, Version};
 use crate::store::intents::{self, Intent, UploadIntent};
-use crate::store::subscriptions;
 
 /// Why an upload was refused or failed; the API renders each kind.
 #[derive(Debug, thiserror::Error)]
@@ -449,7 +449,6 @@ async fn install(
         roles: manifest.roles.clone(),
         required_roles: manifest.required_roles.clone(),
         context_path: manifest.context_path.clone(),
-        settings: Vec::new(),
         intent: Some(intent),
     };
     let (tenant, id) = (target.tenant.to_owned(), target.id);
@@ -457,20 +456,23 @@ async fn install(
     let recorded = apps
         .store
         .run(move |c| {
-            // Inside one store call, so no subscription or upload comes between reading the
-            // previous settings and committing the new ones: the manifest as stored, and the
-            // new version's settings for every subscribed tenant.
-            let app = applications::get(c, &tenant, id)?;
+            // One transaction, so no subscription or upload comes between reading the previous
+            // settings and committing the new ones: the manifest as stored, the version, and
+            // the new version's settings for every subscribed tenant.
+            let tx = c.transaction()?;
+            let app = applications::get(&tx, &tenant, id)?;
             record.manifest = stored_manifest(&secrets, &app.name, &manifest)?;
-            record.settings = subscriptions::settings_updates(
-                c,
-                app.id,
-                &app.name,
+            let settings = settings_propagation::plan(
+                &tx,
+                &app,
                 applications::resolved_manifest(&app).as_ref(),
                 &manifest,
                 &seal_setting(&secrets),
             )?;
-            applications::record_upload(c, &tenant, id, &record)
+            let recorded = applications::record_upload(&tx, &tenant, id, &record)?;
+            settings_propagation::apply(&tx, &settings)?;
+            tx.commit()?;
+            Ok(recorded)
         })
         .await?;
     Ok(recorded)

@@ -6,10 +6,53 @@
 
 use std::sync::Arc;
 
+use rusqlite::Connection;
+
 use super::settings::seal_setting;
-use super::{Apps, FlowError};
+use super::{Apps, FlowError, settings_propagation};
 use crate::auth::principal::Principal;
-use crate::store::versions::{self, Activation};
+use crate::store::StoreError;
+use crate::store::applications::{self, Application};
+use crate::store::settings::Seal;
+use crate::store::versions;
+
+/// What [`activate`] did.
+#[derive(Debug, Clone)]
+pub struct Activation {
+    pub application: Application,
+    /// The version that was active before (None: the version was active already, or none was).
+    pub previous: Option<String>,
+}
+
+/// Makes a stored version the active one (it takes the `latest` tag): the application shows
+/// its manifest and roles, and the subscribed tenants' settings become that version's, in one
+/// transaction. The supervisor then rolls it out like an upload, and rolls it back to the
+/// stable version if it does not become ready. Activating the active version changes nothing.
+fn make_active(
+    conn: &mut Connection,
+    tenant: &str,
+    id: i64,
+    version: &str,
+    seal: &Seal<'_>,
+) -> Result<Activation, StoreError> {
+    let tx = conn.transaction()?;
+    let before = applications::get(&tx, tenant, id)?;
+    versions::require_version(&tx, id, version)?;
+    if before.active_version_id.as_deref() == Some(version) {
+        return Ok(Activation {
+            application: before,
+            previous: None,
+        });
+    }
+    versions::set_active(&tx, id, version)?;
+    let after = applications::get(&tx, tenant, id)?;
+    settings_propagation::follow(&tx, &before, &after, seal)?;
+    tx.commit()?;
+    Ok(Activation {
+        application: after,
+        previous: before.active_version_id,
+    })
+}
 
 /// Makes `version` the active version of the caller's application `id`. The supervisor then
 /// replaces the running instances with it (rolling back to the stable version if it does not
@@ -26,7 +69,7 @@ async fn activate(
     let (tenant, wanted) = (principal.tenant.clone(), version.to_owned());
     let stored = apps
         .db("applications", move |c| {
-            crate::store::applications::get(c, &tenant, id)?;
+            applications::get(c, &tenant, id)?;
             crate::store::desired::version_image(c, id, &wanted)
         })
         .await?;
@@ -37,7 +80,7 @@ async fn activate(
     let secrets = Arc::clone(&apps.secrets);
     let done = apps
         .db("applications", move |c| {
-            versions::activate(c, &tenant, id, &wanted, &seal_setting(&secrets))
+            make_active(c, &tenant, id, &wanted, &seal_setting(&secrets))
         })
         .await?;
     if let Some(previous) = &done.previous {
@@ -110,7 +153,7 @@ async fn remove(
     let (tenant, wanted) = (principal.tenant.clone(), version.to_owned());
     let (app, stored) = apps
         .db("applications", move |c| {
-            let app = crate::store::applications::get(c, &tenant, id)?;
+            let app = applications::get(c, &tenant, id)?;
             Ok((app, versions::delete(c, &tenant, id, &wanted)?))
         })
         .await?;
@@ -124,4 +167,91 @@ async fn remove(
         format!("Version {version} of {} deleted", app.name),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::options;
+
+    fn manifest(version: &str, settings: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"2","name":"hello","version":"{version}","provider":{{"name":"x"}},"settingsCategory":"cat","settings":[{settings}]}}"#
+        )
+    }
+
+    fn no_seal(_: &str, _: &str, _: &str, v: &str) -> Result<String, StoreError> {
+        Ok(v.to_owned())
+    }
+
+    #[test]
+    fn activating_a_version_brings_the_subscribers_settings_along_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let v1 = manifest("1.0.0", r#"{"key":"greeting","defaultValue":"v1"}"#);
+        let v2 = manifest(
+            "2.0.0",
+            r#"{"key":"greeting","defaultValue":"v2"},{"key":"gone","defaultValue":"g"}"#,
+        );
+        store
+            .run_now(|c| {
+                c.execute_batch(
+                    "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t1', 't1.example', 'T', 'now');
+                     INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t2', 't2.example', 'U', 'now');",
+                )?;
+                c.execute(
+                    "INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, active_version_id, creation_time)
+                     VALUES (7, 't1', 'hello', 'hello-key', 'MICROSERVICE', 'SHARED', ?1, '2.0.0', 'now')",
+                    [&v2],
+                )?;
+                for (version, text) in [("1.0.0", &v1), ("2.0.0", &v2)] {
+                    c.execute(
+                        "INSERT INTO application_versions VALUES (7, ?1, 'sha256:a', 't', 'p.zip', ?2, 'now')",
+                        [version, text.as_str()],
+                    )?;
+                }
+                for tenant in ["t1", "t2"] {
+                    c.execute(
+                        "INSERT INTO subscriptions VALUES (7, ?1, 'u', 's', 'now')",
+                        [tenant],
+                    )?;
+                    for (key, value) in [("greeting", "v2"), ("gone", "g")] {
+                        options::replace(
+                            c,
+                            tenant,
+                            &options::TenantOption {
+                                category: "cat".into(),
+                                key: key.into(),
+                                value: value.into(),
+                                encrypted: false,
+                                editable: true,
+                                from_manifest: true,
+                            },
+                        )?;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        let done = store
+            .run_now(|c| make_active(c, "t1", 7, "1.0.0", &no_seal))
+            .unwrap();
+        assert_eq!(done.previous.as_deref(), Some("2.0.0"));
+        assert_eq!(done.application.active_version_id.as_deref(), Some("1.0.0"));
+        for tenant in ["t1", "t2"] {
+            let found: Vec<(String, String)> = store
+                .run_now(|c| options::category(c, tenant, "cat"))
+                .unwrap()
+                .into_iter()
+                .map(|o| (o.key, o.value))
+                .collect();
+            assert_eq!(found, vec![("greeting".into(), "v1".into())], "{tenant}");
+        }
+        // The active version again: nothing happens.
+        let again = store
+            .run_now(|c| make_active(c, "t1", 7, "1.0.0", &no_seal))
+            .unwrap();
+        assert_eq!(again.previous, None);
+    }
 }

@@ -79,8 +79,6 @@ pub struct UploadRecord {
     pub roles: Vec<String>,
     pub required_roles: Vec<String>,
     pub context_path: Option<String>,
-    /// The new version's settings for each subscribed tenant.
-    pub settings: Vec<super::settings::SettingsUpdate>,
     /// The upload's intent, finished in the same transaction as the record.
     pub intent: Option<i64>,
 }
@@ -414,17 +412,17 @@ pub fn image_in_use(conn: &Connection, image_id: &str) -> Result<bool, StoreErro
         .is_some())
 }
 
-/// Records an accepted upload: inserts or replaces the version row, makes it active and
-/// updates the subscribed tenants' settings options. Returns the version it replaced, if any.
+/// Records an accepted upload in the caller's transaction: inserts or replaces the version row,
+/// makes it active and finishes the intent (the subscribers' settings are the flow's). Returns
+/// the version it replaced, if any.
 pub fn record_upload(
-    conn: &mut Connection,
+    tx: &Connection,
     tenant: &str,
     id: i64,
     record: &UploadRecord,
 ) -> Result<(Application, Option<Version>), StoreError> {
-    let tx = conn.transaction()?;
-    get(&tx, tenant, id)?;
-    let previous = version(&tx, id, &record.version.version)?;
+    get(tx, tenant, id)?;
+    let previous = version(tx, id, &record.version.version)?;
     let manifest_text = serde_json::to_string(&record.manifest)?;
     tx.execute(
         "INSERT OR REPLACE INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -441,13 +439,9 @@ pub fn record_upload(
             record.version.version
         ],
     )?;
-    for update in &record.settings {
-        super::settings::update_settings(&tx, update)?;
-    }
     if let Some(intent) = record.intent {
-        intents::finish(&tx, intent)?;
+        intents::finish(tx, intent)?;
     }
-    let app = get(&tx, tenant, id)?;
-    tx.commit()?;
+    let app = get(tx, tenant, id)?;
     Ok((app, previous))
 }

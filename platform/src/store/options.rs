@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Page, StoreError};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantOption {
     pub category: String,
     pub key: String,
@@ -124,4 +124,93 @@ pub fn delete_seeded(
         "DELETE FROM options WHERE tenant_id = ?1 AND category = ?2 AND key = ?3 AND from_manifest = 1",
         params![tenant, category, key],
     )? > 0)
+}
+
+/// One change to a tenant's option, as a flow decided it (the store applies it as told).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptionChange {
+    Delete {
+        category: String,
+        key: String,
+    },
+    /// Insert or replace, including `editable` and `from_manifest`.
+    Replace(TenantOption),
+    /// Keep the value, make it editable.
+    MarkEditable {
+        category: String,
+        key: String,
+    },
+}
+
+/// Applies `changes` to `tenant`'s options in order, in the caller's transaction.
+pub fn apply(conn: &Connection, tenant: &str, changes: &[OptionChange]) -> Result<(), StoreError> {
+    for change in changes {
+        match change {
+            OptionChange::Delete { category, key } => {
+                delete(conn, tenant, category, key)?;
+            }
+            OptionChange::Replace(option) => replace(conn, tenant, option)?,
+            OptionChange::MarkEditable { category, key } => {
+                conn.execute(
+                    "UPDATE options SET editable = 1 WHERE tenant_id = ?1 AND category = ?2 AND key = ?3",
+                    params![tenant, category, key],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_apply_in_order_and_only_to_their_tenant() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t', 't.example', 'T', 'now');
+             INSERT INTO tenants (id, domain, company, creation_time) VALUES ('u', 'u.example', 'U', 'now');",
+        )
+        .unwrap();
+        let option = |key: &str, value: &str, editable: bool| TenantOption {
+            category: "cat".into(),
+            key: key.into(),
+            value: value.into(),
+            encrypted: false,
+            editable,
+            from_manifest: false,
+        };
+        for tenant in ["t", "u"] {
+            replace(&conn, tenant, &option("gone", "x", true)).unwrap();
+            replace(&conn, tenant, &option("locked", "mine", false)).unwrap();
+        }
+        let mut seeded = option("new", "d", false);
+        seeded.from_manifest = true;
+        apply(
+            &conn,
+            "t",
+            &[
+                OptionChange::Delete {
+                    category: "cat".into(),
+                    key: "gone".into(),
+                },
+                OptionChange::MarkEditable {
+                    category: "cat".into(),
+                    key: "locked".into(),
+                },
+                OptionChange::Replace(seeded.clone()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(get(&conn, "t", "cat", "gone").unwrap(), None);
+        assert_eq!(
+            get(&conn, "t", "cat", "locked").unwrap(),
+            Some(option("locked", "mine", true))
+        );
+        assert_eq!(get(&conn, "t", "cat", "new").unwrap(), Some(seeded));
+        assert_eq!(category(&conn, "u", "cat").unwrap().len(), 2);
+        assert!(!get(&conn, "u", "cat", "locked").unwrap().unwrap().editable);
+    }
 }

@@ -1,11 +1,11 @@
 //! The settings a manifest puts in subscribing tenants as tenant options: which categories an
-//! application may claim, the options a subscription seeds, and how a new (or restored) version
-//! updates them in every subscribed tenant.
+//! application may claim, the options a manifest's settings make, and the tenants that carry
+//! them. How a new (or restored) version changes them is `apps::settings_propagation`'s rule.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
-use super::options::{self, TenantOption};
+use super::options::TenantOption;
 
 /// One manifest setting as the option it puts in a subscribing tenant (`from_manifest` set,
 /// `credentials.` values sealed already for that tenant).
@@ -14,18 +14,6 @@ pub struct Setting {
     pub option: TenantOption,
     /// A new version resets a value the tenant edited (the manifest's `overwriteOnUpdate`).
     pub overwrite_on_update: bool,
-}
-
-/// A new version's settings for one subscribed tenant.
-#[derive(Debug, Clone)]
-pub struct SettingsUpdate {
-    pub tenant: String,
-    /// The tenant owns the application (the manifest's `editable` and `overwriteOnUpdate`
-    /// then apply to the values it wrote).
-    pub owner: bool,
-    /// (category, key) of the previous version's settings.
-    pub previous: Vec<(String, String)>,
-    pub settings: Vec<Setting>,
 }
 
 /// Tenant-option categories of the platform itself (Cumulocity's and Berth's): an
@@ -136,89 +124,6 @@ pub fn manifest_settings(
         });
     }
     Ok(settings)
-}
-
-/// What changing an application's active manifest from `before` to `after` does to the
-/// settings of each subscribed tenant (apply with [`update_settings`] in the same transaction).
-pub fn settings_updates(
-    conn: &Connection,
-    application_id: i64,
-    app_name: &str,
-    before: Option<&manifests_schema::Manifest>,
-    after: &manifests_schema::Manifest,
-    seal: &Seal<'_>,
-) -> Result<Vec<SettingsUpdate>, StoreError> {
-    let previous: Vec<(String, String)> = before
-        .map(|m| {
-            let category = m.settings_category_or(app_name);
-            m.settings
-                .iter()
-                .map(|s| (category.to_owned(), s.key.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let owner: String = conn
-        .query_row(
-            "SELECT owner_tenant FROM applications WHERE id = ?1",
-            [application_id],
-            |r| r.get(0),
-        )
-        .optional()?
-        .ok_or_else(|| {
-            StoreError::NotFound(format!("Could not find application by ID {application_id}"))
-        })?;
-    subscribed_tenants(conn, application_id)?
-        .into_iter()
-        .map(|tenant| {
-            Ok(SettingsUpdate {
-                owner: tenant == owner,
-                settings: manifest_settings(&tenant, app_name, after, seal)?,
-                tenant,
-                previous: previous.clone(),
-            })
-        })
-        .collect()
-}
-
-/// Brings a subscribed tenant's settings options to a new version's settings: keys the new
-/// version no longer has are removed, new keys added, and each other option takes the new
-/// default. A value the tenant wrote itself is kept: in a subscriber's tenant always (a
-/// provider never changes or removes a subscriber's own option), in the owner's tenant when
-/// the setting stays editable and is not `overwriteOnUpdate`.
-pub fn update_settings(conn: &Connection, update: &SettingsUpdate) -> Result<(), StoreError> {
-    let tenant = update.tenant.as_str();
-    for (category, key) in &update.previous {
-        let still = update
-            .settings
-            .iter()
-            .any(|s| s.option.category == *category && s.option.key == *key);
-        let old = options::get(conn, tenant, category, key)?;
-        if !still && old.is_some_and(|o| o.from_manifest || update.owner) {
-            options::delete(conn, tenant, category, key)?;
-        }
-    }
-    for setting in &update.settings {
-        let new = &setting.option;
-        let old = options::get(conn, tenant, &new.category, &new.key)?;
-        if old
-            .as_ref()
-            .is_some_and(|o| !o.from_manifest && !update.owner)
-        {
-            // A subscriber's own value: the provider neither changes nor locks it.
-            continue;
-        }
-        let keep = old
-            .is_some_and(|old| !old.from_manifest && new.editable && !setting.overwrite_on_update);
-        if keep {
-            conn.execute(
-                "UPDATE options SET editable = 1 WHERE tenant_id = ?1 AND category = ?2 AND key = ?3",
-                params![tenant, new.category, new.key],
-            )?;
-        } else {
-            options::replace(conn, tenant, new)?;
-        }
-    }
-    Ok(())
 }
 
 /// The tenants subscribed to `application_id`, which carry its settings.

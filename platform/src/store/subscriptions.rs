@@ -11,8 +11,7 @@ use super::{Page, StoreError, conflict_on_unique, timestamp};
 
 // Split off by job; re-exported so callers keep one path for a subscription's settings.
 pub use super::settings::{
-    CategoryClaim, SEALED_PREFIX, Seal, Setting, category_claim, manifest_settings,
-    settings_updates, update_settings,
+    CategoryClaim, SEALED_PREFIX, Setting, category_claim, manifest_settings,
 };
 
 /// One subscription with its service user's credentials (password still sealed).
@@ -308,8 +307,7 @@ pub fn resolve_service(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::options::TenantOption;
-    use crate::store::settings::{SettingsUpdate, is_reserved_category};
+    use crate::store::settings::is_reserved_category;
 
     #[test]
     fn availability_offers_an_application_to_these_tenants() {
@@ -333,118 +331,6 @@ mod tests {
                 offered,
                 "{availability} to {tenant}"
             );
-        }
-    }
-
-    /// An option as a case states it: (value, written from the manifest, editable).
-    type Stated = Option<(&'static str, bool, bool)>;
-
-    #[test]
-    fn a_new_version_changes_only_what_berth_wrote_in_a_subscribers_tenant() {
-        // (owner's tenant, option before, in the previous version, new setting (default,
-        // editable, overwriteOnUpdate), option after)
-        #[allow(clippy::type_complexity)]
-        let cases: &[(bool, Stated, bool, Option<(&str, bool, bool)>, Stated)] = &[
-            (
-                false,
-                Some(("mine", false, true)),
-                true,
-                None,
-                Some(("mine", false, true)),
-            ),
-            (false, Some(("p", true, true)), true, None, None),
-            (true, Some(("mine", false, true)), true, None, None),
-            (
-                false,
-                Some(("mine", false, true)),
-                true,
-                Some(("p2", false, true)),
-                Some(("mine", false, true)),
-            ),
-            (
-                false,
-                Some(("mine", false, true)),
-                false,
-                Some(("p2", true, true)),
-                Some(("mine", false, true)),
-            ),
-            (
-                true,
-                Some(("mine", false, true)),
-                true,
-                Some(("p2", false, true)),
-                Some(("p2", true, false)),
-            ),
-            (
-                true,
-                Some(("mine", false, true)),
-                true,
-                Some(("p2", true, false)),
-                Some(("mine", false, true)),
-            ),
-            (
-                true,
-                Some(("mine", false, true)),
-                true,
-                Some(("p2", true, true)),
-                Some(("p2", true, true)),
-            ),
-            (
-                false,
-                Some(("p", true, true)),
-                true,
-                Some(("p2", true, false)),
-                Some(("p2", true, true)),
-            ),
-            (
-                false,
-                None,
-                false,
-                Some(("p2", false, true)),
-                Some(("p2", true, false)),
-            ),
-        ];
-        for (i, (owner, before, previous, new, after)) in cases.iter().enumerate() {
-            let mut conn = Connection::open_in_memory().unwrap();
-            crate::store::migrations::apply(&mut conn).unwrap();
-            conn.execute(
-                "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t', 't.example', 'T', 'now')",
-                [],
-            )
-            .unwrap();
-            let option = |value: &str, from_manifest: bool, editable: bool| TenantOption {
-                category: "cat".into(),
-                key: "k".into(),
-                value: value.into(),
-                encrypted: false,
-                editable,
-                from_manifest,
-            };
-            if let Some((value, from_manifest, editable)) = before {
-                options::replace(&conn, "t", &option(value, *from_manifest, *editable)).unwrap();
-            }
-            let update = SettingsUpdate {
-                tenant: "t".into(),
-                owner: *owner,
-                previous: if *previous {
-                    vec![("cat".into(), "k".into())]
-                } else {
-                    Vec::new()
-                },
-                settings: new
-                    .iter()
-                    .map(|(default, editable, overwrite)| Setting {
-                        option: option(default, true, *editable),
-                        overwrite_on_update: *overwrite,
-                    })
-                    .collect(),
-            };
-            update_settings(&conn, &update).unwrap();
-            let found = options::get(&conn, "t", "cat", "k")
-                .unwrap()
-                .map(|o| (o.value, o.from_manifest, o.editable));
-            let want = after.map(|(v, m, e)| (v.to_owned(), m, e));
-            assert_eq!(found, want, "case {i}");
         }
     }
 

@@ -1,12 +1,12 @@
 //! The stored versions of one application as the versions API sees them: their tags, which one
 //! is active (the `latest` tag, derived from the application, never stored), deleting one that
-//! does not run, and activating an older one (a manual rollback).
+//! does not run, and making one active (the activation flow, a manual rollback, is
+//! `apps::versions`'s).
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
-use super::applications::{self, Application, Version};
-use super::subscriptions::{self, Seal};
+use super::applications::{self, Version};
 
 /// The tag that marks the active version.
 pub const LATEST: &str = "latest";
@@ -123,7 +123,7 @@ pub fn set_tags(
     Ok(())
 }
 
-fn require_version(conn: &Connection, id: i64, version: &str) -> Result<Version, StoreError> {
+pub fn require_version(conn: &Connection, id: i64, version: &str) -> Result<Version, StoreError> {
     applications::version(conn, id, version)?
         .ok_or_else(|| StoreError::NotFound(format!("Application {id} has no version {version:?}")))
 }
@@ -162,35 +162,11 @@ pub fn delete(
     Ok(stored)
 }
 
-/// What [`activate`] did.
-#[derive(Debug, Clone)]
-pub struct Activation {
-    pub application: Application,
-    /// The version that was active before (None: the version was active already, or none was).
-    pub previous: Option<String>,
-}
-
-/// Makes a stored version the active one (it takes the `latest` tag): the application shows
-/// its manifest and roles, and the subscribed tenants' settings become that version's, in one
-/// transaction. The supervisor then rolls it out like an upload, and rolls it back to the
-/// stable version if it does not become ready. Activating the active version changes nothing.
-pub fn activate(
-    conn: &mut Connection,
-    tenant: &str,
-    id: i64,
-    version: &str,
-    seal: &Seal<'_>,
-) -> Result<Activation, StoreError> {
-    let tx = conn.transaction()?;
-    let before = applications::get(&tx, tenant, id)?;
-    require_version(&tx, id, version)?;
-    if before.active_version_id.as_deref() == Some(version) {
-        return Ok(Activation {
-            application: before,
-            previous: None,
-        });
-    }
-    tx.execute(
+/// Makes stored version `version` the active one of application `id` (it takes the `latest`
+/// tag: the application shows its manifest and roles), in the caller's transaction. What else
+/// follows (the subscribers' settings) is the flow's (`apps::versions`).
+pub fn set_active(conn: &Connection, id: i64, version: &str) -> Result<(), StoreError> {
+    conn.execute(
         "UPDATE applications SET active_version_id = ?2, rollout_message = NULL,
              manifest = COALESCE((SELECT v.manifest FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?2), manifest),
              roles = COALESCE((SELECT json_extract(v.manifest, '$.roles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?2), roles),
@@ -198,20 +174,7 @@ pub fn activate(
          WHERE id = ?1",
         params![id, version],
     )?;
-    let after = applications::get(&tx, tenant, id)?;
-    if let Some(restored) = applications::resolved_manifest(&after) {
-        let old = applications::resolved_manifest(&before);
-        for update in
-            subscriptions::settings_updates(&tx, id, &after.name, old.as_ref(), &restored, seal)?
-        {
-            subscriptions::update_settings(&tx, &update)?;
-        }
-    }
-    tx.commit()?;
-    Ok(Activation {
-        application: after,
-        previous: before.active_version_id,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -231,10 +194,6 @@ mod tests {
         )
         .unwrap();
         conn
-    }
-
-    fn no_seal(_: &str, _: &str, _: &str, v: &str) -> Result<String, StoreError> {
-        Ok(v.to_owned())
     }
 
     #[test]
@@ -284,16 +243,14 @@ mod tests {
     #[test]
     fn activating_takes_the_versions_manifest_and_roles() {
         let mut conn = store();
-        let done = activate(&mut conn, "t1", 7, "1.0.0", &no_seal).unwrap();
-        assert_eq!(done.previous.as_deref(), Some("2.0.0"));
-        assert_eq!(done.application.active_version_id.as_deref(), Some("1.0.0"));
-        assert_eq!(done.application.roles, vec!["R1".to_owned()]);
+        set_active(&conn, 7, "1.0.0").unwrap();
+        let app = applications::get(&conn, "t1", 7).unwrap();
+        assert_eq!(app.active_version_id.as_deref(), Some("1.0.0"));
+        assert_eq!(app.roles, vec!["R1".to_owned()]);
         // The stable version (2.0.0, what a failed rollout returns to) cannot go meanwhile.
         assert!(matches!(
             delete(&mut conn, "t1", 7, "2.0.0"),
             Err(StoreError::Conflict(_))
         ));
-        let again = activate(&mut conn, "t1", 7, "1.0.0", &no_seal).unwrap();
-        assert_eq!(again.previous, None);
     }
 }
