@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use sha2::Digest;
+
 use tokio::sync::Mutex;
 
 use super::spec::Deployment;
@@ -13,7 +15,9 @@ use crate::routing::DeploymentKey;
 use crate::runtime::{NetworkInfo, NetworkSpec, RuntimeError};
 
 /// Tries at making a deployment network per pass (each on a freshly read engine).
-const CREATE_NETWORK_ATTEMPTS: usize = 3;
+const CREATE_NETWORK_ATTEMPTS: usize = 5;
+/// How many of the pool's first blocks installations spread their first choice over.
+const START_SPREAD: u64 = 64;
 
 /// Why a deployment's network could not be made (shown in its status, alarm and the proxy's
 /// 503, so each says what to do).
@@ -50,6 +54,15 @@ impl Supervisor {
     /// The network of a deployment, made on a free subnet of the pool if missing. `listed` is
     /// the pass's listing of the installation's networks (None if it failed: then inspect);
     /// `claims` is shared by the deployments the pass makes at once.
+    /// Where this installation starts looking for a free block: one of the pool's first
+    /// [`START_SPREAD`] blocks, by a hash of its id, so that installations sharing an engine
+    /// (test servers in parallel above all) rarely race for the same block, while the pool
+    /// still fills from the bottom (the swarm lab's bridges sit far above it).
+    fn pool_start(&self) -> u64 {
+        let digest = sha2::Sha256::digest(self.settings.installation.as_bytes());
+        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default()) % START_SPREAD
+    }
+
     pub(super) async fn ensure_network(
         &self,
         name: &str,
@@ -115,7 +128,7 @@ impl Supervisor {
                     .chain(&claims.claimed)
                     .copied()
                     .collect();
-                let Some(block) = pool.allocate(&taken) else {
+                let Some(block) = pool.allocate_from(&taken, self.pool_start()) else {
                     return Err(NetworkError::PoolFull {
                         capacity: pool.capacity(),
                         prefix: pool.subnet_prefix,

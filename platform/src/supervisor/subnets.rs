@@ -65,6 +65,14 @@ impl Pool {
     /// The first block of the pool that overlaps nothing in `in_use`; None when the pool is
     /// full.
     pub fn allocate(&self, in_use: &[Block]) -> Option<Block> {
+        self.allocate_from(in_use, 0)
+    }
+
+    /// The first free block at or after block number `start` (modulo the capacity), wrapping
+    /// round to the pool's start; None when the pool is full. Installations sharing an engine
+    /// start at different blocks (a hash of their id), so two of them creating networks at the
+    /// same moment rarely pick the same block and lose a create to Docker's overlap check.
+    pub fn allocate_from(&self, in_use: &[Block], start: u64) -> Option<Block> {
         let size = 1u64 << (32 - u32::from(self.subnet_prefix));
         let mut taken: Vec<Block> = in_use
             .iter()
@@ -72,10 +80,22 @@ impl Pool {
             .filter(|b| b.overlaps(self.pool))
             .collect();
         taken.sort_by_key(|b| b.first());
+        let from = self.pool.first() + (start % self.capacity()) * size;
+        let found = self
+            .first_free(&taken, from, size)
+            .or_else(|| self.first_free(&taken, self.pool.first(), size));
+        found.map(|next| Block {
+            addr: Ipv4Addr::from(u32::try_from(next).unwrap_or(u32::MAX)),
+            prefix: self.subnet_prefix,
+        })
+    }
+
+    /// The first free block's address at or after `from` (a block boundary) within the pool.
+    fn first_free(&self, taken: &[Block], from: u64, size: u64) -> Option<u64> {
         // Sweep in address order: the candidate moves past each block it overlaps, rounded
         // up to the next boundary; the first block starting after the candidate leaves a gap.
-        let mut next = self.pool.first();
-        for b in taken {
+        let mut next = from;
+        for b in taken.iter().filter(|b| b.end() > from) {
             if b.first() >= next + size {
                 break;
             }
@@ -83,10 +103,7 @@ impl Pool {
                 next = b.end().div_ceil(size) * size;
             }
         }
-        (next + size <= self.pool.end()).then(|| Block {
-            addr: Ipv4Addr::from(u32::try_from(next).unwrap_or(u32::MAX)),
-            prefix: self.subnet_prefix,
-        })
+        (next + size <= self.pool.end()).then_some(next)
     }
 }
 
@@ -141,6 +158,38 @@ mod tests {
             );
         }
         assert_eq!(pool.capacity(), 4);
+    }
+
+    #[test]
+    fn allocation_from_a_start_block_wraps_round() {
+        let pool = Pool {
+            pool: b("10.213.0.0/26"),
+            subnet_prefix: 28,
+        };
+        // (in use, start, expected)
+        let cases: &[(&[&str], u64, Option<&str>)] = &[
+            (&[], 0, Some("10.213.0.0/28")),
+            (&[], 2, Some("10.213.0.32/28")),
+            (&[], 6, Some("10.213.0.32/28")),
+            (&["10.213.0.32/28"], 2, Some("10.213.0.48/28")),
+            (&["10.213.0.32/27"], 2, Some("10.213.0.0/28")),
+            (
+                &["10.213.0.48/28", "10.213.0.0/28"],
+                3,
+                Some("10.213.0.16/28"),
+            ),
+            (&["10.213.0.0/26"], 1, None),
+        ];
+        for (in_use, start, expected) in cases {
+            let in_use: Vec<Block> = in_use.iter().map(|t| b(t)).collect();
+            assert_eq!(
+                pool.allocate_from(&in_use, *start)
+                    .map(|x| x.to_string())
+                    .as_deref(),
+                *expected,
+                "{in_use:?} from {start}"
+            );
+        }
     }
 
     #[test]

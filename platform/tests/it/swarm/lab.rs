@@ -4,7 +4,8 @@
 //!
 //! The name is chosen so the lab's bridge (`10.213.<idx>.0/24`, idx from the name) stays clear of
 //! the blocks concurrent local-engine tests take for deployment networks (Berth's default pool
-//! `10.213.0.0/16` hands out /28s from the bottom: idx >= 100 is 1600 networks away) and of
+//! `10.213.0.0/16` hands out /28s from near the bottom, each installation starting at one of the
+//! first 64: idx >= 100 is 1600 networks away) and of
 //! every other lab on the machine, and so its Swarm's own address pool (`10.<idx + 20>.0.0/16`)
 //! is not the pool Berth's overlays come from in these tests ([`OVERLAY_POOL`]).
 
