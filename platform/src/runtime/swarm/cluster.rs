@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{Service, Task};
+use bollard::models::{Service, ServiceSpec, Task};
 use bollard::query_parameters::{
     ListNodesOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
 };
@@ -37,6 +37,17 @@ impl SwarmRuntime {
             return Ok(());
         };
         spec.mode = Some(services::replicated(replicas));
+        self.update_service(&name, service, spec).await
+    }
+
+    /// Replaces the spec of `service` (named `name`), at the version it was read at, as
+    /// Swarm requires of an update.
+    pub(super) async fn update_service(
+        &self,
+        name: &str,
+        service: &Service,
+        spec: ServiceSpec,
+    ) -> Result<(), RuntimeError> {
         let options = UpdateServiceOptions {
             version: service
                 .version
@@ -47,7 +58,7 @@ impl SwarmRuntime {
             ..Default::default()
         };
         self.docker
-            .update_service(&name, spec, options, self.credentials())
+            .update_service(name, spec, options, self.credentials())
             .await?;
         Ok(())
     }

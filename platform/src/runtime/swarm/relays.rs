@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
-use bollard::query_parameters::UpdateServiceOptions;
 
 use super::services;
 use super::{LABEL_BRIDGE, SwarmRuntime};
@@ -52,19 +51,7 @@ impl SwarmRuntime {
             return Ok(());
         }
         tracing::info!(relay = %name, "the relay is not the one this Berth makes: updating it");
-        let options = UpdateServiceOptions {
-            version: existing
-                .version
-                .as_ref()
-                .and_then(|v| v.index)
-                .and_then(|v| i32::try_from(v).ok())
-                .unwrap_or(0),
-            ..Default::default()
-        };
-        self.docker
-            .update_service(&name, wanted, options, self.credentials())
-            .await?;
-        Ok(())
+        self.update_service(&name, &existing, wanted).await
     }
 
     /// Brings the relays of `networks` up to date, each once per process (the first listing
