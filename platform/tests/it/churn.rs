@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::fixture::{Options, Server, Tenant, create_tenant};
+use crate::fixture::{Options, Server, Tenant, app_name, create_tenant};
 use crate::supervisor::{
     HelloLease, deploy, docker, instances, manifest, plain_agent, readiness_on_health,
     start_server, start_server_with, status, subscribe, wait_for, wait_ready,
@@ -28,18 +28,6 @@ fn audit(server: &Server, owner: &Tenant, query: &str) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-fn app_name(server: &Server, owner: &Tenant, app: &str) -> String {
-    server
-        .req("GET", &format!("/application/applications/{app}"))
-        .basic(&owner.admin_login, &owner.admin_password)
-        .send()
-        .expect(200)
-        .json()["name"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// The `/metrics` sample lines that carry `label="value"`.

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::fixture::{Options, Server, Tenant, create_tenant};
+use crate::fixture::{Options, Tenant, app_name, create_tenant};
 use crate::supervisor::{
     HelloLease, deploy, docker, instances, manifest, start_server_with, status, subscribe,
     wait_for, wait_ready,
@@ -42,18 +42,6 @@ fn proxied(agent: &ureq::Agent, base: &str, path: &str, auth: &str) -> u16 {
         .header("Authorization", auth)
         .call()
         .map_or(0, |r| r.status().as_u16())
-}
-
-fn name_of(server: &Server, owner: &Tenant, app: &str) -> String {
-    server
-        .req("GET", &format!("/application/applications/{app}"))
-        .basic(&owner.admin_login, &owner.admin_password)
-        .send()
-        .expect(200)
-        .json()["name"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// Requests in a loop through whichever listener `base` names, recording (when, status).
@@ -138,7 +126,7 @@ fn a_restart_of_berth_keeps_adopted_replicas_routed_without_their_readiness_dela
         .iter()
         .map(|i| i["name"].as_str().unwrap().to_owned())
         .collect();
-    let path = format!("/service/{}/hello", name_of(&server, &owner, &app));
+    let path = format!("/service/{}/hello", app_name(&server, &owner, &app));
     let auth = basic(&owner);
     let agent = plain(Duration::from_secs(10));
 
@@ -256,7 +244,7 @@ fn a_paused_replica_leaves_routing_while_requests_keep_succeeding() {
         let victim = all[0]["name"].as_str().unwrap().to_owned();
         let other = all[1]["name"].as_str().unwrap().to_owned();
         let base = server.http.clone().unwrap();
-        let path = format!("/service/{}/hello", name_of(&server, &owner, &app));
+        let path = format!("/service/{}/hello", app_name(&server, &owner, &app));
         let auth = basic(&owner);
         let agent = plain(Duration::from_secs(30));
 

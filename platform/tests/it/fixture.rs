@@ -603,6 +603,19 @@ pub struct Tenant {
 }
 
 /// Creates a subtenant as the management admin.
+/// The name (the `/service/<name>` path segment) of application `app`, read as its owner.
+pub fn app_name(server: &Server, owner: &Tenant, app: &str) -> String {
+    server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 pub fn create_tenant(server: &Server, label: &str) -> Tenant {
     let domain = format!("{}.example.com", unique(label));
     let password = "Tenant-Admin-1";

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use std::time::Duration;
 
-use crate::fixture::{ADMIN_PASSWORD, Options, Server, Tenant, create_tenant};
+use crate::fixture::{ADMIN_PASSWORD, Options, Server, app_name, create_tenant};
 use crate::supervisor::{
     HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server_with,
     subscribe, wait_for, wait_ready,
@@ -41,18 +41,6 @@ fn bearer_login(server: &Server) -> String {
         .send()
         .expect(200)
         .json()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn name_of(server: &Server, owner: &Tenant, app: &str) -> String {
-    server
-        .req("GET", &format!("/application/applications/{app}"))
-        .basic(&owner.admin_login, &owner.admin_password)
-        .send()
-        .expect(200)
-        .json()["name"]
         .as_str()
         .unwrap()
         .to_owned()
@@ -105,9 +93,9 @@ fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
     let per_status = wait_ready(&server, &owner, &per, 2);
     let multi_status = wait_ready(&server, &owner, &multi, 1);
     let (per_name, multi_name, never_name) = (
-        name_of(&server, &owner, &per),
-        name_of(&server, &owner, &multi),
-        name_of(&server, &owner, &never),
+        app_name(&server, &owner, &per),
+        app_name(&server, &owner, &multi),
+        app_name(&server, &owner, &never),
     );
     let get = |path: &str| server.req("GET", path);
 

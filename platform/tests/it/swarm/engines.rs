@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::lab::{Lab, serve_on};
 use super::watch::{LogFollower, ProxyLoad};
-use crate::fixture::create_tenant;
+use crate::fixture::{app_name, create_tenant};
 use crate::operate::Load;
 use crate::supervisor::container_post;
 use crate::supervisor::{
@@ -160,15 +160,7 @@ fn swarm_node_engines_give_usage_samples_oom_records_autoscaling_and_liveness_ki
     drop(load);
     // Scaling down, under a trickle of requests through the proxy: the drained replica leaves
     // routing before it goes, the one kept serves on, and no request fails.
-    let auto_name = server
-        .req("GET", &format!("/application/applications/{auto}"))
-        .basic(&owner.admin_login, &owner.admin_password)
-        .send()
-        .expect(200)
-        .json()["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let auto_name = app_name(&server, &owner, &auto);
     let trickle = ProxyLoad::start(&server, &owner, &auto_name);
     let down = wait_for(DEADLINE, "back to one replica without load", || {
         let d = status(&server, &owner, &auto)["deployments"][0].clone();

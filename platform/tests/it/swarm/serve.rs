@@ -7,22 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::lab::{Lab, serve_on};
-use crate::fixture::{Server, Tenant, create_tenant};
+use crate::fixture::{Server, Tenant, app_name, create_tenant};
 use crate::supervisor::{
     deploy, instances, manifest, readiness_on_health, subscribe, wait_for, wait_ready,
 };
-
-fn name_of(server: &Server, owner: &Tenant, app: &str) -> String {
-    server
-        .req("GET", &format!("/application/applications/{app}"))
-        .basic(&owner.admin_login, &owner.admin_password)
-        .send()
-        .expect(200)
-        .json()["name"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 fn get_through_proxy(server: &Server, tenant: &Tenant, name: &str, path: &str) -> (u16, Value) {
     let resp = server
@@ -60,7 +48,7 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
         .filter_map(|i| i["node"].as_str().map(str::to_owned))
         .collect();
     eprintln!("swarm: PER_TENANT status {status}");
-    let name = name_of(&server, &owner, &per_tenant);
+    let name = app_name(&server, &owner, &per_tenant);
     for _ in 0..6 {
         let (code, body) = get_through_proxy(&server, &owner, &name, "/env");
         assert_eq!(code, 200, "{body}");
@@ -104,7 +92,7 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
     );
     subscribe(&server, &owner.id, &shared).expect(201);
     wait_ready(&server, &owner, &shared, 1);
-    let shared_name = name_of(&server, &owner, &shared);
+    let shared_name = app_name(&server, &owner, &shared);
     let (code, _) = get_through_proxy(&server, &owner, &shared_name, "/health");
     assert_eq!(code, 200);
     let (code, _) = get_through_proxy(&server, &other, &shared_name, "/health");
