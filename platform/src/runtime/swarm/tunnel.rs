@@ -138,17 +138,65 @@ async fn serve(listener: TcpListener, route: Arc<RwLock<Option<Route>>>) {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        let current = route.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let route = Arc::clone(&route);
         tokio::spawn(async move {
-            if let Some(route) = current {
-                let _ = carry(client, &route).await;
+            if let Err(e) = carry(client, &route).await {
+                tracing::debug!(error = %e, "tunnel connection ended");
             }
         });
     }
 }
 
+/// Pauses between attempts at the relay's way to the task, within `WAY_DEADLINE`.
+const RETRY_PAUSES: [Duration; 4] = [
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+];
+const WAY_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Opens the relay's way to the task and then relays bytes both ways.
-async fn carry(mut client: TcpStream, route: &Route) -> std::io::Result<()> {
+async fn carry(mut client: TcpStream, route: &RwLock<Option<Route>>) -> std::io::Result<()> {
+    let mut relay = match tokio::time::timeout(WAY_DEADLINE, open_way(route)).await {
+        Ok(Ok(relay)) => relay,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+    };
+    client.set_nodelay(true)?;
+    tokio::io::copy_bidirectional(&mut client, &mut relay).await?;
+    Ok(())
+}
+
+/// The relay answers `OK` only once it is connected to the task, so until then nothing of
+/// the client's has reached the service: a failed attempt (relay busy or restarting, the
+/// task's name not yet known on that node, the task just moved) is tried again, on the route
+/// as it is then, for any request. Failing here closes the client's connection unanswered,
+/// which the proxy can only report as a broken upstream (502 for a POST), so it is the last
+/// resort.
+async fn open_way(route: &RwLock<Option<Route>>) -> std::io::Result<TcpStream> {
+    let mut pauses = RETRY_PAUSES.iter();
+    loop {
+        let Some(current) = route.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return Err(std::io::Error::from(std::io::ErrorKind::NotConnected));
+        };
+        match handshake(&current).await {
+            Ok(relay) => return Ok(relay),
+            Err(e) => match pauses.next() {
+                Some(pause) => {
+                    tracing::debug!(task = %current.task, error = %e, "relay way failed: trying again");
+                    tokio::time::sleep(*pause).await;
+                }
+                None => {
+                    tracing::warn!(task = %current.task, relay = %current.relay, error = %e, "no way to the task through its relay");
+                    return Err(e);
+                }
+            },
+        }
+    }
+}
+
+async fn handshake(route: &Route) -> std::io::Result<TcpStream> {
     let mut relay = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(route.relay))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
@@ -160,9 +208,7 @@ async fn carry(mut client: TcpStream, route: &Route) -> std::io::Result<()> {
     if answer != "OK" {
         return Err(std::io::Error::other(format!("relay: {answer}")));
     }
-    client.set_nodelay(true)?;
-    tokio::io::copy_bidirectional(&mut client, &mut relay).await?;
-    Ok(())
+    Ok(relay)
 }
 
 /// One line, byte by byte: nothing after it may be consumed (it belongs to the client).
@@ -246,5 +292,48 @@ mod tests {
 
         tunnels.retain(|_| false);
         assert_eq!(tunnels.existing("s/0"), None);
+    }
+
+    /// Until the relay says OK nothing reached the task: a way refused twice (the task's name
+    /// not yet known on its node) is tried again, and the client's bytes arrive whole.
+    #[tokio::test]
+    async fn a_refused_way_is_tried_again_before_the_client_is_given_up() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = relay.local_addr().unwrap();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&attempts);
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = relay.accept().await.unwrap();
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    read_line(&mut s).await.unwrap();
+                    if n < 2 {
+                        s.write_all(b"ERR connect: ConnectionRefused\n")
+                            .await
+                            .unwrap();
+                        return;
+                    }
+                    s.write_all(b"OK\n").await.unwrap();
+                    let (mut r, mut w) = s.split();
+                    tokio::io::copy(&mut r, &mut w).await.unwrap();
+                });
+            }
+        });
+        let tunnels = Tunnels::default();
+        let route = Route {
+            relay: relay_addr,
+            token: "t".into(),
+            task: "flaky.1.z".into(),
+            port: 80,
+        };
+        let addr = tunnels.address("f/0", Some(route)).await.unwrap();
+        let mut c = TcpStream::connect((addr, 80)).await.unwrap();
+        c.write_all(b"POST").await.unwrap();
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"POST");
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
     }
 }
