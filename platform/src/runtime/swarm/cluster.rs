@@ -83,7 +83,13 @@ impl SwarmRuntime {
                 vec![service.to_owned()],
             )])),
         };
-        Ok(self.docker.list_tasks(Some(options)).await?)
+        // A service removed since it was listed (an unsubscribe racing the pass) has no tasks;
+        // the engine answers 404 "service … not found" for the filter.
+        match self.docker.list_tasks(Some(options)).await {
+            Ok(tasks) => Ok(tasks),
+            Err(e) if is_not_found(&e) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The run instance `id`'s slot shows, as the listings show it (counted against the
