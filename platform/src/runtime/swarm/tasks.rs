@@ -192,15 +192,19 @@ fn slot_of(service: &str, slot: i64, t: &Task, nodes: &HashMap<String, NodeView>
         None if node_id.is_empty() => "unscheduled".to_owned(),
         None => format!("lost node {}", &node_id[..node_id.len().min(12)]),
     };
+    let unscheduled = node_id.is_empty() && status.err.is_none();
     let message = match (node, status.err) {
         (Some(n), _) if !n.ready => format!("node {} is {}", n.hostname, n.message),
         (_, Some(err)) => err,
         _ => status.message.unwrap_or_default(),
     };
     // A replacement held back by the restart delay is starting too: shown as a run of its own
-    // (not running, no exit code), it would be counted as an exit and hide the ended run's.
+    // (not running, no exit code), it would be counted as an exit and hide the ended run's. So
+    // is a task not yet given a node (the scheduler is slow under load): it has not run, and
+    // counting it as an exit recorded a restart of a replica that never started. One the
+    // scheduler cannot place says why (`err`) and stays in sight.
     let starting = wanted(t)
-        && node_ready
+        && (node_ready || unscheduled)
         && matches!(
             state,
             TaskState::NEW
@@ -410,6 +414,20 @@ mod tests {
         let s = slots("svc", 2, &asked, &cluster());
         let got: Vec<_> = s.iter().map(|s| (s.replica, s.task_id.as_str())).collect();
         assert_eq!(got, vec![(0, "a"), (1, "b")]);
+    }
+
+    #[test]
+    fn a_task_not_yet_given_a_node_is_starting_not_an_exit() {
+        use TaskState::*;
+        let mut pending = task("p", 1, "", PENDING, RUNNING, 2);
+        pending.status.as_mut().unwrap().container_status = None;
+        let s = &slots("svc", 1, std::slice::from_ref(&pending), &cluster())[0];
+        assert!(s.starting && !s.running, "{s:?}");
+        // One the scheduler cannot place is shown, with the scheduler's reason.
+        pending.status.as_mut().unwrap().err = Some("no suitable node".into());
+        let s = &slots("svc", 1, &[pending], &cluster())[0];
+        assert!(!s.starting && !s.running);
+        assert_eq!(s.message, "no suitable node");
     }
 
     #[test]
