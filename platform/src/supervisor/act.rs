@@ -269,7 +269,12 @@ impl Supervisor {
                 Tend::Kill => {
                     tracing::info!(container = %c.name, "liveness failed: killing for restart");
                     let instance = part.instances.get_mut(&c.id)?;
-                    instance.last_failure = probes.last_failure.clone();
+                    let reason = probes
+                        .last_failure
+                        .clone()
+                        .unwrap_or_else(|| "Liveness probe failed".to_owned());
+                    instance.last_failure = Some(reason.clone());
+                    instance.liveness_kill = Some(reason);
                     instance.stop_probes();
                     if let Err(e) = self.runtime.kill_instance(&c.id).await {
                         tracing::warn!(container = %c.name, error = %e, "cannot kill");
@@ -313,14 +318,12 @@ impl Supervisor {
         } else {
             format!("exited with code {}", c.exit_code.unwrap_or(-1))
         };
-        // A liveness kill keeps its own, more telling reason.
-        let killed_for_liveness = instance
-            .last_failure
-            .as_deref()
-            .is_some_and(|f| f.starts_with("Liveness") && c.exit_code == Some(137));
-        if !killed_for_liveness {
-            instance.last_failure = Some(reason.clone());
-        }
+        // A liveness kill keeps its own, more telling reason (SIGKILL: 137; a process that
+        // exited by itself meanwhile is recorded as it exited).
+        instance.last_failure = match instance.liveness_kill.take() {
+            Some(kill) if c.exit_code == Some(137) => Some(kill),
+            _ => Some(reason.clone()),
+        };
         let failures = instance.consecutive_failures;
         instance.next_start = Some(plan::next_start(failures, now));
         let peak = instance

@@ -31,6 +31,9 @@ pub(super) struct Instance {
     pub consecutive_failures: u32,
     pub next_start: Option<Instant>,
     pub last_failure: Option<String>,
+    /// Why Berth killed the current run (its liveness probe failed): the reason its exit is
+    /// recorded with, whatever `last_failure` says by the time the exit is seen.
+    pub liveness_kill: Option<String>,
     /// The run the probe task watches (`started_at`), and the task.
     pub probed_run: String,
     pub probe_task: Option<JoinHandle<()>>,
@@ -54,6 +57,7 @@ impl Instance {
             consecutive_failures: 0,
             next_start: None,
             last_failure: None,
+            liveness_kill: None,
             probed_run: String::new(),
             probe_task: None,
             probe_state: Arc::new(Mutex::new(ProbeState::default())),

@@ -275,9 +275,9 @@ fn swarm_node_engines_give_usage_samples_oom_records_autoscaling_and_liveness_ki
     let failure = restarted["deployments"][0]["lastFailure"]
         .as_str()
         .unwrap_or_default();
-    // When the liveness reason is kept (see assert_liveness_restart), it names the command.
+    // The liveness reason names the command.
     assert!(
-        !failure.contains("Liveness") || failure.contains("/hello"),
+        failure.contains("/hello"),
         "the exec probe's command: {restarted}"
     );
 }
@@ -291,14 +291,11 @@ fn assert_liveness_restart(
 ) {
     let dep = &restarted["deployments"][0];
     let failure = dep["lastFailure"].as_str().unwrap_or_default();
-    // KNOWN (issue 15, open): under load (the CI run of 2026-12-03) one kill was counted as two
-    // restarts and its reason became the plain "exited with code 137". The kill and the restart
-    // are asserted; the liveness attribution is asserted strictly on the local engine only.
     assert!(
-        failure.contains("Liveness probe failed") || failure.contains("exited with code 137"),
-        "killed by the node engine: {restarted}"
+        failure.contains("Liveness probe failed"),
+        "the kill keeps the probe's reason: {restarted}"
     );
-    assert!(dep["restarts"].as_u64() >= Some(1), "{restarted}");
+    assert_eq!(dep["restarts"], 1, "one kill, one restart: {restarted}");
     let record = wait_for(DEADLINE, "the exit's audit record", || {
         let page = server
             .req(
@@ -309,7 +306,15 @@ fn assert_liveness_restart(
             .send()
             .expect(200)
             .json();
-        page["auditRecords"].as_array()?.first().cloned()
+        let records = page["auditRecords"].as_array()?.clone();
+        (!records.is_empty()).then_some(records)
     });
-    assert_eq!(record["details"]["exitCode"], 137, "{record}");
+    assert_eq!(record.len(), 1, "one exit recorded: {record:?}");
+    assert_eq!(record[0]["details"]["exitCode"], 137, "{record:?}");
+    assert!(
+        record[0]["details"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Liveness probe failed")),
+        "{record:?}"
+    );
 }
