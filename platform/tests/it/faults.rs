@@ -7,11 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::fixture::{Options, Tenant, app_name, create_tenant};
+use crate::fixture::{Options, app_name, create_tenant};
 use crate::supervisor::{
     HelloLease, deploy, docker, instances, manifest, start_server_with, status, subscribe,
     wait_for, wait_ready,
@@ -21,11 +19,6 @@ use crate::supervisor::{
 const LONG_DELAY_SECS: u64 = 30;
 /// How long after Berth answers a proxied request may take to succeed: well under the delay.
 const ROUTED_AGAIN_DEADLINE: Duration = Duration::from_secs(5);
-
-fn basic(tenant: &Tenant) -> String {
-    let raw = format!("{}:{}", tenant.admin_login, tenant.admin_password);
-    format!("Basic {}", STANDARD.encode(raw))
-}
 
 fn plain(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -127,7 +120,7 @@ fn a_restart_of_berth_keeps_adopted_replicas_routed_without_their_readiness_dela
         .map(|i| i["name"].as_str().unwrap().to_owned())
         .collect();
     let path = format!("/service/{}/hello", app_name(&server, &owner, &app));
-    let auth = basic(&owner);
+    let auth = owner.basic();
     let agent = plain(Duration::from_secs(10));
 
     for signal in ["SIGTERM", "SIGKILL"] {
@@ -245,7 +238,7 @@ fn a_paused_replica_leaves_routing_while_requests_keep_succeeding() {
         let other = all[1]["name"].as_str().unwrap().to_owned();
         let base = server.http.clone().unwrap();
         let path = format!("/service/{}/hello", app_name(&server, &owner, &app));
-        let auth = basic(&owner);
+        let auth = owner.basic();
         let agent = plain(Duration::from_secs(30));
 
         docker(&["pause", &victim]);

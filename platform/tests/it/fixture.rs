@@ -162,7 +162,7 @@ impl Server {
             .clone()
             .unwrap_or_else(|| data_dir.join("tls/cert.pem"));
         let cert = std::fs::read(cert_path).expect("server certificate");
-        let agent = agent_trusting(&cert);
+        let agent = agent_trusting(&[cert], None);
         Server {
             child: Some(child),
             data_dir,
@@ -256,6 +256,12 @@ impl Server {
     /// The server's process id (None once stopped).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// A fresh agent (its own connections) trusting this server's certificate.
+    pub fn agent(&self, timeout: Option<Duration>) -> ureq::Agent {
+        let pem = std::fs::read(self.path("tls/cert.pem")).expect("the server's certificate");
+        agent_trusting(&[pem], timeout)
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -360,19 +366,34 @@ pub fn remove_host_firewall(installation: &str) {
     }
 }
 
-fn agent_trusting(cert_pem: &[u8]) -> ureq::Agent {
+/// An HTTPS agent trusting exactly the certificates `pems`: statuses are returned, not
+/// raised, redirects are not followed, and a call (its body included) may take `timeout`.
+pub fn agent_trusting(pems: &[Vec<u8>], timeout: Option<Duration>) -> ureq::Agent {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let cert = Certificate::from_pem(cert_pem).expect("certificate PEM");
+    let certs = pems
+        .iter()
+        .map(|pem| {
+            Certificate::from_pem(pem)
+                .expect("certificate PEM")
+                .to_owned()
+        })
+        .collect();
     let tls = TlsConfig::builder()
-        .root_certs(RootCerts::Specific(Arc::new(vec![cert])))
+        .root_certs(RootCerts::Specific(Arc::new(certs)))
         .build();
     ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
         .accept(ureq::config::AutoHeaderValue::None)
         .max_redirects(0)
+        .timeout_global(timeout)
         .build()
         .into()
+}
+
+/// The `Authorization` value of Basic authentication as `login`.
+pub fn basic_auth(login: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{login}:{password}")))
 }
 
 /// A request being built.
@@ -399,7 +420,7 @@ impl Req<'_> {
     }
 
     pub fn basic(self, login: &str, password: &str) -> Self {
-        let value = format!("Basic {}", STANDARD.encode(format!("{login}:{password}")));
+        let value = basic_auth(login, password);
         self.header("Authorization", &value)
     }
 
@@ -600,6 +621,13 @@ pub struct Tenant {
     pub id: String,
     pub admin_login: String,
     pub admin_password: String,
+}
+
+impl Tenant {
+    /// The `Authorization` value of its admin.
+    pub fn basic(&self) -> String {
+        basic_auth(&self.admin_login, &self.admin_password)
+    }
 }
 
 /// Creates a subtenant as the management admin.

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::fixture::{Server, Tenant, create_tenant};
+use crate::fixture::{Server, create_tenant};
 use crate::supervisor::{
     HelloLease, deploy, docker, instances, manifest, readiness_on_health, start_server, subscribe,
     wait_for, wait_ready,
@@ -40,28 +40,6 @@ impl Read for Generated {
         self.pos += n as u64;
         Ok(n)
     }
-}
-
-fn agent(server: &Server) -> ureq::Agent {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let pem = std::fs::read(server.path("tls/cert.pem")).unwrap();
-    let tls = TlsConfig::builder()
-        .root_certs(RootCerts::Specific(Arc::new(vec![
-            Certificate::from_pem(&pem).unwrap().to_owned(),
-        ])))
-        .build();
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn basic(t: &Tenant) -> String {
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", t.admin_login, t.admin_password))
-    )
 }
 
 /// Peak resident memory of a process, in KiB.
@@ -104,8 +82,8 @@ fn proxy_streams_bodies_events_and_websockets_and_balances_replicas() {
         .unwrap()
         .to_owned();
     let base = format!("{}/service/{name}", server.https);
-    let agent = agent(&server);
-    let auth = basic(&owner);
+    let agent = server.agent(None);
+    let auth = owner.basic();
     let pid = server.pid().expect("server running");
 
     // Warm up (TLS, credential cache, pools), then 100 MiB each way with flat memory.

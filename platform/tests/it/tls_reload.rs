@@ -10,25 +10,8 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Server};
+use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Server, agent_trusting};
 use crate::supervisor::wait_for;
-
-/// An agent trusting every given certificate (old and new), one request per connection.
-fn agent(pems: &[Vec<u8>]) -> ureq::Agent {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let certs = pems
-        .iter()
-        .map(|pem| Certificate::from_pem(pem).unwrap().to_owned())
-        .collect();
-    let tls = TlsConfig::builder()
-        .root_certs(RootCerts::Specific(Arc::new(certs)))
-        .build();
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
 
 /// The end-entity certificate (DER) a new handshake gets.
 fn served_certificate(server: &Server, pems: &[Vec<u8>]) -> Vec<u8> {
@@ -88,7 +71,10 @@ fn a_renewed_certificate_is_served_under_load_without_a_failed_request() {
                 );
                 while !stop.load(Ordering::Relaxed) {
                     // A new agent: a new connection and handshake for every request.
-                    let result = agent(&pems).get(&url).header("Authorization", &auth).call();
+                    let result = agent_trusting(&pems, None)
+                        .get(&url)
+                        .header("Authorization", &auth)
+                        .call();
                     match result {
                         Ok(r) if r.status() == 200 => {
                             ok.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +133,7 @@ fn a_renewed_certificate_is_served_under_load_without_a_failed_request() {
     assert!(ok.load(Ordering::Relaxed) > 0);
     assert_eq!(served_certificate(&server, &pems), new_der);
     // Still running after SIGHUP (the fixture's own client trusts only the old certificate).
-    let status = agent(&pems)
+    let status = agent_trusting(&pems, None)
         .get(&url)
         .header(
             "Authorization",

@@ -11,33 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::fixture::{Server, Tenant};
 
-/// An HTTPS agent trusting the server's own certificate, statuses returned, not raised; a
-/// call (its body included) may take `timeout`.
-fn agent(server: &Server, timeout: Duration) -> ureq::Agent {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let pem = std::fs::read(server.path("tls/cert.pem")).unwrap();
-    let tls = TlsConfig::builder()
-        .root_certs(RootCerts::Specific(Arc::new(vec![
-            Certificate::from_pem(&pem).unwrap().to_owned(),
-        ])))
-        .build();
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .into()
-}
-
-fn basic(tenant: &Tenant) -> String {
-    use base64::Engine;
-    let raw = format!("{}:{}", tenant.admin_login, tenant.admin_password);
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
-}
-
 /// `GET /service/<name>/hello` every 100 ms, one at a time, until finished.
 pub struct ProxyLoad {
     stop: Arc<AtomicBool>,
@@ -47,7 +20,7 @@ pub struct ProxyLoad {
 
 impl ProxyLoad {
     pub fn start(server: &Server, tenant: &Tenant, name: &str) -> ProxyLoad {
-        let (agent, auth) = (agent(server, Duration::from_secs(30)), basic(tenant));
+        let (agent, auth) = (server.agent(Some(Duration::from_secs(30))), tenant.basic());
         let url = format!("{}/service/{name}/hello", server.https);
         let stop = Arc::new(AtomicBool::new(false));
         let answers = Arc::new(Mutex::new(Vec::new()));
@@ -107,12 +80,13 @@ impl LogFollower {
         instance: &str,
         tail: u64,
     ) -> LogFollower {
-        let mut response = agent(server, Duration::from_secs(300))
+        let mut response = server
+            .agent(Some(Duration::from_secs(300)))
             .get(&format!(
                 "{}/application/applications/{app}/logs/{instance}/stream?tail={tail}",
                 server.https
             ))
-            .header("Authorization", &basic(tenant))
+            .header("Authorization", &tenant.basic())
             .call()
             .expect("log stream");
         assert_eq!(response.status().as_u16(), 200, "log stream");
