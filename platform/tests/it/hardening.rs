@@ -412,18 +412,8 @@ fn deployment_containers_reach_the_internal_api_and_no_other_host_port() {
     let instance = &instances(&status)[0];
     let ip = instance["ip"].as_str().unwrap();
     let name = instance["name"].as_str().unwrap();
-    let host_ip = std::process::Command::new("hostname")
-        .arg("-I")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
     let mut addresses = gateways(name);
-    addresses.extend(
-        host_ip
-            .split_whitespace()
-            .filter(|a| !a.contains(':'))
-            .map(str::to_owned),
-    );
+    addresses.extend(host_addresses());
     for address in &addresses {
         // (port, reachable)
         for (port, reachable) in [(internal_port, true), (host_port, false)] {
@@ -439,6 +429,26 @@ fn deployment_containers_reach_the_internal_api_and_no_other_host_port() {
     let marker = format!("berth installation {}", installation(&cleanup));
     assert_eq!(rules.matches(&marker).count(), 1, "{rules}");
     drop(listener);
+}
+
+/// The host's IPv4 addresses (loopback aside, as `hostname -I` gives them) but those of swarm labs' bridges (`swl-…`): the Swarm tests bring
+/// labs up and down meanwhile, so such an address may vanish between listing and connecting.
+fn host_addresses() -> Vec<String> {
+    let listing = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    // "3: eth0    inet 10.0.0.5/24 brd … scope global eth0\ …"
+    listing
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let interface = words.nth(1)?;
+            let address = words.nth(1)?.split('/').next()?;
+            (interface != "lo" && !interface.starts_with("swl-")).then(|| address.to_owned())
+        })
+        .collect()
 }
 
 /// Runs `berth` expecting it to exit before serving; a server still running at the deadline is
