@@ -1,6 +1,7 @@
 //! Log events any anonymous client can cause at will: actix-http logs every malformed request
-//! at ERROR ("stream error: request parse error: …") and Berth sheds load with a 503 when the
-//! password-hash queue is full. One line per event would let a client flood the log (and page
+//! at ERROR ("stream error: request parse error: …"), rustls warns on every handshake whose SNI
+//! names an IP address (wrk sends its URL's host, IP or not) or a malformed host,
+//! and Berth sheds load with a 503 when the password-hash queue is full. One line per event would let a client flood the log (and page
 //! whoever watches ERROR lines). These events never reach the log directly: they are counted,
 //! and at most one WARN line per [`REPORT_INTERVAL`] says how many came and the latest of each.
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer};
 
@@ -21,7 +23,7 @@ pub const SUMMARY_TARGET: &str = "berth::client_noise";
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What counts as noise, by kind: (target, the least severe level counted, what it means).
-const KINDS: [(&str, Level, &str); 3] = [
+const KINDS: [(&str, Level, &str); 4] = [
     (
         "actix_http::h1::dispatcher",
         Level::WARN,
@@ -33,6 +35,12 @@ const KINDS: [(&str, Level, &str); 3] = [
         "HTTP/2 streams that failed",
     ),
     (SHED_TARGET, Level::WARN, "requests refused to shed load"),
+    // rustls warns here only about the client's SNI (an IP address, a duplicate, a bad name).
+    (
+        "rustls::msgs::handshake",
+        Level::WARN,
+        "TLS handshakes with an IP address or a malformed name as SNI",
+    ),
 ];
 
 /// The noise targets, as a filter: the counting layer sees only these events.
@@ -104,7 +112,8 @@ struct Message(String);
 
 impl Visit for Message {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if self.0.len() < MESSAGE_LIMIT {
+        // A `log` record's origin (`log.target`, `log.file`…) is not part of its message.
+        if self.0.len() < MESSAGE_LIMIT && !field.name().starts_with("log.") {
             if !self.0.is_empty() {
                 self.0.push(' ');
             }
@@ -119,7 +128,10 @@ impl Visit for Message {
 
 impl<S: Subscriber> Layer<S> for Counter {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-        let meta = event.metadata();
+        // Records of crates that log through `log` (rustls) arrive under the bridge's own
+        // metadata (target "log"); their own is in their fields.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let Some(kind) = kind_of(meta.target(), meta.level()) else {
             return;
         };
@@ -181,6 +193,9 @@ mod tests {
             ("berth::shed", Level::DEBUG, None),
             ("berth::api::error", Level::ERROR, None),
             ("berth::client_noise", Level::WARN, None),
+            ("rustls::msgs::handshake", Level::WARN, Some(3)),
+            ("rustls::msgs::handshake", Level::DEBUG, None),
+            ("rustls::server::hs", Level::WARN, None),
         ];
         for (target, level, kind) in cases {
             assert_eq!(kind_of(target, &level), kind, "{target} {level}");
