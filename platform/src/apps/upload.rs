@@ -23,6 +23,8 @@ use crate::storage;
 use crate::store::StoreError;
 use crate::store::applications::{self, Application, UploadRecord, Version};
 use crate::store::intents::{self, Intent, UploadIntent};
+use crate::store::subscriptions;
+use crate::supervisor::spec;
 
 /// Why an upload was refused or failed; the API renders each kind.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,20 @@ pub async fn accept(
     let _guard = apps.upload_lock.lock().await;
     check_manifest_category(&apps, &app, &manifest).await?;
     super::limits::check_upload(&apps, app.id, &app.owner, &manifest).await?;
+    // The deployments' networks are made while the image loads (they are garbage again if
+    // the upload fails): creating a bridge is a fifth of a small image's deploy.
+    let subscribed = apps
+        .store
+        .run(move |c| subscriptions::of_application(c, id))
+        .await?
+        .into_iter()
+        .map(|s| s.tenant)
+        .collect::<Vec<_>>();
+    let _prepared = apps.supervisor.prepare_networks(spec::deployment_keys(
+        id,
+        manifest.isolation,
+        &subscribed,
+    ));
     let version = manifest.version.clone();
     let lookup = version.clone();
     let existing = apps

@@ -16,7 +16,7 @@ use super::act::Converged;
 use super::network::Claims;
 use super::spec::Deployment;
 use super::state::Part;
-use super::{LABEL_APP, LABEL_DEPLOYMENT, Supervisor, parse_subnet};
+use super::{Supervisor, parse_subnet};
 use crate::routing::DeploymentKey;
 use crate::runtime::{InstanceInfo, NetworkInfo, firewall};
 
@@ -62,9 +62,7 @@ impl Supervisor {
     ) -> Done {
         let key: &DeploymentKey = &unit.dep.key;
         let network = self.network_name(key);
-        let mut labels = self.labels();
-        labels.insert(LABEL_APP.to_owned(), key.application_id.to_string());
-        labels.insert(LABEL_DEPLOYMENT.to_owned(), key.to_string());
+        let labels = self.deployment_labels(key);
         let bridge = firewall::bridge_name(&self.settings.installation, &network);
         let outcome = match self
             .ensure_network(&network, &bridge, &labels, listed, claims)

@@ -1,16 +1,17 @@
-//! The API's view of the supervisor ([`Handle`]): poke it, wait for a pass, read the status
-//! it published, find an instance's container, tell whether an address is inside Berth's
-//! container networks.
+//! The API's view of the supervisor ([`Handle`]): poke it, wait for a pass, have networks made
+//! ahead of an upload, read the status it published, find an instance's container, tell
+//! whether an address is inside Berth's container networks.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::status::ApplicationStatus;
+use crate::routing::DeploymentKey;
 
 /// The API's view of the supervisor: poke it, read status, find instances, check peers.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct Handle {
     /// …and the highest one a completed pass had seen when it started (so it read the
     /// database after that request's change).
     pub(super) covered: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Deployments whose network uploads in flight want made now (how many uploads each).
+    pub(super) preparing: Arc<Mutex<HashMap<DeploymentKey, usize>>>,
 }
 
 impl Handle {
@@ -40,6 +43,7 @@ impl Handle {
             subnets: Arc::default(),
             requested: Arc::new(AtomicU64::new(0)),
             covered: Arc::new(tokio::sync::watch::channel(0).0),
+            preparing: Arc::default(),
         }
     }
 
@@ -98,6 +102,31 @@ impl Handle {
         self.wake.notify_one();
     }
 
+    /// Has the networks of `keys` made now, while an upload's image loads, instead of after it
+    /// (a bridge network takes Docker 100–200 ms). They are kept while the returned guard
+    /// lives; once it is dropped they are garbage unless the upload made them desired.
+    pub fn prepare_networks(&self, keys: Vec<DeploymentKey>) -> PreparedNetworks {
+        {
+            let mut preparing = self.preparing.lock().unwrap_or_else(|p| p.into_inner());
+            for key in &keys {
+                *preparing.entry(key.clone()).or_default() += 1;
+            }
+        }
+        if !keys.is_empty() {
+            self.poke();
+        }
+        PreparedNetworks {
+            handle: self.clone(),
+            keys,
+        }
+    }
+
+    /// The deployments whose network an upload in flight wants.
+    pub(super) fn preparing(&self) -> Vec<DeploymentKey> {
+        let preparing = self.preparing.lock().unwrap_or_else(|p| p.into_inner());
+        preparing.keys().cloned().collect()
+    }
+
     /// Pokes and waits (at most `limit`) until a pass that started after this call completed,
     /// so the caller sees Docker converged to the database (e.g. containers of a deleted
     /// application gone before its image is removed). False on timeout.
@@ -140,6 +169,39 @@ impl Handle {
     }
 }
 
+/// Networks an upload wants made ahead of its version ([`Handle::prepare_networks`]).
+#[derive(Debug)]
+#[must_use = "the networks are wanted only while this lives"]
+pub struct PreparedNetworks {
+    handle: Handle,
+    keys: Vec<DeploymentKey>,
+}
+
+impl Drop for PreparedNetworks {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        {
+            let mut preparing = self
+                .handle
+                .preparing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for key in &self.keys {
+                if let Some(count) = preparing.get_mut(key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        preparing.remove(key);
+                    }
+                }
+            }
+        }
+        // A failed upload's networks go at the next pass, not at the next tick.
+        self.handle.poke();
+    }
+}
+
 pub(super) fn in_subnet(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(ip), IpAddr::V4(net)) => {
@@ -166,6 +228,24 @@ pub(super) fn parse_subnet(text: &str) -> Option<(IpAddr, u8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prepared_networks_are_wanted_while_some_upload_holds_them() {
+        let handle = Handle::new();
+        let key = |t: &str| DeploymentKey {
+            application_id: 7,
+            tenant: Some(t.to_owned()),
+        };
+        let first = handle.prepare_networks(vec![key("t1"), key("t2")]);
+        let second = handle.prepare_networks(vec![key("t2")]);
+        let mut wanted = handle.preparing();
+        wanted.sort();
+        assert_eq!(wanted, vec![key("t1"), key("t2")]);
+        drop(first);
+        assert_eq!(handle.preparing(), vec![key("t2")]);
+        drop(second);
+        assert!(handle.preparing().is_empty());
+    }
 
     #[test]
     fn subnet_membership() {

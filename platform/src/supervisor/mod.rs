@@ -304,6 +304,14 @@ impl Supervisor {
         labels
     }
 
+    /// Labels of a deployment's network and containers.
+    fn deployment_labels(&self, key: &DeploymentKey) -> HashMap<String, String> {
+        let mut labels = self.labels();
+        labels.insert(LABEL_APP.to_owned(), key.application_id.to_string());
+        labels.insert(LABEL_DEPLOYMENT.to_owned(), key.to_string());
+        labels
+    }
+
     pub(super) fn short_id(&self) -> &str {
         let id = &self.settings.installation;
         &id[..id.len().min(8)]
@@ -457,8 +465,13 @@ impl Supervisor {
         // Garbage first (instances of no desired deployment, then their networks): frees
         // names, addresses and memory, and an unsubscribe's subnet for this very pass.
         let wanted_deployments: HashSet<String> = desired.keys().map(ToString::to_string).collect();
-        let wanted_networks: HashSet<String> =
-            desired.keys().map(|k| self.network_name(k)).collect();
+        // Networks uploads in flight are having made (see `Handle::prepare_networks`).
+        let preparing: Vec<DeploymentKey> = (self.handle.preparing().into_iter())
+            .filter(|k| !desired.contains_key(k))
+            .collect();
+        let wanted_networks: HashSet<String> = (desired.keys().chain(&preparing))
+            .map(|k| self.network_name(k))
+            .collect();
         let listed: Option<HashMap<String, NetworkInfo>> = match self.runtime.networks(&ours).await
         {
             Ok(networks) => Some(networks.into_iter().map(|n| (n.name.clone(), n)).collect()),
@@ -486,6 +499,7 @@ impl Supervisor {
             }
         }
         self.collect_garbage(garbage, orphans).await;
+        self.prepare_networks(&preparing, listed.as_ref()).await;
         let now = Instant::now();
         let (mut units, mut windows, mut rescaled) = (Vec::new(), Vec::new(), false);
         for (key, dep) in &desired {

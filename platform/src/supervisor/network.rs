@@ -12,7 +12,7 @@ use super::spec::Deployment;
 use super::status::{DeploymentReason, DeploymentStatus, Placement};
 use super::{Supervisor, docker_safe, subnets};
 use crate::routing::DeploymentKey;
-use crate::runtime::{NetworkInfo, NetworkSpec, RuntimeError};
+use crate::runtime::{NetworkInfo, NetworkSpec, RuntimeError, firewall};
 
 /// Tries at making a deployment network per pass (each on a freshly read engine).
 const CREATE_NETWORK_ATTEMPTS: usize = 5;
@@ -164,6 +164,33 @@ impl Supervisor {
             }
         }
         Err(last_error.expect("at least one attempt"))
+    }
+}
+
+impl Supervisor {
+    /// Makes the missing networks of deployments uploads in flight will bring, so that the
+    /// pass that deploys them finds their network there. A failure is left for that pass to
+    /// meet again and report.
+    pub(super) async fn prepare_networks(
+        &self,
+        keys: &[DeploymentKey],
+        listed: Option<&HashMap<String, NetworkInfo>>,
+    ) {
+        let claims = Mutex::new(Claims::default());
+        for key in keys {
+            let name = self.network_name(key);
+            let bridge = firewall::bridge_name(&self.settings.installation, &name);
+            let labels = self.deployment_labels(key);
+            match self
+                .ensure_network(&name, &bridge, &labels, listed, &claims)
+                .await
+            {
+                Ok(_) => tracing::debug!(network = %name, "network made ahead of its upload"),
+                Err(e) => {
+                    tracing::debug!(network = %name, error = %e, "cannot make a network ahead of its upload")
+                }
+            }
+        }
     }
 }
 

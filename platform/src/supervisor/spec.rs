@@ -82,6 +82,31 @@ pub enum SpecError {
     InvalidManifest { version: String, message: String },
 }
 
+/// The keys of the deployments an application of `isolation` has with `subscribed` tenants
+/// (none without a subscriber: an application nobody subscribed runs nowhere).
+pub fn deployment_keys(
+    application_id: i64,
+    isolation: Isolation,
+    subscribed: &[String],
+) -> Vec<DeploymentKey> {
+    if subscribed.is_empty() {
+        return Vec::new();
+    }
+    match isolation {
+        Isolation::PerTenant => subscribed
+            .iter()
+            .map(|t| DeploymentKey {
+                application_id,
+                tenant: Some(t.clone()),
+            })
+            .collect(),
+        Isolation::MultiTenant => vec![DeploymentKey {
+            application_id,
+            tenant: None,
+        }],
+    }
+}
+
 /// The deployments of one application; Err says why its manifest cannot be used.
 pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deployment>, SpecError> {
     let app = &inputs.app;
@@ -297,6 +322,13 @@ mod tests {
             let deps = deployments(&inputs(isolation), &platform()).unwrap();
             let keys: Vec<_> = deps.iter().map(|d| d.key.tenant.as_deref()).collect();
             assert_eq!(keys, tenants, "{isolation}");
+            // What an upload has made ahead is what the pass deploys.
+            let parsed: Isolation = serde_json::from_value(isolation.into()).unwrap();
+            let subscribed = ["t1".to_owned(), "t2".to_owned()];
+            let ahead = deployment_keys(9, parsed, &subscribed);
+            let deployed: Vec<_> = deps.iter().map(|d| d.key.clone()).collect();
+            assert_eq!(ahead, deployed, "{isolation}");
+            assert!(deployment_keys(9, parsed, &[]).is_empty());
             for d in &deps {
                 // Containers run the image Berth checked, whatever the tag points at now.
                 assert_eq!(d.image, "sha256:00");

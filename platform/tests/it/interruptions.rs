@@ -28,20 +28,20 @@ enum Fault {
 }
 
 /// A pause point armed for one server: the files the server and the test meet at.
-struct Pause {
+pub(crate) struct Pause {
     dir: tempfile::TempDir,
     point: &'static str,
 }
 
 impl Pause {
-    fn new(point: &'static str) -> Pause {
+    pub(crate) fn new(point: &'static str) -> Pause {
         Pause {
             dir: tempfile::tempdir().unwrap(),
             point,
         }
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
         vec![
             ("BERTH_TEST_PAUSE_AT".to_owned(), self.point.to_owned()),
             (
@@ -55,26 +55,26 @@ impl Pause {
         self.dir.path().join(format!("{}.{suffix}", self.point))
     }
 
-    fn wait_reached(&self) {
+    pub(crate) fn wait_reached(&self) {
         wait_for(SETTLE, &format!("fault point {}", self.point), || {
             self.file("reached").exists().then_some(())
         });
     }
 
     /// Lets the paused operation (and any later one) go on.
-    fn release(&self) {
+    pub(crate) fn release(&self) {
         std::fs::write(self.file("release"), b"").unwrap();
     }
 
     /// Arms the point again for the next operation.
-    fn rearm(&self) {
+    pub(crate) fn rearm(&self) {
         let _ = std::fs::remove_file(self.file("release"));
         let _ = std::fs::remove_file(self.file("reached"));
     }
 }
 
 /// A request through `curl`, as a process the test can kill to drop the connection.
-fn curl(
+pub(crate) fn curl(
     server: &Server,
     login: (&str, &str),
     method: &str,
