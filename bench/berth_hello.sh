@@ -5,19 +5,10 @@
 # is built but the hello image.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-workspace="$(cd "$here/.." && pwd)"
-password='Bench-Passw0rd'
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 berth_port="${BERTH_PORT:-18453}"
 
-say() { printf '%s: %s\n' "$name" "$*" >&2; }
-die() {
-    printf '%s: error: %s\n' "$name" "$*" >&2
-    exit 1
-}
-now() { date +%s.%N; }
-# Seconds between two `date +%s.%N` / RFC 3339 instants, as milliseconds.
-ms_between() { python3 -c 'import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))' "$1" "$2"; }
 docker_epoch() {
     python3 -c '
 import sys, datetime

@@ -24,21 +24,15 @@
 # removed at the end: the containers, images and networks (labelled berth.bench=1 and berth.test=1), Berth.
 set -euo pipefail
 name=deploy.sh
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-workspace="$(cd "$here/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 work="$here/work/deploy"
 sizes="${SIZES:-10 100 1024}"
 rounds="${ROUNDS:-3}"
-password='Bench-Passw0rd'
 berth_port="${BERTH_PORT:-18463}"
 target_dir="${CARGO_TARGET_DIR:-$workspace/target}"
 hello_target_dir="${HELLO_TARGET_DIR:-$target_dir}"
 
-say() { printf '%s: %s\n' "$name" "$*" >&2; }
-die() {
-    printf '%s: error: %s\n' "$name" "$*" >&2
-    exit 1
-}
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS=$rounds must be a positive integer"
 for s in $sizes; do [[ "$s" =~ ^[1-9][0-9]*$ ]] || die "SIZES entry $s must be a positive integer (MiB)"; done
 for tool in docker curl python3 cargo; do
@@ -161,8 +155,6 @@ delete_app() {
     die "the application's containers were not removed"
 }
 
-now() { date +%s.%N; }
-ms_between() { python3 -c 'import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))' "$1" "$2"; }
 # Polls a URL until it answers 200 (10 ms apart), for at most 120 s.
 until_200() {
     local deadline=$((SECONDS + 120))

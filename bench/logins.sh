@@ -15,21 +15,14 @@
 # accepted and unused). Work files go to bench/work/logins/; berth is stopped at the end.
 set -euo pipefail
 name=logins.sh
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-workspace="$(cd "$here/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 work="$here/work/logins"
 rounds="${ROUNDS:-20}"
 users="${USERS:-50}"
 warmup="${WARMUP:-2}"
-password='Bench-Passw0rd'
 berth_port="${BERTH_PORT:-18473}"
 
-say() { printf '%s: %s\n' "$name" "$*" >&2; }
-die() {
-    printf '%s: error: %s\n' "$name" "$*" >&2
-    exit 1
-}
-now() { date +%s.%N; }
 for n in rounds users warmup; do
     [[ "${!n}" =~ ^[0-9]+$ ]] || die "${n^^}=${!n} must be a whole number"
 done

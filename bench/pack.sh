@@ -12,18 +12,14 @@
 # Work files (archives, outputs) go to bench/work/, which is git-ignored; archives are reused across runs.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-workspace="$(cd "$here/.." && pwd)"
+name=pack.sh
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 work="$here/work"
 sizes="${SIZE_MB:-${SIZES:-256 1024}}"
 repeat="${REPEAT:-3}"
 seed="${SEED:-42}"
 
-say() { printf 'pack.sh: %s\n' "$*" >&2; }
-die() {
-    printf 'pack.sh: error: %s\n' "$*" >&2
-    exit 1
-}
 
 for tool in python3 zip unzip cp; do
     command -v "$tool" > /dev/null 2>&1 || die "$tool is not installed (Debian: apt-get install $tool)"
