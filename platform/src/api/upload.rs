@@ -28,6 +28,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Streams the single file part of the multipart body to a temporary file under `dir`.
+/// How much of an upload is gathered before each write to its file.
+const WRITE_BATCH: usize = 1 << 20;
+
 async fn receive_package(
     mut payload: Multipart,
     dir: &Path,
@@ -74,6 +77,10 @@ async fn receive_package(
                 .map_err(|e| ApiError::internal(&format!("temp file: {e}")))?,
         );
         let mut written: u64 = 0;
+        // Multipart chunks are a few KiB: each write of tokio's file is a hop to a blocking
+        // thread and back, so chunks are gathered and written a MiB at a time.
+        let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+        let write_error = |e: std::io::Error| ApiError::internal(&format!("writing upload: {e}"));
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(|e| {
                 ApiError::bad_request("applications", &format!("Invalid multipart body: {e}"))
@@ -82,14 +89,15 @@ async fn receive_package(
             if written > limit {
                 return Err(too_large());
             }
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| ApiError::internal(&format!("writing upload: {e}")))?;
+            batch.extend_from_slice(&chunk);
+            if batch.len() >= WRITE_BATCH {
+                file.write_all(&batch).await.map_err(write_error)?;
+                batch.clear();
+            }
         }
+        file.write_all(&batch).await.map_err(write_error)?;
         // Made durable by the saga while the image loads (before the package is kept).
-        file.flush()
-            .await
-            .map_err(|e| ApiError::internal(&format!("writing upload: {e}")))?;
+        file.flush().await.map_err(write_error)?;
         saved = Some(temp);
     }
     saved.ok_or_else(|| {
