@@ -80,7 +80,14 @@ fn an_upload_makes_its_network_while_the_image_loads() {
             pause.release();
             assert!(client.wait().unwrap().success(), "{what}: curl failed");
             wait_ready(&server, &t, &id, 1);
-            let container = docker(&["ps", "-q", "--filter", &format!("label=berth.app={id}")]);
+            let container = docker(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=berth.installation={installation}"),
+                "--filter",
+                &format!("label=berth.app={id}"),
+            ]);
             let on = docker(&[
                 "inspect",
                 "--format",
