@@ -34,6 +34,7 @@ pub mod backoff;
 mod deploy;
 pub mod error;
 mod exits;
+mod garbage;
 mod handle;
 pub mod journal;
 mod network;
@@ -53,7 +54,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt, stream};
+use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 pub use error::SupervisorError;
@@ -67,7 +68,6 @@ use crate::secrets::{Secrets, bootstrap_context, service_context};
 use crate::store::autoscaler as store_autoscaler;
 use crate::store::{Store, applications, desired, options};
 use error::Undeployable;
-use plan::Action;
 use rollout::{Wanted, rollout_deadline};
 use spec::{Deployment, Inputs, Platform};
 use state::State;
@@ -400,45 +400,6 @@ impl Supervisor {
             rollouts,
             broken,
         })
-    }
-
-    /// Removes containers of no desired deployment, then their networks (freeing names,
-    /// addresses and memory, and an unsubscribe's subnet for this very pass); containers
-    /// `deploy_concurrency` at once.
-    async fn collect_garbage(
-        &mut self,
-        garbage: Vec<Action>,
-        mut orphans: HashMap<String, InstanceInfo>,
-    ) {
-        let mut containers = Vec::new();
-        let mut networks = Vec::new();
-        for action in garbage {
-            match action {
-                Action::Remove { id, .. } => {
-                    if let Some(c) = orphans.remove(&id) {
-                        self.state.instances.remove(&c.id);
-                        containers.push(c);
-                    }
-                }
-                Action::RemoveNetwork { name } => networks.push(name),
-                _ => {}
-            }
-        }
-        let runtime = &self.runtime;
-        stream::iter(containers)
-            .for_each_concurrent(self.settings.deploy_concurrency, |c| async move {
-                tracing::info!(container = %c.name, "removing container of no desired deployment");
-                if let Err(e) = runtime.remove_instance(&c.id).await {
-                    tracing::warn!(container = %c.name, error = %e, "cannot remove container");
-                }
-            })
-            .await;
-        for name in networks {
-            tracing::info!(network = %name, "removing network of no desired deployment");
-            if let Err(e) = self.runtime.remove_network(&name).await {
-                tracing::warn!(network = %name, error = %e, "cannot remove network");
-            }
-        }
     }
 
     /// One reconcile pass: read, forget what is gone, collect garbage, converge each

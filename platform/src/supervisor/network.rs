@@ -1,5 +1,6 @@
 //! A deployment's network: its name, and making it on a free subnet of the pool (see
-//! [`subnets`]) with a bridge the host firewall covers. A deployment whose network cannot be
+//! [`subnets`]) with a bridge the host firewall covers, when the pass deploys it or earlier,
+//! while the upload that brings it loads its image ([`Supervisor::prepare_networks`]). A deployment whose network cannot be
 //! made is reported as such ([`unplaced_status`]) and is down at once.
 
 use std::collections::HashMap;
@@ -165,9 +166,7 @@ impl Supervisor {
         }
         Err(last_error.expect("at least one attempt"))
     }
-}
 
-impl Supervisor {
     /// Makes the missing networks of deployments uploads in flight will bring, so that the
     /// pass that deploys them finds their network there. A failure is left for that pass to
     /// meet again and report.
