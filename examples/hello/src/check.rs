@@ -16,10 +16,10 @@ pub fn healthy(port: u16, path: &str) -> std::io::Result<bool> {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )?;
+    // One write: `write!` on the stream would send each formatted piece on its own, and a
+    // server that answers after the first piece may close before the rest (EPIPE).
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head)?;
     // "HTTP/1.x 2xx"
@@ -53,8 +53,12 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut request = [0u8; 256];
-            let _ = conn.read(&mut request);
+            // The whole request head, then the answer (as a real server does).
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
             let _ = write!(conn, "{status_line}\r\nContent-Length: 0\r\n\r\n");
         });
         port
