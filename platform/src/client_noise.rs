@@ -1,8 +1,8 @@
 //! Log events any anonymous client can cause at will: actix-http logs every malformed request
 //! at ERROR ("stream error: request parse error: …"), rustls warns on every handshake whose SNI
-//! names an IP address (wrk sends its URL's host, IP or not) or a malformed host,
-//! and Berth sheds load with a 503 when the password-hash queue is full. One line per event would let a client flood the log (and page
-//! whoever watches ERROR lines). These events never reach the log directly: they are counted,
+//! names an IP address (wrk sends its URL's host, IP or not) or a malformed host, and Berth
+//! sheds load with a 503 when the password-hash queue is full. One line per event would let a
+//! client flood the log (and page whoever watches ERROR lines). These events never reach the log directly: they are counted,
 //! and at most one WARN line per [`REPORT_INTERVAL`] says how many came and the latest of each.
 
 use std::fmt::Write as _;

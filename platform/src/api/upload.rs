@@ -27,10 +27,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Streams the single file part of the multipart body to a temporary file under `dir`.
 /// How much of an upload is gathered before each write to its file.
 const WRITE_BATCH: usize = 1 << 20;
 
+/// Streams the single file part of the multipart body to a temporary file under `dir`.
 async fn receive_package(
     mut payload: Multipart,
     dir: &Path,
