@@ -18,7 +18,7 @@ use super::spec::Deployment;
 use super::state::Part;
 use super::{Supervisor, parse_subnet};
 use crate::routing::DeploymentKey;
-use crate::runtime::{InstanceInfo, NetworkInfo, firewall};
+use crate::runtime::{InstanceInfo, NetworkInfo};
 
 /// One deployment's work for the step: the deployment (with the autoscaler's count), its
 /// containers as the pass found them, and its part of the state.
@@ -63,11 +63,7 @@ impl Supervisor {
         let key: &DeploymentKey = &unit.dep.key;
         let network = self.network_name(key);
         let labels = self.deployment_labels(key);
-        let bridge = firewall::bridge_name(&self.settings.installation, &network);
-        let outcome = match self
-            .ensure_network(&network, &bridge, &labels, listed, claims)
-            .await
-        {
+        let outcome = match self.ensure_network(&network, &labels, listed, claims).await {
             Ok(net) => {
                 self.routing.set_failure(key, None);
                 let fresh: Vec<(IpAddr, u8)> =

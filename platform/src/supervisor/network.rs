@@ -1,7 +1,7 @@
 //! A deployment's network: its name, and making it on a free subnet of the pool (see
 //! [`subnets`]) with a bridge the host firewall covers, when the pass deploys it or earlier,
-//! while the upload that brings it loads its image ([`Supervisor::prepare_networks`]). A deployment whose network cannot be
-//! made is reported as such ([`unplaced_status`]) and is down at once.
+//! while the upload that brings it loads its image ([`Supervisor::prepare_networks`]). A
+//! deployment whose network cannot be made is reported as such ([`unplaced_status`]) and is down at once.
 
 use std::collections::HashMap;
 
@@ -52,9 +52,6 @@ impl Supervisor {
         )
     }
 
-    /// The network of a deployment, made on a free subnet of the pool if missing. `listed` is
-    /// the pass's listing of the installation's networks (None if it failed: then inspect);
-    /// `claims` is shared by the deployments the pass makes at once.
     /// Where this installation starts looking for a free block: one of the pool's first
     /// [`START_SPREAD`] blocks, by a hash of its id, so that installations sharing an engine
     /// (test servers in parallel above all) rarely race for the same block, while the pool
@@ -64,14 +61,18 @@ impl Supervisor {
         u64::from_le_bytes(digest[..8].try_into().unwrap_or_default()) % START_SPREAD
     }
 
+    /// The network of a deployment, made on a free subnet of the pool if missing, with the
+    /// bridge name the host firewall covers. `listed` is the pass's listing of the
+    /// installation's networks (None if it failed: then inspect); `claims` is shared by the
+    /// deployments the pass makes at once.
     pub(super) async fn ensure_network(
         &self,
         name: &str,
-        bridge: &str,
         labels: &HashMap<String, String>,
         listed: Option<&HashMap<String, NetworkInfo>>,
         claims: &Mutex<Claims>,
     ) -> Result<NetworkInfo, NetworkError> {
+        let bridge: &str = &firewall::bridge_name(&self.settings.installation, name);
         let found = match listed {
             Some(listed) => listed.get(name).cloned(),
             None => self
@@ -178,12 +179,8 @@ impl Supervisor {
         let claims = Mutex::new(Claims::default());
         for key in keys {
             let name = self.network_name(key);
-            let bridge = firewall::bridge_name(&self.settings.installation, &name);
             let labels = self.deployment_labels(key);
-            match self
-                .ensure_network(&name, &bridge, &labels, listed, &claims)
-                .await
-            {
+            match self.ensure_network(&name, &labels, listed, &claims).await {
                 Ok(_) => tracing::debug!(network = %name, "network made ahead of its upload"),
                 Err(e) => {
                     tracing::debug!(network = %name, error = %e, "cannot make a network ahead of its upload")
