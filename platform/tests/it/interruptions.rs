@@ -136,7 +136,7 @@ fn pending_intents(server: &Server) -> i64 {
         .unwrap()
 }
 
-fn get_app(server: &Server, tenant: &Tenant, id: &str) -> crate::fixture::Resp {
+pub(crate) fn get_app(server: &Server, tenant: &Tenant, id: &str) -> crate::fixture::Resp {
     server
         .req("GET", &format!("/application/applications/{id}"))
         .basic(&tenant.admin_login, &tenant.admin_password)

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use crate::fixture::Options;
-use crate::interruptions::{Pause, curl};
+use crate::interruptions::{Pause, curl, get_app};
 use crate::supervisor::{
-    HelloLease, docker, installation, manifest, readiness_on_health, start_server_with, subscribe,
-    wait_for, wait_ready,
+    HelloLease, docker, docker_lines, installation, manifest, readiness_on_health,
+    start_server_with, subscribe, wait_for, wait_ready,
 };
 use crate::upload::{create_microservice, zip_of};
 
@@ -16,7 +16,7 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 /// Ids of the networks this installation made for application `id`.
 fn networks_of(installation: &str, id: &str) -> Vec<String> {
-    docker(&[
+    docker_lines(&[
         "network",
         "ls",
         "-q",
@@ -26,9 +26,6 @@ fn networks_of(installation: &str, id: &str) -> Vec<String> {
         "--filter",
         &format!("label=berth.app={id}"),
     ])
-    .split_whitespace()
-    .map(str::to_owned)
-    .collect()
 }
 
 #[test]
@@ -107,12 +104,7 @@ fn an_upload_makes_its_network_while_the_image_loads() {
             wait_for(SETTLE, &format!("{what}: the network removed"), || {
                 networks_of(installation, &id).is_empty().then_some(())
             });
-            let app = server
-                .req("GET", &format!("/application/applications/{id}"))
-                .basic(&t.admin_login, &t.admin_password)
-                .send()
-                .expect(200)
-                .json();
+            let app = get_app(&server, &t, &id).expect(200).json();
             assert!(app["activeVersionId"].is_null(), "{what}: {app}");
         }
         pause.rearm();
