@@ -263,7 +263,6 @@ fn every_api_response_carries_the_security_headers() {
     );
 }
 
-/// Sends `raw` to the plain-HTTP listener and returns the status and body of the answer.
 /// Completes a TLS handshake with `sni` as the server name, with OpenSSL's client (rustls's
 /// refuses to send an IP address).
 fn handshake_with_sni(server: &Server, sni: &str) {
@@ -283,6 +282,7 @@ fn handshake_with_sni(server: &Server, sni: &str) {
     assert!(text.contains("CONNECTION ESTABLISHED"), "{text}");
 }
 
+/// Sends `raw` to the plain-HTTP listener and returns the status and body of the answer.
 fn raw_exchange(server: &Server, raw: &[u8]) -> (u16, String) {
     use std::io::{Read, Write};
     let addr = server
