@@ -69,10 +69,12 @@ fn a_container_removed_by_hand_is_replaced_without_a_failed_start() {
         });
     }
     let records = audit(&server, &owner, &format!("application={app}&pageSize=100"));
+    // Docker's refusal reads "status code 409"; a bare "409" also matches image digests.
     let failed: Vec<&Value> = records
         .iter()
         .filter(|r| {
-            r["type"] == "ContainerStartFailure" || r["text"].as_str().unwrap_or("").contains("409")
+            r["type"] == "ContainerStartFailure"
+                || r["text"].as_str().unwrap_or("").contains("status code 409")
         })
         .collect();
     assert!(failed.is_empty(), "no failed start recorded: {failed:?}");
