@@ -427,6 +427,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         image_size_limit: config.image_size_limit,
         tenant_storage_quota: config.tenant_storage_quota,
         upload_lock: tokio::sync::Mutex::new(()),
+        arriving_uploads: tokio::sync::Semaphore::new(apps::upload::ARRIVING_UPLOADS),
     });
     let state = web::Data::new(AppState {
         config: Arc::new(config.clone()),

@@ -3,7 +3,9 @@
 //! and checks the image archive ([`image_tar`]) within the image size limit while it streams the
 //! re-written archive to Docker in chunks, in one pass. Blocking IO: call it from a blocking thread.
 
+pub mod growing;
 mod image_tar;
+mod streaming;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -14,6 +16,7 @@ use manifests_schema::{Severity, Validated};
 use package_rules::{entry_names, zip_directory};
 
 pub use package_rules::{IMAGE_ENTRY, MANIFEST_ENTRY};
+pub use streaming::NotStreamable;
 /// Larger manifests are rejected (real ones are a few KiB).
 const MANIFEST_LIMIT: u64 = 1 << 20;
 /// Size of the chunks `image.tar` is streamed in.
@@ -233,9 +236,38 @@ pub struct Opened {
     /// What `image.tar`'s header says it unpacks to: within the image size limit, and checked
     /// against the bytes counted while it streams.
     pub declared_image_bytes: u64,
-    zip: Archive,
-    image_index: usize,
+    /// The package's size, or while it arrives what it holds at least.
+    pub package_bytes: u64,
+    source: Source,
     image_limit: u64,
+}
+
+/// Where the image archive is read from.
+enum Source {
+    /// The received package, opened by its central directory.
+    Whole { zip: Archive, image_index: usize },
+    /// The package while it arrives, by its local headers (see [`streaming`]).
+    Arriving(Box<streaming::Stream>),
+}
+
+/// Opens a package that is still arriving at `path` ([`growing`]), reading its manifest and its
+/// image's header as they come, waiting at most `budget` in all for its bytes. The image
+/// archive then streams as it arrives; the archive's end waits for the complete package's
+/// checks. [`NotStreamable`] when its shape does not allow that: read it whole once received.
+pub fn open_arriving(
+    path: &Path,
+    arrival: std::sync::Arc<growing::Arrival>,
+    image_limit: u64,
+    budget: std::time::Duration,
+) -> Result<Opened, NotStreamable> {
+    let (manifest, declared, stream) = streaming::open(path, arrival, image_limit, budget)?;
+    Ok(Opened {
+        manifest,
+        declared_image_bytes: declared,
+        package_bytes: stream.package_bytes_at_least(),
+        source: Source::Arriving(Box::new(stream)),
+        image_limit,
+    })
 }
 
 /// Opens a package and checks everything but the image archive's content: zip headers and
@@ -274,11 +306,12 @@ pub fn open_package(path: &Path, image_limit: u64) -> Result<Opened, PackageErro
     if declared > image_limit {
         return Err(PackageError::ImageTooLarge { limit: image_limit });
     }
+    let package_bytes = std::fs::metadata(path)?.len();
     Ok(Opened {
         manifest,
         declared_image_bytes: declared,
-        zip,
-        image_index,
+        package_bytes,
+        source: Source::Whole { zip, image_index },
         image_limit,
     })
 }
@@ -293,26 +326,18 @@ impl Opened {
         out: impl Write,
         approve: impl FnOnce(&ImageInfo) -> bool,
     ) -> Result<ImageInfo, PackageError> {
-        let entry = self
-            .zip
-            .by_index(self.image_index)
-            .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
-        let mut counted = Limited::new(entry, self.image_limit);
-        let rewritten = image_tar::check_and_rewrite(&mut counted, out);
-        // The tar reader stops at the end marker: drain the rest so the count covers every
-        // byte (and the zip reader checks the CRC).
-        let drained = rewritten.and_then(|rewritten| {
-            io::copy(&mut counted, &mut io::sink())?;
-            Ok(rewritten)
-        });
-        let rewritten = counted.result(drained)?;
-        // Storage accounting reads the header: it must be true.
-        if counted.count != self.declared_image_bytes {
-            return Err(PackageError::Inconsistent(format!(
-                "{IMAGE_ENTRY} unpacks to {} bytes, its header says {}",
-                counted.count, self.declared_image_bytes
-            )));
-        }
+        let (limit, declared) = (self.image_limit, self.declared_image_bytes);
+        let rewritten = match &mut self.source {
+            Source::Whole { zip, image_index } => {
+                let entry = zip
+                    .by_index(*image_index)
+                    .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
+                check_entry(entry, limit, declared, out)?
+            }
+            Source::Arriving(stream) => {
+                stream.check_image(|entry| check_entry(entry, limit, declared, out))?
+            }
+        };
         if !approve(&rewritten.image) {
             return Err(PackageError::Stopped);
         }
@@ -339,6 +364,33 @@ impl Opened {
         }
         result
     }
+}
+
+/// Checks the image archive read from `entry` (at most `limit` bytes, exactly `declared`) while
+/// re-writing it into `out` for Docker, all but its end.
+fn check_entry<W: Write>(
+    entry: impl Read,
+    limit: u64,
+    declared: u64,
+    out: W,
+) -> Result<image_tar::Rewritten<W>, PackageError> {
+    let mut counted = Limited::new(entry, limit);
+    let rewritten = image_tar::check_and_rewrite(&mut counted, out);
+    // The tar reader stops at the end marker: drain the rest so the count covers every
+    // byte (and the zip reader checks the CRC).
+    let drained = rewritten.and_then(|rewritten| {
+        io::copy(&mut counted, &mut io::sink())?;
+        Ok(rewritten)
+    });
+    let rewritten = counted.result(drained)?;
+    // Storage accounting reads the header: it must be true.
+    if counted.count != declared {
+        return Err(PackageError::Inconsistent(format!(
+            "{IMAGE_ENTRY} unpacks to {} bytes, its header says {declared}",
+            counted.count
+        )));
+    }
+    Ok(rewritten)
 }
 
 /// Opens and checks a package: zip headers and entry names, the manifest, and the image

@@ -1,10 +1,9 @@
 //! `POST /application/applications/{id}/binaries`: a microservice package is streamed to a
-//! temporary file (never held in memory), then handed to the upload saga ([`apps::upload`]),
-//! which checks it, loads its image and records the version, or undoes every step. Once
-//! received, the upload runs detached from the request, so a client that leaves stops nothing
-//! half-way.
+//! temporary file (never held in memory) while the upload saga ([`apps::upload`]) reads it as
+//! it arrives: it checks it, loads its image and records the version, or undoes every step.
+//! Once received, the upload runs detached from the request, so a client that leaves stops
+//! nothing half-way.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use actix_multipart::Multipart;
@@ -18,6 +17,7 @@ use super::{AppState, db, media};
 use crate::apps::upload::{self as saga, UploadError};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
+use crate::package::growing::Arriving;
 use crate::store::applications;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -30,19 +30,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// How much of an upload is gathered before each write to its file.
 const WRITE_BATCH: usize = 1 << 20;
 
-/// Streams the single file part of the multipart body to a temporary file under `dir`.
+/// Streams the single file part of the multipart body into `file`, telling `arriving` how much
+/// is there after each write.
 async fn receive_package(
     mut payload: Multipart,
-    dir: &Path,
+    mut file: tokio::fs::File,
     limit: u64,
-) -> Result<tempfile::NamedTempFile, ApiError> {
+    arriving: &Arriving,
+) -> Result<(), ApiError> {
     let too_large = || {
         ApiError::too_large(
             "applications",
             &format!("The package is larger than the upload limit of {limit} bytes"),
         )
     };
-    let mut saved: Option<tempfile::NamedTempFile> = None;
+    let mut saved = false;
     while let Some(field) = payload.next().await {
         let mut field = field.map_err(|e| {
             ApiError::bad_request("applications", &format!("Invalid multipart body: {e}"))
@@ -61,21 +63,12 @@ async fn receive_package(
             }
             continue;
         }
-        if saved.is_some() {
+        if saved {
             return Err(ApiError::invalid(
                 "applications",
                 "The upload must contain exactly one file part",
             ));
         }
-        let temp = tempfile::Builder::new()
-            .prefix("upload-")
-            .suffix(".zip")
-            .tempfile_in(dir)
-            .map_err(|e| ApiError::internal(&format!("temp file: {e}")))?;
-        let mut file = tokio::fs::File::from_std(
-            temp.reopen()
-                .map_err(|e| ApiError::internal(&format!("temp file: {e}")))?,
-        );
         let mut written: u64 = 0;
         // Multipart chunks are a few KiB: each write of tokio's file is a hop to a blocking
         // thread and back, so chunks are gathered and written a MiB at a time.
@@ -92,20 +85,25 @@ async fn receive_package(
             batch.extend_from_slice(&chunk);
             if batch.len() >= WRITE_BATCH {
                 file.write_all(&batch).await.map_err(write_error)?;
+                // tokio's file reports a write done before it is: flushed, the reader sees it.
+                file.flush().await.map_err(write_error)?;
+                arriving.advance(written);
                 batch.clear();
             }
         }
         file.write_all(&batch).await.map_err(write_error)?;
         // Made durable by the saga while the image loads (before the package is kept).
         file.flush().await.map_err(write_error)?;
-        saved = Some(temp);
+        arriving.advance(written);
+        saved = true;
     }
-    saved.ok_or_else(|| {
-        ApiError::invalid(
+    if !saved {
+        return Err(ApiError::invalid(
             "applications",
             "The upload has no file part (send the ZIP as multipart field 'file')",
-        )
-    })
+        ));
+    }
+    Ok(())
 }
 
 async fn upload(
@@ -151,16 +149,24 @@ async fn upload(
             ));
         }
     }
-    let temp = receive_package(
-        payload,
-        &state.config.data_dir.join(crate::TMP_DIR),
-        state.config.upload_limit,
-    )
-    .await?;
-    // From here on detached from the request: a client that leaves does not stop the upload
-    // half-way (it is carried through, or undone on failure).
+    let temp = tempfile::Builder::new()
+        .prefix("upload-")
+        .suffix(".zip")
+        .tempfile_in(state.config.data_dir.join(crate::TMP_DIR))
+        .map_err(|e| ApiError::internal(&format!("temp file: {e}")))?;
+    let file = tokio::fs::File::from_std(
+        temp.reopen()
+            .map_err(|e| ApiError::internal(&format!("temp file: {e}")))?,
+    );
+    // The saga reads the package while it arrives. It runs detached from the request: once
+    // the body is received, a client that leaves does not stop the upload half-way (it is
+    // carried through, or undone on failure); a body that breaks off ends it.
+    let (arriving, arrival) = Arriving::new();
     let apps = Arc::clone(&state.apps);
-    let accepted = tokio::spawn(saga::accept(apps, principal, app, temp))
+    let saga = tokio::spawn(saga::accept_arriving(apps, principal, app, temp, arrival));
+    receive_package(payload, file, state.config.upload_limit, &arriving).await?;
+    arriving.complete();
+    let accepted = saga
         .await
         .map_err(|e| ApiError::internal(&format!("upload to application {id}: {e}")))??;
     let base = media::base_url(&req);

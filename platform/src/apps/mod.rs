@@ -59,6 +59,9 @@ pub struct Apps {
     /// Flows that change versions, subscriptions' costs or images run one at a time, so the
     /// version rules, limits and image bookkeeping see a stable state.
     pub upload_lock: tokio::sync::Mutex<()>,
+    /// Uploads whose image is read while the package arrives (each holds a blocking thread
+    /// while it waits for bytes); the rest are read once received.
+    pub arriving_uploads: tokio::sync::Semaphore,
 }
 
 /// Why a flow refused or failed; the API renders each kind as its status and error body.

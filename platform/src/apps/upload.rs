@@ -7,7 +7,6 @@
 //! no image behind. An accepted version's settings replace the previous version's in every
 //! subscribed tenant.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -17,6 +16,7 @@ use super::settings_propagation;
 use super::{Apps, FlowError};
 use crate::auth::principal::Principal;
 use crate::limits::LimitError;
+use crate::package::growing::Arrival;
 use crate::package::{self, ImageInfo, Opened, Package, PackageError};
 use crate::runtime::{RuntimeError, images};
 use crate::storage;
@@ -99,6 +99,13 @@ fn task_failed(e: tokio::task::JoinError) -> UploadError {
     UploadError::Internal(e.to_string())
 }
 
+/// Uploads whose image streams while the package arrives, at once; see
+/// [`crate::apps::Apps::arriving_uploads`].
+pub const ARRIVING_UPLOADS: usize = 2;
+/// Most time an upload read while it arrives may wait for its bytes, in all: it may hold the
+/// upload lock meanwhile. Past it, the package is read whole once received.
+const ARRIVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Checks the received package (`temp`, a file that deletes itself unless kept), loads and
 /// tags its image, keeps the package and records the version of `app`, undoing every step on
 /// failure.
@@ -108,7 +115,6 @@ pub async fn accept(
     app: Application,
     temp: tempfile::NamedTempFile,
 ) -> Result<Application, UploadError> {
-    let id = app.id;
     // The package is kept if accepted: made durable while the image loads, not before.
     let sync_path = temp.path().to_owned();
     let synced = tokio::task::spawn_blocking(move || std::fs::File::open(sync_path)?.sync_all());
@@ -119,6 +125,112 @@ pub async fn accept(
             .await
             .map_err(task_failed)?
             .map_err(package_error)?;
+    accept_opened(
+        &apps,
+        &principal,
+        app,
+        &mut Some(temp),
+        opened,
+        synced,
+        None,
+    )
+    .await
+}
+
+/// Like [`accept`], for a package still arriving into `temp` ([`package::growing`]): its image
+/// streams into the engine as it arrives, and is agreed to only once the complete package
+/// passed the checks of a received one. A package of another shape, one that fails on the way,
+/// or one that arrives too slowly is read whole once received, which gives the verdict.
+pub async fn accept_arriving(
+    apps: Arc<Apps>,
+    principal: Principal,
+    app: Application,
+    temp: tempfile::NamedTempFile,
+    arrival: Arc<Arrival>,
+) -> Result<Application, UploadError> {
+    let mut temp = Some(temp);
+    if let Ok(_slot) = apps.arriving_uploads.try_acquire() {
+        let path = temp
+            .as_ref()
+            .map(|t| t.path().to_owned())
+            .unwrap_or_default();
+        let (reading, limit) = (Arc::clone(&arrival), apps.image_size_limit);
+        let opened = tokio::task::spawn_blocking(move || {
+            package::open_arriving(&path, reading, limit, ARRIVAL_WAIT)
+        })
+        .await
+        .map_err(task_failed)?;
+        match opened {
+            Ok(opened) => {
+                let synced = sync_once_arrived(&temp, Arc::clone(&arrival));
+                let accepted = accept_opened(
+                    &apps,
+                    &principal,
+                    app.clone(),
+                    &mut temp,
+                    opened,
+                    synced,
+                    Some(&arrival),
+                )
+                .await;
+                match accepted {
+                    Ok(app) => return Ok(app),
+                    // A verdict on the complete package, or no package at all.
+                    Err(e) if temp.is_none() || arrival.verified() || arrival.failed() => {
+                        return Err(e);
+                    }
+                    Err(e) => tracing::info!(
+                        application = %app.name,
+                        stalled = arrival.stalled(),
+                        error = %e,
+                        "the package could not be loaded while it arrived; loading it whole"
+                    ),
+                }
+            }
+            Err(why) => {
+                tracing::debug!(application = %app.name, %why, "the package is read once received");
+            }
+        }
+    }
+    if !arrival.finished().await {
+        return Err(UploadError::Internal("the upload broke off".into()));
+    }
+    let temp = temp.ok_or_else(|| UploadError::Internal("the upload was kept".into()))?;
+    accept(apps, principal, app, temp).await
+}
+
+/// Makes the arriving package durable once it is complete (while its image loads).
+fn sync_once_arrived(
+    temp: &Option<tempfile::NamedTempFile>,
+    arrival: Arc<Arrival>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let path = temp
+        .as_ref()
+        .map(|t| t.path().to_owned())
+        .unwrap_or_default();
+    tokio::spawn(async move {
+        if !arrival.finished().await {
+            return Err(std::io::Error::other("the upload broke off"));
+        }
+        tokio::task::spawn_blocking(move || std::fs::File::open(path)?.sync_all())
+            .await
+            .map_err(std::io::Error::other)?
+    })
+}
+
+/// The saga from an opened package on. `temp` is taken only once the image is loaded: a
+/// failure before leaves it to the caller. `arrival` is the package's arrival when it is read
+/// while it arrives (its size is known only then, so the quota is checked again at the end).
+async fn accept_opened(
+    apps: &Arc<Apps>,
+    principal: &Principal,
+    app: Application,
+    temp: &mut Option<tempfile::NamedTempFile>,
+    opened: Opened,
+    synced: tokio::task::JoinHandle<std::io::Result<()>>,
+    arrival: Option<&Arc<Arrival>>,
+) -> Result<Application, UploadError> {
+    let id = app.id;
     let manifest = opened.manifest.manifest.clone();
     // Cumulocity refuses a package whose manifest names another application; checked before
     // anything is kept (the temporary file deletes itself).
@@ -132,8 +244,8 @@ pub async fn accept(
     }
 
     let _guard = apps.upload_lock.lock().await;
-    check_manifest_category(&apps, &app, &manifest).await?;
-    super::limits::check_upload(&apps, app.id, &app.owner, &manifest).await?;
+    check_manifest_category(apps, &app, &manifest).await?;
+    super::limits::check_upload(apps, app.id, &app.owner, &manifest).await?;
     // The deployments' networks are made while the image loads (they are garbage again if
     // the upload fails): creating a bridge is a fifth of a small image's deploy.
     let subscribed = apps
@@ -162,10 +274,10 @@ pub async fn accept(
     })?;
     let image_bytes = opened.declared_image_bytes;
     check_storage_quota(
-        &apps,
+        apps,
         &app.owner,
         image_bytes,
-        temp.path(),
+        opened.package_bytes,
         existing.as_ref(),
     )
     .await?;
@@ -185,7 +297,19 @@ pub async fn accept(
         package_file: &package_file,
     };
     let validated = opened.manifest.clone();
-    let (image, intent_id, intent) = load(&apps, opened, existing.as_ref(), &target).await?;
+    let requota = arrival.map(|_| Requota {
+        package: temp
+            .as_ref()
+            .map(|t| t.path().to_owned())
+            .unwrap_or_default(),
+        image_bytes,
+    });
+    let (image, intent_id, intent) =
+        load(apps, opened, existing.as_ref(), &target, requota.as_ref()).await?;
+    let Some(temp) = temp.take() else {
+        undo(apps, intent_id, intent).await;
+        return Err(UploadError::Internal("the upload was kept".into()));
+    };
     let package = Package {
         manifest: validated,
         image,
@@ -196,19 +320,19 @@ pub async fn accept(
         synced,
         intent: intent_id,
     };
-    let (app, replaced) = match install(&apps, &package, kept, &target).await {
+    let (app, replaced) = match install(apps, &package, kept, &target).await {
         Ok(done) => done,
         Err(err) => {
-            undo(&apps, intent_id, intent).await;
+            undo(apps, intent_id, intent).await;
             return Err(err);
         }
     };
     if let Some(old) = replaced {
-        cleanup_replaced(&apps, &old, &package_file).await;
+        cleanup_replaced(apps, &old, &package_file).await;
     }
     tracing::info!(tenant = %app.owner, application = %app.name, %version, image = %package.image.id, "package accepted");
     apps.record(
-        &principal,
+        principal,
         &[app.owner.as_str()],
         (app.id, &app.name),
         "Application",
@@ -234,12 +358,11 @@ async fn check_storage_quota(
     apps: &Apps,
     tenant: &str,
     image_bytes: u64,
-    package_path: &Path,
+    zipped: u64,
     replaced: Option<&Version>,
 ) -> Result<(), UploadError> {
     let data_dir = apps.data_dir.clone();
     let tenant = tenant.to_owned();
-    let new_package = package_path.to_owned();
     let replaced = replaced.map(|v| apps.data_dir.join(&v.package_file));
     let quota = apps.tenant_storage_quota;
     let verdict = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
@@ -248,7 +371,6 @@ async fn check_storage_quota(
             Some(path) => storage::package_bytes(&path).unwrap_or(0),
             None => 0,
         };
-        let zipped = std::fs::metadata(&new_package)?.len();
         Ok(storage::check_quota(
             used,
             freed,
@@ -260,6 +382,27 @@ async fn check_storage_quota(
     .map_err(task_failed)?
     .map_err(|e| UploadError::Internal(format!("measuring the tenant's storage: {e}")))?;
     verdict.map_err(|over| UploadError::TooLarge(over.to_string()))
+}
+
+/// The quota check again, with the size of a package that was read while it arrived.
+struct Requota {
+    package: std::path::PathBuf,
+    image_bytes: u64,
+}
+
+impl Requota {
+    async fn check(
+        &self,
+        apps: &Apps,
+        tenant: &str,
+        replaced: Option<&Version>,
+    ) -> Result<(), UploadError> {
+        let zipped = tokio::fs::metadata(&self.package)
+            .await
+            .map_err(|e| UploadError::Internal(format!("measuring the package: {e}")))?
+            .len();
+        check_storage_quota(apps, tenant, self.image_bytes, zipped, replaced).await
+    }
 }
 
 /// Where an accepted upload goes.
@@ -291,6 +434,7 @@ async fn load(
     opened: Opened,
     existing: Option<&Version>,
     target: &Target<'_>,
+    requota: Option<&Requota>,
 ) -> Result<(ImageInfo, i64, UploadIntent), UploadError> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     let (seen, seen_by_decide) = tokio::sync::oneshot::channel::<ImageInfo>();
@@ -308,7 +452,13 @@ async fn load(
         let Ok(image) = seen_by_decide.await else {
             return Ok(None);
         };
-        let decided = decide(apps, &image, existing, target).await;
+        let decided = match requota {
+            Some(requota) => match requota.check(apps, target.tenant, existing).await {
+                Ok(()) => decide(apps, &image, existing, target).await,
+                Err(e) => Err(e),
+            },
+            None => decide(apps, &image, existing, target).await,
+        };
         let _ = agree.send(decided.is_ok());
         decided.map(Some)
     };

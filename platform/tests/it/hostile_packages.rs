@@ -528,6 +528,40 @@ fn duplicate_or_disguised_zip_entries_are_refused() {
     upload(&server, &t, id, "file", &package_of("1.0.0", &good.archive)).expect(201);
 }
 
+/// Where a zip's central directory starts, from its end record (no comment).
+fn central_directory_offset(zip: &[u8]) -> usize {
+    let end = zip.len() - 22;
+    assert_eq!(zip[end..end + 4], [0x50, 0x4b, 0x05, 0x06], "end record");
+    u32::from_le_bytes(zip[end + 16..end + 20].try_into().unwrap()) as usize
+}
+
+/// A package is read while it arrives, local headers first. One whose first local entries are
+/// another cumulocity.json and image.tar than its central directory names (a second package
+/// appended to a first one's entries) never loads the image only the local headers show.
+#[test]
+fn an_image_only_the_local_headers_show_is_never_loaded() {
+    let server = Server::start();
+    let t = create_tenant(&server, "smuggle");
+    let app = create_microservice(&server, &t);
+    let id = app["id"].as_str().unwrap();
+    let shown = TestImage::build(0);
+    let hidden = TestImage::build(0);
+    let decoy = package_of("1.0.0", &hidden.archive);
+    let mut zip = decoy[..central_directory_offset(&decoy)].to_vec();
+    zip.extend_from_slice(&package_of("1.0.0", &shown.archive));
+    let resp = upload(&server, &t, id, "file", &zip);
+    assert_eq!(image_id(&hidden.id), None, "{}", resp.body);
+    let tag = berth_ref(&server, &t, id, "1.0.0");
+    let _cleanup = RemoveTags(vec![tag.clone()]);
+    match resp.status {
+        // Read as its central directory says, as any unzip would.
+        201 => assert_eq!(image_id(&tag), Some(shown.id.clone())),
+        422 => assert_eq!(image_id(&tag), None),
+        other => panic!("{other}: {}", resp.body),
+    }
+    assert_still_serving(&server, &t);
+}
+
 #[test]
 fn versions_never_share_a_docker_tag() {
     let server = Server::start();
