@@ -187,6 +187,11 @@ pub async fn accept_arriving(
                     ),
                 }
             }
+            Err(_) if arrival.stalled() => tracing::info!(
+                application = %app.name,
+                stalled = true,
+                "the package arrives too slowly to be loaded while it arrives; loading it whole"
+            ),
             Err(why) => {
                 tracing::debug!(application = %app.name, %why, "the package is read once received");
             }
@@ -330,7 +335,8 @@ async fn accept_opened(
     if let Some(old) = replaced {
         cleanup_replaced(apps, &old, &package_file).await;
     }
-    tracing::info!(tenant = %app.owner, application = %app.name, %version, image = %package.image.id, "package accepted");
+    // `arriving`: the image was loaded while the package arrived (else read whole).
+    tracing::info!(tenant = %app.owner, application = %app.name, %version, image = %package.image.id, arriving = arrival.is_some(), "package accepted");
     apps.record(
         principal,
         &[app.owner.as_str()],

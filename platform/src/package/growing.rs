@@ -270,6 +270,10 @@ mod tests {
         assert_eq!(reader.read(&mut buf).unwrap(), 5);
         assert_eq!(&buf[..5], b"hello");
         let writer = std::thread::spawn(move || {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "a test thread, not a runtime worker"
+            )]
             std::thread::sleep(Duration::from_millis(20));
             arriving.advance(11);
             arriving.complete();

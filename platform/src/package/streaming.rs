@@ -354,6 +354,10 @@ mod tests {
                 file.write_all(piece).unwrap();
                 written += piece.len();
                 arriving.advance(written as u64);
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "a test thread, not a runtime worker"
+                )]
                 std::thread::sleep(Duration::from_millis(1));
             }
             if cut.is_none() {

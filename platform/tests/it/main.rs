@@ -41,6 +41,7 @@ mod tenants;
 mod tenants_many;
 mod tls_reload;
 mod upload;
+mod upload_arriving;
 mod upload_networks;
 mod usage_history;
 mod users;
