@@ -19,12 +19,17 @@ use crate::limits::LimitError;
 use crate::package::growing::Arrival;
 use crate::package::{self, ImageInfo, Opened, Package, PackageError};
 use crate::runtime::{RuntimeError, images};
-use crate::storage;
 use crate::store::StoreError;
 use crate::store::applications::{self, Application, UploadRecord, Version};
 use crate::store::intents::{self, Intent, UploadIntent};
 use crate::store::subscriptions;
 use crate::supervisor::spec;
+
+mod arriving;
+mod quota;
+
+pub use arriving::{ARRIVING_UPLOADS, accept_arriving};
+use quota::{Requota, check_storage_quota};
 
 /// Why an upload was refused or failed; the API renders each kind.
 #[derive(Debug, thiserror::Error)]
@@ -99,13 +104,6 @@ fn task_failed(e: tokio::task::JoinError) -> UploadError {
     UploadError::Internal(e.to_string())
 }
 
-/// Uploads whose image streams while the package arrives, at once; see
-/// [`crate::apps::Apps::arriving_uploads`].
-pub const ARRIVING_UPLOADS: usize = 2;
-/// Most time an upload read while it arrives may wait for its bytes, in all: it may hold the
-/// upload lock meanwhile. Past it, the package is read whole once received.
-const ARRIVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Checks the received package (`temp`, a file that deletes itself unless kept), loads and
 /// tags its image, keeps the package and records the version of `app`, undoing every step on
 /// failure.
@@ -135,92 +133,6 @@ pub async fn accept(
         None,
     )
     .await
-}
-
-/// Like [`accept`], for a package still arriving into `temp` ([`package::growing`]): its image
-/// streams into the engine as it arrives, and is agreed to only once the complete package
-/// passed the checks of a received one. A package of another shape, one that fails on the way,
-/// or one that arrives too slowly is read whole once received, which gives the verdict.
-pub async fn accept_arriving(
-    apps: Arc<Apps>,
-    principal: Principal,
-    app: Application,
-    temp: tempfile::NamedTempFile,
-    arrival: Arc<Arrival>,
-) -> Result<Application, UploadError> {
-    let mut temp = Some(temp);
-    if let Ok(_slot) = apps.arriving_uploads.try_acquire() {
-        let path = temp
-            .as_ref()
-            .map(|t| t.path().to_owned())
-            .unwrap_or_default();
-        let (reading, limit) = (Arc::clone(&arrival), apps.image_size_limit);
-        let opened = tokio::task::spawn_blocking(move || {
-            package::open_arriving(&path, reading, limit, ARRIVAL_WAIT)
-        })
-        .await
-        .map_err(task_failed)?;
-        match opened {
-            Ok(opened) => {
-                let synced = sync_once_arrived(&temp, Arc::clone(&arrival));
-                let accepted = accept_opened(
-                    &apps,
-                    &principal,
-                    app.clone(),
-                    &mut temp,
-                    opened,
-                    synced,
-                    Some(&arrival),
-                )
-                .await;
-                match accepted {
-                    Ok(app) => return Ok(app),
-                    // A verdict on the complete package, or no package at all.
-                    Err(e) if temp.is_none() || arrival.verified() || arrival.failed() => {
-                        return Err(e);
-                    }
-                    Err(e) => tracing::info!(
-                        application = %app.name,
-                        stalled = arrival.stalled(),
-                        error = %e,
-                        "the package could not be loaded while it arrived; loading it whole"
-                    ),
-                }
-            }
-            Err(_) if arrival.stalled() => tracing::info!(
-                application = %app.name,
-                stalled = true,
-                "the package arrives too slowly to be loaded while it arrives; loading it whole"
-            ),
-            Err(why) => {
-                tracing::debug!(application = %app.name, %why, "the package is read once received");
-            }
-        }
-    }
-    if !arrival.finished().await {
-        return Err(UploadError::Internal("the upload broke off".into()));
-    }
-    let temp = temp.ok_or_else(|| UploadError::Internal("the upload was kept".into()))?;
-    accept(apps, principal, app, temp).await
-}
-
-/// Makes the arriving package durable once it is complete (while its image loads).
-fn sync_once_arrived(
-    temp: &Option<tempfile::NamedTempFile>,
-    arrival: Arc<Arrival>,
-) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    let path = temp
-        .as_ref()
-        .map(|t| t.path().to_owned())
-        .unwrap_or_default();
-    tokio::spawn(async move {
-        if !arrival.finished().await {
-            return Err(std::io::Error::other("the upload broke off"));
-        }
-        tokio::task::spawn_blocking(move || std::fs::File::open(path)?.sync_all())
-            .await
-            .map_err(std::io::Error::other)?
-    })
 }
 
 /// The saga from an opened package on. `temp` is taken only once the image is loaded: a
@@ -356,58 +268,6 @@ async fn accept_opened(
 async fn undo(apps: &Arc<Apps>, intent_id: i64, intent: UploadIntent) {
     if !super::intents::undo_upload(apps, intent_id, &intent).await {
         super::intents::retry_later(Arc::clone(apps), intent_id, Intent::Upload(intent));
-    }
-}
-
-/// Refuses the package when keeping it would take the tenant over its storage quota.
-async fn check_storage_quota(
-    apps: &Apps,
-    tenant: &str,
-    image_bytes: u64,
-    zipped: u64,
-    replaced: Option<&Version>,
-) -> Result<(), UploadError> {
-    let data_dir = apps.data_dir.clone();
-    let tenant = tenant.to_owned();
-    let replaced = replaced.map(|v| apps.data_dir.join(&v.package_file));
-    let quota = apps.tenant_storage_quota;
-    let verdict = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let used = storage::tenant_bytes(&data_dir, &tenant)?;
-        let freed = match replaced {
-            Some(path) => storage::package_bytes(&path).unwrap_or(0),
-            None => 0,
-        };
-        Ok(storage::check_quota(
-            used,
-            freed,
-            zipped.saturating_add(image_bytes),
-            quota,
-        ))
-    })
-    .await
-    .map_err(task_failed)?
-    .map_err(|e| UploadError::Internal(format!("measuring the tenant's storage: {e}")))?;
-    verdict.map_err(|over| UploadError::TooLarge(over.to_string()))
-}
-
-/// The quota check again, with the size of a package that was read while it arrived.
-struct Requota {
-    package: std::path::PathBuf,
-    image_bytes: u64,
-}
-
-impl Requota {
-    async fn check(
-        &self,
-        apps: &Apps,
-        tenant: &str,
-        replaced: Option<&Version>,
-    ) -> Result<(), UploadError> {
-        let zipped = tokio::fs::metadata(&self.package)
-            .await
-            .map_err(|e| UploadError::Internal(format!("measuring the package: {e}")))?
-            .len();
-        check_storage_quota(apps, tenant, self.image_bytes, zipped, replaced).await
     }
 }
 

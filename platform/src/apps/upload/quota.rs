@@ -1,0 +1,59 @@
+//! The tenant's storage quota at upload: checked by the declared sizes before the image loads,
+//! and again by the real size of a package that was read while it arrived.
+
+use super::{UploadError, task_failed};
+use crate::apps::Apps;
+use crate::storage;
+use crate::store::applications::Version;
+
+/// Refuses the package when keeping it would take the tenant over its storage quota.
+pub(super) async fn check_storage_quota(
+    apps: &Apps,
+    tenant: &str,
+    image_bytes: u64,
+    zipped: u64,
+    replaced: Option<&Version>,
+) -> Result<(), UploadError> {
+    let data_dir = apps.data_dir.clone();
+    let tenant = tenant.to_owned();
+    let replaced = replaced.map(|v| apps.data_dir.join(&v.package_file));
+    let quota = apps.tenant_storage_quota;
+    let verdict = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let used = storage::tenant_bytes(&data_dir, &tenant)?;
+        let freed = match replaced {
+            Some(path) => storage::package_bytes(&path).unwrap_or(0),
+            None => 0,
+        };
+        Ok(storage::check_quota(
+            used,
+            freed,
+            zipped.saturating_add(image_bytes),
+            quota,
+        ))
+    })
+    .await
+    .map_err(task_failed)?
+    .map_err(|e| UploadError::Internal(format!("measuring the tenant's storage: {e}")))?;
+    verdict.map_err(|over| UploadError::TooLarge(over.to_string()))
+}
+
+/// The quota check again, with the size of a package that was read while it arrived.
+pub(super) struct Requota {
+    pub(super) package: std::path::PathBuf,
+    pub(super) image_bytes: u64,
+}
+
+impl Requota {
+    pub(super) async fn check(
+        &self,
+        apps: &Apps,
+        tenant: &str,
+        replaced: Option<&Version>,
+    ) -> Result<(), UploadError> {
+        let zipped = tokio::fs::metadata(&self.package)
+            .await
+            .map_err(|e| UploadError::Internal(format!("measuring the package: {e}")))?
+            .len();
+        check_storage_quota(apps, tenant, self.image_bytes, zipped, replaced).await
+    }
+}
