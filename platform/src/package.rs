@@ -251,16 +251,16 @@ enum Source {
 }
 
 /// Opens a package that is still arriving at `path` ([`growing`]), reading its manifest and its
-/// image's header as they come, waiting at most `budget` in all for its bytes. The image
+/// image's header as they come, waiting for its bytes no longer than `pace` allows. The image
 /// archive then streams as it arrives; the archive's end waits for the complete package's
 /// checks. [`NotStreamable`] when its shape does not allow that: read it whole once received.
 pub fn open_arriving(
     path: &Path,
     arrival: std::sync::Arc<growing::Arrival>,
     image_limit: u64,
-    budget: std::time::Duration,
+    pace: growing::Pace,
 ) -> Result<Opened, NotStreamable> {
-    let (manifest, declared, stream) = streaming::open(path, arrival, image_limit, budget)?;
+    let (manifest, declared, stream) = streaming::open(path, arrival, image_limit, pace)?;
     Ok(Opened {
         manifest,
         declared_image_bytes: declared,

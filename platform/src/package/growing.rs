@@ -1,8 +1,9 @@
 //! A package file that is still arriving: the upload appends to it and publishes how far it
 //! got ([`Arriving`]); a reader on a blocking thread ([`GrowingReader`]) reads up to there and
-//! waits for more. Its waiting is budgeted over the whole read, because the reader may hold the
-//! upload lock: a sender that trickles cannot hold it for longer than the budget; the reader
-//! then gives up ([`Arrival::stalled`]) and the upload is taken whole once received.
+//! waits for more. Its waiting is bounded by a [`Pace`] over the whole read, because the reader
+//! may hold the upload lock: a sender that trickles cannot hold it for longer than a sender at
+//! the pace's rate would; the reader then gives up ([`Arrival::stalled`]) and the upload is taken
+//! whole once received.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -38,7 +39,7 @@ pub struct Arrival {
 }
 
 impl Arrival {
-    /// Whether a reader ran out of its waiting budget.
+    /// Whether a reader waited longer than its pace allows.
     pub fn stalled(&self) -> bool {
         self.stalled.load(Ordering::Acquire)
     }
@@ -134,22 +135,39 @@ impl Drop for Arriving {
     }
 }
 
+/// How long a reader may wait for bytes, in all: `grace`, plus the time the bytes that arrived
+/// take at `bytes_per_second`. A sender at least that fast never makes the reader give up.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub grace: Duration,
+    pub bytes_per_second: u64,
+}
+
+impl Pace {
+    fn allowance(&self, arrived: u64) -> Duration {
+        let rate = self.bytes_per_second.max(1) as f64;
+        self.grace + Duration::from_secs_f64(arrived as f64 / rate)
+    }
+}
+
 /// Reads the arriving file from its start, in order, never past what was published.
 pub struct GrowingReader {
     file: File,
     position: u64,
     arrival: Arc<Arrival>,
-    /// Waiting left before the reader gives up.
-    budget: Duration,
+    pace: Pace,
+    /// Time spent waiting for bytes so far.
+    waited: Duration,
 }
 
 impl GrowingReader {
-    pub fn open(path: &Path, arrival: Arc<Arrival>, budget: Duration) -> io::Result<Self> {
+    pub fn open(path: &Path, arrival: Arc<Arrival>, pace: Pace) -> io::Result<Self> {
         Ok(GrowingReader {
             file: File::open(path)?,
             position: 0,
             arrival,
-            budget,
+            pace,
+            waited: Duration::ZERO,
         })
     }
 
@@ -162,7 +180,7 @@ impl GrowingReader {
         &self.arrival
     }
 
-    /// Waits, within the budget, until more than `position` bytes are there or the arrival
+    /// Waits, within the pace, until more than `position` bytes are there or the arrival
     /// ended; returns how many bytes are there and whether it is complete.
     fn wait_beyond(&mut self, position: u64) -> io::Result<(u64, bool)> {
         let mut state = self.arrival.lock();
@@ -178,7 +196,8 @@ impl GrowingReader {
                 End::Open if state.written > position => return Ok((state.written, false)),
                 End::Open => {}
             }
-            if self.budget.is_zero() {
+            let allowed = self.pace.allowance(state.written);
+            if self.waited >= allowed {
                 self.arrival.stalled.store(true, Ordering::Release);
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -189,14 +208,14 @@ impl GrowingReader {
             state = self
                 .arrival
                 .more
-                .wait_timeout(state, self.budget)
+                .wait_timeout(state, allowed - self.waited)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
-            self.budget = self.budget.saturating_sub(started.elapsed());
+            self.waited += started.elapsed();
         }
     }
 
-    /// Waits (within the budget) until the file holds at least `length` bytes.
+    /// Waits (within the pace) until the file holds at least `length` bytes.
     pub fn wait_for(&mut self, length: u64) -> io::Result<()> {
         if length == 0 {
             return Ok(());
@@ -217,7 +236,7 @@ impl GrowingReader {
         }
     }
 
-    /// Waits (within the budget) for the whole file; returns its length.
+    /// Waits (within the pace) for the whole file; returns its length.
     pub fn wait_complete(&mut self) -> io::Result<u64> {
         let mut seen = self.position;
         loop {
@@ -250,9 +269,27 @@ impl Read for GrowingReader {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
+
+    /// `grace_ms` of waiting, however many bytes arrive.
+    pub(crate) fn pace(grace_ms: u64) -> Pace {
+        Pace {
+            grace: Duration::from_millis(grace_ms),
+            bytes_per_second: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn the_allowance_grows_with_what_arrived() {
+        let pace = Pace {
+            grace: Duration::from_secs(2),
+            bytes_per_second: 1 << 20,
+        };
+        assert_eq!(pace.allowance(0), Duration::from_secs(2));
+        assert_eq!(pace.allowance(10 << 20), Duration::from_secs(12));
+    }
 
     fn file_with(bytes: &[u8]) -> tempfile::NamedTempFile {
         let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -265,7 +302,7 @@ mod tests {
         let f = file_with(b"hello world");
         let (arriving, arrival) = Arriving::new();
         arriving.advance(5);
-        let mut reader = GrowingReader::open(f.path(), arrival, Duration::from_secs(5)).unwrap();
+        let mut reader = GrowingReader::open(f.path(), arrival, pace(5000)).unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(reader.read(&mut buf).unwrap(), 5);
         assert_eq!(&buf[..5], b"hello");
@@ -291,7 +328,7 @@ mod tests {
         let (arriving, arrival) = Arriving::new();
         arriving.advance(3);
         drop(arriving);
-        let mut reader = GrowingReader::open(f.path(), arrival, Duration::from_secs(5)).unwrap();
+        let mut reader = GrowingReader::open(f.path(), arrival, pace(5000)).unwrap();
         let mut buf = [0u8; 8];
         // What arrived before the break may not be read: the reader needs the whole file.
         let err = reader.read(&mut buf).unwrap_err();
@@ -300,11 +337,11 @@ mod tests {
     }
 
     #[test]
-    fn waiting_past_the_budget_stalls() {
+    fn waiting_past_the_pace_stalls() {
         let f = file_with(b"abc");
         let (arriving, arrival) = Arriving::new();
         arriving.advance(1);
-        let mut reader = GrowingReader::open(f.path(), arrival, Duration::from_millis(30)).unwrap();
+        let mut reader = GrowingReader::open(f.path(), arrival, pace(30)).unwrap();
         let mut buf = [0u8; 8];
         assert_eq!(reader.read(&mut buf).unwrap(), 1);
         let err = reader.read(&mut buf).unwrap_err();

@@ -16,12 +16,11 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use manifests_schema::Validated;
 use zip::CompressionMethod;
 
-use super::growing::{Arrival, GrowingReader};
+use super::growing::{Arrival, GrowingReader, Pace};
 use super::{IMAGE_ENTRY, MANIFEST_ENTRY, MANIFEST_LIMIT, PackageError, sizes_agree, unreadable};
 
 /// Why a package is not read while it arrives (it is read whole instead).
@@ -152,15 +151,15 @@ fn zip64_sizes(extra: &[u8], size: u64, compressed: u64) -> Option<(u64, u64)> {
 }
 
 /// Reads `cumulocity.json` and the header of `image.tar` from the arriving package at `path`,
-/// waiting for its bytes within `budget`. Returns the validated manifest, the image's declared
+/// waiting for its bytes within `pace`. Returns the validated manifest, the image's declared
 /// size and the stream, positioned at the image entry.
 pub(super) fn open(
     path: &Path,
     arrival: Arc<Arrival>,
     image_limit: u64,
-    budget: Duration,
+    pace: Pace,
 ) -> Result<(Validated, u64, Stream), NotStreamable> {
-    let mut reader = GrowingReader::open(path, arrival, budget).map_err(not_streamable)?;
+    let mut reader = GrowingReader::open(path, arrival, pace).map_err(not_streamable)?;
     let peeker = File::open(path).map_err(not_streamable)?;
     let (manifest, text) = {
         let entry = zip::read::read_zipfile_from_stream(&mut reader)
@@ -279,11 +278,13 @@ impl Stream {
 mod tests {
     use std::io::{Cursor, Write};
     use std::thread::JoinHandle;
+    use std::time::Duration;
 
     use sha2::{Digest, Sha256};
     use zip::write::SimpleFileOptions;
 
     use super::super::growing::Arriving;
+    use super::super::growing::tests::pace;
     use super::super::{Opened, inspect, open_arriving};
     use super::*;
 
@@ -397,13 +398,8 @@ mod tests {
                 - LOCAL_HEADER;
             assert_eq!(u32_at(&bytes, image_header + 22) == u32::MAX, zip64);
             let (temp, arrival, writer) = arrive(bytes, 97, None);
-            let opened = open_arriving(
-                temp.path(),
-                Arc::clone(&arrival),
-                1 << 30,
-                Duration::from_secs(10),
-            )
-            .unwrap_or_else(|e| panic!("{method:?}: {e}"));
+            let opened = open_arriving(temp.path(), Arc::clone(&arrival), 1 << 30, pace(10_000))
+                .unwrap_or_else(|e| panic!("{method:?}: {e}"));
             assert_eq!(opened.manifest.manifest.version, "1.0.0");
             let (image, asked) = stream(opened);
             writer.join().unwrap();
@@ -442,7 +438,7 @@ mod tests {
             ("manifest too large", huge_manifest),
         ] {
             let (temp, arrival, writer) = arrive(bytes, 4096, None);
-            let opened = open_arriving(temp.path(), arrival, 1 << 30, Duration::from_secs(10));
+            let opened = open_arriving(temp.path(), arrival, 1 << 30, pace(10_000));
             assert!(opened.is_err(), "{case}");
             writer.join().unwrap();
         }
@@ -464,13 +460,8 @@ mod tests {
         corrupt[at] ^= 1;
         for (case, bytes) in [("prefixed", prefixed), ("corrupt", corrupt)] {
             let (temp, arrival, writer) = arrive(bytes, 512, None);
-            let opened = open_arriving(
-                temp.path(),
-                Arc::clone(&arrival),
-                1 << 30,
-                Duration::from_secs(10),
-            )
-            .unwrap_or_else(|e| panic!("{case}: {e}"));
+            let opened = open_arriving(temp.path(), Arc::clone(&arrival), 1 << 30, pace(10_000))
+                .unwrap_or_else(|e| panic!("{case}: {e}"));
             let (image, asked) = stream(opened);
             writer.join().unwrap();
             assert!(image.is_err(), "{case}: {image:?}");
@@ -485,12 +476,7 @@ mod tests {
         let (temp, arrival, writer) = arrive(bytes.clone(), 512, Some(cut));
         writer.join().unwrap();
         // Broken off: the writer's handle is gone.
-        let opened = open_arriving(
-            temp.path(),
-            Arc::clone(&arrival),
-            1 << 30,
-            Duration::from_secs(10),
-        );
+        let opened = open_arriving(temp.path(), Arc::clone(&arrival), 1 << 30, pace(10_000));
         assert!(opened.is_err() || !stream(opened.unwrap()).1);
         assert!(arrival.failed());
 
@@ -499,13 +485,7 @@ mod tests {
         std::fs::write(temp.path(), &bytes[..cut]).unwrap();
         let (arriving, arrival) = Arriving::new();
         arriving.advance(cut as u64);
-        let opened = open_arriving(
-            temp.path(),
-            Arc::clone(&arrival),
-            1 << 30,
-            Duration::from_millis(50),
-        )
-        .unwrap();
+        let opened = open_arriving(temp.path(), Arc::clone(&arrival), 1 << 30, pace(50)).unwrap();
         let (image, asked) = stream(opened);
         assert!(image.is_err() && !asked);
         assert!(arrival.stalled() && !arrival.failed());

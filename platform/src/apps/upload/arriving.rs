@@ -7,15 +7,20 @@ use std::sync::Arc;
 use super::{UploadError, accept, accept_opened, task_failed};
 use crate::apps::Apps;
 use crate::auth::principal::Principal;
-use crate::package::{self, growing::Arrival};
+use crate::package::{self, growing::Arrival, growing::Pace};
 use crate::store::applications::Application;
 
 /// Uploads whose image streams while the package arrives, at once; see
 /// [`crate::apps::Apps::arriving_uploads`].
 pub const ARRIVING_UPLOADS: usize = 2;
-/// Most time an upload read while it arrives may wait for its bytes, in all: it may hold the
-/// upload lock meanwhile. Past it, the package is read whole once received.
-const ARRIVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long an upload read while it arrives may wait for its bytes, in all: it may hold the
+/// upload lock meanwhile. 2 s, plus what its bytes take at 32 MiB/s: a package of the upload
+/// limit (500 MiB by default) holds the lock about as long as loading it would anyway, and any
+/// sender on a gigabit LAN streams. Slower, the package is read whole once received.
+const ARRIVAL_PACE: Pace = Pace {
+    grace: std::time::Duration::from_secs(2),
+    bytes_per_second: 32 << 20,
+};
 
 /// Like [`accept`], for a package still arriving into `temp` ([`package::growing`]): its image
 /// streams into the engine as it arrives, and is agreed to only once the complete package
@@ -36,7 +41,7 @@ pub async fn accept_arriving(
             .unwrap_or_default();
         let (reading, limit) = (Arc::clone(&arrival), apps.image_size_limit);
         let opened = tokio::task::spawn_blocking(move || {
-            package::open_arriving(&path, reading, limit, ARRIVAL_WAIT)
+            package::open_arriving(&path, reading, limit, ARRIVAL_PACE)
         })
         .await
         .map_err(task_failed)?;
