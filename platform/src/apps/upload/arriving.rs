@@ -14,9 +14,10 @@ use crate::store::applications::Application;
 /// [`crate::apps::Apps::arriving_uploads`].
 pub const ARRIVING_UPLOADS: usize = 2;
 /// How long an upload read while it arrives may wait for its bytes, in all: it may hold the
-/// upload lock meanwhile. 2 s, plus what its bytes take at 32 MiB/s: a package of the upload
-/// limit (500 MiB by default) holds the lock about as long as loading it would anyway, and any
-/// sender on a gigabit LAN streams. Slower, the package is read whole once received.
+/// upload lock meanwhile. 2 s, plus what its bytes take at 32 MiB/s: a package of the default
+/// upload limit (500 MiB) may keep the lock waiting about 18 s at most, about what loading a
+/// 1 GiB image holds it for, and any sender on a gigabit LAN streams. Slower, the package is
+/// read whole once received.
 const ARRIVAL_PACE: Pace = Pace {
     grace: std::time::Duration::from_secs(2),
     bytes_per_second: 32 << 20,
