@@ -43,6 +43,20 @@ struct Seen {
     size: u64,
 }
 
+impl Seen {
+    /// What the zip reader says of `entry`, found at `header_start`.
+    fn of<R: Read>(entry: &zip::read::ZipFile<'_, R>, header_start: u64) -> Seen {
+        Seen {
+            name: entry.name_raw().to_vec(),
+            header_start,
+            method: entry.compression(),
+            crc32: entry.crc32(),
+            compressed: entry.compressed_size(),
+            size: entry.size(),
+        }
+    }
+}
+
 /// The arriving package, read up to the image entry's data.
 pub(super) struct Stream {
     reader: GrowingReader,
@@ -171,14 +185,7 @@ pub(super) fn open(
         {
             return Err(not_streamable("cumulocity.json is not the first entry"));
         }
-        let seen = Seen {
-            name: entry.name_raw().to_vec(),
-            header_start: 0,
-            method: entry.compression(),
-            crc32: entry.crc32(),
-            compressed: entry.compressed_size(),
-            size: entry.size(),
-        };
+        let seen = Seen::of(&entry, 0);
         let mut text = Vec::new();
         entry
             .take(MANIFEST_LIMIT + 1)
@@ -228,14 +235,7 @@ impl Stream {
             let mut entry = zip::read::read_zipfile_from_stream(&mut self.reader)
                 .map_err(|e| unreadable(IMAGE_ENTRY, e))?
                 .ok_or(PackageError::Missing(IMAGE_ENTRY))?;
-            let read = Seen {
-                name: entry.name_raw().to_vec(),
-                header_start: self.image.header_start,
-                method: entry.compression(),
-                crc32: entry.crc32(),
-                compressed: entry.compressed_size(),
-                size: entry.size(),
-            };
+            let read = Seen::of(&entry, self.image.header_start);
             if read != self.image || entry.encrypted() {
                 return Err(PackageError::Inconsistent(
                     "image.tar's local header changed while it was read".into(),
@@ -254,14 +254,7 @@ impl Stream {
         let (mut zip, manifest_index, image_index) = super::open(&self.path)?;
         for (index, seen) in [(manifest_index, &self.manifest), (image_index, &self.image)] {
             let entry = zip.by_index_raw(index).map_err(super::zip_error)?;
-            let listed = Seen {
-                name: entry.name_raw().to_vec(),
-                header_start: entry.header_start(),
-                method: entry.compression(),
-                crc32: entry.crc32(),
-                compressed: entry.compressed_size(),
-                size: entry.size(),
-            };
+            let listed = Seen::of(&entry, entry.header_start());
             if listed != *seen {
                 return Err(PackageError::Inconsistent(format!(
                     "the central directory describes {:?} other than its local header",

@@ -140,11 +140,14 @@ pub fn manifest(version: &str) -> String {
 
 /// A ZIP with the given entries, in order.
 pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    zip_with(entries, zip::write::SimpleFileOptions::default())
+}
+
+/// A ZIP with the given entries, in order, each written with `options`.
+pub fn zip_with(entries: &[(&str, &[u8])], options: zip::write::SimpleFileOptions) -> Vec<u8> {
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, data) in entries {
-        writer
-            .start_file(*name, zip::write::SimpleFileOptions::default())
-            .unwrap();
+        writer.start_file(*name, options).unwrap();
         writer.write_all(data).unwrap();
     }
     writer.finish().unwrap().into_inner()

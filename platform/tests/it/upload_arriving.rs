@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::fixture::{Options, Server, create_tenant};
 use crate::supervisor::wait_for;
 use crate::upload::{
-    TestImage, berth_ref, create_microservice, image_id, manifest, upload, zip_of,
+    TestImage, berth_ref, create_microservice, image_id, manifest, upload, zip_of, zip_with,
 };
 
 /// A zip written to a stream (as Java's `ZipOutputStream` writes): sizes after each entry's data.
@@ -20,18 +20,6 @@ fn zip_with_descriptors(entries: &[(&str, &[u8])]) -> Vec<u8> {
         writer
             .start_file(*name, zip::write::SimpleFileOptions::default())
             .unwrap();
-        writer.write_all(data).unwrap();
-    }
-    writer.finish().unwrap().into_inner()
-}
-
-/// A zip of stored (uncompressed) entries, so its size on the wire is known.
-fn stored_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, data) in entries {
-        writer.start_file(*name, options).unwrap();
         writer.write_all(data).unwrap();
     }
     writer.finish().unwrap().into_inner()
@@ -115,10 +103,14 @@ fn packages_load_while_they_arrive_or_whole_with_the_same_outcome() {
     // the upload lock meanwhile).
     let slow = TestImage::build(1 << 20);
     let m = manifest("3.0.0");
-    let zip = stored_zip(&[
-        ("cumulocity.json", m.as_bytes()),
-        ("image.tar", &slow.archive),
-    ]);
+    // Stored (uncompressed), so its size on the wire is known.
+    let zip = zip_with(
+        &[
+            ("cumulocity.json", m.as_bytes()),
+            ("image.tar", &slow.archive),
+        ],
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored),
+    );
     assert_eq!(upload_slowly(&server, login, id, &zip, "128k"), "201");
 
     for (version, image) in [("1.0.0", &common), ("2.0.0", &described), ("3.0.0", &slow)] {

@@ -40,15 +40,15 @@ pub async fn accept_arriving(
             .as_ref()
             .map(|t| t.path().to_owned())
             .unwrap_or_default();
-        let (reading, limit) = (Arc::clone(&arrival), apps.image_size_limit);
+        let (reading, limit, opening) = (Arc::clone(&arrival), apps.image_size_limit, path.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            package::open_arriving(&path, reading, limit, ARRIVAL_PACE)
+            package::open_arriving(&opening, reading, limit, ARRIVAL_PACE)
         })
         .await
         .map_err(task_failed)?;
         match opened {
             Ok(opened) => {
-                let synced = sync_once_arrived(&temp, Arc::clone(&arrival));
+                let synced = sync_once_arrived(path, Arc::clone(&arrival));
                 let accepted = accept_opened(
                     &apps,
                     &principal,
@@ -92,13 +92,9 @@ pub async fn accept_arriving(
 
 /// Makes the arriving package durable once it is complete (while its image loads).
 fn sync_once_arrived(
-    temp: &Option<tempfile::NamedTempFile>,
+    path: std::path::PathBuf,
     arrival: Arc<Arrival>,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    let path = temp
-        .as_ref()
-        .map(|t| t.path().to_owned())
-        .unwrap_or_default();
     tokio::spawn(async move {
         if !arrival.finished().await {
             return Err(std::io::Error::other("the upload broke off"));
