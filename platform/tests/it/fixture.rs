@@ -101,7 +101,11 @@ impl Server {
         command.args(&options.extra_args);
         command
             .env_remove("BERTH_ADMIN_PASSWORD")
-            .env("BERTH_LOG", "warn");
+            // BERTH_TEST_LOG keeps more of the servers' logs when a test has to be looked into.
+            .env(
+                "BERTH_LOG",
+                std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         if !options.no_admin_password {
             command.env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD);
         }

@@ -12,7 +12,7 @@ use bollard::query_parameters::{
 
 use super::services::{self, LABEL_RELAY, SERVICE_PORT};
 use super::tasks::{self, NodeView, Slot};
-use super::tunnel::Route;
+use super::tunnel::{Route, Way};
 use super::{LABEL_BRIDGE, LABEL_NETWORK, SwarmRuntime};
 use crate::runtime::{InstanceInfo, NetworkInfo, RuntimeError};
 
@@ -118,18 +118,25 @@ impl SwarmRuntime {
         &self,
         labels: &[(&str, &str)],
     ) -> Result<Vec<Service>, RuntimeError> {
+        Ok(self
+            .services_labelled(labels)
+            .await?
+            .into_iter()
+            .filter(|s| !labels_of(s).contains_key(LABEL_RELAY))
+            .collect())
+    }
+
+    /// Our services carrying every label of `labels`, relays included.
+    async fn services_labelled(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<Service>, RuntimeError> {
         let filter: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let options = ListServicesOptions {
             filters: Some(HashMap::from([("label".to_owned(), filter)])),
             ..Default::default()
         };
-        Ok(self
-            .docker
-            .list_services(Some(options))
-            .await?
-            .into_iter()
-            .filter(|s| !labels_of(s).contains_key(LABEL_RELAY))
-            .collect())
+        Ok(self.docker.list_services(Some(options)).await?)
     }
 
     /// The instances of one deployment service, each at its tunnel address routed to the
@@ -157,10 +164,10 @@ impl SwarmRuntime {
                 continue;
             }
             let id = instance_id(&name, slot.replica);
-            let route = route_for(&slot, nodes, &relay_ports, &token);
+            let way = way_for(&slot, nodes, &relay_ports, &token);
             let ip = self
                 .tunnels
-                .address(&id, route)
+                .address(&id, way)
                 .await
                 .map_err(|e| RuntimeError::Docker(format!("tunnel for {id}: {e}")))?;
             let mut info = info_of(&id, &name, &labels, &slot, IpAddr::V4(ip));
@@ -185,13 +192,13 @@ impl SwarmRuntime {
     }
 
     /// What the event stream compares: the state of every task of our services and of
-    /// every node.
+    /// every node. Relay tasks count: a slot's way changes when one starts or stops.
     pub(super) async fn fingerprint(
         &self,
         labels: &[(&str, &str)],
     ) -> Result<String, RuntimeError> {
         let ids: HashSet<String> = self
-            .deployment_services(labels)
+            .services_labelled(labels)
             .await?
             .into_iter()
             .filter_map(|s| s.id)
@@ -219,15 +226,17 @@ impl SwarmRuntime {
     }
 }
 
-/// The relay to use for `slot`: the one on its node when it runs there, else any ready node's.
-pub(super) fn route_for(
+/// The way to `slot`: through the relay on its node when one runs there, else any ready
+/// node's; pending while no relay runs on a ready node (Swarm may start a deployment's
+/// replicas before its relay tasks).
+pub(super) fn way_for(
     slot: &Slot,
     nodes: &HashMap<String, NodeView>,
     relay_ports: &HashMap<String, u16>,
     token: &str,
-) -> Option<Route> {
+) -> Way {
     if !slot.running {
-        return None;
+        return Way::Closed;
     }
     let relay_on = |node_id: &str| -> Option<SocketAddr> {
         let node = nodes.get(node_id).filter(|n| n.ready)?;
@@ -238,13 +247,16 @@ pub(super) fn route_for(
     };
     let mut others: Vec<&String> = relay_ports.keys().collect();
     others.sort();
-    let relay = relay_on(&slot.node_id).or_else(|| others.into_iter().find_map(|n| relay_on(n)))?;
-    Some(Route {
-        relay,
-        token: token.to_owned(),
-        task: slot.task_name.clone(),
-        port: SERVICE_PORT,
-    })
+    let relay = relay_on(&slot.node_id).or_else(|| others.into_iter().find_map(|n| relay_on(n)));
+    match relay {
+        Some(relay) => Way::Open(Route {
+            relay,
+            token: token.to_owned(),
+            task: slot.task_name.clone(),
+            port: SERVICE_PORT,
+        }),
+        None => Way::Pending,
+    }
 }
 
 /// A slot's instance id: the service and Berth's replica number.
@@ -331,4 +343,80 @@ pub(super) fn is_not_found(e: &BollardError) -> bool {
             ..
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn node(n: u8, ready: bool) -> NodeView {
+        NodeView {
+            hostname: format!("n{n}"),
+            addr: Some(Ipv4Addr::new(10, 0, 0, n)),
+            ready,
+            message: String::new(),
+        }
+    }
+
+    fn slot(node_id: &str, running: bool) -> Slot {
+        Slot {
+            replica: 0,
+            task_id: "t".into(),
+            task_name: "svc.1.t".into(),
+            container_id: String::new(),
+            node_id: node_id.into(),
+            node: node_id.into(),
+            node_ready: true,
+            running,
+            starting: false,
+            state: String::new(),
+            exit_code: None,
+            since: String::new(),
+            message: String::new(),
+        }
+    }
+
+    /// The relay on the task's node first, another ready node's next, and pending (not
+    /// closed) while no relay runs: a replica may be running before its relay tasks are.
+    #[test]
+    fn a_slot_is_reached_through_the_nearest_running_relay() {
+        let nodes = HashMap::from([
+            ("n1".to_owned(), node(1, true)),
+            ("n2".to_owned(), node(2, true)),
+            ("n3".to_owned(), node(3, false)),
+        ]);
+        // The task's node, whether it runs, the running relays (node:port), the way.
+        let cases = [
+            ("n1", true, "n1:31001 n2:31002", "10.0.0.1:31001"),
+            ("n1", true, "n2:31002", "10.0.0.2:31002"),
+            // A relay on a node that is not ready is no way.
+            ("n1", true, "n3:31003", "pending"),
+            ("n1", true, "", "pending"),
+            ("n1", false, "n1:31001", "closed"),
+            ("n3", true, "n3:31003 n2:31002", "10.0.0.2:31002"),
+        ];
+        for (on, running, relays, want) in cases {
+            let ports = relays
+                .split_whitespace()
+                .map(|r| {
+                    let (n, p) = r.split_once(':').unwrap();
+                    (n.to_owned(), p.parse().unwrap())
+                })
+                .collect();
+            let got = match way_for(&slot(on, running), &nodes, &ports, "tok") {
+                Way::Closed => "closed".to_owned(),
+                Way::Pending => "pending".to_owned(),
+                Way::Open(r) => {
+                    assert_eq!((r.task.as_str(), r.port), ("svc.1.t", SERVICE_PORT));
+                    r.relay.to_string()
+                }
+            };
+            assert_eq!(
+                got, want,
+                "slot on {on}, running {running}, relays {relays:?}"
+            );
+        }
+    }
 }

@@ -4,14 +4,19 @@
 //! A connection accepted there is carried to the relay on the node that runs the slot's current
 //! task, which connects it to the task by name. When the slot's task moves (restart, node lost),
 //! only the route behind the address changes.
+//!
+//! A slot can run before any relay does (Swarm starts the deployment's relay tasks and its
+//! replicas independently): its way is then pending, and a connection waits for the route
+//! (within [`WAY_DEADLINE`]) instead of being closed unanswered.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The loopback block instance addresses come from (127.0.0.0/8 is all local on Linux).
@@ -31,6 +36,17 @@ pub struct Route {
     pub port: u16,
 }
 
+/// What a slot's connections meet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Way {
+    /// The slot's task is not running: connections are closed at once, which the proxy counts
+    /// as a broken upstream (and ejects the replica).
+    Closed,
+    /// The task runs but no relay is known to run yet: connections wait for a route.
+    Pending,
+    Open(Route),
+}
+
 /// The request line the relay expects.
 pub fn request_line(route: &Route) -> String {
     format!(
@@ -42,7 +58,7 @@ pub fn request_line(route: &Route) -> String {
 #[derive(Debug)]
 struct Entry {
     addr: Ipv4Addr,
-    route: Arc<RwLock<Option<Route>>>,
+    way: watch::Sender<Way>,
     listener: JoinHandle<()>,
 }
 
@@ -64,32 +80,30 @@ impl Drop for Tunnels {
 
 impl Tunnels {
     /// The local address of instance `id`, its listener opened on first use; its connections
-    /// go to `route` from now on (none: they are closed at once, which the proxy counts as a
-    /// refused upstream).
-    pub async fn address(&self, id: &str, route: Option<Route>) -> std::io::Result<Ipv4Addr> {
+    /// meet `way` from now on (those waiting for a route included).
+    pub async fn address(&self, id: &str, way: Way) -> std::io::Result<Ipv4Addr> {
         {
             let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(e) = entries.get(id) {
-                *e.route.write().unwrap_or_else(|p| p.into_inner()) = route;
+                e.way.send_replace(way);
                 return Ok(e.addr);
             }
         }
         let (addr, listener) = self.bind().await?;
-        let shared = Arc::new(RwLock::new(route));
-        let task = tokio::spawn(serve(listener, Arc::clone(&shared)));
+        let (sender, receiver) = watch::channel(way);
+        let task = tokio::spawn(serve(listener, receiver));
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = entries.get(id) {
             // Another caller opened it meanwhile: keep theirs.
             task.abort();
-            *e.route.write().unwrap_or_else(|p| p.into_inner()) =
-                shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+            e.way.send_replace(sender.borrow().clone());
             return Ok(e.addr);
         }
         entries.insert(
             id.to_owned(),
             Entry {
                 addr,
-                route: shared,
+                way: sender,
                 listener: task,
             },
         );
@@ -133,14 +147,14 @@ impl Tunnels {
     }
 }
 
-async fn serve(listener: TcpListener, route: Arc<RwLock<Option<Route>>>) {
+async fn serve(listener: TcpListener, way: watch::Receiver<Way>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
-        let route = Arc::clone(&route);
+        let way = way.clone();
         tokio::spawn(async move {
-            if let Err(e) = carry(client, &route).await {
+            if let Err(e) = carry(client, way).await {
                 tracing::debug!(error = %e, "tunnel connection ended");
             }
         });
@@ -157,11 +171,16 @@ const RETRY_PAUSES: [Duration; 4] = [
 const WAY_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Opens the relay's way to the task and then relays bytes both ways.
-async fn carry(mut client: TcpStream, route: &RwLock<Option<Route>>) -> std::io::Result<()> {
-    let mut relay = match tokio::time::timeout(WAY_DEADLINE, open_way(route)).await {
+async fn carry(mut client: TcpStream, way: watch::Receiver<Way>) -> std::io::Result<()> {
+    let mut relay = match tokio::time::timeout(WAY_DEADLINE, open_way(way.clone())).await {
         Ok(Ok(relay)) => relay,
         Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        Err(_) => {
+            // The client's request is lost with this connection: say so, as open_way does.
+            let way = way.borrow().clone();
+            tracing::warn!(?way, deadline = ?WAY_DEADLINE, "no way to the task through its relay in time");
+            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        }
     };
     client.set_nodelay(true)?;
     tokio::io::copy_bidirectional(&mut client, &mut relay).await?;
@@ -173,12 +192,17 @@ async fn carry(mut client: TcpStream, route: &RwLock<Option<Route>>) -> std::io:
 /// task's name not yet known on that node, the task just moved) is tried again, on the route
 /// as it is then, for any request. Failing here closes the client's connection unanswered,
 /// which the proxy can only report as a broken upstream (502 for a POST), so it is the last
-/// resort.
-async fn open_way(route: &RwLock<Option<Route>>) -> std::io::Result<TcpStream> {
+/// resort. A pending way is waited for first.
+async fn open_way(mut way: watch::Receiver<Way>) -> std::io::Result<TcpStream> {
     let mut pauses = RETRY_PAUSES.iter();
     loop {
-        let Some(current) = route.read().unwrap_or_else(|p| p.into_inner()).clone() else {
-            return Err(std::io::Error::from(std::io::ErrorKind::NotConnected));
+        if *way.borrow() == Way::Pending {
+            tracing::debug!("the slot runs before any relay: waiting for its route");
+        }
+        let current = match way.wait_for(|w| *w != Way::Pending).await.as_deref() {
+            Ok(Way::Open(route)) => route.clone(),
+            // Closed, or the slot's listener is going away.
+            _ => return Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
         };
         match handshake(&current).await {
             Ok(relay) => return Ok(relay),
@@ -226,7 +250,27 @@ async fn read_line(stream: &mut TcpStream) -> std::io::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    /// A fake relay (a real socket) that answers OK to every way and echoes.
+    async fn echo_relay() -> SocketAddr {
+        let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = relay.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = relay.accept().await.unwrap();
+                tokio::spawn(async move {
+                    read_line(&mut s).await.unwrap();
+                    s.write_all(b"OK\n").await.unwrap();
+                    let (mut r, mut w) = s.split();
+                    tokio::io::copy(&mut r, &mut w).await.unwrap();
+                });
+            }
+        });
+        addr
+    }
 
     #[test]
     fn the_request_line_names_token_task_and_port() {
@@ -268,7 +312,7 @@ mod tests {
             port: 80,
         };
         let addr = tunnels
-            .address("s/0", Some(route("good.1.x")))
+            .address("s/0", Way::Open(route("good.1.x")))
             .await
             .unwrap();
         assert_eq!(addr.octets()[..2], [127, 214]);
@@ -280,7 +324,7 @@ mod tests {
 
         // Same slot, new route: same address, and a refused task closes the connection.
         let again = tunnels
-            .address("s/0", Some(route("gone.1.y")))
+            .address("s/0", Way::Open(route("gone.1.y")))
             .await
             .unwrap();
         assert_eq!(again, addr);
@@ -328,12 +372,43 @@ mod tests {
             task: "flaky.1.z".into(),
             port: 80,
         };
-        let addr = tunnels.address("f/0", Some(route)).await.unwrap();
+        let addr = tunnels.address("f/0", Way::Open(route)).await.unwrap();
         let mut c = TcpStream::connect((addr, 80)).await.unwrap();
         c.write_all(b"POST").await.unwrap();
         let mut buf = [0u8; 4];
         c.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"POST");
         assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    }
+
+    /// A slot that runs before any relay does: its connection waits for the route and is
+    /// carried once the route is known; a closed way closes at once.
+    #[tokio::test]
+    async fn a_pending_way_waits_for_its_route_and_a_closed_one_does_not() {
+        let relay = echo_relay().await;
+        let tunnels = Tunnels::default();
+        let addr = tunnels.address("p/0", Way::Pending).await.unwrap();
+        let mut c = TcpStream::connect((addr, 80)).await.unwrap();
+        c.write_all(b"POST").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let route = Route {
+            relay,
+            token: "t".into(),
+            task: "late.1.r".into(),
+            port: 80,
+        };
+        tunnels.address("p/0", Way::Open(route)).await.unwrap();
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"POST");
+
+        tunnels.address("p/0", Way::Closed).await.unwrap();
+        let mut c = TcpStream::connect((addr, 80)).await.unwrap();
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(1), c.read_to_end(&mut rest))
+            .await
+            .expect("a closed way closes at once")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
     }
 }
