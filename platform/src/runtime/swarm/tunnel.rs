@@ -63,10 +63,18 @@ struct Entry {
 }
 
 /// Every instance's local address and listener.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tunnels {
     entries: Mutex<HashMap<String, Entry>>,
     next: Mutex<u32>,
+    /// How long a connection may wait for its way.
+    deadline: Duration,
+}
+
+impl Default for Tunnels {
+    fn default() -> Self {
+        Self::with_deadline(WAY_DEADLINE)
+    }
 }
 
 impl Drop for Tunnels {
@@ -79,6 +87,14 @@ impl Drop for Tunnels {
 }
 
 impl Tunnels {
+    pub fn with_deadline(deadline: Duration) -> Self {
+        Self {
+            entries: Mutex::default(),
+            next: Mutex::default(),
+            deadline,
+        }
+    }
+
     /// The local address of instance `id`, its listener opened on first use; its connections
     /// meet `way` from now on (those waiting for a route included).
     pub async fn address(&self, id: &str, way: Way) -> std::io::Result<Ipv4Addr> {
@@ -91,7 +107,7 @@ impl Tunnels {
         }
         let (addr, listener) = self.bind().await?;
         let (sender, receiver) = watch::channel(way);
-        let task = tokio::spawn(serve(listener, receiver));
+        let task = tokio::spawn(serve(listener, receiver, self.deadline));
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = entries.get(id) {
             // Another caller opened it meanwhile: keep theirs.
@@ -147,41 +163,35 @@ impl Tunnels {
     }
 }
 
-async fn serve(listener: TcpListener, way: watch::Receiver<Way>) {
+async fn serve(listener: TcpListener, way: watch::Receiver<Way>, deadline: Duration) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
         let way = way.clone();
         tokio::spawn(async move {
-            if let Err(e) = carry(client, way).await {
+            if let Err(e) = carry(client, way, deadline).await {
                 tracing::debug!(error = %e, "tunnel connection ended");
             }
         });
     }
 }
 
-/// Pauses between attempts at the relay's way to the task, within `WAY_DEADLINE`.
-const RETRY_PAUSES: [Duration; 4] = [
-    Duration::from_millis(50),
-    Duration::from_millis(100),
-    Duration::from_millis(200),
-    Duration::from_millis(400),
-];
-const WAY_DEADLINE: Duration = Duration::from_secs(5);
+/// The first pause between attempts at the relay's way to the task; each next is twice as
+/// long, up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+/// How long a connection may wait for its way: a pending route, and attempts that each may
+/// cost a relay's DNS lookup (2 s while the task's name is not yet known on the relay's node).
+const WAY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Opens the relay's way to the task and then relays bytes both ways.
-async fn carry(mut client: TcpStream, way: watch::Receiver<Way>) -> std::io::Result<()> {
-    let mut relay = match tokio::time::timeout(WAY_DEADLINE, open_way(way.clone())).await {
-        Ok(Ok(relay)) => relay,
-        Ok(Err(e)) => return Err(e),
-        Err(_) => {
-            // The client's request is lost with this connection: say so, as open_way does.
-            let way = way.borrow().clone();
-            tracing::warn!(?way, deadline = ?WAY_DEADLINE, "no way to the task through its relay in time");
-            return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
-        }
-    };
+async fn carry(
+    mut client: TcpStream,
+    way: watch::Receiver<Way>,
+    deadline: Duration,
+) -> std::io::Result<()> {
+    let mut relay = open_way(way, deadline).await?;
     client.set_nodelay(true)?;
     tokio::io::copy_bidirectional(&mut client, &mut relay).await?;
     Ok(())
@@ -192,31 +202,51 @@ async fn carry(mut client: TcpStream, way: watch::Receiver<Way>) -> std::io::Res
 /// task's name not yet known on that node, the task just moved) is tried again, on the route
 /// as it is then, for any request. Failing here closes the client's connection unanswered,
 /// which the proxy can only report as a broken upstream (502 for a POST), so it is the last
-/// resort. A pending way is waited for first.
-async fn open_way(mut way: watch::Receiver<Way>) -> std::io::Result<TcpStream> {
-    let mut pauses = RETRY_PAUSES.iter();
+/// resort, and is logged. A pending way is waited for first.
+async fn open_way(mut way: watch::Receiver<Way>, deadline: Duration) -> std::io::Result<TcpStream> {
+    let give_up = tokio::time::Instant::now() + deadline;
+    let mut pause = FIRST_PAUSE;
+    let mut last: Option<(Route, std::io::Error)> = None;
     loop {
         if *way.borrow() == Way::Pending {
             tracing::debug!("the slot runs before any relay: waiting for its route");
         }
-        let current = match way.wait_for(|w| *w != Way::Pending).await.as_deref() {
-            Ok(Way::Open(route)) => route.clone(),
-            // Closed, or the slot's listener is going away.
-            _ => return Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
+        let opened = tokio::time::timeout_at(give_up, async {
+            let current = match way.wait_for(|w| *w != Way::Pending).await.as_deref() {
+                Ok(Way::Open(route)) => route.clone(),
+                // Closed, or the slot's listener is going away.
+                _ => return Err(None),
+            };
+            handshake(&current).await.map_err(|e| Some((current, e)))
+        })
+        .await;
+        let failed = match opened {
+            Ok(Ok(relay)) => return Ok(relay),
+            Ok(Err(None)) => return Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
+            Ok(Err(Some(failed))) => failed,
+            Err(_) => {
+                let (task, error) = match &last {
+                    Some((route, e)) => (Some(route.task.clone()), Some(e.to_string())),
+                    None => (None, None),
+                };
+                tracing::warn!(
+                    ?task,
+                    ?error,
+                    ?deadline,
+                    "no way to the task through its relay in time"
+                );
+                return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+            }
         };
-        match handshake(&current).await {
-            Ok(relay) => return Ok(relay),
-            Err(e) => match pauses.next() {
-                Some(pause) => {
-                    tracing::debug!(task = %current.task, error = %e, "relay way failed: trying again");
-                    tokio::time::sleep(*pause).await;
-                }
-                None => {
-                    tracing::warn!(task = %current.task, relay = %current.relay, error = %e, "no way to the task through its relay");
-                    return Err(e);
-                }
-            },
+        if tokio::time::Instant::now() + pause >= give_up {
+            let (route, e) = failed;
+            tracing::warn!(task = %route.task, relay = %route.relay, error = %e, "no way to the task through its relay");
+            return Err(e);
         }
+        tracing::debug!(task = %failed.0.task, error = %failed.1, "relay way failed: trying again");
+        last = Some(failed);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
 
@@ -304,7 +334,7 @@ mod tests {
                 });
             }
         });
-        let tunnels = Tunnels::default();
+        let tunnels = Tunnels::with_deadline(Duration::from_millis(500));
         let route = |task: &str| Route {
             relay: relay_addr,
             token: "t".into(),
@@ -401,6 +431,17 @@ mod tests {
         let mut buf = [0u8; 4];
         c.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"POST");
+
+        // A way still pending at the deadline closes the connection unanswered.
+        let short = Tunnels::with_deadline(Duration::from_millis(200));
+        let never = short.address("n/0", Way::Pending).await.unwrap();
+        let mut c = TcpStream::connect((never, 80)).await.unwrap();
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut rest))
+            .await
+            .expect("closed at the deadline")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
 
         tunnels.address("p/0", Way::Closed).await.unwrap();
         let mut c = TcpStream::connect((addr, 80)).await.unwrap();
