@@ -3,21 +3,49 @@
 //! with its address on the network. A static binary in a FROM-scratch image has no resolver
 //! library to call, and the relay needs nothing but this one question.
 
-use std::net::{Ipv4Addr, UdpSocket};
-use std::time::Duration;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
 
 const SERVER: &str = "127.0.0.11:53";
+/// How long a lookup may take in all.
+const BUDGET: Duration = Duration::from_secs(2);
+/// The query is sent again this often until an address comes back: a reply lost on a busy
+/// node, or a task's name that the node's DNS learns a moment later (a task that has just
+/// started, or one on another node, known once the overlay's gossip brings it), costs one
+/// interval, not the whole budget.
+const RESEND: Duration = Duration::from_millis(250);
 
-/// The first A record of `name`, or None (no answer, timeout, malformed reply).
+/// The first A record of `name`, or None (no address within the budget, malformed replies).
 pub fn resolve(name: &str) -> Option<Ipv4Addr> {
+    resolve_at(SERVER.parse().ok()?, name, BUDGET)
+}
+
+fn resolve_at(server: SocketAddr, name: &str, budget: Duration) -> Option<Ipv4Addr> {
     let id = (std::process::id() as u16) ^ (name.len() as u16).rotate_left(7);
     let query = query(id, name)?;
     let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
-    socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    socket.send_to(&query, SERVER).ok()?;
+    let give_up = Instant::now() + budget;
     let mut reply = [0u8; 1500];
-    let n = socket.recv(&mut reply).ok()?;
-    first_a(id, &reply[..n])
+    while Instant::now() < give_up {
+        socket.send_to(&query, server).ok()?;
+        let resend = (Instant::now() + RESEND).min(give_up);
+        // Replies without an address (no such name yet, another query's) are read past
+        // until it is time to ask again.
+        loop {
+            let left = resend.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            socket.set_read_timeout(Some(left)).ok()?;
+            let Ok(n) = socket.recv(&mut reply) else {
+                break;
+            };
+            if let Some(ip) = first_a(id, &reply[..n]) {
+                return Some(ip);
+            }
+        }
+    }
+    None
 }
 
 /// A recursive query for `name`'s A record; None for a name DNS cannot carry.
@@ -101,5 +129,56 @@ mod tests {
         assert!(query(1, "a..b").is_none());
         assert!(query(1, &"x".repeat(64)).is_none());
         assert!(query(1, "ok.name").is_some());
+    }
+
+    /// A real UDP server that drops the first query and answers the second with no address
+    /// (the name not known yet): the third, sent a resend interval later, gets the address.
+    #[test]
+    fn asks_again_until_the_name_is_known() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let answering = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            for round in 0.. {
+                let (n, from) = server.recv_from(&mut buf).unwrap();
+                let mut reply = buf[..n].to_vec();
+                reply[2] = 0x81;
+                match round {
+                    0 => continue,
+                    1 => reply[3] = 0x83, // NXDOMAIN
+                    _ => {
+                        reply[3] = 0x80;
+                        reply[7] = 1;
+                        reply.extend_from_slice(&[
+                            0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 10, 214, 0, 9,
+                        ]);
+                    }
+                }
+                server.send_to(&reply, from).unwrap();
+                if round == 2 {
+                    return round;
+                }
+            }
+            unreachable!()
+        });
+        let got = resolve_at(addr, "svc.1.new", Duration::from_secs(5));
+        assert_eq!(got, Some(Ipv4Addr::new(10, 214, 0, 9)));
+        assert_eq!(answering.join().unwrap(), 2);
+
+        // Nobody answering: None once the budget is spent.
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let got = resolve_at(
+            silent.local_addr().unwrap(),
+            "svc.1.gone",
+            Duration::from_millis(600),
+        );
+        assert_eq!(got, None);
+        let mut buf = [0u8; 512];
+        silent.set_nonblocking(true).unwrap();
+        let mut queries = 0;
+        while silent.recv(&mut buf).is_ok() {
+            queries += 1;
+        }
+        assert_eq!(queries, 3, "asked every 250 ms within 600 ms");
     }
 }
