@@ -1,6 +1,8 @@
 //! A short-lived cache of verified credentials: key = SHA-256 of the credential (header value
 //! plus host), value = the principal. Spares argon2 on every request; entries of a user are
-//! dropped when their password, roles or groups change.
+//! dropped when their password, roles or groups change. Concurrent misses of one credential
+//! take turns ([`CredentialCache::turn`]), so an entry's expiry under load costs one hash,
+//! not one per request in flight.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,34 @@ struct Entry {
 pub struct CredentialCache {
     ttl: Duration,
     entries: Mutex<HashMap<[u8; 32], Entry>>,
+    /// One lock per credential being verified; an entry goes when its last holder does.
+    verifying: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The right to verify one credential, held until dropped.
+pub struct Turn<'a> {
+    cache: &'a CredentialCache,
+    key: [u8; 32],
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        let lock = Arc::clone(tokio::sync::OwnedMutexGuard::mutex(&guard));
+        drop(guard);
+        let mut verifying = self
+            .cache
+            .verifying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody waits for this credential any more.
+        if Arc::strong_count(&lock) == 2 {
+            verifying.remove(&self.key);
+        }
+    }
 }
 
 impl CredentialCache {
@@ -30,6 +60,22 @@ impl CredentialCache {
         CredentialCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            verifying: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until no one else verifies `key`: the caller then looks in the cache again (the
+    /// one before it may have filled it) and verifies only if it is still missing. A
+    /// credential that fails is verified once per caller, in turn, as before.
+    pub async fn turn(&self, key: [u8; 32]) -> Turn<'_> {
+        let lock = {
+            let mut verifying = self.verifying.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(verifying.entry(key).or_default())
+        };
+        Turn {
+            cache: self,
+            key,
+            guard: Some(lock.lock_owned().await),
         }
     }
 
@@ -65,5 +111,34 @@ impl CredentialCache {
     pub fn invalidate_tenant(&self, tenant: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|_, e| e.principal.tenant != tenant);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second caller for the same credential waits for the first's turn to end, another
+    /// credential does not, and nothing is left behind once both are done.
+    #[tokio::test]
+    async fn callers_of_one_credential_take_turns() {
+        let cache = CredentialCache::new(DEFAULT_TTL);
+        let first = cache.turn([1; 32]).await;
+        let other = tokio::time::timeout(Duration::from_secs(1), cache.turn([2; 32]))
+            .await
+            .expect("another credential does not wait");
+        let mut second = std::pin::pin!(cache.turn([1; 32]));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut second)
+                .await
+                .is_err(),
+            "waits while the first verifies"
+        );
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(1), second)
+            .await
+            .expect("its turn once the first is done");
+        drop((second, other));
+        assert!(cache.verifying.lock().unwrap().is_empty());
     }
 }

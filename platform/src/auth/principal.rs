@@ -134,6 +134,10 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError>
         if let Some(principal) = state.cache().get(&key) {
             return Ok(principal);
         }
+        let _turn = state.cache().turn(key).await;
+        if let Some(principal) = state.cache().get(&key) {
+            return Ok(principal);
+        }
         let principal =
             match credentials::parse(header).map_err(|e| ApiError::unauthorized(&e.to_string()))? {
                 Credentials::Basic {
