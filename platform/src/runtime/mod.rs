@@ -124,6 +124,17 @@ pub trait Runtime: Send + Sync + Debug + 'static {
     /// Follows an instance's stdout and stderr (with timestamps) from `tail` lines back, until it
     /// stops or the stream is dropped (the console's live log view).
     fn follow_logs(&self, id: &str, tail: u64) -> BoxStream<'static, Result<Bytes, RuntimeError>>;
+    /// Whether instance `id` accepts a TCP connection at `addr`, its address, within `timeout`
+    /// (tcpSocket probe). A runtime whose instance address is not the instance itself (the
+    /// Swarm runtime's local tunnel, which accepts every connection) must ask further.
+    fn tcp_probe<'a>(
+        &'a self,
+        _id: &'a str,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(tcp_connect(addr, timeout))
+    }
     /// Runs `command` in the instance (exec probe). Ok(true) when it exits 0 within `timeout`.
     fn exec_succeeds<'a>(
         &'a self,
@@ -138,4 +149,12 @@ pub trait Runtime: Send + Sync + Debug + 'static {
         &self,
         labels: &[(&str, &str)],
     ) -> BoxStream<'static, Result<InstanceEvent, RuntimeError>>;
+}
+
+/// A TCP connection to `addr` within `timeout`, closed at once.
+pub async fn tcp_connect(addr: std::net::SocketAddr, timeout: Duration) -> std::io::Result<()> {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(connected) => connected.map(drop),
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
 }

@@ -279,21 +279,20 @@ async fn check(
             ..
         } => http_probe(SocketAddr::new(ip, *port), scheme, path, headers, timeout).await,
         ProbeHandler::TcpSocket { port, .. } => {
-            tcp_connect(SocketAddr::new(ip, *port), timeout).await
+            let addr = SocketAddr::new(ip, *port);
+            match runtime.tcp_probe(id, addr, timeout).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    Err(ProbeError::ConnectTimeout(addr, timeout))
+                }
+                Err(e) => Err(ProbeError::Connect(addr, e)),
+            }
         }
         ProbeHandler::Exec { command } => match runtime.exec_succeeds(id, command, timeout).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(ProbeError::Command(command.clone())),
             Err(e) => Err(ProbeError::Runtime(e)),
         },
-    }
-}
-
-async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Result<(), ProbeError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(ProbeError::Connect(addr, e)),
-        Err(_) => Err(ProbeError::ConnectTimeout(addr, timeout)),
     }
 }
 

@@ -481,6 +481,24 @@ impl Runtime for SwarmRuntime {
     }
 
     /// On the node's own engine; without one an exec probe cannot run.
+    /// The instance's address is its local tunnel, which accepts every connection: a probe of
+    /// the service port asks the relay to connect to the task instead.
+    fn tcp_probe<'a>(
+        &'a self,
+        id: &'a str,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> futures_util::future::BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            let tunnel = self.tunnels.existing(id).map(IpAddr::V4);
+            if addr.port() == services::SERVICE_PORT && tunnel == Some(addr.ip()) {
+                self.tunnels.probe(id, timeout).await
+            } else {
+                crate::runtime::tcp_connect(addr, timeout).await
+            }
+        })
+    }
+
     fn exec_succeeds<'a>(
         &'a self,
         id: &'a str,

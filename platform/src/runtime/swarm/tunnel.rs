@@ -126,6 +126,34 @@ impl Tunnels {
         Ok(addr)
     }
 
+    /// A tcpSocket probe of `id`'s task: the listener here accepts every connection, so the
+    /// probe is a way through the relay, whose `OK` says it connected to the task. One attempt.
+    pub async fn probe(&self, id: &str, timeout: Duration) -> std::io::Result<()> {
+        let way = {
+            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            entries.get(id).map(|e| e.way.borrow().clone())
+        };
+        let route = match way {
+            Some(Way::Open(route)) => route,
+            Some(Way::Pending) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "no relay runs for the task yet",
+                ));
+            }
+            Some(Way::Closed) | None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "the task is not running",
+                ));
+            }
+        };
+        match tokio::time::timeout(timeout, handshake(&route)).await {
+            Ok(way) => way.map(drop),
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
     /// The address of `id` if it has one.
     pub fn existing(&self, id: &str) -> Option<Ipv4Addr> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -451,5 +479,56 @@ mod tests {
             .expect("a closed way closes at once")
             .unwrap_or(0);
         assert_eq!(n, 0);
+    }
+
+    /// A probe asks the relay: OK passes, a refused way fails, and so do a pending and a
+    /// closed way, though the local listener would accept all of them.
+    #[tokio::test]
+    async fn a_probe_passes_only_when_the_relay_reaches_the_task() {
+        let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = relay.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = relay.accept().await.unwrap();
+                let line = read_line(&mut s).await.unwrap();
+                let answer: &[u8] = if line.ends_with(" up.1.a:80") {
+                    b"OK\n"
+                } else {
+                    b"ERR connect: connection refused\n"
+                };
+                s.write_all(answer).await.unwrap();
+            }
+        });
+        let route = |task: &str| Route {
+            relay: relay_addr,
+            token: "t".into(),
+            task: task.into(),
+            port: 80,
+        };
+        let tunnels = Tunnels::default();
+        let second = Duration::from_secs(1);
+        tunnels
+            .address("u/0", Way::Open(route("up.1.a")))
+            .await
+            .unwrap();
+        tunnels
+            .probe("u/0", second)
+            .await
+            .expect("the relay reached it");
+        tunnels
+            .address("u/0", Way::Open(route("down.1.b")))
+            .await
+            .unwrap();
+        let refused = tunnels.probe("u/0", second).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("connection refused"),
+            "{refused}"
+        );
+        for way in [Way::Pending, Way::Closed] {
+            tunnels.address("u/0", way.clone()).await.unwrap();
+            let e = tunnels.probe("u/0", second).await.unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "{way:?}");
+        }
+        assert!(tunnels.probe("unknown/0", second).await.is_err());
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::lab::{Lab, serve_on};
 use crate::fixture::{Server, Tenant, app_name, create_tenant};
@@ -82,13 +82,16 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
     let (_, env) = get_through_proxy(&server, &owner, &name, "/env");
     assert_eq!(env["C8Y_BASEURL"], "http://berth-platform:8111", "{env}");
 
-    // MULTI_TENANT, 1 replica, subscribed by a second tenant as well.
+    // MULTI_TENANT, 1 replica, subscribed by a second tenant as well; ready by a tcpSocket
+    // probe, which asks the relay to connect to the task (the tunnel's own listener would
+    // accept any connection).
     let other = create_tenant(&server, "swt");
+    let tcp_ready = json!({"readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1, "timeoutSeconds": 2, "failureThreshold": 1}});
     let shared = deploy(
         &server,
         &owner,
         &hello,
-        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+        &manifest("MULTI_TENANT", 1, tcp_ready),
     );
     subscribe(&server, &owner.id, &shared).expect(201);
     wait_ready(&server, &owner, &shared, 1);
