@@ -312,18 +312,23 @@ mod tests {
 
     use super::*;
 
-    /// A fake relay (a real socket) that answers OK to every way and echoes.
-    async fn echo_relay() -> SocketAddr {
+    /// A fake relay (a real socket): a way whose target ends with `good` (any, for None) gets
+    /// `OK` and an echo, any other a refusal.
+    async fn fake_relay(good: Option<&'static str>) -> SocketAddr {
         let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = relay.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
                 let (mut s, _) = relay.accept().await.unwrap();
                 tokio::spawn(async move {
-                    read_line(&mut s).await.unwrap();
-                    s.write_all(b"OK\n").await.unwrap();
-                    let (mut r, mut w) = s.split();
-                    tokio::io::copy(&mut r, &mut w).await.unwrap();
+                    let line = read_line(&mut s).await.unwrap();
+                    if good.is_none_or(|g| line.ends_with(&format!(" {g}"))) {
+                        s.write_all(b"OK\n").await.unwrap();
+                        let (mut r, mut w) = s.split();
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    } else {
+                        let _ = s.write_all(b"ERR connect: connection refused\n").await;
+                    }
                 });
             }
         });
@@ -341,27 +346,11 @@ mod tests {
         assert_eq!(request_line(&r), "BERTH-RELAY/1 t0k svc.1.abc:80\n");
     }
 
-    /// A fake relay (a real socket) that answers OK and echoes: the tunnel carries bytes both
-    /// ways after the handshake, and a route change applies to the next connection.
+    /// The tunnel carries bytes both ways after the relay's OK, and a route change applies to
+    /// the next connection.
     #[tokio::test]
     async fn a_slot_address_carries_bytes_through_the_relay() {
-        let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let relay_addr = relay.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let (mut s, _) = relay.accept().await.unwrap();
-                tokio::spawn(async move {
-                    let line = read_line(&mut s).await.unwrap();
-                    if line.ends_with(" good.1.x:80") {
-                        s.write_all(b"OK\n").await.unwrap();
-                        let (mut r, mut w) = s.split();
-                        tokio::io::copy(&mut r, &mut w).await.unwrap();
-                    } else {
-                        s.write_all(b"ERR unknown task\n").await.unwrap();
-                    }
-                });
-            }
-        });
+        let relay_addr = fake_relay(Some("good.1.x:80")).await;
         let tunnels = Tunnels::with_deadline(Duration::from_millis(500));
         let route = |task: &str| Route {
             relay: relay_addr,
@@ -443,7 +432,7 @@ mod tests {
     /// carried once the route is known; a closed way closes at once.
     #[tokio::test]
     async fn a_pending_way_waits_for_its_route_and_a_closed_one_does_not() {
-        let relay = echo_relay().await;
+        let relay = fake_relay(None).await;
         let tunnels = Tunnels::default();
         let addr = tunnels.address("p/0", Way::Pending).await.unwrap();
         let mut c = TcpStream::connect((addr, 80)).await.unwrap();
@@ -463,42 +452,28 @@ mod tests {
         // A way still pending at the deadline closes the connection unanswered.
         let short = Tunnels::with_deadline(Duration::from_millis(200));
         let never = short.address("n/0", Way::Pending).await.unwrap();
-        let mut c = TcpStream::connect((never, 80)).await.unwrap();
-        let mut rest = Vec::new();
-        let n = tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut rest))
-            .await
-            .expect("closed at the deadline")
-            .unwrap_or(0);
-        assert_eq!(n, 0);
+        closed_unanswered(never, Duration::from_secs(2), "closed at the deadline").await;
 
         tunnels.address("p/0", Way::Closed).await.unwrap();
+        closed_unanswered(addr, Duration::from_secs(1), "a closed way closes at once").await;
+    }
+
+    /// A connection to `addr` is closed within `within` without a byte.
+    async fn closed_unanswered(addr: Ipv4Addr, within: Duration, why: &str) {
         let mut c = TcpStream::connect((addr, 80)).await.unwrap();
         let mut rest = Vec::new();
-        let n = tokio::time::timeout(Duration::from_secs(1), c.read_to_end(&mut rest))
+        let n = tokio::time::timeout(within, c.read_to_end(&mut rest))
             .await
-            .expect("a closed way closes at once")
+            .expect(why)
             .unwrap_or(0);
-        assert_eq!(n, 0);
+        assert_eq!(n, 0, "{why}");
     }
 
     /// A probe asks the relay: OK passes, a refused way fails, and so do a pending and a
     /// closed way, though the local listener would accept all of them.
     #[tokio::test]
     async fn a_probe_passes_only_when_the_relay_reaches_the_task() {
-        let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let relay_addr = relay.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let (mut s, _) = relay.accept().await.unwrap();
-                let line = read_line(&mut s).await.unwrap();
-                let answer: &[u8] = if line.ends_with(" up.1.a:80") {
-                    b"OK\n"
-                } else {
-                    b"ERR connect: connection refused\n"
-                };
-                s.write_all(answer).await.unwrap();
-            }
-        });
+        let relay_addr = fake_relay(Some("up.1.a:80")).await;
         let route = |task: &str| Route {
             relay: relay_addr,
             token: "t".into(),
