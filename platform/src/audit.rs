@@ -2,7 +2,8 @@
 //! own decision (supervisor), goes through [`AuditLog::record`] into one queue drained by one
 //! task. Recording never blocks the caller (the action already happened; a failed write is
 //! logged, not returned), and [`AuditLog::flush`] at shutdown writes out what is queued, so a
-//! record made just before a shutdown is not lost with a detached task.
+//! record made just before a shutdown is not lost with a detached task. Readers of the audit
+//! API flush first, so a client reads back the record of a change it has just made.
 
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -181,6 +182,7 @@ async fn write_all(store: Store, mut receiver: mpsc::UnboundedReceiver<Message>)
             }
         }
         if !batch.is_empty() {
+            crate::fault::point(crate::fault::AUDIT_WRITE).await;
             let written = store
                 .run(move |conn| {
                     for record in &batch {

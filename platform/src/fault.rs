@@ -27,6 +27,9 @@ pub const TENANT_DELETE_COMMITTED: &str = "tenant-delete-committed";
 /// drained for it yet.
 pub const SCALE_DECIDED: &str = "scale-decided";
 
+/// Audit: a batch of records is about to be written.
+pub const AUDIT_WRITE: &str = "audit-write";
+
 /// Arms every point whose `<point>.armed` file exists.
 const ANY: &str = "*";
 

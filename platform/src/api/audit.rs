@@ -89,6 +89,9 @@ async fn list(
     require_audit_read(&principal)?;
     let page = PageRequest::from_query(&query)?;
     let filter = filter_of(&query)?;
+    // Records are written behind the request that caused them; waiting for the queue lets a
+    // client read its own change back at once (clients change an option, then look for it).
+    state.audit.flush().await;
     let tenant = principal.tenant.clone();
     let (records, total) = db(&state, "audit", move |c| {
         audit::list(c, &tenant, &filter, page.window())
@@ -117,6 +120,7 @@ async fn get(
             &format!("Audit record {text:?} does not exist: ids are numbers."),
         )
     })?;
+    state.audit.flush().await;
     let tenant = principal.tenant.clone();
     let record = db(&state, "audit", move |c| audit::get(c, &tenant, id)).await?;
     Ok(media::ok(

@@ -173,7 +173,12 @@ fn c8y_api_and_pyc8y_work_unchanged() {
         let (output, passed, failed) = run_suite(&python, script, &env);
         eprintln!("--- {script} ---\n{output}");
         if failed > 0 || passed == 0 {
-            failures.push(format!("{script}: {passed} passed, {failed} failed"));
+            // The failing checks' lines go in the panic message: CI's summary keeps the panic
+            // but may cut the suites' output above it.
+            let why: Vec<&str> = output.lines().filter(|l| l.starts_with("FAIL ")).collect();
+            failures.push(format!(
+                "{script}: {passed} passed, {failed} failed: {why:?}"
+            ));
         }
     }
     // The server is still the one the suites saw (nothing crashed it).
