@@ -336,6 +336,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let limits = config.limits.resolve(limits::Host {
         millicores: host.cpus.saturating_mul(1000),
         memory_bytes: host.memory_bytes,
+        only_port: host.only_port,
+        exec_probes: host.exec_probes,
     })?;
     prepare_dir(&config.data_dir)?;
     let tmp = config.data_dir.join(TMP_DIR);

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use manifests_schema::{Isolation, Manifest, Scale};
+use manifests_schema::{Isolation, Manifest, ProbeHandler, Scale};
 
 /// The operator's settings as configured: `None` = derived from the host.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,11 +19,15 @@ pub struct LimitSettings {
     pub refuse_root_images: bool,
 }
 
-/// What the Docker host has (from `docker info`: NCPU, MemTotal).
+/// What the Docker host has (from `docker info`: NCPU, MemTotal) and what the runtime can
+/// reach in a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Host {
     pub millicores: u64,
     pub memory_bytes: u64,
+    /// The one container port the runtime reaches; `None`: any.
+    pub only_port: Option<u16>,
+    pub exec_probes: bool,
 }
 
 /// The maxima in force.
@@ -36,6 +40,10 @@ pub struct Limits {
     pub tenant_millicores: u64,
     pub tenant_containers: u64,
     pub refuse_root_images: bool,
+    /// From [`Host`]: a probe of another port, or an exec probe the runtime cannot run, would
+    /// never pass, so the manifest is refused at upload instead.
+    pub only_port: Option<u16>,
+    pub exec_probes: bool,
 }
 
 /// How much CPU a tenant may reserve by default, in multiples of the host's: CPU limits are
@@ -84,6 +92,8 @@ impl LimitSettings {
                 .unwrap_or(host.millicores.saturating_mul(DEFAULT_TENANT_CPU_FACTOR)),
             tenant_containers: self.tenant_containers,
             refuse_root_images: self.refuse_root_images,
+            only_port: host.only_port,
+            exec_probes: host.exec_probes,
         })
     }
 }
@@ -114,6 +124,14 @@ pub enum LimitError {
         "The image runs as {user}, and this platform refuses images that run as root (operator setting refuse_root_images); set a numeric non-root user in the image, e.g. USER 1000:1000 in the Dockerfile"
     )]
     RootImage { user: String },
+    #[error(
+        "The manifest's {field} is {port}, but this platform runs microservices on Docker Swarm, where only port {only} of a container is reachable; listen on port {only} (as Cumulocity expects) and probe that port"
+    )]
+    ProbePort { field: String, port: u16, only: u16 },
+    #[error(
+        "The manifest's {field} is an exec probe, which this platform cannot run (Docker Swarm without the nodes' own engines, operator setting swarm_node_engines); use an httpGet or tcpSocket probe instead"
+    )]
+    ExecProbe { field: String },
 }
 
 /// Refuses a manifest whose containers exceed a per-container maximum.
@@ -143,6 +161,32 @@ pub fn check_container(manifest: &Manifest, limits: &Limits) -> Result<(), Limit
             max: limits.replicas.to_string(),
             setting: "max_replicas",
         });
+    }
+    check_probes(manifest, limits)
+}
+
+/// Refuses a probe the runtime could never run: it would leave the microservice unready (or
+/// restarting) forever, with nothing to say why.
+fn check_probes(manifest: &Manifest, limits: &Limits) -> Result<(), LimitError> {
+    let probes = [
+        ("livenessProbe", &manifest.liveness_probe),
+        ("readinessProbe", &manifest.readiness_probe),
+    ];
+    for (name, probe) in probes {
+        let Some(probe) = probe else { continue };
+        let (field, port) = match &probe.handler {
+            ProbeHandler::Exec { .. } if !limits.exec_probes => {
+                return Err(LimitError::ExecProbe {
+                    field: format!("{name}.exec"),
+                });
+            }
+            ProbeHandler::Exec { .. } => continue,
+            ProbeHandler::TcpSocket { port, .. } => (format!("{name}.tcpSocket.port"), *port),
+            ProbeHandler::HttpGet { port, .. } => (format!("{name}.httpGet.port"), *port),
+        };
+        if let Some(only) = limits.only_port.filter(|only| *only != port) {
+            return Err(LimitError::ProbePort { field, port, only });
+        }
     }
     Ok(())
 }
@@ -326,6 +370,8 @@ mod tests {
         .resolve(Host {
             millicores: 2000,
             memory_bytes: 8 * GI,
+            only_port: None,
+            exec_probes: true,
         })
         .unwrap()
     }
@@ -342,6 +388,8 @@ mod tests {
         let host = Host {
             millicores: 2000,
             memory_bytes: 8 * GI,
+            only_port: None,
+            exec_probes: true,
         };
         let resolved = LimitSettings::default().resolve(host).unwrap();
         assert_eq!(
@@ -394,6 +442,57 @@ mod tests {
                     assert!(text.contains(s), "{extra}: {text}");
                 }
                 (other, _) => panic!("{extra}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn probes_the_runtime_cannot_run_are_refused_naming_the_field() {
+        // Docker Swarm as `SwarmRuntime` reports it: port 80 only, no node engines.
+        let swarm = Limits {
+            only_port: Some(80),
+            exec_probes: false,
+            ..limits()
+        };
+        let http = |port: u16| format!(r#"{{"httpGet":{{"path":"/health","port":{port}}}}}"#);
+        let tcp = |port: u16| format!(r#"{{"tcpSocket":{{"port":{port}}}}}"#);
+        let exec = r#"{"exec":{"command":["true"]}}"#.to_owned();
+        let cases = [
+            ("livenessProbe", http(80), ""),
+            ("readinessProbe", tcp(80), ""),
+            (
+                "livenessProbe",
+                http(8080),
+                "livenessProbe.httpGet.port is 8080",
+            ),
+            (
+                "readinessProbe",
+                tcp(443),
+                "readinessProbe.tcpSocket.port is 443",
+            ),
+            (
+                "readinessProbe",
+                exec.clone(),
+                "readinessProbe.exec is an exec probe",
+            ),
+        ];
+        for (probe, body, refused) in cases {
+            let manifest = manifest(&format!(r#","{probe}":{body}"#));
+            // Plain Docker reaches every port and runs exec probes.
+            assert_eq!(
+                check_container(&manifest, &limits()),
+                Ok(()),
+                "{probe} {body}"
+            );
+            match check_container(&manifest, &swarm) {
+                Ok(()) => assert_eq!(refused, "", "{probe} {body}"),
+                Err(e) => {
+                    let text = e.to_string();
+                    assert!(
+                        !refused.is_empty() && text.contains(refused),
+                        "{probe} {body}: {text}"
+                    );
+                }
             }
         }
     }

@@ -182,7 +182,8 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-/// A manifest over a per-container maximum or a root image is invalid for this platform (422);
+/// A manifest over a per-container maximum, with a probe the runtime cannot run, or a root
+/// image is invalid for this platform (422);
 /// a tenant over its sums is refused what it asked (403).
 impl From<crate::limits::LimitError> for ApiError {
     fn from(err: crate::limits::LimitError) -> ApiError {
@@ -193,9 +194,10 @@ impl From<crate::limits::LimitError> for ApiError {
                 "applications/Forbidden",
                 &err.to_string(),
             ),
-            LimitError::Container { .. } | LimitError::RootImage { .. } => {
-                ApiError::invalid("applications", &err.to_string())
-            }
+            LimitError::Container { .. }
+            | LimitError::ProbePort { .. }
+            | LimitError::ExecProbe { .. }
+            | LimitError::RootImage { .. } => ApiError::invalid("applications", &err.to_string()),
         }
     }
 }

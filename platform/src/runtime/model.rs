@@ -91,6 +91,10 @@ pub struct NetworkInfo {
 pub struct HostResources {
     pub cpus: u64,
     pub memory_bytes: u64,
+    /// The one container port the platform can reach (Swarm: its tunnels' port); `None`: any.
+    pub only_port: Option<u16>,
+    /// Whether an exec probe can run (Swarm: only through the nodes' own engines).
+    pub exec_probes: bool,
 }
 
 /// A lifecycle event of an instance: the supervisor reconciles at once on any of them.

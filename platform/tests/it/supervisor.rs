@@ -257,6 +257,18 @@ pub(crate) fn deploy(
         .expect(201)
         .json();
     let id = app["id"].as_str().unwrap().to_owned();
+    upload_package(server, owner, &id, image, manifest).expect(201);
+    id
+}
+
+/// Uploads `image` with `manifest` to application `id`; the caller checks the answer.
+pub(crate) fn upload_package(
+    server: &Server,
+    owner: &Tenant,
+    id: &str,
+    image: &HelloImage,
+    manifest: &str,
+) -> crate::fixture::Resp {
     let zip = zip_of(&[
         ("cumulocity.json", manifest.as_bytes()),
         ("image.tar", &image.archive),
@@ -267,8 +279,6 @@ pub(crate) fn deploy(
         .basic(&owner.admin_login, &owner.admin_password)
         .raw(&content_type, body)
         .send()
-        .expect(201);
-    id
 }
 
 pub(crate) fn subscribe(server: &Server, tenant: &str, app: &str) -> crate::fixture::Resp {

@@ -71,6 +71,8 @@ impl DockerEngine {
         Ok(HostResources {
             cpus: positive(info.ncpu, "NCPU")?,
             memory_bytes: positive(info.mem_total, "MemTotal")?,
+            only_port: None,
+            exec_probes: true,
         })
     }
 

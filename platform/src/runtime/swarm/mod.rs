@@ -178,6 +178,10 @@ impl Runtime for SwarmRuntime {
             Ok(HostResources {
                 cpus: u64::try_from(nano / 1_000_000_000).unwrap_or(0).max(1),
                 memory_bytes: u64::try_from(memory).unwrap_or(0),
+                // The tunnel and the relay carry the service port only (README: what Swarm
+                // cannot do).
+                only_port: Some(services::SERVICE_PORT),
+                exec_probes: !self.settings.node_engines.is_empty(),
             })
         })
     }

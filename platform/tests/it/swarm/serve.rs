@@ -1,5 +1,6 @@
 //! `berth serve --runtime swarm` against a real 3-node lab: upload, subscribe in both isolation
-//! modes, replicas spread over the nodes and served through Berth's proxy once ready.
+//! modes, replicas spread over the nodes and served through Berth's proxy once ready; a probe
+//! of a port Swarm cannot reach is refused at upload.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use serde_json::{Value, json};
 use super::lab::{Lab, serve_on};
 use crate::fixture::{Server, Tenant, app_name, create_tenant};
 use crate::supervisor::{
-    deploy, instances, manifest, readiness_on_health, subscribe, wait_for, wait_ready,
+    deploy, instances, manifest, readiness_on_health, subscribe, upload_package, wait_for,
+    wait_ready,
 };
 
 fn get_through_proxy(server: &Server, tenant: &Tenant, name: &str, path: &str) -> (u16, Value) {
@@ -94,6 +96,26 @@ fn swarm_serves_subscriptions_in_both_isolation_modes_through_the_proxy() {
         &manifest("MULTI_TENANT", 1, tcp_ready),
     );
     subscribe(&server, &owner.id, &shared).expect(201);
+    // A probe of another port could never pass on Swarm (the tunnel and the relay carry port
+    // 80 only): the upload is refused naming the field.
+    let other_port = json!({"readinessProbe": {"httpGet": {"path": "/health", "port": 8080}}});
+    let unused = crate::upload::create_microservice(&server, &owner)["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let refused = upload_package(
+        &server,
+        &owner,
+        &unused,
+        &hello,
+        &manifest("MULTI_TENANT", 1, other_port),
+    )
+    .expect_error(422, "applications/Invalid Data");
+    assert!(
+        refused.body.contains("readinessProbe.httpGet.port is 8080"),
+        "{}",
+        refused.body
+    );
     wait_ready(&server, &owner, &shared, 1);
     let shared_name = app_name(&server, &owner, &shared);
     let (code, _) = get_through_proxy(&server, &owner, &shared_name, "/health");
