@@ -2,7 +2,8 @@
 //! at ERROR ("stream error: request parse error: …"), rustls warns on every handshake whose SNI
 //! names an IP address (wrk sends its URL's host, IP or not) or a malformed host, and Berth
 //! sheds load with a 503 when the password-hash queue is full. One line per event would let a
-//! client flood the log (and page whoever watches ERROR lines). These events never reach the log directly: they are counted,
+//! client flood the log (and page whoever watches ERROR lines); so would connections refused over
+//! a connection limit. These events never reach the log directly: they are counted,
 //! and at most one WARN line per [`REPORT_INTERVAL`] says how many came and the latest of each.
 
 use std::fmt::Write as _;
@@ -17,13 +18,15 @@ use tracing_subscriber::layer::{Context, Layer};
 
 /// Target of Berth's own load-shedding events (a full password-hash queue).
 pub const SHED_TARGET: &str = "berth::shed";
+/// Target of connections the public listener refused over a connection limit.
+pub const REFUSED_TARGET: &str = "berth::refused_connection";
 /// Target of the summary lines.
 pub const SUMMARY_TARGET: &str = "berth::client_noise";
 /// Longest a summary waits; also the least time between two summaries.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What counts as noise, by kind: (target, the least severe level counted, what it means).
-const KINDS: [(&str, Level, &str); 4] = [
+const KINDS: [(&str, Level, &str); 5] = [
     (
         "actix_http::h1::dispatcher",
         Level::WARN,
@@ -35,6 +38,11 @@ const KINDS: [(&str, Level, &str); 4] = [
         "HTTP/2 streams that failed",
     ),
     (SHED_TARGET, Level::WARN, "requests refused to shed load"),
+    (
+        REFUSED_TARGET,
+        Level::WARN,
+        "connections refused over a connection limit",
+    ),
     // rustls warns here only about the client's SNI (an IP address, a duplicate, a bad name).
     (
         "rustls::msgs::handshake",
@@ -193,7 +201,8 @@ mod tests {
             ("berth::shed", Level::DEBUG, None),
             ("berth::api::error", Level::ERROR, None),
             ("berth::client_noise", Level::WARN, None),
-            ("rustls::msgs::handshake", Level::WARN, Some(3)),
+            ("berth::refused_connection", Level::WARN, Some(3)),
+            ("rustls::msgs::handshake", Level::WARN, Some(4)),
             ("rustls::msgs::handshake", Level::DEBUG, None),
             ("rustls::server::hs", Level::WARN, None),
         ];

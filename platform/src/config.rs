@@ -54,6 +54,12 @@ pub const DEFAULT_PROXY_CONNECT_TIMEOUT: u64 = 5;
 /// Default seconds a replica that refused, reset or timed out a proxied request stays out of
 /// routing (nginx `fail_timeout`: 10 s; Envoy `base_ejection_time`: 30 s).
 pub const DEFAULT_PROXY_EJECT_PERIOD: u64 = 10;
+/// Default seconds a client connection of the HTTPS listener may stay open with no request in
+/// progress (nginx `keepalive_timeout`: 75 s).
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 75;
+/// Default connections of one client address: more than any browser or SDK opens, a small
+/// share of the whole.
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1_024;
 /// Default process/thread limit per container: the contract's thread limit.
 pub const DEFAULT_PIDS_LIMIT: i64 = 10240;
 /// Autoscaler defaults: a decision every 2 s on Docker's ~1 s stats, so a load spike adds a
@@ -121,6 +127,12 @@ pub struct Config {
     /// ejected from routing.
     pub proxy_connect_timeout: Duration,
     pub proxy_eject_period: Duration,
+    /// The HTTPS listener's client connections: idle ones are closed after `idle_timeout`;
+    /// `max_connections` (unset: what the descriptor limit allows, decided at start) and
+    /// `max_client_connections` bound how many are open.
+    pub idle_timeout: Duration,
+    pub max_connections: Option<usize>,
+    pub max_client_connections: usize,
     /// From `MICROSERVICE_RUNTIME_TIMEZONE`: `TZ` of containers whose owner sets none.
     pub default_timezone: Option<String>,
     /// Resource maxima (unset ones are derived from the Docker host at start) and the
@@ -333,6 +345,25 @@ impl Config {
                 .or(file.proxy_eject_period)
                 .unwrap_or(DEFAULT_PROXY_EJECT_PERIOD),
         )?;
+        let idle_timeout = positive(
+            "idle_timeout",
+            args.idle_timeout
+                .or(file.idle_timeout)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        )?;
+        let max_connections = args.max_connections.or(file.max_connections);
+        let max_client_connections = args
+            .max_client_connections
+            .or(file.max_client_connections)
+            .unwrap_or(DEFAULT_MAX_CLIENT_CONNECTIONS);
+        for (name, value) in [
+            ("max_connections", max_connections.unwrap_or(1)),
+            ("max_client_connections", max_client_connections),
+        ] {
+            if value == 0 {
+                return Err(invalid(name, "0", "must be at least 1"));
+            }
+        }
         let pids_limit = args
             .pids_limit
             .or(file.pids_limit)
@@ -525,6 +556,9 @@ impl Config {
             proxy_timeout,
             proxy_connect_timeout,
             proxy_eject_period,
+            idle_timeout,
+            max_connections,
+            max_client_connections,
             internal_api,
             reconcile_interval,
             deploy_concurrency,

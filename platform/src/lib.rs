@@ -88,6 +88,8 @@ pub enum StartupError {
     Limits(#[from] limits::OverHost),
     #[error(transparent)]
     Firewall(#[from] runtime::firewall::FirewallError),
+    #[error("invalid setting {0}")]
+    Connections(#[from] front::admission::OverFdLimit),
 }
 
 /// Installs the tracing subscriber: to stderr (stdout carries the machine-readable lines) in
@@ -309,6 +311,12 @@ where
 /// Runs the server until SIGTERM/SIGINT, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     tls::install_crypto_provider();
+    // The descriptors the connection limit needs, before anything is started or written.
+    let admission = front::admission::Admission::new(front::admission::Limits {
+        max_connections: front::admission::connection_budget(config.max_connections)?,
+        max_client_connections: config.max_client_connections,
+        exempt: config.trusted_proxies.clone(),
+    });
     // Docker first: without an engine nothing can run, and nothing has been written yet.
     let (runtime, swarm): (Arc<dyn runtime::Runtime>, _) = match &config.runtime {
         config::runtime::RuntimeChoice::Docker => (
@@ -530,6 +538,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         direct: proxy.direct(platform),
         backend: front::backend::Backend::new(socket_path),
         trusted: config.trusted_proxies.clone(),
+        idle_timeout: config.idle_timeout,
     });
     let internal_state = state.clone();
     let internal = HttpServer::new(move || {
@@ -576,6 +585,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         https_listener,
         Arc::new(tls_config),
         front,
+        admission,
         front_stopped,
         std::time::Duration::from_secs(SHUTDOWN_GRACE_SECS),
     ));

@@ -125,6 +125,17 @@ pub struct ServeArgs {
     /// routing (never the last routable one) [default: 10].
     #[arg(long, env = "BERTH_PROXY_EJECT_PERIOD", value_name = "SECONDS")]
     pub proxy_eject_period: Option<u64>,
+    /// Seconds a client connection of the HTTPS listener may stay open with no request in
+    /// progress [default: 75].
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
+    /// Client connections the HTTPS listener keeps open at once; more are closed unread
+    /// [default: what the file-descriptor limit allows, at most 16384].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Connections of one client address (trusted proxies excepted) [default: 1024].
+    #[arg(long, env = "BERTH_MAX_CLIENT_CONNECTIONS", value_name = "N")]
+    pub max_client_connections: Option<usize>,
     /// Process/thread limit per container [default: 10240].
     #[arg(long, env = "BERTH_PIDS_LIMIT", value_name = "N")]
     pub pids_limit: Option<i64>,

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use actix_web::HttpMessage;
 use actix_web::dev::ServiceRequest;
@@ -17,6 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyperlocal::UnixConnector;
 
+use super::admission::Ticket;
 use crate::proxy::direct::{FrontBody, full};
 
 /// The client's address (`ip:port`) as the front saw it.
@@ -76,8 +78,14 @@ impl Backend {
         Backend::new(self.socket.clone())
     }
 
-    /// Passes `req` to the actix app and relays its answer.
-    pub async fn pass(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<FrontBody> {
+    /// Passes `req` to the actix app and relays its answer; a WebSocket it becomes holds the
+    /// connection's `ticket` until it ends.
+    pub async fn pass(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        ticket: &Arc<Ticket>,
+    ) -> Response<FrontBody> {
         let upgrade = req.headers().contains_key(http::header::UPGRADE)
             && req.version() <= http::Version::HTTP_11;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -115,7 +123,9 @@ impl Backend {
             && response.status() == StatusCode::SWITCHING_PROTOCOLS
         {
             let app_upgrade = hyper::upgrade::on(&mut response);
+            let ticket = Arc::clone(ticket);
             tokio::spawn(async move {
+                let _ticket = ticket;
                 let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, app_upgrade) else {
                     return;
                 };

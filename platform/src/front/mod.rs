@@ -16,7 +16,9 @@
 //! the upstream pool was one mutex for every thread. A front thread keeps a connection, its
 //! upstream connections and their pool to itself, as nginx's workers do.
 
+pub mod admission;
 pub mod backend;
+mod idle;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,10 +30,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
+
+use admission::{Admission, Ticket};
 
 use crate::api::request_head::{MAX_HEADER_BYTES, MAX_URI_BYTES};
 use crate::config::Cidr;
@@ -41,6 +44,9 @@ use crate::proxy::direct::{Caller, Direct, FrontBody};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An HTTP/1.1 client must send a request head within this long (hyper's default is 30 s).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// An idle connection told to close gets this long to do it: HTTP/2's graceful close waits
+/// for the client to answer a PING, which a client holding connections on purpose never does.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// What the front needs to answer a request.
 pub struct Front {
@@ -49,6 +55,8 @@ pub struct Front {
     /// Peers whose forwarding headers count (`trusted_proxies`): their requests take the
     /// actix path, which reads those headers.
     pub trusted: Vec<Cidr>,
+    /// A connection with no request in progress this long is closed ([`idle`]).
+    pub idle_timeout: Duration,
 }
 
 impl Front {
@@ -58,10 +66,17 @@ impl Front {
             direct: self.direct.with_own_client(),
             backend: self.backend.with_own_client(),
             trusted: self.trusted.clone(),
+            idle_timeout: self.idle_timeout,
         }
     }
 
-    async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<FrontBody> {
+    /// `ticket` is the connection's place, held by a WebSocket it becomes until that ends.
+    async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        ticket: &Arc<Ticket>,
+    ) -> Response<FrontBody> {
         // Only the front says who the client is.
         req.headers_mut().remove(backend::PEER_HEADER);
         if let Some(host) = self.direct_host(&req, peer) {
@@ -74,7 +89,7 @@ impl Front {
                 Err(given_back) => req = given_back,
             }
         }
-        self.backend.pass(req, peer).await
+        self.backend.pass(req, peer, ticket).await
     }
 
     /// The host a request addressed when the direct path may take it: a `/service/…` request,
@@ -106,17 +121,20 @@ impl Front {
     }
 }
 
-/// Accepts connections on `listener` and hands them to the front threads in turn, until
-/// `stop` says so (or SIGTERM/SIGINT arrives); then lets the connections finish their requests
-/// for at most `grace`, and stops the threads.
+/// Accepts connections on `listener` (as many as `admission` takes) and hands them to the
+/// front threads in turn, until `stop` says so (or SIGTERM/SIGINT arrives); then lets the
+/// connections finish their requests for at most `grace`, and stops the threads.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     front: Arc<Front>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    admission: Arc<Admission>,
+    mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    // Tells every connection to finish its requests and close.
+    let (closing, closing_seen) = watch::channel(false);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut lanes = Vec::with_capacity(threads);
     for index in 0..threads {
@@ -125,7 +143,6 @@ pub async fn serve(
             Err(e) => tracing::warn!("front: cannot start front thread {index} ({e})"),
         }
     }
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut terminate =
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(signal) => Some(signal),
@@ -154,29 +171,38 @@ pub async fn serve(
                 continue;
             }
         };
+        let ticket = match admission.admit(peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                // Any client can cause this at will: counted, not logged per connection.
+                tracing::warn!(target: crate::client_noise::REFUSED_TARGET, %peer, "connection refused: {refusal}");
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
-        let watcher = graceful.watcher();
+        let accepted = Accepted {
+            tcp,
+            peer,
+            ticket,
+            closing: closing_seen.clone(),
+        };
         let handed = match lanes.get(next % lanes.len().max(1)) {
-            Some(lane) => lane.hand(tcp, peer, watcher),
-            None => Err((tcp, watcher)),
+            Some(lane) => lane.hand(accepted),
+            None => Err(accepted),
         };
         next = next.wrapping_add(1);
-        if let Err((tcp, watcher)) = handed {
+        if let Err(accepted) = handed {
             // No front thread (it could not start, or died): serve it here.
-            tokio::spawn(connection(
-                tcp,
-                peer,
-                acceptor.clone(),
-                Arc::clone(&front),
-                watcher,
-            ));
+            tokio::spawn(connection(accepted, acceptor.clone(), Arc::clone(&front)));
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = closing.send(true);
+    let deadline = tokio::time::Instant::now() + grace;
+    while admission.open() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if admission.open() > 0 {
         tracing::warn!("front: connections still open after {grace:?}; closing them");
     }
     // Closing the lanes ends the threads; connections still open are dropped with their runtime.
@@ -184,16 +210,25 @@ pub async fn serve(
 }
 
 /// An accepted connection on its way to a front thread (deregistered from the accepting
-/// runtime, registered again on the thread's).
+/// runtime when handed over, registered again on the thread's).
 struct Accepted {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ticket: Ticket,
+    closing: watch::Receiver<bool>,
+}
+
+/// What crosses to a front thread: the socket without its registration.
+struct Handed {
     tcp: std::net::TcpStream,
     peer: SocketAddr,
-    watcher: Watcher,
+    ticket: Ticket,
+    closing: watch::Receiver<bool>,
 }
 
 /// The way to one front thread.
 struct Lane {
-    accepted: mpsc::UnboundedSender<Accepted>,
+    accepted: mpsc::UnboundedSender<Handed>,
 }
 
 impl Lane {
@@ -202,22 +237,31 @@ impl Lane {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (accepted, mut incoming) = mpsc::unbounded_channel::<Accepted>();
+        let (accepted, mut incoming) = mpsc::unbounded_channel::<Handed>();
         let front = Arc::new(front);
         std::thread::Builder::new()
             .name(format!("berth-front-{index}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    while let Some(Accepted { tcp, peer, watcher }) = incoming.recv().await {
+                    while let Some(handed) = incoming.recv().await {
+                        let Handed {
+                            tcp,
+                            peer,
+                            ticket,
+                            closing,
+                        } = handed;
                         match TcpStream::from_std(tcp) {
                             Ok(tcp) => {
-                                let front = Arc::clone(&front);
-                                tokio::spawn(connection(
+                                let accepted = Accepted {
                                     tcp,
                                     peer,
+                                    ticket,
+                                    closing,
+                                };
+                                tokio::spawn(connection(
+                                    accepted,
                                     acceptor.clone(),
-                                    front,
-                                    watcher,
+                                    Arc::clone(&front),
                                 ));
                             }
                             Err(e) => {
@@ -231,15 +275,16 @@ impl Lane {
     }
 
     /// Hands a connection to the thread; gives it back if the thread is gone.
-    fn hand(
-        &self,
-        tcp: TcpStream,
-        peer: SocketAddr,
-        watcher: Watcher,
-    ) -> Result<(), (TcpStream, Watcher)> {
+    fn hand(&self, accepted: Accepted) -> Result<(), Accepted> {
         if self.accepted.is_closed() {
-            return Err((tcp, watcher));
+            return Err(accepted);
         }
+        let Accepted {
+            tcp,
+            peer,
+            ticket,
+            closing,
+        } = accepted;
         let tcp = match tcp.into_std() {
             Ok(tcp) => tcp,
             Err(e) => {
@@ -248,19 +293,27 @@ impl Lane {
             }
         };
         // Only fails when the thread ended since the check above; the connection is then dropped.
-        let _ = self.accepted.send(Accepted { tcp, peer, watcher });
+        let _ = self.accepted.send(Handed {
+            tcp,
+            peer,
+            ticket,
+            closing,
+        });
         Ok(())
     }
 }
 
-/// Serves one connection: TLS handshake, then HTTP/1.1 or HTTP/2 until either side ends it.
-async fn connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    acceptor: TlsAcceptor,
-    front: Arc<Front>,
-    watcher: Watcher,
-) {
+/// Serves one connection: TLS handshake, then HTTP/1.1 or HTTP/2 until either side ends it,
+/// it is idle for the idle timeout, or the server stops; its ticket frees its place at the end.
+async fn connection(accepted: Accepted, acceptor: TlsAcceptor, front: Arc<Front>) {
+    let Accepted {
+        tcp,
+        peer,
+        ticket,
+        mut closing,
+    } = accepted;
+    // Held here, and by a WebSocket this connection becomes (the upgraded stream outlives it).
+    let ticket = Arc::new(ticket);
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         // Failed handshakes are the client's business (scanners, wrong trust).
@@ -270,10 +323,20 @@ async fn connection(
         }
         Err(_) => return,
     };
-    let service = service_fn(move |req| {
-        let front = Arc::clone(&front);
-        async move { Ok::<_, Infallible>(front.handle(req, peer).await) }
-    });
+    let activity = idle::Activity::new();
+    let idle_timeout = front.idle_timeout;
+    let service = {
+        let activity = Arc::clone(&activity);
+        service_fn(move |req| {
+            let (front, ticket) = (Arc::clone(&front), Arc::clone(&ticket));
+            let busy = activity.begin();
+            async move {
+                let response = front.handle(req, peer, &ticket).await;
+                // In progress until its body is sent, not only until its head is ready.
+                Ok::<_, Infallible>(response.map(|body| idle::Guarded::new(body, busy)))
+            }
+        })
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -281,7 +344,35 @@ async fn connection(
         .header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-    if let Err(e) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(%peer, "connection ended: {e}");
+    let mut connection = std::pin::pin!(connection);
+    let (mut shutting, mut give_up) = (false, None);
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                return;
+            }
+            _ = closing.wait_for(|closing| *closing), if !shutting => {}
+            () = activity.idle_for(idle_timeout), if !shutting => {
+                give_up = Some(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
+            }
+            () = sleep_until_some(give_up) => {
+                tracing::debug!(%peer, "closing an idle connection that did not finish its shutdown");
+                return;
+            }
+        }
+        // Finish what is in progress, take nothing new.
+        connection.as_mut().graceful_shutdown();
+        shutting = true;
+    }
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

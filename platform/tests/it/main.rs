@@ -9,6 +9,7 @@ mod bad_input;
 mod browser_netns;
 mod churn;
 mod clients;
+mod connections;
 mod consistency;
 mod console;
 mod console_a11y;

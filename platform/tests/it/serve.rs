@@ -60,6 +60,13 @@ fn bad_settings_exit_non_zero_naming_the_setting() {
             vec![("BERTH_ADMIN_PASSWORD", "short")],
             "BERTH_ADMIN_PASSWORD",
         ),
+        // More connections than the descriptor limit can carry (checked before anything else).
+        (
+            vec!["--max-connections", "100000000"],
+            vec![],
+            "max_connections = 100000000",
+        ),
+        (vec!["--idle-timeout", "0"], vec![], "idle_timeout"),
     ];
     for (args, env, named) in cases {
         let mut full = vec!["serve", "--data-dir", data_arg];

@@ -1,0 +1,174 @@
+//! The HTTPS listener bounds the connections a client can hold: idle ones (HTTP/1.1 that never
+//! sent a request, HTTP/2 without a stream) are closed after `idle_timeout`, a request in
+//! progress longer than that is not cut, and connections of one address beyond
+//! `max_client_connections` are closed unread while other addresses are still served.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+
+use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Options, Server, basic_auth, unique};
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// How long a closed connection may take to be seen closed (the idle timeout is 2 s).
+const SEEN_CLOSED: Duration = Duration::from_secs(20);
+
+fn server_addr(server: &Server) -> SocketAddr {
+    server
+        .https
+        .trim_start_matches("https://")
+        .parse()
+        .expect("https address")
+}
+
+/// A TCP connection to the server from `source` (any loopback address is this host's).
+fn connect_from(server: &Server, source: IpAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let tcp = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(source, 0)).expect("bind");
+        socket.connect(server_addr(server)).await.expect("connect")
+    });
+    let tcp = tcp.into_std().expect("std stream");
+    tcp.set_nonblocking(false).expect("blocking");
+    tcp.set_read_timeout(Some(SEEN_CLOSED)).expect("timeout");
+    tcp
+}
+
+/// A TLS client of the server from `source`, offering `alpn`; the handshake is not done yet.
+fn tls_from(server: &Server, source: IpAddr, alpn: &[u8]) -> Tls {
+    let pem = std::fs::read(server.path("tls/cert.pem")).expect("cert");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.expect("pem")).expect("root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let name = ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    rustls::StreamOwned::new(conn, connect_from(server, source))
+}
+
+/// Completes the handshake (true), or sees the server close the connection instead (false).
+fn handshake(tls: &mut Tls) -> bool {
+    while tls.conn.is_handshaking() {
+        if tls.conn.complete_io(&mut tls.sock).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Reads until the server closes the connection; panics if it stays open.
+fn wait_closed(tls: &mut Tls, what: &str) {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("{what}: still open after {:?}", start.elapsed())
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[test]
+fn idle_connections_are_closed_and_one_client_cannot_hold_them_all() {
+    let server = Server::start_with(Options {
+        extra_args: vec![
+            "--idle-timeout".into(),
+            "2".into(),
+            "--max-client-connections".into(),
+            "3".into(),
+        ],
+        ..Options::default()
+    });
+    // Addresses of their own: the fixture's own client (127.0.0.1) keeps connections too.
+    let here: IpAddr = "127.0.0.3".parse().unwrap();
+    let elsewhere: IpAddr = "127.0.0.2".parse().unwrap();
+
+    // 1. HTTP/1.1 that never sends a request, and HTTP/2 without a stream.
+    let mut silent = tls_from(&server, here, b"http/1.1");
+    assert!(handshake(&mut silent));
+    let mut h2 = tls_from(&server, here, b"h2");
+    assert!(handshake(&mut h2));
+    h2.write_all(H2_PREFACE).unwrap();
+    h2.flush().unwrap();
+
+    // 2. A request whose body takes longer than the idle timeout to arrive.
+    let mut slow = tls_from(&server, here, b"http/1.1");
+    assert!(handshake(&mut slow));
+    let body = format!(
+        r#"{{"category":"{}","key":"slow","value":"{}"}}"#,
+        unique("conn"),
+        "v".repeat(40)
+    );
+    write!(
+        slow,
+        "POST /tenant/options HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        basic_auth(MGMT_ADMIN, ADMIN_PASSWORD),
+        body.len()
+    )
+    .unwrap();
+    slow.flush().unwrap();
+
+    // 3. A fourth connection of the same address is closed unread; another address is served.
+    let mut fourth = tls_from(&server, here, b"http/1.1");
+    assert!(!handshake(&mut fourth), "a fourth connection was taken");
+    let mut other = tls_from(&server, elsewhere, b"http/1.1");
+    assert!(handshake(&mut other), "another address was refused");
+    write!(
+        other,
+        "GET /tenant/currentTenant HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        basic_auth(MGMT_ADMIN, ADMIN_PASSWORD)
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = other.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The slow body trickles in over 4 s, twice the idle timeout, and is answered.
+    for part in body.as_bytes().chunks(body.len().div_ceil(4)) {
+        std::thread::sleep(Duration::from_secs(1));
+        slow.write_all(part).unwrap();
+        slow.flush().unwrap();
+    }
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        slow.read_exact(&mut byte)
+            .expect("the slow request's answer");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+
+    // The idle ones were closed by now (or are, shortly) ...
+    wait_closed(&mut silent, "an HTTP/1.1 connection without a request");
+    wait_closed(&mut h2, "an HTTP/2 connection without a stream");
+    wait_closed(
+        &mut slow,
+        "the slow request's connection, idle after its answer",
+    );
+    // ... which gave the address its places back.
+    let mut again = tls_from(&server, here, b"http/1.1");
+    assert!(handshake(&mut again), "the address got no place back");
+}
