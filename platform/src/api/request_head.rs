@@ -1,8 +1,9 @@
 //! Limits on the request head that Berth enforces itself, below those of the HTTP framework, so
-//! a client sending too long a URL or too many header bytes gets a Cumulocity error body saying
-//! what to fix. actix-http's own rejections (heads over 128 KiB, more than 96 headers,
-//! malformed framing such as Content-Length with Transfer-Encoding or a bad chunk size line)
-//! are written by its connection dispatcher with an empty body and no hook to change it.
+//! a client sending too long a URL, too many header bytes or too many header fields gets a
+//! Cumulocity error body saying what to fix. The frameworks' own rejections (actix-http: heads
+//! over 128 KiB, more than 96 header fields; hyper, the HTTPS front: more than 100 header
+//! fields over HTTP/1.1; both: malformed framing such as Content-Length with
+//! Transfer-Encoding) are written by their connection code with an empty body and no hook.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
@@ -13,6 +14,9 @@ use super::error::ApiError;
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Most header bytes (names and values) accepted in one request.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Most header fields accepted in one request: below actix-http's 96 with room for the two
+/// the front adds when it passes a request on (the client's address, and `Host` for HTTP/2).
+pub const MAX_HEADERS: usize = 90;
 
 /// Err when the head is over one of the limits.
 pub fn check(uri_len: usize, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -24,6 +28,9 @@ pub fn check(uri_len: usize, headers: &HeaderMap) -> Result<(), ApiError> {
                 "the request URL has {uri_len} bytes; at most {MAX_URI_BYTES} are accepted (send long filters in a body)"
             ),
         ));
+    }
+    if headers.len() > MAX_HEADERS {
+        return Err(too_many_headers(headers.len()));
     }
     let header_bytes: usize = headers
         .iter()
@@ -39,6 +46,15 @@ pub fn check(uri_len: usize, headers: &HeaderMap) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// The refusal of a request with `count` header fields.
+pub fn too_many_headers(count: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "general/Request Header Fields Too Large",
+        &format!("the request has {count} header fields; at most {MAX_HEADERS} are accepted"),
+    )
 }
 
 #[cfg(test)]
@@ -69,6 +85,17 @@ mod tests {
                 .err()
                 .map(|e| e.status().as_u16());
             assert_eq!(got, expected, "uri {uri}, headers {header_bytes}");
+        }
+        for (fields, expected) in [(MAX_HEADERS, None), (MAX_HEADERS + 1, Some(431))] {
+            let mut map = HeaderMap::new();
+            for i in 0..fields {
+                map.insert(
+                    HeaderName::try_from(format!("x-h{i}")).unwrap(),
+                    HeaderValue::from_static("v"),
+                );
+            }
+            let got = check(10, &map).err().map(|e| e.status().as_u16());
+            assert_eq!(got, expected, "{fields} fields");
         }
     }
 }

@@ -168,6 +168,35 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The same answer for hyper's server (the front answering before the app sees a request),
+    /// with the API's security headers (over HTTPS: the front only serves HTTPS).
+    pub fn to_http(&self) -> http::Response<String> {
+        let body = ErrorBody {
+            error: &self.error,
+            message: &self.message,
+            info: INFO_URL,
+        };
+        let mut response = http::Response::new(serde_json::to_string(&body).unwrap_or_default());
+        *response.status_mut() = http::StatusCode::from_u16(self.status.as_u16())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        let media = media::media_type("error");
+        if let Ok(value) = http::HeaderValue::from_str(&media) {
+            headers.insert(http::header::CONTENT_TYPE, value);
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        for (name, value) in [
+            (http::header::CACHE_CONTROL, "no-store"),
+            (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (http::header::STRICT_TRANSPORT_SECURITY, super::HSTS),
+        ] {
+            headers.insert(name, http::HeaderValue::from_static(value));
+        }
+        response
+    }
 }
 
 impl std::fmt::Display for ApiError {

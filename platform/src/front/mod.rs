@@ -36,9 +36,9 @@ use tokio_rustls::TlsAcceptor;
 
 use admission::{Admission, Ticket};
 
-use crate::api::request_head::{MAX_HEADER_BYTES, MAX_URI_BYTES};
+use crate::api::request_head::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES};
 use crate::config::Cidr;
-use crate::proxy::direct::{Caller, Direct, FrontBody};
+use crate::proxy::direct::{Caller, Direct, FrontBody, full};
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,6 +79,15 @@ impl Front {
     ) -> Response<FrontBody> {
         // Only the front says who the client is.
         req.headers_mut().remove(backend::PEER_HEADER);
+        // Refused here with a body: the app's HTTP layer would refuse more than 96 (with the
+        // front's own headers added) without one. Counted as the app sees them: HTTP/2's
+        // authority becomes a `Host` field.
+        let fields =
+            req.headers().len() + usize::from(!req.headers().contains_key(http::header::HOST));
+        if fields > MAX_HEADERS {
+            let refused = crate::api::request_head::too_many_headers(fields);
+            return refused.to_http().map(|body| full(body.into()));
+        }
         if let Some(host) = self.direct_host(&req, peer) {
             let caller = Caller {
                 ip: peer.ip(),

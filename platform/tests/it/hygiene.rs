@@ -324,6 +324,8 @@ fn low_level_rejections_answer_4xx_with_a_body_where_berth_sees_them() {
     let long_url = format!("/user/currentUser?q={}", "a".repeat(9 * 1024));
     let big_header = format!("X-Big: {}\r\n", "x".repeat(40 * 1024));
     let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    // With Host and Connection: 93 fields.
+    let fields_93: String = (0..91).map(|i| format!("X-H{i}: v\r\n")).collect();
     let auth = format!("Authorization: Basic {}\r\n", base64_login());
     let post = |framing: &str, body: &str| {
         format!("POST /tenant/options HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n{framing}Connection: close\r\n\r\n{body}").into_bytes()
@@ -350,6 +352,12 @@ fn low_level_rejections_answer_4xx_with_a_body_where_berth_sees_them() {
             ),
             400,
             Some("general/Bad Request"),
+        ),
+        (
+            "more than 90 header fields",
+            head("/user/currentUser", &fields_93),
+            431,
+            Some("general/Request Header Fields Too Large"),
         ),
         // Rejected by actix-http's dispatcher before any service runs: empty bodies.
         (
@@ -402,6 +410,71 @@ fn low_level_rejections_answer_4xx_with_a_body_where_berth_sees_them() {
         // Still serving after each.
         server.admin_get("/user/currentUser").expect(200);
     }
+}
+
+/// The HTTPS front refuses more header fields than the app takes with a Cumulocity body, over
+/// HTTP/1.1 up to the 100 its parser reads and over HTTP/2 at any count; past 100 over HTTP/1.1
+/// hyper's own bodiless 431 remains.
+#[test]
+fn the_https_front_refuses_too_many_header_fields_with_a_body() {
+    let server = Server::start();
+    let cert = server.path("tls/cert.pem");
+    // (protocol, header fields curl sends in all, a Cumulocity body expected)
+    for (protocol, fields, body) in [
+        ("--http1.1", 90, None),
+        ("--http1.1", 95, Some(95)),
+        ("--http2", 95, Some(95)),
+        ("--http2", 150, Some(150)),
+        ("--http1.1", 150, None),
+    ] {
+        let mut command = std::process::Command::new("curl");
+        command
+            .args([
+                "-s",
+                protocol,
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
+            .arg(&cert)
+            .args(["-u", &format!("{MGMT_ADMIN}:{ADMIN_PASSWORD}")]);
+        // curl adds Host, Authorization, User-Agent and Accept.
+        for i in 0..fields - 4 {
+            command.args(["-H", &format!("X-H{i}: v")]);
+        }
+        let output = command
+            .arg(format!("{}/tenant/currentTenant", server.https))
+            .output()
+            .expect("the curl CLI must be installed for these tests");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (answer, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let what = format!("{protocol} {fields} fields");
+        if fields <= 90 {
+            assert_eq!(status, "200", "{what}: {answer}");
+            continue;
+        }
+        assert_eq!(status, "431", "{what}: {answer}");
+        match body {
+            Some(count) => {
+                let json: Value = serde_json::from_str(answer)
+                    .unwrap_or_else(|e| panic!("{what}: {e}: {answer:?}"));
+                assert_eq!(
+                    json["error"], "general/Request Header Fields Too Large",
+                    "{what}"
+                );
+                assert!(
+                    json["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(&format!("has {count} header fields"))),
+                    "{what}: {json}"
+                );
+            }
+            None => assert_eq!(answer, "", "{what}"),
+        }
+    }
+    server.admin_get("/user/currentUser").expect(200);
 }
 
 fn base64_login() -> String {
