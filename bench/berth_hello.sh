@@ -50,10 +50,7 @@ cleanup() {
             "$base/application/applications/$app_id"
     fi
     jobs -p | grep -vx "$berth_pid" | xargs -r kill 2> /dev/null
-    if [[ -n "$berth_pid" ]]; then
-        kill "$berth_pid" 2> /dev/null
-        wait "$berth_pid" 2> /dev/null
-    fi
+    if declare -F stop_berth > /dev/null; then stop_berth; fi
     if [[ -n "$installation" ]]; then
         for id in $(docker ps -aq --filter "label=berth.installation=$installation"); do docker rm -f "$id" > /dev/null; done
         for id in $(docker network ls -q --filter "label=berth.installation=$installation"); do docker network rm "$id" > /dev/null; done

@@ -62,10 +62,7 @@ cleanup() {
     set +e
     if [[ -n "$app_id" && -n "$berth_pid" ]]; then delete_app; fi
     docker ps -aq --filter "label=berth.bench.run=$run_id" | xargs -r docker rm -f > /dev/null
-    if [[ -n "$berth_pid" ]]; then
-        kill "$berth_pid" 2> /dev/null
-        wait "$berth_pid" 2> /dev/null
-    fi
+    if declare -F stop_berth > /dev/null; then stop_berth; fi
     if [[ -n "$installation" ]]; then
         for id in $(docker ps -aq --filter "label=berth.installation=$installation"); do docker rm -f "$id" > /dev/null; done
         for id in $(docker network ls -q --filter "label=berth.installation=$installation"); do docker network rm "$id" > /dev/null; done

@@ -50,10 +50,7 @@ berth_pid=""
 installation=""
 cleanup() {
     set +e
-    if [[ -n "$berth_pid" ]]; then
-        kill "$berth_pid" 2> /dev/null
-        wait "$berth_pid" 2> /dev/null
-    fi
+    if declare -F stop_berth > /dev/null; then stop_berth; fi
     # Nothing is deployed, so there should be nothing; but never leave an object behind.
     if [[ -n "$installation" ]]; then
         for id in $(docker ps -aq --filter "label=berth.installation=$installation"); do docker rm -f "$id" > /dev/null; done
