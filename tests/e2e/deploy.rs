@@ -162,6 +162,42 @@ impl Drop for Berth {
                 );
             }
         }
+        remove_host_firewall(&self.installation);
+    }
+}
+
+/// Deletes the INPUT jump commented with `installation` and the chain it jumps to, for IPv4
+/// and IPv6: `berth serve` installs them, and they outlive the process by design (as the
+/// platform's own tests' fixture does it).
+fn remove_host_firewall(installation: &str) {
+    let marker = format!("berth installation {installation}");
+    for tool in ["iptables", "ip6tables"] {
+        let Ok(out) = Command::new(tool)
+            .args(["-w", "-L", "INPUT", "-n", "--line-numbers"])
+            .output()
+        else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // (rule number, chain), highest number first so the others stay valid.
+        let mut found: Vec<(u32, String)> = text
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                Some((words.next()?.parse().ok()?, words.next()?.to_owned()))
+            })
+            .collect();
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
+        for (number, chain) in &found {
+            for args in [
+                vec!["-w", "-D", "INPUT", &number.to_string()],
+                vec!["-w", "-F", chain],
+                vec!["-w", "-X", chain],
+            ] {
+                let _ = Command::new(tool).args(&args).output();
+            }
+        }
     }
 }
 
