@@ -169,15 +169,20 @@ impl ApiError {
         self.status
     }
 
-    /// The same answer for hyper's server (the front answering before the app sees a request),
-    /// with the API's security headers (over HTTPS: the front only serves HTTPS).
-    pub fn to_http(&self) -> http::Response<String> {
+    /// The Cumulocity error body (`{"error","message","info"}`).
+    fn body_text(&self) -> String {
         let body = ErrorBody {
             error: &self.error,
             message: &self.message,
             info: INFO_URL,
         };
-        let mut response = http::Response::new(serde_json::to_string(&body).unwrap_or_default());
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+
+    /// The same answer for hyper's server (the front answering before the app sees a request),
+    /// with the API's security headers (over HTTPS: the front only serves HTTPS).
+    pub fn to_http(&self) -> http::Response<String> {
+        let mut response = http::Response::new(self.body_text());
         *response.status_mut() = http::StatusCode::from_u16(self.status.as_u16())
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
@@ -244,17 +249,12 @@ impl ResponseError for ApiError {
         } else {
             tracing::debug!(status = self.status.as_u16(), error = %self.error, message = %self.message, "request rejected");
         }
-        let body = ErrorBody {
-            error: &self.error,
-            message: &self.message,
-            info: INFO_URL,
-        };
         let mut response = HttpResponse::build(self.status);
         if let Some(seconds) = self.retry_after {
             response.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
         }
         response
             .content_type(media::media_type("error"))
-            .body(serde_json::to_string(&body).unwrap_or_default())
+            .body(self.body_text())
     }
 }
