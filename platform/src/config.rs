@@ -60,6 +60,9 @@ pub const DEFAULT_IDLE_TIMEOUT: u64 = 75;
 /// Default connections of one client address: more than any browser or SDK opens, a small
 /// share of the whole.
 pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1_024;
+/// Default connections of one container to the internal API: more than an SDK's connection
+/// pool holds, a small share of the whole.
+pub const DEFAULT_MAX_CONTAINER_CONNECTIONS: usize = 256;
 /// Default process/thread limit per container: the contract's thread limit.
 pub const DEFAULT_PIDS_LIMIT: i64 = 10240;
 /// Autoscaler defaults: a decision every 2 s on Docker's ~1 s stats, so a load spike adds a
@@ -133,6 +136,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub max_connections: Option<usize>,
     pub max_client_connections: usize,
+    /// Connections one container address (on Swarm: one deployment network) may hold open to
+    /// the internal API; all containers together get a quarter of `max_connections`.
+    pub max_container_connections: usize,
     /// From `MICROSERVICE_RUNTIME_TIMEZONE`: `TZ` of containers whose owner sets none.
     pub default_timezone: Option<String>,
     /// Resource maxima (unset ones are derived from the Docker host at start) and the
@@ -356,9 +362,14 @@ impl Config {
             .max_client_connections
             .or(file.max_client_connections)
             .unwrap_or(DEFAULT_MAX_CLIENT_CONNECTIONS);
+        let max_container_connections = args
+            .max_container_connections
+            .or(file.max_container_connections)
+            .unwrap_or(DEFAULT_MAX_CONTAINER_CONNECTIONS);
         for (name, value) in [
             ("max_connections", max_connections.unwrap_or(1)),
             ("max_client_connections", max_client_connections),
+            ("max_container_connections", max_container_connections),
         ] {
             if value == 0 {
                 return Err(invalid(name, "0", "must be at least 1"));
@@ -559,6 +570,7 @@ impl Config {
             idle_timeout,
             max_connections,
             max_client_connections,
+            max_container_connections,
             internal_api,
             reconcile_interval,
             deploy_concurrency,

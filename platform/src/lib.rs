@@ -1,6 +1,7 @@
 //! Berth, the platform server: configuration, TLS, the SQLite store, authentication, the
 //! Cumulocity-shaped HTTP API and the Docker runtime, assembled by [`serve`].
 
+pub(crate) mod admission;
 pub(crate) mod api;
 pub(crate) mod apps;
 pub(crate) mod audit;
@@ -11,6 +12,7 @@ pub(crate) mod console;
 pub(crate) mod edge;
 pub(crate) mod fault;
 pub(crate) mod front;
+pub(crate) mod internal_api;
 pub(crate) mod limits;
 pub(crate) mod log_output;
 pub mod package;
@@ -32,7 +34,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use actix_web::body::EitherBody;
 use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
 use futures_util::future::Either;
@@ -50,8 +51,7 @@ pub const TMP_DIR: &str = "tmp";
 pub const PACKAGES_DIR: &str = "packages";
 /// File in the data directory holding this installation's id (labels its Docker objects).
 pub const INSTALLATION_FILE: &str = "installation-id";
-/// File in the data directory remembering the internal API port picked for port 0.
-pub const INTERNAL_PORT_FILE: &str = "internal-port";
+pub use internal_api::INTERNAL_PORT_FILE;
 /// File in the data directory remembering the Swarm gateway's port (every relay's service
 /// spec names it, so it must not change with a restart).
 pub const SWARM_GATEWAY_PORT_FILE: &str = "swarm-gateway-port";
@@ -89,7 +89,7 @@ pub enum StartupError {
     #[error(transparent)]
     Firewall(#[from] runtime::firewall::FirewallError),
     #[error("invalid setting {0}")]
-    Connections(#[from] front::admission::OverFdLimit),
+    Connections(#[from] admission::OverFdLimit),
 }
 
 /// Installs the tracing subscriber: to stderr (stdout carries the machine-readable lines) in
@@ -158,50 +158,6 @@ fn installation_id(data_dir: &Path, secrets: &secrets::Secrets) -> Result<String
     Ok(id)
 }
 
-/// Binds the internal API. With port 0 the port picked is remembered in the data directory
-/// and reused after a restart: it is part of every container's C8Y_BASEURL, so a new port
-/// would force every adopted container to be replaced.
-fn bind_internal(config: &Config) -> Result<std::net::TcpListener, StartupError> {
-    bind_remembered(
-        config.internal_api,
-        &config.data_dir.join(INTERNAL_PORT_FILE),
-    )
-}
-
-/// Binds `addr`; with port 0 the port picked first is remembered in `remembered` and taken
-/// again at the next start when it is still free.
-fn bind_remembered(
-    configured: std::net::SocketAddr,
-    remembered: &std::path::Path,
-) -> Result<std::net::TcpListener, StartupError> {
-    let mut addr = configured;
-    if addr.port() == 0
-        && let Some(port) = std::fs::read_to_string(remembered)
-            .ok()
-            .and_then(|t| t.trim().parse::<u16>().ok())
-    {
-        addr.set_port(port);
-        if let Ok(listener) = std::net::TcpListener::bind(addr) {
-            return Ok(listener);
-        }
-        addr.set_port(0);
-    }
-    let listener = std::net::TcpListener::bind(addr).map_err(|source| StartupError::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
-    if configured.port() == 0 {
-        let port = listener.local_addr().map_err(StartupError::Server)?.port();
-        secrets::write_atomically(remembered, port.to_string().as_bytes(), 0o600).map_err(
-            |source| StartupError::DataDir {
-                path: remembered.to_path_buf(),
-                source,
-            },
-        )?;
-    }
-    Ok(listener)
-}
-
 /// On Swarm: binds the gateway that carries the relays' connections to the internal API
 /// (`runtime::swarm::gateway`) on the platform address (its port remembered, as every relay's
 /// spec names it) and hands the runtime its identity.
@@ -212,7 +168,7 @@ async fn start_swarm_gateway(
     secrets: &secrets::Secrets,
     internal_addr: std::net::SocketAddr,
 ) -> Result<(), StartupError> {
-    let listener = bind_remembered(
+    let listener = internal_api::bind_remembered(
         std::net::SocketAddr::new(swarm.platform_address(), 0),
         &config.data_dir.join(SWARM_GATEWAY_PORT_FILE),
     )?;
@@ -266,56 +222,20 @@ fn ensure_management_tenant(
     Ok(())
 }
 
-/// Outermost middleware of every listener: the request-head limits of [`api::request_head`]
-/// and the headers of [`api::security_headers`].
-fn edge_hygiene<S, B>(
-    req: actix_web::dev::ServiceRequest,
-    srv: &S,
-) -> impl std::future::Future<
-    Output = Result<actix_web::dev::ServiceResponse<EitherBody<B>>, actix_web::Error>,
-> + use<S, B>
-where
-    S: Service<
-            actix_web::dev::ServiceRequest,
-            Response = actix_web::dev::ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-{
-    use actix_web::ResponseError;
-    use api::security_headers::{self, Origin};
-    let origin = if req.path().starts_with(proxy::SERVICE_PREFIX) {
-        Origin::Proxied
-    } else {
-        Origin::Api
-    };
-    let https = api::origin::of(req.request()).https;
-    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    // An over-limit head is refused as an API answer, wherever it was going.
-    let (response, origin) = match api::request_head::check(uri_len, req.headers()) {
-        Ok(()) => (Either::Left(srv.call(req)), origin),
-        Err(refused) => {
-            let response = req.into_response(refused.error_response());
-            (Either::Right(response), Origin::Api)
-        }
-    };
-    async move {
-        let mut response = match response {
-            Either::Left(inner) => inner.await?.map_into_left_body(),
-            Either::Right(refused) => refused.map_into_right_body(),
-        };
-        security_headers::apply(response.headers_mut(), origin, https);
-        Ok(response)
-    }
-}
-
 /// Runs the server until SIGTERM/SIGINT, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     tls::install_crypto_provider();
     // The descriptors the connection limit needs, before anything is started or written.
-    let admission = front::admission::Admission::new(front::admission::Limits {
-        max_connections: front::admission::connection_budget(config.max_connections)?,
+    let budget = admission::connection_budget(config.max_connections)?;
+    let public_admission = admission::Admission::new(admission::Limits {
+        max_connections: budget.public,
         max_client_connections: config.max_client_connections,
         exempt: config.trusted_proxies.clone(),
+    });
+    let internal_admission = admission::Admission::new(admission::Limits {
+        max_connections: budget.internal,
+        max_client_connections: config.max_container_connections,
+        exempt: Vec::new(),
     });
     // Docker first: without an engine nothing can run, and nothing has been written yet.
     let (runtime, swarm): (Arc<dyn runtime::Runtime>, _) = match &config.runtime {
@@ -370,7 +290,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let installation = installation_id(&config.data_dir, &secrets)?;
 
     // The internal listener is bound first: containers get its real port in C8Y_BASEURL.
-    let internal_listener = bind_internal(&config)?;
+    let internal_listener = internal_api::bind(&config)?;
     let internal_addr = internal_listener
         .local_addr()
         .map_err(StartupError::Server)?;
@@ -488,7 +408,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 .instrument(span);
                 Either::Right(logged)
             })
-            .wrap_fn(edge_hygiene)
+            .wrap_fn(api::hygiene::edge_hygiene)
             // Outermost: a request the front passed on gets its client's address first.
             .wrap_fn(|mut req, srv| {
                 front::backend::adopt(&mut req);
@@ -540,40 +460,14 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         trusted: config.trusted_proxies.clone(),
         idle_timeout: config.idle_timeout,
     });
-    let internal_state = state.clone();
-    let internal = HttpServer::new(move || {
-        let peers = internal_state.supervisor.clone();
-        App::new()
-            .wrap(proxy.invalidate_on_write())
-            .wrap_fn(move |req, srv| {
-                // Only Berth's containers may use the plain-HTTP API (on Swarm through the
-                // gateway, which admitted only its relays).
-                let allowed = req.peer_addr().is_some_and(|peer| {
-                    peers.is_container_peer(peer.ip())
-                        || (gateway_peer && runtime::swarm::gateway::is_source(peer.ip()))
-                });
-                let response = if allowed {
-                    Some(srv.call(req))
-                } else {
-                    tracing::warn!(peer = ?req.peer_addr(), "internal API: refused a peer outside the container networks");
-                    None
-                };
-                async move {
-                    match response {
-                        Some(r) => r.await,
-                        None => Err(api::error::ApiError::forbidden().into()),
-                    }
-                }
-            })
-            .wrap_fn(edge_hygiene)
-            .configure(proxy.configure(internal_platform.clone()))
-            .configure(api::configure(internal_state.clone()))
-    })
-    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
-    .listen(internal_listener)
-    .map_err(|source| StartupError::Bind {
-        addr: internal_addr.to_string(),
-        source,
+    let internal = internal_api::server(internal_api::Parts {
+        listener: internal_listener,
+        state: state.clone(),
+        proxy,
+        platform: internal_platform,
+        gateway_peer,
+        admission: internal_admission,
+        shutdown_grace_secs: SHUTDOWN_GRACE_SECS,
     })?;
     announce(&format!("internal api on http://{internal_addr}"));
     announce(&format!("installation {installation}"));
@@ -585,11 +479,11 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         https_listener,
         Arc::new(tls_config),
         front,
-        admission,
+        public_admission,
         front_stopped,
         std::time::Duration::from_secs(SHUTDOWN_GRACE_SECS),
     ));
-    let (public, internal) = futures_util::future::join(server.run(), internal.run()).await;
+    let (public, internal) = futures_util::future::join(server.run(), internal).await;
     let _ = stop_front.send(true);
     let _ = front_task.await;
     supervisor_task.abort();

@@ -10,6 +10,7 @@ pub mod current_application;
 pub mod current_settings;
 pub mod current_user;
 pub mod groups;
+pub mod hygiene;
 pub mod instance_usage;
 pub mod login;
 pub mod metrics;

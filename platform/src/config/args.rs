@@ -136,6 +136,10 @@ pub struct ServeArgs {
     /// Connections of one client address (trusted proxies excepted) [default: 1024].
     #[arg(long, env = "BERTH_MAX_CLIENT_CONNECTIONS", value_name = "N")]
     pub max_client_connections: Option<usize>,
+    /// Connections one container address (on Swarm: one deployment network) may hold open to
+    /// the internal API; more are closed unread [default: 256].
+    #[arg(long, env = "BERTH_MAX_CONTAINER_CONNECTIONS", value_name = "N")]
+    pub max_container_connections: Option<usize>,
     /// Process/thread limit per container [default: 10240].
     #[arg(long, env = "BERTH_PIDS_LIMIT", value_name = "N")]
     pub pids_limit: Option<i64>,

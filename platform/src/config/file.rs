@@ -46,6 +46,7 @@ pub(super) struct FileConfig {
     pub(super) idle_timeout: Option<u64>,
     pub(super) max_connections: Option<usize>,
     pub(super) max_client_connections: Option<usize>,
+    pub(super) max_container_connections: Option<usize>,
     pub(super) max_container_memory: Option<toml::Value>,
     pub(super) max_container_cpu: Option<toml::Value>,
     pub(super) max_replicas: Option<u32>,

@@ -86,6 +86,7 @@ fn bad_settings_are_named() {
         ("idle_timeout = 0", "idle_timeout"),
         ("max_connections = 0", "max_connections"),
         ("max_client_connections = 0", "max_client_connections"),
+        ("max_container_connections = 0", "max_container_connections"),
         ("container_labels = [\"nokey\"]", "container_labels"),
         ("internal_api = \"8111\"", "internal_api"),
         ("max_container_memory = \"lots\"", "max_container_memory"),

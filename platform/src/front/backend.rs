@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyperlocal::UnixConnector;
 
-use super::admission::Ticket;
+use crate::admission::Ticket;
 use crate::proxy::direct::{FrontBody, full};
 
 /// The client's address (`ip:port`) as the front saw it.

@@ -16,7 +16,6 @@
 //! the upstream pool was one mutex for every thread. A front thread keeps a connection, its
 //! upstream connections and their pool to itself, as nginx's workers do.
 
-pub mod admission;
 pub mod backend;
 mod idle;
 
@@ -34,7 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use admission::{Admission, Ticket};
+use crate::admission::{Admission, Ticket};
 
 use crate::api::request_head::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES};
 use crate::config::Cidr;
@@ -184,7 +183,7 @@ pub async fn serve(
             Ok(ticket) => ticket,
             Err(refusal) => {
                 // Any client can cause this at will: counted, not logged per connection.
-                tracing::warn!(target: crate::client_noise::REFUSED_TARGET, %peer, "connection refused: {refusal}");
+                tracing::warn!(target: crate::client_noise::REFUSED_TARGET, %peer, "connection refused: {refusal} ({})", refusal.setting("max_connections", "max_client_connections"));
                 continue;
             }
         };

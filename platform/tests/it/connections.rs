@@ -1,7 +1,9 @@
 //! The HTTPS listener bounds the connections a client can hold: idle ones (HTTP/1.1 that never
 //! sent a request, HTTP/2 without a stream) are closed after `idle_timeout`, a request in
 //! progress longer than that is not cut, and connections of one address beyond
-//! `max_client_connections` are closed unread while other addresses are still served.
+//! `max_client_connections` are closed unread while other addresses are still served. The
+//! internal API bounds each container address (`max_container_connections`) and all of them
+//! together (a quarter of `max_connections`) the same way.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -27,6 +29,11 @@ fn server_addr(server: &Server) -> SocketAddr {
 
 /// A TCP connection to the server from `source` (any loopback address is this host's).
 fn connect_from(server: &Server, source: IpAddr) -> TcpStream {
+    connect(source, server_addr(server))
+}
+
+/// A TCP connection from `source` to `target`.
+fn connect(source: IpAddr, target: SocketAddr) -> TcpStream {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -34,7 +41,7 @@ fn connect_from(server: &Server, source: IpAddr) -> TcpStream {
     let tcp = runtime.block_on(async {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.bind(SocketAddr::new(source, 0)).expect("bind");
-        socket.connect(server_addr(server)).await.expect("connect")
+        socket.connect(target).await.expect("connect")
     });
     let tcp = tcp.into_std().expect("std stream");
     tcp.set_nonblocking(false).expect("blocking");
@@ -171,4 +178,110 @@ fn idle_connections_are_closed_and_one_client_cannot_hold_them_all() {
     // ... which gave the address its places back.
     let mut again = tls_from(&server, here, b"http/1.1");
     assert!(handshake(&mut again), "the address got no place back");
+}
+
+/// The port of the server's internal API (on every address, as containers need).
+fn internal_port(server: &Server) -> u16 {
+    std::fs::read_to_string(server.path("internal-port"))
+        .expect("internal-port")
+        .trim()
+        .parse()
+        .expect("port")
+}
+
+/// A plain TCP connection to the internal API from `source`.
+fn internal_from(port: u16, source: IpAddr) -> TcpStream {
+    connect(source, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Sends one keep-alive request; the answer's status line, or None when the connection was
+/// closed without one.
+fn ask(tcp: &mut TcpStream) -> Option<String> {
+    if tcp
+        .write_all(b"GET /tenant/currentTenant HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return None;
+    }
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tcp.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => return None,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("no answer and no close within {SEEN_CLOSED:?}")
+            }
+            Err(_) => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    // Skip the body, so the next answer starts clean.
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    tcp.read_exact(&mut body).ok()?;
+    Some(head.lines().next().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn one_container_cannot_hold_all_of_the_internal_apis_connections() {
+    // max_connections 16 gives the internal API 4 in all; 3 per address.
+    let server = Server::start_with(Options {
+        extra_args: vec![
+            "--max-connections".into(),
+            "16".into(),
+            "--max-container-connections".into(),
+            "3".into(),
+        ],
+        ..Options::default()
+    });
+    let port = internal_port(&server);
+    let [one, two, three]: [IpAddr; 3] =
+        ["127.0.0.5", "127.0.0.6", "127.0.0.7"].map(|a| a.parse().unwrap());
+    // Loopback addresses are no container's: every answer is the peer check's 403, which is
+    // enough to tell a served connection from a refused one. Each is answered before the next
+    // opens, so the order the server takes them in is the order they were opened in.
+    let served = |tcp: &mut TcpStream, what: &str| {
+        let status = ask(tcp);
+        assert!(
+            status.as_deref().is_some_and(|s| s.contains(" 403")),
+            "{what}: {status:?}"
+        );
+    };
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|i| {
+            let mut tcp = internal_from(port, one);
+            served(&mut tcp, &format!("connection {i} of one address"));
+            tcp
+        })
+        .collect();
+    let mut fourth = internal_from(port, one);
+    assert_eq!(ask(&mut fourth), None, "a fourth connection of one address");
+    let mut other = internal_from(port, two);
+    served(&mut other, "another address");
+    // Four are open now: the internal API's whole share.
+    let mut fifth = internal_from(port, three);
+    assert_eq!(ask(&mut fifth), None, "a fifth connection in all");
+    // The places come back when connections end.
+    held.truncate(1);
+    let start = Instant::now();
+    loop {
+        let mut again = internal_from(port, three);
+        if ask(&mut again).is_some_and(|s| s.contains(" 403")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < SEEN_CLOSED,
+            "no place came back after two connections closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    served(&mut held[0], "a connection kept open all along");
 }

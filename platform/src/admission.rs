@@ -1,9 +1,11 @@
-//! Which connections the public listener takes: at most `max_connections` at once, and at most
-//! `max_client_connections` from one client address (trusted proxies excepted: every client
-//! behind one shares its address). Each costs a file descriptor, TLS and HTTP buffers, and a
-//! proxied one a second descriptor upstream: without a bound, one client holding idle
-//! connections runs Berth out of descriptors, and then nothing (the database, Docker, the
-//! containers) can be opened. A refused connection is closed at once, unread.
+//! Which connections a listener takes: a bound on the total and one per peer address. The
+//! HTTPS listener takes at most `max_connections`, `max_client_connections` from one client
+//! (trusted proxies excepted: every client behind one shares its address); the internal API a
+//! quarter of that, `max_container_connections` from one container (microservice code is as
+//! untrusted as any client). Each connection costs a file descriptor and buffers, and a proxied
+//! one a second descriptor upstream: without a bound, one peer holding connections runs Berth
+//! out of descriptors, and then nothing (the database, Docker, the containers) can be opened.
+//! A refused connection is closed at once, unread.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,13 +29,23 @@ pub struct Limits {
     pub exempt: Vec<Cidr>,
 }
 
-/// Why a connection was not taken.
+/// Why a connection was not taken (the listener's log line names its setting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("{max} connections are open (max_connections)")]
+    #[error("{max} connections are open")]
     Full { max: usize },
-    #[error("this client has {max} connections open (max_client_connections)")]
+    #[error("this address has {max} connections open")]
     Client { max: usize },
+}
+
+impl Refusal {
+    /// Which of a listener's two settings bounds this refusal.
+    pub fn setting(self, total: &'static str, per_address: &'static str) -> &'static str {
+        match self {
+            Refusal::Full { .. } => total,
+            Refusal::Client { .. } => per_address,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -122,7 +134,7 @@ impl Drop for Ticket {
 /// Why the connection limit cannot be kept.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "max_connections = {asked} needs about {needed} file descriptors, and this process may open {limit}; raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections"
+    "max_connections = {asked} needs about {needed} file descriptors (the internal API's quarter included), and this process may open {limit}; raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections"
 )]
 pub struct OverFdLimit {
     pub asked: usize,
@@ -130,10 +142,36 @@ pub struct OverFdLimit {
     pub limit: u64,
 }
 
+/// How many connections each listener may hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// The HTTPS listener's `max_connections`.
+    pub public: usize,
+    /// The internal API's: a quarter of `public`, so containers can never take the clients'
+    /// descriptors, nor clients the containers'.
+    pub internal: usize,
+}
+
+impl Budget {
+    fn of(public: usize) -> Budget {
+        Budget {
+            public,
+            internal: public.div_ceil(4),
+        }
+    }
+
+    /// Two descriptors per connection (the peer's and one upstream) beside the reserved ones.
+    fn descriptors(self) -> u64 {
+        ((self.public as u64).saturating_add(self.internal as u64))
+            .saturating_mul(2)
+            .saturating_add(RESERVED_FDS)
+    }
+}
+
 /// Raises this process's descriptor limit to its hard limit (as nginx's
 /// `worker_rlimit_nofile` and Go's runtime do) and decides `max_connections`: `asked`, if the
 /// descriptors allow it, or by default what they allow, at most [`DEFAULT_MAX_CONNECTIONS`].
-pub fn connection_budget(asked: Option<usize>) -> Result<usize, OverFdLimit> {
+pub fn connection_budget(asked: Option<usize>) -> Result<Budget, OverFdLimit> {
     budget(asked, raise_fd_limit())
 }
 
@@ -151,14 +189,11 @@ fn raise_fd_limit() -> u64 {
     limit.current.unwrap_or(u64::MAX)
 }
 
-/// Two descriptors per connection (the client's and one upstream) beside the reserved ones.
-fn budget(asked: Option<usize>, fd_limit: u64) -> Result<usize, OverFdLimit> {
-    let allowed = fd_limit.saturating_sub(RESERVED_FDS) / 2;
+fn budget(asked: Option<usize>, fd_limit: u64) -> Result<Budget, OverFdLimit> {
     match asked {
         Some(asked) => {
-            let needed = (asked as u64)
-                .saturating_mul(2)
-                .saturating_add(RESERVED_FDS);
+            let budget = Budget::of(asked);
+            let needed = budget.descriptors();
             if needed > fd_limit {
                 return Err(OverFdLimit {
                     asked,
@@ -166,9 +201,18 @@ fn budget(asked: Option<usize>, fd_limit: u64) -> Result<usize, OverFdLimit> {
                     limit: fd_limit,
                 });
             }
-            Ok(asked)
+            Ok(budget)
         }
-        None => Ok(usize::try_from(allowed.clamp(1, DEFAULT_MAX_CONNECTIONS)).unwrap_or(1)),
+        None => {
+            // public + public / 4, two descriptors each: 2.5 per public connection.
+            let allowed = fd_limit.saturating_sub(RESERVED_FDS).saturating_mul(2) / 5;
+            let mut public = allowed.clamp(1, DEFAULT_MAX_CONNECTIONS);
+            // Rounding the quarter up may need a descriptor or two more than the limit has.
+            while public > 1 && Budget::of(public as usize).descriptors() > fd_limit {
+                public -= 1;
+            }
+            Ok(Budget::of(usize::try_from(public).unwrap_or(1)))
+        }
     }
 }
 
@@ -225,18 +269,25 @@ mod tests {
     #[test]
     fn the_budget_follows_the_descriptor_limit() {
         let cases = [
-            // (asked, fd limit, outcome)
-            (None, 1024, Ok(384)),
-            (None, 20_000, Ok(9_872)),
-            (None, 1 << 20, Ok(16_384)),
-            (None, 100, Ok(1)),
-            (Some(384), 1024, Ok(384)),
-            (Some(385), 1024, Err(1026)),
-            (Some(100_000), 1 << 20, Ok(100_000)),
+            // (asked, fd limit, outcome: (public, internal) or the descriptors needed)
+            (None, 1024, Ok((307, 77))),
+            (None, 20_000, Ok((7_897, 1_975))),
+            (None, 1 << 20, Ok((16_384, 4_096))),
+            (None, 100, Ok((1, 1))),
+            (Some(307), 1024, Ok((307, 77))),
+            (Some(308), 1024, Err(1026)),
+            (Some(100_000), 1 << 20, Ok((100_000, 25_000))),
         ];
         for (asked, limit, expected) in cases {
-            let got = budget(asked, limit).map_err(|e| e.needed);
+            let got = budget(asked, limit)
+                .map(|b| (b.public, b.internal))
+                .map_err(|e| e.needed);
             assert_eq!(got, expected.map_err(|n: u64| n), "{asked:?} {limit}");
+            if let Ok(b) = budget(asked, limit)
+                && limit > RESERVED_FDS
+            {
+                assert!(b.descriptors() <= limit, "{asked:?} {limit}");
+            }
         }
     }
 }
