@@ -11,6 +11,7 @@
 mod cluster;
 pub mod gateway;
 mod images;
+mod networks;
 mod node_engines;
 pub mod registry;
 mod relays;
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest, ServiceSpec};
+use bollard::models::ServiceSpec;
 use bollard::query_parameters::{ListNodesOptions, LogsOptions};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -37,9 +38,7 @@ use super::{
     HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec, LABEL_INSTALLATION,
     NetworkInfo, NetworkSpec, Pending, Runtime, RuntimeError, Usage,
 };
-use cluster::{
-    instance_id, labels_of, parse_instance_id, replicas_of, service_name_of, with_bridge,
-};
+use cluster::{instance_id, parse_instance_id, replicas_of, with_bridge};
 use tunnel::Tunnels;
 
 /// The label naming a service's deployment network (Swarm stores the network's id, not the
@@ -235,48 +234,7 @@ impl Runtime for SwarmRuntime {
 
     /// An overlay network (not attachable: only Berth's services join it) and its relay.
     fn create_network<'a>(&'a self, spec: &'a NetworkSpec) -> Pending<'a, NetworkInfo> {
-        Box::pin(async move {
-            let request = NetworkCreateRequest {
-                name: spec.name.clone(),
-                driver: Some("overlay".to_owned()),
-                scope: Some("swarm".to_owned()),
-                attachable: Some(false),
-                labels: Some({
-                    let mut labels = spec.labels.clone();
-                    labels.insert(LABEL_BRIDGE.to_owned(), spec.bridge.clone());
-                    labels
-                }),
-                ipam: Some(Ipam {
-                    driver: Some("default".to_owned()),
-                    config: Some(vec![IpamConfig {
-                        subnet: Some(spec.subnet.clone()),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            match self.docker.create_network(request).await {
-                Ok(_) => {}
-                Err(BollardError::DockerResponseServerError {
-                    status_code: 409, ..
-                }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            self.ensure_relay(&spec.name, &spec.subnet, &spec.labels)
-                .await?;
-            self.relays_checked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(spec.name.clone());
-            self.engine
-                .network(&spec.name)
-                .await?
-                .map(with_bridge)
-                .ok_or_else(|| {
-                    RuntimeError::Docker(format!("network {} vanished after creation", spec.name))
-                })
-        })
+        Box::pin(self.create_overlay(spec))
     }
 
     fn subnets_in_use(&self) -> Pending<'_, Vec<String>> {
@@ -285,38 +243,12 @@ impl Runtime for SwarmRuntime {
         self.engine.subnets_in_use()
     }
 
-    /// The relay goes first; the network follows once Swarm detached its tasks (until then
-    /// the removal fails and the next pass tries again).
     fn remove_network<'a>(&'a self, name: &'a str) -> Pending<'a, ()> {
-        Box::pin(async move {
-            self.relays_checked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(name);
-            self.remove_service(&services::relay_name(name)).await?;
-            self.engine.remove_network(name).await
-        })
+        Box::pin(self.remove_overlay(name))
     }
 
     fn remove_network_and_instances<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
-        Box::pin(async move {
-            let Some(net) = self.engine.network(id).await? else {
-                return Ok(());
-            };
-            let ours = [(LABEL_INSTALLATION, self.installation())];
-            for s in self.deployment_services(&ours).await? {
-                if labels_of(&s).get(LABEL_NETWORK) == Some(&net.name) {
-                    self.remove_service(&service_name_of(&s)).await?;
-                }
-            }
-            self.relays_checked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&net.name);
-            self.remove_service(&services::relay_name(&net.name))
-                .await?;
-            self.engine.remove_network(&net.name).await
-        })
+        Box::pin(self.remove_overlay_and_services(id))
     }
 
     /// Creates the revision's service with the revision's replica count, or scales it up to

@@ -1,0 +1,83 @@
+//! The deployment networks on Swarm: an overlay per deployment network, made and removed
+//! together with its relay ([`super::relays`]) and, on removal, the services on it.
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
+
+use super::cluster::{labels_of, service_name_of, with_bridge};
+use super::{LABEL_BRIDGE, LABEL_NETWORK, SwarmRuntime, services};
+use crate::runtime::{LABEL_INSTALLATION, NetworkInfo, NetworkSpec, Runtime, RuntimeError};
+
+impl SwarmRuntime {
+    /// An overlay network (not attachable: only Berth's services join it) and its relay.
+    pub(super) async fn create_overlay(
+        &self,
+        spec: &NetworkSpec,
+    ) -> Result<NetworkInfo, RuntimeError> {
+        let request = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some("overlay".to_owned()),
+            scope: Some("swarm".to_owned()),
+            attachable: Some(false),
+            labels: Some({
+                let mut labels = spec.labels.clone();
+                labels.insert(LABEL_BRIDGE.to_owned(), spec.bridge.clone());
+                labels
+            }),
+            ipam: Some(Ipam {
+                driver: Some("default".to_owned()),
+                config: Some(vec![IpamConfig {
+                    subnet: Some(spec.subnet.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => {}
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.ensure_relay(&spec.name, &spec.subnet, &spec.labels)
+            .await?;
+        self.relays_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.name.clone());
+        self.engine
+            .network(&spec.name)
+            .await?
+            .map(with_bridge)
+            .ok_or_else(|| {
+                RuntimeError::Docker(format!("network {} vanished after creation", spec.name))
+            })
+    }
+
+    /// The relay goes first; the network follows once Swarm detached its tasks (until then
+    /// the removal fails and the next pass tries again).
+    pub(super) async fn remove_overlay(&self, name: &str) -> Result<(), RuntimeError> {
+        self.relays_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        self.remove_service(&services::relay_name(name)).await?;
+        self.engine.remove_network(name).await
+    }
+
+    /// The network `id`, its deployments' services and its relay.
+    pub(super) async fn remove_overlay_and_services(&self, id: &str) -> Result<(), RuntimeError> {
+        let Some(net) = self.engine.network(id).await? else {
+            return Ok(());
+        };
+        let ours = [(LABEL_INSTALLATION, self.installation())];
+        for s in self.deployment_services(&ours).await? {
+            if labels_of(&s).get(LABEL_NETWORK) == Some(&net.name) {
+                self.remove_service(&service_name_of(&s)).await?;
+            }
+        }
+        self.remove_overlay(&net.name).await
+    }
+}
