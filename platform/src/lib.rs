@@ -377,6 +377,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         config.proxy_connect_timeout,
         config.proxy_eject_period,
         config.access_log,
+        // One upstream connection per client connection the descriptor budget counted.
+        budget.public + budget.internal,
     );
     let public_proxy = proxy.clone();
     let platform: Arc<dyn proxy::Platform> = state.clone().into_inner();

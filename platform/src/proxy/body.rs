@@ -13,10 +13,10 @@ use actix_web::web::Bytes;
 use futures_util::Stream;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::pool::Lease;
 use super::resolve::Route;
+use super::slots::Slot;
 
 /// The upstream's response body for actix-web: data frames in order, trailers dropped (actix
 /// cannot send them), and an upstream error passed on so the client's response is aborted
@@ -28,8 +28,8 @@ pub struct ResponseBody {
     instance: String,
     request_id: HeaderValue,
     relayed: u64,
-    /// Holds the worker's upstream slot until the body is done.
-    _permit: OwnedSemaphorePermit,
+    /// Holds the request's place among those in flight until the body is done.
+    _slot: Slot,
     /// The upstream connection, back to the pool once the body has been read to its end.
     lease: Option<Lease>,
 }
@@ -40,7 +40,7 @@ impl ResponseBody {
         route: Arc<Route>,
         instance: String,
         request_id: HeaderValue,
-        permit: OwnedSemaphorePermit,
+        slot: Slot,
         lease: Lease,
     ) -> ResponseBody {
         ResponseBody {
@@ -49,7 +49,7 @@ impl ResponseBody {
             instance,
             request_id,
             relayed: 0,
-            _permit: permit,
+            _slot: slot,
             lease: Some(lease),
         }
     }

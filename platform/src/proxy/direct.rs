@@ -47,7 +47,7 @@ impl Proxy {
     pub fn direct(&self, platform: Arc<dyn Platform>) -> Direct {
         Direct {
             shared: Arc::clone(&self.shared),
-            client: upstream::client(self.shared.settings),
+            client: upstream::client(self.shared.settings, Arc::clone(&self.shared.slots)),
             platform,
         }
     }
@@ -59,7 +59,7 @@ impl Direct {
     pub fn with_own_client(&self) -> Direct {
         Direct {
             shared: Arc::clone(&self.shared),
-            client: upstream::client(self.shared.settings),
+            client: upstream::client(self.shared.settings, Arc::clone(&self.shared.slots)),
             platform: Arc::clone(&self.platform),
         }
     }

@@ -15,6 +15,8 @@ const ERROR_MEDIA_TYPE: &str =
 
 /// Seconds a client is asked to wait when no replica is ready yet.
 pub const RETRY_AFTER_SECS: u64 = 5;
+/// Seconds a client is asked to wait when too many requests are in flight: they end fast.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
 const INFO_URL: &str =
     "https://cumulocity.com/api/core/#section/REST-implementation/HTTP-response-codes";
 
@@ -55,6 +57,12 @@ pub enum Failure {
         application: String,
         deployed: bool,
         failure: Option<String>,
+    },
+    /// The request would pass the bound on requests in flight to containers (503 with
+    /// Retry-After; see [`super::slots`]).
+    Busy {
+        application: String,
+        busy: super::slots::Busy,
     },
     /// Every ready replica refused the connection (502).
     UpstreamRefused { instance: String, detail: String },
@@ -99,7 +107,9 @@ impl ProxyError {
             Failure::UpstreamRefused { .. }
             | Failure::UpstreamBroken { .. }
             | Failure::UpstreamTimeout { .. } => Origin::Upstream,
-            Failure::NotReady { .. } | Failure::Internal { .. } => Origin::Internal,
+            Failure::NotReady { .. } | Failure::Busy { .. } | Failure::Internal { .. } => {
+                Origin::Internal
+            }
         }
     }
 
@@ -110,6 +120,7 @@ impl ProxyError {
             Failure::UnknownService { .. } => "unknown_service",
             Failure::NotSubscribed { .. } => "not_subscribed",
             Failure::NotReady { .. } => "not_ready",
+            Failure::Busy { .. } => "busy",
             Failure::UpstreamRefused { .. } => "refused",
             Failure::UpstreamBroken { .. } => "broken",
             Failure::UpstreamTimeout { .. } => "timeout",
@@ -156,6 +167,24 @@ impl ProxyError {
                 "service/Service Unavailable",
                 format!("Microservice {application} is not deployed yet; retry later"),
             ),
+            Failure::Busy {
+                busy: super::slots::Busy::Platform { max },
+                ..
+            } => (
+                "service/Service Unavailable",
+                format!(
+                    "The platform has {max} requests in flight to microservices, as many as it takes at once; retry later"
+                ),
+            ),
+            Failure::Busy {
+                application,
+                busy: super::slots::Busy::Deployment { max },
+            } => (
+                "service/Service Unavailable",
+                format!(
+                    "Microservice {application} has {max} requests in flight, as many as one deployment may have at once (a quarter of the platform's); retry later"
+                ),
+            ),
             Failure::UpstreamRefused { instance, .. } => (
                 "service/Bad Gateway",
                 format!("Every ready instance refused the connection (last: {instance})"),
@@ -191,6 +220,15 @@ impl ProxyError {
                 instance,
                 format!("no response within {} ms", after.as_millis()),
             )),
+            _ => None,
+        }
+    }
+
+    /// The seconds of `Retry-After` for a failure that passes by itself.
+    fn retry_after(&self) -> Option<u64> {
+        match &self.failure {
+            Failure::NotReady { .. } => Some(RETRY_AFTER_SECS),
+            Failure::Busy { .. } => Some(BUSY_RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -254,11 +292,8 @@ impl ProxyError {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static(ERROR_MEDIA_TYPE),
         );
-        if matches!(self.failure, Failure::NotReady { .. }) {
-            headers.insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from(RETRY_AFTER_SECS),
-            );
+        if let Some(secs) = self.retry_after() {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         }
         response
     }
@@ -270,7 +305,7 @@ impl ResponseError for ProxyError {
             Failure::Authentication(e) => e.status_code(),
             Failure::UnknownService { .. } => StatusCode::NOT_FOUND,
             Failure::NotSubscribed { .. } => StatusCode::FORBIDDEN,
-            Failure::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::NotReady { .. } | Failure::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Failure::UpstreamRefused { .. } | Failure::UpstreamBroken { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -286,8 +321,8 @@ impl ResponseError for ProxyError {
         }
         let mut response = HttpResponse::build(self.status_code());
         response.content_type(ERROR_MEDIA_TYPE);
-        if matches!(self.failure, Failure::NotReady { .. }) {
-            response.insert_header((RETRY_AFTER, RETRY_AFTER_SECS));
+        if let Some(secs) = self.retry_after() {
+            response.insert_header((RETRY_AFTER, secs));
         }
         response.body(self.body_text())
     }

@@ -17,6 +17,7 @@ pub mod metrics;
 mod pool;
 mod request_body;
 mod resolve;
+pub mod slots;
 pub mod trace;
 mod upstream;
 mod websocket;
@@ -57,6 +58,8 @@ pub struct Proxy {
 struct Shared {
     services: Arc<ServiceCache>,
     settings: upstream::Settings,
+    /// Requests in flight to containers, bounded for the platform and per deployment.
+    slots: Arc<slots::Slots>,
     /// Random per process, so request ids stay unique across restarts.
     id_prefix: String,
     next_id: AtomicU64,
@@ -74,12 +77,15 @@ struct Worker {
 impl Proxy {
     /// `timeout`: how long an upstream may take to answer (start of its response) before the
     /// client gets a 504; `connect_timeout` and `eject_period`: passive health (see
-    /// [`upstream`]). Installs the metrics recorder; call inside the Tokio runtime.
+    /// [`upstream`]); `in_flight`: at most this many requests at once to containers, a quarter
+    /// of them to one deployment ([`slots`]). Installs the metrics recorder; call inside the
+    /// Tokio runtime.
     pub fn new(
         timeout: Duration,
         connect_timeout: Duration,
         eject_period: Duration,
         access_log: trace::AccessLog,
+        in_flight: usize,
     ) -> Proxy {
         metrics::install();
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
@@ -91,6 +97,7 @@ impl Proxy {
                     connect_timeout,
                     eject_period,
                 },
+                slots: slots::Slots::new(slots::SlotLimits::of(in_flight)),
                 id_prefix,
                 next_id: AtomicU64::new(1),
                 access_log,
@@ -109,7 +116,7 @@ impl Proxy {
         let worker = Worker {
             shared: Arc::clone(&self.shared),
             platform,
-            client: upstream::client(self.shared.settings),
+            client: upstream::client(self.shared.settings, Arc::clone(&self.shared.slots)),
         };
         move |cfg| {
             cfg.app_data(worker)

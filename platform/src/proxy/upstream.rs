@@ -18,7 +18,6 @@ use actix_web::http::header::{CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING};
 use actix_web::http::{Method, StatusCode, Version};
 use actix_web::web;
 use futures_util::StreamExt;
-use tokio::sync::Semaphore;
 
 use super::body::ResponseBody;
 use super::error::{Failure, ProxyError};
@@ -26,12 +25,10 @@ use super::headers::{self, Forwarded};
 use super::pool::{self, SendError};
 use super::request_body::{Pipe, RequestBody};
 use super::resolve::Route;
+use super::slots::Slots;
 use super::trace::RequestTrace;
 use crate::routing::{RoutingTable, Upstream};
 
-/// Most requests one worker has in flight to upstreams at once (each holds a connection);
-/// more wait for a slot.
-const POOL_LIMIT: usize = 1024;
 /// The proxy's timeouts and passive health (see `config.rs` for the defaults and why).
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -47,13 +44,14 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct Client {
     connect_timeout: Duration,
-    slots: Arc<Semaphore>,
+    /// The platform's count of requests in flight, shared by every worker's client.
+    slots: Arc<Slots>,
 }
 
-pub fn client(settings: Settings) -> Client {
+pub fn client(settings: Settings, slots: Arc<Slots>) -> Client {
     Client {
         connect_timeout: settings.connect_timeout.min(settings.timeout),
-        slots: Arc::new(Semaphore::new(POOL_LIMIT)),
+        slots,
     }
 }
 
@@ -264,15 +262,12 @@ pub async fn exchange(
                 http::HeaderValue::from(*length),
             );
         }
-        // Never closed, so acquiring only waits.
-        let permit = Arc::clone(&client.slots)
-            .acquire_owned()
-            .await
-            .map_err(|e| {
-                ProxyError::new(Failure::Internal {
-                    detail: format!("upstream slots: {e}"),
-                })
-            })?;
+        let slot = client.slots.take(&target.route.key).map_err(|busy| {
+            ProxyError::new(Failure::Busy {
+                application: target.route.target.name.clone(),
+                busy,
+            })
+        })?;
         let connect_timeout = if resend {
             client.connect_timeout.min(RESEND_CONNECT_TIMEOUT)
         } else {
@@ -288,7 +283,7 @@ pub async fn exchange(
                     Arc::clone(target.route),
                     upstream.instance.clone(),
                     trace.request_id.clone(),
-                    permit,
+                    slot,
                     lease,
                 );
                 return Ok((parts, body));

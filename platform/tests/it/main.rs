@@ -32,6 +32,7 @@ mod operate;
 mod options;
 mod proxy;
 mod proxy_framing;
+mod proxy_limits;
 mod proxy_streams;
 mod restart;
 mod serve;
