@@ -458,7 +458,15 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     }
     let front = Arc::new(front::Front {
         direct: proxy.direct(platform),
-        backend: front::backend::Backend::new(socket_path),
+        backend: front::backend::Backend::new(
+            socket_path,
+            // As many requests in progress at the app as connections, per address and in all.
+            admission::Admission::new(admission::Limits {
+                max_connections: budget.public,
+                max_client_connections: config.max_client_connections,
+                exempt: config.trusted_proxies.clone(),
+            }),
+        ),
         trusted: config.trusted_proxies.clone(),
         idle_timeout: config.idle_timeout,
     });

@@ -18,8 +18,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyperlocal::UnixConnector;
 
-use crate::admission::Ticket;
+use crate::admission::{Admission, Refusal, Ticket};
+use crate::edge::error::ApiError;
 use crate::proxy::direct::{FrontBody, full};
+
+use super::idle::Guarded;
 
 /// The client's address (`ip:port`) as the front saw it.
 pub const PEER_HEADER: &str = "x-berth-front-peer";
@@ -63,19 +66,25 @@ pub fn bind(data_dir: &Path) -> std::io::Result<(std::os::unix::net::UnixListene
 pub struct Backend {
     client: Client<UnixConnector, Incoming>,
     socket: PathBuf,
+    /// The requests in progress at the app, per client address: each holds a socket
+    /// connection (two descriptors) until its answer is sent, and an HTTP/2 client multiplexes
+    /// many on one connection, so the connection bounds alone do not bound them.
+    in_progress: Arc<Admission>,
 }
 
 impl Backend {
-    pub fn new(socket: PathBuf) -> Backend {
+    pub fn new(socket: PathBuf, in_progress: Arc<Admission>) -> Backend {
         Backend {
             client: Client::builder(TokioExecutor::new()).build(UnixConnector),
             socket,
+            in_progress,
         }
     }
 
-    /// A client of the same socket with a pool of its own (one per front thread).
+    /// A client of the same socket with a pool of its own (one per front thread), counting
+    /// requests with the others.
     pub fn with_own_client(&self) -> Backend {
-        Backend::new(self.socket.clone())
+        Backend::new(self.socket.clone(), Arc::clone(&self.in_progress))
     }
 
     /// Passes `req` to the actix app and relays its answer; a WebSocket it becomes holds the
@@ -86,6 +95,10 @@ impl Backend {
         peer: SocketAddr,
         ticket: &Arc<Ticket>,
     ) -> Response<FrontBody> {
+        let place = match self.in_progress.admit(peer.ip()) {
+            Ok(place) => place,
+            Err(refusal) => return too_busy(refusal),
+        };
         let upgrade = req.headers().contains_key(http::header::UPGRADE)
             && req.version() <= http::Version::HTTP_11;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -125,7 +138,7 @@ impl Backend {
             let app_upgrade = hyper::upgrade::on(&mut response);
             let ticket = Arc::clone(ticket);
             tokio::spawn(async move {
-                let _ticket = ticket;
+                let (_ticket, _place) = (ticket, place);
                 let (Ok(client), Ok(app)) = tokio::join!(client_upgrade, app_upgrade) else {
                     return;
                 };
@@ -135,12 +148,37 @@ impl Backend {
         } else {
             response.headers_mut().remove(http::header::CONNECTION);
             response.headers_mut().remove("keep-alive");
+            // The place is the answer's until its body is sent.
+            return response.map(|body| Guarded::new(boxed(body), place).boxed_unsync());
         }
-        response.map(|body| {
-            body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-                .boxed_unsync()
-        })
+        response.map(boxed)
     }
+}
+
+fn boxed(body: Incoming) -> FrontBody {
+    body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        .boxed_unsync()
+}
+
+/// The answer to a request over a bound of [`Backend::in_progress`]: 429 when it is the
+/// client's own, 503 when the whole app's.
+fn too_busy(refusal: Refusal) -> Response<FrontBody> {
+    let refused = match refusal {
+        Refusal::Client { max } => ApiError::too_many_requests(
+            "general",
+            &format!(
+                "This client has {max} requests in progress, as many as one address may (max_client_connections); retry once some are answered"
+            ),
+            1,
+        ),
+        Refusal::Full { max } => ApiError::unavailable(
+            "general",
+            &format!("Berth has {max} requests in progress, as many as it takes (max_connections); retry shortly"),
+            "the app's requests in progress are at max_connections",
+        )
+        .with_retry_after(1),
+    };
+    refused.to_http().map(|body| full(body.into()))
 }
 
 /// The answer when the app cannot be reached (it is shutting down, or failed).

@@ -71,19 +71,23 @@ impl Activity {
     }
 }
 
-/// A response body that keeps its request in progress until it is sent (or dropped).
-pub struct Guarded {
+/// A response body that holds `G` until it is sent (or dropped): its request's [`Busy`]
+/// mark, or its place among the requests the app serves (`backend`).
+pub struct Guarded<G> {
     body: FrontBody,
-    _busy: Busy,
+    _guard: G,
 }
 
-impl Guarded {
-    pub fn new(body: FrontBody, busy: Busy) -> Guarded {
-        Guarded { body, _busy: busy }
+impl<G> Guarded<G> {
+    pub fn new(body: FrontBody, guard: G) -> Guarded<G> {
+        Guarded {
+            body,
+            _guard: guard,
+        }
     }
 }
 
-impl Body for Guarded {
+impl<G: Unpin> Body for Guarded<G> {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 

@@ -51,6 +51,13 @@ fn connect(source: IpAddr, target: SocketAddr) -> TcpStream {
 
 /// A TLS client of the server from `source`, offering `alpn`; the handshake is not done yet.
 fn tls_from(server: &Server, source: IpAddr, alpn: &[u8]) -> Tls {
+    let name = ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(client_config(server, alpn), name).expect("client");
+    rustls::StreamOwned::new(conn, connect_from(server, source))
+}
+
+/// A TLS client configuration trusting the server's certificate, offering `alpn`.
+fn client_config(server: &Server, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let pem = std::fs::read(server.path("tls/cert.pem")).expect("cert");
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -64,9 +71,7 @@ fn tls_from(server: &Server, source: IpAddr, alpn: &[u8]) -> Tls {
     .with_root_certificates(roots)
     .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
-    let name = ServerName::try_from("localhost").expect("name");
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
-    rustls::StreamOwned::new(conn, connect_from(server, source))
+    Arc::new(config)
 }
 
 /// Completes the handshake (true), or sees the server close the connection instead (false).
@@ -284,4 +289,142 @@ fn one_container_cannot_hold_all_of_the_internal_apis_connections() {
         std::thread::sleep(Duration::from_millis(50));
     }
     served(&mut held[0], "a connection kept open all along");
+}
+
+type H2Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>;
+
+/// An HTTP/2 client of the server from `source`.
+async fn h2_from(
+    server: &Server,
+    source: IpAddr,
+) -> hyper::client::conn::http2::SendRequest<H2Body> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(source, 0)).expect("bind");
+    let tcp = socket.connect(server_addr(server)).await.expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(client_config(server, b"h2"))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake");
+    let (send, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    send
+}
+
+/// Sends a GET of `path` as the management admin; the status and the body.
+async fn h2_get(
+    send: &mut hyper::client::conn::http2::SendRequest<H2Body>,
+    path: &str,
+) -> (u16, String, Option<String>) {
+    use http_body_util::BodyExt;
+    send.ready().await.expect("connection open");
+    let request = hyper::Request::get(format!("https://localhost{path}"))
+        .header("authorization", basic_auth(MGMT_ADMIN, ADMIN_PASSWORD))
+        .body(http_body_util::Empty::new().boxed())
+        .expect("request");
+    let response = send.send_request(request).await.expect("answer");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+        retry_after,
+    )
+}
+
+#[test]
+fn one_client_cannot_keep_more_api_requests_in_progress_than_its_share() {
+    use http_body_util::BodyExt;
+    let server = Server::start_with(Options {
+        extra_args: vec!["--max-client-connections".into(), "3".into()],
+        ..Options::default()
+    });
+    let here: IpAddr = "127.0.0.8".parse().unwrap();
+    let elsewhere: IpAddr = "127.0.0.9".parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut h2 = h2_from(&server, here).await;
+        // Three requests on one connection whose bodies have not arrived: in progress at the app.
+        let category = unique("inprog");
+        let mut bodies = Vec::new();
+        let mut held = Vec::new();
+        for i in 0..3 {
+            let body = format!(r#"{{"category":"{category}","key":"held{i}","value":"v"}}"#);
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+            let stream = futures_util::stream::poll_fn(move |cx| {
+                rx.poll_recv(cx)
+                    .map(|chunk| chunk.map(|c| Ok(hyper::body::Frame::data(c))))
+            });
+            let request = hyper::Request::post("https://localhost/tenant/options")
+                .header("authorization", basic_auth(MGMT_ADMIN, ADMIN_PASSWORD))
+                .header("content-type", "application/json")
+                .header("content-length", body.len())
+                .body(http_body_util::StreamBody::new(stream).boxed())
+                .expect("request");
+            h2.ready().await.expect("connection open");
+            held.push(tokio::spawn(h2.send_request(request)));
+            bodies.push((tx, body));
+        }
+        // A fourth request of the same client, on the same connection, is refused as its own.
+        let start = Instant::now();
+        loop {
+            let (status, answer, retry_after) = h2_get(&mut h2, "/tenant/currentTenant").await;
+            if status == 429 {
+                assert!(answer.contains("general/Too Many Requests"), "{answer}");
+                assert!(answer.contains("3 requests in progress"), "{answer}");
+                assert_eq!(retry_after.as_deref(), Some("1"));
+                break;
+            }
+            assert_eq!(status, 200, "{answer}");
+            assert!(
+                start.elapsed() < SEEN_CLOSED,
+                "three requests in progress and a fourth still served"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Another client is served meanwhile.
+        let mut other = h2_from(&server, elsewhere).await;
+        let (status, answer, _) = h2_get(&mut other, "/tenant/currentTenant").await;
+        assert_eq!(status, 200, "{answer}");
+        // The held requests finish and give their places back.
+        for (tx, body) in &bodies {
+            tx.send(bytes::Bytes::from(body.clone()))
+                .await
+                .expect("body sent");
+        }
+        drop(bodies);
+        for request in held {
+            let response = request.await.expect("task").expect("answer");
+            assert_eq!(response.status().as_u16(), 201);
+        }
+        let start = Instant::now();
+        loop {
+            let (status, answer, _) = h2_get(&mut h2, "/tenant/currentTenant").await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                start.elapsed() < SEEN_CLOSED,
+                "no place came back: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
 }
