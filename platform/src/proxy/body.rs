@@ -29,7 +29,7 @@ pub struct ResponseBody {
     request_id: HeaderValue,
     relayed: u64,
     /// Holds the request's place among those in flight until the body is done.
-    _slot: Slot,
+    _slot: Slot<Route>,
     /// The upstream connection, back to the pool once the body has been read to its end.
     lease: Option<Lease>,
 }
@@ -40,7 +40,7 @@ impl ResponseBody {
         route: Arc<Route>,
         instance: String,
         request_id: HeaderValue,
-        slot: Slot,
+        slot: Slot<Route>,
         lease: Lease,
     ) -> ResponseBody {
         ResponseBody {

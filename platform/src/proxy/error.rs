@@ -58,10 +58,11 @@ pub enum Failure {
         deployed: bool,
         failure: Option<String>,
     },
-    /// The request would pass the bound on requests in flight to containers (503 with
-    /// Retry-After; see [`super::slots`]).
+    /// The request would pass a bound on requests in flight to containers (see
+    /// [`super::slots`]): 429 when it is the calling tenant's own, else 503; with Retry-After.
     Busy {
         application: String,
+        tenant: String,
         busy: super::slots::Busy,
     },
     /// Every ready replica refused the connection (502).
@@ -177,8 +178,19 @@ impl ProxyError {
                 ),
             ),
             Failure::Busy {
+                tenant,
+                busy: super::slots::Busy::Caller { max },
+                ..
+            } => (
+                "service/Too Many Requests",
+                format!(
+                    "Tenant {tenant} has {max} requests in flight to microservices, as many as one tenant may have at once (a quarter of the platform's); retry later"
+                ),
+            ),
+            Failure::Busy {
                 application,
                 busy: super::slots::Busy::Deployment { max },
+                ..
             } => (
                 "service/Service Unavailable",
                 format!(
@@ -305,6 +317,10 @@ impl ResponseError for ProxyError {
             Failure::Authentication(e) => e.status_code(),
             Failure::UnknownService { .. } => StatusCode::NOT_FOUND,
             Failure::NotSubscribed { .. } => StatusCode::FORBIDDEN,
+            Failure::Busy {
+                busy: super::slots::Busy::Caller { .. },
+                ..
+            } => StatusCode::TOO_MANY_REQUESTS,
             Failure::NotReady { .. } | Failure::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Failure::UpstreamRefused { .. } | Failure::UpstreamBroken { .. } => {
                 StatusCode::BAD_GATEWAY

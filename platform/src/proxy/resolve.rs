@@ -28,9 +28,20 @@ pub struct Route {
     pub target: ServiceTarget,
     /// The deployment that serves this tenant.
     pub key: DeploymentKey,
+    /// The calling tenant.
+    pub caller: String,
     /// Round-robin position over the deployment's ready replicas.
     pub next: AtomicUsize,
     pub metrics: AppMetrics,
+}
+
+impl super::slots::Counted for Route {
+    fn deployment(&self) -> &DeploymentKey {
+        &self.key
+    }
+    fn caller(&self) -> &str {
+        &self.caller
+    }
 }
 
 #[derive(Debug)]
@@ -83,6 +94,7 @@ impl ServiceCache {
         let route = found.map(|target| {
             Arc::new(Route {
                 key: DeploymentKey::for_caller(target.application_id, target.per_tenant, tenant),
+                caller: tenant.to_owned(),
                 next: AtomicUsize::new(0),
                 metrics: AppMetrics::new(&target.name),
                 target,

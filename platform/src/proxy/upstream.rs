@@ -262,9 +262,10 @@ pub async fn exchange(
                 http::HeaderValue::from(*length),
             );
         }
-        let slot = client.slots.take(&target.route.key).map_err(|busy| {
+        let slot = client.slots.take(target.route).map_err(|busy| {
             ProxyError::new(Failure::Busy {
                 application: target.route.target.name.clone(),
+                tenant: target.route.caller.clone(),
                 busy,
             })
         })?;
