@@ -164,7 +164,14 @@ async fn upload(
     let (arriving, arrival) = Arriving::new();
     let apps = Arc::clone(&state.apps);
     let saga = tokio::spawn(saga::accept_arriving(apps, principal, app, temp, arrival));
-    receive_package(payload, file, state.config.upload_limit, &arriving).await?;
+    if let Err(refused) = receive_package(payload, file, state.config.upload_limit, &arriving).await
+    {
+        // Ended as failed, the arrival stops the saga, which removes the temp file: awaited, so
+        // nothing of this upload is left on disk when the client reads the error.
+        drop(arriving);
+        let _ = saga.await;
+        return Err(refused);
+    }
     arriving.complete();
     let accepted = saga
         .await
