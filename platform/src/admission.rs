@@ -7,11 +7,11 @@
 //! out of descriptors, and then nothing (the database, Docker, the containers) can be opened.
 //! A refused connection is closed at once, unread.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::Cidr;
+use crate::counts::Counts;
 
 /// Descriptors kept for everything but client connections (the database, Docker's socket, the
 /// log, upstream pools beyond one per connection, package files).
@@ -51,7 +51,7 @@ impl Refusal {
 #[derive(Debug, Default)]
 struct Open {
     total: usize,
-    by_client: HashMap<IpAddr, usize>,
+    by_client: Counts<IpAddr>,
 }
 
 /// The count of open connections, shared by the accepting loop and the connections.
@@ -87,14 +87,14 @@ impl Admission {
             });
         }
         let client = (!exempt).then_some(ip);
-        if let Some(ip) = client {
-            let count = open.by_client.entry(ip).or_default();
-            if *count >= self.limits.max_client_connections {
-                return Err(Refusal::Client {
-                    max: self.limits.max_client_connections,
-                });
-            }
-            *count += 1;
+        if let Some(ip) = client
+            && !open
+                .by_client
+                .enter(&ip, self.limits.max_client_connections)
+        {
+            return Err(Refusal::Client {
+                max: self.limits.max_client_connections,
+            });
         }
         open.total += 1;
         Ok(Ticket {
@@ -120,13 +120,8 @@ impl Drop for Ticket {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         open.total = open.total.saturating_sub(1);
-        if let Some(ip) = self.client
-            && let Some(count) = open.by_client.get_mut(&ip)
-        {
-            *count -= 1;
-            if *count == 0 {
-                open.by_client.remove(&ip);
-            }
+        if let Some(ip) = self.client {
+            open.by_client.leave(&ip);
         }
     }
 }

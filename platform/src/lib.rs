@@ -9,6 +9,7 @@ pub(crate) mod auth;
 pub(crate) mod client_noise;
 pub mod config;
 pub(crate) mod console;
+pub(crate) mod counts;
 pub(crate) mod edge;
 pub(crate) mod fault;
 pub(crate) mod front;

@@ -62,7 +62,10 @@ pub enum Failure {
     /// [`super::slots`]): 429 when it is the calling tenant's own, else 503; with Retry-After.
     Busy {
         application: String,
+        /// The calling tenant.
         tenant: String,
+        /// The tenant owning the microservice.
+        owner: String,
         busy: super::slots::Busy,
     },
     /// Every ready replica refused the connection (502).
@@ -195,6 +198,16 @@ impl ProxyError {
                 "service/Service Unavailable",
                 format!(
                     "Microservice {application} has {max} requests in flight, as many as one deployment may have at once (a quarter of the platform's); retry later"
+                ),
+            ),
+            Failure::Busy {
+                owner,
+                busy: super::slots::Busy::Owner { max },
+                ..
+            } => (
+                "service/Service Unavailable",
+                format!(
+                    "The microservices of tenant {owner} have {max} requests in flight, as many as one tenant's may have at once (a quarter of the platform's); retry later"
                 ),
             ),
             Failure::UpstreamRefused { instance, .. } => (

@@ -42,6 +42,10 @@ impl super::slots::Counted for Route {
     fn caller(&self) -> &str {
         &self.caller
     }
+    fn owner(&self) -> Option<&str> {
+        let owner = self.target.owner.as_str();
+        (owner != crate::store::tenants::MANAGEMENT).then_some(owner)
+    }
 }
 
 #[derive(Debug)]

@@ -2,14 +2,15 @@
 //! (a file descriptor) from its head until its response body ends, and an HTTP/2 client
 //! multiplexes many on one connection, so the bound on client connections does not bound
 //! these. The platform takes at most `total` (one per client connection the descriptor budget
-//! counted); one deployment, and one calling tenant, at most a quarter each: a microservice that
-//! answers slowly, or a tenant whose clients flood one or many, cannot take the slots every
-//! other tenant's requests need. A request over a bound is answered at once, as nginx's
+//! counted); one deployment, one calling tenant and one tenant's microservices at most a quarter
+//! each: a microservice that answers slowly, a tenant whose clients flood one or many, or a
+//! tenant owning many slow services others call, cannot take the slots every other tenant's
+//! requests need. A request over a bound is answered at once, as nginx's
 //! `limit_conn` does, rather than queued behind requests that may never end.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::counts::Counts;
 use crate::routing::DeploymentKey;
 
 /// What a request in flight is counted under.
@@ -18,18 +19,21 @@ pub trait Counted {
     fn deployment(&self) -> &DeploymentKey;
     /// The tenant of the caller.
     fn caller(&self) -> &str;
+    /// The tenant owning the microservice, unless it is not counted (the management tenant:
+    /// the operator's own services are the platform's, bounded per deployment only).
+    fn owner(&self) -> Option<&str>;
 }
 
 /// The bounds in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotLimits {
     pub total: usize,
-    /// For one deployment, and for one calling tenant.
+    /// For one deployment, one calling tenant and one owning tenant.
     pub share: usize,
 }
 
 impl SlotLimits {
-    /// `total` slots, a quarter of them (rounded up) for any one deployment or caller.
+    /// `total` slots, a quarter of them (rounded up) for any one deployment, caller or owner.
     pub fn of(total: usize) -> SlotLimits {
         let total = total.max(1);
         SlotLimits {
@@ -48,46 +52,16 @@ pub enum Busy {
     Deployment { max: usize },
     /// The calling tenant has `max` in flight.
     Caller { max: usize },
+    /// The microservices of the owning tenant have `max` in flight.
+    Owner { max: usize },
 }
 
 #[derive(Debug, Default)]
 struct Open {
     total: usize,
-    by_deployment: HashMap<DeploymentKey, usize>,
-    by_caller: HashMap<String, usize>,
-}
-
-/// One more for `key` in `counts`, unless it has `max`; allocates a key only the first time.
-fn count_in<K, Q>(counts: &mut HashMap<K, usize>, key: &Q, max: usize) -> bool
-where
-    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
-    Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized,
-{
-    match counts.get_mut(key) {
-        Some(count) if *count >= max => false,
-        Some(count) => {
-            *count += 1;
-            true
-        }
-        None => {
-            counts.insert(key.to_owned(), 1);
-            true
-        }
-    }
-}
-
-/// One less for `key`; forgotten at zero, so the maps hold only what is in flight.
-fn count_out<K, Q>(counts: &mut HashMap<K, usize>, key: &Q)
-where
-    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
-    Q: std::hash::Hash + Eq + ?Sized,
-{
-    if let Some(count) = counts.get_mut(key) {
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            counts.remove(key);
-        }
-    }
+    by_deployment: Counts<DeploymentKey>,
+    by_caller: Counts<String>,
+    by_owner: Counts<String>,
 }
 
 /// The count of requests in flight, shared by every thread's upstream client.
@@ -119,12 +93,19 @@ impl Slots {
         if open.total >= total {
             return Err(Busy::Platform { max: total });
         }
-        if !count_in(&mut open.by_caller, counted.caller(), share) {
+        if !open.by_caller.enter(counted.caller(), share) {
             return Err(Busy::Caller { max: share });
         }
-        if !count_in(&mut open.by_deployment, counted.deployment(), share) {
-            count_out(&mut open.by_caller, counted.caller());
+        if !open.by_deployment.enter(counted.deployment(), share) {
+            open.by_caller.leave(counted.caller());
             return Err(Busy::Deployment { max: share });
+        }
+        if let Some(owner) = counted.owner()
+            && !open.by_owner.enter(owner, share)
+        {
+            open.by_caller.leave(counted.caller());
+            open.by_deployment.leave(counted.deployment());
+            return Err(Busy::Owner { max: share });
         }
         open.total += 1;
         Ok(Slot {
@@ -133,11 +114,16 @@ impl Slots {
         })
     }
 
-    /// Requests in flight now, and the deployments and callers they are counted under.
+    /// Requests in flight now, and the deployments, callers and owners they are counted under.
     #[cfg(test)]
-    fn open(&self) -> (usize, usize, usize) {
+    fn open(&self) -> (usize, usize, usize, usize) {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        (open.total, open.by_deployment.len(), open.by_caller.len())
+        (
+            open.total,
+            open.by_deployment.keys(),
+            open.by_caller.keys(),
+            open.by_owner.keys(),
+        )
     }
 }
 
@@ -149,8 +135,11 @@ impl<R: Counted> Drop for Slot<R> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         open.total = open.total.saturating_sub(1);
-        count_out(&mut open.by_deployment, self.counted.deployment());
-        count_out(&mut open.by_caller, self.counted.caller());
+        open.by_deployment.leave(self.counted.deployment());
+        open.by_caller.leave(self.counted.caller());
+        if let Some(owner) = self.counted.owner() {
+            open.by_owner.leave(owner);
+        }
     }
 }
 
@@ -162,6 +151,7 @@ mod tests {
     struct Request {
         deployment: DeploymentKey,
         caller: String,
+        owner: Option<String>,
     }
 
     impl Counted for Request {
@@ -171,13 +161,22 @@ mod tests {
         fn caller(&self) -> &str {
             &self.caller
         }
+        fn owner(&self) -> Option<&str> {
+            self.owner.as_deref()
+        }
     }
 
-    /// A request of `caller` to application `app` (PER_TENANT when `per_tenant`).
+    /// A request of `caller` to application `app` (PER_TENANT when `per_tenant`), owned by
+    /// a tenant not counted.
     fn request(app: i64, per_tenant: bool, caller: &str) -> Arc<Request> {
+        owned(app, per_tenant, caller, None)
+    }
+
+    fn owned(app: i64, per_tenant: bool, caller: &str, owner: Option<&str>) -> Arc<Request> {
         Arc::new(Request {
             deployment: DeploymentKey::for_caller(app, per_tenant, caller),
             caller: caller.to_owned(),
+            owner: owner.map(str::to_owned),
         })
     }
 
@@ -202,7 +201,7 @@ mod tests {
             slots.take(&request(4, false, "c")).unwrap_err(),
             Busy::Caller { max: 2 }
         );
-        assert_eq!(slots.open(), (5, 4, 4));
+        assert_eq!(slots.open(), (5, 4, 4, 0));
         let _e = slots.take(&request(5, false, "e")).unwrap();
         let _f = slots.take(&request(6, false, "f")).unwrap();
         let _g = slots.take(&request(7, false, "g")).unwrap();
@@ -211,8 +210,28 @@ mod tests {
             Busy::Platform { max: 8 }
         );
         drop(held);
-        assert_eq!(slots.open(), (4, 4, 4));
+        assert_eq!(slots.open(), (4, 4, 4, 0));
         let _again = slots.take(&shared_a).unwrap();
+    }
+
+    #[test]
+    fn one_tenants_microservices_get_a_quarter_together() {
+        let slots = Slots::new(SlotLimits::of(8));
+        // Callers a, b and c call three services of tenant t: two fit its share.
+        let _a = slots.take(&owned(1, false, "a", Some("t"))).unwrap();
+        let _b = slots.take(&owned(2, false, "b", Some("t"))).unwrap();
+        assert_eq!(
+            slots.take(&owned(3, false, "c", Some("t"))).unwrap_err(),
+            Busy::Owner { max: 2 }
+        );
+        // The refusal counted nothing: c and service 3 are free for others' services.
+        assert_eq!(slots.open(), (2, 2, 2, 1));
+        let _c = slots.take(&owned(3, false, "c", Some("u"))).unwrap();
+        // Services of an uncounted owner are bounded per deployment only.
+        let _d = slots.take(&request(4, false, "d")).unwrap();
+        let _e = slots.take(&request(5, false, "e")).unwrap();
+        let _f = slots.take(&request(6, false, "f")).unwrap();
+        assert_eq!(slots.open(), (6, 6, 6, 2));
     }
 
     #[test]

@@ -266,6 +266,7 @@ pub async fn exchange(
             ProxyError::new(Failure::Busy {
                 application: target.route.target.name.clone(),
                 tenant: target.route.caller.clone(),
+                owner: target.route.target.owner.clone(),
                 busy,
             })
         })?;

@@ -648,6 +648,15 @@ pub fn app_name(server: &Server, owner: &Tenant, app: &str) -> String {
         .to_owned()
 }
 
+/// The management tenant as a [`Tenant`].
+pub fn management() -> Tenant {
+    Tenant {
+        id: "management".to_owned(),
+        admin_login: MGMT_ADMIN.to_owned(),
+        admin_password: ADMIN_PASSWORD.to_owned(),
+    }
+}
+
 pub fn create_tenant(server: &Server, label: &str) -> Tenant {
     let domain = format!("{}.example.com", unique(label));
     let password = "Tenant-Admin-1";

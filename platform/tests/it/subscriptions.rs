@@ -240,11 +240,7 @@ fn set_parent(server: &Server, child: &Tenant, parent: &Tenant) {
 #[test]
 fn availability_decides_who_may_subscribe() {
     let server = Server::start();
-    let mgmt = Tenant {
-        id: "management".into(),
-        admin_login: MGMT_ADMIN.into(),
-        admin_password: ADMIN_PASSWORD.into(),
-    };
+    let mgmt = crate::fixture::management();
     // management ─┬─ a ── g (a sub-subtenant of management, a subtenant of a)
     //             └─ b
     let (a, b, g) = (

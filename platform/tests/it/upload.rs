@@ -543,11 +543,7 @@ fn uploads_need_application_admin_in_the_owner_tenant() {
 /// image under its own installation id, so deleting one's application leaves the other's tag.
 #[test]
 fn servers_sharing_the_engine_keep_their_own_image_tags() {
-    let management = Tenant {
-        id: "management".to_owned(),
-        admin_login: crate::fixture::MGMT_ADMIN.to_owned(),
-        admin_password: crate::fixture::ADMIN_PASSWORD.to_owned(),
-    };
+    let management = crate::fixture::management();
     let (a, b) = (Server::start(), Server::start());
     let image = TestImage::build(0);
     let uploaded: Vec<(&Server, String)> = [&a, &b]

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, create_user};
+use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Server, create_tenant, create_user, management};
 
 fn role_ids(user: &Value) -> Vec<String> {
     user["effectiveRoles"]
@@ -661,14 +661,5 @@ fn the_management_tenant_administers_its_subtenants_users() {
         if expected == 403 {
             resp.expect_error(403, "security/Forbidden");
         }
-    }
-}
-
-/// The management tenant as a [`Tenant`] (to create its users with [`create_user`]).
-fn management() -> Tenant {
-    Tenant {
-        id: "management".to_owned(),
-        admin_login: MGMT_ADMIN.to_owned(),
-        admin_password: ADMIN_PASSWORD.to_owned(),
     }
 }
