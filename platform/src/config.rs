@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::limits::LimitSettings;
 
 mod args;
+mod connections;
 mod file;
 mod login;
 mod network;
@@ -17,12 +18,17 @@ pub mod runtime;
 
 pub use crate::edge::origin::Cidr;
 pub use args::{Cli, Command, ServeArgs};
+pub use connections::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENT_CONNECTIONS, DEFAULT_MAX_CONTAINER_CONNECTIONS,
+    DEFAULT_PROXY_CONNECT_TIMEOUT, DEFAULT_PROXY_EJECT_PERIOD, DEFAULT_PROXY_TIMEOUT,
+};
 pub use parse::parse_size;
 
+use connections::{Connections, connections};
 use file::{FileConfig, read_file};
 use login::{args_login, login_limits};
 use network::{DEFAULT_NETWORK_POOL, DEFAULT_NETWORK_SUBNET_PREFIX, network_pool};
-use parse::{cpu_setting, invalid, parse_addr, size_setting};
+use parse::{cpu_setting, invalid, parse_addr, positive_secs, size_setting};
 
 /// Default HTTPS listener: loopback only, so a fresh `berth serve` is not exposed by accident.
 pub const DEFAULT_HTTPS: &str = "127.0.0.1:8443";
@@ -46,23 +52,6 @@ pub const DEFAULT_RECONCILE_INTERVAL: u64 = 5;
 pub const DEFAULT_DEPLOY_CONCURRENCY: usize = 8;
 /// Default seconds a new version gets to become ready before it is rolled back.
 pub const DEFAULT_ROLLOUT_TIMEOUT: u64 = 300;
-/// Default seconds an upstream container may take to start answering a proxied request.
-pub const DEFAULT_PROXY_TIMEOUT: u64 = 60;
-/// Default seconds the proxy waits for a TCP connection to a replica (nginx: 60 s, Envoy: 5 s;
-/// a container on a local bridge connects in well under a millisecond).
-pub const DEFAULT_PROXY_CONNECT_TIMEOUT: u64 = 5;
-/// Default seconds a replica that refused, reset or timed out a proxied request stays out of
-/// routing (nginx `fail_timeout`: 10 s; Envoy `base_ejection_time`: 30 s).
-pub const DEFAULT_PROXY_EJECT_PERIOD: u64 = 10;
-/// Default seconds a client connection of the HTTPS listener may stay open with no request in
-/// progress (nginx `keepalive_timeout`: 75 s).
-pub const DEFAULT_IDLE_TIMEOUT: u64 = 75;
-/// Default connections of one client address: more than any browser or SDK opens, a small
-/// share of the whole.
-pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1_024;
-/// Default connections of one container to the internal API: more than an SDK's connection
-/// pool holds, a small share of the whole.
-pub const DEFAULT_MAX_CONTAINER_CONNECTIONS: usize = 256;
 /// Default process/thread limit per container: the contract's thread limit.
 pub const DEFAULT_PIDS_LIMIT: i64 = 10240;
 /// Autoscaler defaults: a decision every 2 s on Docker's ~1 s stats, so a load spike adds a
@@ -192,10 +181,20 @@ impl Config {
     }
 
     fn merge(
-        args: ServeArgs,
-        file: FileConfig,
+        mut args: ServeArgs,
+        mut file: FileConfig,
         admin_password: Option<String>,
     ) -> Result<Config, ConfigError> {
+        let Connections {
+            proxy_timeout,
+            proxy_connect_timeout,
+            proxy_eject_period,
+            idle_timeout,
+            max_connections,
+            max_client_connections,
+            max_container_connections,
+            trusted_proxies,
+        } = connections(&mut args, &mut file)?;
         let login_limits = login_limits(&args_login(&args), &file)?;
         let data_dir = args
             .data_dir
@@ -303,14 +302,7 @@ impl Config {
                 .or(file.internal_api)
                 .unwrap_or_else(|| DEFAULT_INTERNAL_API.into()),
         )?;
-        let positive = |name: &'static str, value: u64| {
-            if value == 0 {
-                Err(invalid(name, "0", "must be at least 1 second"))
-            } else {
-                Ok(Duration::from_secs(value))
-            }
-        };
-        let reconcile_interval = positive(
+        let reconcile_interval = positive_secs(
             "reconcile_interval",
             args.reconcile_interval
                 .or(file.reconcile_interval)
@@ -327,54 +319,12 @@ impl Config {
                 "must be 1 to 64",
             ));
         }
-        let rollout_timeout = positive(
+        let rollout_timeout = positive_secs(
             "rollout_timeout",
             args.rollout_timeout
                 .or(file.rollout_timeout)
                 .unwrap_or(DEFAULT_ROLLOUT_TIMEOUT),
         )?;
-        let proxy_timeout = positive(
-            "proxy_timeout",
-            args.proxy_timeout
-                .or(file.proxy_timeout)
-                .unwrap_or(DEFAULT_PROXY_TIMEOUT),
-        )?;
-        let proxy_connect_timeout = positive(
-            "proxy_connect_timeout",
-            args.proxy_connect_timeout
-                .or(file.proxy_connect_timeout)
-                .unwrap_or(DEFAULT_PROXY_CONNECT_TIMEOUT),
-        )?;
-        let proxy_eject_period = positive(
-            "proxy_eject_period",
-            args.proxy_eject_period
-                .or(file.proxy_eject_period)
-                .unwrap_or(DEFAULT_PROXY_EJECT_PERIOD),
-        )?;
-        let idle_timeout = positive(
-            "idle_timeout",
-            args.idle_timeout
-                .or(file.idle_timeout)
-                .unwrap_or(DEFAULT_IDLE_TIMEOUT),
-        )?;
-        let max_connections = args.max_connections.or(file.max_connections);
-        let max_client_connections = args
-            .max_client_connections
-            .or(file.max_client_connections)
-            .unwrap_or(DEFAULT_MAX_CLIENT_CONNECTIONS);
-        let max_container_connections = args
-            .max_container_connections
-            .or(file.max_container_connections)
-            .unwrap_or(DEFAULT_MAX_CONTAINER_CONNECTIONS);
-        for (name, value) in [
-            ("max_connections", max_connections.unwrap_or(1)),
-            ("max_client_connections", max_client_connections),
-            ("max_container_connections", max_container_connections),
-        ] {
-            if value == 0 {
-                return Err(invalid(name, "0", "must be at least 1"));
-            }
-        }
         let pids_limit = args
             .pids_limit
             .or(file.pids_limit)
@@ -386,13 +336,13 @@ impl Config {
                 "must be at least 16 (a runtime needs a few threads)",
             ));
         }
-        let autoscale_period = positive(
+        let autoscale_period = positive_secs(
             "autoscale_period",
             args.autoscale_period
                 .or(file.autoscale_period)
                 .unwrap_or(DEFAULT_AUTOSCALE_PERIOD),
         )?;
-        let autoscale_scale_down_window = positive(
+        let autoscale_scale_down_window = positive_secs(
             "autoscale_scale_down_window",
             args.autoscale_scale_down_window
                 .or(file.autoscale_scale_down_window)
@@ -540,22 +490,6 @@ impl Config {
             .password_hash_queue
             .or(file.password_hash_queue)
             .unwrap_or(password_hash_concurrency * DEFAULT_PASSWORD_HASH_QUEUE_PER_SLOT);
-        let mut trusted_proxies = Vec::new();
-        let proxy_texts = if args.trusted_proxies.is_empty() {
-            file.trusted_proxies.unwrap_or_default()
-        } else {
-            args.trusted_proxies
-        };
-        for text in proxy_texts.iter().filter(|t| !t.trim().is_empty()) {
-            let cidr = Cidr::parse(text).map_err(|reason| {
-                invalid(
-                    "trusted_proxies",
-                    text,
-                    &format!("{reason}; expected a CIDR such as 10.0.0.0/8 or an address"),
-                )
-            })?;
-            trusted_proxies.push(cidr);
-        }
         Ok(Config {
             limits,
             host_firewall,

@@ -2,6 +2,7 @@
 //! name the setting.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::ConfigError;
 
@@ -10,6 +11,15 @@ pub(super) fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigEr
         name,
         value: value.to_owned(),
         reason: reason.to_owned(),
+    }
+}
+
+/// A number of seconds that must not be 0.
+pub(super) fn positive_secs(name: &'static str, value: u64) -> Result<Duration, ConfigError> {
+    if value == 0 {
+        Err(invalid(name, "0", "must be at least 1 second"))
+    } else {
+        Ok(Duration::from_secs(value))
     }
 }
 

@@ -1,0 +1,118 @@
+//! The settings of connections and proxied requests: timeouts, the connection bounds and the
+//! proxies whose forwarding headers are believed.
+
+use std::time::Duration;
+
+use super::args::ServeArgs;
+use super::file::FileConfig;
+use super::parse::{invalid, positive_secs};
+use super::{Cidr, ConfigError};
+
+/// Default seconds an upstream container may take to start answering a proxied request.
+pub const DEFAULT_PROXY_TIMEOUT: u64 = 60;
+/// Default seconds the proxy waits for a TCP connection to a replica (nginx: 60 s, Envoy: 5 s;
+/// a container on a local bridge connects in well under a millisecond).
+pub const DEFAULT_PROXY_CONNECT_TIMEOUT: u64 = 5;
+/// Default seconds a replica that refused, reset or timed out a proxied request stays out of
+/// routing (nginx `fail_timeout`: 10 s; Envoy `base_ejection_time`: 30 s).
+pub const DEFAULT_PROXY_EJECT_PERIOD: u64 = 10;
+/// Default seconds a client connection of the HTTPS listener may stay open with no request in
+/// progress (nginx `keepalive_timeout`: 75 s).
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 75;
+/// Default connections of one client address: more than any browser or SDK opens, a small
+/// share of the whole.
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1_024;
+/// Default connections of one container to the internal API: more than an SDK's connection
+/// pool holds, a small share of the whole.
+pub const DEFAULT_MAX_CONTAINER_CONNECTIONS: usize = 256;
+
+/// The merged connection settings (see the fields of the same names on [`super::Config`]).
+pub(super) struct Connections {
+    pub proxy_timeout: Duration,
+    pub proxy_connect_timeout: Duration,
+    pub proxy_eject_period: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: Option<usize>,
+    pub max_client_connections: usize,
+    pub max_container_connections: usize,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// Takes the connection settings out of `args` and `file` (flag > environment > file >
+/// default) and validates them.
+pub(super) fn connections(
+    args: &mut ServeArgs,
+    file: &mut FileConfig,
+) -> Result<Connections, ConfigError> {
+    let seconds = |name, arg: Option<u64>, file: Option<u64>, default| {
+        positive_secs(name, arg.or(file).unwrap_or(default))
+    };
+    let proxy_timeout = seconds(
+        "proxy_timeout",
+        args.proxy_timeout,
+        file.proxy_timeout,
+        DEFAULT_PROXY_TIMEOUT,
+    )?;
+    let proxy_connect_timeout = seconds(
+        "proxy_connect_timeout",
+        args.proxy_connect_timeout,
+        file.proxy_connect_timeout,
+        DEFAULT_PROXY_CONNECT_TIMEOUT,
+    )?;
+    let proxy_eject_period = seconds(
+        "proxy_eject_period",
+        args.proxy_eject_period,
+        file.proxy_eject_period,
+        DEFAULT_PROXY_EJECT_PERIOD,
+    )?;
+    let idle_timeout = seconds(
+        "idle_timeout",
+        args.idle_timeout,
+        file.idle_timeout,
+        DEFAULT_IDLE_TIMEOUT,
+    )?;
+    let max_connections = args.max_connections.or(file.max_connections);
+    let max_client_connections = args
+        .max_client_connections
+        .or(file.max_client_connections)
+        .unwrap_or(DEFAULT_MAX_CLIENT_CONNECTIONS);
+    let max_container_connections = args
+        .max_container_connections
+        .or(file.max_container_connections)
+        .unwrap_or(DEFAULT_MAX_CONTAINER_CONNECTIONS);
+    for (name, value) in [
+        ("max_connections", max_connections.unwrap_or(1)),
+        ("max_client_connections", max_client_connections),
+        ("max_container_connections", max_container_connections),
+    ] {
+        if value == 0 {
+            return Err(invalid(name, "0", "must be at least 1"));
+        }
+    }
+    let proxy_texts = if args.trusted_proxies.is_empty() {
+        file.trusted_proxies.take().unwrap_or_default()
+    } else {
+        std::mem::take(&mut args.trusted_proxies)
+    };
+    let mut trusted_proxies = Vec::new();
+    for text in proxy_texts.iter().filter(|t| !t.trim().is_empty()) {
+        let cidr = Cidr::parse(text).map_err(|reason| {
+            invalid(
+                "trusted_proxies",
+                text,
+                &format!("{reason}; expected a CIDR such as 10.0.0.0/8 or an address"),
+            )
+        })?;
+        trusted_proxies.push(cidr);
+    }
+    Ok(Connections {
+        proxy_timeout,
+        proxy_connect_timeout,
+        proxy_eject_period,
+        idle_timeout,
+        max_connections,
+        max_client_connections,
+        max_container_connections,
+        trusted_proxies,
+    })
+}
