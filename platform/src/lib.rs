@@ -228,11 +228,14 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     tls::install_crypto_provider();
     // The descriptors the connection limit needs, before anything is started or written.
     let budget = admission::connection_budget(config.max_connections)?;
-    let public_admission = admission::Admission::new(admission::Limits {
+    // The HTTPS listener's connections, and the requests they keep in progress at the app: as
+    // many of the one as of the other, per address and in all.
+    let public_limits = admission::Limits {
         max_connections: budget.public,
         max_client_connections: config.max_client_connections,
         exempt: config.trusted_proxies.clone(),
-    });
+    };
+    let public_admission = admission::Admission::new(public_limits.clone());
     let internal_admission = admission::Admission::new(admission::Limits {
         max_connections: budget.internal,
         max_client_connections: config.max_container_connections,
@@ -461,12 +464,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         direct: proxy.direct(platform),
         backend: front::backend::Backend::new(
             socket_path,
-            // As many requests in progress at the app as connections, per address and in all.
-            admission::Admission::new(admission::Limits {
-                max_connections: budget.public,
-                max_client_connections: config.max_client_connections,
-                exempt: config.trusted_proxies.clone(),
-            }),
+            admission::Admission::new(public_limits),
         ),
         trusted: config.trusted_proxies.clone(),
         idle_timeout: config.idle_timeout,
