@@ -29,6 +29,19 @@ const INSPECT_CONCURRENCY: usize = 8;
 /// Docker's network option naming the bridge interface.
 const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
+/// The address management of a network with one subnet, Berth's choice (bridges and overlays
+/// alike: subnets come from Berth's pool, never Docker's).
+pub(crate) fn one_subnet(subnet: &str) -> Ipam {
+    Ipam {
+        driver: Some("default".to_owned()),
+        config: Some(vec![IpamConfig {
+            subnet: Some(subnet.to_owned()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
 /// Docker's 409 for a container marked for removal (or dead), which can never start again.
 fn is_being_removed(err: &BollardError) -> bool {
     matches!(
@@ -98,14 +111,7 @@ impl DockerEngine {
                 BRIDGE_NAME_OPTION.to_owned(),
                 bridge.to_owned(),
             )])),
-            ipam: Some(Ipam {
-                driver: Some("default".to_owned()),
-                config: Some(vec![IpamConfig {
-                    subnet: Some(subnet.to_owned()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+            ipam: Some(one_subnet(subnet)),
             ..Default::default()
         };
         match self.docker.create_network(request).await {

@@ -7,6 +7,8 @@ mod containers;
 mod images;
 mod stats;
 
+pub(crate) use containers::one_subnet;
+
 use std::path::Path;
 use std::time::Duration;
 

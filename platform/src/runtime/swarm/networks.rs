@@ -2,10 +2,11 @@
 //! together with its relay ([`super::relays`]) and, on removal, the services on it.
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::models::NetworkCreateRequest;
 
 use super::cluster::{labels_of, service_name_of, with_bridge};
 use super::{LABEL_BRIDGE, LABEL_NETWORK, SwarmRuntime, services};
+use crate::runtime::docker::one_subnet;
 use crate::runtime::{LABEL_INSTALLATION, NetworkInfo, NetworkSpec, Runtime, RuntimeError};
 
 impl SwarmRuntime {
@@ -24,14 +25,7 @@ impl SwarmRuntime {
                 labels.insert(LABEL_BRIDGE.to_owned(), spec.bridge.clone());
                 labels
             }),
-            ipam: Some(Ipam {
-                driver: Some("default".to_owned()),
-                config: Some(vec![IpamConfig {
-                    subnet: Some(spec.subnet.clone()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
+            ipam: Some(one_subnet(&spec.subnet)),
             ..Default::default()
         };
         match self.docker.create_network(request).await {
