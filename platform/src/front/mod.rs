@@ -43,6 +43,10 @@ use crate::proxy::direct::{Caller, Direct, FrontBody, full};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An HTTP/1.1 client must send a request head within this long (hyper's default is 30 s).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Streams one HTTP/2 connection may have open at once: nginx's `http2_max_concurrent_streams`
+/// (hyper's default is 200). Each costs buffers until answered or refused, and one client
+/// rarely needs more: browsers open about 100.
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
 /// An idle connection told to close gets this long to do it: HTTP/2's graceful close waits
 /// for the client to answer a PING, which a client holding connections on purpose never does.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -350,7 +354,10 @@ async fn connection(accepted: Accepted, acceptor: TlsAcceptor, front: Arc<Front>
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     let mut connection = std::pin::pin!(connection);
     let (mut shutting, mut give_up) = (false, None);

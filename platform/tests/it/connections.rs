@@ -443,3 +443,37 @@ fn one_client_cannot_keep_more_api_requests_in_progress_than_its_share() {
         }
     });
 }
+
+/// The HTTP/2 streams one connection may have open, as the server's SETTINGS tell a client.
+#[test]
+fn an_http2_connection_may_open_as_many_streams_as_nginx_allows() {
+    let server = Server::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server_addr(&server))
+            .await
+            .expect("connect");
+        let tls = tokio_rustls::TlsConnector::from(client_config(&server, b"h2"))
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+            .expect("handshake");
+        let (send, mut connection) = h2::client::handshake(tls).await.expect("HTTP/2");
+        let mut send = send.ready().await.expect("connection open");
+        let request = hyper::Request::get("https://localhost/tenant/currentTenant")
+            .header("authorization", basic_auth(MGMT_ADMIN, ADMIN_PASSWORD))
+            .body(())
+            .expect("request");
+        let (answer, _) = send.send_request(request, true).expect("sent");
+        // The server's SETTINGS come first on the connection, so they are in force once the
+        // answer is.
+        let answer = tokio::select! {
+            answer = answer => answer.expect("answer"),
+            ended = &mut connection => panic!("connection ended first: {ended:?}"),
+        };
+        assert_eq!(answer.status().as_u16(), 200);
+        assert_eq!(connection.max_concurrent_send_streams(), 128);
+    });
+}
