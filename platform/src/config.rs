@@ -19,12 +19,13 @@ pub mod runtime;
 pub use crate::edge::origin::Cidr;
 pub use args::{Cli, Command, ServeArgs};
 pub use connections::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENT_CONNECTIONS, DEFAULT_MAX_CONTAINER_CONNECTIONS,
-    DEFAULT_PROXY_CONNECT_TIMEOUT, DEFAULT_PROXY_EJECT_PERIOD, DEFAULT_PROXY_TIMEOUT,
+    Connections, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENT_CONNECTIONS,
+    DEFAULT_MAX_CONTAINER_CONNECTIONS, DEFAULT_PROXY_CONNECT_TIMEOUT, DEFAULT_PROXY_EJECT_PERIOD,
+    DEFAULT_PROXY_TIMEOUT,
 };
 pub use parse::parse_size;
 
-use connections::{Connections, connections};
+use connections::connections;
 use file::{FileConfig, read_file};
 use login::{args_login, login_limits};
 use network::{DEFAULT_NETWORK_POOL, DEFAULT_NETWORK_SUBNET_PREFIX, network_pool};
@@ -113,21 +114,8 @@ pub struct Config {
     /// Wait between removing a replica from routing and stopping it (0 = stop at once).
     pub drain_period: Duration,
     pub container_labels: Vec<(String, String)>,
-    /// Response-header timeout of a proxied request (504 after it).
-    pub proxy_timeout: Duration,
-    /// Passive health of the data path: connect timeout, and how long a failing replica is
-    /// ejected from routing.
-    pub proxy_connect_timeout: Duration,
-    pub proxy_eject_period: Duration,
-    /// The HTTPS listener's client connections: idle ones are closed after `idle_timeout`;
-    /// `max_connections` (unset: what the descriptor limit allows, decided at start) and
-    /// `max_client_connections` bound how many are open.
-    pub idle_timeout: Duration,
-    pub max_connections: Option<usize>,
-    pub max_client_connections: usize,
-    /// Connections one container address (on Swarm: one deployment network) may hold open to
-    /// the internal API; all containers together get a quarter of `max_connections`.
-    pub max_container_connections: usize,
+    /// Proxy timeouts, connection bounds and trusted proxies.
+    pub connections: Connections,
     /// From `MICROSERVICE_RUNTIME_TIMEZONE`: `TZ` of containers whose owner sets none.
     pub default_timezone: Option<String>,
     /// Resource maxima (unset ones are derived from the Docker host at start) and the
@@ -142,8 +130,6 @@ pub struct Config {
     /// Password hashes at once, and checks that may wait for one.
     pub password_hash_concurrency: usize,
     pub password_hash_queue: usize,
-    /// Peers whose forwarding headers are believed (see `api::origin`); empty: nobody's.
-    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// A setting that cannot be used, named so the operator knows what to fix.
@@ -185,16 +171,7 @@ impl Config {
         mut file: FileConfig,
         admin_password: Option<String>,
     ) -> Result<Config, ConfigError> {
-        let Connections {
-            proxy_timeout,
-            proxy_connect_timeout,
-            proxy_eject_period,
-            idle_timeout,
-            max_connections,
-            max_client_connections,
-            max_container_connections,
-            trusted_proxies,
-        } = connections(&mut args, &mut file)?;
+        let connections = connections(&mut args, &mut file)?;
         let login_limits = login_limits(&args_login(&args), &file)?;
         let data_dir = args
             .data_dir
@@ -497,14 +474,7 @@ impl Config {
             login_limits,
             password_hash_concurrency,
             password_hash_queue,
-            trusted_proxies,
-            proxy_timeout,
-            proxy_connect_timeout,
-            proxy_eject_period,
-            idle_timeout,
-            max_connections,
-            max_client_connections,
-            max_container_connections,
+            connections,
             internal_api,
             reconcile_interval,
             deploy_concurrency,

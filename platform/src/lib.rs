@@ -227,18 +227,18 @@ fn ensure_management_tenant(
 pub async fn serve(config: Config) -> Result<(), StartupError> {
     tls::install_crypto_provider();
     // The descriptors the connection limit needs, before anything is started or written.
-    let budget = admission::connection_budget(config.max_connections)?;
+    let budget = admission::connection_budget(config.connections.max_connections)?;
     // The HTTPS listener's connections, and the requests they keep in progress at the app: as
     // many of the one as of the other, per address and in all.
     let public_limits = admission::Limits {
         max_connections: budget.public,
-        max_client_connections: config.max_client_connections,
-        exempt: config.trusted_proxies.clone(),
+        max_client_connections: config.connections.max_client_connections,
+        exempt: config.connections.trusted_proxies.clone(),
     };
     let public_admission = admission::Admission::new(public_limits.clone());
     let internal_admission = admission::Admission::new(admission::Limits {
         max_connections: budget.internal,
-        max_client_connections: config.max_container_connections,
+        max_client_connections: config.connections.max_container_connections,
         exempt: Vec::new(),
     });
     // Docker first: without an engine nothing can run, and nothing has been written yet.
@@ -329,7 +329,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 max_replicas: config.autoscale_max_replicas,
                 drain_period: config.drain_period,
             },
-            answer_timeout: config.proxy_connect_timeout,
+            answer_timeout: config.connections.proxy_connect_timeout,
             network_pool: config.network_pool,
             deploy_concurrency: config.deploy_concurrency,
             roll_back: apps::rollback::roll_back,
@@ -377,9 +377,9 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     });
     let app_state = state.clone();
     let proxy = proxy::Proxy::new(
-        config.proxy_timeout,
-        config.proxy_connect_timeout,
-        config.proxy_eject_period,
+        config.connections.proxy_timeout,
+        config.connections.proxy_connect_timeout,
+        config.connections.proxy_eject_period,
         config.access_log,
         // One upstream connection per client connection the descriptor budget counted.
         budget.public + budget.internal,
@@ -466,8 +466,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             socket_path,
             admission::Admission::new(public_limits),
         ),
-        trusted: config.trusted_proxies.clone(),
-        idle_timeout: config.idle_timeout,
+        trusted: config.connections.trusted_proxies.clone(),
+        idle_timeout: config.connections.idle_timeout,
     });
     let internal = internal_api::server(internal_api::Parts {
         listener: internal_listener,

@@ -100,7 +100,7 @@ impl crate::proxy::Platform for AppState {
 /// Registers every route, the extractor error mapping and the 404 fallback.
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let trusted = origin::TrustedProxies(state.config.trusted_proxies.clone());
+        let trusted = origin::TrustedProxies(state.config.connections.trusted_proxies.clone());
         let auth: web::Data<dyn crate::auth::AuthContext> =
             web::Data::from(state.clone().into_inner() as Arc<dyn crate::auth::AuthContext>);
         cfg.app_data(state)

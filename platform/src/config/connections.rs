@@ -26,15 +26,25 @@ pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1_024;
 /// pool holds, a small share of the whole.
 pub const DEFAULT_MAX_CONTAINER_CONNECTIONS: usize = 256;
 
-/// The merged connection settings (see the fields of the same names on [`super::Config`]).
-pub(super) struct Connections {
+/// The validated connection settings.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    /// Response-header timeout of a proxied request (504 after it).
     pub proxy_timeout: Duration,
+    /// Passive health of the data path: connect timeout, and how long a failing replica is
+    /// ejected from routing.
     pub proxy_connect_timeout: Duration,
     pub proxy_eject_period: Duration,
+    /// The HTTPS listener's client connections: idle ones are closed after `idle_timeout`;
+    /// `max_connections` (unset: what the descriptor limit allows, decided at start) and
+    /// `max_client_connections` bound how many are open.
     pub idle_timeout: Duration,
     pub max_connections: Option<usize>,
     pub max_client_connections: usize,
+    /// Connections one container address (on Swarm: one deployment network) may hold open to
+    /// the internal API; all containers together get a quarter of `max_connections`.
     pub max_container_connections: usize,
+    /// Peers whose forwarding headers are believed (see `api::origin`); empty: nobody's.
     pub trusted_proxies: Vec<Cidr>,
 }
 
