@@ -12,8 +12,12 @@ use super::principal::Principal;
 
 /// Default time a verified credential stays trusted.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
-/// Above this many entries, expired ones are swept on insert.
-const SWEEP_THRESHOLD: usize = 10_000;
+/// Most credentials kept. A client holding one valid credential can make new entries at
+/// request rate (each Host it names is another key), so the map is bounded: at the bound,
+/// expired entries are swept and, if too few were, arbitrary ones go until a quarter is free
+/// (a credential dropped is verified again on its next use). Sweeping only then keeps an insert
+/// O(1) on average.
+const MAX_ENTRIES: usize = 50_000;
 
 #[derive(Debug)]
 struct Entry {
@@ -24,6 +28,7 @@ struct Entry {
 #[derive(Debug)]
 pub struct CredentialCache {
     ttl: Duration,
+    max_entries: usize,
     entries: Mutex<HashMap<[u8; 32], Entry>>,
     /// One lock per credential being verified; an entry goes when its last holder does.
     verifying: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
@@ -57,8 +62,13 @@ impl Drop for Turn<'_> {
 
 impl CredentialCache {
     pub fn new(ttl: Duration) -> CredentialCache {
+        CredentialCache::bounded(ttl, MAX_ENTRIES)
+    }
+
+    fn bounded(ttl: Duration, max_entries: usize) -> CredentialCache {
         CredentialCache {
             ttl,
+            max_entries: max_entries.max(4),
             entries: Mutex::new(HashMap::new()),
             verifying: Mutex::new(HashMap::new()),
         }
@@ -94,11 +104,24 @@ impl CredentialCache {
             expires = expires.min(limit);
         }
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= SWEEP_THRESHOLD {
+        if entries.len() >= self.max_entries && !entries.contains_key(&key) {
             let now = Instant::now();
             entries.retain(|_, e| e.expires > now);
+            let keep = self.max_entries - self.max_entries / 4;
+            if entries.len() > keep {
+                let excess: Vec<[u8; 32]> =
+                    entries.keys().take(entries.len() - keep).copied().collect();
+                for old in excess {
+                    entries.remove(&old);
+                }
+            }
         }
         entries.insert(key, Entry { principal, expires });
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Forgets every credential of one user.
@@ -117,6 +140,42 @@ impl CredentialCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn principal() -> Arc<Principal> {
+        Arc::new(Principal {
+            tenant: "t1".into(),
+            user: "u".into(),
+            kind: crate::store::users::UserKind::Person,
+            roles: Default::default(),
+            token: None,
+            generation: 0,
+        })
+    }
+
+    #[test]
+    fn the_cache_keeps_at_most_its_bound_and_sweeps_expired_entries_first() {
+        let cache = CredentialCache::bounded(DEFAULT_TTL, 8);
+        let soon = Some(Instant::now());
+        // Eight entries, three already expired.
+        for i in 0..8u8 {
+            cache.insert([i; 32], principal(), (i < 3).then_some(soon).flatten());
+        }
+        assert_eq!(cache.len(), 8);
+        // The ninth sweeps the three expired ones; nothing else had to go.
+        cache.insert([8; 32], principal(), None);
+        assert_eq!(cache.len(), 6);
+        assert!((3..=8).all(|i| cache.get(&[i; 32]).is_some()));
+        // Filled with live entries, the bound drops arbitrary ones down to three quarters.
+        for i in 9..=100u8 {
+            cache.insert([i; 32], principal(), None);
+            assert!(cache.len() <= 8, "{}", cache.len());
+        }
+        assert!(cache.get(&[100; 32]).is_some(), "the new entry is kept");
+        // A key already held is replaced, never a reason to sweep.
+        let before = cache.len();
+        cache.insert([100; 32], principal(), None);
+        assert_eq!(cache.len(), before);
+    }
 
     /// A second caller for the same credential waits for the first's turn to end, another
     /// credential does not, and nothing is left behind once both are done.
