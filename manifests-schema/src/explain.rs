@@ -42,6 +42,13 @@ pub(crate) fn report(error: &ValidationError<'_>, findings: &mut Findings) {
         }
         ValidationErrorKind::Pattern { .. } => pattern_mismatch(&pointer, &label, instance),
         ValidationErrorKind::MinLength { .. } => format!("`{label}` must not be empty"),
+        ValidationErrorKind::MaxLength { limit } => {
+            format!("`{label}` may be at most {limit} characters long")
+        }
+        ValidationErrorKind::MaxItems { limit } => format!(
+            "`{label}` may list at most {limit} entries, it has {}",
+            instance.as_array().map_or(0, Vec::len)
+        ),
         ValidationErrorKind::MinItems { .. } => {
             format!(
                 "`{label}` must not be empty: give the command and its arguments, e.g. [\"/bin/check\", \"--quick\"]"

@@ -728,6 +728,65 @@ fn each_rule_gives_its_diagnostics() {
     }
 }
 
+/// Roles are bounded (every subscribing tenant's role checks and cached credentials carry
+/// them): 100 of at most 128 characters each.
+#[test]
+fn role_lists_are_bounded() {
+    let roles = |count: usize, length: usize| {
+        let name = format!("ROLE_{}", "A".repeat(length - 5));
+        let list = vec![format!("\"{name}\""); count].join(", ");
+        format!(r#""roles": [{list}], "requiredRoles": [{list}]"#)
+    };
+    let cases: &[(&str, String, &[Expected<'_>])] = &[
+        ("at the bounds", roles(100, 128), &[]),
+        (
+            "one role too many",
+            roles(101, 20),
+            &[
+                (
+                    "/roles",
+                    Error,
+                    "`roles` may list at most 100 entries, it has 101",
+                ),
+                (
+                    "/requiredRoles",
+                    Error,
+                    "`requiredRoles` may list at most 100 entries, it has 101",
+                ),
+            ],
+        ),
+        (
+            "a name too long",
+            roles(1, 129),
+            &[
+                (
+                    "/roles/0",
+                    Error,
+                    "`roles[0]` may be at most 128 characters long",
+                ),
+                (
+                    "/requiredRoles/0",
+                    Error,
+                    "`requiredRoles[0]` may be at most 128 characters long",
+                ),
+            ],
+        ),
+    ];
+    for (case, extra, expected) in cases {
+        let text = manifest_with(extra);
+        let diagnostics = match validate(&text) {
+            Ok(validated) => validated.warnings,
+            Err(rejected) => rejected.diagnostics,
+        };
+        // The names are displayable roles only if short; warnings about that are not the point.
+        let errors: Vec<_> = diagnostics
+            .into_iter()
+            .filter(|d| d.severity == Error)
+            .collect();
+        assert_diagnostics(case, &errors, expected);
+    }
+}
+
 /// Whole documents: syntax errors, missing required members, odd document shapes.
 const DOCUMENT_CASES: &[(&str, &str, &[Expected<'static>])] = &[
     (

@@ -124,10 +124,22 @@ fn app_id(text: &str) -> Result<i64, ApiError> {
 }
 
 fn check_roles(field: &str, roles: &[String]) -> Result<(), ApiError> {
+    if roles.len() > roles::MAX_APPLICATION_ROLES {
+        return Err(ApiError::invalid(
+            "applications",
+            &format!(
+                "{field} may list at most {} roles",
+                roles::MAX_APPLICATION_ROLES
+            ),
+        ));
+    }
     match roles.iter().find(|r| !roles::is_role_name(r)) {
         Some(bad) => Err(ApiError::invalid(
             "applications",
-            &format!("{field} entry {bad:?} is not a role name (ROLE_ followed by A-Z, 0-9, _)"),
+            &format!(
+                "{field} entry \"{bad:.80}\" is not a role name (ROLE_ followed by A-Z, 0-9, _; at most {} characters)",
+                roles::MAX_ROLE_NAME
+            ),
         )),
         None => Ok(()),
     }

@@ -47,19 +47,37 @@ impl RoleReferenceBody {
 /// A role is assignable in `tenant` when it is in the catalogue or one of the `roles` of an
 /// application the tenant is subscribed to.
 pub async fn check_assignable(state: &AppState, tenant: &str, role: &str) -> Result<(), ApiError> {
-    check_tenant_management_role(state, tenant, role).await?;
-    if roles::ALL.contains(&role) {
-        return Ok(());
+    check_all_assignable(state, tenant, &[role.to_owned()]).await
+}
+
+/// [`check_assignable`] for every role of `wanted`, reading the tenant's state once.
+pub async fn check_all_assignable(
+    state: &AppState,
+    tenant: &str,
+    wanted: &[String],
+) -> Result<(), ApiError> {
+    if let Some(role) = wanted.iter().find(|r| grants::is_tenant_management(r)) {
+        check_tenant_management_role(state, tenant, role).await?;
     }
+    let mut beyond = wanted.iter().filter(|r| !roles::ALL.contains(&r.as_str()));
+    let Some(first) = beyond.next() else {
+        return Ok(());
+    };
     let t = tenant.to_owned();
     let extra = db(state, "roles", move |c| {
         crate::store::subscriptions::assignable_roles(c, &t)
     })
     .await?;
-    if extra.iter().any(|r| r == role) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid("roles", &format!("Unknown role {role}")))
+    // Sorted and deduplicated by the store.
+    match std::iter::once(first)
+        .chain(beyond)
+        .find(|r| extra.binary_search(r).is_err())
+    {
+        Some(unknown) => Err(ApiError::invalid(
+            "roles",
+            &format!("Unknown role {unknown}"),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -70,7 +88,7 @@ async fn check_tenant_management_role(
     tenant: &str,
     role: &str,
 ) -> Result<(), ApiError> {
-    if !grants::is_tenant_management(role) || tenant == tenants::MANAGEMENT {
+    if tenant == tenants::MANAGEMENT {
         return Ok(());
     }
     let t = tenant.to_owned();

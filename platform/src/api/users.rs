@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::paging::PageRequest;
 pub use super::user_access::{
-    RoleReferenceBody, admin_access, check_assignable, read_access, require_grantable,
-    require_outranks,
+    RoleReferenceBody, admin_access, check_all_assignable, check_assignable, read_access,
+    require_grantable, require_outranks,
 };
 pub use super::user_json::{role_json, user_json, user_self};
 use super::{AppState, db, media, required};
@@ -89,26 +89,46 @@ fn references<'a>(
         .collect()
 }
 
+/// Most role or group references one request may carry: more than the role catalogue, so no
+/// real client comes near it, and checking them stays cheap.
+const MAX_REFERENCES: usize = 1_000;
+
 /// Group ids and role names a new user's body asks for, each checked to exist/be assignable.
 async fn requested_rights(
     state: &AppState,
     tenant: &str,
     body: &UserBody,
 ) -> Result<(Vec<users::Group>, Vec<String>), ApiError> {
-    let mut role_names = Vec::new();
+    let too_many = |field: &str| {
+        ApiError::invalid(
+            "users",
+            &format!("{field} may hold at most {MAX_REFERENCES} references"),
+        )
+    };
+    let mut role_names: Vec<String> = Vec::new();
     if let Some(value) = &body.roles {
-        for role in references("roles", "role", value)? {
+        let list = references("roles", "role", value)?;
+        if list.len() > MAX_REFERENCES {
+            return Err(too_many("roles"));
+        }
+        for role in list {
             let name = RoleReferenceBody {
                 role: Some(role.clone()),
             }
             .role_name()?;
-            check_assignable(state, tenant, &name).await?;
-            role_names.push(name);
+            if !role_names.contains(&name) {
+                role_names.push(name);
+            }
         }
+        check_all_assignable(state, tenant, &role_names).await?;
     }
     let mut ids = Vec::new();
     if let Some(value) = &body.groups {
-        for group in references("groups", "group", value)? {
+        let list = references("groups", "group", value)?;
+        if list.len() > MAX_REFERENCES {
+            return Err(too_many("groups"));
+        }
+        for group in list {
             let id = group
                 .get("id")
                 .and_then(|v| {
@@ -123,7 +143,9 @@ async fn requested_rights(
                         .and_then(|s| s.parse().ok())
                 })
                 .ok_or_else(|| ApiError::invalid("users", "group reference needs self or id"))?;
-            ids.push(id);
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
         }
     }
     let t = tenant.to_owned();

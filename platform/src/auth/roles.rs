@@ -17,6 +17,13 @@ pub const OPTION_MANAGEMENT_READ: &str = "ROLE_OPTION_MANAGEMENT_READ";
 pub const OPTION_MANAGEMENT_ADMIN: &str = "ROLE_OPTION_MANAGEMENT_ADMIN";
 
 /// Every assignable role, in the order `GET /user/roles` lists them.
+/// Longest role name an application may provide or require (as the manifest schema says).
+pub const MAX_ROLE_NAME: usize = 128;
+/// Most roles an application may provide, and most it may require (as the manifest schema
+/// says): real manifests list up to about 20; every subscribing tenant's role checks and every
+/// cached credential carry them.
+pub const MAX_APPLICATION_ROLES: usize = 100;
+
 pub const ALL: &[&str] = &[
     "ROLE_ALARM_READ",
     "ROLE_ALARM_ADMIN",
@@ -192,12 +199,13 @@ pub const MANAGEMENT_GROUPS: &[GroupTemplate] = &[
 
 /// True when `name` looks like a role (`ROLE_` + upper-case letters, digits, `_`).
 pub fn is_role_name(name: &str) -> bool {
-    name.strip_prefix("ROLE_").is_some_and(|rest| {
-        !rest.is_empty()
-            && rest
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-    })
+    name.len() <= MAX_ROLE_NAME
+        && name.strip_prefix("ROLE_").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
 }
 
 #[cfg(test)]
