@@ -1,7 +1,7 @@
 //! `GET /application/currentApplication/settings`: a service's settings, in the shape its
-//! client's `Accept` asks for (see `tests/clients/README.md` for the evidence): the flat
-//! `{key: value}` values for the tenant option media type, else the list of setting
-//! definitions. Values are those in force for the calling tenant: the subscriber's own option,
+//! client reads (see `tests/clients/README.md` for the evidence): the flat `{key: value}` values
+//! (the REST documentation's shape, read by the Java SDK and pyc8y), or the list of setting
+//! definitions for clients that ask for it by media type and for c8y-api. Values are those in force for the calling tenant: the subscriber's own option,
 //! else (for `inheritFromOwner`) the owner's, else the manifest's default.
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -32,13 +32,18 @@ async fn current_settings(
     principal: Principal,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let accept = req
-        .headers()
-        .get(actix_web::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let shape = settings_shape(
+        header(actix_web::http::header::ACCEPT),
+        header(actix_web::http::header::USER_AGENT),
+    );
     let (definitions, values) = effective_settings(&principal, &state).await?;
-    Ok(match settings_shape(accept) {
+    Ok(match shape {
         SettingsShape::Values => media::ok("option", &Value::Object(values)),
         SettingsShape::Definitions => {
             media::ok("applicationSettings", &settings_list(&definitions, &values))
@@ -49,25 +54,34 @@ async fn current_settings(
 /// The two answers real clients expect from `…/currentApplication/settings`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettingsShape {
-    /// `{key: value}`, `credentials.` prefixes removed: what pyc8y asks for with the tenant
-    /// option media type (`…option+json`), as the Java SDK reads it.
+    /// `{key: value}`, `credentials.` prefixes removed: the REST documentation's answer, what
+    /// the Java SDK (`CurrentApplicationSettingsApi`: `Accept: application/json`, read as
+    /// `OptionsRepresentation`) and pyc8y (`Accept: …option+json`) read.
     Values,
     /// `[{key, defaultValue, valueSchema, editable, inheritFromOwner}]`: the OAS
-    /// `applicationsettings+json` array, read by c8y-api (which sends `application/json`) and
-    /// the generated Cumulocity clients.
+    /// `applicationsettings+json` array, read by the generated Cumulocity clients (which ask for
+    /// that media type) and by c8y-api (which sends `application/json` from python-requests).
     Definitions,
 }
 
-/// Chooses the shape by `Accept`: only the option media type asks for the flat values.
-pub fn settings_shape(accept: &str) -> SettingsShape {
-    let asks_option = accept.split(',').any(|part| {
-        let media = part.split(';').next().unwrap_or_default().trim();
-        media.eq_ignore_ascii_case("application/vnd.com.nsn.cumulocity.option+json")
-    });
-    if asks_option {
+/// Chooses the shape: by `Accept` when it names one of the two media types, else the flat
+/// values, but for c8y-api, known by python-requests' `User-Agent` (it sets none of its own):
+/// it and the Java SDK both send `application/json` and read different shapes.
+pub fn settings_shape(accept: &str, user_agent: &str) -> SettingsShape {
+    let asks = |wanted: &str| {
+        accept.split(',').any(|part| {
+            let media = part.split(';').next().unwrap_or_default().trim();
+            media.eq_ignore_ascii_case(wanted)
+        })
+    };
+    if asks("application/vnd.com.nsn.cumulocity.option+json") {
         SettingsShape::Values
-    } else {
+    } else if asks("application/vnd.com.nsn.cumulocity.applicationsettings+json")
+        || user_agent.starts_with("python-requests/")
+    {
         SettingsShape::Definitions
+    } else {
+        SettingsShape::Values
     }
 }
 
@@ -202,25 +216,38 @@ mod tests {
 
     #[test]
     fn only_the_option_media_type_asks_for_flat_values() {
+        const JAVA_SDK: &str = "Apache-HttpClient/4.5.14 (Java/17.0.9)";
+        const C8Y_API: &str = "python-requests/2.32.3";
         let cases = [
             (
                 "application/vnd.com.nsn.cumulocity.option+json",
+                C8Y_API,
                 SettingsShape::Values,
             ),
             (
                 "application/vnd.com.nsn.cumulocity.error+json, application/VND.com.nsn.cumulocity.option+json;ver=0.9",
+                "",
                 SettingsShape::Values,
             ),
-            ("application/json", SettingsShape::Definitions),
+            ("application/json", JAVA_SDK, SettingsShape::Values),
+            ("application/json", "curl/7.88.1", SettingsShape::Values),
+            ("application/json", C8Y_API, SettingsShape::Definitions),
             (
                 "application/vnd.com.nsn.cumulocity.applicationsettings+json",
+                "",
                 SettingsShape::Definitions,
             ),
-            ("*/*", SettingsShape::Definitions),
-            ("", SettingsShape::Definitions),
+            (
+                "application/vnd.com.nsn.cumulocity.applicationsettings+json",
+                JAVA_SDK,
+                SettingsShape::Definitions,
+            ),
+            ("*/*", C8Y_API, SettingsShape::Definitions),
+            ("*/*", "", SettingsShape::Values),
+            ("", "", SettingsShape::Values),
         ];
-        for (accept, expected) in cases {
-            assert_eq!(settings_shape(accept), expected, "{accept}");
+        for (accept, agent, expected) in cases {
+            assert_eq!(settings_shape(accept, agent), expected, "{accept} {agent}");
         }
     }
 }

@@ -689,5 +689,5 @@ pub fn create_user(server: &Server, tenant: &Tenant, name: &str, password: &str)
 }
 
 /// The `Accept` that asks `…/currentApplication/settings` for the flat `{key: value}` values
-/// (pyc8y's and the Java SDK's shape); other media types get the list of setting definitions.
+/// (pyc8y's; the Java SDK gets them for `application/json`), whatever the client.
 pub const SETTINGS_VALUES: &str = "application/vnd.com.nsn.cumulocity.option+json";

@@ -265,6 +265,36 @@ fn credentials_defaults_of_a_manifest_are_sealed_and_masked() {
             json!({"apiKey": clear, "plain": "visible"}),
             "{login}"
         );
+        // `application/json` gets the same values from the Java SDK (and any other client) but
+        // the definitions from c8y-api, which reads a list.
+        for (agent, expected) in [
+            ("Apache-HttpClient/4.5.14 (Java/17.0.9)", settings.clone()),
+            ("curl/7.88.1", settings.clone()),
+            (
+                "python-requests/2.32.3",
+                json!([
+                    {"key": "credentials.apiKey", "defaultValue": clear},
+                    {"key": "plain", "defaultValue": "visible"}
+                ]),
+            ),
+        ] {
+            let mut answer = server
+                .req("GET", "/application/currentApplication/settings")
+                .header("Accept", "application/json")
+                .header("User-Agent", agent)
+                .basic(login, password)
+                .send()
+                .expect(200)
+                .json();
+            if let Some(list) = answer.as_array_mut() {
+                for item in list {
+                    item.as_object_mut()
+                        .unwrap()
+                        .retain(|k, _| k == "key" || k == "defaultValue");
+                }
+            }
+            assert_eq!(answer, expected, "{login} {agent}");
+        }
     }
 
     server
