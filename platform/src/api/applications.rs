@@ -12,10 +12,12 @@ use super::{AppState, application_status, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
 use crate::secrets::bootstrap_context;
+use crate::store::StoreError;
 use crate::store::applications::{
     self, Application, ApplicationUpdate, NewApplication, NewBootstrapUser,
 };
 use crate::store::subscriptions;
+use crate::store::tenants;
 use crate::store::users::NewUser;
 
 pub use crate::apps::MICROSERVICE;
@@ -250,13 +252,14 @@ async fn get(
     let tenant = principal.tenant.clone();
     let (app, rollout_message) = db(&state, "applications", move |c| {
         Ok((
-            applications::get(c, &tenant, id)?,
+            visible(c, &tenant, id)?,
             crate::store::desired::rollout_message(c, id)?,
         ))
     })
     .await?;
     let mut body = application_json(&media::base_url(&req), &app);
-    if app.app_type == MICROSERVICE {
+    // How it runs is its owner's business.
+    if app.app_type == MICROSERVICE && app.owner == principal.tenant {
         let mut status = state
             .supervisor
             .status(id)
@@ -265,6 +268,28 @@ async fn get(
         body["status"] = status;
     }
     Ok(media::ok("application", &body))
+}
+
+/// Application `id` if `tenant` may read it: it owns it, is subscribed to it or is offered it
+/// (as `GET /application/applications?providedFor=` lists); otherwise NotFound, as for an id
+/// that does not exist.
+fn visible(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    id: i64,
+) -> Result<applications::Application, StoreError> {
+    let app = applications::get_any(conn, id)?;
+    if app.owner == tenant || subscriptions::get(conn, id, tenant)?.is_some() {
+        return Ok(app);
+    }
+    let parent = tenants::get(conn, tenant)?.and_then(|t| t.parent);
+    if subscriptions::offered_to(&app.availability, &app.owner, tenant, parent.as_deref()) {
+        Ok(app)
+    } else {
+        Err(StoreError::NotFound(format!(
+            "Could not find application by ID {id}"
+        )))
+    }
 }
 
 /// The container behind `instance` of the caller's application `id` (404 for another tenant's

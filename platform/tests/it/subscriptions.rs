@@ -280,6 +280,24 @@ fn availability_decides_who_may_subscribe() {
             .send();
         let case = format!("{} {availability} → {}", owner.id, subscriber.id);
         assert_eq!(resp.status, *status, "{case}: {}", resp.body);
+        // A tenant may read by id what it may subscribe to (SDKs look an application up by
+        // id); the rest is as absent as an id that does not exist.
+        let read = server
+            .req("GET", &format!("/application/applications/{app}"))
+            .basic(&subscriber.admin_login, &subscriber.admin_password)
+            .send();
+        let readable = if *status == 201 { 200 } else { 404 };
+        assert_eq!(read.status, readable, "{case}: read {}", read.body);
+        if readable == 200 {
+            let body = read.json();
+            assert_eq!(body["id"], app.as_str(), "{case}");
+            // How it runs is shown to its owner only.
+            assert_eq!(
+                body.get("status").is_some(),
+                owner.id == subscriber.id,
+                "{case}"
+            );
+        }
         if *status == 201 {
             expected.push((subscriber.id.clone(), app));
         } else {
