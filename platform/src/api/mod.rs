@@ -20,6 +20,7 @@ pub mod request_head;
 pub mod roles;
 pub mod security_headers;
 pub mod subscriptions;
+pub mod system_options;
 pub mod tenant_references;
 pub mod tenants;
 pub mod upload;
@@ -120,6 +121,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(metrics::routes)
             .configure(tenants::routes)
             .configure(options::routes)
+            .configure(system_options::routes)
             .configure(current_user::routes)
             .configure(users::routes)
             .configure(user_rights::routes)

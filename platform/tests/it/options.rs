@@ -325,3 +325,36 @@ fn credentials_defaults_of_a_manifest_are_sealed_and_masked() {
         .send()
         .expect(204);
 }
+
+/// go-c8y-cli reads the platform's version right after logging in; any user may, nobody
+/// anonymous, and no other system option exists.
+#[test]
+fn the_system_version_option_names_berths_version() {
+    let server = Server::start();
+    let tenant = create_tenant(&server, "sysopt");
+    let version = server
+        .req("GET", "/tenant/system/options/system/version")
+        .basic(&tenant.admin_login, &tenant.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(version["category"], "system");
+    assert_eq!(version["key"], "version");
+    assert_eq!(version["value"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        version["self"]
+            .as_str()
+            .unwrap()
+            .ends_with("/tenant/system/options/system/version"),
+        "{version}"
+    );
+    server
+        .req("GET", "/tenant/system/options/system/password")
+        .basic(&tenant.admin_login, &tenant.admin_password)
+        .send()
+        .expect_error(404, "options/Not Found");
+    server
+        .req("GET", "/tenant/system/options/system/version")
+        .send()
+        .expect(401);
+}
