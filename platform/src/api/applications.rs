@@ -432,10 +432,14 @@ async fn update(
         required_roles: body.required_roles,
     };
     let tenant = principal.tenant.clone();
+    let roles_change = update.required_roles.is_some();
     let app = db(&state, "applications", move |c| {
         applications::update(c, &tenant, id, &update)
     })
     .await?;
+    if roles_change {
+        state.apps.forget_service_credentials(id).await;
+    }
     Ok(media::updated(
         &req,
         "application",

@@ -122,6 +122,26 @@ pub fn require_any(principal: &Principal, roles: &[&str]) -> Result<(), FlowErro
 }
 
 impl Apps {
+    /// Drops the cached credentials of `application_id`'s service users, whose roles follow
+    /// the application's `requiredRoles` (called after those changed), so their next request
+    /// is authorized with the roles they hold now.
+    pub async fn forget_service_credentials(&self, application_id: i64) {
+        let users = self
+            .store
+            .run(move |c| crate::store::subscriptions::service_users(c, application_id))
+            .await;
+        match users {
+            Ok(users) => {
+                for (tenant, user) in users {
+                    self.cache.invalidate_user(&tenant, &user);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(application = application_id, error = %e, "could not list the service users whose roles changed; their cached credentials expire within 5 minutes");
+            }
+        }
+    }
+
     /// Runs a store call for `resource`, mapping its errors.
     pub async fn db<R, F>(&self, resource: &'static str, f: F) -> Result<R, FlowError>
     where

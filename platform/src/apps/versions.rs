@@ -83,6 +83,9 @@ async fn activate(
             make_active(c, &tenant, id, &wanted, &seal_setting(&secrets))
         })
         .await?;
+    if done.previous.is_some() {
+        apps.forget_service_credentials(id).await;
+    }
     if let Some(previous) = &done.previous {
         let app = &done.application;
         tracing::info!(tenant = %app.owner, application = %app.name, %version, %previous, "version activated");

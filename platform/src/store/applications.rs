@@ -268,6 +268,9 @@ pub fn update(
         ],
     )
     .map_err(|e| conflict_on_unique(e, || duplicate_message(tenant, &name, &key)))?;
+    if update.required_roles.is_some() {
+        super::subscriptions::sync_service_roles(&tx, id)?;
+    }
     let updated = get(&tx, tenant, id)?;
     tx.commit()?;
     Ok(updated)
@@ -439,6 +442,7 @@ pub fn record_upload(
             record.version.version
         ],
     )?;
+    super::subscriptions::sync_service_roles(tx, id)?;
     if let Some(intent) = record.intent {
         intents::finish(tx, intent)?;
     }

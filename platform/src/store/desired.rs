@@ -97,14 +97,18 @@ pub fn restore_version(
     previous: &str,
     reason: &str,
 ) -> Result<bool, StoreError> {
-    Ok(conn.execute(
+    let restored = conn.execute(
         "UPDATE applications SET active_version_id = ?3, rollout_message = ?4,
              manifest = COALESCE((SELECT v.manifest FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), manifest),
              roles = COALESCE((SELECT json_extract(v.manifest, '$.roles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), roles),
              required_roles = COALESCE((SELECT json_extract(v.manifest, '$.requiredRoles') FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?3), required_roles)
          WHERE id = ?1 AND active_version_id = ?2",
         params![application_id, failed, previous, reason],
-    )? > 0)
+    )? > 0;
+    if restored {
+        super::subscriptions::sync_service_roles(conn, application_id)?;
+    }
+    Ok(restored)
 }
 
 /// The last rollout failure of an application, if any.

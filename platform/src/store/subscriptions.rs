@@ -145,6 +145,42 @@ pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), Sto
     Ok(())
 }
 
+/// Gives the service user of every subscription to `application_id` exactly the
+/// application's `requiredRoles` as they are now. Every change of them (an upload, an
+/// activation, a rollback, an update) calls it in its own transaction, so a service that needs
+/// a new role has it once its new version is active, and one that dropped a role loses it.
+pub fn sync_service_roles(conn: &Connection, application_id: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM user_roles WHERE (tenant_id, user_name) IN
+             (SELECT s.tenant_id, s.service_user FROM subscriptions s JOIN users u
+                  ON u.tenant_id = s.tenant_id AND u.user_name = s.service_user AND u.kind = ?2
+              WHERE s.application_id = ?1)",
+        params![application_id, UserKind::Service.as_str()],
+    )?;
+    conn.execute(
+        "INSERT OR IGNORE INTO user_roles (tenant_id, user_name, role)
+             SELECT s.tenant_id, s.service_user, r.value
+             FROM subscriptions s
+             JOIN users u ON u.tenant_id = s.tenant_id AND u.user_name = s.service_user AND u.kind = ?2
+             JOIN applications a ON a.id = s.application_id, json_each(a.required_roles) r
+             WHERE s.application_id = ?1",
+        params![application_id, UserKind::Service.as_str()],
+    )?;
+    Ok(())
+}
+
+/// The service users (tenant, user name) of the subscriptions to `application_id`.
+pub fn service_users(
+    conn: &Connection,
+    application_id: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT tenant_id, service_user FROM subscriptions WHERE application_id = ?1 ORDER BY tenant_id",
+    )?;
+    let rows = stmt.query_map([application_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Removes the subscription, its service user and the settings options Berth wrote in
 /// `category` with the given keys (values the tenant wrote stay: they are its own). Returns the removed subscription, NotFound when there was none.
 pub fn unsubscribe(

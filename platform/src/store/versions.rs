@@ -174,6 +174,7 @@ pub fn set_active(conn: &Connection, id: i64, version: &str) -> Result<(), Store
          WHERE id = ?1",
         params![id, version],
     )?;
+    super::subscriptions::sync_service_roles(conn, id)?;
     Ok(())
 }
 

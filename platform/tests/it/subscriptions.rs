@@ -688,3 +688,51 @@ fn a_providers_versions_never_touch_a_subscribers_own_options() {
         .send()
         .expect(204);
 }
+
+/// A service user holds the application's `requiredRoles` as they are now: changed after the
+/// subscription (here by `PUT`; an upload or an activation does the same), the service's next
+/// request is authorized with the new set, without subscribing again.
+#[test]
+fn service_users_follow_the_required_roles() {
+    let server = Server::start();
+    let owner = create_tenant(&server, "rrown");
+    let sub = create_tenant(&server, "rrsub");
+    let app = create_app(&server, &owner, "MARKET");
+    let require = |roles: &[&str]| {
+        server
+            .req("PUT", &format!("/application/applications/{app}"))
+            .basic(&owner.admin_login, &owner.admin_password)
+            .json(&json!({"requiredRoles": roles}))
+            .send()
+            .expect(200);
+    };
+    require(&["ROLE_INVENTORY_READ"]);
+    server
+        .req("POST", &format!("/tenant/tenants/{}/applications", sub.id))
+        .basic(&sub.admin_login, &sub.admin_password)
+        .json(&json!({"application": {"id": app}}))
+        .send()
+        .expect(201);
+    let (login, password) = crate::upload::service_login(&server, &owner, &app, &sub.id);
+    let held = || -> Vec<String> {
+        let me = server
+            .req("GET", "/user/currentUser")
+            .basic(&login, &password)
+            .send()
+            .expect(200)
+            .json();
+        let mut roles: Vec<String> = me["effectiveRoles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        roles.sort();
+        roles
+    };
+    assert_eq!(held(), ["ROLE_INVENTORY_READ"]);
+    require(&["ROLE_AUDIT_READ", "ROLE_ALARM_READ"]);
+    assert_eq!(held(), ["ROLE_ALARM_READ", "ROLE_AUDIT_READ"]);
+    require(&[]);
+    assert!(held().is_empty());
+}

@@ -507,6 +507,7 @@ async fn install(
             Ok(recorded)
         })
         .await?;
+    apps.forget_service_credentials(id).await;
     Ok(recorded)
 }
 
