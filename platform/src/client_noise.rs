@@ -1,7 +1,8 @@
 //! Log events any anonymous client can cause at will: actix-http logs every malformed request
 //! at ERROR ("stream error: request parse error: …"), rustls warns on every handshake whose SNI
 //! names an IP address (wrk sends its URL's host, IP or not) or a malformed host, and Berth
-//! sheds load with a 503 when the password-hash queue is full. One line per event would let a
+//! sheds load with a 503 when the password-hash queue is full, and the internal API refuses every
+//! request from outside the container networks (anyone who can reach its port). One line per event would let a
 //! client flood the log (and page whoever watches ERROR lines); so would connections refused over
 //! a connection limit. These events never reach the log directly: they are counted,
 //! and at most one WARN line per [`REPORT_INTERVAL`] says how many came and the latest of each.
@@ -20,13 +21,15 @@ use tracing_subscriber::layer::{Context, Layer};
 pub const SHED_TARGET: &str = "berth::shed";
 /// Target of connections the public listener refused over a connection limit.
 pub const REFUSED_TARGET: &str = "berth::refused_connection";
+/// Target of requests to the internal API from outside the container networks.
+pub const OUTSIDER_TARGET: &str = "berth::internal_api_outsider";
 /// Target of the summary lines.
 pub const SUMMARY_TARGET: &str = "berth::client_noise";
 /// Longest a summary waits; also the least time between two summaries.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What counts as noise, by kind: (target, the least severe level counted, what it means).
-const KINDS: [(&str, Level, &str); 5] = [
+const KINDS: [(&str, Level, &str); 6] = [
     (
         "actix_http::h1::dispatcher",
         Level::WARN,
@@ -42,6 +45,11 @@ const KINDS: [(&str, Level, &str); 5] = [
         REFUSED_TARGET,
         Level::WARN,
         "connections refused over a connection limit",
+    ),
+    (
+        OUTSIDER_TARGET,
+        Level::WARN,
+        "internal API requests refused from outside the container networks",
     ),
     // rustls warns here only about the client's SNI (an IP address, a duplicate, a bad name).
     (
@@ -202,7 +210,9 @@ mod tests {
             ("berth::api::error", Level::ERROR, None),
             ("berth::client_noise", Level::WARN, None),
             ("berth::refused_connection", Level::WARN, Some(3)),
-            ("rustls::msgs::handshake", Level::WARN, Some(4)),
+            ("berth::internal_api_outsider", Level::WARN, Some(4)),
+            ("berth::internal_api", Level::WARN, None),
+            ("rustls::msgs::handshake", Level::WARN, Some(5)),
             ("rustls::msgs::handshake", Level::DEBUG, None),
             ("rustls::server::hs", Level::WARN, None),
         ];

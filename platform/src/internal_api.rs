@@ -100,7 +100,7 @@ pub fn server(parts: Parts) -> Result<Server, StartupError> {
                 let response = if allowed {
                     Some(srv.call(req))
                 } else {
-                    tracing::warn!(peer = ?req.peer_addr(), "internal API: refused a peer outside the container networks");
+                    tracing::warn!(target: crate::client_noise::OUTSIDER_TARGET, peer = ?req.peer_addr(), "internal API: refused a peer outside the container networks");
                     None
                 };
                 async move {

@@ -612,6 +612,15 @@ fn floods_of_malformed_requests_and_shed_logins_leave_no_error_line() {
         ("bad version", b"GET / HTTP/9.7\r\nHost: x\r\n\r\n"),
     ];
     const ROUNDS: usize = 10;
+    let internal = server
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("berth: internal api on http://"))
+        .expect("the internal API's address")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
     for _ in 0..ROUNDS {
         for (what, raw) in malformed {
             let (status, _) = raw_exchange(&server, raw);
@@ -619,6 +628,12 @@ fn floods_of_malformed_requests_and_shed_logins_leave_no_error_line() {
         }
         // A TLS handshake naming an IP address as SNI (rustls warns about each one).
         handshake_with_sni(&server, "127.0.0.1");
+        // A request to the internal API from outside the container networks.
+        let refused = crate::supervisor::plain_agent()
+            .get(&format!("http://127.0.0.1:{internal}/tenant/currentTenant"))
+            .call()
+            .unwrap();
+        assert_eq!(refused.status(), 403);
     }
     // Wrong passwords in parallel past a queue of one: some are shed with 503.
     let statuses: Vec<u16> = std::thread::scope(|scope| {
@@ -647,7 +662,8 @@ fn floods_of_malformed_requests_and_shed_logins_leave_no_error_line() {
             let text = read_log();
             (text.contains("malformed request")
                 && text.contains("shed load")
-                && text.contains("as SNI"))
+                && text.contains("as SNI")
+                && text.contains("internal API requests refused"))
             .then_some(())
         },
     );
@@ -660,7 +676,10 @@ fn floods_of_malformed_requests_and_shed_logins_leave_no_error_line() {
     let noise_lines = text
         .lines()
         .filter(|l| {
-            l.contains("stream error") || l.contains("shed load") || l.contains("Illegal SNI")
+            l.contains("stream error")
+                || l.contains("shed load")
+                || l.contains("Illegal SNI")
+                || l.contains("refused a peer outside")
         })
         .count();
     assert!(
