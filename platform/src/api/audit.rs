@@ -200,6 +200,52 @@ struct RecordBody {
     changes: Option<Value>,
 }
 
+/// Longest `type`, `activity` and `application` of a record a client creates, in characters.
+const MAX_LABEL: usize = 256;
+/// Longest `text`, in characters.
+const MAX_TEXT: usize = 4096;
+/// Largest `changes`, as JSON text: a tenant keeps up to
+/// [`audit::MAX_RECORDS_PER_TENANT`] records, so their size bounds what it stores.
+const MAX_CHANGES: usize = 16 * 1024;
+
+/// 422 for a field over its bound, naming it and the bound.
+fn check_sizes(body: &RecordBody) -> Result<(), ApiError> {
+    let labels = [
+        ("type", body.record_type.as_deref()),
+        ("activity", body.activity.as_deref()),
+        ("application", body.application.as_deref()),
+    ];
+    for (name, value) in labels {
+        if value.is_some_and(|v| v.chars().count() > MAX_LABEL) {
+            return Err(ApiError::invalid(
+                "audit",
+                &format!("{name} may be at most {MAX_LABEL} characters long"),
+            ));
+        }
+    }
+    if body
+        .text
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > MAX_TEXT)
+    {
+        return Err(ApiError::invalid(
+            "audit",
+            &format!("text may be at most {MAX_TEXT} characters long"),
+        ));
+    }
+    if body
+        .changes
+        .as_ref()
+        .is_some_and(|c| c.to_string().len() > MAX_CHANGES)
+    {
+        return Err(ApiError::invalid(
+            "audit",
+            &format!("changes may be at most {MAX_CHANGES} bytes of JSON"),
+        ));
+    }
+    Ok(())
+}
+
 const SEVERITIES: &[&str] = &[
     audit::INFORMATION,
     audit::WARNING,
@@ -222,6 +268,7 @@ async fn create(
     let record_type = super::required("audit", "type", &body.record_type)?.to_owned();
     let text = super::required("audit", "text", &body.text)?.to_owned();
     let activity = super::required("audit", "activity", &body.activity)?.to_owned();
+    check_sizes(&body)?;
     let time_text = super::required("audit", "time", &body.time)?;
     let time = OffsetDateTime::parse(time_text, &Rfc3339)
         .ok()

@@ -48,8 +48,8 @@ pub struct Record {
 /// records (`POST /audit/auditRecords`) and every change writes one, so without a bound a
 /// tenant could grow the shared database without limit (about 300 bytes a record: ~15 MB).
 pub const MAX_RECORDS_PER_TENANT: i64 = 50_000;
-/// Pruning runs on every this many appends (a slack of at most this many records over the
-/// bound), so an append does not pay for an index walk each time.
+/// Pruning runs on every this many appends of a tenant (a slack of at most this many records
+/// over the bound), so an append does not pay for an index walk each time.
 const PRUNE_EVERY: i64 = 64;
 
 /// Filters of a listing (all optional).
@@ -105,7 +105,16 @@ fn append_bounded(
         ],
     )?;
     let id = conn.last_insert_rowid();
-    if id % PRUNE_EVERY == 0 {
+    // Counted per tenant: a prune decided by the global id could be dodged by a tenant
+    // appending only when the next id is not due (with another tenant taking those).
+    let appended: i64 = conn.query_row(
+        "INSERT INTO audit_appends (tenant_id, appended) VALUES (?1, 1)
+         ON CONFLICT (tenant_id) DO UPDATE SET appended = appended + 1
+         RETURNING appended",
+        [&record.tenant],
+        |r| r.get(0),
+    )?;
+    if appended % PRUNE_EVERY == 0 {
         // Everything of this tenant older than its `keep` newest records (index walk on
         // `audit_records_by_tenant`).
         conn.execute(
@@ -248,8 +257,22 @@ mod tests {
         };
         append(&mut conn, &record("quiet")).unwrap();
         let mut newest = 0;
-        for _ in 0..1000 {
+        for i in 0..1000 {
+            // Another tenant takes every id the global count would prune at: the noisy one
+            // is pruned all the same.
+            let due = conn
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'audit_records'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap_or(0)
+                + 1;
+            if due % PRUNE_EVERY == 0 {
+                append_bounded(&mut conn, &record("helper"), &timestamp(), 100).unwrap();
+            }
             newest = append_bounded(&mut conn, &record("noisy"), &timestamp(), 100).unwrap();
+            assert!(count(&mut conn, "noisy") < 100 + PRUNE_EVERY, "after {i}");
         }
         let kept = count(&mut conn, "noisy");
         assert!((100..100 + PRUNE_EVERY).contains(&kept), "{kept}");

@@ -213,6 +213,15 @@ CREATE TABLE application_version_tags (
     PRIMARY KEY (application_id, tag)
 );
 "#,
+    // Audit records appended per tenant (store::audit), so each tenant's own count decides
+    // when its oldest records are pruned (the global record id let one tenant's appends be
+    // timed so that another's never were).
+    r#"
+CREATE TABLE audit_appends (
+    tenant_id TEXT PRIMARY KEY,
+    appended INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own
