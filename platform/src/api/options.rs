@@ -88,9 +88,18 @@ fn check_name(field: &str, text: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Longest option value, in bytes: options configure services; files belong elsewhere.
+const MAX_VALUE: usize = 64 * 1024;
+/// Most keys one `PUT /tenant/options/{category}` may set (each is written and audited).
+const MAX_KEYS_PER_PUT: usize = 200;
+
 /// Option values are strings; numbers and booleans are accepted and stored as text.
 fn value_text(value: Option<&Value>) -> Result<String, ApiError> {
     match value {
+        Some(Value::String(s)) if s.len() > MAX_VALUE => Err(ApiError::invalid(
+            "options",
+            &format!("value may be at most {MAX_VALUE} bytes, got {}", s.len()),
+        )),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
         Some(Value::Bool(b)) => Ok(b.to_string()),
@@ -209,20 +218,13 @@ async fn store_option(
     let option = to_stored(state, &principal.tenant, category, key, value, true)?;
     let tenant = principal.tenant.clone();
     let stored = option.clone();
-    let editable = db(state, "options", move |c| {
-        if let Some(existing) = options::get(c, &tenant, &stored.category, &stored.key)?
-            && !existing.editable
-        {
-            return Ok(false);
-        }
-        options::put(c, &tenant, &stored)?;
-        Ok(true)
+    let written = db(state, "options", move |c| {
+        options::put_all(c, &tenant, std::slice::from_ref(&stored))
     })
     .await?;
-    if editable {
-        Ok(option)
-    } else {
-        Err(ApiError::forbidden())
+    match written {
+        options::Written::All => Ok(option),
+        options::Written::NotEditable => Err(ApiError::forbidden()),
     }
 }
 
@@ -252,6 +254,15 @@ async fn put_category(
     principal.require(roles::OPTION_MANAGEMENT_ADMIN)?;
     let category = path.into_inner();
     check_name("category", &category)?;
+    if body.len() > MAX_KEYS_PER_PUT {
+        return Err(ApiError::invalid(
+            "options",
+            &format!(
+                "A category update may set at most {MAX_KEYS_PER_PUT} keys, got {}",
+                body.len()
+            ),
+        ));
+    }
     let mut stored = Vec::new();
     for (key, value) in body.iter() {
         check_name("key", key)?;
@@ -268,19 +279,12 @@ async fn put_category(
     // All keys or none: a non-editable key rejects the whole request.
     let written = db(&state, "options", move |c| {
         let tx = c.transaction()?;
-        for option in &stored {
-            if options::get(&tx, &tenant, &option.category, &option.key)?
-                .is_some_and(|o| !o.editable)
-            {
-                return Ok(false);
-            }
-            options::put(&tx, &tenant, option)?;
-        }
+        let written = options::put_all(&tx, &tenant, &stored)?;
         tx.commit()?;
-        Ok(true)
+        Ok(written)
     })
     .await?;
-    if !written {
+    if written == options::Written::NotEditable {
         return Err(ApiError::forbidden());
     }
     for key in body.keys() {

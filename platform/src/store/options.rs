@@ -19,6 +19,49 @@ pub struct TenantOption {
     pub from_manifest: bool,
 }
 
+/// Most options one tenant may hold for writes through the API to add more: every option is
+/// a row, an audit record and part of every listing of its category.
+pub const MAX_PER_TENANT: i64 = 10_000;
+
+/// What [`put_all`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    All,
+    /// One of them exists and is not editable: nothing was written.
+    NotEditable,
+}
+
+/// Writes every option of `options` for `tenant`, or none: not if one of them exists and is
+/// not editable, nor if the new ones would take the tenant past [`MAX_PER_TENANT`] (Invalid).
+/// The caller gives the transaction.
+pub fn put_all(
+    conn: &Connection,
+    tenant: &str,
+    options: &[TenantOption],
+) -> Result<Written, StoreError> {
+    let mut held: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM options WHERE tenant_id = ?1",
+        [tenant],
+        |r| r.get(0),
+    )?;
+    for option in options {
+        match get(conn, tenant, &option.category, &option.key)? {
+            Some(existing) if !existing.editable => return Ok(Written::NotEditable),
+            Some(_) => {}
+            None => held += 1,
+        }
+    }
+    if held > MAX_PER_TENANT {
+        return Err(StoreError::Invalid(format!(
+            "A tenant may hold at most {MAX_PER_TENANT} options; delete some before adding more"
+        )));
+    }
+    for option in options {
+        put(conn, tenant, option)?;
+    }
+    Ok(Written::All)
+}
+
 /// Inserts or replaces an option (an existing option keeps its `editable`).
 pub fn put(conn: &Connection, tenant: &str, option: &TenantOption) -> Result<(), StoreError> {
     conn.execute(
@@ -164,6 +207,66 @@ pub fn apply(conn: &Connection, tenant: &str, changes: &[OptionChange]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_holds_a_bounded_number_of_options_and_writes_are_all_or_nothing() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t', 't.example', 'T', 'now');
+             INSERT INTO tenants (id, domain, company, creation_time) VALUES ('u', 'u.example', 'U', 'now');",
+        )
+        .unwrap();
+        let option = |key: String, editable: bool| TenantOption {
+            category: "c".into(),
+            key,
+            value: "v".into(),
+            encrypted: false,
+            editable,
+            from_manifest: false,
+        };
+        let count = |conn: &Connection, tenant: &str| -> i64 {
+            conn.query_row(
+                "SELECT COUNT(*) FROM options WHERE tenant_id = ?1",
+                [tenant],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let tx = conn.transaction().unwrap();
+        let mut all: Vec<TenantOption> = (0..MAX_PER_TENANT - 1)
+            .map(|i| option(format!("k{i}"), true))
+            .collect();
+        all.push(option("fixed".into(), false));
+        assert_eq!(put_all(&tx, "t", &all).unwrap(), Written::All);
+        tx.commit().unwrap();
+        assert_eq!(count(&conn, "t"), MAX_PER_TENANT);
+        // One more new key is refused, with the existing ones it came with.
+        let refused = put_all(
+            &conn,
+            "t",
+            &[option("k0".into(), true), option("new".into(), true)],
+        );
+        assert!(matches!(refused, Err(StoreError::Invalid(m)) if m.contains("at most 10000")));
+        assert_eq!(count(&conn, "t"), MAX_PER_TENANT);
+        // Existing keys may still change; a non-editable one stops the whole write.
+        assert_eq!(
+            put_all(&conn, "t", &[option("k1".into(), true)]).unwrap(),
+            Written::All
+        );
+        let mut changed = option("k2".into(), true);
+        changed.value = "changed".into();
+        assert_eq!(
+            put_all(&conn, "t", &[changed, option("fixed".into(), true)]).unwrap(),
+            Written::NotEditable
+        );
+        assert_eq!(get(&conn, "t", "c", "k2").unwrap().unwrap().value, "v");
+        // Another tenant has its own count.
+        assert_eq!(
+            put_all(&conn, "u", &[option("new".into(), true)]).unwrap(),
+            Written::All
+        );
+    }
 
     #[test]
     fn changes_apply_in_order_and_only_to_their_tenant() {
