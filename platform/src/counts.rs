@@ -1,10 +1,13 @@
 //! A count per key with a bound, the bookkeeping both connection admission
 //! ([`crate::admission`]) and the proxy's in-flight slots (`proxy::slots`) keep under their
 //! locks: a key is held only while its count is above zero, so the map holds only what is open.
+//! [`Quota`] is the simple case of both: a total and a bound per key, a place given back when
+//! dropped.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Debug)]
 pub struct Counts<K> {
@@ -61,9 +64,84 @@ impl<K: Hash + Eq> Counts<K> {
     }
 }
 
+/// At most `total` places at once, at most `per_key` of them for one key.
+#[derive(Debug)]
+pub struct Quota<K> {
+    total: usize,
+    per_key: usize,
+    open: Mutex<(usize, Counts<K>)>,
+}
+
+/// Why a place was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// `max` places are taken in all.
+    Total { max: usize },
+    /// The key holds `max` places.
+    Key { max: usize },
+}
+
+/// A place taken; dropping it gives it back.
+#[derive(Debug)]
+pub struct Place<K: Hash + Eq> {
+    quota: Arc<Quota<K>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> Quota<K> {
+    pub fn new(total: usize, per_key: usize) -> Arc<Quota<K>> {
+        Arc::new(Quota {
+            total,
+            per_key,
+            open: Mutex::new((0, Counts::default())),
+        })
+    }
+
+    /// A place for `key`, or which bound refused it.
+    pub fn take(self: &Arc<Self>, key: K) -> Result<Place<K>, Over> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.0 >= self.total {
+            return Err(Over::Total { max: self.total });
+        }
+        if !open.1.enter(&key, self.per_key) {
+            return Err(Over::Key { max: self.per_key });
+        }
+        open.0 += 1;
+        Ok(Place {
+            quota: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl<K: Hash + Eq> Drop for Place<K> {
+    fn drop(&mut self) {
+        let mut open = self
+            .quota
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        open.0 = open.0.saturating_sub(1);
+        open.1.leave(&self.key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quota_bounds_the_total_and_each_key_and_takes_places_back() {
+        let quota: Arc<Quota<&str>> = Quota::new(3, 2);
+        let a1 = quota.take("a").unwrap();
+        let _a2 = quota.take("a").unwrap();
+        assert_eq!(quota.take("a").unwrap_err(), Over::Key { max: 2 });
+        let _b = quota.take("b").unwrap();
+        assert_eq!(quota.take("c").unwrap_err(), Over::Total { max: 3 });
+        drop(a1);
+        let _c = quota.take("c").unwrap();
+        assert_eq!(quota.take("a").unwrap_err(), Over::Total { max: 3 });
+    }
 
     #[test]
     fn a_key_is_bounded_and_forgotten_when_its_count_ends() {

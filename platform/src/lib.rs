@@ -362,6 +362,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         tenant_storage_quota: config.tenant_storage_quota,
         upload_lock: tokio::sync::Mutex::new(()),
         arriving_uploads: tokio::sync::Semaphore::new(apps::upload::ARRIVING_UPLOADS),
+        uploads: counts::Quota::new(apps::upload::UPLOADS, apps::upload::TENANT_UPLOADS),
     });
     let state = web::Data::new(AppState {
         config: Arc::new(config.clone()),

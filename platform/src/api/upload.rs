@@ -149,6 +149,13 @@ async fn upload(
             ));
         }
     }
+    // A place among the uploads in progress, held by the saga until it ends (a client that
+    // leaves after sending the body does not free it early).
+    let place = state
+        .apps
+        .uploads
+        .take(principal.tenant.clone())
+        .map_err(|over| busy(&principal.tenant, over))?;
     let temp = tempfile::Builder::new()
         .prefix("upload-")
         .suffix(".zip")
@@ -163,7 +170,11 @@ async fn upload(
     // carried through, or undone on failure); a body that breaks off ends it.
     let (arriving, arrival) = Arriving::new();
     let apps = Arc::clone(&state.apps);
-    let saga = tokio::spawn(saga::accept_arriving(apps, principal, app, temp, arrival));
+    let saga = tokio::spawn(async move {
+        let accepted = saga::accept_arriving(apps, principal, app, temp, arrival).await;
+        drop(place);
+        accepted
+    });
     if let Err(refused) = receive_package(payload, file, state.config.upload_limit, &arriving).await
     {
         // Ended as failed, the arrival stops the saga, which removes the temp file: awaited, so
@@ -185,6 +196,29 @@ async fn upload(
         &body,
     ))
 }
+
+/// 429 for an upload over the tenant's share of uploads in progress, 503 over the platform's.
+fn busy(tenant: &str, over: crate::counts::Over) -> ApiError {
+    use crate::counts::Over;
+    match over {
+        Over::Key { max } => ApiError::too_many_requests(
+            "applications",
+            &format!(
+                "Tenant {tenant} has {max} uploads in progress, as many as one tenant may; retry once one has finished"
+            ),
+            BUSY_RETRY_AFTER_SECS,
+        ),
+        // Load shed, counted rather than logged one by one.
+        Over::Total { max } => ApiError::shedding(
+            "applications",
+            &format!("The platform has {max} uploads in progress; retry once one has finished"),
+        )
+        .with_retry_after(BUSY_RETRY_AFTER_SECS),
+    }
+}
+
+/// Seconds a client is told to wait before trying an upload again.
+const BUSY_RETRY_AFTER_SECS: u64 = 5;
 
 impl From<UploadError> for ApiError {
     fn from(err: UploadError) -> ApiError {

@@ -62,6 +62,10 @@ pub struct Apps {
     /// Uploads whose image is read while the package arrives (each holds a blocking thread
     /// while it waits for bytes); the rest are read once received.
     pub arriving_uploads: tokio::sync::Semaphore,
+    /// Uploads in progress, from the first byte of the body until the upload is accepted or
+    /// undone: each holds a temporary file of up to the upload limit, so they are bounded in
+    /// all and per tenant ([`upload::UPLOADS`], [`upload::TENANT_UPLOADS`]).
+    pub uploads: Arc<crate::counts::Quota<String>>,
 }
 
 /// Why a flow refused or failed; the API renders each kind as its status and error body.

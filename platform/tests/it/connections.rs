@@ -477,3 +477,80 @@ fn an_http2_connection_may_open_as_many_streams_as_nginx_allows() {
         assert_eq!(connection.max_concurrent_send_streams(), 128);
     });
 }
+
+/// Uploads in progress each hold a temporary file of up to the upload limit: one tenant keeps
+/// at most 4 at once, the fifth is refused at once (429 with `Retry-After`), another tenant
+/// still uploads, and the places come back when the held uploads end.
+#[test]
+fn one_tenant_cannot_keep_more_uploads_in_progress_than_its_share() {
+    use crate::fixture::create_tenant;
+    use crate::upload::{create_microservice, upload};
+    let server = Server::start();
+    let (greedy, other) = (
+        create_tenant(&server, "greedy"),
+        create_tenant(&server, "other"),
+    );
+    let app = create_microservice(&server, &greedy);
+    let id = app["id"].as_str().unwrap();
+    let other_app = create_microservice(&server, &other);
+    let other_id = other_app["id"].as_str().unwrap();
+    // Four uploads whose bodies stop after the start of the file part.
+    let here: IpAddr = "127.0.0.10".parse().unwrap();
+    let head = |length: usize| {
+        format!(
+            "POST /application/applications/{id}/binaries HTTP/1.1\r\nHost: localhost\r\n\
+             Authorization: {}\r\nContent-Type: multipart/form-data; boundary=b\r\n\
+             Content-Length: {length}\r\n\r\n\
+             --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.zip\"\r\n\r\nPK",
+            basic_auth(&greedy.admin_login, &greedy.admin_password)
+        )
+    };
+    let held: Vec<Tls> = (0..4)
+        .map(|_| {
+            let mut tls = tls_from(&server, here, b"http/1.1");
+            tls.write_all(head(1 << 20).as_bytes())
+                .expect("held upload");
+            tls.flush().expect("flush");
+            tls
+        })
+        .collect();
+    // The fifth is refused as soon as the four are in progress (a probe that comes first is
+    // answered 422 for its broken package and frees its place at once).
+    let start = Instant::now();
+    loop {
+        let answer = upload(&server, &greedy, id, "file", b"PK");
+        if answer.status == 429 {
+            let body = answer.json();
+            assert_eq!(body["error"], "applications/Too Many Requests", "{body}");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("4 uploads in progress"),
+                "{body}"
+            );
+            assert_eq!(answer.header("retry-after"), Some("5"));
+            break;
+        }
+        assert_eq!(answer.status, 422, "{}", answer.body);
+        assert!(
+            start.elapsed() < SEEN_CLOSED,
+            "four uploads in progress and a fifth still taken"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Another tenant's upload is taken meanwhile (and refused for its package, not its share).
+    upload(&server, &other, other_id, "file", b"PK").expect(422);
+    // The held uploads break off; their places come back.
+    drop(held);
+    let start = Instant::now();
+    loop {
+        let answer = upload(&server, &greedy, id, "file", b"PK");
+        if answer.status == 422 {
+            break;
+        }
+        assert_eq!(answer.status, 429, "{}", answer.body);
+        assert!(start.elapsed() < SEEN_CLOSED, "no place came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

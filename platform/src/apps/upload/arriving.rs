@@ -10,6 +10,13 @@ use crate::auth::principal::Principal;
 use crate::package::{self, growing::Arrival, growing::Pace};
 use crate::store::applications::Application;
 
+/// Uploads in progress at once, and for one tenant: each holds a temporary file of up to the
+/// upload limit (500 MiB by default) until it is accepted or undone, so together at most
+/// 16 × the limit on the data disk, and one tenant cannot take all of it; more than a build
+/// pipeline deploying several services at once needs.
+pub const UPLOADS: usize = 16;
+pub const TENANT_UPLOADS: usize = 4;
+
 /// Uploads whose image streams while the package arrives, at once; see
 /// [`crate::apps::Apps::arriving_uploads`].
 pub const ARRIVING_UPLOADS: usize = 2;

@@ -28,7 +28,7 @@ use crate::supervisor::spec;
 mod arriving;
 mod quota;
 
-pub use arriving::{ARRIVING_UPLOADS, accept_arriving};
+pub use arriving::{ARRIVING_UPLOADS, TENANT_UPLOADS, UPLOADS, accept_arriving};
 use quota::{Requota, check_storage_quota};
 
 /// Why an upload was refused or failed; the API renders each kind.
