@@ -190,6 +190,27 @@ fn subscribing_makes_the_application_roles_assignable() {
             .status
     };
     assert_eq!(assign(&other), 422, "not subscribed: unknown role");
+    // The role catalogue a tenant reads lists the roles its subscriptions bring, as Cumulocity's.
+    let listed = |tenant: &Tenant| -> (bool, u16) {
+        let list = server
+            .req("GET", "/user/roles?pageSize=2000")
+            .basic(&tenant.admin_login, &tenant.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        let named = list["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "ROLE_SUBTEST_READ");
+        let one = server
+            .req("GET", "/user/roles/ROLE_SUBTEST_READ")
+            .basic(&tenant.admin_login, &tenant.admin_password)
+            .send()
+            .status;
+        (named, one)
+    };
+    assert_eq!(listed(&other), (false, 404));
     // A MARKET application may be subscribed by any tenant's admin.
     server
         .req(
@@ -201,6 +222,7 @@ fn subscribing_makes_the_application_roles_assignable() {
         .send()
         .expect(201);
     assert_eq!(assign(&other), 201);
+    assert_eq!(listed(&other), (true, 200));
     // The service user exists in the subscribing tenant but is hidden from the user API.
     let users = server
         .req("GET", &format!("/user/{}/users?pageSize=100", other.id))
