@@ -9,6 +9,18 @@ use super::{Supervisor, journal};
 use crate::runtime::InstanceInfo;
 use crate::store::audit;
 
+/// Longest last log line kept with an exit's record, in bytes.
+const LOG_LINE_BYTES: usize = 512;
+
+/// `line` up to `max` bytes, cut at a character boundary.
+fn cut(line: &str, max: usize) -> &str {
+    let mut end = max.min(line.len());
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    &line[..end]
+}
+
 impl Supervisor {
     /// Records a container exit (an OOM kill distinctly, with the limit, the peak memory seen
     /// and the last log lines) before it is restarted.
@@ -32,7 +44,9 @@ impl Supervisor {
             .logs(&c.id, 0, 0, Some(LOG_LINES))
             .await
             .unwrap_or_else(|e| format!("(logs unavailable: {e})"));
-        let last_lines: Vec<&str> = logs.lines().collect();
+        // The container writes them: each is cut, so a crash costs the audit log and Berth's
+        // own log a bounded amount whatever the service prints.
+        let last_lines: Vec<&str> = logs.lines().map(|l| cut(l, LOG_LINE_BYTES)).collect();
         let mut details = json!({
             "deployment": dep.key.to_string(),
             "instance": c.name,
@@ -91,6 +105,22 @@ impl Supervisor {
                     details,
                 },
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_lines_are_cut_at_a_character_boundary() {
+        for (line, max, expected) in [
+            ("short", 512, "short"),
+            ("abcdef", 3, "abc"),
+            ("aé", 2, "a"),
+            ("aé", 3, "aé"),
+            ("", 0, ""),
+        ] {
+            assert_eq!(super::cut(line, max), expected, "{line} {max}");
         }
     }
 }
