@@ -7,6 +7,7 @@
 pub mod docker;
 pub mod firewall;
 pub mod images;
+pub mod log_text;
 pub mod model;
 pub mod swarm;
 

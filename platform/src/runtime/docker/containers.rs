@@ -18,6 +18,7 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt};
 
 use super::DockerEngine;
+use crate::runtime::log_text::{LogText, MAX_LOG_TEXT};
 use crate::runtime::{
     HostResources, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo, NetworkSpec,
     RuntimeError,
@@ -415,11 +416,11 @@ impl DockerEngine {
             tail: tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
         };
         let mut stream = std::pin::pin!(self.docker.logs(id, Some(options)));
-        let mut text = String::new();
+        let mut text = LogText::new(MAX_LOG_TEXT);
         while let Some(chunk) = stream.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+            text.push(&String::from_utf8_lossy(&chunk?.into_bytes()));
         }
-        Ok(text)
+        Ok(text.finish())
     }
 
     /// Follows a container's stdout and stderr (with timestamps), starting `tail` lines back,

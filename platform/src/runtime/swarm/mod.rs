@@ -34,6 +34,7 @@ use futures_util::stream::BoxStream;
 use time::OffsetDateTime;
 
 use super::docker::DockerEngine;
+use super::log_text::{LogText, MAX_LOG_TEXT};
 use super::{
     HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec, LABEL_INSTALLATION,
     NetworkInfo, NetworkSpec, Pending, Runtime, RuntimeError, Usage,
@@ -408,11 +409,11 @@ impl Runtime for SwarmRuntime {
                 tail: tail.map_or_else(|| "all".to_owned(), |t| t.to_string()),
             };
             let mut stream = std::pin::pin!(self.docker.task_logs(&slot.task_id, Some(options)));
-            let mut text = String::new();
+            let mut text = LogText::new(MAX_LOG_TEXT);
             while let Some(chunk) = stream.next().await {
-                text.push_str(&chunk?.to_string());
+                text.push(&chunk?.to_string());
             }
-            Ok(text)
+            Ok(text.finish())
         })
     }
 
