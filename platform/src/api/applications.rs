@@ -54,6 +54,20 @@ struct ApplicationBody {
     required_roles: Option<Vec<String>>,
 }
 
+impl super::field_limits::Bounded for ApplicationBody {
+    fn check_sizes(&self) -> Result<(), ApiError> {
+        super::field_limits::check(
+            "applications",
+            &[
+                ("description", self.description.as_deref()),
+                ("externalUrl", self.external_url.as_deref()),
+                ("contextPath", self.context_path.as_deref()),
+            ],
+            None,
+        )
+    }
+}
+
 pub fn application_json(base: &str, app: &Application) -> Value {
     let mut body = json!({
         "id": app.id.to_string(),
@@ -153,6 +167,7 @@ async fn create(
     state: web::Data<AppState>,
     body: web::Json<ApplicationBody>,
 ) -> Result<HttpResponse, ApiError> {
+    super::field_limits::Bounded::check_sizes(&*body)?;
     principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
     let body = body.into_inner();
     let name = required("applications", "name", &body.name)?.to_owned();
@@ -374,6 +389,7 @@ async fn update(
     path: web::Path<String>,
     body: web::Json<ApplicationBody>,
 ) -> Result<HttpResponse, ApiError> {
+    super::field_limits::Bounded::check_sizes(&*body)?;
     principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
     let id = app_id(&path)?;
     let body = body.into_inner();

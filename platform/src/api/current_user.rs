@@ -59,6 +59,7 @@ async fn update_current_user(
     state: web::Data<AppState>,
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
+    super::field_limits::Bounded::check_sizes(&*body)?;
     if principal.kind != UserKind::Person {
         return Err(ApiError::forbidden());
     }

@@ -62,6 +62,16 @@ struct GroupBody {
     custom_properties: Option<Map<String, Value>>,
 }
 
+impl super::field_limits::Bounded for GroupBody {
+    fn check_sizes(&self) -> Result<(), ApiError> {
+        super::field_limits::check(
+            "groups",
+            &[("description", self.description.as_deref())],
+            self.custom_properties.as_ref(),
+        )
+    }
+}
+
 /// `{"user": {"self": ".../user/<t>/users/<name>"}}` or `{"user": {"id"|"userName": ...}}`.
 #[derive(Debug, Deserialize)]
 struct UserReferenceBody {
@@ -135,6 +145,7 @@ async fn create(
     path: web::Path<String>,
     body: web::Json<GroupBody>,
 ) -> Result<HttpResponse, ApiError> {
+    super::field_limits::Bounded::check_sizes(&*body)?;
     let tenant = path.into_inner();
     admin_access(&principal, &tenant)?;
     let body = body.into_inner();
@@ -235,6 +246,7 @@ async fn update(
     path: web::Path<(String, String)>,
     body: web::Json<GroupBody>,
 ) -> Result<HttpResponse, ApiError> {
+    super::field_limits::Bounded::check_sizes(&*body)?;
     let (tenant, id) = path.into_inner();
     admin_access(&principal, &tenant)?;
     let id = group_id(&id)?;

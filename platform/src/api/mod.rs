@@ -9,6 +9,7 @@ pub mod autoscaler;
 pub mod current_application;
 pub mod current_settings;
 pub mod current_user;
+pub mod field_limits;
 pub mod groups;
 pub mod hygiene;
 pub mod instance_usage;

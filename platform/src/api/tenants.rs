@@ -38,6 +38,22 @@ struct TenantBody {
     custom_properties: Option<Map<String, Value>>,
 }
 
+impl super::field_limits::Bounded for TenantBody {
+    fn check_sizes(&self) -> Result<(), ApiError> {
+        super::field_limits::check(
+            "tenants",
+            &[
+                ("company", self.company.as_deref()),
+                ("domain", self.domain.as_deref()),
+                ("adminEmail", self.admin_email.as_deref()),
+                ("contactName", self.contact_name.as_deref()),
+                ("contactPhone", self.contact_phone.as_deref()),
+            ],
+            self.custom_properties.as_ref(),
+        )
+    }
+}
+
 fn tenant_json(base: &str, t: &Tenant, apps: &TenantApplications) -> Value {
     let mut body = json!({
         "id": t.id,
@@ -237,6 +253,7 @@ async fn create(
     state: web::Data<AppState>,
     body: web::Json<TenantBody>,
 ) -> Result<HttpResponse, ApiError> {
+    super::field_limits::Bounded::check_sizes(&*body)?;
     principal.require_any(&[
         roles::TENANT_MANAGEMENT_ADMIN,
         roles::TENANT_MANAGEMENT_CREATE,
@@ -344,6 +361,7 @@ async fn update(
     path: web::Path<String>,
     body: web::Json<TenantBody>,
 ) -> Result<HttpResponse, ApiError> {
+    super::field_limits::Bounded::check_sizes(&*body)?;
     principal.require_any(&[
         roles::TENANT_MANAGEMENT_ADMIN,
         roles::TENANT_MANAGEMENT_UPDATE,

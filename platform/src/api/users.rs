@@ -52,6 +52,22 @@ pub struct UserBody {
     roles: Option<Value>,
 }
 
+impl super::field_limits::Bounded for UserBody {
+    fn check_sizes(&self) -> Result<(), ApiError> {
+        super::field_limits::check(
+            "users",
+            &[
+                ("email", self.email.as_deref()),
+                ("firstName", self.first_name.as_deref()),
+                ("lastName", self.last_name.as_deref()),
+                ("displayName", self.display_name.as_deref()),
+                ("phone", self.phone.as_deref()),
+            ],
+            self.custom_properties.as_ref(),
+        )
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct PasswordBody {
@@ -318,6 +334,7 @@ async fn create(
     path: web::Path<String>,
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
+    super::field_limits::Bounded::check_sizes(&*body)?;
     let tenant = path.into_inner();
     admin_access(&state, &principal, &tenant).await?;
     let body = body.into_inner();
@@ -390,6 +407,7 @@ async fn update(
     path: web::Path<(String, String)>,
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
+    super::field_limits::Bounded::check_sizes(&*body)?;
     let (tenant, name) = path.into_inner();
     admin_access(&state, &principal, &tenant).await?;
     require_outranks(&state, &principal, &tenant, &name).await?;
