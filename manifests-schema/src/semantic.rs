@@ -47,7 +47,7 @@ fn check_api_version(api_version: &str, findings: &mut Findings) {
     } else if digits == "1" {
         findings.warning(
             "/apiVersion",
-            "`apiVersion` 1 is deprecated: its containers get all default Linux capabilities; move to \"2\" (only NET_BIND_SERVICE)",
+            "`apiVersion` 1 is deprecated: Cumulocity gives its containers all default Linux capabilities, Berth only NET_BIND_SERVICE, as for \"2\"; a service that needs more (chown, setuid) fails on Berth: move to \"2\"",
         );
     }
 }
