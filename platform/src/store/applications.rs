@@ -131,12 +131,27 @@ fn duplicate_message(owner: &str, name: &str, key: &str) -> String {
     )
 }
 
+/// Most applications one tenant may own: each brings a bootstrap user, rows every listing
+/// reads and, once uploaded, versions; far more than a tenant runs.
+pub const MAX_PER_TENANT: i64 = 1_000;
+
 pub fn create(
     conn: &mut Connection,
     app: &NewApplication,
     bootstrap: Option<&NewBootstrapUser>,
 ) -> Result<Application, StoreError> {
     let tx = conn.transaction()?;
+    let owned: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM applications WHERE owner_tenant = ?1",
+        [&app.owner],
+        |r| r.get(0),
+    )?;
+    if owned >= MAX_PER_TENANT {
+        return Err(StoreError::Invalid(format!(
+            "Tenant {} owns {owned} applications, as many as one tenant may; delete some before creating more",
+            app.owner
+        )));
+    }
     tx.execute(
         "INSERT INTO applications (owner_tenant, name, key, type, availability, context_path, description, external_url, roles, required_roles, bootstrap_user, bootstrap_password_sealed, creation_time)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -448,4 +463,71 @@ pub fn record_upload(
     }
     let app = get(tx, tenant, id)?;
     Ok((app, previous))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t1', 't1.example', 'T', 'now');
+             INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t2', 't2.example', 'T', 'now');",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn new_app(owner: &str, name: &str) -> NewApplication {
+        NewApplication {
+            owner: owner.into(),
+            name: name.into(),
+            key: format!("{name}-key"),
+            app_type: "HOSTED".into(),
+            availability: "PRIVATE".into(),
+            context_path: None,
+            description: None,
+            external_url: None,
+            roles: Vec::new(),
+            required_roles: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_tenant_owns_a_bounded_number_of_applications() {
+        let mut conn = store();
+        for i in 0..MAX_PER_TENANT {
+            create(&mut conn, &new_app("t1", &format!("a{i}")), None).unwrap();
+        }
+        let refused = create(&mut conn, &new_app("t1", "one-more"), None);
+        assert!(
+            matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("owns 1000 applications")),
+            "{refused:?}"
+        );
+        // Another tenant is not affected.
+        create(&mut conn, &new_app("t2", "one-more"), None).unwrap();
+    }
+
+    #[test]
+    fn the_proxys_lookup_by_name_or_context_path_uses_indexes() {
+        let conn = store();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT a.id FROM applications a
+                 WHERE a.type = 'MICROSERVICE' AND (a.context_path = ?1 OR a.name = ?1)",
+            )
+            .unwrap()
+            .query_map(["svc"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("applications_by_name") && plan.contains("applications_by_context_path"),
+            "{plan}"
+        );
+    }
 }

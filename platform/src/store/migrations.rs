@@ -222,6 +222,14 @@ CREATE TABLE audit_appends (
     appended INTEGER NOT NULL
 );
 "#,
+    // The proxy resolves `/service/<segment>` by context path or name across all tenants, and a
+    // logout sweeps expired revoked tokens: without these, both scanned whole tables (any
+    // client naming a random service caused a scan).
+    r#"
+CREATE INDEX applications_by_name ON applications (name);
+CREATE INDEX applications_by_context_path ON applications (context_path);
+CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own
