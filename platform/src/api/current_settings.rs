@@ -60,13 +60,17 @@ pub enum SettingsShape {
     Values,
     /// `[{key, defaultValue, valueSchema, editable, inheritFromOwner}]`: the OAS
     /// `applicationsettings+json` array, read by the generated Cumulocity clients (which ask for
-    /// that media type) and by c8y-api (which sends `application/json` from python-requests).
+    /// that media type) and by c8y-api (which sends `application/json` through requests).
     Definitions,
 }
 
+/// The `User-Agent`s c8y-api sends: its session's headers replace requests' defaults, so
+/// urllib3 names itself (`python-urllib3/…`); `python-requests/…` if a release keeps them.
+const PYTHON_HTTP_AGENTS: [&str; 2] = ["python-urllib3/", "python-requests/"];
+
 /// Chooses the shape: by `Accept` when it names one of the two media types, else the flat
-/// values, but for c8y-api, known by python-requests' `User-Agent` (it sets none of its own):
-/// it and the Java SDK both send `application/json` and read different shapes.
+/// values, but for c8y-api, known by its Python HTTP library's `User-Agent` (it sets none of
+/// its own): it and the Java SDK both send `application/json` and read different shapes.
 pub fn settings_shape(accept: &str, user_agent: &str) -> SettingsShape {
     let asks = |wanted: &str| {
         accept.split(',').any(|part| {
@@ -77,7 +81,7 @@ pub fn settings_shape(accept: &str, user_agent: &str) -> SettingsShape {
     if asks("application/vnd.com.nsn.cumulocity.option+json") {
         SettingsShape::Values
     } else if asks("application/vnd.com.nsn.cumulocity.applicationsettings+json")
-        || user_agent.starts_with("python-requests/")
+        || PYTHON_HTTP_AGENTS.iter().any(|a| user_agent.starts_with(a))
     {
         SettingsShape::Definitions
     } else {
@@ -217,7 +221,7 @@ mod tests {
     #[test]
     fn only_the_option_media_type_asks_for_flat_values() {
         const JAVA_SDK: &str = "Apache-HttpClient/4.5.14 (Java/17.0.9)";
-        const C8Y_API: &str = "python-requests/2.32.3";
+        const C8Y_API: &str = "python-urllib3/2.8.0";
         let cases = [
             (
                 "application/vnd.com.nsn.cumulocity.option+json",
@@ -232,6 +236,11 @@ mod tests {
             ("application/json", JAVA_SDK, SettingsShape::Values),
             ("application/json", "curl/7.88.1", SettingsShape::Values),
             ("application/json", C8Y_API, SettingsShape::Definitions),
+            (
+                "application/json",
+                "python-requests/2.32.3",
+                SettingsShape::Definitions,
+            ),
             (
                 "application/vnd.com.nsn.cumulocity.applicationsettings+json",
                 "",

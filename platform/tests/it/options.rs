@@ -271,7 +271,7 @@ fn credentials_defaults_of_a_manifest_are_sealed_and_masked() {
             ("Apache-HttpClient/4.5.14 (Java/17.0.9)", settings.clone()),
             ("curl/7.88.1", settings.clone()),
             (
-                "python-requests/2.32.3",
+                "python-urllib3/2.8.0",
                 json!([
                     {"key": "credentials.apiKey", "defaultValue": clear},
                     {"key": "plain", "defaultValue": "visible"}
