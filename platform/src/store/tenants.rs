@@ -90,6 +90,11 @@ fn finish((mut tenant, props): (Tenant, String)) -> Result<Tenant, StoreError> {
 }
 
 /// Creates a tenant with its first administrator (member of `admins`) and the default groups.
+/// Most subtenants one tenant other than the management tenant may create: each is a tenant
+/// with limits of its own (containers, memory, CPU), so without a bound a tenant allowed to
+/// create subtenants would multiply what it may run.
+pub const MAX_SUBTENANTS: i64 = 100;
+
 pub fn create(
     conn: &mut Connection,
     tenant: &NewTenant,
@@ -97,6 +102,18 @@ pub fn create(
     groups: &[GroupTemplate],
 ) -> Result<Tenant, StoreError> {
     let tx = conn.transaction()?;
+    if let Some(parent) = tenant.parent.as_deref().filter(|p| *p != MANAGEMENT) {
+        let children: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM tenants WHERE parent = ?1",
+            [parent],
+            |r| r.get(0),
+        )?;
+        if children >= MAX_SUBTENANTS {
+            return Err(StoreError::Invalid(format!(
+                "Tenant {parent} has {children} subtenants, as many as a tenant may create; delete some before creating more"
+            )));
+        }
+    }
     tx.execute(
         "INSERT INTO tenants (id, domain, company, parent, admin_name, admin_email, contact_name, contact_phone, custom_properties, allow_create_tenants, creation_time)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -299,4 +316,55 @@ pub fn find_by_host(conn: &Connection, host: &str) -> Result<Option<String>, Sto
             |r| r.get(0),
         )
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_tenant(id: &str, parent: &str) -> NewTenant {
+        NewTenant {
+            id: id.into(),
+            domain: format!("{id}.example"),
+            company: id.into(),
+            parent: Some(parent.into()),
+            contact_name: None,
+            contact_phone: None,
+            custom_properties: Default::default(),
+            allow_create_tenants: false,
+        }
+    }
+
+    #[test]
+    fn a_tenant_creates_a_bounded_number_of_subtenants_the_operator_any() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('management', 'm.example', 'M', 'now');",
+        )
+        .unwrap();
+        let admin = NewUser {
+            user_name: "admin".into(),
+            ..NewUser::default()
+        };
+        create(&mut conn, &new_tenant("p", MANAGEMENT), &admin, &[]).unwrap();
+        for i in 0..MAX_SUBTENANTS {
+            create(&mut conn, &new_tenant(&format!("p{i}"), "p"), &admin, &[]).unwrap();
+        }
+        let refused = create(&mut conn, &new_tenant("pmore", "p"), &admin, &[]);
+        assert!(
+            matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("100 subtenants")),
+            "{refused:?}"
+        );
+        for i in 0..=MAX_SUBTENANTS {
+            create(
+                &mut conn,
+                &new_tenant(&format!("m{i}"), MANAGEMENT),
+                &admin,
+                &[],
+            )
+            .unwrap();
+        }
+    }
 }
