@@ -230,6 +230,16 @@ CREATE INDEX applications_by_name ON applications (name);
 CREATE INDEX applications_by_context_path ON applications (context_path);
 CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at);
 "#,
+    // The settings category each active manifest and kept version claims
+    // (`store::settings::category_claim`, on every upload), looked up instead of computed from
+    // every stored manifest. The expressions must stay those of the query.
+    r#"
+CREATE INDEX applications_by_settings_category ON applications (
+    lower(COALESCE(json_extract(manifest, '$.settingsCategory'), json_extract(manifest, '$.contextPath'), name)));
+CREATE INDEX application_versions_by_settings_category ON application_versions (
+    lower(COALESCE(json_extract(manifest, '$.settingsCategory'), json_extract(manifest, '$.contextPath'))));
+CREATE INDEX applications_by_lower_name ON applications (lower(name));
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own

@@ -52,6 +52,25 @@ pub enum CategoryClaim {
     Taken,
 }
 
+/// Whether another microservice's active manifest or kept version claims category `?2` (the
+/// asking application is `?1`): each branch is written as its expression index (migrations) is.
+const CATEGORY_TAKEN: &str = "SELECT 1 FROM applications a
+     WHERE lower(COALESCE(json_extract(a.manifest, '$.settingsCategory'),
+                          json_extract(a.manifest, '$.contextPath'), a.name)) = lower(?2)
+       AND a.manifest IS NOT NULL AND a.type = 'MICROSERVICE' AND a.id != ?1
+     UNION ALL
+     SELECT 1 FROM application_versions v JOIN applications a ON a.id = v.application_id
+     WHERE lower(COALESCE(json_extract(v.manifest, '$.settingsCategory'),
+                          json_extract(v.manifest, '$.contextPath'))) = lower(?2)
+       AND a.type = 'MICROSERVICE' AND a.id != ?1
+     UNION ALL
+     SELECT 1 FROM applications a JOIN application_versions v ON v.application_id = a.id
+     WHERE lower(a.name) = lower(?2)
+       AND json_extract(v.manifest, '$.settingsCategory') IS NULL
+       AND json_extract(v.manifest, '$.contextPath') IS NULL
+       AND a.type = 'MICROSERVICE' AND a.id != ?1
+     LIMIT 1";
+
 /// Whether `category` may hold the settings of application `application_id`. Compared
 /// case-insensitively, as a tenant could not tell the two apart. (An application without a
 /// manifest has no settings and claims no category.)
@@ -64,17 +83,12 @@ pub fn category_claim(
         return Ok(CategoryClaim::Reserved);
     }
     // The same rule as `Manifest::settings_category_or`, over the active manifest and every
-    // kept version (a rollback may bring an older version's category back).
+    // kept version (a rollback may bring an older version's category back), looked up through
+    // expression indexes instead of reading every stored manifest: it runs on every upload,
+    // under the store's lock.
     let taken = conn
         .query_row(
-            "SELECT 1 FROM applications a
-             WHERE a.type = 'MICROSERVICE' AND a.id != ?1 AND (
-                 a.manifest IS NOT NULL AND lower(COALESCE(json_extract(a.manifest, '$.settingsCategory'),
-                                json_extract(a.manifest, '$.contextPath'), a.name)) = lower(?2)
-                 OR EXISTS (SELECT 1 FROM application_versions v WHERE v.application_id = a.id
-                     AND lower(COALESCE(json_extract(v.manifest, '$.settingsCategory'),
-                                        json_extract(v.manifest, '$.contextPath'), a.name)) = lower(?2)))
-             LIMIT 1",
+            CATEGORY_TAKEN,
             params![application_id, category],
             |_| Ok(()),
         )
@@ -136,4 +150,69 @@ pub fn subscribed_tenants(
     )?;
     let rows = stmt.query_map([application_id], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        conn.execute_batch(
+            r#"
+INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t1', 't1.example', 'T', 'now');
+INSERT INTO applications (id, owner_tenant, name, key, type, manifest, creation_time) VALUES
+    (1, 't1', 'Alpha', 'a', 'MICROSERVICE', '{"settingsCategory":"Cat"}', 'now'),
+    (2, 't1', 'beta', 'b', 'MICROSERVICE', '{"contextPath":"ctx"}', 'now'),
+    (3, 't1', 'gamma', 'g', 'MICROSERVICE', NULL, 'now'),
+    (4, 't1', 'hosted', 'h', 'HOSTED', '{"settingsCategory":"web"}', 'now');
+INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES
+    (2, '0.9', 'i', 't', 'p', '{"settingsCategory":"old-cat"}', 'now'),
+    (3, '1.0', 'i', 't', 'p', '{}', 'now');
+"#,
+        )
+        .unwrap();
+        conn
+    }
+
+    #[test]
+    fn a_category_is_taken_by_any_active_manifest_or_kept_version_of_another_service() {
+        let conn = store();
+        // (asking application, category, taken)
+        let cases = [
+            (9, "cat", true),      // 1's settingsCategory, case folded
+            (1, "Cat", false),     // its own
+            (9, "CTX", true),      // 2's contextPath
+            (9, "old-cat", true),  // 2's kept version
+            (2, "old-cat", false), // its own kept version
+            (9, "gamma", true),    // 3's kept version falls back to its name
+            (9, "alpha", false),   // 1 names its category: its name is free
+            (9, "web", false),     // not a microservice
+            (9, "free", false),
+        ];
+        for (app, category, taken) in cases {
+            let claim = category_claim(&conn, app, category).unwrap();
+            assert_eq!(
+                claim == CategoryClaim::Taken,
+                taken,
+                "{app} {category}: {claim:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_claim_looks_categories_up_rather_than_reading_every_manifest() {
+        let conn = store();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {CATEGORY_TAKEN}"))
+            .unwrap()
+            .query_map(params![9, "x"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("SCAN"), "{plan}");
+    }
 }
