@@ -470,15 +470,7 @@ mod tests {
     use super::*;
 
     fn store() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-        super::super::migrations::apply(&mut conn).unwrap();
-        conn.execute_batch(
-            "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t1', 't1.example', 'T', 'now');
-             INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t2', 't2.example', 'T', 'now');",
-        )
-        .unwrap();
-        conn
+        super::super::test_conn(&["t1", "t2"])
     }
 
     fn new_app(owner: &str, name: &str) -> NewApplication {

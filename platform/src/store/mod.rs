@@ -154,3 +154,21 @@ fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, St
         _ => Ok(serde_json::Map::new()),
     }
 }
+
+/// A migrated in-memory database with foreign keys on and the tenants `tenants` (ids; their
+/// domain `<id>.example`): the start of the store's unit tests.
+#[cfg(test)]
+pub(crate) fn test_conn(tenants: &[&str]) -> rusqlite::Connection {
+    let mut conn = rusqlite::Connection::open_in_memory().expect("in-memory database");
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .expect("foreign keys");
+    migrations::apply(&mut conn).expect("migrations");
+    for id in tenants {
+        conn.execute(
+            "INSERT INTO tenants (id, domain, company, creation_time) VALUES (?1, ?1 || '.example', ?1, 'now')",
+            [id],
+        )
+        .expect("tenant");
+    }
+    conn
+}

@@ -210,13 +210,7 @@ mod tests {
 
     #[test]
     fn a_tenant_holds_a_bounded_number_of_options_and_writes_are_all_or_nothing() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrations::apply(&mut conn).unwrap();
-        conn.execute_batch(
-            "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t', 't.example', 'T', 'now');
-             INSERT INTO tenants (id, domain, company, creation_time) VALUES ('u', 'u.example', 'U', 'now');",
-        )
-        .unwrap();
+        let mut conn = super::super::test_conn(&["t", "u"]);
         let option = |key: String, editable: bool| TenantOption {
             category: "c".into(),
             key,
@@ -270,13 +264,7 @@ mod tests {
 
     #[test]
     fn changes_apply_in_order_and_only_to_their_tenant() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrations::apply(&mut conn).unwrap();
-        conn.execute_batch(
-            "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t', 't.example', 'T', 'now');
-             INSERT INTO tenants (id, domain, company, creation_time) VALUES ('u', 'u.example', 'U', 'now');",
-        )
-        .unwrap();
+        let conn = super::super::test_conn(&["t", "u"]);
         let option = |key: &str, value: &str, editable: bool| TenantOption {
             category: "cat".into(),
             key: key.into(),

@@ -157,12 +157,9 @@ mod tests {
     use super::*;
 
     fn store() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-        super::super::migrations::apply(&mut conn).unwrap();
+        let conn = super::super::test_conn(&["t1"]);
         conn.execute_batch(
             r#"
-INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t1', 't1.example', 'T', 'now');
 INSERT INTO applications (id, owner_tenant, name, key, type, manifest, creation_time) VALUES
     (1, 't1', 'Alpha', 'a', 'MICROSERVICE', '{"settingsCategory":"Cat"}', 'now'),
     (2, 't1', 'beta', 'b', 'MICROSERVICE', '{"contextPath":"ctx"}', 'now'),

@@ -337,13 +337,7 @@ mod tests {
 
     #[test]
     fn a_tenant_creates_a_bounded_number_of_subtenants_the_operator_any() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-        super::super::migrations::apply(&mut conn).unwrap();
-        conn.execute_batch(
-            "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('management', 'm.example', 'M', 'now');",
-        )
-        .unwrap();
+        let mut conn = super::super::test_conn(&[MANAGEMENT]);
         let admin = NewUser {
             user_name: "admin".into(),
             ..NewUser::default()

@@ -183,12 +183,9 @@ mod tests {
     use super::*;
 
     fn store() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
-        super::super::migrations::apply(&mut conn).unwrap();
+        let conn = super::super::test_conn(&["t1"]);
         conn.execute_batch(
-            "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('t1', 't1.example', 'T', 'now');
-             INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, active_version_id, stable_version_id, creation_time)
+            "INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, active_version_id, stable_version_id, creation_time)
                VALUES (7, 't1', 'hello', 'hello-key', 'MICROSERVICE', 'PRIVATE', '{}', '2.0.0', '2.0.0', 'now');
              INSERT INTO application_versions VALUES (7, '1.0.0', 'sha256:a', 'berth/x/t1-7:1.0.0', 'p/1.zip', '{\"roles\":[\"R1\"]}', '2026-01-01');
              INSERT INTO application_versions VALUES (7, '2.0.0', 'sha256:b', 'berth/x/t1-7:2.0.0', 'p/2.zip', '{\"roles\":[\"R2\"]}', '2026-01-02');",
