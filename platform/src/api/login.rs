@@ -258,8 +258,9 @@ async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     if let Some(token) = &principal.token {
         let (jti, exp) = (token.jti.clone(), token.expires_at);
+        let (tenant, user) = (principal.tenant.clone(), principal.user.clone());
         db(&state, "security", move |c| {
-            crate::store::tokens::revoke_token(c, &jti, exp)
+            crate::store::tokens::revoke_token(c, &tenant, &user, &jti, exp)
         })
         .await?;
         state

@@ -240,6 +240,12 @@ CREATE INDEX application_versions_by_settings_category ON application_versions (
     lower(COALESCE(json_extract(manifest, '$.settingsCategory'), json_extract(manifest, '$.contextPath'))));
 CREATE INDEX applications_by_lower_name ON applications (lower(name));
 "#,
+    // Whose logged-out token each row is (store::tokens), so one user's logouts are bounded.
+    r#"
+ALTER TABLE revoked_tokens ADD COLUMN tenant_id TEXT;
+ALTER TABLE revoked_tokens ADD COLUMN user_name TEXT;
+CREATE INDEX revoked_tokens_by_user ON revoked_tokens (tenant_id, user_name);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own
