@@ -33,7 +33,8 @@ pub fn check(
         }
     }
     if let Some(custom) = custom
-        && Value::Object(custom.clone()).to_string().len() > MAX_CUSTOM_PROPERTIES
+        && serde_json::to_string(custom).map_or(usize::MAX, |json| json.len())
+            > MAX_CUSTOM_PROPERTIES
     {
         return Err(ApiError::invalid(
             resource,
