@@ -21,6 +21,7 @@ pub(crate) mod proxy;
 pub(crate) mod routing;
 pub mod runtime;
 pub(crate) mod secrets;
+pub(crate) mod series;
 pub(crate) mod storage;
 pub(crate) mod store;
 pub(crate) mod supervisor;
@@ -315,6 +316,8 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     };
     let routing = routing::RoutingTable::new();
     let audit = audit::AuditLog::start(store.clone());
+    // Series of deleted applications go within a minute even when nobody reads /metrics.
+    series::spawn_sweep(store.clone(), std::time::Duration::from_secs(60));
     let supervisor = supervisor::Supervisor::new(
         supervisor::Settings {
             installation: installation.clone(),

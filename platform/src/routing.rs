@@ -283,25 +283,6 @@ impl RoutingTable {
     }
 }
 
-/// What the supervisor runs now, published after every pass: the proxy's metrics drop the series
-/// of deployments and containers that no longer exist. It lives here, beside the routes, so the
-/// supervisor publishes without knowing the proxy.
-#[derive(Debug, Default, Clone)]
-pub struct Live {
-    /// (application name, tenant) of every wanted deployment (tenant `""` when shared).
-    pub deployments: HashSet<(String, String)>,
-    /// Names of the containers that exist.
-    pub instances: HashSet<String>,
-}
-
-/// None until the supervisor's first pass (then nothing is filtered by deployment/instance).
-pub static LIVE: RwLock<Option<Live>> = RwLock::new(None);
-
-/// Records what exists now (called by the supervisor after each pass).
-pub fn publish_live(live: Live) {
-    *LIVE.write().unwrap_or_else(|p| p.into_inner()) = Some(live);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

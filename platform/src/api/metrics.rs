@@ -1,7 +1,5 @@
-//! `GET /metrics`: the proxy's Prometheus metrics (`proxy::metrics`), for management-tenant
+//! `GET /metrics`: Berth's Prometheus metrics (`series`), for management-tenant
 //! operators (ROLE_TENANT_MANAGEMENT_READ or _ADMIN).
-
-use std::collections::HashSet;
 
 use actix_web::{HttpResponse, web};
 
@@ -25,19 +23,14 @@ async fn render(
         roles::TENANT_MANAGEMENT_READ,
         roles::TENANT_MANAGEMENT_ADMIN,
     ])?;
-    let applications = state
-        .store
-        .run(|conn| {
-            let mut stmt = conn.prepare("SELECT name FROM applications")?;
-            let names = stmt
-                .query_map([], |row| row.get::<_, String>(0))?
-                .collect::<Result<HashSet<String>, _>>()?;
-            Ok(names)
-        })
+    // Series of applications deleted since the last sweep go first, so none is shown.
+    let series = crate::series::get();
+    let mark = series.mark();
+    let applications = crate::series::application_names(&state.store)
         .await
         .map_err(ApiError::store("metrics"))?;
-    let text = crate::proxy::metrics::render(&applications)
-        .ok_or_else(|| ApiError::internal("metrics recorder not installed"))?;
+    series.keep_applications(&applications, mark);
+    let text = crate::series::render();
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))

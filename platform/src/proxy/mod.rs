@@ -13,7 +13,6 @@ mod body;
 pub mod direct;
 pub mod error;
 mod headers;
-pub mod metrics;
 mod pool;
 mod request_body;
 mod resolve;
@@ -87,7 +86,7 @@ impl Proxy {
         access_log: trace::AccessLog,
         in_flight: usize,
     ) -> Proxy {
-        metrics::install();
+        crate::series::install();
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         Proxy {
             shared: Arc::new(Shared {
@@ -165,7 +164,7 @@ async fn forward(req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let elapsed = trace.finish(req.method().as_str(), req.path(), status);
     match trace.route() {
         Some(route) => route.metrics.record(status, elapsed),
-        None => metrics::unrouted().record(status, elapsed),
+        None => crate::series::apps::unrouted().record(status, elapsed),
     }
     response
         .headers_mut()

@@ -13,8 +13,8 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::Method;
 use futures_util::future::LocalBoxFuture;
 
-use super::metrics::AppMetrics;
 use crate::routing::DeploymentKey;
+use crate::series::apps::AppMetrics;
 use crate::store::Store;
 use crate::store::subscriptions::{self, ServiceTarget};
 

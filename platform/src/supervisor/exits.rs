@@ -36,8 +36,7 @@ impl Supervisor {
         let wait = super::backoff::delay(failures);
         const LOG_LINES: u64 = 20;
         let app = dep.application_name.clone();
-        metrics::counter!("berth_container_restarts_total", "application" => app.clone())
-            .increment(1);
+        crate::series::get().container_restart(&app);
         // The run just ended: its last lines (Docker keeps them across restarts).
         let logs = self
             .runtime
@@ -58,8 +57,7 @@ impl Supervisor {
             "lastLogLines": last_lines,
         });
         if c.oom_killed {
-            metrics::counter!("berth_container_oom_kills_total", "application" => app.clone())
-                .increment(1);
+            crate::series::get().oom_kill(&app);
             let kills = &mut part.deployment.oom_kills;
             kills.count += 1;
             kills.last_time = Some(if c.finished_at.is_empty() {

@@ -422,7 +422,6 @@ impl Supervisor {
         let keys: HashSet<&DeploymentKey> = desired.keys().collect();
         let gone = self.state.forget(&apps, &keys, &existing);
         self.forget_windows(gone);
-        let live_instances: HashSet<String> = containers.iter().map(|c| c.name.clone()).collect();
         // Garbage first (instances of no desired deployment, then their networks): frees
         // names, addresses and memory, and an unsubscribe's subnet for this very pass.
         let wanted_deployments: HashSet<String> = desired.keys().map(ToString::to_string).collect();
@@ -485,6 +484,7 @@ impl Supervisor {
         let mut subnets = Vec::new();
         let mut app_ready: HashMap<i64, bool> = HashMap::new();
         let mut statuses: HashMap<i64, Vec<status::DeploymentStatus>> = HashMap::new();
+        let mut gauges = report::Gauges::default();
         for deploy::Done { dep, part, outcome } in done {
             let key = dep.key.clone();
             self.state.put_part(key.clone(), part);
@@ -496,6 +496,7 @@ impl Supervisor {
                 }
                 Err(reason) => network::unplaced_status(&dep, &reason),
             };
+            gauges.add(&dep, &status);
             statuses.entry(key.application_id).or_default().push(status);
         }
         self.handle.set_subnets(subnets);
@@ -512,16 +513,7 @@ impl Supervisor {
             .collect();
         self.routing.forget_ejected_except(&names);
         self.routing.forget_failures_except(&keys);
-        crate::routing::publish_live(crate::routing::Live {
-            deployments: desired
-                .values()
-                .map(|d| {
-                    let tenant = d.key.tenant.clone().unwrap_or_default();
-                    (d.application_name.clone(), tenant)
-                })
-                .collect(),
-            instances: live_instances,
-        });
+        gauges.publish();
         self.state.count_entries();
         self.rollout_step(&rollouts, &app_ready).await;
         self.publish_status(statuses, &rollouts, &broken);

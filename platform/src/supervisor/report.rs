@@ -17,7 +17,48 @@ use super::status::{
 };
 use super::{LABEL_REVISION, LABEL_VERSION, Supervisor, backoff, journal};
 use crate::runtime::InstanceInfo;
+use crate::series::placement::{
+    DeploymentLabels, DeploymentSample, InstanceLabels, InstanceSample,
+};
 use crate::store::audit;
+
+/// The gauges a pass publishes (`series::placement`): one sample per deployment and
+/// instance, taken from the statuses the pass computed.
+#[derive(Default)]
+pub(super) struct Gauges {
+    deployments: Vec<DeploymentSample>,
+    instances: Vec<InstanceSample>,
+}
+
+impl Gauges {
+    pub(super) fn add(&mut self, dep: &Deployment, status: &DeploymentStatus) {
+        self.deployments.push(DeploymentSample {
+            labels: DeploymentLabels {
+                application: dep.application_name.clone(),
+                tenant: dep.key.tenant.clone().unwrap_or_default(),
+            },
+            desired: status.desired,
+            active: status.active,
+            unhealthy: status.unhealthy,
+        });
+        self.instances
+            .extend(status.instances.iter().map(|i| InstanceSample {
+                labels: InstanceLabels {
+                    application: dep.application_name.clone(),
+                    instance: i.name.clone(),
+                },
+                cpu_cores: i.cpu.as_ref().map_or(0.0, |c| c.cores),
+                memory_bytes: i.memory.used_bytes.unwrap_or(0),
+            }));
+    }
+
+    /// Replaces what the last pass published.
+    pub(super) fn publish(self) {
+        crate::series::get()
+            .placement
+            .publish(&self.deployments, &self.instances);
+    }
+}
 
 impl Supervisor {
     /// The status of a converged deployment.
@@ -64,14 +105,6 @@ impl Supervisor {
             instances.push(status);
         }
         let autoscaler = dep.autoscale.then(|| self.autoscaler_status(dep));
-        let tenant = dep.key.tenant.clone().unwrap_or_default();
-        let labels = [
-            ("application", dep.application_name.clone()),
-            ("tenant", tenant),
-        ];
-        metrics::gauge!("berth_deployment_replicas_desired", &labels).set(f64::from(dep.replicas));
-        metrics::gauge!("berth_deployment_replicas_active", &labels).set(f64::from(active));
-        metrics::gauge!("berth_deployment_replicas_unhealthy", &labels).set(f64::from(unhealthy));
         let entry = self
             .state
             .deployments
@@ -137,12 +170,6 @@ impl Supervisor {
         let cores = usage.fresh_cpu(now);
         let limit_cores = dep.nano_cpus as f64 / 1e9;
         let memory = usage.latest.map(|u| u.memory_bytes);
-        let labels = [
-            ("application", dep.application_name.clone()),
-            ("instance", c.name.clone()),
-        ];
-        metrics::gauge!("berth_instance_cpu_cores", &labels).set(cores.unwrap_or(0.0));
-        metrics::gauge!("berth_instance_memory_bytes", &labels).set(memory.unwrap_or(0) as f64);
         InstanceStatus {
             name: c.name.clone(),
             version: c.labels.get(LABEL_VERSION).cloned(),

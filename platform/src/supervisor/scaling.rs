@@ -122,9 +122,7 @@ impl Supervisor {
                 std::cmp::Ordering::Less => "down",
                 std::cmp::Ordering::Equal => "none",
             };
-            metrics::counter!("berth_autoscaler_decisions_total",
-                "application" => dep.application_name.clone(), "direction" => direction)
-            .increment(1);
+            crate::series::get().autoscaler_decision(&dep.application_name, direction);
             if decision.desired_replicas != scaler.replicas {
                 changed = true;
                 let details = json!({
