@@ -62,6 +62,10 @@ pub fn insert_group(
     Ok(conn.last_insert_rowid())
 }
 
+/// Most groups one tenant may create: each is read, with its roles and members, by every
+/// listing and every check of what a user may grant.
+pub const MAX_PER_TENANT: i64 = 1_000;
+
 pub fn create_group(
     conn: &Connection,
     tenant: &str,
@@ -69,6 +73,16 @@ pub fn create_group(
     description: Option<&str>,
     props: &Map<String, Value>,
 ) -> Result<Group, StoreError> {
+    let groups: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM groups WHERE tenant_id = ?1",
+        [tenant],
+        |r| r.get(0),
+    )?;
+    if groups >= MAX_PER_TENANT {
+        return Err(StoreError::Invalid(format!(
+            "Tenant {tenant} has {groups} groups, as many as one tenant may; delete some before creating more"
+        )));
+    }
     let id = insert_group(conn, tenant, name, description, false)?;
     conn.execute(
         "UPDATE groups SET custom_properties = ?2 WHERE id = ?1",

@@ -146,12 +146,29 @@ fn finish_user((mut user, props): (User, String)) -> Result<User, StoreError> {
     Ok(user)
 }
 
+/// Most users (persons) one tenant may have: each is a row, a password hash and memberships
+/// that every listing and group lookup reads. Bootstrap and service users are bounded by
+/// applications and subscriptions instead.
+pub const MAX_PERSONS_PER_TENANT: i64 = 10_000;
+
 pub fn create_user(conn: &Connection, tenant: &str, user: &NewUser) -> Result<(), StoreError> {
     let kind = if user.bootstrap {
         UserKind::Bootstrap
     } else {
         UserKind::Person
     };
+    if kind == UserKind::Person {
+        let persons: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM users WHERE tenant_id = ?1 AND kind = ?2",
+            params![tenant, UserKind::Person.as_str()],
+            |r| r.get(0),
+        )?;
+        if persons >= MAX_PERSONS_PER_TENANT {
+            return Err(StoreError::Invalid(format!(
+                "Tenant {tenant} has {persons} users, as many as one tenant may; delete some before creating more"
+            )));
+        }
+    }
     let now = timestamp();
     conn.execute(
         "INSERT INTO users (tenant_id, user_name, kind, password_hash, email, first_name, last_name, display_name, phone, enabled, custom_properties, last_password_change, creation_time)
@@ -474,6 +491,48 @@ pub fn remove_member(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_has_a_bounded_number_of_users_and_groups() {
+        let conn = super::super::test_conn(&["t1", "t2"]);
+        // All but one of the places taken in one statement (10,000 API calls would hash).
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO users (tenant_id, user_name, password_hash, last_password_change, creation_time)
+             SELECT 't1', 'u' || i, 'x', '', '' FROM n",
+            [MAX_PERSONS_PER_TENANT - 1],
+        )
+        .unwrap();
+        let user = |name: &str, bootstrap| NewUser {
+            user_name: name.into(),
+            bootstrap,
+            ..NewUser::default()
+        };
+        create_user(&conn, "t1", &user("last", false)).unwrap();
+        let refused = create_user(&conn, "t1", &user("more", false));
+        assert!(
+            matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("10000 users")),
+            "{refused:?}"
+        );
+        // Bootstrap users come with applications (bounded there); other tenants are apart.
+        create_user(&conn, "t1", &user("bootstrap", true)).unwrap();
+        create_user(&conn, "t2", &user("more", false)).unwrap();
+
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO groups (tenant_id, name) SELECT 't1', 'g' || i FROM n",
+            [super::super::groups::MAX_PER_TENANT - 1],
+        )
+        .unwrap();
+        let props = serde_json::Map::new();
+        create_group(&conn, "t1", "last", None, &props).unwrap();
+        let refused = create_group(&conn, "t1", "more", None, &props);
+        assert!(
+            matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("1000 groups")),
+            "{refused:?}"
+        );
+        create_group(&conn, "t2", "more", None, &props).unwrap();
+    }
 
     #[test]
     fn user_names_follow_the_documented_rule() {
