@@ -9,7 +9,7 @@
 //! they manage with tenant-management rights (a subtenant; any tenant from the management
 //! tenant); any other tenant is a 403, so tenants learn nothing about each other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -111,59 +111,37 @@ async fn check_may_name(
     ])
 }
 
-/// The applications of `scope` matching `filter`, by id, and one page of them.
+/// One page of the applications of `scope` matching `filter`, by id, and how many match:
+/// the ids are selected in SQL, only the page's applications are read.
 fn select(
     conn: &rusqlite::Connection,
     scope: &Scope,
     filter: &ApplicationFilter,
     page: Page,
 ) -> Result<(Vec<Application>, u64), StoreError> {
-    let matches = |a: &Application| {
-        filter.name.as_ref().is_none_or(|n| *n == a.name)
-            && filter.app_type.as_ref().is_none_or(|t| *t == a.app_type)
-    };
-    let owned = |t: &str| applications::list(conn, t, filter, Page::ALL).map(|(list, _)| list);
-    let subscribed = |t: &str| -> Result<Vec<Application>, StoreError> {
-        let (ids, _) = subscriptions::of_tenant(conn, t, Page::ALL)?;
-        let mut list = Vec::new();
-        for id in ids {
-            let app = applications::get_any(conn, id)?;
-            if matches(&app) {
-                list.push(app);
-            }
-        }
-        Ok(list)
-    };
-    let all: Vec<Application> = match scope {
-        Scope::Owned(t) => owned(t)?,
-        Scope::SubscribedBy(t) => subscribed(t)?,
+    let (name, app_type) = (filter.name.as_deref(), filter.app_type.as_deref());
+    let ids: Vec<i64> = match scope {
+        Scope::Owned(t) => applications::owned_ids(conn, t, filter)?,
+        Scope::SubscribedBy(t) => subscriptions::subscribed(conn, t, name, app_type)?,
         Scope::OwnedOrSubscribed(t) => {
-            let mut by_id: BTreeMap<i64, Application> = BTreeMap::new();
-            for app in owned(t)?.into_iter().chain(subscribed(t)?) {
-                by_id.insert(app.id, app);
-            }
-            by_id.into_values().collect()
+            let mut ids: BTreeSet<i64> = applications::owned_ids(conn, t, filter)?
+                .into_iter()
+                .collect();
+            ids.extend(subscriptions::subscribed(conn, t, name, app_type)?);
+            ids.into_iter().collect()
         }
         Scope::ProvidedFor(t) => {
             let parent = tenants::get(conn, t)?.and_then(|t| t.parent);
-            subscriptions::offered(
-                conn,
-                t,
-                parent.as_deref(),
-                filter.name.as_deref(),
-                filter.app_type.as_deref(),
-            )?
-            .into_iter()
-            .map(|id| applications::get_any(conn, id))
-            .collect::<Result<_, _>>()?
+            subscriptions::offered(conn, t, parent.as_deref(), name, app_type)?
         }
     };
-    let total = all.len() as u64;
-    let shown = all
+    let total = ids.len() as u64;
+    let shown = ids
         .into_iter()
         .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
         .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
-        .collect();
+        .map(|id| applications::get_any(conn, id))
+        .collect::<Result<_, _>>()?;
     Ok((shown, total))
 }
 

@@ -225,6 +225,25 @@ pub fn by_bootstrap_user(
     .transpose()
 }
 
+/// The ids of the applications `tenant` owns matching `filter`, in order.
+pub fn owned_ids(
+    conn: &Connection,
+    tenant: &str,
+    filter: &ApplicationFilter,
+) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id FROM applications WHERE owner_tenant = ?1 AND (?2 IS NULL OR name = ?2)
+         AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR owner_tenant = ?4) ORDER BY id",
+    )?;
+    let ids = stmt
+        .query_map(
+            params![tenant, filter.name, filter.app_type, filter.owner],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
 pub fn list(
     conn: &Connection,
     tenant: &str,

@@ -246,6 +246,11 @@ ALTER TABLE revoked_tokens ADD COLUMN tenant_id TEXT;
 ALTER TABLE revoked_tokens ADD COLUMN user_name TEXT;
 CREATE INDEX revoked_tokens_by_user ON revoked_tokens (tenant_id, user_name);
 "#,
+    // What is offered to every tenant (`store::subscriptions::offered`, `providedFor`
+    // listings), selected without reading every tenant's applications.
+    r#"
+CREATE INDEX applications_by_availability ON applications (availability, owner_tenant);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own

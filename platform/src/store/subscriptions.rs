@@ -55,7 +55,8 @@ pub fn offered_to(availability: &str, owner: &str, tenant: &str, parent: Option<
 }
 
 /// The applications offered to `tenant` (parent `parent`) by [`offered_to`], with an optional
-/// name and type filter, by id.
+/// name and type filter, by id. Selected in SQL through indexes (owner, availability): a
+/// listing by any tenant must not read every tenant's applications.
 pub fn offered(
     conn: &Connection,
     tenant: &str,
@@ -63,24 +64,35 @@ pub fn offered(
     name: Option<&str>,
     app_type: Option<&str>,
 ) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = conn.prepare(OFFERED)?;
+    let ids = stmt
+        .query_map(params![tenant, parent, name, app_type], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// [`offered_to`] in SQL.
+const OFFERED: &str = "SELECT id FROM applications
+     WHERE (owner_tenant = ?1 OR availability = 'MARKET'
+            OR (availability = 'SHARED' AND owner_tenant = ?2))
+       AND (?3 IS NULL OR name = ?3) AND (?4 IS NULL OR type = ?4)
+     ORDER BY id";
+
+/// The applications `tenant` is subscribed to, with an optional name and type filter, by id.
+pub fn subscribed(
+    conn: &Connection,
+    tenant: &str,
+    name: Option<&str>,
+    app_type: Option<&str>,
+) -> Result<Vec<i64>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT id, owner_tenant, availability FROM applications
-         WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR type = ?2) ORDER BY id",
+        "SELECT a.id FROM subscriptions s JOIN applications a ON a.id = s.application_id
+         WHERE s.tenant_id = ?1 AND (?2 IS NULL OR a.name = ?2) AND (?3 IS NULL OR a.type = ?3)
+         ORDER BY a.id",
     )?;
-    let rows = stmt.query_map(params![name, app_type], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    let mut ids = Vec::new();
-    for row in rows {
-        let (id, owner, availability) = row?;
-        if offered_to(&availability, &owner, tenant, parent) {
-            ids.push(id);
-        }
-    }
+    let ids = stmt
+        .query_map(params![tenant, name, app_type], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(ids)
 }
 
@@ -368,6 +380,63 @@ mod tests {
                 "{availability} to {tenant}"
             );
         }
+    }
+
+    #[test]
+    fn the_offered_listing_selects_what_availability_offers_through_indexes() {
+        use crate::store::applications::{NewApplication, create};
+        let mut conn = crate::store::test_conn(&["o", "sub", "subsub", "other", "management"]);
+        let mut ids = Vec::new();
+        for availability in ["PRIVATE", "SHARED", "MARKET"] {
+            let app = NewApplication {
+                owner: "o".into(),
+                name: availability.to_lowercase(),
+                key: format!("{availability}-key"),
+                app_type: "MICROSERVICE".into(),
+                availability: availability.into(),
+                context_path: None,
+                description: None,
+                external_url: None,
+                roles: Vec::new(),
+                required_roles: Vec::new(),
+            };
+            ids.push((availability, create(&mut conn, &app, None).unwrap().id));
+        }
+        let tenants = [
+            ("o", Some("management")),
+            ("sub", Some("o")),
+            ("subsub", Some("sub")),
+            ("other", Some("management")),
+            ("management", None),
+        ];
+        for (tenant, parent) in tenants {
+            let listed = offered(&conn, tenant, parent, None, None).unwrap();
+            for (availability, id) in &ids {
+                assert_eq!(
+                    listed.contains(id),
+                    offered_to(availability, "o", tenant, parent),
+                    "{availability} to {tenant}"
+                );
+            }
+        }
+        assert_eq!(
+            offered(&conn, "other", None, Some("market"), Some("MICROSERVICE")).unwrap(),
+            vec![ids[2].1]
+        );
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {OFFERED}"))
+            .unwrap()
+            .query_map(params!["t", "p", None::<String>, None::<String>], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("applications_by_availability") && !plan.contains("SCAN applications"),
+            "{plan}"
+        );
     }
 
     #[test]
