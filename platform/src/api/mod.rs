@@ -1,6 +1,7 @@
 //! The HTTP API: one function ([`configure`]) wires every Cumulocity-shaped resource; handlers
 //! live in one module per resource, with their JSON wire types next to them.
 
+mod api_roots;
 pub mod application_lists;
 mod application_status;
 pub mod applications;
@@ -119,6 +120,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::FormConfig::default().error_handler(form_error))
             .configure(login::routes)
+            .configure(api_roots::routes)
             .configure(metrics::routes)
             .configure(tenants::routes)
             .configure(options::routes)

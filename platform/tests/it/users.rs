@@ -663,3 +663,69 @@ fn the_management_tenant_administers_its_subtenants_users() {
         }
     }
 }
+
+/// The Java SDK's `UserApi` takes its URLs from `GET /platform` and fills the templates in
+/// itself (`{realm}`, `{userName}`); what it builds must reach the user. The roots of the
+/// other APIs follow their resources' read roles; nobody anonymous reads any.
+#[test]
+fn the_api_roots_give_the_templates_the_java_sdk_fills_in() {
+    let server = Server::start();
+    let t = create_tenant(&server, "roots");
+    let plain = create_user(&server, &t, "plain", "Plain-Passw0rd-1");
+    let platform = server
+        .req("GET", "/platform")
+        .basic(&plain, "Plain-Passw0rd-1")
+        .header(
+            "Accept",
+            "application/vnd.com.nsn.cumulocity.platformApi+json",
+        )
+        .send()
+        .expect(200)
+        .json();
+    let path_of = |url: &Value| {
+        let url = url.as_str().unwrap();
+        url[url.find("://").unwrap() + 3..]
+            .split_once('/')
+            .map(|(_, path)| format!("/{path}"))
+            .unwrap()
+    };
+    let admin = t.admin_login.split_once('/').unwrap().1.to_owned();
+    let by_name = path_of(&platform["user"]["userByName"])
+        .replace("{realm}", &t.id)
+        .replace("{userName}", &admin);
+    let user = server
+        .req("GET", &by_name)
+        .basic(&t.admin_login, &t.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(user["userName"], admin.as_str(), "{by_name}");
+    let users = path_of(&platform["user"]["users"]).replace("{realm}", &t.id);
+    assert_eq!(users, format!("/user/{}/users", t.id));
+    let current = path_of(&platform["user"]["currentUser"]);
+    let me = server
+        .req("GET", &current)
+        .basic(&plain, "Plain-Passw0rd-1")
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(me["userName"], "plain");
+
+    for root in ["/tenant", "/user", "/application"] {
+        let body = server
+            .req("GET", root)
+            .basic(&t.admin_login, &t.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        assert!(body["self"].as_str().unwrap().ends_with(root), "{body}");
+        // A user without the resource's read role.
+        server
+            .req("GET", root)
+            .basic(&plain, "Plain-Passw0rd-1")
+            .send()
+            .expect_error(403, "security/Forbidden");
+        server.req("GET", root).send().expect(401);
+    }
+    server.req("GET", "/platform").send().expect(401);
+}
