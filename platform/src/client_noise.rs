@@ -155,11 +155,7 @@ impl<S: Subscriber> Layer<S> for Counter {
         event.record(&mut message);
         let mut text = message.0;
         if text.len() > MESSAGE_LIMIT {
-            let mut end = MESSAGE_LIMIT;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
+            text.truncate(crate::truncate::prefix(&text, MESSAGE_LIMIT).len());
             text.push('…');
         }
         TALLY

@@ -26,6 +26,7 @@ pub(crate) mod storage;
 pub(crate) mod store;
 pub(crate) mod supervisor;
 pub(crate) mod tls;
+pub(crate) mod truncate;
 
 /// The database handle, for tests and tools that inspect a data directory while Berth is stopped.
 pub use store::{DATABASE_FILE, Store};

@@ -38,10 +38,7 @@ impl LogText {
 
     /// Drops all but the newest `limit` bytes, from the start of a line.
     fn keep_newest(&mut self) {
-        let mut start = self.text.len() - self.limit;
-        while !self.text.is_char_boundary(start) {
-            start += 1;
-        }
+        let start = crate::truncate::boundary_from(&self.text, self.text.len() - self.limit);
         let from_line = if start == 0 || self.text.as_bytes()[start - 1] == b'\n' {
             start
         } else {

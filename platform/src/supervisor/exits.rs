@@ -8,18 +8,10 @@ use super::state::Part;
 use super::{Supervisor, journal};
 use crate::runtime::InstanceInfo;
 use crate::store::audit;
+use crate::truncate::prefix as cut;
 
 /// Longest last log line kept with an exit's record, in bytes.
 const LOG_LINE_BYTES: usize = 512;
-
-/// `line` up to `max` bytes, cut at a character boundary.
-fn cut(line: &str, max: usize) -> &str {
-    let mut end = max.min(line.len());
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    &line[..end]
-}
 
 impl Supervisor {
     /// Records a container exit (an OOM kill distinctly, with the limit, the peak memory seen
