@@ -523,6 +523,63 @@ mod tests {
     }
 
     #[test]
+    fn the_offered_listing_selects_what_availability_offers_through_indexes() {
+        use crate::store::subscriptions::{OFFERED, offered, offered_to};
+        let mut conn = crate::store::test_conn(&["o", "sub", "subsub", "other", "management"]);
+        let mut ids = Vec::new();
+        for availability in ["PRIVATE", "SHARED", "MARKET"] {
+            let app = NewApplication {
+                owner: "o".into(),
+                name: availability.to_lowercase(),
+                key: format!("{availability}-key"),
+                app_type: "MICROSERVICE".into(),
+                availability: availability.into(),
+                context_path: None,
+                description: None,
+                external_url: None,
+                roles: Vec::new(),
+                required_roles: Vec::new(),
+            };
+            ids.push((availability, create(&mut conn, &app, None).unwrap().id));
+        }
+        let tenants = [
+            ("o", Some("management")),
+            ("sub", Some("o")),
+            ("subsub", Some("sub")),
+            ("other", Some("management")),
+            ("management", None),
+        ];
+        for (tenant, parent) in tenants {
+            let listed = offered(&conn, tenant, parent, None, None).unwrap();
+            for (availability, id) in &ids {
+                assert_eq!(
+                    listed.contains(id),
+                    offered_to(availability, "o", tenant, parent),
+                    "{availability} to {tenant}"
+                );
+            }
+        }
+        assert_eq!(
+            offered(&conn, "other", None, Some("market"), Some("MICROSERVICE")).unwrap(),
+            vec![ids[2].1]
+        );
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {OFFERED}"))
+            .unwrap()
+            .query_map(params!["t", "p", None::<String>, None::<String>], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("applications_by_availability") && !plan.contains("SCAN applications"),
+            "{plan}"
+        );
+    }
+
+    #[test]
     fn the_proxys_lookup_by_name_or_context_path_uses_indexes() {
         let conn = store();
         let plan: Vec<String> = conn
