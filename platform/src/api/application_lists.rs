@@ -16,6 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::applications::{MICROSERVICE, application_json};
 use super::error::ApiError;
 use super::paging::PageRequest;
+use super::query_flag::flag;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
 use crate::auth::roles;
@@ -117,10 +118,11 @@ fn select(
     conn: &rusqlite::Connection,
     scope: &Scope,
     filter: &ApplicationFilter,
+    has_versions: Option<bool>,
     page: Page,
 ) -> Result<(Vec<Application>, u64), StoreError> {
     let (name, app_type) = (filter.name.as_deref(), filter.app_type.as_deref());
-    let ids: Vec<i64> = match scope {
+    let mut ids: Vec<i64> = match scope {
         Scope::Owned(t) => applications::owned_ids(conn, t, filter)?,
         Scope::SubscribedBy(t) => subscriptions::subscribed(conn, t, name, app_type)?,
         Scope::OwnedOrSubscribed(t) => {
@@ -135,6 +137,9 @@ fn select(
             subscriptions::offered(conn, t, parent.as_deref(), name, app_type)?
         }
     };
+    if let Some(has) = has_versions {
+        applications::retain_by_versions(conn, &mut ids, has)?;
+    }
     let total = ids.len() as u64;
     let shown = ids
         .into_iter()
@@ -162,9 +167,10 @@ async fn answer(
         app_type: query.get("type").map(|t| t.to_ascii_uppercase()),
         owner: None,
     };
+    let has_versions = flag(query, "hasVersions", "applications")?;
     let window = page.window();
     let (apps, total) = db(state, "applications", move |c| {
-        select(c, &scope, &filter, window)
+        select(c, &scope, &filter, has_versions, window)
     })
     .await?;
     let base = media::base_url(req);

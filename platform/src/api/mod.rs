@@ -18,6 +18,7 @@ pub mod login;
 pub mod metrics;
 pub mod options;
 pub mod paging;
+mod query_flag;
 pub mod request_head;
 pub mod roles;
 pub mod security_headers;

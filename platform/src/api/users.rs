@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::paging::PageRequest;
+use super::query_flag::flag;
 pub use super::user_access::{
     RoleReferenceBody, admin_access, check_all_assignable, check_assignable, read_access,
     require_grantable, require_outranks,
@@ -302,9 +303,13 @@ async fn list(
             .collect::<Result<Vec<_>, _>>()?,
         None => Vec::new(),
     };
+    let devices = flag(&query, "onlyDevices", "users")?.unwrap_or(false);
+    // Berth has no user hierarchy: nobody has sub-users.
+    let with_subusers = flag(&query, "withSubusersCount", "users")?.unwrap_or(false);
     let t = tenant.clone();
     let (items, total) = db(&state, "users", move |c| {
-        let (list, total) = users::list_users(c, &t, prefix.as_deref(), &groups, page.window())?;
+        let (list, total) =
+            users::list_users(c, &t, prefix.as_deref(), &groups, devices, page.window())?;
         let detailed = list
             .into_iter()
             .map(|u| {
@@ -319,7 +324,13 @@ async fn list(
     let base = media::base_url(&req);
     let items = items
         .iter()
-        .map(|(u, r, g)| user_json(&base, u, r, g))
+        .map(|(u, r, g)| {
+            let mut user = user_json(&base, u, r, g);
+            if with_subusers {
+                user["subusersCount"] = 0.into();
+            }
+            user
+        })
         .collect();
     Ok(media::ok(
         "userCollection",

@@ -244,6 +244,24 @@ pub fn owned_ids(
     Ok(ids)
 }
 
+/// Keeps the ids of applications that have (`has`) or have no stored version.
+pub fn retain_by_versions(
+    conn: &Connection,
+    ids: &mut Vec<i64>,
+    has: bool,
+) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT EXISTS(SELECT 1 FROM application_versions WHERE application_id = ?1)")?;
+    let mut kept = Vec::with_capacity(ids.len());
+    for id in ids.drain(..) {
+        if stmt.query_row([id], |r| r.get::<_, bool>(0))? == has {
+            kept.push(id);
+        }
+    }
+    *ids = kept;
+    Ok(())
+}
+
 pub fn list(
     conn: &Connection,
     tenant: &str,

@@ -213,12 +213,18 @@ pub fn get_person(conn: &Connection, tenant: &str, name: &str) -> Result<User, S
     }
 }
 
-/// Persons of the tenant, optionally filtered by user-name prefix and group ids.
+/// Users named `device_…` are devices' (Cumulocity's device credentials): listings show
+/// either them (`onlyDevices=true`) or everyone else.
+pub const DEVICE_USER_PREFIX: &str = "device_";
+
+/// Persons of the tenant, optionally filtered by user-name prefix and group ids: device
+/// users only when `devices`, the others otherwise.
 pub fn list_users(
     conn: &Connection,
     tenant: &str,
     name_prefix: Option<&str>,
     group_ids: &[i64],
+    devices: bool,
     page: Page,
 ) -> Result<(Vec<User>, u64), StoreError> {
     let group_filter = if group_ids.is_empty() {
@@ -234,19 +240,27 @@ pub fn list_users(
         )
     };
     let filter = format!(
-        "tenant_id = ?1 AND kind = 'USER' AND substr(user_name, 1, length(?2)) = ?2{group_filter}"
+        "tenant_id = ?1 AND kind = 'USER' AND substr(user_name, 1, length(?2)) = ?2
+         AND (substr(user_name, 1, length(?3)) = ?3) = ?4{group_filter}"
     );
     let prefix = name_prefix.unwrap_or_default();
     let total: i64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM users WHERE {filter}"),
-        params![tenant, prefix],
+        params![tenant, prefix, DEVICE_USER_PREFIX, devices],
         |r| r.get(0),
     )?;
     let mut stmt = conn.prepare(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY user_name LIMIT ?3 OFFSET ?4"
+        "SELECT {USER_COLUMNS} FROM users WHERE {filter} ORDER BY user_name LIMIT ?5 OFFSET ?6"
     ))?;
     let rows = stmt.query_map(
-        params![tenant, prefix, page.limit_sql(), page.offset_sql()],
+        params![
+            tenant,
+            prefix,
+            DEVICE_USER_PREFIX,
+            devices,
+            page.limit_sql(),
+            page.offset_sql()
+        ],
         user_from_row,
     )?;
     let users = rows

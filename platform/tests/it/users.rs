@@ -729,3 +729,50 @@ fn the_api_roots_give_the_templates_the_java_sdk_fills_in() {
     }
     server.req("GET", "/platform").send().expect(401);
 }
+
+/// Users named `device_…` are devices' credentials in Cumulocity: listings leave them out
+/// unless `onlyDevices=true`, which shows only them; `withSubusersCount=true` adds the
+/// (always zero: no user hierarchy) count; other values are a 422.
+#[test]
+fn user_listings_tell_devices_from_people() {
+    let server = Server::start();
+    let t = create_tenant(&server, "devices");
+    create_user(&server, &t, "device_sensor1", "Device-Passw0rd-1");
+    create_user(&server, &t, "person1", "Person-Passw0rd-1");
+    let names = |query: &str| -> Vec<Value> {
+        server
+            .req("GET", &format!("/user/{}/users?pageSize=100&{query}", t.id))
+            .basic(&t.admin_login, &t.admin_password)
+            .send()
+            .expect(200)
+            .json()["users"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let user_names = |users: &[Value]| -> Vec<String> {
+        users
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let people = user_names(&names(""));
+    assert!(people.contains(&"person1".to_owned()), "{people:?}");
+    assert!(
+        !people.iter().any(|n| n.starts_with("device_")),
+        "{people:?}"
+    );
+    assert_eq!(user_names(&names("onlyDevices=true")), ["device_sensor1"]);
+    assert_eq!(user_names(&names("onlyDevices=false")), people);
+    let counted = names("withSubusersCount=true");
+    assert!(
+        counted.iter().all(|u| u["subusersCount"] == 0),
+        "{counted:?}"
+    );
+    assert!(names("").iter().all(|u| u.get("subusersCount").is_none()));
+    server
+        .req("GET", &format!("/user/{}/users?onlyDevices=maybe", t.id))
+        .basic(&t.admin_login, &t.admin_password)
+        .send()
+        .expect_error(422, "users/Invalid Data");
+}

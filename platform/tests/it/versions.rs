@@ -279,3 +279,48 @@ fn older_versions_can_be_activated_tagged_and_deleted() {
     assert!(!image_exists(&tag_of("2.0.0")));
     delete("version=2.0.0").expect(404);
 }
+
+/// `hasVersions` keeps the applications with an uploaded version (`true`) or without one
+/// (`false`), in every listing scope; anything but a boolean is a 422.
+#[test]
+fn listings_filter_by_having_versions() {
+    let image = HelloLease::acquire();
+    let (_cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "hasver");
+    let uploaded = deploy(
+        &server,
+        &owner,
+        &image.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    let empty = crate::upload::create_microservice(&server, &owner)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ids = |query: &str| -> Vec<String> {
+        server
+            .req("GET", &format!("/application/applications?{query}"))
+            .basic(&owner.admin_login, &owner.admin_password)
+            .send()
+            .expect(200)
+            .json()["applications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .filter(|id| [&uploaded, &empty].contains(&id))
+            .collect()
+    };
+    let scope = format!("owner={}", owner.id);
+    let (with, without) = (vec![uploaded.clone()], vec![empty.clone()]);
+    assert_eq!(ids(&format!("{scope}&hasVersions=true")), with);
+    assert_eq!(ids(&format!("{scope}&hasVersions=false")), without);
+    assert_eq!(ids(&scope), [uploaded.clone(), empty.clone()]);
+    let provided = format!("providedFor={}&hasVersions=true", owner.id);
+    assert_eq!(ids(&provided), with);
+    server
+        .req("GET", "/application/applications?hasVersions=maybe")
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect_error(422, "applications/Invalid Data");
+}
