@@ -238,6 +238,8 @@ pub struct Opened {
     pub declared_image_bytes: u64,
     /// The package's size, or while it arrives what it holds at least.
     pub package_bytes: u64,
+    /// What `cumulocity.json` unpacks to (the database keeps it as text).
+    pub manifest_bytes: u64,
     source: Source,
     image_limit: u64,
 }
@@ -265,6 +267,7 @@ pub fn open_arriving(
         manifest,
         declared_image_bytes: declared,
         package_bytes: stream.package_bytes_at_least(),
+        manifest_bytes: stream.manifest_bytes(),
         source: Source::Arriving(Box::new(stream)),
         image_limit,
     })
@@ -287,6 +290,7 @@ pub fn open_package(path: &Path, image_limit: u64) -> Result<Opened, PackageErro
         return Err(PackageError::ManifestTooLarge);
     }
     let text = String::from_utf8(text).map_err(|_| PackageError::ManifestNotText)?;
+    let manifest_bytes = text.len() as u64;
     let manifest = manifests_schema::validate(&text).map_err(|rejected| {
         let errors: Vec<String> = rejected
             .diagnostics
@@ -311,6 +315,7 @@ pub fn open_package(path: &Path, image_limit: u64) -> Result<Opened, PackageErro
         manifest,
         declared_image_bytes: declared,
         package_bytes,
+        manifest_bytes,
         source: Source::Whole { zip, image_index },
         image_limit,
     })

@@ -1,31 +1,35 @@
 //! What a tenant's kept versions cost, for its storage quota and its usage statistics. A kept
 //! version is a package under `packages/<tenant>/` in the data directory; it costs its zip plus
 //! the bytes its `image.tar` unpacks to (the upload checked that the zip header states them
-//! truly), an upper bound of what it holds on the data disk and, as an image, on Docker's.
+//! truly), an upper bound of what it holds on the data disk and, as an image, on Docker's,
+//! plus the bytes its `cumulocity.json` unpacks to: the database keeps each version's manifest
+//! as text, and a manifest of up to 1 MiB compresses to almost nothing in the zip, so without
+//! it a tenant could store gigabytes of manifests in the database at no cost to its quota.
 //! Blocking IO: call it from a blocking thread.
 
 use std::io;
 use std::path::Path;
 
-use crate::package::IMAGE_ENTRY;
+use crate::package::{IMAGE_ENTRY, MANIFEST_ENTRY};
 
-/// Bytes one kept package accounts for: the file and its unpacked image.
+/// Bytes one kept package accounts for: the file, its unpacked image and its unpacked manifest.
 pub fn package_bytes(path: &Path) -> io::Result<u64> {
     let file = std::fs::File::open(path)?;
     let zipped = file.metadata()?.len();
-    let image = zip::ZipArchive::new(file)
-        .ok()
-        .and_then(|mut zip| {
-            (0..zip.len()).find_map(|i| {
-                let entry = zip.by_index_raw(i).ok()?;
-                entry
-                    .name_raw()
-                    .eq_ignore_ascii_case(IMAGE_ENTRY.as_bytes())
+    let unpacked = zip::ZipArchive::new(file)
+        .map(|mut zip| {
+            (0..zip.len())
+                .filter_map(|i| {
+                    let entry = zip.by_index_raw(i).ok()?;
+                    let name = entry.name_raw();
+                    (name.eq_ignore_ascii_case(IMAGE_ENTRY.as_bytes())
+                        || name.eq_ignore_ascii_case(MANIFEST_ENTRY.as_bytes()))
                     .then(|| entry.size())
-            })
+                })
+                .fold(0u64, u64::saturating_add)
         })
         .unwrap_or(0);
-    Ok(zipped.saturating_add(image))
+    Ok(zipped.saturating_add(unpacked))
 }
 
 /// Bytes all of `tenant`'s kept packages account for.
@@ -77,6 +81,30 @@ pub fn check_quota(used: u64, replaced: u64, new: u64, quota: u64) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_package_costs_its_zip_and_what_its_entries_unpack_to() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.zip");
+        let manifest = format!("{{\"description\": \"{}\"}}", "x".repeat(500_000));
+        let image = vec![7u8; 100_000];
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file(MANIFEST_ENTRY, options).unwrap();
+        zip.write_all(manifest.as_bytes()).unwrap();
+        zip.start_file(IMAGE_ENTRY, options).unwrap();
+        zip.write_all(&image).unwrap();
+        zip.finish().unwrap();
+        let zipped = std::fs::metadata(&path).unwrap().len();
+        // Both compress to a few KiB; what they unpack to is what they cost.
+        assert!(zipped < 10_000, "{zipped}");
+        assert_eq!(
+            package_bytes(&path).unwrap(),
+            zipped + manifest.len() as u64 + image.len() as u64
+        );
+    }
 
     #[test]
     fn the_quota_counts_kept_versions_and_frees_the_replaced_one() {

@@ -63,6 +63,8 @@ pub(super) struct Stream {
     path: PathBuf,
     manifest: Seen,
     image: Seen,
+    /// The manifest's text as read (its declared size may be 0 with a data descriptor).
+    manifest_bytes: u64,
 }
 
 /// A local file header's fixed part: signature to extra field length.
@@ -213,11 +215,16 @@ pub(super) fn open(
         path: path.to_owned(),
         manifest,
         image,
+        manifest_bytes: text.len() as u64,
     };
     Ok((validated, declared, stream))
 }
 
 impl Stream {
+    pub(super) fn manifest_bytes(&self) -> u64 {
+        self.manifest_bytes
+    }
+
     /// Bytes the package holds at least: everything up to the image entry's data end.
     pub(super) fn package_bytes_at_least(&self) -> u64 {
         self.image.header_start

@@ -244,6 +244,26 @@ pub fn owned_ids(
     Ok(ids)
 }
 
+/// Most versions one application keeps: each is a row with its manifest, a package on the
+/// data disk and an image tag, and every upload's quota check reads every kept package.
+pub const MAX_VERSIONS: i64 = 100;
+
+/// Conflict when application `id` keeps as many versions as it may, so `version` (a new one)
+/// cannot be added.
+pub fn room_for_a_version(conn: &Connection, id: i64, version: &str) -> Result<(), StoreError> {
+    let kept: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM application_versions WHERE application_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    if kept >= MAX_VERSIONS {
+        return Err(StoreError::Conflict(format!(
+            "Application {id} keeps {kept} versions, as many as an application may; delete versions it no longer needs (DELETE /application/applications/{id}/versions?version=…) before uploading version {version}"
+        )));
+    }
+    Ok(())
+}
+
 /// Keeps the ids of applications that have (`has`) or have no stored version.
 pub fn retain_by_versions(
     conn: &Connection,
@@ -478,6 +498,9 @@ pub fn record_upload(
 ) -> Result<(Application, Option<Version>), StoreError> {
     get(tx, tenant, id)?;
     let previous = version(tx, id, &record.version.version)?;
+    if previous.is_none() {
+        room_for_a_version(tx, id, &record.version.version)?;
+    }
     let manifest_text = serde_json::to_string(&record.manifest)?;
     tx.execute(
         "INSERT OR REPLACE INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -595,6 +618,33 @@ mod tests {
             plan.contains("applications_by_availability") && !plan.contains("SCAN applications"),
             "{plan}"
         );
+    }
+
+    #[test]
+    fn an_application_keeps_a_bounded_number_of_versions() {
+        let mut conn = store();
+        let id = create(&mut conn, &new_app("t1", "many"), None).unwrap().id;
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
+             INSERT INTO application_versions
+             SELECT ?1, '1.0.' || i, 'sha256:x', 't', 'p', '{}', '' FROM n",
+            params![id, MAX_VERSIONS - 1],
+        )
+        .unwrap();
+        room_for_a_version(&conn, id, "2.0.0").unwrap();
+        conn.execute(
+            "INSERT INTO application_versions VALUES (?1, '2.0.0', 'sha256:x', 't', 'p', '{}', '')",
+            [id],
+        )
+        .unwrap();
+        let refused = room_for_a_version(&conn, id, "3.0.0");
+        assert!(
+            matches!(&refused, Err(StoreError::Conflict(m)) if m.contains("keeps 100 versions") && m.contains("3.0.0")),
+            "{refused:?}"
+        );
+        // Another application is not affected.
+        let other = create(&mut conn, &new_app("t1", "few"), None).unwrap().id;
+        room_for_a_version(&conn, other, "1.0.0").unwrap();
     }
 
     #[test]

@@ -354,6 +354,15 @@ fn zip_bombs_and_storage_beyond_the_quota_are_refused() {
     lying[central - 46 + 24..central - 46 + 28].copy_from_slice(&declared);
     let other = TestImage::build(300 * 1024);
     let over_quota = package_of("3.0.0", &other.archive);
+    // The database keeps each version's manifest as text: 800 KiB of it counts against the
+    // quota even though it compresses to a few KiB in the zip.
+    let mut wordy: serde_json::Value = serde_json::from_str(&manifest("4.0.0")).unwrap();
+    wordy["notes"] = "x".repeat(800 * 1024).into();
+    let wordy = zip_of(&[
+        ("cumulocity.json", wordy.to_string().as_bytes()),
+        ("image.tar", &small.archive),
+    ]);
+    assert!(wordy.len() < 100 * 1024, "{}", wordy.len());
     let too_large = "applications/Payload Too Large";
     // (case, package, version, status, error, what the message says)
     type Case<'a> = (&'a str, Vec<u8>, &'a str, u16, &'a str, &'a str);
@@ -379,6 +388,14 @@ fn zip_bombs_and_storage_beyond_the_quota_are_refused() {
             "a second version beyond the quota",
             over_quota,
             "3.0.0",
+            413,
+            too_large,
+            "storage quota of 1048576 bytes",
+        ),
+        (
+            "a manifest beyond the quota that compresses to almost nothing",
+            wordy,
+            "4.0.0",
             413,
             too_large,
             "storage quota of 1048576 bytes",

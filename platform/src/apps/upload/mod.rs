@@ -183,6 +183,13 @@ async fn accept_opened(
         .store
         .run(move |c| applications::version(c, id, &lookup))
         .await?;
+    if existing.is_none() {
+        // Refused before the image loads; `record_upload` holds the bound for good.
+        let new = version.clone();
+        apps.store
+            .run(move |c| applications::room_for_a_version(c, id, &new))
+            .await?;
+    }
     let berth_tag = BerthTag::new(&apps.installation, &app.owner, id, &version).ok_or_else(|| {
         UploadError::Invalid(format!(
             "The version is too long: as a Docker tag (characters other than letters, digits, '.' and '-' take three) it needs more than {} characters; use a shorter version",
@@ -190,10 +197,11 @@ async fn accept_opened(
         ))
     })?;
     let image_bytes = opened.declared_image_bytes;
+    let unpacked = image_bytes.saturating_add(opened.manifest_bytes);
     check_storage_quota(
         apps,
         &app.owner,
-        image_bytes,
+        unpacked,
         opened.package_bytes,
         existing.as_ref(),
     )
@@ -219,7 +227,7 @@ async fn accept_opened(
             .as_ref()
             .map(|t| t.path().to_owned())
             .unwrap_or_default(),
-        image_bytes,
+        unpacked,
     });
     let (image, intent_id, intent) =
         load(apps, opened, existing.as_ref(), &target, requota.as_ref()).await?;

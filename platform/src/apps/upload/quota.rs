@@ -6,11 +6,13 @@ use crate::apps::Apps;
 use crate::storage;
 use crate::store::applications::Version;
 
-/// Refuses the package when keeping it would take the tenant over its storage quota.
+/// Refuses the package when keeping it would take the tenant over its storage quota:
+/// `unpacked` is what its image and manifest unpack to, `zipped` the package's size (see
+/// [`storage`] for why both count).
 pub(super) async fn check_storage_quota(
     apps: &Apps,
     tenant: &str,
-    image_bytes: u64,
+    unpacked: u64,
     zipped: u64,
     replaced: Option<&Version>,
 ) -> Result<(), UploadError> {
@@ -27,7 +29,7 @@ pub(super) async fn check_storage_quota(
         Ok(storage::check_quota(
             used,
             freed,
-            zipped.saturating_add(image_bytes),
+            zipped.saturating_add(unpacked),
             quota,
         ))
     })
@@ -40,7 +42,7 @@ pub(super) async fn check_storage_quota(
 /// The quota check again, with the size of a package that was read while it arrived.
 pub(super) struct Requota {
     pub(super) package: std::path::PathBuf,
-    pub(super) image_bytes: u64,
+    pub(super) unpacked: u64,
 }
 
 impl Requota {
@@ -54,6 +56,6 @@ impl Requota {
             .await
             .map_err(|e| UploadError::Internal(format!("measuring the package: {e}")))?
             .len();
-        check_storage_quota(apps, tenant, self.image_bytes, zipped, replaced).await
+        check_storage_quota(apps, tenant, self.unpacked, zipped, replaced).await
     }
 }
