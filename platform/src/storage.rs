@@ -5,6 +5,8 @@
 //! plus the bytes its `cumulocity.json` unpacks to: the database keeps each version's manifest
 //! as text, and a manifest of up to 1 MiB compresses to almost nothing in the zip, so without
 //! it a tenant could store gigabytes of manifests in the database at no cost to its quota.
+//! The cost is recorded with each version at upload (`application_versions.stored_bytes`), so
+//! the quota check at every upload sums a column instead of opening every kept package.
 //! Blocking IO: call it from a blocking thread.
 
 use std::io;
@@ -32,27 +34,21 @@ pub fn package_bytes(path: &Path) -> io::Result<u64> {
     Ok(zipped.saturating_add(unpacked))
 }
 
-/// Bytes all of `tenant`'s kept packages account for.
-pub fn tenant_bytes(data_dir: &Path, tenant: &str) -> io::Result<u64> {
-    let root = data_dir.join(crate::PACKAGES_DIR).join(tenant);
+/// Bytes a tenant's kept versions account for, given each one's package file (relative to
+/// `data_dir`) and its recorded cost; a version without one (kept before costs were recorded)
+/// is measured from its package, a missing package costs nothing.
+pub fn kept_bytes(data_dir: &Path, kept: &[(String, Option<u64>)]) -> io::Result<u64> {
     let mut total = 0u64;
-    let applications = match std::fs::read_dir(&root) {
-        Ok(dir) => dir,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    for application in applications {
-        let application = application?;
-        if !application.file_type()?.is_dir() {
-            continue;
-        }
-        for package in std::fs::read_dir(application.path())? {
-            let package = package?;
-            let path = package.path();
-            if package.file_type()?.is_file() && path.extension().is_some_and(|e| e == "zip") {
-                total = total.saturating_add(package_bytes(&path)?);
-            }
-        }
+    for (package, recorded) in kept {
+        let bytes = match recorded {
+            Some(bytes) => *bytes,
+            None => match package_bytes(&data_dir.join(package)) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(e),
+            },
+        };
+        total = total.saturating_add(bytes);
     }
     Ok(total)
 }
@@ -104,6 +100,29 @@ mod tests {
             package_bytes(&path).unwrap(),
             zipped + manifest.len() as u64 + image.len() as u64
         );
+    }
+
+    #[test]
+    fn kept_versions_cost_what_was_recorded_or_what_their_package_measures() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut zip =
+            zip::ZipWriter::new(std::fs::File::create(dir.path().join("old.zip")).unwrap());
+        zip.start_file(IMAGE_ENTRY, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut zip, &[1u8; 1000]).unwrap();
+        zip.finish().unwrap();
+        let old = package_bytes(&dir.path().join("old.zip")).unwrap();
+        assert!(old > 1000, "{old}");
+        let kept = [
+            ("a.zip".to_owned(), Some(500)),
+            ("b.zip".to_owned(), Some(70)),
+            // Kept before costs were recorded: measured.
+            ("old.zip".to_owned(), None),
+            // Gone from the disk: nothing.
+            ("gone.zip".to_owned(), None),
+        ];
+        assert_eq!(kept_bytes(dir.path(), &kept).unwrap(), 570 + old);
+        assert_eq!(kept_bytes(dir.path(), &[]).unwrap(), 0);
     }
 
     #[test]

@@ -26,7 +26,11 @@ async fn summary(
     ])?;
     let data_dir = state.config.data_dir.clone();
     let tenant = principal.tenant.clone();
-    let used = tokio::task::spawn_blocking(move || storage::tenant_bytes(&data_dir, &tenant))
+    let kept = super::db(&state, "applications", move |c| {
+        crate::store::applications::kept_packages(c, &tenant)
+    })
+    .await?;
+    let used = tokio::task::spawn_blocking(move || storage::kept_bytes(&data_dir, &kept))
         .await
         .map_err(|e| ApiError::internal(&e.to_string()))?
         .map_err(|e| ApiError::internal(&format!("measuring the tenant's storage: {e}")))?;

@@ -210,7 +210,7 @@ mod tests {
                 )?;
                 for (version, text) in [("1.0.0", &v1), ("2.0.0", &v2)] {
                     c.execute(
-                        "INSERT INTO application_versions VALUES (7, ?1, 'sha256:a', 't', 'p.zip', ?2, 'now')",
+                        "INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (7, ?1, 'sha256:a', 't', 'p.zip', ?2, 'now')",
                         [version, text.as_str()],
                     )?;
                 }

@@ -75,6 +75,8 @@ pub struct ApplicationFilter {
 #[derive(Debug, Clone)]
 pub struct UploadRecord {
     pub version: Version,
+    /// What the kept package costs against the tenant's storage quota.
+    pub stored_bytes: u64,
     pub manifest: Value,
     pub roles: Vec<String>,
     pub required_roles: Vec<String>,
@@ -242,6 +244,28 @@ pub fn owned_ids(
         )?
         .collect::<Result<_, _>>()?;
     Ok(ids)
+}
+
+/// Every version `tenant` keeps: its package file and, when recorded, what it costs against
+/// the storage quota.
+pub fn kept_packages(
+    conn: &Connection,
+    tenant: &str,
+) -> Result<Vec<(String, Option<u64>)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT v.package_file, v.stored_bytes FROM application_versions v
+         JOIN applications a ON a.id = v.application_id WHERE a.owner_tenant = ?1",
+    )?;
+    let kept = stmt
+        .query_map([tenant], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?
+                    .map(|b| u64::try_from(b).unwrap_or(0)),
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(kept)
 }
 
 /// Most versions one application keeps: each is a row with its manifest, a package on the
@@ -503,8 +527,8 @@ pub fn record_upload(
     }
     let manifest_text = serde_json::to_string(&record.manifest)?;
     tx.execute(
-        "INSERT OR REPLACE INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![id, record.version.version, record.version.image_id, record.version.image_tag, record.version.package_file, manifest_text, timestamp()],
+        "INSERT OR REPLACE INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time, stored_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![id, record.version.version, record.version.image_id, record.version.image_tag, record.version.package_file, manifest_text, timestamp(), i64::try_from(record.stored_bytes).unwrap_or(i64::MAX)],
     )?;
     tx.execute(
         "UPDATE applications SET manifest = ?2, roles = ?3, required_roles = ?4, context_path = COALESCE(?5, context_path), active_version_id = ?6 WHERE id = ?1",
@@ -626,14 +650,14 @@ mod tests {
         let id = create(&mut conn, &new_app("t1", "many"), None).unwrap().id;
         conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
-             INSERT INTO application_versions
+             INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time)
              SELECT ?1, '1.0.' || i, 'sha256:x', 't', 'p', '{}', '' FROM n",
             params![id, MAX_VERSIONS - 1],
         )
         .unwrap();
         room_for_a_version(&conn, id, "2.0.0").unwrap();
         conn.execute(
-            "INSERT INTO application_versions VALUES (?1, '2.0.0', 'sha256:x', 't', 'p', '{}', '')",
+            "INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (?1, '2.0.0', 'sha256:x', 't', 'p', '{}', '')",
             [id],
         )
         .unwrap();

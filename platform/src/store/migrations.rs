@@ -251,6 +251,12 @@ CREATE INDEX revoked_tokens_by_user ON revoked_tokens (tenant_id, user_name);
     r#"
 CREATE INDEX applications_by_availability ON applications (availability, owner_tenant);
 "#,
+    // What each kept version costs against its tenant's storage quota (`storage`), recorded
+    // at upload so the quota check sums a column instead of opening every kept package
+    // (NULL for versions kept before: measured from their package).
+    r#"
+ALTER TABLE application_versions ADD COLUMN stored_bytes INTEGER;
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own

@@ -187,8 +187,8 @@ mod tests {
         conn.execute_batch(
             "INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, active_version_id, stable_version_id, creation_time)
                VALUES (7, 't1', 'hello', 'hello-key', 'MICROSERVICE', 'PRIVATE', '{}', '2.0.0', '2.0.0', 'now');
-             INSERT INTO application_versions VALUES (7, '1.0.0', 'sha256:a', 'berth/x/t1-7:1.0.0', 'p/1.zip', '{\"roles\":[\"R1\"]}', '2026-01-01');
-             INSERT INTO application_versions VALUES (7, '2.0.0', 'sha256:b', 'berth/x/t1-7:2.0.0', 'p/2.zip', '{\"roles\":[\"R2\"]}', '2026-01-02');",
+             INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (7, '1.0.0', 'sha256:a', 'berth/x/t1-7:1.0.0', 'p/1.zip', '{\"roles\":[\"R1\"]}', '2026-01-01');
+             INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (7, '2.0.0', 'sha256:b', 'berth/x/t1-7:2.0.0', 'p/2.zip', '{\"roles\":[\"R2\"]}', '2026-01-02');",
         )
         .unwrap();
         conn

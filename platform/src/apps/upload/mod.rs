@@ -477,6 +477,13 @@ async fn install(
     temp.persist(&kept)
         .map_err(|e| UploadError::Internal(format!("keeping package: {e}")))?;
     crate::fault::point(crate::fault::UPLOAD_KEPT).await;
+    // Recorded with the version, so quota checks sum a column (one zip directory read here).
+    let measured = kept.clone();
+    let stored_bytes =
+        tokio::task::spawn_blocking(move || crate::storage::package_bytes(&measured))
+            .await
+            .map_err(task_failed)?
+            .map_err(|e| UploadError::Internal(format!("measuring the kept package: {e}")))?;
     let manifest = package.manifest.manifest.clone();
     let mut record = UploadRecord {
         version: Version {
@@ -485,6 +492,7 @@ async fn install(
             image_tag: target.tag.reference(),
             package_file: target.package_file.to_owned(),
         },
+        stored_bytes,
         manifest: Value::Null,
         roles: manifest.roles.clone(),
         required_roles: manifest.required_roles.clone(),

@@ -4,7 +4,7 @@
 use super::{UploadError, task_failed};
 use crate::apps::Apps;
 use crate::storage;
-use crate::store::applications::Version;
+use crate::store::applications::{self, Version};
 
 /// Refuses the package when keeping it would take the tenant over its storage quota:
 /// `unpacked` is what its image and manifest unpack to, `zipped` the package's size (see
@@ -17,13 +17,21 @@ pub(super) async fn check_storage_quota(
     replaced: Option<&Version>,
 ) -> Result<(), UploadError> {
     let data_dir = apps.data_dir.clone();
-    let tenant = tenant.to_owned();
-    let replaced = replaced.map(|v| apps.data_dir.join(&v.package_file));
+    let owner = tenant.to_owned();
+    let kept = apps
+        .store
+        .run(move |c| applications::kept_packages(c, &owner))
+        .await?;
+    let replaced = replaced.map(|v| v.package_file.clone());
     let quota = apps.tenant_storage_quota;
     let verdict = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-        let used = storage::tenant_bytes(&data_dir, &tenant)?;
+        let used = storage::kept_bytes(&data_dir, &kept)?;
+        // What the replaced version was counted as (its recorded cost, or its package).
         let freed = match replaced {
-            Some(path) => storage::package_bytes(&path).unwrap_or(0),
+            Some(file) => {
+                let entry: Vec<_> = kept.into_iter().filter(|(f, _)| *f == file).collect();
+                storage::kept_bytes(&data_dir, &entry).unwrap_or(0)
+            }
             None => 0,
         };
         Ok(storage::check_quota(
