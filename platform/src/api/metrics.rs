@@ -24,14 +24,10 @@ async fn render(
         roles::TENANT_MANAGEMENT_ADMIN,
     ])?;
     // Series of applications deleted since the last sweep go first, so none is shown.
-    let series = crate::series::get();
-    let mark = series.mark();
-    let applications = crate::series::application_names(&state.store)
+    crate::series::sweep(&state.store)
         .await
         .map_err(ApiError::store("metrics"))?;
-    series.keep_applications(&applications, mark);
-    let text = crate::series::render();
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text))
+        .content_type(crate::series::CONTENT_TYPE)
+        .body(crate::series::render()))
 }

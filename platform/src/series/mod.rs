@@ -141,22 +141,29 @@ pub fn render() -> String {
     text
 }
 
-/// Removes, every `period`, the series of applications that no longer exist (their names
-/// read from the store), so they go even when nobody reads `/metrics`.
+/// The `Content-Type` of [`render`]'s text.
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Removes the series of applications that no longer exist (their names read from the
+/// store, after a [`Series::mark`]); returns how many names went.
+pub async fn sweep(store: &crate::Store) -> Result<usize, crate::store::StoreError> {
+    let series = get();
+    let mark = series.mark();
+    let names = application_names(store).await?;
+    Ok(series.keep_applications(&names, mark))
+}
+
+/// Runs [`sweep`] every `period`, so series of deleted applications go even when nobody
+/// reads `/metrics`.
 pub fn spawn_sweep(store: crate::Store, period: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.tick().await;
         loop {
             tick.tick().await;
-            let mark = get().mark();
-            match application_names(&store).await {
-                Ok(names) => {
-                    let gone = get().keep_applications(&names, mark);
-                    if gone > 0 {
-                        tracing::debug!(gone, "series of deleted applications removed");
-                    }
-                }
+            match sweep(&store).await {
+                Ok(0) => {}
+                Ok(gone) => tracing::debug!(gone, "series of deleted applications removed"),
                 Err(e) => tracing::warn!(error = %e, "cannot list applications for metrics"),
             }
         }
@@ -164,7 +171,7 @@ pub fn spawn_sweep(store: crate::Store, period: Duration) {
 }
 
 /// The names of the applications that exist.
-pub async fn application_names(
+async fn application_names(
     store: &crate::Store,
 ) -> Result<HashSet<String>, crate::store::StoreError> {
     store
@@ -177,7 +184,6 @@ pub async fn application_names(
         })
         .await
 }
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
