@@ -40,17 +40,21 @@ pub fn package_bytes(path: &Path) -> io::Result<u64> {
 pub fn kept_bytes(data_dir: &Path, kept: &[(String, Option<u64>)]) -> io::Result<u64> {
     let mut total = 0u64;
     for (package, recorded) in kept {
-        let bytes = match recorded {
-            Some(bytes) => *bytes,
-            None => match package_bytes(&data_dir.join(package)) {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-                Err(e) => return Err(e),
-            },
-        };
-        total = total.saturating_add(bytes);
+        total = total.saturating_add(version_bytes(data_dir, package, *recorded)?);
     }
     Ok(total)
+}
+
+/// What one kept version costs: its recorded cost, else what its package measures (nothing
+/// when the package is gone).
+pub fn version_bytes(data_dir: &Path, package: &str, recorded: Option<u64>) -> io::Result<u64> {
+    match recorded {
+        Some(bytes) => Ok(bytes),
+        None => match package_bytes(&data_dir.join(package)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            measured => measured,
+        },
+    }
 }
 
 /// Refused: keeping the new version would take the tenant over its quota.

@@ -27,13 +27,12 @@ pub(super) async fn check_storage_quota(
     let verdict = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
         let used = storage::kept_bytes(&data_dir, &kept)?;
         // What the replaced version was counted as (its recorded cost, or its package).
-        let freed = match replaced {
-            Some(file) => {
-                let entry: Vec<_> = kept.into_iter().filter(|(f, _)| *f == file).collect();
-                storage::kept_bytes(&data_dir, &entry).unwrap_or(0)
-            }
-            None => 0,
-        };
+        let freed = kept
+            .iter()
+            .find(|(file, _)| Some(file) == replaced.as_ref())
+            .map_or(0, |(file, recorded)| {
+                storage::version_bytes(&data_dir, file, *recorded).unwrap_or(0)
+            });
         Ok(storage::check_quota(
             used,
             freed,
