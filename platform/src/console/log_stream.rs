@@ -6,7 +6,8 @@
 //!
 //! What a tenant can make Berth spend is bounded: at most [`PER_TENANT`] open streams per tenant
 //! (429 past it), each for at most [`MAX_DURATION`] (the console reconnects), each starting at
-//! most [`MAX_TAIL`] lines back.
+//! most [`MAX_TAIL`] lines back, each holding at most [`MAX_EVENT_LINE`] bytes of a line (the
+//! service writes the log, so it decides how long its lines are).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -76,25 +77,65 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Splits Docker's log chunks into complete lines, keeping a partial last line for the next
-/// chunk; each line becomes one SSE event.
+/// The longest line one event carries: a service printing without newlines would otherwise
+/// grow the partial line for as long as the stream is open. A longer line goes out in pieces.
+pub const MAX_EVENT_LINE: usize = 64 * 1024;
+
+/// Splits Docker's log chunks into complete lines, keeping a partial last line (of at most
+/// [`MAX_EVENT_LINE`] bytes) for the next chunk; each line becomes one SSE event. Each byte is
+/// looked at once, however the chunks cut the lines.
 #[derive(Debug, Default)]
 pub struct LineSplitter {
     partial: Vec<u8>,
 }
 
 impl LineSplitter {
-    /// The SSE events for the complete lines `chunk` finishes.
+    /// The SSE events for the complete lines `chunk` finishes (and for the pieces of a line
+    /// longer than [`MAX_EVENT_LINE`]).
     pub fn events(&mut self, chunk: &[u8]) -> Vec<u8> {
-        self.partial.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-            out.extend_from_slice(event(text.trim_end_matches('\r')).as_bytes());
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            self.partial.extend_from_slice(&rest[..end]);
+            rest = &rest[end + 1..];
+            let line = std::mem::take(&mut self.partial);
+            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            push_pieces(&mut out, line);
+        }
+        self.partial.extend_from_slice(rest);
+        if self.partial.len() > MAX_EVENT_LINE {
+            let whole = piece_end(&self.partial, self.partial.len() - MAX_EVENT_LINE);
+            let long = self.partial.drain(..whole).collect::<Vec<u8>>();
+            push_pieces(&mut out, &long);
         }
         out
     }
+}
+
+/// Appends `line` as events of at most [`MAX_EVENT_LINE`] bytes each, cut between characters.
+fn push_pieces(out: &mut Vec<u8>, mut line: &[u8]) {
+    loop {
+        let end = if line.len() > MAX_EVENT_LINE {
+            piece_end(line, MAX_EVENT_LINE)
+        } else {
+            line.len()
+        };
+        out.extend_from_slice(event(&String::from_utf8_lossy(&line[..end])).as_bytes());
+        line = &line[end..];
+        if line.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Where to cut `bytes` near `at` (`0 < at < bytes.len()`) without splitting a UTF-8 sequence:
+/// before `at` if a sequence continues there (at most three bytes back), else at `at`.
+fn piece_end(bytes: &[u8], at: usize) -> usize {
+    let continues = |i: usize| bytes[i] & 0b1100_0000 == 0b1000_0000;
+    (at.saturating_sub(3).max(1)..=at)
+        .rev()
+        .find(|&i| !continues(i))
+        .unwrap_or(at)
 }
 
 /// One SSE event carrying `line`; a line cannot contain a newline, so one `data:` field is enough.
@@ -187,6 +228,52 @@ mod tests {
         assert_eq!(s.events(b"2026 a\n2026 b"), b"data: 2026 a\n\n");
         assert_eq!(s.events(b"c\r\n\n"), b"data: 2026 bc\n\ndata: \n\n");
         assert!(s.events(b"partial").is_empty());
+    }
+
+    /// What the events of `chunks` carry, line by line.
+    fn lines_of(chunks: &[&[u8]]) -> (Vec<String>, usize) {
+        let mut s = LineSplitter::default();
+        let mut text = String::new();
+        for chunk in chunks {
+            text.push_str(std::str::from_utf8(&s.events(chunk)).unwrap());
+        }
+        let lines = text
+            .split_terminator("\n\n")
+            .map(|e| e.strip_prefix("data: ").unwrap().to_owned())
+            .collect();
+        (lines, s.partial.len())
+    }
+
+    #[test]
+    fn a_line_without_end_is_held_only_up_to_its_bound() {
+        let long = "é".repeat(MAX_EVENT_LINE); // two bytes a character: twice the bound
+        let ended = format!("{long}\n");
+        let cases: [(&str, Vec<&[u8]>, bool); 4] = [
+            // Written in small pieces and never ended: only the bound's worth is held.
+            ("trickled", long.as_bytes().chunks(999).collect(), false),
+            ("one chunk", vec![long.as_bytes()], false),
+            ("ended later", vec![long.as_bytes(), b"\n"], true),
+            ("ended at once", vec![ended.as_bytes()], true),
+        ];
+        for (what, chunks, ends) in cases {
+            let (lines, held) = lines_of(&chunks);
+            assert!(held <= MAX_EVENT_LINE, "{what}: {held} bytes held");
+            assert_eq!(held == 0, ends, "{what}: {held} bytes held");
+            // Nothing is lost or garbled: the pieces and what is held make the line again.
+            for line in &lines {
+                assert!(
+                    line.len() <= MAX_EVENT_LINE,
+                    "{what}: a piece of {}",
+                    line.len()
+                );
+                assert!(
+                    !line.contains('\u{fffd}'),
+                    "{what}: a piece split a character"
+                );
+            }
+            let said: usize = lines.iter().map(String::len).sum();
+            assert_eq!(said + held, long.len(), "{what}");
+        }
     }
 
     #[test]
