@@ -100,7 +100,7 @@ impl ServiceCache {
                 key: DeploymentKey::for_caller(target.application_id, target.per_tenant, tenant),
                 caller: tenant.to_owned(),
                 next: AtomicUsize::new(0),
-                metrics: AppMetrics::new(&target.name),
+                metrics: AppMetrics::new(&target.owner, &target.name),
                 target,
             })
         });

@@ -1,6 +1,7 @@
-//! Series labelled by application: what the proxy counts per request (handles made once per
-//! application when its route is resolved, so recording costs a few atomic operations and one
-//! uncontended lock), and what the supervisor counts per container exit and scaling decision.
+//! Series labelled by application (its owner tenant and name): what the proxy counts per
+//! request (handles made once per application when its route is resolved, so recording costs
+//! a few atomic operations and one uncontended lock), and what the supervisor counts per
+//! container exit and scaling decision.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -33,26 +34,50 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 10] = [
 /// Autoscaler decisions.
 pub const DIRECTIONS: [&str; 3] = ["up", "down", "none"];
 
+/// Which application a series describes: its owner tenant and name (a name is unique only
+/// per owner, so two tenants' applications of one name keep apart).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AppLabel {
+    owner: String,
     application: String,
+}
+
+impl AppLabel {
+    pub fn new(owner: &str, application: &str) -> AppLabel {
+        AppLabel {
+            owner: owner.to_owned(),
+            application: application.to_owned(),
+        }
+    }
+
+    /// Requests that reached no application.
+    fn unrouted() -> AppLabel {
+        AppLabel::new("", "")
+    }
+
+    pub(super) fn is_unrouted(&self) -> bool {
+        self.owner.is_empty() && self.application.is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
-    application: String,
+    #[prometheus(flatten)]
+    app: AppLabel,
     status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
-    application: String,
+    #[prometheus(flatten)]
+    app: AppLabel,
     kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabels {
-    application: String,
+    #[prometheus(flatten)]
+    app: AppLabel,
     direction: &'static str,
 }
 
@@ -115,55 +140,51 @@ impl AppFamilies {
         families
     }
 
-    /// Removes every series of `application`.
-    pub(super) fn forget(&self, application: &str) {
-        let app = |application: &str| application.to_owned();
+    /// Removes every series of `app`.
+    pub(super) fn forget(&self, app: &AppLabel) {
         for status in CLASSES {
             self.requests.remove(&StatusLabels {
-                application: app(application),
+                app: app.clone(),
                 status,
             });
         }
         for kind in UPSTREAM_ERROR_KINDS {
             self.upstream_errors.remove(&KindLabels {
-                application: app(application),
+                app: app.clone(),
                 kind,
             });
         }
         for direction in DIRECTIONS {
             self.decisions.remove(&DirectionLabels {
-                application: app(application),
+                app: app.clone(),
                 direction,
             });
         }
-        let label = AppLabel {
-            application: app(application),
-        };
-        self.duration.remove(&label);
-        self.restarts.remove(&label);
-        self.oom_kills.remove(&label);
+        self.duration.remove(app);
+        self.restarts.remove(app);
+        self.oom_kills.remove(app);
     }
 }
 
-/// The proxy's handles of one application (or of requests that never reached one: `""`).
+/// The proxy's handles of one application (or of requests that never reached one).
 pub struct AppMetrics {
     by_class: [Counter; 5],
     duration: Histogram,
-    application: String,
+    app: AppLabel,
     series: &'static super::Series,
 }
 
 impl std::fmt::Debug for AppMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppMetrics")
-            .field("application", &self.application)
+            .field("app", &self.app)
             .finish_non_exhaustive()
     }
 }
 
 impl AppMetrics {
-    pub fn new(application: &str) -> AppMetrics {
-        super::get().app_metrics(application)
+    pub fn new(owner: &str, application: &str) -> AppMetrics {
+        super::get().app_metrics(AppLabel::new(owner, application))
     }
 
     /// Counts one answered request and its latency.
@@ -181,54 +202,52 @@ impl AppMetrics {
             .apps
             .upstream_errors
             .get_or_create(&KindLabels {
-                application: self.application.clone(),
+                app: self.app.clone(),
                 kind,
             })
             .inc();
-        series.named(&self.application);
+        series.named(&self.app);
     }
 }
 
 /// Metrics of requests refused before a route was found (401, 403, 404).
 pub fn unrouted() -> &'static AppMetrics {
     static UNROUTED: OnceLock<AppMetrics> = OnceLock::new();
-    UNROUTED.get_or_init(|| AppMetrics::new(""))
+    UNROUTED.get_or_init(|| super::get().app_metrics(AppLabel::unrouted()))
 }
 
 impl super::Series {
-    /// The proxy's handles of `application`.
-    pub fn app_metrics(&'static self, application: &str) -> AppMetrics {
+    /// The proxy's handles of `app`.
+    pub fn app_metrics(&'static self, app: AppLabel) -> AppMetrics {
         let by_class = CLASSES.map(|status| {
             self.apps.requests.get_or_create_owned(&StatusLabels {
-                application: application.to_owned(),
+                app: app.clone(),
                 status,
             })
         });
-        let duration = self.apps.duration.get_or_create_owned(&AppLabel {
-            application: application.to_owned(),
-        });
+        let duration = self.apps.duration.get_or_create_owned(&app);
         // After the handles exist: a sweep in between then sees the name (see `Series::named`).
-        self.named(application);
+        self.named(&app);
         AppMetrics {
             by_class,
             duration,
-            application: application.to_owned(),
+            app,
             series: self,
         }
     }
 
     /// Counts a container exit followed by a restart.
-    pub fn container_restart(&self, application: &str) {
-        self.count(&self.apps.restarts, application);
+    pub fn container_restart(&self, app: &AppLabel) {
+        self.count(&self.apps.restarts, app);
     }
 
     /// Counts a container killed at its memory limit.
-    pub fn oom_kill(&self, application: &str) {
-        self.count(&self.apps.oom_kills, application);
+    pub fn oom_kill(&self, app: &AppLabel) {
+        self.count(&self.apps.oom_kills, app);
     }
 
     /// Counts an autoscaler decision (`direction`: one of [`DIRECTIONS`]).
-    pub fn autoscaler_decision(&self, application: &str, direction: &'static str) {
+    pub fn autoscaler_decision(&self, app: &AppLabel, direction: &'static str) {
         debug_assert!(
             DIRECTIONS.contains(&direction),
             "unlisted direction {direction}"
@@ -236,19 +255,15 @@ impl super::Series {
         self.apps
             .decisions
             .get_or_create(&DirectionLabels {
-                application: application.to_owned(),
+                app: app.clone(),
                 direction,
             })
             .inc();
-        self.named(application);
+        self.named(app);
     }
 
-    fn count(&self, family: &Family<AppLabel, Counter>, application: &str) {
-        family
-            .get_or_create(&AppLabel {
-                application: application.to_owned(),
-            })
-            .inc();
-        self.named(application);
+    fn count(&self, family: &Family<AppLabel, Counter>, app: &AppLabel) {
+        family.get_or_create(app).inc();
+        self.named(app);
     }
 }

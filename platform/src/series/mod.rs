@@ -4,9 +4,10 @@
 //! tenant creating, calling and deleting applications in a loop, or a service restarting in a
 //! loop under new container names, would otherwise grow the registry without bound.
 //!
-//! * [`apps`]: per application (`application` label): proxied requests by status class, their
-//!   latency, upstream errors by kind, container restarts and OOM kills, autoscaler decisions.
-//!   Forgotten when no application of that name is left ([`Series::keep_applications`]).
+//! * [`apps`]: per application (`owner` and `application` labels: names are unique per owner
+//!   only): proxied requests by status class, their latency, upstream errors by kind, container
+//!   restarts and OOM kills, autoscaler decisions. Forgotten when the owner has no application
+//!   of that name any more ([`Series::keep_applications`]).
 //! * [`placement`]: per deployment and per instance, gauges the supervisor publishes after
 //!   each pass as a whole; what the pass did not publish is removed.
 //!
@@ -33,9 +34,9 @@ pub struct Series {
     registry: Registry,
     pub apps: apps::AppFamilies,
     pub placement: placement::Placement,
-    /// Application names that have series, so those of names no longer used can be removed
-    /// (a family cannot be listed), each with the sweep epoch it was last named in.
-    named: Mutex<HashMap<String, u64>>,
+    /// Applications that have series, so those no longer existing can be removed (a family
+    /// cannot be listed), each with the sweep epoch it was last named in.
+    named: Mutex<HashMap<apps::AppLabel, u64>>,
     epoch: AtomicU64,
 }
 
@@ -65,14 +66,14 @@ impl Series {
         let _ = prometheus_client::encoding::prometheus_text::encode(text, &self.registry);
     }
 
-    /// Notes that `application` has series (called after its handles are made).
-    fn named(&self, application: &str) {
+    /// Notes that `app` has series (called after its handles are made).
+    fn named(&self, app: &apps::AppLabel) {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
-        match named.get_mut(application) {
+        match named.get_mut(app) {
             Some(at) => *at = epoch,
             None => {
-                named.insert(application.to_owned(), epoch);
+                named.insert(app.clone(), epoch);
             }
         }
     }
@@ -83,25 +84,25 @@ impl Series {
         self.epoch.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Removes the per-application series of every name not in `existing`, the names that
-    /// existed when `mark` was taken. A name given series since (an application made after
-    /// the read) is kept, and `""` (requests that reached no application) always is. Returns
-    /// how many names went.
-    pub fn keep_applications(&self, existing: &HashSet<String>, mark: u64) -> usize {
-        let gone: Vec<String> = {
+    /// Removes the per-application series of every application not in `existing`, those that
+    /// existed when `mark` was taken. One given series since (an application made after the
+    /// read) is kept, and so are requests that reached no application. Returns how many
+    /// applications' series went.
+    pub fn keep_applications(&self, existing: &HashSet<apps::AppLabel>, mark: u64) -> usize {
+        let gone: Vec<apps::AppLabel> = {
             let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
-            let gone: Vec<String> = named
+            let gone: Vec<apps::AppLabel> = named
                 .iter()
-                .filter(|(n, at)| !n.is_empty() && **at < mark && !existing.contains(*n))
-                .map(|(n, _)| n.clone())
+                .filter(|(a, at)| !a.is_unrouted() && **at < mark && !existing.contains(*a))
+                .map(|(a, _)| a.clone())
                 .collect();
-            for name in &gone {
-                named.remove(name);
+            for app in &gone {
+                named.remove(app);
             }
             gone
         };
-        for name in &gone {
-            self.apps.forget(name);
+        for app in &gone {
+            self.apps.forget(app);
         }
         gone.len()
     }
@@ -144,13 +145,13 @@ pub fn render() -> String {
 /// The `Content-Type` of [`render`]'s text.
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-/// Removes the series of applications that no longer exist (their names read from the
-/// store, after a [`Series::mark`]); returns how many names went.
+/// Removes the series of applications that no longer exist (read from the store, after a
+/// [`Series::mark`]); returns how many applications' series went.
 pub async fn sweep(store: &crate::Store) -> Result<usize, crate::store::StoreError> {
     let series = get();
     let mark = series.mark();
-    let names = application_names(store).await?;
-    Ok(series.keep_applications(&names, mark))
+    let existing = applications(store).await?;
+    Ok(series.keep_applications(&existing, mark))
 }
 
 /// Runs [`sweep`] every `period`, so series of deleted applications go even when nobody
@@ -170,17 +171,22 @@ pub fn spawn_sweep(store: crate::Store, period: Duration) {
     });
 }
 
-/// The names of the applications that exist.
-async fn application_names(
+/// The applications that exist, as their series are labelled.
+async fn applications(
     store: &crate::Store,
-) -> Result<HashSet<String>, crate::store::StoreError> {
+) -> Result<HashSet<apps::AppLabel>, crate::store::StoreError> {
     store
         .run(|conn| {
-            let mut stmt = conn.prepare("SELECT DISTINCT name FROM applications")?;
-            let names = stmt
-                .query_map([], |row| row.get::<_, String>(0))?
-                .collect::<Result<HashSet<String>, _>>()?;
-            Ok(names)
+            let mut stmt = conn.prepare("SELECT owner_tenant, name FROM applications")?;
+            let existing = stmt
+                .query_map([], |row| {
+                    Ok(apps::AppLabel::new(
+                        &row.get::<_, String>(0)?,
+                        &row.get::<_, String>(1)?,
+                    ))
+                })?
+                .collect::<Result<HashSet<_>, _>>()?;
+            Ok(existing)
         })
         .await
 }
@@ -198,29 +204,30 @@ mod tests {
         text
     }
 
-    fn names(list: &[&str]) -> HashSet<String> {
-        list.iter().map(|n| (*n).to_owned()).collect()
+    fn app(owner: &str, name: &str) -> apps::AppLabel {
+        apps::AppLabel::new(owner, name)
     }
 
     #[test]
     fn series_render_in_the_prometheus_text_format_dashboards_read() {
         let series: &'static Series = Box::leak(Box::new(Series::new()));
-        let metrics = series.app_metrics("hello");
+        let hello = app("t1", "hello");
+        let metrics = series.app_metrics(hello.clone());
         metrics.record(200, Duration::from_micros(700));
         metrics.upstream_error("timeout");
-        series.container_restart("hello");
-        series.autoscaler_decision("hello", "up");
+        series.container_restart(&hello);
+        series.autoscaler_decision(&hello, "up");
         let text = text(series);
         for line in [
             "# TYPE berth_proxy_requests_total counter",
-            r#"berth_proxy_requests_total{application="hello",status="2xx"} 1"#,
-            r#"berth_proxy_requests_total{application="hello",status="5xx"} 0"#,
+            r#"berth_proxy_requests_total{owner="t1",application="hello",status="2xx"} 1"#,
+            r#"berth_proxy_requests_total{owner="t1",application="hello",status="5xx"} 0"#,
             "# TYPE berth_proxy_request_duration_seconds histogram",
-            r#"berth_proxy_request_duration_seconds_bucket{application="hello",le="0.001"} 1"#,
-            r#"berth_proxy_request_duration_seconds_count{application="hello"} 1"#,
-            r#"berth_proxy_upstream_errors_total{application="hello",kind="timeout"} 1"#,
-            r#"berth_container_restarts_total{application="hello"} 1"#,
-            r#"berth_autoscaler_decisions_total{application="hello",direction="up"} 1"#,
+            r#"berth_proxy_request_duration_seconds_bucket{owner="t1",application="hello",le="0.001"} 1"#,
+            r#"berth_proxy_request_duration_seconds_count{owner="t1",application="hello"} 1"#,
+            r#"berth_proxy_upstream_errors_total{owner="t1",application="hello",kind="timeout"} 1"#,
+            r#"berth_container_restarts_total{owner="t1",application="hello"} 1"#,
+            r#"berth_autoscaler_decisions_total{owner="t1",application="hello",direction="up"} 1"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -230,18 +237,54 @@ mod tests {
     }
 
     #[test]
-    fn a_sweep_removes_the_series_of_names_gone_and_keeps_those_named_after_its_read() {
+    fn two_owners_applications_of_one_name_keep_apart() {
         let series: &'static Series = Box::leak(Box::new(Series::new()));
-        series.app_metrics("kept").record(200, Duration::ZERO);
-        series.app_metrics("gone").record(200, Duration::ZERO);
-        series.oom_kill("gone");
-        series.autoscaler_decision("gone", "down");
-        series.app_metrics("gone").upstream_error("broken");
-        series.app_metrics("").record(404, Duration::ZERO);
+        series
+            .app_metrics(app("t1", "hello"))
+            .record(200, Duration::ZERO);
+        series
+            .app_metrics(app("t2", "hello"))
+            .record(500, Duration::ZERO);
+        let rendered = text(series);
+        for line in [
+            r#"berth_proxy_requests_total{owner="t1",application="hello",status="2xx"} 1"#,
+            r#"berth_proxy_requests_total{owner="t1",application="hello",status="5xx"} 0"#,
+            r#"berth_proxy_requests_total{owner="t2",application="hello",status="5xx"} 1"#,
+            r#"berth_proxy_requests_total{owner="t2",application="hello",status="2xx"} 0"#,
+        ] {
+            assert!(
+                rendered.lines().any(|l| l == line),
+                "{line} missing from\n{rendered}"
+            );
+        }
+        // t2 deleted its hello: t1's stays.
+        let mark = series.mark();
+        assert_eq!(
+            series.keep_applications(&HashSet::from([app("t1", "hello")]), mark),
+            1
+        );
+        let rendered = text(series);
+        assert!(
+            rendered.contains(r#"owner="t1",application="hello""#),
+            "{rendered}"
+        );
+        assert!(!rendered.contains(r#"owner="t2""#), "{rendered}");
+    }
+
+    #[test]
+    fn a_sweep_removes_the_series_of_applications_gone_and_keeps_those_named_after_its_read() {
+        let series: &'static Series = Box::leak(Box::new(Series::new()));
+        let (kept, gone, new) = (app("t1", "kept"), app("t1", "gone"), app("t1", "new"));
+        series.app_metrics(kept.clone()).record(200, Duration::ZERO);
+        series.app_metrics(gone.clone()).record(200, Duration::ZERO);
+        series.oom_kill(&gone);
+        series.autoscaler_decision(&gone, "down");
+        series.app_metrics(gone.clone()).upstream_error("broken");
+        series.app_metrics(app("", "")).record(404, Duration::ZERO);
         let mark = series.mark();
         // Made after the store was read: not in what was read, but kept.
-        series.container_restart("new");
-        let removed = series.keep_applications(&names(&["kept"]), mark);
+        series.container_restart(&new);
+        let removed = series.keep_applications(&HashSet::from([kept.clone()]), mark);
         assert_eq!(removed, 1);
         let text = text(series);
         assert!(!text.contains(r#"application="gone""#), "{text}");
@@ -254,8 +297,8 @@ mod tests {
         // Nothing of "gone" is left to list either.
         let named = series.named.lock().unwrap();
         assert_eq!(
-            named.keys().map(String::as_str).collect::<HashSet<_>>(),
-            HashSet::from(["kept", "new", ""])
+            named.keys().cloned().collect::<HashSet<_>>(),
+            HashSet::from([kept, new, app("", "")])
         );
     }
 
@@ -264,6 +307,7 @@ mod tests {
         let series = Series::new();
         let deployment = |application: &str, tenant: &str, active| DeploymentSample {
             labels: DeploymentLabels {
+                owner: "t0".to_owned(),
                 application: application.to_owned(),
                 tenant: tenant.to_owned(),
             },
@@ -273,6 +317,7 @@ mod tests {
         };
         let instance = |instance: &str, memory_bytes| InstanceSample {
             labels: InstanceLabels {
+                owner: "t0".to_owned(),
                 application: "a".to_owned(),
                 instance: instance.to_owned(),
             },
@@ -288,10 +333,10 @@ mod tests {
             .publish(&[deployment("a", "t1", 2)], &[instance("a-3", 300)]);
         let text = text(&series);
         let want = [
-            r#"berth_deployment_replicas_active{application="a",tenant="t1"} 2"#,
-            r#"berth_deployment_replicas_unhealthy{application="a",tenant="t1"} 0"#,
-            r#"berth_instance_memory_bytes{application="a",instance="a-3"} 300"#,
-            r#"berth_instance_cpu_cores{application="a",instance="a-3"} 0.25"#,
+            r#"berth_deployment_replicas_active{owner="t0",application="a",tenant="t1"} 2"#,
+            r#"berth_deployment_replicas_unhealthy{owner="t0",application="a",tenant="t1"} 0"#,
+            r#"berth_instance_memory_bytes{owner="t0",application="a",instance="a-3"} 300"#,
+            r#"berth_instance_cpu_cores{owner="t0",application="a",instance="a-3"} 0.25"#,
         ];
         for line in want {
             assert!(

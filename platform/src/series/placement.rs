@@ -13,6 +13,8 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeploymentLabels {
+    /// The application's owner tenant: names are unique per owner only.
+    pub owner: String,
     pub application: String,
     /// `""` for the shared deployment of a MULTI_TENANT service.
     pub tenant: String,
@@ -20,6 +22,7 @@ pub struct DeploymentLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InstanceLabels {
+    pub owner: String,
     pub application: String,
     pub instance: String,
 }

@@ -28,7 +28,7 @@ impl Supervisor {
         let wait = super::backoff::delay(failures);
         const LOG_LINES: u64 = 20;
         let app = dep.application_name.clone();
-        crate::series::get().container_restart(&app);
+        crate::series::get().container_restart(&dep.series_app());
         // The run just ended: its last lines (Docker keeps them across restarts).
         let logs = self
             .runtime
@@ -49,7 +49,7 @@ impl Supervisor {
             "lastLogLines": last_lines,
         });
         if c.oom_killed {
-            crate::series::get().oom_kill(&app);
+            crate::series::get().oom_kill(&dep.series_app());
             let kills = &mut part.deployment.oom_kills;
             kills.count += 1;
             kills.last_time = Some(if c.finished_at.is_empty() {

@@ -34,6 +34,7 @@ impl Gauges {
     pub(super) fn add(&mut self, dep: &Deployment, status: &DeploymentStatus) {
         self.deployments.push(DeploymentSample {
             labels: DeploymentLabels {
+                owner: dep.owner.clone(),
                 application: dep.application_name.clone(),
                 tenant: dep.key.tenant.clone().unwrap_or_default(),
             },
@@ -44,6 +45,7 @@ impl Gauges {
         self.instances
             .extend(status.instances.iter().map(|i| InstanceSample {
                 labels: InstanceLabels {
+                    owner: dep.owner.clone(),
                     application: dep.application_name.clone(),
                     instance: i.name.clone(),
                 },

@@ -122,7 +122,7 @@ impl Supervisor {
                 std::cmp::Ordering::Less => "down",
                 std::cmp::Ordering::Equal => "none",
             };
-            crate::series::get().autoscaler_decision(&dep.application_name, direction);
+            crate::series::get().autoscaler_decision(&dep.series_app(), direction);
             if decision.desired_replicas != scaler.replicas {
                 changed = true;
                 let details = json!({

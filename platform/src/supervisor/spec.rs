@@ -55,6 +55,13 @@ pub struct Deployment {
     pub revision: String,
 }
 
+impl Deployment {
+    /// How its application's series are labelled.
+    pub fn series_app(&self) -> crate::series::apps::AppLabel {
+        crate::series::apps::AppLabel::new(&self.owner, &self.application_name)
+    }
+}
+
 /// Clear-text credentials and options resolved for one application (the caller opens the
 /// sealed passwords and reads the owner's options).
 #[derive(Debug, Clone)]
