@@ -547,6 +547,16 @@ fn settings_live_only_in_a_category_of_the_applications_own() {
     assert!(files_under(&server.path("tmp")).is_empty());
 
     // A category of its own is accepted; the victim subscribing keeps its platform options.
+    // (An earlier version with another category is kept.)
+    let spare = format!("spare{}", unique(""));
+    upload::upload(
+        &server,
+        &provider,
+        &app,
+        "file",
+        &package_with(&image, "0.9.0", json!({"settingsCategory": spare})),
+    )
+    .expect(201);
     let own = format!("prov{}", unique(""));
     upload::upload(
         &server,
@@ -577,6 +587,68 @@ fn settings_live_only_in_a_category_of_the_applications_own() {
         options_of(&server, &victim, &own),
         json!({"proxy.http.host": "evil.example"})
     );
+
+    // Subscribed to, the provider cannot move its category onto the victim's other options:
+    // not by a new version, nor by activating a kept one of another category.
+    let mail = format!("mail{}", unique("").replace('-', ""));
+    server
+        .req("PUT", &format!("/tenant/options/{mail}"))
+        .basic(&victim.admin_login, &victim.admin_password)
+        .json(&json!({"credentials.password": "victim-secret"}))
+        .send()
+        .expect(200);
+    let refused = upload::upload(
+        &server,
+        &provider,
+        &app,
+        "file",
+        &package_with(&image, "1.0.1", json!({"settingsCategory": mail})),
+    )
+    .expect_error(422, "applications/Invalid Data")
+    .json();
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{own:?}"))
+            && message.contains(&format!("{mail:?}"))
+            && message.contains("subscribed"),
+        "{message}"
+    );
+    let versions = server
+        .req("GET", &format!("/application/applications/{app}/versions"))
+        .basic(&provider.admin_login, &provider.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(
+        versions["applicationVersions"].as_array().map(Vec::len),
+        Some(2),
+        "nothing kept of the refused version: {versions}"
+    );
+    let refused = server
+        .req(
+            "PUT",
+            &format!("/application/applications/{app}/versions/0.9.0"),
+        )
+        .basic(&provider.admin_login, &provider.admin_password)
+        .json(&json!({"tags": ["latest"]}))
+        .send()
+        .expect_error(422, "applications/Invalid Data")
+        .json();
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains(&format!("{spare:?}")), "{message}");
+    // Keeping the category, a new version is taken.
+    upload::upload(
+        &server,
+        &provider,
+        &app,
+        "file",
+        &package_with(
+            &image,
+            "1.0.2",
+            json!({"settingsCategory": own, "settings": settings}),
+        ),
+    )
+    .expect(201);
 
     // An application without a manifest has no settings: its service does not read the
     // subscriber's options of the category its name would be.
