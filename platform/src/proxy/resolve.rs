@@ -1,7 +1,7 @@
 //! `/service/<segment>` resolution for a caller's tenant, cached in memory: the store is asked
-//! once per (tenant, segment) and generation. Any write to the platform API bumps the
-//! generation (see [`Invalidate`]), so subscriptions, applications and their manifests are
-//! never served stale after the write that changed them has answered.
+//! once per (tenant, segment) and generation. Any write to the platform API that was not
+//! refused bumps the generation (see [`Invalidate`]), so subscriptions, applications and their
+//! manifests are never served stale after the write that changed them has answered.
 
 use std::collections::HashMap;
 use std::future::{Ready, ready};
@@ -21,6 +21,9 @@ use crate::store::subscriptions::{self, ServiceTarget};
 /// Above this many cached resolutions the cache is emptied (bounds memory against callers
 /// probing random names).
 const MAX_ENTRIES: usize = 10_000;
+/// Above this many for one tenant, that tenant's are emptied: a tenant probing random names
+/// empties its own resolutions, not every tenant's (more than any tenant has services).
+const MAX_TENANT_ENTRIES: usize = 500;
 
 /// A resolved `/service/<segment>` for one tenant.
 #[derive(Debug)]
@@ -105,6 +108,9 @@ impl ServiceCache {
             })
         });
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.get(tenant).map_or(0, HashMap::len) >= MAX_TENANT_ENTRIES {
+            entries.remove(tenant);
+        }
         if entries.values().map(HashMap::len).sum::<usize>() >= MAX_ENTRIES {
             entries.clear();
         }
@@ -122,7 +128,9 @@ impl ServiceCache {
 }
 
 /// Middleware over the platform API: after every request that may write (any method but
-/// GET/HEAD/OPTIONS, outside `/service/`), the resolution cache is invalidated.
+/// GET/HEAD/OPTIONS, outside `/service/`) and was not refused (4xx: nothing changed), the
+/// resolution cache is invalidated. Refusals do not count, so a flood of unauthenticated or
+/// invalid writes cannot make every tenant's proxied requests go to the store.
 #[derive(Debug, Clone)]
 pub struct Invalidate(pub Arc<ServiceCache>);
 
@@ -171,10 +179,78 @@ where
         let response = self.service.call(req);
         Box::pin(async move {
             let response = response.await;
-            if let Some(cache) = invalidate {
+            let refused = response
+                .as_ref()
+                .is_ok_and(|r| r.status().is_client_error());
+            if let Some(cache) = invalidate
+                && !refused
+            {
                 cache.invalidate();
             }
             response
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{App, HttpResponse, test, web};
+
+    use super::*;
+
+    fn cached(cache: &ServiceCache, tenant: &str) -> usize {
+        let entries = cache.entries.read().unwrap();
+        entries.get(tenant).map_or(0, HashMap::len)
+    }
+
+    #[tokio::test]
+    async fn a_tenant_probing_names_empties_only_its_own_resolutions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let cache = ServiceCache::default();
+        cache.resolve(&store, "t2", "hello").await.unwrap();
+        for n in 0..MAX_TENANT_ENTRIES * 3 {
+            cache
+                .resolve(&store, "t1", &format!("probe{n}"))
+                .await
+                .unwrap();
+            assert!(cached(&cache, "t1") <= MAX_TENANT_ENTRIES);
+        }
+        assert_eq!(cached(&cache, "t2"), 1, "another tenant's resolution stays");
+    }
+
+    #[actix_web::test]
+    async fn refused_writes_leave_the_resolutions_alone() {
+        let cache = Arc::new(ServiceCache::default());
+        let app = test::init_service(
+            App::new()
+                .wrap(Invalidate(Arc::clone(&cache)))
+                .route("/refused", web::post().to(HttpResponse::Unauthorized))
+                .route("/invalid", web::put().to(HttpResponse::UnprocessableEntity))
+                .route("/done", web::post().to(HttpResponse::Created))
+                .route(
+                    "/failed",
+                    web::delete().to(HttpResponse::InternalServerError),
+                )
+                .route("/read", web::get().to(HttpResponse::Ok)),
+        )
+        .await;
+        // (request, whether the cache is invalidated)
+        let cases = [
+            (test::TestRequest::post().uri("/refused"), false),
+            (test::TestRequest::put().uri("/invalid"), false),
+            (test::TestRequest::get().uri("/read"), false),
+            (test::TestRequest::post().uri("/done"), true),
+            // Failed on the server's side: what it changed before is not known.
+            (test::TestRequest::delete().uri("/failed"), true),
+        ];
+        for (req, invalidates) in cases {
+            let req = req.to_request();
+            let what = format!("{} {}", req.method(), req.path());
+            let before = cache.generation.load(Ordering::Acquire);
+            test::call_service(&app, req).await;
+            let after = cache.generation.load(Ordering::Acquire);
+            assert_eq!(after != before, invalidates, "{what}");
+        }
     }
 }
