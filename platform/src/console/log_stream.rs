@@ -104,8 +104,12 @@ impl LineSplitter {
         }
         self.partial.extend_from_slice(rest);
         if self.partial.len() > MAX_EVENT_LINE {
-            let whole = piece_end(&self.partial, self.partial.len() - MAX_EVENT_LINE);
-            let long = self.partial.drain(..whole).collect::<Vec<u8>>();
+            // Hold the bound's worth at most; what is before goes out, cut between characters.
+            let at = self.partial.len() - MAX_EVENT_LINE;
+            let cut = (at..(at + 4).min(self.partial.len()))
+                .find(|&i| !continues(self.partial[i]))
+                .unwrap_or(at);
+            let long = self.partial.drain(..cut).collect::<Vec<u8>>();
             push_pieces(&mut out, &long);
         }
         out
@@ -128,13 +132,18 @@ fn push_pieces(out: &mut Vec<u8>, mut line: &[u8]) {
     }
 }
 
-/// Where to cut `bytes` near `at` (`0 < at < bytes.len()`) without splitting a UTF-8 sequence:
-/// before `at` if a sequence continues there (at most three bytes back), else at `at`.
+/// Whether `byte` continues a UTF-8 sequence (a cut before it would split a character).
+fn continues(byte: u8) -> bool {
+    byte & 0b1100_0000 == 0b1000_0000
+}
+
+/// Where to end a piece of `bytes` of at most `at` bytes (`0 < at < bytes.len()`) without
+/// splitting a UTF-8 sequence: before `at` if a sequence continues there (at most three bytes
+/// back), else at `at`.
 fn piece_end(bytes: &[u8], at: usize) -> usize {
-    let continues = |i: usize| bytes[i] & 0b1100_0000 == 0b1000_0000;
     (at.saturating_sub(3).max(1)..=at)
         .rev()
-        .find(|&i| !continues(i))
+        .find(|&i| !continues(bytes[i]))
         .unwrap_or(at)
 }
 
@@ -236,6 +245,11 @@ mod tests {
         let mut text = String::new();
         for chunk in chunks {
             text.push_str(std::str::from_utf8(&s.events(chunk)).unwrap());
+            assert!(
+                s.partial.len() <= MAX_EVENT_LINE,
+                "{} held",
+                s.partial.len()
+            );
         }
         let lines = text
             .split_terminator("\n\n")
