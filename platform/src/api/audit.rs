@@ -204,8 +204,8 @@ struct RecordBody {
 const MAX_LABEL: usize = 256;
 /// Longest `text`, in characters.
 const MAX_TEXT: usize = 4096;
-/// Largest `changes`, as JSON text: a tenant keeps up to
-/// [`audit::MAX_RECORDS_PER_TENANT`] records, so their size bounds what it stores.
+/// Largest `changes`, as JSON text. What a tenant stores is bounded by
+/// [`audit::MAX_RECORDS_PER_TENANT`] and [`audit::MAX_BYTES_PER_TENANT`] whatever the sizes.
 const MAX_CHANGES: usize = 16 * 1024;
 
 /// 422 for a field over its bound, naming it and the bound.

@@ -46,8 +46,14 @@ pub struct Record {
 
 /// The most records a tenant keeps; older ones are dropped as new ones arrive. Clients create
 /// records (`POST /audit/auditRecords`) and every change writes one, so without a bound a
-/// tenant could grow the shared database without limit (about 300 bytes a record: ~15 MB).
+/// tenant could grow the shared database without limit.
 pub const MAX_RECORDS_PER_TENANT: i64 = 50_000;
+/// The most bytes of records a tenant keeps ([`record_bytes`]), older ones dropped likewise: a
+/// record a client makes may carry about 36 KB, so the count alone would let one tenant keep
+/// 1.8 GB. Platform records weigh 0.3–2 KB, so the count bounds a log of those first.
+pub const MAX_BYTES_PER_TENANT: i64 = 64 << 20;
+/// What a record weighs besides its texts (its numbers, time and row).
+const RECORD_OVERHEAD: i64 = 64;
 /// Pruning runs on every this many appends of a tenant (a slack of at most this many records
 /// over the bound), so an append does not pay for an index walk each time.
 const PRUNE_EVERY: i64 = 64;
@@ -74,23 +80,54 @@ pub fn append(conn: &mut Connection, record: &NewRecord) -> Result<i64, StoreErr
 
 /// Appends `record` as happening at `time` (RFC 3339): records clients create carry their own.
 pub fn append_at(conn: &mut Connection, record: &NewRecord, time: &str) -> Result<i64, StoreError> {
-    append_bounded(conn, record, time, MAX_RECORDS_PER_TENANT)
+    append_bounded(
+        conn,
+        record,
+        time,
+        Bounds {
+            records: MAX_RECORDS_PER_TENANT,
+            bytes: MAX_BYTES_PER_TENANT,
+        },
+    )
+}
+
+/// What a tenant's log may hold.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    records: i64,
+    bytes: i64,
+}
+
+/// What `record` weighs against [`MAX_BYTES_PER_TENANT`] (the migration that added the column
+/// computes the same for records kept before).
+fn record_bytes(record: &NewRecord, details: &str) -> i64 {
+    let texts = [
+        record.record_type.as_str(),
+        &record.activity,
+        &record.text,
+        &record.user,
+        record.application.as_ref().map_or("", |(_, name)| name),
+        details,
+    ];
+    RECORD_OVERHEAD + texts.iter().map(|t| t.len() as i64).sum::<i64>()
 }
 
 fn append_bounded(
     conn: &mut Connection,
     record: &NewRecord,
     time: &str,
-    keep: i64,
+    keep: Bounds,
 ) -> Result<i64, StoreError> {
     let (app_id, app_name) = record
         .application
         .clone()
         .map_or((None, None), |(id, name)| (Some(id), Some(name)));
+    let details = record.details.to_string();
+    let bytes = record_bytes(record, &details);
     conn.execute(
         "INSERT INTO audit_records (tenant_id, application_id, application_name, type, activity,
-             text, severity, user_name, time, details)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             text, severity, user_name, time, details, bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             record.tenant,
             app_id,
@@ -101,7 +138,8 @@ fn append_bounded(
             record.severity,
             record.user,
             time,
-            record.details.to_string(),
+            details,
+            bytes,
         ],
     )?;
     let id = conn.last_insert_rowid();
@@ -121,11 +159,20 @@ fn append_bounded(
             "DELETE FROM audit_records WHERE tenant_id = ?1 AND id <= (
                  SELECT id FROM audit_records WHERE tenant_id = ?1
                  ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            params![record.tenant, keep],
+            params![record.tenant, keep.records],
         )?;
+        conn.execute(PRUNE_BYTES, params![record.tenant, keep.bytes])?;
     }
     Ok(id)
 }
+
+/// Everything of tenant `?1` older than the newest records that weigh `?2` bytes together
+/// (summed newest first over `audit_records_bytes`, which holds every column it reads).
+const PRUNE_BYTES: &str = "DELETE FROM audit_records WHERE tenant_id = ?1 AND id <= (
+    SELECT id FROM (
+        SELECT id, SUM(bytes) OVER (ORDER BY id DESC) AS newer
+        FROM audit_records WHERE tenant_id = ?1)
+    WHERE newer > ?2 ORDER BY id DESC LIMIT 1)";
 
 /// Records of `tenant` matching `filter`, newest first, and the total count.
 pub fn list(
@@ -256,6 +303,10 @@ mod tests {
             .unwrap()
         };
         append(&mut conn, &record("quiet")).unwrap();
+        let by_count = Bounds {
+            records: 100,
+            bytes: MAX_BYTES_PER_TENANT,
+        };
         let mut newest = 0;
         for i in 0..1000 {
             // Another tenant takes every id the global count would prune at: the noisy one
@@ -269,9 +320,9 @@ mod tests {
                 .unwrap_or(0)
                 + 1;
             if due % PRUNE_EVERY == 0 {
-                append_bounded(&mut conn, &record("helper"), &timestamp(), 100).unwrap();
+                append_bounded(&mut conn, &record("helper"), &timestamp(), by_count).unwrap();
             }
-            newest = append_bounded(&mut conn, &record("noisy"), &timestamp(), 100).unwrap();
+            newest = append_bounded(&mut conn, &record("noisy"), &timestamp(), by_count).unwrap();
             assert!(count(&mut conn, "noisy") < 100 + PRUNE_EVERY, "after {i}");
         }
         let kept = count(&mut conn, "noisy");
@@ -279,6 +330,61 @@ mod tests {
         assert_eq!(count(&mut conn, "quiet"), 1);
         // What goes is the oldest: the newest record is still there.
         assert_eq!(get(&mut conn, "noisy", newest).unwrap().id, newest);
+    }
+
+    #[test]
+    fn a_tenant_keeps_a_bounded_number_of_bytes_of_records() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        // As big as a client may make one: a 4096-character text, 16 KiB of changes.
+        let big = |tenant: &str| NewRecord {
+            tenant: tenant.into(),
+            application: None,
+            record_type: "Custom".into(),
+            activity: "Client record".into(),
+            text: "t".repeat(4096),
+            severity: INFORMATION,
+            user: "mallory".into(),
+            details: json!({"changes": "c".repeat(16 * 1024)}),
+        };
+        let weight = record_bytes(&big("t1"), &big("t1").details.to_string());
+        let bounds = Bounds {
+            records: MAX_RECORDS_PER_TENANT,
+            bytes: 50 * weight,
+        };
+        let stored = |conn: &mut Connection, tenant: &str| -> (i64, i64) {
+            conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM audit_records WHERE tenant_id = ?1",
+                [tenant],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        append_bounded(&mut conn, &big("quiet"), &timestamp(), bounds).unwrap();
+        let mut newest = 0;
+        for i in 0..400 {
+            newest = append_bounded(&mut conn, &big("noisy"), &timestamp(), bounds).unwrap();
+            let (_, bytes) = stored(&mut conn, "noisy");
+            assert!(bytes <= (50 + PRUNE_EVERY) * weight, "{bytes} after {i}");
+        }
+        let (count, bytes) = stored(&mut conn, "noisy");
+        assert!((50..50 + PRUNE_EVERY).contains(&count), "{count} kept");
+        assert_eq!(bytes, count * weight);
+        assert_eq!(stored(&mut conn, "quiet"), (1, weight));
+        assert_eq!(get(&mut conn, "noisy", newest).unwrap().id, newest);
+        // The sum reads the covering index, not the records.
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {PRUNE_BYTES}"))
+            .unwrap()
+            .query_map(params!["noisy", 1], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("COVERING INDEX audit_records_bytes")),
+            "{plan:?}"
+        );
     }
 
     #[test]
@@ -431,5 +537,40 @@ mod tests {
             let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
             assert_eq!(ids, expected, "{from:?} {to:?}");
         }
+    }
+
+    #[test]
+    fn audit_records_kept_before_weigh_what_new_ones_do() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::apply_before(&mut conn, "audit_records ADD COLUMN bytes")
+            .unwrap();
+        let record = NewRecord {
+            tenant: "t1".into(),
+            application: Some((7, "hélло".into())),
+            record_type: "Application".into(),
+            activity: "Package uploaded".into(),
+            text: "Version 1 of hélло uploaded".into(),
+            severity: INFORMATION,
+            user: "jane".into(),
+            details: json!({"n": "ü"}),
+        };
+        conn.execute(
+            "INSERT INTO audit_records (tenant_id, application_id, application_name, type, activity, text, severity, user_name, time, details)
+             VALUES ('t1', 7, ?1, ?2, ?3, ?4, 'INFORMATION', ?5, 'now', ?6)",
+            rusqlite::params![
+                "hélло",
+                record.record_type,
+                record.activity,
+                record.text,
+                record.user,
+                record.details.to_string()
+            ],
+        )
+        .unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        let migrated: i64 = conn
+            .query_row("SELECT bytes FROM audit_records", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(migrated, record_bytes(&record, &record.details.to_string()));
     }
 }

@@ -257,6 +257,15 @@ CREATE INDEX applications_by_availability ON applications (availability, owner_t
     r#"
 ALTER TABLE application_versions ADD COLUMN stored_bytes INTEGER;
 "#,
+    // What each audit record weighs (`store::audit::record_bytes`), so a tenant's log is bounded
+    // in bytes as well as in records; the index lets the prune sum them without reading rows.
+    r#"
+ALTER TABLE audit_records ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE audit_records SET bytes = 64 + length(CAST(type AS BLOB)) + length(CAST(activity AS BLOB))
+    + length(CAST(text AS BLOB)) + length(CAST(user_name AS BLOB))
+    + length(CAST(COALESCE(application_name, '') AS BLOB)) + length(CAST(details AS BLOB));
+CREATE INDEX audit_records_bytes ON audit_records (tenant_id, id, bytes);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own
@@ -278,6 +287,21 @@ pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
         tx.commit()?;
     }
+    Ok(())
+}
+
+/// Applies the migrations before the one whose SQL contains `needle` (a test of that
+/// migration starts from the schema before it).
+#[cfg(test)]
+pub(super) fn apply_before(conn: &mut Connection, needle: &str) -> Result<(), StoreError> {
+    let version = MIGRATIONS
+        .iter()
+        .position(|sql| sql.contains(needle))
+        .ok_or_else(|| StoreError::Invalid(format!("no migration contains {needle:?}")))?;
+    for sql in &MIGRATIONS[..version] {
+        conn.execute_batch(sql)?;
+    }
+    conn.pragma_update(None, "user_version", version as i64)?;
     Ok(())
 }
 
