@@ -101,7 +101,7 @@ async fn change_own_password(
     let new = required("users", "newPassword", &body.new_password)?.to_owned();
     check_new_password(&state, &principal.tenant, &principal.user, None, &new).await?;
     confirm_with_own_password(&state, &req, &principal, current).await?;
-    let hash = hash_password(new).await?;
+    let hash = hash_password(new, &principal.tenant).await?;
     let (tenant, name) = (principal.tenant.clone(), principal.user.clone());
     let generation = db(&state, "users", move |c| {
         users::set_password(c, &tenant, &name, &hash)?;

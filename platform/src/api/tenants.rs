@@ -295,7 +295,7 @@ async fn create(
         }
         None => None,
     };
-    let hash = super::users::hash_password(admin_pass).await?;
+    let hash = super::users::hash_password(admin_pass, &principal.tenant).await?;
     let admin = NewUser {
         user_name: admin_name,
         password_hash: hash,
@@ -388,7 +388,7 @@ async fn update(
         custom_properties: body.custom_properties,
     };
     let new_hash = match body.admin_pass {
-        Some(pass) => Some(super::users::hash_password(pass).await?),
+        Some(pass) => Some(super::users::hash_password(pass, &principal.tenant).await?),
         None => None,
     };
     let id = tenant.id.clone();

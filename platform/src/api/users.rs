@@ -191,9 +191,10 @@ async fn full_user_json(
     Ok(user_json(base, &user, &direct, &groups))
 }
 
-/// Hashes within the process-wide bound on concurrent hashes (503 with Retry-After when full).
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    password::hash_bounded(password)
+/// Hashes a password set by a user of `tenant` within the process-wide bound on concurrent
+/// hashes (503 with Retry-After when full) and the tenant's share of it (429).
+pub async fn hash_password(password: String, tenant: &str) -> Result<String, ApiError> {
+    password::hash_bounded(password, password::Party::Tenant(tenant.to_owned()))
         .await
         .map_err(hashing_error)
 }
@@ -204,6 +205,13 @@ pub fn hashing_error(err: password::PoolError) -> ApiError {
         password::PoolError::Busy => ApiError::shedding(
             "users",
             "Too many passwords are being hashed right now; retry shortly",
+        ),
+        password::PoolError::Share { share, .. } => ApiError::too_many_requests(
+            "users",
+            &format!(
+                "This tenant has {share} passwords being hashed, as many as one tenant may; retry once they are done"
+            ),
+            1,
         ),
         other => ApiError::internal(&other.to_string()),
     }
@@ -358,7 +366,7 @@ async fn create(
     for group in &groups {
         require_grantable(&principal, &group.roles, &format!("group {}", group.name))?;
     }
-    let hash = hash_password(password).await?;
+    let hash = hash_password(password, &principal.tenant).await?;
     let user = NewUser {
         user_name: name.clone(),
         password_hash: hash,
@@ -429,7 +437,7 @@ async fn update(
     let password_hash = match body.password {
         Some(p) => {
             check_new_password(&state, &tenant, &name, body.email.clone(), &p).await?;
-            Some(hash_password(p).await?)
+            Some(hash_password(p, &principal.tenant).await?)
         }
         None => None,
     };
@@ -491,7 +499,7 @@ async fn set_password(
     check_new_password(&state, &tenant, &name, None, &new).await?;
     // The caller confirms the change with their own password.
     confirm_with_own_password(&state, &req, &principal, current).await?;
-    let hash = hash_password(new).await?;
+    let hash = hash_password(new, &principal.tenant).await?;
     let (t, n) = (tenant.clone(), name.clone());
     db(&state, "users", move |c| {
         users::get_person(c, &t, &n)?;

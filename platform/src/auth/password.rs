@@ -1,6 +1,7 @@
 //! Password hashing (argon2id, PHC strings), the process-wide bound on concurrent hashes, and
 //! the password policy.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, mpsc};
 
@@ -121,6 +122,9 @@ pub struct HashError(String);
 pub enum PoolError {
     #[error("too many password checks are waiting")]
     Busy,
+    /// The party already has its share of the pool waiting or running.
+    #[error("{share} password checks of this {party} are in progress, as many as one may have")]
+    Share { party: &'static str, share: usize },
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error("password hashing task failed: {0}")]
@@ -135,6 +139,10 @@ struct Pool {
     semaphore: Semaphore,
     jobs: Mutex<mpsc::Sender<Job>>,
     queue: usize,
+    /// The most hashes one [`Party`] may have waiting or running, so one client (or tenant)
+    /// cannot take the whole queue and leave every other one refused.
+    share: usize,
+    held: Mutex<HashMap<Party, usize>>,
     waiting: AtomicUsize,
     running: AtomicUsize,
     peak: AtomicUsize,
@@ -179,6 +187,8 @@ impl Pool {
             semaphore: Semaphore::new(permits),
             jobs: Mutex::new(jobs),
             queue,
+            share: (queue / 4).max(permits),
+            held: Mutex::new(HashMap::new()),
             waiting: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
@@ -189,8 +199,10 @@ impl Pool {
         POOL.get_or_init(|| Pool::new(default_concurrency(), default_concurrency() * 16))
     }
 
-    /// Reserves a hashing slot, waiting for one if the queue has room; Busy otherwise.
-    async fn reserve(&self) -> Result<Slot<'_>, PoolError> {
+    /// Reserves a hashing slot for `party`, waiting for one if the queue has room and the
+    /// party is within its share; Busy or Share otherwise.
+    async fn reserve(&self, party: Party) -> Result<Slot<'_>, PoolError> {
+        let claim = self.claim(party)?;
         let permit = match self.semaphore.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
@@ -198,15 +210,87 @@ impl Pool {
                     self.waiting.fetch_sub(1, Ordering::SeqCst);
                     return Err(PoolError::Busy);
                 }
+                // Given back however the wait ends: a request dropped while it waits (its
+                // client went away) must not keep its place in the queue for ever.
+                let _queued = Queued(&self.waiting);
                 let permit = self.semaphore.acquire().await;
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
                 permit.map_err(|e| PoolError::Task(e.to_string()))?
             }
         };
         Ok(Slot {
             pool: self,
+            _claim: claim,
             _permit: permit,
         })
+    }
+
+    /// Counts a hash of `party` against its share (given back when the claim drops).
+    fn claim(&self, party: Party) -> Result<Claim<'_>, PoolError> {
+        if party == Party::Platform {
+            return Ok(Claim { pool: self, party });
+        }
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(party.clone()).or_insert(0);
+        if *count >= self.share {
+            return Err(PoolError::Share {
+                party: party.kind(),
+                share: self.share,
+            });
+        }
+        *count += 1;
+        Ok(Claim { pool: self, party })
+    }
+}
+
+/// A place in the pool's queue, given back when dropped.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Whose hash it is, for the pool's share per party.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Party {
+    /// A login attempt, by the address it came from (whatever tenant it names: an attacker
+    /// naming another tenant would otherwise use up that tenant's share).
+    Client(std::net::IpAddr),
+    /// A new password set by a user of the tenant.
+    Tenant(String),
+    /// The platform itself (start-up, tests): no share.
+    Platform,
+}
+
+impl Party {
+    fn kind(&self) -> &'static str {
+        match self {
+            Party::Client(_) => "client",
+            Party::Tenant(_) => "tenant",
+            Party::Platform => "platform",
+        }
+    }
+}
+
+/// A party's place in the pool, given back when dropped.
+struct Claim<'a> {
+    pool: &'a Pool,
+    party: Party,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.party == Party::Platform {
+            return;
+        }
+        let mut held = self.pool.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.party) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.party);
+            }
+        }
     }
 }
 
@@ -215,6 +299,7 @@ impl Pool {
 /// jobs in the channel, so a hashing thread is always free for it.
 pub struct Slot<'a> {
     pool: &'a Pool,
+    _claim: Claim<'a>,
     _permit: SemaphorePermit<'a>,
 }
 
@@ -296,8 +381,8 @@ fn lower_priority() {
 
 /// Reserves a slot of the process-wide bound on concurrent hashes (Busy when its queue is
 /// full). Callers check whatever may refuse the attempt after this, right before hashing.
-pub async fn reserve() -> Result<Slot<'static>, PoolError> {
-    Pool::get().reserve().await
+pub async fn reserve(party: Party) -> Result<Slot<'static>, PoolError> {
+    Pool::get().reserve(party).await
 }
 
 /// The default bound: one hash per core.
@@ -332,9 +417,9 @@ pub fn verify(password: &str, stored: &str) -> bool {
 static DUMMY_HASH: LazyLock<String> =
     LazyLock::new(|| hash("berth: no such user").unwrap_or_default());
 
-/// [`hash`] within the process-wide bound.
-pub async fn hash_bounded(password: String) -> Result<String, PoolError> {
-    reserve().await?.hash(password).await
+/// [`hash`] within the process-wide bound, counted against `party`'s share.
+pub async fn hash_bounded(password: String, party: Party) -> Result<String, PoolError> {
+    reserve(party).await?.hash(password).await
 }
 
 /// The password policy for any password: 8 to 128 characters, no control characters, at
@@ -391,6 +476,8 @@ pub fn check_for_user(password: &str, user_name: &str, email: Option<&str>) -> R
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+
     use super::*;
 
     #[test]
@@ -459,14 +546,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_party_cannot_take_the_whole_queue() {
+        // 1 running, 8 waiting: a party may hold 2.
+        let pool = Pool::new(1, 8);
+        assert_eq!(pool.share, 2);
+        let ip = |n: u8| Party::Client(std::net::IpAddr::from([10, 0, 0, n]));
+        let tenant = || Party::Tenant("t1".into());
+        let first = pool.reserve(ip(1)).await.unwrap();
+        // (party, refused at once; else it waits for the running hash)
+        let cases = [
+            (ip(1), false),
+            (ip(1), true),
+            (tenant(), false),
+            (tenant(), false),
+            (tenant(), true),
+            (ip(2), false),
+            (Party::Platform, false),
+        ];
+        let mut waiting = Vec::new();
+        for (party, refused) in cases {
+            let what = format!("{party:?}");
+            let mut reserving = Box::pin(pool.reserve(party));
+            match (&mut reserving).now_or_never() {
+                Some(Err(PoolError::Share { .. })) => assert!(refused, "{what} refused"),
+                Some(other) => panic!("{what}: {:?}", other.map(|_| ())),
+                None => {
+                    assert!(!refused, "{what} waits");
+                    waiting.push(reserving);
+                }
+            }
+        }
+        assert_eq!(pool.waiting.load(Ordering::SeqCst), 5);
+        // Clients that went away while waiting give their places and shares back.
+        drop(waiting);
+        assert_eq!(pool.waiting.load(Ordering::SeqCst), 0);
+        drop(first);
+        assert!(pool.held.lock().unwrap().is_empty());
+        assert!(pool.reserve(ip(1)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_frees_its_place_in_the_queue() {
+        let pool = Pool::new(1, 1);
+        let _running = pool.reserve(Party::Platform).await.unwrap();
+        for _ in 0..3 {
+            let mut waiting = Box::pin(pool.reserve(Party::Platform));
+            assert!((&mut waiting).now_or_never().is_none(), "it waits");
+            drop(waiting);
+        }
+        let mut waiting = Box::pin(pool.reserve(Party::Platform));
+        assert!(
+            (&mut waiting).now_or_never().is_none(),
+            "the queue has room again"
+        );
+    }
+
+    #[tokio::test]
     async fn the_pool_refuses_beyond_its_queue() {
         let pool = Pool::new(1, 0);
-        let first = pool.reserve().await.unwrap();
-        assert!(matches!(pool.reserve().await, Err(PoolError::Busy)));
+        let first = pool.reserve(Party::Platform).await.unwrap();
+        assert!(matches!(
+            pool.reserve(Party::Platform).await,
+            Err(PoolError::Busy)
+        ));
         assert_eq!(first.run(|| 7).await.unwrap(), 7);
         // The slot is free again once its hash is done.
         drop(first);
-        let again = pool.reserve().await.unwrap();
+        let again = pool.reserve(Party::Platform).await.unwrap();
         assert!(!again.verify("x".into(), None).await.unwrap());
         assert_eq!(pool.peak.load(Ordering::SeqCst), 1);
     }

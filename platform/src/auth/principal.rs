@@ -241,6 +241,13 @@ pub async fn check_password(
             "security",
             "Too many logins are being checked right now; retry shortly",
         ),
+        password::PoolError::Share { share, .. } => ApiError::too_many_requests(
+            "security",
+            &format!(
+                "This client has {share} logins being checked, as many as one address may; retry once they are answered"
+            ),
+            1,
+        ),
         other => ApiError::internal(&other.to_string()),
     };
     // A machine-made secret's hash costs microseconds: no hashing slot to wait for.
@@ -261,7 +268,8 @@ pub async fn check_password(
         }
         return Err(invalid_credentials());
     }
-    let slot = password::reserve().await.map_err(pool_error)?;
+    let party = source.map_or(password::Party::Platform, password::Party::Client);
+    let slot = password::reserve(party).await.map_err(pool_error)?;
     // Again right before the hash: attempts that queued while the lock began are refused too.
     check()?;
     let matches = slot.verify(password, stored).await.map_err(pool_error)?;

@@ -242,27 +242,19 @@ fn concurrent_guesses_stop_at_the_limit() {
     assert_eq!((count(401), count(429)), (3, 17), "{statuses:?}");
 }
 
-#[test]
-fn concurrent_password_hashes_are_bounded() {
-    let server = Server::start_with(Options {
-        env: vec![
-            ("BERTH_PASSWORD_HASH_CONCURRENCY".into(), "1".into()),
-            ("BERTH_PASSWORD_HASH_QUEUE".into(), "2".into()),
-        ],
-        ..Options::default()
-    });
-    let admin = token(&server, MGMT_ADMIN, ADMIN_PASSWORD);
-    let statuses: Vec<(u16, Option<String>, String)> = std::thread::scope(|scope| {
+/// Login attempts from `clients` at once (24 in all), each client named by the address a
+/// trusted proxy forwards for: (status, Retry-After, body) of each.
+fn concurrent_logins(server: &Server, clients: &[&str]) -> Vec<(u16, Option<String>, String)> {
+    std::thread::scope(|scope| {
         let handles: Vec<_> = (0..24)
             .map(|i| {
-                let server = &server;
+                let client = clients[i % clients.len()];
                 scope.spawn(move || {
-                    let resp = attempt(
-                        server,
-                        Via::Basic,
-                        &format!("management/nobody{i}"),
-                        "Wrong-Pass-1",
-                    );
+                    let resp = server
+                        .req("GET", "/user/currentUser")
+                        .basic(&format!("management/nobody{i}"), "Wrong-Pass-1")
+                        .header("X-Forwarded-For", client)
+                        .send();
                     (
                         resp.status,
                         resp.header("retry-after").map(str::to_owned),
@@ -272,7 +264,24 @@ fn concurrent_password_hashes_are_bounded() {
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn concurrent_password_hashes_are_bounded() {
+    let server = Server::start_with(Options {
+        env: vec![
+            ("BERTH_PASSWORD_HASH_CONCURRENCY".into(), "1".into()),
+            ("BERTH_PASSWORD_HASH_QUEUE".into(), "2".into()),
+            ("BERTH_TRUSTED_PROXIES".into(), "127.0.0.1/32".into()),
+        ],
+        ..Options::default()
     });
+    let admin = token(&server, MGMT_ADMIN, ADMIN_PASSWORD);
+    // 24 clients: the process-wide bound, not a client's share, refuses.
+    let clients: Vec<String> = (0..24).map(|i| format!("198.51.100.{i}")).collect();
+    let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+    let statuses = concurrent_logins(&server, &clients);
     for (status, retry_after, body) in &statuses {
         match status {
             401 => {}
@@ -291,6 +300,61 @@ fn concurrent_password_hashes_are_bounded() {
     );
     // Still serving.
     server.admin_get("/user/currentUser").expect(200);
+}
+
+#[test]
+fn one_client_gets_its_share_of_the_hashing_queue_not_all_of_it() {
+    // 1 hash at a time, 8 waiting: one client may have 2 of them.
+    let server = Server::start_with(Options {
+        env: vec![
+            ("BERTH_PASSWORD_HASH_CONCURRENCY".into(), "1".into()),
+            ("BERTH_PASSWORD_HASH_QUEUE".into(), "8".into()),
+            ("BERTH_TRUSTED_PROXIES".into(), "127.0.0.1/32".into()),
+            ("BERTH_LOGIN_SOURCE_FAILURES".into(), "1000".into()),
+        ],
+        ..Options::default()
+    });
+    let (greedy, other) = ("203.0.113.7", "198.51.100.9");
+    let (statuses, others) = std::thread::scope(|scope| {
+        let greedy = scope.spawn(|| concurrent_logins(&server, &[greedy]));
+        let others = scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            (0..3)
+                .map(|i| {
+                    server
+                        .req("GET", "/user/currentUser")
+                        .basic(&format!("management/other{i}"), "Wrong-Pass-1")
+                        .header("X-Forwarded-For", other)
+                        .send()
+                        .status
+                })
+                .collect::<Vec<u16>>()
+        });
+        (greedy.join().unwrap(), others.join().unwrap())
+    });
+    let mut refused = 0;
+    for (status, retry_after, body) in &statuses {
+        match status {
+            401 => {}
+            429 => {
+                refused += 1;
+                assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+                let body: Value = serde_json::from_str(body).unwrap();
+                assert_eq!(body["error"], "security/Too Many Requests", "{body}");
+                assert!(
+                    body["message"].as_str().unwrap().contains("This client"),
+                    "{body}"
+                );
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(
+        refused > 0,
+        "24 attempts at once all got a hash: {statuses:?}"
+    );
+    // Another client's attempts reach a hash all the same (401: checked and wrong).
+    assert_eq!(others, vec![401, 401, 401]);
 }
 
 /// A burst of requests with one credential nobody verified yet (a new client, or every
