@@ -137,6 +137,10 @@ pub enum PoolError {
 /// thread's malloc arena kept its own argon2 block, and RSS grew by hundreds of MiB.
 struct Pool {
     semaphore: Semaphore,
+    /// One per hashing thread, held by each job until it has run: a caller that goes away
+    /// gives its slot back but not the thread its hash still occupies, so abandoned hashes
+    /// cannot pile up in the channel ahead of everyone else's.
+    threads: Arc<Semaphore>,
     jobs: Mutex<mpsc::Sender<Job>>,
     queue: usize,
     /// The most hashes one [`Party`] may have waiting or running, so one client (or tenant)
@@ -185,6 +189,7 @@ impl Pool {
         }
         Pool {
             semaphore: Semaphore::new(permits),
+            threads: Arc::new(Semaphore::new(permits)),
             jobs: Mutex::new(jobs),
             queue,
             share: (queue / 4).max(permits),
@@ -239,6 +244,26 @@ impl Pool {
         }
         *count += 1;
         Ok(Claim { pool: self, party })
+    }
+}
+
+/// A hash counted as running (the gauges) until dropped, however its caller's wait ends.
+struct Running<'a>(&'a Pool);
+
+impl<'a> Running<'a> {
+    fn new(pool: &'a Pool) -> Running<'a> {
+        let now = pool.running.fetch_add(1, Ordering::SeqCst) + 1;
+        let peak = pool.peak.fetch_max(now, Ordering::SeqCst).max(now);
+        metrics::gauge!(IN_FLIGHT).set(now as f64);
+        metrics::gauge!(IN_FLIGHT_PEAK).set(peak as f64);
+        Running(pool)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let now = self.0.running.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!(IN_FLIGHT).set(now as f64);
     }
 }
 
@@ -310,13 +335,15 @@ impl Slot<'_> {
         work: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, PoolError> {
         let pool = self.pool;
-        let now = pool.running.fetch_add(1, Ordering::SeqCst) + 1;
-        let peak = pool.peak.fetch_max(now, Ordering::SeqCst).max(now);
-        metrics::gauge!(IN_FLIGHT).set(now as f64);
-        metrics::gauge!(IN_FLIGHT_PEAK).set(peak as f64);
+        let thread = Arc::clone(&pool.threads)
+            .acquire_owned()
+            .await
+            .map_err(|e| PoolError::Task(e.to_string()))?;
+        let _running = Running::new(pool);
         let (sender, result) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = sender.send(work());
+            drop(thread);
         });
         let sent = pool
             .jobs
@@ -324,15 +351,12 @@ impl Slot<'_> {
             .unwrap_or_else(|p| p.into_inner())
             .send(job)
             .map_err(|_| PoolError::Task("no password hashing thread".into()));
-        let result = match sent {
+        match sent {
             Ok(()) => result
                 .await
                 .map_err(|_| PoolError::Task("password hashing thread failed".into())),
             Err(e) => Err(e),
-        };
-        let now = pool.running.fetch_sub(1, Ordering::SeqCst) - 1;
-        metrics::gauge!(IN_FLIGHT).set(now as f64);
-        result
+        }
     }
 
     /// [`verify`] in this slot; `None` (unknown user) verifies against the dummy hash and
@@ -599,6 +623,38 @@ mod tests {
             (&mut waiting).now_or_never().is_none(),
             "the queue has room again"
         );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_hash_keeps_its_thread_until_it_has_run() {
+        let pool: &'static Pool = Box::leak(Box::new(Pool::new(1, 4)));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let slot = pool.reserve(Party::Platform).await.unwrap();
+        // A hash that takes until released, whose caller goes away.
+        let mut abandoned =
+            Box::pin(async move { slot.run(move || hold.recv().ok()).await.map(|_| ()) });
+        assert!((&mut abandoned).now_or_never().is_none());
+        drop(abandoned);
+        assert_eq!(
+            pool.running.load(Ordering::SeqCst),
+            0,
+            "not counted as running"
+        );
+        assert_eq!(
+            pool.threads.available_permits(),
+            0,
+            "its thread is still taken"
+        );
+        // Its slot is free, its thread is not: the next hash waits for it instead of queueing
+        // behind it in the channel.
+        let next = pool.reserve(Party::Platform).await.unwrap();
+        let mut running = Box::pin(next.run(|| 7));
+        assert!(
+            (&mut running).now_or_never().is_none(),
+            "waits for the thread"
+        );
+        release.send(()).unwrap();
+        assert_eq!(running.await.unwrap(), 7);
     }
 
     #[tokio::test]
