@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::store::users::{Group, User};
+use crate::store::users::{Group, GroupRef, User};
 
 pub fn user_self(base: &str, tenant: &str, name: &str) -> String {
     format!("{base}/user/{tenant}/users/{name}")
@@ -14,7 +14,7 @@ pub fn role_json(base: &str, role: &str) -> Value {
 }
 
 /// The user representation (without roles/groups details unless given).
-pub fn user_json(base: &str, user: &User, direct_roles: &[String], groups: &[Group]) -> Value {
+pub fn user_json(base: &str, user: &User, direct_roles: &[String], groups: &[GroupRef]) -> Value {
     let self_url = user_self(base, &user.tenant_id, &user.user_name);
     let mut body = json!({
         "id": user.user_name,
@@ -31,7 +31,7 @@ pub fn user_json(base: &str, user: &User, direct_roles: &[String], groups: &[Gro
         },
         "groups": {
             "self": format!("{self_url}/groups"),
-            "references": groups.iter().map(|g| json!({"self": format!("{self_url}/groups/{}", g.id), "group": group_json(base, g)})).collect::<Vec<_>>(),
+            "references": groups.iter().map(|g| json!({"self": format!("{self_url}/groups/{}", g.id), "group": group_ref_json(base, g)})).collect::<Vec<_>>(),
         },
     });
     let fields = [
@@ -49,6 +49,15 @@ pub fn user_json(base: &str, user: &User, direct_roles: &[String], groups: &[Gro
     body
 }
 
+/// A group as a user's representation names it (`GET` its `self` for the rest).
+pub fn group_ref_json(base: &str, group: &GroupRef) -> Value {
+    json!({
+        "id": group.id,
+        "self": format!("{base}/user/{}/groups/{}", group.tenant_id, group.id),
+        "name": group.name,
+    })
+}
+
 pub fn group_json(base: &str, group: &Group) -> Value {
     let self_url = format!("{base}/user/{}/groups/{}", group.tenant_id, group.id);
     json!({
@@ -63,4 +72,22 @@ pub fn group_json(base: &str, group: &Group) -> Value {
         },
         "users": {"self": format!("{self_url}/users")},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_groups_are_named_not_carried() {
+        let group = GroupRef {
+            id: 7,
+            tenant_id: "t1".into(),
+            name: "business".into(),
+        };
+        assert_eq!(
+            group_ref_json("https://h", &group),
+            json!({"id": 7, "self": "https://h/user/t1/groups/7", "name": "business"})
+        );
+    }
 }

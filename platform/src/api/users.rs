@@ -184,7 +184,7 @@ async fn full_user_json(
         Ok((
             user,
             users::direct_roles(c, &tenant, &name)?,
-            users::user_groups(c, &tenant, &name)?,
+            users::user_group_refs(c, &tenant, &name)?,
         ))
     })
     .await?;
@@ -322,7 +322,7 @@ async fn list(
             .into_iter()
             .map(|u| {
                 let direct = users::direct_roles(c, &t, &u.user_name)?;
-                let groups = users::user_groups(c, &t, &u.user_name)?;
+                let groups = users::user_group_refs(c, &t, &u.user_name)?;
                 Ok((u, direct, groups))
             })
             .collect::<Result<Vec<_>, crate::store::StoreError>>()?;

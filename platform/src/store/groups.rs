@@ -16,6 +16,16 @@ pub struct Group {
     pub roles: Vec<String>,
 }
 
+/// A group as a user's representation names it: who, not what it holds (its custom
+/// properties and roles are read from the group itself), so a listing of users costs what
+/// their names do, not what their groups carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    pub id: i64,
+    pub tenant_id: String,
+    pub name: String,
+}
+
 pub(super) const GROUP_COLUMNS: &str =
     "id, tenant_id, name, description, custom_properties, protected";
 

@@ -11,8 +11,8 @@ use super::{Page, StoreError, conflict_on_unique, json_map, json_text, timestamp
 
 // Split off by job; re-exported so callers keep one path for users and groups.
 pub use super::groups::{
-    Group, add_group_role, create_group, delete_group, get_group, get_group_by_name, insert_group,
-    list_groups, remove_group_role, update_group,
+    Group, GroupRef, add_group_role, create_group, delete_group, get_group, get_group_by_name,
+    insert_group, list_groups, remove_group_role, update_group,
 };
 
 /// The group every tenant administrator belongs to.
@@ -433,6 +433,28 @@ pub fn remove_user_role(
     Ok(())
 }
 
+/// The groups the user is a member of, by id and name.
+pub fn user_group_refs(
+    conn: &Connection,
+    tenant: &str,
+    name: &str,
+) -> Result<Vec<GroupRef>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT g.id, g.tenant_id, g.name FROM groups g JOIN group_members m ON m.group_id = g.id
+         WHERE m.tenant_id = ?1 AND m.user_name = ?2 ORDER BY g.id",
+    )?;
+    let refs = stmt
+        .query_map(params![tenant, name], |r| {
+            Ok(GroupRef {
+                id: r.get(0)?,
+                tenant_id: r.get(1)?,
+                name: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(refs)
+}
+
 /// Groups the user is a member of.
 pub fn user_groups(conn: &Connection, tenant: &str, name: &str) -> Result<Vec<Group>, StoreError> {
     let mut stmt = conn.prepare(&format!(
@@ -468,9 +490,24 @@ pub fn group_members(
     Ok((users, total.try_into().unwrap_or(0)))
 }
 
+/// Most groups one user may be a member of: a listing of users shows each user's groups, so
+/// with a tenant's 10,000 users and 1,000 groups a page of users could otherwise name two
+/// million groups. (Cumulocity's standard global roles are a handful.)
+pub const MAX_GROUPS_PER_USER: i64 = 100;
+
 pub fn add_member(conn: &Connection, tenant: &str, id: i64, user: &str) -> Result<(), StoreError> {
     get_group(conn, tenant, id)?;
     get_person(conn, tenant, user)?;
+    let member_of: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM group_members WHERE tenant_id = ?1 AND user_name = ?2",
+        params![tenant, user],
+        |r| r.get(0),
+    )?;
+    if member_of >= MAX_GROUPS_PER_USER {
+        return Err(StoreError::Invalid(format!(
+            "User {user} is a member of {member_of} groups, as many as one user may; remove them from one first"
+        )));
+    }
     conn.execute(
         "INSERT INTO group_members (group_id, tenant_id, user_name) VALUES (?1, ?2, ?3)",
         params![id, tenant, user],
@@ -546,6 +583,50 @@ mod tests {
             "{refused:?}"
         );
         create_group(&conn, "t2", "more", None, &props).unwrap();
+    }
+
+    #[test]
+    fn a_user_is_a_member_of_a_bounded_number_of_groups() {
+        let conn = super::super::test_conn(&["t1"]);
+        let user = |name: &str| NewUser {
+            user_name: name.into(),
+            ..NewUser::default()
+        };
+        create_user(&conn, "t1", &user("ann")).unwrap();
+        create_user(&conn, "t1", &user("bob")).unwrap();
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO groups (tenant_id, name) SELECT 't1', 'g' || i FROM n",
+            [MAX_GROUPS_PER_USER + 1],
+        )
+        .unwrap();
+        // Ann in all but one of the groups she may be in, in one statement.
+        conn.execute(
+            "INSERT INTO group_members (group_id, tenant_id, user_name)
+             SELECT id, 't1', 'ann' FROM groups WHERE tenant_id = 't1' ORDER BY id LIMIT ?1",
+            [MAX_GROUPS_PER_USER - 1],
+        )
+        .unwrap();
+        let (last, more) = (MAX_GROUPS_PER_USER, MAX_GROUPS_PER_USER + 1);
+        add_member(&conn, "t1", last, "ann").unwrap();
+        let refused = add_member(&conn, "t1", more, "ann");
+        assert!(
+            matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("100 groups")),
+            "{refused:?}"
+        );
+        // Another user is not affected, and what Ann's representation names is each group's
+        // id and name only.
+        add_member(&conn, "t1", more, "bob").unwrap();
+        let refs = user_group_refs(&conn, "t1", "ann").unwrap();
+        assert_eq!(refs.len() as i64, MAX_GROUPS_PER_USER);
+        assert_eq!(
+            refs[0],
+            GroupRef {
+                id: 1,
+                tenant_id: "t1".into(),
+                name: "g1".into()
+            }
+        );
     }
 
     #[test]
