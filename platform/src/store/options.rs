@@ -22,6 +22,15 @@ pub struct TenantOption {
 /// Most options one tenant may hold for writes through the API to add more: every option is
 /// a row, an audit record and part of every listing of its category.
 pub const MAX_PER_TENANT: i64 = 10_000;
+/// Most bytes (categories, keys and values) one tenant's options may take for writes through
+/// the API to add more: a category is read whole (`GET /tenant/options/{category}`, a
+/// service's settings), and 10,000 values of 64 KiB would make that 640 MiB.
+pub const MAX_BYTES_PER_TENANT: i64 = 16 << 20;
+
+/// What `option` weighs against [`MAX_BYTES_PER_TENANT`].
+fn option_bytes(category: &str, key: &str, value: &str) -> i64 {
+    (category.len() + key.len() + value.len()) as i64
+}
 
 /// What [`put_all`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,28 +41,41 @@ pub enum Written {
 }
 
 /// Writes every option of `options` for `tenant`, or none: not if one of them exists and is
-/// not editable, nor if the new ones would take the tenant past [`MAX_PER_TENANT`] (Invalid).
+/// not editable, nor if the new ones would take the tenant past [`MAX_PER_TENANT`] or
+/// [`MAX_BYTES_PER_TENANT`] (Invalid; writes that do not grow the tenant's options pass).
 /// The caller gives the transaction.
 pub fn put_all(
     conn: &Connection,
     tenant: &str,
     options: &[TenantOption],
 ) -> Result<Written, StoreError> {
-    let mut held: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM options WHERE tenant_id = ?1",
+    let (mut held, mut bytes): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(length(CAST(category AS BLOB)) + length(CAST(key AS BLOB))
+             + length(CAST(value AS BLOB))), 0)
+         FROM options WHERE tenant_id = ?1",
         [tenant],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    let before = bytes;
     for option in options {
+        bytes += option_bytes(&option.category, &option.key, &option.value);
         match get(conn, tenant, &option.category, &option.key)? {
             Some(existing) if !existing.editable => return Ok(Written::NotEditable),
-            Some(_) => {}
+            Some(existing) => {
+                bytes -= option_bytes(&existing.category, &existing.key, &existing.value)
+            }
             None => held += 1,
         }
     }
     if held > MAX_PER_TENANT {
         return Err(StoreError::Invalid(format!(
             "A tenant may hold at most {MAX_PER_TENANT} options; delete some before adding more"
+        )));
+    }
+    if bytes > MAX_BYTES_PER_TENANT && bytes > before {
+        return Err(StoreError::Invalid(format!(
+            "A tenant's options may take at most {} MiB (categories, keys and values) and these would take {bytes} bytes; delete or shorten some first",
+            MAX_BYTES_PER_TENANT >> 20
         )));
     }
     for option in options {
@@ -258,6 +280,53 @@ mod tests {
         // Another tenant has its own count.
         assert_eq!(
             put_all(&conn, "u", &[option("new".into(), true)]).unwrap(),
+            Written::All
+        );
+    }
+
+    #[test]
+    fn a_tenants_options_take_a_bounded_number_of_bytes() {
+        let conn = super::super::test_conn(&["t", "u"]);
+        let option = |key: &str, len: usize| TenantOption {
+            category: "c".into(),
+            key: key.into(),
+            value: "v".repeat(len),
+            encrypted: false,
+            editable: true,
+            from_manifest: false,
+        };
+        let value = 64 * 1024;
+        // Each "c" + "k000".. + the value, then a pad up to the bound exactly ("c" + "pad").
+        let fit = (MAX_BYTES_PER_TENANT as usize) / (1 + 4 + value);
+        let mut all: Vec<TenantOption> = (0..fit)
+            .map(|i| option(&format!("k{i:03}"), value))
+            .collect();
+        let room = MAX_BYTES_PER_TENANT as usize - fit * (1 + 4 + value);
+        all.push(option("pad", room - 4));
+        assert_eq!(put_all(&conn, "t", &all).unwrap(), Written::All);
+        // (write, accepted)
+        let cases = [
+            (option("new", value), false),
+            // At the bound, a write that does not grow it still passes.
+            (option("k000", value), true),
+            (option("k001", 10), true),
+            (option("k001", value), true),
+            (option("k001", value + 1), false),
+        ];
+        for (write, accepted) in cases {
+            let what = format!("{} of {} bytes", write.key, write.value.len());
+            let done = put_all(&conn, "t", &[write]);
+            match done {
+                Ok(Written::All) => assert!(accepted, "{what} accepted"),
+                Err(StoreError::Invalid(m)) => {
+                    assert!(!accepted && m.contains("16 MiB"), "{what}: {m}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        // Another tenant is not affected.
+        assert_eq!(
+            put_all(&conn, "u", &[option("new", value)]).unwrap(),
             Written::All
         );
     }
