@@ -27,6 +27,9 @@ pub enum Event {
         tenants: Vec<String>,
         /// The plain user name (the record's tenant says where they acted), as Cumulocity.
         user: String,
+        /// The tenant of the user: a record in another tenant's log is of another tenant's
+        /// doing (bounded apart there) unless the management tenant acted.
+        actor_tenant: String,
         application: Option<(i64, String)>,
         record_type: String,
         activity: String,
@@ -51,6 +54,7 @@ impl Event {
             Event::ByUser {
                 tenants,
                 user,
+                actor_tenant,
                 application,
                 record_type,
                 activity,
@@ -72,6 +76,8 @@ impl Event {
                         severity: audit::INFORMATION,
                         user: user.clone(),
                         details: json!({}),
+                        by_other_tenant: *tenant != actor_tenant
+                            && actor_tenant != crate::store::tenants::MANAGEMENT,
                     });
                 }
                 records
@@ -93,6 +99,7 @@ impl Event {
                 severity,
                 user: PLATFORM_USER.to_owned(),
                 details,
+                by_other_tenant: false,
             }],
         }
     }
@@ -209,11 +216,35 @@ mod tests {
         Event::ByUser {
             tenants: vec!["t1".into(), "t2".into(), "t1".into()],
             user: "alice".into(),
+            actor_tenant: "t1".into(),
             application: None,
             record_type: "User".into(),
             activity: "Created".into(),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn a_record_in_another_tenants_log_is_of_that_tenants_doing_unless_management_acted() {
+        let origin = |actor: &str| -> Vec<(String, bool)> {
+            let mut event = user_event("x");
+            if let Event::ByUser { actor_tenant, .. } = &mut event {
+                *actor_tenant = actor.into();
+            }
+            event
+                .records()
+                .into_iter()
+                .map(|r| (r.tenant, r.by_other_tenant))
+                .collect()
+        };
+        assert_eq!(
+            origin("t1"),
+            vec![("t1".to_owned(), false), ("t2".to_owned(), true)]
+        );
+        assert_eq!(
+            origin(crate::store::tenants::MANAGEMENT),
+            vec![("t1".to_owned(), false), ("t2".to_owned(), false)]
+        );
     }
 
     fn texts(store: &Store, tenant: &str) -> Vec<String> {

@@ -45,6 +45,7 @@ pub fn record_change(
     state.audit.record(Event::ByUser {
         tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
         user: principal.user.clone(),
+        actor_tenant: principal.tenant.clone(),
         application: None,
         record_type: record_type.to_owned(),
         activity: activity.to_owned(),
@@ -325,6 +326,7 @@ async fn create(
         details: body
             .changes
             .map_or_else(|| json!({}), |c| json!({"changes": c})),
+        by_other_tenant: false,
     };
     let stored = db(&state, "audit", move |c| {
         // Without a name in the body, the source application of the caller's tenant names it.

@@ -170,6 +170,7 @@ impl Apps {
         self.audit.record(Event::ByUser {
             tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
             user: principal.user.clone(),
+            actor_tenant: principal.tenant.clone(),
             application: Some((application.0, application.1.to_owned())),
             record_type: record_type.to_owned(),
             activity: activity.to_owned(),

@@ -27,6 +27,10 @@ pub struct NewRecord {
     pub user: String,
     /// The inputs and results behind it (JSON object).
     pub details: Value,
+    /// Another tenant's user did it (a subscriber in its provider's log): such records are
+    /// bounded apart ([`MAX_OTHER_TENANTS_RECORDS`]), so another tenant acting in a loop
+    /// cannot push the tenant's own history out of its log.
+    pub by_other_tenant: bool,
 }
 
 /// A stored record.
@@ -52,6 +56,9 @@ pub const MAX_RECORDS_PER_TENANT: i64 = 50_000;
 /// record a client makes may carry about 36 KB, so the count alone would let one tenant keep
 /// 1.8 GB. Platform records weigh 0.3–2 KB, so the count bounds a log of those first.
 pub const MAX_BYTES_PER_TENANT: i64 = 64 << 20;
+/// The most records a tenant keeps of what other tenants' users did (subscribing to its
+/// applications, say), apart from its own.
+pub const MAX_OTHER_TENANTS_RECORDS: i64 = 5_000;
 /// What a record weighs besides its texts (its numbers, time and row).
 const RECORD_OVERHEAD: i64 = 64;
 /// Pruning runs on every this many appends of a tenant (a slack of at most this many records
@@ -86,6 +93,7 @@ pub fn append_at(conn: &mut Connection, record: &NewRecord, time: &str) -> Resul
         time,
         Bounds {
             records: MAX_RECORDS_PER_TENANT,
+            others: MAX_OTHER_TENANTS_RECORDS,
             bytes: MAX_BYTES_PER_TENANT,
         },
     )
@@ -94,7 +102,10 @@ pub fn append_at(conn: &mut Connection, record: &NewRecord, time: &str) -> Resul
 /// What a tenant's log may hold.
 #[derive(Debug, Clone, Copy)]
 struct Bounds {
+    /// Records of the tenant's own doing (and the platform's).
     records: i64,
+    /// Records of other tenants' doing.
+    others: i64,
     bytes: i64,
 }
 
@@ -126,8 +137,8 @@ fn append_bounded(
     let bytes = record_bytes(record, &details);
     conn.execute(
         "INSERT INTO audit_records (tenant_id, application_id, application_name, type, activity,
-             text, severity, user_name, time, details, bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             text, severity, user_name, time, details, bytes, by_other_tenant)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             record.tenant,
             app_id,
@@ -140,6 +151,7 @@ fn append_bounded(
             time,
             details,
             bytes,
+            record.by_other_tenant,
         ],
     )?;
     let id = conn.last_insert_rowid();
@@ -153,14 +165,16 @@ fn append_bounded(
         |r| r.get(0),
     )?;
     if appended % PRUNE_EVERY == 0 {
-        // Everything of this tenant older than its `keep` newest records (index walk on
-        // `audit_records_by_tenant`).
-        conn.execute(
-            "DELETE FROM audit_records WHERE tenant_id = ?1 AND id <= (
-                 SELECT id FROM audit_records WHERE tenant_id = ?1
-                 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-            params![record.tenant, keep.records],
-        )?;
+        // Of each origin, everything of this tenant older than its newest `keep` (index walk on
+        // `audit_records_by_origin`).
+        for (by_other_tenant, keep) in [(false, keep.records), (true, keep.others)] {
+            conn.execute(
+                "DELETE FROM audit_records WHERE tenant_id = ?1 AND by_other_tenant = ?2 AND id <= (
+                     SELECT id FROM audit_records WHERE tenant_id = ?1 AND by_other_tenant = ?2
+                     ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+                params![record.tenant, by_other_tenant, keep],
+            )?;
+        }
         conn.execute(PRUNE_BYTES, params![record.tenant, keep.bytes])?;
     }
     Ok(id)
@@ -293,6 +307,7 @@ mod tests {
             severity: INFORMATION,
             user: "jane".into(),
             details: json!({}),
+            by_other_tenant: false,
         };
         let count = |conn: &mut Connection, tenant: &str| -> i64 {
             conn.query_row(
@@ -305,6 +320,7 @@ mod tests {
         append(&mut conn, &record("quiet")).unwrap();
         let by_count = Bounds {
             records: 100,
+            others: 100,
             bytes: MAX_BYTES_PER_TENANT,
         };
         let mut newest = 0;
@@ -333,6 +349,46 @@ mod tests {
     }
 
     #[test]
+    fn another_tenant_acting_in_a_loop_does_not_push_the_tenants_own_records_out() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::apply(&mut conn).unwrap();
+        let record = |by_other_tenant: bool| NewRecord {
+            tenant: "provider".into(),
+            application: Some((1, "svc".into())),
+            record_type: "Application".into(),
+            activity: "Subscription".into(),
+            text: "subscribed".into(),
+            severity: INFORMATION,
+            user: "admin".into(),
+            details: json!({}),
+            by_other_tenant,
+        };
+        let bounds = Bounds {
+            records: 100,
+            others: 10,
+            bytes: MAX_BYTES_PER_TENANT,
+        };
+        let count = |conn: &mut Connection, by_other_tenant: bool| -> i64 {
+            conn.query_row(
+                "SELECT COUNT(*) FROM audit_records WHERE tenant_id = 'provider' AND by_other_tenant = ?1",
+                [by_other_tenant],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let mut own = Vec::new();
+        for _ in 0..50 {
+            own.push(append_bounded(&mut conn, &record(false), &timestamp(), bounds).unwrap());
+        }
+        for _ in 0..1000 {
+            append_bounded(&mut conn, &record(true), &timestamp(), bounds).unwrap();
+        }
+        assert_eq!(count(&mut conn, false), 50, "every own record is kept");
+        assert!(count(&mut conn, true) < 10 + PRUNE_EVERY);
+        assert_eq!(get(&mut conn, "provider", own[0]).unwrap().id, own[0]);
+    }
+
+    #[test]
     fn a_tenant_keeps_a_bounded_number_of_bytes_of_records() {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::migrations::apply(&mut conn).unwrap();
@@ -346,10 +402,12 @@ mod tests {
             severity: INFORMATION,
             user: "mallory".into(),
             details: json!({"changes": "c".repeat(16 * 1024)}),
+            by_other_tenant: false,
         };
         let weight = record_bytes(&big("t1"), &big("t1").details.to_string());
         let bounds = Bounds {
             records: MAX_RECORDS_PER_TENANT,
+            others: MAX_OTHER_TENANTS_RECORDS,
             bytes: 50 * weight,
         };
         let stored = |conn: &mut Connection, tenant: &str| -> (i64, i64) {
@@ -400,6 +458,7 @@ mod tests {
             severity: INFORMATION,
             user: if kind == "OomKill" { "berth" } else { "jane" }.into(),
             details: json!({"n": 1}),
+            by_other_tenant: false,
         };
         for (tenant, app, kind) in [
             ("t1", Some(1), "Autoscaler"),
@@ -513,6 +572,7 @@ mod tests {
                 severity: INFORMATION,
                 user: "jane".into(),
                 details: json!({}),
+                by_other_tenant: false,
             };
             append_at(&mut conn, &record, time).unwrap();
         }
@@ -553,6 +613,7 @@ mod tests {
             severity: INFORMATION,
             user: "jane".into(),
             details: json!({"n": "ü"}),
+            by_other_tenant: false,
         };
         conn.execute(
             "INSERT INTO audit_records (tenant_id, application_id, application_name, type, activity, text, severity, user_name, time, details)

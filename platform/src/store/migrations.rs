@@ -266,6 +266,12 @@ UPDATE audit_records SET bytes = 64 + length(CAST(type AS BLOB)) + length(CAST(a
     + length(CAST(COALESCE(application_name, '') AS BLOB)) + length(CAST(details AS BLOB));
 CREATE INDEX audit_records_bytes ON audit_records (tenant_id, id, bytes);
 "#,
+    // Whether another tenant's user did what a record says (`store::audit`): such records
+    // are bounded apart from the tenant's own.
+    r#"
+ALTER TABLE audit_records ADD COLUMN by_other_tenant INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX audit_records_by_origin ON audit_records (tenant_id, by_other_tenant, id);
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own
