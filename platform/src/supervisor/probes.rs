@@ -404,7 +404,9 @@ async fn http_head(
 
 /// The same GET over TLS that verifies no certificate ([`crate::tls::probe_client_config`]).
 /// It runs on a blocking thread with rustls' blocking stream (the platform has no async TLS
-/// client); socket timeouts end that thread soon after `timeout` gave the verdict.
+/// client), whose every read and write is bounded by what is left of `timeout`
+/// ([`Deadlined`]), so the thread ends by the time the verdict is given: a service trickling
+/// bytes cannot keep probe threads alive and fill the blocking pool the store shares.
 async fn https_get(
     addr: SocketAddr,
     path: &str,
@@ -415,34 +417,7 @@ async fn https_get(
     let request = get_request(addr, path, headers);
     let blocking_url = url.clone();
     let attempt = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let url = blocking_url;
-        let tcp = std::net::TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| ProbeError::Connect(addr, e))?;
-        tcp.set_read_timeout(Some(timeout))
-            .and_then(|()| tcp.set_write_timeout(Some(timeout)))
-            .map_err(|e| ProbeError::Connect(addr, e))?;
-        let server_name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
-        let connection =
-            rustls::ClientConnection::new(crate::tls::probe_client_config(), server_name)
-                .map_err(|e| ProbeError::Tls(url.clone(), e.to_string()))?;
-        let mut stream = rustls::StreamOwned::new(connection, tcp);
-        stream
-            .write_all(request.as_bytes())
-            .and_then(|()| stream.flush())
-            .map_err(|e| ProbeError::Tls(url.clone(), e.to_string()))?;
-        let mut head = [0u8; 64];
-        let mut read = 0;
-        while read < STATUS_BYTES {
-            match stream.read(&mut head[read..]) {
-                Ok(0) => break,
-                Ok(n) => read += n,
-                // A server that closes without close_notify after the status line still answered.
-                Err(_) if read > 0 => break,
-                Err(e) => return Err(ProbeError::Tls(url, e.to_string())),
-            }
-        }
-        status_verdict(&head[..read], &url)
+        https_get_blocking(addr, &request, blocking_url, timeout)
     });
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(result)) => result,
@@ -451,11 +426,111 @@ async fn https_get(
     }
 }
 
+fn https_get_blocking(
+    addr: SocketAddr,
+    request: &str,
+    url: String,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + timeout;
+    let tcp = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| ProbeError::Connect(addr, e))?;
+    let server_name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    let connection = rustls::ClientConnection::new(crate::tls::probe_client_config(), server_name)
+        .map_err(|e| ProbeError::Tls(url.clone(), e.to_string()))?;
+    let mut stream = rustls::StreamOwned::new(connection, Deadlined { tcp, deadline });
+    stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.flush())
+        .map_err(|e| ProbeError::Tls(url.clone(), e.to_string()))?;
+    let mut head = [0u8; 64];
+    let mut read = 0;
+    while read < STATUS_BYTES {
+        match stream.read(&mut head[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            // A server that closes without close_notify after the status line still answered.
+            Err(_) if read > 0 => break,
+            Err(e) => return Err(ProbeError::Tls(url, e.to_string())),
+        }
+    }
+    status_verdict(&head[..read], &url)
+}
+
+/// A socket whose reads and writes all end by `deadline` (a socket timeout bounds only one
+/// call, and a peer sending a byte at a time makes rustls call again and again).
+struct Deadlined {
+    tcp: std::net::TcpStream,
+    deadline: std::time::Instant,
+}
+
+impl Deadlined {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        Ok(left)
+    }
+}
+
+impl std::io::Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.set_read_timeout(Some(self.left()?))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl std::io::Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.set_write_timeout(Some(self.left()?))?;
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+
+    #[test]
+    fn a_trickling_tls_server_cannot_hold_a_probe_thread_past_its_timeout() {
+        // Announces a 16 KiB handshake record, then sends it a byte every 50 ms: each read
+        // returns within any per-read timeout, and the record would take 14 minutes.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let _ = conn.write_all(&[0x16, 0x03, 0x03, 0x40, 0x00]);
+            while conn.write_all(&[0]).is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let (done, verdict) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let request = get_request(addr, "/health", &[]);
+            let url = format!("https://{addr}/health");
+            let _ = done.send(https_get_blocking(
+                addr,
+                &request,
+                url,
+                Duration::from_millis(300),
+            ));
+        });
+        // Liveness, not speed: without the deadline it would not return for minutes.
+        let verdict = verdict
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the probe thread ended");
+        assert!(verdict.is_err(), "{verdict:?}");
+    }
 
     /// Serves `HTTP/1.1 <code>` for `GET /status/<code>` on a loopback port, over TLS with a
     /// fresh self-signed certificate (which no client could verify) or over plain TCP.
