@@ -502,6 +502,8 @@ mod tests {
     use std::net::TcpListener;
 
     #[test]
+    // The sleeping thread plays a slow server; no runtime runs on it.
+    #[allow(clippy::disallowed_methods)]
     fn a_trickling_tls_server_cannot_hold_a_probe_thread_past_its_timeout() {
         // Announces a 16 KiB handshake record, then sends it a byte every 50 ms: each read
         // returns within any per-read timeout, and the record would take 14 minutes.
