@@ -175,20 +175,32 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let invalidate = may_write(&req).then(|| Arc::clone(&self.cache));
+        let invalidate = may_write(&req).then(|| InvalidateOnDrop(Some(Arc::clone(&self.cache))));
         let response = self.service.call(req);
         Box::pin(async move {
             let response = response.await;
             let refused = response
                 .as_ref()
                 .is_ok_and(|r| r.status().is_client_error());
-            if let Some(cache) = invalidate
-                && !refused
+            if let Some(mut invalidate) = invalidate
+                && refused
             {
-                cache.invalidate();
+                invalidate.0 = None;
             }
             response
         })
+    }
+}
+
+/// Invalidates the cache when dropped: after the write answered, and also when its client
+/// went away first (the request's future is dropped, the write it started may have landed).
+struct InvalidateOnDrop(Option<Arc<ServiceCache>>);
+
+impl Drop for InvalidateOnDrop {
+    fn drop(&mut self) {
+        if let Some(cache) = self.0.take() {
+            cache.invalidate();
+        }
     }
 }
 
@@ -217,6 +229,28 @@ mod tests {
             assert!(cached(&cache, "t1") <= MAX_TENANT_ENTRIES);
         }
         assert_eq!(cached(&cache, "t2"), 1, "another tenant's resolution stays");
+    }
+
+    #[actix_web::test]
+    async fn a_write_whose_client_went_away_invalidates_all_the_same() {
+        let cache = Arc::new(ServiceCache::default());
+        let app = test::init_service(App::new().wrap(Invalidate(Arc::clone(&cache))).route(
+            "/slow",
+            web::delete().to(|| async {
+                std::future::pending::<()>().await;
+                HttpResponse::NoContent().finish()
+            }),
+        ))
+        .await;
+        let before = cache.generation.load(Ordering::Acquire);
+        let call = test::call_service(&app, test::TestRequest::delete().uri("/slow").to_request());
+        // The client goes away while the write is in progress: its future is dropped.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), call)
+                .await
+                .is_err()
+        );
+        assert_ne!(cache.generation.load(Ordering::Acquire), before);
     }
 
     #[actix_web::test]
