@@ -450,7 +450,10 @@ async fn update(
     let tenant = principal.tenant.clone();
     let roles_change = update.required_roles.is_some();
     let app = db(&state, "applications", move |c| {
-        applications::update(c, &tenant, id, &update)
+        // Subscribers of other tenants keep the terms they subscribed to (`apps::terms`).
+        applications::update(c, &tenant, id, &update, &|c, before, after| {
+            crate::apps::terms::check_kept(c, before, &crate::apps::terms::Terms::of(after))
+        })
     })
     .await?;
     if roles_change {

@@ -10,6 +10,7 @@ pub mod rollback;
 pub mod settings;
 pub mod settings_propagation;
 pub mod subscriptions;
+pub mod terms;
 pub mod upload;
 pub mod versions;
 

@@ -25,15 +25,13 @@ pub fn setting_keys(app: &Application) -> (String, Vec<String>) {
 }
 
 /// An upload's check: the new manifest's settings category must be the application's own
-/// (invalid, naming it, otherwise), and the one it has while other tenants are subscribed
-/// ([`check_category_kept`]).
+/// (invalid, naming it, otherwise).
 pub async fn check_manifest_category(
     apps: &Apps,
     app: &Application,
     manifest: &Manifest,
 ) -> Result<(), FlowError> {
     let category = manifest.settings_category_or(&app.name).to_owned();
-    check_category_kept(apps, app, &category).await?;
     let (id, c) = (app.id, category.clone());
     let claim = apps
         .db("applications", move |conn| {
@@ -49,40 +47,6 @@ pub async fn check_manifest_category(
         "applications",
         format!(
             "Settings category {category:?} {why}; set \"settingsCategory\" in cumulocity.json to a category of this application's own (letters, digits and '.')"
-        ),
-    ))
-}
-
-/// A subscribed tenant's options in the application's settings category reach its service
-/// (`credentials.` ones decrypted): subscribing gives the service that category. Moving the
-/// category while tenants other than the owner are subscribed would hand the service their
-/// options of another category, which they never gave it (an owner of a MARKET service could
-/// aim at any category its subscribers keep secrets in); refused, naming both categories.
-/// Call with the upload lock held, which subscribing takes too.
-pub async fn check_category_kept(
-    apps: &Apps,
-    app: &Application,
-    category: &str,
-) -> Result<(), FlowError> {
-    let (id, owner) = (app.id, app.owner.clone());
-    let (current, others) = apps
-        .db("applications", move |conn| {
-            // Read again: the caller's copy may predate an upload or activation it waited for.
-            let app = crate::store::applications::get(conn, &owner, id)?;
-            let others = subscriptions::of_application(conn, id)?
-                .into_iter()
-                .filter(|s| s.tenant != owner)
-                .count();
-            Ok((setting_keys(&app).0, others))
-        })
-        .await?;
-    if current == category || others == 0 {
-        return Ok(());
-    }
-    Err(FlowError::invalid(
-        "applications",
-        format!(
-            "The settings category would change from {current:?} to {category:?} while {others} other tenant(s) are subscribed, whose options in {category:?} the service would then read; keep \"settingsCategory\" (or the contextPath or name it defaults to) as {current:?}, or have them unsubscribe first"
         ),
     ))
 }

@@ -136,6 +136,17 @@ pub async fn subscribe(
     let app = subscribable(apps, &principal, id, target).await?;
     let tenant = target.id.clone();
     let is_microservice = app.app_type == MICROSERVICE;
+    // The service user acts in the tenant with these roles: nobody hands out roles they do not
+    // hold, as for a user they create (else an application manager could subscribe an
+    // application of their own asking for every role, and use its service user).
+    let missing = crate::auth::grants::missing(&principal.roles, &app.required_roles);
+    if is_microservice && !missing.is_empty() {
+        return Err(FlowError::ForbiddenBecause(format!(
+            "Subscribing to {} gives its service user {}, which you do not have; someone who has them must subscribe",
+            app.name,
+            missing.join(", ")
+        )));
+    }
     let user_name = format!("service_{}", app.name);
     let password = apps
         .secrets

@@ -81,8 +81,7 @@ async fn activate(
                 applications::get(c, &tenant, app_id)
             })
             .await?;
-        let category = manifest.manifest.settings_category_or(&app.name).to_owned();
-        super::settings::check_category_kept(apps, &app, &category).await?;
+        super::terms::check_manifest(apps, &app, &manifest.manifest).await?;
     }
     let (tenant, wanted) = (principal.tenant.clone(), version.to_owned());
     let secrets = Arc::clone(&apps.secrets);

@@ -337,14 +337,18 @@ pub fn list(
     Ok((apps, total.try_into().unwrap_or(0)))
 }
 
+/// Applies `update` to the caller's application `id`, unless `allowed` (given the application
+/// before and after, in the same transaction) refuses the result.
 pub fn update(
     conn: &mut Connection,
     tenant: &str,
     id: i64,
     update: &ApplicationUpdate,
+    allowed: &dyn Fn(&Connection, &Application, &Application) -> Result<(), StoreError>,
 ) -> Result<Application, StoreError> {
     let tx = conn.transaction()?;
     let current = get(&tx, tenant, id)?;
+    let current_copy = current.clone();
     let name = update.name.clone().unwrap_or(current.name);
     let key = update.key.clone().unwrap_or(current.key);
     tx.execute(
@@ -368,6 +372,7 @@ pub fn update(
         super::subscriptions::sync_service_roles(&tx, id)?;
     }
     let updated = get(&tx, tenant, id)?;
+    allowed(&tx, &current_copy, &updated)?;
     tx.commit()?;
     Ok(updated)
 }

@@ -118,6 +118,38 @@ impl Supervisor {
                 self.handle.poke();
             }
             Ok(None) => {}
+            // The stable version offers other terms than subscribers agreed to: the failed
+            // version stays, said once (not retried every pass).
+            Err(StoreError::Invalid(why)) => {
+                tracing::warn!(application = app, %why, "rollback refused");
+                let named = self
+                    .store
+                    .run(move |c| crate::store::applications::get_any(c, app))
+                    .await
+                    .map(|a| (a.owner, a.name));
+                if let Ok((owner, name)) = &named {
+                    journal::record(
+                        &self.audit,
+                        journal::Entry {
+                            tenant: owner,
+                            application: (app, name),
+                            record_type: "Application",
+                            activity: "Rollback refused",
+                            text: format!(
+                                "{name}: version {} did not become ready, and {previous} was not restored: {why}",
+                                w.active
+                            ),
+                            severity: audit::MAJOR,
+                            details: json!({
+                                "failedVersion": w.active,
+                                "stableVersion": previous,
+                                "reason": why,
+                            }),
+                        },
+                    );
+                }
+                self.state.apps.entry(app).or_default().rollout = None;
+            }
             Err(e) => tracing::warn!(error = %e, "cannot roll back"),
         }
     }

@@ -800,7 +800,7 @@ fn service_users_follow_the_required_roles() {
             .send()
             .expect(200);
     };
-    require(&["ROLE_INVENTORY_READ"]);
+    require(&["ROLE_INVENTORY_READ", "ROLE_AUDIT_READ"]);
     server
         .req("POST", &format!("/tenant/tenants/{}/applications", sub.id))
         .basic(&sub.admin_login, &sub.admin_password)
@@ -824,9 +824,108 @@ fn service_users_follow_the_required_roles() {
         roles.sort();
         roles
     };
-    assert_eq!(held(), ["ROLE_INVENTORY_READ"]);
-    require(&["ROLE_AUDIT_READ", "ROLE_ALARM_READ"]);
-    assert_eq!(held(), ["ROLE_ALARM_READ", "ROLE_AUDIT_READ"]);
+    assert_eq!(held(), ["ROLE_AUDIT_READ", "ROLE_INVENTORY_READ"]);
+    // Fewer roles reach the subscriber's service user at once (more would be refused while it
+    // is subscribed: `nobody_raises_what_a_subscribers_service_user_may_do`).
+    require(&["ROLE_AUDIT_READ"]);
+    assert_eq!(held(), ["ROLE_AUDIT_READ"]);
     require(&[]);
     assert!(held().is_empty());
+}
+
+/// Creates a MARKET microservice of `owner` (as `login`) asking for `required` roles.
+fn create_requiring(server: &Server, login: (&str, &str), required: &[&str]) -> String {
+    let name = unique("req-");
+    server
+        .req("POST", "/application/applications")
+        .basic(login.0, login.1)
+        .json(
+            &json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE",
+                      "availability": "MARKET", "requiredRoles": required}),
+        )
+        .send()
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn nobody_raises_what_a_subscribers_service_user_may_do() {
+    let server = Server::start();
+    let (provider, victim) = (
+        create_tenant(&server, "prov"),
+        create_tenant(&server, "vict"),
+    );
+    let provider_login = (
+        provider.admin_login.as_str(),
+        provider.admin_password.as_str(),
+    );
+    let victim_login = (victim.admin_login.as_str(), victim.admin_password.as_str());
+    let subscribe = |login: (&str, &str), app: &str| {
+        server
+            .req(
+                "POST",
+                &format!("/tenant/tenants/{}/applications", victim.id),
+            )
+            .basic(login.0, login.1)
+            .json(&json!({"application": {"id": app}}))
+            .send()
+    };
+    // The victim subscribes to a service that reads its inventory.
+    let app = create_requiring(&server, provider_login, &["ROLE_INVENTORY_READ"]);
+    subscribe(victim_login, &app).expect(201);
+    // Its provider asking for more afterwards is refused, naming what; asking for less is not.
+    let put = |required: &[&str]| {
+        server
+            .req("PUT", &format!("/application/applications/{app}"))
+            .basic(provider_login.0, provider_login.1)
+            .json(&json!({"requiredRoles": required}))
+            .send()
+    };
+    let refused = put(&["ROLE_INVENTORY_READ", "ROLE_USER_MANAGEMENT_ADMIN"])
+        .expect_error(422, "applications/Invalid Data")
+        .json();
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("ROLE_USER_MANAGEMENT_ADMIN") && message.contains("subscribed"),
+        "{message}"
+    );
+    let kept = server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(provider_login.0, provider_login.1)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(kept["requiredRoles"], json!(["ROLE_INVENTORY_READ"]));
+    put(&[]).expect(200);
+
+    // Nobody subscribes a service user to roles they do not hold: an application manager's
+    // own service asking for user administration.
+    create_user(&server, &victim, "appman", "Appman-Pass-1");
+    server
+        .req("POST", &format!("/user/{}/users/appman/roles", victim.id))
+        .basic(victim_login.0, victim_login.1)
+        .json(&json!({"role": {"id": "ROLE_APPLICATION_MANAGEMENT_ADMIN"}}))
+        .send()
+        .expect(201);
+    let appman = (format!("{}/appman", victim.id), "Appman-Pass-1".to_owned());
+    let own = create_requiring(
+        &server,
+        (&appman.0, &appman.1),
+        &["ROLE_USER_MANAGEMENT_ADMIN"],
+    );
+    let refused = subscribe((&appman.0, &appman.1), &own)
+        .expect_error(403, "security/Forbidden")
+        .json();
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("ROLE_USER_MANAGEMENT_ADMIN"),
+        "{refused}"
+    );
+    // The tenant's administrator, who holds it, may.
+    subscribe(victim_login, &own).expect(201);
 }
