@@ -36,3 +36,73 @@ pub fn roll_back(
     tx.commit()?;
     Ok(Some(after))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_seal(_: &str, _: &str, _: &str, v: &str) -> Result<String, StoreError> {
+        Ok(v.to_owned())
+    }
+
+    fn manifest(version: &str, category: &str, required: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"2","name":"hello","version":"{version}","provider":{{"name":"x"}},"settingsCategory":"{category}","requiredRoles":[{required}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_rollback_that_would_move_subscribers_terms_leaves_the_failed_version() {
+        let mut conn = crate::store::test_conn(&["t1", "t2"]);
+        let stable = manifest("1.0.0", "victim", "");
+        let failed = manifest("2.0.0", "svc", "");
+        let more_roles = manifest("3.0.0", "svc", r#""ROLE_TENANT_ADMIN""#);
+        conn.execute(
+            "INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, active_version_id, creation_time)
+             VALUES (7, 't1', 'hello', 'hello-key', 'MICROSERVICE', 'MARKET', ?1, '2.0.0', 'now')",
+            [&failed],
+        )
+        .unwrap();
+        for (version, text) in [
+            ("1.0.0", &stable),
+            ("2.0.0", &failed),
+            ("3.0.0", &more_roles),
+        ] {
+            conn.execute(
+                "INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (7, ?1, 'sha256:a', 't', 'p.zip', ?2, 'now')",
+                [version, text.as_str()],
+            )
+            .unwrap();
+        }
+        let active = |conn: &Connection| applications::get_any(conn, 7).unwrap().active_version_id;
+        // Subscribed only by its owner: the rollback goes through.
+        conn.execute(
+            "INSERT INTO subscriptions VALUES (7, 't1', 'u', 's', 'now')",
+            [],
+        )
+        .unwrap();
+        let back = roll_back(&mut conn, 7, "2.0.0", "1.0.0", "not ready", &no_seal).unwrap();
+        assert!(back.is_some());
+        assert_eq!(active(&conn).as_deref(), Some("1.0.0"));
+        // Back on 2.0.0, another tenant subscribes: the stable version's category would reach
+        // its options of "victim", and 3.0.0's roles would be new to its service user.
+        conn.execute(
+            "UPDATE applications SET active_version_id = '2.0.0', manifest = ?1 WHERE id = 7",
+            [&failed],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO subscriptions VALUES (7, 't2', 'u2', 's', 'now')",
+            [],
+        )
+        .unwrap();
+        for (to, named) in [("1.0.0", "\"victim\""), ("3.0.0", "ROLE_TENANT_ADMIN")] {
+            let refused = roll_back(&mut conn, 7, "2.0.0", to, "not ready", &no_seal);
+            assert!(
+                matches!(&refused, Err(StoreError::Invalid(m)) if m.contains(named)),
+                "{to}: {refused:?}"
+            );
+            assert_eq!(active(&conn).as_deref(), Some("2.0.0"), "{to}");
+        }
+    }
+}
