@@ -94,7 +94,9 @@ impl Direct {
             .resolve(self.platform.store(), &principal.tenant, segment)
             .await
         {
-            Ok(Some(route)) if route.target.caller_subscribed => route,
+            Ok(Some(route)) if route.target.caller_subscribed && route.target.rivals.is_empty() => {
+                route
+            }
             _ => return Err(req),
         };
         let routing = self.platform.routing();

@@ -49,6 +49,12 @@ pub enum Failure {
     Authentication(Box<dyn ResponseError>),
     /// No microservice has this name or context path (404).
     UnknownService { segment: String },
+    /// Several microservices the caller's tenant is subscribed to have this name or context
+    /// path, none preferred (409): a quiet pick could hand one's calls to another.
+    Ambiguous {
+        segment: String,
+        rivals: Vec<String>,
+    },
     /// The microservice exists but the caller's tenant is not subscribed to it (403).
     NotSubscribed { tenant: String, application: String },
     /// Subscribed, but no replica is ready (503 with Retry-After). `deployed` is false while
@@ -106,6 +112,7 @@ impl ProxyError {
             Failure::Authentication(e) if e.status_code().is_server_error() => Origin::Internal,
             Failure::Authentication(_)
             | Failure::UnknownService { .. }
+            | Failure::Ambiguous { .. }
             | Failure::NotSubscribed { .. }
             | Failure::BadRequest { .. } => Origin::Downstream,
             Failure::UpstreamRefused { .. }
@@ -122,6 +129,7 @@ impl ProxyError {
         match &self.failure {
             Failure::Authentication(_) => "unauthenticated",
             Failure::UnknownService { .. } => "unknown_service",
+            Failure::Ambiguous { .. } => "ambiguous",
             Failure::NotSubscribed { .. } => "not_subscribed",
             Failure::NotReady { .. } => "not_ready",
             Failure::Busy { .. } => "busy",
@@ -139,6 +147,13 @@ impl ProxyError {
             Failure::UnknownService { segment } => (
                 "service/Not Found",
                 format!("There is no microservice with name or context path '{segment}'"),
+            ),
+            Failure::Ambiguous { segment, rivals } => (
+                "service/Conflict",
+                format!(
+                    "'{segment}' names more than one microservice this tenant is subscribed to ({}); each needs a context path of its own to be called",
+                    rivals.join(", ")
+                ),
             ),
             Failure::NotSubscribed {
                 tenant,
@@ -329,6 +344,7 @@ impl ResponseError for ProxyError {
         match &self.failure {
             Failure::Authentication(e) => e.status_code(),
             Failure::UnknownService { .. } => StatusCode::NOT_FOUND,
+            Failure::Ambiguous { .. } => StatusCode::CONFLICT,
             Failure::NotSubscribed { .. } => StatusCode::FORBIDDEN,
             Failure::Busy {
                 busy: super::slots::Busy::Caller { .. },

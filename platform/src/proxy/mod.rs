@@ -224,6 +224,14 @@ async fn handle(
             application: route.target.name.clone(),
         }));
     }
+    if !route.target.rivals.is_empty() {
+        let mut rivals = route.target.rivals.clone();
+        rivals.insert(0, format!("{}/{}", route.target.owner, route.target.name));
+        return Err(ProxyError::new(Failure::Ambiguous {
+            segment: segment.to_owned(),
+            rivals,
+        }));
+    }
     let routing = platform.routing();
     let upstreams = routing.ready(&route.key);
     if upstreams.is_empty() {

@@ -19,9 +19,10 @@ const BUCKETS: [f64; 15] = [
 /// Status classes used as the `status` label.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// The kinds of upstream error the proxy counts (`proxy::error::ProxyError::kind`).
-pub const UPSTREAM_ERROR_KINDS: [&str; 10] = [
+pub const UPSTREAM_ERROR_KINDS: [&str; 11] = [
     "unauthenticated",
     "unknown_service",
+    "ambiguous",
     "not_subscribed",
     "not_ready",
     "busy",

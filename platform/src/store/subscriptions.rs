@@ -320,36 +320,58 @@ pub struct ServiceTarget {
     pub per_tenant: bool,
     /// Whether the caller's tenant is subscribed (otherwise the proxy must refuse).
     pub caller_subscribed: bool,
+    /// Other microservices the segment names just as well for this caller (as `owner/name`):
+    /// the proxy refuses rather than pick one.
+    pub rivals: Vec<String>,
 }
 
 /// Resolves `/service/<segment>` for a caller of `caller_tenant`: microservices whose
 /// `contextPath` or name equals `segment`, preferring one the caller's tenant is subscribed
 /// to, then one it owns. None when no microservice has that name or context path.
+///
+/// Names are unique per owner only and context paths not at all, so several microservices
+/// may match equally (both subscribed, say): those are the target's `rivals`, never a quiet
+/// pick, or the owner of one could take another's calls, and the credentials they carry, by
+/// giving its microservice the other's name as context path.
 pub fn resolve_service(
     conn: &Connection,
     segment: &str,
     caller_tenant: &str,
 ) -> Result<Option<ServiceTarget>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT a.id, a.name, a.owner_tenant, COALESCE(json_extract(a.manifest, '$.isolation'), 'MULTI_TENANT'),
-                    EXISTS (SELECT 1 FROM subscriptions s WHERE s.application_id = a.id AND s.tenant_id = ?2) AS subscribed
-             FROM applications a
-             WHERE a.type = 'MICROSERVICE' AND (a.context_path = ?1 OR a.name = ?1)
-             ORDER BY subscribed DESC, a.owner_tenant = ?2 DESC, a.context_path = ?1 DESC, a.id
-             LIMIT 1",
-            params![segment, caller_tenant],
-            |r| {
-                Ok(ServiceTarget {
-                    application_id: r.get(0)?,
-                    name: r.get(1)?,
-                    owner: r.get(2)?,
-                    per_tenant: r.get::<_, String>(3)? == "PER_TENANT",
-                    caller_subscribed: r.get(4)?,
-                })
-            },
-        )
-        .optional()?)
+    let mut stmt = conn.prepare(
+        "SELECT a.id, a.name, a.owner_tenant, COALESCE(json_extract(a.manifest, '$.isolation'), 'MULTI_TENANT'),
+                EXISTS (SELECT 1 FROM subscriptions s WHERE s.application_id = a.id AND s.tenant_id = ?2) AS subscribed,
+                a.owner_tenant = ?2 AS owned
+         FROM applications a
+         WHERE a.type = 'MICROSERVICE' AND (a.context_path = ?1 OR a.name = ?1)
+         ORDER BY subscribed DESC, owned DESC, a.context_path = ?1 DESC, a.id
+         LIMIT 4",
+    )?;
+    let rows = stmt
+        .query_map(params![segment, caller_tenant], |r| {
+            let target = ServiceTarget {
+                application_id: r.get(0)?,
+                name: r.get(1)?,
+                owner: r.get(2)?,
+                per_tenant: r.get::<_, String>(3)? == "PER_TENANT",
+                caller_subscribed: r.get(4)?,
+                rivals: Vec::new(),
+            };
+            Ok((target, r.get::<_, bool>(5)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = rows.into_iter();
+    let Some((mut target, owned)) = rows.next() else {
+        return Ok(None);
+    };
+    // Only a route the caller may take can be taken over; unsubscribed, it is refused anyway.
+    let rank = (target.caller_subscribed, owned);
+    target.rivals = rows
+        .filter(|_| rank.0)
+        .filter(|(other, other_owned)| (other.caller_subscribed, *other_owned) == rank)
+        .map(|(other, _)| format!("{}/{}", other.owner, other.name))
+        .collect();
+    Ok(Some(target))
 }
 
 #[cfg(test)]
@@ -405,5 +427,51 @@ mod tests {
         for (category, reserved) in cases {
             assert_eq!(is_reserved_category(category), reserved, "{category}");
         }
+    }
+
+    #[test]
+    fn a_segment_naming_two_subscribed_services_equally_is_not_quietly_resolved() {
+        let conn = crate::store::test_conn(&["a", "b", "v"]);
+        // (id, owner, name, context path)
+        for (id, owner, name, context) in [
+            (1, "a", "mail", Some("mail")),
+            (2, "b", "thief", Some("mail")),
+            (3, "b", "mail", None::<&str>),
+            (4, "v", "mine", Some("mine")),
+            (5, "a", "mine", None),
+        ] {
+            conn.execute(
+                "INSERT INTO applications (id, owner_tenant, name, key, type, availability, context_path, creation_time)
+                 VALUES (?1, ?2, ?3, ?3 || ?1, 'MICROSERVICE', 'MARKET', ?4, 'now')",
+                params![id, owner, name, context],
+            )
+            .unwrap();
+        }
+        let subscribe = |id: i64| {
+            conn.execute(
+                "INSERT INTO subscriptions VALUES (?1, 'v', 'u', 's', 'now')",
+                [id],
+            )
+            .unwrap();
+        };
+        let resolved = |segment: &str| {
+            let t = resolve_service(&conn, segment, "v").unwrap().unwrap();
+            (t.application_id, t.rivals)
+        };
+        // Subscribed to one: it, whatever else has the name.
+        subscribe(1);
+        assert_eq!(resolved("mail"), (1, vec![]));
+        // Subscribed also to one whose context path is that name: neither.
+        subscribe(2);
+        assert_eq!(resolved("mail"), (1, vec!["b/thief".to_owned()]));
+        subscribe(3);
+        let (_, rivals) = resolved("mail");
+        assert_eq!(rivals.len(), 2, "{rivals:?}");
+        // Its own, unsubscribed, against a subscribed one of another tenant: the subscribed.
+        subscribe(5);
+        assert_eq!(resolved("mine"), (5, vec![]));
+        // Not subscribed to any of them: refused as before, no rivals to name.
+        let t = resolve_service(&conn, "mail", "a").unwrap().unwrap();
+        assert!(!t.caller_subscribed && t.rivals.is_empty());
     }
 }

@@ -279,3 +279,68 @@ fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
         .send()
         .expect(403);
 }
+
+/// Another tenant's microservice given a subscribed service's name as its context path does
+/// not take that service's calls (and the credentials they carry): the segment is refused as
+/// ambiguous, on the first request and on a repeated one (the direct path's cached caller).
+#[test]
+fn a_context_path_cannot_take_another_services_calls() {
+    let server = Server::start();
+    let (honest, thief, victim) = (
+        create_tenant(&server, "honest"),
+        create_tenant(&server, "thief"),
+        create_tenant(&server, "victim"),
+    );
+    let create = |owner: &crate::fixture::Tenant, name: &str| -> String {
+        server
+            .req("POST", "/application/applications")
+            .basic(&owner.admin_login, &owner.admin_password)
+            .json(&json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE", "availability": "MARKET"}))
+            .send()
+            .expect(201)
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mail = crate::fixture::unique("mail");
+    let (real, fake) = (
+        create(&honest, &mail),
+        create(&thief, &crate::fixture::unique("tool")),
+    );
+    for app in [&real, &fake] {
+        server
+            .req(
+                "POST",
+                &format!("/tenant/tenants/{}/applications", victim.id),
+            )
+            .basic(&victim.admin_login, &victim.admin_password)
+            .json(&json!({"application": {"id": app}}))
+            .send()
+            .expect(201);
+    }
+    let call = || {
+        server
+            .req("GET", &format!("/service/{mail}/inbox"))
+            .basic(&victim.admin_login, &victim.admin_password)
+            .send()
+    };
+    // Before: the honest service (not deployed here: 503 naming it).
+    let before = call();
+    assert_eq!(before.status, 503, "{}", before.body);
+    assert!(before.body.contains(&mail), "{}", before.body);
+    server
+        .req("PUT", &format!("/application/applications/{fake}"))
+        .basic(&thief.admin_login, &thief.admin_password)
+        .json(&json!({"contextPath": mail}))
+        .send()
+        .expect(200);
+    for attempt in 0..2 {
+        let refused = call().expect_error(409, "service/Conflict").json();
+        let message = refused["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{}/{mail}", honest.id)) && message.contains(&thief.id),
+            "attempt {attempt}: {message}"
+        );
+    }
+}
