@@ -396,6 +396,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(public_proxy.invalidate_on_write())
+            .wrap_fn(api::hygiene::run_writes_to_end)
             .wrap_fn(|req, srv| {
                 // The proxy writes its own access line (it is the hot path, see proxy::trace).
                 if req.path().starts_with(proxy::SERVICE_PREFIX) {

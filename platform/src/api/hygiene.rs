@@ -41,3 +41,86 @@ where
         Ok(response)
     }
 }
+
+/// Runs a request that may write to its end even when its client goes away first: the
+/// connection's end drops the request's future, and what must follow a store change (dropping
+/// cached credentials, invalidating routes, the audit record) follows it in the handler. The
+/// handler runs as a task of its own on the worker, which the dropped future only detaches.
+pub fn run_writes_to_end<S, B>(
+    req: ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + use<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S::Future: 'static,
+    B: 'static,
+{
+    let detach = crate::proxy::may_write(&req);
+    let call = srv.call(req);
+    async move {
+        if !detach {
+            return call.await;
+        }
+        actix_web::rt::spawn(call)
+            .await
+            .map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use actix_web::{App, HttpResponse, test, web};
+
+    #[actix_web::test]
+    async fn a_write_runs_to_its_end_after_its_client_went_away() {
+        let (release, released) = tokio::sync::watch::channel(false);
+        let done = Arc::new(AtomicBool::new(false));
+        let handler = |done: Arc<AtomicBool>, released: tokio::sync::watch::Receiver<bool>| {
+            move || {
+                let (done, mut released) = (Arc::clone(&done), released.clone());
+                async move {
+                    let _ = released.wait_for(|r| *r).await;
+                    done.store(true, Ordering::SeqCst);
+                    HttpResponse::NoContent().finish()
+                }
+            }
+        };
+        let app = test::init_service(
+            App::new()
+                .wrap_fn(super::run_writes_to_end)
+                .route(
+                    "/w",
+                    web::delete().to(handler(Arc::clone(&done), released.clone())),
+                )
+                .route(
+                    "/r",
+                    web::get().to(handler(Arc::clone(&done), released.clone())),
+                ),
+        )
+        .await;
+        // (method, runs to its end)
+        for (req, finishes) in [
+            (test::TestRequest::delete().uri("/w"), true),
+            (test::TestRequest::get().uri("/r"), false),
+        ] {
+            done.store(false, Ordering::SeqCst);
+            let _ = release.send(false);
+            let call = test::call_service(&app, req.to_request());
+            // The client goes away while the handler waits: its future is dropped.
+            let gone = tokio::time::timeout(std::time::Duration::from_millis(20), call).await;
+            assert!(gone.is_err());
+            let _ = release.send(true);
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(
+                done.load(Ordering::SeqCst),
+                finishes,
+                "finishes: {finishes}"
+            );
+        }
+    }
+}

@@ -16,6 +16,7 @@ mod headers;
 mod pool;
 mod request_body;
 mod resolve;
+pub use resolve::may_write;
 pub mod slots;
 pub mod trace;
 mod upstream;

@@ -158,7 +158,9 @@ pub struct InvalidateService<S> {
     cache: Arc<ServiceCache>,
 }
 
-fn may_write(req: &ServiceRequest) -> bool {
+/// Whether `req` may change something: any method but GET, HEAD and OPTIONS, outside the
+/// proxy (whose requests belong to their upstream).
+pub fn may_write(req: &ServiceRequest) -> bool {
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     !read_only && !req.path().starts_with(super::SERVICE_PREFIX)
 }
