@@ -142,13 +142,25 @@ impl Throttle {
             let limits = self.limits;
             entries.retain(|_, e| !e.expired(now, &limits));
             if entries.len() >= MAX_ENTRIES {
-                let oldest = entries
+                // Still full, even of locked keys (a guesser with a whole IPv6 block locks a
+                // /64 at a time): a sixteenth goes, the unlocked ones first, then those whose
+                // lock ends soonest, so the map never outgrows its bound and the next
+                // thousands of new keys need no scan.
+                let mut by_end: Vec<([u8; 32], Instant)> = entries
                     .iter()
-                    .filter(|(_, e)| e.locked(now).is_none())
-                    .min_by_key(|(_, e)| e.window_start)
-                    .map(|(k, _)| *k);
-                if let Some(oldest) = oldest {
-                    entries.remove(&oldest);
+                    .map(|(k, e)| {
+                        (
+                            *k,
+                            e.locked_until
+                                .filter(|_| e.locked(now).is_some())
+                                .unwrap_or(e.window_start),
+                        )
+                    })
+                    .collect();
+                let evict = MAX_ENTRIES / 16;
+                by_end.select_nth_unstable_by_key(evict, |(_, end)| *end);
+                for (key, _) in &by_end[..evict] {
+                    entries.remove(key);
                 }
             }
         }
@@ -267,6 +279,33 @@ mod tests {
         for steps in tables {
             run(steps);
         }
+    }
+
+    #[test]
+    fn a_full_map_of_locked_sources_stays_within_its_bound() {
+        let throttle = Throttle::new(Limits {
+            user_failures: 3,
+            source_failures: 1,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(600),
+        });
+        let now = Instant::now();
+        // One failure locks each /64 of a guesser's block: every entry is locked.
+        let source = |i: usize| {
+            let i = i as u64;
+            let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, i as u16, 0, 0, 0, 1);
+            Key::Source(IpAddr::V6(ip))
+        };
+        let last = MAX_ENTRIES + MAX_ENTRIES / 8 - 1;
+        let at = |i: usize| now + Duration::from_micros(i as u64);
+        for i in 0..=last {
+            throttle.failure(source(i), at(i));
+        }
+        let held = throttle.entries.lock().unwrap().len();
+        assert!(held <= MAX_ENTRIES, "{held} entries");
+        // The newest guesser is locked; the one whose lock ended soonest went to make room.
+        assert!(throttle.check(source(last), at(last)).is_err());
+        assert!(throttle.check(source(0), at(last)).is_ok());
     }
 
     #[test]
