@@ -34,6 +34,9 @@ pub struct CredentialCache {
     verifying: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// Past this many credentials being verified at once, entries nobody holds are swept.
+const SWEEP_VERIFYING_AT: usize = 1024;
+
 /// The right to verify one credential, held until dropped.
 pub struct Turn<'a> {
     cache: &'a CredentialCache,
@@ -80,6 +83,11 @@ impl CredentialCache {
     pub async fn turn(&self, key: [u8; 32]) -> Turn<'_> {
         let lock = {
             let mut verifying = self.verifying.lock().unwrap_or_else(|p| p.into_inner());
+            // A waiter dropped (its client gone) just as the lock passed to it holds no
+            // `Turn` to remove the entry: such entries, held by the map alone, go now and then.
+            if verifying.len() >= SWEEP_VERIFYING_AT && verifying.len().is_multiple_of(64) {
+                verifying.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
             Arc::clone(verifying.entry(key).or_default())
         };
         Turn {
@@ -199,5 +207,24 @@ mod tests {
             .expect("its turn once the first is done");
         drop((second, other));
         assert!(cache.verifying.lock().unwrap().is_empty());
+    }
+
+    /// A waiter dropped just as the lock passes to it leaves an entry only the map holds; such
+    /// entries do not pile up.
+    #[tokio::test]
+    async fn entries_of_waiters_who_went_away_are_swept() {
+        use futures_util::FutureExt;
+        let cache = CredentialCache::new(DEFAULT_TTL);
+        for i in 0..SWEEP_VERIFYING_AT as u32 * 2 {
+            let key: [u8; 32] = std::array::from_fn(|b| (i >> (8 * (b % 4))) as u8);
+            let first = cache.turn(key).await;
+            let mut waiting = Box::pin(cache.turn(key));
+            assert!((&mut waiting).now_or_never().is_none());
+            // The lock passes to the waiter, which goes away before it takes its turn.
+            drop(first);
+            drop(waiting);
+        }
+        let left = cache.verifying.lock().unwrap().len();
+        assert!(left <= SWEEP_VERIFYING_AT, "{left} entries left");
     }
 }
