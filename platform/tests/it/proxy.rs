@@ -292,13 +292,9 @@ fn a_context_path_cannot_take_another_services_calls() {
         create_tenant(&server, "victim"),
     );
     let create = |owner: &crate::fixture::Tenant, name: &str| -> String {
-        server
-            .req("POST", "/application/applications")
-            .basic(&owner.admin_login, &owner.admin_password)
-            .json(&json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE", "availability": "MARKET"}))
-            .send()
-            .expect(201)
-            .json()["id"]
+        let login = (owner.admin_login.as_str(), owner.admin_password.as_str());
+        let fields = json!({"availability": "MARKET"});
+        crate::upload::create_microservice_as(&server, login, name, fields)["id"]
             .as_str()
             .unwrap()
             .to_owned()

@@ -833,19 +833,10 @@ fn service_users_follow_the_required_roles() {
     assert!(held().is_empty());
 }
 
-/// Creates a MARKET microservice of `owner` (as `login`) asking for `required` roles.
+/// Creates a MARKET microservice (as `login`) asking for `required` roles; its id.
 fn create_requiring(server: &Server, login: (&str, &str), required: &[&str]) -> String {
-    let name = unique("req-");
-    server
-        .req("POST", "/application/applications")
-        .basic(login.0, login.1)
-        .json(
-            &json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE",
-                      "availability": "MARKET", "requiredRoles": required}),
-        )
-        .send()
-        .expect(201)
-        .json()["id"]
+    let fields = json!({"availability": "MARKET", "requiredRoles": required});
+    upload::create_microservice_as(server, login, &unique("req-"), fields)["id"]
         .as_str()
         .unwrap()
         .to_owned()

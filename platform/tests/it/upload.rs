@@ -187,11 +187,26 @@ pub fn upload(
 }
 
 pub fn create_microservice(server: &Server, tenant: &Tenant) -> Value {
-    let name = unique("svc-");
+    let login = (tenant.admin_login.as_str(), tenant.admin_password.as_str());
+    create_microservice_as(server, login, &unique("svc-"), json!({}))
+}
+
+/// Creates a microservice application `name` as `login`, with `fields` added to the body
+/// (`availability`, `requiredRoles`…); its representation.
+pub fn create_microservice_as(
+    server: &Server,
+    login: (&str, &str),
+    name: &str,
+    fields: Value,
+) -> Value {
+    let mut body = json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE"});
+    if let (Some(body), Some(fields)) = (body.as_object_mut(), fields.as_object()) {
+        body.extend(fields.clone());
+    }
     server
         .req("POST", "/application/applications")
-        .basic(&tenant.admin_login, &tenant.admin_password)
-        .json(&json!({"name": name, "key": format!("{name}-key"), "type": "MICROSERVICE"}))
+        .basic(login.0, login.1)
+        .json(&body)
         .send()
         .expect(201)
         .json()
