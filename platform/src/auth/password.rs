@@ -289,6 +289,18 @@ pub enum Party {
 }
 
 impl Party {
+    /// A login from `ip`; IPv6 clients by their /64, as the login throttle counts them (one
+    /// host holds a whole /64 and could take a share per address).
+    pub fn client(ip: std::net::IpAddr) -> Party {
+        match ip {
+            std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                Party::Client(std::net::Ipv6Addr::from(prefix).into())
+            }
+            other => Party::Client(other),
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Party::Client(_) => "client",
@@ -601,6 +613,10 @@ mod tests {
             }
         }
         assert_eq!(pool.waiting.load(Ordering::SeqCst), 5);
+        // One host's /64 is one client.
+        let v6 = |s: &str| Party::client(s.parse().unwrap());
+        assert_eq!(v6("2001:db8:1:2::7"), v6("2001:db8:1:2:ffff::9"));
+        assert_ne!(v6("2001:db8:1:2::7"), v6("2001:db8:1:3::7"));
         // Clients that went away while waiting give their places and shares back.
         drop(waiting);
         assert_eq!(pool.waiting.load(Ordering::SeqCst), 0);

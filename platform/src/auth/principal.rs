@@ -268,7 +268,7 @@ pub async fn check_password(
         }
         return Err(invalid_credentials());
     }
-    let party = source.map_or(password::Party::Platform, password::Party::Client);
+    let party = source.map_or(password::Party::Platform, password::Party::client);
     let slot = password::reserve(party).await.map_err(pool_error)?;
     // Again right before the hash: attempts that queued while the lock began are refused too.
     check()?;
