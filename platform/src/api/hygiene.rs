@@ -1,4 +1,5 @@
-//! The outermost middleware of every listener, in front of the API and the proxy alike.
+//! Middleware every listener shares: the outermost one, in front of the API and the proxy
+//! alike ([`edge_hygiene`]), and the one that lets a write run to its end ([`run_writes_to_end`]).
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
