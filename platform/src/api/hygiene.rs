@@ -46,7 +46,8 @@ where
 /// Runs a request that may write to its end even when its client goes away first: the
 /// connection's end drops the request's future, and what must follow a store change (dropping
 /// cached credentials, invalidating routes, the audit record) follows it in the handler. The
-/// handler runs as a task of its own on the worker, which the dropped future only detaches.
+/// handler is polled where it always was (so a bad body is still answered at once); only when
+/// its future is dropped unfinished does the rest of it become a task of its own.
 pub fn run_writes_to_end<S, B>(
     req: ServiceRequest,
     srv: &S,
@@ -57,14 +58,48 @@ where
     B: 'static,
 {
     let detach = crate::proxy::may_write(&req);
-    let call = srv.call(req);
-    async move {
-        if !detach {
-            return call.await;
-        }
-        actix_web::rt::spawn(call)
-            .await
-            .map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))?
+    FinishOnDrop {
+        call: Some(Box::pin(srv.call(req))),
+        detach,
+    }
+}
+
+/// A future that, dropped before it finished, leaves the rest of its work running.
+struct FinishOnDrop<F: std::future::Future + 'static> {
+    call: Option<std::pin::Pin<Box<F>>>,
+    detach: bool,
+}
+
+impl<F: std::future::Future + 'static> std::future::Future for FinishOnDrop<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        // Not polled again once it gave its output.
+        let Some(call) = this.call.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        let output = std::task::ready!(call.as_mut().poll(cx));
+        this.call = None;
+        std::task::Poll::Ready(output)
+    }
+}
+
+impl<F: std::future::Future + 'static> Drop for FinishOnDrop<F> {
+    fn drop(&mut self) {
+        let Some(call) = self.call.take().filter(|_| self.detach) else {
+            return;
+        };
+        // Dropped on the worker whose connection ended, its rest runs there; dropped as the
+        // runtime itself shuts down, there is nowhere to run it, and nothing to do.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            actix_web::rt::spawn(async move {
+                let _ = call.await;
+            })
+        }));
     }
 }
 
