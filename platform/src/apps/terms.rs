@@ -88,13 +88,15 @@ pub fn check_kept(conn: &Connection, app: &Application, offered: &Terms) -> Resu
     )))
 }
 
-/// [`check_kept`] for `manifest` becoming the active one of `app` (an upload, an activation).
+/// [`check_kept`] for `manifest` becoming the active one of `owner`'s application `id` (an
+/// upload, an activation).
 pub async fn check_manifest(
     apps: &Apps,
-    app: &Application,
+    id: i64,
+    owner: &str,
     manifest: &Manifest,
 ) -> Result<(), FlowError> {
-    let (id, owner, manifest) = (app.id, app.owner.clone(), manifest.clone());
+    let (owner, manifest) = (owner.to_owned(), manifest.clone());
     apps.db("applications", move |conn| {
         // Read again: the caller's copy may predate an upload or activation it waited for.
         let app = applications::get(conn, &owner, id)?;

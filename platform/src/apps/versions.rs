@@ -75,13 +75,7 @@ async fn activate(
         .await?;
     if let Some(manifest) = stored.and_then(|(_, text)| manifests_schema::validate(&text).ok()) {
         super::limits::check_upload(apps, id, &principal.tenant, &manifest.manifest).await?;
-        let (tenant, app_id) = (principal.tenant.clone(), id);
-        let app = apps
-            .db("applications", move |c| {
-                applications::get(c, &tenant, app_id)
-            })
-            .await?;
-        super::terms::check_manifest(apps, &app, &manifest.manifest).await?;
+        super::terms::check_manifest(apps, id, &principal.tenant, &manifest.manifest).await?;
     }
     let (tenant, wanted) = (principal.tenant.clone(), version.to_owned());
     let secrets = Arc::clone(&apps.secrets);

@@ -305,15 +305,7 @@ fn a_context_path_cannot_take_another_services_calls() {
         create(&thief, &crate::fixture::unique("tool")),
     );
     for app in [&real, &fake] {
-        server
-            .req(
-                "POST",
-                &format!("/tenant/tenants/{}/applications", victim.id),
-            )
-            .basic(&victim.admin_login, &victim.admin_password)
-            .json(&json!({"application": {"id": app}}))
-            .send()
-            .expect(201);
+        subscribe(&server, &victim.id, app).expect(201);
     }
     let call = || {
         server

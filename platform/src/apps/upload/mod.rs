@@ -162,7 +162,7 @@ async fn accept_opened(
 
     let _guard = apps.upload_lock.lock().await;
     check_manifest_category(apps, &app, &manifest).await?;
-    super::terms::check_manifest(apps, &app, &manifest).await?;
+    super::terms::check_manifest(apps, app.id, &app.owner, &manifest).await?;
     super::limits::check_upload(apps, app.id, &app.owner, &manifest).await?;
     // The deployments' networks are made while the image loads (they are garbage again if
     // the upload fails): creating a bridge is a fifth of a small image's deploy.
