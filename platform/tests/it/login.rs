@@ -133,6 +133,48 @@ fn cookie_login_requires_the_xsrf_header() {
         .expect(200);
 }
 
+/// Login CSRF: a form on another site's page must not sign the visitor in (to the attacker's
+/// account). Browsers name the page's origin; scripts and SDKs send none.
+#[test]
+fn cookie_login_from_another_sites_page_is_refused() {
+    let server = Server::start();
+    let t = create_tenant(&server, "csrf");
+    let ours = server.https.clone();
+    let cases: &[(Option<&str>, u16)] = &[
+        (None, 200),
+        (Some(ours.as_str()), 200),
+        (Some(&ours.to_uppercase()), 200),
+        (Some("https://evil.example.com"), 403),
+        (Some("null"), 403),
+        (Some(&ours.replace("https://", "http://")), 403),
+    ];
+    for (origin, expected) in cases {
+        let mut req = server
+            .req("POST", &format!("/tenant/oauth?tenant_id={}", t.id))
+            .form(&[
+                ("grant_type", "PASSWORD"),
+                ("username", "boss"),
+                ("password", &t.admin_password),
+            ]);
+        if let Some(origin) = origin {
+            req = req.header("Origin", origin);
+        }
+        let resp = req.send();
+        assert_eq!(resp.status, *expected, "Origin {origin:?}: {}", resp.body);
+        let cookies: Vec<String> = resp
+            .all_headers("set-cookie")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if *expected == 403 {
+            resp.expect_error(403, "security/Forbidden");
+            assert!(cookies.is_empty(), "Origin {origin:?} got {cookies:?}");
+        } else {
+            assert!(!cookies.is_empty(), "Origin {origin:?}");
+        }
+    }
+}
+
 #[test]
 fn token_login_and_bearer_and_logout() {
     let server = Server::start();
