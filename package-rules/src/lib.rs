@@ -4,6 +4,7 @@
 //! readers take any `Read + Seek`.
 
 pub mod entry_names;
+pub mod tar_budget;
 pub mod zip_directory;
 
 /// The manifest's entry in a package zip.

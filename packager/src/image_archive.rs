@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use package_rules::entry_names;
+use package_rules::tar_budget::{Budget, ENTRY_HEADERS_LIMIT};
 
 /// JSON documents larger than this are not image metadata.
 const MAX_JSON_ENTRY: u64 = 4 << 20;
@@ -118,8 +119,12 @@ pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
     let tar_bytes;
     let saw_end_marker;
     {
-        let mut archive = tar::Archive::new(counted);
-        for entry in archive.entries().map_err(ImageError::Tar)? {
+        // The tar crate holds long names and PAX records whole: bounded, or a deflated run of
+        // zeros claiming to be one entry's name would take gigabytes.
+        let budget = Budget::new();
+        let mut archive = tar::Archive::new(budget.reader(counted));
+        let mut members = archive.entries().map_err(ImageError::Tar)?;
+        while let Some(entry) = budget.within(ENTRY_HEADERS_LIMIT, || members.next()) {
             let mut entry = entry.map_err(ImageError::Tar)?;
             let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             // Docker cleans names and lets a later entry win: what it loads must be what is
@@ -190,7 +195,7 @@ pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
             skip_through(&mut entry, &mut buffer).map_err(ImageError::Tar)?;
             entries.insert(name, kind);
         }
-        let mut rest = archive.into_inner();
+        let mut rest = archive.into_inner().into_inner();
         // Without the two zero blocks the reader stops right after the last entry's data.
         saw_end_marker = rest.count > last_entry_end;
         // Read trailing padding so the whole file passes through (tees copy it verbatim).

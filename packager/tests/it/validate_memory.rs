@@ -99,3 +99,55 @@ fn hostile_manifests_are_validated_in_bounded_memory() {
         }
     }
 }
+
+/// An image archive whose first header is a GNU long name claiming 1 GiB of name (a sparse file
+/// here; inside a zip, a megabyte of deflate): the tar reader would hold it all before looking at
+/// the entry it names. Packing it fails with a clear error in the same address space as above.
+#[test]
+fn an_image_archives_long_name_headers_are_read_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cumulocity.json"),
+        crate::fixtures::MANIFEST,
+    )
+    .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(1 << 30);
+    header.set_cksum();
+    let image = std::fs::File::create(dir.path().join("image.tar")).unwrap();
+    std::io::Write::write_all(&mut &image, header.as_bytes()).unwrap();
+    image.set_len(512 + (1 << 30)).unwrap();
+    let output = Command::new("sh")
+        .current_dir(dir.path())
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {ADDRESS_SPACE_KIB} && exec \"$0\" pack --format json \
+             --manifest cumulocity.json --image image.tar -o out.zip"
+        ))
+        .arg(env!("CARGO_BIN_EXE_berth-pack"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "berth-pack should refuse the archive: {stdout:.2000} {stderr:.2000}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout:.2000}"));
+    assert!(
+        report
+            .to_string()
+            .contains("headers (long names, PAX extensions)"),
+        "{report}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["cumulocity.json", "image.tar"]);
+}

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ImageInfo, PackageError};
 use package_rules::entry_names::{Kind, Names};
+use package_rules::tar_budget::{Budget, ENTRY_HEADERS_LIMIT};
 
 const MANIFEST: &str = "manifest.json";
 /// Entries that can name tags and are left out of what Docker gets: `repositories` (read by the
@@ -200,11 +201,15 @@ fn rewrite_entries<W: Write>(
     reader: impl Read,
     builder: &mut tar::Builder<W>,
 ) -> Result<ImageInfo, PackageError> {
-    let mut archive = tar::Archive::new(reader);
+    // The tar crate holds long names and PAX records whole: bounded, or a deflated run of zeros
+    // claiming to be one entry's name would take gigabytes.
+    let budget = Budget::new();
+    let mut archive = tar::Archive::new(budget.reader(reader));
+    let mut entries = archive.entries().map_err(bad)?;
     let mut names = Names::exact();
     let mut manifest = None;
     let mut small_file_digests = HashMap::new();
-    for entry in archive.entries().map_err(bad)? {
+    while let Some(entry) = budget.within(ENTRY_HEADERS_LIMIT, || entries.next()) {
         let mut entry = entry.map_err(bad)?;
         let (name, checked) = check_entry(&mut names, &entry)?;
         let mut header = tar::Header::new_gnu();
@@ -259,6 +264,9 @@ fn rewrite_entries<W: Write>(
                 builder.append_link(&mut header, &name, &target)?;
             }
         }
+        // What was not handed on (a dropped entry, a directory's or link's data) is read here,
+        // not in the bounded search for the next entry.
+        io::copy(&mut entry, &mut io::sink()).map_err(bad)?;
     }
     let image = manifest.ok_or_else(|| bad(format!("{MANIFEST} is missing")))?;
     // Docker opens the config and layers by these names: they must be entries as checked.
@@ -456,6 +464,43 @@ mod tests {
                 "{label}: {checked:?}"
             );
         }
+    }
+
+    /// A GNU long-name header claiming `size` bytes of name, and the name: what a zip of a few
+    /// MB unpacks to. The tar crate would hold it all before looking at the entry it names.
+    fn long_name_bomb(size: u64) -> impl Read {
+        let mut header = tar::Header::new_gnu();
+        header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_size(size);
+        header.set_cksum();
+        io::Cursor::new(header.as_bytes().to_vec()).chain(io::repeat(b'a').take(size))
+    }
+
+    #[test]
+    fn an_entrys_headers_are_bounded_and_long_names_still_pass() {
+        let error = check(long_name_bomb(1 << 30)).unwrap_err().to_string();
+        assert!(error.contains("headers"), "{error}");
+
+        // A name past the header's 100 bytes travels as a GNU long name, and is kept.
+        let config = br#"{"architecture":"amd64"}"#;
+        let hex = hex::encode(Sha256::digest(config));
+        let long = format!("{}/layer.tar", "d".repeat(300));
+        let manifest = format!(r#"[{{"Config":"{hex}.json","Layers":["{long}"]}}]"#);
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            (format!("{hex}.json"), config.as_slice()),
+            (long.clone(), b"layer".as_slice()),
+            (MANIFEST.to_owned(), manifest.as_bytes()),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, &name, data).unwrap();
+        }
+        let archive = builder.into_inner().unwrap();
+        let image = check(archive.as_slice()).unwrap();
+        assert_eq!(image.id, format!("sha256:{hex}"));
     }
 
     #[test]

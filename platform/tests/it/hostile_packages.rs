@@ -621,3 +621,46 @@ fn versions_never_share_a_docker_tag() {
     assert_eq!(image_id(&third.id), None);
     assert_still_serving(&server, &t);
 }
+
+/// An image archive whose first entry is a GNU long name claiming 256 MiB of name, in a zip of
+/// about 250 KiB: the tar reader would hold the whole name before looking at the entry it names
+/// (a few such uploads at the default 2 GiB image limit exhaust the machine). Refused, nothing
+/// kept, the server serving.
+#[test]
+fn an_image_archives_headers_cannot_take_the_servers_memory() {
+    use std::io::Write;
+    let server = Server::start();
+    let t = create_tenant(&server, "longname");
+    let app = create_microservice(&server, &t);
+    let id = app["id"].as_str().unwrap();
+    let claimed: u64 = 256 << 20;
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(claimed);
+    header.set_cksum();
+    let options = zip::write::SimpleFileOptions::default();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("cumulocity.json", options).unwrap();
+    zip.write_all(manifest("1.0.0").as_bytes()).unwrap();
+    zip.start_file("image.tar", options).unwrap();
+    zip.write_all(header.as_bytes()).unwrap();
+    let name = vec![b'a'; 1 << 20];
+    for _ in 0..claimed >> 20 {
+        zip.write_all(&name).unwrap();
+    }
+    let zip = zip.finish().unwrap().into_inner();
+    assert!(zip.len() < 1 << 20, "{} bytes", zip.len());
+
+    let files_before = files_under(&server.path("packages"));
+    let body = upload(&server, &t, id, "file", &zip)
+        .expect_error(422, "applications/Invalid Data")
+        .json();
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("headers (long names, PAX extensions) take more than 64 KiB"),
+        "{message}"
+    );
+    assert_eq!(files_under(&server.path("packages")), files_before);
+    assert_still_serving(&server, &t);
+}
