@@ -9,6 +9,7 @@ import itertools
 import os
 import sys
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlparse
 
 from c8y_api import CumulocityApi, CumulocityRestApi, HTTPBearerAuth
 from c8y_api._jwt import JWT
@@ -197,8 +198,10 @@ def token_login():
     token, xsrf = CumulocityRestApi.authenticate(BASE, T, "boss", T_PASSWORD)
     jwt = JWT(token)
     assert jwt.tenant_id == T and jwt.username == "boss"
-    # Token-only clients take the platform's address from `aud` (a host, as real tokens have).
-    base = "https://" + jwt.get_claim("aud")
+    # Token-only clients take the platform's address from `aud`, prefixing https:// when
+    # urlparse finds no scheme (pyc8y's rule: real tokens carry a bare host on port 443).
+    aud = jwt.get_claim("aud")
+    base = aud if urlparse(aud).scheme else "https://" + aud
     assert base == BASE, base
     api = CumulocityApi(base, jwt.tenant_id, auth=HTTPBearerAuth(token))
     assert api.users.get_current().username == "boss"

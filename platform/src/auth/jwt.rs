@@ -11,8 +11,8 @@ pub const ISSUER: &str = "berth";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
-    /// Where the token was issued, as real Cumulocity tokens carry it: the host (`host[:port]`)
-    /// for HTTPS, the full base URL for plain HTTP. Token-only clients (pyc8y, c8y-api's
+    /// Where the token was issued, as real Cumulocity tokens carry it: the host for HTTPS on
+    /// port 443, the full base URL otherwise ([`audience`]). Token-only clients (pyc8y, c8y-api's
     /// token helper) take their base URL from it, prefixing `https://` when it has no scheme.
     /// Not checked on the way in: the tenant is `ten`, and the signature binds both.
     pub aud: String,
@@ -57,12 +57,19 @@ pub fn verify(key: &[u8], token: &str) -> Result<Claims, TokenError> {
     Ok(data.claims)
 }
 
-/// The `aud` of a token issued to a client that addressed `host` (see [`Claims::aud`]).
+/// The `aud` of a token issued to a client that addressed `host` (see [`Claims::aud`]): the bare
+/// host, as real tokens carry it, only where prefixing `https://` gives the address back. pyc8y
+/// prefixes only when `urlparse` finds no scheme, and it reads `localhost:8443` as scheme
+/// `localhost`: with a port other than 443 the audience is the whole base URL.
 pub fn audience(https: bool, host: &str) -> String {
-    if https {
-        host.to_owned()
-    } else {
-        format!("http://{host}")
+    let default_port = match host.rsplit_once(':') {
+        Some((_, port)) if !port.ends_with(']') => port == "443",
+        _ => true,
+    };
+    match (https, default_port) {
+        (true, true) => host.to_owned(),
+        (true, false) => format!("https://{host}"),
+        (false, _) => format!("http://{host}"),
     }
 }
 
@@ -115,11 +122,20 @@ mod tests {
 
     #[test]
     fn the_audience_leads_token_only_clients_to_the_platform() {
-        // pyc8y prefixes `https://` to an audience without a scheme, as real tokens have.
-        assert_eq!(audience(true, "127.0.0.1:8443"), "127.0.0.1:8443");
-        assert_eq!(
-            audience(false, "berth-platform:8111"),
-            "http://berth-platform:8111"
-        );
+        // pyc8y prefixes `https://` to an audience without a scheme (by `urlparse`), as real
+        // tokens have on port 443.
+        let cases = [
+            (true, "t1.example.com", "t1.example.com"),
+            (true, "t1.example.com:443", "t1.example.com:443"),
+            (true, "[::1]", "[::1]"),
+            (true, "localhost:8443", "https://localhost:8443"),
+            (true, "127.0.0.1:8443", "https://127.0.0.1:8443"),
+            (true, "[::1]:8443", "https://[::1]:8443"),
+            (false, "berth-platform:8111", "http://berth-platform:8111"),
+            (false, "berth-platform", "http://berth-platform"),
+        ];
+        for (https, host, expected) in cases {
+            assert_eq!(audience(https, host), expected, "{https} {host}");
+        }
     }
 }

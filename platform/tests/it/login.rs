@@ -101,9 +101,9 @@ fn cookie_login_requires_the_xsrf_header() {
     assert_eq!(claims["ten"], t.id.as_str());
     assert_eq!(claims["sub"], "boss");
     assert_eq!(claims["xsrfToken"], xsrf.as_str());
-    // Token-only clients (pyc8y) take the platform's address from `aud`: the host the client
-    // addressed, as real tokens carry it.
-    assert_eq!(claims["aud"], server.https.trim_start_matches("https://"));
+    // Token-only clients (pyc8y) take the platform's address from `aud`: the base URL the
+    // client addressed (real tokens, always on port 443, carry the bare host).
+    assert_eq!(claims["aud"], server.https.as_str());
 
     let cookie_header = format!("authorization={token}; XSRF-TOKEN={xsrf}");
     let cases = [
