@@ -7,8 +7,9 @@ use futures_util::future::Either;
 
 use super::security_headers::{self, Origin};
 
-/// Outermost middleware of every listener: the request-head limits of [`super::request_head`]
-/// and the headers of [`super::security_headers`].
+/// Outermost middleware of every listener: the request-head limits of [`super::request_head`],
+/// the headers of [`super::security_headers`] and the challenge of the API's 401s
+/// ([`super::challenge`]).
 pub fn edge_hygiene<S, B>(
     req: ServiceRequest,
     srv: &S,
@@ -24,6 +25,7 @@ where
         Origin::Api
     };
     let https = super::origin::of(req.request()).https;
+    let xbasic = super::challenge::wants_xbasic(req.headers());
     let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     // An over-limit head is refused as an API answer, wherever it was going.
     let (response, origin) = match super::request_head::check(uri_len, req.headers()) {
@@ -39,6 +41,11 @@ where
             Either::Right(refused) => refused.map_into_right_body(),
         };
         security_headers::apply(response.headers_mut(), origin, https);
+        // A microservice's own 401 is passed on as it was sent.
+        if origin == Origin::Api {
+            let status = response.status();
+            super::challenge::apply(status, response.headers_mut(), xbasic);
+        }
         Ok(response)
     }
 }

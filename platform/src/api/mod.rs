@@ -7,11 +7,13 @@ mod application_status;
 pub mod applications;
 pub mod audit;
 pub mod autoscaler;
+mod challenge;
 pub mod current_application;
 pub mod current_settings;
 pub mod current_user;
 pub mod field_limits;
 pub mod groups;
+mod health;
 pub mod hygiene;
 pub mod instance_usage;
 pub mod login;
@@ -122,6 +124,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .app_data(web::FormConfig::default().error_handler(form_error))
             .configure(login::routes)
             .configure(api_roots::routes)
+            .configure(health::routes)
             .configure(metrics::routes)
             .configure(tenants::routes)
             .configure(options::routes)

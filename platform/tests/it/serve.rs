@@ -190,8 +190,33 @@ fn authentication_failures_are_401_error_bodies() {
         }
         let resp = req.send();
         assert_eq!(resp.status, 401, "{name}: {}", resp.body);
+        // Clients that send Basic only when challenged (Apache HttpClient) need the challenge.
+        assert_eq!(
+            resp.header("www-authenticate"),
+            Some("Basic realm=\"Cumulocity\""),
+            "{name}"
+        );
         resp.expect_error(401, "security/Unauthorized");
     }
+    // Cumulocity's web clients ask for a scheme browsers show no dialog for.
+    let resp = server
+        .req("GET", "/user/currentUser")
+        .header("UseXBasic", "true")
+        .send();
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some("XBasic realm=\"Cumulocity\"")
+    );
+    resp.expect_error(401, "security/Unauthorized");
+}
+
+/// The Java SDK's platform health indicator reads `/tenant/health` (its `detailsPath`) and
+/// reports the microservice DOWN when it fails.
+#[test]
+fn the_platform_says_it_is_healthy_to_anyone() {
+    let server = Server::start();
+    let resp = server.req("GET", "/tenant/health").send().expect(200);
+    assert_eq!(resp.json(), serde_json::json!({"status": "UP"}));
 }
 
 #[test]

@@ -28,7 +28,8 @@ Berth.pages.login = () => {
     let response;
     try {
       response = await fetch('/tenant/oauth?tenant_id=' + encodeURIComponent(tenant), {
-        method: 'POST', body, credentials: 'same-origin', headers: {'Accept': 'application/json'},
+        method: 'POST', body, credentials: 'same-origin',
+        headers: {'Accept': 'application/json', 'UseXBasic': 'true'},
       });
     } catch (e) {
       Berth.flash('Berth cannot be reached: ' + e.message);

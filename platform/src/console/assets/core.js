@@ -9,9 +9,12 @@ Berth.cookie = (name) => {
   return hit ? decodeURIComponent(hit.slice(name.length + 1)) : '';
 };
 
+// UseXBasic: the API's 401s then challenge with XBasic, which browsers do not answer with a
+// login dialog of their own (as Cumulocity's web clients do).
 Berth.headers = (extra) => Object.assign({
   'Accept': 'application/json',
   'X-XSRF-TOKEN': Berth.cookie('XSRF-TOKEN'),
+  'UseXBasic': 'true',
 }, extra || {});
 
 // The API's error body ({error, message, info}) in words; a status line when there is none.
