@@ -80,8 +80,14 @@ pub fn application_json(base: &str, app: &Application) -> Value {
         "roles": app.roles,
         "requiredRoles": app.required_roles,
     });
+    // A microservice without one is served under its name, and clients building
+    // `/service/<contextPath>` links (pyc8y's settings category too) read it from here.
+    let context_path = app
+        .context_path
+        .clone()
+        .or_else(|| (app.app_type == "MICROSERVICE").then(|| app.name.clone()));
     let fields = [
-        ("contextPath", &app.context_path),
+        ("contextPath", &context_path),
         ("description", &app.description),
         ("externalUrl", &app.external_url),
         ("activeVersionId", &app.active_version_id),

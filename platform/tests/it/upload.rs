@@ -228,6 +228,8 @@ fn upload_loads_the_image_and_applies_the_version_rules() {
     let t = create_tenant(&server, "upl");
     let app = create_microservice(&server, &t);
     let id = app["id"].as_str().unwrap();
+    // Created without one, a microservice's context path is its name (where the proxy serves it).
+    assert_eq!(app["contextPath"], app["name"], "{app}");
     let first = TestImage::build(0);
 
     let resp = upload(&server, &t, id, "file", &package("1.0.0", &first)).expect(201);
