@@ -92,6 +92,10 @@ pub fn server(parts: Parts) -> Result<Server, StartupError> {
         let peers = state.supervisor.clone();
         App::new()
             .wrap(proxy.invalidate_on_write())
+            // A container's client that goes away must not cut off what follows a store change
+            // (cached credentials dropped, routes invalidated, the audit record), as on the public
+            // listener.
+            .wrap_fn(api::hygiene::run_writes_to_end)
             .wrap_fn(move |req, srv| {
                 let allowed = req.peer_addr().is_some_and(|peer| {
                     peers.is_container_peer(peer.ip())
