@@ -35,19 +35,29 @@ impl SwarmRuntime {
             }) => {}
             Err(e) => return Err(e.into()),
         }
-        self.ensure_relay(&spec.name, &spec.subnet, &spec.labels)
-            .await?;
-        self.relays_checked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.name.clone());
-        self.engine
+        let info = self
+            .engine
             .network(&spec.name)
             .await?
             .map(with_bridge)
             .ok_or_else(|| {
                 RuntimeError::Docker(format!("network {} vanished after creation", spec.name))
-            })
+            })?;
+        // The relay admits the network's own block. After a 409 (an earlier attempt made the
+        // network, then failed on its relay, and the caller retried on a new block) that is the
+        // block the network has, not the one asked for this time.
+        let [subnet] = info.subnets.as_slice() else {
+            return Err(RuntimeError::Docker(format!(
+                "network {} has subnets {:?}, not one",
+                spec.name, info.subnets
+            )));
+        };
+        self.ensure_relay(&spec.name, subnet, &spec.labels).await?;
+        self.relays_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.name.clone());
+        Ok(info)
     }
 
     /// The relay goes first; the network follows once Swarm detached its tasks (until then

@@ -228,6 +228,27 @@ fn swarm_runs_a_deployment_spread_isolated_and_survives_a_node_loss() {
             .await
             .unwrap();
         assert_eq!(a.subnets, vec!["10.214.0.0/26".to_owned()]);
+        // A retry after a failure past the network's creation asks for another block: the
+        // network keeps its own (Docker answers 409), and its relay must admit that one.
+        let again = rt
+            .create_network(&net("swit-a", "10.214.0.128/26"))
+            .await
+            .unwrap();
+        assert_eq!(again.subnets, a.subnets);
+        let relay_env = lab.docker(
+            1,
+            &[
+                "service",
+                "inspect",
+                "--format",
+                "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+                &berth::runtime::swarm::services::relay_name("swit-a"),
+            ],
+        );
+        assert!(
+            relay_env.contains("BERTH_RELAY_ALLOW=10.214.0.0/26"),
+            "{relay_env}"
+        );
         let started = Instant::now();
         for replica in 0..3 {
             rt.create_instance(&spec("1/a", "swit-a", &image, 3, replica))
