@@ -40,13 +40,22 @@ pub struct DockerEngine {
 impl DockerEngine {
     /// Connects over the unix socket and negotiates the API version with the engine.
     pub async fn connect(socket: &Path) -> Result<DockerEngine, RuntimeError> {
+        Self::connect_with_timeout(socket, DOCKER_TIMEOUT_SECS).await
+    }
+
+    /// As [`DockerEngine::connect`], each call's answer (its head: streams then run on) due
+    /// within `timeout_secs`.
+    pub async fn connect_with_timeout(
+        socket: &Path,
+        timeout_secs: u64,
+    ) -> Result<DockerEngine, RuntimeError> {
         let display = socket.display().to_string();
         let fail = |message: String| RuntimeError::Connect {
             socket: display.clone(),
             message,
         };
         let docker =
-            Docker::connect_with_unix(&display, DOCKER_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            Docker::connect_with_unix(&display, timeout_secs, bollard::API_DEFAULT_VERSION)
                 .map_err(|e| fail(e.to_string()))?;
         let docker = docker
             .negotiate_version()
@@ -175,5 +184,28 @@ impl Runtime for DockerEngine {
         labels: &[(&str, &str)],
     ) -> BoxStream<'static, Result<InstanceEvent, RuntimeError>> {
         self.events(labels).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An engine that accepts and never answers (a node cut off behind a forwarded socket):
+    /// connecting fails at the timeout given instead of waiting for the local engine's.
+    #[tokio::test]
+    async fn an_engine_that_never_answers_fails_at_the_timeout_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("silent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(4).collect();
+            drop(held);
+        });
+        let error = DockerEngine::connect_with_timeout(&socket, 1)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("silent.sock"), "{error}");
     }
 }

@@ -11,18 +11,23 @@ use super::tasks;
 use crate::runtime::RuntimeError;
 use crate::runtime::docker::DockerEngine;
 
+/// Seconds a node engine's answer may take. Its calls (kill, inspect, stats, exec) are small, and
+/// the reconcile pass awaits some of them: a node cut off behind a forwarded socket must not
+/// hold every tenant's pass for the local engine's 10 minutes (image loads) per call.
+const NODE_ENGINE_TIMEOUT_SECS: u64 = 30;
+
 impl SwarmRuntime {
-    /// The engine of the node at `addr`, connected on first use.
+    /// The engine of the node at `addr`, connected on first use (outside the lock: one node
+    /// that does not answer must not hold the others' callers).
     async fn node_engine(&self, addr: IpAddr) -> Option<DockerEngine> {
         let socket = self.settings.node_engines.get(&addr)?;
-        let mut engines = self.node_engines.lock().await;
-        if let Some(e) = engines.get(&addr) {
+        if let Some(e) = self.node_engines.lock().await.get(&addr) {
             return Some(e.clone());
         }
-        match DockerEngine::connect(socket).await {
+        match DockerEngine::connect_with_timeout(socket, NODE_ENGINE_TIMEOUT_SECS).await {
             Ok(e) => {
-                engines.insert(addr, e.clone());
-                Some(e)
+                let mut engines = self.node_engines.lock().await;
+                Some(engines.entry(addr).or_insert(e).clone())
             }
             Err(e) => {
                 tracing::warn!(node = %addr, error = %e, "cannot reach the node's engine");
