@@ -250,6 +250,15 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             None,
         ),
         config::runtime::RuntimeChoice::Swarm(choice) => {
+            if choice.registry_credentials.is_none() {
+                // Tasks reach the nodes' network (their egress), so the registry too.
+                tracing::warn!(
+                    registry = %choice.registry,
+                    "the registry takes no credentials: any tenant's task can list, pull and \
+                     delete every tenant's images there; set BERTH_REGISTRY_USER and \
+                     BERTH_REGISTRY_PASSWORD (README: What Swarm cannot guarantee)"
+                );
+            }
             let swarm = Arc::new(
                 runtime::swarm::SwarmRuntime::connect(
                     &config.docker_socket,
