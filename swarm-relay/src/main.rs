@@ -22,24 +22,35 @@
 //! name, needed with it), `BERTH_RELAY_PLATFORM_LISTEN` (default `0.0.0.0:8111`).
 //!
 //! Standard library only, threads rather than an async runtime: the relay carries one
-//! deployment's traffic and is bounded by `MAX_CONNECTIONS`.
+//! deployment's traffic and is bounded by [`LIMITS`].
 
+mod admission;
 mod dns;
+mod line;
 mod platform;
 mod request;
+#[cfg(test)]
+mod tests;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use admission::{Admission, Limits, Ticket};
 use request::{Cidr, Policy};
 
-/// Connections relayed at once; more are refused (a flood costs the node a bounded number of
-/// threads).
-const MAX_CONNECTIONS: usize = 1024;
-/// How long a client has to send its request line.
+/// Connections relayed at once, more are refused: two threads each, plus the two listeners'
+/// (and a DNS answer's), well under the relay service's pids limit of 2048
+/// (`relay_spec` in Berth), so a connection never lacks its second thread. Of those, one peer
+/// address may have 64 whose request line has not come yet: a sixteenth, so a tenant's
+/// container idling on another tenant's relay leaves Berth its way in.
+const LIMITS: Limits = Limits {
+    total: 960,
+    reading_per_peer: 64,
+};
+/// How long a client has to send its whole request line.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting to a replica (or to Berth's gateway) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -54,20 +65,22 @@ fn main() {
     };
     let listen = std::env::var("BERTH_RELAY_LISTEN").unwrap_or_else(|_| "0.0.0.0:7070".into());
     let listener = bind(&listen);
-    let active = Arc::new(AtomicUsize::new(0));
+    let admission = Admission::new(LIMITS);
     if let Some(platform) = platform {
         let platform_listen =
             std::env::var("BERTH_RELAY_PLATFORM_LISTEN").unwrap_or_else(|_| "0.0.0.0:8111".into());
         let platform_listener = bind(&platform_listen);
-        let (policy, active) = (Arc::clone(&policy), Arc::clone(&active));
+        let (policy, admission) = (Arc::clone(&policy), Arc::clone(&admission));
         let platform = Arc::new(platform);
         std::thread::spawn(move || {
-            accept(&platform_listener, &active, move |stream| {
-                platform::serve(stream, &platform, &policy.token, &policy.allow);
+            accept(&platform_listener, &admission, move |stream, ticket| {
+                platform::serve(stream, ticket, &platform, &policy.token, &policy.allow);
             });
         });
     }
-    accept(&listener, &active, move |stream| serve(stream, &policy));
+    accept(&listener, &admission, move |stream, ticket| {
+        serve(stream, ticket, &policy, HANDSHAKE_TIMEOUT);
+    });
 }
 
 fn bind(listen: &str) -> TcpListener {
@@ -83,33 +96,27 @@ fn bind(listen: &str) -> TcpListener {
     }
 }
 
-/// Serves each connection on a thread of its own, at most `MAX_CONNECTIONS` at once over
-/// both listeners.
+/// Serves each connection admitted by `admission` (shared by both listeners) on a thread of
+/// its own; a refused one is closed unread.
 fn accept(
     listener: &TcpListener,
-    active: &Arc<AtomicUsize>,
-    handle: impl Fn(TcpStream) + Send + Sync + 'static,
+    admission: &Arc<Admission>,
+    handle: impl Fn(TcpStream, Ticket) + Send + Sync + 'static,
 ) {
     let handle = Arc::new(handle);
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            active.fetch_sub(1, Ordering::SeqCst);
-            drop(stream);
+        let Ok(peer) = stream.peer_addr() else {
             continue;
-        }
-        let held = Arc::clone(active);
+        };
+        let Ok(ticket) = admission.admit(peer.ip()) else {
+            continue;
+        };
         let handle = Arc::clone(&handle);
-        let spawned = std::thread::Builder::new()
+        // A failed spawn drops the closure, and the ticket with it.
+        let _ = std::thread::Builder::new()
             .stack_size(64 * 1024)
-            .spawn(move || {
-                handle(stream);
-                held.fetch_sub(1, Ordering::SeqCst);
-            });
-        if spawned.is_err() {
-            // The closure (and its counter decrement) was dropped with the failed spawn.
-            active.fetch_sub(1, Ordering::SeqCst);
-        }
+            .spawn(move || handle(stream, ticket));
     }
 }
 
@@ -150,25 +157,17 @@ fn settings() -> Result<Policy, String> {
     })
 }
 
-fn serve(client: TcpStream, policy: &Policy) {
-    let _ = client.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+/// Relays one client of the published port: its request line within `handshake`, then bytes.
+fn serve(client: TcpStream, mut ticket: Ticket, policy: &Policy, handshake: Duration) {
     let _ = client.set_nodelay(true);
-    let Ok(reader) = client.try_clone() else {
-        return;
+    let line = match line::read(&client, Instant::now() + handshake) {
+        Ok(line) => line,
+        Err(reason) => {
+            refuse(&client, reason);
+            return;
+        }
     };
-    // At most 256 bytes: a request line is far shorter, and a client must not make the relay
-    // buffer more.
-    let mut line = String::new();
-    let mut limited = BufReader::new(std::io::Read::take(reader, 256));
-    if limited.read_line(&mut line).is_err() || !line.ends_with('\n') {
-        return;
-    }
-    // Anything the client sent after the request line (it should wait for OK) is refused:
-    // a BufReader could hold it and it would be lost.
-    if !limited.buffer().is_empty() {
-        refuse(&client, "send nothing before OK");
-        return;
-    }
+    ticket.line_read();
     let target = match policy.check(line.trim_end(), dns::resolve) {
         Ok(target) => target,
         Err(reason) => {
@@ -199,16 +198,34 @@ fn refuse(mut client: &TcpStream, reason: &str) {
 
 /// Copies both ways until both sides are done, passing each side's end of stream on.
 pub(crate) fn splice(client: TcpStream, upstream: TcpStream) {
+    splice_with(client, upstream, |from, to| {
+        std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || copy_half(from, to))
+    });
+}
+
+/// [`splice`], the way back copied on a thread from `spawn`. Without that thread nothing
+/// would come back while the client waits: both sockets are closed instead.
+fn splice_with(
+    client: TcpStream,
+    upstream: TcpStream,
+    spawn: impl FnOnce(TcpStream, TcpStream) -> std::io::Result<JoinHandle<()>>,
+) {
     let (Ok(client2), Ok(upstream2)) = (client.try_clone(), upstream.try_clone()) else {
         return;
     };
-    let back = std::thread::Builder::new()
-        .stack_size(64 * 1024)
-        .spawn(move || copy_half(upstream2, client2));
+    let back = match spawn(upstream2, client2) {
+        Ok(back) => back,
+        Err(e) => {
+            eprintln!("swarm-relay: no thread for a connection's way back ({e}); closed it");
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = upstream.shutdown(Shutdown::Both);
+            return;
+        }
+    };
     copy_half(client, upstream);
-    if let Ok(handle) = back {
-        let _ = handle.join();
-    }
+    let _ = back.join();
 }
 
 fn copy_half(mut from: TcpStream, mut to: TcpStream) {

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use crate::admission::Ticket;
 use crate::request::Cidr;
 
 /// Where the platform path leads and what it presents.
@@ -27,7 +28,13 @@ pub fn request_line(network: &str, token: &str) -> String {
 }
 
 /// Connects a replica's connection to Berth's gateway, or closes it.
-pub fn serve(client: TcpStream, platform: &Platform, token: &str, allow: &[Cidr]) {
+pub fn serve(
+    client: TcpStream,
+    mut ticket: Ticket,
+    platform: &Platform,
+    token: &str,
+    allow: &[Cidr],
+) {
     let from_overlay = match client.peer_addr() {
         Ok(SocketAddr::V4(peer)) => allow.iter().any(|c| c.contains(*peer.ip())),
         _ => false,
@@ -35,6 +42,8 @@ pub fn serve(client: TcpStream, platform: &Platform, token: &str, allow: &[Cidr]
     if !from_overlay {
         return;
     }
+    // A replica of this deployment, which sends no line of its own: only the total bounds it.
+    ticket.line_read();
     let Some(addr) = platform
         .gateway
         .to_socket_addrs()

@@ -180,6 +180,8 @@ pub fn relay_spec(
             limits: Some(Limit {
                 nano_cpus: Some(250_000_000),
                 memory_bytes: Some(64 << 20),
+                // Two threads per connection of the relay's 960 (`LIMITS` in swarm-relay), and
+                // its listeners': the relay keeps well under this.
                 pids: Some(2048),
             }),
             ..Default::default()
