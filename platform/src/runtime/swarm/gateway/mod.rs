@@ -10,7 +10,8 @@
 //! else on the nodes' network (without a token) is closed after at most one line, which must
 //! come whole within 5 s; and as every container on a node reaches the gateway from the
 //! node's address, one address may have only so many connections waiting for their line
-//! ([`LIMITS`]), so one tenant's idle connections cannot take the way of every tenant.
+//! ([`LIMITS`], [`waiting`]), so one tenant's idle connections cannot take the way of every
+//! tenant.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -20,20 +21,19 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::counts::{Place, Quota};
-
 mod sources;
+mod waiting;
 
 use sources::{SOURCE_ADDRESSES, Sources};
 pub use sources::{SOURCES, is_source};
+use waiting::{Wait, Waiting};
 
 /// What the gateway holds at once. A connection takes one of `connections` when accepted,
-/// and until its line is read also one of `waiting_per_source` places of its source
-/// address: every relay on a node (every tenant's) and any container there reach the gateway
-/// from the node's address, so without that bound one container holding idle connections
-/// would take all of them. A relay sends its line at once, so its connections wait for
-/// moments; one carried on is bounded by the internal API (`max_container_connections` per
-/// network), not here.
+/// and until its line is read also one of `waiting_per_source` places of its source address
+/// ([`waiting`]: over that the source's oldest waiting connection is closed), so one
+/// container's idle connections cannot take them all. A relay sends its line at once, so its
+/// connections wait for moments; one carried on is bounded by the internal API
+/// (`max_container_connections` per network), not here.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     connections: usize,
@@ -61,7 +61,7 @@ async fn serve_with(listener: TcpListener, key: Vec<u8>, internal: SocketAddr, l
     let key = Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key));
     let internal = reachable(internal);
     let slots = Arc::new(Semaphore::new(limits.connections));
-    let waiting = Quota::new(limits.connections, limits.waiting_per_source);
+    let waiting = Waiting::new(limits.waiting_per_source);
     let sources = Arc::new(Sources::new(SOURCE_ADDRESSES));
     loop {
         let Ok((client, peer)) = listener.accept().await else {
@@ -71,16 +71,10 @@ async fn serve_with(listener: TcpListener, key: Vec<u8>, internal: SocketAddr, l
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             continue;
         };
-        let place = match waiting.take(peer.ip()) {
-            Ok(place) => place,
-            Err(over) => {
-                tracing::debug!(%peer, ?over, "swarm gateway: connection refused");
-                continue;
-            }
-        };
+        let wait = waiting.enter(peer.ip());
         let (key, sources) = (Arc::clone(&key), Arc::clone(&sources));
         tokio::spawn(async move {
-            let carried = match read_line(client, limits.line_timeout, place).await {
+            let carried = match read_line(client, limits.line_timeout, wait).await {
                 Ok((client, line)) => carry(client, &line, &key, &sources, internal).await,
                 Err(reason) => Err(reason),
             };
@@ -141,13 +135,14 @@ pub fn check<'a>(line: &'a str, key: &ring::hmac::Key) -> Result<&'a str, &'stat
 }
 
 /// One line, byte by byte (what follows it belongs to the internal API), all of it within
-/// `timeout`; the source's waiting place is given back with it.
+/// `timeout` and before a newer connection of the source evicts it; the source's waiting
+/// place is given back with it.
 async fn read_line(
     mut stream: TcpStream,
     timeout: Duration,
-    place: Place<IpAddr>,
+    mut wait: Wait,
 ) -> Result<(TcpStream, String), &'static str> {
-    let line = tokio::time::timeout(timeout, async {
+    let read = tokio::time::timeout(timeout, async {
         let mut line = Vec::new();
         while line.len() < LINE_MAX {
             let b = stream.read_u8().await.ok()?;
@@ -157,11 +152,12 @@ async fn read_line(
             line.push(b);
         }
         None
-    })
-    .await
-    .map_err(|_| "no request line in time")?
-    .ok_or("no request line")?;
-    drop(place);
+    });
+    let line = tokio::select! {
+        line = read => line.map_err(|_| "no request line in time")?.ok_or("no request line")?,
+        _ = &mut wait.evicted => return Err("evicted by a newer connection from its source"),
+    };
+    drop(wait);
     Ok((stream, line))
 }
 
@@ -249,11 +245,28 @@ mod tests {
         )
     }
 
-    /// One source holding idle connections past its bound does not take the gateway from
-    /// another source: the idle ones over the bound are closed at once, and a relay on
-    /// another node still gets its line read and its bytes carried.
+    /// Write a valid line for `network` and `ping` on `client`; whether the ping reaches the
+    /// internal API.
+    async fn carried(client: &mut TcpStream, internal: &TcpListener, network: &str) -> bool {
+        let line = format!(
+            "BERTH-PLATFORM/1 {network} {}\nping",
+            relay_token(KEY, network)
+        );
+        client.write_all(line.as_bytes()).await.unwrap();
+        let Ok(Ok((mut s, _))) =
+            tokio::time::timeout(Duration::from_secs(20), internal.accept()).await
+        else {
+            return false;
+        };
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.is_ok() && &buf == b"ping"
+    }
+
+    /// One source holding more idle connections than the gateway takes in all shuts out no
+    /// one: each one over the bound closes the source's oldest waiting one, and a relay on the
+    /// same node, as on another, still gets its line read and its bytes carried.
     #[tokio::test]
-    async fn idle_connections_from_one_source_leave_the_gateway_to_others() {
+    async fn idle_connections_from_one_source_shut_no_one_out() {
         let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let internal_addr = internal.local_addr().unwrap();
         let gateway = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -266,26 +279,23 @@ mod tests {
         };
         tokio::spawn(serve_with(gateway, KEY.to_vec(), internal_addr, limits));
 
-        // More idle connections from one source than the gateway holds in all.
         let mut idle = Vec::new();
-        for _ in 0..limits.connections + 2 {
+        for i in 0..limits.connections + 2 {
             idle.push(connect_from("127.0.0.3", gateway_addr).await);
+            if let Some(oldest) = i.checked_sub(limits.waiting_per_source) {
+                assert!(closed(&mut idle[oldest]).await, "idle connection {oldest}");
+            }
         }
-        // Accepted in order: by this one's turn every idle one has been counted.
-        let mut other = connect_from("127.0.0.4", gateway_addr).await;
-        let line = format!("BERTH-PLATFORM/1 net-a {}\nping", relay_token(KEY, "net-a"));
-        other.write_all(line.as_bytes()).await.unwrap();
-        let (mut s, _) = tokio::time::timeout(Duration::from_secs(20), internal.accept())
-            .await
-            .expect("the other source's connection is carried")
-            .unwrap();
-        let mut buf = [0u8; 4];
-        s.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"ping");
-
-        for (i, stream) in idle.iter_mut().enumerate().skip(limits.waiting_per_source) {
-            assert!(closed(stream).await, "idle connection {i} over the bound");
-        }
+        let mut same_node = connect_from("127.0.0.3", gateway_addr).await;
+        assert!(
+            carried(&mut same_node, &internal, "net-a").await,
+            "same source"
+        );
+        let mut other_node = connect_from("127.0.0.4", gateway_addr).await;
+        assert!(
+            carried(&mut other_node, &internal, "net-b").await,
+            "another source"
+        );
     }
 
     /// The line has one deadline in all: a client sending a byte at a time, each well within
