@@ -44,8 +44,8 @@ use request::{Cidr, Policy};
 /// Connections relayed at once, more are refused: two threads each, plus the two listeners'
 /// (and a DNS answer's), well under the relay service's pids limit of 2048
 /// (`relay_spec` in Berth), so a connection never lacks its second thread. Of those, one peer
-/// address may have 64 whose request line has not come yet: a sixteenth, so a tenant's
-/// container idling on another tenant's relay leaves Berth its way in.
+/// address may have 64 whose request line has not come yet (over that its oldest is closed),
+/// so a tenant's container idling on another tenant's relay leaves Berth its way in.
 const LIMITS: Limits = Limits {
     total: 960,
     reading_per_peer: 64,
@@ -73,12 +73,17 @@ fn main() {
         let (policy, admission) = (Arc::clone(&policy), Arc::clone(&admission));
         let platform = Arc::new(platform);
         std::thread::spawn(move || {
-            accept(&platform_listener, &admission, move |stream, ticket| {
-                platform::serve(stream, ticket, &platform, &policy.token, &policy.allow);
-            });
+            accept(
+                &platform_listener,
+                &admission,
+                false,
+                move |stream, ticket| {
+                    platform::serve(stream, ticket, &platform, &policy.token, &policy.allow);
+                },
+            );
         });
     }
-    accept(&listener, &admission, move |stream, ticket| {
+    accept(&listener, &admission, true, move |stream, ticket| {
         serve(stream, ticket, &policy, HANDSHAKE_TIMEOUT);
     });
 }
@@ -97,19 +102,26 @@ fn bind(listen: &str) -> TcpListener {
 }
 
 /// Serves each connection admitted by `admission` (shared by both listeners) on a thread of
-/// its own; a refused one is closed unread.
+/// its own; a refused one is closed unread. `line`: whether clients send a request line, and
+/// are bounded per peer until then.
 fn accept(
     listener: &TcpListener,
     admission: &Arc<Admission>,
+    line: bool,
     handle: impl Fn(TcpStream, Ticket) + Send + Sync + 'static,
 ) {
     let handle = Arc::new(handle);
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        let Ok(peer) = stream.peer_addr() else {
-            continue;
+        let ticket = if line {
+            let Ok(peer) = stream.peer_addr() else {
+                continue;
+            };
+            admission.admit(peer.ip(), &stream)
+        } else {
+            admission.admit_without_line()
         };
-        let Ok(ticket) = admission.admit(peer.ip()) else {
+        let Some(ticket) = ticket else {
             continue;
         };
         let handle = Arc::clone(&handle);
@@ -167,7 +179,9 @@ fn serve(client: TcpStream, mut ticket: Ticket, policy: &Policy, handshake: Dura
             return;
         }
     };
-    ticket.line_read();
+    if !ticket.line_read() {
+        return;
+    }
     let target = match policy.check(line.trim_end(), dns::resolve) {
         Ok(target) => target,
         Err(reason) => {
