@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 use admission::{Admission, Limits, Ticket};
 use request::{Cidr, Policy};
 
-/// Connections relayed at once, more are refused: two threads each, plus the two listeners'
-/// (and a DNS answer's), well under the relay service's pids limit of 2048
+/// Connections relayed at once, more are refused: two threads each, plus the two listeners',
+/// well under the relay service's pids limit of 2048
 /// (`relay_spec` in Berth), so a connection never lacks its second thread. Of those, one peer
 /// address may have 64 whose request line has not come yet (over that its oldest is closed),
 /// so a tenant's container idling on another tenant's relay leaves Berth its way in.

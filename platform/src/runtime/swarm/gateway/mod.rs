@@ -10,7 +10,7 @@
 //! else on the nodes' network (without a token) is closed after at most one line, which must
 //! come whole within 5 s; and as every container on a node reaches the gateway from the
 //! node's address, one address may have only so many connections waiting for their line
-//! ([`LIMITS`], [`waiting`]), so one tenant's idle connections cannot take the way of every
+//! (`LIMITS`, `waiting.rs`), so one tenant's idle connections cannot take the way of every
 //! tenant.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
