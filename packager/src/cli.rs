@@ -204,6 +204,12 @@ pub enum TargetError {
     },
     #[error("--url {0:?} must start with https:// or http:// and name a host")]
     Url(String),
+    /// Not echoed: the part before `@` is usually a password, which would land in CI logs.
+    #[error(
+        "the platform URL must not contain a user name or password (`user:password@`); \
+         pass them with --user and --password (or BERTH_USER and BERTH_PASSWORD)"
+    )]
+    UserInfo,
 }
 
 impl PlatformArgs {
@@ -253,8 +259,12 @@ impl PlatformArgs {
     }
 }
 
-/// `scheme://host[:port][/path]` without a trailing slash.
+/// `scheme://host[:port][/path]` without a trailing slash. Userinfo is refused before
+/// anything else, so no error (nor later a transport message) ever repeats a password.
 fn base_url(url: &str) -> Result<String, TargetError> {
+    if has_userinfo(url) {
+        return Err(TargetError::UserInfo);
+    }
     let trimmed = url.trim().trim_end_matches('/');
     let rest = trimmed
         .strip_prefix("https://")
@@ -265,6 +275,16 @@ fn base_url(url: &str) -> Result<String, TargetError> {
         return Err(TargetError::Url(url.to_owned()));
     }
     Ok(trimmed.to_owned())
+}
+
+/// Whether the authority (after any `scheme://`, up to the path, query or fragment) holds an
+/// `@`. Checked on the raw text, whatever the scheme, so a malformed URL is caught too.
+fn has_userinfo(url: &str) -> bool {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
 }
 
 #[cfg(test)]
@@ -341,10 +361,23 @@ mod tests {
                 platform(Some("https://"), Some("u"), Some("p")),
                 "name a host",
             ),
+            (
+                platform(Some("https://alice:s3cret@h"), Some("u"), Some("p")),
+                "must not contain a user name or password",
+            ),
+            (
+                platform(Some("ftp://alice:s3cret@h/x"), Some("u"), Some("p")),
+                "must not contain a user name or password",
+            ),
+            (
+                platform(Some("alice:s3cret@h"), Some("u"), Some("p")),
+                "must not contain a user name or password",
+            ),
         ];
         for (args, expected) in cases {
             let error = args.to_target(none).unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("s3cret"), "{error}");
         }
     }
 }

@@ -659,3 +659,48 @@ fn subscribe_resolves_names_and_treats_409_as_success() {
         }
     }
 }
+
+#[test]
+fn a_password_in_the_url_is_refused_without_being_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = package(dir.path(), "hello-1.0.0.zip", MANIFEST);
+    let zip = zip.to_str().unwrap();
+    // Nothing listens there: without the check, the connection error would name the URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://alice:s3cret@127.0.0.1:{port}");
+    let login = ["--user", "t1/a", "--password", "pw"];
+    // (where the URL comes from, flags, environment)
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let cases: &[Case] = &[
+        ("--url", vec!["--url", url.as_str()], vec![]),
+        ("BERTH_URL", vec![], vec![("BERTH_URL", url.as_str())]),
+        ("C8Y_BASEURL", vec![], vec![("C8Y_BASEURL", url.as_str())]),
+    ];
+    for (what, flags, env) in cases {
+        for command in [
+            vec!["deploy", zip],
+            vec!["subscribe", "--app", "7", "--tenant", "t2"],
+        ] {
+            let args = [&command[..], &login[..], flags].concat();
+            let result = run(dir.path(), &args, env);
+            assert_eq!(result.code, 2, "{what}: {}", result.stderr);
+            assert!(
+                result
+                    .stderr
+                    .contains("must not contain a user name or password"),
+                "{what}: {}",
+                result.stderr
+            );
+            assert!(
+                !result.stderr.contains("s3cret") && !result.stdout.contains("s3cret"),
+                "{what}: {}{}",
+                result.stdout,
+                result.stderr
+            );
+        }
+    }
+}
