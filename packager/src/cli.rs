@@ -9,6 +9,7 @@ use crate::deploy::DeployOptions;
 use crate::package::{Compression, ImageSource, PackOptions};
 use crate::platform_client::Target;
 use crate::tls_trust::Trust;
+use crate::url_text::has_userinfo;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -275,16 +276,6 @@ fn base_url(url: &str) -> Result<String, TargetError> {
         return Err(TargetError::Url(url.to_owned()));
     }
     Ok(trimmed.to_owned())
-}
-
-/// Whether the authority (after any `scheme://`, up to the path, query or fragment) holds an
-/// `@`. Checked on the raw text, whatever the scheme, so a malformed URL is caught too.
-fn has_userinfo(url: &str) -> bool {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    after_scheme
-        .split(['/', '?', '#'])
-        .next()
-        .is_some_and(|authority| authority.contains('@'))
 }
 
 #[cfg(test)]

@@ -12,4 +12,5 @@ pub mod package;
 pub mod platform_client;
 pub mod report;
 pub mod tls_trust;
+pub mod url_text;
 pub mod zip_writer;

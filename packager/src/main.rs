@@ -10,7 +10,7 @@ use berth_pack::cli::{CheckArgs, Cli, Command, DeployArgs, Format, PackArgs, Sub
 use berth_pack::deploy::{self, DeployError, Step};
 use berth_pack::platform_client::{PlatformClient, Target};
 use berth_pack::tls_trust::Trust;
-use berth_pack::{package, report};
+use berth_pack::{package, report, url_text};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -107,6 +107,13 @@ fn connect(target: &Target) -> Result<PlatformClient, DeployError> {
         eprintln!(
             "berth-pack: WARNING: --insecure: the platform's TLS certificate is NOT verified; \
              anyone on the network path can read your password and replace the package"
+        );
+    }
+    if url_text::is_cleartext_to_remote(&target.base_url) {
+        eprintln!(
+            "berth-pack: WARNING: {} is plain http:// to another host: your password crosses \
+             the network unencrypted; use https:// unless this network is private",
+            target.base_url
         );
     }
     Ok(PlatformClient::new(target)?)

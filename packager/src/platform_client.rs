@@ -15,6 +15,7 @@ use ureq::http::Response;
 
 use crate::multipart_body::MultipartBody;
 use crate::tls_trust::{self, Trust, TrustError};
+use crate::url_text::without_userinfo;
 
 /// Where the platform is and who we are there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,17 @@ pub enum ClientError {
         status: u16,
         message: String,
     },
+    /// A 3xx: never followed, as ureq would replay a POST as a GET without the login and the
+    /// user would see a misleading 401.
+    #[error(
+        "{action}: the platform answered HTTP {status} (a redirect) to {location}; berth-pack does not follow redirects: {advice}"
+    )]
+    Redirected {
+        action: String,
+        status: u16,
+        location: String,
+        advice: String,
+    },
     /// A 2xx answer without what it must contain.
     #[error("{action}: unexpected answer (HTTP {status}): {reason}")]
     Unexpected {
@@ -84,9 +96,9 @@ impl ClientError {
     /// The HTTP status the platform answered, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            ClientError::Refused { status, .. } | ClientError::Unexpected { status, .. } => {
-                Some(*status)
-            }
+            ClientError::Refused { status, .. }
+            | ClientError::Unexpected { status, .. }
+            | ClientError::Redirected { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -138,6 +150,7 @@ impl PlatformClient {
     pub fn new(target: &Target) -> Result<PlatformClient, ClientError> {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_redirects(0)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_recv_response(Some(RESPONSE_TIMEOUT))
             .user_agent(concat!("berth-pack/", env!("CARGO_PKG_VERSION")))
@@ -165,7 +178,7 @@ impl PlatformClient {
             .get(&url)
             .header("Authorization", &self.authorization)
             .header("Accept", media("applicationCollection"));
-        let (status, body) = answer(&action, &url, request.call())?;
+        let (status, body) = answer(&action, &self.base_url, &url, request.call())?;
         let applications = body
             .get("applications")
             .and_then(Value::as_array)
@@ -192,7 +205,7 @@ impl PlatformClient {
             "key": format!("{name}-microservice-key"),
             "type": "MICROSERVICE",
         });
-        let (status, body) = answer(&action, &url, request.send_json(&body))?;
+        let (status, body) = answer(&action, &self.base_url, &url, request.send_json(&body))?;
         Application::from_json(&body)
             .ok_or_else(|| unexpected(&action, status, "no application in the body", &body))
     }
@@ -232,7 +245,7 @@ impl PlatformClient {
             inner: body.reader(),
             progress: progress.clone(),
         }));
-        let (status, body) = answer(&action, &url, sent)?;
+        let (status, body) = answer(&action, &self.base_url, &url, sent)?;
         let application = Application::from_json(&body).ok_or_else(|| {
             unexpected(
                 &action,
@@ -270,7 +283,7 @@ impl PlatformClient {
             .header("Accept", media("applicationReference"))
             .header("Content-Type", media("applicationReference"));
         let sent = request.send_json(json!({ "application": { "id": id } }));
-        match answer(&action, &url, sent) {
+        match answer(&action, &self.base_url, &url, sent) {
             Ok(_) => Ok(Subscription::Created),
             Err(ClientError::Refused { status: 409, .. }) => Ok(Subscription::AlreadySubscribed),
             Err(error) => Err(error),
@@ -298,11 +311,19 @@ impl<R: std::io::Read> std::io::Read for AnnounceEnd<R> {
 /// The status and JSON body of a 2xx answer (`Null` when empty); any other outcome as an error.
 fn answer(
     action: &str,
+    base_url: &str,
     url: &str,
     sent: Result<Response<ureq::Body>, ureq::Error>,
 ) -> Result<(u16, Value), ClientError> {
     let mut response = sent.map_err(|error| transport(action, url, error))?;
     let status = response.status().as_u16();
+    if (300..400).contains(&status) {
+        let location = response
+            .headers()
+            .get("location")
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        return Err(redirected(action, status, location, &url[base_url.len()..]));
+    }
     let text = response
         .body_mut()
         .with_config()
@@ -338,6 +359,32 @@ fn transport(action: &str, url: &str, error: ureq::Error) -> ClientError {
         action: action.to_owned(),
         url: url.to_owned(),
         message,
+    }
+}
+
+/// Names the redirect's target and, when it is the same call under another base, that base.
+fn redirected(action: &str, status: u16, location: Option<String>, path: &str) -> ClientError {
+    let Some(location) = location else {
+        return ClientError::Redirected {
+            action: action.to_owned(),
+            status,
+            location: "(no Location header)".to_owned(),
+            advice: "check --url".to_owned(),
+        };
+    };
+    let location = without_userinfo(location.trim()).into_owned();
+    let base = location
+        .strip_suffix(path)
+        .filter(|base| base.contains("://"));
+    let advice = match base {
+        Some(base) => format!("use {base} as --url"),
+        None => "use the platform's own address as --url".to_owned(),
+    };
+    ClientError::Redirected {
+        action: action.to_owned(),
+        status,
+        location,
+        advice,
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::fake_platform::{FakePlatform, Recorded, Reply};
+use crate::fake_platform::{self, FakePlatform, Recorded, Reply};
 use crate::fixtures::{self, INVALID_MANIFEST, ImageSpec, MANIFEST, MANIFEST_WITHOUT_NAME, Run};
 use crate::validate::write_package;
 
@@ -702,5 +702,103 @@ fn a_password_in_the_url_is_refused_without_being_repeated() {
                 result.stderr
             );
         }
+    }
+}
+
+#[test]
+fn redirects_are_reported_with_their_target_not_followed() {
+    const UPLOAD: &str = "POST /application/applications/7/binaries";
+    // (request answered with the redirect, status, Location, message excerpt)
+    let cases = [
+        (
+            BY_NAME,
+            301,
+            "https://berth.example/application/applicationsByName/hello",
+            "HTTP 301 (a redirect) to https://berth.example/application/applicationsByName/hello; \
+             berth-pack does not follow redirects: use https://berth.example as --url",
+        ),
+        (
+            UPLOAD,
+            307,
+            "/login",
+            "HTTP 307 (a redirect) to /login; berth-pack does not follow redirects: \
+             use the platform's own address as --url",
+        ),
+        (
+            BY_NAME,
+            302,
+            "https://bob:hunter2@elsewhere.example/x",
+            "HTTP 302 (a redirect) to https://***@elsewhere.example/x",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let zip = package(dir.path(), "hello-1.0.0.zip", MANIFEST);
+    for (redirected, status, location, excerpt) in cases {
+        for format in ["human", "json"] {
+            let platform = FakePlatform::start_raw(move |stream| {
+                let request = fake_platform::read_request(&stream)?;
+                let _ = if request.line() == redirected {
+                    fake_platform::write_raw(&stream, status, &[("Location", location)], b"")
+                } else {
+                    let body = json!({"applications": [application("7", "hello", "MICROSERVICE")]});
+                    fake_platform::write_raw(&stream, 200, &[], body.to_string().as_bytes())
+                };
+                Some(request)
+            });
+            let result = deploy(dir.path(), &platform, &zip, &["--format", format]);
+            assert_eq!(result.code, 2, "{location}: {}", result.stderr);
+            assert!(
+                result.stderr.contains(excerpt),
+                "{location}: {}",
+                result.stderr
+            );
+            assert!(!result.stderr.contains("hunter2"), "{}", result.stderr);
+            assert!(!result.stderr.contains("WARNING"), "{}", result.stderr);
+            let last = platform.lines().pop();
+            assert_eq!(
+                last.as_deref(),
+                Some(redirected),
+                "{location}: nothing followed"
+            );
+            if format == "json" {
+                assert_eq!(result.json()["status"], status, "{location}");
+            }
+        }
+    }
+}
+
+#[test]
+fn plain_http_to_another_host_warns_before_sending_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = package(dir.path(), "hello-1.0.0.zip", MANIFEST);
+    let zip = zip.to_str().unwrap();
+    let platform = FakePlatform::start(empty_platform);
+    let port = platform.url.rsplit(':').next().unwrap();
+    // (URL, warned): 0.0.0.0 is no loopback address, yet Linux connects it to this host.
+    let cases = [
+        (format!("http://0.0.0.0:{port}"), true),
+        (format!("http://127.0.0.1:{port}"), false),
+        (format!("http://localhost:{port}"), false),
+    ];
+    for (url, warned) in cases {
+        let args = [
+            "deploy",
+            zip,
+            "--url",
+            &url,
+            "--user",
+            "t1/a",
+            "--password",
+            "pw",
+        ];
+        let result = run(dir.path(), &args, &[]);
+        assert_eq!(result.code, 0, "{url}: {}", result.stderr);
+        let warning = format!("WARNING: {url} is plain http:// to another host");
+        assert_eq!(
+            result.stderr.contains(&warning),
+            warned,
+            "{url}: {}",
+            result.stderr
+        );
     }
 }

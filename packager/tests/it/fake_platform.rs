@@ -44,6 +44,10 @@ pub type Reply = (u16, String);
 
 type Route = dyn Fn(&Recorded) -> Reply + Send + Sync;
 
+/// Serves one connection however a test needs (raw bytes, extra headers) and returns
+/// the request to record, if it read one.
+type Serve = dyn Fn(TcpStream) -> Option<Recorded> + Send + Sync;
+
 pub struct FakePlatform {
     pub url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
@@ -53,11 +57,25 @@ pub struct FakePlatform {
 
 impl FakePlatform {
     pub fn start(route: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> FakePlatform {
+        let route: Arc<Route> = Arc::new(route);
+        FakePlatform::start_raw(move |stream| {
+            // One request per connection (we answer `Connection: close`).
+            let request = read_request(&stream)?;
+            let (status, body) = route(&request);
+            let _ = write_reply(stream, status, &body);
+            Some(request)
+        })
+    }
+
+    /// Hands each connection to `serve`, one at a time.
+    pub fn start_raw(
+        serve: impl Fn(TcpStream) -> Option<Recorded> + Send + Sync + 'static,
+    ) -> FakePlatform {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake platform");
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let route: Arc<Route> = Arc::new(route);
+        let serve: Arc<Serve> = Arc::new(serve);
         let (seen, stopped) = (requests.clone(), stop.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -65,11 +83,8 @@ impl FakePlatform {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                // One request per connection (we answer `Connection: close`).
-                if let Some(request) = read_request(&stream) {
-                    let (status, body) = route(&request);
+                if let Some(request) = serve(stream) {
                     seen.lock().unwrap().push(request);
-                    let _ = write_reply(stream, status, &body);
                 }
             }
         });
@@ -99,8 +114,38 @@ impl Drop for FakePlatform {
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<Recorded> {
+/// Reads a whole request: head and body.
+pub fn read_request(stream: &TcpStream) -> Option<Recorded> {
     let mut reader = BufReader::new(stream);
+    let mut request = read_head(&mut reader)?;
+    let length = request.header("content-length").map(str::to_owned);
+    let chunked = request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let mut body = Vec::new();
+    if let Some(length) = length {
+        let length: usize = length.parse().ok()?;
+        body.resize(length, 0);
+        reader.read_exact(&mut body).ok()?;
+    } else if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let size = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    request.body = body;
+    Some(request)
+}
+
+/// Reads the request line and headers only (`body` left empty); the body stays unread.
+pub fn read_head(reader: &mut impl BufRead) -> Option<Recorded> {
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
@@ -117,36 +162,32 @@ fn read_request(stream: &TcpStream) -> Option<Recorded> {
         let (name, value) = header.split_once(':')?;
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
     }
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-    };
-    let mut body = Vec::new();
-    if let Some(length) = find("content-length") {
-        let length: usize = length.parse().ok()?;
-        body.resize(length, 0);
-        reader.read_exact(&mut body).ok()?;
-    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).ok()?;
-            let size = usize::from_str_radix(size.trim(), 16).ok()?;
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).ok()?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    }
     Some(Recorded {
         method,
         path,
         headers,
-        body,
+        body: Vec::new(),
     })
+}
+
+/// Writes an answer with extra headers and any bytes as its body.
+pub fn write_raw(
+    mut stream: &TcpStream,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    write!(stream, "HTTP/1.1 {status} Fake\r\n")?;
+    for (name, value) in headers {
+        write!(stream, "{name}: {value}\r\n")?;
+    }
+    write!(
+        stream,
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    stream.flush()
 }
 
 fn write_reply(mut stream: TcpStream, status: u16, body: &str) -> std::io::Result<()> {
