@@ -2,6 +2,7 @@
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -191,6 +192,16 @@ pub struct PlatformArgs {
     /// Do not verify the server's TLS certificate (testing only: credentials can be intercepted).
     #[arg(long)]
     pub insecure: bool,
+    /// Give up when the platform stops reading what is sent or sending what it answers for
+    /// this many seconds (the wait while it loads an uploaded image is bounded separately, 30 min).
+    #[arg(
+        long,
+        env = "BERTH_STALL_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub stall_timeout: u64,
 }
 
 /// A missing or malformed platform setting.
@@ -256,6 +267,7 @@ impl PlatformArgs {
             user,
             password,
             trust,
+            stall: Duration::from_secs(self.stall_timeout),
         })
     }
 }
@@ -289,6 +301,7 @@ mod tests {
             password: password.map(str::to_owned),
             ca_cert: None,
             insecure: false,
+            stall_timeout: 120,
         }
     }
 

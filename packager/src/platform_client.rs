@@ -5,13 +5,15 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
-use ureq::SendBody;
 use ureq::http::Response;
+use ureq::{SendBody, Timeout};
 
 use crate::multipart_body::MultipartBody;
 use crate::tls_trust::{self, Trust, TrustError};
@@ -26,13 +28,17 @@ pub struct Target {
     pub user: String,
     pub password: String,
     pub trust: Trust,
+    /// How long a transfer may make no progress (`--stall-timeout`).
+    pub stall: Duration,
 }
 
 /// A reachable server is local or nearby; a dead address should fail fast.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the upload the server loads the image into its container engine before answering;
-/// a large image takes minutes. Past this the server is considered hung.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// a large image takes minutes. Past this the server is considered hung. Only the upload's
+/// wait for its answer gets this; every other phase of every call is bounded by the stall
+/// timeout, so a server that stops reading or writing cannot hang a pipeline.
+const UPLOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How much of a non-JSON error body is shown.
 const BODY_EXCERPT: usize = 300;
 
@@ -48,6 +54,21 @@ pub enum ClientError {
         url: String,
         message: String,
     },
+    /// Connected, then no progress within the stall timeout.
+    #[error("{action}: {url} stopped {phase} for {seconds} s")]
+    Stalled {
+        action: String,
+        url: String,
+        phase: &'static str,
+        seconds: u64,
+    },
+    /// The whole upload was handed over, then the answer failed: the platform may well have
+    /// taken the package, so "cannot reach" would mislead a retry.
+    #[error(
+        "{action}: the whole package was sent, but no complete answer came back ({message}); \
+         the upload may have succeeded: look at the application before uploading again"
+    )]
+    AfterUpload { action: String, message: String },
     /// The server refused (4xx) or failed (5xx) and said why.
     #[error("{action}: the platform answered HTTP {status}: {message}")]
     Refused {
@@ -90,6 +111,25 @@ impl ClientError {
         match self {
             ClientError::Refused { status, .. } if (400..500).contains(status) => 1,
             _ => 2,
+        }
+    }
+
+    /// A connection failure or stall once the whole upload was sent, reworded to say so.
+    fn after_upload(self) -> ClientError {
+        match self {
+            ClientError::Transport {
+                action, message, ..
+            } => ClientError::AfterUpload { action, message },
+            ClientError::Stalled {
+                action,
+                phase,
+                seconds,
+                ..
+            } => ClientError::AfterUpload {
+                action,
+                message: format!("the platform stopped {phase} for {seconds} s"),
+            },
+            error => error,
         }
     }
 
@@ -144,6 +184,7 @@ pub struct PlatformClient {
     agent: ureq::Agent,
     base_url: String,
     authorization: String,
+    stall: Duration,
 }
 
 impl PlatformClient {
@@ -152,7 +193,11 @@ impl PlatformClient {
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+            .timeout_send_request(Some(target.stall))
+            .timeout_per_write(Some(target.stall))
+            .timeout_per_read(Some(target.stall))
+            .timeout_recv_response(Some(target.stall))
+            .timeout_recv_body(Some(target.stall))
             .user_agent(concat!("berth-pack/", env!("CARGO_PKG_VERSION")))
             .tls_config(tls_trust::tls_config(&target.trust)?)
             .build();
@@ -162,6 +207,7 @@ impl PlatformClient {
             agent: config.into(),
             base_url: target.base_url.clone(),
             authorization: format!("Basic {credentials}"),
+            stall: target.stall,
         })
     }
 
@@ -178,7 +224,7 @@ impl PlatformClient {
             .get(&url)
             .header("Authorization", &self.authorization)
             .header("Accept", media("applicationCollection"));
-        let (status, body) = answer(&action, &self.base_url, &url, request.call())?;
+        let (status, body) = self.answer(&action, &url, request.call())?;
         let applications = body
             .get("applications")
             .and_then(Value::as_array)
@@ -205,7 +251,7 @@ impl PlatformClient {
             "key": format!("{name}-microservice-key"),
             "type": "MICROSERVICE",
         });
-        let (status, body) = answer(&action, &self.base_url, &url, request.send_json(&body))?;
+        let (status, body) = self.answer(&action, &url, request.send_json(&body))?;
         Application::from_json(&body)
             .ok_or_else(|| unexpected(&action, status, "no application in the body", &body))
     }
@@ -240,12 +286,26 @@ impl PlatformClient {
             .header("Authorization", &self.authorization)
             .header("Accept", media("application"))
             .header("Content-Type", &body.content_type)
-            .header("Content-Length", body.content_length.to_string());
+            .header("Content-Length", body.content_length.to_string())
+            .config()
+            // Per-read would cut the image load short; the wait as a whole is bounded instead.
+            .timeout_per_read(None)
+            .timeout_recv_response(Some(UPLOAD_ANSWER_TIMEOUT))
+            .build();
+        let all_sent = Arc::new(AtomicBool::new(false));
         let sent = request.send(SendBody::from_owned_reader(AnnounceEnd {
+            remaining: body.content_length,
             inner: body.reader(),
             progress: progress.clone(),
+            all_sent: all_sent.clone(),
         }));
-        let (status, body) = answer(&action, &self.base_url, &url, sent)?;
+        let (status, body) = self.answer(&action, &url, sent).map_err(|error| {
+            if all_sent.load(Ordering::SeqCst) {
+                error.after_upload()
+            } else {
+                error
+            }
+        })?;
         let application = Application::from_json(&body).ok_or_else(|| {
             unexpected(
                 &action,
@@ -283,7 +343,7 @@ impl PlatformClient {
             .header("Accept", media("applicationReference"))
             .header("Content-Type", media("applicationReference"));
         let sent = request.send_json(json!({ "application": { "id": id } }));
-        match answer(&action, &self.base_url, &url, sent) {
+        match self.answer(&action, &url, sent) {
             Ok(_) => Ok(Subscription::Created),
             Err(ClientError::Refused { status: 409, .. }) => Ok(Subscription::AlreadySubscribed),
             Err(error) => Err(error),
@@ -291,16 +351,21 @@ impl PlatformClient {
     }
 }
 
-/// Tells the user, once the last byte is sent, that the wait that follows is the platform's work.
+/// Tells the user, once the last byte is sent, that the wait that follows is the platform's
+/// work, and records that the whole body was handed over.
 struct AnnounceEnd<R> {
     inner: R,
+    /// Counted down, as ureq stops reading at `Content-Length` and never sees the end.
+    remaining: u64,
     progress: ProgressBar,
+    all_sent: Arc<AtomicBool>,
 }
 
 impl<R: std::io::Read> std::io::Read for AnnounceEnd<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
+        self.remaining = self.remaining.saturating_sub(n as u64);
+        if self.remaining == 0 && !self.all_sent.swap(true, Ordering::SeqCst) {
             self.progress
                 .set_message("sent; the platform is loading the image");
         }
@@ -308,28 +373,41 @@ impl<R: std::io::Read> std::io::Read for AnnounceEnd<R> {
     }
 }
 
-/// The status and JSON body of a 2xx answer (`Null` when empty); any other outcome as an error.
+impl PlatformClient {
+    /// The status and JSON body of a 2xx answer (`Null` when empty); any other outcome as an error.
+    fn answer(
+        &self,
+        action: &str,
+        url: &str,
+        sent: Result<Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(u16, Value), ClientError> {
+        let failed = |error| transport(action, url, error, self.stall);
+        let response = sent.map_err(failed)?;
+        answer(action, &url[self.base_url.len()..], response, failed)
+    }
+}
+
+/// [`PlatformClient::answer`] once headers arrived; `path` is the call's URL after the base.
 fn answer(
     action: &str,
-    base_url: &str,
-    url: &str,
-    sent: Result<Response<ureq::Body>, ureq::Error>,
+    path: &str,
+    mut response: Response<ureq::Body>,
+    failed: impl Fn(ureq::Error) -> ClientError,
 ) -> Result<(u16, Value), ClientError> {
-    let mut response = sent.map_err(|error| transport(action, url, error))?;
     let status = response.status().as_u16();
     if (300..400).contains(&status) {
         let location = response
             .headers()
             .get("location")
             .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
-        return Err(redirected(action, status, location, &url[base_url.len()..]));
+        return Err(redirected(action, status, location, path));
     }
     let text = response
         .body_mut()
         .with_config()
         .limit(16 << 20)
         .read_to_string()
-        .map_err(|error| transport(action, url, error))?;
+        .map_err(failed)?;
     if !(200..300).contains(&status) {
         return Err(ClientError::Refused {
             action: action.to_owned(),
@@ -348,7 +426,24 @@ fn answer(
     Ok((status, body))
 }
 
-fn transport(action: &str, url: &str, error: ureq::Error) -> ClientError {
+fn transport(action: &str, url: &str, error: ureq::Error, stall: Duration) -> ClientError {
+    if let ureq::Error::Timeout(timeout) = &error {
+        let phase = match timeout {
+            Timeout::Resolve | Timeout::Connect => None,
+            Timeout::PerWrite | Timeout::SendRequest | Timeout::SendBody | Timeout::Await100 => {
+                Some("reading what was sent")
+            }
+            _ => Some("answering"),
+        };
+        if let Some(phase) = phase {
+            return ClientError::Stalled {
+                action: action.to_owned(),
+                url: url.to_owned(),
+                phase,
+                seconds: stall.as_secs(),
+            };
+        }
+    }
     let mut message = error.to_string();
     if message.contains("certificate") || message.contains("Certificate") {
         message.push_str(

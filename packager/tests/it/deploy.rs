@@ -11,7 +11,7 @@ use crate::fake_platform::{self, FakePlatform, Recorded, Reply};
 use crate::fixtures::{self, INVALID_MANIFEST, ImageSpec, MANIFEST, MANIFEST_WITHOUT_NAME, Run};
 use crate::validate::write_package;
 
-const BY_NAME: &str = "GET /application/applicationsByName/hello";
+pub(crate) const BY_NAME: &str = "GET /application/applicationsByName/hello";
 const CREATE: &str = "POST /application/applications";
 
 /// Variables the tool reads; cleared so the developer's environment cannot leak into a test.
@@ -27,7 +27,7 @@ const CREDENTIAL_VARIABLES: &[&str] = &[
 ];
 
 /// Runs `berth-pack` in `dir` with only the given credential variables set.
-fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+pub(crate) fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_berth-pack"));
     command.current_dir(dir).args(args);
     for name in CREDENTIAL_VARIABLES {
@@ -43,7 +43,7 @@ fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 /// `deploy <zip> --url <fake> --user t1/alice --password pw` plus `extra`.
-fn deploy(dir: &Path, platform: &FakePlatform, zip: &Path, extra: &[&str]) -> Run {
+pub(crate) fn deploy(dir: &Path, platform: &FakePlatform, zip: &Path, extra: &[&str]) -> Run {
     let zip = zip.to_str().unwrap();
     let mut args = vec![
         "deploy",
@@ -60,7 +60,7 @@ fn deploy(dir: &Path, platform: &FakePlatform, zip: &Path, extra: &[&str]) -> Ru
 }
 
 /// A valid package zip named `file_name` in `dir`.
-fn package(dir: &Path, file_name: &str, manifest: &str) -> PathBuf {
+pub(crate) fn package(dir: &Path, file_name: &str, manifest: &str) -> PathBuf {
     let image = fixtures::docker_save(&ImageSpec::small("team/hello:1.0"));
     let path = dir.join(file_name);
     write_package(
@@ -73,7 +73,7 @@ fn package(dir: &Path, file_name: &str, manifest: &str) -> PathBuf {
     path
 }
 
-fn application(id: &str, name: &str, app_type: &str) -> Value {
+pub(crate) fn application(id: &str, name: &str, app_type: &str) -> Value {
     json!({
         "id": id,
         "name": name,
@@ -83,11 +83,11 @@ fn application(id: &str, name: &str, app_type: &str) -> Value {
     })
 }
 
-fn collection(applications: &[Value]) -> Reply {
+pub(crate) fn collection(applications: &[Value]) -> Reply {
     (200, json!({ "applications": applications }).to_string())
 }
 
-fn error(status: u16, error: &str, message: &str) -> Reply {
+pub(crate) fn error(status: u16, error: &str, message: &str) -> Reply {
     (
         status,
         json!({"error": error, "message": message, "info": "https://x"}).to_string(),
@@ -735,7 +735,7 @@ fn redirects_are_reported_with_their_target_not_followed() {
     let zip = package(dir.path(), "hello-1.0.0.zip", MANIFEST);
     for (redirected, status, location, excerpt) in cases {
         for format in ["human", "json"] {
-            let platform = FakePlatform::start_raw(move |stream| {
+            let platform = FakePlatform::start_raw(move |stream, _| {
                 let request = fake_platform::read_request(&stream)?;
                 let _ = if request.line() == redirected {
                     fake_platform::write_raw(&stream, status, &[("Location", location)], b"")

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -44,21 +44,42 @@ pub type Reply = (u16, String);
 
 type Route = dyn Fn(&Recorded) -> Reply + Send + Sync;
 
-/// Serves one connection however a test needs (raw bytes, extra headers) and returns
+/// Serves one connection however a test needs (raw bytes, extra headers, stalls) and returns
 /// the request to record, if it read one.
-type Serve = dyn Fn(TcpStream) -> Option<Recorded> + Send + Sync;
+type Serve = dyn Fn(TcpStream, &Gate) -> Option<Recorded> + Send + Sync;
+
+/// Lets a stalling handler wait, holding its connection, until the fake is dropped.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn wait(&self) {
+        let (open, changed) = &*self.0;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = changed.wait(open).unwrap();
+        }
+    }
+
+    fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+}
 
 pub struct FakePlatform {
     pub url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
     stop: Arc<AtomicBool>,
+    gate: Gate,
     port: u16,
 }
 
 impl FakePlatform {
     pub fn start(route: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> FakePlatform {
         let route: Arc<Route> = Arc::new(route);
-        FakePlatform::start_raw(move |stream| {
+        FakePlatform::start_raw(move |stream, _| {
             // One request per connection (we answer `Connection: close`).
             let request = read_request(&stream)?;
             let (status, body) = route(&request);
@@ -69,21 +90,22 @@ impl FakePlatform {
 
     /// Hands each connection to `serve`, one at a time.
     pub fn start_raw(
-        serve: impl Fn(TcpStream) -> Option<Recorded> + Send + Sync + 'static,
+        serve: impl Fn(TcpStream, &Gate) -> Option<Recorded> + Send + Sync + 'static,
     ) -> FakePlatform {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake platform");
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let gate = Gate::default();
         let serve: Arc<Serve> = Arc::new(serve);
-        let (seen, stopped) = (requests.clone(), stop.clone());
+        let (seen, stopped, held) = (requests.clone(), stop.clone(), gate.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if stopped.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                if let Some(request) = serve(stream) {
+                if let Some(request) = serve(stream, &held) {
                     seen.lock().unwrap().push(request);
                 }
             }
@@ -92,6 +114,7 @@ impl FakePlatform {
             url: format!("http://127.0.0.1:{port}"),
             requests,
             stop,
+            gate,
             port,
         }
     }
@@ -109,6 +132,7 @@ impl FakePlatform {
 impl Drop for FakePlatform {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.gate.open();
         // Wake the accept loop so the thread sees the flag and ends.
         let _ = TcpStream::connect(("127.0.0.1", self.port));
     }

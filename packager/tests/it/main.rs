@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod deploy;
+mod deploy_transport;
 mod docker;
 mod fake_platform;
 mod fixtures;
