@@ -4,6 +4,7 @@
 //! an error too, so nothing is ever reported as done that the server did not confirm.
 
 use std::fs::File;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// wait for its answer gets this; every other phase of every call is bounded by the stall
 /// timeout, so a server that stops reading or writing cannot hang a pipeline.
 const UPLOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How much of an answer is read: far more than any real one; the rest is left unread.
+const BODY_LIMIT: u64 = 16 << 20;
 /// How much of a non-JSON error body is shown.
 const BODY_EXCERPT: usize = 300;
 
@@ -68,7 +71,19 @@ pub enum ClientError {
         "{action}: the whole package was sent, but no complete answer came back ({message}); \
          the upload may have succeeded: look at the application before uploading again"
     )]
-    AfterUpload { action: String, message: String },
+    AfterUpload {
+        action: String,
+        /// The status, when headers came before the failure.
+        status: Option<u16>,
+        message: String,
+    },
+    /// A 2xx whose body broke off: the call may have done its work.
+    #[error("{action}: the platform answered HTTP {status}, but its body broke off: {cause}")]
+    BrokenBody {
+        action: String,
+        status: u16,
+        cause: String,
+    },
     /// The server refused (4xx) or failed (5xx) and said why.
     #[error("{action}: the platform answered HTTP {status}: {message}")]
     Refused {
@@ -119,7 +134,20 @@ impl ClientError {
         match self {
             ClientError::Transport {
                 action, message, ..
-            } => ClientError::AfterUpload { action, message },
+            } => ClientError::AfterUpload {
+                action,
+                status: None,
+                message,
+            },
+            ClientError::BrokenBody {
+                action,
+                status,
+                cause,
+            } => ClientError::AfterUpload {
+                action,
+                status: Some(status),
+                message: format!("HTTP {status} came, but its body broke off: {cause}"),
+            },
             ClientError::Stalled {
                 action,
                 phase,
@@ -127,6 +155,7 @@ impl ClientError {
                 ..
             } => ClientError::AfterUpload {
                 action,
+                status: None,
                 message: format!("the platform stopped {phase} for {seconds} s"),
             },
             error => error,
@@ -138,7 +167,9 @@ impl ClientError {
         match self {
             ClientError::Refused { status, .. }
             | ClientError::Unexpected { status, .. }
-            | ClientError::Redirected { status, .. } => Some(*status),
+            | ClientError::Redirected { status, .. }
+            | ClientError::BrokenBody { status, .. } => Some(*status),
+            ClientError::AfterUpload { status, .. } => *status,
             _ => None,
         }
     }
@@ -381,9 +412,8 @@ impl PlatformClient {
         url: &str,
         sent: Result<Response<ureq::Body>, ureq::Error>,
     ) -> Result<(u16, Value), ClientError> {
-        let failed = |error| transport(action, url, error, self.stall);
-        let response = sent.map_err(failed)?;
-        answer(action, &url[self.base_url.len()..], response, failed)
+        let response = sent.map_err(|error| transport(action, url, error, self.stall))?;
+        answer(action, &url[self.base_url.len()..], response, self.stall)
     }
 }
 
@@ -392,7 +422,7 @@ fn answer(
     action: &str,
     path: &str,
     mut response: Response<ureq::Body>,
-    failed: impl Fn(ureq::Error) -> ClientError,
+    stall: Duration,
 ) -> Result<(u16, Value), ClientError> {
     let status = response.status().as_u16();
     if (300..400).contains(&status) {
@@ -402,17 +432,33 @@ fn answer(
             .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
         return Err(redirected(action, status, location, path));
     }
-    let text = response
+    // Bytes, not a string: an error page in Latin-1, one cut short or one over the limit must
+    // still be reported with the status that came, not as a connection failure.
+    let mut bytes = Vec::new();
+    let broken = response
         .body_mut()
-        .with_config()
-        .limit(16 << 20)
-        .read_to_string()
-        .map_err(failed)?;
+        .as_reader()
+        .take(BODY_LIMIT)
+        .read_to_end(&mut bytes)
+        .err()
+        .map(|error| describe(&ureq::Error::from(error), stall));
+    let text = String::from_utf8_lossy(&bytes);
     if !(200..300).contains(&status) {
+        let mut message = error_message(&text);
+        if let Some(cause) = broken {
+            message.push_str(&format!(" (the rest of the body did not arrive: {cause})"));
+        }
         return Err(ClientError::Refused {
             action: action.to_owned(),
             status,
-            message: error_message(&text),
+            message,
+        });
+    }
+    if let Some(cause) = broken {
+        return Err(ClientError::BrokenBody {
+            action: action.to_owned(),
+            status,
+            cause,
         });
     }
     if text.trim().is_empty() {
@@ -424,6 +470,14 @@ fn answer(
         reason: format!("the body is not JSON: {}", excerpt(&text)),
     })?;
     Ok((status, body))
+}
+
+/// A body read failure in words; a timeout names the stall timeout rather than ureq's phase.
+fn describe(error: &ureq::Error, stall: Duration) -> String {
+    match error {
+        ureq::Error::Timeout(_) => format!("no progress for {} s", stall.as_secs()),
+        error => error.to_string(),
+    }
 }
 
 fn transport(action: &str, url: &str, error: ureq::Error, stall: Duration) -> ClientError {

@@ -1,5 +1,5 @@
 //! How `deploy` behaves when the connection misbehaves after it was made: a platform that stops
-//! reading or answering, answers cut short.
+//! reading or answering, answers cut short, error bodies that are no UTF-8 or too large.
 
 use std::io::BufReader;
 use std::net::TcpStream;
@@ -104,7 +104,7 @@ fn a_platform_that_stalls_fails_after_the_stall_timeout_saying_how_far_it_got() 
             &small,
             |stream, gate| lookup_then(stream, gate, cut_answer),
             "the whole package was sent, but no complete answer came back \
-             (the platform stopped answering for 1 s); the upload may have succeeded",
+             (HTTP 201 came, but its body broke off: no progress for 1 s); the upload may have succeeded",
             true,
         ),
     ];
@@ -123,6 +123,52 @@ fn a_platform_that_stalls_fails_after_the_stall_timeout_saying_how_far_it_got() 
             maybe_uploaded,
             "{what}: {}",
             result.stderr
+        );
+    }
+}
+
+#[test]
+fn error_bodies_of_any_encoding_or_size_keep_their_status() {
+    // (status, body, exit code, excerpt of the message)
+    let latin1: &[u8] = b"<html>Zugriff verweigert: ung\xfcltige Anmeldedaten</html>";
+    let huge = vec![b'x'; 17 << 20];
+    let cases: [(u16, &[u8], i32, &str); 3] = [
+        (
+            403,
+            latin1,
+            1,
+            "HTTP 403: <html>Zugriff verweigert: ung\u{fffd}ltige Anmeldedaten</html>",
+        ),
+        (
+            502,
+            latin1,
+            2,
+            "HTTP 502: <html>Zugriff verweigert: ung\u{fffd}ltige",
+        ),
+        (413, &huge, 1, "HTTP 413: xxxxxxxxxx"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let zip = package(dir.path(), "hello-1.0.0.zip", MANIFEST);
+    for (status, body, code, excerpt) in cases {
+        let body = body.to_vec();
+        let platform = FakePlatform::start_raw(move |stream, _| {
+            let request = fake_platform::read_request(&stream)?;
+            let _ =
+                fake_platform::write_raw(&stream, status, &[("Content-Type", "text/html")], &body);
+            Some(request)
+        });
+        let result = deploy(dir.path(), &platform, &zip, &["--format", "json"]);
+        assert_eq!(result.code, code, "{status}: {}", result.stderr);
+        assert!(
+            result.stderr.contains(excerpt),
+            "{status}: {}",
+            result.stderr
+        );
+        let output = result.json();
+        assert_eq!(output["status"], status, "{status}");
+        assert!(
+            output["error"].as_str().unwrap().contains(excerpt),
+            "{status}: {output}"
         );
     }
 }
