@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cli::TargetError;
 use crate::package::{self, Inspection, PackageError};
 use crate::platform_client::{Application, ClientError, PlatformClient, Subscription};
 
@@ -45,6 +46,9 @@ pub enum Step<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
+    /// A missing or malformed `--url`/`--user`/`--password`: here so `--format json` reports it too.
+    #[error(transparent)]
+    Settings(#[from] TargetError),
     #[error(transparent)]
     Package(#[from] PackageError),
     #[error("{}: the package is invalid; nothing was sent to the platform", .0.file.display())]
@@ -78,8 +82,11 @@ pub enum DeployError {
     #[error("the package was uploaded to application {id}, but {source}")]
     Subscribe {
         id: String,
+        /// Tenants subscribed before the failure.
+        subscribed: Vec<String>,
+        // Boxed: with the id and tenants it would make every `Result` here large.
         #[source]
-        source: ClientError,
+        source: Box<ClientError>,
     },
 }
 
@@ -93,19 +100,28 @@ impl DeployError {
             | DeployError::NotAPackage(_)
             | DeployError::WrongType { .. }
             | DeployError::NotFound(_) => 1,
-            DeployError::NameMismatch { .. } | DeployError::NoName(_) => 2,
-            DeployError::Client(error) | DeployError::Subscribe { source: error, .. } => {
-                error.exit_code()
-            }
+            DeployError::Settings(_)
+            | DeployError::NameMismatch { .. }
+            | DeployError::NoName(_) => 2,
+            DeployError::Client(error) => error.exit_code(),
+            DeployError::Subscribe { source, .. } => source.exit_code(),
+        }
+    }
+
+    /// The application and the tenants subscribed, when the upload worked and a subscription
+    /// failed: the package is deployed, only not subscribed everywhere.
+    pub fn deployed(&self) -> Option<(&str, &[String])> {
+        match self {
+            DeployError::Subscribe { id, subscribed, .. } => Some((id, subscribed)),
+            _ => None,
         }
     }
 
     /// The HTTP status behind the failure, if the platform answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            DeployError::Client(error) | DeployError::Subscribe { source: error, .. } => {
-                error.status()
-            }
+            DeployError::Client(error) => error.status(),
+            DeployError::Subscribe { source, .. } => source.status(),
             _ => None,
         }
     }
@@ -184,7 +200,8 @@ pub fn deploy(
                 .subscribe(tenant, &uploaded.id)
                 .map_err(|source| DeployError::Subscribe {
                     id: uploaded.id.clone(),
-                    source,
+                    subscribed: subscribed.clone(),
+                    source: Box::new(source),
                 })?;
         step(Step::Subscribed {
             tenant,

@@ -119,8 +119,13 @@ fn connect(target: &Target) -> Result<PlatformClient, DeployError> {
     Ok(PlatformClient::new(target)?)
 }
 
+/// The client for the platform the settings name; a settings error is a [`DeployError`] so it
+/// is reported like any other failure (as JSON with `--format json`).
+fn connect_to(platform: &berth_pack::cli::PlatformArgs) -> Result<PlatformClient, DeployError> {
+    connect(&platform.to_target(env_var)?)
+}
+
 fn deploy_package(args: &DeployArgs) -> anyhow::Result<u8> {
-    let target = args.platform.to_target(env_var)?;
     let options = args.to_options(std::io::stderr().is_terminal());
     let human = args.format == Format::Human;
     let package = options.package.display().to_string();
@@ -148,7 +153,8 @@ fn deploy_package(args: &DeployArgs) -> anyhow::Result<u8> {
             ),
         }
     };
-    let outcome = connect(&target).and_then(|client| deploy::deploy(&client, &options, &mut show));
+    let outcome =
+        connect_to(&args.platform).and_then(|client| deploy::deploy(&client, &options, &mut show));
     match outcome {
         Ok(deployed) => {
             let text = match args.format {
@@ -163,9 +169,8 @@ fn deploy_package(args: &DeployArgs) -> anyhow::Result<u8> {
 }
 
 fn subscribe(args: &SubscribeArgs) -> anyhow::Result<u8> {
-    let target = args.platform.to_target(env_var)?;
-    let outcome =
-        connect(&target).and_then(|client| deploy::subscribe(&client, &args.app, &args.tenant));
+    let outcome = connect_to(&args.platform)
+        .and_then(|client| deploy::subscribe(&client, &args.app, &args.tenant));
     match outcome {
         Ok(subscribed) => {
             let text = match args.format {

@@ -378,17 +378,22 @@ pub fn json_subscribed(subscribed: &crate::deploy::Subscribed) -> Value {
     })
 }
 
-/// JSON for a failed `deploy`/`subscribe`: `error` (one line), `status` (the platform's HTTP
-/// status or null), `validation` (the `validate` JSON when the package was invalid, or null).
+/// JSON for a failed `deploy`/`subscribe`, settings errors included: `error` (one line), `status`
+/// (the platform's HTTP status or null), `validation` (the `validate` JSON when the package was
+/// invalid, or null), `id` and `subscribed` (the application and the tenants subscribed when the
+/// upload worked but a subscription failed, else null).
 pub fn json_deploy_failure(error: &crate::deploy::DeployError) -> Value {
     let validation = match error {
         crate::deploy::DeployError::Invalid(inspection) => json_inspection(inspection),
         _ => Value::Null,
     };
+    let deployed = error.deployed();
     json!({
         "error": error.to_string(),
         "status": error.status(),
         "validation": validation,
+        "id": deployed.map(|(id, _)| id),
+        "subscribed": deployed.map(|(_, tenants)| tenants),
     })
 }
 

@@ -802,3 +802,112 @@ fn plain_http_to_another_host_warns_before_sending_credentials() {
         );
     }
 }
+
+#[test]
+fn json_output_is_one_document_for_settings_errors_and_partial_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = package(dir.path(), "hello-1.0.0.zip", MANIFEST);
+    let zip = zip.to_str().unwrap();
+    let platform = FakePlatform::start(|request| match request.line().as_str() {
+        BY_NAME => collection(&[application("7", "hello", "MICROSERVICE")]),
+        "POST /application/applications/7/binaries" => {
+            (201, application("7", "hello", "MICROSERVICE").to_string())
+        }
+        "POST /tenant/tenants/t2/applications" => (201, "{}".to_owned()),
+        _ => error(404, "tenants/Not Found", "Tenant t9 not found"),
+    });
+    let url = platform.url.as_str();
+    let subscribe = ["subscribe", "--app", "7", "--tenant", "t2"];
+    // (what, arguments, exit code, error excerpt, status, id, subscribed)
+    type Case<'a> = (&'a str, Vec<&'a str>, i32, &'a str, Value, Value, Value);
+    let cases: [Case; 5] = [
+        (
+            "deploy without a URL",
+            vec!["deploy", zip, "--user", "u", "--password", "p"],
+            2,
+            "no platform URL: pass --url",
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        ),
+        (
+            "deploy with a password in the URL",
+            vec![
+                "deploy",
+                zip,
+                "--url",
+                "https://a:s3cret@h",
+                "--user",
+                "u",
+                "--password",
+                "p",
+            ],
+            2,
+            "must not contain a user name or password",
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        ),
+        (
+            "subscribe without a password",
+            [&subscribe[..], &["--url", url, "--user", "u"]].concat(),
+            2,
+            "no password: pass --password",
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        ),
+        (
+            "subscribe with a malformed URL",
+            [
+                &subscribe[..],
+                &["--url", "ftp://h", "--user", "u", "--password", "p"],
+            ]
+            .concat(),
+            2,
+            "must start with https://",
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        ),
+        (
+            "deployed, subscribed to t2, not to t9",
+            vec![
+                "deploy",
+                zip,
+                "--url",
+                url,
+                "--user",
+                "u",
+                "--password",
+                "p",
+                "--subscribe",
+                "t2",
+                "--subscribe",
+                "t9",
+            ],
+            1,
+            "uploaded to application 7, but subscribing tenant t9",
+            json!(404),
+            json!("7"),
+            json!(["t2"]),
+        ),
+    ];
+    for (what, args, code, excerpt, status, id, subscribed) in cases {
+        let args = [&args[..], &["--format", "json"]].concat();
+        let result = run(dir.path(), &args, &[]);
+        assert_eq!(result.code, code, "{what}: {}", result.stderr);
+        let output = result.json();
+        assert!(
+            output["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(excerpt),
+            "{what}: {output}"
+        );
+        assert!(!result.stdout.contains("s3cret"), "{what}: {output}");
+        assert_eq!(output["status"], status, "{what}");
+        assert_eq!(output["id"], id, "{what}");
+        assert_eq!(output["subscribed"], subscribed, "{what}");
+    }
+}
