@@ -11,6 +11,7 @@ pub mod multipart_body;
 pub mod package;
 pub mod platform_client;
 pub mod report;
+pub mod temp_cleanup;
 pub mod tls_trust;
 pub mod url_text;
 pub mod zip_writer;

@@ -1,6 +1,6 @@
 //! The `berth-pack` binary: parses arguments, runs one command, maps the outcome to an exit
 //! code (0 valid/success, 1 invalid input or rejected by the platform, 2 usage, IO,
-//! connection or platform failure).
+//! connection or platform failure, 130/143 `pack` interrupted by SIGINT/SIGTERM).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ use berth_pack::cli::{CheckArgs, Cli, Command, DeployArgs, Format, PackArgs, Sub
 use berth_pack::deploy::{self, DeployError, Step};
 use berth_pack::platform_client::{PlatformClient, Target};
 use berth_pack::tls_trust::Trust;
-use berth_pack::{package, report, url_text};
+use berth_pack::{package, report, temp_cleanup, url_text};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -32,6 +32,10 @@ fn main() -> ExitCode {
 }
 
 fn pack(args: &PackArgs) -> anyhow::Result<u8> {
+    // Not fatal: without the handler a signal merely leaves the temporary file, as before.
+    if let Err(error) = remove_temp_file_on_signal() {
+        eprintln!("berth-pack: warning: no SIGINT/SIGTERM handler: {error}");
+    }
     let options = args.to_options(std::io::stderr().is_terminal());
     match package::pack(&options) {
         Ok(packed) => {
@@ -64,6 +68,43 @@ fn pack(args: &PackArgs) -> anyhow::Result<u8> {
             Ok(error.exit_code())
         }
     }
+}
+
+/// On SIGINT or SIGTERM, removes `pack`'s temporary output file and exits 130 or 143 (128 +
+/// the signal, as a shell reports it). Without this the default action ends the process
+/// without running destructors and the temporary file stays. The handlers are registered
+/// before this returns, so no signal after it can slip past.
+#[cfg(unix)]
+fn remove_temp_file_on_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let (mut interrupt, mut terminate) = runtime.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    })?;
+    std::thread::spawn(move || {
+        let code = runtime.block_on(async {
+            tokio::select! {
+                _ = interrupt.recv() => 130,
+                _ = terminate.recv() => 143,
+            }
+        });
+        // Held until exit: no rename into place can start after the removal.
+        let _slot = temp_cleanup::remove_for_exit();
+        eprintln!("berth-pack: interrupted");
+        std::process::exit(code);
+    });
+    Ok(())
+}
+
+/// Elsewhere the console's Ctrl-C ends the process as before.
+#[cfg(not(unix))]
+fn remove_temp_file_on_signal() -> std::io::Result<()> {
+    Ok(())
 }
 
 fn check(args: &CheckArgs, detailed: bool) -> anyhow::Result<u8> {

@@ -17,6 +17,7 @@ use crate::deflate::{ParallelDeflater, StreamTotals};
 use crate::docker_export::{self, DockerError};
 use crate::entry_sink::{EntrySink, StoredSink, TeeReader};
 use crate::image_archive::{self, ImageError, ImageSummary};
+use crate::temp_cleanup;
 use crate::zip_writer::{Method, ZipWriter};
 use package_rules::{entry_names, zip_directory};
 
@@ -176,6 +177,7 @@ pub fn pack(options: &PackOptions) -> Result<Packed, PackageError> {
         .tempfile_in(&directory)
         .map_err(io_error(&directory))?;
     let temp_path = temporary.path().to_owned();
+    let registered = temp_cleanup::register(&temp_path);
 
     let progress = progress_bar(options.progress, size_hint);
     let mut zip = ZipWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER, temporary.as_file()));
@@ -230,10 +232,12 @@ pub fn pack(options: &PackOptions) -> Result<Packed, PackageError> {
         .map_err(io_error(&temp_path))?
         .len();
     set_readable_permissions(temporary.as_file()).map_err(io_error(&temp_path))?;
-    temporary.persist(&path).map_err(|error| PackageError::Io {
-        path: path.clone(),
-        source: error.error,
-    })?;
+    registered
+        .finish(|| temporary.persist(&path))
+        .map_err(|error| PackageError::Io {
+            path: path.clone(),
+            source: error.error,
+        })?;
     Ok(Packed {
         path,
         manifest,

@@ -7,5 +7,6 @@ mod docker;
 mod fake_platform;
 mod fixtures;
 mod pack;
+mod pack_signals;
 mod validate;
 mod validate_memory;
