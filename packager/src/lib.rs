@@ -8,6 +8,7 @@ pub mod docker_export;
 pub mod entry_sink;
 pub mod image_archive;
 pub mod multipart_body;
+pub mod output_path;
 pub mod package;
 pub mod platform_client;
 pub mod report;

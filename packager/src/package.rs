@@ -17,8 +17,8 @@ use crate::deflate::{ParallelDeflater, StreamTotals};
 use crate::docker_export::{self, DockerError};
 use crate::entry_sink::{EntrySink, StoredSink, TeeReader};
 use crate::image_archive::{self, ImageError, ImageSummary};
-use crate::temp_cleanup;
 use crate::zip_writer::{Method, ZipWriter};
+use crate::{output_path, temp_cleanup};
 use package_rules::{entry_names, zip_directory};
 
 pub use package_rules::{IMAGE_ENTRY, MANIFEST_ENTRY};
@@ -54,6 +54,8 @@ pub enum PackageError {
         "cannot choose an output name: the manifest has no `name` and the image has no tag; pass -o <file.zip>"
     )]
     NoOutputName,
+    #[error("output {}: {reason}", path.display())]
+    Output { path: PathBuf, reason: String },
 }
 
 impl PackageError {
@@ -64,7 +66,10 @@ impl PackageError {
             | PackageError::Image { .. }
             | PackageError::Package { .. } => 1,
             PackageError::Docker(error) if error.is_bad_input() => 1,
-            PackageError::Io { .. } | PackageError::Docker(_) | PackageError::NoOutputName => 2,
+            PackageError::Io { .. }
+            | PackageError::Docker(_)
+            | PackageError::NoOutputName
+            | PackageError::Output { .. } => 2,
         }
     }
 
@@ -140,6 +145,9 @@ pub struct Packed {
 
 /// Validates the manifest and image and writes the package zip.
 pub fn pack(options: &PackOptions) -> Result<Packed, PackageError> {
+    if let Some(path) = &options.output {
+        check_output(path, options)?;
+    }
     let manifest_text = read_manifest_file(&options.manifest)?;
     let origin = options.manifest.display().to_string();
     let Validated { manifest, warnings } =
@@ -223,7 +231,12 @@ pub fn pack(options: &PackOptions) -> Result<Packed, PackageError> {
     let path = match &options.output {
         Some(path) => path.clone(),
         None => {
-            PathBuf::from(default_file_name(&manifest, &image).ok_or(PackageError::NoOutputName)?)
+            let path = PathBuf::from(
+                default_file_name(&manifest, &image).ok_or(PackageError::NoOutputName)?,
+            );
+            // Known only now; an input named like the package must not be replaced either.
+            check_output(&path, options)?;
+            path
         }
     };
     let zip_bytes = temporary
@@ -246,6 +259,20 @@ pub fn pack(options: &PackOptions) -> Result<Packed, PackageError> {
         image_entry: totals,
         zip_bytes,
     })
+}
+
+fn check_output(path: &Path, options: &PackOptions) -> Result<(), PackageError> {
+    let mut inputs = vec![("--manifest", options.manifest.as_path())];
+    if let ImageSource::Archive(image) = &options.image {
+        inputs.push(("--image", image.as_path()));
+    }
+    match output_path::refusal(path, &inputs) {
+        Some(reason) => Err(PackageError::Output {
+            path: path.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(unix)]

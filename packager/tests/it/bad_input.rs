@@ -500,3 +500,74 @@ fn usage_errors_exit_2_with_help() {
         help.stdout
     );
 }
+
+#[test]
+fn pack_refuses_an_output_that_is_a_directory_or_an_input_before_reading() {
+    // (-o value, message excerpt)
+    // (-o value, --image value, message excerpt); a missing image shows nothing was read first.
+    let cases = [
+        (
+            "image.tar",
+            "image.tar",
+            "output image.tar: is the --image input",
+        ),
+        (
+            "./image.tar",
+            "image.tar",
+            "output ./image.tar: is the --image input",
+        ),
+        (
+            "link.tar",
+            "image.tar",
+            "output link.tar: is the --image input",
+        ),
+        (
+            "cumulocity.json",
+            "image.tar",
+            "output cumulocity.json: is the --manifest input",
+        ),
+        ("out", "image.tar", "output out: is a directory"),
+        ("out/", "image.tar", "output out/: is a directory"),
+        (
+            "missing/",
+            "image.tar",
+            "output missing/: names a directory",
+        ),
+        ("out", "missing.tar", "output out: is a directory"),
+    ];
+    let image = fixtures::docker_save(&ImageSpec::small("hello:1.0"));
+    for (output, image_arg, message) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cumulocity.json"), MANIFEST).unwrap();
+        std::fs::write(dir.path().join("image.tar"), &image).unwrap();
+        std::fs::hard_link(dir.path().join("image.tar"), dir.path().join("link.tar")).unwrap();
+        std::fs::create_dir(dir.path().join("out")).unwrap();
+        let args = [
+            "pack",
+            "--manifest",
+            "cumulocity.json",
+            "--image",
+            image_arg,
+            "-o",
+            output,
+        ];
+        let run = berth_pack(dir.path(), &args);
+        assert_eq!(run.code, 2, "{output}: {}", run.stderr);
+        assert!(run.stderr.contains(message), "{output}: {}", run.stderr);
+        assert!(
+            std::fs::read(dir.path().join("image.tar")).unwrap() == image,
+            "{output}: the image was changed"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("cumulocity.json")).unwrap(),
+            MANIFEST,
+            "{output}"
+        );
+        assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new(), "{output}");
+        assert_eq!(
+            fixtures::files_ending(&dir.path().join("out"), &[""]).len(),
+            0,
+            "{output}"
+        );
+    }
+}
