@@ -330,7 +330,8 @@ impl PlatformClient {
             progress: progress.clone(),
             all_sent: all_sent.clone(),
         }));
-        let (status, body) = self.answer(&action, &url, sent).map_err(|error| {
+        let answered = self.answer_within(&action, &url, sent, UPLOAD_ANSWER_TIMEOUT);
+        let (status, body) = answered.map_err(|error| {
             if all_sent.load(Ordering::SeqCst) {
                 error.after_upload()
             } else {
@@ -412,7 +413,22 @@ impl PlatformClient {
         url: &str,
         sent: Result<Response<ureq::Body>, ureq::Error>,
     ) -> Result<(u16, Value), ClientError> {
-        let response = sent.map_err(|error| transport(action, url, error, self.stall))?;
+        self.answer_within(action, url, sent, self.stall)
+    }
+
+    /// [`Self::answer`] for a call whose headers may take `wait` (the upload's).
+    fn answer_within(
+        &self,
+        action: &str,
+        url: &str,
+        sent: Result<Response<ureq::Body>, ureq::Error>,
+        wait: Duration,
+    ) -> Result<(u16, Value), ClientError> {
+        let limits = Limits {
+            stall: self.stall,
+            wait,
+        };
+        let response = sent.map_err(|error| transport(action, url, error, limits))?;
         answer(action, &url[self.base_url.len()..], response, self.stall)
     }
 }
@@ -472,29 +488,38 @@ fn answer(
     Ok((status, body))
 }
 
-/// A body read failure in words; a timeout names the stall timeout rather than ureq's phase.
+/// A body read failure in words; a timeout (the body's total budget) names its length.
 fn describe(error: &ureq::Error, stall: Duration) -> String {
     match error {
-        ureq::Error::Timeout(_) => format!("no progress for {} s", stall.as_secs()),
+        ureq::Error::Timeout(_) => format!("still incomplete after {} s", stall.as_secs()),
         error => error.to_string(),
     }
 }
 
-fn transport(action: &str, url: &str, error: ureq::Error, stall: Duration) -> ClientError {
+/// The time limits of one call that a timeout message names.
+#[derive(Clone, Copy)]
+struct Limits {
+    stall: Duration,
+    /// For the response headers.
+    wait: Duration,
+}
+
+fn transport(action: &str, url: &str, error: ureq::Error, limits: Limits) -> ClientError {
     if let ureq::Error::Timeout(timeout) = &error {
-        let phase = match timeout {
+        let stalled = match timeout {
             Timeout::Resolve | Timeout::Connect => None,
             Timeout::PerWrite | Timeout::SendRequest | Timeout::SendBody | Timeout::Await100 => {
-                Some("reading what was sent")
+                Some(("reading what was sent", limits.stall))
             }
-            _ => Some("answering"),
+            Timeout::RecvResponse => Some(("answering", limits.wait)),
+            _ => Some(("answering", limits.stall)),
         };
-        if let Some(phase) = phase {
+        if let Some((phase, limit)) = stalled {
             return ClientError::Stalled {
                 action: action.to_owned(),
                 url: url.to_owned(),
                 phase,
-                seconds: stall.as_secs(),
+                seconds: limit.as_secs(),
             };
         }
     }

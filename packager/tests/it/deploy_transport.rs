@@ -104,7 +104,7 @@ fn a_platform_that_stalls_fails_after_the_stall_timeout_saying_how_far_it_got() 
             &small,
             |stream, gate| lookup_then(stream, gate, cut_answer),
             "the whole package was sent, but no complete answer came back \
-             (HTTP 201 came, but its body broke off: no progress for 1 s); the upload may have succeeded",
+             (HTTP 201 came, but its body broke off: still incomplete after 1 s); the upload may have succeeded",
             true,
         ),
     ];
