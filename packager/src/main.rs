@@ -11,10 +11,10 @@ use berth_pack::deploy::{self, DeployError, Step};
 use berth_pack::platform_client::{PlatformClient, Target};
 use berth_pack::tls_trust::Trust;
 use berth_pack::{package, report, temp_cleanup, url_text};
-use clap::Parser;
+use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|error| usage_error(error));
     let outcome = match &cli.command {
         Command::Pack(args) => pack(args),
         Command::Validate(args) => check(args, false),
@@ -29,6 +29,41 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Prints clap's message (and help) as clap does, exiting 2 (0 for `--help`); when the command
+/// line asked for `--format json`, a usage error also prints the command's failure document,
+/// so a script reading stdout gets JSON for this outcome too.
+fn usage_error(error: clap::Error) -> ! {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if error.use_stderr() && wants_json(&args) {
+        // The message proper: what precedes the usage and the hint, on one line.
+        let rendered = error.render().to_string();
+        let message = rendered
+            .lines()
+            .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more"))
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let message = message.strip_prefix("error: ").unwrap_or(&message);
+        let document = report::json_usage_failure(args.first().map(String::as_str), message);
+        let _ = print_stdout(&format!("{document:#}\n"));
+    }
+    error.exit()
+}
+
+/// `--format json` or `--format=json` before any `--`.
+fn wants_json(args: &[String]) -> bool {
+    let args = args.iter().take_while(|arg| *arg != "--");
+    let mut previous = "";
+    for arg in args {
+        if arg == "--format=json" || (previous == "--format" && arg == "json") {
+            return true;
+        }
+        previous = arg;
+    }
+    false
 }
 
 fn pack(args: &PackArgs) -> anyhow::Result<u8> {

@@ -397,6 +397,32 @@ pub fn json_deploy_failure(error: &crate::deploy::DeployError) -> Value {
     })
 }
 
+/// JSON for a command line clap refused, in the failure shape of `command` (`pack`, `validate`
+/// and `inspect` as [`json_failure`], `deploy` and `subscribe` as [`json_deploy_failure`]),
+/// else just `error`.
+pub fn json_usage_failure(command: Option<&str>, message: &str) -> Value {
+    match command {
+        Some("pack" | "validate" | "inspect") => json!({
+            "file": Value::Null,
+            "kind": Value::Null,
+            "valid": false,
+            "error": message,
+            "diagnostics": [],
+            "manifest": Value::Null,
+            "image": Value::Null,
+            "package": Value::Null,
+        }),
+        Some("deploy" | "subscribe") => json!({
+            "error": message,
+            "status": Value::Null,
+            "validation": Value::Null,
+            "id": Value::Null,
+            "subscribed": Value::Null,
+        }),
+        _ => json!({ "error": message }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -571,3 +571,58 @@ fn pack_refuses_an_output_that_is_a_directory_or_an_input_before_reading() {
         );
     }
 }
+
+#[test]
+fn usage_errors_with_format_json_still_print_one_json_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = ["pack", "--manifest", "m.json", "--image", "i.tar"];
+    // (arguments, error excerpt, a field of that command's failure document)
+    let cases: [(Vec<&str>, &str, &str); 4] = [
+        (
+            [&pack[..], &["--level", "12", "--format", "json"]].concat(),
+            "12",
+            "valid",
+        ),
+        (
+            [&pack[..], &["--format=json", "--bogus"]].concat(),
+            "--bogus",
+            "valid",
+        ),
+        (
+            vec!["validate", "--format", "json"],
+            "not provided: <FILE>",
+            "diagnostics",
+        ),
+        (
+            vec![
+                "deploy",
+                "x.zip",
+                "--format",
+                "json",
+                "--stall-timeout",
+                "0",
+            ],
+            "0",
+            "subscribed",
+        ),
+    ];
+    for (args, excerpt, field) in cases {
+        let run = berth_pack(dir.path(), &args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("Usage:") || run.stderr.contains("invalid value"),
+            "{args:?}"
+        );
+        let document = run.json();
+        let error = document["error"].as_str().unwrap_or_default();
+        assert!(error.contains(excerpt), "{args:?}: {document}");
+        assert!(document.get(field).is_some(), "{args:?}: {document}");
+    }
+    let help = berth_pack(dir.path(), &["pack", "--format", "json", "--help"]);
+    assert_eq!(help.code, 0);
+    assert!(
+        help.stdout.starts_with("Build a package zip"),
+        "{}",
+        help.stdout
+    );
+}
