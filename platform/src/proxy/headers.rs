@@ -5,6 +5,8 @@
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::auth::principal::{TOKEN_COOKIE, XSRF_COOKIE};
+
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -76,6 +78,21 @@ pub fn copy_request(src: &HeaderMap, dst: &mut HeaderMap) {
     }
 }
 
+/// Whether a `Set-Cookie` value sets one of the platform's own cookies: the session token or its
+/// XSRF pair. A service answers on the platform's origin, so such a cookie would replace the
+/// caller's session with one the service chose (signing the visitor in as someone else) or break
+/// it; it is dropped, whatever else the service sets stays.
+fn sets_platform_cookie(value: &[u8]) -> bool {
+    let name = value
+        .split(|b| *b == b'=')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    [TOKEN_COOKIE, XSRF_COOKIE]
+        .iter()
+        .any(|ours| name.eq_ignore_ascii_case(ours.as_bytes()))
+}
+
 /// Copies the end-to-end headers of an upstream response into the client response.
 /// `Content-Length` is left out: the response body carries its size.
 pub fn copy_response(src: &HeaderMap, dst: &mut HeaderMap) {
@@ -84,6 +101,7 @@ pub fn copy_response(src: &HeaderMap, dst: &mut HeaderMap) {
         if is_hop_by_hop(name)
             || name == header::CONTENT_LENGTH
             || (has_connection && listed_in_connection(src, name))
+            || (name == header::SET_COOKIE && sets_platform_cookie(value.as_bytes()))
         {
             continue;
         }
@@ -126,6 +144,7 @@ pub fn copy_upstream_response(src: &http::HeaderMap, dst: &mut HeaderMap) {
                         .map(http::HeaderValue::as_bytes),
                     text,
                 ))
+            || (text == "set-cookie" && sets_platform_cookie(value.as_bytes()))
         {
             continue;
         }
@@ -191,6 +210,18 @@ pub fn strip_response_h1(headers: &mut http::HeaderMap) {
     // into a name at each call.
     for name in &H1_HOP_BY_HOP {
         headers.remove(name);
+    }
+    let cookies = headers.get_all(http::header::SET_COOKIE);
+    if cookies.iter().any(|v| sets_platform_cookie(v.as_bytes())) {
+        let kept: Vec<http::HeaderValue> = cookies
+            .iter()
+            .filter(|v| !sets_platform_cookie(v.as_bytes()))
+            .cloned()
+            .collect();
+        headers.remove(http::header::SET_COOKIE);
+        for value in kept {
+            headers.append(http::header::SET_COOKIE, value);
+        }
     }
 }
 
@@ -351,6 +382,57 @@ mod tests {
         let mut kept_h1: Vec<&str> = dst_h1.keys().map(http::HeaderName::as_str).collect();
         kept_h1.sort_unstable();
         assert_eq!(kept_h1, kept);
+    }
+
+    #[test]
+    fn a_service_cannot_set_the_platforms_cookies() {
+        let src = map(&[
+            (
+                "set-cookie",
+                "authorization=attacker.token; Path=/; HttpOnly",
+            ),
+            ("set-cookie", " XSRF-TOKEN =x; Path=/"),
+            ("set-cookie", "Authorization=y"),
+            ("set-cookie", "session=kept; Path=/service/mail"),
+            ("set-cookie", "authorization_hint=kept"),
+        ]);
+        let kept = |values: Vec<&[u8]>| -> Vec<String> {
+            values
+                .into_iter()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect()
+        };
+        let expected = [
+            "session=kept; Path=/service/mail",
+            "authorization_hint=kept",
+        ];
+        let mut dst = HeaderMap::new();
+        copy_response(&src, &mut dst);
+        let got = kept(
+            dst.get_all(header::SET_COOKIE)
+                .map(|v| v.as_bytes())
+                .collect(),
+        );
+        assert_eq!(got, expected);
+        let mut upstream = http::HeaderMap::new();
+        to_upstream(&src, None, &mut upstream);
+        let mut dst = HeaderMap::new();
+        copy_upstream_response(&upstream, &mut dst);
+        let got = kept(
+            dst.get_all(header::SET_COOKIE)
+                .map(|v| v.as_bytes())
+                .collect(),
+        );
+        assert_eq!(got, expected);
+        strip_response_h1(&mut upstream);
+        let got = kept(
+            upstream
+                .get_all(http::header::SET_COOKIE)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect(),
+        );
+        assert_eq!(got, expected);
     }
 
     #[test]

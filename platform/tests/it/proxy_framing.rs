@@ -272,6 +272,18 @@ fn every_response_framing_is_relayed_whole_and_aborts_stay_aborts() {
                 failures.push(format!("{label}: the ETag is lost: {}", got.headers));
             }
         }
+        // A service answers on the platform's origin: it may set cookies, not the platform's.
+        let got = fetch(&server, http, auth, &format!("{base}/cookies"), &[]);
+        if got.status != 204
+            || !got.headers.contains("set-cookie: session=kept")
+            || got.headers.contains("set-cookie: authorization=")
+            || got.headers.contains("set-cookie: xsrf-token=")
+        {
+            failures.push(format!(
+                "HTTP/{version} cookies: status {}, {}",
+                got.status, got.headers
+            ));
+        }
     }
     assert!(failures.is_empty(), "{failures:#?}");
 

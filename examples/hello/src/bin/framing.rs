@@ -238,6 +238,15 @@ fn respond(
             out.write_all(b"HTTP/1.1 204 No Content\r\nX-Framing: none\r\n\r\n")?;
             Ok(true)
         }
+        // A service setting the platform's own cookies (the proxy drops those two) and its own.
+        "/cookies" => {
+            out.write_all(
+                b"HTTP/1.1 204 No Content\r\nSet-Cookie: authorization=from.the.service; Path=/\r\n\
+                  Set-Cookie: XSRF-TOKEN=from-the-service; Path=/\r\n\
+                  Set-Cookie: session=kept; Path=/service\r\n\r\n",
+            )?;
+            Ok(true)
+        }
         "/not-modified" => {
             out.write_all(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n")?;
             Ok(true)
