@@ -176,33 +176,23 @@ where
 
     forward_ready!(service);
 
+    /// A write whose client went away first still gets here: `api::hygiene::run_writes_to_end`,
+    /// outside this middleware on both listeners, runs it to its end.
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let invalidate = may_write(&req).then(|| InvalidateOnDrop(Some(Arc::clone(&self.cache))));
+        let invalidate = may_write(&req).then(|| Arc::clone(&self.cache));
         let response = self.service.call(req);
         Box::pin(async move {
             let response = response.await;
             let refused = response
                 .as_ref()
                 .is_ok_and(|r| r.status().is_client_error());
-            if let Some(mut invalidate) = invalidate
-                && refused
+            if let Some(cache) = invalidate
+                && !refused
             {
-                invalidate.0 = None;
+                cache.invalidate();
             }
             response
         })
-    }
-}
-
-/// Invalidates the cache when dropped: after the write answered, and also when its client
-/// went away first (the request's future is dropped, the write it started may have landed).
-struct InvalidateOnDrop(Option<Arc<ServiceCache>>);
-
-impl Drop for InvalidateOnDrop {
-    fn drop(&mut self) {
-        if let Some(cache) = self.0.take() {
-            cache.invalidate();
-        }
     }
 }
 
@@ -233,26 +223,48 @@ mod tests {
         assert_eq!(cached(&cache, "t2"), 1, "another tenant's resolution stays");
     }
 
+    /// As both listeners wrap it: `run_writes_to_end` outside the invalidation.
     #[actix_web::test]
     async fn a_write_whose_client_went_away_invalidates_all_the_same() {
         let cache = Arc::new(ServiceCache::default());
-        let app = test::init_service(App::new().wrap(Invalidate(Arc::clone(&cache))).route(
-            "/slow",
-            web::delete().to(|| async {
-                std::future::pending::<()>().await;
-                HttpResponse::NoContent().finish()
-            }),
-        ))
+        let (landed, landing) = tokio::sync::oneshot::channel::<()>();
+        let landed = Arc::new(std::sync::Mutex::new(Some(landed)));
+        let app = test::init_service(
+            App::new()
+                .wrap(Invalidate(Arc::clone(&cache)))
+                .wrap_fn(crate::api::hygiene::run_writes_to_end)
+                .route(
+                    "/slow",
+                    web::delete().to(move || {
+                        let landed = Arc::clone(&landed).lock().unwrap().take();
+                        async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            if let Some(landed) = landed {
+                                let _ = landed.send(());
+                            }
+                            HttpResponse::NoContent().finish()
+                        }
+                    }),
+                ),
+        )
         .await;
         let before = cache.generation.load(Ordering::Acquire);
         let call = test::call_service(&app, test::TestRequest::delete().uri("/slow").to_request());
         // The client goes away while the write is in progress: its future is dropped.
         assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(50), call)
+            tokio::time::timeout(std::time::Duration::from_millis(20), call)
                 .await
                 .is_err()
         );
-        assert_ne!(cache.generation.load(Ordering::Acquire), before);
+        landing.await.unwrap();
+        // The rest of the write (its answer, then the invalidation) runs as its own task.
+        for _ in 0..100 {
+            if cache.generation.load(Ordering::Acquire) != before {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the cache was not invalidated");
     }
 
     #[actix_web::test]
