@@ -90,7 +90,8 @@ pub trait Runtime: Send + Sync + Debug + 'static {
     /// Every subnet of every network the runtime has, whoever made it: a new network must
     /// overlap none of them.
     fn subnets_in_use(&self) -> Pending<'_, Vec<String>>;
-    /// Removes a network; absent is fine.
+    /// Removes a network no desired deployment uses; absent is fine. (On Swarm with any service
+    /// still on it: one whose tasks never started is listed by no instance.)
     fn remove_network<'a>(&'a self, name: &'a str) -> Pending<'a, ()>;
     /// Removes a network and every instance attached to it.
     fn remove_network_and_instances<'a>(&'a self, id: &'a str) -> Pending<'a, ()>;

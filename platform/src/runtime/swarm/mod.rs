@@ -245,7 +245,7 @@ impl Runtime for SwarmRuntime {
     }
 
     fn remove_network<'a>(&'a self, name: &'a str) -> Pending<'a, ()> {
-        Box::pin(self.remove_overlay(name))
+        Box::pin(self.remove_overlay_and_services_named(name))
     }
 
     fn remove_network_and_instances<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {

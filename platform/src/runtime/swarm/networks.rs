@@ -28,36 +28,41 @@ impl SwarmRuntime {
             ipam: Some(one_subnet(&spec.subnet)),
             ..Default::default()
         };
-        match self.docker.create_network(request).await {
-            Ok(_) => {}
+        let existed = match self.docker.create_network(request).await {
+            Ok(_) => false,
             Err(BollardError::DockerResponseServerError {
                 status_code: 409, ..
-            }) => {}
+            }) => true,
             Err(e) => return Err(e.into()),
-        }
-        let info = self
-            .engine
+        };
+        // The relay admits the network's own block. After a 409 (an earlier attempt made the
+        // network, then failed on its relay, and the caller retried on a new block) that is the
+        // block the network has, not the one asked for this time. (A network just made may not
+        // show its block yet: Swarm's allocator fills it in.)
+        let subnet = if existed {
+            self.engine
+                .network(&spec.name)
+                .await?
+                .and_then(|n| match n.subnets.as_slice() {
+                    [one] => Some(one.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| spec.subnet.clone())
+        } else {
+            spec.subnet.clone()
+        };
+        self.ensure_relay(&spec.name, &subnet, &spec.labels).await?;
+        self.relays_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.name.clone());
+        self.engine
             .network(&spec.name)
             .await?
             .map(with_bridge)
             .ok_or_else(|| {
                 RuntimeError::Docker(format!("network {} vanished after creation", spec.name))
-            })?;
-        // The relay admits the network's own block. After a 409 (an earlier attempt made the
-        // network, then failed on its relay, and the caller retried on a new block) that is the
-        // block the network has, not the one asked for this time.
-        let [subnet] = info.subnets.as_slice() else {
-            return Err(RuntimeError::Docker(format!(
-                "network {} has subnets {:?}, not one",
-                spec.name, info.subnets
-            )));
-        };
-        self.ensure_relay(&spec.name, subnet, &spec.labels).await?;
-        self.relays_checked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.name.clone());
-        Ok(info)
+            })
     }
 
     /// The relay goes first; the network follows once Swarm detached its tasks (until then
@@ -76,12 +81,23 @@ impl SwarmRuntime {
         let Some(net) = self.engine.network(id).await? else {
             return Ok(());
         };
+        self.remove_overlay_and_services_named(&net.name).await
+    }
+
+    /// The network `name`, its deployments' services and its relay. The supervisor removes a
+    /// network once no desired deployment is on it, so any service left there is garbage, and
+    /// one whose tasks Swarm is still starting (an image that cannot be pulled cycles through
+    /// those states) is listed by no instance: only this removes it.
+    pub(super) async fn remove_overlay_and_services_named(
+        &self,
+        name: &str,
+    ) -> Result<(), RuntimeError> {
         let ours = [(LABEL_INSTALLATION, self.installation())];
         for s in self.deployment_services(&ours).await? {
-            if labels_of(&s).get(LABEL_NETWORK) == Some(&net.name) {
+            if labels_of(&s).get(LABEL_NETWORK).map(String::as_str) == Some(name) {
                 self.remove_service(&service_name_of(&s)).await?;
             }
         }
-        self.remove_overlay(&net.name).await
+        self.remove_overlay(name).await
     }
 }

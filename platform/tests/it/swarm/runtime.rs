@@ -361,6 +361,39 @@ fn swarm_runs_a_deployment_spread_isolated_and_survives_a_node_loss() {
         );
         lab.heal(cut);
 
+        // A service whose tasks never start (here: no node has the memory it reserves) is
+        // listed by no instance; removing its network, as the supervisor does once nothing
+        // desired is on it, removes the service too.
+        rt.create_network(&net("swit-c", "10.214.0.192/26"))
+            .await
+            .unwrap();
+        let unplaceable = InstanceSpec {
+            memory_bytes: 1 << 40,
+            ..spec("1/c", "swit-c", &image, 1, 0)
+        };
+        rt.create_instance(&unplaceable).await.unwrap();
+        let on_c = || {
+            lab.docker(
+                1,
+                &[
+                    "service",
+                    "ls",
+                    "-q",
+                    "--filter",
+                    "label=berth.swarm.network=swit-c",
+                ],
+            )
+        };
+        assert!(!on_c().trim().is_empty(), "no service on swit-c");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while rt.remove_network("swit-c").await.is_err()
+            || rt.network("swit-c").await.unwrap().is_some()
+        {
+            assert!(Instant::now() < deadline, "network swit-c stays");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert_eq!(on_c().trim(), "", "a service stays on the removed network");
+
         // Removing every slot removes the service; the network goes with its relay.
         for replica in (0..3).rev() {
             rt.remove_instance(&format!("{service}/{replica}"))
