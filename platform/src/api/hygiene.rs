@@ -131,8 +131,21 @@ mod tests {
                 }
             }
         };
+        // An inner middleware's work after the answer (as the route cache's invalidation,
+        // which both listeners wrap inside this one) runs to its end with the handler.
+        let after = Arc::new(AtomicBool::new(false));
+        let inner_after = Arc::clone(&after);
         let app = test::init_service(
             App::new()
+                .wrap_fn(move |req, srv| {
+                    use actix_web::dev::Service;
+                    let (call, after) = (srv.call(req), Arc::clone(&inner_after));
+                    async move {
+                        let response = call.await;
+                        after.store(true, Ordering::SeqCst);
+                        response
+                    }
+                })
                 .wrap_fn(super::run_writes_to_end)
                 .route(
                     "/w",
@@ -150,6 +163,7 @@ mod tests {
             (test::TestRequest::get().uri("/r"), false),
         ] {
             done.store(false, Ordering::SeqCst);
+            after.store(false, Ordering::SeqCst);
             let _ = release.send(false);
             let call = test::call_service(&app, req.to_request());
             // The client goes away while the handler waits: its future is dropped.
@@ -164,6 +178,7 @@ mod tests {
                 finishes,
                 "finishes: {finishes}"
             );
+            assert_eq!(after.load(Ordering::SeqCst), finishes, "after: {finishes}");
         }
     }
 }
