@@ -10,8 +10,8 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::config::Cidr;
 use crate::counts::Counts;
+use crate::edge::origin::Cidr;
 
 /// Descriptors kept for everything but client connections (the database, Docker's socket, the
 /// log, upstream pools beyond one per connection, package files).

@@ -1,7 +1,8 @@
 //! One-way dependencies between the platform's modules, checked from the source text: every
 //! `crate::…` path outside comments is an edge from the file's module to the module it names.
 //! Fails on (a) a cycle between top-level modules, (b) a lower layer importing `api`, (c) a cycle
-//! between the files of one top-level module (`store/applications` ↔ `store/subscriptions`…).
+//! between the files of one top-level module (`store/applications` ↔ `store/subscriptions`…),
+//! (d) `bollard` outside `runtime::docker` and `runtime::swarm`.
 //! There are no known exceptions: what two sides both need moves into `apps/` (the flows), a
 //! module below both (`edge`, `store/artifacts`) or one of its own (`api/user_json`).
 
@@ -249,4 +250,29 @@ fn files_of_one_module_form_no_cycle() {
         found.is_empty(),
         "files importing each other in a circle: {found:#?}"
     );
+}
+
+/// Only the two runtimes speak to an engine's API; everything else goes through the `Runtime`
+/// trait over plain data, so a third runtime changes no caller.
+#[test]
+fn only_the_runtimes_know_bollard() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let allowed = [src.join("runtime/docker"), src.join("runtime/swarm")];
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        if allowed.iter().any(|dir| file.starts_with(dir)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if code.contains("bollard") {
+                let rel = file.strip_prefix(&src).unwrap().display();
+                found.push(format!("src/{rel}:{}", number + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "bollard outside the runtimes: {found:#?}");
 }

@@ -36,7 +36,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admission::{Admission, Ticket};
 
 use crate::api::request_head::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES};
-use crate::config::Cidr;
+use crate::edge::origin::Cidr;
 use crate::proxy::direct::{Caller, Direct, FrontBody, full};
 
 /// A client that has not finished its TLS handshake by then is dropped.

@@ -1,8 +1,8 @@
 //! The runtime seam: everything the supervisor and the API ask of a container engine, as the
-//! [`Runtime`] trait over plain data ([`model`]). The local Docker engine ([`docker`], the only
-//! module that knows bollard) is its first implementation; a cluster runtime (Docker Swarm:
-//! one deployment = one service, instances = its tasks, images pushed to a registry) is meant
-//! to be the second, with no change to planning, the API or the proxy.
+//! [`Runtime`] trait over plain data ([`model`]). The local Docker engine ([`docker`]) is its
+//! first implementation, Docker Swarm ([`swarm`]: one deployment revision = one service,
+//! instances = its tasks, images pushed to a registry) the second, with no change to planning,
+//! the API or the proxy; they are the only modules that know bollard.
 
 pub mod docker;
 pub mod firewall;
