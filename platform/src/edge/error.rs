@@ -33,6 +33,38 @@ struct ErrorBody<'a> {
     info: &'a str,
 }
 
+/// The Cumulocity error body (`{"error","message","info"}`): the one shape of every refusal,
+/// the API's and the proxy's alike.
+pub fn body_text(error: &str, message: &str) -> String {
+    let body = ErrorBody {
+        error,
+        message,
+        info: INFO_URL,
+    };
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// A refusal as hyper's server sends it (the front, the proxy's direct path): the error body,
+/// its media type and `Retry-After`.
+pub fn hyper_response(
+    status: StatusCode,
+    error: &str,
+    message: &str,
+    retry_after: Option<u64>,
+) -> http::Response<String> {
+    let mut response = http::Response::new(body_text(error, message));
+    *response.status_mut() = http::StatusCode::from_u16(status.as_u16())
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    if let Ok(value) = http::HeaderValue::from_str(&media::media_type("error")) {
+        headers.insert(http::header::CONTENT_TYPE, value);
+    }
+    if let Some(seconds) = retry_after {
+        headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+    }
+    response
+}
+
 impl ApiError {
     pub fn new(status: StatusCode, error: &str, message: &str) -> ApiError {
         ApiError {
@@ -171,28 +203,15 @@ impl ApiError {
 
     /// The Cumulocity error body (`{"error","message","info"}`).
     fn body_text(&self) -> String {
-        let body = ErrorBody {
-            error: &self.error,
-            message: &self.message,
-            info: INFO_URL,
-        };
-        serde_json::to_string(&body).unwrap_or_default()
+        body_text(&self.error, &self.message)
     }
 
     /// The same answer for hyper's server (the front answering before the app sees a request),
     /// with the API's security headers (over HTTPS: the front only serves HTTPS).
     pub fn to_http(&self) -> http::Response<String> {
-        let mut response = http::Response::new(self.body_text());
-        *response.status_mut() = http::StatusCode::from_u16(self.status.as_u16())
-            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response =
+            hyper_response(self.status, &self.error, &self.message, self.retry_after);
         let headers = response.headers_mut();
-        let media = media::media_type("error");
-        if let Ok(value) = http::HeaderValue::from_str(&media) {
-            headers.insert(http::header::CONTENT_TYPE, value);
-        }
-        if let Some(seconds) = self.retry_after {
-            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
-        }
         for (name, value) in [
             (http::header::CACHE_CONTROL, "no-store"),
             (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),

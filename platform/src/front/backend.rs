@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use actix_web::HttpMessage;
 use actix_web::dev::ServiceRequest;
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -183,12 +182,11 @@ fn too_busy(refusal: Refusal) -> Response<FrontBody> {
 
 /// The answer when the app cannot be reached (it is shutting down, or failed).
 fn unavailable() -> Response<FrontBody> {
-    let body = r#"{"error":"general/Service Unavailable","message":"Berth is not answering; retry shortly","info":"https://cumulocity.com/api/core/#section/REST-implementation/HTTP-response-codes"}"#;
-    let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    ApiError::unavailable(
+        "general",
+        "Berth is not answering; retry shortly",
+        "the app behind the front does not answer",
+    )
+    .to_http()
+    .map(|body| full(body.into()))
 }

@@ -7,18 +7,11 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
-
-/// The media type of Cumulocity's error body (as `api::media` names it).
-const ERROR_MEDIA_TYPE: &str =
-    "application/vnd.com.nsn.cumulocity.error+json;charset=UTF-8;ver=0.9";
 
 /// Seconds a client is asked to wait when no replica is ready yet.
 pub const RETRY_AFTER_SECS: u64 = 5;
 /// Seconds a client is asked to wait when too many requests are in flight: they end fast.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
-const INFO_URL: &str =
-    "https://cumulocity.com/api/core/#section/REST-implementation/HTTP-response-codes";
 
 /// Which side of the proxy a failure came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,40 +295,12 @@ impl std::fmt::Display for ProxyError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: &'a str,
-    info: &'a str,
-}
-
 impl ProxyError {
-    /// The Cumulocity error body of a failure the proxy answers itself (not an authentication
-    /// failure, whose body is the API's).
-    fn body_text(&self) -> String {
-        let (error, message) = self.error_and_message();
-        let body = ErrorBody {
-            error,
-            message: &message,
-            info: INFO_URL,
-        };
-        serde_json::to_string(&body).unwrap_or_default()
-    }
-
-    /// The answer for hyper's server (the front's direct path, which never authenticates).
+    /// The answer for hyper's server (the front's direct path, which never authenticates), in
+    /// the API's error shape ([`crate::edge::error`]).
     pub fn to_http(&self) -> http::Response<String> {
-        let mut response = http::Response::new(self.body_text());
-        *response.status_mut() = http::StatusCode::from_u16(self.status_code().as_u16())
-            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(ERROR_MEDIA_TYPE),
-        );
-        if let Some(secs) = self.retry_after() {
-            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-        }
-        response
+        let (error, message) = self.error_and_message();
+        crate::edge::error::hyper_response(self.status_code(), error, &message, self.retry_after())
     }
 }
 
@@ -364,23 +329,19 @@ impl ResponseError for ProxyError {
         if let Failure::Authentication(e) = &self.failure {
             return e.error_response();
         }
+        let (error, message) = self.error_and_message();
         let mut response = HttpResponse::build(self.status_code());
-        response.content_type(ERROR_MEDIA_TYPE);
+        response.content_type(crate::edge::media::media_type("error"));
         if let Some(secs) = self.retry_after() {
             response.insert_header((RETRY_AFTER, secs));
         }
-        response.body(self.body_text())
+        response.body(crate::edge::error::body_text(error, &message))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_error_media_type_is_the_apis() {
-        assert_eq!(ERROR_MEDIA_TYPE, crate::edge::media::media_type("error"));
-    }
 
     #[test]
     fn each_failure_has_its_status_origin_and_error() {
