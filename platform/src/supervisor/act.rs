@@ -286,7 +286,7 @@ impl Supervisor {
                 Tend::Watch => {
                     let instance = part.instances.get_mut(&c.id)?;
                     let since = *instance.running_since.get_or_insert(now);
-                    if now.duration_since(since) >= super::backoff::STABLE_AFTER {
+                    if plan::streak_over(since, now) {
                         instance.consecutive_failures = 0;
                     }
                     if instance.probed_run != c.started_at {
@@ -311,28 +311,26 @@ impl Supervisor {
         let Some(instance) = part.instances.get_mut(&c.id) else {
             return;
         };
+        let kill = instance.liveness_kill.take();
+        let counted = plan::count_exit(
+            plan::Exit {
+                oom_killed: c.oom_killed,
+                exit_code: c.exit_code,
+                liveness_kill: kill.as_deref(),
+            },
+            instance.consecutive_failures,
+            now,
+        );
         instance.counted_exit = c.finished_at.clone();
-        instance.consecutive_failures += 1;
-        let reason = if c.oom_killed {
-            "OOMKilled: the memory limit was exceeded".to_owned()
-        } else {
-            format!("exited with code {}", c.exit_code.unwrap_or(-1))
-        };
-        // A liveness kill keeps its own, more telling reason (SIGKILL: 137; a process that
-        // exited by itself meanwhile is recorded as it exited).
-        instance.last_failure = match instance.liveness_kill.take() {
-            Some(kill) if c.exit_code == Some(137) => Some(kill),
-            _ => Some(reason.clone()),
-        };
-        let failures = instance.consecutive_failures;
-        instance.next_start = Some(plan::next_start(failures, now));
+        instance.consecutive_failures = counted.failures;
+        instance.last_failure = Some(counted.reason.clone());
+        instance.next_start = Some(counted.next_start);
         let peak = instance
             .usage
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .peak_bytes;
-        let failure = instance.last_failure.clone().unwrap_or(reason);
-        self.record_exit(part, dep, c, failure, peak, failures)
+        self.record_exit(part, dep, c, counted.reason, peak, counted.failures)
             .await;
     }
 
@@ -363,8 +361,8 @@ impl Supervisor {
             }
             Err(e) => {
                 let instance = part.instances.get_mut(&c.id)?;
-                instance.consecutive_failures += 1;
-                let wait = super::backoff::delay(instance.consecutive_failures);
+                let (failures, wait) = plan::failed_start(instance.consecutive_failures);
+                instance.consecutive_failures = failures;
                 instance.last_failure = Some(format!("cannot start: {e}"));
                 instance.next_start = Some(now + wait);
                 journal::record(
@@ -449,9 +447,10 @@ impl Supervisor {
             Ok(id) => id,
             Err(e) => {
                 let failure = entry.create_failures.entry(replica).or_default();
-                failure.failures += 1;
+                let (failures, wait) = plan::failed_start(failure.failures);
+                failure.failures = failures;
                 failure.reason = format!("cannot create container: {e}");
-                failure.next_try = Some(now + super::backoff::delay(failure.failures));
+                failure.next_try = Some(now + wait);
                 tracing::warn!(deployment = %dep.key, error = %e, "cannot create container");
                 return None;
             }

@@ -215,6 +215,54 @@ pub fn next_start(failures: u32, now: Instant) -> Instant {
     now + backoff::delay(failures)
 }
 
+/// An exit the engine reports, as [`count_exit`] needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exit<'a> {
+    pub oom_killed: bool,
+    pub exit_code: Option<i64>,
+    /// Why Berth killed the run for failing liveness, when it did.
+    pub liveness_kill: Option<&'a str>,
+}
+
+/// What an exit makes of the instance's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    /// The consecutive failures, this exit included.
+    pub failures: u32,
+    /// The reason shown in status and recorded in the audit log.
+    pub reason: String,
+    pub next_start: Instant,
+}
+
+/// Counts a new exit after `failures` consecutive ones: a liveness kill keeps its own, more
+/// telling reason (SIGKILL: 137; a process that exited by itself meanwhile is recorded as it
+/// exited), then an OOM kill, then the exit code.
+pub fn count_exit(exit: Exit<'_>, failures: u32, now: Instant) -> Counted {
+    let reason = match exit.liveness_kill {
+        Some(kill) if exit.exit_code == Some(137) => kill.to_owned(),
+        _ if exit.oom_killed => "OOMKilled: the memory limit was exceeded".to_owned(),
+        _ => format!("exited with code {}", exit.exit_code.unwrap_or(-1)),
+    };
+    let failures = failures + 1;
+    Counted {
+        failures,
+        reason,
+        next_start: next_start(failures, now),
+    }
+}
+
+/// A start the engine refused counts as a failure: the streak after it and the wait before
+/// the next try.
+pub fn failed_start(failures: u32) -> (u32, Duration) {
+    let failures = failures + 1;
+    (failures, backoff::delay(failures))
+}
+
+/// Whether a run that has lasted since `since` has shown its streak of failures is over.
+pub fn streak_over(since: Instant, now: Instant) -> bool {
+    now.duration_since(since) >= backoff::STABLE_AFTER
+}
+
 /// How a rollout of the active version stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rollout {

@@ -433,3 +433,55 @@ fn garbage_table() {
         );
     }
 }
+
+/// OOM, exit code, liveness kill, failures before; reason, failures after.
+type ExitCase<'a> = (bool, Option<i64>, Option<&'a str>, u32, &'a str, u32);
+
+#[test]
+fn an_exit_counts_with_the_most_telling_reason() {
+    let now = Instant::now();
+    let kill = "Liveness probe failed: HTTP 500";
+    let cases: &[ExitCase<'_>] = &[
+        (false, Some(1), None, 0, "exited with code 1", 1),
+        (false, None, None, 2, "exited with code -1", 3),
+        (
+            true,
+            Some(137),
+            None,
+            0,
+            "OOMKilled: the memory limit was exceeded",
+            1,
+        ),
+        // Berth's SIGKILL for liveness: its reason, even if the kernel also killed it for memory.
+        (false, Some(137), Some(kill), 1, kill, 2),
+        (true, Some(137), Some(kill), 1, kill, 2),
+        // It exited by itself before the kill landed: recorded as it exited.
+        (false, Some(3), Some(kill), 0, "exited with code 3", 1),
+        (
+            true,
+            Some(9),
+            Some(kill),
+            0,
+            "OOMKilled: the memory limit was exceeded",
+            1,
+        ),
+    ];
+    for &(oom_killed, exit_code, liveness_kill, before, reason, after) in cases {
+        let counted = count_exit(
+            Exit {
+                oom_killed,
+                exit_code,
+                liveness_kill,
+            },
+            before,
+            now,
+        );
+        let case = format!("{oom_killed} {exit_code:?} {liveness_kill:?} {before}");
+        assert_eq!(counted.reason, reason, "{case}");
+        assert_eq!(counted.failures, after, "{case}");
+        assert_eq!(counted.next_start, next_start(after, now), "{case}");
+    }
+    assert_eq!(failed_start(2), (3, backoff::delay(3)));
+    assert!(!streak_over(now, now));
+    assert!(streak_over(now, now + backoff::STABLE_AFTER));
+}
