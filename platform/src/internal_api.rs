@@ -120,6 +120,8 @@ pub fn server(parts: Parts) -> Result<Server, StartupError> {
     })
     .on_connect(move |connection, extensions| admit(&admission, connection, extensions))
     .shutdown_timeout(shutdown_grace_secs)
+    // As on the public app: a container that closed its side has left (lib.rs).
+    .h1_allow_half_closed(false)
     .listen(listener)
     .map_err(|source| StartupError::Bind {
         addr: addr.to_string(),

@@ -439,7 +439,10 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             .configure(console::routes)
             .configure(api::configure(app_state.clone()))
     })
-    .shutdown_timeout(SHUTDOWN_GRACE_SECS);
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    // A peer that closed its side has left: its handler (a proxied response or a tunnel to a
+    // service that never ends) is dropped, not kept waiting for a reader that is gone.
+    .h1_allow_half_closed(false);
     // HTTPS is the front's (hyper); the app answers what it passes on over a Unix socket.
     let bind_error = |addr: std::net::SocketAddr| {
         move |source| StartupError::Bind {

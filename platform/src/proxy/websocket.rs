@@ -99,18 +99,19 @@ pub async fn tunnel(
         stream.write_all(&head).await.map_err(|e| e.to_string())?;
         read_head(&mut stream).await
     };
-    let (status, upstream_headers, mut rest) = match tokio::time::timeout(timeout, handshake).await
-    {
-        Ok(Ok(parsed)) => parsed,
-        Ok(Err(detail)) => return Err(broken(detail)),
-        Err(_) => {
-            route.metrics.upstream_error("timeout");
-            return Err(ProxyError::new(Failure::UpstreamTimeout {
-                instance: upstream.instance.clone(),
-                after: timeout,
-            }));
-        }
-    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (status, upstream_headers, mut rest) =
+        match tokio::time::timeout_at(deadline, handshake).await {
+            Ok(Ok(parsed)) => parsed,
+            Ok(Err(detail)) => return Err(broken(detail)),
+            Err(_) => {
+                route.metrics.upstream_error("timeout");
+                return Err(ProxyError::new(Failure::UpstreamTimeout {
+                    instance: upstream.instance.clone(),
+                    after: timeout,
+                }));
+            }
+        };
     let mut response_headers = HeaderMap::new();
     headers::copy_response(&upstream_headers, &mut response_headers);
     if status != StatusCode::SWITCHING_PROTOCOLS {
@@ -121,11 +122,13 @@ pub async fn tunnel(
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0)
             .min(MAX_REFUSAL_BODY);
+        // Within the handshake's deadline: a service that announces a body and sends none
+        // must not hold the request (and its connections) for ever.
         while rest.len() < wanted {
             let mut chunk = [0u8; 8192];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+            match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+                Ok(Ok(0) | Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => rest.extend_from_slice(&chunk[..n]),
             }
         }
         rest.truncate(wanted);

@@ -299,6 +299,7 @@ fn every_response_framing_is_relayed_whole_and_aborts_stay_aborts() {
     });
 
     upgrade_echo(&server, &name, &owner);
+    abandoned_upgrades_leave_nothing(&server, &name, &owner);
     stale_connections(&server, &base, auth);
 }
 
@@ -346,7 +347,10 @@ fn stale_connections(server: &Server, base: &str, auth: (&str, &str)) {
 
 /// An `Upgrade` handshake through the proxy, then bytes both ways over the tunnel (HTTP/1.1:
 /// HTTP/2 has no `Upgrade`).
-fn upgrade_echo(server: &Server, name: &str, owner: &Tenant) {
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection to Berth with an upgrade request for `path` of service `name` sent.
+fn open_upgrade(server: &Server, name: &str, owner: &Tenant, path: &str) -> Tls {
     use base64::Engine;
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
     let pem = std::fs::read(server.path("tls/cert.pem")).unwrap();
@@ -372,17 +376,27 @@ fn upgrade_echo(server: &Server, name: &str, owner: &Tenant) {
         .encode(format!("{}:{}", owner.admin_login, owner.admin_password));
     write!(
         tls,
-        "GET /service/{name}/upgrade HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        "GET /service/{name}/{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     )
     .unwrap();
     tls.flush().unwrap();
+    tls
+}
+
+/// The response head on `tls`.
+fn read_response_head(tls: &mut Tls) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         tls.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head);
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+fn upgrade_echo(server: &Server, name: &str, owner: &Tenant) {
+    let mut tls = open_upgrade(server, name, owner, "upgrade");
+    let head = read_response_head(&mut tls);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let payload = b"bytes after the upgrade, both ways";
     tls.write_all(payload).unwrap();
@@ -390,4 +404,36 @@ fn upgrade_echo(server: &Server, name: &str, owner: &Tenant) {
     let mut echoed = vec![0u8; payload.len()];
     tls.read_exact(&mut echoed).unwrap();
     assert_eq!(&echoed, payload);
+}
+
+/// Upgrades whose client left while the service held on (a tunnel it never closes, a refusal
+/// whose announced body never comes) leave no connection behind in Berth: before, each kept
+/// the app's connection, its handler and the upstream socket until Berth stopped.
+fn abandoned_upgrades_leave_nothing(server: &Server, name: &str, owner: &Tenant) {
+    let pid = server.pid().expect("the server's pid");
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = descriptors();
+    for _ in 0..20 {
+        let mut held = open_upgrade(server, name, owner, "upgrade-hold");
+        let head = read_response_head(&mut held);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let mut refused = open_upgrade(server, name, owner, "upgrade-refuse-stall");
+        // Nothing comes back: Berth waits for the body the service announced.
+        refused
+            .sock
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert!(refused.read(&mut byte).is_err(), "an answer came");
+    }
+    let mut now = descriptors();
+    wait_for(Duration::from_secs(30), "Berth's descriptors back", || {
+        now = descriptors();
+        (now <= before + 8).then_some(())
+    });
+    eprintln!("abandoned upgrades: {before} descriptors before, {now} after");
 }

@@ -265,6 +265,22 @@ fn respond(
             out.write_all(received)?;
             Ok(true)
         }
+        // A tunnel the service never closes, even after its client closed its side.
+        "/upgrade-hold" if req.header("upgrade").is_some() => {
+            out.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            )?;
+            out.flush()?;
+            let mut buf = [0u8; 8192];
+            while reader.read(&mut buf)? > 0 {}
+            hold_forever()
+        }
+        // A refusal announcing a body that never comes.
+        "/upgrade-refuse-stall" => {
+            out.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 65536\r\n\r\n")?;
+            out.flush()?;
+            hold_forever()
+        }
         "/upgrade" if req.header("upgrade").is_some() => {
             out.write_all(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
@@ -283,5 +299,12 @@ fn respond(
             out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
             Ok(true)
         }
+    }
+}
+
+/// Keeps the connection (and this thread) open for as long as the server runs.
+fn hold_forever() -> ! {
+    loop {
+        std::thread::park();
     }
 }
