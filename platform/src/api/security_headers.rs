@@ -7,7 +7,7 @@ use actix_web::http::header::{
     CACHE_CONTROL, HeaderMap, HeaderValue, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
 };
 
-use crate::edge::HSTS;
+use crate::edge::{HSTS, ORIGIN_WIDE};
 
 /// Where a response comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,16 +19,25 @@ pub enum Origin {
     Proxied,
 }
 
-/// Adds the headers `origin` calls for; `https` when the client reached Berth over TLS.
+/// Adds the headers `origin` calls for; `https` when the client reached Berth over TLS. A
+/// microservice's own `Cache-Control` and `nosniff` stay, but not its HSTS: one service's
+/// `max-age=0` would end HTTPS-only for the whole platform host in its callers' browsers.
 pub fn apply(headers: &mut HeaderMap, origin: Origin, https: bool) {
     let wanted = [
         (X_CONTENT_TYPE_OPTIONS, "nosniff", true),
-        (STRICT_TRANSPORT_SECURITY, HSTS, https),
         (CACHE_CONTROL, "no-store", origin == Origin::Api),
     ];
     for (name, value, applies) in wanted {
         if applies && !headers.contains_key(&name) {
             headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    if https {
+        headers.insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    }
+    if origin == Origin::Proxied {
+        for name in ORIGIN_WIDE {
+            headers.remove(name);
         }
     }
 }
@@ -91,18 +100,19 @@ mod tests {
                 &[],
                 &["x-content-type-options: nosniff"],
             ),
-            // A microservice's own choices are kept.
+            // A microservice's own choices are kept, but not where they reach the whole origin.
             (
                 Origin::Proxied,
                 true,
                 &[
                     ("cache-control", "public, max-age=60"),
-                    ("strict-transport-security", "max-age=60"),
+                    ("strict-transport-security", "max-age=0"),
                     ("x-content-type-options", "nosniff"),
+                    ("clear-site-data", "\"cookies\", \"storage\""),
                 ],
                 &[
                     "cache-control: public, max-age=60",
-                    "strict-transport-security: max-age=60",
+                    "strict-transport-security: max-age=31536000",
                     "x-content-type-options: nosniff",
                 ],
             ),

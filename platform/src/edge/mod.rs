@@ -11,3 +11,8 @@ pub mod origin;
 /// HSTS preload lists ask for; no `includeSubDomains`: other services of the operator's domain
 /// may not be on HTTPS.
 pub const HSTS: &str = "max-age=31536000";
+
+/// Headers whose effect reaches the whole origin, which a microservice shares with the platform
+/// and every other service: `Clear-Site-Data` (signs the caller out, clears the console's
+/// storage). Dropped from proxied responses on both proxy paths (HSTS is Berth's alone too).
+pub const ORIGIN_WIDE: [&str; 1] = ["clear-site-data"];

@@ -183,14 +183,19 @@ impl Direct {
     }
 }
 
-/// What `api::security_headers` adds to a proxied response over HTTPS: only what it lacks.
+/// What `api::security_headers` does to a proxied response over HTTPS: `nosniff` where it
+/// lacks it, Berth's HSTS, no origin-wide headers.
 fn proxied_security_headers(headers: &mut http::HeaderMap) {
     headers
         .entry(http::header::X_CONTENT_TYPE_OPTIONS)
         .or_insert(HeaderValue::from_static("nosniff"));
-    headers
-        .entry(http::header::STRICT_TRANSPORT_SECURITY)
-        .or_insert(HeaderValue::from_static(HSTS));
+    headers.insert(
+        http::header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
+    for name in crate::edge::ORIGIN_WIDE {
+        headers.remove(name);
+    }
 }
 
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -208,16 +213,26 @@ pub fn full(bytes: Bytes) -> FrontBody {
 
 #[cfg(test)]
 mod tests {
+    /// As `api::security_headers` does on the actix path.
     #[test]
-    fn proxied_answers_get_the_apis_security_headers_where_missing() {
+    fn proxied_answers_get_the_apis_security_headers_and_no_origin_wide_ones() {
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::STRICT_TRANSPORT_SECURITY,
+            http::HeaderValue::from_static("max-age=0"),
+        );
+        headers.insert(
+            "clear-site-data",
+            http::HeaderValue::from_static("\"cookies\""),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
             http::HeaderValue::from_static("max-age=60"),
         );
         super::proxied_security_headers(&mut headers);
-        assert_eq!(headers["strict-transport-security"], "max-age=60");
+        assert_eq!(headers["strict-transport-security"], crate::edge::HSTS);
         assert_eq!(headers["x-content-type-options"], "nosniff");
-        assert!(!headers.contains_key("cache-control"));
+        assert_eq!(headers["cache-control"], "max-age=60");
+        assert!(!headers.contains_key("clear-site-data"));
     }
 }
