@@ -30,6 +30,10 @@ type Sender = http1::SendRequest<RequestBody>;
 const KEEP_ALIVE: Duration = Duration::from_secs(4);
 /// At most this many idle connections per address and thread are kept.
 const MAX_IDLE: usize = 1024;
+/// The most of a response a connection's read buffer holds at once.
+const UPSTREAM_BUFFER: usize = 64 * 1024;
+/// How long a pooled connection may take to be ready for the next request.
+const READY_WAIT: Duration = Duration::from_millis(100);
 /// Every this many checkouts the idle connections of every address are pruned (the checkout
 /// itself prunes only its own address).
 const SWEEP_EVERY: u32 = 4096;
@@ -136,6 +140,9 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, SendErro
     };
     let _ = stream.set_nodelay(true);
     let (sender, connection) = http1::Builder::new()
+        // A response head, or a body chunk, held per request: 64 KiB, not hyper's ~400 KiB,
+        // as thousands of requests may be in flight (nginx's `proxy_buffer_size` is 4–8 KiB).
+        .max_buf_size(UPSTREAM_BUFFER)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(SendError::Http)?;
@@ -176,9 +183,14 @@ pub async fn send(
             Some(sender) => (sender, true),
             None => (connect(addr, connect_timeout).await?, false),
         };
-        // A pooled connection may still be finishing its last response.
-        if reused && sender.ready().await.is_err() {
-            continue;
+        // A pooled connection may still be finishing its last exchange: at once, normally; a
+        // request body its replica answered early without reading may never finish, so it
+        // gets a moment and is then left to that exchange (it closes when done).
+        if reused {
+            match tokio::time::timeout(READY_WAIT, sender.ready()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => continue,
+            }
         }
         match sender.try_send_request(request).await {
             Ok(response) => return Ok((response, Lease { sender, addr })),

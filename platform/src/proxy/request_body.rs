@@ -4,9 +4,9 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use actix_web::error::PayloadError;
 use actix_web::web::{self, Bytes};
@@ -24,6 +24,12 @@ pub struct Pipe {
     started: AtomicBool,
     /// Reading the client's body failed (the client's fault, not the upstream's).
     failed: AtomicBool,
+    /// Chunks handed to an attempt: an upload making progress is no hung replica.
+    progress: AtomicU64,
+    /// The attempt is waiting for the client's next chunk (the client is the slow side).
+    awaiting_client: AtomicBool,
+    /// The whole body was handed on.
+    ended: AtomicBool,
 }
 
 impl Pipe {
@@ -80,6 +86,9 @@ impl Pipe {
             chunks: Mutex::new(rx),
             started: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            progress: AtomicU64::new(0),
+            awaiting_client: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
         });
         (pipe, tx)
     }
@@ -90,6 +99,16 @@ impl Pipe {
 
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// How many chunks went on so far.
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
+    /// Whether the upstream waits for the client's next chunk, the body unfinished.
+    pub fn stalled_by_client(&self) -> bool {
+        self.awaiting_client.load(Ordering::Relaxed) && !self.ended.load(Ordering::Relaxed)
     }
 }
 
@@ -131,13 +150,24 @@ impl Body for RequestBody {
         pipe.started.store(true, Ordering::Relaxed);
         // Only one attempt polls at a time; the lock is never contended.
         let mut chunks = pipe.chunks.lock().unwrap_or_else(PoisonError::into_inner);
-        match ready!(chunks.poll_recv(cx)) {
-            Some(Ok(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+        let Poll::Ready(next) = chunks.poll_recv(cx) else {
+            pipe.awaiting_client.store(true, Ordering::Relaxed);
+            return Poll::Pending;
+        };
+        pipe.awaiting_client.store(false, Ordering::Relaxed);
+        match next {
+            Some(Ok(bytes)) => {
+                pipe.progress.fetch_add(1, Ordering::Relaxed);
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
+            }
             Some(Err(e)) => {
                 pipe.failed.store(true, Ordering::Relaxed);
                 Poll::Ready(Some(Err(io::Error::other(e))))
             }
-            None => Poll::Ready(None),
+            None => {
+                pipe.ended.store(true, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
         }
     }
 

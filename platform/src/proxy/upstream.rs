@@ -277,7 +277,7 @@ pub async fn exchange(
         };
         let sent = pool::send(upstream.addr, request, connect_timeout, resend);
         resend = false;
-        let failure = match tokio::time::timeout(target.settings.timeout, sent).await {
+        let failure = match head_within(sent, target.settings.timeout, pipe.map(|p| &**p)).await {
             Ok(Ok((response, lease))) => {
                 let (parts, incoming) = response.into_parts();
                 let body = ResponseBody::new(
@@ -308,7 +308,11 @@ pub async fn exchange(
                 SendFailure::ClientBody(describe(&e))
             }
             Ok(Err(SendError::Http(e) | SendError::Stale(e))) => SendFailure::Broken(describe(&e)),
-            Err(_) => SendFailure::Timeout,
+            // The replica waits for the rest of the body the client stopped sending.
+            Err(()) if pipe.is_some_and(|p| p.stalled_by_client()) => SendFailure::ClientBody(
+                format!("no more of it came within {:?}", target.settings.timeout),
+            ),
+            Err(()) => SendFailure::Timeout,
         };
         let started = pipe.is_some_and(|p| p.started());
         let error = classify(failure, upstream, target.settings.timeout, started, &method);
@@ -324,6 +328,29 @@ pub async fn exchange(
             continue;
         }
         return Err(error);
+    }
+}
+
+/// Waits for the answer's head until `timeout` passes with no progress, the request body's
+/// chunks counting as progress: an upload slower than `timeout` as a whole is no hung replica.
+async fn head_within<F: std::future::Future>(
+    sent: F,
+    timeout: Duration,
+    pipe: Option<&Pipe>,
+) -> Result<F::Output, ()> {
+    let mut sent = std::pin::pin!(sent);
+    let mut seen = pipe.map(Pipe::progress);
+    loop {
+        match tokio::time::timeout(timeout, &mut sent).await {
+            Ok(out) => return Ok(out),
+            Err(_) => {
+                let now = pipe.map(Pipe::progress);
+                if now == seen {
+                    return Err(());
+                }
+                seen = now;
+            }
+        }
     }
 }
 

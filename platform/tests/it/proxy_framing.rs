@@ -351,6 +351,17 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// A TLS connection to Berth with an upgrade request for `path` of service `name` sent.
 fn open_upgrade(server: &Server, name: &str, owner: &Tenant, path: &str) -> Tls {
+    open_request(
+        server,
+        owner,
+        &format!("GET /service/{name}/{path}"),
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    )
+}
+
+/// A TLS connection to Berth with a request head sent: `request` is the method and target,
+/// `extra` more header lines (each ending in CRLF); the owner's Basic credentials go along.
+fn open_request(server: &Server, owner: &Tenant, request: &str, extra: &str) -> Tls {
     use base64::Engine;
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
     let pem = std::fs::read(server.path("tls/cert.pem")).unwrap();
@@ -376,7 +387,7 @@ fn open_upgrade(server: &Server, name: &str, owner: &Tenant, path: &str) -> Tls 
         .encode(format!("{}:{}", owner.admin_login, owner.admin_password));
     write!(
         tls,
-        "GET /service/{name}/{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        "{request} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n{extra}\r\n"
     )
     .unwrap();
     tls.flush().unwrap();
@@ -436,4 +447,77 @@ fn abandoned_upgrades_leave_nothing(server: &Server, name: &str, owner: &Tenant)
         (now <= before + 8).then_some(())
     });
     eprintln!("abandoned upgrades: {before} descriptors before, {now} after");
+}
+
+/// With a 2 s proxy timeout: an upload that takes longer as a whole but keeps coming is relayed
+/// (the timeout is for a replica that stops answering, not for a slow client), and a
+/// connection whose replica answered before reading a body the client stopped sending does
+/// not hold up the requests after it (before: each waited out the timeout, got 504, and the
+/// replica was ejected).
+#[test]
+fn slow_uploads_and_early_answers_hold_up_nothing() {
+    let _hello = HelloLease::acquire();
+    let image = FramingImage::build();
+    let (_cleanup, server) = start_server_with(&["--proxy-timeout", "2"], Options::default());
+    let owner = create_tenant(&server, "slow");
+    let app = deploy(
+        &server,
+        &owner,
+        &image.image,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    wait_ready(&server, &owner, &app, 1);
+    let name = server
+        .req("GET", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("{}/service/{name}", server.https);
+    let auth = (owner.admin_login.as_str(), owner.admin_password.as_str());
+
+    // About 5 s of upload at 20 KB/s, over twice the timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let upload: Vec<u8> = (0..100_000u32).map(|i| (i % 239) as u8).collect();
+    let path = dir.path().join("upload");
+    std::fs::write(&path, &upload).unwrap();
+    let data = format!("@{}", path.display());
+    let got = fetch(
+        &server,
+        "--http1.1",
+        auth,
+        &format!("{base}/echo"),
+        &["--data-binary", &data, "--limit-rate", "20k"],
+    );
+    assert_eq!((got.exit, got.status), (0, 200), "slow upload");
+    assert!(got.body == upload, "{} bytes echoed", got.body.len());
+
+    // Early answers whose clients then stall, on every front thread's pool.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut tls = open_request(
+            &server,
+            &owner,
+            &format!("POST /service/{name}/early"),
+            "Content-Length: 10000000\r\n",
+        );
+        tls.write_all(&[b'x'; 1024]).unwrap();
+        tls.flush().unwrap();
+        let head = read_response_head(&mut tls);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        stalled.push(tls);
+    }
+    for n in 0..10 {
+        let got = fetch(&server, "--http1.1", auth, &format!("{base}/health"), &[]);
+        assert_eq!(
+            (got.exit, got.status),
+            (0, 200),
+            "request {n} after the stalls"
+        );
+    }
+    drop(stalled);
 }

@@ -163,6 +163,14 @@ fn serve(stream: TcpStream) -> io::Result<()> {
         {
             out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
+        // Answered before its body is read, which is then read (and dropped) as it comes: the
+        // connection stays busy as long as the client takes to send it.
+        if req.path == "/early" {
+            out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")?;
+            out.flush()?;
+            let _ = read_body(&mut reader, &req);
+            continue;
+        }
         let received = read_body(&mut reader, &req)?;
         if !respond(&mut out, &mut reader, &req, &received)? {
             let _ = out.shutdown(Shutdown::Both);
