@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
-use super::DockerEngine;
+use super::{DockerEngine, is_not_found};
 use crate::runtime::log_text::{LogText, MAX_LOG_TEXT};
 use crate::runtime::{
     HostResources, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo, NetworkSpec,
@@ -51,16 +51,6 @@ fn is_being_removed(err: &BollardError) -> bool {
             status_code: 409,
             message,
         } if message.contains("removal") || message.contains("dead")
-    )
-}
-
-fn is_not_found(err: &BollardError) -> bool {
-    matches!(
-        err,
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
     )
 }
 

@@ -11,18 +11,8 @@ use futures_util::StreamExt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::DockerEngine;
+use super::{DockerEngine, is_not_found};
 use crate::runtime::{ImageArchive, RuntimeError};
-
-fn is_not_found(err: &BollardError) -> bool {
-    matches!(
-        err,
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
-}
 
 impl DockerEngine {
     /// The id (`sha256:…`) of the image `reference` (id, name:tag), or None if absent.

@@ -25,6 +25,17 @@ use super::{
 /// Seconds a Docker call may take (image loads of large packages included).
 const DOCKER_TIMEOUT_SECS: u64 = 600;
 
+/// The engine answered 404: the image, container, network or service is not there.
+pub(crate) fn is_not_found(err: &bollard::errors::Error) -> bool {
+    matches!(
+        err,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
 impl From<bollard::errors::Error> for RuntimeError {
     fn from(err: bollard::errors::Error) -> RuntimeError {
         RuntimeError::Docker(err.to_string())

@@ -4,7 +4,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use bollard::errors::Error as BollardError;
 use bollard::models::{Service, ServiceSpec, Task};
 use bollard::query_parameters::{
     ListNodesOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
@@ -14,6 +13,7 @@ use super::services::{self, LABEL_RELAY, SERVICE_PORT};
 use super::tasks::{self, NodeView, Slot};
 use super::tunnel::{Route, Way};
 use super::{LABEL_BRIDGE, LABEL_NETWORK, SwarmRuntime};
+use crate::runtime::docker::is_not_found;
 use crate::runtime::{InstanceInfo, NetworkInfo, RuntimeError};
 
 impl SwarmRuntime {
@@ -333,16 +333,6 @@ pub(super) fn replicas_of(service: &Service) -> u32 {
         .and_then(|r| r.replicas)
         .and_then(|r| u32::try_from(r).ok())
         .unwrap_or(0)
-}
-
-pub(super) fn is_not_found(e: &BollardError) -> bool {
-    matches!(
-        e,
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
 }
 
 #[cfg(test)]
