@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Builds the relay image: static binary -> FROM-scratch image, tagged IMAGE (default berth-swarm-relay:0.1.0).
-# With PUSH=1 the image is pushed (IMAGE must then name the registry, e.g. 10.0.0.1:5000/berth-swarm-relay:0.1.0).
+# Builds the relay image: static binary -> FROM-scratch image, tagged IMAGE (default berth-swarm-relay:0.2.0).
+# With PUSH=1 the image is pushed (IMAGE must then name the registry, e.g. 10.0.0.1:5000/berth-swarm-relay:0.2.0).
 # Settings: IMAGE, IMAGE_LABELS (space-separated k=v), DOCKER_HOST (the engine that builds), CARGO_TARGET_DIR.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 workspace="$(cd "$here/.." && pwd)"
 triple=x86_64-unknown-linux-gnu
 target_dir="${CARGO_TARGET_DIR:-$workspace/target}"
-image="${IMAGE:-berth-swarm-relay:0.1.0}"
+image="${IMAGE:-berth-swarm-relay:0.2.0}"
 (cd "$workspace" && RUSTFLAGS='-C target-feature=+crt-static' CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_TARGET_DIR="$target_dir" cargo build --release --target "$triple" -p swarm-relay)
 ctx="$(mktemp -d)"
