@@ -51,8 +51,8 @@ pub struct InstanceInfo {
     pub oom_killed: bool,
     /// Identifies one run: changes at every (re)start. RFC 3339.
     pub started_at: String,
-    /// When the last run ended (RFC 3339; empty or Docker's zero time if it has not).
-    pub finished_at: String,
+    /// When the last run ended (RFC 3339); None while it runs or when it never ran.
+    pub finished_at: Option<String>,
     /// The address on its deployment network while running (probes and the proxy use it).
     pub ip: Option<IpAddr>,
     /// Being removed or dead: it can never run again, so it counts as gone and its replica is

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::plan::{self, Action, Observed, Tend};
 use super::spec::Deployment;
 use super::state::{Instance, Part};
-use super::{LABEL_REPLICA, LABEL_REVISION, Supervisor, ZERO_TIME, docker_safe, journal, probes};
+use super::{LABEL_REPLICA, LABEL_REVISION, Supervisor, docker_safe, journal, probes};
 use super::{running_for, usage};
 use crate::routing::Upstream;
 use crate::runtime::{InstanceInfo, InstanceSpec};
@@ -255,7 +255,7 @@ impl Supervisor {
                 }
             }
         }
-        let exited = c.finished_at != ZERO_TIME && !c.finished_at.is_empty();
+        let exited = c.finished_at.is_some();
         let probes = instance.probes();
         let mut run = plan::Run {
             running: c.running,

@@ -52,11 +52,11 @@ impl Supervisor {
             crate::series::get().oom_kill(&dep.series_app());
             let kills = &mut part.deployment.oom_kills;
             kills.count += 1;
-            kills.last_time = Some(if c.finished_at.is_empty() {
-                crate::store::timestamp()
-            } else {
-                c.finished_at.clone()
-            });
+            kills.last_time = Some(
+                c.finished_at
+                    .clone()
+                    .unwrap_or_else(crate::store::timestamp),
+            );
             kills.last_peak_bytes = (peak_bytes > 0).then_some(peak_bytes);
             details["memoryLimitBytes"] = json!(dep.memory_bytes);
             details["memoryLimit"] = json!(spec::memory_limit_text(

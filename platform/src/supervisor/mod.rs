@@ -79,8 +79,6 @@ const LABEL_TENANT: &str = "berth.tenant";
 const LABEL_VERSION: &str = "berth.version";
 const LABEL_REVISION: &str = "berth.revision";
 const LABEL_REPLICA: &str = "berth.replica";
-/// Docker's "never" timestamp of a container that has not finished (or started).
-const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// Supervisor settings (from the server configuration).
 #[derive(Debug, Clone)]

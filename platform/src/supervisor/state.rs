@@ -22,11 +22,11 @@ pub(super) struct Instance {
     /// The instance name, which is the instance of the status and logs endpoints.
     pub name: String,
     /// Exits already counted (by `finished_at`).
-    pub counted_exit: String,
+    pub counted_exit: Option<String>,
     /// The exit whose restart was counted last (by `finished_at`): a runtime that restarts
     /// by itself (Swarm) keeps showing the ended run for a few passes while the supervisor's
     /// start changes nothing, and that is one restart, not one per pass.
-    pub restarted_exit: String,
+    pub restarted_exit: Option<String>,
     pub restarts: u32,
     pub consecutive_failures: u32,
     pub next_start: Option<Instant>,
@@ -51,8 +51,8 @@ impl Instance {
         Instance {
             app,
             name: name.to_owned(),
-            counted_exit: String::new(),
-            restarted_exit: String::new(),
+            counted_exit: None,
+            restarted_exit: None,
             restarts: 0,
             consecutive_failures: 0,
             next_start: None,

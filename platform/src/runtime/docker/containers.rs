@@ -380,7 +380,10 @@ impl DockerEngine {
             exit_code: state.exit_code,
             oom_killed: state.oom_killed.unwrap_or(false),
             started_at: state.started_at.unwrap_or_default(),
-            finished_at: state.finished_at.unwrap_or_default(),
+            // Docker says "never" with its zero time (or nothing).
+            finished_at: state
+                .finished_at
+                .filter(|t| !t.is_empty() && t != "0001-01-01T00:00:00Z"),
             ip,
             removing,
             node: None,

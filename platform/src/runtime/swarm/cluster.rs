@@ -291,11 +291,7 @@ pub(super) fn info_of(
         } else {
             String::new()
         },
-        finished_at: if slot.running {
-            String::new()
-        } else {
-            slot.since.clone()
-        },
+        finished_at: (!slot.running).then(|| slot.since.clone()),
         ip: slot.running.then_some(ip),
         removing: false,
         node: Some(slot.node.clone()),
