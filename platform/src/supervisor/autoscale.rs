@@ -9,6 +9,9 @@
 //! recommendation of the stabilisation window (so a short dip does not remove replicas). The
 //! result is clamped to `[min, max]`.
 
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 /// The tunables of one deployment's autoscaler.
@@ -166,6 +169,28 @@ pub fn decide(policy: &Policy, cpu: &[Option<f64>], window: &[u32]) -> Decision 
     }
 }
 
+/// One decision with its scale-down stabilisation window: recommendations made longer than
+/// `window` before `now` leave `history` (oldest first), the decision sees the rest, and its own
+/// recommendation joins them. Returns the decision and the recommendations it saw.
+pub fn step(
+    history: &mut VecDeque<(Instant, u32)>,
+    policy: &Policy,
+    cpu: &[Option<f64>],
+    now: Instant,
+    window: Duration,
+) -> (Decision, Vec<u32>) {
+    while history
+        .front()
+        .is_some_and(|(t, _)| now.duration_since(*t) > window)
+    {
+        history.pop_front();
+    }
+    let seen: Vec<u32> = history.iter().map(|(_, r)| *r).collect();
+    let decision = decide(policy, cpu, &seen);
+    history.push_back((now, decision.recommendation));
+    (decision, seen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +289,33 @@ mod tests {
                 d.explanation
             );
             assert!(d.explanation.ends_with(&format!("→ {desired} replica(s)")));
+        }
+    }
+
+    #[test]
+    fn the_window_forgets_what_is_older_than_it_and_holds_replicas_up_with_the_rest() {
+        let now = Instant::now();
+        let window = Duration::from_secs(300);
+        let ago = |secs| now - Duration::from_secs(secs);
+        // Two replicas nearly idle: the rule alone would go to 1.
+        let idle = [Some(0.05), Some(0.05)];
+        // (history before, recommendations seen, desired replicas)
+        type Case = (Vec<(Instant, u32)>, Vec<u32>, u32);
+        let cases: Vec<Case> = vec![
+            (vec![], vec![], 1),
+            // A recent higher recommendation holds the two (never more than there are).
+            (vec![(ago(100), 4)], vec![4], 2),
+            (vec![(ago(301), 1), (ago(10), 2)], vec![2], 2),
+            // Ones older than the window no longer do.
+            (vec![(ago(900), 5), (ago(400), 5)], vec![], 1),
+        ];
+        for (before, seen, desired) in cases {
+            let mut history: VecDeque<(Instant, u32)> = before.clone().into();
+            let (decision, saw) = step(&mut history, &POLICY, &idle, now, window);
+            assert_eq!(saw, seen, "{before:?}");
+            assert_eq!(decision.desired_replicas, desired, "{before:?}");
+            assert_eq!(history.back(), Some(&(now, decision.recommendation)));
+            assert_eq!(history.len(), seen.len() + 1);
         }
     }
 }

@@ -101,16 +101,13 @@ impl Supervisor {
                     (limit_cores > 0.0).then(|| cores / limit_cores)
                 })
                 .collect();
-            while scaler
-                .history
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > settings.scale_down_window)
-            {
-                scaler.history.pop_front();
-            }
-            let window: Vec<u32> = scaler.history.iter().map(|(_, r)| *r).collect();
-            let decision = autoscale::decide(&policy, &cpu, &window);
-            scaler.history.push_back((now, decision.recommendation));
+            let (decision, window) = autoscale::step(
+                &mut scaler.history,
+                &policy,
+                &cpu,
+                now,
+                settings.scale_down_window,
+            );
             let persisted = store_autoscaler::Window {
                 deployment: dep.key.to_string(),
                 replicas: decision.desired_replicas,
