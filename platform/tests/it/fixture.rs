@@ -634,7 +634,6 @@ impl Tenant {
     }
 }
 
-/// Creates a subtenant as the management admin.
 /// The name (the `/service/<name>` path segment) of application `app`, read as its owner.
 pub fn app_name(server: &Server, owner: &Tenant, app: &str) -> String {
     server

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fixture::{Options, Server, Tenant, create_tenant, unique};
+use crate::fixture::{Options, Server, Tenant, app_name, create_tenant, unique};
 use crate::supervisor::{
     HelloImage, HelloLease, deploy, docker, manifest, readiness_on_health,
     remove_image_when_unused, start_server_with, subscribe, wait_for, wait_ready,
@@ -72,6 +72,22 @@ impl Drop for FramingImage {
     fn drop(&mut self) {
         remove_image_when_unused(&self.tag);
     }
+}
+
+/// The framing service deployed for `owner` (one replica, ready): its name and its
+/// `/service/…` base URL.
+fn deploy_framing(server: &Server, owner: &Tenant, image: &FramingImage) -> (String, String) {
+    let app = deploy(
+        server,
+        owner,
+        &image.image,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(server, &owner.id, &app).expect(201);
+    wait_ready(server, owner, &app, 1);
+    let name = app_name(server, owner, &app);
+    let base = format!("{}/service/{name}", server.https);
+    (name, base)
 }
 
 /// One request with curl; its exit code, status, response headers and body.
@@ -197,24 +213,7 @@ fn every_response_framing_is_relayed_whole_and_aborts_stay_aborts() {
         },
     );
     let owner = create_tenant(&server, "owner");
-    let app = deploy(
-        &server,
-        &owner,
-        &image.image,
-        &manifest("MULTI_TENANT", 1, readiness_on_health()),
-    );
-    subscribe(&server, &owner.id, &app).expect(201);
-    wait_ready(&server, &owner, &app, 1);
-    let name = server
-        .req("GET", &format!("/application/applications/{app}"))
-        .basic(&owner.admin_login, &owner.admin_password)
-        .send()
-        .expect(200)
-        .json()["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let base = format!("{}/service/{name}", server.https);
+    let (name, base) = deploy_framing(&server, &owner, &image);
     let auth = (owner.admin_login.as_str(), owner.admin_password.as_str());
     let upload_dir = tempfile::tempdir().unwrap();
     let upload_path = upload_dir.path().join("upload");
@@ -460,24 +459,7 @@ fn slow_uploads_and_early_answers_hold_up_nothing() {
     let image = FramingImage::build();
     let (_cleanup, server) = start_server_with(&["--proxy-timeout", "2"], Options::default());
     let owner = create_tenant(&server, "slow");
-    let app = deploy(
-        &server,
-        &owner,
-        &image.image,
-        &manifest("MULTI_TENANT", 1, readiness_on_health()),
-    );
-    subscribe(&server, &owner.id, &app).expect(201);
-    wait_ready(&server, &owner, &app, 1);
-    let name = server
-        .req("GET", &format!("/application/applications/{app}"))
-        .basic(&owner.admin_login, &owner.admin_password)
-        .send()
-        .expect(200)
-        .json()["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let base = format!("{}/service/{name}", server.https);
+    let (name, base) = deploy_framing(&server, &owner, &image);
     let auth = (owner.admin_login.as_str(), owner.admin_password.as_str());
 
     // About 5 s of upload at 20 KB/s, over twice the timeout.
