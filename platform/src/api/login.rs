@@ -221,7 +221,7 @@ fn same_origin(req: &HttpRequest) -> Result<(), ApiError> {
     match sent.to_str() {
         Ok(sent) if sent.eq_ignore_ascii_case(&ours) => Ok(()),
         _ => Err(ApiError::forbidden_because(&format!(
-            "A login form on another site (Origin {}) cannot sign in here; log in from {ours}",
+            "A login form on another site (Origin {}) cannot sign in here; log in from {ours} (behind a reverse proxy, list it in trusted_proxies so Berth knows the address users see)",
             crate::truncate::prefix(&String::from_utf8_lossy(sent.as_bytes()), 100)
         ))),
     }
