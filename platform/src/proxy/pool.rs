@@ -186,7 +186,8 @@ pub async fn send(
         // A pooled connection may still be finishing its last exchange: at once, normally; a
         // request body its replica answered early without reading may never finish, so it
         // gets a moment and is then left to that exchange (it closes when done).
-        if reused {
+        // Checked first so the common case (ready at once) reads no clock and arms no timer.
+        if reused && !sender.is_ready() {
             match tokio::time::timeout(READY_WAIT, sender.ready()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => continue,
