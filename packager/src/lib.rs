@@ -2,6 +2,7 @@
 //! (a zip holding `cumulocity.json` and a linux/amd64 `image.tar`).
 
 pub mod cli;
+mod client_error;
 pub mod deflate;
 pub mod deploy;
 pub mod docker_export;
