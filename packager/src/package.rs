@@ -179,13 +179,14 @@ pub fn pack(options: &PackOptions) -> Result<Packed, PackageError> {
         },
         None => PathBuf::from("."),
     };
-    let temporary = tempfile::Builder::new()
-        .prefix(".berth-pack-")
-        .suffix(".zip.tmp")
-        .tempfile_in(&directory)
-        .map_err(io_error(&directory))?;
+    let (temporary, registered) = temp_cleanup::create(|| {
+        tempfile::Builder::new()
+            .prefix(".berth-pack-")
+            .suffix(".zip.tmp")
+            .tempfile_in(&directory)
+    })
+    .map_err(io_error(&directory))?;
     let temp_path = temporary.path().to_owned();
-    let registered = temp_cleanup::register(&temp_path);
 
     let progress = progress_bar(options.progress, size_hint);
     let mut zip = ZipWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER, temporary.as_file()));

@@ -2,8 +2,10 @@
 //! it: the process ends by `exit` there, which runs no destructor, so `NamedTempFile`'s own
 //! cleanup would never happen and a `.berth-pack-*.zip.tmp` would stay in the output directory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
+
+use tempfile::NamedTempFile;
 
 /// One `pack` per process, so one slot.
 static REGISTERED: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -15,15 +17,20 @@ fn slot() -> MutexGuard<'static, Option<PathBuf>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Keeps `path` registered until [`Registered::finish`] or drop.
+/// Keeps the temporary file registered until [`Registered::finish`] or drop.
 #[derive(Debug)]
 #[must_use = "the file is unregistered when this is dropped"]
 pub struct Registered(());
 
-/// Registers the temporary file at `path`.
-pub fn register(path: &Path) -> Registered {
-    *slot() = Some(path.to_owned());
-    Registered(())
+/// Creates the temporary file with `create` and registers it, with the signal handler kept out
+/// so it never sees the file exist unregistered (and leave it behind).
+pub fn create(
+    create: impl FnOnce() -> std::io::Result<NamedTempFile>,
+) -> std::io::Result<(NamedTempFile, Registered)> {
+    let mut slot = slot();
+    let file = create()?;
+    *slot = Some(file.path().to_owned());
+    Ok((file, Registered(())))
 }
 
 impl Registered {
@@ -63,12 +70,16 @@ mod tests {
     #[test]
     fn a_finished_file_stays_a_dropped_one_goes() {
         let dir = tempfile::tempdir().unwrap();
+        let new = || NamedTempFile::new_in(dir.path());
         let kept = dir.path().join("kept");
-        let dropped = dir.path().join("dropped");
-        std::fs::write(&kept, "x").unwrap();
-        std::fs::write(&dropped, "x").unwrap();
-        register(&kept).finish(|| ());
-        drop(register(&dropped));
+        let (file, registered) = create(new).unwrap();
+        registered.finish(|| file.persist(&kept)).unwrap();
+        let (file, registered) = create(new).unwrap();
+        let dropped = file.path().to_owned();
+        // `NamedTempFile` would remove it too; the registration must, as a handler's exit
+        // skips destructors.
+        std::mem::forget(file);
+        drop(registered);
         assert!(kept.exists());
         assert!(!dropped.exists());
         assert_eq!(*slot(), None);
