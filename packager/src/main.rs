@@ -1,6 +1,7 @@
 //! The `berth-pack` binary: parses arguments, runs one command, maps the outcome to an exit
 //! code (0 valid/success, 1 invalid input or rejected by the platform, 2 usage, IO,
-//! connection or platform failure, 130/143 `pack` interrupted by SIGINT/SIGTERM).
+//! connection or platform failure, 130/143 `pack` interrupted by SIGINT/SIGTERM). With
+//! `--format json` every outcome, an interruption included, prints exactly one JSON document.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -68,11 +69,14 @@ fn wants_json(args: &[String]) -> bool {
 
 fn pack(args: &PackArgs) -> anyhow::Result<u8> {
     // Not fatal: without the handler a signal merely leaves the temporary file, as before.
-    if let Err(error) = remove_temp_file_on_signal() {
+    if let Err(error) = report_interruption_on_signal(args.format, &args.manifest) {
         eprintln!("berth-pack: warning: no SIGINT/SIGTERM handler: {error}");
     }
     let options = args.to_options(std::io::stderr().is_terminal());
-    match package::pack(&options) {
+    let packed = package::pack(&options);
+    // From here a signal no longer reports; if one already did, this waits for its exit.
+    temp_cleanup::claim_report();
+    match packed {
         Ok(packed) => {
             let text = match args.format {
                 Format::Human => {
@@ -105,12 +109,18 @@ fn pack(args: &PackArgs) -> anyhow::Result<u8> {
     }
 }
 
-/// On SIGINT or SIGTERM, removes `pack`'s temporary output file and exits 130 or 143 (128 +
-/// the signal, as a shell reports it). Without this the default action ends the process
-/// without running destructors and the temporary file stays. The handlers are registered
-/// before this returns, so no signal after it can slip past.
+/// On SIGINT or SIGTERM, removes `pack`'s temporary output file, reports the interruption (with
+/// `--format json` as the one document on stdout) and exits 130 or 143 (128 + the signal, as a
+/// shell reports it). Without this the default action ends the process without running
+/// destructors and the temporary file stays. The handlers are registered before this returns,
+/// so no signal after it can slip past. Once the command has claimed the report (its output is
+/// in place, or it failed), its report stands and a signal prints nothing: a second one ends the
+/// process at once, should the report be stuck writing to a stdout nobody reads.
 #[cfg(unix)]
-fn remove_temp_file_on_signal() -> std::io::Result<()> {
+fn report_interruption_on_signal(
+    format: Format,
+    manifest: &std::path::Path,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -121,24 +131,35 @@ fn remove_temp_file_on_signal() -> std::io::Result<()> {
             signal(SignalKind::terminate())?,
         ))
     })?;
+    let manifest = manifest.to_owned();
     std::thread::spawn(move || {
-        let code = runtime.block_on(async {
-            tokio::select! {
-                _ = interrupt.recv() => 130,
-                _ = terminate.recv() => 143,
+        runtime.block_on(async {
+            let mut next = async || {
+                tokio::select! {
+                    _ = interrupt.recv() => ("SIGINT", 130),
+                    _ = terminate.recv() => ("SIGTERM", 143),
+                }
+            };
+            let (name, code) = next().await;
+            // Held until exit: no rename into place and no other report can start after this.
+            if let Some(interrupted) = temp_cleanup::interrupt() {
+                eprintln!("berth-pack: interrupted");
+                if format == Format::Json {
+                    let document = report::json_interrupted(&manifest, name, &interrupted.partial);
+                    let _ = print_stdout(&format!("{document:#}\n"));
+                }
+                std::process::exit(code);
             }
-        });
-        // Held until exit: no rename into place can start after the removal.
-        let _slot = temp_cleanup::remove_for_exit();
-        eprintln!("berth-pack: interrupted");
-        std::process::exit(code);
+            let (_, code) = next().await;
+            std::process::exit(code)
+        })
     });
     Ok(())
 }
 
 /// Elsewhere the console's Ctrl-C ends the process as before.
 #[cfg(not(unix))]
-fn remove_temp_file_on_signal() -> std::io::Result<()> {
+fn report_interruption_on_signal(_: Format, _: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 

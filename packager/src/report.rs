@@ -2,12 +2,14 @@
 //! interface for scripts (see the field list in `json_inspection`).
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use manifests_schema::{Diagnostic, Manifest, Probe, ProbeHandler, Severity};
 use serde_json::{Value, json};
 
 use crate::image_archive::ImageSummary;
 use crate::package::{Inspection, PackageError, Packed};
+use crate::temp_cleanup::PartialOutput;
 
 fn diagnostic_json(diagnostic: &Diagnostic) -> Value {
     json!({
@@ -74,17 +76,45 @@ pub fn json_inspection(inspection: &Inspection) -> Value {
 }
 
 /// JSON for an input that could not be examined at all (same top-level fields).
-pub fn json_failure(file: &std::path::Path, error: &PackageError) -> Value {
+pub fn json_failure(file: &Path, error: &PackageError) -> Value {
+    failure_document(
+        Some(file),
+        &error.to_string(),
+        error.diagnostics().iter().map(diagnostic_json).collect(),
+    )
+}
+
+/// The failure shape of `pack`, `validate` and `inspect`: [`json_inspection`]'s fields, with
+/// `valid` false and nothing examined.
+fn failure_document(file: Option<&Path>, error: &str, diagnostics: Vec<Value>) -> Value {
     json!({
-        "file": file.display().to_string(),
+        "file": file.map(|file| file.display().to_string()),
         "kind": Value::Null,
         "valid": false,
-        "error": error.to_string(),
-        "diagnostics": error.diagnostics().iter().map(diagnostic_json).collect::<Vec<_>>(),
+        "error": error,
+        "diagnostics": diagnostics,
         "manifest": Value::Null,
         "image": Value::Null,
         "package": Value::Null,
     })
+}
+
+/// JSON for a `pack` of `manifest` that `signal` (`SIGINT`, `SIGTERM`) interrupted, in the
+/// failure shape of [`json_failure`]: `error` names the signal and what became of the partial
+/// output.
+pub fn json_interrupted(manifest: &Path, signal: &str, partial: &PartialOutput) -> Value {
+    let error = match partial {
+        PartialOutput::NoneWritten => format!("interrupted by {signal}; no output was written"),
+        PartialOutput::Removed(path) => format!(
+            "interrupted by {signal}; the partial output {} was removed",
+            path.display()
+        ),
+        PartialOutput::NotRemoved { path, error } => format!(
+            "interrupted by {signal}; the partial output {} could not be removed: {error}",
+            path.display()
+        ),
+    };
+    failure_document(Some(manifest), &error, Vec::new())
 }
 
 /// JSON for a successful `pack`: `output`, `zip_bytes`, `name`, `version`, `image`
@@ -402,16 +432,7 @@ pub fn json_deploy_failure(error: &crate::deploy::DeployError) -> Value {
 /// else just `error`.
 pub fn json_usage_failure(command: Option<&str>, message: &str) -> Value {
     match command {
-        Some("pack" | "validate" | "inspect") => json!({
-            "file": Value::Null,
-            "kind": Value::Null,
-            "valid": false,
-            "error": message,
-            "diagnostics": [],
-            "manifest": Value::Null,
-            "image": Value::Null,
-            "package": Value::Null,
-        }),
+        Some("pack" | "validate" | "inspect") => failure_document(None, message, Vec::new()),
         Some("deploy" | "subscribe") => json!({
             "error": message,
             "status": Value::Null,
@@ -438,5 +459,33 @@ mod tests {
         for (bytes, expected) in cases {
             assert_eq!(human_bytes(bytes), expected);
         }
+    }
+
+    #[test]
+    fn an_interruption_has_the_failure_shape() {
+        let manifest = Path::new("cumulocity.json");
+        let removed = PartialOutput::Removed(".berth-pack-1.zip.tmp".into());
+        let document = json_interrupted(manifest, "SIGTERM", &removed);
+        let usage = json_usage_failure(Some("pack"), "x");
+        let keys = |value: &Value| {
+            value
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&document), keys(&usage));
+        assert_eq!(document["file"], "cumulocity.json");
+        assert_eq!(document["valid"], false);
+        assert_eq!(
+            document["error"],
+            "interrupted by SIGTERM; the partial output .berth-pack-1.zip.tmp was removed"
+        );
+        let none = json_interrupted(manifest, "SIGINT", &PartialOutput::NoneWritten);
+        assert_eq!(
+            none["error"],
+            "interrupted by SIGINT; no output was written"
+        );
     }
 }

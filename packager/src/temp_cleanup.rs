@@ -1,20 +1,35 @@
-//! The temporary output file of a `pack` in progress, registered so a signal handler can remove
-//! it: the process ends by `exit` there, which runs no destructor, so `NamedTempFile`'s own
-//! cleanup would never happen and a `.berth-pack-*.zip.tmp` would stay in the output directory.
+//! The temporary output file of a `pack` in progress, and who reports how the `pack` ended.
+//!
+//! The file is registered so a signal handler can remove it: the process ends by `exit` there,
+//! which runs no destructor, so `NamedTempFile`'s own cleanup would never happen and a
+//! `.berth-pack-*.zip.tmp` would stay in the output directory. The report is claimed once, by
+//! the command or by the handler, so `--format json` never prints two documents.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use tempfile::NamedTempFile;
 
-/// One `pack` per process, so one slot.
-static REGISTERED: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// What the command and the signal handler share. One `pack` per process, so one slot.
+#[derive(Debug, Default)]
+struct Slot {
+    /// The temporary file being written, if any.
+    temp: Option<PathBuf>,
+    /// Set once how the `pack` ended is the command's to report: its output is in place, it
+    /// failed, or it is about to say so. Kept under the same lock as `temp`, so a handler sees
+    /// either a `pack` still running or an outcome decided, and a rename in place never
+    /// follows a report of an interruption.
+    decided: bool,
+}
 
-fn slot() -> MutexGuard<'static, Option<PathBuf>> {
-    // A panic while holding the lock leaves a plain path behind: still usable.
-    REGISTERED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+static SLOT: Mutex<Slot> = Mutex::new(Slot {
+    temp: None,
+    decided: false,
+});
+
+fn slot() -> MutexGuard<'static, Slot> {
+    // A panic while holding the lock leaves a plain path and flag behind: still usable.
+    SLOT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Keeps the temporary file registered until [`Registered::finish`] or drop.
@@ -29,38 +44,88 @@ pub fn create(
 ) -> std::io::Result<(NamedTempFile, Registered)> {
     let mut slot = slot();
     let file = create()?;
-    *slot = Some(file.path().to_owned());
+    slot.temp = Some(file.path().to_owned());
     Ok((file, Registered(())))
 }
 
 impl Registered {
     /// Runs `finish` (moving the file into place) with the signal handler kept out, so it sees
-    /// either the temporary file or none, never a half-done rename; then unregisters.
+    /// either the temporary file or none, never a half-done rename; then unregisters. From here
+    /// the command reports the outcome, whatever `finish` returned.
     pub fn finish<R>(self, finish: impl FnOnce() -> R) -> R {
         let mut slot = slot();
         let result = finish();
-        *slot = None;
+        slot.temp = None;
+        slot.decided = true;
         result
     }
 }
 
 impl Drop for Registered {
     /// On failure, removes the file under the lock, leaving no moment where it exists unregistered.
+    /// The command reports that failure.
     fn drop(&mut self) {
-        if let Some(path) = slot().take() {
+        let mut slot = slot();
+        if let Some(path) = slot.temp.take() {
             let _ = std::fs::remove_file(path);
         }
+        slot.decided = true;
     }
 }
 
-/// Removes the registered file, if any, and keeps the slot locked so nothing registers or
-/// renames after it: for a handler about to exit the process.
-pub fn remove_for_exit() -> MutexGuard<'static, Option<PathBuf>> {
-    let mut slot = slot();
-    if let Some(path) = slot.take() {
-        let _ = std::fs::remove_file(path);
+/// Claims the report of how the `pack` ended for the command. A signal handler that claimed it
+/// first keeps the lock until it exits the process, so then this never returns and the command
+/// prints nothing.
+pub fn claim_report() {
+    slot().decided = true;
+}
+
+/// What became of the temporary file when a signal interrupted the `pack`.
+#[derive(Debug)]
+pub enum PartialOutput {
+    /// The `pack` had not created its temporary file yet.
+    NoneWritten,
+    Removed(PathBuf),
+    NotRemoved {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// An interruption the signal handler reports: it holds the lock, so nothing registers, renames
+/// or reports after it, until the process exits.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub partial: PartialOutput,
+    _held: MutexGuard<'static, Slot>,
+}
+
+/// For a signal handler about to exit: removes the temporary file and claims the report, unless
+/// the command has claimed it already (`None`: the command's report stands).
+pub fn interrupt() -> Option<Interrupted> {
+    let mut held = slot();
+    let partial = interrupt_slot(&mut held)?;
+    Some(Interrupted {
+        partial,
+        _held: held,
+    })
+}
+
+fn interrupt_slot(slot: &mut Slot) -> Option<PartialOutput> {
+    if slot.decided {
+        return None;
     }
-    slot
+    slot.decided = true;
+    Some(match slot.temp.take() {
+        None => PartialOutput::NoneWritten,
+        Some(path) => match std::fs::remove_file(&path) {
+            Ok(()) => PartialOutput::Removed(path),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                PartialOutput::Removed(path)
+            }
+            Err(error) => PartialOutput::NotRemoved { path, error },
+        },
+    })
 }
 
 #[cfg(test)]
@@ -82,6 +147,33 @@ mod tests {
         drop(registered);
         assert!(kept.exists());
         assert!(!dropped.exists());
-        assert_eq!(*slot(), None);
+        assert_eq!(slot().temp, None);
+        // Both outcomes are the command's to report: a signal now reports nothing.
+        assert!(interrupt().is_none());
+    }
+
+    #[test]
+    fn an_interruption_removes_the_file_once_and_claims_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join("temp");
+        std::fs::write(&temp, "x").unwrap();
+        let mut running = Slot {
+            temp: Some(temp.clone()),
+            decided: false,
+        };
+        let partial = interrupt_slot(&mut running);
+        assert!(matches!(partial, Some(PartialOutput::Removed(path)) if path == temp));
+        assert!(!temp.exists());
+        assert!(interrupt_slot(&mut running).is_none(), "a second signal");
+
+        let mut not_started = Slot::default();
+        let partial = interrupt_slot(&mut not_started);
+        assert!(matches!(partial, Some(PartialOutput::NoneWritten)));
+
+        let mut decided = Slot {
+            temp: None,
+            decided: true,
+        };
+        assert!(interrupt_slot(&mut decided).is_none());
     }
 }
