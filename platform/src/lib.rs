@@ -391,9 +391,12 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     });
     let app_state = state.clone();
     let proxy = proxy::Proxy::new(
-        config.connections.proxy_timeout,
-        config.connections.proxy_connect_timeout,
-        config.connections.proxy_eject_period,
+        proxy::Settings {
+            timeout: config.connections.proxy_timeout,
+            read_timeout: config.connections.proxy_read_timeout,
+            connect_timeout: config.connections.proxy_connect_timeout,
+            eject_period: config.connections.proxy_eject_period,
+        },
         config.access_log,
         // One upstream connection per client connection the descriptor budget counted.
         budget.public + budget.internal,

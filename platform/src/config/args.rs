@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// client gets 504 [default: 60].
     #[arg(long, env = "BERTH_PROXY_TIMEOUT", value_name = "SECONDS")]
     pub proxy_timeout: Option<u64>,
+    /// Seconds a proxied response's body may go without a byte from its container before the
+    /// client's response is aborted [default: 300].
+    #[arg(long, env = "BERTH_PROXY_READ_TIMEOUT", value_name = "SECONDS")]
+    pub proxy_read_timeout: Option<u64>,
     /// Seconds the proxy waits for a TCP connection to a container [default: 5].
     #[arg(long, env = "BERTH_PROXY_CONNECT_TIMEOUT", value_name = "SECONDS")]
     pub proxy_connect_timeout: Option<u64>,

@@ -10,6 +10,10 @@ use super::{Cidr, ConfigError};
 
 /// Default seconds an upstream container may take to start answering a proxied request.
 pub const DEFAULT_PROXY_TIMEOUT: u64 = 60;
+/// Default seconds a proxied response's body may go without a byte from its container (nginx
+/// `proxy_read_timeout`: 60 s). Longer than nginx's so a quiet event stream with a heartbeat
+/// of a minute or two survives; short enough that a stalled body is reported, not waited on.
+pub const DEFAULT_PROXY_READ_TIMEOUT: u64 = 300;
 /// Default seconds the proxy waits for a TCP connection to a replica (nginx: 60 s, Envoy: 5 s;
 /// a container on a local bridge connects in well under a millisecond).
 pub const DEFAULT_PROXY_CONNECT_TIMEOUT: u64 = 5;
@@ -31,6 +35,8 @@ pub const DEFAULT_MAX_CONTAINER_CONNECTIONS: usize = 256;
 pub struct Connections {
     /// Response-header timeout of a proxied request (504 after it).
     pub proxy_timeout: Duration,
+    /// Longest silence of a container within a proxied response's body (aborted after it).
+    pub proxy_read_timeout: Duration,
     /// Passive health of the data path: connect timeout, and how long a failing replica is
     /// ejected from routing.
     pub proxy_connect_timeout: Duration,
@@ -62,6 +68,12 @@ pub(super) fn connections(
         args.proxy_timeout,
         file.proxy_timeout,
         DEFAULT_PROXY_TIMEOUT,
+    )?;
+    let proxy_read_timeout = seconds(
+        "proxy_read_timeout",
+        args.proxy_read_timeout,
+        file.proxy_read_timeout,
+        DEFAULT_PROXY_READ_TIMEOUT,
     )?;
     let proxy_connect_timeout = seconds(
         "proxy_connect_timeout",
@@ -117,6 +129,7 @@ pub(super) fn connections(
     }
     Ok(Connections {
         proxy_timeout,
+        proxy_read_timeout,
         proxy_connect_timeout,
         proxy_eject_period,
         idle_timeout,

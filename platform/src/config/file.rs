@@ -41,6 +41,7 @@ pub(super) struct FileConfig {
     pub(super) drain_period: Option<u64>,
     pub(super) container_labels: Option<Vec<String>>,
     pub(super) proxy_timeout: Option<u64>,
+    pub(super) proxy_read_timeout: Option<u64>,
     pub(super) proxy_connect_timeout: Option<u64>,
     pub(super) proxy_eject_period: Option<u64>,
     pub(super) idle_timeout: Option<u64>,

@@ -82,6 +82,7 @@ fn bad_settings_are_named() {
         ("access_log = \"some\"", "access_log"),
         ("proxy_timeout = 0", "proxy_timeout"),
         ("proxy_connect_timeout = 0", "proxy_connect_timeout"),
+        ("proxy_read_timeout = 0", "proxy_read_timeout"),
         ("proxy_eject_period = 0", "proxy_eject_period"),
         ("idle_timeout = 0", "idle_timeout"),
         ("max_connections = 0", "max_connections"),

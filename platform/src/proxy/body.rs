@@ -1,18 +1,21 @@
 //! The upstream's response body of a forwarded request, relayed frame by frame to actix-web or
 //! hyper's server, aborting the client's response when the upstream breaks off, and giving
-//! the upstream connection back to the pool once it was read to the end. The client's body
-//! going the other way is in [`request_body`](super::request_body).
+//! the upstream connection back to the pool once it was read to the end, or when the upstream
+//! goes quiet mid-body for longer than the read timeout (nginx's `proxy_read_timeout`). The
+//! client's body going the other way is in [`request_body`](super::request_body).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
 use futures_util::Stream;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use super::pool::Lease;
 use super::resolve::Route;
@@ -32,6 +35,12 @@ pub struct ResponseBody {
     _slot: Slot<Route>,
     /// The upstream connection, back to the pool once the body has been read to its end.
     lease: Option<Lease>,
+    /// The longest the upstream may send nothing, and the deadline of its current silence:
+    /// armed when a read has to wait (a body that is there at once reads no clock), moved on
+    /// when a wait follows a frame.
+    read_timeout: Duration,
+    silence: Option<Pin<Box<Sleep>>>,
+    framed_since_armed: bool,
 }
 
 impl ResponseBody {
@@ -42,6 +51,7 @@ impl ResponseBody {
         request_id: HeaderValue,
         slot: Slot<Route>,
         lease: Lease,
+        read_timeout: Duration,
     ) -> ResponseBody {
         ResponseBody {
             body,
@@ -51,6 +61,9 @@ impl ResponseBody {
             relayed: 0,
             _slot: slot,
             lease: Some(lease),
+            read_timeout,
+            silence: None,
+            framed_since_armed: false,
         }
     }
 
@@ -74,6 +87,59 @@ impl Drop for ResponseBody {
 }
 
 impl ResponseBody {
+    /// The upstream's next frame, or an error once it has been silent for the read timeout.
+    fn poll_upstream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.ended();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.relayed += data.len() as u64;
+                }
+                self.framed_since_armed = true;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(self.broke_off(e)))),
+            Poll::Pending => {
+                let deadline = match &self.silence {
+                    Some(_) if !self.framed_since_armed => None,
+                    _ => Some(Instant::now() + self.read_timeout),
+                };
+                let silence = match (&mut self.silence, deadline) {
+                    (Some(silence), None) => silence,
+                    (Some(silence), Some(deadline)) => {
+                        silence.as_mut().reset(deadline);
+                        silence
+                    }
+                    (slot @ None, _) => {
+                        slot.insert(Box::pin(tokio::time::sleep(self.read_timeout)))
+                    }
+                };
+                self.framed_since_armed = false;
+                ready!(silence.as_mut().poll(cx));
+                Poll::Ready(Some(Err(self.went_quiet())))
+            }
+        }
+    }
+
+    fn went_quiet(&self) -> io::Error {
+        self.route.metrics.upstream_error("timeout");
+        tracing::warn!(
+            request_id = self.request_id.to_str().unwrap_or_default(),
+            application = %self.route.target.name,
+            upstream = %self.instance,
+            relayed = self.relayed,
+            "upstream sent nothing of the response body for {} s (proxy_read_timeout); the client's response is aborted",
+            self.read_timeout.as_secs()
+        );
+        io::Error::new(io::ErrorKind::TimedOut, "upstream response body timed out")
+    }
+
     fn broke_off(&self, e: hyper::Error) -> io::Error {
         self.route.metrics.upstream_error("broken");
         tracing::warn!(
@@ -93,20 +159,16 @@ impl Stream for ResponseBody {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-                None => {
-                    this.ended();
-                    return Poll::Ready(None);
-                }
+            match ready!(this.poll_upstream(cx)) {
+                None => return Poll::Ready(None),
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data()
                         && !data.is_empty()
                     {
-                        this.relayed += data.len() as u64;
                         return Poll::Ready(Some(Ok(data)));
                     }
                 }
-                Some(Err(e)) => return Poll::Ready(Some(Err(this.broke_off(e)))),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
             }
         }
     }
@@ -122,20 +184,7 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = self.get_mut();
-        match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-            None => {
-                this.ended();
-                Poll::Ready(None)
-            }
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    this.relayed += data.len() as u64;
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Some(Err(e)) => Poll::Ready(Some(Err(this.broke_off(e)))),
-        }
+        self.get_mut().poll_upstream(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -17,6 +17,7 @@ mod pool;
 mod request_body;
 mod resolve;
 pub use resolve::may_write;
+pub use upstream::Settings;
 pub mod slots;
 pub mod trace;
 mod upstream;
@@ -24,7 +25,6 @@ mod websocket;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use actix_web::http::header::HeaderValue;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -80,23 +80,13 @@ impl Proxy {
     /// [`upstream`]); `in_flight`: at most this many requests at once to containers, a quarter
     /// of them to one deployment ([`slots`]). Installs the metrics recorder; call inside the
     /// Tokio runtime.
-    pub fn new(
-        timeout: Duration,
-        connect_timeout: Duration,
-        eject_period: Duration,
-        access_log: trace::AccessLog,
-        in_flight: usize,
-    ) -> Proxy {
+    pub fn new(settings: Settings, access_log: trace::AccessLog, in_flight: usize) -> Proxy {
         crate::series::install();
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
         Proxy {
             shared: Arc::new(Shared {
                 services: Arc::new(ServiceCache::default()),
-                settings: upstream::Settings {
-                    timeout,
-                    connect_timeout,
-                    eject_period,
-                },
+                settings,
                 slots: slots::Slots::new(slots::SlotLimits::of(in_flight)),
                 id_prefix,
                 next_id: AtomicU64::new(1),

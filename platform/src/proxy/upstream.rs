@@ -34,6 +34,8 @@ use crate::routing::{RoutingTable, Upstream};
 pub struct Settings {
     /// Until the response head: 504 after it.
     pub timeout: Duration,
+    /// Longest silence within the response body: the client's response is aborted after it.
+    pub read_timeout: Duration,
     /// Until a TCP connection to a container is open.
     pub connect_timeout: Duration,
     /// How long a replica that failed a request stays out of routing.
@@ -287,6 +289,7 @@ pub async fn exchange(
                     trace.request_id.clone(),
                     slot,
                     lease,
+                    target.settings.read_timeout,
                 );
                 return Ok((parts, body));
             }

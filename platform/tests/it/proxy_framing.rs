@@ -457,7 +457,15 @@ fn abandoned_upgrades_leave_nothing(server: &Server, name: &str, owner: &Tenant)
 fn slow_uploads_and_early_answers_hold_up_nothing() {
     let _hello = HelloLease::acquire();
     let image = FramingImage::build();
-    let (_cleanup, server) = start_server_with(&["--proxy-timeout", "2"], Options::default());
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("berth.log");
+    let (_cleanup, server) = start_server_with(
+        &["--proxy-timeout", "2", "--proxy-read-timeout", "2"],
+        Options {
+            log_file: Some(log.clone()),
+            ..Options::default()
+        },
+    );
     let owner = create_tenant(&server, "slow");
     let (name, base) = deploy_framing(&server, &owner, &image);
     let auth = (owner.admin_login.as_str(), owner.admin_password.as_str());
@@ -502,4 +510,33 @@ fn slow_uploads_and_early_answers_hold_up_nothing() {
         );
     }
     drop(stalled);
+
+    // The read timeout counts a body's silence, not its length: six bytes over six seconds
+    // arrive whole, a body that stops is aborted by the proxy (curl's own limit, exit 28,
+    // is 30 s) with a warn line, on both HTTP versions.
+    for http in ["--http1.1", "--http2"] {
+        let got = fetch(&server, http, auth, &format!("{base}/trickle"), &[]);
+        assert_eq!((got.exit, got.status), (0, 200), "{http} trickle");
+        assert_eq!(got.body, b"slowly", "{http} trickle");
+        let got = fetch(&server, http, auth, &format!("{base}/stall-body"), &[]);
+        assert!(
+            got.exit != 0 && got.exit != 28 && got.body.len() < 300_000,
+            "{http} stalled body: curl exit {}, {} bytes",
+            got.exit,
+            got.body.len()
+        );
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "a warn line per stalled body",
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            (text
+                .lines()
+                .filter(|l| l.contains("WARN") && l.contains("proxy_read_timeout"))
+                .count()
+                >= 2)
+                .then_some(())
+        },
+    );
 }

@@ -7,7 +7,8 @@
 //! Routes (query strings ignored): `/health`, `/cl`, `/chunked` (with a trailer), `/close`
 //! (HTTP/1.1, no length, ended by closing), `/http10` (an HTTP/1.0 answer), `/no-content` (204),
 //! `/not-modified` (304), `/abort-cl` and `/abort-chunked` (the connection is closed halfway
-//! through the body), `/echo` (the request body back, honouring `Expect: 100-continue`),
+//! through the body), `/trickle` (six bytes, one a second), `/stall-body` (a tenth of its body,
+//! then nothing and the connection kept), `/echo` (the request body back, honouring `Expect: 100-continue`),
 //! `/upgrade` (`101`, then every byte echoed) and `/stale-next` (answers `ok`, keeps the
 //! connection, then reads the next request on it and closes without answering: a keep-alive
 //! timer firing just as a proxy reuses the connection).
@@ -264,6 +265,21 @@ fn respond(
             out.write_all(&body[..BODY_LEN / 2])?;
             Ok(false)
         }
+        "/trickle" => {
+            out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")?;
+            for byte in b"slowly" {
+                out.write_all(&[*byte])?;
+                out.flush()?;
+                pause(std::time::Duration::from_secs(1));
+            }
+            Ok(true)
+        }
+        "/stall-body" => {
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {BODY_LEN}\r\n\r\n")?;
+            out.write_all(&body[..BODY_LEN / 10])?;
+            out.flush()?;
+            hold_forever()
+        }
         "/echo" => {
             write!(
                 out,
@@ -308,6 +324,15 @@ fn respond(
             Ok(true)
         }
     }
+}
+
+/// Waits on this connection's own thread (nothing else runs on it).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "one thread per connection, no runtime"
+)]
+fn pause(time: std::time::Duration) {
+    std::thread::sleep(time);
 }
 
 /// Keeps the connection (and this thread) open for as long as the server runs.
