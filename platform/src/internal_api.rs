@@ -96,6 +96,7 @@ pub fn server(parts: Parts) -> Result<Server, StartupError> {
             // (cached credentials dropped, routes invalidated, the audit record), as on the public
             // listener.
             .wrap_fn(api::hygiene::run_writes_to_end)
+            .wrap_fn(api::hygiene::request_span)
             .wrap_fn(move |req, srv| {
                 let allowed = req.peer_addr().is_some_and(|peer| {
                     peers.is_container_peer(peer.ip())

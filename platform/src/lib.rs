@@ -34,13 +34,9 @@ pub use store::{DATABASE_FILE, Store};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
-use futures_util::future::Either;
-use tracing::Instrument;
 
 use api::AppState;
 use auth::cache::{CredentialCache, DEFAULT_TTL};
@@ -58,8 +54,6 @@ pub use internal_api::INTERNAL_PORT_FILE;
 /// File in the data directory remembering the Swarm gateway's port (every relay's service
 /// spec names it, so it must not change with a restart).
 pub const SWARM_GATEWAY_PORT_FILE: &str = "swarm-gateway-port";
-/// Source of request ids for log correlation.
-static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 
@@ -409,29 +403,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         App::new()
             .wrap(public_proxy.invalidate_on_write())
             .wrap_fn(api::hygiene::run_writes_to_end)
-            .wrap_fn(|req, srv| {
-                // The proxy writes its own access line (it is the hot path, see proxy::trace).
-                if req.path().starts_with(proxy::SERVICE_PREFIX) {
-                    return Either::Left(srv.call(req));
-                }
-                // One span per request, so every log line of a request carries its id.
-                let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
-                let span =
-                    tracing::info_span!("request", id, method = %req.method(), path = %req.path());
-                let start = Instant::now();
-                let response = span.in_scope(|| srv.call(req));
-                let logged = async move {
-                    let response = response.await?;
-                    tracing::info!(
-                        status = response.status().as_u16(),
-                        micros = start.elapsed().as_micros() as u64,
-                        "request done"
-                    );
-                    Ok::<_, actix_web::Error>(response)
-                }
-                .instrument(span);
-                Either::Right(logged)
-            })
+            .wrap_fn(api::hygiene::request_span)
             .wrap_fn(api::hygiene::edge_hygiene)
             // Outermost: a request the front passed on gets its client's address first.
             .wrap_fn(|mut req, srv| {

@@ -1,9 +1,14 @@
 //! Middleware every listener shares: the outermost one, in front of the API and the proxy
-//! alike ([`edge_hygiene`]), and the one that lets a write run to its end ([`run_writes_to_end`]).
+//! alike ([`edge_hygiene`]), the request's span and log line ([`request_span`]), and the one
+//! that lets a write run to its end ([`run_writes_to_end`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use futures_util::future::Either;
+use tracing::Instrument;
 
 use super::security_headers::{self, Origin};
 
@@ -48,6 +53,40 @@ where
         }
         Ok(response)
     }
+}
+
+/// Source of request ids for log correlation, shared by every listener.
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// One span per API request, so every log line of a request carries its id, and a
+/// `request done` line with its status and duration. `/service/…` requests are left to the
+/// proxy, which writes its own access line (it is the hot path, see `proxy::trace`).
+pub fn request_span<S, B>(
+    req: ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>> + use<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S::Future: 'static,
+{
+    if req.path().starts_with(crate::proxy::SERVICE_PREFIX) {
+        return Either::Left(srv.call(req));
+    }
+    let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("request", id, method = %req.method(), path = %req.path());
+    let start = Instant::now();
+    let response = span.in_scope(|| srv.call(req));
+    let logged = async move {
+        let response = response.await?;
+        tracing::info!(
+            status = response.status().as_u16(),
+            micros = start.elapsed().as_micros() as u64,
+            "request done"
+        );
+        Ok(response)
+    }
+    .instrument(span);
+    Either::Right(logged)
 }
 
 /// Runs a request that may write to its end even when its client goes away first: the
