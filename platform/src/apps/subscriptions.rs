@@ -147,7 +147,13 @@ pub async fn subscribe(
             missing.join(", ")
         )));
     }
-    let user_name = format!("service_{}", app.name);
+    // Only a microservice has a service user. Names repeat across owners, so another type's
+    // subscription naming one would reach the user of a microservice of the same name.
+    let user_name = if is_microservice {
+        format!("service_{}", app.name)
+    } else {
+        String::new()
+    };
     let password = apps
         .secrets
         .random_token(32)

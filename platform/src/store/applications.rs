@@ -424,11 +424,14 @@ pub fn delete_in(
             params![tenant, user],
         )?;
     }
-    // Service users of its subscriptions live in the subscribing tenants: no cascade reaches them.
-    tx.execute(
-        "DELETE FROM users WHERE kind = 'SERVICE' AND (tenant_id, user_name) IN (SELECT tenant_id, service_user FROM subscriptions WHERE application_id = ?1)",
-        [id],
-    )?;
+    // Service users of its subscriptions live in the subscribing tenants: no cascade reaches
+    // them. Only a microservice has them; a user of another's name is not its own.
+    if app.app_type == "MICROSERVICE" {
+        tx.execute(
+            "DELETE FROM users WHERE kind = 'SERVICE' AND (tenant_id, user_name) IN (SELECT tenant_id, service_user FROM subscriptions WHERE application_id = ?1)",
+            [id],
+        )?;
+    }
     tx.execute("DELETE FROM applications WHERE id = ?1", [id])?;
     let intent = DeletionIntent {
         tenant: tenant.to_owned(),

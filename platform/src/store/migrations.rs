@@ -272,6 +272,13 @@ CREATE INDEX audit_records_bytes ON audit_records (tenant_id, id, bytes);
 ALTER TABLE audit_records ADD COLUMN by_other_tenant INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX audit_records_by_origin ON audit_records (tenant_id, by_other_tenant, id);
 "#,
+    // Only a microservice's subscription has a service user (`store::subscriptions`). Other
+    // subscriptions recorded `service_<name>` too, which named a microservice's user of the
+    // same name in that tenant: another owner's hosted application could rewrite its roles.
+    r#"
+UPDATE subscriptions SET service_user = '' WHERE application_id IN
+    (SELECT id FROM applications WHERE type != 'MICROSERVICE');
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own
@@ -412,5 +419,36 @@ INSERT INTO options (tenant_id, category, key, value) VALUES
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(seeded, vec![("ctx".to_owned(), "a".to_owned())]);
+    }
+
+    #[test]
+    fn only_a_microservices_subscriptions_keep_a_service_user_name() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let last = MIGRATIONS.len() - 1;
+        for sql in &MIGRATIONS[..last] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", last as i64)
+            .unwrap();
+        conn.execute_batch(
+            r#"
+INSERT INTO tenants (id, domain, company, creation_time) VALUES
+    ('v', 'v.example', 'V', 'now'), ('o', 'o.example', 'O', 'now');
+INSERT INTO applications (id, owner_tenant, name, key, type, creation_time) VALUES
+    (1, 'v', 'x', 'x-ms', 'MICROSERVICE', 'now'), (2, 'o', 'x', 'x-web', 'HOSTED', 'now');
+INSERT INTO subscriptions (application_id, tenant_id, service_user, service_password_sealed, creation_time)
+VALUES (1, 'v', 'service_x', 's', 'now'), (2, 'v', 'service_x', 's', 'now');
+"#,
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let names: Vec<String> = conn
+            .prepare("SELECT service_user FROM subscriptions ORDER BY application_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(names, ["service_x", ""]);
     }
 }

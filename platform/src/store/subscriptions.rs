@@ -158,14 +158,16 @@ pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), Sto
 }
 
 /// Gives the service user of every subscription to `application_id` exactly the
-/// application's `requiredRoles` as they are now. Every change of them (an upload, an
-/// activation, a rollback, an update) calls it in its own transaction, so a service that needs
-/// a new role has it once its new version is active, and one that dropped a role loses it.
+/// application's `requiredRoles` as they are now (a microservice's: no other type has one).
+/// Every change of them (an upload, an activation, a rollback, an update) calls it in its own
+/// transaction, so a service that needs a new role has it once its new version is active, and
+/// one that dropped a role loses it.
 pub fn sync_service_roles(conn: &Connection, application_id: i64) -> Result<(), StoreError> {
     conn.execute(
         "DELETE FROM user_roles WHERE (tenant_id, user_name) IN
              (SELECT s.tenant_id, s.service_user FROM subscriptions s JOIN users u
                   ON u.tenant_id = s.tenant_id AND u.user_name = s.service_user AND u.kind = ?2
+                  JOIN applications a ON a.id = s.application_id AND a.type = 'MICROSERVICE'
               WHERE s.application_id = ?1)",
         params![application_id, UserKind::Service.as_str()],
     )?;
@@ -175,7 +177,7 @@ pub fn sync_service_roles(conn: &Connection, application_id: i64) -> Result<(), 
              FROM subscriptions s
              JOIN users u ON u.tenant_id = s.tenant_id AND u.user_name = s.service_user AND u.kind = ?2
              JOIN applications a ON a.id = s.application_id, json_each(a.required_roles) r
-             WHERE s.application_id = ?1",
+             WHERE s.application_id = ?1 AND a.type = 'MICROSERVICE'",
         params![application_id, UserKind::Service.as_str()],
     )?;
     Ok(())

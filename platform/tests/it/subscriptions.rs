@@ -920,3 +920,101 @@ fn nobody_raises_what_a_subscribers_service_user_may_do() {
     // The tenant's administrator, who holds it, may.
     subscribe(victim_login, &own).expect(201);
 }
+
+/// Names repeat across owners: another owner's hosted application named like a subscribed
+/// microservice must not reach that microservice's service user in the subscriber (its roles
+/// follow only their own application's `requiredRoles`, and only its deletion removes it).
+#[test]
+fn a_hosted_namesake_never_reaches_a_microservices_service_user() {
+    let server = Server::start();
+    let (provider, attacker, victim) = (
+        create_tenant(&server, "nsprov"),
+        create_tenant(&server, "nsatt"),
+        create_tenant(&server, "nsvict"),
+    );
+    let name = unique("namesake-");
+    let service = upload::create_microservice_as(
+        &server,
+        (&provider.admin_login, &provider.admin_password),
+        &name,
+        json!({"availability": "MARKET", "requiredRoles": ["ROLE_INVENTORY_READ"]}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let attacker_req = |method: &str, path: &str| {
+        server
+            .req(method, path)
+            .basic(&attacker.admin_login, &attacker.admin_password)
+    };
+    let hosted = attacker_req("POST", "/application/applications")
+        .json(
+            &json!({"name": name, "key": format!("{name}-hosted"), "type": "HOSTED",
+                      "availability": "MARKET", "requiredRoles": ["ROLE_USER_MANAGEMENT_ADMIN"]}),
+        )
+        .send()
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for app in [&service, &hosted] {
+        server
+            .req(
+                "POST",
+                &format!("/tenant/tenants/{}/applications", victim.id),
+            )
+            .basic(&victim.admin_login, &victim.admin_password)
+            .json(&json!({"application": {"id": app}}))
+            .send()
+            .expect(201);
+    }
+    let (login, password) = upload::service_login(&server, &provider, &service, &victim.id);
+    let held = || -> Vec<String> {
+        let me = server
+            .req("GET", "/user/currentUser")
+            .basic(&login, &password)
+            .send()
+            .expect(200)
+            .json();
+        me["effectiveRoles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let inventory = ["ROLE_INVENTORY_READ"];
+    assert_eq!(held(), inventory);
+    // Its own roles again (no growth, so no subscriber is asked), then none.
+    for required in [json!(["ROLE_USER_MANAGEMENT_ADMIN"]), json!([])] {
+        attacker_req("PUT", &format!("/application/applications/{hosted}"))
+            .json(&json!({"requiredRoles": required}))
+            .send()
+            .expect(200);
+        assert_eq!(held(), inventory, "after the namesake asked for {required}");
+    }
+    // Unsubscribing from the namesake, and deleting it, leave the service user.
+    server
+        .req(
+            "DELETE",
+            &format!("/tenant/tenants/{}/applications/{hosted}", victim.id),
+        )
+        .basic(&victim.admin_login, &victim.admin_password)
+        .send()
+        .expect(204);
+    assert_eq!(held(), inventory);
+    server
+        .req(
+            "POST",
+            &format!("/tenant/tenants/{}/applications", victim.id),
+        )
+        .basic(&victim.admin_login, &victim.admin_password)
+        .json(&json!({"application": {"id": hosted}}))
+        .send()
+        .expect(201);
+    attacker_req("DELETE", &format!("/application/applications/{hosted}"))
+        .send()
+        .expect(204);
+    assert_eq!(held(), inventory);
+}
