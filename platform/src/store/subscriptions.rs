@@ -33,12 +33,34 @@ pub struct NewSubscription {
     /// False for applications without containers (hosted/external): no service user is made.
     pub create_service_user: bool,
     pub service_password_sealed: String,
-    /// The manifest's `requiredRoles`, granted to the service user.
-    pub required_roles: Vec<String>,
+    /// What the subscriber was checked against (its `requiredRoles` are granted to the
+    /// service user).
+    pub agreed: Agreed,
     /// The manifest's `settings` as options of the settings category (values sealed already
     /// for `credentials.` keys). Existing options of the same key are kept (the subscriber's
     /// own values win).
     pub settings: Vec<Setting>,
+}
+
+/// What a subscription was checked against: the roles its service user gets, the manifest
+/// whose settings it seeds, who it is offered to. The check runs before the upload lock is
+/// taken, so an upload or update may change them in between; the subscription is recorded
+/// only while the application still is what was agreed to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agreed {
+    pub required_roles: Vec<String>,
+    pub manifest: Option<serde_json::Value>,
+    pub availability: String,
+}
+
+impl Agreed {
+    pub fn of(app: &super::applications::Application) -> Agreed {
+        Agreed {
+            required_roles: app.required_roles.clone(),
+            manifest: app.manifest.clone(),
+            availability: app.availability.clone(),
+        }
+    }
 }
 
 /// Whether an application of `owner` with `availability` is offered to `tenant` (whose parent
@@ -97,9 +119,17 @@ pub fn subscribed(
 }
 
 /// Creates the subscription, its service user with the required roles and the settings
-/// options, in one transaction. Conflict when the tenant is already subscribed.
+/// options, in one transaction. Conflict when the tenant is already subscribed, or when the
+/// application is no longer what the subscriber agreed to.
 pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
+    let now = super::applications::get_any(&tx, new.application_id)?;
+    if Agreed::of(&now) != new.agreed {
+        return Err(StoreError::Conflict(format!(
+            "Application {} changed while tenant {} subscribed to it (its required roles, manifest or availability); subscribe again to agree to what it asks now",
+            now.name, new.tenant
+        )));
+    }
     tx.execute(
         "INSERT INTO subscriptions (application_id, tenant_id, service_user, service_password_sealed, creation_time) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -141,7 +171,7 @@ pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), Sto
             )
         })
     })?;
-    for role in &new.required_roles {
+    for role in &new.agreed.required_roles {
         tx.execute(
             "INSERT OR IGNORE INTO user_roles (tenant_id, user_name, role) VALUES (?1, ?2, ?3)",
             params![new.tenant, new.service_user.user_name, role],
@@ -475,5 +505,80 @@ mod tests {
         // Not subscribed to any of them: refused as before, no rivals to name.
         let t = resolve_service(&conn, "mail", "a").unwrap().unwrap();
         assert!(!t.caller_subscribed && t.rivals.is_empty());
+    }
+
+    #[test]
+    fn a_subscription_is_recorded_only_while_the_application_is_what_was_agreed_to() {
+        let mut conn = crate::store::test_conn(&["o", "v"]);
+        conn.execute(
+            "INSERT INTO applications (id, owner_tenant, name, key, type, availability, required_roles, creation_time)
+             VALUES (1, 'o', 'svc', 'svc-key', 'MICROSERVICE', 'MARKET', '[\"ROLE_INVENTORY_READ\"]', 'now')",
+            [],
+        )
+        .unwrap();
+        let checked = super::super::applications::get_any(&conn, 1).unwrap();
+        let new = NewSubscription {
+            application_id: 1,
+            tenant: "v".into(),
+            service_user: NewUser {
+                user_name: "service_svc".into(),
+                password_hash: "h".into(),
+                enabled: true,
+                ..NewUser::default()
+            },
+            create_service_user: true,
+            service_password_sealed: "sealed".into(),
+            agreed: Agreed::of(&checked),
+            settings: Vec::new(),
+        };
+        // (what changed between the check and the record)
+        let changes = [
+            "UPDATE applications SET required_roles = '[\"ROLE_INVENTORY_READ\",\"ROLE_USER_MANAGEMENT_ADMIN\"]'",
+            "UPDATE applications SET manifest = '{\"settingsCategory\":\"elsewhere\"}'",
+            "UPDATE applications SET availability = 'PRIVATE'",
+        ];
+        for change in changes {
+            let saved = conn
+                .query_row(
+                    "SELECT required_roles, manifest, availability FROM applications",
+                    [],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    },
+                )
+                .unwrap();
+            conn.execute(change, []).unwrap();
+            let refused = subscribe(&mut conn, &new).unwrap_err();
+            assert!(
+                matches!(&refused, StoreError::Conflict(m) if m.contains("changed while")),
+                "{change}: {refused:?}"
+            );
+            let left: i64 = conn
+                .query_row(
+                    "SELECT (SELECT COUNT(*) FROM subscriptions) + (SELECT COUNT(*) FROM users WHERE tenant_id = 'v')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(left, 0, "{change}: something was written");
+            conn.execute(
+                "UPDATE applications SET required_roles = ?1, manifest = ?2, availability = ?3",
+                params![saved.0, saved.1, saved.2],
+            )
+            .unwrap();
+        }
+        subscribe(&mut conn, &new).unwrap();
+        assert_eq!(
+            direct_roles_of(&conn, "v", "service_svc"),
+            ["ROLE_INVENTORY_READ"]
+        );
+    }
+
+    fn direct_roles_of(conn: &Connection, tenant: &str, user: &str) -> Vec<String> {
+        super::super::users::direct_roles(conn, tenant, user).unwrap()
     }
 }
