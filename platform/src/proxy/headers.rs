@@ -64,9 +64,11 @@ fn set_by_proxy(name: &HeaderName) -> bool {
 }
 
 /// Copies the end-to-end headers of a client request (Authorization, cookies, `tfatoken`,
-/// content type… all unchanged) into the upstream request.
+/// content type… unchanged) into the upstream request; the platform's session cookies only
+/// when they are the request's credentials ([`cookie_to_forward`]).
 pub fn copy_request(src: &HeaderMap, dst: &mut HeaderMap) {
     let has_connection = src.contains_key(header::CONNECTION);
+    let has_authorization = src.contains_key(header::AUTHORIZATION);
     for (name, value) in src {
         if is_hop_by_hop(name)
             || set_by_proxy(name)
@@ -74,12 +76,54 @@ pub fn copy_request(src: &HeaderMap, dst: &mut HeaderMap) {
         {
             continue;
         }
+        if has_authorization && name == header::COOKIE {
+            match cookie_to_forward(value.as_bytes()) {
+                Forward::Unchanged => {}
+                Forward::Without(rest) => {
+                    if let Ok(rest) = HeaderValue::from_bytes(&rest) {
+                        dst.append(name.clone(), rest);
+                    }
+                    continue;
+                }
+                Forward::Nothing => continue,
+            }
+        }
         dst.append(name.clone(), value.clone());
     }
 }
 
-/// Whether a `Set-Cookie` value sets one of the platform's own cookies: the session token or its
-/// XSRF pair. A service answers on the platform's origin, so such a cookie would replace the
+/// What of a `Cookie` header goes to a service when the request authenticated with its
+/// `Authorization` header (which the platform reads before cookies).
+#[derive(Debug, PartialEq, Eq)]
+enum Forward {
+    Unchanged,
+    Without(Vec<u8>),
+    Nothing,
+}
+
+/// The cookie pairs of `value` but the platform's own. A request authenticated by its
+/// `Authorization` header may still carry another user's session cookies (a browser sends
+/// both when a page made it use credentials of the page's choosing): the service would get
+/// that user's session token. With the cookie as the credential it goes on, as the SDKs expect.
+fn cookie_to_forward(value: &[u8]) -> Forward {
+    let is_ours = |pair: &[u8]| sets_platform_cookie(pair);
+    if !value.split(|b| *b == b';').any(is_ours) {
+        return Forward::Unchanged;
+    }
+    let kept: Vec<&[u8]> = value
+        .split(|b| *b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty() && !is_ours(pair))
+        .collect();
+    if kept.is_empty() {
+        Forward::Nothing
+    } else {
+        Forward::Without(kept.join(&b"; "[..]))
+    }
+}
+
+/// Whether a `Set-Cookie` value (or a `Cookie` pair) names one of the platform's own cookies:
+/// the session token or its XSRF pair. A service answers on the platform's origin, so such a cookie would replace the
 /// caller's session with one the service chose (signing the visitor in as someone else) or break
 /// it; it is dropped, whatever else the service sets stays.
 fn sets_platform_cookie(value: &[u8]) -> bool {
@@ -161,6 +205,7 @@ pub fn copy_upstream_response(src: &http::HeaderMap, dst: &mut HeaderMap) {
 pub fn copy_request_h1(src: &http::HeaderMap, dst: &mut http::HeaderMap) {
     let connection = src.get_all(http::header::CONNECTION);
     let has_connection = src.contains_key(http::header::CONNECTION);
+    let has_authorization = src.contains_key(http::header::AUTHORIZATION);
     for (name, value) in src {
         let text = name.as_str();
         if is_hop_by_hop_name(text)
@@ -169,6 +214,18 @@ pub fn copy_request_h1(src: &http::HeaderMap, dst: &mut http::HeaderMap) {
                 && connection_lists(connection.iter().map(http::HeaderValue::as_bytes), text))
         {
             continue;
+        }
+        if has_authorization && name == http::header::COOKIE {
+            match cookie_to_forward(value.as_bytes()) {
+                Forward::Unchanged => {}
+                Forward::Without(rest) => {
+                    if let Ok(rest) = http::HeaderValue::from_bytes(&rest) {
+                        dst.append(name.clone(), rest);
+                    }
+                    continue;
+                }
+                Forward::Nothing => continue,
+            }
         }
         dst.append(name.clone(), value.clone());
     }
@@ -364,15 +421,10 @@ mod tests {
         copy_request(&src, &mut dst);
         let mut kept: Vec<&str> = dst.keys().map(HeaderName::as_str).collect();
         kept.sort_unstable();
+        // The cookie held only the platform's session, which is not the credential here.
         assert_eq!(
             kept,
-            [
-                "authorization",
-                "content-type",
-                "cookie",
-                "tfatoken",
-                "x-xsrf-token"
-            ]
+            ["authorization", "content-type", "tfatoken", "x-xsrf-token"]
         );
         // The direct path's copy (hyper's header types) keeps exactly the same.
         let mut src_h1 = http::HeaderMap::new();
@@ -382,6 +434,45 @@ mod tests {
         let mut kept_h1: Vec<&str> = dst_h1.keys().map(http::HeaderName::as_str).collect();
         kept_h1.sort_unstable();
         assert_eq!(kept_h1, kept);
+    }
+
+    /// (Authorization sent, Cookie sent, Cookie forwarded)
+    type CookieCase<'a> = (bool, &'a str, Option<&'a str>);
+
+    #[test]
+    fn the_platforms_cookies_reach_a_service_only_as_the_requests_credentials() {
+        let cases: &[CookieCase<'_>] = &[
+            // The cookie is the credential (no Authorization): forwarded whole.
+            (
+                false,
+                "authorization=jwt; XSRF-TOKEN=x; a=1",
+                Some("authorization=jwt; XSRF-TOKEN=x; a=1"),
+            ),
+            (true, "a=1; b=2", Some("a=1; b=2")),
+            (true, "a=1; authorization=jwt; b=2", Some("a=1; b=2")),
+            (true, "Authorization=jwt;XSRF-TOKEN=x;a=1", Some("a=1")),
+            (true, "authorization=jwt; XSRF-TOKEN=x", None),
+            (true, "authorization_hint=1", Some("authorization_hint=1")),
+        ];
+        for (authorization, cookie, expected) in cases {
+            let mut pairs = vec![("cookie", *cookie)];
+            if *authorization {
+                pairs.push(("authorization", "Basic abc"));
+            }
+            let src = map(&pairs);
+            let mut dst = HeaderMap::new();
+            copy_request(&src, &mut dst);
+            let got = dst.get(header::COOKIE).map(|v| v.to_str().unwrap());
+            assert_eq!(got, *expected, "{authorization} {cookie}");
+            let mut src_h1 = http::HeaderMap::new();
+            to_upstream(&src, None, &mut src_h1);
+            let mut dst_h1 = http::HeaderMap::new();
+            copy_request_h1(&src_h1, &mut dst_h1);
+            let got = dst_h1
+                .get(http::header::COOKIE)
+                .map(|v| v.to_str().unwrap());
+            assert_eq!(got, *expected, "h1 {authorization} {cookie}");
+        }
     }
 
     #[test]

@@ -175,12 +175,16 @@ fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
         .send()
         .expect_error(504, "service/Gateway Timeout");
 
-    // What the container sees: credentials and cookies unchanged, prefix stripped, query kept,
+    // What the container sees: credentials and cookies unchanged (but the platform's session
+    // cookies, which are not this request's credentials), prefix stripped, query kept,
     // forwarding headers set by Berth, hop-by-hop headers gone.
     let seen = get(&format!("/service/{multi_name}/headers?x=1&y=two"))
         .basic(&a.admin_login, &a.admin_password)
         .header("tfatoken", "123456")
-        .header("Cookie", "session=abc")
+        .header(
+            "Cookie",
+            "session=abc; authorization=someone.elses.token; XSRF-TOKEN=theirs",
+        )
         .header("X-Forwarded-Host", "spoofed.example.com")
         .header("X-Real-IP", "6.6.6.6")
         // Only Berth's HTTPS front may say who the client is (to the app behind it).
