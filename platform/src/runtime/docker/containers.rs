@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
-use super::{DockerEngine, is_not_found};
+use super::{DockerEngine, is_conflict, is_not_found};
 use crate::runtime::log_text::{LogText, MAX_LOG_TEXT};
 use crate::runtime::{
     HostResources, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo, NetworkSpec,
@@ -108,9 +108,7 @@ impl DockerEngine {
         match self.docker.create_network(request).await {
             Ok(_) => {}
             // Lost a race with ourselves: fine, it exists now.
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {}
+            Err(e) if is_conflict(&e) => {}
             Err(e) => return Err(e.into()),
         }
         self.network(name)
@@ -296,9 +294,7 @@ impl DockerEngine {
         match self.docker.kill_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

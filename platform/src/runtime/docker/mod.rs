@@ -36,6 +36,18 @@ pub(crate) fn is_not_found(err: &bollard::errors::Error) -> bool {
     )
 }
 
+/// The engine answered 409: the object exists already (a create lost a race, or an earlier
+/// attempt made it), or it is in a state that refuses the call (killing a stopped container).
+pub(crate) fn is_conflict(err: &bollard::errors::Error) -> bool {
+    matches!(
+        err,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            ..
+        }
+    )
+}
+
 impl From<bollard::errors::Error> for RuntimeError {
     fn from(err: bollard::errors::Error) -> RuntimeError {
         RuntimeError::Docker(err.to_string())

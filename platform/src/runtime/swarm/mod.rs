@@ -26,14 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::errors::Error as BollardError;
 use bollard::models::ServiceSpec;
 use bollard::query_parameters::{ListNodesOptions, LogsOptions};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use time::OffsetDateTime;
 
-use super::docker::DockerEngine;
+use super::docker::{DockerEngine, is_conflict};
 use super::log_text::{LogText, MAX_LOG_TEXT};
 use super::{
     HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec, LABEL_INSTALLATION,
@@ -277,9 +276,7 @@ impl Runtime for SwarmRuntime {
                         .await
                     {
                         Ok(_) => {}
-                        Err(BollardError::DockerResponseServerError {
-                            status_code: 409, ..
-                        }) => {}
+                        Err(e) if is_conflict(&e) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }

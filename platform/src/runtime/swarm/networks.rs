@@ -1,12 +1,11 @@
 //! The deployment networks on Swarm: an overlay per deployment network, made and removed
 //! together with its relay ([`super::relays`]) and, on removal, the services on it.
 
-use bollard::errors::Error as BollardError;
 use bollard::models::NetworkCreateRequest;
 
 use super::cluster::{labels_of, service_name_of, with_bridge};
 use super::{LABEL_BRIDGE, LABEL_NETWORK, SwarmRuntime, services};
-use crate::runtime::docker::one_subnet;
+use crate::runtime::docker::{is_conflict, one_subnet};
 use crate::runtime::{LABEL_INSTALLATION, NetworkInfo, NetworkSpec, Runtime, RuntimeError};
 
 impl SwarmRuntime {
@@ -30,9 +29,7 @@ impl SwarmRuntime {
         };
         let existed = match self.docker.create_network(request).await {
             Ok(_) => false,
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => true,
+            Err(e) if is_conflict(&e) => true,
             Err(e) => return Err(e.into()),
         };
         // The relay admits the network's own block. After a 409 (an earlier attempt made the

@@ -5,10 +5,9 @@
 
 use std::collections::HashMap;
 
-use bollard::errors::Error as BollardError;
-
 use super::services;
 use super::{LABEL_BRIDGE, SwarmRuntime};
+use crate::runtime::docker::is_conflict;
 use crate::runtime::{NetworkInfo, RuntimeError};
 
 impl SwarmRuntime {
@@ -37,9 +36,7 @@ impl SwarmRuntime {
         let Some(existing) = self.service(&name).await? else {
             return match self.docker.create_service(wanted, self.credentials()).await {
                 Ok(_) => Ok(()),
-                Err(BollardError::DockerResponseServerError {
-                    status_code: 409, ..
-                }) => Ok(()),
+                Err(e) if is_conflict(&e) => Ok(()),
                 Err(e) => Err(e.into()),
             };
         };
