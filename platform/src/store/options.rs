@@ -1,6 +1,8 @@
 //! Tenant options (`category`/`key` → value). Values of `credentials.*` keys arrive here already
 //! sealed by the caller; the store only records whether a value is encrypted.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Page, StoreError};
@@ -19,17 +21,88 @@ pub struct TenantOption {
     pub from_manifest: bool,
 }
 
-/// Most options one tenant may hold for writes through the API to add more: every option is
-/// a row, an audit record and part of every listing of its category.
+/// Most options one tenant may hold for writes to add more (through the API, a subscription's
+/// settings, a new version's): every option is a row, an audit record and part of every
+/// listing of its category.
 pub const MAX_PER_TENANT: i64 = 10_000;
-/// Most bytes (categories, keys and values) one tenant's options may take for writes through
-/// the API to add more: a category is read whole (`GET /tenant/options/{category}`, a
-/// service's settings), and 10,000 values of 64 KiB would make that 640 MiB.
+/// Most bytes (categories, keys and values) one tenant's options may take for writes to add
+/// more: a category is read whole (`GET /tenant/options/{category}`, a service's settings),
+/// and 10,000 values of 64 KiB would make that 640 MiB.
 pub const MAX_BYTES_PER_TENANT: i64 = 16 << 20;
 
 /// What `option` weighs against [`MAX_BYTES_PER_TENANT`].
 fn option_bytes(category: &str, key: &str, value: &str) -> i64 {
     (category.len() + key.len() + value.len()) as i64
+}
+
+/// What one write leaves at its option (category, key), as the caps weigh it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After<'a> {
+    /// The option holds this value.
+    Value(&'a str),
+}
+
+/// A cap on a tenant's options that some writes would take it past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OverCap {
+    #[error(
+        "a tenant may hold at most {MAX_PER_TENANT} options (its own and the settings of the applications it subscribes to), and this would make {0}"
+    )]
+    Count(i64),
+    #[error(
+        "a tenant's options may take at most {mib} MiB (categories, keys and values), and this would make {0} bytes",
+        mib = MAX_BYTES_PER_TENANT >> 20
+    )]
+    Bytes(i64),
+}
+
+/// Which cap, if any, `writes` (applied in order, so the last one of a key decides what it
+/// holds) would take `tenant`'s options past, read in the caller's transaction. Only growth is
+/// refused: writes that leave the count or the bytes where they were, or lower, pass, even
+/// for a tenant past a cap already.
+pub fn over_cap<'a>(
+    conn: &Connection,
+    tenant: &str,
+    writes: impl IntoIterator<Item = (&'a str, &'a str, After<'a>)>,
+) -> Result<Option<OverCap>, StoreError> {
+    let mut last: HashMap<(&str, &str), After<'_>> = HashMap::new();
+    for (category, key, after) in writes {
+        last.insert((category, key), after);
+    }
+    let (mut added, mut grown) = (0_i64, 0_i64);
+    for ((category, key), after) in last {
+        let new = match after {
+            After::Value(value) => Some(option_bytes(category, key, value)),
+        };
+        let old: Option<i64> = conn
+            .query_row(
+                "SELECT length(CAST(category AS BLOB)) + length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))
+                 FROM options WHERE tenant_id = ?1 AND category = ?2 AND key = ?3",
+                params![tenant, category, key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        added += i64::from(new.is_some()) - i64::from(old.is_some());
+        grown += new.unwrap_or(0) - old.unwrap_or(0);
+    }
+    if added <= 0 && grown <= 0 {
+        // The common case (a new version's defaults, an edit) reads no totals.
+        return Ok(None);
+    }
+    let (held, bytes): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(length(CAST(category AS BLOB)) + length(CAST(key AS BLOB))
+             + length(CAST(value AS BLOB))), 0)
+         FROM options WHERE tenant_id = ?1",
+        [tenant],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(if added > 0 && held + added > MAX_PER_TENANT {
+        Some(OverCap::Count(held + added))
+    } else if grown > 0 && bytes + grown > MAX_BYTES_PER_TENANT {
+        Some(OverCap::Bytes(bytes + grown))
+    } else {
+        None
+    })
 }
 
 /// What [`put_all`] did.
@@ -40,42 +113,25 @@ pub enum Written {
     NotEditable,
 }
 
-/// Writes every option of `options` for `tenant`, or none: not if one of them exists and is
-/// not editable, nor if the new ones would take the tenant past [`MAX_PER_TENANT`] or
-/// [`MAX_BYTES_PER_TENANT`] (Invalid; writes that do not grow the tenant's options pass).
-/// The caller gives the transaction.
+/// Writes every option of `options` for `tenant` (the last of a key wins), or none: not if
+/// one of them exists and is not editable, nor if they would take the tenant past a cap
+/// ([`over_cap`]; Invalid). The caller gives the transaction.
 pub fn put_all(
     conn: &Connection,
     tenant: &str,
     options: &[TenantOption],
 ) -> Result<Written, StoreError> {
-    let (mut held, mut bytes): (i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(length(CAST(category AS BLOB)) + length(CAST(key AS BLOB))
-             + length(CAST(value AS BLOB))), 0)
-         FROM options WHERE tenant_id = ?1",
-        [tenant],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let before = bytes;
     for option in options {
-        bytes += option_bytes(&option.category, &option.key, &option.value);
-        match get(conn, tenant, &option.category, &option.key)? {
-            Some(existing) if !existing.editable => return Ok(Written::NotEditable),
-            Some(existing) => {
-                bytes -= option_bytes(&existing.category, &existing.key, &existing.value)
-            }
-            None => held += 1,
+        if get(conn, tenant, &option.category, &option.key)?.is_some_and(|o| !o.editable) {
+            return Ok(Written::NotEditable);
         }
     }
-    if held > MAX_PER_TENANT {
+    let writes = options
+        .iter()
+        .map(|o| (o.category.as_str(), o.key.as_str(), After::Value(&o.value)));
+    if let Some(over) = over_cap(conn, tenant, writes)? {
         return Err(StoreError::Invalid(format!(
-            "A tenant may hold at most {MAX_PER_TENANT} options; delete some before adding more"
-        )));
-    }
-    if bytes > MAX_BYTES_PER_TENANT && bytes > before {
-        return Err(StoreError::Invalid(format!(
-            "A tenant's options may take at most {} MiB (categories, keys and values) and these would take {bytes} bytes; delete or shorten some first",
-            MAX_BYTES_PER_TENANT >> 20
+            "These options cannot be written: {over}; delete or shorten some first"
         )));
     }
     for option in options {
@@ -227,150 +283,4 @@ pub fn apply(conn: &Connection, tenant: &str, changes: &[OptionChange]) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tenant_holds_a_bounded_number_of_options_and_writes_are_all_or_nothing() {
-        let mut conn = super::super::test_conn(&["t", "u"]);
-        let option = |key: String, editable: bool| TenantOption {
-            category: "c".into(),
-            key,
-            value: "v".into(),
-            encrypted: false,
-            editable,
-            from_manifest: false,
-        };
-        let count = |conn: &Connection, tenant: &str| -> i64 {
-            conn.query_row(
-                "SELECT COUNT(*) FROM options WHERE tenant_id = ?1",
-                [tenant],
-                |r| r.get(0),
-            )
-            .unwrap()
-        };
-        let tx = conn.transaction().unwrap();
-        let mut all: Vec<TenantOption> = (0..MAX_PER_TENANT - 1)
-            .map(|i| option(format!("k{i}"), true))
-            .collect();
-        all.push(option("fixed".into(), false));
-        assert_eq!(put_all(&tx, "t", &all).unwrap(), Written::All);
-        tx.commit().unwrap();
-        assert_eq!(count(&conn, "t"), MAX_PER_TENANT);
-        // One more new key is refused, with the existing ones it came with.
-        let refused = put_all(
-            &conn,
-            "t",
-            &[option("k0".into(), true), option("new".into(), true)],
-        );
-        assert!(matches!(refused, Err(StoreError::Invalid(m)) if m.contains("at most 10000")));
-        assert_eq!(count(&conn, "t"), MAX_PER_TENANT);
-        // Existing keys may still change; a non-editable one stops the whole write.
-        assert_eq!(
-            put_all(&conn, "t", &[option("k1".into(), true)]).unwrap(),
-            Written::All
-        );
-        let mut changed = option("k2".into(), true);
-        changed.value = "changed".into();
-        assert_eq!(
-            put_all(&conn, "t", &[changed, option("fixed".into(), true)]).unwrap(),
-            Written::NotEditable
-        );
-        assert_eq!(get(&conn, "t", "c", "k2").unwrap().unwrap().value, "v");
-        // Another tenant has its own count.
-        assert_eq!(
-            put_all(&conn, "u", &[option("new".into(), true)]).unwrap(),
-            Written::All
-        );
-    }
-
-    #[test]
-    fn a_tenants_options_take_a_bounded_number_of_bytes() {
-        let conn = super::super::test_conn(&["t", "u"]);
-        let option = |key: &str, len: usize| TenantOption {
-            category: "c".into(),
-            key: key.into(),
-            value: "v".repeat(len),
-            encrypted: false,
-            editable: true,
-            from_manifest: false,
-        };
-        let value = 64 * 1024;
-        // Each "c" + "k000".. + the value, then a pad up to the bound exactly ("c" + "pad").
-        let fit = (MAX_BYTES_PER_TENANT as usize) / (1 + 4 + value);
-        let mut all: Vec<TenantOption> = (0..fit)
-            .map(|i| option(&format!("k{i:03}"), value))
-            .collect();
-        let room = MAX_BYTES_PER_TENANT as usize - fit * (1 + 4 + value);
-        all.push(option("pad", room - 4));
-        assert_eq!(put_all(&conn, "t", &all).unwrap(), Written::All);
-        // (write, accepted)
-        let cases = [
-            (option("new", value), false),
-            // At the bound, a write that does not grow it still passes.
-            (option("k000", value), true),
-            (option("k001", 10), true),
-            (option("k001", value), true),
-            (option("k001", value + 1), false),
-        ];
-        for (write, accepted) in cases {
-            let what = format!("{} of {} bytes", write.key, write.value.len());
-            let done = put_all(&conn, "t", &[write]);
-            match done {
-                Ok(Written::All) => assert!(accepted, "{what} accepted"),
-                Err(StoreError::Invalid(m)) => {
-                    assert!(!accepted && m.contains("16 MiB"), "{what}: {m}")
-                }
-                other => panic!("{what}: {other:?}"),
-            }
-        }
-        // Another tenant is not affected.
-        assert_eq!(
-            put_all(&conn, "u", &[option("new", value)]).unwrap(),
-            Written::All
-        );
-    }
-
-    #[test]
-    fn changes_apply_in_order_and_only_to_their_tenant() {
-        let conn = super::super::test_conn(&["t", "u"]);
-        let option = |key: &str, value: &str, editable: bool| TenantOption {
-            category: "cat".into(),
-            key: key.into(),
-            value: value.into(),
-            encrypted: false,
-            editable,
-            from_manifest: false,
-        };
-        for tenant in ["t", "u"] {
-            replace(&conn, tenant, &option("gone", "x", true)).unwrap();
-            replace(&conn, tenant, &option("locked", "mine", false)).unwrap();
-        }
-        let mut seeded = option("new", "d", false);
-        seeded.from_manifest = true;
-        apply(
-            &conn,
-            "t",
-            &[
-                OptionChange::Delete {
-                    category: "cat".into(),
-                    key: "gone".into(),
-                },
-                OptionChange::MarkEditable {
-                    category: "cat".into(),
-                    key: "locked".into(),
-                },
-                OptionChange::Replace(seeded.clone()),
-            ],
-        )
-        .unwrap();
-        assert_eq!(get(&conn, "t", "cat", "gone").unwrap(), None);
-        assert_eq!(
-            get(&conn, "t", "cat", "locked").unwrap(),
-            Some(option("locked", "mine", true))
-        );
-        assert_eq!(get(&conn, "t", "cat", "new").unwrap(), Some(seeded));
-        assert_eq!(category(&conn, "u", "cat").unwrap().len(), 2);
-        assert!(!get(&conn, "u", "cat", "locked").unwrap().unwrap().editable);
-    }
-}
+pub(crate) mod tests;
