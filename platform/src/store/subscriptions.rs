@@ -3,9 +3,11 @@
 //! queries the proxy (`/service/<name>` resolution) builds on; the supervisor's desired state is
 //! in [`super::desired`].
 
+use std::collections::HashSet;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::options;
+use super::options::{self, After};
 use super::users::{NewUser, UserKind};
 use super::{Page, StoreError, conflict_on_unique, timestamp};
 
@@ -120,7 +122,8 @@ pub fn subscribed(
 
 /// Creates the subscription, its service user with the required roles and the settings
 /// options, in one transaction. Conflict when the tenant is already subscribed, or when the
-/// application is no longer what the subscriber agreed to.
+/// application is no longer what the subscriber agreed to; Invalid, writing nothing, when the
+/// settings would take the tenant past an options cap.
 pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     let now = super::applications::get_any(&tx, new.application_id)?;
@@ -177,11 +180,29 @@ pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), Sto
             params![new.tenant, new.service_user.user_name, role],
         )?;
     }
+    // The subscriber's own values win, and a key the manifest lists twice is written once, by
+    // its first setting.
+    let mut written = HashSet::new();
+    let mut seeded = Vec::new();
     for setting in &new.settings {
         let option = &setting.option;
-        if options::get(&tx, &new.tenant, &option.category, &option.key)?.is_none() {
-            options::put(&tx, &new.tenant, option)?;
+        if written.insert((option.category.as_str(), option.key.as_str()))
+            && options::get(&tx, &new.tenant, &option.category, &option.key)?.is_none()
+        {
+            seeded.push(option);
         }
+    }
+    let weighed = seeded
+        .iter()
+        .map(|o| (o.category.as_str(), o.key.as_str(), After::Value(&o.value)));
+    if let Some(over) = options::over_cap(&tx, &new.tenant, weighed)? {
+        return Err(StoreError::Invalid(format!(
+            "Tenant {} cannot take this application's settings: {over}; delete some of the tenant's options first",
+            new.tenant
+        )));
+    }
+    for option in seeded {
+        options::put(&tx, &new.tenant, option)?;
     }
     tx.commit()?;
     Ok(())
@@ -433,6 +454,97 @@ mod tests {
                 offered,
                 "{availability} to {tenant}"
             );
+        }
+    }
+
+    #[test]
+    fn settings_past_the_subscribers_options_caps_refuse_the_whole_subscription() {
+        use crate::store::options::tests::{fill, totals};
+        use crate::store::options::{MAX_PER_TENANT, TenantOption};
+        let option = |key: &str, value: &str, from_manifest: bool| TenantOption {
+            category: "cat".into(),
+            key: key.into(),
+            value: value.into(),
+            encrypted: false,
+            editable: true,
+            from_manifest,
+        };
+        // (case, keys the tenant wrote itself, the manifest's settings, subscribed)
+        let cases: &[(&str, &[&str], &[&str], bool)] = &[
+            ("one new key in the last place", &[], &["a"], true),
+            ("two new keys, one place", &[], &["a", "b"], false),
+            ("a key listed twice takes one place", &[], &["a", "a"], true),
+            (
+                "the tenant's own key is not written",
+                &["b"],
+                &["a", "b"],
+                true,
+            ),
+        ];
+        for &(case, own, keys, subscribed) in cases {
+            let mut conn = crate::store::test_conn(&["t1", "t2"]);
+            conn.execute(
+                "INSERT INTO applications (id, owner_tenant, name, key, type, creation_time) VALUES (7, 't1', 'hello', 'h', 'MICROSERVICE', 'now')",
+                [],
+            )
+            .unwrap();
+            for key in own {
+                options::put(&conn, "t2", &option(key, "mine", false)).unwrap();
+            }
+            // One place left.
+            fill(&conn, "t2", MAX_PER_TENANT - 1, 1 << 20);
+            let before = totals(&conn, "t2");
+            let new = NewSubscription {
+                application_id: 7,
+                tenant: "t2".into(),
+                service_user: NewUser {
+                    user_name: "service_hello".into(),
+                    password_hash: "h".into(),
+                    enabled: true,
+                    ..NewUser::default()
+                },
+                create_service_user: true,
+                service_password_sealed: "s".into(),
+                agreed: Agreed::of(&crate::store::applications::get_any(&conn, 7).unwrap()),
+                settings: keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, key)| Setting {
+                        option: option(key, &format!("default{i}"), true),
+                        overwrite_on_update: true,
+                    })
+                    .collect(),
+            };
+            match subscribe(&mut conn, &new) {
+                Ok(()) => {
+                    assert!(subscribed, "{case}: subscribed");
+                    assert_eq!(totals(&conn, "t2").0, MAX_PER_TENANT, "{case}");
+                    // The first of a key listed twice wins; the tenant's own value stays.
+                    let a = options::get(&conn, "t2", "cat", "a").unwrap().unwrap();
+                    assert_eq!(a.value, "default0", "{case}");
+                    if let Some(b) = options::get(&conn, "t2", "cat", "b").unwrap() {
+                        assert_eq!(b.value, "mine", "{case}");
+                    }
+                }
+                Err(StoreError::Invalid(m)) => {
+                    assert!(!subscribed, "{case}: refused: {m}");
+                    assert!(
+                        m.contains("Tenant t2") && m.contains("at most 10000 options"),
+                        "{case}: {m}"
+                    );
+                    assert!(get(&conn, 7, "t2").unwrap().is_none(), "{case}");
+                    assert_eq!(totals(&conn, "t2"), before, "{case}");
+                    let users: i64 = conn
+                        .query_row(
+                            "SELECT COUNT(*) FROM users WHERE tenant_id = 't2'",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .unwrap();
+                    assert_eq!(users, 0, "{case}");
+                }
+                Err(other) => panic!("{case}: {other:?}"),
+            }
         }
     }
 
