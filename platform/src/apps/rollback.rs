@@ -16,7 +16,8 @@ use crate::store::settings::Seal;
 /// Rolls application `application_id` back from `failed` to `previous` with `reason`, in one
 /// transaction. Returns the application as it is now, None when the active version changed
 /// meanwhile (a newer upload wins). Invalid, changing nothing, when `previous` would move the
-/// terms other subscribed tenants agreed to (`super::terms`): the failed version stays.
+/// terms other subscribed tenants agreed to (`super::terms`): the failed version stays. The
+/// options caps do not stop it (`settings_propagation::follow_back` says why).
 pub fn roll_back(
     conn: &mut Connection,
     application_id: i64,
@@ -32,7 +33,7 @@ pub fn roll_back(
     }
     let after = applications::get_any(&tx, application_id)?;
     super::terms::check_kept(&tx, &before, &super::terms::Terms::of(&after))?;
-    settings_propagation::follow(&tx, &before, &after, seal)?;
+    settings_propagation::follow_back(&tx, &before, &after, seal)?;
     tx.commit()?;
     Ok(Some(after))
 }

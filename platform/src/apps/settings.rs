@@ -1,14 +1,17 @@
 //! The rules of a manifest's settings the flows share: the category an application may claim,
-//! the settings category and keys of its active manifest, and sealing (`credentials.` values
+//! the settings category and keys of its active manifest, room for them in the subscribed
+//! tenants' options, and sealing (`credentials.` values
 //! are stored only sealed, under their option's context).
+
+use std::sync::Arc;
 
 use manifests_schema::Manifest;
 use serde_json::Value;
 
-use super::{Apps, FlowError};
+use super::{Apps, FlowError, settings_propagation};
 use crate::secrets::{Secrets, setting_default_context};
 use crate::store::StoreError;
-use crate::store::applications::{Application, resolved_manifest};
+use crate::store::applications::{self, Application, resolved_manifest};
 use crate::store::subscriptions::{self, CategoryClaim};
 
 /// The settings category and keys of an application's active manifest.
@@ -49,6 +52,26 @@ pub async fn check_manifest_category(
             "Settings category {category:?} {why}; set \"settingsCategory\" in cumulocity.json to a category of this application's own (letters, digits and '.')"
         ),
     ))
+}
+
+/// An upload's check before its image loads: the new manifest's settings must fit every
+/// subscribed tenant's options caps (`settings_propagation::check`). The version's record
+/// checks again in its transaction: tenants write options without the upload lock.
+pub async fn check_settings_room(
+    apps: &Apps,
+    app: &Application,
+    manifest: &Manifest,
+) -> Result<(), FlowError> {
+    let (owner, id) = (app.owner.clone(), app.id);
+    let (manifest, secrets) = (manifest.clone(), Arc::clone(&apps.secrets));
+    apps.db("applications", move |conn| {
+        let app = applications::get(conn, &owner, id)?;
+        let before = resolved_manifest(&app);
+        let seal = seal_setting(&secrets);
+        let plan = settings_propagation::plan(conn, &app, before.as_ref(), &manifest, &seal)?;
+        settings_propagation::check(conn, &app, &plan)
+    })
+    .await
 }
 
 /// Seals a setting's value for a tenant, under the option's context.

@@ -126,8 +126,38 @@ pub fn plan(
         .collect()
 }
 
-/// Writes what [`plan`] decided, in the caller's transaction.
-pub fn apply(conn: &Connection, plan: &[(String, Vec<OptionChange>)]) -> Result<(), StoreError> {
+/// Writes what [`plan`] decided for `app`, in the caller's transaction. Invalid, writing
+/// nothing, when it would take a tenant past an options cap ([`check`]).
+pub fn apply(
+    conn: &Connection,
+    app: &Application,
+    plan: &[(String, Vec<OptionChange>)],
+) -> Result<(), StoreError> {
+    check(conn, app, plan)?;
+    write(conn, plan)
+}
+
+/// Refuses a plan that would take a tenant past an options cap (`options::over_cap`): a
+/// provider's version may not grow a subscriber's options past what the tenant may write
+/// itself (Invalid, naming the tenant and the cap).
+pub fn check(
+    conn: &Connection,
+    app: &Application,
+    plan: &[(String, Vec<OptionChange>)],
+) -> Result<(), StoreError> {
+    for (tenant, changes) in plan {
+        let weighed = changes.iter().map(OptionChange::weighed);
+        if let Some(over) = options::over_cap(conn, tenant, weighed)? {
+            return Err(StoreError::Invalid(format!(
+                "Tenant {tenant}, subscribed to {}, cannot take this version's settings: {over}; the tenant must delete some of its options first, or the version must have fewer or shorter settings",
+                app.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn write(conn: &Connection, plan: &[(String, Vec<OptionChange>)]) -> Result<(), StoreError> {
     for (tenant, changes) in plan {
         options::apply(conn, tenant, changes)?;
     }
@@ -135,18 +165,40 @@ pub fn apply(conn: &Connection, plan: &[(String, Vec<OptionChange>)]) -> Result<
 }
 
 /// The subscribers' settings follow an application whose active manifest changed from
-/// `before`'s to `after`'s (an activated or restored version), in the caller's transaction.
-/// Nothing changes when `after` has no manifest.
+/// `before`'s to `after`'s (an activated version), in the caller's transaction, within the
+/// options caps ([`apply`]). Nothing changes when `after` has no manifest.
 pub fn follow(
     conn: &Connection,
     before: &Application,
     after: &Application,
     seal: &Seal<'_>,
 ) -> Result<(), StoreError> {
+    follow_plan(conn, before, after, seal, |plan| apply(conn, after, plan))
+}
+
+/// [`follow`] for a rollback, which the caps do not stop: the restored version's settings fit
+/// when they were written, what they may exceed now is one manifest's settings, and refusing
+/// would keep a failed version active because a subscriber wrote options since.
+pub fn follow_back(
+    conn: &Connection,
+    before: &Application,
+    after: &Application,
+    seal: &Seal<'_>,
+) -> Result<(), StoreError> {
+    follow_plan(conn, before, after, seal, |plan| write(conn, plan))
+}
+
+fn follow_plan(
+    conn: &Connection,
+    before: &Application,
+    after: &Application,
+    seal: &Seal<'_>,
+    write: impl FnOnce(&[(String, Vec<OptionChange>)]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     use crate::store::applications::resolved_manifest;
     if let Some(restored) = resolved_manifest(after) {
         let old = resolved_manifest(before);
-        apply(conn, &plan(conn, after, old.as_ref(), &restored, seal)?)?;
+        write(&plan(conn, after, old.as_ref(), &restored, seal)?)?;
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ pub struct Activation {
 /// its manifest and roles, and the subscribed tenants' settings become that version's, in one
 /// transaction. The supervisor then rolls it out like an upload, and rolls it back to the
 /// stable version if it does not become ready. Activating the active version changes nothing.
+/// Invalid, changing nothing, when its settings would take a subscriber past an options cap.
 fn make_active(
     conn: &mut Connection,
     tenant: &str,

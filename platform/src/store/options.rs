@@ -40,6 +40,10 @@ fn option_bytes(category: &str, key: &str, value: &str) -> i64 {
 pub enum After<'a> {
     /// The option holds this value.
     Value(&'a str),
+    /// There is no option.
+    Gone,
+    /// Whatever the earlier writes left (only a flag changed).
+    Unchanged,
 }
 
 /// A cap on a tenant's options that some writes would take it past.
@@ -67,12 +71,21 @@ pub fn over_cap<'a>(
 ) -> Result<Option<OverCap>, StoreError> {
     let mut last: HashMap<(&str, &str), After<'_>> = HashMap::new();
     for (category, key, after) in writes {
-        last.insert((category, key), after);
+        match after {
+            After::Unchanged => {
+                last.entry((category, key)).or_insert(After::Unchanged);
+            }
+            after => {
+                last.insert((category, key), after);
+            }
+        }
     }
     let (mut added, mut grown) = (0_i64, 0_i64);
     for ((category, key), after) in last {
         let new = match after {
             After::Value(value) => Some(option_bytes(category, key, value)),
+            After::Gone => None,
+            After::Unchanged => continue,
         };
         let old: Option<i64> = conn
             .query_row(
@@ -261,6 +274,17 @@ pub enum OptionChange {
         category: String,
         key: String,
     },
+}
+
+impl OptionChange {
+    /// The change as the caps weigh it.
+    pub fn weighed(&self) -> (&str, &str, After<'_>) {
+        match self {
+            OptionChange::Delete { category, key } => (category, key, After::Gone),
+            OptionChange::Replace(o) => (&o.category, &o.key, After::Value(&o.value)),
+            OptionChange::MarkEditable { category, key } => (category, key, After::Unchanged),
+        }
+    }
 }
 
 /// Applies `changes` to `tenant`'s options in order, in the caller's transaction.

@@ -187,3 +187,93 @@ fn a_key_listed_twice_is_decided_against_the_first_decision() {
         ]
     );
 }
+
+#[test]
+fn a_version_whose_settings_would_take_a_subscriber_past_a_cap_changes_nothing() {
+    use crate::store::applications::get_any;
+    use crate::store::options::tests::{fill, totals};
+    use crate::store::options::{MAX_PER_TENANT, category};
+    let mut conn = crate::store::test_conn(&["t1", "t2"]);
+    let with = |app: &Application, settings: &str| {
+        let text = format!(
+            r#"{{"apiVersion":"2","name":"hello","version":"1.0.0","provider":{{"name":"x"}},"settingsCategory":"cat","settings":[{settings}]}}"#
+        );
+        Application {
+            manifest: Some(serde_json::from_str(&text).unwrap()),
+            ..app.clone()
+        }
+    };
+    conn.execute_batch(
+        "INSERT INTO applications (id, owner_tenant, name, key, type, creation_time) VALUES (7, 't1', 'hello', 'h', 'MICROSERVICE', 'now');
+         INSERT INTO subscriptions VALUES (7, 't1', 'u', 's', 'now'), (7, 't2', 'u', 's', 'now');",
+    )
+    .unwrap();
+    let app = get_any(&conn, 7).unwrap();
+    let v1 = with(&app, r#"{"key":"a","defaultValue":"1"}"#);
+    for tenant in ["t1", "t2"] {
+        let seeded = TenantOption {
+            category: "cat".into(),
+            key: "a".into(),
+            value: "1".into(),
+            encrypted: false,
+            editable: false,
+            from_manifest: true,
+        };
+        options::put(&conn, tenant, &seeded).unwrap();
+    }
+    // t2 has one place left.
+    fill(&conn, "t2", MAX_PER_TENANT - 1, 1 << 20);
+    let no_seal =
+        |_: &str, _: &str, _: &str, v: &str| -> Result<String, StoreError> { Ok(v.to_owned()) };
+    let two_more = with(
+        &app,
+        r#"{"key":"a","defaultValue":"2"},{"key":"b","defaultValue":"2"},{"key":"c","defaultValue":"2"}"#,
+    );
+    // (case, the new version's settings, accepted)
+    let cases = [
+        (
+            "one key more",
+            with(
+                &app,
+                r#"{"key":"a","defaultValue":"2"},{"key":"b","defaultValue":"2"}"#,
+            ),
+            true,
+        ),
+        ("two keys more", two_more.clone(), false),
+        (
+            "two renamed keys",
+            with(
+                &app,
+                r#"{"key":"x","defaultValue":"2"},{"key":"y","defaultValue":"2"}"#,
+            ),
+            true,
+        ),
+    ];
+    for (case, after, accepted) in cases {
+        let tx = conn.transaction().unwrap();
+        match follow(&tx, &v1, &after, &no_seal) {
+            Ok(()) => assert!(accepted, "{case}: accepted"),
+            Err(StoreError::Invalid(m)) => {
+                assert!(!accepted, "{case}: refused: {m}");
+                assert!(
+                    m.contains("Tenant t2, subscribed to hello") && m.contains("10000 options"),
+                    "{case}: {m}"
+                );
+                // Checked before anything is written, in any tenant.
+                for tenant in ["t1", "t2"] {
+                    let kept: Vec<String> = category(&tx, tenant, "cat")
+                        .unwrap()
+                        .into_iter()
+                        .map(|o| format!("{}={}", o.key, o.value))
+                        .collect();
+                    assert_eq!(kept, ["a=1"], "{case}: {tenant}");
+                }
+            }
+            Err(other) => panic!("{case}: {other:?}"),
+        }
+    }
+    // A rollback restores a version's settings whatever the caps.
+    let tx = conn.transaction().unwrap();
+    follow_back(&tx, &v1, &two_more, &no_seal).unwrap();
+    assert_eq!(totals(&tx, "t2").0, MAX_PER_TENANT + 1);
+}

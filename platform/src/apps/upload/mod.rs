@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::settings::{check_manifest_category, seal_setting, stored_manifest};
+use super::settings::{
+    check_manifest_category, check_settings_room, seal_setting, stored_manifest,
+};
 use super::settings_propagation;
 use super::{Apps, FlowError};
 use crate::auth::principal::Principal;
@@ -164,6 +166,7 @@ async fn accept_opened(
     check_manifest_category(apps, &app, &manifest).await?;
     super::terms::check_manifest(apps, app.id, &app.owner, &manifest).await?;
     super::limits::check_upload(apps, app.id, &app.owner, &manifest).await?;
+    check_settings_room(apps, &app, &manifest).await?;
     // The deployments' networks are made while the image loads (they are garbage again if
     // the upload fails): creating a bridge is a fifth of a small image's deploy.
     let subscribed = apps
@@ -519,7 +522,7 @@ async fn install(
                 &seal_setting(&secrets),
             )?;
             let recorded = applications::record_upload(&tx, &tenant, id, &record)?;
-            settings_propagation::apply(&tx, &settings)?;
+            settings_propagation::apply(&tx, &app, &settings)?;
             tx.commit()?;
             Ok(recorded)
         })

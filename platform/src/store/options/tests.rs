@@ -283,6 +283,71 @@ fn a_key_written_twice_in_one_batch_counts_once_and_its_last_value_weighs() {
 }
 
 #[test]
+fn changes_weigh_what_they_leave_in_order() {
+    let delete = |key: &str| OptionChange::Delete {
+        category: "c".into(),
+        key: key.into(),
+    };
+    let replace = |key: &str, len: usize| OptionChange::Replace(new_option(key, len));
+    let mark = |key: &str| OptionChange::MarkEditable {
+        category: "c".into(),
+        key: key.into(),
+    };
+    let over = Some(OverCap::Count(MAX_PER_TENANT + 1));
+    // (case, options held beyond the cap, changes, verdict)
+    let cases = [
+        (
+            "one out, one in",
+            0,
+            vec![delete("x"), replace("n", 1)],
+            None,
+        ),
+        (
+            "in, then out again",
+            0,
+            vec![replace("n", 1), delete("n")],
+            None,
+        ),
+        ("in, then marked", 0, vec![replace("n", 1), mark("n")], over),
+        (
+            "out, then marked",
+            0,
+            vec![delete("x"), mark("x"), replace("n", 1)],
+            None,
+        ),
+        (
+            "one out, two in",
+            0,
+            vec![delete("x"), replace("n", 1), replace("m", 1)],
+            over,
+        ),
+        (
+            "an absent key deleted, then written",
+            0,
+            vec![delete("n"), replace("n", 1)],
+            over,
+        ),
+        ("only marked", 0, vec![mark("x"), mark("n")], None),
+        // Past the cap already (an older Berth wrote settings past it): changes that do not
+        // add a key pass, one that does is refused.
+        ("past it: a value changed", 5, vec![replace("x", 100)], None),
+        (
+            "past it: one in",
+            5,
+            vec![replace("n", 1)],
+            Some(OverCap::Count(MAX_PER_TENANT + 6)),
+        ),
+    ];
+    for (case, beyond, changes, verdict) in cases {
+        let conn = super::super::test_conn(&["t"]);
+        put(&conn, "t", &new_option("x", 1)).unwrap();
+        fill(&conn, "t", MAX_PER_TENANT + beyond, 1 << 20);
+        let weighed = over_cap(&conn, "t", changes.iter().map(OptionChange::weighed)).unwrap();
+        assert_eq!(weighed, verdict, "{case}");
+    }
+}
+
+#[test]
 fn growing_bytes_past_their_cap_is_refused_with_the_total() {
     let conn = super::super::test_conn(&["t"]);
     fill(&conn, "t", 10, MAX_BYTES_PER_TENANT - 10);
