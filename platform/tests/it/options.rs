@@ -326,6 +326,133 @@ fn credentials_defaults_of_a_manifest_are_sealed_and_masked() {
         .expect(204);
 }
 
+/// A manifest's settings are options in each subscribed tenant, so they count against its
+/// caps: a subscription, or a new version, whose settings would take a tenant past one is
+/// refused naming the tenant and the cap, and writes nothing.
+#[test]
+fn settings_past_a_subscribers_options_caps_are_refused() {
+    use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN};
+    use crate::upload::{self, TestImage};
+    const VALUE: usize = 64 * 1024;
+    const SETTING: usize = 200 * 1024;
+    let server = Server::start();
+    let (owner, sub) = (create_tenant(&server, "cpo"), create_tenant(&server, "cps"));
+    let image = TestImage::build(0);
+    let category = format!("cp{}", uuid::Uuid::new_v4().simple());
+    let app = upload::create_microservice(&server, &owner);
+    let id = app["id"].as_str().unwrap();
+    let package = |version: &str, keys: &[&str]| {
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&upload::manifest(version)).unwrap();
+        manifest["settingsCategory"] = json!(category);
+        manifest["settings"] = keys
+            .iter()
+            .map(|k| json!({"key": k, "defaultValue": "s".repeat(SETTING)}))
+            .collect();
+        upload::zip_of(&[
+            ("cumulocity.json", manifest.to_string().as_bytes()),
+            ("image.tar", &image.archive),
+        ])
+    };
+    upload::upload(&server, &owner, id, "file", &package("1.0.0", &["big"])).expect(201);
+    // The subscriber's own options, up to 150 KiB short of 16 MiB (categories, keys and
+    // values): 15 values of 64 KiB a request, and one that pads.
+    let full = 16 << 20;
+    let room = 150 * 1024;
+    let sub_login = (sub.admin_login.as_str(), sub.admin_password.as_str());
+    let put = |name: &str, body: &serde_json::Value| {
+        server
+            .req("PUT", &format!("/tenant/options/{name}"))
+            .basic(sub_login.0, sub_login.1)
+            .json(body)
+            .send()
+            .expect(200);
+    };
+    let weight = "own".len() + "k000".len() + VALUE;
+    let values = (full - room) / weight;
+    for chunk in (0..values).collect::<Vec<_>>().chunks(15) {
+        let body: serde_json::Map<String, serde_json::Value> = chunk
+            .iter()
+            .map(|i| (format!("k{i:03}"), json!("v".repeat(VALUE))))
+            .collect();
+        put("own", &json!(body));
+    }
+    let pad = full - room - values * weight - "own".len() - "pad".len();
+    put("own", &json!({"pad": "v".repeat(pad)}));
+
+    let subscribe = || {
+        server
+            .req("POST", &format!("/tenant/tenants/{}/applications", sub.id))
+            .basic(MGMT_ADMIN, ADMIN_PASSWORD)
+            .json(&json!({"application": {"id": id}}))
+            .send()
+    };
+    let settings = || {
+        server
+            .req("GET", &format!("/tenant/options/{category}"))
+            .basic(sub_login.0, sub_login.1)
+            .send()
+            .expect(200)
+            .json()
+    };
+    let subscribed = || {
+        server
+            .req("GET", &format!("/tenant/tenants/{}/applications", sub.id))
+            .basic(sub_login.0, sub_login.1)
+            .send()
+            .expect(200)
+            .json()["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["application"]["id"] == id)
+    };
+    let refused = subscribe()
+        .expect_error(422, "applications/Invalid Data")
+        .json();
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("Tenant {}", sub.id)) && message.contains("16 MiB"),
+        "{message}"
+    );
+    assert!(!subscribed());
+    assert_eq!(settings(), json!({}));
+
+    // Room for the one setting: the subscription goes through.
+    server
+        .req("DELETE", "/tenant/options/own/k000")
+        .basic(sub_login.0, sub_login.1)
+        .send()
+        .expect(204);
+    subscribe().expect(201);
+    assert!(subscribed());
+    assert_eq!(settings().as_object().unwrap().len(), 1);
+
+    // A version with one setting more does not fit.
+    let refused = upload::upload(
+        &server,
+        &owner,
+        id,
+        "file",
+        &package("2.0.0", &["big", "more"]),
+    )
+    .expect_error(422, "applications/Invalid Data")
+    .json();
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("Tenant {}", sub.id)) && message.contains("16 MiB"),
+        "{message}"
+    );
+    let shown = server
+        .req("GET", &format!("/application/applications/{id}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(shown["manifest"]["version"], "1.0.0");
+    assert_eq!(settings().as_object().unwrap().len(), 1);
+}
+
 /// go-c8y-cli reads the platform's version right after logging in; any user may, nobody
 /// anonymous, and no other system option exists.
 #[test]
