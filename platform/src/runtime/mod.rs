@@ -103,6 +103,10 @@ pub trait Runtime: Send + Sync + Debug + 'static {
     /// Starts an instance; Ok(false) when it is gone or being removed, which no retry mends:
     /// the caller replaces it instead.
     fn start_instance<'a>(&'a self, id: &'a str) -> Pending<'a, bool>;
+    /// How long a runtime that restarts exited instances by itself (Swarm) waits before it
+    /// restarts the instances of `id`'s revision; the same delay already set changes nothing.
+    /// A runtime whose instances only the supervisor starts (the local engine) ignores it.
+    fn pace_restarts<'a>(&'a self, id: &'a str, delay: Duration) -> Pending<'a, ()>;
     /// Kills a running instance at once (liveness failure); not running is fine.
     fn kill_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()>;
     /// Removes an instance, running or not; absent is fine.

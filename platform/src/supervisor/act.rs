@@ -123,6 +123,7 @@ impl Supervisor {
                 Action::Retain { .. } | Action::RemoveNetwork { .. } => {}
             }
         }
+        self.pace_restarts(part, dep, &kept).await;
         let ready_current = kept
             .values()
             .filter(|c| c.running && part.is_ready(&c.id))
@@ -167,6 +168,50 @@ impl Supervisor {
             kept,
             old: old_kept,
             all_ready,
+        }
+    }
+
+    /// Tells a runtime that restarts instances by itself (Swarm) how long to wait before it
+    /// restarts the current revision's instances, as [`plan::restart_pace`] says from their
+    /// failure streaks; the local engine ignores it (the supervisor starts its containers).
+    async fn pace_restarts(
+        &self,
+        part: &mut Part,
+        dep: &Deployment,
+        kept: &BTreeMap<u32, InstanceInfo>,
+    ) {
+        let Some(any) = kept.values().next() else {
+            return;
+        };
+        let streak = kept
+            .values()
+            .filter_map(|c| part.instances.get(&c.id))
+            .map(|i| i.consecutive_failures)
+            .max()
+            .unwrap_or(0);
+        let asked = part
+            .deployment
+            .restart_pace
+            .as_ref()
+            .filter(|(revision, _)| *revision == dep.revision)
+            .map(|(_, delay)| *delay);
+        let pace = plan::Pace {
+            streak,
+            any_down: kept.values().any(|c| !c.running),
+            asked,
+        };
+        let Some(delay) = plan::restart_pace(pace) else {
+            return;
+        };
+        match self.runtime.pace_restarts(&any.id, delay).await {
+            Ok(()) => {
+                tracing::info!(deployment = %dep.key, streak, delay_ms = delay.as_millis() as u64, "restart delay set");
+                part.deployment.restart_pace = Some((dep.revision.clone(), delay));
+            }
+            // Asked again next pass.
+            Err(e) => {
+                tracing::warn!(deployment = %dep.key, error = %e, "cannot set the restart delay")
+            }
         }
     }
 

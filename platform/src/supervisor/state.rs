@@ -184,6 +184,9 @@ pub(super) struct DeploymentEntry {
     pub startup: Startup,
     /// Creation failures by replica slot.
     pub create_failures: BTreeMap<u32, CreateFailures>,
+    /// The restart delay last set on the runtime for a revision (by revision), for a runtime
+    /// that restarts instances by itself (`plan::restart_pace`).
+    pub restart_pace: Option<(String, Duration)>,
 }
 
 impl DeploymentEntry {
@@ -196,6 +199,7 @@ impl DeploymentEntry {
                 ever_ready: false,
             },
             create_failures: BTreeMap::new(),
+            restart_pace: None,
         }
     }
 }

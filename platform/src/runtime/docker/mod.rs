@@ -155,6 +155,12 @@ impl Runtime for DockerEngine {
         Box::pin(self.start_instance(id))
     }
 
+    /// The local engine restarts nothing by itself: the supervisor starts a crashed
+    /// container after its own back-off.
+    fn pace_restarts<'a>(&'a self, _id: &'a str, _delay: Duration) -> Pending<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn kill_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
         Box::pin(self.kill_instance(id))
     }

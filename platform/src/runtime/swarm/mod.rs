@@ -296,6 +296,32 @@ impl Runtime for SwarmRuntime {
         })
     }
 
+    /// Sets the restart delay of the slot's service (its task template's restart policy), if
+    /// it is another. Swarm then replaces every task of the service (a task whose spec differs
+    /// is out of date), which is why the supervisor changes it only for a crash loop and its
+    /// end (`plan::restart_pace`).
+    fn pace_restarts<'a>(&'a self, id: &'a str, delay: Duration) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let Some((service, _)) = parse_instance_id(id) else {
+                return Ok(());
+            };
+            let Some(existing) = self.service(service).await? else {
+                return Ok(());
+            };
+            let Some(mut spec) = existing.spec.clone() else {
+                return Ok(());
+            };
+            let wanted = services::restart_policy(delay);
+            let task = spec.task_template.get_or_insert_with(Default::default);
+            // Swarm reports an unset `MaxAttempts` as 0: only the delay tells them apart.
+            if task.restart_policy.as_ref().and_then(|p| p.delay) == wanted.delay {
+                return Ok(());
+            }
+            task.restart_policy = Some(wanted);
+            self.update_service(service, &existing, spec).await
+        })
+    }
+
     /// Only the node's engine can kill one task's container; without it the slot stays out of
     /// routing until it passes its probe again, and Swarm restarts it if it exits (README:
     /// what Swarm cannot guarantee). Swarm restarts a killed task itself.

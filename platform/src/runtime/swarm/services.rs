@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum,
@@ -102,7 +103,7 @@ pub fn service_spec(spec: &InstanceSpec, image: &str) -> ServiceSpec {
             }),
             ..Default::default()
         }),
-        restart_policy: Some(restart_policy()),
+        restart_policy: Some(restart_policy(FIRST_RESTART_DELAY)),
         placement: Some(TaskSpecPlacement {
             preferences: Some(vec![TaskSpecPlacementPreferences {
                 spread: Some(TaskSpecPlacementSpread {
@@ -186,7 +187,7 @@ pub fn relay_spec(
             }),
             ..Default::default()
         }),
-        restart_policy: Some(restart_policy()),
+        restart_policy: Some(restart_policy(FIRST_RESTART_DELAY)),
         networks: Some(vec![NetworkAttachmentConfig {
             target: Some(network.to_owned()),
             aliases: Some(vec![PLATFORM_HOST.to_owned()]),
@@ -265,12 +266,18 @@ pub fn replicated(replicas: u32) -> ServiceSpecMode {
     }
 }
 
+/// The restart delay a service starts with: the supervisor's fast restart (its back-off's
+/// first delay), until a crash loop makes the supervisor raise it (`pace_restarts`).
+pub const FIRST_RESTART_DELAY: Duration = Duration::from_millis(200);
+
 /// Swarm restarts an exited task itself (a node's agent does it, the manager cannot reach a
-/// node's containers); 200 ms is the local engine's first restart delay.
-fn restart_policy() -> TaskSpecRestartPolicy {
+/// node's containers) after `delay`, for ever: no `max_attempts`, since a slot that used them
+/// up stays down for good (the window passing does not bring it back; only an update that
+/// replaces every task of the service does), and no `window` (it only counts attempts).
+pub fn restart_policy(delay: Duration) -> TaskSpecRestartPolicy {
     TaskSpecRestartPolicy {
         condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
-        delay: Some(200_000_000),
+        delay: Some(i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX)),
         max_attempts: None,
         window: None,
     }
@@ -449,5 +456,22 @@ mod tests {
             &relay_of("10.213.9.1:41000", "reg/relay:2"),
             &wanted
         ));
+    }
+
+    #[test]
+    fn the_restart_policy_restarts_for_ever_after_the_delay_asked() {
+        let fast = restart_policy(FIRST_RESTART_DELAY);
+        assert_eq!(fast.delay, Some(200_000_000));
+        assert_eq!(
+            fast.condition,
+            Some(TaskSpecRestartPolicyConditionEnum::ANY)
+        );
+        assert_eq!((fast.max_attempts, fast.window), (None, None));
+        assert_eq!(
+            restart_policy(Duration::from_secs(60)).delay,
+            Some(60_000_000_000)
+        );
+        let spec = service_spec(&instance(), "registry/image@sha256:1");
+        assert_eq!(spec.task_template.unwrap().restart_policy, Some(fast));
     }
 }

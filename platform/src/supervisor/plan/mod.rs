@@ -263,6 +263,43 @@ pub fn streak_over(since: Instant, now: Instant) -> bool {
     now.duration_since(since) >= backoff::STABLE_AFTER
 }
 
+/// What [`restart_pace`] decides from: one revision's instances as a runtime that restarts
+/// them by itself (Docker Swarm) runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// The longest failure streak among the revision's instances.
+    pub streak: u32,
+    /// Whether any of them is not running (an exit Swarm has not yet restarted).
+    pub any_down: bool,
+    /// The delay last set on the runtime for this revision (None: not known since this
+    /// Berth started, or never set: the runtime's own, [`backoff::FIRST_DELAY`]).
+    pub asked: Option<Duration>,
+}
+
+/// The restart delay a runtime that restarts instances by itself should wait after an exit of
+/// this revision's instances, when it must be changed (None: leave it). Swarm restarts by its
+/// service's restart policy, one for every slot, and a change of it replaces every task of
+/// the service, healthy ones included; so the delay follows the back-off numbers only from a
+/// crash loop on ([`backoff::CRASH_LOOP_AFTER`] failures in a row: a single crash keeps the
+/// fast restart and touches nothing), rises with the streak (`backoff::delay` of the next
+/// failure: 800 ms doubling to 60 s), and comes down only while some instance is down (the
+/// next exit after a streak reset, whose slot is waiting anyway), never under a revision whose
+/// instances all run.
+pub fn restart_pace(pace: Pace) -> Option<Duration> {
+    let wanted = if pace.streak >= backoff::CRASH_LOOP_AFTER {
+        backoff::delay(pace.streak.saturating_add(1)).max(backoff::FIRST_DELAY)
+    } else {
+        backoff::FIRST_DELAY
+    };
+    let current = pace.asked.unwrap_or(backoff::FIRST_DELAY);
+    let change = match pace.asked {
+        Some(asked) if asked == wanted => false,
+        _ if wanted > current => true,
+        _ => pace.any_down && (pace.asked.is_none() || wanted < current),
+    };
+    change.then_some(wanted)
+}
+
 /// How a rollout of the active version stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rollout {
