@@ -170,6 +170,17 @@ impl Lab {
     /// machine's shared one, whose images other tests' clean-ups may remove meanwhile) from the
     /// static binary `examples/hello/build.sh` makes, and removed from the manager again.
     pub fn hello_archive(&self) -> Vec<u8> {
+        self.hello_archive_with("[\"/hello\"]")
+    }
+
+    /// The hello binary whose entrypoint is `hello check /`: nobody listens in its own
+    /// container, so it exits non-zero at once, every time (a crash loop).
+    pub fn crashing_archive(&self) -> Vec<u8> {
+        self.hello_archive_with("[\"/hello\", \"check\", \"/\"]")
+    }
+
+    /// [`Lab::hello_archive`] with another `ENTRYPOINT` (JSON form).
+    fn hello_archive_with(&self, entrypoint: &str) -> Vec<u8> {
         let target = PathBuf::from(env!("CARGO_BIN_EXE_berth"))
             .parent()
             .and_then(|p| p.parent())
@@ -201,10 +212,14 @@ impl Lab {
         .unwrap();
         std::fs::write(
             ctx.path().join("Dockerfile"),
-            "FROM scratch\nCOPY hello /hello\nUSER 65534:65534\nENTRYPOINT [\"/hello\"]\n",
+            format!("FROM scratch\nCOPY hello /hello\nUSER 65534:65534\nENTRYPOINT {entrypoint}\n"),
         )
         .unwrap();
-        let tag = format!("berth-it-hello-{}:1.0.0", self.name);
+        let tag = format!(
+            "berth-it-hello-{}-{}:1.0.0",
+            self.name,
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
         let manager = self.var("LAB_DOCKER_HOST").to_owned();
         let docker = |args: &[&str]| {
             let out = Command::new("docker")

@@ -3,6 +3,7 @@
 
 mod engines;
 mod lab;
+mod restarts;
 mod rollout;
 mod runtime;
 mod serve;
