@@ -188,7 +188,7 @@ pub async fn subscribe(
         },
         create_service_user: is_microservice,
         service_password_sealed: sealed,
-        agreed: subscriptions::Agreed::of(&app),
+        agreed: app.agreed(),
         settings,
     };
     // Detached from the caller from here: a client that leaves does not stop a subscription

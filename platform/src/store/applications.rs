@@ -85,6 +85,17 @@ pub struct UploadRecord {
     pub intent: Option<i64>,
 }
 
+impl Application {
+    /// What a subscriber is checked against (see [`super::subscriptions::Agreed`]).
+    pub fn agreed(&self) -> super::subscriptions::Agreed {
+        super::subscriptions::Agreed {
+            required_roles: self.required_roles.clone(),
+            manifest: self.manifest.clone(),
+            availability: self.availability.clone(),
+        }
+    }
+}
+
 /// The validated, defaults-resolved manifest of an application (None before the first upload).
 pub fn resolved_manifest(app: &Application) -> Option<manifests_schema::Manifest> {
     let text = app.manifest.as_ref()?.to_string();

@@ -56,12 +56,24 @@ pub struct Agreed {
 }
 
 impl Agreed {
-    pub fn of(app: &super::applications::Application) -> Agreed {
-        Agreed {
-            required_roles: app.required_roles.clone(),
-            manifest: app.manifest.clone(),
-            availability: app.availability.clone(),
-        }
+    /// What application `id` asks now, and its name; NotFound if it is gone.
+    fn now(conn: &Connection, id: i64) -> Result<(String, Agreed), StoreError> {
+        let row: Option<(String, String, Option<String>, String)> = conn
+            .query_row(
+                "SELECT name, required_roles, manifest, availability FROM applications WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let (name, roles, manifest, availability) = row.ok_or_else(|| {
+            StoreError::NotFound(format!("Could not find application by ID {id}"))
+        })?;
+        let agreed = Agreed {
+            required_roles: serde_json::from_str(&roles)?,
+            manifest: manifest.map(|m| serde_json::from_str(&m)).transpose()?,
+            availability,
+        };
+        Ok((name, agreed))
     }
 }
 
@@ -126,11 +138,11 @@ pub fn subscribed(
 /// settings would take the tenant past an options cap.
 pub fn subscribe(conn: &mut Connection, new: &NewSubscription) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    let now = super::applications::get_any(&tx, new.application_id)?;
-    if Agreed::of(&now) != new.agreed {
+    let (name, now) = Agreed::now(&tx, new.application_id)?;
+    if now != new.agreed {
         return Err(StoreError::Conflict(format!(
-            "Application {} changed while tenant {} subscribed to it (its required roles, manifest or availability); subscribe again to agree to what it asks now",
-            now.name, new.tenant
+            "Application {name} changed while tenant {} subscribed to it (its required roles, manifest or availability); subscribe again to agree to what it asks now",
+            new.tenant
         )));
     }
     tx.execute(
@@ -505,7 +517,7 @@ mod tests {
                 },
                 create_service_user: true,
                 service_password_sealed: "s".into(),
-                agreed: Agreed::of(&crate::store::applications::get_any(&conn, 7).unwrap()),
+                agreed: Agreed::now(&conn, 7).unwrap().1,
                 settings: keys
                     .iter()
                     .enumerate()
@@ -628,7 +640,6 @@ mod tests {
             [],
         )
         .unwrap();
-        let checked = super::super::applications::get_any(&conn, 1).unwrap();
         let new = NewSubscription {
             application_id: 1,
             tenant: "v".into(),
@@ -640,7 +651,7 @@ mod tests {
             },
             create_service_user: true,
             service_password_sealed: "sealed".into(),
-            agreed: Agreed::of(&checked),
+            agreed: Agreed::now(&conn, 1).unwrap().1,
             settings: Vec::new(),
         };
         // (what changed between the check and the record)
