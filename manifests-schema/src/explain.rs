@@ -158,6 +158,9 @@ fn pattern_mismatch(pointer: &str, label: &str, instance: &Value) -> String {
         "settingsCategory" => {
             format!("`settingsCategory` may only contain letters, digits and '.', got {text:?}")
         }
+        "key" if pointer.starts_with("/settings/") => format!(
+            "`{label}` {text:?} may not contain '/' or whitespace: it becomes a tenant option key, which /tenant/options/{{category}}/{{key}} must be able to name"
+        ),
         _ => format!("`{label}` has an invalid format: {text:?}"),
     }
 }

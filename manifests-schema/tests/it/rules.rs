@@ -429,6 +429,24 @@ const MEMBER_CASES: &[(&str, &str, &[Expected<'static>])] = &[
         )],
     ),
     (
+        "settings key with a slash",
+        r#""settings": [{"key": "a/b", "defaultValue": "x"}]"#,
+        &[(
+            "/settings/0/key",
+            Error,
+            "`settings[0].key` \"a/b\" may not contain '/' or whitespace",
+        )],
+    ),
+    (
+        "settings key with a space",
+        r#""settings": [{"key": "a b", "defaultValue": "x"}]"#,
+        &[(
+            "/settings/0/key",
+            Error,
+            "may not contain '/' or whitespace",
+        )],
+    ),
+    (
         "settings missing key",
         r#""settings": [{"defaultValue": "a"}]"#,
         &[("/settings/0", Error, "missing required property `key`")],
@@ -725,6 +743,47 @@ fn each_rule_gives_its_diagnostics() {
         assert_diagnostics(case, &diagnostics, expected);
         let rejected = expected.iter().any(|(_, severity, _)| *severity == Error);
         assert_eq!(validate(&text).is_err(), rejected, "{case}: verdict");
+    }
+}
+
+/// A setting becomes a tenant option: its key and default value are bounded as the options API
+/// bounds them (256 characters, 64 KiB).
+#[test]
+fn settings_are_bounded_as_tenant_options() {
+    let setting = |key: usize, value: usize| {
+        format!(
+            r#""settings": [{{"key": "{}", "defaultValue": "{}"}}]"#,
+            "k".repeat(key),
+            "v".repeat(value)
+        )
+    };
+    let cases: &[(&str, String, &[Expected<'_>])] = &[
+        ("at the bounds", setting(256, 65_536), &[]),
+        (
+            "key too long",
+            setting(257, 1),
+            &[(
+                "/settings/0/key",
+                Error,
+                "`settings[0].key` may be at most 256 characters long",
+            )],
+        ),
+        (
+            "value too long",
+            setting(1, 65_537),
+            &[(
+                "/settings/0/defaultValue",
+                Error,
+                "may be at most 65536 characters long",
+            )],
+        ),
+    ];
+    for (case, extra, expected) in cases {
+        let diagnostics = match validate(&manifest_with(extra)) {
+            Ok(validated) => validated.warnings,
+            Err(rejected) => rejected.diagnostics,
+        };
+        assert_diagnostics(case, &diagnostics, expected);
     }
 }
 
