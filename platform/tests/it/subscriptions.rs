@@ -808,22 +808,7 @@ fn service_users_follow_the_required_roles() {
         .send()
         .expect(201);
     let (login, password) = crate::upload::service_login(&server, &owner, &app, &sub.id);
-    let held = || -> Vec<String> {
-        let me = server
-            .req("GET", "/user/currentUser")
-            .basic(&login, &password)
-            .send()
-            .expect(200)
-            .json();
-        let mut roles: Vec<String> = me["effectiveRoles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect();
-        roles.sort();
-        roles
-    };
+    let held = || effective_roles(&server, &login, &password);
     assert_eq!(held(), ["ROLE_AUDIT_READ", "ROLE_INVENTORY_READ"]);
     // Fewer roles reach the subscriber's service user at once (more would be refused while it
     // is subscribed: `nobody_raises_what_a_subscribers_service_user_may_do`).
@@ -831,6 +816,24 @@ fn service_users_follow_the_required_roles() {
     assert_eq!(held(), ["ROLE_AUDIT_READ"]);
     require(&[]);
     assert!(held().is_empty());
+}
+
+/// The roles `login` holds, sorted, as `/user/currentUser` tells them.
+fn effective_roles(server: &Server, login: &str, password: &str) -> Vec<String> {
+    let me = server
+        .req("GET", "/user/currentUser")
+        .basic(login, password)
+        .send()
+        .expect(200)
+        .json();
+    let mut roles: Vec<String> = me["effectiveRoles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    roles.sort();
+    roles
 }
 
 /// Creates a MARKET microservice (as `login`) asking for `required` roles; its id.
@@ -970,20 +973,7 @@ fn a_hosted_namesake_never_reaches_a_microservices_service_user() {
             .expect(201);
     }
     let (login, password) = upload::service_login(&server, &provider, &service, &victim.id);
-    let held = || -> Vec<String> {
-        let me = server
-            .req("GET", "/user/currentUser")
-            .basic(&login, &password)
-            .send()
-            .expect(200)
-            .json();
-        me["effectiveRoles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let held = || effective_roles(&server, &login, &password);
     let inventory = ["ROLE_INVENTORY_READ"];
     assert_eq!(held(), inventory);
     // Its own roles again (no growth, so no subscriber is asked), then none.
