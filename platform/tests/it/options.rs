@@ -334,7 +334,9 @@ fn settings_past_a_subscribers_options_caps_are_refused() {
     use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN};
     use crate::upload::{self, TestImage};
     const VALUE: usize = 64 * 1024;
-    const SETTING: usize = 200 * 1024;
+    // One logical setting of 200 KiB: four defaults of 50 KiB (a default may have 64 KiB).
+    const PARTS: usize = 4;
+    const SETTING: usize = 50 * 1024;
     let server = Server::start();
     let (owner, sub) = (create_tenant(&server, "cpo"), create_tenant(&server, "cps"));
     let image = TestImage::build(0);
@@ -347,7 +349,11 @@ fn settings_past_a_subscribers_options_caps_are_refused() {
         manifest["settingsCategory"] = json!(category);
         manifest["settings"] = keys
             .iter()
-            .map(|k| json!({"key": k, "defaultValue": "s".repeat(SETTING)}))
+            .flat_map(|k| {
+                (0..PARTS).map(
+                    move |p| json!({"key": format!("{k}{p}"), "defaultValue": "s".repeat(SETTING)}),
+                )
+            })
             .collect();
         upload::zip_of(&[
             ("cumulocity.json", manifest.to_string().as_bytes()),
@@ -426,7 +432,7 @@ fn settings_past_a_subscribers_options_caps_are_refused() {
         .expect(204);
     subscribe().expect(201);
     assert!(subscribed());
-    assert_eq!(settings().as_object().unwrap().len(), 1);
+    assert_eq!(settings().as_object().unwrap().len(), PARTS);
 
     // A version with one setting more does not fit.
     let refused = upload::upload(
@@ -450,7 +456,7 @@ fn settings_past_a_subscribers_options_caps_are_refused() {
         .expect(200)
         .json();
     assert_eq!(shown["manifest"]["version"], "1.0.0");
-    assert_eq!(settings().as_object().unwrap().len(), 1);
+    assert_eq!(settings().as_object().unwrap().len(), PARTS);
 }
 
 /// go-c8y-cli reads the platform's version right after logging in; any user may, nobody
