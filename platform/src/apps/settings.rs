@@ -86,7 +86,9 @@ pub fn seal_setting(
 }
 
 /// The manifest as stored for an application: `credentials.` defaults sealed under their
-/// setting's context, so neither the database nor a response holds them in clear.
+/// setting's context, so neither the database nor a response holds them in clear. Invalid when
+/// that form does not validate: every reader of a stored manifest validates it again, and one
+/// that does not would be taken as no manifest (no terms, limits or settings to check).
 pub fn stored_manifest(
     secrets: &Secrets,
     app_name: &str,
@@ -108,6 +110,11 @@ pub fn stored_manifest(
                 .map_err(|e| StoreError::Seal(e.to_string()))?;
             setting["defaultValue"] = Value::String(sealed);
         }
+    }
+    if let Err(rejected) = manifests_schema::validate(&value.to_string()) {
+        return Err(StoreError::Invalid(format!(
+            "The manifest as Berth keeps it (defaults filled in, credentials.* defaults sealed, which makes each about a third longer) does not validate: {rejected}; shorten those defaults or list fewer settings"
+        )));
     }
     Ok(value)
 }

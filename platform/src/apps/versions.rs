@@ -47,6 +47,9 @@ fn make_active(
     }
     versions::set_active(&tx, id, version)?;
     let after = applications::get(&tx, tenant, id)?;
+    // Here as well as before the transaction: the roles its subscribers' service users get
+    // are the version row's, whatever its manifest says.
+    super::terms::check_kept(&tx, &before, &super::terms::Terms::of(&after))?;
     settings_propagation::follow(&tx, &before, &after, seal)?;
     tx.commit()?;
     Ok(Activation {
@@ -74,7 +77,16 @@ async fn activate(
             crate::store::desired::version_image(c, id, &wanted)
         })
         .await?;
-    if let Some(manifest) = stored.and_then(|(_, text)| manifests_schema::validate(&text).ok()) {
+    if let Some((_, text)) = stored {
+        // A kept manifest that no longer validates would skip every check below.
+        let manifest = manifests_schema::validate(&text).map_err(|rejected| {
+            FlowError::invalid(
+                "applications",
+                format!(
+                    "Version {version} cannot be activated: its kept manifest does not validate ({rejected}); upload it again"
+                ),
+            )
+        })?;
         super::limits::check_upload(apps, id, &principal.tenant, &manifest.manifest).await?;
         super::terms::check_manifest(apps, id, &principal.tenant, &manifest.manifest).await?;
     }
@@ -258,5 +270,53 @@ mod tests {
             .run_now(|c| make_active(c, "t1", 7, "1.0.0", &no_seal))
             .unwrap();
         assert_eq!(again.previous, None);
+    }
+
+    /// A kept version whose manifest no longer validates is refused before the transaction;
+    /// the transaction itself still refuses roles its subscribers did not agree to, since
+    /// the service users' roles are the version row's whatever its manifest says.
+    #[test]
+    fn an_activation_cannot_give_subscribers_service_users_more_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let evil = r#"{"requiredRoles":["ROLE_USER_MANAGEMENT_ADMIN"],"settings":"not a list"}"#;
+        store
+            .run_now(|c| {
+                c.execute_batch(
+                    "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('o', 'o.example', 'O', 'now');
+                     INSERT INTO tenants (id, domain, company, creation_time) VALUES ('v', 'v.example', 'V', 'now');
+                     INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, required_roles, active_version_id, creation_time)
+                         VALUES (7, 'o', 'hello', 'hello-key', 'MICROSERVICE', 'MARKET', '{}', '[]', '1.0.0', 'now');
+                     INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time)
+                         VALUES (7, '1.0.0', 'sha256:a', 't1', 'p1.zip', '{}', 'now');
+                     INSERT INTO subscriptions VALUES (7, 'v', 'service_hello', 's', 'now');
+                     INSERT INTO users (tenant_id, user_name, kind, password_hash, enabled, last_password_change, creation_time)
+                         VALUES ('v', 'service_hello', 'SERVICE', 'h', 1, 'now', 'now');",
+                )?;
+                c.execute(
+                    "INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time)
+                     VALUES (7, 'evil', 'sha256:b', 't2', 'p2.zip', ?1, 'now')",
+                    [evil],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let refused = store
+            .run_now(|c| make_active(c, "o", 7, "evil", &no_seal))
+            .unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::Invalid(m) if m.contains("ROLE_USER_MANAGEMENT_ADMIN")),
+            "{refused:?}"
+        );
+        let (active, roles): (String, i64) = store
+            .run_now(|c| {
+                Ok(c.query_row(
+                    "SELECT active_version_id, (SELECT COUNT(*) FROM user_roles WHERE tenant_id = 'v') FROM applications WHERE id = 7",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .unwrap();
+        assert_eq!((active.as_str(), roles), ("1.0.0", 0));
     }
 }

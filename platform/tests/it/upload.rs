@@ -320,6 +320,13 @@ fn failed_uploads_leave_no_trace() {
         m.to_string()
     };
     let other_name = named("other-app");
+    // Valid as sent, not as kept: a sealed credentials default is about a third longer, past
+    // the 64 KiB a default may have (every later check reads the kept form).
+    let sealed_too_long = {
+        let mut m: Value = serde_json::from_str(&manifest_ok).unwrap();
+        m["settings"] = json!([{"key": "credentials.token", "defaultValue": "a".repeat(49_200)}]);
+        m.to_string()
+    };
     let both_names = format!("\"other-app\", but it was uploaded to application \"{app_name}\"");
     let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
         (
@@ -403,6 +410,16 @@ fn failed_uploads_leave_no_trace() {
             422,
             "applications/Invalid Data",
             &both_names,
+        ),
+        (
+            "a credentials default too long once sealed",
+            zip_of(&[
+                ("cumulocity.json", sealed_too_long.as_bytes()),
+                ("image.tar", &fresh.archive),
+            ]),
+            422,
+            "applications/Invalid Data",
+            "as Berth keeps it",
         ),
         (
             "same version, other image",
