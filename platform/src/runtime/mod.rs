@@ -60,6 +60,8 @@ pub trait Runtime: Send + Sync + Debug + 'static {
 
     /// The id (`sha256:…`) of the image `reference` (id, name:tag), or None if absent.
     fn image_id<'a>(&'a self, reference: &'a str) -> Pending<'a, Option<String>>;
+    /// The tags (`repo:tag`) naming the image `reference`, or None if absent.
+    fn image_tags<'a>(&'a self, reference: &'a str) -> Pending<'a, Option<Vec<String>>>;
     /// The user an image runs as (its config's `User`; empty = root).
     fn image_user<'a>(&'a self, reference: &'a str) -> Pending<'a, String>;
     /// Loads a `docker save` archive. Returns what the engine reports as loaded: `sha256:…`

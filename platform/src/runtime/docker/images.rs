@@ -24,6 +24,18 @@ impl DockerEngine {
         }
     }
 
+    /// The tags (`repo:tag`) naming the image `reference`, or None if absent.
+    pub(super) async fn image_tags(
+        &self,
+        reference: &str,
+    ) -> Result<Option<Vec<String>>, RuntimeError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some(image.repo_tags.unwrap_or_default())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The user an image runs as (its config's `User`; empty = root).
     pub(super) async fn image_user(&self, reference: &str) -> Result<String, RuntimeError> {
         let image = self.docker.inspect_image(reference).await?;

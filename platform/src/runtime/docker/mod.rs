@@ -99,6 +99,10 @@ impl Runtime for DockerEngine {
         Box::pin(self.image_id(reference))
     }
 
+    fn image_tags<'a>(&'a self, reference: &'a str) -> Pending<'a, Option<Vec<String>>> {
+        Box::pin(self.image_tags(reference))
+    }
+
     fn image_user<'a>(&'a self, reference: &'a str) -> Pending<'a, String> {
         Box::pin(self.image_user(reference))
     }

@@ -189,6 +189,10 @@ impl Runtime for SwarmRuntime {
         self.engine.image_id(reference)
     }
 
+    fn image_tags<'a>(&'a self, reference: &'a str) -> Pending<'a, Option<Vec<String>>> {
+        self.engine.image_tags(reference)
+    }
+
     fn image_user<'a>(&'a self, reference: &'a str) -> Pending<'a, String> {
         self.engine.image_user(reference)
     }
