@@ -1,7 +1,8 @@
 //! Acting on recorded intents ([`crate::store::intents`]): undoing an upload whose version was
-//! never recorded, finishing an application's deletion. The same code runs when the request
-//! itself fails and at start for what a kill interrupted, so both leave the engine and the
-//! data dir alike.
+//! never recorded, finishing an application's deletion, removing an image a re-upload
+//! replaced. The same code runs when the request itself fails (or, for a replaced image, right
+//! after the upload), in background retries and at start for what a kill interrupted, so all
+//! leave the engine and the data dir alike.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use super::{Apps, CONVERGE_LIMIT};
 use crate::store::applications;
-use crate::store::intents::{self, DeletionIntent, Intent, UploadIntent};
+use crate::store::intents::{self, DeletionIntent, Intent, ReplacedImage, UploadIntent};
 
 /// What to do with Berth's tag of an upload that was not recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +169,72 @@ pub async fn finish_deletion(apps: &Apps, id: i64, intent: &DeletionIntent) -> b
     done && finish(apps, id).await
 }
 
+/// What to do about an image a re-upload replaced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReplacedImagePlan {
+    /// Nothing of the upload's left to remove: the image is gone, or in another's keeping (a
+    /// version records it, so its own deletion removes it; or a tag names it, another
+    /// installation's or someone's by hand, and the image goes with its last tag).
+    Done,
+    /// No version and no name: remove it. The engine refuses while a container uses it (the
+    /// old revision's, until the rollout retires it), and the intent is tried again later.
+    Remove,
+}
+
+/// Decides about a replaced image, given whether a version records it (`recorded`) and the
+/// tags naming it in the engine (`tags`; None when the engine does not have it).
+pub fn replaced_image_plan(recorded: bool, tags: Option<&[String]>) -> ReplacedImagePlan {
+    match tags {
+        Some([]) if !recorded => ReplacedImagePlan::Remove,
+        _ => ReplacedImagePlan::Done,
+    }
+}
+
+/// Removes the image a re-upload replaced once nothing refers to it and no container uses it;
+/// then finishes the intent. False while it cannot be removed yet (the intent stays, for a
+/// retry or the next start). Call with the upload lock held, so no upload records the image
+/// between the look and the removal.
+pub async fn remove_replaced_image(apps: &Apps, id: i64, replaced: &ReplacedImage) -> bool {
+    let image = replaced.image_id.clone();
+    let recorded = match apps
+        .store
+        .run(move |c| applications::image_in_use(c, &image))
+        .await
+    {
+        Ok(recorded) => recorded,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the versions to remove a replaced image");
+            return false;
+        }
+    };
+    let tags = match apps.runtime.image_tags(&replaced.image_id).await {
+        Ok(tags) => tags,
+        Err(e) => {
+            tracing::warn!(image = %replaced.image_id, error = %e, "engine unavailable; a replaced image stays to remove");
+            return false;
+        }
+    };
+    match replaced_image_plan(recorded, tags.as_deref()) {
+        ReplacedImagePlan::Done => {
+            tracing::debug!(image = %replaced.image_id, recorded, ?tags, "a replaced image is not Berth's to remove");
+        }
+        ReplacedImagePlan::Remove => {
+            if let Err(e) = apps.runtime.remove_image(&replaced.image_id).await {
+                tracing::info!(image = %replaced.image_id, error = %e, "a replaced image is still in use; removal retried later");
+                return false;
+            }
+            tracing::info!(
+                image = %replaced.image_id,
+                tenant = %replaced.tenant,
+                application = replaced.application_id,
+                version = %replaced.version,
+                "removed the image a re-upload replaced"
+            );
+        }
+    }
+    finish(apps, id).await
+}
+
 /// Delays before retrying an intent that could not be acted on (engine away, containers not
 /// yet removed); what is still left after the last is acted on at the next start.
 const RETRIES: [Duration; 4] = [
@@ -177,11 +244,13 @@ const RETRIES: [Duration; 4] = [
     Duration::from_secs(600),
 ];
 
-/// Undoes an upload or finishes a deletion. Call with the upload lock held.
+/// Undoes an upload, finishes a deletion or removes a replaced image. Call with the upload
+/// lock held.
 async fn act(apps: &Apps, id: i64, intent: &Intent) -> bool {
     match intent {
         Intent::Upload(upload) => undo_upload(apps, id, upload).await,
         Intent::DeleteApplication(deletion) => finish_deletion(apps, id, deletion).await,
+        Intent::RemoveReplacedImage(replaced) => remove_replaced_image(apps, id, replaced).await,
     }
 }
 
@@ -240,6 +309,7 @@ pub fn sweep_packages(
             Intent::DeleteApplication(d) => {
                 kept.extend(d.versions.iter().map(|v| v.package_file.clone()));
             }
+            Intent::RemoveReplacedImage(_) => {}
         }
     }
     let root = data_dir.join(crate::PACKAGES_DIR);
@@ -375,6 +445,34 @@ mod tests {
                     tag: TagRepair::Keep,
                     remove_image: false
                 }
+            );
+        }
+    }
+
+    #[test]
+    fn a_replaced_image_is_removed_only_when_nothing_names_it() {
+        use ReplacedImagePlan::*;
+        let ours = ["berth/i/t1-1:1.0.0".to_owned()];
+        let foreign = ["berth/other/t1-1:1.0.0-SNAPSHOT".to_owned()];
+        let none: [String; 0] = [];
+        // (a version records it, its tags in the engine) → plan
+        let cases: [(bool, Option<&[String]>, ReplacedImagePlan); 6] = [
+            // No version, no tag: the re-upload's leftover.
+            (false, Some(&none), Remove),
+            // Already gone (removed by hand, or an earlier attempt got through).
+            (false, None, Done),
+            (true, None, Done),
+            // A later upload brought it back as a version: that version's now.
+            (true, Some(&ours), Done),
+            (true, Some(&none), Done),
+            // Another installation (or a person) names it: the image goes with that tag.
+            (false, Some(&foreign), Done),
+        ];
+        for (recorded, tags, plan) in cases {
+            assert_eq!(
+                replaced_image_plan(recorded, tags),
+                plan,
+                "{recorded} {tags:?}"
             );
         }
     }

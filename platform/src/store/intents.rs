@@ -35,20 +35,35 @@ pub struct DeletionIntent {
     pub package_dir: String,
 }
 
+/// An image a re-upload of the same version (a `-SNAPSHOT`) replaced, recorded with the new
+/// version: removed once no version records it, nothing names it and no container uses it
+/// (the old revision's run until the new one is ready).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplacedImage {
+    pub image_id: String,
+    /// The version that used it, for the logs.
+    pub tenant: String,
+    pub application_id: i64,
+    pub version: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Intent {
     Upload(UploadIntent),
     DeleteApplication(DeletionIntent),
+    RemoveReplacedImage(ReplacedImage),
 }
 
 const UPLOAD: &str = "upload";
 const DELETE_APPLICATION: &str = "delete_application";
+const REMOVE_REPLACED_IMAGE: &str = "remove_replaced_image";
 
 /// Records `intent` (inside the caller's transaction, if any); returns its id.
 pub fn record(conn: &Connection, intent: &Intent) -> Result<i64, StoreError> {
     let (kind, body) = match intent {
         Intent::Upload(u) => (UPLOAD, serde_json::to_string(u)?),
         Intent::DeleteApplication(d) => (DELETE_APPLICATION, serde_json::to_string(d)?),
+        Intent::RemoveReplacedImage(r) => (REMOVE_REPLACED_IMAGE, serde_json::to_string(r)?),
     };
     conn.execute(
         "INSERT INTO intents (kind, body, created) VALUES (?1, ?2, ?3)",
@@ -83,6 +98,9 @@ pub fn pending(conn: &mut Connection) -> Result<Vec<(i64, Intent)>, StoreError> 
             UPLOAD => serde_json::from_str(&body).map(Intent::Upload).ok(),
             DELETE_APPLICATION => serde_json::from_str(&body)
                 .map(Intent::DeleteApplication)
+                .ok(),
+            REMOVE_REPLACED_IMAGE => serde_json::from_str(&body)
+                .map(Intent::RemoveReplacedImage)
                 .ok(),
             _ => None,
         };
@@ -123,20 +141,34 @@ mod tests {
             }],
             package_dir: "packages/t1/1".into(),
         });
+        let replaced = Intent::RemoveReplacedImage(ReplacedImage {
+            image_id: "sha256:cc".into(),
+            tenant: "t1".into(),
+            application_id: 1,
+            version: "1.0.0-SNAPSHOT".into(),
+        });
         store
             .run_now(|c| {
                 let a = record(c, &upload)?;
                 let b = record(c, &deletion)?;
+                let r = record(c, &replaced)?;
                 c.execute(
                     "INSERT INTO intents (kind, body, created) VALUES ('future', '{}', 'now')",
                     [],
                 )?;
                 assert_eq!(
                     pending(c)?,
-                    vec![(a, upload.clone()), (b, deletion.clone())]
+                    vec![
+                        (a, upload.clone()),
+                        (b, deletion.clone()),
+                        (r, replaced.clone())
+                    ]
                 );
                 finish(c, a)?;
-                assert_eq!(pending(c)?, vec![(b, deletion.clone())]);
+                assert_eq!(
+                    pending(c)?,
+                    vec![(b, deletion.clone()), (r, replaced.clone())]
+                );
                 Ok(())
             })
             .unwrap();

@@ -23,7 +23,7 @@ use crate::package::{self, ImageInfo, Opened, Package, PackageError};
 use crate::runtime::{RuntimeError, images};
 use crate::store::StoreError;
 use crate::store::applications::{self, Application, UploadRecord, Version};
-use crate::store::intents::{self, Intent, UploadIntent};
+use crate::store::intents::{self, Intent, ReplacedImage, UploadIntent};
 use crate::store::subscriptions;
 use crate::supervisor::spec;
 
@@ -249,7 +249,11 @@ async fn accept_opened(
         synced,
         intent: intent_id,
     };
-    let (app, replaced) = match install(apps, &package, kept, &target).await {
+    let Installed {
+        app,
+        replaced,
+        image_removal,
+    } = match install(apps, &package, kept, &target).await {
         Ok(done) => done,
         Err(err) => {
             undo(apps, intent_id, intent).await;
@@ -257,7 +261,7 @@ async fn accept_opened(
         }
     };
     if let Some(old) = replaced {
-        cleanup_replaced(apps, &old, &package_file).await;
+        cleanup_replaced(apps, &old, &package_file, image_removal).await;
     }
     // `arriving`: the image was loaded while the package arrived (else read whole).
     tracing::info!(tenant = %app.owner, application = %app.name, %version, image = %package.image.id, arriving = arrival.is_some(), "package accepted");
@@ -431,14 +435,25 @@ async fn decide(
     Ok((intent_id, intent))
 }
 
+/// A recorded upload.
+struct Installed {
+    app: Application,
+    /// The version of the same name it replaced (a snapshot).
+    replaced: Option<Version>,
+    /// The intent to remove the replaced version's image, recorded with the version when the
+    /// upload brought another image.
+    image_removal: Option<(i64, ReplacedImage)>,
+}
+
 /// Checks and tags the loaded image, keeps the package and records the version (with the
-/// replaced version, if any). On error the caller undoes what was done by the upload's intent.
+/// replaced version, if any, and the intent to remove its image). On error the caller undoes
+/// what was done by the upload's intent.
 async fn install(
     apps: &Apps,
     package: &Package,
     kept: Kept,
     target: &Target<'_>,
-) -> Result<(Application, Option<Version>), UploadError> {
+) -> Result<Installed, UploadError> {
     let Kept {
         temp,
         synced,
@@ -521,19 +536,45 @@ async fn install(
                 &manifest,
                 &seal_setting(&secrets),
             )?;
-            let recorded = applications::record_upload(&tx, &tenant, id, &record)?;
+            let (app, replaced) = applications::record_upload(&tx, &tenant, id, &record)?;
             settings_propagation::apply(&tx, &app, &settings)?;
+            // The replaced image can go only once the old revision's containers are gone;
+            // recorded now, so neither a refusal nor a restart forgets it.
+            let image_removal = match &replaced {
+                Some(old) if old.image_id != record.version.image_id => {
+                    let removal = ReplacedImage {
+                        image_id: old.image_id.clone(),
+                        tenant: tenant.clone(),
+                        application_id: id,
+                        version: old.version.clone(),
+                    };
+                    let intent = Intent::RemoveReplacedImage(removal.clone());
+                    Some((intents::record(&tx, &intent)?, removal))
+                }
+                _ => None,
+            };
             tx.commit()?;
-            Ok(recorded)
+            Ok(Installed {
+                app,
+                replaced,
+                image_removal,
+            })
         })
         .await?;
     apps.forget_service_credentials(id).await;
     Ok(recorded)
 }
 
-/// After a snapshot replaced an earlier upload of the same version: drop the old package and
-/// the old image if nothing refers to it any more.
-async fn cleanup_replaced(apps: &Apps, old: &Version, new_package: &str) {
+/// After a snapshot replaced an earlier upload of the same version: drop the old package, and
+/// the old image through its intent: now if nothing refers to it and no container uses it,
+/// else retried in the background and at the next start (the old revision's containers run
+/// until the new revision is ready). A package left by a kill is the start's sweep's.
+async fn cleanup_replaced(
+    apps: &Arc<Apps>,
+    old: &Version,
+    new_package: &str,
+    image_removal: Option<(i64, ReplacedImage)>,
+) {
     if old.package_file != new_package {
         let path = apps.data_dir.join(&old.package_file);
         if let Err(e) = std::fs::remove_file(&path)
@@ -542,14 +583,10 @@ async fn cleanup_replaced(apps: &Apps, old: &Version, new_package: &str) {
             tracing::warn!(path = %path.display(), error = %e, "could not remove the replaced package");
         }
     }
-    let image = old.image_id.clone();
-    let in_use = apps
-        .store
-        .run(move |c| applications::image_in_use(c, &image))
-        .await
-        .unwrap_or(true);
-    if !in_use && let Err(e) = apps.runtime.remove_image(&old.image_id).await {
-        tracing::debug!(image = %old.image_id, error = %e, "replaced image kept (still used elsewhere)");
+    if let Some((id, removal)) = image_removal
+        && !super::intents::remove_replaced_image(apps, id, &removal).await
+    {
+        super::intents::retry_later(Arc::clone(apps), id, Intent::RemoveReplacedImage(removal));
     }
 }
 
