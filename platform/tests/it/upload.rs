@@ -1022,3 +1022,85 @@ fn a_restart_removes_images_no_version_refers_to() {
     docker(&["rmi", &foreign_ref]);
     drop(server);
 }
+
+/// Test images Berth loaded, removed (by id, forced) on drop whatever the test left: a failed
+/// assertion must not leave them behind.
+struct LoadedImages(Vec<String>);
+
+impl Drop for LoadedImages {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        }
+    }
+}
+
+/// The images the running containers of `installation` were created from.
+fn running_images(installation: &str) -> Vec<String> {
+    let filter = format!("label=berth.installation={installation}");
+    let ids = crate::supervisor::docker_lines(&["ps", "-q", "--no-trunc", "--filter", &filter]);
+    ids.iter()
+        .map(|id| crate::supervisor::docker(&["inspect", "--format", "{{.Image}}", id]))
+        .collect()
+}
+
+#[test]
+fn a_replaced_snapshot_image_goes_once_its_containers_are_gone() {
+    use crate::supervisor::{
+        HelloImage, HelloLease, deploy, installation, readiness_on_health, start_server, subscribe,
+        upload_package, wait_for, wait_ready,
+    };
+    use std::time::Duration;
+
+    let hello = HelloLease::acquire();
+    // Two runnable images with distinct ids (the hello image under two labels), removed after
+    // the server's containers (dropped in reverse order).
+    let image = |label: &str| {
+        let (id, archive) = crate::crash_tools::variant(&hello.0.archive, &unique(label));
+        HelloImage { id, archive }
+    };
+    let (old, new) = (image("snap-old"), image("snap-new"));
+    let _loaded = LoadedImages(vec![old.id.clone(), new.id.clone()]);
+    let (cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "snapimg");
+    let mut manifest: Value = serde_json::from_str(&crate::supervisor::manifest(
+        "MULTI_TENANT",
+        1,
+        readiness_on_health(),
+    ))
+    .unwrap();
+    manifest["version"] = json!("1.0.0-SNAPSHOT");
+    let manifest = manifest.to_string();
+
+    let app = deploy(&server, &owner, &old, &manifest);
+    subscribe(&server, &owner.id, &app).expect(201);
+    wait_ready(&server, &owner, &app, 1);
+    let installation = installation(&cleanup).to_owned();
+    assert_eq!(running_images(&installation), vec![old.id.clone()]);
+
+    // The same version with another image: the old image is still in use by the running
+    // container when the upload commits, so Docker refuses to remove it then.
+    upload_package(&server, &owner, &app, &new, &manifest).expect(201);
+    assert_eq!(
+        image_id(&berth_ref(&server, &owner, &app, "1.0.0-SNAPSHOT")).as_deref(),
+        Some(new.id.as_str())
+    );
+    wait_for(
+        Duration::from_secs(120),
+        "the new image serving alone",
+        || {
+            let running = running_images(&installation);
+            (running == [new.id.clone()]).then_some(())
+        },
+    );
+    wait_ready(&server, &owner, &app, 1);
+    // Once the old revision's container is gone, the replaced image goes too (the removal
+    // is retried in the background, not given up after the refusal).
+    wait_for(
+        Duration::from_secs(300),
+        "the replaced snapshot image removed",
+        || image_id(&old.id).is_none().then_some(()),
+    );
+    assert_eq!(image_id(&new.id).as_deref(), Some(new.id.as_str()));
+    drop(server);
+}
