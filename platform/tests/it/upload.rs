@@ -1035,17 +1035,50 @@ impl Drop for LoadedImages {
     }
 }
 
-/// The images the running containers of `installation` were created from.
+/// The images the running containers of `installation` were created from (a container
+/// removed between the listing and its inspection is left out).
 fn running_images(installation: &str) -> Vec<String> {
     let filter = format!("label=berth.installation={installation}");
     let ids = crate::supervisor::docker_lines(&["ps", "-q", "--no-trunc", "--filter", &filter]);
     ids.iter()
-        .map(|id| crate::supervisor::docker(&["inspect", "--format", "{{.Image}}", id]))
+        .filter_map(|id| {
+            let output = Command::new("docker")
+                .args(["inspect", "--format", "{{.Image}}", id])
+                .output()
+                .expect("docker CLI");
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        })
         .collect()
 }
 
 #[test]
 fn a_replaced_snapshot_image_goes_once_its_containers_are_gone() {
+    replaced_snapshot_image_goes(false);
+}
+
+#[test]
+fn a_replaced_snapshot_image_goes_after_a_crash() {
+    replaced_snapshot_image_goes(true);
+}
+
+/// Intents of `kind` not yet finished, read straight from the (stopped) server's database.
+fn pending_intents_of(server: &Server, kind: &str) -> i64 {
+    let conn = rusqlite::Connection::open(server.path("berth.sqlite3")).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM intents WHERE kind = ?1",
+        [kind],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// A subscribed `-SNAPSHOT` version runs; the same version is uploaded with another image
+/// (`crash`: and Berth is killed right after the answer, before any retry); once the new one
+/// serves alone, the replaced image must leave the engine.
+fn replaced_snapshot_image_goes(crash: bool) {
     use crate::supervisor::{
         HelloImage, HelloLease, deploy, installation, readiness_on_health, start_server, subscribe,
         upload_package, wait_for, wait_ready,
@@ -1061,7 +1094,7 @@ fn a_replaced_snapshot_image_goes_once_its_containers_are_gone() {
     };
     let (old, new) = (image("snap-old"), image("snap-new"));
     let _loaded = LoadedImages(vec![old.id.clone(), new.id.clone()]);
-    let (cleanup, server) = start_server(&[]);
+    let (cleanup, mut server) = start_server(&[]);
     let owner = create_tenant(&server, "snapimg");
     let mut manifest: Value = serde_json::from_str(&crate::supervisor::manifest(
         "MULTI_TENANT",
@@ -1085,6 +1118,17 @@ fn a_replaced_snapshot_image_goes_once_its_containers_are_gone() {
         image_id(&berth_ref(&server, &owner, &app, "1.0.0-SNAPSHOT")).as_deref(),
         Some(new.id.as_str())
     );
+    if crash {
+        // Killed before the first retry: the removal is still recorded, and the next start
+        // takes it up.
+        server.crash();
+        assert_eq!(pending_intents_of(&server, "remove_replaced_image"), 1);
+        assert!(
+            image_id(&old.id).is_some(),
+            "refused while its container ran"
+        );
+        server = server.restart();
+    }
     wait_for(
         Duration::from_secs(120),
         "the new image serving alone",
