@@ -205,9 +205,19 @@ impl Cost {
         self.millicores = self.millicores.saturating_add(other.millicores);
         self.containers = self.containers.saturating_add(other.containers);
     }
+
+    /// The larger of the two, per resource.
+    fn larger(self, other: Cost) -> Cost {
+        Cost {
+            memory_bytes: self.memory_bytes.max(other.memory_bytes),
+            millicores: self.millicores.max(other.millicores),
+            containers: self.containers.max(other.containers),
+        }
+    }
 }
 
-/// One microservice as far as cost goes: who owns it, who subscribed, what one deployment costs.
+/// One microservice as far as cost goes: who owns it, who subscribed, what one deployment of
+/// its active version costs, and the stable version while a rollout is in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
     pub application_id: i64,
@@ -215,6 +225,45 @@ pub struct Planned {
     pub per_tenant: bool,
     pub subscribers: Vec<String>,
     pub cost: Cost,
+    /// While a rollout is in progress (the active version is not the stable one): the stable
+    /// version, whose instances keep running until every new replica is ready and which a
+    /// failed rollout returns to.
+    pub stable: Option<Stable>,
+}
+
+/// The stable version of an application whose rollout is in progress, as [`Planned`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stable {
+    pub version: String,
+    pub per_tenant: bool,
+    pub cost: Cost,
+}
+
+impl Stable {
+    /// `version`'s `manifest` as the stable version (see [`Planned::new`] for `autoscale_max`).
+    pub fn new(version: &str, manifest: &Manifest, autoscale_max: u32) -> Stable {
+        let planned = Planned::new(0, "", manifest, Vec::new(), autoscale_max);
+        Stable {
+            version: version.to_owned(),
+            per_tenant: planned.per_tenant,
+            cost: planned.cost,
+        }
+    }
+}
+
+/// What one deployment of an application is charged: its active version's cost, and while a
+/// rollout is in progress the larger of that and the stable version's cost, per resource. The
+/// stable version keeps running until every new replica is ready (or comes back when they are
+/// not), so charging the active version alone let a tiny, never-ready version hide a large
+/// stable one. Not the sum: the two overlap only for a rollout's time, bounded by the rollout
+/// deadline, and a sum would refuse every same-size upgrade of a service at its tenant's
+/// maximum. A stable version of the other isolation is not charged: its deployments are not the
+/// active version's, so they are removed at once, not kept through the rollout.
+pub fn charged(active: Cost, per_tenant: bool, stable: Option<&Stable>) -> Cost {
+    match stable {
+        Some(stable) if stable.per_tenant == per_tenant => active.larger(stable.cost),
+        _ => active,
+    }
 }
 
 impl Planned {
@@ -241,21 +290,29 @@ impl Planned {
                 millicores: manifest.resources.cpu.millicores.saturating_mul(replicas),
                 containers: replicas,
             },
+            stable: None,
         }
+    }
+
+    /// What one deployment of it is charged ([`charged`]).
+    pub fn charged(&self) -> Cost {
+        charged(self.cost, self.per_tenant, self.stable.as_ref())
     }
 }
 
 /// What each tenant is charged for: a MULTI_TENANT microservice with any subscription runs
-/// once, charged to its owner; a PER_TENANT one runs once per subscriber, charged to it.
+/// once, charged to its owner; a PER_TENANT one runs once per subscriber, charged to it; each
+/// deployment at [`Planned::charged`].
 pub fn charges(apps: &[Planned]) -> BTreeMap<String, Cost> {
     let mut out: BTreeMap<String, Cost> = BTreeMap::new();
     for app in apps {
+        let cost = app.charged();
         if app.per_tenant {
             for tenant in &app.subscribers {
-                out.entry(tenant.clone()).or_default().add(app.cost);
+                out.entry(tenant.clone()).or_default().add(cost);
             }
         } else if !app.subscribers.is_empty() {
-            out.entry(app.owner.clone()).or_default().add(app.cost);
+            out.entry(app.owner.clone()).or_default().add(cost);
         }
     }
     out
@@ -515,6 +572,81 @@ mod tests {
         // The AUTO deployment counts the autoscaler's maximum.
         assert_eq!(charged["a"].containers, 1 + 5);
         assert_eq!(charged["a"].memory_bytes, (256 << 20) + 5 * (64 << 20));
+    }
+
+    /// (active cost, active per tenant, stable version, charged)
+    type ChargedCase = (Cost, bool, Option<Stable>, Cost);
+
+    #[test]
+    fn a_rollout_is_charged_at_the_larger_of_its_active_and_stable_costs() {
+        let cost = |memory_bytes, millicores, containers| Cost {
+            memory_bytes,
+            millicores,
+            containers,
+        };
+        let stable = |per_tenant, cost| {
+            Some(Stable {
+                version: "1.0.0".to_owned(),
+                per_tenant,
+                cost,
+            })
+        };
+        let cases: [ChargedCase; 6] = [
+            // No rollout in progress: the active version alone.
+            (cost(GI, 500, 1), false, None, cost(GI, 500, 1)),
+            // A tiny new version of a large stable one: the stable one still runs.
+            (
+                cost(1 << 20, 10, 1),
+                false,
+                stable(false, cost(GI, 2000, 2)),
+                cost(GI, 2000, 2),
+            ),
+            // A larger new version: its own cost.
+            (
+                cost(2 * GI, 4000, 3),
+                false,
+                stable(false, cost(GI, 2000, 2)),
+                cost(2 * GI, 4000, 3),
+            ),
+            // Per resource: more replicas of less memory each.
+            (
+                cost(GI, 300, 3),
+                true,
+                stable(true, cost(2 * GI, 200, 1)),
+                cost(2 * GI, 300, 3),
+            ),
+            // Another isolation: the stable deployments are removed at once, not kept.
+            (
+                cost(1 << 20, 10, 1),
+                false,
+                stable(true, cost(GI, 2000, 2)),
+                cost(1 << 20, 10, 1),
+            ),
+            (
+                cost(1 << 20, 10, 1),
+                true,
+                stable(false, cost(GI, 2000, 2)),
+                cost(1 << 20, 10, 1),
+            ),
+        ];
+        for (active, per_tenant, stable, expected) in cases {
+            assert_eq!(
+                charged(active, per_tenant, stable.as_ref()),
+                expected,
+                "{active:?} {per_tenant} {stable:?}"
+            );
+        }
+        // The sums follow: a tenant running a large stable version under a tiny new one is
+        // charged for the large one.
+        let big = manifest(r#","replicas":2,"resources":{"memory":"512Mi"}"#);
+        let tiny = manifest(r#","resources":{"memory":"16Mi"}"#);
+        let mut rolling = Planned::new(1, "o", &tiny, vec!["o".into()], 5);
+        assert_eq!(
+            charges(std::slice::from_ref(&rolling))["o"].memory_bytes,
+            16 << 20
+        );
+        rolling.stable = Some(Stable::new("1.0.0", &big, 5));
+        assert_eq!(charges(&[rolling])["o"].memory_bytes, GI);
     }
 
     #[test]

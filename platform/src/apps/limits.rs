@@ -7,30 +7,46 @@ use std::collections::BTreeMap;
 use manifests_schema::Manifest;
 
 use super::{Apps, FlowError};
-use crate::limits::{self, Cost, Planned};
-use crate::store::subscriptions;
+use crate::limits::{self, Cost, Planned, Stable};
+use crate::store::{StoreError, subscriptions};
 
-/// The microservices that run now (≥1 subscription), as costs. A stored manifest that no
-/// longer validates costs nothing here: the supervisor cannot run it either.
+/// The microservices that run now (≥1 subscription), as costs, each with its stable version
+/// while a rollout is in progress (see [`limits::charged`]). A stored manifest that no longer
+/// validates costs nothing here: the supervisor cannot run it either.
+fn planned_in(conn: &rusqlite::Connection, autoscale_max: u32) -> Result<Vec<Planned>, StoreError> {
+    let desired = crate::store::desired::desired(conn)?;
+    let mut out = Vec::with_capacity(desired.len());
+    for app in &desired {
+        let Ok(manifest) = manifests_schema::validate(&app.manifest) else {
+            continue;
+        };
+        let subscribers = app.subscriptions.iter().map(|s| s.tenant.clone()).collect();
+        let mut planned = Planned::new(
+            app.application_id,
+            &app.owner,
+            &manifest.manifest,
+            subscribers,
+            autoscale_max,
+        );
+        if let Some(stable) = app
+            .stable_version
+            .as_deref()
+            .filter(|s| *s != app.active_version)
+        {
+            planned.stable =
+                crate::store::desired::version_image(conn, app.application_id, stable)?
+                    .and_then(|(_, text)| manifests_schema::validate(&text).ok())
+                    .map(|m| Stable::new(stable, &m.manifest, autoscale_max));
+        }
+        out.push(planned);
+    }
+    Ok(out)
+}
+
 async fn planned(apps: &Apps) -> Result<Vec<Planned>, FlowError> {
-    let desired = apps
-        .db("applications", |c| crate::store::desired::desired(c))
-        .await?;
     let autoscale_max = apps.autoscale_max_replicas;
-    Ok(desired
-        .iter()
-        .filter_map(|app| {
-            let manifest = manifests_schema::validate(&app.manifest).ok()?.manifest;
-            let subscribers = app.subscriptions.iter().map(|s| s.tenant.clone()).collect();
-            Some(Planned::new(
-                app.application_id,
-                &app.owner,
-                &manifest,
-                subscribers,
-                autoscale_max,
-            ))
-        })
-        .collect())
+    apps.db("applications", move |c| planned_in(c, autoscale_max))
+        .await
 }
 
 fn check_change(apps: &Apps, before: &[Planned], after: &[Planned]) -> Result<(), FlowError> {
@@ -64,13 +80,21 @@ pub async fn check_upload(
         .filter(|p| p.application_id != id)
         .cloned()
         .collect();
-    after.push(Planned::new(
+    let mut changed = Planned::new(
         id,
         owner,
         manifest,
         subscribers,
         apps.autoscale_max_replicas,
-    ));
+    );
+    // A rollout in progress goes on with this manifest in place of the active one: its
+    // stable version still runs, unless this is that version again.
+    changed.stable = before
+        .iter()
+        .find(|p| p.application_id == id)
+        .and_then(|p| p.stable.clone())
+        .filter(|s| s.version != manifest.version);
+    after.push(changed);
     check_change(apps, &before, &after)
 }
 
