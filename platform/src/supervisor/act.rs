@@ -129,7 +129,16 @@ impl Supervisor {
             .filter(|c| c.running && part.is_ready(&c.id))
             .count();
         let all_ready = ready_current == dep.replicas as usize;
-        let old_observed: Vec<Observed> = old.iter().map(|c| Self::observed(part, c)).collect();
+        let old_observed: Vec<plan::Old> = old
+            .iter()
+            .map(|c| plan::Old {
+                id: c.id.clone(),
+                running: c.running,
+                ready: part.is_ready(&c.id),
+                stable: dep.stable_version.is_some()
+                    && c.labels.get(super::LABEL_VERSION) == dep.stable_version.as_ref(),
+            })
+            .collect();
         let mut old_by_id: HashMap<String, InstanceInfo> =
             old.into_iter().map(|c| (c.id.clone(), c)).collect();
         let mut old_kept = Vec::new();

@@ -41,6 +41,9 @@ pub struct Deployment {
     /// `scale: AUTO`: `replicas` is the minimum and the CPU autoscaler decides the count.
     pub autoscale: bool,
     pub version: String,
+    /// The version a rollout in progress returns to (None before a version was ever ready
+    /// everywhere): its old-revision instances keep serving until the new ones are ready.
+    pub stable_version: Option<String>,
     /// The image id (`sha256:…`) Berth checked at upload. Containers run from the id, never
     /// from the tag: anyone with access to the engine can move a tag.
     pub image: String,
@@ -193,6 +196,7 @@ pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deploymen
             owner: app.owner.clone(),
             autoscale: manifest.scale == Scale::Auto,
             version: app.active_version.clone(),
+            stable_version: app.stable_version.clone(),
             image: app.image_id.clone(),
             replicas: u32::from(manifest.replicas.max(1)),
             env,

@@ -145,14 +145,28 @@ pub fn may_create(next_try: Option<Instant>, now: Instant) -> bool {
     next_try.is_none_or(|t| t <= now)
 }
 
+/// An instance of an old revision of a deployment as [`retire`] sees it.
+#[derive(Debug, Clone)]
+pub struct Old {
+    pub id: String,
+    pub running: bool,
+    pub ready: bool,
+    /// Of the stable version, which a rollout in progress returns to.
+    pub stable: bool,
+}
+
 /// Old-revision instances once the current revision was tended: all retire when every wanted
-/// replica of the current revision is ready (traffic has moved), and a stopped one retires
-/// at once; the others keep serving.
-pub fn retire(replicas: u32, ready_current: usize, old: &[Observed]) -> Vec<Action> {
+/// replica of the current revision is ready (traffic has moved), and a stopped one retires at
+/// once. Of the others, those of the stable version and those serving (ready) keep running;
+/// the rest retire at once: an unready instance of a version that never became stable serves
+/// nothing, and keeping it let each new upload during a rollout leave the previous one's
+/// containers running beside it, where the tenant's maxima charge only the active and the
+/// stable version (`crate::limits::charged`).
+pub fn retire(replicas: u32, ready_current: usize, old: &[Old]) -> Vec<Action> {
     let all_ready = ready_current == replicas as usize;
     old.iter()
         .map(|c| {
-            if all_ready || !c.running {
+            if all_ready || !c.running || !(c.ready || c.stable) {
                 Action::Remove {
                     id: c.id.clone(),
                     why: Removal::Retired,
