@@ -340,6 +340,10 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             network_pool: config.network_pool,
             deploy_concurrency: config.deploy_concurrency,
             roll_back: apps::rollback::roll_back,
+            maxima: limits::Maxima {
+                limits,
+                autoscale_max: config.autoscale_max_replicas,
+            },
             platform: supervisor::spec::Platform {
                 base_url: format!("http://{}:{base_port}", runtime::PLATFORM_HOST),
                 default_timezone: config.default_timezone.clone(),

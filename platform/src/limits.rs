@@ -46,6 +46,14 @@ pub struct Limits {
     pub exec_probes: bool,
 }
 
+/// What the tenant sums are checked against: the maxima, and the autoscaler's maximum, at which
+/// an AUTO service is charged (for those who check without the flows' `Apps`: a rollback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Maxima {
+    pub limits: Limits,
+    pub autoscale_max: u32,
+}
+
 /// How much CPU a tenant may reserve by default, in multiples of the host's: CPU limits are
 /// ceilings on shared time, so some overcommit is harmless; memory limits are not.
 pub const DEFAULT_TENANT_CPU_FACTOR: u64 = 4;

@@ -1,6 +1,7 @@
 //! Resource maxima at the moments a cost arises: an upload (a new manifest for an application,
-//! maybe already subscribed), a version's activation and a subscription (a new deployment).
-//! Reads the desired state from the store and lets [`crate::limits`] decide.
+//! maybe already subscribed), a version's activation, a subscription (a new deployment) and a
+//! failed rollout's rollback. Reads the desired state from the store and lets
+//! [`crate::limits`] decide.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,12 @@ use crate::store::{StoreError, subscriptions};
 
 /// The microservices that run now (≥1 subscription), as costs, each with its stable version
 /// while a rollout is in progress (see [`limits::charged`]). A stored manifest that no longer
-/// validates costs nothing here: the supervisor cannot run it either.
-fn planned_in(conn: &rusqlite::Connection, autoscale_max: u32) -> Result<Vec<Planned>, StoreError> {
+/// validates costs nothing here: the supervisor cannot run it either. In the caller's
+/// transaction, so a rollback decides on what it changes.
+pub(super) fn planned_in(
+    conn: &rusqlite::Connection,
+    autoscale_max: u32,
+) -> Result<Vec<Planned>, StoreError> {
     let desired = crate::store::desired::desired(conn)?;
     let mut out = Vec::with_capacity(desired.len());
     for app in &desired {
@@ -119,4 +124,45 @@ pub async fn check_subscription(
         )),
     }
     check_change(apps, &before, &after)
+}
+
+/// A failed rollout's rollback to `restored`, in its transaction once the stable version is
+/// active again: checked as that version's activation in place of the failed one (`failed`,
+/// its manifest; one that no longer validates costs nothing, as in [`planned_in`]). The stable version is charged while a rollout is in progress, so this refuses
+/// only what was never charged: a tenant over maxima lowered since, or state left by a Berth
+/// that charged the active version alone. Refused, the rollback changes nothing
+/// (`super::rollback` says what stays).
+pub(super) fn check_rollback(
+    conn: &rusqlite::Connection,
+    application_id: i64,
+    failed: Option<&Manifest>,
+    restored: &str,
+    maxima: &limits::Maxima,
+) -> Result<(), StoreError> {
+    let autoscale_max = maxima.autoscale_max;
+    let after = planned_in(conn, autoscale_max)?;
+    let Some(app) = after.iter().find(|p| p.application_id == application_id) else {
+        return Ok(());
+    };
+    let as_failed = failed.map(|failed| {
+        Planned::new(
+            application_id,
+            &app.owner,
+            failed,
+            app.subscribers.clone(),
+            autoscale_max,
+        )
+    });
+    let before: Vec<Planned> = after
+        .iter()
+        .filter(|p| p.application_id != application_id)
+        .cloned()
+        .chain(as_failed)
+        .collect();
+    limits::check_tenants(
+        &limits::charges(&before),
+        &limits::charges(&after),
+        &maxima.limits,
+    )
+    .map_err(|e| StoreError::Invalid(format!("with version {restored} active again: {e}")))
 }

@@ -100,14 +100,18 @@ pub struct Settings {
     /// How a failed rollout is rolled back in the store: the application flows' rule
     /// ([`crate::apps::rollback`]), passed in because the flows use the supervisor's handle.
     pub roll_back: RollBack,
+    /// The resource maxima a rollback is checked against.
+    pub maxima: crate::limits::Maxima,
 }
 
 /// Rolls application `id` back from the failed version to the previous one with the reason,
-/// sealing settings with the closure; the application as it is now, None when the active
+/// checked against the resource maxima, sealing settings with
+/// the closure; the application as it is now, None when the active
 /// version changed meanwhile.
 pub type RollBack =
     fn(
         &mut rusqlite::Connection,
+        &crate::limits::Maxima,
         i64,
         &str,
         &str,

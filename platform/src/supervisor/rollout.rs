@@ -82,6 +82,7 @@ impl Supervisor {
         let (failed, prev, why) = (w.active.clone(), previous.to_owned(), reason.clone());
         let secrets = Arc::clone(&self.secrets);
         let roll_back = self.settings.roll_back;
+        let maxima = self.settings.maxima;
         // The owner and name come back with the rollback, for the audit record.
         let rolled_back = self
             .store
@@ -91,7 +92,7 @@ impl Supervisor {
                         .seal_setting_for(tenant, category, key, value)
                         .map_err(|e| StoreError::Seal(e.to_string()))
                 };
-                let app = roll_back(c, app, &failed, &prev, &why, &seal)?;
+                let app = roll_back(c, &maxima, app, &failed, &prev, &why, &seal)?;
                 Ok(app.map(|a| (a.owner, a.name)))
             })
             .await;
@@ -118,8 +119,9 @@ impl Supervisor {
                 self.handle.poke();
             }
             Ok(None) => {}
-            // The stable version offers other terms than subscribers agreed to: the failed
-            // version stays, said once (not retried every pass).
+            // The stable version offers other terms than subscribers agreed to, or takes its
+            // tenant over a resource maximum: the failed version stays, said once (not retried
+            // every pass).
             Err(StoreError::Invalid(why)) => {
                 tracing::warn!(application = app, %why, "rollback refused");
                 let named = self
