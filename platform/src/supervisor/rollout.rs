@@ -157,9 +157,19 @@ impl Supervisor {
     }
 }
 
-/// How long a new version may take to become ready: the configured `rollout_timeout`, but
-/// never less than its readiness probe needs to pass once it is up (initial delay plus
-/// `successThreshold` probe periods, plus `failureThreshold` periods of slack for a slow start).
+/// The most a readiness probe can stretch a rollout's deadline beyond the configured
+/// `rollout_timeout`: an hour is more than any real start needs before its first probe
+/// (Cumulocity's own Java services wait 200–300 s), and bounds how long the stable version runs
+/// beside a new one that never becomes ready.
+pub(super) const PROBE_DEADLINE_CAP: Duration = Duration::from_secs(3600);
+
+/// How long a new version may take to become ready, counted from the rollout's start: the
+/// configured `rollout_timeout`, but never less than its readiness probe needs to pass once it
+/// is up (initial delay plus `successThreshold` probe periods, plus `failureThreshold` periods
+/// of slack for a slow start) up to [`PROBE_DEADLINE_CAP`]. Without the cap a manifest's
+/// `initialDelaySeconds` (or period and thresholds) up to 2^31 − 1 kept a never-ready version
+/// rolling out, and the stable one running beside it, for decades; capping the extension, not
+/// dropping it, keeps rolling out services that are slow to start but do start.
 pub(super) fn rollout_deadline(
     configured: Duration,
     readiness: Option<&manifests_schema::Probe>,
@@ -167,10 +177,10 @@ pub(super) fn rollout_deadline(
     let Some(p) = readiness else {
         return configured;
     };
-    let period = u64::from(p.period_seconds.max(1) + p.timeout_seconds);
-    let needed = u64::from(p.initial_delay_seconds)
-        + period * u64::from(p.success_threshold.max(1) + p.failure_threshold);
-    configured.max(Duration::from_secs(needed))
+    let period = u64::from(p.period_seconds.max(1)) + u64::from(p.timeout_seconds);
+    let probes = u64::from(p.success_threshold.max(1)) + u64::from(p.failure_threshold);
+    let needed = u64::from(p.initial_delay_seconds).saturating_add(period.saturating_mul(probes));
+    configured.max(Duration::from_secs(needed).min(PROBE_DEADLINE_CAP))
 }
 
 #[cfg(test)]
@@ -195,6 +205,21 @@ mod tests {
             (300, Some(probe(10, 10, 1, 1, 3)), 300),
             (4, Some(probe(0, 1, 1, 1, 1)), 4),
             (4, Some(probe(120, 30, 5, 1, 3)), 120 + 35 * 4),
+            // A delay, period or threshold the schema allows but no start needs: capped.
+            (300, Some(probe(i32::MAX as u32, 1, 1, 1, 1)), 3600),
+            (
+                300,
+                Some(probe(0, i32::MAX as u32, i32::MAX as u32, 1, 1)),
+                3600,
+            ),
+            (
+                300,
+                Some(probe(0, 1, 1, i32::MAX as u32, i32::MAX as u32)),
+                3600,
+            ),
+            (4, Some(probe(3590, 10, 1, 1, 3)), 3600),
+            // An operator's own longer timeout still counts.
+            (7200, Some(probe(i32::MAX as u32, 1, 1, 1, 1)), 7200),
         ];
         for (configured, readiness, expected) in cases {
             assert_eq!(
