@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::fixture::{ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, unique};
 use crate::supervisor::{
     HelloImage, HelloLease, container_get, deploy, docker, installation, instances, manifest,
-    readiness_on_health, start_server, subscribe, wait_for, wait_ready,
+    readiness_on_health, start_server, status, subscribe, wait_for, wait_ready,
 };
 use crate::upload::{multipart, zip_of};
 
@@ -293,6 +293,119 @@ fn uploads_and_subscriptions_over_a_maximum_are_refused_naming_it() {
         "{refused}"
     );
     assert_eq!(active_version(&server, &owner, &c), Value::Null);
+}
+
+/// The versions of an application's instances, sorted (old revisions included).
+fn instance_versions(server: &Server, owner: &Tenant, app: &str) -> Vec<String> {
+    let mut versions: Vec<String> = instances(&status(server, owner, app))
+        .iter()
+        .map(|i| i["version"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    versions.sort();
+    versions
+}
+
+#[test]
+fn a_rollout_is_charged_for_the_stable_version_it_keeps_running() {
+    let hello = HelloLease::acquire();
+    // 100 MB + 100 MB is over 150 MiB; 100 MB + 16 MB is not. The rollout timeout only has to
+    // outlast the few requests between an upload and the refused subscription.
+    let (_cleanup, server) =
+        start_server(&["--tenant-max-memory", "150MiB", "--rollout-timeout", "30"]);
+    let owner = create_tenant(&server, "rollout");
+    let sized = |version: &str, memory: &str, probes: Value| {
+        let base = manifest("MULTI_TENANT", 1, probes);
+        with(
+            &base,
+            json!({"version": version, "resources": {"cpu": "0.1", "memory": memory}}),
+        )
+    };
+    let never_ready = || json!({"readinessProbe": {"httpGet": {"path": "/no-such-path", "port": 80}, "periodSeconds": 1, "failureThreshold": 1}});
+
+    // A runs 1.0.0 at 100 MB, ready everywhere: the stable version.
+    let a = create_app(&server, &owner);
+    upload(
+        &server,
+        &owner,
+        &a,
+        &hello.0,
+        &sized("1.0.0", "100M", readiness_on_health()),
+    )
+    .expect(201);
+    subscribe(&server, &owner.id, &a).expect(201);
+    wait_ready(&server, &owner, &a, 1);
+    wait_for(Duration::from_secs(60), "1.0.0 stable", || {
+        (status(&server, &owner, &a)["stableVersion"] == "1.0.0").then_some(())
+    });
+
+    // A tiny 2.0.0 that never becomes ready: 1.0.0 keeps running beside it.
+    upload(
+        &server,
+        &owner,
+        &a,
+        &hello.0,
+        &sized("2.0.0", "16M", never_ready()),
+    )
+    .expect(201);
+    wait_for(Duration::from_secs(60), "2.0.0 beside 1.0.0", || {
+        (instance_versions(&server, &owner, &a) == ["1.0.0", "2.0.0"]).then_some(())
+    });
+    // Another tiny version during the rollout replaces 2.0.0, which never served, instead of
+    // joining it.
+    upload(
+        &server,
+        &owner,
+        &a,
+        &hello.0,
+        &sized("3.0.0", "16M", never_ready()),
+    )
+    .expect(201);
+    wait_for(Duration::from_secs(60), "3.0.0 in place of 2.0.0", || {
+        (instance_versions(&server, &owner, &a) == ["1.0.0", "3.0.0"]).then_some(())
+    });
+
+    // B at 100 MB has no room while A's 1.0.0 runs, though A's active version is 16 MB.
+    let b = create_app(&server, &owner);
+    upload(
+        &server,
+        &owner,
+        &b,
+        &hello.0,
+        &sized("1.0.0", "100M", json!({})),
+    )
+    .expect(201);
+    let refused = subscribe(&server, &owner.id, &b)
+        .expect_error(403, "applications/Forbidden")
+        .json();
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenant_max_memory"),
+        "{refused}"
+    );
+    assert_eq!(
+        active_version(&server, &owner, &a),
+        "3.0.0",
+        "the rollout should still be in progress when B is refused; raise --rollout-timeout"
+    );
+    assert_eq!(subscribed_apps(&server, &owner.id), 1);
+
+    // The failed rollout goes back to 1.0.0, alone; B still has no room.
+    let rolled_back = wait_for(Duration::from_secs(120), "rollback to 1.0.0", || {
+        let s = status(&server, &owner, &a);
+        let done = s["activeVersion"] == "1.0.0"
+            && s["rolloutMessage"].is_string()
+            && instance_versions(&server, &owner, &a) == ["1.0.0"];
+        done.then_some(s)
+    });
+    let message = rolled_back["rolloutMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("3.0.0") && message.contains("rolled back to 1.0.0"),
+        "{rolled_back}"
+    );
+    subscribe(&server, &owner.id, &b).expect_error(403, "applications/Forbidden");
+    assert_eq!(subscribed_apps(&server, &owner.id), 1);
 }
 
 #[test]
