@@ -9,49 +9,61 @@ use manifests_schema::Manifest;
 
 use super::{Apps, FlowError};
 use crate::limits::{self, Cost, Planned, Stable};
+use crate::store::desired::{self, DesiredApplication};
 use crate::store::{StoreError, subscriptions};
+
+/// What the costs are read from: each running microservice, with its stable version's manifest
+/// text while a rollout is in progress.
+type Rows = Vec<(DesiredApplication, Option<(String, String)>)>;
+
+fn read(conn: &rusqlite::Connection) -> Result<Rows, StoreError> {
+    let mut rows = Vec::new();
+    for app in desired::desired(conn)? {
+        let stable = match app.stable_version.as_deref() {
+            Some(stable) if stable != app.active_version => {
+                desired::version_image(conn, app.application_id, stable)?
+                    .map(|(_, text)| (stable.to_owned(), text))
+            }
+            _ => None,
+        };
+        rows.push((app, stable));
+    }
+    Ok(rows)
+}
 
 /// The microservices that run now (≥1 subscription), as costs, each with its stable version
 /// while a rollout is in progress (see [`limits::charged`]). A stored manifest that no longer
-/// validates costs nothing here: the supervisor cannot run it either. In the caller's
-/// transaction, so a rollback decides on what it changes.
-pub(super) fn planned_in(
-    conn: &rusqlite::Connection,
-    autoscale_max: u32,
-) -> Result<Vec<Planned>, StoreError> {
-    let desired = crate::store::desired::desired(conn)?;
-    let mut out = Vec::with_capacity(desired.len());
-    for app in &desired {
-        let Ok(manifest) = manifests_schema::validate(&app.manifest) else {
-            continue;
-        };
-        let subscribers = app.subscriptions.iter().map(|s| s.tenant.clone()).collect();
-        let mut planned = Planned::new(
-            app.application_id,
-            &app.owner,
-            &manifest.manifest,
-            subscribers,
-            autoscale_max,
-        );
-        if let Some(stable) = app
-            .stable_version
-            .as_deref()
-            .filter(|s| *s != app.active_version)
-        {
-            planned.stable =
-                crate::store::desired::version_image(conn, app.application_id, stable)?
-                    .and_then(|(_, text)| manifests_schema::validate(&text).ok())
-                    .map(|m| Stable::new(stable, &m.manifest, autoscale_max));
-        }
-        out.push(planned);
-    }
-    Ok(out)
+/// validates costs nothing here: the supervisor cannot run it either.
+fn costs(rows: &Rows, autoscale_max: u32) -> Vec<Planned> {
+    rows.iter()
+        .filter_map(|(app, stable)| {
+            let manifest = manifests_schema::validate(&app.manifest).ok()?.manifest;
+            let subscribers = app.subscriptions.iter().map(|s| s.tenant.clone()).collect();
+            let mut planned = Planned::new(
+                app.application_id,
+                &app.owner,
+                &manifest,
+                subscribers,
+                autoscale_max,
+            );
+            planned.stable = stable.as_ref().and_then(|(version, text)| {
+                let manifest = manifests_schema::validate(text).ok()?.manifest;
+                Some(Stable::new(version, &manifest, autoscale_max))
+            });
+            Some(planned)
+        })
+        .collect()
 }
 
+/// The costs in the caller's transaction, so a rollback decides on what it changes.
+fn planned_in(conn: &rusqlite::Connection, autoscale_max: u32) -> Result<Vec<Planned>, StoreError> {
+    Ok(costs(&read(conn)?, autoscale_max))
+}
+
+/// The costs, the manifests validated outside the store's lock.
 async fn planned(apps: &Apps) -> Result<Vec<Planned>, FlowError> {
-    let autoscale_max = apps.autoscale_max_replicas;
-    apps.db("applications", move |c| planned_in(c, autoscale_max))
-        .await
+    let rows = apps.db("applications", |c| read(c)).await?;
+    Ok(costs(&rows, apps.autoscale_max_replicas))
 }
 
 fn check_change(apps: &Apps, before: &[Planned], after: &[Planned]) -> Result<(), FlowError> {
