@@ -11,15 +11,6 @@ pub fn prefix(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// The first character boundary of `text` at or after byte `at` (its length when past it).
-pub fn boundary_from(text: &str, at: usize) -> usize {
-    let mut at = at.min(text.len());
-    while !text.is_char_boundary(at) {
-        at += 1;
-    }
-    at
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -39,10 +30,6 @@ mod tests {
         ];
         for (max, want) in prefixes {
             assert_eq!(super::prefix(text, max), want, "prefix {max}");
-        }
-        let starts = [(0, 0), (1, 1), (2, 3), (4, 6), (7, 10), (10, 10), (99, 10)];
-        for (at, want) in starts {
-            assert_eq!(super::boundary_from(text, at), want, "from {at}");
         }
     }
 }
