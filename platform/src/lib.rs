@@ -386,6 +386,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         routing,
         audit: audit.clone(),
         apps: Arc::clone(&flows),
+        log_snapshots: api::instance_logs::snapshots(),
     });
     let app_state = state.clone();
     let proxy = proxy::Proxy::new(

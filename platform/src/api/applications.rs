@@ -1,8 +1,6 @@
 //! `/application/applications…`: applications owned by the caller's tenant, the bootstrap user
 //! of each microservice, and `/application/currentApplication` for that bootstrap user.
 
-use std::collections::HashMap;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,10 +27,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/application/applications/{id}", web::get().to(get))
         .route("/application/applications/{id}", web::put().to(update))
         .route("/application/applications/{id}", web::delete().to(delete))
-        .route(
-            "/application/applications/{id}/logs/{instance}",
-            web::get().to(logs),
-        )
         .route(
             "/application/applications/{id}/bootstrapUser",
             web::get().to(bootstrap_user),
@@ -136,7 +130,7 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     }
 }
 
-fn app_id(text: &str) -> Result<i64, ApiError> {
+pub(super) fn app_id(text: &str) -> Result<i64, ApiError> {
     text.parse().map_err(|_| {
         ApiError::not_found(
             "applications",
@@ -335,57 +329,6 @@ pub(crate) async fn instance_container(
                 &format!("Application {id} has no instance {instance}; see status.deployments[].instances"),
             )
         })
-}
-
-/// `GET …/applications/{id}/logs/{instance}?since=&until=&tail=`: one instance's stdout and
-/// stderr as text, with timestamps. `since`/`until` are RFC 3339 or Unix seconds.
-async fn logs(
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-    query: web::Query<HashMap<String, String>>,
-) -> Result<HttpResponse, ApiError> {
-    principal.require_any(&[
-        roles::APPLICATION_MANAGEMENT_READ,
-        roles::APPLICATION_MANAGEMENT_ADMIN,
-    ])?;
-    let (id_text, instance) = path.into_inner();
-    let id = app_id(&id_text)?;
-    let container = instance_container(&state, &principal, id, &instance).await?;
-    let time = |name: &str| -> Result<i64, ApiError> {
-        let Some(text) = query.get(name) else {
-            return Ok(0);
-        };
-        if let Ok(secs) = text.parse::<i64>() {
-            return Ok(secs);
-        }
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .map(|t| t.unix_timestamp())
-            .map_err(|_| {
-                ApiError::invalid(
-                    "applications",
-                    &format!("{name} must be RFC 3339 (2026-01-31T12:00:00Z) or Unix seconds, got {text:?}"),
-                )
-            })
-    };
-    let (since, until) = (time("since")?, time("until")?);
-    let tail = match query.get("tail") {
-        None => None,
-        Some(t) => Some(t.parse::<u64>().map_err(|_| {
-            ApiError::invalid(
-                "applications",
-                &format!("tail must be a line count, got {t:?}"),
-            )
-        })?),
-    };
-    let text = state
-        .runtime
-        .logs(&container, since, until, tail)
-        .await
-        .map_err(|e| ApiError::internal(&e.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(text))
 }
 
 async fn update(

@@ -15,6 +15,7 @@ pub mod field_limits;
 pub mod groups;
 mod health;
 pub mod hygiene;
+pub mod instance_logs;
 pub mod instance_usage;
 pub mod login;
 pub mod metrics;
@@ -72,6 +73,8 @@ pub struct AppState {
     /// The application flows (upload, subscription, deletion, versions), over the same handles;
     /// handlers parse, call one, and render what it returns.
     pub apps: Arc<crate::apps::Apps>,
+    /// Logs answers in progress, per tenant and in all ([`instance_logs`]).
+    pub log_snapshots: instance_logs::Snapshots,
 }
 
 impl crate::auth::AuthContext for AppState {
@@ -139,6 +142,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
             .configure(current_settings::routes)
             .configure(application_lists::routes)
             .configure(applications::routes)
+            .configure(instance_logs::routes)
             .configure(upload::routes)
             .configure(versions::routes)
             .configure(instance_usage::routes)
