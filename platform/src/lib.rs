@@ -404,6 +404,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let platform: Arc<dyn proxy::Platform> = state.clone().into_inner();
     let public_platform = Arc::clone(&platform);
     let internal_platform = Arc::clone(&platform);
+    let log_streams = console::log_stream::OpenStreams::default();
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(public_proxy.invalidate_on_write())
@@ -416,7 +417,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
                 srv.call(req)
             })
             .configure(public_proxy.configure(public_platform.clone()))
-            .configure(console::routes)
+            .configure(console::routes(log_streams.clone()))
             .configure(api::configure(app_state.clone()))
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)

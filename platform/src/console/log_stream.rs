@@ -32,7 +32,8 @@ pub const MAX_TAIL: u64 = 1000;
 /// a client that went away.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// Open streams per tenant.
+/// Open streams per tenant. Made once for the server and given to every worker's app
+/// ([`routes`]): the factory runs once per worker, so a count made there would be per worker.
 #[derive(Debug, Default, Clone)]
 pub struct OpenStreams(Arc<Mutex<HashMap<String, usize>>>);
 
@@ -70,11 +71,13 @@ impl Drop for Slot {
     }
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::Data::new(OpenStreams::default())).route(
-        "/application/applications/{id}/logs/{instance}/stream",
-        web::get().to(stream_logs),
-    );
+pub fn routes(open: OpenStreams) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(open)).route(
+            "/application/applications/{id}/logs/{instance}/stream",
+            web::get().to(stream_logs),
+        );
+    }
 }
 
 /// The longest line one event carries: a service printing without newlines would otherwise

@@ -17,14 +17,17 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
 
-/// Registers the console's pages, assets and the log stream on the public listener.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(to_console))
-        .route("/console", web::get().to(to_console))
-        .route("/console/", web::get().to(to_console))
-        .configure(assets::routes)
-        .configure(pages::routes)
-        .configure(log_stream::routes);
+/// Registers the console's pages, assets and the log stream on the public listener; `streams`
+/// is the server's one count of open log streams.
+pub fn routes(streams: log_stream::OpenStreams) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.route("/", web::get().to(to_console))
+            .route("/console", web::get().to(to_console))
+            .route("/console/", web::get().to(to_console))
+            .configure(assets::routes)
+            .configure(pages::routes)
+            .configure(log_stream::routes(streams));
+    }
 }
 
 async fn to_console() -> HttpResponse {
