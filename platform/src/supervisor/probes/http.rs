@@ -1,6 +1,7 @@
 //! The HTTP side of probes: an `httpGet` probe over HTTP or HTTPS (TLS without verifying the
-//! certificate, as Kubernetes does, on a blocking thread whose every read and write gets what is
-//! left of the probe's timeout), and whether a replica without a readiness probe answers HTTP.
+//! certificate, as Kubernetes does), and whether a replica without a readiness probe answers
+//! HTTP. Both are futures on the runtime's sockets: when the timeout drops one, its connection
+//! goes with it, and no thread waits on a service that keeps silent.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -116,11 +117,9 @@ async fn http_head(
     }
 }
 
-/// The same GET over TLS that verifies no certificate ([`crate::tls::probe_client_config`]).
-/// It runs on a blocking thread with rustls' blocking stream (the platform has no async TLS
-/// client), whose every read and write is bounded by what is left of `timeout`
-/// ([`Deadlined`]), so the thread ends by the time the verdict is given: a service trickling
-/// bytes cannot keep probe threads alive and fill the blocking pool the store shares.
+/// The same GET over TLS that verifies no certificate ([`crate::tls::probe_client_config`]),
+/// with tokio-rustls: a blocking client would hold a thread of the pool the store shares for
+/// as long as a silent service lets it, one per probe.
 async fn https_get(
     addr: SocketAddr,
     path: &str,
@@ -128,100 +127,52 @@ async fn https_get(
     timeout: Duration,
 ) -> Result<(), ProbeError> {
     let url = format!("https://{addr}{path}");
-    let request = get_request(addr, path, headers);
-    let blocking_url = url.clone();
-    let attempt = tokio::task::spawn_blocking(move || {
-        https_get_blocking(addr, &request, blocking_url, timeout)
-    });
+    let attempt = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ProbeError::Connect(addr, e))?;
+        let server_name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+        let mut stream = tokio_rustls::TlsConnector::from(crate::tls::probe_client_config())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| ProbeError::Tls(url.clone(), e.to_string()))?;
+        stream
+            .write_all(get_request(addr, path, headers).as_bytes())
+            .await
+            .map_err(|e| ProbeError::Tls(url.clone(), e.to_string()))?;
+        let mut head = [0u8; 64];
+        let mut read = 0;
+        while read < STATUS_BYTES {
+            match stream.read(&mut head[read..]).await {
+                Ok(0) => break,
+                Ok(n) => read += n,
+                // A server that closes without close_notify after the status line still answered.
+                Err(_) if read > 0 => break,
+                Err(e) => return Err(ProbeError::Tls(url.clone(), e.to_string())),
+            }
+        }
+        status_verdict(&head[..read], &url)
+    };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(e)) => Err(ProbeError::Task(url, e.to_string())),
+        Ok(result) => result,
         Err(_) => Err(ProbeError::Timeout(url, timeout)),
-    }
-}
-
-fn https_get_blocking(
-    addr: SocketAddr,
-    request: &str,
-    url: String,
-    timeout: Duration,
-) -> Result<(), ProbeError> {
-    use std::io::{Read, Write};
-    let deadline = std::time::Instant::now() + timeout;
-    let tcp = std::net::TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| ProbeError::Connect(addr, e))?;
-    let server_name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
-    let connection = rustls::ClientConnection::new(crate::tls::probe_client_config(), server_name)
-        .map_err(|e| ProbeError::Tls(url.clone(), e.to_string()))?;
-    let mut stream = rustls::StreamOwned::new(connection, Deadlined { tcp, deadline });
-    stream
-        .write_all(request.as_bytes())
-        .and_then(|()| stream.flush())
-        .map_err(|e| ProbeError::Tls(url.clone(), e.to_string()))?;
-    let mut head = [0u8; 64];
-    let mut read = 0;
-    while read < STATUS_BYTES {
-        match stream.read(&mut head[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            // A server that closes without close_notify after the status line still answered.
-            Err(_) if read > 0 => break,
-            Err(e) => return Err(ProbeError::Tls(url, e.to_string())),
-        }
-    }
-    status_verdict(&head[..read], &url)
-}
-
-/// A socket whose reads and writes all end by `deadline` (a socket timeout bounds only one
-/// call, and a peer sending a byte at a time makes rustls call again and again).
-struct Deadlined {
-    tcp: std::net::TcpStream,
-    deadline: std::time::Instant,
-}
-
-impl Deadlined {
-    fn left(&self) -> std::io::Result<Duration> {
-        let left = self
-            .deadline
-            .saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        Ok(left)
-    }
-}
-
-impl std::io::Read for Deadlined {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.tcp.set_read_timeout(Some(self.left()?))?;
-        self.tcp.read(buf)
-    }
-}
-
-impl std::io::Write for Deadlined {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tcp.set_write_timeout(Some(self.left()?))?;
-        self.tcp.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.tcp.flush()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::schedule;
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::Arc;
 
-    #[test]
+    #[tokio::test]
     // The sleeping thread plays a slow server; no runtime runs on it.
     #[allow(clippy::disallowed_methods)]
-    fn a_trickling_tls_server_cannot_hold_a_probe_thread_past_its_timeout() {
+    async fn a_trickling_tls_server_cannot_hold_a_probe_past_its_timeout() {
         // Announces a 16 KiB handshake record, then sends it a byte every 50 ms: each read
-        // returns within any per-read timeout, and the record would take 14 minutes.
+        // returns soon, and the record would take 14 minutes.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -231,22 +182,56 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        let (done, verdict) = std::sync::mpsc::channel();
+        let probe = http_probe(addr, "HTTPS", "/health", &[], Duration::from_millis(300));
+        // Liveness, not speed: without the timeout it would not return for minutes.
+        let verdict = tokio::time::timeout(Duration::from_secs(30), probe)
+            .await
+            .expect("the probe ended");
+        assert!(
+            matches!(verdict, Err(ProbeError::Timeout(..))),
+            "{verdict:?}"
+        );
+    }
+
+    /// The probe of a service that accepts connections and never says a word, with
+    /// `timeoutSeconds` at the schema's maximum: it fails at the cap (on a paused clock, which
+    /// moves on whenever the test waits only for the timer and the silent peer), and its
+    /// connection is closed then, which the peer sees: nothing was left waiting on it.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_tls_peer_fails_the_probe_at_the_cap_and_keeps_nothing() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed, seen) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let request = get_request(addr, "/health", &[]);
-            let url = format!("https://{addr}/health");
-            let _ = done.send(https_get_blocking(
-                addr,
-                &request,
-                url,
-                Duration::from_millis(300),
-            ));
+            let (mut conn, _) = listener.accept().unwrap();
+            // Reads the ClientHello and whatever follows, answers nothing, until the end.
+            let mut buf = [0u8; 1024];
+            while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+            let _ = closed.send(());
         });
-        // Liveness, not speed: without the deadline it would not return for minutes.
-        let verdict = verdict
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the probe thread ended");
-        assert!(verdict.is_err(), "{verdict:?}");
+        let probe = manifests_schema::Probe {
+            handler: manifests_schema::ProbeHandler::HttpGet {
+                host: None,
+                path: "/health".to_owned(),
+                port: addr.port(),
+                scheme: "HTTPS".to_owned(),
+                headers: Vec::new(),
+            },
+            initial_delay_seconds: 0,
+            period_seconds: 10,
+            success_threshold: 1,
+            timeout_seconds: u32::MAX,
+            failure_threshold: 3,
+        };
+        let started = tokio::time::Instant::now();
+        let verdict = http_probe(addr, "HTTPS", "/health", &[], schedule::timeout(&probe)).await;
+        assert!(
+            matches!(verdict, Err(ProbeError::Timeout(_, t)) if t == schedule::MAX_TIMEOUT),
+            "{verdict:?}"
+        );
+        assert_eq!(started.elapsed(), schedule::MAX_TIMEOUT);
+        seen.recv_timeout(Duration::from_secs(30))
+            .expect("the probe's connection was closed when it failed");
     }
 
     /// Serves `HTTP/1.1 <code>` for `GET /status/<code>` on a loopback port, over TLS with a

@@ -2,9 +2,11 @@
 //! container run: `httpGet` (to the container IP; `scheme: HTTPS` is TLS without certificate
 //! verification, as in Kubernetes), `tcpSocket`, `exec` (docker exec).
 //! Results land in a shared [`ProbeState`]; the supervisor acts on them (restart, routing).
-//! The HTTP(S) requests themselves are [`http`]'s.
+//! The HTTP(S) requests themselves are [`http`]'s; how long a probe attempt may take is
+//! [`schedule`]'s.
 
 mod http;
+pub mod schedule;
 
 use http::{http_answers, http_probe};
 
@@ -37,8 +39,6 @@ pub enum ProbeError {
     Timeout(String, Duration),
     #[error("GET {0}: {1}")]
     Tls(String, String),
-    #[error("GET {0}: probe task failed: {1}")]
-    Task(String, String),
     #[error("command {0:?} failed or timed out")]
     Command(Vec<String>),
     #[error(transparent)]
@@ -272,7 +272,7 @@ async fn check(
     ip: IpAddr,
     probe: &Probe,
 ) -> Result<(), ProbeError> {
-    let timeout = Duration::from_secs(probe.timeout_seconds.max(1).into());
+    let timeout = schedule::timeout(probe);
     match &probe.handler {
         ProbeHandler::HttpGet {
             path,
