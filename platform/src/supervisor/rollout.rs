@@ -177,8 +177,9 @@ pub(super) fn rollout_deadline(
     let Some(p) = readiness else {
         return configured;
     };
-    // As the probe runs: an attempt's timeout is capped.
-    let period = u64::from(p.period_seconds.max(1)) + super::probes::schedule::timeout(p).as_secs();
+    // As the probe runs: the exec period's minimum and the attempt's cap apply.
+    let schedule = super::probes::schedule::period(p) + super::probes::schedule::timeout(p);
+    let period = schedule.as_secs();
     let probes = u64::from(p.success_threshold.max(1)) + u64::from(p.failure_threshold);
     let needed = u64::from(p.initial_delay_seconds).saturating_add(period.saturating_mul(probes));
     configured.max(Duration::from_secs(needed).min(PROBE_DEADLINE_CAP))

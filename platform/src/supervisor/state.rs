@@ -159,19 +159,20 @@ pub(super) fn startup_grace(readiness: Option<&manifests_schema::Probe>) -> Dura
     use manifests_schema::Probe;
     let (initial, failures, period) = readiness.map_or(
         (
-            Probe::DEFAULT_INITIAL_DELAY_SECONDS,
-            Probe::DEFAULT_FAILURE_THRESHOLD,
-            Probe::DEFAULT_PERIOD_SECONDS,
+            Probe::DEFAULT_INITIAL_DELAY_SECONDS.into(),
+            Probe::DEFAULT_FAILURE_THRESHOLD.into(),
+            Probe::DEFAULT_PERIOD_SECONDS.into(),
         ),
         |p| {
             (
-                p.initial_delay_seconds,
-                p.failure_threshold.max(1),
-                p.period_seconds.max(1),
+                u64::from(p.initial_delay_seconds),
+                u64::from(p.failure_threshold.max(1)),
+                // As the probe runs: an exec probe's period is at least 5 s.
+                super::probes::schedule::period(p).as_secs(),
             )
         },
     );
-    Duration::from_secs(u64::from(initial) + u64::from(failures) * u64::from(period))
+    Duration::from_secs(initial + failures * period)
 }
 
 /// What is remembered per deployment.
@@ -361,11 +362,18 @@ mod tests {
             timeout_seconds: 1,
             failure_threshold: failure,
         };
+        let exec_probe = |initial, period, failure| manifests_schema::Probe {
+            handler: manifests_schema::ProbeHandler::Exec {
+                command: vec!["true".to_owned()],
+            },
+            ..probe(initial, period, failure)
+        };
         for (readiness, grace) in [
             (None, 30),
             (Some(probe(0, 10, 3)), 30),
             (Some(probe(20, 5, 6)), 50),
             (Some(probe(0, 0, 0)), 1),
+            (Some(exec_probe(0, 1, 3)), 15),
         ] {
             assert_eq!(
                 startup_grace(readiness.as_ref()),

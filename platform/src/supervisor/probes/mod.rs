@@ -2,7 +2,7 @@
 //! container run: `httpGet` (to the container IP; `scheme: HTTPS` is TLS without certificate
 //! verification, as in Kubernetes), `tcpSocket`, `exec` (docker exec).
 //! Results land in a shared [`ProbeState`]; the supervisor acts on them (restart, routing).
-//! The HTTP(S) requests themselves are [`http`]'s; how long a probe attempt may take is
+//! The HTTP(S) requests themselves are [`http`]'s; how often and for how long a probe runs is
 //! [`schedule`]'s.
 
 mod http;
@@ -45,11 +45,6 @@ pub enum ProbeError {
     Runtime(#[from] RuntimeError),
 }
 
-/// First retry of a readiness probe that has never passed yet (then growing by half up to the
-/// period: 20, 30, 45, 68… ms). A fresh replica is seen ready within a few tens of
-/// milliseconds of answering, as a deployer polling by hand would; a slow starter costs a
-/// dozen probes in its first two seconds.
-const FIRST_READY_RETRY: Duration = Duration::from_millis(20);
 /// How often a hung replica without a readiness probe is asked whether it answers again.
 const UNRESPONSIVE_RECHECK: Duration = Duration::from_secs(1);
 
@@ -119,7 +114,7 @@ pub async fn watch(
             Some(probe) => {
                 tokio::time::sleep(remaining_delay(probe.initial_delay_seconds, running_for)).await;
                 (
-                    Duration::from_secs(probe.period_seconds.max(1).into()),
+                    schedule::period(probe),
                     probe.success_threshold.max(1),
                     probe.failure_threshold.max(1),
                 )
@@ -137,8 +132,12 @@ pub async fn watch(
         // Until the first time it is ready, probe sooner than the period (20 ms growing up to
         // it): a fresh or restarted replica joins routing as soon as it answers, instead of up
         // to a whole period later. Failures before that count for nothing, so this changes no
-        // verdict, only how soon it comes.
-        let mut first_wait = Some(FIRST_READY_RETRY);
+        // verdict, only how soon it comes. Not for exec probes, whose period is their bound.
+        let quick_retry = match &readiness {
+            Some(probe) => schedule::first_ready_retry(probe),
+            None => Some(schedule::FIRST_READY_RETRY),
+        };
+        let mut first_wait = quick_retry;
         let mut handled_ejection = None;
         let mut due = true;
         loop {
@@ -178,7 +177,7 @@ pub async fn watch(
                                     e.reason
                                 ));
                             });
-                            first_wait = Some(FIRST_READY_RETRY);
+                            first_wait = quick_retry;
                             changed.notify_one();
                         }
                     }
@@ -255,7 +254,7 @@ pub async fn watch(
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_secs(probe.period_seconds.max(1).into())).await;
+            tokio::time::sleep(schedule::period(&probe)).await;
         }
     };
     // Liveness ending means the container is condemned; readiness alone never ends the task.
