@@ -27,6 +27,7 @@ mod hostile_packages;
 mod hygiene;
 mod inspect;
 mod interruptions;
+mod log_streams;
 mod login;
 mod operate;
 mod options;
