@@ -1,4 +1,5 @@
-//! Checks a JSON Schema cannot express: API version semantics and role naming.
+//! Checks a JSON Schema cannot express: API version semantics, role naming, and probe timings
+//! Berth runs other than written.
 
 use serde_json::{Map, Value};
 
@@ -11,6 +12,11 @@ pub(crate) fn check(manifest: &Map<String, Value>, findings: &mut Findings) {
         && !findings.has_error_at("/apiVersion")
     {
         check_api_version(api_version, findings);
+    }
+    for name in ["livenessProbe", "readinessProbe"] {
+        if let Some(Value::Object(probe)) = manifest.get(name) {
+            check_probe_timings(name, probe, findings);
+        }
     }
     if let Some(Value::Array(roles)) = manifest.get("roles") {
         for (index, role) in roles.iter().enumerate() {
@@ -27,6 +33,38 @@ pub(crate) fn check(manifest: &Map<String, Value>, findings: &mut Findings) {
                 );
             }
         }
+    }
+}
+
+/// Berth ends a probe attempt after 60 s and runs an exec probe at most every 5 s (each is a
+/// process the host starts outside the container's CPU limit); a manifest asking for more is
+/// told, not refused, as Kubernetes would run it.
+fn check_probe_timings(name: &str, probe: &Map<String, Value>, findings: &mut Findings) {
+    let seconds = |key: &str| {
+        probe
+            .get(key)
+            .and_then(Value::as_u64)
+            .filter(|_| !findings.has_error_at(&format!("/{name}/{key}")))
+    };
+    let period = seconds("periodSeconds").filter(|p| *p < 5);
+    let timeout = seconds("timeoutSeconds").filter(|t| *t > 60);
+    if probe.contains_key("exec")
+        && let Some(period) = period
+    {
+        findings.warning(
+            &format!("/{name}/periodSeconds"),
+            format!(
+                "`{name}.periodSeconds` is {period}: Berth runs exec probes at most every 5 s (each starts a process on the host), so it acts as 5"
+            ),
+        );
+    }
+    if let Some(timeout) = timeout {
+        findings.warning(
+            &format!("/{name}/timeoutSeconds"),
+            format!(
+                "`{name}.timeoutSeconds` is {timeout}: Berth ends a probe attempt after 60 s, so it acts as 60"
+            ),
+        );
     }
 }
 

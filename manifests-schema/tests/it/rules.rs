@@ -524,6 +524,29 @@ const MEMBER_CASES: &[(&str, &str, &[Expected<'static>])] = &[
         &[],
     ),
     (
+        "probe exec every second",
+        r#""readinessProbe": {"exec": {"command": ["/bin/true"]}, "periodSeconds": 1}"#,
+        &[(
+            "/readinessProbe/periodSeconds",
+            Warning,
+            "`readinessProbe.periodSeconds` is 1: Berth runs exec probes at most every 5 s",
+        )],
+    ),
+    (
+        "probe exec every five seconds",
+        r#""readinessProbe": {"exec": {"command": ["/bin/true"]}, "periodSeconds": 5}"#,
+        &[],
+    ),
+    (
+        "probe timeout over a minute",
+        r#""livenessProbe": {"tcpSocket": {"port": 80}, "timeoutSeconds": 61}"#,
+        &[(
+            "/livenessProbe/timeoutSeconds",
+            Warning,
+            "`livenessProbe.timeoutSeconds` is 61: Berth ends a probe attempt after 60 s",
+        )],
+    ),
+    (
         "probe without handler",
         r#""livenessProbe": {"periodSeconds": 5}"#,
         &[(

@@ -60,7 +60,7 @@ fn everything_set(liveness: &str, readiness: &str) -> Value {
     validated.manifest.to_json()
 }
 
-const TIMINGS: &str = r#""initialDelaySeconds": 1, "periodSeconds": 2, "successThreshold": 3, "timeoutSeconds": 4, "failureThreshold": 5"#;
+const TIMINGS: &str = r#""initialDelaySeconds": 1, "periodSeconds": 6, "successThreshold": 3, "timeoutSeconds": 4, "failureThreshold": 5"#;
 
 #[test]
 fn schema_properties_equal_serialized_manifest_keys() {
