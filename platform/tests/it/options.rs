@@ -337,7 +337,8 @@ fn settings_past_a_subscribers_options_caps_are_refused() {
     // One logical setting of 200 KiB: four defaults of 50 KiB (a default may have 64 KiB).
     const PARTS: usize = 4;
     const SETTING: usize = 50 * 1024;
-    let server = Server::start();
+    // The subscription deploys the version: its network goes with the cleanup.
+    let (_cleanup, server) = crate::supervisor::start_server(&[]);
     let (owner, sub) = (create_tenant(&server, "cpo"), create_tenant(&server, "cps"));
     let image = TestImage::build(0);
     let category = format!("cp{}", uuid::Uuid::new_v4().simple());
