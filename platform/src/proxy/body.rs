@@ -106,21 +106,17 @@ impl ResponseBody {
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(self.broke_off(e)))),
             Poll::Pending => {
-                let deadline = match &self.silence {
-                    Some(_) if !self.framed_since_armed => None,
-                    _ => Some(Instant::now() + self.read_timeout),
-                };
-                let silence = match (&mut self.silence, deadline) {
-                    (Some(silence), None) => silence,
-                    (Some(silence), Some(deadline)) => {
-                        silence.as_mut().reset(deadline);
+                let timeout = self.read_timeout;
+                let framed = std::mem::take(&mut self.framed_since_armed);
+                let silence = match &mut self.silence {
+                    Some(silence) => {
+                        if framed {
+                            silence.as_mut().reset(Instant::now() + timeout);
+                        }
                         silence
                     }
-                    (slot @ None, _) => {
-                        slot.insert(Box::pin(tokio::time::sleep(self.read_timeout)))
-                    }
+                    slot @ None => slot.insert(Box::pin(tokio::time::sleep(timeout))),
                 };
-                self.framed_since_armed = false;
                 ready!(silence.as_mut().poll(cx));
                 Poll::Ready(Some(Err(self.went_quiet())))
             }
