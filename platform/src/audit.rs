@@ -67,6 +67,8 @@ impl Event {
                         continue;
                     }
                     seen.push(tenant);
+                    let by_other_tenant = *tenant != actor_tenant
+                        && actor_tenant != crate::store::tenants::MANAGEMENT;
                     records.push(NewRecord {
                         tenant: tenant.clone(),
                         application: application.clone(),
@@ -74,10 +76,15 @@ impl Event {
                         activity: activity.clone(),
                         text: text.clone(),
                         severity: audit::INFORMATION,
-                        user: user.clone(),
+                        // Another tenant's log names the acting tenant, not its user: a
+                        // user name is half a login, and that tenant's own.
+                        user: if by_other_tenant {
+                            actor_tenant.clone()
+                        } else {
+                            user.clone()
+                        },
                         details: json!({}),
-                        by_other_tenant: *tenant != actor_tenant
-                            && actor_tenant != crate::store::tenants::MANAGEMENT,
+                        by_other_tenant,
                     });
                 }
                 records
@@ -225,8 +232,8 @@ mod tests {
     }
 
     #[test]
-    fn a_record_in_another_tenants_log_is_of_that_tenants_doing_unless_management_acted() {
-        let origin = |actor: &str| -> Vec<(String, bool)> {
+    fn a_record_in_another_tenants_log_names_the_acting_tenant_not_its_user() {
+        let origin = |actor: &str| -> Vec<(String, bool, String)> {
             let mut event = user_event("x");
             if let Event::ByUser { actor_tenant, .. } = &mut event {
                 *actor_tenant = actor.into();
@@ -234,16 +241,18 @@ mod tests {
             event
                 .records()
                 .into_iter()
-                .map(|r| (r.tenant, r.by_other_tenant))
+                .map(|r| (r.tenant, r.by_other_tenant, r.user))
                 .collect()
         };
+        let row = |tenant: &str, other: bool, user: &str| (tenant.into(), other, user.into());
+        // (In t2's log, t1's user is named by t1 alone.)
         assert_eq!(
             origin("t1"),
-            vec![("t1".to_owned(), false), ("t2".to_owned(), true)]
+            vec![row("t1", false, "alice"), row("t2", true, "t1")]
         );
         assert_eq!(
             origin(crate::store::tenants::MANAGEMENT),
-            vec![("t1".to_owned(), false), ("t2".to_owned(), false)]
+            vec![row("t1", false, "alice"), row("t2", false, "alice")]
         );
     }
 

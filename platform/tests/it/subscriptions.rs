@@ -386,6 +386,23 @@ fn availability_decides_who_may_subscribe() {
         want.sort();
         assert_eq!(listed, want, "subscriptions of {}", tenant.id);
     }
+    // The owner's log records b's subscriptions as b's doing, naming none of b's users.
+    let log = server
+        .req("GET", "/audit/auditRecords?type=Subscription&pageSize=100")
+        .basic(&a.admin_login, &a.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    let by_b: Vec<&Value> = log["auditRecords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["text"].as_str().unwrap_or_default().contains(&b.id))
+        .collect();
+    assert!(!by_b.is_empty(), "{log}");
+    for record in by_b {
+        assert_eq!(record["user"], b.id.as_str(), "{record}");
+    }
 }
 
 /// A microservice of `owner` with this availability and name.
