@@ -30,6 +30,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+/// What names the shared deployment where a tenant's id would name a dedicated one (in labels,
+/// container and network names, alarms), so no tenant may have it as its id.
+pub const SHARED: &str = "shared";
+
 /// One deployment: an application, shared (`tenant: None`) or dedicated to one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeploymentKey {
@@ -52,7 +56,7 @@ impl std::fmt::Display for DeploymentKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.tenant {
             Some(t) => write!(f, "{}/{t}", self.application_id),
-            None => write!(f, "{}/shared", self.application_id),
+            None => write!(f, "{}/{SHARED}", self.application_id),
         }
     }
 }

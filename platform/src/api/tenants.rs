@@ -283,6 +283,13 @@ async fn create(
                 && id
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if id == crate::routing::SHARED {
+                // A PER_TENANT deployment of it would take the shared deployment's names.
+                return Err(ApiError::invalid(
+                    "tenants",
+                    &format!("id {id:?} is reserved by the platform; choose another"),
+                ));
+            }
             if !valid || id == tenants::MANAGEMENT {
                 return Err(ApiError::invalid(
                     "tenants",

@@ -475,7 +475,7 @@ impl Supervisor {
             "berth-{}-{}-{}-{}-{}",
             self.short_id(),
             dep.key.application_id,
-            docker_safe(dep.key.tenant.as_deref().unwrap_or("shared")),
+            docker_safe(dep.key.tenant.as_deref().unwrap_or(crate::routing::SHARED)),
             replica,
             suffix
         );

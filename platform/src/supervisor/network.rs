@@ -48,7 +48,7 @@ impl Supervisor {
             "berth-{}-{}-{}",
             self.short_id(),
             key.application_id,
-            docker_safe(key.tenant.as_deref().unwrap_or("shared"))
+            docker_safe(key.tenant.as_deref().unwrap_or(crate::routing::SHARED))
         )
     }
 

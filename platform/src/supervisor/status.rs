@@ -207,7 +207,7 @@ pub fn alarms_of(deployments: &[DeploymentStatus]) -> Alarms {
     let mut down = Vec::new();
     let mut unhealthy = Vec::new();
     for d in deployments.iter().filter(|d| !d.starting) {
-        let name = d.tenant.as_deref().unwrap_or("shared");
+        let name = d.tenant.as_deref().unwrap_or(crate::routing::SHARED);
         if d.available == 0 {
             match d
                 .last_failure
