@@ -117,7 +117,7 @@ pub fn server(parts: Parts) -> Result<Server, StartupError> {
             })
             .wrap_fn(api::hygiene::edge_hygiene)
             .configure(proxy.configure(platform.clone()))
-            .configure(api::configure(state.clone()))
+            .configure(api::configure(state.clone(), api::Listener::Internal))
     })
     .on_connect(move |connection, extensions| admit(&admission, connection, extensions))
     .shutdown_timeout(shutdown_grace_secs)

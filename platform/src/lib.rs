@@ -418,7 +418,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             })
             .configure(public_proxy.configure(public_platform.clone()))
             .configure(console::routes(log_streams.clone()))
-            .configure(api::configure(app_state.clone()))
+            .configure(api::configure(app_state.clone(), api::Listener::Public))
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)
     // A peer that closed its side has left: its handler (a proxied response or a tunnel to a

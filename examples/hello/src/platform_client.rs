@@ -1,7 +1,9 @@
 //! `GET /platform/subscriptions`: calls `C8Y_BASEURL/application/currentApplication/subscriptions`
 //! with the bootstrap credentials (as every Cumulocity SDK does at startup) and returns what the
 //! platform answered. A tiny HTTP/1.1 client over `std::net::TcpStream`: plain `http://` only,
-//! which is what the platform offers containers.
+//! which is what the platform offers containers. `?forwardedFor=<address>` adds an
+//! `X-Forwarded-For` header, as hostile code in a container could: tests use it to show the
+//! platform does not believe it.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -22,7 +24,16 @@ struct Answer {
     body: String,
 }
 
-pub async fn subscriptions(env: web::Data<InjectedEnv>) -> HttpResponse {
+pub async fn subscriptions(
+    env: web::Data<InjectedEnv>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> HttpResponse {
+    // An address only: nothing that could end the header line.
+    let forwarded_for = query.into_inner().remove("forwardedFor").filter(|a| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':')
+    });
     let var = |name: &str| env.0.get(name).cloned();
     let (Some(base), Some(tenant), Some(user), Some(password)) = (
         var("C8Y_BASEURL"),
@@ -40,6 +51,7 @@ pub async fn subscriptions(env: web::Data<InjectedEnv>) -> HttpResponse {
             &base,
             "/application/currentApplication/subscriptions",
             &login,
+            forwarded_for.as_deref(),
         )
     })
     .await;
@@ -55,7 +67,7 @@ pub async fn subscriptions(env: web::Data<InjectedEnv>) -> HttpResponse {
 }
 
 /// GET `path` on the `http://host:port` base URL with Basic credentials `login`.
-fn get(base: &str, path: &str, login: &str) -> Result<Answer, String> {
+fn get(base: &str, path: &str, login: &str, forwarded_for: Option<&str>) -> Result<Answer, String> {
     let authority = base
         .strip_prefix("http://")
         .ok_or_else(|| format!("C8Y_BASEURL={base} is not an http:// URL"))?
@@ -76,8 +88,11 @@ fn get(base: &str, path: &str, login: &str) -> Result<Answer, String> {
         .set_read_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
     let credentials = base64::engine::general_purpose::STANDARD.encode(login);
+    let forwarded = forwarded_for
+        .map(|a| format!("X-Forwarded-For: {a}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Basic {credentials}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Basic {credentials}\r\n{forwarded}Accept: application/json\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

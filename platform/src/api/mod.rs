@@ -106,10 +106,28 @@ impl crate::proxy::Platform for AppState {
     }
 }
 
+/// Which listener the routes serve: only the public one believes forwarding headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Clients, possibly behind the configured `trusted_proxies`.
+    Public,
+    /// Containers, which reach it directly: no proxy stands between them and Berth, and a
+    /// `trusted_proxies` block may well cover the container networks (a load balancer's
+    /// 10.0.0.0/8 covers the default pool), which would let a container choose the address
+    /// its login throttling, audit records and forwarded headers see.
+    Internal,
+}
+
 /// Registers every route, the extractor error mapping and the 404 fallback.
-pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn configure(
+    state: web::Data<AppState>,
+    listener: Listener,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let trusted = origin::TrustedProxies(state.config.connections.trusted_proxies.clone());
+        let trusted = origin::TrustedProxies(match listener {
+            Listener::Public => state.config.connections.trusted_proxies.clone(),
+            Listener::Internal => Vec::new(),
+        });
         let auth: web::Data<dyn crate::auth::AuthContext> =
             web::Data::from(state.clone().into_inner() as Arc<dyn crate::auth::AuthContext>);
         cfg.app_data(state)

@@ -155,7 +155,8 @@ impl Cidr {
 }
 
 /// The proxies whose forwarding headers are believed (the configuration's `trusted_proxies`),
-/// registered as app data by [`crate::api::configure`]; absent, nobody is trusted.
+/// registered as app data by [`crate::api::configure`] on the public listener; absent (and on
+/// the internal API), nobody is trusted.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(pub Vec<Cidr>);
 

@@ -734,6 +734,9 @@ fn guessing_on_the_internal_api_locks_the_source_not_the_service() {
             env: vec![
                 ("BERTH_LOGIN_USER_FAILURES".into(), "2".into()),
                 ("BERTH_LOGIN_SOURCE_FAILURES".into(), "3".into()),
+                // A load balancer's block that happens to cover the container networks: the
+                // internal API must still count a container's own address, whatever it forwards.
+                ("BERTH_TRUSTED_PROXIES".into(), "10.0.0.0/8".into()),
             ],
             ..Options::default()
         },
@@ -796,8 +799,15 @@ fn guessing_on_the_internal_api_locks_the_source_not_the_service() {
                 .filter(|r| r.status() == 200)
         },
     );
+    // Each call of the probe claims to forward for another client.
+    let calls = std::cell::Cell::new(0);
     let platform_status = |ip: &str| {
-        let answer = crate::supervisor::container_get(ip, "/platform/subscriptions");
+        calls.set(calls.get() + 1);
+        let path = format!(
+            "/platform/subscriptions?forwardedFor=203.0.113.{}",
+            calls.get()
+        );
+        let answer = crate::supervisor::container_get(ip, &path);
         answer["status"]
             .as_u64()
             .unwrap_or_else(|| panic!("{answer}"))
