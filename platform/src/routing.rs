@@ -86,6 +86,10 @@ struct Inner {
     refused_notify: Notify,
     /// Poked (every waiter) on each ejection, for the probe tasks.
     ejections: Notify,
+    /// Moved when the supervisor changed what the store says about an application (a
+    /// rollback restores another version's manifest: isolation, context path), so the
+    /// proxy's cached resolutions, which API writes invalidate, follow it too.
+    catalog: std::sync::atomic::AtomicU64,
 }
 
 /// An upstream the proxy took out of routing.
@@ -116,6 +120,20 @@ fn routable(
 impl RoutingTable {
     pub fn new() -> RoutingTable {
         RoutingTable::default()
+    }
+
+    /// Says that applications changed outside the API (see `Inner::catalog`).
+    pub fn catalog_changed(&self) {
+        self.inner
+            .catalog
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// How many times [`RoutingTable::catalog_changed`] was called.
+    pub fn catalog(&self) -> u64 {
+        self.inner
+            .catalog
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The ready upstreams of `key` (empty if none, or if the deployment does not exist; see

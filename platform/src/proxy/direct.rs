@@ -91,7 +91,12 @@ impl Direct {
         let route = match self
             .shared
             .services
-            .resolve(self.platform.store(), &principal.tenant, segment)
+            .resolve(
+                self.platform.store(),
+                self.platform.routing().catalog(),
+                &principal.tenant,
+                segment,
+            )
             .await
         {
             Ok(Some(route)) if route.target.caller_subscribed && route.target.rivals.is_empty() => {

@@ -196,7 +196,12 @@ async fn handle(
     let route = worker
         .shared
         .services
-        .resolve(platform.store(), &principal.tenant, segment)
+        .resolve(
+            platform.store(),
+            platform.routing().catalog(),
+            &principal.tenant,
+            segment,
+        )
         .await
         .map_err(|e| {
             ProxyError::new(Failure::Internal {

@@ -1,7 +1,8 @@
 //! `/service/<segment>` resolution for a caller's tenant, cached in memory: the store is asked
 //! once per (tenant, segment) and generation. Any write to the platform API that was not
 //! refused bumps the generation (see [`Invalidate`]), so subscriptions, applications and their
-//! manifests are never served stale after the write that changed them has answered.
+//! manifests are never served stale after the write that changed them has answered; so does
+//! the supervisor's rollback, through the routing table's catalog count.
 
 use std::collections::HashMap;
 use std::future::{Ready, ready};
@@ -54,6 +55,8 @@ impl super::slots::Counted for Route {
 #[derive(Debug)]
 struct Entry {
     generation: u64,
+    /// The routing table's catalog count when it was resolved.
+    catalog: u64,
     /// None: no microservice has this name or context path.
     route: Option<Arc<Route>>,
 }
@@ -78,10 +81,11 @@ impl ServiceCache {
     }
 
     /// The route for `tenant` calling `/service/<segment>`: Ok(None) when no microservice has
-    /// that name or context path.
+    /// that name or context path. `catalog`: the routing table's catalog count now.
     pub async fn resolve(
         &self,
         store: &Store,
+        catalog: u64,
         tenant: &str,
         segment: &str,
     ) -> Result<Option<Arc<Route>>, crate::store::StoreError> {
@@ -90,6 +94,7 @@ impl ServiceCache {
             let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
             if let Some(entry) = entries.get(tenant).and_then(|m| m.get(segment))
                 && entry.generation == generation
+                && entry.catalog == catalog
             {
                 return Ok(entry.route.clone());
             }
@@ -120,6 +125,7 @@ impl ServiceCache {
             segment.to_owned(),
             Entry {
                 generation,
+                catalog,
                 route: route.clone(),
             },
         );
@@ -212,15 +218,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db")).unwrap();
         let cache = ServiceCache::default();
-        cache.resolve(&store, "t2", "hello").await.unwrap();
+        cache.resolve(&store, 0, "t2", "hello").await.unwrap();
         for n in 0..MAX_TENANT_ENTRIES * 3 {
             cache
-                .resolve(&store, "t1", &format!("probe{n}"))
+                .resolve(&store, 0, "t1", &format!("probe{n}"))
                 .await
                 .unwrap();
             assert!(cached(&cache, "t1") <= MAX_TENANT_ENTRIES);
         }
         assert_eq!(cached(&cache, "t2"), 1, "another tenant's resolution stays");
+    }
+
+    #[tokio::test]
+    async fn a_change_the_supervisor_made_is_resolved_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        store
+            .run_now(|c| {
+                c.execute(
+                    "INSERT INTO tenants (id, domain, company, creation_time) VALUES ('o', 'o.example', 'o', 'now')",
+                    [],
+                )?;
+                c.execute(
+                    "INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, creation_time)
+                     VALUES (1, 'o', 'svc', 'svc-key', 'MICROSERVICE', 'MARKET', '{\"isolation\":\"PER_TENANT\"}', 'now')",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let cache = ServiceCache::default();
+        let per_tenant = |route: Option<Arc<Route>>| route.unwrap().key.tenant.is_some();
+        let resolve = |catalog| cache.resolve(&store, catalog, "o", "svc");
+        assert!(per_tenant(resolve(0).await.unwrap()));
+        // A rollback restores a version of the other isolation, with no API write.
+        store
+            .run_now(|c| {
+                c.execute(
+                    "UPDATE applications SET manifest = '{\"isolation\":\"MULTI_TENANT\"}'",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(per_tenant(resolve(0).await.unwrap()), "cached");
+        assert!(
+            !per_tenant(resolve(1).await.unwrap()),
+            "after the catalog moved"
+        );
     }
 
     #[actix_web::test]

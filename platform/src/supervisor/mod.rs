@@ -460,6 +460,14 @@ impl Supervisor {
                 }
             }
         }
+        // Routes go before their containers: a freed subnet may be reused in this same pass,
+        // and a new container of another application could get a removed one's address while
+        // the route still named it.
+        for key in self.routing.keys() {
+            if !desired.contains_key(&key) {
+                self.routing.remove(&key);
+            }
+        }
         self.collect_garbage(garbage, orphans).await;
         self.prepare_networks(&preparing, listed.as_ref()).await;
         let now = Instant::now();
@@ -502,11 +510,6 @@ impl Supervisor {
             statuses.entry(key.application_id).or_default().push(status);
         }
         self.handle.set_subnets(subnets);
-        for key in self.routing.keys() {
-            if !desired.contains_key(&key) {
-                self.routing.remove(&key);
-            }
-        }
         let names: HashSet<String> = self
             .state
             .instances

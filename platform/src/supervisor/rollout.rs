@@ -116,6 +116,8 @@ impl Supervisor {
                     },
                 );
                 self.state.apps.entry(app).or_default().rollout = None;
+                // The restored manifest may serve callers otherwise (isolation, context path).
+                self.routing.catalog_changed();
                 self.handle.poke();
             }
             Ok(None) => {}
