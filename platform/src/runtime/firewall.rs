@@ -5,8 +5,11 @@
 //! the ones created later, with nothing to add or remove per network. The rule jumps to this
 //! installation's chain, which returns (lets the host's own rules decide) for replies to
 //! connections the host opened (probes, the proxy) and for the internal API port, and rejects
-//! everything else. Forwarded traffic (the internet, other containers) is untouched: Docker's
-//! FORWARD rules keep deciding that. The rules stay while Berth is stopped (its containers keep
+//! everything else. Forwarded traffic (the internet, other containers) is left to Docker's
+//! FORWARD rules but for one rule of ours: link-local destinations (169.254.0.0/16, where cloud
+//! providers answer instance metadata and hand out the machine's credentials) are rejected,
+//! from `DOCKER-USER`, the chain Docker evaluates before its own (plain `FORWARD` when Docker
+//! does not manage iptables). The rules stay while Berth is stopped (its containers keep
 //! running); `host_firewall = false` removes them at the next start.
 
 use std::process::Command;
@@ -91,6 +94,29 @@ pub fn jump_rule(installation: &str) -> Vec<String> {
     ]
 }
 
+/// Link-local IPv4: the cloud metadata services (169.254.169.254 on AWS, GCP, Azure, …) and
+/// nothing a container of a deployment network needs.
+const LINK_LOCAL: &str = "169.254.0.0/16";
+
+/// The forwarding rule keeping this installation's containers off link-local addresses.
+pub fn metadata_rule(installation: &str) -> Vec<String> {
+    vec![
+        "-i".to_owned(),
+        format!("{}+", bridge_prefix(installation)),
+        "-d".to_owned(),
+        LINK_LOCAL.to_owned(),
+        "-m".to_owned(),
+        "comment".to_owned(),
+        "--comment".to_owned(),
+        comment(installation),
+        "-j".to_owned(),
+        "REJECT".to_owned(),
+    ]
+}
+
+/// Chains the metadata rule may be in: Docker's user chain, else FORWARD.
+const FORWARD_CHAINS: [&str; 2] = ["DOCKER-USER", "FORWARD"];
+
 /// The tools to configure: IPv4 always, IPv6 when the kernel has it.
 fn tools() -> Vec<&'static str> {
     let mut tools = vec!["iptables"];
@@ -139,6 +165,20 @@ pub fn install(installation: &str, internal_port: u16) -> Result<(), FirewallErr
             run(tool, &with(&["-I", "INPUT", "1"], &jump))?;
         }
     }
+    let metadata = metadata_rule(installation);
+    let forward = if run(
+        "iptables",
+        &["-n".into(), "-L".into(), "DOCKER-USER".into()],
+    )
+    .is_ok()
+    {
+        FORWARD_CHAINS[0]
+    } else {
+        FORWARD_CHAINS[1]
+    };
+    if run("iptables", &with(&["-C", forward], &metadata)).is_err() {
+        run("iptables", &with(&["-I", forward, "1"], &metadata))?;
+    }
     Ok(())
 }
 
@@ -150,6 +190,10 @@ pub fn remove(installation: &str) {
         while run(tool, &with(&["-D", "INPUT"], &jump)).is_ok() {}
         let _ = run(tool, &["-F".into(), chain.clone()]);
         let _ = run(tool, &["-X".into(), chain.clone()]);
+    }
+    let metadata = metadata_rule(installation);
+    for forward in FORWARD_CHAINS {
+        while run("iptables", &with(&["-D", forward], &metadata)).is_ok() {}
     }
 }
 
@@ -193,6 +237,9 @@ mod tests {
                 "-j REJECT",
             ]
         );
+        let metadata = metadata_rule("abc").join(" ");
+        assert!(metadata.starts_with(&format!("-i {}+ -d 169.254.0.0/16 ", bridge_prefix("abc"))));
+        assert!(metadata.ends_with("-j REJECT"));
         let jump = jump_rule("abc").join(" ");
         assert!(jump.starts_with(&format!("-i {}+ ", bridge_prefix("abc"))));
         assert!(jump.ends_with(&format!("-j {}", chain_name("abc"))));

@@ -544,6 +544,129 @@ fn deployment_containers_reach_the_internal_api_and_no_other_host_port() {
     drop(listener);
 }
 
+/// A link-local address answering on port 80 off the host, as a cloud's instance metadata
+/// service does: a network namespace holding the address, reached through a veth pair and a
+/// host route, with a listener inside. 169.254.77.77, not .169.254: the machine running the
+/// tests may use that one for its own metadata.
+struct MetadataService {
+    netns: String,
+    host_end: String,
+    /// The namespace's own (not link-local) address, where the listener answers too.
+    routed: String,
+    listener: std::process::Child,
+}
+
+const METADATA_ADDR: &str = "169.254.77.77";
+
+fn ip(args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2)")
+}
+
+impl MetadataService {
+    fn start() -> MetadataService {
+        let n = std::process::id() % 100_000;
+        let (netns, host_end, ns_end) = (format!("bmd{n}"), format!("bmdh{n}"), format!("bmdn{n}"));
+        // (Left over from a killed run.)
+        ip(&["netns", "del", &netns]);
+        ip(&["link", "del", &host_end]);
+        let net = format!("10.254.{}", n % 250);
+        for args in [
+            vec!["netns", "add", &netns],
+            vec![
+                "link", "add", &host_end, "type", "veth", "peer", "name", &ns_end,
+            ],
+            vec!["link", "set", &ns_end, "netns", &netns],
+        ] {
+            let out = ip(&args);
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        }
+        let (host_ip, ns_ip) = (format!("{net}.1/30"), format!("{net}.2/30"));
+        let gateway = format!("{net}.1");
+        let via = format!("{net}.2");
+        let metadata = format!("{METADATA_ADDR}/32");
+        for args in [
+            vec!["addr", "add", &host_ip, "dev", &host_end],
+            vec!["link", "set", &host_end, "up"],
+            vec!["-n", &netns, "addr", "add", &ns_ip, "dev", &ns_end],
+            vec!["-n", &netns, "addr", "add", &metadata, "dev", "lo"],
+            vec!["-n", &netns, "link", "set", "lo", "up"],
+            vec!["-n", &netns, "link", "set", &ns_end, "up"],
+            vec!["-n", &netns, "route", "add", "default", "via", &gateway],
+            vec!["route", "add", &metadata, "via", &via],
+        ] {
+            let out = ip(&args);
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        }
+        let listener = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &netns,
+                "python3",
+                "-m",
+                "http.server",
+                "80",
+            ])
+            .args(["--bind", "0.0.0.0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 http.server in the namespace");
+        let service = MetadataService {
+            netns,
+            host_end,
+            routed: via.clone(),
+            listener,
+        };
+        // The host reaches it (its own traffic is not forwarded): it is listening.
+        wait_for(Duration::from_secs(20), "the metadata listener", || {
+            std::net::TcpStream::connect_timeout(
+                &format!("{METADATA_ADDR}:80").parse().unwrap(),
+                Duration::from_secs(1),
+            )
+            .ok()
+        });
+        service
+    }
+}
+
+impl Drop for MetadataService {
+    fn drop(&mut self) {
+        let _ = self.listener.kill();
+        let _ = self.listener.wait();
+        ip(&["route", "del", &format!("{METADATA_ADDR}/32")]);
+        ip(&["link", "del", &self.host_end]);
+        ip(&["netns", "del", &self.netns]);
+    }
+}
+
+#[test]
+fn deployment_containers_cannot_reach_link_local_metadata() {
+    let hello = HelloLease::acquire();
+    let metadata = MetadataService::start();
+    let (_cleanup, server) = start_server(&[]);
+    let owner = create_tenant(&server, "imds");
+    let app = deploy(
+        &server,
+        &owner,
+        &hello.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let status = wait_ready(&server, &owner, &app, 1);
+    let ip = instances(&status)[0]["ip"].as_str().unwrap().to_owned();
+    // (address, reachable): link-local is refused, the same listener on a routed address
+    // (as anything on the internet) is not.
+    for (address, reachable) in [(METADATA_ADDR, false), (metadata.routed.as_str(), true)] {
+        let outcome = container_get(&ip, &format!("/connect?addr={address}:80"));
+        assert_eq!(outcome["connected"], reachable, "{outcome}");
+    }
+    drop(metadata);
+}
+
 /// The host's IPv4 addresses (loopback aside, as `hostname -I` gives them) but those of swarm labs' bridges (`swl-…`): the Swarm tests bring
 /// labs up and down meanwhile, so such an address may vanish between listing and connecting.
 fn host_addresses() -> Vec<String> {
