@@ -6,6 +6,7 @@
 pub mod deletion;
 pub mod intents;
 pub mod limits;
+pub mod manifest_budget;
 pub mod rollback;
 pub mod settings;
 pub mod settings_propagation;

@@ -20,7 +20,9 @@ use crate::store::settings::Seal;
 /// terms other subscribed tenants agreed to (`super::terms`), or take a tenant over a resource
 /// maximum (`super::limits::check_rollback`): the failed version stays active, and the stable
 /// one, still charged, keeps what it runs. The options caps do not stop it
-/// (`settings_propagation::follow_back` says why).
+/// (`settings_propagation::follow_back` says why), nor the manifest budget, which charged the
+/// stable version's manifest through the rollout (`super::manifest_budget`), so the rollback
+/// never adds to it.
 pub fn roll_back(
     conn: &mut Connection,
     maxima: &Maxima,

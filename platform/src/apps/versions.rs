@@ -28,7 +28,11 @@ pub struct Activation {
 /// its manifest and roles, and the subscribed tenants' settings become that version's, in one
 /// transaction. The supervisor then rolls it out like an upload, and rolls it back to the
 /// stable version if it does not become ready. Activating the active version changes nothing.
-/// Invalid, changing nothing, when its settings would take a subscriber past an options cap.
+/// Invalid, changing nothing, when its settings would take a subscriber past an options cap,
+/// or its manifest the owner's applications past their manifest budget
+/// (`super::manifest_budget`: unlike the supervisor's rollback, which the budget always has
+/// room for, an activation may choose any kept version, and other applications may have
+/// taken the room it had when it was written).
 fn make_active(
     conn: &mut Connection,
     tenant: &str,
@@ -45,7 +49,9 @@ fn make_active(
             previous: None,
         });
     }
+    let shown_before = super::manifest_budget::shown(&tx, tenant)?;
     versions::set_active(&tx, id, version)?;
+    super::manifest_budget::check_in(&tx, tenant, shown_before)?;
     let after = applications::get(&tx, tenant, id)?;
     // Here as well as before the transaction: the roles its subscribers' service users get
     // are the version row's, whatever its manifest says.

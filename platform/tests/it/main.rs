@@ -29,6 +29,7 @@ mod inspect;
 mod interruptions;
 mod log_streams;
 mod login;
+mod manifest_budget;
 mod operate;
 mod options;
 mod proxy;

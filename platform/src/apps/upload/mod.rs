@@ -14,8 +14,7 @@ use serde_json::Value;
 use super::settings::{
     check_manifest_category, check_settings_room, seal_setting, stored_manifest,
 };
-use super::settings_propagation;
-use super::{Apps, FlowError};
+use super::{Apps, FlowError, manifest_budget, settings_propagation};
 use crate::auth::principal::Principal;
 use crate::limits::LimitError;
 use crate::package::growing::Arrival;
@@ -167,6 +166,7 @@ async fn accept_opened(
     super::terms::check_manifest(apps, app.id, &app.owner, &manifest).await?;
     super::limits::check_upload(apps, app.id, &app.owner, &manifest).await?;
     check_settings_room(apps, &app, &manifest).await?;
+    manifest_budget::check_upload(apps, app.id, &app.owner, &app.name, &manifest).await?;
     // The deployments' networks are made while the image loads (they are garbage again if
     // the upload fails): creating a bridge is a fifth of a small image's deploy.
     let subscribed = apps
@@ -528,6 +528,7 @@ async fn install(
             // the new version's settings for every subscribed tenant.
             let tx = c.transaction()?;
             let app = applications::get(&tx, &tenant, id)?;
+            let shown_before = manifest_budget::shown(&tx, &tenant)?;
             record.manifest = stored_manifest(&secrets, &app.name, &manifest)?;
             let settings = settings_propagation::plan(
                 &tx,
@@ -537,6 +538,7 @@ async fn install(
                 &seal_setting(&secrets),
             )?;
             let (app, replaced) = applications::record_upload(&tx, &tenant, id, &record)?;
+            manifest_budget::check_in(&tx, &tenant, shown_before)?;
             settings_propagation::apply(&tx, &app, &settings)?;
             // The replaced image can go only once the old revision's containers are gone;
             // recorded now, so neither a refusal nor a restart forgets it.
