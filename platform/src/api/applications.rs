@@ -130,13 +130,54 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     }
 }
 
-pub(super) fn app_id(text: &str) -> Result<i64, ApiError> {
+pub(crate) fn app_id(text: &str) -> Result<i64, ApiError> {
     text.parse().map_err(|_| {
         ApiError::not_found(
             "applications",
             &format!("Could not find application by ID {text}"),
         )
     })
+}
+
+/// What a request on one of the caller's applications needs of the caller's roles.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Access {
+    /// Reading: `APPLICATION_MANAGEMENT_READ` or `_ADMIN`.
+    Read,
+    /// Changing: `APPLICATION_MANAGEMENT_ADMIN`.
+    Admin,
+}
+
+/// The preamble of a request on one of the caller's applications: 403 unless the caller holds
+/// the roles `access` needs, then the id in `id_text` (404 if it is no number). The caller's
+/// own parameters are checked next, and then the application itself ([`own_application`]), so
+/// a caller without the roles learns nothing from the answers.
+pub(crate) fn authorized_id(
+    principal: &Principal,
+    access: Access,
+    id_text: &str,
+) -> Result<i64, ApiError> {
+    match access {
+        Access::Read => principal.require_any(&[
+            roles::APPLICATION_MANAGEMENT_READ,
+            roles::APPLICATION_MANAGEMENT_ADMIN,
+        ])?,
+        Access::Admin => principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?,
+    }
+    app_id(id_text)
+}
+
+/// The caller's own application `id` (404 for another tenant's, as for one that does not exist).
+pub(crate) async fn own_application(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<Application, ApiError> {
+    let tenant = principal.tenant.clone();
+    db(state, "applications", move |c| {
+        applications::get(c, &tenant, id)
+    })
+    .await
 }
 
 fn check_roles(field: &str, roles: &[String]) -> Result<(), ApiError> {
@@ -315,11 +356,7 @@ pub(crate) async fn instance_container(
     id: i64,
     instance: &str,
 ) -> Result<String, ApiError> {
-    let tenant = principal.tenant.clone();
-    db(state, "applications", move |c| {
-        applications::get(c, &tenant, id)
-    })
-    .await?;
+    own_application(state, principal, id).await?;
     state
         .supervisor
         .instance_container(id, instance)

@@ -18,10 +18,9 @@ use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 
 use super::AppState;
-use super::applications::{app_id, instance_container};
+use super::applications::{Access, authorized_id, instance_container};
 use super::error::ApiError;
 use crate::auth::principal::Principal;
-use crate::auth::roles;
 use crate::counts::{Over, Place, Quota};
 
 /// Log answers one tenant may have in progress at once (a person reads one at a time; a
@@ -92,12 +91,8 @@ async fn logs(
     path: web::Path<(String, String)>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_any(&[
-        roles::APPLICATION_MANAGEMENT_READ,
-        roles::APPLICATION_MANAGEMENT_ADMIN,
-    ])?;
     let (id_text, instance) = path.into_inner();
-    let id = app_id(&id_text)?;
+    let id = authorized_id(&principal, Access::Read, &id_text)?;
     let (since, until) = (time(&query, "since")?, time(&query, "until")?);
     let tail = match query.get("tail") {
         None => None,

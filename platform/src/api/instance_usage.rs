@@ -5,11 +5,10 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use super::applications::{Access, authorized_id, own_application};
 use super::error::ApiError;
-use super::{AppState, db, media};
+use super::{AppState, media};
 use crate::auth::principal::Principal;
-use crate::auth::roles;
-use crate::store::applications;
 use crate::supervisor::usage::{HISTORY_SPAN, HISTORY_STEP};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -24,21 +23,8 @@ async fn history(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_any(&[
-        roles::APPLICATION_MANAGEMENT_READ,
-        roles::APPLICATION_MANAGEMENT_ADMIN,
-    ])?;
-    let id: i64 = path.parse().map_err(|_| {
-        ApiError::not_found(
-            "applications",
-            &format!("Could not find application by ID {path}"),
-        )
-    })?;
-    let tenant = principal.tenant.clone();
-    db(&state, "applications", move |c| {
-        applications::get(c, &tenant, id)
-    })
-    .await?;
+    let id = authorized_id(&principal, Access::Read, &path)?;
+    own_application(&state, &principal, id).await?;
     let instances: Vec<_> = state
         .supervisor
         .usage_history(id)

@@ -9,12 +9,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::applications::MICROSERVICE;
+use super::applications::{Access, MICROSERVICE, authorized_id};
 use super::error::ApiError;
 use super::paging::page_of;
 use super::{AppState, db, media};
 use crate::auth::principal::Principal;
-use crate::auth::roles;
 use crate::store::applications;
 use crate::store::versions::{self, LATEST, Listing, StoredVersion};
 
@@ -35,15 +34,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/application/applications/{id}/versions/{version}",
         web::put().to(update),
     );
-}
-
-fn app_id(text: &str) -> Result<i64, ApiError> {
-    text.parse().map_err(|_| {
-        ApiError::not_found(
-            "applications",
-            &format!("Could not find application by ID {text}"),
-        )
-    })
 }
 
 /// The caller's application `id`, refused (422) unless it is a microservice: only those have
@@ -138,11 +128,7 @@ async fn list(
     path: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_any(&[
-        roles::APPLICATION_MANAGEMENT_READ,
-        roles::APPLICATION_MANAGEMENT_ADMIN,
-    ])?;
-    let id = app_id(&path)?;
+    let id = authorized_id(&principal, Access::Read, &path)?;
     let listing = listing(&state, &principal, id).await?;
     let base = media::base_url(&req);
     let selector = Selector {
@@ -205,9 +191,8 @@ async fn update(
     path: web::Path<(String, String)>,
     body: web::Json<TagsBody>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
     let (id, version) = path.into_inner();
-    let id = app_id(&id)?;
+    let id = authorized_id(&principal, Access::Admin, &id)?;
     let body = body.into_inner();
     let mut tags = body
         .tags
@@ -257,8 +242,7 @@ async fn delete(
     path: web::Path<String>,
     query: web::Query<Selector>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require(roles::APPLICATION_MANAGEMENT_ADMIN)?;
-    let id = app_id(&path)?;
+    let id = authorized_id(&principal, Access::Admin, &path)?;
     let listing = listing(&state, &principal, id).await?;
     let selector = query.into_inner();
     let version = select(&listing, id, &selector)?

@@ -18,9 +18,9 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
 use crate::api::AppState;
+use crate::api::applications::{Access, authorized_id, instance_container};
 use crate::api::error::ApiError;
 use crate::auth::principal::Principal;
-use crate::auth::roles;
 
 /// Open log streams allowed per tenant at once.
 pub const PER_TENANT: usize = 8;
@@ -175,20 +175,10 @@ async fn stream_logs(
     path: web::Path<(String, String)>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_any(&[
-        roles::APPLICATION_MANAGEMENT_READ,
-        roles::APPLICATION_MANAGEMENT_ADMIN,
-    ])?;
     let (id_text, instance) = path.into_inner();
-    let id: i64 = id_text.parse().map_err(|_| {
-        ApiError::not_found(
-            "applications",
-            &format!("There is no application with id {id_text:?}"),
-        )
-    })?;
+    let id = authorized_id(&principal, Access::Read, &id_text)?;
     let tail = parse_tail(&query)?;
-    let container =
-        crate::api::applications::instance_container(&state, &principal, id, &instance).await?;
+    let container = instance_container(&state, &principal, id, &instance).await?;
     let slot = open.acquire(&principal.tenant).ok_or_else(|| {
         ApiError::too_many_requests(
             "applications",
