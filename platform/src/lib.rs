@@ -404,7 +404,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let platform: Arc<dyn proxy::Platform> = state.clone().into_inner();
     let public_platform = Arc::clone(&platform);
     let internal_platform = Arc::clone(&platform);
-    let log_streams = console::log_stream::OpenStreams::default();
+    let log_streams = console::log_stream::OpenStreams::new(config.connections.max_log_streams);
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(public_proxy.invalidate_on_write())

@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// the internal API; more are closed unread [default: 256].
     #[arg(long, env = "BERTH_MAX_CONTAINER_CONNECTIONS", value_name = "N")]
     pub max_container_connections: Option<usize>,
+    /// Live log streams (the console's live log) open on the whole platform, all tenants
+    /// together; more get 503 with Retry-After (each tenant has at most 8) [default: 64].
+    #[arg(long, env = "BERTH_MAX_LOG_STREAMS", value_name = "N")]
+    pub max_log_streams: Option<usize>,
     /// Process/thread limit per container [default: 10240].
     #[arg(long, env = "BERTH_PIDS_LIMIT", value_name = "N")]
     pub pids_limit: Option<i64>,

@@ -29,6 +29,12 @@ pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1_024;
 /// Default connections of one container to the internal API: more than an SDK's connection
 /// pool holds, a small share of the whole.
 pub const DEFAULT_MAX_CONTAINER_CONNECTIONS: usize = 256;
+/// Default live log streams open on the whole platform. Each holds a client connection, a
+/// follow request to the engine (its connection, and a reader of the log in the engine) and up
+/// to 64 KiB of a partial line, for up to an hour: 64 is 8 tenants at their own bound of 8,
+/// twice the 32 one-shot log answers (a stream holds far less memory than an answer's 4 MiB,
+/// but lasts long), a few MiB and a few hundred descriptors in all.
+pub const DEFAULT_MAX_LOG_STREAMS: usize = 64;
 
 /// The validated connection settings.
 #[derive(Debug, Clone)]
@@ -50,6 +56,8 @@ pub struct Connections {
     /// Connections one container address (on Swarm: one deployment network) may hold open to
     /// the internal API; all containers together get a quarter of `max_connections`.
     pub max_container_connections: usize,
+    /// Live log streams (`…/logs/{instance}/stream`) open on the platform, all tenants together.
+    pub max_log_streams: usize,
     /// Peers whose forwarding headers are believed (see `api::origin`); empty: nobody's.
     pub trusted_proxies: Vec<Cidr>,
 }
@@ -102,10 +110,15 @@ pub(super) fn connections(
         .max_container_connections
         .or(file.max_container_connections)
         .unwrap_or(DEFAULT_MAX_CONTAINER_CONNECTIONS);
+    let max_log_streams = args
+        .max_log_streams
+        .or(file.max_log_streams)
+        .unwrap_or(DEFAULT_MAX_LOG_STREAMS);
     for (name, value) in [
         ("max_connections", max_connections.unwrap_or(1)),
         ("max_client_connections", max_client_connections),
         ("max_container_connections", max_container_connections),
+        ("max_log_streams", max_log_streams),
     ] {
         if value == 0 {
             return Err(invalid(name, "0", "must be at least 1"));
@@ -136,6 +149,7 @@ pub(super) fn connections(
         max_connections,
         max_client_connections,
         max_container_connections,
+        max_log_streams,
         trusted_proxies,
     })
 }

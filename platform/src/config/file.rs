@@ -48,6 +48,7 @@ pub(super) struct FileConfig {
     pub(super) max_connections: Option<usize>,
     pub(super) max_client_connections: Option<usize>,
     pub(super) max_container_connections: Option<usize>,
+    pub(super) max_log_streams: Option<usize>,
     pub(super) max_container_memory: Option<toml::Value>,
     pub(super) max_container_cpu: Option<toml::Value>,
     pub(super) max_replicas: Option<u32>,

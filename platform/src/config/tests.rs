@@ -33,6 +33,7 @@ fn flags_win_over_file_and_defaults_fill_the_rest() {
     assert_eq!(config.admin_user, "root");
     assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
     assert_eq!(config.tls, TlsSource::Generated);
+    assert_eq!(config.connections.max_log_streams, DEFAULT_MAX_LOG_STREAMS);
 }
 
 #[test]
@@ -88,6 +89,7 @@ fn bad_settings_are_named() {
         ("max_connections = 0", "max_connections"),
         ("max_client_connections = 0", "max_client_connections"),
         ("max_container_connections = 0", "max_container_connections"),
+        ("max_log_streams = 0", "max_log_streams"),
         ("container_labels = [\"nokey\"]", "container_labels"),
         ("internal_api = \"8111\"", "internal_api"),
         ("max_container_memory = \"lots\"", "max_container_memory"),

@@ -5,12 +5,14 @@
 //! `X-XSRF-TOKEN` header is sent as for every other call).
 //!
 //! What a tenant can make Berth spend is bounded: at most [`PER_TENANT`] open streams per tenant
-//! (429 past it), each for at most [`MAX_DURATION`] (the console reconnects), each starting at
-//! most [`MAX_TAIL`] lines back, each holding at most [`MAX_EVENT_LINE`] bytes of a line (the
-//! service writes the log, so it decides how long its lines are).
+//! (429 past it) and `max_log_streams` on the platform (503 past it: a tenant admin can make
+//! subtenants, so the tenants' bounds alone bound nothing), each for at most [`MAX_DURATION`]
+//! (the console reconnects), each starting at most [`MAX_TAIL`] lines back, each holding at most
+//! [`MAX_EVENT_LINE`] bytes of a line (the service writes the log, so it decides how long its
+//! lines are).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -21,6 +23,7 @@ use crate::api::AppState;
 use crate::api::applications::{Access, authorized_id, instance_container};
 use crate::api::error::ApiError;
 use crate::auth::principal::Principal;
+use crate::counts::{Over, Place, Quota};
 
 /// Open log streams allowed per tenant at once.
 pub const PER_TENANT: usize = 8;
@@ -32,42 +35,38 @@ pub const MAX_TAIL: u64 = 1000;
 /// a client that went away.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// Open streams per tenant. Made once for the server and given to every worker's app
-/// ([`routes`]): the factory runs once per worker, so a count made there would be per worker.
-#[derive(Debug, Default, Clone)]
-pub struct OpenStreams(Arc<Mutex<HashMap<String, usize>>>);
+/// Seconds a refused client is told to wait.
+const RETRY_AFTER_SECS: u64 = 5;
 
-/// One counted stream; dropping it (stream finished or client gone) gives the slot back.
-#[derive(Debug)]
-struct Slot {
-    open: OpenStreams,
-    tenant: String,
-}
+/// Open streams, per tenant and in all. Made once for the server and given to every worker's
+/// app ([`routes`]): the factory runs once per worker, so a count made there would be per worker.
+#[derive(Debug, Clone)]
+pub struct OpenStreams(Arc<Quota<String>>);
 
 impl OpenStreams {
-    fn acquire(&self, tenant: &str) -> Option<Slot> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(tenant.to_owned()).or_default();
-        if *count >= PER_TENANT {
-            return None;
-        }
-        *count += 1;
-        Some(Slot {
-            open: self.clone(),
-            tenant: tenant.to_owned(),
-        })
+    /// At most `total` streams open on the platform, [`PER_TENANT`] of them one tenant's.
+    pub fn new(total: usize) -> OpenStreams {
+        OpenStreams(Quota::new(total, PER_TENANT))
     }
-}
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut map = self.open.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = map.get_mut(&self.tenant) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                map.remove(&self.tenant);
-            }
-        }
+    /// A place for one stream of `tenant`'s, given back when dropped (stream finished or client
+    /// gone), or the refusal naming the bound it met.
+    fn admit(&self, tenant: &str) -> Result<Place<String>, ApiError> {
+        self.0.take(tenant.to_owned()).map_err(|over| match over {
+            Over::Key { max } => ApiError::too_many_requests(
+                "applications",
+                &format!("At most {max} log streams may be open per tenant; close one first"),
+                RETRY_AFTER_SECS,
+            ),
+            // Load shed, counted rather than logged one by one.
+            Over::Total { max } => ApiError::shedding(
+                "applications",
+                &format!(
+                    "The platform has {max} log streams open, its limit for all tenants together (max_log_streams); retry later"
+                ),
+            )
+            .with_retry_after(RETRY_AFTER_SECS),
+        })
     }
 }
 
@@ -179,13 +178,7 @@ async fn stream_logs(
     let id = authorized_id(&principal, Access::Read, &id_text)?;
     let tail = parse_tail(&query)?;
     let container = instance_container(&state, &principal, id, &instance).await?;
-    let slot = open.acquire(&principal.tenant).ok_or_else(|| {
-        ApiError::too_many_requests(
-            "applications",
-            &format!("At most {PER_TENANT} log streams may be open per tenant; close one first"),
-            5,
-        )
-    })?;
+    let slot = open.admit(&principal.tenant)?;
     let mut splitter = LineSplitter::default();
     let lines = state
         .runtime
@@ -283,19 +276,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn streams_per_tenant_are_bounded_and_given_back() {
-        let open = OpenStreams::default();
-        let held: Vec<Slot> = (0..PER_TENANT)
-            .map(|_| open.acquire("t1").unwrap())
-            .collect();
-        assert!(open.acquire("t1").is_none());
+    /// The status, `Retry-After` and body of `open`'s refusal of `tenant`, if it refuses.
+    async fn refusal(open: &OpenStreams, tenant: &str) -> Option<(u16, Option<String>, String)> {
+        let response = actix_web::ResponseError::error_response(&open.admit(tenant).err()?);
+        let retry = response
+            .headers()
+            .get(actix_web::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let status = response.status().as_u16();
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .unwrap();
+        Some((status, retry, String::from_utf8(body.to_vec()).unwrap()))
+    }
+
+    #[actix_web::test]
+    async fn streams_are_bounded_per_tenant_and_in_all_and_given_back() {
+        let total = PER_TENANT + 2;
+        let open = OpenStreams::new(total);
+        let t1: Vec<_> = (0..PER_TENANT).map(|_| open.admit("t1").unwrap()).collect();
+        let (status, retry, body) = refusal(&open, "t1").await.unwrap();
+        assert_eq!((status, retry.as_deref()), (429, Some("5")), "{body}");
+        assert!(body.contains("applications/Too Many Requests"), "{body}");
         assert!(
-            open.acquire("t2").is_some(),
-            "another tenant is not affected"
+            body.contains(&format!(
+                "At most {PER_TENANT} log streams may be open per tenant"
+            )),
+            "{body}"
         );
-        drop(held);
-        assert!(open.acquire("t1").is_some());
+
+        // Another tenant takes what the platform has left; then a tenant with none is refused.
+        let t2: Vec<_> = (0..2).map(|_| open.admit("t2").unwrap()).collect();
+        let (status, retry, body) = refusal(&open, "fresh").await.unwrap();
+        assert_eq!((status, retry.as_deref()), (503, Some("5")), "{body}");
+        assert!(
+            body.contains(&format!("The platform has {total} log streams open")),
+            "{body}"
+        );
+        assert!(body.contains("retry later"), "{body}");
+
+        // Places come back when streams end.
+        drop(t2);
+        assert!(refusal(&open, "fresh").await.is_none());
+        drop(t1);
+        assert!(refusal(&open, "t1").await.is_none());
     }
 
     #[test]
