@@ -27,6 +27,9 @@ pub const TENANT_DELETE_COMMITTED: &str = "tenant-delete-committed";
 /// drained for it yet.
 pub const SCALE_DECIDED: &str = "scale-decided";
 
+/// Authentication: a credential is verified from the user's record as read, not yet cached.
+pub const AUTH_VERIFIED: &str = "auth-verified";
+
 /// Audit: a batch of records is about to be written.
 pub const AUDIT_WRITE: &str = "audit-write";
 

@@ -138,6 +138,9 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError>
         if let Some(principal) = state.cache().get(&key) {
             return Ok(principal);
         }
+        // Before anything is read: a change committed while this verification runs makes the
+        // insert below a no-op instead of caching what was read before it.
+        let read = state.cache().stamp();
         let principal =
             match credentials::parse(header).map_err(|e| ApiError::unauthorized(&e.to_string()))? {
                 Credentials::Basic {
@@ -154,9 +157,13 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError>
                 Credentials::Bearer(token) => check_token(state, &token).await?,
             };
         let principal = Arc::new(principal);
-        state
-            .cache()
-            .insert(key, Arc::clone(&principal), token_deadline(&principal));
+        crate::fault::point(crate::fault::AUTH_VERIFIED).await;
+        state.cache().insert(
+            read,
+            key,
+            Arc::clone(&principal),
+            token_deadline(&principal),
+        );
         return Ok(principal);
     }
     if let Some(cookie) = req.cookie(TOKEN_COOKIE) {
@@ -164,10 +171,12 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError>
         let principal = match state.cache().get(&key) {
             Some(p) => p,
             None => {
+                let read = state.cache().stamp();
                 let p = Arc::new(check_token(state, cookie.value()).await?);
+                crate::fault::point(crate::fault::AUTH_VERIFIED).await;
                 state
                     .cache()
-                    .insert(key, Arc::clone(&p), token_deadline(&p));
+                    .insert(read, key, Arc::clone(&p), token_deadline(&p));
                 p
             }
         };

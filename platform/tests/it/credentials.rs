@@ -1,7 +1,7 @@
 //! Hostile callers against authentication: password guessing and user enumeration (throttling,
-//! lockout, one code path for unknown users, a bound on concurrent hashes), tokens that must
-//! not outlive a password reset or a re-created user, logout of all users, and the password
-//! policy on every path that sets a password.
+//! lockout, one code path for unknown users, a bound on concurrent hashes), tokens that must not
+//! outlive a password reset or a re-created user, a revocation not undone by a verification in
+//! flight, logout of all users, and the password policy on every path that sets a password.
 
 use serde_json::{Value, json};
 
@@ -9,6 +9,7 @@ use crate::fixture::{
     ADMIN_PASSWORD, MGMT_ADMIN, Options, Resp, Server, Tenant, create_tenant, create_user,
     run_expecting_failure,
 };
+use crate::interruptions::Pause;
 
 /// A way to present a password.
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +148,56 @@ fn unknown_users_and_wrong_passwords_take_the_same_path() {
             "{via:?}: the answers tell the cases apart: {answers:?}"
         );
     }
+}
+
+/// A tenant admin's Basic verification reads her record, and is held before it caches what it
+/// read; another admin removes her from `admins`, then it goes on. The request in flight was
+/// authorized before the change; her next one, with the same credential, must be authorized
+/// with the roles she holds now, not served from the cache with the old ones for its 5 minutes.
+#[test]
+fn a_revocation_during_a_verification_is_not_undone_by_caching_it() {
+    let pause = Pause::on_demand("auth-verified");
+    let server = Server::start_with(Options {
+        env: pause.env(),
+        ..Options::default()
+    });
+    let t = create_tenant(&server, "revoke");
+    let boss = (t.admin_login.as_str(), t.admin_password.as_str());
+    let admins = server
+        .req("GET", &format!("/user/{}/groupByName/admins", t.id))
+        .basic(boss.0, boss.1)
+        .send()
+        .expect(200)
+        .json()["id"]
+        .as_i64()
+        .expect("group id");
+    let eve = create_user(&server, &t, "eve", "Eve-Pass-123");
+    server
+        .req("POST", &format!("/user/{}/groups/{admins}/users", t.id))
+        .basic(boss.0, boss.1)
+        .json(&json!({"user": {"id": "eve"}}))
+        .send()
+        .expect(201);
+    let users = format!("/user/{}/users", t.id);
+    let as_eve = || server.req("GET", &users).basic(&eve, "Eve-Pass-123").send();
+    pause.arm();
+    let held = std::thread::scope(|s| {
+        let held = s.spawn(as_eve);
+        pause.wait_reached();
+        pause.disarm();
+        server
+            .req(
+                "DELETE",
+                &format!("/user/{}/groups/{admins}/users/eve", t.id),
+            )
+            .basic(boss.0, boss.1)
+            .send()
+            .expect(204);
+        pause.release();
+        held.join().expect("eve's request")
+    });
+    held.expect(200);
+    as_eve().expect_error(403, "security/Forbidden");
 }
 
 #[test]

@@ -31,6 +31,8 @@ enum Fault {
 pub(crate) struct Pause {
     dir: tempfile::TempDir,
     point: &'static str,
+    /// Armed only between [`Pause::arm`] and [`Pause::disarm`], not from the start.
+    on_demand: bool,
 }
 
 impl Pause {
@@ -38,12 +40,33 @@ impl Pause {
         Pause {
             dir: tempfile::tempdir().unwrap(),
             point,
+            on_demand: false,
         }
     }
 
+    /// A point the server passes often (every verification, say): armed only from
+    /// [`Pause::arm`] to [`Pause::disarm`], so it holds just the operation started between.
+    pub(crate) fn on_demand(point: &'static str) -> Pause {
+        Pause {
+            on_demand: true,
+            ..Pause::new(point)
+        }
+    }
+
+    pub(crate) fn arm(&self) {
+        assert!(self.on_demand, "armed from the start");
+        std::fs::write(self.file("armed"), b"").unwrap();
+    }
+
+    /// Later passes go on; one already waiting at the point waits for [`Pause::release`].
+    pub(crate) fn disarm(&self) {
+        std::fs::remove_file(self.file("armed")).unwrap();
+    }
+
     pub(crate) fn env(&self) -> Vec<(String, String)> {
+        let at = if self.on_demand { "*" } else { self.point };
         vec![
-            ("BERTH_TEST_PAUSE_AT".to_owned(), self.point.to_owned()),
+            ("BERTH_TEST_PAUSE_AT".to_owned(), at.to_owned()),
             (
                 "BERTH_TEST_PAUSE_DIR".to_owned(),
                 self.dir.path().display().to_string(),
