@@ -243,7 +243,7 @@ impl Config {
             .admin_user
             .or(file.admin_user)
             .unwrap_or_else(|| "admin".into());
-        if let Err(reason) = crate::store::users::check_user_name(&admin_user) {
+        if let Err(reason) = crate::store::users::check_person_name(&admin_user) {
             return Err(invalid("admin_user", &admin_user, &reason));
         }
         if let Some(password) = &admin_password

@@ -237,7 +237,7 @@ async fn create(
     check_roles("roles", &roles)?;
     check_roles("requiredRoles", &required_roles)?;
     let bootstrap = if app_type == MICROSERVICE {
-        let user_name = format!("servicebootstrap_{name}");
+        let user_name = format!("{}{name}", crate::store::users::BOOTSTRAP_USER_PREFIX);
         let password = state
             .secrets
             .random_token(32)

@@ -13,7 +13,7 @@ use super::{AppState, db, media, required};
 use crate::auth::principal::Principal;
 use crate::auth::{password, roles};
 use crate::store::tenants::{self, NewTenant, Tenant, TenantFilter, TenantUpdate};
-use crate::store::users::{NewUser, check_user_name};
+use crate::store::users::{NewUser, check_person_name};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/tenant/currentTenant", web::get().to(current_tenant))
@@ -270,7 +270,7 @@ async fn create(
     let domain = required("tenants", "domain", &body.domain)?.to_ascii_lowercase();
     check_domain(&domain)?;
     let admin_name = required("tenants", "adminName", &body.admin_name)?.to_owned();
-    check_user_name(&admin_name)
+    check_person_name(&admin_name)
         .map_err(|r| ApiError::invalid("tenants", &format!("adminName {r}")))?;
     let admin_pass = required("tenants", "adminPass", &body.admin_pass)?.to_owned();
     password::check_for_user(&admin_pass, &admin_name, body.admin_email.as_deref())

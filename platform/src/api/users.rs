@@ -19,7 +19,7 @@ pub use super::user_json::{role_json, user_json, user_self};
 use super::{AppState, db, media, required};
 use crate::auth::password;
 use crate::auth::principal::Principal;
-use crate::store::users::{self, NewUser, UserUpdate, check_user_name};
+use crate::store::users::{self, NewUser, UserUpdate, check_person_name};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/user/{tenant}/users", web::get().to(list))
@@ -358,7 +358,7 @@ async fn create(
     admin_access(&state, &principal, &tenant).await?;
     let body = body.into_inner();
     let name = required("users", "userName", &body.user_name)?.to_owned();
-    check_user_name(&name).map_err(|r| ApiError::invalid("users", &format!("userName {r}")))?;
+    check_person_name(&name).map_err(|r| ApiError::invalid("users", &format!("userName {r}")))?;
     let password = required("users", "password", &body.password)?.to_owned();
     check_new_password(&state, &tenant, &name, body.email.clone(), &password).await?;
     let (groups, direct_roles) = requested_rights(&state, &tenant, &body).await?;

@@ -150,7 +150,7 @@ pub async fn subscribe(
     // Only a microservice has a service user. Names repeat across owners, so another type's
     // subscription naming one would reach the user of a microservice of the same name.
     let user_name = if is_microservice {
-        format!("service_{}", app.name)
+        format!("{}{}", crate::store::users::SERVICE_USER_PREFIX, app.name)
     } else {
         String::new()
     };

@@ -229,9 +229,8 @@ pub async fn check_password(
         tenant: &tenant,
         user: &user,
     };
-    // Bootstrap and service users have long random passwords that cannot be guessed; locking
-    // them would only let anyone who knows their (predictable) names stop a microservice.
-    let lockable = record.as_ref().is_none_or(|r| r.kind == UserKind::Person);
+    let how = how_to_check(&user, record.as_ref());
+    let lockable = how == HowToCheck::Argon2 { lockable: true };
     let check = || {
         let now = Instant::now();
         if let Some(ip) = source
@@ -259,14 +258,17 @@ pub async fn check_password(
         ),
         other => ApiError::internal(&other.to_string()),
     };
-    // A machine-made secret's hash costs microseconds: no hashing slot to wait for.
-    let stored = record.as_ref().map(|r| r.password_hash.clone());
-    if let (Some(found), Some(stored)) = (&record, &stored)
-        && machine_secret::is_hash(stored)
-    {
-        if machine_secret::verify(&password, stored)
-            && found.enabled
+    // A machine-made secret's hash costs microseconds: no hashing slot to wait for. A missing
+    // user of that shape is compared with a dummy alike, so the answer (status, time, lock-out)
+    // does not tell whether a tenant owns or subscribes to a microservice of that name.
+    if how == HowToCheck::MachineSecret {
+        let verified = match &record {
+            Some(found) => machine_secret::verify(&password, &found.password_hash),
+            None => machine_secret::verify_dummy(&password),
+        };
+        if verified
             && let Some(record) = record
+            && record.enabled
         {
             throttle.success(user_key);
             return Ok(principal_of(tenant, user, record));
@@ -277,6 +279,7 @@ pub async fn check_password(
         }
         return Err(invalid_credentials());
     }
+    let stored = record.as_ref().map(|r| r.password_hash.clone());
     let party = source.map_or(password::Party::Platform, password::Party::client);
     let slot = password::reserve(party).await.map_err(pool_error)?;
     // Again right before the hash: attempts that queued while the lock began are refused too.
@@ -300,6 +303,36 @@ pub async fn check_password(
     throttle.success(user_key);
     drop(slot);
     Ok(principal_of(tenant, user, record))
+}
+
+/// How a login's password is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HowToCheck {
+    /// Against a machine-made secret's SHA-256 ([`machine_secret`]), or a dummy when the user
+    /// is missing; the user is never locked out.
+    MachineSecret,
+    /// With argon2 in a hashing slot (against a dummy hash when the user is missing); failures
+    /// lock the user out when `lockable`.
+    Argon2 { lockable: bool },
+}
+
+/// Decided by the name's shape ([`users::is_machine_name`]), not by whether the user exists:
+/// otherwise the speed of a 401, or a 429 after repeated failures, would tell anyone which
+/// tenants own (`servicebootstrap_<app>`) or subscribe to (`service_<app>`) which microservice.
+/// Bootstrap and service users have long random passwords that cannot be guessed; locking them
+/// would only let anyone who knows their (predictable) names stop a microservice. Rows of that
+/// shape holding an argon2 hash are older than machine-made hashes (service users) or than the
+/// reserved names (people): they keep argon2, and people keep their lock-out.
+fn how_to_check(user: &str, record: Option<&users::AuthRecord>) -> HowToCheck {
+    if !users::is_machine_name(user) {
+        return HowToCheck::Argon2 { lockable: true };
+    }
+    match record {
+        Some(found) if !machine_secret::is_hash(&found.password_hash) => HowToCheck::Argon2 {
+            lockable: found.kind == UserKind::Person,
+        },
+        _ => HowToCheck::MachineSecret,
+    }
 }
 
 fn principal_of(tenant: String, user: String, record: users::AuthRecord) -> Principal {
@@ -363,5 +396,52 @@ pub async fn check_token(state: &dyn AuthContext, token: &str) -> Result<Princip
             }),
         }),
         _ => Err(ApiError::unauthorized("User has been logged out")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: UserKind, password_hash: &str) -> users::AuthRecord {
+        users::AuthRecord {
+            password_hash: password_hash.to_owned(),
+            enabled: true,
+            kind,
+            roles: BTreeSet::new(),
+            generation: 0,
+        }
+    }
+
+    /// The name's shape chooses the check; whether the user exists changes nothing, except for
+    /// rows older than the machine hashes or the reserved names.
+    #[test]
+    fn the_names_shape_chooses_how_a_password_is_checked() {
+        use HowToCheck::*;
+        let machine = machine_secret::hash("Zq3v9XkP0aLm2Rt7Yb4Nc8Wd1Ef6Gh5J");
+        let argon = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+        let service = record(UserKind::Service, &machine);
+        let bootstrap = record(UserKind::Bootstrap, &machine);
+        let person = record(UserKind::Person, argon);
+        let old_service = record(UserKind::Service, argon);
+        let cases: [(&str, Option<&users::AuthRecord>, HowToCheck); 9] = [
+            ("jane", Some(&person), Argon2 { lockable: true }),
+            ("jane", None, Argon2 { lockable: true }),
+            ("service_x", Some(&service), MachineSecret),
+            ("service_x", None, MachineSecret),
+            ("servicebootstrap_x", Some(&bootstrap), MachineSecret),
+            ("servicebootstrap_x", None, MachineSecret),
+            ("service_x", Some(&old_service), Argon2 { lockable: false }),
+            ("service_x", Some(&person), Argon2 { lockable: true }),
+            ("Service_x", None, Argon2 { lockable: true }),
+        ];
+        for (user, found, expected) in cases {
+            assert_eq!(
+                how_to_check(user, found),
+                expected,
+                "{user} {:?}",
+                found.map(|r| r.kind)
+            );
+        }
     }
 }

@@ -101,6 +101,29 @@ pub struct UserUpdate {
     pub password_hash: Option<String>,
 }
 
+/// The names of the users Berth makes for microservices begin with these: `servicebootstrap_<app>`
+/// in the owner's tenant, `service_<app>` in each subscriber's. People's names may not
+/// ([`check_person_name`]), so a name's shape alone says how its password is checked
+/// (`auth::principal`), whether or not such a user exists.
+pub const BOOTSTRAP_USER_PREFIX: &str = "servicebootstrap_";
+pub const SERVICE_USER_PREFIX: &str = "service_";
+
+/// Whether `name` has the shape of a bootstrap or service user's name.
+pub fn is_machine_name(name: &str) -> bool {
+    name.starts_with(SERVICE_USER_PREFIX) || name.starts_with(BOOTSTRAP_USER_PREFIX)
+}
+
+/// [`check_user_name`] for a person's name, which also may not look like a microservice's user.
+pub fn check_person_name(name: &str) -> Result<(), String> {
+    check_user_name(name)?;
+    if is_machine_name(name) {
+        return Err(format!(
+            "must not begin with {SERVICE_USER_PREFIX:?} or {BOOTSTRAP_USER_PREFIX:?} (reserved for microservices' users)"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a user name against the documented rule (no whitespace, `/`, `+`, `$`, `:`), and
 /// no control characters.
 pub fn check_user_name(name: &str) -> Result<(), String> {
@@ -643,6 +666,26 @@ mod tests {
         ];
         for (name, ok) in cases {
             assert_eq!(check_user_name(name).is_ok(), ok, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn people_may_not_take_the_shape_of_a_microservices_user() {
+        // (name, a machine's shape, allowed for a person)
+        let cases = [
+            ("jane", false, true),
+            ("service", false, true),
+            ("services_jane", false, true),
+            ("Service_x", false, true),
+            ("my_service_x", false, true),
+            ("service_x", true, false),
+            ("service_", true, false),
+            ("servicebootstrap_x", true, false),
+            ("a b", false, false),
+        ];
+        for (name, machine, person) in cases {
+            assert_eq!(is_machine_name(name), machine, "{name:?}");
+            assert_eq!(check_person_name(name).is_ok(), person, "{name:?}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Hostile callers against authentication: password guessing and user enumeration (throttling,
-//! lockout, one code path for unknown users, a bound on concurrent hashes), tokens that must not
+//! lockout, one code path for unknown users, a bound on concurrent hashes), which tenants own or
+//! subscribe to which microservice not told by logins as its users, tokens that must not
 //! outlive a password reset or a re-created user, a revocation not undone by a verification in
 //! flight, logout of all users, and the password policy on every path that sets a password.
 
@@ -146,6 +147,85 @@ fn unknown_users_and_wrong_passwords_take_the_same_path() {
         assert!(
             answers.windows(2).all(|w| w[0] == w[1]),
             "{via:?}: the answers tell the cases apart: {answers:?}"
+        );
+    }
+}
+
+/// Logins as a microservice's bootstrap user (`servicebootstrap_<app>`, in its owner's tenant)
+/// or service user (`service_<app>`, in each subscriber's) must not tell whether the tenant owns
+/// or subscribes to that microservice: a missing one is answered as an existing one with a
+/// wrong password, a 401, never locked out, and checked alike without a password hash (the
+/// counter, not a time, shows the path taken). People may not take such names.
+#[test]
+fn logins_as_a_microservices_users_do_not_tell_whether_they_exist() {
+    let server = Server::start_with(Options {
+        env: vec![
+            ("BERTH_LOGIN_USER_FAILURES".into(), "3".into()),
+            ("BERTH_LOGIN_SOURCE_FAILURES".into(), "1000".into()),
+        ],
+        ..Options::default()
+    });
+    let t = create_tenant(&server, "owner");
+    let app = crate::upload::create_microservice(&server, &t);
+    let name = app["name"].as_str().expect("name");
+    let admin = token(&server, MGMT_ADMIN, ADMIN_PASSWORD);
+    let counter = "berth_password_verifications_total";
+    let logins = [
+        (
+            "the bootstrap user",
+            format!("{}/servicebootstrap_{name}", t.id),
+        ),
+        (
+            "a missing bootstrap user",
+            format!("{}/servicebootstrap_none", t.id),
+        ),
+        ("a missing service user", format!("{}/service_{name}", t.id)),
+        (
+            "in a missing tenant",
+            format!("nosuchtenant/service_{name}"),
+        ),
+    ];
+    for (what, login) in &logins {
+        let before = metric(&server, &admin, counter);
+        // Twice the user limit: a lockable user would be refused with 429 by now.
+        for i in 0..6 {
+            attempt(&server, Via::Basic, login, "Wrong-Pass-1")
+                .expect_error(401, "security/Unauthorized");
+            assert_eq!(
+                metric(&server, &admin, counter),
+                before,
+                "{what}, attempt {i}: a password hash was spent"
+            );
+        }
+    }
+    for (path, body, field) in [
+        (
+            format!("/user/{}/users", t.id),
+            json!({"userName": format!("service_{name}"), "password": "Sneaky-Pass-1"}),
+            "userName",
+        ),
+        (
+            "/tenant/tenants".to_owned(),
+            json!({"company": "Sneaky", "domain": "sneaky.example.com",
+                   "adminName": "servicebootstrap_x", "adminPass": "Sneaky-Pass-1"}),
+            "adminName",
+        ),
+    ] {
+        let login = if field == "userName" {
+            (t.admin_login.as_str(), t.admin_password.as_str())
+        } else {
+            (MGMT_ADMIN, ADMIN_PASSWORD)
+        };
+        let resp = server
+            .req("POST", &path)
+            .basic(login.0, login.1)
+            .json(&body)
+            .send();
+        assert_eq!(resp.status, 422, "{path}: {}", resp.body);
+        let message = resp.json()["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains(field) && message.contains("reserved"),
+            "{message}"
         );
     }
 }
