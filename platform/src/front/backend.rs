@@ -111,7 +111,7 @@ impl Backend {
         }
         if !upgrade {
             // The front keeps or closes the client's connection itself; the socket's stay pooled.
-            parts.headers.remove(http::header::CONNECTION);
+            drop_connection_headers(&mut parts.headers);
             parts.headers.remove("keep-alive");
         }
         if let Ok(value) = HeaderValue::from_str(&peer.to_string()) {
@@ -189,4 +189,47 @@ fn unavailable() -> Response<FrontBody> {
     )
     .to_http()
     .map(|body| full(body.into()))
+}
+
+/// Drops `Connection` and the headers it names (RFC 9110 §7.6.1: they were for this hop).
+/// Without the `Connection` header the app could not tell them from end-to-end headers, and its
+/// proxy would pass them to a service.
+fn drop_connection_headers(headers: &mut http::HeaderMap) {
+    if !headers.contains_key(http::header::CONNECTION) {
+        return;
+    }
+    let values: Vec<HeaderValue> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .cloned()
+        .collect();
+    headers.remove(http::header::CONNECTION);
+    for value in &values {
+        let Ok(text) = value.to_str() else { continue };
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_headers_connection_names_stay_with_the_front() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive, X-Hop"),
+            ("connection", "x-other , ,bad name"),
+            ("x-hop", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        drop_connection_headers(&mut headers);
+        let left: Vec<&str> = headers.keys().map(http::HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
 }
