@@ -250,7 +250,7 @@ pub fn renew_cookie_session(
     principal: &Principal,
     generation: i64,
 ) -> Result<(), ApiError> {
-    if principal.token.is_none() || req.cookie(TOKEN_COOKIE).is_none() {
+    if principal.token.is_none() || !matches!(principal::session_token(req), Ok(Some(_))) {
         return Ok(());
     }
     let (token, claims) = sign_token(state, req, &principal.tenant, &principal.user, generation)?;

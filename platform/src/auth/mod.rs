@@ -9,6 +9,7 @@ pub mod machine_secret;
 pub mod password;
 pub mod principal;
 pub mod roles;
+pub mod session_cookie;
 pub mod throttle;
 
 use crate::secrets::Secrets;

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, COOKIE};
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::AuthContext;
 use super::credentials::{self, Credentials};
+use super::session_cookie::{self, SessionCookie};
 use super::throttle::{self, Key as ThrottleKey};
 use super::{jwt, machine_secret, password};
 use crate::edge::error::ApiError;
@@ -21,7 +22,7 @@ use crate::store::tenants;
 use crate::store::users::{self, UserKind};
 
 /// Name of the OAI-Secure token cookie and of the XSRF cookie/header.
-pub const TOKEN_COOKIE: &str = "authorization";
+pub const TOKEN_COOKIE: &str = session_cookie::NAME;
 pub const XSRF_COOKIE: &str = "XSRF-TOKEN";
 pub const XSRF_HEADER: &str = "X-XSRF-TOKEN";
 
@@ -166,13 +167,13 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError>
         );
         return Ok(principal);
     }
-    if let Some(cookie) = req.cookie(TOKEN_COOKIE) {
-        let key = credentials::cache_key(&["cookie", cookie.value()]);
+    if let Some(token) = session_token(req)? {
+        let key = credentials::cache_key(&["cookie", token]);
         let principal = match state.cache().get(&key) {
             Some(p) => p,
             None => {
                 let read = state.cache().stamp();
-                let p = Arc::new(check_token(state, cookie.value()).await?);
+                let p = Arc::new(check_token(state, token).await?);
                 crate::fault::point(crate::fault::AUTH_VERIFIED).await;
                 state
                     .cache()
@@ -194,6 +195,22 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError>
     Err(ApiError::unauthorized(
         "Full authentication is required to access this resource",
     ))
+}
+
+/// The request's session cookie (`authorization`, its name as sent: see
+/// [`session_cookie`](super::session_cookie)); 401 when it carries two different ones.
+pub fn session_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let cookies = req.headers().get_all(COOKIE).map(|v| v.as_bytes());
+    match session_cookie::session_cookie(cookies) {
+        SessionCookie::None => Ok(None),
+        SessionCookie::One(token) => std::str::from_utf8(token)
+            .map(Some)
+            .map_err(|_| invalid_credentials()),
+        SessionCookie::Several => Err(ApiError::unauthorized(
+            "The request carries two different authorization cookies, and one was not set by \
+             the platform: delete this site's cookies in the browser and sign in again",
+        )),
+    }
 }
 
 fn token_deadline(principal: &Principal) -> Option<Instant> {

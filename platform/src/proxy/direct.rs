@@ -122,7 +122,7 @@ impl Direct {
         trace.authenticated(&principal);
         trace.routed(&route);
         let (parts, body) = req.into_parts();
-        let mut headers = http::HeaderMap::with_capacity(parts.headers.len() + 6);
+        let mut headers = http::HeaderMap::with_capacity(parts.headers.len() + 7);
         super::headers::copy_request_h1(&parts.headers, &mut headers);
         super::headers::add_forwarded_h1(
             &mut headers,

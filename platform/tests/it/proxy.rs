@@ -139,6 +139,25 @@ fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
             get(&hello).header("Cookie", &cookie),
             401,
         ),
+        // A name Berth never sets, which percent-decodes to the session cookie's, is no session.
+        (
+            "cookie with a percent-encoded name",
+            get(&hello)
+                .header(
+                    "Cookie",
+                    &format!("authorizatio%6E={cookie_token}; XSRF-TOKEN={xsrf}"),
+                )
+                .header("X-XSRF-TOKEN", &xsrf),
+            401,
+        ),
+        // Two different session cookies: one was planted, and Berth cannot tell which.
+        (
+            "two session cookies",
+            get(&hello)
+                .header("Cookie", &format!("{cookie}; authorization={token}"))
+                .header("X-XSRF-TOKEN", &xsrf),
+            401,
+        ),
         ("no credentials", get(&hello), 401),
         (
             "wrong password",
@@ -177,44 +196,90 @@ fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
 
     // What the container sees: credentials and cookies unchanged (but the platform's session
     // cookies, which are not this request's credentials), prefix stripped, query kept,
-    // forwarding headers set by Berth, hop-by-hop headers gone.
-    let seen = get(&format!("/service/{multi_name}/headers?x=1&y=two"))
-        .basic(&a.admin_login, &a.admin_password)
-        .header("tfatoken", "123456")
-        .header(
-            "Cookie",
-            "session=abc; authorization=someone.elses.token; XSRF-TOKEN=theirs",
-        )
-        .header("X-Forwarded-Host", "spoofed.example.com")
-        .header("X-Real-IP", "6.6.6.6")
-        // Only Berth's HTTPS front may say who the client is (to the app behind it).
-        .header("X-Berth-Front-Peer", "6.6.6.6:1")
-        .header("Connection", "keep-alive, x-hop")
-        .header("X-Hop", "must not pass")
-        .send()
-        .expect(200)
-        .json();
-    assert_eq!(seen["path"], "/headers");
-    assert_eq!(seen["query"], "x=1&y=two");
-    let h = &seen["headers"];
-    assert!(
-        h["authorization"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("Basic ")),
-        "{h}"
-    );
-    assert_eq!(h["tfatoken"], "123456");
-    assert_eq!(h["cookie"], "session=abc");
-    assert_eq!(h["x-forwarded-prefix"], format!("/service/{multi_name}"));
-    assert_eq!(h["x-forwarded-proto"], "https");
-    assert_eq!(h["x-real-ip"], "127.0.0.1");
-    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    // forwarding headers set by Berth (none of the client's), hop-by-hop headers gone. On both
+    // paths: Basic credentials Berth has verified take the front's direct path, a cookie
+    // session always the actix app's.
     let host = server.https.trim_start_matches("https://");
-    assert_eq!(h["x-forwarded-host"], host);
-    assert!(h["x-request-id"].as_str().is_some_and(|v| !v.is_empty()));
-    assert!(h.get("x-hop").is_none(), "{h}");
-    assert!(h.get("x-berth-front-peer").is_none(), "{h}");
-    assert_ne!(h["host"], host, "Host names the container");
+    let port = host.rsplit_once(':').unwrap().1;
+    let spoofed = [
+        ("X-Forwarded-Host", "spoofed.example.com"),
+        ("X-Real-IP", "6.6.6.6"),
+        ("X-Forwarded-Port", "1"),
+        ("X-Forwarded-Ssl", "off"),
+        ("X-Forwarded-Scheme", "http"),
+        ("X-Forwarded-Server", "spoofed.example.com"),
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("X-Original-URL", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+        ("X-Client-IP", "6.6.6.6"),
+        ("True-Client-IP", "6.6.6.6"),
+        ("CF-Connecting-IP", "6.6.6.6"),
+        ("Forwarded", "for=6.6.6.6;proto=http"),
+    ];
+    let mut seen_by_path = Vec::new();
+    for path in ["direct", "actix"] {
+        let mut req = get(&format!("/service/{multi_name}/headers?x=1&y=two"))
+            .header("tfatoken", "123456")
+            // Only Berth's HTTPS front may say who the client is (to the app behind it).
+            .header("X-Berth-Front-Peer", "6.6.6.6:1")
+            .header("Connection", "keep-alive, x-hop")
+            .header("X-Hop", "must not pass");
+        for (name, value) in spoofed {
+            req = req.header(name, value);
+        }
+        req = if path == "direct" {
+            req.basic(&a.admin_login, &a.admin_password).header(
+                "Cookie",
+                "session=abc; authorization=someone.elses.token; XSRF-TOKEN=theirs",
+            )
+        } else {
+            req.header("Cookie", &format!("session=abc; {cookie}"))
+                .header("X-XSRF-TOKEN", &xsrf)
+        };
+        let seen = req.send().expect(200).json();
+        assert_eq!(seen["path"], "/headers", "{path}");
+        assert_eq!(seen["query"], "x=1&y=two", "{path}");
+        let h = &seen["headers"];
+        if path == "direct" {
+            assert!(
+                h["authorization"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("Basic ")),
+                "{h}"
+            );
+            assert_eq!(h["cookie"], "session=abc", "{path}");
+        } else {
+            // The cookie is the credential: it goes on whole, as the SDKs expect.
+            assert_eq!(h["cookie"], format!("session=abc; {cookie}"), "{path}");
+        }
+        assert_eq!(h["tfatoken"], "123456", "{path}");
+        assert_eq!(h["x-forwarded-prefix"], format!("/service/{multi_name}"));
+        assert_eq!(h["x-forwarded-proto"], "https", "{path}");
+        assert_eq!(h["x-real-ip"], "127.0.0.1", "{path}");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1", "{path}");
+        assert_eq!(h["x-forwarded-host"], host, "{path}");
+        assert_eq!(h["x-forwarded-port"], port, "{path}");
+        assert!(h["x-request-id"].as_str().is_some_and(|v| !v.is_empty()));
+        for absent in [
+            "x-hop",
+            "x-berth-front-peer",
+            "x-forwarded-ssl",
+            "x-forwarded-scheme",
+            "x-forwarded-server",
+            "x_forwarded_for",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-client-ip",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "forwarded",
+        ] {
+            assert!(h.get(absent).is_none(), "{path}: {absent} passed: {h}");
+        }
+        assert_ne!(h["host"], host, "Host names the container");
+        seen_by_path.push(seen);
+    }
+    let h = &seen_by_path[0]["headers"];
 
     // The access line of that request: one line with every field, no colour codes in a file.
     let request_id = h["x-request-id"].as_str().unwrap();

@@ -247,11 +247,17 @@ fn respond(
             out.write_all(b"HTTP/1.1 204 No Content\r\nX-Framing: none\r\n\r\n")?;
             Ok(true)
         }
-        // A service setting the platform's own cookies (the proxy drops those two) and its own.
+        // A service setting the platform's own cookies, under every name a browser or Berth
+        // could read as theirs (the proxy drops those), and its own.
         "/cookies" => {
             out.write_all(
                 b"HTTP/1.1 204 No Content\r\nSet-Cookie: authorization=from.the.service; Path=/\r\n\
                   Set-Cookie: XSRF-TOKEN=from-the-service; Path=/\r\n\
+                  Set-Cookie: =authorization=nameless.from.the.service; Path=/user\r\n\
+                  Set-Cookie: =XSRF-TOKEN=nameless-from-the-service; Path=/user\r\n\
+                  Set-Cookie: authorizatio%6E=encoded.from.the.service; Path=/user\r\n\
+                  Set-Cookie: XSRF%2DTOKEN=encoded-from-the-service; Path=/user\r\n\
+                  Set-Cookie: \"authorization\"=quoted.from.the.service; Path=/user\r\n\
                   Set-Cookie: session=kept; Path=/service\r\n\r\n",
             )?;
             Ok(true)
