@@ -13,8 +13,9 @@ use tracing::Instrument;
 use super::security_headers::{self, Origin};
 
 /// Outermost middleware of every listener: the request-head limits of [`super::request_head`],
-/// the headers of [`super::security_headers`] and the challenge of the API's 401s
-/// ([`super::challenge`]).
+/// the refusal of a browser's request for another site's page that may change something
+/// ([`crate::edge::cross_site`]: the API and the services under `/service/` alike), the headers
+/// of [`super::security_headers`] and the challenge of the API's 401s ([`super::challenge`]).
 pub fn edge_hygiene<S, B>(
     req: ServiceRequest,
     srv: &S,
@@ -29,11 +30,16 @@ where
     } else {
         Origin::Api
     };
-    let https = super::origin::of(req.request()).https;
+    let ours = super::origin::of(req.request());
+    let https = ours.https;
     let xbasic = super::challenge::wants_xbasic(req.headers());
     let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    // An over-limit head is refused as an API answer, wherever it was going.
-    let (response, origin) = match super::request_head::check(uri_len, req.headers()) {
+    let checked = super::request_head::check(uri_len, req.headers()).and_then(|()| {
+        crate::edge::cross_site::check(&cross_site_view(&req), &ours)
+            .map_err(super::error::ApiError::from)
+    });
+    // A refused request is refused as an API answer, wherever it was going.
+    let (response, origin) = match checked {
         Ok(()) => (Either::Left(srv.call(req)), origin),
         Err(refused) => {
             let response = req.into_response(refused.error_response());
@@ -52,6 +58,20 @@ where
             super::challenge::apply(status, response.headers_mut(), xbasic);
         }
         Ok(response)
+    }
+}
+
+/// What of `req` tells whether a browser made it for another site's page.
+fn cross_site_view(req: &ServiceRequest) -> crate::edge::cross_site::Sent<'_> {
+    use actix_web::http::header::{ORIGIN, UPGRADE};
+    let headers = req.headers();
+    crate::edge::cross_site::Sent {
+        method: req.method().as_str(),
+        upgrade: headers.contains_key(UPGRADE),
+        origin: headers.get(ORIGIN).map(|v| v.as_bytes()),
+        fetch_site: headers
+            .get(crate::edge::cross_site::SEC_FETCH_SITE)
+            .map(|v| v.as_bytes()),
     }
 }
 

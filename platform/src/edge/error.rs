@@ -255,6 +255,14 @@ impl From<crate::limits::LimitError> for ApiError {
     }
 }
 
+/// A browser's request for another site's page, refused before it reaches a handler or a
+/// service (403).
+impl From<super::cross_site::CrossSite> for ApiError {
+    fn from(err: super::cross_site::CrossSite) -> ApiError {
+        ApiError::forbidden_because(&err.to_string())
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status

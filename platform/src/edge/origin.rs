@@ -43,6 +43,26 @@ impl Origin {
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme(), self.host)
     }
+
+    /// Whether `sent`, a browser's `Origin` header, names this origin: the page that made the
+    /// request is one of the platform's own (the console, a service's page under `/service/`).
+    /// Scheme and host compare without case, and a default port (`:443`, `:80`) written on
+    /// either side is the same as none: browsers never write it, a `Host` header may.
+    pub fn is_sent_by(&self, sent: &[u8]) -> bool {
+        let Ok(sent) = std::str::from_utf8(sent) else {
+            return false;
+        };
+        let Some((scheme, host)) = sent.trim().split_once("://") else {
+            return false;
+        };
+        let default_port = if self.https { ":443" } else { ":80" };
+        let bare = |host: &str| {
+            host.strip_suffix(default_port)
+                .unwrap_or(host)
+                .to_ascii_lowercase()
+        };
+        scheme.eq_ignore_ascii_case(self.scheme()) && bare(host) == bare(&self.host)
+    }
 }
 
 /// The origin of a request on `conn`, believing forwarding headers only from `trusted` peers.
@@ -393,6 +413,99 @@ mod tests {
                 "{context}"
             );
         }
+    }
+
+    #[test]
+    fn an_origin_header_names_the_platform_only_when_scheme_host_and_port_agree() {
+        let ours = |https: bool, host: &str| Origin {
+            https,
+            host: host.to_owned(),
+            client: None,
+            via_trusted_proxy: false,
+        };
+        // (ours: https, host), the Origin sent, whether it is ours.
+        let cases: &[((bool, &str), &str, bool)] = &[
+            (
+                (true, "berth.example.com:8443"),
+                "https://berth.example.com:8443",
+                true,
+            ),
+            (
+                (true, "berth.example.com:8443"),
+                "HTTPS://Berth.Example.COM:8443",
+                true,
+            ),
+            (
+                (true, "berth.example.com"),
+                "https://berth.example.com",
+                true,
+            ),
+            // A default port written by the Host header or the Origin is no other origin.
+            (
+                (true, "berth.example.com:443"),
+                "https://berth.example.com",
+                true,
+            ),
+            (
+                (true, "berth.example.com"),
+                "https://berth.example.com:443",
+                true,
+            ),
+            (
+                (false, "berth.example.com:80"),
+                "http://berth.example.com",
+                true,
+            ),
+            ((true, "[::1]:8443"), "https://[::1]:8443", true),
+            // Another scheme, host or port is another origin.
+            (
+                (true, "berth.example.com:8443"),
+                "http://berth.example.com:8443",
+                false,
+            ),
+            (
+                (true, "berth.example.com"),
+                "http://berth.example.com",
+                false,
+            ),
+            (
+                (true, "berth.example.com"),
+                "https://berth.example.com:80",
+                false,
+            ),
+            (
+                (true, "berth.example.com:8443"),
+                "https://berth.example.com",
+                false,
+            ),
+            (
+                (true, "berth.example.com:8443"),
+                "https://evil.example.com:8443",
+                false,
+            ),
+            (
+                (true, "berth.example.com"),
+                "https://t1.berth.example.com",
+                false,
+            ),
+            (
+                (true, "berth.example.com"),
+                "https://berth.example.com.evil.com",
+                false,
+            ),
+            // What is no origin at all (sandboxed frames, file pages, redirects) is not ours.
+            ((true, "berth.example.com"), "null", false),
+            ((true, "berth.example.com"), "", false),
+            ((true, "berth.example.com"), "berth.example.com", false),
+        ];
+        for ((https, host), sent, expected) in cases {
+            assert_eq!(
+                ours(*https, host).is_sent_by(sent.as_bytes()),
+                *expected,
+                "ours {https} {host}, sent {sent}"
+            );
+        }
+        assert!(!ours(true, "b").is_sent_by(b"https://\xff"));
     }
 
     /// actix's `ConnectionInfo` believes forwarding headers from anyone: nothing may use it.

@@ -105,7 +105,8 @@ impl Front {
     }
 
     /// The host a request addressed when the direct path may take it: a `/service/…` request,
-    /// not an upgrade, from a peer that is not a trusted proxy, within the API's head limits.
+    /// not an upgrade, from a peer that is not a trusted proxy, within the API's head limits,
+    /// and no browser's write for another site's page.
     fn direct_host(&self, req: &Request<Incoming>, peer: SocketAddr) -> Option<String> {
         if !req.uri().path().starts_with(crate::proxy::SERVICE_PREFIX)
             || req.method() == http::Method::CONNECT
@@ -129,7 +130,31 @@ impl Front {
             .get(http::header::HOST)
             .and_then(|v| v.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-        crate::api::origin::valid_host(host).then(|| host.to_owned())
+        if !crate::api::origin::valid_host(host) {
+            return None;
+        }
+        // A browser's write for another site's page goes to the app, which refuses it
+        // (`edge_hygiene`): the one place that answers it.
+        let ours = crate::edge::origin::Origin {
+            https: true,
+            host: host.to_owned(),
+            client: Some(peer.ip()),
+            via_trusted_proxy: false,
+        };
+        let sent = crate::edge::cross_site::Sent {
+            method: req.method().as_str(),
+            upgrade: false,
+            origin: req
+                .headers()
+                .get(http::header::ORIGIN)
+                .map(|v| v.as_bytes()),
+            fetch_site: req
+                .headers()
+                .get(crate::edge::cross_site::SEC_FETCH_SITE)
+                .map(|v| v.as_bytes()),
+        };
+        crate::edge::cross_site::check(&sent, &ours).ok()?;
+        Some(ours.host)
     }
 }
 

@@ -19,6 +19,7 @@ mod crash_scale;
 mod crash_tools;
 mod crash_trials;
 mod credentials;
+mod cross_site;
 mod escalation;
 mod faults;
 mod fixture;
