@@ -228,3 +228,26 @@ fn a_service_takes_no_write_from_another_sites_page() {
     };
     upgrade(EVIL).expect_error(403, "security/Forbidden");
 }
+
+/// The login dialog opens for what the user typed, never over another site's page.
+#[test]
+fn another_sites_page_cannot_open_the_login_dialog() {
+    let server = Server::start();
+    // (Sec-Fetch-Site, the challenge)
+    for (site, challenge) in [
+        (None, "Basic realm=\"Cumulocity\""),
+        (Some("none"), "Basic realm=\"Cumulocity\""),
+        (Some("same-origin"), "Basic realm=\"Cumulocity\""),
+        (Some("cross-site"), "XBasic realm=\"Cumulocity\""),
+        (Some("same-site"), "XBasic realm=\"Cumulocity\""),
+    ] {
+        let mut req = server.req("GET", "/user/currentUser");
+        if let Some(site) = site {
+            req = req
+                .header("Sec-Fetch-Site", site)
+                .header("Sec-Fetch-Mode", "navigate");
+        }
+        let resp = req.send().expect(401);
+        assert_eq!(resp.header("www-authenticate"), Some(challenge), "{site:?}");
+    }
+}
