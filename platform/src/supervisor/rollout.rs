@@ -159,16 +159,10 @@ impl Supervisor {
     }
 }
 
-/// The most a readiness probe can stretch a rollout's deadline beyond the configured
-/// `rollout_timeout`: an hour is more than any real start needs before its first probe
-/// (Cumulocity's own Java services wait 200–300 s), and bounds how long the stable version runs
-/// beside a new one that never becomes ready.
-pub(super) const PROBE_DEADLINE_CAP: Duration = Duration::from_secs(3600);
-
 /// How long a new version may take to become ready, counted from the rollout's start: the
 /// configured `rollout_timeout`, but never less than its readiness probe needs to pass once it
 /// is up (initial delay plus `successThreshold` probe periods, plus `failureThreshold` periods
-/// of slack for a slow start) up to [`PROBE_DEADLINE_CAP`]. Without the cap a manifest's
+/// of slack for a slow start) up to [`MAX_START`](super::probes::schedule::MAX_START). Without the cap a manifest's
 /// `initialDelaySeconds` (or period and thresholds) up to 2^31 − 1 kept a never-ready version
 /// rolling out, and the stable one running beside it, for decades; capping the extension, not
 /// dropping it, keeps rolling out services that are slow to start but do start.
@@ -184,7 +178,7 @@ pub(super) fn rollout_deadline(
     let period = schedule.as_secs();
     let probes = u64::from(p.success_threshold.max(1)) + u64::from(p.failure_threshold);
     let needed = u64::from(p.initial_delay_seconds).saturating_add(period.saturating_mul(probes));
-    configured.max(Duration::from_secs(needed).min(PROBE_DEADLINE_CAP))
+    configured.max(Duration::from_secs(needed).min(super::probes::schedule::MAX_START))
 }
 
 #[cfg(test)]

@@ -154,8 +154,11 @@ impl Startup {
 /// counts as down: its readiness probe's `initialDelaySeconds + failureThreshold ×
 /// periodSeconds` (the time Kubernetes' probe needs to give up on a start), and for a deployment
 /// without one, the same with Kubernetes' defaults (0 + 3 × 10 s): it is ready once running,
-/// and that should not take longer.
+/// and that should not take longer. At most [`MAX_START`], as the rollout deadline's
+/// stretch: uncapped, a manifest's `initialDelaySeconds` of 2^31 − 1 kept a first start that
+/// never becomes ready from raising `c8y_Application_Down` for 68 years.
 pub(super) fn startup_grace(readiness: Option<&manifests_schema::Probe>) -> Duration {
+    use super::probes::schedule::MAX_START;
     use manifests_schema::Probe;
     let (initial, failures, period) = readiness.map_or(
         (
@@ -172,7 +175,8 @@ pub(super) fn startup_grace(readiness: Option<&manifests_schema::Probe>) -> Dura
             )
         },
     );
-    Duration::from_secs(initial + failures * period)
+    let needed = initial.saturating_add(failures.saturating_mul(period));
+    Duration::from_secs(needed).min(MAX_START)
 }
 
 /// What is remembered per deployment.
@@ -374,6 +378,15 @@ mod tests {
             (Some(probe(20, 5, 6)), 50),
             (Some(probe(0, 0, 0)), 1),
             (Some(exec_probe(0, 1, 3)), 15),
+            // What no start needs, though the schema allows it: an hour at most, as the
+            // rollout deadline's stretch.
+            (Some(probe(3500, 10, 3)), 3530),
+            (Some(probe(3570, 10, 3)), 3600),
+            (Some(probe(3590, 10, 3)), 3600),
+            (Some(probe(i32::MAX as u32, 10, 3)), 3600),
+            (Some(probe(0, i32::MAX as u32, 3)), 3600),
+            (Some(probe(0, 10, i32::MAX as u32)), 3600),
+            (Some(probe(u32::MAX, u32::MAX, u32::MAX)), 3600),
         ] {
             assert_eq!(
                 startup_grace(readiness.as_ref()),

@@ -16,6 +16,14 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// more than every few seconds anyway.
 pub const MIN_EXEC_PERIOD: Duration = Duration::from_secs(5);
 
+/// The longest a readiness probe's numbers can make Berth wait for a start, however large the
+/// `initialDelaySeconds`, `periodSeconds` and thresholds the schema allows (2^31 − 1 each): an
+/// hour is more than any real start needs before its first probe (Cumulocity's own Java
+/// services wait 200–300 s). It bounds both waits a probe stretches: a first start's grace
+/// without the `c8y_Application_Down` alarm, and how far past `rollout_timeout` a never-ready
+/// version keeps rolling out, its stable version running beside it.
+pub const MAX_START: Duration = Duration::from_secs(3600);
+
 /// First retry of a readiness probe that has never passed yet (then growing by half up to the
 /// period: 20, 30, 45, 68… ms). A fresh replica is seen ready within a few tens of
 /// milliseconds of answering, as a deployer polling by hand would; a slow starter costs a
