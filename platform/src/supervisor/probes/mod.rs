@@ -17,7 +17,7 @@ use std::time::Duration;
 use manifests_schema::{Probe, ProbeHandler};
 use tokio::sync::Notify;
 
-use crate::routing::RoutingTable;
+use crate::routing::{Ejection, RoutingTable};
 use crate::runtime::{Runtime, RuntimeError};
 
 /// Why one probe attempt failed (shown after "Liveness probe failed: " and the like).
@@ -139,11 +139,16 @@ pub async fn watch(
         };
         let mut first_wait = quick_retry;
         let mut handled_ejection = None;
+        // An ejection whose check waits out an exec probe's minimum period: checked then, even
+        // if the proxy's ejection period is over by that time.
+        let mut deferred_ejection: Option<Ejection> = None;
+        // When the last attempt of the check ended.
+        let mut last_attempt: Option<tokio::time::Instant> = None;
         let mut due = true;
         loop {
-            let ejection = passive
-                .routing
-                .ejection(&passive.instance)
+            let ejection = deferred_ejection
+                .take()
+                .or_else(|| passive.routing.ejection(&passive.instance))
                 .filter(|e| handled_ejection != Some(e.since));
             let unresponsive = state
                 .lock()
@@ -152,7 +157,9 @@ pub async fn watch(
                 .is_some();
             // A wake-up for another instance's ejection checks nothing here.
             if (due && (readiness.is_some() || unresponsive)) || ejection.is_some() {
-                match check_now().await {
+                let outcome = check_now().await;
+                last_attempt = Some(tokio::time::Instant::now());
+                match outcome {
                     Ok(()) => {
                         successes += 1;
                         failures = 0;
@@ -212,20 +219,33 @@ pub async fn watch(
                     period
                 }
             };
-            // An ejection is looked at at once, not a period later.
+            // An ejection is looked at at once, not a period later, unless the check is an exec
+            // probe that ran less than its minimum period ago: then when that is over.
             let sleep = tokio::time::sleep(wait);
             tokio::pin!(sleep);
             due = loop {
                 tokio::select! {
                     () = &mut sleep => break true,
                     () = passive.routing.ejected() => {
-                        let fresh = passive
+                        let Some(fresh) = passive
                             .routing
                             .ejection(&passive.instance)
-                            .is_some_and(|e| handled_ejection != Some(e.since));
-                        // Someone else's ejection: sleep on.
-                        if fresh {
+                            .filter(|e| handled_ejection != Some(e.since))
+                        else {
+                            // Someone else's ejection: sleep on.
+                            continue;
+                        };
+                        let delay = schedule::ejection_check_delay(
+                            readiness.as_ref(),
+                            last_attempt.map(|at| at.elapsed()),
+                        );
+                        if delay.is_zero() {
                             break false;
+                        }
+                        deferred_ejection = Some(fresh);
+                        let at = tokio::time::Instant::now() + delay;
+                        if at < sleep.deadline() {
+                            sleep.as_mut().reset(at);
                         }
                     }
                 }
@@ -301,6 +321,161 @@ async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use bytes::Bytes;
+    use futures_util::stream::BoxStream;
+    use time::OffsetDateTime;
+
+    use crate::runtime::{
+        HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo,
+        NetworkSpec, Pending, Usage,
+    };
+
+    /// A runtime whose only use is exec probes, which it counts (each passes at once).
+    #[derive(Debug, Default)]
+    struct CountedExecs(AtomicU32);
+
+    impl Runtime for CountedExecs {
+        fn exec_succeeds<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a [String],
+            _: Duration,
+        ) -> Pending<'a, bool> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async { Ok(true) })
+        }
+        fn host_resources(&self) -> Pending<'_, HostResources> {
+            unreachable!()
+        }
+        fn image_id<'a>(&'a self, _: &'a str) -> Pending<'a, Option<String>> {
+            unreachable!()
+        }
+        fn image_tags<'a>(&'a self, _: &'a str) -> Pending<'a, Option<Vec<String>>> {
+            unreachable!()
+        }
+        fn image_user<'a>(&'a self, _: &'a str) -> Pending<'a, String> {
+            unreachable!()
+        }
+        fn load_image(&self, _: ImageArchive) -> Pending<'_, Vec<String>> {
+            unreachable!()
+        }
+        fn tag<'a>(&'a self, _: &'a str, _: &'a str, _: &'a str) -> Pending<'a, ()> {
+            unreachable!()
+        }
+        fn remove_image<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
+            unreachable!()
+        }
+        fn tags_older_than<'a>(
+            &'a self,
+            _: &'a str,
+            _: OffsetDateTime,
+        ) -> Pending<'a, Vec<String>> {
+            unreachable!()
+        }
+        fn network<'a>(&'a self, _: &'a str) -> Pending<'a, Option<NetworkInfo>> {
+            unreachable!()
+        }
+        fn networks<'a>(&'a self, _: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<NetworkInfo>> {
+            unreachable!()
+        }
+        fn create_network<'a>(&'a self, _: &'a NetworkSpec) -> Pending<'a, NetworkInfo> {
+            unreachable!()
+        }
+        fn subnets_in_use(&self) -> Pending<'_, Vec<String>> {
+            unreachable!()
+        }
+        fn remove_network<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
+            unreachable!()
+        }
+        fn remove_network_and_instances<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
+            unreachable!()
+        }
+        fn create_instance<'a>(&'a self, _: &'a InstanceSpec) -> Pending<'a, String> {
+            unreachable!()
+        }
+        fn start_instance<'a>(&'a self, _: &'a str) -> Pending<'a, bool> {
+            unreachable!()
+        }
+        fn pace_restarts<'a>(&'a self, _: &'a str, _: Duration) -> Pending<'a, ()> {
+            unreachable!()
+        }
+        fn kill_instance<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
+            unreachable!()
+        }
+        fn remove_instance<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
+            unreachable!()
+        }
+        fn instances<'a>(&'a self, _: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<InstanceInfo>> {
+            unreachable!()
+        }
+        fn instance<'a>(&'a self, _: &'a str) -> Pending<'a, Option<InstanceInfo>> {
+            unreachable!()
+        }
+        fn logs<'a>(&'a self, _: &'a str, _: i64, _: i64, _: Option<u64>) -> Pending<'a, String> {
+            unreachable!()
+        }
+        fn follow_logs(&self, _: &str, _: u64) -> BoxStream<'static, Result<Bytes, RuntimeError>> {
+            unreachable!()
+        }
+        fn usage(&self, _: &str) -> BoxStream<'static, Result<Usage, RuntimeError>> {
+            unreachable!()
+        }
+        fn events(
+            &self,
+            _: &[(&str, &str)],
+        ) -> BoxStream<'static, Result<InstanceEvent, RuntimeError>> {
+            unreachable!()
+        }
+    }
+
+    /// A service the proxy ejects every 100 ms for a minute: its exec readiness probe still
+    /// runs at most every 5 s (each ejection's check waits out the minimum, then covers every
+    /// ejection since), where it ran once per ejection, 600 times.
+    #[tokio::test(start_paused = true)]
+    async fn ejections_run_an_exec_probe_at_most_every_five_seconds() {
+        let runtime = Arc::new(CountedExecs::default());
+        let routing = RoutingTable::new();
+        let readiness = Probe {
+            handler: ProbeHandler::Exec {
+                command: vec!["true".to_owned()],
+            },
+            initial_delay_seconds: 0,
+            period_seconds: 30,
+            success_threshold: 1,
+            timeout_seconds: 1,
+            failure_threshold: 3,
+        };
+        let state = SharedProbeState::default();
+        let task = tokio::spawn(watch(
+            Arc::clone(&runtime) as Arc<dyn Runtime>,
+            "c1".to_owned(),
+            IpAddr::from([192, 0, 2, 1]),
+            None,
+            Some(readiness),
+            Duration::from_secs(60),
+            Passive {
+                routing: routing.clone(),
+                instance: "c1".to_owned(),
+                answer_timeout: Duration::from_secs(1),
+            },
+            Arc::clone(&state),
+            Arc::new(Notify::new()),
+        ));
+        for _ in 0..600 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Each a new ejection (the last one ended), as after a readmission.
+            routing.readmit("c1");
+            routing.eject("c1", "connection reset".to_owned(), Duration::from_secs(10));
+        }
+        task.abort();
+        let execs = runtime.0.load(Ordering::Relaxed);
+        // At 0, 5, 10 … 60 s at most; and ejections are still checked, not dropped.
+        assert!((11..=13).contains(&execs), "{execs} execs in 60 s");
+        assert!(state.lock().unwrap().ready);
+    }
 
     #[test]
     fn the_initial_delay_counts_from_the_container_start() {

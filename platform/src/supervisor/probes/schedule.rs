@@ -55,6 +55,19 @@ pub fn first_ready_retry(probe: &Probe) -> Option<Duration> {
     }
 }
 
+/// How long the check an ejection by the proxy asks for waits, when the readiness check's last
+/// attempt ended `since_last` ago (None: none yet). An HTTP or TCP check (or the plain `GET /`
+/// of a replica without a readiness probe) runs at once: it costs the host a connection. An
+/// exec probe waits until [`MIN_EXEC_PERIOD`] has passed since its last attempt, as between its
+/// periodic ones: otherwise a service that makes the proxy eject it again and again (a request
+/// it fails, a connection it resets) could make the host run execs as fast as it fails.
+pub fn ejection_check_delay(readiness: Option<&Probe>, since_last: Option<Duration>) -> Duration {
+    match (readiness.map(|p| &p.handler), since_last) {
+        (Some(ProbeHandler::Exec { .. }), Some(since)) => MIN_EXEC_PERIOD.saturating_sub(since),
+        _ => Duration::ZERO,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +149,33 @@ mod tests {
             let p = probe(handler, given, 1);
             assert_eq!(period(&p), Duration::from_secs(effective), "{p:?}");
             assert_eq!(first_ready_retry(&p).is_some(), quick, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn an_ejection_checks_at_once_but_an_exec_probe_not_within_five_seconds() {
+        let ms = Duration::from_millis;
+        // (readiness handler, the last attempt ended ms ago, wait ms)
+        let cases = [
+            (None, None, 0),
+            (None, Some(0), 0),
+            (Some(http()), Some(0), 0),
+            (Some(tcp()), Some(10), 0),
+            (Some(exec()), None, 0),
+            (Some(exec()), Some(0), 5_000),
+            (Some(exec()), Some(1), 4_999),
+            (Some(exec()), Some(4_000), 1_000),
+            (Some(exec()), Some(5_000), 0),
+            (Some(exec()), Some(3_600_000), 0),
+        ];
+        for (handler, since_last, wait) in cases {
+            // The period does not matter: the minimum is the bound, not the manifest's period.
+            let readiness = handler.map(|h| probe(h, 30, 1));
+            assert_eq!(
+                ejection_check_delay(readiness.as_ref(), since_last.map(ms)),
+                ms(wait),
+                "{readiness:?}, {since_last:?} ms"
+            );
         }
     }
 }
