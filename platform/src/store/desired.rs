@@ -111,6 +111,23 @@ pub fn restore_version(
     Ok(restored)
 }
 
+/// Says why application `application_id`'s rollout stands where it is (a refused rollback),
+/// while `failed` is still its active version (a newer upload or activation wins). True when
+/// that changed the message: a refusal repeated after the next deadline, in the same words,
+/// changes nothing and is not to be recorded again.
+pub fn set_rollout_message(
+    conn: &Connection,
+    application_id: i64,
+    failed: &str,
+    message: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE applications SET rollout_message = ?3
+         WHERE id = ?1 AND active_version_id = ?2 AND rollout_message IS NOT ?3",
+        params![application_id, failed, message],
+    )? > 0)
+}
+
 /// The last rollout failure of an application, if any.
 pub fn rollout_message(
     conn: &Connection,
@@ -124,4 +141,39 @@ pub fn rollout_message(
         )
         .optional()?
         .flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollout_message_is_set_once_and_only_on_the_version_it_is_about() {
+        let conn = crate::store::test_conn(&["t1"]);
+        conn.execute(
+            "INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, active_version_id, stable_version_id, creation_time)
+             VALUES (7, 't1', 'hello', 'hello-key', 'MICROSERVICE', 'PRIVATE', '{}', '2.0.0', '1.0.0', 'now')",
+            [],
+        )
+        .unwrap();
+        // (failed version named, message, changed, message now)
+        let cases = [
+            ("2.0.0", "refused: no room", true, Some("refused: no room")),
+            ("2.0.0", "refused: no room", false, Some("refused: no room")),
+            ("2.0.0", "refused: terms", true, Some("refused: terms")),
+            // Not about the active version (a newer one was uploaded meanwhile): untouched.
+            ("1.5.0", "refused: old", false, Some("refused: terms")),
+        ];
+        for (failed, message, changed, now) in cases {
+            assert_eq!(
+                set_rollout_message(&conn, 7, failed, message).unwrap(),
+                changed,
+                "{failed}: {message}"
+            );
+            assert_eq!(rollout_message(&conn, 7).unwrap().as_deref(), now);
+        }
+        // The version becoming stable clears it.
+        mark_stable(&conn, 7, "2.0.0").unwrap();
+        assert_eq!(rollout_message(&conn, 7).unwrap(), None);
+    }
 }

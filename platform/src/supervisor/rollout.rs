@@ -122,41 +122,69 @@ impl Supervisor {
             }
             Ok(None) => {}
             // The stable version offers other terms than subscribers agreed to, or takes its
-            // tenant over a resource maximum: the failed version stays, said once (not retried
-            // every pass).
+            // tenant over a resource maximum: the failed version stays, and the application's
+            // rolloutMessage says why and what to do. Tried again after the next deadline (the
+            // tenant may have made room meanwhile), but the same refusal is said once.
             Err(StoreError::Invalid(why)) => {
-                tracing::warn!(application = app, %why, "rollback refused");
-                let named = self
+                let message = refused_rollback_message(&w.active, previous, w.deadline, &why);
+                let (failed, text) = (w.active.clone(), message.clone());
+                let noted = self
                     .store
-                    .run(move |c| crate::store::applications::get_any(c, app))
-                    .await
-                    .map(|a| (a.owner, a.name));
-                if let Ok((owner, name)) = &named {
-                    journal::record(
-                        &self.audit,
-                        journal::Entry {
-                            tenant: owner,
-                            application: (app, name),
-                            record_type: "Application",
-                            activity: "Rollback refused",
-                            text: format!(
-                                "{name}: version {} did not become ready, and {previous} was not restored: {why}",
-                                w.active
-                            ),
-                            severity: audit::MAJOR,
-                            details: json!({
-                                "failedVersion": w.active,
-                                "stableVersion": previous,
-                                "reason": why,
-                            }),
-                        },
-                    );
+                    .run(move |c| {
+                        let new = desired::set_rollout_message(c, app, &failed, &text)?;
+                        let a = crate::store::applications::get_any(c, app)?;
+                        Ok((new, a.owner, a.name))
+                    })
+                    .await;
+                match noted {
+                    Ok((true, owner, name)) => {
+                        tracing::warn!(application = app, %why, "rollback refused");
+                        journal::record(
+                            &self.audit,
+                            journal::Entry {
+                                tenant: &owner,
+                                application: (app, &name),
+                                record_type: "Application",
+                                activity: "Rollback refused",
+                                text: format!("{name}: {message}"),
+                                severity: audit::MAJOR,
+                                details: json!({
+                                    "failedVersion": w.active,
+                                    "stableVersion": previous,
+                                    "reason": why,
+                                    "rolloutTimeoutSeconds": w.deadline.as_secs(),
+                                }),
+                            },
+                        );
+                    }
+                    Ok((false, ..)) => {
+                        tracing::debug!(application = app, %why, "rollback refused again");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot record a refused rollback"),
                 }
                 self.state.apps.entry(app).or_default().rollout = None;
             }
             Err(e) => tracing::warn!(error = %e, "cannot roll back"),
         }
     }
+}
+
+/// The application's `rolloutMessage` when rolling `failed` back to `stable` was refused, `why`
+/// saying which terms or maximum it would breach and how to mend that: what happened, what
+/// runs now and what the tenant can do. The same words for the same refusal, so one repeated
+/// after the next deadline is recognised as such.
+pub(super) fn refused_rollback_message(
+    failed: &str,
+    stable: &str,
+    deadline: Duration,
+    why: &str,
+) -> String {
+    let every = deadline.as_secs();
+    format!(
+        "version {failed} did not become ready within {every}s, and the rollback to {stable} was refused: {why}. \
+         {failed} stays active, with {stable} running beside it; upload or activate a version that becomes ready, \
+         or mend the cause above and the rollback is tried again (every {every}s)"
+    )
 }
 
 /// How long a new version may take to become ready, counted from the rollout's start: the
@@ -184,6 +212,55 @@ pub(super) fn rollout_deadline(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_rollback_says_why_what_runs_and_what_to_do() {
+        let limit = "with version 1.0.0 active again: Tenant t1 would reserve 1 GiB in total over its microservices, over its memory maximum of 768 MiB (operator setting tenant_max_memory); lower the resources or replicas, or unsubscribe other microservices";
+        let terms = "1 other tenant(s) are subscribed to hello on its current terms, and the settings category would change; keep the settings category, or have them unsubscribe first";
+        // (failed, stable, deadline s, why, what the message must say)
+        let cases = [
+            (
+                "2.0.0",
+                "1.0.0",
+                300,
+                limit,
+                ["tenant_max_memory", "every 300s"],
+            ),
+            (
+                "3.1.0",
+                "3.0.0",
+                3600,
+                terms,
+                ["have them unsubscribe", "every 3600s"],
+            ),
+        ];
+        for (failed, stable, deadline, why, named) in cases {
+            let message =
+                refused_rollback_message(failed, stable, Duration::from_secs(deadline), why);
+            for said in [
+                format!("version {failed} did not become ready within {deadline}s"),
+                format!("the rollback to {stable} was refused: {why}"),
+                format!("{failed} stays active, with {stable} running beside it"),
+                "upload or activate a version that becomes ready".to_owned(),
+            ]
+            .iter()
+            .map(String::as_str)
+            .chain(named)
+            {
+                assert!(message.contains(said), "{said:?} in {message:?}");
+            }
+            // Word for word again for the same refusal, so it is recorded once; another
+            // reason is a new message.
+            assert_eq!(
+                message,
+                refused_rollback_message(failed, stable, Duration::from_secs(deadline), why)
+            );
+            assert_ne!(
+                message,
+                refused_rollback_message(failed, stable, Duration::from_secs(deadline), "other")
+            );
+        }
+    }
 
     #[test]
     fn rollout_deadline_covers_what_the_readiness_probe_needs() {

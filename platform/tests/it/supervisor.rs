@@ -887,6 +887,77 @@ fn upgrades_move_traffic_without_downtime_and_unready_versions_roll_back() {
         json!({"greeting": "Hello", "credentials.token": "<<Encrypted>>"}),
         "the restored version's settings"
     );
+
+    // A rollback that would move what another subscriber agreed to (4.0.0's settings category)
+    // is refused: 4.0.0 stays active, 2.0.0 serving beside it, and the status says so, why and
+    // what to do. The initial delay leaves time to subscribe before the deadline (10 + 4 s).
+    server
+        .req("PUT", &format!("/application/applications/{app}"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .json(&json!({"availability": "MARKET"}))
+        .send()
+        .expect(200);
+    let other = create_tenant(&server, "other");
+    let moved = manifest(
+        "MULTI_TENANT",
+        1,
+        json!({
+            "readinessProbe": {"httpGet": {"path": "/no-such-path", "port": 80}, "initialDelaySeconds": 10, "periodSeconds": 1, "failureThreshold": 1},
+            "settingsCategory": unique("elsewhere"),
+        }),
+    );
+    upload_version(
+        &server,
+        &owner,
+        &app,
+        &image.0,
+        &with_version(&moved, "4.0.0"),
+    );
+    subscribe(&server, &other.id, &app).expect(201);
+    let refused = wait_for(READY_DEADLINE, "the refused rollback's message", || {
+        let s = status(&server, &owner, &app);
+        serving(&s);
+        let message = s["rolloutMessage"].as_str().unwrap_or_default();
+        message.contains("refused").then_some(s)
+    });
+    assert_eq!(refused["activeVersion"], "4.0.0", "{refused}");
+    let message = refused["rolloutMessage"].as_str().unwrap_or_default();
+    for said in [
+        "version 4.0.0 did not become ready",
+        "the rollback to 2.0.0 was refused",
+        "other tenant(s) are subscribed",
+        "4.0.0 stays active, with 2.0.0 running beside it",
+        "upload or activate a version that becomes ready",
+    ] {
+        assert!(message.contains(said), "{said:?} in {refused}");
+    }
+    let record = wait_for(
+        READY_DEADLINE,
+        "the refused rollback's audit record",
+        || {
+            let page = server
+                .req(
+                    "GET",
+                    &format!("/audit/auditRecords?application={app}&type=Application"),
+                )
+                .basic(&owner.admin_login, &owner.admin_password)
+                .send()
+                .expect(200)
+                .json();
+            page["auditRecords"]
+                .as_array()?
+                .iter()
+                .find(|r| r["activity"] == "Rollback refused")
+                .cloned()
+        },
+    );
+    assert!(
+        record["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(message),
+        "{record}"
+    );
 }
 
 /// An image whose entrypoint does not exist (every start fails), as a `docker save` archive.
