@@ -32,7 +32,7 @@ berth_identity() {
 }
 api() { curl -sS --fail-with-body --cacert "$cert" -u "management/admin:$password" "$@"; }
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-# Stops Berth (SIGTERM, then waits) and removes the INPUT jump and chain it installed for $installation, for IPv4
+# Stops Berth (SIGTERM, then waits) and removes the INPUT jump and chain (and the link-local rule) it installed for $installation, for IPv4
 # and IPv6, as the tests' fixture does: a benchmark's installation is never started again.
 stop_berth() {
     if [[ -n "${berth_pid:-}" ]]; then
@@ -40,7 +40,13 @@ stop_berth() {
         wait "$berth_pid" 2> /dev/null
     fi
     [[ -n "${installation:-}" ]] || return 0
-    local tool rule chain
+    local tool rule chain forward
+    # The link-local (cloud metadata) rule in DOCKER-USER, or FORWARD without Docker's chains.
+    for forward in DOCKER-USER FORWARD; do
+        iptables -w -S "$forward" 2> /dev/null | grep -F -- "berth installation $installation\"" | while read -r rule; do
+            eval "iptables -w ${rule/-A $forward/-D $forward}" 2> /dev/null
+        done
+    done
     for tool in iptables ip6tables; do
         command -v "$tool" > /dev/null 2>&1 || continue
         "$tool" -w -S INPUT 2> /dev/null | grep -F -- "berth installation $installation" | while read -r rule; do
