@@ -587,7 +587,8 @@ pub fn record_upload(
         params![id, record.version.version, record.version.image_id, record.version.image_tag, record.version.package_file, manifest_text, timestamp(), i64::try_from(record.stored_bytes).unwrap_or(i64::MAX)],
     )?;
     tx.execute(
-        "UPDATE applications SET manifest = ?2, roles = ?3, required_roles = ?4, context_path = COALESCE(?5, context_path), active_version_id = ?6 WHERE id = ?1",
+        // A new rollout: a message about an earlier one (a rollback, a refused one) is done.
+        "UPDATE applications SET manifest = ?2, roles = ?3, required_roles = ?4, context_path = COALESCE(?5, context_path), active_version_id = ?6, rollout_message = NULL WHERE id = ?1",
         params![
             id,
             manifest_text,
@@ -626,6 +627,36 @@ mod tests {
             roles: Vec::new(),
             required_roles: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_upload_ends_an_earlier_rollouts_message() {
+        let mut conn = store();
+        let app = create(&mut conn, &new_app("t1", "svc"), None).unwrap();
+        conn.execute(
+            "UPDATE applications SET rollout_message = 'rollback refused' WHERE id = ?1",
+            [app.id],
+        )
+        .unwrap();
+        let record = UploadRecord {
+            version: super::super::artifacts::Version {
+                version: "2.0.0".into(),
+                image_id: "sha256:1".into(),
+                image_tag: "berth/x:2.0.0".into(),
+                package_file: "p.zip".into(),
+            },
+            stored_bytes: 1,
+            manifest: serde_json::json!({}),
+            roles: Vec::new(),
+            required_roles: Vec::new(),
+            context_path: None,
+            intent: None,
+        };
+        record_upload(&conn, "t1", app.id, &record).unwrap();
+        assert_eq!(
+            super::super::desired::rollout_message(&conn, app.id).unwrap(),
+            None
+        );
     }
 
     #[test]
