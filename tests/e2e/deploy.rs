@@ -167,38 +167,52 @@ impl Drop for Berth {
 }
 
 /// Deletes the INPUT jump commented with `installation` and the chain it jumps to, for IPv4
-/// and IPv6: `berth serve` installs them, and they outlive the process by design (as the
-/// platform's own tests' fixture does it).
+/// and IPv6, and its link-local rule in DOCKER-USER or FORWARD: `berth serve` installs them,
+/// and they outlive the process by design (as the platform's own tests' fixture does it).
 fn remove_host_firewall(installation: &str) {
     let marker = format!("berth installation {installation}");
+    for chain in ["DOCKER-USER", "FORWARD"] {
+        for (number, _) in rules("iptables", chain, &marker) {
+            let _ = Command::new("iptables")
+                .args(["-w", "-D", chain, &number.to_string()])
+                .output();
+        }
+    }
     for tool in ["iptables", "ip6tables"] {
-        let Ok(out) = Command::new(tool)
-            .args(["-w", "-L", "INPUT", "-n", "--line-numbers"])
-            .output()
-        else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        // (rule number, chain), highest number first so the others stay valid.
-        let mut found: Vec<(u32, String)> = text
-            .lines()
-            .filter(|l| l.contains(&marker))
-            .filter_map(|l| {
-                let mut words = l.split_whitespace();
-                Some((words.next()?.parse().ok()?, words.next()?.to_owned()))
-            })
-            .collect();
-        found.sort_by_key(|f| std::cmp::Reverse(f.0));
-        for (number, chain) in &found {
+        for (number, chain) in rules(tool, "INPUT", &marker) {
             for args in [
                 vec!["-w", "-D", "INPUT", &number.to_string()],
-                vec!["-w", "-F", chain],
-                vec!["-w", "-X", chain],
+                vec!["-w", "-F", &chain],
+                vec!["-w", "-X", &chain],
             ] {
                 let _ = Command::new(tool).args(&args).output();
             }
         }
     }
+}
+
+/// The rules of `chain` commented with `marker` as (rule number, target), highest number first
+/// so deleting them in this order keeps the others' numbers valid.
+fn rules(tool: &str, chain: &str, marker: &str) -> Vec<(u32, String)> {
+    let Ok(out) = Command::new(tool)
+        .args(["-w", "-L", chain, "-n", "--line-numbers"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    // Listed as `/* berth installation <id> */`: the closing mark keeps one id from matching
+    // another it is a prefix of.
+    let comment = format!("{marker} */");
+    let mut found: Vec<(u32, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&comment))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.parse().ok()?, words.next()?.to_owned()))
+        })
+        .collect();
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    found
 }
 
 /// The engine's id of `reference`, if it exists.
