@@ -1,6 +1,6 @@
 # Sourced by bench/berth_hello.sh and bench/deploy.sh: start_berth runs "$berth" serve on a fresh data dir under
 # $work, loopback HTTPS on $berth_port, its containers labelled berth.bench=1, and waits until it answers. Sets
-# berth_pid, installation, base and cert; stop_berth stops it and removes the host firewall rules it installed
+# berth_pid, installation, base and cert; stop_berth stops it and removes the host firewall rules it installed (`berth firewall remove`)
 # (they outlive the process by design, guarding containers across restarts). Also defines api (curl as the management admin, failing on 4xx/5xx)
 # and json_field (a Python expression over the JSON `d` read from stdin). Extra flags come from BERTH_ARGS; the
 # log level from BERTH_LOG (default info). Expects: $berth, $work, $berth_port, $password, and say/die.
@@ -32,31 +32,13 @@ berth_identity() {
 }
 api() { curl -sS --fail-with-body --cacert "$cert" -u "management/admin:$password" "$@"; }
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-# Stops Berth (SIGTERM, then waits) and removes the INPUT jump and chain (and the link-local rule) it installed for $installation, for IPv4
-# and IPv6, as the tests' fixture does: a benchmark's installation is never started again.
+# Stops Berth (SIGTERM, then waits) and removes the host firewall rules it installed for $installation with
+# `berth firewall remove`: they outlive the process by design, and a benchmark's installation is never started again.
 stop_berth() {
     if [[ -n "${berth_pid:-}" ]]; then
         kill "$berth_pid" 2> /dev/null
         wait "$berth_pid" 2> /dev/null
     fi
     [[ -n "${installation:-}" ]] || return 0
-    local tool rule chain forward
-    # The link-local (cloud metadata) rule in DOCKER-USER, or FORWARD without Docker's chains.
-    for forward in DOCKER-USER FORWARD; do
-        iptables -w -S "$forward" 2> /dev/null | grep -F -- "berth installation $installation\"" | while read -r rule; do
-            eval "iptables -w ${rule/-A $forward/-D $forward}" 2> /dev/null
-        done
-    done
-    for tool in iptables ip6tables; do
-        command -v "$tool" > /dev/null 2>&1 || continue
-        "$tool" -w -S INPUT 2> /dev/null | grep -F -- "berth installation $installation" | while read -r rule; do
-            chain="$(sed -n 's/.* -j \(BERTH-HOST-[0-9a-zA-Z]*\).*/\1/p' <<< "$rule")"
-            eval "$tool -w ${rule/-A INPUT/-D INPUT}" 2> /dev/null
-            if [[ -n "$chain" ]]; then
-                "$tool" -w -F "$chain" 2> /dev/null
-                "$tool" -w -X "$chain" 2> /dev/null
-            fi
-        done
-    done
-    return 0
+    "$berth" firewall remove --installation "$installation" > /dev/null || true
 }

@@ -17,7 +17,7 @@ mod parse;
 pub mod runtime;
 
 pub use crate::edge::origin::Cidr;
-pub use args::{Cli, Command, ServeArgs};
+pub use args::{Cli, Command, FirewallCommand, FirewallRemoveArgs, ServeArgs};
 pub use connections::{
     Connections, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENT_CONNECTIONS,
     DEFAULT_MAX_CONTAINER_CONNECTIONS, DEFAULT_MAX_LOG_STREAMS, DEFAULT_PROXY_CONNECT_TIMEOUT,

@@ -144,15 +144,23 @@ fn installation_id(data_dir: &Path, secrets: &secrets::Secrets) -> Result<String
         path: path.clone(),
         source,
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(fail(e)),
+    if let Some(id) = stored_installation_id(data_dir)? {
+        return Ok(id);
     }
     let id = secrets.random_token(16)?.to_ascii_lowercase();
     secrets::write_atomically(&path, id.as_bytes(), 0o600).map_err(fail)?;
     Ok(id)
+}
+
+/// The installation id a data directory holds, if any.
+pub fn stored_installation_id(data_dir: &Path) -> Result<Option<String>, StartupError> {
+    let path = data_dir.join(INSTALLATION_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StartupError::DataDir { path, source }),
+    }
 }
 
 /// On Swarm: binds the gateway that carries the relays' connections to the internal API
@@ -307,7 +315,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     if config.host_firewall {
         runtime::firewall::install(&installation, internal_addr.port())?;
     } else {
-        runtime::firewall::remove(&installation);
+        let _ = runtime::firewall::remove(&installation);
     }
     // On Swarm the tasks reach the internal API through their relay and the gateway, at the
     // relays' platform port.

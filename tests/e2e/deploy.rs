@@ -25,6 +25,7 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 /// A `berth serve` process on a temporary data directory, killed when dropped.
 struct Berth {
     child: Child,
+    binary: PathBuf,
     https: String,
     /// Labels (`berth.installation=<id>`) every container and network this instance creates.
     installation: String,
@@ -95,6 +96,7 @@ impl Berth {
             installation.unwrap_or_else(|| panic!("no installation line in {seen:?}"));
         Berth {
             child,
+            binary: binary.to_owned(),
             https,
             installation,
             cert: data_dir.join("tls").join("cert.pem"),
@@ -162,57 +164,11 @@ impl Drop for Berth {
                 );
             }
         }
-        remove_host_firewall(&self.installation);
+        // Its host firewall rules outlive it by design; removed as an operator would.
+        let _ = Command::new(&self.binary)
+            .args(["firewall", "remove", "--installation", &self.installation])
+            .output();
     }
-}
-
-/// Deletes the INPUT jump commented with `installation` and the chain it jumps to, for IPv4
-/// and IPv6, and its link-local rule in DOCKER-USER or FORWARD: `berth serve` installs them,
-/// and they outlive the process by design (as the platform's own tests' fixture does it).
-fn remove_host_firewall(installation: &str) {
-    let marker = format!("berth installation {installation}");
-    for chain in ["DOCKER-USER", "FORWARD"] {
-        for (number, _) in rules("iptables", chain, &marker) {
-            let _ = Command::new("iptables")
-                .args(["-w", "-D", chain, &number.to_string()])
-                .output();
-        }
-    }
-    for tool in ["iptables", "ip6tables"] {
-        for (number, chain) in rules(tool, "INPUT", &marker) {
-            for args in [
-                vec!["-w", "-D", "INPUT", &number.to_string()],
-                vec!["-w", "-F", &chain],
-                vec!["-w", "-X", &chain],
-            ] {
-                let _ = Command::new(tool).args(&args).output();
-            }
-        }
-    }
-}
-
-/// The rules of `chain` commented with `marker` as (rule number, target), highest number first
-/// so deleting them in this order keeps the others' numbers valid.
-fn rules(tool: &str, chain: &str, marker: &str) -> Vec<(u32, String)> {
-    let Ok(out) = Command::new(tool)
-        .args(["-w", "-L", chain, "-n", "--line-numbers"])
-        .output()
-    else {
-        return Vec::new();
-    };
-    // Listed as `/* berth installation <id> */`: the closing mark keeps one id from matching
-    // another it is a prefix of.
-    let comment = format!("{marker} */");
-    let mut found: Vec<(u32, String)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&comment))
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            Some((words.next()?.parse().ok()?, words.next()?.to_owned()))
-        })
-        .collect();
-    found.sort_by_key(|f| std::cmp::Reverse(f.0));
-    found
 }
 
 /// The engine's id of `reference`, if it exists.

@@ -19,7 +19,29 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the platform server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// The host firewall rules `berth serve` installs, which outlive it by design.
+    #[command(subcommand)]
+    Firewall(FirewallCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirewallCommand {
+    /// Remove an installation's host firewall rules (when uninstalling Berth; a server started
+    /// again with `host_firewall` on puts them back).
+    Remove(FirewallRemoveArgs),
+}
+
+/// Whose rules `berth firewall remove` removes.
+#[derive(Debug, Args)]
+pub struct FirewallRemoveArgs {
+    /// The data directory of the installation [default: ./berth-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The installation's id (`berth: installation <id>` at start), instead of its data
+    /// directory.
+    #[arg(long, value_name = "ID")]
+    pub installation: Option<String>,
 }
 
 /// Flags of `berth serve`; each one can also come from its `BERTH_*` variable or the config file.

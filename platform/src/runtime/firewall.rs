@@ -10,7 +10,7 @@
 //! providers answer instance metadata and hand out the machine's credentials) are rejected,
 //! from `DOCKER-USER`, the chain Docker evaluates before its own (plain `FORWARD` when Docker
 //! does not manage iptables). The rules stay while Berth is stopped (its containers keep
-//! running); `host_firewall = false` removes them at the next start.
+//! running); `host_firewall = false` removes them at the next start, `berth firewall remove` at once.
 
 use std::process::Command;
 
@@ -182,19 +182,28 @@ pub fn install(installation: &str, internal_port: u16) -> Result<(), FirewallErr
     Ok(())
 }
 
-/// Removes this installation's rules, if any (host_firewall turned off).
-pub fn remove(installation: &str) {
+/// Removes this installation's rules, if any (`host_firewall` turned off, `berth firewall
+/// remove`, tests and benchmarks); returns how many rules and chains went.
+pub fn remove(installation: &str) -> usize {
     let chain = chain_name(installation);
     let jump = jump_rule(installation);
+    let mut removed = 0;
     for tool in tools() {
-        while run(tool, &with(&["-D", "INPUT"], &jump)).is_ok() {}
+        while run(tool, &with(&["-D", "INPUT"], &jump)).is_ok() {
+            removed += 1;
+        }
         let _ = run(tool, &["-F".into(), chain.clone()]);
-        let _ = run(tool, &["-X".into(), chain.clone()]);
+        if run(tool, &["-X".into(), chain.clone()]).is_ok() {
+            removed += 1;
+        }
     }
     let metadata = metadata_rule(installation);
     for forward in FORWARD_CHAINS {
-        while run("iptables", &with(&["-D", forward], &metadata)).is_ok() {}
+        while run("iptables", &with(&["-D", forward], &metadata)).is_ok() {
+            removed += 1;
+        }
     }
+    removed
 }
 
 #[cfg(test)]

@@ -338,51 +338,12 @@ pub fn remove_installation_tags(installation: &str, force: bool) {
     }
 }
 
-/// Deletes the INPUT jump commented with `installation` and the chain it jumps to, for IPv4
-/// and IPv6, and its link-local rule in DOCKER-USER or FORWARD (what `berth serve` installs
-/// unless `--host-firewall false`).
+/// Removes the host firewall rules a server installed (they outlive it by design) with
+/// `berth firewall remove`, as an operator would.
 pub fn remove_host_firewall(installation: &str) {
-    let marker = format!("berth installation {installation}");
-    for chain in ["DOCKER-USER", "FORWARD"] {
-        for number in rule_numbers("iptables", chain, &marker) {
-            let _ = Command::new("iptables")
-                .args(["-w", "-D", chain, &number.0.to_string()])
-                .output();
-        }
-    }
-    for tool in ["iptables", "ip6tables"] {
-        for (number, chain) in &rule_numbers(tool, "INPUT", &marker) {
-            let _ = Command::new(tool)
-                .args(["-w", "-D", "INPUT", &number.to_string()])
-                .output();
-            let _ = Command::new(tool).args(["-w", "-F", chain]).output();
-            let _ = Command::new(tool).args(["-w", "-X", chain]).output();
-        }
-    }
-}
-
-/// The rules of `chain` that mention `marker`, highest number first (so deleting them in
-/// this order keeps the others' numbers valid), with their targets.
-fn rule_numbers(tool: &str, chain: &str, marker: &str) -> Vec<(u32, String)> {
-    let Ok(out) = Command::new(tool)
-        .args(["-w", "-L", chain, "-n", "--line-numbers"])
-        .output()
-    else {
-        return Vec::new();
-    };
-    // Listed as `/* berth installation <id> */`: the closing mark keeps one id from matching
-    // another it is a prefix of.
-    let comment = format!("{marker} */");
-    let mut found: Vec<(u32, String)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(&comment))
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            Some((words.next()?.parse().ok()?, words.next()?.to_owned()))
-        })
-        .collect();
-    found.sort_by_key(|f| std::cmp::Reverse(f.0));
-    found
+    let _ = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["firewall", "remove", "--installation", installation])
+        .output();
 }
 
 /// An HTTPS agent trusting exactly the certificates `pems`: statuses are returned, not

@@ -751,6 +751,101 @@ fn a_host_firewall_that_cannot_be_installed_stops_the_server_and_says_how_to_opt
     );
 }
 
+/// `iptables -S` lines of `chain` carrying the installation's comment.
+fn commented_rules(tool: &str, chain: &str, installation: &str) -> Vec<String> {
+    let out = Command::new(tool)
+        .args(["-w", "-S", chain])
+        .output()
+        .expect("iptables");
+    let comment = format!("\"berth installation {installation}\"");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&comment))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs `berth firewall remove` with `args`: (exit code, stdout, stderr).
+fn firewall_remove(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["firewall", "remove"])
+        .args(args)
+        .output()
+        .expect("run berth firewall remove");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The rules outlive the server by design (its containers keep running); an operator
+/// uninstalling Berth takes them out with one command, by data directory or id.
+#[test]
+fn firewall_remove_takes_out_an_installations_rules_and_nothing_else() {
+    let mut server = Server::start();
+    let other = Server::start();
+    let installation = server.installation().to_owned();
+    let forward = if Command::new("iptables")
+        .args(["-w", "-n", "-L", "DOCKER-USER"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        "DOCKER-USER"
+    } else {
+        "FORWARD"
+    };
+    let jumps = commented_rules("iptables", "INPUT", &installation);
+    assert_eq!(jumps.len(), 1, "{jumps:?}");
+    let chain = jumps[0].rsplit(' ').next().expect("jump target").to_owned();
+    assert!(chain.starts_with("BERTH-HOST-"), "{chain}");
+    assert_eq!(commented_rules("iptables", forward, &installation).len(), 1);
+    server.stop();
+
+    let data_dir = server.data_dir.to_str().unwrap().to_owned();
+    let (code, stdout, stderr) = firewall_remove(&["--data-dir", &data_dir]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let removed: usize = stdout
+        .strip_prefix("berth: removed ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // The IPv4 jump, chain and link-local rule, and the IPv6 jump and chain where there is IPv6.
+    assert!(removed >= 3, "{stdout}");
+    for tool in ["iptables", "ip6tables"] {
+        assert!(commented_rules(tool, "INPUT", &installation).is_empty());
+        let listed = Command::new(tool)
+            .args(["-w", "-n", "-L", &chain])
+            .output()
+            .expect("iptables");
+        assert!(!listed.status.success(), "{tool} still has {chain}");
+    }
+    assert!(commented_rules("iptables", forward, &installation).is_empty());
+    // Another installation's rules stay.
+    assert_eq!(
+        commented_rules("iptables", "INPUT", other.installation()).len(),
+        1
+    );
+    assert_eq!(
+        commented_rules("iptables", forward, other.installation()).len(),
+        1
+    );
+
+    // Again, by id: nothing left to remove is no failure.
+    let (code, stdout, _) = firewall_remove(&["--installation", &installation]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("berth: removed 0 "), "{stdout}");
+
+    // Nothing to go on: refused, saying what to give.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = firewall_remove(&["--data-dir", empty.path().to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("holds no installation id"), "{stderr}");
+    let (code, _, stderr) = firewall_remove(&["--installation", "a b"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("not an installation id"), "{stderr}");
+}
+
 #[test]
 fn a_deployment_network_made_before_the_firewall_is_replaced_with_its_containers() {
     let hello = HelloLease::acquire();
