@@ -27,7 +27,7 @@ async fn summary(
     let data_dir = state.config.data_dir.clone();
     let tenant = principal.tenant.clone();
     let kept = super::db(&state, "applications", move |c| {
-        crate::store::applications::kept_packages(c, &tenant)
+        crate::store::artifacts::kept_packages(c, &tenant)
     })
     .await?;
     let used = tokio::task::spawn_blocking(move || storage::kept_bytes(&data_dir, &kept))

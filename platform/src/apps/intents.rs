@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Apps, CONVERGE_LIMIT};
-use crate::store::applications;
+use crate::store::artifacts;
 use crate::store::intents::{self, DeletionIntent, Intent, ReplacedImage, UploadIntent};
 
 /// What to do with Berth's tag of an upload that was not recorded.
@@ -75,10 +75,10 @@ pub async fn undo_upload(apps: &Apps, id: i64, intent: &UploadIntent) -> bool {
         .store
         .run(move |c| {
             let uses = Recorded {
-                image: applications::image_in_use(c, &image)?,
-                tag: applications::tag_recorded(c, &tag, &image)?,
+                image: artifacts::image_in_use(c, &image)?,
+                tag: artifacts::tag_recorded(c, &tag, &image)?,
             };
-            Ok((applications::package_recorded(c, &package)?, uses))
+            Ok((artifacts::package_recorded(c, &package)?, uses))
         })
         .await;
     let (recorded, uses) = match looked_up {
@@ -198,7 +198,7 @@ pub async fn remove_replaced_image(apps: &Apps, id: i64, replaced: &ReplacedImag
     let image = replaced.image_id.clone();
     let recorded = match apps
         .store
-        .run(move |c| applications::image_in_use(c, &image))
+        .run(move |c| artifacts::image_in_use(c, &image))
         .await
     {
         Ok(recorded) => recorded,
@@ -300,7 +300,7 @@ pub fn sweep_packages(
     store: &crate::store::Store,
     pending: &[(i64, Intent)],
 ) -> Result<usize, crate::store::StoreError> {
-    let mut kept = store.run_now(applications::package_files)?;
+    let mut kept = store.run_now(artifacts::package_files)?;
     for (_, intent) in pending {
         match intent {
             Intent::Upload(u) => {

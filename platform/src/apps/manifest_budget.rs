@@ -20,7 +20,7 @@ use rusqlite::Connection;
 
 use super::{Apps, FlowError};
 use crate::store::StoreError;
-use crate::store::applications::{self, ManifestBytes};
+use crate::store::manifest_sizes::{self, ManifestBytes};
 
 /// Most bytes of stored manifests one tenant's applications may show (see the module).
 pub const MAX_SHOWN_BYTES: u64 = 4 << 20;
@@ -91,7 +91,7 @@ pub fn check(tenant: &str, before: u64, after: u64, budget: u64) -> Result<(), O
 
 /// What `owner`'s applications count now, in the caller's transaction.
 pub fn shown(conn: &Connection, owner: &str) -> Result<u64, StoreError> {
-    Ok(total(&applications::manifest_bytes(conn, owner)?))
+    Ok(total(&manifest_sizes::manifest_bytes(conn, owner)?))
 }
 
 /// In the transaction that changed `owner`'s applications, from `before` bytes: Invalid (the
@@ -118,7 +118,7 @@ pub async fn check_upload(
     let (tenant, version) = (owner.to_owned(), manifest.version.clone());
     let now = apps
         .db("applications", move |c| {
-            applications::manifest_bytes(c, &tenant)
+            manifest_sizes::manifest_bytes(c, &tenant)
         })
         .await?;
     let after = with_active(&now, id, &version, bytes);

@@ -2,12 +2,13 @@
 //! their versions, tenant options. Every call runs on a blocking thread through [`Store::run`].
 
 pub mod applications;
-mod artifacts;
+pub mod artifacts;
 pub mod audit;
 pub mod autoscaler;
 pub mod desired;
 pub mod groups;
 pub mod intents;
+pub mod manifest_sizes;
 mod migrations;
 pub mod names;
 pub mod options;

@@ -66,7 +66,7 @@ use crate::routing::{DeploymentKey, RoutingTable};
 use crate::runtime::{InstanceInfo, LABEL_INSTALLATION, NetworkInfo, Runtime, images};
 use crate::secrets::{Secrets, bootstrap_context, service_context};
 use crate::store::autoscaler as store_autoscaler;
-use crate::store::{Store, applications, desired, options};
+use crate::store::{Store, desired, options};
 use error::Undeployable;
 use rollout::{Wanted, rollout_deadline};
 use spec::{Deployment, Inputs, Platform};
@@ -249,7 +249,7 @@ impl Supervisor {
         if tags.is_empty() {
             return;
         }
-        let known = match self.store.run(applications::image_tags).await {
+        let known = match self.store.run(crate::store::artifacts::image_tags).await {
             Ok(known) => known,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the versions' image tags");

@@ -4,7 +4,8 @@
 use super::{UploadError, task_failed};
 use crate::apps::Apps;
 use crate::storage;
-use crate::store::applications::{self, Version};
+use crate::store::applications::Version;
+use crate::store::artifacts;
 
 /// Refuses the package when keeping it would take the tenant over its storage quota:
 /// `unpacked` is what its image and manifest unpack to, `zipped` the package's size (see
@@ -20,7 +21,7 @@ pub(super) async fn check_storage_quota(
     let owner = tenant.to_owned();
     let kept = apps
         .store
-        .run(move |c| applications::kept_packages(c, &owner))
+        .run(move |c| artifacts::kept_packages(c, &owner))
         .await?;
     let replaced = replaced.map(|v| v.package_file.clone());
     let quota = apps.tenant_storage_quota;
