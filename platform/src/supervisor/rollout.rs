@@ -98,22 +98,16 @@ impl Supervisor {
             .await;
         match rolled_back {
             Ok(Some((owner, name))) => {
-                journal::record(
-                    &self.audit,
-                    journal::Entry {
-                        tenant: &owner,
-                        application: (app, &name),
-                        record_type: "Application",
-                        activity: "Rolled back",
-                        text: format!("{name}: {reason}"),
-                        severity: audit::MAJOR,
-                        details: json!({
-                            "failedVersion": w.active,
-                            "restoredVersion": previous,
-                            "reason": reason,
-                            "rolloutTimeoutSeconds": w.deadline.as_secs(),
-                        }),
-                    },
+                self.record_rollback(
+                    (&owner, app, &name),
+                    "Rolled back",
+                    &reason,
+                    json!({
+                        "failedVersion": w.active,
+                        "restoredVersion": previous,
+                        "reason": reason,
+                        "rolloutTimeoutSeconds": w.deadline.as_secs(),
+                    }),
                 );
                 self.state.apps.entry(app).or_default().rollout = None;
                 // The restored manifest may serve callers otherwise (isolation, context path).
@@ -139,22 +133,16 @@ impl Supervisor {
                 match noted {
                     Ok((true, owner, name)) => {
                         tracing::warn!(application = app, %why, "rollback refused");
-                        journal::record(
-                            &self.audit,
-                            journal::Entry {
-                                tenant: &owner,
-                                application: (app, &name),
-                                record_type: "Application",
-                                activity: "Rollback refused",
-                                text: format!("{name}: {message}"),
-                                severity: audit::MAJOR,
-                                details: json!({
-                                    "failedVersion": w.active,
-                                    "stableVersion": previous,
-                                    "reason": why,
-                                    "rolloutTimeoutSeconds": w.deadline.as_secs(),
-                                }),
-                            },
+                        self.record_rollback(
+                            (&owner, app, &name),
+                            "Rollback refused",
+                            &message,
+                            json!({
+                                "failedVersion": w.active,
+                                "stableVersion": previous,
+                                "reason": why,
+                                "rolloutTimeoutSeconds": w.deadline.as_secs(),
+                            }),
                         );
                     }
                     Ok((false, ..)) => {
@@ -166,6 +154,29 @@ impl Supervisor {
             }
             Err(e) => tracing::warn!(error = %e, "cannot roll back"),
         }
+    }
+
+    /// A rollback's record (done or refused) in the owner's audit log, `text` after the
+    /// application's name.
+    fn record_rollback(
+        &self,
+        (owner, app, name): (&str, i64, &str),
+        activity: &str,
+        text: &str,
+        details: serde_json::Value,
+    ) {
+        journal::record(
+            &self.audit,
+            journal::Entry {
+                tenant: owner,
+                application: (app, name),
+                record_type: "Application",
+                activity,
+                text: format!("{name}: {text}"),
+                severity: audit::MAJOR,
+                details,
+            },
+        );
     }
 }
 
