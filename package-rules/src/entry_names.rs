@@ -10,10 +10,18 @@ use std::collections::HashSet;
 pub const MAX_ENTRIES: usize = 10_000;
 /// Longest accepted entry name.
 pub const MAX_NAME: usize = 4096;
+/// Most components in one name: `docker save` and OCI layouts nest three deep
+/// (`blobs/sha256/<digest>`), a package's zip one. Each proper prefix is kept (see
+/// [`Names::admit`]), so depth times length bounds what one name costs.
+pub const MAX_DEPTH: usize = 16;
+/// Most bytes of names (with their prefixes) one archive may make [`Names`] keep: 10,000 names
+/// of 4 KiB 16 deep would otherwise be 640 MB, from a package of a few hundred KB (names
+/// compress well).
+pub const MAX_NAME_BYTES: usize = 4 * 1024 * 1024;
 
 /// `name` when it is already a clean relative path: components separated by single `/`, none
-/// empty, `.` or `..`, no leading `/`, no `\`, `:` or NUL (`C:x` is a drive on Windows, `a:b` a
-/// stream on NTFS). A directory's one trailing `/` is removed.
+/// empty, `.` or `..`, at most [`MAX_DEPTH`] of them, no leading `/`, no `\`, `:` or NUL (`C:x`
+/// is a drive on Windows, `a:b` a stream on NTFS). A directory's one trailing `/` is removed.
 pub fn clean(name: &str, is_dir: bool) -> Option<&str> {
     let name = if is_dir {
         name.strip_suffix('/').unwrap_or(name)
@@ -23,6 +31,7 @@ pub fn clean(name: &str, is_dir: bool) -> Option<&str> {
     let clean = !name.is_empty()
         && name.len() <= MAX_NAME
         && !name.contains(['\\', ':', '\0'])
+        && name.split('/').count() <= MAX_DEPTH
         && name
             .split('/')
             .all(|part| !part.is_empty() && part != "." && part != "..");
@@ -46,6 +55,8 @@ pub struct Names {
     leaves: HashSet<String>,
     /// Every proper prefix of a seen name: entries that must be directories.
     parents: HashSet<String>,
+    /// Bytes of the names and prefixes kept, at most [`MAX_NAME_BYTES`].
+    kept: usize,
 }
 
 impl Names {
@@ -65,6 +76,7 @@ impl Names {
             seen: HashSet::new(),
             leaves: HashSet::new(),
             parents: HashSet::new(),
+            kept: 0,
         }
     }
 
@@ -72,7 +84,7 @@ impl Names {
     pub fn admit<'a>(&mut self, raw: &'a str, kind: Kind) -> Result<&'a str, String> {
         let name = clean(raw, kind == Kind::Directory).ok_or_else(|| {
             format!(
-                "entry {raw:?} is not a clean relative name (no leading '/', '.', '..', '//', '\\', ':' or NUL, at most {MAX_NAME} bytes)"
+                "entry {raw:?} is not a clean relative name (no leading '/', '.', '..', '//', '\\', ':' or NUL, at most {MAX_NAME} bytes and {MAX_DEPTH} components)"
             )
         })?;
         if self.seen.len() >= MAX_ENTRIES {
@@ -101,6 +113,15 @@ impl Names {
                 "entry {raw:?} is not a directory, but earlier entries are inside it"
             ));
         }
+        // Counted before anything is kept: every prefix at most, so the budget holds whatever
+        // is new.
+        let cost = key.len() * key.split('/').count();
+        if self.kept.saturating_add(cost) > MAX_NAME_BYTES {
+            return Err(format!(
+                "the entries' names take more than {MAX_NAME_BYTES} bytes together (with their directories)"
+            ));
+        }
+        self.kept += cost;
         let mut end = 0;
         while let Some(slash) = key[end..].find('/') {
             end += slash;
@@ -140,6 +161,16 @@ mod tests {
             ("a/b:stream", false, None),
             ("", false, None),
             ("a//", true, None),
+            (
+                &"a/".repeat(MAX_DEPTH)[..2 * MAX_DEPTH - 1],
+                false,
+                Some(&"a/".repeat(MAX_DEPTH)[..2 * MAX_DEPTH - 1]),
+            ),
+            (
+                &"a/".repeat(MAX_DEPTH + 1)[..2 * MAX_DEPTH + 1],
+                false,
+                None,
+            ),
         ];
         for (name, is_dir, expected) in cases {
             assert_eq!(clean(name, is_dir), expected, "{name:?} dir={is_dir}");
@@ -186,6 +217,42 @@ mod tests {
                 .iter()
                 .position(|(name, kind)| names.admit(name, *kind).is_err());
             assert_eq!(first_refused, *refused, "{entries:?}");
+        }
+    }
+
+    /// A few hundred KB of zip can hold 10,000 long, deep names; what they make `Names` keep
+    /// is bounded, and the refusal says why.
+    #[test]
+    fn long_deep_names_stop_at_the_byte_budget() {
+        let mut names = Names::exact();
+        let component = "a".repeat(MAX_NAME / MAX_DEPTH - 1);
+        let mut refused = None;
+        for i in 0..MAX_ENTRIES {
+            let name = format!(
+                "d{i:05}/{}",
+                vec![component.as_str(); MAX_DEPTH - 1].join("/")
+            );
+            assert!(name.len() <= MAX_NAME);
+            if let Err(why) = names.admit(&name, Kind::Leaf) {
+                refused = Some((i, why));
+                break;
+            }
+        }
+        let (at, why) = refused.expect("refused before 10,000 names");
+        assert!(why.contains("more than"), "{why}");
+        assert!(names.kept <= MAX_NAME_BYTES);
+        // Ordinary images are nowhere near it: `docker save` of 127 layers.
+        assert!(at > 60, "{at}");
+        let mut names = Names::exact();
+        for layer in 0..127 {
+            let digest = format!("{layer:064x}");
+            names.admit(&format!("{digest}/"), Kind::Directory).unwrap();
+            names
+                .admit(&format!("{digest}/layer.tar"), Kind::Leaf)
+                .unwrap();
+            names
+                .admit(&format!("blobs/sha256/{digest}"), Kind::Leaf)
+                .unwrap();
         }
     }
 }
