@@ -127,7 +127,7 @@ fn duplicate_entry(path: &Path) -> PackageError {
     };
     let mut reader = io::BufReader::new(file);
     let mut names = entry_names::Names::ignoring_case();
-    while let Ok(Some(mut entry)) = zip::read::read_zipfile_from_stream(&mut reader) {
+    while let Ok(Some(entry)) = zip::read::read_zipfile_from_stream(&mut reader) {
         let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
         let kind = if entry.is_dir() {
             entry_names::Kind::Directory
@@ -137,9 +137,9 @@ fn duplicate_entry(path: &Path) -> PackageError {
         if let Err(why) = names.admit(&name, kind) {
             return PackageError::BadEntry(why);
         }
-        if io::copy(&mut entry, &mut io::sink()).is_err() {
-            break;
-        }
+        // Dropping the entry skips its stored bytes without inflating them: read, a deflate
+        // bomb ahead of the repeated name inflated in full (hundreds of GiB from one upload).
+        drop(entry);
     }
     fallback()
 }
@@ -523,6 +523,59 @@ mod tests {
                 agree,
                 "{method:?} {compressed} → {size}"
             );
+        }
+    }
+
+    /// Patches every local and central header of the entry named `from`: its name to `to` (same
+    /// length) and, when `deflate`, its method to deflate (the stored bytes left as they are).
+    fn patch(zip: &mut [u8], from: &str, to: &str, deflate: bool) {
+        for (signature, method_at, name_at) in [(b"PK\x03\x04", 8, 30), (b"PK\x01\x02", 10, 46)] {
+            let mut at = 0;
+            while let Some(found) = zip[at..].windows(4).position(|w| w == signature) {
+                let header = at + found;
+                let name = header + name_at;
+                if zip.get(name..name + from.len()) == Some(from.as_bytes()) {
+                    zip[name..name + to.len()].copy_from_slice(to.as_bytes());
+                    if deflate {
+                        zip[header + method_at] = 8;
+                    }
+                }
+                at = header + 4;
+            }
+        }
+    }
+
+    /// Finding which name repeats must not inflate the entries before it: a deflate bomb there
+    /// once cost hundreds of GiB of inflating per upload. An entry that cannot inflate at all
+    /// shows whether it was read.
+    #[test]
+    fn a_repeated_name_is_found_without_inflating_the_entries_before_it() {
+        let mut bytes = Vec::new();
+        {
+            let mut zip = zip::ZipWriter::new(io::Cursor::new(&mut bytes));
+            let stored = zip::write::SimpleFileOptions::default().compression_method(Stored);
+            for (name, data) in [
+                ("cumulocity.json", &b"{}"[..]),
+                // 0xff starts a deflate block of the reserved type: inflating it fails.
+                ("imagX.tar", &[0xff; 64][..]),
+                ("image.tar", &b"tar"[..]),
+            ] {
+                zip.start_file(name, stored).unwrap();
+                io::Write::write_all(&mut zip, data).unwrap();
+            }
+            zip.finish().unwrap();
+        }
+        patch(&mut bytes, "imagX.tar", "image.tar", true);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &bytes).unwrap();
+        match open(file.path()) {
+            Err(PackageError::BadEntry(why)) => {
+                assert!(
+                    why.contains("\"image.tar\" appears more than once"),
+                    "{why}"
+                )
+            }
+            other => panic!("{:?}", other.err()),
         }
     }
 }
