@@ -364,7 +364,9 @@ async fn load(
     }
 }
 
-/// Why a load failed: the package's own fault first, as it is what the tenant can fix.
+/// Why a load failed: the package's own fault first, as it is what the tenant can fix; then
+/// the engine refusing the archive (the package again); then the engine failing (unreachable,
+/// timed out: worth trying again, 503, not a bad package).
 fn failed_load(
     streamed: Result<ImageInfo, PackageError>,
     loaded: Result<Vec<String>, RuntimeError>,
@@ -373,7 +375,10 @@ fn failed_load(
         (Err(e), _) if !matches!(e, PackageError::Io(_) | PackageError::Stopped) => {
             package_error(e)
         }
-        (_, Err(e)) => UploadError::Invalid(format!("Docker could not load image.tar: {e}")),
+        (_, Err(e @ RuntimeError::Rejected(_))) => {
+            UploadError::Invalid(format!("Docker could not load image.tar: {e}"))
+        }
+        (_, Err(e)) => unavailable("The container engine failed while loading image.tar")(e),
         (Err(e), Ok(_)) => package_error(e),
         (Ok(_), Ok(_)) => UploadError::Internal("the image load ended without a ruling".into()),
     }
@@ -615,5 +620,44 @@ mod tests {
             BerthTag::new("AB-12_x", "T1", 7, "1").unwrap().repo,
             "berth/ab12x/t1-7"
         );
+    }
+
+    #[test]
+    fn a_failed_load_blames_the_package_only_for_what_the_package_did() {
+        let io = || {
+            Err(PackageError::Io(std::io::Error::from(
+                std::io::ErrorKind::BrokenPipe,
+            )))
+        };
+        let bad = || Err(PackageError::BadEntry("entry \"x\" is bad".into()));
+        let rejected = || Err(RuntimeError::Rejected("unexpected EOF".into()));
+        let down = || {
+            Err(RuntimeError::Connect {
+                socket: "/var/run/docker.sock".into(),
+                message: "connection refused".into(),
+            })
+        };
+        let timed_out = || Err(RuntimeError::Docker("timed out".into()));
+        // (what the stream saw, what the engine said, the status class: 422, 503)
+        let cases: [(
+            Result<ImageInfo, PackageError>,
+            Result<Vec<String>, RuntimeError>,
+            u16,
+        ); 5] = [
+            (bad(), timed_out(), 422),
+            (io(), rejected(), 422),
+            (io(), down(), 503),
+            (io(), timed_out(), 503),
+            (Err(PackageError::Stopped), timed_out(), 503),
+        ];
+        for (streamed, loaded, status) in cases {
+            let why = format!("{streamed:?} / {loaded:?}");
+            let got = match failed_load(streamed, loaded) {
+                UploadError::Invalid(_) => 422,
+                UploadError::Unavailable { .. } => 503,
+                other => panic!("{why}: {other:?}"),
+            };
+            assert_eq!(got, status, "{why}");
+        }
     }
 }
