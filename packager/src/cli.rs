@@ -18,7 +18,8 @@ use crate::url_text::has_userinfo;
     version,
     about = "Build, validate, inspect and deploy Cumulocity microservice packages",
     after_help = "Exit codes: 0 success/valid, 1 invalid input (diagnostics printed) or a request the platform \
-rejected (HTTP 4xx, its message printed), 2 usage, IO, connection/TLS error or a platform failure (HTTP 5xx), \
+rejected (HTTP 4xx, its message printed), 2 usage, IO, connection/TLS error, a platform failure (HTTP 5xx) \
+or a platform busy for now (HTTP 408, 429), \
 130/143 pack interrupted by SIGINT/SIGTERM (its temporary file removed)."
 )]
 pub struct Cli {

@@ -91,9 +91,14 @@ pub enum ClientError {
 
 impl ClientError {
     /// 1 when the platform rejected the request (4xx), 2 for everything environmental
-    /// (connection, TLS, IO, server failures and malformed answers).
+    /// (connection, TLS, IO, server failures and malformed answers) and for the 4xx that say
+    /// "not now" (408 timeout, 429 too many uploads at once): a pipeline may try those again,
+    /// not a rejected package.
     pub fn exit_code(&self) -> u8 {
         match self {
+            ClientError::Refused {
+                status: 408 | 429, ..
+            } => 2,
             ClientError::Refused { status, .. } if (400..500).contains(status) => 1,
             _ => 2,
         }

@@ -247,9 +247,40 @@ impl PlatformClient {
         let sent = request.send_json(json!({ "application": { "id": id } }));
         match self.answer(&action, &url, sent) {
             Ok(_) => Ok(Subscription::Created),
-            Err(ClientError::Refused { status: 409, .. }) => Ok(Subscription::AlreadySubscribed),
+            // A 409 also says the subscription was not recorded (the application changed
+            // meanwhile, a user name is taken): only the tenant's list tells which.
+            Err(refused @ ClientError::Refused { status: 409, .. }) => {
+                match self.subscribed_to(tenant, id) {
+                    Ok(true) => Ok(Subscription::AlreadySubscribed),
+                    Ok(false) | Err(_) => Err(refused),
+                }
+            }
             Err(error) => Err(error),
         }
+    }
+
+    /// Whether `tenant`'s subscriptions (its first 2,000) include application `id`.
+    fn subscribed_to(&self, tenant: &str, id: &str) -> Result<bool, ClientError> {
+        let action = format!("listing the applications tenant {tenant} is subscribed to");
+        let url = format!(
+            "{}/tenant/tenants/{}/applications?pageSize=2000",
+            self.base_url,
+            path_segment(tenant)
+        );
+        let request = self
+            .agent
+            .get(&url)
+            .header("Authorization", &self.authorization)
+            .header("Accept", media("applicationReferenceCollection"));
+        let (_, body) = self.answer(&action, &url, request.call())?;
+        let references = body.get("references").and_then(Value::as_array);
+        Ok(references.is_some_and(|references| {
+            references.iter().any(|reference| {
+                let listed = &reference["application"]["id"];
+                listed.as_str() == Some(id)
+                    || listed.as_i64().map(|n| n.to_string()).as_deref() == Some(id)
+            })
+        }))
     }
 }
 

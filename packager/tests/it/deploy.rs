@@ -12,6 +12,26 @@ use crate::fixtures::{self, INVALID_MANIFEST, ImageSpec, MANIFEST, MANIFEST_WITH
 use crate::validate::write_package;
 
 pub(crate) const BY_NAME: &str = "GET /application/applicationsByName/hello";
+/// berth-pack's check, after a 409, that tenant t3 is subscribed.
+const T3_LIST: &str = "GET /tenant/tenants/t3/applications?pageSize=2000";
+
+/// A tenant's subscriptions list naming applications `ids` (numbers, as Cumulocity's ids are
+/// strings but some servers send numbers: one of each).
+fn subscriptions(ids: &[&str]) -> Reply {
+    let references: Vec<serde_json::Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let id = if i % 2 == 0 {
+                json!(id)
+            } else {
+                json!(id.parse::<i64>().unwrap())
+            };
+            json!({"application": {"id": id, "name": "x"}})
+        })
+        .collect();
+    (200, json!({"references": references}).to_string())
+}
 const CREATE: &str = "POST /application/applications";
 
 /// Variables the tool reads; cleared so the developer's environment cannot leak into a test.
@@ -217,6 +237,7 @@ fn deploy_reuses_an_existing_application_and_subscribes_tenants() {
             "tenants/Duplicate",
             "Application 42 is already assigned to tenant t3",
         ),
+        T3_LIST => subscriptions(&["7", "42"]),
         _ => error(404, "general/notFound", "no such route"),
     });
     let result = deploy(
@@ -237,6 +258,7 @@ fn deploy_reuses_an_existing_application_and_subscribes_tenants() {
             "POST /application/applications/42/binaries",
             "POST /tenant/tenants/t2/applications",
             "POST /tenant/tenants/t3/applications",
+            T3_LIST,
         ]
     );
     assert_eq!(
@@ -268,6 +290,19 @@ fn deploy_failures_print_the_platform_message_and_exit_by_cause() {
             },
             code: 1,
             stderr: "HTTP 422: applications/Invalid Data: image.tar is not a linux/amd64 image",
+        },
+        FailureCase {
+            what: "uploads in progress (429): busy, not rejected",
+            route: |request| match request.method.as_str() {
+                "GET" => collection(&[application("7", "hello", "MICROSERVICE")]),
+                _ => error(
+                    429,
+                    "applications/Too Many Requests",
+                    "4 uploads of tenant t1 are in progress; try again when one has finished",
+                ),
+            },
+            code: 2,
+            stderr: "4 uploads of tenant t1 are in progress",
         },
         FailureCase {
             what: "bad credentials",
@@ -591,6 +626,14 @@ fn subscribe_resolves_names_and_treats_409_as_success() {
         "POST /tenant/tenants/t3/applications" => {
             error(409, "tenants/Duplicate", "already assigned")
         }
+        T3_LIST => subscriptions(&["42"]),
+        // A 409 that recorded nothing: the tenant's list does not show the application.
+        "POST /tenant/tenants/t4/applications" => error(
+            409,
+            "tenants/Conflict",
+            "User service_hello already exists in tenant t4; rename or delete it to subscribe",
+        ),
+        "GET /tenant/tenants/t4/applications?pageSize=2000" => subscriptions(&["7"]),
         _ => error(404, "tenants/Not Found", "Tenant t404 not found"),
     });
     // (app, tenant, exit code, stdout or stderr excerpt, requests)
@@ -607,7 +650,17 @@ fn subscribe_resolves_names_and_treats_409_as_success() {
             "t3",
             0,
             "tenant t3 was already subscribed to application 42",
-            &["POST /tenant/tenants/t3/applications"],
+            &["POST /tenant/tenants/t3/applications", T3_LIST],
+        ),
+        (
+            "42",
+            "t4",
+            1,
+            "HTTP 409: tenants/Conflict: User service_hello already exists in tenant t4",
+            &[
+                "POST /tenant/tenants/t4/applications",
+                "GET /tenant/tenants/t4/applications?pageSize=2000",
+            ],
         ),
         (
             "42",

@@ -79,13 +79,20 @@ pub struct FakePlatform {
 impl FakePlatform {
     pub fn start(route: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> FakePlatform {
         let route: Arc<Route> = Arc::new(route);
-        FakePlatform::start_raw(move |stream, _| {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let mut platform = FakePlatform::start_raw(move |stream, _| {
             // One request per connection (we answer `Connection: close`).
             let request = read_request(&stream)?;
             let (status, body) = route(&request);
+            // Recorded before the answer: the tool may exit as soon as it has it, and the test
+            // then reads the requests.
+            seen.lock().unwrap().push(request);
             let _ = write_reply(stream, status, &body);
-            Some(request)
-        })
+            None
+        });
+        platform.requests = requests;
+        platform
     }
 
     /// Hands each connection to `serve`, one at a time.
