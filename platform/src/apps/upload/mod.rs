@@ -639,11 +639,12 @@ mod tests {
         };
         let timed_out = || Err(RuntimeError::Docker("timed out".into()));
         // (what the stream saw, what the engine said, the status class: 422, 503)
-        let cases: [(
+        type Case = (
             Result<ImageInfo, PackageError>,
             Result<Vec<String>, RuntimeError>,
             u16,
-        ); 5] = [
+        );
+        let cases: [Case; 5] = [
             (bad(), timed_out(), 422),
             (io(), rejected(), 422),
             (io(), down(), 503),
