@@ -148,18 +148,56 @@ fn with(prefix: &[&str], rest: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The rules of `chain` now, as `iptables -S` prints them (`-A <chain> …`); None when the
+/// chain does not exist.
+fn listed_rules(tool: &str, chain: &str) -> Option<Vec<String>> {
+    let output = Command::new(tool)
+        .args(["-w", "-S", chain])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let prefix = format!("-A {chain} ");
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| line.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// The iptables commands that turn a chain of `existing` rules into `wanted` with no moment
+/// in between when it rejects nothing: the wanted rules go in on top (each one complete, ending
+/// in its REJECT), then the old ones, below them and so never reached, are deleted. A flush
+/// and re-append left the chain empty for as long as the appends took (longer while Docker held
+/// the xtables lock), and an empty chain lets containers reach every host port.
+fn refresh_commands(chain: &str, existing: usize, wanted: &[Vec<String>]) -> Vec<Vec<String>> {
+    let mut commands: Vec<Vec<String>> = wanted
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| with(&["-I", chain, &(i + 1).to_string()], rule))
+        .collect();
+    let first_old = (wanted.len() + 1).to_string();
+    commands.extend((0..existing).map(|_| with(&["-D", chain, &first_old], &[])));
+    commands
+}
+
 /// Installs (or refreshes, e.g. after the internal port changed) this installation's rules.
 pub fn install(installation: &str, internal_port: u16) -> Result<(), FirewallError> {
     let chain = chain_name(installation);
     let jump = jump_rule(installation);
     for tool in tools() {
-        // The chain may exist from a previous run: create if missing, then rewrite it.
-        if run(tool, &["-n".into(), "-L".into(), chain.clone()]).is_err() {
-            run(tool, &["-N".into(), chain.clone()])?;
-        }
-        run(tool, &["-F".into(), chain.clone()])?;
-        for rule in chain_rules(internal_port) {
-            run(tool, &with(&["-A", &chain], &rule))?;
+        // The chain may exist from a previous run, guarding running containers: rewritten
+        // without a gap (see `refresh_commands`).
+        let existing = match listed_rules(tool, &chain) {
+            Some(rules) => rules.len(),
+            None => {
+                run(tool, &["-N".into(), chain.clone()])?;
+                0
+            }
+        };
+        for command in refresh_commands(&chain, existing, &chain_rules(internal_port)) {
+            run(tool, &command)?;
         }
         if run(tool, &with(&["-C", "INPUT"], &jump)).is_err() {
             run(tool, &with(&["-I", "INPUT", "1"], &jump))?;
@@ -252,5 +290,42 @@ mod tests {
         let jump = jump_rule("abc").join(" ");
         assert!(jump.starts_with(&format!("-i {}+ ", bridge_prefix("abc"))));
         assert!(jump.ends_with(&format!("-j {}", chain_name("abc"))));
+    }
+
+    /// Applies `refresh_commands` to a simulated chain and checks every state in between: a new
+    /// connection to another port is always rejected.
+    #[test]
+    fn a_refresh_never_leaves_the_chain_open() {
+        let old: Vec<Vec<String>> = chain_rules(8111);
+        let new: Vec<Vec<String>> = chain_rules(9000);
+        // (existing rules, wanted rules)
+        let cases = [
+            (vec![], new.clone()),
+            (old.clone(), new.clone()),
+            (new.clone(), new.clone()),
+        ];
+        for (existing, wanted) in cases {
+            let mut chain: Vec<String> = existing.iter().map(|r| r.join(" ")).collect();
+            // The rules return only replies and one port, so a chain with a REJECT in it
+            // rejects a new connection to any other port.
+            let rejects_others = |chain: &[String]| chain.iter().any(|r| r.ends_with("-j REJECT"));
+            for command in refresh_commands("C", existing.len(), &wanted) {
+                let (verb, at) = (command[0].as_str(), command[2].parse::<usize>().unwrap());
+                match verb {
+                    "-I" => chain.insert(at - 1, command[3..].join(" ")),
+                    "-D" => {
+                        chain.remove(at - 1);
+                    }
+                    other => panic!("{other}"),
+                }
+                // A new chain is filled before the INPUT jump to it exists.
+                assert!(
+                    rejects_others(&chain) || existing.is_empty(),
+                    "open after {command:?}: {chain:?}"
+                );
+            }
+            let wanted: Vec<String> = wanted.iter().map(|r| r.join(" ")).collect();
+            assert_eq!(chain, wanted);
+        }
     }
 }

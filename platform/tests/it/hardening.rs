@@ -783,7 +783,7 @@ fn firewall_remove(args: &[&str]) -> (Option<i32>, String, String) {
 /// uninstalling Berth takes them out with one command, by data directory or id.
 #[test]
 fn firewall_remove_takes_out_an_installations_rules_and_nothing_else() {
-    let mut server = Server::start();
+    let server = Server::start();
     let other = Server::start();
     let installation = server.installation().to_owned();
     let forward = if Command::new("iptables")
@@ -800,6 +800,25 @@ fn firewall_remove_takes_out_an_installations_rules_and_nothing_else() {
     let chain = jumps[0].rsplit(' ').next().expect("jump target").to_owned();
     assert!(chain.starts_with("BERTH-HOST-"), "{chain}");
     assert_eq!(commented_rules("iptables", forward, &installation).len(), 1);
+    // A restart rewrites the chain in place (new rules on top, then the old ones deleted):
+    // the same three rules after it, no more.
+    let chain_rules = |tool: &str| {
+        let out = Command::new(tool)
+            .args(["-w", "-S", &chain])
+            .output()
+            .expect("iptables");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let before = chain_rules("iptables");
+    assert_eq!(before.len(), 3, "{before:?}");
+    let mut server = server.restart();
+    assert_eq!(server.installation(), installation);
+    assert_eq!(chain_rules("iptables").len(), 3);
+    assert_eq!(commented_rules("iptables", "INPUT", &installation).len(), 1);
     server.stop();
 
     let data_dir = server.data_dir.to_str().unwrap().to_owned();
