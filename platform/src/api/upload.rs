@@ -5,8 +5,10 @@
 //! nothing half-way.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -30,12 +32,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// How much of an upload is gathered before each write to its file.
 const WRITE_BATCH: usize = 1 << 20;
 
+/// The next item of the body, or 408 when the client sends nothing for `stall`.
+async fn within<S: futures_util::Stream + Unpin>(
+    stream: &mut S,
+    stall: Duration,
+) -> Result<Option<S::Item>, ApiError> {
+    tokio::time::timeout(stall, stream.next()).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "applications/Request Timeout",
+            &format!(
+                "No part of the upload arrived for {} s (body_timeout); the upload was undone: send the package again",
+                stall.as_secs()
+            ),
+        )
+    })
+}
+
 /// Streams the single file part of the multipart body into `file`, telling `arriving` how much
-/// is there after each write.
+/// is there after each write; refused when the body stalls for `stall`.
 async fn receive_package(
     mut payload: Multipart,
     mut file: tokio::fs::File,
-    limit: u64,
+    (limit, stall): (u64, Duration),
     arriving: &Arriving,
 ) -> Result<(), ApiError> {
     let too_large = || {
@@ -45,7 +64,7 @@ async fn receive_package(
         )
     };
     let mut saved = false;
-    while let Some(field) = payload.next().await {
+    while let Some(field) = within(&mut payload, stall).await? {
         let mut field = field.map_err(|e| {
             ApiError::bad_request("applications", &format!("Invalid multipart body: {e}"))
         })?;
@@ -56,7 +75,7 @@ async fn receive_package(
         let is_file = has_file_name || matches!(field.name(), Some("file" | "data"));
         if !is_file {
             // Skip other parts (e.g. metadata), reading them so the body stays in sync.
-            while let Some(chunk) = field.next().await {
+            while let Some(chunk) = within(&mut field, stall).await? {
                 chunk.map_err(|e| {
                     ApiError::bad_request("applications", &format!("Invalid multipart body: {e}"))
                 })?;
@@ -74,7 +93,7 @@ async fn receive_package(
         // thread and back, so chunks are gathered and written a MiB at a time.
         let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
         let write_error = |e: std::io::Error| ApiError::internal(&format!("writing upload: {e}"));
-        while let Some(chunk) = field.next().await {
+        while let Some(chunk) = within(&mut field, stall).await? {
             let chunk = chunk.map_err(|e| {
                 ApiError::bad_request("applications", &format!("Invalid multipart body: {e}"))
             })?;
@@ -175,8 +194,11 @@ async fn upload(
         drop(place);
         accepted
     });
-    if let Err(refused) = receive_package(payload, file, state.config.upload_limit, &arriving).await
-    {
+    let bounds = (
+        state.config.upload_limit,
+        state.config.connections.body_timeout,
+    );
+    if let Err(refused) = receive_package(payload, file, bounds, &arriving).await {
         // Ended as failed, the arrival stops the saga, which removes the temp file: awaited, so
         // nothing of this upload is left on disk when the client reads the error.
         drop(arriving);

@@ -155,6 +155,10 @@ pub struct ServeArgs {
     /// progress [default: 75].
     #[arg(long, env = "BERTH_IDLE_TIMEOUT", value_name = "SECONDS")]
     pub idle_timeout: Option<u64>,
+    /// Seconds an upload's body may go without a byte from the client before it is refused
+    /// with 408 [default: 60].
+    #[arg(long, env = "BERTH_BODY_TIMEOUT", value_name = "SECONDS")]
+    pub body_timeout: Option<u64>,
     /// Client connections the HTTPS listener keeps open at once; more are closed unread
     /// [default: what the file-descriptor limit allows, at most 16384].
     #[arg(long, env = "BERTH_MAX_CONNECTIONS", value_name = "N")]

@@ -23,6 +23,10 @@ pub const DEFAULT_PROXY_EJECT_PERIOD: u64 = 10;
 /// Default seconds a client connection of the HTTPS listener may stay open with no request in
 /// progress (nginx `keepalive_timeout`: 75 s).
 pub const DEFAULT_IDLE_TIMEOUT: u64 = 75;
+/// Default seconds an upload's body may go without a byte from its client (nginx
+/// `client_body_timeout`: 60 s). An upload holds one of the tenant's few upload places while
+/// it arrives: one trickling a byte a minute would hold it for ever.
+pub const DEFAULT_BODY_TIMEOUT: u64 = 60;
 /// Default connections of one client address: more than any browser or SDK opens, a small
 /// share of the whole.
 pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 1_024;
@@ -51,6 +55,8 @@ pub struct Connections {
     /// `max_connections` (unset: what the descriptor limit allows, decided at start) and
     /// `max_client_connections` bound how many are open.
     pub idle_timeout: Duration,
+    /// Longest silence of a client within an upload's body (408 after it).
+    pub body_timeout: Duration,
     pub max_connections: Option<usize>,
     pub max_client_connections: usize,
     /// Connections one container address (on Swarm: one deployment network) may hold open to
@@ -101,6 +107,12 @@ pub(super) fn connections(
         file.idle_timeout,
         DEFAULT_IDLE_TIMEOUT,
     )?;
+    let body_timeout = seconds(
+        "body_timeout",
+        args.body_timeout,
+        file.body_timeout,
+        DEFAULT_BODY_TIMEOUT,
+    )?;
     let max_connections = args.max_connections.or(file.max_connections);
     let max_client_connections = args
         .max_client_connections
@@ -146,6 +158,7 @@ pub(super) fn connections(
         proxy_connect_timeout,
         proxy_eject_period,
         idle_timeout,
+        body_timeout,
         max_connections,
         max_client_connections,
         max_container_connections,

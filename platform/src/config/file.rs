@@ -45,6 +45,7 @@ pub(super) struct FileConfig {
     pub(super) proxy_connect_timeout: Option<u64>,
     pub(super) proxy_eject_period: Option<u64>,
     pub(super) idle_timeout: Option<u64>,
+    pub(super) body_timeout: Option<u64>,
     pub(super) max_connections: Option<usize>,
     pub(super) max_client_connections: Option<usize>,
     pub(super) max_container_connections: Option<usize>,

@@ -86,6 +86,7 @@ fn bad_settings_are_named() {
         ("proxy_read_timeout = 0", "proxy_read_timeout"),
         ("proxy_eject_period = 0", "proxy_eject_period"),
         ("idle_timeout = 0", "idle_timeout"),
+        ("body_timeout = 0", "body_timeout"),
         ("max_connections = 0", "max_connections"),
         ("max_client_connections = 0", "max_client_connections"),
         ("max_container_connections = 0", "max_container_connections"),

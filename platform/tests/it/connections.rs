@@ -554,3 +554,51 @@ fn one_tenant_cannot_keep_more_uploads_in_progress_than_its_share() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// An upload whose client stops sending is refused after `body_timeout` with 408, undone
+/// (nothing of it left on disk) and its place freed: a client trickling a package cannot hold
+/// one of its tenant's few upload places for ever.
+#[test]
+fn an_upload_that_stops_arriving_is_refused_and_undone() {
+    use crate::fixture::create_tenant;
+    use crate::upload::create_microservice;
+    let server = Server::start_with(Options {
+        extra_args: vec!["--body-timeout".into(), "2".into()],
+        ..Options::default()
+    });
+    let tenant = create_tenant(&server, "trickle");
+    let app = create_microservice(&server, &tenant);
+    let id = app["id"].as_str().unwrap();
+    let here: IpAddr = "127.0.0.11".parse().unwrap();
+    let mut tls = tls_from(&server, here, b"http/1.1");
+    let head = format!(
+        "POST /application/applications/{id}/binaries HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: {}\r\nContent-Type: multipart/form-data; boundary=b\r\n\
+         Content-Length: 1048576\r\n\r\n\
+         --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.zip\"\r\n\r\nPK",
+        basic_auth(&tenant.admin_login, &tenant.admin_password)
+    );
+    tls.write_all(head.as_bytes()).expect("upload head");
+    tls.flush().expect("flush");
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("body_timeout") {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer to the stalled upload: {e}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("applications/Request Timeout"), "{answer}");
+    assert!(start.elapsed() < SEEN_CLOSED);
+    // Undone: no temporary file left.
+    let tmp = server.path("tmp");
+    let deadline = Instant::now() + SEEN_CLOSED;
+    while std::fs::read_dir(&tmp).unwrap().count() > 0 {
+        assert!(Instant::now() < deadline, "left in {}", tmp.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
