@@ -237,7 +237,7 @@ pub fn subscribe(
         app.to_owned()
     } else {
         client
-            .find_application(app)?
+            .find_subscribable(app)?
             .ok_or_else(|| DeployError::NotFound(app.to_owned()))?
             .id
     };

@@ -52,6 +52,8 @@ pub struct Application {
     pub name: String,
     pub app_type: String,
     pub active_version_id: Option<String>,
+    /// The owner tenant's id (`owner.tenant.id`), when the platform says.
+    pub owner: Option<String>,
 }
 
 impl Application {
@@ -67,6 +69,10 @@ impl Application {
             name: text("name").unwrap_or_default(),
             app_type: text("type").unwrap_or_default(),
             active_version_id: text("activeVersionId"),
+            owner: value
+                .pointer("/owner/tenant/id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         })
     }
 }
@@ -85,6 +91,8 @@ pub struct PlatformClient {
     agent: ureq::Agent,
     base_url: String,
     authorization: String,
+    /// The tenant of a `tenant/user` login; a bare user's is asked for when needed.
+    tenant: Option<String>,
     stall: Duration,
 }
 
@@ -108,12 +116,64 @@ impl PlatformClient {
             agent: config.into(),
             base_url: target.base_url.clone(),
             authorization: format!("Basic {credentials}"),
+            tenant: target
+                .user
+                .split_once('/')
+                .map(|(tenant, _)| tenant.to_owned()),
             stall: target.stall,
         })
     }
 
-    /// The application called exactly `name` in the caller's tenant, if there is one.
+    /// The application called exactly `name` that the caller's tenant owns, if there is one.
+    /// The platform lists others of that name too (Cumulocity, and Berth, list what a tenant
+    /// may use: its own, those it is subscribed to or offered), which must never take an
+    /// upload meant for an application of its own.
     pub fn find_application(&self, name: &str) -> Result<Option<Application>, ClientError> {
+        let named = self.applications_named(name)?;
+        self.own_among(named)
+    }
+
+    /// The application called `name` a subscription means: the caller's own if it has one,
+    /// else the first other one the platform lists (one offered to the caller's tenant).
+    pub fn find_subscribable(&self, name: &str) -> Result<Option<Application>, ClientError> {
+        let named = self.applications_named(name)?;
+        let first = named.first().cloned();
+        Ok(self.own_among(named)?.or(first))
+    }
+
+    /// The first of `named` the caller's tenant owns; one without an owner counts as its own
+    /// (the platform did not say), so the tenant is asked for only when an owner is named.
+    fn own_among(&self, named: Vec<Application>) -> Result<Option<Application>, ClientError> {
+        if named.iter().all(|a| a.owner.is_none()) {
+            return Ok(named.into_iter().next());
+        }
+        let tenant = self.own_tenant()?;
+        Ok(named
+            .into_iter()
+            .find(|a| a.owner.as_deref().is_none_or(|owner| owner == tenant)))
+    }
+
+    /// The caller's tenant: the login's prefix, else `GET /tenant/currentTenant`'s `name`.
+    fn own_tenant(&self) -> Result<String, ClientError> {
+        if let Some(tenant) = &self.tenant {
+            return Ok(tenant.clone());
+        }
+        let action = "reading the login's tenant";
+        let url = format!("{}/tenant/currentTenant", self.base_url);
+        let request = self
+            .agent
+            .get(&url)
+            .header("Authorization", &self.authorization)
+            .header("Accept", media("currentTenant"));
+        let (status, body) = self.answer(action, &url, request.call())?;
+        body.get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| unexpected(action, status, "no tenant `name`", &body))
+    }
+
+    /// Every application called exactly `name` the platform lists for the caller, in its order.
+    fn applications_named(&self, name: &str) -> Result<Vec<Application>, ClientError> {
         let action = format!("looking up application {name:?}");
         let url = format!(
             "{}/application/applicationsByName/{}",
@@ -134,7 +194,8 @@ impl PlatformClient {
         Ok(applications
             .iter()
             .filter_map(Application::from_json)
-            .find(|application| application.name == name))
+            .filter(|application| application.name == name)
+            .collect())
     }
 
     /// Creates a microservice application with the conventional key `<name>-microservice-key`.

@@ -144,6 +144,9 @@ def subscriptions_and_filters():
     ext = Application.from_json(mgmt.post("/application/applications", {
         "name": name, "key": f"{name}-key", "type": "EXTERNAL", "availability": "MARKET",
         "externalUrl": "https://example.com"}, accept="application/json"))
+    # Offered to every tenant: select(name=…) without a tenant filter finds it from the
+    # subtenant, as on Cumulocity (the tenant's own applications come first).
+    assert [a.id for a in admin.applications.select(name=name)] == [ext.id]
     mgmt.post(f"/tenant/tenants/{T}/applications", {"application": {"self": f"{BASE}/application/applications/{ext.id}"}})
     for query in ({"subscriber": T}, {"tenant": T}, {"providedFor": T}):
         ids = [a.id for a in admin.applications.select(**{k.replace("providedFor", "provided_for"): v for k, v in query.items()})]

@@ -128,6 +128,8 @@ async def subscriptions_and_filters():
     ext = Application.from_json(await mgmt.post("/application/applications", json={
         "name": name, "key": f"{name}-key", "type": "EXTERNAL", "availability": "MARKET",
         "externalUrl": "https://example.com"}))
+    # Offered to every tenant: select(name=…) without a tenant filter finds it from the subtenant.
+    assert [a.id for a in await collect(admin.applications.select(name=name, limit=None))] == [ext.id]
     await mgmt.post(f"/tenant/tenants/{T}/applications", json={"application": {"id": ext.id}})
     for query in ({"subscriber": T}, {"tenant": T}, {"provided_for": T}):
         ids = [a.id for a in await collect(admin.applications.select(limit=None, **query))]

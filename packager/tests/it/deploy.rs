@@ -267,6 +267,95 @@ fn deploy_reuses_an_existing_application_and_subscribes_tenants() {
     );
 }
 
+/// An application `owner` owns, as the platform lists it (`owner.tenant.id`).
+fn owned_by(id: &str, owner: &str) -> Value {
+    let mut app = application(id, "hello", "MICROSERVICE");
+    app["owner"] = json!({"tenant": {"id": owner}});
+    app
+}
+
+/// A platform listing, by name, what the tenant may use: the management tenant's MARKET
+/// `hello` (id 5) and, once created, the tenant's own (id 7).
+fn platform_with_a_market_hello(request: &Recorded, created: bool) -> Reply {
+    match request.line().as_str() {
+        BY_NAME if created => collection(&[owned_by("7", "t1"), owned_by("5", "management")]),
+        BY_NAME => collection(&[owned_by("5", "management")]),
+        "GET /tenant/currentTenant" => (200, json!({"name": "t1"}).to_string()),
+        CREATE => (201, owned_by("7", "t1").to_string()),
+        "POST /application/applications/7/binaries" => (201, owned_by("7", "t1").to_string()),
+        "POST /tenant/tenants/t1/applications" => (
+            201,
+            json!({"application": owned_by("5", "management")}).to_string(),
+        ),
+        _ => error(404, "general/notFound", "no such route"),
+    }
+}
+
+#[test]
+fn deploy_uploads_only_to_an_application_of_its_own_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = package(dir.path(), "hello-1.0.0.zip", MANIFEST);
+    // Another tenant's application of the same name is never the upload's target: the tool
+    // creates its own (`tenant/user` login: the tenant is the prefix).
+    let platform = FakePlatform::start(|r| platform_with_a_market_hello(r, false));
+    let result = deploy(dir.path(), &platform, &zip, &[]);
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+    assert_eq!(
+        platform.lines(),
+        [BY_NAME, CREATE, "POST /application/applications/7/binaries"]
+    );
+    // A bare user name: the tenant is asked for, and its own application found after the other.
+    let platform = FakePlatform::start(|r| platform_with_a_market_hello(r, true));
+    let url = platform.url.clone();
+    let zip_text = zip.to_str().unwrap();
+    let args = [
+        "deploy",
+        zip_text,
+        "--url",
+        &url,
+        "--user",
+        "alice",
+        "--password",
+        "pw",
+    ];
+    let result = run(dir.path(), &args, &[]);
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+    assert_eq!(
+        platform.lines(),
+        [
+            BY_NAME,
+            "GET /tenant/currentTenant",
+            "POST /application/applications/7/binaries"
+        ]
+    );
+    // Subscribing by name takes an offered application when the tenant owns none of that name.
+    let platform = FakePlatform::start(|r| platform_with_a_market_hello(r, false));
+    let url = platform.url.clone();
+    let args = [
+        "subscribe",
+        "--app",
+        "hello",
+        "--tenant",
+        "t1",
+        "--url",
+        &url,
+        "--user",
+        "t1/alice",
+        "--password",
+        "pw",
+    ];
+    let result = run(dir.path(), &args, &[]);
+    assert_eq!(result.code, 0, "{}{}", result.stdout, result.stderr);
+    assert_eq!(
+        platform.lines(),
+        [BY_NAME, "POST /tenant/tenants/t1/applications"]
+    );
+    assert_eq!(
+        platform.requests()[1].json(),
+        json!({"application": {"id": "5"}})
+    );
+}
+
 /// How the fake answers a deploy, and what the tool must make of it.
 struct FailureCase {
     what: &'static str,

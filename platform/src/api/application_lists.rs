@@ -8,6 +8,14 @@
 //! `tenant` either (owned or subscribed). A caller may name their own tenant, or a tenant
 //! they manage with tenant-management rights (a subtenant; any tenant from the management
 //! tenant); any other tenant is a 403, so tenants learn nothing about each other.
+//!
+//! Without a tenant filter a listing (and `applicationsByName`) shows what the caller's tenant
+//! may use, as Cumulocity does: what it owns, first, then what it is subscribed to or offered
+//! (another tenant's MARKET applications, its parent's SHARED ones), by id. Clients rely on
+//! both halves: c8y-api's and pyc8y's `select(name=…)` find the management tenant's MARKET
+//! application from a subtenant, and the `microservice` deploy script uploads to
+//! `applicationsByName`'s first application, which must be the caller's own when it has one.
+//! Another tenant's PRIVATE application shows only to a tenant subscribed to it.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -50,6 +58,8 @@ enum Scope {
     ProvidedFor(String),
     SubscribedBy(String),
     OwnedOrSubscribed(String),
+    /// No tenant filter: owned first, then subscribed to or offered (see the module).
+    Usable(String),
 }
 
 impl Scope {
@@ -58,13 +68,15 @@ impl Scope {
             Scope::Owned(t)
             | Scope::ProvidedFor(t)
             | Scope::SubscribedBy(t)
-            | Scope::OwnedOrSubscribed(t) => t,
+            | Scope::OwnedOrSubscribed(t)
+            | Scope::Usable(t) => t,
         }
     }
 }
 
 /// The scope the query asks for: the first of `owner`, `providedFor`, `subscriber`, `tenant`
-/// (`user` is resolved by the caller, as it needs the store); without one, the caller's own.
+/// (`user` is resolved by the caller, as it needs the store); without one, what the caller's
+/// tenant may use.
 fn scope_of(query: &HashMap<String, String>, own: &str) -> Scope {
     let named = |k: &str| query.get(k).map(|t| t.trim().to_owned());
     if let Some(t) = named("owner") {
@@ -76,8 +88,20 @@ fn scope_of(query: &HashMap<String, String>, own: &str) -> Scope {
     } else if let Some(t) = named("tenant") {
         Scope::OwnedOrSubscribed(t)
     } else {
-        Scope::Owned(own.to_owned())
+        Scope::Usable(own.to_owned())
     }
+}
+
+/// The ids a [`Scope::Usable`] listing shows, in its order: `owned` first, then the rest of
+/// `subscribed` and `offered` by id, each once. All three come sorted by id.
+fn usable_order(owned: Vec<i64>, subscribed: Vec<i64>, offered: Vec<i64>) -> Vec<i64> {
+    let own: BTreeSet<i64> = owned.iter().copied().collect();
+    let others: BTreeSet<i64> = subscribed
+        .into_iter()
+        .chain(offered)
+        .filter(|id| !own.contains(id))
+        .collect();
+    owned.into_iter().chain(others).collect()
 }
 
 fn require_read(principal: &Principal) -> Result<(), ApiError> {
@@ -135,6 +159,14 @@ fn select(
         Scope::ProvidedFor(t) => {
             let parent = tenants::get(conn, t)?.and_then(|t| t.parent);
             subscriptions::offered(conn, t, parent.as_deref(), name, app_type)?
+        }
+        Scope::Usable(t) => {
+            let parent = tenants::get(conn, t)?.and_then(|t| t.parent);
+            usable_order(
+                applications::owned_ids(conn, t, filter)?,
+                subscriptions::subscribed(conn, t, name, app_type)?,
+                subscriptions::offered(conn, t, parent.as_deref(), name, app_type)?,
+            )
         }
     };
     if let Some(has) = has_versions {
@@ -241,7 +273,7 @@ async fn by_name(
     path: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = Scope::Owned(principal.tenant.clone());
+    let scope = Scope::Usable(principal.tenant.clone());
     let name = Some(path.into_inner());
     answer(&req, &principal, &state, &query, scope, name).await
 }
@@ -293,7 +325,8 @@ mod tests {
                 .collect()
         };
         let cases = [
-            (q(&[]), Scope::Owned("me".into())),
+            (q(&[]), Scope::Usable("me".into())),
+            (q(&[("name", "x")]), Scope::Usable("me".into())),
             (q(&[("owner", "t1")]), Scope::Owned("t1".into())),
             (q(&[("providedFor", "t1")]), Scope::ProvidedFor("t1".into())),
             (q(&[("subscriber", "t1")]), Scope::SubscribedBy("t1".into())),
@@ -308,6 +341,29 @@ mod tests {
         ];
         for (query, expected) in cases {
             assert_eq!(scope_of(&query, "me"), expected, "{query:?}");
+        }
+    }
+
+    #[test]
+    fn a_usable_listing_shows_owned_first_then_the_rest_by_id_once() {
+        // (owned, subscribed, offered, shown)
+        type Case<'a> = (&'a [i64], &'a [i64], &'a [i64], &'a [i64]);
+        let cases: [Case; 6] = [
+            (&[], &[], &[], &[]),
+            (&[5, 9], &[], &[], &[5, 9]),
+            // Offered includes the owner's own: shown once, among the owned.
+            (&[5, 9], &[], &[1, 5, 7, 9], &[5, 9, 1, 7]),
+            (&[], &[3, 8], &[1, 8], &[1, 3, 8]),
+            // Subscribed to its own application: once, first.
+            (&[4], &[2, 4], &[4, 6], &[4, 2, 6]),
+            (&[10], &[1], &[], &[10, 1]),
+        ];
+        for (owned, subscribed, offered, expected) in cases {
+            assert_eq!(
+                usable_order(owned.to_vec(), subscribed.to_vec(), offered.to_vec()),
+                expected,
+                "{owned:?} {subscribed:?} {offered:?}"
+            );
         }
     }
 }

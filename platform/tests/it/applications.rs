@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::fixture::{Server, create_tenant};
+use crate::fixture::{Server, create_tenant, management};
 
 #[test]
 fn application_crud_filters_and_paging() {
@@ -158,6 +158,92 @@ fn application_crud_filters_and_paging() {
     admin("GET", "/application/applications/not-a-number")
         .send()
         .expect_error(404, "applications/Not Found");
+}
+
+/// Without a tenant filter a listing shows what the caller's tenant may use, as Cumulocity:
+/// c8y-api's `applications.select(name=…)` from a subtenant finds the management tenant's
+/// MARKET application, and the `microservice` script's `applicationsByName[0]` is the
+/// caller's own when it has one. Another tenant's PRIVATE application never shows.
+#[test]
+fn listings_without_a_tenant_filter_show_what_the_tenant_may_use() {
+    let server = Server::start();
+    let (mgmt, t, u) = (
+        management(),
+        create_tenant(&server, "usable"),
+        create_tenant(&server, "sibling"),
+    );
+    let create = |who: &crate::fixture::Tenant, name: &str, key: &str, availability: &str| {
+        server
+            .req("POST", "/application/applications")
+            .basic(&who.admin_login, &who.admin_password)
+            .json(&json!({"name": name, "key": key, "type": "MICROSERVICE", "availability": availability}))
+            .send()
+            .expect(201)
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let market = create(&mgmt, "shop", "shop-mgmt-key", "MARKET");
+    let hidden = create(&mgmt, "hidden", "hidden-key", "PRIVATE");
+    let shared = create(&mgmt, "parent-shared", "parent-shared-key", "SHARED");
+    let sibling_market = create(&u, "u-market", "u-market-key", "MARKET");
+    let sibling_shared = create(&u, "u-shared", "u-shared-key", "SHARED");
+    let as_t = |p: &str| {
+        server
+            .req("GET", p)
+            .basic(&t.admin_login, &t.admin_password)
+            .send()
+            .expect(200)
+            .json()
+    };
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["applications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // What c8y-api's and pyc8y's select(name=…) send.
+    let found = as_t("/application/applications?name=shop&pageSize=5&currentPage=1");
+    assert_eq!(ids(&found), [market.as_str()]);
+    assert_eq!(
+        found["applications"][0]["owner"]["tenant"]["id"],
+        "management"
+    );
+    assert!(ids(&as_t("/application/applicationsByName/hidden")).is_empty());
+    assert!(ids(&as_t("/application/applications?name=hidden")).is_empty());
+
+    // Its own application of the same name comes first (created later, so a higher id).
+    let own = create(&t, "shop", "shop-t-key", "PRIVATE");
+    assert_eq!(
+        ids(&as_t("/application/applicationsByName/shop")),
+        [own.clone(), market.clone()]
+    );
+    let all = as_t("/application/applications?pageSize=100");
+    assert_eq!(
+        ids(&all),
+        [own.clone(), market.clone(), shared, sibling_market]
+    );
+    assert!(!ids(&all).contains(&hidden) && !ids(&all).contains(&sibling_shared));
+    // Paged alike: one a page, owned first.
+    let first = as_t("/application/applications?pageSize=1&withTotalElements=true");
+    assert_eq!(ids(&first), [own.as_str()]);
+    assert_eq!(first["statistics"]["totalElements"], 4);
+    assert_eq!(
+        ids(&as_t("/application/applications?pageSize=1&currentPage=2")),
+        [market]
+    );
+    // `owner` still means owned only.
+    assert_eq!(
+        ids(&as_t(&format!(
+            "/application/applications?pageSize=100&owner={}",
+            t.id
+        ))),
+        [own]
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ Berth.pages.alarms = async () => {
   const table = document.getElementById('alarm-list');
   await Berth.guard(async () => {
     // One request: withStatus carries each own microservice's status (and so its alarms).
-    const page = await Berth.api('GET', '/application/applications?pageSize=100&withStatus=true');
+    const page = await Berth.api('GET', '/application/applications?owner=' + encodeURIComponent(Berth.me.tenant) + '&pageSize=100&withStatus=true');
     const apps = (page.applications || []).filter((a) => a.status);
     const rows = [];
     for (const app of apps) {

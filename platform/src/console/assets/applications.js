@@ -36,8 +36,9 @@ Berth.pages.applications = async () => {
   };
   search.addEventListener('input', render);
   const load = async () => {
-    // One request: withStatus adds each own microservice's status to the collection.
-    const page = await Berth.api('GET', '/application/applications?pageSize=100&withStatus=true');
+    // One request: withStatus adds each own microservice's status to the collection. `owner`:
+    // the tenant's own applications (without a filter the API lists what it may use).
+    const page = await Berth.api('GET', '/application/applications?owner=' + encodeURIComponent(Berth.me.tenant) + '&pageSize=100&withStatus=true');
     apps = page.applications || [];
     render();
   };
