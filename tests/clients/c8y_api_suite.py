@@ -11,6 +11,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlparse
 
+import requests
+
 from c8y_api import CumulocityApi, CumulocityRestApi, HTTPBearerAuth
 from c8y_api._jwt import JWT
 from c8y_api.app import MultiTenantCumulocityApp, SimpleCumulocityApp
@@ -260,6 +262,15 @@ def microservice_helpers():
         multi = MultiTenantCumulocityApp()
         assert T in multi.get_subscribers()
         assert multi.get_tenant_instance(T).tenants.get_current().id == T
+        # A caller sending a bare user name (the Host choosing the tenant, as the `microservice`
+        # script does) reaches the service as `tenant/user`, which the SDK needs to find the
+        # tenant (it raises for a name without one) and to act as that user.
+        host = f"{mgmt.tenants.get(T).domain}:{urlparse(BASE).port}"
+        seen = requests.get(f"{BASE}/service/{APP_NAME}/headers", auth=("boss", T_PASSWORD),
+                            headers={"Host": host}, timeout=30).json()["headers"]
+        forwarded = {"Authorization": seen["authorization"]}
+        assert multi.get_tenant_instance(headers=forwarded).tenants.get_current().id == T
+        assert multi.get_user_instance(headers=forwarded).users.get_current().username == "boss"
         service = [s for s in multi.bootstrap_instance.applications.get_current_subscriptions() if s.tenant_id == T][0]
         os.environ.update({"C8Y_TENANT": T, "C8Y_USER": service.username, "C8Y_PASSWORD": service.password})
         simple = SimpleCumulocityApp()

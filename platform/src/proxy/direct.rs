@@ -124,6 +124,7 @@ impl Direct {
         let (parts, body) = req.into_parts();
         let mut headers = http::HeaderMap::with_capacity(parts.headers.len() + 7);
         super::headers::copy_request_h1(&parts.headers, &mut headers);
+        super::basic_tenant::qualify_h1(&mut headers, &principal.tenant);
         super::headers::add_forwarded_h1(
             &mut headers,
             caller.ip,

@@ -477,6 +477,9 @@ pub struct Forwarded<'a> {
     /// `/service/<segment>` as the client wrote it.
     pub prefix: &'a str,
     pub request_id: &'a HeaderValue,
+    /// The tenant the caller authenticated in, which a bare Basic user name gets
+    /// ([`super::basic_tenant`]).
+    pub tenant: &'a str,
 }
 
 /// Sets the `X-Forwarded-*` (`For`, `Host`, `Port`, `Proto`, `Prefix`), `X-Real-IP` and
@@ -869,6 +872,7 @@ mod tests {
                     https: true,
                     prefix: "/service/hello",
                     request_id: &id,
+                    tenant: "t1",
                 },
             );
             assert_eq!(dst.get(X_FORWARDED_FOR).unwrap(), expected);

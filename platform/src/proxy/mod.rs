@@ -9,6 +9,7 @@
 //! names what happened (401, 403 not subscribed, 404 unknown service, 503 + Retry-After,
 //! 502, 504) and is logged with its origin.
 
+mod basic_tenant;
 mod body;
 pub mod direct;
 pub mod error;
@@ -265,6 +266,7 @@ async fn handle(
             https: origin.https,
             prefix,
             request_id: &request_id,
+            tenant: &principal.tenant,
         },
         settings: worker.shared.settings,
         routing,

@@ -173,6 +173,7 @@ pub async fn send(
     // The end-to-end headers once, converted for each attempt.
     let mut end_to_end = HeaderMap::with_capacity(req.headers().len() + 7);
     headers::copy_request(req.headers(), &mut end_to_end);
+    super::basic_tenant::qualify(&mut end_to_end, forward.forwarded.tenant);
     headers::add_forwarded(&mut end_to_end, &forward.forwarded);
     let mut converted = http::HeaderMap::with_capacity(end_to_end.len() + 1);
     headers::to_upstream(&end_to_end, None, &mut converted);

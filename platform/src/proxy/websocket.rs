@@ -170,6 +170,7 @@ fn request_head(
 ) -> Vec<u8> {
     let mut headers = HeaderMap::new();
     headers::copy_request(req.headers(), &mut headers);
+    super::basic_tenant::qualify(&mut headers, forwarded.tenant);
     headers::add_forwarded(&mut headers, forwarded);
     let mut head = Vec::with_capacity(1024);
     head.extend_from_slice(req.method().as_str().as_bytes());

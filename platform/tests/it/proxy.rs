@@ -281,6 +281,45 @@ fn proxy_authenticates_routes_by_isolation_and_reports_each_failure() {
     }
     let h = &seen_by_path[0]["headers"];
 
+    // A bare Basic user name (the tenant chosen by the Host, as the `microservice` script and
+    // go-c8y-cli send it) reaches the service as `tenant/user`, password kept: c8y-api's
+    // MultiTenantCumulocityApp reads the tenant from it, and a service forwarding it to
+    // C8Y_BASEURL (no tenant host there) is answered for this user, not management's `boss`.
+    // The first request goes through the actix app (the credential is not cached yet), the
+    // second through the front's direct path.
+    let domain = server
+        .req("GET", &format!("/tenant/tenants/{}", a.id))
+        .basic(crate::fixture::MGMT_ADMIN, ADMIN_PASSWORD)
+        .send()
+        .expect(200)
+        .json()["domain"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tenant_host = format!("{domain}:{port}");
+    let qualified = crate::fixture::basic_auth(&a.admin_login, &a.admin_password);
+    for path in ["actix", "direct"] {
+        let seen = get(&format!("/service/{multi_name}/headers"))
+            .header("Host", &tenant_host)
+            .basic("boss", &a.admin_password)
+            .send()
+            .expect(200)
+            .json();
+        assert_eq!(seen["headers"]["authorization"], qualified, "{path}");
+    }
+    let hello = get(&format!("/service/{multi_name}/hello"))
+        .header("Host", &tenant_host)
+        .basic("boss", &a.admin_password)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(hello["tenant"], a.id.as_str(), "{hello}");
+    // Already `tenant/user`: forwarded as sent.
+    assert_eq!(
+        h["authorization"],
+        crate::fixture::basic_auth(&a.admin_login, &a.admin_password)
+    );
+
     // The access line of that request: one line with every field, no colour codes in a file.
     let request_id = h["x-request-id"].as_str().unwrap();
     let line = wait_for(Duration::from_secs(10), "the access line", || {
