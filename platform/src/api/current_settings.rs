@@ -64,9 +64,11 @@ pub enum SettingsShape {
     Definitions,
 }
 
-/// The `User-Agent`s c8y-api sends: its session's headers replace requests' defaults, so
-/// urllib3 names itself (`python-urllib3/…`); `python-requests/…` if a release keeps them.
-const PYTHON_HTTP_AGENTS: [&str; 2] = ["python-urllib3/", "python-requests/"];
+/// The `User-Agent` c8y-api sends: its session's headers replace requests' defaults
+/// (`s.headers = {'Accept': …}` in `_create_session`), so urllib3 names itself. Not
+/// `python-requests/…`: that is every other script written with requests, which asks for
+/// `application/json` and reads the documented flat values.
+const C8Y_API_AGENT: &str = "python-urllib3/";
 
 /// Chooses the shape: by `Accept` when it names one of the two media types, else the flat
 /// values, but for c8y-api, known by its Python HTTP library's `User-Agent` (it sets none of
@@ -81,7 +83,7 @@ pub fn settings_shape(accept: &str, user_agent: &str) -> SettingsShape {
     if asks("application/vnd.com.nsn.cumulocity.option+json") {
         SettingsShape::Values
     } else if asks("application/vnd.com.nsn.cumulocity.applicationsettings+json")
-        || PYTHON_HTTP_AGENTS.iter().any(|a| user_agent.starts_with(a))
+        || user_agent.starts_with(C8Y_API_AGENT)
     {
         SettingsShape::Definitions
     } else {
@@ -236,11 +238,13 @@ mod tests {
             ("application/json", JAVA_SDK, SettingsShape::Values),
             ("application/json", "curl/7.88.1", SettingsShape::Values),
             ("application/json", C8Y_API, SettingsShape::Definitions),
+            // A script of its own with requests: the documented values.
             (
                 "application/json",
                 "python-requests/2.32.3",
-                SettingsShape::Definitions,
+                SettingsShape::Values,
             ),
+            ("*/*", "python-requests/2.32.3", SettingsShape::Values),
             (
                 "application/vnd.com.nsn.cumulocity.applicationsettings+json",
                 "",

@@ -270,6 +270,8 @@ fn credentials_defaults_of_a_manifest_are_sealed_and_masked() {
         for (agent, expected) in [
             ("Apache-HttpClient/4.5.14 (Java/17.0.9)", settings.clone()),
             ("curl/7.88.1", settings.clone()),
+            // A script of its own written with requests, not c8y-api.
+            ("python-requests/2.32.3", settings.clone()),
             (
                 "python-urllib3/2.8.0",
                 json!([
