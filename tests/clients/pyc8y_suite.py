@@ -58,6 +58,16 @@ async def users():
     assert (await admin.users.get(f"{prefix}0")).first_name == "Ada"
     await admin.users.delete(*[f"{prefix}{i}" for i in range(5)])
     assert not await collect(admin.users.select(username=prefix, limit=None))
+    # Without a password pyc8y asks for Cumulocity's invitation e-mail (sendPasswordResetEmail),
+    # which Berth cannot send: refused, saying so, and no user made.
+    name = f"{prefix}x"
+    try:
+        await admin.users.create(User(admin, username=name, email=f"{name}@example.com"))
+    except ValueError as refused:
+        assert "422" in str(refused) and "sends no e-mail" in str(refused), refused
+    else:
+        raise AssertionError("a user without a password was created")
+    assert not await collect(admin.users.select(username=name, limit=None))
 
 
 async def groups_and_roles():

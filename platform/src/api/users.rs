@@ -46,6 +46,10 @@ pub struct UserBody {
     pub(super) phone: Option<String>,
     pub(super) enabled: Option<bool>,
     pub(super) custom_properties: Option<Map<String, Value>>,
+    /// Cumulocity's alternative to a password on create: the platform e-mails a link to set
+    /// one. Berth sends no e-mail (see [`new_user_password`]).
+    #[serde(default)]
+    send_password_reset_email: Option<bool>,
     /// On create only: `{"references": [{"group": {"id"|"self": …}}]}` (the shape users are
     /// returned in), or the bare array.
     groups: Option<Value>,
@@ -346,6 +350,28 @@ async fn list(
     ))
 }
 
+/// The password a new user is created with. Cumulocity also takes `sendPasswordResetEmail:
+/// true` instead (pyc8y sends it for a `User` made without a password) and e-mails the user a
+/// link to choose one. Berth sends no e-mail: a user created that way could never sign in,
+/// while the caller believed them invited. So a password is required, and the refusal says
+/// why when the e-mail was asked for.
+fn new_user_password(
+    password: &Option<String>,
+    send_reset_email: Option<bool>,
+) -> Result<&str, ApiError> {
+    match password.as_deref().map(str::trim) {
+        Some(p) if !p.is_empty() => Ok(p),
+        _ if send_reset_email == Some(true) => Err(ApiError::invalid(
+            "users",
+            "password is required: Berth sends no e-mail, so it cannot invite the user to choose a password (sendPasswordResetEmail); give the user a password and let them change it with PUT /user/currentUser/password",
+        )),
+        _ => Err(ApiError::invalid(
+            "users",
+            "password is required (Berth sends no e-mail, so sendPasswordResetEmail cannot replace it)",
+        )),
+    }
+}
+
 async fn create(
     req: HttpRequest,
     principal: Principal,
@@ -359,7 +385,7 @@ async fn create(
     let body = body.into_inner();
     let name = required("users", "userName", &body.user_name)?.to_owned();
     check_person_name(&name).map_err(|r| ApiError::invalid("users", &format!("userName {r}")))?;
-    let password = required("users", "password", &body.password)?.to_owned();
+    let password = new_user_password(&body.password, body.send_password_reset_email)?.to_owned();
     check_new_password(&state, &tenant, &name, body.email.clone(), &password).await?;
     let (groups, direct_roles) = requested_rights(&state, &tenant, &body).await?;
     require_grantable(&principal, &direct_roles, "these roles")?;

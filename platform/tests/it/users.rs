@@ -47,6 +47,26 @@ fn user_lifecycle_and_password_changes() {
             .send()
             .expect_error(422, "users/Invalid Data");
     }
+    // Cumulocity's invitation e-mail instead of a password (what pyc8y sends for a `User` made
+    // without one): Berth sends no e-mail, says so, and makes no user who could never sign in.
+    for body in [
+        json!({"userName": "invited", "email": "invited@example.com", "sendPasswordResetEmail": true}),
+        json!({"userName": "invited", "email": "invited@example.com"}),
+    ] {
+        let refused = admin("POST", &format!("/user/{}/users", t.id))
+            .json(&body)
+            .send()
+            .expect_error(422, "users/Invalid Data")
+            .json();
+        let message = refused["message"].as_str().unwrap();
+        assert!(
+            message.contains("password is required") && message.contains("sends no e-mail"),
+            "{message}"
+        );
+    }
+    admin("GET", &format!("/user/{}/users/invited", t.id))
+        .send()
+        .expect_error(404, "users/Not Found");
 
     let list = admin(
         "GET",
