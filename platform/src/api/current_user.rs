@@ -1,4 +1,5 @@
-//! `/user/currentUser…`: the caller's own profile and password.
+//! `/user/currentUser…`: the caller's own profile and password, and the TOTP enrolment calls
+//! (`…/totpSecret…`), which Berth answers without offering a second factor.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -17,7 +18,34 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/user/currentUser/password",
             web::put().to(change_own_password),
+        )
+        .route(
+            "/user/currentUser/totpSecret/activity",
+            web::get().to(totp_activity),
+        )
+        .route("/user/currentUser/totpSecret", web::post().to(no_totp))
+        .route(
+            "/user/currentUser/totpSecret/verify",
+            web::post().to(no_totp),
+        )
+        .route(
+            "/user/currentUser/totpSecret/activity",
+            web::post().to(no_totp),
         );
+}
+
+/// `GET …/totpSecret/activity`: whether the caller's TOTP is active. Berth offers no second
+/// factor (the login options name TOTP as the strategy Cumulocity clients know, and every
+/// user's `…/tfa` says disabled), so never; clients such as go-c8y-cli ask before a login.
+async fn totp_activity(_principal: Principal) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"isActive": false}))
+}
+
+/// The TOTP enrolment calls (a new secret, verifying a code, switching it on or off): 422 in
+/// the Cumulocity error body, so a client says what the platform does not do instead of
+/// reporting a missing resource.
+async fn no_totp(_principal: Principal) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::invalid("users", "TFA with TOTP is not supported"))
 }
 
 async fn current_user(

@@ -55,6 +55,38 @@ fn login_options_need_no_authentication() {
         .req("GET", "/tenant/loginOptions?tenantId=t000")
         .send()
         .expect_error(404, "LoginOptions/Not Found");
+
+    // The options name TOTP as the strategy; Berth offers no second factor, and its TOTP calls
+    // say so: never active, enrolment refused with an error body.
+    assert_eq!(options["loginOptions"][0]["tfaStrategy"], "TOTP");
+    let activity = server
+        .req("GET", "/user/currentUser/totpSecret/activity")
+        .basic(crate::fixture::MGMT_ADMIN, ADMIN_PASSWORD)
+        .send()
+        .expect(200)
+        .json();
+    assert_eq!(activity, json!({"isActive": false}));
+    for path in [
+        "/user/currentUser/totpSecret",
+        "/user/currentUser/totpSecret/verify",
+        "/user/currentUser/totpSecret/activity",
+    ] {
+        let refused = server
+            .req("POST", path)
+            .basic(crate::fixture::MGMT_ADMIN, ADMIN_PASSWORD)
+            .json(&json!({"code": "123456", "isActive": true}))
+            .send()
+            .expect_error(422, "users/Invalid Data")
+            .json();
+        assert_eq!(
+            refused["message"], "TFA with TOTP is not supported",
+            "{path}"
+        );
+    }
+    server
+        .req("GET", "/user/currentUser/totpSecret/activity")
+        .send()
+        .expect_error(401, "security/Unauthorized");
 }
 
 #[test]
