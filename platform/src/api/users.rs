@@ -32,6 +32,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/user/{tenant}/users/{user}/password",
             web::put().to(set_password),
         );
+    for hierarchy in [
+        "/user/{tenant}/users/{user}/owner",
+        "/user/{tenant}/users/{user}/delegatedby",
+    ] {
+        cfg.route(hierarchy, web::put().to(no_hierarchy))
+            .route(hierarchy, web::delete().to(no_hierarchy));
+    }
+}
+
+/// `PUT|DELETE …/users/{user}/owner` and `…/delegatedby` (c8y-api's and pyc8y's `set_owner`,
+/// `set_delegate`): Cumulocity's user hierarchy, which Berth does not have. 422 with an error
+/// body, after the same access check as any change to the tenant's users.
+async fn no_hierarchy(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, _) = path.into_inner();
+    admin_access(&state, &principal, &tenant).await?;
+    Err(ApiError::invalid(
+        "users",
+        "Berth has no user hierarchy: users have no owner and no delegate",
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,8 +339,14 @@ async fn list(
         None => Vec::new(),
     };
     let devices = flag(&query, "onlyDevices", "users")?.unwrap_or(false);
-    // Berth has no user hierarchy: nobody has sub-users.
+    // Berth has no user hierarchy: nobody has sub-users, and no user is owned by another.
     let with_subusers = flag(&query, "withSubusersCount", "users")?.unwrap_or(false);
+    if query.contains_key("owner") {
+        return Ok(media::ok(
+            "userCollection",
+            &page.collection(&req, "users", Vec::new(), 0),
+        ));
+    }
     let t = tenant.clone();
     let (items, total) = db(&state, "users", move |c| {
         let (list, total) =

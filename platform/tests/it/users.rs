@@ -790,6 +790,35 @@ fn user_listings_tell_devices_from_people() {
         "{counted:?}"
     );
     assert!(names("").iter().all(|u| u.get("subusersCount").is_none()));
+    // No user hierarchy: nobody is owned by anyone (an empty page, not every user), and the
+    // calls that would set an owner or a delegate (c8y-api's and pyc8y's `set_owner`,
+    // `set_delegate`) say so.
+    for owner in ["boss", "person1", ""] {
+        assert_eq!(
+            names(&format!("owner={owner}")),
+            Vec::<Value>::new(),
+            "{owner}"
+        );
+    }
+    for (method, path, body) in [
+        ("PUT", "owner", json!({"owner": "boss"})),
+        ("DELETE", "owner", json!({})),
+        ("PUT", "delegatedby", json!({"delegatedBy": "boss"})),
+        ("DELETE", "delegatedby", json!({})),
+    ] {
+        let refused = server
+            .req(method, &format!("/user/{}/users/person1/{path}", t.id))
+            .basic(&t.admin_login, &t.admin_password)
+            .json(&body)
+            .send()
+            .expect_error(422, "users/Invalid Data")
+            .json();
+        let message = refused["message"].as_str().unwrap();
+        assert!(
+            message.contains("no user hierarchy"),
+            "{method} {path}: {message}"
+        );
+    }
     server
         .req("GET", &format!("/user/{}/users?onlyDevices=maybe", t.id))
         .basic(&t.admin_login, &t.admin_password)
