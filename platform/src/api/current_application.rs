@@ -1,8 +1,8 @@
 //! `/application/currentApplication…`: what a microservice's bootstrap user reads about its own
 //! application (the application, its subscriptions with their service users' credentials, and,
-//! in `current_settings`, its settings).
+//! in `current_settings`, its settings). It cannot change it: `PUT` is answered 405.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
 
 use super::applications::application_json;
@@ -20,9 +20,41 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::get().to(current_application),
     )
     .route(
+        "/application/currentApplication",
+        web::put().to(update_current_application),
+    )
+    .route(
         "/application/currentApplication/subscriptions",
         web::get().to(current_subscriptions),
     );
+}
+
+/// `PUT /application/currentApplication`: the contract's self-update of a microservice's
+/// application, deprecated and for legacy (non-Kubernetes) hosting; the SDKs of hosted
+/// services do not call it. Not offered: the bootstrap user's credentials are in every
+/// container of the service, so any of its code could change what its owner's administrators
+/// decide (availability, roles, context path, and with them what subscribers agreed to). 405
+/// with `Allow: GET` in the error body, after the same checks as `GET` (401, 403 for any user
+/// but a bootstrap user, 404 when its application is gone).
+async fn update_current_application(
+    principal: Principal,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let app = bootstrap_application(&state, &principal).await?;
+    let mut response = ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "applications/Method Not Allowed",
+        &format!(
+            "A microservice cannot change its own application: PUT /application/currentApplication (deprecated, for legacy hosting) is not supported. Administrators of tenant {} change it with PUT /application/applications/{}",
+            app.owner, app.id
+        ),
+    )
+    .error_response();
+    response.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static("GET"),
+    );
+    Ok(response)
 }
 
 /// The application of the calling bootstrap user; 403 for any other kind of user.

@@ -291,6 +291,34 @@ fn microservices_get_a_bootstrap_user() {
     admin("GET", "/application/currentApplication")
         .send()
         .expect(403);
+    // The contract's deprecated self-update is not offered: a microservice's code cannot change
+    // its own application (405 naming who can), and other users are refused as for GET.
+    let refused = server
+        .req("PUT", "/application/currentApplication")
+        .basic(&login, &password)
+        .json(&json!({"availability": "MARKET", "contextPath": "elsewhere"}))
+        .send()
+        .expect_error(405, "applications/Method Not Allowed");
+    assert_eq!(refused.header("allow"), Some("GET"));
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("PUT /application/applications/{id}")),
+        "{}",
+        refused.body
+    );
+    admin("PUT", "/application/currentApplication")
+        .json(&json!({"availability": "MARKET"}))
+        .send()
+        .expect_error(403, "security/Forbidden");
+    assert_eq!(
+        admin("GET", &format!("/application/applications/{id}"))
+            .send()
+            .expect(200)
+            .json()["availability"],
+        "PRIVATE"
+    );
     // It is not listed among the tenant's users.
     let users = admin("GET", &format!("/user/{}/users?pageSize=100", t.id))
         .send()
