@@ -19,6 +19,43 @@ use crate::routing::Upstream;
 use crate::runtime::{InstanceInfo, InstanceSpec};
 use crate::store::audit;
 
+/// What tending an instance left of it.
+#[derive(Debug)]
+pub(super) enum Tended {
+    /// It is there, in this state.
+    Kept(InstanceInfo),
+    /// It is gone (removed by hand, or being removed): its slot is empty and filled at once.
+    Vanished,
+    /// The engine could not tell (an inspect failed): its slot is left alone this pass, since
+    /// reading that as vanished would make a second instance of the slot (and the next pass
+    /// remove one of the two, maybe the healthy one).
+    Unknown,
+}
+
+impl Tended {
+    /// An inspect's answer.
+    fn inspected(
+        found: Result<Option<InstanceInfo>, crate::runtime::RuntimeError>,
+        id: &str,
+    ) -> Tended {
+        match found {
+            Ok(Some(c)) => Tended::Kept(c),
+            Ok(None) => Tended::Vanished,
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "cannot inspect container; its slot waits for the next pass");
+                Tended::Unknown
+            }
+        }
+    }
+
+    fn kept(self) -> Option<InstanceInfo> {
+        match self {
+            Tended::Kept(c) => Some(c),
+            Tended::Vanished | Tended::Unknown => None,
+        }
+    }
+}
+
 /// What converging one deployment left: its kept replicas by slot, the old-revision
 /// instances still serving, and whether every replica of the current revision is ready.
 pub(super) struct Converged {
@@ -102,17 +139,18 @@ impl Supervisor {
                 Action::Tend { replica, id } => {
                     let Some(c) = by_id.remove(&id) else { continue };
                     match self.keep_running(part, dep, c).await {
-                        Some(updated) => {
+                        Tended::Kept(updated) => {
                             kept.insert(replica, updated);
                         }
-                        // Vanished (removed by hand): replace it now, not a pass later.
-                        None => {
+                        // Removed by hand: replace it now, not a pass later.
+                        Tended::Vanished => {
                             if let Some(created) =
                                 self.create(part, dep, network, &labels, replica).await
                             {
                                 kept.insert(replica, created);
                             }
                         }
+                        Tended::Unknown => {}
                     }
                 }
                 Action::Create { replica } => {
@@ -284,13 +322,8 @@ impl Supervisor {
 
     /// Keeps an instance of the current revision running as [`plan::tend`] says: counts
     /// exits, restarts with back-off, kills it when liveness failed, keeps its probe task on
-    /// the current run. Returns the instance's fresh state (None if it vanished).
-    async fn keep_running(
-        &self,
-        part: &mut Part,
-        dep: &Deployment,
-        c: InstanceInfo,
-    ) -> Option<InstanceInfo> {
+    /// the current run. Returns what became of it.
+    async fn keep_running(&self, part: &mut Part, dep: &Deployment, c: InstanceInfo) -> Tended {
         let now = Instant::now();
         let instance = part
             .instances
@@ -322,7 +355,9 @@ impl Supervisor {
             match plan::tend(run, now) {
                 Tend::Kill => {
                     tracing::info!(container = %c.name, "liveness failed: killing for restart");
-                    let instance = part.instances.get_mut(&c.id)?;
+                    let Some(instance) = part.instances.get_mut(&c.id) else {
+                        return Tended::Unknown;
+                    };
                     let reason = probes
                         .last_failure
                         .clone()
@@ -335,10 +370,12 @@ impl Supervisor {
                     }
                     // Counted as a failure when the exit is observed (next pass, poked by
                     // `die`).
-                    return self.runtime.instance(&c.id).await.ok().flatten();
+                    return Tended::inspected(self.runtime.instance(&c.id).await, &c.id);
                 }
                 Tend::Watch => {
-                    let instance = part.instances.get_mut(&c.id)?;
+                    let Some(instance) = part.instances.get_mut(&c.id) else {
+                        return Tended::Unknown;
+                    };
                     let since = *instance.running_since.get_or_insert(now);
                     if plan::streak_over(since, now) {
                         instance.consecutive_failures = 0;
@@ -346,15 +383,17 @@ impl Supervisor {
                     if instance.probed_run != c.started_at {
                         self.watch_run(part, Some(dep), &c);
                     }
-                    return Some(c);
+                    return Tended::Kept(c);
                 }
                 Tend::CountExit => {
                     self.count_exit(part, dep, &c, now).await;
-                    let instance = part.instances.get(&c.id)?;
+                    let Some(instance) = part.instances.get(&c.id) else {
+                        return Tended::Unknown;
+                    };
                     run.exit_counted = true;
                     run.next_start = instance.next_start;
                 }
-                Tend::Wait(_) => return Some(c),
+                Tend::Wait(_) => return Tended::Kept(c),
                 Tend::Start => return self.start(part, dep, c, exited, now).await,
             }
         }
@@ -396,17 +435,22 @@ impl Supervisor {
         c: InstanceInfo,
         exited: bool,
         now: Instant,
-    ) -> Option<InstanceInfo> {
-        part.instances.get_mut(&c.id)?.next_start = None;
+    ) -> Tended {
+        let Some(instance) = part.instances.get_mut(&c.id) else {
+            return Tended::Unknown;
+        };
+        instance.next_start = None;
         match self.runtime.start_instance(&c.id).await {
             Ok(false) => {
                 // Removed or being removed meanwhile: forget it; the caller replaces it.
                 tracing::info!(container = %c.name, "removed while stopped: replacing it");
                 part.instances.remove(&c.id);
-                return None;
+                return Tended::Vanished;
             }
             Ok(true) => {
-                let instance = part.instances.get_mut(&c.id)?;
+                let Some(instance) = part.instances.get_mut(&c.id) else {
+                    return Tended::Unknown;
+                };
                 if exited && instance.restarted_exit != c.finished_at {
                     instance.restarts += 1;
                     instance.restarted_exit = c.finished_at.clone();
@@ -414,7 +458,9 @@ impl Supervisor {
                 tracing::info!(container = %c.name, restarts = instance.restarts, "started");
             }
             Err(e) => {
-                let instance = part.instances.get_mut(&c.id)?;
+                let Some(instance) = part.instances.get_mut(&c.id) else {
+                    return Tended::Unknown;
+                };
                 let (failures, wait) = plan::failed_start(instance.consecutive_failures);
                 instance.consecutive_failures = failures;
                 instance.last_failure = Some(format!("cannot start: {e}"));
@@ -441,14 +487,14 @@ impl Supervisor {
                         }),
                     },
                 );
-                return Some(c);
+                return Tended::Kept(c);
             }
         }
-        let fresh = self.runtime.instance(&c.id).await.ok().flatten()?;
-        if fresh.running {
-            Box::pin(self.keep_running(part, dep, fresh)).await
-        } else {
-            Some(fresh)
+        match Tended::inspected(self.runtime.instance(&c.id).await, &c.id) {
+            Tended::Kept(fresh) if fresh.running => {
+                Box::pin(self.keep_running(part, dep, fresh)).await
+            }
+            other => other,
         }
     }
 
@@ -511,7 +557,78 @@ impl Supervisor {
         };
         entry.create_failures.remove(&replica);
         tracing::info!(container = %name, deployment = %dep.key, version = %dep.version, "created");
-        let info = self.runtime.instance(&created).await.ok().flatten()?;
-        self.keep_running(part, dep, info).await
+        // Not there or unknown: the next pass finds it by its labels (it was made).
+        let info = Tended::inspected(self.runtime.instance(&created).await, &created).kept()?;
+        self.keep_running(part, dep, info).await.kept()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::routing::DeploymentKey;
+    use crate::supervisor::fake::{FakeRuntime, supervisor};
+    use crate::supervisor::state::State;
+
+    fn deployment() -> Deployment {
+        Deployment {
+            key: DeploymentKey {
+                application_id: 1,
+                tenant: None,
+            },
+            application_name: "svc".to_owned(),
+            owner: "t0".to_owned(),
+            autoscale: false,
+            version: "1.0.0".to_owned(),
+            stable_version: None,
+            image: "sha256:00".to_owned(),
+            replicas: 1,
+            env: Vec::new(),
+            memory_bytes: 64_000_000,
+            nano_cpus: 500_000_000,
+            liveness: None,
+            readiness: None,
+            revision: "r1".to_owned(),
+        }
+    }
+
+    /// A stopped replica is started, and the engine is asked how it is now: its answer
+    /// decides whether the slot is filled anew.
+    #[tokio::test]
+    async fn a_slot_whose_instance_cannot_be_inspected_gets_no_second_one() {
+        // (case, instance removed meanwhile, inspect fails, creations, kept in slot 0)
+        let cases = [
+            ("inspected", false, false, 0, Some("c0")),
+            ("vanished", true, false, 1, Some("created-0")),
+            ("inspect failed", false, true, 0, None),
+        ];
+        for (case, vanished, inspect_fails, creations, kept) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let runtime = std::sync::Arc::new(FakeRuntime::default());
+            let sup = supervisor(std::sync::Arc::clone(&runtime), dir.path());
+            let dep = deployment();
+            runtime.add("c0", &dep.key.to_string(), &dep.revision, 0);
+            let listed = runtime.lock().values().cloned().collect::<Vec<_>>();
+            if vanished {
+                runtime.lock().clear();
+            }
+            runtime.inspect_fails.store(inspect_fails, Ordering::SeqCst);
+            let mut part = State::default().take_part(&dep.key, ["c0"].into_iter(), Instant::now());
+            let converged = sup
+                .converge(&mut part, &dep, "net", HashMap::new(), listed)
+                .await;
+            assert_eq!(
+                runtime.created.load(Ordering::SeqCst),
+                creations,
+                "{case}: creations"
+            );
+            assert_eq!(
+                converged.kept.get(&0).map(|c| c.id.as_str()),
+                kept,
+                "{case}: kept"
+            );
+        }
     }
 }

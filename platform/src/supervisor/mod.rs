@@ -34,6 +34,8 @@ pub mod backoff;
 mod deploy;
 pub mod error;
 mod exits;
+#[cfg(test)]
+mod fake;
 mod garbage;
 mod handle;
 pub mod journal;
