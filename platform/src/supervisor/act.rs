@@ -270,7 +270,7 @@ impl Supervisor {
         }
     }
 
-    fn watch_run(&self, part: &mut Part, dep: Option<&Deployment>, c: &InstanceInfo) {
+    pub(super) fn watch_run(&self, part: &mut Part, dep: Option<&Deployment>, c: &InstanceInfo) {
         let Some(ip) = c.ip else { return };
         let runtime = Arc::clone(&self.runtime);
         let passive = probes::Passive {

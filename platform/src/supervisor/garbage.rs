@@ -1,13 +1,28 @@
 //! Removing what no desired deployment uses: its containers (`deploy_concurrency` at once),
 //! then its networks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::{StreamExt, stream};
 
 use super::Supervisor;
 use super::plan::Action;
+use crate::routing::DeploymentKey;
 use crate::runtime::InstanceInfo;
+
+/// What is not garbage: the `deployment` labels of `keys` (desired and held deployments), and
+/// the names of their networks and of those uploads in flight are having made (`preparing`).
+pub(super) fn wanted(
+    keys: &HashSet<&DeploymentKey>,
+    preparing: &[DeploymentKey],
+    network_name: impl Fn(&DeploymentKey) -> String,
+) -> (HashSet<String>, HashSet<String>) {
+    let deployments = keys.iter().map(ToString::to_string).collect();
+    let networks = (keys.iter().copied().chain(preparing))
+        .map(network_name)
+        .collect();
+    (deployments, networks)
+}
 
 impl Supervisor {
     /// Removes containers of no desired deployment, then their networks (freeing names,
@@ -46,6 +61,63 @@ impl Supervisor {
             if let Err(e) = self.runtime.remove_network(&name).await {
                 tracing::warn!(network = %name, error = %e, "cannot remove network");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::plan::{self, Removal};
+    use crate::supervisor::spec;
+
+    #[test]
+    fn a_broken_applications_deployments_are_held_not_garbage() {
+        let key = |app, tenant: Option<&str>| DeploymentKey {
+            application_id: app,
+            tenant: tenant.map(str::to_owned),
+        };
+        let network = |k: &DeploymentKey| format!("net-{k}");
+        // Application 1 deploys; 2 is broken (its manifest no longer validates) with t1 and
+        // t2 subscribed, whichever its isolation; 4's upload is making its network.
+        let desired = [key(1, None)];
+        let held = spec::held_keys(2, &["t1".to_owned(), "t2".to_owned()]);
+        assert_eq!(held, [key(2, None), key(2, Some("t1")), key(2, Some("t2"))]);
+        let keys: HashSet<&DeploymentKey> = desired.iter().chain(&held).collect();
+        let (deployments, networks) = wanted(&keys, &[key(4, None)], network);
+        // (deployment label, garbage)
+        let cases = [
+            (Some("1/shared"), false),
+            (Some("2/shared"), false),
+            (Some("2/t1"), false),
+            (Some("2/t2"), false),
+            // Unsubscribed from the broken application: goes as usual.
+            (Some("2/t3"), true),
+            // Deleted or unsubscribed everywhere.
+            (Some("3/shared"), true),
+            (Some("4/shared"), true),
+            (None, true),
+        ];
+        let instances: Vec<(String, Option<String>)> = (cases.iter().enumerate())
+            .map(|(i, (label, _))| (format!("c{i}"), label.map(str::to_owned)))
+            .collect();
+        let nets: Vec<String> = cases
+            .iter()
+            .filter_map(|(label, _)| Some(format!("net-{}", (*label)?)))
+            .collect();
+        let actions = plan::garbage(&instances, &nets, &deployments, &networks);
+        for (i, (label, garbage)) in cases.iter().enumerate() {
+            let removed = Action::Remove {
+                id: format!("c{i}"),
+                why: Removal::Orphan,
+            };
+            assert_eq!(actions.contains(&removed), *garbage, "container {label:?}");
+            let Some(label) = label else { continue };
+            let name = format!("net-{label}");
+            // The network an upload is making is kept, though nothing runs on it yet.
+            let garbage = *garbage && *label != "4/shared";
+            let removed = Action::RemoveNetwork { name };
+            assert_eq!(actions.contains(&removed), garbage, "network {label}");
         }
     }
 }

@@ -17,6 +17,9 @@
 //!   `rollout_timeout` is rolled back to the last stable version;
 //! * after a Berth restart, running instances are adopted (never duplicated), instances of
 //!   no desired deployment are removed, missing ones created;
+//! * an application whose stored manifest or sealed passwords cannot be used is broken, not
+//!   gone: its subscribers' deployments are held as they are ([`hold`]: nothing made or
+//!   removed, ready instances routed) and its status says why;
 //! * `scale: AUTO` deployments run the replica count their [`autoscale`] decision gives (never
 //!   below the manifest's `replicas`, never above the configured maximum); a removed replica
 //!   leaves routing first and is stopped only after the drain period;
@@ -38,6 +41,7 @@ mod exits;
 mod fake;
 mod garbage;
 mod handle;
+mod hold;
 pub mod journal;
 mod network;
 pub mod plan;
@@ -142,6 +146,11 @@ struct Desired {
     rollouts: HashMap<i64, Wanted>,
     /// Applications whose manifest or secrets could not be used, with the reason.
     broken: HashMap<i64, String>,
+    /// The deployments those applications may have running ([`spec::held_keys`]): held as
+    /// they are, neither converged nor removed, until the application can be deployed again.
+    /// A data problem (a manifest a stricter Berth rejects, a password that does not open)
+    /// must not become an outage.
+    held: HashSet<DeploymentKey>,
 }
 
 pub struct Supervisor {
@@ -209,22 +218,9 @@ impl Supervisor {
                 .record(began.elapsed().as_secs_f64());
             self.handle.covered.send_modify(|c| *c = (*c).max(covering));
             let now = Instant::now();
-            let mut wait = self.settings.reconcile_interval;
-            let deadlines = self
-                .state
-                .instances
-                .values()
-                .flat_map(|i| [i.next_start, i.draining])
-                .chain(self.state.deployments.values().flat_map(|d| {
-                    d.create_failures
-                        .values()
-                        .map(|f| f.next_try)
-                        .chain([d.scaler.as_ref().map(|s| s.next_decision)])
-                }))
-                .flatten();
-            for deadline in deadlines {
-                wait = wait.min(deadline.saturating_duration_since(now));
-            }
+            let wait = (self.state.deadlines())
+                .map(|deadline| deadline.saturating_duration_since(now))
+                .fold(self.settings.reconcile_interval, Duration::min);
             tokio::select! {
                 () = self.handle.wake.notified() => {}
                 () = self.routing.refused_reported() => {}
@@ -342,7 +338,10 @@ impl Supervisor {
             .await?;
         let mut desired = BTreeMap::new();
         let mut broken = HashMap::new();
+        let mut held = HashSet::new();
         for (app, runtime_options) in apps {
+            let subscribed: Vec<String> =
+                app.subscriptions.iter().map(|s| s.tenant.clone()).collect();
             let opened = (|| {
                 let bootstrap_password = self.secrets.open(
                     &bootstrap_context(&app.owner, &app.bootstrap_user),
@@ -382,6 +381,7 @@ impl Supervisor {
                 Err(reason) => {
                     tracing::warn!(application = id, %reason, "cannot deploy");
                     broken.insert(id, reason.to_string());
+                    held.extend(spec::held_keys(id, &subscribed));
                 }
             }
         }
@@ -403,6 +403,7 @@ impl Supervisor {
             deployments: desired.into_iter().map(|(k, (_, d))| (k, d)).collect(),
             rollouts,
             broken,
+            held,
         })
     }
 
@@ -413,6 +414,7 @@ impl Supervisor {
             deployments: desired,
             rollouts,
             broken,
+            held,
         } = self.desired().await?;
         let installation = self.settings.installation.clone();
         let ours = [(LABEL_INSTALLATION, installation.as_str())];
@@ -422,20 +424,21 @@ impl Supervisor {
         let containers: Vec<InstanceInfo> =
             containers.into_iter().filter(|c| !c.removing).collect();
         let existing: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
-        let apps: HashSet<i64> = desired.keys().map(|k| k.application_id).collect();
-        let keys: HashSet<&DeploymentKey> = desired.keys().collect();
+        // Held deployments (of broken applications) are remembered as they are, but their
+        // deadlines wake nobody: nothing is done to them until they can be deployed again.
+        let keys: HashSet<&DeploymentKey> = desired.keys().chain(&held).collect();
+        let apps: HashSet<i64> = keys.iter().map(|k| k.application_id).collect();
         let gone = self.state.forget(&apps, &keys, &existing);
+        self.state.held = held.iter().map(|k| k.application_id).collect();
         self.forget_windows(gone);
         // Garbage first (instances of no desired deployment, then their networks): frees
         // names, addresses and memory, and an unsubscribe's subnet for this very pass.
-        let wanted_deployments: HashSet<String> = desired.keys().map(ToString::to_string).collect();
         // Networks uploads in flight are having made (see `Handle::prepare_networks`).
         let preparing: Vec<DeploymentKey> = (self.handle.preparing().into_iter())
-            .filter(|k| !desired.contains_key(k))
+            .filter(|k| !keys.contains(k))
             .collect();
-        let wanted_networks: HashSet<String> = (desired.keys().chain(&preparing))
-            .map(|k| self.network_name(k))
-            .collect();
+        let (wanted_deployments, wanted_networks) =
+            garbage::wanted(&keys, &preparing, |k| self.network_name(k));
         let listed: Option<HashMap<String, NetworkInfo>> = match self.runtime.networks(&ours).await
         {
             Ok(networks) => Some(networks.into_iter().map(|n| (n.name.clone(), n)).collect()),
@@ -466,11 +469,15 @@ impl Supervisor {
         // and a new container of another application could get a removed one's address while
         // the route still named it.
         for key in self.routing.keys() {
-            if !desired.contains_key(&key) {
+            if !keys.contains(&key) {
                 self.routing.remove(&key);
             }
         }
         self.collect_garbage(garbage, orphans).await;
+        for key in &held {
+            let found = by_deployment.remove(&key.to_string()).unwrap_or_default();
+            self.hold(key, &found);
+        }
         self.prepare_networks(&preparing, listed.as_ref()).await;
         let now = Instant::now();
         let (mut units, mut windows, mut rescaled) = (Vec::new(), Vec::new(), false);
@@ -493,7 +500,11 @@ impl Supervisor {
             crate::fault::point(crate::fault::SCALE_DECIDED).await;
         }
         let done = self.deploy_all(units, listed.as_ref()).await;
-        let mut subnets = Vec::new();
+        // Held deployments' containers still call the platform from their networks.
+        let mut subnets: Vec<_> = (held.iter())
+            .filter_map(|k| listed.as_ref()?.get(&self.network_name(k)))
+            .flat_map(|n| n.subnets.iter().filter_map(|s| parse_subnet(s)))
+            .collect();
         let mut app_ready: HashMap<i64, bool> = HashMap::new();
         let mut statuses: HashMap<i64, Vec<status::DeploymentStatus>> = HashMap::new();
         let mut gauges = report::Gauges::default();

@@ -117,6 +117,21 @@ pub fn deployment_keys(
     }
 }
 
+/// The deployments an application that cannot be deployed now (its stored manifest no longer
+/// validates, or a sealed password does not open) may have running with `subscribed` tenants,
+/// whichever its isolation was: the pass holds them as they are (nothing made, nothing
+/// removed, routes kept) until it can be deployed again. An unsubscribed tenant's or a
+/// deleted application's are not among them, and go as usual.
+pub fn held_keys(application_id: i64, subscribed: &[String]) -> Vec<DeploymentKey> {
+    let mut keys = deployment_keys(application_id, Isolation::MultiTenant, subscribed);
+    keys.extend(deployment_keys(
+        application_id,
+        Isolation::PerTenant,
+        subscribed,
+    ));
+    keys
+}
+
 /// The deployments of one application; Err says why its manifest cannot be used.
 pub fn deployments(inputs: &Inputs, platform: &Platform) -> Result<Vec<Deployment>, SpecError> {
     let app = &inputs.app;

@@ -231,6 +231,9 @@ pub(super) struct State {
     /// Scale-down windows saved by an earlier process, by deployment, taken up when the
     /// deployment's autoscaler is made again (so a restart does not forget them).
     pub saved_windows: HashMap<String, store_autoscaler::Window>,
+    /// Applications whose deployments the last pass held as they are (broken: see
+    /// `spec::held_keys`): what is remembered of them stays, but nothing of it is due.
+    pub held: HashSet<i64>,
 }
 
 /// One deployment's share of the state: taken out for the pass's concurrent step (so
@@ -276,6 +279,21 @@ impl State {
         self.instances
             .retain(|id, _| instances.contains(id.as_str()));
         gone
+    }
+
+    /// When something remembered is due (a restart's back-off, a drain, a creation retry, an
+    /// autoscaler decision), for the loop's next wake-up; none of a held application.
+    pub fn deadlines(&self) -> impl Iterator<Item = Instant> + '_ {
+        let instances = (self.instances.values())
+            .filter(|i| !self.held.contains(&i.app))
+            .flat_map(|i| [i.next_start, i.draining]);
+        let deployments = (self.deployments.iter())
+            .filter(|(k, _)| !self.held.contains(&k.application_id))
+            .flat_map(|(_, d)| {
+                (d.create_failures.values().map(|f| f.next_try))
+                    .chain([d.scaler.as_ref().map(|s| s.next_decision)])
+            });
+        instances.chain(deployments).flatten()
     }
 
     /// Takes out a deployment's part: its entry and the instances of `ids` (its containers).
@@ -412,6 +430,44 @@ mod tests {
                 starting,
                 "{elapsed} s, ever ready {ever_ready}, crash loop {crash_loop}"
             );
+        }
+    }
+
+    #[test]
+    fn nothing_of_a_held_application_is_due() {
+        let now = Instant::now();
+        let (soon, later) = (now + Duration::from_secs(1), now + Duration::from_secs(2));
+        let key = |app| DeploymentKey {
+            application_id: app,
+            tenant: None,
+        };
+        let mut state = State::default();
+        for (id, app, due) in [("a", 1, soon), ("b", 2, later)] {
+            let mut instance = Instance::new(app, id);
+            instance.next_start = Some(due);
+            state.instances.insert(id.to_owned(), instance);
+            let mut deployment = DeploymentEntry::new(now);
+            deployment.create_failures.insert(
+                0,
+                CreateFailures {
+                    next_try: Some(due),
+                    ..CreateFailures::default()
+                },
+            );
+            state.deployments.insert(key(app), deployment);
+        }
+        // (held applications, what is due)
+        let cases = [
+            (vec![], vec![soon, soon, later, later]),
+            (vec![1], vec![later, later]),
+            (vec![2], vec![soon, soon]),
+            (vec![1, 2], vec![]),
+        ];
+        for (held, due) in cases {
+            state.held = held.iter().copied().collect();
+            let mut deadlines: Vec<Instant> = state.deadlines().collect();
+            deadlines.sort();
+            assert_eq!(deadlines, due, "held {held:?}");
         }
     }
 

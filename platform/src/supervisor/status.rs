@@ -195,7 +195,8 @@ pub enum ApplicationStatus {
         alarms: Alarms,
         deployments: Vec<DeploymentStatus>,
     },
-    /// Its manifest or secrets could not be used: nothing is deployed, for this reason.
+    /// Its manifest or secrets could not be used, for this reason: nothing is made or changed,
+    /// and what it had running keeps running (and routed) as it was until they can be again.
     Broken { reason: String },
 }
 

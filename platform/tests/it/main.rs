@@ -24,6 +24,7 @@ mod escalation;
 mod faults;
 mod fixture;
 mod hardening;
+mod held;
 mod hostile_packages;
 mod hygiene;
 mod inspect;

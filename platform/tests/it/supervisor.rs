@@ -362,7 +362,7 @@ pub(crate) fn containers_of(installation: &str) -> Vec<String> {
     ])
 }
 
-fn networks_of(installation: &str) -> Vec<String> {
+pub(crate) fn networks_of(installation: &str) -> Vec<String> {
     docker_lines(&[
         "network",
         "ls",
