@@ -19,8 +19,11 @@ type Rows = Vec<(DesiredApplication, Option<(String, String)>)>;
 fn read(conn: &rusqlite::Connection) -> Result<Rows, StoreError> {
     let mut rows = Vec::new();
     for app in desired::desired(conn)? {
-        let stable = match app.stable_version.as_deref() {
-            Some(stable) if stable != app.active_version => {
+        let stable = match (app.stable_version.as_deref(), &app.stable_manifest) {
+            // A re-upload replaced the stable version's row: what runs until the new upload is
+            // ready is the manifest it became ready with, however small the new one is.
+            (Some(stable), Some(text)) => Some((stable.to_owned(), text.clone())),
+            (Some(stable), None) if stable != app.active_version => {
                 desired::version_image(conn, app.application_id, stable)?
                     .map(|(_, text)| (stable.to_owned(), text))
             }
@@ -105,12 +108,14 @@ pub async fn check_upload(
         apps.autoscale_max_replicas,
     );
     // A rollout in progress goes on with this manifest in place of the active one: its
-    // stable version still runs, unless this is that version again.
+    // stable version still runs, this very version re-uploaded too (the store keeps the
+    // manifest it replaces, `applications::record_upload`). When the stable version is the
+    // active one, what it costs is `before`'s and only growth is refused, so leaving it out
+    // changes no answer.
     changed.stable = before
         .iter()
         .find(|p| p.application_id == id)
-        .and_then(|p| p.stable.clone())
-        .filter(|s| s.version != manifest.version);
+        .and_then(|p| p.stable.clone());
     after.push(changed);
     check_change(apps, &before, &after)
 }
@@ -156,8 +161,10 @@ pub(super) fn check_rollback(
     let Some(app) = after.iter().find(|p| p.application_id == application_id) else {
         return Ok(());
     };
-    let as_failed = failed.map(|failed| {
-        Planned::new(
+    // A replaced manifest of the stable version was charged beside the failed one too.
+    let as_failed = failed.map(|failed| Planned {
+        stable: app.stable.clone(),
+        ..Planned::new(
             application_id,
             &app.owner,
             failed,
@@ -177,4 +184,82 @@ pub(super) fn check_rollback(
         &maxima.limits,
     )
     .map_err(|e| StoreError::Invalid(format!("with version {restored} active again: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sized(version: &str, memory: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"2","name":"hello","version":"{version}","provider":{{"name":"x"}},"resources":{{"memory":"{memory}"}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_replaced_stable_manifest_is_charged_until_its_successor_is_ready() {
+        let mib = 1u64 << 20;
+        // (case, active, stable, stored 1.0.0 / 2.0.0, replaced manifest, charged MiB)
+        let cases = [
+            (
+                "stable as stored",
+                "1.0.0",
+                "1.0.0",
+                ("16Mi", "32Mi"),
+                None,
+                16,
+            ),
+            (
+                "the stable version re-uploaded smaller: the replaced one runs",
+                "1.0.0",
+                "1.0.0",
+                ("16Mi", "32Mi"),
+                Some("512Mi"),
+                512,
+            ),
+            (
+                "a version rollout",
+                "2.0.0",
+                "1.0.0",
+                ("16Mi", "32Mi"),
+                None,
+                32,
+            ),
+            (
+                "a version rollout after a re-upload: the replaced one, not the row",
+                "2.0.0",
+                "1.0.0",
+                ("16Mi", "32Mi"),
+                Some("512Mi"),
+                512,
+            ),
+        ];
+        for (case, active, stable, (one, two), replaced, charged) in cases {
+            let conn = crate::store::test_conn(&["t1"]);
+            let manifest = |version: &str| match version {
+                "1.0.0" => sized("1.0.0", one),
+                _ => sized("2.0.0", two),
+            };
+            conn.execute(
+                "INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, active_version_id, stable_version_id, stable_manifest, bootstrap_user, bootstrap_password_sealed, creation_time)
+                 VALUES (7, 't1', 'app', 'app-key', 'MICROSERVICE', 'PRIVATE', ?1, ?2, ?3, ?4, 'b', 'p', 'now')",
+                rusqlite::params![manifest(active), active, stable, replaced.map(|m| sized(stable, m))],
+            )
+            .unwrap();
+            for version in ["1.0.0", "2.0.0"] {
+                conn.execute(
+                    "INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (7, ?1, 'sha256:a', 't', 'p.zip', ?2, 'now')",
+                    rusqlite::params![version, manifest(version)],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO subscriptions VALUES (7, 't1', 'u', 's', 'now')",
+                [],
+            )
+            .unwrap();
+            let planned = planned_in(&conn, 1).unwrap();
+            assert_eq!(planned[0].charged().memory_bytes, charged * mib, "{case}");
+        }
+    }
 }

@@ -455,8 +455,9 @@ pub fn version(conn: &Connection, id: i64, version: &str) -> Result<Option<Versi
         .optional()?)
 }
 
-/// Records an accepted upload in the caller's transaction: inserts or replaces the version row,
-/// makes it active and finishes the intent (the subscribers' settings are the flow's). Returns
+/// Records an accepted upload in the caller's transaction: inserts or replaces the version row
+/// (keeping the stable version's manifest when it replaces that one's), makes it active and
+/// finishes the intent (the subscribers' settings are the flow's). Returns
 /// the version it replaced, if any.
 pub fn record_upload(
     tx: &Connection,
@@ -470,6 +471,15 @@ pub fn record_upload(
         room_for_a_version(tx, id, &record.version.version)?;
     }
     let manifest_text = serde_json::to_string(&record.manifest)?;
+    // Replacing the stable version's row: the manifest it became ready with keeps running (and
+    // charged) until this upload is ready; the first replaced one, if it was replaced already
+    // and the later uploads never became ready.
+    tx.execute(
+        "UPDATE applications SET stable_manifest = COALESCE(stable_manifest,
+             (SELECT v.manifest FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?2))
+         WHERE id = ?1 AND stable_version_id = ?2",
+        params![id, record.version.version],
+    )?;
     tx.execute(
         "INSERT OR REPLACE INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time, stored_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![id, record.version.version, record.version.image_id, record.version.image_tag, record.version.package_file, manifest_text, timestamp(), i64::try_from(record.stored_bytes).unwrap_or(i64::MAX)],
@@ -545,6 +555,63 @@ mod tests {
             super::super::desired::rollout_message(&conn, app.id).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn re_uploading_the_stable_version_keeps_the_manifest_it_was_ready_with() {
+        let mut conn = store();
+        let app = create(&mut conn, &new_app("t1", "svc"), None).unwrap();
+        let upload = |version: &str, n: u32| UploadRecord {
+            version: super::super::artifacts::Version {
+                version: version.into(),
+                image_id: format!("sha256:{n}"),
+                image_tag: format!("berth/x:{version}"),
+                package_file: format!("p{n}.zip"),
+            },
+            stored_bytes: 1,
+            manifest: serde_json::json!({ "n": n }),
+            roles: Vec::new(),
+            required_roles: Vec::new(),
+            context_path: None,
+            intent: None,
+        };
+        let replaced = |conn: &Connection| -> Option<String> {
+            conn.query_row(
+                "SELECT stable_manifest FROM applications WHERE id = ?1",
+                [app.id],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        record_upload(&conn, "t1", app.id, &upload("1.0", 1)).unwrap();
+        super::super::desired::mark_stable(&conn, app.id, "1.0", r#"{"n":1}"#).unwrap();
+        assert_eq!(replaced(&conn), None, "ready as stored");
+        // (upload, version, manifest number, replaced manifest after it)
+        let steps = [
+            ("the stable version again", "1.0", 2, Some(r#"{"n":1}"#)),
+            (
+                "again, never ready: the first stays",
+                "1.0",
+                3,
+                Some(r#"{"n":1}"#),
+            ),
+            (
+                "another version: it still runs",
+                "2.0",
+                4,
+                Some(r#"{"n":1}"#),
+            ),
+        ];
+        for (step, version, n, expected) in steps {
+            record_upload(&conn, "t1", app.id, &upload(version, n)).unwrap();
+            assert_eq!(replaced(&conn).as_deref(), expected, "{step}");
+        }
+        super::super::desired::mark_stable(&conn, app.id, "2.0", r#"{"n":4}"#).unwrap();
+        assert_eq!(replaced(&conn), None, "2.0 ready");
+        // A version that is not the stable one, replaced: nothing of it was ever ready.
+        record_upload(&conn, "t1", app.id, &upload("1.0", 5)).unwrap();
+        record_upload(&conn, "t1", app.id, &upload("1.0", 6)).unwrap();
+        assert_eq!(replaced(&conn), None, "1.0 is not stable any more");
     }
 
     #[test]

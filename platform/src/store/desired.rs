@@ -17,6 +17,9 @@ pub struct DesiredApplication {
     pub owner: String,
     pub active_version: String,
     pub stable_version: Option<String>,
+    /// The stable version's manifest as it became ready, while a re-upload of that version
+    /// replaced it and is not ready yet: its instances may still run, and are charged.
+    pub stable_manifest: Option<String>,
     pub image_tag: String,
     /// The image id behind the tag (changes when a SNAPSHOT is re-uploaded).
     pub image_id: String,
@@ -30,7 +33,7 @@ pub struct DesiredApplication {
 /// Every microservice with an active version and ≥1 subscription.
 pub fn desired(conn: &Connection) -> Result<Vec<DesiredApplication>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT a.id, a.name, a.key, a.owner_tenant, a.active_version_id, a.stable_version_id, v.image_tag, v.image_id, v.manifest, a.bootstrap_user, a.bootstrap_password_sealed
+        "SELECT a.id, a.name, a.key, a.owner_tenant, a.active_version_id, a.stable_version_id, v.image_tag, v.image_id, v.manifest, a.bootstrap_user, a.bootstrap_password_sealed, a.stable_manifest
          FROM applications a JOIN application_versions v ON v.application_id = a.id AND v.version = a.active_version_id
          WHERE a.type = 'MICROSERVICE' AND a.bootstrap_user IS NOT NULL AND a.bootstrap_password_sealed IS NOT NULL
            AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.application_id = a.id)
@@ -49,6 +52,7 @@ pub fn desired(conn: &Connection) -> Result<Vec<DesiredApplication>, StoreError>
             manifest: r.get(8)?,
             bootstrap_user: r.get(9)?,
             bootstrap_password_sealed: r.get(10)?,
+            stable_manifest: r.get(11)?,
             subscriptions: Vec::new(),
         })
     })?;
@@ -74,17 +78,41 @@ pub fn version_image(
         .optional()?)
 }
 
-/// Records that `version` became ready everywhere (the rollout finished).
+/// Records that `version` with `manifest` became ready everywhere (the rollout finished): a
+/// replaced manifest of the stable version no longer runs. Nothing when an upload or an
+/// activation changed the active version or its manifest meanwhile: that is a rollout of its
+/// own, and the manifest it replaced still runs.
 pub fn mark_stable(
     conn: &Connection,
     application_id: i64,
     version: &str,
+    manifest: &str,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE applications SET stable_version_id = ?2, rollout_message = NULL WHERE id = ?1 AND active_version_id = ?2",
-        params![application_id, version],
+        "UPDATE applications SET stable_version_id = ?2, stable_manifest = NULL, rollout_message = NULL
+         WHERE id = ?1 AND active_version_id = ?2
+           AND (SELECT v.manifest FROM application_versions v WHERE v.application_id = ?1 AND v.version = ?2) = ?3",
+        params![application_id, version, manifest],
     )?;
     Ok(())
+}
+
+/// A re-upload of the stable `version` that was not ready within its deadline: the manifest it
+/// replaced (`replaced`, as the pass read it) no longer runs, so it is no longer charged, and
+/// `message` says why. False when the state changed meanwhile (another version is active or
+/// stable, or the replaced manifest is another one).
+pub fn forget_replaced(
+    conn: &Connection,
+    application_id: i64,
+    version: &str,
+    replaced: &str,
+    message: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE applications SET stable_manifest = NULL, rollout_message = ?4
+         WHERE id = ?1 AND active_version_id = ?2 AND stable_version_id = ?2 AND stable_manifest = ?3",
+        params![application_id, version, replaced, message],
+    )? > 0)
 }
 
 /// Makes `previous` the active version again in place of `failed`, with the reason, and
@@ -173,7 +201,50 @@ mod tests {
             assert_eq!(rollout_message(&conn, 7).unwrap().as_deref(), now);
         }
         // The version becoming stable clears it.
-        mark_stable(&conn, 7, "2.0.0").unwrap();
+        conn.execute(
+            "INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (7, '2.0.0', 'sha256:b', 't', 'p', '{}', '')",
+            [],
+        )
+        .unwrap();
+        mark_stable(&conn, 7, "2.0.0", "{}").unwrap();
+        assert_eq!(rollout_message(&conn, 7).unwrap(), None);
+    }
+
+    #[test]
+    fn a_replaced_stable_manifest_is_kept_until_its_successor_is_ready_or_late() {
+        let conn = crate::store::test_conn(&["t1"]);
+        conn.execute_batch(
+            "INSERT INTO applications (id, owner_tenant, name, key, type, availability, manifest, active_version_id, stable_version_id, stable_manifest, creation_time)
+             VALUES (7, 't1', 'hello', 'hello-key', 'MICROSERVICE', 'PRIVATE', '{\"n\":2}', '1.0.0', '1.0.0', '{\"n\":1}', 'now');
+             INSERT INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time) VALUES (7, '1.0.0', 'sha256:b', 't', 'p', '{\"n\":2}', '');",
+        )
+        .unwrap();
+        const OLD: &str = r#"{"n":1}"#;
+        let replaced = || -> Option<String> {
+            conn.query_row(
+                "SELECT stable_manifest FROM applications WHERE id = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        // Ready as another manifest than the one stored now (uploaded meanwhile): kept.
+        mark_stable(&conn, 7, "1.0.0", r#"{"n":3}"#).unwrap();
+        assert_eq!(replaced().as_deref(), Some(OLD));
+        // Late, but the pass saw another replaced manifest: kept; the one it saw: forgotten.
+        assert!(!forget_replaced(&conn, 7, "1.0.0", r#"{"n":0}"#, "late").unwrap());
+        assert_eq!(replaced().as_deref(), Some(OLD));
+        assert!(forget_replaced(&conn, 7, "1.0.0", OLD, "late").unwrap());
+        assert_eq!(replaced(), None);
+        assert_eq!(rollout_message(&conn, 7).unwrap().as_deref(), Some("late"));
+        // Ready as stored: the replaced manifest no longer runs.
+        conn.execute(
+            "UPDATE applications SET stable_manifest = '{\"n\":1}' WHERE id = 7",
+            [],
+        )
+        .unwrap();
+        mark_stable(&conn, 7, "1.0.0", r#"{"n":2}"#).unwrap();
+        assert_eq!(replaced(), None);
         assert_eq!(rollout_message(&conn, 7).unwrap(), None);
     }
 }

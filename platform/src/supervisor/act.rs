@@ -174,19 +174,29 @@ impl Supervisor {
             .map(|c| plan::Old {
                 id: c.id.clone(),
                 running: c.running,
-                ready: part.is_ready(&c.id),
-                stable: dep.stable_version.is_some()
-                    && c.labels.get(super::LABEL_VERSION) == dep.stable_version.as_ref(),
+                revision: c.labels.get(LABEL_REVISION).cloned(),
+                version: c.labels.get(super::LABEL_VERSION).cloned(),
             })
             .collect();
+        let kept_revision = self.kept_revision(part, dep, all_ready, &old_observed, now);
         let mut old_by_id: HashMap<String, InstanceInfo> =
             old.into_iter().map(|c| (c.id.clone(), c)).collect();
         let mut old_kept = Vec::new();
-        for action in plan::retire(dep.replicas, ready_current, &old_observed) {
+        let mut expired = false;
+        for action in plan::retire(
+            dep.replicas,
+            ready_current,
+            &old_observed,
+            kept_revision.as_ref(),
+        ) {
             match action {
                 Action::Remove { id, .. } => {
-                    // Traffic has moved to the new revision (or the old one is dead anyway).
+                    // Traffic has moved to the new revision (or the old one is dead anyway, or
+                    // not the last ready one, or its time is over).
                     if let Some(c) = old_by_id.remove(&id) {
+                        expired |= kept_revision.as_ref().is_some_and(|k| {
+                            k.expired && c.labels.get(LABEL_REVISION) == Some(&k.revision)
+                        });
                         self.remove(part, &c).await;
                     }
                 }
@@ -198,6 +208,9 @@ impl Supervisor {
                 }
                 _ => {}
             }
+        }
+        if expired {
+            self.record_expired_revision(dep);
         }
         // Replicas the proxy ejected stay out for the ejection period (the routing table's
         // business); their probe task turns them unready if they do not answer either.

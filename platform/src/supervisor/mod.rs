@@ -14,8 +14,10 @@
 //! * only objects labelled with this installation's id are ever touched;
 //! * a deployment's network exists before its instances; instances go before networks;
 //! * a new revision's instances start before the old ones stop, and the old ones stop only
-//!   when every new replica is ready (zero-downtime rollout); a rollout that is not ready within
-//!   `rollout_timeout` is rolled back to the last stable version;
+//!   when every new replica is ready (zero-downtime rollout); only the deployment's last
+//!   fully-ready revision keeps running beside a rollout, never more than one, and for the
+//!   rollout deadline at most unless a version rollback bounds it ([`plan::kept`]); a version
+//!   that is not ready within `rollout_timeout` is rolled back to the last stable version;
 //! * after a Berth restart, running instances are adopted (never duplicated), instances of
 //!   no desired deployment are removed, missing ones created;
 //! * an application whose stored manifest or sealed passwords cannot be used is broken, not
@@ -76,7 +78,7 @@ use crate::secrets::{Secrets, bootstrap_context, service_context};
 use crate::store::autoscaler as store_autoscaler;
 use crate::store::{Store, desired, options};
 use error::Undeployable;
-use rollout::{Wanted, rollout_deadline};
+use rollout::{Standing, Wanted, rollout_deadline};
 use spec::{Deployment, Inputs, Platform};
 use state::State;
 use status::Alarms;
@@ -398,6 +400,8 @@ impl Supervisor {
                 let wanted = Wanted {
                     active: app.active_version.clone(),
                     stable: app.stable_version.clone(),
+                    manifest: app.manifest.clone(),
+                    replaced: app.stable_manifest.clone(),
                     deadline: rollout_deadline(
                         self.settings.rollout_timeout,
                         dep.readiness.as_ref(),
@@ -512,7 +516,7 @@ impl Supervisor {
             .filter_map(|k| listed.as_ref()?.get(&self.network_name(k)))
             .flat_map(|n| n.subnets.iter().filter_map(|s| parse_subnet(s)))
             .collect();
-        let mut app_ready: HashMap<i64, bool> = HashMap::new();
+        let mut standing: HashMap<i64, Standing> = HashMap::new();
         let mut statuses: HashMap<i64, Vec<status::DeploymentStatus>> = HashMap::new();
         let mut gauges = report::Gauges::default();
         for deploy::Done { dep, part, outcome } in done {
@@ -521,7 +525,8 @@ impl Supervisor {
             let status = match outcome {
                 Ok((converged, fresh)) => {
                     subnets.extend(fresh);
-                    *app_ready.entry(key.application_id).or_insert(true) &= converged.all_ready;
+                    (standing.entry(key.application_id).or_default())
+                        .add(converged.all_ready, !converged.old.is_empty());
                     self.deployment_status(&dep, &converged)
                 }
                 Err(reason) => network::unplaced_status(&dep, &reason),
@@ -540,7 +545,7 @@ impl Supervisor {
         self.routing.forget_failures_except(&keys);
         gauges.publish();
         self.state.count_entries();
-        self.rollout_step(&rollouts, &app_ready).await;
+        self.rollout_step(&rollouts, &standing).await;
         self.publish_status(statuses, &rollouts, &broken);
         Ok(())
     }

@@ -1,6 +1,8 @@
-//! Rollouts: a new active version becomes stable once every deployment of it is ready, and
-//! is rolled back to the stable version when it is not ready within its deadline
-//! ([`plan::rollout`] decides; this records it in the store and the audit log).
+//! Rollouts: a new active version (or a re-upload of the stable one) becomes stable once every
+//! deployment of it is ready, and is rolled back to the stable version when it is not ready
+//! within its deadline ([`plan::rollout`] decides; this records it in the store and the audit
+//! log). Per deployment, only its last fully-ready revision keeps running beside a rollout, for
+//! the deadline at most unless a version rollback bounds it ([`plan::kept`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::plan::{self, Rollout};
+use super::spec::Deployment;
+use super::state::Part;
 use super::{Supervisor, journal};
 use crate::store::{StoreError, audit, desired};
 
@@ -17,21 +21,118 @@ use crate::store::{StoreError, audit, desired};
 pub(super) struct Wanted {
     pub active: String,
     pub stable: Option<String>,
+    /// The active version's manifest as the pass read it: it becomes stable only as such (an
+    /// upload meanwhile is a rollout of its own).
+    pub manifest: String,
+    /// The stable version's manifest as it became ready, when a re-upload replaced it since
+    /// (`applications.stable_manifest`).
+    pub replaced: Option<String>,
     /// How long its active version may take to become ready.
     pub deadline: Duration,
 }
 
+/// How one application's deployments stand after a pass.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Standing {
+    /// Every placed deployment runs its current revision ready.
+    pub ready: bool,
+    /// Some deployment keeps an old revision beside its current one.
+    pub keeps_old: bool,
+}
+
+impl Standing {
+    /// Folds one more deployment in.
+    pub fn add(&mut self, ready: bool, keeps_old: bool) {
+        self.ready &= ready;
+        self.keeps_old |= keeps_old;
+    }
+}
+
+impl Default for Standing {
+    fn default() -> Standing {
+        Standing {
+            ready: true,
+            keeps_old: false,
+        }
+    }
+}
+
 impl Supervisor {
-    /// Marks finished rollouts stable and rolls back those past their deadline. `app_ready`:
-    /// per application with a placed deployment, whether all of them are ready.
+    /// The old revision kept beside `dep`'s current one ([`plan::kept`]); remembers the
+    /// deployment's last fully-ready revision and since when the kept one runs beside it.
+    pub(super) fn kept_revision(
+        &self,
+        part: &mut Part,
+        dep: &Deployment,
+        all_ready: bool,
+        old: &[plan::Old],
+        now: Instant,
+    ) -> Option<plan::Kept> {
+        let entry = &mut part.deployment;
+        if all_ready {
+            entry.stable_revision = Some(dep.revision.clone());
+        }
+        let beside = plan::Beside {
+            current: &dep.revision,
+            stable_revision: entry.stable_revision.as_deref(),
+            active_version: &dep.version,
+            stable_version: dep.stable_version.as_deref(),
+            kept_since: entry.kept.as_ref().map(|(r, since)| (r.as_str(), *since)),
+            deadline: rollout_deadline(self.settings.rollout_timeout, dep.readiness.as_ref()),
+            now,
+        };
+        let kept = plan::kept(beside, old);
+        // After a restart, the revision chosen stands for the last ready one from now on.
+        if entry.stable_revision.is_none() {
+            entry.stable_revision = kept.as_ref().map(|k| k.revision.clone());
+        }
+        // Kept when expired too: an instance whose removal failed is removed next pass, not
+        // given another deadline.
+        entry.kept = kept.as_ref().map(|k| (k.revision.clone(), k.since));
+        kept
+    }
+
+    /// Records that `dep`'s new revision was not ready within the deadline and the revision
+    /// kept beside it stopped (a revision change within one version: nothing to roll back to).
+    pub(super) fn record_expired_revision(&self, dep: &Deployment) {
+        let deadline = rollout_deadline(self.settings.rollout_timeout, dep.readiness.as_ref());
+        let text = format!(
+            "{}: a new revision of version {} (a re-upload or a changed runtime option) did not become ready within {}s; the previous revision was stopped, as it runs beside a rollout for that long at most",
+            dep.application_name,
+            dep.version,
+            deadline.as_secs()
+        );
+        tracing::warn!(deployment = %dep.key, revision = %dep.revision, "previous revision stopped: the new one was not ready in time");
+        journal::record(
+            &self.audit,
+            journal::Entry {
+                tenant: &dep.owner,
+                application: (dep.key.application_id, &dep.application_name),
+                record_type: "Application",
+                activity: "Previous revision stopped",
+                text,
+                severity: audit::MAJOR,
+                details: json!({
+                    "deployment": dep.key.to_string(),
+                    "version": dep.version,
+                    "revision": dep.revision,
+                    "rolloutTimeoutSeconds": deadline.as_secs(),
+                }),
+            },
+        );
+    }
+
+    /// Marks finished rollouts stable and rolls back those past their deadline. `standing`:
+    /// per application with a placed deployment, how they stand.
     pub(super) async fn rollout_step(
         &mut self,
         wanted: &HashMap<i64, Wanted>,
-        app_ready: &HashMap<i64, bool>,
+        standing: &HashMap<i64, Standing>,
     ) {
         let now = Instant::now();
         for (app, w) in wanted {
-            let ready = app_ready.get(app).copied().unwrap_or(false);
+            let state = standing.get(app).copied();
+            let ready = state.is_some_and(|c| c.ready);
             let entry = self.state.apps.entry(*app).or_default();
             // A rollout whose application had no placed deployment last pass starts over.
             let started = match &entry.rollout {
@@ -39,21 +140,23 @@ impl Supervisor {
                 _ => now,
             };
             entry.rollout = Some((w.active.clone(), started));
-            let step = plan::rollout(
-                &w.active,
-                w.stable.as_deref(),
+            let step = plan::rollout(plan::Progress {
+                active: &w.active,
+                stable: w.stable.as_deref(),
+                replaced: w.replaced.is_some(),
                 ready,
-                now.duration_since(started),
-                w.deadline,
-            );
+                keeps_old: state.is_none_or(|c| c.keeps_old),
+                elapsed: now.duration_since(started),
+                deadline: w.deadline,
+            });
             match step {
                 Rollout::Stable => entry.rollout = None,
                 Rollout::Wait => {}
                 Rollout::MarkStable => {
-                    let (id, version) = (*app, w.active.clone());
+                    let (id, version, manifest) = (*app, w.active.clone(), w.manifest.clone());
                     match self
                         .store
-                        .run(move |c| desired::mark_stable(c, id, &version))
+                        .run(move |c| desired::mark_stable(c, id, &version, &manifest))
                         .await
                     {
                         Ok(()) => {
@@ -64,12 +167,55 @@ impl Supervisor {
                     }
                 }
                 Rollout::RollBack { to } => self.roll_back(*app, w, &to).await,
+                Rollout::Expire => self.expire(*app, w).await,
             }
         }
         for (app, entry) in &mut self.state.apps {
-            if !app_ready.contains_key(app) {
+            if !standing.contains_key(app) {
                 entry.rollout = None;
             }
+        }
+    }
+
+    /// A re-upload of the stable version not ready within its deadline: the replaced
+    /// manifest's instances have stopped, so it stops being charged; the new one stays active
+    /// (there is nothing to roll back to) and the application's `rolloutMessage` says so.
+    async fn expire(&mut self, app: i64, w: &Wanted) {
+        let Some(replaced) = w.replaced.clone() else {
+            return;
+        };
+        let message = expired_reupload_message(&w.active, w.deadline);
+        let (version, text) = (w.active.clone(), message.clone());
+        let expired = self
+            .store
+            .run(move |c| {
+                let done = desired::forget_replaced(c, app, &version, &replaced, &text)?;
+                let a = crate::store::applications::get_any(c, app)?;
+                Ok((done, a.owner, a.name))
+            })
+            .await;
+        match expired {
+            Ok((true, owner, name)) => {
+                journal::record(
+                    &self.audit,
+                    journal::Entry {
+                        tenant: &owner,
+                        application: (app, &name),
+                        record_type: "Application",
+                        activity: "Re-upload not ready",
+                        text: format!("{name}: {message}"),
+                        severity: audit::MAJOR,
+                        details: json!({
+                            "version": w.active,
+                            "reason": message,
+                            "rolloutTimeoutSeconds": w.deadline.as_secs(),
+                        }),
+                    },
+                );
+                self.state.apps.entry(app).or_default().rollout = None;
+            }
+            Ok((false, ..)) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot record an expired re-upload"),
         }
     }
 
@@ -195,6 +341,16 @@ pub(super) fn refused_rollback_message(
         "version {failed} did not become ready within {every}s, and the rollback to {stable} was refused: {why}. \
          {failed} stays active, with {stable} running beside it; upload or activate a version that becomes ready, \
          or mend the cause above and the rollback is tried again (every {every}s)"
+    )
+}
+
+/// The application's `rolloutMessage` when a re-upload of its stable `version` was not ready
+/// within the deadline: what happened, what runs now and what the tenant can do.
+pub(super) fn expired_reupload_message(version: &str, deadline: Duration) -> String {
+    format!(
+        "version {version} was uploaded again and did not become ready within {}s; the instances of the upload it replaced were stopped \
+         (the stored version was replaced, so there is nothing to roll back to). {version} stays active; upload a version that becomes ready",
+        deadline.as_secs()
     )
 }
 

@@ -292,6 +292,7 @@ mod tests {
                 owner: "t0".into(),
                 active_version: "1.0.0".into(),
                 stable_version: None,
+                stable_manifest: None,
                 image_tag: "berth/0a1b/t0-9:1.0.0".into(),
                 image_id: "sha256:00".into(),
                 manifest,

@@ -192,6 +192,11 @@ pub(super) struct DeploymentEntry {
     /// The restart delay last set on the runtime for a revision (by revision), for a runtime
     /// that restarts instances by itself (`plan::restart_pace`).
     pub restart_pace: Option<(String, Duration)>,
+    /// The last revision all of whose wanted replicas were ready: the only one kept beside a
+    /// rollout (`plan::kept`).
+    pub stable_revision: Option<String>,
+    /// The old revision kept beside the current one, and since when.
+    pub kept: Option<(String, Instant)>,
 }
 
 impl DeploymentEntry {
@@ -205,6 +210,8 @@ impl DeploymentEntry {
             },
             create_failures: BTreeMap::new(),
             restart_pace: None,
+            stable_revision: None,
+            kept: None,
         }
     }
 }

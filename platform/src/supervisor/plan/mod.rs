@@ -145,34 +145,130 @@ pub fn may_create(next_try: Option<Instant>, now: Instant) -> bool {
     next_try.is_none_or(|t| t <= now)
 }
 
-/// An instance of an old revision of a deployment as [`retire`] sees it.
+/// An instance of an old revision of a deployment as [`kept`] and [`retire`] see it.
 #[derive(Debug, Clone)]
 pub struct Old {
     pub id: String,
     pub running: bool,
-    pub ready: bool,
-    /// Of the stable version, which a rollout in progress returns to.
-    pub stable: bool,
+    /// Its revision and version labels (None when missing).
+    pub revision: Option<String>,
+    pub version: Option<String>,
+}
+
+/// What [`kept`] decides from, besides the old instances.
+#[derive(Debug, Clone, Copy)]
+pub struct Beside<'a> {
+    /// The deployment's current (desired) revision.
+    pub current: &'a str,
+    /// The deployment's last revision all of whose wanted replicas were ready, as this process
+    /// remembers it (None after a restart, or before any was).
+    pub stable_revision: Option<&'a str>,
+    /// The application's active and stable versions.
+    pub active_version: &'a str,
+    pub stable_version: Option<&'a str>,
+    /// The revision kept last pass and since when it is kept.
+    pub kept_since: Option<(&'a str, Instant)>,
+    /// How long an old revision may run beside the current one (the rollout deadline).
+    pub deadline: Duration,
+    pub now: Instant,
+}
+
+/// The one old revision that keeps running beside the current one while it is not ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub revision: String,
+    /// Since when it runs beside the current revision (the first pass that kept it).
+    pub since: Instant,
+    /// Its time is over: it retires although the current revision is not ready.
+    pub expired: bool,
+}
+
+/// Which old revision keeps running beside the current one: only the deployment's last
+/// fully-ready revision, never one merely carrying the stable version's label (a revision
+/// change of the same version, a runtime option or a re-upload, carries it too, and each
+/// further change added another set of containers). Unknown after a restart: then the old
+/// revision of the stable version with the most running instances (ties: the lowest name),
+/// which the caller remembers from then on. None when it is the current one or nothing of it
+/// runs.
+///
+/// It keeps running for the rollout deadline, counted from the pass that first kept it (a
+/// further change does not restart the count). Past that it retires, unless it is the stable
+/// version of a version rollout in progress: the application's rollout rolls that one back
+/// (or, refused, keeps it charged to the tenant: `crate::limits::charged`). A revision change
+/// within one version has nothing to roll back to (the runtime option is the tenant's, and a
+/// re-upload replaced the stored version), so the old revision stops and the new one stays.
+pub fn kept(b: Beside<'_>, old: &[Old]) -> Option<Kept> {
+    let runs = |revision: &str| {
+        old.iter()
+            .filter(|o| o.running && o.revision.as_deref() == Some(revision))
+            .count()
+    };
+    let revision = match b.stable_revision {
+        Some(r) if r == b.current => return None,
+        Some(r) => r.to_owned(),
+        None => {
+            let stable = b.stable_version?;
+            let mut candidates: Vec<&str> = old
+                .iter()
+                .filter(|o| o.running && o.version.as_deref() == Some(stable))
+                .filter_map(|o| o.revision.as_deref())
+                .filter(|r| *r != b.current)
+                .collect();
+            candidates.sort_unstable();
+            candidates.dedup();
+            // The most running instances; of equals, the lowest name (max_by keeps the last).
+            candidates
+                .into_iter()
+                .rev()
+                .max_by_key(|r| runs(r))?
+                .to_owned()
+        }
+    };
+    if runs(&revision) == 0 {
+        return None;
+    }
+    let since = match b.kept_since {
+        Some((r, since)) if r == revision => since,
+        _ => b.now,
+    };
+    let version = old
+        .iter()
+        .find(|o| o.revision.as_deref() == Some(revision.as_str()))
+        .and_then(|o| o.version.as_deref());
+    let version_rollout =
+        version.is_some_and(|v| v != b.active_version && Some(v) == b.stable_version);
+    let expired = !version_rollout && b.now.duration_since(since) >= b.deadline;
+    Some(Kept {
+        revision,
+        since,
+        expired,
+    })
 }
 
 /// Old-revision instances once the current revision was tended: all retire when every wanted
 /// replica of the current revision is ready (traffic has moved), and a stopped one retires at
-/// once. Of the others, those of the stable version and those serving (ready) keep running;
-/// the rest retire at once: an unready instance of a version that never became stable serves
-/// nothing, and keeping it let each new upload during a rollout leave the previous one's
-/// containers running beside it, where the tenant's maxima charge only the active and the
-/// stable version (`crate::limits::charged`).
-pub fn retire(replicas: u32, ready_current: usize, old: &[Old]) -> Vec<Action> {
+/// once. Of the others, only the running instances of the [`kept`] revision keep serving, until
+/// its time is over; every other old revision retires at once, so a deployment runs at most
+/// two revisions, and what runs beside a rollout is bounded in time.
+pub fn retire(
+    replicas: u32,
+    ready_current: usize,
+    old: &[Old],
+    kept: Option<&Kept>,
+) -> Vec<Action> {
     let all_ready = ready_current == replicas as usize;
+    let keep = kept
+        .filter(|k| !k.expired && !all_ready)
+        .map(|k| k.revision.as_str());
     old.iter()
         .map(|c| {
-            if all_ready || !c.running || !(c.ready || c.stable) {
+            if c.running && keep.is_some_and(|k| c.revision.as_deref() == Some(k)) {
+                Action::Retain { id: c.id.clone() }
+            } else {
                 Action::Remove {
                     id: c.id.clone(),
                     why: Removal::Retired,
                 }
-            } else {
-                Action::Retain { id: c.id.clone() }
             }
         })
         .collect()
@@ -317,31 +413,56 @@ pub fn restart_pace(pace: Pace) -> Option<Duration> {
 /// How a rollout of the active version stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rollout {
-    /// The active version is the stable one: nothing rolls out.
+    /// The active version is the stable one, as it was when it became ready: nothing rolls
+    /// out.
     Stable,
     /// Every deployment of the active version is ready: record it as stable.
     MarkStable,
     /// Not ready within its deadline: roll back to the stable version.
     RollBack { to: String },
+    /// A re-upload of the stable version not ready within its deadline: there is nothing to
+    /// roll back to (the upload replaced the stored version) and the instances of the replaced
+    /// manifest have stopped, so it is no longer charged.
+    Expire,
     /// Not ready yet (or nothing to roll back to): wait.
     Wait,
 }
 
-pub fn rollout(
-    active: &str,
-    stable: Option<&str>,
-    ready: bool,
-    elapsed: Duration,
-    deadline: Duration,
-) -> Rollout {
-    if stable == Some(active) {
+/// What [`rollout`] decides from.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    pub active: &'a str,
+    pub stable: Option<&'a str>,
+    /// The stable version was re-uploaded since it became ready: the manifest it was ready with
+    /// may still run (and is charged) until the new one is ready.
+    pub replaced: bool,
+    /// Every deployment of the application runs its current revision ready.
+    pub ready: bool,
+    /// Some deployment still keeps an old revision beside its current one.
+    pub keeps_old: bool,
+    pub elapsed: Duration,
+    pub deadline: Duration,
+}
+
+/// The application's rollout: stable only when the active version is the stable one as it was
+/// when it became ready (a re-upload of the stable version rolls out like a new version, and is
+/// charged for the manifest it replaced meanwhile); ready, it becomes stable; past its deadline
+/// it rolls back to a different stable version, or, for a re-upload of the stable version, the
+/// replaced manifest stops being charged once no deployment keeps its instances ([`kept`]
+/// retires them at the same deadline).
+pub fn rollout(p: Progress<'_>) -> Rollout {
+    if p.stable == Some(p.active) && !p.replaced {
         return Rollout::Stable;
     }
-    if ready {
+    if p.ready {
         return Rollout::MarkStable;
     }
-    match stable {
-        Some(to) if elapsed >= deadline => Rollout::RollBack { to: to.to_owned() },
+    if p.elapsed < p.deadline {
+        return Rollout::Wait;
+    }
+    match p.stable {
+        Some(to) if to != p.active => Rollout::RollBack { to: to.to_owned() },
+        Some(_) if !p.keeps_old => Rollout::Expire,
         _ => Rollout::Wait,
     }
 }

@@ -5,6 +5,7 @@ use super::*;
 
 mod exits;
 mod replicas;
+mod revisions;
 mod rollout;
 
 /// (case, replicas, current, create back-off, drain period, expected)

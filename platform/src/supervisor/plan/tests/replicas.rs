@@ -1,4 +1,4 @@
-//! Replica slots: how many, which to retire, which to tend.
+//! Replica slots: how many, which to tend.
 
 use super::*;
 
@@ -160,75 +160,6 @@ fn replicas_table() {
             "{case}"
         );
     }
-}
-
-#[test]
-fn retire_table() {
-    let old = |id: &str, running, ready, stable| Old {
-        id: id.to_owned(),
-        running,
-        ready,
-        stable,
-    };
-    // Of the stable version: serving, unready, stopped.
-    let stable = || {
-        vec![
-            old("s1", true, true, true),
-            old("s2", true, false, true),
-            old("s3", false, false, true),
-        ]
-    };
-    let retain = |id: &str| Action::Retain { id: id.to_owned() };
-    let retired = |id: &str| remove(id, Removal::Retired);
-    // (case, replicas, ready current, old, expected)
-    let cases = [
-        (
-            "new revision ready: all retire",
-            2,
-            2,
-            stable(),
-            vec![retired("s1"), retired("s2"), retired("s3")],
-        ),
-        (
-            "new revision not ready: running ones of the stable version serve on",
-            2,
-            1,
-            stable(),
-            vec![retain("s1"), retain("s2"), retired("s3")],
-        ),
-        (
-            "nothing of the new one ready",
-            1,
-            0,
-            stable(),
-            vec![retain("s1"), retain("s2"), retired("s3")],
-        ),
-        (
-            "a version uploaded during a rollout: the previous one, never ready, goes at once",
-            1,
-            0,
-            vec![old("s1", true, true, true), old("v2", true, false, false)],
-            vec![retain("s1"), retired("v2")],
-        ),
-        (
-            "one that serves (ready somewhere before the stable mark) stays until replaced",
-            1,
-            0,
-            vec![old("v2", true, true, false)],
-            vec![retain("v2")],
-        ),
-        (
-            "and goes once the new revision is ready",
-            1,
-            1,
-            vec![old("v2", true, true, false)],
-            vec![retired("v2")],
-        ),
-    ];
-    for (case, n, ready, old, expected) in cases {
-        assert_eq!(retire(n, ready, &old), expected, "{case}");
-    }
-    assert_eq!(retire(1, 1, &[]), vec![], "no old revision");
 }
 
 #[test]
