@@ -42,7 +42,8 @@ pub struct Deployment {
     pub autoscale: bool,
     pub version: String,
     /// The version a rollout in progress returns to (None before a version was ever ready
-    /// everywhere): its old-revision instances keep serving until the new ones are ready.
+    /// everywhere). Which old instances keep serving is by revision, not by this
+    /// (`plan::kept`): it says whether a version rollback bounds them.
     pub stable_version: Option<String>,
     /// The image id (`sha256:…`) Berth checked at upload. Containers run from the id, never
     /// from the tag: anyone with access to the engine can move a tag.
