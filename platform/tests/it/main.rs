@@ -39,6 +39,7 @@ mod proxy_framing;
 mod proxy_limits;
 mod proxy_streams;
 mod restart;
+mod revisions;
 mod serve;
 mod subscriptions;
 mod supervisor;
