@@ -1,0 +1,271 @@
+use super::*;
+
+enum E<'a> {
+    F(&'a str, &'a [u8]),
+    D(&'a str),
+    S(&'a str, &'a str),
+}
+
+fn archive(entries: &[E]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        match entry {
+            E::F(name, data) => {
+                header.set_size(data.len() as u64);
+                // set_path refuses '..', so names go into the header raw.
+                header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                header.set_cksum();
+                builder.append(&header, *data).unwrap();
+            }
+            E::D(name) => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                header.set_cksum();
+                builder.append(&header, io::empty()).unwrap();
+            }
+            E::S(name, target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                header.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
+                header.set_cksum();
+                builder.append(&header, io::empty()).unwrap();
+            }
+        }
+    }
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn image_ids_are_the_verified_config_digest_of_a_clean_archive() {
+    let config = br#"{"architecture":"amd64"}"#;
+    let hex = hex::encode(Sha256::digest(config));
+    let classic = format!(r#"[{{"Config":"{hex}.json","RepoTags":["x:1"],"Layers":[]}}]"#);
+    let oci = format!(r#"[{{"Config":"blobs/sha256/{hex}","RepoTags":null,"Layers":[]}}]"#);
+    let hostile = format!(r#"[{{"Config":"{hex}.json","RepoTags":["victim:1"],"Layers":[]}}]"#);
+    let wrong = "b".repeat(64);
+    let lying = format!(r#"[{{"Config":"{wrong}.json","Layers":[]}}]"#);
+    let classic_config = format!("{hex}.json");
+    let oci_config = format!("blobs/sha256/{hex}");
+    let wrong_config = format!("{wrong}.json");
+    let id = Some(format!("sha256:{hex}"));
+    use E::{D, F, S};
+    let cases: Vec<(&str, Vec<E>, Option<String>)> = vec![
+        (
+            "classic",
+            vec![F(&classic_config, config), F(MANIFEST, classic.as_bytes())],
+            id.clone(),
+        ),
+        (
+            "oci layout, manifest first",
+            vec![
+                F(MANIFEST, oci.as_bytes()),
+                D("blobs/"),
+                D("blobs/sha256/"),
+                F(&oci_config, config),
+            ],
+            id.clone(),
+        ),
+        (
+            "config digest lies",
+            vec![F(&wrong_config, config), F(MANIFEST, lying.as_bytes())],
+            None,
+        ),
+        ("no config", vec![F(MANIFEST, classic.as_bytes())], None),
+        (
+            "config name not a digest",
+            vec![F(MANIFEST, br#"[{"Config":"nothex.json","Layers":[]}]"#)],
+            None,
+        ),
+        ("no image", vec![F(MANIFEST, b"[]")], None),
+        ("no manifest", vec![F(&classic_config, config)], None),
+        (
+            "second manifest, cleaned by docker",
+            vec![
+                F(&classic_config, config),
+                F(MANIFEST, classic.as_bytes()),
+                F("x/../manifest.json", hostile.as_bytes()),
+            ],
+            None,
+        ),
+        (
+            "absolute manifest",
+            vec![
+                F(&classic_config, config),
+                F(MANIFEST, classic.as_bytes()),
+                F("/manifest.json", hostile.as_bytes()),
+            ],
+            None,
+        ),
+        (
+            "manifest twice",
+            vec![
+                F(&classic_config, config),
+                F(MANIFEST, classic.as_bytes()),
+                F(MANIFEST, hostile.as_bytes()),
+            ],
+            None,
+        ),
+        (
+            "through a symlinked directory",
+            vec![
+                F(&classic_config, config),
+                F(MANIFEST, classic.as_bytes()),
+                S("d", "."),
+                F("d/manifest.json", hostile.as_bytes()),
+            ],
+            None,
+        ),
+        (
+            "symlink out of the archive",
+            vec![
+                F(&classic_config, config),
+                F(MANIFEST, classic.as_bytes()),
+                S("layer.tar", "../../etc/passwd"),
+            ],
+            None,
+        ),
+    ];
+    for (label, entries, expected) in cases {
+        let bytes = archive(&entries);
+        let checked = check(bytes.as_slice());
+        assert_eq!(
+            checked.as_ref().ok().map(|i| i.id.clone()),
+            expected,
+            "{label}: {checked:?}"
+        );
+    }
+}
+
+/// A GNU long-name header claiming `size` bytes of name, and the name: what a zip of a few
+/// MB unpacks to. The tar crate would hold it all before looking at the entry it names.
+fn long_name_bomb(size: u64) -> impl Read {
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(size);
+    header.set_cksum();
+    io::Cursor::new(header.as_bytes().to_vec()).chain(io::repeat(b'a').take(size))
+}
+
+#[test]
+fn an_entrys_headers_are_bounded_and_long_names_still_pass() {
+    let error = check(long_name_bomb(1 << 30)).unwrap_err().to_string();
+    assert!(error.contains("headers"), "{error}");
+
+    // A name past the header's 100 bytes travels as a GNU long name, and is kept.
+    let config = br#"{"architecture":"amd64"}"#;
+    let hex = hex::encode(Sha256::digest(config));
+    let long = format!("{}/layer.tar", "d".repeat(300));
+    let manifest = format!(r#"[{{"Config":"{hex}.json","Layers":["{long}"]}}]"#);
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        (format!("{hex}.json"), config.as_slice()),
+        (long.clone(), b"layer".as_slice()),
+        (MANIFEST.to_owned(), manifest.as_bytes()),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        builder.append_data(&mut header, &name, data).unwrap();
+    }
+    let archive = builder.into_inner().unwrap();
+    let image = check(archive.as_slice()).unwrap();
+    assert_eq!(image.id, format!("sha256:{hex}"));
+}
+
+#[test]
+fn docker_gets_the_checked_manifest_without_tags_and_no_repositories() {
+    let config = br#"{"architecture":"amd64"}"#;
+    let hex = hex::encode(Sha256::digest(config));
+    let name = format!("{hex}.json");
+    let manifest =
+        format!(r#"[{{"Config":"{name}","RepoTags":["victim:1"],"Layers":["l/layer.tar"]}}]"#);
+    let input = archive(&[
+        E::D("l/"),
+        E::F("l/layer.tar", b"layer"),
+        E::F(&name, config),
+        E::F("repositories", br#"{"victim":{"1":"x"}}"#),
+        E::F("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+        E::F(
+            "index.json",
+            br#"{"manifests":[{"annotations":{"io.containerd.image.name":"victim:1"}}]}"#,
+        ),
+        E::F(MANIFEST, manifest.as_bytes()),
+    ]);
+    let image = check(input.as_slice()).unwrap();
+    assert_eq!(image.repo_tags, ["victim:1"]);
+    let mut out = Vec::new();
+    let rewritten = check_and_rewrite(input.as_slice(), &mut out).unwrap();
+    assert_eq!(rewritten.image, image);
+    rewritten.finish().unwrap();
+    let mut written = Vec::new();
+    for entry in tar::Archive::new(out.as_slice()).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = String::new();
+        entry.read_to_string(&mut data).unwrap();
+        written.push((path, data));
+    }
+    let expected_manifest =
+        format!(r#"[{{"Config":"{name}","RepoTags":null,"Layers":["l/layer.tar"]}}]"#);
+    let expected = vec![
+        ("l".to_owned(), String::new()),
+        ("l/layer.tar".to_owned(), "layer".to_owned()),
+        (name.clone(), String::from_utf8_lossy(config).into_owned()),
+        (MANIFEST.to_owned(), expected_manifest),
+    ];
+    assert_eq!(written, expected);
+}
+
+#[test]
+fn symlinks_resolve_inside_the_archive_only() {
+    let cases = [
+        ("aaa/layer.tar", "../bbb/layer.tar", Some("bbb/layer.tar")),
+        ("aaa/layer.tar", "other.tar", Some("aaa/other.tar")),
+        ("aaa/layer.tar", "../../escape", None),
+        ("layer.tar", "/etc/passwd", None),
+        ("d", ".", None),
+    ];
+    for (link, target, expected) in cases {
+        assert_eq!(
+            resolve_symlink(link, target).as_deref(),
+            expected,
+            "{link} -> {target}"
+        );
+    }
+}
+
+#[test]
+fn docker_gets_no_archive_end_before_it_is_agreed_to() {
+    let config = br#"{"architecture":"amd64"}"#;
+    let hex = hex::encode(Sha256::digest(config));
+    let name = format!("{hex}.json");
+    let manifest = format!(r#"[{{"Config":"{name}","RepoTags":null,"Layers":[]}}]"#);
+    let good = archive(&[E::F(&name, config), E::F(MANIFEST, manifest.as_bytes())]);
+    let escaping = archive(&[
+        E::F(&name, config),
+        E::F(MANIFEST, manifest.as_bytes()),
+        E::S("layer.tar", "../../etc/passwd"),
+    ]);
+    // Two zero blocks end a tar archive.
+    let ends = |out: &[u8]| out.len() >= 1024 && out[out.len() - 1024..].iter().all(|b| *b == 0);
+    // Failed: the entries before the failure went out, the end did not.
+    let mut out = Vec::new();
+    assert!(check_and_rewrite(escaping.as_slice(), &mut out).is_err());
+    assert!(!ends(&out), "a failed archive was ended");
+    // Passed but dropped unfinished (refused): no end either.
+    let mut out = Vec::new();
+    drop(check_and_rewrite(good.as_slice(), &mut out).unwrap());
+    assert!(!ends(&out), "an archive nobody agreed to was ended");
+    // Finished: ended.
+    let mut out = Vec::new();
+    check_and_rewrite(good.as_slice(), &mut out)
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert!(ends(&out), "an agreed archive was not ended");
+}
