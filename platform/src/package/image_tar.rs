@@ -59,11 +59,18 @@ fn check_entry<R: Read>(
             ))
         })?
         .to_owned();
+    // The tar reader takes an entry's size from a PAX `size` record over the header's: Docker
+    // reads the re-written header only, so the two readings must not differ by a byte.
+    let header_size = entry.header().entry_size().map_err(bad)?;
+    if entry.size() != header_size {
+        return Err(bad(format!(
+            "entry {raw:?} has a PAX size record of {} bytes over a header saying {header_size}; the two must agree",
+            entry.size()
+        )));
+    }
     let kind = entry.header().entry_type();
     let checked = match kind {
-        tar::EntryType::Regular | tar::EntryType::Continuous => {
-            Checked::File(entry.header().entry_size().map_err(bad)?)
-        }
+        tar::EntryType::Regular | tar::EntryType::Continuous => Checked::File(entry.size()),
         tar::EntryType::Directory => Checked::Directory,
         tar::EntryType::Symlink | tar::EntryType::Link => {
             let target = entry
@@ -233,7 +240,10 @@ fn rewrite_entries<W: Write>(
             }
             Checked::File(size) if size <= CONFIG_LIMIT => {
                 let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes).map_err(bad)?;
+                (&mut entry)
+                    .take(size)
+                    .read_to_end(&mut bytes)
+                    .map_err(bad)?;
                 if !TAGGING_ENTRIES.contains(&name.as_str()) {
                     header.set_mode(0o644);
                     header.set_size(bytes.len() as u64);
@@ -245,7 +255,7 @@ fn rewrite_entries<W: Write>(
             Checked::File(size) => {
                 header.set_mode(0o644);
                 header.set_size(size);
-                builder.append_data(&mut header, &name, &mut entry)?;
+                builder.append_data(&mut header, &name, (&mut entry).take(size))?;
             }
             Checked::Directory => {
                 header.set_entry_type(tar::EntryType::Directory);

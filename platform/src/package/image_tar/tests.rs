@@ -269,3 +269,112 @@ fn docker_gets_no_archive_end_before_it_is_agreed_to() {
         .unwrap();
     assert!(ends(&out), "an agreed archive was not ended");
 }
+
+/// A valid image archive around `layer`, the one layer its manifest names, its header saying
+/// `header_size` (else its length), after a PAX record `size=<pax_size>` when given.
+fn image_with_layer(layer: &[u8], header_size: Option<u64>, pax_size: Option<u64>) -> Vec<u8> {
+    let config = br#"{"architecture":"amd64"}"#;
+    let hex = hex::encode(Sha256::digest(config));
+    let manifest = format!(r#"[{{"Config":"{hex}.json","Layers":["l/layer.tar"]}}]"#);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut append = |name: &str, data: &[u8], size: u64| {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(size);
+        header.set_path(name).unwrap();
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    };
+    append(&format!("{hex}.json"), config, config.len() as u64);
+    append(MANIFEST, manifest.as_bytes(), manifest.len() as u64);
+    if let Some(pax_size) = pax_size {
+        builder
+            .append_pax_extensions([("size", pax_size.to_string().as_bytes())])
+            .unwrap();
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(header_size.unwrap_or(layer.len() as u64));
+    header.set_path("l/layer.tar").unwrap();
+    header.set_cksum();
+    // `append` writes the data whatever the header says, padded to a block.
+    builder.append(&header, layer).unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// A whole tar entry, header and padded data, as a reader that trusts sizes would see it.
+fn raw_entry(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(data.len() as u64);
+    header.set_path(name).unwrap();
+    header.set_cksum();
+    let mut bytes = header.as_bytes().to_vec();
+    bytes.extend_from_slice(data);
+    bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+    bytes
+}
+
+#[test]
+fn an_entrys_pax_size_must_agree_with_its_header() {
+    // Docker reads the re-written header's size, the tar reader the PAX size: past a header
+    // saying N, the data would go on with a manifest.json of the tenant's choosing.
+    let smuggled = raw_entry(
+        MANIFEST,
+        br#"[{"Config":"x.json","RepoTags":["victim:1"],"Layers":[]}]"#,
+    );
+    let n = 2u64 << 20;
+    let mut payload = vec![0u8; n as usize];
+    payload.extend_from_slice(&smuggled);
+    let m = payload.len() as u64;
+    // A small header size and a large PAX size: the small files' branch held it all.
+    let held = vec![0u8; 3 << 20];
+    // (case, archive, refused)
+    let cases = [
+        (
+            "large header size, larger PAX size",
+            image_with_layer(&payload, Some(n), Some(m)),
+            true,
+        ),
+        (
+            "small header size, large PAX size",
+            image_with_layer(&held, Some(10), Some(held.len() as u64)),
+            true,
+        ),
+        (
+            "PAX size smaller than the header's",
+            image_with_layer(&payload[..1000], Some(2000), Some(1000)),
+            true,
+        ),
+        (
+            "PAX size equal to the header's",
+            image_with_layer(&payload, None, Some(m)),
+            false,
+        ),
+        ("no PAX size", image_with_layer(&payload, None, None), false),
+    ];
+    for (case, archive, refused) in cases {
+        let mut out = Vec::new();
+        let result = check_and_rewrite(archive.as_slice(), &mut out)
+            .and_then(|rewritten| Ok(rewritten.finish()?));
+        match result {
+            Err(e) => {
+                assert!(refused, "{case}: {e}");
+                assert!(matches!(e, PackageError::BadImage(_)), "{case}: {e:?}");
+                assert!(e.to_string().contains("PAX size"), "{case}: {e}");
+            }
+            Ok(()) => {
+                assert!(!refused, "{case}: accepted");
+                // What Docker reads: every entry exactly as checked, the layer whole.
+                let mut sizes = Vec::new();
+                for entry in tar::Archive::new(out.as_slice()).entries().unwrap() {
+                    let entry = entry.unwrap();
+                    assert_eq!(entry.size(), entry.header().entry_size().unwrap());
+                    sizes.push((entry.path().unwrap().display().to_string(), entry.size()));
+                }
+                assert_eq!(sizes.len(), 3, "{case}: {sizes:?}");
+                assert_eq!(sizes[2], ("l/layer.tar".to_owned(), m), "{case}");
+            }
+        }
+    }
+}
