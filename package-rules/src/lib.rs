@@ -5,9 +5,14 @@
 
 pub mod entry_names;
 pub mod tar_budget;
+pub mod unpacked;
 pub mod zip_directory;
 
 /// The manifest's entry in a package zip.
 pub const MANIFEST_ENTRY: &str = "cumulocity.json";
 /// The image archive's entry in a package zip.
 pub const IMAGE_ENTRY: &str = "image.tar";
+
+/// The platform's default image size limit (`image_size_limit`): what an image archive may
+/// unpack to, its compressed layers decompressed. `berth-pack` checks packages against it.
+pub const DEFAULT_IMAGE_SIZE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
