@@ -380,7 +380,7 @@ fn check_entry<W: Write>(
     out: W,
 ) -> Result<image_tar::Rewritten<W>, PackageError> {
     let mut counted = Limited::new(entry, limit);
-    let rewritten = image_tar::check_and_rewrite(&mut counted, out);
+    let rewritten = image_tar::check_and_rewrite(&mut counted, limit, out);
     // The tar reader stops at the end marker: drain the rest so the count covers every
     // byte (and the zip reader checks the CRC).
     let drained = rewritten.and_then(|rewritten| {

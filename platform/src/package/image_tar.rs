@@ -5,6 +5,11 @@
 //! ([`entry_names`]), only files, directories and links inside the archive pass, and the archive
 //! Docker gets has a `manifest.json` Berth wrote from the checked one, without tags, and no
 //! `repositories` or OCI index. Nothing the tenant wrote can tag an image.
+//!
+//! Every entry's size is the one the tar reader goes by (a PAX `size` record's, which must
+//! agree with the header's), and the re-written header says it. Every file counts at what
+//! Docker unpacks it to ([`Unpacked`]): a gzip-compressed layer decompressed on the way (the
+//! output thrown away), against the image size limit; zstd, bzip2 and xz layers are refused.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -15,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::{ImageInfo, PackageError};
 use package_rules::entry_names::{Kind, Names};
 use package_rules::tar_budget::{Budget, ENTRY_HEADERS_LIMIT};
+use package_rules::unpacked::{Refusal, Unpacked, read_head};
 
 const MANIFEST: &str = "manifest.json";
 /// Entries that can name tags and are left out of what Docker gets: `repositories` (read by the
@@ -131,7 +137,9 @@ fn resolve_symlink(link: &str, target: &str) -> Option<String> {
 /// verified (so the id Docker will give the image is known before loading it).
 #[cfg(test)]
 fn check(reader: impl Read) -> Result<ImageInfo, PackageError> {
-    Ok(check_and_rewrite(reader, io::sink())?.image.clone())
+    Ok(check_and_rewrite(reader, u64::MAX, io::sink())?
+        .image
+        .clone())
 }
 
 /// Passes writes on while open; once closed (a failed or refused archive), refuses them, so the
@@ -186,13 +194,14 @@ impl<W: Write> Drop for Rewritten<W> {
 /// archive's end is written; on any failure the end never is, so Docker loads nothing.
 pub fn check_and_rewrite<W: Write>(
     reader: impl Read,
+    limit: u64,
     out: W,
 ) -> Result<Rewritten<W>, PackageError> {
     let mut builder = tar::Builder::new(Gate {
         inner: out,
         open: true,
     });
-    match rewrite_entries(reader, &mut builder) {
+    match rewrite_entries(reader, limit, &mut builder) {
         Ok(image) => Ok(Rewritten {
             image,
             builder: Some(builder),
@@ -206,6 +215,7 @@ pub fn check_and_rewrite<W: Write>(
 
 fn rewrite_entries<W: Write>(
     reader: impl Read,
+    limit: u64,
     builder: &mut tar::Builder<W>,
 ) -> Result<ImageInfo, PackageError> {
     // The tar crate holds long names and PAX records whole: bounded, or a deflated run of zeros
@@ -214,48 +224,21 @@ fn rewrite_entries<W: Write>(
     let mut archive = tar::Archive::new(budget.reader(reader));
     let mut entries = archive.entries().map_err(bad)?;
     let mut names = Names::exact();
-    let mut manifest = None;
-    let mut small_file_digests = HashMap::new();
+    let mut kept = Kept::default();
+    let mut unpacked = Unpacked::new(limit);
     while let Some(entry) = budget.within(ENTRY_HEADERS_LIMIT, || entries.next()) {
         let mut entry = entry.map_err(bad)?;
         let (name, checked) = check_entry(&mut names, &entry)?;
         let mut header = tar::Header::new_gnu();
         header.set_mtime(entry.header().mtime().unwrap_or(0));
         match checked {
-            Checked::File(_) if name == MANIFEST => {
-                let mut text = String::new();
-                (&mut entry)
-                    .take(CONFIG_LIMIT + 1)
-                    .read_to_string(&mut text)
-                    .map_err(|e| bad(format!("{MANIFEST}: {e}")))?;
-                if text.len() as u64 > CONFIG_LIMIT {
-                    return Err(bad(format!("{MANIFEST} is larger than 1 MiB")));
-                }
-                let image = parse_manifest(&text)?;
-                let text = manifest_for_docker(&image);
-                header.set_mode(0o644);
-                header.set_size(text.len() as u64);
-                builder.append_data(&mut header, &name, text.as_slice())?;
-                manifest = Some(image);
-            }
-            Checked::File(size) if size <= CONFIG_LIMIT => {
-                let mut bytes = Vec::new();
-                (&mut entry)
-                    .take(size)
-                    .read_to_end(&mut bytes)
-                    .map_err(bad)?;
-                if !TAGGING_ENTRIES.contains(&name.as_str()) {
-                    header.set_mode(0o644);
-                    header.set_size(bytes.len() as u64);
-                    builder.append_data(&mut header, &name, bytes.as_slice())?;
-                }
-                small_file_digests.insert(name, hex::encode(Sha256::digest(&bytes)));
-            }
-            Checked::File(_) if TAGGING_ENTRIES.contains(&name.as_str()) => {}
             Checked::File(size) => {
-                header.set_mode(0o644);
-                header.set_size(size);
-                builder.append_data(&mut header, &name, (&mut entry).take(size))?;
+                let file = File {
+                    name: &name,
+                    size,
+                    header: &mut header,
+                };
+                rewrite_file(&mut entry, file, builder, &mut unpacked, &mut kept)?;
             }
             Checked::Directory => {
                 header.set_entry_type(tar::EntryType::Directory);
@@ -274,14 +257,16 @@ fn rewrite_entries<W: Write>(
                 builder.append_link(&mut header, &name, &target)?;
             }
         }
-        // What was not handed on (a dropped entry, a directory's or link's data) is read here,
-        // not in the bounded search for the next entry.
+        // What was not handed on (a directory's or link's data) is read here, not in the
+        // bounded search for the next entry.
         io::copy(&mut entry, &mut io::sink()).map_err(bad)?;
     }
-    let image = manifest.ok_or_else(|| bad(format!("{MANIFEST} is missing")))?;
+    let image = kept
+        .manifest
+        .ok_or_else(|| bad(format!("{MANIFEST} is missing")))?;
     // Docker opens the config and layers by these names: they must be entries as checked.
     let hex = image.id.trim_start_matches("sha256:");
-    match small_file_digests.get(image.config.as_str()) {
+    match kept.small_file_digests.get(image.config.as_str()) {
         Some(digest) if digest == hex => Ok(image),
         Some(_) => Err(bad(format!(
             "the config {} does not match its digest",
@@ -292,6 +277,103 @@ fn rewrite_entries<W: Write>(
             image.config
         ))),
     }
+}
+
+/// What the pass keeps of the files it read: the checked manifest and the small files' digests.
+#[derive(Default)]
+struct Kept {
+    manifest: Option<ImageInfo>,
+    small_file_digests: HashMap<String, String>,
+}
+
+/// A file entry as checked, and the fresh header it gets.
+struct File<'a> {
+    name: &'a str,
+    size: u64,
+    header: &'a mut tar::Header,
+}
+
+/// What a refusal of the count means for the upload: too large (413) or a bad image (422).
+fn refused(name: &str, refusal: Refusal) -> PackageError {
+    match refusal {
+        Refusal::TooLarge { limit } => PackageError::ImageTooLarge { limit },
+        other => bad(format!("entry {name:?}: {other}")),
+    }
+}
+
+/// Reads one file's data, all of it through the count of what the archive unpacks to (a
+/// compressed layer counts decompressed), and hands it on as [`hand_on`] decides.
+fn rewrite_file<W: Write>(
+    entry: &mut impl Read,
+    file: File<'_>,
+    builder: &mut tar::Builder<W>,
+    unpacked: &mut Unpacked,
+    kept: &mut Kept,
+) -> Result<(), PackageError> {
+    let (name, size) = (file.name, file.size);
+    let head = read_head(entry).map_err(bad)?;
+    unpacked.begin(&head).map_err(|r| refused(name, r))?;
+    let mut data = unpacked.reader(head.as_slice().chain(entry));
+    let handed = hand_on(&mut data, file, builder, kept).and_then(|()| {
+        // What was not handed on (a dropped entry) is counted too.
+        io::copy(&mut data, &mut io::sink()).map_err(bad)?;
+        Ok(())
+    });
+    let read = data.read_bytes();
+    if let Some(refusal) = unpacked.refusal() {
+        return Err(refused(name, refusal.clone()));
+    }
+    handed?;
+    unpacked.end().map_err(|r| refused(name, r))?;
+    // A header written for Docker says `size`: the data must be all there.
+    if read != size {
+        return Err(bad(format!(
+            "entry {name:?} ends after {read} of its {size} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Hands a file on for Docker: `manifest.json` replaced by the checked one without tags
+/// ([`manifest_for_docker`]), [`TAGGING_ENTRIES`] left out (the caller drains them), small
+/// files kept for their digests, the rest streamed.
+fn hand_on<W: Write>(
+    data: &mut impl Read,
+    file: File<'_>,
+    builder: &mut tar::Builder<W>,
+    kept: &mut Kept,
+) -> Result<(), PackageError> {
+    let File { name, size, header } = file;
+    if name == MANIFEST {
+        let mut text = String::new();
+        data.take(CONFIG_LIMIT + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| bad(format!("{MANIFEST}: {e}")))?;
+        if text.len() as u64 > CONFIG_LIMIT {
+            return Err(bad(format!("{MANIFEST} is larger than 1 MiB")));
+        }
+        let image = parse_manifest(&text)?;
+        let text = manifest_for_docker(&image);
+        header.set_mode(0o644);
+        header.set_size(text.len() as u64);
+        builder.append_data(header, name, text.as_slice())?;
+        kept.manifest = Some(image);
+    } else if size <= CONFIG_LIMIT {
+        let mut bytes = Vec::new();
+        data.take(size).read_to_end(&mut bytes).map_err(bad)?;
+        if !TAGGING_ENTRIES.contains(&name) {
+            header.set_mode(0o644);
+            header.set_size(bytes.len() as u64);
+            builder.append_data(header, name, bytes.as_slice())?;
+        }
+        kept.small_file_digests
+            .insert(name.to_owned(), hex::encode(Sha256::digest(&bytes)));
+    } else if !TAGGING_ENTRIES.contains(&name) {
+        header.set_mode(0o644);
+        header.set_size(size);
+        builder.append_data(header, name, data.take(size))?;
+    }
+    Ok(())
 }
 
 /// The one image `manifest.json` names, its id taken from the config's name (verified against

@@ -17,6 +17,8 @@ use crate::upload::{
 enum Extra {
     File(String, Vec<u8>),
     Symlink(String, String),
+    /// A file whose header says the first size and whose PAX `size` record the data's length.
+    PaxSized(String, u64, Vec<u8>),
 }
 
 fn raw_header(name: &str, kind: tar::EntryType, size: usize) -> tar::Header {
@@ -63,6 +65,16 @@ fn tampered(
                     .copy_from_slice(target.as_bytes());
                 header.set_cksum();
                 output.append(&header, std::io::empty()).unwrap();
+            }
+            Extra::PaxSized(name, header_size, data) => {
+                let size = data.len().to_string();
+                output
+                    .append_pax_extensions([("size", size.as_bytes())])
+                    .unwrap();
+                let mut header = raw_header(&name, tar::EntryType::Regular, 0);
+                header.set_size(header_size);
+                header.set_cksum();
+                output.append(&header, data.as_slice()).unwrap();
             }
         }
     }
@@ -183,6 +195,17 @@ fn image_archives_cannot_tag_other_images() {
             vec![Extra::File(name.to_owned(), hostile.clone())],
         )
     };
+    // Past a header saying 2 MiB, data going on with a whole manifest.json entry: a reader of
+    // the header's size would take it for the archive's next entry.
+    let smuggled = {
+        let mut header = raw_header("manifest.json", tar::EntryType::Regular, hostile.len());
+        header.set_cksum();
+        let mut data = vec![0u8; 2 << 20];
+        data.extend_from_slice(header.as_bytes());
+        data.extend_from_slice(&hostile);
+        data.resize(data.len().div_ceil(512) * 512, 0);
+        data
+    };
     let repositories = json!({victim_tag.rsplit_once(':').unwrap().0: {"1.0.0": image.id.trim_start_matches("sha256:")}, "berth-it-foo": {"latest": image.id.trim_start_matches("sha256:")}})
         .to_string()
         .into_bytes();
@@ -229,6 +252,17 @@ fn image_archives_cannot_tag_other_images() {
             "1.0.5",
             422,
             "outside the archive",
+        ),
+        (
+            "a manifest.json smuggled past a header by a larger PAX size",
+            tampered(
+                &image.archive,
+                unchanged,
+                vec![Extra::PaxSized("blob".into(), 2 << 20, smuggled)],
+            ),
+            "1.0.8",
+            422,
+            "PAX size",
         ),
         // Accepted, but Docker never sees the archive's tags.
         (
@@ -352,6 +386,26 @@ fn zip_bombs_and_storage_beyond_the_quota_are_refused() {
     let central = name_at(&lying, local + 9);
     lying[local - 30 + 22..local - 30 + 26].copy_from_slice(&declared);
     lying[central - 46 + 24..central - 46 + 28].copy_from_slice(&declared);
+    // Its layer replaced: 16 MiB of zeros gzipped to a few KiB, which Docker would decompress;
+    // a zstd frame, which nothing here can count.
+    let layer_replaced = |layer: Vec<u8>| {
+        tampered(
+            &small.archive,
+            |name, data| {
+                Some(if name.ends_with("layer.tar") {
+                    layer.clone()
+                } else {
+                    data
+                })
+            },
+            vec![],
+        )
+    };
+    let layer_bomb = package_of("5.0.0", &layer_replaced(gzip(&vec![0; 16 << 20])));
+    assert!(layer_bomb.len() < 100 * 1024, "{}", layer_bomb.len());
+    let mut zstd = vec![0x28, 0xb5, 0x2f, 0xfd];
+    zstd.extend_from_slice(&[0; 64]);
+    let zstd_layer = package_of("5.0.1", &layer_replaced(zstd));
     let other = TestImage::build(300 * 1024);
     let over_quota = package_of("3.0.0", &other.archive);
     // The database keeps each version's manifest as text: 800 KiB of it counts against the
@@ -374,6 +428,22 @@ fn zip_bombs_and_storage_beyond_the_quota_are_refused() {
             413,
             too_large,
             "more than 1048576 bytes, the image size limit",
+        ),
+        (
+            "a gzip layer that unpacks beyond the limit",
+            layer_bomb,
+            "5.0.0",
+            413,
+            too_large,
+            "more than 1048576 bytes, the image size limit",
+        ),
+        (
+            "a zstd layer",
+            zstd_layer,
+            "5.0.1",
+            422,
+            "applications/Invalid Data",
+            "zstd-compressed",
         ),
         // The zip reader stops at the declared size and says so.
         (
@@ -437,6 +507,32 @@ fn zip_bombs_and_storage_beyond_the_quota_are_refused() {
     assert!(quota.contains("BERTH_TENANT_STORAGE_QUOTA"), "{quota}");
     // A small image still fits next to the kept one.
     upload(&server, &t, id, "file", &honest_size).expect(201);
+    // An image whose layer is gzipped (as containerd-backed engines and OCI exports save
+    // them) loads: Docker decompresses it, and the image id is the same.
+    let gzipped = TestImage::build(0);
+    let gzip_layers = tampered(
+        &gzipped.archive,
+        |name, data| {
+            Some(if name.ends_with("layer.tar") {
+                gzip(&data)
+            } else {
+                data
+            })
+        },
+        vec![],
+    );
+    upload(&server, &t, id, "file", &package_of("6.0.0", &gzip_layers)).expect(201);
+    assert_eq!(
+        image_id(&berth_ref(&server, &t, id, "6.0.0")).as_deref(),
+        Some(gzipped.id.as_str())
+    );
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
 }
 
 #[test]

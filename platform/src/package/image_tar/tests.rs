@@ -199,7 +199,7 @@ fn docker_gets_the_checked_manifest_without_tags_and_no_repositories() {
     let image = check(input.as_slice()).unwrap();
     assert_eq!(image.repo_tags, ["victim:1"]);
     let mut out = Vec::new();
-    let rewritten = check_and_rewrite(input.as_slice(), &mut out).unwrap();
+    let rewritten = check_and_rewrite(input.as_slice(), u64::MAX, &mut out).unwrap();
     assert_eq!(rewritten.image, image);
     rewritten.finish().unwrap();
     let mut written = Vec::new();
@@ -255,15 +255,15 @@ fn docker_gets_no_archive_end_before_it_is_agreed_to() {
     let ends = |out: &[u8]| out.len() >= 1024 && out[out.len() - 1024..].iter().all(|b| *b == 0);
     // Failed: the entries before the failure went out, the end did not.
     let mut out = Vec::new();
-    assert!(check_and_rewrite(escaping.as_slice(), &mut out).is_err());
+    assert!(check_and_rewrite(escaping.as_slice(), u64::MAX, &mut out).is_err());
     assert!(!ends(&out), "a failed archive was ended");
     // Passed but dropped unfinished (refused): no end either.
     let mut out = Vec::new();
-    drop(check_and_rewrite(good.as_slice(), &mut out).unwrap());
+    drop(check_and_rewrite(good.as_slice(), u64::MAX, &mut out).unwrap());
     assert!(!ends(&out), "an archive nobody agreed to was ended");
     // Finished: ended.
     let mut out = Vec::new();
-    check_and_rewrite(good.as_slice(), &mut out)
+    check_and_rewrite(good.as_slice(), u64::MAX, &mut out)
         .unwrap()
         .finish()
         .unwrap();
@@ -355,7 +355,7 @@ fn an_entrys_pax_size_must_agree_with_its_header() {
     ];
     for (case, archive, refused) in cases {
         let mut out = Vec::new();
-        let result = check_and_rewrite(archive.as_slice(), &mut out)
+        let result = check_and_rewrite(archive.as_slice(), u64::MAX, &mut out)
             .and_then(|rewritten| Ok(rewritten.finish()?));
         match result {
             Err(e) => {
@@ -375,6 +375,78 @@ fn an_entrys_pax_size_must_agree_with_its_header() {
                 assert_eq!(sizes.len(), 3, "{case}: {sizes:?}");
                 assert_eq!(sizes[2], ("l/layer.tar".to_owned(), m), "{case}");
             }
+        }
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use flate2::write::GzEncoder;
+    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn compressed_layers_count_at_what_docker_unpacks_them_to() {
+    let limit = 1u64 << 20;
+    let small = gzip(&vec![7u8; 64 << 10]);
+    // 8 MiB of zeros: a few KiB in the archive.
+    let bomb = gzip(&vec![0u8; 8 << 20]);
+    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+    let mut zstd = vec![0x28, 0xb5, 0x2f, 0xfd];
+    zstd.extend_from_slice(&[0; 100]);
+    let mut cut = small.clone();
+    cut.truncate(small.len() - 3);
+    // (case, layer, Ok(()) or the error's kind and what it says)
+    type Case<'a> = (&'a str, Vec<u8>, Result<(), (u16, &'a str)>);
+    let cases: Vec<Case> = vec![
+        ("a gzip layer within the limit", small.clone(), Ok(())),
+        ("a plain layer within the limit", vec![7; 900 << 10], Ok(())),
+        (
+            "a plain layer over the limit",
+            vec![7; (1 << 20) + 1],
+            Err((413, "more than 1048576 bytes")),
+        ),
+        (
+            "a gzip bomb",
+            bomb.clone(),
+            Err((413, "more than 1048576 bytes")),
+        ),
+        ("a zstd layer", zstd, Err((422, "zstd-compressed"))),
+        ("a gzip layer cut short", cut, Err((422, "gzip stream"))),
+    ];
+    for (case, layer, expected) in cases {
+        let archive = image_with_layer(&layer, None, None);
+        let mut out = Vec::new();
+        let result = check_and_rewrite(archive.as_slice(), limit, &mut out)
+            .and_then(|rewritten| Ok(rewritten.finish()?));
+        let ends =
+            |out: &[u8]| out.len() >= 1024 && out[out.len() - 1024..].iter().all(|b| *b == 0);
+        match (result, expected) {
+            (Ok(()), Ok(())) => {
+                // The layer reaches Docker as it was, compressed.
+                let mut found = None;
+                for entry in tar::Archive::new(out.as_slice()).entries().unwrap() {
+                    let mut entry = entry.unwrap();
+                    if entry.path().unwrap().to_str() == Some("l/layer.tar") {
+                        let mut data = Vec::new();
+                        entry.read_to_end(&mut data).unwrap();
+                        found = Some(data);
+                    }
+                }
+                assert_eq!(found.as_ref(), Some(&layer), "{case}");
+            }
+            (Err(e), Err((status, says))) => {
+                let got = match e {
+                    PackageError::ImageTooLarge { .. } => 413,
+                    PackageError::BadImage(_) => 422,
+                    _ => 0,
+                };
+                assert_eq!(got, status, "{case}: {e:?}");
+                assert!(e.to_string().contains(says), "{case}: {e}");
+                assert!(!ends(&out), "{case}: the refused archive was ended");
+            }
+            (result, expected) => panic!("{case}: {result:?}, expected {expected:?}"),
         }
     }
 }
