@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use package_rules::entry_names;
 use package_rules::tar_budget::{Budget, ENTRY_HEADERS_LIMIT};
+use package_rules::unpacked::{Refusal, Unpacked, read_head};
 
 /// JSON documents larger than this are not image metadata.
 const MAX_JSON_ENTRY: u64 = 4 << 20;
@@ -86,6 +87,16 @@ pub enum ImageError {
         missing: String,
     },
     #[error(
+        "entry {name:?} has a PAX size record of {pax} bytes over a header saying {header}; the two must agree (Berth refuses it)"
+    )]
+    PaxSize { name: String, pax: u64, header: u64 },
+    #[error(
+        "the image unpacks to more than {limit} bytes (its compressed layers decompressed), the platform's default image size limit: make the image smaller"
+    )]
+    TooLarge { limit: u64 },
+    #[error("entry {name:?}: {reason}")]
+    Layer { name: String, reason: String },
+    #[error(
         "image is {os}/{architecture}, but Cumulocity runs only {REQUIRED_OS}/{REQUIRED_ARCHITECTURE} images: rebuild it with `--platform linux/amd64`"
     )]
     WrongPlatform { os: String, architecture: String },
@@ -104,8 +115,26 @@ enum EntryKind {
 }
 
 /// Reads the whole archive from `reader` (to its very end, so a tee sees every byte) and
-/// summarizes the image in it.
+/// summarizes the image in it; it must unpack to at most the platform's default image size
+/// limit, its compressed layers decompressed (see [`scan_within`]).
 pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
+    scan_within(reader, package_rules::DEFAULT_IMAGE_SIZE_LIMIT)
+}
+
+/// What a refusal of the count means for the archive.
+fn refused(name: &str, refusal: Refusal) -> ImageError {
+    match refusal {
+        Refusal::TooLarge { limit } => ImageError::TooLarge { limit },
+        other => ImageError::Layer {
+            name: name.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// [`scan`], the archive unpacking to at most `limit` bytes as Docker unpacks it: every file
+/// counted through [`Unpacked`], as the platform counts it.
+pub fn scan_within<R: Read>(reader: R, limit: u64) -> Result<ImageSummary, ImageError> {
     let counted = CountingReader {
         inner: reader,
         count: 0,
@@ -116,6 +145,7 @@ pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
     let mut json_total = 0usize;
     let mut last_entry_end = 0u64;
     let mut buffer = vec![0u8; SKIP_BUFFER];
+    let mut unpacked = Unpacked::new(limit);
     let tar_bytes;
     let saw_end_marker;
     {
@@ -142,55 +172,60 @@ pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
                 .admit(&raw_name, kind)
                 .map_err(ImageError::Collision)?
                 .to_owned();
-            let size = entry.header().entry_size().map_err(ImageError::Tar)?;
+            // The tar reader goes by a PAX `size` record over the header's; the platform
+            // refuses an entry whose two sizes differ, as Docker reads the header it writes.
+            let size = entry.size();
+            let header_size = entry.header().entry_size().map_err(ImageError::Tar)?;
+            if size != header_size {
+                return Err(ImageError::PaxSize {
+                    name,
+                    pax: size,
+                    header: header_size,
+                });
+            }
             last_entry_end = entry.raw_file_position() + size.div_ceil(512) * 512;
-            let kind = match entry.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    if size <= MAX_JSON_ENTRY {
-                        let mut head = Vec::new();
-                        (&mut entry)
-                            .take(64)
-                            .read_to_end(&mut head)
-                            .map_err(ImageError::Tar)?;
-                        if head
-                            .iter()
-                            .find(|b| !b.is_ascii_whitespace())
-                            .is_some_and(|&b| b == b'{' || b == b'[')
-                        {
-                            entry.read_to_end(&mut head).map_err(ImageError::Tar)?;
-                            json_total += head.len();
+            let kind =
+                match entry.header().entry_type() {
+                    tar::EntryType::Regular | tar::EntryType::Continuous => {
+                        let kept = read_file(&mut entry, size, &mut unpacked, &mut buffer)
+                            .map_err(|e| match unpacked.refusal() {
+                                Some(refusal) => refused(&name, refusal.clone()),
+                                None => ImageError::Tar(e),
+                            })?;
+                        unpacked.end().map_err(|r| refused(&name, r))?;
+                        if let Some(document) = kept {
+                            json_total += document.len();
                             if json_total > MAX_JSON_TOTAL {
                                 return Err(ImageError::TooMuchMetadata);
                             }
-                            json.insert(name.clone(), head);
+                            json.insert(name.clone(), document);
                         }
+                        EntryKind::File { size }
                     }
-                    EntryKind::File { size }
-                }
-                tar::EntryType::Directory => EntryKind::Directory,
-                tar::EntryType::Symlink | tar::EntryType::Link => {
-                    let target = entry
-                        .link_name_bytes()
-                        .map(|t| String::from_utf8_lossy(&t).into_owned())
-                        .unwrap_or_default();
-                    let resolved = if entry.header().entry_type() == tar::EntryType::Symlink {
-                        resolve_symlink(&name, &target)
-                    } else {
-                        normalize(&target)
-                    };
-                    let target = resolved.ok_or_else(|| ImageError::UnsafeLink {
-                        name: name.clone(),
-                        target,
-                    })?;
-                    EntryKind::Link { target }
-                }
-                other => {
-                    return Err(ImageError::UnexpectedEntryType {
-                        name,
-                        kind: format!("{other:?}"),
-                    });
-                }
-            };
+                    tar::EntryType::Directory => EntryKind::Directory,
+                    tar::EntryType::Symlink | tar::EntryType::Link => {
+                        let target = entry
+                            .link_name_bytes()
+                            .map(|t| String::from_utf8_lossy(&t).into_owned())
+                            .unwrap_or_default();
+                        let resolved = if entry.header().entry_type() == tar::EntryType::Symlink {
+                            resolve_symlink(&name, &target)
+                        } else {
+                            normalize(&target)
+                        };
+                        let target = resolved.ok_or_else(|| ImageError::UnsafeLink {
+                            name: name.clone(),
+                            target,
+                        })?;
+                        EntryKind::Link { target }
+                    }
+                    other => {
+                        return Err(ImageError::UnexpectedEntryType {
+                            name,
+                            kind: format!("{other:?}"),
+                        });
+                    }
+                };
             // Drain the rest of the entry so the tee sees it and the position advances.
             skip_through(&mut entry, &mut buffer).map_err(ImageError::Tar)?;
             entries.insert(name, kind);
@@ -220,6 +255,37 @@ pub fn scan<R: Read>(reader: R) -> Result<ImageSummary, ImageError> {
     } else {
         Err(ImageError::NotAnImage)
     }
+}
+
+/// Reads a file's data to its end through the count of what it unpacks to, keeping it if it
+/// looks like a small JSON document (manifests, configs, indexes).
+fn read_file(
+    entry: &mut impl Read,
+    size: u64,
+    unpacked: &mut Unpacked,
+    buffer: &mut [u8],
+) -> io::Result<Option<Vec<u8>>> {
+    let head = read_head(entry)?;
+    unpacked
+        .begin(&head)
+        .map_err(|r| io::Error::new(io::ErrorKind::InvalidData, r.to_string()))?;
+    let mut data = unpacked.reader(head.as_slice().chain(entry));
+    let mut kept = None;
+    if size <= MAX_JSON_ENTRY {
+        let mut start = Vec::new();
+        (&mut data).take(64).read_to_end(&mut start)?;
+        if start
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'{' || b == b'[')
+        {
+            data.read_to_end(&mut start)?;
+            kept = Some(start);
+        }
+    }
+    // Drain the rest of the entry so the tee sees it, the position advances and it is counted.
+    skip_through(&mut data, buffer)?;
+    Ok(kept)
 }
 
 /// Reads `reader` to its end, discarding the data (a tee wrapped around the source still sees it).
@@ -585,6 +651,102 @@ mod tests {
                 expected,
                 "{link} -> {target}"
             );
+        }
+    }
+
+    /// A docker-save archive of one linux/amd64 image whose one layer is `layer`, its entry
+    /// written after a PAX record `size=<pax_size>` when given, its header saying `header_size`
+    /// (else the layer's length).
+    fn archive(layer: &[u8], header_size: Option<u64>, pax_size: Option<u64>) -> Vec<u8> {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let hex = hex::encode(Sha256::digest(config));
+        let manifest = format!(r#"[{{"Config":"{hex}.json","Layers":["l/layer.tar"]}}]"#);
+        let mut builder = tar::Builder::new(Vec::new());
+        if let Some(pax_size) = pax_size {
+            builder
+                .append_pax_extensions([("size", pax_size.to_string().as_bytes())])
+                .unwrap();
+        }
+        for (name, data, size) in [
+            (
+                "l/layer.tar",
+                layer,
+                header_size.unwrap_or(layer.len() as u64),
+            ),
+            (&format!("{hex}.json"), config, config.len() as u64),
+            (MANIFEST_JSON, manifest.as_bytes(), manifest.len() as u64),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_size(size);
+            header.set_path(name).unwrap();
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    const MANIFEST_JSON: &str = "manifest.json";
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn archives_are_refused_as_the_platform_refuses_them() {
+        let limit = 1 << 20;
+        let mut smuggling = vec![0u8; 4096];
+        smuggling.extend_from_slice(&[b'x'; 600]);
+        let mut zstd = vec![0x28, 0xb5, 0x2f, 0xfd];
+        zstd.extend_from_slice(&[0; 64]);
+        let small_gzip = gzip(&[7; 100_000]);
+        // (case, archive, None if valid or what the error says)
+        let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+            ("a plain layer", archive(&[7; 1000], None, None), None),
+            ("a gzip layer", archive(&small_gzip, None, None), None),
+            (
+                "PAX size over a smaller header",
+                archive(&smuggling, Some(4096), Some(smuggling.len() as u64)),
+                Some("PAX size record of 4696 bytes over a header saying 4096"),
+            ),
+            (
+                "PAX size equal to the header's",
+                archive(&smuggling, None, Some(smuggling.len() as u64)),
+                None,
+            ),
+            (
+                "a gzip bomb",
+                archive(&gzip(&vec![0; 4 << 20]), None, None),
+                Some("more than 1048576 bytes"),
+            ),
+            (
+                "a plain layer over the limit",
+                archive(&vec![7; (1 << 20) + 1], None, None),
+                Some("more than 1048576 bytes"),
+            ),
+            (
+                "a zstd layer",
+                archive(&zstd, None, None),
+                Some("\"l/layer.tar\": it is zstd-compressed"),
+            ),
+            (
+                "a gzip layer cut short",
+                archive(&small_gzip[..small_gzip.len() - 2], None, None),
+                Some("not a whole gzip stream"),
+            ),
+        ];
+        for (case, tar, expected) in cases {
+            let scanned = scan_within(tar.as_slice(), limit);
+            match (scanned, expected) {
+                (Ok(summary), None) => assert_eq!(summary.layer_count, 1, "{case}"),
+                (Err(error), Some(says)) => {
+                    assert!(error.to_string().contains(says), "{case}: {error}")
+                }
+                (scanned, _) => panic!("{case}: {scanned:?}"),
+            }
         }
     }
 

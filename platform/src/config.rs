@@ -38,8 +38,9 @@ pub const DEFAULT_DATA_DIR: &str = "berth-data";
 /// Default upload limit for application packages (the Cumulocity UI limit).
 pub const DEFAULT_UPLOAD_LIMIT: u64 = 500 * 1024 * 1024;
 /// Default limit on what a package's `image.tar` unpacks to: a compressed upload within the
-/// upload limit must not turn into an unbounded image on the Docker disk.
-pub const DEFAULT_IMAGE_SIZE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
+/// upload limit must not turn into an unbounded image on the Docker disk. `berth-pack` checks
+/// packages against the same number.
+pub const DEFAULT_IMAGE_SIZE_LIMIT: u64 = package_rules::DEFAULT_IMAGE_SIZE_LIMIT;
 /// Default storage quota per tenant over all its kept versions (package plus unpacked image).
 pub const DEFAULT_TENANT_STORAGE_QUOTA: u64 = 10 * 1024 * 1024 * 1024;
 /// Default internal API listener: plain HTTP for containers (peers outside Berth's container

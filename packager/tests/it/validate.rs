@@ -240,3 +240,59 @@ fn other_archive_shapes_are_understood() {
         );
     }
 }
+
+/// A docker-save archive of one linux/amd64 image whose one layer file holds `layer`.
+fn image_with_layer(layer: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_name = format!("{}.json", hex::encode(sha2::Sha256::digest(config)));
+    let manifest = format!(r#"[{{"Config":"{config_name}","Layers":["l/layer.tar"]}}]"#);
+    fixtures::tar_of(&[
+        ("l/layer.tar", layer),
+        (&config_name, config),
+        ("manifest.json", manifest.as_bytes()),
+    ])
+}
+
+#[test]
+fn validate_refuses_layers_that_unpack_beyond_the_platforms_limit() {
+    use std::io::Write;
+    // 64 MiB of zeros gzip to about 64 KiB; 33 such members make one gzip stream that Docker
+    // would decompress to 2.06 GiB, past the platform's default limit of 2 GiB.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&vec![0u8; 64 << 20]).unwrap();
+    let member = encoder.finish().unwrap();
+    let bomb = member.repeat(33);
+    let mut zstd = vec![0x28, 0xb5, 0x2f, 0xfd];
+    zstd.extend_from_slice(&[0; 64]);
+    let one_member = member.clone();
+    // (case, layer, exit code, what the output says)
+    let cases: [(&str, Vec<u8>, i32, &str); 3] = [
+        ("a gzip layer", one_member, 0, ""),
+        (
+            "a gzip bomb",
+            bomb,
+            1,
+            "the image unpacks to more than 2147483648 bytes",
+        ),
+        ("a zstd layer", zstd, 1, "it is zstd-compressed"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (case, layer, code, says) in cases {
+        write_package(
+            &dir.path().join("pkg.zip"),
+            &[
+                ("cumulocity.json", MANIFEST.as_bytes()),
+                ("image.tar", &image_with_layer(&layer)),
+            ],
+        );
+        let run = berth_pack(dir.path(), &["validate", "pkg.zip"]);
+        assert_eq!(run.code, code, "{case}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout.contains(says) || run.stderr.contains(says),
+            "{case}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
