@@ -495,7 +495,7 @@ fn usage_errors_exit_2_with_help() {
     );
     assert!(
         help.stdout
-            .contains("2 usage, IO, connection/TLS error or a platform failure"),
+            .contains("2 usage, IO, connection/TLS error, a platform failure (HTTP 5xx) or a platform busy for now (HTTP 408, 429)"),
         "{}",
         help.stdout
     );
