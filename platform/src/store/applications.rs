@@ -505,14 +505,15 @@ pub fn record_upload(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn store() -> Connection {
         super::super::test_conn(&["t1", "t2"])
     }
 
-    fn new_app(owner: &str, name: &str) -> NewApplication {
+    /// A private hosted application of `owner` (other stores' tests make theirs with it).
+    pub(in crate::store) fn new_app(owner: &str, name: &str) -> NewApplication {
         NewApplication {
             owner: owner.into(),
             name: name.into(),

@@ -47,22 +47,8 @@ mod tests {
     use rusqlite::params;
 
     use super::*;
-    use crate::store::applications::{NewApplication, create};
-
-    fn new_app(owner: &str, name: &str) -> NewApplication {
-        NewApplication {
-            owner: owner.into(),
-            name: name.into(),
-            key: format!("{name}-key"),
-            app_type: "HOSTED".into(),
-            availability: "PRIVATE".into(),
-            context_path: None,
-            description: None,
-            external_url: None,
-            roles: Vec::new(),
-            required_roles: Vec::new(),
-        }
-    }
+    use crate::store::applications::create;
+    use crate::store::applications::tests::new_app;
 
     #[test]
     fn manifest_bytes_are_the_stored_texts_in_bytes_with_a_differing_stable_version() {
