@@ -9,8 +9,7 @@
 //!
 //! A pass runs when poked (API handlers after every change, probe results, runtime events, a
 //! restart back-off expiring, the proxy reporting a refused upstream) and at least every
-//! `reconcile_interval`, but never sooner after the last one than [`pacing`] allows.
-//! Invariants:
+//! `reconcile_interval`. Invariants:
 //! * only objects labelled with this installation's id are ever touched;
 //! * a deployment's network exists before its instances; instances go before networks;
 //! * a new revision's instances start before the old ones stop, and the old ones stop only
@@ -47,7 +46,6 @@ mod handle;
 mod hold;
 pub mod journal;
 mod network;
-pub mod pacing;
 pub mod plan;
 pub mod probes;
 mod report;
@@ -222,7 +220,6 @@ impl Supervisor {
                 .record(began.elapsed().as_secs_f64());
             self.handle.covered.send_modify(|c| *c = (*c).max(covering));
             let now = Instant::now();
-            let took = now.duration_since(began);
             let wait = (self.state.deadlines())
                 .map(|deadline| deadline.saturating_duration_since(now))
                 .fold(self.settings.reconcile_interval, Duration::min);
@@ -231,10 +228,6 @@ impl Supervisor {
                 () = self.routing.refused_reported() => {}
                 () = tokio::time::sleep(wait) => {}
             }
-            // Wake-ups a tenant's service controls must not run passes back to back; those
-            // arriving meanwhile (and `converge` waiters) are served by the next pass.
-            let next = pacing::next_pass(now, took, Instant::now());
-            tokio::time::sleep_until(next.into()).await;
             if events.is_finished() {
                 tracing::warn!("Docker event watcher ended");
             }
