@@ -1,5 +1,6 @@
-//! A runtime for the executor's tests: instances in a map, creations counted, and an
-//! inspect that fails on demand; everything the tests do not reach is unreachable.
+//! A runtime for the supervisor's tests: instances in a map, creations and exec probes counted
+//! (each exec passes), and an inspect that fails on demand; everything the tests do not reach
+//! is unreachable.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -23,6 +24,8 @@ pub(super) struct FakeRuntime {
     pub created: AtomicU32,
     /// `instance` (inspect) answers an engine error.
     pub inspect_fails: AtomicBool,
+    /// `exec_succeeds` calls (each passes at once).
+    pub execs: AtomicU32,
 }
 
 impl FakeRuntime {
@@ -200,7 +203,8 @@ impl Runtime for FakeRuntime {
         unreachable!()
     }
     fn exec_succeeds<'a>(&'a self, _: &'a str, _: &'a [String], _: Duration) -> Pending<'a, bool> {
-        unreachable!()
+        self.execs.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(true) })
     }
     fn usage(&self, _: &str) -> BoxStream<'static, Result<Usage, RuntimeError>> {
         unreachable!()

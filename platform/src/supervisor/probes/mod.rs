@@ -322,121 +322,16 @@ async fn check(
 mod tests {
     use super::*;
 
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::Ordering;
 
-    use bytes::Bytes;
-    use futures_util::stream::BoxStream;
-    use time::OffsetDateTime;
-
-    use crate::runtime::{
-        HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo,
-        NetworkSpec, Pending, Usage,
-    };
-
-    /// A runtime whose only use is exec probes, which it counts (each passes at once).
-    #[derive(Debug, Default)]
-    struct CountedExecs(AtomicU32);
-
-    impl Runtime for CountedExecs {
-        fn exec_succeeds<'a>(
-            &'a self,
-            _: &'a str,
-            _: &'a [String],
-            _: Duration,
-        ) -> Pending<'a, bool> {
-            self.0.fetch_add(1, Ordering::Relaxed);
-            Box::pin(async { Ok(true) })
-        }
-        fn host_resources(&self) -> Pending<'_, HostResources> {
-            unreachable!()
-        }
-        fn image_id<'a>(&'a self, _: &'a str) -> Pending<'a, Option<String>> {
-            unreachable!()
-        }
-        fn image_tags<'a>(&'a self, _: &'a str) -> Pending<'a, Option<Vec<String>>> {
-            unreachable!()
-        }
-        fn image_user<'a>(&'a self, _: &'a str) -> Pending<'a, String> {
-            unreachable!()
-        }
-        fn load_image(&self, _: ImageArchive) -> Pending<'_, Vec<String>> {
-            unreachable!()
-        }
-        fn tag<'a>(&'a self, _: &'a str, _: &'a str, _: &'a str) -> Pending<'a, ()> {
-            unreachable!()
-        }
-        fn remove_image<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
-            unreachable!()
-        }
-        fn tags_older_than<'a>(
-            &'a self,
-            _: &'a str,
-            _: OffsetDateTime,
-        ) -> Pending<'a, Vec<String>> {
-            unreachable!()
-        }
-        fn network<'a>(&'a self, _: &'a str) -> Pending<'a, Option<NetworkInfo>> {
-            unreachable!()
-        }
-        fn networks<'a>(&'a self, _: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<NetworkInfo>> {
-            unreachable!()
-        }
-        fn create_network<'a>(&'a self, _: &'a NetworkSpec) -> Pending<'a, NetworkInfo> {
-            unreachable!()
-        }
-        fn subnets_in_use(&self) -> Pending<'_, Vec<String>> {
-            unreachable!()
-        }
-        fn remove_network<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
-            unreachable!()
-        }
-        fn remove_network_and_instances<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
-            unreachable!()
-        }
-        fn create_instance<'a>(&'a self, _: &'a InstanceSpec) -> Pending<'a, String> {
-            unreachable!()
-        }
-        fn start_instance<'a>(&'a self, _: &'a str) -> Pending<'a, bool> {
-            unreachable!()
-        }
-        fn pace_restarts<'a>(&'a self, _: &'a str, _: Duration) -> Pending<'a, ()> {
-            unreachable!()
-        }
-        fn kill_instance<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
-            unreachable!()
-        }
-        fn remove_instance<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
-            unreachable!()
-        }
-        fn instances<'a>(&'a self, _: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<InstanceInfo>> {
-            unreachable!()
-        }
-        fn instance<'a>(&'a self, _: &'a str) -> Pending<'a, Option<InstanceInfo>> {
-            unreachable!()
-        }
-        fn logs<'a>(&'a self, _: &'a str, _: i64, _: i64, _: Option<u64>) -> Pending<'a, String> {
-            unreachable!()
-        }
-        fn follow_logs(&self, _: &str, _: u64) -> BoxStream<'static, Result<Bytes, RuntimeError>> {
-            unreachable!()
-        }
-        fn usage(&self, _: &str) -> BoxStream<'static, Result<Usage, RuntimeError>> {
-            unreachable!()
-        }
-        fn events(
-            &self,
-            _: &[(&str, &str)],
-        ) -> BoxStream<'static, Result<InstanceEvent, RuntimeError>> {
-            unreachable!()
-        }
-    }
+    use crate::supervisor::fake::FakeRuntime;
 
     /// A service the proxy ejects every 100 ms for a minute: its exec readiness probe still
     /// runs at most every 5 s (each ejection's check waits out the minimum, then covers every
     /// ejection since), where it ran once per ejection, 600 times.
     #[tokio::test(start_paused = true)]
     async fn ejections_run_an_exec_probe_at_most_every_five_seconds() {
-        let runtime = Arc::new(CountedExecs::default());
+        let runtime = Arc::new(FakeRuntime::default());
         let routing = RoutingTable::new();
         let readiness = Probe {
             handler: ProbeHandler::Exec {
@@ -471,7 +366,7 @@ mod tests {
             routing.eject("c1", "connection reset".to_owned(), Duration::from_secs(10));
         }
         task.abort();
-        let execs = runtime.0.load(Ordering::Relaxed);
+        let execs = runtime.execs.load(Ordering::SeqCst);
         // At 0, 5, 10 … 60 s at most; and ejections are still checked, not dropped.
         assert!((11..=13).contains(&execs), "{execs} execs in 60 s");
         assert!(state.lock().unwrap().ready);
