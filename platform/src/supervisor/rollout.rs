@@ -97,28 +97,21 @@ impl Supervisor {
     pub(super) fn record_expired_revision(&self, dep: &Deployment) {
         let deadline = rollout_deadline(self.settings.rollout_timeout, dep.readiness.as_ref());
         let text = format!(
-            "{}: a new revision of version {} (a re-upload or a changed runtime option) did not become ready within {}s; the previous revision was stopped, as it runs beside a rollout for that long at most",
-            dep.application_name,
+            "a new revision of version {} (a re-upload or a changed runtime option) did not become ready within {}s; the previous revision was stopped, as it runs beside a rollout for that long at most",
             dep.version,
             deadline.as_secs()
         );
         tracing::warn!(deployment = %dep.key, revision = %dep.revision, "previous revision stopped: the new one was not ready in time");
-        journal::record(
-            &self.audit,
-            journal::Entry {
-                tenant: &dep.owner,
-                application: (dep.key.application_id, &dep.application_name),
-                record_type: "Application",
-                activity: "Previous revision stopped",
-                text,
-                severity: audit::MAJOR,
-                details: json!({
-                    "deployment": dep.key.to_string(),
-                    "version": dep.version,
-                    "revision": dep.revision,
-                    "rolloutTimeoutSeconds": deadline.as_secs(),
-                }),
-            },
+        self.record_rollout(
+            (&dep.owner, dep.key.application_id, &dep.application_name),
+            "Previous revision stopped",
+            &text,
+            json!({
+                "deployment": dep.key.to_string(),
+                "version": dep.version,
+                "revision": dep.revision,
+                "rolloutTimeoutSeconds": deadline.as_secs(),
+            }),
         );
     }
 
@@ -196,21 +189,15 @@ impl Supervisor {
             .await;
         match expired {
             Ok((true, owner, name)) => {
-                journal::record(
-                    &self.audit,
-                    journal::Entry {
-                        tenant: &owner,
-                        application: (app, &name),
-                        record_type: "Application",
-                        activity: "Re-upload not ready",
-                        text: format!("{name}: {message}"),
-                        severity: audit::MAJOR,
-                        details: json!({
-                            "version": w.active,
-                            "reason": message,
-                            "rolloutTimeoutSeconds": w.deadline.as_secs(),
-                        }),
-                    },
+                self.record_rollout(
+                    (&owner, app, &name),
+                    "Re-upload not ready",
+                    &message,
+                    json!({
+                        "version": w.active,
+                        "reason": message,
+                        "rolloutTimeoutSeconds": w.deadline.as_secs(),
+                    }),
                 );
                 self.state.apps.entry(app).or_default().rollout = None;
             }
@@ -244,7 +231,7 @@ impl Supervisor {
             .await;
         match rolled_back {
             Ok(Some((owner, name))) => {
-                self.record_rollback(
+                self.record_rollout(
                     (&owner, app, &name),
                     "Rolled back",
                     &reason,
@@ -279,7 +266,7 @@ impl Supervisor {
                 match noted {
                     Ok((true, owner, name)) => {
                         tracing::warn!(application = app, %why, "rollback refused");
-                        self.record_rollback(
+                        self.record_rollout(
                             (&owner, app, &name),
                             "Rollback refused",
                             &message,
@@ -302,9 +289,9 @@ impl Supervisor {
         }
     }
 
-    /// A rollback's record (done or refused) in the owner's audit log, `text` after the
-    /// application's name.
-    fn record_rollback(
+    /// A rollout's record (rolled back, rollback refused, re-upload or revision expired) in the
+    /// owner's audit log, `text` after the application's name.
+    fn record_rollout(
         &self,
         (owner, app, name): (&str, i64, &str),
         activity: &str,
