@@ -58,6 +58,22 @@ impl Tended {
     }
 }
 
+/// The upstreams among `instances` the proxy may send to: running, ready, with an address.
+pub(super) fn routable<'a>(
+    part: &Part,
+    instances: impl Iterator<Item = &'a InstanceInfo>,
+) -> Vec<Upstream> {
+    instances
+        .filter(|c| c.running && part.is_ready(&c.id))
+        .filter_map(|c| {
+            c.ip.map(|ip| Upstream {
+                instance: c.name.clone(),
+                addr: SocketAddr::new(ip, 80),
+            })
+        })
+        .collect()
+}
+
 /// What converging one deployment left: its kept replicas by slot, the old-revision
 /// instances still serving, and whether every replica of the current revision is ready.
 pub(super) struct Converged {
@@ -214,17 +230,7 @@ impl Supervisor {
         }
         // Replicas the proxy ejected stay out for the ejection period (the routing table's
         // business); their probe task turns them unready if they do not answer either.
-        let upstreams: Vec<Upstream> = kept
-            .values()
-            .chain(old_kept.iter())
-            .filter(|c| c.running && part.is_ready(&c.id))
-            .filter_map(|c| {
-                c.ip.map(|ip| Upstream {
-                    instance: c.name.clone(),
-                    addr: SocketAddr::new(ip, 80),
-                })
-            })
-            .collect();
+        let upstreams = routable(part, kept.values().chain(old_kept.iter()));
         self.routing.publish(dep.key.clone(), upstreams);
         Converged {
             kept,

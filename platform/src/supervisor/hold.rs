@@ -4,12 +4,12 @@
 //! (one adopted after a restart gets a probe-less watcher, as an old revision's does: ready
 //! while it answers), and the ready ones stay routed, until it can be deployed again.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::Supervisor;
+use super::act::routable;
 use super::state::Instance;
-use crate::routing::{DeploymentKey, Upstream};
+use crate::routing::DeploymentKey;
 use crate::runtime::InstanceInfo;
 
 impl Supervisor {
@@ -27,21 +27,12 @@ impl Supervisor {
                 self.watch_run(&mut part, None, c);
             }
         }
-        let upstreams: Vec<Upstream> = containers
-            .iter()
-            .filter(|c| c.running && part.is_ready(&c.id))
-            .filter(|c| {
-                part.instances
-                    .get(&c.id)
-                    .is_some_and(|i| i.draining.is_none())
-            })
-            .filter_map(|c| {
-                c.ip.map(|ip| Upstream {
-                    instance: c.name.clone(),
-                    addr: SocketAddr::new(ip, 80),
-                })
-            })
-            .collect();
+        let not_draining = containers.iter().filter(|c| {
+            part.instances
+                .get(&c.id)
+                .is_some_and(|i| i.draining.is_none())
+        });
+        let upstreams = routable(&part, not_draining);
         if !upstreams.is_empty() || self.routing.keys().contains(key) {
             self.routing.publish(key.clone(), upstreams);
         }
