@@ -5,11 +5,12 @@
 //! thrown away), any other at its size, against one limit; a file compressed another way is
 //! refused, since nothing here can count it.
 //!
-//! Usage, per file entry: [`Unpacked::begin`] with the file's first bytes ([`MAGIC_LEN`] of
-//! them, fewer if the file is shorter), then every byte of the file through
-//! [`Unpacked::data`] (or read it through [`Unpacked::reader`]), then [`Unpacked::end`].
+//! Usage, per file entry: read its data through [`Unpacked::file`] to its end. By hand:
+//! [`Unpacked::begin`] with the file's first bytes ([`MAGIC_LEN`] of them, fewer if the file is
+//! shorter), then every byte of the file through [`Unpacked::data`] (or read it through
+//! [`Unpacked::reader`]), then [`Unpacked::end`].
 
-use std::io::{self, Read, Write};
+use std::io::{self, Chain, Cursor, Read, Write};
 
 use flate2::write::MultiGzDecoder;
 
@@ -208,6 +209,18 @@ impl Unpacked {
         })
     }
 
+    /// A file whose data `entry` reads, begun with its first bytes and read through the count
+    /// ([`Unpacked::reader`]): read to its end, it is ended too. A refusal fails this call or a
+    /// read ([`Unpacked::refusal`] says which).
+    pub fn file<R: Read>(
+        &mut self,
+        mut entry: R,
+    ) -> io::Result<Counted<'_, Chain<Cursor<Vec<u8>>, R>>> {
+        let head = read_head(&mut entry)?;
+        self.begin(&head).map_err(refused)?;
+        Ok(self.reader(Cursor::new(head).chain(entry)))
+    }
+
     /// `inner`, the data of the file begun last, read through [`Unpacked::data`]; at its end,
     /// [`Unpacked::end`]. A refusal fails the read ([`Unpacked::refusal`] says which). Also
     /// counts the bytes read.
@@ -239,7 +252,6 @@ impl<R> Counted<'_, R> {
 
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let refused = |r: Refusal| io::Error::new(io::ErrorKind::InvalidData, r.to_string());
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         if n == 0 && !buf.is_empty() && !self.ended {
@@ -251,8 +263,13 @@ impl<R: Read> Read for Counted<'_, R> {
     }
 }
 
+/// A refusal as the error of a read.
+fn refused(refusal: Refusal) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, refusal.to_string())
+}
+
 /// Reads a file's first [`MAGIC_LEN`] bytes (fewer only if it is shorter).
-pub fn read_head(reader: &mut impl Read) -> io::Result<Vec<u8>> {
+fn read_head(reader: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(MAGIC_LEN);
     reader.take(MAGIC_LEN as u64).read_to_end(&mut head)?;
     Ok(head)
@@ -271,10 +288,10 @@ mod tests {
 
     /// Counts one file through a reader, in reads of `chunk` bytes, as an archive reader would.
     fn count(unpacked: &mut Unpacked, file: &[u8], chunk: usize) -> Result<u64, Refusal> {
-        let mut source = file;
-        let head = read_head(&mut source).unwrap();
-        unpacked.begin(&head)?;
-        let mut reader = unpacked.reader(head.as_slice().chain(source));
+        let mut reader = match unpacked.file(file) {
+            Ok(reader) => reader,
+            Err(_) => return Err(unpacked.refusal().cloned().expect("a refusal")),
+        };
         let mut buf = vec![0; chunk];
         loop {
             match reader.read(&mut buf) {

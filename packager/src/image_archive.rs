@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use package_rules::entry_names;
 use package_rules::tar_budget::{Budget, ENTRY_HEADERS_LIMIT};
-use package_rules::unpacked::{Refusal, Unpacked, read_head};
+use package_rules::unpacked::{Refusal, Unpacked};
 
 /// JSON documents larger than this are not image metadata.
 const MAX_JSON_ENTRY: u64 = 4 << 20;
@@ -192,7 +192,6 @@ pub fn scan_within<R: Read>(reader: R, limit: u64) -> Result<ImageSummary, Image
                                 Some(refusal) => refused(&name, refusal.clone()),
                                 None => ImageError::Tar(e),
                             })?;
-                        unpacked.end().map_err(|r| refused(&name, r))?;
                         if let Some(document) = kept {
                             json_total += document.len();
                             if json_total > MAX_JSON_TOTAL {
@@ -265,11 +264,7 @@ fn read_file(
     unpacked: &mut Unpacked,
     buffer: &mut [u8],
 ) -> io::Result<Option<Vec<u8>>> {
-    let head = read_head(entry)?;
-    unpacked
-        .begin(&head)
-        .map_err(|r| io::Error::new(io::ErrorKind::InvalidData, r.to_string()))?;
-    let mut data = unpacked.reader(head.as_slice().chain(entry));
+    let mut data = unpacked.file(entry)?;
     let mut kept = None;
     if size <= MAX_JSON_ENTRY {
         let mut start = Vec::new();
@@ -283,7 +278,8 @@ fn read_file(
             kept = Some(start);
         }
     }
-    // Drain the rest of the entry so the tee sees it, the position advances and it is counted.
+    // Drain the rest of the entry so the tee sees it, the position advances and it is counted
+    // (and ended).
     skip_through(&mut data, buffer)?;
     Ok(kept)
 }

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::{ImageInfo, PackageError};
 use package_rules::entry_names::{Kind, Names};
 use package_rules::tar_budget::{Budget, ENTRY_HEADERS_LIMIT};
-use package_rules::unpacked::{Refusal, Unpacked, read_head};
+use package_rules::unpacked::{Refusal, Unpacked};
 
 const MANIFEST: &str = "manifest.json";
 /// Entries that can name tags and are left out of what Docker gets: `repositories` (read by the
@@ -311,20 +311,16 @@ fn rewrite_file<W: Write>(
     kept: &mut Kept,
 ) -> Result<(), PackageError> {
     let (name, size) = (file.name, file.size);
-    let head = read_head(entry).map_err(bad)?;
-    unpacked.begin(&head).map_err(|r| refused(name, r))?;
-    let mut data = unpacked.reader(head.as_slice().chain(entry));
-    let handed = hand_on(&mut data, file, builder, kept).and_then(|()| {
-        // What was not handed on (a dropped entry) is counted too.
+    let read = unpacked.file(entry).map_err(bad).and_then(|mut data| {
+        hand_on(&mut data, file, builder, kept)?;
+        // What was not handed on (a dropped entry) is counted too, and the file ended.
         io::copy(&mut data, &mut io::sink()).map_err(bad)?;
-        Ok(())
+        Ok(data.read_bytes())
     });
-    let read = data.read_bytes();
     if let Some(refusal) = unpacked.refusal() {
         return Err(refused(name, refusal.clone()));
     }
-    handed?;
-    unpacked.end().map_err(|r| refused(name, r))?;
+    let read = read?;
     // A header written for Docker says `size`: the data must be all there.
     if read != size {
         return Err(bad(format!(
