@@ -283,8 +283,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // The last owner of a data directory (not a restart handing it on) also removes the
-        // host firewall rules the server installed: they outlive the process by design.
+        // The last owner of a data directory (not a restart handing it on) also removes what
+        // outlives the process by design: the host firewall rules, and the containers, networks
+        // and image tags of its installation (a test that unsubscribes just before it ends
+        // cannot know whether the killed server had removed them yet).
         let last = self
             ._tmp
             .as_ref()
@@ -300,41 +302,45 @@ impl Drop for Server {
                 .find_map(|l| l.strip_prefix("berth: installation "))
         {
             remove_host_firewall(installation);
-            // Containers may still hold them (their cleanup runs after the server): those tags
-            // go with `DockerCleanup`, which forces.
-            remove_installation_tags(installation, false);
+            remove_installation_objects(installation);
         }
     }
 }
 
-/// Removes the image tags `berth/<installation>/…` a server made (`force`: also when a
-/// container still refers to the image, which then goes once nothing holds it).
-pub fn remove_installation_tags(installation: &str, force: bool) {
+/// Removes what a server of `installation` left in Docker: its containers (forced), then its
+/// networks, then its image tags (each image goes with its last tag).
+pub fn remove_installation_objects(installation: &str) {
+    let filter = format!("label=berth.installation={installation}");
+    let list = |args: &[&str]| {
+        Command::new("docker")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    for id in list(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
+        let _ = Command::new("docker").args(["rm", "-f", id]).output();
+    }
+    for id in list(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
+        let _ = Command::new("docker").args(["network", "rm", id]).output();
+    }
+    // The tags `berth/<installation>/…` (forced: an image another test's container still
+    // uses is untagged and goes once nothing holds it).
     let prefix: String = installation
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
         .collect();
     let reference = format!("reference=berth/{prefix}/*");
-    let Ok(out) = Command::new("docker")
-        .args([
-            "images",
-            "--filter",
-            &reference,
-            "--format",
-            "{{.Repository}}:{{.Tag}}",
-        ])
-        .output()
-    else {
-        return;
-    };
-    for tag in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-        let mut args = vec!["rmi"];
-        if force {
-            args.push("-f");
-        }
-        args.push(tag);
-        let _ = Command::new("docker").args(&args).output();
+    let tags = list(&[
+        "images",
+        "--filter",
+        &reference,
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
+    for tag in tags.split_whitespace() {
+        let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
     }
 }
 

@@ -138,21 +138,7 @@ pub(crate) struct DockerCleanup(pub(crate) String);
 
 impl Drop for DockerCleanup {
     fn drop(&mut self) {
-        let filter = format!("label=berth.installation={}", self.0);
-        let list = |args: &[&str]| {
-            Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        for id in list(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
-            let _ = Command::new("docker").args(["rm", "-f", id]).output();
-        }
-        for id in list(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
-            let _ = Command::new("docker").args(["network", "rm", id]).output();
-        }
-        crate::fixture::remove_installation_tags(&self.0, true);
+        crate::fixture::remove_installation_objects(&self.0);
         PENDING_IMAGES
             .lock()
             .unwrap_or_else(|p| p.into_inner())
