@@ -69,7 +69,7 @@ pub struct Package {
     pub image_bytes: u64,
 }
 
-/// The image inside `image.tar`, as named by its checked `manifest.json`.
+/// The image inside `image.tar`, as named by its checked `manifest.json`, and what it unpacks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
     /// `sha256:<hex>`, the id Docker gives the image after loading.
@@ -79,6 +79,10 @@ pub struct ImageInfo {
     /// The config and layer entries, as `manifest.json` names them.
     pub config: String,
     pub layers: Vec<String>,
+    /// What the archive's files unpack to in Docker (gzip layers decompressed), counted while
+    /// it was checked: what the image costs the tenant's storage quota when more than the
+    /// archive itself ([`crate::storage`]).
+    pub unpacked_bytes: u64,
 }
 
 /// The package's zip, read through the budget that bounded opening it.

@@ -1,12 +1,16 @@
 //! What a tenant's kept versions cost, for its storage quota and its usage statistics. A kept
-//! version is a package under `packages/<tenant>/` in the data directory; it costs its zip plus
-//! the bytes its `image.tar` unpacks to (the upload checked that the zip header states them
-//! truly), an upper bound of what it holds on the data disk and, as an image, on Docker's,
-//! plus the bytes its `cumulocity.json` unpacks to: the database keeps each version's manifest
-//! as text, and a manifest of up to 1 MiB compresses to almost nothing in the zip, so without
-//! it a tenant could store gigabytes of manifests in the database at no cost to its quota.
-//! The cost is recorded with each version at upload (`application_versions.stored_bytes`), so
-//! the quota check at every upload sums a column instead of opening every kept package.
+//! version is a package under `packages/<tenant>/` in the data directory and an image in
+//! Docker; it costs its zip, plus its image at the larger of the bytes its `image.tar` unpacks
+//! to (the upload checked that the zip header states them truly) and what the image's files
+//! unpack to in Docker (a gzip-compressed layer decompressed, as Docker's loader does: a layer
+//! of a few KiB in `image.tar` can take the whole image size limit on Docker's disk, counted
+//! while the archive streamed into the engine), an upper bound of what it holds on the data
+//! disk and on Docker's, plus the bytes its `cumulocity.json` unpacks to: the database keeps
+//! each version's manifest as text, and a manifest of up to 1 MiB compresses to almost nothing
+//! in the zip, so without it a tenant could store gigabytes of manifests in the database at no
+//! cost to its quota ([`Parts::cost`]). The cost is recorded with each version at upload
+//! (`application_versions.stored_bytes`), so the quota check at every upload sums a column
+//! instead of opening every kept package; a version recorded before keeps its recorded cost.
 //! Blocking IO: call it from a blocking thread.
 
 use std::io;
@@ -14,24 +18,51 @@ use std::path::Path;
 
 use crate::package::{IMAGE_ENTRY, MANIFEST_ENTRY};
 
-/// Bytes one kept package accounts for: the file, its unpacked image and its unpacked manifest.
+/// The sizes of one version's parts that its cost is made of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Parts {
+    /// The package file.
+    pub zipped: u64,
+    /// What `image.tar` unpacks to from the zip.
+    pub image_tar: u64,
+    /// What the image's files unpack to in Docker, gzip layers decompressed (0: not counted).
+    pub image_unpacked: u64,
+    /// What `cumulocity.json` unpacks to.
+    pub manifest: u64,
+}
+
+impl Parts {
+    /// What the version costs: its zip, its image at the larger of `image.tar` and what Docker
+    /// unpacks it to, and its manifest.
+    pub fn cost(&self) -> u64 {
+        self.zipped
+            .saturating_add(self.image_tar.max(self.image_unpacked))
+            .saturating_add(self.manifest)
+    }
+}
+
+/// Bytes one kept package accounts for by itself: the file, its unpacked image archive and its
+/// unpacked manifest (what its layers unpack to in Docker is counted only while they stream).
 pub fn package_bytes(path: &Path) -> io::Result<u64> {
     let file = std::fs::File::open(path)?;
-    let zipped = file.metadata()?.len();
-    let unpacked = zip::ZipArchive::new(file)
-        .map(|mut zip| {
-            (0..zip.len())
-                .filter_map(|i| {
-                    let entry = zip.by_index_raw(i).ok()?;
-                    let name = entry.name_raw();
-                    (name.eq_ignore_ascii_case(IMAGE_ENTRY.as_bytes())
-                        || name.eq_ignore_ascii_case(MANIFEST_ENTRY.as_bytes()))
-                    .then(|| entry.size())
-                })
-                .fold(0u64, u64::saturating_add)
-        })
-        .unwrap_or(0);
-    Ok(zipped.saturating_add(unpacked))
+    let mut parts = Parts {
+        zipped: file.metadata()?.len(),
+        ..Parts::default()
+    };
+    if let Ok(mut zip) = zip::ZipArchive::new(file) {
+        for i in 0..zip.len() {
+            let Ok(entry) = zip.by_index_raw(i) else {
+                continue;
+            };
+            let name = entry.name_raw();
+            if name.eq_ignore_ascii_case(IMAGE_ENTRY.as_bytes()) {
+                parts.image_tar = entry.size();
+            } else if name.eq_ignore_ascii_case(MANIFEST_ENTRY.as_bytes()) {
+                parts.manifest = entry.size();
+            }
+        }
+    }
+    Ok(parts.cost())
 }
 
 /// Bytes a tenant's kept versions account for, given each one's package file (relative to
@@ -104,6 +135,34 @@ mod tests {
             package_bytes(&path).unwrap(),
             zipped + manifest.len() as u64 + image.len() as u64
         );
+    }
+
+    #[test]
+    fn an_image_costs_the_larger_of_its_archive_and_what_docker_unpacks_it_to() {
+        let parts = |image_tar, image_unpacked| Parts {
+            zipped: 1000,
+            image_tar,
+            image_unpacked,
+            manifest: 10,
+        };
+        // (image.tar, what Docker unpacks it to, cost)
+        let cases = [
+            // Not counted (a version measured from its package): the archive.
+            (5000, 0, 6010),
+            // Plain layers: the files unpack to a little less than the archive (tar headers).
+            (5000, 4000, 6010),
+            (5000, 5000, 6010),
+            // A gzip layer of a few KiB that unpacks to a gigabyte in Docker.
+            (5000, 1 << 30, 1010 + (1 << 30)),
+            (u64::MAX, 7, u64::MAX),
+        ];
+        for (image_tar, unpacked, cost) in cases {
+            assert_eq!(
+                parts(image_tar, unpacked).cost(),
+                cost,
+                "{image_tar} / {unpacked}"
+            );
+        }
     }
 
     #[test]

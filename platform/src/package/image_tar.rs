@@ -10,6 +10,7 @@
 //! agree with the header's), and the re-written header says it. Every file counts at what
 //! Docker unpacks it to ([`Unpacked`]): a gzip-compressed layer decompressed on the way (the
 //! output thrown away), against the image size limit; zstd, bzip2 and xz layers are refused.
+//! The count is the checked image's `unpacked_bytes`, which the storage quota charges.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -261,9 +262,10 @@ fn rewrite_entries<W: Write>(
         // bounded search for the next entry.
         io::copy(&mut entry, &mut io::sink()).map_err(bad)?;
     }
-    let image = kept
+    let mut image = kept
         .manifest
         .ok_or_else(|| bad(format!("{MANIFEST} is missing")))?;
+    image.unpacked_bytes = unpacked.total();
     // Docker opens the config and layers by these names: they must be entries as checked.
     let hex = image.id.trim_start_matches("sha256:");
     match kept.small_file_digests.get(image.config.as_str()) {
@@ -396,6 +398,8 @@ fn parse_manifest(text: &str) -> Result<ImageInfo, PackageError> {
         repo_tags: image.repo_tags.clone().unwrap_or_default(),
         config: image.config.clone(),
         layers: image.layers.clone(),
+        // Known once the whole archive was read.
+        unpacked_bytes: 0,
     })
 }
 

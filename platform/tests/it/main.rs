@@ -41,6 +41,7 @@ mod proxy_streams;
 mod restart;
 mod revisions;
 mod serve;
+mod storage_quota;
 mod subscriptions;
 mod supervisor;
 mod swarm;

@@ -43,7 +43,17 @@ pub struct TestImage {
 }
 
 impl TestImage {
+    /// With `padding` bytes of noise in a file of its own (none for 0).
     pub fn build(padding: usize) -> TestImage {
+        // Incompressible bytes, so the package really is this large.
+        let noise: Vec<u8> = (0..padding)
+            .map(|i| (i as u64).wrapping_mul(6364136223846793005).to_be_bytes()[0] ^ (i as u8))
+            .collect();
+        TestImage::with_padding(&noise)
+    }
+
+    /// With `padding` in a file of its own (none when empty).
+    pub fn with_padding(padding: &[u8]) -> TestImage {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs.tar");
         let mut builder = tar::Builder::new(Vec::new());
@@ -55,12 +65,8 @@ impl TestImage {
             builder.append_data(&mut header, name, data).unwrap();
         };
         add("hello.txt", unique("hello-").as_bytes());
-        if padding > 0 {
-            // Incompressible bytes, so the package really is this large.
-            let noise: Vec<u8> = (0..padding)
-                .map(|i| (i as u64).wrapping_mul(6364136223846793005).to_be_bytes()[0] ^ (i as u8))
-                .collect();
-            add("padding.bin", &noise);
+        if !padding.is_empty() {
+            add("padding.bin", padding);
         }
         std::fs::write(&rootfs, builder.into_inner().unwrap()).unwrap();
         let tag = format!("berth-it-{}:v1", unique(""));

@@ -138,7 +138,7 @@ pub async fn accept(
 
 /// The saga from an opened package on. `temp` is taken only once the image is loaded: a
 /// failure before leaves it to the caller. `arrival` is the package's arrival when it is read
-/// while it arrives (its size is known only then, so the quota is checked again at the end).
+/// while it arrives.
 async fn accept_opened(
     apps: &Arc<Apps>,
     principal: &Principal,
@@ -201,15 +201,15 @@ async fn accept_opened(
         ))
     })?;
     let image_bytes = opened.declared_image_bytes;
-    let unpacked = image_bytes.saturating_add(opened.manifest_bytes);
-    check_storage_quota(
-        apps,
-        &app.owner,
-        unpacked,
-        opened.package_bytes,
-        existing.as_ref(),
-    )
-    .await?;
+    // By the declared sizes, so a package plainly over the quota loads nothing; checked again
+    // once the image was counted (`Requota`).
+    let declared = crate::storage::Parts {
+        zipped: opened.package_bytes,
+        image_tar: image_bytes,
+        image_unpacked: 0,
+        manifest: opened.manifest_bytes,
+    };
+    check_storage_quota(apps, &app.owner, declared.cost(), existing.as_ref()).await?;
     let package_file = format!(
         "{}/{}/{id}/{}-{}.zip",
         crate::PACKAGES_DIR,
@@ -226,15 +226,16 @@ async fn accept_opened(
         package_file: &package_file,
     };
     let validated = opened.manifest.clone();
-    let requota = arrival.map(|_| Requota {
+    let requota = Requota {
         package: temp
             .as_ref()
             .map(|t| t.path().to_owned())
             .unwrap_or_default(),
-        unpacked,
-    });
-    let (image, intent_id, intent) =
-        load(apps, opened, existing.as_ref(), &target, requota.as_ref()).await?;
+        image_tar: image_bytes,
+        manifest: opened.manifest_bytes,
+    };
+    let (image, intent_id, intent, stored_bytes) =
+        load(apps, opened, existing.as_ref(), &target, &requota).await?;
     let Some(temp) = temp.take() else {
         undo(apps, intent_id, intent).await;
         return Err(UploadError::Internal("the upload was kept".into()));
@@ -248,6 +249,7 @@ async fn accept_opened(
         temp,
         synced,
         intent: intent_id,
+        stored_bytes,
     };
     let Installed {
         app,
@@ -305,19 +307,22 @@ struct Kept {
     synced: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The upload's intent, finished with the record.
     intent: i64,
+    /// What the version costs, as the quota check at the end of its load counted it.
+    stored_bytes: u64,
 }
 
 /// Streams the package's image into the engine, checked on the way. Once the whole archive
-/// passed, and before its end goes out, [`decide`] rules on the image it holds; unless it
-/// agrees, the engine gets a failed stream and loads nothing. Returns the image and the
-/// recorded intent (undone here if the load fails after it).
+/// passed, and before its end goes out, the storage quota is checked again with what the image
+/// unpacks to ([`Requota`]) and [`decide`] rules on the image it holds; unless both agree, the
+/// engine gets a failed stream and loads nothing. Returns the image, the recorded intent
+/// (undone here if the load fails after it) and what the version costs.
 async fn load(
     apps: &Arc<Apps>,
     opened: Opened,
     existing: Option<&Version>,
     target: &Target<'_>,
-    requota: Option<&Requota>,
-) -> Result<(ImageInfo, i64, UploadIntent), UploadError> {
+    requota: &Requota,
+) -> Result<(ImageInfo, i64, UploadIntent, u64), UploadError> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     let (seen, seen_by_decide) = tokio::sync::oneshot::channel::<ImageInfo>();
     let (agree, agreed) = tokio::sync::oneshot::channel::<bool>();
@@ -334,19 +339,21 @@ async fn load(
         let Ok(image) = seen_by_decide.await else {
             return Ok(None);
         };
-        let decided = match requota {
-            Some(requota) => match requota.check(apps, target.tenant, existing).await {
-                Ok(()) => decide(apps, &image, existing, target).await,
-                Err(e) => Err(e),
-            },
-            None => decide(apps, &image, existing, target).await,
+        let checked = requota
+            .check(apps, target.tenant, existing, image.unpacked_bytes)
+            .await;
+        let decided = match checked {
+            Ok(cost) => decide(apps, &image, existing, target)
+                .await
+                .map(|(id, intent)| (id, intent, cost)),
+            Err(e) => Err(e),
         };
         let _ = agree.send(decided.is_ok());
         decided.map(Some)
     };
     let (loaded, ruling) = tokio::join!(load, ruling);
     let streamed = reader.await.map_err(task_failed)?;
-    let (intent_id, intent) = match ruling {
+    let (intent_id, intent, stored_bytes) = match ruling {
         Ok(Some(recorded)) => recorded,
         Ok(None) => return Err(failed_load(streamed, loaded)),
         Err(refused) => return Err(refused),
@@ -356,7 +363,7 @@ async fn load(
         (streamed, loaded) => Err(failed_load(streamed, loaded)),
     };
     match outcome {
-        Ok(image) => Ok((image, intent_id, intent)),
+        Ok(image) => Ok((image, intent_id, intent, stored_bytes)),
         Err(e) => {
             undo(apps, intent_id, intent).await;
             Err(e)
@@ -463,6 +470,7 @@ async fn install(
         temp,
         synced,
         intent,
+        stored_bytes,
     } = kept;
     crate::fault::point(crate::fault::UPLOAD_LOADED).await;
     let runtime = &apps.runtime;
@@ -501,13 +509,6 @@ async fn install(
     temp.persist(&kept)
         .map_err(|e| UploadError::Internal(format!("keeping package: {e}")))?;
     crate::fault::point(crate::fault::UPLOAD_KEPT).await;
-    // Recorded with the version, so quota checks sum a column (one zip directory read here).
-    let measured = kept.clone();
-    let stored_bytes =
-        tokio::task::spawn_blocking(move || crate::storage::package_bytes(&measured))
-            .await
-            .map_err(task_failed)?
-            .map_err(|e| UploadError::Internal(format!("measuring the kept package: {e}")))?;
     let manifest = package.manifest.manifest.clone();
     let mut record = UploadRecord {
         version: Version {
@@ -516,6 +517,7 @@ async fn install(
             image_tag: target.tag.reference(),
             package_file: target.package_file.to_owned(),
         },
+        // Recorded with the version, so quota checks sum a column.
         stored_bytes,
         manifest: Value::Null,
         roles: manifest.roles.clone(),

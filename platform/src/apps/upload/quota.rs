@@ -1,5 +1,8 @@
 //! The tenant's storage quota at upload: checked by the declared sizes before the image loads,
-//! and again by the real size of a package that was read while it arrived.
+//! and again once the image archive was counted, before its end reaches the engine: with the
+//! package's real size (it may still have been arriving at the first check) and what the image
+//! unpacks to in Docker, which gzip layers can make far more than `image.tar`. The second
+//! check's figure is what the version is recorded to cost.
 
 use super::{UploadError, task_failed};
 use crate::apps::Apps;
@@ -7,14 +10,12 @@ use crate::storage;
 use crate::store::applications::Version;
 use crate::store::artifacts;
 
-/// Refuses the package when keeping it would take the tenant over its storage quota:
-/// `unpacked` is what its image and manifest unpack to, `zipped` the package's size (see
-/// [`storage`] for why both count).
+/// Refuses the package when keeping it would take the tenant over its storage quota: `new` is
+/// what the version costs ([`storage::Parts::cost`]).
 pub(super) async fn check_storage_quota(
     apps: &Apps,
     tenant: &str,
-    unpacked: u64,
-    zipped: u64,
+    new: u64,
     replaced: Option<&Version>,
 ) -> Result<(), UploadError> {
     let data_dir = apps.data_dir.clone();
@@ -34,12 +35,7 @@ pub(super) async fn check_storage_quota(
             .map_or(0, |(file, recorded)| {
                 storage::version_bytes(&data_dir, file, *recorded).unwrap_or(0)
             });
-        Ok(storage::check_quota(
-            used,
-            freed,
-            zipped.saturating_add(unpacked),
-            quota,
-        ))
+        Ok(storage::check_quota(used, freed, new, quota))
     })
     .await
     .map_err(task_failed)?
@@ -47,23 +43,37 @@ pub(super) async fn check_storage_quota(
     verdict.map_err(|over| UploadError::TooLarge(over.to_string()))
 }
 
-/// The quota check again, with the size of a package that was read while it arrived.
+/// The quota check again, once the image archive was counted.
 pub(super) struct Requota {
+    /// The received package.
     pub(super) package: std::path::PathBuf,
-    pub(super) unpacked: u64,
+    /// What `image.tar` and `cumulocity.json` unpack to from the zip.
+    pub(super) image_tar: u64,
+    pub(super) manifest: u64,
 }
 
 impl Requota {
+    /// Checks the quota with what the image unpacks to in Docker (`image_unpacked`); returns
+    /// what the version costs, to be recorded with it.
     pub(super) async fn check(
         &self,
         apps: &Apps,
         tenant: &str,
         replaced: Option<&Version>,
-    ) -> Result<(), UploadError> {
+        image_unpacked: u64,
+    ) -> Result<u64, UploadError> {
         let zipped = tokio::fs::metadata(&self.package)
             .await
             .map_err(|e| UploadError::Internal(format!("measuring the package: {e}")))?
             .len();
-        check_storage_quota(apps, tenant, self.unpacked, zipped, replaced).await
+        let cost = storage::Parts {
+            zipped,
+            image_tar: self.image_tar,
+            image_unpacked,
+            manifest: self.manifest,
+        }
+        .cost();
+        check_storage_quota(apps, tenant, cost, replaced).await?;
+        Ok(cost)
     }
 }

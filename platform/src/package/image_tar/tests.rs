@@ -397,11 +397,19 @@ fn compressed_layers_count_at_what_docker_unpacks_them_to() {
     zstd.extend_from_slice(&[0; 100]);
     let mut cut = small.clone();
     cut.truncate(small.len() - 3);
-    // (case, layer, Ok(()) or the error's kind and what it says)
-    type Case<'a> = (&'a str, Vec<u8>, Result<(), (u16, &'a str)>);
+    // What the archive's other files (config, manifest.json) unpack to.
+    let others = check(image_with_layer(&[], None, None).as_slice())
+        .unwrap()
+        .unpacked_bytes;
+    // (case, layer, Ok(what the layer unpacks to) or the error's kind and what it says)
+    type Case<'a> = (&'a str, Vec<u8>, Result<u64, (u16, &'a str)>);
     let cases: Vec<Case> = vec![
-        ("a gzip layer within the limit", small.clone(), Ok(())),
-        ("a plain layer within the limit", vec![7; 900 << 10], Ok(())),
+        ("a gzip layer within the limit", small.clone(), Ok(64 << 10)),
+        (
+            "a plain layer within the limit",
+            vec![7; 900 << 10],
+            Ok(900 << 10),
+        ),
         (
             "a plain layer over the limit",
             vec![7; (1 << 20) + 1],
@@ -418,12 +426,17 @@ fn compressed_layers_count_at_what_docker_unpacks_them_to() {
     for (case, layer, expected) in cases {
         let archive = image_with_layer(&layer, None, None);
         let mut out = Vec::new();
-        let result = check_and_rewrite(archive.as_slice(), limit, &mut out)
-            .and_then(|rewritten| Ok(rewritten.finish()?));
+        let result = check_and_rewrite(archive.as_slice(), limit, &mut out).and_then(|rewritten| {
+            let unpacked = rewritten.image.unpacked_bytes;
+            rewritten.finish()?;
+            Ok(unpacked)
+        });
         let ends =
             |out: &[u8]| out.len() >= 1024 && out[out.len() - 1024..].iter().all(|b| *b == 0);
         match (result, expected) {
-            (Ok(()), Ok(())) => {
+            (Ok(unpacked), Ok(layer_unpacked)) => {
+                // The image is counted at what Docker unpacks it to (the storage quota's cost).
+                assert_eq!(unpacked, others + layer_unpacked, "{case}");
                 // The layer reaches Docker as it was, compressed.
                 let mut found = None;
                 for entry in tar::Archive::new(out.as_slice()).entries().unwrap() {
