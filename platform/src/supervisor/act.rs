@@ -94,7 +94,8 @@ impl Supervisor {
     }
 
     /// Converges one deployment (`dep.replicas` already the autoscaler's count) on its part
-    /// of the state and publishes its ready instances to routing. Touches nothing of another
+    /// of the state and publishes its ready instances to routing. `containers` are those the
+    /// pass found, `leaving` those of them being removed. Touches nothing of another
     /// deployment, so the pass runs several at once.
     pub(super) async fn converge(
         &self,
@@ -103,6 +104,7 @@ impl Supervisor {
         network: &str,
         mut labels: HashMap<String, String>,
         containers: Vec<InstanceInfo>,
+        leaving: &[plan::Leaving],
     ) -> Converged {
         labels.insert(
             super::LABEL_TENANT.to_owned(),
@@ -122,10 +124,12 @@ impl Supervisor {
             .filter_map(|(slot, f)| Some((*slot, f.next_try?)))
             .collect();
         let observed: Vec<Observed> = current.iter().map(|c| Self::observed(part, c)).collect();
+        let leaving_slots = plan::leaving_slots(leaving, &dep.key.to_string(), &dep.revision);
         let actions = plan::replicas(
             dep.replicas,
             &observed,
             &create_backoff,
+            &leaving_slots,
             self.settings.autoscaling.drain_period,
             now,
         );
@@ -137,7 +141,7 @@ impl Supervisor {
                 Action::Remove { id, why } => {
                     if let Some(c) = by_id.remove(&id) {
                         tracing::debug!(container = %c.name, ?why, "removing");
-                        self.remove(part, &c).await;
+                        self.remove(part, &c);
                     }
                 }
                 Action::Drain { id, until } => {
@@ -160,14 +164,16 @@ impl Supervisor {
                         Tended::Kept(updated) => {
                             kept.insert(replica, updated);
                         }
-                        // Removed by hand: replace it now, not a pass later.
-                        Tended::Vanished => {
+                        // Removed by hand: replace it now, not a pass later (unless the
+                        // slot waits for a removal of ours, as `plan::replicas` has it).
+                        Tended::Vanished if !leaving_slots.contains(&replica) => {
                             if let Some(created) =
                                 self.create(part, dep, network, &labels, replica).await
                             {
                                 kept.insert(replica, created);
                             }
                         }
+                        Tended::Vanished => {}
                         Tended::Unknown => {}
                     }
                 }
@@ -176,7 +182,9 @@ impl Supervisor {
                         kept.insert(replica, created);
                     }
                 }
-                Action::Retain { .. } | Action::RemoveNetwork { .. } => {}
+                Action::Retain { .. }
+                | Action::RemoveNetwork { .. }
+                | Action::DeferNetwork { .. } => {}
             }
         }
         self.pace_restarts(part, dep, &kept).await;
@@ -194,7 +202,7 @@ impl Supervisor {
                 version: c.labels.get(super::LABEL_VERSION).cloned(),
             })
             .collect();
-        let kept_revision = self.kept_revision(part, dep, all_ready, &old_observed, now);
+        let kept_revision = self.kept_revision(part, dep, all_ready, &old_observed, leaving, now);
         let mut old_by_id: HashMap<String, InstanceInfo> =
             old.into_iter().map(|c| (c.id.clone(), c)).collect();
         let mut old_kept = Vec::new();
@@ -213,7 +221,7 @@ impl Supervisor {
                         expired |= kept_revision.as_ref().is_some_and(|k| {
                             k.expired && c.labels.get(LABEL_REVISION) == Some(&k.revision)
                         });
-                        self.remove(part, &c).await;
+                        self.remove(part, &c);
                     }
                 }
                 Action::Retain { id } => {
@@ -283,12 +291,11 @@ impl Supervisor {
         }
     }
 
-    /// Removes an instance and forgets it.
-    pub(super) async fn remove(&self, part: &mut Part, c: &InstanceInfo) {
+    /// Forgets an instance and starts removing it (off the pass: its removal may take
+    /// minutes, and the pass must not wait for it).
+    pub(super) fn remove(&self, part: &mut Part, c: &InstanceInfo) {
         part.instances.remove(&c.id);
-        if let Err(e) = self.runtime.remove_instance(&c.id).await {
-            tracing::warn!(container = %c.name, error = %e, "cannot remove container");
-        }
+        self.start_removal(c);
     }
 
     pub(super) fn watch_run(&self, part: &mut Part, dep: Option<&Deployment>, c: &InstanceInfo) {
@@ -638,7 +645,7 @@ mod tests {
             runtime.inspect_fails.store(inspect_fails, Ordering::SeqCst);
             let mut part = State::default().take_part(&dep.key, ["c0"].into_iter(), Instant::now());
             let converged = sup
-                .converge(&mut part, &dep, "net", HashMap::new(), listed)
+                .converge(&mut part, &dep, "net", HashMap::new(), listed, &[])
                 .await;
             assert_eq!(
                 runtime.created.load(Ordering::SeqCst),

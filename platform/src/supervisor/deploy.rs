@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 
 use super::act::Converged;
 use super::network::Claims;
+use super::plan::Leaving;
 use super::spec::Deployment;
 use super::state::Part;
 use super::{Supervisor, parse_subnet};
@@ -21,10 +22,12 @@ use crate::routing::DeploymentKey;
 use crate::runtime::{InstanceInfo, NetworkInfo};
 
 /// One deployment's work for the step: the deployment (with the autoscaler's count), its
-/// containers as the pass found them, and its part of the state.
+/// containers as the pass found them (those being removed apart), those being removed, and its
+/// part of the state.
 pub(super) struct Unit {
     pub dep: Deployment,
     pub current: Vec<InstanceInfo>,
+    pub leaving: Vec<Leaving>,
     pub part: Part,
 }
 
@@ -71,7 +74,14 @@ impl Supervisor {
                 // Known to the internal API before any instance of this network starts.
                 self.handle.add_subnets(&fresh);
                 let converged = self
-                    .converge(&mut unit.part, &unit.dep, &network, labels, unit.current)
+                    .converge(
+                        &mut unit.part,
+                        &unit.dep,
+                        &network,
+                        labels,
+                        unit.current,
+                        &unit.leaving,
+                    )
                     .await;
                 Ok((converged, fresh))
             }

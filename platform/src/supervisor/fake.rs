@@ -1,8 +1,8 @@
-//! A runtime for the supervisor's tests: instances in a map, creations and exec probes counted
-//! (each exec passes), and an inspect that fails on demand; everything the tests do not reach
-//! is unreachable.
+//! A runtime for the supervisor's tests: instances and networks in maps, creations, removals
+//! and exec probes counted (each exec passes), an inspect that fails on demand, and removals
+//! that block until released; everything the tests do not reach is unreachable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +26,15 @@ pub(super) struct FakeRuntime {
     pub inspect_fails: AtomicBool,
     /// `exec_succeeds` calls (each passes at once).
     pub execs: AtomicU32,
+    /// Networks by name.
+    pub networks: Mutex<HashMap<String, NetworkInfo>>,
+    /// `remove_instance` calls, by instance id, in order.
+    pub removals: Mutex<Vec<String>>,
+    /// Instances whose removal blocks until they leave this set ([`FakeRuntime::release`]).
+    pub held: tokio::sync::watch::Sender<HashSet<String>>,
+    /// `remove_network` calls: the network, and how many instances of its deployment were
+    /// still there.
+    pub removed_networks: Mutex<Vec<(String, usize)>>,
 }
 
 impl FakeRuntime {
@@ -54,6 +63,32 @@ impl FakeRuntime {
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, InstanceInfo>> {
         self.instances.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removals of `id` block from now on, until released.
+    pub fn hold(&self, id: &str) {
+        self.held.send_modify(|h| {
+            h.insert(id.to_owned());
+        });
+    }
+
+    /// Removals of `id` finish.
+    pub fn release(&self, id: &str) {
+        self.held.send_modify(|h| {
+            h.remove(id);
+        });
+    }
+
+    /// How many times removing `id` was asked.
+    pub fn removals_of(&self, id: &str) -> usize {
+        let removals = self.removals.lock().unwrap_or_else(|p| p.into_inner());
+        removals.iter().filter(|r| *r == id).count()
+    }
+}
+
+impl FakeRuntime {
+    pub fn nets(&self) -> std::sync::MutexGuard<'_, HashMap<String, NetworkInfo>> {
+        self.networks.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -142,8 +177,14 @@ impl Runtime for FakeRuntime {
         Box::pin(async move { Ok(all) })
     }
     fn remove_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
-        self.lock().remove(id);
-        Box::pin(async { Ok(()) })
+        (self.removals.lock().unwrap_or_else(|p| p.into_inner())).push(id.to_owned());
+        let mut held = self.held.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as `self`.
+            let _ = held.wait_for(|h| !h.contains(id)).await;
+            self.lock().remove(id);
+            Ok(())
+        })
     }
     fn kill_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
         if let Some(c) = self.lock().get_mut(id) {
@@ -178,20 +219,46 @@ impl Runtime for FakeRuntime {
     fn tags_older_than<'a>(&'a self, _: &'a str, _: OffsetDateTime) -> Pending<'a, Vec<String>> {
         unreachable!()
     }
-    fn network<'a>(&'a self, _: &'a str) -> Pending<'a, Option<NetworkInfo>> {
-        unreachable!()
+    fn network<'a>(&'a self, name: &'a str) -> Pending<'a, Option<NetworkInfo>> {
+        let found = self.nets().get(name).cloned();
+        Box::pin(async move { Ok(found) })
     }
     fn networks<'a>(&'a self, _: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<NetworkInfo>> {
-        unreachable!()
+        let all = self.nets().values().cloned().collect();
+        Box::pin(async move { Ok(all) })
     }
-    fn create_network<'a>(&'a self, _: &'a NetworkSpec) -> Pending<'a, NetworkInfo> {
-        unreachable!()
+    fn create_network<'a>(&'a self, spec: &'a NetworkSpec) -> Pending<'a, NetworkInfo> {
+        let info = NetworkInfo {
+            id: format!("id-{}", spec.name),
+            name: spec.name.clone(),
+            labels: spec.labels.clone(),
+            subnets: vec![spec.subnet.clone()],
+            bridge: Some(spec.bridge.clone()),
+        };
+        self.nets().insert(spec.name.clone(), info.clone());
+        Box::pin(async move { Ok(info) })
     }
     fn subnets_in_use(&self) -> Pending<'_, Vec<String>> {
-        unreachable!()
+        let all = self
+            .nets()
+            .values()
+            .flat_map(|n| n.subnets.clone())
+            .collect();
+        Box::pin(async move { Ok(all) })
     }
-    fn remove_network<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
-        unreachable!()
+    fn remove_network<'a>(&'a self, name: &'a str) -> Pending<'a, ()> {
+        if let Some(n) = self.nets().remove(name) {
+            let deployment = n.labels.get(super::LABEL_DEPLOYMENT);
+            let on_it = (self.lock().values())
+                .filter(|c| c.labels.get(super::LABEL_DEPLOYMENT) == deployment)
+                .count();
+            let mut removed = self
+                .removed_networks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            removed.push((name.to_owned(), on_it));
+        }
+        Box::pin(async { Ok(()) })
     }
     fn remove_network_and_instances<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
         unreachable!()

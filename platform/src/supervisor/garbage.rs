@@ -1,9 +1,7 @@
-//! Removing what no desired deployment uses: its containers (`deploy_concurrency` at once),
-//! then its networks.
+//! Removing what no desired deployment uses: its containers (each off the pass, see
+//! [`removals`](super::removals)), then, once none is left on them, its networks.
 
 use std::collections::{HashMap, HashSet};
-
-use futures_util::{StreamExt, stream};
 
 use super::Supervisor;
 use super::plan::Action;
@@ -25,42 +23,48 @@ pub(super) fn wanted(
 }
 
 impl Supervisor {
-    /// Removes containers of no desired deployment, then their networks (freeing names,
-    /// addresses and memory, and an unsubscribe's subnet for this very pass); containers
-    /// `deploy_concurrency` at once.
+    /// Starts removing the containers of no desired deployment (freeing names, addresses and
+    /// memory) and removes the networks nothing is left on (freeing an unsubscribe's subnet
+    /// for this very pass). Returns the networks that wait for their containers' removal.
     pub(super) async fn collect_garbage(
         &mut self,
         garbage: Vec<Action>,
         mut orphans: HashMap<String, InstanceInfo>,
-    ) {
-        let mut containers = Vec::new();
+    ) -> HashSet<String> {
         let mut networks = Vec::new();
+        let mut waiting = HashSet::new();
         for action in garbage {
             match action {
                 Action::Remove { id, .. } => {
                     if let Some(c) = orphans.remove(&id) {
                         self.state.instances.remove(&c.id);
-                        containers.push(c);
+                        tracing::info!(container = %c.name, "removing container of no desired deployment");
+                        self.start_removal(&c);
                     }
                 }
                 Action::RemoveNetwork { name } => networks.push(name),
+                Action::DeferNetwork { name } => {
+                    tracing::debug!(network = %name, "network of no desired deployment waits for its containers' removal");
+                    waiting.insert(name);
+                }
                 _ => {}
             }
         }
-        let runtime = &self.runtime;
-        stream::iter(containers)
-            .for_each_concurrent(self.settings.deploy_concurrency, |c| async move {
-                tracing::info!(container = %c.name, "removing container of no desired deployment");
-                if let Err(e) = runtime.remove_instance(&c.id).await {
-                    tracing::warn!(container = %c.name, error = %e, "cannot remove container");
-                }
-            })
-            .await;
         for name in networks {
             tracing::info!(network = %name, "removing network of no desired deployment");
             if let Err(e) = self.runtime.remove_network(&name).await {
                 tracing::warn!(network = %name, error = %e, "cannot remove network");
             }
+        }
+        waiting
+    }
+
+    /// Starts removing a container off the pass, unless it is being removed already.
+    pub(super) fn start_removal(&self, c: &InstanceInfo) {
+        let runtime = std::sync::Arc::clone(&self.runtime);
+        let wake = std::sync::Arc::clone(&self.handle.wake);
+        if !self.state.removals.start(runtime, wake, c) {
+            tracing::debug!(container = %c.name, "being removed already");
         }
     }
 }
@@ -101,11 +105,11 @@ mod tests {
         let instances: Vec<(String, Option<String>)> = (cases.iter().enumerate())
             .map(|(i, (label, _))| (format!("c{i}"), label.map(str::to_owned)))
             .collect();
-        let nets: Vec<String> = cases
+        let nets: Vec<(String, Option<String>)> = cases
             .iter()
-            .filter_map(|(label, _)| Some(format!("net-{}", (*label)?)))
+            .filter_map(|(label, _)| Some((format!("net-{}", (*label)?), label.map(str::to_owned))))
             .collect();
-        let actions = plan::garbage(&instances, &nets, &deployments, &networks);
+        let actions = plan::garbage(&instances, &nets, &[], &deployments, &networks);
         for (i, (label, garbage)) in cases.iter().enumerate() {
             let removed = Action::Remove {
                 id: format!("c{i}"),
@@ -114,10 +118,11 @@ mod tests {
             assert_eq!(actions.contains(&removed), *garbage, "container {label:?}");
             let Some(label) = label else { continue };
             let name = format!("net-{label}");
-            // The network an upload is making is kept, though nothing runs on it yet.
+            // The network an upload is making is kept, though nothing runs on it yet; the
+            // others wait for their instance's removal.
             let garbage = *garbage && *label != "4/shared";
-            let removed = Action::RemoveNetwork { name };
-            assert_eq!(actions.contains(&removed), garbage, "network {label}");
+            let waits = Action::DeferNetwork { name };
+            assert_eq!(actions.contains(&waits), garbage, "network {label}");
         }
     }
 }

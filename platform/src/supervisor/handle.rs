@@ -2,7 +2,7 @@
 //! ahead of an upload, read the status it published, find an instance's container, tell
 //! whether an address is inside Berth's container networks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,8 +27,9 @@ pub struct Handle {
     /// Convergence requests handed out ([`Handle::converge`] takes the next number)…
     pub(super) requested: Arc<AtomicU64>,
     /// …and the highest one a completed pass had seen when it started (so it read the
-    /// database after that request's change).
-    pub(super) covered: Arc<tokio::sync::watch::Sender<u64>>,
+    /// database after that request's change), with what of no desired deployment the last
+    /// pass left still going.
+    pub(super) covered: Arc<tokio::sync::watch::Sender<Covered>>,
     /// Deployments whose network uploads in flight want made now (how many uploads each).
     pub(super) preparing: Arc<Mutex<HashMap<DeploymentKey, usize>>>,
 }
@@ -42,7 +43,7 @@ impl Handle {
             usage: Arc::default(),
             subnets: Arc::default(),
             requested: Arc::new(AtomicU64::new(0)),
-            covered: Arc::new(tokio::sync::watch::channel(0).0),
+            covered: Arc::new(tokio::sync::watch::channel(Covered::default()).0),
             preparing: Arc::default(),
         }
     }
@@ -128,16 +129,24 @@ impl Handle {
     }
 
     /// Pokes and waits (at most `limit`) until a pass that started after this call completed,
-    /// so the caller sees Docker converged to the database (e.g. containers of a deleted
-    /// application gone before its image is removed). False on timeout.
+    /// and what of no desired deployment it left still going is gone, so the caller sees
+    /// Docker converged to the database (e.g. containers of a deleted application gone before
+    /// its image is removed, an unsubscribed deployment's network gone). False on timeout.
     pub async fn converge(&self, limit: Duration) -> bool {
         let mut covered = self.covered.subscribe();
         // A pass that starts after this number was taken reads the database after our change;
         // a pass already running may not have, and is not waited for beyond its end.
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         self.poke();
-        let done = covered.wait_for(|c| *c >= ticket);
-        matches!(tokio::time::timeout(limit, done).await, Ok(Ok(_)))
+        let done = async {
+            let left = Arc::clone(&covered.wait_for(|c| c.pass >= ticket).await?.leftovers);
+            // Removals run off the pass, and each one's end brings a pass (which removes the
+            // networks that waited for it): wait for those of that pass, not for any begun
+            // later (a busy installation may never be without one).
+            covered.wait_for(|c| left.gone_from(&c.leftovers)).await?;
+            Ok::<_, tokio::sync::watch::error::RecvError>(())
+        };
+        matches!(tokio::time::timeout(limit, done).await, Ok(Ok(())))
     }
 
     /// The status of an application (None if it has no deployment).
@@ -166,6 +175,30 @@ impl Handle {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .any(|(net, prefix)| in_subnet(ip, *net, *prefix))
+    }
+}
+
+/// What the API waits for ([`Handle::converge`]): the last completed pass, and what of no
+/// desired deployment it left still going.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Covered {
+    /// The highest convergence request it covered.
+    pub pass: u64,
+    pub leftovers: Arc<Leftovers>,
+}
+
+/// What of no desired deployment a pass left: containers still being removed, networks
+/// waiting for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Leftovers {
+    pub containers: HashSet<String>,
+    pub networks: HashSet<String>,
+}
+
+impl Leftovers {
+    /// None of these is left in `now` (what a later pass left).
+    fn gone_from(&self, now: &Leftovers) -> bool {
+        self.containers.is_disjoint(&now.containers) && self.networks.is_disjoint(&now.networks)
     }
 }
 
@@ -245,6 +278,46 @@ mod tests {
         assert_eq!(handle.preparing(), vec![key("t2")]);
         drop(second);
         assert!(handle.preparing().is_empty());
+    }
+
+    /// The API's convergence waits for the pass after its change, then for what of no desired
+    /// deployment that pass left going, not for what later passes began.
+    #[tokio::test]
+    async fn converging_waits_for_the_removals_of_the_pass_after_the_change() {
+        use futures_util::FutureExt;
+        let handle = Handle::new();
+        let publish = |pass, containers: &[&str], networks: &[&str]| {
+            let leftovers = Arc::new(Leftovers {
+                containers: containers.iter().map(|c| (*c).to_owned()).collect(),
+                networks: networks.iter().map(|n| (*n).to_owned()).collect(),
+            });
+            handle.covered.send_modify(|c| {
+                c.pass = pass;
+                c.leftovers = leftovers;
+            });
+        };
+        publish(0, &["c0"], &[]);
+        let mut waiting = std::pin::pin!(handle.converge(Duration::from_secs(3600)));
+        // (case, the last pass published: covered, containers, networks; done)
+        type Case<'a> = (&'a str, u64, &'a [&'a str], &'a [&'a str], bool);
+        let cases: [Case; 5] = [
+            ("no pass since the change", 0, &["c0"], &[], false),
+            (
+                "the pass after it left a removal",
+                1,
+                &["c0", "c1"],
+                &["n1"],
+                false,
+            ),
+            ("that removal still runs", 2, &["c1"], &["n1"], false),
+            ("its network waits", 3, &[], &["n1"], false),
+            ("all gone, later removals apart", 4, &["c2"], &["n2"], true),
+        ];
+        for (case, pass, containers, networks, done) in cases {
+            publish(pass, containers, networks);
+            let answer = waiting.as_mut().now_or_never();
+            assert_eq!(answer, done.then_some(true), "{case}");
+        }
     }
 
     #[test]

@@ -11,7 +11,12 @@
 //! restart back-off expiring, the proxy reporting a refused upstream) and at least every
 //! `reconcile_interval`. Invariants:
 //! * only objects labelled with this installation's id are ever touched;
-//! * a deployment's network exists before its instances; instances go before networks;
+//! * a deployment's network exists before its instances; instances go before networks: a
+//!   network (and its subnet) stays while any instance on it is being removed;
+//! * removing an instance never holds a pass: each removal runs off it ([`removals`]), at most
+//!   `deploy_concurrency` at once, its instance remembered as leaving until it ends (then a
+//!   pass is poked); a leaving instance is not live, ready, routed or removed again, and its
+//!   replica slot gets a new instance only once it is gone;
 //! * a new revision's instances start before the old ones stop, and the old ones stop only
 //!   when every new replica is ready (zero-downtime rollout); only the deployment's last
 //!   fully-ready revision keeps running beside a rollout, never more than one, and for the
@@ -48,6 +53,7 @@ pub mod journal;
 mod network;
 pub mod plan;
 pub mod probes;
+mod removals;
 mod report;
 mod rollout;
 mod scaling;
@@ -179,6 +185,7 @@ impl Supervisor {
         secrets: Arc<Secrets>,
         routing: RoutingTable,
     ) -> Supervisor {
+        let removals = removals::Removals::new(settings.deploy_concurrency);
         Supervisor {
             settings,
             store,
@@ -187,7 +194,10 @@ impl Supervisor {
             secrets,
             routing,
             handle: Handle::new(),
-            state: State::default(),
+            state: State {
+                removals,
+                ..State::default()
+            },
             started: time::OffsetDateTime::now_utc(),
         }
     }
@@ -212,13 +222,23 @@ impl Supervisor {
         loop {
             let covering = self.handle.requested.load(Ordering::SeqCst);
             let began = Instant::now();
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "reconcile pass failed; retrying");
-            }
+            // A failed pass leaves what the last one left.
+            let leftovers = match self.pass().await {
+                Ok(leftovers) => Some(Arc::new(leftovers)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconcile pass failed; retrying");
+                    None
+                }
+            };
             // A summary (quantiles, sum, count) on /metrics: how long passes take at scale.
             metrics::histogram!("berth_reconcile_pass_seconds")
                 .record(began.elapsed().as_secs_f64());
-            self.handle.covered.send_modify(|c| *c = (*c).max(covering));
+            self.handle.covered.send_modify(|c| {
+                c.pass = c.pass.max(covering);
+                if let Some(leftovers) = leftovers {
+                    c.leftovers = leftovers;
+                }
+            });
             let now = Instant::now();
             let wait = (self.state.deadlines())
                 .map(|deadline| deadline.saturating_duration_since(now))
@@ -412,8 +432,9 @@ impl Supervisor {
     }
 
     /// One reconcile pass: read, forget what is gone, collect garbage, converge each
-    /// deployment, finish rollouts, publish.
-    async fn pass(&mut self) -> Result<(), SupervisorError> {
+    /// deployment, finish rollouts, publish. Returns what of no desired deployment it left
+    /// still going (removals run off the pass).
+    async fn pass(&mut self) -> Result<handle::Leftovers, SupervisorError> {
         let Desired {
             deployments: desired,
             rollouts,
@@ -422,11 +443,20 @@ impl Supervisor {
         } = self.desired().await?;
         let installation = self.settings.installation.clone();
         let ours = [(LABEL_INSTALLATION, installation.as_str())];
+        // Read before the listing, so that no container listed while its removal runs is
+        // taken for live (one whose removal failed meanwhile waits for the pass its end
+        // brings).
+        let leaving = self.state.removals.snapshot();
         let containers = self.runtime.instances(&ours).await?;
-        // Instances being removed are gone already: their replica is created anew in this
-        // pass instead of being restarted (which the engine refuses).
-        let containers: Vec<InstanceInfo> =
-            containers.into_iter().filter(|c| !c.removing).collect();
+        // Instances being removed are gone already: neither live, nor ready, nor routed, nor
+        // removed again. One the engine shows being removed (not by this process) has its
+        // replica created anew in this pass instead of being restarted (which the engine
+        // refuses); one this process removes has its slot wait for the removal's end
+        // (`plan::leaving_slots`).
+        let containers: Vec<InstanceInfo> = (containers.into_iter())
+            .filter(|c| !c.removing && !leaving.contains_key(&c.id))
+            .collect();
+        let leaving: Vec<plan::Leaving> = leaving.into_values().collect();
         let existing: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
         // Held deployments (of broken applications) are remembered as they are, but their
         // deadlines wake nobody: nothing is done to them until they can be deployed again.
@@ -435,8 +465,9 @@ impl Supervisor {
         let gone = self.state.forget(&apps, &keys, &existing);
         self.state.held = held.iter().map(|k| k.application_id).collect();
         self.forget_windows(gone);
-        // Garbage first (instances of no desired deployment, then their networks): frees
-        // names, addresses and memory, and an unsubscribe's subnet for this very pass.
+        // Garbage first (instances of no desired deployment, then the networks nothing is
+        // left on): starts freeing names, addresses and memory, and frees the subnet of a
+        // network whose instances are gone (an unsubscribe's, once its removals ended).
         // Networks uploads in flight are having made (see `Handle::prepare_networks`).
         let preparing: Vec<DeploymentKey> = (self.handle.preparing().into_iter())
             .filter(|k| !keys.contains(k))
@@ -451,12 +482,20 @@ impl Supervisor {
                 None
             }
         };
-        let networks: Vec<String> = listed.iter().flat_map(|l| l.keys().cloned()).collect();
+        let networks: Vec<(String, Option<String>)> = (listed.iter().flat_map(|l| l.values()))
+            .map(|n| (n.name.clone(), n.labels.get(LABEL_DEPLOYMENT).cloned()))
+            .collect();
         let labelled: Vec<(String, Option<String>)> = containers
             .iter()
             .map(|c| (c.id.clone(), c.labels.get(LABEL_DEPLOYMENT).cloned()))
             .collect();
-        let garbage = plan::garbage(&labelled, &networks, &wanted_deployments, &wanted_networks);
+        let garbage = plan::garbage(
+            &labelled,
+            &networks,
+            &leaving,
+            &wanted_deployments,
+            &wanted_networks,
+        );
         let mut by_deployment: HashMap<String, Vec<InstanceInfo>> = HashMap::new();
         let mut orphans: HashMap<String, InstanceInfo> = HashMap::new();
         for c in containers {
@@ -477,7 +516,7 @@ impl Supervisor {
                 self.routing.remove(&key);
             }
         }
-        self.collect_garbage(garbage, orphans).await;
+        let waiting_networks = self.collect_garbage(garbage, orphans).await;
         for key in &held {
             let found = by_deployment.remove(&key.to_string()).unwrap_or_default();
             self.hold(key, &found);
@@ -493,9 +532,14 @@ impl Supervisor {
             let part = self
                 .state
                 .take_part(key, current.iter().map(|c| c.id.as_str()), now);
+            let deployment = key.to_string();
             units.push(deploy::Unit {
                 dep: scaled.dep,
                 current,
+                leaving: (leaving.iter())
+                    .filter(|l| l.deployment.as_deref() == Some(deployment.as_str()))
+                    .cloned()
+                    .collect(),
                 part,
             });
         }
@@ -540,7 +584,19 @@ impl Supervisor {
         self.state.count_entries();
         self.rollout_step(&rollouts, &standing).await;
         self.publish_status(statuses, &rollouts, &broken);
-        Ok(())
+        // Those begun in this pass included.
+        let containers = (self.state.removals.snapshot().into_iter())
+            .filter(|(_, l)| {
+                !l.deployment
+                    .as_ref()
+                    .is_some_and(|d| wanted_deployments.contains(d))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        Ok(handle::Leftovers {
+            containers,
+            networks: waiting_networks,
+        })
     }
 }
 

@@ -66,6 +66,7 @@ impl Supervisor {
         dep: &Deployment,
         all_ready: bool,
         old: &[plan::Old],
+        leaving: &[plan::Leaving],
         now: Instant,
     ) -> Option<plan::Kept> {
         let entry = &mut part.deployment;
@@ -86,9 +87,14 @@ impl Supervisor {
         if entry.stable_revision.is_none() {
             entry.stable_revision = kept.as_ref().map(|k| k.revision.clone());
         }
-        // Kept when expired too: an instance whose removal failed is removed next pass, not
-        // given another deadline.
-        entry.kept = kept.as_ref().map(|k| (k.revision.clone(), k.since));
+        // Kept when expired too, and while its instances are being removed: an instance whose
+        // removal failed is removed next pass, not given another deadline.
+        let removing =
+            |revision: &str| (leaving.iter()).any(|l| l.revision.as_deref() == Some(revision));
+        entry.kept = match &kept {
+            Some(k) => Some((k.revision.clone(), k.since)),
+            None => entry.kept.take().filter(|(r, _)| removing(r)),
+        };
         kept
     }
 

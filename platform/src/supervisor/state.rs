@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::autoscale::Decision;
 use super::probes::{ProbeState, SharedProbeState};
+use super::removals::Removals;
 use super::status::{Alarms, OomKills};
 use super::usage::SharedUsage;
 use crate::routing::DeploymentKey;
@@ -241,6 +242,9 @@ pub(super) struct State {
     /// Applications whose deployments the last pass held as they are (broken: see
     /// `spec::held_keys`): what is remembered of them stays, but nothing of it is due.
     pub held: HashSet<i64>,
+    /// The containers being removed, off the pass, until their removal ends (each removal
+    /// forgets its own).
+    pub removals: Removals,
 }
 
 /// One deployment's share of the state: taken out for the pass's concurrent step (so
@@ -360,6 +364,7 @@ impl State {
                 deployments.map(|d| d.create_failures.len()).sum(),
             ),
             ("instances", self.instances.len()),
+            ("removing", self.removals.len()),
             (
                 "draining",
                 self.instances

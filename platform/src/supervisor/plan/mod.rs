@@ -5,7 +5,7 @@
 //! rest of this module tree) applies them through the runtime. No IO, no clock, no Docker:
 //! the tables below test every rule.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use super::backoff;
@@ -30,6 +30,9 @@ pub enum Action {
     Remove { id: String, why: Removal },
     /// Remove a network no desired deployment uses (after its instances).
     RemoveNetwork { name: String },
+    /// A network no desired deployment uses waits: some instance on it is being removed (or
+    /// starts being removed now). Removed by the pass after the last removal ends.
+    DeferNetwork { name: String },
     /// Take a scaled-down instance out of routing now; remove it at `until`.
     Drain { id: String, until: Instant },
     /// A draining instance is wanted again (scaled back up): it serves again.
@@ -53,11 +56,26 @@ pub struct Observed {
     pub draining: Option<Instant>,
 }
 
+/// An instance this process is removing (its removal runs off the pass), as its labels say:
+/// it is neither live nor garbage any more, but its network and its replica slot wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaving {
+    /// Its `deployment`, `revision` and `replica` labels (None when missing or unreadable).
+    pub deployment: Option<String>,
+    pub revision: Option<String>,
+    pub replica: Option<u32>,
+}
+
 /// Instances of no desired deployment (`deployment` label absent or not wanted), and
-/// networks no desired deployment uses.
+/// networks no desired deployment uses, each `(name, deployment label)`. `instances` are those
+/// listed and not being removed; `leaving`, those being removed. A network goes only once no
+/// instance of its deployment is listed or leaving: instances go before networks, and a
+/// network's subnet (and name) is not free for another deployment while anything still runs
+/// on it.
 pub fn garbage(
     instances: &[(String, Option<String>)],
-    networks: &[String],
+    networks: &[(String, Option<String>)],
+    leaving: &[Leaving],
     wanted_deployments: &HashSet<String>,
     wanted_networks: &HashSet<String>,
 ) -> Vec<Action> {
@@ -69,23 +87,49 @@ pub fn garbage(
             why: Removal::Orphan,
         })
         .collect();
+    let occupied: HashSet<Option<&str>> = (instances.iter().map(|(_, d)| d.as_deref()))
+        .chain(leaving.iter().map(|l| l.deployment.as_deref()))
+        .collect();
     actions.extend(
-        networks
-            .iter()
-            .filter(|n| !wanted_networks.contains(*n))
-            .map(|name| Action::RemoveNetwork { name: name.clone() }),
+        (networks.iter())
+            .filter(|(n, _)| !wanted_networks.contains(n))
+            .map(|(name, deployment)| {
+                let name = name.clone();
+                if occupied.contains(&deployment.as_deref()) {
+                    Action::DeferNetwork { name }
+                } else {
+                    Action::RemoveNetwork { name }
+                }
+            }),
     );
     actions
+}
+
+/// The replica slots of `deployment`'s `revision` whose instance is still being removed: no
+/// new instance is made in them until the removal ends. Container names differ (a random
+/// suffix), but a runtime that names an instance by its slot (a Swarm service's task slot)
+/// would otherwise scale the same service down and up at once, and the slot's removal could
+/// take the new instance with it.
+pub fn leaving_slots(leaving: &[Leaving], deployment: &str, revision: &str) -> BTreeSet<u32> {
+    leaving
+        .iter()
+        .filter(|l| {
+            l.deployment.as_deref() == Some(deployment) && l.revision.as_deref() == Some(revision)
+        })
+        .filter_map(|l| l.replica)
+        .collect()
 }
 
 /// The current revision's instances against `replicas` wanted slots: keep one instance per
 /// slot (the first in `current`'s order), drain those of slots scaled away while they run,
 /// remove the drained and the duplicates, create the empty slots whose creation is not
-/// backing off (`create_backoff`: slot → next try).
+/// backing off (`create_backoff`: slot → next try) and whose last instance is not still being
+/// removed (`leaving`, see [`leaving_slots`]; the removal's end brings the next pass).
 pub fn replicas(
     replicas: u32,
     current: &[Observed],
     create_backoff: &BTreeMap<u32, Instant>,
+    leaving: &BTreeSet<u32>,
     drain_period: Duration,
     now: Instant,
 ) -> Vec<Action> {
@@ -131,7 +175,9 @@ pub fn replicas(
                 replica,
                 id: (*id).to_owned(),
             }),
-            None if may_create(create_backoff.get(&replica).copied(), now) => {
+            None if may_create(create_backoff.get(&replica).copied(), now)
+                && !leaving.contains(&replica) =>
+            {
                 actions.push(Action::Create { replica })
             }
             None => {}

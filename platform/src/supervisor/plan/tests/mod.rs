@@ -4,6 +4,7 @@
 use super::*;
 
 mod exits;
+mod garbage;
 mod replicas;
 mod revisions;
 mod rollout;

@@ -155,7 +155,59 @@ fn replicas_table() {
     ];
     for (case, n, current, backoff, drain_period, expected) in cases {
         assert_eq!(
-            replicas(n, &current, backoff, drain_period, now),
+            replicas(n, &current, backoff, &BTreeSet::new(), drain_period, now),
+            expected,
+            "{case}"
+        );
+    }
+}
+
+/// A slot whose last instance is still being removed waits for the removal to end; the other
+/// slots do not.
+#[test]
+fn a_slot_waits_while_its_last_instance_is_being_removed() {
+    let now = Instant::now();
+    let drain = Duration::from_secs(10);
+    let none = BTreeMap::new();
+    let leaving = |deployment: &str, revision: &str, replica| Leaving {
+        deployment: Some(deployment.to_owned()),
+        revision: Some(revision.to_owned()),
+        replica,
+    };
+    let removing = [
+        leaving("1/t1", "r1", Some(1)),
+        // Another revision's slot 0 (an old one retiring), and another deployment's slot 2.
+        leaving("1/t1", "r0", Some(0)),
+        leaving("1/t2", "r1", Some(2)),
+        leaving("1/t1", "r1", None),
+    ];
+    let slots = leaving_slots(&removing, "1/t1", "r1");
+    assert_eq!(slots, BTreeSet::from([1]));
+    use Action::Create;
+    // (case, replicas, current, expected)
+    let cases = [
+        (
+            "empty slots: all but the leaving one are made",
+            3,
+            vec![],
+            vec![Create { replica: 0 }, Create { replica: 2 }],
+        ),
+        (
+            "the leaving slot's new instance is there already: tended",
+            2,
+            vec![obs("a", Some(0), true), obs("b", Some(1), true)],
+            vec![tend_(0, "a"), tend_(1, "b")],
+        ),
+        (
+            "scaled down meanwhile: nothing waits",
+            1,
+            vec![obs("a", Some(0), true)],
+            vec![tend_(0, "a")],
+        ),
+    ];
+    for (case, n, current, expected) in cases {
+        assert_eq!(
+            replicas(n, &current, &none, &slots, drain, now),
             expected,
             "{case}"
         );
