@@ -1,6 +1,6 @@
 //! The container supervisor: a level-triggered, idempotent reconcile loop, split at one seam
 //! between deciding and acting. Desired state comes from the database (subscribed
-//! microservices, see [`spec`]), observed state from the [`Runtime`] (instances and networks
+//! microservices, read in [`reading`], see [`spec`]), observed state from the [`Runtime`] (instances and networks
 //! found by Berth's labels); [`plan`] decides, as pure functions of both and the time, what to
 //! do (remove garbage, create, tend, drain or retire instances, finish or roll back a rollout),
 //! and the executor ([`act`], [`network`], [`scaling`], [`rollout`]) does it through the
@@ -53,6 +53,7 @@ pub mod journal;
 mod network;
 pub mod plan;
 pub mod probes;
+mod reading;
 mod removals;
 mod report;
 mod rollout;
@@ -63,7 +64,7 @@ pub mod status;
 pub mod subnets;
 pub mod usage;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -78,12 +79,12 @@ use handle::parse_subnet;
 use crate::audit::AuditLog;
 use crate::routing::{DeploymentKey, RoutingTable};
 use crate::runtime::{InstanceInfo, LABEL_INSTALLATION, NetworkInfo, Runtime, images};
-use crate::secrets::{Secrets, bootstrap_context, service_context};
+use crate::secrets::Secrets;
+use crate::store::Store;
 use crate::store::autoscaler as store_autoscaler;
-use crate::store::{Store, desired, options};
-use error::Undeployable;
-use rollout::{Standing, Wanted, rollout_deadline};
-use spec::{Deployment, Inputs, Platform};
+use reading::Desired;
+use rollout::Standing;
+use spec::Platform;
 use state::State;
 use status::Alarms;
 
@@ -146,20 +147,6 @@ pub struct Autoscaling {
 
 /// The HPA's default tolerance band around the target.
 pub const TOLERANCE: f64 = 0.1;
-
-/// What a pass wants, read from the database.
-struct Desired {
-    deployments: BTreeMap<DeploymentKey, Deployment>,
-    /// Per application: its versions and rollout deadline.
-    rollouts: HashMap<i64, Wanted>,
-    /// Applications whose manifest or secrets could not be used, with the reason.
-    broken: HashMap<i64, String>,
-    /// The deployments those applications may have running ([`spec::held_keys`]): held as
-    /// they are, neither converged nor removed, until the application can be deployed again.
-    /// A data problem (a manifest a stricter Berth rejects, a password that does not open)
-    /// must not become an outage.
-    held: HashSet<DeploymentKey>,
-}
 
 pub struct Supervisor {
     settings: Settings,
@@ -337,98 +324,6 @@ impl Supervisor {
     pub(super) fn short_id(&self) -> &str {
         let id = &self.settings.installation;
         &id[..id.len().min(8)]
-    }
-
-    /// Reads the desired deployments (opening sealed passwords, reading owner options).
-    async fn desired(&mut self) -> Result<Desired, SupervisorError> {
-        let apps = self
-            .store
-            .run(|c| {
-                let apps = desired::desired(c)?;
-                let mut with_options = Vec::new();
-                for app in apps {
-                    let runtime_options: BTreeMap<String, String> =
-                        options::category(c, &app.owner, spec::RUNTIME_CATEGORY)?
-                            .into_iter()
-                            .filter(|o| !o.encrypted)
-                            .map(|o| (o.key, o.value))
-                            .collect();
-                    with_options.push((app, runtime_options));
-                }
-                Ok(with_options)
-            })
-            .await?;
-        let mut desired = BTreeMap::new();
-        let mut broken = HashMap::new();
-        let mut held = HashSet::new();
-        for (app, runtime_options) in apps {
-            let subscribed: Vec<String> =
-                app.subscriptions.iter().map(|s| s.tenant.clone()).collect();
-            let opened = (|| {
-                let bootstrap_password = self.secrets.open(
-                    &bootstrap_context(&app.owner, &app.bootstrap_user),
-                    &app.bootstrap_password_sealed,
-                )?;
-                let mut service_users = Vec::new();
-                for sub in &app.subscriptions {
-                    let password = self.secrets.open(
-                        &service_context(&sub.tenant, &sub.service_user),
-                        &sub.service_password_sealed,
-                    )?;
-                    service_users.push((sub.tenant.clone(), sub.service_user.clone(), password));
-                }
-                Ok::<_, Undeployable>((bootstrap_password, service_users))
-            })();
-            let id = app.application_id;
-            let result = opened.and_then(|(bootstrap_password, service_users)| {
-                let inputs = Inputs {
-                    app,
-                    bootstrap_password,
-                    service_users,
-                    runtime_options,
-                };
-                spec::deployments(&inputs, &self.settings.platform)
-                    .map(|deps| (inputs.app, deps))
-                    .map_err(Undeployable::Spec)
-            });
-            match result {
-                Ok((app, deps)) => {
-                    let entry = self.state.apps.entry(app.application_id).or_default();
-                    entry.owner.clone_from(&app.owner);
-                    entry.name.clone_from(&app.name);
-                    for dep in deps {
-                        desired.insert(dep.key.clone(), (app.clone(), dep));
-                    }
-                }
-                Err(reason) => {
-                    tracing::warn!(application = id, %reason, "cannot deploy");
-                    broken.insert(id, reason.to_string());
-                    held.extend(spec::held_keys(id, &subscribed));
-                }
-            }
-        }
-        let rollouts = desired
-            .values()
-            .map(|(app, dep)| {
-                let wanted = Wanted {
-                    active: app.active_version.clone(),
-                    stable: app.stable_version.clone(),
-                    manifest: app.manifest.clone(),
-                    replaced: app.stable_manifest.clone(),
-                    deadline: rollout_deadline(
-                        self.settings.rollout_timeout,
-                        dep.readiness.as_ref(),
-                    ),
-                };
-                (app.application_id, wanted)
-            })
-            .collect();
-        Ok(Desired {
-            deployments: desired.into_iter().map(|(k, (_, d))| (k, d)).collect(),
-            rollouts,
-            broken,
-            held,
-        })
     }
 
     /// One reconcile pass: read, forget what is gone, collect garbage, converge each
