@@ -176,6 +176,38 @@ impl SwarmRuntime {
         }
         Ok(out)
     }
+    /// Removes slot `replica` of `service` (see `remove_instance`); one at a time per service.
+    pub(super) async fn remove_slot(
+        &self,
+        service: &str,
+        replica: u32,
+    ) -> Result<(), RuntimeError> {
+        let Some(existing) = self.service(service).await? else {
+            self.removed_slots(service, |r| r.clear());
+            return Ok(());
+        };
+        let replicas = replicas_of(&existing);
+        let keep = self.removed_slots(service, |r| {
+            r.insert(replica);
+            (0..replicas)
+                .rev()
+                .find(|s| !r.contains(s))
+                .map_or(0, |s| s + 1)
+        });
+        if keep == 0 {
+            self.remove_service(service).await?;
+            self.removed_slots(service, |r| r.clear());
+        } else if keep < replicas {
+            if let Err(e) = self.set_replicas(&existing, keep).await {
+                // Shown again, so that the next pass removes it again.
+                self.removed_slots(service, |r| r.remove(&replica));
+                return Err(e);
+            }
+            self.removed_slots(service, |r| r.retain(|s| *s < keep));
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the removed slots of `service`.
     pub(super) fn removed_slots<T>(
         &self,

@@ -88,6 +88,10 @@ pub struct SwarmRuntime {
     /// Slots removed below a service's highest one, which Swarm cannot drop alone: hidden
     /// from listings, and the service shrinks past them once the slots above go too.
     removed: Arc<std::sync::Mutex<HashMap<String, std::collections::BTreeSet<u32>>>>,
+    /// One slot removal of a service at a time: each reads the service's version and scales it
+    /// from what it read, so two at once (the supervisor removes off its pass, in parallel)
+    /// would make the second fail on a stale version.
+    removing: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// The node engines connected so far, by node address.
     node_engines: Arc<tokio::sync::Mutex<HashMap<IpAddr, DockerEngine>>>,
     /// Networks whose relay this process has made or checked ([`relays`]).
@@ -131,6 +135,7 @@ impl SwarmRuntime {
             identity: Arc::new(std::sync::OnceLock::new()),
             tunnels: Arc::new(Tunnels::default()),
             removed: Arc::default(),
+            removing: Arc::default(),
             node_engines: Arc::default(),
             relays_checked: Arc::default(),
         })
@@ -351,30 +356,20 @@ impl Runtime for SwarmRuntime {
                 return Ok(());
             };
             self.tunnels.retain(|t| t != id);
-            let Some(existing) = self.service(service).await? else {
-                self.removed_slots(service, |r| r.clear());
-                return Ok(());
+            let turn = {
+                let mut all = self.removing.lock().unwrap_or_else(|p| p.into_inner());
+                Arc::clone(all.entry(service.to_owned()).or_default())
             };
-            let replicas = replicas_of(&existing);
-            let keep = self.removed_slots(service, |r| {
-                r.insert(replica);
-                (0..replicas)
-                    .rev()
-                    .find(|s| !r.contains(s))
-                    .map_or(0, |s| s + 1)
-            });
-            if keep == 0 {
-                self.remove_service(service).await?;
-                self.removed_slots(service, |r| r.clear());
-            } else if keep < replicas {
-                if let Err(e) = self.set_replicas(&existing, keep).await {
-                    // Shown again, so that the next pass removes it again.
-                    self.removed_slots(service, |r| r.remove(&replica));
-                    return Err(e);
-                }
-                self.removed_slots(service, |r| r.retain(|s| *s < keep));
+            let removed = {
+                let _turn = turn.lock().await;
+                self.remove_slot(service, replica).await
+            };
+            let mut all = self.removing.lock().unwrap_or_else(|p| p.into_inner());
+            // The last one waiting (ours and the map's references) forgets the service.
+            if Arc::strong_count(&turn) == 2 {
+                all.remove(service);
             }
-            Ok(())
+            removed
         })
     }
 
