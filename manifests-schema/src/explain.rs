@@ -42,6 +42,10 @@ pub(crate) fn report(error: &ValidationError<'_>, findings: &mut Findings) {
         }
         ValidationErrorKind::Pattern { .. } => pattern_mismatch(&pointer, &label, instance),
         ValidationErrorKind::MinLength { .. } => format!("`{label}` must not be empty"),
+        ValidationErrorKind::MaxLength { limit } if pointer == "/version" => format!(
+            "`version` may be at most {limit} characters long, it has {}: it becomes the image's Docker tag, which Docker allows no longer; use a shorter version",
+            instance.as_str().map_or(0, |text| text.chars().count())
+        ),
         ValidationErrorKind::MaxLength { limit } => {
             format!("`{label}` may be at most {limit} characters long")
         }

@@ -29,5 +29,9 @@ pub use quantity::{QuantityError, parse_cpu, parse_memory};
 pub use resources::{MIN_CPU_LIMIT_MILLICORES, MIN_MEMORY_LIMIT_BYTES};
 pub use validate::{Rejected, Validated, validate};
 
+/// Longest `version` (the schema's `maxLength`): it becomes the image's Docker tag as it is (its
+/// pattern admits only tag characters), and Docker tags are at most 128 characters.
+pub const MAX_VERSION_LENGTH: usize = 128;
+
 /// The JSON Schema (draft 2020-12) of `cumulocity.json`, as shipped in `cumulocity.schema.json`.
 pub const SCHEMA_JSON: &str = include_str!("../cumulocity.schema.json");

@@ -1,7 +1,7 @@
 //! One synthetic manifest per rule: the diagnostics each gets (pointer, severity, message).
 
 use manifests_schema::Severity::{Error, Warning};
-use manifests_schema::validate;
+use manifests_schema::{MAX_VERSION_LENGTH, validate};
 
 use crate::{Expected, assert_diagnostics, manifest_with};
 
@@ -766,6 +766,42 @@ fn each_rule_gives_its_diagnostics() {
         assert_diagnostics(case, &diagnostics, expected);
         let rejected = expected.iter().any(|(_, severity, _)| *severity == Error);
         assert_eq!(validate(&text).is_err(), rejected, "{case}: verdict");
+    }
+}
+
+/// A version becomes the image's Docker tag as it is (the SemVer pattern admits only tag
+/// characters): at most 128 characters, as Docker's tags, and the schema says so, so a version
+/// `berth-pack` accepts is never refused on upload for its tag.
+#[test]
+fn versions_fit_a_docker_tag() {
+    assert_eq!(MAX_VERSION_LENGTH, 128);
+    let fits = format!("1.0.0-{}", "a".repeat(MAX_VERSION_LENGTH - 6));
+    let over = format!("{fits}b");
+    let long_numbers = format!("1.0.{}", "9".repeat(MAX_VERSION_LENGTH - 3));
+    let cases: [(&str, &str, &[Expected]); 3] = [
+        ("128 characters", &fits, &[]),
+        (
+            "129 characters",
+            &over,
+            &[(
+                "/version",
+                Error,
+                "`version` may be at most 128 characters long, it has 129: it becomes the image's Docker tag, which Docker allows no longer; use a shorter version",
+            )],
+        ),
+        (
+            "129 digits",
+            &long_numbers,
+            &[("/version", Error, "at most 128 characters long, it has 129")],
+        ),
+    ];
+    for (case, version, expected) in cases {
+        let text = manifest_with(&format!("\"version\": \"{version}\""));
+        let diagnostics = match validate(&text) {
+            Ok(validated) => validated.warnings,
+            Err(rejected) => rejected.diagnostics,
+        };
+        assert_diagnostics(case, &diagnostics, expected);
     }
 }
 

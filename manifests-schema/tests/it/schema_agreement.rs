@@ -255,3 +255,13 @@ fn every_schema_property_is_described() {
         "https://json-schema.org/draft/2020-12/schema"
     );
 }
+
+/// The version's bound the schema states is the one the crate exports (the platform's tag rule).
+#[test]
+fn the_schema_bounds_versions_as_exported() {
+    let schema = schema();
+    assert_eq!(
+        schema["properties"]["version"]["maxLength"].as_u64(),
+        Some(manifests_schema::MAX_VERSION_LENGTH as u64)
+    );
+}

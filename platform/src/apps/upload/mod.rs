@@ -617,6 +617,17 @@ mod tests {
             assert_eq!(t.unwrap().repo, "berth/ab12cd/t1-7");
         }
         assert!(BerthTag::new("ab12cd", "T1", 7, &"1".repeat(129)).is_none());
+        // Every version the manifest schema accepts has its tag: its pattern admits only tag
+        // characters, and its bound is the tag's.
+        assert_eq!(manifests_schema::MAX_VERSION_LENGTH, images::MAX_TAG);
+        let longest = format!("1.0.0-{}", "a".repeat(images::MAX_TAG - 6));
+        let manifest =
+            format!(r#"{{"apiVersion":"2","version":"{longest}","provider":{{"name":"x"}}}}"#);
+        assert!(manifests_schema::validate(&manifest).is_ok());
+        let tag = BerthTag::new("ab12cd", "T1", 7, &longest).unwrap();
+        assert_eq!(tag.tag, longest);
+        let over = manifest.replace(&longest, &format!("{longest}a"));
+        assert!(manifests_schema::validate(&over).is_err());
         // A hand-edited installation id still gives a valid repository path component.
         assert_eq!(
             BerthTag::new("AB-12_x", "T1", 7, "1").unwrap().repo,
