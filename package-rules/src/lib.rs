@@ -4,6 +4,7 @@
 //! readers take any `Read + Seek`.
 
 pub mod entry_names;
+pub mod size;
 pub mod tar_budget;
 pub mod unpacked;
 pub mod zip_directory;

@@ -90,24 +90,6 @@ pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
 
 /// [`parse_size`] for the setting `name` (named in the error).
 pub(super) fn parse_size_of(name: &'static str, text: &str) -> Result<u64, ConfigError> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => {
-            return Err(invalid(name, text, "unknown unit; use B, KiB, MiB or GiB"));
-        }
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-        .filter(|n| *n > 0)
-        .ok_or_else(|| invalid(name, text, "must be a positive size such as 500MiB"))
+    // The rule `berth-pack --image-size-limit` parses by too, so one value means the same to both.
+    package_rules::size::parse_size(text).map_err(|error| invalid(name, text, &error.to_string()))
 }
