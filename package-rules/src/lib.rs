@@ -15,5 +15,6 @@ pub const MANIFEST_ENTRY: &str = "cumulocity.json";
 pub const IMAGE_ENTRY: &str = "image.tar";
 
 /// The platform's default image size limit (`image_size_limit`): what an image archive may
-/// unpack to, its compressed layers decompressed. `berth-pack` checks packages against it.
+/// unpack to, its compressed layers decompressed. `berth-pack` checks packages against it unless
+/// given another (`--image-size-limit`, for a platform whose operator raised it).
 pub const DEFAULT_IMAGE_SIZE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;

@@ -66,6 +66,28 @@ pub struct PackArgs {
     /// Result on stdout as text or as JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    #[command(flatten)]
+    pub limit: LimitArgs,
+}
+
+/// What the image may unpack to, as the platform counts it.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// The platform's image_size_limit, when its operator raised it: what image.tar may unpack
+    /// to (gzip layers decompressed), in bytes or KiB/MiB/GiB as the platform's setting.
+    #[arg(
+        long,
+        env = "BERTH_IMAGE_SIZE_LIMIT",
+        value_name = "SIZE",
+        default_value = "2GiB",
+        value_parser = parse_image_size_limit
+    )]
+    pub image_size_limit: u64,
+}
+
+/// A size as the platform's `image_size_limit` takes it.
+fn parse_image_size_limit(text: &str) -> Result<u64, String> {
+    package_rules::size::parse_size(text).map_err(|error| error.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +108,8 @@ pub struct CheckArgs {
     /// Result on stdout as text or as JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    #[command(flatten)]
+    pub limit: LimitArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -119,6 +143,7 @@ impl PackArgs {
             compression,
             threads,
             progress: stderr_is_terminal && !self.quiet && self.format == Format::Human,
+            image_size_limit: self.limit.image_size_limit,
         }
     }
 }
@@ -141,6 +166,8 @@ pub struct DeployArgs {
     /// Result on stdout as text (the application id) or as JSON for scripts.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    #[command(flatten)]
+    pub limit: LimitArgs,
 }
 
 impl DeployArgs {
@@ -151,6 +178,7 @@ impl DeployArgs {
             name: self.name.clone(),
             subscribe: self.subscribe.clone(),
             progress: stderr_is_terminal && !self.quiet && self.format == Format::Human,
+            image_size_limit: self.limit.image_size_limit,
         }
     }
 }
@@ -341,6 +369,52 @@ mod tests {
                 (url, user, password)
             );
         }
+    }
+
+    #[test]
+    fn the_image_size_limit_reaches_every_command_that_checks_an_image() {
+        let limit = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Pack(pack) => pack.to_options(false).image_size_limit,
+            Command::Validate(check) | Command::Inspect(check) => check.limit.image_size_limit,
+            Command::Deploy(deploy) => deploy.to_options(false).image_size_limit,
+            Command::Subscribe(_) => unreachable!(),
+        };
+        let pack = [
+            "berth-pack",
+            "pack",
+            "--manifest",
+            "m.json",
+            "--image",
+            "i.tar",
+        ];
+        assert_eq!(limit(&pack), package_rules::DEFAULT_IMAGE_SIZE_LIMIT);
+        let raised = [pack.as_slice(), &["--image-size-limit", "3GiB"]].concat();
+        assert_eq!(limit(&raised), 3 << 30);
+        let validate = [
+            "berth-pack",
+            "validate",
+            "p.zip",
+            "--image-size-limit=500MiB",
+        ];
+        assert_eq!(limit(&validate), 500 << 20);
+        let inspect = [
+            "berth-pack",
+            "inspect",
+            "p.zip",
+            "--image-size-limit",
+            "1024",
+        ];
+        assert_eq!(limit(&inspect), 1024);
+        let deploy = ["berth-pack", "deploy", "p.zip", "--image-size-limit", "4g"];
+        assert_eq!(limit(&deploy), 4 << 30);
+        let error =
+            Cli::try_parse_from(["berth-pack", "validate", "p.zip", "--image-size-limit", "0"])
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("must be a positive size such as 500MiB"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct DeployOptions {
     /// Tenants to subscribe after the upload.
     pub subscribe: Vec<String>,
     pub progress: bool,
+    /// What the image may unpack to: the platform's `image_size_limit`.
+    pub image_size_limit: u64,
 }
 
 /// What a successful deploy did.
@@ -133,7 +135,7 @@ pub fn deploy(
     options: &DeployOptions,
     step: &mut dyn FnMut(Step),
 ) -> Result<Deployed, DeployError> {
-    let inspection = package::inspect(&options.package)?;
+    let inspection = package::inspect(&options.package, options.image_size_limit)?;
     if inspection.package.is_none() {
         return Err(DeployError::NotAPackage(options.package.clone()));
     }

@@ -92,7 +92,7 @@ pub enum ImageError {
     )]
     PaxSize { name: String, pax: u64, header: u64 },
     #[error(
-        "the image unpacks to more than {limit} bytes (its compressed layers decompressed), the platform's default image size limit: make the image smaller"
+        "the image unpacks to more than {limit} bytes (its compressed layers decompressed): make the image smaller, or, if the platform's image_size_limit is larger (its operator can raise it), pass that with --image-size-limit (default 2GiB, the platform's default)"
     )]
     TooLarge { limit: u64 },
     #[error("entry {name:?}: {reason}")]

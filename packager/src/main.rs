@@ -164,7 +164,7 @@ fn report_interruption_on_signal(_: Format, _: &std::path::Path) -> std::io::Res
 }
 
 fn check(args: &CheckArgs, detailed: bool) -> anyhow::Result<u8> {
-    match package::inspect(&args.file) {
+    match package::inspect(&args.file, args.limit.image_size_limit) {
         Ok(inspection) => {
             let text = match (args.format, detailed) {
                 (Format::Json, _) => format!("{:#}\n", report::json_inspection(&inspection)),

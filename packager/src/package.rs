@@ -130,6 +130,8 @@ pub struct PackOptions {
     pub compression: Compression,
     pub threads: usize,
     pub progress: bool,
+    /// What the image may unpack to: the platform's `image_size_limit`.
+    pub image_size_limit: u64,
 }
 
 /// A package written by [`pack`].
@@ -210,7 +212,7 @@ pub fn pack(options: &PackOptions) -> Result<Packed, PackageError> {
         sink_error: None,
         progress: &progress,
     };
-    let scanned = image_archive::scan(&mut tee);
+    let scanned = image_archive::scan_within(&mut tee, options.image_size_limit);
     if let Some(source) = tee.sink_error.take() {
         return Err(PackageError::Io {
             path: temp_path,
@@ -398,8 +400,9 @@ pub struct ZipEntry {
     pub crc32: String,
 }
 
-/// Checks a bare manifest or a package zip (recognised by its `PK` signature).
-pub fn inspect(path: &Path) -> Result<Inspection, PackageError> {
+/// Checks a bare manifest or a package zip (recognised by its `PK` signature), its image
+/// unpacking to at most `image_size_limit` bytes.
+pub fn inspect(path: &Path, image_size_limit: u64) -> Result<Inspection, PackageError> {
     let mut file = File::open(path).map_err(io_error(path))?;
     let mut magic = [0u8; 262];
     let mut filled = 0;
@@ -410,7 +413,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, PackageError> {
         }
     }
     if filled >= 4 && (magic[..4] == *b"PK\x03\x04" || magic[..4] == *b"PK\x05\x06") {
-        inspect_package(path, file)
+        inspect_package(path, file, image_size_limit)
     } else if filled == magic.len() && magic[257..262] == *b"ustar" {
         Err(PackageError::Package {
             path: path.to_owned(),
@@ -430,7 +433,11 @@ pub fn inspect(path: &Path) -> Result<Inspection, PackageError> {
     }
 }
 
-fn inspect_package(path: &Path, file: File) -> Result<Inspection, PackageError> {
+fn inspect_package(
+    path: &Path,
+    file: File,
+    image_size_limit: u64,
+) -> Result<Inspection, PackageError> {
     let invalid = |reason: String| PackageError::Package {
         path: path.to_owned(),
         reason,
@@ -534,7 +541,7 @@ fn inspect_package(path: &Path, file: File) -> Result<Inspection, PackageError> 
     let image_entry = archive
         .by_name(IMAGE_ENTRY)
         .map_err(|error| invalid(format!("cannot read {IMAGE_ENTRY}: {error}")))?;
-    let image = image_archive::scan(image_entry);
+    let image = image_archive::scan_within(image_entry, image_size_limit);
     Ok(Inspection {
         file: path.to_owned(),
         manifest_origin,

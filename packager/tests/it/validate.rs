@@ -296,3 +296,52 @@ fn validate_refuses_layers_that_unpack_beyond_the_platforms_limit() {
         );
     }
 }
+
+/// The platform's operator can raise `image_size_limit`; `--image-size-limit` (or
+/// `BERTH_IMAGE_SIZE_LIMIT`) checks against the raised one, in the platform's spelling.
+#[test]
+fn the_image_size_limit_can_be_the_platforms() {
+    // A little over 64 KiB unpacked, most of it the layer.
+    let image = image_with_layer(&fixtures::noise(64 << 10, 5));
+    let dir = tempfile::tempdir().unwrap();
+    write_package(
+        &dir.path().join("pkg.zip"),
+        &[
+            ("cumulocity.json", MANIFEST.as_bytes()),
+            ("image.tar", &image),
+        ],
+    );
+    let cases: [(&[&str], i32, &str); 5] = [
+        (&[], 0, "valid"),
+        (
+            &["--image-size-limit", "32KiB"],
+            1,
+            "the image unpacks to more than 32768 bytes (its compressed layers decompressed): make the image smaller, or, if the platform's image_size_limit is larger (its operator can raise it), pass that with --image-size-limit",
+        ),
+        (&["--image-size-limit", "1MiB"], 0, "valid"),
+        (&["--image-size-limit=65536"], 1, "more than 65536 bytes"),
+        (
+            &["--image-size-limit", "2TB"],
+            2,
+            "unknown unit; use B, KiB, MiB or GiB",
+        ),
+    ];
+    for (extra, code, says) in cases {
+        let mut args = vec!["validate", "pkg.zip"];
+        args.extend_from_slice(extra);
+        let run = berth_pack(dir.path(), &args);
+        let output = format!("{}{}", run.stdout, run.stderr);
+        assert_eq!(run.code, code, "{extra:?}: {output}");
+        assert!(output.contains(says), "{extra:?}: {says:?} not in {output}");
+    }
+    // The variable the platform reads its setting from.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_berth-pack"))
+        .current_dir(dir.path())
+        .args(["validate", "pkg.zip"])
+        .env("BERTH_IMAGE_SIZE_LIMIT", "32KiB")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("more than 32768 bytes"), "{stdout}");
+}
