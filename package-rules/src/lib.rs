@@ -3,6 +3,7 @@
 //! package that passes offline is accepted online. No file system, network or async runtime: the
 //! readers take any `Read + Seek`.
 
+pub mod docker_load;
 pub mod entry_names;
 pub mod size;
 pub mod tar_budget;
