@@ -93,7 +93,7 @@ fn parse_image_size_limit(text: &str) -> Result<u64, String> {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct ImageArgs {
-    /// A `docker save` or OCI image layout tar.
+    /// A `docker save` tar (Docker 25 and later save an OCI image layout with it).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     /// Export this image (REPO:TAG or ID) from the local Docker engine.

@@ -1,15 +1,16 @@
-//! Reads a container image archive (`docker save` tar or OCI image layout tar) in one
-//! sequential pass and checks that it is a single linux/amd64 image.
+//! Reads a container image archive (a `docker save` tar, which Docker 25 and later also make an
+//! OCI image layout) in one sequential pass and checks that it is a single linux/amd64 image,
+//! found as Docker's loader finds it ([`docker_load`], the platform's rule too).
 //!
 //! The tar is never held in memory: only entries that look like small JSON documents
-//! (manifests, configs, indexes) are kept, everything else is streamed past. Because
-//! `manifest.json` may come after the layers, the pass records every entry's name and size
-//! and resolves references once the end of the archive is reached.
+//! (manifests, configs) are kept, everything else is streamed past. Because `manifest.json` may
+//! come after the layers, the pass records every file and link and resolves references once the
+//! end of the archive is reached.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::path::{Component, Path};
 
+use package_rules::docker_load::{self, CONFIG_LIMIT, Entries};
 use package_rules::entry_names;
 use package_rules::tar_budget::{Budget, ENTRY_HEADERS_LIMIT};
 use package_rules::unpacked::{Refusal, Unpacked};
@@ -18,8 +19,6 @@ mod layout;
 
 use layout::ScannedArchive;
 
-/// JSON documents larger than this are not image metadata.
-const MAX_JSON_ENTRY: u64 = 4 << 20;
 /// Total JSON kept in memory per archive.
 const MAX_JSON_TOTAL: usize = 16 << 20;
 
@@ -30,11 +29,13 @@ const SKIP_BUFFER: usize = 256 << 10;
 pub const REQUIRED_OS: &str = "linux";
 pub const REQUIRED_ARCHITECTURE: &str = "amd64";
 
-/// Which archive layout the image came in.
+/// Which archive layout the image came in. Docker loads either by its `manifest.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ArchiveFormat {
     DockerSave,
+    /// A `docker save` archive that is an OCI image layout too (`index.json`), as Docker 25
+    /// and later write.
     OciLayout,
 }
 
@@ -42,7 +43,7 @@ pub enum ArchiveFormat {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ImageSummary {
     pub format: ArchiveFormat,
-    /// `repo:tag` references (docker save `RepoTags`, OCI `ref.name` annotations).
+    /// `repo:tag` references (`manifest.json`'s `RepoTags`).
     pub tags: Vec<String>,
     pub os: String,
     pub architecture: String,
@@ -66,27 +67,23 @@ pub enum ImageError {
         "unsafe entry name {0:?}: names must be clean relative paths (no leading `/` or `./`, no `..`, `.` or `//`)"
     )]
     UnsafePath(String),
+    #[error("entry {0:?} is not UTF-8; name entries and links in UTF-8")]
+    NotUtf8(String),
     #[error("{0}: Docker would unpack one entry over another")]
     Collision(String),
     #[error("entry {name:?} is a {kind}; image archives hold only files, directories and links")]
     UnexpectedEntryType { name: String, kind: String },
-    #[error("link {name:?} points outside the archive ({target:?})")]
-    UnsafeLink { name: String, target: String },
+    /// How Docker's loader finds the image, as the platform applies it.
+    #[error("{0}")]
+    Load(#[from] docker_load::Refusal),
     #[error("the archive holds more than {} MiB of JSON metadata", MAX_JSON_TOTAL >> 20)]
     TooMuchMetadata,
-    #[error(
-        "not a container image: neither manifest.json (docker save) nor index.json (OCI layout) found"
-    )]
+    #[error("not a container image: the archive is empty; save the image with `docker save`")]
     NotAnImage,
     #[error("{file} is not valid image metadata: {reason}")]
     BadMetadata { file: String, reason: String },
     #[error("the archive holds {0} images; a package needs exactly one")]
     MultipleImages(usize),
-    #[error("{referenced_by} refers to {missing:?}, which is not in the archive")]
-    Missing {
-        referenced_by: String,
-        missing: String,
-    },
     #[error(
         "entry {name:?} has a PAX size record of {pax} bytes over a header saying {header}; the two must agree (Berth refuses it)"
     )]
@@ -101,18 +98,6 @@ pub enum ImageError {
         "image is {os}/{architecture}, but Cumulocity runs only {REQUIRED_OS}/{REQUIRED_ARCHITECTURE} images: rebuild it with `--platform linux/amd64`"
     )]
     WrongPlatform { os: String, architecture: String },
-}
-
-#[derive(Debug, Clone)]
-enum EntryKind {
-    File {
-        size: u64,
-    },
-    Directory,
-    /// Target already resolved to an archive path.
-    Link {
-        target: String,
-    },
 }
 
 /// Reads the whole archive from `reader` (to its very end, so a tee sees every byte) and
@@ -140,7 +125,8 @@ pub fn scan_within<R: Read>(reader: R, limit: u64) -> Result<ImageSummary, Image
         inner: reader,
         count: 0,
     };
-    let mut entries: BTreeMap<String, EntryKind> = BTreeMap::new();
+    let mut entries: Entries<()> = Entries::new();
+    let mut any_entry = false;
     let mut names = entry_names::Names::exact();
     let mut json: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut json_total = 0usize;
@@ -157,7 +143,8 @@ pub fn scan_within<R: Read>(reader: R, limit: u64) -> Result<ImageSummary, Image
         let mut members = archive.entries().map_err(ImageError::Tar)?;
         while let Some(entry) = budget.within(ENTRY_HEADERS_LIMIT, || members.next()) {
             let mut entry = entry.map_err(ImageError::Tar)?;
-            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            any_entry = true;
+            let raw_name = utf8(&entry.path_bytes())?;
             // Docker cleans names and lets a later entry win: what it loads must be what is
             // checked here, so names are already clean and meet no other entry.
             let is_dir = entry.header().entry_type() == tar::EntryType::Directory;
@@ -185,50 +172,42 @@ pub fn scan_within<R: Read>(reader: R, limit: u64) -> Result<ImageSummary, Image
                 });
             }
             last_entry_end = entry.raw_file_position() + size.div_ceil(512) * 512;
-            let kind =
-                match entry.header().entry_type() {
-                    tar::EntryType::Regular | tar::EntryType::Continuous => {
-                        let kept = read_file(&mut entry, size, &mut unpacked, &mut buffer)
-                            .map_err(|e| match unpacked.refusal() {
+            match entry.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let kept =
+                        read_file(&mut entry, size, &mut unpacked, &mut buffer).map_err(|e| {
+                            match unpacked.refusal() {
                                 Some(refusal) => refused(&name, refusal.clone()),
                                 None => ImageError::Tar(e),
-                            })?;
-                        if let Some(document) = kept {
-                            json_total += document.len();
-                            if json_total > MAX_JSON_TOTAL {
-                                return Err(ImageError::TooMuchMetadata);
                             }
-                            json.insert(name.clone(), document);
-                        }
-                        EntryKind::File { size }
-                    }
-                    tar::EntryType::Directory => EntryKind::Directory,
-                    tar::EntryType::Symlink | tar::EntryType::Link => {
-                        let target = entry
-                            .link_name_bytes()
-                            .map(|t| String::from_utf8_lossy(&t).into_owned())
-                            .unwrap_or_default();
-                        let resolved = if entry.header().entry_type() == tar::EntryType::Symlink {
-                            resolve_symlink(&name, &target)
-                        } else {
-                            normalize(&target)
-                        };
-                        let target = resolved.ok_or_else(|| ImageError::UnsafeLink {
-                            name: name.clone(),
-                            target,
                         })?;
-                        EntryKind::Link { target }
+                    if let Some(document) = kept {
+                        json_total += document.len();
+                        if json_total > MAX_JSON_TOTAL {
+                            return Err(ImageError::TooMuchMetadata);
+                        }
+                        json.insert(name.clone(), document);
                     }
-                    other => {
-                        return Err(ImageError::UnexpectedEntryType {
-                            name,
-                            kind: format!("{other:?}"),
-                        });
+                    entries.file(&name, size, ());
+                }
+                tar::EntryType::Directory => {}
+                kind @ (tar::EntryType::Symlink | tar::EntryType::Link) => {
+                    let target = utf8(&entry.link_name_bytes().unwrap_or_default())?;
+                    if kind == tar::EntryType::Symlink {
+                        entries.symlink(&name, &target)?;
+                    } else {
+                        entries.hard_link(&name, &target)?;
                     }
-                };
+                }
+                other => {
+                    return Err(ImageError::UnexpectedEntryType {
+                        name,
+                        kind: format!("{other:?}"),
+                    });
+                }
+            }
             // Drain the rest of the entry so the tee sees it and the position advances.
             skip_through(&mut entry, &mut buffer).map_err(ImageError::Tar)?;
-            entries.insert(name, kind);
         }
         let mut rest = archive.into_inner().into_inner();
         // Without the two zero blocks the reader stops right after the last entry's data.
@@ -237,7 +216,7 @@ pub fn scan_within<R: Read>(reader: R, limit: u64) -> Result<ImageSummary, Image
         skip_through(&mut rest, &mut buffer).map_err(ImageError::Tar)?;
         tar_bytes = rest.count;
     }
-    if entries.is_empty() {
+    if !any_entry {
         return Err(ImageError::NotAnImage);
     }
     if !saw_end_marker {
@@ -251,8 +230,16 @@ pub fn scan_within<R: Read>(reader: R, limit: u64) -> Result<ImageSummary, Image
     .summary()
 }
 
+/// A name or link target as text, as the platform takes it.
+fn utf8(raw: &[u8]) -> Result<String, ImageError> {
+    std::str::from_utf8(raw)
+        .map(str::to_owned)
+        .map_err(|_| ImageError::NotUtf8(String::from_utf8_lossy(raw).into_owned()))
+}
+
 /// Reads a file's data to its end through the count of what it unpacks to, keeping it if it
-/// looks like a small JSON document (manifests, configs, indexes).
+/// looks like a JSON document small enough to be image metadata (the larger bound,
+/// [`CONFIG_LIMIT`]).
 fn read_file(
     entry: &mut impl Read,
     size: u64,
@@ -261,7 +248,7 @@ fn read_file(
 ) -> io::Result<Option<Vec<u8>>> {
     let mut data = unpacked.file(entry)?;
     let mut kept = None;
-    if size <= MAX_JSON_ENTRY {
+    if size <= CONFIG_LIMIT {
         let mut start = Vec::new();
         (&mut data).take(64).read_to_end(&mut start)?;
         if start
@@ -302,40 +289,6 @@ impl<R: Read> Read for CountingReader<R> {
         self.count += n as u64;
         Ok(n)
     }
-}
-
-/// Turns a tar entry name into a canonical archive path (`a/b`), or `None` if it is
-/// absolute or climbs out with `..`.
-fn normalize(name: &str) -> Option<String> {
-    let mut parts = Vec::new();
-    for component in Path::new(name).components() {
-        match component {
-            Component::Normal(part) => parts.push(part.to_str()?),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(parts.join("/"))
-}
-
-/// Resolves a symlink target relative to the link's directory, staying inside the archive.
-fn resolve_symlink(link: &str, target: &str) -> Option<String> {
-    if target.starts_with('/') {
-        return None;
-    }
-    let mut parts: Vec<&str> = link.split('/').collect();
-    parts.pop();
-    for component in Path::new(target).components() {
-        match component {
-            Component::Normal(part) => parts.push(part.to_str()?),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                parts.pop()?;
-            }
-            Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(parts.join("/"))
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ pub enum Compression {
 /// Where the image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
-    /// A `docker save` or OCI layout tar on disk.
+    /// A `docker save` tar on disk (Docker 25 and later save an OCI image layout with it).
     Archive(PathBuf),
     /// An image in the local Docker engine, exported on the fly.
     Docker(String),

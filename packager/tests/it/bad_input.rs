@@ -212,7 +212,7 @@ fn pack_rejects_bad_input_cleanly() {
             image: Some(missing_layer()),
             extra_args: &[],
             code: 1,
-            message: "refers to \"abc/layer.tar\", which is not in the archive",
+            message: "manifest.json names the layer \"abc/layer.tar\", which is missing from the archive",
         },
         PackCase {
             name: "no name, no tag, no -o",

@@ -194,12 +194,15 @@ pub fn docker_save(spec: &ImageSpec) -> Vec<u8> {
     tar_of(&borrowed)
 }
 
-/// The blobs of one OCI image (layers, config, manifest last) and its manifest descriptor.
-fn oci_image(spec: &ImageSpec) -> (Vec<Vec<u8>>, serde_json::Value) {
+/// The blobs of one OCI image (layers, config, manifest last), its manifest descriptor and its
+/// `manifest.json` entry (as Docker 25 and later write it beside the OCI index).
+fn oci_image(spec: &ImageSpec) -> (Vec<Vec<u8>>, serde_json::Value, serde_json::Value) {
     let config = spec.config();
     let mut blobs: Vec<Vec<u8>> = Vec::new();
     let mut layer_descriptors = Vec::new();
+    let mut layer_paths = Vec::new();
     for layer in spec.layer_tars() {
+        layer_paths.push(format!("blobs/sha256/{}", sha256(&layer)));
         layer_descriptors.push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar",
             "digest": format!("sha256:{}", sha256(&layer)),
@@ -224,9 +227,14 @@ fn oci_image(spec: &ImageSpec) -> (Vec<Vec<u8>>, serde_json::Value) {
         "size": manifest.len(),
         "platform": { "os": spec.os, "architecture": spec.architecture },
     });
+    let save_entry = serde_json::json!({
+        "Config": format!("blobs/sha256/{}", sha256(&config)),
+        "RepoTags": spec.tags,
+        "Layers": layer_paths,
+    });
     blobs.push(config);
     blobs.push(manifest);
-    (blobs, descriptor)
+    (blobs, descriptor, save_entry)
 }
 
 fn ref_annotations(tag: Option<&String>) -> serde_json::Value {
@@ -239,7 +247,12 @@ fn ref_annotations(tag: Option<&String>) -> serde_json::Value {
     annotations.into()
 }
 
-fn oci_archive(blobs: Vec<Vec<u8>>, index: serde_json::Value) -> Vec<u8> {
+/// An OCI layout archive of `blobs` and `index`, with `docker save`'s `manifest.json` when given.
+fn oci_archive(
+    blobs: Vec<Vec<u8>>,
+    index: serde_json::Value,
+    save_manifest: Option<serde_json::Value>,
+) -> Vec<u8> {
     let mut files: Vec<(String, Vec<u8>)> = vec![(
         "oci-layout".to_owned(),
         br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
@@ -248,6 +261,12 @@ fn oci_archive(blobs: Vec<Vec<u8>>, index: serde_json::Value) -> Vec<u8> {
         files.push((format!("blobs/sha256/{}", sha256(&blob)), blob));
     }
     files.push(("index.json".to_owned(), serde_json::to_vec(&index).unwrap()));
+    if let Some(save_manifest) = save_manifest {
+        files.push((
+            "manifest.json".to_owned(),
+            serde_json::to_vec(&save_manifest).unwrap(),
+        ));
+    }
     let borrowed: Vec<(&str, &[u8])> = files
         .iter()
         .map(|(p, d)| (p.as_str(), d.as_slice()))
@@ -255,25 +274,42 @@ fn oci_archive(blobs: Vec<Vec<u8>>, index: serde_json::Value) -> Vec<u8> {
     tar_of(&borrowed)
 }
 
-/// An OCI image layout archive (`oci-layout`, `index.json`, `blobs/sha256/...`).
+/// `docker save` of Docker 25 and later: an OCI image layout (`oci-layout`, `index.json`,
+/// `blobs/sha256/...`) with the `manifest.json` Docker's loader reads.
 pub fn oci_layout(spec: &ImageSpec) -> Vec<u8> {
-    let (blobs, mut descriptor) = oci_image(spec);
+    let (blobs, mut descriptor, save_entry) = oci_image(spec);
     descriptor["annotations"] = ref_annotations(spec.tags.first());
     oci_archive(
         blobs,
         serde_json::json!({ "schemaVersion": 2, "manifests": [descriptor] }),
+        Some(serde_json::json!([save_entry])),
+    )
+}
+
+/// An OCI image layout alone, without `manifest.json` (`podman save --format oci-archive`,
+/// `buildx --output type=oci`): Docker's loader cannot load it.
+pub fn oci_layout_only(spec: &ImageSpec) -> Vec<u8> {
+    let (blobs, mut descriptor, _) = oci_image(spec);
+    descriptor["annotations"] = ref_annotations(spec.tags.first());
+    oci_archive(
+        blobs,
+        serde_json::json!({ "schemaVersion": 2, "manifests": [descriptor] }),
+        None,
     )
 }
 
 /// An OCI layout whose index.json points to a nested multi-platform index (as `docker
-/// save` of a multi-arch image or `buildx --output type=oci` produce).
+/// save` of a multi-arch image produces), its `manifest.json` naming the last image (the one the
+/// engine held).
 pub fn oci_multi_platform(specs: &[ImageSpec]) -> Vec<u8> {
     let mut blobs = Vec::new();
     let mut descriptors = Vec::new();
+    let mut save_entries = Vec::new();
     for spec in specs {
-        let (image_blobs, descriptor) = oci_image(spec);
+        let (image_blobs, descriptor, save_entry) = oci_image(spec);
         blobs.extend(image_blobs);
         descriptors.push(descriptor);
+        save_entries.push(save_entry);
     }
     let nested = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
@@ -291,7 +327,11 @@ pub fn oci_multi_platform(specs: &[ImageSpec]) -> Vec<u8> {
         }],
     });
     blobs.push(nested);
-    oci_archive(blobs, top)
+    oci_archive(
+        blobs,
+        top,
+        save_entries.pop().map(|entry| serde_json::json!([entry])),
+    )
 }
 
 /// A `docker save` archive as older engines wrote it: a repeated layer is a symlink

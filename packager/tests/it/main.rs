@@ -8,5 +8,6 @@ mod fake_platform;
 mod fixtures;
 mod pack;
 mod pack_signals;
+mod platform_agreement;
 mod validate;
 mod validate_memory;

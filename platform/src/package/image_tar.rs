@@ -4,7 +4,9 @@
 //! and files Berth must have seen the same way: entry names are clean and unique
 //! ([`entry_names`]), only files, directories and links inside the archive pass, and the archive
 //! Docker gets has a `manifest.json` Berth wrote from the checked one, without tags, and no
-//! `repositories` or OCI index. Nothing the tenant wrote can tag an image.
+//! `repositories` or OCI index. Nothing the tenant wrote can tag an image. The config and layers
+//! are found as Docker's loader finds them ([`docker_load`], `berth-pack`'s rule too), and the
+//! image id is the config's digest.
 //!
 //! Every entry's size is the one the tar reader goes by (a PAX `size` record's, which must
 //! agree with the header's), and the re-written header says it. Every file counts at what
@@ -12,24 +14,16 @@
 //! output thrown away), against the image size limit; zstd, bzip2 and xz layers are refused.
 //! The count is the checked image's `unpacked_bytes`, which the storage quota charges.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{ImageInfo, PackageError};
+use package_rules::docker_load::{self, CONFIG_LIMIT, DROPPED, Entries, MANIFEST};
 use package_rules::entry_names::{Kind, Names};
 use package_rules::tar_budget::{Budget, ENTRY_HEADERS_LIMIT};
 use package_rules::unpacked::{Refusal, Unpacked};
-
-const MANIFEST: &str = "manifest.json";
-/// Entries that can name tags and are left out of what Docker gets: `repositories` (read by the
-/// classic loader without `manifest.json`), and the OCI `index.json` with its `oci-layout` marker
-/// (read by containerd-backed engines, whose annotations name tags).
-const TAGGING_ENTRIES: [&str; 3] = ["repositories", "index.json", "oci-layout"];
-/// Configs larger than this are not hashed (real ones are a few KiB).
-const CONFIG_LIMIT: u64 = 1 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -52,9 +46,10 @@ enum Checked {
     Link { target: String, symbolic: bool },
 }
 
-/// Admits the next entry: its name, type and link target, the same way in both passes.
+/// Admits the next entry: its name, type and link target (a link kept in `entries`).
 fn check_entry<R: Read>(
     names: &mut Names,
+    entries: &mut Entries<Option<String>>,
     entry: &tar::Entry<'_, R>,
 ) -> Result<(String, Checked), PackageError> {
     let raw = entry.path_bytes();
@@ -100,42 +95,22 @@ fn check_entry<R: Read>(
         _ => Kind::Leaf,
     };
     let name = names.admit(&raw, name_kind).map_err(bad)?.to_owned();
-    if let Checked::Link { target, symbolic } = &checked {
-        let inside = if *symbolic {
-            resolve_symlink(&name, target).is_some()
-        } else {
-            package_rules::entry_names::clean(target, false).is_some()
-        };
-        if !inside {
-            return Err(bad(format!(
-                "link {name:?} points outside the archive ({target:?})"
-            )));
-        }
+    match &checked {
+        Checked::Link {
+            target,
+            symbolic: true,
+        } => entries.symlink(&name, target).map_err(bad)?,
+        Checked::Link {
+            target,
+            symbolic: false,
+        } => entries.hard_link(&name, target).map_err(bad)?,
+        Checked::File(_) | Checked::Directory => {}
     }
     Ok((name, checked))
 }
 
-/// Resolves a relative symlink target against the link's directory, staying inside the archive.
-fn resolve_symlink(link: &str, target: &str) -> Option<String> {
-    if target.starts_with('/') || target.contains(['\\', '\0']) {
-        return None;
-    }
-    let mut parts: Vec<&str> = link.split('/').collect();
-    parts.pop();
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            part => parts.push(part),
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join("/"))
-}
-
-/// Checks a `docker save` archive and returns the one image it holds, with the config's digest
-/// verified (so the id Docker will give the image is known before loading it).
+/// Checks a `docker save` archive and returns the one image it holds, its id the config's digest
+/// (so the id Docker will give the image is known before loading it).
 #[cfg(test)]
 fn check(reader: impl Read) -> Result<ImageInfo, PackageError> {
     Ok(check_and_rewrite(reader, u64::MAX, io::sink())?
@@ -191,7 +166,7 @@ impl<W: Write> Drop for Rewritten<W> {
 
 /// Checks the archive read from `reader` and re-writes it into `out` for Docker in the same
 /// pass: fresh headers for the entries as checked, `manifest.json` replaced by the checked one
-/// without tags ([`manifest_for_docker`]), [`TAGGING_ENTRIES`] left out. Everything but the
+/// without tags ([`manifest_for_docker`]), [`DROPPED`] left out. Everything but the
 /// archive's end is written; on any failure the end never is, so Docker loads nothing.
 pub fn check_and_rewrite<W: Write>(
     reader: impl Read,
@@ -229,7 +204,7 @@ fn rewrite_entries<W: Write>(
     let mut unpacked = Unpacked::new(limit);
     while let Some(entry) = budget.within(ENTRY_HEADERS_LIMIT, || entries.next()) {
         let mut entry = entry.map_err(bad)?;
-        let (name, checked) = check_entry(&mut names, &entry)?;
+        let (name, checked) = check_entry(&mut names, &mut kept.entries, &entry)?;
         let mut header = tar::Header::new_gnu();
         header.set_mtime(entry.header().mtime().unwrap_or(0));
         match checked {
@@ -262,30 +237,44 @@ fn rewrite_entries<W: Write>(
         // bounded search for the next entry.
         io::copy(&mut entry, &mut io::sink()).map_err(bad)?;
     }
-    let mut image = kept
+    kept.entries.manifest().map_err(bad)?;
+    let image = kept
         .manifest
         .ok_or_else(|| bad(format!("{MANIFEST} is missing")))?;
-    image.unpacked_bytes = unpacked.total();
-    // Docker opens the config and layers by these names: they must be entries as checked.
-    let hex = image.id.trim_start_matches("sha256:");
-    match kept.small_file_digests.get(image.config.as_str()) {
-        Some(digest) if digest == hex => Ok(image),
-        Some(_) => Err(bad(format!(
-            "the config {} does not match its digest",
-            image.config
-        ))),
-        None => Err(bad(format!(
-            "the config {} named by {MANIFEST} is missing",
-            image.config
-        ))),
+    // Docker opens the config and layers by these names: they must lead to entries as checked,
+    // and the image id Docker gives is the config's digest.
+    let config = kept.entries.config(&image.config).map_err(bad)?;
+    // Every file of at most `CONFIG_LIMIT` was hashed but manifest.json and the dropped entries,
+    // which `config` refuses.
+    let digest = config
+        .data
+        .clone()
+        .ok_or_else(|| bad(format!("the config {} was not read", image.config)))?;
+    for layer in &image.layers {
+        kept.entries.layer(layer).map_err(bad)?;
     }
+    Ok(ImageInfo {
+        id: format!("sha256:{digest}"),
+        repo_tags: image.repo_tags,
+        config: image.config,
+        layers: image.layers,
+        unpacked_bytes: unpacked.total(),
+    })
 }
 
-/// What the pass keeps of the files it read: the checked manifest and the small files' digests.
+/// What the pass keeps: the checked manifest, and every file and link with the digest of each
+/// file small enough to be the config.
 #[derive(Default)]
 struct Kept {
-    manifest: Option<ImageInfo>,
-    small_file_digests: HashMap<String, String>,
+    manifest: Option<CheckedManifest>,
+    entries: Entries<Option<String>>,
+}
+
+/// The one image `manifest.json` names.
+struct CheckedManifest {
+    repo_tags: Vec<String>,
+    config: String,
+    layers: Vec<String>,
 }
 
 /// A file entry as checked, and the fresh header it gets.
@@ -333,8 +322,9 @@ fn rewrite_file<W: Write>(
 }
 
 /// Hands a file on for Docker: `manifest.json` replaced by the checked one without tags
-/// ([`manifest_for_docker`]), [`TAGGING_ENTRIES`] left out (the caller drains them), small
-/// files kept for their digests, the rest streamed.
+/// ([`manifest_for_docker`]), [`DROPPED`] left out (the caller drains them), the rest
+/// streamed; every file is kept in [`Kept::entries`], with its digest when it is small enough
+/// to be the config.
 fn hand_on<W: Write>(
     data: &mut impl Read,
     file: File<'_>,
@@ -342,41 +332,54 @@ fn hand_on<W: Write>(
     kept: &mut Kept,
 ) -> Result<(), PackageError> {
     let File { name, size, header } = file;
+    let mut digest = None;
     if name == MANIFEST {
+        docker_load::check_manifest_size(size).map_err(bad)?;
         let mut text = String::new();
-        data.take(CONFIG_LIMIT + 1)
+        data.take(size)
             .read_to_string(&mut text)
             .map_err(|e| bad(format!("{MANIFEST}: {e}")))?;
-        if text.len() as u64 > CONFIG_LIMIT {
-            return Err(bad(format!("{MANIFEST} is larger than 1 MiB")));
-        }
         let image = parse_manifest(&text)?;
         let text = manifest_for_docker(&image);
         header.set_mode(0o644);
         header.set_size(text.len() as u64);
         builder.append_data(header, name, text.as_slice())?;
         kept.manifest = Some(image);
-    } else if size <= CONFIG_LIMIT {
-        let mut bytes = Vec::new();
-        data.take(size).read_to_end(&mut bytes).map_err(bad)?;
-        if !TAGGING_ENTRIES.contains(&name) {
-            header.set_mode(0o644);
-            header.set_size(bytes.len() as u64);
-            builder.append_data(header, name, bytes.as_slice())?;
-        }
-        kept.small_file_digests
-            .insert(name.to_owned(), hex::encode(Sha256::digest(&bytes)));
-    } else if !TAGGING_ENTRIES.contains(&name) {
+    } else if !DROPPED.contains(&name) {
         header.set_mode(0o644);
         header.set_size(size);
-        builder.append_data(header, name, data.take(size))?;
+        if size <= CONFIG_LIMIT {
+            let mut hashing = Hashing {
+                inner: data.take(size),
+                hasher: Sha256::new(),
+            };
+            builder.append_data(header, name, &mut hashing)?;
+            digest = Some(hex::encode(hashing.hasher.finalize()));
+        } else {
+            builder.append_data(header, name, data.take(size))?;
+        }
     }
+    kept.entries.file(name, size, digest);
     Ok(())
 }
 
-/// The one image `manifest.json` names, its id taken from the config's name (verified against
-/// the config's digest once the whole archive was read).
-fn parse_manifest(text: &str) -> Result<ImageInfo, PackageError> {
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The one image `manifest.json` names (its config's digest, the image id, is known once the
+/// whole archive was read).
+fn parse_manifest(text: &str) -> Result<CheckedManifest, PackageError> {
     let images: Vec<SaveManifestEntry> =
         serde_json::from_str(text).map_err(|e| bad(format!("{MANIFEST}: {e}")))?;
     let [image] = images.as_slice() else {
@@ -385,26 +388,15 @@ fn parse_manifest(text: &str) -> Result<ImageInfo, PackageError> {
             images.len()
         )));
     };
-    let file = image.config.rsplit('/').next().unwrap_or_default();
-    let hex = file
-        .strip_suffix(".json")
-        .unwrap_or(file)
-        .to_ascii_lowercase();
-    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(bad(format!("unexpected config name {:?}", image.config)));
-    }
-    Ok(ImageInfo {
-        id: format!("sha256:{hex}"),
+    Ok(CheckedManifest {
         repo_tags: image.repo_tags.clone().unwrap_or_default(),
         config: image.config.clone(),
         layers: image.layers.clone(),
-        // Known once the whole archive was read.
-        unpacked_bytes: 0,
     })
 }
 
 /// The `manifest.json` Docker gets: the checked image's config and layers, and no tags.
-fn manifest_for_docker(image: &ImageInfo) -> Vec<u8> {
+fn manifest_for_docker(image: &CheckedManifest) -> Vec<u8> {
     serde_json::json!([{
         "Config": image.config,
         "RepoTags": null,

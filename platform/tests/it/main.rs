@@ -34,6 +34,7 @@ mod login;
 mod manifest_budget;
 mod operate;
 mod options;
+mod package_agreement;
 mod proxy;
 mod proxy_framing;
 mod proxy_limits;
