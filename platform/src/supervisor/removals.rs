@@ -247,17 +247,26 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn a_removal_that_does_not_finish_holds_no_other_deployment() {
+    /// A supervisor on the fake runtime after its first pass with t1 subscribed, and the id of
+    /// t1's running replica (the data directory lives as long as the first).
+    async fn t1_subscribed() -> (tempfile::TempDir, Arc<FakeRuntime>, Supervisor, String) {
         let dir = tempfile::tempdir().unwrap();
         let runtime = Arc::new(FakeRuntime::default());
         let mut sup = supervisor(Arc::clone(&runtime), dir.path());
         seed(&sup, dir.path()).await;
         subscribe(&sup, dir.path(), "t1").await;
         pass(&mut sup).await;
-        let [(ref first, true)] = instances_of(&runtime, "1/t1")[..] else {
+        let [(first, true)] = &instances_of(&runtime, "1/t1")[..] else {
             panic!("t1's replica runs");
         };
+        let first = first.clone();
+        (dir, runtime, sup, first)
+    }
+
+    #[tokio::test]
+    async fn a_removal_that_does_not_finish_holds_no_other_deployment() {
+        let (dir, runtime, mut sup, first) = t1_subscribed().await;
+        let first = &first;
         let network = network_of(&sup, "t1");
         assert!(runtime.nets().contains_key(&network));
 
@@ -302,15 +311,8 @@ mod tests {
     /// either, and the slot whose last instance is still being removed waits for it.
     #[tokio::test]
     async fn a_slot_gets_its_new_instance_once_its_last_one_is_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = Arc::new(FakeRuntime::default());
-        let mut sup = supervisor(Arc::clone(&runtime), dir.path());
-        seed(&sup, dir.path()).await;
-        subscribe(&sup, dir.path(), "t1").await;
-        pass(&mut sup).await;
-        let [(ref kept, true)] = instances_of(&runtime, "1/t1")[..] else {
-            panic!("t1's replica runs");
-        };
+        let (_dir, runtime, mut sup, kept) = t1_subscribed().await;
+        let kept = &kept;
         let revision = runtime.lock()[kept].labels[crate::supervisor::LABEL_REVISION].clone();
         // A create raced a crash: a second instance of slot 0 (after the first by name), whose
         // removal does not finish.
