@@ -13,6 +13,7 @@ use crate::auth::principal::Principal;
 use crate::store::applications::{self, ManifestOptions, Version};
 use crate::store::intents::Intent;
 use crate::store::{subscriptions, tenants};
+use crate::supervisor::Scope;
 
 /// Deletes the caller's application `id` with its versions, bootstrap user, subscriptions
 /// and their service users, and the settings its manifest wrote in each subscriber's tenant
@@ -116,7 +117,9 @@ async fn remove_tenant(apps: Arc<Apps>, id: String) -> Result<(), FlowError> {
         }
     }
     // Its own subscriptions' deployments go too (the supervisor converges on the rows).
-    apps.supervisor.converge(CONVERGE_LIMIT).await;
+    apps.supervisor
+        .converge(Scope::Tenant(id), CONVERGE_LIMIT)
+        .await;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::{Apps, CONVERGE_LIMIT};
 use crate::store::artifacts;
 use crate::store::intents::{self, DeletionIntent, Intent, ReplacedImage, UploadIntent};
+use crate::supervisor::Scope;
 
 /// What to do with Berth's tag of an upload that was not recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,7 +139,8 @@ pub async fn undo_upload(apps: &Apps, id: i64, intent: &UploadIntent) -> bool {
 /// intent stays for the next start).
 pub async fn finish_deletion(apps: &Apps, id: i64, intent: &DeletionIntent) -> bool {
     // Containers go first: an image still used by a container cannot be removed.
-    if !apps.supervisor.converge(CONVERGE_LIMIT).await {
+    let scope = Scope::Application(intent.application_id);
+    if !apps.supervisor.converge(scope, CONVERGE_LIMIT).await {
         tracing::warn!(
             application = intent.application_id,
             "containers not yet removed; the deletion is finished at the next start"

@@ -14,6 +14,7 @@ use crate::store::applications::{self, Application, resolved_manifest};
 use crate::store::subscriptions::{self, NewSubscription};
 use crate::store::tenants::{self, Tenant};
 use crate::store::users::NewUser;
+use crate::supervisor::Scope;
 
 /// The tenant `tenant` if the caller may manage its subscriptions: its own (needs application
 /// management) or one the caller manages, a subtenant or any tenant for the management tenant
@@ -280,6 +281,10 @@ async fn remove_subscription(
         "Unsubscribed",
         format!("Tenant {tenant} unsubscribed from {}", app.name),
     );
-    apps.supervisor.converge(CONVERGE_LIMIT).await;
+    let scope = Scope::Subscription {
+        application: app.id,
+        tenant,
+    };
+    apps.supervisor.converge(scope, CONVERGE_LIMIT).await;
     Ok(())
 }

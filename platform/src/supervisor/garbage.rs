@@ -25,14 +25,15 @@ pub(super) fn wanted(
 impl Supervisor {
     /// Starts removing the containers of no desired deployment (freeing names, addresses and
     /// memory) and removes the networks nothing is left on (freeing an unsubscribe's subnet
-    /// for this very pass). Returns the networks that wait for their containers' removal.
+    /// for this very pass). Returns the networks that wait for their containers' removal,
+    /// each with its `deployment` label.
     pub(super) async fn collect_garbage(
         &mut self,
         garbage: Vec<Action>,
         mut orphans: HashMap<String, InstanceInfo>,
-    ) -> HashSet<String> {
+    ) -> HashMap<String, Option<String>> {
         let mut networks = Vec::new();
-        let mut waiting = HashSet::new();
+        let mut waiting = HashMap::new();
         for action in garbage {
             match action {
                 Action::Remove { id, .. } => {
@@ -43,9 +44,9 @@ impl Supervisor {
                     }
                 }
                 Action::RemoveNetwork { name } => networks.push(name),
-                Action::DeferNetwork { name } => {
+                Action::DeferNetwork { name, deployment } => {
                     tracing::debug!(network = %name, "network of no desired deployment waits for its containers' removal");
-                    waiting.insert(name);
+                    waiting.insert(name, deployment);
                 }
                 _ => {}
             }
@@ -121,7 +122,10 @@ mod tests {
             // The network an upload is making is kept, though nothing runs on it yet; the
             // others wait for their instance's removal.
             let garbage = *garbage && *label != "4/shared";
-            let waits = Action::DeferNetwork { name };
+            let waits = Action::DeferNetwork {
+                name,
+                deployment: Some((*label).to_owned()),
+            };
             assert_eq!(actions.contains(&waits), garbage, "network {label}");
         }
     }

@@ -129,21 +129,26 @@ impl Handle {
     }
 
     /// Pokes and waits (at most `limit`) until a pass that started after this call completed,
-    /// and what of no desired deployment it left still going is gone, so the caller sees
-    /// Docker converged to the database (e.g. containers of a deleted application gone before
-    /// its image is removed, an unsubscribed deployment's network gone). False on timeout.
-    pub async fn converge(&self, limit: Duration) -> bool {
+    /// and what of `scope`'s deployments that pass left still going is gone, so the caller
+    /// sees Docker converged to the database (e.g. containers of a deleted application gone
+    /// before its image is removed, an unsubscribed deployment's network gone). Another
+    /// tenant's slow removal is not waited for. False on timeout.
+    pub async fn converge(&self, scope: Scope, limit: Duration) -> bool {
         let mut covered = self.covered.subscribe();
         // A pass that starts after this number was taken reads the database after our change;
         // a pass already running may not have, and is not waited for beyond its end.
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         self.poke();
         let done = async {
-            let left = Arc::clone(&covered.wait_for(|c| c.pass >= ticket).await?.leftovers);
+            let left = covered
+                .wait_for(|c| c.pass >= ticket)
+                .await?
+                .leftovers
+                .within(&scope);
             // Removals run off the pass, and each one's end brings a pass (which removes the
             // networks that waited for it): wait for those of that pass, not for any begun
             // later (a busy installation may never be without one).
-            covered.wait_for(|c| left.gone_from(&c.leftovers)).await?;
+            covered.wait_for(|c| gone_from(&left, &c.leftovers)).await?;
             Ok::<_, tokio::sync::watch::error::RecvError>(())
         };
         matches!(tokio::time::timeout(limit, done).await, Ok(Ok(())))
@@ -187,19 +192,64 @@ pub(super) struct Covered {
     pub leftovers: Arc<Leftovers>,
 }
 
+/// Whose leftovers [`Handle::converge`] waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every deployment of one application (its deletion: its images go after its containers).
+    Application(i64),
+    /// What serves one tenant's subscription to an application (its unsubscription): its
+    /// PER_TENANT deployment, or the MULTI_TENANT one, which goes with the last subscriber.
+    Subscription { application: i64, tenant: String },
+    /// The per-tenant deployments of one tenant (its deletion).
+    Tenant(String),
+}
+
+impl Scope {
+    /// Whether a container or network with this `deployment` label (`<application id>/<tenant
+    /// or shared>`, see [`DeploymentKey`]'s `Display`) is in scope. Unlabelled ones are no
+    /// application's.
+    fn covers(&self, label: Option<&str>) -> bool {
+        let Some((application, tenant)) = label.and_then(|l| l.split_once('/')) else {
+            return false;
+        };
+        match self {
+            Scope::Application(id) => application.parse() == Ok(*id),
+            Scope::Subscription {
+                application: id,
+                tenant: name,
+            } => {
+                application.parse() == Ok(*id)
+                    && (tenant == name || tenant == crate::routing::SHARED)
+            }
+            Scope::Tenant(name) => tenant == name && tenant != crate::routing::SHARED,
+        }
+    }
+}
+
 /// What of no desired deployment a pass left: containers still being removed, networks
-/// waiting for them.
+/// waiting for them; each by id or name, with its `deployment` label.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Leftovers {
-    pub containers: HashSet<String>,
-    pub networks: HashSet<String>,
+    pub containers: HashMap<String, Option<String>>,
+    pub networks: HashMap<String, Option<String>>,
 }
 
 impl Leftovers {
-    /// None of these is left in `now` (what a later pass left).
-    fn gone_from(&self, now: &Leftovers) -> bool {
-        self.containers.is_disjoint(&now.containers) && self.networks.is_disjoint(&now.networks)
+    /// The ids and names of those in `scope`.
+    fn within(&self, scope: &Scope) -> HashSet<String> {
+        (self.containers.iter().chain(&self.networks))
+            .filter(|(_, label)| scope.covers(label.as_deref()))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
+}
+
+/// None of `names` is left in `now` (what a later pass left). Container ids and network
+/// names cannot be confused: an id is 64 hex digits, a network of Berth's has a prefix.
+fn gone_from(names: &HashSet<String>, now: &Leftovers) -> bool {
+    names
+        .iter()
+        .all(|n| !now.containers.contains_key(n) && !now.networks.contains_key(n))
 }
 
 /// Networks an upload wants made ahead of its version ([`Handle::prepare_networks`]).
@@ -280,43 +330,99 @@ mod tests {
         assert!(handle.preparing().is_empty());
     }
 
-    /// The API's convergence waits for the pass after its change, then for what of no desired
-    /// deployment that pass left going, not for what later passes began.
+    /// The API's convergence waits for the pass after its change, then for what of its scope
+    /// that pass left going, not for what later passes began nor for other deployments'.
     #[tokio::test]
     async fn converging_waits_for_the_removals_of_the_pass_after_the_change() {
         use futures_util::FutureExt;
         let handle = Handle::new();
+        // Containers and networks named by their deployment label ("c1@3/t1": container c1
+        // of deployment 3/t1).
         let publish = |pass, containers: &[&str], networks: &[&str]| {
+            let labelled = |names: &[&str]| {
+                (names.iter())
+                    .map(|n| {
+                        let (name, label) = n.split_once('@').unwrap();
+                        (name.to_owned(), Some(label.to_owned()))
+                    })
+                    .collect()
+            };
             let leftovers = Arc::new(Leftovers {
-                containers: containers.iter().map(|c| (*c).to_owned()).collect(),
-                networks: networks.iter().map(|n| (*n).to_owned()).collect(),
+                containers: labelled(containers),
+                networks: labelled(networks),
             });
             handle.covered.send_modify(|c| {
                 c.pass = pass;
                 c.leftovers = leftovers;
             });
         };
-        publish(0, &["c0"], &[]);
-        let mut waiting = std::pin::pin!(handle.converge(Duration::from_secs(3600)));
+        publish(0, &["c0@3/t1"], &[]);
+        let scope = Scope::Subscription {
+            application: 3,
+            tenant: "t1".into(),
+        };
+        let mut waiting = std::pin::pin!(handle.converge(scope, Duration::from_secs(3600)));
         // (case, the last pass published: covered, containers, networks; done)
         type Case<'a> = (&'a str, u64, &'a [&'a str], &'a [&'a str], bool);
         let cases: [Case; 5] = [
-            ("no pass since the change", 0, &["c0"], &[], false),
+            ("no pass since the change", 0, &["c0@3/t1"], &[], false),
             (
-                "the pass after it left a removal",
+                "the pass after it left a removal, and another deployment's",
                 1,
-                &["c0", "c1"],
-                &["n1"],
+                &["c0@3/t1", "c1@3/t1", "x1@3/t2", "x2@4/t1"],
+                &["n1@3/t1", "nx@3/t2"],
                 false,
             ),
-            ("that removal still runs", 2, &["c1"], &["n1"], false),
-            ("its network waits", 3, &[], &["n1"], false),
-            ("all gone, later removals apart", 4, &["c2"], &["n2"], true),
+            (
+                "that removal still runs",
+                2,
+                &["c1@3/t1", "x1@3/t2"],
+                &["n1@3/t1"],
+                false,
+            ),
+            ("its network waits", 3, &["x1@3/t2"], &["n1@3/t1"], false),
+            (
+                "all gone, another deployment's and later removals apart",
+                4,
+                &["c2@3/t1", "x1@3/t2", "x2@4/t1"],
+                &["n2@3/t1", "nx@3/t2"],
+                true,
+            ),
         ];
         for (case, pass, containers, networks, done) in cases {
             publish(pass, containers, networks);
             let answer = waiting.as_mut().now_or_never();
             assert_eq!(answer, done.then_some(true), "{case}");
+        }
+    }
+
+    #[test]
+    fn a_scope_covers_the_deployments_it_names() {
+        let subscription = |application, tenant: &str| Scope::Subscription {
+            application,
+            tenant: tenant.to_owned(),
+        };
+        // (scope, label, covered)
+        let cases = [
+            (Scope::Application(3), Some("3/t1"), true),
+            (Scope::Application(3), Some("3/shared"), true),
+            (Scope::Application(3), Some("31/t1"), false),
+            (Scope::Application(3), Some("4/t1"), false),
+            (Scope::Application(3), None, false),
+            (Scope::Application(3), Some("3"), false),
+            (subscription(3, "t1"), Some("3/t1"), true),
+            (subscription(3, "t1"), Some("3/shared"), true),
+            (subscription(3, "t1"), Some("3/t2"), false),
+            (subscription(3, "t1"), Some("4/t1"), false),
+            (subscription(3, "t1"), Some("4/shared"), false),
+            (Scope::Tenant("t1".into()), Some("3/t1"), true),
+            (Scope::Tenant("t1".into()), Some("4/t1"), true),
+            (Scope::Tenant("t1".into()), Some("3/t10"), false),
+            (Scope::Tenant("t1".into()), Some("3/shared"), false),
+            (Scope::Tenant("shared".into()), Some("3/shared"), false),
+        ];
+        for (scope, label, covered) in cases {
+            assert_eq!(scope.covers(label), covered, "{scope:?} {label:?}");
         }
     }
 

@@ -73,8 +73,8 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 pub use error::SupervisorError;
-pub use handle::Handle;
 use handle::parse_subnet;
+pub use handle::{Handle, Scope};
 
 use crate::audit::AuditLog;
 use crate::routing::{DeploymentKey, RoutingTable};
@@ -486,7 +486,7 @@ impl Supervisor {
                     .as_ref()
                     .is_some_and(|d| wanted_deployments.contains(d))
             })
-            .map(|(id, _)| id)
+            .map(|(id, l)| (id, l.deployment))
             .collect();
         Ok(handle::Leftovers {
             containers,

@@ -124,7 +124,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
     use std::path::Path;
     use std::time::{Duration, Instant};
 
@@ -276,9 +275,10 @@ mod tests {
         let left = pass(&mut sup).await;
         asked(&runtime, first).await;
         // What the API's convergence waits for: the container, and the network after it.
+        let t1 = Some("1/t1".to_owned());
         let waited = Leftovers {
-            containers: HashSet::from([first.clone()]),
-            networks: HashSet::from([network.clone()]),
+            containers: HashMap::from([(first.clone(), t1.clone())]),
+            networks: HashMap::from([(network.clone(), t1)]),
         };
         assert_eq!(left, waited);
 

@@ -32,7 +32,11 @@ pub enum Action {
     RemoveNetwork { name: String },
     /// A network no desired deployment uses waits: some instance on it is being removed (or
     /// starts being removed now). Removed by the pass after the last removal ends.
-    DeferNetwork { name: String },
+    /// `deployment` is the network's `deployment` label.
+    DeferNetwork {
+        name: String,
+        deployment: Option<String>,
+    },
     /// Take a scaled-down instance out of routing now; remove it at `until`.
     Drain { id: String, until: Instant },
     /// A draining instance is wanted again (scaled back up): it serves again.
@@ -96,7 +100,8 @@ pub fn garbage(
             .map(|(name, deployment)| {
                 let name = name.clone();
                 if occupied.contains(&deployment.as_deref()) {
-                    Action::DeferNetwork { name }
+                    let deployment = deployment.clone();
+                    Action::DeferNetwork { name, deployment }
                 } else {
                     Action::RemoveNetwork { name }
                 }

@@ -43,6 +43,7 @@ fn garbage_table() {
                 remove("b", Removal::Orphan),
                 Action::DeferNetwork {
                     name: "net-2".to_owned(),
+                    deployment: Some("2:t1".to_owned()),
                 },
             ],
         ),
@@ -73,6 +74,7 @@ fn a_network_goes_only_after_every_instance_on_it() {
     };
     let defer_network = |d: &str| Action::DeferNetwork {
         name: format!("net-{d}"),
+        deployment: Some(d.to_owned()),
     };
     // (case, listed instances, instances being removed, expected)
     let cases = [
