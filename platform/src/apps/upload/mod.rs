@@ -9,27 +9,27 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
-use super::settings::{
-    check_manifest_category, check_settings_room, seal_setting, stored_manifest,
-};
-use super::{Apps, FlowError, manifest_budget, settings_propagation};
+use super::settings::{check_manifest_category, check_settings_room};
+use super::{Apps, FlowError, manifest_budget};
 use crate::auth::principal::Principal;
 use crate::limits::LimitError;
 use crate::package::growing::Arrival;
-use crate::package::{self, ImageInfo, Opened, Package, PackageError};
+use crate::package::{self, Opened, Package, PackageError};
 use crate::runtime::{RuntimeError, images};
 use crate::store::StoreError;
-use crate::store::applications::{self, Application, UploadRecord, Version};
-use crate::store::intents::{self, Intent, ReplacedImage, UploadIntent};
+use crate::store::applications::{self, Application};
+use crate::store::intents::{Intent, UploadIntent};
 use crate::store::subscriptions;
 use crate::supervisor::spec;
 
 mod arriving;
+mod install;
+mod load;
 mod quota;
 
 pub use arriving::{ARRIVING_UPLOADS, TENANT_UPLOADS, UPLOADS, accept_arriving};
+use install::{Installed, Kept, cleanup_replaced, install};
+use load::load;
 use quota::{Requota, check_storage_quota};
 
 /// Why an upload was refused or failed; the API renders each kind.
@@ -300,305 +300,6 @@ struct Target<'a> {
     package_file: &'a str,
 }
 
-/// The received package on its way to be kept.
-struct Kept {
-    temp: tempfile::NamedTempFile,
-    /// Its data reaching the disk.
-    synced: tokio::task::JoinHandle<std::io::Result<()>>,
-    /// The upload's intent, finished with the record.
-    intent: i64,
-    /// What the version costs, as the quota check at the end of its load counted it.
-    stored_bytes: u64,
-}
-
-/// Streams the package's image into the engine, checked on the way. Once the whole archive
-/// passed, and before its end goes out, the storage quota is checked again with what the image
-/// unpacks to ([`Requota`]) and [`decide`] rules on the image it holds; unless both agree, the
-/// engine gets a failed stream and loads nothing. Returns the image, the recorded intent
-/// (undone here if the load fails after it) and what the version costs.
-async fn load(
-    apps: &Arc<Apps>,
-    opened: Opened,
-    existing: Option<&Version>,
-    target: &Target<'_>,
-    requota: &Requota,
-) -> Result<(ImageInfo, i64, UploadIntent, u64), UploadError> {
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
-    let (seen, seen_by_decide) = tokio::sync::oneshot::channel::<ImageInfo>();
-    let (agree, agreed) = tokio::sync::oneshot::channel::<bool>();
-    let reader = tokio::task::spawn_blocking(move || {
-        opened.stream_image(
-            |chunk| sender.blocking_send(chunk).is_ok(),
-            |image| seen.send(image.clone()).is_ok() && agreed.blocking_recv().unwrap_or(false),
-        )
-    });
-    let stream = futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    let load = apps.runtime.load_image(Box::pin(stream));
-    let ruling = async {
-        // No image: the archive failed its checks, and the reader says why.
-        let Ok(image) = seen_by_decide.await else {
-            return Ok(None);
-        };
-        let checked = requota
-            .check(apps, target.tenant, existing, image.unpacked_bytes)
-            .await;
-        let decided = match checked {
-            Ok(cost) => decide(apps, &image, existing, target)
-                .await
-                .map(|(id, intent)| (id, intent, cost)),
-            Err(e) => Err(e),
-        };
-        let _ = agree.send(decided.is_ok());
-        decided.map(Some)
-    };
-    let (loaded, ruling) = tokio::join!(load, ruling);
-    let streamed = reader.await.map_err(task_failed)?;
-    let (intent_id, intent, stored_bytes) = match ruling {
-        Ok(Some(recorded)) => recorded,
-        Ok(None) => return Err(failed_load(streamed, loaded)),
-        Err(refused) => return Err(refused),
-    };
-    let outcome = match (streamed, loaded) {
-        (Ok(image), Ok(loaded)) => check_loaded(&image, &loaded).map(|()| image),
-        (streamed, loaded) => Err(failed_load(streamed, loaded)),
-    };
-    match outcome {
-        Ok(image) => Ok((image, intent_id, intent, stored_bytes)),
-        Err(e) => {
-            undo(apps, intent_id, intent).await;
-            Err(e)
-        }
-    }
-}
-
-/// Why a load failed: the package's own fault first, as it is what the tenant can fix; then
-/// the engine refusing the archive (the package again); then the engine failing (unreachable,
-/// timed out: worth trying again, 503, not a bad package).
-fn failed_load(
-    streamed: Result<ImageInfo, PackageError>,
-    loaded: Result<Vec<String>, RuntimeError>,
-) -> UploadError {
-    match (streamed, loaded) {
-        (Err(e), _) if !matches!(e, PackageError::Io(_) | PackageError::Stopped) => {
-            package_error(e)
-        }
-        (_, Err(e @ RuntimeError::Rejected(_))) => {
-            UploadError::Invalid(format!("Docker could not load image.tar: {e}"))
-        }
-        (_, Err(e)) => unavailable("The container engine failed while loading image.tar")(e),
-        (Err(e), Ok(_)) => package_error(e),
-        (Ok(_), Ok(_)) => UploadError::Internal("the image load ended without a ruling".into()),
-    }
-}
-
-/// The archive Docker got names one image and no tag: anything else reported means it loaded
-/// something Berth did not check.
-fn check_loaded(image: &ImageInfo, loaded: &[String]) -> Result<(), UploadError> {
-    if loaded != [image.id.as_str()] {
-        tracing::error!(expected = %image.id, ?loaded, "the engine loaded other than the checked image");
-        return Err(UploadError::Invalid(
-            "image.tar loaded other images or tags than the one its manifest.json names".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Rules on the checked image before the engine may load it: a release version's image is
-/// immutable; then records what the engine looked like before, as the upload's intent, so a
-/// failure (or a kill) from here on can put it back.
-async fn decide(
-    apps: &Apps,
-    image: &ImageInfo,
-    existing: Option<&Version>,
-    target: &Target<'_>,
-) -> Result<(i64, UploadIntent), UploadError> {
-    if let Some(existing) = existing
-        && !target.snapshot
-        && existing.image_id != image.id
-    {
-        return Err(UploadError::Conflict(format!(
-            "Version {} was already uploaded with a different image; release versions are immutable, bump the version (or use a -SNAPSHOT version)",
-            target.version
-        )));
-    }
-    let engine = "The container engine is not available; try again later";
-    let runtime = &apps.runtime;
-    let image_existed = runtime
-        .image_id(&image.id)
-        .await
-        .map_err(unavailable(engine))?
-        .is_some();
-    let tag_before = runtime
-        .image_id(&target.tag.reference())
-        .await
-        .map_err(unavailable(engine))?;
-    let intent = UploadIntent {
-        image_id: image.id.clone(),
-        image_existed,
-        tag: target.tag.reference(),
-        tag_before,
-        package_file: target.package_file.to_owned(),
-    };
-    let recorded = Intent::Upload(intent.clone());
-    let intent_id = apps
-        .store
-        .run(move |c| intents::record(c, &recorded))
-        .await?;
-    Ok((intent_id, intent))
-}
-
-/// A recorded upload.
-struct Installed {
-    app: Application,
-    /// The version of the same name it replaced (a snapshot).
-    replaced: Option<Version>,
-    /// The intent to remove the replaced version's image, recorded with the version when the
-    /// upload brought another image.
-    image_removal: Option<(i64, ReplacedImage)>,
-}
-
-/// Checks and tags the loaded image, keeps the package and records the version (with the
-/// replaced version, if any, and the intent to remove its image). On error the caller undoes
-/// what was done by the upload's intent.
-async fn install(
-    apps: &Apps,
-    package: &Package,
-    kept: Kept,
-    target: &Target<'_>,
-) -> Result<Installed, UploadError> {
-    let Kept {
-        temp,
-        synced,
-        intent,
-        stored_bytes,
-    } = kept;
-    crate::fault::point(crate::fault::UPLOAD_LOADED).await;
-    let runtime = &apps.runtime;
-    let engine = "The container engine is not available";
-    if runtime
-        .image_id(&package.image.id)
-        .await
-        .map_err(unavailable(engine))?
-        .is_none()
-    {
-        return Err(UploadError::Invalid(
-            "image.tar loaded, but it did not contain the image its manifest.json names".into(),
-        ));
-    }
-    if apps.limits.refuse_root_images {
-        let user = runtime
-            .image_user(&package.image.id)
-            .await
-            .map_err(unavailable(engine))?;
-        crate::limits::check_image_user(&user, &apps.limits)?;
-    }
-    runtime
-        .tag(&package.image.id, &target.tag.repo, &target.tag.tag)
-        .await
-        .map_err(unavailable("The container engine could not tag the image"))?;
-
-    let kept = apps.data_dir.join(target.package_file);
-    if let Some(parent) = kept.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| UploadError::Internal(format!("creating {}: {e}", parent.display())))?;
-    }
-    synced
-        .await
-        .map_err(task_failed)?
-        .map_err(|e| UploadError::Internal(format!("writing upload: {e}")))?;
-    temp.persist(&kept)
-        .map_err(|e| UploadError::Internal(format!("keeping package: {e}")))?;
-    crate::fault::point(crate::fault::UPLOAD_KEPT).await;
-    let manifest = package.manifest.manifest.clone();
-    let mut record = UploadRecord {
-        version: Version {
-            version: target.version.to_owned(),
-            image_id: package.image.id.clone(),
-            image_tag: target.tag.reference(),
-            package_file: target.package_file.to_owned(),
-        },
-        // Recorded with the version, so quota checks sum a column.
-        stored_bytes,
-        manifest: Value::Null,
-        roles: manifest.roles.clone(),
-        required_roles: manifest.required_roles.clone(),
-        context_path: manifest.context_path.clone(),
-        intent: Some(intent),
-    };
-    let (tenant, id) = (target.tenant.to_owned(), target.id);
-    let secrets = Arc::clone(&apps.secrets);
-    let recorded = apps
-        .store
-        .run(move |c| {
-            // One transaction, so no subscription or upload comes between reading the previous
-            // settings and committing the new ones: the manifest as stored, the version, and
-            // the new version's settings for every subscribed tenant.
-            let tx = c.transaction()?;
-            let app = applications::get(&tx, &tenant, id)?;
-            let shown_before = manifest_budget::shown(&tx, &tenant)?;
-            record.manifest = stored_manifest(&secrets, &app.name, &manifest)?;
-            let settings = settings_propagation::plan(
-                &tx,
-                &app,
-                applications::resolved_manifest(&app).as_ref(),
-                &manifest,
-                &seal_setting(&secrets),
-            )?;
-            let (app, replaced) = applications::record_upload(&tx, &tenant, id, &record)?;
-            manifest_budget::check_in(&tx, &tenant, shown_before)?;
-            settings_propagation::apply(&tx, &app, &settings)?;
-            // The replaced image can go only once the old revision's containers are gone;
-            // recorded now, so neither a refusal nor a restart forgets it.
-            let image_removal = match &replaced {
-                Some(old) if old.image_id != record.version.image_id => {
-                    let removal = ReplacedImage {
-                        image_id: old.image_id.clone(),
-                        tenant: tenant.clone(),
-                        application_id: id,
-                        version: old.version.clone(),
-                    };
-                    let intent = Intent::RemoveReplacedImage(removal.clone());
-                    Some((intents::record(&tx, &intent)?, removal))
-                }
-                _ => None,
-            };
-            tx.commit()?;
-            Ok(Installed {
-                app,
-                replaced,
-                image_removal,
-            })
-        })
-        .await?;
-    apps.forget_service_credentials(id).await;
-    Ok(recorded)
-}
-
-/// After a snapshot replaced an earlier upload of the same version: drop the old package, and
-/// the old image through its intent: now if nothing refers to it and no container uses it,
-/// else retried in the background and at the next start (the old revision's containers run
-/// until the new revision is ready). A package left by a kill is the start's sweep's.
-async fn cleanup_replaced(
-    apps: &Arc<Apps>,
-    old: &Version,
-    new_package: &str,
-    image_removal: Option<(i64, ReplacedImage)>,
-) {
-    if old.package_file != new_package {
-        let path = apps.data_dir.join(&old.package_file);
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove the replaced package");
-        }
-    }
-    if let Some((id, removal)) = image_removal
-        && !super::intents::remove_replaced_image(apps, id, &removal).await
-    {
-        super::intents::retry_later(Arc::clone(apps), id, Intent::RemoveReplacedImage(removal));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,45 +334,5 @@ mod tests {
             BerthTag::new("AB-12_x", "T1", 7, "1").unwrap().repo,
             "berth/ab12x/t1-7"
         );
-    }
-
-    #[test]
-    fn a_failed_load_blames_the_package_only_for_what_the_package_did() {
-        let io = || {
-            Err(PackageError::Io(std::io::Error::from(
-                std::io::ErrorKind::BrokenPipe,
-            )))
-        };
-        let bad = || Err(PackageError::BadEntry("entry \"x\" is bad".into()));
-        let rejected = || Err(RuntimeError::Rejected("unexpected EOF".into()));
-        let down = || {
-            Err(RuntimeError::Connect {
-                socket: "/var/run/docker.sock".into(),
-                message: "connection refused".into(),
-            })
-        };
-        let timed_out = || Err(RuntimeError::Docker("timed out".into()));
-        // (what the stream saw, what the engine said, the status class: 422, 503)
-        type Case = (
-            Result<ImageInfo, PackageError>,
-            Result<Vec<String>, RuntimeError>,
-            u16,
-        );
-        let cases: [Case; 5] = [
-            (bad(), timed_out(), 422),
-            (io(), rejected(), 422),
-            (io(), down(), 503),
-            (io(), timed_out(), 503),
-            (Err(PackageError::Stopped), timed_out(), 503),
-        ];
-        for (streamed, loaded, status) in cases {
-            let why = format!("{streamed:?} / {loaded:?}");
-            let got = match failed_load(streamed, loaded) {
-                UploadError::Invalid(_) => 422,
-                UploadError::Unavailable { .. } => 503,
-                other => panic!("{why}: {other:?}"),
-            };
-            assert_eq!(got, status, "{why}");
-        }
     }
 }
