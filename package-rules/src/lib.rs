@@ -7,6 +7,8 @@ pub mod docker_load;
 pub mod entry_names;
 pub mod size;
 pub mod tar_budget;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod unpacked;
 pub mod zip_directory;
 

@@ -3,82 +3,29 @@
 //! `platform/tests/it/package_agreement.rs` hold the same cases online), as both apply one rule
 //! (`package_rules::docker_load`, the manifest schema's version bound).
 
-use sha2::{Digest, Sha256};
+use package_rules::test_support::{
+    self, Entry, archive, blob_name, config, file, hard_link, symlink,
+};
 
 use crate::fixtures::{self, ImageSpec, MANIFEST, berth_pack};
 use crate::validate::write_package;
 
-/// An entry of a hand-made image archive.
-enum E {
-    F(String, Vec<u8>),
-    S(String, String),
-    H(String, String),
-}
-
-fn tar_of(entries: &[E]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for entry in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        match entry {
-            E::F(name, data) => {
-                header.set_size(data.len() as u64);
-                builder
-                    .append_data(&mut header, name, data.as_slice())
-                    .unwrap();
-            }
-            E::S(name, target) | E::H(name, target) => {
-                header.set_entry_type(match entry {
-                    E::S(..) => tar::EntryType::Symlink,
-                    _ => tar::EntryType::Link,
-                });
-                header.set_size(0);
-                builder.append_link(&mut header, name, target).unwrap();
-            }
-        }
-    }
-    builder.into_inner().unwrap()
-}
-
-fn hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-/// A linux/amd64 image config with a label of `label_bytes` bytes.
-fn config(label_bytes: usize) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": { "Labels": { "notes": "x".repeat(label_bytes) } },
-        "rootfs": { "type": "layers", "diff_ids": [] }
-    }))
-    .unwrap()
-}
-
 /// `manifest.json` naming the config `config` and the one layer `l/layer.tar`.
-fn manifest(config: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!([
-        { "Config": config, "RepoTags": ["agree:1"], "Layers": ["l/layer.tar"] }
-    ]))
-    .unwrap()
+fn manifest(config: &str) -> String {
+    test_support::manifest(config, &["agree:1"], &["l/layer.tar"])
 }
 
-fn layer() -> E {
-    E::F(
-        "l/layer.tar".into(),
-        fixtures::tar_of(&[("app/hello", b"hello")]),
-    )
+fn layer() -> Entry {
+    file("l/layer.tar", fixtures::tar_of(&[("app/hello", b"hello")]))
 }
 
 /// The docker-save archive of `config`, stored at `blobs/sha256/<digest>` and named by the
 /// manifest as `named`, reached by `link` when given.
-fn saved(config: &[u8], named: &str, link: Option<E>) -> Vec<u8> {
-    let blob = format!("blobs/sha256/{}", hex(config));
-    let mut entries = vec![layer(), E::F(blob, config.to_vec())];
+fn saved(config: &[u8], named: &str, link: Option<Entry>) -> Vec<u8> {
+    let mut entries = vec![layer(), file(blob_name(config), config)];
     entries.extend(link);
-    entries.push(E::F("manifest.json".into(), manifest(named)));
-    tar_of(&entries)
+    entries.push(file("manifest.json", manifest(named)));
+    archive(&entries)
 }
 
 /// `validate` of a package of `manifest` and `image`: its exit code and output.
@@ -100,16 +47,16 @@ fn validate(manifest: &str, image: &[u8], extra: &[&str]) -> (i32, String) {
 #[test]
 fn offline_verdicts_are_the_platforms() {
     let small = config(100);
-    let blob = |config: &[u8]| format!("blobs/sha256/{}", hex(config));
+    let blob = blob_name;
     // Configs over the platform's old 1 MiB, within the 4 MiB both now take, and over that; a
     // manifest.json within berth-pack's old 4 MiB, over the 1 MiB both now take.
     let (large, too_large) = (config(2 << 20), config(5 << 20));
-    let mut padded_manifest = manifest(&blob(&small));
+    let mut padded_manifest = manifest(&blob(&small)).into_bytes();
     padded_manifest.extend(std::iter::repeat_n(b' ', 2 << 20));
-    let padded_manifest = tar_of(&[
+    let padded_manifest = archive(&[
         layer(),
-        E::F(blob(&small), small.clone()),
-        E::F("manifest.json".into(), padded_manifest),
+        file(blob(&small), &small),
+        file("manifest.json", padded_manifest),
     ]);
     let version = |version: &str| MANIFEST.replace("\"1.0.0\"", &format!("\"{version}\""));
     let longest = format!("1.0.0-{}", "a".repeat(122));
@@ -156,25 +103,25 @@ fn offline_verdicts_are_the_platforms() {
         (
             "a config through a symlink",
             MANIFEST.into(),
-            saved(&small, "c.json", Some(E::S("c.json".into(), blob(&small)))),
+            saved(&small, "c.json", Some(symlink("c.json", blob(&small)))),
             0,
             "valid",
         ),
         (
             "a config through a hard link",
             MANIFEST.into(),
-            saved(&small, "c.json", Some(E::H("c.json".into(), blob(&small)))),
+            saved(&small, "c.json", Some(hard_link("c.json", blob(&small)))),
             0,
             "valid",
         ),
         (
             "a hard link before its file",
             MANIFEST.into(),
-            tar_of(&[
+            archive(&[
                 layer(),
-                E::H("c.json".into(), blob(&small)),
-                E::F(blob(&small), small.clone()),
-                E::F("manifest.json".into(), manifest("c.json")),
+                hard_link("c.json", blob(&small)),
+                file(blob(&small), &small),
+                file("manifest.json", manifest("c.json")),
             ]),
             1,
             "hard link \"c.json\" names \"blobs/sha256/",
@@ -182,10 +129,10 @@ fn offline_verdicts_are_the_platforms() {
         (
             "jib's config.json",
             MANIFEST.into(),
-            tar_of(&[
+            archive(&[
                 layer(),
-                E::F("config.json".into(), small.clone()),
-                E::F("manifest.json".into(), manifest("config.json")),
+                file("config.json", &small),
+                file("manifest.json", manifest("config.json")),
             ]),
             0,
             "valid",

@@ -5,25 +5,17 @@
 use std::io::Read;
 use std::process::Command;
 
+use package_rules::test_support::{self, Entry, archive, config_name, file, hard_link, symlink};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::fixture::{Server, create_tenant, files_under};
 use crate::upload::{
     TestImage, berth_ref, create_microservice, image_id, manifest, upload, zip_of,
 };
 
-/// An entry of an archive as rebuilt here.
-#[derive(Clone)]
-enum E {
-    F(String, Vec<u8>),
-    S(String, String),
-    H(String, String),
-}
-
-/// The files of a `docker save` archive (its directories left out: the tar crate makes none
-/// necessary), and the config's name `manifest.json` gives.
-fn files_of(archive: &[u8]) -> (Vec<E>, String) {
+/// The files of a `docker save` archive as (name, data) (its directories left out: the tar
+/// crate makes none necessary), and the config's name `manifest.json` gives.
+fn files_of(archive: &[u8]) -> (Vec<(String, Vec<u8>)>, String) {
     let mut files = Vec::new();
     let mut config = None;
     for entry in tar::Archive::new(archive).entries().unwrap() {
@@ -38,34 +30,9 @@ fn files_of(archive: &[u8]) -> (Vec<E>, String) {
             let manifest: Value = serde_json::from_slice(&data).unwrap();
             config = manifest[0]["Config"].as_str().map(str::to_owned);
         }
-        files.push(E::F(name, data));
+        files.push((name, data));
     }
     (files, config.expect("a manifest.json naming a config"))
-}
-
-fn tar_of(entries: &[E]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for entry in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        match entry {
-            E::F(name, data) => {
-                header.set_size(data.len() as u64);
-                builder
-                    .append_data(&mut header, name, data.as_slice())
-                    .unwrap();
-            }
-            E::S(name, target) | E::H(name, target) => {
-                header.set_entry_type(match entry {
-                    E::S(..) => tar::EntryType::Symlink,
-                    _ => tar::EntryType::Link,
-                });
-                header.set_size(0);
-                builder.append_link(&mut header, name, target).unwrap();
-            }
-        }
-    }
-    builder.into_inner().unwrap()
 }
 
 /// `files` with the config moved to `config_at` (its data replaced by `data` when given),
@@ -74,33 +41,29 @@ struct Variant<'a> {
     config_at: &'a str,
     data: Option<Vec<u8>>,
     named: &'a str,
-    extra: Vec<E>,
+    extra: Vec<Entry>,
     drop_manifest: bool,
 }
 
-fn variant(files: &[E], config: &str, v: Variant<'_>) -> Vec<u8> {
+fn variant(files: &[(String, Vec<u8>)], config: &str, v: Variant<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     let mut manifest = None;
-    for file in files {
-        let E::F(name, data) = file else { continue };
+    for (name, data) in files {
         if name == config {
-            out.push(E::F(
-                v.config_at.to_owned(),
-                v.data.clone().unwrap_or_else(|| data.clone()),
-            ));
+            out.push(file(v.config_at, v.data.as_ref().unwrap_or(data)));
         } else if name == "manifest.json" {
             let mut parsed: Value = serde_json::from_slice(data).unwrap();
             parsed[0]["Config"] = v.named.into();
-            manifest = Some(E::F(name.clone(), parsed.to_string().into_bytes()));
+            manifest = Some(file(name, parsed.to_string()));
         } else {
-            out.push(file.clone());
+            out.push(file(name, data));
         }
     }
     out.extend(v.extra);
     if !v.drop_manifest {
         out.extend(manifest);
     }
-    tar_of(&out)
+    archive(&out)
 }
 
 /// The config with a label of `bytes` bytes added.
@@ -129,18 +92,15 @@ fn offline_verdicts_hold_online() {
     let (files, config) = files_of(&image.archive);
     let original = files
         .iter()
-        .find_map(|f| match f {
-            E::F(name, data) if *name == config => Some(data.clone()),
-            _ => None,
-        })
+        .find_map(|(name, data)| (*name == config).then(|| data.clone()))
         .unwrap();
     let large = with_label(&original, 2 << 20);
-    let large_id = format!("sha256:{}", hex::encode(Sha256::digest(&large)));
+    let large_id = test_support::image_id(&large);
     // Named by their digests, as `docker save` names configs.
-    let large_name = format!("{}.json", hex::encode(Sha256::digest(&large)));
+    let large_name = config_name(&large);
     let _large_image = RemoveImage(large_id.clone());
     let too_large = with_label(&original, 5 << 20);
-    let too_large_name = format!("{}.json", hex::encode(Sha256::digest(&too_large)));
+    let too_large_name = config_name(&too_large);
     let plain = || Variant {
         config_at: &config,
         data: None,
@@ -158,11 +118,8 @@ fn offline_verdicts_hold_online() {
                 &config,
                 Variant {
                     extra: vec![
-                        E::F(
-                            "oci-layout".into(),
-                            br#"{"imageLayoutVersion":"1.0.0"}"#.into(),
-                        ),
-                        E::F("index.json".into(), br#"{"manifests":[]}"#.into()),
+                        file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+                        file("index.json", br#"{"manifests":[]}"#),
                     ],
                     drop_manifest: true,
                     ..plain()
@@ -195,7 +152,7 @@ fn offline_verdicts_hold_online() {
                 Variant {
                     config_at: blob,
                     named: "c.json",
-                    extra: vec![E::S("c.json".into(), blob.into())],
+                    extra: vec![symlink("c.json", blob)],
                     ..plain()
                 },
             ),
@@ -211,7 +168,7 @@ fn offline_verdicts_hold_online() {
                 Variant {
                     config_at: blob,
                     named: "c.json",
-                    extra: vec![E::H("c.json".into(), blob.into())],
+                    extra: vec![hard_link("c.json", blob)],
                     ..plain()
                 },
             ),

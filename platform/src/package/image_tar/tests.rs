@@ -1,136 +1,100 @@
 use super::*;
-
-enum E<'a> {
-    F(&'a str, &'a [u8]),
-    D(&'a str),
-    S(&'a str, &'a str),
-    H(&'a str, &'a str),
-}
-
-fn archive(entries: &[E]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for entry in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        match entry {
-            E::F(name, data) => {
-                header.set_size(data.len() as u64);
-                // set_path refuses '..', so names go into the header raw.
-                header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-                header.set_cksum();
-                builder.append(&header, *data).unwrap();
-            }
-            E::D(name) => {
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_size(0);
-                header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-                header.set_cksum();
-                builder.append(&header, io::empty()).unwrap();
-            }
-            E::S(name, target) | E::H(name, target) => {
-                header.set_entry_type(if matches!(entry, E::S(..)) {
-                    tar::EntryType::Symlink
-                } else {
-                    tar::EntryType::Link
-                });
-                header.set_size(0);
-                header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-                header.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
-                header.set_cksum();
-                builder.append(&header, io::empty()).unwrap();
-            }
-        }
-    }
-    builder.into_inner().unwrap()
-}
+use package_rules::test_support::{
+    Entry, archive, blob_name, config, config_name, dir, file, gzip, hard_link, image_id,
+    image_with_layer, manifest, raw_entry, read, symlink,
+};
 
 #[test]
 fn image_ids_are_the_verified_config_digest_of_a_clean_archive() {
-    let config = br#"{"architecture":"amd64"}"#;
-    let hex = hex::encode(Sha256::digest(config));
-    let classic = format!(r#"[{{"Config":"{hex}.json","RepoTags":["x:1"],"Layers":[]}}]"#);
-    let oci = format!(r#"[{{"Config":"blobs/sha256/{hex}","RepoTags":null,"Layers":[]}}]"#);
-    let hostile = format!(r#"[{{"Config":"{hex}.json","RepoTags":["victim:1"],"Layers":[]}}]"#);
-    let wrong = "b".repeat(64);
-    let lying = format!(r#"[{{"Config":"{wrong}.json","Layers":[]}}]"#);
-    let classic_config = format!("{hex}.json");
-    let oci_config = format!("blobs/sha256/{hex}");
-    let wrong_config = format!("{wrong}.json");
-    let id = Some(format!("sha256:{hex}"));
-    use E::{D, F, S};
-    let cases: Vec<(&str, Vec<E>, Option<String>)> = vec![
+    let config = config(0);
+    let config = config.as_slice();
+    let classic_config = config_name(config);
+    let oci_config = blob_name(config);
+    let wrong_config = format!("{}.json", "b".repeat(64));
+    let classic = manifest(&classic_config, &["x:1"], &[]);
+    let oci = format!(r#"[{{"Config":"{oci_config}","RepoTags":null,"Layers":[]}}]"#);
+    let hostile = manifest(&classic_config, &["victim:1"], &[]);
+    let lying = manifest(&wrong_config, &[], &[]);
+    let id = Some(image_id(config));
+    let cases: Vec<(&str, Vec<Entry>, Option<String>)> = vec![
         (
             "classic",
-            vec![F(&classic_config, config), F(MANIFEST, classic.as_bytes())],
+            vec![
+                file(&classic_config, config),
+                file(MANIFEST, classic.as_bytes()),
+            ],
             id.clone(),
         ),
         (
             "oci layout, manifest first",
             vec![
-                F(MANIFEST, oci.as_bytes()),
-                D("blobs/"),
-                D("blobs/sha256/"),
-                F(&oci_config, config),
+                file(MANIFEST, oci.as_bytes()),
+                dir("blobs/"),
+                dir("blobs/sha256/"),
+                file(&oci_config, config),
             ],
             id.clone(),
         ),
         (
             // Docker names the image by the config's digest, whatever the name says.
             "config name is another digest",
-            vec![F(&wrong_config, config), F(MANIFEST, lying.as_bytes())],
+            vec![
+                file(&wrong_config, config),
+                file(MANIFEST, lying.as_bytes()),
+            ],
             id.clone(),
         ),
-        ("no config", vec![F(MANIFEST, classic.as_bytes())], None),
+        ("no config", vec![file(MANIFEST, classic.as_bytes())], None),
         (
             "config name not a digest",
-            vec![F(MANIFEST, br#"[{"Config":"nothex.json","Layers":[]}]"#)],
+            vec![file(MANIFEST, br#"[{"Config":"nothex.json","Layers":[]}]"#)],
             None,
         ),
-        ("no image", vec![F(MANIFEST, b"[]")], None),
-        ("no manifest", vec![F(&classic_config, config)], None),
+        ("no image", vec![file(MANIFEST, b"[]")], None),
+        ("no manifest", vec![file(&classic_config, config)], None),
         (
             "second manifest, cleaned by docker",
             vec![
-                F(&classic_config, config),
-                F(MANIFEST, classic.as_bytes()),
-                F("x/../manifest.json", hostile.as_bytes()),
+                file(&classic_config, config),
+                file(MANIFEST, classic.as_bytes()),
+                file("x/../manifest.json", hostile.as_bytes()),
             ],
             None,
         ),
         (
             "absolute manifest",
             vec![
-                F(&classic_config, config),
-                F(MANIFEST, classic.as_bytes()),
-                F("/manifest.json", hostile.as_bytes()),
+                file(&classic_config, config),
+                file(MANIFEST, classic.as_bytes()),
+                file("/manifest.json", hostile.as_bytes()),
             ],
             None,
         ),
         (
             "manifest twice",
             vec![
-                F(&classic_config, config),
-                F(MANIFEST, classic.as_bytes()),
-                F(MANIFEST, hostile.as_bytes()),
+                file(&classic_config, config),
+                file(MANIFEST, classic.as_bytes()),
+                file(MANIFEST, hostile.as_bytes()),
             ],
             None,
         ),
         (
             "through a symlinked directory",
             vec![
-                F(&classic_config, config),
-                F(MANIFEST, classic.as_bytes()),
-                S("d", "."),
-                F("d/manifest.json", hostile.as_bytes()),
+                file(&classic_config, config),
+                file(MANIFEST, classic.as_bytes()),
+                symlink("d", "."),
+                file("d/manifest.json", hostile.as_bytes()),
             ],
             None,
         ),
         (
             "symlink out of the archive",
             vec![
-                F(&classic_config, config),
-                F(MANIFEST, classic.as_bytes()),
-                S("layer.tar", "../../etc/passwd"),
+                file(&classic_config, config),
+                file(MANIFEST, classic.as_bytes()),
+                symlink("layer.tar", "../../etc/passwd"),
             ],
             None,
         ),
@@ -163,44 +127,34 @@ fn an_entrys_headers_are_bounded_and_long_names_still_pass() {
     assert!(error.contains("headers"), "{error}");
 
     // A name past the header's 100 bytes travels as a GNU long name, and is kept.
-    let config = br#"{"architecture":"amd64"}"#;
-    let hex = hex::encode(Sha256::digest(config));
+    let config = config(0);
     let long = format!("{}/layer.tar", "d".repeat(300));
-    let manifest = format!(r#"[{{"Config":"{hex}.json","Layers":["{long}"]}}]"#);
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        (format!("{hex}.json"), config.as_slice()),
-        (long.clone(), b"layer".as_slice()),
-        (MANIFEST.to_owned(), manifest.as_bytes()),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        header.set_size(data.len() as u64);
-        builder.append_data(&mut header, &name, data).unwrap();
-    }
-    let archive = builder.into_inner().unwrap();
+    let archive = archive(&[
+        file(config_name(&config), &config),
+        file(&long, b"layer"),
+        file(MANIFEST, manifest(&config_name(&config), &[], &[&long])),
+    ]);
     let image = check(archive.as_slice()).unwrap();
-    assert_eq!(image.id, format!("sha256:{hex}"));
+    assert_eq!(image.id, image_id(&config));
 }
 
 #[test]
 fn docker_gets_the_checked_manifest_without_tags_and_no_repositories() {
-    let config = br#"{"architecture":"amd64"}"#;
-    let hex = hex::encode(Sha256::digest(config));
-    let name = format!("{hex}.json");
-    let manifest =
-        format!(r#"[{{"Config":"{name}","RepoTags":["victim:1"],"Layers":["l/layer.tar"]}}]"#);
+    let config = config(0);
+    let config = config.as_slice();
+    let name = config_name(config);
+    let manifest = manifest(&name, &["victim:1"], &["l/layer.tar"]);
     let input = archive(&[
-        E::D("l/"),
-        E::F("l/layer.tar", b"layer"),
-        E::F(&name, config),
-        E::F("repositories", br#"{"victim":{"1":"x"}}"#),
-        E::F("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
-        E::F(
+        dir("l/"),
+        file("l/layer.tar", b"layer"),
+        file(&name, config),
+        file("repositories", br#"{"victim":{"1":"x"}}"#),
+        file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+        file(
             "index.json",
             br#"{"manifests":[{"annotations":{"io.containerd.image.name":"victim:1"}}]}"#,
         ),
-        E::F(MANIFEST, manifest.as_bytes()),
+        file(MANIFEST, manifest.as_bytes()),
     ]);
     let image = check(input.as_slice()).unwrap();
     assert_eq!(image.repo_tags, ["victim:1"]);
@@ -208,14 +162,10 @@ fn docker_gets_the_checked_manifest_without_tags_and_no_repositories() {
     let rewritten = check_and_rewrite(input.as_slice(), u64::MAX, &mut out).unwrap();
     assert_eq!(rewritten.image, image);
     rewritten.finish().unwrap();
-    let mut written = Vec::new();
-    for entry in tar::Archive::new(out.as_slice()).entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut data = String::new();
-        entry.read_to_string(&mut data).unwrap();
-        written.push((path, data));
-    }
+    let written: Vec<(String, String)> = read(&out)
+        .into_iter()
+        .map(|(path, _, data)| (path, String::from_utf8(data).unwrap()))
+        .collect();
     let expected_manifest =
         format!(r#"[{{"Config":"{name}","RepoTags":null,"Layers":["l/layer.tar"]}}]"#);
     let expected = vec![
@@ -229,15 +179,15 @@ fn docker_gets_the_checked_manifest_without_tags_and_no_repositories() {
 
 #[test]
 fn docker_gets_no_archive_end_before_it_is_agreed_to() {
-    let config = br#"{"architecture":"amd64"}"#;
-    let hex = hex::encode(Sha256::digest(config));
-    let name = format!("{hex}.json");
+    let config = config(0);
+    let config = config.as_slice();
+    let name = config_name(config);
     let manifest = format!(r#"[{{"Config":"{name}","RepoTags":null,"Layers":[]}}]"#);
-    let good = archive(&[E::F(&name, config), E::F(MANIFEST, manifest.as_bytes())]);
+    let good = archive(&[file(&name, config), file(MANIFEST, manifest.as_bytes())]);
     let escaping = archive(&[
-        E::F(&name, config),
-        E::F(MANIFEST, manifest.as_bytes()),
-        E::S("layer.tar", "../../etc/passwd"),
+        file(&name, config),
+        file(MANIFEST, manifest.as_bytes()),
+        symlink("layer.tar", "../../etc/passwd"),
     ]);
     // Two zero blocks end a tar archive.
     let ends = |out: &[u8]| out.len() >= 1024 && out[out.len() - 1024..].iter().all(|b| *b == 0);
@@ -258,59 +208,14 @@ fn docker_gets_no_archive_end_before_it_is_agreed_to() {
     assert!(ends(&out), "an agreed archive was not ended");
 }
 
-/// A valid image archive around `layer`, the one layer its manifest names, its header saying
-/// `header_size` (else its length), after a PAX record `size=<pax_size>` when given.
-fn image_with_layer(layer: &[u8], header_size: Option<u64>, pax_size: Option<u64>) -> Vec<u8> {
-    let config = br#"{"architecture":"amd64"}"#;
-    let hex = hex::encode(Sha256::digest(config));
-    let manifest = format!(r#"[{{"Config":"{hex}.json","Layers":["l/layer.tar"]}}]"#);
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut append = |name: &str, data: &[u8], size: u64| {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        header.set_size(size);
-        header.set_path(name).unwrap();
-        header.set_cksum();
-        builder.append(&header, data).unwrap();
-    };
-    append(&format!("{hex}.json"), config, config.len() as u64);
-    append(MANIFEST, manifest.as_bytes(), manifest.len() as u64);
-    if let Some(pax_size) = pax_size {
-        builder
-            .append_pax_extensions([("size", pax_size.to_string().as_bytes())])
-            .unwrap();
-    }
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(0o644);
-    header.set_size(header_size.unwrap_or(layer.len() as u64));
-    header.set_path("l/layer.tar").unwrap();
-    header.set_cksum();
-    // `append` writes the data whatever the header says, padded to a block.
-    builder.append(&header, layer).unwrap();
-    builder.into_inner().unwrap()
-}
-
-/// A whole tar entry, header and padded data, as a reader that trusts sizes would see it.
-fn raw_entry(name: &str, data: &[u8]) -> Vec<u8> {
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(0o644);
-    header.set_size(data.len() as u64);
-    header.set_path(name).unwrap();
-    header.set_cksum();
-    let mut bytes = header.as_bytes().to_vec();
-    bytes.extend_from_slice(data);
-    bytes.resize(bytes.len().div_ceil(512) * 512, 0);
-    bytes
-}
-
 #[test]
 fn an_entrys_pax_size_must_agree_with_its_header() {
     // Docker reads the re-written header's size, the tar reader the PAX size: past a header
     // saying N, the data would go on with a manifest.json of the tenant's choosing.
-    let smuggled = raw_entry(
+    let smuggled = raw_entry(&file(
         MANIFEST,
         br#"[{"Config":"x.json","RepoTags":["victim:1"],"Layers":[]}]"#,
-    );
+    ));
     let n = 2u64 << 20;
     let mut payload = vec![0u8; n as usize];
     payload.extend_from_slice(&smuggled);
@@ -355,23 +260,15 @@ fn an_entrys_pax_size_must_agree_with_its_header() {
                 assert!(!refused, "{case}: accepted");
                 // What Docker reads: every entry exactly as checked, the layer whole.
                 let mut sizes = Vec::new();
-                for entry in tar::Archive::new(out.as_slice()).entries().unwrap() {
-                    let entry = entry.unwrap();
-                    assert_eq!(entry.size(), entry.header().entry_size().unwrap());
-                    sizes.push((entry.path().unwrap().display().to_string(), entry.size()));
+                for (path, header_size, data) in read(&out) {
+                    assert_eq!(data.len() as u64, header_size);
+                    sizes.push((path, header_size));
                 }
                 assert_eq!(sizes.len(), 3, "{case}: {sizes:?}");
                 assert_eq!(sizes[2], ("l/layer.tar".to_owned(), m), "{case}");
             }
         }
     }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use flate2::write::GzEncoder;
-    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
 }
 
 #[test]
@@ -426,15 +323,9 @@ fn compressed_layers_count_at_what_docker_unpacks_them_to() {
                 // The image is counted at what Docker unpacks it to (the storage quota's cost).
                 assert_eq!(unpacked, others + layer_unpacked, "{case}");
                 // The layer reaches Docker as it was, compressed.
-                let mut found = None;
-                for entry in tar::Archive::new(out.as_slice()).entries().unwrap() {
-                    let mut entry = entry.unwrap();
-                    if entry.path().unwrap().to_str() == Some("l/layer.tar") {
-                        let mut data = Vec::new();
-                        entry.read_to_end(&mut data).unwrap();
-                        found = Some(data);
-                    }
-                }
+                let found = read(&out)
+                    .into_iter()
+                    .find_map(|(path, _, data)| (path == "l/layer.tar").then_some(data));
                 assert_eq!(found.as_ref(), Some(&layer), "{case}");
             }
             (Err(e), Err((status, says))) => {
@@ -457,105 +348,99 @@ fn compressed_layers_count_at_what_docker_unpacks_them_to() {
 /// name, and `manifest.json` may take 1 MiB, the config 4 MiB.
 #[test]
 fn the_image_is_found_as_dockers_loader_finds_it() {
-    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
     // A config of 2 MiB (long labels): over the old 1 MiB, within the 4 MiB of both sides.
-    let mut large = br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"l":""#.to_vec();
-    large.extend(std::iter::repeat_n(b'x', 2 << 20));
-    large.extend_from_slice(br#""}}}"#);
-    let mut too_large = large.clone();
-    too_large.splice(60..60, std::iter::repeat_n(b'x', 3 << 20));
-    let id = |config: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(config)));
-    let manifest = |config: &str| format!(r#"[{{"Config":"{config}","Layers":["l.tar"]}}]"#);
-    let blob = |config: &[u8]| format!("blobs/sha256/{}", hex::encode(Sha256::digest(config)));
-    let (plain, big, huge) = (blob(&config), blob(&large), blob(&too_large));
+    let (large, too_large) = (config(2 << 20), config(5 << 20));
+    let config = config(0);
+    let id = image_id;
+    let manifest = |config: &str| manifest(config, &[], &["l.tar"]);
+    let (plain, big, huge) = (blob_name(&config), blob_name(&large), blob_name(&too_large));
     let mut padded_manifest = manifest(&plain).into_bytes();
     padded_manifest.extend(std::iter::repeat_n(b' ', 2 << 20));
     let oci_index = br#"{"schemaVersion":2,"manifests":[]}"#;
     let (jib, linked) = (manifest("config.json"), manifest("c.json"));
     let (of_plain, of_big, of_huge) = (manifest(&plain), manifest(&big), manifest(&huge));
-    use E::{F, H, S};
     // (case, entries, Ok(image id) or what the refusal says)
-    type Case<'a> = (&'a str, Vec<E<'a>>, Result<String, &'a str>);
+    type Case<'a> = (&'a str, Vec<Entry>, Result<String, &'a str>);
     let cases: Vec<Case> = vec![
         (
             "jib's config.json",
             vec![
-                F("l.tar", b"layer"),
-                F("config.json", &config),
-                F(MANIFEST, jib.as_bytes()),
+                file("l.tar", b"layer"),
+                file("config.json", &config),
+                file(MANIFEST, jib.as_bytes()),
             ],
             Ok(id(&config)),
         ),
         (
             "config through a symlink",
             vec![
-                F("l.tar", b"layer"),
-                F(&plain, &config),
-                S("c.json", &plain),
-                F(MANIFEST, linked.as_bytes()),
+                file("l.tar", b"layer"),
+                file(&plain, &config),
+                symlink("c.json", &plain),
+                file(MANIFEST, linked.as_bytes()),
             ],
             Ok(id(&config)),
         ),
         (
             "config through a hard link",
             vec![
-                F("l.tar", b"layer"),
-                F(&plain, &config),
-                H("c.json", &plain),
-                F(MANIFEST, linked.as_bytes()),
+                file("l.tar", b"layer"),
+                file(&plain, &config),
+                hard_link("c.json", &plain),
+                file(MANIFEST, linked.as_bytes()),
             ],
             Ok(id(&config)),
         ),
         (
             "a hard link before its file",
             vec![
-                F("l.tar", b"layer"),
-                H("c.json", &plain),
-                F(&plain, &config),
-                F(MANIFEST, linked.as_bytes()),
+                file("l.tar", b"layer"),
+                hard_link("c.json", &plain),
+                file(&plain, &config),
+                file(MANIFEST, linked.as_bytes()),
             ],
             Err("not a file earlier in the archive"),
         ),
         (
             "a 2 MiB config",
             vec![
-                F("l.tar", b"layer"),
-                F(&big, &large),
-                F(MANIFEST, of_big.as_bytes()),
+                file("l.tar", b"layer"),
+                file(&big, &large),
+                file(MANIFEST, of_big.as_bytes()),
             ],
             Ok(id(&large)),
         ),
         (
             "a 5 MiB config",
             vec![
-                F("l.tar", b"layer"),
-                F(&huge, &too_large),
-                F(MANIFEST, of_huge.as_bytes()),
+                file("l.tar", b"layer"),
+                file(&huge, &too_large),
+                file(MANIFEST, of_huge.as_bytes()),
             ],
             Err("more than the 4 MiB a config may take"),
         ),
         (
             "a 2 MiB manifest.json",
             vec![
-                F("l.tar", b"layer"),
-                F(&plain, &config),
-                F(MANIFEST, &padded_manifest),
+                file("l.tar", b"layer"),
+                file(&plain, &config),
+                file(MANIFEST, &padded_manifest),
             ],
             Err("more than the 1 MiB it may take"),
         ),
         (
             "an OCI layout without manifest.json",
             vec![
-                F("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
-                F("l.tar", b"layer"),
-                F(&plain, &config),
-                F("index.json", oci_index),
+                file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+                file("l.tar", b"layer"),
+                file(&plain, &config),
+                file("index.json", oci_index),
             ],
             Err("skopeo copy oci-archive:"),
         ),
         (
             "a missing layer",
-            vec![F(&plain, &config), F(MANIFEST, of_plain.as_bytes())],
+            vec![file(&plain, &config), file(MANIFEST, of_plain.as_bytes())],
             Err("names the layer \"l.tar\", which is missing from the archive"),
         ),
     ];

@@ -1,0 +1,219 @@
+//! Image archives built by hand for the tests of both sides, so the cases `berth-pack` and the
+//! platform judge are built one way: entries (files, directories, symlinks, hard links, lying
+//! sizes), the config and `manifest.json` naming it. Behind the `test-support` feature, which only
+//! dev-dependencies enable, so release builds carry neither this nor the `tar` crate.
+
+use std::io::{self, Write};
+
+use sha2::{Digest, Sha256};
+
+/// The layer [`image_with_layer`] names.
+pub const LAYER: &str = "l/layer.tar";
+
+/// One entry of an archive [`archive`] builds.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    name: String,
+    kind: Kind,
+    header_size: Option<u64>,
+    pax_size: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    File(Vec<u8>),
+    Dir,
+    Symlink(String),
+    HardLink(String),
+}
+
+fn entry(name: impl Into<String>, kind: Kind) -> Entry {
+    Entry {
+        name: name.into(),
+        kind,
+        header_size: None,
+        pax_size: None,
+    }
+}
+
+/// A regular file.
+pub fn file(name: impl Into<String>, data: impl AsRef<[u8]>) -> Entry {
+    entry(name, Kind::File(data.as_ref().to_vec()))
+}
+
+/// A directory; its name as given (`docker save` writes `blobs/`).
+pub fn dir(name: impl Into<String>) -> Entry {
+    entry(name, Kind::Dir)
+}
+
+/// A symbolic link to `target`.
+pub fn symlink(name: impl Into<String>, target: impl Into<String>) -> Entry {
+    entry(name, Kind::Symlink(target.into()))
+}
+
+/// A hard link to `target`.
+pub fn hard_link(name: impl Into<String>, target: impl Into<String>) -> Entry {
+    entry(name, Kind::HardLink(target.into()))
+}
+
+impl Entry {
+    /// The header says `size` whatever the data's length; the data is written whole, padded to
+    /// a block, as a reader that trusts the header would not expect.
+    pub fn header_size(mut self, size: u64) -> Self {
+        self.header_size = Some(size);
+        self
+    }
+
+    /// A PAX record `size=<size>` goes before the entry.
+    pub fn pax_size(mut self, size: u64) -> Self {
+        self.pax_size = Some(size);
+        self
+    }
+}
+
+/// A GNU tar of `entries` in order, ended by its two zero blocks. Names and link targets that fit
+/// the header's 100 bytes go into it raw, so `..`, absolute names and trailing slashes reach the
+/// reader as written (the tar crate would refuse or clean them); longer ones as GNU long names.
+pub fn archive(entries: &[Entry]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        append(&mut builder, entry);
+    }
+    builder.into_inner().unwrap()
+}
+
+/// One entry's blocks, header and padded data, without the archive's end: to splice into
+/// another entry's data.
+pub fn raw_entry(entry: &Entry) -> Vec<u8> {
+    let mut bytes = archive(std::slice::from_ref(entry));
+    bytes.truncate(bytes.len() - 1024);
+    bytes
+}
+
+fn append(builder: &mut tar::Builder<Vec<u8>>, entry: &Entry) {
+    if let Some(size) = entry.pax_size {
+        builder
+            .append_pax_extensions([("size", size.to_string().as_bytes())])
+            .unwrap();
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    let (data, target): (&[u8], &str) = match &entry.kind {
+        // A file keeps the old-style type `\0`, as the tar crate writes it.
+        Kind::File(data) => (data, ""),
+        Kind::Dir => {
+            header.set_entry_type(tar::EntryType::Directory);
+            (&[], "")
+        }
+        Kind::Symlink(target) => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            (&[], target)
+        }
+        Kind::HardLink(target) => {
+            header.set_entry_type(tar::EntryType::Link);
+            (&[], target)
+        }
+    };
+    header.set_size(entry.header_size.unwrap_or(data.len() as u64));
+    let name = entry.name.as_str();
+    if name.len() <= 100 && target.len() <= 100 {
+        let old = header.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        old.linkname[..target.len()].copy_from_slice(target.as_bytes());
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    } else if target.is_empty() {
+        builder.append_data(&mut header, name, data).unwrap();
+    } else {
+        builder.append_link(&mut header, name, target).unwrap();
+    }
+}
+
+/// The lowercase hex SHA-256 of `data`, as image ids and blob names spell it.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// The image id Docker gives the image of `config`: its digest.
+pub fn image_id(config: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(config))
+}
+
+/// `config`'s name in a classic `docker save` archive: `<digest>.json`.
+pub fn config_name(config: &[u8]) -> String {
+    format!("{}.json", sha256_hex(config))
+}
+
+/// `config`'s name in an OCI layout: `blobs/sha256/<digest>`.
+pub fn blob_name(config: &[u8]) -> String {
+    format!("blobs/sha256/{}", sha256_hex(config))
+}
+
+/// A linux/amd64 image config with a label `notes` of `label_bytes` bytes (the size a test
+/// wants it to have) and no layers' diff ids.
+pub fn config(label_bytes: usize) -> Vec<u8> {
+    format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"notes":"{}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#,
+        "x".repeat(label_bytes)
+    )
+    .into_bytes()
+}
+
+/// `manifest.json` of one image: its config's name, its tags (no `RepoTags` when none) and its
+/// layers. Names are written unescaped: tests' names need none.
+pub fn manifest(config: &str, tags: &[&str], layers: &[&str]) -> String {
+    let quoted = |names: &[&str]| {
+        let quoted: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
+        quoted.join(",")
+    };
+    let tags = if tags.is_empty() {
+        String::new()
+    } else {
+        format!(r#""RepoTags":[{}],"#, quoted(tags))
+    };
+    format!(
+        r#"[{{"Config":"{config}",{tags}"Layers":[{}]}}]"#,
+        quoted(layers)
+    )
+}
+
+/// A `docker save` archive of one image of `config(0)` whose one layer, [`LAYER`], is `layer`:
+/// the config, `manifest.json`, then the layer, after a PAX record `size=<pax_size>` when given,
+/// its header saying `header_size` (else the layer's length).
+pub fn image_with_layer(layer: &[u8], header_size: Option<u64>, pax_size: Option<u64>) -> Vec<u8> {
+    let config = config(0);
+    let name = config_name(&config);
+    let mut layer = file(LAYER, layer);
+    layer.header_size = header_size;
+    layer.pax_size = pax_size;
+    archive(&[
+        file(&name, &config),
+        file("manifest.json", manifest(&name, &[], &[LAYER])),
+        layer,
+    ])
+}
+
+/// `data` gzip-compressed, as a compressed layer.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The entries of `archive` as the tar crate reads them: name, header size and data.
+pub fn read(archive: &[u8]) -> Vec<(String, u64, Vec<u8>)> {
+    let mut entries = Vec::new();
+    for entry in tar::Archive::new(archive).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let header_size = entry.header().entry_size().unwrap();
+        let mut data = Vec::new();
+        io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        entries.push((name, header_size, data));
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests;
