@@ -489,6 +489,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     announce(&format!("installation {installation}"));
     announce(&format!("management tenant {}", tenants::MANAGEMENT));
     let supervisor_task = tokio::spawn(supervisor.run());
+    let recount_task = tokio::spawn(apps::recount::run(Arc::clone(&flows)));
     tokio::spawn(apps::intents::resume(flows, interrupted));
     let (stop_front, front_stopped) = tokio::sync::watch::channel(false);
     let front_task = tokio::spawn(front::serve(
@@ -503,6 +504,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let _ = stop_front.send(true);
     let _ = front_task.await;
     supervisor_task.abort();
+    recount_task.abort();
     // What was recorded up to now, including by requests that finished during the grace period.
     audit.flush().await;
     public.map_err(StartupError::Server)?;

@@ -5,6 +5,7 @@
 
 pub mod growing;
 mod image_tar;
+mod measure;
 mod streaming;
 
 use std::fs::File;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use manifests_schema::{Severity, Validated};
 use package_rules::{entry_names, zip_directory};
 
+pub use measure::{Measured, measure};
 pub use package_rules::{IMAGE_ENTRY, MANIFEST_ENTRY};
 pub use streaming::NotStreamable;
 /// Larger manifests are rejected (real ones are a few KiB).
@@ -277,14 +279,11 @@ pub fn open_arriving(
     })
 }
 
-/// Opens a package and checks everything but the image archive's content: zip headers and
-/// entry names, the manifest, and the image's declared size against `image_limit`.
-pub fn open_package(path: &Path, image_limit: u64) -> Result<Opened, PackageError> {
-    let (mut zip, manifest_index, image_index) = open(path)?;
-
+/// `cumulocity.json`'s bytes, at most [`MANIFEST_LIMIT`].
+fn read_manifest(zip: &mut Archive, index: usize) -> Result<Vec<u8>, PackageError> {
     let mut text = Vec::new();
     let entry = zip
-        .by_index(manifest_index)
+        .by_index(index)
         .map_err(|e| unreadable(MANIFEST_ENTRY, e))?;
     entry
         .take(MANIFEST_LIMIT + 1)
@@ -293,6 +292,22 @@ pub fn open_package(path: &Path, image_limit: u64) -> Result<Opened, PackageErro
     if text.len() as u64 > MANIFEST_LIMIT {
         return Err(PackageError::ManifestTooLarge);
     }
+    Ok(text)
+}
+
+/// What `image.tar`'s header says it unpacks to.
+fn declared_image_bytes(zip: &mut Archive, index: usize) -> Result<u64, PackageError> {
+    Ok(zip
+        .by_index_raw(index)
+        .map_err(|e| unreadable(IMAGE_ENTRY, e))?
+        .size())
+}
+
+/// Opens a package and checks everything but the image archive's content: zip headers and
+/// entry names, the manifest, and the image's declared size against `image_limit`.
+pub fn open_package(path: &Path, image_limit: u64) -> Result<Opened, PackageError> {
+    let (mut zip, manifest_index, image_index) = open(path)?;
+    let text = read_manifest(&mut zip, manifest_index)?;
     let text = String::from_utf8(text).map_err(|_| PackageError::ManifestNotText)?;
     let manifest_bytes = text.len() as u64;
     let manifest = manifests_schema::validate(&text).map_err(|rejected| {
@@ -307,10 +322,7 @@ pub fn open_package(path: &Path, image_limit: u64) -> Result<Opened, PackageErro
 
     // The declared size refuses an honest large image at once; the count while streaming is
     // what holds.
-    let declared = zip
-        .by_index_raw(image_index)
-        .map_err(|e| unreadable(IMAGE_ENTRY, e))?
-        .size();
+    let declared = declared_image_bytes(&mut zip, image_index)?;
     if declared > image_limit {
         return Err(PackageError::ImageTooLarge { limit: image_limit });
     }

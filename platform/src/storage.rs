@@ -10,13 +10,15 @@
 //! in the zip, so without it a tenant could store gigabytes of manifests in the database at no
 //! cost to its quota ([`Parts::cost`]). The cost is recorded with each version at upload
 //! (`application_versions.stored_bytes`), so the quota check at every upload sums a column
-//! instead of opening every kept package; a version recorded before keeps its recorded cost.
-//! Blocking IO: call it from a blocking thread.
+//! instead of opening every kept package. A version recorded before gzip layers were counted
+//! (its `image.tar` at its size only, or no cost at all) is counted again after start
+//! (`apps::recount`, [`recounted_cost`]) and keeps its recorded cost until then, or for good
+//! when its package cannot be read. Blocking IO: call it from a blocking thread.
 
 use std::io;
 use std::path::Path;
 
-use crate::package::{IMAGE_ENTRY, MANIFEST_ENTRY};
+use crate::package::{IMAGE_ENTRY, MANIFEST_ENTRY, Measured, PackageError};
 
 /// The sizes of one version's parts that its cost is made of.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,6 +41,26 @@ impl Parts {
             .saturating_add(self.image_tar.max(self.image_unpacked))
             .saturating_add(self.manifest)
     }
+}
+
+/// What a kept version costs once its package was measured again ([`crate::package::measure`]),
+/// as its upload would have recorded it now; an image past the limit (a gzip bomb, whose count
+/// stopped there) is charged the limit and a byte at least. The error says why the package
+/// could not be counted: the version keeps its recorded cost.
+pub fn recounted_cost(measured: Result<Measured, PackageError>) -> Result<u64, PackageError> {
+    let measured = measured?;
+    let image_unpacked = match measured.image_unpacked {
+        Ok(bytes) => bytes,
+        Err(PackageError::ImageTooLarge { limit }) => limit.saturating_add(1),
+        Err(e) => return Err(e),
+    };
+    Ok(Parts {
+        zipped: measured.package_bytes,
+        image_tar: measured.declared_image_bytes,
+        image_unpacked,
+        manifest: measured.manifest_bytes,
+    }
+    .cost())
 }
 
 /// Bytes one kept package accounts for by itself: the file, its unpacked image archive and its
@@ -162,6 +184,39 @@ mod tests {
                 cost,
                 "{image_tar} / {unpacked}"
             );
+        }
+    }
+
+    #[test]
+    fn a_recounted_version_costs_what_its_upload_records_now() {
+        let measured = |image_unpacked| {
+            Ok(Measured {
+                package_bytes: 1000,
+                manifest_bytes: 10,
+                declared_image_bytes: 5000,
+                image_unpacked,
+            })
+        };
+        let too_large = |limit| Err(PackageError::ImageTooLarge { limit });
+        // (measured, cost or None when it keeps its recorded cost)
+        let cases = [
+            // Counted: its zip, its image at what Docker unpacks it to, its manifest.
+            (measured(Ok(1 << 30)), Some(1010 + (1 << 30))),
+            (measured(Ok(4000)), Some(6010)),
+            // A bomb stopped at the limit: charged one byte past it.
+            (measured(too_large(1 << 20)), Some(1010 + (1 << 20) + 1)),
+            (measured(too_large(100)), Some(6010)),
+            (measured(too_large(u64::MAX)), Some(u64::MAX)),
+            // Not counted: the recorded cost stays.
+            (measured(Err(PackageError::BadImage("zstd".into()))), None),
+            (
+                Err(PackageError::Io(std::io::ErrorKind::NotFound.into())),
+                None,
+            ),
+            (Err(PackageError::NotZip("junk".into())), None),
+        ];
+        for (i, (measured, cost)) in cases.into_iter().enumerate() {
+            assert_eq!(recounted_cost(measured).ok(), cost, "case {i}");
         }
     }
 

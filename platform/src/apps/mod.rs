@@ -7,6 +7,7 @@ pub mod deletion;
 pub mod intents;
 pub mod limits;
 pub mod manifest_budget;
+pub mod recount;
 pub mod rollback;
 pub mod settings;
 pub mod settings_propagation;

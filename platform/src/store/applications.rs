@@ -481,7 +481,7 @@ pub fn record_upload(
         params![id, record.version.version],
     )?;
     tx.execute(
-        "INSERT OR REPLACE INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time, stored_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR REPLACE INTO application_versions (application_id, version, image_id, image_tag, package_file, manifest, upload_time, stored_bytes, cost_counted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
         params![id, record.version.version, record.version.image_id, record.version.image_tag, record.version.package_file, manifest_text, timestamp(), i64::try_from(record.stored_bytes).unwrap_or(i64::MAX)],
     )?;
     tx.execute(
@@ -556,6 +556,8 @@ pub(super) mod tests {
             super::super::desired::rollout_message(&conn, app.id).unwrap(),
             None
         );
+        // Its cost was counted at upload: nothing to recount.
+        assert_eq!(super::super::artifacts::uncounted(&conn).unwrap(), []);
     }
 
     #[test]

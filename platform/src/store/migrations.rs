@@ -285,6 +285,12 @@ UPDATE subscriptions SET service_user = '' WHERE application_id IN
     r#"
 ALTER TABLE applications ADD COLUMN stable_manifest TEXT;
 "#,
+    // Whether a version's `stored_bytes` counts its image at what Docker unpacks it to (gzip
+    // layers decompressed). Versions kept before were recorded at `image.tar`'s size or not at
+    // all: `apps::recount` counts them again after start and sets it; uploads record 1.
+    r#"
+ALTER TABLE application_versions ADD COLUMN cost_counted INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Applies every migration newer than the database's `user_version`, each in its own

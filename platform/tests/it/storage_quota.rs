@@ -1,7 +1,9 @@
 //! The storage quota charges an image what Docker unpacks it to: a gzip layer of a few KiB in
 //! `image.tar` can take megabytes on Docker's disk, and a tenant could keep many such versions.
+//! Versions kept by a Berth from before that count are counted again after start.
 
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -147,4 +149,77 @@ fn a_gzip_layer_costs_the_quota_what_docker_unpacks_it_to() {
     );
     let charged = storage_size(&server, &t) - used;
     assert!(charged > 1 << 20, "{charged}");
+}
+
+/// A Berth from before the count recorded a version at `image.tar`'s size, or recorded no cost
+/// at all (measured from its package without its gzip layers): after a restart both are counted
+/// again in the background, and the tenant's usage rises to what their uploads cost today.
+#[test]
+fn versions_kept_before_the_count_are_counted_after_start() {
+    let server = Server::start();
+    let t = create_tenant(&server, "gzr");
+    let app = create_microservice(&server, &t);
+    let id = app["id"].as_str().unwrap();
+    // 1 MiB and 1.5 MiB of zeros in one gzip layer each: a few KiB in their image.tar.
+    let first = TestImage::with_padding(&vec![0; 1 << 20]);
+    let second = TestImage::with_padding(&vec![0; 3 << 19]);
+    let mut packages = Vec::new();
+    for (version, image) in [("1.0.0", &first), ("2.0.0", &second)] {
+        let archive = gzip_layers(&image.archive);
+        let zip = zip_of(&[
+            ("cumulocity.json", manifest(version).as_bytes()),
+            ("image.tar", &archive),
+        ]);
+        upload(&server, &t, id, "file", &zip).expect(201);
+        // What the earlier Berth recorded: the zip, image.tar at its size, the manifest.
+        let old = zip.len() + archive.len() + manifest(version).len();
+        packages.push((version, old as i64));
+    }
+    let counted = storage_size(&server, &t);
+    let (old_first, old_second) = (packages[0].1 as u64, packages[1].1 as u64);
+    assert!(
+        counted > (5 << 19) && old_first + old_second < 200 << 10,
+        "{counted}, {old_first} + {old_second}"
+    );
+
+    // The rows as the earlier Berth left them: 1.0.0 at the old measure, 2.0.0 with none.
+    let mut server = server;
+    server.stop();
+    let conn = rusqlite::Connection::open(server.path(berth::DATABASE_FILE)).unwrap();
+    for (version, old) in &packages {
+        let stored = (*version == "1.0.0").then_some(*old);
+        let changed = conn
+            .execute(
+                "UPDATE application_versions SET stored_bytes = ?1, cost_counted = 0 WHERE version = ?2
+                 AND application_id = ?3",
+                rusqlite::params![stored, version, id.parse::<i64>().unwrap()],
+            )
+            .unwrap();
+        assert_eq!(changed, 1, "{version}");
+    }
+    drop(conn);
+
+    let server = server.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let used = storage_size(&server, &t);
+        if used == counted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the usage stayed at {used}, not the counted {counted}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both are marked counted, so the next start does not count them again.
+    let conn = rusqlite::Connection::open(server.path(berth::DATABASE_FILE)).unwrap();
+    let left: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM application_versions WHERE cost_counted = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
 }
