@@ -6,7 +6,7 @@
 //!
 //! [`converge`]: Supervisor::converge
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use futures_util::{StreamExt, stream};
@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use super::act::Converged;
 use super::network::Claims;
 use super::plan::Leaving;
+use super::removals::LeavingNetwork;
 use super::spec::Deployment;
 use super::state::Part;
 use super::{Supervisor, parse_subnet};
@@ -46,8 +47,9 @@ impl Supervisor {
         &self,
         units: Vec<Unit>,
         listed: Option<&HashMap<String, NetworkInfo>>,
+        leaving: &HashMap<String, LeavingNetwork>,
     ) -> Vec<Done> {
-        let claims = Mutex::new(Claims::default());
+        let claims = Mutex::new(Claims::new(leaving));
         let mut done: Vec<Done> = stream::iter(units)
             .map(|unit| self.deploy(unit, listed, &claims))
             .buffer_unordered(self.settings.deploy_concurrency)
@@ -67,7 +69,21 @@ impl Supervisor {
         let network = self.network_name(key);
         let labels = self.deployment_labels(key);
         let outcome = match self.ensure_network(&network, &labels, listed, claims).await {
-            Ok(net) => {
+            Ok(None) => {
+                // Its network is being removed: nothing runs, nothing is made, until the pass
+                // the removal's end brings (a resubscription racing its unsubscription's
+                // removal, a network being replaced).
+                tracing::debug!(deployment = %key, network = %network, "waits for its network's removal");
+                self.routing.set_failure(key, None);
+                self.routing.publish(key.clone(), Vec::new());
+                let waiting = Converged {
+                    kept: BTreeMap::new(),
+                    old: Vec::new(),
+                    all_ready: unit.dep.replicas == 0,
+                };
+                Ok((waiting, Vec::new()))
+            }
+            Ok(Some(net)) => {
                 self.routing.set_failure(key, None);
                 let fresh: Vec<(IpAddr, u8)> =
                     net.subnets.iter().filter_map(|s| parse_subnet(s)).collect();

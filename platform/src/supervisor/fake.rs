@@ -1,6 +1,7 @@
 //! A runtime for the supervisor's tests: instances and networks in maps, creations, removals
 //! and exec probes counted (each exec passes), an inspect that fails on demand, and removals
-//! that block until released; everything the tests do not reach is unreachable.
+//! (of instances and of networks) that block until released; everything the tests do not
+//! reach is unreachable.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -28,12 +29,14 @@ pub(super) struct FakeRuntime {
     pub execs: AtomicU32,
     /// Networks by name.
     pub networks: Mutex<HashMap<String, NetworkInfo>>,
-    /// `remove_instance` calls, by instance id, in order.
+    /// `remove_instance` calls by instance id, and `remove_network` and
+    /// `remove_network_and_instances` calls by network name, in order.
     pub removals: Mutex<Vec<String>>,
-    /// Instances whose removal blocks until they leave this set ([`FakeRuntime::release`]).
+    /// Instances and networks (by name) whose removal blocks until they leave this set
+    /// ([`FakeRuntime::release`]).
     pub held: tokio::sync::watch::Sender<HashSet<String>>,
-    /// `remove_network` calls: the network, and how many instances of its deployment were
-    /// still there.
+    /// Networks removed: the network, and how many instances of its deployment were still
+    /// there.
     pub removed_networks: Mutex<Vec<(String, usize)>>,
 }
 
@@ -79,10 +82,38 @@ impl FakeRuntime {
         });
     }
 
-    /// How many times removing `id` was asked.
+    /// How many times removing `id` (an instance, or a network by name) was asked.
     pub fn removals_of(&self, id: &str) -> usize {
         let removals = self.removals.lock().unwrap_or_else(|p| p.into_inner());
         removals.iter().filter(|r| *r == id).count()
+    }
+
+    /// Records the removal of `name` asked, waits while it is held, then removes it, with the
+    /// instances of its deployment first when `with_instances`.
+    fn remove_network_named<'a>(&'a self, name: String, with_instances: bool) -> Pending<'a, ()> {
+        (self.removals.lock().unwrap_or_else(|p| p.into_inner())).push(name.clone());
+        let mut held = self.held.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as `self`.
+            let _ = held.wait_for(|h| !h.contains(&name)).await;
+            let Some(n) = self.nets().remove(&name) else {
+                return Ok(());
+            };
+            let deployment = n.labels.get(super::LABEL_DEPLOYMENT);
+            let mut instances = self.lock();
+            if with_instances {
+                instances.retain(|_, c| c.labels.get(super::LABEL_DEPLOYMENT) != deployment);
+            }
+            let on_it = (instances.values())
+                .filter(|c| c.labels.get(super::LABEL_DEPLOYMENT) == deployment)
+                .count();
+            let mut removed = self
+                .removed_networks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            removed.push((name, on_it));
+            Ok(())
+        })
     }
 }
 
@@ -247,21 +278,13 @@ impl Runtime for FakeRuntime {
         Box::pin(async move { Ok(all) })
     }
     fn remove_network<'a>(&'a self, name: &'a str) -> Pending<'a, ()> {
-        if let Some(n) = self.nets().remove(name) {
-            let deployment = n.labels.get(super::LABEL_DEPLOYMENT);
-            let on_it = (self.lock().values())
-                .filter(|c| c.labels.get(super::LABEL_DEPLOYMENT) == deployment)
-                .count();
-            let mut removed = self
-                .removed_networks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            removed.push((name.to_owned(), on_it));
-        }
-        Box::pin(async { Ok(()) })
+        self.remove_network_named(name.to_owned(), false)
     }
-    fn remove_network_and_instances<'a>(&'a self, _: &'a str) -> Pending<'a, ()> {
-        unreachable!()
+    fn remove_network_and_instances<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
+        let name = (self.nets().values())
+            .find(|n| n.id == id)
+            .map_or_else(String::new, |n| n.name.clone());
+        self.remove_network_named(name, true)
     }
     fn logs<'a>(&'a self, _: &'a str, _: i64, _: i64, _: Option<u64>) -> Pending<'a, String> {
         unreachable!()

@@ -1,12 +1,13 @@
-//! Removing what no desired deployment uses: its containers (each off the pass, see
-//! [`removals`](super::removals)), then, once none is left on them, its networks.
+//! Removing what no desired deployment uses: its containers, then, once none is left on
+//! them, its networks; each off the pass (see [`removals`](super::removals)).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::Supervisor;
 use super::plan::Action;
 use crate::routing::DeploymentKey;
-use crate::runtime::InstanceInfo;
+use crate::runtime::{InstanceInfo, NetworkInfo};
 
 /// What is not garbage: the `deployment` labels of `keys` (desired and held deployments), and
 /// the names of their networks and of those uploads in flight are having made (`preparing`).
@@ -24,15 +25,15 @@ pub(super) fn wanted(
 
 impl Supervisor {
     /// Starts removing the containers of no desired deployment (freeing names, addresses and
-    /// memory) and removes the networks nothing is left on (freeing an unsubscribe's subnet
-    /// for this very pass). Returns the networks that wait for their containers' removal,
-    /// each with its `deployment` label.
-    pub(super) async fn collect_garbage(
+    /// memory) and the networks nothing is left on (`listed`, the pass's listing: freeing an
+    /// unsubscribe's subnet once its removal ends), each off the pass. Returns the networks
+    /// that wait for their containers' removal, each with its `deployment` label.
+    pub(super) fn collect_garbage(
         &mut self,
         garbage: Vec<Action>,
         mut orphans: HashMap<String, InstanceInfo>,
+        listed: Option<&HashMap<String, NetworkInfo>>,
     ) -> HashMap<String, Option<String>> {
-        let mut networks = Vec::new();
         let mut waiting = HashMap::new();
         for action in garbage {
             match action {
@@ -43,7 +44,12 @@ impl Supervisor {
                         self.start_removal(&c);
                     }
                 }
-                Action::RemoveNetwork { name } => networks.push(name),
+                Action::RemoveNetwork { name } => {
+                    if let Some(n) = listed.and_then(|l| l.get(&name)) {
+                        tracing::info!(network = %name, "removing network of no desired deployment");
+                        self.start_network_removal(n, false);
+                    }
+                }
                 Action::DeferNetwork { name, deployment } => {
                     tracing::debug!(network = %name, "network of no desired deployment waits for its containers' removal");
                     waiting.insert(name, deployment);
@@ -51,21 +57,25 @@ impl Supervisor {
                 _ => {}
             }
         }
-        for name in networks {
-            tracing::info!(network = %name, "removing network of no desired deployment");
-            if let Err(e) = self.runtime.remove_network(&name).await {
-                tracing::warn!(network = %name, error = %e, "cannot remove network");
-            }
-        }
         waiting
     }
 
     /// Starts removing a container off the pass, unless it is being removed already.
     pub(super) fn start_removal(&self, c: &InstanceInfo) {
-        let runtime = std::sync::Arc::clone(&self.runtime);
-        let wake = std::sync::Arc::clone(&self.handle.wake);
+        let runtime = Arc::clone(&self.runtime);
+        let wake = Arc::clone(&self.handle.wake);
         if !self.state.removals.start(runtime, wake, c) {
             tracing::debug!(container = %c.name, "being removed already");
+        }
+    }
+
+    /// Starts removing a network off the pass (with the instances on it first when
+    /// `with_instances`), unless it is being removed already.
+    pub(super) fn start_network_removal(&self, n: &NetworkInfo, with_instances: bool) {
+        let runtime = Arc::clone(&self.runtime);
+        let wake = Arc::clone(&self.handle.wake);
+        if !(self.state.removals).start_network(runtime, wake, n, with_instances) {
+            tracing::debug!(network = %n.name, "being removed already");
         }
     }
 }
@@ -110,7 +120,13 @@ mod tests {
             .iter()
             .filter_map(|(label, _)| Some((format!("net-{}", (*label)?), label.map(str::to_owned))))
             .collect();
-        let actions = plan::garbage(&instances, &nets, &[], &deployments, &networks);
+        let actions = plan::garbage(
+            &instances,
+            &nets,
+            &[],
+            &HashSet::new(),
+            (&deployments, &networks),
+        );
         for (i, (label, garbage)) in cases.iter().enumerate() {
             let removed = Action::Remove {
                 id: format!("c{i}"),

@@ -145,9 +145,10 @@ impl Handle {
                 .await?
                 .leftovers
                 .within(&scope);
-            // Removals run off the pass, and each one's end brings a pass (which removes the
-            // networks that waited for it): wait for those of that pass, not for any begun
-            // later (a busy installation may never be without one).
+            // Removals run off the pass, and each one's end brings a pass (which starts removing
+            // the networks that waited for it, and leaves them until that ends): wait for those
+            // of that pass, not for any begun later (a busy installation may never be without
+            // one).
             covered.wait_for(|c| gone_from(&left, &c.leftovers)).await?;
             Ok::<_, tokio::sync::watch::error::RecvError>(())
         };
@@ -227,7 +228,7 @@ impl Scope {
 }
 
 /// What of no desired deployment a pass left: containers still being removed, networks
-/// waiting for them; each by id or name, with its `deployment` label.
+/// waiting for them or being removed; each by id or name, with its `deployment` label.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Leftovers {
     pub containers: HashMap<String, Option<String>>,

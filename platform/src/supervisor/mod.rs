@@ -12,11 +12,13 @@
 //! `reconcile_interval`. Invariants:
 //! * only objects labelled with this installation's id are ever touched;
 //! * a deployment's network exists before its instances; instances go before networks: a
-//!   network (and its subnet) stays while any instance on it is being removed;
-//! * removing an instance never holds a pass: each removal runs off it ([`removals`]), at most
-//!   `deploy_concurrency` at once, its instance remembered as leaving until it ends (then a
-//!   pass is poked); a leaving instance is not live, ready, routed or removed again, and its
-//!   replica slot gets a new instance only once it is gone;
+//!   network (and its subnet) stays while any instance on it is being removed, and a network
+//!   being removed keeps its name and subnet from every deployment until it is gone;
+//! * removing an instance or a network never holds a pass: each removal runs off it
+//!   ([`removals`]), at most `deploy_concurrency` at once, what it removes remembered as
+//!   leaving until it ends (then a pass is poked); a leaving instance is not live, ready,
+//!   routed or removed again, and its replica slot gets a new instance only once it is gone; a
+//!   leaving network is not removed again, and its deployment, if wanted again, waits for it;
 //! * a new revision's instances start before the old ones stop, and the old ones stop only
 //!   when every new replica is ready (zero-downtime rollout); only the deployment's last
 //!   fully-ready revision keeps running beside a rollout, never more than one, and for the
@@ -207,25 +209,7 @@ impl Supervisor {
         }
         let events = self.watch_events();
         loop {
-            let covering = self.handle.requested.load(Ordering::SeqCst);
-            let began = Instant::now();
-            // A failed pass leaves what the last one left.
-            let leftovers = match self.pass().await {
-                Ok(leftovers) => Some(Arc::new(leftovers)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reconcile pass failed; retrying");
-                    None
-                }
-            };
-            // A summary (quantiles, sum, count) on /metrics: how long passes take at scale.
-            metrics::histogram!("berth_reconcile_pass_seconds")
-                .record(began.elapsed().as_secs_f64());
-            self.handle.covered.send_modify(|c| {
-                c.pass = c.pass.max(covering);
-                if let Some(leftovers) = leftovers {
-                    c.leftovers = leftovers;
-                }
-            });
+            self.covered_pass().await;
             let now = Instant::now();
             let wait = (self.state.deadlines())
                 .map(|deadline| deadline.saturating_duration_since(now))
@@ -239,6 +223,29 @@ impl Supervisor {
                 tracing::warn!("Docker event watcher ended");
             }
         }
+    }
+
+    /// One pass, then published for [`Handle::converge`]: the convergence requests it covers
+    /// (those taken before it began) and what it left going.
+    async fn covered_pass(&mut self) {
+        let covering = self.handle.requested.load(Ordering::SeqCst);
+        let began = Instant::now();
+        // A failed pass leaves what the last one left.
+        let leftovers = match self.pass().await {
+            Ok(leftovers) => Some(Arc::new(leftovers)),
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile pass failed; retrying");
+                None
+            }
+        };
+        // A summary (quantiles, sum, count) on /metrics: how long passes take at scale.
+        metrics::histogram!("berth_reconcile_pass_seconds").record(began.elapsed().as_secs_f64());
+        self.handle.covered.send_modify(|c| {
+            c.pass = c.pass.max(covering);
+            if let Some(leftovers) = leftovers {
+                c.leftovers = leftovers;
+            }
+        });
     }
 
     /// Removes this installation's image tags that no version refers to: Berth killed between
@@ -342,6 +349,9 @@ impl Supervisor {
         // taken for live (one whose removal failed meanwhile waits for the pass its end
         // brings).
         let leaving = self.state.removals.snapshot();
+        // Likewise networks: one listed while its removal runs is neither used nor removed
+        // again, and keeps its name and subnet.
+        let leaving_networks = self.state.removals.networks();
         let containers = self.runtime.instances(&ours).await?;
         // Instances being removed are gone already: neither live, nor ready, nor routed, nor
         // removed again. One the engine shows being removed (not by this process) has its
@@ -388,8 +398,8 @@ impl Supervisor {
             &labelled,
             &networks,
             &leaving,
-            &wanted_deployments,
-            &wanted_networks,
+            &leaving_networks.keys().map(String::as_str).collect(),
+            (&wanted_deployments, &wanted_networks),
         );
         let mut by_deployment: HashMap<String, Vec<InstanceInfo>> = HashMap::new();
         let mut orphans: HashMap<String, InstanceInfo> = HashMap::new();
@@ -411,12 +421,13 @@ impl Supervisor {
                 self.routing.remove(&key);
             }
         }
-        let waiting_networks = self.collect_garbage(garbage, orphans).await;
+        let waiting_networks = self.collect_garbage(garbage, orphans, listed.as_ref());
         for key in &held {
             let found = by_deployment.remove(&key.to_string()).unwrap_or_default();
             self.hold(key, &found);
         }
-        self.prepare_networks(&preparing, listed.as_ref()).await;
+        self.prepare_networks(&preparing, listed.as_ref(), &leaving_networks)
+            .await;
         let now = Instant::now();
         let (mut units, mut windows, mut rescaled) = (Vec::new(), Vec::new(), false);
         for (key, dep) in &desired {
@@ -442,7 +453,9 @@ impl Supervisor {
         if rescaled {
             crate::fault::point(crate::fault::SCALE_DECIDED).await;
         }
-        let done = self.deploy_all(units, listed.as_ref()).await;
+        let done = self
+            .deploy_all(units, listed.as_ref(), &leaving_networks)
+            .await;
         // Held deployments' containers still call the platform from their networks.
         let mut subnets: Vec<_> = (held.iter())
             .filter_map(|k| listed.as_ref()?.get(&self.network_name(k)))
@@ -479,18 +492,23 @@ impl Supervisor {
         self.state.count_entries();
         self.rollout_step(&rollouts, &standing).await;
         self.publish_status(statuses, &rollouts, &broken);
-        // Those begun in this pass included.
+        // Those begun in this pass included; a desired deployment's network being replaced
+        // is no leftover.
+        let unwanted =
+            |d: &Option<String>| !d.as_ref().is_some_and(|d| wanted_deployments.contains(d));
         let containers = (self.state.removals.snapshot().into_iter())
-            .filter(|(_, l)| {
-                !l.deployment
-                    .as_ref()
-                    .is_some_and(|d| wanted_deployments.contains(d))
-            })
+            .filter(|(_, l)| unwanted(&l.deployment))
             .map(|(id, l)| (id, l.deployment))
             .collect();
+        let mut networks = waiting_networks;
+        networks.extend(
+            (self.state.removals.networks().into_iter())
+                .filter(|(_, n)| unwanted(&n.deployment))
+                .map(|(name, n)| (name, n.deployment)),
+        );
         Ok(handle::Leftovers {
             containers,
-            networks: waiting_networks,
+            networks,
         })
     }
 }

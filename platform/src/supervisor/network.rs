@@ -1,7 +1,8 @@
 //! A deployment's network: its name, and making it on a free subnet of the pool (see
 //! [`subnets`]) with a bridge the host firewall covers, when the pass deploys it or earlier,
 //! while the upload that brings it loads its image ([`Supervisor::prepare_networks`]). A
-//! deployment whose network cannot be made is reported as such ([`unplaced_status`]) and is down at once.
+//! deployment whose network cannot be made is reported as such ([`unplaced_status`]) and is down at once;
+//! one whose network is being removed (or replaced) waits for the removal's end, off the pass.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,8 @@ use sha2::Digest;
 
 use tokio::sync::Mutex;
 
+use super::plan::{self, NetworkStep};
+use super::removals::LeavingNetwork;
 use super::spec::Deployment;
 use super::status::{DeploymentReason, DeploymentStatus, Placement};
 use super::{Supervisor, docker_safe, subnets};
@@ -26,8 +29,6 @@ const START_SPREAD: u64 = 64;
 pub enum NetworkError {
     #[error("cannot inspect its network {name}: {source}")]
     Inspect { name: String, source: RuntimeError },
-    #[error("cannot replace its network {name}: {source}")]
-    Replace { name: String, source: RuntimeError },
     #[error("cannot list the engine's networks: {0}")]
     ListSubnets(RuntimeError),
     #[error(
@@ -62,18 +63,23 @@ impl Supervisor {
     }
 
     /// The network of a deployment, made on a free subnet of the pool if missing, with the
-    /// bridge name the host firewall covers. `listed` is the pass's listing of the
-    /// installation's networks (None if it failed: then inspect); `claims` is shared by the
-    /// deployments the pass makes at once.
+    /// bridge name the host firewall covers; None while it is being removed (or replaced:
+    /// then its removal starts here, off the pass), and the deployment waits for the pass the
+    /// removal's end brings. `listed` is the pass's listing of the installation's networks
+    /// (None if it failed: then inspect); `claims` is shared by the deployments the pass makes
+    /// at once.
     pub(super) async fn ensure_network(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
         listed: Option<&HashMap<String, NetworkInfo>>,
         claims: &Mutex<Claims>,
-    ) -> Result<NetworkInfo, NetworkError> {
+    ) -> Result<Option<NetworkInfo>, NetworkError> {
         let bridge: &str = &firewall::bridge_name(&self.settings.installation, name);
+        // Its name is not taken again (nor its instances made on it) while it goes.
+        let leaving = claims.lock().await.leaving.contains_key(name);
         let found = match listed {
+            _ if leaving => None,
             Some(listed) => listed.get(name).cloned(),
             None => self
                 .runtime
@@ -84,24 +90,24 @@ impl Supervisor {
                     source,
                 })?,
         };
-        match found {
-            Some(n) if n.bridge.as_deref() == Some(bridge) => return Ok(n),
-            Some(n) => {
+        let found_bridge = found.as_ref().map(|n| n.bridge.as_deref());
+        match plan::network_step(leaving, found_bridge, bridge) {
+            NetworkStep::Use => return Ok(found),
+            NetworkStep::Wait => return Ok(None),
+            NetworkStep::Replace => {
+                let Some(n) = found else { return Ok(None) };
                 // Made before the firewall existed: an unmatched bridge would leave the host
-                // open to its containers.
+                // open to its containers. They go first, then the network, in one task; the
+                // new network is made in the pass its end brings.
                 tracing::warn!(
                     network = name,
                     "replacing a network whose bridge the host firewall does not cover"
                 );
-                self.runtime
-                    .remove_network_and_instances(&n.id)
-                    .await
-                    .map_err(|source| NetworkError::Replace {
-                        name: name.to_owned(),
-                        source,
-                    })?;
+                self.start_network_removal(&n, true);
+                claims.lock().await.leave(&n);
+                return Ok(None);
             }
-            None => {}
+            NetworkStep::Create => {}
         }
         // Another installation on the engine may take the same block between our read and our
         // create (Docker then refuses the overlap): read afresh and try again, a few times.
@@ -123,11 +129,10 @@ impl Supervisor {
                             .collect(),
                     );
                 }
-                let taken: Vec<subnets::Block> = claims
-                    .engine
-                    .iter()
-                    .flatten()
+                let leaving = claims.leaving.values().flatten();
+                let taken: Vec<subnets::Block> = (claims.engine.iter().flatten())
                     .chain(&claims.claimed)
+                    .chain(leaving)
                     .copied()
                     .collect();
                 let Some(block) = pool.allocate_from(&taken, self.pool_start()) else {
@@ -154,7 +159,7 @@ impl Supervisor {
                     if let Some(engine) = &mut claims.engine {
                         engine.push(block);
                     }
-                    return Ok(n);
+                    return Ok(Some(n));
                 }
                 Err(source) => {
                     last_error = Some(NetworkError::Create {
@@ -175,13 +180,17 @@ impl Supervisor {
         &self,
         keys: &[DeploymentKey],
         listed: Option<&HashMap<String, NetworkInfo>>,
+        leaving: &HashMap<String, LeavingNetwork>,
     ) {
-        let claims = Mutex::new(Claims::default());
+        let claims = Mutex::new(Claims::new(leaving));
         for key in keys {
             let name = self.network_name(key);
             let labels = self.deployment_labels(key);
             match self.ensure_network(&name, &labels, listed, &claims).await {
-                Ok(_) => tracing::debug!(network = %name, "network made ahead of its upload"),
+                Ok(Some(_)) => tracing::debug!(network = %name, "network made ahead of its upload"),
+                Ok(None) => {
+                    tracing::debug!(network = %name, "network ahead of its upload waits for its removal")
+                }
                 Err(e) => {
                     tracing::debug!(network = %name, error = %e, "cannot make a network ahead of its upload")
                 }
@@ -191,12 +200,40 @@ impl Supervisor {
 }
 
 /// The engine's subnets as far as this pass knows them (None: not read yet, or stale after a
-/// refused create), and the blocks of networks being made right now: several deployments make
-/// theirs at once, and no two may get the same block.
+/// refused create), the blocks of networks being made right now (several deployments make
+/// theirs at once, and no two may get the same block), and the networks being removed: their
+/// names and blocks are not free until they are gone (the engine may stop listing a network
+/// before its removal ends).
 #[derive(Debug, Default)]
 pub(super) struct Claims {
     engine: Option<Vec<subnets::Block>>,
     claimed: Vec<subnets::Block>,
+    leaving: HashMap<String, Vec<subnets::Block>>,
+}
+
+impl Claims {
+    /// Claims that begin with the networks `leaving` (the pass's snapshot of removals).
+    pub fn new(leaving: &HashMap<String, LeavingNetwork>) -> Claims {
+        let leaving = (leaving.iter())
+            .map(|(name, n)| (name.clone(), blocks(&n.subnets)))
+            .collect();
+        Claims {
+            leaving,
+            ..Claims::default()
+        }
+    }
+
+    /// A network whose removal began in this pass.
+    fn leave(&mut self, n: &NetworkInfo) {
+        self.leaving.insert(n.name.clone(), blocks(&n.subnets));
+    }
+}
+
+fn blocks(subnets: &[String]) -> Vec<subnets::Block> {
+    subnets
+        .iter()
+        .filter_map(|s| subnets::Block::parse(s))
+        .collect()
 }
 
 /// Status of a deployment whose network could not be made: no instance, the reason, and not

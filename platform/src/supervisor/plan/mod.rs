@@ -75,14 +75,15 @@ pub struct Leaving {
 /// listed and not being removed; `leaving`, those being removed. A network goes only once no
 /// instance of its deployment is listed or leaving: instances go before networks, and a
 /// network's subnet (and name) is not free for another deployment while anything still runs
-/// on it.
+/// on it. A network being removed (`leaving_networks`) is not removed a second time.
 pub fn garbage(
     instances: &[(String, Option<String>)],
     networks: &[(String, Option<String>)],
     leaving: &[Leaving],
-    wanted_deployments: &HashSet<String>,
-    wanted_networks: &HashSet<String>,
+    leaving_networks: &HashSet<&str>,
+    wanted: (&HashSet<String>, &HashSet<String>),
 ) -> Vec<Action> {
+    let (wanted_deployments, wanted_networks) = wanted;
     let mut actions: Vec<Action> = instances
         .iter()
         .filter(|(_, d)| !d.as_ref().is_some_and(|d| wanted_deployments.contains(d)))
@@ -96,7 +97,7 @@ pub fn garbage(
         .collect();
     actions.extend(
         (networks.iter())
-            .filter(|(n, _)| !wanted_networks.contains(n))
+            .filter(|(n, _)| !wanted_networks.contains(n) && !leaving_networks.contains(n.as_str()))
             .map(|(name, deployment)| {
                 let name = name.clone();
                 if occupied.contains(&deployment.as_deref()) {
@@ -108,6 +109,32 @@ pub fn garbage(
             }),
     );
     actions
+}
+
+/// What to do about a desired deployment's network before its instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkStep {
+    /// It is there as it should be.
+    Use,
+    /// It is missing: make it on a free subnet.
+    Create,
+    /// It is there but wrong (a bridge the host firewall does not cover): start removing it
+    /// with the instances on it, then wait like [`NetworkStep::Wait`].
+    Replace,
+    /// It is being removed: nothing is made on it, and its name is not taken again, until the
+    /// removal ends (its end brings the pass that makes it anew).
+    Wait,
+}
+
+/// The step for a deployment's network: `leaving` when it is being removed, `found` its
+/// bridge name if it exists (None inside when it has none), `bridge` the one it must have.
+pub fn network_step(leaving: bool, found: Option<Option<&str>>, bridge: &str) -> NetworkStep {
+    match found {
+        _ if leaving => NetworkStep::Wait,
+        None => NetworkStep::Create,
+        Some(b) if b == Some(bridge) => NetworkStep::Use,
+        Some(_) => NetworkStep::Replace,
+    }
 }
 
 /// The replica slots of `deployment`'s `revision` whose instance is still being removed: no

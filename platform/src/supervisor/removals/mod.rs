@@ -1,11 +1,15 @@
-//! Container removals off the pass. A `docker rm -f` can take minutes (a writable layer of
-//! millions of files, an engine under pressure); awaited in the pass, one tenant's removal
-//! held every tenant's reconciliation. So each removal is a task of its own, owned here (the
-//! tasks go with the supervisor), at most `deploy_concurrency` of them at work at once across
-//! the supervisor. Its container is remembered as leaving, by id, until the task ends, done or
-//! failed (a container whose removal failed is still listed, and a later pass removes it
-//! again); the end pokes a pass, so what waited for it follows at once: its network's
-//! removal, its replica slot's new instance ([`plan::garbage`], [`plan::leaving_slots`]).
+//! Removals off the pass: containers and networks. A `docker rm -f` can take minutes (a
+//! writable layer of millions of files, an engine under pressure), and so can a `docker
+//! network rm` (a busy engine; on Swarm an overlay's removal waits for its tasks); awaited in
+//! the pass, one tenant's removal held every tenant's reconciliation. So each removal is a task
+//! of its own, owned here (the tasks go with the supervisor), at most `deploy_concurrency` of
+//! them at work at once across the supervisor, containers and networks alike: both are the
+//! same engine's work, and one bound is what an operator tunes. What is being removed is
+//! remembered as leaving (a container by id, a network by name) until the task ends, done or
+//! failed (what failed is still listed, and a later pass removes it again); the end pokes a
+//! pass, so what waited for it follows at once: a network's removal after its containers',
+//! a replica slot's new instance ([`plan::garbage`], [`plan::leaving_slots`]), a deployment's
+//! new network after its old one's removal ([`plan::network_step`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,13 +19,31 @@ use tokio::task::JoinSet;
 
 use super::plan::Leaving;
 use super::{LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_REVISION};
-use crate::runtime::{InstanceInfo, Runtime};
+use crate::runtime::{InstanceInfo, NetworkInfo, Runtime};
+
+/// A network being removed, as it was listed when its removal began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LeavingNetwork {
+    /// Its `deployment` label.
+    pub deployment: Option<String>,
+    /// Its subnets: no other deployment's network gets them while it goes.
+    pub subnets: Vec<String>,
+}
+
+/// What is being removed.
+#[derive(Debug, Default)]
+struct Leavers {
+    /// Containers, by id.
+    containers: HashMap<String, Leaving>,
+    /// Networks, by name.
+    networks: HashMap<String, LeavingNetwork>,
+}
 
 /// The removals in flight.
 #[derive(Debug)]
 pub(super) struct Removals {
-    /// The containers being removed, by id; each task takes its own out when it ends.
-    leaving: Arc<Mutex<HashMap<String, Leaving>>>,
+    /// What is being removed; each task takes its own out when it ends.
+    leaving: Arc<Mutex<Leavers>>,
     /// The tasks: aborted when this is dropped (the supervisor with it).
     tasks: Mutex<JoinSet<()>>,
     /// How many removals talk to the engine at once; the others wait their turn, leaving
@@ -49,11 +71,21 @@ impl Removals {
     /// the containers: one that is still listed then is still leaving, never live again.
     pub fn snapshot(&self) -> HashMap<String, Leaving> {
         self.reap();
-        lock(&self.leaving).clone()
+        lock(&self.leaving).containers.clone()
     }
 
+    /// The networks being removed now, by name. A pass reads this once, before it lists the
+    /// networks: one that is still listed then is still leaving, neither used nor removed
+    /// again.
+    pub fn networks(&self) -> HashMap<String, LeavingNetwork> {
+        self.reap();
+        lock(&self.leaving).networks.clone()
+    }
+
+    /// How many containers and networks are being removed.
     pub fn len(&self) -> usize {
-        lock(&self.leaving).len()
+        let leaving = lock(&self.leaving);
+        leaving.containers.len() + leaving.networks.len()
     }
 
     /// Starts removing `c` through `runtime` unless it is being removed already (then false);
@@ -65,29 +97,80 @@ impl Removals {
             revision: label(LABEL_REVISION),
             replica: label(LABEL_REPLICA).and_then(|r| r.parse().ok()),
         };
-        if lock(&self.leaving).insert(c.id.clone(), leaving).is_some() {
+        if lock(&self.leaving)
+            .containers
+            .insert(c.id.clone(), leaving)
+            .is_some()
+        {
             return false;
         }
-        let ended = Ended {
-            leaving: Arc::clone(&self.leaving),
-            id: c.id.clone(),
-            wake,
-        };
-        let permits = Arc::clone(&self.permits);
-        let name = c.name.clone();
-        self.reap();
-        lock(&self.tasks).spawn(async move {
-            // Forgets the container and pokes a pass however the task ends.
-            let ended = ended;
-            // Never closed.
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return;
-            };
-            if let Err(e) = runtime.remove_instance(&ended.id).await {
+        let ended = self.ended(Gone::Container(c.id.clone()), wake);
+        let (id, name) = (c.id.clone(), c.name.clone());
+        self.spawn(ended, async move {
+            if let Err(e) = runtime.remove_instance(&id).await {
                 tracing::warn!(container = %name, error = %e, "cannot remove container; a later pass tries again");
             }
         });
         true
+    }
+
+    /// Starts removing network `n` through `runtime` unless it is being removed already (then
+    /// false): with the instances still on it first when `with_instances` (replacing a
+    /// deployment's network), else alone (nothing is left on it). `wake` is poked when the
+    /// removal ends.
+    pub fn start_network(
+        &self,
+        runtime: Arc<dyn Runtime>,
+        wake: Arc<Notify>,
+        n: &NetworkInfo,
+        with_instances: bool,
+    ) -> bool {
+        let leaving = LeavingNetwork {
+            deployment: n.labels.get(LABEL_DEPLOYMENT).cloned(),
+            subnets: n.subnets.clone(),
+        };
+        let mut leavers = lock(&self.leaving);
+        if leavers.networks.contains_key(&n.name) {
+            return false;
+        }
+        leavers.networks.insert(n.name.clone(), leaving);
+        drop(leavers);
+        let ended = self.ended(Gone::Network(n.name.clone()), wake);
+        let (id, name) = (n.id.clone(), n.name.clone());
+        self.spawn(ended, async move {
+            let removed = if with_instances {
+                runtime.remove_network_and_instances(&id).await
+            } else {
+                runtime.remove_network(&name).await
+            };
+            if let Err(e) = removed {
+                tracing::warn!(network = %name, error = %e, "cannot remove network; a later pass tries again");
+            }
+        });
+        true
+    }
+
+    fn ended(&self, gone: Gone, wake: Arc<Notify>) -> Ended {
+        Ended {
+            leaving: Arc::clone(&self.leaving),
+            gone,
+            wake,
+        }
+    }
+
+    /// Runs `removal` as a task once a permit is free; `ended` goes with the task.
+    fn spawn(&self, ended: Ended, removal: impl Future<Output = ()> + Send + 'static) {
+        let permits = Arc::clone(&self.permits);
+        self.reap();
+        lock(&self.tasks).spawn(async move {
+            // Forgets what it removes and pokes a pass however the task ends.
+            let _ended = ended;
+            // Never closed.
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            removal.await;
+        });
     }
 
     /// The removal tasks not ended.
@@ -104,16 +187,28 @@ impl Removals {
     }
 }
 
+/// What one removal takes away.
+enum Gone {
+    Container(String),
+    Network(String),
+}
+
 /// One removal's end, when its task's future is dropped: done, failed, panicked or aborted.
 struct Ended {
-    leaving: Arc<Mutex<HashMap<String, Leaving>>>,
-    id: String,
+    leaving: Arc<Mutex<Leavers>>,
+    gone: Gone,
     wake: Arc<Notify>,
 }
 
 impl Drop for Ended {
     fn drop(&mut self) {
-        lock(&self.leaving).remove(&self.id);
+        {
+            let mut leaving = lock(&self.leaving);
+            match &self.gone {
+                Gone::Container(id) => leaving.containers.remove(id).map(drop),
+                Gone::Network(name) => leaving.networks.remove(name).map(drop),
+            };
+        }
         self.wake.notify_one();
     }
 }

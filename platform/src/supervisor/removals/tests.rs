@@ -1,5 +1,7 @@
 //! Removals off the pass, on the fake runtime: a held removal holds no pass, is not issued
-//! twice, and what waits for it follows its end.
+//! twice, and what waits for it follows its end. Networks' are in [`networks`].
+
+mod networks;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -172,15 +174,18 @@ async fn a_removal_that_does_not_finish_holds_no_other_deployment() {
     assert!(runtime.nets().contains_key(&network));
     assert_eq!(left, waited);
 
-    // The removal ends: the next pass removes the network, with nothing left on it.
+    // The removal ends: the next pass starts removing the network, with nothing left on it,
+    // and leaves it while it goes.
     runtime.release(first);
     removals_ended(&sup).await;
     assert!(instances_of(&runtime, "1/t1").is_empty());
     let left = pass(&mut sup).await;
+    assert_eq!(left.networks.keys().collect::<Vec<_>>(), [&network]);
+    removals_ended(&sup).await;
     assert!(!runtime.nets().contains_key(&network));
     let removed = runtime.removed_networks.lock().unwrap().clone();
     assert_eq!(removed, [(network, 0)]);
-    assert_eq!(left, Leftovers::default());
+    assert_eq!(pass(&mut sup).await, Leftovers::default());
     assert_eq!(runtime.removals_of(first), 1);
 }
 

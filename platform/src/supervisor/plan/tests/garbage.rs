@@ -50,7 +50,13 @@ fn garbage_table() {
     ];
     for (case, instances, networks, expected) in cases {
         assert_eq!(
-            garbage(&instances, &networks, &[], &wanted, &nets),
+            garbage(
+                &instances,
+                &networks,
+                &[],
+                &HashSet::new(),
+                (&wanted, &nets)
+            ),
             expected,
             "{case}"
         );
@@ -76,11 +82,12 @@ fn a_network_goes_only_after_every_instance_on_it() {
         name: format!("net-{d}"),
         deployment: Some(d.to_owned()),
     };
-    // (case, listed instances, instances being removed, expected)
+    // (case, listed instances, instances being removed, networks being removed, expected)
     let cases = [
         (
             "nothing left on them: unwanted networks go",
             vec![listed("a", "1/t1")],
+            vec![],
             vec![],
             vec![
                 remove_network("1/t2"),
@@ -91,6 +98,7 @@ fn a_network_goes_only_after_every_instance_on_it() {
         (
             "an instance removed now: its network waits",
             vec![listed("a", "1/t1"), listed("b", "1/t2")],
+            vec![],
             vec![],
             vec![
                 remove("b", Removal::Orphan),
@@ -103,6 +111,7 @@ fn a_network_goes_only_after_every_instance_on_it() {
             "an instance still being removed: no second removal, its network waits",
             vec![listed("a", "1/t1")],
             vec![leaving("1/t3")],
+            vec![],
             vec![
                 remove_network("1/t2"),
                 defer_network("1/t3"),
@@ -113,24 +122,83 @@ fn a_network_goes_only_after_every_instance_on_it() {
             "a wanted deployment's instance being removed keeps nothing else",
             vec![],
             vec![leaving("1/t1")],
+            vec![],
             vec![
                 remove_network("1/t2"),
                 remove_network("1/t3"),
                 remove_network("1/t4"),
             ],
         ),
+        (
+            "a network being removed: not removed again, others go",
+            vec![listed("a", "1/t1")],
+            vec![],
+            vec!["net-1/t2"],
+            vec![remove_network("1/t3"), remove_network("1/t4")],
+        ),
+        (
+            "a network being removed and an instance of its deployment too: neither removed nor waiting",
+            vec![listed("a", "1/t1")],
+            vec![leaving("1/t3")],
+            vec!["net-1/t3"],
+            vec![remove_network("1/t2"), remove_network("1/t4")],
+        ),
     ];
-    for (case, instances, removing, expected) in cases {
+    for (case, instances, removing, networks_removing, expected) in cases {
+        let networks_removing: HashSet<&str> = networks_removing.into_iter().collect();
         assert_eq!(
             garbage(
                 &instances,
                 &networks,
                 &removing,
-                &wanted_deployments,
-                &wanted_networks
+                &networks_removing,
+                (&wanted_deployments, &wanted_networks)
             ),
             expected,
             "{case}"
         );
+    }
+}
+
+#[test]
+fn a_deployments_network_is_used_made_replaced_or_waited_for() {
+    let bridge = "br-ok";
+    // (case, being removed, found with its bridge, expected)
+    let cases = [
+        ("missing", false, None, NetworkStep::Create),
+        (
+            "as it should be",
+            false,
+            Some(Some("br-ok")),
+            NetworkStep::Use,
+        ),
+        (
+            "another bridge",
+            false,
+            Some(Some("br-old")),
+            NetworkStep::Replace,
+        ),
+        ("no bridge name", false, Some(None), NetworkStep::Replace),
+        (
+            "being removed, still listed",
+            true,
+            Some(Some("br-ok")),
+            NetworkStep::Wait,
+        ),
+        (
+            "being replaced, still listed",
+            true,
+            Some(Some("br-old")),
+            NetworkStep::Wait,
+        ),
+        (
+            "being removed, no longer listed",
+            true,
+            None,
+            NetworkStep::Wait,
+        ),
+    ];
+    for (case, leaving, found, expected) in cases {
+        assert_eq!(network_step(leaving, found, bridge), expected, "{case}");
     }
 }
