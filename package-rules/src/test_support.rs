@@ -130,6 +130,17 @@ fn append(builder: &mut tar::Builder<Vec<u8>>, entry: &Entry) {
     }
 }
 
+/// A GNU long-name header claiming `size` bytes of name, without the name: followed by that
+/// many bytes, what a reader that holds the whole name before the entry it names would hold.
+pub fn long_name_header(size: u64) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(size);
+    header.set_cksum();
+    header.as_bytes().to_vec()
+}
+
 /// The lowercase hex SHA-256 of `data`, as image ids and blob names spell it.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -213,6 +224,35 @@ pub fn read(archive: &[u8]) -> Vec<(String, u64, Vec<u8>)> {
         entries.push((name, header_size, data));
     }
     entries
+}
+
+/// `archive` (a real `docker save`, whose entries these builders do not all express) written
+/// again entry by entry, each keeping its header but for its size: `edit` gets the entry's name
+/// and data and gives the data to write, or None to leave the entry out. A name it changes must
+/// be one the tar crate writes itself (relative, without `..`).
+pub fn rewrite(
+    archive: &[u8],
+    mut edit: impl FnMut(&mut String, Vec<u8>) -> Option<Vec<u8>>,
+) -> Vec<u8> {
+    let mut output = tar::Builder::new(Vec::new());
+    for entry in tar::Archive::new(archive).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let read = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut data = Vec::new();
+        io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        let mut name = read.clone();
+        let Some(data) = edit(&mut name, data) else {
+            continue;
+        };
+        let mut header = entry.header().clone();
+        if name != read {
+            header.set_path(&name).unwrap();
+        }
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        output.append(&header, data.as_slice()).unwrap();
+    }
+    output.into_inner().unwrap()
 }
 
 #[cfg(test)]

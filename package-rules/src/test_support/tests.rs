@@ -104,3 +104,47 @@ fn a_one_layer_image_names_its_config_and_layer() {
     assert_eq!(image_id(&config), format!("sha256:{}", &name[..64]));
     assert_eq!(blob_name(&config), format!("blobs/sha256/{}", &name[..64]));
 }
+
+#[test]
+fn a_rewrite_keeps_each_header_but_for_what_the_edit_changes() {
+    let original = archive(&[
+        dir("blobs/"),
+        file("a", b"one"),
+        symlink("d", "."),
+        file("drop", b"gone"),
+        file("old.json", b"{}"),
+    ]);
+    let rewritten = rewrite(&original, |name, data| match name.as_str() {
+        "a" => Some(b"longer".to_vec()),
+        "drop" => None,
+        "old.json" => {
+            *name = "new.json".to_owned();
+            Some(data)
+        }
+        _ => Some(data),
+    });
+    use tar::EntryType::{Directory, Regular, Symlink};
+    let s = |text: &str| text.to_owned();
+    assert_eq!(
+        headers(&rewritten),
+        [
+            (Directory, s("blobs/"), s(""), 0),
+            (Regular, s("a"), s(""), 6),
+            (Symlink, s("d"), s("."), 0),
+            (Regular, s("new.json"), s(""), 2),
+        ]
+    );
+    let data: Vec<Vec<u8>> = read(&rewritten).into_iter().map(|e| e.2).collect();
+    assert_eq!(data[1], b"longer");
+    assert_eq!(data[3], b"{}");
+}
+
+#[test]
+fn a_long_name_header_claims_its_size() {
+    let bytes = long_name_header(1 << 30);
+    assert_eq!(bytes.len(), 512);
+    let header = tar::Header::from_byte_slice(&bytes);
+    assert_eq!(header.entry_type(), tar::EntryType::GNULongName);
+    assert_eq!(header.entry_size().unwrap(), 1 << 30);
+    assert_eq!(header.path_bytes().as_ref(), b"././@LongLink");
+}

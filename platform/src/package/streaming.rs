@@ -280,7 +280,7 @@ mod tests {
     use std::thread::JoinHandle;
     use std::time::Duration;
 
-    use sha2::{Digest, Sha256};
+    use package_rules::test_support::{archive, config_name, file};
     use zip::write::SimpleFileOptions;
 
     use super::super::growing::Arriving;
@@ -291,20 +291,9 @@ mod tests {
     /// A minimal docker-save archive: a config and a manifest.json without layers.
     fn image_archive() -> Vec<u8> {
         let config = br#"{"architecture":"amd64","os":"linux"}"#;
-        let hex = hex::encode(Sha256::digest(config));
-        let manifest = format!(r#"[{{"Config":"{hex}.json","RepoTags":null,"Layers":[]}}]"#);
-        let mut builder = tar::Builder::new(Vec::new());
-        for (name, data) in [
-            (format!("{hex}.json"), &config[..]),
-            ("manifest.json".to_owned(), manifest.as_bytes()),
-        ] {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            builder.append_data(&mut header, name, data).unwrap();
-        }
-        builder.into_inner().unwrap()
+        let name = config_name(config);
+        let manifest = format!(r#"[{{"Config":"{name}","RepoTags":null,"Layers":[]}}]"#);
+        archive(&[file(&name, config), file("manifest.json", manifest)])
     }
 
     const MANIFEST: &str = r#"{"apiVersion":"1","name":"hello","version":"1.0.0","provider":{"name":"t"},"isolation":"MULTI_TENANT"}"#;

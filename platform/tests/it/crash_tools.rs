@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use package_rules::test_support::{config_name, image_id, read, rewrite};
 use serde_json::{Value, json};
 
 use crate::fixture::Server;
@@ -48,45 +49,28 @@ pub(crate) fn env_u64(name: &str) -> Option<u64> {
 /// tell whether the engine still holds what an upload brought. Built by rewriting the `docker
 /// save` archive's config (its digest is the image id), without tags.
 pub(crate) fn variant(archive: &[u8], label: &str) -> (String, Vec<u8>) {
-    let mut entries: Vec<(tar::Header, String, Vec<u8>)> = Vec::new();
-    let mut input = tar::Archive::new(archive);
-    for entry in input.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        entries.push((entry.header().clone(), path, data));
-    }
-    let manifest_at = entries.iter().position(|e| e.1 == "manifest.json").unwrap();
-    let mut manifest: Value = serde_json::from_slice(&entries[manifest_at].2).unwrap();
-    let config_name = manifest[0]["Config"].as_str().unwrap().to_owned();
-    let config_at = entries.iter().position(|e| e.1 == config_name).unwrap();
-    let mut config: Value = serde_json::from_slice(&entries[config_at].2).unwrap();
+    let entries = read(archive);
+    let data = |name: &str| &entries.iter().find(|e| e.0 == name).unwrap().2;
+    let mut manifest: Value = serde_json::from_slice(data("manifest.json")).unwrap();
+    let old_name = manifest[0]["Config"].as_str().unwrap().to_owned();
+    let mut config: Value = serde_json::from_slice(data(&old_name)).unwrap();
     config["config"]["Labels"]["berth.trial"] = json!(label);
-    let config_bytes = serde_json::to_vec(&config).unwrap();
-    let digest = hex(ring::digest::digest(&ring::digest::SHA256, &config_bytes).as_ref());
-    let new_name = format!("{digest}.json");
+    let config = serde_json::to_vec(&config).unwrap();
+    let new_name = config_name(&config);
     manifest[0]["Config"] = json!(new_name);
     manifest[0]["RepoTags"] = Value::Null;
-    entries[config_at].1 = new_name;
-    entries[config_at].2 = config_bytes;
-    entries[manifest_at].2 = serde_json::to_vec(&manifest).unwrap();
-    let mut output = tar::Builder::new(Vec::new());
-    for (mut header, path, data) in entries {
-        if path == "repositories" {
-            continue;
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let rewritten = rewrite(archive, |name, data| {
+        if *name == old_name {
+            *name = new_name.clone();
+            Some(config.clone())
+        } else if name == "manifest.json" {
+            Some(manifest.clone())
+        } else {
+            (name != "repositories").then_some(data)
         }
-        header.set_size(data.len() as u64);
-        header.set_cksum();
-        output
-            .append_data(&mut header, &path, data.as_slice())
-            .unwrap();
-    }
-    (format!("sha256:{digest}"), output.into_inner().unwrap())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    });
+    (image_id(&config), rewritten)
 }
 
 /// A request the trial interrupts.

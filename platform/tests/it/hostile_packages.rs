@@ -3,9 +3,11 @@
 //! entries, and versions too long for a Docker tag. Each is refused with the Cumulocity error
 //! body, leaves nothing behind, and the server keeps serving.
 
-use std::io::Read;
 use std::process::Command;
 
+use package_rules::test_support::{
+    Entry, file, gzip, long_name_header, raw_entry, read, rewrite, symlink,
+};
 use serde_json::{Value, json};
 
 use crate::fixture::{Options, Server, Tenant, create_tenant, files_under, unique};
@@ -13,86 +15,32 @@ use crate::upload::{
     TestImage, berth_ref, create_microservice, image_id, manifest, upload, zip_of,
 };
 
-/// An entry appended to an archive, its name written raw (the tar crate refuses `..`).
-enum Extra {
-    File(String, Vec<u8>),
-    Symlink(String, String),
-    /// A file whose header says the first size and whose PAX `size` record the data's length.
-    PaxSized(String, u64, Vec<u8>),
-}
-
-fn raw_header(name: &str, kind: tar::EntryType, size: usize) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-    header.set_entry_type(kind);
-    header.set_size(size as u64);
-    header.set_mode(0o644);
-    header
-}
-
 /// `archive` with each entry passed through `edit` (new contents, or None to drop it) and
-/// `extra` appended.
+/// `extra` appended, their names written raw (the tar crate refuses `..`).
 fn tampered(
     archive: &[u8],
     edit: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>>,
-    extra: Vec<Extra>,
+    extra: Vec<Entry>,
 ) -> Vec<u8> {
-    let mut input = tar::Archive::new(archive);
-    let mut output = tar::Builder::new(Vec::new());
-    for entry in input.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        let Some(data) = edit(&name, data) else {
-            continue;
-        };
-        let mut header = entry.header().clone();
-        header.set_size(data.len() as u64);
-        header.set_cksum();
-        output.append(&header, data.as_slice()).unwrap();
+    let mut output = rewrite(archive, |name, data| edit(name, data));
+    // The extra entries go before the archive's end, its two zero blocks.
+    let end = output.split_off(output.len() - 1024);
+    for entry in &extra {
+        output.extend(raw_entry(entry));
     }
-    for extra in extra {
-        match extra {
-            Extra::File(name, data) => {
-                let mut header = raw_header(&name, tar::EntryType::Regular, data.len());
-                header.set_cksum();
-                output.append(&header, data.as_slice()).unwrap();
-            }
-            Extra::Symlink(name, target) => {
-                let mut header = raw_header(&name, tar::EntryType::Symlink, 0);
-                header.as_gnu_mut().unwrap().linkname[..target.len()]
-                    .copy_from_slice(target.as_bytes());
-                header.set_cksum();
-                output.append(&header, std::io::empty()).unwrap();
-            }
-            Extra::PaxSized(name, header_size, data) => {
-                let size = data.len().to_string();
-                output
-                    .append_pax_extensions([("size", size.as_bytes())])
-                    .unwrap();
-                let mut header = raw_header(&name, tar::EntryType::Regular, 0);
-                header.set_size(header_size);
-                header.set_cksum();
-                output.append(&header, data.as_slice()).unwrap();
-            }
-        }
-    }
-    output.into_inner().unwrap()
+    output.extend(end);
+    output
 }
 
 /// The archive's `manifest.json` with `RepoTags` replaced.
 fn manifest_tagged(archive: &[u8], tags: &[&str]) -> Vec<u8> {
-    let mut input = tar::Archive::new(archive);
-    for entry in input.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.path().unwrap().to_str() == Some("manifest.json") {
-            let mut manifest: Value = serde_json::from_reader(&mut entry).unwrap();
-            manifest[0]["RepoTags"] = json!(tags);
-            return manifest.to_string().into_bytes();
-        }
-    }
-    panic!("no manifest.json in the archive");
+    let (_, _, manifest) = read(archive)
+        .into_iter()
+        .find(|(name, ..)| name == "manifest.json")
+        .expect("manifest.json in the archive");
+    let mut manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    manifest[0]["RepoTags"] = json!(tags);
+    manifest.to_string().into_bytes()
 }
 
 fn unchanged(_: &str, data: Vec<u8>) -> Option<Vec<u8>> {
@@ -188,22 +136,12 @@ fn image_archives_cannot_tag_other_images() {
     let id = app["id"].as_str().unwrap();
     let image = TestImage::build(0);
     let hostile = manifest_tagged(&image.archive, &[victim_tag.as_str(), foo.as_str()]);
-    let second = |name: &str| {
-        tampered(
-            &image.archive,
-            unchanged,
-            vec![Extra::File(name.to_owned(), hostile.clone())],
-        )
-    };
+    let second = |name: &str| tampered(&image.archive, unchanged, vec![file(name, &hostile)]);
     // Past a header saying 2 MiB, data going on with a whole manifest.json entry: a reader of
     // the header's size would take it for the archive's next entry.
     let smuggled = {
-        let mut header = raw_header("manifest.json", tar::EntryType::Regular, hostile.len());
-        header.set_cksum();
         let mut data = vec![0u8; 2 << 20];
-        data.extend_from_slice(header.as_bytes());
-        data.extend_from_slice(&hostile);
-        data.resize(data.len().div_ceil(512) * 512, 0);
+        data.extend(raw_entry(&file("manifest.json", &hostile)));
         data
     };
     let repositories = json!({victim_tag.rsplit_once(':').unwrap().0: {"1.0.0": image.id.trim_start_matches("sha256:")}, "berth-it-foo": {"latest": image.id.trim_start_matches("sha256:")}})
@@ -244,10 +182,7 @@ fn image_archives_cannot_tag_other_images() {
             tampered(
                 &image.archive,
                 unchanged,
-                vec![
-                    Extra::Symlink("d".into(), ".".into()),
-                    Extra::File("d/manifest.json".into(), hostile.clone()),
-                ],
+                vec![symlink("d", "."), file("d/manifest.json", &hostile)],
             ),
             "1.0.5",
             422,
@@ -258,7 +193,11 @@ fn image_archives_cannot_tag_other_images() {
             tampered(
                 &image.archive,
                 unchanged,
-                vec![Extra::PaxSized("blob".into(), 2 << 20, smuggled)],
+                vec![
+                    file("blob", &smuggled)
+                        .header_size(2 << 20)
+                        .pax_size(smuggled.len() as u64),
+                ],
             ),
             "1.0.8",
             422,
@@ -368,7 +307,7 @@ fn zip_bombs_and_storage_beyond_the_quota_are_refused() {
     let bomb = tampered(
         &small.archive,
         unchanged,
-        vec![Extra::File("padding".into(), vec![0; 16 << 20])],
+        vec![file("padding", vec![0; 16 << 20])],
     );
     let bomb_zip = package_of("2.0.0", &bomb);
     assert!(bomb_zip.len() < 200 * 1024, "{}", bomb_zip.len());
@@ -526,13 +465,6 @@ fn zip_bombs_and_storage_beyond_the_quota_are_refused() {
         image_id(&berth_ref(&server, &t, id, "6.0.0")).as_deref(),
         Some(gzipped.id.as_str())
     );
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
 }
 
 #[test]
@@ -730,17 +662,12 @@ fn an_image_archives_headers_cannot_take_the_servers_memory() {
     let app = create_microservice(&server, &t);
     let id = app["id"].as_str().unwrap();
     let claimed: u64 = 256 << 20;
-    let mut header = tar::Header::new_gnu();
-    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
-    header.set_entry_type(tar::EntryType::GNULongName);
-    header.set_size(claimed);
-    header.set_cksum();
     let options = zip::write::SimpleFileOptions::default();
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     zip.start_file("cumulocity.json", options).unwrap();
     zip.write_all(manifest("1.0.0").as_bytes()).unwrap();
     zip.start_file("image.tar", options).unwrap();
-    zip.write_all(header.as_bytes()).unwrap();
+    zip.write_all(&long_name_header(claimed)).unwrap();
     let name = vec![b'a'; 1 << 20];
     for _ in 0..claimed >> 20 {
         zip.write_all(&name).unwrap();

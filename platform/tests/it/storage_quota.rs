@@ -2,9 +2,9 @@
 //! `image.tar` can take megabytes on Docker's disk, and a tenant could keep many such versions.
 //! Versions kept by a Berth from before that count are counted again after start.
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use package_rules::test_support::{gzip, read, rewrite};
 use serde_json::Value;
 
 use crate::fixture::{Options, Server, Tenant, create_tenant, files_under};
@@ -17,38 +17,21 @@ const QUOTA: u64 = 2 << 20;
 /// The `docker save` archive with every layer `manifest.json` names gzipped (Docker
 /// decompresses it while loading: the image and its id are the same).
 fn gzip_layers(archive: &[u8]) -> Vec<u8> {
-    let entries: Vec<(tar::Header, String, Vec<u8>)> = tar::Archive::new(archive)
-        .entries()
-        .unwrap()
-        .map(|entry| {
-            let mut entry = entry.unwrap();
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            (entry.header().clone(), name, data)
-        })
-        .collect();
-    let (_, _, manifest) = entries
-        .iter()
-        .find(|(_, name, _)| name == "manifest.json")
+    let (_, _, manifest) = read(archive)
+        .into_iter()
+        .find(|(name, ..)| name == "manifest.json")
         .expect("manifest.json");
-    let manifest: Value = serde_json::from_slice(manifest).unwrap();
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
     let layers = manifest[0]["Layers"].as_array().unwrap();
-    let mut output = tar::Builder::new(Vec::new());
-    for (mut header, name, data) in entries {
-        let data = if layers.iter().any(|l| l.as_str() == Some(name.as_str())) {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            encoder.write_all(&data).unwrap();
-            encoder.finish().unwrap()
-        } else {
-            data
-        };
-        header.set_size(data.len() as u64);
-        header.set_cksum();
-        output.append(&header, data.as_slice()).unwrap();
-    }
-    output.into_inner().unwrap()
+    rewrite(archive, |name, data| {
+        Some(
+            if layers.iter().any(|l| l.as_str() == Some(name.as_str())) {
+                gzip(&data)
+            } else {
+                data
+            },
+        )
+    })
 }
 
 fn storage_size(server: &Server, tenant: &Tenant) -> u64 {

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use package_rules::test_support::{archive, file};
 use serde_json::{Value, json};
 
 use crate::fixture::SETTINGS_VALUES;
@@ -957,15 +958,7 @@ impl BrokenImage {
     fn build() -> BrokenImage {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs.tar");
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(5);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, "note.txt", &b"empty"[..])
-            .unwrap();
-        std::fs::write(&rootfs, builder.into_inner().unwrap()).unwrap();
+        std::fs::write(&rootfs, archive(&[file("note.txt", b"empty")])).unwrap();
         let tag = format!("berth-it-broken-{}:v1", unique(""));
         let id = docker(&[
             "import",

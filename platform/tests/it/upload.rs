@@ -3,6 +3,7 @@
 use std::io::{Cursor, Write};
 use std::process::Command;
 
+use package_rules::test_support::{archive, file, rewrite};
 use serde_json::{Value, json};
 
 use crate::fixture::SETTINGS_VALUES;
@@ -56,19 +57,11 @@ impl TestImage {
     pub fn with_padding(padding: &[u8]) -> TestImage {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs.tar");
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut add = |name: &str, data: &[u8]| {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            builder.append_data(&mut header, name, data).unwrap();
-        };
-        add("hello.txt", unique("hello-").as_bytes());
+        let mut files = vec![file("hello.txt", unique("hello-"))];
         if !padding.is_empty() {
-            add("padding.bin", padding);
+            files.push(file("padding.bin", padding));
         }
-        std::fs::write(&rootfs, builder.into_inner().unwrap()).unwrap();
+        std::fs::write(&rootfs, archive(&files)).unwrap();
         let tag = format!("berth-it-{}:v1", unique(""));
         docker(&[
             "import",
@@ -102,33 +95,14 @@ impl Drop for TestImage {
 
 /// The same `docker save` archive with its layer's bytes replaced: the metadata still names the
 /// image, but Docker's digest check fails during the load.
-fn corrupt_layer(archive: &[u8]) -> Vec<u8> {
-    let mut input = tar::Archive::new(archive);
-    let mut output = tar::Builder::new(Vec::new());
-    for entry in input.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
-        if path.ends_with("layer.tar") {
-            let mut replacement = tar::Builder::new(Vec::new());
-            let mut header = tar::Header::new_gnu();
-            header.set_size(5);
-            header.set_mode(0o644);
-            header.set_cksum();
-            replacement
-                .append_data(&mut header, "other.txt", &b"other"[..])
-                .unwrap();
-            data = replacement.into_inner().unwrap();
-        }
-        let mut header = entry.header().clone();
-        header.set_size(data.len() as u64);
-        header.set_cksum();
-        output
-            .append_data(&mut header, &path, data.as_slice())
-            .unwrap();
-    }
-    output.into_inner().unwrap()
+fn corrupt_layer(image: &[u8]) -> Vec<u8> {
+    rewrite(image, |name, data| {
+        Some(if name.ends_with("layer.tar") {
+            archive(&[file("other.txt", b"other")])
+        } else {
+            data
+        })
+    })
 }
 
 pub fn manifest(version: &str) -> String {

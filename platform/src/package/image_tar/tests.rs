@@ -1,7 +1,7 @@
 use super::*;
 use package_rules::test_support::{
     Entry, archive, blob_name, config, config_name, dir, file, gzip, hard_link, image_id,
-    image_with_layer, manifest, raw_entry, read, symlink,
+    image_with_layer, long_name_header, manifest, raw_entry, read, symlink,
 };
 
 #[test]
@@ -113,12 +113,7 @@ fn image_ids_are_the_verified_config_digest_of_a_clean_archive() {
 /// A GNU long-name header claiming `size` bytes of name, and the name: what a zip of a few
 /// MB unpacks to. The tar crate would hold it all before looking at the entry it names.
 fn long_name_bomb(size: u64) -> impl Read {
-    let mut header = tar::Header::new_gnu();
-    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
-    header.set_entry_type(tar::EntryType::GNULongName);
-    header.set_size(size);
-    header.set_cksum();
-    io::Cursor::new(header.as_bytes().to_vec()).chain(io::repeat(b'a').take(size))
+    io::Cursor::new(long_name_header(size)).chain(io::repeat(b'a').take(size))
 }
 
 #[test]
