@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use package_rules::test_support::{archive, file};
+
 use crate::fixtures::{
     self, INVALID_MANIFEST, ImageSpec, MANIFEST, MANIFEST_WITHOUT_NAME, berth_pack,
 };
@@ -36,13 +38,13 @@ fn arm64_image() -> Vec<u8> {
 fn two_images() -> Vec<u8> {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let manifest = br#"[{"Config":"c.json","RepoTags":["a:1"],"Layers":[]},{"Config":"c.json","RepoTags":["b:1"],"Layers":[]}]"#;
-    fixtures::tar_of(&[("c.json", config), ("manifest.json", manifest)])
+    archive(&[file("c.json", config), file("manifest.json", manifest)])
 }
 
 fn missing_layer() -> Vec<u8> {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let manifest = br#"[{"Config":"c.json","RepoTags":["a:1"],"Layers":["abc/layer.tar"]}]"#;
-    fixtures::tar_of(&[("c.json", config), ("manifest.json", manifest)])
+    archive(&[file("c.json", config), file("manifest.json", manifest)])
 }
 
 fn untagged_image() -> Vec<u8> {
@@ -56,10 +58,10 @@ fn second_manifest(name: &str) -> Vec<u8> {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let manifest = br#"[{"Config":"c.json","RepoTags":["a:1"],"Layers":[]}]"#;
     let hostile = br#"[{"Config":"c.json","RepoTags":["victim:1"],"Layers":[]}]"#;
-    fixtures::tar_with_raw_names(&[
-        ("c.json", config),
-        ("manifest.json", manifest),
-        (name, hostile),
+    archive(&[
+        file("c.json", config),
+        file("manifest.json", manifest),
+        file(name, hostile),
     ])
 }
 
@@ -104,7 +106,7 @@ fn pack_rejects_bad_input_cleanly() {
         PackCase {
             name: "tar that is not an image",
             manifest: Some(MANIFEST),
-            image: Some(fixtures::tar_of(&[("hello.txt", b"hi")])),
+            image: Some(archive(&[file("hello.txt", b"hi")])),
             extra_args: &[],
             code: 1,
             message: "not a container image",
@@ -136,7 +138,7 @@ fn pack_rejects_bad_input_cleanly() {
         PackCase {
             name: "parent traversal",
             manifest: Some(MANIFEST),
-            image: Some(fixtures::tar_with_raw_names(&[("../x", b"hi")])),
+            image: Some(archive(&[file("../x", b"hi")])),
             extra_args: &[],
             code: 1,
             message: "unsafe entry name \"../x\"",
@@ -145,7 +147,7 @@ fn pack_rejects_bad_input_cleanly() {
             // The platform refuses it (a drive or NTFS stream name); offline must agree.
             name: "a colon in a name",
             manifest: Some(MANIFEST),
-            image: Some(fixtures::tar_with_raw_names(&[("C:x", b"hi")])),
+            image: Some(archive(&[file("C:x", b"hi")])),
             extra_args: &[],
             code: 1,
             message: "unsafe entry name \"C:x\"",
@@ -177,7 +179,7 @@ fn pack_rejects_bad_input_cleanly() {
         PackCase {
             name: "absolute path",
             manifest: Some(MANIFEST),
-            image: Some(fixtures::tar_with_raw_names(&[("/etc/passwd", b"hi")])),
+            image: Some(archive(&[file("/etc/passwd", b"hi")])),
             extra_args: &[],
             code: 1,
             message: "unsafe entry name \"/etc/passwd\"",

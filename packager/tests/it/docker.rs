@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use package_rules::test_support::{archive, file};
+
 use crate::fixtures::{self, MANIFEST, berth_pack};
 
 /// A test image in the local engine, removed on drop.
@@ -22,7 +24,7 @@ impl TestImage {
                 .as_nanos()
         );
         let reference = format!("berth-test-{run_id}:1");
-        let rootfs = fixtures::tar_of(&[("hello.txt", b"hello from berth")]);
+        let rootfs = archive(&[file("hello.txt", b"hello from berth")]);
         let mut child = Command::new("docker")
             .args(["import", "--change", "LABEL berth.test=1", "-", &reference])
             .stdin(Stdio::piped())

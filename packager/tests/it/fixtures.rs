@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
+use package_rules::test_support::{archive, config_name, file, sha256_hex, symlink};
 
 pub const MANIFEST: &str = r#"{
   "apiVersion": "2",
@@ -93,42 +93,6 @@ pub fn text(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn header(path: &str, size: usize) -> tar::Header {
-    let mut header = tar::Header::new_ustar();
-    header.set_path(path).unwrap();
-    header.set_size(size as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    header
-}
-
-/// A tar with the given files, built in memory.
-pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        builder.append(&header(path, data.len()), *data).unwrap();
-    }
-    builder.into_inner().unwrap()
-}
-
-/// A tar whose entry names are written raw, bypassing the tar crate's path checks.
-pub fn tar_with_raw_names(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut header = tar::Header::new_gnu();
-        let name = &mut header.as_gnu_mut().unwrap().name;
-        name[..path.len()].copy_from_slice(path.as_bytes());
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_cksum();
-        builder.append(&header, *data).unwrap();
-    }
-    builder.into_inner().unwrap()
-}
-
 pub struct ImageSpec {
     pub os: &'static str,
     pub architecture: &'static str,
@@ -161,37 +125,29 @@ impl ImageSpec {
         self.layers
             .iter()
             .enumerate()
-            .map(|(i, data)| tar_of(&[(&format!("app/file{i}"), data)]))
+            .map(|(i, data)| archive(&[file(format!("app/file{i}"), data)]))
             .collect()
     }
-}
-
-fn sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
 }
 
 /// A `docker save` archive: layers first, then the config, then manifest.json last.
 pub fn docker_save(spec: &ImageSpec) -> Vec<u8> {
     let config = spec.config();
-    let config_name = format!("{}.json", sha256(&config));
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let config_name = config_name(&config);
+    let mut entries = Vec::new();
     let mut layer_paths = Vec::new();
     for layer in spec.layer_tars() {
-        let path = format!("{}/layer.tar", sha256(&layer));
+        let path = format!("{}/layer.tar", sha256_hex(&layer));
         layer_paths.push(path.clone());
-        files.push((path, layer));
+        entries.push(file(path, layer));
     }
     let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": spec.tags, "Layers": layer_paths }]);
-    files.push((config_name, config));
-    files.push((
-        "manifest.json".to_owned(),
+    entries.push(file(config_name, config));
+    entries.push(file(
+        "manifest.json",
         serde_json::to_vec(&manifest).unwrap(),
     ));
-    let borrowed: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, d)| (p.as_str(), d.as_slice()))
-        .collect();
-    tar_of(&borrowed)
+    archive(&entries)
 }
 
 /// The blobs of one OCI image (layers, config, manifest last), its manifest descriptor and its
@@ -202,10 +158,10 @@ fn oci_image(spec: &ImageSpec) -> (Vec<Vec<u8>>, serde_json::Value, serde_json::
     let mut layer_descriptors = Vec::new();
     let mut layer_paths = Vec::new();
     for layer in spec.layer_tars() {
-        layer_paths.push(format!("blobs/sha256/{}", sha256(&layer)));
+        layer_paths.push(format!("blobs/sha256/{}", sha256_hex(&layer)));
         layer_descriptors.push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": format!("sha256:{}", sha256(&layer)),
+            "digest": format!("sha256:{}", sha256_hex(&layer)),
             "size": layer.len(),
         }));
         blobs.push(layer);
@@ -215,7 +171,7 @@ fn oci_image(spec: &ImageSpec) -> (Vec<Vec<u8>>, serde_json::Value, serde_json::
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {
             "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": format!("sha256:{}", sha256(&config)),
+            "digest": format!("sha256:{}", sha256_hex(&config)),
             "size": config.len(),
         },
         "layers": layer_descriptors,
@@ -223,12 +179,12 @@ fn oci_image(spec: &ImageSpec) -> (Vec<Vec<u8>>, serde_json::Value, serde_json::
     .unwrap();
     let descriptor = serde_json::json!({
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": format!("sha256:{}", sha256(&manifest)),
+        "digest": format!("sha256:{}", sha256_hex(&manifest)),
         "size": manifest.len(),
         "platform": { "os": spec.os, "architecture": spec.architecture },
     });
     let save_entry = serde_json::json!({
-        "Config": format!("blobs/sha256/{}", sha256(&config)),
+        "Config": format!("blobs/sha256/{}", sha256_hex(&config)),
         "RepoTags": spec.tags,
         "Layers": layer_paths,
     });
@@ -253,25 +209,18 @@ fn oci_archive(
     index: serde_json::Value,
     save_manifest: Option<serde_json::Value>,
 ) -> Vec<u8> {
-    let mut files: Vec<(String, Vec<u8>)> = vec![(
-        "oci-layout".to_owned(),
-        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-    )];
+    let mut entries = vec![file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)];
     for blob in blobs {
-        files.push((format!("blobs/sha256/{}", sha256(&blob)), blob));
+        entries.push(file(format!("blobs/sha256/{}", sha256_hex(&blob)), blob));
     }
-    files.push(("index.json".to_owned(), serde_json::to_vec(&index).unwrap()));
+    entries.push(file("index.json", serde_json::to_vec(&index).unwrap()));
     if let Some(save_manifest) = save_manifest {
-        files.push((
-            "manifest.json".to_owned(),
+        entries.push(file(
+            "manifest.json",
             serde_json::to_vec(&save_manifest).unwrap(),
         ));
     }
-    let borrowed: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, d)| (p.as_str(), d.as_slice()))
-        .collect();
-    tar_of(&borrowed)
+    archive(&entries)
 }
 
 /// `docker save` of Docker 25 and later: an OCI image layout (`oci-layout`, `index.json`,
@@ -321,7 +270,7 @@ pub fn oci_multi_platform(specs: &[ImageSpec]) -> Vec<u8> {
         "schemaVersion": 2,
         "manifests": [{
             "mediaType": "application/vnd.oci.image.index.v1+json",
-            "digest": format!("sha256:{}", sha256(&nested)),
+            "digest": format!("sha256:{}", sha256_hex(&nested)),
             "size": nested.len(),
             "annotations": ref_annotations(specs[0].tags.first()),
         }],
@@ -338,35 +287,18 @@ pub fn oci_multi_platform(specs: &[ImageSpec]) -> Vec<u8> {
 /// (`../<other>/layer.tar`) to the first copy.
 pub fn docker_save_with_symlinked_layer(spec: &ImageSpec) -> Vec<u8> {
     let config = spec.config();
-    let config_name = format!("{}.json", sha256(&config));
+    let config_name = config_name(&config);
     let layer = spec.layer_tars().remove(0);
-    let first = format!("{}/layer.tar", sha256(&layer));
+    let first = format!("{}/layer.tar", sha256_hex(&layer));
     let second =
         "0000000000000000000000000000000000000000000000000000000000000000/layer.tar".to_owned();
     let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": spec.tags, "Layers": [first, second] }]);
-    let mut builder = tar::Builder::new(Vec::new());
-    builder
-        .append(&header(&first, layer.len()), layer.as_slice())
-        .unwrap();
-    let mut link = tar::Header::new_ustar();
-    link.set_path(&second).unwrap();
-    link.set_entry_type(tar::EntryType::Symlink);
-    link.set_link_name(format!("../{first}")).unwrap();
-    link.set_size(0);
-    link.set_mode(0o777);
-    link.set_cksum();
-    builder.append(&link, std::io::empty()).unwrap();
-    builder
-        .append(&header(&config_name, config.len()), config.as_slice())
-        .unwrap();
-    let manifest = serde_json::to_vec(&manifest).unwrap();
-    builder
-        .append(
-            &header("manifest.json", manifest.len()),
-            manifest.as_slice(),
-        )
-        .unwrap();
-    builder.into_inner().unwrap()
+    archive(&[
+        file(&first, layer),
+        symlink(second, format!("../{first}")),
+        file(config_name, config),
+        file("manifest.json", serde_json::to_vec(&manifest).unwrap()),
+    ])
 }
 
 /// Reads a zip's entries as (name, method, bytes), in order.

@@ -4,17 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use package_rules::test_support::{file, raw_entry};
+
 use crate::fixtures::{self, MANIFEST};
 
 /// A tar whose first entry claims `size` bytes of zeros, stored sparse: `pack` reads it for
 /// far longer than the test needs, without it taking that much disk.
 fn sparse_image(path: &Path, size: u64) {
-    let mut header = tar::Header::new_gnu();
-    header.set_path("blob/layer.tar").unwrap();
-    header.set_size(size);
-    header.set_mode(0o644);
-    header.set_cksum();
-    std::fs::write(path, header.as_bytes()).unwrap();
+    let header = raw_entry(&file("blob/layer.tar", b"").header_size(size));
+    std::fs::write(path, header).unwrap();
     std::fs::File::options()
         .write(true)
         .open(path)

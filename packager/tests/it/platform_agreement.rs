@@ -16,7 +16,7 @@ fn manifest(config: &str) -> String {
 }
 
 fn layer() -> Entry {
-    file("l/layer.tar", fixtures::tar_of(&[("app/hello", b"hello")]))
+    file("l/layer.tar", archive(&[file("app/hello", b"hello")]))
 }
 
 /// The docker-save archive of `config`, stored at `blobs/sha256/<digest>` and named by the

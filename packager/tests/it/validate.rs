@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use package_rules::test_support::{gzip, image_with_layer};
+
 use crate::fixtures::{self, INVALID_MANIFEST, ImageSpec, MANIFEST, berth_pack};
 
 /// Packs `manifest` + `image` with the library's own zip writer (so an invalid manifest can
@@ -241,27 +243,11 @@ fn other_archive_shapes_are_understood() {
     }
 }
 
-/// A docker-save archive of one linux/amd64 image whose one layer file holds `layer`.
-fn image_with_layer(layer: &[u8]) -> Vec<u8> {
-    use sha2::Digest as _;
-    let config = br#"{"architecture":"amd64","os":"linux"}"#;
-    let config_name = format!("{}.json", hex::encode(sha2::Sha256::digest(config)));
-    let manifest = format!(r#"[{{"Config":"{config_name}","Layers":["l/layer.tar"]}}]"#);
-    fixtures::tar_of(&[
-        ("l/layer.tar", layer),
-        (&config_name, config),
-        ("manifest.json", manifest.as_bytes()),
-    ])
-}
-
 #[test]
 fn validate_refuses_layers_that_unpack_beyond_the_platforms_limit() {
-    use std::io::Write;
     // 64 MiB of zeros gzip to about 64 KiB; 33 such members make one gzip stream that Docker
     // would decompress to 2.06 GiB, past the platform's default limit of 2 GiB.
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(&vec![0u8; 64 << 20]).unwrap();
-    let member = encoder.finish().unwrap();
+    let member = gzip(&vec![0u8; 64 << 20]);
     let bomb = member.repeat(33);
     let mut zstd = vec![0x28, 0xb5, 0x2f, 0xfd];
     zstd.extend_from_slice(&[0; 64]);
@@ -283,7 +269,7 @@ fn validate_refuses_layers_that_unpack_beyond_the_platforms_limit() {
             &dir.path().join("pkg.zip"),
             &[
                 ("cumulocity.json", MANIFEST.as_bytes()),
-                ("image.tar", &image_with_layer(&layer)),
+                ("image.tar", &image_with_layer(&layer, None, None)),
             ],
         );
         let run = berth_pack(dir.path(), &["validate", "pkg.zip"]);
@@ -302,7 +288,7 @@ fn validate_refuses_layers_that_unpack_beyond_the_platforms_limit() {
 #[test]
 fn the_image_size_limit_can_be_the_platforms() {
     // A little over 64 KiB unpacked, most of it the layer.
-    let image = image_with_layer(&fixtures::noise(64 << 10, 5));
+    let image = image_with_layer(&fixtures::noise(64 << 10, 5), None, None);
     let dir = tempfile::tempdir().unwrap();
     write_package(
         &dir.path().join("pkg.zip"),

@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+use package_rules::test_support::long_name_header;
+
 /// Address space for the whole `berth-pack` process: code, stacks, the text, the validation.
 const ADDRESS_SPACE_KIB: usize = 512 << 10;
 const LIMIT: usize = 1 << 20;
@@ -111,13 +113,8 @@ fn an_image_archives_long_name_headers_are_read_in_bounded_memory() {
         crate::fixtures::MANIFEST,
     )
     .unwrap();
-    let mut header = tar::Header::new_gnu();
-    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
-    header.set_entry_type(tar::EntryType::GNULongName);
-    header.set_size(1 << 30);
-    header.set_cksum();
     let image = std::fs::File::create(dir.path().join("image.tar")).unwrap();
-    std::io::Write::write_all(&mut &image, header.as_bytes()).unwrap();
+    std::io::Write::write_all(&mut &image, &long_name_header(1 << 30)).unwrap();
     image.set_len(512 + (1 << 30)).unwrap();
     let output = Command::new("sh")
         .current_dir(dir.path())
