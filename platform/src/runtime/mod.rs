@@ -20,8 +20,8 @@ use futures_util::stream::BoxStream;
 use time::OffsetDateTime;
 
 pub use model::{
-    HostResources, InstanceEvent, InstanceInfo, InstanceSpec, LABEL_INSTALLATION, NetworkInfo,
-    NetworkSpec, Usage,
+    ExecOutcome, HostResources, InstanceEvent, InstanceInfo, InstanceSpec, LABEL_INSTALLATION,
+    NetworkInfo, NetworkSpec, Usage,
 };
 
 /// Host name instances use for the platform (mapped to the platform's host by the runtime).
@@ -143,13 +143,17 @@ pub trait Runtime: Send + Sync + Debug + 'static {
     ) -> BoxFuture<'a, std::io::Result<()>> {
         Box::pin(tcp_connect(addr, timeout))
     }
-    /// Runs `command` in the instance (exec probe). Ok(true) when it exits 0 within `timeout`.
-    fn exec_succeeds<'a>(
+    /// Runs `command` in the instance (exec probe) and waits at most `timeout` for it to exit.
+    fn exec_command<'a>(
         &'a self,
         id: &'a str,
         command: &'a [String],
         timeout: Duration,
-    ) -> Pending<'a, bool>;
+    ) -> Pending<'a, ExecOutcome>;
+    /// Whether the command `exec` that [`Runtime::exec_command`] started in instance `id` (and
+    /// left running at its timeout) still runs: asked of the engine that runs it. One the
+    /// engine no longer knows (its container gone, the engine restarted) does not.
+    fn exec_running<'a>(&'a self, id: &'a str, exec: &'a str) -> Pending<'a, bool>;
     /// A usage sample about every second while the instance runs; ends when it stops.
     fn usage(&self, id: &str) -> BoxStream<'static, Result<Usage, RuntimeError>>;
     /// Lifecycle events (exit, OOM kill, removal) of instances carrying `labels`, as they happen.

@@ -118,3 +118,13 @@ pub struct Usage {
     /// The enforced memory limit, in bytes.
     pub memory_limit_bytes: Option<u64>,
 }
+
+/// How an exec probe's command ended within the probe's timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// It exited, with status 0 or not.
+    Exited { success: bool },
+    /// Still running at the timeout. No engine API kills an exec, so it may run on until the
+    /// container stops: `exec` names it for [`Runtime::exec_running`](super::Runtime::exec_running).
+    TimedOut { exec: String },
+}

@@ -1,7 +1,7 @@
 //! A runtime for the supervisor's tests: instances and networks in maps, creations, removals
-//! and exec probes counted (each exec passes), an inspect that fails on demand, and removals
-//! (of instances and of networks) that block until released; everything the tests do not
-//! reach is unreachable.
+//! and exec probes counted (each exec passes, or hangs while asked to), an inspect that fails
+//! on demand, and removals (of instances and of networks) that block until released; everything
+//! the tests do not reach is unreachable.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 
 use super::{Autoscaling, Settings, Supervisor, spec, subnets};
 use crate::runtime::{
-    HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo,
-    NetworkSpec, Pending, Runtime, RuntimeError, Usage,
+    ExecOutcome, HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec,
+    NetworkInfo, NetworkSpec, Pending, Runtime, RuntimeError, Usage,
 };
 
 #[derive(Debug, Default)]
@@ -25,8 +25,12 @@ pub(super) struct FakeRuntime {
     pub created: AtomicU32,
     /// `instance` (inspect) answers an engine error.
     pub inspect_fails: AtomicBool,
-    /// `exec_succeeds` calls (each passes at once).
+    /// `exec_command` calls (each passes at once unless `exec_hangs`).
     pub execs: AtomicU32,
+    /// Exec commands hang: each outlives its timeout and runs on, in `hung`.
+    pub exec_hangs: AtomicBool,
+    /// Exec commands that outlived their timeout and still run, by exec id.
+    pub hung: Mutex<HashSet<String>>,
     /// Networks by name.
     pub networks: Mutex<HashMap<String, NetworkInfo>>,
     /// `remove_instance` calls by instance id, and `remove_network` and
@@ -292,9 +296,31 @@ impl Runtime for FakeRuntime {
     fn follow_logs(&self, _: &str, _: u64) -> BoxStream<'static, Result<Bytes, RuntimeError>> {
         unreachable!()
     }
-    fn exec_succeeds<'a>(&'a self, _: &'a str, _: &'a [String], _: Duration) -> Pending<'a, bool> {
-        self.execs.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Ok(true) })
+    fn exec_command<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a [String],
+        timeout: Duration,
+    ) -> Pending<'a, ExecOutcome> {
+        let n = self.execs.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            if !self.exec_hangs.load(Ordering::SeqCst) {
+                return Ok(ExecOutcome::Exited { success: true });
+            }
+            tokio::time::sleep(timeout).await;
+            let exec = format!("exec-{n}");
+            let mut hung = self.hung.lock().unwrap_or_else(|p| p.into_inner());
+            hung.insert(exec.clone());
+            Ok(ExecOutcome::TimedOut { exec })
+        })
+    }
+    fn exec_running<'a>(&'a self, _: &'a str, exec: &'a str) -> Pending<'a, bool> {
+        let running = self
+            .hung
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(exec);
+        Box::pin(async move { Ok(running) })
     }
     fn usage(&self, _: &str) -> BoxStream<'static, Result<Usage, RuntimeError>> {
         unreachable!()

@@ -164,6 +164,9 @@ impl Supervisor {
         let unresponsive = instance
             .and_then(Instance::unresponsive)
             .filter(|_| c.running);
+        let probing = instance
+            .filter(|_| c.running && !ready)
+            .and_then(|i| i.probes().last_failure);
         let state = InstanceState::of(c.running, unresponsive.is_some(), waiting, looping);
         let usage = instance
             .map(|i| i.usage.lock().unwrap_or_else(|p| p.into_inner()).clone())
@@ -180,7 +183,8 @@ impl Supervisor {
             restarts,
             ip: c.ip,
             node: c.node.clone(),
-            last_failure: unresponsive.or(failure),
+            // A restart's reason first; else, while it runs unready, why its probe fails.
+            last_failure: unresponsive.or(failure).or(probing),
             // Out of routing for a while: the proxy saw it fail (see `routing`).
             ejected: self.routing.ejection(&c.name).map(|e| e.reason),
             draining: instance.is_some_and(|i| i.draining.is_some()),

@@ -20,8 +20,8 @@ use futures_util::{Stream, StreamExt};
 use super::{DockerEngine, is_conflict, is_not_found};
 use crate::runtime::log_text::{LogText, MAX_LOG_TEXT};
 use crate::runtime::{
-    HostResources, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo, NetworkSpec,
-    RuntimeError,
+    ExecOutcome, HostResources, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo,
+    NetworkSpec, RuntimeError,
 };
 
 /// Inspections of a listing in flight at once.
@@ -432,13 +432,13 @@ impl DockerEngine {
             .map(|chunk| Ok(chunk?.into_bytes()))
     }
 
-    /// Runs `command` in the container (exec probe). Ok(true) when it exits 0 within `timeout`.
-    pub(super) async fn exec_succeeds(
+    /// Runs `command` in the container (exec probe) and waits at most `timeout` for it to exit.
+    pub(super) async fn exec_command(
         &self,
         id: &str,
         command: &[String],
         timeout: Duration,
-    ) -> Result<bool, RuntimeError> {
+    ) -> Result<ExecOutcome, RuntimeError> {
         let config = CreateExecOptions::<String> {
             cmd: Some(command.to_vec()),
             attach_stdout: Some(true),
@@ -461,9 +461,22 @@ impl DockerEngine {
             Ok::<_, BollardError>(self.docker.inspect_exec(&exec.id).await?.exit_code)
         };
         match tokio::time::timeout(timeout, run).await {
-            Ok(Ok(code)) => Ok(code == Some(0)),
+            Ok(Ok(code)) => Ok(ExecOutcome::Exited {
+                success: code == Some(0),
+            }),
             Ok(Err(e)) => Err(e.into()),
-            Err(_) => Ok(false),
+            // Dropping the attach stream leaves the process running: Docker cannot kill an exec.
+            Err(_) => Ok(ExecOutcome::TimedOut { exec: exec.id }),
+        }
+    }
+
+    /// Whether exec `exec` still runs (`docker inspect` of the exec: `Running`). One the engine
+    /// no longer knows (its container removed, the engine restarted) does not.
+    pub(super) async fn exec_running(&self, exec: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_exec(exec).await {
+            Ok(inspect) => Ok(inspect.running.unwrap_or(false)),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -18,8 +18,8 @@ use futures_util::stream::BoxStream;
 use time::OffsetDateTime;
 
 use super::{
-    HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo,
-    NetworkSpec, Pending, Runtime, RuntimeError, Usage,
+    ExecOutcome, HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec,
+    NetworkInfo, NetworkSpec, Pending, Runtime, RuntimeError, Usage,
 };
 
 /// Seconds a Docker call may take (image loads of large packages included).
@@ -191,13 +191,17 @@ impl Runtime for DockerEngine {
         Box::pin(self.logs(id, since, until, tail))
     }
 
-    fn exec_succeeds<'a>(
+    fn exec_command<'a>(
         &'a self,
         id: &'a str,
         command: &'a [String],
         timeout: Duration,
-    ) -> Pending<'a, bool> {
-        Box::pin(self.exec_succeeds(id, command, timeout))
+    ) -> Pending<'a, ExecOutcome> {
+        Box::pin(self.exec_command(id, command, timeout))
+    }
+
+    fn exec_running<'a>(&'a self, _id: &'a str, exec: &'a str) -> Pending<'a, bool> {
+        Box::pin(self.exec_running(exec))
     }
 
     fn usage(&self, id: &str) -> BoxStream<'static, Result<Usage, RuntimeError>> {

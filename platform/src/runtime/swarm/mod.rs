@@ -35,8 +35,8 @@ use time::OffsetDateTime;
 use super::docker::{DockerEngine, is_conflict};
 use super::log_text::{LogText, MAX_LOG_TEXT};
 use super::{
-    HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec, LABEL_INSTALLATION,
-    NetworkInfo, NetworkSpec, Pending, Runtime, RuntimeError, Usage,
+    ExecOutcome, HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec,
+    LABEL_INSTALLATION, NetworkInfo, NetworkSpec, Pending, Runtime, RuntimeError, Usage,
 };
 use cluster::{instance_id, parse_instance_id, replicas_of, with_bridge};
 use tunnel::Tunnels;
@@ -439,7 +439,6 @@ impl Runtime for SwarmRuntime {
         })
     }
 
-    /// On the node's own engine; without one an exec probe cannot run.
     /// The instance's address is its local tunnel, which accepts every connection: a probe of
     /// the service port asks the relay to connect to the task instead.
     fn tcp_probe<'a>(
@@ -458,21 +457,25 @@ impl Runtime for SwarmRuntime {
         })
     }
 
-    fn exec_succeeds<'a>(
+    /// On the node's own engine; without one an exec probe cannot run.
+    fn exec_command<'a>(
         &'a self,
         id: &'a str,
         command: &'a [String],
         timeout: Duration,
-    ) -> Pending<'a, bool> {
+    ) -> Pending<'a, ExecOutcome> {
         Box::pin(async move {
-            match self.container_of(id).await? {
-                Some((engine, container)) => {
-                    engine.exec_succeeds(&container, command, timeout).await
-                }
-                None => Err(RuntimeError::Docker(
-                    "exec probes need the node's own engine (swarm_node_engines)".into(),
-                )),
-            }
+            let (engine, container) = self.exec_engine(id).await?;
+            Runtime::exec_command(&engine, &container, command, timeout).await
+        })
+    }
+
+    /// On the engine of the node the task runs on, as the exec was: exec ids are that
+    /// engine's own (another node's engine knows none of them: not running).
+    fn exec_running<'a>(&'a self, id: &'a str, exec: &'a str) -> Pending<'a, bool> {
+        Box::pin(async move {
+            let (engine, container) = self.exec_engine(id).await?;
+            Runtime::exec_running(&engine, &container, exec).await
         })
     }
 

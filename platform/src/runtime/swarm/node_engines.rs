@@ -58,6 +58,19 @@ impl SwarmRuntime {
             .map(|e| (e, slot.container_id)))
     }
 
+    /// The engine and container of instance `id`'s current run, for exec probes, which
+    /// only a node's own engine can run.
+    pub(super) async fn exec_engine(
+        &self,
+        id: &str,
+    ) -> Result<(DockerEngine, String), RuntimeError> {
+        self.container_of(id).await?.ok_or_else(|| {
+            RuntimeError::Docker(
+                "exec probes need the node's own engine (swarm_node_engines)".into(),
+            )
+        })
+    }
+
     /// Whether the ended run `slot` was killed for exceeding its memory limit, from its
     /// node's engine (false when that engine is unknown or the container is gone).
     pub(super) async fn oom_killed(

@@ -1,13 +1,16 @@
 //! Liveness and readiness probes with Kubernetes semantics, run by the platform against one
 //! container run: `httpGet` (to the container IP; `scheme: HTTPS` is TLS without certificate
-//! verification, as in Kubernetes), `tcpSocket`, `exec` (docker exec).
+//! verification, as in Kubernetes), `tcpSocket`, `exec` (docker exec; [`exec`] bounds the
+//! commands a timed-out attempt leaves running).
 //! Results land in a shared [`ProbeState`]; the supervisor acts on them (restart, routing).
 //! The HTTP(S) requests themselves are [`http`]'s; how often and for how long a probe runs is
 //! [`schedule`]'s.
 
+mod exec;
 mod http;
 pub mod schedule;
 
+use exec::ExecProbe;
 use http::{http_answers, http_probe};
 
 use std::net::{IpAddr, SocketAddr};
@@ -41,6 +44,14 @@ pub enum ProbeError {
     Tls(String, String),
     #[error("command {0:?} failed or timed out")]
     Command(Vec<String>),
+    /// The last attempt's command outlived its timeout and still runs: no other is started.
+    #[error("the last probe command (started {} s ago) is still running", .0.as_secs())]
+    StillRunning(Duration),
+    #[error(
+        "cannot tell whether the last probe command (started {secs} s ago) is still running: {1}",
+        secs = .0.as_secs()
+    )]
+    Lingering(Duration, RuntimeError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -101,12 +112,14 @@ pub async fn watch(
     state: SharedProbeState,
     changed: Arc<Notify>,
 ) {
+    // Each probe's own exec command left running, if any: at most one each.
+    let (ready_exec, live_exec) = (ExecProbe::default(), ExecProbe::default());
     let ready_loop = async {
         // The check that says whether it answers: its readiness probe, or for a replica without
         // one (ready once running), whether port 80 answers HTTP at all.
         let check_now = || async {
             match &readiness {
-                Some(probe) => check(runtime.as_ref(), &container_id, ip, probe).await,
+                Some(probe) => check(runtime.as_ref(), &container_id, ip, probe, &ready_exec).await,
                 None => http_answers(SocketAddr::new(ip, 80), passive.answer_timeout).await,
             }
         };
@@ -259,7 +272,7 @@ pub async fn watch(
         tokio::time::sleep(remaining_delay(probe.initial_delay_seconds, running_for)).await;
         let mut failures = 0u32;
         loop {
-            match check(runtime.as_ref(), &container_id, ip, &probe).await {
+            match check(runtime.as_ref(), &container_id, ip, &probe, &live_exec).await {
                 Ok(()) => failures = 0,
                 Err(reason) => {
                     failures += 1;
@@ -284,12 +297,13 @@ pub async fn watch(
     }
 }
 
-/// One probe attempt; Err says why it failed.
+/// One probe attempt; Err says why it failed. `exec`: the probe's exec state, for an exec probe.
 async fn check(
     runtime: &dyn Runtime,
     id: &str,
     ip: IpAddr,
     probe: &Probe,
+    exec: &ExecProbe,
 ) -> Result<(), ProbeError> {
     let timeout = schedule::timeout(probe);
     match &probe.handler {
@@ -310,11 +324,7 @@ async fn check(
                 Err(e) => Err(ProbeError::Connect(addr, e)),
             }
         }
-        ProbeHandler::Exec { command } => match runtime.exec_succeeds(id, command, timeout).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ProbeError::Command(command.clone())),
-            Err(e) => Err(ProbeError::Runtime(e)),
-        },
+        ProbeHandler::Exec { command } => exec.check(runtime, id, command, timeout).await,
     }
 }
 
@@ -369,6 +379,63 @@ mod tests {
         let execs = runtime.execs.load(Ordering::SeqCst);
         // At 0, 5, 10 … 60 s at most; and ejections are still checked, not dropped.
         assert!((11..=13).contains(&execs), "{execs} execs in 60 s");
+        assert!(state.lock().unwrap().ready);
+    }
+
+    /// An image whose exec probe commands hang: each attempt times out and its command runs on
+    /// (Docker cannot kill it). Over 60 periods each probe starts one command while it hangs,
+    /// not 60, and its attempts say why they fail; once it ended, commands run again.
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_exec_probe_leaves_one_command_per_probe() {
+        let runtime = Arc::new(FakeRuntime::default());
+        runtime.exec_hangs.store(true, Ordering::SeqCst);
+        let probe = |command: &str| Probe {
+            handler: ProbeHandler::Exec {
+                command: vec![command.to_owned()],
+            },
+            initial_delay_seconds: 0,
+            period_seconds: 5,
+            success_threshold: 1,
+            timeout_seconds: 1,
+            // Liveness never gives up here: the bound must hold without a restart.
+            failure_threshold: 1000,
+        };
+        let state = SharedProbeState::default();
+        let task = tokio::spawn(watch(
+            Arc::clone(&runtime) as Arc<dyn Runtime>,
+            "c1".to_owned(),
+            IpAddr::from([192, 0, 2, 1]),
+            Some(probe("live")),
+            Some(probe("ready")),
+            Duration::from_secs(60),
+            Passive {
+                routing: RoutingTable::new(),
+                instance: "c1".to_owned(),
+                answer_timeout: Duration::from_secs(1),
+            },
+            Arc::clone(&state),
+            Arc::new(Notify::new()),
+        ));
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert_eq!(runtime.execs.load(Ordering::SeqCst), 2, "one per probe");
+        let failure = state
+            .lock()
+            .unwrap()
+            .last_failure
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            failure.starts_with("Readiness probe failed: the last probe command (started ")
+                && failure.ends_with(" s ago) is still running"),
+            "{failure}"
+        );
+        // The commands end (and new ones pass): the probes run them again.
+        runtime.exec_hangs.store(false, Ordering::SeqCst);
+        runtime.hung.lock().unwrap().clear();
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        task.abort();
+        let execs = runtime.execs.load(Ordering::SeqCst);
+        assert!(execs >= 4, "{execs} execs");
         assert!(state.lock().unwrap().ready);
     }
 
