@@ -21,6 +21,7 @@ mod crash_trials;
 mod credentials;
 mod cross_site;
 mod escalation;
+mod exec_probes;
 mod faults;
 mod fixture;
 mod hardening;

@@ -12,6 +12,9 @@
 //! `/upgrade` (`101`, then every byte echoed) and `/stale-next` (answers `ok`, keeps the
 //! connection, then reads the next request on it and closes without answering: a keep-alive
 //! timer firing just as a proxy reuses the connection).
+//!
+//! `framing hang` never exits and does nothing: an exec probe command that hangs, for the
+//! probes' tests (`platform/tests/it/exec_probes.rs`).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -32,6 +35,11 @@ fn body() -> Vec<u8> {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("hang") {
+        loop {
+            std::thread::park();
+        }
+    }
     let port: u16 = std::env::var("SERVER_PORT")
         .ok()
         .and_then(|p| p.trim().parse().ok())
