@@ -2,72 +2,19 @@
 //! cannot kill an exec), and Berth starts no other while it runs, so the container holds one
 //! such process, not one per period.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::fixture::{create_tenant, unique};
+use crate::fixture::create_tenant;
+use crate::proxy_framing::FramingImage;
 use crate::supervisor::{
-    HelloImage, HelloLease, deploy, docker, docker_lines, installation, manifest,
-    remove_image_when_unused, start_server, status, subscribe, wait_for,
+    HelloLease, deploy, docker_lines, installation, manifest, start_server, status, subscribe,
+    wait_for,
 };
 
 /// The exec probe's period: Berth's minimum for exec probes.
 const PERIOD: Duration = Duration::from_secs(5);
-
-/// An image `FROM scratch` with the framing binary (built next to hello's by `build.sh`), whose
-/// `framing hang` never exits.
-struct HangImage {
-    tag: String,
-    image: HelloImage,
-}
-
-impl HangImage {
-    fn build() -> HangImage {
-        let berth = PathBuf::from(env!("CARGO_BIN_EXE_berth"));
-        let target_dir = berth
-            .parent()
-            .and_then(Path::parent)
-            .expect("target directory");
-        let binary = target_dir.join("x86_64-unknown-linux-gnu/release/framing");
-        assert!(binary.is_file(), "{} missing", binary.display());
-        let context = tempfile::tempdir().unwrap();
-        std::fs::copy(&binary, context.path().join("framing")).unwrap();
-        std::fs::write(
-            context.path().join("Dockerfile"),
-            "FROM scratch\nCOPY framing /framing\nEXPOSE 80\nENTRYPOINT [\"/framing\"]\n",
-        )
-        .unwrap();
-        let tag = format!("berth-it-hang-{}:1.0.0", unique(""));
-        let built = Command::new("docker")
-            .env("DOCKER_BUILDKIT", "0")
-            .args(["build", "-q", "--label", "berth.test=1", "-t", &tag])
-            .arg(context.path())
-            .output()
-            .expect("docker build");
-        assert!(
-            built.status.success(),
-            "docker build: {}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        let archive_path = context.path().join("image.tar");
-        docker(&["save", "-o", archive_path.to_str().unwrap(), &tag]);
-        let archive = std::fs::read(&archive_path).unwrap();
-        let id = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
-        HangImage {
-            tag,
-            image: HelloImage { id, archive },
-        }
-    }
-}
-
-impl Drop for HangImage {
-    fn drop(&mut self) {
-        remove_image_when_unused(&self.tag);
-    }
-}
 
 /// The `framing hang` processes in `container` (`docker top`).
 fn hanging(container: &str) -> usize {
@@ -80,7 +27,8 @@ fn hanging(container: &str) -> usize {
 #[test]
 fn a_hanging_exec_probe_leaves_one_process_not_one_per_period() {
     let _hello = HelloLease::acquire(); // builds the framing binary along with hello
-    let image = HangImage::build();
+    // `framing hang` never exits.
+    let image = FramingImage::build();
     let (cleanup, server) = start_server(&[]);
     let owner = create_tenant(&server, "owner");
     let probes = json!({"readinessProbe": {

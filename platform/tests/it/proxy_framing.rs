@@ -22,14 +22,15 @@ fn generated() -> Vec<u8> {
     (0..300_000usize).map(|i| (i % 251) as u8).collect()
 }
 
-/// The framing image, built from the binary `build.sh` compiled next to hello's.
-struct FramingImage {
+/// The framing image, built from the binary `build.sh` compiled next to hello's (hold a
+/// `HelloLease` first): `FROM scratch`, its entrypoint the framing server.
+pub struct FramingImage {
     tag: String,
-    image: HelloImage,
+    pub image: HelloImage,
 }
 
 impl FramingImage {
-    fn build() -> FramingImage {
+    pub fn build() -> FramingImage {
         let berth = PathBuf::from(env!("CARGO_BIN_EXE_berth"));
         let target_dir = berth
             .parent()
