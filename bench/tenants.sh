@@ -107,7 +107,7 @@ for n in $counts; do
         api -X DELETE "$base/tenant/tenants/$tid/applications/$app_id" > /dev/null
     done
     for _ in $(seq 600); do
-        [[ "$(docker ps -q --filter "label=berth.installation=$installation" | wc -l)" -le 1 ]] && break
+        [[ "$(docker ps -q --filter "label=berth.installation=$installation" --filter label=berth.app | wc -l)" -le 1 ]] && break
         sleep 0.5
     done
     say "$n tenants: hand floor"

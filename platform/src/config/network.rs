@@ -5,7 +5,8 @@ use super::parse::invalid;
 
 pub(super) const DEFAULT_NETWORK_POOL: &str = "10.213.0.0/16";
 pub(super) const DEFAULT_NETWORK_SUBNET_PREFIX: u8 = 28;
-/// A /29 holds the gateway and five containers; smaller would not fit a rollout of two.
+/// A /29 holds the gateway and five containers (replicas' network holders and the spare, see
+/// `runtime::docker::holders`); smaller would not fit a rollout of two.
 const MAX_NETWORK_SUBNET_PREFIX: u8 = 29;
 
 pub(super) fn network_pool(

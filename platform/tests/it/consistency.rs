@@ -164,15 +164,17 @@ fn labelled(kind: &[&str], installation: &str) -> Result<Vec<(String, String)>, 
         "--filter",
         &filter,
         "--format",
-        "{{.Names}}|{{.Label \"berth.app\"}}",
+        "{{.Names}}|{{.Label \"berth.app\"}}|{{.Label \"berth.holder\"}}",
     ]);
     if kind[0] == "network" {
         let last = args.len() - 1;
-        args[last] = "{{.Name}}|{{.Label \"berth.app\"}}";
+        args[last] = "{{.Name}}|{{.Label \"berth.app\"}}|";
     }
+    // Network holders go with their replicas and networks: not checked here.
     Ok(docker_lines(&args)?
         .iter()
-        .filter_map(|l| l.split_once('|'))
+        .filter_map(|l| l.rsplit_once('|').filter(|(_, holder)| holder.is_empty()))
+        .filter_map(|(l, _)| l.split_once('|'))
         .map(|(n, a)| (n.to_owned(), a.to_owned()))
         .collect())
 }

@@ -890,7 +890,7 @@ fn guessing_on_the_internal_api_locks_the_source_not_the_service() {
         "inspect",
         "-f",
         "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
-        &service_name,
+        &crate::supervisor::network_container(&service_name),
     ]);
     // A hostile container on the same network knows the bootstrap user's name, not its password.
     let var = |name: &str| format!("{name}={}", env[name].as_str().unwrap());

@@ -44,7 +44,15 @@ fn a_hanging_exec_probe_leaves_one_process_not_one_per_period() {
     subscribe(&server, &owner.id, &app).expect(201);
     let label = format!("label=berth.installation={}", installation(&cleanup));
     let container = wait_for(Duration::from_secs(60), "a probe command hanging", || {
-        let ids = docker_lines(&["ps", "-q", "--no-trunc", "--filter", &label]);
+        let ids = docker_lines(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &label,
+            "--filter",
+            "label=berth.app",
+        ]);
         let id = ids.first()?.clone();
         (hanging(&id) >= 1).then_some(id)
     });
@@ -57,7 +65,15 @@ fn a_hanging_exec_probe_leaves_one_process_not_one_per_period() {
     }
     // Still the same run (a restart would have ended its processes), and the attempts say why
     // they fail.
-    let ids = docker_lines(&["ps", "-q", "--no-trunc", "--filter", &label]);
+    let ids = docker_lines(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &label,
+        "--filter",
+        "label=berth.app",
+    ]);
     assert_eq!(ids, vec![container.clone()]);
     let s = status(&server, &owner, &app);
     let failure = s["deployments"][0]["lastFailure"]

@@ -476,6 +476,8 @@ fn root_images_are_refused_when_the_operator_says_so() {
 /// The gateway (host side) of a container's deployment network and of Docker's default bridge
 /// (where `berth-platform` points).
 fn gateways(container: &str) -> Vec<String> {
+    // A replica's network settings and hosts file are its network holder's.
+    let container = &crate::supervisor::network_container(container);
     let own = docker(&[
         "inspect",
         "--format",
@@ -883,7 +885,7 @@ fn a_deployment_network_made_before_the_firewall_is_replaced_with_its_containers
         "inspect",
         "--format",
         "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
-        &old,
+        &crate::supervisor::network_container(&old),
     ]);
     // What an earlier Berth left: the same network with Docker's default bridge name.
     server.crash();
@@ -895,7 +897,17 @@ fn a_deployment_network_made_before_the_firewall_is_replaced_with_its_containers
         &network,
     ]);
     let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&labels).unwrap();
-    docker(&["network", "disconnect", "-f", &network, &old]);
+    // Its replica's network holder and the spare holder are on it.
+    let attached = docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range $k, $v := .Containers}}{{$k}} {{end}}",
+        &network,
+    ]);
+    for container in attached.split_whitespace() {
+        docker(&["network", "disconnect", "-f", &network, container]);
+    }
     docker(&["network", "rm", &network]);
     let mut create = vec!["network".to_owned(), "create".to_owned()];
     for (k, v) in &labels {
@@ -904,7 +916,12 @@ fn a_deployment_network_made_before_the_firewall_is_replaced_with_its_containers
     }
     create.push(network.clone());
     docker(&create.iter().map(String::as_str).collect::<Vec<_>>());
-    docker(&["network", "connect", &network, &old]);
+    docker(&[
+        "network",
+        "connect",
+        &network,
+        &crate::supervisor::network_container(&old),
+    ]);
     let bridge_of = |network: &str| {
         docker(&[
             "network",

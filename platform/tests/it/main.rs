@@ -26,6 +26,7 @@ mod faults;
 mod fixture;
 mod hardening;
 mod held;
+mod holders;
 mod hostile_packages;
 mod hygiene;
 mod inspect;

@@ -339,14 +339,34 @@ pub(crate) fn container_post(ip: &str, path: &str) {
     assert_eq!(response.status(), 200);
 }
 
+/// The replicas' containers of `installation` (not the network holders they run in).
 pub(crate) fn containers_of(installation: &str) -> Vec<String> {
     docker_lines(&[
         "ps",
-        "-aq",
+        "-a",
         "--no-trunc",
         "--filter",
         &format!("label=berth.installation={installation}"),
+        "--format",
+        "{{.ID}} {{.Label \"berth.holder\"}}",
     ])
+    .into_iter()
+    .filter_map(|line| match line.split_once(' ') {
+        Some((id, holder)) if holder.trim().is_empty() => Some(id.to_owned()),
+        Some(_) => None,
+        None => Some(line),
+    })
+    .collect()
+}
+
+/// The container whose network settings a replica's are: its network holder (the container
+/// whose namespace it joined), or itself.
+pub(crate) fn network_container(container: &str) -> String {
+    let mode = docker(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", container]);
+    match mode.strip_prefix("container:") {
+        Some(holder) => holder.to_owned(),
+        None => container.to_owned(),
+    }
 }
 
 pub(crate) fn networks_of(installation: &str) -> Vec<String> {
@@ -544,9 +564,24 @@ fn isolation_modes_deploy_with_tenant_credentials_and_unsubscribe_cleans_up() {
     assert_eq!(host["CapAdd"], json!(["NET_BIND_SERVICE"]));
     assert_eq!(host["SecurityOpt"], json!(["no-new-privileges:true"]));
     assert_eq!(host["Privileged"], false);
-    assert_eq!(host["ExtraHosts"], json!(["berth-platform:host-gateway"]));
-    assert!(host["NetworkMode"].as_str().unwrap().starts_with("berth-"));
     assert_eq!(inspect[0]["Config"]["Labels"]["berth.test"], "1");
+    // It runs in the network namespace of a holder on the deployment network, which carries
+    // the host entry, and is as hardened (and smaller).
+    let holder = network_container(container);
+    assert_eq!(host["NetworkMode"], format!("container:{holder}"));
+    let inspect: Value =
+        serde_json::from_str(&docker(&["inspect", &holder])).expect("inspect JSON");
+    let held = &inspect[0]["HostConfig"];
+    assert_eq!(held["ExtraHosts"], json!(["berth-platform:host-gateway"]));
+    assert!(held["NetworkMode"].as_str().unwrap().starts_with("berth-"));
+    assert_eq!(held["CapDrop"], json!(["ALL"]));
+    assert_eq!(held["CapAdd"], Value::Null);
+    assert_eq!(held["SecurityOpt"], json!(["no-new-privileges:true"]));
+    assert_eq!(held["ReadonlyRootfs"], true);
+    assert_eq!(held["Memory"], 8 << 20);
+    assert_eq!(inspect[0]["Config"]["User"], "65534:65534");
+    assert_eq!(inspect[0]["Config"]["Labels"]["berth.test"], "1");
+    assert_eq!(inspect[0]["Config"]["Labels"]["berth.app"], Value::Null);
 
     // A tenant's container cannot reach another tenant's container, but reaches its own.
     let ip_of = |tenant: &str| -> String {

@@ -1019,7 +1019,16 @@ impl Drop for LoadedImages {
 /// removed between the listing and its inspection is left out).
 fn running_images(installation: &str) -> Vec<String> {
     let filter = format!("label=berth.installation={installation}");
-    let ids = crate::supervisor::docker_lines(&["ps", "-q", "--no-trunc", "--filter", &filter]);
+    // Replicas carry their application's label; their network holders do not.
+    let ids = crate::supervisor::docker_lines(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &filter,
+        "--filter",
+        "label=berth.app",
+    ]);
     ids.iter()
         .filter_map(|id| {
             let output = Command::new("docker")

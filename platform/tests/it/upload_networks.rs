@@ -89,7 +89,7 @@ fn an_upload_makes_its_network_while_the_image_loads() {
                 "inspect",
                 "--format",
                 "{{range .NetworkSettings.Networks}}{{.NetworkID}}{{end}}",
-                &container,
+                &crate::supervisor::network_container(&container),
             ]);
             assert_eq!(
                 on, made,

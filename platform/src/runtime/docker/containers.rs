@@ -1,47 +1,31 @@
-//! Containers and networks of deployments: create with Berth's limits and hardening, find by
+//! Containers of deployments: create with Berth's limits and hardening, find by
 //! labels, inspect, start, kill, remove, read logs, run exec probes, and watch die/oom events.
 //! Everything here is plain data in, plain data out: no bollard type leaves this module.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Ipam, IpamConfig,
-    NetworkCreateRequest, NetworkingConfig,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, KillContainerOptions, ListContainersOptions,
-    ListNetworksOptions, LogsOptions, RemoveContainerOptions,
+    LogsOptions, RemoveContainerOptions,
 };
 use futures_util::{Stream, StreamExt};
 
-use super::{DockerEngine, is_conflict, is_not_found};
+use super::holders::{LABEL_HOLDER, holder_of};
+use super::{DockerEngine, first_ip, is_conflict, is_not_found};
 use crate::runtime::log_text::{LogText, MAX_LOG_TEXT};
 use crate::runtime::{
-    ExecOutcome, HostResources, InstanceEvent, InstanceInfo, InstanceSpec, NetworkInfo,
-    NetworkSpec, RuntimeError,
+    ExecOutcome, HostResources, InstanceEvent, InstanceInfo, InstanceSpec, RuntimeError,
 };
 
 /// Inspections of a listing in flight at once.
-const INSPECT_CONCURRENCY: usize = 8;
-
-/// Docker's network option naming the bridge interface.
-const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
-
-/// The address management of a network with one subnet, Berth's choice (bridges and overlays
-/// alike: subnets come from Berth's pool, never Docker's).
-pub(crate) fn one_subnet(subnet: &str) -> Ipam {
-    Ipam {
-        driver: Some("default".to_owned()),
-        config: Some(vec![IpamConfig {
-            subnet: Some(subnet.to_owned()),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    }
-}
+pub(super) const INSPECT_CONCURRENCY: usize = 8;
 
 /// Docker's 409 for a container marked for removal (or dead), which can never start again.
 fn is_being_removed(err: &BollardError) -> bool {
@@ -54,7 +38,7 @@ fn is_being_removed(err: &BollardError) -> bool {
     )
 }
 
-fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+pub(super) fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     let mut filters = HashMap::new();
     filters.insert(
         "label".to_owned(),
@@ -80,156 +64,47 @@ impl DockerEngine {
         })
     }
 
-    /// Creates a bridge network with `labels` on `subnet` whose interface is named `bridge`
-    /// (the host firewall matches Berth's bridges by name). The subnet is Berth's choice (see
-    /// `supervisor::subnets`): Docker's default pools hold only about 30 networks. A name
-    /// that exists already (a race with ourselves) is returned as is.
-    pub(super) async fn create_network(
-        &self,
-        spec: &NetworkSpec,
-    ) -> Result<NetworkInfo, RuntimeError> {
-        let NetworkSpec {
-            name,
-            bridge,
-            labels,
-            subnet,
-        } = spec;
-        let request = NetworkCreateRequest {
-            name: name.to_owned(),
-            driver: Some("bridge".to_owned()),
-            labels: Some(labels.clone()),
-            options: Some(HashMap::from([(
-                BRIDGE_NAME_OPTION.to_owned(),
-                bridge.to_owned(),
-            )])),
-            ipam: Some(one_subnet(subnet)),
-            ..Default::default()
-        };
-        match self.docker.create_network(request).await {
-            Ok(_) => {}
-            // Lost a race with ourselves: fine, it exists now.
-            Err(e) if is_conflict(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.network(name)
-            .await?
-            .ok_or_else(|| RuntimeError::Docker(format!("network {name} vanished after creation")))
-    }
-
-    /// Every IPv4/IPv6 subnet of every network on the engine, whoever made it: a new network
-    /// must overlap none of them.
-    pub(super) async fn subnets_in_use(&self) -> Result<Vec<String>, RuntimeError> {
-        let mut subnets = Vec::new();
-        for n in self
-            .docker
-            .list_networks(None::<ListNetworksOptions>)
-            .await?
-        {
-            let listed = subnets_of(n.ipam);
-            if !listed.is_empty() {
-                subnets.extend(listed);
-            } else if let Some(name) = n.name
-                // The list endpoint omits IPAM details on some engines: inspect.
-                && let Some(info) = self.network(&name).await?
-            {
-                subnets.extend(info.subnets);
-            }
-        }
-        Ok(subnets)
-    }
-
-    /// Removes a network and every container attached to it.
-    pub(super) async fn remove_network_and_instances(&self, id: &str) -> Result<(), RuntimeError> {
-        let attached = match self.docker.inspect_network(id, None).await {
-            Ok(n) => n.containers.unwrap_or_default(),
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        for container in attached.keys() {
-            self.remove_instance(container).await?;
-        }
-        self.remove_network(id).await
-    }
-
-    /// One network by name, or None.
-    pub(super) async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
-        match self.docker.inspect_network(name, None).await {
-            Ok(n) => Ok(Some(NetworkInfo {
-                bridge: n
-                    .options
-                    .as_ref()
-                    .and_then(|o| o.get(BRIDGE_NAME_OPTION))
-                    .cloned(),
-                id: n.id.unwrap_or_default(),
-                name: n.name.unwrap_or_default(),
-                labels: n.labels.unwrap_or_default(),
-                subnets: subnets_of(n.ipam),
-            })),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Networks carrying every label of `labels`.
-    pub(super) async fn networks(
-        &self,
-        labels: &[(&str, &str)],
-    ) -> Result<Vec<NetworkInfo>, RuntimeError> {
-        let options = ListNetworksOptions {
-            filters: Some(label_filter(labels)),
-        };
-        let mut found = Vec::new();
-        let mut names = Vec::new();
-        for n in self.docker.list_networks(Some(options)).await? {
-            let subnets = subnets_of(n.ipam);
-            match n.name {
-                // Current engines list what inspecting would say: no round trip per network
-                // (hundreds of deployments would otherwise cost every pass hundreds).
-                Some(name) if !subnets.is_empty() => found.push(NetworkInfo {
-                    bridge: n
-                        .options
-                        .as_ref()
-                        .and_then(|o| o.get(BRIDGE_NAME_OPTION))
-                        .cloned(),
-                    id: n.id.unwrap_or_default(),
-                    name,
-                    labels: n.labels.unwrap_or_default(),
-                    subnets,
-                }),
-                Some(name) => names.push(name),
-                None => {}
-            }
-        }
-        // Some engines omit IPAM details from the list: inspect those, a few at once.
-        let inspected: Vec<Result<Option<NetworkInfo>, RuntimeError>> =
-            futures_util::stream::iter(names)
-                .map(|name| async move { self.network(&name).await })
-                .buffered(INSPECT_CONCURRENCY)
-                .collect()
-                .await;
-        for info in inspected.into_iter().filter_map(Result::transpose) {
-            found.push(info?);
-        }
-        Ok(found)
-    }
-
-    /// Removes a network; absent is fine.
-    pub(super) async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
-        match self.docker.remove_network(name).await {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Creates (not starts) a container from `spec`; returns its id. The hardening is the same
     /// for every container whatever its manifest says (apiVersion included): every capability
     /// dropped but binding port 80, no privilege gain through setuid binaries, a pids limit,
     /// a private IPC namespace. The user is the image's `USER` (never overridden).
+    ///
+    /// It joins the network namespace of a holder of its own on the deployment network (see
+    /// `holders`), which also carries its host entries; where Berth has no holder program, the
+    /// network itself.
     pub(super) async fn create_instance(
         &self,
         spec: &InstanceSpec,
     ) -> Result<String, RuntimeError> {
+        let holder = self.claim_holder(&spec.network, &spec.name).await?;
+        match self.create_container(spec, holder.as_deref()).await {
+            Ok(id) => Ok(id),
+            Err(e) => {
+                if let Some(holder) = holder {
+                    let _ = self.remove_container(&holder).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_container(
+        &self,
+        spec: &InstanceSpec,
+        holder: Option<&str>,
+    ) -> Result<String, RuntimeError> {
+        let platform_host = format!("{}:host-gateway", crate::runtime::PLATFORM_HOST);
+        let (network_mode, extra_hosts, endpoints) = match holder {
+            Some(holder) => (format!("container:{holder}"), None, None),
+            None => (
+                spec.network.clone(),
+                Some(vec![platform_host]),
+                Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings::default(),
+                )])),
+            ),
+        };
         let host_config = HostConfig {
             memory: Some(spec.memory_bytes),
             // Equal to memory: no swap, so the limit is what the manifest says.
@@ -241,11 +116,8 @@ impl DockerEngine {
             security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
             privileged: Some(false),
             ipc_mode: Some("private".to_owned()),
-            network_mode: Some(spec.network.clone()),
-            extra_hosts: Some(vec![format!(
-                "{}:host-gateway",
-                crate::runtime::PLATFORM_HOST
-            )]),
+            network_mode: Some(network_mode),
+            extra_hosts,
             // The contract keeps at most ~35 MB of logs per instance.
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".to_owned()),
@@ -261,11 +133,8 @@ impl DockerEngine {
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
             host_config: Some(host_config),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    spec.network.clone(),
-                    EndpointSettings::default(),
-                )])),
+            networking_config: endpoints.map(|endpoints| NetworkingConfig {
+                endpoints_config: Some(endpoints),
             }),
             ..Default::default()
         };
@@ -278,7 +147,26 @@ impl DockerEngine {
 
     /// Starts a container; Ok(false) when it is gone or being removed (`docker rm -f`), which
     /// no retry mends: the caller replaces it instead.
+    ///
+    /// A replica whose holder stopped (the engine restarted) cannot start: the holder is
+    /// started first and the start tried again; one whose holder is gone is replaced.
     pub(super) async fn start_instance(&self, id: &str) -> Result<bool, RuntimeError> {
+        let refused = match self.docker.start_container(id, None).await {
+            Ok(()) => return Ok(true),
+            Err(e) if is_not_found(&e) || is_being_removed(&e) => return Ok(false),
+            Err(e) => e,
+        };
+        let mode = match self.docker.inspect_container(id, None).await {
+            Ok(c) => c.host_config.and_then(|h| h.network_mode),
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(_) => return Err(refused.into()),
+        };
+        let Some(holder) = holder_of(mode.as_deref()) else {
+            return Err(refused.into());
+        };
+        if !self.start_holder(holder).await? {
+            return Ok(false);
+        }
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) || is_being_removed(&e) => Ok(false),
@@ -299,8 +187,22 @@ impl DockerEngine {
         }
     }
 
-    /// Removes a container, running or not; absent is fine.
+    /// Removes an instance's container, running or not, and then its holder; absent is fine.
     pub(super) async fn remove_instance(&self, id: &str) -> Result<(), RuntimeError> {
+        let mode = match self.docker.inspect_container(id, None).await {
+            Ok(c) => c.host_config.and_then(|h| h.network_mode),
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        self.remove_container(id).await?;
+        match holder_of(mode.as_deref()) {
+            Some(holder) => self.remove_container(holder).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Removes a container, running or not; absent is fine.
+    pub(super) async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
         let options = RemoveContainerOptions {
             force: true,
             v: true,
@@ -323,16 +225,26 @@ impl DockerEngine {
             filters: Some(label_filter(labels)),
             ..Default::default()
         };
-        let ids: Vec<String> = self
-            .docker
-            .list_containers(Some(options))
-            .await?
-            .into_iter()
-            .filter_map(|c| c.id)
-            .collect();
+        // Holders are no instances; their addresses are their replicas'.
+        let mut ids = Vec::new();
+        let mut holder_ips = HashMap::new();
+        for c in self.docker.list_containers(Some(options)).await? {
+            let Some(id) = c.id else { continue };
+            if c.labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(LABEL_HOLDER))
+            {
+                if let Some(ip) = first_ip(c.network_settings.and_then(|n| n.networks)) {
+                    holder_ips.insert(id, ip);
+                }
+            } else {
+                ids.push(id);
+            }
+        }
+        let holder_ips = &holder_ips;
         let inspected: Vec<Result<Option<InstanceInfo>, RuntimeError>> =
             futures_util::stream::iter(ids)
-                .map(|id| async move { self.instance(&id).await })
+                .map(|id| async move { self.inspect_instance(&id, holder_ips).await })
                 .buffered(INSPECT_CONCURRENCY)
                 .collect()
                 .await;
@@ -344,6 +256,15 @@ impl DockerEngine {
 
     /// One container, or None if it no longer exists.
     pub(super) async fn instance(&self, id: &str) -> Result<Option<InstanceInfo>, RuntimeError> {
+        self.inspect_instance(id, &HashMap::new()).await
+    }
+
+    /// One container, its address read from its holder's (from `holder_ips` if listed there).
+    async fn inspect_instance(
+        &self,
+        id: &str,
+        holder_ips: &HashMap<String, IpAddr>,
+    ) -> Result<Option<InstanceInfo>, RuntimeError> {
         let c = match self.docker.inspect_container(id, None).await {
             Ok(c) => c,
             Err(e) if is_not_found(&e) => return Ok(None),
@@ -357,13 +278,17 @@ impl DockerEngine {
                     | bollard::models::ContainerStateStatusEnum::DEAD
             )
         );
-        let ip = c
-            .network_settings
-            .and_then(|n| n.networks)
-            .unwrap_or_default()
-            .into_values()
-            .filter_map(|e| e.ip_address)
-            .find_map(|ip| ip.parse().ok());
+        let mode = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref());
+        let ip = match holder_of(mode) {
+            Some(holder) => match holder_ips.get(holder) {
+                Some(ip) => Some(*ip),
+                None => self.holder_ip(holder).await?,
+            },
+            None => first_ip(c.network_settings.and_then(|n| n.networks)),
+        };
         Ok(Some(InstanceInfo {
             id: c.id.unwrap_or_default(),
             name: c
@@ -504,13 +429,4 @@ impl DockerEngine {
             })
         })
     }
-}
-
-/// The subnets a network's IPAM configuration lists (empty when the engine did not say).
-fn subnets_of(ipam: Option<Ipam>) -> Vec<String> {
-    ipam.and_then(|i| i.config)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|c| c.subnet)
-        .collect()
 }

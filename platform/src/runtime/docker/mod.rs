@@ -4,10 +4,13 @@
 //! implementation below only boxes them.
 
 mod containers;
+mod holder_image;
+mod holders;
 mod images;
+mod networks;
 mod stats;
 
-pub(crate) use containers::one_subnet;
+pub(crate) use networks::one_subnet;
 
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +51,17 @@ pub(crate) fn is_conflict(err: &bollard::errors::Error) -> bool {
     )
 }
 
+/// A container's address on the first of its networks that gives one.
+pub(crate) fn first_ip(
+    networks: Option<std::collections::HashMap<String, bollard::models::EndpointSettings>>,
+) -> Option<std::net::IpAddr> {
+    networks
+        .unwrap_or_default()
+        .into_values()
+        .filter_map(|e| e.ip_address)
+        .find_map(|ip| ip.parse().ok())
+}
+
 impl From<bollard::errors::Error> for RuntimeError {
     fn from(err: bollard::errors::Error) -> RuntimeError {
         RuntimeError::Docker(err.to_string())
@@ -58,6 +72,8 @@ impl From<bollard::errors::Error> for RuntimeError {
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
     docker: Docker,
+    /// The network holder image, once imported ([`holders`]).
+    holder_image: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl DockerEngine {
@@ -84,7 +100,10 @@ impl DockerEngine {
             .negotiate_version()
             .await
             .map_err(|e| fail(e.to_string()))?;
-        Ok(DockerEngine { docker })
+        Ok(DockerEngine {
+            docker,
+            holder_image: Default::default(),
+        })
     }
 }
 

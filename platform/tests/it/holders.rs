@@ -1,0 +1,127 @@
+//! Network holders on the real engine: a replica runs in the network namespace of a holder of
+//! its own on the deployment network, the network keeps one spare holder, a replica whose
+//! holder stopped (an engine restart) starts again in it, one whose holder is gone is
+//! replaced, and unsubscribing leaves no holder and no network behind.
+
+use std::time::Duration;
+
+use crate::fixture::create_tenant;
+use crate::supervisor::{
+    HelloLease, containers_of, deploy, docker, docker_lines, installation, instances, manifest,
+    network_container, networks_of, readiness_on_health, start_server, subscribe, wait_for,
+    wait_ready,
+};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// (name, running) of every holder of `installation`.
+fn holders(installation: &str) -> Vec<(String, bool)> {
+    docker_lines(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=berth.installation={installation}"),
+        "--filter",
+        "label=berth.holder",
+        "--format",
+        "{{.Names}} {{.State}}",
+    ])
+    .into_iter()
+    .filter_map(|line| {
+        let (name, state) = line.split_once(' ')?;
+        Some((name.to_owned(), state == "running"))
+    })
+    .collect()
+}
+
+fn spares(installation: &str) -> usize {
+    holders(installation)
+        .iter()
+        .filter(|(name, running)| *running && name.contains("-spare-"))
+        .count()
+}
+
+#[test]
+fn replicas_run_in_holders_that_go_with_them() {
+    let hello = HelloLease::acquire();
+    let (cleanup, server) = start_server(&[]);
+    let installation = installation(&cleanup).to_owned();
+    let owner = create_tenant(&server, "holders");
+    let app = deploy(
+        &server,
+        &owner,
+        &hello.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let status = wait_ready(&server, &owner, &app, 1);
+    let replica = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    let ip = instances(&status)[0]["ip"].as_str().unwrap().to_owned();
+
+    // The replica is in its holder's namespace; the holder is on the deployment network, at
+    // the address the status gives; a spare waits beside it.
+    let holder = network_container(&replica);
+    assert_ne!(holder, replica, "the replica joined no holder");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Name}}", &holder]),
+        format!("/{replica}-net")
+    );
+    let network = networks_of(&installation);
+    assert_eq!(network.len(), 1);
+    let on = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.NetworkID}} {{.IPAddress}}{{end}}",
+        &holder,
+    ]);
+    assert!(on.starts_with(&network[0]), "{on} / {network:?}");
+    assert!(on.ends_with(&format!(" {ip}")), "{on} / {ip}");
+    wait_for(SETTLE, "one spare holder", || {
+        (spares(&installation) == 1).then_some(())
+    });
+    assert_eq!(
+        holders(&installation).len(),
+        2,
+        "{:?}",
+        holders(&installation)
+    );
+
+    // An engine restart stops both: the replica starts again in the same holder.
+    docker(&["stop", "-t", "0", &replica]);
+    docker(&["stop", "-t", "0", &holder]);
+    let status = wait_for(SETTLE, "the replica ready again", || {
+        let status = wait_ready(&server, &owner, &app, 1);
+        (instances(&status)[0]["restarts"].as_u64()? >= 1).then_some(status)
+    });
+    assert_eq!(instances(&status)[0]["name"], replica.as_str());
+    assert_eq!(network_container(&replica), holder);
+
+    // Its holder gone, the replica cannot start again: it is replaced, in a new holder.
+    docker(&["rm", "-f", &holder]);
+    docker(&["stop", "-t", "0", &replica]);
+    let status = wait_for(SETTLE, "a replacement replica", || {
+        let status = wait_ready(&server, &owner, &app, 1);
+        (instances(&status)[0]["name"] != replica.as_str()).then_some(status)
+    });
+    let replacement = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    let new_holder = network_container(&replacement);
+    assert_ne!(new_holder, replacement);
+    assert_ne!(new_holder, holder);
+    assert_eq!(containers_of(&installation).len(), 1);
+
+    // Unsubscribed: replicas, holders (the spare too) and the network go.
+    server
+        .req(
+            "DELETE",
+            &format!("/tenant/tenants/{}/applications/{app}", owner.id),
+        )
+        .basic(crate::fixture::MGMT_ADMIN, crate::fixture::ADMIN_PASSWORD)
+        .send()
+        .expect(204);
+    wait_for(SETTLE, "nothing of the deployment left", || {
+        (holders(&installation).is_empty()
+            && containers_of(&installation).is_empty()
+            && networks_of(&installation).is_empty())
+        .then_some(())
+    });
+}
