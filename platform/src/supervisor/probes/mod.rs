@@ -336,6 +336,32 @@ mod tests {
 
     use crate::supervisor::fake::FakeRuntime;
 
+    /// Watches instance `c1` (at 192.0.2.1, running for a minute) with these probes.
+    fn spawn_watch(
+        runtime: &Arc<FakeRuntime>,
+        liveness: Option<Probe>,
+        readiness: Option<Probe>,
+        routing: &RoutingTable,
+    ) -> (tokio::task::JoinHandle<()>, SharedProbeState) {
+        let state = SharedProbeState::default();
+        let task = tokio::spawn(watch(
+            Arc::clone(runtime) as Arc<dyn Runtime>,
+            "c1".to_owned(),
+            IpAddr::from([192, 0, 2, 1]),
+            liveness,
+            readiness,
+            Duration::from_secs(60),
+            Passive {
+                routing: routing.clone(),
+                instance: "c1".to_owned(),
+                answer_timeout: Duration::from_secs(1),
+            },
+            Arc::clone(&state),
+            Arc::new(Notify::new()),
+        ));
+        (task, state)
+    }
+
     /// A service the proxy ejects every 100 ms for a minute: its exec readiness probe still
     /// runs at most every 5 s (each ejection's check waits out the minimum, then covers every
     /// ejection since), where it ran once per ejection, 600 times.
@@ -353,22 +379,7 @@ mod tests {
             timeout_seconds: 1,
             failure_threshold: 3,
         };
-        let state = SharedProbeState::default();
-        let task = tokio::spawn(watch(
-            Arc::clone(&runtime) as Arc<dyn Runtime>,
-            "c1".to_owned(),
-            IpAddr::from([192, 0, 2, 1]),
-            None,
-            Some(readiness),
-            Duration::from_secs(60),
-            Passive {
-                routing: routing.clone(),
-                instance: "c1".to_owned(),
-                answer_timeout: Duration::from_secs(1),
-            },
-            Arc::clone(&state),
-            Arc::new(Notify::new()),
-        ));
+        let (task, state) = spawn_watch(&runtime, None, Some(readiness), &routing);
         for _ in 0..600 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             // Each a new ejection (the last one ended), as after a readmission.
@@ -400,22 +411,13 @@ mod tests {
             // Liveness never gives up here: the bound must hold without a restart.
             failure_threshold: 1000,
         };
-        let state = SharedProbeState::default();
-        let task = tokio::spawn(watch(
-            Arc::clone(&runtime) as Arc<dyn Runtime>,
-            "c1".to_owned(),
-            IpAddr::from([192, 0, 2, 1]),
+        let routing = RoutingTable::new();
+        let (task, state) = spawn_watch(
+            &runtime,
             Some(probe("live")),
             Some(probe("ready")),
-            Duration::from_secs(60),
-            Passive {
-                routing: RoutingTable::new(),
-                instance: "c1".to_owned(),
-                answer_timeout: Duration::from_secs(1),
-            },
-            Arc::clone(&state),
-            Arc::new(Notify::new()),
-        ));
+            &routing,
+        );
         tokio::time::sleep(Duration::from_secs(300)).await;
         assert_eq!(runtime.execs.load(Ordering::SeqCst), 2, "one per probe");
         let failure = state
