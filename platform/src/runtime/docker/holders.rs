@@ -54,8 +54,9 @@ const HOLDER_MEMORY: i64 = 8 << 20;
 const HOLDER_PIDS: i64 = 4;
 /// A tenth of a CPU: it never runs after its start.
 const HOLDER_NANO_CPUS: i64 = 100_000_000;
-/// A claimed holder no container uses is removed once this old (see `remove_orphans`): the
-/// claim and the replica's creation are moments apart.
+/// A claimed holder no container uses is removed once it was made and claimed (by this
+/// process) this long ago (see `remove_orphans`): the claim and the replica's creation are
+/// moments apart.
 const ORPHAN_AGE_SECS: i64 = 120;
 /// Nobody: the program needs no privilege.
 const HOLDER_USER: &str = "65534:65534";
@@ -75,6 +76,14 @@ fn is_spare(name: &str, network: &str) -> bool {
     name.trim_start_matches('/')
         .strip_prefix(network)
         .is_some_and(|rest| rest.starts_with(SPARE_INFIX))
+}
+
+/// Whether a holder may be an orphan (then it goes if no container uses it): a claimed one
+/// (not a spare) made and claimed (by this process, if at all) over [`ORPHAN_AGE_SECS`] before
+/// `now`. A spare made hours ago and claimed a moment ago is its replica's, about to be made.
+fn may_be_orphan(spare: bool, created: Option<i64>, claimed: Option<i64>, now: i64) -> bool {
+    let old = |at: i64| now.saturating_sub(at) > ORPHAN_AGE_SECS;
+    !spare && created.is_some_and(old) && claimed.is_none_or(old)
 }
 
 /// The holder a container's network mode names (`container:<id>`), if any.
@@ -291,27 +300,50 @@ impl DockerEngine {
                 Err(e) if is_not_found(&e) => continue,
                 // The name is taken: a retried creation's first attempt claimed one already.
                 Err(e) if is_conflict(&e) => match self.claimed(&name, network).await? {
-                    Some(id) => return Ok(Some(id)),
+                    Some(id) => return Ok(Some(self.claimed_now(id))),
                     None => continue,
                 },
                 Err(e) => return Err(e.into()),
             }
             // A spare stopped with the engine starts again.
             if running || self.start_holder(&spare).await? {
+                let spare = self.claimed_now(spare);
                 self.replenish(network.to_owned());
                 return Ok(Some(spare));
             }
         }
         if let Some(id) = self.claimed(&name, network).await? {
-            return Ok(Some(id));
+            return Ok(Some(self.claimed_now(id)));
         }
         let info = self
             .network(network)
             .await?
             .ok_or_else(|| RuntimeError::Docker(format!("network {network} is gone")))?;
-        let id = self.make_holder(&info, &name, &image).await?;
+        let id = self.claimed_now(self.make_holder(&info, &name, &image).await?);
         self.replenish(network.to_owned());
         Ok(Some(id))
+    }
+
+    /// Remembers that holder `id` was claimed now, so the sweep after the claim (which runs
+    /// before the replica exists) does not take it for an orphan, however old the spare was.
+    fn claimed_now(&self, id: String) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut claims = self
+            .holder_claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        claims.retain(|_, at| now.saturating_sub(*at) <= ORPHAN_AGE_SECS);
+        claims.insert(id.clone(), now);
+        id
+    }
+
+    /// When this process last claimed holder `id` (Unix seconds), if lately.
+    fn claimed_at(&self, id: &str) -> Option<i64> {
+        self.holder_claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .copied()
     }
 
     /// The holder named `name` on `network`, started, if there is one.
@@ -375,9 +407,9 @@ impl DockerEngine {
             .await?
             .into_iter()
             .filter(|h| {
-                !h.names.iter().flatten().any(|name| is_spare(name, network))
-                    && h.created
-                        .is_some_and(|created| now.saturating_sub(created) > ORPHAN_AGE_SECS)
+                let spare = h.names.iter().flatten().any(|name| is_spare(name, network));
+                let claimed = h.id.as_deref().and_then(|id| self.claimed_at(id));
+                may_be_orphan(spare, h.created, claimed, now)
             })
             .collect();
         if holders.is_empty() {
@@ -461,6 +493,28 @@ mod tests {
             "berth-abc-net1"
         ));
         assert_ne!(spare_name("n"), spare_name("n"));
+    }
+
+    #[test]
+    fn only_old_claimed_holders_may_be_orphans() {
+        let now = 10_000;
+        // (spare, made s ago, claimed s ago, may be an orphan)
+        let cases = [
+            (false, Some(600), None, true),
+            (false, Some(600), Some(600), true),
+            (false, Some(600), Some(5), false),
+            (false, Some(30), None, false),
+            (false, None, None, false),
+            (true, Some(600), None, false),
+        ];
+        for (spare, made, claimed, orphan) in cases {
+            let at = |ago: Option<i64>| ago.map(|ago| now - ago);
+            assert_eq!(
+                may_be_orphan(spare, at(made), at(claimed), now),
+                orphan,
+                "spare {spare}, made {made:?} s ago, claimed {claimed:?} s ago"
+            );
+        }
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct DockerEngine {
     docker: Docker,
     /// The network holder image, once imported ([`holders`]).
     holder_image: std::sync::Arc<tokio::sync::OnceCell<String>>,
+    /// Holders claimed lately, by id, with the Unix time of the claim ([`holders`]).
+    holder_claims: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 impl DockerEngine {
@@ -103,6 +105,7 @@ impl DockerEngine {
         Ok(DockerEngine {
             docker,
             holder_image: Default::default(),
+            holder_claims: Default::default(),
         })
     }
 }
