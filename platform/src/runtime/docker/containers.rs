@@ -80,7 +80,13 @@ impl DockerEngine {
         match self.create_container(spec, holder.as_deref()).await {
             Ok(id) => Ok(id),
             Err(e) => {
-                if let Some(holder) = holder {
+                // Not the holder of an earlier attempt's container of that name.
+                let taken = self
+                    .docker
+                    .inspect_container(&spec.name, None)
+                    .await
+                    .is_ok();
+                if let Some(holder) = holder.filter(|_| !taken) {
                     let _ = self.remove_container(&holder).await;
                 }
                 Err(e)
