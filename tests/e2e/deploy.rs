@@ -147,22 +147,33 @@ impl Drop for Berth {
             (&["ps", "--all", "--quiet"], &["rm", "--force"]),
             (&["network", "ls", "--quiet"], &["network", "rm"]),
         ];
-        for (list, remove) in steps {
-            let listed = run(Command::new("docker")
-                .args(list)
-                .args(["--filter", &filter]));
-            let ids = String::from_utf8_lossy(&listed.stdout).into_owned();
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if ids.is_empty() {
-                continue;
+        // Its last engine calls (a network or a spare network holder being made) still complete
+        // after it died: remove until a pass a second after the start finds nothing.
+        let start = std::time::Instant::now();
+        for _ in 0..20 {
+            let mut found = false;
+            for (list, remove) in steps {
+                let listed = run(Command::new("docker")
+                    .args(list)
+                    .args(["--filter", &filter]));
+                let ids = String::from_utf8_lossy(&listed.stdout).into_owned();
+                let ids: Vec<&str> = ids.split_whitespace().collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                found = true;
+                let removed = run(Command::new("docker").args(remove).args(&ids));
+                if !removed.status.success() {
+                    eprintln!(
+                        "e2e cleanup: docker {remove:?} {ids:?} failed: {}",
+                        String::from_utf8_lossy(&removed.stderr).trim()
+                    );
+                }
             }
-            let removed = run(Command::new("docker").args(remove).args(&ids));
-            if !removed.status.success() {
-                eprintln!(
-                    "e2e cleanup: docker {remove:?} {ids:?} failed: {}",
-                    String::from_utf8_lossy(&removed.stderr).trim()
-                );
+            if !found && start.elapsed() >= std::time::Duration::from_secs(1) {
+                break;
             }
+            std::thread::sleep(std::time::Duration::from_millis(250));
         }
         // Its host firewall rules outlive it by design; removed as an operator would.
         let _ = Command::new(&self.binary)

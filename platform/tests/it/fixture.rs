@@ -318,11 +318,25 @@ pub fn remove_installation_objects(installation: &str) {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
-    for id in list(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
-        let _ = Command::new("docker").args(["rm", "-f", id]).output();
-    }
-    for id in list(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
-        let _ = Command::new("docker").args(["network", "rm", id]).output();
+    // A killed server's last engine calls (a network or a spare network holder being made)
+    // still complete after it died: remove until a pass a second after the start finds nothing.
+    let start = std::time::Instant::now();
+    for _ in 0..20 {
+        let containers = list(&["ps", "-aq", "--filter", &filter]);
+        let networks = list(&["network", "ls", "-q", "--filter", &filter]);
+        if containers.trim().is_empty()
+            && networks.trim().is_empty()
+            && start.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            break;
+        }
+        for id in containers.split_whitespace() {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        }
+        for id in networks.split_whitespace() {
+            let _ = Command::new("docker").args(["network", "rm", id]).output();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
     // The tags `berth/<installation>/…` (forced: an image another test's container still
     // uses is untagged and goes once nothing holds it).
