@@ -147,6 +147,25 @@ impl Drop for Berth {
             (&["ps", "--all", "--quiet"], &["rm", "--force"]),
             (&["network", "ls", "--quiet"], &["network", "rm"]),
         ];
+        // A start in flight when it died (a spare network holder's) ends first: removed
+        // mid-start, a container leaves the engine counting a network endpoint no container
+        // has, and that network can never be removed.
+        let settle = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < settle {
+            let created = run(Command::new("docker").args([
+                "ps",
+                "--all",
+                "--quiet",
+                "--filter",
+                &filter,
+                "--filter",
+                "status=created",
+            ]));
+            if created.stdout.iter().all(u8::is_ascii_whitespace) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         // Its last engine calls (a network or a spare network holder being made) still complete
         // after it died: remove until a pass a second after the start finds nothing.
         let start = std::time::Instant::now();

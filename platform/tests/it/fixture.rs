@@ -318,6 +318,21 @@ pub fn remove_installation_objects(installation: &str) {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
+    // A start in flight when the server died (a spare network holder's, most often) ends
+    // first: removed mid-start, a container leaves the engine counting a network endpoint no
+    // container has, and that network can never be removed.
+    let settle = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let created = [
+        "ps",
+        "-aq",
+        "--filter",
+        &filter,
+        "--filter",
+        "status=created",
+    ];
+    while std::time::Instant::now() < settle && !list(&created).trim().is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     // A killed server's last engine calls (a network or a spare network holder being made)
     // still complete after it died: remove until a pass a second after the start finds nothing.
     let start = std::time::Instant::now();

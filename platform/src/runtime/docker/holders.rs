@@ -226,6 +226,11 @@ impl DockerEngine {
     fn replenish(&self, network: String) {
         let engine = self.clone();
         tokio::spawn(async move {
+            // The network's removal waits for this: a holder removed while its start is in
+            // flight leaves the engine counting an endpoint no container has, and then the
+            // network can never be removed.
+            let work = engine.spare_work(&network);
+            let _working = work.lock().await;
             let made = match engine.network(&network).await {
                 Ok(Some(info)) => engine.make_spare(&info).await,
                 Ok(None) => return,
@@ -239,6 +244,15 @@ impl DockerEngine {
                 tracing::debug!(network, "network holders not swept: {e}");
             }
         });
+    }
+
+    /// The lock a network's spare holder is made under.
+    fn spare_work(&self, network: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut work = self
+            .spare_work
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::sync::Arc::clone(work.entry(network.to_owned()).or_default())
     }
 
     /// `network`'s spare holders (id, name, running), running ones first.
@@ -385,6 +399,13 @@ impl DockerEngine {
 
     /// Removes every holder of `network` and the replicas in them, so the network can go.
     pub(super) async fn remove_holders(&self, network: &str) -> Result<(), RuntimeError> {
+        // After a spare being made (see `replenish`); the network goes, and its entry with it.
+        let work = self.spare_work(network);
+        let _working = work.lock().await;
+        self.spare_work
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(network);
         let holders = self.holders(network).await?;
         if holders.is_empty() {
             return Ok(());

@@ -76,7 +76,12 @@ pub struct DockerEngine {
     holder_image: std::sync::Arc<tokio::sync::OnceCell<String>>,
     /// Holders claimed lately, by id, with the Unix time of the claim ([`holders`]).
     holder_claims: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+    /// Per network, held while its spare holder is made or its holders removed ([`holders`]).
+    spare_work: std::sync::Arc<SpareWork>,
 }
+
+type SpareWork =
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>;
 
 impl DockerEngine {
     /// Connects over the unix socket and negotiates the API version with the engine.
@@ -106,6 +111,7 @@ impl DockerEngine {
             docker,
             holder_image: Default::default(),
             holder_claims: Default::default(),
+            spare_work: Default::default(),
         })
     }
 }
