@@ -43,8 +43,9 @@ fn a_hanging_exec_probe_leaves_one_process_not_one_per_period() {
     );
     subscribe(&server, &owner.id, &app).expect(201);
     let label = format!("label=berth.installation={}", installation(&cleanup));
-    let container = wait_for(Duration::from_secs(60), "a probe command hanging", || {
-        let ids = docker_lines(&[
+    // The replica's running container (its network holder carries no application label).
+    let running = || {
+        docker_lines(&[
             "ps",
             "-q",
             "--no-trunc",
@@ -52,7 +53,10 @@ fn a_hanging_exec_probe_leaves_one_process_not_one_per_period() {
             &label,
             "--filter",
             "label=berth.app",
-        ]);
+        ])
+    };
+    let container = wait_for(Duration::from_secs(60), "a probe command hanging", || {
+        let ids = running();
         let id = ids.first()?.clone();
         (hanging(&id) >= 1).then_some(id)
     });
@@ -65,16 +69,7 @@ fn a_hanging_exec_probe_leaves_one_process_not_one_per_period() {
     }
     // Still the same run (a restart would have ended its processes), and the attempts say why
     // they fail.
-    let ids = docker_lines(&[
-        "ps",
-        "-q",
-        "--no-trunc",
-        "--filter",
-        &label,
-        "--filter",
-        "label=berth.app",
-    ]);
-    assert_eq!(ids, vec![container.clone()]);
+    assert_eq!(running(), vec![container.clone()]);
     let s = status(&server, &owner, &app);
     let failure = s["deployments"][0]["lastFailure"]
         .as_str()
