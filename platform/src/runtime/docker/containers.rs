@@ -18,7 +18,7 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt};
 
 use super::holders::{LABEL_HOLDER, holder_of};
-use super::{DockerEngine, first_ip, is_conflict, is_not_found};
+use super::{DockerEngine, first_ip, is_conflict, is_not_found, label_filter};
 use crate::runtime::log_text::{LogText, MAX_LOG_TEXT};
 use crate::runtime::{
     ExecOutcome, HostResources, InstanceEvent, InstanceInfo, InstanceSpec, RuntimeError,
@@ -36,15 +36,6 @@ fn is_being_removed(err: &BollardError) -> bool {
             message,
         } if message.contains("removal") || message.contains("dead")
     )
-}
-
-pub(super) fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
-    let mut filters = HashMap::new();
-    filters.insert(
-        "label".to_owned(),
-        labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-    );
-    filters
 }
 
 impl DockerEngine {

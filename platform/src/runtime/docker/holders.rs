@@ -37,7 +37,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::holder_image;
-use super::{DockerEngine, first_ip, is_conflict, is_not_found};
+use super::{DockerEngine, first_ip, is_conflict, is_not_found, label_filter};
 use crate::runtime::{LABEL_INSTALLATION, NetworkInfo, RuntimeError};
 
 /// The label of a holder, naming its network.
@@ -279,14 +279,9 @@ impl DockerEngine {
 
     /// Every holder of `network`, claimed or spare, running or not.
     async fn holders(&self, network: &str) -> Result<Vec<ContainerSummary>, RuntimeError> {
-        let mut filters = HashMap::new();
-        filters.insert(
-            "label".to_owned(),
-            vec![format!("{LABEL_HOLDER}={network}")],
-        );
         let options = ListContainersOptions {
             all: true,
-            filters: Some(filters),
+            filters: Some(label_filter(&[(LABEL_HOLDER, network)])),
             ..Default::default()
         };
         Ok(self.docker.list_containers(Some(options)).await?)
@@ -470,14 +465,9 @@ impl DockerEngine {
             .collect();
         let mut found = Vec::new();
         for installation in installations {
-            let mut filters = HashMap::new();
-            filters.insert(
-                "label".to_owned(),
-                vec![format!("{LABEL_INSTALLATION}={installation}")],
-            );
             let options = ListContainersOptions {
                 all: true,
-                filters: Some(filters),
+                filters: Some(label_filter(&[(LABEL_INSTALLATION, installation)])),
                 ..Default::default()
             };
             for c in self.docker.list_containers(Some(options)).await? {

@@ -62,6 +62,18 @@ pub(crate) fn first_ip(
         .find_map(|ip| ip.parse().ok())
 }
 
+/// The engine's filter for objects carrying every label of `labels`.
+pub(crate) fn label_filter(
+    labels: &[(&str, &str)],
+) -> std::collections::HashMap<String, Vec<String>> {
+    let mut filters = std::collections::HashMap::new();
+    filters.insert(
+        "label".to_owned(),
+        labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    );
+    filters
+}
+
 impl From<bollard::errors::Error> for RuntimeError {
     fn from(err: bollard::errors::Error) -> RuntimeError {
         RuntimeError::Docker(err.to_string())

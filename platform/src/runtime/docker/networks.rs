@@ -8,8 +8,8 @@ use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::ListNetworksOptions;
 use futures_util::StreamExt;
 
-use super::containers::{INSPECT_CONCURRENCY, label_filter};
-use super::{DockerEngine, is_conflict, is_not_found};
+use super::containers::INSPECT_CONCURRENCY;
+use super::{DockerEngine, is_conflict, is_not_found, label_filter};
 use crate::runtime::{NetworkInfo, NetworkSpec, RuntimeError};
 
 /// Docker's network option naming the bridge interface.
