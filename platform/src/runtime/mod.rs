@@ -27,6 +27,11 @@ pub use model::{
 /// Host name instances use for the platform (mapped to the platform's host by the runtime).
 pub const PLATFORM_HOST: &str = "berth-platform";
 
+/// The `extra_hosts` entry mapping [`PLATFORM_HOST`] to the host (Docker's `host-gateway`).
+pub(crate) fn platform_host_entry() -> String {
+    format!("{PLATFORM_HOST}:host-gateway")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("cannot reach the Docker engine at {socket}: {message}")]

@@ -90,7 +90,7 @@ impl DockerEngine {
         spec: &InstanceSpec,
         holder: Option<&str>,
     ) -> Result<String, RuntimeError> {
-        let platform_host = format!("{}:host-gateway", crate::runtime::PLATFORM_HOST);
+        let platform_host = crate::runtime::platform_host_entry();
         let (network_mode, extra_hosts, endpoints) = match holder {
             Some(holder) => (format!("container:{holder}"), None, None),
             None => (

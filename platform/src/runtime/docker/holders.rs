@@ -158,10 +158,7 @@ impl DockerEngine {
             readonly_rootfs: Some(true),
             ipc_mode: Some("private".to_owned()),
             network_mode: Some(network.name.clone()),
-            extra_hosts: Some(vec![format!(
-                "{}:host-gateway",
-                crate::runtime::PLATFORM_HOST
-            )]),
+            extra_hosts: Some(vec![crate::runtime::platform_host_entry()]),
             log_config: Some(bollard::models::HostConfigLogConfig {
                 typ: Some("none".to_owned()),
                 config: None,

@@ -110,17 +110,13 @@ impl DockerEngine {
     /// One network by name, or None.
     pub(super) async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
         match self.docker.inspect_network(name, None).await {
-            Ok(n) => Ok(Some(NetworkInfo {
-                bridge: n
-                    .options
-                    .as_ref()
-                    .and_then(|o| o.get(BRIDGE_NAME_OPTION))
-                    .cloned(),
-                id: n.id.unwrap_or_default(),
-                name: n.name.unwrap_or_default(),
-                labels: n.labels.unwrap_or_default(),
-                subnets: subnets_of(n.ipam),
-            })),
+            Ok(n) => Ok(Some(network_info(
+                n.name.unwrap_or_default(),
+                n.id,
+                n.options,
+                n.labels,
+                subnets_of(n.ipam),
+            ))),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -141,17 +137,9 @@ impl DockerEngine {
             match n.name {
                 // Current engines list what inspecting would say: no round trip per network
                 // (hundreds of deployments would otherwise cost every pass hundreds).
-                Some(name) if !subnets.is_empty() => found.push(NetworkInfo {
-                    bridge: n
-                        .options
-                        .as_ref()
-                        .and_then(|o| o.get(BRIDGE_NAME_OPTION))
-                        .cloned(),
-                    id: n.id.unwrap_or_default(),
-                    name,
-                    labels: n.labels.unwrap_or_default(),
-                    subnets,
-                }),
+                Some(name) if !subnets.is_empty() => {
+                    found.push(network_info(name, n.id, n.options, n.labels, subnets));
+                }
                 Some(name) => names.push(name),
                 None => {}
             }
@@ -178,6 +166,23 @@ impl DockerEngine {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// What Berth keeps of a network, from an inspection or a listing alike.
+fn network_info(
+    name: String,
+    id: Option<String>,
+    options: Option<HashMap<String, String>>,
+    labels: Option<HashMap<String, String>>,
+    subnets: Vec<String>,
+) -> NetworkInfo {
+    NetworkInfo {
+        bridge: options.and_then(|mut o| o.remove(BRIDGE_NAME_OPTION)),
+        id: id.unwrap_or_default(),
+        name,
+        labels: labels.unwrap_or_default(),
+        subnets,
     }
 }
 
