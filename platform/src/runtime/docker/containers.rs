@@ -367,7 +367,20 @@ impl DockerEngine {
             attach_stderr: Some(true),
             ..Default::default()
         };
-        let exec = self.docker.create_exec(id, config).await?;
+        // One deadline for the whole probe: an engine that never answers the exec's creation
+        // (overloaded, or a node cut off) would otherwise hold the probe for the client's
+        // timeout, ten minutes. An exec created after we gave up never starts: nothing runs.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let exec =
+            match tokio::time::timeout_at(deadline, self.docker.create_exec(id, config)).await {
+                Ok(created) => created?,
+                Err(_) => {
+                    return Err(RuntimeError::Docker(format!(
+                        "the engine did not create the probe command within its timeout ({} s)",
+                        timeout.as_secs_f64()
+                    )));
+                }
+            };
         let run = async {
             let options = StartExecOptions {
                 detach: false,
@@ -382,7 +395,7 @@ impl DockerEngine {
             }
             Ok::<_, BollardError>(self.docker.inspect_exec(&exec.id).await?.exit_code)
         };
-        match tokio::time::timeout(timeout, run).await {
+        match tokio::time::timeout_at(deadline, run).await {
             Ok(Ok(code)) => Ok(ExecOutcome::Exited {
                 success: code == Some(0),
             }),

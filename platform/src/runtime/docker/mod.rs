@@ -285,4 +285,57 @@ mod tests {
             .to_string();
         assert!(error.contains("silent.sock"), "{error}");
     }
+
+    /// Serves one connection of an engine that says its version and then answers nothing.
+    fn answer_only_the_version(mut stream: std::os::unix::net::UnixStream) {
+        use std::io::{Read, Write};
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while stream.read(&mut byte).is_ok_and(|n| n == 1) {
+            head.push(byte[0]);
+            if !head.ends_with(b"\r\n\r\n") {
+                continue;
+            }
+            if head.starts_with(b"GET ") && head.windows(8).any(|w| w == b"/version") {
+                let body = r#"{"ApiVersion":"1.41","Version":"20.10.0"}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            head.clear();
+        }
+    }
+
+    /// An engine that never answers an exec's creation (overloaded, or a node cut off): the
+    /// probe command fails at the probe's timeout, not the client's ten minutes.
+    #[tokio::test]
+    async fn an_exec_the_engine_never_creates_fails_at_the_probe_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("stuck.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(8) {
+                let stream = stream.unwrap();
+                std::thread::spawn(move || answer_only_the_version(stream));
+            }
+        });
+        let engine = DockerEngine::connect(&socket).await.unwrap();
+        let command = ["true".to_owned()];
+        // A bound on the test, so a regression fails instead of hanging for ten minutes.
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(120),
+            engine.exec_command("replica", &command, Duration::from_millis(300)),
+        )
+        .await
+        .expect("the probe command ended");
+        let error = outcome.unwrap_err().to_string();
+        assert!(
+            error.contains("did not create the probe command within its timeout"),
+            "{error}"
+        );
+    }
 }
