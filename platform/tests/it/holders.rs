@@ -86,6 +86,19 @@ fn replicas_run_in_holders_that_go_with_them() {
         holders(&installation)
     );
 
+    // Its holder stopped under it, the replica runs on with no network: it is stopped and
+    // started again in its holder, which starts first.
+    let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &replica]);
+    docker(&["stop", "-t", "0", &holder]);
+    wait_for(SETTLE, "the replica started again in its holder", || {
+        let holder_runs = docker(&["inspect", "-f", "{{.State.Running}}", &holder]) == "true";
+        let again = docker(&["inspect", "-f", "{{.State.StartedAt}}", &replica]) != started;
+        (holder_runs && again).then_some(())
+    });
+    let status = wait_ready(&server, &owner, &app, 1);
+    assert_eq!(instances(&status)[0]["name"], replica.as_str());
+    assert_eq!(network_container(&replica), holder);
+
     // An engine restart stops both: the replica starts again in the same holder.
     docker(&["stop", "-t", "0", &replica]);
     docker(&["stop", "-t", "0", &holder]);

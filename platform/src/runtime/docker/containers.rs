@@ -13,7 +13,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, KillContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions,
+    LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use futures_util::{Stream, StreamExt};
 
@@ -146,8 +146,24 @@ impl DockerEngine {
     /// no retry mends: the caller replaces it instead.
     ///
     /// A replica whose holder stopped (the engine restarted) cannot start: the holder is
-    /// started first and the start tried again; one whose holder is gone is replaced.
+    /// started first and the start tried again; one whose holder is gone is replaced. One
+    /// still running after its holder stopped (listed as not running: its network went with
+    /// the holder's) is stopped first, or the engine would take the start for done.
     pub(super) async fn start_instance(&self, id: &str) -> Result<bool, RuntimeError> {
+        if let Some(holder) = self.running_without_holder(id).await? {
+            let options = StopContainerOptions {
+                t: Some(0),
+                signal: None,
+            };
+            match self.docker.stop_container(id, Some(options)).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+            if !self.start_holder(&holder).await? {
+                return Ok(false);
+            }
+        }
         let refused = match self.docker.start_container(id, None).await {
             Ok(()) => return Ok(true),
             Err(e) if is_not_found(&e) || is_being_removed(&e) => return Ok(false),
@@ -168,6 +184,23 @@ impl DockerEngine {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) || is_being_removed(&e) => Ok(false),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The holder of replica `id` when the replica runs and its holder does not.
+    async fn running_without_holder(&self, id: &str) -> Result<Option<String>, RuntimeError> {
+        let c = match self.docker.inspect_container(id, None).await {
+            Ok(c) => c,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let running = c.state.and_then(|s| s.running).unwrap_or(false);
+        let mode = c.host_config.and_then(|h| h.network_mode);
+        match holder_of(mode.as_deref()) {
+            Some(holder) if running && self.holder_ip(holder).await?.is_none() => {
+                Ok(Some(holder.to_owned()))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -279,13 +312,17 @@ impl DockerEngine {
             .host_config
             .as_ref()
             .and_then(|h| h.network_mode.as_deref());
-        let ip = match holder_of(mode) {
+        let (ip, in_holder) = match holder_of(mode) {
             Some(holder) => match holder_ips.get(holder) {
-                Some(ip) => Some(*ip),
-                None => self.holder_ip(holder).await?,
+                Some(ip) => (Some(*ip), true),
+                None => (self.holder_ip(holder).await?, true),
             },
-            None => first_ip(c.network_settings.and_then(|n| n.networks)),
+            None => (first_ip(c.network_settings.and_then(|n| n.networks)), false),
         };
+        // A replica whose holder stopped under it (stopped by hand, or killed) runs on with
+        // no network: it serves nothing, so it is listed as not running, and started again
+        // (`start_instance`).
+        let running = state.running.unwrap_or(false) && !(in_holder && ip.is_none());
         Ok(Some(InstanceInfo {
             id: c.id.unwrap_or_default(),
             name: c
@@ -294,7 +331,7 @@ impl DockerEngine {
                 .trim_start_matches('/')
                 .to_owned(),
             labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
-            running: state.running.unwrap_or(false),
+            running,
             exit_code: state.exit_code,
             oom_killed: state.oom_killed.unwrap_or(false),
             started_at: state.started_at.unwrap_or_default(),
