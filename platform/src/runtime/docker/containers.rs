@@ -150,7 +150,13 @@ impl DockerEngine {
     /// still running after its holder stopped (listed as not running: its network went with
     /// the holder's) is stopped first, or the engine would take the start for done.
     pub(super) async fn start_instance(&self, id: &str) -> Result<bool, RuntimeError> {
-        if let Some(holder) = self.running_without_holder(id).await? {
+        let cut_off = self
+            .cut_off
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+        // Checked only for those (a new replica's first start, on every deploy's path, is not).
+        if cut_off && let Some(holder) = self.running_without_holder(id).await? {
             let options = StopContainerOptions {
                 t: Some(0),
                 signal: None,
@@ -219,6 +225,10 @@ impl DockerEngine {
 
     /// Removes an instance's container, running or not, and then its holder; absent is fine.
     pub(super) async fn remove_instance(&self, id: &str) -> Result<(), RuntimeError> {
+        self.cut_off
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
         let mode = match self.docker.inspect_container(id, None).await {
             Ok(c) => c.host_config.and_then(|h| h.network_mode),
             Err(e) if is_not_found(&e) => return Ok(()),
@@ -322,9 +332,17 @@ impl DockerEngine {
         // A replica whose holder stopped under it (stopped by hand, or killed) runs on with
         // no network: it serves nothing, so it is listed as not running, and started again
         // (`start_instance`).
-        let running = state.running.unwrap_or(false) && !(in_holder && ip.is_none());
+        let cut_off = state.running.unwrap_or(false) && in_holder && ip.is_none();
+        let running = state.running.unwrap_or(false) && !cut_off;
+        let id = c.id.unwrap_or_default();
+        if cut_off {
+            self.cut_off
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id.clone());
+        }
         Ok(Some(InstanceInfo {
-            id: c.id.unwrap_or_default(),
+            id,
             name: c
                 .name
                 .unwrap_or_default()

@@ -90,6 +90,9 @@ pub struct DockerEngine {
     holder_claims: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
     /// Per network, held while its spare holder is made or its holders removed ([`holders`]).
     spare_work: std::sync::Arc<SpareWork>,
+    /// Replicas last listed running in a holder that was not: their start stops them first
+    /// (`containers::start_instance`), and only theirs, so a first start costs no inspection.
+    cut_off: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 type SpareWork =
@@ -124,6 +127,7 @@ impl DockerEngine {
             holder_image: Default::default(),
             holder_claims: Default::default(),
             spare_work: Default::default(),
+            cut_off: Default::default(),
         })
     }
 }
