@@ -432,10 +432,13 @@ impl Config {
             } else {
                 args.swarm_node_engines
             },
+            network_holders: args.network_holders.or(file.network_holders),
         })?;
         // Swarm's overlays come from a pool of their own (see `runtime::SWARM_NETWORK_POOL`).
         let (pool_default, prefix_default) = match runtime {
-            runtime::RuntimeChoice::Docker => (DEFAULT_NETWORK_POOL, DEFAULT_NETWORK_SUBNET_PREFIX),
+            runtime::RuntimeChoice::Docker(_) => {
+                (DEFAULT_NETWORK_POOL, DEFAULT_NETWORK_SUBNET_PREFIX)
+            }
             runtime::RuntimeChoice::Swarm(_) => (
                 runtime::SWARM_NETWORK_POOL,
                 runtime::SWARM_NETWORK_SUBNET_PREFIX,

@@ -247,10 +247,15 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     });
     // Docker first: without an engine nothing can run, and nothing has been written yet.
     let (runtime, swarm): (Arc<dyn runtime::Runtime>, _) = match &config.runtime {
-        config::runtime::RuntimeChoice::Docker => (
-            Arc::new(runtime::docker::DockerEngine::connect(&config.docker_socket).await?),
-            None,
-        ),
+        config::runtime::RuntimeChoice::Docker(choice) => {
+            let engine = runtime::docker::DockerEngine::connect(&config.docker_socket).await?;
+            let engine = if choice.network_holders {
+                engine
+            } else {
+                engine.without_holders()
+            };
+            (Arc::new(engine), None)
+        }
         config::runtime::RuntimeChoice::Swarm(choice) => {
             if choice.registry_credentials.is_none() {
                 // Tasks reach the nodes' network (their egress), so the registry too.

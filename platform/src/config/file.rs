@@ -58,6 +58,7 @@ pub(super) struct FileConfig {
     pub(super) tenant_max_containers: Option<u64>,
     pub(super) refuse_root_images: Option<bool>,
     pub(super) host_firewall: Option<bool>,
+    pub(super) network_holders: Option<bool>,
     pub(super) network_pool: Option<String>,
     pub(super) network_subnet_prefix: Option<u8>,
     pub(super) login_user_failures: Option<u32>,

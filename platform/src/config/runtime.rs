@@ -12,9 +12,17 @@ use super::{ConfigError, invalid};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeChoice {
     /// Containers on the engine at `docker_socket`.
-    Docker,
+    Docker(DockerChoice),
     /// Services on the Swarm whose manager's engine is at `docker_socket`.
     Swarm(SwarmChoice),
+}
+
+/// The local engine's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerChoice {
+    /// Each replica joins a network holder's namespace (`runtime::docker::holders`): faster
+    /// starts for one more small container per replica. Off, replicas join their network.
+    pub network_holders: bool,
 }
 
 /// The Swarm runtime's settings.
@@ -52,6 +60,7 @@ pub struct RuntimeSettings {
     pub swarm_platform_address: Option<String>,
     /// `ADDR=SOCKET` entries.
     pub swarm_node_engines: Vec<String>,
+    pub network_holders: Option<bool>,
 }
 
 /// Validates the runtime settings.
@@ -69,9 +78,18 @@ pub fn runtime_choice(s: RuntimeSettings) -> Result<RuntimeChoice, ConfigError> 
             if let Some((name, _)) = swarm_only.into_iter().find(|(_, set)| *set) {
                 return Err(invalid(name, "(set)", "applies only with runtime = swarm"));
             }
-            Ok(RuntimeChoice::Docker)
+            Ok(RuntimeChoice::Docker(DockerChoice {
+                network_holders: s.network_holders.unwrap_or(true),
+            }))
         }
         "swarm" => {
+            if s.network_holders.is_some() {
+                return Err(invalid(
+                    "network_holders",
+                    "(set)",
+                    "applies only with runtime = docker (Swarm's tasks join their overlay network themselves)",
+                ));
+            }
             let registry = s.registry.ok_or_else(|| {
                 invalid(
                     "registry",
@@ -184,7 +202,19 @@ mod tests {
     fn decides_the_runtime_or_names_the_setting_to_fix() {
         assert_eq!(
             runtime_choice(RuntimeSettings::default()).unwrap(),
-            RuntimeChoice::Docker
+            RuntimeChoice::Docker(DockerChoice {
+                network_holders: true
+            })
+        );
+        assert_eq!(
+            runtime_choice(RuntimeSettings {
+                network_holders: Some(false),
+                ..Default::default()
+            })
+            .unwrap(),
+            RuntimeChoice::Docker(DockerChoice {
+                network_holders: false
+            })
         );
         let RuntimeChoice::Swarm(s) = runtime_choice(swarm()).unwrap() else {
             panic!("swarm")
@@ -286,6 +316,13 @@ mod tests {
                     ..swarm()
                 },
                 "BERTH_REGISTRY_PASSWORD",
+            ),
+            (
+                RuntimeSettings {
+                    network_holders: Some(true),
+                    ..swarm()
+                },
+                "network_holders",
             ),
         ];
         for (settings, name) in cases {

@@ -146,6 +146,24 @@ fn limits_parse_from_the_file_and_unset_ones_stay_for_the_host() {
 }
 
 #[test]
+fn network_holders_come_from_the_file_unless_a_flag_says_otherwise() {
+    let holders = |args: ServeArgs, text: &str| {
+        let file: FileConfig = toml::from_str(text).unwrap();
+        match Config::merge(args, file, None).unwrap().runtime {
+            runtime::RuntimeChoice::Docker(choice) => choice.network_holders,
+            runtime::RuntimeChoice::Swarm(_) => panic!("swarm"),
+        }
+    };
+    assert!(holders(ServeArgs::default(), ""));
+    assert!(!holders(ServeArgs::default(), "network_holders = false"));
+    let on = ServeArgs {
+        network_holders: Some(true),
+        ..ServeArgs::default()
+    };
+    assert!(holders(on, "network_holders = false"));
+}
+
+#[test]
 fn weak_admin_passwords_are_config_errors() {
     let cases = [
         ("Admin-Passw0rd", true),

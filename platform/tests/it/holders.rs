@@ -138,3 +138,54 @@ fn replicas_run_in_holders_that_go_with_them() {
         .then_some(())
     });
 }
+
+#[test]
+fn with_holders_off_replicas_join_their_network() {
+    let hello = HelloLease::acquire();
+    let (cleanup, server) = start_server(&["--network-holders", "false"]);
+    let installation = installation(&cleanup).to_owned();
+    let owner = create_tenant(&server, "noholders");
+    let app = deploy(
+        &server,
+        &owner,
+        &hello.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let status = wait_ready(&server, &owner, &app, 1);
+    let replica = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    let ip = instances(&status)[0]["ip"].as_str().unwrap().to_owned();
+
+    // The replica is on the deployment network itself, at the address the status gives, and
+    // no holder was made for it or as a spare.
+    assert_eq!(network_container(&replica), replica);
+    let network = networks_of(&installation);
+    assert_eq!(network.len(), 1);
+    let on = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.NetworkID}} {{.IPAddress}}{{end}}",
+        &replica,
+    ]);
+    assert!(on.starts_with(&network[0]), "{on} / {network:?}");
+    assert!(on.ends_with(&format!(" {ip}")), "{on} / {ip}");
+    let name = crate::fixture::app_name(&server, &owner, &app);
+    server
+        .req("GET", &format!("/service/{name}/hello"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200);
+    // A replica replaced (its container gone) comes back the same way.
+    docker(&["rm", "-f", &replica]);
+    let status = wait_for(SETTLE, "a replacement replica", || {
+        let status = wait_ready(&server, &owner, &app, 1);
+        (instances(&status)[0]["name"] != replica.as_str()).then_some(status)
+    });
+    let replacement = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    assert_eq!(network_container(&replacement), replacement);
+    assert!(
+        holders(&installation).is_empty(),
+        "{:?}",
+        holders(&installation)
+    );
+}

@@ -92,10 +92,11 @@ pub fn holder_of(network_mode: Option<&str>) -> Option<&str> {
 }
 
 impl DockerEngine {
-    /// The holder image, imported on first use; None on an architecture Berth has no holder
-    /// program for (its replicas then join their network directly).
+    /// The holder image, imported on first use; None with holders turned off or on an
+    /// architecture Berth has no holder program for (replicas then join their network
+    /// directly).
     pub(super) async fn holder_image(&self) -> Result<Option<String>, RuntimeError> {
-        let Some(program) = holder_image::program() else {
+        let Some(program) = holder_image::program().filter(|_| self.holders) else {
             return Ok(None);
         };
         let reference = holder_image::reference(&program);

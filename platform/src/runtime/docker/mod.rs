@@ -93,6 +93,8 @@ pub struct DockerEngine {
     /// Replicas last listed running in a holder that was not: their start stops them first
     /// (`containers::start_instance`), and only theirs, so a first start costs no inspection.
     cut_off: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Whether new replicas get holders; those of replicas made before stay theirs.
+    holders: bool,
 }
 
 type SpareWork =
@@ -128,7 +130,17 @@ impl DockerEngine {
             holder_claims: Default::default(),
             spare_work: Default::default(),
             cut_off: Default::default(),
+            holders: true,
         })
+    }
+
+    /// New replicas join their network directly, without a holder ([`holders`]); a replica
+    /// already in one runs on in it until it is replaced.
+    pub fn without_holders(self) -> DockerEngine {
+        DockerEngine {
+            holders: false,
+            ..self
+        }
     }
 }
 
