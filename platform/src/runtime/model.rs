@@ -60,6 +60,10 @@ pub struct InstanceInfo {
     pub removing: bool,
     /// The node it runs on, for a runtime with several (None on the local engine).
     pub node: Option<String>,
+    /// Why a cluster runtime has placed it on no node yet (Swarm: the scheduler's error for a
+    /// pending task, such as no node with the memory it reserves). It has not run, so it is
+    /// no exit, and only the cluster can start it, once a node has room.
+    pub unplaced: Option<String>,
 }
 
 /// A deployment's network to create.

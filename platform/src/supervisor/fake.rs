@@ -64,6 +64,7 @@ impl FakeRuntime {
             ip: None,
             removing: false,
             node: None,
+            unplaced: None,
         };
         self.lock().insert(id.to_owned(), info);
     }

@@ -83,6 +83,7 @@ impl Supervisor {
         let oom_kills = entry.oom_kills.clone();
         let (mut active, mut unhealthy, mut restarts, mut available) = (0u32, 0u32, 0u32, 0u32);
         let mut crash_loop = false;
+        let mut unplaced = false;
         let mut instances = Vec::new();
         for c in converged.kept.values().chain(converged.old.iter()) {
             let instance = self.state.instances.get(&c.id);
@@ -100,6 +101,7 @@ impl Supervisor {
             }
             let status = self.instance_status(dep, c, instance, ready, now);
             crash_loop |= status.state == InstanceState::CrashLoopBackOff && current;
+            unplaced |= status.state == InstanceState::Pending && current;
             restarts += status.restarts;
             if status.last_failure.is_some() {
                 last_failure = status.last_failure.clone();
@@ -130,7 +132,11 @@ impl Supervisor {
                 oom_kills,
                 autoscaler,
             },
-            reason: crash_loop.then_some(DeploymentReason::CrashLoopBackOff),
+            reason: if crash_loop {
+                Some(DeploymentReason::CrashLoopBackOff)
+            } else {
+                unplaced.then_some(DeploymentReason::Unschedulable)
+            },
             last_failure,
             starting,
             instances,
@@ -167,7 +173,11 @@ impl Supervisor {
         let probing = instance
             .filter(|_| c.running && !ready)
             .and_then(|i| i.probes().last_failure);
-        let state = InstanceState::of(c.running, unresponsive.is_some(), waiting, looping);
+        let state = if c.unplaced.is_some() {
+            InstanceState::Pending
+        } else {
+            InstanceState::of(c.running, unresponsive.is_some(), waiting, looping)
+        };
         let usage = instance
             .map(|i| i.usage.lock().unwrap_or_else(|p| p.into_inner()).clone())
             .filter(|_| c.running)

@@ -18,6 +18,8 @@ pub enum InstanceState {
     /// Stopped, waiting out a restart back-off.
     Waiting,
     Stopped,
+    /// Never ran: the cluster has no node that can run it yet.
+    Pending,
 }
 
 impl InstanceState {
@@ -29,6 +31,7 @@ impl InstanceState {
             InstanceState::CrashLoopBackOff => "CRASH_LOOP_BACK_OFF",
             InstanceState::Waiting => "WAITING",
             InstanceState::Stopped => "STOPPED",
+            InstanceState::Pending => "PENDING",
         }
     }
 
@@ -90,6 +93,8 @@ pub enum DeploymentReason {
     CrashLoopBackOff,
     /// Its network could not be made: no instance can run (waiting will not fix it).
     CannotCreateNetwork,
+    /// Some of its current revision's replicas wait for a node with room (a cluster).
+    Unschedulable,
 }
 
 impl DeploymentReason {
@@ -97,6 +102,7 @@ impl DeploymentReason {
         match self {
             DeploymentReason::CrashLoopBackOff => "CrashLoopBackOff",
             DeploymentReason::CannotCreateNetwork => "CannotCreateNetwork",
+            DeploymentReason::Unschedulable => "Unschedulable",
         }
     }
 }
@@ -210,11 +216,11 @@ pub fn alarms_of(deployments: &[DeploymentStatus]) -> Alarms {
     for d in deployments.iter().filter(|d| !d.starting) {
         let name = d.tenant.as_deref().unwrap_or(crate::routing::SHARED);
         if d.available == 0 {
-            match d
-                .last_failure
-                .as_deref()
-                .filter(|_| d.reason == Some(DeploymentReason::CannotCreateNetwork))
-            {
+            let says_why = matches!(
+                d.reason,
+                Some(DeploymentReason::CannotCreateNetwork | DeploymentReason::Unschedulable)
+            );
+            match d.last_failure.as_deref().filter(|_| says_why) {
                 Some(why) => down.push(format!("{name} ({why})")),
                 None => down.push(name.to_owned()),
             }

@@ -360,6 +360,7 @@ impl DockerEngine {
             ip,
             removing,
             node: None,
+            unplaced: None,
         }))
     }
 

@@ -323,10 +323,12 @@ pub(super) fn info_of(
         } else {
             String::new()
         },
-        finished_at: (!slot.running).then(|| slot.since.clone()),
+        // A task never placed has not run: no exit for the supervisor to count.
+        finished_at: (!slot.running && slot.unplaced().is_none()).then(|| slot.since.clone()),
         ip: slot.running.then_some(ip),
         removing: false,
         node: Some(slot.node.clone()),
+        unplaced: slot.unplaced().map(str::to_owned),
     }
 }
 

@@ -240,6 +240,15 @@ fn slot_of(service: &str, slot: i64, t: &Task, nodes: &HashMap<String, NodeView>
     }
 }
 
+impl Slot {
+    /// The scheduler's reason while it can place the slot's task on no node: a pending task
+    /// given no node, with an error (shown instead of being taken for a run that ended).
+    pub fn unplaced(&self) -> Option<&str> {
+        (self.node_id.is_empty() && !self.running && !self.starting && !self.message.is_empty())
+            .then_some(self.message.as_str())
+    }
+}
+
 /// The relay's published host port on each node, from the relay service's tasks.
 pub fn relay_ports(tasks: &[Task]) -> HashMap<String, u16> {
     tasks
@@ -428,6 +437,22 @@ mod tests {
         let s = &slots("svc", 1, &[pending], &cluster())[0];
         assert!(!s.starting && !s.running);
         assert_eq!(s.message, "no suitable node");
+        assert_eq!(s.unplaced(), Some("no suitable node"));
+    }
+
+    #[test]
+    fn only_a_task_without_a_node_is_unplaced() {
+        use TaskState::*;
+        let mut failed = task("f", 1, "n1", FAILED, SHUTDOWN, 2);
+        failed.status.as_mut().unwrap().err = Some("task: non-zero exit (1)".into());
+        let mut lost = task("l", 1, "n2", RUNNING, RUNNING, 3);
+        lost.node_id = Some("gone".into());
+        let mut waiting = task("w", 1, "", PENDING, RUNNING, 4);
+        waiting.status.as_mut().unwrap().container_status = None;
+        for (t, unplaced) in [(failed, false), (lost, false), (waiting, false)] {
+            let s = &slots("svc", 1, std::slice::from_ref(&t), &cluster())[0];
+            assert_eq!(s.unplaced().is_some(), unplaced, "{s:?}");
+        }
     }
 
     #[test]

@@ -308,4 +308,47 @@ mod tests {
             );
         }
     }
+
+    /// A replica a cluster cannot place yet is neither started, nor counted as an exit, nor
+    /// replaced: the status says it is pending, and why.
+    #[tokio::test]
+    async fn a_replica_no_node_can_run_is_pending_not_crashing() {
+        use crate::supervisor::status::{DeploymentReason, InstanceState};
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = std::sync::Arc::new(FakeRuntime::default());
+        let mut sup = supervisor(std::sync::Arc::clone(&runtime), dir.path());
+        let dep = deployment();
+        runtime.add("c0", &dep.key.to_string(), &dep.revision, 0);
+        let why = "no suitable node (insufficient resources on 3 nodes)";
+        runtime.lock().get_mut("c0").unwrap().unplaced = Some(why.to_owned());
+        let mut converged = None;
+        for _ in 0..3 {
+            let listed = runtime.lock().values().cloned().collect::<Vec<_>>();
+            let mut part = sup
+                .state
+                .take_part(&dep.key, ["c0"].into_iter(), Instant::now());
+            let done = sup
+                .converge(&mut part, &dep, "net", HashMap::new(), listed, &[])
+                .await;
+            sup.state.put_part(dep.key.clone(), part);
+            assert_eq!(done.kept.get(&0).map(|c| c.id.as_str()), Some("c0"));
+            converged = Some(done);
+        }
+        assert_eq!(runtime.created.load(Ordering::SeqCst), 0);
+        assert!(!runtime.lock()["c0"].running, "started");
+        let converged = converged.unwrap();
+        let status = sup.deployment_status(&dep, &converged);
+        assert_eq!(status.reason, Some(DeploymentReason::Unschedulable));
+        assert_eq!(status.restarts, 0);
+        let instance = &status.instances[0];
+        assert_eq!(instance.state, InstanceState::Pending);
+        assert!(
+            instance
+                .last_failure
+                .as_deref()
+                .is_some_and(|f| f.contains(why)),
+            "{instance:?}"
+        );
+        assert_eq!(status.last_failure, instance.last_failure);
+    }
 }

@@ -69,6 +69,13 @@ impl Supervisor {
             .instances
             .entry(c.id.clone())
             .or_insert_with(|| Instance::new(dep.key.application_id, &c.name));
+        // Not placed by the cluster yet: nothing ran, nothing to start (the cluster starts it
+        // once a node has room); the status says why.
+        if let Some(why) = &c.unplaced {
+            instance.running_since = None;
+            instance.last_failure = Some(format!("No node can run it yet: {why}"));
+            return Tended::Kept(c);
+        }
         if !c.running {
             instance.running_since = None;
             if !instance.probed_run.is_empty() {

@@ -149,4 +149,26 @@ fn swarm_backs_off_a_crash_loop_and_leaves_healthy_services_alone() {
     assert_eq!(restart_delay(&lab, &healthy_service), Some(200_000_000));
     let s = status(&server, &owner, &healthy);
     assert_eq!(s["deployments"][0]["active"], 1, "{s}");
+
+    // A service that reserves more memory than any one node has (the defaults' maxima are
+    // the cluster's sums, so it is accepted): pending, and the status says why, rather than a
+    // crash loop of a replica that never ran.
+    let node_memory: u64 = manager(&lab, &["info", "--format", "{{.MemTotal}}"])
+        .parse()
+        .expect("the node's memory");
+    let mut big: serde_json::Value =
+        serde_json::from_str(&manifest("MULTI_TENANT", 1, json!({}))).unwrap();
+    big["resources"]["memory"] = json!(format!("{}M", (node_memory / 2 * 3) >> 20));
+    let unplaceable = deploy(&server, &owner, &hello, &big.to_string());
+    subscribe(&server, &owner.id, &unplaceable).expect(201);
+    let pending = wait_for(Duration::from_secs(120), "a pending replica", || {
+        let s = status(&server, &owner, &unplaceable);
+        (s["deployments"][0]["instances"][0]["state"] == "PENDING").then_some(s)
+    });
+    eprintln!("swarm restarts: unplaceable status {pending}");
+    let d = &pending["deployments"][0];
+    assert_eq!(d["reason"], "Unschedulable", "{pending}");
+    assert_eq!(d["restarts"], 0, "{pending}");
+    let why = d["lastFailure"].as_str().unwrap_or_default();
+    assert!(why.contains("no suitable node"), "{pending}");
 }

@@ -425,9 +425,9 @@ fn swarm_runs_a_deployment_spread_isolated_and_survives_a_node_loss() {
             healed.elapsed()
         );
 
-        // A service whose tasks never start (here: no node has the memory it reserves) is
-        // listed by no instance; removing its network, as the supervisor does once nothing
-        // desired is on it, removes the service too.
+        // A service whose tasks no node can run (here: none has the memory it reserves) is
+        // listed as unplaced, with the scheduler's reason; removing its network, as the
+        // supervisor does once nothing desired is on it, removes the service too.
         rt.create_network(&net("swit-c", "10.214.0.192/26"))
             .await
             .unwrap();
@@ -449,6 +449,21 @@ fn swarm_runs_a_deployment_spread_isolated_and_survives_a_node_loss() {
             )
         };
         assert!(!on_c().trim().is_empty(), "no service on swit-c");
+        // The scheduler's reason shows on the slot, which never ran (no exit to count).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let listed = rt.instances(&[("berth.deployment", "1/c")]).await.unwrap();
+            if let [one] = listed.as_slice()
+                && one.unplaced.is_some()
+            {
+                assert!(!one.running && one.finished_at.is_none(), "{one:?}");
+                let why = one.unplaced.as_deref().unwrap_or_default();
+                assert!(why.contains("no suitable node"), "{one:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "1/c unplaced: {listed:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         gone(&rt, "swit-c", || rt.remove_network("swit-c")).await;
         assert_eq!(on_c().trim(), "", "a service stays on the removed network");
 
