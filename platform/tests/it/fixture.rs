@@ -189,6 +189,12 @@ impl Server {
         Server::launch(data_dir, tmp, options)
     }
 
+    /// [`Server::restart`] with `extra` added to its arguments (each flag it had not yet).
+    pub fn restart_with_args(mut self, extra: &[&str]) -> Server {
+        (self.options.extra_args).extend(extra.iter().map(|s| (*s).to_owned()));
+        self.restart()
+    }
+
     /// Kills the server (SIGKILL: no cleanup, like a crash); `restart` starts it again.
     pub fn crash(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -189,3 +189,51 @@ fn with_holders_off_replicas_join_their_network() {
         holders(&installation)
     );
 }
+
+#[test]
+fn turned_off_holders_keep_their_replicas_and_lose_their_spares() {
+    let hello = HelloLease::acquire();
+    let (cleanup, server) = start_server(&[]);
+    let installation = installation(&cleanup).to_owned();
+    let owner = create_tenant(&server, "holdersoff");
+    let app = deploy(
+        &server,
+        &owner,
+        &hello.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let status = wait_ready(&server, &owner, &app, 1);
+    let replica = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    let holder = network_container(&replica);
+    assert_ne!(holder, replica, "the replica joined no holder");
+    wait_for(SETTLE, "one spare holder", || {
+        (spares(&installation) == 1).then_some(())
+    });
+
+    // Restarted with holders off: the spare goes, the replica runs on in its holder.
+    let server = server.restart_with_args(&["--network-holders", "false"]);
+    wait_for(SETTLE, "the spare removed", || {
+        let left = holders(&installation);
+        (left.len() == 1 && !left[0].0.contains("-spare-")).then_some(())
+    });
+    let status = wait_ready(&server, &owner, &app, 1);
+    assert_eq!(instances(&status)[0]["name"], replica.as_str());
+    assert_eq!(network_container(&replica), holder);
+
+    // Unsubscribed: the replica and its holder go, and the network.
+    server
+        .req(
+            "DELETE",
+            &format!("/tenant/tenants/{}/applications/{app}", owner.id),
+        )
+        .basic(crate::fixture::MGMT_ADMIN, crate::fixture::ADMIN_PASSWORD)
+        .send()
+        .expect(204);
+    wait_for(SETTLE, "nothing of the deployment left", || {
+        (holders(&installation).is_empty()
+            && containers_of(&installation).is_empty()
+            && networks_of(&installation).is_empty())
+        .then_some(())
+    });
+}

@@ -244,6 +244,44 @@ impl DockerEngine {
         });
     }
 
+    /// With holders off, the spares an earlier start made (one per network, carrying
+    /// `labels`) serve nobody and keep an address and a few MB each: removed once per process
+    /// (tried again at the next call if that fails).
+    pub(super) async fn drop_spares_once(&self, labels: &[(&str, &str)]) {
+        use std::sync::atomic::Ordering;
+        if self.holders || self.spares_dropped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut filters = label_filter(labels);
+        filters
+            .entry("label".to_owned())
+            .or_default()
+            .push(LABEL_HOLDER.to_owned());
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let dropped = async {
+            for c in self.docker.list_containers(Some(options)).await? {
+                let network = c.labels.as_ref().and_then(|l| l.get(LABEL_HOLDER));
+                let spare = c
+                    .names
+                    .iter()
+                    .flatten()
+                    .any(|name| network.is_some_and(|network| is_spare(name, network)));
+                if let (true, Some(id)) = (spare, c.id.as_deref()) {
+                    self.remove_container(id).await?;
+                }
+            }
+            Ok::<_, RuntimeError>(())
+        };
+        if let Err(e) = dropped.await {
+            tracing::debug!("spare network holders not removed: {e}");
+            self.spares_dropped.store(false, Ordering::SeqCst);
+        }
+    }
+
     /// The lock a network's spare holder is made under.
     fn spare_work(&self, network: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
         let mut work = self

@@ -95,6 +95,8 @@ pub struct DockerEngine {
     cut_off: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Whether new replicas get holders; those of replicas made before stay theirs.
     holders: bool,
+    /// With holders off: whether the spares an earlier start made were removed ([`holders`]).
+    spares_dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 type SpareWork =
@@ -131,6 +133,7 @@ impl DockerEngine {
             spare_work: Default::default(),
             cut_off: Default::default(),
             holders: true,
+            spares_dropped: Default::default(),
         })
     }
 
@@ -187,8 +190,12 @@ impl Runtime for DockerEngine {
         Box::pin(self.network(name))
     }
 
+    /// With holders off, also removes the spares an earlier start made, once.
     fn networks<'a>(&'a self, labels: &'a [(&'a str, &'a str)]) -> Pending<'a, Vec<NetworkInfo>> {
-        Box::pin(self.networks(labels))
+        Box::pin(async move {
+            self.drop_spares_once(labels).await;
+            self.networks(labels).await
+        })
     }
 
     fn create_network<'a>(&'a self, spec: &'a NetworkSpec) -> Pending<'a, NetworkInfo> {
