@@ -2,7 +2,8 @@
 //! usage samples (the memory the status shows, the autoscaler's input), a live log stream,
 //! the OOM-kill record of a task Swarm restarted, CPU autoscaling by the service's replica
 //! count (up, and down without a failed request), the kill of a task that fails its liveness
-//! probe (recorded as a liveness failure), and exec probes.
+//! probe (recorded as a liveness failure), and exec probes (one whose command hangs leaves one
+//! process, not one per period).
 
 use std::time::Duration;
 
@@ -279,6 +280,59 @@ fn swarm_node_engines_give_usage_samples_oom_records_autoscaling_and_liveness_ki
     assert!(
         failure.contains("/hello"),
         "the exec probe's command: {restarted}"
+    );
+
+    // An exec probe whose command hangs outlives its attempt (no engine can kill an exec): on
+    // the task's node too, Berth starts no other while it runs (asking that node's engine), so
+    // the container holds one such process, not one per period.
+    let _lease = crate::supervisor::HelloLease::acquire(); // builds the framing binary
+    let framing = crate::proxy_framing::FramingImage::build();
+    let period = Duration::from_secs(5);
+    let probes = json!({"readinessProbe": {
+        "exec": {"command": ["/framing", "hang"]},
+        "periodSeconds": period.as_secs(), "timeoutSeconds": 1, "failureThreshold": 3,
+    }});
+    let hangs = deploy(
+        &server,
+        &owner,
+        &framing.image,
+        &manifest("MULTI_TENANT", 1, probes),
+    );
+    subscribe(&server, &owner.id, &hangs).expect(201);
+    let label = format!("label=berth.app={hangs}");
+    let hanging = |node: u32, container: &str| {
+        lab.docker(node, &["top", container])
+            .lines()
+            .filter(|l| l.contains("framing hang"))
+            .count()
+    };
+    let (node, container) = wait_for(
+        DEADLINE,
+        "a probe command hanging on the task's node",
+        || {
+            (1..=3).find_map(|k| {
+                let ids = lab.docker(k, &["ps", "-q", "--no-trunc", "--filter", &label]);
+                let id = ids.lines().next()?.to_owned();
+                (hanging(k, &id) >= 1).then_some((k, id))
+            })
+        },
+    );
+    let end = std::time::Instant::now() + 5 * period;
+    while std::time::Instant::now() < end {
+        assert_eq!(
+            hanging(node, &container),
+            1,
+            "`framing hang` processes in the task's container on node {node}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let s = status(&server, &owner, &hangs);
+    let failure = s["deployments"][0]["lastFailure"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        failure.contains("is still running"),
+        "the probe says why it fails: {s}"
     );
 }
 
