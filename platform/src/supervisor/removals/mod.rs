@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -20,6 +21,17 @@ use tokio::task::JoinSet;
 use super::plan::Leaving;
 use super::{LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_REVISION};
 use crate::runtime::{InstanceInfo, NetworkInfo, Runtime};
+
+/// How long a network's removal may keep being refused before each refusal is a warning. An
+/// engine refuses a network's removal for a while after its containers went (Swarm: about 14 s
+/// of `500 network … not found` after its services, measured on the lab), and the next pass
+/// tries again: only a refusal that lasts is worth an operator's look.
+const QUIET_REFUSALS: Duration = Duration::from_secs(60);
+
+/// Whether a refusal of a network's removal, refused since `first`, is a warning at `now`.
+fn refusal_worth_a_warning(first: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(first) >= QUIET_REFUSALS
+}
 
 /// A network being removed, as it was listed when its removal began.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +61,8 @@ pub(super) struct Removals {
     /// How many removals talk to the engine at once; the others wait their turn, leaving
     /// already.
     permits: Arc<Semaphore>,
+    /// Networks whose removal the engine refused, by name, with the first refusal's time.
+    refused: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Default for Removals {
@@ -64,6 +78,7 @@ impl Removals {
             leaving: Arc::default(),
             tasks: Mutex::new(JoinSet::new()),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            refused: Arc::default(),
         }
     }
 
@@ -137,14 +152,27 @@ impl Removals {
         drop(leavers);
         let ended = self.ended(Gone::Network(n.name.clone()), wake);
         let (id, name) = (n.id.clone(), n.name.clone());
+        let refused = Arc::clone(&self.refused);
         self.spawn(ended, async move {
             let removed = if with_instances {
                 runtime.remove_network_and_instances(&id).await
             } else {
                 runtime.remove_network(&name).await
             };
-            if let Err(e) = removed {
-                tracing::warn!(network = %name, error = %e, "cannot remove network; a later pass tries again");
+            let now = Instant::now();
+            let mut refusals = lock(&refused);
+            // Names of networks that went some other way are not kept for ever.
+            refusals.retain(|_, first| now.saturating_duration_since(*first) < QUIET_REFUSALS * 60);
+            let Err(e) = removed else {
+                refusals.remove(&name);
+                return;
+            };
+            let first = *refusals.entry(name.clone()).or_insert(now);
+            drop(refusals);
+            if refusal_worth_a_warning(first, now) {
+                tracing::warn!(network = %name, error = %e, refused_for = ?now.duration_since(first), "cannot remove network; a later pass tries again");
+            } else {
+                tracing::debug!(network = %name, error = %e, "network not removed yet; a later pass tries again");
             }
         });
         true

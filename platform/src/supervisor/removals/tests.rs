@@ -226,3 +226,19 @@ async fn a_slot_gets_its_new_instance_once_its_last_one_is_removed() {
         panic!("slot 0 has its new instance");
     };
 }
+
+#[test]
+fn a_network_removal_refused_for_a_while_is_no_warning_yet() {
+    let first = Instant::now();
+    // (seconds since the first refusal, a warning)
+    for (after, warning) in [
+        (0, false),
+        (14, false),
+        (59, false),
+        (60, true),
+        (600, true),
+    ] {
+        let now = first + Duration::from_secs(after);
+        assert_eq!(refusal_worth_a_warning(first, now), warning, "{after} s");
+    }
+}
