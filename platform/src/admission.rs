@@ -8,10 +8,11 @@
 //! A refused connection is closed at once, unread.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use crate::counts::Counts;
 use crate::edge::origin::Cidr;
+use crate::sync::MutexExt;
 
 /// Descriptors kept for everything but client connections (the database, Docker's socket, the
 /// log, upstream pools beyond one per connection, package files).
@@ -80,7 +81,7 @@ impl Admission {
     /// A place for a connection from `ip`, or why there is none.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
         let exempt = self.limits.exempt.iter().any(|c| c.contains(ip));
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.open.locked();
         if open.total >= self.limits.max_connections {
             return Err(Refusal::Full {
                 max: self.limits.max_connections,
@@ -105,20 +106,13 @@ impl Admission {
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .total
+        self.open.locked().total
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut open = self
-            .admission
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.admission.open.locked();
         open.total = open.total.saturating_sub(1);
         if let Some(ip) = self.client {
             open.by_client.leave(&ip);

@@ -8,7 +8,7 @@
 //! and at most one WARN line per [`REPORT_INTERVAL`] says how many came and the latest of each.
 
 use std::fmt::Write as _;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tracing::field::{Field, Visit};
@@ -16,6 +16,8 @@ use tracing::{Event, Level, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer};
+
+use crate::sync::MutexExt;
 
 /// Target of Berth's own load-shedding events (a full password-hash queue).
 pub const SHED_TARGET: &str = "berth::shed";
@@ -158,10 +160,7 @@ impl<S: Subscriber> Layer<S> for Counter {
             text.truncate(crate::truncate::prefix(&text, MESSAGE_LIMIT).len());
             text.push('…');
         }
-        TALLY
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add(kind, text);
+        TALLY.locked().add(kind, text);
     }
 }
 
@@ -176,10 +175,7 @@ pub fn start_reporter() {
                     reason = "a dedicated thread, not a runtime worker"
                 )]
                 std::thread::sleep(REPORT_INTERVAL);
-                let summary = TALLY
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take_summary();
+                let summary = TALLY.locked().take_summary();
                 if let Some(line) = summary {
                     tracing::warn!(target: SUMMARY_TARGET, "{line}");
                 }

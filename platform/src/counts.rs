@@ -7,7 +7,9 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::MutexExt;
 
 #[derive(Debug)]
 pub struct Counts<K> {
@@ -99,7 +101,7 @@ impl<K: Hash + Eq + Clone> Quota<K> {
 
     /// A place for `key`, or which bound refused it.
     pub fn take(self: &Arc<Self>, key: K) -> Result<Place<K>, Over> {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.open.locked();
         if open.0 >= self.total {
             return Err(Over::Total { max: self.total });
         }
@@ -116,11 +118,7 @@ impl<K: Hash + Eq + Clone> Quota<K> {
 
 impl<K: Hash + Eq> Drop for Place<K> {
     fn drop(&mut self) {
-        let mut open = self
-            .quota
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.quota.open.locked();
         open.0 = open.0.saturating_sub(1);
         open.1.leave(&self.key);
     }

@@ -25,6 +25,7 @@ pub(crate) mod series;
 pub(crate) mod storage;
 pub(crate) mod store;
 pub(crate) mod supervisor;
+pub(crate) mod sync;
 pub(crate) mod tls;
 pub(crate) mod truncate;
 

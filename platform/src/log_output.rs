@@ -7,9 +7,11 @@
 
 use std::cell::OnceCell;
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::sync::MutexExt;
 
 /// Longest a line waits in a buffer.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
@@ -23,10 +25,6 @@ static BUFFERS: Mutex<Vec<Buffer>> = Mutex::new(Vec::new());
 
 thread_local! {
     static LOCAL: OnceCell<Buffer> = const { OnceCell::new() };
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn write_out(bytes: &[u8]) {
@@ -43,10 +41,10 @@ impl Write for BatchedStderr {
         LOCAL.with(|local| {
             let buffer = local.get_or_init(|| {
                 let buffer = Buffer::default();
-                lock(&BUFFERS).push(Arc::clone(&buffer));
+                BUFFERS.locked().push(Arc::clone(&buffer));
                 buffer
             });
-            let mut buffer = lock(buffer);
+            let mut buffer = buffer.locked();
             buffer.extend_from_slice(bytes);
             if buffer.len() >= BATCH_BYTES {
                 write_out(&buffer);
@@ -63,9 +61,9 @@ impl Write for BatchedStderr {
 
 /// Writes out every buffer, and forgets the buffers of threads that have exited.
 pub fn flush_all() {
-    let mut buffers = lock(&BUFFERS);
+    let mut buffers = BUFFERS.locked();
     for buffer in buffers.iter() {
-        let mut buffer = lock(buffer);
+        let mut buffer = buffer.locked();
         if !buffer.is_empty() {
             write_out(&buffer);
             buffer.clear();
@@ -90,7 +88,7 @@ impl Flusher {
             .name("berth-log".into())
             .spawn(move || {
                 let (stopped, wake) = &*signal;
-                let mut done = lock(stopped);
+                let mut done = stopped.locked();
                 while !*done {
                     done = wake
                         .wait_timeout(done, FLUSH_INTERVAL)
@@ -106,7 +104,7 @@ impl Flusher {
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        *lock(&self.stop.0) = true;
+        *self.stop.0.locked() = true;
         self.stop.1.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -121,15 +119,15 @@ mod tests {
 
     #[test]
     fn buffers_of_exited_threads_are_written_and_forgotten() {
-        let before = lock(&BUFFERS).len();
+        let before = BUFFERS.locked().len();
         std::thread::spawn(move || {
             // Registers the thread's buffer; empty, so the test prints nothing.
             assert_eq!(BatchedStderr.write(b"").unwrap(), 0);
-            assert_eq!(lock(&BUFFERS).len(), before + 1);
+            assert_eq!(BUFFERS.locked().len(), before + 1);
         })
         .join()
         .unwrap();
         flush_all();
-        assert!(lock(&BUFFERS).len() <= before);
+        assert!(BUFFERS.locked().len() <= before);
     }
 }

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::sync::RwLockExt;
+
 /// What names the shared deployment where a tenant's id would name a dedicated one (in labels,
 /// container and network names, alarms), so no tenant may have it as its id.
 pub const SHARED: &str = "shared";
@@ -142,12 +144,11 @@ impl RoutingTable {
         let list = self
             .inner
             .ready
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .reading()
             .get(key)
             .cloned()
             .unwrap_or_else(|| Arc::from(Vec::new()));
-        let ejected = self.inner.ejected.read().unwrap_or_else(|p| p.into_inner());
+        let ejected = self.inner.ejected.reading();
         if ejected.is_empty() {
             return list;
         }
@@ -156,16 +157,12 @@ impl RoutingTable {
 
     /// True when the supervisor has published `key` (the deployment exists, ready or not).
     pub fn exists(&self, key: &DeploymentKey) -> bool {
-        self.inner
-            .ready
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(key)
+        self.inner.ready.reading().contains_key(key)
     }
 
     /// Replaces the ready list of `key` (ejections of the instances listed still apply).
     pub fn publish(&self, key: DeploymentKey, upstreams: Vec<Upstream>) {
-        let mut map = self.inner.ready.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.inner.ready.writing();
         let unchanged = map
             .get(&key)
             .is_some_and(|current| current.as_ref() == upstreams.as_slice());
@@ -176,20 +173,12 @@ impl RoutingTable {
 
     /// Forgets a deployment (unsubscribed, application deleted).
     pub fn remove(&self, key: &DeploymentKey) {
-        self.inner
-            .ready
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.inner.ready.writing().remove(key);
     }
 
     /// Records (Some) or clears (None) why `key` could not be deployed.
     pub fn set_failure(&self, key: &DeploymentKey, reason: Option<String>) {
-        let mut map = self
-            .inner
-            .failures
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut map = self.inner.failures.writing();
         match reason {
             Some(reason) => {
                 map.insert(key.clone(), reason);
@@ -202,32 +191,20 @@ impl RoutingTable {
 
     /// Why `key` could not be deployed, if it could not.
     pub fn failure(&self, key: &DeploymentKey) -> Option<String> {
-        self.inner
-            .failures
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
+        self.inner.failures.reading().get(key).cloned()
     }
 
     /// Forgets the failures of deployments no longer wanted.
     pub fn forget_failures_except(&self, keys: &HashSet<&DeploymentKey>) {
         self.inner
             .failures
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+            .writing()
             .retain(|k, _| keys.contains(k));
     }
 
     /// Every published deployment (for the supervisor's bookkeeping and for tests).
     pub fn keys(&self) -> Vec<DeploymentKey> {
-        self.inner
-            .ready
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.inner.ready.reading().keys().cloned().collect()
     }
 
     /// The proxy reports that `instance` failed a request (refused, reset, timed out): it
@@ -236,11 +213,7 @@ impl RoutingTable {
     pub fn eject(&self, instance: &str, reason: String, period: Duration) {
         let now = Instant::now();
         let fresh = {
-            let mut ejected = self
-                .inner
-                .ejected
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut ejected = self.inner.ejected.writing();
             match ejected.get_mut(instance).filter(|e| e.until > now) {
                 Some(current) => {
                     current.until = now + period;
@@ -268,8 +241,7 @@ impl RoutingTable {
     pub fn ejection(&self, instance: &str) -> Option<Ejection> {
         self.inner
             .ejected
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .reading()
             .get(instance)
             .filter(|e| e.until > Instant::now())
             .cloned()
@@ -277,11 +249,7 @@ impl RoutingTable {
 
     /// Ends the ejection of `instance`: its probe task saw it ready (again).
     pub fn readmit(&self, instance: &str) {
-        self.inner
-            .ejected
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(instance);
+        self.inner.ejected.writing().remove(instance);
     }
 
     /// Drops ejections of instances that no longer exist, and those whose period is over.
@@ -289,8 +257,7 @@ impl RoutingTable {
         let now = Instant::now();
         self.inner
             .ejected
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+            .writing()
             .retain(|name, e| existing.contains(name) && e.until > now);
     }
 

@@ -8,7 +8,7 @@
 //! by an ACME client or cert-manager-style tooling needs no downtime.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -18,6 +18,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use crate::sync::RwLockExt;
 
 /// Where the server certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,13 +174,13 @@ impl ReloadingCert {
     pub fn check(&self, force: bool) -> Reload {
         let stamp = Stamp::of(&self.cert_path, &self.key_path);
         {
-            let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+            let current = self.current.reading();
             if !force && current.stamp == stamp {
                 return Reload::Unchanged;
             }
         }
         let result = load_pair(&self.cert_path, &self.key_path);
-        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self.current.writing();
         // A failed pair is not retried until the files change again (no log line every check).
         current.stamp = stamp;
         match result {
@@ -192,7 +194,7 @@ impl ReloadingCert {
 
     /// The pair new handshakes get.
     pub fn current(&self) -> Arc<CertifiedKey> {
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        let current = self.current.reading();
         Arc::clone(&current.certified)
     }
 }

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::principal::Principal;
+use crate::sync::MutexExt;
 
 /// Default time a verified credential stays trusted.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
@@ -88,11 +89,7 @@ impl Drop for Turn<'_> {
         };
         let lock = Arc::clone(tokio::sync::OwnedMutexGuard::mutex(&guard));
         drop(guard);
-        let mut verifying = self
-            .cache
-            .verifying
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut verifying = self.cache.verifying.locked();
         // Ours and the map's: nobody waits for this credential any more.
         if Arc::strong_count(&lock) == 2 {
             verifying.remove(&self.key);
@@ -146,7 +143,7 @@ impl CredentialCache {
     /// credential that fails is verified once per caller, in turn, as before.
     pub async fn turn(&self, key: [u8; 32]) -> Turn<'_> {
         let lock = {
-            let mut verifying = self.verifying.lock().unwrap_or_else(|p| p.into_inner());
+            let mut verifying = self.verifying.locked();
             // A waiter dropped (its client gone) just as the lock passed to it holds no
             // `Turn` to remove the entry: such entries, held by the map alone, go now and then.
             if verifying.len() >= SWEEP_VERIFYING_AT && verifying.len().is_multiple_of(64) {
@@ -162,7 +159,7 @@ impl CredentialCache {
     }
 
     pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Principal>> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = self.entries.locked();
         entries
             .map
             .get(key)
@@ -189,7 +186,7 @@ impl CredentialCache {
             self.user_stripe(&principal.tenant, &principal.user),
             self.tenant_stripe(&principal.tenant),
         );
-        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.entries.locked();
         let Entries {
             map: entries,
             user_marks,
@@ -216,18 +213,14 @@ impl CredentialCache {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map
-            .len()
+        self.entries.locked().map.len()
     }
 
     /// Forgets every credential of one user, and any a verification in progress would cache
     /// from what it read before (call after the change is committed).
     pub fn invalidate_user(&self, tenant: &str, user: &str) {
         let stripe = self.user_stripe(tenant, user);
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.locked();
         entries.user_marks[stripe] = self.next_invalidation();
         entries
             .map
@@ -238,7 +231,7 @@ impl CredentialCache {
     /// and any a verification in progress would cache (call after the change is committed).
     pub fn invalidate_tenant(&self, tenant: &str) {
         let stripe = self.tenant_stripe(tenant);
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.locked();
         entries.tenant_marks[stripe] = self.next_invalidation();
         entries.map.retain(|_, e| e.principal.tenant != tenant);
     }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::sync::MutexExt;
+
 /// Above this many tracked keys, expired ones are swept; if none is, the oldest unlocked one
 /// goes, so a flood of made-up names costs bounded memory (32-byte keys).
 const MAX_ENTRIES: usize = 100_000;
@@ -126,7 +128,7 @@ impl Throttle {
 
     /// Err(time until the lock ends) when `key` is locked out.
     pub fn check(&self, key: Key<'_>, now: Instant) -> Result<(), Duration> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = self.entries.locked();
         match entries.get(&key.digest()).and_then(|e| e.locked(now)) {
             Some(left) => Err(left),
             None => Ok(()),
@@ -137,7 +139,7 @@ impl Throttle {
     pub fn failure(&self, key: Key<'_>, now: Instant) {
         let limit = key.limit(&self.limits);
         let digest = key.digest();
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.locked();
         if !entries.contains_key(&digest) && entries.len() >= MAX_ENTRIES {
             let limits = self.limits;
             entries.retain(|_, e| !e.expired(now, &limits));
@@ -176,7 +178,7 @@ impl Throttle {
 
     /// Forgets the failures of `key` (a user who just gave the right password).
     pub fn success(&self, key: Key<'_>) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.locked();
         entries.remove(&key.digest());
     }
 }

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::sync::MutexExt;
+
 /// How an arrival ended, if it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -76,7 +78,7 @@ impl Arrival {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding it cannot leave `State` half-changed: both fields are plain.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     fn publish(&self, change: impl FnOnce(&mut State)) {

@@ -5,7 +5,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use actix_web::error::PayloadError;
@@ -15,6 +15,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
+
+use crate::sync::MutexExt;
 
 /// The client's body on its way upstream, shared by every attempt of one request.
 #[derive(Debug)]
@@ -149,7 +151,7 @@ impl Body for RequestBody {
         };
         pipe.started.store(true, Ordering::Relaxed);
         // Only one attempt polls at a time; the lock is never contended.
-        let mut chunks = pipe.chunks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut chunks = pipe.chunks.locked();
         let Poll::Ready(next) = chunks.poll_recv(cx) else {
             pipe.awaiting_client.store(true, Ordering::Relaxed);
             return Poll::Pending;

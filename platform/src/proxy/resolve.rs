@@ -18,6 +18,7 @@ use crate::routing::DeploymentKey;
 use crate::series::apps::AppMetrics;
 use crate::store::Store;
 use crate::store::subscriptions::{self, ServiceTarget};
+use crate::sync::RwLockExt;
 
 /// Above this many cached resolutions the cache is emptied (bounds memory against callers
 /// probing random names).
@@ -74,10 +75,7 @@ impl ServiceCache {
     /// go too, so routes (and their metric handles) of deleted applications are not kept.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.entries.writing().clear();
     }
 
     /// The route for `tenant` calling `/service/<segment>`: Ok(None) when no microservice has
@@ -91,7 +89,7 @@ impl ServiceCache {
     ) -> Result<Option<Arc<Route>>, crate::store::StoreError> {
         let generation = self.generation.load(Ordering::Acquire);
         {
-            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            let entries = self.entries.reading();
             if let Some(entry) = entries.get(tenant).and_then(|m| m.get(segment))
                 && entry.generation == generation
                 && entry.catalog == catalog
@@ -112,7 +110,7 @@ impl ServiceCache {
                 target,
             })
         });
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.writing();
         if entries.get(tenant).map_or(0, HashMap::len) >= MAX_TENANT_ENTRIES {
             entries.remove(tenant);
         }

@@ -8,10 +8,11 @@
 //! requests need. A request over a bound is answered at once, as nginx's
 //! `limit_conn` does, rather than queued behind requests that may never end.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use crate::counts::Counts;
 use crate::routing::DeploymentKey;
+use crate::sync::MutexExt;
 
 /// What a request in flight is counted under.
 pub trait Counted {
@@ -89,7 +90,7 @@ impl Slots {
     /// A place for one request as `counted` says, or why there is none.
     pub fn take<R: Counted>(self: &Arc<Self>, counted: &Arc<R>) -> Result<Slot<R>, Busy> {
         let (total, share) = (self.limits.total, self.limits.share);
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.open.locked();
         if open.total >= total {
             return Err(Busy::Platform { max: total });
         }
@@ -117,7 +118,7 @@ impl Slots {
     /// Requests in flight now, and the deployments, callers and owners they are counted under.
     #[cfg(test)]
     fn open(&self) -> (usize, usize, usize, usize) {
-        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = self.open.locked();
         (
             open.total,
             open.by_deployment.keys(),
@@ -129,11 +130,7 @@ impl Slots {
 
 impl<R: Counted> Drop for Slot<R> {
     fn drop(&mut self) {
-        let mut open = self
-            .slots
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.slots.open.locked();
         open.total = open.total.saturating_sub(1);
         open.by_deployment.leave(self.counted.deployment());
         open.by_caller.leave(self.counted.caller());

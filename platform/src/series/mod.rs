@@ -26,6 +26,8 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use prometheus_client::registry::Registry;
 
+use crate::sync::MutexExt;
+
 /// How often histogram samples of the process-wide series are folded (bounds their memory).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -69,7 +71,7 @@ impl Series {
     /// Notes that `app` has series (called after its handles are made).
     fn named(&self, app: &apps::AppLabel) {
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+        let mut named = self.named.locked();
         match named.get_mut(app) {
             Some(at) => *at = epoch,
             None => {
@@ -90,7 +92,7 @@ impl Series {
     /// applications' series went.
     pub fn keep_applications(&self, existing: &HashSet<apps::AppLabel>, mark: u64) -> usize {
         let gone: Vec<apps::AppLabel> = {
-            let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+            let mut named = self.named.locked();
             let gone: Vec<apps::AppLabel> = named
                 .iter()
                 .filter(|(a, at)| !a.is_unrouted() && **at < mark && !existing.contains(*a))

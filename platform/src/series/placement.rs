@@ -11,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::sync::MutexExt;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeploymentLabels {
     /// The application's owner tenant: names are unique per owner only.
@@ -101,7 +103,7 @@ impl Placement {
 
     /// Sets the gauges of what a pass left, and removes those of what it did not publish.
     pub fn publish(&self, deployments: &[DeploymentSample], instances: &[InstanceSample]) {
-        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        let mut published = self.published.locked();
         let now_deployments: HashSet<DeploymentLabels> =
             deployments.iter().map(|d| d.labels.clone()).collect();
         let now_instances: HashSet<InstanceLabels> =

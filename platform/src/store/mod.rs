@@ -24,6 +24,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+use crate::sync::MutexExt;
+
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "berth.sqlite3";
 
@@ -105,7 +107,7 @@ impl Store {
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock cannot leave a half-applied transaction (SQLite
             // rolls it back when the Transaction drops), so a poisoned lock is still usable.
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut guard = conn.locked();
             f(&mut guard)
         })
         .await
@@ -117,10 +119,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut guard = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self.conn.locked();
         f(&mut guard)
     }
 }

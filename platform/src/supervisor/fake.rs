@@ -17,6 +17,7 @@ use crate::runtime::{
     ExecOutcome, HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec,
     NetworkInfo, NetworkSpec, Pending, Runtime, RuntimeError, Usage,
 };
+use crate::sync::MutexExt;
 
 #[derive(Debug, Default)]
 pub(super) struct FakeRuntime {
@@ -70,7 +71,7 @@ impl FakeRuntime {
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, InstanceInfo>> {
-        self.instances.lock().unwrap_or_else(|p| p.into_inner())
+        self.instances.locked()
     }
 
     /// Removals of `id` block from now on, until released.
@@ -89,14 +90,14 @@ impl FakeRuntime {
 
     /// How many times removing `id` (an instance, or a network by name) was asked.
     pub fn removals_of(&self, id: &str) -> usize {
-        let removals = self.removals.lock().unwrap_or_else(|p| p.into_inner());
+        let removals = self.removals.locked();
         removals.iter().filter(|r| *r == id).count()
     }
 
     /// Records the removal of `name` asked, waits while it is held, then removes it, with the
     /// instances of its deployment first when `with_instances`.
     fn remove_network_named<'a>(&'a self, name: String, with_instances: bool) -> Pending<'a, ()> {
-        (self.removals.lock().unwrap_or_else(|p| p.into_inner())).push(name.clone());
+        (self.removals.locked()).push(name.clone());
         let mut held = self.held.subscribe();
         Box::pin(async move {
             // The sender lives as long as `self`.
@@ -112,10 +113,7 @@ impl FakeRuntime {
             let on_it = (instances.values())
                 .filter(|c| c.labels.get(super::LABEL_DEPLOYMENT) == deployment)
                 .count();
-            let mut removed = self
-                .removed_networks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut removed = self.removed_networks.locked();
             removed.push((name, on_it));
             Ok(())
         })
@@ -124,7 +122,7 @@ impl FakeRuntime {
 
 impl FakeRuntime {
     pub fn nets(&self) -> std::sync::MutexGuard<'_, HashMap<String, NetworkInfo>> {
-        self.networks.lock().unwrap_or_else(|p| p.into_inner())
+        self.networks.locked()
     }
 }
 
@@ -213,7 +211,7 @@ impl Runtime for FakeRuntime {
         Box::pin(async move { Ok(all) })
     }
     fn remove_instance<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
-        (self.removals.lock().unwrap_or_else(|p| p.into_inner())).push(id.to_owned());
+        (self.removals.locked()).push(id.to_owned());
         let mut held = self.held.subscribe();
         Box::pin(async move {
             // The sender lives as long as `self`.
@@ -310,17 +308,13 @@ impl Runtime for FakeRuntime {
             }
             tokio::time::sleep(timeout).await;
             let exec = format!("exec-{n}");
-            let mut hung = self.hung.lock().unwrap_or_else(|p| p.into_inner());
+            let mut hung = self.hung.locked();
             hung.insert(exec.clone());
             Ok(ExecOutcome::TimedOut { exec })
         })
     }
     fn exec_running<'a>(&'a self, _: &'a str, exec: &'a str) -> Pending<'a, bool> {
-        let running = self
-            .hung
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(exec);
+        let running = self.hung.locked().contains(exec);
         Box::pin(async move { Ok(running) })
     }
     fn usage(&self, _: &str) -> BoxStream<'static, Result<Usage, RuntimeError>> {

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use super::status::ApplicationStatus;
 use crate::routing::DeploymentKey;
+use crate::sync::{MutexExt, RwLockExt};
 
 /// The API's view of the supervisor: poke it, read status, find instances, check peers.
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ impl Handle {
     /// Adds subnets of Berth's networks (known to the internal API before any container of
     /// those networks starts).
     pub(super) fn add_subnets(&self, fresh: &[(IpAddr, u8)]) {
-        let mut known = self.subnets.write().unwrap_or_else(|p| p.into_inner());
+        let mut known = self.subnets.writing();
         for s in fresh {
             if !known.contains(s) {
                 known.push(*s);
@@ -61,7 +62,7 @@ impl Handle {
 
     /// Replaces the subnets with those of the networks that exist now.
     pub(super) fn set_subnets(&self, subnets: Vec<(IpAddr, u8)>) {
-        *self.subnets.write().unwrap_or_else(|p| p.into_inner()) = subnets;
+        *self.subnets.writing() = subnets;
     }
 
     /// Publishes what a pass found: every application's status and the instances by name.
@@ -70,12 +71,12 @@ impl Handle {
         status: HashMap<i64, ApplicationStatus>,
         instances: HashMap<String, (i64, String)>,
     ) {
-        *self.status.write().unwrap_or_else(|p| p.into_inner()) = status;
-        *self.instances.write().unwrap_or_else(|p| p.into_inner()) = instances;
+        *self.status.writing() = status;
+        *self.instances.writing() = instances;
     }
     /// Publishes the usage history of every instance (those gone are dropped with it).
     pub(super) fn publish_usage(&self, usage: HashMap<String, (i64, super::usage::SharedHistory)>) {
-        *self.usage.write().unwrap_or_else(|p| p.into_inner()) = usage;
+        *self.usage.writing() = usage;
     }
 
     /// The usage history of each instance of `application_id` (last 15 minutes), by name.
@@ -85,12 +86,11 @@ impl Handle {
     ) -> Vec<(String, Vec<super::usage::UsagePoint>)> {
         let mut found: Vec<_> = self
             .usage
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .reading()
             .iter()
             .filter(|(_, (app, _))| *app == application_id)
             .map(|(name, (_, history))| {
-                let points = history.lock().unwrap_or_else(|p| p.into_inner()).points();
+                let points = history.locked().points();
                 (name.clone(), points)
             })
             .collect();
@@ -108,7 +108,7 @@ impl Handle {
     /// lives; once it is dropped they are garbage unless the upload made them desired.
     pub fn prepare_networks(&self, keys: Vec<DeploymentKey>) -> PreparedNetworks {
         {
-            let mut preparing = self.preparing.lock().unwrap_or_else(|p| p.into_inner());
+            let mut preparing = self.preparing.locked();
             for key in &keys {
                 *preparing.entry(key.clone()).or_default() += 1;
             }
@@ -124,7 +124,7 @@ impl Handle {
 
     /// The deployments whose network an upload in flight wants.
     pub(super) fn preparing(&self) -> Vec<DeploymentKey> {
-        let preparing = self.preparing.lock().unwrap_or_else(|p| p.into_inner());
+        let preparing = self.preparing.locked();
         preparing.keys().cloned().collect()
     }
 
@@ -157,18 +157,13 @@ impl Handle {
 
     /// The status of an application (None if it has no deployment).
     pub fn status(&self, application_id: i64) -> Option<ApplicationStatus> {
-        self.status
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&application_id)
-            .cloned()
+        self.status.reading().get(&application_id).cloned()
     }
 
     /// The container of `instance` if it belongs to `application_id`.
     pub fn instance_container(&self, application_id: i64, instance: &str) -> Option<String> {
         self.instances
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .reading()
             .get(instance)
             .filter(|(app, _)| *app == application_id)
             .map(|(_, id)| id.clone())
@@ -177,8 +172,7 @@ impl Handle {
     /// True when `ip` is inside one of Berth's container networks.
     pub fn is_container_peer(&self, ip: IpAddr) -> bool {
         self.subnets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .reading()
             .iter()
             .any(|(net, prefix)| in_subnet(ip, *net, *prefix))
     }
@@ -267,11 +261,7 @@ impl Drop for PreparedNetworks {
             return;
         }
         {
-            let mut preparing = self
-                .handle
-                .preparing
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut preparing = self.handle.preparing.locked();
             for key in &self.keys {
                 if let Some(count) = preparing.get_mut(key) {
                     *count -= 1;

@@ -21,6 +21,7 @@ use crate::series::placement::{
     DeploymentLabels, DeploymentSample, InstanceLabels, InstanceSample,
 };
 use crate::store::audit;
+use crate::sync::MutexExt;
 
 /// The gauges a pass publishes (`series::placement`): one sample per deployment and
 /// instance, taken from the statuses the pass computed.
@@ -179,7 +180,7 @@ impl Supervisor {
             InstanceState::of(c.running, unresponsive.is_some(), waiting, looping)
         };
         let usage = instance
-            .map(|i| i.usage.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .map(|i| i.usage.locked().clone())
             .filter(|_| c.running)
             .unwrap_or_default();
         let cores = usage.fresh_cpu(now);
@@ -324,12 +325,7 @@ impl Supervisor {
             .instances
             .values()
             .map(|i| {
-                let history = i
-                    .usage
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .history
-                    .clone();
+                let history = i.usage.locked().history.clone();
                 (i.name.clone(), (i.app, history))
             })
             .collect();

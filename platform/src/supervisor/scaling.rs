@@ -15,6 +15,7 @@ use super::{LABEL_REPLICA, LABEL_REVISION, Supervisor, TOLERANCE, journal};
 use crate::runtime::InstanceInfo;
 use crate::store::audit;
 use crate::store::autoscaler as store_autoscaler;
+use crate::sync::MutexExt;
 
 /// A deployment with its autoscaler's replica count, and the decision's window to save (when
 /// one was made) before anything acts on it.
@@ -93,11 +94,7 @@ impl Supervisor {
                             && c.labels.get(LABEL_REPLICA) == Some(&replica.to_string())
                     })?;
                     let instance = instances.get(&c.id).filter(|i| i.ready())?;
-                    let cores = instance
-                        .usage
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .fresh_cpu(now)?;
+                    let cores = instance.usage.locked().fresh_cpu(now)?;
                     (limit_cores > 0.0).then(|| cores / limit_cores)
                 })
                 .collect();

@@ -15,6 +15,7 @@ use super::status::{Alarms, OomKills};
 use super::usage::SharedUsage;
 use crate::routing::DeploymentKey;
 use crate::store::autoscaler as store_autoscaler;
+use crate::sync::MutexExt;
 
 /// What the supervisor remembers about one instance between passes.
 #[derive(Debug)]
@@ -78,30 +79,20 @@ impl Instance {
             task.abort();
         }
         self.probed_run.clear();
-        *self.probe_state.lock().unwrap_or_else(|p| p.into_inner()) = ProbeState::default();
+        *self.probe_state.locked() = ProbeState::default();
     }
 
     pub fn probes(&self) -> ProbeState {
-        self.probe_state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.probe_state.locked().clone()
     }
 
     pub fn ready(&self) -> bool {
-        self.probe_state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .ready
+        self.probe_state.locked().ready
     }
 
     /// Why the proxy's ejection made it unready, while it does not answer.
     pub fn unresponsive(&self) -> Option<String> {
-        self.probe_state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unresponsive
-            .clone()
+        self.probe_state.locked().unresponsive.clone()
     }
 }
 

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use crate::runtime::{Runtime, Usage};
+use crate::sync::MutexExt;
 
 /// A sample older than this is no metric (the stream stalled or the container stopped).
 pub const FRESH_FOR: Duration = Duration::from_secs(5);
@@ -97,7 +98,7 @@ fn unix_ms() -> u64 {
 /// the stream ends.
 pub fn watch(runtime: Arc<dyn Runtime>, id: String, state: SharedUsage) -> JoinHandle<()> {
     let history = {
-        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = state.locked();
         let history = Arc::clone(&s.history);
         *s = UsageState {
             history: Arc::clone(&history),
@@ -110,11 +111,8 @@ pub fn watch(runtime: Arc<dyn Runtime>, id: String, state: SharedUsage) -> JoinH
         while let Some(sample) = samples.next().await {
             let Ok(usage) = sample else { break };
             let now = Instant::now();
-            history
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .record(&usage, now, unix_ms());
-            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            history.locked().record(&usage, now, unix_ms());
+            let mut s = state.locked();
             s.peak_bytes = s
                 .peak_bytes
                 .max(usage.memory_bytes)

@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock, mpsc};
 use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 
 use super::{DUMMY_HASH, HashError, hash, verify};
+use crate::sync::MutexExt;
 
 /// Prometheus counter of password verifications (every login attempt that reaches a hash,
 /// whether or not the user exists) and gauges of hashes running now and at most so far.
@@ -73,7 +74,7 @@ impl Pool {
                 .spawn(move || {
                     lower_priority();
                     loop {
-                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let job = receiver.locked().recv();
                         match job {
                             Ok(job) => job(),
                             // The pool is gone.
@@ -132,7 +133,7 @@ impl Pool {
         if party == Party::Platform {
             return Ok(Claim { pool: self, party });
         }
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = self.held.locked();
         let count = held.entry(party.clone()).or_insert(0);
         if *count >= self.share {
             return Err(PoolError::Share {
@@ -219,7 +220,7 @@ impl Drop for Claim<'_> {
         if self.party == Party::Platform {
             return;
         }
-        let mut held = self.pool.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = self.pool.held.locked();
         if let Some(count) = held.get_mut(&self.party) {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -257,8 +258,7 @@ impl Slot<'_> {
         });
         let sent = pool
             .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .send(job)
             .map_err(|_| PoolError::Task("no password hashing thread".into()));
         match sent {

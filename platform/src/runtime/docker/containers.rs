@@ -23,6 +23,7 @@ use crate::runtime::log_text::{LogText, MAX_LOG_TEXT};
 use crate::runtime::{
     ExecOutcome, HostResources, InstanceEvent, InstanceInfo, InstanceSpec, RuntimeError,
 };
+use crate::sync::MutexExt;
 
 /// Inspections of a listing in flight at once.
 pub(super) const INSPECT_CONCURRENCY: usize = 8;
@@ -150,11 +151,7 @@ impl DockerEngine {
     /// still running after its holder stopped (listed as not running: its network went with
     /// the holder's) is stopped first, or the engine would take the start for done.
     pub(super) async fn start_instance(&self, id: &str) -> Result<bool, RuntimeError> {
-        let cut_off = self
-            .cut_off
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
+        let cut_off = self.cut_off.locked().remove(id);
         // Checked only for those (a new replica's first start, on every deploy's path, is not).
         if cut_off && let Some(holder) = self.running_without_holder(id).await? {
             let options = StopContainerOptions {
@@ -225,10 +222,7 @@ impl DockerEngine {
 
     /// Removes an instance's container, running or not, and then its holder; absent is fine.
     pub(super) async fn remove_instance(&self, id: &str) -> Result<(), RuntimeError> {
-        self.cut_off
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
+        self.cut_off.locked().remove(id);
         let mode = match self.docker.inspect_container(id, None).await {
             Ok(c) => c.host_config.and_then(|h| h.network_mode),
             Err(e) if is_not_found(&e) => return Ok(()),
@@ -336,10 +330,7 @@ impl DockerEngine {
         let running = state.running.unwrap_or(false) && !cut_off;
         let id = c.id.unwrap_or_default();
         if cut_off {
-            self.cut_off
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(id.clone());
+            self.cut_off.locked().insert(id.clone());
         }
         Ok(Some(InstanceInfo {
             id,

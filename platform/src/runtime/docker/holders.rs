@@ -39,6 +39,7 @@ use futures_util::StreamExt;
 use super::holder_image;
 use super::{DockerEngine, first_ip, is_conflict, is_not_found, label_filter};
 use crate::runtime::{LABEL_INSTALLATION, NetworkInfo, RuntimeError};
+use crate::sync::MutexExt;
 
 /// The label of a holder, naming its network.
 pub const LABEL_HOLDER: &str = "berth.holder";
@@ -284,10 +285,7 @@ impl DockerEngine {
 
     /// The lock a network's spare holder is made under.
     fn spare_work(&self, network: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-        let mut work = self
-            .spare_work
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut work = self.spare_work.locked();
         std::sync::Arc::clone(work.entry(network.to_owned()).or_default())
     }
 
@@ -373,10 +371,7 @@ impl DockerEngine {
     /// before the replica exists) does not take it for an orphan, however old the spare was.
     fn claimed_now(&self, id: String) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut claims = self
-            .holder_claims
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut claims = self.holder_claims.locked();
         claims.retain(|_, at| now.saturating_sub(*at) <= ORPHAN_AGE_SECS);
         claims.insert(id.clone(), now);
         id
@@ -384,11 +379,7 @@ impl DockerEngine {
 
     /// When this process last claimed holder `id` (Unix seconds), if lately.
     fn claimed_at(&self, id: &str) -> Option<i64> {
-        self.holder_claims
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(id)
-            .copied()
+        self.holder_claims.locked().get(id).copied()
     }
 
     /// The holder named `name` on `network`, started, if there is one.
@@ -433,10 +424,7 @@ impl DockerEngine {
         // After a spare being made (see `replenish`); the network goes, and its entry with it.
         let work = self.spare_work(network);
         let _working = work.lock().await;
-        self.spare_work
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(network);
+        self.spare_work.locked().remove(network);
         let holders = self.holders(network).await?;
         if holders.is_empty() {
             return Ok(());

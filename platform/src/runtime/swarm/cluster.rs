@@ -15,6 +15,7 @@ use super::tunnel::{Route, Way};
 use super::{LABEL_BRIDGE, LABEL_NETWORK, SwarmRuntime};
 use crate::runtime::docker::is_not_found;
 use crate::runtime::{InstanceInfo, NetworkInfo, RuntimeError};
+use crate::sync::MutexExt;
 
 impl SwarmRuntime {
     pub(super) async fn service(&self, name: &str) -> Result<Option<Service>, RuntimeError> {
@@ -214,7 +215,7 @@ impl SwarmRuntime {
         service: &str,
         f: impl FnOnce(&mut BTreeSet<u32>) -> T,
     ) -> T {
-        let mut all = self.removed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.removed.locked();
         let set = all.entry(service.to_owned()).or_default();
         let out = f(set);
         if set.is_empty() {

@@ -38,6 +38,7 @@ use super::{
     ExecOutcome, HostResources, ImageArchive, InstanceEvent, InstanceInfo, InstanceSpec,
     LABEL_INSTALLATION, NetworkInfo, NetworkSpec, Pending, Runtime, RuntimeError, Usage,
 };
+use crate::sync::MutexExt;
 use cluster::{instance_id, parse_instance_id, replicas_of, with_bridge};
 use tunnel::Tunnels;
 
@@ -357,14 +358,14 @@ impl Runtime for SwarmRuntime {
             };
             self.tunnels.retain(|t| t != id);
             let turn = {
-                let mut all = self.removing.lock().unwrap_or_else(|p| p.into_inner());
+                let mut all = self.removing.locked();
                 Arc::clone(all.entry(service.to_owned()).or_default())
             };
             let removed = {
                 let _turn = turn.lock().await;
                 self.remove_slot(service, replica).await
             };
-            let mut all = self.removing.lock().unwrap_or_else(|p| p.into_inner());
+            let mut all = self.removing.locked();
             // The last one waiting (ours and the map's references) forgets the service.
             if Arc::strong_count(&turn) == 2 {
                 all.remove(service);

@@ -7,6 +7,7 @@ use super::cluster::{labels_of, service_name_of, with_bridge};
 use super::{LABEL_BRIDGE, LABEL_NETWORK, SwarmRuntime, services};
 use crate::runtime::docker::{is_conflict, one_subnet};
 use crate::runtime::{LABEL_INSTALLATION, NetworkInfo, NetworkSpec, Runtime, RuntimeError};
+use crate::sync::MutexExt;
 
 impl SwarmRuntime {
     /// An overlay network (not attachable: only Berth's services join it) and its relay.
@@ -49,10 +50,7 @@ impl SwarmRuntime {
             spec.subnet.clone()
         };
         self.ensure_relay(&spec.name, &subnet, &spec.labels).await?;
-        self.relays_checked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.name.clone());
+        self.relays_checked.locked().insert(spec.name.clone());
         self.engine
             .network(&spec.name)
             .await?
@@ -65,10 +63,7 @@ impl SwarmRuntime {
     /// The relay goes first; the network follows once Swarm detached its tasks (until then
     /// the removal fails and the next pass tries again).
     pub(super) async fn remove_overlay(&self, name: &str) -> Result<(), RuntimeError> {
-        self.relays_checked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.relays_checked.locked().remove(name);
         self.remove_service(&services::relay_name(name)).await?;
         self.engine.remove_network(name).await
     }

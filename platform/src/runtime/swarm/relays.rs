@@ -9,6 +9,7 @@ use super::services;
 use super::{LABEL_BRIDGE, SwarmRuntime};
 use crate::runtime::docker::is_conflict;
 use crate::runtime::{NetworkInfo, RuntimeError};
+use crate::sync::MutexExt;
 
 impl SwarmRuntime {
     /// Creates the relay of `network` (subnet `subnet`), or updates it when its spec is not
@@ -55,11 +56,7 @@ impl SwarmRuntime {
     /// after a start sees every network Berth adopts); one that fails is tried at the next.
     pub(super) async fn adopt_relays(&self, networks: &[NetworkInfo]) {
         for net in networks {
-            let seen = self
-                .relays_checked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&net.name);
+            let seen = self.relays_checked.locked().contains(&net.name);
             let Some(subnet) = net.subnets.first().filter(|_| !seen) else {
                 continue;
             };
@@ -68,10 +65,7 @@ impl SwarmRuntime {
             labels.remove(LABEL_BRIDGE);
             match self.ensure_relay(&net.name, subnet, &labels).await {
                 Ok(()) => {
-                    self.relays_checked
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(net.name.clone());
+                    self.relays_checked.locked().insert(net.name.clone());
                 }
                 Err(e) => {
                     tracing::warn!(network = %net.name, error = %e, "cannot check the network's relay")

@@ -19,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::sync::MutexExt;
+
 /// The loopback block instance addresses come from (127.0.0.0/8 is all local on Linux).
 const BASE: u32 = u32::from_be_bytes([127, 214, 0, 0]);
 const BLOCK: u32 = 1 << 16;
@@ -99,7 +101,7 @@ impl Tunnels {
     /// meet `way` from now on (those waiting for a route included).
     pub async fn address(&self, id: &str, way: Way) -> std::io::Result<Ipv4Addr> {
         {
-            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let entries = self.entries.locked();
             if let Some(e) = entries.get(id) {
                 e.way.send_replace(way);
                 return Ok(e.addr);
@@ -108,7 +110,7 @@ impl Tunnels {
         let (addr, listener) = self.bind().await?;
         let (sender, receiver) = watch::channel(way);
         let task = tokio::spawn(serve(listener, receiver, self.deadline));
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.locked();
         if let Some(e) = entries.get(id) {
             // Another caller opened it meanwhile: keep theirs.
             task.abort();
@@ -130,7 +132,7 @@ impl Tunnels {
     /// probe is a way through the relay, whose `OK` says it connected to the task. One attempt.
     pub async fn probe(&self, id: &str, timeout: Duration) -> std::io::Result<()> {
         let way = {
-            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let entries = self.entries.locked();
             entries.get(id).map(|e| e.way.borrow().clone())
         };
         let route = match way {
@@ -156,13 +158,13 @@ impl Tunnels {
 
     /// The address of `id` if it has one.
     pub fn existing(&self, id: &str) -> Option<Ipv4Addr> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = self.entries.locked();
         entries.get(id).map(|e| e.addr)
     }
 
     /// Closes the listeners of every instance `keep` rejects.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.locked();
         entries.retain(|id, e| {
             let kept = keep(id);
             if !kept {
@@ -177,7 +179,7 @@ impl Tunnels {
         // Another process (another installation on this host) may hold an address: try on.
         for _ in 0..64 {
             let offset = {
-                let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+                let mut next = self.next.locked();
                 *next = (*next % (BLOCK - 2)) + 1;
                 *next
             };

@@ -14,6 +14,7 @@ use crate::supervisor::plan::{self, Tend};
 use crate::supervisor::spec::Deployment;
 use crate::supervisor::state::{Instance, Part};
 use crate::supervisor::{LABEL_REPLICA, Supervisor, docker_safe};
+use crate::sync::MutexExt;
 
 /// What tending an instance left of it. Only returned, never stored: as large as the
 /// `Option<InstanceInfo>` it replaces, and no allocation per tended replica.
@@ -165,11 +166,7 @@ impl Supervisor {
         instance.consecutive_failures = counted.failures;
         instance.last_failure = Some(counted.reason.clone());
         instance.next_start = Some(counted.next_start);
-        let peak = instance
-            .usage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .peak_bytes;
+        let peak = instance.usage.locked().peak_bytes;
         self.record_exit(part, dep, c, counted.reason, peak, counted.failures)
             .await;
     }

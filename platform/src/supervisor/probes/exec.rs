@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::ProbeError;
 use crate::runtime::{ExecOutcome, Runtime, RuntimeError};
+use crate::sync::MutexExt;
 
 /// A command whose attempt timed out while it ran.
 #[derive(Debug, Clone)]
@@ -88,7 +89,7 @@ impl ExecProbe {
     }
 
     fn lingering(&self) -> std::sync::MutexGuard<'_, Option<Lingering>> {
-        self.lingering.lock().unwrap_or_else(|p| p.into_inner())
+        self.lingering.locked()
     }
 }
 

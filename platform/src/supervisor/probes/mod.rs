@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 
 use crate::routing::{Ejection, RoutingTable};
 use crate::runtime::{Runtime, RuntimeError};
+use crate::sync::MutexExt;
 
 /// Why one probe attempt failed (shown after "Liveness probe failed: " and the like).
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +77,7 @@ pub struct ProbeState {
 pub type SharedProbeState = Arc<Mutex<ProbeState>>;
 
 fn update(state: &SharedProbeState, f: impl FnOnce(&mut ProbeState)) {
-    f(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
+    f(&mut state.locked());
 }
 
 /// What a probe task needs to see the data path: the routing table's ejections of this
@@ -163,11 +164,7 @@ pub async fn watch(
                 .take()
                 .or_else(|| passive.routing.ejection(&passive.instance))
                 .filter(|e| handled_ejection != Some(e.since));
-            let unresponsive = state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .unresponsive
-                .is_some();
+            let unresponsive = state.locked().unresponsive.is_some();
             // A wake-up for another instance's ejection checks nothing here.
             if (due && (readiness.is_some() || unresponsive)) || ejection.is_some() {
                 let outcome = check_now().await;
@@ -206,7 +203,7 @@ pub async fn watch(
                     handled_ejection = Some(e.since);
                 }
             }
-            let current = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let current = state.locked().clone();
             if !current.ready && successes >= success_threshold {
                 update(&state, |s| {
                     s.ready = true;
@@ -220,7 +217,7 @@ pub async fn watch(
                 update(&state, |s| s.ready = false);
                 changed.notify_one();
             }
-            let ready = state.lock().unwrap_or_else(|p| p.into_inner()).ready;
+            let ready = state.locked().ready;
             let wait = match first_wait {
                 // Once it answered, `successThreshold` counts whole periods again.
                 Some(w) if !ready && successes == 0 && w < period => {

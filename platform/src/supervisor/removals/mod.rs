@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use super::plan::Leaving;
 use super::{LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_REVISION};
 use crate::runtime::{InstanceInfo, NetworkInfo, Runtime};
+use crate::sync::MutexExt;
 
 /// How long a network's removal may keep being refused before each refusal is a warning. An
 /// engine refuses a network's removal for a while after its containers went (Swarm: about 14 s
@@ -86,7 +87,7 @@ impl Removals {
     /// the containers: one that is still listed then is still leaving, never live again.
     pub fn snapshot(&self) -> HashMap<String, Leaving> {
         self.reap();
-        lock(&self.leaving).containers.clone()
+        self.leaving.locked().containers.clone()
     }
 
     /// The networks being removed now, by name. A pass reads this once, before it lists the
@@ -94,12 +95,12 @@ impl Removals {
     /// again.
     pub fn networks(&self) -> HashMap<String, LeavingNetwork> {
         self.reap();
-        lock(&self.leaving).networks.clone()
+        self.leaving.locked().networks.clone()
     }
 
     /// How many containers and networks are being removed.
     pub fn len(&self) -> usize {
-        let leaving = lock(&self.leaving);
+        let leaving = self.leaving.locked();
         leaving.containers.len() + leaving.networks.len()
     }
 
@@ -112,7 +113,9 @@ impl Removals {
             revision: label(LABEL_REVISION),
             replica: label(LABEL_REPLICA).and_then(|r| r.parse().ok()),
         };
-        if lock(&self.leaving)
+        if self
+            .leaving
+            .locked()
             .containers
             .insert(c.id.clone(), leaving)
             .is_some()
@@ -144,7 +147,7 @@ impl Removals {
             deployment: n.labels.get(LABEL_DEPLOYMENT).cloned(),
             subnets: n.subnets.clone(),
         };
-        let mut leavers = lock(&self.leaving);
+        let mut leavers = self.leaving.locked();
         if leavers.networks.contains_key(&n.name) {
             return false;
         }
@@ -160,7 +163,7 @@ impl Removals {
                 runtime.remove_network(&name).await
             };
             let now = Instant::now();
-            let mut refusals = lock(&refused);
+            let mut refusals = refused.locked();
             // Names of networks that went some other way are not kept for ever.
             refusals.retain(|_, first| now.saturating_duration_since(*first) < QUIET_REFUSALS * 60);
             let Err(e) = removed else {
@@ -190,7 +193,7 @@ impl Removals {
     fn spawn(&self, ended: Ended, removal: impl Future<Output = ()> + Send + 'static) {
         let permits = Arc::clone(&self.permits);
         self.reap();
-        lock(&self.tasks).spawn(async move {
+        self.tasks.locked().spawn(async move {
             // Forgets what it removes and pokes a pass however the task ends.
             let _ended = ended;
             // Never closed.
@@ -205,12 +208,12 @@ impl Removals {
     #[cfg(test)]
     pub fn tasks(&self) -> usize {
         self.reap();
-        lock(&self.tasks).len()
+        self.tasks.locked().len()
     }
 
     /// Drops the results of tasks that ended (nothing: each reports through [`Ended`]).
     fn reap(&self) {
-        let mut tasks = lock(&self.tasks);
+        let mut tasks = self.tasks.locked();
         while tasks.try_join_next().is_some() {}
     }
 }
@@ -231,7 +234,7 @@ struct Ended {
 impl Drop for Ended {
     fn drop(&mut self) {
         {
-            let mut leaving = lock(&self.leaving);
+            let mut leaving = self.leaving.locked();
             match &self.gone {
                 Gone::Container(id) => leaving.containers.remove(id).map(drop),
                 Gone::Network(name) => leaving.networks.remove(name).map(drop),
@@ -239,10 +242,6 @@ impl Drop for Ended {
         }
         self.wake.notify_one();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

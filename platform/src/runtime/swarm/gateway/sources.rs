@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 
+use crate::sync::MutexExt;
+
 /// The loopback block the gateway connects to the internal API from, one address per network
 /// (outside the tunnels' `127.214.0.0/16`).
 pub const SOURCES: (Ipv4Addr, u8) = (Ipv4Addr::new(127, 215, 0, 0), 16);
@@ -48,7 +50,7 @@ impl Sources {
     }
 
     pub(super) fn of(&self, network: &str) -> Ipv4Addr {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.locked();
         inner.uses += 1;
         let now = inner.uses;
         let offset = if let Some(entry) = inner.by_network.get_mut(network) {
