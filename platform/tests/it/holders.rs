@@ -5,11 +5,13 @@
 
 use std::time::Duration;
 
-use crate::fixture::create_tenant;
+use serde_json::Value;
+
+use crate::fixture::{Server, Tenant, create_tenant};
 use crate::supervisor::{
-    HelloLease, containers_of, deploy, docker, docker_lines, installation, instances, manifest,
-    network_container, networks_of, readiness_on_health, start_server, subscribe, wait_for,
-    wait_ready,
+    DockerCleanup, HelloLease, containers_of, deploy, docker, docker_lines, installation,
+    instances, manifest, network_container, networks_of, readiness_on_health, start_server,
+    subscribe, wait_for, wait_ready,
 };
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -41,12 +43,24 @@ fn spares(installation: &str) -> usize {
         .count()
 }
 
-#[test]
-fn replicas_run_in_holders_that_go_with_them() {
+/// A MULTI_TENANT hello deployed and subscribed on a server started with `extra`, its one
+/// replica ready.
+struct Deployed {
+    _hello: HelloLease,
+    cleanup: DockerCleanup,
+    server: Server,
+    installation: String,
+    owner: Tenant,
+    app: String,
+    status: Value,
+    replica: String,
+}
+
+fn deployed(extra: &[&str], tenant: &str) -> Deployed {
     let hello = HelloLease::acquire();
-    let (cleanup, server) = start_server(&[]);
+    let (cleanup, server) = start_server(extra);
     let installation = installation(&cleanup).to_owned();
-    let owner = create_tenant(&server, "holders");
+    let owner = create_tenant(&server, tenant);
     let app = deploy(
         &server,
         &owner,
@@ -56,6 +70,54 @@ fn replicas_run_in_holders_that_go_with_them() {
     subscribe(&server, &owner.id, &app).expect(201);
     let status = wait_ready(&server, &owner, &app, 1);
     let replica = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    Deployed {
+        _hello: hello,
+        cleanup,
+        server,
+        installation,
+        owner,
+        app,
+        status,
+        replica,
+    }
+}
+
+/// Unsubscribes `owner` from `app` and waits until its replicas, holders (spares too) and
+/// network are gone.
+fn unsubscribe_and_see_nothing_left(
+    server: &Server,
+    owner: &Tenant,
+    app: &str,
+    installation: &str,
+) {
+    server
+        .req(
+            "DELETE",
+            &format!("/tenant/tenants/{}/applications/{app}", owner.id),
+        )
+        .basic(crate::fixture::MGMT_ADMIN, crate::fixture::ADMIN_PASSWORD)
+        .send()
+        .expect(204);
+    wait_for(SETTLE, "nothing of the deployment left", || {
+        (holders(installation).is_empty()
+            && containers_of(installation).is_empty()
+            && networks_of(installation).is_empty())
+        .then_some(())
+    });
+}
+
+#[test]
+fn replicas_run_in_holders_that_go_with_them() {
+    let Deployed {
+        _hello,
+        cleanup: _cleanup,
+        server,
+        installation,
+        owner,
+        app,
+        status,
+        replica,
+    } = deployed(&[], "holders");
     let ip = instances(&status)[0]["ip"].as_str().unwrap().to_owned();
 
     // The replica is in its holder's namespace; the holder is on the deployment network, at
@@ -123,37 +185,21 @@ fn replicas_run_in_holders_that_go_with_them() {
     assert_eq!(containers_of(&installation).len(), 1);
 
     // Unsubscribed: replicas, holders (the spare too) and the network go.
-    server
-        .req(
-            "DELETE",
-            &format!("/tenant/tenants/{}/applications/{app}", owner.id),
-        )
-        .basic(crate::fixture::MGMT_ADMIN, crate::fixture::ADMIN_PASSWORD)
-        .send()
-        .expect(204);
-    wait_for(SETTLE, "nothing of the deployment left", || {
-        (holders(&installation).is_empty()
-            && containers_of(&installation).is_empty()
-            && networks_of(&installation).is_empty())
-        .then_some(())
-    });
+    unsubscribe_and_see_nothing_left(&server, &owner, &app, &installation);
 }
 
 #[test]
 fn with_holders_off_replicas_join_their_network() {
-    let hello = HelloLease::acquire();
-    let (cleanup, server) = start_server(&["--network-holders", "false"]);
-    let installation = installation(&cleanup).to_owned();
-    let owner = create_tenant(&server, "noholders");
-    let app = deploy(
-        &server,
-        &owner,
-        &hello.0,
-        &manifest("MULTI_TENANT", 1, readiness_on_health()),
-    );
-    subscribe(&server, &owner.id, &app).expect(201);
-    let status = wait_ready(&server, &owner, &app, 1);
-    let replica = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    let Deployed {
+        _hello,
+        cleanup: _cleanup,
+        server,
+        installation,
+        owner,
+        app,
+        status,
+        replica,
+    } = deployed(&["--network-holders", "false"], "noholders");
     let ip = instances(&status)[0]["ip"].as_str().unwrap().to_owned();
 
     // The replica is on the deployment network itself, at the address the status gives, and
@@ -192,19 +238,16 @@ fn with_holders_off_replicas_join_their_network() {
 
 #[test]
 fn turned_off_holders_keep_their_replicas_and_lose_their_spares() {
-    let hello = HelloLease::acquire();
-    let (cleanup, server) = start_server(&[]);
-    let installation = installation(&cleanup).to_owned();
-    let owner = create_tenant(&server, "holdersoff");
-    let app = deploy(
-        &server,
-        &owner,
-        &hello.0,
-        &manifest("MULTI_TENANT", 1, readiness_on_health()),
-    );
-    subscribe(&server, &owner.id, &app).expect(201);
-    let status = wait_ready(&server, &owner, &app, 1);
-    let replica = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    let Deployed {
+        _hello,
+        cleanup: _cleanup,
+        server,
+        installation,
+        owner,
+        app,
+        status: _,
+        replica,
+    } = deployed(&[], "holdersoff");
     let holder = network_container(&replica);
     assert_ne!(holder, replica, "the replica joined no holder");
     wait_for(SETTLE, "one spare holder", || {
@@ -222,18 +265,5 @@ fn turned_off_holders_keep_their_replicas_and_lose_their_spares() {
     assert_eq!(network_container(&replica), holder);
 
     // Unsubscribed: the replica and its holder go, and the network.
-    server
-        .req(
-            "DELETE",
-            &format!("/tenant/tenants/{}/applications/{app}", owner.id),
-        )
-        .basic(crate::fixture::MGMT_ADMIN, crate::fixture::ADMIN_PASSWORD)
-        .send()
-        .expect(204);
-    wait_for(SETTLE, "nothing of the deployment left", || {
-        (holders(&installation).is_empty()
-            && containers_of(&installation).is_empty()
-            && networks_of(&installation).is_empty())
-        .then_some(())
-    });
+    unsubscribe_and_see_nothing_left(&server, &owner, &app, &installation);
 }
