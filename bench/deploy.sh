@@ -141,12 +141,14 @@ create_app() {
     api -H 'Content-Type: application/json' -d "{\"application\":{\"id\":\"$app_id\"}}" \
         "$base/tenant/tenants/management/applications" > /dev/null
 }
-# Deleting the application stops its containers and removes Berth's tag (and so the image).
+# Deleting the application stops its containers and removes Berth's tag (and so the image). The holder pool's
+# holders (berth-<installation>-pool-spare-…) serve no application and stay.
 delete_app() {
     api -X DELETE "$base/application/applications/$app_id" > /dev/null
     app_id=""
     for _ in $(seq 300); do
-        [[ -z "$(docker ps -aq --filter "label=berth.installation=$installation")" ]] && return
+        [[ -z "$(docker ps -a --format '{{.Names}}' --filter "label=berth.installation=$installation" |
+            grep -Ev '^berth-[^-]+-pool-spare-')" ]] && return
         sleep 0.1
     done
     die "the application's containers were not removed"

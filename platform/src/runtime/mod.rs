@@ -102,6 +102,16 @@ pub trait Runtime: Send + Sync + Debug + 'static {
     fn remove_network<'a>(&'a self, name: &'a str) -> Pending<'a, ()>;
     /// Removes a network and every instance attached to it.
     fn remove_network_and_instances<'a>(&'a self, id: &'a str) -> Pending<'a, ()>;
+    /// The name's suffix of a network of holders started ahead of deployments (see the local
+    /// engine's `holder_pool`), when the runtime keeps one; the supervisor then keeps that
+    /// network (`berth-<installation>-<suffix>`) as it keeps a deployment's.
+    fn holder_pool(&self) -> Option<&'static str> {
+        None
+    }
+    /// Tops up the holders on the pool network `network` (off the caller: it returns at once).
+    fn fill_holder_pool<'a>(&'a self, _network: &'a NetworkInfo) -> Pending<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
 
     // Instances of deployments.
 

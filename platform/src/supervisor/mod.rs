@@ -163,6 +163,9 @@ pub struct Supervisor {
     /// When this process made its supervisor: image tags older than this that no version
     /// refers to are leftovers of an earlier process, never an upload in flight.
     started: time::OffsetDateTime,
+    /// A deployment found the network pool full in this pass: the holder pool's network gives
+    /// its subnet back in the next (see [`Supervisor::holder_pool_network`]).
+    subnets_short: std::sync::atomic::AtomicBool,
 }
 
 impl Supervisor {
@@ -188,6 +191,7 @@ impl Supervisor {
                 ..State::default()
             },
             started: time::OffsetDateTime::now_utc(),
+            subnets_short: Default::default(),
         }
     }
 
@@ -377,8 +381,10 @@ impl Supervisor {
         let preparing: Vec<DeploymentKey> = (self.handle.preparing().into_iter())
             .filter(|k| !keys.contains(k))
             .collect();
-        let (wanted_deployments, wanted_networks) =
+        let (wanted_deployments, mut wanted_networks) =
             garbage::wanted(&keys, &preparing, |k| self.network_name(k));
+        let holder_pool = self.holder_pool_network();
+        wanted_networks.extend(holder_pool.clone());
         let listed: Option<HashMap<String, NetworkInfo>> = match self.runtime.networks(&ours).await
         {
             Ok(networks) => Some(networks.into_iter().map(|n| (n.name.clone(), n)).collect()),
@@ -456,6 +462,10 @@ impl Supervisor {
         let done = self
             .deploy_all(units, listed.as_ref(), &leaving_networks)
             .await;
+        if let Some(pool) = &holder_pool {
+            self.tend_holder_pool(pool, listed.as_ref(), &leaving_networks)
+                .await;
+        }
         // Held deployments' containers still call the platform from their networks.
         let mut subnets: Vec<_> = (held.iter())
             .filter_map(|k| listed.as_ref()?.get(&self.network_name(k)))

@@ -173,6 +173,43 @@ impl Supervisor {
         Err(last_error.expect("at least one attempt"))
     }
 
+    /// The network of the runtime's holder pool (`berth-<installation>-pool`, see
+    /// `Runtime::holder_pool`), when the runtime keeps one and no deployment found the network
+    /// pool full in the last pass: then it is not wanted, and its removal frees a subnet for
+    /// the deployment, which tenants need more than a faster first start.
+    pub(super) fn holder_pool_network(&self) -> Option<String> {
+        let short = self
+            .subnets_short
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        let suffix = self.runtime.holder_pool().filter(|_| !short)?;
+        Some(format!("berth-{}-{suffix}", self.short_id()))
+    }
+
+    /// Makes the holder pool's network `name` if missing and asks the runtime to top it up;
+    /// a failure only costs first deployments their spare's start, and is met again next pass.
+    pub(super) async fn tend_holder_pool(
+        &self,
+        name: &str,
+        listed: Option<&HashMap<String, NetworkInfo>>,
+        leaving: &HashMap<String, LeavingNetwork>,
+    ) {
+        let claims = Mutex::new(Claims::new(leaving));
+        let filled = match self
+            .ensure_network(name, &self.labels(), listed, &claims)
+            .await
+        {
+            Ok(Some(network)) => self.runtime.fill_holder_pool(&network).await,
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::debug!(network = name, error = %e, "no network for the holder pool");
+                Ok(())
+            }
+        };
+        if let Err(e) = filled {
+            tracing::debug!(network = name, error = %e, "holder pool not topped up");
+        }
+    }
+
     /// Makes the missing networks of deployments uploads in flight will bring, so that the
     /// pass that deploys them finds their network there. A failure is left for that pass to
     /// meet again and report.

@@ -170,9 +170,11 @@ fn labelled(kind: &[&str], installation: &str) -> Result<Vec<(String, String)>, 
         let last = args.len() - 1;
         args[last] = "{{.Name}}|{{.Label \"berth.app\"}}|";
     }
-    // Network holders go with their replicas and networks: not checked here.
+    // Network holders go with their replicas and networks, the holder pool's network serves
+    // none in particular: not checked here.
     Ok(docker_lines(&args)?
         .iter()
+        .filter(|l| !crate::supervisor::is_holder_pool(l.split('|').next().unwrap_or_default()))
         .filter_map(|l| l.rsplit_once('|').filter(|(_, holder)| holder.is_empty()))
         .filter_map(|(l, _)| l.split_once('|'))
         .map(|(n, a)| (n.to_owned(), a.to_owned()))

@@ -1,7 +1,8 @@
 //! Network holders on the real engine: a replica runs in the network namespace of a holder of
 //! its own on the deployment network, the network keeps one spare holder, a replica whose
 //! holder stopped (an engine restart) starts again in it, one whose holder is gone is
-//! replaced, and unsubscribing leaves no holder and no network behind.
+//! replaced, and unsubscribing leaves no holder and no network behind. A first replica's
+//! holder comes from the installation's pool, started ahead on a network of its own.
 
 use std::time::Duration;
 
@@ -10,14 +11,22 @@ use serde_json::Value;
 use crate::fixture::{Server, Tenant, create_tenant};
 use crate::supervisor::{
     DockerCleanup, HelloLease, containers_of, deploy, docker, docker_lines, installation,
-    instances, manifest, network_container, networks_of, readiness_on_health, start_server,
-    subscribe, wait_for, wait_ready,
+    instances, is_holder_pool, manifest, network_container, networks_of, readiness_on_health,
+    start_server, subscribe, wait_for, wait_ready,
 };
 
 const SETTLE: Duration = Duration::from_secs(60);
 
-/// (name, running) of every holder of `installation`.
+/// (name, running) of every holder of `installation`'s deployments (not those of its pool).
 fn holders(installation: &str) -> Vec<(String, bool)> {
+    all_holders(installation)
+        .into_iter()
+        .filter(|(name, _)| !is_holder_pool(name))
+        .collect()
+}
+
+/// (name, running) of every holder of `installation`, its pool's included.
+fn all_holders(installation: &str) -> Vec<(String, bool)> {
     docker_lines(&[
         "ps",
         "-a",
@@ -266,4 +275,121 @@ fn turned_off_holders_keep_their_replicas_and_lose_their_spares() {
 
     // Unsubscribed: the replica and its holder go, and the network.
     unsubscribe_and_see_nothing_left(&server, &owner, &app, &installation);
+}
+
+/// The ids of `installation`'s pooled holders running on its pool network.
+fn pooled(installation: &str) -> Vec<String> {
+    docker_lines(&[
+        "ps",
+        "--no-trunc",
+        "--filter",
+        &format!("label=berth.installation={installation}"),
+        "--filter",
+        "label=berth.holder",
+        "--format",
+        "{{.ID}} {{.Names}} {{.Networks}}",
+    ])
+    .into_iter()
+    .filter_map(|line| {
+        let mut fields = line.split(' ');
+        let (id, name, networks) = (fields.next()?, fields.next()?, fields.next()?);
+        let pool = name.split_once("-spare-")?.0;
+        (is_holder_pool(name) && networks == pool).then(|| id.to_owned())
+    })
+    .collect()
+}
+
+/// The host's copy of a container's `/etc/hosts`.
+fn hosts_file(container: &str) -> String {
+    let path = docker(&["inspect", "-f", "{{.HostsPath}}", container]);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn a_first_replica_takes_its_holder_from_the_pool() {
+    let hello = HelloLease::acquire();
+    let (cleanup, server) = start_server(&[]);
+    let installation = installation(&cleanup).to_owned();
+    // The pool is made with the first pass: one holder, running on the pool network.
+    let ahead = wait_for(SETTLE, "a pooled holder", || {
+        let pooled = pooled(&installation);
+        (pooled.len() == 1).then(|| pooled[0].clone())
+    });
+    let pool_ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &ahead,
+    ]);
+    assert!(
+        hosts_file(&ahead).contains(&pool_ip),
+        "{}",
+        hosts_file(&ahead)
+    );
+
+    let owner = create_tenant(&server, "pooled");
+    let app = deploy(
+        &server,
+        &owner,
+        &hello.0,
+        &manifest("MULTI_TENANT", 1, readiness_on_health()),
+    );
+    subscribe(&server, &owner.id, &app).expect(201);
+    let status = wait_ready(&server, &owner, &app, 1);
+    let replica = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    let ip = instances(&status)[0]["ip"].as_str().unwrap().to_owned();
+
+    // The replica runs in the holder started ahead, now on the deployment network only, and
+    // its hosts file names the new address, not the pool's.
+    let holder = network_container(&replica);
+    assert_eq!(
+        holder, ahead,
+        "the replica's holder did not come from the pool"
+    );
+    let network = networks_of(&installation);
+    assert_eq!(network.len(), 1);
+    let on = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.NetworkID}} {{.IPAddress}};{{end}}",
+        &holder,
+    ]);
+    assert!(on.starts_with(&network[0]), "{on} / {network:?}");
+    assert!(on.ends_with(&format!(" {ip};")), "{on} / {ip}");
+    assert_eq!(on.matches(';').count(), 1, "on more than one network: {on}");
+    let hosts = hosts_file(&holder);
+    assert!(hosts.contains(&ip) && !hosts.contains(&pool_ip), "{hosts}");
+    let name = crate::fixture::app_name(&server, &owner, &app);
+    server
+        .req("GET", &format!("/service/{name}/hello"))
+        .basic(&owner.admin_login, &owner.admin_password)
+        .send()
+        .expect(200);
+
+    // The pool fills again, and the network keeps a spare of its own.
+    let refilled = wait_for(SETTLE, "the pool refilled", || {
+        let pooled = pooled(&installation);
+        (pooled.len() == 1 && pooled[0] != ahead).then(|| pooled[0].clone())
+    });
+    wait_for(SETTLE, "one spare holder", || {
+        (spares(&installation) == 1).then_some(())
+    });
+
+    // Unsubscribed: the deployment's holders go (the one from the pool too), the pool stays.
+    unsubscribe_and_see_nothing_left(&server, &owner, &app, &installation);
+    assert_eq!(pooled(&installation), vec![refilled]);
+
+    // Restarted with holders off: the pool's holder and network go.
+    let _server = server.restart_with_args(&["--network-holders", "false"]);
+    wait_for(SETTLE, "the pool removed", || {
+        let pool_networks = docker_lines(&[
+            "network",
+            "ls",
+            "--filter",
+            &format!("label=berth.installation={installation}"),
+            "--format",
+            "{{.Name}}",
+        ]);
+        (all_holders(&installation).is_empty() && pool_networks.is_empty()).then_some(())
+    });
 }

@@ -47,8 +47,15 @@ impl Snapshot {
                 "{{.Repository}}:{{.Tag}}",
                 &format!("berth/{installation}/*"),
             ]),
-            containers: docker_lines(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"]),
-            networks: docker_lines(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]),
+            // Not the holder pool's, which fills in the background whatever the request did.
+            containers: docker_lines(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
+                .into_iter()
+                .filter(|name| !crate::supervisor::is_holder_pool(name))
+                .collect(),
+            networks: docker_lines(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"])
+                .into_iter()
+                .filter(|name| !crate::supervisor::is_holder_pool(name))
+                .collect(),
         }
     }
 

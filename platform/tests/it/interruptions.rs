@@ -356,17 +356,34 @@ fn options_of(server: &Server, tenant: &Tenant, category: &str) -> Value {
         .json()
 }
 
+/// The names of `installation`'s containers and networks, but its holder pool's, which serves
+/// every deployment and none in particular.
 fn berth_objects(installation: &str) -> Vec<String> {
     let filter = format!("label=berth.installation={installation}");
     let mut objects = Vec::new();
     for args in [
-        vec!["ps", "-aq", "--filter", filter.as_str()],
-        vec!["network", "ls", "-q", "--filter", filter.as_str()],
+        vec![
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            filter.as_str(),
+        ],
+        vec![
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}}",
+            "--filter",
+            filter.as_str(),
+        ],
     ] {
         let out = Command::new("docker").args(&args).output().unwrap();
         objects.extend(
             String::from_utf8_lossy(&out.stdout)
                 .split_whitespace()
+                .filter(|name| !crate::supervisor::is_holder_pool(name))
                 .map(str::to_owned),
         );
     }

@@ -369,14 +369,33 @@ pub(crate) fn network_container(container: &str) -> String {
     }
 }
 
+/// The deployment networks of `installation` (not the network of its holder pool).
 pub(crate) fn networks_of(installation: &str) -> Vec<String> {
     docker_lines(&[
         "network",
         "ls",
-        "-q",
         "--filter",
         &format!("label=berth.installation={installation}"),
+        "--format",
+        "{{.ID}} {{.Name}}",
     ])
+    .into_iter()
+    .filter_map(|line| match line.split_once(' ') {
+        Some((_, name)) if is_holder_pool(name) => None,
+        Some((id, _)) => Some(id.to_owned()),
+        None => Some(line),
+    })
+    .collect()
+}
+
+/// Whether `name` is that of an installation's holder pool network (`berth-<id>-pool`), or of
+/// a holder waiting on it (`berth-<id>-pool-spare-<hex>`).
+pub(crate) fn is_holder_pool(name: &str) -> bool {
+    let name = name.trim_start_matches('/');
+    let network = name
+        .split_once("-spare-")
+        .map_or(name, |(network, _)| network);
+    network.starts_with("berth-") && network.split('-').count() == 3 && network.ends_with("-pool")
 }
 
 fn bootstrap_login(server: &Server, owner: &Tenant, app: &str) -> (String, String) {

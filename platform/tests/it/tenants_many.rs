@@ -29,16 +29,10 @@ fn deployment_of<'a>(status: &'a Value, tenant: &str) -> Option<&'a Value> {
         .find(|d| d["tenant"] == tenant)
 }
 
-/// The subnets of the networks of `installation` on the engine.
+/// The subnets of the deployment networks of `installation` on the engine.
 fn subnets_of(installation: &str) -> Vec<String> {
-    let ids = docker(&[
-        "network",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("label=berth.installation={installation}"),
-    ]);
-    ids.split_whitespace()
+    crate::supervisor::networks_of(installation)
+        .iter()
         .map(|id| {
             docker(&[
                 "network",

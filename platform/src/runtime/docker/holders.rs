@@ -6,7 +6,8 @@
 //! and runs iptables about ten times (`setup-resolver`): 450 ms for a start on a deployment
 //! network against 160 ms for a start in another container's namespace, measured on this
 //! machine. A holder pays that once, ahead: each network keeps one spare holder, made with
-//! the network (while an upload's image still loads) and again after each claim, and a
+//! the network (while an upload's image still loads; moved there from the installation's pool
+//! when it has one, see [`holder_pool`](super::holder_pool)) and again after each claim, and a
 //! replica's start takes the spare (renamed to `<instance>-net`) and pays only its own start.
 //!
 //! What a holder is: the [`holder_image`](super::holder_image) program, waiting, as nobody,
@@ -15,7 +16,8 @@
 //! container in another's namespace cannot have host entries of its own: it shares the
 //! holder's `/etc/hosts`). It carries its network's labels but the application's and the
 //! deployment's (so installation and extra container labels) and [`LABEL_HOLDER`] naming the
-//! network, so the supervisor's listings
+//! network it was made on (the pool's, for one moved from there: a network's holders are
+//! found by membership), so the supervisor's listings
 //! never show it ([`super::containers`] skips it), and every cleanup by installation label
 //! removes it. Replicas reach nothing more and nothing less than before: the namespace is the
 //! one a container on the network would have had.
@@ -67,13 +69,13 @@ pub fn claimed_name(instance: &str) -> String {
     format!("{instance}{CLAIMED_SUFFIX}")
 }
 
-fn spare_name(network: &str) -> String {
+pub(super) fn spare_name(network: &str) -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{network}{SPARE_INFIX}{}", &random[..8])
 }
 
 /// Whether `name` (as the engine lists it, maybe with a leading `/`) is a spare of `network`.
-fn is_spare(name: &str, network: &str) -> bool {
+pub(super) fn is_spare(name: &str, network: &str) -> bool {
     name.trim_start_matches('/')
         .strip_prefix(network)
         .is_some_and(|rest| rest.starts_with(SPARE_INFIX))
@@ -140,7 +142,7 @@ impl DockerEngine {
     }
 
     /// Creates and starts a holder named `name` on `network`; returns its id.
-    async fn make_holder(
+    pub(super) async fn make_holder(
         &self,
         network: &NetworkInfo,
         name: &str,
@@ -214,6 +216,13 @@ impl DockerEngine {
         if !self.spares(&network.name).await?.is_empty() {
             return Ok(());
         }
+        match self.spare_from_pool(&network.name).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(network = %network.name, "no network holder from the pool: {e}")
+            }
+        }
         self.make_holder(network, &spare_name(&network.name), &image)
             .await
             .map(drop)
@@ -265,12 +274,15 @@ impl DockerEngine {
         };
         let dropped = async {
             for c in self.docker.list_containers(Some(options)).await? {
-                let network = c.labels.as_ref().and_then(|l| l.get(LABEL_HOLDER));
-                let spare = c
-                    .names
-                    .iter()
-                    .flatten()
-                    .any(|name| network.is_some_and(|network| is_spare(name, network)));
+                // A spare of the network it was made on, or of the one it was moved to.
+                let labelled = c.labels.as_ref().and_then(|l| l.get(LABEL_HOLDER));
+                let on = (c.network_settings.as_ref())
+                    .and_then(|n| n.networks.as_ref())
+                    .into_iter()
+                    .flat_map(|n| n.keys());
+                let networks: Vec<&String> = labelled.into_iter().chain(on).collect();
+                let spare = (c.names.iter().flatten())
+                    .any(|name| networks.iter().any(|network| is_spare(name, network)));
                 if let (true, Some(id)) = (spare, c.id.as_deref()) {
                     self.remove_container(id).await?;
                 }
@@ -311,11 +323,17 @@ impl DockerEngine {
         Ok(spares)
     }
 
-    /// Every holder of `network`, claimed or spare, running or not.
+    /// Every holder of `network`, claimed or spare, running or not: every holder on it. Found
+    /// by membership, not by [`LABEL_HOLDER`]: one moved from the pool (see `holder_pool`)
+    /// carries the pool network's name there for good.
     async fn holders(&self, network: &str) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let filters = HashMap::from([
+            ("label".to_owned(), vec![LABEL_HOLDER.to_owned()]),
+            ("network".to_owned(), vec![network.to_owned()]),
+        ]);
         let options = ListContainersOptions {
             all: true,
-            filters: Some(label_filter(&[(LABEL_HOLDER, network)])),
+            filters: Some(filters),
             ..Default::default()
         };
         Ok(self.docker.list_containers(Some(options)).await?)
@@ -369,7 +387,7 @@ impl DockerEngine {
 
     /// Remembers that holder `id` was claimed now, so the sweep after the claim (which runs
     /// before the replica exists) does not take it for an orphan, however old the spare was.
-    fn claimed_now(&self, id: String) -> String {
+    pub(super) fn claimed_now(&self, id: String) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut claims = self.holder_claims.locked();
         claims.retain(|_, at| now.saturating_sub(*at) <= ORPHAN_AGE_SECS);
@@ -378,7 +396,7 @@ impl DockerEngine {
     }
 
     /// When this process last claimed holder `id` (Unix seconds), if lately.
-    fn claimed_at(&self, id: &str) -> Option<i64> {
+    pub(super) fn claimed_at(&self, id: &str) -> Option<i64> {
         self.holder_claims.locked().get(id).copied()
     }
 
@@ -389,12 +407,14 @@ impl DockerEngine {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let ours = existing
-            .config
-            .as_ref()
+        // A holder on the network (one from the pool carries the pool's label).
+        let holder = (existing.config.as_ref())
             .and_then(|c| c.labels.as_ref())
-            .and_then(|l| l.get(LABEL_HOLDER))
-            .is_some_and(|n| n == network);
+            .is_some_and(|l| l.contains_key(LABEL_HOLDER));
+        let on_network = (existing.network_settings.as_ref())
+            .and_then(|n| n.networks.as_ref())
+            .is_some_and(|n| n.contains_key(network));
+        let ours = holder && on_network;
         match existing.id {
             Some(id) if ours && self.start_holder(&id).await? => Ok(Some(id)),
             _ => Ok(None),

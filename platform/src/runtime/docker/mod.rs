@@ -5,6 +5,7 @@
 
 mod containers;
 mod holder_image;
+mod holder_pool;
 mod holders;
 mod images;
 mod networks;
@@ -95,6 +96,8 @@ pub struct DockerEngine {
     cut_off: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Whether new replicas get holders; those of replicas made before stay theirs.
     holders: bool,
+    /// The holders started ahead of deployments ([`holder_pool`]).
+    holder_pool: std::sync::Arc<std::sync::Mutex<holder_pool::PoolState>>,
     /// With holders off: whether the spares an earlier start made were removed ([`holders`]).
     spares_dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -133,6 +136,7 @@ impl DockerEngine {
             spare_work: Default::default(),
             cut_off: Default::default(),
             holders: true,
+            holder_pool: Default::default(),
             spares_dropped: Default::default(),
         })
     }
@@ -212,6 +216,15 @@ impl Runtime for DockerEngine {
 
     fn remove_network_and_instances<'a>(&'a self, id: &'a str) -> Pending<'a, ()> {
         Box::pin(self.remove_network_and_instances(id))
+    }
+
+    fn holder_pool(&self) -> Option<&'static str> {
+        self.pools_holders().then_some(holder_pool::POOL_SUFFIX)
+    }
+
+    fn fill_holder_pool<'a>(&'a self, network: &'a NetworkInfo) -> Pending<'a, ()> {
+        self.fill_holder_pool(network);
+        Box::pin(async { Ok(()) })
     }
 
     fn create_instance<'a>(&'a self, spec: &'a InstanceSpec) -> Pending<'a, String> {

@@ -1,0 +1,232 @@
+//! Holders started ahead of deployments, on a network of their own (the pool network), and
+//! moved to a new deployment network as its spare (see [`holders`](super::holders)).
+//!
+//! Why: a new network's spare is started while the upload's image loads, and a small image
+//! loads sooner than the spare starts (a start on a new user-defined network: its namespace,
+//! the embedded DNS resolver's set-up, about ten iptables runs), so the first replica waited
+//! for it. Moving a running holder (disconnect from the pool network, connect to the new one)
+//! took about 105 ms on this machine, starting one there about 275 ms. The pool network is a
+//! user-defined bridge, not Docker's default one: a container moved off the default bridge
+//! keeps a line naming its hostname with its old address in `/etc/hosts`, one moved off a
+//! user-defined network does not.
+//!
+//! The supervisor makes the pool network as it makes a deployment's (a subnet of Berth's pool,
+//! a bridge the host firewall covers: `berth-<installation>-pool`) and asks for a top-up on
+//! each pass; the pool's holders are its spares (`<pool network>-spare-…`). A claim renames
+//! one to a spare name of the deployment network (only one claim can rename a name away), and
+//! only then moves it: disconnected from the pool network first, so a replica can never join a
+//! holder that is on both. Its labels stay those it was made with (labels cannot change), so a
+//! network's holders are found by membership (see `holders::holders`), never by that label
+//! alone. A failed move removes the holder; the spare is then started on the network as before.
+//! The pool is refilled only [`REFILL_DELAY`] after a claim, so the refill's start does not
+//! compete with the image load and the replica's start it was taken for.
+
+use std::time::{Duration, Instant};
+
+use bollard::models::{
+    ContainerSummaryStateEnum, EndpointSettings, NetworkConnectRequest, NetworkDisconnectRequest,
+};
+use bollard::query_parameters::{ListContainersOptions, RenameContainerOptions};
+
+use super::holders::{LABEL_HOLDER, is_spare, spare_name};
+use super::{DockerEngine, is_conflict, is_not_found, label_filter};
+use crate::runtime::{NetworkInfo, RuntimeError};
+use crate::sync::MutexExt;
+
+/// The pool network's name is `berth-<installation>-<this>`.
+pub const POOL_SUFFIX: &str = "pool";
+/// Running holders the pool keeps: one first deploy at a time is the common case; a second
+/// one at the same moment starts its spare on its network as before.
+const POOL_SIZE: usize = 1;
+/// How long after a claim the pool is refilled: a small image's load and its replica's start
+/// are over by then (about 600 ms for 10 MiB here), and the next deploy of a pipeline that
+/// deploys several in a row finds the pool full again.
+const REFILL_DELAY: Duration = Duration::from_secs(1);
+
+/// What the engine remembers of its pool between passes.
+#[derive(Debug, Default)]
+pub struct PoolState {
+    /// The pool network, once the supervisor named it.
+    network: Option<NetworkInfo>,
+    /// Claims so far: a top-up that began before the last claim does not call the pool full.
+    claims: u64,
+    last_claim: Option<Instant>,
+    filling: bool,
+    /// The last top-up left [`POOL_SIZE`] running holders and nothing was claimed since.
+    full: bool,
+}
+
+impl DockerEngine {
+    /// Whether this engine keeps a pool: holders on, and a holder program for its architecture.
+    pub(super) fn pools_holders(&self) -> bool {
+        self.holders && super::holder_image::program().is_some()
+    }
+
+    /// Tops up the pool on `network` in the background, unless it is full, a top-up runs, or
+    /// a claim was made less than [`REFILL_DELAY`] ago.
+    pub(super) fn fill_holder_pool(&self, network: &NetworkInfo) {
+        if !self.pools_holders() {
+            return;
+        }
+        let claims = {
+            let mut pool = self.holder_pool.locked();
+            pool.network = Some(network.clone());
+            let recent = pool
+                .last_claim
+                .is_some_and(|at| at.elapsed() < REFILL_DELAY);
+            if pool.filling || pool.full || recent {
+                return;
+            }
+            pool.filling = true;
+            pool.claims
+        };
+        let engine = self.clone();
+        let network = network.clone();
+        tokio::spawn(async move {
+            let filled = engine.top_up(&network).await;
+            let mut pool = engine.holder_pool.locked();
+            pool.filling = false;
+            match filled {
+                Ok(()) => pool.full = pool.claims == claims,
+                Err(e) => {
+                    tracing::debug!(network = %network.name, "network holder pool not filled: {e}")
+                }
+            }
+        });
+    }
+
+    /// Removes the pool's stopped holders and starts new ones up to [`POOL_SIZE`].
+    async fn top_up(&self, network: &NetworkInfo) -> Result<(), RuntimeError> {
+        let Some(image) = self.holder_image().await? else {
+            return Ok(());
+        };
+        self.remove_stranded(&network.name).await?;
+        let mut running = 0;
+        for (id, _, up) in self.pooled(&network.name, false).await? {
+            if up {
+                running += 1;
+            } else {
+                self.remove_container(&id).await?;
+            }
+        }
+        for _ in running..POOL_SIZE {
+            self.make_holder(network, &spare_name(&network.name), &image)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the pool's holders on no network at all: a claim stopped between the move's two
+    /// steps (Berth stopped, the engine failed); not one this process claimed lately, which may
+    /// be between them now.
+    async fn remove_stranded(&self, pool: &str) -> Result<(), RuntimeError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(&[(LABEL_HOLDER, pool)])),
+            ..Default::default()
+        };
+        for c in self.docker.list_containers(Some(options)).await? {
+            let networks = (c.network_settings.as_ref()).and_then(|n| n.networks.as_ref());
+            if networks.is_some_and(|n| n.is_empty())
+                && let Some(id) = c.id
+                && self.claimed_at(&id).is_none()
+            {
+                tracing::debug!(holder = %id, "removing a pooled network holder left on no network");
+                self.remove_container(&id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The pool's holders still waiting on the pool network `pool` (id, name, running); with
+    /// `running_only`, those that run.
+    async fn pooled(
+        &self,
+        pool: &str,
+        running_only: bool,
+    ) -> Result<Vec<(String, String, bool)>, RuntimeError> {
+        let mut filters = label_filter(&[(LABEL_HOLDER, pool)]);
+        filters.insert("network".to_owned(), vec![pool.to_owned()]);
+        if running_only {
+            filters.insert("status".to_owned(), vec!["running".to_owned()]);
+        }
+        let options = ListContainersOptions {
+            all: !running_only,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let listed = self.docker.list_containers(Some(options)).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names.iter().flatten().find(|n| is_spare(n, pool))?;
+                let name = name.trim_start_matches('/').to_owned();
+                let running = matches!(c.state, Some(ContainerSummaryStateEnum::RUNNING));
+                Some((c.id?, name, running))
+            })
+            .collect())
+    }
+
+    /// Moves a running holder of the pool to `network` as its spare; Ok(false) when the pool
+    /// has none (or is not known yet).
+    pub(super) async fn spare_from_pool(&self, network: &str) -> Result<bool, RuntimeError> {
+        let Some(pool_network) = self.holder_pool.locked().network.clone() else {
+            return Ok(false);
+        };
+        let pool = pool_network.name.clone();
+        if pool == network {
+            return Ok(false);
+        }
+        for (id, name, _) in self.pooled(&pool, true).await? {
+            let options = RenameContainerOptions {
+                name: spare_name(network),
+            };
+            match self.docker.rename_container(&name, options).await {
+                Ok(()) => {}
+                // Another claim took it first, or it is being removed.
+                Err(e) if is_not_found(&e) || is_conflict(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let id = self.claimed_now(id);
+            {
+                let mut state = self.holder_pool.locked();
+                state.claims += 1;
+                state.last_claim = Some(Instant::now());
+                state.full = false;
+            }
+            self.refill_later(pool_network.clone());
+            match self.move_holder(&id, &pool, network).await {
+                Ok(()) => return Ok(true),
+                Err(e) => {
+                    tracing::debug!(network, holder = %id, "a pooled network holder did not move: {e}");
+                    self.remove_container(&id).await?;
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Tops up the pool [`REFILL_DELAY`] after a claim, whether or not a pass comes then.
+    fn refill_later(&self, pool: NetworkInfo) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REFILL_DELAY).await;
+            engine.fill_holder_pool(&pool);
+        });
+    }
+
+    /// Off `from`, then onto `to`: never on both, so nothing in it reaches the pool network.
+    async fn move_holder(&self, id: &str, from: &str, to: &str) -> Result<(), RuntimeError> {
+        let off = NetworkDisconnectRequest {
+            container: id.to_owned(),
+            force: Some(true),
+        };
+        self.docker.disconnect_network(from, off).await?;
+        let on = NetworkConnectRequest {
+            container: id.to_owned(),
+            endpoint_config: Some(EndpointSettings::default()),
+        };
+        self.docker.connect_network(to, on).await?;
+        Ok(())
+    }
+}
