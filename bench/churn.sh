@@ -20,10 +20,11 @@ fds() { find "/proc/$berth_pid/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 db_kib() { du -ck "$work/berth-data"/berth.sqlite3* | tail -n 1 | cut -f1; }
 prefix="$(printf '%s' "$installation" | tr -cd '[:alnum:]' | tr '[:upper:]' '[:lower:]')"
 objects() {
-    # Replica containers (their network holders carry no application label).
+    # Replica containers (their network holders carry no application label) and deployment networks (not the
+    # holder pool's).
     printf '%s containers, %s networks, %s tags' \
         "$(docker ps -aq --filter "label=berth.installation=$installation" --filter label=berth.app | wc -l)" \
-        "$(docker network ls -q --filter "label=berth.installation=$installation" | wc -l)" \
+        "$(docker network ls -q --filter "label=berth.installation=$installation" --filter label=berth.app | wc -l)" \
         "$(docker images -q --filter "reference=berth/$prefix/*" | wc -l)"
 }
 package_files() { find "$work/berth-data/packages" -type f | wc -l; }

@@ -5,6 +5,7 @@
 //! one whose network is being removed (or replaced) waits for the removal's end, off the pass.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::SeqCst;
 
 use sha2::Digest;
 
@@ -136,6 +137,9 @@ impl Supervisor {
                     .copied()
                     .collect();
                 let Some(block) = pool.allocate_from(&taken, self.pool_start()) else {
+                    if self.yield_holder_pool(name, listed, &mut claims) {
+                        return Ok(None);
+                    }
                     return Err(NetworkError::PoolFull {
                         capacity: pool.capacity(),
                         prefix: pool.subnet_prefix,
@@ -178,11 +182,39 @@ impl Supervisor {
     /// pool full in the last pass: then it is not wanted, and its removal frees a subnet for
     /// the deployment, which tenants need more than a faster first start.
     pub(super) fn holder_pool_network(&self) -> Option<String> {
-        let short = self
-            .subnets_short
-            .swap(false, std::sync::atomic::Ordering::SeqCst);
-        let suffix = self.runtime.holder_pool().filter(|_| !short)?;
+        let short = self.subnets_short.swap(false, SeqCst);
+        self.holder_pool_name().filter(|_| !short)
+    }
+
+    fn holder_pool_name(&self) -> Option<String> {
+        let suffix = self.runtime.holder_pool()?;
         Some(format!("berth-{}-{suffix}", self.short_id()))
+    }
+
+    /// When the network pool has no subnet left for the deployment network `name`: if the
+    /// holder pool's network holds one, its removal starts (or has started) and the deployment
+    /// waits for its end (true), as for a network being replaced, instead of failing.
+    fn yield_holder_pool(
+        &self,
+        name: &str,
+        listed: Option<&HashMap<String, NetworkInfo>>,
+        claims: &mut Claims,
+    ) -> bool {
+        let Some(pool) = self.holder_pool_name().filter(|pool| pool != name) else {
+            return false;
+        };
+        let leaving = claims.leaving.contains_key(&pool);
+        let listed = listed.and_then(|l| l.get(&pool));
+        if !leaving && listed.is_none() {
+            return false;
+        }
+        self.subnets_short.store(true, SeqCst);
+        if let (false, Some(network)) = (leaving, listed) {
+            tracing::info!(network = %pool, "the holder pool's network gives its subnet to a deployment");
+            self.start_network_removal(network, false);
+            claims.leave(network);
+        }
+        true
     }
 
     /// Makes the holder pool's network `name` if missing and asks the runtime to top it up;
@@ -193,6 +225,10 @@ impl Supervisor {
         listed: Option<&HashMap<String, NetworkInfo>>,
         leaving: &HashMap<String, LeavingNetwork>,
     ) {
+        // A deployment of this pass took its subnet (`yield_holder_pool`): not again.
+        if self.subnets_short.load(SeqCst) {
+            return;
+        }
         let claims = Mutex::new(Claims::new(leaving));
         let filled = match self
             .ensure_network(name, &self.labels(), listed, &claims)

@@ -1,6 +1,6 @@
 //! Many tenants: deployment networks come from Berth's own subnet pool, and a deployment whose
 //! network cannot be made shows why in its status, raises an alarm and says so in the proxy's
-//! 503, until a subnet frees up.
+//! 503, until a subnet frees up. The holder pool's network gives its subnet to a deployment.
 
 use serde_json::Value;
 use std::time::Duration;
@@ -9,8 +9,8 @@ use crate::fixture::{
     ADMIN_PASSWORD, MGMT_ADMIN, Server, Tenant, create_tenant, run_expecting_failure,
 };
 use crate::supervisor::{
-    HelloLease, deploy, docker, manifest, readiness_on_health, start_server_with, status,
-    subscribe, wait_for, wait_ready,
+    HelloLease, deploy, docker, docker_lines, is_holder_pool, manifest, readiness_on_health,
+    start_server_with, status, subscribe, wait_for, wait_ready,
 };
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -76,10 +76,34 @@ fn a_full_network_pool_shows_in_status_alarm_and_proxy_until_a_subnet_frees() {
     let tenants: Vec<Tenant> = (0..3)
         .map(|i| create_tenant(&server, &format!("many{i}")))
         .collect();
+    // The holder pool's network takes one of the two subnets while nothing else needs it.
+    let all_networks = || {
+        docker_lines(&[
+            "network",
+            "ls",
+            "--filter",
+            &format!("label=berth.installation={}", cleanup.0),
+            "--format",
+            "{{.Name}}",
+        ])
+    };
+    wait_for(DEADLINE, "the holder pool's network", || {
+        all_networks()
+            .iter()
+            .any(|n| is_holder_pool(n))
+            .then_some(())
+    });
     for t in &tenants[..2] {
         subscribe(&server, &t.id, &app).expect(201);
     }
-    wait_ready(&server, &owner, &app, 2);
+    // The second deployment gets it: it waits for the pool network's removal, never fails.
+    let ready = wait_ready(&server, &owner, &app, 2);
+    assert!(
+        ready["alarms"].as_array().is_some_and(|a| a.is_empty()),
+        "{ready}"
+    );
+    let networks = all_networks();
+    assert!(!networks.iter().any(|n| is_holder_pool(n)), "{networks:?}");
     let pool_prefix = pool.trim_end_matches("0/27");
     let subnets = subnets_of(&cleanup.0);
     assert_eq!(subnets.len(), 2, "{subnets:?}");

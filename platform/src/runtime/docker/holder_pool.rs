@@ -100,6 +100,13 @@ impl DockerEngine {
         let Some(image) = self.holder_image().await? else {
             return Ok(());
         };
+        // The pool network's removal (a deployment needs its subnet) waits for a start in
+        // flight, as a deployment network's does for its spare's (see `holders::replenish`).
+        let work = self.spare_work(&network.name);
+        let _working = work.lock().await;
+        if self.network(&network.name).await?.is_none() {
+            return Ok(());
+        }
         self.remove_stranded(&network.name).await?;
         let mut running = 0;
         for (id, _, up) in self.pooled(&network.name, false).await? {

@@ -296,7 +296,7 @@ impl DockerEngine {
     }
 
     /// The lock a network's spare holder is made under.
-    fn spare_work(&self, network: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn spare_work(&self, network: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
         let mut work = self.spare_work.locked();
         std::sync::Arc::clone(work.entry(network.to_owned()).or_default())
     }
