@@ -18,8 +18,10 @@
 //! holder that is on both. Its labels stay those it was made with (labels cannot change), so a
 //! network's holders are found by membership (see `holders::holders`), never by that label
 //! alone. A failed move removes the holder; the spare is then started on the network as before.
-//! The pool is refilled only [`REFILL_DELAY`] after a claim, so the refill's start does not
-//! compete with the image load and the replica's start it was taken for.
+//! The pool is refilled once the replica the holder was taken for has claimed it and had
+//! [`REPLICA_START`] to start ([`DockerEngine::refill_after_start`]), so the refill's own start
+//! competes neither with the image load nor with that start; a claim no replica follows (the
+//! upload failed) is refilled by a pass [`REFILL_FALLBACK`] later.
 
 use std::time::{Duration, Instant};
 
@@ -38,10 +40,11 @@ pub const POOL_SUFFIX: &str = "pool";
 /// Running holders the pool keeps: one first deploy at a time is the common case; a second
 /// one at the same moment starts its spare on its network as before.
 const POOL_SIZE: usize = 1;
-/// How long after a claim the pool is refilled: a small image's load and its replica's start
-/// are over by then (about 600 ms for 10 MiB here), and the next deploy of a pipeline that
-/// deploys several in a row finds the pool full again.
-const REFILL_DELAY: Duration = Duration::from_secs(1);
+/// How long a replica's start takes here (100–230 ms from its creation): the pool is refilled
+/// after it, and the next deploy of a pipeline that deploys several in a row finds it full.
+const REPLICA_START: Duration = Duration::from_millis(500);
+/// How long after a claim a pass refills the pool when no replica claimed the holder.
+const REFILL_FALLBACK: Duration = Duration::from_secs(10);
 
 /// What the engine remembers of its pool between passes.
 #[derive(Debug, Default)]
@@ -62,26 +65,43 @@ impl DockerEngine {
         self.holders && super::holder_image::program().is_some()
     }
 
-    /// Tops up the pool on `network` in the background, unless it is full, a top-up runs, or
-    /// a claim was made less than [`REFILL_DELAY`] ago.
+    /// Tops up the pool on `network` in the background (a pass asks), unless it is full, a
+    /// top-up runs, or a claim was made less than [`REFILL_FALLBACK`] ago.
     pub(super) fn fill_holder_pool(&self, network: &NetworkInfo) {
+        self.holder_pool.locked().network = Some(network.clone());
+        self.start_top_up(false);
+    }
+
+    /// A replica claimed its holder ([`DockerEngine::claim_holder`]): its start follows, and
+    /// then the pool is topped up.
+    pub(super) fn refill_after_start(&self) {
+        if self.holder_pool.locked().full {
+            return;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REPLICA_START).await;
+            engine.start_top_up(true);
+        });
+    }
+
+    fn start_top_up(&self, after_start: bool) {
         if !self.pools_holders() {
             return;
         }
-        let claims = {
+        let (network, claims) = {
             let mut pool = self.holder_pool.locked();
-            pool.network = Some(network.clone());
-            let recent = pool
-                .last_claim
-                .is_some_and(|at| at.elapsed() < REFILL_DELAY);
-            if pool.filling || pool.full || recent {
+            let Some(network) = pool.network.clone() else {
+                return;
+            };
+            let recent = (pool.last_claim).is_some_and(|at| at.elapsed() < REFILL_FALLBACK);
+            if pool.filling || pool.full || (recent && !after_start) {
                 return;
             }
             pool.filling = true;
-            pool.claims
+            (network, pool.claims)
         };
         let engine = self.clone();
-        let network = network.clone();
         tokio::spawn(async move {
             let filled = engine.top_up(&network).await;
             let mut pool = engine.holder_pool.locked();
@@ -177,10 +197,10 @@ impl DockerEngine {
     /// Moves a running holder of the pool to `network` as its spare; Ok(false) when the pool
     /// has none (or is not known yet).
     pub(super) async fn spare_from_pool(&self, network: &str) -> Result<bool, RuntimeError> {
-        let Some(pool_network) = self.holder_pool.locked().network.clone() else {
+        let Some(pool) = (self.holder_pool.locked().network.as_ref()).map(|n| n.name.clone())
+        else {
             return Ok(false);
         };
-        let pool = pool_network.name.clone();
         if pool == network {
             return Ok(false);
         }
@@ -201,7 +221,6 @@ impl DockerEngine {
                 state.last_claim = Some(Instant::now());
                 state.full = false;
             }
-            self.refill_later(pool_network.clone());
             match self.move_holder(&id, &pool, network).await {
                 Ok(()) => return Ok(true),
                 Err(e) => {
@@ -211,15 +230,6 @@ impl DockerEngine {
             }
         }
         Ok(false)
-    }
-
-    /// Tops up the pool [`REFILL_DELAY`] after a claim, whether or not a pass comes then.
-    fn refill_later(&self, pool: NetworkInfo) {
-        let engine = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(REFILL_DELAY).await;
-            engine.fill_holder_pool(&pool);
-        });
     }
 
     /// Off `from`, then onto `to`: never on both, so nothing in it reaches the pool network.

@@ -370,6 +370,7 @@ impl DockerEngine {
             if running || self.start_holder(&spare).await? {
                 let spare = self.claimed_now(spare);
                 self.replenish(network.to_owned());
+                self.refill_after_start();
                 return Ok(Some(spare));
             }
         }
