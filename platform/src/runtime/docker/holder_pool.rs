@@ -59,6 +59,14 @@ pub struct PoolState {
     full: bool,
 }
 
+/// Whether a top-up of the pool starts now: not while one runs or the pool is full, and, when
+/// a pass asks (not a replica's start, `after_start`), not within [`REFILL_FALLBACK`] of a claim.
+fn top_up_due(pool: &PoolState, after_start: bool, now: Instant) -> bool {
+    let recent =
+        (pool.last_claim).is_some_and(|at| now.saturating_duration_since(at) < REFILL_FALLBACK);
+    !pool.filling && !pool.full && (after_start || !recent)
+}
+
 impl DockerEngine {
     /// Whether this engine keeps a pool: holders on, and a holder program for its architecture.
     pub(super) fn pools_holders(&self) -> bool {
@@ -94,8 +102,7 @@ impl DockerEngine {
             let Some(network) = pool.network.clone() else {
                 return;
             };
-            let recent = (pool.last_claim).is_some_and(|at| at.elapsed() < REFILL_FALLBACK);
-            if pool.filling || pool.full || (recent && !after_start) {
+            if !top_up_due(&pool, after_start, Instant::now()) {
                 return;
             }
             pool.filling = true;
@@ -245,5 +252,40 @@ impl DockerEngine {
         };
         self.docker.connect_network(to, on).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_top_up_waits_for_the_replica_or_the_fallback() {
+        let now = Instant::now();
+        let ago = |s: u64| now.checked_sub(Duration::from_secs(s));
+        // (filling, full, last claim, after a replica's start, due)
+        let cases = [
+            (false, false, None, false, true),
+            (false, false, None, true, true),
+            (true, false, None, true, false),
+            (false, true, None, true, false),
+            (false, false, ago(1), false, false),
+            (false, false, ago(1), true, true),
+            (false, false, ago(11), false, true),
+            (true, false, ago(11), false, false),
+        ];
+        for (filling, full, last_claim, after_start, due) in cases {
+            let pool = PoolState {
+                filling,
+                full,
+                last_claim,
+                ..Default::default()
+            };
+            assert_eq!(
+                top_up_due(&pool, after_start, now),
+                due,
+                "filling {filling}, full {full}, claimed {last_claim:?}, after start {after_start}"
+            );
+        }
     }
 }
