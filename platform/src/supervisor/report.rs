@@ -174,11 +174,13 @@ impl Supervisor {
         let probing = instance
             .filter(|_| c.running && !ready)
             .and_then(|i| i.probes().last_failure);
-        let state = if c.unplaced.is_some() {
-            InstanceState::Pending
-        } else {
-            InstanceState::of(c.running, unresponsive.is_some(), waiting, looping)
-        };
+        let state = InstanceState::of(
+            c.unplaced.is_some(),
+            c.running,
+            unresponsive.is_some(),
+            waiting,
+            looping,
+        );
         let usage = instance
             .map(|i| i.usage.locked().clone())
             .filter(|_| c.running)

@@ -35,10 +35,19 @@ impl InstanceState {
         }
     }
 
-    /// The state of an instance from what is known of it: `unresponsive` wins (it runs but
-    /// does not answer), then running, then why a stopped one is stopped.
-    pub fn of(running: bool, unresponsive: bool, waiting: bool, looping: bool) -> InstanceState {
-        if unresponsive {
+    /// The state of an instance from what is known of it: `unplaced` wins (no node can run it
+    /// yet: it never ran), then `unresponsive` (it runs but does not answer), then running, then
+    /// why a stopped one is stopped.
+    pub fn of(
+        unplaced: bool,
+        running: bool,
+        unresponsive: bool,
+        waiting: bool,
+        looping: bool,
+    ) -> InstanceState {
+        if unplaced {
+            InstanceState::Pending
+        } else if unresponsive {
             InstanceState::Unresponsive
         } else if running {
             InstanceState::Running
@@ -335,17 +344,18 @@ mod tests {
     #[test]
     fn instance_states_in_order_of_precedence() {
         use InstanceState::*;
-        // (running, unresponsive, waiting, looping, state)
+        // (unplaced, running, unresponsive, waiting, looping, state)
         let cases = [
-            (true, true, false, false, Unresponsive),
-            (true, false, false, false, Running),
-            (false, false, true, true, CrashLoopBackOff),
-            (false, false, true, false, Waiting),
-            (false, false, false, false, Stopped),
+            (true, false, false, true, true, Pending),
+            (false, true, true, false, false, Unresponsive),
+            (false, true, false, false, false, Running),
+            (false, false, false, true, true, CrashLoopBackOff),
+            (false, false, false, true, false, Waiting),
+            (false, false, false, false, false, Stopped),
         ];
-        for (running, unresponsive, waiting, looping, state) in cases {
+        for (unplaced, running, unresponsive, waiting, looping, state) in cases {
             assert_eq!(
-                InstanceState::of(running, unresponsive, waiting, looping),
+                InstanceState::of(unplaced, running, unresponsive, waiting, looping),
                 state
             );
         }

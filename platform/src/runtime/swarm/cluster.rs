@@ -311,6 +311,7 @@ pub(super) fn info_of(
 ) -> InstanceInfo {
     let mut labels = labels.clone();
     labels.insert(services::LABEL_REPLICA.to_owned(), slot.replica.to_string());
+    let unplaced = slot.unplaced().map(str::to_owned);
     InstanceInfo {
         id: id.to_owned(),
         name: format!("{service}.{}", slot.replica + 1),
@@ -325,11 +326,11 @@ pub(super) fn info_of(
             String::new()
         },
         // A task never placed has not run: no exit for the supervisor to count.
-        finished_at: (!slot.running && slot.unplaced().is_none()).then(|| slot.since.clone()),
+        finished_at: (!slot.running && unplaced.is_none()).then(|| slot.since.clone()),
         ip: slot.running.then_some(ip),
         removing: false,
         node: Some(slot.node.clone()),
-        unplaced: slot.unplaced().map(str::to_owned),
+        unplaced,
     }
 }
 
