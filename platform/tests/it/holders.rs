@@ -66,9 +66,15 @@ struct Deployed {
 }
 
 fn deployed(extra: &[&str], tenant: &str) -> Deployed {
+    deployed_after(extra, tenant, |_| ())
+}
+
+/// As [`deployed`], running `first` with the installation's id once the server is up.
+fn deployed_after(extra: &[&str], tenant: &str, first: impl FnOnce(&str)) -> Deployed {
     let hello = HelloLease::acquire();
     let (cleanup, server) = start_server(extra);
     let installation = installation(&cleanup).to_owned();
+    first(&installation);
     let owner = create_tenant(&server, tenant);
     let app = deploy(
         &server,
@@ -89,6 +95,19 @@ fn deployed(extra: &[&str], tenant: &str) -> Deployed {
         status,
         replica,
     }
+}
+
+/// Checks that `container` is on one network, `installation`'s deployment network, at `ip`.
+fn on_its_network_only(container: &str, installation: &str, ip: &str) {
+    let network = networks_of(installation);
+    assert_eq!(network.len(), 1);
+    let on = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.NetworkID}} {{.IPAddress}};{{end}}",
+        container,
+    ]);
+    assert_eq!(on, format!("{} {ip};", network[0]), "{container}");
 }
 
 /// Unsubscribes `owner` from `app` and waits until its replicas, holders (spares too) and
@@ -137,16 +156,7 @@ fn replicas_run_in_holders_that_go_with_them() {
         docker(&["inspect", "-f", "{{.Name}}", &holder]),
         format!("/{replica}-net")
     );
-    let network = networks_of(&installation);
-    assert_eq!(network.len(), 1);
-    let on = docker(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.NetworkID}} {{.IPAddress}}{{end}}",
-        &holder,
-    ]);
-    assert!(on.starts_with(&network[0]), "{on} / {network:?}");
-    assert!(on.ends_with(&format!(" {ip}")), "{on} / {ip}");
+    on_its_network_only(&holder, &installation, &ip);
     wait_for(SETTLE, "one spare holder", || {
         (spares(&installation) == 1).then_some(())
     });
@@ -214,16 +224,7 @@ fn with_holders_off_replicas_join_their_network() {
     // The replica is on the deployment network itself, at the address the status gives, and
     // no holder was made for it or as a spare.
     assert_eq!(network_container(&replica), replica);
-    let network = networks_of(&installation);
-    assert_eq!(network.len(), 1);
-    let on = docker(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.NetworkID}} {{.IPAddress}}{{end}}",
-        &replica,
-    ]);
-    assert!(on.starts_with(&network[0]), "{on} / {network:?}");
-    assert!(on.ends_with(&format!(" {ip}")), "{on} / {ip}");
+    on_its_network_only(&replica, &installation, &ip);
     let name = crate::fixture::app_name(&server, &owner, &app);
     server
         .req("GET", &format!("/service/{name}/hello"))
@@ -307,36 +308,33 @@ fn hosts_file(container: &str) -> String {
 
 #[test]
 fn a_first_replica_takes_its_holder_from_the_pool() {
-    let hello = HelloLease::acquire();
-    let (cleanup, server) = start_server(&[]);
-    let installation = installation(&cleanup).to_owned();
-    // The pool is made with the first pass: one holder, running on the pool network.
-    let ahead = wait_for(SETTLE, "a pooled holder", || {
-        let pooled = pooled(&installation);
-        (pooled.len() == 1).then(|| pooled[0].clone())
+    // The pool is made with the first pass: one holder, running on the pool network, its hosts
+    // file naming its address there.
+    let mut ahead = (String::new(), String::new());
+    let Deployed {
+        _hello,
+        cleanup: _cleanup,
+        server,
+        installation,
+        owner,
+        app,
+        status,
+        replica,
+    } = deployed_after(&[], "pooled", |installation| {
+        let id = wait_for(SETTLE, "a pooled holder", || {
+            let pooled = pooled(installation);
+            (pooled.len() == 1).then(|| pooled[0].clone())
+        });
+        let ip = docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &id,
+        ]);
+        assert!(hosts_file(&id).contains(&ip), "{}", hosts_file(&id));
+        ahead = (id, ip);
     });
-    let pool_ip = docker(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        &ahead,
-    ]);
-    assert!(
-        hosts_file(&ahead).contains(&pool_ip),
-        "{}",
-        hosts_file(&ahead)
-    );
-
-    let owner = create_tenant(&server, "pooled");
-    let app = deploy(
-        &server,
-        &owner,
-        &hello.0,
-        &manifest("MULTI_TENANT", 1, readiness_on_health()),
-    );
-    subscribe(&server, &owner.id, &app).expect(201);
-    let status = wait_ready(&server, &owner, &app, 1);
-    let replica = instances(&status)[0]["name"].as_str().unwrap().to_owned();
+    let (ahead, pool_ip) = ahead;
     let ip = instances(&status)[0]["ip"].as_str().unwrap().to_owned();
 
     // The replica runs in the holder started ahead, now on the deployment network only, and
@@ -346,17 +344,7 @@ fn a_first_replica_takes_its_holder_from_the_pool() {
         holder, ahead,
         "the replica's holder did not come from the pool"
     );
-    let network = networks_of(&installation);
-    assert_eq!(network.len(), 1);
-    let on = docker(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.NetworkID}} {{.IPAddress}};{{end}}",
-        &holder,
-    ]);
-    assert!(on.starts_with(&network[0]), "{on} / {network:?}");
-    assert!(on.ends_with(&format!(" {ip};")), "{on} / {ip}");
-    assert_eq!(on.matches(';').count(), 1, "on more than one network: {on}");
+    on_its_network_only(&holder, &installation, &ip);
     let hosts = hosts_file(&holder);
     assert!(hosts.contains(&ip) && !hosts.contains(&pool_ip), "{hosts}");
     let name = crate::fixture::app_name(&server, &owner, &app);
