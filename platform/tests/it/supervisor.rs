@@ -369,11 +369,12 @@ pub(crate) fn network_container(container: &str) -> String {
     }
 }
 
-/// The deployment networks of `installation` (not the network of its holder pool).
+/// The full ids of the deployment networks of `installation` (not its holder pool's network).
 pub(crate) fn networks_of(installation: &str) -> Vec<String> {
     docker_lines(&[
         "network",
         "ls",
+        "--no-trunc",
         "--filter",
         &format!("label=berth.installation={installation}"),
         "--format",
