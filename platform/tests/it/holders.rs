@@ -365,7 +365,20 @@ fn a_first_replica_takes_its_holder_from_the_pool() {
 
     // Unsubscribed: the deployment's holders go (the one from the pool too), the pool stays.
     unsubscribe_and_see_nothing_left(&server, &owner, &app, &installation);
-    assert_eq!(pooled(&installation), vec![refilled]);
+    assert_eq!(pooled(&installation), vec![refilled.clone()]);
+
+    // Its holder stopped under it (an engine restart, `docker stop`): within a minute or so
+    // the pool sees it, removes it and starts another.
+    docker(&["stop", "-t", "0", &refilled]);
+    wait_for(
+        Duration::from_secs(150),
+        "the stopped pooled holder replaced",
+        || {
+            let pooled = pooled(&installation);
+            let gone = all_holders(&installation).len() == 1;
+            (pooled.len() == 1 && pooled[0] != refilled && gone).then_some(())
+        },
+    );
 
     // Restarted with holders off: the pool's holder and network go.
     let _server = server.restart_with_args(&["--network-holders", "false"]);

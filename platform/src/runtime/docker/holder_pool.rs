@@ -45,6 +45,9 @@ const POOL_SIZE: usize = 1;
 const REPLICA_START: Duration = Duration::from_millis(500);
 /// How long after a claim a pass refills the pool when no replica claimed the holder.
 const REFILL_FALLBACK: Duration = Duration::from_secs(10);
+/// How long a full pool is taken to be full without a look: its holders may have stopped
+/// since (an engine restart, someone's `docker stop`), which only a top-up sees.
+const FULL_FOR: Duration = Duration::from_secs(60);
 
 /// What the engine remembers of its pool between passes.
 #[derive(Debug, Default)]
@@ -55,16 +58,24 @@ pub struct PoolState {
     claims: u64,
     last_claim: Option<Instant>,
     filling: bool,
-    /// The last top-up left [`POOL_SIZE`] running holders and nothing was claimed since.
-    full: bool,
+    /// When the last top-up left [`POOL_SIZE`] running holders, if nothing was claimed since
+    /// and no claim found the pool empty.
+    full_since: Option<Instant>,
 }
 
-/// Whether a top-up of the pool starts now: not while one runs or the pool is full, and, when
-/// a pass asks (not a replica's start, `after_start`), not within [`REFILL_FALLBACK`] of a claim.
+impl PoolState {
+    fn full(&self, now: Instant) -> bool {
+        (self.full_since).is_some_and(|at| now.saturating_duration_since(at) < FULL_FOR)
+    }
+}
+
+/// Whether a top-up of the pool starts now: not while one runs or the pool is full (as seen
+/// within [`FULL_FOR`]), and, when a pass asks (not a replica's start, `after_start`), not
+/// within [`REFILL_FALLBACK`] of a claim.
 fn top_up_due(pool: &PoolState, after_start: bool, now: Instant) -> bool {
     let recent =
         (pool.last_claim).is_some_and(|at| now.saturating_duration_since(at) < REFILL_FALLBACK);
-    !pool.filling && !pool.full && (after_start || !recent)
+    !pool.filling && !pool.full(now) && (after_start || !recent)
 }
 
 impl DockerEngine {
@@ -83,7 +94,7 @@ impl DockerEngine {
     /// A replica claimed its holder ([`DockerEngine::claim_holder`]): its start follows, and
     /// then the pool is topped up.
     pub(super) fn refill_after_start(&self) {
-        if self.holder_pool.locked().full {
+        if self.holder_pool.locked().full(Instant::now()) {
             return;
         }
         let engine = self.clone();
@@ -114,7 +125,7 @@ impl DockerEngine {
             let mut pool = engine.holder_pool.locked();
             pool.filling = false;
             match filled {
-                Ok(()) => pool.full = pool.claims == claims,
+                Ok(()) => pool.full_since = (pool.claims == claims).then(Instant::now),
                 Err(e) => {
                     tracing::debug!(network = %network.name, "network holder pool not filled: {e}")
                 }
@@ -226,7 +237,7 @@ impl DockerEngine {
                 let mut state = self.holder_pool.locked();
                 state.claims += 1;
                 state.last_claim = Some(Instant::now());
-                state.full = false;
+                state.full_since = None;
             }
             match self.move_holder(&id, &pool, network).await {
                 Ok(()) => return Ok(true),
@@ -236,6 +247,8 @@ impl DockerEngine {
                 }
             }
         }
+        // None running: the next pass looks.
+        self.holder_pool.locked().full_since = None;
         Ok(false)
     }
 
@@ -263,28 +276,31 @@ mod tests {
     fn a_top_up_waits_for_the_replica_or_the_fallback() {
         let now = Instant::now();
         let ago = |s: u64| now.checked_sub(Duration::from_secs(s));
-        // (filling, full, last claim, after a replica's start, due)
+        // (filling, seen full, last claim, after a replica's start, due)
         let cases = [
-            (false, false, None, false, true),
-            (false, false, None, true, true),
-            (true, false, None, true, false),
-            (false, true, None, true, false),
-            (false, false, ago(1), false, false),
-            (false, false, ago(1), true, true),
-            (false, false, ago(11), false, true),
-            (true, false, ago(11), false, false),
+            (false, None, None, false, true),
+            (false, None, None, true, true),
+            (true, None, None, true, false),
+            (false, ago(5), None, true, false),
+            (false, ago(5), None, false, false),
+            // A full pool is looked at again after a minute.
+            (false, ago(61), None, false, true),
+            (false, None, ago(1), false, false),
+            (false, None, ago(1), true, true),
+            (false, None, ago(11), false, true),
+            (true, None, ago(11), false, false),
         ];
-        for (filling, full, last_claim, after_start, due) in cases {
+        for (filling, full_since, last_claim, after_start, due) in cases {
             let pool = PoolState {
                 filling,
-                full,
+                full_since,
                 last_claim,
                 ..Default::default()
             };
             assert_eq!(
                 top_up_due(&pool, after_start, now),
                 due,
-                "filling {filling}, full {full}, claimed {last_claim:?}, after start {after_start}"
+                "filling {filling}, full since {full_since:?}, claimed {last_claim:?}, after start {after_start}"
             );
         }
     }
