@@ -102,9 +102,6 @@ impl Supervisor {
                 Ok((converged, fresh))
             }
             Err(e) => {
-                if matches!(e, super::network::NetworkError::PoolFull { .. }) {
-                    (self.subnets_short).store(true, std::sync::atomic::Ordering::SeqCst);
-                }
                 let reason = e.to_string();
                 tracing::warn!(deployment = %key, %reason, "cannot deploy");
                 // Visible where operators and tenants look: status, alarm, the proxy's 503.

@@ -163,8 +163,9 @@ pub struct Supervisor {
     /// When this process made its supervisor: image tags older than this that no version
     /// refers to are leftovers of an earlier process, never an upload in flight.
     started: time::OffsetDateTime,
-    /// A deployment found the network pool full in this pass: the holder pool's network gives
-    /// its subnet back in the next (see [`Supervisor::holder_pool_network`]).
+    /// The network pool had no subnet for a network in this pass: the holder pool's network
+    /// gives its subnet back in the next (see [`Supervisor::holder_pool_network`]). Set where
+    /// the allocation fails, the one place that knows.
     subnets_short: std::sync::atomic::AtomicBool,
 }
 

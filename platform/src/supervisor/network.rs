@@ -137,6 +137,9 @@ impl Supervisor {
                     .copied()
                     .collect();
                 let Some(block) = pool.allocate_from(&taken, self.pool_start()) else {
+                    // The next pass does not want the holder pool's network (see
+                    // `holder_pool_network`), whoever found the network pool full.
+                    self.subnets_short.store(true, SeqCst);
                     if self.yield_holder_pool(name, listed, &mut claims) {
                         return Ok(None);
                     }
@@ -178,9 +181,11 @@ impl Supervisor {
     }
 
     /// The network of the runtime's holder pool (`berth-<installation>-pool`, see
-    /// `Runtime::holder_pool`), when the runtime keeps one and no deployment found the network
-    /// pool full in the last pass: then it is not wanted, and its removal frees a subnet for
-    /// the deployment, which tenants need more than a faster first start.
+    /// `Runtime::holder_pool`), when the runtime keeps one and the network pool had a subnet
+    /// for every network asked for in the last pass: otherwise it is not wanted, and its
+    /// removal frees a subnet for a deployment, which tenants need more than a faster first
+    /// start. (A failure to make the pool network itself counts too, so with the network pool
+    /// full it is tried every other pass, not every pass.)
     pub(super) fn holder_pool_network(&self) -> Option<String> {
         let short = self.subnets_short.swap(false, SeqCst);
         self.holder_pool_name().filter(|_| !short)
@@ -208,7 +213,6 @@ impl Supervisor {
         if !leaving && listed.is_none() {
             return false;
         }
-        self.subnets_short.store(true, SeqCst);
         if let (false, Some(network)) = (leaving, listed) {
             tracing::info!(network = %pool, "the holder pool's network gives its subnet to a deployment");
             self.start_network_removal(network, false);
@@ -225,7 +229,8 @@ impl Supervisor {
         listed: Option<&HashMap<String, NetworkInfo>>,
         leaving: &HashMap<String, LeavingNetwork>,
     ) {
-        // A deployment of this pass took its subnet (`yield_holder_pool`): not again.
+        // The network pool had no subnet in this pass (a deployment may have taken the pool
+        // network's, see `yield_holder_pool`): not again.
         if self.subnets_short.load(SeqCst) {
             return;
         }
