@@ -25,12 +25,10 @@
 
 use std::time::{Duration, Instant};
 
-use bollard::models::{
-    ContainerSummaryStateEnum, EndpointSettings, NetworkConnectRequest, NetworkDisconnectRequest,
-};
+use bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkDisconnectRequest};
 use bollard::query_parameters::{ListContainersOptions, RenameContainerOptions};
 
-use super::holders::{LABEL_HOLDER, is_spare, spare_name};
+use super::holders::{LABEL_HOLDER, networks_of, spare_name};
 use super::{DockerEngine, is_conflict, is_not_found, label_filter};
 use crate::runtime::{NetworkInfo, RuntimeError};
 use crate::sync::MutexExt;
@@ -61,6 +59,10 @@ pub struct PoolState {
     /// When the last top-up left [`POOL_SIZE`] running holders, if nothing was claimed since
     /// and no claim found the pool empty.
     full_since: Option<Instant>,
+    /// Running holders the pool holds as far as this process knows (None: unknown, ask the
+    /// engine): a claim asks the engine only when the pool may hold one, so the spares made
+    /// between a claim and the refill cost no listing.
+    held: Option<usize>,
 }
 
 impl PoolState {
@@ -125,7 +127,11 @@ impl DockerEngine {
             let mut pool = engine.holder_pool.locked();
             pool.filling = false;
             match filled {
-                Ok(()) => pool.full_since = (pool.claims == claims).then(Instant::now),
+                Ok(()) => {
+                    let untouched = pool.claims == claims;
+                    pool.full_since = untouched.then(Instant::now);
+                    pool.held = untouched.then_some(POOL_SIZE);
+                }
                 Err(e) => {
                     tracing::debug!(network = %network.name, "network holder pool not filled: {e}")
                 }
@@ -147,7 +153,7 @@ impl DockerEngine {
         }
         self.remove_stranded(&network.name).await?;
         let mut running = 0;
-        for (id, _, up) in self.pooled(&network.name, false).await? {
+        for (id, _, up) in self.spares(&network.name).await? {
             if up {
                 running += 1;
             } else {
@@ -171,8 +177,7 @@ impl DockerEngine {
             ..Default::default()
         };
         for c in self.docker.list_containers(Some(options)).await? {
-            let networks = (c.network_settings.as_ref()).and_then(|n| n.networks.as_ref());
-            if networks.is_some_and(|n| n.is_empty())
+            if networks_of(&c).next().is_none()
                 && let Some(id) = c.id
                 && self.claimed_at(&id).is_none()
             {
@@ -183,46 +188,18 @@ impl DockerEngine {
         Ok(())
     }
 
-    /// The pool's holders still waiting on the pool network `pool` (id, name, running); with
-    /// `running_only`, those that run.
-    async fn pooled(
-        &self,
-        pool: &str,
-        running_only: bool,
-    ) -> Result<Vec<(String, String, bool)>, RuntimeError> {
-        let mut filters = label_filter(&[(LABEL_HOLDER, pool)]);
-        filters.insert("network".to_owned(), vec![pool.to_owned()]);
-        if running_only {
-            filters.insert("status".to_owned(), vec!["running".to_owned()]);
-        }
-        let options = ListContainersOptions {
-            all: !running_only,
-            filters: Some(filters),
-            ..Default::default()
-        };
-        let listed = self.docker.list_containers(Some(options)).await?;
-        Ok(listed
-            .into_iter()
-            .filter_map(|c| {
-                let name = c.names.iter().flatten().find(|n| is_spare(n, pool))?;
-                let name = name.trim_start_matches('/').to_owned();
-                let running = matches!(c.state, Some(ContainerSummaryStateEnum::RUNNING));
-                Some((c.id?, name, running))
-            })
-            .collect())
-    }
-
     /// Moves a running holder of the pool to `network` as its spare; Ok(false) when the pool
     /// has none (or is not known yet).
     pub(super) async fn spare_from_pool(&self, network: &str) -> Result<bool, RuntimeError> {
-        let Some(pool) = (self.holder_pool.locked().network.as_ref()).map(|n| n.name.clone())
-        else {
-            return Ok(false);
+        let pool = {
+            let state = self.holder_pool.locked();
+            match &state.network {
+                Some(pool) if pool.name != network && state.held != Some(0) => pool.name.clone(),
+                _ => return Ok(false),
+            }
         };
-        if pool == network {
-            return Ok(false);
-        }
-        for (id, name, _) in self.pooled(&pool, true).await? {
+        let running = self.spares(&pool).await?.into_iter().filter(|s| s.2);
+        for (id, name, _) in running {
             let options = RenameContainerOptions {
                 name: spare_name(network),
             };
@@ -238,6 +215,7 @@ impl DockerEngine {
                 state.claims += 1;
                 state.last_claim = Some(Instant::now());
                 state.full_since = None;
+                state.held = state.held.map(|held| held.saturating_sub(1));
             }
             match self.move_holder(&id, &pool, network).await {
                 Ok(()) => return Ok(true),
@@ -248,7 +226,9 @@ impl DockerEngine {
             }
         }
         // None running: the next pass looks.
-        self.holder_pool.locked().full_since = None;
+        let mut state = self.holder_pool.locked();
+        state.full_since = None;
+        state.held = Some(0);
         Ok(false)
     }
 

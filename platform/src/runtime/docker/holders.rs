@@ -89,6 +89,14 @@ fn may_be_orphan(spare: bool, created: Option<i64>, claimed: Option<i64>, now: i
     !spare && created.is_some_and(old) && claimed.is_none_or(old)
 }
 
+/// The names of the networks a listed container is on.
+pub(super) fn networks_of(c: &ContainerSummary) -> impl Iterator<Item = &String> {
+    (c.network_settings.as_ref())
+        .and_then(|n| n.networks.as_ref())
+        .into_iter()
+        .flat_map(|n| n.keys())
+}
+
 /// The holder a container's network mode names (`container:<id>`), if any.
 pub fn holder_of(network_mode: Option<&str>) -> Option<&str> {
     network_mode.and_then(|mode| mode.strip_prefix("container:"))
@@ -276,11 +284,7 @@ impl DockerEngine {
             for c in self.docker.list_containers(Some(options)).await? {
                 // A spare of the network it was made on, or of the one it was moved to.
                 let labelled = c.labels.as_ref().and_then(|l| l.get(LABEL_HOLDER));
-                let on = (c.network_settings.as_ref())
-                    .and_then(|n| n.networks.as_ref())
-                    .into_iter()
-                    .flat_map(|n| n.keys());
-                let networks: Vec<&String> = labelled.into_iter().chain(on).collect();
+                let networks: Vec<&String> = labelled.into_iter().chain(networks_of(&c)).collect();
                 let spare = (c.names.iter().flatten())
                     .any(|name| networks.iter().any(|network| is_spare(name, network)));
                 if let (true, Some(id)) = (spare, c.id.as_deref()) {
@@ -302,7 +306,10 @@ impl DockerEngine {
     }
 
     /// `network`'s spare holders (id, name, running), running ones first.
-    async fn spares(&self, network: &str) -> Result<Vec<(String, String, bool)>, RuntimeError> {
+    pub(super) async fn spares(
+        &self,
+        network: &str,
+    ) -> Result<Vec<(String, String, bool)>, RuntimeError> {
         let mut spares: Vec<(String, String, bool)> = self
             .holders(network)
             .await?
