@@ -11,6 +11,7 @@ pub mod tar_budget;
 pub mod test_support;
 pub mod unpacked;
 pub mod zip_directory;
+pub mod zstd_entry;
 
 /// The manifest's entry in a package zip.
 pub const MANIFEST_ENTRY: &str = "cumulocity.json";

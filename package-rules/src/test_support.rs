@@ -257,3 +257,100 @@ pub fn rewrite(
 
 #[cfg(test)]
 mod tests;
+
+/// `image.tar` as Zstandard, with the sizes and CRC-32 its zip headers will name (true ones
+/// from [`ZstdImage::of`]; change them to make liars).
+#[derive(Clone, Debug)]
+pub struct ZstdImage {
+    pub frame: Vec<u8>,
+    pub size: u32,
+    pub crc32: u32,
+}
+
+impl ZstdImage {
+    /// `image` compressed at level 3 with a window of 2^`window_log` bytes (declared in the
+    /// frame's header whatever the data needs).
+    pub fn of(image: &[u8], window_log: u32) -> ZstdImage {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("zstd encoder");
+        encoder.window_log(window_log).expect("zstd window");
+        encoder
+            .long_distance_matching(window_log > 23)
+            .expect("zstd long matching");
+        encoder.write_all(image).expect("zstd in memory");
+        ZstdImage {
+            frame: encoder.finish().expect("zstd in memory"),
+            size: image.len() as u32,
+            crc32: crc32fast::hash(image),
+        }
+    }
+}
+
+/// A package zip whose `image.tar` is Zstandard (method 93), as `berth-pack pack --zstd`
+/// writes one, with the manifest stored: the zip crate the tests use writes no zstd entry.
+pub fn zstd_package(manifest: &[u8], image: &ZstdImage) -> Vec<u8> {
+    fn put16(out: &mut Vec<u8>, v: u16) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    fn put32(out: &mut Vec<u8>, v: u32) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let entries: [(&str, u16, &[u8], u32, u32); 2] = [
+        (
+            "cumulocity.json",
+            0,
+            manifest,
+            crc32fast::hash(manifest),
+            manifest.len() as u32,
+        ),
+        (
+            "image.tar",
+            crate::zstd_entry::METHOD,
+            &image.frame,
+            image.crc32,
+            image.size,
+        ),
+    ];
+    let header = |out: &mut Vec<u8>,
+                  (name, method, data, crc, size): (&str, u16, &[u8], u32, u32)| {
+        put16(out, 63);
+        put16(out, 0);
+        put16(out, method);
+        put32(out, 0x0021_0000);
+        put32(out, crc);
+        put32(out, data.len() as u32);
+        put32(out, size);
+        put16(out, name.len() as u16);
+        put16(out, 0);
+    };
+    let mut out = Vec::new();
+    let mut offsets = Vec::new();
+    for entry in entries {
+        offsets.push(out.len() as u32);
+        put32(&mut out, 0x0403_4b50);
+        header(&mut out, entry);
+        out.extend_from_slice(entry.0.as_bytes());
+        out.extend_from_slice(entry.2);
+    }
+    let directory = out.len() as u32;
+    for (entry, offset) in entries.into_iter().zip(offsets) {
+        put32(&mut out, 0x0201_4b50);
+        put16(&mut out, 63);
+        header(&mut out, entry);
+        put16(&mut out, 0); // comment length
+        put16(&mut out, 0); // disk
+        put16(&mut out, 0); // internal attributes
+        put32(&mut out, 0); // external attributes
+        put32(&mut out, offset);
+        out.extend_from_slice(entry.0.as_bytes());
+    }
+    let directory_size = out.len() as u32 - directory;
+    put32(&mut out, 0x0605_4b50);
+    put16(&mut out, 0);
+    put16(&mut out, 0);
+    put16(&mut out, 2);
+    put16(&mut out, 2);
+    put32(&mut out, directory_size);
+    put32(&mut out, directory);
+    put16(&mut out, 0);
+    out
+}
