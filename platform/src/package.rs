@@ -14,7 +14,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use manifests_schema::{Severity, Validated};
-use package_rules::{entry_names, zip_directory};
+use package_rules::{entry_names, zip_directory, zstd_entry};
 
 pub use measure::{Measured, measure};
 pub use package_rules::{IMAGE_ENTRY, MANIFEST_ENTRY};
@@ -37,7 +37,7 @@ pub enum PackageError {
     #[error("the package has no {0} at its root")]
     Missing(&'static str),
     #[error(
-        "{entry} cannot be read: {reason}; entries must be stored or deflated, with true sizes and CRC-32, unencrypted; re-create the zip (e.g. with `berth-pack pack`)"
+        "{entry} cannot be read: {reason}; entries must be stored or deflated (image.tar may also be zstd, as `berth-pack pack --zstd` writes it), with true sizes and CRC-32, unencrypted; re-create the zip (e.g. with `berth-pack pack`)"
     )]
     Unreadable { entry: &'static str, reason: String },
     #[error("cumulocity.json is larger than 1 MiB")]
@@ -295,6 +295,24 @@ fn read_manifest(zip: &mut Archive, index: usize) -> Result<Vec<u8>, PackageErro
     Ok(text)
 }
 
+/// `image.tar`'s data, unpacked and CRC-checked: the zip crate's reader, or for a zstd entry
+/// (the zip crate is built without zstd) [`zstd_entry`]'s, which bounds the window.
+fn image_data(zip: &mut Archive, index: usize) -> Result<Box<dyn Read + '_>, PackageError> {
+    let method = (zip.by_index_raw(index))
+        .map_err(|e| unreadable(IMAGE_ENTRY, e))?
+        .compression();
+    if method != zip::CompressionMethod::ZSTD {
+        let entry = zip
+            .by_index(index)
+            .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
+        return Ok(Box::new(entry));
+    }
+    let entry = (zip.by_index_raw(index)).map_err(|e| unreadable(IMAGE_ENTRY, e))?;
+    let (size, crc32) = (entry.size(), entry.crc32());
+    let unpacked = zstd_entry::open(entry, size, crc32).map_err(|e| unreadable(IMAGE_ENTRY, e))?;
+    Ok(Box::new(unpacked))
+}
+
 /// What `image.tar`'s header says it unpacks to.
 fn declared_image_bytes(zip: &mut Archive, index: usize) -> Result<u64, PackageError> {
     Ok(zip
@@ -350,10 +368,7 @@ impl Opened {
         let (limit, declared) = (self.image_limit, self.declared_image_bytes);
         let rewritten = match &mut self.source {
             Source::Whole { zip, image_index } => {
-                let entry = zip
-                    .by_index(*image_index)
-                    .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
-                check_entry(entry, limit, declared, out)?
+                check_entry(image_data(zip, *image_index)?, limit, declared, out)?
             }
             Source::Arriving(stream) => {
                 stream.check_image(|entry| check_entry(entry, limit, declared, out))?

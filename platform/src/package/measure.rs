@@ -5,9 +5,7 @@
 use std::io;
 use std::path::Path;
 
-use super::{
-    IMAGE_ENTRY, PackageError, check_entry, declared_image_bytes, open, read_manifest, unreadable,
-};
+use super::{PackageError, check_entry, declared_image_bytes, image_data, open, read_manifest};
 
 /// The parts of a kept package its storage cost is made of.
 #[derive(Debug)]
@@ -35,8 +33,7 @@ pub fn measure(path: &Path, image_limit: u64) -> Result<Measured, PackageError> 
     let image_unpacked = if declared > image_limit {
         Err(PackageError::ImageTooLarge { limit: image_limit })
     } else {
-        zip.by_index(image_index)
-            .map_err(|e| unreadable(IMAGE_ENTRY, e))
+        image_data(&mut zip, image_index)
             .and_then(|entry| check_entry(entry, image_limit, declared, io::sink()))
             .map(|rewritten| rewritten.image.unpacked_bytes)
     };
@@ -56,7 +53,7 @@ mod tests {
     use zip::write::SimpleFileOptions;
 
     use super::*;
-    use crate::package::{MANIFEST_ENTRY, inspect};
+    use crate::package::{IMAGE_ENTRY, MANIFEST_ENTRY, inspect};
 
     const MANIFEST: &str = r#"{"apiVersion":"1","name":"hello","version":"1.0.0","provider":{"name":"t"},"isolation":"MULTI_TENANT"}"#;
 

@@ -12,12 +12,13 @@
 //! whole once received, which also gives the verdict on a package that fails here.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use manifests_schema::Validated;
+use package_rules::zstd_entry;
 use zip::CompressionMethod;
 
 use super::growing::{Arrival, GrowingReader, Pace};
@@ -63,6 +64,8 @@ pub(super) struct Stream {
     path: PathBuf,
     manifest: Seen,
     image: Seen,
+    /// Where the image entry's data starts.
+    image_data: u64,
     /// The manifest's text as read (its declared size may be 0 with a data descriptor).
     manifest_bytes: u64,
 }
@@ -83,8 +86,12 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 /// Reads the local header at `start` without consuming it (the zip reader reads it again, and
-/// must find the same).
-fn peek_header(reader: &mut GrowingReader, file: &File, start: u64) -> Result<Seen, NotStreamable> {
+/// must find the same); returns it and where its data starts.
+fn peek_header(
+    reader: &mut GrowingReader,
+    file: &File,
+    start: u64,
+) -> Result<(Seen, u64), NotStreamable> {
     let mut fixed = [0u8; LOCAL_HEADER];
     reader
         .wait_for(start + LOCAL_HEADER as u64)
@@ -104,9 +111,15 @@ fn peek_header(reader: &mut GrowingReader, file: &File, start: u64) -> Result<Se
     let method = match u16_at(&fixed, 8) {
         0 => CompressionMethod::Stored,
         8 => CompressionMethod::Deflated,
-        _ => return Err(not_streamable("image.tar is neither stored nor deflated")),
+        zstd_entry::METHOD => CompressionMethod::ZSTD,
+        _ => {
+            return Err(not_streamable(
+                "image.tar is neither stored, deflated nor zstd",
+            ));
+        }
     };
     let name_length = u16_at(&fixed, 26) as usize;
+    let data_start = start + (LOCAL_HEADER + name_length + u16_at(&fixed, 28) as usize) as u64;
     let mut name = vec![0u8; name_length];
     reader
         .wait_for(start + (LOCAL_HEADER + name_length) as u64)
@@ -126,14 +139,15 @@ fn peek_header(reader: &mut GrowingReader, file: &File, start: u64) -> Result<Se
         (size, compressed) = zip64_sizes(&extra, size, compressed)
             .ok_or_else(|| not_streamable("image.tar's zip64 sizes are missing"))?;
     }
-    Ok(Seen {
+    let seen = Seen {
         name,
         header_start: start,
         method,
         crc32: u32_at(&fixed, 14),
         compressed,
         size,
-    })
+    };
+    Ok((seen, data_start))
 }
 
 /// The sizes a local header's zip64 extra field (id 1) gives: each of the 32-bit sizes that is
@@ -202,7 +216,7 @@ pub(super) fn open(
     let validated = manifests_schema::validate(&text)
         .map_err(|_| not_streamable("cumulocity.json is not valid"))?;
     let image_start = reader.position();
-    let image = peek_header(&mut reader, &peeker, image_start)?;
+    let (image, image_data) = peek_header(&mut reader, &peeker, image_start)?;
     if !image.name.eq_ignore_ascii_case(IMAGE_ENTRY.as_bytes()) {
         return Err(not_streamable("image.tar is not the second entry"));
     }
@@ -215,6 +229,7 @@ pub(super) fn open(
         path: path.to_owned(),
         manifest,
         image,
+        image_data,
         manifest_bytes: text.len() as u64,
     };
     Ok((validated, declared, stream))
@@ -238,7 +253,18 @@ impl Stream {
         &mut self,
         check: impl FnOnce(&mut dyn Read) -> Result<T, PackageError>,
     ) -> Result<T, PackageError> {
-        let checked = {
+        let checked = if self.image.method == CompressionMethod::ZSTD {
+            // The zip crate is built without zstd: the entry's data is read raw, past the
+            // header `peek_header` read (the header is then checked against the central
+            // directory as for the others).
+            let header = self.image_data - self.reader.position();
+            io::copy(&mut (&mut self.reader).take(header), &mut io::sink())
+                .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
+            let raw = (&mut self.reader).take(self.image.compressed);
+            let mut entry = zstd_entry::open(raw, self.image.size, self.image.crc32)
+                .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
+            check(&mut entry)?
+        } else {
             let mut entry = zip::read::read_zipfile_from_stream(&mut self.reader)
                 .map_err(|e| unreadable(IMAGE_ENTRY, e))?
                 .ok_or(PackageError::Missing(IMAGE_ENTRY))?;
@@ -280,7 +306,7 @@ mod tests {
     use std::thread::JoinHandle;
     use std::time::Duration;
 
-    use package_rules::test_support::{archive, config_name, file};
+    use package_rules::test_support::{ZstdImage, archive, config_name, file, zstd_package};
     use zip::write::SimpleFileOptions;
 
     use super::super::growing::Arriving;
@@ -373,13 +399,26 @@ mod tests {
 
     #[test]
     fn a_package_streams_as_it_arrives_and_agrees_with_its_whole_reading() {
+        let zstd = zstd_package(MANIFEST.as_bytes(), &ZstdImage::of(&image_archive(), 21));
         let cases = [
-            (CompressionMethod::Stored, false),
-            (CompressionMethod::Deflated, false),
-            (CompressionMethod::Deflated, true),
+            (
+                "stored",
+                package_with(CompressionMethod::Stored, false),
+                false,
+            ),
+            (
+                "deflated",
+                package_with(CompressionMethod::Deflated, false),
+                false,
+            ),
+            (
+                "deflated, zip64",
+                package_with(CompressionMethod::Deflated, true),
+                true,
+            ),
+            ("zstd", zstd, false),
         ];
-        for (method, zip64) in cases {
-            let bytes = package_with(method, zip64);
+        for (method, bytes, zip64) in cases {
             let image_header = bytes
                 .windows(IMAGE_ENTRY.len())
                 .position(|w| w == IMAGE_ENTRY.as_bytes())
@@ -388,13 +427,13 @@ mod tests {
             assert_eq!(u32_at(&bytes, image_header + 22) == u32::MAX, zip64);
             let (temp, arrival, writer) = arrive(bytes, 97, None);
             let opened = open_arriving(temp.path(), Arc::clone(&arrival), 1 << 30, pace(10_000))
-                .unwrap_or_else(|e| panic!("{method:?}: {e}"));
+                .unwrap_or_else(|e| panic!("{method}: {e}"));
             assert_eq!(opened.manifest.manifest.version, "1.0.0");
             let (image, asked) = stream(opened);
             writer.join().unwrap();
             let whole = inspect(temp.path(), 1 << 30).unwrap();
-            assert_eq!(image.unwrap(), whole.image.id, "{method:?}");
-            assert!(asked && arrival.verified(), "{method:?}");
+            assert_eq!(image.unwrap(), whole.image.id, "{method}");
+            assert!(asked && arrival.verified(), "{method}");
         }
     }
 
@@ -447,7 +486,24 @@ mod tests {
         let mut corrupt = package(CompressionMethod::Stored);
         let at = corrupt.len() / 2;
         corrupt[at] ^= 1;
-        for (case, bytes) in [("prefixed", prefixed), ("corrupt", corrupt)] {
+        // A zstd image whose headers name another CRC-32 or size than its data has.
+        let zstd = ZstdImage::of(&image_archive(), 21);
+        let other_crc = ZstdImage {
+            crc32: zstd.crc32 ^ 1,
+            ..zstd.clone()
+        };
+        let other_size = ZstdImage {
+            size: zstd.size + 1,
+            ..zstd.clone()
+        };
+        let zstd_crc = zstd_package(MANIFEST.as_bytes(), &other_crc);
+        let zstd_size = zstd_package(MANIFEST.as_bytes(), &other_size);
+        for (case, bytes) in [
+            ("prefixed", prefixed),
+            ("corrupt", corrupt),
+            ("zstd, other CRC", zstd_crc),
+            ("zstd, other size", zstd_size),
+        ] {
             let (temp, arrival, writer) = arrive(bytes, 512, None);
             let opened = open_arriving(temp.path(), Arc::clone(&arrival), 1 << 30, pace(10_000))
                 .unwrap_or_else(|e| panic!("{case}: {e}"));

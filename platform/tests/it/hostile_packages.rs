@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use package_rules::test_support::{
-    Entry, file, gzip, long_name_header, raw_entry, read, rewrite, symlink,
+    Entry, ZstdImage, file, gzip, long_name_header, raw_entry, read, rewrite, symlink, zstd_package,
 };
 use serde_json::{Value, json};
 
@@ -345,6 +345,20 @@ fn zip_bombs_and_storage_beyond_the_quota_are_refused() {
     let mut zstd = vec![0x28, 0xb5, 0x2f, 0xfd];
     zstd.extend_from_slice(&[0; 64]);
     let zstd_layer = package_of("5.0.1", &layer_replaced(zstd));
+    // image.tar as Zstandard (`berth-pack pack --zstd`): a frame asking for a 128 MiB window,
+    // and the 16 MiB bomb with headers naming the small image's size.
+    let wide = zstd_package(
+        manifest("5.0.2").as_bytes(),
+        &ZstdImage::of(&small.archive, 27),
+    );
+    let zstd_lying = zstd_package(
+        manifest("5.0.3").as_bytes(),
+        &ZstdImage {
+            size: small.archive.len() as u32,
+            ..ZstdImage::of(&bomb, 21)
+        },
+    );
+    assert!(zstd_lying.len() < 100 * 1024, "{}", zstd_lying.len());
     let other = TestImage::build(300 * 1024);
     let over_quota = package_of("3.0.0", &other.archive);
     // The database keeps each version's manifest as text: 800 KiB of it counts against the
@@ -383,6 +397,22 @@ fn zip_bombs_and_storage_beyond_the_quota_are_refused() {
             422,
             "applications/Invalid Data",
             "zstd-compressed",
+        ),
+        (
+            "a zstd frame asking for a 128 MiB window",
+            wide,
+            "5.0.2",
+            422,
+            "applications/Invalid Data",
+            "asks for a window above 16 MiB",
+        ),
+        (
+            "a zstd bomb whose headers lie",
+            zstd_lying,
+            "5.0.3",
+            422,
+            "applications/Invalid Data",
+            "unpacks to more than its declared size",
         ),
         // The zip reader stops at the declared size and says so.
         (

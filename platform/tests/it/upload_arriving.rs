@@ -7,6 +7,8 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
+use package_rules::test_support::{ZstdImage, zstd_package};
+
 use crate::fixture::{Options, Server, create_tenant};
 use crate::supervisor::wait_for;
 use crate::upload::{
@@ -113,7 +115,17 @@ fn packages_load_while_they_arrive_or_whole_with_the_same_outcome() {
     );
     assert_eq!(upload_slowly(&server, login, id, &zip, "128k"), "201");
 
-    for (version, image) in [("1.0.0", &common), ("2.0.0", &described), ("3.0.0", &slow)] {
+    // image.tar as Zstandard (`berth-pack pack --zstd`) streams as well.
+    let m = manifest("4.0.0");
+    let zip = zstd_package(m.as_bytes(), &ZstdImage::of(&common.archive, 21));
+    upload(&server, &t, id, "file", &zip).expect(201);
+
+    for (version, image) in [
+        ("1.0.0", &common),
+        ("2.0.0", &described),
+        ("3.0.0", &slow),
+        ("4.0.0", &common),
+    ] {
         assert_eq!(
             image_id(&berth_ref(&server, &t, id, version)),
             Some(image.id.clone()),
@@ -123,10 +135,10 @@ fn packages_load_while_they_arrive_or_whole_with_the_same_outcome() {
     // The log is written in batches.
     let text = wait_for(
         Duration::from_secs(30),
-        "three accepted uploads in the log",
+        "four accepted uploads in the log",
         || {
             let text = std::fs::read_to_string(log.path()).unwrap();
-            (text.matches("package accepted").count() == 3).then_some(text)
+            (text.matches("package accepted").count() == 4).then_some(text)
         },
     );
     assert!(
@@ -139,6 +151,10 @@ fn packages_load_while_they_arrive_or_whole_with_the_same_outcome() {
     );
     assert!(
         accepted_line(&text, "3.0.0").contains("arriving=false"),
+        "{text}"
+    );
+    assert!(
+        accepted_line(&text, "4.0.0").contains("arriving=true"),
         "{text}"
     );
     assert!(
