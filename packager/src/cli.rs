@@ -57,6 +57,12 @@ pub struct PackArgs {
     /// Store without compression (fastest, largest).
     #[arg(long)]
     pub store: bool,
+    /// Compress image.tar with Zstandard (zip method 93) at this level, 1 to 19 (3 is zstd's
+    /// default): Berth unpacks it about four times faster than deflate, so it deploys sooner;
+    /// Cumulocity and Info-ZIP `unzip` cannot read it.
+    #[arg(long, value_name = "LEVEL", num_args = 0..=1, default_missing_value = "3",
+          value_parser = clap::value_parser!(u32).range(1..=19), conflicts_with_all = ["store", "level"])]
+    pub zstd: Option<u32>,
     /// Compression threads [default: number of CPUs].
     #[arg(long, value_name = "N")]
     pub jobs: Option<NonZeroUsize>,
@@ -127,10 +133,10 @@ impl PackArgs {
             // clap's argument group requires exactly one of the two.
             (None, None) => ImageSource::Archive(PathBuf::new()),
         };
-        let compression = if self.store || self.level == 0 {
-            Compression::Store
-        } else {
-            Compression::Deflate(self.level)
+        let compression = match self.zstd {
+            Some(level) => Compression::Zstd(level),
+            None if self.store || self.level == 0 => Compression::Store,
+            None => Compression::Deflate(self.level),
         };
         let threads = self
             .jobs

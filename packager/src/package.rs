@@ -15,11 +15,11 @@ use manifests_schema::{Diagnostic, Manifest, Rejected, Validated};
 
 use crate::deflate::{ParallelDeflater, StreamTotals};
 use crate::docker_export::{self, DockerError};
-use crate::entry_sink::{EntrySink, StoredSink, TeeReader};
+use crate::entry_sink::{EntrySink, StoredSink, TeeReader, ZstdSink};
 use crate::image_archive::{self, ImageError, ImageSummary};
 use crate::zip_writer::{Method, ZipWriter};
 use crate::{output_path, temp_cleanup};
-use package_rules::{entry_names, zip_directory};
+use package_rules::{entry_names, zip_directory, zstd_entry};
 
 pub use package_rules::{IMAGE_ENTRY, MANIFEST_ENTRY};
 /// No real manifest comes close; larger files are a mistake (e.g. the image passed twice).
@@ -110,6 +110,8 @@ pub enum Compression {
     Store,
     /// Deflate level 1–9.
     Deflate(u32),
+    /// Zstandard level 1–19 for image.tar (the manifest stays deflated, so anything reads it).
+    Zstd(u32),
 }
 
 /// Where the image comes from.
@@ -192,19 +194,34 @@ pub fn pack(options: &PackOptions) -> Result<Packed, PackageError> {
 
     let progress = progress_bar(options.progress, size_hint);
     let mut zip = ZipWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER, temporary.as_file()));
-    let (method, level) = match options.compression {
-        Compression::Store => (Method::Stored, 0),
-        Compression::Deflate(level) => (Method::Deflated, level),
+    let (manifest_method, image_method, level) = match options.compression {
+        Compression::Store => (Method::Stored, Method::Stored, 0),
+        Compression::Deflate(level) => (Method::Deflated, Method::Deflated, level),
+        Compression::Zstd(level) => (Method::Deflated, Method::Zstd, level),
     };
-    zip.add_entry(MANIFEST_ENTRY, method, level, manifest_text.as_bytes())
-        .map_err(io_error(&temp_path))?;
-    zip.start_entry(IMAGE_ENTRY, method, size_hint)
+    let manifest_level = if image_method == Method::Zstd {
+        6
+    } else {
+        level
+    };
+    zip.add_entry(
+        MANIFEST_ENTRY,
+        manifest_method,
+        manifest_level,
+        manifest_text.as_bytes(),
+    )
+    .map_err(io_error(&temp_path))?;
+    zip.start_entry(IMAGE_ENTRY, image_method, size_hint)
         .map_err(io_error(&temp_path))?;
     let mut sink = match options.compression {
         Compression::Store => EntrySink::Stored(StoredSink::new(zip.data())),
         Compression::Deflate(level) => {
             EntrySink::Deflated(ParallelDeflater::new(zip.data(), level, options.threads))
         }
+        Compression::Zstd(level) => EntrySink::Zstd(
+            ZstdSink::new(zip.data(), level as i32, options.threads)
+                .map_err(io_error(&temp_path))?,
+        ),
     };
     let mut tee = TeeReader {
         source,
@@ -538,10 +555,20 @@ fn inspect_package(
         )?;
     let manifest = manifests_schema::validate(&text);
 
-    let image_entry = archive
-        .by_name(IMAGE_ENTRY)
-        .map_err(|error| invalid(format!("cannot read {IMAGE_ENTRY}: {error}")))?;
-    let image = image_archive::scan_within(image_entry, image_size_limit);
+    let cannot_read =
+        |error: &dyn std::fmt::Display| invalid(format!("cannot read {IMAGE_ENTRY}: {error}"));
+    let image_entry = archive.by_name(IMAGE_ENTRY).map_err(|e| cannot_read(&e))?;
+    let image = if image_entry.compression() == zip::CompressionMethod::ZSTD {
+        drop(image_entry);
+        let raw = archive
+            .by_name_raw(IMAGE_ENTRY.as_bytes())
+            .map_err(|e| cannot_read(&e))?;
+        let (size, crc32) = (raw.size(), raw.crc32());
+        let unpacked = zstd_entry::open(raw, size, crc32).map_err(|e| cannot_read(&e))?;
+        image_archive::scan_within(unpacked, image_size_limit)
+    } else {
+        image_archive::scan_within(image_entry, image_size_limit)
+    };
     Ok(Inspection {
         file: path.to_owned(),
         manifest_origin,
@@ -559,6 +586,7 @@ fn method_name(method: zip::CompressionMethod) -> String {
     match method {
         zip::CompressionMethod::Stored => "stored".to_owned(),
         zip::CompressionMethod::Deflated => "deflated".to_owned(),
+        zip::CompressionMethod::ZSTD => "zstd".to_owned(),
         other => format!("{other:?}").to_lowercase(),
     }
 }

@@ -436,4 +436,64 @@ fn hello_deploys_to_berth_and_a_redeploy_reuses_the_application_and_subscribes()
         finished.stdout,
         format!("tenant management was already subscribed to application {id}\n")
     );
+
+    // The same build packed with --zstd as version 1.0.1: Berth unpacks the Zstandard entry,
+    // loads the very image and serves it through the proxy.
+    let manifest_path = workspace.example("hello").join("cumulocity.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(manifest_path).expect("hello's manifest"))
+            .expect("manifest JSON");
+    manifest["version"] = "1.0.1".into();
+    let zstd_manifest = out.path().join("zstd-manifest.json");
+    std::fs::write(&zstd_manifest, manifest.to_string()).expect("write the manifest");
+    let zstd_zip = out.path().join("hello-zstd.zip");
+    run_ok(
+        Command::new(&berth_pack)
+            .args(["pack", "--quiet", "--zstd", "--docker-image", &image])
+            .arg("--manifest")
+            .arg(&zstd_manifest)
+            .arg("--output")
+            .arg(&zstd_zip),
+    );
+    let inspected = run_ok(Command::new(&berth_pack).arg("inspect").arg(&zstd_zip));
+    assert!(
+        inspected.stdout.contains("image.tar zstd"),
+        "{}",
+        inspected.stdout
+    );
+    run_ok(&mut deploy_command(
+        &berth_pack,
+        &zstd_zip,
+        &berth,
+        ADMIN_PASSWORD,
+        &["--ca-cert", &ca_cert],
+    ));
+    let zstd_tag = PlatformTag {
+        tag: format!("berth/{}/management-{id}:1.0.1", berth.installation),
+    };
+    assert_eq!(
+        image_id(&zstd_tag.tag),
+        image_id(&image),
+        "{}",
+        zstd_tag.tag
+    );
+    let (status, application) = berth.admin_get(&format!("/application/applications/{id}"));
+    assert_eq!(status, 200, "{application}");
+    assert_eq!(
+        application["manifest"]["version"], "1.0.1",
+        "{application:#}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = berth.admin_get("/service/hello/health");
+        if status == 200 {
+            assert_eq!(body["status"], "UP", "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 200 from the zstd deploy: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

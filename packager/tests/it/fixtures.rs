@@ -307,14 +307,23 @@ pub fn zip_entries(path: &Path) -> Vec<(String, zip::CompressionMethod, Vec<u8>)
     let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
     (0..archive.len())
         .map(|index| {
-            let mut entry = archive.by_index(index).unwrap();
+            let raw = archive.by_index_raw(index).unwrap();
+            let (name, method) = (raw.name().unwrap().into_owned(), raw.compression());
             let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            (
-                entry.name().unwrap().into_owned(),
-                entry.compression(),
-                data,
-            )
+            // The zip crate is built without zstd: the platform's reader unpacks it.
+            if method == zip::CompressionMethod::ZSTD {
+                let (size, crc) = (raw.size(), raw.crc32());
+                let mut entry = package_rules::zstd_entry::open(raw, size, crc).unwrap();
+                entry.read_to_end(&mut data).unwrap();
+            } else {
+                drop(raw);
+                archive
+                    .by_index(index)
+                    .unwrap()
+                    .read_to_end(&mut data)
+                    .unwrap();
+            }
+            (name, method, data)
         })
         .collect()
 }

@@ -142,6 +142,58 @@ fn store_and_levels_select_the_zip_method_and_round_trip() {
 }
 
 #[test]
+fn zstd_packs_the_image_only_and_the_package_validates() {
+    let mut spec = ImageSpec::small("hello:1.0");
+    spec.layers = vec![fixtures::text(2_000_000), fixtures::noise(500_000, 4)];
+    let image = fixtures::docker_save(&spec);
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path(), MANIFEST, &image);
+    let deflated = pack_to(dir.path(), "deflate.zip", &[]);
+    assert_eq!(deflated.code, 0, "{}", deflated.stderr);
+    let deflated = std::fs::metadata(dir.path().join("deflate.zip"))
+        .unwrap()
+        .len();
+    for (output, flags) in [
+        ("zstd.zip", &["--zstd"][..]),
+        ("zstd19.zip", &["--zstd", "19"]),
+        ("zstd-jobs1.zip", &["--zstd", "1", "--jobs", "1"]),
+    ] {
+        let run = pack_to(dir.path(), output, flags);
+        assert_eq!(run.code, 0, "{output}: {}", run.stderr);
+        let path = dir.path().join(output);
+        let entries = zip_entries(&path);
+        // The manifest stays deflated, so any zip tool (and Cumulocity's checks) reads it.
+        assert_eq!(entries[0].1, zip::CompressionMethod::Deflated, "{output}");
+        assert_eq!(entries[0].2, MANIFEST.as_bytes(), "{output}");
+        assert_eq!(entries[1].1, zip::CompressionMethod::ZSTD, "{output}");
+        assert!(entries[1].2 == image, "{output}: image differs");
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            size < deflated * 11 / 10,
+            "{output}: {size} against deflate's {deflated}"
+        );
+        let validated = berth_pack(dir.path(), &["validate", output]);
+        assert_eq!(validated.code, 0, "{output}: {}", validated.stderr);
+        let inspected = berth_pack(dir.path(), &["inspect", output]);
+        assert!(
+            inspected.stdout.contains("image.tar zstd"),
+            "{}",
+            inspected.stdout
+        );
+    }
+    // Each option names one method; a level out of range is a usage error.
+    for flags in [
+        &["--zstd", "--store"][..],
+        &["--zstd", "--level", "9"],
+        &["--zstd", "20"],
+    ] {
+        let run = pack_to(dir.path(), "refused.zip", flags);
+        assert_eq!(run.code, 2, "{flags:?}: {}", run.stderr);
+        assert!(!dir.path().join("refused.zip").exists(), "{flags:?}");
+    }
+}
+
+#[test]
 fn default_output_name_comes_from_manifest_name_else_image_repository() {
     let cases = [
         (MANIFEST, "hello:1.0", "hello-1.0.0.zip"),
