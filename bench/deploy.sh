@@ -11,12 +11,17 @@
 # Berth, then Berth then by hand, ...) so the shared machine's load hits both alike; prints a Markdown table of the
 # medians and the ratio Berth / by hand, with the load average before and after.
 #
+# Berth gets the package in each of PACKINGS: `deflate` (berth-pack's default, what Cumulocity reads) and `zstd`
+# (`berth-pack pack --zstd`: image.tar as Zstandard, which Berth unpacks about four times faster). Each round runs
+# by hand and every packing, in an order that turns around each round.
+#
 # The bench manifest's readiness probe has no initial delay (initialDelaySeconds 0): the by-hand path waits for
 # nothing either, and a manifest's delay is the tenant's choice, not platform overhead.
 #
 # Settings (environment):
 #   SIZES        image sizes in MiB (default "10 100 1024")
 #   ROUNDS       measured rounds per size and path (default 3)
+#   PACKINGS     how berth-pack packs image.tar: any of "deflate zstd" (default both)
 #   BERTH, BERTH_PACK  binaries to use; with both set nothing is built (default: cargo build --release -p berth
 #                -p berth-pack, honouring CARGO_TARGET_DIR)
 #   HELLO_TARGET_DIR  cargo target dir for the static hello build (default CARGO_TARGET_DIR)
@@ -29,6 +34,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 work="$here/work/deploy"
 sizes="${SIZES:-10 100 1024}"
 rounds="${ROUNDS:-3}"
+packings="${PACKINGS:-deflate zstd}"
+for packing in $packings; do
+    [[ "$packing" == deflate || "$packing" == zstd ]] || die "PACKINGS: $packing is neither deflate nor zstd"
+done
 berth_port="${BERTH_PORT:-18463}"
 target_dir="${CARGO_TARGET_DIR:-$workspace/target}"
 hello_target_dir="${HELLO_TARGET_DIR:-$target_dir}"
@@ -125,8 +134,12 @@ m["version"] = "1.0.%s" % sys.argv[3]
 m["readinessProbe"]["initialDelaySeconds"] = 0
 json.dump(m, open(sys.argv[2], "w"))
 PY
-    "$berth_pack" pack --quiet --manifest "$work/manifest-$size.json" --image "$work/image-$size.tar" \
-        --output "$work/deploy-$size.zip" > /dev/null
+    for packing in $packings; do
+        pack_args=()
+        [[ "$packing" == zstd ]] && pack_args=(--zstd)
+        "$berth_pack" pack --quiet "${pack_args[@]}" --manifest "$work/manifest-$size.json" \
+            --image "$work/image-$size.tar" --output "$work/deploy-$size-$packing.zip" > /dev/null
+    done
     docker rmi -f "$tag" > /dev/null
 done
 
@@ -181,10 +194,10 @@ by_hand() {
     image_absent "$(cat "$work/image-$size.id")"
 }
 with_berth() {
-    local size="$1" start
+    local size="$1" packing="$2" start
     create_app
     start="$(now)"
-    api -F "file=@$work/deploy-$size.zip" "$base/application/applications/$app_id/binaries" > /dev/null
+    api -F "file=@$work/deploy-$size-$packing.zip" "$base/application/applications/$app_id/binaries" > /dev/null
     until_200 --cacert "$cert" -u "management/admin:$password" "$base/service/deploy/health"
     ms_between "$start" "$(now)"
     delete_app
@@ -194,26 +207,47 @@ with_berth() {
 median() { python3 -c 'import statistics, sys; print(round(statistics.median(int(a) for a in sys.argv[1:])))' "$@"; }
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 started="$(date -u +'%Y-%m-%d %H:%M')"
-echo "| image | by hand (ms, runs) | Berth (ms, runs) | by hand median | Berth median | Berth / by hand |"
-echo "|---|---|---|---|---|---|"
+header="| image | by hand (ms, runs) | by hand median |"
+rule="|---|---|---:|"
+for packing in $packings; do
+    header+=" Berth, $packing (ms, runs) | median | Berth / by hand |"
+    rule+="---|---:|---:|"
+done
+echo "$header"
+echo "$rule"
 for size in $sizes; do
     image_absent "$(cat "$work/image-$size.id")"
     hand=()
-    platform=()
+    declare -A platform=()
     for round in $(seq "$rounds"); do
-        if ((round % 2)); then
-            hand+=("$(by_hand "$size")")
-            platform+=("$(with_berth "$size")")
-        else
-            platform+=("$(with_berth "$size")")
-            hand+=("$(by_hand "$size")")
+        # by hand first in odd rounds, last in even ones; the packings turn around likewise.
+        order=(hand $packings)
+        if ((round % 2 == 0)); then
+            mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
         fi
-        say "$size MiB round $round: by hand ${hand[-1]} ms, Berth ${platform[-1]} ms"
+        for path in "${order[@]}"; do
+            if [[ "$path" == hand ]]; then
+                hand+=("$(by_hand "$size")")
+            else
+                platform[$path]+="$(with_berth "$size" "$path") "
+            fi
+        done
+        line="$size MiB round $round: by hand ${hand[-1]} ms"
+        for packing in $packings; do
+            last="${platform[$packing]% }"
+            line+=", Berth $packing ${last##* } ms"
+        done
+        say "$line"
     done
     h="$(median "${hand[@]}")"
-    b="$(median "${platform[@]}")"
-    ratio="$(python3 -c "print('%.2fx' % ($b / $h))")"
-    echo "| $size MiB | ${hand[*]} | ${platform[*]} | $h | $b | $ratio |"
+    row="| $size MiB | ${hand[*]} | $h |"
+    for packing in $packings; do
+        read -ra runs <<< "${platform[$packing]}"
+        b="$(median "${runs[@]}")"
+        row+=" ${runs[*]} | $b | $(python3 -c "print('%.2fx' % ($b / $h))") |"
+    done
+    echo "$row"
+    unset platform
 done
 echo
 echo "Run $started UTC, load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)."
