@@ -257,7 +257,7 @@ impl Stream {
             // The zip crate is built without zstd: the entry's data is read raw, past the
             // header `peek_header` read (the header is then checked against the central
             // directory as for the others).
-            let header = self.image_data - self.reader.position();
+            let header = self.image_data.saturating_sub(self.reader.position());
             io::copy(&mut (&mut self.reader).take(header), &mut io::sink())
                 .map_err(|e| unreadable(IMAGE_ENTRY, e))?;
             let raw = (&mut self.reader).take(self.image.compressed);
