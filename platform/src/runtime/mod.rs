@@ -117,8 +117,9 @@ pub trait Runtime: Send + Sync + Debug + 'static {
 
     /// Creates (not starts) an instance; returns its id.
     fn create_instance<'a>(&'a self, spec: &'a InstanceSpec) -> Pending<'a, String>;
-    /// Starts an instance; Ok(false) when it is gone or being removed, which no retry mends:
-    /// the caller replaces it instead.
+    /// Starts an instance; Ok(false) when it is gone, being removed, or could never start and
+    /// was removed (its network holder is gone), which no retry mends: the caller replaces it
+    /// instead.
     fn start_instance<'a>(&'a self, id: &'a str) -> Pending<'a, bool>;
     /// How long a runtime that restarts exited instances by itself (Swarm) waits before it
     /// restarts the instances of `id`'s revision; the same delay already set changes nothing.

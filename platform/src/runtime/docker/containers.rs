@@ -147,9 +147,11 @@ impl DockerEngine {
     /// no retry mends: the caller replaces it instead.
     ///
     /// A replica whose holder stopped (the engine restarted) cannot start: the holder is
-    /// started first and the start tried again; one whose holder is gone is replaced. One
-    /// still running after its holder stopped (listed as not running: its network went with
-    /// the holder's) is stopped first, or the engine would take the start for done.
+    /// started first and the start tried again; one whose holder is gone can never start, so
+    /// it is removed here and Ok(false) says so (its replacement is made at once, and must not
+    /// meet it: two containers of one replica slot). One still running after its holder
+    /// stopped (listed as not running: its network went with the holder's) is stopped first,
+    /// or the engine would take the start for done.
     pub(super) async fn start_instance(&self, id: &str) -> Result<bool, RuntimeError> {
         let cut_off = self.cut_off.locked().remove(id);
         // Checked only for those (a new replica's first start, on every deploy's path, is not).
@@ -164,7 +166,7 @@ impl DockerEngine {
                 Err(e) => return Err(e.into()),
             }
             if !self.start_holder(&holder).await? {
-                return Ok(false);
+                return self.remove_holderless(id).await;
             }
         }
         let refused = match self.docker.start_container(id, None).await {
@@ -181,13 +183,20 @@ impl DockerEngine {
             return Err(refused.into());
         };
         if !self.start_holder(holder).await? {
-            return Ok(false);
+            return self.remove_holderless(id).await;
         }
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) || is_being_removed(&e) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Removes replica `id`, whose holder is gone; Ok(false) for `start_instance`.
+    async fn remove_holderless(&self, id: &str) -> Result<bool, RuntimeError> {
+        tracing::debug!(container = %id, "removing a replica whose network holder is gone");
+        self.remove_container(id).await?;
+        Ok(false)
     }
 
     /// The holder of replica `id` when the replica runs and its holder does not.
