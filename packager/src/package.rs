@@ -194,15 +194,12 @@ pub fn pack(options: &PackOptions) -> Result<Packed, PackageError> {
 
     let progress = progress_bar(options.progress, size_hint);
     let mut zip = ZipWriter::new(BufWriter::with_capacity(OUTPUT_BUFFER, temporary.as_file()));
-    let (manifest_method, image_method, level) = match options.compression {
-        Compression::Store => (Method::Stored, Method::Stored, 0),
-        Compression::Deflate(level) => (Method::Deflated, Method::Deflated, level),
-        Compression::Zstd(level) => (Method::Deflated, Method::Zstd, level),
-    };
-    let manifest_level = if image_method == Method::Zstd {
-        6
-    } else {
-        level
+    // Beside a zstd image the manifest is deflated at deflate's default level, so any zip
+    // tool reads it.
+    let (manifest_method, manifest_level, image_method) = match options.compression {
+        Compression::Store => (Method::Stored, 0, Method::Stored),
+        Compression::Deflate(level) => (Method::Deflated, level, Method::Deflated),
+        Compression::Zstd(_) => (Method::Deflated, 6, Method::Zstd),
     };
     zip.add_entry(
         MANIFEST_ENTRY,
